@@ -1,0 +1,40 @@
+# Two commands matter: `make demo` and `make test`. Both create/update .venv from the pinned
+# constraints, so a fresh clone needs only Python 3.11 and the package registries.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_FLAGS := --disable-pip-version-check --quiet
+
+# Real data for the slower tests and benchmarks: ../shared/data when it is there.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export FORGETBENCH_DATA ?= $(SHARED_DATA)
+endif
+
+.PHONY: demo test test-fast install lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/forgetbench run configs/quick.yaml
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+# Re-pin every dependency to what is installed in .venv now (after a deliberate upgrade).
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^forgetbench' > constraints.txt
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,3 @@
+"""forgetbench: a continual-learning benchmark harness for networks that share parameters."""
+
+__version__ = "0.1.0"

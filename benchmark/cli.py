@@ -1,0 +1,136 @@
+"""``forgetbench`` command line.
+
+Exit status: 0 every run ok; 1 some runs failed or diverged (the others are kept); 2 invalid input
+(bad config, unknown name, missing data while offline), in which case nothing is run or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmark.config import ConfigError, SuiteConfig, load_config
+
+EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = "configs/quick.yaml"
+
+
+def _default_config_path() -> Path:
+    local = Path(DEFAULT_CONFIG)
+    return local if local.exists() else REPO_ROOT / DEFAULT_CONFIG
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed and no repeats")
+    return seeds
+
+
+def _data_root(arg: str | None) -> Path:
+    from benchmark.datasets import default_data_root
+
+    return (Path(arg) if arg else default_data_root()).expanduser().resolve()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.suite import run_suite
+    from reports.tables import format_overview, overview, runs_frame
+    from benchmark.store import load_results
+
+    suite: SuiteConfig = load_config(args.config or _default_config_path())
+    out = Path(args.out) if args.out else Path("results") / suite.name
+    outcome = run_suite(
+        suite,
+        out,
+        _data_root(args.data_root),
+        seeds=args.seeds,
+        fresh=args.fresh,
+        show_progress=not args.quiet,
+    )
+    by_id = {r["run_id"]: r for r in load_results(out)}
+    records = [by_id[run_id] for run_id in outcome.run_ids if run_id in by_id]
+    print(format_overview(overview(runs_frame(records))))
+    print(
+        f"\n{len(outcome.ran)} run(s) executed, {len(outcome.skipped)} skipped (already complete), "
+        f"{len(outcome.failed)} not ok. Results in {out}/"
+    )
+    return EXIT_RUNS_FAILED if outcome.failed else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from benchmark.runner import expand_suite
+    from benchmark.suite import preflight
+
+    suite = load_config(args.config)
+    if args.data_root is not None or not args.skip_data:
+        preflight(suite, _data_root(args.data_root))
+    runs = expand_suite(suite)
+    print(f"{args.config}: valid suite {suite.name!r}, {len(runs)} run(s)")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from benchmark.datasets import DATASETS
+    from benchmark.scenarios import SCENARIOS
+    from strategies import STRATEGIES
+
+    registries = {"strategies": STRATEGIES, "scenarios": SCENARIOS, "datasets": DATASETS}
+    kinds = [args.kind] if args.kind else list(registries)
+    for kind in kinds:
+        print(f"{kind}:")
+        entries = list(registries[kind])
+        width = max((len(e.name) for e in entries), default=0)
+        for entry in entries:
+            print(f"  {entry.name:<{width}}  {entry.description}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forgetbench",
+        description="Continual-learning benchmark harness for networks that share parameters.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run every (scenario x strategy x seed) of a suite")
+    p.add_argument("config", nargs="?", help=f"suite YAML (default: {DEFAULT_CONFIG})")
+    p.add_argument("--out", help="output folder (default: results/<suite name>)")
+    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
+    p.add_argument("--seeds", type=_parse_seeds, help="override the suite's seeds, e.g. 0,1,2")
+    p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a suite config and exit, running nothing")
+    p.add_argument("config")
+    p.add_argument("--data-root", help="also check that the data is there (default root if omitted)")
+    p.add_argument("--skip-data", action="store_true", help="do not check that the data is present")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("list", help="list registered strategies, scenarios or datasets")
+    p.add_argument("kind", nargs="?", choices=["strategies", "scenarios", "datasets"])
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"forgetbench: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("forgetbench: interrupted; completed runs are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Suite configuration: YAML validated with pydantic.
+
+Unknown keys are errors at every level. Scenario and strategy params are validated against the
+params model their component registered, so a typo or an out-of-range value is reported with its
+full location (``strategies[1].params.ewc_lambda``) before anything runs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from benchmark.registry import Registry, UnknownNameError
+
+
+class ConfigError(ValueError):
+    """An invalid suite configuration; the message names the field and the allowed values."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingConfig(StrictModel):
+    """How every run of the suite is trained."""
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: PositiveFloat = 0.05
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: NonNegativeFloat = 0.0
+    batch_size: PositiveInt = 64
+    epochs: PositiveInt = 1
+    eval_batch_size: PositiveInt = 512
+    eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
+
+
+_SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.+=-]+$")
+
+
+class ComponentSpec(StrictModel):
+    """A scenario or strategy entry: registered ``name``, its ``params``, an optional ``label``."""
+
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("label")
+    @classmethod
+    def _label_is_path_safe(cls, label: str | None) -> str | None:
+        if label is not None and not _SAFE_LABEL.match(label):
+            raise ValueError("label may use only letters, digits and _ . + = -")
+        return label
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+
+class SuiteConfig(StrictModel):
+    """A suite: every (scenario x strategy x seed) combination is one run."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    scenarios: list[ComponentSpec] = Field(min_length=1)
+    strategies: list[ComponentSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> "SuiteConfig":
+        for field in ("scenarios", "strategies"):
+            seen: dict[str, int] = {}
+            for i, spec in enumerate(getattr(self, field)):
+                if spec.display_name in seen:
+                    raise ValueError(
+                        f"{field}[{i}]: label {spec.display_name!r} is used twice; give each "
+                        f"entry of the same {field[:-1]} a distinct `label`"
+                    )
+                seen[spec.display_name] = i
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds: each seed may appear only once")
+        return self
+
+
+def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = prefix
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def _resolve_components(
+    specs: list[ComponentSpec], registry: Registry, field: str
+) -> list[ComponentSpec]:
+    """Check names and validate params; returns specs whose params have every default filled in."""
+    resolved, errors = [], []
+    for i, spec in enumerate(specs):
+        try:
+            entry = registry.get(spec.name)
+        except UnknownNameError as exc:
+            errors.append(f"{field}[{i}].name: {exc}")
+            continue
+        try:
+            params = entry.parse_params(spec.params)
+        except ValidationError as exc:
+            errors.append(_format_validation_error(exc, prefix=f"{field}[{i}].params"))
+            continue
+        resolved.append(spec.model_copy(update={"params": params.model_dump(mode="json")}))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return resolved
+
+
+def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
+    """Validate a raw config mapping; raise :class:`ConfigError` naming every bad field."""
+    from benchmark.scenarios import SCENARIOS
+    from strategies import STRATEGIES
+
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>: a suite config must be a mapping of keys to values")
+    try:
+        suite = SuiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+    errors = []
+    updates = {}
+    for field, registry in (("scenarios", SCENARIOS), ("strategies", STRATEGIES)):
+        try:
+            updates[field] = _resolve_components(getattr(suite, field), registry, field)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return suite.model_copy(update=updates)
+
+
+def load_config(path: str | Path) -> SuiteConfig:
+    """Read and validate a YAML suite file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return resolve_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: invalid config\n{exc}") from None

@@ -1,0 +1,94 @@
+"""Mini-batches sliced from whole tensors: no per-sample ``__getitem__``, no collate.
+
+Avalanche's default loaders index a dataset sample by sample and collate; on small models that
+dominates the step time. :func:`dataset_tensors` recovers ``(x, y, t)`` tensors from an Avalanche
+dataset (directly when it is one of ours, by one materialising pass otherwise, e.g. a replay
+buffer) and :class:`TensorBatchLoader` serves shuffled batches from them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from benchmark.scenarios.base import LabelledTensors
+
+Batch = list[torch.Tensor]
+_materialised: "weakref.WeakKeyDictionary[object, tuple[torch.Tensor, ...]]" = weakref.WeakKeyDictionary()
+
+
+def dataset_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x, y, task_labels)`` of an Avalanche dataset, in dataset order."""
+    flat = getattr(dataset, "_flat_data", None)
+    if flat is not None and len(flat._datasets) == 1 and flat._indices is None:
+        leaf = flat._datasets[0]
+        if isinstance(leaf, LabelledTensors) and _no_transforms(flat):
+            return leaf.tensors  # type: ignore[return-value]
+    cached = _materialised.get(dataset)
+    if cached is None:
+        cached = _materialise(dataset)
+        _materialised[dataset] = cached
+    return cached  # type: ignore[return-value]
+
+
+def _no_transforms(flat) -> bool:
+    for groups in (flat._transform_groups, flat._frozen_transform_groups):
+        if groups is None:
+            continue
+        current = groups.transform_groups.get(groups.current_group)
+        if current is not None and any(t is not None for t in _iter_transforms(current)):
+            return False
+    return True
+
+
+def _iter_transforms(group):
+    transforms = getattr(group, "transforms", None)
+    return transforms if transforms is not None else [group]
+
+
+def _materialise(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    loader = DataLoader(dataset, batch_size=4096, collate_fn=getattr(dataset, "collate_fn", None))
+    parts = list(loader)
+    x = torch.cat([p[0] for p in parts])
+    y = torch.cat([torch.as_tensor(p[1]) for p in parts])
+    t = torch.cat([torch.as_tensor(p[-1]) for p in parts])
+    return x, y, t
+
+
+class TensorBatchLoader:
+    """Iterates ``[x, y, t]`` mini-batches of whole tensors.
+
+    With ``shuffle`` each pass draws a new permutation from ``generator``, so the data order is
+    a function of the generator's seed only.
+    """
+
+    def __init__(
+        self,
+        tensors: tuple[torch.Tensor, ...],
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ):
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.tensors[0])
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = len(self.tensors[0])
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+            tensors = [t[order] for t in self.tensors]
+        else:
+            tensors = list(self.tensors)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield [t[start : start + self.batch_size] for t in tensors]

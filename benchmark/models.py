@@ -1,0 +1,91 @@
+"""Model families: trunks and multi-model networks that share parameters.
+
+Every network here is an Avalanche :class:`~avalanche.models.MultiTaskModule`: the task label fed
+with a batch selects which *model* of the family runs (a head of a multi-head net, model A or B of
+the two-model setup, an architecture of a supernet). Parameters used by several models are the same
+``nn.Parameter`` objects, so sharing is real, not copied.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from avalanche.models import MultiTaskModule
+from torch import nn
+
+
+def mlp_trunk(input_shape: Sequence[int], widths: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """Flatten, then ``Linear -> ReLU`` for each width. Returns the trunk and its output size."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    fan_in = int(torch.tensor(input_shape).prod())
+    for width in widths:
+        layers += [nn.Linear(fan_in, width), nn.ReLU()]
+        fan_in = width
+    return nn.Sequential(*layers), fan_in
+
+
+def cnn_trunk(input_shape: Sequence[int], widths: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """``Conv3x3 -> ReLU -> MaxPool2`` per width (channels), then flatten.
+
+    1-D inputs (C, L) use Conv1d; images (C, H, W) Conv2d. Pooling stops once the
+    spatial size reaches 1.
+    """
+    spatial = list(input_shape[1:])
+    conv, pool = (nn.Conv1d, nn.MaxPool1d) if len(spatial) == 1 else (nn.Conv2d, nn.MaxPool2d)
+    layers: list[nn.Module] = []
+    channels = input_shape[0]
+    for width in widths:
+        layers += [conv(channels, width, kernel_size=3, padding=1), nn.ReLU()]
+        if min(spatial) >= 2:
+            layers.append(pool(2))
+            spatial = [s // 2 for s in spatial]
+        channels = width
+    layers.append(nn.Flatten())
+    out = channels * int(torch.tensor(spatial).prod())
+    return nn.Sequential(*layers), out
+
+
+def make_trunk(
+    kind: Literal["mlp", "cnn"], input_shape: Sequence[int], widths: Sequence[int]
+) -> tuple[nn.Sequential, int]:
+    """Build a trunk of the given kind; returns ``(module, output_features)``."""
+    return (mlp_trunk if kind == "mlp" else cnn_trunk)(input_shape, widths)
+
+
+class TaskRoutedModule(MultiTaskModule):
+    """Multi-task module whose batches usually hold one task: skip Avalanche's per-task split.
+
+    Avalanche's ``MultiTaskModule.forward`` calls ``torch.unique`` and scatters outputs for every
+    batch. Batches of one task label (the common case here) go straight to ``forward_single_task``.
+    """
+
+    def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int | None) -> torch.Tensor:
+        if isinstance(task_labels, torch.Tensor) and task_labels.numel() > 0:
+            first = task_labels[0]
+            if bool((task_labels == first).all()):
+                return self.forward_single_task(x, int(first))
+        return super().forward(x, task_labels)
+
+    def used_parameter_names(self, task_label: int) -> frozenset[str]:
+        """Names (as in ``named_parameters``) of the parameters model ``task_label`` uses."""
+        raise NotImplementedError
+
+
+class MultiHeadNet(TaskRoutedModule):
+    """A shared trunk with one linear head per task: model t = (trunk, heads[t])."""
+
+    def __init__(self, trunk: nn.Module, trunk_features: int, head_sizes: Sequence[int]):
+        super().__init__()
+        self.trunk = trunk
+        self.heads = nn.ModuleList(nn.Linear(trunk_features, n) for n in head_sizes)
+        self.max_class_label = max(head_sizes)
+
+    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        return self.heads[task_label](self.trunk(x))
+
+    def used_parameter_names(self, task_label: int) -> frozenset[str]:
+        return frozenset(
+            [f"trunk.{n}" for n, _ in self.trunk.named_parameters()]
+            + [f"heads.{task_label}.{n}" for n, _ in self.heads[task_label].named_parameters()]
+        )

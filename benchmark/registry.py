@@ -1,0 +1,122 @@
+"""Name -> component registries (datasets, scenarios, strategies).
+
+A component registers itself with a decorator, in the style of timm's ``@register_model``::
+
+    @STRATEGIES.register("ewc", params=EWCParams, description="Elastic weight consolidation")
+    def build_ewc(ctx, params): ...
+
+Registries may also name an entry-point group; distributions that declare entries in that group
+are imported the first time the registry is consulted, so a strategy living in another package
+is found without editing this one.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+class NoParams(BaseModel):
+    """Parameter model for components that take no parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UnknownNameError(KeyError):
+    """Raised when a name is not registered; the message lists the allowed names."""
+
+    def __init__(self, kind: str, name: str, allowed: list[str]):
+        self.kind, self.name, self.allowed = kind, name, allowed
+        super().__init__(f"unknown {kind} {name!r}; allowed: {', '.join(allowed)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered component."""
+
+    name: str
+    factory: T
+    params: type[BaseModel]
+    description: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def parse_params(self, raw: dict[str, Any] | None) -> BaseModel:
+        """Validate raw params into the component's pydantic model (raises ValidationError)."""
+        return self.params.model_validate(raw or {})
+
+
+class Registry(Generic[T]):
+    """A name -> :class:`Entry` mapping with a registering decorator."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, Entry[T]] = {}
+        self._entry_points_loaded = entry_point_group is None
+
+    def register(
+        self,
+        name: str,
+        *,
+        params: type[BaseModel] = NoParams,
+        description: str | None = None,
+        **extra: Any,
+    ) -> Callable[[T], T]:
+        """Decorator registering ``factory`` under ``name``.
+
+        ``description`` defaults to the first line of the factory's docstring.
+        """
+
+        def decorator(factory: T) -> T:
+            if name in self._entries and self._entries[name].factory is not factory:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            desc = description if description is not None else _first_line(factory.__doc__)
+            self._entries[name] = Entry(name, factory, params, desc, dict(extra))
+            return factory
+
+        return decorator
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in importlib.metadata.entry_points(group=self.entry_point_group):
+            try:
+                ep.load()  # importing the module runs its @register decorators
+            except Exception as exc:  # a broken plug-in must not take the harness down
+                log.warning("could not load %s entry point %r: %s", self.kind, ep.name, exc)
+
+    def get(self, name: str) -> Entry[T]:
+        self._load_entry_points()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.kind, name, self.names()) from None
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_entry_points()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        self._load_entry_points()
+        return iter(list(self._entries.values()))
+
+
+def _first_line(doc: str | None) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0].strip() if lines else ""

@@ -1,0 +1,14 @@
+"""Scenario registry; importing this package registers the built-in scenarios."""
+
+from benchmark.scenarios.base import (
+    SCENARIOS,
+    LabelledTensors,
+    Scenario,
+    ScenarioInputs,
+    ScenarioParams,
+    Task,
+    Turn,
+)
+from benchmark.scenarios import split as _split  # noqa: F401  (registers "split")
+
+__all__ = ["SCENARIOS", "LabelledTensors", "Scenario", "ScenarioInputs", "ScenarioParams", "Task", "Turn"]

@@ -1,0 +1,126 @@
+"""What a scenario is: a family of models that share parameters, and the tasks that train them.
+
+A scenario yields
+
+* ``tasks``: the evaluation units. Task ``j`` has its own train and test tensors, the task label
+  (``model_key``) that selects its model inside the shared network, and the exact set of parameter
+  names that model uses. ``R[i][j]`` in a result is the accuracy on task ``j``'s test data.
+* ``model``: one :class:`~benchmark.models.TaskRoutedModule` holding every model of the family.
+* ``schedule``: the training turns in order (by default one turn per task, each followed by an
+  evaluation row). Each turn becomes one Avalanche experience.
+
+Strategies read ``used_params`` to tell shared from private parameters; nothing else of the
+scenario leaks into them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from avalanche.benchmarks import CLScenario, benchmark_from_datasets, with_task_labels
+from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
+from pydantic import BaseModel, ConfigDict
+from torch.utils.data import TensorDataset
+
+from benchmark.models import TaskRoutedModule
+from benchmark.registry import Registry
+
+
+class ScenarioParams(BaseModel):
+    """Base of scenario parameter models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def data_requirements(self) -> list[tuple[str, bool]]:
+        """``(dataset name, download allowed)`` pairs this scenario will load (checked up front)."""
+        name = getattr(self, "dataset", None)
+        return [(name, bool(getattr(self, "download", False)))] if name else []
+
+
+class LabelledTensors(TensorDataset):
+    """``(x, y, task_label)`` tensors; items are ``(x_i, int(y_i), int(t_i))``.
+
+    The training loop reads the tensors directly (see :mod:`benchmark.loaders`);
+    ``__getitem__`` only serves Avalanche code that indexes samples one by one.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, task_label: int):
+        t = torch.full((len(y),), task_label, dtype=torch.int64)
+        super().__init__(x, y, t)
+
+    def __getitem__(self, index: int):
+        x, y, t = self.tensors
+        return x[index], int(y[index]), int(t[index])
+
+
+@dataclass
+class Task:
+    """One model of the family and the data it is trained and evaluated on."""
+
+    name: str
+    model_key: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    used_params: frozenset[str]
+    num_classes: int
+
+
+@dataclass
+class Turn:
+    """One training turn (an Avalanche experience): train ``task`` for its data or ``max_steps``."""
+
+    task: int
+    max_steps: int | None = None
+    record: bool = True  # append a row to the accuracy matrix after this turn
+
+
+@dataclass
+class Scenario:
+    name: str
+    tasks: list[Task]
+    model: TaskRoutedModule
+    schedule: list[Turn] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.schedule:
+            self.schedule = [Turn(task=j) for j in range(len(self.tasks))]
+
+    @property
+    def turn_used_params(self) -> list[frozenset[str]]:
+        """Parameter names used in each training turn (= Avalanche experience index)."""
+        return [self.tasks[turn.task].used_params for turn in self.schedule]
+
+    def avalanche_benchmark(self) -> CLScenario:
+        """Train stream: one experience per turn; test stream: one per task."""
+
+        def dataset(x, y, task_label):
+            return _make_taskaware_classification_dataset(
+                LabelledTensors(x, y, task_label), task_labels=task_label, targets=y.tolist()
+            )
+
+        train = [
+            dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
+            for t in self.schedule
+        ]
+        test = [dataset(t.test_x, t.test_y, t.model_key) for t in self.tasks]
+        return with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train, test=test)))
+
+
+ScenarioBuilder = Callable[[BaseModel, "ScenarioInputs"], Scenario]
+
+
+@dataclass(frozen=True)
+class ScenarioInputs:
+    """What the harness hands a scenario builder besides its params."""
+
+    seed: int
+    data_root: Any  # pathlib.Path
+
+
+SCENARIOS: Registry[ScenarioBuilder] = Registry("scenario")

@@ -1,0 +1,92 @@
+"""Scenario ``split``: a dataset's classes split into T tasks, a shared trunk and one head per task.
+
+Task-incremental: task ``t`` sees ``classes_per_task`` classes (relabelled 0..k-1 for its own head),
+and its task label selects head ``t`` at training and test time. The class order is a permutation
+drawn from the run's seed. Model ``t`` uses the trunk's parameters (shared by every task) and its
+own head's (private).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from benchmark.datasets import DATASETS, dataset_info, load_dataset
+from benchmark.models import MultiHeadNet, make_trunk
+from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
+
+
+def validate_dataset_name(name: str) -> str:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS.names())}")
+    return name
+
+
+class SplitParams(ScenarioParams):
+    dataset: str = "mnist"
+    tasks: PositiveInt = 5
+    classes_per_task: PositiveInt = 2
+    trunk: Literal["mlp", "cnn"] = "mlp"
+    widths: list[PositiveInt] = Field(default_factory=lambda: [256], min_length=1)
+    download: bool = False
+    max_train_per_task: PositiveInt | None = None  # subsample each task's training data (speed)
+
+    _check_dataset = field_validator("dataset")(validate_dataset_name)
+
+    @model_validator(mode="after")
+    def _enough_classes(self) -> "SplitParams":
+        available = dataset_info(self.dataset)["num_classes"]
+        if self.tasks * self.classes_per_task > available:
+            raise ValueError(
+                f"tasks x classes_per_task = {self.tasks * self.classes_per_task} exceeds the "
+                f"{available} classes of {self.dataset!r}"
+            )
+        return self
+
+
+def class_order(num_classes: int, seed: int) -> list[int]:
+    """The seed's permutation of class ids (the same for every strategy on that seed)."""
+    return np.random.default_rng(seed).permutation(num_classes).tolist()
+
+
+def select_classes(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples of ``classes``, relabelled to their position in ``classes``."""
+    lookup = torch.full((int(y.max()) + 1,), -1, dtype=torch.int64)
+    lookup[torch.tensor(classes)] = torch.arange(len(classes))
+    new_y = lookup[y]
+    keep = new_y >= 0
+    return x[keep], new_y[keep]
+
+
+@SCENARIOS.register("split", params=SplitParams)
+def build_split(params: SplitParams, inputs: ScenarioInputs) -> Scenario:
+    """Class-split task-incremental tasks on a shared trunk with one head per task."""
+    data = load_dataset(params.dataset, inputs.data_root, params.download)
+    order = class_order(data.num_classes, inputs.seed)
+    trunk, features = make_trunk(params.trunk, data.input_shape, params.widths)
+    model = MultiHeadNet(trunk, features, [params.classes_per_task] * params.tasks)
+    generator = torch.Generator().manual_seed(inputs.seed)
+    tasks = []
+    for t in range(params.tasks):
+        classes = order[t * params.classes_per_task : (t + 1) * params.classes_per_task]
+        train_x, train_y = select_classes(data.train_x, data.train_y, classes)
+        if params.max_train_per_task is not None and len(train_y) > params.max_train_per_task:
+            keep = torch.randperm(len(train_y), generator=generator)[: params.max_train_per_task]
+            train_x, train_y = train_x[keep.sort().values], train_y[keep.sort().values]
+        test_x, test_y = select_classes(data.test_x, data.test_y, classes)
+        tasks.append(
+            Task(
+                name=f"task{t}(" + ",".join(map(str, classes)) + ")",
+                model_key=t,
+                train_x=train_x,
+                train_y=train_y,
+                test_x=test_x,
+                test_y=test_y,
+                used_params=model.used_parameter_names(t),
+                num_classes=params.classes_per_task,
+            )
+        )
+    return Scenario("split", tasks, model, meta={"class_order": order})

@@ -1,0 +1,76 @@
+"""Tidy tables of runs: one row per run, then aggregates per (scenario, strategy)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from reports import metrics
+
+
+def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: identity, status and the per-run metrics (NaN for runs that did not finish)."""
+    rows = []
+    for rec in records:
+        R = rec.get("accuracy_matrix") or []
+        ok = rec.get("status") == "ok" and len(R) > 0
+        square = ok and len(R) == len(R[0])
+        timing = rec.get("timing", {})
+        rows.append(
+            {
+                "scenario": rec["scenario"]["label"],
+                "strategy": rec["strategy"]["label"],
+                "seed": rec["seed"],
+                "status": rec["status"],
+                "error": rec.get("error"),
+                "ACC": metrics.average_accuracy(R) if ok else np.nan,
+                "LA": metrics.learning_accuracy(R) if square else np.nan,
+                "forgetting": metrics.forgetting(R) if square else np.nan,
+                "BWT": metrics.backward_transfer(R) if square else np.nan,
+                "train_seconds": timing.get("train_seconds", np.nan),
+                "steps": timing.get("steps", np.nan),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def overview(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over ok seeds per (scenario, strategy), with the count of ok and failed runs."""
+    if frame.empty:
+        return frame
+    ok = frame[frame.status == "ok"]
+    grouped = ok.groupby(["scenario", "strategy"], sort=False)
+    table = grouped[["ACC", "forgetting", "LA", "train_seconds"]].agg(["mean", "std"])
+    table.columns = [f"{m}_{s}" for m, s in table.columns]
+    counts = frame.groupby(["scenario", "strategy"], sort=False).status.agg(
+        ok=lambda s: int((s == "ok").sum()), not_ok=lambda s: int((s != "ok").sum())
+    )
+    return counts.join(table, how="left").reset_index()
+
+
+def format_overview(table: pd.DataFrame) -> str:
+    """A plain-text rendering of :func:`overview` for the terminal."""
+    if table.empty:
+        return "(no results)"
+    lines = []
+    for _, row in table.iterrows():
+        def pm(metric: str) -> str:
+            mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
+            if mean is None or pd.isna(mean):
+                return "-"
+            return f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
+
+        lines.append(
+            {
+                "scenario": row["scenario"],
+                "strategy": row["strategy"],
+                "runs ok": f"{row['ok']}/{row['ok'] + row['not_ok']}",
+                "ACC": pm("ACC"),
+                "forgetting": pm("forgetting"),
+                "LA": pm("LA"),
+                "train s": "-" if pd.isna(row.get("train_seconds_mean")) else f"{row['train_seconds_mean']:.1f}",
+            }
+        )
+    return pd.DataFrame(lines).to_string(index=False)

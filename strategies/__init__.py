@@ -1,0 +1,10 @@
+"""Continual-learning strategies, one file each, registered by name.
+
+Importing this package registers the built-in strategies; ``STRATEGIES`` also loads those that
+other distributions declare in the ``forgetbench.strategies`` entry-point group.
+"""
+
+from strategies.base import STRATEGIES, StrategyContext, StrategyParams, register_strategy
+from strategies import ewc, naive, si  # noqa: F401,E402  (register built-ins)
+
+__all__ = ["STRATEGIES", "StrategyContext", "StrategyParams", "register_strategy"]

@@ -1,0 +1,99 @@
+"""Strategy registry and the context a strategy is built from.
+
+A strategy is a function registered by name that receives a :class:`StrategyContext` and its
+validated params, and returns an Avalanche template (usually ``ctx.build(plugins=[...])``)::
+
+    class MyParams(StrategyParams):
+        strength: NonNegativeFloat = 1.0
+
+    @register_strategy("mine", params=MyParams)
+    def build_mine(ctx: StrategyContext, params: MyParams):
+        \"\"\"One-line description shown by `forgetbench list strategies`.\"\"\"
+        return ctx.build(plugins=[MyPlugin(params.strength)])
+
+Strategies in other distributions register through the entry-point group
+``forgetbench.strategies`` (the entry point names the module to import).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from benchmark.config import TrainingConfig
+from benchmark.registry import Registry
+from benchmark.template import FastSupervisedTemplate
+
+
+class StrategyParams(BaseModel):
+    """Base of strategy parameter models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class StrategyContext:
+    """Everything a strategy may use to build itself.
+
+    ``used_params[i]`` is the set of parameter names (as in ``model.named_parameters()``) that the
+    model trained in experience ``i`` uses; a parameter in ``used_params[i]`` and in some
+    ``used_params[k]``, k < i, is *shared* with an earlier model.
+    """
+
+    model: nn.Module
+    training: TrainingConfig
+    device: torch.device
+    used_params: Sequence[frozenset[str]]
+    seed: int
+    harness_plugins: list[SupervisedPlugin] = field(default_factory=list)
+
+    def make_optimizer(self, parameters=None) -> torch.optim.Optimizer:
+        """The suite's optimizer over ``parameters`` (default: all of the model's)."""
+        cfg = self.training
+        parameters = self.model.parameters() if parameters is None else parameters
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def build(
+        self,
+        plugins: Sequence[SupervisedPlugin] = (),
+        template: type[SupervisedTemplate] = FastSupervisedTemplate,
+        **kwargs: Any,
+    ) -> SupervisedTemplate:
+        """An Avalanche template set up with the suite's training config and the harness plugins."""
+        return template(
+            model=self.model,
+            optimizer=kwargs.pop("optimizer", None) or self.make_optimizer(),
+            criterion=kwargs.pop("criterion", None) or nn.CrossEntropyLoss(),
+            train_mb_size=self.training.batch_size,
+            train_epochs=self.training.epochs,
+            eval_mb_size=self.training.eval_batch_size,
+            device=self.device,
+            plugins=[*plugins, *self.harness_plugins],
+            evaluator=_silent_evaluator(),
+            data_seed=self.seed,
+            **kwargs,
+        )
+
+
+def _silent_evaluator() -> EvaluationPlugin:
+    """No metrics, no loggers: the harness evaluates on its own, off the training path."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No loggers specified")
+        return EvaluationPlugin(loggers=[])
+
+
+StrategyBuilder = Callable[[StrategyContext, BaseModel], SupervisedTemplate]
+STRATEGIES: Registry[StrategyBuilder] = Registry("strategy", entry_point_group="forgetbench.strategies")
+register_strategy = STRATEGIES.register

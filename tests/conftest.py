@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from avalanche.core import SupervisedPlugin
+
+from benchmark.cli import main
+from benchmark.registry import NoParams
+from strategies import STRATEGIES, StrategyContext, register_strategy
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+if "test_failing" not in STRATEGIES:
+
+    @register_strategy("test_failing", params=NoParams)
+    def _build_failing(ctx: StrategyContext, params: NoParams):
+        """Test-only: raises while being built."""
+        raise _Boom("this strategy always fails")
+
+
+class _NaNLoss(SupervisedPlugin):
+    def before_backward(self, strategy, **kwargs):
+        if strategy.clock.train_exp_counter == 1:
+            strategy.loss = strategy.loss + float("nan")
+
+
+if "test_nan_loss" not in STRATEGIES:
+
+    @register_strategy("test_nan_loss", params=NoParams)
+    def _build_nan(ctx: StrategyContext, params: NoParams):
+        """Test-only: the loss turns NaN in the second experience."""
+        return ctx.build(plugins=[_NaNLoss()])
+
+
+def tiny_suite(**overrides: Any) -> dict[str, Any]:
+    """A suite that runs in about a second per run (digits, 2 tasks, small MLP)."""
+    suite = {
+        "name": "tiny",
+        "seeds": [0],
+        "device": "cpu",
+        "training": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 1,
+                     "eval_batch_size": 256},
+        "scenarios": [{"name": "split", "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2,
+                                                   "widths": [32]}}],
+        "strategies": [{"name": "naive"}],
+    }
+    suite.update(overrides)
+    return suite
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    def write(suite: dict[str, Any], name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(suite))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli():
+    """Run the CLI in-process; returns the exit status."""
+
+    def run(*args: str) -> int:
+        try:
+            return main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            return int(exc.code)
+
+    return run
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())

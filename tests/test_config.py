@@ -1,0 +1,119 @@
+"""Config validation: every error names the field, exits 2 and writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.config import ConfigError, resolve_config
+from conftest import tiny_suite
+
+
+def _error(raw) -> str:
+    with pytest.raises(ConfigError) as info:
+        resolve_config(raw)
+    return str(info.value)
+
+
+def test_valid_suite_fills_defaults():
+    suite = resolve_config(tiny_suite(strategies=[{"name": "ewc", "params": {"ewc_lambda": 5}}]))
+    assert suite.strategies[0].params == {"ewc_lambda": 5.0, "mode": "separate", "decay_factor": None}
+    assert suite.scenarios[0].params["trunk"] == "mlp"
+
+
+def test_unknown_top_level_key():
+    assert "epochz: unknown key" in _error(tiny_suite(epochz=3))
+
+
+def test_unknown_training_key_and_bad_literal():
+    msg = _error(tiny_suite(training={"optimizer": "rmsprop", "batchsize": 3}))
+    assert "training.optimizer" in msg and "'sgd' or 'adam'" in msg
+    assert "training.batchsize: unknown key" in msg
+
+
+def test_unknown_strategy_lists_allowed_names():
+    msg = _error(tiny_suite(strategies=[{"name": "naive"}, {"name": "ewx"}]))
+    assert "strategies[1].name: unknown strategy 'ewx'" in msg
+    assert "naive" in msg and "ewc" in msg and "si" in msg
+
+
+def test_negative_lambda_names_the_param():
+    msg = _error(tiny_suite(strategies=[{"name": "ewc", "params": {"ewc_lambda": -1}}]))
+    assert "strategies[0].params.ewc_lambda" in msg and "greater than or equal to 0" in msg
+
+
+def test_unknown_strategy_param():
+    msg = _error(tiny_suite(strategies=[{"name": "si", "params": {"lambda": 1}}]))
+    assert "strategies[0].params.lambda: unknown key" in msg
+
+
+def test_unknown_dataset_lists_allowed():
+    msg = _error(tiny_suite(scenarios=[{"name": "split", "params": {"dataset": "imagenet"}}]))
+    assert "scenarios[0].params.dataset" in msg and "digits" in msg and "mnist1d" in msg
+
+
+def test_too_many_tasks_for_dataset():
+    msg = _error(tiny_suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 6}}]))
+    assert "exceeds the 10 classes" in msg
+
+
+def test_duplicate_labels_rejected():
+    msg = _error(tiny_suite(strategies=[{"name": "ewc"}, {"name": "ewc"}]))
+    assert "label 'ewc' is used twice" in msg
+
+
+def test_same_strategy_twice_with_labels_is_fine():
+    suite = resolve_config(tiny_suite(strategies=[{"name": "ewc"}, {"name": "ewc", "label": "ewc-big",
+                                                                     "params": {"ewc_lambda": 1e4}}]))
+    assert [s.display_name for s in suite.strategies] == ["ewc", "ewc-big"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"bogus": 1},
+        {"strategies": [{"name": "nope"}]},
+        {"strategies": [{"name": "ewc", "params": {"ewc_lambda": -3}}]},
+        {"scenarios": [{"name": "split", "params": {"dataset": "mnist"}}]},  # missing data, offline
+    ],
+    ids=["unknown-key", "unknown-strategy", "negative-lambda", "missing-data"],
+)
+def test_cli_invalid_input_exits_2_and_writes_nothing(overrides, write_suite, cli, tmp_path, capsys):
+    config = write_suite(tiny_suite(**overrides))
+    out = tmp_path / "out"
+    status = cli("run", config, "--out", out, "--data-root", tmp_path / "empty-data-root", "--quiet")
+    assert status == 2
+    assert not out.exists()
+    assert "forgetbench: error:" in capsys.readouterr().err
+
+
+def test_missing_data_message_says_where(write_suite, cli, tmp_path, capsys):
+    config = write_suite(tiny_suite(scenarios=[{"name": "split", "params": {"dataset": "mnist"}}]))
+    assert cli("validate", config, "--data-root", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "scenarios[0].params.dataset" in err
+    assert str(tmp_path / "mnist") in err and "download: true" in err
+
+
+def test_validate_ok(write_suite, cli, capsys):
+    assert cli("validate", write_suite(tiny_suite(seeds=[0, 1]))) == 0
+    assert "2 run(s)" in capsys.readouterr().out
+
+
+def test_unreadable_and_non_yaml_configs(cli, tmp_path, capsys):
+    assert cli("validate", tmp_path / "nope.yaml") == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    assert cli("validate", bad) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_bad_seeds_flag_is_a_usage_error(write_suite, cli):
+    assert cli("run", write_suite(tiny_suite()), "--seeds", "a,b") == 2
+
+
+def test_list_shows_descriptions(cli, capsys):
+    assert cli("list", "strategies") == 0
+    out = capsys.readouterr().out
+    for name in ("naive", "ewc", "si"):
+        assert name in out
+    assert "Elastic Weight Consolidation" in out

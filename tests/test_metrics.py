@@ -1,0 +1,64 @@
+"""Metrics against hand-computed examples."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from reports import metrics
+
+# R[i][j]: accuracy on j after training i.
+R3 = [
+    [0.9, 0.1, 0.2],
+    [0.6, 0.8, 0.3],
+    [0.5, 0.7, 0.95],
+]
+B3 = [0.1, 0.2, 0.25]
+
+
+def test_three_experiences_by_hand():
+    assert metrics.average_accuracy(R3) == pytest.approx((0.5 + 0.7 + 0.95) / 3)
+    assert metrics.learning_accuracy(R3) == pytest.approx((0.9 + 0.8 + 0.95) / 3)
+    # BWT: ((0.5-0.9) + (0.7-0.8)) / 2
+    assert metrics.backward_transfer(R3) == pytest.approx(-0.25)
+    # FWT: ((R[0][1]-b1) + (R[1][2]-b2)) / 2 = ((0.1-0.2) + (0.3-0.25)) / 2
+    assert metrics.forward_transfer(R3, B3) == pytest.approx(-0.025)
+    # Forgetting: j=0: max(0.9, 0.6) - 0.5 = 0.4; j=1: max(0.1, 0.8) - 0.7 = 0.1
+    assert metrics.forgetting(R3) == pytest.approx(0.25)
+    assert metrics.intransigence(R3, [1.0, 0.9, 0.95]) == pytest.approx((0.1 + 0.1 + 0.0) / 3)
+
+
+def test_forgetting_uses_the_best_earlier_row_not_the_diagonal():
+    R = [[0.5, 0.0], [0.8, 0.9]]  # accuracy on task 0 rose after task 1 (positive transfer)
+    assert metrics.forgetting(R) == pytest.approx(0.5 - 0.8)
+    assert metrics.backward_transfer(R) == pytest.approx(0.3)
+
+
+def test_single_experience():
+    R = [[0.7]]
+    assert metrics.average_accuracy(R) == pytest.approx(0.7)
+    assert metrics.learning_accuracy(R) == pytest.approx(0.7)
+    for value in (metrics.backward_transfer(R), metrics.forward_transfer(R, [0.1]), metrics.forgetting(R)):
+        assert math.isnan(value)
+
+
+def test_two_experiences():
+    R = [[0.9, 0.4], [0.6, 0.8]]
+    assert metrics.forgetting(R) == pytest.approx(0.3)
+    assert metrics.backward_transfer(R) == pytest.approx(-0.3)
+    assert metrics.forward_transfer(R, [0.5, 0.5]) == pytest.approx(-0.1)
+    assert metrics.average_accuracy(R) == pytest.approx(0.7)
+
+
+def test_forgetting_reduction():
+    assert metrics.forgetting_reduction(0.05, 0.2) == pytest.approx(75.0)
+    assert math.isnan(metrics.forgetting_reduction(0.05, 0.0))
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError):
+        metrics.average_accuracy(np.zeros((0, 0)))
+    with pytest.raises(ValueError):
+        metrics.forgetting([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]])

@@ -1,0 +1,84 @@
+"""The split scenario and the fast data path into Avalanche."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.loaders import TensorBatchLoader, dataset_tensors
+from benchmark.scenarios import SCENARIOS, ScenarioInputs
+
+
+def build(seed=0, **params):
+    entry = SCENARIOS.get("split")
+    base = {"dataset": "digits", "tasks": 3, "classes_per_task": 3, "widths": [16]}
+    return entry.factory(entry.parse_params(base | params), ScenarioInputs(seed, None))
+
+
+def test_class_order_from_seed_and_relabelling():
+    a, b, c = build(0), build(0), build(1)
+    assert [t.name for t in a.tasks] == [t.name for t in b.tasks]
+    assert a.meta["class_order"] != c.meta["class_order"]
+    for task in a.tasks:
+        assert set(task.train_y.unique().tolist()) == {0, 1, 2}
+        assert set(task.test_y.unique().tolist()) == {0, 1, 2}
+    all_classes = sum((a.meta["class_order"][3 * t : 3 * t + 3] for t in range(3)), [])
+    assert len(set(all_classes)) == 9
+
+
+def test_used_params_are_trunk_plus_own_head():
+    scenario = build()
+    names = {n for n, _ in scenario.model.named_parameters()}
+    trunk = {n for n in names if n.startswith("trunk.")}
+    for t, used in enumerate(scenario.turn_used_params):
+        assert used == trunk | {f"heads.{t}.weight", f"heads.{t}.bias"}
+    shared = scenario.turn_used_params[0] & scenario.turn_used_params[1]
+    assert shared == trunk
+
+
+def test_head_selected_by_task_label():
+    scenario = build()
+    x = scenario.tasks[0].test_x[:4]
+    out0 = scenario.model(x, torch.zeros(4, dtype=torch.long))
+    out2 = scenario.model(x, torch.full((4,), 2, dtype=torch.long))
+    torch.testing.assert_close(out0, scenario.model.heads[0](scenario.model.trunk(x)))
+    torch.testing.assert_close(out2, scenario.model.heads[2](scenario.model.trunk(x)))
+
+
+def test_cnn_trunk_builds_and_runs():
+    scenario = build(trunk="cnn", widths=[4, 8])
+    out = scenario.model(scenario.tasks[0].test_x[:5], 0)
+    assert out.shape == (5, 3)
+
+
+def test_avalanche_datasets_are_sliced_without_copy():
+    scenario = build()
+    bench = scenario.avalanche_benchmark()
+    exp = bench.train_stream[1]
+    x, y, t = dataset_tensors(exp.dataset.train())
+    assert x.data_ptr() == scenario.tasks[1].train_x.data_ptr()  # the very same storage
+    assert (t == 1).all() and torch.equal(y, scenario.tasks[1].train_y)
+    assert exp.task_labels == [1]
+
+
+def test_dataset_tensors_materialises_subsets_and_concats():
+    scenario = build()
+    bench = scenario.avalanche_benchmark()
+    d0, d1 = bench.train_stream[0].dataset, bench.train_stream[1].dataset
+    mixed = d0.subset([0, 1, 2]).concat(d1.subset([5]))
+    x, y, t = dataset_tensors(mixed)
+    torch.testing.assert_close(x[:3], scenario.tasks[0].train_x[:3])
+    torch.testing.assert_close(x[3], scenario.tasks[1].train_x[5])
+    assert t.tolist() == [0, 0, 0, 1]
+
+
+def test_tensor_batch_loader_covers_each_sample_once_per_pass():
+    x = torch.arange(10).float()[:, None]
+    loader = TensorBatchLoader((x, torch.arange(10)), batch_size=4, shuffle=True,
+                               generator=torch.Generator().manual_seed(0))
+    assert len(loader) == 3
+    seen = torch.cat([b[1] for b in loader])
+    assert sorted(seen.tolist()) == list(range(10))
+    again = torch.cat([b[1] for b in loader])
+    assert again.tolist() != seen.tolist()  # reshuffled each pass
+    dropped = TensorBatchLoader((x,), batch_size=4, shuffle=False, drop_last=True)
+    assert len(dropped) == 2 and sum(len(b[0]) for b in dropped) == 8
