@@ -1,0 +1,246 @@
+"""Exact diagonal Fisher information, computed in one batched backward pass.
+
+For a model p(y | x, theta) and samples (x_n, y_n), n = 1..N, the diagonal *empirical* Fisher is
+
+    F_i = (1/N) * sum_n (d/dtheta_i log p(y_n | x_n, theta))^2
+
+i.e. the mean of squared **per-sample** gradients. The *true* Fisher takes the expectation over
+y ~ p(y | x_n, theta) instead of the observed label; here it is estimated with one sampled label per
+input. Avalanche's EWC instead squares mini-batch *mean* gradients, which underestimates F by about a
+factor of the batch size and mixes samples.
+
+Per-sample gradients without a per-sample loop: with ``loss = sum_n l_n`` one backward pass gives,
+at every layer, the output gradient delta_n = dl_n/d out_n of each sample, and a forward hook gives
+the layer's input a_n. Then
+
+* Linear on (N, in) inputs: g_n(W) = delta_n a_n^T, so sum_n g_n(W)^2 = (delta^2)^T (a^2) and
+  sum_n g_n(b)^2 = sum_n delta_n^2, a single matrix product.
+* Linear on inputs with extra positions, and Conv1d/Conv2d (inputs unfolded into patches):
+  g_n(W) = sum_s delta_{n,s} a_{n,s}^T is formed per sample with one batched einsum, then squared.
+* Any other layer type with parameters falls back to ``torch.func`` (vmap of grad) for exactly
+  those parameters.
+
+The model is put in eval mode for the pass (batch norm statistics would couple samples), and its
+previous mode and gradients are restored afterwards; global RNG state is untouched.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Estimator = Literal["empirical", "true"]
+_FAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, task_label: int) -> torch.Tensor:
+    if hasattr(model, "forward_single_task"):
+        return model.forward_single_task(x, task_label)
+    return model(x)
+
+
+def _targets(logits: torch.Tensor, y: torch.Tensor, estimator: Estimator, generator) -> torch.Tensor:
+    if estimator == "empirical":
+        return y
+    probs = torch.softmax(logits.detach().float(), dim=1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def _patches(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """Layer input as (N, positions, fan_in) so that out[n, s] = W a[n, s] (+ b)."""
+    if isinstance(module, nn.Linear):
+        return a.reshape(a.shape[0], -1, a.shape[-1])
+    if isinstance(module, nn.Conv1d):
+        a = a.unsqueeze(2)  # treat as a 1 x L image
+        kernel, dilation = (1, module.kernel_size[0]), (1, module.dilation[0])
+        padding, stride = (0, module.padding[0]), (1, module.stride[0])
+    else:
+        kernel, dilation, padding, stride = module.kernel_size, module.dilation, module.padding, module.stride
+    cols = F.unfold(a, kernel, dilation=dilation, padding=padding, stride=stride)  # (N, C*k, L)
+    return cols.transpose(1, 2)
+
+
+class _Capture:
+    """Forward/tensor hooks that record (input, output-gradient) pairs of fast layers."""
+
+    def __init__(self, modules: dict[str, nn.Module]):
+        self.records: dict[str, list[list[torch.Tensor]]] = defaultdict(list)
+        self.handles = []
+        for name, module in modules.items():
+            self.handles.append(module.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def hook(module, inputs, output):
+            if not output.requires_grad:
+                return
+            entry = [inputs[0].detach(), None]
+            self.records[name].append(entry)
+
+            def grad_hook(grad):
+                entry[1] = grad.detach()
+
+            output.register_hook(grad_hook)
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _accumulate_fast(module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str) -> None:
+    calls = [c for c in calls if c[1] is not None]
+    if not calls:
+        return
+    has_bias = module.bias is not None
+    if isinstance(module, nn.Linear) and len(calls) == 1 and calls[0][0].dim() == 2:
+        a, delta = calls[0]
+        sums[prefix + "weight"] += (delta * delta).T @ (a * a)
+        if has_bias:
+            sums[prefix + "bias"] += (delta * delta).sum(0)
+        return
+    # General case: per-sample gradients summed over positions (and over repeated calls), then squared.
+    grad_w, grad_b = 0, 0
+    for a, delta in calls:
+        cols = _patches(module, a)  # (N, S, fan_in)
+        if isinstance(module, nn.Linear):
+            d = delta.reshape(delta.shape[0], -1, delta.shape[-1])  # (N, S, out)
+        else:
+            d = delta.reshape(delta.shape[0], delta.shape[1], -1).transpose(1, 2)
+        grad_w = grad_w + torch.einsum("nso,nsi->noi", d, cols)
+        if has_bias:
+            grad_b = grad_b + d.sum(1)
+    sums[prefix + "weight"] += (grad_w**2).sum(0).reshape(module.weight.shape)
+    if has_bias:
+        sums[prefix + "bias"] += (grad_b**2).sum(0)
+
+
+def _split_parameters(model: nn.Module):
+    """Fast modules (every parameter of which the hooks cover) and the names left to the fallback."""
+    fast, fallback = {}, []
+    for mod_name, module in model.named_modules():
+        own = [n for n, _ in module.named_parameters(recurse=False)]
+        if not own:
+            continue
+        prefix = f"{mod_name}." if mod_name else ""
+        supported = isinstance(module, _FAST_LAYERS) and set(own) <= {"weight", "bias"}
+        if supported and not isinstance(module, nn.Linear):
+            supported = (
+                module.groups == 1
+                and not isinstance(module.padding, str)
+                and module.padding_mode == "zeros"
+            )
+        if supported:
+            fast[prefix] = module
+        else:
+            fallback += [prefix + n for n in own]
+    return fast, fallback
+
+
+def exact_fisher_diagonal(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task_label: int = 0,
+    batch_size: int = 1024,
+    estimator: Estimator = "empirical",
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Diagonal Fisher of the model selected by ``task_label`` on ``(x, y)``.
+
+    Returns ``{parameter name: F}`` for every parameter that receives a gradient (those the
+    selected model uses); parameters it does not use are absent.
+    """
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    fast, fallback = _split_parameters(model)
+    sums = {n: torch.zeros_like(p) for n, p in params.items()}
+    touched: set[str] = set()
+    saved_grads = {n: p.grad for n, p in params.items()}
+    was_training = model.training
+    model.eval()
+    device = next(iter(params.values())).device
+    try:
+        for start in range(0, len(y), batch_size):
+            xb = x[start : start + batch_size].to(device)
+            yb = y[start : start + batch_size].to(device)
+            capture = _Capture(fast)
+            try:
+                for p in params.values():
+                    p.grad = None
+                logits = _forward(model, xb, task_label)
+                targets = _targets(logits, yb, estimator, generator)
+                F.cross_entropy(logits, targets, reduction="sum").backward()
+            finally:
+                capture.remove()
+            for prefix, module in fast.items():
+                if capture.records.get(prefix):
+                    _accumulate_fast(module, capture.records[prefix], sums, prefix)
+            touched |= {n for n, p in params.items() if p.grad is not None}
+            live_fallback = [n for n in fallback if params[n].grad is not None]
+            if live_fallback:
+                for name, sq in _vmap_squared_grads(model, xb, targets, task_label, live_fallback).items():
+                    sums[name] += sq
+    finally:
+        for n, p in params.items():
+            p.grad = saved_grads[n]
+        model.train(was_training)
+    n = max(len(y), 1)
+    return {name: sums[name] / n for name in params if name in touched}
+
+
+def _vmap_squared_grads(model, x, targets, task_label, names) -> dict[str, torch.Tensor]:
+    """sum_n (per-sample grad)^2 for ``names`` via torch.func (fallback for other layer types)."""
+    from torch.func import functional_call, grad, vmap
+
+    params = dict(model.named_parameters())
+    chosen = {n: params[n].detach() for n in names}
+
+    def sample_loss(p, xi, yi):
+        out = _functional_forward(model, p, xi.unsqueeze(0), task_label, functional_call)
+        return F.cross_entropy(out, yi.unsqueeze(0), reduction="sum")
+
+    per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))(chosen, x, targets)
+    return {n: (g.detach() ** 2).sum(0) for n, g in per_sample.items()}
+
+
+def _functional_forward(model, p, x, task_label, functional_call):
+    # TaskRoutedModule.forward sends an int task label straight to that task's model.
+    args = (x, task_label) if hasattr(model, "forward_single_task") else (x,)
+    return functional_call(model, p, args)
+
+
+def per_sample_fisher_loop(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task_label: int = 0,
+    estimator: Estimator = "empirical",
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Reference implementation: one forward/backward per sample (slow; for tests and benchmarks)."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    sums = {n: torch.zeros_like(p) for n, p in params.items()}
+    touched: set[str] = set()
+    was_training = model.training
+    model.eval()
+    saved_grads = {n: p.grad for n, p in params.items()}
+    try:
+        for i in range(len(y)):
+            for p in params.values():
+                p.grad = None
+            logits = _forward(model, x[i : i + 1], task_label)
+            target = _targets(logits, y[i : i + 1], estimator, generator)
+            F.cross_entropy(logits, target, reduction="sum").backward()
+            for n, p in params.items():
+                if p.grad is not None:
+                    sums[n] += p.grad**2
+                    touched.add(n)
+    finally:
+        for n, p in params.items():
+            p.grad = saved_grads[n]
+        model.train(was_training)
+    return {n: sums[n] / max(len(y), 1) for n in params if n in touched}

@@ -1,0 +1,118 @@
+"""The fast exact Fisher against a per-sample loop (float64, so equality is to ~1e-12)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.models import MultiHeadNet, mlp_trunk
+from strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
+
+
+def _assert_equal(fast, slow, tol=1e-6):
+    assert fast.keys() == slow.keys()
+    for name in slow:
+        scale = float(slow[name].abs().max()) + 1e-30
+        assert float((fast[name] - slow[name]).abs().max()) <= tol * scale, name
+        assert float(slow[name].abs().max()) > 0, f"{name}: reference Fisher is all zeros"
+
+
+class ConvNet(nn.Module):
+    """Conv2d (padding, stride) -> Conv1d (dilation) -> Linear on 3-D input -> LayerNorm -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv2d = nn.Conv2d(2, 3, kernel_size=3, padding=1, stride=2)
+        self.conv1d = nn.Conv1d(3, 4, kernel_size=2, dilation=2)
+        self.seq_linear = nn.Linear(5, 3)  # applied per position: (N, 4, 5) -> (N, 4, 3)
+        self.norm = nn.LayerNorm(12)  # no fast rule: vmap fallback
+        self.out = nn.Linear(12, 5)
+
+    def forward(self, x):
+        h = torch.tanh(self.conv2d(x)).flatten(2)  # (N, 3, 9)
+        h = torch.tanh(self.conv1d(h))  # (N, 4, 7)
+        h = torch.tanh(self.seq_linear(h[..., :5]))  # (N, 4, 3)
+        return self.out(self.norm(h.flatten(1)))
+
+
+def test_mlp_matches_per_sample_loop():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4)).double()
+    x, y = torch.randn(70, 10, dtype=torch.float64), torch.randint(0, 4, (70,))
+    _assert_equal(exact_fisher_diagonal(model, x, y, batch_size=32), per_sample_fisher_loop(model, x, y))
+
+
+def test_conv_positions_and_vmap_fallback_match_loop():
+    torch.manual_seed(1)
+    model = ConvNet().double()
+    x, y = torch.randn(40, 2, 6, 6, dtype=torch.float64), torch.randint(0, 5, (40,))
+    fast = exact_fisher_diagonal(model, x, y, batch_size=16)
+    _assert_equal(fast, per_sample_fisher_loop(model, x, y))
+    assert {"norm.weight", "norm.bias"} <= fast.keys()  # the fallback path really ran
+
+
+def test_layer_reused_twice_in_one_forward():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shared = nn.Linear(6, 6)
+            self.out = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.shared(torch.tanh(self.shared(x)))))
+
+    torch.manual_seed(2)
+    model = Twice().double()
+    x, y = torch.randn(30, 6, dtype=torch.float64), torch.randint(0, 3, (30,))
+    _assert_equal(exact_fisher_diagonal(model, x, y), per_sample_fisher_loop(model, x, y))
+
+
+def test_multi_head_returns_only_the_selected_models_parameters():
+    torch.manual_seed(3)
+    trunk, features = mlp_trunk((1, 8), [12])
+    model = MultiHeadNet(trunk, features, [2, 3]).double()
+    x, y = torch.randn(25, 1, 8, dtype=torch.float64), torch.randint(0, 3, (25,))
+    fast = exact_fisher_diagonal(model, x, y, task_label=1, batch_size=10)
+    assert set(fast) == model.used_parameter_names(1)
+    _assert_equal(fast, per_sample_fisher_loop(model, x, y, task_label=1))
+
+
+def test_float32_agrees_to_1e_6():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 10))
+    x, y = torch.randn(200, 20), torch.randint(0, 10, (200,))
+    _assert_equal(exact_fisher_diagonal(model, x, y), per_sample_fisher_loop(model, x, y), tol=1e-5)
+
+
+def test_true_fisher_uses_labels_sampled_from_the_model():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    x, y = torch.randn(50, 5, dtype=torch.float64), torch.randint(0, 3, (50,))
+    true = exact_fisher_diagonal(model, x, y, estimator="true", generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        probs = torch.softmax(model(x).float(), dim=1)
+    sampled = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(7)).squeeze(1)
+    _assert_equal(true, per_sample_fisher_loop(model, x, sampled))
+    assert not torch.equal(sampled, y)
+
+
+def test_pass_leaves_model_mode_and_grads_alone():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 2))
+    model.train()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    x, y = torch.randn(9, 4), torch.randint(0, 2, (9,))
+    rng_before = torch.get_rng_state()
+    exact_fisher_diagonal(model, x, y)
+    assert model.training
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_batching_does_not_change_the_result(batch_size):
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)).double()
+    x, y = torch.randn(20, 3, dtype=torch.float64), torch.randint(0, 2, (20,))
+    _assert_equal(exact_fisher_diagonal(model, x, y, batch_size=batch_size), per_sample_fisher_loop(model, x, y))
