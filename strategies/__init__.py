@@ -5,6 +5,6 @@ other distributions declare in the ``forgetbench.strategies`` entry-point group.
 """
 
 from strategies.base import STRATEGIES, StrategyContext, StrategyParams, register_strategy
-from strategies import ewc, naive, si  # noqa: F401,E402  (register built-ins)
+from strategies import ewc, naive, si, wpl  # noqa: F401,E402  (register built-ins)
 
 __all__ = ["STRATEGIES", "StrategyContext", "StrategyParams", "register_strategy"]

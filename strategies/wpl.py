@@ -1,0 +1,174 @@
+"""``wpl``: Weight Plasticity Loss (Benyahia, Yu et al., "Overcoming Multi-Model Forgetting", ICML 2019).
+
+Models A = (theta_1, theta_s) and B = (theta_2, theta_s) share theta_s. A Laplace approximation of A's
+posterior with a diagonal Fisher gives, while training B,
+
+    L(theta_B) = L_B(theta_B) + (alpha / 2) * sum_{i in shared} F_i * (theta_i - theta_hat_i)^2
+
+where ``shared`` are the parameters the current model uses **and** some earlier model used,
+F_i the diagonal Fisher of the earlier model(s) on their own data and theta_hat the shared weights
+after the earlier model was trained. B's private weights move freely; parameters no earlier model
+used, and earlier models' private weights, get no penalty. For many models (weight-sharing NAS) the
+importance is accumulated after each model t with its Fisher F^t:
+
+    sum:       F <- F + F^t
+    max:       F <- max(F, F^t)
+    momentum:  F <- (1 - m) F + m F^t          (the authors' code; m = ``momentum``, default 0.9)
+
+Options:
+
+* ``alpha`` (>= 0): the penalty's weight; the effective weight while training model t (t >= 1) is
+  alpha * alpha_decay^(t-1).
+* ``fisher_samples``: how many of the model's training samples estimate F (default: all of them).
+* ``estimator``: ``empirical`` (observed labels) or ``true`` (labels sampled from the model).
+  F is the exact mean of squared per-sample gradients (see :mod:`strategies.importance`).
+* ``accumulate``, ``momentum``: how F^t enters the running importance (above).
+* ``anchor``: ``latest`` keeps one running importance F and one anchor theta_hat, the weights after the
+  latest model that used each parameter (memory constant in the number of models); ``per_model``
+  keeps (F^k, theta^k) for every earlier model k and penalises
+  sum_k (alpha/2) sum_{i in used_now and used_k} F^k_i (theta_i - theta^k_i)^2 (memory grows with T;
+  ``accumulate`` does not apply).
+* ``clip_norm``: if set, each tensor of F is rescaled so its Frobenius norm is at most this value.
+* ``reset_every``: if set, the running importance only holds the models since the last reset:
+  it is zeroed before the Fisher of model N+1, 2N+1, ... (1-based) is added.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+from benchmark.loaders import dataset_tensors
+from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.importance import exact_fisher_diagonal
+
+Tensors = dict[str, torch.Tensor]
+
+
+class WPLParams(StrategyParams):
+    alpha: NonNegativeFloat = 1000.0
+    fisher_samples: PositiveInt | None = None
+    estimator: Literal["empirical", "true"] = "empirical"
+    accumulate: Literal["sum", "max", "momentum"] = "sum"
+    momentum: float = Field(0.9, gt=0.0, le=1.0)
+    anchor: Literal["latest", "per_model"] = "latest"
+    clip_norm: PositiveFloat | None = None
+    alpha_decay: float = Field(1.0, gt=0.0, le=1.0)
+    reset_every: PositiveInt | None = None
+    fisher_batch_size: PositiveInt = 1024
+
+
+class WPLPlugin(SupervisedPlugin):
+    """Fisher-weighted quadratic penalty on the parameters shared with earlier models only."""
+
+    def __init__(self, params: WPLParams, used_params: Sequence[frozenset[str]], seed: int = 0):
+        super().__init__()
+        self.params = params
+        self.used_params = list(used_params)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.models_trained = 0
+        self.importance: Tensors = {}  # latest: running F
+        self.anchor: Tensors = {}  # latest: theta_hat
+        self.per_model: list[tuple[Tensors, Tensors]] = []  # per_model: (F^k, theta^k)
+        self._terms: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = []
+        self._alpha = 0.0
+
+    # ----------------------------------------------------------------- penalty
+    def shared_names(self, experience_index: int) -> set[str]:
+        """Parameters the model of ``experience_index`` uses that an earlier model used too."""
+        used = self.used_params[experience_index]
+        if self.params.anchor == "latest":
+            return used & self.importance.keys()
+        return used & set().union(*(f.keys() for f, _ in self.per_model)) if self.per_model else set()
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        index = strategy.experience.current_experience
+        used = self.used_params[index]
+        named = dict(strategy.model.named_parameters())
+        if self.params.anchor == "latest":
+            sources = [(self.importance, self.anchor)]
+        else:
+            sources = self.per_model
+        self._terms = [
+            (named[n], fisher[n], anchor[n]) for fisher, anchor in sources for n in used if n in fisher
+        ]
+        t = max(self.models_trained, 1)
+        self._alpha = self.params.alpha * self.params.alpha_decay ** (t - 1)
+
+    def penalty(self) -> torch.Tensor | float:
+        """(alpha/2) sum F (theta - theta_hat)^2 over the current experience's shared parameters."""
+        total = 0.0
+        for param, fisher, anchor in self._terms:
+            total = total + (fisher * (param - anchor) ** 2).sum()
+        return 0.5 * self._alpha * total
+
+    def before_backward(self, strategy, **kwargs) -> None:
+        if self._terms:
+            strategy.loss = strategy.loss + self.penalty()
+
+    # -------------------------------------------------------------- importance
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        index = strategy.experience.current_experience
+        task_label = strategy.experience.task_labels[0]
+        x, y, _ = dataset_tensors(strategy.experience.dataset)
+        if self.params.fisher_samples is not None and self.params.fisher_samples < len(y):
+            keep = torch.randperm(len(y), generator=self.generator)[: self.params.fisher_samples]
+            x, y = x[keep], y[keep]
+        fisher = exact_fisher_diagonal(
+            strategy.model,
+            x,
+            y,
+            task_label,
+            batch_size=self.params.fisher_batch_size,
+            estimator=self.params.estimator,
+            generator=self.generator,
+        )
+        used = self.used_params[index]
+        fisher = {n: f for n, f in fisher.items() if n in used}
+        if self.params.clip_norm is not None:
+            fisher = {n: _clip(f, self.params.clip_norm) for n, f in fisher.items()}
+        weights = {n: p.detach().clone() for n, p in strategy.model.named_parameters() if n in fisher}
+        self.models_trained += 1
+        if self.params.anchor == "per_model":
+            self.per_model.append((fisher, weights))
+            return
+        if self.params.reset_every and (self.models_trained - 1) % self.params.reset_every == 0:
+            self.importance = {}
+        self.importance = _accumulate(self.importance, fisher, self.params.accumulate, self.params.momentum)
+        self.anchor.update(weights)
+
+    def state_bytes(self) -> int:
+        """Bytes of the tensors this regularizer holds."""
+        tensors = [*self.importance.values(), *self.anchor.values()]
+        tensors += [t for f, a in self.per_model for t in (*f.values(), *a.values())]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _clip(fisher: torch.Tensor, max_norm: float) -> torch.Tensor:
+    norm = torch.linalg.vector_norm(fisher)
+    return fisher * (max_norm / norm) if norm > max_norm else fisher
+
+
+def _accumulate(running: Tensors, new: Tensors, rule: str, momentum: float) -> Tensors:
+    out = dict(running)
+    for name, f in new.items():
+        old = running.get(name)
+        if old is None:
+            out[name] = momentum * f if rule == "momentum" else f.clone()
+        elif rule == "sum":
+            out[name] = old + f
+        elif rule == "max":
+            out[name] = torch.maximum(old, f)
+        else:
+            out[name] = (1 - momentum) * old + momentum * f
+    return out
+
+
+@register_strategy("wpl", params=WPLParams)
+def build_wpl(ctx: StrategyContext, params: WPLParams) -> SupervisedTemplate:
+    """Weight plasticity loss: exact-Fisher quadratic penalty on shared parameters only (Benyahia et al. 2019)."""
+    return ctx.build(plugins=[WPLPlugin(params, ctx.used_params, seed=ctx.seed)])

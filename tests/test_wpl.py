@@ -1,0 +1,202 @@
+"""WPL: the penalty, its gradient, what it touches, its options, and alpha = 0 == naive."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from benchmark.config import TrainingConfig
+from benchmark.runner import RunSpec, run
+from benchmark.config import ComponentSpec
+from benchmark.scenarios import SCENARIOS, ScenarioInputs
+from strategies.importance import exact_fisher_diagonal
+from strategies.wpl import WPLParams, WPLPlugin, _accumulate
+
+
+def two_model(seed=0, **params):
+    entry = SCENARIOS.get("two_model")
+    base = {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 8, "shared": 1}
+    return entry.factory(entry.parse_params(base | params), ScenarioInputs(seed, None))
+
+
+def split3(seed=0):
+    entry = SCENARIOS.get("split")
+    params = {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [8]}
+    return entry.factory(entry.parse_params(params), ScenarioInputs(seed, None))
+
+
+def fake_strategy(model, experience):
+    return SimpleNamespace(model=model, experience=experience, loss=torch.zeros(()))
+
+
+def plugin_after_a(scenario, **params):
+    """A WPL plugin that has 'trained' model A (experience 0) with the model's current weights."""
+    plugin = WPLPlugin(WPLParams(**params), scenario.turn_used_params)
+    exps = scenario.avalanche_benchmark().train_stream
+    plugin.before_training_exp(fake_strategy(scenario.model, exps[0]))
+    plugin.after_training_exp(fake_strategy(scenario.model, exps[0]))
+    return plugin, exps
+
+
+def test_importance_and_anchor_cover_only_model_a():
+    scenario = two_model()
+    plugin, _ = plugin_after_a(scenario)
+    assert set(plugin.importance) == scenario.tasks[0].used_params
+    assert plugin.shared_names(1) == {"shared.0.0.weight", "shared.0.0.bias"}
+
+
+def test_penalty_and_gradient_match_hand_formula():
+    torch.manual_seed(0)
+    scenario = two_model()
+    model = scenario.model
+    plugin, exps = plugin_after_a(scenario, alpha=3.0)
+    with torch.no_grad():  # move every weight away from the anchor
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    plugin.before_training_exp(fake_strategy(model, exps[1]))
+    penalty = plugin.penalty()
+    named = dict(model.named_parameters())
+    shared = ["shared.0.0.weight", "shared.0.0.bias"]
+    expected = 0.5 * 3.0 * sum(
+        (plugin.importance[n] * (named[n].detach() - plugin.anchor[n]) ** 2).sum() for n in shared
+    )
+    torch.testing.assert_close(penalty.detach(), expected)
+    penalty.backward()
+    for name, param in named.items():
+        if name in shared:
+            torch.testing.assert_close(param.grad, 3.0 * plugin.importance[name] * (param.detach() - plugin.anchor[name]))
+            assert param.grad.abs().sum() > 0
+        else:
+            assert param.grad is None, f"{name} is not shared and must get no penalty gradient"
+
+
+def test_changing_unshared_parameters_leaves_penalty_unchanged():
+    torch.manual_seed(1)
+    scenario = two_model()
+    model = scenario.model
+    plugin, exps = plugin_after_a(scenario, alpha=5.0)
+    with torch.no_grad():
+        model.shared[0][0].weight.add_(0.05)
+    plugin.before_training_exp(fake_strategy(model, exps[1]))
+    before = float(plugin.penalty().detach())
+    assert before > 0
+    with torch.no_grad():
+        for module in (model.private_a, model.private_b, model.head_a, model.head_b):
+            for p in module.parameters():
+                p.add_(torch.randn_like(p))
+    assert float(plugin.penalty().detach()) == before
+    with torch.no_grad():
+        model.shared[0][0].bias.add_(0.5)
+    assert float(plugin.penalty().detach()) != before
+
+
+def test_importance_is_the_exact_fisher_of_model_a():
+    scenario = two_model()
+    plugin, _ = plugin_after_a(scenario)
+    task = scenario.tasks[0]
+    reference = exact_fisher_diagonal(scenario.model, task.train_x, task.train_y, task_label=0)
+    for name, value in plugin.importance.items():
+        torch.testing.assert_close(value, reference[name])
+
+
+def _train_three(anchor: str, accumulate: str = "sum"):
+    """Drive the plugin through 3 split tasks, setting known weights before each importance pass."""
+    torch.manual_seed(2)
+    scenario = split3()
+    model = scenario.model
+    plugin = WPLPlugin(WPLParams(anchor=anchor, accumulate=accumulate), scenario.turn_used_params)
+    exps = scenario.avalanche_benchmark().train_stream
+    snapshots, fishers = [], []
+    for i in range(2):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        plugin.before_training_exp(fake_strategy(model, exps[i]))
+        task = scenario.tasks[i]
+        fishers.append(exact_fisher_diagonal(model, task.train_x, task.train_y, task_label=i))
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        plugin.after_training_exp(fake_strategy(model, exps[i]))
+    plugin.before_training_exp(fake_strategy(model, exps[2]))
+    return scenario, plugin, snapshots, fishers
+
+
+def test_latest_anchor_is_the_weights_after_the_latest_model_and_importance_sums():
+    scenario, plugin, snaps, fishers = _train_three("latest")
+    trunk = {n for n in plugin.importance if n.startswith("trunk.")}
+    for name in trunk:
+        torch.testing.assert_close(plugin.anchor[name], snaps[1][name])
+        torch.testing.assert_close(plugin.importance[name], fishers[0][name] + fishers[1][name])
+    # head 0 was only used by model 0: its anchor stays at model 0's weights
+    torch.testing.assert_close(plugin.anchor["heads.0.weight"], snaps[0]["heads.0.weight"])
+    # model 2 shares only the trunk: one term per trunk tensor
+    assert {id(p) for p, _, _ in plugin._terms} == {id(p) for n, p in scenario.model.named_parameters() if n in trunk}
+
+
+def test_per_model_anchor_keeps_one_term_per_earlier_model():
+    scenario, plugin, snaps, fishers = _train_three("per_model")
+    assert len(plugin.per_model) == 2
+    for k in range(2):
+        fisher, anchor = plugin.per_model[k]
+        for name in fisher:
+            torch.testing.assert_close(anchor[name], snaps[k][name])
+            torch.testing.assert_close(fisher[name], fishers[k][name])
+    trunk_tensors = sum(1 for n, _ in scenario.model.named_parameters() if n.startswith("trunk."))
+    assert len(plugin._terms) == 2 * trunk_tensors
+    assert plugin.state_bytes() > 0
+
+
+def test_accumulate_rules():
+    old = {"w": torch.tensor([1.0, 4.0])}
+    new = {"w": torch.tensor([3.0, 2.0]), "v": torch.tensor([2.0])}
+    assert _accumulate(old, new, "sum", 0.9)["w"].tolist() == [4.0, 6.0]
+    assert _accumulate(old, new, "max", 0.9)["w"].tolist() == [3.0, 4.0]
+    torch.testing.assert_close(_accumulate(old, new, "momentum", 0.9)["w"], torch.tensor([2.8, 2.2]))
+    torch.testing.assert_close(_accumulate(old, new, "momentum", 0.9)["v"], torch.tensor([1.8]))
+    assert _accumulate({}, new, "sum", 0.9)["v"].tolist() == [2.0]
+
+
+def test_clip_norm_bounds_each_tensor():
+    scenario = two_model()
+    plugin, _ = plugin_after_a(scenario, clip_norm=1e-4)
+    for value in plugin.importance.values():
+        assert float(torch.linalg.vector_norm(value)) <= 1e-4 * (1 + 1e-5)
+
+
+def test_alpha_decay_and_reset_every():
+    scenario, plugin, _, fishers = _train_three("latest")
+    decayed = WPLPlugin(WPLParams(alpha=10.0, alpha_decay=0.5, reset_every=1), scenario.turn_used_params)
+    exps = scenario.avalanche_benchmark().train_stream
+    for i in range(2):
+        decayed.before_training_exp(fake_strategy(scenario.model, exps[i]))
+        decayed.after_training_exp(fake_strategy(scenario.model, exps[i]))
+    decayed.before_training_exp(fake_strategy(scenario.model, exps[2]))
+    assert decayed._alpha == pytest.approx(10.0 * 0.5)  # model index 2 -> alpha * decay^(2-1)
+    task = scenario.tasks[1]
+    reference = exact_fisher_diagonal(scenario.model, task.train_x, task.train_y, task_label=1)
+    # reset_every=1: only the latest model's Fisher remains
+    torch.testing.assert_close(decayed.importance["trunk.1.weight"], reference["trunk.1.weight"])
+
+
+def _spec(strategy: str, params: dict) -> RunSpec:
+    return RunSpec(
+        suite="t",
+        scenario=ComponentSpec(name="two_model", params={"dataset": "digits", "depth_a": 2, "depth_b": 3,
+                                                         "width": 16, "shared": 1, "data_b": "permuted",
+                                                         "a_steps": 30, "b_steps": 40}),
+        strategy=ComponentSpec(name=strategy, params=params),
+        seed=0,
+        training=TrainingConfig(lr=0.05, momentum=0.9, batch_size=32, eval_every=5),
+        device="cpu",
+    )
+
+
+def test_alpha_zero_equals_naive_bit_for_bit():
+    naive = run(_spec("naive", {}), data_root=None)
+    wpl = run(_spec("wpl", {"alpha": 0.0}), data_root=None)
+    assert naive["status"] == wpl["status"] == "ok"
+    assert naive["accuracy_matrix"] == wpl["accuracy_matrix"]
+    assert naive["curves"] == wpl["curves"]  # every 5 steps, all the way
+    strong = run(_spec("wpl", {"alpha": 1e4}), data_root=None)
+    assert strong["curves"] != naive["curves"]  # and the penalty does act when alpha > 0
