@@ -149,6 +149,51 @@ class StepBudget(SupervisedPlugin):
             strategy.stop_training()
 
 
+class CurveRecorder(SupervisedPlugin):
+    """Forgetting curves: every ``every`` iterations, accuracy of the watched tasks' models.
+
+    Records ``{train_exp, iteration, eval_exp, accuracy}`` at iteration 0 (before the turn trains), every
+    ``every`` iterations, and at the turn's last iteration. Its evaluation time is kept apart so the
+    runner can leave it out of the training time.
+    """
+
+    def __init__(self, every: int, evaluate_task: Callable[[int], float]) -> None:
+        super().__init__()
+        self.every = every
+        self.evaluate_task = evaluate_task
+        self.curves: list[dict[str, Any]] = []
+        self.turn = 0
+        self.watch: list[int] = []
+        self.steps = 0
+        self.eval_seconds = 0.0
+
+    def _record(self) -> None:
+        t0 = time.perf_counter()
+        for task in self.watch:
+            self.curves.append(
+                {
+                    "train_exp": self.turn,
+                    "iteration": self.steps,
+                    "eval_exp": task,
+                    "accuracy": self.evaluate_task(task),
+                }
+            )
+        self.eval_seconds += time.perf_counter() - t0
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        self.steps = 0
+        self._record()
+
+    def after_training_iteration(self, strategy, **kwargs) -> None:
+        self.steps += 1
+        if self.steps % self.every == 0:
+            self._record()
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        if self.steps % self.every != 0:
+            self._record()
+
+
 ProgressCallback = Callable[[str], None]
 
 
@@ -207,13 +252,22 @@ def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict,
     batch = spec.training.eval_batch_size
 
     budget, watch = StepBudget(), LossWatch()
+    harness_plugins: list[SupervisedPlugin] = [watch, budget]
+    recorder = None
+    if spec.training.eval_every:
+        recorder = CurveRecorder(
+            spec.training.eval_every,
+            lambda j: evaluate(model, scenario.tasks[j], batch, device),
+        )
+        # First of the harness plugins: its iteration-0 point precedes any step of the experience.
+        harness_plugins.insert(0, recorder)
     ctx = StrategyContext(
         model=model,
         training=spec.training,
         device=device,
         used_params=scenario.turn_used_params,
         seed=spec.seed,
-        harness_plugins=[watch, budget],
+        harness_plugins=harness_plugins,
     )
     entry = STRATEGIES.get(spec.strategy.name)
     strategy = entry.factory(ctx, entry.parse_params(spec.strategy.params))
@@ -224,7 +278,8 @@ def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict,
     timing["eval_seconds"] += time.perf_counter() - t0
 
     bench = scenario.avalanche_benchmark()
-    for turn, experience in zip(scenario.schedule, bench.train_stream):
+    trained: list[int] = []
+    for index, (turn, experience) in enumerate(zip(scenario.schedule, bench.train_stream)):
         if progress is not None:
             progress(f"{spec.run_id}: {scenario.tasks[turn.task].name}")
         n_train = len(scenario.tasks[turn.task].train_y)
@@ -233,9 +288,20 @@ def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict,
         strategy.train_epochs = (
             math.ceil(turn.max_steps / batches_per_epoch) if turn.max_steps else spec.training.epochs
         )
+        if turn.task not in trained:
+            trained.append(turn.task)
+        curve_seconds = 0.0
+        if recorder is not None:
+            recorder.turn, recorder.watch = index, list(trained)
+            curve_seconds = recorder.eval_seconds
         t0 = time.perf_counter()
         strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
-        timing["train_seconds"] += time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        if recorder is not None:
+            curve_seconds = recorder.eval_seconds - curve_seconds
+            record["curves"] = recorder.curves
+        timing["train_seconds"] += elapsed - curve_seconds
+        timing["eval_seconds"] += curve_seconds
         timing["steps"] += budget.steps
         _check_weights(strategy.model)
         if turn.record:

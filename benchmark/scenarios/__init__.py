@@ -10,5 +10,6 @@ from benchmark.scenarios.base import (
     Turn,
 )
 from benchmark.scenarios import split as _split  # noqa: F401  (registers "split")
+from benchmark.scenarios import two_model as _two_model  # noqa: F401
 
 __all__ = ["SCENARIOS", "LabelledTensors", "Scenario", "ScenarioInputs", "ScenarioParams", "Task", "Turn"]
