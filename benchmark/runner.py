@@ -157,7 +157,7 @@ class CurveRecorder(SupervisedPlugin):
     runner can leave it out of the training time.
     """
 
-    def __init__(self, every: int, evaluate_task: Callable[[int], float]) -> None:
+    def __init__(self, every: int, evaluate_task: Callable[[torch.nn.Module, int], float]) -> None:
         super().__init__()
         self.every = every
         self.evaluate_task = evaluate_task
@@ -167,7 +167,7 @@ class CurveRecorder(SupervisedPlugin):
         self.steps = 0
         self.eval_seconds = 0.0
 
-    def _record(self) -> None:
+    def _record(self, model: torch.nn.Module) -> None:
         t0 = time.perf_counter()
         for task in self.watch:
             self.curves.append(
@@ -175,23 +175,23 @@ class CurveRecorder(SupervisedPlugin):
                     "train_exp": self.turn,
                     "iteration": self.steps,
                     "eval_exp": task,
-                    "accuracy": self.evaluate_task(task),
+                    "accuracy": self.evaluate_task(model, task),
                 }
             )
         self.eval_seconds += time.perf_counter() - t0
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         self.steps = 0
-        self._record()
+        self._record(strategy.model)
 
     def after_training_iteration(self, strategy, **kwargs) -> None:
         self.steps += 1
         if self.steps % self.every == 0:
-            self._record()
+            self._record(strategy.model)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         if self.steps % self.every != 0:
-            self._record()
+            self._record(strategy.model)
 
 
 ProgressCallback = Callable[[str], None]
@@ -257,7 +257,7 @@ def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict,
     if spec.training.eval_every:
         recorder = CurveRecorder(
             spec.training.eval_every,
-            lambda j: evaluate(model, scenario.tasks[j], batch, device),
+            lambda net, j: evaluate(net, scenario.tasks[j], batch, device),
         )
         # First of the harness plugins: its iteration-0 point precedes any step of the experience.
         harness_plugins.insert(0, recorder)
