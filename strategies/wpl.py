@@ -50,7 +50,7 @@ Tensors = dict[str, torch.Tensor]
 
 
 class WPLParams(StrategyParams):
-    alpha: NonNegativeFloat = 1000.0
+    alpha: NonNegativeFloat = 300.0
     fisher_samples: PositiveInt | None = None
     estimator: Literal["empirical", "true"] = "empirical"
     accumulate: Literal["sum", "max", "momentum"] = "sum"
