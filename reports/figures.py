@@ -139,7 +139,8 @@ def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str |
     ax.set_ylim(0, 100)
     ax.set_xlabel("experience j")
     ax.set_ylabel("final accuracy (%)")
-    ax.legend(fontsize=8, loc="lower left", ncols=min(len(order), 4))
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(order), 6),
+              frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return to_data_uri(fig)
 

@@ -103,11 +103,16 @@ class ScenarioView:
     naive: str | None = None
 
 
-def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric]) -> list[dict[str, Any]]:
-    """Rows of the summary for ``metrics``; the best mean per metric is marked (ties all marked)."""
+def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
+           references: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """Rows of the summary for ``metrics``; the best mean per metric is marked (ties all marked).
+
+    Reference runs (joint/standalone) are upper bounds, not contenders: never marked best.
+    """
     best: dict[str, set[str]] = {}
     for m in metrics:
         col = table[table.metric == m.key].set_index("strategy")["mean"].astype(float).dropna()
+        col = col[~col.index.isin(references)]
         if len(col) > 1:
             target = col.max() if m.better == "higher" else col.min()
             winners = set(col.index[np.isclose(col, target, rtol=0, atol=1e-12)])
@@ -128,17 +133,18 @@ def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric]) -> li
                   if np.isfinite(r.ci_low) else "")
             cells[m.key] = Cell(fmt(r["mean"], m.unit), ci, strategy in best.get(m.key, ()), int(r.n_seeds))
             n = max(n, int(r.n_seeds))
-        rows.append({"strategy": strategy, "n": n, "cells": cells})
+        rows.append({"strategy": strategy, "n": n, "cells": cells, "reference": strategy in references})
     return rows
 
 
-def _verdict(table: pd.DataFrame, comps: pd.DataFrame, naive: str | None) -> list[str]:
+def _verdict(table: pd.DataFrame, comps: pd.DataFrame, naive: str | None, references: set[str]) -> list[str]:
     """Two or three sentences a reader gets in ten seconds: who forgets least, at what cost."""
     def mean(strategy: str, metric: str) -> float:
         v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
         return float(v.iloc[0]) if len(v) else float("nan")
 
     lines = []
+    table = table[~table.strategy.isin(references)]  # the joint upper bound is no contender
     for metric in ("forgetting", "err_gap_mean", "curve_max_drop"):
         col = table[table.metric == metric].set_index("strategy")["mean"].astype(float).dropna()
         if len(col):
@@ -187,6 +193,7 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     mine = [r for r in records if S._scenario(r) == name]
     ok = [r for r in mine if S.is_ok(r)]
     naive = next((S._strategy(r) for r in mine if S._strategy_name(r) == S.NAIVE), None)
+    refs = {S._strategy(r) for r in mine if S._strategy_name(r) in S.REFERENCE_STRATEGIES}
     view = ScenarioView(name=name, anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
                         runs_ok=len(ok), runs_total=len(mine),
                         seeds=sorted({r.get("seed") for r in mine}, key=str), naive=naive)
@@ -194,9 +201,9 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     c = comps[comps.scenario == name]
     present = [S.METRICS[k] for k in S.METRICS if k in set(t.metric)]
     view.columns = [m for m in present if m.section in TABLE_SECTIONS]
-    view.rows = _cells(t, order, view.columns)
+    view.rows = _cells(t, order, view.columns, refs)
     view.cost_columns = [m for m in present if m.section == "cost"]
-    view.cost_rows = _cells(t, order, view.cost_columns)
+    view.cost_rows = _cells(t, order, view.cost_columns, refs)
     if naive:
         t_naive = t[(t.strategy == naive) & (t.metric == "train_seconds")]["mean"]
         for row in view.cost_rows:
@@ -205,7 +212,7 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
                      if len(t_row) and len(t_naive) and float(t_naive.iloc[0]) > 0 else float("nan"))
             row["vs_naive"] = f"{ratio:.2f}x" if np.isfinite(ratio) else "–"
     view.supernet_columns = [m for m in present if m.section == "supernet"]
-    view.supernet_rows = _cells(t, order, view.supernet_columns) if view.supernet_columns else []
+    view.supernet_rows = _cells(t, order, view.supernet_columns, refs) if view.supernet_columns else []
     view.comparison_columns = [S.METRICS[k] for k in KEY_COMPARISONS if k in set(c.metric)]
     for strategy in order:
         sub = c[c.strategy == strategy].set_index("metric")
@@ -221,7 +228,7 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
                                 "n": int(r.n_pairs), "good": bool(better and r.p_value < 0.05),
                                 "bad": bool(not better and r["diff"] != 0 and r.p_value < 0.05)}
         view.comparison_rows.append({"strategy": strategy, "cells": cells})
-    view.verdict = _verdict(t, c, naive)
+    view.verdict = _verdict(t, c, naive, refs)
     view.problems = problems[problems.scenario == name].to_dict("records")
 
     colours = F.palette(order, naive)
