@@ -155,7 +155,10 @@ def err_gap_distribution(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str |
     data = gaps.assign(gap=gaps.gap * 100)
     sns.boxplot(data=data, x="strategy", y="gap", order=order, hue="strategy", palette=colours,
                 ax=ax, fliersize=0, legend=False)
-    sns.stripplot(data=data, x="strategy", y="gap", order=order, color="black", size=2.5, alpha=0.5, ax=ax)
+    # the points, jittered with a fixed generator so the same results draw the same picture
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(data))
+    ax.scatter(data.strategy.map({s: i for i, s in enumerate(order)}) + jitter, data.gap, s=5, c="black",
+               alpha=0.5, zorder=3)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("err2 - err1 (points; > 0 = forgetting)")
     ax.set_xlabel("")
