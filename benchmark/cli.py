@@ -60,7 +60,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"\n{len(outcome.ran)} run(s) executed, {len(outcome.skipped)} skipped (already complete), "
         f"{len(outcome.failed)} not ok. Results in {out}/"
     )
+    if not args.no_report:
+        from reports.html import write_report
+
+        print(f"Report: {write_report([out], command=_command_line(args))}")
     return EXIT_RUNS_FAILED if outcome.failed else EXIT_OK
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    import shlex
+
+    return shlex.join(["forgetbench", *args.argv])
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.html import ReportError, write_report
+
+    folders = [Path(args.results_dir), *map(Path, args.more_dirs)]
+    try:
+        path = write_report(folders, Path(args.output) if args.output else None, command=_command_line(args))
+    except ReportError as exc:
+        print(f"forgetbench: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"Report: {path}\nSummary: {path.parent / 'summary.csv'}")
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -105,7 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_parse_seeds, help="override the suite's seeds, e.g. 0,1,2")
     p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="write the HTML report and summary.csv of result folders")
+    p.add_argument("results_dir", help="a `run --out` folder; the report goes here by default")
+    p.add_argument("more_dirs", nargs="*", help="more result folders to include")
+    p.add_argument("-o", "--output", help="report file (default: RESULTS_DIR/report.html); summary.csv goes beside it")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("validate", help="check a suite config and exit, running nothing")
     p.add_argument("config")
@@ -122,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the report quotes the command
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -77,3 +77,90 @@ def forgetting_reduction(f_strategy: float, f_naive: float) -> float:
     if not np.isfinite(f_naive) or f_naive <= 0:
         return float("nan")
     return float(100.0 * (1.0 - f_strategy / f_naive))
+
+
+# --- multi-model metrics -------------------------------------------------------------------------
+
+
+def max_drop(accuracy: ArrayLike, baseline: float) -> float:
+    """Largest drop of an earlier model during later training: max_k (baseline - a_k), floored at 0.
+
+    ``accuracy`` is the earlier model's accuracy at each evaluation point while a later experience
+    trains; ``baseline`` its accuracy just before that training began. 0 when it never fell below
+    the baseline; NaN for an empty curve.
+    """
+    a = np.asarray(accuracy, dtype=float)
+    if a.size == 0:
+        return float("nan")
+    return float(max(0.0, baseline - a.min()))
+
+
+def drop_area(iterations: ArrayLike, accuracy: ArrayLike, baseline: float) -> float:
+    """Area under the drop curve: the trapezoidal integral of max(0, baseline - a(t)) dt.
+
+    ``t`` runs over the training iterations of the later experience, so the unit is accuracy x
+    iterations (0.1 below baseline for 500 iterations = 50). A point at the baseline is prepended at
+    iteration 0 when the curve does not start there, so an immediate drop counts from the start.
+    NaN for an empty curve.
+    """
+    it = np.asarray(iterations, dtype=float)
+    a = np.asarray(accuracy, dtype=float)
+    if it.shape != a.shape:
+        raise ValueError(f"iterations and accuracy differ in length: {it.shape} vs {a.shape}")
+    if a.size == 0:
+        return float("nan")
+    order = np.argsort(it, kind="stable")
+    it, a = it[order], a[order]
+    if it[0] > 0:
+        it, a = np.concatenate([[0.0], it]), np.concatenate([[baseline], a])
+    drop = np.maximum(0.0, baseline - a)
+    # trapezoid rule, written out (np.trapz was renamed across numpy versions)
+    return float(np.sum((drop[1:] + drop[:-1]) * np.diff(it)) / 2.0)
+
+
+def err_gap(err1: ArrayLike, err2: ArrayLike) -> tuple[float, float]:
+    """Supernet forgetting: ``(mean, max)`` of err2 - err1 over every (round, architecture).
+
+    ``err1[r][a]`` is architecture a's validation error right after its own turn in round r,
+    ``err2[r][a]`` the same at the end of round r; err2 - err1 > 0 means the later turns of the
+    round made it forget. Cells that are None/NaN in either list are ignored.
+    """
+    e1 = np.asarray(err1, dtype=float)
+    e2 = np.asarray(err2, dtype=float)
+    if e1.shape != e2.shape:
+        raise ValueError(f"err1 and err2 differ in shape: {e1.shape} vs {e2.shape}")
+    gap = (e2 - e1)[np.isfinite(e2 - e1)]
+    if gap.size == 0:
+        return float("nan"), float("nan")
+    return float(gap.mean()), float(gap.max())
+
+
+def kendall_tau(scores_a: ArrayLike, scores_b: ArrayLike) -> float:
+    """Kendall's tau-b between two scorings of the same items (1 = same ranking, -1 = reversed).
+
+    tau-b = (C - D) / sqrt((n0 - n_a) (n0 - n_b)) with C/D the concordant/discordant pairs, n0 the
+    number of pairs and n_a/n_b the pairs tied in a/in b. Used between the supernet's ranking of the
+    architectures (its final accuracies) and the standalone ranking. NaN for fewer than 2 items
+    or a constant scoring.
+    """
+    a = np.asarray(scores_a, dtype=float)
+    b = np.asarray(scores_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"kendall_tau needs two 1-D scorings of equal length, got {a.shape} and {b.shape}")
+    if a.size < 2:
+        return float("nan")
+    i, j = np.triu_indices(a.size, k=1)
+    sa, sb = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    concordant_minus_discordant = float(np.sum(sa * sb))
+    n_a = float(np.sum(sa != 0))  # pairs not tied in a
+    n_b = float(np.sum(sb != 0))
+    if n_a == 0 or n_b == 0:
+        return float("nan")
+    return concordant_minus_discordant / float(np.sqrt(n_a * n_b))
+
+
+def steps_per_second(steps: float, train_seconds: float) -> float:
+    """Training throughput: optimiser steps / training wall-clock seconds (NaN if no time measured)."""
+    if not train_seconds or train_seconds <= 0 or not np.isfinite(train_seconds):
+        return float("nan")
+    return float(steps) / float(train_seconds)

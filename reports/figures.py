@@ -1,0 +1,166 @@
+"""Figures for the HTML report, drawn with matplotlib's Agg canvas (no display, no pyplot state).
+
+Each function takes tidy frames from :mod:`reports.summary` and returns a ``data:image/png;base64``
+URI, so the report is one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never try to open a window
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+NAIVE_GREY = "#7f7f7f"
+DPI = 96
+
+
+def palette(strategies: list[str], naive: str | None = None) -> dict[str, tuple]:
+    """One colour per strategy, the same in every figure; naive is grey (the baseline)."""
+    colours = iter(sns.color_palette("colorblind", max(len(strategies), 1) + 1))
+    out = {}
+    for s in strategies:
+        out[s] = NAIVE_GREY if s == naive else next(colours)
+    return out
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def to_data_uri(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """LA (y) against forgetting (x), one point per strategy with 95% CI bars; best corner top-left."""
+    wide = summary[summary.metric.isin(["LA", "forgetting"])].pivot(index="strategy", columns="metric")
+    if wide.empty or "LA" not in wide["mean"] or "forgetting" not in wide["mean"]:
+        return None
+    fig = _figure(5.2, 3.6)
+    ax = fig.add_subplot()
+    for k, strategy in enumerate([s for s in colours if s in wide.index]):
+        row = wide.loc[strategy]
+        x, y = row[("mean", "forgetting")], row[("mean", "LA")]
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+
+        def err(metric: str, centre: float) -> list[list[float]] | None:
+            low, high = row[("ci_low", metric)], row[("ci_high", metric)]
+            return [[centre - low], [high - centre]] if np.isfinite(low) else None
+
+        ax.errorbar(x * 100, y * 100, xerr=_scaled(err("forgetting", x)), yerr=_scaled(err("LA", y)),
+                    fmt="o", ms=7, capsize=3, color=colours[strategy], label=strategy)
+        # staggered label offsets so strategies with near-equal numbers stay legible
+        ax.annotate(strategy, (x * 100, y * 100), xytext=(7, 6 - 11 * k), textcoords="offset points",
+                    fontsize=9, color=colours[strategy], fontweight="bold")
+    ax.set_xlabel("Forgetting (accuracy points, lower is better)")
+    ax.set_ylabel("LA: accuracy just after learning (%)")
+    ax.set_title("Stability vs plasticity (best: top left)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return to_data_uri(fig)
+
+
+def _scaled(err: list[list[float]] | None) -> list[list[float]] | None:
+    return None if err is None else [[err[0][0] * 100], [err[1][0] * 100]]
+
+
+def heatmaps(matrices: dict[str, np.ndarray], order: list[str]) -> str | None:
+    """One accuracy-matrix heatmap per strategy (mean over seeds), rows = after training i."""
+    names = [s for s in order if s in matrices]
+    if not names:
+        return None
+    cols = min(len(names), 4)
+    rows = math.ceil(len(names) / cols)
+    n_rows, n_cols = matrices[names[0]].shape
+    cell = 0.42 if max(n_rows, n_cols) <= 8 else 0.25
+    fig = _figure(max(2.6, cell * n_cols + 1.2) * cols, max(2.4, cell * n_rows + 1.1) * rows)
+    annotate = max(n_rows, n_cols) <= 10
+    for k, strategy in enumerate(names):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        sns.heatmap(matrices[strategy] * 100, ax=ax, vmin=0, vmax=100, cmap="viridis", annot=annotate,
+                    fmt=".0f", annot_kws={"fontsize": 7}, cbar=False, square=True)
+        ax.set_title(strategy, fontsize=10)
+        ax.set_xlabel("evaluated on j", fontsize=8)
+        ax.set_ylabel("after training i", fontsize=8)
+        ax.tick_params(labelsize=7)
+    return to_data_uri(fig)
+
+
+def forgetting_curves(curves: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """Accuracy of each earlier model against iterations of later training; seeds as min-max bands."""
+    if curves.empty:
+        return None
+    models = sorted(curves.eval_exp.unique())[:12]
+    cols = min(len(models), 3)
+    rows = math.ceil(len(models) / cols)
+    fig = _figure(4.2 * cols, 2.8 * rows)
+    boundaries = sorted(curves.groupby("train_exp").step.min())
+    for k, model in enumerate(models):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        data = curves[curves.eval_exp == model].assign(accuracy=lambda d: d.accuracy * 100)
+        sns.lineplot(data=data, x="step", y="accuracy", hue="strategy", ax=ax, errorbar=("pi", 100),
+                     palette={s: c for s, c in colours.items() if s in set(data.strategy)},
+                     hue_order=[s for s in colours if s in set(data.strategy)], legend=k == 0)
+        for b in boundaries[1:]:
+            ax.axvline(b, color="black", lw=0.6, ls=":")
+        ax.set_title(f"model {model} while later experiences train", fontsize=9)
+        ax.set_xlabel("iteration of later training", fontsize=8)
+        ax.set_ylabel("accuracy (%)", fontsize=8)
+        ax.grid(alpha=0.3)
+    return to_data_uri(fig)
+
+
+def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """Final accuracy on each experience, one bar per strategy, mean with min-max over seeds."""
+    if final.empty:
+        return None
+    n_exp = final.experience.nunique()
+    fig = _figure(min(12, 1.2 + 0.35 * n_exp * len(colours) + 2), 3.0)
+    ax = fig.add_subplot()
+    order = [s for s in colours if s in set(final.strategy)]
+    sns.barplot(data=final.assign(accuracy=final.accuracy * 100), x="experience", y="accuracy",
+                hue="strategy", hue_order=order, palette=colours, errorbar=("pi", 100), ax=ax,
+                err_kws={"linewidth": 1}, capsize=0.1)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("experience j")
+    ax.set_ylabel("final accuracy (%)")
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(order), 6),
+              frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return to_data_uri(fig)
+
+
+def err_gap_distribution(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """Distribution of err2 - err1 per strategy (every round x architecture x seed)."""
+    if gaps.empty:
+        return None
+    order = [s for s in colours if s in set(gaps.strategy)]
+    fig = _figure(1.6 + 1.3 * len(order), 3.0)
+    ax = fig.add_subplot()
+    data = gaps.assign(gap=gaps.gap * 100)
+    sns.boxplot(data=data, x="strategy", y="gap", order=order, hue="strategy", palette=colours,
+                ax=ax, fliersize=0, legend=False)
+    # the points, jittered with a fixed generator so the same results draw the same picture
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(data))
+    ax.scatter(data.strategy.map({s: i for i, s in enumerate(order)}) + jitter, data.gap, s=5, c="black",
+               alpha=0.5, zorder=3)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel("err2 - err1 (points; > 0 = forgetting)")
+    ax.set_xlabel("")
+    ax.grid(axis="y", alpha=0.3)
+    return to_data_uri(fig)

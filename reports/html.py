@@ -1,0 +1,317 @@
+"""The self-contained HTML report: Jinja2 (autoescaped) + embedded PNG figures.
+
+``write_report(folders)`` reads result folders, computes the tables of :mod:`reports.summary`,
+draws the figures of :mod:`reports.figures` and writes ``report.html`` plus ``summary.csv`` (and
+``comparisons.csv``, the paired differences against naive) next to it, each atomically.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from benchmark.store import atomic_write_text
+from reports import summary as S
+
+TEMPLATES = Path(__file__).parent / "templates"
+REPORT_FILE = "report.html"
+SUMMARY_FILE = "summary.csv"
+COMPARISONS_FILE = "comparisons.csv"
+TABLE_SECTIONS = ("stability", "curves")
+KEY_COMPARISONS = ("ACC", "forgetting", "LA", "curve_max_drop", "err_gap_mean", "train_seconds")
+
+
+class ReportError(ValueError):
+    """Bad input to the report (missing folder, no results): the CLI exits 2."""
+
+
+# --- formatting ------------------------------------------------------------------------------------
+
+
+def fmt(value: float, unit: str, signed: bool = False) -> str:
+    """Human text for a metric value in its unit (accuracies in points of %)."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    sign = "+" if signed else ""
+    if unit == "accuracy":
+        return f"{value * 100:{sign}.1f}"
+    if unit == "percent":
+        return f"{value:{sign}.0f}%"
+    if unit == "seconds":
+        return f"{value:{sign}.1f} s" if abs(value) < 100 else f"{value:{sign},.0f} s"
+    if unit == "rate":
+        return f"{value:{sign},.0f}"
+    if unit == "bytes":
+        return _bytes(value, signed)
+    if unit == "area":
+        return f"{value:{sign},.1f}"
+    return f"{value:{sign}.2f}"
+
+
+def _bytes(value: float, signed: bool) -> str:
+    sign = "+" if signed and value > 0 else ("-" if value < 0 else "")
+    v = abs(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if v < 1024 or unit == "GB":
+            return f"{sign}{v:.0f} {unit}" if unit == "B" else f"{sign}{v:.1f} {unit}"
+        v /= 1024
+    return ""  # unreachable
+
+
+def fmt_p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# --- view model ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    text: str
+    ci: str = ""
+    best: bool = False
+    n: int = 0
+
+
+@dataclass
+class ScenarioView:
+    name: str
+    anchor: str
+    runs_ok: int
+    runs_total: int
+    seeds: list[Any]
+    verdict: list[str] = field(default_factory=list)
+    columns: list[S.Metric] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # {strategy, n, cells{metric: Cell}}
+    comparison_columns: list[S.Metric] = field(default_factory=list)
+    comparison_rows: list[dict[str, Any]] = field(default_factory=list)
+    cost_columns: list[S.Metric] = field(default_factory=list)
+    cost_rows: list[dict[str, Any]] = field(default_factory=list)
+    supernet_columns: list[S.Metric] = field(default_factory=list)
+    supernet_rows: list[dict[str, Any]] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    naive: str | None = None
+
+
+def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
+           references: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """Rows of the summary for ``metrics``; the best mean per metric is marked (ties all marked).
+
+    Reference runs (joint/standalone) are upper bounds, not contenders: never marked best.
+    """
+    best: dict[str, set[str]] = {}
+    for m in metrics:
+        col = table[table.metric == m.key].set_index("strategy")["mean"].astype(float).dropna()
+        col = col[~col.index.isin(references)]
+        if len(col) > 1:
+            target = col.max() if m.better == "higher" else col.min()
+            winners = set(col.index[np.isclose(col, target, rtol=0, atol=1e-12)])
+            if len(winners) < len(col):  # a column where everyone ties has no best
+                best[m.key] = winners
+    rows = []
+    for strategy in order:
+        sub = table[table.strategy == strategy].set_index("metric")
+        if sub.empty:
+            continue
+        cells, n = {}, 0
+        for m in metrics:
+            if m.key not in sub.index:
+                cells[m.key] = Cell("–")
+                continue
+            r = sub.loc[m.key]
+            ci = (f"[{fmt(r.ci_low, m.unit)}, {fmt(r.ci_high, m.unit)}]"
+                  if np.isfinite(r.ci_low) else "")
+            cells[m.key] = Cell(fmt(r["mean"], m.unit), ci, strategy in best.get(m.key, ()), int(r.n_seeds))
+            n = max(n, int(r.n_seeds))
+        rows.append({"strategy": strategy, "n": n, "cells": cells, "reference": strategy in references})
+    return rows
+
+
+def _verdict(table: pd.DataFrame, comps: pd.DataFrame, naive: str | None, references: set[str]) -> list[str]:
+    """Two or three sentences a reader gets in ten seconds: who forgets least, at what cost."""
+    def mean(strategy: str, metric: str) -> float:
+        v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
+        return float(v.iloc[0]) if len(v) else float("nan")
+
+    lines = []
+    table = table[~table.strategy.isin(references)]  # the joint upper bound is no contender
+    for metric in ("forgetting", "err_gap_mean", "curve_max_drop"):
+        col = table[table.metric == metric].set_index("strategy")["mean"].astype(float).dropna()
+        if len(col):
+            break
+    else:
+        return lines
+    m = S.METRICS[metric]
+    winner = str(col.idxmin())
+    text = f"Forgets least: {winner} ({m.label.lower()} {fmt(col[winner], m.unit)}"
+    if naive and winner != naive and naive in col.index:
+        text += f" vs {fmt(col[naive], m.unit)} for {naive}"
+        red = mean(winner, "forgetting_reduction") if metric == "forgetting" else float("nan")
+        if np.isfinite(red):
+            text += f", a {red:.0f}% cut"
+        p = comps[(comps.strategy == winner) & (comps.metric == metric)]
+        if len(p):
+            pv = float(p.p_value.iloc[0])
+            text += f", paired p = {fmt_p(pv)}" + ("" if pv < 0.05 else ", not significant")
+    text += ")."
+    lines.append(text)
+    cost = []
+    t_w, t_n = mean(winner, "train_seconds"), mean(naive, "train_seconds") if naive else float("nan")
+    if np.isfinite(t_w):
+        cost.append(f"train time {fmt(t_w, 'seconds')}"
+                    + (f" ({t_w / t_n:.1f}x {naive})" if np.isfinite(t_n) and t_n > 0 and winner != naive else ""))
+    mem = mean(winner, "regularizer_bytes")
+    if np.isfinite(mem):
+        cost.append(f"regularizer memory {fmt(mem, 'bytes')}")
+    acc_w = mean(winner, "ACC")
+    if np.isfinite(acc_w):
+        cost.append(f"final ACC {fmt(acc_w, 'accuracy')}%")
+    if cost:
+        lines.append("Cost: " + ", ".join(cost) + ".")
+    acc = table[table.metric == "ACC"].set_index("strategy")["mean"].astype(float).dropna()
+    if len(acc) > 1:
+        top = str(acc.idxmax())
+        lines.append(f"Highest final accuracy (ACC): {top} ({fmt(acc[top], 'accuracy')}%)"
+                     + (f"; the same strategy." if top == winner else "."))
+    return lines
+
+
+def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], table: pd.DataFrame,
+                   comps: pd.DataFrame, problems: pd.DataFrame) -> ScenarioView:
+    from reports import figures as F  # matplotlib/seaborn import only when drawing
+
+    mine = [r for r in records if S._scenario(r) == name]
+    ok = [r for r in mine if S.is_ok(r)]
+    naive = next((S._strategy(r) for r in mine if S._strategy_name(r) == S.NAIVE), None)
+    refs = {S._strategy(r) for r in mine if S._strategy_name(r) in S.REFERENCE_STRATEGIES}
+    view = ScenarioView(name=name, anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
+                        runs_ok=len(ok), runs_total=len(mine),
+                        seeds=sorted({r.get("seed") for r in mine}, key=str), naive=naive)
+    t = table[table.scenario == name]
+    c = comps[comps.scenario == name]
+    present = [S.METRICS[k] for k in S.METRICS if k in set(t.metric)]
+    view.columns = [m for m in present if m.section in TABLE_SECTIONS]
+    view.rows = _cells(t, order, view.columns, refs)
+    view.cost_columns = [m for m in present if m.section == "cost"]
+    view.cost_rows = _cells(t, order, view.cost_columns, refs)
+    if naive:
+        t_naive = t[(t.strategy == naive) & (t.metric == "train_seconds")]["mean"]
+        for row in view.cost_rows:
+            t_row = t[(t.strategy == row["strategy"]) & (t.metric == "train_seconds")]["mean"]
+            ratio = (float(t_row.iloc[0]) / float(t_naive.iloc[0])
+                     if len(t_row) and len(t_naive) and float(t_naive.iloc[0]) > 0 else float("nan"))
+            row["vs_naive"] = f"{ratio:.2f}x" if np.isfinite(ratio) else "–"
+    view.supernet_columns = [m for m in present if m.section == "supernet"]
+    view.supernet_rows = _cells(t, order, view.supernet_columns, refs) if view.supernet_columns else []
+    view.comparison_columns = [S.METRICS[k] for k in KEY_COMPARISONS if k in set(c.metric)]
+    for strategy in order:
+        sub = c[c.strategy == strategy].set_index("metric")
+        if sub.empty:
+            continue
+        cells = {}
+        for m in view.comparison_columns:
+            if m.key in sub.index:
+                r = sub.loc[m.key]
+                ci = f"[{fmt(r.ci_low, m.unit, True)}, {fmt(r.ci_high, m.unit, True)}]" if np.isfinite(r.ci_low) else ""
+                better = (r["diff"] > 0) == (m.better == "higher") and r["diff"] != 0
+                cells[m.key] = {"diff": fmt(r["diff"], m.unit, True), "ci": ci, "p": fmt_p(r.p_value),
+                                "n": int(r.n_pairs), "good": bool(better and r.p_value < 0.05),
+                                "bad": bool(not better and r["diff"] != 0 and r.p_value < 0.05)}
+        view.comparison_rows.append({"strategy": strategy, "cells": cells})
+    view.verdict = _verdict(t, c, naive, refs)
+    view.problems = problems[problems.scenario == name].to_dict("records")
+
+    colours = F.palette(order, naive)
+    figs = {
+        "scatter": F.stability_plasticity(t, colours),
+        "curves": F.forgetting_curves(S.curves_frame(records, name), colours),
+        "heatmaps": F.heatmaps(S.mean_matrices(records, name), order),
+        "final": F.final_accuracy_bars(S.final_accuracy_frame(records, name), colours),
+        "err_gap": F.err_gap_distribution(S.err_gap_frame(records, name), colours),
+    }
+    view.figures = {k: v for k, v in figs.items() if v}
+    return view
+
+
+def _metadata(folders: Sequence[Path], records: list[dict[str, Any]], command: str | None) -> dict[str, Any]:
+    import jinja2
+    import matplotlib
+    import seaborn
+
+    envs = [r.get("environment") or {} for r in records]
+    keys = ["python", "torch", "avalanche", "numpy", "forgetbench", "device", "platform", "torch_threads"]
+    run_env = {k: sorted({str(e[k]) for e in envs if k in e}) for k in keys}
+    suites = []
+    for folder in folders:
+        path = Path(folder) / "suite.yaml"
+        text = path.read_text() if path.exists() else None
+        suites.append({"folder": str(folder), "suite": text,
+                       "rerun": f"forgetbench run {path} --out {folder}" if text else None})
+    return {
+        "command": command,
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "run_env": {k: ", ".join(v) for k, v in run_env.items() if v},
+        "report_env": {"python": platform.python_version(), "pandas": pd.__version__,
+                       "matplotlib": matplotlib.__version__, "seaborn": seaborn.__version__,
+                       "jinja2": jinja2.__version__, "platform": platform.platform()},
+        "suites": suites,
+        "started": min((r.get("started_at", "") for r in records), default=""),
+        "finished": max((r.get("finished_at", "") for r in records), default=""),
+    }
+
+
+@dataclass
+class Report:
+    html: str
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+
+
+def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
+    """Read the folders and render the report (nothing is written)."""
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        if not folder.is_dir():
+            raise ReportError(f"results folder {folder} does not exist (expected OUT/runs/<run_id>/result.json)")
+    records = S.load_records(*folders)
+    if not records:
+        raise ReportError(f"no result files under {', '.join(map(str, folders))} "
+                          "(expected OUT/runs/<run_id>/result.json)")
+    long = S.runs_long(records)
+    order = S.strategy_order(records)
+    table = S.summary_table(long, order=order)
+    comps = S.comparisons_table(long)
+    problems = S.problem_runs(records)
+    scenarios = [_scenario_view(name, records, order[name], table, comps, problems) for name in order]
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    html = env.get_template("report.html.j2").render(
+        title=f"forgetbench report: {', '.join(sorted({str(r.get('suite', '?')) for r in records}))}",
+        scenarios=scenarios,
+        glossary=[m for m in S.METRICS.values() if m.key in set(table.metric)],
+        n_runs=len(records),
+        n_ok=sum(S.is_ok(r) for r in records),
+        problems=problems.to_dict("records"),
+        meta=_metadata(folders, records, command),
+    )
+    return Report(html, table, comps)
+
+
+def write_report(folders: Sequence[Path], out: Path | None = None, command: str | None = None) -> Path:
+    """Build the report and write it (default ``<first folder>/report.html``) with summary.csv beside it."""
+    report = build_report(folders, command)
+    out = Path(out) if out else Path(folders[0]) / REPORT_FILE
+    atomic_write_text(out.parent / SUMMARY_FILE, report.summary.to_csv(index=False))
+    atomic_write_text(out.parent / COMPARISONS_FILE, report.comparisons.to_csv(index=False))
+    atomic_write_text(out, report.html)
+    return out

@@ -1,0 +1,362 @@
+"""From result records to tidy tables: per-run metrics, the across-seed summary, paired comparisons.
+
+Only ``ok`` runs feed the metrics; every other run is listed by :func:`problem_runs`. Optional
+result keys (``curves``, ``memory``, ``err1``/``err2``, ``standalone_accuracy``, reference runs of
+the ``joint``/``standalone`` strategies) add metrics when present and nothing when absent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+from benchmark.store import load_results
+from reports import metrics, stats
+
+SUMMARY_COLUMNS = ["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"]
+COMPARISON_COLUMNS = ["scenario", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "n_pairs"]
+NAIVE = "naive"
+REFERENCE_STRATEGIES = ("joint", "standalone")  # preferred in this order for intransigence
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    better: Literal["higher", "lower"]
+    unit: Literal["accuracy", "percent", "seconds", "rate", "bytes", "tau", "area"]
+    definition: str
+    section: Literal["stability", "curves", "supernet", "cost"]
+    bounds: tuple[float, float] = (-float("inf"), float("inf"))  # the metric's range; CIs are clipped to it
+
+
+METRICS: dict[str, Metric] = {m.key: m for m in [
+    Metric("ACC", "ACC", "higher", "accuracy", "mean_j R[T-1][j]: final accuracy averaged over experiences",
+           "stability", (0, 1)),
+    Metric("LA", "LA (plasticity)", "higher", "accuracy",
+           "mean_j R[j][j]: accuracy on each experience right after learning it", "stability", (0, 1)),
+    Metric("forgetting", "Forgetting", "lower", "accuracy",
+           "mean_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j]) (Chaudhry et al., 2018)", "stability", (-1, 1)),
+    Metric("BWT", "BWT", "higher", "accuracy", "mean_{j<T-1} (R[T-1][j] - R[j][j]); negative = forgetting",
+           "stability", (-1, 1)),
+    Metric("FWT", "FWT", "higher", "accuracy",
+           "mean_{j>=1} (R[j-1][j] - b_j), b_j the untrained model's accuracy on j", "stability", (-1, 1)),
+    Metric("intransigence", "Intransigence", "lower", "accuracy",
+           "mean_j (a*_j - R[j][j]), a*_j = mean over seeds of the joint (else standalone) run's R[j][j] "
+           "in the same scenario", "stability", (-1, 1)),
+    Metric("forgetting_reduction", "Forgetting cut vs naive", "higher", "percent",
+           "per seed 100 (1 - F_strategy / F_naive) against naive on the same seed (the WPL paper's "
+           "headline); seeds where naive did not forget are left out", "stability", (-float("inf"), 100)),
+    Metric("curve_max_drop", "Max drop (curves)", "lower", "accuracy",
+           "largest fall of an earlier model's accuracy below its value before a later experience "
+           "started, over every evaluation while later experiences train", "curves", (0, 1)),
+    Metric("curve_drop_area", "Drop area (curves)", "lower", "area",
+           "area under max(0, baseline - accuracy) over the iterations of each later experience "
+           "(accuracy x iterations), averaged over (earlier model, later experience) pairs", "curves",
+           (0, float("inf"))),
+    Metric("err_gap_mean", "Mean err2 - err1", "lower", "accuracy",
+           "supernet: mean over rounds and architectures of err2 - err1 (error at the end of the round "
+           "minus error right after the architecture's turn)", "supernet", (-1, 1)),
+    Metric("err_gap_max", "Max err2 - err1", "lower", "accuracy", "supernet: the largest err2 - err1",
+           "supernet", (-1, 1)),
+    Metric("kendall_tau", "Kendall tau", "higher", "tau",
+           "supernet: Kendall's tau-b between the final accuracies of the architectures and their "
+           "standalone accuracies (1 = the supernet ranks them as training alone would)", "supernet", (-1, 1)),
+    Metric("train_seconds", "Train time", "lower", "seconds", "wall-clock seconds spent training (no eval)",
+           "cost", (0, float("inf"))),
+    Metric("steps_per_second", "Steps / s", "higher", "rate", "optimiser steps per training second", "cost", (0, float("inf"))),
+    Metric("regularizer_bytes", "Regularizer memory", "lower", "bytes",
+           "bytes of tensors the strategy's regularizer holds after the run", "cost", (0, float("inf"))),
+]}
+
+
+def load_records(*folders: Path) -> list[dict[str, Any]]:
+    """Every readable result record under the folders; a later folder's copy of a run id wins.
+
+    Each record gets ``_source`` (its folder) so the report can say where it came from.
+    """
+    by_key: dict[tuple, dict[str, Any]] = {}
+    for folder in folders:
+        for record in load_results(Path(folder)):
+            record["_source"] = str(folder)
+            by_key[(_scenario(record), _strategy(record), record.get("seed"))] = record
+    return list(by_key.values())
+
+
+def _scenario(record: dict[str, Any]) -> str:
+    return str(record.get("scenario", {}).get("label", "?"))
+
+
+def _strategy(record: dict[str, Any]) -> str:
+    return str(record.get("strategy", {}).get("label", "?"))
+
+
+def _strategy_name(record: dict[str, Any]) -> str:
+    return str(record.get("strategy", {}).get("name", ""))
+
+
+def is_ok(record: dict[str, Any]) -> bool:
+    R = record.get("accuracy_matrix") or []
+    return record.get("status") == "ok" and len(R) > 0 and len(R[0]) > 0
+
+
+def _is_square(R: np.ndarray) -> bool:
+    return R.ndim == 2 and R.shape[0] == R.shape[1]
+
+
+def reference_accuracies(records: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """a*_j per scenario: mean over seeds of the reference run's R[j][j] (joint, else standalone).
+
+    A non-square reference matrix (one joint training stage) contributes its final row instead.
+    """
+    found: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        if is_ok(record) and _strategy_name(record) in REFERENCE_STRATEGIES:
+            R = np.asarray(record["accuracy_matrix"], dtype=float)
+            found[_scenario(record)][_strategy_name(record)].append(np.diag(R) if _is_square(R) else R[-1])
+    refs = {}
+    for scenario, by_name in found.items():
+        for name in REFERENCE_STRATEGIES:
+            rows = by_name.get(name)
+            if rows and len({len(r) for r in rows}) == 1:
+                refs[scenario] = np.mean(rows, axis=0)
+                break
+    return refs
+
+
+def curve_series(record: dict[str, Any]) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """``(train_exp, eval_exp) -> (iterations, accuracies)`` sorted by iteration, earlier models only."""
+    points: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+    for p in record.get("curves") or []:
+        key = (int(p["train_exp"]), int(p["eval_exp"]))
+        if key[0] != key[1] and p.get("accuracy") is not None:
+            points[key].append((float(p["iteration"]), float(p["accuracy"])))
+    series = {}
+    for key, pts in sorted(points.items()):
+        pts.sort()
+        series[key] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+    return series
+
+
+def _curve_metrics(record: dict[str, Any], R: np.ndarray) -> dict[str, float]:
+    series = curve_series(record)
+    if not series:
+        return {}
+    drops, areas = [], []
+    for (train_exp, eval_exp), (it, acc) in series.items():
+        # Baseline = the earlier model's accuracy just before train_exp began: the matrix row of
+        # the previous experience when rows are experiences, else the series' first point.
+        if _is_square(R) and 1 <= train_exp <= R.shape[0] and eval_exp < R.shape[1]:
+            baseline = float(R[train_exp - 1, eval_exp])
+        else:
+            baseline = float(acc[0])
+        drops.append(metrics.max_drop(acc, baseline))
+        areas.append(metrics.drop_area(it, acc, baseline))
+    return {"curve_max_drop": float(np.max(drops)), "curve_drop_area": float(np.mean(areas))}
+
+
+def run_metrics(record: dict[str, Any], reference: np.ndarray | None = None) -> dict[str, float]:
+    """Every metric the record supports, as floats (NaN where undefined). The record must be ok."""
+    R = np.asarray(record["accuracy_matrix"], dtype=float)
+    square = _is_square(R)
+    nan = float("nan")
+    b = record.get("init_accuracy") or []
+    out: dict[str, float] = {
+        "ACC": metrics.average_accuracy(R),
+        "LA": metrics.learning_accuracy(R) if square else nan,
+        "forgetting": metrics.forgetting(R) if square else nan,
+        "BWT": metrics.backward_transfer(R) if square else nan,
+        "FWT": metrics.forward_transfer(R, b) if square and len(b) == R.shape[1] else nan,
+        "intransigence": (metrics.intransigence(R, reference)
+                          if square and reference is not None and len(reference) == R.shape[0] else nan),
+    }
+    out.update(_curve_metrics(record, R))
+    if record.get("err1") is not None and record.get("err2") is not None:
+        out["err_gap_mean"], out["err_gap_max"] = metrics.err_gap(record["err1"], record["err2"])
+    standalone = record.get("standalone_accuracy")
+    if standalone is not None and len(standalone) == R.shape[1]:
+        out["kendall_tau"] = metrics.kendall_tau(R[-1], standalone)
+    timing = record.get("timing") or {}
+    out["train_seconds"] = float(timing.get("train_seconds", nan))
+    out["steps_per_second"] = metrics.steps_per_second(timing.get("steps", nan), out["train_seconds"])
+    memory = record.get("memory") or {}
+    if memory.get("regularizer_bytes") is not None:
+        out["regularizer_bytes"] = float(memory["regularizer_bytes"])
+    return out
+
+
+def runs_long(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (ok run, metric): scenario, strategy, strategy_name, seed, metric, value.
+
+    Adds ``forgetting_reduction`` per seed against the naive run of the same scenario and seed.
+    """
+    refs = reference_accuracies(records)
+    rows = []
+    for record in records:
+        if not is_ok(record):
+            continue
+        ident = {"scenario": _scenario(record), "strategy": _strategy(record),
+                 "strategy_name": _strategy_name(record), "seed": int(record.get("seed", 0))}
+        for metric, value in run_metrics(record, refs.get(ident["scenario"])).items():
+            rows.append({**ident, "metric": metric, "value": value})
+    frame = pd.DataFrame(rows, columns=["scenario", "strategy", "strategy_name", "seed", "metric", "value"])
+    if frame.empty:
+        return frame
+    F = frame[frame.metric == "forgetting"]
+    naive = F[F.strategy_name == NAIVE].drop_duplicates(["scenario", "seed"]).set_index(["scenario", "seed"]).value
+    extra = []
+    for row in F.itertuples(index=False):
+        base = naive.get((row.scenario, row.seed))
+        if base is None or row.strategy_name == NAIVE:
+            continue
+        extra.append({"scenario": row.scenario, "strategy": row.strategy, "strategy_name": row.strategy_name,
+                      "seed": row.seed, "metric": "forgetting_reduction",
+                      "value": metrics.forgetting_reduction(row.value, base)})
+    if extra:
+        frame = pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
+    return frame
+
+
+def strategy_order(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Scenario -> strategy labels: naive first, then the order in which strategies first appear."""
+    order: dict[str, list[str]] = {}
+    for record in records:
+        labels = order.setdefault(_scenario(record), [])
+        if _strategy(record) not in labels:
+            labels.append(_strategy(record))
+    for scenario, labels in order.items():
+        naive = [r for r in records if _scenario(r) == scenario and _strategy_name(r) == NAIVE]
+        first = {_strategy(r) for r in naive}
+        labels.sort(key=lambda s: s not in first)  # stable: keeps first appearance otherwise
+    return order
+
+
+def summary_table(
+    long: pd.DataFrame, method: Literal["t", "bootstrap"] = "t", order: dict[str, list[str]] | None = None
+) -> pd.DataFrame:
+    """Tidy summary: scenario, strategy, metric, mean, std, ci_low, ci_high, n_seeds.
+
+    One row per (scenario, strategy, metric) with at least one finite value; ``n_seeds`` counts
+    the seeds with a finite value. The interval is clipped to the metric's range (a t interval
+    over 2 seeds of an accuracy can otherwise pass 100%). Strategies follow ``order`` (scenario ->
+    labels) when given, else first appearance.
+    """
+    rows = []
+    if long.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    for scenario, sc in long.groupby("scenario", sort=False):
+        labels = list(dict.fromkeys([*(order or {}).get(scenario, []), *sc.strategy]))
+        for strategy in labels:
+            st = sc[sc.strategy == strategy]
+            for metric, info in METRICS.items():
+                s = stats.summarize(st.value[st.metric == metric], method=method)
+                if s.n == 0:
+                    continue
+                low, high = (float(np.clip(v, *info.bounds)) if np.isfinite(v) else v
+                             for v in (s.ci_low, s.ci_high))
+                rows.append([scenario, strategy, metric, s.mean, s.std, low, high, s.n])
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def comparisons_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Every non-naive strategy minus naive, paired on shared seeds, per metric (see stats.paired_difference)."""
+    rows = []
+    if long.empty:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    for scenario, sc in long.groupby("scenario", sort=False):
+        naive_rows = sc[sc.strategy_name == NAIVE]
+        if naive_rows.empty:
+            continue
+        naive_label = naive_rows.strategy.iloc[0]
+        for strategy, st in sc.groupby("strategy", sort=False):
+            if strategy == naive_label:
+                continue
+            for metric in METRICS:
+                if metric == "forgetting_reduction":
+                    continue  # already relative to naive
+                mine = st[st.metric == metric]
+                base = naive_rows[(naive_rows.metric == metric) & (naive_rows.strategy == naive_label)]
+                if mine.empty or base.empty:
+                    continue
+                p = stats.paired_difference(dict(zip(mine.seed, mine.value.astype(float))),
+                                            dict(zip(base.seed, base.value.astype(float))))
+                if p.n:
+                    rows.append([scenario, strategy, metric, p.diff, p.ci_low, p.ci_high, p.p_value, p.n])
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def problem_runs(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Runs that are not ok (failed, diverged, or ok without an accuracy matrix), with their error."""
+    rows = [
+        {"scenario": _scenario(r), "strategy": _strategy(r), "seed": r.get("seed"), "status": r.get("status"),
+         "error": r.get("error") or ("no accuracy matrix" if r.get("status") == "ok" else ""),
+         "run_id": r.get("run_id"), "source": r.get("_source", "")}
+        for r in records if not is_ok(r)
+    ]
+    return pd.DataFrame(rows, columns=["scenario", "strategy", "seed", "status", "error", "run_id", "source"])
+
+
+# --- frames the figures plot -----------------------------------------------------------------------
+
+
+def mean_matrices(records: list[dict[str, Any]], scenario: str) -> dict[str, np.ndarray]:
+    """Strategy -> accuracy matrix averaged over its ok seeds (seeds whose shape differs are skipped)."""
+    by_strategy: dict[str, list[np.ndarray]] = defaultdict(list)
+    for r in records:
+        if is_ok(r) and _scenario(r) == scenario:
+            by_strategy[_strategy(r)].append(np.asarray(r["accuracy_matrix"], dtype=float))
+    out = {}
+    for strategy, mats in by_strategy.items():
+        shape = mats[0].shape
+        out[strategy] = np.mean([m for m in mats if m.shape == shape], axis=0)
+    return out
+
+
+def final_accuracy_frame(records: list[dict[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, experience, accuracy: the final model's accuracy on each experience."""
+    rows = [
+        {"strategy": _strategy(r), "seed": r.get("seed"), "experience": j, "accuracy": float(a)}
+        for r in records if is_ok(r) and _scenario(r) == scenario
+        for j, a in enumerate(r["accuracy_matrix"][-1])
+    ]
+    return pd.DataFrame(rows, columns=["strategy", "seed", "experience", "accuracy"])
+
+
+def curves_frame(records: list[dict[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, eval_exp, train_exp, iteration, step, accuracy for earlier models.
+
+    ``step`` is the iteration counted from the start of the whole run: each experience's curve is
+    shifted by the largest iteration seen in the experiences before it (over every run of the
+    scenario, so all strategies share one time axis).
+    """
+    rows = []
+    for r in records:
+        if is_ok(r) and _scenario(r) == scenario:
+            for (t, e), (it, acc) in curve_series(r).items():
+                rows += [{"strategy": _strategy(r), "seed": r.get("seed"), "train_exp": t, "eval_exp": e,
+                          "iteration": float(i), "accuracy": float(a)} for i, a in zip(it, acc)]
+    frame = pd.DataFrame(rows, columns=["strategy", "seed", "train_exp", "eval_exp", "iteration", "accuracy"])
+    if frame.empty:
+        return frame.assign(step=pd.Series(dtype=float))
+    span = frame.groupby("train_exp").iteration.max()
+    offsets = span.shift(1, fill_value=0).cumsum()
+    frame["step"] = frame.iteration + frame.train_exp.map(offsets)
+    return frame
+
+
+def err_gap_frame(records: list[dict[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, round, architecture, gap = err2 - err1, for supernet runs."""
+    rows = []
+    for r in records:
+        if is_ok(r) and _scenario(r) == scenario and r.get("err1") is not None and r.get("err2") is not None:
+            gap = np.asarray(r["err2"], dtype=float) - np.asarray(r["err1"], dtype=float)
+            for (k, a), g in np.ndenumerate(gap):
+                if np.isfinite(g):
+                    rows.append({"strategy": _strategy(r), "seed": r.get("seed"), "round": k,
+                                 "architecture": a, "gap": float(g)})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "round", "architecture", "gap"])

@@ -1,0 +1,159 @@
+"""Summary tables, CSV, HTML sections and the report CLI, on hand-built result folders."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_suite
+from report_records import ERR1, ERR2, basic_records, full_records, record, write_folder
+from reports import summary as S
+from reports.html import build_report
+
+
+def _value(table: pd.DataFrame, strategy: str, metric: str, column: str = "mean", scenario: str = "pair"):
+    row = table[(table.scenario == scenario) & (table.strategy == strategy) & (table.metric == metric)]
+    assert len(row) == 1, (strategy, metric)
+    return row[column].iloc[0]
+
+
+def test_summary_uses_ok_runs_and_counts_seeds():
+    long = S.runs_long(basic_records())
+    table = S.summary_table(long)
+    assert list(table.columns) == ["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"]
+    assert _value(table, "naive", "forgetting") == pytest.approx(0.25)
+    assert _value(table, "naive", "forgetting", "std") == pytest.approx(math.sqrt(0.005))
+    assert _value(table, "ewc", "forgetting") == pytest.approx(0.075)
+    assert _value(table, "ewc", "forgetting", "n_seeds") == 2  # the failed seed 2 is left out
+    # per seed 1 - F/F_naive: 1 - 0.1/0.3 and 1 - 0.05/0.2
+    assert _value(table, "ewc", "forgetting_reduction") == pytest.approx(100 * (2 / 3 + 0.75) / 2)
+    assert _value(table, "ewc", "ACC") == pytest.approx((0.85 + 0.875) / 2)  # final rows [.8 .9], [.85 .9]
+    # accuracy CIs are clipped to [0, 1] (a 2-seed t interval is wide)
+    assert 0 <= _value(table, "naive", "ACC", "ci_low") and _value(table, "naive", "ACC", "ci_high") <= 1
+    assert "forgetting_reduction" not in set(table[table.strategy == "naive"].metric)
+    assert table.strategy.iloc[0] == "naive"  # naive first
+
+
+def test_paired_comparison_against_naive():
+    comps = S.comparisons_table(S.runs_long(basic_records()))
+    row = comps[(comps.strategy == "ewc") & (comps.metric == "forgetting")].iloc[0]
+    assert row["diff"] == pytest.approx(-0.175) and row.n_pairs == 2  # d = -0.2, -0.15
+    assert 0 < row.p_value < 0.1
+    assert "naive" not in set(comps.strategy)
+
+
+def test_single_and_two_experience_runs():
+    one = S.run_metrics(record("s", "naive", 0, [[0.7]]))
+    assert one["ACC"] == pytest.approx(0.7) and one["LA"] == pytest.approx(0.7)
+    assert math.isnan(one["forgetting"]) and math.isnan(one["BWT"]) and math.isnan(one["FWT"])
+    two = S.run_metrics(record("s", "naive", 0, [[0.9, 0.4], [0.6, 0.8]]))
+    assert two["forgetting"] == pytest.approx(0.3) and two["FWT"] == pytest.approx(-0.1)
+    assert two["steps_per_second"] == pytest.approx(50.0)
+    assert "curve_max_drop" not in two and "regularizer_bytes" not in two and "kendall_tau" not in two
+    # T = 1 everywhere: forgetting has no finite value, so no summary row claims a number for it
+    table = S.summary_table(S.runs_long([record("s", "naive", 0, [[0.7]]), record("s", "naive", 1, [[0.8]])]))
+    assert "forgetting" not in set(table.metric) and _value(table, "naive", "ACC", scenario="s") == pytest.approx(0.75)
+
+
+def test_curve_metrics_by_hand():
+    m = S.run_metrics(record("c", "naive", 0, [[0.9, 0.5, 0.5], [0.8, 0.9, 0.5], [0.7, 0.85, 0.9]],
+                             curves=__import__("report_records").CURVES))
+    # (1,0): baseline R[0][0] = .9, drops .2 .1 -> max .2, area 1 + 1.5; (2,0): baseline .8 -> area .25 + .75;
+    # (2,1): baseline R[1][1] = .9 -> area .25; the (1,1) point is the model being trained: ignored
+    assert m["curve_max_drop"] == pytest.approx(0.2)
+    assert m["curve_drop_area"] == pytest.approx((2.5 + 1.0 + 0.25) / 3)
+
+
+def test_supernet_joint_and_memory_metrics():
+    records = full_records()
+    table = S.summary_table(S.runs_long(records))
+    assert _value(table, "naive", "err_gap_mean", scenario="nas") == pytest.approx(0.025)
+    assert _value(table, "naive", "err_gap_max", scenario="nas") == pytest.approx(0.1)
+    assert _value(table, "wpl", "kendall_tau", scenario="nas") == pytest.approx(1.0)  # same ranking
+    assert "forgetting" not in set(table[table.scenario == "nas"].metric)  # rows are rounds, not square
+    # a* = joint's final row (one training stage): (0.99 - 0.9 + 0.96 - 0.9 + 0.94 - 0.9) / 3
+    assert _value(table, "ewc", "intransigence", scenario="curvy") == pytest.approx(0.19 / 3)
+    assert _value(table, "ewc", "regularizer_bytes", scenario="curvy") == 4096
+    assert "intransigence" not in set(table[table.scenario == "pair"].metric)  # no reference there
+    gaps = S.err_gap_frame(records, "nas")  # 2 strategies x 2 seeds x 2 rounds x 3 architectures
+    assert len(gaps) == 24 and gaps.gap.max() == pytest.approx(0.1)
+    np.testing.assert_allclose(sorted(gaps.gap.unique()), sorted(set((np.subtract(ERR2, ERR1)).round(12).ravel())))
+
+
+def test_html_sections_appear_only_with_their_data(tmp_path):
+    plain = build_report([write_folder(tmp_path / "plain", basic_records())]).html
+    assert "Stability and plasticity" in plain and "Cost" in plain
+    for absent in ("Forgetting curves", "Supernet:", "Regularizer memory", "Intransigence", "Kendall"):
+        assert absent not in plain, absent
+    full = build_report([write_folder(tmp_path / "full", full_records())]).html
+    for present in ("Forgetting curves", "Supernet:", "Regularizer memory", "Intransigence", "Kendall tau",
+                    "Accuracy matrices", "Final accuracy per experience", "(reference)"):
+        assert present in full, present
+    assert "Forgets least: ewc" in full  # the joint reference is not a contender
+    assert full.count("data:image/png;base64,") >= 8
+    assert "<script" not in full and "http://" not in full and "https://" not in full  # offline
+
+
+def test_labels_and_errors_are_escaped(tmp_path):
+    folder = write_folder(tmp_path / "x", basic_records(label="<script>alert(1)</script>"))
+    html = build_report([folder]).html
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "RuntimeError: boom &lt;b&gt;bold&lt;/b&gt;" in html  # the failed run is listed with its error
+
+
+def test_report_cli_writes_html_and_csv(cli, tmp_path, capsys):
+    a = write_folder(tmp_path / "a", basic_records())
+    b = write_folder(tmp_path / "b", [record("other", "naive", 0, [[0.8, 0.5], [0.7, 0.9]])])
+    assert cli("report", a, b) == 0
+    assert f"Report: {a / 'report.html'}" in capsys.readouterr().out
+    csv = pd.read_csv(a / "summary.csv")
+    assert list(csv.columns) == S.SUMMARY_COLUMNS and set(csv.scenario) == {"pair", "other"}
+    assert "forgetbench report" in (a / "report.html").read_text()
+    out = tmp_path / "elsewhere" / "r.html"
+    assert cli("report", a, "-o", out) == 0
+    assert out.exists() and (out.parent / "summary.csv").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_report_cli_bad_input(cli, tmp_path, capsys):
+    assert cli("report", tmp_path / "missing") == 2
+    assert "missing does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli("report", tmp_path / "empty") == 2
+    assert "no result files" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / "report.html").exists()
+
+
+def test_run_writes_the_report_with_a_failed_run(write_suite, cli, tmp_path, capsys):
+    out = tmp_path / "out"
+    suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "test_failing"}])
+    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1
+    assert f"Report: {out / 'report.html'}" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    assert "this strategy always fails" in html and "1/2 runs ok" in html
+    csv = pd.read_csv(out / "summary.csv")
+    assert set(csv.strategy) == {"naive"} and (csv.n_seeds == 1).all()
+
+
+def test_run_no_report(write_suite, cli, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet", "--no-report") == 0
+    assert "Report:" not in capsys.readouterr().out
+    assert not (out / "report.html").exists()
+
+
+def test_report_is_reproducible(tmp_path):
+    folder = write_folder(tmp_path / "r", full_records())
+    a, b = build_report([folder]), build_report([folder])
+    pd.testing.assert_frame_equal(a.summary, b.summary)
+    assert _drop_times(a.html) == _drop_times(b.html)
+
+
+def _drop_times(html: str) -> str:
+    import re
+
+    return re.sub(r"generated [^·<]*", "", html)
