@@ -8,7 +8,7 @@ record back; the driver (:mod:`benchmark.suite`) alone writes result files. A wo
 runs go on.
 
 * ``local``: one run after another in this process.
-* ``process``: N spawned worker processes on this machine, each running one job at a time with
+* ``process``: N worker processes (forked from a fork server) on this machine, each running one job at a time with
   ``cores // N`` torch threads so N workers do not oversubscribe the cores.
 * ``ray``: one Ray task per run with the config's ``num_cpus``/``num_gpus``; starts a private
   local Ray instance, or joins a cluster with ``address`` (``auto``, ``ray://host:port``).
@@ -165,7 +165,7 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 class ProcessExecutor:
-    """N spawned worker processes, one job each at a time; a dead worker is replaced."""
+    """N worker processes, one job each at a time; a dead worker is replaced."""
 
     def __init__(self, workers: int, data_root: Path, progress: ProgressCallback | None = None):
         if workers < 1:
@@ -173,8 +173,11 @@ class ProcessExecutor:
         self.workers = workers
         self.data_root = data_root
         self.threads = threads_per_worker(workers)
-        # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
-        self.context = mp.get_context("spawn")
+        # forkserver, not fork: forking a process whose torch thread pools are running can
+        # deadlock. The fork server (started once per driver) imports the harness up front, so a
+        # new worker is a cheap fork of it rather than a fresh interpreter importing torch.
+        self.context = mp.get_context("forkserver")
+        self.context.set_forkserver_preload(["benchmark.runner", "strategies", "benchmark.scenarios"])
         self.pool: list[_Worker] = []
 
     def _start_worker(self) -> _Worker:

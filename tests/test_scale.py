@@ -104,12 +104,12 @@ def test_progress_bar_counts_failures(write_suite, cli, tmp_path, capsys):
 def test_truncated_result_is_detected_and_rerun(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
     config = write_suite(tiny_suite(seeds=[0, 1]))
-    assert cli("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "2") == 0
+    assert cli("run", config, "--out", out, "--quiet") == 0
     path = out / "runs" / "split__naive__seed1" / "result.json"
     good = comparable(out)
     path.write_text(path.read_text()[: len(path.read_text()) // 2])  # a torn write
     capsys.readouterr()
-    assert cli("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "2") == 0
+    assert cli("run", config, "--out", out, "--quiet") == 0
     assert "1 run(s) executed, 1 skipped" in capsys.readouterr().out
     assert comparable(out) == good
 
