@@ -75,13 +75,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.runner import expand_suite
+    from benchmark.selection import plan_sweeps
     from benchmark.suite import preflight
 
     suite = load_config(args.config)
     if args.data_root is not None or not args.skip_data:
         preflight(suite, _data_root(args.data_root))
-    runs = expand_suite(suite)
-    print(f"{args.config}: valid suite {suite.name!r}, {len(runs)} run(s)")
+    runs = len(expand_suite(suite))
+    sweeps = plan_sweeps(suite)
+    runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds
+    print(f"{args.config}: valid suite {suite.name!r}, {runs} run(s)")
     return EXIT_OK
 
 
