@@ -191,9 +191,18 @@ class ProcessExecutor:
             self._start_worker()
 
         def assign(worker: _Worker) -> None:
-            if pending:
-                worker.job = pending.popleft()
-                worker.conn.send((worker.job, component_modules(worker.job.spec)))
+            if not pending:
+                return
+            job = pending.popleft()
+            message = (job, component_modules(job.spec))
+            try:
+                worker.conn.send(message)
+            except OSError:  # the idle worker died between jobs: replace it, nothing was lost
+                self.pool.remove(worker)
+                worker.stop()
+                worker = self._start_worker()
+                worker.conn.send(message)
+            worker.job = job
 
         for worker in self.pool:
             assign(worker)

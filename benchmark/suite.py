@@ -70,6 +70,12 @@ def _interrupt(signum: int, frame) -> None:
     raise SuiteInterrupted(signum)
 
 
+def _claim_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _interrupt)
+
+
 @contextmanager
 def _stop_cleanly_on_signals():
     """Turn SIGTERM/SIGINT into an exception in the driver, so ``finally`` blocks run.
@@ -80,7 +86,8 @@ def _stop_cleanly_on_signals():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _claim_signals()
     try:
         yield
     finally:
@@ -184,6 +191,7 @@ def run_suite(
         with _stop_cleanly_on_signals():
             try:
                 pool = make_executor(executor, data_root, workers, address)
+                _claim_signals()  # starting Ray may have installed its own handlers
                 driver = _Driver(pool, out, outcome, bar, retries, fresh)
                 _run_phases(driver, suite, out, ordinary, sweeps, seeds)
             finally:
