@@ -7,6 +7,7 @@ Exit status: 0 every run ok; 1 some runs failed or diverged (the others are kept
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -52,10 +53,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         fresh=args.fresh,
         show_progress=not args.quiet,
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        retries=args.retries,
     )
     by_id = {r["run_id"]: r for r in load_results(out)}
     records = [by_id[run_id] for run_id in outcome.run_ids if run_id in by_id]
     print(format_overview(overview(runs_frame(records))))
+    if outcome.selection is not None:
+        from reports.tables import format_selection, selection_frame
+
+        print(f"\nhyperparameter selection ({outcome.selection}):")
+        print(format_selection(selection_frame(json.loads(outcome.selection.read_text()))))
     print(
         f"\n{len(outcome.ran)} run(s) executed, {len(outcome.skipped)} skipped (already complete), "
         f"{len(outcome.failed)} not ok. Results in {out}/"
@@ -88,13 +98,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.runner import expand_suite
+    from benchmark.selection import plan_sweeps
     from benchmark.suite import preflight
 
     suite = load_config(args.config)
     if args.data_root is not None or not args.skip_data:
         preflight(suite, _data_root(args.data_root))
-    runs = expand_suite(suite)
-    print(f"{args.config}: valid suite {suite.name!r}, {len(runs)} run(s)")
+    runs = len(expand_suite(suite))
+    sweeps = plan_sweeps(suite)
+    runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds
+    print(f"{args.config}: valid suite {suite.name!r}, {runs} run(s)")
     return EXIT_OK
 
 
@@ -129,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
+    p.add_argument("--executor", choices=["local", "process", "ray"], default="local",
+                   help="where runs execute: this process (default), worker processes, or Ray tasks")
+    p.add_argument("--workers", type=int, help="parallel runs (process: default = cores; ray: cap on runs in flight)")
+    p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")
+    p.add_argument("--retries", type=int, default=0, help="rerun failed runs up to this many times (default 0)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write the HTML report and summary.csv of result folders")

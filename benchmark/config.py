@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from benchmark.grid import combination_label, combinations, grid_axes
 from benchmark.registry import Registry, UnknownNameError
 
 
@@ -46,6 +47,13 @@ class TrainingConfig(StrictModel):
     epochs: PositiveInt = 1
     eval_batch_size: PositiveInt = 512
     eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
+    # Execution-only keys (they do not change a run's numbers, so resume ignores them):
+    checkpoint: bool = False  # save after each experience; a rerun resumes from the last one saved
+    num_cpus: PositiveFloat = 1.0  # CPUs per run (Ray scheduling; torch threads per run)
+    num_gpus: NonNegativeFloat = 0.0  # GPUs per run (Ray scheduling)
+
+
+EXECUTION_KEYS = ("checkpoint", "num_cpus", "num_gpus")
 
 
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.+=-]+$")
@@ -70,6 +78,29 @@ class ComponentSpec(StrictModel):
         return self.label or self.name
 
 
+class SelectionSpec(StrictModel):
+    """Pick a strategy's best grid combination on held-out training data, then run the seeds with it."""
+
+    metric: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"  # forgetting is minimised, others maximised
+    on: Literal["validation"] = "validation"  # never the test split
+    fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of each task's training data held out
+    seeds: list[int] | None = Field(None, min_length=1)  # seeds of the sweep (default: the suite's)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
+class StrategySpec(ComponentSpec):
+    """A strategy entry; params given as lists form a grid, ``selection`` picks one combination."""
+
+    selection: SelectionSpec | None = None
+
+
 class SuiteConfig(StrictModel):
     """A suite: every (scenario x strategy x seed) combination is one run."""
 
@@ -78,7 +109,7 @@ class SuiteConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     scenarios: list[ComponentSpec] = Field(min_length=1)
-    strategies: list[ComponentSpec] = Field(min_length=1)
+    strategies: list[StrategySpec] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_labels(self) -> "SuiteConfig":
@@ -112,7 +143,11 @@ def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
 def _resolve_components(
     specs: list[ComponentSpec], registry: Registry, field: str
 ) -> list[ComponentSpec]:
-    """Check names and validate params; returns specs whose params have every default filled in."""
+    """Check names and validate params; returns specs whose params have every default filled in.
+
+    Strategy params may form a grid (see :mod:`benchmark.grid`): every combination is validated,
+    and the resolved params keep each grid axis as its list of values.
+    """
     resolved, errors = [], []
     for i, spec in enumerate(specs):
         try:
@@ -120,15 +155,49 @@ def _resolve_components(
         except UnknownNameError as exc:
             errors.append(f"{field}[{i}].name: {exc}")
             continue
-        try:
-            params = entry.parse_params(spec.params)
-        except ValidationError as exc:
-            errors.append(_format_validation_error(exc, prefix=f"{field}[{i}].params"))
+        axes = grid_axes(entry.params, spec.params) if field == "strategies" else {}
+        if getattr(spec, "selection", None) is not None and not axes:
+            errors.append(
+                f"{field}[{i}].selection: needs a grid (at least one param given as a list of values)"
+            )
             continue
-        resolved.append(spec.model_copy(update={"params": params.model_dump(mode="json")}))
+        first = None
+        for choice in combinations(axes):
+            try:
+                params = entry.parse_params(spec.params | choice)
+            except ValidationError as exc:
+                where = f"{field}[{i}].params" + (f" (grid combination {choice})" if choice else "")
+                errors.append(_format_validation_error(exc, prefix=where))
+                break
+            first = first or params.model_dump(mode="json")
+        else:
+            resolved.append(spec.model_copy(update={"params": first | axes}))
     if errors:
         raise ConfigError("\n".join(errors))
     return resolved
+
+
+def strategy_variants(spec: ComponentSpec) -> list[tuple[dict[str, Any], ComponentSpec]]:
+    """``(choice, concrete spec)`` per grid combination of a resolved strategy entry.
+
+    The concrete spec's params are fully validated (defaults filled) and its label records the
+    chosen values, e.g. ``ewc[ewc_lambda=10]``. Without a grid: ``[({}, spec)]``.
+    """
+    from strategies import STRATEGIES
+
+    entry = STRATEGIES.get(spec.name)
+    axes = grid_axes(entry.params, spec.params)
+    if not axes:
+        return [({}, spec)]
+    variants = []
+    for choice in combinations(axes):
+        params = entry.parse_params(spec.params | choice).model_dump(mode="json")
+        label = combination_label(spec.display_name, choice)
+        # model_construct: the generated label carries [ , ] which user labels may not use
+        variants.append(
+            (choice, ComponentSpec.model_construct(name=spec.name, label=label, params=params))
+        )
+    return variants
 
 
 def resolve_config(raw: dict[str, Any]) -> SuiteConfig:

@@ -4,10 +4,17 @@ The runner seeds everything, builds the scenario (data + model family) and the s
 the untrained model on every task, then after each recorded training turn i evaluates every task j
 to fill the accuracy matrix ``R[i][j]``. A raised exception or a non-finite loss ends the run with
 status ``failed`` or ``diverged``; the caller decides what to do next.
+
+``run`` is a pure function of its spec (plus the data it reads), so executors may ship specs to
+other processes or machines and send the records back; only the driver writes result files. The
+one side effect is the optional checkpoint (``training.checkpoint``), written atomically after
+each experience to the path the caller gives, and read back to resume an interrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import math
 import platform
 import random
@@ -21,7 +28,7 @@ import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmark.config import ComponentSpec, SuiteConfig, TrainingConfig
+from benchmark.config import EXECUTION_KEYS, ComponentSpec, SuiteConfig, TrainingConfig, strategy_variants
 from benchmark.scenarios import SCENARIOS, Scenario, ScenarioInputs, Task
 from strategies import STRATEGIES, StrategyContext
 
@@ -42,28 +49,45 @@ class RunSpec:
     seed: int
     training: TrainingConfig
     device: str
+    # None: evaluate on each task's test split. A fraction: hold out that share of each task's
+    # *training* data (seeded) and evaluate on it instead (hyperparameter selection).
+    validation_fraction: float | None = None
 
     @property
     def run_id(self) -> str:
         return f"{self.scenario.display_name}__{self.strategy.display_name}__seed{self.seed}"
 
     def resolved(self) -> dict[str, Any]:
-        """The resolved configuration of this run (what resume compares)."""
-        return {
+        """The resolved configuration of this run (what resume compares).
+
+        Execution-only training keys (checkpointing, resources) are left out: they do not change
+        the numbers, so changing them must not rerun completed runs.
+        """
+        training = self.training.model_dump(mode="json", exclude=set(EXECUTION_KEYS))
+        resolved = {
             "scenario": self.scenario.model_dump(mode="json"),
             "strategy": self.strategy.model_dump(mode="json"),
             "seed": self.seed,
-            "training": self.training.model_dump(mode="json"),
+            "training": training,
             "device": self.device,
         }
+        if self.validation_fraction is not None:
+            resolved["validation_fraction"] = self.validation_fraction
+        return resolved
 
 
 def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[RunSpec]:
-    """Every (scenario x strategy x seed) of the suite, in that nesting order."""
+    """Every (scenario x strategy x grid combination x seed) of the suite, in that nesting order.
+
+    Strategies with a ``selection`` are left out: their runs depend on the sweep's outcome
+    (see :mod:`benchmark.selection`).
+    """
     return [
-        RunSpec(suite.name, scenario, strategy, seed, suite.training, suite.device)
+        RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device)
         for scenario in suite.scenarios
         for strategy in suite.strategies
+        if strategy.selection is None
+        for _, variant in strategy_variants(strategy)
         for seed in (seeds if seeds is not None else suite.seeds)
     ]
 
@@ -197,9 +221,9 @@ class CurveRecorder(SupervisedPlugin):
 ProgressCallback = Callable[[str], None]
 
 
-def run(spec: RunSpec, data_root: Path, progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Execute one run and return its result record (never raises for a failing strategy)."""
-    device = resolve_device(spec.device)
+def new_record(spec: RunSpec, device: torch.device | str | None = None) -> dict[str, Any]:
+    """The record of ``spec`` before anything ran (status ``ok``, empty results)."""
+    device = resolve_device(spec.device) if device is None else device
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": spec.run_id,
@@ -225,8 +249,35 @@ def run(spec: RunSpec, data_root: Path, progress: ProgressCallback | None = None
         "timing": {"train_seconds": 0.0, "eval_seconds": 0.0, "steps": 0},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if spec.validation_fraction is not None:
+        record["evaluated_on"] = {"split": "validation", "fraction": spec.validation_fraction}
+    return record
+
+
+def failure_record(spec: RunSpec, error: str) -> dict[str, Any]:
+    """A ``failed`` record for a run that could not report itself (e.g. its worker died)."""
+    record = new_record(spec, device=spec.device)
+    record.update(status="failed", error=error, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return record
+
+
+def run(
+    spec: RunSpec,
+    data_root: Path,
+    progress: ProgressCallback | None = None,
+    checkpoint: Path | None = None,
+) -> dict[str, Any]:
+    """Execute one run and return its result record (never raises for a failing strategy).
+
+    With ``spec.training.checkpoint`` and a ``checkpoint`` path, the state after each experience
+    is saved there and a matching checkpoint found there is resumed from.
+    """
+    device = resolve_device(spec.device)
+    record = new_record(spec, device)
+    if not spec.training.checkpoint:
+        checkpoint = None
     try:
-        _execute(spec, data_root, device, record, progress)
+        _execute(spec, data_root, device, record, progress, checkpoint)
     except DivergedError as exc:
         record.update(status="diverged", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - any strategy bug must be recorded, not fatal
@@ -244,9 +295,38 @@ def build_scenario(spec: RunSpec, data_root: Path) -> Scenario:
     return entry.factory(entry.parse_params(spec.scenario.params), ScenarioInputs(spec.seed, data_root))
 
 
-def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict, progress) -> None:
+def hold_out_validation(scenario: Scenario, fraction: float, seed: int) -> None:
+    """Replace each task's test data by a seeded ``fraction`` of its training data (removed from it).
+
+    The test split is never read. Each task draws its own permutation from ``seed`` and the task
+    index with a private generator, so the global RNG (model init, data order) is untouched and
+    every strategy on the same seed sees the same split.
+    """
+    tasks = []
+    for j, task in enumerate(scenario.tasks):
+        n = len(task.train_y)
+        n_val = min(max(1, round(n * fraction)), n - 1)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + j))
+        val, train = order[:n_val].sort().values, order[n_val:].sort().values
+        tasks.append(
+            dataclasses.replace(
+                task,
+                train_x=task.train_x[train],
+                train_y=task.train_y[train],
+                test_x=task.train_x[val],
+                test_y=task.train_y[val],
+            )
+        )
+    scenario.tasks = tasks
+
+
+def _execute(
+    spec: RunSpec, data_root: Path, device: torch.device, record: dict, progress, checkpoint: Path | None
+) -> None:
     seed_everything(spec.seed)
     scenario = build_scenario(spec, data_root)
+    if spec.validation_fraction is not None:
+        hold_out_validation(scenario, spec.validation_fraction, spec.seed)
     model = scenario.model.to(device)
     record["experiences"] = [task.name for task in scenario.tasks]
     batch = spec.training.eval_batch_size
@@ -277,9 +357,18 @@ def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict,
     record["init_accuracy"] = [evaluate(strategy.model, task, batch, device) for task in scenario.tasks]
     timing["eval_seconds"] += time.perf_counter() - t0
 
+    start = 0
+    if checkpoint is not None:
+        start = _restore_checkpoint(checkpoint, spec, strategy, record, harness=(watch, budget))
+        if recorder is not None and "curves" in record:
+            recorder.curves = list(record["curves"])
     bench = scenario.avalanche_benchmark()
     trained: list[int] = []
     for index, (turn, experience) in enumerate(zip(scenario.schedule, bench.train_stream)):
+        if index < start:
+            if turn.task not in trained:
+                trained.append(turn.task)
+            continue  # done before the interruption; its state is in the checkpoint
         if progress is not None:
             progress(f"{spec.run_id}: {scenario.tasks[turn.task].name}")
         n_train = len(scenario.tasks[turn.task].train_y)
@@ -309,6 +398,96 @@ def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict,
             row = [evaluate(strategy.model, task, batch, device) for task in scenario.tasks]
             timing["eval_seconds"] += time.perf_counter() - t0
             record["accuracy_matrix"].append(row)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, spec, index, strategy, record, harness=(watch, budget))
+
+
+# Per-record keys a checkpoint carries over (any key a run fills while training experiences).
+_RESUMED_KEYS = ("accuracy_matrix", "init_accuracy", "timing", "curves")
+
+
+def _plugin_states(strategy, harness) -> list[tuple[str, dict | None]]:
+    """Each plugin's attributes (EWC importances, SI trajectories, the clock...), in plugin order.
+
+    The evaluator (loggers, metrics) and the harness's own plugins are left out: they hold no
+    training state. Plugins are restored by position, which is stable because the strategy is
+    rebuilt from the same spec.
+    """
+    from avalanche.training.plugins import EvaluationPlugin
+
+    states = []
+    for plugin in strategy.plugins:
+        skip = isinstance(plugin, EvaluationPlugin) or any(plugin is h for h in harness)
+        attrs = None if skip else {k: _picklable(v) for k, v in vars(plugin).items()}
+        states.append((type(plugin).__qualname__, attrs))
+    return states
+
+
+class _GeneratorState:
+    """A torch.Generator's state in a checkpoint (generators themselves do not pickle)."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.state = generator.get_state()
+
+
+def _picklable(value: Any) -> Any:
+    return _GeneratorState(value) if isinstance(value, torch.Generator) else value
+
+
+def _restore_attr(current: Any, saved: Any) -> Any:
+    if isinstance(saved, _GeneratorState) and isinstance(current, torch.Generator):
+        current.set_state(saved.state)
+        return current
+    return saved
+
+
+def _save_checkpoint(path: Path, spec: RunSpec, index: int, strategy, record: dict, harness) -> None:
+    from benchmark.store import atomic_write_bytes
+
+    state = {
+        "config": spec.resolved(),
+        "completed": index,  # index of the last completed experience
+        "model": strategy.model.state_dict(),
+        "optimizer": strategy.optimizer.state_dict(),
+        "plugins": _plugin_states(strategy, harness),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "data": strategy.data_generator.get_state(),
+        },
+        "record": {k: record[k] for k in _RESUMED_KEYS if k in record},
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _restore_checkpoint(path: Path, spec: RunSpec, strategy, record: dict, harness) -> int:
+    """Load a checkpoint matching ``spec`` into ``strategy``; returns the experience to start at."""
+    try:
+        state = torch.load(path, map_location=strategy.device, weights_only=False)
+    except (OSError, EOFError, RuntimeError, ValueError, AttributeError, ImportError):
+        return 0  # missing or unreadable: start over (writes are atomic, so this is rare)
+    if state.get("config") != spec.resolved():
+        return 0  # a checkpoint of another configuration
+    strategy.model.load_state_dict(state["model"])
+    strategy.optimizer.load_state_dict(state["optimizer"])
+    current = _plugin_states(strategy, harness)
+    if [name for name, _ in current] != [name for name, _ in state["plugins"]]:
+        return 0
+    for plugin, (_, attrs) in zip(strategy.plugins, state["plugins"]):
+        if attrs is not None:
+            current = vars(plugin)
+            current.update({k: _restore_attr(current.get(k), v) for k, v in attrs.items()})
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    strategy.data_generator.set_state(rng["data"])
+    record.update(state["record"])
+    record["resumed_from_experience"] = state["completed"] + 1
+    return state["completed"] + 1
 
 
 def _check_weights(model: torch.nn.Module) -> None:

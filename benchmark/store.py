@@ -23,16 +23,22 @@ RESULT_FILE = "result.json"
 REQUIRED_KEYS = ("schema_version", "run_id", "status", "config", "accuracy_matrix")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+TMP_SUFFIX = ".tmp"
+CHECKPOINT_FILE = "checkpoint.pt"
 DONE_STATUSES = ("ok", "diverged")  # deterministic outcomes; "failed" runs are retried
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; result files are meant to be shared
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -53,6 +59,24 @@ def _jsonable(value: Any) -> Any:
 
 def result_path(out: Path, run_id: str) -> Path:
     return out / "runs" / run_id / RESULT_FILE
+
+
+def checkpoint_path(out: Path, run_id: str) -> Path:
+    return out / "runs" / run_id / CHECKPOINT_FILE
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete ``*.tmp`` files under ``out`` left by a writer that was killed mid-write.
+
+    Only safe while holding the output folder's lock with no worker of ours alive (see
+    :mod:`benchmark.lock`): then no temporary file can belong to a write in progress.
+    """
+    removed = []
+    for path in Path(out).rglob(f"*{TMP_SUFFIX}"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_result(out: Path, record: dict[str, Any]) -> Path:

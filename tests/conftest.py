@@ -12,6 +12,8 @@ from benchmark.cli import main
 from benchmark.registry import NoParams
 from strategies import STRATEGIES, StrategyContext, register_strategy
 
+import fault_strategies  # noqa: F401  (registers the test-only faulty strategies)
+
 
 class _Boom(RuntimeError):
     pass

@@ -1,0 +1,370 @@
+"""Where runs execute: in this process, in worker processes, or as Ray tasks.
+
+An executor takes jobs (a :class:`~benchmark.runner.RunSpec` and where its checkpoint goes) and
+yields ``(job, record)`` pairs as runs finish, in completion order. Workers only compute: they
+receive the spec, call :func:`benchmark.runner.run` (a pure function of the spec) and send the
+record back; the driver (:mod:`benchmark.suite`) alone writes result files. A worker that dies
+(SIGKILL, out of memory, lost node) yields a ``failed`` record naming the cause, and the other
+runs go on.
+
+* ``local``: one run after another in this process.
+* ``process``: N worker processes (forked from a fork server) on this machine, each running one job at a time with
+  ``cores // N`` torch threads so N workers do not oversubscribe the cores.
+* ``ray``: one Ray task per run with the config's ``num_cpus``/``num_gpus``; starts a private
+  local Ray instance, or joins a cluster with ``address`` (``auto``, ``ray://host:port``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import signal
+import sys
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from benchmark.runner import RunSpec, failure_record, run
+
+Record = dict[str, Any]
+ProgressCallback = Callable[[str], None]
+EXECUTORS = ("local", "process", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to execute; ``key`` identifies it to the caller (unique within a batch)."""
+
+    key: str
+    spec: RunSpec
+    checkpoint: Path | None = None
+
+
+class Executor(Protocol):
+    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+        """Run every job; yield each with its record as it finishes."""
+
+    def close(self) -> None:
+        """Stop workers (also those still running: called on interrupt)."""
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Torch threads per worker so that ``workers x threads <= cores`` (at least 1)."""
+    return max(1, (cores or available_cores()) // max(1, workers))
+
+
+def component_modules(spec: RunSpec) -> list[str]:
+    """Modules that register the spec's scenario and strategy.
+
+    A worker imports them before running, so components registered outside the built-in packages
+    (a plug-in imported by the driver, a test module) exist in the worker too.
+    """
+    from benchmark.scenarios import SCENARIOS
+    from strategies import STRATEGIES
+
+    modules = []
+    for registry, name in ((SCENARIOS, spec.scenario.name), (STRATEGIES, spec.strategy.name)):
+        module = getattr(registry.get(name).factory, "__module__", None)
+        if module and module not in ("__main__", "__mp_main__"):
+            modules.append(module)
+    return modules
+
+
+def _prepare_worker(threads: int, sys_path: list[str], modules: list[str]) -> None:
+    import torch
+
+    for entry in reversed(sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    torch.set_num_threads(threads)
+    for module in modules:
+        importlib.import_module(module)
+
+
+def worker_error(exc: BaseException) -> str:
+    return f"worker died before reporting: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+class LocalExecutor:
+    """Runs the jobs one after another in this process."""
+
+    def __init__(self, data_root: Path, progress: ProgressCallback | None = None):
+        self.data_root = data_root
+        self.progress = progress
+
+    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+        for job in jobs:
+            if self.progress is not None:
+                self.progress(job.spec.run_id)
+            yield job, run(job.spec, self.data_root, self.progress, job.checkpoint)
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- process executor
+
+
+def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) -> None:
+    """A worker process: receive jobs, send back ``(key, record)``; ``None`` means stop."""
+    # Ctrl-C reaches the whole process group: the driver decides what happens, not the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM from the driver: unwind (so an atomic write in progress removes its temporary file).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    _prepare_worker(threads, sys_path, [])
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        job, modules = message
+        for module in modules:
+            importlib.import_module(module)
+        conn.send((job.key, run(job.spec, data_root, None, job.checkpoint)))
+
+
+class _Worker:
+    def __init__(self, context, threads: int, data_root: Path):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_process_worker, args=(child, threads, data_root, list(sys.path)), daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.job: Job | None = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
+
+
+class ProcessExecutor:
+    """N worker processes, one job each at a time; a dead worker is replaced."""
+
+    def __init__(self, workers: int, data_root: Path, progress: ProgressCallback | None = None):
+        if workers < 1:
+            raise ValueError("--workers must be at least 1")
+        self.workers = workers
+        self.data_root = data_root
+        self.threads = threads_per_worker(workers)
+        # forkserver, not fork: forking a process whose torch thread pools are running can
+        # deadlock. The fork server (started once per driver) imports the harness up front, so a
+        # new worker is a cheap fork of it rather than a fresh interpreter importing torch.
+        self.context = mp.get_context("forkserver")
+        self.context.set_forkserver_preload(["benchmark.runner", "strategies", "benchmark.scenarios"])
+        self.pool: list[_Worker] = []
+
+    def _start_worker(self) -> _Worker:
+        worker = _Worker(self.context, self.threads, self.data_root)
+        self.pool.append(worker)
+        return worker
+
+    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+        pending = deque(jobs)
+        while len(self.pool) < min(self.workers, len(pending)):
+            self._start_worker()
+
+        def assign(worker: _Worker) -> None:
+            if not pending:
+                return
+            job = pending.popleft()
+            message = (job, component_modules(job.spec))
+            try:
+                worker.conn.send(message)
+            except OSError:  # the idle worker died between jobs: replace it, nothing was lost
+                self.pool.remove(worker)
+                worker.stop()
+                worker = self._start_worker()
+                worker.conn.send(message)
+            worker.job = job
+
+        for worker in self.pool:
+            assign(worker)
+        while any(w.job is not None for w in self.pool):
+            busy = [w for w in self.pool if w.job is not None]
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                job = worker.job
+                record = None
+                if worker.conn.poll():
+                    try:
+                        _, record = worker.conn.recv()
+                    except (EOFError, OSError):  # the pipe closed: the worker is dying
+                        record = None
+                if record is None:
+                    if worker.process.is_alive():
+                        continue  # still running (another worker woke us)
+                    worker.process.join()
+                    record = failure_record(
+                        job.spec, f"worker process {describe_exit(worker.process.exitcode)} during the run"
+                    )
+                    self.pool.remove(worker)
+                    worker.stop()
+                    if pending:
+                        assign(self._start_worker())
+                else:
+                    worker.job = None
+                    assign(worker)
+                yield job, record
+
+    def close(self) -> None:
+        for worker in self.pool:
+            if worker.process.is_alive() and worker.job is None:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+        for worker in self.pool:
+            worker.stop()
+        self.pool.clear()
+
+
+# --------------------------------------------------------------------------- Ray executor
+
+
+def _ray_task(
+    spec: RunSpec, data_root: str, threads: int, sys_path: list[str], modules: list[str], checkpoint: str | None
+) -> Record:
+    """Body of the Ray task: runs on any node, reads the data root that node sees."""
+    from benchmark.datasets import default_data_root
+
+    _prepare_worker(threads, sys_path, modules)
+    root = Path(data_root)
+    if not root.exists():  # another machine: its own $FORGETBENCH_DATA / default root
+        root = default_data_root()
+    return run(spec, root, None, Path(checkpoint) if checkpoint else None)
+
+
+class RayExecutor:
+    """One Ray task per run; at most ``workers`` in flight (default: as many as Ray schedules)."""
+
+    def __init__(
+        self,
+        data_root: Path,
+        workers: int | None = None,
+        address: str | None = None,
+        progress: ProgressCallback | None = None,
+        object_store_mb: int = 128,
+    ):
+        try:
+            import ray
+        except ImportError:
+            from benchmark.config import ConfigError
+
+            raise ConfigError(
+                "--executor ray: Ray is not installed; install the extra: pip install 'forgetbench[ray]'"
+            ) from None
+        self.ray = ray
+        self.data_root = data_root
+        self.workers = workers
+        self.address = address
+        self.owns_ray = False
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline machines: no phoning home
+            if address:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(
+                    num_cpus=workers or available_cores(),
+                    include_dashboard=False,
+                    object_store_memory=object_store_mb * 2**20,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            self.owns_ray = True
+        self.refs: dict[Any, Job] = {}
+
+    def _threads(self, spec: RunSpec) -> int:
+        if self.address is None and self.workers:
+            return threads_per_worker(self.workers)
+        return max(1, int(spec.training.num_cpus))
+
+    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+        ray = self.ray
+        remote = ray.remote(max_retries=0)(_ray_task)
+        pending = deque(jobs)
+        limit = self.workers or len(pending) or 1
+
+        def submit(job: Job) -> None:
+            spec = job.spec
+            ref = remote.options(
+                num_cpus=spec.training.num_cpus, num_gpus=spec.training.num_gpus
+            ).remote(
+                spec,
+                str(self.data_root),
+                self._threads(spec),
+                list(sys.path),
+                component_modules(spec),
+                str(job.checkpoint) if job.checkpoint else None,
+            )
+            self.refs[ref] = job
+
+        while pending and len(self.refs) < limit:
+            submit(pending.popleft())
+        while self.refs:
+            done, _ = ray.wait(list(self.refs), num_returns=1)
+            for ref in done:
+                job = self.refs.pop(ref)
+                try:
+                    record = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - worker crash, lost node, task error
+                    record = failure_record(job.spec, worker_error(exc))
+                if pending:
+                    submit(pending.popleft())
+                yield job, record
+
+    def close(self) -> None:
+        for ref in list(self.refs):
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - best effort while shutting down
+                pass
+        self.refs.clear()
+        if self.owns_ray:
+            self.ray.shutdown()
+            self.owns_ray = False
+
+
+def make_executor(
+    kind: str,
+    data_root: Path,
+    workers: int | None = None,
+    address: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> Executor:
+    """The executor named ``kind`` (one of :data:`EXECUTORS`)."""
+    if kind == "local":
+        return LocalExecutor(data_root, progress)
+    if kind == "process":
+        return ProcessExecutor(workers or available_cores(), data_root, progress)
+    if kind == "ray":
+        return RayExecutor(data_root, workers, address, progress)
+    from benchmark.config import ConfigError
+
+    raise ConfigError(f"--executor: unknown executor {kind!r}; allowed: {', '.join(EXECUTORS)}")

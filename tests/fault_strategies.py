@@ -1,0 +1,85 @@
+"""Test-only strategies that misbehave on purpose (importable by worker processes and Ray tasks).
+
+Executors import the module that registered a run's strategy inside each worker, so these exist
+there too. Each fault fires once: it creates its ``marker`` file first, and does nothing if the
+marker already exists, so a rerun of the same config succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EWCPlugin
+from pydantic import NonNegativeFloat
+
+from strategies import STRATEGIES, StrategyContext, StrategyParams, register_strategy
+
+
+class FaultParams(StrategyParams):
+    marker: str
+    at_experience: int = 1
+
+
+class _FaultOnce(SupervisedPlugin):
+    def __init__(self, marker: str, at_experience: int, fault):
+        super().__init__()
+        self.marker, self.at_experience, self.fault = Path(marker), at_experience, fault
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.clock.train_exp_counter == self.at_experience and not self.marker.exists():
+            self.marker.touch()
+            self.fault()
+
+
+def _sigkill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _raise():
+    raise RuntimeError("injected crash")
+
+
+if "test_sigkill_once" not in STRATEGIES:
+
+    @register_strategy("test_sigkill_once", params=FaultParams)
+    def _build_sigkill(ctx: StrategyContext, params: FaultParams):
+        """Test-only: its process kills itself with SIGKILL at an experience, once."""
+        return ctx.build(plugins=[_FaultOnce(params.marker, params.at_experience, _sigkill_self)])
+
+
+class CrashEWCParams(FaultParams):
+    ewc_lambda: NonNegativeFloat = 100.0
+
+
+if "test_ewc_crash_once" not in STRATEGIES:
+
+    @register_strategy("test_ewc_crash_once", params=CrashEWCParams)
+    def _build_crash(ctx: StrategyContext, params: CrashEWCParams):
+        """Test-only: EWC that raises at an experience, once (checkpoint resume)."""
+        plugins = [EWCPlugin(params.ewc_lambda), _FaultOnce(params.marker, params.at_experience, _raise)]
+        return ctx.build(plugins=plugins)
+
+
+class SlowParams(StrategyParams):
+    seconds_per_step: NonNegativeFloat = 0.05
+
+
+class _Slow(SupervisedPlugin):
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def after_training_iteration(self, strategy, **kwargs):
+        time.sleep(self.seconds)
+
+
+if "test_slow" not in STRATEGIES:
+
+    @register_strategy("test_slow", params=SlowParams)
+    def _build_slow(ctx: StrategyContext, params: SlowParams):
+        """Test-only: naive fine-tuning that sleeps after every step (to interrupt it mid-run)."""
+        return ctx.build(plugins=[_Slow(params.seconds_per_step)])
