@@ -29,6 +29,10 @@ of the batch size used for this pass.
   grad <- None, so the optimizer skips it entirely (momentum and weight decay cannot move it).
 
 Parameters are classified with ``ctx.used_params`` (shared = used now and by an earlier experience).
+The suite's weight decay is folded into the gradient *before* masking (grad <- grad + wd * theta,
+exactly what SGD and Adam do with their coupled ``weight_decay``) and the optimizer itself runs with
+weight decay 0: otherwise a parameter with importance 1 would still shrink, and an old head with a
+zero gradient would still decay.
 
 Hyperparameters: ``importance_batch_size`` (the batch size of the importance pass; it does not change
 the result up to floating point). The reference implementation trains with SGD lr 0.25, no momentum,
@@ -37,6 +41,7 @@ batch 64 and ReduceLROnPlateau; here the suite's optimizer is used unless the co
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import torch
@@ -100,8 +105,11 @@ def spg_gradients(
 class SPGPlugin(SupervisedPlugin):
     """Accumulates SPG's importance A after each experience and soft-masks gradients before each step."""
 
-    def __init__(self, used_params: Sequence[frozenset[str]], importance_batch_size: int = 1024):
+    def __init__(
+        self, used_params: Sequence[frozenset[str]], importance_batch_size: int = 1024, weight_decay: float = 0.0
+    ):
         super().__init__()
+        self.weight_decay = weight_decay
         self.used_params = list(used_params)
         self.batch_size = importance_batch_size
         self.importance: Tensors = {}  # A, per parameter name
@@ -109,6 +117,7 @@ class SPGPlugin(SupervisedPlugin):
         self._shared: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
         self._head: list[torch.nn.Parameter] = []
         self._frozen: list[torch.nn.Parameter] = []
+        self._used: list[torch.nn.Parameter] = []
         self._head_scale = 1.0
 
     # ------------------------------------------------------------------ masking
@@ -123,6 +132,7 @@ class SPGPlugin(SupervisedPlugin):
         shared = self.shared_names(index)
         named = dict(strategy.model.named_parameters())
         self._frozen = [p for n, p in named.items() if n not in used]
+        self._used = [p for n, p in named.items() if n in used]
         self._shared = [(named[n], 1.0 - self.importance[n]) for n in sorted(shared) if n in self.importance]
         self._head = [named[n] for n in sorted(used - shared)]
         masked = [self.importance[n].flatten() for n in sorted(shared) if n in self.importance]
@@ -132,6 +142,10 @@ class SPGPlugin(SupervisedPlugin):
     def before_update(self, strategy, **kwargs) -> None:
         for p in self._frozen:
             p.grad = None  # the optimizer skips parameters without a gradient
+        if self.weight_decay:
+            for p in self._used:
+                if p.grad is not None:
+                    p.grad.add_(p.detach(), alpha=self.weight_decay)
         for p, keep in self._shared:
             if p.grad is not None:
                 p.grad.mul_(keep)
@@ -169,4 +183,7 @@ class SPGPlugin(SupervisedPlugin):
 @register_strategy("spg", params=SPGParams)
 def build_spg(ctx: StrategyContext, params: SPGParams) -> SupervisedTemplate:
     """Soft-masking of parameter-level gradient flow by accumulated importance (Konishi et al. 2023)."""
-    return ctx.build(plugins=[SPGPlugin(ctx.used_params, params.importance_batch_size)])
+    # Weight decay moves into the plugin, before the mask (see the module docstring).
+    no_decay = dataclasses.replace(ctx, training=ctx.training.model_copy(update={"weight_decay": 0.0}))
+    plugin = SPGPlugin(ctx.used_params, params.importance_batch_size, ctx.training.weight_decay)
+    return ctx.build(plugins=[plugin], optimizer=no_decay.make_optimizer())
