@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from benchmark.datasets import DataMissingError, check_available, default_data_root
 from benchmark.store import load_results
+from reports.metrics import average_accuracy, forgetting
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,15 +28,33 @@ def _mnist_root() -> Path:
     return root
 
 
-def test_split_mnist_suite(cli, tmp_path):
+STRATEGIES = ["naive", "ewc", "si", "wpl", "spg", "mas", "lwf", "l2", "replay", "joint", "standalone"]
+REGULARIZERS = ["ewc", "si", "wpl", "spg", "mas", "lwf", "l2"]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine it is several times faster for this MLP."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_split_mnist_suite(cli, tmp_path, one_thread):
+    """Every strategy of configs/split_mnist.yaml on seed 0 (the full 3-seed suite is the README's figure)."""
     root = _mnist_root()
     out = tmp_path / "split_mnist"
-    status = cli("run", REPO / "configs" / "split_mnist.yaml", "--out", out, "--data-root", root, "--quiet")
+    status = cli("run", REPO / "configs" / "split_mnist.yaml", "--out", out, "--data-root", root,
+                 "--seeds", "0", "--quiet")
     assert status == 0
-    records = load_results(out)
-    assert len(records) == 9 and all(r["status"] == "ok" for r in records)
-    for record in records:
-        R = np.array(record["accuracy_matrix"])
-        assert R.shape == (5, 5)
-        assert np.diag(R).mean() > 0.95  # each binary task is learnt
-        assert R[-1].mean() > 0.8
+    records = {r["strategy"]["name"]: r for r in load_results(out)}
+    assert sorted(records) == sorted(STRATEGIES) and all(r["status"] == "ok" for r in records.values())
+    R = {name: np.array(r["accuracy_matrix"]) for name, r in records.items()}
+    for name, matrix in R.items():
+        assert matrix.shape == (5, 5), name
+        assert np.diag(matrix).mean() > 0.9, name  # each binary task is learnt
+        assert matrix[-1].mean() > 0.75, name
+    assert forgetting(R["spg"]) < 0.5 * forgetting(R["naive"])
+    assert forgetting(R["standalone"]) == 0.0
+    assert average_accuracy(R["joint"]) >= max(average_accuracy(R[name]) for name in REGULARIZERS)

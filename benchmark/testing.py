@@ -1,0 +1,150 @@
+"""Contract tests any strategy must pass, as a reusable pytest helper.
+
+    from benchmark.testing import check_strategy
+
+    def test_my_strategy():
+        check_strategy("my_strategy", {"strength": 2.0})
+
+:func:`check_strategy` runs the strategy on a tiny offline scenario (by default ``split`` on
+scikit-learn's digits: 3 tasks of 2 classes, an MLP with one hidden layer of 16 units, one epoch) and
+raises ``AssertionError`` with a message naming the strategy and what broke, unless
+
+1. the runner's result record has the schema: every key, status ``ok``, an accuracy matrix of one
+   row per recorded turn and one column per task with values in [0, 1];
+2. two runs with the same seed give identical accuracy matrices (and initial accuracies);
+3. training changes the weights (``strategy.model.state_dict()`` after training != before);
+4. evaluation does not change them (the harness's evaluation and Avalanche's ``eval`` leave
+   ``state_dict()`` bit-identical).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from benchmark.config import ComponentSpec, TrainingConfig
+from benchmark.datasets import default_data_root
+from benchmark.runner import LossWatch, RunSpec, StepBudget, build_scenario, evaluate, run, seed_everything
+from strategies import STRATEGIES, StrategyContext
+
+DEFAULT_SCENARIO: dict[str, Any] = {
+    "name": "split",
+    "params": {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "trunk": "mlp", "widths": [16]},
+}
+TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256)
+RESULT_KEYS = frozenset({
+    "schema_version", "run_id", "suite", "scenario", "strategy", "seed", "status", "error",
+    "experiences", "accuracy_matrix", "init_accuracy", "timing", "environment", "config",
+})
+
+
+def check_strategy(name: str, params: dict | None = None, scenario: dict | None = None) -> None:
+    """Run the contract checks on strategy ``name`` with ``params`` (raises AssertionError on failure).
+
+    ``scenario`` = ``{"name": ..., "params": {...}}`` replaces the default tiny ``split`` scenario.
+    Runs with one torch thread (restored afterwards): on models this small, thread hand-offs cost
+    more than the arithmetic, more than tenfold on a busy machine.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_strategy(name, params, scenario)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_strategy(name: str, params: dict | None, scenario: dict | None) -> None:
+    who = f"check_strategy({name!r})"
+    assert name in STRATEGIES, f"{who}: not registered; registered strategies: {', '.join(STRATEGIES.names())}"
+    entry = STRATEGIES.get(name)
+    try:
+        entry.parse_params(params)
+    except ValidationError as exc:
+        raise AssertionError(f"{who}: invalid params {params!r}: {exc}") from None
+    spec = RunSpec(
+        suite="check_strategy",
+        scenario=ComponentSpec(**(scenario or DEFAULT_SCENARIO)),
+        strategy=ComponentSpec(name=name, params=dict(params or {})),
+        seed=0,
+        training=TRAINING,
+        device="cpu",
+    )
+    root = default_data_root()
+
+    first = run(spec, root)
+    _check_schema(who, first)
+    second = run(spec, root)
+    assert second["status"] == "ok", f"{who}: second run not ok: {second['error']}"
+    assert first["init_accuracy"] == second["init_accuracy"], (
+        f"{who}: same seed, different initial accuracies: {first['init_accuracy']} vs {second['init_accuracy']}"
+    )
+    assert first["accuracy_matrix"] == second["accuracy_matrix"], (
+        f"{who}: same seed, different accuracy matrices:\n{first['accuracy_matrix']}\nvs\n{second['accuracy_matrix']}"
+    )
+    _check_weights(who, spec, root)
+
+
+def _check_schema(who: str, record: dict) -> None:
+    missing = RESULT_KEYS - record.keys()
+    assert not missing, f"{who}: result record lacks keys {sorted(missing)}"
+    assert record["status"] == "ok", (
+        f"{who}: run status {record['status']!r}: {record['error']}\n{record.get('traceback', '')}"
+    )
+    tasks = len(record["experiences"])
+    R = np.asarray(record["accuracy_matrix"], dtype=float)
+    assert R.ndim == 2 and R.shape[0] >= 1 and R.shape[1] == tasks, (
+        f"{who}: accuracy_matrix has shape {R.shape}, expected (recorded turns, {tasks} tasks)"
+    )
+    assert np.isfinite(R).all() and ((R >= 0) & (R <= 1)).all(), f"{who}: accuracies outside [0, 1]: {R}"
+    assert len(record["init_accuracy"]) == tasks, f"{who}: init_accuracy needs one entry per task"
+    assert record["timing"]["steps"] > 0, f"{who}: no training step was taken"
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
+    keys = before.keys() | after.keys()
+    return sorted(k for k in keys if k not in before or k not in after or not torch.equal(before[k], after[k]))
+
+
+def _check_weights(who: str, spec: RunSpec, root: Path) -> None:
+    """Train every turn like the runner does; weights must move in training and stay put in evaluation."""
+    seed_everything(spec.seed)
+    scenario = build_scenario(spec, root)
+    device = torch.device(spec.device)
+    budget = StepBudget()
+    ctx = StrategyContext(
+        model=scenario.model.to(device),
+        training=spec.training,
+        device=device,
+        used_params=scenario.turn_used_params,
+        seed=spec.seed,
+        harness_plugins=[LossWatch(), budget],
+    )
+    entry = STRATEGIES.get(spec.strategy.name)
+    strategy = entry.factory(ctx, entry.parse_params(spec.strategy.params))
+    bench = scenario.avalanche_benchmark()
+
+    initial = _state(strategy.model)
+    for turn, experience in zip(scenario.schedule, bench.train_stream):
+        per_epoch = math.ceil(len(scenario.tasks[turn.task].train_y) / spec.training.batch_size)
+        budget.budget = turn.max_steps
+        strategy.train_epochs = math.ceil(turn.max_steps / per_epoch) if turn.max_steps else spec.training.epochs
+        strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
+    trained = _state(strategy.model)
+    assert _changed(initial, trained), f"{who}: training left every weight of strategy.model unchanged"
+
+    for task in scenario.tasks:
+        evaluate(strategy.model, task, spec.training.eval_batch_size, device)
+    moved = _changed(trained, _state(strategy.model))
+    assert not moved, f"{who}: the harness's evaluation changed {moved}"
+    strategy.eval(bench.test_stream)
+    moved = _changed(trained, _state(strategy.model))
+    assert not moved, f"{who}: Avalanche's strategy.eval changed {moved}"

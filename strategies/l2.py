@@ -1,0 +1,73 @@
+"""``l2``: a plain quadratic pull to the previous weights (importance 1), the simplest regularizer.
+
+While training experience t the loss is
+
+    L(theta) = L_t(theta) + (lambda / 2) * sum_{i in shared_t} (theta_i - theta*_i)^2,
+
+theta*_i the value of parameter i after the latest experience that used it. It is EWC/WPL with every
+importance equal to 1, so it isolates what the importance estimate buys.
+
+Only *shared* parameters are pulled (used by the current model and by an earlier one, from
+``ctx.used_params``): the current model's private parameters (e.g. its fresh head) have no earlier
+value worth keeping, so pulling them would only cost plasticity; the earlier models' private
+parameters get no gradient from the current loss, so a pull on them is zero anyway.
+
+Hyperparameter: ``l2_lambda`` (>= 0).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+from pydantic import NonNegativeFloat
+
+from strategies.base import StrategyContext, StrategyParams, register_strategy
+
+
+class L2Params(StrategyParams):
+    l2_lambda: NonNegativeFloat = 1.0
+
+
+class L2Plugin(SupervisedPlugin):
+    """(lambda/2) ||theta_shared - theta*||^2 on the parameters shared with earlier experiences."""
+
+    def __init__(self, l2_lambda: float, used_params: Sequence[frozenset[str]]):
+        super().__init__()
+        self.l2_lambda = l2_lambda
+        self.used_params = list(used_params)
+        self.anchor: dict[str, torch.Tensor] = {}
+        self._terms: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        used = self.used_params[strategy.experience.current_experience]
+        named = dict(strategy.model.named_parameters())
+        self._terms = [(named[n], self.anchor[n]) for n in sorted(used) if n in self.anchor]
+
+    def penalty(self) -> torch.Tensor | float:
+        total = 0.0
+        for param, anchor in self._terms:
+            total = total + ((param - anchor) ** 2).sum()
+        return 0.5 * self.l2_lambda * total
+
+    def before_backward(self, strategy, **kwargs) -> None:
+        if self._terms:
+            strategy.loss = strategy.loss + self.penalty()
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        used = self.used_params[strategy.experience.current_experience]
+        for name, p in strategy.model.named_parameters():
+            if name in used:
+                self.anchor[name] = p.detach().clone()
+
+    def state_bytes(self) -> int:
+        """Bytes of the tensors this regularizer holds (the anchors)."""
+        return sum(t.numel() * t.element_size() for t in self.anchor.values())
+
+
+@register_strategy("l2", params=L2Params)
+def build_l2(ctx: StrategyContext, params: L2Params) -> SupervisedTemplate:
+    """Quadratic pull of shared parameters to their previous values (importance 1)."""
+    return ctx.build(plugins=[L2Plugin(params.l2_lambda, ctx.used_params)])

@@ -1,0 +1,70 @@
+"""``mas``: Memory Aware Synapses (Aljundi et al., ECCV 2018), Avalanche's MASPlugin on fast loaders.
+
+After experience k the importance of each parameter is the mean over training mini-batches of the
+absolute gradient of the squared L2 norm of the model's output (no labels needed):
+
+    Omega^k_i = (1/B) sum_b | d/dtheta_i mean_{n in b} ||f_k(x_n)||_2^2 |,
+    Omega <- alpha * Omega + (1 - alpha) * Omega^k          (after the first experience)
+
+and while training experience t the loss is
+
+    L(theta) = L_t(theta) + lambda * sum_i Omega_i (theta_i - theta*_i)^2,
+
+theta* the weights after the previous experience. Every parameter is penalised (old heads' penalty
+is zero in practice: their importance and their distance to the anchor stay fixed, as they get no
+gradient from the current loss). The importance pass reads the experience's tensors directly
+(:func:`benchmark.loaders.dataset_tensors`) instead of Avalanche's sample-by-sample loader; the
+maths is Avalanche's.
+
+Hyperparameters: ``lambda_reg`` (>= 0) the penalty's weight; ``alpha`` in [0, 1] how much of the old
+importance is kept when a new one is merged.
+"""
+
+from __future__ import annotations
+
+import torch
+from avalanche.models.utils import avalanche_forward
+from avalanche.training.plugins import MASPlugin
+from avalanche.training.templates import SupervisedTemplate
+from avalanche.training.utils import zerolike_params_dict
+from pydantic import Field, NonNegativeFloat
+
+from benchmark.loaders import TensorBatchLoader, dataset_tensors
+from strategies.base import StrategyContext, StrategyParams, register_strategy
+
+
+class MASParams(StrategyParams):
+    lambda_reg: NonNegativeFloat = 1.0
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class FastMASPlugin(MASPlugin):
+    """Avalanche's MAS with the importance pass on tensor-sliced batches."""
+
+    def _get_importance(self, strategy):
+        importance = dict(zerolike_params_dict(strategy.model))
+        loader = TensorBatchLoader(dataset_tensors(strategy.experience.dataset), strategy.train_mb_size, shuffle=False)
+        strategy.model.train()
+        for x, _, t in loader:
+            x, t = x.to(strategy.device), t.to(strategy.device)
+            strategy.optimizer.zero_grad()
+            out = avalanche_forward(strategy.model, x, t)
+            out.norm(p="fro", dim=1).pow(2).mean().backward()
+            for name, param in strategy.model.named_parameters():
+                if param.grad is not None:  # other heads get no gradient
+                    importance[name].data += param.grad.abs()
+        for value in importance.values():
+            value.data /= float(len(loader))
+        strategy.optimizer.zero_grad()
+        return importance
+
+    def state_bytes(self) -> int:
+        """Bytes of the tensors this regularizer holds (importance and anchor)."""
+        held = [*(self.importance or {}).values(), *(self.params or {}).values()]
+        return sum(p.data.numel() * p.data.element_size() for p in held)
+
+
+@register_strategy("mas", params=MASParams)
+def build_mas(ctx: StrategyContext, params: MASParams) -> SupervisedTemplate:
+    """Memory Aware Synapses: output-sensitivity importance, quadratic pull (Aljundi et al. 2018)."""
+    return ctx.build(plugins=[FastMASPlugin(lambda_reg=params.lambda_reg, alpha=params.alpha)])

@@ -1,0 +1,87 @@
+"""``replay``: experience replay with a fixed-size memory (Avalanche's ReplayPlugin), a non-regularizer reference.
+
+A memory of at most ``mem_size`` training samples is kept, balanced over experiences (Avalanche's
+``ExperienceBalancedBuffer``: each experience keeps a random subset of mem_size / #experiences
+samples). While training experience t > 0 each mini-batch of ``batch_size`` current samples is
+joined by ``batch_size_mem`` samples drawn from the memory (default: as many as the current batch),
+each keeping its own task label (so its own head), and the loss is the cross-entropy on the union:
+
+    L(theta) = mean over (current batch + memory batch) of CE(f_{task(n)}(x_n), y_n).
+
+Batches are sliced from tensors like every other strategy (the memory is materialised once per
+experience); memory batches cycle through a seeded permutation of the memory. Hyperparameters:
+``mem_size`` (> 0), ``batch_size_mem`` (default: the suite's batch size).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.templates import SupervisedTemplate
+from pydantic import PositiveInt
+
+from benchmark.loaders import TensorBatchLoader, dataset_tensors
+from strategies.base import StrategyContext, StrategyParams, register_strategy
+
+
+class ReplayParams(StrategyParams):
+    mem_size: PositiveInt = 500
+    batch_size_mem: PositiveInt | None = None
+
+
+class MixedTensorLoader:
+    """Current-data batches (as :class:`TensorBatchLoader`) each joined by a batch of memory samples."""
+
+    def __init__(self, current: TensorBatchLoader, memory: tuple[torch.Tensor, ...], batch_size_mem: int,
+                 generator: torch.Generator):
+        self.current, self.memory = current, memory
+        self.batch_size_mem = min(batch_size_mem, len(memory[0]))
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.current)
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        n = len(self.memory[0])
+        order = torch.randperm(n, generator=self.generator)
+        position = 0
+        for batch in self.current:
+            if position + self.batch_size_mem > n:
+                order, position = torch.randperm(n, generator=self.generator), 0
+            pick = order[position : position + self.batch_size_mem]
+            position += self.batch_size_mem
+            yield [torch.cat([b, m[pick]]) for b, m in zip(batch, self.memory)]
+
+
+class FastReplayPlugin(ReplayPlugin):
+    """Avalanche's replay buffer, served by slicing tensors instead of a sample-by-sample loader."""
+
+    def before_training_exp(self, strategy, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False,
+                            **kwargs) -> None:
+        if len(self.storage_policy.buffer) == 0:
+            return  # first experience: nothing to replay
+        memory = dataset_tensors(self.storage_policy.buffer)
+        strategy.dataloader = MixedTensorLoader(
+            strategy.dataloader,
+            memory,
+            self.batch_size_mem or strategy.train_mb_size,
+            strategy.data_generator,
+        )
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        # Avalanche's own update(), without its deprecated alias.
+        self.storage_policy.post_adapt(strategy, strategy.experience)
+
+    def state_bytes(self) -> int:
+        """Bytes of the stored samples (inputs, labels, task labels)."""
+        if len(self.storage_policy.buffer) == 0:
+            return 0
+        return sum(t.numel() * t.element_size() for t in dataset_tensors(self.storage_policy.buffer))
+
+
+@register_strategy("replay", params=ReplayParams)
+def build_replay(ctx: StrategyContext, params: ReplayParams) -> SupervisedTemplate:
+    """Experience replay from a fixed-size, experience-balanced memory (non-regularizer reference)."""
+    return ctx.build(plugins=[FastReplayPlugin(mem_size=params.mem_size, batch_size_mem=params.batch_size_mem)])

@@ -1,0 +1,126 @@
+"""The strategy contract helper, every built-in strategy against it, and an entry-point plug-in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from avalanche.core import SupervisedPlugin
+
+from benchmark.registry import NoParams
+from benchmark.testing import check_strategy
+from strategies import STRATEGIES, StrategyContext, register_strategy
+
+HERE = Path(__file__).resolve().parent
+BUILT_IN = ["naive", "ewc", "si", "wpl", "spg", "mas", "lwf", "l2", "replay", "joint", "standalone"]
+TWO_MODEL = {"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 16,
+                                              "shared": 1, "a_steps": 20, "b_steps": 20}}
+
+
+def test_list_shows_every_built_in(cli, capsys):
+    assert cli("list", "strategies") == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert set(BUILT_IN) <= set(listed)
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_built_in_strategy_passes_contract(name):
+    check_strategy(name)
+
+
+@pytest.mark.parametrize("name", ["joint", "standalone", "spg", "l2"])
+def test_strategy_passes_contract_on_two_model(name):
+    check_strategy(name, scenario=TWO_MODEL)
+
+
+# ------------------------------------------------------------------ the helper can fail
+class _Unseeded(SupervisedPlugin):
+    def before_backward(self, strategy, **kwargs):
+        noise = torch.from_numpy(__import__("numpy").frombuffer(os.urandom(4), dtype="float32").copy())
+        strategy.loss = strategy.loss * (1 + torch.nan_to_num(noise.clamp(-1, 1)).abs().sum())
+
+
+class _Frozen(SupervisedPlugin):
+    def before_update(self, strategy, **kwargs):
+        for p in strategy.model.parameters():
+            p.grad = None
+
+
+class _EvalMutates(SupervisedPlugin):
+    @torch.no_grad()
+    def after_eval_exp(self, strategy, **kwargs):
+        for p in strategy.model.parameters():
+            p.mul_(0.5)
+
+
+for _name, _plugin in [("test_unseeded", _Unseeded), ("test_frozen", _Frozen), ("test_eval_mutates", _EvalMutates)]:
+    if _name not in STRATEGIES:
+
+        def _builder(ctx: StrategyContext, params: NoParams, _plugin=_plugin):
+            return ctx.build(plugins=[_plugin()])
+
+        _builder.__doc__ = f"Test-only: {_name}."
+        register_strategy(_name, params=NoParams)(_builder)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("test_unseeded", "same seed, different accuracy matrices"),
+        ("test_frozen", "training left every weight"),
+        ("test_eval_mutates", "strategy.eval changed"),
+        ("test_failing", "run status 'failed'"),
+        ("nope", "not registered"),
+    ],
+)
+def test_check_strategy_catches_broken_strategies(name, message):
+    import conftest  # noqa: F401  (registers test_failing)
+
+    with pytest.raises(AssertionError, match=message):
+        check_strategy(name)
+
+
+def test_check_strategy_rejects_bad_params():
+    with pytest.raises(AssertionError, match="invalid params"):
+        check_strategy("spg", {"importance_batch_size": 0})
+
+
+# ------------------------------------------------------------------ entry-point plug-in
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory) -> Path:
+    """``pip install`` the test-only package (tests/plugin_pkg) into a private site folder."""
+    src = tmp_path_factory.mktemp("src") / "plugin_pkg"
+    shutil.copytree(HERE / "plugin_pkg", src)  # build artefacts stay out of the repository
+    site = tmp_path_factory.mktemp("site")
+    base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+            "--target", str(site)]
+    done = subprocess.run([*base, "--no-build-isolation", str(src)], capture_output=True, text=True)
+    if done.returncode != 0:  # no local setuptools: let pip fetch the build backend
+        done = subprocess.run([*base, str(src)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert list(site.glob("forgetbench_plugin_example-*.dist-info/entry_points.txt"))
+    return site
+
+
+def test_entry_point_plugin_is_listed_by_the_cli(plugin_site):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "strategies"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "shrink" in out and "entry-point registered" in out
+    without = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "strategies"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "shrink" not in without
+
+
+def test_entry_point_plugin_passes_contract(plugin_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(plugin_site))
+    # Entry points are read once per process: make the registry read them again with the plug-in visible.
+    monkeypatch.setattr(STRATEGIES, "_entry_points_loaded", False)
+    assert "shrink" in STRATEGIES.names()
+    assert sys.modules["forgetbench_plugin_example.shrink"].__file__.startswith(str(plugin_site))
+    check_strategy("shrink", {"strength": 0.01})
