@@ -309,6 +309,23 @@ def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict,
             row = [evaluate(strategy.model, task, batch, device) for task in scenario.tasks]
             timing["eval_seconds"] += time.perf_counter() - t0
             record["accuracy_matrix"].append(row)
+    record.update(strategy_extra_results(strategy, record))
+
+
+def strategy_extra_results(strategy, record: dict[str, Any]) -> dict[str, Any]:
+    """Extra result keys a strategy reports: ``extra_results() -> dict`` on the template or a plugin.
+
+    Keys may not overwrite the record's own (a clash is a strategy bug and fails the run).
+    """
+    extras: dict[str, Any] = {}
+    for source in (strategy, *getattr(strategy, "plugins", ())):
+        report = getattr(source, "extra_results", None)
+        if callable(report):
+            extras.update(report())
+    clash = sorted(set(extras) & set(record))
+    if clash:
+        raise ValueError(f"extra_results() may not overwrite result keys {clash}")
+    return extras
 
 
 def _check_weights(model: torch.nn.Module) -> None:
