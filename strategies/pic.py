@@ -48,7 +48,7 @@ _ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 class PICParams(StrategyParams):
     rank: PositiveInt = 4
-    alpha: PositiveFloat = 8.0
+    alpha: PositiveFloat | None = None  # LoRA scale alpha / rank; None: alpha = rank (scale 1)
     lam: NonNegativeFloat | None = None
     init: Literal["previous", "fresh"] = "previous"
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
@@ -62,7 +62,7 @@ class LoRALayer(nn.Module):
     * otherwise 0.
     """
 
-    def __init__(self, layer: nn.Module, rank: int, alpha: float):
+    def __init__(self, layer: nn.Module, rank: int, alpha: float | None):
         super().__init__()
         self.kind = "linear" if isinstance(layer, nn.Linear) else ("conv1d" if isinstance(layer, nn.Conv1d) else "conv2d")
         self.conv_args = {}
@@ -73,7 +73,7 @@ class LoRALayer(nn.Module):
         self.bias = layer.bias
         out_features, fan_in = self.weight.shape[0], self.weight[0].numel()
         self.rank = min(rank, out_features, fan_in)
-        self.scale = alpha / rank
+        self.scale = (alpha if alpha is not None else rank) / rank
         self.lora_A = nn.Parameter(torch.zeros(self.rank, fan_in), requires_grad=False)
         self.lora_B = nn.Parameter(torch.zeros(out_features, self.rank), requires_grad=False)
         self.register_buffer("merged", torch.zeros_like(self.weight), persistent=False)
@@ -126,7 +126,7 @@ class LoRALayer(nn.Module):
 class PICNet(TaskRoutedModule):
     """The scenario's network with every Linear / Conv layer wrapped as a :class:`LoRALayer`."""
 
-    def __init__(self, model: TaskRoutedModule, rank: int, alpha: float):
+    def __init__(self, model: TaskRoutedModule, rank: int, alpha: float | None):
         super().__init__()
         self.inner = copy.deepcopy(model)
         memo: dict[int, LoRALayer] = {}

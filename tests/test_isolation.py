@@ -22,6 +22,8 @@ from strategies.supsup import SupSupParams, build_supsup
 from conftest import tiny_suite
 
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32, epochs=3, eval_batch_size=512)
+# LoRA's product B A is unstable under lr 0.1 with heavy momentum; pic runs with a gentler optimizer
+PIC_TRAINING = TRAINING.model_copy(update={"lr": 0.05, "momentum": 0.5, "epochs": 2})
 
 
 # --------------------------------------------------------------------------- a `permuted` stand-in
@@ -79,6 +81,7 @@ def run_one(strategy: str, params: dict | None = None, scenario: dict = SPLIT_ML
 
 
 def scenario_of(spec: dict, seed: int = 0) -> Scenario:
+    torch.manual_seed(seed)
     entry = SCENARIOS.get(spec["name"])
     return entry.factory(entry.parse_params(spec["params"]), ScenarioInputs(seed, None))
 
@@ -302,7 +305,7 @@ def test_exssnet_with_kkt_runs_and_is_reproducible():
 # --------------------------------------------------------------------------- permuted (labels all 0)
 @pytest.mark.parametrize("strategy", ["supsup", "exssnet"])
 def test_mask_methods_infer_the_task_when_labels_are_shared(strategy):
-    record = run_one(strategy, {"sparsity": 0.2}, PERMUTED, TRAINING.model_copy(update={"epochs": 2}))
+    record = run_one(strategy, {"sparsity": 0.2}, PERMUTED)
     R = np.array(record["accuracy_matrix"])
     assert np.diag(R).min() > 0.5, R
     # one-shot inference must find each task's mask: the final row stays close to the diagonal
@@ -310,14 +313,14 @@ def test_mask_methods_infer_the_task_when_labels_are_shared(strategy):
 
 
 def test_pic_runs_on_permuted_with_merged_weights():
-    record = run_one("pic", {"lam": 0.5}, PERMUTED)
+    record = run_one("pic", {"lam": 0.5}, PERMUTED, PIC_TRAINING)
     assert record["pic"]["lam"] == [None, 0.5, 0.5]
 
 
 # --------------------------------------------------------------------------- two_model
 @pytest.mark.parametrize("strategy", ["supsup", "exssnet", "pic"])
 def test_isolation_strategies_run_on_two_model(strategy):
-    record = run_one(strategy, None, TWO_MODEL)
+    record = run_one(strategy, None, TWO_MODEL, PIC_TRAINING.model_copy(update={"epochs": 1}))
     assert np.array(record["accuracy_matrix"]).shape == (2, 2)
     if strategy != "pic":
         R = record["accuracy_matrix"]
@@ -327,7 +330,7 @@ def test_isolation_strategies_run_on_two_model(strategy):
 # --------------------------------------------------------------------------- pic
 def test_pic_lambda_zero_is_exactly_the_frozen_backbone():
     scenario = scenario_of(SPLIT_MLP)
-    strategy = build_pic(context(scenario), PICParams(lam=0.0, rank=2))
+    strategy = build_pic(context(scenario, PIC_TRAINING), PICParams(lam=0.0, rank=2))
     model = strategy.model
     stream = scenario.avalanche_benchmark().train_stream
     strategy.train(stream[0])
@@ -338,8 +341,9 @@ def test_pic_lambda_zero_is_exactly_the_frozen_backbone():
     for experience in stream[1:]:
         strategy.train(experience)
     model.eval()
-    for n, layer in model.lora_layers():
-        torch.testing.assert_close(layer.effective_weight(), backbone[n], rtol=0, atol=0)
+    layers = dict(model.lora_layers())
+    for n in ("trunk.1", "heads.0"):  # the backbone of experience 0 (later heads are their tasks' own)
+        torch.testing.assert_close(layers[n].effective_weight(), backbone[n], rtol=0, atol=0)
     assert any(layer.taus and layer.taus[-1][0].abs().sum() > 0 for _, layer in model.lora_layers()), "adapters unused"
     torch.testing.assert_close(model.forward_single_task(x, 0), out0, rtol=0, atol=0)
 
@@ -366,11 +370,11 @@ def test_pic_task_arithmetic_matches_hand_computation():
 
 
 def test_pic_previous_init_starts_from_the_last_adapter_and_chooses_lambda():
-    record = run_one("pic", {"rank": 2})
+    record = run_one("pic", {"rank": 2}, training=PIC_TRAINING)
     lams = record["pic"]["lam"]
     assert lams[0] is None and all(lam in [round(0.1 * i, 1) for i in range(1, 11)] for lam in lams[1:])
     scenario = scenario_of(SPLIT_MLP)
-    strategy = build_pic(context(scenario), PICParams(lam=1.0, rank=2, init="previous"))
+    strategy = build_pic(context(scenario, PIC_TRAINING), PICParams(lam=1.0, rank=2, init="previous"))
     stream = scenario.avalanche_benchmark().train_stream
     strategy.train(stream[0])
     strategy.train(stream[1])
@@ -382,7 +386,7 @@ def test_pic_previous_init_starts_from_the_last_adapter_and_chooses_lambda():
 
 def test_pic_backbone_is_frozen_after_experience_zero_and_heads_train():
     scenario = scenario_of(SPLIT_MLP)
-    strategy = build_pic(context(scenario), PICParams(lam=1.0, rank=2))
+    strategy = build_pic(context(scenario, PIC_TRAINING), PICParams(lam=1.0, rank=2))
     stream = scenario.avalanche_benchmark().train_stream
     strategy.train(stream[0])
     named = dict(strategy.model.named_parameters())
