@@ -400,6 +400,23 @@ def _execute(
             record["accuracy_matrix"].append(row)
         if checkpoint is not None:
             _save_checkpoint(checkpoint, spec, index, strategy, record, harness=(watch, budget))
+    record.update(strategy_extra_results(strategy, record))
+
+
+def strategy_extra_results(strategy, record: dict[str, Any]) -> dict[str, Any]:
+    """Extra result keys a strategy reports: ``extra_results() -> dict`` on the template or a plugin.
+
+    Keys may not overwrite the record's own (a clash is a strategy bug and fails the run).
+    """
+    extras: dict[str, Any] = {}
+    for source in (strategy, *getattr(strategy, "plugins", ())):
+        report = getattr(source, "extra_results", None)
+        if callable(report):
+            extras.update(report())
+    clash = sorted(set(extras) & set(record))
+    if clash:
+        raise ValueError(f"extra_results() may not overwrite result keys {clash}")
+    return extras
 
 
 # Per-record keys a checkpoint carries over (any key a run fills while training experiences).

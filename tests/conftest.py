@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from avalanche.core import SupervisedPlugin
 
@@ -13,6 +14,11 @@ from benchmark.registry import NoParams
 from strategies import STRATEGIES, StrategyContext, register_strategy
 
 import fault_strategies  # noqa: F401  (registers the test-only faulty strategies)
+
+
+# Tiny models run several times faster on one thread, and a shared CI or developer machine is
+# never oversubscribed by the test suite. Determinism tests compare runs within this process.
+torch.set_num_threads(1)
 
 
 class _Boom(RuntimeError):
