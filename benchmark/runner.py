@@ -243,6 +243,12 @@ def _execute(spec: RunSpec, data_root: Path, device: torch.device, record: dict,
             row = [evaluate(strategy.model, task, batch, device) for task in scenario.tasks]
             timing["eval_seconds"] += time.perf_counter() - t0
             record["accuracy_matrix"].append(row)
+    record["memory"] = {"regularizer_bytes": regularizer_bytes(strategy)}
+
+
+def regularizer_bytes(strategy) -> int:
+    """Bytes of tensors held by the strategy's plugins that report them (``state_bytes()``)."""
+    return sum(int(p.state_bytes()) for p in strategy.plugins if callable(getattr(p, "state_bytes", None)))
 
 
 def _check_weights(model: torch.nn.Module) -> None:
