@@ -102,7 +102,7 @@ class EWCPlugin(SupervisedPlugin):
         self.ewc_lambda = float(ewc_lambda)
         self.mode = mode
         self.decay_factor = decay_factor
-        self.quadratic = QuadraticAnchor()
+        self.quadratic = QuadraticAnchor(scale=self.ewc_lambda)
         self._params: list[torch.Tensor] = []
 
     def before_training_exp(self, strategy, **kwargs) -> None:

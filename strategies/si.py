@@ -71,7 +71,7 @@ class SIPlugin(SupervisedPlugin):
         self._pre_step: list[torch.Tensor] = []  # weights before the current step
         self.trajectory: list[torch.Tensor] = []  # w^k, this experience
         self.cumulative: list[torch.Tensor] = []  # cum, all experiences
-        self.quadratic = QuadraticAnchor()  # A = omega, m = theta^{t-1}
+        self.quadratic = QuadraticAnchor(scale=self.si_lambda / 2)  # A = omega, m = theta^{t-1}
 
     @torch.no_grad()
     def before_training_exp(self, strategy, **kwargs) -> None:

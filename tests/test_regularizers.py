@@ -110,7 +110,7 @@ def test_ewc_importance_matches_avalanche():
 
 def test_quadratic_anchor_completes_the_square():
     """sum_k F^k (x - t^k)^2 == A (x - m)^2 + c, hand-checked on scalars."""
-    q = QuadraticAnchor()
+    q = QuadraticAnchor(scale=2.0)
     q.add({"w": torch.tensor([1.0])}, {"w": torch.tensor([0.0])})
     q.add({"w": torch.tensor([3.0])}, {"w": torch.tensor([2.0])})
     # 1*(x-0)^2 + 3*(x-2)^2 = 4 (x - 1.5)^2 + 3 ;  A=4, m=1.5, c = 1*1.5^2 + 3*0.5^2 = 3
@@ -122,7 +122,7 @@ def test_quadratic_anchor_completes_the_square():
     value.backward()
     assert float(value) == pytest.approx(2.0 * (0.7**2 + 3 * 1.3**2))
     assert float(x.grad) == pytest.approx(2.0 * (2 * 0.7 + 6 * (0.7 - 2)))
-    assert q.state_bytes() == 8
+    assert q.state_bytes() == 5 * 4  # A, m, sqrt(A), -sqrt(A) m, 2 scale sqrt(A): one float32 each
 
 
 def _copying_extract_weights(model, target, excluded_parameters):
@@ -180,6 +180,8 @@ def test_state_bytes_and_runner_memory():
     init = copy.deepcopy(scenario.model.state_dict())
     n_params = sum(p.numel() for p in scenario.model.parameters())
     ewc = _train(EWCPlugin(1.0), scenario, init)
-    assert regularizer_bytes(ewc) == ewc.plugins[0].state_bytes() == 2 * 4 * n_params
+    # A, m, sqrt(A), -sqrt(A) m, 2 lambda sqrt(A): five float32 copies, whatever the number of tasks
+    assert regularizer_bytes(ewc) == ewc.plugins[0].state_bytes() == 5 * 4 * n_params
     si = _train(SIPlugin(1.0), scenario, init)
-    assert regularizer_bytes(si) == 5 * 4 * n_params
+    quadratic_copies = 2 if si.plugins[0].quadratic._roots is None else 5  # omega may be < 0 (see si.py)
+    assert regularizer_bytes(si) == (3 + quadratic_copies) * 4 * n_params
