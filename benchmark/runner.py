@@ -116,16 +116,17 @@ class LossWatch(SupervisedPlugin):
 
     def __init__(self) -> None:
         super().__init__()
-        self._finite: torch.Tensor | None = None
+        self._loss_sum: torch.Tensor | None = None
 
     def before_training_exp(self, strategy, **kwargs) -> None:
-        self._finite = torch.ones((), dtype=torch.bool, device=strategy.device)
+        self._loss_sum = torch.zeros((), device=strategy.device)
 
     def after_backward(self, strategy, **kwargs) -> None:
-        self._finite &= torch.isfinite(strategy.loss.detach()).all()
+        # one in-place add per step: a NaN or inf loss makes the running sum non-finite
+        self._loss_sum += strategy.loss.detach().sum()
 
     def after_training_epoch(self, strategy, **kwargs) -> None:
-        if not bool(self._finite):
+        if not bool(torch.isfinite(self._loss_sum)):
             raise DivergedError(
                 f"non-finite loss in experience {strategy.clock.train_exp_counter}, "
                 f"epoch {strategy.clock.train_exp_epochs}"
