@@ -100,8 +100,9 @@ class SIPlugin(SupervisedPlugin):
     @torch.no_grad()
     def after_training_iteration(self, strategy, **kwargs) -> None:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        step = torch._foreach_sub(self.params, self._pre_step)
-        torch._foreach_addcmul_(self.trajectory, grads, step)
+        # in place, no temporaries: pre_step <- pre_step - theta = -(step); w -= g * pre_step
+        torch._foreach_sub_(self._pre_step, self.params)
+        torch._foreach_addcmul_(self.trajectory, grads, self._pre_step, value=-1.0)
 
     @torch.no_grad()
     def after_training_exp(self, strategy, **kwargs) -> None:
