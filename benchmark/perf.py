@@ -450,9 +450,12 @@ def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
             results[label][T] = {"step_seconds": _median(times[label]), "regularizer_bytes": memory[label]}
     first, last = opts.growth_tasks[0], opts.growth_tasks[-1]
     for label, by_t in results.items():
+        for T, v in by_t.items():  # naive runs interleaved at the same T: cancels machine-load drift
+            v["vs_naive"] = _ratio(v["step_seconds"], results["naive"][T]["step_seconds"])
         out[label] = {
             "per_T": {str(T): v for T, v in by_t.items()},
             "step_ratio_last_vs_first": _ratio(by_t[last]["step_seconds"], by_t[first]["step_seconds"]),
+            "vs_naive_ratio_last_vs_first": _ratio(by_t[last]["vs_naive"], by_t[first]["vs_naive"]),
             "bytes_ratio_last_vs_first": _ratio(by_t[last]["regularizer_bytes"], by_t[first]["regularizer_bytes"])
             if by_t[first]["regularizer_bytes"] else None,
         }
@@ -555,7 +558,7 @@ def format_table(result: dict[str, Any]) -> str:
             )
     if "growth" in result:
         g = result["growth"]
-        lines.append(f"growth (T = {g['tasks']}; ms/step and regularizer bytes; last/first ratio)")
+        lines.append(f"growth (T = {g['tasks']}; ms/step and regularizer bytes; T={g['tasks'][-1]} / T={g['tasks'][0]})")
         for label, r in g.items():
             if label in ("tasks", "train_per_task"):
                 continue
@@ -563,13 +566,11 @@ def format_table(result: dict[str, Any]) -> str:
                 row(label, r)
                 continue
             cells = ", ".join(
-                f"T={T}: {v['step_seconds'] * 1e3:.2f}ms {v['regularizer_bytes']}B" for T, v in r["per_T"].items()
+                f"T={T}: {v['step_seconds'] * 1e3:.2f}ms ({v['vs_naive']:.2f}x naive) {v['regularizer_bytes']}B" for T, v in r["per_T"].items()
             )
             br = r["bytes_ratio_last_vs_first"]
-            row(
-                label,
-                f"time x{r['step_ratio_last_vs_first']:.2f}, bytes x{br:.2f}" if br else
-                f"time x{r['step_ratio_last_vs_first']:.2f}",
-            )
+            value = (f"time x{r['step_ratio_last_vs_first']:.2f} "
+                     f"(vs naive x{r['vs_naive_ratio_last_vs_first']:.2f})")
+            row(label, f"{value}, bytes x{br:.2f}" if br else value)
             lines.append(f"      {cells}")
     return "\n".join(lines)
