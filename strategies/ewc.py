@@ -23,7 +23,7 @@ earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1],
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -34,7 +34,7 @@ from pydantic import Field, NonNegativeFloat, model_validator
 from benchmark.loaders import TensorBatchLoader, dataset_tensors
 from benchmark.models import TaskRoutedModule
 from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.penalty import QuadraticAnchor, named_params
+from strategies.penalty import QuadraticAnchor, movable_subset, named_params
 
 
 class EWCParams(StrategyParams):
@@ -93,7 +93,15 @@ def squared_gradient_importance(
 class EWCPlugin(SupervisedPlugin):
     """Avalanche-compatible EWC (separate or online) with a vectorised penalty; see the module doc."""
 
-    def __init__(self, ewc_lambda: float, mode: str = "separate", decay_factor: float | None = None):
+    def __init__(
+        self,
+        ewc_lambda: float,
+        mode: str = "separate",
+        decay_factor: float | None = None,
+        used_params: Sequence[frozenset[str]] | None = None,
+    ):
+        """``used_params[i]``: names of the parameters experience i's model uses (optional; lets
+        the penalty skip tensors that provably cannot move, see :func:`movable_subset`)."""
         super().__init__()
         if mode not in ("separate", "online"):
             raise ValueError(f"EWC mode must be 'separate' or 'online', got {mode!r}")
@@ -103,16 +111,26 @@ class EWCPlugin(SupervisedPlugin):
         self.mode = mode
         self.decay_factor = decay_factor
         self.quadratic = QuadraticAnchor(scale=self.ewc_lambda)
+        self.used_params = used_params
         self._params: list[torch.Tensor] = []
+        self._subset: list[int] | None = None
 
     def before_training_exp(self, strategy, **kwargs) -> None:
-        if not self.quadratic.empty:
-            self._params = named_params(strategy.model, self.quadratic.names)
+        if self.quadratic.empty:
+            return
+        params = named_params(strategy.model, self.quadratic.names)
+        exp = strategy.clock.train_exp_counter
+        used = self.used_params[exp] if self.used_params is not None and exp < len(self.used_params) else None
+        self._subset = movable_subset(
+            self.quadratic.names, self.quadratic.anchors, params, used, strategy.optimizer
+        )
+        self._params = params if self._subset is None else [params[i] for i in self._subset]
 
     def before_backward(self, strategy, **kwargs) -> None:
         if self.quadratic.empty:  # first experience: nothing to protect yet
             return
-        strategy.loss = strategy.loss + self.quadratic.penalty(self._params, self.ewc_lambda)
+        penalty = self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)
+        strategy.loss = strategy.loss + penalty
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         importance = squared_gradient_importance(
@@ -134,7 +152,7 @@ class EWCPlugin(SupervisedPlugin):
             }
             decayed.update({n: f for n, f in importance.items() if n not in decayed})
             self.quadratic.replace(decayed, anchor)
-        self._params = named_params(strategy.model, self.quadratic.names)
+        self._params, self._subset = named_params(strategy.model, self.quadratic.names), None
 
     def state_bytes(self) -> int:
         """Bytes of the importance and anchor tensors held (does not grow with T in either mode)."""
@@ -144,5 +162,7 @@ class EWCPlugin(SupervisedPlugin):
 @register_strategy("ewc", params=EWCParams)
 def build_ewc(ctx: StrategyContext, params: EWCParams) -> SupervisedTemplate:
     """Elastic Weight Consolidation: Fisher-weighted pull of every parameter to earlier optima."""
-    plugin = EWCPlugin(params.ewc_lambda, mode=params.mode, decay_factor=params.decay_factor)
+    plugin = EWCPlugin(
+        params.ewc_lambda, mode=params.mode, decay_factor=params.decay_factor, used_params=ctx.used_params
+    )
     return ctx.build(plugins=[plugin])

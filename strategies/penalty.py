@@ -143,17 +143,28 @@ class QuadraticAnchor:
         self.constant = 0.0
         self._changed()
 
-    def penalty(self, params: Sequence[Tensor], scale: float = 1.0) -> Tensor:
-        """``scale * Q(params)`` as a differentiable scalar (``params`` in ``names`` order)."""
+    def penalty(
+        self, params: Sequence[Tensor], scale: float = 1.0, subset: Sequence[int] | None = None
+    ) -> Tensor:
+        """``scale * Q(params)`` as a differentiable scalar (``params`` in ``names`` order).
+
+        With ``subset`` (indices into ``names``), ``params`` are those tensors only and the
+        other terms are left out: callers use it for tensors that sit exactly at their anchor and
+        cannot move (their terms and gradients are exactly 0).
+        """
         if self._roots is not None:
             if self._grad_roots is None or self._grad_roots[0] != scale:
                 with torch.no_grad():
                     self._grad_roots = (scale, torch._foreach_mul(self._roots, 2.0 * scale))
-            value = _RootQuadraticPenalty.apply(
-                scale, self._roots, self._offsets, self._grad_roots[1], *params
-            )
+            lists = (self._roots, self._offsets, self._grad_roots[1])
+            if subset is not None:
+                lists = tuple([t[i] for i in subset] for t in lists)
+            value = _RootQuadraticPenalty.apply(scale, *lists, *params)
         else:
-            value = _QuadraticPenalty.apply(scale, self.weights, self.anchors, *params)
+            weights, anchors = self.weights, self.anchors
+            if subset is not None:
+                weights, anchors = [weights[i] for i in subset], [anchors[i] for i in subset]
+            value = _QuadraticPenalty.apply(scale, weights, anchors, *params)
         return value + scale * self.constant if self.constant else value
 
     def state_bytes(self) -> int:
@@ -161,6 +172,34 @@ class QuadraticAnchor:
         held = self.weights + self.anchors + (self._roots or []) + self._offsets
         held += self._grad_roots[1] if self._grad_roots else []
         return sum(t.nbytes for t in held)
+
+
+def movable_subset(
+    names: Sequence[str],
+    anchors: Sequence[Tensor],
+    params: Sequence[Tensor],
+    used: frozenset[str] | None,
+    optimizer: torch.optim.Optimizer | None,
+) -> list[int] | None:
+    """Indices of the tensors whose penalty terms can be non-zero in this experience, or ``None``.
+
+    A tensor the experience's model does not use gets no data gradient; if it also sits exactly
+    at its anchor, its penalty gradient is exactly 0, and an optimizer without weight decay leaves
+    a parameter with zero gradient where it is (SGD's momentum and Adam's moments stay 0), so its
+    term stays 0 for the whole experience. Leaving such tensors out gives the same numbers while
+    the per-step cost no longer grows with the number of models (heads). ``None`` (all tensors,
+    as Avalanche) when ``used`` is unknown or any parameter group has weight decay.
+    """
+    if used is None or optimizer is None:
+        return None
+    if any(group.get("weight_decay", 0) for group in optimizer.param_groups):
+        return None
+    with torch.no_grad():
+        return [
+            i
+            for i, (name, anchor, param) in enumerate(zip(names, anchors, params))
+            if name in used or not torch.equal(anchor, param)
+        ]
 
 
 def named_params(model: torch.nn.Module, names: Sequence[str]) -> list[Tensor]:

@@ -34,10 +34,10 @@ def _scenario(tasks: int = 3):
     return entry.factory(params, ScenarioInputs(0, Path(".")))
 
 
-def _train(plugin, scenario, init_state, snapshots=None):
+def _train(plugin, scenario, init_state, snapshots=None, training=TRAINING):
     model = copy.deepcopy(scenario.model)
     model.load_state_dict(init_state)
-    ctx = StrategyContext(model=model, training=TRAINING, device=torch.device("cpu"),
+    ctx = StrategyContext(model=model, training=training, device=torch.device("cpu"),
                           used_params=scenario.turn_used_params, seed=0)
     strategy = ctx.build(plugins=[plugin])
     for experience in scenario.avalanche_benchmark().train_stream:
@@ -185,3 +185,35 @@ def test_state_bytes_and_runner_memory():
     si = _train(SIPlugin(1.0), scenario, init)
     quadratic_copies = 2 if si.plugins[0].quadratic._roots is None else 5  # omega may be < 0 (see si.py)
     assert regularizer_bytes(si) == (3 + quadratic_copies) * 4 * n_params
+
+
+@pytest.mark.parametrize("mode,decay", [("separate", None), ("online", 1.0)])
+def test_ewc_skipping_unmovable_heads_changes_nothing(mode, decay):
+    """Without weight decay, heads the experience does not use stay at their anchor: leaving them
+    out of the penalty gives Avalanche's weights while touching fewer tensors per step."""
+    scenario = _scenario(tasks=4)
+    init = copy.deepcopy(scenario.model.state_dict())
+    no_decay = TRAINING.model_copy(update={"weight_decay": 0.0})
+    plugin = EWCPlugin(10.0, mode=mode, decay_factor=decay, used_params=scenario.turn_used_params)
+    ours = _train(plugin, scenario, init, training=no_decay)
+    theirs = _train(AvalancheEWC(10.0, mode=mode, decay_factor=decay), scenario, init, training=no_decay)
+    for (n, p), q in zip(ours.model.named_parameters(), theirs.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), n
+    # during the last experience (task 3): trunk + head 3 (+ any head not at its anchor)
+    assert plugin._subset is None  # reset after the last experience
+    names = plugin.quadratic.names
+    ours.clock.train_exp_counter = 3
+    plugin.before_training_exp(ours)
+    kept = {names[i] for i in plugin._subset}
+    assert {"trunk.1.weight", "trunk.1.bias", "heads.3.weight", "heads.3.bias"} <= kept
+    assert "heads.0.weight" not in kept and len(kept) < len(names)
+
+
+def test_ewc_keeps_every_tensor_with_weight_decay():
+    scenario = _scenario(tasks=2)
+    init = copy.deepcopy(scenario.model.state_dict())
+    plugin = EWCPlugin(10.0, used_params=scenario.turn_used_params)
+    strategy = _train(plugin, scenario, init)  # TRAINING has weight_decay > 0: Avalanche's semantics
+    strategy.clock.train_exp_counter = 1
+    plugin.before_training_exp(strategy)
+    assert plugin._subset is None
