@@ -33,11 +33,13 @@ from __future__ import annotations
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
+from typing import Sequence
+
 from pydantic import NonNegativeFloat, PositiveFloat
 from torch.nn.modules.batchnorm import _NormBase
 
 from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.penalty import QuadraticAnchor
+from strategies.penalty import QuadraticAnchor, movable_subset
 
 SI_C = 1.0  # Avalanche's update_ewc_data(..., c=1)
 SI_CLIP = 0.001  # Avalanche's update_ewc_data(clip_to=0.001, ...)
@@ -62,8 +64,16 @@ def si_parameters(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 class SIPlugin(SupervisedPlugin):
     """Avalanche-compatible Synaptic Intelligence on device buffers; see the module doc."""
 
-    def __init__(self, si_lambda: float, eps: float = 1e-7):
+    def __init__(self, si_lambda: float, eps: float = 1e-7, used_params: Sequence[frozenset[str]] | None = None):
+        """``used_params[i]``: names of the parameters experience i's model uses (optional; the
+        per-step work then skips tensors that provably cannot move, see
+        :func:`~strategies.penalty.movable_subset`)."""
         super().__init__()
+        self.used_params = used_params
+        self._subset: list[int] | None = None
+        self._active: list[torch.Tensor] = []
+        self._active_pre: list[torch.Tensor] = []
+        self._active_traj: list[torch.Tensor] = []
         self.si_lambda = float(si_lambda)
         self.eps = float(eps)
         self.names: list[str] = []
@@ -89,20 +99,29 @@ class SIPlugin(SupervisedPlugin):
         self.trajectory = [torch.zeros_like(p) for p in self.params]
         # the anchor is the weights at the start of the experience
         self.quadratic.replace(omega, {n: p.detach() for n, p in named})
+        # a tensor this experience does not use keeps w = 0 and its anchor: skip it per step
+        exp = strategy.clock.train_exp_counter
+        used = self.used_params[exp] if self.used_params is not None and exp < len(self.used_params) else None
+        self._subset = movable_subset(self.names, self.quadratic.anchors, self.params, used, strategy.optimizer)
+        keep = range(len(self.params)) if self._subset is None else self._subset
+        self._active = [self.params[i] for i in keep]
+        self._active_pre = [self._pre_step[i] for i in keep]
+        self._active_traj = [self.trajectory[i] for i in keep]
 
     def before_backward(self, strategy, **kwargs) -> None:
-        strategy.loss = strategy.loss + self.quadratic.penalty(self.params, self.si_lambda / 2)
+        penalty = self.quadratic.penalty(self._active, self.si_lambda / 2, self._subset)
+        strategy.loss = strategy.loss + penalty
 
     @torch.no_grad()
     def before_training_iteration(self, strategy, **kwargs) -> None:
-        torch._foreach_copy_(self._pre_step, self.params)
+        torch._foreach_copy_(self._active_pre, self._active)
 
     @torch.no_grad()
     def after_training_iteration(self, strategy, **kwargs) -> None:
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._active]
         # in place, no temporaries: pre_step <- pre_step - theta = -(step); w -= g * pre_step
-        torch._foreach_sub_(self._pre_step, self.params)
-        torch._foreach_addcmul_(self.trajectory, grads, self._pre_step, value=-1.0)
+        torch._foreach_sub_(self._active_pre, self._active)
+        torch._foreach_addcmul_(self._active_traj, grads, self._active_pre, value=-1.0)
 
     @torch.no_grad()
     def after_training_exp(self, strategy, **kwargs) -> None:
@@ -121,4 +140,5 @@ class SIPlugin(SupervisedPlugin):
 @register_strategy("si", params=SIParams)
 def build_si(ctx: StrategyContext, params: SIParams) -> SupervisedTemplate:
     """Synaptic Intelligence: path-integral importance, quadratic pull to the last optimum."""
-    return ctx.build(plugins=[SIPlugin(si_lambda=params.si_lambda, eps=params.eps)])
+    plugin = SIPlugin(si_lambda=params.si_lambda, eps=params.eps, used_params=ctx.used_params)
+    return ctx.build(plugins=[plugin])

@@ -217,3 +217,18 @@ def test_ewc_keeps_every_tensor_with_weight_decay():
     strategy.clock.train_exp_counter = 1
     plugin.before_training_exp(strategy)
     assert plugin._subset is None
+
+
+def test_si_skipping_unused_heads_changes_nothing(monkeypatch):
+    monkeypatch.setattr(AvalancheSI, "extract_weights", staticmethod(_copying_extract_weights))
+    scenario = _scenario(tasks=4)
+    init = copy.deepcopy(scenario.model.state_dict())
+    no_decay = TRAINING.model_copy(update={"weight_decay": 0.0})
+    plugin = SIPlugin(50.0, used_params=scenario.turn_used_params)
+    ours = _train(plugin, scenario, init, training=no_decay)
+    theirs = _train(AvalancheSI(50.0), scenario, init, training=no_decay)
+    for (n, p), q in zip(ours.model.named_parameters(), theirs.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), n
+    for n, omega in zip(plugin.quadratic.names, plugin.quadratic.weights):
+        assert torch.allclose(omega.flatten(), theirs.plugins[0].ewc_data[1][n].data, rtol=1e-3, atol=1e-8), n
+    assert plugin._subset is not None and len(plugin._subset) == 4  # trunk weight, bias; head 3
