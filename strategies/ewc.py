@@ -15,7 +15,12 @@ parameter is penalised, shared or not; there is no penalty during the first expe
 (tests compare it with ``avalanche.training.plugins.EWCPlugin``) but: the importance pass slices
 the experience's tensors instead of collating samples; the penalty is one vectorised quadratic
 (:mod:`strategies.penalty`); and separate mode keeps the sum of its quadratics as one quadratic,
-so its per-step cost and memory do not grow with the number of experiences.
+so its memory does not grow with the number of experiences. When the strategy knows which
+parameters each experience's model uses (``used_params``) and the optimizer has no weight decay,
+tensors that the experience cannot move (unused and exactly at their anchor) are left out of the
+penalty: their terms and gradients are exactly 0, so the numbers are Avalanche's while the
+per-step cost stops growing with the number of heads (Avalanche gives every such tensor a zero
+gradient, which only matters under weight decay; then every tensor is kept).
 
 Hyperparameters: ``ewc_lambda`` (>= 0) the penalty's weight; ``mode`` separate (one penalty per
 earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1], online mode only.
