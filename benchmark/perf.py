@@ -85,6 +85,7 @@ class Workload:
     name: str
     scenario: Scenario
     init_state: dict[str, torch.Tensor]
+    bench: Any = None  # the Avalanche benchmark, built on first use
 
     def fresh_model(self) -> MultiHeadNet:
         model = copy.deepcopy(self.scenario.model)
@@ -211,15 +212,11 @@ def harness_train(
     )
 
 
-_BENCHMARKS: dict[int, Any] = {}
-
-
 def _benchmark(workload: Workload):
-    """The workload's Avalanche benchmark, built once (experiences are reusable)."""
-    key = id(workload.scenario)
-    if key not in _BENCHMARKS:
-        _BENCHMARKS[key] = workload.scenario.avalanche_benchmark()
-    return _BENCHMARKS[key]
+    """The workload's Avalanche benchmark, built once per workload (experiences are reusable)."""
+    if workload.bench is None:
+        workload.bench = workload.scenario.avalanche_benchmark()
+    return workload.bench
 
 
 def plain_train(workload: Workload, training: TrainingConfig, seed: int) -> tuple[nn.Module, float, int]:
