@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export FORGETBENCH_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test test-fast install lock clean
+.PHONY: demo test test-fast install lock clean perf
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+# Harness vs plain PyTorch, regularizer overheads and growth on real MNIST (a few minutes).
+perf: install
+	$(BIN)/forgetbench perf --repeats 5
 
 # Re-pin every dependency to what is installed in .venv now (after a deliberate upgrade).
 lock:

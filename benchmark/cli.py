@@ -127,6 +127,55 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _parse_sections(text: str) -> tuple[str, ...]:
+    from benchmark.perf import SECTIONS
+
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"--only: unknown section(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(SECTIONS)}"
+        )
+    return names
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from benchmark.datasets import DataMissingError
+    from benchmark.perf import SECTIONS, PerfOptions, format_table, run_perf
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    opts = PerfOptions(
+        data_root=_data_root(args.data_root),
+        repeats=args.repeats,
+        dataset=args.dataset,
+        only=args.only or SECTIONS,
+        quick=args.quick,
+    )
+    progress = None if args.json else (lambda name: print(f"measuring {name} ...", file=sys.stderr))
+    try:
+        result = run_perf(opts, progress)
+    except DataMissingError as exc:
+        print(f"forgetbench: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forgetbench",
@@ -164,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered strategies, scenarios or datasets")
     p.add_argument("kind", nargs="?", choices=["strategies", "scenarios", "datasets"])
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("perf", help="measure the harness against a plain PyTorch loop, and regularizer costs")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--repeats", type=_positive_int, default=5, help="repeats per measurement (medians; default 5)")
+    p.add_argument("--only", type=_parse_sections, help="comma-separated sections: harness_vs_plain,"
+                   "step_overhead,fisher_fast_vs_loop,growth (default: all)")
+    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "digits"],
+                   help="dataset of the workloads (default: real MNIST from the data root)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch intra-op threads for both sides (default 1: stable on a shared machine)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test; figures meaningless)")
+    p.set_defaults(func=cmd_perf)
     return parser
 
 

@@ -62,7 +62,9 @@ class TensorBatchLoader:
     """Iterates ``[x, y, t]`` mini-batches of whole tensors.
 
     With ``shuffle`` each pass draws a new permutation from ``generator``, so the data order is
-    a function of the generator's seed only.
+    a function of the generator's seed only. ``single_task`` is the task label when every sample
+    has the same one (checked once here, so the training step need not inspect each batch),
+    else ``None``.
     """
 
     def __init__(
@@ -78,6 +80,11 @@ class TensorBatchLoader:
         self.shuffle = shuffle
         self.generator = generator
         self.drop_last = drop_last
+        self.single_task: int | None = None
+        if len(tensors) >= 3 and len(tensors[-1]) > 0:
+            labels = tensors[-1]
+            if bool((labels == labels[0]).all()):
+                self.single_task = int(labels[0])
 
     def __len__(self) -> int:
         n = len(self.tensors[0])

@@ -140,16 +140,17 @@ class LossWatch(SupervisedPlugin):
 
     def __init__(self) -> None:
         super().__init__()
-        self._finite: torch.Tensor | None = None
+        self._loss_sum: torch.Tensor | None = None
 
     def before_training_exp(self, strategy, **kwargs) -> None:
-        self._finite = torch.ones((), dtype=torch.bool, device=strategy.device)
+        self._loss_sum = torch.zeros((), device=strategy.device)
 
     def after_backward(self, strategy, **kwargs) -> None:
-        self._finite &= torch.isfinite(strategy.loss.detach()).all()
+        # one in-place add per step: a NaN or inf loss makes the running sum non-finite
+        self._loss_sum += strategy.loss.detach().sum()
 
     def after_training_epoch(self, strategy, **kwargs) -> None:
-        if not bool(self._finite):
+        if not bool(torch.isfinite(self._loss_sum)):
             raise DivergedError(
                 f"non-finite loss in experience {strategy.clock.train_exp_counter}, "
                 f"epoch {strategy.clock.train_exp_epochs}"
@@ -400,6 +401,7 @@ def _execute(
             record["accuracy_matrix"].append(row)
         if checkpoint is not None:
             _save_checkpoint(checkpoint, spec, index, strategy, record, harness=(watch, budget))
+    record["memory"] = {"regularizer_bytes": regularizer_bytes(strategy)}
     record.update(strategy_extra_results(strategy, record))
 
 
@@ -417,6 +419,11 @@ def strategy_extra_results(strategy, record: dict[str, Any]) -> dict[str, Any]:
     if clash:
         raise ValueError(f"extra_results() may not overwrite result keys {clash}")
     return extras
+
+
+def regularizer_bytes(strategy) -> int:
+    """Bytes of tensors held by the strategy's plugins that report them (``state_bytes()``)."""
+    return sum(int(p.state_bytes()) for p in strategy.plugins if callable(getattr(p, "state_bytes", None)))
 
 
 # Per-record keys a checkpoint carries over (any key a run fills while training experiences).

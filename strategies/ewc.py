@@ -1,4 +1,4 @@
-"""``ewc``: Elastic Weight Consolidation (Kirkpatrick et al., PNAS 2017), Avalanche's EWCPlugin.
+"""``ewc``: Elastic Weight Consolidation (Kirkpatrick et al., PNAS 2017), Avalanche's maths, fast.
 
 After experience k the diagonal importance F^k and the weights theta^k are stored. While training
 experience t the loss is
@@ -6,24 +6,40 @@ experience t the loss is
     L(theta) = L_t(theta) + lambda * sum_{k<t} sum_i F^k_i (theta_i - theta^k_i)^2     (separate)
     L(theta) = L_t(theta) + lambda * sum_i F~_i (theta_i - theta^{t-1}_i)^2            (online)
 
-with F~ <- decay_factor * F~ + F^{t-1} in online mode (Schwarz et al., 2018). Avalanche estimates
-F as the mean over mini-batches of the squared mini-batch gradient of the loss. Every parameter is
-penalised, shared or not.
+with F~ <- decay_factor * F~ + F^{t-1} in online mode (Schwarz et al., 2018). As Avalanche's
+``EWCPlugin``, F is estimated as the mean over the experience's mini-batches (training batch
+size, dataset order, model in eval mode) of the squared mini-batch gradient of the loss, and every
+parameter is penalised, shared or not; there is no penalty during the first experience.
+
+:class:`EWCPlugin` here is a drop-in Avalanche ``SupervisedPlugin`` with the same numbers
+(tests compare it with ``avalanche.training.plugins.EWCPlugin``) but: the importance pass slices
+the experience's tensors instead of collating samples; the penalty is one vectorised quadratic
+(:mod:`strategies.penalty`); and separate mode keeps the sum of its quadratics as one quadratic,
+so its memory does not grow with the number of experiences. When the strategy knows which
+parameters each experience's model uses (``used_params``) and the optimizer has no weight decay,
+tensors that the experience cannot move (unused and exactly at their anchor) are left out of the
+penalty: their terms and gradients are exactly 0, so the numbers are Avalanche's while the
+per-step cost stops growing with the number of heads (Avalanche gives every such tensor a zero
+gradient, which only matters under weight decay; then every tensor is kept).
 
 Hyperparameters: ``ewc_lambda`` (>= 0) the penalty's weight; ``mode`` separate (one penalty per
-earlier experience, memory grows with T) or online (one running penalty); ``decay_factor`` in
-[0, 1], online mode only.
+earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1], online mode only.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
-from avalanche.training.plugins import EWCPlugin
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.models.utils import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, model_validator
 
+from benchmark.loaders import TensorBatchLoader, dataset_tensors
+from benchmark.models import TaskRoutedModule
 from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.penalty import QuadraticAnchor, movable_subset, named_params
 
 
 class EWCParams(StrategyParams):
@@ -40,8 +56,118 @@ class EWCParams(StrategyParams):
         return self
 
 
+def squared_gradient_importance(
+    model: torch.nn.Module,
+    criterion,
+    tensors: tuple[torch.Tensor, ...],
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """F_i = (1/B) sum_b (d L_b / d theta_i)^2 over the B mini-batches of ``tensors`` in order.
+
+    L_b is ``criterion`` on mini-batch b (x, y, task label); the model is in eval mode during the
+    pass and left in train mode, as Avalanche's ``EWCPlugin.compute_importances`` does.
+    Parameters that get no gradient have importance 0.
+    """
+    names = [n for n, _ in model.named_parameters()]
+    params = [p for _, p in model.named_parameters()]
+    importances = [torch.zeros_like(p) for p in params]
+    loader = TensorBatchLoader(tensors, batch_size, shuffle=False)
+    task = loader.single_task
+    direct = isinstance(model, TaskRoutedModule) and task is not None and not model._forward_hooks
+    model.eval()
+    try:
+        for x, y, t in loader:
+            x, y = x.to(device), y.to(device)
+            for p in params:
+                p.grad = None
+            out = model.forward_single_task(x, task) if direct else avalanche_forward(model, x, t)
+            criterion(out, y).backward()
+            pairs = [(imp, p.grad) for imp, p in zip(importances, params) if p.grad is not None]
+            if pairs:
+                imps, grads = zip(*pairs)
+                torch._foreach_addcmul_(list(imps), list(grads), list(grads))
+        torch._foreach_div_(importances, float(max(len(loader), 1)))
+    finally:
+        for p in params:
+            p.grad = None
+        model.train()
+    return dict(zip(names, importances))
+
+
+class EWCPlugin(SupervisedPlugin):
+    """Avalanche-compatible EWC (separate or online) with a vectorised penalty; see the module doc."""
+
+    def __init__(
+        self,
+        ewc_lambda: float,
+        mode: str = "separate",
+        decay_factor: float | None = None,
+        used_params: Sequence[frozenset[str]] | None = None,
+    ):
+        """``used_params[i]``: names of the parameters experience i's model uses (optional; lets
+        the penalty skip tensors that provably cannot move, see :func:`movable_subset`)."""
+        super().__init__()
+        if mode not in ("separate", "online"):
+            raise ValueError(f"EWC mode must be 'separate' or 'online', got {mode!r}")
+        if (decay_factor is not None) != (mode == "online"):
+            raise ValueError("decay_factor is required for, and only for, mode 'online'")
+        self.ewc_lambda = float(ewc_lambda)
+        self.mode = mode
+        self.decay_factor = decay_factor
+        self.quadratic = QuadraticAnchor(scale=self.ewc_lambda)
+        self.used_params = used_params
+        self._params: list[torch.Tensor] = []
+        self._subset: list[int] | None = None
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        if self.quadratic.empty:
+            return
+        params = named_params(strategy.model, self.quadratic.names)
+        exp = strategy.clock.train_exp_counter
+        used = self.used_params[exp] if self.used_params is not None and exp < len(self.used_params) else None
+        self._subset = movable_subset(
+            self.quadratic.names, self.quadratic.anchors, params, used, strategy.optimizer
+        )
+        self._params = params if self._subset is None else [params[i] for i in self._subset]
+
+    def before_backward(self, strategy, **kwargs) -> None:
+        if self.quadratic.empty:  # first experience: nothing to protect yet
+            return
+        penalty = self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)
+        strategy.loss = strategy.loss + penalty
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        importance = squared_gradient_importance(
+            strategy.model,
+            strategy._criterion,
+            dataset_tensors(strategy.experience.dataset),
+            strategy.train_mb_size,
+            strategy.device,
+        )
+        anchor = {n: p.detach() for n, p in strategy.model.named_parameters()}
+        if self.mode == "separate":
+            self.quadratic.add(importance, anchor)
+        elif self.quadratic.empty:
+            self.quadratic.replace(importance, anchor)
+        else:  # online: F~ <- decay * F~ + F, anchored at the latest weights only
+            decayed = {
+                n: self.decay_factor * w + importance[n]
+                for n, w in zip(self.quadratic.names, self.quadratic.weights)
+            }
+            decayed.update({n: f for n, f in importance.items() if n not in decayed})
+            self.quadratic.replace(decayed, anchor)
+        self._params, self._subset = named_params(strategy.model, self.quadratic.names), None
+
+    def state_bytes(self) -> int:
+        """Bytes of the importance and anchor tensors held (does not grow with T in either mode)."""
+        return self.quadratic.state_bytes()
+
+
 @register_strategy("ewc", params=EWCParams)
 def build_ewc(ctx: StrategyContext, params: EWCParams) -> SupervisedTemplate:
     """Elastic Weight Consolidation: Fisher-weighted pull of every parameter to earlier optima."""
-    plugin = EWCPlugin(params.ewc_lambda, mode=params.mode, decay_factor=params.decay_factor)
+    plugin = EWCPlugin(
+        params.ewc_lambda, mode=params.mode, decay_factor=params.decay_factor, used_params=ctx.used_params
+    )
     return ctx.build(plugins=[plugin])

@@ -1,10 +1,28 @@
-"""``si``: Synaptic Intelligence (Zenke, Poole, Ganguli; ICML 2017), Avalanche's SI plugin.
+"""``si``: Synaptic Intelligence (Zenke, Poole, Ganguli; ICML 2017), Avalanche's maths, fast.
 
 Each parameter's importance accumulates its contribution to the loss decrease along the training
-path: omega_i = sum_k w^k_i / ((Delta^k_i)^2 + eps), with w^k_i = -sum_steps g_i * dtheta_i on
-experience k and Delta^k_i its total displacement. While training experience t:
+path. On experience k, with theta^{k-1} the weights at its start and w^k_i = sum_steps g_i *
+(theta_i after the step - theta_i before it) (g the mini-batch gradient of the step, penalty
+included):
 
-    L(theta) = L_t(theta) + si_lambda * sum_i omega_i (theta_i - theta^{t-1}_i)^2
+    cum_i  <- cum_i + c * w^k_i / ((theta^k_i - theta^{k-1}_i)^2 + eps)
+    omega_i = min(-cum_i, clip)
+
+and while training experience t:
+
+    L(theta) = L_t(theta) + (si_lambda / 2) * sum_i omega_i (theta_i - theta^{t-1}_i)^2
+
+This is exactly what Avalanche 0.6.0's ``SynapticIntelligencePlugin`` computes, including its
+constants c = 1 and clip = 0.001 (it calls ``update_ewc_data(..., clip_to=0.001, c=1)``; the
+clip is an upper bound only, as in Maltoni & Lomonaco's AR1 code it comes from, so omega is at
+most 0.001 and is *not* clamped below: a parameter whose path increased the loss gets a negative
+omega). omega starts at 0, so the first experience has a zero penalty (still applied, so every
+parameter gets a gradient, as in Avalanche). Zenke et al. sum w^k/(Delta^2 + xi) without the
+clip; the clip keeps the penalty bounded but makes si_lambda act on at most 0.001 per weight.
+
+:class:`SIPlugin` is a drop-in Avalanche ``SupervisedPlugin`` (tests compare it with Avalanche's)
+that keeps its five buffers on the model's device and updates them with ``torch._foreach_*``
+kernels, instead of copying flattened weights and gradients to the CPU twice per iteration.
 
 Hyperparameters: ``si_lambda`` (>= 0) the penalty's weight; ``eps`` (> 0) the damping that keeps
 omega finite for parameters that barely moved.
@@ -12,11 +30,19 @@ omega finite for parameters that barely moved.
 
 from __future__ import annotations
 
-from avalanche.training.plugins import SynapticIntelligencePlugin
+import torch
+from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
+from typing import Sequence
+
 from pydantic import NonNegativeFloat, PositiveFloat
+from torch.nn.modules.batchnorm import _NormBase
 
 from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.penalty import QuadraticAnchor, movable_subset
+
+SI_C = 1.0  # Avalanche's update_ewc_data(..., c=1)
+SI_CLIP = 0.001  # Avalanche's update_ewc_data(clip_to=0.001, ...)
 
 
 class SIParams(StrategyParams):
@@ -24,8 +50,95 @@ class SIParams(StrategyParams):
     eps: PositiveFloat = 1e-7
 
 
+def si_parameters(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Parameters SI tracks: those requiring grad, except normalisation layers' (as Avalanche)."""
+    norm = {
+        f"{module_name}.{n}" if module_name else n
+        for module_name, module in model.named_modules()
+        if isinstance(module, _NormBase)
+        for n, _ in module.named_parameters(recurse=False)
+    }
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad and n not in norm]
+
+
+class SIPlugin(SupervisedPlugin):
+    """Avalanche-compatible Synaptic Intelligence on device buffers; see the module doc."""
+
+    def __init__(self, si_lambda: float, eps: float = 1e-7, used_params: Sequence[frozenset[str]] | None = None):
+        """``used_params[i]``: names of the parameters experience i's model uses (optional; the
+        per-step work then skips tensors that provably cannot move, see
+        :func:`~strategies.penalty.movable_subset`)."""
+        super().__init__()
+        self.used_params = used_params
+        self._subset: list[int] | None = None
+        self._active: list[torch.Tensor] = []
+        self._active_pre: list[torch.Tensor] = []
+        self._active_traj: list[torch.Tensor] = []
+        self.si_lambda = float(si_lambda)
+        self.eps = float(eps)
+        self.names: list[str] = []
+        self.params: list[torch.Tensor] = []
+        self._pre_step: list[torch.Tensor] = []  # weights before the current step
+        self.trajectory: list[torch.Tensor] = []  # w^k, this experience
+        self.cumulative: list[torch.Tensor] = []  # cum, all experiences
+        self.quadratic = QuadraticAnchor(scale=self.si_lambda / 2)  # A = omega, m = theta^{t-1}
+
+    @torch.no_grad()
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        named = si_parameters(strategy.model)
+        if [n for n, _ in named] != self.names:
+            old = dict(zip(self.names, self.cumulative))
+            old_omega = dict(zip(self.quadratic.names, self.quadratic.weights))
+            self.names = [n for n, _ in named]
+            self.cumulative = [old.get(n, torch.zeros_like(p)) for n, p in named]
+            omega = {n: old_omega.get(n, torch.zeros_like(p)) for n, p in named}
+        else:
+            omega = dict(zip(self.quadratic.names, self.quadratic.weights))
+        self.params = [p for _, p in named]
+        self._pre_step = [p.detach().clone() for p in self.params]
+        self.trajectory = [torch.zeros_like(p) for p in self.params]
+        # the anchor is the weights at the start of the experience
+        self.quadratic.replace(omega, {n: p.detach() for n, p in named})
+        # a tensor this experience does not use keeps w = 0 and its anchor: skip it per step
+        exp = strategy.clock.train_exp_counter
+        used = self.used_params[exp] if self.used_params is not None and exp < len(self.used_params) else None
+        self._subset = movable_subset(self.names, self.quadratic.anchors, self.params, used, strategy.optimizer)
+        keep = range(len(self.params)) if self._subset is None else self._subset
+        self._active = [self.params[i] for i in keep]
+        self._active_pre = [self._pre_step[i] for i in keep]
+        self._active_traj = [self.trajectory[i] for i in keep]
+
+    def before_backward(self, strategy, **kwargs) -> None:
+        penalty = self.quadratic.penalty(self._active, self.si_lambda / 2, self._subset)
+        strategy.loss = strategy.loss + penalty
+
+    @torch.no_grad()
+    def before_training_iteration(self, strategy, **kwargs) -> None:
+        torch._foreach_copy_(self._active_pre, self._active)
+
+    @torch.no_grad()
+    def after_training_iteration(self, strategy, **kwargs) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._active]
+        # in place, no temporaries: pre_step <- pre_step - theta = -(step); w -= g * pre_step
+        torch._foreach_sub_(self._active_pre, self._active)
+        torch._foreach_addcmul_(self._active_traj, grads, self._active_pre, value=-1.0)
+
+    @torch.no_grad()
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        for i, p in enumerate(self.params):
+            moved = (p.detach() - self.quadratic.anchors[i]) ** 2 + self.eps
+            self.cumulative[i] += SI_C * self.trajectory[i] / moved
+        omega = {n: torch.clamp(-c, max=SI_CLIP) for n, c in zip(self.names, self.cumulative)}
+        self.quadratic.replace(omega, {n: p.detach() for n, p in zip(self.names, self.params)})
+
+    def state_bytes(self) -> int:
+        """Bytes of omega, anchor, cumulative and per-experience trajectory / pre-step buffers."""
+        buffers = self._pre_step + self.trajectory + self.cumulative
+        return self.quadratic.state_bytes() + sum(t.nbytes for t in buffers)
+
+
 @register_strategy("si", params=SIParams)
 def build_si(ctx: StrategyContext, params: SIParams) -> SupervisedTemplate:
     """Synaptic Intelligence: path-integral importance, quadratic pull to the last optimum."""
-    plugin = SynapticIntelligencePlugin(si_lambda=params.si_lambda, eps=params.eps)
+    plugin = SIPlugin(si_lambda=params.si_lambda, eps=params.eps, used_params=ctx.used_params)
     return ctx.build(plugins=[plugin])

@@ -1,0 +1,573 @@
+"""``forgetbench perf``: how close the harness is to a plain PyTorch loop, and what regularizers cost.
+
+Pure measurement functions returning JSON-ready dicts. Every comparison runs both sides in one
+process, alternating their order from repeat to repeat, and reports medians; ratios are
+``harness / plain`` (or ``strategy / naive``), so 1.0 means "no overhead".
+
+Sections (keys of the JSON object):
+
+* ``harness_vs_plain``: the harness's ``naive`` run (strategy built through the registry, with the
+  runner's harness plugins) against a hand-written loop doing identical work: same initial
+  weights, same data order (the same seeded generator), batch size, optimizer and steps. Both
+  must end with the same weights (``weights_equal``), else the comparison is void.
+* ``step_overhead``: time per training step of ``ewc``, ``si``, ``wpl`` over ``naive`` on the same
+  Split task stream, counted over experiences 1..T-1 (where the penalties are active), excluding
+  the once-per-experience importance pass; ``importance_vs_epoch``: the ``after_training_exp`` work
+  (EWC's importance pass) over one training epoch of the same experience.
+* ``fisher_fast_vs_loop``: ``strategies.importance.exact_fisher_diagonal`` against
+  ``per_sample_fisher_loop`` on the same samples (speed-up = loop time / fast time).
+* ``growth``: per-step time and regularizer memory (``state_bytes``) for T = 5, 10, 20 experiences.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch import nn
+
+from benchmark.config import TrainingConfig
+from benchmark.datasets import TensorData, check_available, load_dataset
+from benchmark.models import MultiHeadNet, make_trunk
+from benchmark.runner import LossWatch, StepBudget, seed_everything
+from benchmark.scenarios.base import Scenario, Task
+from benchmark.scenarios.split import class_order, select_classes
+
+SECTIONS = ("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop", "growth")
+NOT_AVAILABLE = "not available"
+
+
+@dataclass
+class PerfOptions:
+    """What to measure and at which sizes (``quick`` = tiny sizes for a smoke test)."""
+
+    data_root: Path
+    repeats: int = 5
+    dataset: str = "mnist"
+    only: tuple[str, ...] = SECTIONS
+    quick: bool = False
+    seed: int = 0
+    growth_tasks: tuple[int, ...] = (5, 10, 20)
+    cnn_train_per_task: int = 2000
+    fisher_samples: int = 10_000
+    growth_train_per_task: int = 1024
+    training: TrainingConfig = field(
+        default_factory=lambda: TrainingConfig(
+            optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, epochs=1, eval_batch_size=1024
+        )
+    )
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.growth_tasks = (2, 4)
+            self.cnn_train_per_task = 64
+            self.fisher_samples = 64
+            self.growth_train_per_task = 64
+            self.training = self.training.model_copy(update={"batch_size": 32})
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+@dataclass
+class Workload:
+    """A Split stream (tasks + multi-head model with fixed initial weights) to train repeatedly."""
+
+    name: str
+    scenario: Scenario
+    init_state: dict[str, torch.Tensor]
+    bench: Any = None  # the Avalanche benchmark, built on first use
+
+    def fresh_model(self) -> MultiHeadNet:
+        model = copy.deepcopy(self.scenario.model)
+        model.load_state_dict(self.init_state)
+        return model
+
+
+def split_workload(
+    name: str,
+    data: TensorData,
+    *,
+    tasks: int,
+    trunk: str,
+    widths: list[int],
+    seed: int,
+    train_per_task: int | None = None,
+) -> Workload:
+    """Split-style tasks; with more tasks than class pairs, pairs repeat on disjoint samples.
+
+    Task t uses class pair ``t % P`` (P = num_classes // 2, in the seed's class order) and the
+    ``t // P``-th block of ``train_per_task`` samples of that pair, so T may exceed P (``growth``).
+    """
+    seed_everything(seed)
+    order = class_order(data.num_classes, seed)
+    pairs = data.num_classes // 2
+    trunk_module, features = make_trunk(trunk, data.input_shape, widths)
+    model = MultiHeadNet(trunk_module, features, [2] * tasks)
+    task_list = []
+    for t in range(tasks):
+        classes = order[2 * (t % pairs) : 2 * (t % pairs) + 2]
+        train_x, train_y = select_classes(data.train_x, data.train_y, classes)
+        if train_per_task is not None:
+            block = t // pairs
+            start = (block * train_per_task) % max(len(train_y) - train_per_task, 1)
+            train_x = train_x[start : start + train_per_task]
+            train_y = train_y[start : start + train_per_task]
+        test_x, test_y = select_classes(data.test_x, data.test_y, classes)
+        task_list.append(
+            Task(f"task{t}", t, train_x, train_y, test_x, test_y, model.used_parameter_names(t), 2)
+        )
+    scenario = Scenario(name, task_list, model)
+    return Workload(name, scenario, copy.deepcopy(model.state_dict()))
+
+
+# ----------------------------------------------------------------------------- timing plugins
+
+
+class _Probe(SupervisedPlugin):
+    """Wall-clock marks around epochs and around the ``after_training_exp`` work.
+
+    One instance goes first in the plugin list (``start``) and one last (``end``), so the spans
+    cover every plugin's callbacks for those events; no per-iteration callback is added.
+    """
+
+    def __init__(self, role: str, log: dict[str, list]) -> None:
+        super().__init__()
+        self.role = role
+        self.log = log
+
+    def before_training_epoch(self, strategy, **kwargs) -> None:
+        if self.role == "start":
+            self.log["_epoch_t0"] = [time.perf_counter()]
+
+    def after_training_epoch(self, strategy, **kwargs) -> None:
+        if self.role == "end":
+            self.log["epochs"].append(
+                (strategy.clock.train_exp_counter, time.perf_counter() - self.log["_epoch_t0"][0],
+                 strategy.clock.train_epoch_iterations)
+            )
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        if self.role == "start":
+            self.log["_exp_t0"] = [time.perf_counter()]
+        else:
+            self.log["after_exp"].append(time.perf_counter() - self.log["_exp_t0"][0])
+
+
+@dataclass
+class HarnessRun:
+    model: nn.Module
+    train_seconds: float
+    steps: int
+    epochs: list[tuple[int, float, int]]  # (experience, seconds, iterations)
+    after_exp_seconds: list[float]
+    regularizer_bytes: int
+
+
+def harness_train(
+    workload: Workload,
+    strategy_name: str,
+    training: TrainingConfig,
+    seed: int,
+    params: dict[str, Any] | None = None,
+) -> HarnessRun:
+    """Train ``workload`` with a registered strategy the way the runner does; time the train calls."""
+    from benchmark.runner import regularizer_bytes
+    from strategies import STRATEGIES, StrategyContext
+
+    model = workload.fresh_model()
+    budget, watch = StepBudget(), LossWatch()
+    scenario = workload.scenario
+    ctx = StrategyContext(
+        model=model,
+        training=training,
+        device=torch.device("cpu"),
+        used_params=scenario.turn_used_params,
+        seed=seed,
+        harness_plugins=[watch, budget],
+    )
+    entry = STRATEGIES.get(strategy_name)
+    strategy = entry.factory(ctx, entry.parse_params(params or {}))
+    log: dict[str, list] = {"epochs": [], "after_exp": []}
+    strategy.plugins.insert(0, _Probe("start", log))
+    strategy.plugins.append(_Probe("end", log))
+    bench = _benchmark(workload)
+    seconds, steps = 0.0, 0
+    for experience in bench.train_stream:
+        t0 = time.perf_counter()
+        strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
+        seconds += time.perf_counter() - t0
+        steps += budget.steps
+    return HarnessRun(
+        strategy.model, seconds, steps, log["epochs"], log["after_exp"], regularizer_bytes(strategy)
+    )
+
+
+def _benchmark(workload: Workload):
+    """The workload's Avalanche benchmark, built once per workload (experiences are reusable)."""
+    if workload.bench is None:
+        workload.bench = workload.scenario.avalanche_benchmark()
+    return workload.bench
+
+
+def plain_train(workload: Workload, training: TrainingConfig, seed: int) -> tuple[nn.Module, float, int]:
+    """The hand-written PyTorch loop on the same work; returns (model, seconds, steps).
+
+    Same initial weights, the same seeded generator drawing one permutation per epoch (as
+    :class:`~benchmark.loaders.TensorBatchLoader` does), a fresh optimizer per experience (the
+    harness resets optimizer state), task-head forward, mean cross-entropy.
+    """
+    model = workload.fresh_model()
+    model.train()
+    generator = torch.Generator().manual_seed(seed)
+    criterion = nn.CrossEntropyLoss()
+    bs = training.batch_size
+    seconds, steps = 0.0, 0
+    for turn in workload.scenario.schedule:
+        task = workload.scenario.tasks[turn.task]
+        t0 = time.perf_counter()
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=training.lr, momentum=training.momentum,
+            weight_decay=training.weight_decay,
+        )
+        n = len(task.train_y)
+        for _ in range(training.epochs):
+            order = torch.randperm(n, generator=generator)
+            x, y = task.train_x[order], task.train_y[order]
+            for start in range(0, n, bs):
+                optimizer.zero_grad()
+                out = model.forward_single_task(x[start : start + bs], task.model_key)
+                loss = criterion(out, y[start : start + bs])
+                loss.backward()
+                optimizer.step()
+                steps += 1
+        seconds += time.perf_counter() - t0
+    return model, seconds, steps
+
+
+def max_weight_diff(a: nn.Module, b: nn.Module) -> float:
+    """Largest absolute difference between corresponding parameters of two models."""
+    return max(float((p.detach() - q.detach()).abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def harness_vs_plain(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
+    """Harness ``naive`` vs the plain loop for the MLP and the small CNN (medians, ratio, weights)."""
+    quick = opts.quick
+    cases = {
+        "mlp": dict(trunk="mlp", widths=[32] if quick else [256], train_per_task=64 if quick else None),
+        "cnn": dict(trunk="cnn", widths=[4] if quick else [16, 32], train_per_task=opts.cnn_train_per_task),
+    }
+    tasks = 2 if quick else 5
+    out: dict[str, Any] = {}
+    for name, case in cases.items():
+        workload = split_workload(f"{name}", data, tasks=tasks, seed=opts.seed, **case)
+        harness_s, plain_s, diffs = [], [], []
+        steps = 0
+        for r in range(opts.repeats):
+            sides = ["plain", "harness"] if r % 2 == 0 else ["harness", "plain"]
+            models = {}
+            for side in sides:
+                if side == "plain":
+                    models["plain"], s, steps_plain = plain_train(workload, opts.training, opts.seed)
+                    plain_s.append(s)
+                else:
+                    run = harness_train(workload, "naive", opts.training, opts.seed)
+                    models["harness"], steps = run.model, run.steps
+                    harness_s.append(run.train_seconds)
+            diffs.append(max_weight_diff(models["plain"], models["harness"]))
+        h, p = _median(harness_s), _median(plain_s)
+        out[name] = {
+            "harness_seconds": h,
+            "plain_seconds": p,
+            "ratio": _ratio(h, p),
+            "steps": steps,
+            "steps_plain": steps_plain,
+            "max_weight_diff": max(diffs),
+            "weights_equal": bool(max(diffs) <= 1e-5 and steps == steps_plain),
+            "model": f"{name} {case['widths']}, {tasks} tasks, batch {opts.training.batch_size}",
+            "train_per_task": case["train_per_task"],
+            "harness_seconds_all": harness_s,
+            "plain_seconds_all": plain_s,
+        }
+    return out
+
+
+def _per_step(run: HarnessRun, first_exp: int = 1) -> float:
+    """Seconds per training step over the epochs of experiences >= ``first_exp``."""
+    spans = [(s, n) for exp, s, n in run.epochs if exp >= first_exp]
+    total_steps = sum(n for _, n in spans)
+    return sum(s for s, _ in spans) / total_steps if total_steps else float("nan")
+
+
+def _importance_ratio(run: HarnessRun) -> float:
+    """Median over experiences of (after_training_exp time) / (that experience's epoch time)."""
+    epoch_by_exp: dict[int, float] = {}
+    for exp, s, _ in run.epochs:
+        epoch_by_exp.setdefault(exp, s)  # the first epoch of the experience
+    ratios = [
+        t / epoch_by_exp[i] for i, t in enumerate(run.after_exp_seconds) if epoch_by_exp.get(i)
+    ]
+    return _median(ratios)
+
+
+def _strategy_cases() -> dict[str, tuple[str, dict]]:
+    from strategies import STRATEGIES
+
+    cases: dict[str, tuple[str, dict]] = {"naive": ("naive", {}), "ewc": ("ewc", {}), "si": ("si", {})}
+    if "wpl" in STRATEGIES:
+        cases["wpl"] = ("wpl", {})
+    return cases
+
+
+def step_overhead(opts: PerfOptions, data: TensorData) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-step time of each strategy over ``naive`` and importance-pass time over one epoch."""
+    workload = split_workload(
+        "mlp", data, tasks=2 if opts.quick else 5, trunk="mlp", widths=[32] if opts.quick else [256],
+        seed=opts.seed, train_per_task=64 if opts.quick else None,
+    )
+    cases = _strategy_cases()
+    per_step: dict[str, list[float]] = {k: [] for k in cases}
+    importance: dict[str, list[float]] = {k: [] for k in cases}
+    labels = list(cases)
+    for r in range(opts.repeats):
+        rotation = labels[r % len(labels):] + labels[: r % len(labels)]  # rotate who runs first
+        for label in rotation:
+            name, params = cases[label]
+            run = harness_train(workload, name, opts.training, opts.seed, params)
+            per_step[label].append(_per_step(run))
+            importance[label].append(_importance_ratio(run))
+    naive = _median(per_step["naive"])
+    overhead: dict[str, Any] = {"naive_step_seconds": naive}
+    for label in labels:
+        if label == "naive":
+            continue
+        overhead[label] = {
+            "step_seconds": _median(per_step[label]),
+            "ratio": _ratio(_median(per_step[label]), naive),
+        }
+    if "wpl" not in cases:
+        overhead["wpl"] = NOT_AVAILABLE
+    imp: dict[str, Any] = {
+        label: _median(importance[label]) for label in labels if label != "naive"
+    }
+    if "wpl" not in cases:
+        imp["wpl"] = NOT_AVAILABLE
+    return overhead, imp
+
+
+def fisher_fast_vs_loop(opts: PerfOptions, data: TensorData) -> dict[str, Any] | str:
+    """Exact diagonal Fisher, fast vs per-sample loop, on the same samples (loop / fast)."""
+    try:
+        from strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
+    except ImportError:
+        return NOT_AVAILABLE
+    workload = split_workload(
+        "mlp", data, tasks=1, trunk="mlp", widths=[32] if opts.quick else [256], seed=opts.seed
+    )
+    model = workload.fresh_model()
+    task = workload.scenario.tasks[0]
+    n = min(opts.fisher_samples, len(task.train_y))
+    x, y = task.train_x[:n], task.train_y[:n]
+    batch = opts.training.batch_size
+    fast_s, loop_s = [], []
+    fast = loop = None
+    for r in range(opts.repeats):
+        order = ("fast", "loop") if r % 2 == 0 else ("loop", "fast")
+        for side in order:
+            t0 = time.perf_counter()
+            if side == "fast":
+                fast = exact_fisher_diagonal(model, x, y, task.model_key, batch)
+                fast_s.append(time.perf_counter() - t0)
+            else:
+                loop = per_sample_fisher_loop(model, x, y, task.model_key, batch)
+                loop_s.append(time.perf_counter() - t0)
+    max_rel = max(
+        float((fast[k] - loop[k]).abs().max() / loop[k].abs().max().clamp_min(1e-30)) for k in loop
+    )
+    f, lo = _median(fast_s), _median(loop_s)
+    return {
+        "samples": n,
+        "fast_seconds": f,
+        "loop_seconds": lo,
+        "speedup": _ratio(lo, f),
+        "max_relative_diff": max_rel,
+        "equal": bool(max_rel < 1e-3),
+    }
+
+
+def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
+    """Per-step time and regularizer bytes for T experiences, per strategy (medians)."""
+    from strategies import STRATEGIES
+
+    cases = {
+        "naive": ("naive", {}),
+        "ewc_separate": ("ewc", {"mode": "separate"}),
+        "ewc_online": ("ewc", {"mode": "online", "decay_factor": 1.0}),
+        "si": ("si", {}),
+    }
+    if "wpl" in STRATEGIES:
+        cases["wpl"] = ("wpl", {})
+    out: dict[str, Any] = {"tasks": list(opts.growth_tasks), "train_per_task": opts.growth_train_per_task}
+    results: dict[str, dict[int, dict[str, float]]] = {label: {} for label in cases}
+    for T in opts.growth_tasks:
+        workload = split_workload(
+            f"growth{T}", data, tasks=T, trunk="mlp", widths=[32] if opts.quick else [256],
+            seed=opts.seed, train_per_task=opts.growth_train_per_task,
+        )
+        times: dict[str, list[float]] = {label: [] for label in cases}
+        memory: dict[str, int] = {}
+        labels = list(cases)
+        for r in range(opts.repeats):
+            for label in labels[r % len(labels):] + labels[: r % len(labels)]:
+                name, params = cases[label]
+                run = harness_train(workload, name, opts.training, opts.seed, params)
+                times[label].append(_per_step(run))
+                memory[label] = run.regularizer_bytes
+        for label in cases:
+            results[label][T] = {"step_seconds": _median(times[label]), "regularizer_bytes": memory[label]}
+    first, last = opts.growth_tasks[0], opts.growth_tasks[-1]
+    for label, by_t in results.items():
+        for T, v in by_t.items():  # naive runs interleaved at the same T: cancels machine-load drift
+            v["vs_naive"] = _ratio(v["step_seconds"], results["naive"][T]["step_seconds"])
+        out[label] = {
+            "per_T": {str(T): v for T, v in by_t.items()},
+            "step_ratio_last_vs_first": _ratio(by_t[last]["step_seconds"], by_t[first]["step_seconds"]),
+            "vs_naive_ratio_last_vs_first": _ratio(by_t[last]["vs_naive"], by_t[first]["vs_naive"]),
+            "bytes_ratio_last_vs_first": _ratio(by_t[last]["regularizer_bytes"], by_t[first]["regularizer_bytes"])
+            if by_t[first]["regularizer_bytes"] else None,
+        }
+    if "wpl" not in cases:
+        out["wpl"] = NOT_AVAILABLE
+    return out
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def conditions(opts: PerfOptions) -> dict[str, Any]:
+    """What the figures depend on: machine, threads, load, versions, sizes."""
+    import avalanche
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    return {
+        "torch": torch.__version__,
+        "avalanche": avalanche.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": load[0],
+        "repeats": opts.repeats,
+        "dataset": opts.dataset,
+        "quick": opts.quick,
+        "batch_size": opts.training.batch_size,
+        "optimizer": f"{opts.training.optimizer} lr={opts.training.lr} momentum={opts.training.momentum}",
+        "epochs_per_experience": opts.training.epochs,
+    }
+
+
+def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the selected sections; raises DataMissingError when the dataset is not under the root."""
+    check_available(opts.dataset, opts.data_root, download=False)
+    data = load_dataset(opts.dataset, opts.data_root)
+    result: dict[str, Any] = {"conditions": conditions(opts)}
+    note = progress or (lambda message: None)
+    if "harness_vs_plain" in opts.only:
+        note("harness_vs_plain")
+        result["harness_vs_plain"] = harness_vs_plain(opts, data)
+    if "step_overhead" in opts.only:
+        note("step_overhead")
+        result["step_overhead"], result["importance_vs_epoch"] = step_overhead(opts, data)
+    if "fisher_fast_vs_loop" in opts.only:
+        note("fisher_fast_vs_loop")
+        result["fisher_fast_vs_loop"] = fisher_fast_vs_loop(opts, data)
+    if "growth" in opts.only:
+        note("growth")
+        result["growth"] = growth(opts, data)
+    result["conditions"]["load_average_1m_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The plain-text report of :func:`run_perf`'s result."""
+    lines = []
+    c = result["conditions"]
+    lines.append(
+        f"forgetbench perf: {c['dataset']}, {c['repeats']} repeats (medians), torch {c['torch']}, "
+        f"{c['torch_threads']} threads on {c['cpus']} CPUs, load {c['load_average_1m']:.2f}"
+    )
+
+    def row(label: str, value: str, target: str = "") -> None:
+        lines.append(f"  {label:<34} {value:>28}  {target}")
+
+    if "harness_vs_plain" in result:
+        lines.append("harness_vs_plain (harness naive / plain PyTorch loop)")
+        for name, r in result["harness_vs_plain"].items():
+            target = "<= 1.15" if name == "mlp" else "<= 1.10"
+            row(
+                f"{name}: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
+                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+                f"target {target}",
+            )
+    if "step_overhead" in result:
+        lines.append("step_overhead (per-step time / naive, experiences 2..T)")
+        so = result["step_overhead"]
+        row("naive", f"{so['naive_step_seconds'] * 1e3:.3f} ms/step")
+        for label, r in so.items():
+            if label == "naive_step_seconds":
+                continue
+            target = "<= 1.35" if label == "si" else "<= 1.25"
+            value = r if isinstance(r, str) else f"{r['step_seconds'] * 1e3:.3f} ms, ratio {r['ratio']:.3f}"
+            row(label, value, f"target {target}")
+        lines.append("importance_vs_epoch (after-experience work / one epoch)")
+        for label, r in result["importance_vs_epoch"].items():
+            row(label, r if isinstance(r, str) else f"{r:.3f}", "target <= 1.0" if label != "si" else "")
+    if "fisher_fast_vs_loop" in result:
+        r = result["fisher_fast_vs_loop"]
+        lines.append("fisher_fast_vs_loop (loop time / fast time)")
+        if isinstance(r, str):
+            row("exact Fisher", r)
+        else:
+            row(
+                f"{r['samples']} samples",
+                f"{r['speedup']:.1f}x ({'equal' if r['equal'] else 'DIFFER'})",
+                "target >= 10",
+            )
+    if "growth" in result:
+        g = result["growth"]
+        lines.append(f"growth (T = {g['tasks']}; ms/step and regularizer bytes; T={g['tasks'][-1]} / T={g['tasks'][0]})")
+        for label, r in g.items():
+            if label in ("tasks", "train_per_task"):
+                continue
+            if isinstance(r, str):
+                row(label, r)
+                continue
+            cells = ", ".join(
+                f"T={T}: {v['step_seconds'] * 1e3:.2f}ms ({v['vs_naive']:.2f}x naive) {v['regularizer_bytes']}B" for T, v in r["per_T"].items()
+            )
+            br = r["bytes_ratio_last_vs_first"]
+            value = (f"time x{r['step_ratio_last_vs_first']:.2f} "
+                     f"(vs naive x{r['vs_naive_ratio_last_vs_first']:.2f})")
+            row(label, f"{value}, bytes x{br:.2f}" if br else value)
+            lines.append(f"      {cells}")
+    return "\n".join(lines)

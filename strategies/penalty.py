@@ -1,0 +1,208 @@
+"""Vectorised quadratic penalties shared by the regularizers (EWC, SI).
+
+A :class:`QuadraticAnchor` holds, per parameter tensor, a weight ``A`` and an anchor ``m`` and
+represents
+
+    Q(theta) = sum_i A_i (theta_i - m_i)^2 + c.
+
+A sum of such quadratics is again one (completing the square), so EWC's *separate* mode, whose
+penalty sums one quadratic per earlier experience, costs one pass over the parameters per step
+and O(P) memory however many experiences came before, instead of T passes and O(TP) memory,
+while being the same function of theta (:meth:`QuadraticAnchor.add`).
+
+The penalty is an autograd function whose forward and backward each run a handful of
+``torch._foreach_*`` kernels over all parameters (no per-parameter Python loop, no host sync):
+forward ``sum_i A_i d_i^2`` with ``d = theta - m``, backward ``2 A_i d_i`` times the incoming
+gradient. Every parameter in the anchor receives a gradient (zero where ``A = 0``), exactly as
+when the quadratic is written out with autograd, so optimizer behaviour (weight decay on params
+without a data gradient) is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+class _QuadraticPenalty(torch.autograd.Function):
+    """``scale * sum_i A_i (theta_i - m_i)^2`` for any sign of ``A`` (used when some ``A < 0``)."""
+
+    @staticmethod
+    def forward(ctx, scale: float, weights: list[Tensor], anchors: list[Tensor], *params: Tensor) -> Tensor:
+        diffs = torch._foreach_sub(list(params), anchors)
+        weighted = torch._foreach_mul(diffs, weights)
+        per_tensor = [torch.vdot(w.reshape(-1), d.reshape(-1)) for w, d in zip(weighted, diffs)]
+        ctx.weighted = weighted
+        ctx.scale = scale
+        return torch.stack(per_tensor).sum() * scale
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        grads = ctx.weighted  # A d, ours to overwrite: gradient = 2 scale A d
+        ctx.weighted = None
+        torch._foreach_mul_(grads, grad_output * (2.0 * ctx.scale))
+        return (None, None, None, *grads)
+
+
+class _RootQuadraticPenalty(torch.autograd.Function):
+    """Same value for ``A >= 0`` with ``r = sqrt(A)`` and ``b = -r m``: ``s = r theta + b = r (theta - m)``
+    in one fused pass, the value ``scale * sum ||s||^2`` from one fused norm, the gradient
+    ``2 scale r s``. About four memory passes per step."""
+
+    @staticmethod
+    def forward(
+        ctx, scale: float, roots: list[Tensor], offsets: list[Tensor], grad_roots: list[Tensor], *params: Tensor
+    ) -> Tensor:
+        scaled = torch._foreach_addcmul(offsets, list(params), roots)
+        norms = torch._foreach_norm(scaled)
+        ctx.scaled, ctx.grad_roots = scaled, grad_roots
+        return torch.stack(norms).square().sum() * scale
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        grads = ctx.scaled
+        ctx.scaled = None
+        torch._foreach_mul_(grads, ctx.grad_roots)  # 2 scale sqrt(A), cached per scale
+        # the usual upstream gradient is exactly 1 (penalty added to the loss): skip that pass;
+        # only checked on CPU, where reading the value costs no device sync
+        if grad_output.device.type != "cpu" or float(grad_output) != 1.0:
+            torch._foreach_mul_(grads, grad_output)
+        return (None, None, None, None, *grads)
+
+
+class QuadraticAnchor:
+    """``Q(theta) = sum_i A_i (theta_i - m_i)^2 + c`` over a fixed list of named parameters.
+
+    ``A`` and ``m`` are stored in the parameters' dtype and device; the constant ``c`` (which
+    changes the loss value, never a gradient) is a Python float accumulated in float64.
+    """
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = float(scale)  # the usual penalty scale (lambda), for the cached 2 scale sqrt(A)
+        self.names: list[str] = []
+        self.weights: list[Tensor] = []
+        self.anchors: list[Tensor] = []
+        self.constant: float = 0.0
+        self._roots: list[Tensor] | None = None  # sqrt(A), when every A >= 0
+        self._offsets: list[Tensor] = []  # -sqrt(A) * m
+        self._grad_roots: tuple[float, list[Tensor]] | None = None  # (scale, 2 scale sqrt(A))
+
+    def _changed(self) -> None:
+        """Refresh the ``sqrt(A)`` form used by the fast penalty (only when all weights are >= 0)."""
+        with torch.no_grad():
+            if all(bool((w >= 0).all()) for w in self.weights):
+                self._roots = [w.sqrt() for w in self.weights]
+                self._offsets = [-(r * m) for r, m in zip(self._roots, self.anchors)]
+                self._grad_roots = (self.scale, torch._foreach_mul(self._roots, 2.0 * self.scale))
+            else:
+                self._roots, self._offsets, self._grad_roots = None, [], None
+
+    @property
+    def empty(self) -> bool:
+        return not self.names
+
+    @torch.no_grad()
+    def add(self, importance: dict[str, Tensor], anchor: dict[str, Tensor], decay: float = 1.0) -> None:
+        """``Q <- decay * Q + sum_i F_i (theta_i - theta*_i)^2`` with ``F = importance``, ``theta* = anchor``.
+
+        With ``A' = decay*A + F``: ``m' = (decay*A*m + F*theta*) / A'`` (``theta*`` where ``A' = 0``)
+        and ``c' = decay*c + sum decay*A (m - m')^2 + F (theta* - m')^2`` -- the identity
+        ``a(x-m)^2 + f(x-t)^2 = (a+f)(x-m')^2 + a(m-m')^2 + f(t-m')^2``, computed in float64.
+        """
+        if self.empty:
+            self.names = list(importance)
+            self.weights = [importance[n].detach().clone() for n in self.names]
+            self.anchors = [anchor[n].detach().clone() for n in self.names]
+            self.constant = 0.0
+            self._changed()
+            return
+        if list(importance) != self.names:
+            raise ValueError("importance names differ from the anchor's parameter names")
+        constant = decay * self.constant
+        for i, name in enumerate(self.names):
+            a = self.weights[i].double() * decay
+            m = self.anchors[i].double()
+            f = importance[name].double()
+            t = anchor[name].double()
+            total = a + f
+            new_m = torch.where(total > 0, (a * m + f * t) / total.clamp_min(1e-300), t)
+            constant += float((a * (m - new_m) ** 2 + f * (t - new_m) ** 2).sum())
+            self.weights[i] = total.to(self.weights[i].dtype)
+            self.anchors[i] = new_m.to(self.anchors[i].dtype)
+        self.constant = constant
+        self._changed()
+
+    @torch.no_grad()
+    def replace(self, weights: dict[str, Tensor], anchor: dict[str, Tensor]) -> None:
+        """``Q <- sum_i A_i (theta_i - theta*_i)^2`` (a new weight and anchor, constant 0)."""
+        self.names = list(weights)
+        self.weights = [weights[n].detach().clone() for n in self.names]
+        self.anchors = [anchor[n].detach().clone() for n in self.names]
+        self.constant = 0.0
+        self._changed()
+
+    def penalty(
+        self, params: Sequence[Tensor], scale: float = 1.0, subset: Sequence[int] | None = None
+    ) -> Tensor:
+        """``scale * Q(params)`` as a differentiable scalar (``params`` in ``names`` order).
+
+        With ``subset`` (indices into ``names``), ``params`` are those tensors only and the
+        other terms are left out: callers use it for tensors that sit exactly at their anchor and
+        cannot move (their terms and gradients are exactly 0).
+        """
+        if self._roots is not None:
+            if self._grad_roots is None or self._grad_roots[0] != scale:
+                with torch.no_grad():
+                    self._grad_roots = (scale, torch._foreach_mul(self._roots, 2.0 * scale))
+            lists = (self._roots, self._offsets, self._grad_roots[1])
+            if subset is not None:
+                lists = tuple([t[i] for i in subset] for t in lists)
+            value = _RootQuadraticPenalty.apply(scale, *lists, *params)
+        else:
+            weights, anchors = self.weights, self.anchors
+            if subset is not None:
+                weights, anchors = [weights[i] for i in subset], [anchors[i] for i in subset]
+            value = _QuadraticPenalty.apply(scale, weights, anchors, *params)
+        return value + scale * self.constant if self.constant else value
+
+    def state_bytes(self) -> int:
+        """Bytes of every tensor held (weights, anchors and the sqrt form when present)."""
+        held = self.weights + self.anchors + (self._roots or []) + self._offsets
+        held += self._grad_roots[1] if self._grad_roots else []
+        return sum(t.nbytes for t in held)
+
+
+def movable_subset(
+    names: Sequence[str],
+    anchors: Sequence[Tensor],
+    params: Sequence[Tensor],
+    used: frozenset[str] | None,
+    optimizer: torch.optim.Optimizer | None,
+) -> list[int] | None:
+    """Indices of the tensors whose penalty terms can be non-zero in this experience, or ``None``.
+
+    A tensor the experience's model does not use gets no data gradient; if it also sits exactly
+    at its anchor, its penalty gradient is exactly 0, and an optimizer without weight decay leaves
+    a parameter with zero gradient where it is (SGD's momentum and Adam's moments stay 0), so its
+    term stays 0 for the whole experience. Leaving such tensors out gives the same numbers while
+    the per-step cost no longer grows with the number of models (heads). ``None`` (all tensors,
+    as Avalanche) when ``used`` is unknown or any parameter group has weight decay.
+    """
+    if used is None or optimizer is None:
+        return None
+    if any(group.get("weight_decay", 0) for group in optimizer.param_groups):
+        return None
+    with torch.no_grad():
+        return [
+            i
+            for i, (name, anchor, param) in enumerate(zip(names, anchors, params))
+            if name in used or not torch.equal(anchor, param)
+        ]
+
+
+def named_params(model: torch.nn.Module, names: Sequence[str]) -> list[Tensor]:
+    """The model's parameters in ``names`` order (raises ``KeyError`` naming a missing one)."""
+    table = dict(model.named_parameters())
+    return [table[n] for n in names]

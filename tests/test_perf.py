@@ -1,0 +1,93 @@
+"""`forgetbench perf` smoke tests (tiny sizes, no timing assertions) and the runner's memory record."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from benchmark.datasets import DataMissingError, check_available, default_data_root
+from conftest import read_json, tiny_suite
+
+SECTION_KEYS = {"conditions", "harness_vs_plain", "step_overhead", "importance_vs_epoch",
+                "fisher_fast_vs_loop", "growth"}
+
+
+def _perf_json(cli, capsys, *args):
+    capsys.readouterr()
+    status = cli("perf", "--json", "--quick", "--repeats", "1", *args)
+    out = capsys.readouterr().out
+    return status, json.loads(out) if status == 0 else None
+
+
+def test_perf_quick_json_keys_and_equal_weights(cli, capsys):
+    status, result = _perf_json(cli, capsys, "--dataset", "digits")
+    assert status == 0
+    assert SECTION_KEYS <= result.keys()
+    for model in ("mlp", "cnn"):
+        row = result["harness_vs_plain"][model]
+        assert row["weights_equal"] is True and row["max_weight_diff"] <= 1e-5
+        assert row["steps"] == row["steps_plain"] > 0
+        assert row["ratio"] > 0 and row["harness_seconds"] > 0 and row["plain_seconds"] > 0
+    overhead = result["step_overhead"]
+    assert overhead["naive_step_seconds"] > 0
+    for name in ("ewc", "si"):
+        assert overhead[name]["ratio"] > 0
+        assert result["importance_vs_epoch"][name] >= 0
+    assert "wpl" in overhead and "wpl" in result["importance_vs_epoch"]
+    growth = result["growth"]
+    assert growth["tasks"] == [2, 4]
+    for label in ("naive", "ewc_separate", "ewc_online", "si"):
+        per_t = growth[label]["per_T"]
+        assert set(per_t) == {"2", "4"}
+        assert all(v["step_seconds"] > 0 for v in per_t.values())
+    assert growth["naive"]["per_T"]["4"]["regularizer_bytes"] == 0
+    assert growth["ewc_online"]["per_T"]["2"]["regularizer_bytes"] > 0
+    fisher = result["fisher_fast_vs_loop"]
+    assert fisher == "not available" or fisher["equal"] is True
+    assert result["conditions"]["repeats"] == 1 and result["conditions"]["quick"] is True
+
+
+def test_perf_table_and_only(cli, capsys):
+    capsys.readouterr()
+    assert cli("perf", "--quick", "--repeats", "1", "--dataset", "digits", "--only", "harness_vs_plain") == 0
+    out = capsys.readouterr().out
+    assert "harness_vs_plain" in out and "weights equal" in out and "growth" not in out
+
+
+def test_perf_missing_data_exits_2(cli, capsys, tmp_path):
+    capsys.readouterr()
+    assert cli("perf", "--quick", "--data-root", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "mnist" in err and str(tmp_path) in err
+
+
+def test_perf_bad_section_exits_2(cli, capsys):
+    assert cli("perf", "--only", "harness_vs_plain,warp_speed") == 2
+    assert "allowed: harness_vs_plain" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_perf_quick_on_real_mnist(cli, capsys):
+    root = default_data_root()
+    try:
+        check_available("mnist", root, download=False)
+    except DataMissingError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"real MNIST not available offline: {exc}")
+    status, result = _perf_json(cli, capsys, "--only", "harness_vs_plain")
+    assert status == 0 and result["conditions"]["dataset"] == "mnist"
+    assert result["harness_vs_plain"]["mlp"]["weights_equal"] is True
+
+
+def test_result_records_regularizer_memory(write_suite, cli, tmp_path):
+    out = tmp_path / "out"
+    suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc"}])
+    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
+    naive = read_json(out / "runs" / "split__naive__seed0" / "result.json")
+    ewc = read_json(out / "runs" / "split__ewc__seed0" / "result.json")
+    assert naive["memory"] == {"regularizer_bytes": 0}
+    n_params = (64 * 32 + 32) + 2 * (32 * 2 + 2)  # digits 8x8 -> 32 -> two heads of 2
+    assert ewc["memory"]["regularizer_bytes"] == 5 * 4 * n_params  # A, m, sqrt(A), -sqrt(A) m, 2 lambda sqrt(A)
