@@ -399,7 +399,7 @@ def fisher_fast_vs_loop(opts: PerfOptions, data: TensorData) -> dict[str, Any] |
                 fast = exact_fisher_diagonal(model, x, y, task.model_key, batch)
                 fast_s.append(time.perf_counter() - t0)
             else:
-                loop = per_sample_fisher_loop(model, x, y, task.model_key, batch)
+                loop = per_sample_fisher_loop(model, x, y, task.model_key)
                 loop_s.append(time.perf_counter() - t0)
     max_rel = max(
         float((fast[k] - loop[k]).abs().max() / loop[k].abs().max().clamp_min(1e-30)) for k in loop

@@ -23,7 +23,12 @@ per-step cost stops growing with the number of heads (Avalanche gives every such
 gradient, which only matters under weight decay; then every tensor is kept).
 
 Hyperparameters: ``ewc_lambda`` (>= 0) the penalty's weight; ``mode`` separate (one penalty per
-earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1], online mode only.
+earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1], online mode only;
+``importance``: ``minibatch`` (Avalanche's estimate above, the default) or ``exact``, the exact
+diagonal empirical Fisher F_i = (1/N) sum_n (d/dtheta_i log p(y_n | x_n))^2 of the experience's model
+(:func:`strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses). With ``exact`` and
+ewc_lambda = alpha / 2, EWC and WPL differ only in *what* they penalise: EWC every parameter, WPL
+only those the current model shares with earlier ones.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pydantic import Field, NonNegativeFloat, model_validator
 from benchmark.loaders import TensorBatchLoader, dataset_tensors
 from benchmark.models import TaskRoutedModule
 from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.importance import exact_fisher_diagonal
 from strategies.penalty import QuadraticAnchor, movable_subset, named_params
 
 
@@ -46,6 +52,7 @@ class EWCParams(StrategyParams):
     ewc_lambda: NonNegativeFloat = 100.0
     mode: Literal["separate", "online"] = "separate"
     decay_factor: float | None = Field(None, ge=0.0, le=1.0)
+    importance: Literal["minibatch", "exact"] = "minibatch"
 
     @model_validator(mode="after")
     def _decay_needs_online(self) -> "EWCParams":
@@ -95,6 +102,13 @@ def squared_gradient_importance(
     return dict(zip(names, importances))
 
 
+def exact_importance(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], task_label: int) -> dict[str, torch.Tensor]:
+    """The exact diagonal empirical Fisher of model ``task_label``; 0 for parameters it does not use."""
+    x, y = tensors[0], tensors[1]
+    fisher = exact_fisher_diagonal(model, x, y, task_label)
+    return {n: fisher[n] if n in fisher else torch.zeros_like(p) for n, p in model.named_parameters()}
+
+
 class EWCPlugin(SupervisedPlugin):
     """Avalanche-compatible EWC (separate or online) with a vectorised penalty; see the module doc."""
 
@@ -104,6 +118,7 @@ class EWCPlugin(SupervisedPlugin):
         mode: str = "separate",
         decay_factor: float | None = None,
         used_params: Sequence[frozenset[str]] | None = None,
+        importance: str = "minibatch",
     ):
         """``used_params[i]``: names of the parameters experience i's model uses (optional; lets
         the penalty skip tensors that provably cannot move, see :func:`movable_subset`)."""
@@ -117,6 +132,9 @@ class EWCPlugin(SupervisedPlugin):
         self.decay_factor = decay_factor
         self.quadratic = QuadraticAnchor(scale=self.ewc_lambda)
         self.used_params = used_params
+        if importance not in ("minibatch", "exact"):
+            raise ValueError(f"EWC importance must be 'minibatch' or 'exact', got {importance!r}")
+        self.importance = importance
         self._params: list[torch.Tensor] = []
         self._subset: list[int] | None = None
 
@@ -138,13 +156,13 @@ class EWCPlugin(SupervisedPlugin):
         strategy.loss = strategy.loss + penalty
 
     def after_training_exp(self, strategy, **kwargs) -> None:
-        importance = squared_gradient_importance(
-            strategy.model,
-            strategy._criterion,
-            dataset_tensors(strategy.experience.dataset),
-            strategy.train_mb_size,
-            strategy.device,
-        )
+        tensors = dataset_tensors(strategy.experience.dataset)
+        if self.importance == "exact":
+            importance = exact_importance(strategy.model, tensors, strategy.experience.task_labels[0])
+        else:
+            importance = squared_gradient_importance(
+                strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
+            )
         anchor = {n: p.detach() for n, p in strategy.model.named_parameters()}
         if self.mode == "separate":
             self.quadratic.add(importance, anchor)
@@ -168,6 +186,10 @@ class EWCPlugin(SupervisedPlugin):
 def build_ewc(ctx: StrategyContext, params: EWCParams) -> SupervisedTemplate:
     """Elastic Weight Consolidation: Fisher-weighted pull of every parameter to earlier optima."""
     plugin = EWCPlugin(
-        params.ewc_lambda, mode=params.mode, decay_factor=params.decay_factor, used_params=ctx.used_params
+        params.ewc_lambda,
+        mode=params.mode,
+        decay_factor=params.decay_factor,
+        used_params=ctx.used_params,
+        importance=params.importance,
     )
     return ctx.build(plugins=[plugin])

@@ -200,3 +200,19 @@ def test_alpha_zero_equals_naive_bit_for_bit():
     assert naive["curves"] == wpl["curves"]  # every 5 steps, all the way
     strong = run(_spec("wpl", {"alpha": 1e4}), data_root=None)
     assert strong["curves"] != naive["curves"]  # and the penalty does act when alpha > 0
+
+
+def test_ewc_exact_importance_is_the_same_fisher_as_wpl():
+    """With importance=exact, EWC's F is WPL's F on the shared parameters (and covers the rest too)."""
+    from strategies.ewc import EWCPlugin
+
+    scenario = two_model()
+    wpl, exps = plugin_after_a(scenario)
+    ewc = EWCPlugin(1.0, used_params=scenario.turn_used_params, importance="exact")
+    strategy = fake_strategy(scenario.model, exps[0])
+    strategy.device = torch.device("cpu")
+    ewc.after_training_exp(strategy)
+    fisher = dict(zip(ewc.quadratic.names, ewc.quadratic.weights))
+    for name, value in wpl.importance.items():
+        torch.testing.assert_close(fisher[name], value)
+    assert float(fisher["head_b.weight"].abs().sum()) == 0.0  # model A does not use B's head
