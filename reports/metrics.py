@@ -77,3 +77,28 @@ def forgetting_reduction(f_strategy: float, f_naive: float) -> float:
     if not np.isfinite(f_naive) or f_naive <= 0:
         return float("nan")
     return float(100.0 * (1.0 - f_strategy / f_naive))
+
+
+def mean_err_gap(err1: ArrayLike, err2: ArrayLike) -> float:
+    """Multi-model forgetting of a weight-sharing run: mean over rounds r and architectures k of
+    ``err2[r][k] - err1[r][k]`` (error at the end of round r minus error right after k's turn;
+    positive = the architectures trained later in the round degraded k)."""
+    e1, e2 = np.asarray(err1, dtype=float), np.asarray(err2, dtype=float)
+    if e1.shape != e2.shape or e1.size == 0:
+        raise ValueError(f"err1 and err2 must be non-empty and of one shape, got {e1.shape} and {e2.shape}")
+    return float(np.mean(e2 - e1))
+
+
+def ranking_kendall_tau(supernet_accuracy: ArrayLike, standalone_accuracy: ArrayLike) -> float:
+    """Kendall's tau-b between the supernet's ranking of the architectures (e.g. the final row of the
+    accuracy matrix) and their standalone ranking: (concordant - discordant) pairs over the pairs,
+    with ties corrected (``scipy.stats.kendalltau``). 1 = same order, -1 = reversed, ~0 = unrelated.
+    NaN with fewer than two architectures or when either ranking is constant."""
+    from scipy.stats import kendalltau
+
+    a, b = np.asarray(supernet_accuracy, dtype=float), np.asarray(standalone_accuracy, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"need two 1-D accuracy lists of one length, got shapes {a.shape} and {b.shape}")
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(kendalltau(a, b).statistic)
