@@ -24,8 +24,29 @@ class SIParams(StrategyParams):
     eps: PositiveFloat = 1e-7
 
 
+class _CopyingSIPlugin(SynapticIntelligencePlugin):
+    """Avalanche's SI plugin with its weight snapshots copied.
+
+    Avalanche stores snapshots as ``param.detach().cpu().flatten()``; on a CPU device that is a *view*
+    of the live parameter, so the anchor theta^{t-1} and the per-step old weights follow the
+    parameters: every displacement is 0, omega stays 0 and the penalty is 0 (SI == naive). Cloning the
+    two snapshots that must stay fixed (the anchor at the start of an experience, the weights before
+    each step) restores the published algorithm; on CUDA ``.cpu()`` already copied.
+    """
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        super().before_training_exp(strategy, **kwargs)
+        for param in self.ewc_data[0].values():
+            param.data = param.data.clone()
+
+    def before_training_iteration(self, strategy, **kwargs) -> None:
+        super().before_training_iteration(strategy, **kwargs)
+        for param in self.syn_data["old_theta"].values():
+            param.data = param.data.clone()
+
+
 @register_strategy("si", params=SIParams)
 def build_si(ctx: StrategyContext, params: SIParams) -> SupervisedTemplate:
     """Synaptic Intelligence: path-integral importance, quadratic pull to the last optimum."""
-    plugin = SynapticIntelligencePlugin(si_lambda=params.si_lambda, eps=params.eps)
+    plugin = _CopyingSIPlugin(si_lambda=params.si_lambda, eps=params.eps)
     return ctx.build(plugins=[plugin])
