@@ -197,3 +197,22 @@ def test_same_seed_same_numbers():
     a = run(spec("wpl", {"alpha": 50.0}), data_root=None)
     b = run(spec("wpl", {"alpha": 50.0}), data_root=None)
     assert a["accuracy_matrix"] == b["accuracy_matrix"] and a["err1"] == b["err1"]
+
+
+def test_supernet_summary_table_by_hand():
+    from reports.supernet import supernet_frame, supernet_summary
+
+    def rec(strategy, seed, final, standalone):
+        return {"status": "ok", "scenario": {"label": "s"}, "strategy": {"label": strategy}, "seed": seed,
+                "accuracy_matrix": [[0.0, 0.0, 0.0], final], "err1": [[0.1, 0.2, 0.3]], "err2": [[0.2, 0.2, 0.3]],
+                "standalone_accuracy": standalone}
+
+    frame = supernet_frame([rec("naive", 0, [0.9, 0.8, 0.7], [0.9, 0.8, 0.7]),
+                            rec("naive", 1, [0.9, 0.8, 0.7], [0.7, 0.8, 0.9]),
+                            {"status": "failed", "scenario": {"label": "s"}, "strategy": {"label": "x"}}])
+    table = supernet_summary(frame)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row.err_gap_mean == pytest.approx(0.1 / 3)
+    assert row.kendall_tau_mean == pytest.approx(0.0)  # +1 and -1
+    assert row.final_acc_mean == pytest.approx(0.8)
