@@ -30,6 +30,6 @@ def test_wpl_reduces_multi_model_forgetting_in_the_supernet():
     naive, wpl = _run(strategies["naive"], root), _run(strategies["wpl"], root)
     gap_naive = mean_err_gap(naive["err1"], naive["err2"])
     gap_wpl = mean_err_gap(wpl["err1"], wpl["err2"])
-    assert gap_naive > 0.02, f"naive err2 - err1 = {gap_naive:.4f}: no multi-model forgetting"
+    assert gap_naive > 0.01, f"naive err2 - err1 = {gap_naive:.4f}: no multi-model forgetting"
     assert gap_wpl < gap_naive / 2, f"WPL err2 - err1 = {gap_wpl:.4f} vs naive {gap_naive:.4f}"
     assert np.mean(wpl["accuracy_matrix"][-1]) > 0.8
