@@ -2,7 +2,10 @@
 
 The runner seeds everything, builds the scenario (data + model family) and the strategy, measures
 the untrained model on every task, then after each recorded training turn i evaluates every task j
-to fill the accuracy matrix ``R[i][j]``. A raised exception or a non-finite loss ends the run with
+to fill the accuracy matrix ``R[i][j]``. After every turn it also records the accuracy of the model
+just trained (``turn_accuracy``); a scenario that asks for it gets ``standalone_accuracy`` (each model
+trained alone), and the scenario's :meth:`~benchmark.scenarios.Scenario.summarize` adds its own keys
+(e.g. the supernet's ``err1``/``err2``). A raised exception or a non-finite loss ends the run with
 status ``failed`` or ``diverged``; the caller decides what to do next.
 
 ``run`` is a pure function of its spec (plus the data it reads), so executors may ship specs to
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
 import platform
 import random
@@ -29,7 +33,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from benchmark.config import EXECUTION_KEYS, ComponentSpec, SuiteConfig, TrainingConfig, strategy_variants
-from benchmark.scenarios import SCENARIOS, Scenario, ScenarioInputs, Task
+from benchmark.scenarios import SCENARIOS, Scenario, ScenarioInputs, Task, Turn
 from strategies import STRATEGIES, StrategyContext
 
 SCHEMA_VERSION = 1
@@ -365,6 +369,7 @@ def _execute(
             recorder.curves = list(record["curves"])
     bench = scenario.avalanche_benchmark()
     trained: list[int] = []
+    record["turn_accuracy"] = []
     for index, (turn, experience) in enumerate(zip(scenario.schedule, bench.train_stream)):
         if index < start:
             if turn.task not in trained:
@@ -372,12 +377,7 @@ def _execute(
             continue  # done before the interruption; its state is in the checkpoint
         if progress is not None:
             progress(f"{spec.run_id}: {scenario.tasks[turn.task].name}")
-        n_train = len(scenario.tasks[turn.task].train_y)
-        batches_per_epoch = math.ceil(n_train / spec.training.batch_size)
-        budget.budget = turn.max_steps
-        strategy.train_epochs = (
-            math.ceil(turn.max_steps / batches_per_epoch) if turn.max_steps else spec.training.epochs
-        )
+        _set_turn_budget(strategy, budget, turn, len(scenario.tasks[turn.task].train_y), spec.training)
         if turn.task not in trained:
             trained.append(turn.task)
         curve_seconds = 0.0
@@ -394,15 +394,99 @@ def _execute(
         timing["eval_seconds"] += curve_seconds
         timing["steps"] += budget.steps
         _check_weights(strategy.model)
+        t0 = time.perf_counter()
         if turn.record:
-            t0 = time.perf_counter()
             row = [evaluate(strategy.model, task, batch, device) for task in scenario.tasks]
-            timing["eval_seconds"] += time.perf_counter() - t0
             record["accuracy_matrix"].append(row)
+            just_trained = row[turn.task]
+        else:
+            just_trained = evaluate(strategy.model, scenario.tasks[turn.task], batch, device)
+        # Accuracy of the model trained in this turn, right after it (the supernet's err1).
+        record["turn_accuracy"].append({"turn": index, "task": turn.task, "accuracy": just_trained})
+        timing["eval_seconds"] += time.perf_counter() - t0
         if checkpoint is not None:
             _save_checkpoint(checkpoint, spec, index, strategy, record, harness=(watch, budget))
+
+    if scenario.standalone:
+        t0 = time.perf_counter()
+        record["standalone_accuracy"] = standalone_accuracy(spec, data_root, device)
+        timing["standalone_seconds"] = time.perf_counter() - t0
+    record.update(scenario.summarize(record))
     record["memory"] = {"regularizer_bytes": regularizer_bytes(strategy)}
     record.update(strategy_extra_results(strategy, record))
+
+
+def _set_turn_budget(strategy, budget: StepBudget, turn: Turn, n_train: int, training: TrainingConfig) -> None:
+    """A turn runs ``turn.max_steps`` iterations if set, else the suite's epochs."""
+    budget.budget = turn.max_steps
+    batches_per_epoch = math.ceil(n_train / training.batch_size)
+    strategy.train_epochs = math.ceil(turn.max_steps / batches_per_epoch) if turn.max_steps else training.epochs
+
+
+def turn_steps(turn: Turn, n_train: int, training: TrainingConfig) -> int:
+    """Iterations a turn trains for: ``max_steps``, else epochs x batches per epoch."""
+    return turn.max_steps or training.epochs * math.ceil(n_train / training.batch_size)
+
+
+# Standalone references depend only on (scenario spec, seed, training, device), not on the
+# strategy: computed once per process and reused by every strategy of a suite.
+_STANDALONE_CACHE: dict[str, list[float]] = {}
+
+
+def _standalone_key(spec: RunSpec, device: torch.device) -> str:
+    return json.dumps(
+        [spec.scenario.name, spec.scenario.params, spec.seed, spec.training.model_dump(mode="json"), str(device),
+         spec.validation_fraction],
+        sort_keys=True,
+    )
+
+
+def standalone_accuracy(spec: RunSpec, data_root: Path, device: torch.device) -> list[float]:
+    """Accuracy of each task's model trained *alone*: fresh init, plain fine-tuning, same step budget.
+
+    The scenario is rebuilt from the run's seed, so every model starts from the weights it had at the
+    start of the shared run. Model ``j`` then trains on its own data for as many iterations as all of
+    ``j``'s turns in the schedule add up to, with the suite's optimizer and no regularizer, and is
+    evaluated on its test data. Cached per (scenario spec, seed, training, device) in this process.
+    """
+    key = _standalone_key(spec, device)
+    if key in _STANDALONE_CACHE:
+        return list(_STANDALONE_CACHE[key])
+    seed_everything(spec.seed)
+    scenario = build_scenario(spec, data_root)
+    if spec.validation_fraction is not None:  # the same evaluation data as the shared run
+        hold_out_validation(scenario, spec.validation_fraction, spec.seed)
+    model = scenario.model.to(device)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = [0] * len(scenario.tasks)
+    for turn in scenario.schedule:
+        steps[turn.task] += turn_steps(turn, len(scenario.tasks[turn.task].train_y), spec.training)
+    bench = scenario.avalanche_benchmark()
+    first_turn = {}
+    for index, turn in enumerate(scenario.schedule):
+        first_turn.setdefault(turn.task, index)
+    accuracies = []
+    for j, task in enumerate(scenario.tasks):
+        model.load_state_dict(initial)
+        budget = StepBudget()
+        ctx = StrategyContext(
+            model=model,
+            training=spec.training,
+            device=device,
+            used_params=scenario.turn_used_params,
+            seed=spec.seed,
+            harness_plugins=[LossWatch(), budget],
+        )
+        strategy = ctx.build()
+        if j not in first_turn:  # a task no turn trains: its standalone model is the untrained one
+            accuracies.append(evaluate(model, task, spec.training.eval_batch_size, device))
+            continue
+        _set_turn_budget(strategy, budget, Turn(task=j, max_steps=steps[j]), len(task.train_y), spec.training)
+        strategy.train(bench.train_stream[first_turn[j]], eval_streams=[], reset_optimizer_state=True)
+        _check_weights(model)
+        accuracies.append(evaluate(model, task, spec.training.eval_batch_size, device))
+    _STANDALONE_CACHE[key] = accuracies
+    return list(accuracies)
 
 
 def strategy_extra_results(strategy, record: dict[str, Any]) -> dict[str, Any]:
@@ -427,7 +511,7 @@ def regularizer_bytes(strategy) -> int:
 
 
 # Per-record keys a checkpoint carries over (any key a run fills while training experiences).
-_RESUMED_KEYS = ("accuracy_matrix", "init_accuracy", "timing", "curves")
+_RESUMED_KEYS = ("accuracy_matrix", "init_accuracy", "timing", "curves", "turn_accuracy")
 
 
 def _plugin_states(strategy, harness) -> list[tuple[str, dict | None]]:

@@ -164,3 +164,14 @@ def steps_per_second(steps: float, train_seconds: float) -> float:
     if not train_seconds or train_seconds <= 0 or not np.isfinite(train_seconds):
         return float("nan")
     return float(steps) / float(train_seconds)
+
+
+def mean_err_gap(err1: ArrayLike, err2: ArrayLike) -> float:
+    """Mean over rounds and architectures of err2 - err1 (the first value of :func:`err_gap`)."""
+    return err_gap(err1, err2)[0]
+
+
+def ranking_kendall_tau(supernet_accuracy: ArrayLike, standalone_accuracy: ArrayLike) -> float:
+    """Kendall's tau-b between the supernet's ranking of the architectures (its final accuracies)
+    and their standalone ranking (:func:`kendall_tau`)."""
+    return kendall_tau(supernet_accuracy, standalone_accuracy)

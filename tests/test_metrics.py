@@ -62,3 +62,23 @@ def test_bad_shapes_raise():
         metrics.average_accuracy(np.zeros((0, 0)))
     with pytest.raises(ValueError):
         metrics.forgetting([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]])
+
+
+def test_ranking_kendall_tau_by_hand():
+    from reports.metrics import ranking_kendall_tau
+
+    # supernet order 0 > 1 > 2 > 3; standalone swaps 2 and 3: 5 concordant, 1 discordant of 6 pairs
+    assert ranking_kendall_tau([0.9, 0.8, 0.7, 0.6], [0.95, 0.9, 0.5, 0.6]) == pytest.approx((5 - 1) / 6)
+    assert ranking_kendall_tau([0.1, 0.2, 0.3], [0.3, 0.2, 0.1]) == pytest.approx(-1.0)
+    assert math.isnan(ranking_kendall_tau([0.5, 0.5], [0.1, 0.2]))
+    assert math.isnan(ranking_kendall_tau([0.5], [0.1]))
+    with pytest.raises(ValueError, match="one length"):
+        ranking_kendall_tau([0.1, 0.2], [0.1, 0.2, 0.3])
+
+
+def test_mean_err_gap_by_hand():
+    from reports.metrics import mean_err_gap
+
+    assert mean_err_gap([[0.1, 0.2]], [[0.3, 0.2]]) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="one shape"):
+        mean_err_gap([[0.1]], [[0.1, 0.2]])

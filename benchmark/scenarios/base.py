@@ -86,6 +86,9 @@ class Scenario:
     model: TaskRoutedModule
     schedule: list[Turn] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Ask the runner to also train each task's model alone (fresh init, plain SGD, the same number of
+    # steps as in the schedule) and record ``standalone_accuracy``; strategy-independent, so cached.
+    standalone: bool = False
 
     def __post_init__(self) -> None:
         if not self.schedule:
@@ -95,6 +98,14 @@ class Scenario:
     def turn_used_params(self) -> list[frozenset[str]]:
         """Parameter names used in each training turn (= Avalanche experience index)."""
         return [self.tasks[turn.task].used_params for turn in self.schedule]
+
+    def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Extra result keys derived from a finished run's record (default: none).
+
+        Scenarios override this to add their own views of the run (e.g. the supernet's ``err1`` /
+        ``err2``), so the runner never special-cases a scenario by name.
+        """
+        return {}
 
     def avalanche_benchmark(self) -> CLScenario:
         """Train stream: one experience per turn; test stream: one per task."""

@@ -1,0 +1,218 @@
+"""The supernet scenario: sampling, real weight sharing, exact used parameters, err1/err2, standalone."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import runner
+from benchmark.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
+from benchmark.runner import RunSpec, run
+from benchmark.scenarios import SCENARIOS, ScenarioInputs
+from benchmark.scenarios.supernet import err_tables, position_ops, sample_architectures
+from conftest import tiny_suite
+
+TINY = {"dataset": "digits", "layers": 3, "ops": 4, "width": 8, "architectures": 4, "rounds": 2,
+        "steps_per_turn": 3}
+TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.0, batch_size=32, eval_batch_size=512)
+
+
+def supernet(seed=0, **params):
+    entry = SCENARIOS.get("supernet")
+    return entry.factory(entry.parse_params(TINY | params), ScenarioInputs(seed, None))
+
+
+def spec(strategy="naive", params=None, seed=0, **scenario):
+    return RunSpec("t", ComponentSpec(name="supernet", params=TINY | scenario),
+                   ComponentSpec(name=strategy, params=params or {}), seed, TRAINING, "cpu")
+
+
+# ------------------------------------------------------------------ sampling
+def test_sampling_is_deterministic_per_seed_and_distinct():
+    a = sample_architectures(layers=4, ops=4, count=10, seed=3)
+    assert a == sample_architectures(layers=4, ops=4, count=10, seed=3)
+    assert a != sample_architectures(layers=4, ops=4, count=10, seed=4)
+    assert len(set(a)) == 10 and all(len(x) == 4 and all(0 <= i < 4 for i in x) for x in a)
+    # the whole space can be drawn, and then every architecture appears once
+    everything = sample_architectures(layers=2, ops=3, count=9, seed=0)
+    assert sorted(everything) == list(itertools.product(range(3), repeat=2))
+    assert supernet(seed=1).meta["architectures"] == supernet(seed=1).meta["architectures"]
+
+
+def test_too_many_architectures_is_a_config_error():
+    raw = tiny_suite(scenarios=[{"name": "supernet", "params": {"dataset": "digits", "layers": 2, "ops": 2,
+                                                                "architectures": 5}}])
+    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.params: .*architectures must be in 1\.\.ops\*\*layers = 1\.\.4"):
+        resolve_config(raw)
+    raw = tiny_suite(scenarios=[{"name": "supernet", "params": {"dataset": "digits", "ops": 9}}])
+    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.params\.ops"):
+        resolve_config(raw)
+
+
+def test_identity_only_where_shapes_allow():
+    assert "identity" not in position_ops(0, 6) and len(position_ops(0, 6)) == 6
+    assert position_ops(1, 4) == ["relu", "tanh", "bottleneck", "identity"]
+    assert position_ops(0, 4) == ["relu", "tanh", "bottleneck", "sigmoid"]
+
+
+# ------------------------------------------------------------------ sharing
+def _op_tensors(model, position, op):
+    return [p for p in model.cells[position][op].parameters()]
+
+
+@pytest.mark.parametrize("cell", ["mlp", "cnn"])
+def test_same_op_same_storage_different_op_different_storage(cell):
+    scenario = supernet(cell=cell, layers=2, ops=3, architectures=9)  # every architecture of 3**2
+    model = scenario.model
+    archs = scenario.meta["architectures"]
+    named = dict(model.named_parameters())
+    for a, b in itertools.combinations(range(len(archs)), 2):
+        for position in range(2):
+            ops_a, ops_b = model.arch_ops(a)[position], model.arch_ops(b)[position]
+            ptr_a = {named[n].data_ptr() for n in scenario.tasks[a].used_params if n.startswith(f"cells.{position}.")}
+            ptr_b = {named[n].data_ptr() for n in scenario.tasks[b].used_params if n.startswith(f"cells.{position}.")}
+            if ops_a == ops_b:
+                assert ptr_a == ptr_b and ptr_a  # the very same tensors
+            else:
+                assert not ptr_a & ptr_b
+    # and a change to a shared op's weight changes both architectures' outputs
+    a, b = next((a, b) for a, b in itertools.combinations(range(9), 2)
+                if model.arch_ops(a)[0] == model.arch_ops(b)[0] and model.arch_ops(a)[1] != model.arch_ops(b)[1])
+    x = scenario.tasks[0].test_x[:4]
+    out_a, out_b, others = model(x, a), model(x, b), [model(x, k) for k in range(9)]
+    with torch.no_grad():
+        _op_tensors(model, 0, model.arch_ops(a)[0])[0].add_(0.5)
+    assert not torch.equal(out_a, model(x, a)) and not torch.equal(out_b, model(x, b))
+    for k in range(9):  # architectures with another op at position 0 are untouched
+        if model.arch_ops(k)[0] != model.arch_ops(a)[0]:
+            assert torch.equal(others[k], model(x, k))
+
+
+@pytest.mark.parametrize("head", ["private", "shared"])
+@pytest.mark.parametrize("cell", ["mlp", "cnn"])
+def test_used_params_are_exactly_what_gets_gradients(head, cell):
+    scenario = supernet(head=head, cell=cell, layers=3, ops=4, architectures=8)
+    model = scenario.model
+    for task in scenario.tasks:
+        model.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(task.train_x[:8], task.model_key), task.train_y[:8])
+        loss.backward()
+        assert {n for n, p in model.named_parameters() if p.grad is not None} == task.used_params
+    heads = {n.split(".")[1] for t in scenario.tasks for n in t.used_params if n.startswith("heads.")}
+    assert heads == ({"0"} if head == "shared" else {str(k) for k in range(8)})
+
+
+# ------------------------------------------------------------------ schedule and err1/err2
+def test_round_robin_schedule_records_the_last_turn_of_each_round():
+    scenario = supernet(rounds=3, architectures=4, steps_per_turn=5)
+    assert [t.task for t in scenario.schedule] == [0, 1, 2, 3] * 3
+    assert [t.record for t in scenario.schedule] == [False, False, False, True] * 3
+    assert {t.max_steps for t in scenario.schedule} == {5}
+    seq = supernet(schedule="sequential")
+    assert [t.task for t in seq.schedule] == [0, 1, 2, 3] and all(t.record for t in seq.schedule)
+
+
+def test_err_tables_by_hand():
+    # 2 architectures, 2 rounds: turns 0..3 train archs 0, 1, 0, 1
+    turns = [{"turn": 0, "task": 0, "accuracy": 0.6}, {"turn": 1, "task": 1, "accuracy": 0.7},
+             {"turn": 2, "task": 0, "accuracy": 0.8}, {"turn": 3, "task": 1, "accuracy": 0.9}]
+    R = [[0.5, 0.7], [0.75, 0.9]]  # end of round 0: arch 0 fell from 0.6 to 0.5; round 1: 0.8 -> 0.75
+    err1, err2 = err_tables(turns, R, 2)
+    np.testing.assert_allclose(err1, [[0.4, 0.3], [0.2, 0.1]])
+    np.testing.assert_allclose(err2, [[0.5, 0.3], [0.25, 0.1]])
+    from reports.metrics import mean_err_gap
+
+    assert mean_err_gap(err1, err2) == pytest.approx((0.1 + 0 + 0.05 + 0) / 4)
+    with pytest.raises(ValueError, match="turn 1 trained task 0, expected 1"):
+        err_tables([turns[0], {"turn": 1, "task": 0, "accuracy": 0.1}], [[0.5, 0.5]], 2)
+
+
+def test_run_records_err1_err2_consistent_with_matrix_and_turns():
+    record = run(spec(rounds=2, architectures=3), data_root=None)
+    assert record["status"] == "ok", record.get("traceback")
+    R, turns = record["accuracy_matrix"], record["turn_accuracy"]
+    assert np.shape(R) == (2, 3) and [t["task"] for t in turns] == [0, 1, 2, 0, 1, 2]
+    assert record["timing"]["steps"] == 6 * 3
+    err1, err2 = record["err1"], record["err2"]
+    assert np.shape(err1) == np.shape(err2) == (2, 3)
+    for r in range(2):
+        for k in range(3):
+            assert err1[r][k] == pytest.approx(1 - turns[3 * r + k]["accuracy"])
+            assert err2[r][k] == pytest.approx(1 - R[r][k])
+        # the last architecture of a round is evaluated right after its turn = at the end of the round
+        assert err1[r][2] == pytest.approx(err2[r][2])
+    assert record["architectures"] == [supernet().model.arch_ops(k) for k in range(3)]
+    assert "standalone_accuracy" not in record
+
+
+def test_sequential_schedule_gives_a_square_matrix_and_one_round():
+    record = run(spec(schedule="sequential", architectures=3), data_root=None)
+    R = np.array(record["accuracy_matrix"])
+    assert R.shape == (3, 3)
+    np.testing.assert_allclose(record["err1"], [1 - np.diag(R)])
+    np.testing.assert_allclose(record["err2"], [1 - R[-1]])
+
+
+def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monkeypatch):
+    runner._STANDALONE_CACHE.clear()
+    built = []
+    original = runner.build_scenario
+    monkeypatch.setattr(runner, "build_scenario", lambda *a: built.append(1) or original(*a))
+    naive = run(spec(standalone=True), data_root=None)
+    wpl = run(spec("wpl", {"alpha": 10.0}, standalone=True), data_root=None)
+    assert naive["status"] == wpl["status"] == "ok"
+    assert naive["standalone_accuracy"] == wpl["standalone_accuracy"]
+    assert len(naive["standalone_accuracy"]) == 4
+    assert len(built) == 3  # two runs + one standalone build: the second run hit the cache
+    # a fresh computation gives the same numbers (reproducible, not an artefact of the cache)
+    runner._STANDALONE_CACHE.clear()
+    again = runner.standalone_accuracy(spec(standalone=True), None, torch.device("cpu"))
+    assert again == naive["standalone_accuracy"]
+
+    # by hand: architecture 1 alone, from the same initial weights, for rounds x steps_per_turn steps
+    torch.manual_seed(0)
+    runner.seed_everything(0)
+    scenario = original(spec(standalone=True), None)
+    model, task = scenario.model, scenario.tasks[1]
+    opt = torch.optim.SGD(model.parameters(), lr=TRAINING.lr)
+    gen = torch.Generator().manual_seed(0)
+    steps = 0
+    while steps < 2 * 3:
+        order = torch.randperm(len(task.train_y), generator=gen)
+        x, y = task.train_x[order], task.train_y[order]
+        for start in range(0, len(y), TRAINING.batch_size):
+            if steps == 6:
+                break
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[start:start + 32], 1), y[start:start + 32]).backward()
+            opt.step()
+            steps += 1
+    assert runner.evaluate(model, task, 512, torch.device("cpu")) == pytest.approx(naive["standalone_accuracy"][1])
+
+
+def test_same_seed_same_numbers():
+    a = run(spec("wpl", {"alpha": 50.0}), data_root=None)
+    b = run(spec("wpl", {"alpha": 50.0}), data_root=None)
+    assert a["accuracy_matrix"] == b["accuracy_matrix"] and a["err1"] == b["err1"]
+
+
+def test_supernet_summary_table_by_hand():
+    from reports.supernet import supernet_frame, supernet_summary
+
+    def rec(strategy, seed, final, standalone):
+        return {"status": "ok", "scenario": {"label": "s"}, "strategy": {"label": strategy}, "seed": seed,
+                "accuracy_matrix": [[0.0, 0.0, 0.0], final], "err1": [[0.1, 0.2, 0.3]], "err2": [[0.2, 0.2, 0.3]],
+                "standalone_accuracy": standalone}
+
+    frame = supernet_frame([rec("naive", 0, [0.9, 0.8, 0.7], [0.9, 0.8, 0.7]),
+                            rec("naive", 1, [0.9, 0.8, 0.7], [0.7, 0.8, 0.9]),
+                            {"status": "failed", "scenario": {"label": "s"}, "strategy": {"label": "x"}}])
+    table = supernet_summary(frame)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row.err_gap_mean == pytest.approx(0.1 / 3)
+    assert row.kendall_tau_mean == pytest.approx(0.0)  # +1 and -1
+    assert row.final_acc_mean == pytest.approx(0.8)
