@@ -72,7 +72,7 @@ def test_ranking_kendall_tau_by_hand():
     assert ranking_kendall_tau([0.1, 0.2, 0.3], [0.3, 0.2, 0.1]) == pytest.approx(-1.0)
     assert math.isnan(ranking_kendall_tau([0.5, 0.5], [0.1, 0.2]))
     assert math.isnan(ranking_kendall_tau([0.5], [0.1]))
-    with pytest.raises(ValueError, match="one length"):
+    with pytest.raises(ValueError, match="equal length"):
         ranking_kendall_tau([0.1, 0.2], [0.1, 0.2, 0.3])
 
 
@@ -80,5 +80,5 @@ def test_mean_err_gap_by_hand():
     from reports.metrics import mean_err_gap
 
     assert mean_err_gap([[0.1, 0.2]], [[0.3, 0.2]]) == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="one shape"):
+    with pytest.raises(ValueError, match="differ in shape"):
         mean_err_gap([[0.1]], [[0.1, 0.2]])
