@@ -45,6 +45,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from benchmark.loaders import dataset_tensors
 from strategies.base import StrategyContext, StrategyParams, register_strategy
 from strategies.importance import exact_fisher_diagonal
+from strategies.penalty import QuadraticAnchor, named_params
 
 Tensors = dict[str, torch.Tensor]
 
@@ -74,7 +75,8 @@ class WPLPlugin(SupervisedPlugin):
         self.importance: Tensors = {}  # latest: running F
         self.anchor: Tensors = {}  # latest: theta_hat
         self.per_model: list[tuple[Tensors, Tensors]] = []  # per_model: (F^k, theta^k)
-        self._terms: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = []
+        self._quadratic = QuadraticAnchor()
+        self._params: list[torch.Tensor] = []
         self._alpha = 0.0
 
     # ----------------------------------------------------------------- penalty
@@ -86,28 +88,42 @@ class WPLPlugin(SupervisedPlugin):
         return used & set().union(*(f.keys() for f, _ in self.per_model)) if self.per_model else set()
 
     def before_training_exp(self, strategy, **kwargs) -> None:
+        """Assemble this experience's penalty as one quadratic over its shared parameters.
+
+        per_model's sum over earlier models is itself one quadratic (completing the square,
+        :meth:`QuadraticAnchor.add`), so both anchors cost one fused pass per step.
+        """
         index = strategy.experience.current_experience
-        used = self.used_params[index]
-        named = dict(strategy.model.named_parameters())
-        if self.params.anchor == "latest":
-            sources = [(self.importance, self.anchor)]
-        else:
-            sources = self.per_model
-        self._terms = [
-            (named[n], fisher[n], anchor[n]) for fisher, anchor in sources for n in used if n in fisher
-        ]
+        order = [n for n, _ in strategy.model.named_parameters() if n in self.used_params[index]]
+        sources = [(self.importance, self.anchor)] if self.params.anchor == "latest" else self.per_model
+        names = [n for n in order if any(n in fisher for fisher, _ in sources)]
+        self._quadratic = QuadraticAnchor()
+        for fisher, anchor in sources if names else ():
+            self._quadratic.add(
+                {n: fisher[n] if n in fisher else torch.zeros_like(self._like(sources, n)) for n in names},
+                {n: anchor[n] if n in anchor else self._like(sources, n) for n in names},
+            )
+        self._params = named_params(strategy.model, self._quadratic.names)
         t = max(self.models_trained, 1)
         self._alpha = self.params.alpha * self.params.alpha_decay ** (t - 1)
 
+    @staticmethod
+    def _like(sources, name: str) -> torch.Tensor:
+        return next(anchor[name] for _, anchor in sources if name in anchor)
+
+    @property
+    def penalised_names(self) -> list[str]:
+        """The parameters the current experience's penalty covers (shared with earlier models)."""
+        return list(self._quadratic.names)
+
     def penalty(self) -> torch.Tensor | float:
         """(alpha/2) sum F (theta - theta_hat)^2 over the current experience's shared parameters."""
-        total = 0.0
-        for param, fisher, anchor in self._terms:
-            total = total + (fisher * (param - anchor) ** 2).sum()
-        return 0.5 * self._alpha * total
+        if self._quadratic.empty:
+            return 0.0
+        return self._quadratic.penalty(self._params, scale=0.5 * self._alpha)
 
     def before_backward(self, strategy, **kwargs) -> None:
-        if self._terms:
+        if not self._quadratic.empty:
             strategy.loss = strategy.loss + self.penalty()
 
     # -------------------------------------------------------------- importance

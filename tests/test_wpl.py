@@ -130,8 +130,8 @@ def test_latest_anchor_is_the_weights_after_the_latest_model_and_importance_sums
         torch.testing.assert_close(plugin.importance[name], fishers[0][name] + fishers[1][name])
     # head 0 was only used by model 0: its anchor stays at model 0's weights
     torch.testing.assert_close(plugin.anchor["heads.0.weight"], snaps[0]["heads.0.weight"])
-    # model 2 shares only the trunk: one term per trunk tensor
-    assert {id(p) for p, _, _ in plugin._terms} == {id(p) for n, p in scenario.model.named_parameters() if n in trunk}
+    # model 2 shares only the trunk: the penalty covers exactly the trunk
+    assert set(plugin.penalised_names) == trunk
 
 
 def test_per_model_anchor_keeps_one_term_per_earlier_model():
@@ -142,8 +142,14 @@ def test_per_model_anchor_keeps_one_term_per_earlier_model():
         for name in fisher:
             torch.testing.assert_close(anchor[name], snaps[k][name])
             torch.testing.assert_close(fisher[name], fishers[k][name])
-    trunk_tensors = sum(1 for n, _ in scenario.model.named_parameters() if n.startswith("trunk."))
-    assert len(plugin._terms) == 2 * trunk_tensors
+    trunk = {n for n, _ in scenario.model.named_parameters() if n.startswith("trunk.")}
+    assert set(plugin.penalised_names) == trunk
+    # the penalty is the sum over both earlier models, each with its own Fisher and anchor
+    named = dict(scenario.model.named_parameters())
+    expected = 0.5 * plugin._alpha * sum(
+        (fisher[n] * (named[n].detach() - anchor[n]) ** 2).sum() for fisher, anchor in plugin.per_model for n in trunk
+    )
+    torch.testing.assert_close(plugin.penalty().detach(), expected.double().float(), rtol=1e-5, atol=1e-6)
     assert plugin.state_bytes() > 0
 
 
