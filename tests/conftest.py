@@ -16,7 +16,7 @@ from strategies import STRATEGIES, StrategyContext, register_strategy
 import fault_strategies  # noqa: F401  (registers the test-only faulty strategies)
 
 
-# Tiny models run several times faster on one thread, and a shared CI or developer machine is
+# Tiny models run several times faster on one thread (every test module relies on this), and a shared machine is
 # never oversubscribed by the test suite. Determinism tests compare runs within this process.
 torch.set_num_threads(1)
 

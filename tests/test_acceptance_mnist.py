@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from benchmark.datasets import DataMissingError, check_available, default_data_root
 from benchmark.store import load_results
@@ -32,16 +31,9 @@ STRATEGIES = ["naive", "ewc", "si", "wpl", "spg", "mas", "lwf", "l2", "replay", 
 REGULARIZERS = ["ewc", "si", "wpl", "spg", "mas", "lwf", "l2"]
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a shared 2-core machine it is several times faster for this MLP."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-def test_split_mnist_suite(cli, tmp_path, one_thread):
+def test_split_mnist_suite(cli, tmp_path):
     """Every strategy of configs/split_mnist.yaml on seed 0 (the full 3-seed suite is the README's figure)."""
     root = _mnist_root()
     out = tmp_path / "split_mnist"

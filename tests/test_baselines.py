@@ -21,14 +21,6 @@ from strategies.replay import FastReplayPlugin, MixedTensorLoader
 from strategies.standalone import StandaloneModels
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def scenario_of(name: str, seed: int = 0, **params):
     base = {
         "split": {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [16]},

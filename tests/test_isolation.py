@@ -26,15 +26,6 @@ TRAINING = TrainingConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32, 
 PIC_TRAINING = TRAINING.model_copy(update={"lr": 0.05, "momentum": 0.5, "epochs": 2})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread hand-offs cost more than the arithmetic on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------- a `permuted` stand-in
 class PermutedParams(ScenarioParams):
     tasks: int = 3

@@ -147,12 +147,3 @@ def test_importance_one_freezes_a_shared_parameter_in_real_training():
     scenario, snaps = _train_split("spg", importance={"trunk.1.weight": torch.ones(16, 64)})
     assert torch.equal(snaps[0]["trunk.1.weight"], snaps[1]["trunk.1.weight"])
     assert not torch.equal(snaps[0]["trunk.1.bias"], snaps[1]["trunk.1.bias"])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one torch thread is many times faster on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
