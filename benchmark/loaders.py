@@ -92,10 +92,14 @@ class TensorBatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.tensors[0])
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-            tensors = [t[order] for t in self.tensors]
-        else:
-            tensors = list(self.tensors)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield [t[start : start + self.batch_size] for t in tensors]
+        stops = range(0, len(self) * self.batch_size, self.batch_size)
+        if not self.shuffle:
+            for start in stops:
+                yield [t[start : start + self.batch_size] for t in self.tensors]
+            return
+        order = torch.randperm(n, generator=self.generator)
+        # Gather batch by batch, not the whole permuted epoch up front: the same batches, without
+        # allocating (and page-faulting) a copy of the whole dataset every epoch.
+        for start in stops:
+            rows = order[start : start + self.batch_size]
+            yield [t.index_select(0, rows) for t in self.tensors]
