@@ -40,6 +40,16 @@ def _data_root(arg: str | None) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.executors import prestart, release_prestarted
+
+    prestart(args.executor, args.workers, args.address)
+    try:
+        return _run(args)
+    finally:
+        release_prestarted()
+
+
+def _run(args: argparse.Namespace) -> int:
     from benchmark.suite import run_suite
     from reports.tables import format_overview, overview, runs_frame
     from benchmark.store import load_results

@@ -25,13 +25,15 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
-from benchmark.runner import RunSpec, failure_record, run
+if TYPE_CHECKING:  # importing this module stays cheap (no torch) so the CLI can start workers first
+    from benchmark.runner import RunSpec
 
 Record = dict[str, Any]
 ProgressCallback = Callable[[str], None]
 EXECUTORS = ("local", "process", "ray")
+HARNESS_MODULES = ["benchmark.runner", "strategies", "benchmark.scenarios"]  # what every worker imports
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class LocalExecutor:
         self.progress = progress
 
     def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+        from benchmark.runner import run
+
         for job in jobs:
             if self.progress is not None:
                 self.progress(job.spec.run_id)
@@ -122,6 +126,8 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
     # SIGTERM from the driver: unwind (so an atomic write in progress removes its temporary file).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     _prepare_worker(threads, sys_path, [])
+    from benchmark.runner import run
+
     while True:
         try:
             message = conn.recv()
@@ -164,6 +170,38 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
+def _forkserver_context():
+    """The multiprocessing context of the process workers.
+
+    forkserver, not fork: forking a process whose torch thread pools are running can deadlock.
+    The fork server (one per driver) imports the harness once, so a new worker is a cheap fork
+    of it rather than a fresh interpreter importing torch and Avalanche (about 5 s).
+    """
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(HARNESS_MODULES)
+    return context
+
+
+def prestart(kind: str, workers: int | None = None, address: str | None = None) -> None:
+    """Start the executor's slow-to-start machinery in the background, before the driver's imports.
+
+    For ``process`` this launches the fork server, which imports torch and the harness on another
+    core while the driver imports them (and validates the config) here; the two imports would
+    otherwise run one after the other. For ``ray`` it starts (or joins) Ray and warms its workers
+    up the same way (:func:`start_ray`); the executor then adopts that instance. It writes no
+    result and runs no job, so calling it before the config is validated is harmless.
+    """
+    if workers is not None and workers < 1:
+        return  # the suite rejects it with a clear error
+    if kind == "process":
+        from multiprocessing import forkserver
+
+        _forkserver_context()
+        forkserver.ensure_running()
+    elif kind == "ray":
+        start_ray(workers, address)
+
+
 class ProcessExecutor:
     """N worker processes, one job each at a time; a dead worker is replaced."""
 
@@ -173,11 +211,7 @@ class ProcessExecutor:
         self.workers = workers
         self.data_root = data_root
         self.threads = threads_per_worker(workers)
-        # forkserver, not fork: forking a process whose torch thread pools are running can
-        # deadlock. The fork server (started once per driver) imports the harness up front, so a
-        # new worker is a cheap fork of it rather than a fresh interpreter importing torch.
-        self.context = mp.get_context("forkserver")
-        self.context.set_forkserver_preload(["benchmark.runner", "strategies", "benchmark.scenarios"])
+        self.context = _forkserver_context()
         self.pool: list[_Worker] = []
 
     def _start_worker(self) -> _Worker:
@@ -186,6 +220,8 @@ class ProcessExecutor:
         return worker
 
     def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+        from benchmark.runner import failure_record
+
         pending = deque(jobs)
         while len(self.pool) < min(self.workers, len(pending)):
             self._start_worker()
@@ -253,12 +289,73 @@ def _ray_task(
 ) -> Record:
     """Body of the Ray task: runs on any node, reads the data root that node sees."""
     from benchmark.datasets import default_data_root
+    from benchmark.runner import run
 
     _prepare_worker(threads, sys_path, modules)
     root = Path(data_root)
     if not root.exists():  # another machine: its own $FORGETBENCH_DATA / default root
         root = default_data_root()
     return run(spec, root, None, Path(checkpoint) if checkpoint else None)
+
+
+_ray_started_here = False  # this process started (or joined) the Ray instance, so it shuts it down
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        from benchmark.config import ConfigError
+
+        raise ConfigError(
+            "--executor ray: Ray is not installed; install the extra: pip install 'forgetbench[ray]'"
+        ) from None
+    return ray
+
+
+def _ray_warm_up(sys_path: list[str]) -> int:
+    """A no-op task whose only effect is importing the harness in a fresh Ray worker."""
+    _prepare_worker(1, sys_path, HARNESS_MODULES)
+    return os.getpid()
+
+
+def start_ray(workers: int | None = None, address: str | None = None, object_store_mb: int = 128) -> None:
+    """Start a private Ray instance (or join ``address``) unless Ray is already initialised.
+
+    A private instance also gets one warm-up task per worker, submitted without waiting: the
+    workers import torch and the harness (about 5 s) while the driver does the same.
+    """
+    global _ray_started_here
+    ray = _import_ray()
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline machines: no phoning home
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(
+            num_cpus=workers or available_cores(),
+            include_dashboard=False,
+            object_store_memory=object_store_mb * 2**20,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        warm_up = ray.remote(num_cpus=1, max_retries=0)(_ray_warm_up)
+        for _ in range(workers or available_cores()):
+            warm_up.remote(list(sys.path))
+    _ray_started_here = True
+
+
+def release_prestarted() -> None:
+    """Stop a Ray instance that :func:`start_ray` started and no executor has shut down.
+
+    The CLI calls it when ``run`` ends, so a suite that stops before its executor exists (an
+    invalid config, a refused lock) leaves no Ray behind. A user's own Ray is never touched.
+    """
+    global _ray_started_here
+    if _ray_started_here:
+        _import_ray().shutdown()
+        _ray_started_here = False
 
 
 class RayExecutor:
@@ -272,32 +369,12 @@ class RayExecutor:
         progress: ProgressCallback | None = None,
         object_store_mb: int = 128,
     ):
-        try:
-            import ray
-        except ImportError:
-            from benchmark.config import ConfigError
-
-            raise ConfigError(
-                "--executor ray: Ray is not installed; install the extra: pip install 'forgetbench[ray]'"
-            ) from None
-        self.ray = ray
+        start_ray(workers, address, object_store_mb)
+        self.ray = _import_ray()
         self.data_root = data_root
         self.workers = workers
         self.address = address
-        self.owns_ray = False
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline machines: no phoning home
-            if address:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(
-                    num_cpus=workers or available_cores(),
-                    include_dashboard=False,
-                    object_store_memory=object_store_mb * 2**20,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
-            self.owns_ray = True
+        self.owns_ray = _ray_started_here
         self.refs: dict[Any, Job] = {}
 
     def _threads(self, spec: RunSpec) -> int:
@@ -306,6 +383,8 @@ class RayExecutor:
         return max(1, int(spec.training.num_cpus))
 
     def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+        from benchmark.runner import failure_record
+
         ray = self.ray
         remote = ray.remote(max_retries=0)(_ray_task)
         pending = deque(jobs)
@@ -340,6 +419,7 @@ class RayExecutor:
                 yield job, record
 
     def close(self) -> None:
+        global _ray_started_here
         for ref in list(self.refs):
             try:
                 self.ray.cancel(ref, force=True)
@@ -348,7 +428,7 @@ class RayExecutor:
         self.refs.clear()
         if self.owns_ray:
             self.ray.shutdown()
-            self.owns_ray = False
+            self.owns_ray = _ray_started_here = False
 
 
 def make_executor(

@@ -52,3 +52,14 @@ def test_killed_ray_worker_is_reported_and_rerun_completes_only_missing(
     assert cli(*args) == 0
     assert "1 run(s) executed, 1 skipped" in capsys.readouterr().out
     assert ok.stat().st_mtime_ns == stamp
+
+
+def test_a_suite_refused_before_it_starts_leaves_no_ray_running(write_suite, cli, tmp_path, capsys):
+    # The CLI starts Ray before validating the config (to overlap start-up with its own imports):
+    # an invalid config must still exit 2, write nothing and stop that Ray.
+    config = write_suite(tiny_suite(strategies=[{"name": "no_such_strategy"}]))
+    out = tmp_path / "out"
+    assert cli("run", config, "--out", out, "--quiet", "--executor", "ray", "--workers", "1") == 2
+    assert "no_such_strategy" in capsys.readouterr().err
+    assert not ray.is_initialized()
+    assert not out.exists()

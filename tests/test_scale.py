@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,16 @@ def test_threads_per_worker_never_oversubscribes():
     assert threads_per_worker(2, cores=8) == 4
     assert threads_per_worker(3, cores=8) == 2  # 3 x 2 <= 8
     assert threads_per_worker(4, cores=2) == 1  # at least one thread
+
+
+def test_prestarted_fork_server_hands_workers_the_harness_already_imported():
+    from benchmark.executors import _forkserver_context, prestart
+
+    prestart("process")
+    # eval, a builtin, so that unpickling the call imports nothing in the worker
+    check = "all(m in __import__('sys').modules for m in ('benchmark.runner', 'strategies', 'avalanche'))"
+    with ProcessPoolExecutor(1, mp_context=_forkserver_context()) as pool:
+        assert pool.submit(eval, check).result() is True
 
 
 def test_process_executor_gives_the_local_results(write_suite, cli, tmp_path):
