@@ -17,14 +17,16 @@ Sections (keys of the JSON object):
 * ``fisher_fast_vs_loop``: ``strategies.importance.exact_fisher_diagonal`` against
   ``per_sample_fisher_loop`` on the same samples (speed-up = loop time / fast time).
 * ``growth``: per-step time and regularizer memory (``state_bytes``) for T = 5, 10, 20 experiences.
-* ``parallel_ceiling``: the highest speed-up a parallel executor can reach over ``local`` on this
-  machine. The same K whole runs (``benchmark.runner.run`` of ``naive`` on the Split MNIST MLP of
-  ``configs/split_mnist.yaml``: scenario, training, evaluation) run one after another in this process with one torch thread per
-  core (what ``local`` does), then spread over N worker processes with ``cores // N`` threads
-  each (what ``process``/``ray`` with ``--workers N`` do), workers started and warmed up
-  beforehand. ``ceiling = local seconds / parallel seconds``: start-up, scheduling and result
-  writing only lower it, so an executor's measured speed-up on a suite of such runs stays below.
-  It ignores ``--threads``: the thread counts are the point.
+* ``parallel_scaling``: what N worker processes gain over ``local`` on identical runs, and the most
+  they could gain. The same K whole runs (``benchmark.runner.run`` of ``naive`` on the Split MNIST
+  MLP of ``configs/split_mnist.yaml``: scenario, training, evaluation) run one after another in
+  this process with one torch thread per core (what ``local`` does), then spread over N worker
+  processes with ``cores // N`` threads each (what ``process``/``ray`` with ``--workers N`` do),
+  workers started and warmed up beforehand: ``speedup = local seconds / parallel seconds``. Also
+  one run alone on one worker (``cores // N`` threads, the other workers idle): if N workers ran each as fast as alone (perfect
+  scaling, no start-up), the speed-up would be ``bound = N x local run / lone run``; when
+  ``local`` already gains from its extra threads, the bound is below N. It ignores ``--threads``:
+  the thread counts are the point.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from benchmark.runner import LossWatch, StepBudget, seed_everything
 from benchmark.scenarios.base import Scenario, Task
 from benchmark.scenarios.split import class_order, select_classes
 
-SECTIONS = ("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop", "growth", "parallel_ceiling")
+SECTIONS = ("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop", "growth", "parallel_scaling")
 NOT_AVAILABLE = "not available"
 
 
@@ -68,8 +70,8 @@ class PerfOptions:
     cnn_train_per_task: int = 2000
     fisher_samples: int = 10_000
     growth_train_per_task: int = 1024
-    ceiling_workers: int = 2
-    ceiling_jobs_per_worker: int = 3
+    scaling_workers: int = 2
+    scaling_jobs_per_worker: int = 3
     training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(
             optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, epochs=1, eval_batch_size=1024
@@ -82,7 +84,7 @@ class PerfOptions:
             self.cnn_train_per_task = 64
             self.fisher_samples = 64
             self.growth_train_per_task = 64
-            self.ceiling_jobs_per_worker = 1
+            self.scaling_jobs_per_worker = 1
             self.training = self.training.model_copy(update={"batch_size": 32})
 
 
@@ -472,7 +474,7 @@ def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
     return out
 
 
-def ceiling_spec(opts: PerfOptions, seed: int) -> Any:
+def scaling_spec(opts: PerfOptions, seed: int) -> Any:
     """One run of configs/split_mnist.yaml's suite (``naive``; tiny with ``quick``) as a RunSpec."""
     from benchmark.config import ComponentSpec
     from benchmark.runner import RunSpec
@@ -481,58 +483,60 @@ def ceiling_spec(opts: PerfOptions, seed: int) -> Any:
     if opts.quick:
         params.update(tasks=2, widths=[32], max_train_per_task=64)
     scenario = ComponentSpec(name="split", params=params)
-    return RunSpec("perf_ceiling", scenario, ComponentSpec(name="naive"), seed, opts.training, "cpu")
+    return RunSpec("perf_scaling", scenario, ComponentSpec(name="naive"), seed, opts.training, "cpu")
 
 
-def _ceiling_worker_init(threads: int) -> None:
+def _scaling_worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _ceiling_job(spec: Any, data_root: Path) -> float:
+def _scaling_job(spec: Any, data_root: Path) -> float:
     """One whole run, as the suite's executors do it (scenario, training, evaluation); its wall time."""
     from benchmark.runner import run
 
     t0 = time.perf_counter()
     record = run(spec, data_root)
     if record["status"] != "ok":
-        raise RuntimeError(f"parallel_ceiling: the run failed: {record['error']}")
+        raise RuntimeError(f"parallel_scaling: the run failed: {record['error']}")
     return time.perf_counter() - t0
 
 
-def parallel_ceiling(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
-    """K identical runs: in this process on every core vs over N single-run worker processes."""
+def parallel_scaling(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
+    """K identical runs: in this process on every core vs over N worker processes; one run alone."""
     from concurrent.futures import ProcessPoolExecutor
 
     from benchmark.executors import _forkserver_context, available_cores, threads_per_worker
 
     cores = available_cores()
-    workers = opts.ceiling_workers
+    workers = opts.scaling_workers
     worker_threads = threads_per_worker(workers, cores)
-    jobs = workers * opts.ceiling_jobs_per_worker
-    specs = [ceiling_spec(opts, opts.seed)] * jobs
+    jobs = workers * opts.scaling_jobs_per_worker
+    specs = [scaling_spec(opts, opts.seed)] * jobs
     roots = [opts.data_root] * jobs
-    local_s, parallel_s, local_job_s, worker_job_s = [], [], [], []
+    times: dict[str, list[float]] = {"local": [], "parallel": [], "local_job": [], "worker_job": [], "lone_job": []}
     previous_threads = torch.get_num_threads()
     with ProcessPoolExecutor(
-        workers, mp_context=_forkserver_context(), initializer=_ceiling_worker_init, initargs=(worker_threads,)
+        workers, mp_context=_forkserver_context(), initializer=_scaling_worker_init, initargs=(worker_threads,)
     ) as pool:
         try:
-            torch.set_num_threads(cores)
             # Warm-up, untimed: imports and the dataset cache, here and in every worker.
-            _ceiling_job(specs[0], opts.data_root)
-            list(pool.map(_ceiling_job, specs[:workers], roots[:workers]))
+            torch.set_num_threads(cores)
+            _scaling_job(specs[0], opts.data_root)
+            list(pool.map(_scaling_job, specs[:workers], roots[:workers]))
             for r in range(opts.repeats):
-                for side in (["local", "parallel"] if r % 2 == 0 else ["parallel", "local"]):
+                for side in (["local", "parallel", "lone"] if r % 2 == 0 else ["lone", "parallel", "local"]):
                     t0 = time.perf_counter()
                     if side == "local":
-                        local_job_s.extend(_ceiling_job(spec, root) for spec, root in zip(specs, roots))
-                        local_s.append(time.perf_counter() - t0)
-                    else:
-                        worker_job_s.extend(pool.map(_ceiling_job, specs, roots))
-                        parallel_s.append(time.perf_counter() - t0)
+                        times["local_job"].extend(_scaling_job(spec, root) for spec, root in zip(specs, roots))
+                        times["local"].append(time.perf_counter() - t0)
+                    elif side == "parallel":
+                        times["worker_job"].extend(pool.map(_scaling_job, specs, roots))
+                        times["parallel"].append(time.perf_counter() - t0)
+                    else:  # one worker busy, the others idle
+                        times["lone_job"].append(pool.submit(_scaling_job, specs[0], opts.data_root).result())
         finally:
             torch.set_num_threads(previous_threads)
-    local, parallel = _median(local_s), _median(parallel_s)
+    median = {key: _median(values) for key, values in times.items()}
     scenario = specs[0].scenario.params
     return {
         "cores": cores,
@@ -540,14 +544,16 @@ def parallel_ceiling(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
         "jobs": jobs,
         "local_threads": cores,
         "worker_threads": worker_threads,
-        "local_seconds": local,
-        "parallel_seconds": parallel,
-        "ceiling": _ratio(local, parallel),
-        "local_job_seconds": _median(local_job_s),
-        "worker_job_seconds": _median(worker_job_s),
+        "local_seconds": median["local"],
+        "parallel_seconds": median["parallel"],
+        "speedup": _ratio(median["local"], median["parallel"]),
+        "local_job_seconds": median["local_job"],
+        "worker_job_seconds": median["worker_job"],
+        "lone_job_seconds": median["lone_job"],
+        "bound": workers * _ratio(median["local_job"], median["lone_job"]),
         "job": f"naive run, split {scenario['dataset']} mlp {scenario['widths']}, {scenario['tasks']} tasks",
-        "local_seconds_all": local_s,
-        "parallel_seconds_all": parallel_s,
+        "local_seconds_all": times["local"],
+        "parallel_seconds_all": times["parallel"],
     }
 
 
@@ -594,9 +600,9 @@ def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -
     if "growth" in opts.only:
         note("growth")
         result["growth"] = growth(opts, data)
-    if "parallel_ceiling" in opts.only:
-        note("parallel_ceiling")
-        result["parallel_ceiling"] = parallel_ceiling(opts, data)
+    if "parallel_scaling" in opts.only:
+        note("parallel_scaling")
+        result["parallel_scaling"] = parallel_scaling(opts, data)
     result["conditions"]["load_average_1m_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return result
 
@@ -663,18 +669,15 @@ def format_table(result: dict[str, Any]) -> str:
                      f"(vs naive x{r['vs_naive_ratio_last_vs_first']:.2f})")
             row(label, f"{value}, bytes x{br:.2f}" if br else value)
             lines.append(f"      {cells}")
-    if "parallel_ceiling" in result:
-        r = result["parallel_ceiling"]
-        lines.append(
-            f"parallel_ceiling (best executor speed-up over local: {r['jobs']} x {r['job']})"
-        )
+    if "parallel_scaling" in result:
+        r = result["parallel_scaling"]
+        lines.append(f"parallel_scaling ({r['jobs']} x {r['job']}; local / parallel)")
+        row(f"local, {r['local_threads']} threads: {r['local_seconds']:.2f}s", f"{r['local_job_seconds']:.3f} s/run")
         row(
-            f"local, {r['local_threads']} threads: {r['local_seconds']:.2f}s",
-            f"{r['local_job_seconds']:.3f} s/job",
+            f"{r['workers']} workers x {r['worker_threads']} thread(s): {r['parallel_seconds']:.2f}s",
+            f"{r['worker_job_seconds']:.3f} s/run",
         )
-        row(
-            f"{r['workers']} workers x {r['worker_threads']} thread: {r['parallel_seconds']:.2f}s",
-            f"{r['worker_job_seconds']:.3f} s/job",
-        )
-        row("ceiling (local / parallel)", f"{r['ceiling']:.2f}x")
+        row(f"one run alone, {r['worker_threads']} thread(s)", f"{r['lone_job_seconds']:.3f} s/run")
+        row("speedup", f"{r['speedup']:.2f}x")
+        row("bound (perfect scaling)", f"{r['bound']:.2f}x", "(N x local run / lone run)")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from benchmark.datasets import DataMissingError, check_available, default_data_r
 from conftest import read_json, tiny_suite
 
 SECTION_KEYS = {"conditions", "harness_vs_plain", "step_overhead", "importance_vs_epoch",
-                "fisher_fast_vs_loop", "growth", "parallel_ceiling"}
+                "fisher_fast_vs_loop", "growth", "parallel_scaling"}
 
 
 def _perf_json(cli, capsys, *args):
@@ -46,12 +46,13 @@ def test_perf_quick_json_keys_and_equal_weights(cli, capsys):
     assert growth["ewc_online"]["per_T"]["2"]["regularizer_bytes"] > 0
     fisher = result["fisher_fast_vs_loop"]
     assert fisher == "not available" or fisher["equal"] is True
-    ceiling = result["parallel_ceiling"]
+    scaling = result["parallel_scaling"]
     cores = len(os.sched_getaffinity(0))
-    assert ceiling["workers"] == 2 and ceiling["jobs"] == 2
-    assert ceiling["local_threads"] == cores and ceiling["worker_threads"] == max(1, cores // 2)
-    assert ceiling["ceiling"] == pytest.approx(ceiling["local_seconds"] / ceiling["parallel_seconds"])
-    assert len(ceiling["local_seconds_all"]) == len(ceiling["parallel_seconds_all"]) == 1
+    assert scaling["workers"] == 2 and scaling["jobs"] == 2
+    assert scaling["local_threads"] == cores and scaling["worker_threads"] == max(1, cores // 2)
+    assert scaling["speedup"] == pytest.approx(scaling["local_seconds"] / scaling["parallel_seconds"])
+    assert scaling["bound"] == pytest.approx(2 * scaling["local_job_seconds"] / scaling["lone_job_seconds"])
+    assert len(scaling["local_seconds_all"]) == len(scaling["parallel_seconds_all"]) == 1
     assert result["conditions"]["repeats"] == 1 and result["conditions"]["quick"] is True
 
 
