@@ -170,7 +170,7 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
-def _forkserver_context():
+def worker_context():
     """The multiprocessing context of the process workers.
 
     forkserver, not fork: forking a process whose torch thread pools are running can deadlock.
@@ -196,7 +196,7 @@ def prestart(kind: str, workers: int | None = None, address: str | None = None) 
     if kind == "process":
         from multiprocessing import forkserver
 
-        _forkserver_context()
+        worker_context()
         forkserver.ensure_running()
     elif kind == "ray":
         start_ray(workers, address)
@@ -211,7 +211,7 @@ class ProcessExecutor:
         self.workers = workers
         self.data_root = data_root
         self.threads = threads_per_worker(workers)
-        self.context = _forkserver_context()
+        self.context = worker_context()
         self.pool: list[_Worker] = []
 
     def _start_worker(self) -> _Worker:

@@ -505,7 +505,7 @@ def parallel_scaling(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
     """K identical runs: in this process on every core vs over N worker processes; one run alone."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from benchmark.executors import _forkserver_context, available_cores, threads_per_worker
+    from benchmark.executors import available_cores, threads_per_worker, worker_context
 
     cores = available_cores()
     workers = opts.scaling_workers
@@ -516,7 +516,7 @@ def parallel_scaling(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
     times: dict[str, list[float]] = {"local": [], "parallel": [], "local_job": [], "worker_job": [], "lone_job": []}
     previous_threads = torch.get_num_threads()
     with ProcessPoolExecutor(
-        workers, mp_context=_forkserver_context(), initializer=_scaling_worker_init, initargs=(worker_threads,)
+        workers, mp_context=worker_context(), initializer=_scaling_worker_init, initargs=(worker_threads,)
     ) as pool:
         try:
             # Warm-up, untimed: imports and the dataset cache, here and in every worker.

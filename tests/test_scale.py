@@ -43,12 +43,12 @@ def test_threads_per_worker_never_oversubscribes():
 
 
 def test_prestarted_fork_server_hands_workers_the_harness_already_imported():
-    from benchmark.executors import _forkserver_context, prestart
+    from benchmark.executors import prestart, worker_context
 
     prestart("process")
     # eval, a builtin, so that unpickling the call imports nothing in the worker
     check = "all(m in __import__('sys').modules for m in ('benchmark.runner', 'strategies', 'avalanche'))"
-    with ProcessPoolExecutor(1, mp_context=_forkserver_context()) as pool:
+    with ProcessPoolExecutor(1, mp_context=worker_context()) as pool:
         assert pool.submit(eval, check).result() is True
 
 
