@@ -300,6 +300,29 @@ def build_scenario(spec: RunSpec, data_root: Path) -> Scenario:
     return entry.factory(entry.parse_params(spec.scenario.params), ScenarioInputs(spec.seed, data_root))
 
 
+def seeded_scenario(spec: RunSpec, data_root: Path) -> Scenario:
+    """The run's scenario: global RNG seeded first (model init), validation held out if asked."""
+    seed_everything(spec.seed)
+    scenario = build_scenario(spec, data_root)
+    if spec.validation_fraction is not None:
+        hold_out_validation(scenario, spec.validation_fraction, spec.seed)
+    return scenario
+
+
+def strategy_context(
+    spec: RunSpec, scenario: Scenario, model: torch.nn.Module, device: torch.device, harness_plugins: list
+) -> StrategyContext:
+    """What a strategy factory receives for this run."""
+    return StrategyContext(
+        model=model,
+        training=spec.training,
+        device=device,
+        used_params=scenario.turn_used_params,
+        seed=spec.seed,
+        harness_plugins=harness_plugins,
+    )
+
+
 def hold_out_validation(scenario: Scenario, fraction: float, seed: int) -> None:
     """Replace each task's test data by a seeded ``fraction`` of its training data (removed from it).
 
@@ -328,10 +351,7 @@ def hold_out_validation(scenario: Scenario, fraction: float, seed: int) -> None:
 def _execute(
     spec: RunSpec, data_root: Path, device: torch.device, record: dict, progress, checkpoint: Path | None
 ) -> None:
-    seed_everything(spec.seed)
-    scenario = build_scenario(spec, data_root)
-    if spec.validation_fraction is not None:
-        hold_out_validation(scenario, spec.validation_fraction, spec.seed)
+    scenario = seeded_scenario(spec, data_root)
     model = scenario.model.to(device)
     record["experiences"] = [task.name for task in scenario.tasks]
     batch = spec.training.eval_batch_size
@@ -346,14 +366,7 @@ def _execute(
         )
         # First of the harness plugins: its iteration-0 point precedes any step of the experience.
         harness_plugins.insert(0, recorder)
-    ctx = StrategyContext(
-        model=model,
-        training=spec.training,
-        device=device,
-        used_params=scenario.turn_used_params,
-        seed=spec.seed,
-        harness_plugins=harness_plugins,
-    )
+    ctx = strategy_context(spec, scenario, model, device, harness_plugins)
     entry = STRATEGIES.get(spec.strategy.name)
     strategy = entry.factory(ctx, entry.parse_params(spec.strategy.params))
 
@@ -452,10 +465,7 @@ def standalone_accuracy(spec: RunSpec, data_root: Path, device: torch.device) ->
     key = _standalone_key(spec, device)
     if key in _STANDALONE_CACHE:
         return list(_STANDALONE_CACHE[key])
-    seed_everything(spec.seed)
-    scenario = build_scenario(spec, data_root)
-    if spec.validation_fraction is not None:  # the same evaluation data as the shared run
-        hold_out_validation(scenario, spec.validation_fraction, spec.seed)
+    scenario = seeded_scenario(spec, data_root)  # the same initial weights and evaluation data
     model = scenario.model.to(device)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     steps = [0] * len(scenario.tasks)
@@ -469,15 +479,7 @@ def standalone_accuracy(spec: RunSpec, data_root: Path, device: torch.device) ->
     for j, task in enumerate(scenario.tasks):
         model.load_state_dict(initial)
         budget = StepBudget()
-        ctx = StrategyContext(
-            model=model,
-            training=spec.training,
-            device=device,
-            used_params=scenario.turn_used_params,
-            seed=spec.seed,
-            harness_plugins=[LossWatch(), budget],
-        )
-        strategy = ctx.build()
+        strategy = strategy_context(spec, scenario, model, device, [LossWatch(), budget]).build()
         if j not in first_turn:  # a task no turn trains: its standalone model is the untrained one
             accuracies.append(evaluate(model, task, spec.training.eval_batch_size, device))
             continue
