@@ -313,10 +313,9 @@ def _import_ray():
     return ray
 
 
-def _ray_warm_up(sys_path: list[str]) -> int:
-    """A no-op task whose only effect is importing the harness in a fresh Ray worker."""
+def _ray_warm_up(sys_path: list[str]) -> None:
+    """A task whose only effect is importing the harness in a fresh Ray worker."""
     _prepare_worker(1, sys_path, HARNESS_MODULES)
-    return os.getpid()
 
 
 def start_ray(workers: int | None = None, address: str | None = None, object_store_mb: int = 128) -> None:
@@ -347,10 +346,11 @@ def start_ray(workers: int | None = None, address: str | None = None, object_sto
 
 
 def release_prestarted() -> None:
-    """Stop a Ray instance that :func:`start_ray` started and no executor has shut down.
+    """Stop the Ray instance :func:`start_ray` started, if it is still running.
 
-    The CLI calls it when ``run`` ends, so a suite that stops before its executor exists (an
-    invalid config, a refused lock) leaves no Ray behind. A user's own Ray is never touched.
+    The Ray executor calls it on close; the CLI calls it when ``run`` ends, so a suite that stops
+    before its executor exists (an invalid config, a refused lock) leaves no Ray behind either.
+    A Ray the caller started is never touched.
     """
     global _ray_started_here
     if _ray_started_here:
@@ -374,7 +374,6 @@ class RayExecutor:
         self.data_root = data_root
         self.workers = workers
         self.address = address
-        self.owns_ray = _ray_started_here
         self.refs: dict[Any, Job] = {}
 
     def _threads(self, spec: RunSpec) -> int:
@@ -419,16 +418,13 @@ class RayExecutor:
                 yield job, record
 
     def close(self) -> None:
-        global _ray_started_here
         for ref in list(self.refs):
             try:
                 self.ray.cancel(ref, force=True)
             except Exception:  # noqa: BLE001 - best effort while shutting down
                 pass
         self.refs.clear()
-        if self.owns_ray:
-            self.ray.shutdown()
-            self.owns_ray = _ray_started_here = False
+        release_prestarted()  # only a Ray this module started; a caller's own Ray keeps running
 
 
 def make_executor(

@@ -501,7 +501,7 @@ def _scaling_job(spec: Any, data_root: Path) -> float:
     return time.perf_counter() - t0
 
 
-def parallel_scaling(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
+def parallel_scaling(opts: PerfOptions) -> dict[str, Any]:
     """K identical runs: in this process on every core vs over N worker processes; one run alone."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -602,7 +602,7 @@ def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -
         result["growth"] = growth(opts, data)
     if "parallel_scaling" in opts.only:
         note("parallel_scaling")
-        result["parallel_scaling"] = parallel_scaling(opts, data)
+        result["parallel_scaling"] = parallel_scaling(opts)
     result["conditions"]["load_average_1m_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return result
 
