@@ -16,16 +16,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from benchmark.grid import combination_label, combinations, grid_axes
+from benchmark.registries import SCENARIOS, STRATEGIES
 from benchmark.registry import Registry, UnknownNameError
+from benchmark.training import EXECUTION_KEYS, TrainingConfig  # noqa: F401  (re-exported)
 
 
 class ConfigError(ValueError):
@@ -34,26 +33,6 @@ class ConfigError(ValueError):
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class TrainingConfig(StrictModel):
-    """How every run of the suite is trained."""
-
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: PositiveFloat = 0.05
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    weight_decay: NonNegativeFloat = 0.0
-    batch_size: PositiveInt = 64
-    epochs: PositiveInt = 1
-    eval_batch_size: PositiveInt = 512
-    eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
-    # Execution-only keys (they do not change a run's numbers, so resume ignores them):
-    checkpoint: bool = False  # save after each experience; a rerun resumes from the last one saved
-    num_cpus: PositiveFloat = 1.0  # CPUs per run (Ray scheduling; torch threads per run)
-    num_gpus: NonNegativeFloat = 0.0  # GPUs per run (Ray scheduling)
-
-
-EXECUTION_KEYS = ("checkpoint", "num_cpus", "num_gpus")
 
 
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.+=-]+$")
@@ -183,8 +162,6 @@ def strategy_variants(spec: ComponentSpec) -> list[tuple[dict[str, Any], Compone
     The concrete spec's params are fully validated (defaults filled) and its label records the
     chosen values, e.g. ``ewc[ewc_lambda=10]``. Without a grid: ``[({}, spec)]``.
     """
-    from strategies import STRATEGIES
-
     entry = STRATEGIES.get(spec.name)
     axes = grid_axes(entry.params, spec.params)
     if not axes:
@@ -202,9 +179,6 @@ def strategy_variants(spec: ComponentSpec) -> list[tuple[dict[str, Any], Compone
 
 def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     """Validate a raw config mapping; raise :class:`ConfigError` naming every bad field."""
-    from benchmark.scenarios import SCENARIOS
-    from strategies import STRATEGIES
-
     if not isinstance(raw, dict):
         raise ConfigError("<root>: a suite config must be a mapping of keys to values")
     try:

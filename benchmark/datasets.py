@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from benchmark.registries import DATASETS as _DATASETS
 from benchmark.registry import Registry
 
 
@@ -45,7 +46,7 @@ class TensorData:
 
 
 DatasetLoader = Callable[[Path, bool], TensorData]
-DATASETS: Registry[DatasetLoader] = Registry("dataset")
+DATASETS: Registry[DatasetLoader] = _DATASETS
 
 
 def default_data_root() -> Path:

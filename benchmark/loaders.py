@@ -34,6 +34,19 @@ def dataset_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return cached  # type: ignore[return-value]
 
 
+def tensor_dataset(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor):
+    """An Avalanche classification dataset over ``(x, y, t)`` with per-sample task labels ``t``,
+    which :func:`dataset_tensors` serves back without a materialising pass."""
+    from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
+
+    if len(t) and bool((t == t[0]).all()):  # one task: the same form as a scenario's own datasets
+        label = int(t[0])
+        return _make_taskaware_classification_dataset(LabelledTensors(x, y, label), task_labels=label, targets=y.tolist())
+    leaf = LabelledTensors(x, y, 0)
+    leaf.tensors = (x, y, t)  # per-sample task labels
+    return _make_taskaware_classification_dataset(leaf, task_labels=t.tolist(), targets=y.tolist())
+
+
 def _no_transforms(flat) -> bool:
     for groups in (flat._transform_groups, flat._frozen_transform_groups):
         if groups is None:

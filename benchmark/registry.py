@@ -7,11 +7,14 @@ A component registers itself with a decorator, in the style of timm's ``@registe
 
 Registries may also name an entry-point group; distributions that declare entries in that group
 are imported the first time the registry is consulted, so a strategy living in another package
-is found without editing this one.
+is found without editing this one. The built-in components are found the same way: each registry
+names the modules that register them (``builtin_modules``) and imports them on first use, so a
+module that only needs to *look up* a name (config validation) never imports the components.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import logging
 from dataclasses import dataclass, field
@@ -59,11 +62,12 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """A name -> :class:`Entry` mapping with a registering decorator."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, builtin_modules: tuple[str, ...] = ()):
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.builtin_modules = builtin_modules
         self._entries: dict[str, Entry[T]] = {}
-        self._entry_points_loaded = entry_point_group is None
+        self._entry_points_loaded = False
 
     def register(
         self,
@@ -91,6 +95,10 @@ class Registry(Generic[T]):
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
+        for module in self.builtin_modules:
+            importlib.import_module(module)  # a broken built-in is a bug: let it raise
+        if self.entry_point_group is None:
+            return
         for ep in importlib.metadata.entry_points(group=self.entry_point_group):
             try:
                 ep.load()  # importing the module runs its @register decorators

@@ -12,12 +12,17 @@ crash or a kill leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from benchmark.record import RecordError, RunRecord
+
+log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 REQUIRED_KEYS = ("schema_version", "run_id", "status", "config", "accuracy_matrix")
@@ -90,14 +95,20 @@ def write_suite(out: Path, resolved_suite: dict[str, Any]) -> None:
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
-    """The record at ``path``, or None when missing, truncated, corrupt or incomplete."""
+    """The record at ``path`` (any schema version, as the current one), or None when missing,
+    truncated, corrupt, incomplete or not a valid :class:`~benchmark.record.RunRecord` (with a
+    warning naming the file)."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or any(k not in record for k in REQUIRED_KEYS):
         return None
-    return record
+    try:
+        return RunRecord.from_dict(record).to_dict()
+    except RecordError as exc:
+        log.warning("skipping %s: not a valid run record (%s)", path, exc)
+        return None
 
 
 def is_complete(record: dict[str, Any] | None, resolved_config: dict[str, Any]) -> bool:

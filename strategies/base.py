@@ -28,9 +28,10 @@ from avalanche.training.templates import SupervisedTemplate
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from benchmark.config import TrainingConfig
+from benchmark.registries import STRATEGIES as _STRATEGIES
 from benchmark.registry import Registry
 from benchmark.template import FastSupervisedTemplate
+from benchmark.training import TrainingConfig
 
 
 class StrategyParams(BaseModel):
@@ -54,6 +55,10 @@ class StrategyContext:
     used_params: Sequence[frozenset[str]]
     seed: int
     harness_plugins: list[SupervisedPlugin] = field(default_factory=list)
+
+    def shared_params(self, index: int) -> frozenset[str]:
+        """Parameters the model of experience ``index`` uses that an earlier experience's model used too."""
+        return shared_params(self.used_params, index)
 
     def make_optimizer(self, parameters=None) -> torch.optim.Optimizer:
         """The suite's optimizer over ``parameters`` (default: all of the model's)."""
@@ -87,6 +92,13 @@ class StrategyContext:
         )
 
 
+def shared_params(used_params: Sequence[frozenset[str]], index: int) -> frozenset[str]:
+    """``used_params[index]`` & (``used_params[0]`` | ... | ``used_params[index - 1]``): the one
+    definition of "shared with an earlier model" every strategy uses (wpl, spg, l2, pic...)."""
+    earlier = frozenset().union(*used_params[:index])
+    return frozenset(used_params[index]) & earlier
+
+
 def _silent_evaluator() -> EvaluationPlugin:
     """No metrics, no loggers: the harness evaluates on its own, off the training path."""
     with warnings.catch_warnings():
@@ -95,5 +107,5 @@ def _silent_evaluator() -> EvaluationPlugin:
 
 
 StrategyBuilder = Callable[[StrategyContext, BaseModel], SupervisedTemplate]
-STRATEGIES: Registry[StrategyBuilder] = Registry("strategy", entry_point_group="forgetbench.strategies")
+STRATEGIES: Registry[StrategyBuilder] = _STRATEGIES
 register_strategy = STRATEGIES.register

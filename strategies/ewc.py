@@ -36,7 +36,6 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
-from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, model_validator
@@ -46,6 +45,7 @@ from benchmark.models import TaskRoutedModule
 from strategies.base import StrategyContext, StrategyParams, register_strategy
 from strategies.importance import exact_fisher_diagonal
 from strategies.penalty import QuadraticAnchor, movable_subset, named_params
+from strategies.plugin import Plugin
 
 
 class EWCParams(StrategyParams):
@@ -109,7 +109,7 @@ def exact_importance(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], 
     return {n: fisher[n] if n in fisher else torch.zeros_like(p) for n, p in model.named_parameters()}
 
 
-class EWCPlugin(SupervisedPlugin):
+class EWCPlugin(Plugin):
     """Avalanche-compatible EWC (separate or online) with a vectorised penalty; see the module doc."""
 
     def __init__(
@@ -142,7 +142,7 @@ class EWCPlugin(SupervisedPlugin):
         if self.quadratic.empty:
             return
         params = named_params(strategy.model, self.quadratic.names)
-        exp = strategy.clock.train_exp_counter
+        exp = strategy.experience.current_experience
         used = self.used_params[exp] if self.used_params is not None and exp < len(self.used_params) else None
         self._subset = movable_subset(
             self.quadratic.names, self.quadratic.anchors, params, used, strategy.optimizer
@@ -176,6 +176,14 @@ class EWCPlugin(SupervisedPlugin):
             decayed.update({n: f for n, f in importance.items() if n not in decayed})
             self.quadratic.replace(decayed, anchor)
         self._params, self._subset = named_params(strategy.model, self.quadratic.names), None
+
+    def state_dict(self) -> dict:
+        """The one quadratic holding every earlier experience's importance and anchor."""
+        return {"quadratic": self.quadratic.state_dict()}
+
+    def load_state_dict(self, state) -> None:
+        self.quadratic.load_state_dict(state["quadratic"])
+        self._params, self._subset = [], None
 
     def state_bytes(self) -> int:
         """Bytes of the importance and anchor tensors held (does not grow with T in either mode)."""

@@ -43,9 +43,11 @@ from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from benchmark.loaders import dataset_tensors
+from benchmark.harness import StepBudget
 from benchmark.template import FastSupervisedTemplate
 from strategies.base import StrategyContext, StrategyParams, register_strategy
 from strategies.masking import MaskedNet
+from strategies.plugin import generator_state, set_generator_state, tensor_bytes
 from strategies.supsup import MaskSlotPlugin, masked_context
 
 
@@ -174,9 +176,39 @@ class ExSSNeTPlugin(MaskSlotPlugin):
         for _, layer in self.model.masked_layers():
             layer.union |= layer.frozen[slot]
 
+    def state_dict(self) -> dict:
+        """SupSup's masks plus each layer's union of trained masks, the KKT log, exclusive
+        fractions and the sampling RNG."""
+        return {
+            **super().state_dict(),
+            "union": {name: layer.union.clone() for name, layer in self.model.masked_layers()},
+            "kkt_log": [
+                {"experience": e["experience"], "chance": e["chance"],
+                 "knn_accuracy": [[int(i), float(a)] for i, a in e["knn_accuracy"].items()],
+                 "sources": [[int(i), float(w)] for i, w in e["sources"].items()]}
+                for e in self.kkt_log
+            ],
+            "exclusive": list(self.exclusive),
+            "generator": generator_state(self.generator),
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict({"masks": state["masks"]})
+        for name, layer in self.model.masked_layers():
+            layer.union.copy_(state["union"][name])
+        self.kkt_log = [
+            {"experience": e["experience"], "chance": e["chance"],
+             "knn_accuracy": {int(i): a for i, a in e["knn_accuracy"]},
+             "sources": {int(i): w for i, w in e["sources"]}}
+            for e in state["kkt_log"]
+        ]
+        self.exclusive = [float(x) for x in state["exclusive"]]
+        set_generator_state(self.generator, state["generator"])
+
     def state_bytes(self) -> int:
         unions = [layer.union for _, layer in self.model.masked_layers()]
-        return super().state_bytes() + sum(t.numel() * t.element_size() for t in unions)
+        return super().state_bytes() + tensor_bytes(unions)
 
     def extra_results(self) -> dict:
         isolation = self.model.ownership()
@@ -197,21 +229,20 @@ class ExSSNeTTemplate(FastSupervisedTemplate):
     """Runs each experience as a mask phase then an exclusive weight phase (one Avalanche experience).
 
     Each phase gets the turn's budget: ``mask_epochs`` / ``weight_epochs`` or the turn's epochs, and
-    the turn's step budget (the harness's step counters are reset between phases, then summed).
+    the turn's step budget (:meth:`~benchmark.harness.StepBudget.new_phase`; the steps of both phases count).
     """
 
     exssnet: ExSSNeTPlugin
 
     def _train_exp(self, experience, eval_streams=None, **kwargs):
         params, epochs = self.exssnet.params, self.train_epochs
-        counters = [p for p in self.plugins if hasattr(p, "budget") and hasattr(p, "steps")]
+        budgets = [p for p in self.plugins if isinstance(p, StepBudget)]
         self.train_epochs = params.mask_epochs or epochs
         super()._train_exp(experience, eval_streams, **kwargs)
         weight_epochs = epochs if params.weight_epochs is None else params.weight_epochs
         if weight_epochs > 0:
-            done = [p.steps for p in counters]
-            for p in counters:
-                p.steps = 0
+            for budget in budgets:
+                budget.new_phase()
             self._stop_training = False
             mask_optimizer = self.optimizer
             self.optimizer = self.exssnet.start_weight_phase(self)
@@ -221,8 +252,6 @@ class ExSSNeTTemplate(FastSupervisedTemplate):
             finally:
                 self.exssnet.end_weight_phase()
                 self.optimizer = mask_optimizer
-            for p, d in zip(counters, done):
-                p.steps += d
         self.train_epochs = epochs
 
 

@@ -15,14 +15,12 @@ hyperparameters.
 from __future__ import annotations
 
 import torch
-from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
-from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
-from benchmark.loaders import dataset_tensors
+from benchmark.loaders import dataset_tensors, tensor_dataset
 from benchmark.registry import NoParams
-from benchmark.scenarios.base import LabelledTensors
 from strategies.base import StrategyContext, register_strategy
+from strategies.plugin import Plugin, tensor_bytes
 
 
 def union_dataset(datasets: list) -> object:
@@ -31,13 +29,10 @@ def union_dataset(datasets: list) -> object:
     Built from the tensors directly, so the fast loader serves it without a materialising pass.
     """
     parts = [dataset_tensors(d) for d in datasets]
-    x, y, t = (torch.cat([p[i] for p in parts]) for i in range(3))
-    leaf = LabelledTensors(x, y, 0)
-    leaf.tensors = (x, y, t)  # mixed task labels
-    return _make_taskaware_classification_dataset(leaf, task_labels=t.tolist(), targets=y.tolist())
+    return tensor_dataset(*(torch.cat([p[i] for p in parts]) for i in range(3)))
 
 
-class JointPlugin(SupervisedPlugin):
+class JointPlugin(Plugin):
     """Replaces each experience's training data by the union of all experiences seen so far."""
 
     def __init__(self) -> None:
@@ -49,9 +44,16 @@ class JointPlugin(SupervisedPlugin):
         if len(self.seen) > 1:
             strategy.adapted_dataset = union_dataset(self.seen)
 
+    def state_dict(self) -> dict:
+        """The training data of every experience so far, as (x, y, t) tensors."""
+        return {"seen": [list(dataset_tensors(d)) for d in self.seen]}
+
+    def load_state_dict(self, state) -> None:
+        self.seen = [tensor_dataset(*tensors) for tensors in state["seen"]]
+
     def state_bytes(self) -> int:
         """Bytes of the stored training data of earlier experiences (a data, not a weight, cost)."""
-        return sum(t.numel() * t.element_size() for d in self.seen[:-1] for t in dataset_tensors(d))
+        return tensor_bytes([list(dataset_tensors(d)) for d in self.seen[:-1]])
 
 
 @register_strategy("joint", params=NoParams)

@@ -20,18 +20,18 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import NonNegativeFloat
 
-from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
+from strategies.plugin import Plugin, detached
 
 
 class L2Params(StrategyParams):
     l2_lambda: NonNegativeFloat = 1.0
 
 
-class L2Plugin(SupervisedPlugin):
+class L2Plugin(Plugin):
     """(lambda/2) ||theta_shared - theta*||^2 on the parameters shared with earlier experiences."""
 
     def __init__(self, l2_lambda: float, used_params: Sequence[frozenset[str]]):
@@ -42,9 +42,9 @@ class L2Plugin(SupervisedPlugin):
         self._terms: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
 
     def before_training_exp(self, strategy, **kwargs) -> None:
-        used = self.used_params[strategy.experience.current_experience]
+        shared = shared_params(self.used_params, strategy.experience.current_experience)
         named = dict(strategy.model.named_parameters())
-        self._terms = [(named[n], self.anchor[n]) for n in sorted(used) if n in self.anchor]
+        self._terms = [(named[n], self.anchor[n]) for n in sorted(shared) if n in self.anchor]
 
     def penalty(self) -> torch.Tensor | float:
         total = 0.0
@@ -62,9 +62,13 @@ class L2Plugin(SupervisedPlugin):
             if name in used:
                 self.anchor[name] = p.detach().clone()
 
-    def state_bytes(self) -> int:
-        """Bytes of the tensors this regularizer holds (the anchors)."""
-        return sum(t.numel() * t.element_size() for t in self.anchor.values())
+    def state_dict(self) -> dict:
+        """The anchors theta* of every parameter an earlier experience used."""
+        return {"anchor": detached(self.anchor)}
+
+    def load_state_dict(self, state) -> None:
+        self.anchor = dict(state["anchor"])
+        self._terms = []
 
 
 @register_strategy("l2", params=L2Params)

@@ -14,11 +14,15 @@ distillation weight, ``temperature`` (> 0).
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from avalanche.training.plugins import LwFPlugin
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import NonNegativeFloat, PositiveFloat
 
 from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.plugin import Plugin
 
 
 class LwFParams(StrategyParams):
@@ -26,8 +30,30 @@ class LwFParams(StrategyParams):
     temperature: PositiveFloat = 2.0
 
 
-class LwFStatePlugin(LwFPlugin):
-    """Avalanche's LwF plugin that reports the bytes of its frozen model copy."""
+class LwFStatePlugin(Plugin, LwFPlugin):
+    """Avalanche's LwF plugin with the state protocol: its frozen copy of the previous model."""
+
+    def __init__(self, model: torch.nn.Module, alpha: float, temperature: float):
+        super().__init__(alpha=alpha, temperature=temperature)
+        self.model = model  # the strategy's model: a resumed copy is loaded into a deepcopy of it
+
+    def state_dict(self) -> dict:
+        lwf = self.lwf
+        return {
+            "prev_model": None if lwf.prev_model is None else lwf.prev_model.state_dict(),
+            "expcount": lwf.expcount,
+            "prev_classes_by_task": {str(k): sorted(int(c) for c in v) for k, v in lwf.prev_classes_by_task.items()},
+        }
+
+    def load_state_dict(self, state) -> None:
+        lwf = self.lwf
+        lwf.prev_model = None
+        if state["prev_model"] is not None:
+            lwf.prev_model = copy.deepcopy(self.model)
+            lwf.prev_model.load_state_dict(state["prev_model"])
+        lwf.expcount = int(state["expcount"])
+        lwf.prev_classes_by_task.clear()
+        lwf.prev_classes_by_task.update({int(k): set(v) for k, v in state["prev_classes_by_task"].items()})
 
     def state_bytes(self) -> int:
         previous = self.lwf.prev_model
@@ -39,4 +65,4 @@ class LwFStatePlugin(LwFPlugin):
 @register_strategy("lwf", params=LwFParams)
 def build_lwf(ctx: StrategyContext, params: LwFParams) -> SupervisedTemplate:
     """Learning without Forgetting: distil earlier heads' outputs on current data (Li & Hoiem 2017)."""
-    return ctx.build(plugins=[LwFStatePlugin(alpha=params.alpha, temperature=params.temperature)])
+    return ctx.build(plugins=[LwFStatePlugin(ctx.model, alpha=params.alpha, temperature=params.temperature)])

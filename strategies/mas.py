@@ -26,11 +26,12 @@ import torch
 from avalanche.models.utils import avalanche_forward
 from avalanche.training.plugins import MASPlugin
 from avalanche.training.templates import SupervisedTemplate
-from avalanche.training.utils import zerolike_params_dict
+from avalanche.training.utils import ParamData, zerolike_params_dict
 from pydantic import Field, NonNegativeFloat
 
 from benchmark.loaders import TensorBatchLoader, dataset_tensors
 from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.plugin import Plugin
 
 
 class MASParams(StrategyParams):
@@ -38,7 +39,7 @@ class MASParams(StrategyParams):
     alpha: float = Field(0.5, ge=0.0, le=1.0)
 
 
-class FastMASPlugin(MASPlugin):
+class FastMASPlugin(Plugin, MASPlugin):
     """Avalanche's MAS with the importance pass on tensor-sliced batches."""
 
     def _get_importance(self, strategy):
@@ -57,6 +58,21 @@ class FastMASPlugin(MASPlugin):
             value.data /= float(len(loader))
         strategy.optimizer.zero_grad()
         return importance
+
+    def state_dict(self) -> dict:
+        """Omega and the anchor theta* (None before the first experience ends)."""
+        def plain(params):
+            return None if params is None else {n: p.data.detach().clone() for n, p in params.items()}
+
+        return {"importance": plain(self.importance), "params": plain(self.params)}
+
+    def load_state_dict(self, state) -> None:
+        def wrap(tensors):
+            if tensors is None:
+                return None
+            return {n: ParamData(n, t.shape, device=t.device, init_tensor=t.clone()) for n, t in tensors.items()}
+
+        self.importance, self.params = wrap(state["importance"]), wrap(state["params"])
 
     def state_bytes(self) -> int:
         """Bytes of the tensors this regularizer holds (importance and anchor)."""

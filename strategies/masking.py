@@ -249,6 +249,30 @@ class MaskedNet(TaskRoutedModule):
         finally:
             self.state.capture, self.state.features = False, None
 
+    # ------------------------------------------------------------------ state
+    def mask_state(self) -> dict:
+        """What the masks of trained slots need besides the model's ``state_dict()``: the frozen
+        0/1 masks of each layer's frozen slots, and which slots serve which task label."""
+        return {
+            "key_slots": {str(k): list(v) for k, v in self.key_slots.items()},
+            "layers": {
+                name: {"slots": sorted(layer.frozen_slots), "masks": [layer.frozen[s].clone() for s in sorted(layer.frozen_slots)]}
+                for name, layer in self.masked_layers()
+            },
+        }
+
+    @torch.no_grad()
+    def load_mask_state(self, state: dict) -> None:
+        self.key_slots = {int(k): [int(s) for s in v] for k, v in state["key_slots"].items()}
+        self.training_slot = None
+        for name, layer in self.masked_layers():
+            saved = state["layers"][name]
+            layer.frozen.zero_()
+            layer.frozen_slots = set()
+            for slot, mask in zip(saved["slots"], saved["masks"]):
+                layer.frozen[slot] = mask.to(layer.frozen.device)
+                layer.frozen_slots.add(int(slot))
+
     # ------------------------------------------------------------------ statistics
     def ownership(self) -> dict[str, list[float] | float]:
         """Per trained slot (training order): mask density and fraction of all masked weights it

@@ -167,11 +167,28 @@ class QuadraticAnchor:
             value = _QuadraticPenalty.apply(scale, weights, anchors, *params)
         return value + scale * self.constant if self.constant else value
 
+    def state_dict(self) -> dict:
+        """What defines Q: names, weights A, anchors m, constant c (the sqrt form is derived from them)."""
+        return {
+            "names": list(self.names),
+            "weights": [w.detach().clone() for w in self.weights],
+            "anchors": [m.detach().clone() for m in self.anchors],
+            "constant": self.constant,
+        }
+
+    def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
+        self.names = list(state["names"])
+        self.weights = [w.to(device) if device is not None else w for w in state["weights"]]
+        self.anchors = [m.to(device) if device is not None else m for m in state["anchors"]]
+        self.constant = float(state["constant"])
+        if self.names:
+            self._changed()
+        else:
+            self._roots, self._offsets, self._grad_roots = None, [], None
+
     def state_bytes(self) -> int:
-        """Bytes of every tensor held (weights, anchors and the sqrt form when present)."""
-        held = self.weights + self.anchors + (self._roots or []) + self._offsets
-        held += self._grad_roots[1] if self._grad_roots else []
-        return sum(t.nbytes for t in held)
+        """Bytes of what defines Q (weights and anchors); the sqrt form is a derived cache."""
+        return sum(t.nbytes for t in self.weights + self.anchors)
 
 
 def movable_subset(

@@ -32,7 +32,6 @@ from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
-from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
@@ -40,7 +39,8 @@ from torch import nn
 from benchmark.loaders import TensorBatchLoader, dataset_tensors
 from benchmark.models import TaskRoutedModule
 from benchmark.template import FastSupervisedTemplate
-from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
+from strategies.plugin import Plugin, generator_state, set_generator_state, tensor_bytes
 
 LAMBDA_GRID = tuple(round(0.1 * i, 1) for i in range(1, 11))
 _ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -152,7 +152,7 @@ class PICNet(TaskRoutedModule):
             layer.merge(lam)
 
 
-class PICPlugin(SupervisedPlugin):
+class PICPlugin(Plugin):
     """Freezes what earlier experiences trained, runs one adapter per experience, merges after it."""
 
     def __init__(self, model: PICNet, params: PICParams, used_params, seed: int):
@@ -168,13 +168,13 @@ class PICPlugin(SupervisedPlugin):
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience
-        earlier = frozenset().union(*self.used[:index]) if index else frozenset()
+        shared = shared_params(self.used, index)
         named = dict(self.model.named_parameters())
         for name, p in named.items():
             # new parameters (this task's own) train directly; whatever an earlier task used is frozen
-            p.requires_grad_(name in self.used[index] and name not in earlier)
+            p.requires_grad_(name in self.used[index] and name not in shared)
         for name, layer in self.model.lora_layers():
-            if index > 0 and f"inner.{name}.weight" in earlier and f"inner.{name}.weight" in self.used[index]:
+            if f"inner.{name}.weight" in shared:
                 layer.start_adapter(self.params.init, self.generator)
                 layer.lora_A.requires_grad_(True)
                 layer.lora_B.requires_grad_(True)
@@ -228,11 +228,35 @@ class PICPlugin(SupervisedPlugin):
         self.model.train(was_training)
         return sum(accuracies) / len(accuracies)
 
+    def state_dict(self) -> dict:
+        """Every finished adapter (B_i, A_i) and the merged update per layer, the held-out data,
+        the chosen lambdas, and the RNG that draws adapters and hold-outs."""
+        return {
+            "layers": {
+                name: {"taus": [[B.clone(), A.clone()] for B, A in layer.taus], "merged": layer.merged.clone()}
+                for name, layer in self.model.lora_layers()
+            },
+            "validation": [[x, y, int(key)] for x, y, key in self.validation],
+            "lams": list(self.lams),
+            "val_accuracy": list(self.val_accuracy),
+            "generator": generator_state(self.generator),
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state) -> None:
+        for name, layer in self.model.lora_layers():
+            saved = state["layers"][name]
+            layer.taus = [(B.to(layer.weight.device), A.to(layer.weight.device)) for B, A in saved["taus"]]
+            layer.merged.copy_(saved["merged"])
+            layer.adapter_active = False
+        self.validation = [(x, y, int(key)) for x, y, key in state["validation"]]
+        self.lams = list(state["lams"])
+        self.val_accuracy = list(state["val_accuracy"])
+        set_generator_state(self.generator, state["generator"])
+
     def state_bytes(self) -> int:
         """Bytes of the adapters kept for merging (B_i, A_i per layer and task) and the merged update."""
-        tensors = [t for _, layer in self.model.lora_layers() for pair in layer.taus for t in pair]
-        tensors += [layer.merged for _, layer in self.model.lora_layers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return tensor_bytes(self.state_dict()["layers"])
 
     def extra_results(self) -> dict:
         return {"pic": {"lam": self.lams, "val_accuracy": self.val_accuracy}}

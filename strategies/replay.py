@@ -19,11 +19,13 @@ from typing import Iterator
 
 import torch
 from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.storage_policy import ReservoirSamplingBuffer
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import PositiveInt
 
-from benchmark.loaders import TensorBatchLoader, dataset_tensors
+from benchmark.loaders import TensorBatchLoader, dataset_tensors, tensor_dataset
 from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.plugin import Plugin, tensor_bytes
 
 
 class ReplayParams(StrategyParams):
@@ -55,7 +57,7 @@ class MixedTensorLoader:
             yield [torch.cat([b, m[pick]]) for b, m in zip(batch, self.memory)]
 
 
-class FastReplayPlugin(ReplayPlugin):
+class FastReplayPlugin(Plugin, ReplayPlugin):
     """Avalanche's replay buffer, served by slicing tensors instead of a sample-by-sample loader."""
 
     def before_training_exp(self, strategy, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False,
@@ -74,11 +76,34 @@ class FastReplayPlugin(ReplayPlugin):
         # Avalanche's own update(), without its deprecated alias.
         self.storage_policy.post_adapt(strategy, strategy.experience)
 
+    def state_dict(self) -> dict:
+        """Each experience's group of the memory: its samples (x, y, t), reservoir weights and size."""
+        policy = self.storage_policy
+        return {
+            "num_exps": policy._num_exps,
+            "groups": [
+                {"key": int(key), "max_size": group.max_size, "weights": group._buffer_weights.clone(),
+                 "samples": list(dataset_tensors(group.buffer)) if len(group.buffer) else []}
+                for key, group in policy.buffer_groups.items()
+            ],
+        }
+
+    def load_state_dict(self, state) -> None:
+        policy = self.storage_policy
+        policy._num_exps = int(state["num_exps"])
+        policy.buffer_groups = {}
+        for saved in state["groups"]:
+            group = ReservoirSamplingBuffer(int(saved["max_size"]))
+            group._buffer_weights = saved["weights"].cpu()
+            if saved["samples"]:
+                group.buffer = tensor_dataset(*saved["samples"])
+            policy.buffer_groups[int(saved["key"])] = group
+
     def state_bytes(self) -> int:
         """Bytes of the stored samples (inputs, labels, task labels)."""
         if len(self.storage_policy.buffer) == 0:
             return 0
-        return sum(t.numel() * t.element_size() for t in dataset_tensors(self.storage_policy.buffer))
+        return tensor_bytes(list(dataset_tensors(self.storage_policy.buffer)))
 
 
 @register_strategy("replay", params=ReplayParams)

@@ -31,7 +31,6 @@ omega finite for parameters that barely moved.
 from __future__ import annotations
 
 import torch
-from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 from typing import Sequence
 
@@ -40,6 +39,7 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from strategies.base import StrategyContext, StrategyParams, register_strategy
 from strategies.penalty import QuadraticAnchor, movable_subset
+from strategies.plugin import Plugin
 
 SI_C = 1.0  # Avalanche's update_ewc_data(..., c=1)
 SI_CLIP = 0.001  # Avalanche's update_ewc_data(clip_to=0.001, ...)
@@ -61,7 +61,7 @@ def si_parameters(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad and n not in norm]
 
 
-class SIPlugin(SupervisedPlugin):
+class SIPlugin(Plugin):
     """Avalanche-compatible Synaptic Intelligence on device buffers; see the module doc."""
 
     def __init__(self, si_lambda: float, eps: float = 1e-7, used_params: Sequence[frozenset[str]] | None = None):
@@ -100,7 +100,7 @@ class SIPlugin(SupervisedPlugin):
         # the anchor is the weights at the start of the experience
         self.quadratic.replace(omega, {n: p.detach() for n, p in named})
         # a tensor this experience does not use keeps w = 0 and its anchor: skip it per step
-        exp = strategy.clock.train_exp_counter
+        exp = strategy.experience.current_experience
         used = self.used_params[exp] if self.used_params is not None and exp < len(self.used_params) else None
         self._subset = movable_subset(self.names, self.quadratic.anchors, self.params, used, strategy.optimizer)
         keep = range(len(self.params)) if self._subset is None else self._subset
@@ -131,10 +131,25 @@ class SIPlugin(SupervisedPlugin):
         omega = {n: torch.clamp(-c, max=SI_CLIP) for n, c in zip(self.names, self.cumulative)}
         self.quadratic.replace(omega, {n: p.detach() for n, p in zip(self.names, self.params)})
 
+    def state_dict(self) -> dict:
+        """omega and the anchor (one quadratic) and the cumulative path integral, per tracked tensor.
+
+        The trajectory and pre-step buffers are rebuilt at the start of every experience: scratch.
+        """
+        return {
+            "names": list(self.names),
+            "cumulative": [c.detach().clone() for c in self.cumulative],
+            "quadratic": self.quadratic.state_dict(),
+        }
+
+    def load_state_dict(self, state) -> None:
+        self.names = list(state["names"])
+        self.cumulative = list(state["cumulative"])
+        self.quadratic.load_state_dict(state["quadratic"])
+
     def state_bytes(self) -> int:
-        """Bytes of omega, anchor, cumulative and per-experience trajectory / pre-step buffers."""
-        buffers = self._pre_step + self.trajectory + self.cumulative
-        return self.quadratic.state_bytes() + sum(t.nbytes for t in buffers)
+        """Bytes of omega, anchor and the cumulative path integral (what SI keeps between experiences)."""
+        return self.quadratic.state_bytes() + sum(t.nbytes for t in self.cumulative)
 
 
 @register_strategy("si", params=SIParams)

@@ -46,12 +46,12 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import PositiveInt
 
 from benchmark.loaders import dataset_tensors
-from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
+from strategies.plugin import Plugin, detached
 
 Tensors = dict[str, torch.Tensor]
 
@@ -102,7 +102,7 @@ def spg_gradients(
     return grads
 
 
-class SPGPlugin(SupervisedPlugin):
+class SPGPlugin(Plugin):
     """Accumulates SPG's importance A after each experience and soft-masks gradients before each step."""
 
     def __init__(
@@ -123,8 +123,7 @@ class SPGPlugin(SupervisedPlugin):
     # ------------------------------------------------------------------ masking
     def shared_names(self, index: int) -> set[str]:
         """Parameters experience ``index`` uses that an earlier experience used too."""
-        earlier = set().union(*self.used_params[:index]) if index else set()
-        return set(self.used_params[index]) & earlier
+        return set(shared_params(self.used_params, index))
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience
@@ -175,9 +174,13 @@ class SPGPlugin(SupervisedPlugin):
             self.importance[name] = imp if old is None else torch.maximum(old, imp)
         return gamma
 
-    def state_bytes(self) -> int:
-        """Bytes of the tensors this regularizer holds (the importance A)."""
-        return sum(t.numel() * t.element_size() for t in self.importance.values())
+    def state_dict(self) -> dict:
+        """The accumulated importance A and the heads trained so far."""
+        return {"importance": detached(self.importance), "trained_heads": list(self.trained_heads)}
+
+    def load_state_dict(self, state) -> None:
+        self.importance = dict(state["importance"])
+        self.trained_heads = [int(h) for h in state["trained_heads"]]
 
 
 @register_strategy("spg", params=SPGParams)

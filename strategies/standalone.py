@@ -19,12 +19,12 @@ import copy
 import dataclasses
 
 import torch
-from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.models import TaskRoutedModule
 from benchmark.registry import NoParams
 from strategies.base import StrategyContext, register_strategy
+from strategies.plugin import Plugin
 
 
 class StandaloneModels(TaskRoutedModule):
@@ -66,8 +66,22 @@ class StandaloneModels(TaskRoutedModule):
         tensors = [t for m in self.snapshots.values() for t in m.state_dict().values()]
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    def snapshot_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {str(task): dict(m.state_dict()) for task, m in self.snapshots.items()}
 
-class StandalonePlugin(SupervisedPlugin):
+    def load_snapshots(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Rebuild the frozen per-task copies from their state dicts (in place of the current ones)."""
+        self.snapshots = {}
+        for task, state in states.items():
+            snapshot = copy.deepcopy(self.live).eval()
+            snapshot.load_state_dict(state)
+            for p in snapshot.parameters():
+                p.requires_grad_(False)
+            self.snapshots[int(task)] = snapshot
+        self.training_task = None
+
+
+class StandalonePlugin(Plugin):
     """Resets the live network before each experience and snapshots it after."""
 
     def __init__(self, models: StandaloneModels):
@@ -80,6 +94,13 @@ class StandalonePlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         self.models.finish()
+
+    def state_dict(self) -> dict:
+        """The frozen copy of every task trained so far."""
+        return {"snapshots": self.models.snapshot_states()}
+
+    def load_state_dict(self, state) -> None:
+        self.models.load_snapshots(state["snapshots"])
 
     def state_bytes(self) -> int:
         """Bytes of the per-task copies."""

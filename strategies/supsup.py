@@ -24,19 +24,19 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field
 
 from strategies.base import StrategyContext, StrategyParams, register_strategy
 from strategies.masking import MaskedNet
+from strategies.plugin import Plugin, tensor_bytes
 
 
 class SupSupParams(StrategyParams):
     sparsity: float = Field(0.1, gt=0.0, le=1.0, description="fraction of each layer's weights a mask keeps")
 
 
-class MaskSlotPlugin(SupervisedPlugin):
+class MaskSlotPlugin(Plugin):
     """Experience i trains mask slot i only (its scores), then freezes it."""
 
     def __init__(self, model: MaskedNet):
@@ -61,10 +61,16 @@ class MaskSlotPlugin(SupervisedPlugin):
         for p in self.model.parameters():
             p.requires_grad_(False)
 
+    def state_dict(self) -> dict:
+        """The trained slots' frozen masks and slot routing (scores and weights are the model's)."""
+        return {"masks": self.model.mask_state()}
+
+    def load_state_dict(self, state) -> None:
+        self.model.load_mask_state(state["masks"])
+
     def state_bytes(self) -> int:
-        """Bytes of the per-task state: every slot's scores and frozen masks."""
-        tensors = [t for _, layer in self.model.masked_layers() for t in (*layer.scores, layer.frozen)]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        """Bytes of the kept per-task state: the trained slots' frozen 0/1 masks."""
+        return tensor_bytes(self.model.mask_state()["layers"])
 
     def extra_results(self) -> dict:
         return {"isolation": self.model.ownership()}

@@ -38,14 +38,15 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
-from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from benchmark.loaders import dataset_tensors
 from strategies.base import StrategyContext, StrategyParams, register_strategy
 from strategies.importance import exact_fisher_diagonal
+from strategies.base import shared_params
 from strategies.penalty import QuadraticAnchor, named_params
+from strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
 
 Tensors = dict[str, torch.Tensor]
 
@@ -63,7 +64,7 @@ class WPLParams(StrategyParams):
     fisher_batch_size: PositiveInt = 1024
 
 
-class WPLPlugin(SupervisedPlugin):
+class WPLPlugin(Plugin):
     """Fisher-weighted quadratic penalty on the parameters shared with earlier models only."""
 
     def __init__(self, params: WPLParams, used_params: Sequence[frozenset[str]], seed: int = 0):
@@ -81,11 +82,11 @@ class WPLPlugin(SupervisedPlugin):
 
     # ----------------------------------------------------------------- penalty
     def shared_names(self, experience_index: int) -> set[str]:
-        """Parameters the model of ``experience_index`` uses that an earlier model used too."""
-        used = self.used_params[experience_index]
-        if self.params.anchor == "latest":
-            return used & self.importance.keys()
-        return used & set().union(*(f.keys() for f, _ in self.per_model)) if self.per_model else set()
+        """Parameters the model of ``experience_index`` uses that an earlier model used too and
+        that hold an importance (after ``reset_every`` only those since the reset)."""
+        held = self.importance.keys() if self.params.anchor == "latest" else set().union(
+            *(f.keys() for f, _ in self.per_model))
+        return set(shared_params(self.used_params, experience_index) & held)
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         """Assemble this experience's penalty as one quadratic over its shared parameters.
@@ -94,9 +95,9 @@ class WPLPlugin(SupervisedPlugin):
         :meth:`QuadraticAnchor.add`), so both anchors cost one fused pass per step.
         """
         index = strategy.experience.current_experience
-        order = [n for n, _ in strategy.model.named_parameters() if n in self.used_params[index]]
+        shared = self.shared_names(index)
         sources = [(self.importance, self.anchor)] if self.params.anchor == "latest" else self.per_model
-        names = [n for n in order if any(n in fisher for fisher, _ in sources)]
+        names = [n for n, _ in strategy.model.named_parameters() if n in shared]
         self._quadratic = QuadraticAnchor()
         for fisher, anchor in sources if names else ():
             self._quadratic.add(
@@ -157,11 +158,28 @@ class WPLPlugin(SupervisedPlugin):
         self.importance = _accumulate(self.importance, fisher, self.params.accumulate, self.params.momentum)
         self.anchor.update(weights)
 
+    def state_dict(self) -> dict:
+        """Fisher and anchor (running, or per earlier model), models trained, the sampling RNG."""
+        return {
+            "models_trained": self.models_trained,
+            "importance": detached(self.importance),
+            "anchor": detached(self.anchor),
+            "per_model": [[detached(f), detached(a)] for f, a in self.per_model],
+            "generator": generator_state(self.generator),
+        }
+
+    def load_state_dict(self, state) -> None:
+        self.models_trained = int(state["models_trained"])
+        self.importance = dict(state["importance"])
+        self.anchor = dict(state["anchor"])
+        self.per_model = [(dict(f), dict(a)) for f, a in state["per_model"]]
+        set_generator_state(self.generator, state["generator"])
+        self._quadratic, self._params = QuadraticAnchor(), []
+
     def state_bytes(self) -> int:
-        """Bytes of the tensors this regularizer holds."""
-        tensors = [*self.importance.values(), *self.anchor.values()]
-        tensors += [t for f, a in self.per_model for t in (*f.values(), *a.values())]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        """Bytes of the Fisher and anchor tensors kept (the RNG state is not regularizer memory)."""
+        state = self.state_dict()
+        return tensor_bytes([state["importance"], state["anchor"], state["per_model"]])
 
 
 def _clip(fisher: torch.Tensor, max_norm: float) -> torch.Tensor:

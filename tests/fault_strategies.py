@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from avalanche.core import SupervisedPlugin
-from avalanche.training.plugins import EWCPlugin
 from pydantic import NonNegativeFloat
 
 from strategies import STRATEGIES, StrategyContext, StrategyParams, register_strategy
+from strategies.ewc import EWCPlugin
+from strategies.plugin import Plugin
 
 
 class FaultParams(StrategyParams):
@@ -24,7 +25,9 @@ class FaultParams(StrategyParams):
     at_experience: int = 1
 
 
-class _FaultOnce(SupervisedPlugin):
+class _FaultOnce(Plugin):
+    """Stateless for checkpoints: whether it fired is the marker file on disk."""
+
     def __init__(self, marker: str, at_experience: int, fault):
         super().__init__()
         self.marker, self.at_experience, self.fault = Path(marker), at_experience, fault
@@ -83,3 +86,20 @@ if "test_slow" not in STRATEGIES:
     def _build_slow(ctx: StrategyContext, params: SlowParams):
         """Test-only: naive fine-tuning that sleeps after every step (to interrupt it mid-run)."""
         return ctx.build(plugins=[_Slow(params.seconds_per_step)])
+
+
+class KillAfterParams(FaultParams):
+    strategy: str
+    strategy_params: dict = {}
+
+
+if "test_kill_after" not in STRATEGIES:
+
+    @register_strategy("test_kill_after", params=KillAfterParams)
+    def _build_kill_after(ctx: StrategyContext, params: KillAfterParams):
+        """Test-only: the registered ``strategy``, whose process SIGKILLs itself when experience
+        ``at_experience`` starts (after the previous experience's checkpoint), once."""
+        entry = STRATEGIES.get(params.strategy)
+        strategy = entry.factory(ctx, entry.parse_params(params.strategy_params))
+        strategy.plugins.insert(0, _FaultOnce(params.marker, params.at_experience, _sigkill_self))
+        return strategy

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from torch.utils.data import TensorDataset
 
 from benchmark.models import TaskRoutedModule
+from benchmark.registries import SCENARIOS as _SCENARIOS
 from benchmark.registry import Registry
 
 
@@ -134,4 +135,4 @@ class ScenarioInputs:
     data_root: Any  # pathlib.Path
 
 
-SCENARIOS: Registry[ScenarioBuilder] = Registry("scenario")
+SCENARIOS: Registry[ScenarioBuilder] = _SCENARIOS

@@ -1,0 +1,147 @@
+"""The harness's own plugins and its evaluation, shared by every strategy of a run.
+
+* :class:`LossWatch` flags a non-finite loss (checked once per epoch: no host sync per step);
+* :class:`StepBudget` stops a turn after its iteration budget and counts the steps taken;
+* :class:`CurveRecorder` records forgetting curves every ``eval_every`` iterations;
+* :func:`evaluate` is the one top-1 accuracy every number in a record comes from.
+
+They hold no state a checkpoint must carry (the curves live in the record), so they sit outside
+the plugin protocol of :mod:`strategies.plugin`. A strategy with phases inside one turn (ExSSNeT's
+mask then weight phase) gives each phase the budget through :meth:`StepBudget.new_phase`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+from benchmark.scenarios.base import Task
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss or non-finite weights."""
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, task: Task, batch_size: int, device: torch.device) -> float:
+    """Top-1 accuracy of ``task``'s model on its test data (the model's train/eval mode is restored)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(task.test_y), batch_size):
+        x = task.test_x[start : start + batch_size].to(device)
+        y = task.test_y[start : start + batch_size].to(device)
+        correct += int((model.forward_single_task(x, task.model_key).argmax(1) == y).sum())
+    model.train(was_training)
+    return correct / max(len(task.test_y), 1)
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Raise :class:`DivergedError` if any parameter holds a NaN or inf (one host sync)."""
+    finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
+    if not bool(finite):
+        raise DivergedError("non-finite weights after training")
+
+
+class LossWatch(SupervisedPlugin):
+    """Flags a non-finite loss without a host sync per step (checked once per epoch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loss_sum: torch.Tensor | None = None
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        self._loss_sum = torch.zeros((), device=strategy.device)
+
+    def after_backward(self, strategy, **kwargs) -> None:
+        # one in-place add per step: a NaN or inf loss makes the running sum non-finite
+        self._loss_sum += strategy.loss.detach().sum()
+
+    def after_training_epoch(self, strategy, **kwargs) -> None:
+        if not bool(torch.isfinite(self._loss_sum)):
+            raise DivergedError(
+                f"non-finite loss in experience {strategy.experience.current_experience}, "
+                f"epoch {strategy.clock.train_exp_epochs}"
+            )
+
+
+class StepBudget(SupervisedPlugin):
+    """Stops an experience after ``budget`` iterations (for turns with ``max_steps``); counts ``steps``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.budget: int | None = None
+        self.steps = 0
+        self._earlier_phases = 0
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        self.steps = 0
+        self._earlier_phases = 0
+
+    def after_training_iteration(self, strategy, **kwargs) -> None:
+        self.steps += 1
+        if self.budget is not None and self.steps - self._earlier_phases >= self.budget:
+            strategy.stop_training()
+
+    def new_phase(self) -> None:
+        """The rest of this turn is a new phase with a budget of its own; ``steps`` keeps counting."""
+        self._earlier_phases = self.steps
+
+
+class CurveRecorder(SupervisedPlugin):
+    """Forgetting curves: every ``every`` iterations, accuracy of the watched tasks' models.
+
+    Records ``{train_exp, iteration, eval_exp, accuracy}`` at iteration 0 (before the turn trains),
+    every ``every`` iterations, and at the turn's last iteration. Its evaluation time is kept apart
+    so the runner can leave it out of the training time.
+    """
+
+    def __init__(self, every: int, evaluate_task: Callable[[torch.nn.Module, int], float]) -> None:
+        super().__init__()
+        self.every = every
+        self.evaluate_task = evaluate_task
+        self.curves: list[dict[str, Any]] = []
+        self.turn = 0
+        self.watch: list[int] = []
+        self.steps = 0
+        self.eval_seconds = 0.0
+
+    def _record(self, model: torch.nn.Module) -> None:
+        t0 = time.perf_counter()
+        for task in self.watch:
+            self.curves.append(
+                {"train_exp": self.turn, "iteration": self.steps, "eval_exp": task,
+                 "accuracy": self.evaluate_task(model, task)}
+            )
+        self.eval_seconds += time.perf_counter() - t0
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        self.steps = 0
+        self._record(strategy.model)
+
+    def after_training_iteration(self, strategy, **kwargs) -> None:
+        self.steps += 1
+        if self.steps % self.every == 0:
+            self._record(strategy.model)
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        if self.steps % self.every != 0:
+            self._record(strategy.model)
+
+
+@dataclass
+class Harness:
+    """The harness plugins of one run; ``plugins`` is what the strategy context appends."""
+
+    watch: LossWatch = field(default_factory=LossWatch)
+    budget: StepBudget = field(default_factory=StepBudget)
+    recorder: CurveRecorder | None = None
+
+    @property
+    def plugins(self) -> list[SupervisedPlugin]:
+        # The recorder first: its iteration-0 point precedes any step of the experience.
+        return [p for p in (self.recorder, self.watch, self.budget) if p is not None]

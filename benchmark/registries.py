@@ -1,0 +1,18 @@
+"""The three component registries, in a leaf module: who needs a name looks it up here.
+
+Each registry imports its built-in components on first use (``builtin_modules``) and then the
+other distributions' entry points, so validating a config needs no import of the strategies or
+scenarios themselves (the one-way flow: config -> scenario -> strategy -> runner).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from benchmark.registry import Registry
+
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset", builtin_modules=("benchmark.datasets",))
+SCENARIOS: Registry[Callable[..., Any]] = Registry("scenario", builtin_modules=("benchmark.scenarios",))
+STRATEGIES: Registry[Callable[..., Any]] = Registry(
+    "strategy", entry_point_group="forgetbench.strategies", builtin_modules=("strategies",)
+)

@@ -1,0 +1,107 @@
+"""Build a strategy for a scenario and train it turn by turn: the one training loop of the harness.
+
+The runner, the standalone references, :func:`benchmark.testing.check_strategy` and ``forgetbench
+perf`` all train through :func:`train_schedule`, so what the contract test and the benchmark
+measure is what the runner does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from benchmark.harness import Harness, check_finite_weights
+from benchmark.registries import STRATEGIES
+from benchmark.scenarios.base import Scenario, Turn
+from benchmark.training import TrainingConfig
+from strategies.base import StrategyContext
+
+
+def build_strategy(
+    name: str,
+    params: dict[str, Any] | Any,
+    scenario: Scenario,
+    model: torch.nn.Module,
+    training: TrainingConfig,
+    device: torch.device,
+    seed: int,
+    harness: Harness,
+):
+    """The registered strategy ``name`` built on ``model`` for ``scenario``, with the harness plugins."""
+    ctx = StrategyContext(
+        model=model,
+        training=training,
+        device=device,
+        used_params=scenario.turn_used_params,
+        seed=seed,
+        harness_plugins=harness.plugins,
+    )
+    entry = STRATEGIES.get(name)
+    return entry.factory(ctx, params if not isinstance(params, dict) else entry.parse_params(params))
+
+
+def turn_steps(turn: Turn, n_train: int, training: TrainingConfig) -> int:
+    """Iterations a turn trains for: ``max_steps``, else epochs x batches per epoch."""
+    return turn.max_steps or training.epochs * math.ceil(n_train / training.batch_size)
+
+
+def set_turn_budget(strategy, harness: Harness, turn: Turn, n_train: int, training: TrainingConfig) -> None:
+    """A turn runs ``turn.max_steps`` iterations if set, else the suite's epochs."""
+    harness.budget.budget = turn.max_steps
+    batches_per_epoch = math.ceil(n_train / training.batch_size)
+    strategy.train_epochs = math.ceil(turn.max_steps / batches_per_epoch) if turn.max_steps else training.epochs
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    """What one trained turn cost: training seconds (curve evaluation left out), curve seconds, steps."""
+
+    index: int
+    turn: Turn
+    train_seconds: float
+    curve_seconds: float
+    steps: int
+
+
+def train_schedule(
+    strategy,
+    harness: Harness,
+    turns: Sequence[tuple[Turn, Any]],
+    training: TrainingConfig,
+    start: int = 0,
+    tasks_before: Sequence[int] = (),
+) -> Iterator[TurnDone]:
+    """Train ``(turn, experience)`` pairs from index ``start`` on; yields after each turn.
+
+    Each turn gets its budget, a fresh optimizer state, and a finite-weights check after it. The
+    curve recorder (if any) watches every task trained so far (``tasks_before`` lists those of the
+    turns before ``start``). The caller evaluates between turns: the generator resumes the next
+    turn only when asked for it.
+    """
+    trained = list(dict.fromkeys(tasks_before))
+    recorder = harness.recorder
+    for index, (turn, experience) in enumerate(turns):
+        if index < start:
+            continue
+        if turn.task not in trained:
+            trained.append(turn.task)
+        set_turn_budget(strategy, harness, turn, len(experience.dataset), training)
+        curve_before = 0.0
+        if recorder is not None:
+            recorder.turn, recorder.watch = index, list(trained)
+            curve_before = recorder.eval_seconds
+        t0 = time.perf_counter()
+        strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
+        elapsed = time.perf_counter() - t0
+        curve_seconds = recorder.eval_seconds - curve_before if recorder is not None else 0.0
+        check_finite_weights(strategy.model)
+        yield TurnDone(index, turn, elapsed - curve_seconds, curve_seconds, harness.budget.steps)
+
+
+def scheduled_experiences(scenario: Scenario) -> list[tuple[Turn, Any]]:
+    """The scenario's schedule paired with its Avalanche training experiences."""
+    return list(zip(scenario.schedule, scenario.avalanche_benchmark().train_stream))

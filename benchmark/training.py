@@ -1,0 +1,30 @@
+"""How every run of a suite is trained: :class:`TrainingConfig` (a leaf module, imported by config,
+strategies and runner alike, so none of them has to import another to know the training setup)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+
+class TrainingConfig(BaseModel):
+    """How every run of the suite is trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: PositiveFloat = 0.05
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: NonNegativeFloat = 0.0
+    batch_size: PositiveInt = 64
+    epochs: PositiveInt = 1
+    eval_batch_size: PositiveInt = 512
+    eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
+    # Execution-only keys (they do not change a run's numbers, so resume ignores them):
+    checkpoint: bool = False  # save after each experience; a rerun resumes from the last one saved
+    num_cpus: PositiveFloat = 1.0  # CPUs per run (Ray scheduling; torch threads per run)
+    num_gpus: NonNegativeFloat = 0.0  # GPUs per run (Ray scheduling)
+
+
+EXECUTION_KEYS = ("checkpoint", "num_cpus", "num_gpus")

@@ -1,0 +1,83 @@
+"""The plugin protocol every forgetbench plugin declares.
+
+A strategy is an Avalanche template plus plugins (``SupervisedPlugin`` hooks). Besides the hooks,
+the harness asks each plugin four things:
+
+* ``state_dict()`` -> what the plugin must keep from one experience to the next (importances,
+  anchors, masks, stored samples, RNG states) as tensors, numbers, strings, lists and dicts
+  only, so a checkpoint loads with ``torch.load(..., weights_only=True)`` and never runs code;
+* ``load_state_dict(state)`` -> put that state back *in place*, into the objects the strategy and
+  its model already hold (a resumed run must be indistinguishable from an uninterrupted one);
+* ``state_bytes()`` -> bytes of the tensors in that state: the memory the regularizer keeps
+  (``memory.regularizer_bytes`` in the record; scratch buffers rebuilt each experience do not count);
+* ``extra_results()`` -> extra keys for the run's record (e.g. masks' ``isolation`` statistics).
+
+:class:`Plugin` gives the defaults (no state, no extra results) to subclass;
+:class:`PluginProtocol` is the structural type the runner checks, so a plugin from another
+package may implement the four methods without inheriting from anything here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+
+@runtime_checkable
+class PluginProtocol(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    def state_bytes(self) -> int: ...
+
+    def extra_results(self) -> dict[str, Any]: ...
+
+
+class Plugin(SupervisedPlugin):
+    """An Avalanche ``SupervisedPlugin`` with the protocol's defaults: stateless, no extra results."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got keys {sorted(state)}")
+
+    def state_bytes(self) -> int:
+        return tensor_bytes(self.state_dict())
+
+    def extra_results(self) -> dict[str, Any]:
+        return {}
+
+
+def tensor_bytes(state: Any) -> int:
+    """Bytes of every tensor inside nested dicts / lists / tuples."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, Mapping):
+        return sum(tensor_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(tensor_bytes(v) for v in state)
+    return 0
+
+
+def detached(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A name -> tensor dict of detached clones (what a ``state_dict`` hands out)."""
+    return {name: t.detach().clone() for name, t in tensors.items()}
+
+
+def on_device(tensors: Mapping[str, torch.Tensor], like: torch.Tensor | torch.device | None) -> dict[str, torch.Tensor]:
+    """``tensors`` moved to ``like``'s device (a checkpoint may load on the CPU)."""
+    device = like.device if isinstance(like, torch.Tensor) else like
+    return {name: t.to(device) if device is not None else t for name, t in tensors.items()}
+
+
+def generator_state(generator: torch.Generator) -> torch.Tensor:
+    return generator.get_state()
+
+
+def set_generator_state(generator: torch.Generator, state: torch.Tensor) -> None:
+    generator.set_state(state.to(torch.uint8).cpu())

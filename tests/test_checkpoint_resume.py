@@ -1,0 +1,150 @@
+"""Checkpoint resume: a run interrupted after an experience and rerun gives the uninterrupted record.
+
+Every built-in strategy (taken from the registry), on a small split and on two_model. The crash is
+injected right after a checkpoint is written (the state a SIGKILL at that moment leaves on disk);
+the rerun builds everything afresh from the spec and must reproduce the uninterrupted run's
+record exactly, apart from wall-clock fields and ``resumed_from_experience``. A real SIGKILL of a
+worker process is exercised for the strategies whose state lives outside the model.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark import checkpoint as checkpoints
+from benchmark import store
+from benchmark.config import ComponentSpec, TrainingConfig
+from benchmark.runner import RunSpec, run
+from conftest import read_json, tiny_suite
+from strategies import STRATEGIES
+
+BUILT_INS = sorted(e.name for e in STRATEGIES if e.factory.__module__.startswith("strategies."))
+WALL_CLOCK = ("started_at", "finished_at", "resumed_from_experience", "warnings")
+TIMING_WALL_CLOCK = ("train_seconds", "eval_seconds", "standalone_seconds")
+TRAINING = TrainingConfig(optimizer="sgd", lr=0.02, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256,
+                          eval_every=15, checkpoint=True)
+SCENARIOS = {
+    "split": ComponentSpec(name="split", params={"dataset": "digits", "tasks": 4, "classes_per_task": 2,
+                                                 "widths": [16]}),
+    "two_model": ComponentSpec(name="two_model", params={"dataset": "digits", "depth_a": 2, "depth_b": 3,
+                                                         "width": 16, "shared": 2, "a_steps": 30, "b_steps": 30}),
+}
+
+
+class Killed(RuntimeError):
+    """Stands for the SIGKILL: raised right after checkpoint ``at`` is on disk."""
+
+
+def comparable(record: dict) -> dict:
+    out = {k: v for k, v in record.items() if k not in WALL_CLOCK}
+    out["timing"] = {k: v for k, v in record["timing"].items() if k not in TIMING_WALL_CLOCK}
+    return out
+
+
+def interrupted_then_resumed(spec: RunSpec, path: Path, at: int, monkeypatch) -> tuple[dict, dict]:
+    save = checkpoints.save
+
+    def save_then_die(target, resolved, completed, *args, **kwargs):
+        save(target, resolved, completed, *args, **kwargs)
+        if completed == at:
+            raise Killed(f"killed after experience {at}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoints, "save", save_then_die)
+        crashed = run(spec, Path("."), checkpoint=path)
+    assert crashed["status"] == "failed" and "Killed" in crashed["error"], crashed.get("traceback")
+    path.with_suffix(".interrupted").write_bytes(path.read_bytes())
+    return crashed, run(spec, Path("."), checkpoint=path)
+
+
+@pytest.mark.parametrize("scenario,at", [("split", 1), ("two_model", 0), ("two_model", 1)])
+@pytest.mark.parametrize("name", BUILT_INS)
+def test_resumed_run_equals_the_uninterrupted_one(name, scenario, at, tmp_path, monkeypatch):
+    spec = RunSpec("resume", SCENARIOS[scenario], ComponentSpec(name=name), 0, TRAINING, "cpu")
+    reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
+    assert reference["status"] == "ok", reference.get("traceback")
+    assert "resumed_from_experience" not in reference
+
+    _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", at, monkeypatch)
+    assert resumed["status"] == "ok", resumed.get("traceback")
+    assert resumed["resumed_from_experience"] == at + 1
+    assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert comparable(resumed) == comparable(reference)
+
+
+def test_resumed_timing_adds_both_parts(tmp_path, monkeypatch):
+    spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="ewc"), 0, TRAINING, "cpu")
+    crashed, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 1, monkeypatch)
+    state = torch.load(tmp_path / "checkpoint.interrupted", weights_only=True)
+    before = state["record"]["timing"]
+    assert 0 < before["steps"] < resumed["timing"]["steps"]
+    assert resumed["timing"]["train_seconds"] > before["train_seconds"]
+    assert len(resumed["turn_accuracy"]) == 4 and len(state["record"]["turn_accuracy"]) == 2
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+
+def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": checkpoints.FORMAT, "payload": _Exploit(marker)}, path)
+    with pytest.raises(Exception):  # the file really would run code under a plain unpickle
+        pickle.loads(pickle.dumps(_Exploit(tmp_path / "probe")))
+        assert (tmp_path / "probe").exists()
+        raise Exception
+    spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="ewc"), 0, TRAINING, "cpu")
+    record = run(spec, Path("."), checkpoint=path)
+    assert not marker.exists()
+    assert record["status"] == "ok" and "resumed_from_experience" not in record
+    assert any("discarded" in w and "not a loadable checkpoint" in w for w in record["warnings"])
+    assert torch.load(path, weights_only=True)["completed"] == 3  # replaced by the fresh run's own
+
+
+@pytest.mark.parametrize("content", [b"garbage bytes", None])
+def test_unreadable_checkpoint_is_discarded_and_the_run_starts_over(content, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    if content is None:
+        torch.save([1, 2, 3], path)  # loads, but is not a checkpoint
+    else:
+        path.write_bytes(content)
+    spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="si"), 0, TRAINING, "cpu")
+    record = run(spec, Path("."), checkpoint=path)
+    assert record["status"] == "ok" and "resumed_from_experience" not in record
+    assert any("discarded" in w for w in record["warnings"])
+
+
+@pytest.mark.parametrize("name", ["supsup", "standalone"])
+def test_sigkilled_worker_resumes_to_the_uninterrupted_record(name, write_suite, cli, tmp_path):
+    """A real SIGKILL of the worker process at the start of experience 2 (after checkpoint 1)."""
+    marker = tmp_path / "killed-once"
+    strategy = {"name": "test_kill_after", "label": "victim",
+                "params": {"strategy": name, "marker": str(marker), "at_experience": 2}}
+    suite = tiny_suite(strategies=[strategy])
+    suite["scenarios"][0]["params"].update(tasks=4, widths=[16])
+    suite["training"].update(checkpoint=True, epochs=2)
+    config = write_suite(suite)
+    run_dir = "runs/split__victim__seed0"
+
+    marker.touch()
+    assert cli("run", config, "--out", tmp_path / "reference", "--quiet") == 0
+    expected = read_json(tmp_path / "reference" / run_dir / "result.json")
+
+    marker.unlink()
+    out = tmp_path / "out"
+    assert cli("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "1") == 1
+    assert (out / run_dir / store.CHECKPOINT_FILE).exists()
+    assert cli("run", config, "--out", out, "--quiet") == 0
+    resumed = read_json(out / run_dir / "result.json")
+    assert resumed["resumed_from_experience"] == 2
+    assert resumed["accuracy_matrix"] == expected["accuracy_matrix"]
+    assert comparable(resumed) == comparable(expected)
