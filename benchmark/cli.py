@@ -138,7 +138,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _parse_sections(text: str) -> tuple[str, ...]:
-    from benchmark.perf import SECTIONS
+    from benchmark.measure.perf import SECTIONS
 
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [n for n in names if n not in SECTIONS]
@@ -155,7 +155,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     import torch
 
     from benchmark.datasets import DataMissingError
-    from benchmark.perf import SECTIONS, PerfOptions, format_table, run_perf
+    from benchmark.measure.perf import SECTIONS, PerfOptions, format_table, run_perf
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

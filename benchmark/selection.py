@@ -17,7 +17,6 @@ The sweep's records live in ``OUT/selection/runs/``; the decision and every scor
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,23 +24,14 @@ import numpy as np
 
 from benchmark.config import ComponentSpec, SelectionSpec, StrategySpec, SuiteConfig, strategy_variants
 from benchmark.runner import RunSpec
-from reports import metrics
+from reports.metrics import run_metrics
 
 MAXIMISE = {"ACC": True, "LA": True, "BWT": True, "forgetting": False}
 
 
-def metric_value(metric: str, R: list[list[float]]) -> float:
-    """The selection metric of one accuracy matrix (NaN when undefined for its shape)."""
-    if not R:
-        return math.nan
-    square = len(R) == len(R[0])
-    if metric == "ACC":
-        return metrics.average_accuracy(R)
-    if not square:
-        return math.nan
-    return {"LA": metrics.learning_accuracy, "BWT": metrics.backward_transfer, "forgetting": metrics.forgetting}[
-        metric
-    ](R)
+def metric_value(metric: str, record: dict) -> float:
+    """The selection metric of one run record (:func:`reports.metrics.run_metrics`; NaN when undefined)."""
+    return run_metrics(record)[metric]
 
 
 @dataclass
@@ -92,7 +82,7 @@ def decide(sweep: Sweep, records: dict[str, dict[str, Any] | None]) -> dict[str,
             record = records.get(spec.run_id)
             statuses[str(spec.seed)] = record["status"] if record else "missing"
             if record and record["status"] == "ok":
-                per_seed[str(spec.seed)] = metric_value(metric, record["accuracy_matrix"])
+                per_seed[str(spec.seed)] = metric_value(metric, record)
         finite = [v for v in per_seed.values() if np.isfinite(v)]
         score = float(np.mean(finite)) if finite else None
         rows.append(

@@ -19,7 +19,6 @@ raises ``AssertionError`` with a message naming the strategy and what broke, unl
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,14 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from benchmark.config import ComponentSpec, TrainingConfig
+from benchmark.config import ComponentSpec
 from benchmark.datasets import default_data_root
-from benchmark.runner import LossWatch, RunSpec, StepBudget, build_scenario, evaluate, run, seed_everything
-from strategies import STRATEGIES, StrategyContext
+from benchmark.harness import Harness, evaluate
+from benchmark.record import RecordError, RunRecord
+from benchmark.registries import STRATEGIES
+from benchmark.runner import RunSpec, build_run_strategy, run, seeded_scenario
+from benchmark.schedule import scheduled_experiences, train_schedule
+from benchmark.training import TrainingConfig
 
 DEFAULT_SCENARIO: dict[str, Any] = {
     "name": "split",
@@ -39,7 +42,7 @@ DEFAULT_SCENARIO: dict[str, Any] = {
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256)
 RESULT_KEYS = frozenset({
     "schema_version", "run_id", "suite", "scenario", "strategy", "seed", "status", "error",
-    "experiences", "accuracy_matrix", "init_accuracy", "timing", "environment", "config",
+    "experiences", "accuracy_matrix", "init_accuracy", "timing", "environment", "config", "turn_accuracy",
 })
 
 
@@ -92,6 +95,10 @@ def _check_strategy(name: str, params: dict | None, scenario: dict | None) -> No
 def _check_schema(who: str, record: dict) -> None:
     missing = RESULT_KEYS - record.keys()
     assert not missing, f"{who}: result record lacks keys {sorted(missing)}"
+    try:
+        RunRecord.from_dict(record)
+    except RecordError as exc:
+        raise AssertionError(f"{who}: not a valid run record: {exc}") from None
     assert record["status"] == "ok", (
         f"{who}: run status {record['status']!r}: {record['error']}\n{record.get('traceback', '')}"
     )
@@ -115,29 +122,16 @@ def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) ->
 
 
 def _check_weights(who: str, spec: RunSpec, root: Path) -> None:
-    """Train every turn like the runner does; weights must move in training and stay put in evaluation."""
-    seed_everything(spec.seed)
-    scenario = build_scenario(spec, root)
+    """Train every turn as the runner does; weights must move in training and stay put in evaluation."""
+    scenario = seeded_scenario(spec, root)
     device = torch.device(spec.device)
-    budget = StepBudget()
-    ctx = StrategyContext(
-        model=scenario.model.to(device),
-        training=spec.training,
-        device=device,
-        used_params=scenario.turn_used_params,
-        seed=spec.seed,
-        harness_plugins=[LossWatch(), budget],
-    )
-    entry = STRATEGIES.get(spec.strategy.name)
-    strategy = entry.factory(ctx, entry.parse_params(spec.strategy.params))
-    bench = scenario.avalanche_benchmark()
+    harness = Harness()
+    strategy = build_run_strategy(spec, scenario, scenario.model.to(device), device, harness)
+    turns = scheduled_experiences(scenario)
 
     initial = _state(strategy.model)
-    for turn, experience in zip(scenario.schedule, bench.train_stream):
-        per_epoch = math.ceil(len(scenario.tasks[turn.task].train_y) / spec.training.batch_size)
-        budget.budget = turn.max_steps
-        strategy.train_epochs = math.ceil(turn.max_steps / per_epoch) if turn.max_steps else spec.training.epochs
-        strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
+    for _ in train_schedule(strategy, harness, turns, spec.training):
+        pass
     trained = _state(strategy.model)
     assert _changed(initial, trained), f"{who}: training left every weight of strategy.model unchanged"
 
@@ -145,6 +139,6 @@ def _check_weights(who: str, spec: RunSpec, root: Path) -> None:
         evaluate(strategy.model, task, spec.training.eval_batch_size, device)
     moved = _changed(trained, _state(strategy.model))
     assert not moved, f"{who}: the harness's evaluation changed {moved}"
-    strategy.eval(bench.test_stream)
+    strategy.eval(scenario.avalanche_benchmark().test_stream)
     moved = _changed(trained, _state(strategy.model))
     assert not moved, f"{who}: Avalanche's strategy.eval changed {moved}"

@@ -8,8 +8,13 @@ the metric is undefined, e.g. backward transfer with a single experience).
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Any, Mapping
+
 import numpy as np
 from numpy.typing import ArrayLike
+
+from benchmark.record import RunRecord
 
 
 def _matrix(R: ArrayLike) -> np.ndarray:
@@ -175,3 +180,91 @@ def ranking_kendall_tau(supernet_accuracy: ArrayLike, standalone_accuracy: Array
     """Kendall's tau-b between the supernet's ranking of the architectures (its final accuracies)
     and their standalone ranking (:func:`kendall_tau`)."""
     return kendall_tau(supernet_accuracy, standalone_accuracy)
+
+
+# --- one run record -> its metrics ----------------------------------------------------------------
+
+
+def is_ok(record: Mapping[str, Any]) -> bool:
+    R = record.get("accuracy_matrix") or []
+    return record.get("status") == "ok" and len(R) > 0 and len(R[0]) > 0
+
+
+def _is_square(R: np.ndarray) -> bool:
+    return R.ndim == 2 and R.shape[0] == R.shape[1]
+
+
+def curve_series(record: dict[str, Any]) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """``(train_exp, eval_exp) -> (iterations, accuracies)`` sorted by iteration, earlier models only."""
+    points: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+    for p in record.get("curves") or []:
+        key = (int(p["train_exp"]), int(p["eval_exp"]))
+        if key[0] != key[1] and p.get("accuracy") is not None:
+            points[key].append((float(p["iteration"]), float(p["accuracy"])))
+    series = {}
+    for key, pts in sorted(points.items()):
+        pts.sort()
+        series[key] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+    return series
+
+
+def _curve_metrics(record: dict[str, Any], R: np.ndarray) -> dict[str, float]:
+    series = curve_series(record)
+    if not series:
+        return {}
+    drops, areas = [], []
+    for (train_exp, eval_exp), (it, acc) in series.items():
+        # Baseline = the earlier model's accuracy just before train_exp began: the matrix row of
+        # the previous experience when rows are experiences, else the series' first point.
+        if _is_square(R) and 1 <= train_exp <= R.shape[0] and eval_exp < R.shape[1]:
+            baseline = float(R[train_exp - 1, eval_exp])
+        else:
+            baseline = float(acc[0])
+        drops.append(max_drop(acc, baseline))
+        areas.append(drop_area(it, acc, baseline))
+    return {"curve_max_drop": float(np.max(drops)), "curve_drop_area": float(np.mean(areas))}
+
+
+def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | None = None) -> dict[str, float]:
+    """Every metric of one run record, as floats: the one place a record becomes numbers.
+
+    ACC needs a finished (``ok``) run with an accuracy row; LA, forgetting, BWT, FWT and
+    intransigence need one row per experience (a square matrix); the curve, supernet, ranking,
+    cost and memory metrics appear when their keys are in the record. Undefined metrics are NaN;
+    a run that is not ok gives NaN for every accuracy metric. ``reference`` is a*_j per
+    experience (joint or standalone runs of the same scenario) for intransigence.
+    """
+    if isinstance(record, RunRecord):
+        record = record.to_dict()
+    nan = float("nan")
+    if not is_ok(record):
+        timing = record.get("timing") or {}
+        return {key: nan for key in ("ACC", "LA", "forgetting", "BWT", "FWT", "intransigence")} | {
+            "train_seconds": float(timing.get("train_seconds", nan)),
+            "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
+        }
+    R = np.asarray(record["accuracy_matrix"], dtype=float)
+    square = _is_square(R)
+    b = record.get("init_accuracy") or []
+    out: dict[str, float] = {
+        "ACC": average_accuracy(R),
+        "LA": learning_accuracy(R) if square else nan,
+        "forgetting": forgetting(R) if square else nan,
+        "BWT": backward_transfer(R) if square else nan,
+        "FWT": forward_transfer(R, b) if square and len(b) == R.shape[1] else nan,
+        "intransigence": (intransigence(R, reference)
+                          if square and reference is not None and len(reference) == R.shape[0] else nan),
+    }
+    out.update(_curve_metrics(record, R))
+    if record.get("err1") is not None and record.get("err2") is not None:
+        out["err_gap_mean"], out["err_gap_max"] = err_gap(record["err1"], record["err2"])
+    standalone = record.get("standalone_accuracy")
+    if standalone is not None and len(standalone) == R.shape[1]:
+        out["kendall_tau"] = kendall_tau(R[-1], standalone)
+    timing = record.get("timing") or {}
+    out["train_seconds"] = float(timing.get("train_seconds", nan))
+    out["steps_per_second"] = steps_per_second(timing.get("steps", nan), out["train_seconds"])
+    memory = record.get("memory") or {}
+    if memory.get("regularizer_bytes") is not None:
+        out["regularizer_bytes"] = float(memory["regularizer_bytes"])
+    return out

@@ -17,6 +17,7 @@ import pandas as pd
 
 from benchmark.store import load_results
 from reports import metrics, stats
+from reports.metrics import _is_square, curve_series, is_ok, run_metrics  # noqa: F401  (the one metrics path)
 
 SUMMARY_COLUMNS = ["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"]
 COMPARISON_COLUMNS = ["scenario", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "n_pairs"]
@@ -100,15 +101,6 @@ def _strategy_name(record: dict[str, Any]) -> str:
     return str(record.get("strategy", {}).get("name", ""))
 
 
-def is_ok(record: dict[str, Any]) -> bool:
-    R = record.get("accuracy_matrix") or []
-    return record.get("status") == "ok" and len(R) > 0 and len(R[0]) > 0
-
-
-def _is_square(R: np.ndarray) -> bool:
-    return R.ndim == 2 and R.shape[0] == R.shape[1]
-
-
 def reference_accuracies(records: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
     """a*_j per scenario: mean over seeds of the reference run's R[j][j] (joint, else standalone).
 
@@ -127,67 +119,6 @@ def reference_accuracies(records: Iterable[dict[str, Any]]) -> dict[str, np.ndar
                 refs[scenario] = np.mean(rows, axis=0)
                 break
     return refs
-
-
-def curve_series(record: dict[str, Any]) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
-    """``(train_exp, eval_exp) -> (iterations, accuracies)`` sorted by iteration, earlier models only."""
-    points: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
-    for p in record.get("curves") or []:
-        key = (int(p["train_exp"]), int(p["eval_exp"]))
-        if key[0] != key[1] and p.get("accuracy") is not None:
-            points[key].append((float(p["iteration"]), float(p["accuracy"])))
-    series = {}
-    for key, pts in sorted(points.items()):
-        pts.sort()
-        series[key] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
-    return series
-
-
-def _curve_metrics(record: dict[str, Any], R: np.ndarray) -> dict[str, float]:
-    series = curve_series(record)
-    if not series:
-        return {}
-    drops, areas = [], []
-    for (train_exp, eval_exp), (it, acc) in series.items():
-        # Baseline = the earlier model's accuracy just before train_exp began: the matrix row of
-        # the previous experience when rows are experiences, else the series' first point.
-        if _is_square(R) and 1 <= train_exp <= R.shape[0] and eval_exp < R.shape[1]:
-            baseline = float(R[train_exp - 1, eval_exp])
-        else:
-            baseline = float(acc[0])
-        drops.append(metrics.max_drop(acc, baseline))
-        areas.append(metrics.drop_area(it, acc, baseline))
-    return {"curve_max_drop": float(np.max(drops)), "curve_drop_area": float(np.mean(areas))}
-
-
-def run_metrics(record: dict[str, Any], reference: np.ndarray | None = None) -> dict[str, float]:
-    """Every metric the record supports, as floats (NaN where undefined). The record must be ok."""
-    R = np.asarray(record["accuracy_matrix"], dtype=float)
-    square = _is_square(R)
-    nan = float("nan")
-    b = record.get("init_accuracy") or []
-    out: dict[str, float] = {
-        "ACC": metrics.average_accuracy(R),
-        "LA": metrics.learning_accuracy(R) if square else nan,
-        "forgetting": metrics.forgetting(R) if square else nan,
-        "BWT": metrics.backward_transfer(R) if square else nan,
-        "FWT": metrics.forward_transfer(R, b) if square and len(b) == R.shape[1] else nan,
-        "intransigence": (metrics.intransigence(R, reference)
-                          if square and reference is not None and len(reference) == R.shape[0] else nan),
-    }
-    out.update(_curve_metrics(record, R))
-    if record.get("err1") is not None and record.get("err2") is not None:
-        out["err_gap_mean"], out["err_gap_max"] = metrics.err_gap(record["err1"], record["err2"])
-    standalone = record.get("standalone_accuracy")
-    if standalone is not None and len(standalone) == R.shape[1]:
-        out["kendall_tau"] = metrics.kendall_tau(R[-1], standalone)
-    timing = record.get("timing") or {}
-    out["train_seconds"] = float(timing.get("train_seconds", nan))
-    out["steps_per_second"] = metrics.steps_per_second(timing.get("steps", nan), out["train_seconds"])
-    memory = record.get("memory") or {}
-    if memory.get("regularizer_bytes") is not None:
-        out["regularizer_bytes"] = float(memory["regularizer_bytes"])
-    return out
 
 
 def runs_long(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
 
-from reports.metrics import mean_err_gap, ranking_kendall_tau
+from reports.metrics import run_metrics
 
 
 def supernet_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -23,16 +22,15 @@ def supernet_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     for rec in records:
         if rec.get("status") != "ok" or "err1" not in rec:
             continue
-        final = rec["accuracy_matrix"][-1]
-        standalone = rec.get("standalone_accuracy")
+        values = run_metrics(rec)
         rows.append(
             {
                 "scenario": rec["scenario"]["label"],
                 "strategy": rec["strategy"]["label"],
                 "seed": rec["seed"],
-                "err_gap": mean_err_gap(rec["err1"], rec["err2"]),
-                "final_acc": float(np.mean(final)),
-                "kendall_tau": ranking_kendall_tau(final, standalone) if standalone else float("nan"),
+                "err_gap": values.get("err_gap_mean", float("nan")),
+                "final_acc": values["ACC"],
+                "kendall_tau": values.get("kendall_tau", float("nan")),
             }
         )
     return pd.DataFrame(rows)

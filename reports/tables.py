@@ -7,17 +7,14 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from reports import metrics
+from reports.metrics import run_metrics
 
 
 def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per run: identity, status and the per-run metrics (NaN for runs that did not finish)."""
     rows = []
     for rec in records:
-        R = rec.get("accuracy_matrix") or []
-        ok = rec.get("status") == "ok" and len(R) > 0
-        square = ok and len(R) == len(R[0])
-        timing = rec.get("timing", {})
+        values = run_metrics(rec)
         rows.append(
             {
                 "scenario": rec["scenario"]["label"],
@@ -25,12 +22,8 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "seed": rec["seed"],
                 "status": rec["status"],
                 "error": rec.get("error"),
-                "ACC": metrics.average_accuracy(R) if ok else np.nan,
-                "LA": metrics.learning_accuracy(R) if square else np.nan,
-                "forgetting": metrics.forgetting(R) if square else np.nan,
-                "BWT": metrics.backward_transfer(R) if square else np.nan,
-                "train_seconds": timing.get("train_seconds", np.nan),
-                "steps": timing.get("steps", np.nan),
+                **{key: values[key] for key in ("ACC", "LA", "forgetting", "BWT", "train_seconds")},
+                "steps": (rec.get("timing") or {}).get("steps", np.nan),
             }
         )
     return pd.DataFrame(rows)

@@ -48,7 +48,9 @@ from torch import nn
 from benchmark.config import TrainingConfig
 from benchmark.datasets import TensorData, check_available, load_dataset
 from benchmark.models import MultiHeadNet, make_trunk
-from benchmark.runner import LossWatch, StepBudget, seed_everything
+from benchmark.harness import Harness
+from benchmark.runner import regularizer_bytes, seed_everything
+from benchmark.schedule import build_strategy, train_schedule
 from benchmark.scenarios.base import Scenario, Task
 from benchmark.scenarios.split import class_order, select_classes
 
@@ -193,33 +195,21 @@ def harness_train(
     seed: int,
     params: dict[str, Any] | None = None,
 ) -> HarnessRun:
-    """Train ``workload`` with a registered strategy the way the runner does; time the train calls."""
-    from benchmark.runner import regularizer_bytes
-    from strategies import STRATEGIES, StrategyContext
-
+    """Train ``workload`` with a registered strategy through the runner's own
+    :func:`~benchmark.schedule.train_schedule`; time the train calls."""
     model = workload.fresh_model()
-    budget, watch = StepBudget(), LossWatch()
+    harness = Harness()
     scenario = workload.scenario
-    ctx = StrategyContext(
-        model=model,
-        training=training,
-        device=torch.device("cpu"),
-        used_params=scenario.turn_used_params,
-        seed=seed,
-        harness_plugins=[watch, budget],
-    )
-    entry = STRATEGIES.get(strategy_name)
-    strategy = entry.factory(ctx, entry.parse_params(params or {}))
+    strategy = build_strategy(strategy_name, params or {}, scenario, model, training, torch.device("cpu"), seed,
+                              harness)
     log: dict[str, list] = {"epochs": [], "after_exp": []}
     strategy.plugins.insert(0, _Probe("start", log))
     strategy.plugins.append(_Probe("end", log))
-    bench = _benchmark(workload)
+    turns = list(zip(scenario.schedule, _benchmark(workload).train_stream))
     seconds, steps = 0.0, 0
-    for experience in bench.train_stream:
-        t0 = time.perf_counter()
-        strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
-        seconds += time.perf_counter() - t0
-        steps += budget.steps
+    for done in train_schedule(strategy, harness, turns, training):
+        seconds += done.train_seconds
+        steps += done.steps
     return HarnessRun(
         strategy.model, seconds, steps, log["epochs"], log["after_exp"], regularizer_bytes(strategy)
     )

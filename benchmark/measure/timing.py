@@ -1,6 +1,6 @@
 """Time report generation on N synthetic-but-realistic result records.
 
-    python -m reports.timing 100
+    python -m benchmark.measure.timing 100
 
 writes N result files to a temporary folder, in the agreed schema with every optional key
 (forgetting curves, regularizer memory, a supernet scenario with err1/err2 and standalone
