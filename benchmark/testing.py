@@ -93,15 +93,15 @@ def _check_strategy(name: str, params: dict | None, scenario: dict | None) -> No
 
 
 def _check_schema(who: str, record: dict) -> None:
+    assert record["status"] == "ok", (
+        f"{who}: run status {record['status']!r}: {record['error']}\n{record.get('traceback', '')}"
+    )
     missing = RESULT_KEYS - record.keys()
     assert not missing, f"{who}: result record lacks keys {sorted(missing)}"
     try:
         RunRecord.from_dict(record)
     except RecordError as exc:
         raise AssertionError(f"{who}: not a valid run record: {exc}") from None
-    assert record["status"] == "ok", (
-        f"{who}: run status {record['status']!r}: {record['error']}\n{record.get('traceback', '')}"
-    )
     tasks = len(record["experiences"])
     R = np.asarray(record["accuracy_matrix"], dtype=float)
     assert R.ndim == 2 and R.shape[0] >= 1 and R.shape[1] == tasks, (

@@ -142,8 +142,10 @@ class EWCPlugin(Plugin):
         if self.quadratic.empty:
             return
         params = named_params(strategy.model, self.quadratic.names)
-        exp = strategy.experience.current_experience
-        used = self.used_params[exp] if self.used_params is not None and exp < len(self.used_params) else None
+        used = None  # unknown: every tensor stays in the penalty
+        if self.used_params is not None and strategy.experience is not None:
+            exp = strategy.experience.current_experience
+            used = self.used_params[exp] if exp < len(self.used_params) else None
         self._subset = movable_subset(
             self.quadratic.names, self.quadratic.anchors, params, used, strategy.optimizer
         )

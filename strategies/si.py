@@ -100,8 +100,10 @@ class SIPlugin(Plugin):
         # the anchor is the weights at the start of the experience
         self.quadratic.replace(omega, {n: p.detach() for n, p in named})
         # a tensor this experience does not use keeps w = 0 and its anchor: skip it per step
-        exp = strategy.experience.current_experience
-        used = self.used_params[exp] if self.used_params is not None and exp < len(self.used_params) else None
+        used = None  # unknown: every tensor stays in the penalty
+        if self.used_params is not None and strategy.experience is not None:
+            exp = strategy.experience.current_experience
+            used = self.used_params[exp] if exp < len(self.used_params) else None
         self._subset = movable_subset(self.names, self.quadratic.anchors, self.params, used, strategy.optimizer)
         keep = range(len(self.params)) if self._subset is None else self._subset
         self._active = [self.params[i] for i in keep]

@@ -7,27 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import REPO, mnist_root
+
 from benchmark.datasets import DataMissingError, check_available, default_data_root
 from benchmark.store import load_results
 from reports.metrics import average_accuracy, forgetting
 
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
 
-def _mnist_root() -> Path:
-    root = default_data_root()
-    try:
-        check_available("mnist", root, download=False)
-    except DataMissingError as exc:
-        if __import__("os").environ.get("CI"):
-            raise  # CI has ../shared/data: the real thing must run there
-        pytest.skip(f"real MNIST not available offline: {exc}")
-    return root
-
-
-STRATEGIES = ["naive", "ewc", "si", "wpl", "spg", "mas", "lwf", "l2", "replay", "joint", "standalone"]
+STRATEGIES = ["naive", "ewc", "si", "wpl", "spg", "mas", "lwf", "l2", "replay", "joint", "standalone"]  # the suite file's
 REGULARIZERS = ["ewc", "si", "wpl", "spg", "mas", "lwf", "l2"]
 
 
@@ -35,7 +25,7 @@ REGULARIZERS = ["ewc", "si", "wpl", "spg", "mas", "lwf", "l2"]
 
 def test_split_mnist_suite(cli, tmp_path):
     """Every strategy of configs/split_mnist.yaml on seed 0 (the full 3-seed suite is the README's figure)."""
-    root = _mnist_root()
+    root = mnist_root()
     out = tmp_path / "split_mnist"
     status = cli("run", REPO / "configs" / "split_mnist.yaml", "--out", out, "--data-root", root,
                  "--seeds", "0", "--quiet")

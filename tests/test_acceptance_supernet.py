@@ -9,7 +9,7 @@ import yaml
 from benchmark.config import ComponentSpec, TrainingConfig
 from benchmark.runner import RunSpec, run
 from reports.metrics import mean_err_gap
-from test_acceptance_mnist import REPO, _mnist_root
+from helpers import REPO, mnist_root
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def _run(strategy: dict, root) -> dict:
 
 
 def test_wpl_reduces_multi_model_forgetting_in_the_supernet():
-    root = _mnist_root()
+    root = mnist_root()
     strategies = {s["name"]: s for s in yaml.safe_load((REPO / "configs" / "nas_supernet.yaml").read_text())["strategies"]}
     naive, wpl = _run(strategies["naive"], root), _run(strategies["wpl"], root)
     gap_naive = mean_err_gap(naive["err1"], naive["err2"])

@@ -6,7 +6,7 @@ import pytest
 
 from benchmark.config import ComponentSpec, TrainingConfig
 from benchmark.runner import RunSpec, run
-from test_acceptance_mnist import _mnist_root
+from helpers import mnist_root
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def _run(strategy: str, params: dict, root) -> dict:
 
 
 def test_wpl_keeps_model_a_while_b_trains():
-    root = _mnist_root()
+    root = mnist_root()
     naive = _run("naive", {}, root)
     wpl = _run("wpl", {"alpha": 300}, root)
     (a_naive, _), (a_after_naive, b_naive) = naive["accuracy_matrix"]

@@ -14,10 +14,11 @@ from avalanche.core import SupervisedPlugin
 
 from benchmark.registry import NoParams
 from benchmark.testing import check_strategy
+from helpers import builtin_strategies
 from strategies import STRATEGIES, StrategyContext, register_strategy
 
 HERE = Path(__file__).resolve().parent
-BUILT_IN = ["naive", "ewc", "si", "wpl", "spg", "mas", "lwf", "l2", "replay", "joint", "standalone"]
+BUILT_IN = builtin_strategies()
 TWO_MODEL = {"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 16,
                                               "shared": 1, "a_steps": 20, "b_steps": 20}}
 
@@ -107,6 +108,7 @@ def plugin_site(tmp_path_factory) -> Path:
     return site
 
 
+@pytest.mark.slow  # runs pip
 def test_entry_point_plugin_is_listed_by_the_cli(plugin_site):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "strategies"], env=env,
@@ -117,6 +119,7 @@ def test_entry_point_plugin_is_listed_by_the_cli(plugin_site):
     assert "shrink" not in without
 
 
+@pytest.mark.slow  # runs pip
 def test_entry_point_plugin_passes_contract(plugin_site, monkeypatch):
     monkeypatch.syspath_prepend(str(plugin_site))
     # Entry points are read once per process: make the registry read them again with the plug-in visible.

@@ -20,9 +20,9 @@ from benchmark import store
 from benchmark.config import ComponentSpec, TrainingConfig
 from benchmark.runner import RunSpec, run
 from conftest import read_json, tiny_suite
-from strategies import STRATEGIES
+from helpers import builtin_strategies
 
-BUILT_INS = sorted(e.name for e in STRATEGIES if e.factory.__module__.startswith("strategies."))
+BUILT_INS = builtin_strategies()
 WALL_CLOCK = ("started_at", "finished_at", "resumed_from_experience", "warnings")
 TIMING_WALL_CLOCK = ("train_seconds", "eval_seconds", "standalone_seconds")
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.02, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256,

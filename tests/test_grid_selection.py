@@ -128,8 +128,8 @@ def test_decide_minimises_forgetting_and_breaks_ties_by_grid_order():
     records = {by[f"ewc[ewc_lambda={k}]", seed]: _fake(R) for k, R in mats.items() for seed in (0, 1)}
     decision = decide(sweep, records)
     assert decision["goal"] == "min" and decision["chosen_label"] == "ewc[ewc_lambda=10]"
-    assert metric_value("forgetting", mats["1"]) == pytest.approx(0.4)
-    assert math.isnan(metric_value("LA", [[0.5, 0.5]]))  # rows != experiences: undefined
+    assert metric_value("forgetting", _fake(mats["1"])) == pytest.approx(0.4)
+    assert math.isnan(metric_value("LA", _fake([[0.5, 0.5]])))  # rows != experiences: undefined
 
 
 def test_selection_suite_end_to_end(write_suite, cli, tmp_path, capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-testing = pytest.importorskip("benchmark.testing", reason="check_strategy lands with issue 8")
+from benchmark import testing
 
 SPLIT_CNN = {"name": "split", "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn",
                                          "widths": [8, 8]}}
@@ -34,8 +34,4 @@ def test_isolation_strategy_contract_on_other_scenarios(name, scenario):
 
 @pytest.mark.parametrize("name", ["supsup", "exssnet", "pic"])
 def test_isolation_strategy_contract_on_permuted(name):
-    from benchmark.scenarios import SCENARIOS
-
-    if "permuted" not in SCENARIOS:
-        pytest.skip("the permuted scenario lands with issue 4")
     testing.check_strategy(name, None, {"name": "permuted", "params": {"dataset": "digits", "tasks": 3}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import read_json, tiny_suite
-from test_scale import comparable
+from helpers import comparable
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'forgetbench[ray]')")
 

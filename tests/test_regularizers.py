@@ -7,6 +7,7 @@ importances / omegas, anchors, penalty values and gradients, and the final weigh
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from avalanche.training.plugins import EWCPlugin as AvalancheEWC
 from avalanche.training.plugins import SynapticIntelligencePlugin as AvalancheSI
 
-from benchmark.config import TrainingConfig
+from helpers import TRAINING, small_split
 from benchmark.runner import regularizer_bytes, seed_everything
 from benchmark.scenarios import SCENARIOS, ScenarioInputs
 from strategies import StrategyContext
@@ -22,16 +23,7 @@ from strategies.ewc import EWCPlugin, squared_gradient_importance
 from strategies.penalty import QuadraticAnchor
 from strategies.si import SIPlugin
 
-TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=16,
-                          epochs=1, eval_batch_size=256)
-
-
-def _scenario(tasks: int = 3):
-    seed_everything(0)
-    entry = SCENARIOS.get("split")
-    params = entry.parse_params({"dataset": "digits", "tasks": tasks, "classes_per_task": 2, "widths": [12],
-                                 "max_train_per_task": 80})
-    return entry.factory(params, ScenarioInputs(0, Path(".")))
+_scenario = small_split
 
 
 def _train(plugin, scenario, init_state, snapshots=None, training=TRAINING):
@@ -122,7 +114,7 @@ def test_quadratic_anchor_completes_the_square():
     value.backward()
     assert float(value) == pytest.approx(2.0 * (0.7**2 + 3 * 1.3**2))
     assert float(x.grad) == pytest.approx(2.0 * (2 * 0.7 + 6 * (0.7 - 2)))
-    assert q.state_bytes() == 5 * 4  # A, m, sqrt(A), -sqrt(A) m, 2 scale sqrt(A): one float32 each
+    assert q.state_bytes() == 2 * 4  # what defines Q: A and m, one float32 each (the sqrt form is a cache)
 
 
 def _copying_extract_weights(model, target, excluded_parameters):
@@ -180,11 +172,11 @@ def test_state_bytes_and_runner_memory():
     init = copy.deepcopy(scenario.model.state_dict())
     n_params = sum(p.numel() for p in scenario.model.parameters())
     ewc = _train(EWCPlugin(1.0), scenario, init)
-    # A, m, sqrt(A), -sqrt(A) m, 2 lambda sqrt(A): five float32 copies, whatever the number of tasks
-    assert regularizer_bytes(ewc) == ewc.plugins[0].state_bytes() == 5 * 4 * n_params
+    # importance A and anchor m: two float32 copies, whatever the number of tasks (caches not counted)
+    assert regularizer_bytes(ewc) == ewc.plugins[0].state_bytes() == 2 * 4 * n_params
     si = _train(SIPlugin(1.0), scenario, init)
-    quadratic_copies = 2 if si.plugins[0].quadratic._roots is None else 5  # omega may be < 0 (see si.py)
-    assert regularizer_bytes(si) == (3 + quadratic_copies) * 4 * n_params
+    # omega, anchor and the cumulative path integral; the per-experience trajectory is scratch
+    assert regularizer_bytes(si) == 3 * 4 * n_params
 
 
 @pytest.mark.parametrize("mode,decay", [("separate", None), ("online", 1.0)])
@@ -202,7 +194,7 @@ def test_ewc_skipping_unmovable_heads_changes_nothing(mode, decay):
     # during the last experience (task 3): trunk + head 3 (+ any head not at its anchor)
     assert plugin._subset is None  # reset after the last experience
     names = plugin.quadratic.names
-    ours.clock.train_exp_counter = 3
+    ours.experience = SimpleNamespace(current_experience=3)  # as if experience 3 were starting
     plugin.before_training_exp(ours)
     kept = {names[i] for i in plugin._subset}
     assert {"trunk.1.weight", "trunk.1.bias", "heads.3.weight", "heads.3.bias"} <= kept
@@ -214,7 +206,7 @@ def test_ewc_keeps_every_tensor_with_weight_decay():
     init = copy.deepcopy(scenario.model.state_dict())
     plugin = EWCPlugin(10.0, used_params=scenario.turn_used_params)
     strategy = _train(plugin, scenario, init)  # TRAINING has weight_decay > 0: Avalanche's semantics
-    strategy.clock.train_exp_counter = 1
+    strategy.experience = SimpleNamespace(current_experience=1)
     plugin.before_training_exp(strategy)
     assert plugin._subset is None
 

@@ -18,22 +18,8 @@ import yaml
 from benchmark import store
 from benchmark.executors import threads_per_worker
 from benchmark.lock import LOCK_FILE
+from helpers import REPO, comparable
 from conftest import read_json, tiny_suite
-
-REPO = Path(__file__).resolve().parent.parent
-VOLATILE = ("timing", "environment", "started_at", "finished_at")
-
-
-def comparable(out: Path) -> dict[str, dict]:
-    """Every result file under ``out`` without the keys that legitimately differ (timings, host)."""
-    records = {}
-    for path in sorted(out.rglob("result.json")):
-        record = json.loads(path.read_text())
-        for key in VOLATILE:
-            record.pop(key, None)
-        records[str(path.relative_to(out))] = record
-    return records
-
 
 def test_threads_per_worker_never_oversubscribes():
     assert threads_per_worker(2, cores=2) == 1

@@ -11,7 +11,8 @@ from avalanche.training.templates import SupervisedTemplate
 from benchmark.template import FastLoadersMixin, FastSupervisedTemplate, active_callbacks
 from strategies import StrategyContext
 from strategies.base import _silent_evaluator
-from test_regularizers import TRAINING, _scenario
+from helpers import TRAINING
+from helpers import small_split as _scenario
 
 
 class Recorder(SupervisedPlugin):

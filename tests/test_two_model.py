@@ -8,7 +8,8 @@ import torch
 from benchmark.config import ConfigError, resolve_config
 from benchmark.runner import run
 from conftest import tiny_suite
-from test_wpl import _spec, two_model
+from helpers import two_model
+from helpers import two_model_spec as _spec
 
 
 def test_shared_layers_are_the_same_modules():

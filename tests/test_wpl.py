@@ -8,17 +8,12 @@ import pytest
 import torch
 
 from benchmark.config import TrainingConfig
+from helpers import two_model, two_model_spec
 from benchmark.runner import RunSpec, run
 from benchmark.config import ComponentSpec
 from benchmark.scenarios import SCENARIOS, ScenarioInputs
 from strategies.importance import exact_fisher_diagonal
 from strategies.wpl import WPLParams, WPLPlugin, _accumulate
-
-
-def two_model(seed=0, **params):
-    entry = SCENARIOS.get("two_model")
-    base = {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 8, "shared": 1}
-    return entry.factory(entry.parse_params(base | params), ScenarioInputs(seed, None))
 
 
 def split3(seed=0):
@@ -185,17 +180,7 @@ def test_alpha_decay_and_reset_every():
     torch.testing.assert_close(decayed.importance["trunk.1.weight"], reference["trunk.1.weight"])
 
 
-def _spec(strategy: str, params: dict) -> RunSpec:
-    return RunSpec(
-        suite="t",
-        scenario=ComponentSpec(name="two_model", params={"dataset": "digits", "depth_a": 2, "depth_b": 3,
-                                                         "width": 16, "shared": 1, "data_b": "permuted",
-                                                         "a_steps": 30, "b_steps": 40}),
-        strategy=ComponentSpec(name=strategy, params=params),
-        seed=0,
-        training=TrainingConfig(lr=0.05, momentum=0.9, batch_size=32, eval_every=5),
-        device="cpu",
-    )
+_spec = two_model_spec
 
 
 def test_alpha_zero_equals_naive_bit_for_bit():

@@ -1,0 +1,78 @@
+"""Helpers shared by several test modules (test modules never import each other)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmark.config import ComponentSpec, TrainingConfig
+from benchmark.datasets import DataMissingError, check_available, default_data_root
+from benchmark.registries import SCENARIOS, STRATEGIES
+from benchmark.runner import RunSpec, seed_everything
+from benchmark.scenarios import ScenarioInputs
+
+REPO = Path(__file__).resolve().parent.parent
+VOLATILE = ("timing", "environment", "started_at", "finished_at")
+
+
+def builtin_strategies() -> list[str]:
+    """Every strategy this distribution ships, from the registry (not test-only or plug-in ones)."""
+    return sorted(e.name for e in STRATEGIES if e.factory.__module__.startswith("strategies."))
+
+
+def mnist_root() -> Path:
+    """The data root holding real MNIST; skips offline, except on CI where it must be there."""
+    root = default_data_root()
+    try:
+        check_available("mnist", root, download=False)
+    except DataMissingError as exc:
+        if os.environ.get("CI"):
+            raise  # CI has ../shared/data: the real thing must run there
+        pytest.skip(f"real MNIST not available offline: {exc}")
+    return root
+
+
+def comparable(out: Path) -> dict[str, dict]:
+    """Every result file under ``out`` without the keys that legitimately differ (timings, host)."""
+    records = {}
+    for path in sorted(out.rglob("result.json")):
+        record = json.loads(path.read_text())
+        for key in VOLATILE:
+            record.pop(key, None)
+        records[str(path.relative_to(out))] = record
+    return records
+
+
+# A tiny split on digits (3 tasks, 80 samples each) and its training config, for plugin-level tests.
+TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=16,
+                          epochs=1, eval_batch_size=256)
+
+
+def small_split(tasks: int = 3):
+    seed_everything(0)
+    entry = SCENARIOS.get("split")
+    params = entry.parse_params({"dataset": "digits", "tasks": tasks, "classes_per_task": 2, "widths": [12],
+                                 "max_train_per_task": 80})
+    return entry.factory(params, ScenarioInputs(0, Path(".")))
+
+
+def two_model(seed=0, **params):
+    entry = SCENARIOS.get("two_model")
+    base = {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 8, "shared": 1}
+    return entry.factory(entry.parse_params(base | params), ScenarioInputs(seed, None))
+
+
+def two_model_spec(strategy: str, params: dict) -> RunSpec:
+    return RunSpec(
+        suite="t",
+        scenario=ComponentSpec(name="two_model", params={"dataset": "digits", "depth_a": 2, "depth_b": 3,
+                                                         "width": 16, "shared": 1, "data_b": "permuted",
+                                                         "a_steps": 30, "b_steps": 40}),
+        strategy=ComponentSpec(name=strategy, params=params),
+        seed=0,
+        training=TrainingConfig(lr=0.05, momentum=0.9, batch_size=32, eval_every=5),
+        device="cpu",
+    )
