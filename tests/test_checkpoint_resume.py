@@ -148,3 +148,14 @@ def test_sigkilled_worker_resumes_to_the_uninterrupted_record(name, write_suite,
     assert resumed["resumed_from_experience"] == 2
     assert resumed["accuracy_matrix"] == expected["accuracy_matrix"]
     assert comparable(resumed) == comparable(expected)
+
+
+def test_plugin_without_state_protocol_runs_without_checkpoints(tmp_path):
+    """A plugin that declares no state_dict() could not be resumed: no checkpoint, and the record says why."""
+    path = tmp_path / "checkpoint.pt"
+    spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="test_slow", params={"seconds_per_step": 0.0}),
+                   0, TRAINING, "cpu")
+    record = run(spec, Path("."), checkpoint=path)
+    assert record["status"] == "ok"
+    assert not path.exists()
+    assert any("checkpointing off" in w and "_Slow" in w for w in record["warnings"])
