@@ -51,9 +51,7 @@ def strategy_plugins(strategy, harness: Harness) -> list:
 
 def unsupported_plugins(strategy, harness: Harness) -> list[str]:
     """Names of plugins that do not declare the state protocol (their state could not be resumed)."""
-    sources = [strategy, *strategy_plugins(strategy, harness)]
-    missing = [type(p).__name__ for p in sources[1:] if not isinstance(p, PluginProtocol)]
-    return missing
+    return [type(p).__name__ for p in strategy_plugins(strategy, harness) if not isinstance(p, PluginProtocol)]
 
 
 def template_state(strategy) -> dict[str, Any]:

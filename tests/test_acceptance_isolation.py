@@ -3,26 +3,19 @@ than SupSup (higher LA) and both forget nothing."""
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
 from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.datasets import DataMissingError, check_available, default_data_root
 from benchmark.runner import RunSpec, run
+from helpers import mnist_root
 
 pytestmark = pytest.mark.slow
 
 
 def test_exssnet_learning_accuracy_above_supsup_on_split_mnist():
-    root = default_data_root()
-    try:
-        check_available("mnist", root, download=False)
-    except DataMissingError as exc:
-        if os.environ.get("CI"):
-            raise  # CI has ../shared/data: the real thing must run there
-        pytest.skip(f"real MNIST not available offline: {exc}")
+    root = mnist_root()
     training = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=128, epochs=1, eval_batch_size=2000)
     scenario = ComponentSpec(name="split", params={"dataset": "mnist", "tasks": 5, "classes_per_task": 2,
                                                    "widths": [256, 256], "max_train_per_task": 2000})
