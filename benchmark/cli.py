@@ -1,6 +1,6 @@
 """``forgetbench`` command line.
 
-Exit status: 0 every run ok; 1 some runs failed or diverged (the others are kept); 2 invalid input
+Exit status: 0 every run ok; 1 some runs failed, diverged or collapsed (the others are kept); 2 invalid input
 (bad config, unknown name, missing data while offline), in which case nothing is run or written.
 """
 
@@ -24,10 +24,17 @@ def _default_config_path() -> Path:
 
 
 def _parse_seeds(text: str) -> list[int]:
+    from benchmark.training import check_seed
+
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    try:
+        for seed in seeds:
+            check_seed(seed)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError("--seeds needs at least one seed and no repeats")
     return seeds
@@ -112,8 +119,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.suite import preflight
 
     suite = load_config(args.config)
-    if args.data_root is not None or not args.skip_data:
-        preflight(suite, _data_root(args.data_root))
+    preflight(suite, _data_root(args.data_root) if args.data_root is not None or not args.skip_data else None)
     runs = len(expand_suite(suite))
     sweeps = plan_sweeps(suite)
     runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds
@@ -249,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forgetbench: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
+        from benchmark.stop import EXIT_INTERRUPTED
+
         print("forgetbench: interrupted; completed runs are kept, rerun to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

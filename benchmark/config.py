@@ -7,6 +7,7 @@ full location (``strategies[1].params.ewc_lambda``) before anything runs.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,7 @@ from pydantic import (
 from benchmark.grid import combination_label, combinations, grid_axes
 from benchmark.registries import SCENARIOS, STRATEGIES
 from benchmark.registry import Registry, UnknownNameError
-from benchmark.training import EXECUTION_KEYS, TrainingConfig  # noqa: F401  (re-exported)
+from benchmark.training import EXECUTION_KEYS, Seed, TrainingConfig  # noqa: F401  (re-exported)
 
 
 class ConfigError(ValueError):
@@ -32,7 +33,8 @@ class ConfigError(ValueError):
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `lr: "0.1"` or `seeds: [true]` is a mistake to report, not a value to convert
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.+=-]+$")
@@ -63,7 +65,7 @@ class SelectionSpec(StrictModel):
     metric: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"  # forgetting is minimised, others maximised
     on: Literal["validation"] = "validation"  # never the test split
     fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of each task's training data held out
-    seeds: list[int] | None = Field(None, min_length=1)  # seeds of the sweep (default: the suite's)
+    seeds: list[Seed] | None = Field(None, min_length=1)  # seeds of the sweep (default: the suite's)
 
     @model_validator(mode="before")
     @classmethod
@@ -84,7 +86,7 @@ class SuiteConfig(StrictModel):
     """A suite: every (scenario x strategy x seed) combination is one run."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     scenarios: list[ComponentSpec] = Field(min_length=1)
@@ -135,6 +137,13 @@ def _resolve_components(
             errors.append(f"{field}[{i}].name: {exc}")
             continue
         axes = grid_axes(entry.params, spec.params) if field == "strategies" else {}
+        empty = [name for name, values in axes.items() if not values]
+        if empty:
+            errors.extend(
+                f"{field}[{i}].params.{name}: an empty list; give one value, or a non-empty list of "
+                "values to run each (a grid)" for name in empty
+            )
+            continue
         if getattr(spec, "selection", None) is not None and not axes:
             errors.append(
                 f"{field}[{i}].selection: needs a grid (at least one param given as a list of values)"
@@ -181,6 +190,9 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     """Validate a raw config mapping; raise :class:`ConfigError` naming every bad field."""
     if not isinstance(raw, dict):
         raise ConfigError("<root>: a suite config must be a mapping of keys to values")
+    non_finite = [f"{where}: must be a finite number, got {value}" for where, value in _non_finite(raw)]
+    if non_finite:
+        raise ConfigError("\n".join(non_finite))
     try:
         suite = SuiteConfig.model_validate(raw)
     except ValidationError as exc:
@@ -194,20 +206,95 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
             errors.append(str(exc))
     if errors:
         raise ConfigError("\n".join(errors))
-    return suite.model_copy(update=updates)
+    suite = suite.model_copy(update=updates)
+    _check_run_ids(suite)
+    return suite
+
+
+def run_name(scenario_label: str, strategy_label: str) -> str:
+    """The part of a run id before its seed: ``<scenario label>__<strategy label>``."""
+    return f"{scenario_label}__{strategy_label}"
+
+
+def run_id(scenario_label: str, strategy_label: str, seed: int) -> str:
+    """A run's id, its folder name under ``OUT/runs/``."""
+    return f"{run_name(scenario_label, strategy_label)}__seed{seed}"
+
+
+def _check_run_ids(suite: SuiteConfig) -> None:
+    """Refuse labels whose run ids collide (``s`` x ``n__e`` and ``s__n`` x ``e``): one of the two
+    runs would never get a result of its own, and every rerun would execute it again."""
+    owners: dict[str, str] = {}
+    for i, scenario in enumerate(suite.scenarios):
+        for j, strategy in enumerate(suite.strategies):
+            for _, variant in strategy_variants(strategy):
+                name = run_name(scenario.display_name, variant.display_name)
+                here = f"scenarios[{i}] {scenario.display_name!r} x strategies[{j}] {variant.display_name!r}"
+                if name in owners:
+                    raise ConfigError(
+                        f"strategies[{j}].label: run ids collide: {owners[name]} and {here} both give "
+                        f"{name}__seed<N>; choose scenario and strategy labels that stay distinct "
+                        "when joined with '__'"
+                    )
+                owners[name] = here
+
+
+def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
+    """``(location, value)`` of every NaN or infinity in a raw config (``.inf`` and ``.nan`` in YAML)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(where or "<root>", value)]
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in _non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, f"{where}[{i}]")]
+    return []
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as the float it means (YAML 1.1 wants ``1.0e-3``).
+
+    Config numbers are validated strictly (a string is never converted), so without this a
+    plain ``lr: 1e-3`` would be refused as a string.
+    """
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(data: bytes, source: str) -> Any:
+    """The YAML document in ``data`` (UTF-8), or :class:`ConfigError` saying what is wrong with it."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the config as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
 
 
 def load_config(path: str | Path) -> SuiteConfig:
     """Read and validate a YAML suite file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = parse_yaml(data, str(path))
     try:
         return resolve_config(raw)
     except ConfigError as exc:

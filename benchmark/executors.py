@@ -27,6 +27,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
+from benchmark import stop
+
 if TYPE_CHECKING:  # importing this module stays cheap (no torch) so the CLI can start workers first
     from benchmark.runner import RunSpec
 
@@ -34,6 +36,7 @@ Record = dict[str, Any]
 ProgressCallback = Callable[[str], None]
 EXECUTORS = ("local", "process", "ray")
 HARNESS_MODULES = ["benchmark.runner", "strategies", "benchmark.scenarios"]  # what every worker imports
+STOP_POLL_SECONDS = 0.2  # how often a driver waiting for workers looks for a stop request
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class LocalExecutor:
         from benchmark.runner import run
 
         for job in jobs:
+            stop.check()
             if self.progress is not None:
                 self.progress(job.spec.run_id)
             yield job, run(job.spec, self.data_root, self.progress, job.checkpoint)
@@ -244,7 +248,9 @@ class ProcessExecutor:
             assign(worker)
         while any(w.job is not None for w in self.pool):
             busy = [w for w in self.pool if w.job is not None]
-            wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            # a timeout, so that a stop request is seen while every worker is busy
+            while not wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=STOP_POLL_SECONDS):
+                stop.check()
             for worker in busy:
                 job = worker.job
                 record = None
@@ -406,7 +412,8 @@ class RayExecutor:
         while pending and len(self.refs) < limit:
             submit(pending.popleft())
         while self.refs:
-            done, _ = ray.wait(list(self.refs), num_returns=1)
+            done, _ = ray.wait(list(self.refs), num_returns=1, timeout=STOP_POLL_SECONDS)
+            stop.check()
             for ref in done:
                 job = self.refs.pop(ref)
                 try:

@@ -1,9 +1,11 @@
 """The harness's own plugins and its evaluation, shared by every strategy of a run.
 
 * :class:`LossWatch` flags a non-finite loss (checked once per epoch: no host sync per step);
-* :class:`StepBudget` stops a turn after its iteration budget and counts the steps taken;
+* :class:`StepBudget` stops a turn after its iteration budget, counts the steps taken, and is
+  where a stop request (:mod:`benchmark.stop`) ends a run between two steps;
 * :class:`CurveRecorder` records forgetting curves every ``eval_every`` iterations;
-* :func:`evaluate` is the one top-1 accuracy every number in a record comes from.
+* :func:`evaluate` is the one top-1 accuracy every number in a record comes from;
+* :func:`collapse_message` says when a run ended at chance level on every task (status ``collapsed``).
 
 They hold no state a checkpoint must carry (the curves live in the record), so they sit outside
 the plugin protocol of :mod:`strategies.plugin`. A strategy with phases inside one turn (ExSSNeT's
@@ -12,6 +14,7 @@ mask then weight phase) gives each phase the budget through :meth:`StepBudget.ne
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -19,6 +22,7 @@ from typing import Any, Callable
 import torch
 from avalanche.core import SupervisedPlugin
 
+from benchmark import stop
 from benchmark.scenarios.base import Task
 
 
@@ -45,6 +49,32 @@ def check_finite_weights(model: torch.nn.Module) -> None:
     finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
     if not bool(finite):
         raise DivergedError("non-finite weights after training")
+
+
+def majority_rate(labels: torch.Tensor) -> float:
+    """Accuracy of always predicting the most frequent label: the best a collapsed model scores."""
+    if len(labels) == 0:
+        return 0.0
+    return float(torch.bincount(labels.long()).max()) / len(labels)
+
+
+def at_chance(accuracy: float, labels: torch.Tensor) -> bool:
+    """True when ``accuracy`` on ``labels`` is no better than predicting the majority label.
+
+    The margin is two binomial standard deviations of that rate on ``len(labels)`` samples, so a
+    model guessing on a small test set is not taken for one that learned.
+    """
+    rate = majority_rate(labels)
+    margin = 2.0 * math.sqrt(rate * (1.0 - rate) / max(len(labels), 1))
+    return accuracy <= rate + margin + 1e-12
+
+
+def collapse_message(final: list[float], tasks: list[Task], seen: list[int]) -> str | None:
+    """Why the run counts as collapsed (every task seen ends at chance level), or None."""
+    if not seen or not all(at_chance(final[j], tasks[j].test_y) for j in seen):
+        return None
+    detail = ", ".join(f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f})" for j in seen)
+    return f"collapsed to chance level on every task seen, with a finite loss: {detail}"
 
 
 class LossWatch(SupervisedPlugin):
@@ -83,6 +113,7 @@ class StepBudget(SupervisedPlugin):
         self._earlier_phases = 0
 
     def after_training_iteration(self, strategy, **kwargs) -> None:
+        stop.check()  # a SIGTERM / Ctrl-C stops the run here, between two steps
         self.steps += 1
         if self.budget is not None and self.steps - self._earlier_phases >= self.budget:
             strategy.stop_training()

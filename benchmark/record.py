@@ -22,7 +22,8 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SCHEMA_VERSION = 2
-Status = Literal["ok", "failed", "diverged"]
+# collapsed: finished with a finite loss but at chance level on every task seen (not averaged)
+Status = Literal["ok", "failed", "diverged", "collapsed"]
 
 
 class RecordError(ValueError):

@@ -55,8 +55,11 @@ class Entry(Generic[T]):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def parse_params(self, raw: dict[str, Any] | None) -> BaseModel:
-        """Validate raw params into the component's pydantic model (raises ValidationError)."""
-        return self.params.model_validate(raw or {})
+        """Validate raw params into the component's pydantic model (raises ValidationError).
+
+        Strictly: a string where a number belongs is an error, as everywhere in a config.
+        """
+        return self.params.model_validate(raw or {}, strict=True)
 
 
 class Registry(Generic[T]):

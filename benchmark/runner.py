@@ -7,7 +7,8 @@ to fill the accuracy matrix ``R[i][j]``, and after every turn it records the acc
 just trained (``turn_accuracy``). A scenario that asks for it gets ``standalone_accuracy`` (each
 model trained alone), and the scenario's :meth:`~benchmark.scenarios.Scenario.summarize` adds its
 own keys (e.g. the supernet's ``err1``/``err2``). A raised exception or a non-finite loss ends the
-run with status ``failed`` or ``diverged``; the caller decides what to do next.
+run with status ``failed`` or ``diverged``; a run that ends at chance level on every task it trained is
+``collapsed``. The caller decides what to do next.
 
 ``run`` is a pure function of its spec (plus the data it reads), so executors may ship specs to
 other processes or machines and send the records back; only the driver writes result files. The
@@ -31,8 +32,8 @@ import numpy as np
 import torch
 
 from benchmark import checkpoint as checkpoints
-from benchmark.config import ComponentSpec, SuiteConfig, strategy_variants
-from benchmark.harness import CurveRecorder, DivergedError, Harness, evaluate
+from benchmark.config import ComponentSpec, SuiteConfig, run_id, strategy_variants
+from benchmark.harness import CurveRecorder, DivergedError, Harness, collapse_message, evaluate
 from benchmark.record import SCHEMA_VERSION, Component, CurvePoint, Memory, RunRecord, TurnAccuracy
 from benchmark.registries import SCENARIOS
 from benchmark.scenarios import Scenario, ScenarioInputs, Turn
@@ -59,7 +60,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return f"{self.scenario.display_name}__{self.strategy.display_name}__seed{self.seed}"
+        return run_id(self.scenario.display_name, self.strategy.display_name, self.seed)
 
     def resolved(self) -> dict[str, Any]:
         """The resolved configuration of this run (what resume compares).
@@ -292,6 +293,11 @@ def _execute(
     record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy))
     for key, value in strategy_extra_results(strategy, record.to_dict()).items():
         setattr(record, key, value)
+    if record.accuracy_matrix:
+        seen = sorted({turn.task for turn, _ in turns})
+        collapsed = collapse_message(record.accuracy_matrix[-1], scenario.tasks, seen)
+        if collapsed is not None:  # a finite loss, but nothing learned: its metrics would mislead
+            record.status, record.error = "collapsed", collapsed
 
 
 def _resume(path: Path, spec: RunSpec, strategy, harness: Harness, record: RunRecord) -> tuple[int, Path | None]:

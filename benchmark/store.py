@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ from benchmark.record import RecordError, RunRecord
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+SELECTION_DIR = "selection"  # OUT/selection/runs/<run_id>/result.json: a validation sweep's runs
 REQUIRED_KEYS = ("schema_version", "run_id", "status", "config", "accuracy_matrix")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 TMP_SUFFIX = ".tmp"
+TMP_MARK = ".forgetbench-"  # temporary files are .<target name>.forgetbench-<random>.tmp
 CHECKPOINT_FILE = "checkpoint.pt"
-DONE_STATUSES = ("ok", "diverged")  # deterministic outcomes; "failed" runs are retried
+DONE_STATUSES = ("ok", "diverged", "collapsed")  # deterministic outcomes; "failed" runs are retried
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -39,7 +42,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}", suffix=TMP_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; result files are meant to be shared
         with os.fdopen(fd, "wb") as handle:
@@ -71,16 +74,21 @@ def checkpoint_path(out: Path, run_id: str) -> Path:
 
 
 def remove_stale_temporaries(out: Path) -> list[Path]:
-    """Delete ``*.tmp`` files under ``out`` left by a writer that was killed mid-write.
+    """Delete the temporary files of our atomic writes that a killed writer left under ``out``.
 
-    Only safe while holding the output folder's lock with no worker of ours alive (see
-    :mod:`benchmark.lock`): then no temporary file can belong to a write in progress.
+    Only our own names (``.<file>.forgetbench-<random>.tmp``), and only in the folders the suite
+    writes to (``out``, ``out/runs/*``, the selection sweep's): ``--out .`` must never touch a
+    user's own ``*.tmp`` files. Only safe while holding the output folder's lock with no worker of
+    ours alive (see :mod:`benchmark.lock`): then no temporary file can belong to a write in progress.
     """
+    out = Path(out)
+    folders = [out, *out.glob("runs/*"), out / SELECTION_DIR, *out.glob(f"{SELECTION_DIR}/runs/*")]
     removed = []
-    for path in Path(out).rglob(f"*{TMP_SUFFIX}"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    for folder in folders:
+        for path in folder.glob(f".*{TMP_MARK}*{TMP_SUFFIX}"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
     return removed
 
 
@@ -94,25 +102,36 @@ def write_suite(out: Path, resolved_suite: dict[str, Any]) -> None:
     atomic_write_text(out / "suite.yaml", yaml.safe_dump(resolved_suite, sort_keys=False))
 
 
+def parse_result(path: Path) -> dict[str, Any]:
+    """The record at ``path`` (any schema version, as the current one); :class:`RecordError` saying
+    why it is not one (missing, truncated, not JSON, a required key missing, a badly typed field)."""
+    try:
+        record = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise RecordError(f"cannot read it ({exc.strerror})") from None
+    except ValueError as exc:
+        raise RecordError(f"not JSON ({exc}); a run killed while writing, or an edited file") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"a run record is a JSON object, got {type(record).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise RecordError(f"required key(s) missing: {', '.join(missing)}")
+    return RunRecord.from_dict(record).to_dict()
+
+
 def read_result(path: Path) -> dict[str, Any] | None:
-    """The record at ``path`` (any schema version, as the current one), or None when missing,
-    truncated, corrupt, incomplete or not a valid :class:`~benchmark.record.RunRecord` (with a
-    warning naming the file)."""
+    """The record at ``path``, or None when it is missing or not a readable record (a file that is
+    there but unreadable also gets a warning naming it)."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or any(k not in record for k in REQUIRED_KEYS):
-        return None
-    try:
-        return RunRecord.from_dict(record).to_dict()
+        return parse_result(path)
     except RecordError as exc:
-        log.warning("skipping %s: not a valid run record (%s)", path, exc)
+        if Path(path).exists():
+            log.warning("skipping %s: not a valid run record (%s)", path, exc)
         return None
 
 
 def is_complete(record: dict[str, Any] | None, resolved_config: dict[str, Any]) -> bool:
-    """True when ``record`` finished (ok or diverged) under exactly ``resolved_config``."""
+    """True when ``record`` finished (ok, diverged or collapsed) under exactly ``resolved_config``."""
     return (
         record is not None
         and record.get("status") in DONE_STATUSES
@@ -120,12 +139,27 @@ def is_complete(record: dict[str, Any] | None, resolved_config: dict[str, Any]) 
     )
 
 
-def load_results(*folders: Path) -> list[dict[str, Any]]:
-    """Every readable result record under the given output folders."""
-    records = []
+@dataclass
+class ResultScan:
+    """What a results folder holds: the readable records, and every result file skipped with why."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan_results(*folders: Path) -> ResultScan:
+    """Every result file under the given output folders, read or skipped (with the reason)."""
+    scan = ResultScan()
     for folder in folders:
         for path in sorted(Path(folder).glob(f"runs/*/{RESULT_FILE}")):
-            record = read_result(path)
-            if record is not None:
-                records.append(record)
-    return records
+            try:
+                scan.records.append(parse_result(path))
+            except RecordError as exc:
+                log.warning("skipping %s: not a valid run record (%s)", path, exc)
+                scan.skipped.append((path, str(exc)))
+    return scan
+
+
+def load_results(*folders: Path) -> list[dict[str, Any]]:
+    """Every readable result record under the given output folders."""
+    return scan_results(*folders).records

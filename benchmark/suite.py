@@ -2,20 +2,18 @@
 
 The suite decides what runs (resume: complete runs are skipped, failed/missing/corrupt ones rerun)
 and writes every result file; an executor (:mod:`benchmark.executors`) decides where runs execute.
-SIGTERM and Ctrl-C unwind cleanly: workers are stopped and no temporary or partial file is left.
+SIGTERM and Ctrl-C stop the suite at the next safe point (:mod:`benchmark.stop`): workers are
+stopped and no temporary or partial file is left.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from benchmark import selection, store
+from benchmark import selection, stop, store
 from benchmark.config import ConfigError, SuiteConfig
 from benchmark.datasets import DataMissingError, check_available
 from benchmark.executors import Executor, Job, make_executor
@@ -23,7 +21,7 @@ from benchmark.lock import output_lock
 from benchmark.runner import RunSpec, expand_suite, failure_record
 from benchmark.scenarios import SCENARIOS
 
-SELECTION_DIR = "selection"  # OUT/selection/runs/<run_id>/result.json: the validation sweep
+SELECTION_DIR = store.SELECTION_DIR  # OUT/selection/runs/<run_id>/result.json: the validation sweep
 SELECTION_FILE = "selection.json"  # OUT/selection.json: every combination's score and the choice
 
 
@@ -41,10 +39,21 @@ class SuiteOutcome:
         return 1 if self.failed else 0
 
 
-def preflight(suite: SuiteConfig, data_root: Path) -> None:
-    """Raise :class:`ConfigError` if any scenario's data is missing and may not be downloaded."""
+def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local", address: str | None = None) -> None:
+    """Raise :class:`ConfigError` if the suite cannot run here: ``device: cuda`` without a GPU
+    (unless the runs go to a Ray cluster at ``address``), or, with a ``data_root``, a scenario's
+    data missing where it may not be downloaded."""
     errors = []
-    for i, spec in enumerate(suite.scenarios):
+    if suite.device == "cuda" and not (executor == "ray" and address):
+        import torch
+
+        if not torch.cuda.is_available():
+            errors.append(
+                "device: 'cuda' but this machine has no usable CUDA GPU "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); "
+                "allowed here: auto, cpu (or run on a Ray cluster with GPUs: --executor ray --address ...)"
+            )
+    for i, spec in enumerate(suite.scenarios if data_root is not None else []):
         params = SCENARIOS.get(spec.name).parse_params(spec.params)
         for dataset, download in params.data_requirements():
             try:
@@ -53,46 +62,6 @@ def preflight(suite: SuiteConfig, data_root: Path) -> None:
                 errors.append(f"scenarios[{i}].params.dataset: {exc}")
     if errors:
         raise ConfigError("\n".join(errors))
-
-
-class SuiteInterrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) arrived: unwind, stopping workers and removing temporary files."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _interrupt(signum: int, frame) -> None:
-    # Further signals are ignored while unwinding, so the cleanup itself is not cut short.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
-    raise SuiteInterrupted(signum)
-
-
-def _claim_signals() -> None:
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _interrupt)
-
-
-@contextmanager
-def _stop_cleanly_on_signals():
-    """Turn SIGTERM/SIGINT into an exception in the driver, so ``finally`` blocks run.
-
-    Atomic writes remove their temporary file on the way out, and the executor's workers are
-    stopped; a second signal while unwinding is ignored. The previous handlers come back after.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    _claim_signals()
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class _Driver:
@@ -134,10 +103,15 @@ class _Driver:
                     self.bar.write(f"run {job.spec.run_id} failed (attempt {attempt}), will retry: {record['error']}")
                     continue
                 self._finish(folder, job, record)
+                stop.check()
             todo = retry
 
     def _finish(self, folder: Path, job: Job, record: dict) -> None:
-        store.write_result(folder, record)
+        try:
+            store.write_result(folder, record)
+        except (TypeError, ValueError) as exc:  # a value JSON cannot hold: this run fails, the suite goes on
+            record = failure_record(job.spec, f"the result could not be written as JSON: {exc}")
+            store.write_result(folder, record)
         if job.checkpoint is not None and record["status"] in store.DONE_STATUSES:
             job.checkpoint.unlink(missing_ok=True)  # a complete run needs no checkpoint
         self.outcome.ran.append(job.spec.run_id)
@@ -171,13 +145,13 @@ def run_suite(
     Holds ``out``'s lock throughout (a second suite on the same folder is refused). Runs of
     strategies with a ``selection`` go in two phases: the validation sweep (alongside every
     ordinary run), then the suite's seeds with the chosen combination. ``retries`` reruns
-    ``failed`` runs (not ``diverged`` ones: divergence is deterministic) up to that many times.
+    ``failed`` runs (not ``diverged`` or ``collapsed`` ones: those are deterministic) up to that many times.
     """
     if retries < 0:
         raise ConfigError(f"--retries: must be >= 0, got {retries}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
-    preflight(suite, data_root)
+    preflight(suite, data_root, executor, address)
     ordinary = expand_suite(suite, seeds)
     sweeps = selection.plan_sweeps(suite, seeds)
     n_final = sum(len(seeds or suite.seeds) for _ in sweeps)
@@ -188,17 +162,17 @@ def run_suite(
         outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
         bar = tqdm(total=total, unit="run", disable=not show_progress, dynamic_ncols=True)
         pool = None
-        with _stop_cleanly_on_signals():
+        with stop.stop_on_signals():
             try:
                 pool = make_executor(executor, data_root, workers, address)
-                _claim_signals()  # starting Ray may have installed its own handlers
+                stop.install()  # starting Ray may have installed its own handlers
                 driver = _Driver(pool, out, outcome, bar, retries, fresh)
                 _run_phases(driver, suite, out, ordinary, sweeps, seeds)
             finally:
                 if pool is not None:
                     pool.close()
                 bar.close()
-                store.remove_stale_temporaries(out)  # our workers are gone: any *.tmp is an orphan
+                store.remove_stale_temporaries(out)  # our workers are gone: any temporary of ours is an orphan
     return outcome
 
 

@@ -80,6 +80,8 @@ def _check_strategy(name: str, params: dict | None, scenario: dict | None) -> No
     root = default_data_root()
 
     first = run(spec, root)
+    if first["status"] == "collapsed":  # nothing learned: weights that never moved is the sharper diagnosis
+        _check_weights(who, spec, root)
     _check_schema(who, first)
     second = run(spec, root)
     assert second["status"] == "ok", f"{who}: second run not ok: {second['error']}"

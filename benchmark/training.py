@@ -3,15 +3,28 @@ strategies and runner alike, so none of them has to import another to know the t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+# np.random.seed takes 0..2**32-1; torch.manual_seed would take more, but derived seeds
+# (seed * 100_003 + task) must stay within torch's 64 bits too.
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` if every RNG the harness seeds accepts it, else ValueError naming the range."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"a seed is an integer in 0..{MAX_SEED} (2**32 - 1), got {seed!r}")
+    return seed
 
 
 class TrainingConfig(BaseModel):
     """How every run of the suite is trained."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: a string where a number belongs ("0.1") is an error, not silently converted
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: PositiveFloat = 0.05

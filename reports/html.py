@@ -283,10 +283,12 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     for folder in folders:
         if not folder.is_dir():
             raise ReportError(f"results folder {folder} does not exist (expected OUT/runs/<run_id>/result.json)")
-    records = S.load_records(*folders)
+    skipped: list[tuple[Path, str]] = []
+    records = S.load_records(*folders, skipped=skipped)
     if not records:
-        raise ReportError(f"no result files under {', '.join(map(str, folders))} "
-                          "(expected OUT/runs/<run_id>/result.json)")
+        raise ReportError(f"no {'readable ' if skipped else ''}result files under {', '.join(map(str, folders))} "
+                          "(expected OUT/runs/<run_id>/result.json)"
+                          + (f"; {len(skipped)} skipped: " + "; ".join(f"{p}: {why}" for p, why in skipped) if skipped else ""))
     long = S.runs_long(records)
     order = S.strategy_order(records)
     table = S.summary_table(long, order=order)
@@ -302,6 +304,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         n_runs=len(records),
         n_ok=sum(S.is_ok(r) for r in records),
         problems=problems.to_dict("records"),
+        skipped=[{"path": str(path), "reason": reason} for path, reason in skipped],
         meta=_metadata(folders, records, command),
     )
     return Report(html, table, comps)
@@ -309,8 +312,10 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
 
 def write_report(folders: Sequence[Path], out: Path | None = None, command: str | None = None) -> Path:
     """Build the report and write it (default ``<first folder>/report.html``) with summary.csv beside it."""
-    report = build_report(folders, command)
     out = Path(out) if out else Path(folders[0]) / REPORT_FILE
+    if out.is_dir():
+        raise ReportError(f"-o/--output: {out} is a directory; give the report's file name, e.g. {out / REPORT_FILE}")
+    report = build_report(folders, command)
     atomic_write_text(out.parent / SUMMARY_FILE, report.summary.to_csv(index=False))
     atomic_write_text(out.parent / COMPARISONS_FILE, report.comparisons.to_csv(index=False))
     atomic_write_text(out, report.html)

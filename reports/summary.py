@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal
 import numpy as np
 import pandas as pd
 
-from benchmark.store import load_results
+from benchmark.store import scan_results
 from reports import metrics, stats
 from reports.metrics import _is_square, curve_series, is_ok, run_metrics  # noqa: F401  (the one metrics path)
 
@@ -76,14 +76,19 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
 ]}
 
 
-def load_records(*folders: Path) -> list[dict[str, Any]]:
+def load_records(*folders: Path, skipped: list[tuple[Path, str]] | None = None) -> list[dict[str, Any]]:
     """Every readable result record under the folders; a later folder's copy of a run id wins.
 
-    Each record gets ``_source`` (its folder) so the report can say where it came from.
+    Each record gets ``_source`` (its folder) so the report can say where it came from. Files that
+    are not readable records are left out with a warning, and appended to ``skipped`` as
+    ``(path, reason)`` when a list is given.
     """
     by_key: dict[tuple, dict[str, Any]] = {}
     for folder in folders:
-        for record in load_results(Path(folder)):
+        scan = scan_results(Path(folder))
+        if skipped is not None:
+            skipped.extend(scan.skipped)
+        for record in scan.records:
             record["_source"] = str(folder)
             by_key[(_scenario(record), _strategy(record), record.get("seed"))] = record
     return list(by_key.values())
@@ -222,7 +227,7 @@ def comparisons_table(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def problem_runs(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Runs that are not ok (failed, diverged, or ok without an accuracy matrix), with their error."""
+    """Runs that are not ok (failed, diverged, collapsed, or ok without an accuracy matrix), with their error."""
     rows = [
         {"scenario": _scenario(r), "strategy": _strategy(r), "seed": r.get("seed"), "status": r.get("status"),
          "error": r.get("error") or ("no accuracy matrix" if r.get("status") == "ok" else ""),

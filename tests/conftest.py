@@ -47,6 +47,19 @@ if "test_nan_loss" not in STRATEGIES:
         return ctx.build(plugins=[_NaNLoss()])
 
 
+class _UnserialisableResult(SupervisedPlugin):
+    def extra_results(self) -> dict[str, Any]:
+        return {"odd_value": {1, 2}}  # a set: JSON cannot hold it
+
+
+if "test_unserialisable" not in STRATEGIES:
+
+    @register_strategy("test_unserialisable", params=NoParams)
+    def _build_unserialisable(ctx: StrategyContext, params: NoParams):
+        """Test-only: reports an extra result that JSON cannot hold."""
+        return ctx.build(plugins=[_UnserialisableResult()])
+
+
 def tiny_suite(**overrides: Any) -> dict[str, Any]:
     """A suite that runs in about a second per run (digits, 2 tasks, small MLP)."""
     suite = {

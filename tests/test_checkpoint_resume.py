@@ -32,6 +32,9 @@ SCENARIOS = {
                                                  "widths": [16]}),
     "two_model": ComponentSpec(name="two_model", params={"dataset": "digits", "depth_a": 2, "depth_b": 3,
                                                          "width": 16, "shared": 2, "a_steps": 30, "b_steps": 30}),
+    "supernet": ComponentSpec(name="supernet", params={"dataset": "digits", "layers": 2, "ops": 2, "width": 16,
+                                                       "architectures": 3, "rounds": 2, "steps_per_turn": 10,
+                                                       "standalone": True}),
 }
 
 
@@ -73,6 +76,17 @@ def test_resumed_run_equals_the_uninterrupted_one(name, scenario, at, tmp_path, 
     assert resumed["status"] == "ok", resumed.get("traceback")
     assert resumed["resumed_from_experience"] == at + 1
     assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert comparable(resumed) == comparable(reference)
+
+
+@pytest.mark.parametrize("name", ["naive", "wpl"])
+def test_resumed_supernet_record_keeps_err1_err2_and_standalone(name, tmp_path, monkeypatch):
+    spec = RunSpec("resume", SCENARIOS["supernet"], ComponentSpec(name=name), 0, TRAINING, "cpu")
+    reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
+    assert reference["status"] == "ok", reference.get("traceback")
+    assert {"err1", "err2", "standalone_accuracy"} <= set(reference)
+    _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 2, monkeypatch)
+    assert resumed["resumed_from_experience"] == 3
     assert comparable(resumed) == comparable(reference)
 
 

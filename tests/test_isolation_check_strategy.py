@@ -7,7 +7,7 @@ import pytest
 from benchmark import testing
 
 SPLIT_CNN = {"name": "split", "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn",
-                                         "widths": [8, 8]}}
+                                         "widths": [16, 16]}}
 TWO_MODEL = {"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 32,
                                              "shared": 1}}
 

@@ -128,6 +128,26 @@ def test_report_cli_bad_input(cli, tmp_path, capsys):
     assert not (tmp_path / "empty" / "report.html").exists()
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [{"accuracy_matrix": "abc"}, {"seed": "x"}, {"accuracy_matrix": [[0.9, 0.1], [0.8]]}, None],
+    ids=["matrix-string", "seed-string", "ragged-matrix", "truncated"],
+)
+def test_report_skips_a_bad_result_file_and_lists_it(damage, cli, tmp_path, caplog):
+    import json
+
+    folder = write_folder(tmp_path / "r", basic_records())
+    victim = sorted(folder.glob("runs/*/result.json"))[0]
+    if damage is None:
+        victim.write_text(victim.read_text()[:40])
+    else:
+        victim.write_text(json.dumps(json.loads(victim.read_text()) | damage))
+    assert cli("report", folder) == 0
+    assert f"skipping {victim}" in caplog.text  # the CLI's stderr, through logging
+    html = (folder / "report.html").read_text()
+    assert "1 result file(s) skipped" in html and str(victim) in html
+
+
 def test_run_writes_the_report_with_a_failed_run(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
     suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "test_failing"}])

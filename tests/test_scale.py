@@ -113,11 +113,28 @@ def test_truncated_result_is_detected_and_rerun(write_suite, cli, tmp_path, caps
 
 def test_stale_temporary_files_are_removed(write_suite, cli, tmp_path):
     out = tmp_path / "out"
-    stale = out / "runs" / "split__naive__seed0" / ".result.json.abc123.tmp"
-    stale.parent.mkdir(parents=True)
-    stale.write_text('{"half": ')  # what a SIGKILL between write and rename leaves
+    stale = [out / "runs" / "split__naive__seed0" / f".result.json{store.TMP_MARK}abc123.tmp",
+             out / f".suite.yaml{store.TMP_MARK}x1y2z3.tmp"]
+    stale[0].parent.mkdir(parents=True)
+    for path in stale:
+        path.write_text('{"half": ')  # what a SIGKILL between write and rename leaves
     assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
     assert not list(out.rglob("*.tmp"))
+
+
+def test_users_own_tmp_files_survive_out_dot(write_suite, cli, tmp_path, monkeypatch):
+    """`--out .` in a project: only the tool's own temporaries, only where it writes, are removed."""
+    project = tmp_path / "project"
+    theirs = [project / "notes.tmp", project / ".cache.tmp", project / "src" / ".x.forgetbench-abc.tmp",
+              project / "runs" / "mine.tmp", project / "runs" / "split__naive__seed0" / "draft.tmp"]
+    for path in theirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the user's")
+    config = write_suite(tiny_suite())
+    monkeypatch.chdir(project)
+    assert cli("run", config, "--out", ".", "--quiet", "--no-report") == 0
+    assert all(path.read_text() == "the user's" for path in theirs)
+    assert (project / "runs" / "split__naive__seed0" / "result.json").exists()
 
 
 # ----------------------------------------------------------------------------- interrupts
@@ -177,6 +194,65 @@ def test_interrupt_mid_suite_leaves_no_partial_files_and_resumes(write_suite, cl
     capsys.readouterr()
     assert cli("run", config, "--out", out, "--quiet", *extra) == 0
     assert f"{3 - done} run(s) executed, {done} skipped" in capsys.readouterr().out
+
+
+_SIGTERM_IN_GC_CALLBACK = """
+import gc, os, signal, sys
+from benchmark import suite
+from benchmark.cli import main
+
+armed = []
+
+def callback(phase, info):
+    if phase == "start" and armed == ["armed"]:
+        armed.append("fired")
+        os.kill(os.getpid(), signal.SIGTERM)  # the Python handler runs here, inside the gc callback
+
+gc.callbacks.append(callback)
+finish = suite._Driver._finish
+
+def finish_then_collect(self, *args, **kwargs):
+    finish(self, *args, **kwargs)
+    if not armed:  # after the first result: a collection whose callback receives the SIGTERM
+        armed.append("armed")
+        gc.collect()
+
+suite._Driver._finish = finish_then_collect
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_a_gc_callback_still_stops_the_suite(write_suite, tmp_path):
+    """A handler that raises would see its exception discarded by the gc ("Exception ignored")
+    and the suite would run to the end with status 0; the stop request must survive it."""
+    out = tmp_path / "out"
+    config = write_suite(tiny_suite(seeds=[0, 1, 2, 3]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_IN_GC_CALLBACK, "run", str(config), "--out", str(out), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert "Exception ignored" not in proc.stderr
+    assert len(list(out.glob("runs/*/result.json"))) == 1
+    _assert_no_partial_files(out)
+
+
+def test_first_stop_signal_sets_a_flag_the_second_raises():
+    from benchmark import stop
+
+    with stop.stop_on_signals():
+        assert stop.requested() is None
+        stop._handle(signal.SIGTERM, None)  # what the interpreter calls on delivery
+        assert stop.requested() == signal.SIGTERM
+        with pytest.raises(stop.StopRequested):
+            stop.check()
+        with pytest.raises(stop.StopRequested):
+            stop._handle(signal.SIGINT, None)
+        assert signal.getsignal(signal.SIGTERM) is stop._handle  # still installed: never ignored
+        stop._received.clear()
+    assert stop.requested() is None
+    assert signal.getsignal(signal.SIGTERM) is not stop._handle
 
 
 def test_sigkill_of_the_driver_is_resumed(write_suite, cli, tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import numpy as np
@@ -108,6 +110,42 @@ def test_non_finite_loss_is_recorded_as_diverged(write_suite, cli, tmp_path):
     assert record["status"] == "diverged" and "non-finite loss in experience 1" in record["error"]
     assert len(record["accuracy_matrix"]) == 1  # the first experience's row is kept
     assert read_json(out / "runs" / "split__naive__seed0" / "result.json")["status"] == "ok"
+
+
+def test_a_record_json_cannot_hold_fails_that_run_not_the_suite(write_suite, cli, tmp_path):
+    out = tmp_path / "out"
+    suite = tiny_suite(strategies=[{"name": "test_unserialisable"}, {"name": "naive"}])
+    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1
+    record = read_json(out / "runs" / "split__test_unserialisable__seed0" / "result.json")
+    assert record["status"] == "failed" and "could not be written as JSON" in record["error"]
+    assert read_json(out / "runs" / "split__naive__seed0" / "result.json")["status"] == "ok"
+
+
+def test_collapse_to_chance_is_its_own_status(write_suite, cli, tmp_path, capsys):
+    """lr 1e6 with SGD: the loss stays finite (not diverged) but every task ends at chance level."""
+    out = tmp_path / "out"
+    suite = tiny_suite(training={"optimizer": "sgd", "lr": 1e6, "batch_size": 32, "epochs": 1})
+    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1
+    record = read_json(out / "runs" / "split__naive__seed0" / "result.json")
+    assert record["status"] == "collapsed" and "chance level on every task" in record["error"]
+    assert "1 not ok" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    assert "collapsed" in html and "0/1 runs ok" in html
+    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1  # deterministic: not rerun
+    assert "0 run(s) executed, 1 skipped" in capsys.readouterr().out
+
+
+def test_chance_level_by_hand():
+    import torch
+
+    from benchmark.harness import at_chance, majority_rate
+
+    labels = torch.tensor([0] * 60 + [1] * 40)  # majority 0.6; margin 2 sqrt(0.6 * 0.4 / 100) = 0.098
+    assert majority_rate(labels) == pytest.approx(0.6)
+    assert at_chance(0.6, labels) and at_chance(0.69, labels)
+    assert not at_chance(0.70, labels)
+    assert at_chance(0.2, labels)  # worse than chance is still nothing learned
+    assert not at_chance(1.0, torch.tensor([0, 1] * 50))  # 0.5 + 0.1 margin
 
 
 def test_seeds_flag_overrides_suite(write_suite, cli, tmp_path):

@@ -16,7 +16,7 @@ from benchmark.scenarios.supernet import err_tables, position_ops, sample_archit
 from conftest import tiny_suite
 
 TINY = {"dataset": "digits", "layers": 3, "ops": 4, "width": 8, "architectures": 4, "rounds": 2,
-        "steps_per_turn": 3}
+        "steps_per_turn": 12}  # enough to leave chance level (else the run is `collapsed`)
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.0, batch_size=32, eval_batch_size=512)
 
 
@@ -135,7 +135,7 @@ def test_run_records_err1_err2_consistent_with_matrix_and_turns():
     assert record["status"] == "ok", record.get("traceback")
     R, turns = record["accuracy_matrix"], record["turn_accuracy"]
     assert np.shape(R) == (2, 3) and [t["task"] for t in turns] == [0, 1, 2, 0, 1, 2]
-    assert record["timing"]["steps"] == 6 * 3
+    assert record["timing"]["steps"] == 6 * TINY["steps_per_turn"]
     err1, err2 = record["err1"], record["err2"]
     assert np.shape(err1) == np.shape(err2) == (2, 3)
     for r in range(2):
@@ -180,11 +180,12 @@ def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monk
     opt = torch.optim.SGD(model.parameters(), lr=TRAINING.lr)
     gen = torch.Generator().manual_seed(0)
     steps = 0
-    while steps < 2 * 3:
+    budget = 2 * TINY["steps_per_turn"]  # rounds x steps_per_turn
+    while steps < budget:
         order = torch.randperm(len(task.train_y), generator=gen)
         x, y = task.train_x[order], task.train_y[order]
         for start in range(0, len(y), TRAINING.batch_size):
-            if steps == 6:
+            if steps == budget:
                 break
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x[start:start + 32], 1), y[start:start + 32]).backward()

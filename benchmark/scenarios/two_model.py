@@ -25,7 +25,7 @@ import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import nn
 
-from benchmark.datasets import load_dataset
+from benchmark.datasets import dataset_info, load_dataset
 from benchmark.models import TaskRoutedModule
 from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
 from benchmark.scenarios.split import select_classes, validate_dataset_name
@@ -51,8 +51,13 @@ class TwoModelParams(ScenarioParams):
             raise ValueError(
                 f"shared must be in 1..min(depth_a, depth_b) = 1..{min(self.depth_a, self.depth_b)}, got {self.shared}"
             )
-        if isinstance(self.data_b, list) and (len(self.data_b) < 2 or len(set(self.data_b)) != len(self.data_b)):
-            raise ValueError("data_b as a class list needs at least two distinct class ids")
+        if isinstance(self.data_b, list):
+            if len(self.data_b) < 2 or len(set(self.data_b)) != len(self.data_b):
+                raise ValueError("data_b as a class list needs at least two distinct class ids")
+            classes = dataset_info(self.dataset)["num_classes"]
+            outside = [c for c in self.data_b if not 0 <= c < classes]
+            if outside:
+                raise ValueError(f"data_b: class ids {outside} are not classes of {self.dataset} (0..{classes - 1})")
         return self
 
 

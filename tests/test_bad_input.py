@@ -1,0 +1,163 @@
+"""Bad input, table-driven: every case goes through the CLI entry point and must exit 2, name the
+field at fault, print no traceback and write nothing under ``--out``.
+
+Add a row for every new kind of bad input. A row is ``(id, files, argv, field)``: ``files`` maps
+file names to their content (a dict is written as YAML, ``bytes`` as is), ``argv`` is the command
+line with ``{name}`` standing for that file's path and ``{out}`` for the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from benchmark.cli import main
+from conftest import tiny_suite
+from helpers import REPO
+
+RUN = ("run", "{suite}", "--out", "{out}", "--quiet")
+
+
+def _suite(**overrides: Any) -> dict[str, Any]:
+    return tiny_suite(**overrides)
+
+
+def _strategy(name: str, **params: Any) -> dict[str, Any]:
+    return _suite(strategies=[{"name": name, "params": params}])
+
+
+def _yaml_with(line_old: str, line_new: str) -> str:
+    """The tiny suite as YAML text with one line replaced (for values only YAML text can carry)."""
+    text = yaml.safe_dump(_suite(), sort_keys=False)
+    assert line_old in text
+    return text.replace(line_old, line_new)
+
+
+_RECORD = {  # the least a readable result file holds
+    "schema_version": 2, "run_id": "r", "suite": "t", "seed": 0, "status": "ok", "config": {},
+    "scenario": {"name": "split", "label": "split"}, "strategy": {"name": "naive", "label": "naive"},
+    "accuracy_matrix": [[0.9, 0.5], [0.7, 0.95]], "init_accuracy": [0.5, 0.5],
+}
+
+CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
+    # --- the config file itself
+    ("missing-file", {}, ("run", "{dir}/nope.yaml", "--out", "{out}"), "nope.yaml"),
+    ("not-yaml", {"suite": "name: [unclosed"}, RUN, "not valid YAML"),
+    ("not-a-mapping", {"suite": "- just\n- a list\n"}, RUN, "<root>"),
+    ("not-utf8", {"suite": b"name: t\xff\xfe\nseeds: [0]\n"}, RUN, "not UTF-8"),
+    # --- keys and names
+    ("unknown-key", {"suite": _suite(bogus=1)}, RUN, "bogus: unknown key"),
+    ("unknown-strategy", {"suite": _suite(strategies=[{"name": "nope"}])}, RUN, "strategies[0].name"),
+    ("unknown-dataset", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "cifar"}}])}, RUN,
+     "scenarios[0].params.dataset"),
+    ("negative-lambda", {"suite": _strategy("ewc", ewc_lambda=-3)}, RUN, "strategies[0].params.ewc_lambda"),
+    # --- grids
+    ("empty-grid", {"suite": _strategy("ewc", ewc_lambda=[])}, RUN, "strategies[0].params.ewc_lambda"),
+    # --- non-finite numbers (only YAML text can write them)
+    ("lr-inf", {"suite": _yaml_with("lr: 0.05", "lr: .inf")}, RUN, "training.lr"),
+    ("lambda-nan", {"suite": _yaml_with("- name: naive", "- name: ewc\n  params: {ewc_lambda: .nan}")}, RUN,
+     "strategies[0].params.ewc_lambda"),
+    ("lambda-minus-inf", {"suite": _yaml_with("- name: naive", "- name: ewc\n  params: {ewc_lambda: [1, -.inf]}")},
+     RUN, "strategies[0].params.ewc_lambda[1]"),
+    # --- seeds
+    ("seed-negative", {"suite": _suite(seeds=[-1])}, RUN, "seeds[0]"),
+    ("seed-too-big", {"suite": _suite(seeds=[2**70])}, RUN, "seeds[0]"),
+    ("seed-bool", {"suite": _suite(seeds=[True])}, RUN, "seeds[0]"),
+    ("selection-seed-negative",
+     {"suite": _suite(strategies=[{"name": "ewc", "params": {"ewc_lambda": [1, 10]},
+                                   "selection": {"seeds": [-5]}}])}, RUN, "strategies[0].selection.seeds[0]"),
+    ("seeds-flag-negative", {"suite": _suite()}, (*RUN, "--seeds=-1"), "--seeds"),
+    ("seeds-flag-too-big", {"suite": _suite()}, (*RUN, "--seeds", str(2**70)), "--seeds"),
+    ("seeds-flag-not-int", {"suite": _suite()}, (*RUN, "--seeds", "a,b"), "--seeds"),
+    # --- strict types: a string or a bool where a number belongs is refused, not converted
+    ("lr-string", {"suite": _suite(training={"lr": "0.1"})}, RUN, "training.lr"),
+    ("epochs-float", {"suite": _suite(training={"epochs": 1.5})}, RUN, "training.epochs"),
+    ("lambda-string", {"suite": _strategy("ewc", ewc_lambda="10")}, RUN, "strategies[0].params.ewc_lambda"),
+    ("tasks-bool", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": True}}])},
+     RUN, "scenarios[0].params.tasks"),
+    # --- run ids that would collide
+    ("run-id-collision",
+     {"suite": _suite(scenarios=[{"name": "split", "label": "s", "params": {"dataset": "digits", "tasks": 2}},
+                                 {"name": "split", "label": "s__n", "params": {"dataset": "digits", "tasks": 2}}],
+                      strategies=[{"name": "naive", "label": "n__e"}, {"name": "ewc", "label": "e"}])},
+     RUN, "strategies[1].label"),
+    ("duplicate-label", {"suite": _suite(strategies=[{"name": "ewc"}, {"name": "ewc"}])}, RUN, "strategies[1]"),
+    # --- what this machine or the dataset cannot do
+    ("data-b-out-of-range",
+     {"suite": _suite(scenarios=[{"name": "two_model", "params": {"dataset": "digits", "data_b": [3, 12]}}])},
+     RUN, "data_b"),
+    ("too-many-tasks", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 6}}])},
+     RUN, "scenarios[0].params"),
+    ("missing-data-offline", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "mnist"}}])},
+     (*RUN, "--data-root", "{dir}/empty-data-root"), "scenarios[0].params.dataset"),
+    # --- command-line options
+    ("retries-negative", {"suite": _suite()}, (*RUN, "--retries", "-1"), "--retries"),
+    ("workers-zero", {"suite": _suite()}, (*RUN, "--executor", "process", "--workers", "0"), "--workers"),
+    ("executor-unknown", {"suite": _suite()}, (*RUN, "--executor", "slurm"), "--executor"),
+    # --- the report command
+    ("report-missing-folder", {}, ("report", "{dir}/no-results"), "no-results"),
+    ("report-output-is-a-directory", {"results/runs/r/result.json": json.dumps(_RECORD)},
+     ("report", "{dir}/results", "-o", "{out}"), "-o/--output"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))
+
+
+def _materialise(tmp_path: Path, files: dict[str, Any]) -> dict[str, str]:
+    paths = {"dir": str(tmp_path)}
+    for name, content in files.items():
+        path = tmp_path / (name if "." in name else f"{name}.yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, dict):
+            path.write_text(yaml.safe_dump(content, sort_keys=False))
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        paths[name] = str(path)
+    return paths
+
+
+def _snapshot(folder: Path) -> set[Path]:
+    return set(folder.rglob("*")) if folder.exists() else set()
+
+
+@pytest.mark.parametrize(("files", "argv", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_names_the_field_and_writes_nothing(files, argv, field, tmp_path, capsys):
+    paths = _materialise(tmp_path, files)
+    out = tmp_path / "out"
+    if "report" in argv:
+        out.mkdir()  # `-o` at an existing directory
+    before = _snapshot(tmp_path)
+    args = [a.format(out=out, **paths) for a in argv]
+    try:
+        status = main(args)
+    except SystemExit as exc:  # argparse usage errors exit 2 themselves
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert field in err, err
+    assert "Traceback" not in err
+    assert _snapshot(tmp_path) == before, "bad input wrote files"
+
+
+def test_bad_input_through_the_installed_console_script(tmp_path):
+    """The same contract end to end: the real `forgetbench` process, its stderr and exit status."""
+    config = tmp_path / "suite.yaml"
+    config.write_bytes(b"name: t\xff\n")
+    script = Path(sys.executable).with_name("forgetbench")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "benchmark.cli"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([*command, "run", str(config), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
