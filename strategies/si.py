@@ -24,8 +24,10 @@ clip; the clip keeps the penalty bounded but makes si_lambda act on at most 0.00
 that keeps its five buffers on the model's device and updates them with ``torch._foreach_*``
 kernels, instead of copying flattened weights and gradients to the CPU twice per iteration.
 
-Hyperparameters: ``si_lambda`` (>= 0) the penalty's weight; ``eps`` (> 0) the damping that keeps
-omega finite for parameters that barely moved.
+Hyperparameters: ``si_lambda`` (>= 0) the penalty's weight (default 30: with omega capped at 0.001,
+Avalanche's default of 1 changes nothing measurable, see ``tests/test_defaults.py``); ``eps`` (> 0)
+the damping that keeps omega finite for parameters that barely moved; ``clip`` the cap on omega
+(Avalanche's 0.001; ``None`` for Zenke et al.'s unclipped omega, with a smaller lambda and larger eps).
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ SI_CLIP = 0.001  # Avalanche's update_ewc_data(clip_to=0.001, ...)
 
 
 class SIParams(StrategyParams):
-    si_lambda: NonNegativeFloat = 1.0
+    si_lambda: NonNegativeFloat = 30.0
     eps: PositiveFloat = 1e-7
+    clip: PositiveFloat | None = SI_CLIP  # Avalanche's cap on omega; null: Zenke et al.'s unclipped omega
 
 
 def si_parameters(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -64,7 +67,8 @@ def si_parameters(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 class SIPlugin(Plugin):
     """Avalanche-compatible Synaptic Intelligence on device buffers; see the module doc."""
 
-    def __init__(self, si_lambda: float, eps: float = 1e-7, used_params: Sequence[frozenset[str]] | None = None):
+    def __init__(self, si_lambda: float, eps: float = 1e-7, used_params: Sequence[frozenset[str]] | None = None,
+                 clip: float | None = SI_CLIP):
         """``used_params[i]``: names of the parameters experience i's model uses (optional; the
         per-step work then skips tensors that provably cannot move, see
         :func:`~strategies.penalty.movable_subset`)."""
@@ -76,6 +80,7 @@ class SIPlugin(Plugin):
         self._active_traj: list[torch.Tensor] = []
         self.si_lambda = float(si_lambda)
         self.eps = float(eps)
+        self.clip = clip
         self.names: list[str] = []
         self.params: list[torch.Tensor] = []
         self._pre_step: list[torch.Tensor] = []  # weights before the current step
@@ -130,7 +135,8 @@ class SIPlugin(Plugin):
         for i, p in enumerate(self.params):
             moved = (p.detach() - self.quadratic.anchors[i]) ** 2 + self.eps
             self.cumulative[i] += SI_C * self.trajectory[i] / moved
-        omega = {n: torch.clamp(-c, max=SI_CLIP) for n, c in zip(self.names, self.cumulative)}
+        omega = {n: -c if self.clip is None else torch.clamp(-c, max=self.clip)
+                 for n, c in zip(self.names, self.cumulative)}
         self.quadratic.replace(omega, {n: p.detach() for n, p in zip(self.names, self.params)})
 
     def state_dict(self) -> dict:
@@ -157,5 +163,5 @@ class SIPlugin(Plugin):
 @register_strategy("si", params=SIParams)
 def build_si(ctx: StrategyContext, params: SIParams) -> SupervisedTemplate:
     """Synaptic Intelligence: path-integral importance, quadratic pull to the last optimum."""
-    plugin = SIPlugin(si_lambda=params.si_lambda, eps=params.eps, used_params=ctx.used_params)
+    plugin = SIPlugin(si_lambda=params.si_lambda, eps=params.eps, used_params=ctx.used_params, clip=params.clip)
     return ctx.build(plugins=[plugin])

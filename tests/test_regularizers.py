@@ -167,6 +167,19 @@ def test_si_matches_avalanche(monkeypatch):
         assert torch.allclose(g_ours[n], g_theirs[n], rtol=1e-3, atol=1e-9), n
 
 
+@pytest.mark.parametrize("clip", [0.001, None])
+def test_si_omega_is_the_clipped_or_unclipped_path_integral(clip):
+    """omega = min(-cum, clip) (Avalanche's cap) or -cum unclipped (Zenke et al.), per weight."""
+    scenario = _scenario()
+    init = copy.deepcopy(scenario.model.state_dict())
+    plugin = _train(SIPlugin(si_lambda=1.0, clip=clip), scenario, init).plugins[0]
+    cum = torch.cat([c.flatten() for c in plugin.cumulative])
+    omega = torch.cat([w.flatten() for w in plugin.quadratic.weights])
+    expected = -cum if clip is None else torch.clamp(-cum, max=clip)
+    assert torch.equal(omega, expected)
+    assert (float(omega.max()) > 0.0011) == (clip is None)  # the cap binds on this data
+
+
 def test_state_bytes_and_runner_memory():
     scenario = _scenario()
     init = copy.deepcopy(scenario.model.state_dict())
