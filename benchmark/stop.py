@@ -71,7 +71,8 @@ def stop_on_signals() -> Iterator[None]:
     """Within the block, SIGTERM and SIGINT request a stop (see the module docstring).
 
     A signal that arrived after the last stop point raises :class:`StopRequested` on leaving the
-    block; the request is then forgotten and the previous handlers come back. Outside the main thread (where handlers cannot be installed) this does nothing.
+    block; the request is then forgotten and the previous handlers come back. Outside the main
+    thread (where handlers cannot be installed) this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -13,13 +13,6 @@ MAX_SEED = 2**32 - 1
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
-def check_seed(seed: int) -> int:
-    """``seed`` if every RNG the harness seeds accepts it, else ValueError naming the range."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"a seed is an integer in 0..{MAX_SEED} (2**32 - 1), got {seed!r}")
-    return seed
-
-
 class TrainingConfig(BaseModel):
     """How every run of the suite is trained."""
 

@@ -283,12 +283,12 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     for folder in folders:
         if not folder.is_dir():
             raise ReportError(f"results folder {folder} does not exist (expected OUT/runs/<run_id>/result.json)")
-    skipped: list[tuple[Path, str]] = []
-    records = S.load_records(*folders, skipped=skipped)
+    scan = S.load_records(*folders)
+    records, skipped = scan.records, scan.skipped
     if not records:
+        detail = "".join(f"; skipped {path}: {why}" for path, why in skipped)
         raise ReportError(f"no {'readable ' if skipped else ''}result files under {', '.join(map(str, folders))} "
-                          "(expected OUT/runs/<run_id>/result.json)"
-                          + (f"; {len(skipped)} skipped: " + "; ".join(f"{p}: {why}" for p, why in skipped) if skipped else ""))
+                          f"(expected OUT/runs/<run_id>/result.json){detail}")
     long = S.runs_long(records)
     order = S.strategy_order(records)
     table = S.summary_table(long, order=order)

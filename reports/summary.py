@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal
 import numpy as np
 import pandas as pd
 
-from benchmark.store import scan_results
+from benchmark.store import ResultScan, scan_results
 from reports import metrics, stats
 from reports.metrics import _is_square, curve_series, is_ok, run_metrics  # noqa: F401  (the one metrics path)
 
@@ -76,22 +76,21 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
 ]}
 
 
-def load_records(*folders: Path, skipped: list[tuple[Path, str]] | None = None) -> list[dict[str, Any]]:
-    """Every readable result record under the folders; a later folder's copy of a run id wins.
+def load_records(*folders: Path) -> ResultScan:
+    """Every readable result record under the folders (a later folder's copy of a run id wins), and
+    the files skipped as not readable records, each with why (also logged as a warning).
 
-    Each record gets ``_source`` (its folder) so the report can say where it came from. Files that
-    are not readable records are left out with a warning, and appended to ``skipped`` as
-    ``(path, reason)`` when a list is given.
+    Each record gets ``_source`` (its folder) so the report can say where it came from.
     """
     by_key: dict[tuple, dict[str, Any]] = {}
+    skipped: list[tuple[Path, str]] = []
     for folder in folders:
         scan = scan_results(Path(folder))
-        if skipped is not None:
-            skipped.extend(scan.skipped)
+        skipped.extend(scan.skipped)
         for record in scan.records:
             record["_source"] = str(folder)
             by_key[(_scenario(record), _strategy(record), record.get("seed"))] = record
-    return list(by_key.values())
+    return ResultScan(list(by_key.values()), skipped)
 
 
 def _scenario(record: dict[str, Any]) -> str:
