@@ -24,7 +24,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/forgetbench run configs/quick.yaml
+	$(BIN)/forgetbench run configs/demo.yaml
 
 test: install
 	$(BIN)/python -m pytest

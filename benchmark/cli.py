@@ -15,7 +15,7 @@ from benchmark.config import ConfigError, SuiteConfig, load_config
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = "configs/quick.yaml"
+DEFAULT_CONFIG = "configs/demo.yaml"
 
 
 def _default_config_path() -> Path:

@@ -17,7 +17,10 @@ gradient from the current loss). The importance pass reads the experience's tens
 maths is Avalanche's.
 
 Hyperparameters: ``lambda_reg`` (>= 0) the penalty's weight; ``alpha`` in [0, 1] how much of the old
-importance is kept when a new one is merged.
+importance is kept when a new one is merged; ``max_curvature`` caps the penalty's curvature per weight,
+2 lambda Omega_i, so that gradient descent cannot diverge on it (``auto``: see
+:func:`strategies.penalty.stable_curvature`; ``null``: Avalanche's penalty exactly). The cap
+clamps the Omega the penalty uses, never the running importance that later experiences merge into.
 """
 
 from __future__ import annotations
@@ -27,20 +30,39 @@ from avalanche.models.utils import avalanche_forward
 from avalanche.training.plugins import MASPlugin
 from avalanche.training.templates import SupervisedTemplate
 from avalanche.training.utils import ParamData, zerolike_params_dict
-from pydantic import Field, NonNegativeFloat
+from pydantic import Field, NonNegativeFloat, PositiveFloat
+from typing import Literal
 
 from benchmark.loaders import TensorBatchLoader, dataset_tensors
 from strategies.base import StrategyContext, StrategyParams, register_strategy
+from strategies.penalty import stable_curvature
 from strategies.plugin import Plugin
 
 
 class MASParams(StrategyParams):
     lambda_reg: NonNegativeFloat = 1.0
     alpha: float = Field(0.5, ge=0.0, le=1.0)
+    max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
 
 
 class FastMASPlugin(Plugin, MASPlugin):
-    """Avalanche's MAS with the importance pass on tensor-sliced batches."""
+    """Avalanche's MAS with the importance pass on tensor-sliced batches and an optional curvature cap."""
+
+    def __init__(self, lambda_reg: float, alpha: float, max_curvature: float | None = None):
+        super().__init__(lambda_reg=lambda_reg, alpha=alpha)
+        self.max_curvature = max_curvature
+
+    def before_backward(self, strategy, **kwargs):
+        if self.max_curvature is None or self._lambda == 0 or strategy.clock.train_exp_counter == 0:
+            return super().before_backward(strategy, **kwargs)
+        # lambda * Omega (theta - theta*)^2 has curvature 2 lambda Omega: clamp Omega for the penalty only
+        cap = self.max_curvature / (2 * self._lambda)
+        penalty = 0.0
+        for name, param in strategy.model.named_parameters():
+            if name in self.importance:
+                omega = self.importance[name].expand(param.shape).clamp(max=cap)
+                penalty = penalty + torch.sum(omega * (param - self.params[name].expand(param.shape)).pow(2))
+        strategy.loss += self._lambda * penalty
 
     def _get_importance(self, strategy):
         importance = dict(zerolike_params_dict(strategy.model))
@@ -83,4 +105,5 @@ class FastMASPlugin(Plugin, MASPlugin):
 @register_strategy("mas", params=MASParams)
 def build_mas(ctx: StrategyContext, params: MASParams) -> SupervisedTemplate:
     """Memory Aware Synapses: output-sensitivity importance, quadratic pull (Aljundi et al. 2018)."""
-    return ctx.build(plugins=[FastMASPlugin(lambda_reg=params.lambda_reg, alpha=params.alpha)])
+    cap = stable_curvature(params.max_curvature, ctx.training)
+    return ctx.build(plugins=[FastMASPlugin(lambda_reg=params.lambda_reg, alpha=params.alpha, max_curvature=cap)])

@@ -26,6 +26,23 @@ import torch
 from torch import Tensor
 
 
+def stable_curvature(setting: str | float | None, training) -> float | None:
+    """The largest curvature a quadratic penalty may put on one weight, from a strategy's ``max_curvature``.
+
+    Gradient descent with learning rate lr and momentum beta on a quadratic of curvature h is stable
+    only when lr * h < 2 (1 + beta). ``auto`` gives (1 + beta) / (4 lr) under SGD, an eighth of that
+    bound: the data loss's own sharpness already sits near the bound (gradient descent trains at the
+    "edge of stability", Cohen et al., ICLR 2021), so the penalty gets a small share of it. Adam's
+    normalised step has no such bound: ``auto`` means no cap there. A number is the cap itself;
+    ``None`` never caps.
+    """
+    if setting != "auto":
+        return setting
+    if training.optimizer == "sgd":
+        return (1.0 + training.momentum) / (4.0 * training.lr)
+    return None
+
+
 class _QuadraticPenalty(torch.autograd.Function):
     """``scale * sum_i A_i (theta_i - m_i)^2`` for any sign of ``A`` (used when some ``A < 0``)."""
 
@@ -133,6 +150,15 @@ class QuadraticAnchor:
             self.anchors[i] = new_m.to(self.anchors[i].dtype)
         self.constant = constant
         self._changed()
+
+    @torch.no_grad()
+    def cap_weights(self, max_weight: float) -> int:
+        """Clamp every ``A_i`` to at most ``max_weight`` (anchors unchanged); returns how many were capped."""
+        capped = sum(int((w > max_weight).sum()) for w in self.weights)
+        if capped:
+            self.weights = [w.clamp(max=max_weight) for w in self.weights]
+            self._changed()
+        return capped
 
     @torch.no_grad()
     def replace(self, weights: dict[str, Tensor], anchor: dict[str, Tensor]) -> None:

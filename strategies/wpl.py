@@ -31,6 +31,13 @@ Options:
 * ``clip_norm``: if set, each tensor of F is rescaled so its Frobenius norm is at most this value.
 * ``reset_every``: if set, the running importance only holds the models since the last reset:
   it is zeroed before the Fisher of model N+1, 2N+1, ... (1-based) is added.
+* ``max_curvature``: the penalty's curvature on weight i is alpha_t * F_i, and gradient descent
+  diverges on a quadratic that is too steep for its learning rate (an undertrained earlier model's
+  Fisher entries can exceed 1). ``auto`` (default) caps alpha_t * F_i at
+  :func:`strategies.penalty.stable_curvature`, (1 + beta) / (4 lr) under SGD (no cap under Adam),
+  by clamping F_i (anchors unchanged: every weight below the cap is penalised exactly as in the
+  equation); a number caps it there; ``null`` never caps (the paper's penalty exactly). The result
+  keys ``wpl_capped_entries`` (summed over experiences) and ``wpl_max_curvature`` say what was capped.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from benchmark.loaders import dataset_tensors
 from strategies.base import StrategyContext, StrategyParams, register_strategy
 from strategies.importance import exact_fisher_diagonal
 from strategies.base import shared_params
-from strategies.penalty import QuadraticAnchor, named_params
+from strategies.penalty import QuadraticAnchor, named_params, stable_curvature
 from strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
 
 Tensors = dict[str, torch.Tensor]
@@ -62,14 +69,18 @@ class WPLParams(StrategyParams):
     alpha_decay: float = Field(1.0, gt=0.0, le=1.0)
     reset_every: PositiveInt | None = None
     fisher_batch_size: PositiveInt = 1024
+    max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
 
 
 class WPLPlugin(Plugin):
     """Fisher-weighted quadratic penalty on the parameters shared with earlier models only."""
 
-    def __init__(self, params: WPLParams, used_params: Sequence[frozenset[str]], seed: int = 0):
+    def __init__(self, params: WPLParams, used_params: Sequence[frozenset[str]], seed: int = 0,
+                 max_curvature: float | None = None):
         super().__init__()
         self.params = params
+        self.max_curvature = max_curvature  # resolved: a number or None
+        self.capped_entries = 0  # importance entries capped by max_curvature, over all experiences
         self.used_params = list(used_params)
         self.generator = torch.Generator().manual_seed(seed)
         self.models_trained = 0
@@ -107,6 +118,9 @@ class WPLPlugin(Plugin):
         self._params = named_params(strategy.model, self._quadratic.names)
         t = max(self.models_trained, 1)
         self._alpha = self.params.alpha * self.params.alpha_decay ** (t - 1)
+        if self.max_curvature is not None and self._alpha > 0 and not self._quadratic.empty:
+            # the penalty is (alpha/2) sum A (theta - m)^2: its curvature per weight is alpha * A
+            self.capped_entries += self._quadratic.cap_weights(self.max_curvature / self._alpha)
 
     @staticmethod
     def _like(sources, name: str) -> torch.Tensor:
@@ -166,6 +180,7 @@ class WPLPlugin(Plugin):
             "anchor": detached(self.anchor),
             "per_model": [[detached(f), detached(a)] for f, a in self.per_model],
             "generator": generator_state(self.generator),
+            "capped_entries": self.capped_entries,
         }
 
     def load_state_dict(self, state) -> None:
@@ -174,7 +189,12 @@ class WPLPlugin(Plugin):
         self.anchor = dict(state["anchor"])
         self.per_model = [(dict(f), dict(a)) for f, a in state["per_model"]]
         set_generator_state(self.generator, state["generator"])
+        self.capped_entries = int(state.get("capped_entries", 0))
         self._quadratic, self._params = QuadraticAnchor(), []
+
+    def extra_results(self) -> dict:
+        """How many importance entries ``max_curvature`` capped (summed over experiences)."""
+        return {"wpl_capped_entries": self.capped_entries, "wpl_max_curvature": self.max_curvature}
 
     def state_bytes(self) -> int:
         """Bytes of the Fisher and anchor tensors kept (the RNG state is not regularizer memory)."""
@@ -205,4 +225,7 @@ def _accumulate(running: Tensors, new: Tensors, rule: str, momentum: float) -> T
 @register_strategy("wpl", params=WPLParams)
 def build_wpl(ctx: StrategyContext, params: WPLParams) -> SupervisedTemplate:
     """Weight plasticity loss: exact-Fisher quadratic penalty on shared parameters only (Benyahia et al. 2019)."""
-    return ctx.build(plugins=[WPLPlugin(params, ctx.used_params, seed=ctx.seed)])
+    plugin = WPLPlugin(params, ctx.used_params, seed=ctx.seed,
+                       max_curvature=stable_curvature(params.max_curvature, ctx.training))
+    return ctx.build(plugins=[plugin])
+

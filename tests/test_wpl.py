@@ -207,3 +207,57 @@ def test_ewc_exact_importance_is_the_same_fisher_as_wpl():
     for name, value in wpl.importance.items():
         torch.testing.assert_close(fisher[name], value)
     assert float(fisher["head_b.weight"].abs().sum()) == 0.0  # model A does not use B's head
+
+
+def test_max_curvature_caps_only_entries_above_it_and_keeps_anchors():
+    """With a cap c, the gradient on shared weight i is min(alpha F_i, c) (theta_i - theta_hat_i):
+    entries below c/alpha exactly as the paper's penalty, the others at curvature c."""
+    torch.manual_seed(0)
+    scenario = two_model()
+    model = scenario.model
+    plugin, exps = plugin_after_a(scenario, alpha=3.0)
+    shared = ["shared.0.0.weight", "shared.0.0.bias"]
+    fisher = {n: plugin.importance[n].clone() for n in shared}
+    cap = 3.0 * float(torch.cat([fisher[n].flatten() for n in shared]).median())  # half the entries above it
+    plugin.max_curvature = cap
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    plugin.before_training_exp(fake_strategy(model, exps[1]))
+    model.zero_grad()
+    plugin.penalty().backward()
+    named = dict(model.named_parameters())
+    for n in shared:
+        curvature = torch.clamp(3.0 * fisher[n], max=cap)
+        torch.testing.assert_close(named[n].grad, curvature * (named[n].detach() - plugin.anchor[n]))
+    assert plugin.capped_entries > 0
+    assert plugin.extra_results()["wpl_capped_entries"] == plugin.capped_entries
+    torch.testing.assert_close(plugin.importance["shared.0.0.weight"], fisher["shared.0.0.weight"])  # running F untouched
+
+
+def test_stable_curvature_auto_is_an_eighth_of_the_sgd_bound_and_none_for_adam():
+    from strategies.penalty import stable_curvature
+
+    sgd = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9)
+    assert stable_curvature("auto", sgd) == pytest.approx(2 * 1.9 / 0.05 / 8)
+    assert stable_curvature(7.0, sgd) == 7.0 and stable_curvature(None, sgd) is None
+    assert stable_curvature("auto", TrainingConfig(optimizer="adam", lr=1e-3)) is None
+
+
+def test_mas_cap_clamps_the_penalty_not_the_running_importance():
+    from strategies.mas import FastMASPlugin
+
+    model = torch.nn.Linear(3, 2)
+    plugin = FastMASPlugin(lambda_reg=2.0, alpha=0.5, max_curvature=1.0)  # cap on Omega: 1 / (2 * 2) = 0.25
+    anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    omega = {n: torch.linspace(0, 1, p.numel()).reshape(p.shape) for n, p in model.named_parameters()}
+    plugin.importance = {n: SimpleNamespace(expand=lambda shape, t=t: t.expand(shape)) for n, t in omega.items()}
+    plugin.params = {n: SimpleNamespace(expand=lambda shape, t=t: t.expand(shape)) for n, t in anchor.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    strategy = SimpleNamespace(model=model, loss=torch.ones(()), clock=SimpleNamespace(train_exp_counter=1))
+    plugin.before_backward(strategy)
+    expected = 1 + 2.0 * sum((omega[n].clamp(max=0.25) * 0.25).sum() for n in omega)
+    torch.testing.assert_close(strategy.loss.detach(), torch.as_tensor(expected, dtype=torch.float32))
+    assert float(omega["weight"].max()) == 1.0  # the stored importance is not clamped
