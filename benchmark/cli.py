@@ -85,10 +85,18 @@ def _run(args: argparse.Namespace) -> int:
         f"\n{len(outcome.ran)} run(s) executed, {len(outcome.skipped)} skipped (already complete), "
         f"{len(outcome.failed)} not ok. Results in {out}/"
     )
+    from reports.verdict import verdicts
+
+    lines = {scenario: v[0] for scenario, v in verdicts(records).items() if v}
+    if lines:
+        print("\nVerdict (headline forgetting measure, paired against naive over seeds):")
+        for scenario, line in lines.items():
+            print(f"  {scenario}: {line}")
     if not args.no_report:
         from reports.html import write_report
 
-        print(f"Report: {write_report([out], command=_command_line(args))}")
+        report = write_report([out], command=_command_line(args))
+        print(f"\nReport: {report.resolve().as_uri()}")
     return EXIT_RUNS_FAILED if outcome.failed else EXIT_OK
 
 

@@ -178,3 +178,49 @@ def err_gap_distribution(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str |
     ax.set_xlabel("")
     ax.grid(axis="y", alpha=0.3)
     return to_data_uri(fig)
+
+
+def first_model_curve(curves: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """The headline of a multi-model run (the WPL paper's Figure 1): accuracy of the first model
+    (experience 0, model A) while the later models train; one line per strategy, mean over seeds
+    with a min-max band."""
+    data = curves[curves.eval_exp == 0] if not curves.empty else curves
+    if data.empty:
+        return None
+    fig = _figure(7.6, 3.4)
+    ax = fig.add_subplot()
+    agg = data.groupby(["strategy", "step"]).accuracy.agg(["mean", "min", "max"]) * 100
+    for strategy in [s for s in colours if s in set(data.strategy)]:
+        a = agg.loc[strategy]
+        ax.plot(a.index, a["mean"], color=colours[strategy], lw=2, label=strategy)
+        ax.fill_between(a.index, a["min"], a["max"], color=colours[strategy], alpha=0.2, lw=0)
+    for b in sorted(data.groupby("train_exp").step.min())[1:]:
+        ax.axvline(b, color="black", lw=0.6, ls=":")
+    ax.set_title("Accuracy of the first model (A) while the later model(s) train", fontsize=11)
+    ax.set_xlabel("iteration of the later model's training")
+    ax.set_ylabel("accuracy of A (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="lower left", ncols=min(len(agg.index.unique(0)), 4))
+    return to_data_uri(fig)
+
+
+def err_gap_per_architecture(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """The headline of a supernet run: err2 - err1 per architecture (mean over rounds and seeds, whisker
+    min-max over seeds), one bar per strategy; above 0 = the architecture lost accuracy while the others trained."""
+    if gaps.empty:
+        return None
+    per_seed = gaps.groupby(["strategy", "seed", "architecture"], as_index=False).gap.mean()
+    order = [s for s in colours if s in set(per_seed.strategy)]
+    n_arch = per_seed.architecture.nunique()
+    fig = _figure(min(12, 2.5 + 0.3 * n_arch * len(order)), 3.4)
+    ax = fig.add_subplot()
+    sns.barplot(data=per_seed.assign(gap=per_seed.gap * 100), x="architecture", y="gap", hue="strategy",
+                hue_order=order, palette=colours, errorbar=("pi", 100), ax=ax, err_kws={"linewidth": 1},
+                capsize=0.1)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title("err2 - err1 per architecture: accuracy lost while the other architectures trained", fontsize=11)
+    ax.set_xlabel("architecture (training order)")
+    ax.set_ylabel("err2 - err1 (points)")
+    ax.legend(fontsize=8, loc="upper right", ncols=min(len(order), 6))
+    ax.grid(axis="y", alpha=0.3)
+    return to_data_uri(fig)

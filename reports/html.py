@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from benchmark.store import atomic_write_text
 from reports import summary as S
+from reports import verdict as V
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
@@ -101,6 +102,9 @@ class ScenarioView:
     figures: dict[str, str] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
     naive: str | None = None
+    few_seeds: bool = False  # fewer than 3 seeds: the intervals are not informative
+    headline: str | None = None  # the scenario's headline figure (data URI)
+    headline_caption: str = ""
 
 
 def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
@@ -137,36 +141,21 @@ def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
     return rows
 
 
-def _verdict(table: pd.DataFrame, comps: pd.DataFrame, naive: str | None, references: set[str]) -> list[str]:
-    """Two or three sentences a reader gets in ten seconds: who forgets least, at what cost."""
-    def mean(strategy: str, metric: str) -> float:
+def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, references: set[str]) -> list[str]:
+    """The verdict (:func:`reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
+    def mean(strategy: str | None, metric: str) -> float:
         v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
         return float(v.iloc[0]) if len(v) else float("nan")
 
-    lines = []
-    table = table[~table.strategy.isin(references)]  # the joint upper bound is no contender
-    for metric in ("forgetting", "err_gap_mean", "curve_max_drop"):
-        col = table[table.metric == metric].set_index("strategy")["mean"].astype(float).dropna()
-        if len(col):
-            break
-    else:
+    lines = V.scenario_verdict(long, naive, references)
+    metric = V.headline_metric(set(table.metric))
+    contenders = table[(table.metric == metric) & ~table.strategy.isin(references)].set_index("strategy")["mean"]
+    contenders = contenders.astype(float).dropna()
+    if not lines or contenders.empty:
         return lines
-    m = S.METRICS[metric]
-    winner = str(col.idxmin())
-    text = f"Forgets least: {winner} ({m.label.lower()} {fmt(col[winner], m.unit)}"
-    if naive and winner != naive and naive in col.index:
-        text += f" vs {fmt(col[naive], m.unit)} for {naive}"
-        red = mean(winner, "forgetting_reduction") if metric == "forgetting" else float("nan")
-        if np.isfinite(red):
-            text += f", a {red:.0f}% cut"
-        p = comps[(comps.strategy == winner) & (comps.metric == metric)]
-        if len(p):
-            pv = float(p.p_value.iloc[0])
-            text += f", paired p = {fmt_p(pv)}" + ("" if pv < 0.05 else ", not significant")
-    text += ")."
-    lines.append(text)
+    winner = str(contenders.idxmin())
     cost = []
-    t_w, t_n = mean(winner, "train_seconds"), mean(naive, "train_seconds") if naive else float("nan")
+    t_w, t_n = mean(winner, "train_seconds"), mean(naive, "train_seconds")
     if np.isfinite(t_w):
         cost.append(f"train time {fmt(t_w, 'seconds')}"
                     + (f" ({t_w / t_n:.1f}x {naive})" if np.isfinite(t_n) and t_n > 0 and winner != naive else ""))
@@ -177,23 +166,23 @@ def _verdict(table: pd.DataFrame, comps: pd.DataFrame, naive: str | None, refere
     if np.isfinite(acc_w):
         cost.append(f"final ACC {fmt(acc_w, 'accuracy')}%")
     if cost:
-        lines.append("Cost: " + ", ".join(cost) + ".")
-    acc = table[table.metric == "ACC"].set_index("strategy")["mean"].astype(float).dropna()
+        lines.append(f"Cost of {winner}: " + ", ".join(cost) + ".")
+    acc = table[(table.metric == "ACC") & ~table.strategy.isin(references)].set_index("strategy")["mean"]
+    acc = acc.astype(float).dropna()
     if len(acc) > 1:
         top = str(acc.idxmax())
         lines.append(f"Highest final accuracy (ACC): {top} ({fmt(acc[top], 'accuracy')}%)"
-                     + (f"; the same strategy." if top == winner else "."))
+                     + ("; the same strategy." if top == winner else "."))
     return lines
 
 
 def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], table: pd.DataFrame,
-                   comps: pd.DataFrame, problems: pd.DataFrame) -> ScenarioView:
+                   comps: pd.DataFrame, problems: pd.DataFrame, long: pd.DataFrame) -> ScenarioView:
     from reports import figures as F  # matplotlib/seaborn import only when drawing
 
     mine = [r for r in records if S._scenario(r) == name]
     ok = [r for r in mine if S.is_ok(r)]
-    naive = next((S._strategy(r) for r in mine if S._strategy_name(r) == S.NAIVE), None)
-    refs = {S._strategy(r) for r in mine if S._strategy_name(r) in S.REFERENCE_STRATEGIES}
+    naive, refs = V.roles(records, name)
     view = ScenarioView(name=name, anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
                         runs_ok=len(ok), runs_total=len(mine),
                         seeds=sorted({r.get("seed") for r in mine}, key=str), naive=naive)
@@ -228,16 +217,28 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
                                 "n": int(r.n_pairs), "good": bool(better and r.p_value < 0.05),
                                 "bad": bool(not better and r["diff"] != 0 and r.p_value < 0.05)}
         view.comparison_rows.append({"strategy": strategy, "cells": cells})
-    view.verdict = _verdict(t, c, naive, refs)
+    view.verdict = _verdict(t, long[long.scenario == name], naive, refs)
+    view.few_seeds = 0 < max((row["n"] for row in view.rows), default=0) < V.MIN_SEEDS
     view.problems = problems[problems.scenario == name].to_dict("records")
 
     colours = F.palette(order, naive)
+    curves, gaps = S.curves_frame(records, name), S.err_gap_frame(records, name)
+    if not gaps.empty:
+        view.headline = F.err_gap_per_architecture(gaps, colours)
+        view.headline_caption = ("err2 − err1 per architecture (training order): error at the end minus error "
+                                 "right after the architecture's own turn, mean over rounds and seeds, whisker "
+                                 "min–max over seeds. Above 0 = multi-model forgetting.")
+    elif not curves.empty:
+        view.headline = F.first_model_curve(curves, colours)
+        view.headline_caption = ("Accuracy of the first model while the later model(s) train (the WPL paper's "
+                                 "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
+                                 "experiences.")
     figs = {
         "scatter": F.stability_plasticity(t, colours),
-        "curves": F.forgetting_curves(S.curves_frame(records, name), colours),
+        "curves": F.forgetting_curves(curves, colours),
         "heatmaps": F.heatmaps(S.mean_matrices(records, name), order),
         "final": F.final_accuracy_bars(S.final_accuracy_frame(records, name), colours),
-        "err_gap": F.err_gap_distribution(S.err_gap_frame(records, name), colours),
+        "err_gap": F.err_gap_distribution(gaps, colours),
     }
     view.figures = {k: v for k, v in figs.items() if v}
     return view
@@ -294,7 +295,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     table = S.summary_table(long, order=order)
     comps = S.comparisons_table(long)
     problems = S.problem_runs(records)
-    scenarios = [_scenario_view(name, records, order[name], table, comps, problems) for name in order]
+    scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long) for name in order]
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     html = env.get_template("report.html.j2").render(

@@ -160,7 +160,7 @@ def runs_long(records: list[dict[str, Any]]) -> pd.DataFrame:
 def strategy_order(records: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Scenario -> strategy labels: naive first, then the order in which strategies first appear."""
     order: dict[str, list[str]] = {}
-    for record in records:
+    for record in sorted(records, key=lambda r: str(r.get("started_at") or "")):  # the order they ran in
         labels = order.setdefault(_scenario(record), [])
         if _strategy(record) not in labels:
             labels.append(_strategy(record))

@@ -1,0 +1,203 @@
+"""The verdict: which strategy forgets least, said only as strongly as the seeds allow.
+
+A strategy is named the one that "forgets least" only when its paired difference is significant
+(two-sided paired t-test, p < 0.05, at least 3 seeds) both against naive and against the next best
+strategy. Otherwise the verdict says which strategies are indistinguishable on this suite and about
+how many seeds would tell them apart (:func:`seeds_needed`, a power estimate from the observed
+paired differences). With fewer than 3 seeds it says the intervals are not informative.
+
+Pure functions of the tidy frames of :mod:`reports.summary`: the HTML report and the terminal
+summary after ``forgetbench run`` print the same sentences.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import stats as _st
+
+from reports import stats
+from reports import summary as S
+from reports.summary import METRICS
+
+HEADLINE_METRICS = ("forgetting", "err_gap_mean", "curve_max_drop")  # the first one a scenario has
+SIGNIFICANCE = 0.05
+MIN_SEEDS = 3
+POWER = 0.8
+MAX_SEEDS_ESTIMATE = 10_000
+
+
+def seeds_needed(differences: ArrayLike, alpha: float = SIGNIFICANCE, power: float = POWER,
+                 limit: int = MAX_SEEDS_ESTIMATE) -> int | None:
+    """Smallest number of paired seeds n at which a two-sided paired t-test at level ``alpha`` detects
+    the observed mean difference with probability ``power``, taking the observed mean and standard
+    deviation of the differences as the truth (noncentral t, df = n - 1, noncentrality
+    mean / sd * sqrt(n)). None when it cannot be estimated (fewer than 2 differences, or none that
+    differ) or when it exceeds ``limit``; 2 when every difference is the same non-zero shift.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size < 2 or not np.any(d):
+        return None
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return 2
+    effect = abs(float(d.mean())) / sd
+
+    def achieved(n: int) -> float:
+        crit = _st.t.ppf(1 - alpha / 2, n - 1)
+        nc = effect * math.sqrt(n)
+        return float(_st.nct.sf(crit, n - 1, nc) + _st.nct.cdf(-crit, n - 1, nc))
+
+    # power grows with n: double until it is reached, then bisect (scipy's noncentral t turns to NaN
+    # for huge noncentralities, so never evaluate far beyond the answer)
+    high = 2
+    while not achieved(high) >= power:
+        if high >= limit:
+            return None
+        high = min(2 * high, limit)
+    low = max(2, high // 2)
+    while low < high:
+        mid = (low + high) // 2
+        if achieved(mid) >= power:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def headline_metric(metrics: set[str]) -> str | None:
+    """The forgetting measure a scenario's verdict is about (forgetting, else err2 - err1, else curves)."""
+    return next((m for m in HEADLINE_METRICS if m in metrics), None)
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def _needed_text(differences: np.ndarray) -> str:
+    n = seeds_needed(differences)
+    if n is None:
+        return "no number of seeds within reach would tell them apart at this effect size"
+    return f"about {n} seeds would tell them apart (80% power at p < 0.05)"
+
+
+def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str] = frozenset()) -> list[str]:
+    """Sentences for one scenario, the first being the headline. ``long`` is :func:`reports.summary.runs_long`
+    restricted to the scenario; ``naive`` the baseline's label; ``references`` (joint, standalone) are
+    upper bounds, never contenders."""
+    long = long[~long.strategy.isin(references)]
+    metric = headline_metric(set(long.metric))
+    if metric is None:
+        return []
+    info = METRICS[metric]
+    by_strategy: dict[str, Mapping[int, float]] = {
+        s: dict(zip(g.seed, g.value.astype(float)))
+        for s, g in long[long.metric == metric].groupby("strategy", sort=False)
+    }
+    by_strategy = {s: v for s, v in by_strategy.items() if any(np.isfinite(list(v.values())))}
+    if not by_strategy:
+        return []
+    means = pd.Series({s: float(np.nanmean(list(v.values()))) for s, v in by_strategy.items()}).sort_values()
+    label = info.label.lower()
+    best = str(means.index[0])
+    n_seeds = max(sum(np.isfinite(list(v.values()))) for v in by_strategy.values())
+    if n_seeds < MIN_SEEDS:
+        return [f"Too few seeds to name a winner: {n_seeds} seed(s), and with fewer than {MIN_SEEDS} the "
+                f"confidence intervals are not informative. Lowest {label} so far: {best} "
+                f"({_points(means[best])} points). Rerun with --seeds {MIN_SEEDS} or more."]
+
+    def paired(a: str, b: str) -> tuple[stats.Paired, np.ndarray]:
+        x, y = by_strategy[a], by_strategy[b]
+        shared = sorted(s for s in x.keys() & y.keys() if np.isfinite(x[s]) and np.isfinite(y[s]))
+        return stats.paired_difference(x, y), np.array([x[s] - y[s] for s in shared])
+
+    def significant(p: stats.Paired) -> bool:
+        return p.n >= MIN_SEEDS and np.isfinite(p.p_value) and p.p_value < SIGNIFICANCE
+
+    lines = []
+    beats_naive = []  # strategies with significantly lower forgetting than naive
+    if naive in by_strategy:
+        for s in means.index:
+            if s != naive:
+                p, _ = paired(s, naive)
+                if significant(p) and p.diff < 0:
+                    beats_naive.append((s, p))
+    base = f"{naive} {_points(means[naive])}" if naive in means else ""
+    if naive in by_strategy and not beats_naive:
+        other = next((s for s in means.index if s != naive), None)
+        if other is None:
+            return [f"Only {naive} ran: nothing to compare ({label} {_points(means[naive])} points)."]
+        p, d = paired(other, naive)
+        return [f"No strategy forgets significantly less than {naive} on this suite ({label}: lowest {other} "
+                f"{_points(means[other])} vs {base} points, paired p = {_p(p.p_value)}, {p.n} seeds); "
+                f"{_needed_text(d)}."]
+    contenders = [s for s in means.index if s != naive]
+    runner_up = next((s for s in contenders if s != best), None)
+    versus_next, d_next = paired(best, runner_up) if runner_up else (None, np.array([]))
+    if best != naive and (runner_up is None or (versus_next is not None and significant(versus_next)
+                                                   and versus_next.diff < 0)):
+        text = f"Forgets least: {best} ({label} {_points(means[best])} points"
+        if base:
+            p = dict(beats_naive).get(best)
+            text += f" vs {base}"
+            cut = _cut(long, best)
+            if np.isfinite(cut):
+                text += f", a {cut:.0f}% cut"
+            if p is not None:
+                text += f", paired p = {_p(p.p_value)}"
+        if runner_up:
+            text += f"; next best {runner_up} {_points(means[runner_up])}, paired p = {_p(versus_next.p_value)}"
+        lines.append(text + ").")
+    else:
+        tied = [s for s in contenders if s != best and not significant(paired(best, s)[0])]
+        parts = []
+        if beats_naive:
+            parts.append(f"Significantly less {label} than {base} points (paired p < 0.05): "
+                         f"{_and([f'{s} {_points(means[s])}' for s, _ in beats_naive])}")
+        if tied:
+            p_tie, d_tie = paired(best, tied[0])
+            parts.append(f"{'lowest' if parts else 'Lowest'} {label} {best}, indistinguishable on this suite from {', '.join(tied)} (paired p = "
+                         f"{_p(p_tie.p_value)} against {tied[0]}); {_needed_text(d_tie)}")
+        if parts:
+            lines.append("; ".join(parts) + ".")
+        if not lines:  # no naive run in this scenario
+            lines.append(f"Lowest {label}: {best} ({_points(means[best])} points).")
+    return lines
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _cut(long: pd.DataFrame, strategy: str) -> float:
+    v = long[(long.strategy == strategy) & (long.metric == "forgetting_reduction")].value.astype(float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def _p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def roles(records: list[dict], scenario: str) -> tuple[str | None, set[str]]:
+    """The scenario's baseline label (its naive run) and its reference labels (joint, standalone)."""
+    mine = [r for r in records if S._scenario(r) == scenario]
+    naive = next((S._strategy(r) for r in mine if S._strategy_name(r) == S.NAIVE), None)
+    return naive, {S._strategy(r) for r in mine if S._strategy_name(r) in S.REFERENCE_STRATEGIES}
+
+
+def verdicts(records: list[dict], long: pd.DataFrame | None = None) -> dict[str, list[str]]:
+    """Scenario label -> its verdict sentences, for every scenario in ``records`` (in order of appearance)."""
+    long = S.runs_long(records) if long is None else long
+    out = {}
+    for scenario in S.strategy_order(records):
+        naive, references = roles(records, scenario)
+        out[scenario] = scenario_verdict(long[long.scenario == scenario], naive, references) if len(long) else []
+    return out

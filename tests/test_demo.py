@@ -1,0 +1,113 @@
+"""Acceptance of the demo (`make demo` = `forgetbench run configs/demo.yaml`): it tells the multi-model
+forgetting story with significance, prints one verdict line per scenario and the report's file:// URI,
+and the report opens on the headline figure (A's accuracy while B trains) above the fold.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.cli import main
+from benchmark.store import load_results
+from reports.stats import paired_difference
+
+DEMO = Path(__file__).parents[1] / "configs" / "demo.yaml"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "results"
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = main(["run", str(DEMO), "--out", str(out), "--quiet"])
+    return status, out, buffer.getvalue()
+
+
+def by_strategy(out: Path, scenario: str) -> dict[str, dict[int, dict]]:
+    found: dict[str, dict[int, dict]] = {}
+    for r in load_results(out):
+        if r["scenario"]["label"] == scenario:
+            found.setdefault(r["strategy"]["label"], {})[r["seed"]] = r
+    return found
+
+
+def test_demo_runs_every_run_and_prints_verdicts_and_the_report_uri(demo):
+    status, out, printed = demo
+    assert status == 0, printed
+    assert len(load_results(out)) == 24  # 2 scenarios x 4 strategies x 3 seeds
+    verdict = printed.split("Verdict", 1)[1]
+    assert "\n  two-model: " in verdict and "\n  supernet: " in verdict
+    assert f"Report: {(out / 'report.html').resolve().as_uri()}" in printed
+
+
+def test_two_model_naive_forgets_and_wpl_cuts_it_by_three_quarters_significantly(demo):
+    _, out, _ = demo
+    runs = by_strategy(out, "two-model")
+
+    def a_drop(label):  # points of A's accuracy lost while B trains, per seed
+        return {s: 100 * (r["accuracy_matrix"][0][0] - r["accuracy_matrix"][1][0]) for s, r in runs[label].items()}
+
+    def b_final(label):
+        return np.mean([100 * r["accuracy_matrix"][1][1] for r in runs[label].values()])
+
+    naive, wpl = a_drop("naive"), a_drop("wpl")
+    assert np.mean(list(naive.values())) >= 5, naive
+    assert np.mean(list(wpl.values())) <= 0.25 * np.mean(list(naive.values())), (wpl, naive)
+    assert paired_difference(wpl, naive).p_value < 0.05
+    assert abs(b_final("wpl") - b_final("naive")) <= 3
+
+
+def test_supernet_naive_forgets_between_turns_and_wpl_less(demo):
+    _, out, _ = demo
+    runs = by_strategy(out, "supernet")
+
+    def gap(label):
+        return np.mean([np.nanmean(np.subtract(r["err2"], r["err1"])) for r in runs[label].values()])
+
+    assert gap("naive") > 0 and gap("wpl") < gap("naive")
+
+
+def test_report_opens_on_the_a_accuracy_figure_above_the_fold(demo):
+    """Screenshot at 1280x1200: the first scenario's headline figure lies within the first 1,200 pixels."""
+    from test_report_browser import CHROMIUM, FLAGS, _need_browser
+
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    _, out, _ = demo
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                           args=FLAGS, viewport={"width": 1280, "height": 1200})
+            try:
+                page = browser.new_page()
+                page.goto((out / "report.html").resolve().as_uri(), wait_until="load")
+                first = page.query_selector("figure.headline")
+                assert first is not None and first.get_attribute("id") == "headline-s-two-model"
+                box = page.eval_on_selector("figure.headline img", "i => { const r = i.getBoundingClientRect(); "
+                                            "return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }")
+                alt = page.eval_on_selector("figure.headline img", "i => i.alt")
+                shot = out / "above_the_fold.png"
+                page.screenshot(path=str(shot), full_page=False)
+            finally:
+                browser.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    top, bottom, width = box
+    assert width > 0 and 0 <= top and bottom <= 1200, box
+    assert "two-model" in alt
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    band = pixels[int(top):int(bottom)]
+    assert band.std() > 10  # the figure's pixels are drawn, not blank

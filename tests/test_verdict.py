@@ -1,0 +1,68 @@
+"""The verdict names a winner only on significant paired differences with >= 3 seeds (hand-built cases),
+and the power estimate matches textbook sample sizes for the paired t-test."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from reports.verdict import scenario_verdict, seeds_needed
+
+
+def long_frame(forgetting: dict[str, list[float]]) -> pd.DataFrame:
+    """runs_long-style rows: one forgetting value per (strategy, seed)."""
+    rows = [{"scenario": "s", "strategy": s, "strategy_name": s, "seed": seed, "metric": "forgetting", "value": v}
+            for s, values in forgetting.items() for seed, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("differences, expected", [
+    ([0.0, 2.0], 18),          # effect size mean/sd = 1/sqrt(2) = 0.71: 18 pairs (Cohen's tables: d = .7 -> 18)
+    ([1.0, 2.0, 3.0], 5),      # d = 2
+    ([-1.0, 1.0, 0.5, 1.5], 39),  # d = 0.46
+    ([0.3, 0.3, 0.3], 2),      # a constant shift: any two pairs show it
+    ([0.0, 0.0, 0.0], None),   # nothing to detect
+    ([1.0], None),             # no spread to estimate from
+])
+def test_seeds_needed_matches_paired_t_power(differences, expected):
+    assert seeds_needed(differences) == expected
+
+
+def test_seeds_needed_is_none_beyond_the_limit():
+    assert seeds_needed([1.0, -1.0, 1.01, -0.99], limit=100) is None
+
+
+def test_clear_winner_is_named_with_its_p_values():
+    # naive 20+-1, wpl 1+-.1, ewc 10+-1: wpl beats naive and ewc on every seed by a wide, steady margin
+    long = long_frame({"naive": [0.20, 0.21, 0.19], "ewc": [0.10, 0.12, 0.09], "wpl": [0.010, 0.011, 0.009]})
+    (line,) = scenario_verdict(long, "naive")
+    assert line.startswith("Forgets least: wpl (forgetting 1.0 points vs naive 20.0")
+    assert "next best ewc 10.3" in line and "paired p = " in line
+
+
+def test_tie_between_two_regularizers_is_called_indistinguishable_with_a_seed_estimate():
+    # both far below naive; wpl vs si differ by +-0.5 points in opposite directions: no winner
+    long = long_frame({"naive": [0.20, 0.22, 0.18], "si": [0.015, 0.010, 0.020], "wpl": [0.010, 0.015, 0.012]})
+    (line,) = scenario_verdict(long, "naive")
+    assert "Forgets least" not in line
+    assert line.startswith("Significantly less forgetting than naive 20.0 points (paired p < 0.05): ")
+    assert "indistinguishable on this suite from si" in line and "seeds would tell them apart" in line
+
+
+def test_no_significant_difference_says_so_and_how_many_seeds():
+    long = long_frame({"naive": [0.10, 0.02, 0.06], "ewc": [0.05, 0.04, 0.03]})  # diffs -5, +2, -3 points
+    (line,) = scenario_verdict(long, "naive")
+    assert line.startswith("No strategy forgets significantly less than naive on this suite")
+    assert f"about {seeds_needed([-0.05, 0.02, -0.03])} seeds would tell them apart" in line
+
+
+def test_fewer_than_three_seeds_names_no_winner_and_flags_the_intervals():
+    long = long_frame({"naive": [0.30, 0.31], "ewc": [0.01, 0.02]})
+    (line,) = scenario_verdict(long, "naive")
+    assert line.startswith("Too few seeds to name a winner: 2 seed(s)") and "not informative" in line
+
+
+def test_references_are_not_contenders():
+    long = long_frame({"naive": [0.20, 0.21, 0.19], "ewc": [0.10, 0.12, 0.09], "joint": [0.0, 0.0, 0.0]})
+    (line,) = scenario_verdict(long, "naive", {"joint"})
+    assert line.startswith("Forgets least: ewc")
