@@ -45,59 +45,39 @@ def _data_root(arg: str | None) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.executors import prestart, release_prestarted
+    from benchmark.api import run_suite
 
-    prestart(args.executor, args.workers, args.address)
-    try:
-        return _run(args)
-    finally:
-        release_prestarted()
-
-
-def _run(args: argparse.Namespace) -> int:
-    from benchmark.suite import run_suite
-    from reports.tables import format_overview, overview, runs_frame
-    from benchmark.store import load_results
-
-    suite: SuiteConfig = load_config(args.config or _default_config_path())
-    out = Path(args.out) if args.out else Path("results") / suite.name
-    outcome = run_suite(
-        suite,
-        out,
-        _data_root(args.data_root),
+    results = run_suite(
+        args.config or _default_config_path(),
+        args.out,
+        data_root=_data_root(args.data_root),
         seeds=args.seeds,
         fresh=args.fresh,
-        show_progress=not args.quiet,
+        progress=not args.quiet,
         executor=args.executor,
         workers=args.workers,
         address=args.address,
         retries=args.retries,
     )
-    by_id = {r["run_id"]: r for r in load_results(out)}
-    records = [by_id[run_id] for run_id in outcome.run_ids if run_id in by_id]
-    print(format_overview(overview(runs_frame(records))))
-    if outcome.selection is not None:
+    print(results.summary_text())
+    if results.selection is not None:
         from reports.tables import format_selection, selection_frame
 
-        print(f"\nhyperparameter selection ({outcome.selection}):")
-        print(format_selection(selection_frame(json.loads(outcome.selection.read_text()))))
+        print(f"\nhyperparameter selection ({results.selection}):")
+        print(format_selection(selection_frame(json.loads(results.selection.read_text()))))
     print(
-        f"\n{len(outcome.ran)} run(s) executed, {len(outcome.skipped)} skipped (already complete), "
-        f"{len(outcome.failed)} not ok. Results in {out}/"
+        f"\n{len(results.ran)} run(s) executed, {len(results.skipped)} skipped (already complete), "
+        f"{len(results.failed)} not ok. Results in {results.out}/"
     )
-    from reports.verdict import verdicts
-
-    lines = {scenario: v[0] for scenario, v in verdicts(records).items() if v}
+    lines = {scenario: v[0] for scenario, v in results.verdicts().items() if v}
     if lines:
         print("\nVerdict (headline forgetting measure, paired against naive over seeds):")
         for scenario, line in lines.items():
             print(f"  {scenario}: {line}")
     if not args.no_report:
-        from reports.html import write_report
-
-        report = write_report([out], command=_command_line(args))
+        report = results.report(command=_command_line(args))
         print(f"\nReport: {report.resolve().as_uri()}")
-    return EXIT_RUNS_FAILED if outcome.failed else EXIT_OK
+    return EXIT_RUNS_FAILED if results.failed else EXIT_OK
 
 
 def _command_line(args: argparse.Namespace) -> str:

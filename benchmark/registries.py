@@ -11,8 +11,12 @@ from typing import Any, Callable
 
 from benchmark.registry import Registry
 
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset", builtin_modules=("benchmark.datasets",))
-SCENARIOS: Registry[Callable[..., Any]] = Registry("scenario", builtin_modules=("benchmark.scenarios",))
+DATASETS: Registry[Callable[..., Any]] = Registry(
+    "dataset", entry_point_group="forgetbench.datasets", builtin_modules=("benchmark.datasets",)
+)
+SCENARIOS: Registry[Callable[..., Any]] = Registry(
+    "scenario", entry_point_group="forgetbench.scenarios", builtin_modules=("benchmark.scenarios",)
+)
 STRATEGIES: Registry[Callable[..., Any]] = Registry(
     "strategy", entry_point_group="forgetbench.strategies", builtin_modules=("strategies",)
 )

@@ -55,11 +55,18 @@ def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local
             )
     for i, spec in enumerate(suite.scenarios if data_root is not None else []):
         params = SCENARIOS.get(spec.name).parse_params(spec.params)
+        missing = False
         for dataset, download in params.data_requirements():
             try:
                 check_available(dataset, data_root, download)
             except DataMissingError as exc:
                 errors.append(f"scenarios[{i}].params.dataset: {exc}")
+                missing = True
+        if not missing:
+            try:
+                params.preflight(data_root, suite.seeds[0])
+            except ValueError as exc:
+                errors.append(f"scenarios[{i}] ({spec.label or spec.name}): {exc}")
     if errors:
         raise ConfigError("\n".join(errors))
 

@@ -144,3 +144,62 @@ def _check_weights(who: str, spec: RunSpec, root: Path) -> None:
     strategy.eval(scenario.avalanche_benchmark().test_stream)
     moved = _changed(trained, _state(strategy.model))
     assert not moved, f"{who}: Avalanche's strategy.eval changed {moved}"
+
+
+def check_scenario(name: str, params: dict | None = None, data_root: Path | None = None, seed: int = 0) -> None:
+    """The scenario contract (raises AssertionError naming the scenario and what broke), for
+    built-in and plug-in scenarios alike:
+
+    1. ``params`` validate and the scenario builds under ``seed``, with at least one task and one turn;
+    2. every turn records a non-empty ``used_params`` set of the model's own parameter names, and
+       each task's set is exactly what gradient reachability finds on its data
+       (:func:`benchmark.detect.used_parameters`): a declared set that misses or invents a shared
+       parameter would mislead every regularizer;
+    3. the tasks' data fit the model: the model maps a batch of each task's train and test inputs
+       to ``(batch, classes)`` logits that cover the task's labels;
+    4. it is deterministic: a second build under the same seed gives identical data, schedule,
+       ``used_params`` and initial weights.
+    """
+    from benchmark.detect import used_parameters
+    from benchmark.registries import SCENARIOS
+
+    entry = SCENARIOS.get(name)
+    try:
+        parsed = entry.parse_params(params or {})
+    except ValidationError as exc:
+        raise AssertionError(f"scenario {name!r}: invalid params: {exc}") from None
+    root = data_root if data_root is not None else default_data_root()
+    spec = RunSpec("check_scenario", ComponentSpec(name=name, params=parsed.model_dump()), ComponentSpec(name="naive"),
+                   seed, TRAINING, "cpu")
+    first, second = seeded_scenario(spec, root), seeded_scenario(spec, root)
+    assert first.tasks and first.schedule, f"scenario {name!r}: no tasks or no training turns"
+    names = {n for n, _ in first.model.named_parameters()}
+    for k, used in enumerate(first.turn_used_params):
+        assert used, f"scenario {name!r}: turn {k} uses no parameters"
+        assert used <= names, f"scenario {name!r}: turn {k} names unknown parameters {sorted(used - names)[:5]}"
+    for task in first.tasks:
+        probe = task.train_x[:8]
+        found = used_parameters(first.model, probe, task.model_key)
+        assert found == task.used_params, (
+            f"scenario {name!r}: task {task.name}'s used_params differ from what its forward pass reaches: "
+            f"declared but unused {sorted(task.used_params - found)[:5]}, used but undeclared {sorted(found - task.used_params)[:5]}"
+        )
+        for split, x, y in (("train", task.train_x, task.train_y), ("test", task.test_x, task.test_y)):
+            assert len(x) == len(y) and len(y) > 0, f"scenario {name!r}: task {task.name} has no {split} data"
+            with torch.no_grad():
+                out = first.model.forward_single_task(x[:8], task.model_key)
+            assert out.dim() == 2 and out.shape[0] == min(8, len(x)), (
+                f"scenario {name!r}: task {task.name}'s {split} inputs {tuple(x.shape[1:])} give output "
+                f"{tuple(out.shape)}, expected (batch, classes)")
+            assert int(y.max()) < out.shape[1], (
+                f"scenario {name!r}: task {task.name}'s {split} labels reach {int(y.max())} but the model "
+                f"gives {out.shape[1]} logits")
+    assert len(first.tasks) == len(second.tasks) and first.schedule == second.schedule, \
+        f"scenario {name!r}: tasks or schedule differ between two builds with seed {seed}"
+    for a, b in zip(first.tasks, second.tasks):
+        same = all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("train_x", "train_y", "test_x", "test_y"))
+        assert same and a.used_params == b.used_params and a.model_key == b.model_key, (
+            f"scenario {name!r}: task {a.name} differs between two builds with seed {seed}")
+    sa, sb = first.model.state_dict(), second.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), (
+        f"scenario {name!r}: initial weights differ between two builds with seed {seed}")

@@ -41,6 +41,12 @@ def _yaml_with(line_old: str, line_new: str) -> str:
     return text.replace(line_old, line_new)
 
 
+def _custom(**params: Any) -> dict[str, Any]:
+    """The tiny suite on the `custom` scenario (a multi-head MLP on two tensor tasks), params overridden."""
+    base = {"model": "byo_fixtures:multihead_mlp", "benchmark": "byo_fixtures:tensor_benchmark"}
+    return _suite(scenarios=[{"name": "custom", "params": base | params}])
+
+
 _RECORD = {  # the least a readable result file holds
     "schema_version": 2, "run_id": "r", "suite": "t", "seed": 0, "status": "ok", "config": {},
     "scenario": {"name": "split", "label": "split"}, "strategy": {"name": "naive", "label": "naive"},
@@ -106,6 +112,20 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("report-missing-folder", {}, ("report", "{dir}/no-results"), "no-results"),
     ("report-output-is-a-directory", {"results/runs/r/result.json": json.dumps(_RECORD)},
      ("report", "{dir}/results", "-o", "{out}"), "-o/--output"),
+    # --- bring your own model and benchmark (the `custom` scenario; factories in tests/byo_fixtures.py)
+    ("custom-module-missing", {"suite": _custom(model="no_such_pkg.models:make")}, RUN,
+     "scenarios[0].params.model: Value error, 'no_such_pkg.models:make': cannot import module 'no_such_pkg.models'"),
+    ("custom-attribute-missing", {"suite": _custom(benchmark="byo_fixtures:nope")}, RUN,
+     "module 'byo_fixtures' has no attribute 'nope'"),
+    ("custom-not-a-reference", {"suite": _custom(model="byo_fixtures.plain_mlp")}, RUN,
+     "not a reference of the form module.path:attribute"),
+    ("custom-not-callable", {"suite": _custom(model="byo_fixtures:not_callable")}, RUN, "is not callable"),
+    ("custom-factory-raises", {"suite": _custom(model="byo_fixtures:raising_model")}, RUN,
+     "model byo_fixtures:raising_model raised RuntimeError: cannot build: the checkpoint file weights.pt is missing"),
+    ("custom-no-task-labels", {"suite": _custom(benchmark_params={"task_labels": False})}, RUN,
+     "has no task labels"),
+    ("custom-names-change", {"suite": _custom(model="byo_fixtures:growing_model")}, RUN,
+     "parameter names change between experiences"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))

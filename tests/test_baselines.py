@@ -91,10 +91,16 @@ def test_mas_importance_matches_avalanche_and_penalty_matches_formula():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01)
-    expected = 2.0 * sum(float((plugin.importance[n].data * 0.01**2).sum()) for n, _ in model.named_parameters())
-    fake = SimpleNamespace(model=model, loss=torch.ones(()), clock=SimpleNamespace(train_exp_counter=1))
-    plugin.before_backward(fake)  # (Avalanche refuses a zero loss)
-    assert float(fake.loss.detach()) - 1.0 == pytest.approx(expected, rel=1e-4) and expected > 0
+    def expected(cap):  # the default cap clamps Omega at max_curvature / (2 lambda) for the penalty only
+        return 2.0 * sum(float((plugin.importance[n].data.clamp(max=cap) * 0.01**2).sum())
+                         for n, _ in model.named_parameters())
+
+    for cap in (plugin.max_curvature, None):  # None: Avalanche's own before_backward
+        plugin.max_curvature = cap
+        fake = SimpleNamespace(model=model, loss=torch.ones(()), clock=SimpleNamespace(train_exp_counter=1))
+        plugin.before_backward(fake)  # (Avalanche refuses a zero loss)
+        want = expected(cap / (2 * 2.0) if cap else float("inf"))
+        assert float(fake.loss.detach()) - 1.0 == pytest.approx(want, rel=1e-4) and want > 0
     assert plugin.state_bytes() == 2 * sum(p.numel() * 4 for p in model.parameters())
 
 

@@ -21,12 +21,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "benchmark.training", "benchmark.record", "benchmark.store", "benchmark.stop", "reports.__init__",
                     "reports.metrics", "reports.stats")),
     ("config", ("benchmark.config",)),
-    ("scenario", ("benchmark.datasets", "benchmark.models", "benchmark.loaders", "benchmark.scenarios")),
+    ("scenario", ("benchmark.datasets", "benchmark.models", "benchmark.loaders", "benchmark.detect",
+                  "benchmark.scenarios")),
     ("strategy", ("benchmark.template", "benchmark.harness", "strategies")),
     ("runner", ("benchmark.schedule", "benchmark.checkpoint", "benchmark.runner")),
     ("suite", ("benchmark.selection", "benchmark.executors", "benchmark.lock", "benchmark.suite")),
     ("reports", ("reports",)),
-    ("front ends", ("benchmark.cli", "benchmark.testing", "benchmark.measure")),
+    ("front ends", ("benchmark.api", "benchmark.cli", "benchmark.testing", "benchmark.measure")),
 ]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from torch import nn
 
 from benchmark.loaders import TensorBatchLoader, dataset_tensors
 from benchmark.scenarios import SCENARIOS, ScenarioInputs
@@ -82,3 +84,72 @@ def test_tensor_batch_loader_covers_each_sample_once_per_pass():
     assert again.tolist() != seen.tolist()  # reshuffled each pass
     dropped = TensorBatchLoader((x,), batch_size=4, shuffle=False, drop_last=True)
     assert len(dropped) == 2 and sum(len(b[0]) for b in dropped) == 8
+
+
+# --------------------------------------------------------- automatic shared-parameter detection
+BUILTIN_SMALL = [
+    ("split", {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [8]}),
+    ("split", {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn", "widths": [4]}),
+    ("permuted", {"dataset": "digits", "tasks": 3, "widths": [8]}),
+    ("two_model", {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 8, "shared": 1}),
+    ("supernet", {"dataset": "digits", "layers": 3, "ops": 4, "width": 8, "architectures": 6}),
+    ("supernet", {"dataset": "digits", "cell": "cnn", "layers": 2, "ops": 3, "width": 4, "architectures": 4,
+                  "head": "shared"}),
+]
+
+
+@pytest.mark.parametrize("name, params", BUILTIN_SMALL)
+def test_detected_used_params_equal_the_declared_ones_on_builtin_scenarios(name, params):
+    from benchmark.detect import used_parameters
+
+    entry = SCENARIOS.get(name)
+    scenario = entry.factory(entry.parse_params(params), ScenarioInputs(0, None))
+    for task in scenario.tasks:
+        probe = torch.zeros_like(task.train_x[:4])  # all-zero input: many zero gradients, still reachable
+        assert used_parameters(scenario.model, probe, task.model_key) == task.used_params, task.name
+
+
+def test_detection_leaves_out_an_op_an_architecture_skips_and_keeps_dead_and_frozen_units():
+    from benchmark.detect import used_parameters
+    from benchmark.models import TaskRoutedModule
+
+    class TinySupernet(TaskRoutedModule):  # architecture 1 skips op "b" (identity instead)
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.head = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+            with torch.no_grad():
+                self.a.weight.fill_(-1.0), self.a.bias.fill_(-1.0)  # ReLU(a(x)) is dead for x >= 0
+            self.head.requires_grad_(False)  # frozen, still used
+
+        def forward_single_task(self, x, task_label):
+            h = torch.relu(self.a(x))
+            return self.head(self.b(h) if task_label == 0 else h)
+
+    model = TinySupernet()
+    x = torch.rand(8, 4)
+    assert used_parameters(model, x, 0) == {"a.weight", "a.bias", "b.weight", "b.bias", "head.weight", "head.bias"}
+    assert used_parameters(model, x, 1) == {"a.weight", "a.bias", "head.weight", "head.bias"}
+    assert not model.head.weight.requires_grad and model.training  # restored
+
+
+@pytest.mark.parametrize("name, params", BUILTIN_SMALL)
+def test_builtin_scenarios_pass_the_scenario_contract(name, params):
+    from benchmark.testing import check_scenario
+
+    check_scenario(name, params)
+
+
+def test_scenario_contract_catches_a_wrong_used_params_declaration(monkeypatch):
+    from benchmark.testing import check_scenario
+
+    entry = SCENARIOS.get("two_model")
+
+    def lying(params, inputs):  # declares model B without the layers it shares with A
+        scenario = entry.factory(params, inputs)
+        b = scenario.tasks[1]
+        b.used_params = frozenset(n for n in b.used_params if not n.startswith("shared."))
+        return scenario
+
+    monkeypatch.setitem(SCENARIOS._entries, "two_model", type(entry)(entry.name, lying, entry.params, entry.description))
+    with pytest.raises(AssertionError, match=r"declared but unused \[\], used but undeclared \['shared"):
+        check_scenario("two_model", {"dataset": "digits", "depth_a": 2, "depth_b": 2, "width": 8, "shared": 1})

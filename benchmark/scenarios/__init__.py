@@ -13,5 +13,6 @@ from benchmark.scenarios import split as _split  # noqa: F401  (registers "split
 from benchmark.scenarios import two_model as _two_model  # noqa: F401
 from benchmark.scenarios import supernet as _supernet  # noqa: F401
 from benchmark.scenarios import permuted as _permuted  # noqa: F401
+from benchmark.scenarios import custom as _custom  # noqa: F401
 
 __all__ = ["SCENARIOS", "LabelledTensors", "Scenario", "ScenarioInputs", "ScenarioParams", "Task", "Turn"]

@@ -40,6 +40,9 @@ class ScenarioParams(BaseModel):
         name = getattr(self, "dataset", None)
         return [(name, bool(getattr(self, "download", False)))] if name else []
 
+    def preflight(self, data_root: Any, seed: int) -> None:
+        """Raise ValueError if this scenario cannot be built (checked before a suite runs; default: nothing)."""
+
 
 class LabelledTensors(TensorDataset):
     """``(x, y, task_label)`` tensors; items are ``(x_i, int(y_i), int(t_i))``.

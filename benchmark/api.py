@@ -1,0 +1,149 @@
+"""The Python API: what ``forgetbench run`` / ``forgetbench report`` do, for a script or a notebook.
+
+    from benchmark.api import run_suite, load_results
+
+    results = run_suite("configs/demo.yaml", out="results/demo")   # or a dict, or a SuiteConfig
+    results.summary()          # the table `forgetbench run` prints (a DataFrame)
+    results.frame()            # tidy: one row per (ok run, metric)
+    results.verdicts()         # scenario -> the verdict sentences
+    results.report()           # writes OUT/report.html (+ summary.csv, comparisons.csv); returns its path
+    load_results("results/demo").frame()                          # any results folder(s)
+
+Validation is the CLI's: a bad config raises :class:`~benchmark.config.ConfigError` naming the
+field, before anything runs or is written. A run that fails is recorded as failed and the suite goes
+on: ``results.failed`` lists them and ``results.exit_code`` is what the CLI would exit with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from benchmark.config import ConfigError, SuiteConfig, load_config, resolve_config
+
+
+def as_suite(config: str | Path | Mapping[str, Any] | SuiteConfig) -> SuiteConfig:
+    """A validated suite from a YAML path, a raw mapping (as the YAML would parse) or a SuiteConfig."""
+    if isinstance(config, SuiteConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    if isinstance(config, Mapping):
+        return resolve_config(dict(config))
+    raise ConfigError(f"config: expected a YAML path, a mapping or a SuiteConfig, got {type(config).__name__}")
+
+
+@dataclass
+class Results:
+    """Result records of one or more results folders, with the views the CLI and the report show."""
+
+    folders: list[Path]
+    run_ids: list[str] | None = None  # restrict to these runs (a suite's own), else every record
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    selection: Path | None = None  # OUT/selection.json when the suite selected hyperparameters
+
+    @property
+    def out(self) -> Path:
+        return self.folders[0]
+
+    @property
+    def exit_code(self) -> int:
+        """0 every run ok, 1 some runs failed, diverged or collapsed (the CLI's exit status)."""
+        return 1 if self.failed else 0
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The result records (read fresh from disk), in suite order when the suite is known."""
+        from reports.summary import load_records
+
+        records = load_records(*self.folders).records
+        if self.run_ids is None:
+            return records
+        by_id = {r["run_id"]: r for r in records}
+        return [by_id[i] for i in self.run_ids if i in by_id]
+
+    def frame(self) -> pd.DataFrame:
+        """Tidy metrics: scenario, strategy, strategy_name, seed, metric, value; one row per (ok run, metric)."""
+        from reports.summary import runs_long
+
+        return runs_long(self.records)
+
+    def summary(self) -> pd.DataFrame:
+        """Per (scenario, strategy): runs ok / not ok and mean, std over seeds of ACC, forgetting, LA, train time."""
+        from reports.tables import overview, runs_frame
+
+        return overview(runs_frame(self.records))
+
+    def summary_text(self) -> str:
+        """:meth:`summary` as the terminal table ``forgetbench run`` prints."""
+        from reports.tables import format_overview
+
+        return format_overview(self.summary())
+
+    def verdicts(self) -> dict[str, list[str]]:
+        """Scenario label -> its verdict sentences (see :mod:`reports.verdict`)."""
+        from reports.verdict import verdicts
+
+        return verdicts(self.records)
+
+    def report(self, path: str | Path | None = None, command: str | None = None) -> Path:
+        """Write the HTML report (default ``OUT/report.html``) with summary.csv and comparisons.csv beside it."""
+        from reports.html import write_report
+
+        return write_report(self.folders, Path(path) if path else None, command=command)
+
+
+def load_results(folder: str | Path, *more: str | Path) -> Results:
+    """Every readable result record under the folders (``run --out`` folders)."""
+    folders = [Path(f) for f in (folder, *more)]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise ConfigError(f"results folder(s) {', '.join(missing)} do not exist")
+    return Results(folders)
+
+
+def run_suite(
+    config: str | Path | Mapping[str, Any] | SuiteConfig,
+    out: str | Path | None = None,
+    *,
+    data_root: str | Path | None = None,
+    seeds: list[int] | None = None,
+    fresh: bool = False,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    retries: int = 0,
+    progress: bool = True,
+) -> Results:
+    """Run every (scenario x strategy x seed) of a suite, as ``forgetbench run`` does; returns its results.
+
+    ``out`` defaults to ``results/<suite name>``; ``data_root`` to ``$FORGETBENCH_DATA``, else
+    ``~/.cache/forgetbench``. Complete runs already under ``out`` with the same config are skipped
+    (``fresh`` reruns them). Raises ConfigError on invalid input, before anything runs.
+    """
+    from benchmark import suite as suite_module
+    from benchmark.datasets import default_data_root
+    from benchmark.executors import prestart, release_prestarted
+    from benchmark.training import MAX_SEED
+
+    if executor not in ("local", "process", "ray"):
+        raise ConfigError(f"executor: must be one of local, process, ray; got {executor!r}")
+    bad = [s for s in seeds or [] if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ConfigError(f"seeds: each must be an integer in 0..{MAX_SEED}, got {bad}")
+    prestart(executor, workers, address)
+    try:
+        suite = as_suite(config)
+        out = Path(out) if out else Path("results") / suite.name
+        root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
+        outcome = suite_module.run_suite(suite, out, root, seeds=seeds, fresh=fresh, show_progress=progress,
+                                         executor=executor, workers=workers, address=address, retries=retries)
+    finally:
+        release_prestarted()
+    return Results([out], run_ids=outcome.run_ids, ran=outcome.ran, skipped=outcome.skipped,
+                   failed=outcome.failed, selection=outcome.selection)

@@ -1,0 +1,70 @@
+"""Factories a user might write, referenced by configs in the tests (``byo_fixtures:<name>``):
+small working ones and the broken ones the bad-input battery feeds the ``custom`` scenario."""
+
+from __future__ import annotations
+
+import torch
+from avalanche.benchmarks import benchmark_from_datasets, with_task_labels
+from avalanche.models import DynamicModule, MultiHeadClassifier, MultiTaskModule
+from torch import nn
+
+from benchmark.loaders import tensor_dataset
+
+
+def tensor_benchmark(n_experiences: int = 2, task_labels: bool = True, seed: int = 0):
+    """Two tiny 2-class tasks of 8-feature points (linearly separable), with or without task labels."""
+    g = torch.Generator().manual_seed(seed)
+
+    def split(t, n):
+        x = torch.randn(n, 8, generator=g)
+        y = (x[:, t % 8] > 0).long()
+        label = t if task_labels else 0
+        return tensor_dataset(x, y, torch.full((n,), label, dtype=torch.long))
+
+    train = [split(t, 512) for t in range(n_experiences)]
+    test = [split(t, 256) for t in range(n_experiences)]
+    return with_task_labels(benchmark_from_datasets(train=train, test=test))
+
+
+class MultiHeadMLP(MultiTaskModule):
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(8, width), nn.ReLU())
+        self.classifier = MultiHeadClassifier(width, initial_out_features=2)
+
+    def forward_single_task(self, x, task_label):
+        return self.classifier(self.trunk(x), task_label)
+
+
+def multihead_mlp(width: int = 16) -> nn.Module:
+    return MultiHeadMLP(width)
+
+
+def plain_mlp(width: int = 16) -> nn.Module:
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 2))
+
+
+def raising_model(width: int = 16) -> nn.Module:
+    raise RuntimeError("cannot build: the checkpoint file weights.pt is missing")
+
+
+class Growing(DynamicModule):
+    """Adds a parameter at every adaptation: its names never settle."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(8, 2)
+        self.grown = nn.ParameterList()
+
+    def adaptation(self, experience=None):
+        self.grown.append(nn.Parameter(torch.zeros(1)))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def growing_model() -> nn.Module:
+    return Growing()
+
+
+not_callable = 42

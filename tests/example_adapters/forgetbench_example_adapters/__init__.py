@@ -1,0 +1,1 @@
+"""Example forgetbench scenario plug-in (registered through the forgetbench.scenarios entry point)."""

@@ -1,0 +1,182 @@
+"""Bring your own network, data and benchmark: the Python API, the `custom` scenario (any nn.Module on
+any Avalanche benchmark, by reference), shared-parameter detection on a user's model, and scenario
+plug-ins from other distributions (tests/example_adapters, tests/example_multihead, pip-installed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.api import load_results, run_suite
+from benchmark.config import ComponentSpec, ConfigError
+from benchmark.registries import SCENARIOS
+from benchmark.runner import RunSpec, run, seeded_scenario
+from benchmark.testing import TRAINING, check_scenario
+from conftest import tiny_suite
+from helpers import REPO, comparable, mnist_root
+
+HERE = Path(__file__).parent
+CUSTOM = {"model": "byo_fixtures:multihead_mlp", "benchmark": "byo_fixtures:tensor_benchmark"}
+
+
+# ------------------------------------------------------------------------------------ Python API
+def test_run_suite_from_a_script_writes_the_same_result_files_as_the_cli(tmp_path):
+    suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc"}])
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    script = ("import json, sys; from benchmark.api import run_suite\n"
+              f"r = run_suite(json.loads(sys.argv[1]), out=sys.argv[2], progress=False)\n"
+              "print(r.summary_text()); sys.exit(r.exit_code)")
+    api = subprocess.run([sys.executable, "-c", script, json.dumps(suite), str(tmp_path / "api")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert api.returncode == 0, api.stderr
+    cli = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(tmp_path / "suite.yaml"), "--out",
+                          str(tmp_path / "cli"), "--quiet", "--no-report"], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    assert comparable(tmp_path / "api") == comparable(tmp_path / "cli") != {}
+    assert "naive" in api.stdout and "ewc" in api.stdout
+
+
+def test_results_views_and_load_results(tmp_path):
+    results = run_suite(tiny_suite(seeds=[0, 1]), out=tmp_path / "out", progress=False)
+    assert results.exit_code == 0 and len(results.ran) == 2
+    frame = results.frame()
+    assert set(frame.columns) >= {"scenario", "strategy", "seed", "metric", "value"}
+    assert set(frame.seed) == {0, 1} and "forgetting" in set(frame.metric)
+    summary = results.summary()
+    assert list(summary.strategy) == ["naive"] and int(summary.ok.iloc[0]) == 2
+    report = results.report()
+    assert report == tmp_path / "out" / "report.html" and report.exists()
+    again = load_results(tmp_path / "out")
+    assert again.frame().equals(frame)
+    assert list(results.verdicts()) == ["split"]
+
+
+def test_run_suite_validates_like_the_cli(tmp_path):
+    with pytest.raises(ConfigError, match=r"strategies\[0\].name"):
+        run_suite(tiny_suite(strategies=[{"name": "nope"}]), out=tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="seeds"):
+        run_suite(tiny_suite(), out=tmp_path / "out", seeds=[-1], progress=False)
+    with pytest.raises(ConfigError, match="do not exist"):
+        load_results(tmp_path / "nowhere")
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ custom scenario
+def custom_spec(strategy: str = "naive", **params) -> RunSpec:
+    return RunSpec("byo", ComponentSpec(name="custom", params=CUSTOM | params), ComponentSpec(name=strategy), 0,
+                   TRAINING, "cpu")
+
+
+def test_custom_scenario_detects_trunk_as_shared_and_heads_as_private():
+    scenario = seeded_scenario(custom_spec(), None)
+    a, b = (t.used_params for t in scenario.tasks)
+    assert a & b == {"net.trunk.0.weight", "net.trunk.0.bias"}
+    assert a - b == {"net.classifier.classifiers.0.classifier.weight", "net.classifier.classifiers.0.classifier.bias"}
+    check_scenario("custom", CUSTOM)
+
+
+@pytest.mark.parametrize("model", ["byo_fixtures:multihead_mlp", "byo_fixtures:plain_mlp"])
+def test_custom_scenario_runs_every_regularizer_that_needs_shared_params(model):
+    for strategy in ("naive", "wpl", "l2", "spg"):
+        record = run(custom_spec(strategy, model=model), None)
+        assert record["status"] == "ok", (strategy, record.get("error"))
+        assert len(record["accuracy_matrix"]) == 2
+
+
+def test_plain_module_is_one_model_for_every_experience():
+    scenario = seeded_scenario(custom_spec(model="byo_fixtures:plain_mlp"), None)
+    assert scenario.tasks[0].used_params == scenario.tasks[1].used_params == {n for n, _ in scenario.model.named_parameters()}
+
+
+# ---------------------------------------------------------------- out-of-tree example packages
+@pytest.fixture(scope="module")
+def example_site(tmp_path_factory) -> Path:
+    """``pip install`` both example packages (tests/example_*) into a private site folder."""
+    site = tmp_path_factory.mktemp("site")
+    for name in ("example_adapters", "example_multihead"):
+        src = tmp_path_factory.mktemp("src") / name
+        shutil.copytree(HERE / name, src)  # build artefacts stay out of the repository
+        base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                "--target", str(site)]
+        done = subprocess.run([*base, "--no-build-isolation", str(src)], capture_output=True, text=True)
+        if done.returncode != 0:  # no local setuptools: let pip fetch the build backend
+            done = subprocess.run([*base, str(src)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    return site
+
+
+def site_env(site: Path) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO)]))
+
+
+@pytest.mark.slow  # runs pip
+def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(example_site, tmp_path):
+    env = site_env(example_site)
+    listed = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "scenarios"], env=env,
+                            capture_output=True, text=True, check=True).stdout
+    assert "adapters" in listed and "example plug-in" in listed
+    suite = tiny_suite(scenarios=[{"name": "adapters", "params": {"tasks": 2, "width": 16, "bottleneck": 4}}],
+                       strategies=[{"name": "naive"}, {"name": "wpl"}])
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    for executor in ("process", "ray"):
+        out = tmp_path / executor
+        done = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(tmp_path / "suite.yaml"), "--out",
+                               str(out), "--quiet", "--no-report", "--executor", executor, "--workers", "2"],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (executor, done.stdout[-2000:], done.stderr[-2000:])
+        records = [json.loads(p.read_text()) for p in out.glob("runs/*/result.json")]
+        assert len(records) == 2 and all(r["status"] == "ok" for r in records), executor
+
+
+@pytest.mark.slow  # runs pip
+def test_adapters_plugin_passes_the_scenario_contract(example_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(example_site))
+    monkeypatch.setattr(SCENARIOS, "_entry_points_loaded", False)  # read entry points again, plug-in visible
+    assert "adapters" in SCENARIOS.names()
+    for frozen in (False, True):
+        check_scenario("adapters", {"tasks": 3, "width": 16, "bottleneck": 4, "train_backbone": not frozen})
+
+
+@pytest.mark.slow  # runs pip, real MNIST
+def test_multihead_example_on_splitmnist_wpl_covers_exactly_the_trunk(example_site, monkeypatch):
+    """Example (a) of the README: the user's multi-head CNN on Avalanche's SplitMNIST from the local files."""
+    root = mnist_root()
+    monkeypatch.syspath_prepend(str(example_site))
+    suite = yaml.safe_load((REPO / "configs" / "example_multihead.yaml").read_text())
+    params = suite["scenarios"][0]["params"] | {"max_train": 200, "max_test": 200}
+    training = TRAINING.model_copy(update={"batch_size": 32})
+
+    def spec(strategy, **extra):
+        return RunSpec("ex", ComponentSpec(name="custom", params=params | extra), ComponentSpec(name=strategy), 0,
+                       training, "cpu")
+
+    scenario = seeded_scenario(spec("wpl"), root)
+    trunk = {n for n, _ in scenario.model.named_parameters() if n.startswith("net.trunk.")}
+    assert trunk and all(scenario.tasks[t].used_params & scenario.tasks[0].used_params == trunk for t in range(1, 5))
+    from strategies.wpl import WPLPlugin
+
+    seen = []
+    original = WPLPlugin.before_training_exp
+
+    def spy(self, strategy, **kwargs):
+        original(self, strategy, **kwargs)
+        seen.append(set(self.penalised_names))
+
+    monkeypatch.setattr(WPLPlugin, "before_training_exp", spy)
+    auto = run(spec("wpl"), root)
+    assert auto["status"] == "ok", auto.get("error")
+    assert seen[0] == set() and all(names == trunk for names in seen[1:])  # the trunk, exactly
+    declared = run(spec("wpl", used_params="declared"), root)
+    assert declared["accuracy_matrix"] == auto["accuracy_matrix"]  # the same numbers as declaring by hand
+    for strategy in ("naive", "ewc"):
+        assert run(spec(strategy), root)["status"] == "ok"
