@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray]'
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray,tracking]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -82,6 +82,17 @@ class StrategySpec(ComponentSpec):
     selection: SelectionSpec | None = None
 
 
+TRACKER_PACKAGES: dict[str, str | None] = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+def missing_tracker_package(logger: str) -> str | None:
+    """The package the ``loggers`` entry ``logger`` needs when it is not installed, else None."""
+    import importlib.util
+
+    package = TRACKER_PACKAGES.get(logger)
+    return package if package and importlib.util.find_spec(package) is None else None
+
+
 class SuiteConfig(StrictModel):
     """A suite: every (scenario x strategy x seed) combination is one run."""
 
@@ -91,6 +102,8 @@ class SuiteConfig(StrictModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     scenarios: list[ComponentSpec] = Field(min_length=1)
     strategies: list[StrategySpec] = Field(min_length=1)
+    # experiment trackers each finished run is written to (benchmark/tracking.py); execution-only
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_labels(self) -> "SuiteConfig":
@@ -105,6 +118,11 @@ class SuiteConfig(StrictModel):
                 seen[spec.display_name] = i
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: each seed may appear only once")
+        for i, logger in enumerate(self.loggers):
+            package = missing_tracker_package(logger)
+            if package:
+                raise ValueError(f"loggers[{i}]: {logger!r} needs the {package} package, which is not installed "
+                                 f"(pip install 'forgetbench[tracking]')")
         return self
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from benchmark import selection, stop, store
+from benchmark import selection, stop, store, tracking
 from benchmark.config import ConfigError, SuiteConfig
 from benchmark.datasets import DataMissingError, check_available
 from benchmark.executors import Executor, Job, make_executor
@@ -74,9 +74,11 @@ def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local
 class _Driver:
     """Runs batches of jobs on an executor; the only writer of result files."""
 
-    def __init__(self, executor: Executor, out: Path, outcome: SuiteOutcome, bar, retries: int, fresh: bool):
+    def __init__(self, executor: Executor, out: Path, outcome: SuiteOutcome, bar, retries: int, fresh: bool,
+                 loggers: list[str] | None = None, suite_name: str = ""):
         self.executor, self.out, self.outcome = executor, out, outcome
         self.bar, self.retries, self.fresh = bar, retries, fresh
+        self.loggers, self.suite_name = list(loggers or []), suite_name
 
     def run_batch(self, batch: list[tuple[Path, RunSpec]]) -> None:
         """Run what is not complete in ``batch`` (folder, spec); retry failures up to ``retries``."""
@@ -121,6 +123,9 @@ class _Driver:
             store.write_result(folder, record)
         if job.checkpoint is not None and record["status"] in store.DONE_STATUSES:
             job.checkpoint.unlink(missing_ok=True)  # a complete run needs no checkpoint
+        if self.loggers and folder == self.out:  # the suite's own runs, not the selection sweep's
+            for problem in tracking.log_run(self.out, record, self.loggers, self.suite_name):
+                self.bar.write(problem)
         self.outcome.ran.append(job.spec.run_id)
         if record["status"] != "ok":
             self.outcome.failed.append(job.spec.run_id)
@@ -173,7 +178,7 @@ def run_suite(
             try:
                 pool = make_executor(executor, data_root, workers, address)
                 stop.install()  # starting Ray may have installed its own handlers
-                driver = _Driver(pool, out, outcome, bar, retries, fresh)
+                driver = _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
                 _run_phases(driver, suite, out, ordinary, sweeps, seeds)
             finally:
                 if pool is not None:

@@ -124,6 +124,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "model byo_fixtures:raising_model raised RuntimeError: cannot build: the checkpoint file weights.pt is missing"),
     ("custom-no-task-labels", {"suite": _custom(benchmark_params={"task_labels": False})}, RUN,
      "has no task labels"),
+    ("unknown-logger", {"suite": _suite(loggers=["wandb"])}, RUN, "loggers[0]: Input should be 'csv', 'tensorboard' or 'mlflow'"),
     ("custom-names-change", {"suite": _custom(model="byo_fixtures:growing_model")}, RUN,
      "parameter names change between experiences"),
 ]

@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "benchmark.scenarios")),
     ("strategy", ("benchmark.template", "benchmark.harness", "strategies")),
     ("runner", ("benchmark.schedule", "benchmark.checkpoint", "benchmark.runner")),
-    ("suite", ("benchmark.selection", "benchmark.executors", "benchmark.lock", "benchmark.suite")),
+    ("suite", ("benchmark.selection", "benchmark.executors", "benchmark.lock", "benchmark.tracking",
+               "benchmark.suite")),
     ("reports", ("reports",)),
     ("front ends", ("benchmark.api", "benchmark.cli", "benchmark.testing", "benchmark.measure")),
 ]
