@@ -125,7 +125,11 @@ def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(examp
     listed = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "scenarios"], env=env,
                             capture_output=True, text=True, check=True).stdout
     assert "adapters" in listed and "example plug-in" in listed
-    suite = tiny_suite(scenarios=[{"name": "adapters", "params": {"tasks": 2, "width": 16, "bottleneck": 4}}],
+    datasets = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "datasets"], env=env,
+                              capture_output=True, text=True, check=True).stdout
+    assert "blobs" in datasets and "Gaussian blobs" in datasets
+    suite = tiny_suite(scenarios=[{"name": "adapters", "params": {"tasks": 2, "width": 16, "bottleneck": 4}},
+                                  {"name": "split", "params": {"dataset": "blobs", "tasks": 2, "widths": [16]}}],
                        strategies=[{"name": "naive"}, {"name": "wpl"}])
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     for executor in ("process", "ray"):
@@ -135,7 +139,7 @@ def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(examp
                               env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, (executor, done.stdout[-2000:], done.stderr[-2000:])
         records = [json.loads(p.read_text()) for p in out.glob("runs/*/result.json")]
-        assert len(records) == 2 and all(r["status"] == "ok" for r in records), executor
+        assert len(records) == 4 and all(r["status"] == "ok" for r in records), executor
 
 
 @pytest.mark.slow  # runs pip
