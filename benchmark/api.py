@@ -16,13 +16,15 @@ on: ``results.failed`` lists them and ``results.exit_code`` is what the CLI woul
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
 from benchmark.config import ConfigError, SuiteConfig, load_config, resolve_config
+from benchmark import suite as suite_module
+from benchmark.suite import SuiteOutcome
 
 
 def as_suite(config: str | Path | Mapping[str, Any] | SuiteConfig) -> SuiteConfig:
@@ -41,20 +43,34 @@ class Results:
     """Result records of one or more results folders, with the views the CLI and the report show."""
 
     folders: list[Path]
-    run_ids: list[str] | None = None  # restrict to these runs (a suite's own), else every record
-    ran: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    selection: Path | None = None  # OUT/selection.json when the suite selected hyperparameters
+    outcome: SuiteOutcome | None = None  # what run_suite did (ran, skipped, failed); None when loaded
 
     @property
     def out(self) -> Path:
         return self.folders[0]
 
     @property
+    def ran(self) -> list[str]:
+        return self.outcome.ran if self.outcome else []
+
+    @property
+    def skipped(self) -> list[str]:
+        return self.outcome.skipped if self.outcome else []
+
+    @property
+    def failed(self) -> list[str]:
+        """Runs of this suite that failed, diverged or collapsed (``run_suite`` only)."""
+        return self.outcome.failed if self.outcome else []
+
+    @property
+    def selection(self) -> Path | None:
+        """OUT/selection.json when the suite selected hyperparameters."""
+        return self.outcome.selection if self.outcome else None
+
+    @property
     def exit_code(self) -> int:
         """0 every run ok, 1 some runs failed, diverged or collapsed (the CLI's exit status)."""
-        return 1 if self.failed else 0
+        return self.outcome.exit_code if self.outcome else 0
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -62,10 +78,10 @@ class Results:
         from reports.summary import load_records
 
         records = load_records(*self.folders).records
-        if self.run_ids is None:
+        if self.outcome is None:
             return records
         by_id = {r["run_id"]: r for r in records}
-        return [by_id[i] for i in self.run_ids if i in by_id]
+        return [by_id[i] for i in self.outcome.run_ids if i in by_id]
 
     def frame(self) -> pd.DataFrame:
         """Tidy metrics: scenario, strategy, strategy_name, seed, metric, value; one row per (ok run, metric)."""
@@ -126,7 +142,6 @@ def run_suite(
     ``~/.cache/forgetbench``. Complete runs already under ``out`` with the same config are skipped
     (``fresh`` reruns them). Raises ConfigError on invalid input, before anything runs.
     """
-    from benchmark import suite as suite_module
     from benchmark.datasets import default_data_root
     from benchmark.executors import prestart, release_prestarted
     from benchmark.training import MAX_SEED
@@ -145,5 +160,4 @@ def run_suite(
                                          executor=executor, workers=workers, address=address, retries=retries)
     finally:
         release_prestarted()
-    return Results([out], run_ids=outcome.run_ids, ran=outcome.ran, skipped=outcome.skipped,
-                   failed=outcome.failed, selection=outcome.selection)
+    return Results([out], outcome)

@@ -76,3 +76,20 @@ def two_model_spec(strategy: str, params: dict) -> RunSpec:
         training=TrainingConfig(lr=0.05, momentum=0.9, batch_size=32, eval_every=5),
         device="cpu",
     )
+
+
+def pip_install_target(source: Path, site: Path, scratch: Path) -> None:
+    """``pip install`` the package folder ``source`` (a copy in ``scratch``, so build artefacts stay out
+    of the repository) into the private site folder ``site``, without its dependencies."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = scratch / source.name
+    shutil.copytree(source, src)
+    base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+            "--target", str(site)]
+    done = subprocess.run([*base, "--no-build-isolation", str(src)], capture_output=True, text=True)
+    if done.returncode != 0:  # no local setuptools: let pip fetch the build backend
+        done = subprocess.run([*base, str(src)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from benchmark.registries import SCENARIOS
 from benchmark.runner import RunSpec, run, seeded_scenario
 from benchmark.testing import TRAINING, check_scenario
 from conftest import tiny_suite
-from helpers import REPO, comparable, mnist_root
+from helpers import REPO, comparable, mnist_root, pip_install_target
 
 HERE = Path(__file__).parent
 CUSTOM = {"model": "byo_fixtures:multihead_mlp", "benchmark": "byo_fixtures:tensor_benchmark"}
@@ -104,14 +103,7 @@ def example_site(tmp_path_factory) -> Path:
     """``pip install`` both example packages (tests/example_*) into a private site folder."""
     site = tmp_path_factory.mktemp("site")
     for name in ("example_adapters", "example_multihead"):
-        src = tmp_path_factory.mktemp("src") / name
-        shutil.copytree(HERE / name, src)  # build artefacts stay out of the repository
-        base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                "--target", str(site)]
-        done = subprocess.run([*base, "--no-build-isolation", str(src)], capture_output=True, text=True)
-        if done.returncode != 0:  # no local setuptools: let pip fetch the build backend
-            done = subprocess.run([*base, str(src)], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        pip_install_target(HERE / name, site, tmp_path_factory.mktemp("src"))
     return site
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from avalanche.core import SupervisedPlugin
 
 from benchmark.registry import NoParams
 from benchmark.testing import check_strategy
-from helpers import builtin_strategies
+from helpers import builtin_strategies, pip_install_target
 from strategies import STRATEGIES, StrategyContext, register_strategy
 
 HERE = Path(__file__).resolve().parent
@@ -95,15 +94,8 @@ def test_check_strategy_rejects_bad_params():
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
     """``pip install`` the test-only package (tests/plugin_pkg) into a private site folder."""
-    src = tmp_path_factory.mktemp("src") / "plugin_pkg"
-    shutil.copytree(HERE / "plugin_pkg", src)  # build artefacts stay out of the repository
     site = tmp_path_factory.mktemp("site")
-    base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-            "--target", str(site)]
-    done = subprocess.run([*base, "--no-build-isolation", str(src)], capture_output=True, text=True)
-    if done.returncode != 0:  # no local setuptools: let pip fetch the build backend
-        done = subprocess.run([*base, str(src)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    pip_install_target(HERE / "plugin_pkg", site, tmp_path_factory.mktemp("src"))
     assert list(site.glob("forgetbench_plugin_example-*.dist-info/entry_points.txt"))
     return site
 

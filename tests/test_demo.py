@@ -5,8 +5,6 @@ and the report opens on the headline figure (A's accuracy while B trains) above 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -78,31 +76,18 @@ def test_supernet_naive_forgets_between_turns_and_wpl_less(demo):
 
 def test_report_opens_on_the_a_accuracy_figure_above_the_fold(demo):
     """Screenshot at 1280x1200: the first scenario's headline figure lies within the first 1,200 pixels."""
-    from test_report_browser import CHROMIUM, FLAGS, _need_browser
-
-    _need_browser()
-    from playwright.sync_api import sync_playwright
+    from test_report_browser import browser_page
 
     _, out, _ = demo
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                           args=FLAGS, viewport={"width": 1280, "height": 1200})
-            try:
-                page = browser.new_page()
-                page.goto((out / "report.html").resolve().as_uri(), wait_until="load")
-                first = page.query_selector("figure.headline")
-                assert first is not None and first.get_attribute("id") == "headline-s-two-model"
-                box = page.eval_on_selector("figure.headline img", "i => { const r = i.getBoundingClientRect(); "
-                                            "return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }")
-                alt = page.eval_on_selector("figure.headline img", "i => i.alt")
-                shot = out / "above_the_fold.png"
-                page.screenshot(path=str(shot), full_page=False)
-            finally:
-                browser.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    with browser_page(1280, 1200) as page:
+        page.goto((out / "report.html").resolve().as_uri(), wait_until="load")
+        first = page.query_selector("figure.headline")
+        assert first is not None and first.get_attribute("id") == "headline-s-two-model"
+        box = page.eval_on_selector("figure.headline img", "i => { const r = i.getBoundingClientRect(); "
+                                    "return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }")
+        alt = page.eval_on_selector("figure.headline img", "i => i.alt")
+        shot = out / "above_the_fold.png"
+        page.screenshot(path=str(shot), full_page=False)
     top, bottom, width = box
     assert width > 0 and 0 <= top and bottom <= 1200, box
     assert "two-model" in alt

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,33 +35,38 @@ def _need_browser():
         pytest.skip(problem)
 
 
-def test_report_opens_in_headless_chromium(tmp_path):
+@contextmanager
+def browser_page(width: int = 1280, height: int = 900):
+    """A page of Debian's headless Chromium (a throw-away profile), driven by playwright."""
     _need_browser()
     from playwright.sync_api import sync_playwright
 
-    records = full_records() + basic_records(label="<script>console.error('xss')</script>")
-    report = write_report([write_folder(tmp_path / "results", records)])
-    errors: list[str] = []
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch_persistent_context(
                 profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 900},
+                viewport={"width": width, "height": height},
             )
             try:
-                page = browser.new_page()
-                page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(report.as_uri(), wait_until="load")
-                widths = page.eval_on_selector_all(
-                    "img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-                shot = tmp_path / "report.png"
-                page.screenshot(path=str(shot), full_page=False)
+                yield browser.new_page()
             finally:
                 browser.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_report_opens_in_headless_chromium(tmp_path):
+    records = full_records() + basic_records(label="<script>console.error('xss')</script>")
+    report = write_report([write_folder(tmp_path / "results", records)])
+    errors: list[str] = []
+    with browser_page() as page:
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(report.as_uri(), wait_until="load")
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=False)
 
     assert len(widths) >= 8 and all(w > 0 for w in widths), widths
     assert errors == []  # an unescaped label would have logged 'xss'
