@@ -133,9 +133,10 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
         if other is None:
             return [f"Only {naive} ran: nothing to compare ({label} {_points(means[naive])} points)."]
         p, d = paired(other, naive)
+        few = f", too few to test (at least {MIN_SEEDS} needed)" if p.n < MIN_SEEDS else ""
         return [f"No strategy forgets significantly less than {naive} on this suite ({label}: lowest {other} "
-                f"{_points(means[other])} vs {base} points, paired p = {_p(p.p_value)}, {p.n} seeds); "
-                f"{_needed_text(d)}."]
+                f"{_points(means[other])} vs {base} points, paired p = {_p(p.p_value)} on {p.n} seeds both "
+                f"completed{few}); {_needed_text(d)}."]
     contenders = [s for s in means.index if s != naive]
     runner_up = next((s for s in contenders if s != best), None)
     versus_next, d_next = paired(best, runner_up) if runner_up else (None, np.array([]))

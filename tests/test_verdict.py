@@ -66,3 +66,11 @@ def test_references_are_not_contenders():
     long = long_frame({"naive": [0.20, 0.21, 0.19], "ewc": [0.10, 0.12, 0.09], "joint": [0.0, 0.0, 0.0]})
     (line,) = scenario_verdict(long, "naive", {"joint"})
     assert line.startswith("Forgets least: ewc")
+
+
+def test_a_comparison_on_fewer_than_three_shared_seeds_is_never_significant():
+    # naive has 3 seeds but ewc finished only 2 (one diverged): p = 0.03 on 2 pairs must not count
+    long = long_frame({"naive": [0.30, 0.20, 0.25], "ewc": [0.01, 0.02]})
+    (line,) = scenario_verdict(long, "naive")
+    assert line.startswith("No strategy forgets significantly less than naive")
+    assert "on 2 seeds both completed, too few to test (at least 3 needed)" in line
