@@ -46,11 +46,51 @@ def cnn_trunk(input_shape: Sequence[int], widths: Sequence[int]) -> tuple[nn.Seq
     return nn.Sequential(*layers), out
 
 
+class BasicBlock(nn.Module):
+    """ResNet's basic block: two 3x3 conv + batch-norm layers and a (projected when the shape changes) skip."""
+
+    def __init__(self, channels_in: int, channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or channels_in != channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(channels_in, channels, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet18_trunk(input_shape: Sequence[int], widths: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """The reduced ResNet-18 of continual-learning papers (GEM, Lopez-Paz & Ranzato 2017; Mammoth's
+    ``resnet18`` with ``nf = 20``): a 3x3 stem of ``nf`` channels, four stages of two basic blocks with
+    nf, 2nf, 4nf, 8nf channels (strides 1, 2, 2, 2), global average pooling. ``widths = [nf]``.
+    About 1.1M weights at nf = 20 (11M at nf = 64, torchvision's width)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"trunk 'resnet18' needs image inputs (C, H, W), got shape {tuple(input_shape)}")
+    (nf,) = widths
+    layers: list[nn.Module] = [nn.Conv2d(input_shape[0], nf, 3, padding=1, bias=False), nn.BatchNorm2d(nf), nn.ReLU()]
+    channels = nf
+    for stage, stride in enumerate((1, 2, 2, 2)):
+        width = nf * 2**stage
+        layers += [BasicBlock(channels, width, stride), BasicBlock(width, width, 1)]
+        channels = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), channels
+
+
+TRUNKS = {"mlp": mlp_trunk, "cnn": cnn_trunk, "resnet18": resnet18_trunk}
+
+
 def make_trunk(
-    kind: Literal["mlp", "cnn"], input_shape: Sequence[int], widths: Sequence[int]
+    kind: Literal["mlp", "cnn", "resnet18"], input_shape: Sequence[int], widths: Sequence[int]
 ) -> tuple[nn.Sequential, int]:
     """Build a trunk of the given kind; returns ``(module, output_features)``."""
-    return (mlp_trunk if kind == "mlp" else cnn_trunk)(input_shape, widths)
+    return TRUNKS[kind](input_shape, widths)
 
 
 class TaskRoutedModule(MultiTaskModule):

@@ -173,6 +173,15 @@ def check_scenario(name: str, params: dict | None = None, data_root: Path | None
                    seed, TRAINING, "cpu")
     first, second = seeded_scenario(spec, root), seeded_scenario(spec, root)
     assert first.tasks and first.schedule, f"scenario {name!r}: no tasks or no training turns"
+    assert len(first.tasks) == len(second.tasks) and first.schedule == second.schedule, \
+        f"scenario {name!r}: tasks or schedule differ between two builds with seed {seed}"
+    for a, b in zip(first.tasks, second.tasks):
+        same = all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("train_x", "train_y", "test_x", "test_y"))
+        assert same and a.used_params == b.used_params and a.model_key == b.model_key, (
+            f"scenario {name!r}: task {a.name} differs between two builds with seed {seed}")
+    sa, sb = first.model.state_dict(), second.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), (
+        f"scenario {name!r}: initial weights differ between two builds with seed {seed}")
     names = {n for n, _ in first.model.named_parameters()}
     for k, used in enumerate(first.turn_used_params):
         assert used, f"scenario {name!r}: turn {k} uses no parameters"
@@ -187,19 +196,11 @@ def check_scenario(name: str, params: dict | None = None, data_root: Path | None
         for split, x, y in (("train", task.train_x, task.train_y), ("test", task.test_x, task.test_y)):
             assert len(x) == len(y) and len(y) > 0, f"scenario {name!r}: task {task.name} has no {split} data"
             with torch.no_grad():
-                out = first.model.forward_single_task(x[:8], task.model_key)
+                out = second.model.eval().forward_single_task(x[:8], task.model_key)
             assert out.dim() == 2 and out.shape[0] == min(8, len(x)), (
                 f"scenario {name!r}: task {task.name}'s {split} inputs {tuple(x.shape[1:])} give output "
                 f"{tuple(out.shape)}, expected (batch, classes)")
             assert int(y.max()) < out.shape[1], (
                 f"scenario {name!r}: task {task.name}'s {split} labels reach {int(y.max())} but the model "
                 f"gives {out.shape[1]} logits")
-    assert len(first.tasks) == len(second.tasks) and first.schedule == second.schedule, \
-        f"scenario {name!r}: tasks or schedule differ between two builds with seed {seed}"
-    for a, b in zip(first.tasks, second.tasks):
-        same = all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("train_x", "train_y", "test_x", "test_y"))
-        assert same and a.used_params == b.used_params and a.model_key == b.model_key, (
-            f"scenario {name!r}: task {a.name} differs between two builds with seed {seed}")
-    sa, sb = first.model.state_dict(), second.model.state_dict()
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), (
-        f"scenario {name!r}: initial weights differ between two builds with seed {seed}")
+

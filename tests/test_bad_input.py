@@ -125,6 +125,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("custom-no-task-labels", {"suite": _custom(benchmark_params={"task_labels": False})}, RUN,
      "has no task labels"),
     ("unknown-logger", {"suite": _suite(loggers=["wandb"])}, RUN, "loggers[0]: Input should be 'csv', 'tensorboard' or 'mlflow'"),
+    ("resnet18-two-widths", {"suite": _suite(scenarios=[{"name": "split", "params": {
+        "dataset": "digits", "tasks": 2, "trunk": "resnet18", "widths": [20, 40]}}])}, RUN,
+     "trunk 'resnet18' takes one width, nf"),
+    ("resnet18-not-images", {"suite": _suite(scenarios=[{"name": "split", "params": {
+        "dataset": "mnist1d", "tasks": 2, "trunk": "resnet18"}}])}, RUN, "trunk 'resnet18' needs an image dataset"),
     ("custom-names-change", {"suite": _custom(model="byo_fixtures:growing_model")}, RUN,
      "parameter names change between experiences"),
 ]

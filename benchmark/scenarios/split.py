@@ -29,7 +29,8 @@ class SplitParams(ScenarioParams):
     dataset: str = "mnist"
     tasks: PositiveInt = 5
     classes_per_task: PositiveInt = 2
-    trunk: Literal["mlp", "cnn"] = "mlp"
+    trunk: Literal["mlp", "cnn", "resnet18"] = "mlp"
+    # mlp: hidden sizes; cnn: channels per conv layer; resnet18: [nf] (default 20, the reduced ResNet-18)
     widths: list[PositiveInt] = Field(default_factory=lambda: [256], min_length=1)
     download: bool = False
     max_train_per_task: PositiveInt | None = None  # subsample each task's training data (speed)
@@ -38,6 +39,13 @@ class SplitParams(ScenarioParams):
 
     @model_validator(mode="after")
     def _enough_classes(self) -> "SplitParams":
+        if self.trunk == "resnet18":
+            if "widths" not in self.model_fields_set:
+                self.widths = [20]
+            elif len(self.widths) != 1:
+                raise ValueError(f"widths: trunk 'resnet18' takes one width, nf (e.g. [20]); got {self.widths}")
+            if len(dataset_info(self.dataset)["input_shape"]) != 3:
+                raise ValueError(f"trunk 'resnet18' needs an image dataset (C, H, W); {self.dataset!r} is not one")
         available = dataset_info(self.dataset)["num_classes"]
         if self.tasks * self.classes_per_task > available:
             raise ValueError(
