@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmark.config import ConfigError, SuiteConfig, load_config
+from benchmark.config import ConfigError, load_config
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
 REPO_ROOT = Path(__file__).resolve().parent.parent
