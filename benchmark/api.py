@@ -17,6 +17,7 @@ on: ``results.failed`` lists them and ``results.exit_code`` is what the CLI woul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -72,9 +73,9 @@ class Results:
         """0 every run ok, 1 some runs failed, diverged or collapsed (the CLI's exit status)."""
         return self.outcome.exit_code if self.outcome else 0
 
-    @property
+    @cached_property
     def records(self) -> list[dict[str, Any]]:
-        """The result records (read fresh from disk), in suite order when the suite is known."""
+        """The result records (read from disk once), in suite order when the suite is known."""
         from reports.summary import load_records
 
         records = load_records(*self.folders).records
@@ -144,13 +145,9 @@ def run_suite(
     """
     from benchmark.datasets import default_data_root
     from benchmark.executors import prestart, release_prestarted
-    from benchmark.training import MAX_SEED
 
     if executor not in ("local", "process", "ray"):
         raise ConfigError(f"executor: must be one of local, process, ray; got {executor!r}")
-    bad = [s for s in seeds or [] if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED]
-    if bad:
-        raise ConfigError(f"seeds: each must be an integer in 0..{MAX_SEED}, got {bad}")
     prestart(executor, workers, address)
     try:
         suite = as_suite(config)

@@ -37,13 +37,13 @@ def _probing(model: nn.Module) -> Iterator[None]:
 
 def used_parameters(model: nn.Module, x: torch.Tensor, task_label: int) -> frozenset[str]:
     """Names of the parameters ``model.forward_single_task(x, task_label)`` depends on."""
-    names, params = zip(*model.named_parameters()) if any(True for _ in model.parameters()) else ((), ())
+    named = list(model.named_parameters())
     with _probing(model), torch.enable_grad():
         out = model.forward_single_task(x, task_label)
-        if not params or not out.requires_grad:
+        if not named or not out.requires_grad:
             return frozenset()
-        grads = torch.autograd.grad(out.sum(), list(params), allow_unused=True)
-    return frozenset(n for n, g in zip(names, grads) if g is not None)
+        grads = torch.autograd.grad(out.sum(), [p for _, p in named], allow_unused=True)
+    return frozenset(n for (n, _), g in zip(named, grads) if g is not None)
 
 
 def used_parameters_per_task(model: nn.Module, probes: Sequence[tuple[torch.Tensor, int]]) -> list[frozenset[str]]:

@@ -19,6 +19,7 @@ from benchmark.datasets import DataMissingError, check_available
 from benchmark.executors import Executor, Job, make_executor
 from benchmark.lock import output_lock
 from benchmark.runner import RunSpec, expand_suite, failure_record
+from benchmark.training import MAX_SEED
 from benchmark.scenarios import SCENARIOS
 
 SELECTION_DIR = store.SELECTION_DIR  # OUT/selection/runs/<run_id>/result.json: the validation sweep
@@ -163,6 +164,9 @@ def run_suite(
         raise ConfigError(f"--retries: must be >= 0, got {retries}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
+    bad = [s for s in seeds or [] if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED]
+    if bad or (seeds is not None and (not seeds or len(set(seeds)) != len(seeds))):
+        raise ConfigError(f"seeds: distinct integers in 0..{MAX_SEED}, at least one; got {seeds}")
     preflight(suite, data_root, executor, address)
     ordinary = expand_suite(suite, seeds)
     sweeps = selection.plan_sweeps(suite, seeds)

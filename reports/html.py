@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from benchmark.store import atomic_write_text
 from reports import summary as S
 from reports import verdict as V
+from reports.verdict import fmt_p
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
@@ -64,12 +65,6 @@ def _bytes(value: float, signed: bool) -> str:
             return f"{sign}{v:.0f} {unit}" if unit == "B" else f"{sign}{v:.1f} {unit}"
         v /= 1024
     return ""  # unreachable
-
-
-def fmt_p(p: float) -> str:
-    if p is None or not np.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 # --- view model ------------------------------------------------------------------------------------

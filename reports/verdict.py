@@ -135,7 +135,7 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
         p, d = paired(other, naive)
         few = f", too few to test (at least {MIN_SEEDS} needed)" if p.n < MIN_SEEDS else ""
         return [f"No strategy forgets significantly less than {naive} on this suite ({label}: lowest {other} "
-                f"{_points(means[other])} vs {base} points, paired p = {_p(p.p_value)} on {p.n} seeds both "
+                f"{_points(means[other])} vs {base} points, paired p = {fmt_p(p.p_value)} on {p.n} seeds both "
                 f"completed{few}); {_needed_text(d)}."]
     contenders = [s for s in means.index if s != naive]
     runner_up = next((s for s in contenders if s != best), None)
@@ -150,9 +150,9 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
             if np.isfinite(cut):
                 text += f", a {cut:.0f}% cut"
             if p is not None:
-                text += f", paired p = {_p(p.p_value)}"
+                text += f", paired p = {fmt_p(p.p_value)}"
         if runner_up:
-            text += f"; next best {runner_up} {_points(means[runner_up])}, paired p = {_p(versus_next.p_value)}"
+            text += f"; next best {runner_up} {_points(means[runner_up])}, paired p = {fmt_p(versus_next.p_value)}"
         lines.append(text + ").")
     else:
         tied = [s for s in contenders if s != best and not significant(paired(best, s)[0])]
@@ -163,7 +163,7 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
         if tied:
             p_tie, d_tie = paired(best, tied[0])
             parts.append(f"{'lowest' if parts else 'Lowest'} {label} {best}, indistinguishable on this suite from {', '.join(tied)} (paired p = "
-                         f"{_p(p_tie.p_value)} against {tied[0]}); {_needed_text(d_tie)}")
+                         f"{fmt_p(p_tie.p_value)} against {tied[0]}); {_needed_text(d_tie)}")
         if parts:
             lines.append("; ".join(parts) + ".")
         if not lines:  # no naive run in this scenario
@@ -181,7 +181,8 @@ def _cut(long: pd.DataFrame, strategy: str) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
-def _p(p: float) -> str:
+def fmt_p(p: float) -> str:
+    """A p-value as the report and the terminal show it."""
     if p is None or not np.isfinite(p):
         return "–"
     return "<0.001" if p < 0.001 else f"{p:.3f}"

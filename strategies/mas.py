@@ -51,17 +51,25 @@ class FastMASPlugin(Plugin, MASPlugin):
     def __init__(self, lambda_reg: float, alpha: float, max_curvature: float | None = None):
         super().__init__(lambda_reg=lambda_reg, alpha=alpha)
         self.max_curvature = max_curvature
+        self._capped: dict[str, torch.Tensor] | None = None  # this experience's clamped Omega
+
+    def before_training_exp(self, strategy, **kwargs):
+        """The penalty's Omega for this experience: Avalanche's, clamped at max_curvature / (2 lambda)."""
+        self._capped = None
+        if self.max_curvature is not None and self._lambda > 0 and self.importance:
+            # lambda * Omega (theta - theta*)^2 has curvature 2 lambda Omega
+            cap = self.max_curvature / (2 * self._lambda)
+            shapes = {n: p.shape for n, p in strategy.model.named_parameters()}
+            self._capped = {n: self.importance[n].expand(shape).clamp(max=cap)
+                            for n, shape in shapes.items() if n in self.importance}
 
     def before_backward(self, strategy, **kwargs):
-        if self.max_curvature is None or self._lambda == 0 or strategy.clock.train_exp_counter == 0:
+        if self._capped is None or strategy.clock.train_exp_counter == 0:
             return super().before_backward(strategy, **kwargs)
-        # lambda * Omega (theta - theta*)^2 has curvature 2 lambda Omega: clamp Omega for the penalty only
-        cap = self.max_curvature / (2 * self._lambda)
         penalty = 0.0
         for name, param in strategy.model.named_parameters():
-            if name in self.importance:
-                omega = self.importance[name].expand(param.shape).clamp(max=cap)
-                penalty = penalty + torch.sum(omega * (param - self.params[name].expand(param.shape)).pow(2))
+            if name in self._capped:
+                penalty = penalty + torch.sum(self._capped[name] * (param - self.params[name].expand(param.shape)).pow(2))
         strategy.loss += self._lambda * penalty
 
     def _get_importance(self, strategy):

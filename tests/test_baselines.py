@@ -98,6 +98,7 @@ def test_mas_importance_matches_avalanche_and_penalty_matches_formula():
     for cap in (plugin.max_curvature, None):  # None: Avalanche's own before_backward
         plugin.max_curvature = cap
         fake = SimpleNamespace(model=model, loss=torch.ones(()), clock=SimpleNamespace(train_exp_counter=1))
+        plugin.before_training_exp(fake)
         plugin.before_backward(fake)  # (Avalanche refuses a zero loss)
         want = expected(cap / (2 * 2.0) if cap else float("inf"))
         assert float(fake.loss.detach()) - 1.0 == pytest.approx(want, rel=1e-4) and want > 0

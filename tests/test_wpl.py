@@ -257,6 +257,7 @@ def test_mas_cap_clamps_the_penalty_not_the_running_importance():
         for p in model.parameters():
             p.add_(0.5)
     strategy = SimpleNamespace(model=model, loss=torch.ones(()), clock=SimpleNamespace(train_exp_counter=1))
+    plugin.before_training_exp(strategy)
     plugin.before_backward(strategy)
     expected = 1 + 2.0 * sum((omega[n].clamp(max=0.25) * 0.25).sum() for n in omega)
     torch.testing.assert_close(strategy.loss.detach(), torch.as_tensor(expected, dtype=torch.float32))
