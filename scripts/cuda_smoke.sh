@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Every regularizer, the custom scenario, the trackers and the demo on a CUDA GPU (device: cuda).
+# Usage: scripts/cuda_smoke.sh OUT_DIR   (needs forgetbench importable and `tests/` on PYTHONPATH for
+# the byo_fixtures factories). Prints each run's status and device; exits 1 if a run is not ok.
+set -euo pipefail
+out=${1:?usage: scripts/cuda_smoke.sh OUT_DIR}
+py=${PYTHON:-python3}
+mkdir -p "$out"
+sed 's/^device: cpu/device: cuda/' configs/demo.yaml > "$out/demo_cuda.yaml"
+cat > "$out/byo_cuda.yaml" <<'YAML'
+name: byo_cuda
+seeds: [0, 1]
+device: cuda
+training: {optimizer: sgd, lr: 0.05, momentum: 0.9, batch_size: 32, epochs: 2, eval_every: 5}
+loggers: [csv, tensorboard]
+scenarios:
+  - name: custom
+    params: {model: "byo_fixtures:multihead_mlp", benchmark: "byo_fixtures:tensor_benchmark"}
+  - name: split
+    label: split-resnet18
+    params: {dataset: digits, tasks: 2, classes_per_task: 2, trunk: resnet18, widths: [8]}
+strategies:
+  - name: naive
+  - name: ewc
+  - name: si
+  - name: wpl
+  - name: mas
+  - name: l2
+  - name: spg
+YAML
+status=0
+for suite in demo_cuda byo_cuda; do
+  start=$SECONDS
+  "$py" -m benchmark.cli run "$out/$suite.yaml" --out "$out/$suite" --quiet --no-report || status=1
+  echo "$suite: $((SECONDS - start)) s wall"
+done
+"$py" - "$out" <<'PY'
+import glob, json, sys
+bad = 0
+for f in sorted(glob.glob(f"{sys.argv[1]}/*/runs/*/result.json")):
+    r = json.load(open(f))
+    bad += r["status"] not in ("ok",)
+    print(r["run_id"], r["status"], r["environment"].get("device"), r.get("error") or "")
+print("runs not ok:", bad)
+PY
+exit $status
