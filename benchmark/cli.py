@@ -147,7 +147,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     import torch
 
     from benchmark.datasets import DataMissingError
-    from benchmark.measure.perf import SECTIONS, PerfOptions, format_table, run_perf
+    from benchmark.measure.perf import SECTIONS, DeviceMissingError, PerfOptions, format_table, run_perf
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -157,11 +157,16 @@ def cmd_perf(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         only=args.only or SECTIONS,
         quick=args.quick,
+        device=args.device,
+        model=args.model,
+    )
+    opts.training = opts.training.model_copy(
+        update={"precision": args.precision, "channels_last": args.channels_last}
     )
     progress = None if args.json else (lambda name: print(f"measuring {name} ...", file=sys.stderr))
     try:
         result = run_perf(opts, progress)
-    except DataMissingError as exc:
+    except (DataMissingError, DeviceMissingError) as exc:
         print(f"forgetbench: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(json.dumps(result, indent=2) if args.json else format_table(result))
@@ -227,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=1,
                    help="torch intra-op threads for both sides (default 1: stable on a shared machine)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test; figures meaningless)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both sides train (default cpu)")
+    p.add_argument("--model", choices=["mlp", "cnn", "resnet18"],
+                   help="the workload of every section (default: mlp, plus cnn in harness_vs_plain)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: forward and loss under bf16 autocast on both sides (default fp32)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last inputs and conv weights on both sides")
     p.set_defaults(func=cmd_perf)
     return parser
 

@@ -35,13 +35,13 @@ def evaluate(model: torch.nn.Module, task: Task, batch_size: int, device: torch.
     """Top-1 accuracy of ``task``'s model on its test data (the model's train/eval mode is restored)."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device: one sync per call
     for start in range(0, len(task.test_y), batch_size):
-        x = task.test_x[start : start + batch_size].to(device)
-        y = task.test_y[start : start + batch_size].to(device)
-        correct += int((model.forward_single_task(x, task.model_key).argmax(1) == y).sum())
+        x = task.test_x[start : start + batch_size].to(device, non_blocking=True)
+        y = task.test_y[start : start + batch_size].to(device, non_blocking=True)
+        correct += (model.forward_single_task(x, task.model_key).argmax(1) == y).sum()
     model.train(was_training)
-    return correct / max(len(task.test_y), 1)
+    return int(correct) / max(len(task.test_y), 1)
 
 
 def check_finite_weights(model: torch.nn.Module) -> None:

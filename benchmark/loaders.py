@@ -71,6 +71,26 @@ def _materialise(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, y, t
 
 
+DEVICE_DATA_SHARE = 0.5  # at most this share of the accelerator's free memory holds one experience
+
+
+def to_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``tensors`` on ``device`` in one copy, or in pinned host memory (called once per experience).
+
+    On the CPU they are returned as they are. On an accelerator an experience whose tensors take
+    at most :data:`DEVICE_DATA_SHARE` of the free device memory is copied there, so training steps
+    slice batches on the device; a larger one is pinned, so each batch's copy is asynchronous.
+    Nothing is cached: the copy lives as long as the experience's loader.
+    """
+    if device.type == "cpu" or all(t.device == device for t in tensors):
+        return tensors
+    size = sum(t.nbytes for t in tensors)
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+    if size <= DEVICE_DATA_SHARE * free:
+        return tuple(t.to(device, non_blocking=True) for t in tensors)
+    return tuple(t.pin_memory() for t in tensors) if device.type == "cuda" else tensors
+
+
 class TensorBatchLoader:
     """Iterates ``[x, y, t]`` mini-batches of whole tensors.
 
@@ -110,7 +130,10 @@ class TensorBatchLoader:
             for start in stops:
                 yield [t[start : start + self.batch_size] for t in self.tensors]
             return
-        order = torch.randperm(n, generator=self.generator)
+        order = torch.randperm(n, generator=self.generator)  # on the CPU: one data order on every device
+        device = self.tensors[0].device
+        if device.type != "cpu":  # one asynchronous copy per epoch, not one per step
+            order = order.pin_memory().to(device, non_blocking=True)
         # Gather batch by batch, not the whole permuted epoch up front: the same batches, without
         # allocating (and page-faulting) a copy of the whole dataset every epoch.
         for start in stops:

@@ -31,7 +31,11 @@ def build_strategy(
     seed: int,
     harness: Harness,
 ):
-    """The registered strategy ``name`` built on ``model`` for ``scenario``, with the harness plugins."""
+    """The registered strategy ``name`` built on ``model`` for ``scenario``, with the harness plugins.
+
+    With ``training.channels_last`` the model's 4-D weights are converted in place first."""
+    if training.channels_last:
+        model.to(memory_format=torch.channels_last)
     ctx = StrategyContext(
         model=model,
         training=training,
@@ -96,6 +100,8 @@ def train_schedule(
             curve_before = recorder.eval_seconds
         t0 = time.perf_counter()
         strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
+        if strategy.device.type == "cuda":  # the clock must cover the queued kernels (one sync per turn)
+            torch.cuda.synchronize(strategy.device)
         elapsed = time.perf_counter() - t0
         curve_seconds = recorder.eval_seconds - curve_before if recorder is not None else 0.0
         check_finite_weights(strategy.model)

@@ -15,6 +15,7 @@ multi-task forward that inspects the batch's task labels on every step.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
@@ -23,7 +24,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from avalanche.training.templates.base_sgd import PeriodicEval
 
-from benchmark.loaders import TensorBatchLoader, dataset_tensors
+from benchmark.loaders import TensorBatchLoader, dataset_tensors, to_device
 from benchmark.models import TaskRoutedModule
 
 _NO_OP_OWNERS = (BasePlugin, BaseSGDPlugin, SupervisedPlugin)
@@ -70,13 +71,16 @@ class FastLoadersMixin:
     seed alone (and is reproduced by a plain PyTorch loop using the same generator).
     """
 
-    def __init__(self, *, data_seed: int = 0, **kwargs):
+    def __init__(self, *, data_seed: int = 0, channels_last: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.data_generator = torch.Generator().manual_seed(data_seed)
+        self.channels_last = channels_last
 
     def make_train_dataloader(self, shuffle: bool = True, drop_last: bool = False, **kwargs) -> None:
+        # once per experience: the experience's tensors move to the accelerator (pinned host
+        # memory when they do not fit), so a training step copies nothing from the host
         self.dataloader = TensorBatchLoader(
-            dataset_tensors(self.adapted_dataset),
+            to_device(dataset_tensors(self.adapted_dataset), self.device),
             self.train_mb_size,
             shuffle=shuffle,
             generator=self.data_generator,
@@ -91,6 +95,8 @@ class FastLoadersMixin:
     def _unpack_minibatch(self) -> None:
         if self.device.type != "cpu":
             self.mbatch = [t.to(self.device, non_blocking=True) for t in self.mbatch]
+        if self.channels_last and self.mbatch[0].dim() == 4:
+            self.mbatch[0] = self.mbatch[0].contiguous(memory_format=torch.channels_last)
 
 
 class LeanLoopMixin:
@@ -104,7 +110,20 @@ class LeanLoopMixin:
     module is called through ``forward_single_task`` when the loader's data is one task.
     """
 
+    def __init__(self, *, precision: str = "fp32", **kwargs):
+        super().__init__(**kwargs)
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
+
+    def autocast(self):
+        """The context the forward pass and the data loss run in: bf16 autocast, or nothing."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
     def training_epoch(self, **kwargs) -> None:
+        autocast = self.autocast()  # re-entered every step (the penalties added later stay fp32)
         hooks = {event: active_callbacks(self.plugins, event) for event in ITERATION_EVENTS}
         before_it, before_fw, after_fw, before_bw, after_bw, before_up, after_up, after_it = (
             hooks[event] for event in ITERATION_EVENTS
@@ -122,13 +141,16 @@ class LeanLoopMixin:
                 self.loss = self._make_empty_loss()
                 for callback in before_fw:
                     callback(self, **kwargs)
-                self.mb_output = self.forward()
+                with autocast:
+                    self.mb_output = self.forward()
                 for callback in after_fw:
                     callback(self, **kwargs)
-                self.loss = self.loss + self.criterion()
+                with autocast:
+                    self.loss = self.loss + self.criterion()
             else:
-                self.mb_output = self.forward()
-                self.loss = self.criterion()
+                with autocast:
+                    self.mb_output = self.forward()
+                    self.loss = self.criterion()
 
             for callback in before_bw:
                 callback(self, **kwargs)

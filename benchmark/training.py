@@ -27,6 +27,10 @@ class TrainingConfig(BaseModel):
     epochs: PositiveInt = 1
     eval_batch_size: PositiveInt = 512
     eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
+    # bf16: forward pass and data loss under torch.autocast(bfloat16) (weights, gradients, optimizer
+    # state, penalties and importance passes stay fp32; evaluation runs in fp32)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False  # 4-D inputs and conv weights in channels-last memory format
     # Execution-only keys (they do not change a run's numbers, so resume ignores them):
     checkpoint: bool = False  # save after each experience; a rerun resumes from the last one saved
     num_cpus: PositiveFloat = 1.0  # CPUs per run (Ray scheduling; torch threads per run)

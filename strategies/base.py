@@ -88,6 +88,8 @@ class StrategyContext:
             plugins=[*plugins, *self.harness_plugins],
             evaluator=_silent_evaluator(),
             data_seed=self.seed,
+            precision=self.training.precision,
+            channels_last=self.training.channels_last,
             **kwargs,
         )
 

@@ -28,7 +28,14 @@ earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1],
 diagonal empirical Fisher F_i = (1/N) sum_n (d/dtheta_i log p(y_n | x_n))^2 of the experience's model
 (:func:`strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses). With ``exact`` and
 ewc_lambda = alpha / 2, EWC and WPL differ only in *what* they penalise: EWC every parameter, WPL
-only those the current model shares with earlier ones.
+only those the current model shares with earlier ones; ``max_curvature``: the penalty's curvature on
+weight i is 2 lambda F_i, and gradient descent with learning rate lr and momentum beta diverges on a
+quadratic once lr * curvature > 2 (1 + beta) (an undertrained trunk, batch norm scales: F entries
+far above 1 make the default lambda diverge on a ResNet-18). ``auto`` (the default) caps the
+curvature at (1 + beta) / (4 lr) under SGD, an eighth of that bound, and not at all under Adam
+(:func:`strategies.penalty.stable_curvature`); a number caps it there; ``null`` never caps
+(Avalanche's penalty exactly). The cap applies to the penalty only: the stored F and anchors keep
+their exact values. ``ewc_capped_entries`` in the result counts the capped entries.
 """
 
 from __future__ import annotations
@@ -38,13 +45,13 @@ from typing import Literal, Sequence
 import torch
 from avalanche.models.utils import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
-from pydantic import Field, NonNegativeFloat, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
 from benchmark.loaders import TensorBatchLoader, dataset_tensors
 from benchmark.models import TaskRoutedModule
 from strategies.base import StrategyContext, StrategyParams, register_strategy
 from strategies.importance import exact_fisher_diagonal
-from strategies.penalty import QuadraticAnchor, movable_subset, named_params
+from strategies.penalty import QuadraticAnchor, movable_subset, named_params, stable_curvature
 from strategies.plugin import Plugin
 
 
@@ -53,6 +60,7 @@ class EWCParams(StrategyParams):
     mode: Literal["separate", "online"] = "separate"
     decay_factor: float | None = Field(None, ge=0.0, le=1.0)
     importance: Literal["minibatch", "exact"] = "minibatch"
+    max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
 
     @model_validator(mode="after")
     def _decay_needs_online(self) -> "EWCParams":
@@ -119,9 +127,11 @@ class EWCPlugin(Plugin):
         decay_factor: float | None = None,
         used_params: Sequence[frozenset[str]] | None = None,
         importance: str = "minibatch",
+        max_curvature: float | None = None,
     ):
         """``used_params[i]``: names of the parameters experience i's model uses (optional; lets
-        the penalty skip tensors that provably cannot move, see :func:`movable_subset`)."""
+        the penalty skip tensors that provably cannot move, see :func:`movable_subset`).
+        ``max_curvature``: cap on the penalty's curvature 2 lambda F per weight (None: Avalanche's)."""
         super().__init__()
         if mode not in ("separate", "online"):
             raise ValueError(f"EWC mode must be 'separate' or 'online', got {mode!r}")
@@ -131,6 +141,8 @@ class EWCPlugin(Plugin):
         self.mode = mode
         self.decay_factor = decay_factor
         self.quadratic = QuadraticAnchor(scale=self.ewc_lambda)
+        self.max_curvature = max_curvature
+        self.capped_entries = 0
         self.used_params = used_params
         if importance not in ("minibatch", "exact"):
             raise ValueError(f"EWC importance must be 'minibatch' or 'exact', got {importance!r}")
@@ -141,6 +153,9 @@ class EWCPlugin(Plugin):
     def before_training_exp(self, strategy, **kwargs) -> None:
         if self.quadratic.empty:
             return
+        if self.max_curvature is not None and self.ewc_lambda > 0:
+            self.quadratic.penalize_at_most(self.max_curvature / (2 * self.ewc_lambda))
+            self.capped_entries += self.quadratic.capped
         params = named_params(strategy.model, self.quadratic.names)
         used = None  # unknown: every tensor stays in the penalty
         if self.used_params is not None and strategy.experience is not None:
@@ -181,11 +196,16 @@ class EWCPlugin(Plugin):
 
     def state_dict(self) -> dict:
         """The one quadratic holding every earlier experience's importance and anchor."""
-        return {"quadratic": self.quadratic.state_dict()}
+        return {"quadratic": self.quadratic.state_dict(), "capped_entries": self.capped_entries}
 
     def load_state_dict(self, state) -> None:
         self.quadratic.load_state_dict(state["quadratic"])
+        self.capped_entries = int(state.get("capped_entries", 0))
         self._params, self._subset = [], None
+
+    def extra_results(self) -> dict:
+        """How many importance entries ``max_curvature`` capped (summed over experiences)."""
+        return {"ewc_capped_entries": self.capped_entries, "ewc_max_curvature": self.max_curvature}
 
     def state_bytes(self) -> int:
         """Bytes of the importance and anchor tensors held (does not grow with T in either mode)."""
@@ -201,5 +221,6 @@ def build_ewc(ctx: StrategyContext, params: EWCParams) -> SupervisedTemplate:
         decay_factor=params.decay_factor,
         used_params=ctx.used_params,
         importance=params.importance,
+        max_curvature=stable_curvature(params.max_curvature, ctx.training),
     )
     return ctx.build(plugins=[plugin])

@@ -104,13 +104,34 @@ class QuadraticAnchor:
         self.constant: float = 0.0
         self._roots: list[Tensor] | None = None  # sqrt(A), when every A >= 0
         self._offsets: list[Tensor] = []  # -sqrt(A) * m
+        self._signed: list[Tensor] = []  # A as the signed penalty uses it (capped copy when max_weight caps)
         self._grad_roots: tuple[float, list[Tensor]] | None = None  # (scale, 2 scale sqrt(A))
+        self.max_weight: float | None = None  # penalty cap on A (stored A untouched), see penalize_at_most
+        self.capped = 0  # entries of A above max_weight at the last refresh
+
+    def penalize_at_most(self, max_weight: float | None) -> None:
+        """Let the *penalty* use ``min(A, max_weight)`` from now on, while ``A`` itself (what later
+        :meth:`add` calls combine, what :meth:`state_dict` saves) keeps its exact values. Only the
+        derived ``sqrt(A)`` form changes, so the memory held does not grow."""
+        if max_weight != self.max_weight:
+            self.max_weight = max_weight
+            if self.names:
+                self._changed()
+
+    def _penalty_weights(self) -> list[Tensor]:
+        if self.max_weight is None:
+            self.capped = 0
+            return self.weights
+        self.capped = sum(int((w > self.max_weight).sum()) for w in self.weights)
+        return [w.clamp(max=self.max_weight) for w in self.weights] if self.capped else self.weights
 
     def _changed(self) -> None:
         """Refresh the ``sqrt(A)`` form used by the fast penalty (only when all weights are >= 0)."""
         with torch.no_grad():
-            if all(bool((w >= 0).all()) for w in self.weights):
-                self._roots = [w.sqrt() for w in self.weights]
+            weights = self._penalty_weights()
+            self._signed = weights
+            if all(bool((w >= 0).all()) for w in weights):
+                self._roots = [w.sqrt() for w in weights]
                 self._offsets = [-(r * m) for r, m in zip(self._roots, self.anchors)]
                 self._grad_roots = (self.scale, torch._foreach_mul(self._roots, 2.0 * self.scale))
             else:
@@ -187,7 +208,7 @@ class QuadraticAnchor:
                 lists = tuple([t[i] for i in subset] for t in lists)
             value = _RootQuadraticPenalty.apply(scale, *lists, *params)
         else:
-            weights, anchors = self.weights, self.anchors
+            weights, anchors = self._signed, self.anchors
             if subset is not None:
                 weights, anchors = [weights[i] for i in subset], [anchors[i] for i in subset]
             value = _QuadraticPenalty.apply(scale, weights, anchors, *params)

@@ -86,6 +86,12 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     # --- strict types: a string or a bool where a number belongs is refused, not converted
     ("lr-string", {"suite": _suite(training={"lr": "0.1"})}, RUN, "training.lr"),
     ("epochs-float", {"suite": _suite(training={"epochs": 1.5})}, RUN, "training.epochs"),
+    ("precision-fp16", {"suite": _suite(training={"precision": "fp16"})}, RUN, "training.precision"),
+    ("channels-last-string", {"suite": _suite(training={"channels_last": "yes"})}, RUN, "training.channels_last"),
+    ("ewc-max-curvature-word", {"suite": _strategy("ewc", max_curvature="high")}, RUN,
+     "strategies[0].params.max_curvature"),
+    ("perf-device-unknown", {}, ("perf", "--device", "tpu", "--quick"), "--device"),
+    ("perf-model-unknown", {}, ("perf", "--model", "vgg16", "--quick"), "--model"),
     ("lambda-string", {"suite": _strategy("ewc", ewc_lambda="10")}, RUN, "strategies[0].params.ewc_lambda"),
     ("tasks-bool", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": True}}])},
      RUN, "scenarios[0].params.tasks"),

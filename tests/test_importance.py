@@ -52,6 +52,30 @@ def test_conv_positions_and_vmap_fallback_match_loop():
     assert {"norm.weight", "norm.bias"} <= fast.keys()  # the fallback path really ran
 
 
+def test_resnet_batch_norm_fast_path_matches_loop(monkeypatch):
+    """The reduced ResNet-18 (conv + BatchNorm, strided shortcuts): every parameter on the fast
+    path (the vmap fallback would be an order of magnitude slower), equal to the per-sample loop
+    with non-trivial running statistics, scales and shifts."""
+    from benchmark.models import make_trunk
+    from strategies import importance
+
+    torch.manual_seed(3)
+    trunk, features = make_trunk("resnet18", (1, 12, 12), [4])
+    model = MultiHeadNet(trunk, features, [3, 2]).double()
+    with torch.no_grad():  # batch statistics away from (0, 1), affine away from (1, 0)
+        model.train()
+        model.forward_single_task(torch.randn(64, 1, 12, 12, dtype=torch.float64) * 2 + 1, 0)
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    monkeypatch.setattr(importance, "_vmap_squared_grads", lambda *a, **k: pytest.fail("vmap fallback used"))
+    x, y = torch.randn(20, 1, 12, 12, dtype=torch.float64), torch.randint(0, 3, (20,))
+    fast = exact_fisher_diagonal(model, x, y, task_label=0, batch_size=8)
+    assert any(".bn" in name or "norm" in name or "shortcut.1" in name for name in fast)
+    _assert_equal(fast, per_sample_fisher_loop(model, x, y, task_label=0))
+
+
 def test_layer_reused_twice_in_one_forward():
     class Twice(nn.Module):
         def __init__(self):

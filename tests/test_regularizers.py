@@ -20,7 +20,7 @@ from benchmark.runner import regularizer_bytes, seed_everything
 from benchmark.scenarios import SCENARIOS, ScenarioInputs
 from strategies import StrategyContext
 from strategies.ewc import EWCPlugin, squared_gradient_importance
-from strategies.penalty import QuadraticAnchor
+from strategies.penalty import QuadraticAnchor, named_params
 from strategies.si import SIPlugin
 
 _scenario = small_split
@@ -237,3 +237,59 @@ def test_si_skipping_unused_heads_changes_nothing(monkeypatch):
     for n, omega in zip(plugin.quadratic.names, plugin.quadratic.weights):
         assert torch.allclose(omega.flatten(), theirs.plugins[0].ewc_data[1][n].data, rtol=1e-3, atol=1e-8), n
     assert plugin._subset is not None and len(plugin._subset) == 4  # trunk weight, bias; head 3
+
+
+def test_ewc_max_curvature_caps_the_penalty_not_the_stored_importance():
+    """With cap c the gradient on weight i is 2 lambda min(F_i, c / (2 lambda)) (theta_i - theta*_i):
+    entries below the cap exactly as uncapped, entries above it at the cap; the stored F (what later
+    experiences accumulate and checkpoints save) keeps its exact values."""
+    scenario = _scenario()
+    init = copy.deepcopy(scenario.model.state_dict())
+    lam = 10.0
+    plugin = EWCPlugin(lam)
+    strategy = _train(plugin, scenario, init)
+    names, fisher = plugin.quadratic.names, [w.clone() for w in plugin.quadratic.weights]
+    anchors = plugin.quadratic.anchors
+    entries = torch.cat([f.flatten() for f in fisher])
+    cap = 2 * lam * float(entries[entries > 0].median())  # about half the non-zero entries above it
+    plugin.max_curvature = cap
+    strategy.experience = SimpleNamespace(current_experience=1)
+    plugin.before_training_exp(strategy)
+    assert plugin.capped_entries == int((entries > cap / (2 * lam)).sum()) > 0
+    assert plugin.extra_results()["ewc_capped_entries"] == plugin.capped_entries
+    model = strategy.model
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    plugin._params, plugin._subset = named_params(model, names), None
+    strategy.loss = torch.zeros(())
+    model.zero_grad()
+    plugin.before_backward(strategy)
+    strategy.loss.backward()
+    params = dict(model.named_parameters())
+    for name, f, m in zip(names, fisher, anchors):
+        expected = 2 * lam * torch.clamp(f, max=cap / (2 * lam)) * (params[name].detach() - m)
+        torch.testing.assert_close(params[name].grad, expected, rtol=1e-5, atol=1e-8)
+    for stored, original in zip(plugin.quadratic.weights, fisher):
+        assert torch.equal(stored, original)  # the cap is the penalty's, not the importance's
+    plugin.quadratic.penalize_at_most(None)  # uncapped again: every entry as Avalanche's
+    model.zero_grad()
+    strategy.loss = torch.zeros(())
+    plugin.before_backward(strategy)
+    strategy.loss.backward()
+    for name, f, m in zip(names, fisher, anchors):
+        torch.testing.assert_close(params[name].grad, 2 * lam * f * (params[name].detach() - m), rtol=1e-5, atol=1e-8)
+
+
+def test_ewc_default_caps_under_sgd_only():
+    from benchmark.training import TrainingConfig
+    from strategies.ewc import EWCParams, build_ewc
+
+    def cap(training):
+        model = small_split().model
+        ctx = StrategyContext(model=model, training=training, device=torch.device("cpu"),
+                              used_params=small_split().turn_used_params, seed=0)
+        return build_ewc(ctx, EWCParams()).plugins[0].max_curvature
+
+    assert cap(TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9)) == pytest.approx(1.9 / 0.2)
+    assert cap(TrainingConfig(optimizer="adam", lr=0.001)) is None
