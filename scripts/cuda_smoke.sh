@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Every regularizer, the custom scenario, the trackers and the demo on a CUDA GPU (device: cuda).
+# Then tests/test_cuda.py and `forgetbench perf --device cuda --model resnet18` (needs the data root
+# with MNIST: FORGETBENCH_DATA).
 # Usage: scripts/cuda_smoke.sh OUT_DIR   (needs forgetbench importable and `tests/` on PYTHONPATH for
 # the byo_fixtures factories). Prints each run's status and device; exits 1 if a run is not ok.
 set -euo pipefail
@@ -34,7 +36,7 @@ for suite in demo_cuda byo_cuda; do
   "$py" -m benchmark.cli run "$out/$suite.yaml" --out "$out/$suite" --quiet --no-report || status=1
   echo "$suite: $((SECONDS - start)) s wall"
 done
-"$py" - "$out" <<'PY'
+"$py" - "$out" <<'PY' || status=1
 import glob, json, sys
 bad = 0
 for f in sorted(glob.glob(f"{sys.argv[1]}/*/runs/*/result.json")):
@@ -42,5 +44,10 @@ for f in sorted(glob.glob(f"{sys.argv[1]}/*/runs/*/result.json")):
     bad += r["status"] not in ("ok",)
     print(r["run_id"], r["status"], r["environment"].get("device"), r.get("error") or "")
 print("runs not ok:", bad)
+sys.exit(1 if bad else 0)
 PY
+# the CUDA tests (sync-free steps, data on the device, bf16 / channels-last) and the GPU figures
+"$py" -m pytest -q -rs tests/test_cuda.py || status=1
+"$py" -m benchmark.cli perf --device cuda --model resnet18 --repeats 5 \
+  --only harness_vs_plain,step_overhead,fisher_fast_vs_loop,growth || status=1
 exit $status

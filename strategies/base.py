@@ -70,6 +70,17 @@ class StrategyContext:
             )
         return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    def _accelerator_options(self) -> dict[str, Any]:
+        """``precision`` / ``channels_last`` for the template when set (a template built on
+        :class:`~benchmark.template.LeanLoopMixin` and ``FastLoadersMixin`` takes them; any other
+        template then fails loudly instead of silently training in fp32)."""
+        options: dict[str, Any] = {}
+        if self.training.precision != "fp32":
+            options["precision"] = self.training.precision
+        if self.training.channels_last:
+            options["channels_last"] = True
+        return options
+
     def build(
         self,
         plugins: Sequence[SupervisedPlugin] = (),
@@ -88,8 +99,7 @@ class StrategyContext:
             plugins=[*plugins, *self.harness_plugins],
             evaluator=_silent_evaluator(),
             data_seed=self.seed,
-            precision=self.training.precision,
-            channels_last=self.training.channels_last,
+            **self._accelerator_options(),
             **kwargs,
         )
 

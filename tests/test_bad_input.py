@@ -141,6 +141,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))
+    CASES.append(("perf-cuda-without-gpu", {}, ("perf", "--device", "cuda", "--quick", "--dataset", "digits"),
+                  "--device cuda"))
 
 
 def _materialise(tmp_path: Path, files: dict[str, Any]) -> dict[str, str]:

@@ -116,6 +116,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "cnn": dict(trunk="cnn", widths=[16, 32], tasks=5, train_per_task=2000),
     "resnet18": dict(trunk="resnet18", widths=[20], tasks=3, train_per_task=512),
 }
+GROWTH_RESNET_PER_TASK = 128
 QUICK_WIDTHS = {"mlp": [32], "cnn": [4], "resnet18": [4]}
 
 # Targets per (device, model, figure): what the issues ask; printed next to each figure.
@@ -515,9 +516,11 @@ def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
     results: dict[str, dict[int, dict[str, float]]] = {label: {} for label in cases}
     model = opts.model or "mlp"
     out["model"] = model
+    # one ResNet-18 step costs ~1.7 s on one CPU thread: one step per task keeps T = 20 affordable
+    per_task = GROWTH_RESNET_PER_TASK if model == "resnet18" and not opts.quick else opts.growth_train_per_task
+    out["train_per_task"] = per_task
     for T in opts.growth_tasks:
-        workload = model_workload(opts, data, model, tasks=T, train_per_task=opts.growth_train_per_task,
-                                  name=f"growth{T}")
+        workload = model_workload(opts, data, model, tasks=T, train_per_task=per_task, name=f"growth{T}")
         trunk, heads = _parameter_bytes(workload.scenario.model)
         out.setdefault("trunk_bytes", trunk)
         out.setdefault("head_bytes", {})[str(T)] = heads

@@ -1,0 +1,99 @@
+"""Training options for accelerators, checked on the CPU: bf16 autocast, channels-last, data placement.
+
+The CUDA side (no host sync per step, data on the device, the same options on a GPU) is in
+``tests/test_cuda.py``, which runs where a GPU is present.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from avalanche.core import SupervisedPlugin
+
+from benchmark.harness import Harness
+from benchmark.loaders import to_device
+from benchmark.registries import SCENARIOS
+from benchmark.scenarios import ScenarioInputs
+from benchmark.schedule import build_strategy, scheduled_experiences, train_schedule
+from benchmark.training import TrainingConfig
+
+BASE = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=16, epochs=1, eval_batch_size=256)
+
+
+def _cnn_split():
+    entry = SCENARIOS.get("split")
+    params = entry.parse_params({"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn",
+                                 "widths": [4, 8], "max_train_per_task": 64})
+    return entry.factory(params, ScenarioInputs(0, None))
+
+
+class _Seen(SupervisedPlugin):
+    """Records dtypes and memory formats the training step sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.output_dtypes, self.loss_dtypes, self.input_channels_last = set(), set(), set()
+
+    def after_forward(self, strategy, **kwargs):
+        self.output_dtypes.add(strategy.mb_output.dtype)
+        self.input_channels_last.add(strategy.mb_x.is_contiguous(memory_format=torch.channels_last))
+
+    def before_backward(self, strategy, **kwargs):
+        self.loss_dtypes.add(strategy.loss.dtype)
+
+
+def _train(training: TrainingConfig, strategy_name: str = "ewc", seen: _Seen | None = None):
+    torch.manual_seed(0)
+    scenario = _cnn_split()
+    model = copy.deepcopy(scenario.model)
+    harness = Harness()
+    strategy = build_strategy(strategy_name, {}, scenario, model, training, torch.device("cpu"), 0, harness)
+    if seen is not None:
+        strategy.plugins.append(seen)
+    for _ in train_schedule(strategy, harness, scheduled_experiences(scenario), training):
+        pass
+    return strategy
+
+
+def test_bf16_runs_forward_in_bf16_and_keeps_weights_and_penalty_fp32():
+    seen = _Seen()
+    strategy = _train(BASE.model_copy(update={"precision": "bf16"}), seen=seen)
+    assert seen.output_dtypes == {torch.bfloat16}  # the forward really ran under autocast
+    assert seen.loss_dtypes == {torch.float32}  # the loss (data + EWC penalty) is fp32
+    assert all(p.dtype == torch.float32 for p in strategy.model.parameters())
+    fp32 = _train(BASE)
+    diffs = [float((p - q).detach().abs().max()) for p, q in zip(strategy.model.parameters(), fp32.model.parameters())]
+    assert max(diffs) > 0  # bf16 changes the numbers ...
+    assert max(diffs) < 0.1  # ... but trains the same model
+
+
+def test_channels_last_converts_weights_and_batches_and_trains_the_same():
+    seen = _Seen()
+    strategy = _train(BASE.model_copy(update={"channels_last": True}), seen=seen)
+    convs = [p for p in strategy.model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert seen.input_channels_last == {True}
+    contiguous = _train(BASE)
+    for p, q in zip(strategy.model.parameters(), contiguous.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_data_stays_put_on_the_cpu():
+    tensors = (torch.zeros(3, 2), torch.zeros(3, dtype=torch.long))
+    assert to_device(tensors, torch.device("cpu")) is tensors
+
+
+@pytest.mark.parametrize("flags", [("--model", "resnet18"), ("--model", "cnn", "--precision", "bf16", "--channels-last")])
+def test_perf_models_and_options_train_identical_weights(cli, capsys, flags):
+    capsys.readouterr()
+    status = cli("perf", "--json", "--quick", "--repeats", "1", "--dataset", "digits",
+                 "--only", "harness_vs_plain", *flags)
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0
+    (name, row), = result["harness_vs_plain"].items()
+    assert name == flags[1]
+    assert row["weights_equal"] is True and row["steps"] == row["steps_plain"] > 0
+    assert result["conditions"]["device"].startswith("cpu")
