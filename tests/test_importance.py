@@ -52,7 +52,8 @@ def test_conv_positions_and_vmap_fallback_match_loop():
     assert {"norm.weight", "norm.bias"} <= fast.keys()  # the fallback path really ran
 
 
-def test_resnet_batch_norm_fast_path_matches_loop(monkeypatch):
+@pytest.mark.parametrize("chunk_floats", [2**21, 1])  # whole batch at once; one sample at a time
+def test_resnet_batch_norm_fast_path_matches_loop(monkeypatch, chunk_floats):
     """The reduced ResNet-18 (conv + BatchNorm, strided shortcuts): every parameter on the fast
     path (the vmap fallback would be an order of magnitude slower), equal to the per-sample loop
     with non-trivial running statistics, scales and shifts."""
@@ -70,13 +71,18 @@ def test_resnet_batch_norm_fast_path_matches_loop(monkeypatch):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.5, 0.5)
     monkeypatch.setattr(importance, "_vmap_squared_grads", lambda *a, **k: pytest.fail("vmap fallback used"))
+    monkeypatch.setattr(importance, "_PER_SAMPLE_CHUNK_FLOATS", chunk_floats)
     x, y = torch.randn(20, 1, 12, 12, dtype=torch.float64), torch.randint(0, 3, (20,))
     fast = exact_fisher_diagonal(model, x, y, task_label=0, batch_size=8)
     assert any(".bn" in name or "norm" in name or "shortcut.1" in name for name in fast)
     _assert_equal(fast, per_sample_fisher_loop(model, x, y, task_label=0))
 
 
-def test_layer_reused_twice_in_one_forward():
+@pytest.mark.parametrize("chunk_floats", [2**21, 1])
+def test_layer_reused_twice_in_one_forward(monkeypatch, chunk_floats):
+    from strategies import importance
+
+    monkeypatch.setattr(importance, "_PER_SAMPLE_CHUNK_FLOATS", chunk_floats)  # calls summed per chunk
     class Twice(nn.Module):
         def __init__(self):
             super().__init__()
