@@ -136,7 +136,8 @@ def test_selection_suite_end_to_end(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
     suite = tiny_suite(
         seeds=[0],
-        strategies=[{"name": "ewc", "params": {"ewc_lambda": [0, 10000000]},
+        # max_curvature null: Avalanche's uncapped penalty (the default cap would keep it stable)
+        strategies=[{"name": "ewc", "params": {"ewc_lambda": [0, 10000000], "max_curvature": None},
                      "selection": {"metric": "LA", "on": "validation", "fraction": 0.3}}],
     )
     suite["training"]["lr"] = 0.5  # a huge lambda with a large lr makes the second task diverge
