@@ -26,9 +26,10 @@ the layer's input a_n. Then
 * Any other layer type with parameters falls back to ``torch.func`` (vmap of grad) for exactly
   those parameters.
 
-The backward pass runs to the (floating-point) input only, so autograd computes no parameter
-gradients, which the per-sample sums replace; the tensor hooks still see every layer's output
-gradient (also when a later in-place op, e.g. ``ReLU(inplace=True)``, rewrote that output).
+When every parameter is on a fast path, the backward pass asks autograd for the hooked outputs'
+gradients only, so it computes no parameter gradients (the per-sample sums replace them); the
+tensor hooks still see every layer's output gradient (also when a later in-place op, e.g.
+``ReLU(inplace=True)``, rewrote that output).
 
 The model is put in eval mode for the pass (batch norm statistics would couple samples), and its
 previous mode and gradients are restored afterwards; global RNG state is untouched.
@@ -85,6 +86,7 @@ class _Capture:
 
     def __init__(self, modules: dict[str, nn.Module]):
         self.records: dict[str, list[list[torch.Tensor]]] = defaultdict(list)
+        self.outputs: list[torch.Tensor] = []  # every hooked output that requires a gradient
         self.handles = []
         for name, module in modules.items():
             self.handles.append(module.register_forward_hook(self._hook(name)))
@@ -95,6 +97,7 @@ class _Capture:
                 return
             entry = [inputs[0].detach(), None]
             self.records[name].append(entry)
+            self.outputs.append(output)
 
             def grad_hook(grad):
                 entry[1] = grad.detach()
@@ -237,16 +240,13 @@ def exact_fisher_diagonal(
             try:
                 for p in params.values():
                     p.grad = None
-                to_input = xb.is_floating_point() and not fallback
-                if to_input:
-                    xb = xb.detach().requires_grad_(True)
                 logits = _forward(model, xb, task_label)
                 targets = _targets(logits, yb, estimator, generator)
                 loss = F.cross_entropy(logits, targets, reduction="sum")
-                if to_input:  # every hooked layer lies between the input and the loss
-                    torch.autograd.grad(loss, xb)
-                else:
-                    loss.backward()
+                if fallback or not capture.outputs:
+                    loss.backward()  # the fallback needs to know which parameters the model uses
+                else:  # gradients of the hooked outputs only: autograd computes no parameter gradient
+                    torch.autograd.grad(loss, capture.outputs, allow_unused=True)
             finally:
                 capture.remove()
             for prefix, module in fast.items():

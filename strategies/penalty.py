@@ -129,13 +129,14 @@ class QuadraticAnchor:
         """Refresh the ``sqrt(A)`` form used by the fast penalty (only when all weights are >= 0)."""
         with torch.no_grad():
             weights = self._penalty_weights()
-            self._signed = weights
             if all(bool((w >= 0).all()) for w in weights):
                 self._roots = [w.sqrt() for w in weights]
                 self._offsets = [-(r * m) for r, m in zip(self._roots, self.anchors)]
                 self._grad_roots = (self.scale, torch._foreach_mul(self._roots, 2.0 * self.scale))
+                self._signed = []  # the sqrt form replaces it: no capped copy kept
             else:
                 self._roots, self._offsets, self._grad_roots = None, [], None
+                self._signed = weights
 
     @property
     def empty(self) -> bool:
@@ -171,15 +172,6 @@ class QuadraticAnchor:
             self.anchors[i] = new_m.to(self.anchors[i].dtype)
         self.constant = constant
         self._changed()
-
-    @torch.no_grad()
-    def cap_weights(self, max_weight: float) -> int:
-        """Clamp every ``A_i`` to at most ``max_weight`` (anchors unchanged); returns how many were capped."""
-        capped = sum(int((w > max_weight).sum()) for w in self.weights)
-        if capped:
-            self.weights = [w.clamp(max=max_weight) for w in self.weights]
-            self._changed()
-        return capped
 
     @torch.no_grad()
     def replace(self, weights: dict[str, Tensor], anchor: dict[str, Tensor]) -> None:

@@ -120,7 +120,8 @@ class WPLPlugin(Plugin):
         self._alpha = self.params.alpha * self.params.alpha_decay ** (t - 1)
         if self.max_curvature is not None and self._alpha > 0 and not self._quadratic.empty:
             # the penalty is (alpha/2) sum A (theta - m)^2: its curvature per weight is alpha * A
-            self.capped_entries += self._quadratic.cap_weights(self.max_curvature / self._alpha)
+            self._quadratic.penalize_at_most(self.max_curvature / self._alpha)
+            self.capped_entries += self._quadratic.capped
 
     @staticmethod
     def _like(sources, name: str) -> torch.Tensor:

@@ -146,3 +146,26 @@ def test_batching_does_not_change_the_result(batch_size):
     model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)).double()
     x, y = torch.randn(20, 3, dtype=torch.float64), torch.randint(0, 2, (20,))
     _assert_equal(exact_fisher_diagonal(model, x, y, batch_size=batch_size), per_sample_fisher_loop(model, x, y))
+
+
+def test_layer_not_downstream_of_the_input_keeps_its_fisher():
+    """A learned token through a Linear, added to the input's features: its layer is not between
+    the input and the loss, yet the model uses it, so its Fisher must be there and exact."""
+
+    class Token(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = nn.Linear(1, 4)
+            self.body = nn.Linear(6, 4)
+            self.out = nn.Linear(4, 3)
+
+        def forward(self, x):
+            learned = self.token(torch.ones(x.shape[0], 1, dtype=x.dtype))  # one row per sample
+            return self.out(torch.tanh(self.body(x) + learned))
+
+    torch.manual_seed(4)
+    model = Token().double()
+    x, y = torch.randn(25, 6, dtype=torch.float64), torch.randint(0, 3, (25,))
+    fast = exact_fisher_diagonal(model, x, y, batch_size=10)
+    assert {"token.weight", "token.bias"} <= fast.keys()
+    _assert_equal(fast, per_sample_fisher_loop(model, x, y))
