@@ -46,6 +46,7 @@ class Job:
     key: str
     spec: RunSpec
     checkpoint: Path | None = None
+    cache_dir: Path | None = None  # the results folder whose ground-truth cache the run may use
 
 
 class Executor(Protocol):
@@ -114,7 +115,7 @@ class LocalExecutor:
             stop.check()
             if self.progress is not None:
                 self.progress(job.spec.run_id)
-            yield job, run(job.spec, self.data_root, self.progress, job.checkpoint)
+            yield job, run(job.spec, self.data_root, self.progress, job.checkpoint, job.cache_dir)
 
     def close(self) -> None:
         pass
@@ -142,7 +143,7 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
         job, modules = message
         for module in modules:
             importlib.import_module(module)
-        conn.send((job.key, run(job.spec, data_root, None, job.checkpoint)))
+        conn.send((job.key, run(job.spec, data_root, None, job.checkpoint, job.cache_dir)))
 
 
 class _Worker:
@@ -291,7 +292,8 @@ class ProcessExecutor:
 
 
 def _ray_task(
-    spec: RunSpec, data_root: str, threads: int, sys_path: list[str], modules: list[str], checkpoint: str | None
+    spec: RunSpec, data_root: str, threads: int, sys_path: list[str], modules: list[str], checkpoint: str | None,
+    cache_dir: str | None = None,
 ) -> Record:
     """Body of the Ray task: runs on any node, reads the data root that node sees."""
     from benchmark.datasets import default_data_root
@@ -301,7 +303,7 @@ def _ray_task(
     root = Path(data_root)
     if not root.exists():  # another machine: its own $FORGETBENCH_DATA / default root
         root = default_data_root()
-    return run(spec, root, None, Path(checkpoint) if checkpoint else None)
+    return run(spec, root, None, Path(checkpoint) if checkpoint else None, Path(cache_dir) if cache_dir else None)
 
 
 _ray_started_here = False  # this process started (or joined) the Ray instance, so it shuts it down
@@ -406,6 +408,7 @@ class RayExecutor:
                 list(sys.path),
                 component_modules(spec),
                 str(job.checkpoint) if job.checkpoint else None,
+                str(job.cache_dir) if job.cache_dir else None,
             )
             self.refs[ref] = job
 

@@ -18,6 +18,7 @@ written atomically after each experience to the path the caller gives and read b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from benchmark import checkpoint as checkpoints
+from benchmark import store
 from benchmark.config import ComponentSpec, SuiteConfig, run_id, strategy_variants
 from benchmark.harness import CurveRecorder, DivergedError, Harness, collapse_message, evaluate
 from benchmark.record import SCHEMA_VERSION, Component, CurvePoint, Memory, RunRecord, TurnAccuracy
@@ -167,18 +169,20 @@ def run(
     data_root: Path,
     progress: ProgressCallback | None = None,
     checkpoint: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Execute one run and return its result record (never raises for a failing strategy).
 
     With ``spec.training.checkpoint`` and a ``checkpoint`` path, the state after each experience
-    is saved there and a matching checkpoint found there is resumed from.
+    is saved there and a matching checkpoint found there is resumed from. ``cache_dir`` is the
+    results folder whose ground-truth cache the standalone references use (see :func:`standalone_accuracy`).
     """
     device = resolve_device(spec.device)
     record = new_record(spec, device)
     if not spec.training.checkpoint:
         checkpoint = None
     try:
-        _execute(spec, data_root, device, record, progress, checkpoint)
+        _execute(spec, data_root, device, record, progress, checkpoint, cache_dir)
     except DivergedError as exc:
         record.status, record.error = "diverged", str(exc)
     except Exception as exc:  # noqa: BLE001 - any strategy bug must be recorded, not fatal
@@ -235,7 +239,8 @@ def hold_out_validation(scenario: Scenario, fraction: float, seed: int) -> None:
 
 
 def _execute(
-    spec: RunSpec, data_root: Path, device: torch.device, record: RunRecord, progress, checkpoint: Path | None
+    spec: RunSpec, data_root: Path, device: torch.device, record: RunRecord, progress, checkpoint: Path | None,
+    cache_dir: Path | None = None,
 ) -> None:
     scenario = seeded_scenario(spec, data_root)
     model = scenario.model.to(device)
@@ -257,11 +262,50 @@ def _execute(
         record.curves = []
 
     start = 0
+    if checkpoint is not None and scenario.adaptive:
+        record.warnings = [*getattr(record, "warnings", []),
+                           "checkpointing off: the scenario decides its turns while training (a search), "
+                           "and its state is not checkpointed"]
+        checkpoint = None
     if checkpoint is not None:
         start, checkpoint = _resume(checkpoint, spec, strategy, harness, record)
     timing = record.timing  # after a resume: the interrupted part's, which this part adds to
     turns = scheduled_experiences(scenario)
     before = [turn.task for turn, _ in turns[:start]]
+    while True:
+        _train_turns(spec, scenario, strategy, harness, turns, start, before, record, progress, checkpoint, device)
+        if not scenario.adaptive:
+            break
+        t0 = time.perf_counter()  # the search's own work (e.g. its controller's updates), apart from training
+        more = scenario.next_turns(lambda task: evaluate(strategy.model, task, batch, device))
+        timing.search_seconds = getattr(timing, "search_seconds", 0.0) + time.perf_counter() - t0
+        if not more:
+            break
+        start, before = len(turns), [turn.task for turn, _ in turns]
+        scenario.schedule.extend(more)
+        turns = turns + scheduled_experiences(scenario, start)
+
+    if scenario.standalone:
+        t0 = time.perf_counter()
+        record.standalone_accuracy = standalone_accuracy(spec, data_root, device, cache_dir)
+        timing.standalone_seconds = time.perf_counter() - t0
+    for key, value in scenario.summarize(record.to_dict()).items():
+        setattr(record, key, value)
+    record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy))
+    for key, value in strategy_extra_results(strategy, record.to_dict()).items():
+        setattr(record, key, value)
+    if record.accuracy_matrix:
+        seen = sorted({turn.task for turn, _ in turns})
+        collapsed = collapse_message(record.accuracy_matrix[-1], scenario.tasks, seen)
+        if collapsed is not None:  # a finite loss, but nothing learned: its metrics would mislead
+            record.status, record.error = "collapsed", collapsed
+
+
+def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, turns, start: int,
+                 before: list[int], record: RunRecord, progress, checkpoint: Path | None,
+                 device: torch.device) -> None:
+    """Train ``turns[start:]``, filling the record's accuracy rows, turn accuracies, timing and curves."""
+    timing, batch = record.timing, spec.training.eval_batch_size
     for done in train_schedule(strategy, harness, turns, spec.training, start=start, tasks_before=before):
         turn = done.turn
         if progress is not None:
@@ -283,21 +327,6 @@ def _execute(
         timing.eval_seconds += time.perf_counter() - t0
         if checkpoint is not None:
             checkpoints.save(checkpoint, spec.resolved(), done.index, strategy, harness, record)
-
-    if scenario.standalone:
-        t0 = time.perf_counter()
-        record.standalone_accuracy = standalone_accuracy(spec, data_root, device)
-        timing.standalone_seconds = time.perf_counter() - t0
-    for key, value in scenario.summarize(record.to_dict()).items():
-        setattr(record, key, value)
-    record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy))
-    for key, value in strategy_extra_results(strategy, record.to_dict()).items():
-        setattr(record, key, value)
-    if record.accuracy_matrix:
-        seen = sorted({turn.task for turn, _ in turns})
-        collapsed = collapse_message(record.accuracy_matrix[-1], scenario.tasks, seen)
-        if collapsed is not None:  # a finite loss, but nothing learned: its metrics would mislead
-            record.status, record.error = "collapsed", collapsed
 
 
 def _resume(path: Path, spec: RunSpec, strategy, harness: Harness, record: RunRecord) -> tuple[int, Path | None]:
@@ -321,53 +350,65 @@ def _resume(path: Path, spec: RunSpec, strategy, harness: Harness, record: RunRe
     return checkpoints.restore(state, strategy, harness, record), path
 
 
-# Standalone references depend only on (scenario spec, seed, training, device), not on the
-# strategy: computed once per process and reused by every strategy of a suite.
+# Standalone references depend only on (the scenario params they read, seed, training, device), not
+# on the strategy: computed once per process, and once per results folder when the caller gives one.
 _STANDALONE_CACHE: dict[str, list[float]] = {}
 
 
-def _standalone_key(spec: RunSpec, device: torch.device) -> str:
-    return json.dumps(
-        [spec.scenario.name, spec.scenario.params, spec.seed, spec.training.model_dump(mode="json"), str(device),
-         spec.validation_fraction],
-        sort_keys=True,
-    )
+def _standalone_key(spec: RunSpec, scenario: Scenario, device: torch.device, steps: list[int]) -> dict[str, Any]:
+    params = scenario.ground_truth_params if scenario.ground_truth_params is not None else spec.scenario.params
+    return {
+        "scenario": spec.scenario.name,
+        "params": json.loads(json.dumps(params, default=str)),
+        "seed": spec.seed,
+        "training": spec.training.model_dump(mode="json", exclude=set(EXECUTION_KEYS)),
+        "device": str(device),
+        "validation_fraction": spec.validation_fraction,
+        "steps": steps,
+    }
 
 
-def standalone_accuracy(spec: RunSpec, data_root: Path, device: torch.device) -> list[float]:
-    """Accuracy of each task's model trained *alone*: fresh init, plain fine-tuning, same step budget.
+def standalone_accuracy(
+    spec: RunSpec, data_root: Path, device: torch.device, cache_dir: Path | None = None
+) -> list[float]:
+    """Accuracy of each task's model trained *alone*: fresh init, plain fine-tuning, a fixed step budget.
 
     The scenario is rebuilt from the run's seed, so every model starts from the weights it had at the
-    start of the shared run. Model ``j`` then trains on its own data for as many iterations as all of
-    ``j``'s turns in the schedule add up to, with the suite's optimizer and no regularizer (the
+    start of the shared run. Model ``j`` then trains on its own data for
+    :meth:`~benchmark.scenarios.Scenario.standalone_steps` iterations (by default as many as all of
+    ``j``'s turns in the schedule add up to), with the suite's optimizer and no regularizer (the
     ``naive`` strategy, through the same :func:`train_schedule` as every run), and is evaluated on
-    its test data. Cached per (scenario spec, seed, training, device) in this process.
+    its test data. Cached in this process, and with ``cache_dir`` on disk there
+    (:func:`benchmark.store.ground_truth_entries`: shared by every run of a suite, locked, written
+    after each model so an interrupted computation resumes).
     """
-    key = _standalone_key(spec, device)
-    if key in _STANDALONE_CACHE:
-        return list(_STANDALONE_CACHE[key])
+    memo = json.dumps([spec.scenario.name, spec.scenario.params, spec.seed, spec.training.model_dump(mode="json"),
+                       str(device), spec.validation_fraction], sort_keys=True, default=str)
+    if memo in _STANDALONE_CACHE:
+        return list(_STANDALONE_CACHE[memo])
     scenario = seeded_scenario(spec, data_root)  # the same initial weights and evaluation data
-    model = scenario.model.to(device)
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
-    steps = [0] * len(scenario.tasks)
-    for turn in scenario.schedule:
-        steps[turn.task] += turn_steps(turn, len(scenario.tasks[turn.task].train_y), spec.training)
-    turns = scheduled_experiences(scenario)
-    first_turn: dict[int, int] = {}
-    for index, (turn, _) in enumerate(turns):
-        first_turn.setdefault(turn.task, index)
-    naive = ComponentSpec(name="naive")
-    accuracies = []
-    for j, task in enumerate(scenario.tasks):
-        model.load_state_dict(initial)
-        if j in first_turn:  # a task no turn trains: its standalone model is the untrained one
-            harness = Harness()
-            strategy = build_run_strategy(spec, scenario, model, device, harness, strategy=naive)
-            alone = [(Turn(task=j, max_steps=steps[j]), turns[first_turn[j]][1])]
-            for _ in train_schedule(strategy, harness, alone, spec.training):
-                pass
-        accuracies.append(evaluate(model, task, spec.training.eval_batch_size, device))
-    _STANDALONE_CACHE[key] = accuracies
+    steps = scenario.standalone_steps(lambda turn, n_train: turn_steps(turn, n_train, spec.training))
+    key = _standalone_key(spec, scenario, device, steps)
+    path = store.ground_truth_path(cache_dir, key) if cache_dir is not None else None
+    with store.ground_truth_entries(path, key) if path is not None else contextlib.nullcontext({}) as entries:
+        model = scenario.model.to(device)
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        naive = ComponentSpec(name="naive")
+        for j, task in enumerate(scenario.tasks):
+            if j in entries:
+                continue
+            model.load_state_dict(initial)
+            if steps[j] > 0:  # a task with no budget: its standalone model is the untrained one
+                scenario.schedule = [Turn(task=j, max_steps=steps[j])]
+                harness = Harness()
+                strategy = build_run_strategy(spec, scenario, model, device, harness, strategy=naive)
+                for _ in train_schedule(strategy, harness, scheduled_experiences(scenario), spec.training):
+                    pass
+            entries[j] = evaluate(model, task, spec.training.eval_batch_size, device)
+            if path is not None:
+                store.save_ground_truth(path, key, entries)
+        accuracies = [entries[j] for j in range(len(scenario.tasks))]
+    _STANDALONE_CACHE[memo] = accuracies
     return list(accuracies)
 
 

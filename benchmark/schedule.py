@@ -108,6 +108,6 @@ def train_schedule(
         yield TurnDone(index, turn, elapsed - curve_seconds, curve_seconds, harness.budget.steps)
 
 
-def scheduled_experiences(scenario: Scenario) -> list[tuple[Turn, Any]]:
-    """The scenario's schedule paired with its Avalanche training experiences."""
-    return list(zip(scenario.schedule, scenario.avalanche_benchmark().train_stream))
+def scheduled_experiences(scenario: Scenario, start: int = 0) -> list[tuple[Turn, Any]]:
+    """The scenario's schedule from turn ``start`` on, paired with its Avalanche training experiences."""
+    return list(zip(scenario.schedule[start:], scenario.train_experiences(start)))

@@ -11,13 +11,16 @@ crash or a kill leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -73,6 +76,44 @@ def checkpoint_path(out: Path, run_id: str) -> Path:
     return out / "runs" / run_id / CHECKPOINT_FILE
 
 
+GROUND_TRUTH_DIR = "ground_truth"  # OUT/ground_truth/<key digest>.json: standalone accuracies, shared by runs
+
+
+def ground_truth_path(out: Path, key: Any) -> Path:
+    """Where the standalone accuracies for ``key`` (a JSON-able description of what they depend on) live."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(out) / GROUND_TRUTH_DIR / f"{digest}.json"
+
+
+@contextmanager
+def ground_truth_entries(path: Path, key: Any) -> Iterator[dict[int, float]]:
+    """The accuracies computed so far for ``key`` (task index -> accuracy), held under an exclusive lock.
+
+    Another process asking for the same file waits until the holder is done, then finds its entries,
+    so runs of a suite that need the same ground truth compute it once. Entries the caller adds are
+    saved with :func:`save_ground_truth` (atomically, one at a time: an interrupted computation resumes
+    where it stopped). A file written for another key (a digest collision) is ignored.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        entries: dict[int, float] = {}
+        try:
+            stored = json.loads(path.read_bytes())
+            if stored.get("key") == json.loads(json.dumps(key)):
+                entries = {int(k): float(v) for k, v in stored.get("accuracy", {}).items()}
+        except (OSError, ValueError, AttributeError):
+            pass  # missing or unreadable: computed again
+        yield entries
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def save_ground_truth(path: Path, key: Any, entries: dict[int, float]) -> None:
+    atomic_write_json(path, {"key": key, "accuracy": {str(k): v for k, v in sorted(entries.items())}})
+
+
 def remove_stale_temporaries(out: Path) -> list[Path]:
     """Delete the temporary files of our atomic writes that a killed writer left under ``out``.
 
@@ -82,7 +123,8 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     ours alive (see :mod:`benchmark.lock`): then no temporary file can belong to a write in progress.
     """
     out = Path(out)
-    folders = [out, *out.glob("runs/*"), out / SELECTION_DIR, *out.glob(f"{SELECTION_DIR}/runs/*")]
+    folders = [out, *out.glob("runs/*"), out / SELECTION_DIR, *out.glob(f"{SELECTION_DIR}/runs/*"),
+               out / GROUND_TRUTH_DIR]
     removed = []
     for folder in folders:
         for path in folder.glob(f".*{TMP_MARK}*{TMP_SUFFIX}"):

@@ -101,7 +101,7 @@ class _Driver:
             for folder, spec in todo:
                 key = f"{folder.name}/{spec.run_id}"
                 checkpoint = store.checkpoint_path(folder, spec.run_id) if spec.training.checkpoint else None
-                jobs[key] = (folder, Job(key, spec, checkpoint))
+                jobs[key] = (folder, Job(key, spec, checkpoint, cache_dir=folder))
             retry = []
             last = attempt == self.retries + 1
             for job, record in self.executor.execute([job for _, job in jobs.values()]):

@@ -37,7 +37,7 @@ class L2Plugin(Plugin):
     def __init__(self, l2_lambda: float, used_params: Sequence[frozenset[str]]):
         super().__init__()
         self.l2_lambda = l2_lambda
-        self.used_params = list(used_params)
+        self.used_params = used_params  # a live view: an adaptive schedule grows while training
         self.anchor: dict[str, torch.Tensor] = {}
         self._terms: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
 

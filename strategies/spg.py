@@ -110,7 +110,7 @@ class SPGPlugin(Plugin):
     ):
         super().__init__()
         self.weight_decay = weight_decay
-        self.used_params = list(used_params)
+        self.used_params = used_params  # a live view: an adaptive schedule grows while training
         self.batch_size = importance_batch_size
         self.importance: Tensors = {}  # A, per parameter name
         self.trained_heads: list[int] = []  # task labels of the models trained so far, in order

@@ -81,7 +81,7 @@ class WPLPlugin(Plugin):
         self.params = params
         self.max_curvature = max_curvature  # resolved: a number or None
         self.capped_entries = 0  # importance entries capped by max_curvature, over all experiences
-        self.used_params = list(used_params)
+        self.used_params = used_params  # a live view: an adaptive schedule grows while training
         self.generator = torch.Generator().manual_seed(seed)
         self.models_trained = 0
         self.importance: Tensors = {}  # latest: running F

@@ -15,6 +15,7 @@ scenario leaks into them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -93,15 +94,42 @@ class Scenario:
     # Ask the runner to also train each task's model alone (fresh init, plain SGD, the same number of
     # steps as in the schedule) and record ``standalone_accuracy``; strategy-independent, so cached.
     standalone: bool = False
+    # The scenario params the standalone accuracies depend on (None: all of them). A search scenario
+    # leaves its search settings out, so every search over one space shares one ground truth.
+    ground_truth_params: dict[str, Any] | None = None
+    # True when :meth:`next_turns` may add turns while the run trains (a search decides them from the
+    # trained model); the schedule is then known only up to the turn being trained.
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
         if not self.schedule:
             self.schedule = [Turn(task=j) for j in range(len(self.tasks))]
 
     @property
-    def turn_used_params(self) -> list[frozenset[str]]:
-        """Parameter names used in each training turn (= Avalanche experience index)."""
-        return [self.tasks[turn.task].used_params for turn in self.schedule]
+    def turn_used_params(self) -> Sequence[frozenset[str]]:
+        """Parameter names used in each training turn (= Avalanche experience index).
+
+        A live view of the schedule: turns an adaptive scenario adds later appear in it too, so a
+        strategy should keep this sequence rather than a copy of it."""
+        return TurnUsedParams(self)
+
+    def next_turns(self, accuracy: Callable[[Task], float]) -> list[Turn]:
+        """Turns to train once every turn scheduled so far is trained (default: none, the schedule is fixed).
+
+        ``accuracy(task)`` is the current model's top-1 accuracy on ``task.test_x``/``test_y`` (the
+        harness's evaluation), so a search can score architectures on its own validation data. The
+        runner appends what this returns to :attr:`schedule` and trains it, then asks again, until
+        it gets an empty list.
+        """
+        return []
+
+    def standalone_steps(self, training_steps: Callable[[Turn, int], int]) -> list[int]:
+        """Iterations each task's standalone reference trains for: by default all of its turns in the
+        schedule added up (``training_steps(turn, n_train)`` gives one turn's)."""
+        steps = [0] * len(self.tasks)
+        for turn in self.schedule:
+            steps[turn.task] += training_steps(turn, len(self.tasks[turn.task].train_y))
+        return steps
 
     def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
         """Extra result keys derived from a finished run's record (default: none).
@@ -113,18 +141,42 @@ class Scenario:
 
     def avalanche_benchmark(self) -> CLScenario:
         """Train stream: one experience per turn; test stream: one per task."""
-
-        def dataset(x, y, task_label):
-            return _make_taskaware_classification_dataset(
-                LabelledTensors(x, y, task_label), task_labels=task_label, targets=y.tolist()
-            )
-
-        train = [
-            dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
-            for t in self.schedule
-        ]
-        test = [dataset(t.test_x, t.test_y, t.model_key) for t in self.tasks]
+        train = [_dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
+                 for t in self.schedule]
+        test = [_dataset(t.test_x, t.test_y, t.model_key) for t in self.tasks]
         return with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train, test=test)))
+
+    def train_experiences(self, start: int = 0) -> list[Any]:
+        """The Avalanche training experiences of ``schedule[start:]``, numbered ``start, start + 1, ...``
+        (what :meth:`avalanche_benchmark`'s train stream holds there, without rebuilding the rest)."""
+        turns = self.schedule[start:]
+        train = [_dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
+                 for t in turns]
+        experiences = list(with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train))).train_stream)
+        for offset, experience in enumerate(experiences):
+            experience.current_experience = start + offset
+        return experiences
+
+
+def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int):
+    return _make_taskaware_classification_dataset(
+        LabelledTensors(x, y, task_label), task_labels=task_label, targets=y.tolist()
+    )
+
+
+class TurnUsedParams(Sequence):
+    """``used_params`` of each turn of a scenario's schedule, read when asked (see ``turn_used_params``)."""
+
+    def __init__(self, scenario: Scenario):
+        self._scenario = scenario
+
+    def __len__(self) -> int:
+        return len(self._scenario.schedule)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._scenario.tasks[self._scenario.schedule[index].task].used_params
 
 
 ScenarioBuilder = Callable[[BaseModel, "ScenarioInputs"], Scenario]
