@@ -43,6 +43,7 @@ def build_strategy(
         used_params=scenario.turn_used_params,
         seed=seed,
         harness_plugins=harness.plugins,
+        adaptive=scenario.adaptive,
     )
     entry = STRATEGIES.get(name)
     return entry.factory(ctx, params if not isinstance(params, dict) else entry.parse_params(params))

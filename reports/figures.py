@@ -19,6 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 NAIVE_GREY = "#7f7f7f"
 DPI = 96
@@ -223,4 +224,48 @@ def err_gap_per_architecture(gaps: pd.DataFrame, colours: dict[str, tuple]) -> s
     ax.set_ylabel("err2 - err1 (points)")
     ax.legend(fontsize=8, loc="upper right", ncols=min(len(order), 6))
     ax.grid(axis="y", alpha=0.3)
+    return to_data_uri(fig)
+
+
+def search_scatter(scores: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """Supernet validation accuracy (x) against standalone accuracy (y) of every candidate, one panel per
+    strategy (every seed's points); the architecture each search picked is ringed."""
+    if scores.empty:
+        return None
+    order = [s for s in colours if s in set(scores.strategy)]
+    fig = _figure(0.6 + 3.2 * len(order), 3.3)
+    axes = fig.subplots(1, len(order), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, strategy in zip(axes, order):
+        data = scores[scores.strategy == strategy]
+        ax.scatter(data.supernet * 100, data.standalone * 100, s=8, color=colours[strategy], alpha=0.6)
+        chosen = data[data.chosen]
+        ax.scatter(chosen.supernet * 100, chosen.standalone * 100, s=70, facecolors="none", edgecolors="black",
+                   linewidths=1.2, label="chosen")
+        ax.set_title(strategy, fontsize=10)
+        ax.set_xlabel("supernet validation accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("standalone accuracy (%)")
+    axes[0].legend(fontsize=8, loc="lower right")
+    return to_data_uri(fig)
+
+
+def search_over_epochs(epochs: pd.DataFrame, colours: dict[str, tuple], column: str, ylabel: str) -> str | None:
+    """``column`` of :func:`reports.summary.search_epochs_frame` per search epoch: mean over seeds, band min-max."""
+    data = epochs.dropna(subset=[column]) if not epochs.empty else epochs
+    if data.empty:
+        return None
+    fig = _figure(6.4, 3.0)
+    ax = fig.add_subplot()
+    agg = data.groupby(["strategy", "epoch"])[column].agg(["mean", "min", "max"]) * 100
+    for strategy in [s for s in colours if s in set(data.strategy)]:
+        a = agg.loc[strategy]
+        ax.plot(a.index, a["mean"], color=colours[strategy], lw=2, marker="o", ms=3, label=strategy)
+        ax.fill_between(a.index, a["min"], a["max"], color=colours[strategy], alpha=0.2, lw=0)
+    if column.startswith("fv"):
+        ax.axhline(0, color="black", lw=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("search epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return to_data_uri(fig)

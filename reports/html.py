@@ -94,6 +94,8 @@ class ScenarioView:
     cost_rows: list[dict[str, Any]] = field(default_factory=list)
     supernet_columns: list[S.Metric] = field(default_factory=list)
     supernet_rows: list[dict[str, Any]] = field(default_factory=list)
+    search_columns: list[S.Metric] = field(default_factory=list)
+    search_rows: list[dict[str, Any]] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
     naive: str | None = None
@@ -197,6 +199,8 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
             row["vs_naive"] = f"{ratio:.2f}x" if np.isfinite(ratio) else "–"
     view.supernet_columns = [m for m in present if m.section == "supernet"]
     view.supernet_rows = _cells(t, order, view.supernet_columns, refs) if view.supernet_columns else []
+    view.search_columns = [m for m in present if m.section == "search"]
+    view.search_rows = _cells(t, order, view.search_columns, refs) if view.search_columns else []
     view.comparison_columns = [S.METRICS[k] for k in KEY_COMPARISONS if k in set(c.metric)]
     for strategy in order:
         sub = c[c.strategy == strategy].set_index("metric")
@@ -218,7 +222,14 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
 
     colours = F.palette(order, naive)
     curves, gaps = S.curves_frame(records, name), S.err_gap_frame(records, name)
-    if not gaps.empty:
+    scores, epochs = S.search_scores_frame(records, name), S.search_epochs_frame(records, name)
+    if not scores.empty:
+        view.headline = F.search_scatter(scores, colours)
+        view.headline_caption = ("What the search sees against the truth: every candidate's supernet validation "
+                                 "accuracy (x) and standalone accuracy (y), all seeds; ringed = the architecture "
+                                 "each search picked. A search that ranks well puts its points on a rising line "
+                                 "and its rings at the top.")
+    elif not gaps.empty:
         view.headline = F.err_gap_per_architecture(gaps, colours)
         view.headline_caption = ("err2 − err1 per architecture (training order): error at the end minus error "
                                  "right after the architecture's own turn, mean over rounds and seeds, whisker "
@@ -234,6 +245,9 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
         "heatmaps": F.heatmaps(S.mean_matrices(records, name), order),
         "final": F.final_accuracy_bars(S.final_accuracy_frame(records, name), colours),
         "err_gap": F.err_gap_distribution(gaps, colours),
+        "search_forgetting": F.search_over_epochs(epochs, colours, "fv_mean",
+                                                  "mean err2 - err1 (points; > 0 = forgetting)"),
+        "search_reward": F.search_over_epochs(epochs, colours, "reward", "controller reward (%)"),
     }
     view.figures = {k: v for k, v in figs.items() if v}
     return view

@@ -164,6 +164,59 @@ def kendall_tau(scores_a: ArrayLike, scores_b: ArrayLike) -> float:
     return concordant_minus_discordant / float(np.sqrt(n_a * n_b))
 
 
+def spearman_rho(scores_a: ArrayLike, scores_b: ArrayLike) -> float:
+    """Spearman's rho: the Pearson correlation of the two scorings' ranks (ties get their mean rank).
+
+    NaN for fewer than 2 items or a constant scoring."""
+    from scipy.stats import rankdata
+
+    a = np.asarray(scores_a, dtype=float)
+    b = np.asarray(scores_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"spearman_rho needs two 1-D scorings of equal length, got {a.shape} and {b.shape}")
+    if a.size < 2:
+        return float("nan")
+    ra, rb = rankdata(a) - (a.size + 1) / 2.0, rankdata(b) - (b.size + 1) / 2.0
+    denominator = float(np.sqrt(np.sum(ra**2) * np.sum(rb**2)))
+    return float(np.sum(ra * rb)) / denominator if denominator > 0 else float("nan")
+
+
+def top_k(scores: ArrayLike, k: int) -> list[int]:
+    """Indices of the ``k`` highest scores, best first; ties go to the lower index."""
+    s = np.asarray(scores, dtype=float)
+    return [int(i) for i in np.argsort(-s, kind="stable")[:k]]
+
+
+def precision_at_k(predicted: ArrayLike, truth: ArrayLike, k: int) -> float:
+    """|top-k by ``predicted`` & top-k by ``truth``| / k: how many of the truly best k the ranking finds."""
+    if not 1 <= k <= len(np.asarray(truth)):
+        raise ValueError(f"k must be in 1..{len(np.asarray(truth))}, got {k}")
+    return len(set(top_k(predicted, k)) & set(top_k(truth, k))) / k
+
+
+def regret(truth: ArrayLike, chosen: int) -> float:
+    """Best true score in the space minus the chosen item's true score (0 = the search found the best)."""
+    t = np.asarray(truth, dtype=float)
+    return float(t.max() - t[chosen])
+
+
+def forgetting_value(err1: ArrayLike, err2: ArrayLike, top: int = 5) -> tuple[float, float, float]:
+    """``(mean, mean of the top largest, max)`` of err2 - err1 over the cells where both are defined.
+
+    One epoch of a search (Benyahia et al. 2019, Figure; Ning et al. 2021's forgetting value): err1 is
+    each trained architecture's error right after its turn, err2 at the epoch's end; None/NaN cells
+    (architectures the epoch did not train) are left out. NaNs when no cell is defined."""
+    e1 = np.asarray(err1, dtype=float)
+    e2 = np.asarray(err2, dtype=float)
+    if e1.shape != e2.shape:
+        raise ValueError(f"err1 and err2 differ in shape: {e1.shape} vs {e2.shape}")
+    gap = (e2 - e1)[np.isfinite(e2 - e1)]
+    if gap.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    largest = np.sort(gap)[::-1][:top]
+    return float(gap.mean()), float(largest.mean()), float(gap.max())
+
+
 def steps_per_second(steps: float, train_seconds: float) -> float:
     """Training throughput: optimiser steps / training wall-clock seconds (NaN if no time measured)."""
     if not train_seconds or train_seconds <= 0 or not np.isfinite(train_seconds):
@@ -183,6 +236,37 @@ def ranking_kendall_tau(supernet_accuracy: ArrayLike, standalone_accuracy: Array
 
 
 # --- one run record -> its metrics ----------------------------------------------------------------
+
+
+def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """Search-quality metrics of a ``supernet_search`` run (none for other runs).
+
+    Rankings compare the supernet's validation accuracy of every candidate (what the search ranks
+    by) with the standalone ground truth; regret is that of the chosen candidate; the forgetting
+    value is :func:`forgetting_value` per search epoch, averaged over epochs; the reward is the
+    controller's mean reward in the last epoch."""
+    search = record.get("search")
+    if not search:
+        return {}
+    out: dict[str, float] = {}
+    predicted = search["validation_accuracy"]
+    truth = record.get("standalone_accuracy")
+    if truth is not None and len(truth) == len(predicted):
+        out["search_tau"] = kendall_tau(predicted, truth)
+        out["search_rho"] = spearman_rho(predicted, truth)
+        out["precision_at_k"] = precision_at_k(predicted, truth, int(search.get("top_k", 5)))
+        out["regret"] = regret(truth, int(search["chosen"]))
+    err1, err2 = record.get("err1") or [], record.get("err2") or []
+    values = np.array([forgetting_value(a, b) for a, b in zip(err1, err2)], dtype=float).reshape(-1, 3)
+    if len(values):
+        with np.errstate(all="ignore"):
+            mean, top5, largest = (float(np.nanmean(values[:, i])) if np.isfinite(values[:, i]).any() else float("nan")
+                                   for i in range(3))
+        out["forgetting_value_mean"], out["forgetting_value_top5"], out["forgetting_value_max"] = mean, top5, largest
+    rewards = search.get("rewards")
+    if rewards:
+        out["controller_reward"] = float(np.mean(rewards[-1]))
+    return out
 
 
 def is_ok(record: Mapping[str, Any]) -> bool:
@@ -261,6 +345,7 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
     standalone = record.get("standalone_accuracy")
     if standalone is not None and len(standalone) == R.shape[1]:
         out["kendall_tau"] = kendall_tau(R[-1], standalone)
+    out.update(search_metrics(record))
     timing = record.get("timing") or {}
     out["train_seconds"] = float(timing.get("train_seconds", nan))
     out["steps_per_second"] = steps_per_second(timing.get("steps", nan), out["train_seconds"])

@@ -32,7 +32,7 @@ class Metric:
     better: Literal["higher", "lower"]
     unit: Literal["accuracy", "percent", "seconds", "rate", "bytes", "tau", "area"]
     definition: str
-    section: Literal["stability", "curves", "supernet", "cost"]
+    section: Literal["stability", "curves", "supernet", "search", "cost"]
     bounds: tuple[float, float] = (-float("inf"), float("inf"))  # the metric's range; CIs are clipped to it
 
 
@@ -68,6 +68,27 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("kendall_tau", "Kendall tau", "higher", "tau",
            "supernet: Kendall's tau-b between the final accuracies of the architectures and their "
            "standalone accuracies (1 = the supernet ranks them as training alone would)", "supernet", (-1, 1)),
+    Metric("search_tau", "Search tau", "higher", "tau",
+           "search: Kendall's tau-b between the supernet's validation accuracy of every candidate (what the "
+           "search ranks by) and its standalone accuracy (the ground truth)", "search", (-1, 1)),
+    Metric("search_rho", "Search rho", "higher", "tau",
+           "search: Spearman's rho between the same two scorings", "search", (-1, 1)),
+    Metric("precision_at_k", "Precision@K", "higher", "accuracy",
+           "search: share of the K best candidates by standalone accuracy that are among the supernet's K best "
+           "(K = the scenario's top_k)", "search", (0, 1)),
+    Metric("regret", "Regret", "lower", "accuracy",
+           "search: best standalone accuracy in the space minus the standalone accuracy of the architecture "
+           "the search picked (its best by supernet validation accuracy)", "search", (0, 1)),
+    Metric("forgetting_value_mean", "Forgetting value (mean)", "lower", "accuracy",
+           "search: per epoch, the mean of err2 - err1 over the architectures it trained (error at the epoch's "
+           "end minus right after the architecture's turn); averaged over epochs", "search", (-1, 1)),
+    Metric("forgetting_value_top5", "Forgetting value (top-5)", "lower", "accuracy",
+           "search: per epoch, the mean of the 5 largest err2 - err1; averaged over epochs", "search", (-1, 1)),
+    Metric("forgetting_value_max", "Forgetting value (max)", "lower", "accuracy",
+           "search: per epoch, the largest err2 - err1; averaged over epochs", "search", (-1, 1)),
+    Metric("controller_reward", "Controller reward", "higher", "accuracy",
+           "search (controller): mean reward (supernet validation accuracy of the sampled architecture) over "
+           "the controller's steps in the last epoch", "search", (0, 1)),
     Metric("train_seconds", "Train time", "lower", "seconds", "wall-clock seconds spent training (no eval)",
            "cost", (0, float("inf"))),
     Metric("steps_per_second", "Steps / s", "higher", "rate", "optimiser steps per training second", "cost", (0, float("inf"))),
@@ -295,3 +316,33 @@ def err_gap_frame(records: list[dict[str, Any]], scenario: str) -> pd.DataFrame:
                     rows.append({"strategy": _strategy(r), "seed": r.get("seed"), "round": k,
                                  "architecture": a, "gap": float(g)})
     return pd.DataFrame(rows, columns=["strategy", "seed", "round", "architecture", "gap"])
+
+
+def search_scores_frame(records: list[dict[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, candidate, supernet (validation accuracy), standalone, chosen, for search runs."""
+    rows = []
+    for r in records:
+        search = r.get("search")
+        truth = r.get("standalone_accuracy")
+        if not (is_ok(r) and _scenario(r) == scenario and search and truth):
+            continue
+        for k, (s, t) in enumerate(zip(search["validation_accuracy"], truth)):
+            rows.append({"strategy": _strategy(r), "seed": r.get("seed"), "candidate": k, "supernet": float(s),
+                         "standalone": float(t), "chosen": k == int(search["chosen"])})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "candidate", "supernet", "standalone", "chosen"])
+
+
+def search_epochs_frame(records: list[dict[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, epoch, forgetting value (mean, top-5 mean, max) and controller reward per search epoch."""
+    rows = []
+    for r in records:
+        search = r.get("search")
+        if not (is_ok(r) and _scenario(r) == scenario and search):
+            continue
+        rewards = search.get("rewards") or []
+        for e, (e1, e2) in enumerate(zip(r.get("err1") or [], r.get("err2") or [])):
+            mean, top5, largest = metrics.forgetting_value(e1, e2)
+            reward = float(np.mean(rewards[e])) if e < len(rewards) and rewards[e] else float("nan")
+            rows.append({"strategy": _strategy(r), "seed": r.get("seed"), "epoch": e, "fv_mean": mean,
+                         "fv_top5": top5, "fv_max": largest, "reward": reward})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "epoch", "fv_mean", "fv_top5", "fv_max", "reward"])

@@ -55,6 +55,15 @@ class StrategyContext:
     used_params: Sequence[frozenset[str]]
     seed: int
     harness_plugins: list[SupervisedPlugin] = field(default_factory=list)
+    # True when the scenario adds turns while training (a search): ``used_params`` then grows, and a
+    # strategy that sizes itself by the number of experiences up front must refuse (require_fixed_schedule)
+    adaptive: bool = False
+
+    def require_fixed_schedule(self, strategy: str, why: str) -> None:
+        """Raise a clear ValueError when the schedule is not known up front (see ``adaptive``)."""
+        if self.adaptive:
+            raise ValueError(f"{strategy} {why}, so it needs the whole schedule up front; this scenario decides "
+                             "its turns while training (a search)")
 
     def shared_params(self, index: int) -> frozenset[str]:
         """Parameters the model of experience ``index`` uses that an earlier experience's model used too."""

@@ -278,6 +278,7 @@ class PICTemplate(FastSupervisedTemplate):
 @register_strategy("pic", params=PICParams)
 def build_pic(ctx: StrategyContext, params: PICParams) -> SupervisedTemplate:
     """Frozen backbone + per-task LoRA adapters combined by task arithmetic (Zeng, Li, Ayesh 2025)."""
+    ctx.require_fixed_schedule("pic", "keeps one adapter per experience")
     model = PICNet(ctx.model, params.rank, params.alpha).to(ctx.device)
     plugin = PICPlugin(model, params, ctx.used_params, ctx.seed)
     ctx = dataclasses.replace(ctx, model=model)

@@ -78,6 +78,7 @@ class MaskSlotPlugin(Plugin):
 
 def masked_context(ctx: StrategyContext, sparsity: float) -> tuple[StrategyContext, MaskedNet]:
     """A context whose model is ``ctx.model`` rebuilt with masked layers (one slot per experience)."""
+    ctx.require_fixed_schedule("a supermask method", "keeps one mask slot per experience")
     generator = torch.Generator().manual_seed(ctx.seed)
     model = MaskedNet(ctx.model, slots=len(ctx.used_params), sparsity=sparsity, generator=generator).to(ctx.device)
     return dataclasses.replace(ctx, model=model), model

@@ -47,6 +47,12 @@ def _custom(**params: Any) -> dict[str, Any]:
     return _suite(scenarios=[{"name": "custom", "params": base | params}])
 
 
+def _search(**params: Any) -> dict[str, Any]:
+    """The tiny suite on the `supernet_search` scenario (2 positions x 2 ops on digits), params overridden."""
+    base = {"dataset": "digits", "layers": 2, "ops": 2, "width": 8, "validation_size": 100}
+    return _suite(scenarios=[{"name": "supernet_search", "params": base | params}])
+
+
 _RECORD = {  # the least a readable result file holds
     "schema_version": 2, "run_id": "r", "suite": "t", "seed": 0, "status": "ok", "config": {},
     "scenario": {"name": "split", "label": "split"}, "strategy": {"name": "naive", "label": "naive"},
@@ -138,6 +144,20 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "dataset": "mnist1d", "tasks": 2, "trunk": "resnet18"}}])}, RUN, "trunk 'resnet18' needs an image dataset"),
     ("custom-names-change", {"suite": _custom(model="byo_fixtures:growing_model")}, RUN,
      "parameter names change between experiences"),
+    # --- the NAS search scenario
+    ("search-kind", {"suite": _search(search="evolution")}, RUN,
+     "scenarios[0].params.search: Input should be 'random' or 'controller'"),
+    ("search-too-many-candidates", {"suite": _search(candidates=5)}, RUN, "candidates must be in 1..ops**layers = 1..4"),
+    ("search-controller-on-a-sample", {"suite": _search(layers=3, candidates=5, search="controller")}, RUN,
+     "search 'controller' samples from the whole space; use candidates: null"),
+    ("search-space-too-large", {"suite": _search(layers=13)}, RUN, "give a sample size"),
+    ("search-top-k", {"suite": _search(top_k=9)}, RUN, "top_k must be in 1..4"),
+    ("search-validation-size", {"suite": _search(validation_size=5000)}, RUN,
+     "validation_size must be below the"),
+    ("search-controller-key", {"suite": _search(controller={"lr": 0.01, "temperature": 5})}, RUN,
+     "scenarios[0].params.controller.temperature"),
+    ("search-baseline-decay", {"suite": _search(controller={"baseline_decay": 1.0})}, RUN,
+     "scenarios[0].params.controller.baseline_decay"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))

@@ -80,7 +80,7 @@ class SearchParams(ScenarioParams):
     candidates: PositiveInt | None = Field(None, description="null = every architecture of the space")
     validation_size: PositiveInt = 1000
     ground_truth_steps: PositiveInt = 300
-    top_k: PositiveInt = 5
+    top_k: PositiveInt | None = Field(None, description="K of precision@K; null = min(5, candidates)")
     controller: ControllerParams = Field(default_factory=ControllerParams)
     standalone: bool = True
     max_train: PositiveInt | None = Field(None, description="subsample the training data (speed)")
@@ -99,11 +99,20 @@ class SearchParams(ScenarioParams):
             raise ValueError(f"candidates must be in 1..ops**layers = 1..{space}, got {self.candidates}")
         if self.search == "controller" and self.candidates is not None and self.candidates != space:
             raise ValueError("candidates: search 'controller' samples from the whole space; use candidates: null")
-        if self.top_k > (self.candidates or space):
+        if self.top_k is not None and self.top_k > (self.candidates or space):
             raise ValueError(f"top_k must be in 1..{self.candidates or space} (the number of candidates), got {self.top_k}")
         if self.cell == "cnn" and len(dataset_info(self.dataset)["input_shape"]) != 3:
             raise ValueError(f"cell 'cnn' needs an image dataset (C, H, W); {self.dataset!r} is not one")
         return self
+
+    def preflight(self, data_root: Any, seed: int) -> None:
+        check_validation_size(self, len(load_dataset(self.dataset, data_root, self.download).train_y))
+
+
+def check_validation_size(params: SearchParams, n_train: int) -> None:
+    if params.validation_size >= n_train:
+        raise ValueError(f"validation_size must be below the {n_train} training samples of {params.dataset!r} "
+                         f"(the rest trains the supernet), got {params.validation_size}")
 
 
 def enumerate_space(layers: int, ops: int) -> list[tuple[int, ...]]:
@@ -224,7 +233,7 @@ class SearchScenario(Scenario):
             chosen = int(np.argmax(self.validation_accuracy))
             extra["search"] = {
                 "kind": self.params.search,
-                "top_k": self.params.top_k,
+                "top_k": self.params.top_k or min(5, n),
                 "validation_accuracy": self.validation_accuracy,
                 "chosen": chosen,
                 "chosen_architecture": model.arch_ops(chosen),
@@ -258,9 +267,7 @@ def build_search(params: SearchParams, inputs: ScenarioInputs) -> Scenario:
     data = load_dataset(params.dataset, inputs.data_root, params.download)
     generator = torch.Generator().manual_seed(inputs.seed)
     train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
-    if params.validation_size >= len(train_y):
-        raise ValueError(f"validation_size {params.validation_size} leaves no training data "
-                         f"({params.dataset} has {len(train_y)} training samples)")
+    check_validation_size(params, len(train_y))
     order = torch.randperm(len(train_y), generator=generator)
     val, train = order[: params.validation_size].sort().values, order[params.validation_size:]
     if params.max_train is not None:
