@@ -6,7 +6,9 @@ the untrained model on every task, then trains the schedule turn by turn
 to fill the accuracy matrix ``R[i][j]``, and after every turn it records the accuracy of the model
 just trained (``turn_accuracy``). A scenario that asks for it gets ``standalone_accuracy`` (each
 model trained alone), and the scenario's :meth:`~benchmark.scenarios.Scenario.summarize` adds its
-own keys (e.g. the supernet's ``err1``/``err2``). A raised exception or a non-finite loss ends the
+own keys (e.g. the supernet's ``err1``/``err2``). An adaptive scenario (a NAS search) decides its turns
+while training: whenever the turns so far are trained the runner asks it for more
+(:meth:`~benchmark.scenarios.Scenario.next_turns`, handing it the harness's evaluation) until it has none. A raised exception or a non-finite loss ends the
 run with status ``failed`` or ``diverged``; a run that ends at chance level on every task it trained is
 ``collapsed``. The caller decides what to do next.
 

@@ -257,10 +257,13 @@ def search_over_epochs(epochs: pd.DataFrame, colours: dict[str, tuple], column: 
     fig = _figure(6.4, 3.0)
     ax = fig.add_subplot()
     agg = data.groupby(["strategy", "epoch"])[column].agg(["mean", "min", "max"]) * 100
+    top5 = data.groupby(["strategy", "epoch"])["fv_top5"].mean() * 100 if column == "fv_mean" else None
     for strategy in [s for s in colours if s in set(data.strategy)]:
         a = agg.loc[strategy]
         ax.plot(a.index, a["mean"], color=colours[strategy], lw=2, marker="o", ms=3, label=strategy)
         ax.fill_between(a.index, a["min"], a["max"], color=colours[strategy], alpha=0.2, lw=0)
+        if top5 is not None:
+            ax.plot(top5.loc[strategy].index, top5.loc[strategy], color=colours[strategy], lw=1.2, ls="--")
     if column.startswith("fv"):
         ax.axhline(0, color="black", lw=0.8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

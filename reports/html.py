@@ -27,7 +27,7 @@ REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.csv"
 COMPARISONS_FILE = "comparisons.csv"
 TABLE_SECTIONS = ("stability", "curves")
-KEY_COMPARISONS = ("ACC", "forgetting", "LA", "curve_max_drop", "err_gap_mean", "train_seconds")
+KEY_COMPARISONS = ("ACC", "forgetting", "LA", "curve_max_drop", "err_gap_mean", "search_tau", "regret", "train_seconds")
 
 
 class ReportError(ValueError):
