@@ -130,14 +130,27 @@ def err_gap(err1: ArrayLike, err2: ArrayLike) -> tuple[float, float]:
     ``err2[r][a]`` the same at the end of round r; err2 - err1 > 0 means the later turns of the
     round made it forget. Cells that are None/NaN in either list are ignored.
     """
+    gap = _defined_gaps(err1, err2)
+    if gap.size == 0:
+        return float("nan"), float("nan")
+    return float(gap.mean()), float(gap.max())
+
+
+def _defined_gaps(err1: ArrayLike, err2: ArrayLike) -> np.ndarray:
+    """err2 - err1 over the cells where both are defined (None/NaN cells left out), flattened."""
     e1 = np.asarray(err1, dtype=float)
     e2 = np.asarray(err2, dtype=float)
     if e1.shape != e2.shape:
         raise ValueError(f"err1 and err2 differ in shape: {e1.shape} vs {e2.shape}")
-    gap = (e2 - e1)[np.isfinite(e2 - e1)]
-    if gap.size == 0:
-        return float("nan"), float("nan")
-    return float(gap.mean()), float(gap.max())
+    return (e2 - e1)[np.isfinite(e2 - e1)]
+
+
+def _scorings(scores_a: ArrayLike, scores_b: ArrayLike, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(scores_a, dtype=float)
+    b = np.asarray(scores_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"{metric} needs two 1-D scorings of equal length, got {a.shape} and {b.shape}")
+    return a, b
 
 
 def kendall_tau(scores_a: ArrayLike, scores_b: ArrayLike) -> float:
@@ -148,10 +161,7 @@ def kendall_tau(scores_a: ArrayLike, scores_b: ArrayLike) -> float:
     architectures (its final accuracies) and the standalone ranking. NaN for fewer than 2 items
     or a constant scoring.
     """
-    a = np.asarray(scores_a, dtype=float)
-    b = np.asarray(scores_b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"kendall_tau needs two 1-D scorings of equal length, got {a.shape} and {b.shape}")
+    a, b = _scorings(scores_a, scores_b, "kendall_tau")
     if a.size < 2:
         return float("nan")
     i, j = np.triu_indices(a.size, k=1)
@@ -170,10 +180,7 @@ def spearman_rho(scores_a: ArrayLike, scores_b: ArrayLike) -> float:
     NaN for fewer than 2 items or a constant scoring."""
     from scipy.stats import rankdata
 
-    a = np.asarray(scores_a, dtype=float)
-    b = np.asarray(scores_b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"spearman_rho needs two 1-D scorings of equal length, got {a.shape} and {b.shape}")
+    a, b = _scorings(scores_a, scores_b, "spearman_rho")
     if a.size < 2:
         return float("nan")
     ra, rb = rankdata(a) - (a.size + 1) / 2.0, rankdata(b) - (b.size + 1) / 2.0
@@ -206,11 +213,7 @@ def forgetting_value(err1: ArrayLike, err2: ArrayLike, top: int = 5) -> tuple[fl
     One epoch of a search (Benyahia et al. 2019, Figure; Ning et al. 2021's forgetting value): err1 is
     each trained architecture's error right after its turn, err2 at the epoch's end; None/NaN cells
     (architectures the epoch did not train) are left out. NaNs when no cell is defined."""
-    e1 = np.asarray(err1, dtype=float)
-    e2 = np.asarray(err2, dtype=float)
-    if e1.shape != e2.shape:
-        raise ValueError(f"err1 and err2 differ in shape: {e1.shape} vs {e2.shape}")
-    gap = (e2 - e1)[np.isfinite(e2 - e1)]
+    gap = _defined_gaps(err1, err2)
     if gap.size == 0:
         return float("nan"), float("nan"), float("nan")
     largest = np.sort(gap)[::-1][:top]
