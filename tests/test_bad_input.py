@@ -53,6 +53,11 @@ def _search(**params: Any) -> dict[str, Any]:
     return _suite(scenarios=[{"name": "supernet_search", "params": base | params}])
 
 
+def _text(**params: Any) -> dict[str, Any]:
+    """The tiny suite on the `text` scenario (BBC News on MiniLM), params overridden."""
+    return _suite(scenarios=[{"name": "text", "params": {"corpus": "bbc_news", "max_length": 16} | params}])
+
+
 _RECORD = {  # the least a readable result file holds
     "schema_version": 2, "run_id": "r", "suite": "t", "seed": 0, "status": "ok", "config": {},
     "scenario": {"name": "split", "label": "split"}, "strategy": {"name": "naive", "label": "naive"},
@@ -158,6 +163,14 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "scenarios[0].params.controller.temperature"),
     ("search-baseline-decay", {"suite": _search(controller={"baseline_decay": 1.0})}, RUN,
      "scenarios[0].params.controller.baseline_decay"),
+    # --- the text scenario (its preflight reads the corpus and the encoder's config)
+    ("text-unknown-corpus", {"suite": _text(corpus="ag_news")}, RUN, "unknown text corpus 'ag_news'"),
+    ("text-unknown-class", {"suite": _text(tasks=[["business", "zebras"]])}, RUN,
+     "tasks: unknown class(es) ['zebras'] of corpus 'bbc_news'"),
+    ("text-class-twice", {"suite": _text(tasks=[["business", "tech"], ["tech", "sports"]])}, RUN,
+     "tasks: a class may appear in one task only"),
+    ("text-trainable-layers", {"suite": _text(trainable_layers=7)}, RUN, "trainable_layers must be in 0..6"),
+    ("text-head", {"suite": _text(head="shared")}, RUN, "scenarios[0].params.head: Input should be 'multi' or 'single'"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))

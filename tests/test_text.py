@@ -136,3 +136,96 @@ def test_austen_corpus_from_the_r_lazy_load_database():
     words = sum(len(t.split()) for t in corpus.texts)
     assert 690_000 < words < 720_000  # the novels' ~717k words, headings and short lines left out
     assert [corpus.labels.count(k) for k in range(6)] == [2201, 1716, 917, 968, 1922, 1684]
+
+
+# ------------------------------------------------------------------ the `text` scenario
+WORDS = {"cats": "purr meow whiskers", "dogs": "bark woof fetch", "birds": "tweet wing nest", "fish": "swim fin gill"}
+
+
+def folder_corpus(root: Path) -> str:
+    for cls, words in WORDS.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(25):
+            (root / cls / f"{i:02d}.txt").write_text(f"note {i}: the {cls} {words} {'again ' * (i % 3)}")
+    return f"folder:{root}"
+
+
+def text_scenario(tmp_path, **params):
+    from benchmark.scenarios import SCENARIOS, ScenarioInputs
+
+    require_text_extra()
+    corpus_dir = tmp_path / "corpus"
+    if not corpus_dir.exists():
+        folder_corpus(corpus_dir)
+    base = {"corpus": f"folder:{corpus_dir}", "max_length": 16, "trainable_layers": 1}
+    entry = SCENARIOS.get("text")
+    return entry.factory(entry.parse_params(base | params), ScenarioInputs(0, tmp_path / "data"))
+
+
+def test_text_tasks_heads_and_used_parameters(tmp_path):
+    scenario = text_scenario(tmp_path, classes_per_task=2)
+    # classes in order: birds cats dogs fish -> tasks (birds, cats), (dogs, fish); 20 train + 5 test each class
+    assert [t.name for t in scenario.tasks] == ["task0(birds,cats)", "task1(dogs,fish)"]
+    assert [len(t.train_y) for t in scenario.tasks] == [40, 40] and [len(t.test_y) for t in scenario.tasks] == [10, 10]
+    assert sorted(scenario.tasks[1].train_y.unique().tolist()) == [0, 1]  # relabelled for its own head
+    shared = scenario.tasks[0].used_params & scenario.tasks[1].used_params
+    assert shared and all(n.startswith("layers.0.") for n in shared)
+    assert {n for n in scenario.tasks[0].used_params if n.startswith("heads.")} == {"heads.0.weight", "heads.0.bias"}
+    three = text_scenario(tmp_path, classes_per_task=3)  # the remainder (one class) joins the last task
+    assert [t.name for t in three.tasks] == ["task0(birds,cats,dogs,fish)"]
+    explicit = text_scenario(tmp_path, tasks=[["fish", "cats"], ["dogs", "birds"]])
+    assert [t.name for t in explicit.tasks] == ["task0(fish,cats)", "task1(dogs,birds)"]
+
+
+def test_cached_frozen_part_plus_top_layers_equals_the_whole_encoder(tmp_path):
+    """The split (cached frozen layers, trained top layers, pooling) computes what the encoder computes."""
+    scenario = text_scenario(tmp_path, trainable_layers=2)
+    directory = text.encoder_dir("minilm", tmp_path / "data")
+    encoder = text.load_encoder(directory).eval()
+    corpus = text.load_corpus(f"folder:{tmp_path / 'corpus'}")
+    tokens = text.tokenize_corpus(corpus, directory, 16, tmp_path / "data")
+    task = scenario.tasks[0]
+    model = scenario.model.eval()
+    with torch.no_grad():
+        index = torch.nonzero(~tokens["test"] & (tokens["labels"] <= 1)).flatten()[:4]
+        ids, mask = tokens["input_ids"][index].long(), tokens["attention_mask"][index].long()
+        pooled = text.mean_pooled(encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+        expected = model.heads[0](pooled)
+        got = model.forward_single_task(task.train_x[:4], 0)
+    assert torch.allclose(got, expected, atol=2e-3), (got - expected).abs().max()
+
+
+def test_class_incremental_variant_has_one_head_and_global_labels(tmp_path):
+    scenario = text_scenario(tmp_path, head="single")
+    assert len(scenario.model.heads) == 1 and scenario.model.heads[0].out_features == 4
+    assert sorted(scenario.tasks[1].train_y.unique().tolist()) == [2, 3]
+    x = scenario.tasks[1].test_x
+    with torch.no_grad():  # the task label is not read: no task identity at test time
+        assert torch.equal(scenario.model.forward_single_task(x, 0), scenario.model.forward_single_task(x, 1))
+    assert scenario.meta["scenario_type"] == "class-IL"
+
+
+def test_text_runs_and_a_frozen_encoder_shares_nothing(tmp_path):
+    """With no trainable encoder layer the tasks share no parameter: WPL's penalty is empty and its run
+    equals naive's exactly; with one, WPL changes the shared layer's training."""
+    from benchmark.config import ComponentSpec, TrainingConfig
+    from benchmark.runner import RunSpec, run
+
+    require_text_extra()
+    folder_corpus(tmp_path / "corpus")
+    training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=8, epochs=2, eval_batch_size=64)
+
+    def go(strategy, layers):
+        params = {"corpus": f"folder:{tmp_path / 'corpus'}", "max_length": 16, "trainable_layers": layers}
+        spec = RunSpec("t", ComponentSpec(name="text", params=params),
+                       ComponentSpec(name=strategy, params={"alpha": 1e4} if strategy == "wpl" else {}),
+                       0, training, "cpu")
+        record = run(spec, tmp_path / "data")
+        assert record["status"] == "ok", record.get("error")
+        return record
+
+    naive0, wpl0 = go("naive", 0), go("wpl", 0)
+    assert naive0["accuracy_matrix"] == wpl0["accuracy_matrix"]
+    naive1, wpl1 = go("naive", 1), go("wpl", 1)
+    assert naive1["accuracy_matrix"][0] == wpl1["accuracy_matrix"][0]  # task 0: nothing to protect yet
+    assert len(naive1["accuracy_matrix"]) == 2 and naive1["accuracy_matrix"][0][0] > 0.5

@@ -13,6 +13,7 @@ from benchmark.scenarios import split as _split  # noqa: F401  (registers "split
 from benchmark.scenarios import two_model as _two_model  # noqa: F401
 from benchmark.scenarios import supernet as _supernet  # noqa: F401
 from benchmark.scenarios import search as _search  # noqa: F401
+from benchmark.scenarios import text as _text  # noqa: F401
 from benchmark.scenarios import permuted as _permuted  # noqa: F401
 from benchmark.scenarios import custom as _custom  # noqa: F401
 
