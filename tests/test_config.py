@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from benchmark.config import ConfigError, resolve_config
 from conftest import tiny_suite
@@ -87,3 +90,12 @@ def test_list_shows_descriptions(cli, capsys):
     for name in ("naive", "ewc", "si"):
         assert name in out
     assert "Elastic Weight Consolidation" in out
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+                                         if not p.name.startswith("example_")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    """Every suite in configs/ resolves (names, params, grids); data checks are the preflight's job.
+    The example_* suites need their out-of-tree plug-ins installed: tests/test_byo.py runs them."""
+    suite = resolve_config(yaml.safe_load(path.read_text()))
+    assert suite.scenarios and suite.strategies
