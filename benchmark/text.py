@@ -180,6 +180,7 @@ def _import_transformers():
         import transformers
     except ImportError:
         raise TextUnavailableError("text needs Hugging Face transformers: pip install 'forgetbench[text]'") from None
+    transformers.utils.logging.disable_progress_bar()  # one bar per weights load would flood a suite's log
     return transformers
 
 
