@@ -165,6 +165,8 @@ class PICPlugin(Plugin):
         self.validation: list[tuple[torch.Tensor, torch.Tensor, int]] = []
         self.lams: list[float | None] = []
         self.val_accuracy: list[float | None] = []
+        # per experience: {lambda: merged model's mean held-out accuracy} over the grid tried (None: no choice made)
+        self.val_accuracy_per_lambda: list[dict[str, float] | None] = []
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience
@@ -203,16 +205,20 @@ class PICPlugin(Plugin):
         if not adapted:
             self.lams.append(None)
             self.val_accuracy.append(None)
+            self.val_accuracy_per_lambda.append(None)
             self.model.merge(0.0)
             return
         if self.params.lam is not None:
             self.lams.append(self.params.lam)
             self.val_accuracy.append(None)
+            self.val_accuracy_per_lambda.append(None)
             self.model.merge(self.params.lam)
             return
-        best = max(LAMBDA_GRID, key=lambda lam: (self.validate(lam, strategy.device), -lam))
+        scores = {lam: self.validate(lam, strategy.device) for lam in LAMBDA_GRID}
+        best = max(LAMBDA_GRID, key=lambda lam: (scores[lam], -lam))
         self.lams.append(best)
-        self.val_accuracy.append(self.validate(best, strategy.device))
+        self.val_accuracy.append(scores[best])
+        self.val_accuracy_per_lambda.append({str(lam): acc for lam, acc in scores.items()})
         self.model.merge(best)
 
     @torch.no_grad()
@@ -239,6 +245,7 @@ class PICPlugin(Plugin):
             "validation": [[x, y, int(key)] for x, y, key in self.validation],
             "lams": list(self.lams),
             "val_accuracy": list(self.val_accuracy),
+            "val_accuracy_per_lambda": list(self.val_accuracy_per_lambda),
             "generator": generator_state(self.generator),
         }
 
@@ -252,6 +259,7 @@ class PICPlugin(Plugin):
         self.validation = [(x, y, int(key)) for x, y, key in state["validation"]]
         self.lams = list(state["lams"])
         self.val_accuracy = list(state["val_accuracy"])
+        self.val_accuracy_per_lambda = list(state.get("val_accuracy_per_lambda", [None] * len(self.lams)))
         set_generator_state(self.generator, state["generator"])
 
     def state_bytes(self) -> int:
@@ -259,7 +267,8 @@ class PICPlugin(Plugin):
         return tensor_bytes(self.state_dict()["layers"])
 
     def extra_results(self) -> dict:
-        return {"pic": {"lam": self.lams, "val_accuracy": self.val_accuracy}}
+        return {"pic": {"lam": self.lams, "val_accuracy": self.val_accuracy,
+                        "val_accuracy_per_lambda": self.val_accuracy_per_lambda}}
 
 
 class PICTemplate(FastSupervisedTemplate):

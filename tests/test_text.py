@@ -229,3 +229,29 @@ def test_text_runs_and_a_frozen_encoder_shares_nothing(tmp_path):
     naive1, wpl1 = go("naive", 1), go("wpl", 1)
     assert naive1["accuracy_matrix"][0] == wpl1["accuracy_matrix"][0]  # task 0: nothing to protect yet
     assert len(naive1["accuracy_matrix"]) == 2 and naive1["accuracy_matrix"][0][0] > 0.5
+
+
+def test_pic_on_the_encoder_trains_only_adapters_and_heads_after_task_0(tmp_path):
+    """pic on the transformer: after task 0 the encoder's own weights stay put, each task's LoRA
+    adapter (and its private head) trains, and the merged model's validation accuracy is recorded per
+    lambda tried."""
+    from benchmark.harness import Harness
+    from benchmark.schedule import build_strategy, scheduled_experiences
+    from benchmark.config import TrainingConfig
+
+    scenario = text_scenario(tmp_path)
+    training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=8, epochs=1, eval_batch_size=64)
+    strategy = build_strategy("pic", {"rank": 2}, scenario, scenario.model, training, torch.device("cpu"), 0, Harness())
+    (_, first), (_, second) = scheduled_experiences(scenario)
+    strategy.train(first)
+    before = {n: p.detach().clone() for n, p in strategy.model.named_parameters()}
+    strategy.train(second)
+    changed = {n for n, p in strategy.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed, "nothing trained in task 1"
+    assert all("lora_" in n or n.startswith("inner.heads.1.") for n in changed), sorted(changed)
+    assert any("lora_" in n and "layers.0." in n for n in changed) and "inner.heads.1.weight" in changed
+    lam, per_lambda = strategy.pic.lams, strategy.pic.val_accuracy_per_lambda
+    assert lam[0] is None and per_lambda[0] is None  # task 0 has nothing to merge
+    assert len(per_lambda[1]) == 10 and all(0.0 <= a <= 1.0 for a in per_lambda[1].values())
+    assert per_lambda[1][str(lam[1])] == max(per_lambda[1].values()) == strategy.pic.val_accuracy[1]
+    assert strategy.pic.extra_results()["pic"]["val_accuracy_per_lambda"] == per_lambda
