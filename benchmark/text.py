@@ -249,24 +249,33 @@ def tokenize_corpus(corpus: Corpus, tokenizer_dir: Path, max_length: int, data_r
     """``{input_ids, attention_mask, labels, test}`` tensors for ``corpus``, cached in the data root."""
     texts_digest = hashlib.sha256(json.dumps([corpus.texts, corpus.labels]).encode()).hexdigest()[:16]
     key = f"{corpus.name.replace('/', '_')}-{texts_digest}-{_file_digest(tokenizer_dir)}-L{max_length}"
-    path = cache_root(data_root) / "text_cache" / f"{key}.pt"
+
+    def compute() -> dict[str, Any]:
+        tokens = load_tokenizer(tokenizer_dir)(corpus.texts, padding="max_length", truncation=True,
+                                               max_length=max_length, return_tensors="pt")
+        return {
+            "input_ids": tokens["input_ids"].to(torch.int32),
+            "attention_mask": tokens["attention_mask"].to(torch.uint8),
+            "labels": torch.tensor(corpus.labels, dtype=torch.int64),
+            "test": torch.tensor(corpus.test, dtype=torch.bool),
+        }
+
+    return _cached(cache_root(data_root) / "text_cache" / f"{key}.pt", compute)
+
+
+def _cached(path: Path, compute) -> Any:
+    """The tensors saved at ``path``, else ``compute()`` saved there atomically (an unreadable file is
+    rebuilt, never trusted)."""
     if path.exists():
         try:
             return torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+        except Exception:  # noqa: BLE001 - a truncated or foreign file: compute again
             pass
-    tokens = load_tokenizer(tokenizer_dir)(corpus.texts, padding="max_length", truncation=True,
-                                           max_length=max_length, return_tensors="pt")
-    cached = {
-        "input_ids": tokens["input_ids"].to(torch.int32),
-        "attention_mask": tokens["attention_mask"].to(torch.uint8),
-        "labels": torch.tensor(corpus.labels, dtype=torch.int64),
-        "test": torch.tensor(corpus.test, dtype=torch.bool),
-    }
+    value = compute()
     buffer = io.BytesIO()
-    torch.save(cached, buffer)
+    torch.save(value, buffer)
     store.atomic_write_bytes(path, buffer.getvalue())
-    return cached
+    return value
 
 
 def frozen_features(tokens: dict[str, Any], directory: Path, frozen_layers: int, data_root: Path,
@@ -279,25 +288,19 @@ def frozen_features(tokens: dict[str, Any], directory: Path, frozen_layers: int,
     strategy then trains only the layers above, at the cost of those layers alone.
     """
     key = f"{_tokens_key(tokens)}-{_file_digest_weights(directory)}-F{frozen_layers}"
-    path = cache_root(data_root) / "text_cache" / f"features-{key}.pt"
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
-            pass
-    encoder = load_encoder(directory).eval()
-    ids, mask = tokens["input_ids"].long(), tokens["attention_mask"].long()
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(ids), batch_size):
-            out = encoder(input_ids=ids[start:start + batch_size], attention_mask=mask[start:start + batch_size],
-                          output_hidden_states=True)
-            chunks.append(out.hidden_states[frozen_layers].to(torch.float16))
-    features = torch.cat(chunks)
-    buffer = io.BytesIO()
-    torch.save(features, buffer)
-    store.atomic_write_bytes(path, buffer.getvalue())
-    return features
+
+    def compute() -> torch.Tensor:
+        encoder = load_encoder(directory).eval()
+        ids, mask = tokens["input_ids"].long(), tokens["attention_mask"].long()
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(ids), batch_size):
+                out = encoder(input_ids=ids[start:start + batch_size], attention_mask=mask[start:start + batch_size],
+                              output_hidden_states=True)
+                chunks.append(out.hidden_states[frozen_layers].to(torch.float16))
+        return torch.cat(chunks)
+
+    return _cached(cache_root(data_root) / "text_cache" / f"features-{key}.pt", compute)
 
 
 def _tokens_key(tokens: dict[str, Any]) -> str:
