@@ -25,6 +25,7 @@ forgetbench runs without the ``text`` extra.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import io
@@ -311,10 +312,17 @@ def _tokens_key(tokens: dict[str, Any]) -> str:
 
 
 def _file_digest_weights(directory: Path) -> str:
+    files = sorted(Path(directory).glob("*.safetensors")) + sorted(Path(directory).glob("*.bin"))
+    # every run builds its scenario: hash the weights (about 90 MB) once per process and file version
+    return _weights_digest(str(directory), tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@functools.lru_cache(maxsize=8)
+def _weights_digest(directory: str, versions: tuple) -> str:
     digest = hashlib.sha256()
-    for path in sorted(Path(directory).glob("*.safetensors")) + sorted(Path(directory).glob("*.bin")):
-        digest.update(path.name.encode())
-        with open(path, "rb") as handle:
+    for name, _, _ in versions:
+        digest.update(name.encode())
+        with open(Path(directory) / name, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 24), b""):
                 digest.update(block)
     digest.update((Path(directory) / "config.json").read_bytes() if (Path(directory) / "config.json").exists() else b"")

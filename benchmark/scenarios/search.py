@@ -166,6 +166,7 @@ class SearchScenario(Scenario):
 
     def __init__(self, tasks: list[Task], model: Supernet, params: SearchParams, candidates: list[tuple[int, ...]],
                  validation: tuple[torch.Tensor, torch.Tensor], seed: int):
+        # schedule: a placeholder until epoch 0 is drawn below (the draw needs the generator and controller)
         super().__init__("supernet_search", tasks, model, schedule=[Turn(task=0)], standalone=params.standalone,
                          ground_truth_params={k: getattr(params, k) for k in SPACE_KEYS}, adaptive=True,
                          meta={"search": params.search})

@@ -23,6 +23,7 @@ The test split is fixed (every fifth document of each class), the same for every
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Literal
 
 import torch
@@ -30,6 +31,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 
 from benchmark import text
+from benchmark.datasets import default_data_root
 from benchmark.models import TaskRoutedModule
 from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
 
@@ -62,7 +64,7 @@ class TextParams(ScenarioParams):
     def preflight(self, data_root: Any, seed: int) -> None:
         try:
             corpus = text.load_corpus(self.corpus)
-            directory = text.encoder_dir(self.encoder, data_root or text_default_root(), self.download)
+            directory = text.encoder_dir(self.encoder, data_root or default_data_root(), self.download)
         except text.TextUnavailableError as exc:
             raise ValueError(str(exc)) from None
         task_classes(corpus, self)
@@ -71,15 +73,7 @@ class TextParams(ScenarioParams):
             raise ValueError(f"trainable_layers must be in 0..{layers} (the encoder's layers), got {self.trainable_layers}")
 
 
-def text_default_root():
-    from benchmark.datasets import default_data_root
-
-    return default_data_root()
-
-
 def _read_layers(directory) -> int:
-    import json
-
     return int(json.loads((directory / "config.json").read_text())["num_hidden_layers"])
 
 
@@ -131,7 +125,7 @@ class EncoderTasks(TaskRoutedModule):
 @SCENARIOS.register("text", params=TextParams)
 def build_text(params: TextParams, inputs: ScenarioInputs) -> Scenario:
     """Text classification tasks (BBC News, Jane Austen, your folder) on a shared pretrained encoder."""
-    root = inputs.data_root if inputs.data_root is not None else text_default_root()
+    root = inputs.data_root if inputs.data_root is not None else default_data_root()
     try:
         corpus = text.load_corpus(params.corpus)
         directory = text.encoder_dir(params.encoder, root, params.download)
