@@ -2,17 +2,22 @@
 
 Experience 0 trains the scenario's network as usual; its weights become the frozen backbone
 Theta_pre. Every later experience t trains its own low-rank adapter on each Linear / Conv layer
-that an earlier experience used (LoRA: Delta W_t = (alpha / rank) * B_t A_t, conv kernels viewed as
-(out, in * kernel)), on top of Theta_pre; parameters the scenario gives task t alone (its head,
-private layers) are trained directly ("heads follow the scenario"). The adapter starts from the
-previous task's adapter (``init: previous``) or fresh (``fresh``: A kaiming-uniform, B = 0).
+that an earlier experience used, on top of Theta_pre; parameters the scenario gives task t alone
+(its head, private layers) are trained directly ("heads follow the scenario"). The adapters are
+Hugging Face PEFT LoRA adapters (one named adapter ``task<t>`` per experience, injected into every
+Linear / Conv1d / Conv2d layer: the same code wraps an MLP and a transformer's attention and feed-
+forward layers), Delta W_t = (alpha / rank) * B_t A_t (conv kernels viewed as (out, in * kernel)).
+The adapter starts from the previous task's adapter (``init: previous``) or fresh (``fresh``:
+A kaiming-uniform, B = 0).
 
 After each experience the adapters are combined by task arithmetic. With tau_i = Phi_i - Phi_pre
 the i-th adapter's weight update, tau_i = (alpha / rank) * B_i A_i,
 
     Theta = Theta_pre + lambda * sum_{i=1..t} tau_i
 
-and evaluation uses Theta with **no** task-specific adapter (the head still follows the task label).
+and evaluation uses Theta with **no** task-specific adapter (the head still follows the task label):
+every finished adapter is active, each scaled by lambda (PEFT sums the active adapters' outputs,
+which by linearity is the merged weight's output).
 With ``init: previous`` each tau_i already contains the earlier updates it was initialised from
 (tau_i = tau_{i-1} + what task i added), so sum_i tau_i weights early tasks' directions more
 (task 1's update appears in every later tau); lambda scales the whole sum uniformly.
@@ -20,7 +25,8 @@ With ``init: previous`` each tau_i already contains the earlier updates it was i
 ``lam``: a fixed lambda >= 0 (lambda = 0 gives exactly the frozen backbone), or null (default): after
 each experience lambda is chosen from {0.1, 0.2, ..., 1.0} to maximise the mean accuracy on a
 held-out ``val_fraction`` of the training data of every task trained so far (that slice is then
-not trained on; ties go to the smaller lambda). The chosen lambdas go to ``pic.lam`` in the result.
+not trained on; ties go to the smaller lambda). The chosen lambdas go to ``pic.lam`` in the result,
+the merged model's held-out accuracy for every lambda tried to ``pic.val_accuracy_per_lambda``.
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Iterator, Literal
+import re
+import warnings
+from typing import Iterator, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
@@ -54,102 +61,142 @@ class PICParams(StrategyParams):
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
 
 
-class LoRALayer(nn.Module):
-    """A Linear / Conv layer computing with ``weight + delta``, where delta is
+def adapter_name(experience: int) -> str:
+    return f"task{experience}"
 
-    * in training with an active adapter: (alpha / rank) * B A (the current task's adapter);
-    * in evaluation: the merged update lambda * sum_i tau_i (buffer ``merged``);
-    * otherwise 0.
-    """
 
-    def __init__(self, layer: nn.Module, rank: int, alpha: float | None):
-        super().__init__()
-        self.kind = "linear" if isinstance(layer, nn.Linear) else ("conv1d" if isinstance(layer, nn.Conv1d) else "conv2d")
-        self.conv_args = {}
-        if self.kind != "linear":
-            self.conv_args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-        # `weight` / `bias` keep their names so the scenario's parameter names still apply.
-        self.weight = layer.weight
-        self.bias = layer.bias
-        out_features, fan_in = self.weight.shape[0], self.weight[0].numel()
-        self.rank = min(rank, out_features, fan_in)
-        self.scale = (alpha if alpha is not None else rank) / rank
-        self.lora_A = nn.Parameter(torch.zeros(self.rank, fan_in), requires_grad=False)
-        self.lora_B = nn.Parameter(torch.zeros(out_features, self.rank), requires_grad=False)
-        self.register_buffer("merged", torch.zeros_like(self.weight), persistent=False)
-        self.adapter_active = False
-        self.taus: list[tuple[torch.Tensor, torch.Tensor]] = []  # (B_i, A_i) of each finished adapter
-
-    def delta(self, B: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-        """tau = (alpha / rank) * B A, in the weight's shape."""
-        return (self.scale * (B @ A)).view_as(self.weight)
-
-    def effective_weight(self) -> torch.Tensor:
-        if self.training and self.adapter_active:
-            return self.weight + self.delta(self.lora_B, self.lora_A)
-        if not self.training:
-            return self.weight + self.merged
-        return self.weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.effective_weight()
-        if self.kind == "linear":
-            return F.linear(x, w, self.bias)
-        conv = F.conv1d if self.kind == "conv1d" else F.conv2d
-        return conv(x, w, self.bias, **self.conv_args)
-
-    def start_adapter(self, init: str, generator: torch.Generator) -> None:
-        """Activate an adapter: the previous one's (B, A) or a fresh one (A kaiming-uniform, B = 0)."""
-        with torch.no_grad():
-            if init == "previous" and self.taus:
-                B, A = self.taus[-1]
-                self.lora_B.copy_(B)
-                self.lora_A.copy_(A)
-            else:
-                bound = 1.0 / math.sqrt(self.lora_A.shape[1])
-                self.lora_A.copy_((torch.rand(self.lora_A.shape, generator=generator) * 2 - 1) * bound)
-                self.lora_B.zero_()
-        self.adapter_active = True
-
-    def finish_adapter(self) -> None:
-        self.taus.append((self.lora_B.detach().clone(), self.lora_A.detach().clone()))
-        self.adapter_active = False
-
-    @torch.no_grad()
-    def merge(self, lam: float) -> None:
-        """merged = lambda * sum_i tau_i."""
-        self.merged.zero_()
-        for B, A in self.taus:
-            self.merged.add_(self.delta(B, A), alpha=lam)
+def _import_peft():
+    try:
+        import peft
+    except ImportError:
+        raise ImportError("strategy 'pic' needs Hugging Face peft: pip install 'forgetbench[text]'") from None
+    return peft
 
 
 class PICNet(TaskRoutedModule):
-    """The scenario's network with every Linear / Conv layer wrapped as a :class:`LoRALayer`."""
+    """The scenario's network (a copy, under ``inner.``) with a PEFT LoRA adapter ``task<t>`` on every
+    Linear / Conv layer that experience t shares with an earlier one.
 
-    def __init__(self, model: TaskRoutedModule, rank: int, alpha: float | None):
+    ``adapted[t]`` names the layers carrying adapter t. In training mode only the adapter being trained
+    is active (scale 1); in evaluation mode every finished adapter is active, scaled by lambda.
+    Wrapped layers keep their weights under ``<layer>.base_layer.``; :meth:`param_name` maps the
+    scenario's parameter names onto this network's.
+    """
+
+    def __init__(self, model: TaskRoutedModule, rank: int, alpha: float | None,
+                 used_params: Sequence[frozenset[str]]):
         super().__init__()
+        peft = _import_peft()
         self.inner = copy.deepcopy(model)
-        memo: dict[int, LoRALayer] = {}
-        for parent in list(self.inner.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, _ADAPTABLE):
-                    if id(child) not in memo:
-                        memo[id(child)] = LoRALayer(child, rank, alpha)
-                    setattr(parent, name, memo[id(child)])
+        adaptable = {name for name, m in self.inner.named_modules() if isinstance(m, _ADAPTABLE)}
+        self.adapted: list[list[str]] = []
+        for index in range(len(used_params)):
+            shared = shared_params(used_params, index)
+            self.adapted.append(sorted(n for n in adaptable if f"{n}.weight" in shared))
+        self._renamed = {}
+        for layer in sorted({n for names in self.adapted for n in names}):
+            for leaf in ("weight", "bias"):
+                self._renamed[f"{layer}.{leaf}"] = f"{layer}.base_layer.{leaf}"
+        for index, layers in enumerate(self.adapted):
+            if layers:
+                config = peft.LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, lora_dropout=0.0,
+                                         target_modules="^(" + "|".join(map(re.escape, layers)) + ")$")
+                with warnings.catch_warnings():  # "multiple adapters in the model": one per experience, by design
+                    warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                    peft.inject_adapter_in_model(config, self.inner, adapter_name=adapter_name(index))
         if hasattr(model, "max_class_label"):
             self.max_class_label = model.max_class_label
+        self.training_adapter: int | None = None
+        self.finished: list[int] = []
+        self.lam = 0.0
+        for p in self.inner.parameters():
+            p.requires_grad_(True)  # PEFT freezes the base model; the plugin decides what trains
+        self.train()
+
+    def param_name(self, scenario_name: str) -> str:
+        """This network's name for the scenario's parameter ``scenario_name``."""
+        return "inner." + self._renamed.get(scenario_name, scenario_name)
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         return self.inner.forward_single_task(x, task_label)
 
-    def lora_layers(self) -> Iterator[tuple[str, LoRALayer]]:
+    def lora_layers(self) -> Iterator[tuple[str, nn.Module]]:
+        from peft.tuners.lora import LoraLayer
+
         for name, module in self.inner.named_modules():
-            if isinstance(module, LoRALayer):
+            if isinstance(module, LoraLayer):
                 yield name, module
 
+    def train(self, mode: bool = True) -> "PICNet":
+        super().train(mode)
+        self._activate()
+        return self
+
+    def _activate(self) -> None:
+        """Training: the adapter being trained; evaluation: every finished adapter at scale lambda."""
+        if not hasattr(self, "finished"):
+            return  # nn.Module.__init__ calls train() before the adapters exist
+        for name, layer in self.lora_layers():
+            if self.training and self.training_adapter is not None:
+                trained = adapter_name(self.training_adapter)
+                layer.set_adapter([trained] if trained in layer.lora_A else [])
+                continue
+            merged = [adapter_name(i) for i in self.finished if adapter_name(i) in layer.lora_A] if self.lam > 0 else []
+            for adapter in merged:
+                layer.set_scale(adapter, self.lam)
+            layer.set_adapter(merged, inference_mode=True)
+
+    def start_adapter(self, index: int, init: str, generator: torch.Generator) -> None:
+        """Train adapter ``index`` from here on: a copy of each layer's latest finished adapter, or fresh."""
+        name = adapter_name(index)
+        with torch.no_grad():
+            for _, layer in self.lora_layers():
+                if name not in layer.lora_A:
+                    continue
+                A, B = layer.lora_A[name].weight, layer.lora_B[name].weight
+                earlier = [adapter_name(i) for i in self.finished if adapter_name(i) in layer.lora_A]
+                if init == "previous" and earlier:
+                    A.copy_(layer.lora_A[earlier[-1]].weight)
+                    B.copy_(layer.lora_B[earlier[-1]].weight)
+                else:  # kaiming-uniform(a=sqrt(5)) as nn.Linear and PEFT, drawn from the strategy's generator
+                    bound = 1.0 / math.sqrt(A[0].numel())
+                    A.copy_((torch.rand(A.shape, generator=generator) * 2 - 1) * bound)
+                    B.zero_()
+                layer.set_scale(name, 1.0)
+        self.training_adapter = index
+        self._activate()
+
+    def finish_adapter(self) -> bool:
+        """Stop training the current adapter; returns whether there was one."""
+        index, self.training_adapter = self.training_adapter, None
+        if index is None:
+            return False
+        self.finished.append(index)
+        self._activate()
+        return True
+
     def merge(self, lam: float) -> None:
-        for _, layer in self.lora_layers():
-            layer.merge(lam)
+        """Evaluate with Theta_pre + lambda * sum_i tau_i."""
+        self.lam = float(lam)
+        self._activate()
+
+    def effective_weight(self, layer_name: str) -> torch.Tensor:
+        """The weight the layer computes with now: base + the active adapters' scaled deltas."""
+        layer = dict(self.lora_layers())[layer_name]
+        weight = layer.base_layer.weight.detach().clone()
+        for adapter in layer.active_adapters:
+            weight += layer.get_delta_weight(adapter).view_as(weight)
+        return weight
+
+    def adapter_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Every finished adapter's (A, B) per layer."""
+        out = {}
+        for name, layer in self.lora_layers():
+            for i in self.finished:
+                if adapter_name(i) in layer.lora_A:
+                    out.setdefault(name, {})[adapter_name(i)] = {
+                        "A": layer.lora_A[adapter_name(i)].weight, "B": layer.lora_B[adapter_name(i)].weight}
+        return out
 
 
 class PICPlugin(Plugin):
@@ -159,8 +206,7 @@ class PICPlugin(Plugin):
         super().__init__()
         self.model = model
         self.params = params
-        # scenario names -> names inside PICNet (the copy lives under `inner.`)
-        self.used = [frozenset(f"inner.{n}" for n in names) for names in used_params]
+        self.used = [frozenset(model.param_name(n) for n in names) for names in used_params]
         self.generator = torch.Generator().manual_seed(seed)
         self.validation: list[tuple[torch.Tensor, torch.Tensor, int]] = []
         self.lams: list[float | None] = []
@@ -171,15 +217,11 @@ class PICPlugin(Plugin):
     def before_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience
         shared = shared_params(self.used, index)
-        named = dict(self.model.named_parameters())
-        for name, p in named.items():
+        for name, p in self.model.named_parameters():
             # new parameters (this task's own) train directly; whatever an earlier task used is frozen
             p.requires_grad_(name in self.used[index] and name not in shared)
-        for name, layer in self.model.lora_layers():
-            if f"inner.{name}.weight" in shared:
-                layer.start_adapter(self.params.init, self.generator)
-                layer.lora_A.requires_grad_(True)
-                layer.lora_B.requires_grad_(True)
+        if self.model.adapted[index]:
+            self.model.start_adapter(index, self.params.init, self.generator)
 
     def split_validation(self, tensors: tuple[torch.Tensor, ...], task_label: int) -> tuple[torch.Tensor, ...]:
         """Hold out ``val_fraction`` of an experience's data for choosing lambda; returns the rest."""
@@ -193,33 +235,23 @@ class PICPlugin(Plugin):
         return tuple(t[train] for t in tensors)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
-        adapted = False
-        for _, layer in self.model.lora_layers():
-            if layer.adapter_active:
-                layer.finish_adapter()
-                adapted = True
-            layer.lora_A.requires_grad_(False)
-            layer.lora_B.requires_grad_(False)
+        adapted = self.model.finish_adapter()
         for p in self.model.parameters():
             p.requires_grad_(False)
         if not adapted:
-            self.lams.append(None)
-            self.val_accuracy.append(None)
-            self.val_accuracy_per_lambda.append(None)
-            self.model.merge(0.0)
-            return
-        if self.params.lam is not None:
-            self.lams.append(self.params.lam)
-            self.val_accuracy.append(None)
-            self.val_accuracy_per_lambda.append(None)
-            self.model.merge(self.params.lam)
-            return
-        scores = {lam: self.validate(lam, strategy.device) for lam in LAMBDA_GRID}
-        best = max(LAMBDA_GRID, key=lambda lam: (scores[lam], -lam))
-        self.lams.append(best)
-        self.val_accuracy.append(scores[best])
-        self.val_accuracy_per_lambda.append({str(lam): acc for lam, acc in scores.items()})
-        self.model.merge(best)
+            self._choose(None, None, None, 0.0)
+        elif self.params.lam is not None:
+            self._choose(self.params.lam, None, None, self.params.lam)
+        else:
+            scores = {lam: self.validate(lam, strategy.device) for lam in LAMBDA_GRID}
+            best = max(LAMBDA_GRID, key=lambda lam: (scores[lam], -lam))
+            self._choose(best, scores[best], {str(lam): acc for lam, acc in scores.items()}, best)
+
+    def _choose(self, lam, accuracy, per_lambda, merge_with: float) -> None:
+        self.lams.append(lam)
+        self.val_accuracy.append(accuracy)
+        self.val_accuracy_per_lambda.append(per_lambda)
+        self.model.merge(merge_with)
 
     @torch.no_grad()
     def validate(self, lam: float, device: torch.device) -> float:
@@ -235,13 +267,12 @@ class PICPlugin(Plugin):
         return sum(accuracies) / len(accuracies)
 
     def state_dict(self) -> dict:
-        """Every finished adapter (B_i, A_i) and the merged update per layer, the held-out data,
-        the chosen lambdas, and the RNG that draws adapters and hold-outs."""
+        """Which adapters are finished and the merging lambda (the adapters' weights are the model's
+        parameters, checkpointed with it), the held-out data, the chosen lambdas, and the RNG that
+        draws adapters and hold-outs."""
         return {
-            "layers": {
-                name: {"taus": [[B.clone(), A.clone()] for B, A in layer.taus], "merged": layer.merged.clone()}
-                for name, layer in self.model.lora_layers()
-            },
+            "finished": list(self.model.finished),
+            "merge_lam": self.model.lam,
             "validation": [[x, y, int(key)] for x, y, key in self.validation],
             "lams": list(self.lams),
             "val_accuracy": list(self.val_accuracy),
@@ -249,22 +280,19 @@ class PICPlugin(Plugin):
             "generator": generator_state(self.generator),
         }
 
-    @torch.no_grad()
     def load_state_dict(self, state) -> None:
-        for name, layer in self.model.lora_layers():
-            saved = state["layers"][name]
-            layer.taus = [(B.to(layer.weight.device), A.to(layer.weight.device)) for B, A in saved["taus"]]
-            layer.merged.copy_(saved["merged"])
-            layer.adapter_active = False
+        self.model.finished = [int(i) for i in state["finished"]]
+        self.model.training_adapter = None
+        self.model.merge(float(state["merge_lam"]))
         self.validation = [(x, y, int(key)) for x, y, key in state["validation"]]
         self.lams = list(state["lams"])
         self.val_accuracy = list(state["val_accuracy"])
-        self.val_accuracy_per_lambda = list(state.get("val_accuracy_per_lambda", [None] * len(self.lams)))
+        self.val_accuracy_per_lambda = list(state["val_accuracy_per_lambda"])
         set_generator_state(self.generator, state["generator"])
 
     def state_bytes(self) -> int:
-        """Bytes of the adapters kept for merging (B_i, A_i per layer and task) and the merged update."""
-        return tensor_bytes(self.state_dict()["layers"])
+        """Bytes of the finished adapters kept for merging (A_i, B_i per layer and task)."""
+        return tensor_bytes(self.model.adapter_tensors())
 
     def extra_results(self) -> dict:
         return {"pic": {"lam": self.lams, "val_accuracy": self.val_accuracy,
@@ -286,9 +314,9 @@ class PICTemplate(FastSupervisedTemplate):
 
 @register_strategy("pic", params=PICParams)
 def build_pic(ctx: StrategyContext, params: PICParams) -> SupervisedTemplate:
-    """Frozen backbone + per-task LoRA adapters combined by task arithmetic (Zeng, Li, Ayesh 2025)."""
+    """Frozen backbone + per-task PEFT LoRA adapters combined by task arithmetic (Zeng, Li, Ayesh 2025)."""
     ctx.require_fixed_schedule("pic", "keeps one adapter per experience")
-    model = PICNet(ctx.model, params.rank, params.alpha).to(ctx.device)
+    model = PICNet(ctx.model, params.rank, params.alpha, ctx.used_params).to(ctx.device)
     plugin = PICPlugin(model, params, ctx.used_params, ctx.seed)
     ctx = dataclasses.replace(ctx, model=model)
     strategy = ctx.build(plugins=[plugin], template=PICTemplate)

@@ -338,39 +338,52 @@ def test_pic_lambda_zero_is_exactly_the_frozen_backbone():
     model = strategy.model
     stream = scenario.avalanche_benchmark().train_stream
     strategy.train(stream[0])
-    backbone = {n: l.weight.detach().clone() for n, l in model.lora_layers()}
+    named = dict(model.named_parameters())
+    backbone = {n: named[model.param_name(n)].detach().clone() for n in ("trunk.1.weight", "heads.0.weight")}
     model.eval()
     x = scenario.tasks[0].test_x
     out0 = model.forward_single_task(x, 0).detach()
     for experience in stream[1:]:
         strategy.train(experience)
     model.eval()
-    layers = dict(model.lora_layers())
-    for n in ("trunk.1", "heads.0"):  # the backbone of experience 0 (later heads are their tasks' own)
-        torch.testing.assert_close(layers[n].effective_weight(), backbone[n], rtol=0, atol=0)
-    assert any(layer.taus and layer.taus[-1][0].abs().sum() > 0 for _, layer in model.lora_layers()), "adapters unused"
+    torch.testing.assert_close(model.effective_weight("trunk.1"), backbone["trunk.1.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(named[model.param_name("heads.0.weight")], backbone["heads.0.weight"], rtol=0, atol=0)
+    adapters = model.adapter_tensors()
+    assert set(adapters) == {"trunk.1"}, "only the shared trunk carries adapters (heads are each task's own)"
+    assert adapters["trunk.1"]["task2"]["B"].abs().sum() > 0, "adapters unused"
     torch.testing.assert_close(model.forward_single_task(x, 0), out0, rtol=0, atol=0)
 
 
 def test_pic_task_arithmetic_matches_hand_computation():
     net = SingleHeadNet(3, 2, 2)
-    model = PICNet(net, rank=1, alpha=2.0)  # scale alpha / rank = 2
+    every = frozenset(n for n, _ in net.named_parameters())
+    model = PICNet(net, rank=1, alpha=2.0, used_params=[every] * 3)  # scale alpha / rank = 2
+    assert model.adapted == [[], ["body.1", "body.3"], ["body.1", "body.3"]]
     layer = dict(model.lora_layers())["body.1"]
-    W = layer.weight.detach().clone()
+    W, b = layer.base_layer.weight.detach().clone(), layer.base_layer.bias.detach().clone()
     B1, A1 = torch.tensor([[1.0], [2.0]]), torch.tensor([[1.0, 0.0, -1.0]])
     B2, A2 = torch.tensor([[0.5], [0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
-    layer.taus = [(B1, A1), (B2, A2)]
+    with torch.no_grad():
+        for name, (B, A) in {"task1": (B1, A1), "task2": (B2, A2)}.items():
+            layer.lora_B[name].weight.copy_(B)
+            layer.lora_A[name].weight.copy_(A)
+    model.finished = [1, 2]
     model.merge(0.3)
     model.eval()
     tau1 = torch.tensor([[2.0, 0.0, -2.0], [4.0, 0.0, -4.0]])   # 2 * B1 A1 by hand
     tau2 = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])     # 2 * B2 A2 by hand
-    torch.testing.assert_close(layer.effective_weight(), W + 0.3 * (tau1 + tau2))
-    model.train()
-    layer.adapter_active = True
+    merged = W + 0.3 * (tau1 + tau2)
+    torch.testing.assert_close(model.effective_weight("body.1"), merged)
+    x = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]])
+    torch.testing.assert_close(layer(x), x @ merged.T + b)  # PEFT's forward computes with the merged weight
+    model.finished = [1]
+    model.start_adapter(2, "fresh", torch.Generator().manual_seed(0))
     with torch.no_grad():
-        layer.lora_B.copy_(B2)
-        layer.lora_A.copy_(A2)
-    torch.testing.assert_close(layer.effective_weight(), W + tau2)  # training: own adapter only
+        layer.lora_B["task2"].weight.copy_(B2)
+        layer.lora_A["task2"].weight.copy_(A2)
+    model.train()
+    torch.testing.assert_close(model.effective_weight("body.1"), W + tau2)  # training: own adapter only
+    torch.testing.assert_close(layer(x), x @ (W + tau2).T + b)
 
 
 def test_pic_previous_init_starts_from_the_last_adapter_and_chooses_lambda():
@@ -383,9 +396,13 @@ def test_pic_previous_init_starts_from_the_last_adapter_and_chooses_lambda():
     strategy.train(stream[0])
     strategy.train(stream[1])
     layer = dict(strategy.model.lora_layers())["trunk.1"]
-    B1, A1 = layer.taus[0]
-    layer.start_adapter("previous", torch.Generator())
-    assert torch.equal(layer.lora_B, B1) and torch.equal(layer.lora_A, A1)
+    B1, A1 = layer.lora_B["task1"].weight.detach().clone(), layer.lora_A["task1"].weight.detach().clone()
+    assert B1.abs().sum() > 0
+    strategy.model.start_adapter(2, "previous", torch.Generator())
+    assert torch.equal(layer.lora_B["task2"].weight, B1) and torch.equal(layer.lora_A["task2"].weight, A1)
+    strategy.model.finished.append(2)  # a fresh adapter ignores what came before
+    strategy.model.start_adapter(2, "fresh", torch.Generator().manual_seed(0))
+    assert not layer.lora_B["task2"].weight.any() and layer.lora_A["task2"].weight.abs().max() <= 1 / math.sqrt(64)
 
 
 def test_pic_backbone_is_frozen_after_experience_zero_and_heads_train():
@@ -394,11 +411,18 @@ def test_pic_backbone_is_frozen_after_experience_zero_and_heads_train():
     stream = scenario.avalanche_benchmark().train_stream
     strategy.train(stream[0])
     named = dict(strategy.model.named_parameters())
-    trunk0 = named["inner.trunk.1.weight"].detach().clone()
+    trunk = strategy.model.param_name("trunk.1.weight")
+    assert trunk == "inner.trunk.1.base_layer.weight"
+    trunk0 = named[trunk].detach().clone()
     head1 = named["inner.heads.1.weight"].detach().clone()
+    adapter1 = named["inner.trunk.1.lora_B.task1.weight"].detach().clone()
     strategy.train(stream[1])
-    assert torch.equal(named["inner.trunk.1.weight"], trunk0)
+    assert torch.equal(named[trunk], trunk0)
     assert not torch.equal(named["inner.heads.1.weight"], head1)
+    assert not torch.equal(named["inner.trunk.1.lora_B.task1.weight"], adapter1)
+    after1 = named["inner.trunk.1.lora_B.task1.weight"].detach().clone()
+    strategy.train(stream[2])  # a finished adapter stays as it was
+    assert torch.equal(named["inner.trunk.1.lora_B.task1.weight"], after1)
 
 
 # --------------------------------------------------------------------------- harness plumbing
