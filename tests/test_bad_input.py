@@ -171,6 +171,14 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "tasks: a class may appear in one task only"),
     ("text-trainable-layers", {"suite": _text(trainable_layers=7)}, RUN, "trainable_layers must be in 0..6"),
     ("text-head", {"suite": _text(head="shared")}, RUN, "scenarios[0].params.head: Input should be 'multi' or 'single'"),
+    ("text-adapters-class-il", {"suite": _text(head="single", adapters={"rank": 4})}, RUN,
+     "adapters: one adapter per task is chosen by the task label"),
+    ("text-adapters-no-layer", {"suite": _text(trainable_layers=0, adapters={})}, RUN,
+     "set trainable_layers >= 1"),
+    ("text-adapters-target", {"suite": _text(adapters={"target_modules": ["qkv"]})}, RUN,
+     "adapters.target_modules: ['qkv'] name no Linear layer of the encoder's layers; allowed: attention.self.query"),
+    ("text-hf-offline", {"suite": _text(corpus="hf:ag_news")}, RUN, "downloads are off: set `download: true`"),
+    ("text-adapters-key", {"suite": _text(adapters={"rnak": 4})}, RUN, "scenarios[0].params.adapters.rnak"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))

@@ -255,3 +255,130 @@ def test_pic_on_the_encoder_trains_only_adapters_and_heads_after_task_0(tmp_path
     assert len(per_lambda[1]) == 10 and all(0.0 <= a <= 1.0 for a in per_lambda[1].values())
     assert per_lambda[1][str(lam[1])] == max(per_lambda[1].values()) == strategy.pic.val_accuracy[1]
     assert strategy.pic.extra_results()["pic"]["val_accuracy_per_lambda"] == per_lambda
+
+
+# ------------------------------------------------------------------ adapters (PEFT LoRA per task)
+def test_adapters_are_private_and_a_frozen_encoder_is_no_parameter(tmp_path):
+    """`adapters:` gives each task its own PEFT LoRA adapter, picked by the task label; with the encoder
+    frozen its weights are buffers, so the tasks share nothing and training task 1 leaves task 0's
+    adapter, head and output exactly as they were."""
+    from benchmark.config import TrainingConfig
+    from benchmark.harness import Harness
+    from benchmark.schedule import build_strategy, scheduled_experiences
+
+    scenario = text_scenario(tmp_path, adapters={"rank": 2})
+    model = scenario.model
+    first, second = (t.used_params for t in scenario.tasks)
+    assert not first & second
+    assert first == {"heads.0.weight", "heads.0.bias"} | {
+        f"layers.0.attention.self.{m}.lora_{ab}.task0.weight" for m in ("query", "value") for ab in "AB"}
+    assert not any("lora_" not in n and n.startswith("layers.") for n, _ in model.named_parameters())
+    x = scenario.tasks[0].test_x[:4]
+    training = TrainingConfig(optimizer="adam", lr=1e-2, batch_size=8, epochs=1, eval_batch_size=64)
+    strategy = build_strategy("naive", {}, scenario, model, training, torch.device("cpu"), 0, Harness())
+    (_, e0), (_, e1) = scheduled_experiences(scenario)
+    strategy.train(e0)
+    model.eval()
+    with torch.no_grad():
+        out0 = model.forward_single_task(x, 0).clone()
+    before = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    strategy.train(e1)
+    changed = {n for n, p in model.state_dict().items() if not torch.equal(p, before[n])}
+    assert changed and all(".task1." in n or n.startswith("heads.1.") for n in changed), sorted(changed)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_single_task(x, 0), out0, rtol=0, atol=0)
+
+
+def test_adapters_with_a_trained_encoder_share_its_weights_for_the_regularizers(tmp_path):
+    """`train_encoder: true`: the layer's own weights are shared by every task (what ewc / wpl protect),
+    the adapters stay private; WPL's run then differs from naive's."""
+    from benchmark.config import ComponentSpec, TrainingConfig
+    from benchmark.runner import RunSpec, run
+
+    scenario = text_scenario(tmp_path, adapters={"rank": 2, "train_encoder": True})
+    shared = scenario.tasks[0].used_params & scenario.tasks[1].used_params
+    assert "layers.0.attention.self.query.base_layer.weight" in shared and "layers.0.output.dense.weight" in shared
+    assert not any("lora_" in n for n in shared)
+    from benchmark.harness import Harness
+    from benchmark.schedule import build_strategy, scheduled_experiences
+
+    training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=8, epochs=2, eval_batch_size=64)
+    drift = {}
+    for name, params in (("naive", {}), ("l2", {"l2_lambda": 100.0}), ("wpl", {"alpha": 1.0})):
+        scenario = text_scenario(tmp_path, adapters={"rank": 2, "train_encoder": True})
+        strategy = build_strategy(name, params, scenario, scenario.model, training, torch.device("cpu"), 0, Harness())
+        (_, e0), (_, e1) = scheduled_experiences(scenario)
+        strategy.train(e0)
+        named = dict(scenario.model.named_parameters())
+        after0 = {n: named[n].detach().clone() for n in shared}
+        lora0 = named["layers.0.attention.self.query.lora_B.task0.weight"].detach().clone()
+        strategy.train(e1)
+        drift[name] = sum(float((named[n] - after0[n]).pow(2).sum()) for n in shared)
+        assert torch.equal(named["layers.0.attention.self.query.lora_B.task0.weight"], lora0)  # private
+        if name == "wpl":  # the Fisher penalty covers exactly the shared encoder weights
+            plugin = next(p for p in strategy.plugins if hasattr(p, "penalised_names"))
+            assert set(plugin.penalised_names) == shared
+    assert drift["naive"] > 0 and drift["l2"] < 0.5 * drift["naive"], drift
+
+
+# ------------------------------------------------------------------ Hugging Face datasets (files written here)
+def _require_datasets():
+    if importlib.util.find_spec("datasets") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the Hugging Face datasets tests (make test installs the text extra)")
+        pytest.skip("Hugging Face datasets not installed: make install")
+
+
+def test_hf_corpus_from_local_csv_files_uses_their_test_split(tmp_path):
+    _require_datasets()
+    folder = tmp_path / "news"
+    folder.mkdir()
+    rows = {"train": [("stocks rose", "business"), ("a late goal", "sport"), ("shares fell", "business"),
+                      ("the final whistle", "sport"), ("bond yields", "business")],
+            "test": [("markets calm", "business"), ("cup tie", "sport")]}
+    for split, items in rows.items():
+        lines = ["title,body,topic"] + [f"{t.split()[0]},{t},{c}" for t, c in items]
+        (folder / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    corpus = text.load_corpus(f"hf:{folder}", text_column=["title", "body"], label_column="topic")
+    assert corpus.classes == ["business", "sport"]
+    assert corpus.texts[:2] == ["stocks stocks rose", "a a late goal"] and corpus.labels == [0, 1, 0, 1, 0, 0, 1]
+    assert corpus.test == [False] * 5 + [True] * 2
+    capped = text.load_corpus(f"hf:{folder}", text_column="body", label_column="topic", max_per_class=1)
+    assert capped.texts == ["stocks rose", "a late goal", "markets calm", "cup tie"]
+    with pytest.raises(text.TextUnavailableError, match=r"no column\(s\) \['text'\]; its columns: title, body, topic"):
+        text.load_corpus(f"hf:{folder}", label_column="topic")
+
+
+def test_hf_corpus_saved_to_disk_keeps_class_names_and_splits_every_fifth(tmp_path):
+    _require_datasets()
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["world", "sports", "tech"])})
+    labels = [i % 3 for i in range(30)]
+    datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(30)], "label": labels},
+                               features=features).save_to_disk(str(tmp_path / "saved"))
+    corpus = text.load_corpus(f"hf:{tmp_path / 'saved'}")
+    assert corpus.classes == ["world", "sports", "tech"] and corpus.labels == labels
+    # no test split: every fifth document of each class (its 5th and 10th), as for the other corpora
+    assert [i for i, t in enumerate(corpus.test) if t] == [12, 13, 14, 27, 28, 29]
+    scenario = text_scenario(tmp_path, corpus=f"hf:{tmp_path / 'saved'}", tasks=[["world", "tech"]])
+    assert scenario.tasks[0].name == "task0(world,tech)" and len(scenario.tasks[0].test_y) == 4
+
+
+def test_hf_hub_dataset_needs_download_and_fails_offline_with_what_to_do():
+    with pytest.raises(text.TextUnavailableError, match="downloads are off: set `download: true`"):
+        text.load_corpus("hf:ag_news")
+    _require_datasets()
+    import subprocess
+    import sys
+
+    # a real attempt with the Hub unreachable (offline mode: no network wait), in a fresh interpreter
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
+    code = ("from benchmark import text\n"
+            "try:\n    text.load_corpus('hf:ag_news', download=True)\n"
+            "except text.TextUnavailableError as exc:\n    print('ERROR', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "ERROR could not load Hugging Face dataset 'ag_news' (it downloads from the Hugging Face Hub: " \
+           "is this machine online?)" in out.stdout, out.stdout + out.stderr

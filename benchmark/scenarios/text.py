@@ -1,7 +1,8 @@
 """Scenario ``text``: continual text classification on a pretrained transformer encoder.
 
-A corpus's classes (``bbc_news``, ``austen``, or a ``folder:`` of ``<class>/<doc>.txt``; see
-:mod:`benchmark.text`) are split into tasks: ``tasks`` lists each task's class names, else the classes
+A corpus's classes (``bbc_news``, ``austen``, a ``folder:`` of ``<class>/<doc>.txt``, or ``hf:`` a
+Hugging Face dataset, with ``text_column`` / ``label_column`` and ``download: true`` for the Hub; see
+:mod:`benchmark.text`; ``max_per_class`` caps each class in each split) are split into tasks: ``tasks`` lists each task's class names, else the classes
 in order in groups of ``classes_per_task`` (a remainder smaller than that joins the last task). The
 encoder (``minilm`` = all-MiniLM-L6-v2, 6 layers, hidden 384) is shared by every task:
 
@@ -13,8 +14,17 @@ encoder (``minilm`` = all-MiniLM-L6-v2, 6 layers, hidden 384) is shared by every
   picks the head), ``head: single`` = one head over every class of every task, labels global
   (class-incremental when the task label is not used at test time: the single head never reads it).
 
-Model ``t`` uses the trainable layers (shared by every task) and its own head (private; the single
-head is shared). Frozen weights cannot change, so no model lists them. Each document is given to the
+**Adapters** (``adapters: {rank, alpha, target_modules, train_encoder}``): every task gets its own
+Hugging Face PEFT LoRA adapter (``task<t>``, Delta W = (alpha / rank) B A on the ``target_modules`` of
+the top ``trainable_layers`` layers, B = 0 at the start); the task label picks the adapter, as it picks
+the head (so adapters need ``head: multi``). With ``train_encoder: false`` (default) the layers' own
+weights are frozen (kept as buffers, so no model lists them): each task trains only its adapter and
+head, nothing is shared, and no strategy can forget in task-IL (parameter isolation on one backbone).
+With ``train_encoder: true`` the layers' weights are shared by every task and trained too: the
+regularizers (ewc / si / wpl / l2 / spg) protect them while each adapter stays private.
+
+Model ``t`` uses the trainable layers (shared by every task), its own adapter and its own head
+(private; the single head is shared). Frozen weights cannot change, so no model lists them. Each document is given to the
 model as its frozen-part token states with the attention mask in one extra channel
 (``(length, hidden + 1)``, float16), so the harness's tensor loaders carry text like any other data.
 The test split is fixed (every fifth document of each class), the same for every seed.
@@ -27,13 +37,23 @@ import json
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 
 from benchmark import text
 from benchmark.datasets import default_data_root
 from benchmark.models import TaskRoutedModule
 from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
+
+
+class AdapterParams(BaseModel):
+    """One PEFT LoRA adapter per task on the trained layers (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rank: PositiveInt = 8
+    alpha: PositiveFloat = 16.0
+    target_modules: list[str] = Field(["query", "value"], min_length=1)
+    train_encoder: bool = False
 
 
 class TextParams(ScenarioParams):
@@ -46,10 +66,19 @@ class TextParams(ScenarioParams):
     head: Literal["multi", "single"] = "multi"
     max_train_per_task: PositiveInt | None = None
     max_test_per_task: PositiveInt | None = None
+    max_per_class: PositiveInt | None = Field(None, description="first N documents per class and split")
+    text_column: str | list[str] = "text"
+    label_column: str = "label"
     download: bool = False
+    adapters: AdapterParams | None = None
 
     @model_validator(mode="after")
     def _tasks(self) -> "TextParams":
+        if self.adapters is not None and self.head != "multi":
+            raise ValueError("adapters: one adapter per task is chosen by the task label, which class-IL "
+                             "(head: single) does not read; use head: multi")
+        if self.adapters is not None and self.trainable_layers == 0:
+            raise ValueError("adapters: they sit in the top trainable_layers layers; set trainable_layers >= 1")
         if self.tasks is not None:
             flat = [c for task in self.tasks for c in task]
             if len(set(flat)) != len(flat):
@@ -63,7 +92,7 @@ class TextParams(ScenarioParams):
 
     def preflight(self, data_root: Any, seed: int) -> None:
         try:
-            corpus = text.load_corpus(self.corpus)
+            corpus = load_corpus(self)
             directory = text.encoder_dir(self.encoder, data_root or default_data_root(), self.download)
         except text.TextUnavailableError as exc:
             raise ValueError(str(exc)) from None
@@ -71,6 +100,26 @@ class TextParams(ScenarioParams):
         layers = _read_layers(directory)
         if self.trainable_layers > layers:
             raise ValueError(f"trainable_layers must be in 0..{layers} (the encoder's layers), got {self.trainable_layers}")
+        if self.adapters is not None:
+            names = _linear_names(directory)
+            unknown = [t for t in self.adapters.target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+            if unknown:
+                raise ValueError(f"adapters.target_modules: {unknown} name no Linear layer of the encoder's layers; "
+                                 f"allowed: {', '.join(names)}")
+
+
+def _linear_names(directory) -> list[str]:
+    """The Linear layers' names inside one transformer layer (from the encoder's config; no weights read)."""
+    transformers = text._import_transformers()
+    config = transformers.AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    config.num_hidden_layers = 1
+    layer = transformers.AutoModel.from_config(config).encoder.layer[0]
+    return [n for n, m in layer.named_modules() if isinstance(m, nn.Linear)]
+
+
+def load_corpus(params: TextParams) -> text.Corpus:
+    return text.load_corpus(params.corpus, download=params.download, text_column=params.text_column,
+                            label_column=params.label_column, max_per_class=params.max_per_class)
 
 
 def _read_layers(directory) -> int:
@@ -97,9 +146,13 @@ def task_classes(corpus: text.Corpus, params: TextParams) -> list[list[int]]:
 class EncoderTasks(TaskRoutedModule):
     """The encoder's top layers (shared) and the task heads, on cached frozen-part token states."""
 
-    def __init__(self, layers: list[nn.Module], hidden: int, head_sizes: list[int], single_head: bool):
+    def __init__(self, layers: list[nn.Module], hidden: int, head_sizes: list[int], single_head: bool,
+                 adapters: AdapterParams | None = None):
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.adapters = adapters is not None
+        if adapters is not None:
+            _add_task_adapters(self.layers, adapters, len(head_sizes))
         self.hidden = hidden
         self.single_head = single_head
         self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in ([sum(head_sizes)] if single_head else head_sizes))
@@ -112,6 +165,8 @@ class EncoderTasks(TaskRoutedModule):
         hidden = x[..., : self.hidden].to(self.heads[0].weight.dtype)
         mask = x[..., self.hidden]
         additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        if self.adapters:
+            _select_adapter(self.layers, _adapter_name(task_label))
         for layer in self.layers:
             out = layer(hidden, attention_mask=additive)
             hidden = out[0] if isinstance(out, tuple) else out
@@ -119,7 +174,48 @@ class EncoderTasks(TaskRoutedModule):
 
     def used_parameter_names(self, task_label: int) -> frozenset[str]:
         head = f"heads.{self.head_index(task_label)}."
-        return frozenset(n for n, _ in self.named_parameters() if n.startswith("layers.") or n.startswith(head))
+        own = (f".lora_A.{_adapter_name(task_label)}.", f".lora_B.{_adapter_name(task_label)}.")
+        return frozenset(n for n, _ in self.named_parameters()
+                         if (n.startswith("layers.") and (".lora_" not in n or any(o in n for o in own)))
+                         or n.startswith(head))
+
+
+def _adapter_name(task_label: int) -> str:
+    return f"task{task_label}"
+
+
+def _add_task_adapters(layers: nn.Module, params: AdapterParams, tasks: int) -> None:
+    """One PEFT LoRA adapter per task on ``target_modules``; the layers' own weights become buffers
+    unless ``train_encoder`` (a frozen weight is not a parameter of any model)."""
+    import warnings
+
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=0.0,
+                        target_modules=list(params.target_modules))
+    with warnings.catch_warnings():  # "multiple adapters in the model": one per task, by design
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        for t in range(tasks):
+            inject_adapter_in_model(config, layers, adapter_name=_adapter_name(t))
+    if not params.train_encoder:
+        adapter = {id(p) for n, p in layers.named_parameters() if ".lora_" in n}
+        for module in layers.modules():
+            for name, p in list(module.named_parameters(recurse=False)):
+                if id(p) not in adapter:
+                    delattr(module, name)
+                    module.register_buffer(name, p.detach())
+    for p in layers.parameters():
+        p.requires_grad_(True)  # PEFT freezes all but the active adapter; what trains is the strategy's call
+
+
+def _select_adapter(layers: nn.Module, name: str) -> None:
+    """Make ``name`` the one active adapter of every LoRA layer, leaving requires_grad alone (PEFT's
+    ``set_adapter`` would also freeze the other tasks' adapters, which is the strategy's decision)."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in layers.modules():
+        if isinstance(module, LoraLayer) and module.active_adapters != [name]:
+            module._active_adapter = [name]
 
 
 @SCENARIOS.register("text", params=TextParams)
@@ -127,7 +223,7 @@ def build_text(params: TextParams, inputs: ScenarioInputs) -> Scenario:
     """Text classification tasks (BBC News, Jane Austen, your folder) on a shared pretrained encoder."""
     root = inputs.data_root if inputs.data_root is not None else default_data_root()
     try:
-        corpus = text.load_corpus(params.corpus)
+        corpus = load_corpus(params)
         directory = text.encoder_dir(params.encoder, root, params.download)
     except text.TextUnavailableError as exc:
         raise ValueError(str(exc)) from None
@@ -143,7 +239,7 @@ def build_text(params: TextParams, inputs: ScenarioInputs) -> Scenario:
     layers = [copy.deepcopy(layer) for layer in encoder.encoder.layer[frozen:]]
     hidden = int(encoder.config.hidden_size)
     del encoder
-    model = EncoderTasks(layers, hidden, [len(g) for g in groups], params.head == "single")
+    model = EncoderTasks(layers, hidden, [len(g) for g in groups], params.head == "single", params.adapters)
 
     labels, is_test = tokens["labels"], tokens["test"]
     generator = torch.Generator().manual_seed(inputs.seed)
@@ -165,5 +261,5 @@ def build_text(params: TextParams, inputs: ScenarioInputs) -> Scenario:
             num_classes=sum(len(g) for g in groups) if params.head == "single" else len(classes)))
         offset += len(classes)
     meta = {"corpus": corpus.name, "classes": [[corpus.classes[c] for c in g] for g in groups],
-            "frozen_layers": frozen, "scenario_type": "class-IL" if params.head == "single" else "task-IL"}
+            "frozen_layers": frozen, "adapters": params.adapters is not None, "scenario_type": "class-IL" if params.head == "single" else "task-IL"}
     return Scenario("text", tasks, model, meta=meta)
