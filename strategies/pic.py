@@ -104,6 +104,7 @@ class PICNet(TaskRoutedModule):
                 with warnings.catch_warnings():  # "multiple adapters in the model": one per experience, by design
                     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                     peft.inject_adapter_in_model(config, self.inner, adapter_name=adapter_name(index))
+        self._rewire_aliases()
         if hasattr(model, "max_class_label"):
             self.max_class_label = model.max_class_label
         self.training_adapter: int | None = None
@@ -112,6 +113,15 @@ class PICNet(TaskRoutedModule):
         for p in self.inner.parameters():
             p.requires_grad_(True)  # PEFT freezes the base model; the plugin decides what trains
         self.train()
+
+    def _rewire_aliases(self) -> None:
+        """A layer reachable under two names (one module object in two places) is wrapped under its
+        first name only; point every other place at the same wrapper, so no path bypasses the adapter."""
+        wrappers = {id(layer.base_layer): layer for _, layer in self.lora_layers()}
+        for parent in list(self.inner.modules()):
+            for name, child in list(parent.named_children()):
+                if id(child) in wrappers and wrappers[id(child)] is not parent:
+                    setattr(parent, name, wrappers[id(child)])
 
     def param_name(self, scenario_name: str) -> str:
         """This network's name for the scenario's parameter ``scenario_name``."""

@@ -445,3 +445,30 @@ def test_bad_params_name_the_field():
     text = str(info.value)
     assert "strategies[0].params.kkt" in text and "'best'" in text
     assert "strategies[1].params.sparsity" in text
+
+
+def test_pic_wraps_a_layer_reached_under_two_names_once():
+    class Aliased(SingleHeadNet):
+        def __init__(self):
+            super().__init__(3, 2, 2)
+            self.again = self.body[1]  # the same Linear in a second place
+
+        def forward_single_task(self, x, task_label):
+            return self.body(x) + self.body[3](torch.relu(self.again(x)))
+
+    net = Aliased()
+    every = frozenset(n for n, _ in net.named_parameters())
+    model = PICNet(net, rank=1, alpha=1.0, used_params=[every, every])
+    assert model.inner.again is model.inner.body[1]
+    with torch.no_grad():
+        model.inner.body[1].lora_B["task1"].weight.fill_(1.0)
+        model.inner.body[1].lora_A["task1"].weight.fill_(1.0)
+    model.finished = [1]
+    model.merge(1.0)
+    model.eval()
+    x = torch.ones(1, 3)
+    merged = net.body[1].weight + 1.0
+    h = torch.relu(x @ merged.T + net.body[1].bias)
+    head = model.effective_weight("body.3")
+    expected = 2 * (h @ head.T + net.body[3].bias)
+    torch.testing.assert_close(model.forward_single_task(x, 0), expected)
