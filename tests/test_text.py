@@ -382,3 +382,28 @@ def test_hf_hub_dataset_needs_download_and_fails_offline_with_what_to_do():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "ERROR could not load Hugging Face dataset 'ag_news' (it downloads from the Hugging Face Hub: " \
            "is this machine online?)" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
+@pytest.mark.parametrize("strategy,adapters", [("wpl", None), ("pic", None), ("naive", {"rank": 2})])
+def test_text_on_cuda_learns_what_it_learns_on_cpu(strategy, adapters, tmp_path):
+    """The text scenario, pic's PEFT adapters and the adapters family on a GPU: every run ok, the
+    accuracy matrix within a few points of the CPU run's (kernels differ, so not bit for bit)."""
+    from benchmark.config import ComponentSpec, TrainingConfig
+    from benchmark.runner import RunSpec, run
+
+    require_text_extra()
+    folder_corpus(tmp_path / "corpus")
+    training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=8, epochs=2, eval_batch_size=64)
+    params = {"corpus": f"folder:{tmp_path / 'corpus'}", "max_length": 16, "trainable_layers": 1}
+    if adapters:
+        params["adapters"] = adapters
+    matrices = {}
+    for device in ("cpu", "cuda"):
+        spec = RunSpec("t", ComponentSpec(name="text", params=params), ComponentSpec(name=strategy), 0, training, device)
+        record = run(spec, tmp_path / "data")
+        assert record["status"] == "ok", record.get("error")
+        matrices[device] = record["accuracy_matrix"]
+    import numpy as np
+
+    assert np.allclose(matrices["cpu"], matrices["cuda"], atol=0.15), matrices
