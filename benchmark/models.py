@@ -113,19 +113,28 @@ class TaskRoutedModule(MultiTaskModule):
 
 
 class MultiHeadNet(TaskRoutedModule):
-    """A shared trunk with one linear head per task: model t = (trunk, heads[t])."""
+    """A shared trunk with one linear head per task: model t = (trunk, heads[t]); with
+    ``shared_head`` one head (``head_sizes`` of length 1) that every task uses and the task label
+    is never read (domain- and class-incremental settings)."""
 
-    def __init__(self, trunk: nn.Module, trunk_features: int, head_sizes: Sequence[int]):
+    def __init__(self, trunk: nn.Module, trunk_features: int, head_sizes: Sequence[int], shared_head: bool = False):
         super().__init__()
+        if shared_head and len(head_sizes) != 1:
+            raise ValueError(f"a shared head has one size, got {list(head_sizes)}")
         self.trunk = trunk
         self.heads = nn.ModuleList(nn.Linear(trunk_features, n) for n in head_sizes)
+        self.shared_head = shared_head
         self.max_class_label = max(head_sizes)
 
+    def head_index(self, task_label: int) -> int:
+        return 0 if self.shared_head else task_label
+
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.heads[task_label](self.trunk(x))
+        return self.heads[self.head_index(task_label)](self.trunk(x))
 
     def used_parameter_names(self, task_label: int) -> frozenset[str]:
+        head = self.head_index(task_label)
         return frozenset(
             [f"trunk.{n}" for n, _ in self.trunk.named_parameters()]
-            + [f"heads.{task_label}.{n}" for n, _ in self.heads[task_label].named_parameters()]
+            + [f"heads.{head}.{n}" for n, _ in self.heads[head].named_parameters()]
         )

@@ -90,6 +90,7 @@ class RunRecord(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     environment: dict[str, str] = Field(default_factory=dict)
     experiences: list[str] = Field(default_factory=list)
+    scenario_type: str | None = None  # task-IL, domain-IL or class-IL, where the scenario says
     accuracy_matrix: list[list[float]] = Field(default_factory=list)
     init_accuracy: list[float] = Field(default_factory=list)
     timing: Timing = Field(default_factory=Timing)

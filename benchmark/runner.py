@@ -247,6 +247,8 @@ def _execute(
     scenario = seeded_scenario(spec, data_root)
     model = scenario.model.to(device)
     record.experiences = [task.name for task in scenario.tasks]
+    if scenario.meta.get("scenario_type"):
+        record.scenario_type = str(scenario.meta["scenario_type"])
     batch = spec.training.eval_batch_size
 
     harness = Harness()

@@ -85,6 +85,7 @@ class ScenarioView:
     runs_ok: int
     runs_total: int
     seeds: list[Any]
+    scenario_type: str | None = None
     verdict: list[str] = field(default_factory=list)
     columns: list[S.Metric] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # {strategy, n, cells{metric: Cell}}
@@ -182,7 +183,8 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     naive, refs = V.roles(records, name)
     view = ScenarioView(name=name, anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
                         runs_ok=len(ok), runs_total=len(mine),
-                        seeds=sorted({r.get("seed") for r in mine}, key=str), naive=naive)
+                        seeds=sorted({r.get("seed") for r in mine}, key=str), naive=naive,
+                        scenario_type=next((r["scenario_type"] for r in mine if r.get("scenario_type")), None))
     t = table[table.scenario == name]
     c = comps[comps.scenario == name]
     present = [S.METRICS[k] for k in S.METRICS if k in set(t.metric)]

@@ -104,6 +104,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("perf-device-unknown", {}, ("perf", "--device", "tpu", "--quick"), "--device"),
     ("perf-model-unknown", {}, ("perf", "--model", "vgg16", "--quick"), "--model"),
     ("lambda-string", {"suite": _strategy("ewc", ewc_lambda="10")}, RUN, "strategies[0].params.ewc_lambda"),
+    ("split-setting", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "setting": "class"}}])},
+     RUN, "scenarios[0].params.setting: Input should be 'task-IL', 'domain-IL' or 'class-IL'"),
     ("tasks-bool", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": True}}])},
      RUN, "scenarios[0].params.tasks"),
     # --- run ids that would collide

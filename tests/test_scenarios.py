@@ -90,6 +90,8 @@ def test_tensor_batch_loader_covers_each_sample_once_per_pass():
 BUILTIN_SMALL = [
     ("split", {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [8]}),
     ("split", {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn", "widths": [4]}),
+    ("split", {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [8], "setting": "domain-IL"}),
+    ("split", {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [8], "setting": "class-IL"}),
     ("split", {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "resnet18", "widths": [4]}),
     ("permuted", {"dataset": "digits", "tasks": 3, "widths": [8]}),
     ("two_model", {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 8, "shared": 1}),
@@ -175,3 +177,57 @@ def test_reduced_resnet18_has_the_papers_sizes_and_trains_with_regularizers():
         record = run(RunSpec("resnet", spec, ComponentSpec(name=strategy), 0, TRAINING, "cpu"), None)
         assert record["status"] in ("ok", "collapsed"), record.get("error")  # 1 epoch of a tiny ResNet may not learn
         assert len(record["accuracy_matrix"]) == 2
+
+
+# ------------------------------------------------------------------ van de Ven & Tolias's three settings
+def test_domain_il_has_one_k_way_head_and_ignores_the_task_label():
+    scenario = build(setting="domain-IL")
+    model = scenario.model
+    assert len(model.heads) == 1 and model.heads[0].out_features == 3
+    assert all(set(t.train_y.unique().tolist()) == {0, 1, 2} for t in scenario.tasks)
+    assert len({frozenset(u) for u in scenario.turn_used_params}) == 1
+    x = scenario.tasks[2].test_x[:4]
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_single_task(x, 0), model.forward_single_task(x, 2))
+    assert scenario.meta["scenario_type"] == "domain-IL" and scenario.tasks[0].num_classes == 3
+
+
+def test_class_il_labels_each_class_by_its_position_in_the_class_order():
+    scenario = build(setting="class-IL")
+    assert len(scenario.model.heads) == 1 and scenario.model.heads[0].out_features == 9
+    order = scenario.meta["class_order"]
+    from benchmark.datasets import load_dataset
+
+    data = load_dataset("digits", None, False)
+    for t, task in enumerate(scenario.tasks):
+        assert set(task.train_y.unique().tolist()) == {3 * t, 3 * t + 1, 3 * t + 2}
+        # the test sample's original digit is the class at its label's position in the order
+        original = data.test_y[torch.isin(data.test_y, torch.tensor(order[3 * t: 3 * t + 3]))]
+        assert sorted(order[int(y)] for y in task.test_y) == sorted(original.tolist())
+        assert task.num_classes == 9
+    assert scenario.meta["scenario_type"] == "class-IL"
+
+
+def test_naive_forgets_everything_in_class_il_and_the_record_and_report_say_which_setting(tmp_path):
+    """The known class-IL failure: after the last task the single head predicts only its classes."""
+    from benchmark.config import ComponentSpec, TrainingConfig
+    from benchmark.runner import RunSpec, run
+
+    training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=3, eval_batch_size=512)
+    params = {"dataset": "digits", "tasks": 3, "classes_per_task": 3, "widths": [64]}
+    records = {}
+    for setting in ("task-IL", "class-IL"):
+        spec = RunSpec("t", ComponentSpec(name="split", label=setting, params=params | {"setting": setting}),
+                       ComponentSpec(name="naive"), 0, training, "cpu")
+        records[setting] = run(spec, None)
+        assert records[setting]["scenario_type"] == setting
+    R = records["class-IL"]["accuracy_matrix"]
+    assert R[0][0] > 0.8 and R[-1][0] < 0.1 and R[-1][-1] > 0.8, R
+    assert records["task-IL"]["accuracy_matrix"][-1][0] > 0.5
+    from benchmark import store
+    from reports.html import write_report
+
+    for record in records.values():
+        store.write_result(tmp_path, record)
+    html = write_report([tmp_path]).read_text()
+    assert "· class-IL ·" in html and "· task-IL ·" in html

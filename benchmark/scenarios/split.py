@@ -1,9 +1,18 @@
 """Scenario ``split``: a dataset's classes split into T tasks, a shared trunk and one head per task.
 
-Task-incremental: task ``t`` sees ``classes_per_task`` classes (relabelled 0..k-1 for its own head),
-and its task label selects head ``t`` at training and test time. The class order is a permutation
-drawn from the run's seed. Model ``t`` uses the trunk's parameters (shared by every task) and its
-own head's (private).
+Task ``t`` sees ``classes_per_task`` classes; the class order is a permutation drawn from the run's
+seed. ``setting`` names the three scenarios of van de Ven & Tolias (2019, "Three scenarios for
+continual learning"):
+
+* ``task-IL`` (default): one head per task, labels 0..k-1 within the task, the task label selects
+  head ``t`` at training and test time. Model ``t`` uses the trunk (shared) and its own head (private).
+* ``domain-IL``: one k-way head shared by every task, labels 0..k-1 within the task ("which of the
+  task's k classes", e.g. even / odd on Split MNIST); the task label is not read.
+* ``class-IL``: one head over every class of every task, each class labelled by its position in the
+  class order (task t's classes are t*k .. t*k+k-1); the task label is not read, so at test time
+  the model must tell apart classes of different tasks.
+
+In domain-IL and class-IL every task uses the trunk and the one head.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ class SplitParams(ScenarioParams):
     widths: list[PositiveInt] = Field(default_factory=lambda: [256], min_length=1)
     download: bool = False
     max_train_per_task: PositiveInt | None = None  # subsample each task's training data (speed)
+    setting: Literal["task-IL", "domain-IL", "class-IL"] = "task-IL"
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
 
@@ -71,11 +81,16 @@ def select_classes(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tupl
 
 @SCENARIOS.register("split", params=SplitParams)
 def build_split(params: SplitParams, inputs: ScenarioInputs) -> Scenario:
-    """Class-split task-incremental tasks on a shared trunk with one head per task."""
+    """Class-split tasks on a shared trunk: task-, domain- or class-incremental (``setting``)."""
     data = load_dataset(params.dataset, inputs.data_root, params.download)
     order = class_order(data.num_classes, inputs.seed)
     trunk, features = make_trunk(params.trunk, data.input_shape, params.widths)
-    model = MultiHeadNet(trunk, features, [params.classes_per_task] * params.tasks)
+    k = params.classes_per_task
+    if params.setting == "task-IL":
+        model = MultiHeadNet(trunk, features, [k] * params.tasks)
+    else:
+        model = MultiHeadNet(trunk, features, [k if params.setting == "domain-IL" else k * params.tasks],
+                             shared_head=True)
     generator = torch.Generator().manual_seed(inputs.seed)
     tasks = []
     for t in range(params.tasks):
@@ -85,6 +100,8 @@ def build_split(params: SplitParams, inputs: ScenarioInputs) -> Scenario:
             keep = torch.randperm(len(train_y), generator=generator)[: params.max_train_per_task]
             train_x, train_y = train_x[keep.sort().values], train_y[keep.sort().values]
         test_x, test_y = select_classes(data.test_x, data.test_y, classes)
+        if params.setting == "class-IL":  # global labels: the class's position in the order
+            train_y, test_y = train_y + t * k, test_y + t * k
         tasks.append(
             Task(
                 name=f"task{t}(" + ",".join(map(str, classes)) + ")",
@@ -94,7 +111,7 @@ def build_split(params: SplitParams, inputs: ScenarioInputs) -> Scenario:
                 test_x=test_x,
                 test_y=test_y,
                 used_params=model.used_parameter_names(t),
-                num_classes=params.classes_per_task,
+                num_classes=k * params.tasks if params.setting == "class-IL" else k,
             )
         )
-    return Scenario("split", tasks, model, meta={"class_order": order})
+    return Scenario("split", tasks, model, meta={"class_order": order, "scenario_type": params.setting})
