@@ -49,16 +49,21 @@ def build_strategy(
     return entry.factory(ctx, params if not isinstance(params, dict) else entry.parse_params(params))
 
 
+def _step_budget(turn: Turn, training: TrainingConfig) -> int | None:
+    return turn.max_steps or training.iterations_per_task
+
+
 def turn_steps(turn: Turn, n_train: int, training: TrainingConfig) -> int:
-    """Iterations a turn trains for: ``max_steps``, else epochs x batches per epoch."""
-    return turn.max_steps or training.epochs * math.ceil(n_train / training.batch_size)
+    """Iterations a turn trains for: ``max_steps``, else ``iterations_per_task``, else epochs x batches per epoch."""
+    return _step_budget(turn, training) or training.epochs * math.ceil(n_train / training.batch_size)
 
 
 def set_turn_budget(strategy, harness: Harness, turn: Turn, n_train: int, training: TrainingConfig) -> None:
-    """A turn runs ``turn.max_steps`` iterations if set, else the suite's epochs."""
-    harness.budget.budget = turn.max_steps
+    """A turn runs ``turn.max_steps`` (or ``iterations_per_task``) iterations if set, else the suite's epochs."""
+    budget = _step_budget(turn, training)
+    harness.budget.budget = budget
     batches_per_epoch = math.ceil(n_train / training.batch_size)
-    strategy.train_epochs = math.ceil(turn.max_steps / batches_per_epoch) if turn.max_steps else training.epochs
+    strategy.train_epochs = math.ceil(budget / batches_per_epoch) if budget else training.epochs
 
 
 @dataclass(frozen=True)

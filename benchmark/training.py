@@ -25,6 +25,9 @@ class TrainingConfig(BaseModel):
     weight_decay: NonNegativeFloat = 0.0
     batch_size: PositiveInt = 64
     epochs: PositiveInt = 1
+    # every turn trains exactly this many iterations (mini-batches; the data reshuffled at each pass), the
+    # papers' "iterations per task": replaces epochs; a scenario's own per-turn budget (supernet) wins
+    iterations_per_task: PositiveInt | None = None
     eval_batch_size: PositiveInt = 512
     eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
     # bf16: forward pass and data loss under torch.autocast(bfloat16) (weights, gradients, optimizer

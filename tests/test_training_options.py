@@ -97,3 +97,23 @@ def test_perf_models_and_options_train_identical_weights(cli, capsys, flags):
     assert name == flags[1]
     assert row["weights_equal"] is True and row["steps"] == row["steps_plain"] > 0
     assert result["conditions"]["device"].startswith("cpu")
+
+
+def test_iterations_per_task_trains_exactly_that_many_steps_per_turn(tmp_path):
+    """The papers' budget form: N iterations per task whatever the task's size (here more than one
+    epoch of the first task, less than one of none), counted by the harness."""
+    from benchmark.config import ComponentSpec
+    from benchmark.runner import RunSpec, run
+    from benchmark.training import TrainingConfig
+
+    training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=1, iterations_per_task=25)
+    spec = RunSpec("t", ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2,
+                                                             "widths": [16]}),
+                   ComponentSpec(name="naive"), 0, training, "cpu")
+    record = run(spec, None)
+    assert record["status"] == "ok", record.get("error")
+    assert record["timing"]["steps"] == 2 * 25  # about 290 samples a task: 10 batches an epoch, so 3 passes
+    import dataclasses
+
+    one_epoch = run(dataclasses.replace(spec, training=training.model_copy(update={"iterations_per_task": None})), None)
+    assert one_epoch["timing"]["steps"] < 2 * 25
