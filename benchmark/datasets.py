@@ -77,8 +77,10 @@ def check_available(name: str, root: Path | str | None, download: bool) -> None:
     Cheap: looks for files, loads nothing. Datasets generated offline always pass.
     """
     root = Path(root) if root is not None else default_data_root()
-    files: list[str] = DATASETS.get(name).extra.get("files", [])
-    missing = [f"{name}/{f}" for f in files if not (root / name / f).exists()]
+    extra = DATASETS.get(name).extra
+    files: list[str] = extra.get("files", [])
+    folder = extra.get("folder", name)  # a variant reads another dataset's files (mnist32: mnist/)
+    missing = [f"{folder}/{f}" for f in files if not (root / folder / f).exists()]
     if missing and not download:
         raise DataMissingError(_missing_message(name, root, missing))
 
@@ -134,12 +136,16 @@ def load_mnist1d_dataset(root: Path, download: bool) -> TensorData:
     )
 
 
-def _torchvision_loader(name: str, cls_name: str) -> DatasetLoader:
+def _torchvision_loader(name: str, cls_name: str, folder_name: str | None = None, pad: int = 0,
+                       standardise: bool = True) -> DatasetLoader:
+    """Reads ``<root>/<folder_name or name>/``; ``pad`` zero-pads the images on every side (before any
+    standardisation); ``standardise: False`` keeps pixels in [0, 1]."""
+
     def load(root: Path, download: bool) -> TensorData:
         import torchvision
 
         cls = getattr(torchvision.datasets, cls_name)
-        folder = root / name
+        folder = root / (folder_name or name)
         try:
             train = cls(root=str(folder), train=True, download=download)
             test = cls(root=str(folder), train=False, download=download)
@@ -154,8 +160,11 @@ def _torchvision_loader(name: str, cls_name: str) -> DatasetLoader:
                 data = data.permute(0, 3, 1, 2)
             tensors.append((data, torch.as_tensor(np.asarray(split.targets), dtype=torch.int64)))
         (tr_x, tr_y), (te_x, te_y) = tensors
-        tr_x, te_x = _standardise(tr_x, te_x)
-        return TensorData(name, tr_x, tr_y, te_x, te_y, 10)
+        if pad:
+            tr_x, te_x = (torch.nn.functional.pad(x, (pad, pad, pad, pad)) for x in (tr_x, te_x))
+        if standardise:
+            tr_x, te_x = _standardise(tr_x, te_x)
+        return TensorData(name, tr_x.contiguous(), tr_y, te_x.contiguous(), te_y, 10)
 
     load.__doc__ = f"torchvision {cls_name} read from the data root (download only if allowed)."
     return load
@@ -175,6 +184,15 @@ DATASETS.register(
     files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
     description="MNIST (60,000 / 10,000 28x28 digits), torchvision layout under the data root",
 )(_torchvision_loader("mnist", "MNIST"))
+DATASETS.register(
+    "mnist32",
+    num_classes=10,
+    input_shape=(1, 32, 32),
+    files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
+    folder="mnist",
+    description="MNIST as van de Ven & Tolias (2019) feed it: zero-padded to 32x32, pixels in [0, 1], "
+                "not standardised; read from the mnist files",
+)(_torchvision_loader("mnist32", "MNIST", folder_name="mnist", pad=2, standardise=False))
 DATASETS.register(
     "fashion_mnist",
     num_classes=10,

@@ -58,3 +58,18 @@ def test_missing_files_offline_is_a_clear_error(tmp_path):
 
 def test_download_allowed_skips_the_offline_check(tmp_path):
     check_available("mnist", tmp_path, download=True)  # torchvision would fetch them
+
+
+def test_mnist32_is_the_mnist_files_zero_padded_in_unit_range(tmp_path):
+    """van de Ven & Tolias's input: the same files as `mnist`, 2 zero pixels on every side, pixel/255."""
+    raw = write_tiny_mnist(tmp_path / "mnist")
+    check_available("mnist32", tmp_path, download=False)  # reads mnist/, has no folder of its own
+    data = load_dataset("mnist32", tmp_path)
+    assert data.train_x.shape == (40, 1, 32, 32) and data.test_x.shape == (20, 1, 32, 32)
+    images = np.frombuffer((raw / "train-images-idx3-ubyte").read_bytes()[16:], dtype=np.uint8).reshape(40, 28, 28)
+    torch.testing.assert_close(data.train_x[:, 0, 2:30, 2:30], torch.from_numpy(images.astype(np.float32) / 255.0))
+    border = data.train_x.clone()
+    border[:, :, 2:30, 2:30] = 0
+    assert not border.any()
+    with pytest.raises(DataMissingError, match="mnist/MNIST/raw/train-images-idx3-ubyte"):
+        check_available("mnist32", tmp_path / "empty", download=False)
