@@ -99,6 +99,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+REPRODUCE_DIR = "configs/reproduce"
+
+
+def _reproduction_configs(names: list[str], directory: str | None) -> list[Path]:
+    folder = Path(directory) if directory else (Path(REPRODUCE_DIR) if Path(REPRODUCE_DIR).is_dir()
+                                                else REPO_ROOT / REPRODUCE_DIR)
+    available = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    if not available:
+        raise ConfigError(f"--dir: no reproduction configs (*.yaml) in {folder}")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"reproduce: unknown reproduction(s) {unknown}; available: {', '.join(available)}")
+    return [available[n] for n in names] if names else list(available.values())
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run reproduction suites and compare each with its published figures; 0 only if every row passes."""
+    from benchmark.api import run_suite
+    from benchmark.suite import preflight
+    from reports.reproduce import format_row, reproduction_rows
+    from reports.summary import runs_long, summary_table
+
+    paths = _reproduction_configs(args.names, args.dir)
+    root = _data_root(args.data_root)
+    suites = {}
+    for path in paths:  # every config and its data checked before anything runs
+        suite = load_config(path)
+        if suite.reproduce is None:
+            raise ConfigError(f"{path}: reproduce: missing; a reproduction suite names its published figures there")
+        preflight(suite, root)
+        suites[path.stem] = suite
+    seeds = list(range(args.seeds)) if args.seeds else None
+    out = Path(args.out) if args.out else Path("results") / "reproduce"
+    lines, outcomes = [], []
+    for name, suite in suites.items():
+        results = run_suite(suite, out / name, data_root=root, seeds=seeds, progress=not args.quiet,
+                            executor=args.executor, workers=args.workers)
+        results.report(command=_command_line(args))
+        summary = summary_table(runs_long(results.records))
+        rows = reproduction_rows(summary, suite.reproduce.model_dump(), suite.scenarios[0].display_name)
+        for row in rows.to_dict("records"):
+            lines.append(format_row(row, name))
+            outcomes.append(row["passed"])
+    print("\n".join(lines))
+    print(f"\n{sum(outcomes)}/{len(outcomes)} reproduction row(s) pass. Results and reports in {out}/")
+    return EXIT_OK if all(outcomes) else EXIT_RUNS_FAILED
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.runner import expand_suite
     from benchmark.selection import plan_sweeps
@@ -204,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")
     p.add_argument("--retries", type=int, default=0, help="rerun failed runs up to this many times (default 0)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reproduce", help="run the reproductions of published results and check them")
+    p.add_argument("names", nargs="*", help=f"reproductions to run (file stems in {REPRODUCE_DIR}/; default: all)")
+    p.add_argument("--dir", help=f"folder of reproduction configs (default: {REPRODUCE_DIR})")
+    p.add_argument("--seeds", type=_positive_int, help="run seeds 0..N-1 instead of each config's own")
+    p.add_argument("--out", help="output folder (default: results/reproduce; one sub-folder per reproduction)")
+    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=["local", "process", "ray"], default="local",
+                   help="where runs execute: this process (default), worker processes, or Ray tasks")
+    p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="write the HTML report and summary.csv of result folders")
     p.add_argument("results_dir", help="a `run --out` folder; the report goes here by default")

@@ -93,6 +93,25 @@ def missing_tracker_package(logger: str) -> str | None:
     return package if package and importlib.util.find_spec(package) is None else None
 
 
+class PublishedResult(StrictModel):
+    """A published figure, in percent points (accuracy 98.64 = 98.64%)."""
+
+    mean: float
+    std: float | None = Field(None, ge=0.0)
+
+
+class ReproduceSpec(StrictModel):
+    """What ``forgetbench reproduce`` checks this suite against: the published ``metric`` of each
+    strategy label in ``targets``, passing when |obtained mean - published mean| <= max(tolerance,
+    published std)."""
+
+    source: str = Field(min_length=1)  # paper, table, and where the figure was read
+    settings: str = Field(min_length=1)  # where the architecture, optimiser and lambdas come from
+    metric: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"
+    targets: dict[str, PublishedResult] = Field(min_length=1)  # strategy label -> published figure
+    tolerance: float = Field(1.5, gt=0.0)  # points
+
+
 class SuiteConfig(StrictModel):
     """A suite: every (scenario x strategy x seed) combination is one run."""
 
@@ -104,9 +123,18 @@ class SuiteConfig(StrictModel):
     strategies: list[StrategySpec] = Field(min_length=1)
     # experiment trackers each finished run is written to (benchmark/tracking.py); execution-only
     loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=list)
+    reproduce: ReproduceSpec | None = None  # a published result this suite reproduces
 
     @model_validator(mode="after")
     def _unique_labels(self) -> "SuiteConfig":
+        if self.reproduce is not None:
+            labels = [spec.display_name for spec in self.strategies]
+            unknown = sorted(set(self.reproduce.targets) - set(labels))
+            if unknown:
+                raise ValueError(f"reproduce.targets: {unknown} name no strategy of this suite; its strategies: "
+                                 f"{', '.join(labels)}")
+            if len(self.scenarios) != 1:
+                raise ValueError("reproduce: a reproduction suite has exactly one scenario (one published row)")
         for field in ("scenarios", "strategies"):
             seen: dict[str, int] = {}
             for i, spec in enumerate(getattr(self, field)):

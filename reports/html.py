@@ -282,6 +282,26 @@ def _metadata(folders: Sequence[Path], records: list[dict[str, Any]], command: s
     }
 
 
+def _reproductions(folders: Sequence[Path], table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of every folder whose suite names published figures (its ``reproduce`` block)."""
+    import yaml
+
+    from reports.reproduce import reproduction_rows
+
+    rows = []
+    for folder in folders:
+        path = Path(folder) / "suite.yaml"
+        suite = yaml.safe_load(path.read_text()) if path.exists() else None
+        if not isinstance(suite, dict) or not suite.get("reproduce"):
+            continue
+        scenario = suite["scenarios"][0].get("label") or suite["scenarios"][0]["name"]
+        frame = reproduction_rows(table, suite["reproduce"], scenario)
+        for row in frame.to_dict("records"):
+            rows.append(row | {"suite": suite.get("name"), "source": suite["reproduce"]["source"],
+                               "settings": suite["reproduce"]["settings"]})
+    return rows
+
+
 @dataclass
 class Report:
     html: str
@@ -317,6 +337,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         n_ok=sum(S.is_ok(r) for r in records),
         problems=problems.to_dict("records"),
         skipped=[{"path": str(path), "reason": reason} for path, reason in skipped],
+        reproductions=_reproductions(folders, table),
         meta=_metadata(folders, records, command),
     )
     return Report(html, table, comps)

@@ -1,0 +1,88 @@
+"""Reproductions of published figures: the comparison by hand, the config block, `forgetbench reproduce`."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from benchmark.config import ConfigError, resolve_config
+from reports.reproduce import reproduction_rows
+from conftest import tiny_suite
+
+SUMMARY = pd.DataFrame([
+    # scenario, strategy, metric, mean, std, ci_low, ci_high, n_seeds (means as fractions)
+    ("s", "naive", "ACC", 0.8650, 0.01, 0.80, 0.93, 2),
+    ("s", "ewc", "ACC", 0.9700, 0.01, 0.95, 0.99, 2),
+    ("s", "ewc", "forgetting", 0.0100, 0.01, 0.00, 0.02, 2),
+], columns=["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"])
+
+
+def test_rows_compare_in_points_with_the_larger_of_tolerance_and_published_std():
+    spec = {"metric": "ACC", "tolerance": 1.5, "targets": {
+        "naive": {"mean": 87.19, "std": None},      # 86.50 - 87.19 = -0.69: within 1.5
+        "ewc": {"mean": 98.64, "std": 2.0},        # 97.00 - 98.64 = -1.64: beyond 1.5, within the std 2.0
+        "si": {"mean": 99.09},                      # no run: fails
+    }}
+    rows = reproduction_rows(SUMMARY, spec, "s").set_index("strategy")
+    assert rows.loc["naive", "obtained"] == pytest.approx(86.5) and rows.loc["naive", "diff"] == pytest.approx(-0.69)
+    assert rows.loc["naive", "allowed"] == 1.5 and rows.loc["naive", "passed"]
+    assert rows.loc["ewc", "allowed"] == 2.0 and rows.loc["ewc", "passed"]
+    assert rows.loc["ewc", "ci_low"] == pytest.approx(95.0) and rows.loc["ewc", "n_seeds"] == 2
+    assert not rows.loc["si", "passed"] and math.isnan(rows.loc["si", "obtained"]) and rows.loc["si", "n_seeds"] == 0
+    strict = reproduction_rows(SUMMARY, {**spec, "targets": {"ewc": {"mean": 98.64}}}, "s")
+    assert not strict.passed[0]  # -1.64 with no std: beyond 1.5
+    other_metric = reproduction_rows(SUMMARY, {"metric": "forgetting", "targets": {"ewc": {"mean": 1.0}}}, "s")
+    assert other_metric.obtained[0] == pytest.approx(1.0) and other_metric.passed[0]
+
+
+def _reproduction(targets, **more):
+    suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc", "params": {"ewc_lambda": 10}}])
+    suite["reproduce"] = {"source": "a hand-made test row", "settings": "this test", "targets": targets} | more
+    return suite
+
+
+def test_reproduce_block_is_checked_against_the_suite():
+    assert resolve_config(_reproduction({"naive": {"mean": 50.0}})).reproduce.tolerance == 1.5
+    with pytest.raises(ConfigError, match=r"reproduce.targets: \['si'\] name no strategy of this suite; its strategies: naive, ewc"):
+        resolve_config(_reproduction({"si": {"mean": 50.0}}))
+    with pytest.raises(ConfigError, match="reproduce.tolerance"):
+        resolve_config(_reproduction({"naive": {"mean": 50.0}}, tolerance=0))
+    two = _reproduction({"naive": {"mean": 50.0}})
+    two["scenarios"] = two["scenarios"] * 2
+    two["scenarios"][1] = {**two["scenarios"][1], "label": "other"}
+    with pytest.raises(ConfigError, match="exactly one scenario"):
+        resolve_config(two)
+
+
+def test_reproduce_command_prints_each_row_and_exits_by_the_verdict(tmp_path, cli, capsys):
+    folder = tmp_path / "reproduce"
+    folder.mkdir()
+    # naive's ACC is somewhere in 0..100: a 50 +- 50 target always passes; ewc's can never be -10
+    (folder / "row_a.yaml").write_text(yaml.safe_dump(_reproduction({"naive": {"mean": 50.0}}, tolerance=50.0)))
+    (folder / "row_b.yaml").write_text(yaml.safe_dump(_reproduction({"ewc": {"mean": -10.0}}) | {"name": "b"}))
+    out = tmp_path / "out"
+    status = cli("reproduce", "--dir", folder, "--out", out, "--seeds", 2, "--quiet", "--data-root", tmp_path / "data")
+    printed = capsys.readouterr().out
+    assert status == 1, printed
+    lines = [line for line in printed.splitlines() if line.startswith("row_")]
+    assert len(lines) == 2 and lines[0].endswith("pass") and lines[1].endswith("FAIL"), printed
+    assert "over 2 seed(s)" in lines[0] and "1/2 reproduction row(s) pass" in printed
+    html = (out / "row_b" / "report.html").read_text()
+    assert "Reproductions" in html and "a hand-made test row" in html and "FAIL" in html
+    assert cli("reproduce", "row_a", "--dir", folder, "--out", out, "--seeds", 2, "--quiet",
+               "--data-root", tmp_path / "data") == 0  # the complete runs are reused
+
+
+def test_reproduce_bad_input_runs_nothing(tmp_path, cli, capsys):
+    folder = tmp_path / "reproduce"
+    folder.mkdir()
+    plain = tiny_suite()
+    (folder / "plain.yaml").write_text(yaml.safe_dump(plain))
+    assert cli("reproduce", "--dir", folder, "--out", tmp_path / "out") == 2
+    assert "reproduce: missing" in capsys.readouterr().err
+    assert cli("reproduce", "nosuch", "--dir", folder, "--out", tmp_path / "out") == 2
+    assert "unknown reproduction(s) ['nosuch']; available: plain" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
