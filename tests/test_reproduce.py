@@ -85,4 +85,6 @@ def test_reproduce_bad_input_runs_nothing(tmp_path, cli, capsys):
     assert "reproduce: missing" in capsys.readouterr().err
     assert cli("reproduce", "nosuch", "--dir", folder, "--out", tmp_path / "out") == 2
     assert "unknown reproduction(s) ['nosuch']; available: plain" in capsys.readouterr().err
+    assert cli("reproduce", "--dir", tmp_path / "empty", "--out", tmp_path / "out") == 2
+    assert "no reproduction configs (*.yaml) in" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
