@@ -185,13 +185,22 @@ DATASETS.register(
     description="MNIST (60,000 / 10,000 28x28 digits), torchvision layout under the data root",
 )(_torchvision_loader("mnist", "MNIST"))
 DATASETS.register(
+    "mnist_01",
+    num_classes=10,
+    input_shape=(1, 28, 28),
+    files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
+    folder="mnist",
+    description="MNIST with pixels in [0, 1], not standardised (van de Ven & Tolias's split MNIST input); "
+                "read from the mnist files",
+)(_torchvision_loader("mnist_01", "MNIST", folder_name="mnist", standardise=False))
+DATASETS.register(
     "mnist32",
     num_classes=10,
     input_shape=(1, 32, 32),
     files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
     folder="mnist",
-    description="MNIST as van de Ven & Tolias (2019) feed it: zero-padded to 32x32, pixels in [0, 1], "
-                "not standardised; read from the mnist files",
+    description="MNIST zero-padded to 32x32, pixels in [0, 1], not standardised (van de Ven & Tolias's "
+                "permuted MNIST input); read from the mnist files",
 )(_torchvision_loader("mnist32", "MNIST", folder_name="mnist", pad=2, standardise=False))
 DATASETS.register(
     "fashion_mnist",

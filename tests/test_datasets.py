@@ -73,3 +73,5 @@ def test_mnist32_is_the_mnist_files_zero_padded_in_unit_range(tmp_path):
     assert not border.any()
     with pytest.raises(DataMissingError, match="mnist/MNIST/raw/train-images-idx3-ubyte"):
         check_available("mnist32", tmp_path / "empty", download=False)
+    unit = load_dataset("mnist_01", tmp_path)  # the same pixels, unpadded
+    torch.testing.assert_close(unit.train_x[:, 0], data.train_x[:, 0, 2:30, 2:30])
