@@ -86,6 +86,19 @@ def ground_truth_path(out: Path, key: Any) -> Path:
 
 
 @contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock tied to ``path`` (on ``<path>.lock``) across processes: another process
+    asking for it waits until this one is done; the kernel releases it if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(path.suffix + ".lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
 def ground_truth_entries(path: Path, key: Any) -> Iterator[dict[int, float]]:
     """The accuracies computed so far for ``key`` (task index -> accuracy), held under an exclusive lock.
 
@@ -94,10 +107,7 @@ def ground_truth_entries(path: Path, key: Any) -> Iterator[dict[int, float]]:
     saved with :func:`save_ground_truth` (atomically, one at a time: an interrupted computation resumes
     where it stopped). A file written for another key (a digest collision) is ignored.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX)
+    with exclusive(path):
         entries: dict[int, float] = {}
         try:
             stored = json.loads(path.read_bytes())
@@ -106,8 +116,6 @@ def ground_truth_entries(path: Path, key: Any) -> Iterator[dict[int, float]]:
         except (OSError, ValueError, AttributeError):
             pass  # missing or unreadable: computed again
         yield entries
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def save_ground_truth(path: Path, key: Any, entries: dict[int, float]) -> None:

@@ -364,16 +364,27 @@ def tokenize_corpus(corpus: Corpus, tokenizer_dir: Path, max_length: int, data_r
 
 def _cached(path: Path, compute) -> Any:
     """The tensors saved at ``path``, else ``compute()`` saved there atomically (an unreadable file is
-    rebuilt, never trusted)."""
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 - a truncated or foreign file: compute again
-            pass
-    value = compute()
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    store.atomic_write_bytes(path, buffer.getvalue())
+    rebuilt, never trusted). Computed under a lock, so the workers of a suite that start together
+    compute it once: the others wait and read it."""
+
+    def load() -> Any:
+        if path.exists():
+            try:
+                return torch.load(path, weights_only=True)
+            except Exception:  # noqa: BLE001 - a truncated or foreign file: compute again
+                pass
+        return None
+
+    value = load()
+    if value is not None:
+        return value
+    with store.exclusive(path):
+        value = load()  # another process may have written it while this one waited
+        if value is None:
+            value = compute()
+            buffer = io.BytesIO()
+            torch.save(value, buffer)
+            store.atomic_write_bytes(path, buffer.getvalue())
     return value
 
 

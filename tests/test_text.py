@@ -407,3 +407,28 @@ def test_text_on_cuda_learns_what_it_learns_on_cpu(strategy, adapters, tmp_path)
     import numpy as np
 
     assert np.allclose(matrices["cpu"], matrices["cuda"], atol=0.15), matrices
+
+
+def _slow_cached(args):
+    import time
+
+    path, counter = args
+
+    def compute():
+        with open(counter, "a") as handle:
+            handle.write("computed\n")
+        time.sleep(1.0)
+        return {"x": torch.arange(3)}
+
+    return text._cached(Path(path), compute)["x"].tolist()
+
+
+def test_cached_tensors_are_computed_once_when_two_workers_ask_together(tmp_path):
+    """The frozen-part states of a corpus are computed by the first worker; the second waits and reads."""
+    import multiprocessing
+
+    counter = tmp_path / "computed.txt"
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map(_slow_cached, [(str(tmp_path / "cache" / "x.pt"), str(counter))] * 2)
+    assert results == [[0, 1, 2], [0, 1, 2]]
+    assert counter.read_text().count("computed") == 1
