@@ -87,7 +87,7 @@ def train_schedule(
 ) -> Iterator[TurnDone]:
     """Train ``(turn, experience)`` pairs from index ``start`` on; yields after each turn.
 
-    Each turn gets its budget, a fresh optimizer state, and a finite-weights check after it. The
+    Each turn gets its budget, a fresh optimizer state (unless ``training.reset_optimizer`` is false), and a finite-weights check after it. The
     curve recorder (if any) watches every task trained so far (``tasks_before`` lists those of the
     turns before ``start``). The caller evaluates between turns: the generator resumes the next
     turn only when asked for it.
@@ -105,7 +105,7 @@ def train_schedule(
             recorder.turn, recorder.watch = index, list(trained)
             curve_before = recorder.eval_seconds
         t0 = time.perf_counter()
-        strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
+        strategy.train(experience, eval_streams=[], reset_optimizer_state=training.reset_optimizer)
         if strategy.device.type == "cuda":  # the clock must cover the queued kernels (one sync per turn)
             torch.cuda.synchronize(strategy.device)
         elapsed = time.perf_counter() - t0

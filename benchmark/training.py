@@ -28,6 +28,9 @@ class TrainingConfig(BaseModel):
     # every turn trains exactly this many iterations (mini-batches; the data reshuffled at each pass), the
     # papers' "iterations per task": replaces epochs; a scenario's own per-turn budget (supernet) wins
     iterations_per_task: PositiveInt | None = None
+    # false: the optimizer's state (Adam's moments, SGD's momentum) carries over from one turn to the next,
+    # as in van de Ven & Tolias's code (`--optimizer adam`); true (default): every turn starts it afresh
+    reset_optimizer: bool = True
     eval_batch_size: PositiveInt = 512
     eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
     # bf16: forward pass and data loss under torch.autocast(bfloat16) (weights, gradients, optimizer

@@ -26,7 +26,10 @@ Hyperparameters: ``ewc_lambda`` (>= 0) the penalty's weight; ``mode`` separate (
 earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1], online mode only;
 ``importance``: ``minibatch`` (Avalanche's estimate above, the default) or ``exact``, the exact
 diagonal empirical Fisher F_i = (1/N) sum_n (d/dtheta_i log p(y_n | x_n))^2 of the experience's model
-(:func:`strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses). With ``exact`` and
+(:func:`strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses); ``estimator`` (with
+``exact`` only): ``empirical`` (y_n the observed label) or ``predicted`` (y_n the model's most likely label,
+as van de Ven & Tolias's code, whose penalty is lambda_vdV / 2 * sum F (theta - theta*)^2: their lambda is
+2 * ewc_lambda here, and online their gamma * lambda_vdV / 2, with decay_factor = gamma). With ``exact`` and
 ewc_lambda = alpha / 2, EWC and WPL differ only in *what* they penalise: EWC every parameter, WPL
 only those the current model shares with earlier ones; ``max_curvature``: the penalty's curvature on
 weight i is 2 lambda F_i, and gradient descent with learning rate lr and momentum beta diverges on a
@@ -60,6 +63,7 @@ class EWCParams(StrategyParams):
     mode: Literal["separate", "online"] = "separate"
     decay_factor: float | None = Field(None, ge=0.0, le=1.0)
     importance: Literal["minibatch", "exact"] = "minibatch"
+    estimator: Literal["empirical", "predicted"] = "empirical"
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
 
     @model_validator(mode="after")
@@ -68,6 +72,9 @@ class EWCParams(StrategyParams):
             self.decay_factor = 1.0
         if self.mode == "separate" and self.decay_factor is not None:
             raise ValueError("decay_factor applies only to mode 'online'")
+        if self.importance == "minibatch" and self.estimator != "empirical":
+            raise ValueError("estimator applies only to importance 'exact' (minibatch squares mini-batch "
+                             "gradients of the loss on the observed labels)")
         return self
 
 
@@ -110,10 +117,12 @@ def squared_gradient_importance(
     return dict(zip(names, importances))
 
 
-def exact_importance(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], task_label: int) -> dict[str, torch.Tensor]:
-    """The exact diagonal empirical Fisher of model ``task_label``; 0 for parameters it does not use."""
+def exact_importance(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], task_label: int,
+                     estimator: str = "empirical") -> dict[str, torch.Tensor]:
+    """The exact diagonal Fisher of model ``task_label`` (``estimator``: which labels); 0 for parameters it
+    does not use."""
     x, y = tensors[0], tensors[1]
-    fisher = exact_fisher_diagonal(model, x, y, task_label)
+    fisher = exact_fisher_diagonal(model, x, y, task_label, estimator=estimator)
     return {n: fisher[n] if n in fisher else torch.zeros_like(p) for n, p in model.named_parameters()}
 
 
@@ -128,6 +137,7 @@ class EWCPlugin(Plugin):
         used_params: Sequence[frozenset[str]] | None = None,
         importance: str = "minibatch",
         max_curvature: float | None = None,
+        estimator: str = "empirical",
     ):
         """``used_params[i]``: names of the parameters experience i's model uses (optional; lets
         the penalty skip tensors that provably cannot move, see :func:`movable_subset`).
@@ -147,6 +157,9 @@ class EWCPlugin(Plugin):
         if importance not in ("minibatch", "exact"):
             raise ValueError(f"EWC importance must be 'minibatch' or 'exact', got {importance!r}")
         self.importance = importance
+        if estimator not in ("empirical", "predicted"):
+            raise ValueError(f"EWC estimator must be 'empirical' or 'predicted', got {estimator!r}")
+        self.estimator = estimator
         self._params: list[torch.Tensor] = []
         self._subset: list[int] | None = None
 
@@ -175,7 +188,7 @@ class EWCPlugin(Plugin):
     def after_training_exp(self, strategy, **kwargs) -> None:
         tensors = dataset_tensors(strategy.experience.dataset)
         if self.importance == "exact":
-            importance = exact_importance(strategy.model, tensors, strategy.experience.task_labels[0])
+            importance = exact_importance(strategy.model, tensors, strategy.experience.task_labels[0], self.estimator)
         else:
             importance = squared_gradient_importance(
                 strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
@@ -222,5 +235,6 @@ def build_ewc(ctx: StrategyContext, params: EWCParams) -> SupervisedTemplate:
         used_params=ctx.used_params,
         importance=params.importance,
         max_curvature=stable_curvature(params.max_curvature, ctx.training),
+        estimator=params.estimator,
     )
     return ctx.build(plugins=[plugin])

@@ -6,7 +6,9 @@ For a model p(y | x, theta) and samples (x_n, y_n), n = 1..N, the diagonal *empi
 
 i.e. the mean of squared **per-sample** gradients. The *true* Fisher takes the expectation over
 y ~ p(y | x_n, theta) instead of the observed label; here it is estimated with one sampled label per
-input. Avalanche's EWC instead squares mini-batch *mean* gradients, which underestimates F by about a
+input. The *predicted* estimator uses the model's most likely label y^_n = argmax_y p(y | x_n, theta)
+(deterministic; the estimator of van de Ven & Tolias's EWC code, "Three scenarios for continual
+learning", 2019). Avalanche's EWC instead squares mini-batch *mean* gradients, which underestimates F by about a
 factor of the batch size and mixes samples.
 
 Per-sample gradients without a per-sample loop: with ``loss = sum_n l_n`` one backward pass gives,
@@ -45,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Estimator = Literal["empirical", "true"]
+Estimator = Literal["empirical", "true", "predicted"]
 _FAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # Convolutions with at least this many output positions per sample get their per-sample gradients
 # from the grouped weight-gradient kernel; below it unfold + bmm is faster (measured on CPU, 1 thread:
@@ -64,6 +66,8 @@ def _forward(model: nn.Module, x: torch.Tensor, task_label: int) -> torch.Tensor
 def _targets(logits: torch.Tensor, y: torch.Tensor, estimator: Estimator, generator) -> torch.Tensor:
     if estimator == "empirical":
         return y
+    if estimator == "predicted":
+        return logits.detach().argmax(dim=1)
     probs = torch.softmax(logits.detach().float(), dim=1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 

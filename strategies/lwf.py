@@ -9,7 +9,12 @@ copy's, with temperature T:
 
 Only heads of earlier tasks (and the classes they saw) are distilled; multi-head models are run once
 per known head (Avalanche's ``forward_all_tasks``). Hyperparameters: ``alpha`` (>= 0) the
-distillation weight, ``temperature`` (> 0).
+distillation weight, or a list with one weight per experience (experience t uses ``alpha[t]``,
+Avalanche's form); ``temperature`` (> 0).
+
+van de Ven & Tolias's code ("Three scenarios", 2019) weighs the task-IL losses as
+(1/t) L_t + (1 - 1/t) mean_{k<t} T^2 CE_T(...); times t (a constant per experience, which Adam's
+update ignores) that is L_t + T^2 sum_{k<t} KD_T: ``alpha = T^2`` here (4 at T = 2).
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ from strategies.plugin import Plugin
 
 
 class LwFParams(StrategyParams):
-    alpha: NonNegativeFloat = 1.0
+    alpha: NonNegativeFloat | list[NonNegativeFloat] = 1.0
     temperature: PositiveFloat = 2.0
 
 
 class LwFStatePlugin(Plugin, LwFPlugin):
     """Avalanche's LwF plugin with the state protocol: its frozen copy of the previous model."""
 
-    def __init__(self, model: torch.nn.Module, alpha: float, temperature: float):
+    def __init__(self, model: torch.nn.Module, alpha: float | list[float], temperature: float):
         super().__init__(alpha=alpha, temperature=temperature)
         self.model = model  # the strategy's model: a resumed copy is loaded into a deepcopy of it
 
@@ -65,4 +70,7 @@ class LwFStatePlugin(Plugin, LwFPlugin):
 @register_strategy("lwf", params=LwFParams)
 def build_lwf(ctx: StrategyContext, params: LwFParams) -> SupervisedTemplate:
     """Learning without Forgetting: distil earlier heads' outputs on current data (Li & Hoiem 2017)."""
+    if isinstance(params.alpha, list) and len(params.alpha) < len(ctx.used_params):
+        raise ValueError(f"lwf alpha: a list needs one weight per experience ({len(ctx.used_params)}), "
+                         f"got {len(params.alpha)}")
     return ctx.build(plugins=[LwFStatePlugin(ctx.model, alpha=params.alpha, temperature=params.temperature)])

@@ -20,7 +20,8 @@ Options:
 * ``alpha`` (>= 0): the penalty's weight; the effective weight while training model t (t >= 1) is
   alpha * alpha_decay^(t-1).
 * ``fisher_samples``: how many of the model's training samples estimate F (default: all of them).
-* ``estimator``: ``empirical`` (observed labels) or ``true`` (labels sampled from the model).
+* ``estimator``: ``empirical`` (observed labels), ``true`` (labels sampled from the model) or
+  ``predicted`` (the model's most likely label).
   F is the exact mean of squared per-sample gradients (see :mod:`strategies.importance`).
 * ``accumulate``, ``momentum``: how F^t enters the running importance (above).
 * ``anchor``: ``latest`` keeps one running importance F and one anchor theta_hat, the weights after the
@@ -50,7 +51,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from benchmark.loaders import dataset_tensors
 from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.importance import exact_fisher_diagonal
+from strategies.importance import Estimator, exact_fisher_diagonal
 from strategies.base import shared_params
 from strategies.penalty import QuadraticAnchor, named_params, stable_curvature
 from strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
@@ -61,7 +62,7 @@ Tensors = dict[str, torch.Tensor]
 class WPLParams(StrategyParams):
     alpha: NonNegativeFloat = 300.0
     fisher_samples: PositiveInt | None = None
-    estimator: Literal["empirical", "true"] = "empirical"
+    estimator: Estimator = "empirical"
     accumulate: Literal["sum", "max", "momentum"] = "sum"
     momentum: float = Field(0.9, gt=0.0, le=1.0)
     anchor: Literal["latest", "per_model"] = "latest"

@@ -111,6 +111,12 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      RUN, "reproduce.metric: Input should be 'ACC', 'LA', 'forgetting' or 'BWT'"),
     ("split-setting", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "setting": "class"}}])},
      RUN, "scenarios[0].params.setting: Input should be 'task-IL', 'domain-IL' or 'class-IL'"),
+    ("ewc-estimator-without-exact", {"suite": _strategy("ewc", estimator="predicted")}, RUN,
+     "estimator applies only to importance 'exact'"),
+    ("ewc-estimator-unknown", {"suite": _strategy("ewc", importance="exact", estimator="sampled")}, RUN,
+     "strategies[0].params.estimator: Input should be 'empirical' or 'predicted'"),
+    ("lwf-alpha-negative-in-list", {"suite": _strategy("lwf", alpha=[1.0, -1.0])}, RUN, "strategies[0].params.alpha"),
+    ("reset-optimizer-string", {"suite": _suite(training={"reset_optimizer": "no"})}, RUN, "training.reset_optimizer"),
     ("tasks-bool", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": True}}])},
      RUN, "scenarios[0].params.tasks"),
     # --- run ids that would collide

@@ -132,6 +132,22 @@ def test_lwf_penalises_drift_of_earlier_heads_only():
     assert plugin_of(strategy, LwFStatePlugin).state_bytes() > 0
 
 
+def test_lwf_alpha_list_gives_each_experience_its_own_weight():
+    """alpha [0, 0, 0] is naive exactly; [0, 0, 5] changes only what the third experience learns."""
+    torch.manual_seed(0)
+    naive_weights = train("naive", scenario_of("split"))[1].weights
+    torch.manual_seed(0)
+    off = train("lwf", scenario_of("split"), {"alpha": [0.0, 0.0, 0.0]})[1].weights
+    torch.manual_seed(0)
+    late = train("lwf", scenario_of("split"), {"alpha": [0.0, 0.0, 5.0]})[1].weights
+    for before, after in zip(naive_weights, off):
+        assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(naive_weights[1][k], late[1][k]) for k in late[1])
+    assert any(not torch.equal(naive_weights[2][k], late[2][k]) for k in late[2])
+    with pytest.raises(ValueError, match="one weight per experience"):
+        train("lwf", scenario_of("split"), {"alpha": [1.0, 1.0]})
+
+
 # ---------------------------------------------------------------------------------------- l2
 def test_l2_pulls_only_shared_parameters_with_importance_one():
     scenario = scenario_of("two_model")

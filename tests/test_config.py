@@ -92,7 +92,7 @@ def test_list_shows_descriptions(cli, capsys):
     assert "Elastic Weight Consolidation" in out
 
 
-@pytest.mark.parametrize("path", sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+@pytest.mark.parametrize("path", sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
                                          if not p.name.startswith("example_")), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
     """Every suite in configs/ resolves (names, params, grids); data checks are the preflight's job.

@@ -127,6 +127,26 @@ def test_true_fisher_uses_labels_sampled_from_the_model():
     assert not torch.equal(sampled, y)
 
 
+def test_predicted_fisher_is_van_de_ven_tolias_batch_one_argmax_loop():
+    """``predicted``: their code's estimator, written out as they do (batch 1, nll of log_softmax at the
+    argmax label, squared gradients summed); labels the model gets wrong change nothing."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+    reference = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(x)):
+        model.zero_grad()
+        output = model(x[i : i + 1])
+        nn.functional.nll_loss(nn.functional.log_softmax(output, dim=1), output.max(1)[1]).backward()
+        for n, p in model.named_parameters():
+            reference[n] += p.grad.detach() ** 2
+    reference = {n: f / len(x) for n, f in reference.items()}
+    _assert_equal(exact_fisher_diagonal(model, x, y, estimator="predicted", batch_size=16), reference)
+    _assert_equal(exact_fisher_diagonal(model, x, torch.zeros_like(y), estimator="predicted"), reference)
+    empirical = exact_fisher_diagonal(model, x, y)
+    assert not torch.allclose(empirical["2.weight"], reference["2.weight"])  # observed labels differ
+
+
 def test_pass_leaves_model_mode_and_grads_alone():
     model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 2))
     model.train()

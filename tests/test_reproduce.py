@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -88,3 +89,27 @@ def test_reproduce_bad_input_runs_nothing(tmp_path, cli, capsys):
     assert cli("reproduce", "--dir", tmp_path / "empty", "--out", tmp_path / "out") == 2
     assert "no reproduction configs (*.yaml) in" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+VDV_SPLIT = {"task-IL": {"ewc": 1e7, "online_ewc": (1e8, 0.8), "si": 50.0},  # param_values.py @ f0b1461
+             "class-IL": {"ewc": 1e8, "si": 0.5}}
+
+
+def test_shipped_van_de_ven_reproductions_map_the_authors_lambdas():
+    """Their penalties are lambda/2 sum F d^2 (online: gamma lambda/2 F~ d^2) and c sum omega d^2; ours are
+    ewc_lambda sum F d^2 and si_lambda/2 sum omega d^2, so each lambda must be converted, not copied."""
+    folder = Path(__file__).resolve().parents[1] / "configs" / "reproduce"
+    for setting, values in VDV_SPLIT.items():
+        suite = resolve_config(yaml.safe_load((folder / f"split_mnist_{setting[:-3].lower()}_il.yaml").read_text()))
+        assert suite.training.iterations_per_task == 2000 and suite.training.optimizer == "adam"
+        assert suite.training.lr == 1e-3 and suite.training.batch_size == 128 and not suite.training.reset_optimizer
+        assert suite.scenarios[0].params["setting"] == setting and suite.scenarios[0].params["dataset"] == "mnist_01"
+        strategies = {s.display_name: s.params for s in suite.strategies}
+        assert strategies["ewc"]["ewc_lambda"] == values["ewc"] / 2
+        assert strategies["ewc"]["estimator"] == "predicted" and strategies["ewc"]["importance"] == "exact"
+        if "online_ewc" in values:
+            lam, gamma = values["online_ewc"]
+            assert strategies["online_ewc"]["ewc_lambda"] == pytest.approx(gamma * lam / 2)
+            assert strategies["online_ewc"]["decay_factor"] == gamma
+        assert strategies["si"] == {"si_lambda": 2 * values["si"], "eps": 0.1, "clip": None}
+        assert set(suite.reproduce.targets) == set(strategies)

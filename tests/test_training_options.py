@@ -117,3 +117,15 @@ def test_iterations_per_task_trains_exactly_that_many_steps_per_turn(tmp_path):
 
     one_epoch = run(dataclasses.replace(spec, training=training.model_copy(update={"iterations_per_task": None})), None)
     assert one_epoch["timing"]["steps"] < 2 * 25
+
+
+def test_reset_optimizer_false_carries_adams_moments_across_turns():
+    """reset_optimizer: false is van de Ven & Tolias's plain `adam`: one Adam state for the whole sequence
+    (its step count is the total number of iterations); the default starts every turn afresh."""
+    adam = BASE.model_copy(update={"optimizer": "adam", "lr": 1e-3, "iterations_per_task": 7})
+    kept = _train(adam.model_copy(update={"reset_optimizer": False}), "naive")
+    fresh = _train(adam, "naive")
+    trunk_weight = next(kept.model.parameters())
+    assert int(kept.optimizer.state[trunk_weight]["step"]) == 2 * 7
+    assert int(fresh.optimizer.state[next(fresh.model.parameters())]["step"]) == 7
+    assert any(not torch.equal(p, q) for p, q in zip(kept.model.parameters(), fresh.model.parameters()))

@@ -209,6 +209,27 @@ def test_ewc_exact_importance_is_the_same_fisher_as_wpl():
     assert float(fisher["head_b.weight"].abs().sum()) == 0.0  # model A does not use B's head
 
 
+def test_ewc_predicted_estimator_and_its_config_rules():
+    """estimator=predicted stores the Fisher at the model's own labels; it needs importance=exact."""
+    from benchmark.loaders import dataset_tensors
+    from strategies.ewc import EWCParams, EWCPlugin
+
+    scenario = two_model()
+    _, exps = plugin_after_a(scenario)
+    strategy = fake_strategy(scenario.model, exps[0])
+    strategy.device = torch.device("cpu")
+    ewc = EWCPlugin(1.0, importance="exact", estimator="predicted")
+    ewc.after_training_exp(strategy)
+    stored = dict(zip(ewc.quadratic.names, ewc.quadratic.weights))
+    x, y = dataset_tensors(exps[0].dataset)[:2]
+    expected = exact_fisher_diagonal(scenario.model, x, y, exps[0].task_labels[0], estimator="predicted")
+    for name, value in expected.items():
+        torch.testing.assert_close(stored[name], value)
+    with pytest.raises(ValueError, match="estimator applies only to importance 'exact'"):
+        EWCParams(estimator="predicted")
+    assert EWCParams(importance="exact", estimator="predicted").estimator == "predicted"
+
+
 def test_max_curvature_caps_only_entries_above_it_and_keeps_anchors():
     """With a cap c, the gradient on shared weight i is min(alpha F_i, c) (theta_i - theta_hat_i):
     entries below c/alpha exactly as the paper's penalty, the others at curvature c."""
