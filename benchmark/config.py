@@ -93,22 +93,46 @@ def missing_tracker_package(logger: str) -> str | None:
     return package if package and importlib.util.find_spec(package) is None else None
 
 
-class PublishedResult(StrictModel):
-    """A published figure, in percent points (accuracy 98.64 = 98.64%)."""
+ReproducedMetric = Literal["ACC", "LA", "last", "forgetting", "BWT"]
 
-    mean: float
+
+class PublishedResult(StrictModel):
+    """One published claim about a strategy, in percent points (accuracy 98.64 = 98.64%): either a
+    figure, ``mean`` (with its ``std`` if given), met within the tolerance; or a bound, ``at_least`` and / or
+    ``at_most``, in points, or with ``relative_to`` (another strategy label of the suite) as fractions of that
+    strategy's obtained mean (``at_most: 0.25, relative_to: naive``: at most a quarter of naive's).
+    ``metric`` overrides the block's."""
+
+    mean: float | None = None
     std: float | None = Field(None, ge=0.0)
+    at_least: float | None = None
+    at_most: float | None = None
+    relative_to: str | None = None
+    metric: ReproducedMetric | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "PublishedResult":
+        bounds = self.at_least is not None or self.at_most is not None
+        if (self.mean is None) == (not bounds):
+            raise ValueError("a target is either a published `mean` or a bound (`at_least` / `at_most`), "
+                             "exactly one of the two")
+        if self.std is not None and self.mean is None:
+            raise ValueError("std belongs to a published `mean`")
+        if self.relative_to is not None and not bounds:
+            raise ValueError("relative_to scales `at_least` / `at_most`; a `mean` is absolute")
+        return self
 
 
 class ReproduceSpec(StrictModel):
-    """What ``forgetbench reproduce`` checks this suite against: the published ``metric`` of each
-    strategy label in ``targets``, passing when |obtained mean - published mean| <= max(tolerance,
-    published std)."""
+    """What ``forgetbench reproduce`` checks this suite against: the published claims about each strategy
+    label in ``targets`` (one or a list), on ``metric`` unless a claim names its own. A figure passes when
+    |obtained mean - published mean| <= max(tolerance, published std); a bound when the obtained mean
+    meets it."""
 
     source: str = Field(min_length=1)  # paper, table, and where the figure was read
     settings: str = Field(min_length=1)  # where the architecture, optimiser and lambdas come from
-    metric: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"
-    targets: dict[str, PublishedResult] = Field(min_length=1)  # strategy label -> published figure
+    metric: ReproducedMetric = "ACC"
+    targets: dict[str, PublishedResult | list[PublishedResult]] = Field(min_length=1)  # strategy label -> claims
     tolerance: float = Field(1.5, gt=0.0)  # points
 
 
@@ -133,6 +157,11 @@ class SuiteConfig(StrictModel):
             if unknown:
                 raise ValueError(f"reproduce.targets: {unknown} name no strategy of this suite; its strategies: "
                                  f"{', '.join(labels)}")
+            for label, claims in self.reproduce.targets.items():
+                for claim in claims if isinstance(claims, list) else [claims]:
+                    if claim.relative_to is not None and claim.relative_to not in labels:
+                        raise ValueError(f"reproduce.targets.{label}.relative_to: {claim.relative_to!r} names no "
+                                         f"strategy of this suite; its strategies: {', '.join(labels)}")
             if len(self.scenarios) != 1:
                 raise ValueError("reproduce: a reproduction suite has exactly one scenario (one published row)")
         for field in ("scenarios", "strategies"):

@@ -41,6 +41,12 @@ def learning_accuracy(R: ArrayLike) -> float:
     return float(np.diag(_square(R)).mean())
 
 
+def last_accuracy(R: ArrayLike) -> float:
+    """R[T-1][T-1]: the newest experience's accuracy at the end (the last model's own accuracy; model B's
+    in the WPL paper's two-model study)."""
+    return float(_square(R)[-1, -1])
+
+
 def backward_transfer(R: ArrayLike) -> float:
     """BWT = mean_{j<T-1} (R[T-1][j] - R[j][j]); negative means forgetting. NaN for T = 1."""
     R = _square(R)
@@ -326,7 +332,7 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
     nan = float("nan")
     if not is_ok(record):
         timing = record.get("timing") or {}
-        return {key: nan for key in ("ACC", "LA", "forgetting", "BWT", "FWT", "intransigence")} | {
+        return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {
             "train_seconds": float(timing.get("train_seconds", nan)),
             "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
         }
@@ -336,6 +342,7 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
     out: dict[str, float] = {
         "ACC": average_accuracy(R),
         "LA": learning_accuracy(R) if square else nan,
+        "last": last_accuracy(R) if square else nan,
         "forgetting": forgetting(R) if square else nan,
         "BWT": backward_transfer(R) if square else nan,
         "FWT": forward_transfer(R, b) if square and len(b) == R.shape[1] else nan,

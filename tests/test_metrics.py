@@ -21,6 +21,7 @@ B3 = [0.1, 0.2, 0.25]
 def test_three_experiences_by_hand():
     assert metrics.average_accuracy(R3) == pytest.approx((0.5 + 0.7 + 0.95) / 3)
     assert metrics.learning_accuracy(R3) == pytest.approx((0.9 + 0.8 + 0.95) / 3)
+    assert metrics.last_accuracy(R3) == 0.95 and metrics.last_accuracy([[0.9, 0.1], [0.6, 0.8]]) == 0.8
     # BWT: ((0.5-0.9) + (0.7-0.8)) / 2
     assert metrics.backward_transfer(R3) == pytest.approx(-0.25)
     # FWT: ((R[0][1]-b1) + (R[1][2]-b2)) / 2 = ((0.1-0.2) + (0.3-0.25)) / 2

@@ -39,6 +39,38 @@ def test_rows_compare_in_points_with_the_larger_of_tolerance_and_published_std()
     assert other_metric.obtained[0] == pytest.approx(1.0) and other_metric.passed[0]
 
 
+def test_bounds_absolute_and_relative_to_another_strategy():
+    """The WPL two-model row's form: naive forgets >= 5 points, WPL at most a quarter of naive's forgetting,
+    WPL's B at least 97% of naive's."""
+    summary = pd.DataFrame([
+        ("s", "naive", "forgetting", 0.0800, 0.01, 0.06, 0.10, 2),
+        ("s", "naive", "last", 0.9500, 0.01, 0.94, 0.96, 2),
+        ("s", "wpl", "forgetting", 0.0150, 0.01, 0.01, 0.02, 2),   # 1.5 <= 0.25 * 8.0 = 2.0: margin 0.5
+        ("s", "wpl", "last", 0.9200, 0.01, 0.91, 0.93, 2),         # 92.0 < 0.97 * 95.0 = 92.15: fails by 0.15
+    ], columns=SUMMARY.columns)
+    spec = {"metric": "forgetting", "targets": {
+        "naive": {"at_least": 5.0},
+        "wpl": [{"at_most": 0.25, "relative_to": "naive"}, {"metric": "last", "at_least": 0.97, "relative_to": "naive"}],
+    }}
+    rows = reproduction_rows(summary, spec, "s")
+    assert list(rows.metric) == ["forgetting", "forgetting", "last"]
+    assert rows.passed.tolist() == [True, True, False]
+    assert rows["diff"].tolist() == pytest.approx([3.0, 0.5, -0.15])
+    assert rows.criterion.tolist() == [">= 5.00", "<= 0.25 x naive (8.00)", ">= 0.97 x naive (95.00)"]
+    missing = reproduction_rows(summary[summary.strategy != "naive"], spec, "s")
+    assert not missing.passed.any()  # no naive run: its own claim and every claim relative to it fail
+
+
+def test_a_claim_is_a_figure_or_a_bound():
+    from benchmark.config import PublishedResult
+
+    for bad in ({}, {"mean": 1.0, "at_least": 0.5}, {"at_most": 1.0, "std": 0.1}, {"mean": 1.0, "relative_to": "naive"}):
+        with pytest.raises(ValueError):
+            PublishedResult(**bad)
+    with pytest.raises(ConfigError, match=r"reproduce.targets.naive.relative_to: 'wpl' names no strategy"):
+        resolve_config(_reproduction({"naive": {"at_most": 1.0, "relative_to": "wpl"}}))
+
+
 def _reproduction(targets, **more):
     suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc", "params": {"ewc_lambda": 10}}])
     suite["reproduce"] = {"source": "a hand-made test row", "settings": "this test", "targets": targets} | more
