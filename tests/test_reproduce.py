@@ -57,6 +57,10 @@ def test_bounds_absolute_and_relative_to_another_strategy():
     assert rows.passed.tolist() == [True, True, False]
     assert rows["diff"].tolist() == pytest.approx([3.0, 0.5, -0.15])
     assert rows.criterion.tolist() == [">= 5.00", "<= 0.25 x naive (8.00)", ">= 0.97 x naive (95.00)"]
+    from reports.reproduce import format_row
+
+    line = format_row(rows.iloc[1].to_dict(), "wpl_row")
+    assert line == "wpl_row wpl: forgetting target <= 0.25 x naive (8.00), obtained 1.50 [1.00, 2.00] over 2 seed(s); margin +0.50  pass"
     missing = reproduction_rows(summary[summary.strategy != "naive"], spec, "s")
     assert not missing.passed.any()  # no naive run: its own claim and every claim relative to it fail
 
