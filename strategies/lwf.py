@@ -10,7 +10,11 @@ copy's, with temperature T:
 Only heads of earlier tasks (and the classes they saw) are distilled; multi-head models are run once
 per known head (Avalanche's ``forward_all_tasks``). Hyperparameters: ``alpha`` (>= 0) the
 distillation weight, or a list with one weight per experience (experience t uses ``alpha[t]``,
-Avalanche's form); ``temperature`` (> 0).
+Avalanche's form); ``temperature`` (> 0); ``units``: ``previous`` (Avalanche's: the student's softmax
+over the earlier classes only) or ``seen`` (van de Ven & Tolias's class-IL LwF: the student's softmax
+over every class seen so far, the current experience's too, against the copy's distribution over the
+earlier classes padded with zeros, so the distillation competes with the new classes; in task-IL, where
+a head's classes are all earlier ones, the two are the same).
 
 van de Ven & Tolias's code ("Three scenarios", 2019) weighs the task-IL losses as
 (1/t) L_t + (1 - 1/t) mean_{k<t} T^2 CE_T(...); times t (a constant per experience, which Adam's
@@ -22,8 +26,12 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from avalanche.training.plugins import LwFPlugin
+from avalanche.training.regularization import LearningWithoutForgetting
 from avalanche.training.templates import SupervisedTemplate
+from typing import Literal
+
 from pydantic import NonNegativeFloat, PositiveFloat
 
 from strategies.base import StrategyContext, StrategyParams, register_strategy
@@ -33,14 +41,38 @@ from strategies.plugin import Plugin
 class LwFParams(StrategyParams):
     alpha: NonNegativeFloat | list[NonNegativeFloat] = 1.0
     temperature: PositiveFloat = 2.0
+    units: Literal["previous", "seen"] = "previous"
+
+
+class SeenUnitsDistillation(LearningWithoutForgetting):
+    """Avalanche's LwF regulariser with the student's softmax over the earlier classes *and* the current
+    experience's (``units: seen``); the copy's distribution is over the earlier classes, zero elsewhere."""
+
+    def __init__(self, alpha, temperature):
+        super().__init__(alpha, temperature)
+        self.current_classes: set[int] = set()
+
+    def _distillation_loss(self, out, prev_out, active_units):
+        previous = sorted(active_units)
+        new = sorted(self.current_classes - set(previous))
+        log_p = torch.log_softmax(out[:, previous + new] / self.temperature, dim=1)[:, : len(previous)]
+        q = torch.softmax(prev_out[:, previous] / self.temperature, dim=1)
+        return F.kl_div(log_p, q, reduction="batchmean")
 
 
 class LwFStatePlugin(Plugin, LwFPlugin):
     """Avalanche's LwF plugin with the state protocol: its frozen copy of the previous model."""
 
-    def __init__(self, model: torch.nn.Module, alpha: float | list[float], temperature: float):
+    def __init__(self, model: torch.nn.Module, alpha: float | list[float], temperature: float,
+                 units: str = "previous"):
         super().__init__(alpha=alpha, temperature=temperature)
+        if units == "seen":
+            self.lwf = SeenUnitsDistillation(alpha, temperature)
         self.model = model  # the strategy's model: a resumed copy is loaded into a deepcopy of it
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        if isinstance(self.lwf, SeenUnitsDistillation):
+            self.lwf.current_classes = {int(c) for c in strategy.experience.classes_in_this_experience}
 
     def state_dict(self) -> dict:
         lwf = self.lwf
@@ -73,4 +105,5 @@ def build_lwf(ctx: StrategyContext, params: LwFParams) -> SupervisedTemplate:
     if isinstance(params.alpha, list) and len(params.alpha) < len(ctx.used_params):
         raise ValueError(f"lwf alpha: a list needs one weight per experience ({len(ctx.used_params)}), "
                          f"got {len(params.alpha)}")
-    return ctx.build(plugins=[LwFStatePlugin(ctx.model, alpha=params.alpha, temperature=params.temperature)])
+    return ctx.build(plugins=[LwFStatePlugin(ctx.model, alpha=params.alpha, temperature=params.temperature,
+                                             units=params.units)])

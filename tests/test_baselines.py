@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche.models.utils import avalanche_forward
 
 from benchmark.config import TrainingConfig
 from benchmark.loaders import dataset_tensors
@@ -146,6 +147,38 @@ def test_lwf_alpha_list_gives_each_experience_its_own_weight():
     assert any(not torch.equal(naive_weights[2][k], late[2][k]) for k in late[2])
     with pytest.raises(ValueError, match="one weight per experience"):
         train("lwf", scenario_of("split"), {"alpha": [1.0, 1.0]})
+
+
+def test_lwf_seen_units_puts_the_new_classes_in_the_students_softmax():
+    """units=seen (van de Ven & Tolias's class-IL LwF): KL(q_old || softmax over old + new classes restricted
+    to the old ones), by hand; raising a new class's logit raises it, while Avalanche's ``previous`` ignores it."""
+    scenario = scenario_of("split", tasks=2, setting="class-IL")
+    ctx = StrategyContext(scenario.model, TrainingConfig(lr=0.05, batch_size=32), torch.device("cpu"),
+                          scenario.turn_used_params, 0)
+    entry = STRATEGIES.get("lwf")
+    strategy = entry.factory(ctx, entry.parse_params({"alpha": 1.0, "units": "seen"}))
+    stream = scenario.avalanche_benchmark().train_stream
+    strategy.train(stream[0], eval_streams=[])
+    plugin = plugin_of(strategy, LwFStatePlugin)
+    plugin.before_training_exp(SimpleNamespace(experience=stream[1]))
+    lwf, model = plugin.lwf, strategy.model
+    assert lwf.current_classes == {2, 3} and lwf.prev_classes_by_task[0] == {0, 1}
+    x = scenario.tasks[1].train_x[:64]
+    task0 = torch.zeros(len(x), dtype=torch.long)
+    with torch.no_grad():
+        model.heads[0].bias[2] += 3.0  # the student now favours new class 2 on every input
+        student = avalanche_forward(model, x, task0)
+        teacher = avalanche_forward(lwf.prev_model, x, task0)
+    T = 2.0
+    log_p = torch.log_softmax(student[:, [0, 1, 2, 3]] / T, dim=1)[:, :2]
+    q = torch.softmax(teacher[:, [0, 1]] / T, dim=1)
+    by_hand = float((q * (q.log() - log_p)).sum(1).mean())
+    assert float(lwf(x, None, model).detach()) == pytest.approx(by_hand, rel=1e-5)
+    previous = entry.factory(ctx, entry.parse_params({"alpha": 1.0}))
+    prev_lwf = plugin_of(previous, LwFStatePlugin).lwf
+    prev_lwf.prev_model, prev_lwf.prev_classes_by_task = lwf.prev_model, lwf.prev_classes_by_task
+    assert float(prev_lwf(x, None, model).detach()) < 1e-6  # old-class logits untouched: Avalanche's KD is 0
+    assert by_hand > 0.05
 
 
 # ---------------------------------------------------------------------------------------- l2
