@@ -69,9 +69,34 @@ def at_chance(accuracy: float, labels: torch.Tensor) -> bool:
     return accuracy <= rate + margin + 1e-12
 
 
+def _disjoint_labels(tasks: list[Task]) -> bool:
+    """True when no label occurs in two of ``tasks`` (class-IL: one output space, each class one task's)."""
+    seen: set[int] = set()
+    for task in tasks:
+        labels = set(torch.unique(task.test_y).tolist())
+        if labels & seen:
+            return False
+        seen |= labels
+    return True
+
+
 def collapse_message(final: list[float], tasks: list[Task], seen: list[int]) -> str | None:
-    """Why the run counts as collapsed (every task seen ends at chance level), or None."""
-    if not seen or not all(at_chance(final[j], tasks[j].test_y) for j in seen):
+    """Why the run counts as collapsed (every task seen ends at chance level), or None.
+
+    When the tasks seen have disjoint labels (class-IL: one head, each class in one task), a constant
+    prediction scores on one task at most, so the test is on their pooled test sets: the pooled accuracy
+    against always predicting the pooled majority label.
+    """
+    if not seen:
+        return None
+    if len(seen) > 1 and _disjoint_labels([tasks[j] for j in seen]):
+        labels = torch.cat([tasks[j].test_y for j in seen])
+        pooled = sum(final[j] * len(tasks[j].test_y) for j in seen) / max(len(labels), 1)
+        if not at_chance(pooled, labels):
+            return None
+        return (f"collapsed to chance level over the tasks seen (one output space), with a finite loss: pooled "
+                f"accuracy {pooled:.3f} (majority {majority_rate(labels):.3f})")
+    if not all(at_chance(final[j], tasks[j].test_y) for j in seen):
         return None
     detail = ", ".join(f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f})" for j in seen)
     return f"collapsed to chance level on every task seen, with a finite loss: {detail}"

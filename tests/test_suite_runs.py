@@ -170,3 +170,25 @@ def test_read_result_rejects_incomplete(tmp_path):
     path.write_text(json.dumps({"schema_version": 1, "run_id": "x"}))
     assert store.read_result(path) is None
     assert store.read_result(tmp_path / "missing.json") is None
+
+
+def test_collapse_in_class_il_is_judged_on_the_pooled_tasks():
+    """Disjoint labels (class-IL): 0.3 on each of five 2-class tasks is far above what one constant class
+    scores over them (0.1 pooled), so not collapsed, although each task alone is below its majority 0.5;
+    one constant class (0.5 on one task, 0 elsewhere) is collapsed. Shared labels keep the per-task test."""
+    import torch
+
+    from benchmark.harness import collapse_message
+    from benchmark.scenarios.base import Task
+
+    def task(t, labels):
+        y = torch.tensor(labels)
+        return Task(f"task{t}", t, y[:, None].float(), y, y[:, None].float(), y, frozenset(), 10)
+
+    class_il = [task(t, [2 * t] * 50 + [2 * t + 1] * 50) for t in range(5)]
+    assert collapse_message([0.3] * 5, class_il, list(range(5))) is None
+    message = collapse_message([0.5, 0.0, 0.0, 0.0, 0.0], class_il, list(range(5)))
+    assert message.startswith("collapsed to chance level over the tasks seen") and "pooled accuracy 0.100" in message
+    task_il = [task(t, [0] * 50 + [1] * 50) for t in range(5)]
+    assert collapse_message([0.3] * 5, task_il, list(range(5))).startswith("collapsed to chance level on every task")
+    assert collapse_message([0.3] * 5 + [0.9], task_il + [task(5, [0] * 50 + [1] * 50)], list(range(6))) is None
