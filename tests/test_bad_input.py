@@ -108,7 +108,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      RUN, "reproduce.targets: ['ewc'] name no strategy of this suite; its strategies: naive"),
     ("reproduce-metric", {"suite": _suite(reproduce={"source": "x", "settings": "y", "metric": "acc",
                                                       "targets": {"naive": {"mean": 98.6}}})},
-     RUN, "reproduce.metric: Input should be 'ACC', 'LA', 'forgetting' or 'BWT'"),
+     RUN, "reproduce.metric: Input should be 'ACC', 'LA', 'last', 'forgetting' or 'BWT'"),
     ("split-setting", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "setting": "class"}}])},
      RUN, "scenarios[0].params.setting: Input should be 'task-IL', 'domain-IL' or 'class-IL'"),
     ("ewc-estimator-without-exact", {"suite": _strategy("ewc", estimator="predicted")}, RUN,
