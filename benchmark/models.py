@@ -115,22 +115,50 @@ class TaskRoutedModule(MultiTaskModule):
 class MultiHeadNet(TaskRoutedModule):
     """A shared trunk with one linear head per task: model t = (trunk, heads[t]); with
     ``shared_head`` one head (``head_sizes`` of length 1) that every task uses and the task label
-    is never read (domain- and class-incremental settings)."""
+    is never read (domain- and class-incremental settings).
 
-    def __init__(self, trunk: nn.Module, trunk_features: int, head_sizes: Sequence[int], shared_head: bool = False):
+    ``seen_classes_only`` (class-incremental): the one head covers the classes seen in training so far.
+    The units of classes no training experience has shown yet output a constant ``UNSEEN_LOGIT`` (so
+    they take no part in the softmax and receive no gradient), at training and at test time; which
+    classes have been seen is a buffer, updated by Avalanche's model adaptation before each training
+    experience and saved with the model. This is van de Ven & Tolias's "active classes" (2019) and
+    Avalanche's ``IncrementalClassifier(masking=True)``, without growing the layer.
+    """
+
+    UNSEEN_LOGIT = -1000.0  # Avalanche's mask value: exp(-1000) underflows to 0 in any float type
+
+    def __init__(self, trunk: nn.Module, trunk_features: int, head_sizes: Sequence[int], shared_head: bool = False,
+                 seen_classes_only: bool = False):
         super().__init__()
         if shared_head and len(head_sizes) != 1:
             raise ValueError(f"a shared head has one size, got {list(head_sizes)}")
+        if seen_classes_only and not shared_head:
+            raise ValueError("seen_classes_only needs the one shared head (class-incremental)")
         self.trunk = trunk
         self.heads = nn.ModuleList(nn.Linear(trunk_features, n) for n in head_sizes)
         self.shared_head = shared_head
         self.max_class_label = max(head_sizes)
+        self.seen_classes_only = seen_classes_only
+        if seen_classes_only:
+            self.register_buffer("seen_classes", torch.zeros(head_sizes[0], dtype=torch.bool))
+
+    def adaptation(self, experience) -> None:
+        super().adaptation(experience)
+        if self.seen_classes_only and self.training:
+            classes = torch.as_tensor(sorted(int(c) for c in experience.classes_in_this_experience),
+                                      dtype=torch.long, device=self.seen_classes.device)
+            self.seen_classes[classes] = True
 
     def head_index(self, task_label: int) -> int:
         return 0 if self.shared_head else task_label
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.heads[self.head_index(task_label)](self.trunk(x))
+        out = self.heads[self.head_index(task_label)](self.trunk(x))
+        if self.seen_classes_only:
+            # before any training every unit is live (nothing is seen yet); no host sync on the check
+            unseen = ~self.seen_classes & self.seen_classes.any()
+            out = out.masked_fill(unseen, self.UNSEEN_LOGIT)
+        return out
 
     def used_parameter_names(self, task_label: int) -> frozenset[str]:
         head = self.head_index(task_label)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
-from avalanche.models.utils import avalanche_forward
+from avalanche.models.utils import avalanche_forward, avalanche_model_adaptation
 
 from benchmark.config import TrainingConfig
 from benchmark.loaders import dataset_tensors
@@ -160,8 +160,10 @@ def test_lwf_seen_units_puts_the_new_classes_in_the_students_softmax():
     stream = scenario.avalanche_benchmark().train_stream
     strategy.train(stream[0], eval_streams=[])
     plugin = plugin_of(strategy, LwFStatePlugin)
+    model = strategy.model.train()
+    avalanche_model_adaptation(model, stream[1])  # as Avalanche does before the plugins' before_training_exp
     plugin.before_training_exp(SimpleNamespace(experience=stream[1]))
-    lwf, model = plugin.lwf, strategy.model
+    lwf = plugin.lwf
     assert lwf.current_classes == {2, 3} and lwf.prev_classes_by_task[0] == {0, 1}
     x = scenario.tasks[1].train_x[:64]
     task0 = torch.zeros(len(x), dtype=torch.long)

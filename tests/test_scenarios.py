@@ -208,6 +208,67 @@ def test_class_il_labels_each_class_by_its_position_in_the_class_order():
     assert scenario.meta["scenario_type"] == "class-IL"
 
 
+def test_class_il_head_covers_only_the_classes_seen_in_training():
+    """van de Ven & Tolias's active classes: while training task t (and when testing after it) the
+    units of tasks > t take no part; they are never trained before their task, evaluation does not
+    mark anything seen, and after the last task every unit is live."""
+    from benchmark.config import ComponentSpec
+    from benchmark.harness import Harness
+    from benchmark.runner import RunSpec, build_run_strategy, seeded_scenario
+    from benchmark.schedule import scheduled_experiences, train_schedule
+    from benchmark.training import TrainingConfig
+
+    training = TrainingConfig(optimizer="adam", lr=1e-2, batch_size=32, epochs=1, eval_batch_size=512)
+    spec = RunSpec("t", ComponentSpec(name="split", params={"dataset": "digits", "tasks": 3, "classes_per_task": 3,
+                                                            "widths": [16], "setting": "class-IL"}),
+                   ComponentSpec(name="naive"), 0, training, "cpu")
+    scenario = seeded_scenario(spec, None)
+    model = scenario.model
+    x = scenario.tasks[0].test_x[:8]
+    with torch.no_grad():  # before any training nothing is masked
+        assert (model.forward_single_task(x, 0) > -100).all()
+    head = model.heads[0]
+    initial_rows = head.weight.detach().clone(), head.bias.detach().clone()
+    harness = Harness()
+    strategy = build_run_strategy(spec, scenario, model, torch.device("cpu"), harness)
+    turns = scheduled_experiences(scenario)
+    for t, _ in enumerate(train_schedule(strategy, harness, turns, training)):
+        seen = torch.arange(9) < 3 * (t + 1)
+        assert torch.equal(model.seen_classes, seen), t
+        strategy.eval([experience for _, experience in turns])
+        assert torch.equal(model.seen_classes, seen), "evaluation must not mark classes as seen"
+        with torch.no_grad():
+            out = model.forward_single_task(x, 0)
+        assert (out[:, ~seen] == model.UNSEEN_LOGIT).all() and (out[:, seen] > -100).all()
+        # the units of later tasks were never trained (no gradient reached them, so Adam left them as they were)
+        assert torch.equal(head.weight[~seen], initial_rows[0][~seen]), t
+        assert torch.equal(head.bias[~seen], initial_rows[1][~seen]), t
+        assert not torch.equal(head.weight[seen], initial_rows[0][seen]), t
+    assert t == 2 and bool(model.seen_classes.all())
+    assert "seen_classes" in model.state_dict()  # checkpoints carry it
+
+
+def test_masked_unseen_units_give_van_de_ven_s_loss_on_the_active_classes_exactly():
+    """Their code slices the logits to the active classes before the cross-entropy; masking the
+    other units to UNSEEN_LOGIT must give the same loss and the same gradients."""
+    from benchmark.models import MultiHeadNet
+
+    torch.manual_seed(0)
+    model = MultiHeadNet(nn.Sequential(nn.Linear(5, 7), nn.ReLU()), 7, [6], shared_head=True, seen_classes_only=True)
+    model.seen_classes[:4] = True
+    x, y = torch.randn(11, 5), torch.randint(0, 4, (11,))
+    masked = nn.functional.cross_entropy(model.forward_single_task(x, 0), y)
+    grads = torch.autograd.grad(masked, list(model.parameters()))
+    sliced = nn.functional.cross_entropy(model.heads[0](model.trunk(x))[:, :4], y)
+    reference = torch.autograd.grad(sliced, list(model.parameters()))
+    torch.testing.assert_close(masked, sliced, rtol=0, atol=1e-6)
+    for g, r in zip(grads, reference):
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-7)
+    assert (grads[-2][4:] == 0).all() and (grads[-1][4:] == 0).all()
+    with pytest.raises(ValueError, match="shared head"):
+        MultiHeadNet(nn.Identity(), 5, [2, 2], seen_classes_only=True)
+
+
 def test_naive_forgets_everything_in_class_il_and_the_record_and_report_say_which_setting(tmp_path):
     """The known class-IL failure: after the last task the single head predicts only its classes."""
     from benchmark.config import ComponentSpec, TrainingConfig

@@ -8,9 +8,10 @@ continual learning"):
   head ``t`` at training and test time. Model ``t`` uses the trunk (shared) and its own head (private).
 * ``domain-IL``: one k-way head shared by every task, labels 0..k-1 within the task ("which of the
   task's k classes", e.g. even / odd on Split MNIST); the task label is not read.
-* ``class-IL``: one head over every class of every task, each class labelled by its position in the
+* ``class-IL``: one head over the classes seen so far, each class labelled by its position in the
   class order (task t's classes are t*k .. t*k+k-1); the task label is not read, so at test time
-  the model must tell apart classes of different tasks.
+  the model must tell apart classes of different tasks. Units of classes not yet trained on are
+  masked (``MultiHeadNet(seen_classes_only=True)``), as in van de Ven & Tolias's code.
 
 In domain-IL and class-IL every task uses the trunk and the one head.
 """
@@ -90,7 +91,7 @@ def build_split(params: SplitParams, inputs: ScenarioInputs) -> Scenario:
         model = MultiHeadNet(trunk, features, [k] * params.tasks)
     else:
         model = MultiHeadNet(trunk, features, [k if params.setting == "domain-IL" else k * params.tasks],
-                             shared_head=True)
+                             shared_head=True, seen_classes_only=params.setting == "class-IL")
     generator = torch.Generator().manual_seed(inputs.seed)
     tasks = []
     for t in range(params.tasks):
