@@ -10,11 +10,17 @@ copy's, with temperature T:
 Only heads of earlier tasks (and the classes they saw) are distilled; multi-head models are run once
 per known head (Avalanche's ``forward_all_tasks``). Hyperparameters: ``alpha`` (>= 0) the
 distillation weight, or a list with one weight per experience (experience t uses ``alpha[t]``,
-Avalanche's form); ``temperature`` (> 0); ``units``: ``previous`` (Avalanche's: the student's softmax
-over the earlier classes only) or ``seen`` (van de Ven & Tolias's class-IL LwF: the student's softmax
-over every class seen so far, the current experience's too, against the copy's distribution over the
-earlier classes padded with zeros, so the distillation competes with the new classes; in task-IL, where
-a head's classes are all earlier ones, the two are the same).
+Avalanche's form); ``temperature`` (> 0); ``units``: ``previous`` (Avalanche's: for each earlier task
+label, the student's softmax over that task's classes only) or ``seen`` (van de Ven & Tolias's class-IL
+LwF, for one head shared by every task: a single term on the batch's output, the student's softmax over
+every class seen so far, the current experience's too, against the copy's distribution over all the
+earlier classes together, padded with zeros, so the distillation competes with the new classes:
+
+    KD_T = - sum_{c in earlier} q_c log softmax_{c' in earlier + current}(z_{c'} / T)_c,
+    q = softmax_{c in earlier}(z^{prev}_c / T)
+
+``seen`` needs every experience to train the same parameters (one shared head; with per-task heads use
+``previous``).
 
 van de Ven & Tolias's code ("Three scenarios", 2019) weighs the task-IL losses as
 (1/t) L_t + (1 - 1/t) mean_{k<t} T^2 CE_T(...); times t (a constant per experience, which Adam's
@@ -27,6 +33,7 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from avalanche.models.utils import avalanche_forward
 from avalanche.training.plugins import LwFPlugin
 from avalanche.training.regularization import LearningWithoutForgetting
 from avalanche.training.templates import SupervisedTemplate
@@ -45,16 +52,22 @@ class LwFParams(StrategyParams):
 
 
 class SeenUnitsDistillation(LearningWithoutForgetting):
-    """Avalanche's LwF regulariser with the student's softmax over the earlier classes *and* the current
-    experience's (``units: seen``); the copy's distribution is over the earlier classes, zero elsewhere."""
+    """Avalanche's LwF regulariser as one distillation over every earlier class on the batch's own output
+    (``units: seen``): the student's softmax spans the earlier classes *and* the current experience's;
+    the copy's distribution is over the earlier classes, zero elsewhere."""
 
     def __init__(self, alpha, temperature):
         super().__init__(alpha, temperature)
         self.current_classes: set[int] = set()
+        self.task_labels: torch.Tensor | None = None  # the batch's, set before each penalty
 
-    def _distillation_loss(self, out, prev_out, active_units):
-        previous = sorted(active_units)
+    def _lwf_penalty(self, out, x, curr_model):
+        if self.prev_model is None:
+            return 0
+        previous = sorted(set().union(*self.prev_classes_by_task.values()))
         new = sorted(self.current_classes - set(previous))
+        with torch.no_grad():
+            prev_out = avalanche_forward(self.prev_model, x, self.task_labels)
         log_p = torch.log_softmax(out[:, previous + new] / self.temperature, dim=1)[:, : len(previous)]
         q = torch.softmax(prev_out[:, previous] / self.temperature, dim=1)
         return F.kl_div(log_p, q, reduction="batchmean")
@@ -73,6 +86,11 @@ class LwFStatePlugin(Plugin, LwFPlugin):
     def before_training_exp(self, strategy, **kwargs) -> None:
         if isinstance(self.lwf, SeenUnitsDistillation):
             self.lwf.current_classes = {int(c) for c in strategy.experience.classes_in_this_experience}
+
+    def before_backward(self, strategy, **kwargs) -> None:
+        if isinstance(self.lwf, SeenUnitsDistillation):
+            self.lwf.task_labels = strategy.mb_task_id
+        super().before_backward(strategy, **kwargs)
 
     def state_dict(self) -> dict:
         lwf = self.lwf
@@ -105,5 +123,8 @@ def build_lwf(ctx: StrategyContext, params: LwFParams) -> SupervisedTemplate:
     if isinstance(params.alpha, list) and len(params.alpha) < len(ctx.used_params):
         raise ValueError(f"lwf alpha: a list needs one weight per experience ({len(ctx.used_params)}), "
                          f"got {len(params.alpha)}")
+    if params.units == "seen" and len({frozenset(used) for used in ctx.used_params}) > 1:
+        raise ValueError("lwf units 'seen' distils one head shared by every experience (class-IL); this "
+                         "scenario's experiences train different parameters (per-task heads): use units 'previous'")
     return ctx.build(plugins=[LwFStatePlugin(ctx.model, alpha=params.alpha, temperature=params.temperature,
                                              units=params.units)])

@@ -150,37 +150,49 @@ def test_lwf_alpha_list_gives_each_experience_its_own_weight():
 
 
 def test_lwf_seen_units_puts_the_new_classes_in_the_students_softmax():
-    """units=seen (van de Ven & Tolias's class-IL LwF): KL(q_old || softmax over old + new classes restricted
-    to the old ones), by hand; raising a new class's logit raises it, while Avalanche's ``previous`` ignores it."""
-    scenario = scenario_of("split", tasks=2, setting="class-IL")
+    """units=seen (van de Ven & Tolias's class-IL LwF): one KL(q_old || softmax over old + new classes
+    restricted to the old ones) over *every* earlier class together, by hand, on the third experience;
+    raising a new class's logit raises it, while Avalanche's per-task ``previous`` ignores it."""
+    scenario = scenario_of("split", tasks=3, setting="class-IL")
     ctx = StrategyContext(scenario.model, TrainingConfig(lr=0.05, batch_size=32), torch.device("cpu"),
                           scenario.turn_used_params, 0)
     entry = STRATEGIES.get("lwf")
     strategy = entry.factory(ctx, entry.parse_params({"alpha": 1.0, "units": "seen"}))
     stream = scenario.avalanche_benchmark().train_stream
     strategy.train(stream[0], eval_streams=[])
+    strategy.train(stream[1], eval_streams=[])
     plugin = plugin_of(strategy, LwFStatePlugin)
     model = strategy.model.train()
-    avalanche_model_adaptation(model, stream[1])  # as Avalanche does before the plugins' before_training_exp
-    plugin.before_training_exp(SimpleNamespace(experience=stream[1]))
+    avalanche_model_adaptation(model, stream[2])  # as Avalanche does before the plugins' before_training_exp
+    plugin.before_training_exp(SimpleNamespace(experience=stream[2]))
     lwf = plugin.lwf
-    assert lwf.current_classes == {2, 3} and lwf.prev_classes_by_task[0] == {0, 1}
-    x = scenario.tasks[1].train_x[:64]
-    task0 = torch.zeros(len(x), dtype=torch.long)
+    assert lwf.current_classes == {4, 5} and lwf.prev_classes_by_task == {0: {0, 1}, 1: {2, 3}}
+    x = scenario.tasks[2].train_x[:64]
+    labels = torch.full((len(x),), 2, dtype=torch.long)
+    lwf.task_labels = labels
     with torch.no_grad():
-        model.heads[0].bias[2] += 3.0  # the student now favours new class 2 on every input
-        student = avalanche_forward(model, x, task0)
-        teacher = avalanche_forward(lwf.prev_model, x, task0)
+        model.heads[0].bias[4] += 3.0  # the student now favours new class 4 on every input
+        student = avalanche_forward(model, x, labels)
+        teacher = avalanche_forward(lwf.prev_model, x, labels)
     T = 2.0
-    log_p = torch.log_softmax(student[:, [0, 1, 2, 3]] / T, dim=1)[:, :2]
-    q = torch.softmax(teacher[:, [0, 1]] / T, dim=1)
+    log_p = torch.log_softmax(student[:, [0, 1, 2, 3, 4, 5]] / T, dim=1)[:, :4]
+    q = torch.softmax(teacher[:, [0, 1, 2, 3]] / T, dim=1)
     by_hand = float((q * (q.log() - log_p)).sum(1).mean())
-    assert float(lwf(x, None, model).detach()) == pytest.approx(by_hand, rel=1e-5)
+    assert float(lwf(x, student, model)) == pytest.approx(by_hand, rel=1e-5)
+    per_task = sum(  # what distilling each earlier task's classes apart would give instead
+        float((qk * (qk.log() - torch.log_softmax(student[:, units + [4, 5]] / T, dim=1)[:, :2])).sum(1).mean())
+        for units in ([0, 1], [2, 3]) for qk in [torch.softmax(teacher[:, units] / T, dim=1)])
+    assert abs(per_task - by_hand) > 0.05
     previous = entry.factory(ctx, entry.parse_params({"alpha": 1.0}))
     prev_lwf = plugin_of(previous, LwFStatePlugin).lwf
     prev_lwf.prev_model, prev_lwf.prev_classes_by_task = lwf.prev_model, lwf.prev_classes_by_task
     assert float(prev_lwf(x, None, model).detach()) < 1e-6  # old-class logits untouched: Avalanche's KD is 0
     assert by_hand > 0.05
+
+
+def test_lwf_seen_units_needs_one_shared_head():
+    with pytest.raises(ValueError, match="units 'previous'"):
+        train("lwf", scenario_of("split"), {"units": "seen"})
 
 
 # ---------------------------------------------------------------------------------------- l2
