@@ -145,7 +145,7 @@ class MultiHeadNet(TaskRoutedModule):
     def adaptation(self, experience) -> None:
         super().adaptation(experience)
         if self.seen_classes_only and self.training:
-            classes = torch.as_tensor(sorted(int(c) for c in experience.classes_in_this_experience),
+            classes = torch.as_tensor([int(c) for c in experience.classes_in_this_experience],
                                       dtype=torch.long, device=self.seen_classes.device)
             self.seen_classes[classes] = True
 

@@ -58,18 +58,23 @@ class SeenUnitsDistillation(LearningWithoutForgetting):
 
     def __init__(self, alpha, temperature):
         super().__init__(alpha, temperature)
-        self.current_classes: set[int] = set()
+        self.previous_units: list[int] = []  # every earlier class
+        self.student_units: list[int] = []  # the earlier classes, then the current experience's new ones
         self.task_labels: torch.Tensor | None = None  # the batch's, set before each penalty
+
+    def start_experience(self, current_classes) -> None:
+        """Fix the units of this experience's penalty (the earlier classes cannot change within it)."""
+        self.previous_units = sorted(set().union(*self.prev_classes_by_task.values()))
+        new = sorted({int(c) for c in current_classes} - set(self.previous_units))
+        self.student_units = self.previous_units + new
 
     def _lwf_penalty(self, out, x, curr_model):
         if self.prev_model is None:
             return 0
-        previous = sorted(set().union(*self.prev_classes_by_task.values()))
-        new = sorted(self.current_classes - set(previous))
         with torch.no_grad():
             prev_out = avalanche_forward(self.prev_model, x, self.task_labels)
-        log_p = torch.log_softmax(out[:, previous + new] / self.temperature, dim=1)[:, : len(previous)]
-        q = torch.softmax(prev_out[:, previous] / self.temperature, dim=1)
+        log_p = torch.log_softmax(out[:, self.student_units] / self.temperature, dim=1)[:, : len(self.previous_units)]
+        q = torch.softmax(prev_out[:, self.previous_units] / self.temperature, dim=1)
         return F.kl_div(log_p, q, reduction="batchmean")
 
 
@@ -85,7 +90,7 @@ class LwFStatePlugin(Plugin, LwFPlugin):
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         if isinstance(self.lwf, SeenUnitsDistillation):
-            self.lwf.current_classes = {int(c) for c in strategy.experience.classes_in_this_experience}
+            self.lwf.start_experience(strategy.experience.classes_in_this_experience)
 
     def before_backward(self, strategy, **kwargs) -> None:
         if isinstance(self.lwf, SeenUnitsDistillation):

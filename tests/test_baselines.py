@@ -166,7 +166,7 @@ def test_lwf_seen_units_puts_the_new_classes_in_the_students_softmax():
     avalanche_model_adaptation(model, stream[2])  # as Avalanche does before the plugins' before_training_exp
     plugin.before_training_exp(SimpleNamespace(experience=stream[2]))
     lwf = plugin.lwf
-    assert lwf.current_classes == {4, 5} and lwf.prev_classes_by_task == {0: {0, 1}, 1: {2, 3}}
+    assert lwf.student_units == [0, 1, 2, 3, 4, 5] and lwf.prev_classes_by_task == {0: {0, 1}, 1: {2, 3}}
     x = scenario.tasks[2].train_x[:64]
     labels = torch.full((len(x),), 2, dtype=torch.long)
     lwf.task_labels = labels
