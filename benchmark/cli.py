@@ -306,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the report quotes the command
+    from benchmark.references import add_search_folder
+
+    add_search_folder(Path.cwd())  # as `python -m` would: a console script does not search the working folder
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -23,8 +23,9 @@ from pydantic import (
 )
 
 from benchmark.grid import combination_label, combinations, grid_axes
+from benchmark.references import add_search_folder
 from benchmark.registries import SCENARIOS, STRATEGIES
-from benchmark.registry import Registry, UnknownNameError
+from benchmark.registry import Registry, UnknownNameError, did_you_mean
 from benchmark.training import EXECUTION_KEYS, Seed, TrainingConfig  # noqa: F401  (re-exported)
 
 
@@ -38,6 +39,10 @@ class StrictModel(BaseModel):
 
 
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.+=-]+$")
+# Labels and the suite's name become folder names (OUT/runs/<scenario>__<strategy>__seed<N>, results/<name>);
+# a file system allows 255 bytes per path component, so each part is kept well within it.
+MAX_LABEL_LENGTH = 100
+MAX_PATH_COMPONENT_BYTES = 255
 
 
 class ComponentSpec(StrictModel):
@@ -52,6 +57,9 @@ class ComponentSpec(StrictModel):
     def _label_is_path_safe(cls, label: str | None) -> str | None:
         if label is not None and not _SAFE_LABEL.match(label):
             raise ValueError("label may use only letters, digits and _ . + = -")
+        if label is not None and len(label) > MAX_LABEL_LENGTH:
+            raise ValueError(f"label is {len(label)} characters long; at most {MAX_LABEL_LENGTH} (labels name "
+                             f"result folders, and a file name may have at most {MAX_PATH_COMPONENT_BYTES} bytes)")
         return label
 
     @property
@@ -139,7 +147,7 @@ class ReproduceSpec(StrictModel):
 class SuiteConfig(StrictModel):
     """A suite: every (scenario x strategy x seed) combination is one run."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_LABEL_LENGTH)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -183,7 +191,9 @@ class SuiteConfig(StrictModel):
         return self
 
 
-def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+def _format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line per error, ``location: message``; an unknown key lists the keys allowed there (those of
+    ``model``, the model validated, at that location) and the closest one."""
     lines = []
     for err in exc.errors():
         loc = prefix
@@ -191,9 +201,39 @@ def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + _allowed_keys_hint(model, err["loc"])
         lines.append(f"{loc or '<root>'}: {msg}")
     return "\n".join(lines)
+
+
+def _allowed_keys_hint(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'x'? allowed: a, b, c`` for the unknown key at ``loc`` of ``model``, or ''."""
+    owner = model
+    for part in loc[:-1]:
+        if owner is None:
+            return ""
+        if isinstance(part, int):
+            continue  # a list item: the list's field already named its item model
+        field = owner.model_fields.get(str(part))
+        owner = _model_in(field.annotation) if field is not None else None
+    if owner is None:
+        return ""
+    allowed = list(owner.model_fields)
+    key = str(loc[-1]) if loc else ""
+    return f"; {did_you_mean(key, allowed)}allowed: {', '.join(allowed)}"
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``M``, ``M | None``, ``list[M]``...), else None."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _resolve_components(
@@ -230,7 +270,7 @@ def _resolve_components(
                 params = entry.parse_params(spec.params | choice)
             except ValidationError as exc:
                 where = f"{field}[{i}].params" + (f" (grid combination {choice})" if choice else "")
-                errors.append(_format_validation_error(exc, prefix=where))
+                errors.append(_format_validation_error(exc, prefix=where, model=entry.params))
                 break
             first = first or params.model_dump(mode="json")
         else:
@@ -271,7 +311,7 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     try:
         suite = SuiteConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc)) from None
+        raise ConfigError(_format_validation_error(exc, model=SuiteConfig)) from None
     errors = []
     updates = {}
     for field, registry in (("scenarios", SCENARIOS), ("strategies", STRATEGIES)):
@@ -312,6 +352,12 @@ def _check_run_ids(suite: SuiteConfig) -> None:
                         "when joined with '__'"
                     )
                 owners[name] = here
+                longest = run_id(scenario.display_name, variant.display_name, max(suite.seeds))
+                if len(longest.encode()) > MAX_PATH_COMPONENT_BYTES:
+                    raise ConfigError(
+                        f"strategies[{j}].label: the run id {longest[:60]}... is {len(longest.encode())} bytes; a "
+                        f"run id names a folder, at most {MAX_PATH_COMPONENT_BYTES} bytes: shorten the scenario "
+                        "or strategy label (a grid's values are part of it)")
 
 
 def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
@@ -347,8 +393,53 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
+# A suite config is a few hundred nodes; these bounds refuse an alias bomb (nested anchors that expand
+# exponentially: `b: &b [*a, *a, ...]`) or absurd nesting in well under a second, before anything walks it.
+MAX_CONFIG_NODES = 100_000
+MAX_CONFIG_DEPTH = 64
+
+
+def _expanded_size(root: yaml.Node, source: str) -> int:
+    """Nodes of the document with every alias expanded, counted without expanding anything
+    (an alias is the same node object: its size is computed once)."""
+    sizes: dict[int, int] = {}
+    # iterative post-order walk: the composer shares nodes for aliases, so the graph is a DAG
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, expanded = stack.pop()
+        if id(node) in sizes:
+            continue
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; "
+                              "a suite config is a few levels of mappings and lists")
+        children = _children(node)
+        if expanded or not children:
+            total = 1 + sum(sizes.get(id(c), 0) for c in children)
+            if total > MAX_CONFIG_NODES:
+                raise ConfigError(
+                    f"{source}: the config expands to more than {MAX_CONFIG_NODES:,} values once its anchors and "
+                    "aliases (&name / *name) are expanded; a suite config needs a few hundred, so this is refused "
+                    "(an alias bomb?)")
+            sizes[id(node)] = total
+            continue
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def parse_yaml(data: bytes, source: str) -> Any:
-    """The YAML document in ``data`` (UTF-8), or :class:`ConfigError` saying what is wrong with it."""
+    """The YAML document in ``data`` (UTF-8), or :class:`ConfigError` saying what is wrong with it.
+
+    Documents that expand (aliases included) to more than :data:`MAX_CONFIG_NODES` values or nest
+    deeper than :data:`MAX_CONFIG_DEPTH` levels are refused before any Python object is built."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -356,15 +447,26 @@ def parse_yaml(data: bytes, source: str) -> Any:
             f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
             "save the config as UTF-8"
         ) from None
+    loader = _YamlLoader(text)
     try:
-        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _expanded_size(root, source)
+        return loader.construct_document(root)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; "
+                          "a suite config is a few levels of mappings and lists") from None
+    finally:
+        loader.dispose()
 
 
 def load_config(path: str | Path) -> SuiteConfig:
     """Read and validate a YAML suite file."""
     path = Path(path)
+    add_search_folder(path.parent)  # `module:attribute` references may name modules beside the config
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from benchmark.config import ConfigError
+from benchmark.store import file_in_the_way
 
 LOCK_FILE = ".forgetbench.lock"
 
@@ -39,11 +40,23 @@ def _holder(fd: int) -> str:
     return f"pid {info.get('pid')} on {info.get('host')} (since {info.get('since')})"
 
 
+def check_output_folder(out: Path) -> None:
+    """Raise :class:`ConfigError` when ``out`` cannot be an output folder: it, or a parent, is a file."""
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise ConfigError(f"--out {out}: {blocking} is a file, not a folder; give an output folder "
+                          "(a new one is created)")
+
+
 @contextmanager
 def output_lock(out: Path) -> Iterator[Path]:
     """Hold ``out``'s lock for the ``with`` block; raise :class:`OutputLockedError` if it is taken."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the output folder ({exc.strerror})") from None
     path = out / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:

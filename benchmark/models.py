@@ -8,6 +8,7 @@ the two-model setup, an architecture of a supernet). Parameters used by several 
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 def mlp_trunk(input_shape: Sequence[int], widths: Sequence[int]) -> tuple[nn.Sequential, int]:
     """Flatten, then ``Linear -> ReLU`` for each width. Returns the trunk and its output size."""
     layers: list[nn.Module] = [nn.Flatten()]
-    fan_in = int(torch.tensor(input_shape).prod())
+    fan_in = int(math.prod(input_shape))
     for width in widths:
         layers += [nn.Linear(fan_in, width), nn.ReLU()]
         fan_in = width
@@ -42,7 +43,7 @@ def cnn_trunk(input_shape: Sequence[int], widths: Sequence[int]) -> tuple[nn.Seq
             spatial = [s // 2 for s in spatial]
         channels = width
     layers.append(nn.Flatten())
-    out = channels * int(torch.tensor(spatial).prod())
+    out = channels * int(math.prod(spatial))
     return nn.Sequential(*layers), out
 
 
@@ -99,6 +100,10 @@ class TaskRoutedModule(MultiTaskModule):
     Avalanche's ``MultiTaskModule.forward`` calls ``torch.unique`` and scatters outputs for every
     batch. Batches of one task label (the common case here) go straight to ``forward_single_task``.
     """
+
+    # what this module's parameter names put before the names of the module it wraps, if it wraps one
+    # (the `custom` scenario's `net.`); strategies map names with StrategyContext.own_name / harness_name
+    parameter_prefix: str = ""
 
     def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int | None) -> torch.Tensor:
         if isinstance(task_labels, torch.Tensor) and task_labels.numel() > 0:

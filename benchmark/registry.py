@@ -33,12 +33,20 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def did_you_mean(word: str, allowed: list[str]) -> str:
+    """``did you mean 'x'? `` for the allowed word closest to ``word`` (difflib's ratio >= 0.6), else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, allowed, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 class UnknownNameError(KeyError):
     """Raised when a name is not registered; the message lists the allowed names."""
 
     def __init__(self, kind: str, name: str, allowed: list[str]):
         self.kind, self.name, self.allowed = kind, name, allowed
-        super().__init__(f"unknown {kind} {name!r}; allowed: {', '.join(allowed)}")
+        super().__init__(f"unknown {kind} {name!r}; {did_you_mean(str(name), allowed)}allowed: {', '.join(allowed)}")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]

@@ -58,12 +58,13 @@ def turn_steps(turn: Turn, n_train: int, training: TrainingConfig) -> int:
     return _step_budget(turn, training) or training.epochs * math.ceil(n_train / training.batch_size)
 
 
-def set_turn_budget(strategy, harness: Harness, turn: Turn, n_train: int, training: TrainingConfig) -> None:
+def set_turn_budget(strategy, harness: Harness, turn: Turn, training: TrainingConfig) -> None:
     """A turn runs ``turn.max_steps`` (or ``iterations_per_task``) iterations if set, else the suite's epochs."""
     budget = _step_budget(turn, training)
     harness.budget.budget = budget
-    batches_per_epoch = math.ceil(n_train / training.batch_size)
-    strategy.train_epochs = math.ceil(budget / batches_per_epoch) if budget else training.epochs
+    # With a step budget the budget alone ends the turn: as many epochs as steps always reach it, also when a
+    # strategy trains on fewer samples than the experience holds (pic holds out a validation slice).
+    strategy.train_epochs = budget if budget else training.epochs
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def train_schedule(
             continue
         if turn.task not in trained:
             trained.append(turn.task)
-        set_turn_budget(strategy, harness, turn, len(experience.dataset), training)
+        set_turn_budget(strategy, harness, turn, training)
         curve_before = 0.0
         if recorder is not None:
             recorder.turn, recorder.watch = index, list(trained)

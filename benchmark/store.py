@@ -36,7 +36,17 @@ os.umask(_UMASK)
 TMP_SUFFIX = ".tmp"
 TMP_MARK = ".forgetbench-"  # temporary files are .<target name>.forgetbench-<random>.tmp
 CHECKPOINT_FILE = "checkpoint.pt"
+INVOCATION_FILE = "invocation.json"  # OUT/invocation.json: the data root and import folders a rerun needs
 DONE_STATUSES = ("ok", "diverged", "collapsed")  # deterministic outcomes; "failed" runs are retried
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """The existing path among ``folder`` and its parents that is not a folder (so ``folder`` cannot be
+    created there), else None."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -148,8 +158,33 @@ def write_result(out: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def write_suite(out: Path, resolved_suite: dict[str, Any]) -> None:
+def write_suite(out: Path, resolved_suite: dict[str, Any], data_root: Path | None = None,
+                import_folders: list[str] | None = None) -> None:
+    """``OUT/suite.yaml`` (the resolved config) and ``OUT/invocation.json`` (what else a rerun needs: the data
+    root and the folders ``module:attribute`` references were imported from)."""
     atomic_write_text(out / "suite.yaml", yaml.safe_dump(resolved_suite, sort_keys=False))
+    if data_root is not None:
+        atomic_write_json(out / INVOCATION_FILE, {"data_root": str(data_root), "import_folders": import_folders or []})
+
+
+def rerun_command(out: Path) -> str | None:
+    """The shell command that reruns the suite of results folder ``out`` as it ran (None without its suite.yaml):
+    absolute paths, its data root, and ``PYTHONPATH`` for the folders its references were imported from."""
+    import shlex
+
+    out = Path(out).resolve()
+    if not (out / "suite.yaml").exists():
+        return None
+    try:
+        invocation = json.loads((out / INVOCATION_FILE).read_text())
+    except (OSError, ValueError):
+        invocation = {}
+    words = ["forgetbench", "run", str(out / "suite.yaml"), "--out", str(out)]
+    if invocation.get("data_root"):
+        words += ["--data-root", invocation["data_root"]]
+    command = shlex.join(words)
+    folders = [f for f in invocation.get("import_folders") or [] if isinstance(f, str)]
+    return f"PYTHONPATH={shlex.quote(os.pathsep.join(folders))} {command}" if folders else command
 
 
 def parse_result(path: Path) -> dict[str, Any]:

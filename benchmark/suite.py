@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 
 from benchmark import selection, stop, store, tracking
 from benchmark.config import ConfigError, SuiteConfig
-from benchmark.datasets import DataMissingError, check_available
+from benchmark.datasets import DataMissingError, check_available, default_data_root
 from benchmark.executors import Executor, Job, make_executor
-from benchmark.lock import output_lock
+from benchmark.lock import check_output_folder, output_lock
+from benchmark.references import searched_folders
 from benchmark.runner import RunSpec, expand_suite, failure_record
 from benchmark.training import MAX_SEED
 from benchmark.scenarios import SCENARIOS
@@ -40,10 +41,16 @@ class SuiteOutcome:
         return 1 if self.failed else 0
 
 
-def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local", address: str | None = None) -> None:
+def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local", address: str | None = None,
+              scenarios: set[int] | None = None) -> None:
     """Raise :class:`ConfigError` if the suite cannot run here: ``device: cuda`` without a GPU
-    (unless the runs go to a Ray cluster at ``address``), or, with a ``data_root``, a scenario's
-    data missing where it may not be downloaded."""
+    (unless the runs go to a Ray cluster at ``address``), a network too large for the device's memory,
+    a scenario's data missing under ``data_root`` where it may not be downloaded, or a scenario that
+    cannot be built (its own preflight: a factory that raises, a model without the task labels it needs...).
+
+    ``data_root`` None (``validate --skip-data``): every check that reads no file under the data root
+    still runs. ``scenarios``: the indices of the scenarios with runs still to execute (default: all);
+    the others' data and build are not checked, since nothing will train on them."""
     errors = []
     if suite.device == "cuda" and not (executor == "ray" and address):
         import torch
@@ -54,10 +61,15 @@ def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local
                 f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); "
                 "allowed here: auto, cpu (or run on a Ray cluster with GPUs: --executor ray --address ...)"
             )
-    for i, spec in enumerate(suite.scenarios if data_root is not None else []):
+    errors += _memory_problems(suite)
+    for i, spec in enumerate(suite.scenarios):
+        if scenarios is not None and i not in scenarios:
+            continue
         params = SCENARIOS.get(spec.name).parse_params(spec.params)
+        if data_root is None and params.needs_data_files():
+            continue
         missing = False
-        for dataset, download in params.data_requirements():
+        for dataset, download in params.data_requirements() if data_root is not None else []:
             try:
                 check_available(dataset, data_root, download)
             except DataMissingError as exc:
@@ -65,11 +77,54 @@ def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local
                 missing = True
         if not missing:
             try:
-                params.preflight(data_root, suite.seeds[0])
+                params.preflight(data_root if data_root is not None else default_data_root(), suite.seeds[0])
             except ValueError as exc:
                 errors.append(f"scenarios[{i}] ({spec.label or spec.name}): {exc}")
     if errors:
         raise ConfigError("\n".join(errors))
+
+
+def _memory_problems(suite: SuiteConfig) -> list[str]:
+    """A scenario whose network cannot fit: its weights, gradients and optimiser state (fp32) alone exceed
+    the memory of the device it would train on (checked without building it)."""
+    problems = []
+    for i, spec in enumerate(suite.scenarios):
+        count = SCENARIOS.get(spec.name).parse_params(spec.params).parameter_count()
+        if count is None:
+            continue
+        need = training_bytes(count, suite.training)
+        where, available = device_memory(suite.device)
+        if need > available:
+            problems.append(
+                f"scenarios[{i}].params: the network would have {count:,} parameters; its weights, gradients and "
+                f"{suite.training.optimizer} state alone need about {_bytes(need)} (fp32), more than the "
+                f"{_bytes(available)} of {where}; reduce its widths / width / layers")
+    return problems
+
+
+def training_bytes(parameters: int, training) -> int:
+    """fp32 bytes of weights + gradients + optimiser state (Adam: 2 moments; SGD with momentum: 1)."""
+    state = 2 if training.optimizer == "adam" else (1 if training.momentum else 0)
+    return 4 * parameters * (2 + state)
+
+
+def device_memory(device: str) -> tuple[str, int]:
+    """(what, bytes): the GPU's memory where the suite trains on one, else this machine's physical memory."""
+    import os
+
+    import torch
+
+    if device in ("cuda", "auto") and torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}", torch.cuda.get_device_properties(0).total_memory
+    return "this machine's memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 class _Driver:
@@ -167,29 +222,74 @@ def run_suite(
     bad = [s for s in seeds or [] if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED]
     if bad or (seeds is not None and (not seeds or len(set(seeds)) != len(seeds))):
         raise ConfigError(f"seeds: distinct integers in 0..{MAX_SEED}, at least one; got {seeds}")
-    preflight(suite, data_root, executor, address)
+    check_output_folder(out)
     ordinary = expand_suite(suite, seeds)
     sweeps = selection.plan_sweeps(suite, seeds)
+    # a complete suite reruns without its data: only scenarios with runs left to execute are checked
+    preflight(suite, data_root, executor, address,
+              scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh))
     n_final = sum(len(seeds or suite.seeds) for _ in sweeps)
     total = len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final
     with output_lock(out):
         store.remove_stale_temporaries(out)  # left by a writer killed mid-write (SIGKILL)
-        store.write_suite(out, suite.model_dump(mode="json") | ({"seeds": seeds} if seeds else {}))
+        store.write_suite(out, suite.model_dump(mode="json") | ({"seeds": seeds} if seeds else {}),
+                          data_root=data_root, import_folders=searched_folders())
         outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
         bar = tqdm(total=total, unit="run", disable=not show_progress, dynamic_ncols=True)
-        pool = None
+        pool = _LazyExecutor(lambda: make_executor(executor, data_root, workers, address))
         with stop.stop_on_signals():
             try:
-                pool = make_executor(executor, data_root, workers, address)
-                stop.install()  # starting Ray may have installed its own handlers
                 driver = _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
                 _run_phases(driver, suite, out, ordinary, sweeps, seeds)
             finally:
-                if pool is not None:
-                    pool.close()
+                pool.close()
                 bar.close()
                 store.remove_stale_temporaries(out)  # our workers are gone: any temporary of ours is an orphan
     return outcome
+
+
+class _LazyExecutor:
+    """An executor started when the first job needs it: a suite whose runs are all complete starts no
+    worker processes and no Ray."""
+
+    def __init__(self, make):
+        self._make, self._pool = make, None
+
+    def execute(self, jobs):
+        if self._pool is None:
+            self._pool = self._make()
+            stop.install()  # starting Ray may have installed its own handlers
+        return self._pool.execute(jobs)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+
+def _scenarios_with_work(suite: SuiteConfig, out: Path, ordinary: list[RunSpec], sweeps: list[selection.Sweep],
+                         seeds: list[int] | None, fresh: bool) -> set[int]:
+    """Indices of the scenarios some run of which is not complete under ``out`` (all of them with ``fresh``)."""
+    if fresh:
+        return set(range(len(suite.scenarios)))
+    index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
+
+    def incomplete(folder: Path, spec: RunSpec) -> bool:
+        return not store.is_complete(store.read_result(store.result_path(folder, spec.run_id)), spec.resolved())
+
+    work = {index[spec.scenario.display_name] for spec in ordinary if incomplete(out, spec)}
+    sweep_folder = out / SELECTION_DIR
+    for sweep in sweeps:
+        i = index[sweep.scenario.display_name]
+        if i in work:
+            continue
+        if any(incomplete(sweep_folder, spec) for _, spec in sweep.specs):
+            work.add(i)
+            continue
+        records = {spec.run_id: store.read_result(store.result_path(sweep_folder, spec.run_id)) for _, spec in sweep.specs}
+        finals = selection.final_specs(suite, sweep, selection.decide(sweep, records), seeds)
+        if not finals or any(incomplete(out, spec) for spec in finals):
+            work.add(i)
+    return work
 
 
 def _run_phases(

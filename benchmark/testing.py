@@ -152,9 +152,9 @@ def check_scenario(name: str, params: dict | None = None, data_root: Path | None
 
     1. ``params`` validate and the scenario builds under ``seed``, with at least one task and one turn;
     2. every turn records a non-empty ``used_params`` set of the model's own parameter names, and
-       each task's set is exactly what gradient reachability finds on its data
-       (:func:`benchmark.detect.used_parameters`): a declared set that misses or invents a shared
-       parameter would mislead every regularizer;
+       each task's set is exactly what gradient reachability finds on its data among the parameters
+       training can move (:func:`benchmark.detect.used_parameters`; frozen ones are left out): a
+       declared set that misses or invents a shared parameter would mislead every regularizer;
     3. the tasks' data fit the model: the model maps a batch of each task's train and test inputs
        to ``(batch, classes)`` logits that cover the task's labels;
     4. it is deterministic: a second build under the same seed gives identical data, schedule,

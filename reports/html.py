@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from benchmark.store import atomic_write_text
+from benchmark.store import atomic_write_text, file_in_the_way, rerun_command
 from reports import summary as S
 from reports import verdict as V
 from reports.verdict import fmt_p
@@ -267,8 +267,7 @@ def _metadata(folders: Sequence[Path], records: list[dict[str, Any]], command: s
     for folder in folders:
         path = Path(folder) / "suite.yaml"
         text = path.read_text() if path.exists() else None
-        suites.append({"folder": str(folder), "suite": text,
-                       "rerun": f"forgetbench run {path} --out {folder}" if text else None})
+        suites.append({"folder": str(folder), "suite": text, "rerun": rerun_command(folder) if text else None})
     return {
         "command": command,
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -348,6 +347,9 @@ def write_report(folders: Sequence[Path], out: Path | None = None, command: str 
     out = Path(out) if out else Path(folders[0]) / REPORT_FILE
     if out.is_dir():
         raise ReportError(f"-o/--output: {out} is a directory; give the report's file name, e.g. {out / REPORT_FILE}")
+    blocking = file_in_the_way(out.parent)
+    if blocking is not None:
+        raise ReportError(f"-o/--output: {out} cannot be written: {blocking} is a file, not a folder")
     report = build_report(folders, command)
     atomic_write_text(out.parent / SUMMARY_FILE, report.summary.to_csv(index=False))
     atomic_write_text(out.parent / COMPARISONS_FILE, report.comparisons.to_csv(index=False))

@@ -44,7 +44,8 @@ def overview(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_overview(table: pd.DataFrame) -> str:
-    """A plain-text rendering of :func:`overview` for the terminal."""
+    """A plain-text rendering of :func:`overview` for the terminal, in the report's units: accuracies and
+    forgetting in percentage points (the verdict's "4.1 points"), seconds with enough digits to be non-zero."""
     if table.empty:
         return "(no results)"
     lines = []
@@ -53,20 +54,27 @@ def format_overview(table: pd.DataFrame) -> str:
             mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
             if mean is None or pd.isna(mean):
                 return "-"
-            return f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
+            return f"{100 * mean:.1f}" + ("" if pd.isna(std) else f" ± {100 * std:.1f}")
 
         lines.append(
             {
                 "scenario": row["scenario"],
                 "strategy": row["strategy"],
                 "runs ok": f"{row['ok']}/{row['ok'] + row['not_ok']}",
-                "ACC": pm("ACC"),
-                "forgetting": pm("forgetting"),
-                "LA": pm("LA"),
-                "train s": "-" if pd.isna(row.get("train_seconds_mean")) else f"{row['train_seconds_mean']:.1f}",
+                "ACC (pts)": pm("ACC"),
+                "forgetting (pts)": pm("forgetting"),
+                "LA (pts)": pm("LA"),
+                "train s": format_seconds(row.get("train_seconds_mean")),
             }
         )
     return pd.DataFrame(lines).to_string(index=False)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Seconds for a table: one decimal from 1 s up, two significant digits below (0.043), '-' if unknown."""
+    if seconds is None or pd.isna(seconds):
+        return "-"
+    return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2g}"
 
 
 def selection_frame(selection: dict[str, Any]) -> pd.DataFrame:

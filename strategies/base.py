@@ -65,6 +65,24 @@ class StrategyContext:
             raise ValueError(f"{strategy} {why}, so it needs the whole schedule up front; this scenario decides "
                              "its turns while training (a search)")
 
+    def own_name(self, name: str) -> str:
+        """The name the user's own module gives the parameter the harness calls ``name``.
+
+        Strategies see ``model.named_parameters()`` of the harness's model: a ``custom`` scenario wraps the
+        user's module, so its names carry the prefix ``net.`` (``net.trunk.1.weight`` is the user's
+        ``trunk.1.weight``). ``used_params`` use the harness's names."""
+        prefix = self.parameter_prefix
+        return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+    def harness_name(self, own_name: str) -> str:
+        """The harness's name of the user's parameter ``own_name`` (inverse of :meth:`own_name`)."""
+        return self.parameter_prefix + own_name
+
+    @property
+    def parameter_prefix(self) -> str:
+        """What the harness's model puts before the user's parameter names ('' for the built-in scenarios)."""
+        return getattr(self.model, "parameter_prefix", "")
+
     def shared_params(self, index: int) -> frozenset[str]:
         """Parameters the model of experience ``index`` uses that an earlier experience's model used too."""
         return shared_params(self.used_params, index)

@@ -25,8 +25,15 @@ the layer's input a_n. Then
 * BatchNorm in eval mode (running statistics) is a per-channel affine map of the normalised input
   x^ = (a - mean) / sqrt(var + eps): g_n(gamma_c) = sum_s delta_{n,c,s} x^_{n,c,s} and
   g_n(beta_c) = sum_s delta_{n,c,s}, two reductions.
+* LayerNorm normalises each position over its last dimensions with that position's own statistics,
+  so the same two reductions hold with x^ = layer_norm(a) (no affine part): every transformer
+  block's norms take this path.
 * Any other layer type with parameters falls back to ``torch.func`` (vmap of grad) for exactly
-  those parameters.
+  those parameters; where vmap cannot trace the model (Python control flow on tensor values, as in
+  Hugging Face ``transformers``' attention masks), to one backward pass per sample for them.
+
+Frozen parameters (``requires_grad`` False) have no importance: they are skipped, whatever layer
+holds them.
 
 When every parameter is on a fast path, the backward pass asks autograd for the hooked outputs'
 gradients only, so it computes no parameter gradients (the per-sample sums replace them); the
@@ -123,6 +130,9 @@ def _accumulate_fast(module: nn.Module, calls: list[list[torch.Tensor]], sums: d
     if isinstance(module, _NORM_LAYERS):
         _accumulate_norm(module, calls, sums, prefix)
         return
+    if isinstance(module, nn.LayerNorm):
+        _accumulate_layer_norm(module, calls, sums, prefix)
+        return
     has_bias = module.bias is not None
     if isinstance(module, nn.Linear) and len(calls) == 1 and calls[0][0].dim() == 2:
         a, delta = calls[0]
@@ -191,17 +201,36 @@ def _accumulate_norm(module: nn.Module, calls: list[list[torch.Tensor]], sums: d
     sums[prefix + "bias"] += (grad_b**2).sum(0)
 
 
-def _split_parameters(model: nn.Module):
-    """Fast modules (every parameter of which the hooks cover) and the names left to the fallback."""
+def _accumulate_layer_norm(module: nn.LayerNorm, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor],
+                           prefix: str) -> None:
+    """Per-sample gradients of a LayerNorm's scale and shift (summed over positions), squared and summed."""
+    grad_w, grad_b = 0, 0
+    for a, delta in calls:
+        normalised = F.layer_norm(a, module.normalized_shape, None, None, module.eps)
+        n, k = a.shape[0], len(module.normalized_shape)
+        d = delta.reshape(n, -1, *delta.shape[delta.dim() - k:])
+        grad_w = grad_w + (d * normalised.reshape(d.shape)).sum(1)
+        grad_b = grad_b + d.sum(1)
+    sums[prefix + "weight"] += (grad_w**2).sum(0)
+    if module.bias is not None:
+        sums[prefix + "bias"] += (grad_b**2).sum(0)
+
+
+def _split_parameters(model: nn.Module, trainable: set[str]):
+    """Fast modules (every parameter of which the hooks cover) and the names left to the fallback;
+    only parameters in ``trainable`` count (a module whose parameters are all frozen is neither)."""
     fast, fallback = {}, []
     for mod_name, module in model.named_modules():
-        own = [n for n, _ in module.named_parameters(recurse=False)]
+        prefix = f"{mod_name}." if mod_name else ""
+        every = [n for n, _ in module.named_parameters(recurse=False)]
+        own = [n for n in every if prefix + n in trainable]
         if not own:
             continue
-        prefix = f"{mod_name}." if mod_name else ""
-        supported = isinstance(module, _FAST_LAYERS) and set(own) <= {"weight", "bias"}
+        supported = isinstance(module, _FAST_LAYERS) and set(own) <= {"weight", "bias"} and own == every
         if isinstance(module, _NORM_LAYERS):  # the pass runs in eval mode: running statistics only
             supported = set(own) == {"weight", "bias"} and module.running_mean is not None
+        elif isinstance(module, nn.LayerNorm):
+            supported = own == every and module.elementwise_affine
         elif supported and not isinstance(module, nn.Linear):
             supported = (
                 module.groups == 1
@@ -230,7 +259,9 @@ def exact_fisher_diagonal(
     selected model uses); parameters it does not use are absent.
     """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    fast, fallback = _split_parameters(model)
+    if not params:
+        return {}
+    fast, fallback = _split_parameters(model, set(params))
     sums = {n: torch.zeros_like(p) for n, p in params.items()}
     touched: set[str] = set()
     saved_grads = {n: p.grad for n, p in params.items()}
@@ -283,11 +314,27 @@ def _vmap_squared_grads(model, x, targets, task_label, names) -> dict[str, torch
         out = _functional_forward(model, p, xi.unsqueeze(0), task_label, functional_call)
         return F.cross_entropy(out, yi.unsqueeze(0), reduction="sum")
 
-    with warnings.catch_warnings():
-        # an op without a batching rule (attention on CPU) runs sample by sample: exact, only slower
-        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
-        per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))(chosen, x, targets)
+    try:
+        with warnings.catch_warnings():
+            # an op without a batching rule (attention on CPU) runs sample by sample: exact, only slower
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+            per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))(chosen, x, targets)
+    except Exception:  # noqa: BLE001 - vmap cannot trace this forward (e.g. `.item()` on a mask): go sample by sample
+        return _looped_squared_grads(model, x, targets, task_label, names)
     return {n: (g.detach() ** 2).sum(0) for n, g in per_sample.items()}
+
+
+def _looped_squared_grads(model, x, targets, task_label, names) -> dict[str, torch.Tensor]:
+    """sum_n (per-sample grad)^2 for ``names``, one forward and backward per sample."""
+    params = dict(model.named_parameters())
+    chosen = [params[n] for n in names]
+    sums = [torch.zeros_like(p) for p in chosen]
+    for i in range(len(targets)):
+        loss = F.cross_entropy(_forward(model, x[i : i + 1], task_label), targets[i : i + 1], reduction="sum")
+        for total, g in zip(sums, torch.autograd.grad(loss, chosen, allow_unused=True)):
+            if g is not None:
+                total.add_(g.detach().square())
+    return dict(zip(names, sums))
 
 
 def _functional_forward(model, p, x, task_label, functional_call):

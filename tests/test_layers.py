@@ -17,7 +17,7 @@ PACKAGES = ("benchmark", "strategies", "reports")
 
 # (layer, module-name prefixes), first match wins. Imports may go to the same or an earlier layer.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("benchmark.__init__", "benchmark.registry", "benchmark.registries", "benchmark.grid",
+    ("foundation", ("benchmark.__init__", "benchmark.registry", "benchmark.references", "benchmark.registries", "benchmark.grid",
                     "benchmark.training", "benchmark.record", "benchmark.store", "benchmark.stop", "reports.__init__",
                     "reports.metrics", "reports.stats")),
     ("config", ("benchmark.config",)),

@@ -41,8 +41,27 @@ class ScenarioParams(BaseModel):
         name = getattr(self, "dataset", None)
         return [(name, bool(getattr(self, "download", False)))] if name else []
 
+    def needs_data_files(self) -> bool:
+        """True when building the scenario reads files under the data root (``validate --skip-data`` then
+        skips its :meth:`preflight`); default: a dataset of :meth:`data_requirements` has files."""
+        from benchmark.datasets import dataset_info
+
+        return any(dataset_info(name).get("files") for name, _ in self.data_requirements())
+
     def preflight(self, data_root: Any, seed: int) -> None:
         """Raise ValueError if this scenario cannot be built (checked before a suite runs; default: nothing)."""
+
+    def parameter_count(self) -> int | None:
+        """Parameters of the scenario's whole network when known without its data (the preflight's memory
+        estimate; default: unknown)."""
+        return None
+
+
+def count_parameters(build: Callable[[], torch.nn.Module]) -> int:
+    """Parameters of the module ``build()`` makes, built on the meta device (no memory is allocated, so a
+    network of any size is counted in milliseconds)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
 
 
 class LabelledTensors(TensorDataset):

@@ -30,7 +30,6 @@ Experiences are materialised as tensors once (``max_train`` / ``max_test`` subsa
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any, Callable, Literal
 
@@ -39,30 +38,8 @@ from pydantic import Field, PositiveInt, field_validator
 from torch import nn
 
 from benchmark.models import TaskRoutedModule
+from benchmark.references import REFERENCE_FORMAT, import_object  # noqa: F401  (re-exported)
 from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
-
-REFERENCE_FORMAT = "module.path:attribute"
-
-
-def import_object(reference: str) -> Callable[..., Any]:
-    """The object ``module.path:attribute`` names (attribute may be dotted); ValueError saying what failed."""
-    module_name, sep, attribute = reference.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"{reference!r} is not a reference of the form {REFERENCE_FORMAT}")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"{reference!r}: cannot import module {module_name!r}: {exc}") from None
-    except Exception as exc:  # the user's module raised while importing
-        raise ValueError(f"{reference!r}: importing module {module_name!r} raised {type(exc).__name__}: {exc}") from None
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"{reference!r}: module {module_name!r} has no attribute {attribute!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"{reference!r} is not callable")
-    return obj
-
 
 def _call(factory: Callable[..., Any], params: dict[str, Any], offered: dict[str, Any], what: str) -> Any:
     """``factory(**params, **offered[k] for k the factory's signature names)``; ValueError with its message."""
@@ -109,7 +86,10 @@ class CustomParams(ScenarioParams):
 
 class UserModel(TaskRoutedModule):
     """The user's module behind forgetbench's routing: ``forward_single_task(x, t)`` runs the user's
-    multi-task model on task ``t``, or a plain module on ``x``. Parameter names get the ``net.`` prefix."""
+    multi-task model on task ``t``, or a plain module on ``x``. Parameter names get the ``net.`` prefix
+    (:attr:`parameter_prefix`); ``StrategyContext.own_name`` / ``harness_name`` map between the two."""
+
+    parameter_prefix = "net."
 
     def __init__(self, net: nn.Module, used: dict[int, frozenset[str]] | None = None, max_class_label: int = 1):
         super().__init__()

@@ -9,12 +9,14 @@ task, the setting in which EWC (Kirkpatrick et al., 2017) and SI (Zenke et al., 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field, PositiveInt, field_validator
 
-from benchmark.datasets import load_dataset
+from benchmark.datasets import dataset_info, load_dataset
 from benchmark.models import MultiHeadNet, make_trunk
-from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
+from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, count_parameters
 from benchmark.scenarios.split import validate_dataset_name
 
 
@@ -27,6 +29,16 @@ class PermutedParams(ScenarioParams):
     download: bool = False
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
+
+    def parameter_count(self) -> int:
+        info = dataset_info(self.dataset)
+        n_features = int(math.prod(info["input_shape"]))
+
+        def build() -> MultiHeadNet:
+            trunk, features = make_trunk("mlp", (n_features,), self.widths)
+            return MultiHeadNet(trunk, features, [info["num_classes"]])
+
+        return count_parameters(build)
 
 
 def draw_permutations(n_features: int, tasks: int, seed: int, identity_first: bool) -> list[torch.Tensor]:

@@ -26,7 +26,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from benchmark.datasets import DATASETS, dataset_info, load_dataset
 from benchmark.models import MultiHeadNet, make_trunk
-from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
+from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, count_parameters
 
 
 def validate_dataset_name(name: str) -> str:
@@ -64,6 +64,16 @@ class SplitParams(ScenarioParams):
                 f"{available} classes of {self.dataset!r}"
             )
         return self
+
+    def parameter_count(self) -> int:
+        shape, k = dataset_info(self.dataset)["input_shape"], self.classes_per_task
+
+        def build() -> MultiHeadNet:
+            trunk, features = make_trunk(self.trunk, shape, self.widths)
+            heads = [k] * self.tasks if self.setting == "task-IL" else [k if self.setting == "domain-IL" else k * self.tasks]
+            return MultiHeadNet(trunk, features, heads, shared_head=self.setting != "task-IL")
+
+        return count_parameters(build)
 
 
 def class_order(num_classes: int, seed: int) -> list[int]:

@@ -90,6 +90,9 @@ class TextParams(ScenarioParams):
     def data_requirements(self) -> list[tuple[str, bool]]:
         return []  # text corpora are not image datasets; preflight checks them
 
+    def needs_data_files(self) -> bool:
+        return True  # the encoder (and a corpus folder) may live under the data root
+
     def preflight(self, data_root: Any, seed: int) -> None:
         try:
             corpus = load_corpus(self)

@@ -19,6 +19,7 @@ falls ("multi-model forgetting").
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -27,7 +28,7 @@ from torch import nn
 
 from benchmark.datasets import dataset_info, load_dataset
 from benchmark.models import TaskRoutedModule
-from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
+from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn, count_parameters
 from benchmark.scenarios.split import select_classes, validate_dataset_name
 
 
@@ -59,6 +60,11 @@ class TwoModelParams(ScenarioParams):
             if outside:
                 raise ValueError(f"data_b: class ids {outside} are not classes of {self.dataset} (0..{classes - 1})")
         return self
+
+    def parameter_count(self) -> int:
+        info = dataset_info(self.dataset)
+        in_features, classes = int(math.prod(info["input_shape"])), info["num_classes"]
+        return count_parameters(lambda: TwoModelNet(in_features, self, classes, classes))
 
 
 def _hidden(fan_in: int, width: int) -> nn.Sequential:

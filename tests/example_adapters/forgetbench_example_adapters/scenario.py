@@ -3,8 +3,8 @@
 Model t = backbone -> adapter_t -> head_t, with adapter_t(h) = h + up_t(relu(down_t(h))) (Houlsby et
 al., 2019). With ``train_backbone: true`` the backbone is shared and trained by every task (what a
 regularizer must protect); with ``false`` it is frozen (a pretrained encoder), so only the adapters and
-heads learn and nothing can be forgotten: the harness finds the frozen backbone's weights used by
-every task all the same. Tasks are class splits of a forgetbench dataset, as in ``split``.
+heads learn and nothing can be forgotten: a frozen weight cannot move, so no task's used set names it
+(the harness's detection leaves frozen parameters out, and the declared sets below agree). Tasks are class splits of a forgetbench dataset, as in ``split``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class AdapterNet(TaskRoutedModule):
 
     def used_parameter_names(self, task_label: int) -> frozenset[str]:
         prefixes = ("backbone.", f"adapters.{task_label}.", f"heads.{task_label}.")
-        return frozenset(n for n, _ in self.named_parameters() if n.startswith(prefixes))
+        return frozenset(n for n, p in self.named_parameters() if n.startswith(prefixes) and p.requires_grad)
 
 
 @SCENARIOS.register("adapters", params=AdaptersParams)
