@@ -102,6 +102,26 @@ def collapse_message(final: list[float], tasks: list[Task], seen: list[int]) -> 
     return f"collapsed to chance level on every task seen, with a finite loss: {detail}"
 
 
+def tasks_at_chance(final: list[float], tasks: list[Task], seen: list[int]) -> list[int]:
+    """The tasks seen whose final accuracy is at chance (:func:`at_chance` on the task's own test set)."""
+    return [j for j in seen if at_chance(final[j], tasks[j].test_y)]
+
+
+def chance_message(matrix: list[list[float]], tasks: list[Task], seen: list[int], at: list[int]) -> str:
+    """``3 of 5 tasks at chance at the end: ...``, saying for each whether it was learned first (so forgotten
+    entirely) or never learned (the accuracy right after its own training was at chance too)."""
+    final = matrix[-1]
+    diagonal = {j: matrix[min(i, len(matrix) - 1)][j] for i, j in enumerate(seen)} if len(matrix) == len(seen) else {}
+    parts = []
+    for j in at:
+        learned = diagonal.get(j)
+        how = "" if learned is None else (
+            f", never learned ({learned:.3f} after its training)" if at_chance(learned, tasks[j].test_y)
+            else f", forgotten entirely ({learned:.3f} after its training)")
+        parts.append(f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f}{how})")
+    return f"{len(at)} of {len(seen)} tasks at chance at the end: " + "; ".join(parts)
+
+
 class LossWatch(SupervisedPlugin):
     """Flags a non-finite loss without a host sync per step (checked once per epoch)."""
 

@@ -102,6 +102,9 @@ class RunRecord(BaseModel):
     memory: Memory | None = None
     resumed_from_experience: int | None = None
     evaluated_on: dict[str, Any] | None = None
+    # tasks whose final accuracy is at chance while the run is ok (others learned): flagged in the report
+    tasks_at_chance: list[int] | None = None
+    warnings: list[str] | None = None  # what the run noticed that does not fail it (each a sentence)
     traceback: str | None = None
 
     @field_validator("accuracy_matrix")

@@ -37,7 +37,8 @@ import torch
 from benchmark import checkpoint as checkpoints
 from benchmark import store
 from benchmark.config import ComponentSpec, SuiteConfig, run_id, strategy_variants
-from benchmark.harness import CurveRecorder, DivergedError, Harness, collapse_message, evaluate
+from benchmark.harness import (CurveRecorder, DivergedError, Harness, chance_message, collapse_message, evaluate,
+                               tasks_at_chance)
 from benchmark.record import SCHEMA_VERSION, Component, CurvePoint, Memory, RunRecord, TurnAccuracy
 from benchmark.registries import SCENARIOS
 from benchmark.scenarios import Scenario, ScenarioInputs, Turn
@@ -267,7 +268,7 @@ def _execute(
 
     start = 0
     if checkpoint is not None and scenario.adaptive:
-        record.warnings = [*getattr(record, "warnings", []),
+        record.warnings = [*(record.warnings or []),
                            "checkpointing off: the scenario decides its turns while training (a search), "
                            "and its state is not checkpointed"]
         checkpoint = None
@@ -303,6 +304,12 @@ def _execute(
         collapsed = collapse_message(record.accuracy_matrix[-1], scenario.tasks, seen)
         if collapsed is not None:  # a finite loss, but nothing learned: its metrics would mislead
             record.status, record.error = "collapsed", collapsed
+        else:  # some tasks at chance while others are fine: kept and averaged, but never silently
+            at = tasks_at_chance(record.accuracy_matrix[-1], scenario.tasks, seen)
+            if at:
+                record.tasks_at_chance = at
+                record.warnings = [*(record.warnings or []),
+                                   chance_message(record.accuracy_matrix, scenario.tasks, seen, at)]
 
 
 def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, turns, start: int,
@@ -341,13 +348,13 @@ def _resume(path: Path, spec: RunSpec, strategy, harness: Harness, record: RunRe
     """
     missing = checkpoints.unsupported_plugins(strategy, harness)
     if missing:
-        record.warnings = [*getattr(record, "warnings", []),
+        record.warnings = [*(record.warnings or []),
                            f"checkpointing off: plugins {missing} declare no state_dict()/load_state_dict()"]
         return 0, None
     try:
         state = checkpoints.load(path, spec.resolved(), strategy, harness)
     except checkpoints.CheckpointError as exc:
-        record.warnings = [*getattr(record, "warnings", []), checkpoints.discard(path, str(exc))]
+        record.warnings = [*(record.warnings or []), checkpoints.discard(path, str(exc))]
         return 0, path
     if state is None:
         return 0, path

@@ -186,6 +186,8 @@ class _Driver:
         if record["status"] != "ok":
             self.outcome.failed.append(job.spec.run_id)
             self.bar.write(f"run {job.spec.run_id} {record['status']}: {record['error']}")
+        for warning in record.get("warnings") or []:
+            self.bar.write(f"run {job.spec.run_id}: {warning}")
         self.bar.update(1)
         self._refresh(job.spec.run_id)
 

@@ -99,6 +99,7 @@ class ScenarioView:
     search_rows: list[dict[str, Any]] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
+    flagged: list[dict[str, Any]] = field(default_factory=list)  # ok runs with tasks at chance
     naive: str | None = None
     few_seeds: bool = False  # fewer than 3 seeds: the intervals are not informative
     headline: str | None = None  # the scenario's headline figure (data URI)
@@ -221,6 +222,8 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     view.verdict = _verdict(t, long[long.scenario == name], naive, refs)
     view.few_seeds = 0 < max((row["n"] for row in view.rows), default=0) < V.MIN_SEEDS
     view.problems = problems[problems.scenario == name].to_dict("records")
+    flagged = S.flagged_runs(records)
+    view.flagged = flagged[flagged.scenario == name].to_dict("records")
 
     colours = F.palette(order, naive)
     curves, gaps = S.curves_frame(records, name), S.err_gap_frame(records, name)

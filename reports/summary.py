@@ -260,6 +260,18 @@ def problem_runs(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["scenario", "strategy", "seed", "status", "error", "run_id", "source"])
 
 
+def flagged_runs(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Ok runs that left some tasks at chance (``tasks_at_chance``): counted in every metric, and listed
+    with the record's sentence (``3 of 5 tasks at chance at the end: ...``) so that is never silent."""
+    rows = [
+        {"scenario": _scenario(r), "strategy": _strategy(r), "seed": r.get("seed"), "run_id": r.get("run_id"),
+         "tasks": len(r["tasks_at_chance"]),
+         "warning": next((w for w in r.get("warnings") or [] if "at chance" in w), "")}
+        for r in records if is_ok(r) and r.get("tasks_at_chance")
+    ]
+    return pd.DataFrame(rows, columns=["scenario", "strategy", "seed", "run_id", "tasks", "warning"])
+
+
 # --- frames the figures plot -----------------------------------------------------------------------
 
 
