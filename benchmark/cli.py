@@ -153,11 +153,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.suite import preflight
 
     suite = load_config(args.config)
+    if args.show_params and args.skip_data:
+        raise ConfigError("--show-params builds each scenario, which reads its data: drop --skip-data")
     preflight(suite, _data_root(args.data_root) if args.data_root is not None or not args.skip_data else None)
     runs = len(expand_suite(suite))
     sweeps = plan_sweeps(suite)
     runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds
     print(f"{args.config}: valid suite {suite.name!r}, {runs} run(s)")
+    if args.show_params:
+        from benchmark.runner import RunSpec, build_scenario
+        from reports.tables import format_parameter_sets, parameter_sets
+
+        for spec in suite.scenarios:
+            run = RunSpec(suite.name, spec, suite.strategies[0], suite.seeds[0], suite.training, "cpu")
+            scenario = build_scenario(run, _data_root(args.data_root))
+            print(f"\nscenario {spec.display_name!r} (seed {suite.seeds[0]}): parameters each task's model uses "
+                  "(names as strategies see them)")
+            print(format_parameter_sets(parameter_sets(scenario.model, [t.used_params for t in scenario.tasks],
+                                                       [t.name for t in scenario.tasks])))
     return EXIT_OK
 
 
@@ -275,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--data-root", help="also check that the data is there (default root if omitted)")
     p.add_argument("--skip-data", action="store_true", help="do not check that the data is present")
+    p.add_argument("--show-params", action="store_true",
+                   help="build each scenario and list every task's used, shared and private parameters")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("list", help="list registered strategies, scenarios or datasets")

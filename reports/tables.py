@@ -77,6 +77,39 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2g}"
 
 
+def parameter_sets(model, used: list[frozenset[str]], task_names: list[str]) -> pd.DataFrame:
+    """One row per (task, parameter tensor the task's model uses): shape, weights, and the other tasks that
+    use it too ('shared') or none ('private'); then one row per frozen tensor no task trains (task '-')."""
+    params = dict(model.named_parameters())
+    rows = []
+    for j, (name, names) in enumerate(zip(task_names, used)):
+        for pname in sorted(names):
+            others = [task_names[k] for k, other in enumerate(used) if k != j and pname in other]
+            p = params[pname]
+            rows.append({"task": name, "parameter": pname, "shape": tuple(p.shape), "weights": p.numel(),
+                         "use": "shared with " + ", ".join(others) if others else "private"})
+    trained = set().union(*used) if used else set()
+    for pname, p in params.items():
+        if pname not in trained:
+            rows.append({"task": "-", "parameter": pname, "shape": tuple(p.shape), "weights": p.numel(),
+                         "use": "frozen" if not p.requires_grad else "used by no task"})
+    return pd.DataFrame(rows, columns=["task", "parameter", "shape", "weights", "use"])
+
+
+def format_parameter_sets(frame: pd.DataFrame) -> str:
+    """:func:`parameter_sets` for the terminal, with a total per task."""
+    if frame.empty:
+        return "(no parameters)"
+    lines = []
+    for task, rows in frame.groupby("task", sort=False):
+        shared = rows[rows.use.str.startswith("shared")]
+        lines.append(f"{task}: {len(rows)} tensors, {rows.weights.sum():,} weights "
+                     f"({shared.weights.sum():,} shared, {rows.weights.sum() - shared.weights.sum():,} private)")
+        for row in rows.itertuples():
+            lines.append(f"  {row.parameter:<40} {str(row.shape):<14} {row.weights:>12,}  {row.use}")
+    return "\n".join(lines)
+
+
 def selection_frame(selection: dict[str, Any]) -> pd.DataFrame:
     """One row per swept combination of ``OUT/selection.json``: its validation score and whether chosen."""
     rows = []

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,12 @@ def _text(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `text` scenario (BBC News on MiniLM), params overridden."""
     return _suite(scenarios=[{"name": "text", "params": {"corpus": "bbc_news", "max_length": 16} | params}])
 
+
+# nine levels of ten aliases each: 10^9 values once expanded, a few hundred bytes as text
+_ALIAS_BOMB = "\n".join(
+    ["name: t", 'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    + [f"{b}: &{b} [{', '.join(['*' + a] * 10)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+    + ["strategies: [*i]"]) + "\n"
 
 _RECORD = {  # the least a readable result file holds
     "schema_version": 2, "run_id": "r", "suite": "t", "seed": 0, "status": "ok", "config": {},
@@ -192,6 +199,36 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "adapters.target_modules: ['qkv'] name no Linear layer of the encoder's layers; allowed: attention.self.query"),
     ("text-hf-offline", {"suite": _text(corpus="hf:ag_news")}, RUN, "downloads are off: set `download: true`"),
     ("text-adapters-key", {"suite": _text(adapters={"rnak": 4})}, RUN, "scenarios[0].params.adapters.rnak"),
+    # --- issue 34: found as new and as hostile users
+    ("yaml-alias-bomb", {"suite": _ALIAS_BOMB}, RUN, "expands to more than 100,000 values"),
+    ("yaml-deep-nesting", {"suite": "name: t\nseeds: " + "[" * 2000 + "]" * 2000 + "\n"}, RUN, "nests deeper than 64"),
+    ("label-10000-characters", {"suite": _suite(strategies=[{"name": "naive", "label": "a" * 10_000}])}, RUN,
+     "strategies[0].label: Value error, label is 10000 characters long; at most 100"),
+    ("suite-name-too-long", {"suite": _suite(name="n" * 300)}, RUN, "name: String should have at most 100 characters"),
+    ("out-is-a-file", {"suite": _suite(), "taken": "not a folder"}, ("run", "{suite}", "--out", "{taken}"),
+     "is a file, not a folder"),
+    ("out-under-a-file", {"suite": _suite(), "taken": "x"}, ("run", "{suite}", "--out", "{taken}/sub"),
+     "is a file, not a folder"),
+    ("report-output-under-a-file", {"results/runs/r/result.json": json.dumps(_RECORD), "taken": "x"},
+     ("report", "{dir}/results", "-o", "{taken}/report.html"), "-o/--output"),
+    ("validate-skip-data-factory-keyword", {"suite": _custom(benchmark_params={"n_tasks": 3})},
+     ("validate", "{suite}", "--skip-data"), "unexpected keyword argument 'n_tasks'"),
+    ("validate-skip-data-no-task-labels", {"suite": _custom(benchmark_params={"task_labels": False})},
+     ("validate", "{suite}", "--skip-data"), "has no task labels"),
+    ("unknown-key-lists-allowed", {"suite": _strategy("ewc", ewc_lamda=100)}, RUN,
+     "strategies[0].params.ewc_lamda: unknown key; did you mean 'ewc_lambda'? allowed: ewc_lambda"),
+    ("unknown-nested-key-lists-allowed", {"suite": _suite(training={"lrr": 0.1})}, RUN,
+     "training.lrr: unknown key; did you mean 'lr'? allowed: optimizer, lr"),
+    ("unknown-root-key-lists-allowed", {"suite": _suite(strategy=[{"name": "naive"}])}, RUN,
+     "strategy: unknown key; did you mean 'strategies'? allowed: name, seeds"),
+    ("unknown-strategy-suggests", {"suite": _suite(strategies=[{"name": "wlp"}])}, RUN,
+     "unknown strategy 'wlp'; did you mean 'wpl'?"),
+    ("impossible-widths", {"suite": _suite(scenarios=[{"name": "split", "params": {
+        "dataset": "digits", "tasks": 2, "widths": [2_000_000, 2_000_000]}}])}, RUN,
+     "scenarios[0].params: the network would have 4,000,"),
+    ("impossible-widths-validate", {"suite": _suite(scenarios=[{"name": "permuted", "params": {
+        "dataset": "digits", "widths": [3_000_000, 3_000_000]}}])}, ("validate", "{suite}", "--skip-data"),
+     "more than the"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))
@@ -226,15 +263,18 @@ def test_bad_input_exits_2_names_the_field_and_writes_nothing(files, argv, field
         out.mkdir()  # `-o` at an existing directory
     before = _snapshot(tmp_path)
     args = [a.format(out=out, **paths) for a in argv]
+    started = time.perf_counter()
     try:
         status = main(args)
     except SystemExit as exc:  # argparse usage errors exit 2 themselves
         status = exc.code
+    seconds = time.perf_counter() - started
     err = capsys.readouterr().err
     assert status == 2, err
     assert field in err, err
     assert "Traceback" not in err
     assert _snapshot(tmp_path) == before, "bad input wrote files"
+    assert seconds < 60, f"refusing bad input took {seconds:.0f} s"  # an alias bomb ran 60 s and grew past 1.2 GB
 
 
 def test_bad_input_through_the_installed_console_script(tmp_path):

@@ -112,7 +112,7 @@ def test_detected_used_params_equal_the_declared_ones_on_builtin_scenarios(name,
         assert used_parameters(scenario.model, probe, task.model_key) == task.used_params, task.name
 
 
-def test_detection_leaves_out_an_op_an_architecture_skips_and_keeps_dead_and_frozen_units():
+def test_detection_leaves_out_an_op_an_architecture_skips_and_frozen_units_and_keeps_dead_ones():
     from benchmark.detect import used_parameters
     from benchmark.models import TaskRoutedModule
 
@@ -122,7 +122,7 @@ def test_detection_leaves_out_an_op_an_architecture_skips_and_keeps_dead_and_fro
             self.a, self.b, self.head = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
             with torch.no_grad():
                 self.a.weight.fill_(-1.0), self.a.bias.fill_(-1.0)  # ReLU(a(x)) is dead for x >= 0
-            self.head.requires_grad_(False)  # frozen, still used
+            self.head.requires_grad_(False)  # frozen: reached, but training cannot move it
 
         def forward_single_task(self, x, task_label):
             h = torch.relu(self.a(x))
@@ -130,9 +130,35 @@ def test_detection_leaves_out_an_op_an_architecture_skips_and_keeps_dead_and_fro
 
     model = TinySupernet()
     x = torch.rand(8, 4)
-    assert used_parameters(model, x, 0) == {"a.weight", "a.bias", "b.weight", "b.bias", "head.weight", "head.bias"}
-    assert used_parameters(model, x, 1) == {"a.weight", "a.bias", "head.weight", "head.bias"}
+    assert used_parameters(model, x, 0) == {"a.weight", "a.bias", "b.weight", "b.bias"}
+    assert used_parameters(model, x, 1) == {"a.weight", "a.bias"}
     assert not model.head.weight.requires_grad and model.training  # restored
+
+
+def test_detection_reads_a_forward_that_switches_requires_grad_per_task():
+    """PEFT's set_adapter freezes every adapter but the active one inside the forward: detection used to die
+    with 'One of the differentiated Tensors does not require grad' (issue 34, item 15)."""
+    from benchmark.detect import used_parameters
+    from benchmark.models import TaskRoutedModule
+
+    class SwitchedAdapters(TaskRoutedModule):
+        def __init__(self):
+            super().__init__()
+            self.base = nn.Linear(4, 4)
+            self.adapters = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+            self.head = nn.Linear(4, 2)
+
+        def forward_single_task(self, x, task_label):
+            for t, adapter in enumerate(self.adapters):  # what set_adapter(task_label) does
+                adapter.requires_grad_(t == task_label)
+            h = self.base(x)
+            return self.head(h + sum(a(h) for a in self.adapters))  # inactive adapters still run, frozen
+
+    model = SwitchedAdapters()
+    for t in (0, 1):
+        used = used_parameters(model, torch.rand(8, 4), t)
+        assert used == {"base.weight", "base.bias", f"adapters.{t}.weight", f"adapters.{t}.bias",
+                        "head.weight", "head.bias"}
 
 
 @pytest.mark.parametrize("name, params", BUILTIN_SMALL)
