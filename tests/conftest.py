@@ -101,3 +101,22 @@ def cli():
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+class _ForgetFirstTask(SupervisedPlugin):
+    """Zeroes task 0's head after the last experience: its model then predicts one class (chance), the others not."""
+
+    def after_training_exp(self, strategy, **kwargs):
+        if strategy.experience.current_experience == 1:  # the second (last) experience of the tiny suite
+            with torch.no_grad():
+                for name, p in strategy.model.named_parameters():
+                    if name.startswith("heads.0."):
+                        p.zero_()
+
+
+if "test_forget_first_task" not in STRATEGIES:
+
+    @register_strategy("test_forget_first_task", params=NoParams)
+    def _build_forget_first(ctx: StrategyContext, params: NoParams):
+        """Test-only: task 0's head is zeroed at the end (task 0 at chance, task 1 fine)."""
+        return ctx.build(plugins=[_ForgetFirstTask()])
