@@ -366,8 +366,18 @@ def release_prestarted() -> None:
         _ray_started_here = False
 
 
+NODE_LOSS_RESUBMITS = 3  # a run lost with its Ray node is submitted again at most this many times
+
+
 class RayExecutor:
-    """One Ray task per run; at most ``workers`` in flight (default: as many as Ray schedules)."""
+    """One Ray task per run; at most ``workers`` in flight (default: as many as Ray schedules).
+
+    A run lost with its node (the node left the cluster, or died, while the run was on it) is not the
+    run's failure: it is submitted again, up to :data:`NODE_LOSS_RESUBMITS` times, and ``notify`` says so
+    (the suite's progress line). A run that crashes its worker on a live node is recorded as failed.
+    """
+
+    notify: Callable[[str], None] = staticmethod(lambda message: print(message, file=sys.stderr))
 
     def __init__(
         self,
@@ -383,6 +393,19 @@ class RayExecutor:
         self.workers = workers
         self.address = address
         self.refs: dict[Any, Job] = {}
+        self.lost: dict[str, int] = {}  # job key -> times resubmitted after losing its node
+        self._nodes_seen = self._alive_nodes()
+
+    def _alive_nodes(self) -> set[str]:
+        return {n["NodeID"] for n in self.ray.nodes() if n.get("Alive")}
+
+    def _lost_with_its_node(self, exc: BaseException) -> bool:
+        """True when ``exc`` is a node's loss, not the run's: Ray says the node died or the object is lost,
+        or the worker crashed and a node of the cluster as it was when the suite started has gone."""
+        exceptions = self.ray.exceptions
+        if isinstance(exc, (exceptions.NodeDiedError, exceptions.ObjectLostError)):
+            return True
+        return isinstance(exc, exceptions.WorkerCrashedError) and bool(self._nodes_seen - self._alive_nodes())
 
     def _threads(self, spec: RunSpec) -> int:
         if self.address is None and self.workers:
@@ -422,6 +445,13 @@ class RayExecutor:
                 try:
                     record = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - worker crash, lost node, task error
+                    if self._lost_with_its_node(exc) and self.lost.get(job.key, 0) < NODE_LOSS_RESUBMITS:
+                        self.lost[job.key] = self.lost.get(job.key, 0) + 1
+                        self.notify(f"run {job.spec.run_id} was lost with its Ray node ({type(exc).__name__}); "
+                                    f"submitted again (resubmission {self.lost[job.key]} of at most "
+                                    f"{NODE_LOSS_RESUBMITS})")
+                        submit(job)
+                        continue
                     record = failure_record(job.spec, worker_error(exc))
                 if pending:
                     submit(pending.popleft())

@@ -241,6 +241,7 @@ def run_suite(
         pool = _LazyExecutor(lambda: make_executor(executor, data_root, workers, address))
         with stop.stop_on_signals():
             try:
+                pool.notify = bar.write
                 driver = _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
                 _run_phases(driver, suite, out, ordinary, sweeps, seeds)
             finally:
@@ -257,10 +258,14 @@ class _LazyExecutor:
     def __init__(self, make):
         self._make, self._pool = make, None
 
+    notify = None  # where an executor's own messages go (the progress bar's line), when it has any
+
     def execute(self, jobs):
         if self._pool is None:
             self._pool = self._make()
             stop.install()  # starting Ray may have installed its own handlers
+            if self.notify is not None and hasattr(self._pool, "notify"):
+                self._pool.notify = self.notify
         return self._pool.execute(jobs)
 
     def close(self) -> None:
