@@ -21,6 +21,7 @@ from benchmark.lock import check_output_folder, output_lock
 from benchmark.references import searched_folders
 from benchmark.runner import RunSpec, expand_suite, failure_record
 from benchmark.training import MAX_SEED
+from reports.units import format_bytes
 from benchmark.scenarios import SCENARIOS
 
 SELECTION_DIR = store.SELECTION_DIR  # OUT/selection/runs/<run_id>/result.json: the validation sweep
@@ -97,8 +98,8 @@ def _memory_problems(suite: SuiteConfig) -> list[str]:
         if need > available:
             problems.append(
                 f"scenarios[{i}].params: the network would have {count:,} parameters; its weights, gradients and "
-                f"{suite.training.optimizer} state alone need about {_bytes(need)} (fp32), more than the "
-                f"{_bytes(available)} of {where}; reduce its widths / width / layers")
+                f"{suite.training.optimizer} state alone need about {format_bytes(need)} (fp32), more than the "
+                f"{format_bytes(available)} of {where}; reduce its widths / width / layers")
     return problems
 
 
@@ -117,14 +118,6 @@ def device_memory(device: str) -> tuple[str, int]:
     if device in ("cuda", "auto") and torch.cuda.is_available():
         return f"GPU {torch.cuda.get_device_name(0)}", torch.cuda.get_device_properties(0).total_memory
     return "this machine's memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 class _Driver:

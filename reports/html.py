@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from benchmark.store import atomic_write_text, file_in_the_way, rerun_command
 from reports import summary as S
 from reports import verdict as V
+from reports.units import format_bytes
 from reports.verdict import fmt_p
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -51,20 +52,10 @@ def fmt(value: float, unit: str, signed: bool = False) -> str:
     if unit == "rate":
         return f"{value:{sign},.0f}"
     if unit == "bytes":
-        return _bytes(value, signed)
+        return format_bytes(value, signed)
     if unit == "area":
         return f"{value:{sign},.1f}"
     return f"{value:{sign}.2f}"
-
-
-def _bytes(value: float, signed: bool) -> str:
-    sign = "+" if signed and value > 0 else ("-" if value < 0 else "")
-    v = abs(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if v < 1024 or unit == "GB":
-            return f"{sign}{v:.0f} {unit}" if unit == "B" else f"{sign}{v:.1f} {unit}"
-        v /= 1024
-    return ""  # unreachable
 
 
 # --- view model ------------------------------------------------------------------------------------

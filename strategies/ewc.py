@@ -193,7 +193,13 @@ class EWCPlugin(Plugin):
             importance = squared_gradient_importance(
                 strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
             )
-        anchor = {n: p.detach() for n, p in strategy.model.named_parameters()}
+        # a frozen parameter cannot move, so it gets no importance and no anchor (the quadratic keeps the names
+        # it started with: a parameter frozen later keeps its zero-cost entry rather than changing the layout)
+        names = self.quadratic.names if not self.quadratic.empty else [
+            n for n, p in strategy.model.named_parameters() if p.requires_grad]
+        params = dict(strategy.model.named_parameters())
+        importance = {n: importance[n] if n in importance else torch.zeros_like(params[n]) for n in names}
+        anchor = {n: params[n].detach() for n in names}
         if self.mode == "separate":
             self.quadratic.add(importance, anchor)
         elif self.quadratic.empty:

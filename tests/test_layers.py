@@ -19,7 +19,7 @@ PACKAGES = ("benchmark", "strategies", "reports")
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("benchmark.__init__", "benchmark.registry", "benchmark.references", "benchmark.registries", "benchmark.grid",
                     "benchmark.training", "benchmark.record", "benchmark.store", "benchmark.stop", "reports.__init__",
-                    "reports.metrics", "reports.stats")),
+                    "reports.metrics", "reports.stats", "reports.units")),
     ("config", ("benchmark.config",)),
     ("scenario", ("benchmark.datasets", "benchmark.text", "benchmark.models", "benchmark.loaders",
                   "benchmark.detect", "benchmark.scenarios")),

@@ -132,7 +132,6 @@ def test_a_worker_node_removed_mid_suite_loses_no_run_and_records_equal_local(tw
     # A run Ray reports lost with the node is resubmitted and the progress says so ("... was lost with its Ray
     # node ...; submitted again"); on this machine Ray mostly lets the removed node's in-flight task finish and
     # return its result, so no such line is required here: what is required is that no run is lost or failed.
-    assert "failed=0" in stderr.splitlines()[-1] or "not ok" not in stdout
     assert "0 not ok" in stdout
     assert cli("run", config, "--out", local, "--quiet", "--no-report") == 0
     a, b = comparable(local), comparable(on_cluster)
