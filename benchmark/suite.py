@@ -80,9 +80,20 @@ def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local
             try:
                 params.preflight(data_root if data_root is not None else default_data_root(), suite.seeds[0])
             except ValueError as exc:
+                if data_root is None and _caused_by(exc, DataMissingError):
+                    continue  # a user's factory reading data files: the data check --skip-data skips
                 errors.append(f"scenarios[{i}] ({spec.label or spec.name}): {exc}")
     if errors:
         raise ConfigError("\n".join(errors))
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """True when ``exc`` or an exception it was raised from is a ``kind``."""
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _memory_problems(suite: SuiteConfig) -> list[str]:

@@ -326,6 +326,24 @@ def test_iterations_per_task_is_every_strategys_step_count(strategy):
 # --- 17. the detected parameter sets are visible ---------------------------------------------------------------
 
 
+def missing_data_benchmark(data_root):
+    from benchmark.datasets import DataMissingError
+
+    raise DataMissingError(f"dataset 'mine' not found under data root {data_root}")
+
+
+def test_validate_skip_data_skips_a_factory_that_needs_data_files_but_runs_the_others(tmp_path, capsys):
+    """--skip-data runs the user's factories (issue 34, item 6), but a factory that fails only because its data
+    files are missing is the data check --skip-data skips; without --skip-data it is exit 2."""
+    sys.modules.setdefault("test_reliability", sys.modules[__name__])
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump(tiny_suite(scenarios=[{"name": "custom", "params": {
+        "model": "byo_fixtures:multihead_mlp", "benchmark": "test_reliability:missing_data_benchmark"}}])))
+    assert main(["validate", str(config), "--skip-data"]) == 0
+    assert main(["validate", str(config), "--data-root", str(tmp_path / "empty")]) == 2
+    assert "dataset 'mine' not found" in capsys.readouterr().err
+
+
 def test_validate_show_params_lists_used_shared_and_private_parameters(tmp_path, capsys):
     suite = tiny_suite(scenarios=[{"name": "custom", "params": {"model": "test_reliability:frozen_norm_model",
                                                                  "benchmark": "byo_fixtures:tensor_benchmark"}}])
