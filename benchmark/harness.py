@@ -32,16 +32,27 @@ class DivergedError(RuntimeError):
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: Task, batch_size: int, device: torch.device) -> float:
-    """Top-1 accuracy of ``task``'s model on its test data (the model's train/eval mode is restored)."""
+    """The score of ``task``'s model on its test data (the model's train/eval mode is restored).
+
+    Class labels ``(n,)``: top-1 accuracy. Token sequences ``(n, length)`` (a language model, whose logits
+    are ``(n, vocabulary, length)``): exp(-mean token negative log-likelihood) = 1 / perplexity, the
+    geometric mean of the probability given to each next token, so higher is better in both cases."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device: one sync per call
+    sequences = task.test_y.dim() == 2
+    total = torch.zeros((), dtype=torch.float64 if sequences else torch.long, device=device)  # one sync per call
     for start in range(0, len(task.test_y), batch_size):
         x = task.test_x[start : start + batch_size].to(device, non_blocking=True)
         y = task.test_y[start : start + batch_size].to(device, non_blocking=True)
-        correct += (model.forward_single_task(x, task.model_key).argmax(1) == y).sum()
+        out = model.forward_single_task(x, task.model_key)
+        if sequences:
+            total -= torch.nn.functional.cross_entropy(out.float(), y, reduction="sum").double()
+        else:
+            total += (out.argmax(1) == y).sum()
     model.train(was_training)
-    return int(correct) / max(len(task.test_y), 1)
+    if sequences:
+        return math.exp(float(total) / max(task.test_y.numel(), 1))
+    return int(total) / max(len(task.test_y), 1)
 
 
 def check_finite_weights(model: torch.nn.Module) -> None:
@@ -52,10 +63,15 @@ def check_finite_weights(model: torch.nn.Module) -> None:
 
 
 def majority_rate(labels: torch.Tensor) -> float:
-    """Accuracy of always predicting the most frequent label: the best a collapsed model scores."""
-    if len(labels) == 0:
+    """The best score a constant prediction gets: for class labels, the accuracy of always predicting the
+    most frequent one; for token sequences, 1 / perplexity of the tokens' own frequencies (a unigram model)."""
+    if labels.numel() == 0:
         return 0.0
-    return float(torch.bincount(labels.long()).max()) / len(labels)
+    counts = torch.bincount(labels.reshape(-1).long())
+    if labels.dim() == 2:
+        p = counts[counts > 0].double() / labels.numel()
+        return float(torch.exp((p * p.log()).sum()))
+    return float(counts.max()) / len(labels)
 
 
 def at_chance(accuracy: float, labels: torch.Tensor) -> bool:

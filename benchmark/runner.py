@@ -43,7 +43,7 @@ from benchmark.record import SCHEMA_VERSION, Component, CurvePoint, Memory, RunR
 from benchmark.registries import SCENARIOS
 from benchmark.scenarios import Scenario, ScenarioInputs, Turn
 from benchmark.schedule import build_strategy, scheduled_experiences, train_schedule, turn_steps
-from benchmark.training import EXECUTION_KEYS, TrainingConfig
+from benchmark.training import TrainingConfig, training_identity
 from strategies.plugin import PluginProtocol
 
 __all__ = ["RunSpec", "expand_suite", "run", "failure_record", "seeded_scenario", "standalone_accuracy"]
@@ -73,7 +73,7 @@ class RunSpec:
         Execution-only training keys (checkpointing, resources) are left out: they do not change
         the numbers, so changing them must not rerun completed runs.
         """
-        training = self.training.model_dump(mode="json", exclude=set(EXECUTION_KEYS))
+        training = training_identity(self.training)
         resolved = {
             "scenario": self.scenario.model_dump(mode="json"),
             "strategy": self.strategy.model_dump(mode="json"),
@@ -290,6 +290,8 @@ def _execute(
         scenario.schedule.extend(more)
         turns = turns + scheduled_experiences(scenario, start)
 
+    if scenario.adaptive:  # a search may add tasks while it runs (each newly sampled architecture)
+        record.experiences = [task.name for task in scenario.tasks]
     if scenario.standalone:
         t0 = time.perf_counter()
         record.standalone_accuracy = standalone_accuracy(spec, data_root, device, cache_dir)
@@ -372,7 +374,7 @@ def _standalone_key(spec: RunSpec, scenario: Scenario, device: torch.device, ste
         "scenario": spec.scenario.name,
         "params": json.loads(json.dumps(params, default=str)),
         "seed": spec.seed,
-        "training": spec.training.model_dump(mode="json", exclude=set(EXECUTION_KEYS)),
+        "training": training_identity(spec.training),
         "device": str(device),
         "validation_fraction": spec.validation_fraction,
         "steps": steps,

@@ -110,11 +110,19 @@ class LeanLoopMixin:
     module is called through ``forward_single_task`` when the loader's data is one task.
     """
 
-    def __init__(self, *, precision: str = "fp32", **kwargs):
+    def __init__(self, *, precision: str = "fp32", grad_clip_norm: float | None = None, **kwargs):
         super().__init__(**kwargs)
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.precision = precision
+        self.grad_clip_norm = grad_clip_norm
+
+    def optimizer_step(self) -> None:
+        """Clip the global gradient norm (``grad_clip_norm``), then step: after every plugin's gradient
+        work (penalties, masks), so the step that is taken is the clipped one."""
+        if self.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm, foreach=True)
+        super().optimizer_step()
 
     def autocast(self):
         """The context the forward pass and the data loss run in: bf16 autocast, or nothing."""

@@ -31,6 +31,9 @@ class TrainingConfig(BaseModel):
     # false: the optimizer's state (Adam's moments, SGD's momentum) carries over from one turn to the next,
     # as in van de Ven & Tolias's code (`--optimizer adam`); true (default): every turn starts it afresh
     reset_optimizer: bool = True
+    # clip the gradient's global L2 norm to this before every optimizer step (after every plugin's
+    # gradient work); null: no clipping. ENAS trains its recurrent supernet with SGD at lr 20 and 0.25.
+    grad_clip_norm: PositiveFloat | None = None
     eval_batch_size: PositiveInt = 512
     eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
     # bf16: forward pass and data loss under torch.autocast(bfloat16) (weights, gradients, optimizer
@@ -44,3 +47,11 @@ class TrainingConfig(BaseModel):
 
 
 EXECUTION_KEYS = ("checkpoint", "num_cpus", "num_gpus")
+# Keys added after results were stored: left out of a run's identity while unset, so those results still resume.
+UNSET_LATER_KEYS = ("grad_clip_norm",)
+
+
+def training_identity(training: TrainingConfig) -> dict:
+    """The training keys that determine a run's numbers (what resume and the ground-truth cache compare)."""
+    unset = {k for k in UNSET_LATER_KEYS if getattr(training, k) is None}
+    return training.model_dump(mode="json", exclude=set(EXECUTION_KEYS) | unset)

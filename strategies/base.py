@@ -98,7 +98,7 @@ class StrategyContext:
         return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _accelerator_options(self) -> dict[str, Any]:
-        """``precision`` / ``channels_last`` for the template when set (a template built on
+        """``precision`` / ``channels_last`` / ``grad_clip_norm`` for the template when set (a template built on
         :class:`~benchmark.template.LeanLoopMixin` and ``FastLoadersMixin`` takes them; any other
         template then fails loudly instead of silently training in fp32)."""
         options: dict[str, Any] = {}
@@ -106,6 +106,8 @@ class StrategyContext:
             options["precision"] = self.training.precision
         if self.training.channels_last:
             options["channels_last"] = True
+        if self.training.grad_clip_norm is not None:
+            options["grad_clip_norm"] = self.training.grad_clip_norm
         return options
 
     def build(

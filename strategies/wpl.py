@@ -31,7 +31,17 @@ Options:
   ``accumulate`` does not apply).
 * ``clip_norm``: if set, each tensor of F is rescaled so its Frobenius norm is at most this value.
 * ``reset_every``: if set, the running importance only holds the models since the last reset:
-  it is zeroed before the Fisher of model N+1, 2N+1, ... (1-based) is added.
+  it is zeroed before the Fisher of model N+1, 2N+1, ... (1-based, counted from ``start_after``) is added
+  (the authors' ``set_fisher_zero_per_iter``).
+* ``fisher``: ``exact`` (above: after each model, the exact Fisher on ``fisher_samples`` of its data) or
+  ``online``, the estimate of the authors' ENAS code (``models/wpl_module.py``), cheap enough for a search
+  that trains a new architecture every few steps: after each model, the squared gradient of the data
+  loss on ``fisher_batches`` mini-batches of its own training data (the training batch size, drawn with
+  the plugin's seed), averaged over those batches, is F^t; the running importance follows
+  ``accumulate`` / ``momentum`` (their ``lambda_fisher``); ``clip_norm`` then bounds each tensor of the
+  *running* importance (their ``fisher_clip_by_norm``), and the anchor is the weights after the model.
+* ``start_after``: the first ``start_after`` models get no Fisher and no penalty (the authors'
+  ``start_using_fisher``, counted in models: epochs x turns per epoch in a search).
 * ``max_curvature``: the penalty's curvature on weight i is alpha_t * F_i, and gradient descent
   diverges on a quadratic that is too steep for its learning rate (an undertrained earlier model's
   Fisher entries can exceed 1). ``auto`` (default) caps alpha_t * F_i at
@@ -47,7 +57,7 @@ from typing import Literal, Sequence
 
 import torch
 from avalanche.training.templates import SupervisedTemplate
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from benchmark.loaders import dataset_tensors
 from strategies.base import StrategyContext, StrategyParams, register_strategy
@@ -71,6 +81,9 @@ class WPLParams(StrategyParams):
     reset_every: PositiveInt | None = None
     fisher_batch_size: PositiveInt = 1024
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
+    fisher: Literal["exact", "online"] = "exact"
+    fisher_batches: PositiveInt = 1
+    start_after: NonNegativeInt = 0
 
 
 class WPLPlugin(Plugin):
@@ -84,7 +97,8 @@ class WPLPlugin(Plugin):
         self.capped_entries = 0  # importance entries capped by max_curvature, over all experiences
         self.used_params = used_params  # a live view: an adaptive schedule grows while training
         self.generator = torch.Generator().manual_seed(seed)
-        self.models_trained = 0
+        self.models_trained = 0  # models whose Fisher entered the importance
+        self.models_seen = 0  # every model trained, including the first start_after
         self.importance: Tensors = {}  # latest: running F
         self.anchor: Tensors = {}  # latest: theta_hat
         self.per_model: list[tuple[Tensors, Tensors]] = []  # per_model: (F^k, theta^k)
@@ -145,24 +159,16 @@ class WPLPlugin(Plugin):
 
     # -------------------------------------------------------------- importance
     def after_training_exp(self, strategy, **kwargs) -> None:
+        self.models_seen += 1
+        if self.models_seen <= self.params.start_after:
+            return
         index = strategy.experience.current_experience
-        task_label = strategy.experience.task_labels[0]
-        x, y, _ = dataset_tensors(strategy.experience.dataset)
-        if self.params.fisher_samples is not None and self.params.fisher_samples < len(y):
-            keep = torch.randperm(len(y), generator=self.generator)[: self.params.fisher_samples]
-            x, y = x[keep], y[keep]
-        fisher = exact_fisher_diagonal(
-            strategy.model,
-            x,
-            y,
-            task_label,
-            batch_size=self.params.fisher_batch_size,
-            estimator=self.params.estimator,
-            generator=self.generator,
-        )
         used = self.used_params[index]
-        fisher = {n: f for n, f in fisher.items() if n in used}
-        if self.params.clip_norm is not None:
+        if self.params.fisher == "online":
+            fisher = self._online_fisher(strategy, used)
+        else:
+            fisher = self._exact_fisher(strategy, used)
+        if self.params.clip_norm is not None and self.params.fisher == "exact":
             fisher = {n: _clip(f, self.params.clip_norm) for n, f in fisher.items()}
         weights = {n: p.detach().clone() for n, p in strategy.model.named_parameters() if n in fisher}
         self.models_trained += 1
@@ -172,12 +178,49 @@ class WPLPlugin(Plugin):
         if self.params.reset_every and (self.models_trained - 1) % self.params.reset_every == 0:
             self.importance = {}
         self.importance = _accumulate(self.importance, fisher, self.params.accumulate, self.params.momentum)
+        if self.params.clip_norm is not None and self.params.fisher == "online":
+            self.importance.update({n: _clip(self.importance[n], self.params.clip_norm) for n in fisher})
         self.anchor.update(weights)
+
+    def _exact_fisher(self, strategy, used: frozenset[str]) -> Tensors:
+        x, y, _ = dataset_tensors(strategy.experience.dataset)
+        if self.params.fisher_samples is not None and self.params.fisher_samples < len(y):
+            keep = torch.randperm(len(y), generator=self.generator)[: self.params.fisher_samples]
+            x, y = x[keep], y[keep]
+        fisher = exact_fisher_diagonal(
+            strategy.model,
+            x,
+            y,
+            strategy.experience.task_labels[0],
+            batch_size=self.params.fisher_batch_size,
+            estimator=self.params.estimator,
+            generator=self.generator,
+        )
+        return {n: f for n, f in fisher.items() if n in used}
+
+    def _online_fisher(self, strategy, used: frozenset[str]) -> Tensors:
+        """Mean over ``fisher_batches`` mini-batches of the squared gradient of the data loss (see ``fisher``)."""
+        x, y, _ = dataset_tensors(strategy.experience.dataset)
+        model, task_label = strategy.model, strategy.experience.task_labels[0]
+        names = [n for n, p in model.named_parameters() if n in used and p.requires_grad]
+        params = named_params(model, names)
+        fisher = [torch.zeros_like(p) for p in params]
+        size = min(strategy.train_mb_size, len(y))
+        for _ in range(self.params.fisher_batches):
+            rows = torch.randint(len(y), (size,), generator=self.generator)
+            out = model.forward_single_task(x[rows].to(strategy.device), task_label)
+            loss = torch.nn.functional.cross_entropy(out, y[rows].to(strategy.device))
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            for f, g in zip(fisher, grads):
+                if g is not None:
+                    f.addcmul_(g, g, value=1.0 / self.params.fisher_batches)
+        return dict(zip(names, fisher))
 
     def state_dict(self) -> dict:
         """Fisher and anchor (running, or per earlier model), models trained, the sampling RNG."""
         return {
             "models_trained": self.models_trained,
+            "models_seen": self.models_seen,
             "importance": detached(self.importance),
             "anchor": detached(self.anchor),
             "per_model": [[detached(f), detached(a)] for f, a in self.per_model],
@@ -187,6 +230,7 @@ class WPLPlugin(Plugin):
 
     def load_state_dict(self, state) -> None:
         self.models_trained = int(state["models_trained"])
+        self.models_seen = int(state.get("models_seen", self.models_trained))
         self.importance = dict(state["importance"])
         self.anchor = dict(state["anchor"])
         self.per_model = [(dict(f), dict(a)) for f, a in state["per_model"]]

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "benchmark.training", "benchmark.record", "benchmark.store", "benchmark.stop", "reports.__init__",
                     "reports.metrics", "reports.stats", "reports.units")),
     ("config", ("benchmark.config",)),
-    ("scenario", ("benchmark.datasets", "benchmark.text", "benchmark.models", "benchmark.loaders",
+    ("scenario", ("benchmark.datasets", "benchmark.text", "benchmark.language", "benchmark.models", "benchmark.loaders",
                   "benchmark.detect", "benchmark.scenarios")),
     ("strategy", ("benchmark.template", "benchmark.harness", "strategies")),
     ("runner", ("benchmark.schedule", "benchmark.checkpoint", "benchmark.runner")),

@@ -169,7 +169,7 @@ def test_the_controller_learns_to_prefer_the_rewarded_architecture():
 
 def test_controller_sampling_matches_its_log_probability():
     torch.manual_seed(0)
-    controller = Controller(layers=3, ops=3, hidden=8, tanh_constant=2.5)
+    controller = Controller([3, 3, 3], hidden=8, tanh_constant=2.5)
     arch, log_prob, entropy = controller.sample(torch.Generator().manual_seed(1))
     probs = controller.probabilities()  # greedy path: equal to the sampled path's only where they agree
     counts = {}

@@ -16,5 +16,6 @@ from benchmark.scenarios import search as _search  # noqa: F401
 from benchmark.scenarios import text as _text  # noqa: F401
 from benchmark.scenarios import permuted as _permuted  # noqa: F401
 from benchmark.scenarios import custom as _custom  # noqa: F401
+from benchmark.scenarios import enas_rnn as _enas_rnn  # noqa: F401
 
 __all__ = ["SCENARIOS", "LabelledTensors", "Scenario", "ScenarioInputs", "ScenarioParams", "Task", "Turn"]

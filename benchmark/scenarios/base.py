@@ -77,7 +77,7 @@ class LabelledTensors(TensorDataset):
 
     def __getitem__(self, index: int):
         x, y, t = self.tensors
-        return x[index], int(y[index]), int(t[index])
+        return x[index], int(y[index]) if y.dim() == 1 else y[index], int(t[index])
 
 
 @dataclass
@@ -178,8 +178,11 @@ class Scenario:
 
 
 def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int):
+    # Avalanche's class timeline wants one label per sample: a token window's first next token stands in
+    # (the training loop reads the tensors themselves, all of y)
+    targets = y if y.dim() == 1 else y[:, 0]
     return _make_taskaware_classification_dataset(
-        LabelledTensors(x, y, task_label), task_labels=task_label, targets=y.tolist()
+        LabelledTensors(x, y, task_label), task_labels=task_label, targets=targets.tolist()
     )
 
 

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Callable, Literal
+import math
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -121,25 +122,38 @@ def enumerate_space(layers: int, ops: int) -> list[tuple[int, ...]]:
 
 
 class Controller(nn.Module):
-    """ENAS-style LSTM controller: one categorical decision per position, each fed back as the next input."""
+    """ENAS-style LSTM controller: a sequence of categorical decisions, each pick fed back as the next input.
 
-    def __init__(self, layers: int, ops: int, hidden: int, tanh_constant: float):
+    Decision ``d`` chooses among ``choices[d]`` options; its logits are ``tanh_constant * tanh(W_d h /
+    temperature)`` (Pham et al. 2018: the temperature flattens, the tanh bounds them). A pick is fed back
+    through one embedding table of ``max(choices) + 1`` rows (the last row is the start token). For an
+    ops-per-position space ``choices = [ops] * layers``.
+    """
+
+    def __init__(self, choices: Sequence[int], hidden: int, tanh_constant: float, temperature: float = 1.0):
         super().__init__()
-        self.ops, self.tanh_constant = ops, tanh_constant
-        self.embedding = nn.Embedding(ops + 1, hidden)  # row ``ops``: the start token
+        self.choices = [int(c) for c in choices]
+        self.start = max(self.choices)
+        self.tanh_constant, self.temperature = tanh_constant, temperature
+        self.embedding = nn.Embedding(self.start + 1, hidden)
         self.cell = nn.LSTMCell(hidden, hidden)
-        self.decoders = nn.ModuleList(nn.Linear(hidden, ops) for _ in range(layers))
+        self.decoders = nn.ModuleList(nn.Linear(hidden, c) for c in self.choices)
+
+    def _logits(self, decoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        z = decoder(h)[0]
+        if self.temperature != 1.0:
+            z = z / self.temperature
+        return self.tanh_constant * torch.tanh(z)
 
     def sample(self, generator: torch.Generator) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor]:
-        """``(architecture, log pi(architecture), entropy summed over positions)``."""
+        """``(architecture, log pi(architecture), entropy summed over decisions)``."""
         hidden = self.cell.hidden_size
         state = (torch.zeros(1, hidden), torch.zeros(1, hidden))
-        token = torch.tensor([self.ops])
+        token = torch.tensor([self.start])
         picks, log_prob, entropy = [], torch.zeros(()), torch.zeros(())
         for decoder in self.decoders:
             state = self.cell(self.embedding(token), state)
-            logits = self.tanh_constant * torch.tanh(decoder(state[0]))[0]
-            log_p = torch.log_softmax(logits, dim=0)
+            log_p = torch.log_softmax(self._logits(decoder, state[0]), dim=0)
             op = int(torch.multinomial(log_p.exp().detach(), 1, generator=generator))
             picks.append(op)
             log_prob = log_prob + log_p[op]
@@ -148,17 +162,57 @@ class Controller(nn.Module):
         return tuple(picks), log_prob, entropy
 
     def probabilities(self) -> list[list[float]]:
-        """Each position's op probabilities along the most likely path (what the controller has learnt)."""
+        """Each decision's probabilities along the most likely path (what the controller has learnt)."""
         with torch.no_grad():
             hidden = self.cell.hidden_size
             state = (torch.zeros(1, hidden), torch.zeros(1, hidden))
-            token, out = torch.tensor([self.ops]), []
+            token, out = torch.tensor([self.start]), []
             for decoder in self.decoders:
                 state = self.cell(self.embedding(token), state)
-                p = torch.softmax(self.tanh_constant * torch.tanh(decoder(state[0]))[0], dim=0)
+                p = torch.softmax(self._logits(decoder, state[0]), dim=0)
                 out.append([float(v) for v in p])
                 token = torch.tensor([int(p.argmax())])
         return out
+
+
+@dataclasses.dataclass
+class Reinforce:
+    """REINFORCE with a moving-average baseline for a :class:`Controller` (Williams 1992; ENAS).
+
+    One step samples a, gets r(a), minimises -(r - b) log pi(a) - entropy_weight H(pi) with Adam, then
+    b <- decay b + (1 - decay) r (b starts at the first reward)."""
+
+    controller: Controller
+    lr: float
+    entropy_weight: float
+    baseline_decay: float
+    baseline: float | None = None
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
+
+    def step(self, generator: torch.Generator, reward_of: Callable[[tuple[int, ...]], float]) -> float:
+        arch, log_prob, entropy = self.controller.sample(generator)
+        reward = reward_of(arch)
+        if not math.isfinite(reward):
+            raise FloatingPointError(f"controller reward {reward} is not finite: the shared weights score "
+                                     "no architecture (diverged?)")
+        baseline = reward if self.baseline is None else self.baseline
+        loss = -(reward - baseline) * log_prob - self.entropy_weight * entropy
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.baseline = self.baseline_decay * baseline + (1.0 - self.baseline_decay) * reward
+        return reward
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"controller": self.controller.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "baseline": self.baseline}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.controller.load_state_dict(state["controller"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline = state["baseline"]
 
 
 class SearchScenario(Scenario):
@@ -181,9 +235,8 @@ class SearchScenario(Scenario):
             c = params.controller
             with torch.random.fork_rng(devices=[]):  # the supernet's init and data order stay as without it
                 torch.manual_seed(seed * 7919 + 29)
-                self.controller = Controller(params.layers, params.ops, c.hidden, c.tanh_constant)
-            self.controller_optimizer = torch.optim.Adam(self.controller.parameters(), lr=c.lr)
-            self.baseline: float | None = None
+                self.controller = Controller([params.ops] * params.layers, c.hidden, c.tanh_constant)
+            self.reinforce = Reinforce(self.controller, c.lr, c.entropy_weight, c.baseline_decay)
         self.epoch = 0
         self.validation_accuracy: list[float] | None = None
         self.schedule = self._epoch_turns()
@@ -200,19 +253,10 @@ class SearchScenario(Scenario):
         return [Turn(task=self._draw(), max_steps=self.params.steps_per_turn, record=(i == n - 1)) for i in range(n)]
 
     def _train_controller(self, accuracy: Callable[[Task], float]) -> list[float]:
-        c, rewards = self.params.controller, []
-        assert self.controller is not None
-        for _ in range(c.steps_per_epoch):
-            arch, log_prob, entropy = self.controller.sample(self.generator)
-            reward = accuracy(self.validation_tasks[self.index[arch]])
-            baseline = reward if self.baseline is None else self.baseline
-            loss = -(reward - baseline) * log_prob - c.entropy_weight * entropy
-            self.controller_optimizer.zero_grad()
-            loss.backward()
-            self.controller_optimizer.step()
-            self.baseline = c.baseline_decay * baseline + (1.0 - c.baseline_decay) * reward
-            rewards.append(reward)
-        return rewards
+        def reward_of(arch: tuple[int, ...]) -> float:
+            return accuracy(self.validation_tasks[self.index[arch]])
+
+        return [self.reinforce.step(self.generator, reward_of) for _ in range(self.params.controller.steps_per_epoch)]
 
     def standalone_steps(self, training_steps: Callable[[Turn, int], int]) -> list[int]:
         return [self.params.ground_truth_steps] * len(self.tasks)

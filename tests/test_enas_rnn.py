@@ -1,0 +1,252 @@
+"""The ENAS recurrent-cell search (issue 33): corpora, the cell's equations, the language-model score,
+WPL's online Fisher, gradient clipping and the search end to end on a small corpus."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark import language
+from benchmark.harness import evaluate, majority_rate
+from benchmark.scenarios.base import ScenarioInputs, Task
+from benchmark.scenarios.enas_rnn import (RecurrentSearchParams, RecurrentSupernet, build_enas_rnn, decision_choices,
+                                          decode, loose_ends)
+from helpers import REPO
+
+CORPUS = REPO / "tests" / "data" / "lm_corpus"
+
+
+def tiny_params(**overrides) -> RecurrentSearchParams:
+    base = dict(corpus=f"folder:{CORPUS}", vocabulary=30, nodes=3, embedding=8, hidden=8, bptt=6,
+                epochs=2, turns_per_epoch=3, steps_per_turn=2, derive_samples=4,
+                controller={"steps_per_epoch": 3, "reward_windows": 4})
+    return RecurrentSearchParams(**(base | overrides))
+
+
+# ------------------------------------------------------------------------------------------ corpora
+def test_vocabulary_keeps_the_most_frequent_ties_alphabetical_and_unk():
+    tokens = "b a c a b d a".split()
+    assert language.build_vocabulary(tokens, 3) == ["a", "b", language.UNK]
+    assert language.build_vocabulary(tokens, None) == ["a", "b", "c", "d", language.UNK]
+    # a corpus with its own <unk> among the most frequent (PTB) keeps it there, not twice
+    assert language.build_vocabulary(["<unk>", "<unk>", "x", "y"], 2) == ["<unk>", "x"]
+    ids = language.encode("a d z".split(), ["a", "b", language.UNK])
+    assert ids.tolist() == [0, 2, 2]
+
+
+def test_windows_are_inputs_and_next_tokens():
+    x, y = language.windows(torch.arange(11), 3)
+    assert x.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert y.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    with pytest.raises(ValueError, match="no window"):
+        language.windows(torch.arange(3), 3)
+
+
+def test_folder_corpus_lines_end_with_eos(tmp_path):
+    for split, text in (("train", "a b\n\nb c\n"), ("valid", "a\n"), ("test", "c\n")):
+        (tmp_path / f"{split}.txt").write_text(text)
+    splits = language.folder_splits(tmp_path)
+    assert splits["train"] == ["a", "b", "<eos>", "b", "c", "<eos>"]
+    (tmp_path / "train.txt").unlink()
+    with pytest.raises(language.CorpusError, match="missing: train.txt"):
+        language.folder_splits(tmp_path)
+
+
+def test_hub_id_offline_says_how_to_download():
+    with pytest.raises(language.CorpusError, match="download: true"):
+        language.read_splits("hf:ptb_text_only", download=False)
+
+
+def test_austen_words_split_punctuation():
+    assert language.austen_words("\"Mr. Darcy's\" pride--") == ['"', "mr", ".", "darcy's", '"', "pride", "-", "-"]
+
+
+# ----------------------------------------------------------------------------------------- the cell
+def test_decisions_decode_and_loose_ends():
+    assert decision_choices(3, 4) == [4, 1, 4, 2, 4]
+    prev, act = decode((2, 0, 1, 0, 3))
+    assert prev == [-1, 0, 0] and act == [2, 1, 3]
+    assert loose_ends(prev) == [1, 2]
+    assert loose_ends([-1, 0, 1]) == [2]
+
+
+def test_cell_matches_the_equations_by_hand():
+    """One time step of the 3-node cell (tanh; node 1 = relu of node 0; node 2 = sigmoid of node 0), written out."""
+    torch.manual_seed(0)
+    net = RecurrentSupernet(tiny_params(max_hidden_norm=None), vocabulary=30)
+    key = net.add_architecture((0, 0, 1, 0, 3))  # f0 tanh, 1: prev 0 relu, 2: prev 0 sigmoid
+    x = torch.tensor([[4]])
+    emb = net.encoder.weight[4]
+    h = torch.zeros(8)
+    pre = net.w_x.weight @ emb + net.w_x.bias + net.w_h.weight @ h
+    c0, z0 = torch.sigmoid(pre[:8]), pre[8:]
+    s0 = c0 * torch.tanh(z0) + (1 - c0) * h
+    e1 = net.edges["0_1"].weight @ s0
+    s1 = torch.sigmoid(e1[:8]) * torch.relu(e1[8:]) + (1 - torch.sigmoid(e1[:8])) * s0
+    e2 = net.edges["0_2"].weight @ s0
+    s2 = torch.sigmoid(e2[:8]) * torch.sigmoid(e2[8:]) + (1 - torch.sigmoid(e2[:8])) * s0
+    out = (s1 + s2) / 2
+    logits = net.encoder.weight @ out + net.decoder.bias  # tied softmax
+    assert torch.allclose(net.forward_single_task(x, key)[0, :, 0], logits, atol=1e-6)
+
+
+def test_hidden_norm_is_capped():
+    net = RecurrentSupernet(tiny_params(max_hidden_norm=0.5), vocabulary=30)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(50)
+    key = net.add_architecture((1, 0, 2, 1, 2))  # relu / identity: unbounded without the cap
+    states = []
+    net.decoder.register_forward_hook(lambda m, args, out: states.append(args[0]))
+    net.forward_single_task(torch.randint(30, (2, 6)), key)
+    assert states[0].norm(dim=-1).max() <= 0.5 + 1e-5
+
+
+def test_an_architecture_trains_only_its_own_edges():
+    net = RecurrentSupernet(tiny_params(), vocabulary=30)
+    key = net.add_architecture((0, 0, 1, 1, 2))  # edges 0->1 and 1->2; 0->2 unused
+    used = net.used_parameter_names(key)
+    assert used == {"encoder.weight", "w_x.weight", "w_x.bias", "w_h.weight", "edges.0_1.weight",
+                    "edges.1_2.weight", "decoder.bias"}  # the tied softmax weight is the embedding's
+    x, y = torch.randint(30, (4, 6)), torch.randint(30, (4, 6))
+    torch.nn.functional.cross_entropy(net.forward_single_task(x, key), y).backward()
+    grads = {n for n, p in net.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert grads == set(used)
+
+
+# ------------------------------------------------------------------------------ the score of an LM
+def test_language_model_score_is_inverse_perplexity():
+    torch.manual_seed(1)
+    net = RecurrentSupernet(tiny_params(), vocabulary=30)
+    key = net.add_architecture((0, 0, 1, 1, 2))
+    x, y = torch.randint(30, (5, 6)), torch.randint(30, (5, 6))
+    task = Task("lm", key, x, y, x, y, frozenset(), 30)
+    with torch.no_grad():
+        nll = torch.nn.functional.cross_entropy(net.forward_single_task(x, key), y)
+    assert evaluate(net, task, batch_size=2, device=torch.device("cpu")) == pytest.approx(math.exp(-float(nll)), rel=1e-5)
+
+
+def test_chance_of_token_sequences_is_the_unigram_model():
+    labels = torch.tensor([[0, 0, 1, 2]])  # p = 1/2, 1/4, 1/4
+    entropy = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+    assert majority_rate(labels) == pytest.approx(math.exp(-entropy))
+    assert majority_rate(torch.tensor([0, 0, 1])) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------------------------------- the search
+def test_search_records_err_tables_rewards_and_the_derived_cell():
+    from benchmark.config import ComponentSpec
+    from benchmark.runner import RunSpec, run
+    from benchmark.training import TrainingConfig
+
+    params = tiny_params().model_dump(mode="json")
+    spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=params), ComponentSpec(name="naive"), 0,
+                   TrainingConfig(lr=5.0, grad_clip_norm=0.25, batch_size=8, eval_batch_size=64), "cpu")
+    record = run(spec, Path("."))
+    assert record["status"] == "ok", record.get("error")
+    assert [len(row) for row in record["err1"]] == [3, 3] and [len(row) for row in record["err2"]] == [3, 3]
+    assert record["timing"]["steps"] == 2 * 3 * 2
+    assert len(record["search"]["rewards"]) == 2 and len(record["search"]["rewards"][0]) == 3
+    derived = record["search"]["derived"]
+    assert derived["test_ppl"] == pytest.approx(math.exp(derived["test_log_ppl"]))
+    assert derived["test_ppl"] < 30  # below a uniform guess over the 30-token vocabulary: it learned
+    # the last turn of each epoch: nothing trained after it, so err2 == err1 there
+    assert record["err2"][0][-1] == pytest.approx(record["err1"][0][-1])
+    assert len(record["experiences"]) == len(record["architectures"])
+    again = run(spec, Path("."))
+    assert again["err1"] == record["err1"] and again["search"]["derived"] == derived
+
+
+def test_random_search_samples_uniformly_and_needs_no_controller():
+    scenario = build_enas_rnn(tiny_params(search="random", turns_per_epoch=50), ScenarioInputs(0, None))
+    assert scenario.controller is None
+    first_acts = [scenario.model.architectures[t.task][0] for t in scenario.schedule]
+    assert set(first_acts) == {0, 1, 2, 3}
+
+
+# ------------------------------------------------------------------------------ WPL's online Fisher
+def _online_plugin(**params):
+    from strategies.wpl import WPLParams, WPLPlugin
+
+    scenario = build_enas_rnn(tiny_params(search="random", turns_per_epoch=3), ScenarioInputs(0, None))
+    plugin = WPLPlugin(WPLParams(alpha=1.0, fisher="online", max_curvature=None, **params), scenario.turn_used_params,
+                       seed=3)
+    return scenario, plugin
+
+
+class _Strategy:
+    """What the plugin's end-of-experience pass reads from an Avalanche template."""
+
+    def __init__(self, scenario, turn: int):
+        self.model = scenario.model
+        self.device = torch.device("cpu")
+        self.train_mb_size = 4
+        self.experience = scenario.train_experiences(turn)[0]
+
+
+def _reference_fisher(scenario, turn: int, seed: int, batches: int) -> dict[str, torch.Tensor]:
+    """Slow reference: the same seeded rows, one backward per batch through the plain model, squared grads averaged."""
+    task = scenario.tasks[scenario.schedule[turn].task]
+    generator = torch.Generator().manual_seed(seed)
+    used = task.used_params
+    total: dict[str, torch.Tensor] = {}
+    for _ in range(batches):
+        rows = torch.randint(len(task.train_y), (4,), generator=generator)
+        scenario.model.zero_grad()
+        torch.nn.functional.cross_entropy(scenario.model.forward_single_task(task.train_x[rows], task.model_key),
+                                          task.train_y[rows]).backward()
+        for n, p in scenario.model.named_parameters():
+            if n in used:
+                total[n] = total.get(n, torch.zeros_like(p)) + p.grad**2 / batches
+    scenario.model.zero_grad()
+    return total
+
+
+def test_online_fisher_is_the_squared_batch_gradient_with_momentum():
+    scenario, plugin = _online_plugin(fisher_batches=2, accumulate="momentum", momentum=0.9)
+    reference = _reference_fisher(scenario, 0, seed=3, batches=2)
+    plugin.after_training_exp(_Strategy(scenario, 0))
+    assert set(plugin.importance) == set(reference) == scenario.tasks[scenario.schedule[0].task].used_params
+    for name, f in reference.items():
+        assert torch.allclose(plugin.importance[name], 0.9 * f, rtol=1e-5, atol=1e-10), name
+        assert torch.equal(plugin.anchor[name], dict(scenario.model.named_parameters())[name].detach())
+
+
+def test_online_fisher_waits_start_after_models_and_clips_the_running_importance():
+    scenario, plugin = _online_plugin(start_after=1, clip_norm=1e-3, accumulate="sum")
+    plugin.after_training_exp(_Strategy(scenario, 0))
+    assert plugin.importance == {} and plugin.models_trained == 0  # the first model: no Fisher, no penalty
+    plugin.after_training_exp(_Strategy(scenario, 1))
+    plugin.after_training_exp(_Strategy(scenario, 2))
+    assert plugin.models_trained == 2
+    assert max(float(torch.linalg.vector_norm(f)) for f in plugin.importance.values()) <= 1e-3 * (1 + 1e-5)
+
+
+# ----------------------------------------------------------------------------------- gradient clipping
+def test_grad_clip_norm_clips_the_global_norm_before_the_step():
+    from benchmark.config import ComponentSpec
+    from benchmark.harness import Harness
+    from benchmark.runner import RunSpec, build_run_strategy, seeded_scenario
+    from benchmark.schedule import scheduled_experiences, train_schedule
+    from benchmark.training import TrainingConfig
+
+    training = TrainingConfig(lr=1.0, grad_clip_norm=0.01, batch_size=8)
+    spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=tiny_params(search="random").model_dump(mode="json")),
+                   ComponentSpec(name="naive"), 0, training, "cpu")
+    scenario = seeded_scenario(spec, Path("."))
+    scenario.schedule = [dataclass_replace(scenario.schedule[0], max_steps=1)]
+    before = [p.detach().clone() for p in scenario.model.parameters()]
+    harness = Harness()
+    strategy = build_run_strategy(spec, scenario, scenario.model, torch.device("cpu"), harness)
+    list(train_schedule(strategy, harness, scheduled_experiences(scenario), training))
+    step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(scenario.model.parameters(), before)))
+    assert float(step) == pytest.approx(0.01, rel=1e-4)  # lr 1 x the clipped gradient's norm
+
+
+def dataclass_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
