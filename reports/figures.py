@@ -272,3 +272,39 @@ def search_over_epochs(epochs: pd.DataFrame, colours: dict[str, tuple], column: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return to_data_uri(fig)
+
+
+FOUR_PANELS = (("fv_mean", "mean err2 - err1"), ("fv_best5", "err2 - err1, 5 lowest err1"),
+               ("fv_max", "max err2 - err1"), ("reward", "controller reward"))
+
+
+def search_four_panels(epochs: pd.DataFrame, colours: dict[str, tuple], unit: str) -> str | None:
+    """The WPL paper's Figure 3 for a search suite: per search epoch, the mean err2 - err1 over the models
+    it trained, the same over the 5 with lowest err1, the max, and the controller's mean reward; one line
+    per strategy (mean over seeds), band = min-max over seeds. ``unit`` labels the err axis."""
+    if epochs.empty:
+        return None
+    fig = _figure(10.5, 6.2)
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    strategies = [s for s in colours if s in set(epochs.strategy)]
+    for ax, (column, title) in zip(axes, FOUR_PANELS):
+        data = epochs.dropna(subset=[column])
+        if data.empty:
+            ax.text(0.5, 0.5, "no controller" if column == "reward" else "no data", ha="center", va="center",
+                    transform=ax.transAxes, color="grey")
+        else:
+            agg = data.groupby(["strategy", "epoch"])[column].agg(["mean", "min", "max"])
+            for strategy in [s for s in strategies if s in set(data.strategy)]:
+                a = agg.loc[strategy]
+                ax.plot(a.index, a["mean"], color=colours[strategy], lw=1.8, label=strategy)
+                ax.fill_between(a.index, a["min"], a["max"], color=colours[strategy], alpha=0.18, lw=0)
+            if column != "reward":
+                ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit if column != "reward" else "reward")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[2:]:
+        ax.set_xlabel("search epoch")
+    axes[0].legend(fontsize=8)
+    return to_data_uri(fig)

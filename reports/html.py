@@ -55,6 +55,10 @@ def fmt(value: float, unit: str, signed: bool = False) -> str:
         return format_bytes(value, signed)
     if unit == "area":
         return f"{value:{sign},.1f}"
+    if unit == "nats":
+        return f"{value:{sign}.3f}"
+    if unit == "ppl":
+        return f"{value:{sign},.1f}"
     return f"{value:{sign}.2f}"
 
 
@@ -171,7 +175,7 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     from reports import figures as F  # matplotlib/seaborn import only when drawing
 
     mine = [r for r in records if S._scenario(r) == name]
-    ok = [r for r in mine if S.is_ok(r)]
+    ok = [r for r in mine if S.has_results(r)]
     naive, refs = V.roles(records, name)
     view = ScenarioView(name=name, anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
                         runs_ok=len(ok), runs_total=len(mine),
@@ -219,7 +223,15 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     colours = F.palette(order, naive)
     curves, gaps = S.curves_frame(records, name), S.err_gap_frame(records, name)
     scores, epochs = S.search_scores_frame(records, name), S.search_epochs_frame(records, name)
-    if not scores.empty:
+    if not epochs.empty and S.language_model_search(records, name):
+        view.headline = F.search_four_panels(epochs, colours, "nats (log-perplexity)")
+        view.headline_caption = ("Multi-model forgetting during the search (the WPL paper's Figure 3): per search "
+                                 "epoch, err2 − err1 in validation log-perplexity (error at the epoch's end minus "
+                                 "right after the architecture's own turn) averaged over the architectures the "
+                                 "epoch trained, the same over the 5 with lowest err1, the largest, and the "
+                                 "controller's mean reward c / perplexity. Line = mean over seeds, band = min–max. "
+                                 "Above 0 = forgetting.")
+    elif not scores.empty:
         view.headline = F.search_scatter(scores, colours)
         view.headline_caption = ("What the search sees against the truth: every candidate's supernet validation "
                                  "accuracy (x) and standalone accuracy (y), all seeds; ringed = the architecture "
@@ -241,10 +253,11 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
         "heatmaps": F.heatmaps(S.mean_matrices(records, name), order),
         "final": F.final_accuracy_bars(S.final_accuracy_frame(records, name), colours),
         "err_gap": F.err_gap_distribution(gaps, colours),
-        "search_forgetting": F.search_over_epochs(epochs, colours, "fv_mean",
-                                                  "mean err2 - err1 (points; > 0 = forgetting)"),
-        "search_reward": F.search_over_epochs(epochs, colours, "reward", "controller reward (%)"),
     }
+    if not S.language_model_search(records, name):  # a language-model search shows these in its headline
+        figs["search_forgetting"] = F.search_over_epochs(epochs, colours, "fv_mean",
+                                                         "mean err2 - err1 (points; > 0 = forgetting)")
+        figs["search_reward"] = F.search_over_epochs(epochs, colours, "reward", "controller reward (%)")
     view.figures = {k: v for k, v in figs.items() if v}
     return view
 
@@ -327,7 +340,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         scenarios=scenarios,
         glossary=[m for m in S.METRICS.values() if m.key in set(table.metric)],
         n_runs=len(records),
-        n_ok=sum(S.is_ok(r) for r in records),
+        n_ok=sum(S.has_results(r) for r in records),
         problems=problems.to_dict("records"),
         skipped=[{"path": str(path), "reason": reason} for path, reason in skipped],
         reproductions=_reproductions(folders, table),

@@ -258,13 +258,26 @@ def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     if not search:
         return {}
     out: dict[str, float] = {}
-    predicted = search["validation_accuracy"]
+    predicted = search.get("validation_accuracy")
     truth = record.get("standalone_accuracy")
-    if truth is not None and len(truth) == len(predicted):
+    if predicted is not None and truth is not None and len(truth) == len(predicted):
         out["search_tau"] = kendall_tau(predicted, truth)
         out["search_rho"] = spearman_rho(predicted, truth)
         out["precision_at_k"] = precision_at_k(predicted, truth, int(search.get("top_k", 5)))
         out["regret"] = regret(truth, int(search["chosen"]))
+    language_model = "log-perplexity" in str(search.get("error", ""))
+    if language_model:  # errors in nats (log-perplexity), not accuracy points: metrics of their own
+        epochs = search_epochs(record)
+        for key, series in (("lm_forgetting_mean", "mean_gap"), ("lm_forgetting_best5", "best_gap"),
+                            ("lm_forgetting_max", "max_gap"), ("lm_controller_reward", "reward")):
+            values = np.asarray(epochs[series], dtype=float)
+            if np.isfinite(values).any():
+                out[key] = float(np.nanmean(values))
+        derived = search.get("derived")
+        if derived:
+            out["derived_valid_ppl"] = float(derived["valid_ppl"])
+            out["derived_test_ppl"] = float(derived["test_ppl"])
+        return out
     err1, err2 = record.get("err1") or [], record.get("err2") or []
     values = np.array([forgetting_value(a, b) for a, b in zip(err1, err2)], dtype=float).reshape(-1, 3)
     if len(values):
@@ -275,6 +288,34 @@ def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     rewards = search.get("rewards")
     if rewards:
         out["controller_reward"] = float(np.mean(rewards[-1]))
+    return out
+
+
+def best_err1_gap(err1: ArrayLike, err2: ArrayLike, k: int = 5) -> float:
+    """Mean err2 - err1 over the ``k`` cells with the lowest err1 (the WPL paper's second panel: forgetting
+    of the best models of an epoch); NaN when no cell is defined."""
+    e1, e2 = np.asarray(err1, dtype=float).ravel(), np.asarray(err2, dtype=float).ravel()
+    defined = np.isfinite(e1) & np.isfinite(e2)
+    if not defined.any():
+        return float("nan")
+    e1, e2 = e1[defined], e2[defined]
+    best = np.argsort(e1, kind="stable")[:k]
+    return float((e2[best] - e1[best]).mean())
+
+
+def search_epochs(record: Mapping[str, Any], k: int = 5) -> dict[str, list[float]]:
+    """The WPL paper's four panels for one search run, one value per search epoch: ``mean_gap`` (mean
+    err2 - err1 over the epoch's models), ``best_gap`` (the same over the ``k`` with lowest err1),
+    ``max_gap`` and ``reward`` (the controller's mean reward after the epoch; NaN without a controller)."""
+    err1, err2 = record.get("err1") or [], record.get("err2") or []
+    out: dict[str, list[float]] = {"mean_gap": [], "best_gap": [], "max_gap": [], "reward": []}
+    rewards = (record.get("search") or {}).get("rewards") or []
+    for e, (a, b) in enumerate(zip(err1, err2)):
+        mean, _, largest = forgetting_value(a, b)
+        out["mean_gap"].append(mean)
+        out["best_gap"].append(best_err1_gap(a, b, k))
+        out["max_gap"].append(largest)
+        out["reward"].append(float(np.mean(rewards[e])) if e < len(rewards) and rewards[e] else float("nan"))
     return out
 
 
@@ -330,6 +371,15 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
     if isinstance(record, RunRecord):
         record = record.to_dict()
     nan = float("nan")
+    if not is_ok(record) and record.get("status") == "ok" and record.get("search"):
+        # a search whose evaluation units are sampled architectures (enas_rnn) keeps no accuracy matrix:
+        # its numbers are the search's own
+        timing = record.get("timing") or {}
+        return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {
+            **search_metrics(record),
+            "train_seconds": float(timing.get("train_seconds", nan)),
+            "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
+        }
     if not is_ok(record):
         timing = record.get("timing") or {}
         return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {

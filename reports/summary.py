@@ -30,7 +30,7 @@ class Metric:
     key: str
     label: str
     better: Literal["higher", "lower"]
-    unit: Literal["accuracy", "percent", "seconds", "rate", "bytes", "tau", "area"]
+    unit: Literal["accuracy", "percent", "seconds", "rate", "bytes", "tau", "area", "nats", "ppl", "score"]
     definition: str
     section: Literal["stability", "curves", "supernet", "search", "cost"]
     bounds: tuple[float, float] = (-float("inf"), float("inf"))  # the metric's range; CIs are clipped to it
@@ -92,6 +92,23 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("controller_reward", "Controller reward", "higher", "accuracy",
            "search (controller): mean reward (supernet validation accuracy of the sampled architecture) over "
            "the controller's steps in the last epoch", "search", (0, 1)),
+    Metric("lm_forgetting_mean", "Forgetting (nats, mean)", "lower", "nats",
+           "language-model search: per epoch, the mean of err2 - err1 (validation log-perplexity at the epoch's end "
+           "minus right after the architecture's turn) over the architectures it trained; averaged over epochs",
+           "search"),
+    Metric("lm_forgetting_best5", "Forgetting (nats, best 5)", "lower", "nats",
+           "language-model search: per epoch, the mean err2 - err1 of the 5 architectures with the lowest err1; "
+           "averaged over epochs", "search"),
+    Metric("lm_forgetting_max", "Forgetting (nats, max)", "lower", "nats",
+           "language-model search: per epoch, the largest err2 - err1; averaged over epochs", "search"),
+    Metric("lm_controller_reward", "Reward (c / ppl)", "higher", "score",
+           "language-model search (controller): the mean reward c / validation perplexity of the controller's "
+           "steps, averaged over epochs", "search", (0, float("inf"))),
+    Metric("derived_valid_ppl", "Derived valid ppl", "lower", "ppl",
+           "the derived architecture's validation perplexity on the shared weights", "search", (1, float("inf"))),
+    Metric("derived_test_ppl", "Derived test ppl", "lower", "ppl",
+           "the derived architecture (best of the controller's samples by validation perplexity on the shared "
+           "weights): test perplexity on the shared weights", "search", (1, float("inf"))),
     Metric("train_seconds", "Train time", "lower", "seconds", "wall-clock seconds spent training (no eval)",
            "cost", (0, float("inf"))),
     Metric("steps_per_second", "Steps / s", "higher", "rate", "optimiser steps per training second", "cost", (0, float("inf"))),
@@ -157,7 +174,7 @@ def runs_long(records: list[dict[str, Any]]) -> pd.DataFrame:
     refs = reference_accuracies(records)
     rows = []
     for record in records:
-        if not is_ok(record):
+        if not has_results(record):
             continue
         ident = {"scenario": _scenario(record), "strategy": _strategy(record),
                  "strategy_name": _strategy_name(record), "seed": int(record.get("seed", 0))}
@@ -255,7 +272,7 @@ def problem_runs(records: list[dict[str, Any]]) -> pd.DataFrame:
         {"scenario": _scenario(r), "strategy": _strategy(r), "seed": r.get("seed"), "status": r.get("status"),
          "error": r.get("error") or ("no accuracy matrix" if r.get("status") == "ok" else ""),
          "run_id": r.get("run_id"), "source": r.get("_source", "")}
-        for r in records if not is_ok(r)
+        for r in records if not has_results(r)
     ]
     return pd.DataFrame(rows, columns=["scenario", "strategy", "seed", "status", "error", "run_id", "source"])
 
@@ -352,12 +369,24 @@ def search_epochs_frame(records: list[dict[str, Any]], scenario: str) -> pd.Data
     rows = []
     for r in records:
         search = r.get("search")
-        if not (is_ok(r) and _scenario(r) == scenario and search):
+        if not (has_results(r) and _scenario(r) == scenario and search):
             continue
-        rewards = search.get("rewards") or []
+        series = metrics.search_epochs(r)
         for e, (e1, e2) in enumerate(zip(r.get("err1") or [], r.get("err2") or [])):
-            mean, top5, largest = metrics.forgetting_value(e1, e2)
-            reward = float(np.mean(rewards[e])) if e < len(rewards) and rewards[e] else float("nan")
-            rows.append({"strategy": _strategy(r), "seed": r.get("seed"), "epoch": e, "fv_mean": mean,
-                         "fv_top5": top5, "fv_max": largest, "reward": reward})
-    return pd.DataFrame(rows, columns=["strategy", "seed", "epoch", "fv_mean", "fv_top5", "fv_max", "reward"])
+            _, top5, _ = metrics.forgetting_value(e1, e2)
+            rows.append({"strategy": _strategy(r), "seed": r.get("seed"), "epoch": e, "fv_mean": series["mean_gap"][e],
+                         "fv_top5": top5, "fv_max": series["max_gap"][e], "fv_best5": series["best_gap"][e],
+                         "reward": series["reward"][e]})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "epoch", "fv_mean", "fv_top5", "fv_max", "fv_best5", "reward"])
+
+
+def has_results(record: dict[str, Any]) -> bool:
+    """An ok run with numbers to report: an accuracy matrix, or a search's own (a language-model search
+    keeps no accuracy matrix)."""
+    return is_ok(record) or (record.get("status") == "ok" and bool(record.get("search")))
+
+
+def language_model_search(records: list[dict[str, Any]], scenario: str) -> bool:
+    """True when ``scenario``'s runs are a language-model search (errors in nats, not accuracy points)."""
+    return any(_scenario(r) == scenario and "log-perplexity" in str((r.get("search") or {}).get("error", ""))
+               for r in records)

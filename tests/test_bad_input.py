@@ -54,6 +54,13 @@ def _search(**params: Any) -> dict[str, Any]:
     return _suite(scenarios=[{"name": "supernet_search", "params": base | params}])
 
 
+def _enas(**params: Any) -> dict[str, Any]:
+    """The tiny suite on the `enas_rnn` scenario (a 3-node cell on the test corpus folder), params overridden."""
+    base = {"corpus": f"folder:{REPO / 'tests' / 'data' / 'lm_corpus'}", "vocabulary": 30, "nodes": 3,
+            "embedding": 8, "hidden": 8, "bptt": 6, "epochs": 1, "turns_per_epoch": 2, "steps_per_turn": 1}
+    return _suite(scenarios=[{"name": "enas_rnn", "params": base | params}])
+
+
 def _text(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `text` scenario (BBC News on MiniLM), params overridden."""
     return _suite(scenarios=[{"name": "text", "params": {"corpus": "bbc_news", "max_length": 16} | params}])
@@ -199,6 +206,24 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "adapters.target_modules: ['qkv'] name no Linear layer of the encoder's layers; allowed: attention.self.query"),
     ("text-hf-offline", {"suite": _text(corpus="hf:ag_news")}, RUN, "downloads are off: set `download: true`"),
     ("text-adapters-key", {"suite": _text(adapters={"rnak": 4})}, RUN, "scenarios[0].params.adapters.rnak"),
+    # --- the ENAS recurrent-cell search (issue 33)
+    ("enas-nodes-0", {"suite": _enas(nodes=0)}, RUN, "scenarios[0].params.nodes: Input should be greater than or equal to 1"),
+    ("enas-activation", {"suite": _enas(activations=["tanh", "gelu"])}, RUN,
+     "scenarios[0].params.activations[1]: Input should be 'tanh', 'relu', 'identity' or 'sigmoid'"),
+    ("enas-bptt-longer-than-validation", {"suite": _enas(bptt=500)}, RUN,
+     "bptt must be below the validation split's 289 tokens"),
+    ("enas-vocabulary-1", {"suite": _enas(vocabulary=1)}, RUN,
+     "scenarios[0].params.vocabulary: Input should be greater than or equal to 2"),
+    ("enas-corpus-folder-without-train", {"suite": _enas(corpus=f"folder:{REPO / 'tests' / 'data'}")},
+     RUN, "needs train.txt, valid.txt and test.txt; missing: train.txt"),
+    ("enas-hf-offline", {"suite": _enas(corpus="hf:ptb_text_only")}, RUN, "downloads are off: set `download: true`"),
+    ("enas-tied-sizes", {"suite": _enas(embedding=16)}, RUN, "embedding must equal hidden"),
+    ("enas-controller-key", {"suite": _enas(controller={"temprature": 5})}, RUN,
+     "scenarios[0].params.controller.temprature"),
+    ("wpl-fisher-mode", {"suite": _strategy("wpl", fisher="running")}, RUN,
+     "strategies[0].params.fisher: Input should be 'exact' or 'online'"),
+    ("training-grad-clip-norm", {"suite": _suite(training={"grad_clip_norm": -1.0})}, RUN,
+     "training.grad_clip_norm: Input should be greater than 0"),
     # --- issue 34: found as new and as hostile users
     ("yaml-alias-bomb", {"suite": _ALIAS_BOMB}, RUN, "expands to more than 100,000 values"),
     ("yaml-deep-nesting", {"suite": "name: t\nseeds: " + "[" * 2000 + "]" * 2000 + "\n"}, RUN, "nests deeper than 64"),
