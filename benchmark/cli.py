@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--repeats", type=_positive_int, default=5, help="repeats per measurement (medians; default 5)")
     p.add_argument("--only", type=_parse_sections, help="comma-separated sections: harness_vs_plain,"
-                   "step_overhead,fisher_fast_vs_loop,growth (default: all)")
+                   "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet (default: all)")
     p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "digits"],
                    help="dataset of the workloads (default: real MNIST from the data root)")

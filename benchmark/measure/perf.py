@@ -51,14 +51,15 @@ from benchmark.models import MultiHeadNet, make_trunk
 from benchmark.harness import Harness
 from benchmark.runner import regularizer_bytes, seed_everything
 from benchmark.schedule import build_strategy, train_schedule
-from benchmark.scenarios.base import Scenario, Task
+from benchmark.scenarios.base import Scenario, Task, Turn
 from benchmark.scenarios.split import class_order, select_classes
 
 class DeviceMissingError(RuntimeError):
     """The requested device is not present."""
 
 
-SECTIONS = ("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop", "growth", "parallel_scaling")
+SECTIONS = ("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop", "growth", "parallel_scaling",
+            "recurrent_supernet")
 NOT_AVAILABLE = "not available"
 
 
@@ -196,6 +197,77 @@ def split_workload(
     return Workload(name, scenario, copy.deepcopy(model.state_dict()))
 
 
+# The recurrent supernet's perf workload: the sizes of configs/enas_rnn_austen.yaml on random tokens.
+RECURRENT = dict(vocabulary=2000, hidden=64, nodes=6, bptt=35, windows=2048, turns=8, steps=7, batch=32)
+RECURRENT_QUICK = dict(vocabulary=50, hidden=8, nodes=3, bptt=6, windows=64, turns=3, steps=2, batch=8)
+RECURRENT_WPL = {"alpha": 60.0, "fisher": "online", "fisher_batches": 1, "accumulate": "momentum", "momentum": 0.9,
+                 "clip_norm": 10.0, "max_curvature": None}
+
+
+def recurrent_workload(opts: PerfOptions) -> tuple[Workload, TrainingConfig]:
+    """ENAS turns on the recurrent supernet: ``turns`` architectures drawn with the seed, ``steps`` steps each
+    (SGD lr 20, gradient norm clipped to 0.25, as the search trains)."""
+    from benchmark import language
+    from benchmark.scenarios.enas_rnn import RecurrentSearchParams, RecurrentSupernet, decision_choices
+
+    sizes = RECURRENT_QUICK if opts.quick else RECURRENT
+    seed_everything(opts.seed)
+    params = RecurrentSearchParams(vocabulary=sizes["vocabulary"], nodes=sizes["nodes"], embedding=sizes["hidden"],
+                                   hidden=sizes["hidden"], bptt=sizes["bptt"])
+    model = RecurrentSupernet(params, sizes["vocabulary"]).to(opts.torch_device)
+    generator = torch.Generator().manual_seed(opts.seed)
+    tokens = torch.randint(sizes["vocabulary"], (sizes["windows"] * sizes["bptt"] + 1,), generator=generator)
+    x, y = language.windows(tokens, sizes["bptt"])
+    choices = decision_choices(sizes["nodes"], len(params.activations))
+    tasks, schedule = [], []
+    for k in range(sizes["turns"]):
+        key = model.add_architecture(tuple(int(torch.randint(c, (1,), generator=generator)) for c in choices))
+        tasks.append(Task(f"arch{k}", key, x, y, x[:64], y[:64], model.used_parameter_names(key), sizes["vocabulary"]))
+        schedule.append(Turn(task=k, max_steps=sizes["steps"]))
+    scenario = Scenario("enas_rnn_perf", tasks, model, schedule=schedule)
+    training = TrainingConfig(optimizer="sgd", lr=20.0, grad_clip_norm=0.25, batch_size=sizes["batch"])
+    return Workload("recurrent", scenario, copy.deepcopy(model.state_dict())), training
+
+
+def recurrent_supernet(opts: PerfOptions) -> dict[str, Any]:
+    """One shared step of the recurrent supernet: the harness (naive) against the plain loop on the same turns,
+    WPL's (online Fisher) step against naive's, and WPL's Fisher update against the turn's own batches."""
+    workload, training = recurrent_workload(opts)
+    device = opts.torch_device
+    sizes = RECURRENT_QUICK if opts.quick else RECURRENT
+    plain_train(workload, training, opts.seed, device)  # warm-up, untimed
+    harness_s, plain_s, naive_step, wpl_step, fisher_share, diffs = [], [], [], [], [], []
+    steps = steps_plain = 0
+    for r in range(opts.repeats):
+        order = ["plain", "harness", "wpl"] if r % 2 == 0 else ["wpl", "harness", "plain"]
+        models = {}
+        for side in order:
+            if side == "plain":
+                models["plain"], seconds, steps_plain = plain_train(workload, training, opts.seed, device)
+                plain_s.append(seconds)
+            elif side == "harness":
+                run = harness_train(workload, "naive", training, opts.seed, device=device)
+                models["harness"], steps = run.model, run.steps
+                harness_s.append(run.train_seconds)
+                naive_step.append(_per_step(run, first_exp=0))
+            else:
+                run = harness_train(workload, "wpl", training, opts.seed, RECURRENT_WPL, device)
+                wpl_step.append(_per_step(run))
+                fisher_share.append(_importance_ratio(run))
+        diffs.append(max_weight_diff(models["plain"], models["harness"]))
+    h, p = _median(harness_s), _median(plain_s)
+    return {
+        "model": (f"ENAS cell {sizes['nodes']} nodes, hidden {sizes['hidden']}, vocabulary {sizes['vocabulary']}, "
+                  f"bptt {sizes['bptt']}, batch {sizes['batch']}; {sizes['turns']} turns x {sizes['steps']} steps"),
+        "harness_seconds": h, "plain_seconds": p, "ratio": _ratio(h, p), "steps": steps, "steps_plain": steps_plain,
+        "max_weight_diff": max(diffs), "weights_equal": bool(max(diffs) <= 1e-5 and steps == steps_plain),
+        "step_seconds": _median(naive_step), "wpl_step_seconds": _median(wpl_step),
+        "wpl_vs_naive": _ratio(_median(wpl_step), _median(naive_step)),
+        "fisher_vs_turn": _median(fisher_share),
+        "harness_seconds_all": harness_s, "plain_seconds_all": plain_s,
+    }
+
+
 # ----------------------------------------------------------------------------- timing plugins
 
 
@@ -305,19 +377,27 @@ def plain_train(
         )
         train_x, train_y = task.train_x.to(device), task.train_y.to(device)
         n = len(train_y)
-        for _ in range(training.epochs):
+        budget, taken = turn.max_steps, 0  # a turn with a step budget: that many steps, fresh draws per pass
+        for _ in range(budget or training.epochs):
             order = torch.randperm(n, generator=generator).to(device)
             x, y = train_x[order], train_y[order]
             if training.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             for start in range(0, n, bs):
+                if budget is not None and taken == budget:
+                    break
                 optimizer.zero_grad()
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     out = model.forward_single_task(x[start : start + bs], task.model_key)
                     loss = criterion(out, y[start : start + bs])
                 loss.backward()
+                if training.grad_clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip_norm, foreach=True)
                 optimizer.step()
                 steps += 1
+                taken += 1
+            if budget is not None and taken == budget:
+                break
         synchronize(device)
         seconds += time.perf_counter() - t0
     return model, seconds, steps
@@ -703,6 +783,9 @@ def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -
     if "parallel_scaling" in opts.only:
         note("parallel_scaling")
         result["parallel_scaling"] = parallel_scaling(opts)
+    if "recurrent_supernet" in opts.only:
+        note("recurrent_supernet")
+        result["recurrent_supernet"] = recurrent_supernet(opts)
     result["conditions"]["load_average_1m_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return result
 
@@ -788,4 +871,12 @@ def format_table(result: dict[str, Any]) -> str:
         row(f"one run alone, {r['worker_threads']} thread(s)", f"{r['lone_job_seconds']:.3f} s/run")
         row("speedup", f"{r['speedup']:.2f}x")
         row("bound (perfect scaling)", f"{r['bound']:.2f}x", "(N x local run / lone run)")
+    if "recurrent_supernet" in result:
+        r = result["recurrent_supernet"]
+        lines.append(f"recurrent_supernet ({r['model']})")
+        row(f"harness naive / plain: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
+            f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}", "target <= 1.10")
+        row(f"wpl (online) / naive step ({r['wpl_step_seconds'] * 1e3:.1f} / {r['step_seconds'] * 1e3:.1f} ms)",
+            f"{r['wpl_vs_naive']:.3f}", "target <= 1.15")
+        row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0")
     return "\n".join(lines)

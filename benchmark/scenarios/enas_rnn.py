@@ -122,7 +122,7 @@ class RecurrentSearchParams(ScenarioParams):
         return []  # a text corpus, not an image dataset: preflight reads it
 
     def needs_data_files(self) -> bool:
-        return self.corpus.startswith("folder:")
+        return self.corpus.startswith(("folder:", "hf:"))  # a corpus folder, or the Hub (network and its cache)
 
     def preflight(self, data_root: Any, seed: int) -> None:
         corpus = load_corpus(self)
