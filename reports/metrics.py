@@ -268,9 +268,13 @@ def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     language_model = "log-perplexity" in str(search.get("error", ""))
     if language_model:  # errors in nats (log-perplexity), not accuracy points: metrics of their own
         epochs = search_epochs(record)
+        start = int(search.get("measured_from_epoch") or 0)
         for key, series in (("lm_forgetting_mean", "mean_gap"), ("lm_forgetting_best5", "best_gap"),
-                            ("lm_forgetting_max", "max_gap"), ("lm_controller_reward", "reward")):
+                            ("lm_forgetting_max", "max_gap"), ("lm_controller_reward", "reward"),
+                            ("lm_forgetting_whole_search", "mean_gap")):
             values = np.asarray(epochs[series], dtype=float)
+            if key != "lm_forgetting_whole_search":
+                values = values[start:]
             if np.isfinite(values).any():
                 out[key] = float(np.nanmean(values))
         derived = search.get("derived")

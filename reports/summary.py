@@ -94,8 +94,12 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
            "the controller's steps in the last epoch", "search", (0, 1)),
     Metric("lm_forgetting_mean", "Forgetting (nats, mean)", "lower", "nats",
            "language-model search: per epoch, the mean of err2 - err1 (validation log-perplexity at the epoch's end "
-           "minus right after the architecture's turn) over the architectures it trained; averaged over epochs",
+           "minus right after the architecture's turn) over the architectures it trained; averaged over the epochs "
+           "from measure_from_epoch on",
            "search"),
+    Metric("lm_forgetting_whole_search", "Forgetting (nats, every epoch)", "lower", "nats",
+           "language-model search: lm_forgetting_mean over every epoch, the warm-up before measure_from_epoch "
+           "included", "search"),
     Metric("lm_forgetting_best5", "Forgetting (nats, best 5)", "lower", "nats",
            "language-model search: per epoch, the mean err2 - err1 of the 5 architectures with the lowest err1; "
            "averaged over epochs", "search"),

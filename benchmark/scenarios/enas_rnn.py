@@ -41,7 +41,13 @@ authors' one validation batch per step). After the last epoch the controller sam
 architectures, the best by validation perplexity on the shared weights is *derived*; its validation
 and test perplexity are recorded under ``search.derived``.
 
-Result keys: ``search`` = {kind, rewards per epoch, derived, controller_probabilities}, ``err1``,
+``measure_from_epoch`` (the authors' ``start_evaluate_diff``): the forgetting metrics of the report average
+the epochs from this one on; the err tables and the figure keep every epoch. While the shared weights
+still learn what every architecture needs (the embedding, the softmax), training any architecture helps
+the others and err2 - err1 is negative for reasons that are not forgetting; the README says how large
+that phase is, and reports the whole-search mean beside it.
+
+Result keys: ``search`` = {kind, rewards per epoch, derived, controller_probabilities, measured_from_epoch}, ``err1``,
 ``err2``, ``epoch_architectures`` (task index per turn of each epoch), ``architectures`` (the decisions
 of every sampled architecture, by task), ``corpus`` (tokens per split, vocabulary, unk rate).
 """
@@ -105,6 +111,7 @@ class RecurrentSearchParams(ScenarioParams):
     steps_per_turn: PositiveInt = 7
     controller: RecurrentControllerParams = Field(default_factory=RecurrentControllerParams)
     derive_samples: PositiveInt = 100
+    measure_from_epoch: int = Field(0, ge=0, description="first epoch the forgetting metrics average over")
 
     @model_validator(mode="after")
     def _shapes(self) -> "RecurrentSearchParams":
@@ -113,6 +120,8 @@ class RecurrentSearchParams(ScenarioParams):
         if self.tied and self.embedding != self.hidden:
             raise ValueError(f"tied: the softmax shares the embedding's weights, so embedding must equal hidden "
                              f"(got {self.embedding} and {self.hidden}); set tied: false to untie them")
+        if self.measure_from_epoch >= self.epochs:
+            raise ValueError(f"measure_from_epoch must be below epochs ({self.epochs}), got {self.measure_from_epoch}")
         if self.eval_tokens is not None and self.eval_tokens < self.bptt + 1:
             raise ValueError(f"eval_tokens must hold at least one window of bptt + 1 = {self.bptt + 1} tokens, "
                              f"got {self.eval_tokens}")
@@ -347,6 +356,7 @@ class RecurrentSearch(Scenario):
             "err1": err1,
             "err2": self.err2,
             "search": {"kind": self.params.search, "error": "validation log-perplexity (nats per token)",
+                       "measured_from_epoch": self.params.measure_from_epoch,
                        "rewards": self.rewards if self.controller is not None else None,
                        "derived": self.derived,
                        "controller_probabilities": self.controller.probabilities() if self.controller else None},
