@@ -72,13 +72,7 @@ def austen_splits() -> dict[str, list[str]]:
         raise CorpusError(str(exc)) from None
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
     for _, lines in sorted(novels.items()):
-        paragraphs, current = [], []
-        for line in [*lines, ""]:
-            if line.strip():
-                current.append(line.strip())
-            elif current:
-                paragraphs.append(" ".join(current))
-                current = []
+        paragraphs = text.paragraphs(lines)
         n = len(paragraphs)
         cut_train, cut_valid = round(n * AUSTEN_SPLIT[0]), round(n * sum(AUSTEN_SPLIT))
         for split, part in zip(SPLITS, (paragraphs[:cut_train], paragraphs[cut_train:cut_valid], paragraphs[cut_valid:])):

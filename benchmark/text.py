@@ -145,19 +145,24 @@ def austen_novels(directory: Path | None = None) -> dict[str, list[str]]:
     return novels
 
 
+def paragraphs(lines: list[str]) -> list[str]:
+    """Lines joined between blank lines (a novel's paragraphs, in order)."""
+    out, current = [], []
+    for line in [*lines, ""]:
+        if line.strip():
+            current.append(line.strip())
+        elif current:
+            out.append(" ".join(current))
+            current = []
+    return out
+
+
 def load_austen(directory: Path | None = None) -> Corpus:
     """Paragraphs of the six novels (lines joined between blank lines), the class being the novel."""
     texts, labels, test, classes = [], [], [], []
     for label, (novel, lines) in enumerate(sorted(austen_novels(directory).items())):
         classes.append(novel)
-        paragraphs, current = [], []
-        for line in [*lines, ""]:
-            if line.strip():
-                current.append(line.strip())
-            elif current:
-                paragraphs.append(" ".join(current))
-                current = []
-        kept = [p for p in paragraphs if len(p.split()) >= AUSTEN_MIN_WORDS]
+        kept = [p for p in paragraphs(lines) if len(p.split()) >= AUSTEN_MIN_WORDS]
         for i, paragraph in enumerate(kept):
             texts.append(paragraph)
             labels.append(label)

@@ -250,3 +250,26 @@ def dataclass_replace(obj, **changes):
     import dataclasses
 
     return dataclasses.replace(obj, **changes)
+
+
+# ------------------------------------------------------------------------------------ search metrics
+def test_best_err1_gap_and_search_epochs_by_hand():
+    from reports.metrics import best_err1_gap, run_metrics, search_epochs
+
+    err1 = [[1.0, 2.0, 3.0], [4.0, 5.0, None]]
+    err2 = [[1.5, 2.0, 2.0], [4.5, 6.0, None]]
+    assert best_err1_gap(err1[0], err2[0], k=2) == pytest.approx((0.5 + 0.0) / 2)  # err1 1.0 and 2.0
+    record = {"status": "ok", "accuracy_matrix": [], "err1": err1, "err2": err2,
+              "search": {"error": "validation log-perplexity (nats per token)", "rewards": [[0.2, 0.4], [0.6]],
+                         "measured_from_epoch": 1, "derived": {"valid_ppl": 50.0, "test_ppl": 60.0}},
+              "timing": {"train_seconds": 2.0, "steps": 10}}
+    epochs = search_epochs(record, k=2)
+    assert epochs["mean_gap"] == pytest.approx([(0.5 + 0.0 - 1.0) / 3, (0.5 + 1.0) / 2])
+    assert epochs["max_gap"] == pytest.approx([0.5, 1.0])
+    assert epochs["reward"] == pytest.approx([0.3, 0.6])
+    values = run_metrics(record)
+    assert values["lm_forgetting_mean"] == pytest.approx(0.75)  # epoch 1 only (measured_from_epoch)
+    assert values["lm_forgetting_whole_search"] == pytest.approx(((-0.5 / 3) + 0.75) / 2)
+    assert values["lm_controller_reward"] == pytest.approx(0.6)
+    assert values["derived_test_ppl"] == 60.0 and values["steps_per_second"] == pytest.approx(5.0)
+    assert math.isnan(values["ACC"])  # no accuracy matrix: no accuracy metrics, the search's own only
