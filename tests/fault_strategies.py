@@ -33,9 +33,17 @@ class _FaultOnce(Plugin):
         self.marker, self.at_experience, self.fault = Path(marker), at_experience, fault
 
     def before_training_exp(self, strategy, **kwargs):
-        if strategy.clock.train_exp_counter == self.at_experience and not self.marker.exists():
-            self.marker.touch()
+        if strategy.clock.train_exp_counter == self.at_experience and self._claim_marker():
             self.fault()
+
+    def _claim_marker(self) -> bool:
+        # O_EXCL makes check-and-create one step: two workers reaching the fault together
+        # (parallel seeds) must not both see "no marker" and both fire.
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
 
 
 def _sigkill_self():
