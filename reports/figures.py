@@ -308,3 +308,87 @@ def search_four_panels(epochs: pd.DataFrame, colours: dict[str, tuple], unit: st
         ax.set_xlabel("search epoch")
     axes[0].legend(fontsize=8)
     return to_data_uri(fig)
+
+
+def final_accuracy_distribution(final: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """Final accuracy on every experience as one distribution per strategy (for many experiences, e.g. a
+    search's candidates): each point is one experience's mean over seeds, the box its quartiles."""
+    if final.empty:
+        return None
+    per_experience = final.groupby(["strategy", "experience"], as_index=False).accuracy.mean()
+    order = [s for s in colours if s in set(per_experience.strategy)]
+    fig = _figure(1.8 + 1.4 * len(order), 3.2)
+    ax = fig.add_subplot()
+    data = per_experience.assign(accuracy=per_experience.accuracy * 100)
+    sns.boxplot(data=data, x="strategy", y="accuracy", order=order, hue="strategy", palette=colours, ax=ax,
+                fliersize=0, legend=False)
+    jitter = np.random.default_rng(0).uniform(-0.18, 0.18, len(data))
+    ax.scatter(data.strategy.map({s: i for i, s in enumerate(order)}) + jitter, data.accuracy, s=6, c="black",
+               alpha=0.5, zorder=3)
+    ax.set_xlabel("")
+    ax.set_ylabel(f"final accuracy (%), {per_experience.experience.nunique()} experiences")
+    ax.grid(axis="y", alpha=0.3)
+    return to_data_uri(fig)
+
+
+def accuracy_matrix_quantiles(matrices: dict[str, np.ndarray], colours: dict[str, tuple]) -> str | None:
+    """Many-column accuracy matrices summarised row by row: after training row i (an epoch of a search),
+    the median accuracy over the columns (experiences, e.g. every candidate architecture), a band from
+    the 25th to the 75th percentile and a dotted line at the minimum; one line per strategy."""
+    names = [s for s in colours if s in matrices]
+    if not names:
+        return None
+    fig = _figure(6.8, 3.2)
+    ax = fig.add_subplot()
+    for strategy in names:
+        values = np.asarray(matrices[strategy], dtype=float) * 100
+        rows = np.arange(values.shape[0])
+        low, median, high = np.nanpercentile(values, [25, 50, 75], axis=1)
+        ax.plot(rows, median, color=colours[strategy], lw=2, marker="o", ms=3, label=strategy)
+        ax.fill_between(rows, low, high, color=colours[strategy], alpha=0.2, lw=0)
+        ax.plot(rows, np.nanmin(values, axis=1), color=colours[strategy], lw=1, ls=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("after training row i (epoch / experience)")
+    ax.set_ylabel("accuracy over all j (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_data_uri(fig)
+
+
+SWEEP_PANELS = (("forgetting_value_mean", "forgetting value: mean err2 - err1 (points)", 100.0),
+                ("search_tau", "Kendall tau (supernet vs standalone)", 1.0),
+                ("regret", "regret (points)", 100.0))
+
+
+def search_sweep(sweep: pd.DataFrame, colours: dict[str, tuple], setting_label: str) -> str | None:
+    """:func:`reports.summary.search_sweep_frame` against its setting (log x axis): forgetting value, tau and
+    regret, one line per series, mean over seeds with its 95% interval as error bars."""
+    if sweep.empty:
+        return None
+    fig = _figure(12.0, 3.4)
+    axes = fig.subplots(1, len(SWEEP_PANELS))
+    series = [s for s in colours if s in set(sweep.series)]
+    settings = sorted(sweep.setting.unique())
+    # a small multiplicative offset per series keeps overlapping error bars apart on the log axis
+    offsets = {s: 1.0 + 0.06 * (k - (len(series) - 1) / 2) for k, s in enumerate(series)}
+    for ax, (metric, title, scale) in zip(axes, SWEEP_PANELS):
+        data = sweep[sweep.metric == metric]
+        for s in series:
+            line = data[data.series == s].sort_values("setting")
+            if line.empty:
+                continue
+            x = line.setting.astype(float) * offsets[s]
+            y = line["mean"].astype(float) * scale
+            err = np.vstack([y - line.ci_low.astype(float) * scale, line.ci_high.astype(float) * scale - y])
+            err = np.where(np.isfinite(err), err, 0.0)
+            ax.errorbar(x, y, yerr=err, color=colours[s], marker="o", ms=4, lw=1.6, capsize=3, label=s)
+        if metric == "forgetting_value_mean":
+            ax.axhline(0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks(settings, [str(v) for v in settings])
+        ax.minorticks_off()
+        ax.set_xlabel(setting_label)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return to_data_uri(fig)

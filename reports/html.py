@@ -98,6 +98,7 @@ class ScenarioView:
     naive: str | None = None
     few_seeds: bool = False  # fewer than 3 seeds: the intervals are not informative
     headline: str | None = None  # the scenario's headline figure (data URI)
+    many_experiences: bool = False  # per-experience figures drawn as distributions (S.MANY_EXPERIENCES)
     headline_caption: str = ""
 
 
@@ -247,11 +248,15 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
         view.headline_caption = ("Accuracy of the first model while the later model(s) train (the WPL paper's "
                                  "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
                                  "experiences.")
+    view.many_experiences = S.many_experiences(records, name)
+    matrices, final = S.mean_matrices(records, name), S.final_accuracy_frame(records, name)
     figs = {
         "scatter": F.stability_plasticity(t, colours),
         "curves": F.forgetting_curves(curves, colours),
-        "heatmaps": F.heatmaps(S.mean_matrices(records, name), order),
-        "final": F.final_accuracy_bars(S.final_accuracy_frame(records, name), colours),
+        "heatmaps": (F.accuracy_matrix_quantiles(matrices, colours) if view.many_experiences
+                     else F.heatmaps(matrices, order)),
+        "final": (F.final_accuracy_distribution(final, colours) if view.many_experiences
+                  else F.final_accuracy_bars(final, colours)),
         "err_gap": F.err_gap_distribution(gaps, colours),
     }
     if not S.language_model_search(records, name):  # a language-model search shows these in its headline
@@ -309,6 +314,34 @@ def _reproductions(folders: Sequence[Path], table: pd.DataFrame) -> list[dict[st
 
 
 @dataclass
+class SweepView:
+    """Suite level: search scenarios that differ in one setting (the turn length), side by side."""
+
+    setting: str
+    figure: str
+    caption: str
+
+
+def _sweep_view(records: list[dict[str, Any]], table: pd.DataFrame) -> SweepView | None:
+    from reports import figures as F
+
+    sweep = S.search_sweep_frame(table, records, "steps_per_turn")
+    if sweep.empty:
+        return None
+    series = list(dict.fromkeys(sweep.sort_values(["strategy", "series"]).series))
+    naive = S.NAIVE if S.NAIVE in series else None
+    figure = F.search_sweep(sweep, F.palette(series, naive), "steps per turn (log scale)")
+    seeds = int(sweep.n_seeds.max())
+    caption = ("The search scenarios of this suite differ in how many shared steps each sampled architecture "
+               "trains before the next is drawn (scenarios " + ", ".join(dict.fromkeys(sweep.sort_values("setting").scenario)) + "). "
+               "Left: the forgetting value (per search epoch the mean of err2 − err1 over the architectures it "
+               "trained, averaged over epochs; above 0 = forgetting); middle: Kendall tau between the supernet's "
+               "ranking and the standalone ground truth; right: regret of the architecture the search picked. "
+               f"Point = mean over seeds (up to {seeds}), bar = 95% t-interval.")
+    return SweepView("steps_per_turn", figure, caption) if figure else None
+
+
+@dataclass
 class Report:
     html: str
     summary: pd.DataFrame
@@ -344,6 +377,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         problems=problems.to_dict("records"),
         skipped=[{"path": str(path), "reason": reason} for path, reason in skipped],
         reproductions=_reproductions(folders, table),
+        sweep=_sweep_view(records, table),
         meta=_metadata(folders, records, command),
     )
     return Report(html, table, comps)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -394,3 +394,41 @@ def language_model_search(records: list[dict[str, Any]], scenario: str) -> bool:
     """True when ``scenario``'s runs are a language-model search (errors in nats, not accuracy points)."""
     return any(_scenario(r) == scenario and "log-perplexity" in str((r.get("search") or {}).get("error", ""))
                for r in records)
+
+
+MANY_EXPERIENCES = 20  # above this, per-experience figures are drawn as distributions (a search's candidates)
+
+
+def many_experiences(records: list[dict[str, Any]], scenario: str) -> bool:
+    """True when ``scenario``'s accuracy matrices have more than :data:`MANY_EXPERIENCES` columns (a search
+    over tens to hundreds of architectures): one bar or heatmap column per experience is unreadable there."""
+    return any(is_ok(r) and _scenario(r) == scenario and len(r["accuracy_matrix"][-1]) > MANY_EXPERIENCES
+               for r in records)
+
+
+SWEEP_METRICS = ("forgetting_value_mean", "search_tau", "regret")
+
+
+def search_sweep_frame(table: pd.DataFrame, records: list[dict[str, Any]], setting: str = "steps_per_turn",
+                       metrics_shown: Sequence[str] = SWEEP_METRICS) -> pd.DataFrame:
+    """The summary rows of ``metrics_shown`` for the search scenarios of a suite that differ in ``setting``
+    (a scenario param, e.g. the turn length), with that param's value as column ``setting``.
+
+    Empty unless at least two search scenarios with results take different values of ``setting``. A line
+    of the sweep is a ``series``: the strategy, followed by the search kind when the swept scenarios mix
+    random and controller searches (so the two are never joined into one line)."""
+    columns = [*SUMMARY_COLUMNS, "setting", "series"]
+    value_of: dict[str, Any] = {}
+    kind_of: dict[str, str] = {}
+    for r in records:
+        params = (r.get("scenario") or {}).get("params") or {}
+        if has_results(r) and r.get("search") and setting in params:
+            value_of[_scenario(r)] = params[setting]
+            kind_of[_scenario(r)] = str(params.get("search", ""))
+    if len(set(value_of.values())) < 2:
+        return pd.DataFrame(columns=columns)
+    rows = table[table.scenario.isin(list(value_of)) & table.metric.isin(list(metrics_shown))].copy()
+    rows["setting"] = rows.scenario.map(value_of)
+    mixed = len(set(kind_of.values())) > 1
+    rows["series"] = [f"{s} · {kind_of[sc]}" if mixed else s for s, sc in zip(rows.strategy, rows.scenario)]
+    return rows[columns].reset_index(drop=True)
