@@ -59,8 +59,10 @@ def template_state(strategy) -> dict[str, Any]:
     return strategy.state_dict() if callable(getattr(strategy, "state_dict", None)) else {}
 
 
-def save(path: Path, resolved: dict[str, Any], completed: int, strategy, harness: Harness, record: RunRecord) -> None:
-    """Write the state after experience ``completed`` atomically to ``path``."""
+def save(path: Path, resolved: dict[str, Any], completed: int, strategy, harness: Harness, record: RunRecord,
+         scenario_state: dict[str, Any] | None = None) -> None:
+    """Write the state after experience ``completed`` atomically to ``path`` (with an adaptive scenario's
+    own state, :meth:`~benchmark.scenarios.base.Scenario.state_dict`, when it has one)."""
     clock = strategy.clock
     state = {
         "format": FORMAT,
@@ -81,6 +83,7 @@ def save(path: Path, resolved: dict[str, Any], completed: int, strategy, harness
             "data": strategy.data_generator.get_state(),
         },
         "record": {k: v for k, v in record.to_dict().items() if k in RESUMED_FIELDS},
+        "scenario": scenario_state,
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -110,8 +113,11 @@ def load(path: Path, resolved: dict[str, Any], strategy, harness: Harness) -> di
     return state
 
 
-def restore(state: dict[str, Any], strategy, harness: Harness, record: RunRecord) -> int:
-    """Put ``state`` back into the strategy, its plugins, the RNGs and the record; the next experience."""
+def restore(state: dict[str, Any], strategy, harness: Harness, record: RunRecord, scenario=None) -> int:
+    """Put ``state`` back into the scenario (a search's own state), the strategy, its plugins, the RNGs and
+    the record; returns the next experience."""
+    if scenario is not None and state.get("scenario") is not None:
+        scenario.load_state_dict(state["scenario"])
     strategy.model.load_state_dict(state["model"])
     load_model_bookkeeping(strategy.model, state["model_bookkeeping"])
     strategy.optimizer.load_state_dict(state["optimizer"])

@@ -267,13 +267,13 @@ def _execute(
         record.curves = []
 
     start = 0
-    if checkpoint is not None and scenario.adaptive:
+    if checkpoint is not None and scenario.adaptive and scenario.state_dict() is None:
         record.warnings = [*(record.warnings or []),
-                           "checkpointing off: the scenario decides its turns while training (a search), "
-                           "and its state is not checkpointed"]
+                           f"checkpointing off: the scenario decides its turns while training (a search), and "
+                           f"{type(scenario).__name__} declares no state_dict()/load_state_dict()"]
         checkpoint = None
     if checkpoint is not None:
-        start, checkpoint = _resume(checkpoint, spec, strategy, harness, record)
+        start, checkpoint = _resume(checkpoint, spec, scenario, strategy, harness, record)
     timing = record.timing  # after a resume: the interrupted part's, which this part adds to
     turns = scheduled_experiences(scenario)
     before = [turn.task for turn, _ in turns[:start]]
@@ -339,10 +339,11 @@ def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, 
         record.turn_accuracy.append(TurnAccuracy(turn=done.index, task=turn.task, accuracy=just_trained))
         timing.eval_seconds += time.perf_counter() - t0
         if checkpoint is not None:
-            checkpoints.save(checkpoint, spec.resolved(), done.index, strategy, harness, record)
+            checkpoints.save(checkpoint, spec.resolved(), done.index, strategy, harness, record, scenario.state_dict())
 
 
-def _resume(path: Path, spec: RunSpec, strategy, harness: Harness, record: RunRecord) -> tuple[int, Path | None]:
+def _resume(path: Path, spec: RunSpec, scenario: Scenario, strategy, harness: Harness,
+            record: RunRecord) -> tuple[int, Path | None]:
     """Restore a matching checkpoint; returns (experience to start at, where to keep checkpointing).
 
     A strategy with a plugin that declares no state cannot be checkpointed: the run goes on
@@ -360,7 +361,7 @@ def _resume(path: Path, spec: RunSpec, strategy, harness: Harness, record: RunRe
         return 0, path
     if state is None:
         return 0, path
-    return checkpoints.restore(state, strategy, harness, record), path
+    return checkpoints.restore(state, strategy, harness, record, scenario), path
 
 
 # Standalone references depend only on (the scenario params they read, seed, training, device), not

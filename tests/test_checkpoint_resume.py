@@ -171,3 +171,87 @@ def test_plugin_without_state_protocol_runs_without_checkpoints(tmp_path):
     assert record["status"] == "ok"
     assert not path.exists()
     assert any("checkpointing off" in w and "_Slow" in w for w in record["warnings"])
+
+
+# ------------------------------------------------------------------ searches (adaptive scenarios)
+LM_CORPUS = Path(__file__).parent / "data" / "lm_corpus"
+SEARCH_TRAINING = TRAINING.model_copy(update={"eval_every": None, "grad_clip_norm": 0.25, "lr": 0.5, "momentum": 0.0})
+SEARCHES = {
+    "random": ComponentSpec(name="supernet_search", params={
+        "dataset": "digits", "layers": 2, "ops": 2, "width": 16, "epochs": 3, "turns_per_epoch": 3,
+        "steps_per_turn": 5, "validation_size": 200, "ground_truth_steps": 10}),
+    "controller": ComponentSpec(name="supernet_search", params={
+        "dataset": "digits", "layers": 2, "ops": 2, "width": 16, "epochs": 3, "turns_per_epoch": 3,
+        "steps_per_turn": 5, "validation_size": 200, "ground_truth_steps": 10, "search": "controller",
+        "controller": {"steps_per_epoch": 5}}),
+    "enas_rnn": ComponentSpec(name="enas_rnn", params={
+        "corpus": f"folder:{LM_CORPUS}", "vocabulary": 30, "nodes": 3, "embedding": 8, "hidden": 8, "bptt": 6,
+        "epochs": 3, "turns_per_epoch": 3, "steps_per_turn": 2, "derive_samples": 4, "search": "controller",
+        "controller": {"steps_per_epoch": 3, "reward_windows": 4}}),
+}
+SEARCH_STRATEGIES = {
+    "naive": ComponentSpec(name="naive"),
+    "wpl_online": ComponentSpec(name="wpl", params={"alpha": 60, "fisher": "online", "accumulate": "momentum",
+                                                    "clip_norm": 10.0, "reset_every": 2, "start_after": 1}),
+    "ewc": ComponentSpec(name="ewc", params={"ewc_lambda": 10, "mode": "online", "decay_factor": 0.9}),
+}
+
+
+def search_comparable(record: dict) -> dict:
+    out = comparable(record)
+    out["timing"].pop("search_seconds", None)
+    return out
+
+
+@pytest.mark.parametrize("at", [1, 2, 4])  # mid-epoch, the end of epoch 0 (before the controller trains), epoch 1
+@pytest.mark.parametrize("strategy", list(SEARCH_STRATEGIES))
+@pytest.mark.parametrize("search", list(SEARCHES))
+def test_a_resumed_search_equals_the_uninterrupted_one(search, strategy, at, tmp_path, monkeypatch):
+    spec = RunSpec("resume", SEARCHES[search], SEARCH_STRATEGIES[strategy], 0, SEARCH_TRAINING, "cpu")
+    reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
+    assert reference["status"] == "ok", reference.get("traceback") or reference.get("error")
+    assert not any("checkpointing off" in w for w in reference.get("warnings") or [])
+    _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", at, monkeypatch)
+    assert resumed["status"] == "ok", resumed.get("traceback")
+    assert resumed["resumed_from_experience"] == at + 1
+    assert search_comparable(resumed) == search_comparable(reference)
+    state = torch.load(tmp_path / "checkpoint.interrupted", weights_only=True)
+    assert state["scenario"]["schedule"] and state["scenario"]["generator"].dtype == torch.uint8
+
+
+def test_a_scenario_that_declares_no_state_runs_a_search_without_checkpoints(tmp_path, monkeypatch):
+    from benchmark.scenarios.search import SearchScenario
+
+    monkeypatch.setattr(SearchScenario, "state_dict", lambda self: None)
+    spec = RunSpec("resume", SEARCHES["random"], ComponentSpec(name="naive"), 0, SEARCH_TRAINING, "cpu")
+    record = run(spec, Path("."), checkpoint=tmp_path / "checkpoint.pt")
+    assert record["status"] == "ok" and not (tmp_path / "checkpoint.pt").exists()
+    assert any("SearchScenario declares no state_dict()" in w for w in record["warnings"])
+
+
+def test_sigkilled_search_worker_resumes_to_the_uninterrupted_record(write_suite, cli, tmp_path):
+    """A real SIGKILL of the worker process at the start of turn 5 (the second search epoch, after the
+    controller's first update and checkpoint 4), rerun: the same record as a run never killed."""
+    marker = tmp_path / "killed-once"
+    strategy = {"name": "test_kill_after", "label": "victim",
+                "params": {"strategy": "wpl", "marker": str(marker), "at_experience": 5,
+                           "strategy_params": {"alpha": 60, "fisher": "online", "accumulate": "momentum"}}}
+    suite = tiny_suite(strategies=[strategy], scenarios=[{"name": "enas_rnn", "params": SEARCHES["enas_rnn"].params}])
+    suite["training"].update(checkpoint=True, lr=0.5, momentum=0.0, grad_clip_norm=0.25)
+    config = write_suite(suite)
+    run_dir = "runs/enas_rnn__victim__seed0"
+
+    marker.touch()
+    assert cli("run", config, "--out", tmp_path / "reference", "--quiet") == 0
+    expected = read_json(tmp_path / "reference" / run_dir / "result.json")
+
+    marker.unlink()
+    out = tmp_path / "out"
+    assert cli("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "1") == 1
+    assert "SIGKILL" in read_json(out / run_dir / "result.json")["error"]
+    assert (out / run_dir / store.CHECKPOINT_FILE).exists()
+    assert cli("run", config, "--out", out, "--quiet") == 0
+    resumed = read_json(out / run_dir / "result.json")
+    assert resumed["resumed_from_experience"] == 5
+    assert search_comparable(resumed) == search_comparable(expected)
+    assert resumed["search"]["derived"] == expected["search"]["derived"]

@@ -158,6 +158,18 @@ class Scenario:
         """
         return {}
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """What a checkpoint must keep of the scenario itself: None for a fixed schedule (the spec rebuilds
+        it). An adaptive scenario returns its search state as plain data (tensors, numbers, strings, lists,
+        dicts: checkpoints load with ``weights_only=True``): the schedule so far, its own RNG, its
+        controller; without it a search run is not checkpointed and its record says why."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`state_dict` returned, into a scenario freshly built from the same spec."""
+        if state is not None:
+            raise NotImplementedError(f"{type(self).__name__} keeps no checkpoint state")
+
     def avalanche_benchmark(self) -> CLScenario:
         """Train stream: one experience per turn; test stream: one per task."""
         train = [_dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
@@ -175,6 +187,16 @@ class Scenario:
         for offset, experience in enumerate(experiences):
             experience.current_experience = start + offset
         return experiences
+
+
+def schedule_state(schedule: Sequence[Turn]) -> list[list[Any]]:
+    """A schedule as plain data for a checkpoint: ``[task, max_steps, record]`` per turn."""
+    return [[t.task, t.max_steps, t.record] for t in schedule]
+
+
+def schedule_from_state(state: Sequence[Sequence[Any]]) -> list[Turn]:
+    return [Turn(task=int(task), max_steps=None if steps is None else int(steps), record=bool(record))
+            for task, steps, record in state]
 
 
 def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int):

@@ -65,7 +65,7 @@ from torch import nn
 from benchmark import language
 from benchmark.models import TaskRoutedModule
 from benchmark.scenarios.base import (SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn,
-                                      count_parameters)
+                                      count_parameters, schedule_from_state, schedule_state)
 from benchmark.scenarios.search import Controller, Reinforce
 
 Activation = Literal["tanh", "relu", "identity", "sigmoid"]
@@ -344,6 +344,30 @@ class RecurrentSearch(Scenario):
         return {"architecture": list(arch), "cell": model.describe(arch), "task": self.index[arch],
                 "candidates": len(sampled), "candidates_err": scores,
                 "valid_log_ppl": valid, "valid_ppl": math.exp(valid), "test_log_ppl": test, "test_ppl": math.exp(test)}
+
+    def state_dict(self) -> dict[str, Any]:
+        model: RecurrentSupernet = self.model  # type: ignore[assignment]
+        return {"schedule": schedule_state(self.schedule), "architectures": [list(a) for a in model.architectures],
+                "epoch": self.epoch, "generator": self.generator.get_state(), "reward_offset": self.reward_offset,
+                "rewards": self.rewards, "epoch_tasks": self.epoch_tasks, "err2": self.err2, "derived": self.derived,
+                "reinforce": self.reinforce.state_dict() if self.controller is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        model: RecurrentSupernet = self.model  # type: ignore[assignment]
+        # the sampled cells are tasks in the order first seen: re-add them so every task keeps its model key
+        del model.architectures[:], self.tasks[:]
+        self.index.clear()
+        for arch in state["architectures"]:
+            self.task_of(tuple(int(a) for a in arch))
+        self.schedule = schedule_from_state(state["schedule"])
+        self.epoch, self.reward_offset = int(state["epoch"]), int(state["reward_offset"])
+        self.rewards = [list(r) for r in state["rewards"]]
+        self.epoch_tasks = [list(k) for k in state["epoch_tasks"]]
+        self.err2 = [list(e) for e in state["err2"]]
+        self.derived = state["derived"]
+        self.generator.set_state(state["generator"].cpu())
+        if self.controller is not None:
+            self.reinforce.load_state_dict(state["reinforce"])
 
     def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
         model: RecurrentSupernet = self.model  # type: ignore[assignment]

@@ -48,7 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 from torch import nn
 
 from benchmark.datasets import dataset_info, load_dataset
-from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
+from benchmark.scenarios.base import (SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn, schedule_from_state,
+                                      schedule_state)
 from benchmark.scenarios.split import validate_dataset_name
 from benchmark.scenarios.supernet import OP_CATALOGUE, Supernet, SupernetParams, sample_architectures
 
@@ -269,6 +270,19 @@ class SearchScenario(Scenario):
             return self._epoch_turns()
         self.validation_accuracy = [accuracy(task) for task in self.validation_tasks]
         return []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedule": schedule_state(self.schedule), "epoch": self.epoch, "generator": self.generator.get_state(),
+                "rewards": self.rewards, "validation_accuracy": self.validation_accuracy,
+                "reinforce": self.reinforce.state_dict() if self.controller is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.schedule = schedule_from_state(state["schedule"])
+        self.epoch, self.rewards = int(state["epoch"]), [list(r) for r in state["rewards"]]
+        self.validation_accuracy = state["validation_accuracy"]
+        self.generator.set_state(state["generator"].cpu())
+        if self.controller is not None:
+            self.reinforce.load_state_dict(state["reinforce"])
 
     def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
         model: Supernet = self.model  # type: ignore[assignment]
