@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,45 @@ def pip_install_target(source: Path, site: Path, scratch: Path) -> None:
     if done.returncode != 0:  # no local setuptools: let pip fetch the build backend
         done = subprocess.run([*base, str(src)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+CHROMIUM = os.environ.get("FORGETBENCH_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps calling home, which a closed network floods.
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _need_browser():
+    problem = None
+    if not Path(CHROMIUM).exists():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError as exc:
+            problem = f"playwright is not installed: {exc}"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)  # CI must run the real thing
+        pytest.skip(problem)
+
+
+@contextmanager
+def browser_page(width: int = 1280, height: int = 900):
+    """A page of Debian's headless Chromium (a throw-away profile), driven by playwright."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
+                viewport={"width": width, "height": height},
+            )
+            try:
+                yield browser.new_page()
+            finally:
+                browser.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)

@@ -12,6 +12,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.store import load_results
+from helpers import browser_page
 from reports.stats import paired_difference
 
 DEMO = Path(__file__).parents[1] / "configs" / "demo.yaml"
@@ -76,8 +77,6 @@ def test_supernet_naive_forgets_between_turns_and_wpl_less(demo):
 
 def test_report_opens_on_the_a_accuracy_figure_above_the_fold(demo):
     """Screenshot at 1280x1200: the first scenario's headline figure lies within the first 1,200 pixels."""
-    from test_report_browser import browser_page
-
     _, out, _ = demo
     with browser_page(1280, 1200) as page:
         page.goto((out / "report.html").resolve().as_uri(), wait_until="load")

@@ -273,3 +273,36 @@ def test_best_err1_gap_and_search_epochs_by_hand():
     assert values["lm_controller_reward"] == pytest.approx(0.6)
     assert values["derived_test_ppl"] == 60.0 and values["steps_per_second"] == pytest.approx(5.0)
     assert math.isnan(values["ACC"])  # no accuracy matrix: no accuracy metrics, the search's own only
+
+
+# ------------------------------------------------------------------------------------- the report
+def test_the_search_report_opens_on_the_four_panel_figure_above_the_fold(write_suite, cli, tmp_path):
+    """Screenshot at 1280x1200: the first figure of the report is the WPL paper's four panels, drawn."""
+    import numpy as np
+    from PIL import Image
+
+    from helpers import browser_page
+
+    params = tiny_params(search="controller", epochs=3).model_dump(mode="json")
+    suite = {"name": "enas_tiny", "seeds": [0, 1], "device": "cpu",
+             "training": {"optimizer": "sgd", "lr": 5.0, "momentum": 0.0, "batch_size": 8, "eval_batch_size": 64,
+                          "grad_clip_norm": 0.25},
+             "scenarios": [{"name": "enas_rnn", "label": "enas_tiny", "params": params}],
+             "strategies": [{"name": "naive"}, {"name": "wpl", "params": {"alpha": 60, "fisher": "online",
+                                                                         "accumulate": "momentum"}}]}
+    out = tmp_path / "out"
+    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
+    with browser_page(1280, 1200) as page:
+        page.goto((out / "report.html").resolve().as_uri(), wait_until="load")
+        first = page.query_selector("figure.headline")
+        assert first is not None and first.get_attribute("id") == "headline-s-enas-tiny"
+        caption = page.eval_on_selector("figure.headline figcaption", "c => c.textContent")
+        top, bottom, width = page.eval_on_selector(
+            "figure.headline img", "i => { const r = i.getBoundingClientRect(); "
+            "return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }")
+        shot = tmp_path / "above_the_fold.png"
+        page.screenshot(path=str(shot), full_page=False)
+    assert "the WPL paper's Figure 3" in caption
+    assert width > 900 and 0 <= top and bottom <= 1200, (top, bottom, width)  # the 2 x 2 panels, whole
+    band = np.asarray(Image.open(shot).convert("L"), dtype=float)[int(top):int(bottom)]
+    assert band.std() > 10 and (band < 128).mean() > 0.01  # lines and labels, not a blank box

@@ -2,59 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
-
 import numpy as np
-import pytest
 
+from helpers import browser_page
 from report_records import basic_records, full_records, write_folder
 from reports.html import write_report
-
-CHROMIUM = os.environ.get("FORGETBENCH_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps calling home, which a closed network floods.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _need_browser():
-    problem = None
-    if not Path(CHROMIUM).exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError as exc:
-            problem = f"playwright is not installed: {exc}"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)  # CI must run the real thing
-        pytest.skip(problem)
-
-
-@contextmanager
-def browser_page(width: int = 1280, height: int = 900):
-    """A page of Debian's headless Chromium (a throw-away profile), driven by playwright."""
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": width, "height": height},
-            )
-            try:
-                yield browser.new_page()
-            finally:
-                browser.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-
 
 def test_report_opens_in_headless_chromium(tmp_path):
     records = full_records() + basic_records(label="<script>console.error('xss')</script>")
