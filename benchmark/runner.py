@@ -41,7 +41,7 @@ from benchmark.harness import (CurveRecorder, DivergedError, Harness, chance_mes
                                tasks_at_chance)
 from benchmark.record import SCHEMA_VERSION, Component, CurvePoint, Memory, RunRecord, TurnAccuracy
 from benchmark.registries import SCENARIOS
-from benchmark.scenarios import Scenario, ScenarioInputs, Turn
+from benchmark.scenarios import Retraining, Scenario, ScenarioInputs, Turn
 from benchmark.schedule import build_strategy, scheduled_experiences, train_schedule, turn_steps
 from benchmark.training import TrainingConfig, training_identity
 from strategies.plugin import PluginProtocol
@@ -296,6 +296,12 @@ def _execute(
         t0 = time.perf_counter()
         record.standalone_accuracy = standalone_accuracy(spec, data_root, device, cache_dir)
         timing.standalone_seconds = time.perf_counter() - t0
+    retraining = scenario.retraining()
+    if retraining is not None:
+        t0 = time.perf_counter()
+        scores = retrained_scores(spec, data_root, device, retraining)
+        timing.retrain_seconds = time.perf_counter() - t0
+        retraining.report(scores, timing.retrain_seconds)
     for key, value in scenario.summarize(record.to_dict()).items():
         setattr(record, key, value)
     record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy))
@@ -424,6 +430,23 @@ def standalone_accuracy(
         accuracies = [entries[j] for j in range(len(scenario.tasks))]
     _STANDALONE_CACHE[memo] = accuracies
     return list(accuracies)
+
+
+def retrained_scores(spec: RunSpec, data_root: Path, device: torch.device, retraining: Retraining) -> dict[str, float]:
+    """Train :class:`~benchmark.scenarios.base.Retraining`'s model alone from the run's initial weights (a
+    fresh scenario from the spec and seed) with the suite's optimizer, no regularizer; its scores."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        fresh = seeded_scenario(spec, data_root)
+        task = retraining.task_in(fresh)
+        model = fresh.model.to(device)
+        fresh.schedule = [Turn(task=fresh.tasks.index(task), max_steps=retraining.steps)]
+        harness = Harness()
+        strategy = build_run_strategy(spec, fresh, model, device, harness, strategy=ComponentSpec(name="naive"))
+        for _ in train_schedule(strategy, harness, scheduled_experiences(fresh), spec.training):
+            pass
+        batch = spec.training.eval_batch_size
+        return {name: evaluate(model, dataclasses.replace(task, test_x=x, test_y=y), batch, device)
+                for name, (x, y) in retraining.evaluate_on.items()}
 
 
 def strategy_extra_results(strategy, record: dict[str, Any]) -> dict[str, Any]:

@@ -281,6 +281,9 @@ def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
         if derived:
             out["derived_valid_ppl"] = float(derived["valid_ppl"])
             out["derived_test_ppl"] = float(derived["test_ppl"])
+            if derived.get("retrained"):
+                out["retrained_valid_ppl"] = float(derived["retrained"]["valid_ppl"])
+                out["retrained_test_ppl"] = float(derived["retrained"]["test_ppl"])
         return out
     err1, err2 = record.get("err1") or [], record.get("err2") or []
     values = np.array([forgetting_value(a, b) for a, b in zip(err1, err2)], dtype=float).reshape(-1, 3)

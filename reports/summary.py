@@ -113,6 +113,12 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("derived_test_ppl", "Derived test ppl", "lower", "ppl",
            "the derived architecture (best of the controller's samples by validation perplexity on the shared "
            "weights): test perplexity on the shared weights", "search", (1, float("inf"))),
+    Metric("retrained_valid_ppl", "Retrained valid ppl", "lower", "ppl",
+           "the derived architecture trained alone from the run's initial weights for retrain_steps steps (no "
+           "shared weights, no regularizer): validation perplexity", "search", (1, float("inf"))),
+    Metric("retrained_test_ppl", "Retrained test ppl", "lower", "ppl",
+           "the derived architecture trained alone from the run's initial weights for retrain_steps steps: test "
+           "perplexity (what the search's choice is worth)", "search", (1, float("inf"))),
     Metric("train_seconds", "Train time", "lower", "seconds", "wall-clock seconds spent training (no eval)",
            "cost", (0, float("inf"))),
     Metric("steps_per_second", "Steps / s", "higher", "rate", "optimiser steps per training second", "cost", (0, float("inf"))),

@@ -218,6 +218,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      RUN, "needs train.txt, valid.txt and test.txt; missing: train.txt"),
     ("enas-hf-offline", {"suite": _enas(corpus="hf:ptb_text_only")}, RUN, "downloads are off: set `download: true`"),
     ("enas-tied-sizes", {"suite": _enas(embedding=16)}, RUN, "embedding must equal hidden"),
+    ("enas-retrain-steps-negative", {"suite": _enas(retrain_steps=-1)}, RUN,
+     "scenarios[0].params.retrain_steps: Input should be greater than or equal to 0"),
     ("enas-controller-key", {"suite": _enas(controller={"temprature": 5})}, RUN,
      "scenarios[0].params.controller.temprature"),
     ("wpl-fisher-mode", {"suite": _strategy("wpl", fisher="running")}, RUN,

@@ -160,6 +160,45 @@ def test_search_records_err_tables_rewards_and_the_derived_cell():
     assert again["err1"] == record["err1"] and again["search"]["derived"] == derived
 
 
+def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
+    """The retraining equals a hand-written loop: the run's initial weights (same seed), the derived cell
+    alone, plain SGD with clipping on the same seeded batch order, ``retrain_steps`` steps."""
+    from benchmark.config import ComponentSpec
+    from benchmark.runner import RunSpec, run, seed_everything
+    from benchmark.training import TrainingConfig
+
+    steps, training = 7, TrainingConfig(lr=5.0, grad_clip_norm=0.25, batch_size=8, eval_batch_size=64)
+    params = tiny_params(retrain_steps=steps)
+    spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=params.model_dump(mode="json")),
+                   ComponentSpec(name="wpl", params={"alpha": 60, "fisher": "online"}), 0, training, "cpu")
+    record = run(spec, Path("."))
+    assert record["status"] == "ok", record.get("error")
+    derived = record["search"]["derived"]
+    retrained = derived["retrained"]
+    assert retrained["steps"] == steps and record["timing"]["retrain_seconds"] > 0
+    assert retrained["test_ppl"] == pytest.approx(math.exp(retrained["test_log_ppl"]))
+
+    seed_everything(0)
+    fresh = build_enas_rnn(params, ScenarioInputs(0, None))
+    task = fresh.task_of(tuple(derived["architecture"]))
+    model, generator = fresh.model, torch.Generator().manual_seed(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=training.lr, momentum=training.momentum)
+    model.train()
+    x, y = task.train_x, task.train_y
+    order = torch.randperm(len(y), generator=generator)
+    for start in range(0, steps * training.batch_size, training.batch_size):
+        batch = order[start:start + training.batch_size]
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model.forward_single_task(x[batch], task.model_key), y[batch]).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip_norm)
+        optimizer.step()
+    valid = evaluate(model, Task(**{**task.__dict__, "test_x": fresh.valid_x, "test_y": fresh.valid_y}), 64,
+                     torch.device("cpu"))
+    assert retrained["valid_ppl"] == pytest.approx(1.0 / valid, rel=1e-5)
+    # the search's own weights score the derived cell differently: the retraining did not start from them
+    assert retrained["valid_ppl"] != pytest.approx(derived["valid_ppl"], rel=1e-3)
+
+
 def test_random_search_samples_uniformly_and_needs_no_controller():
     scenario = build_enas_rnn(tiny_params(search="random", turns_per_epoch=50), ScenarioInputs(0, None))
     assert scenario.controller is None

@@ -3,6 +3,7 @@
 from benchmark.scenarios.base import (
     SCENARIOS,
     LabelledTensors,
+    Retraining,
     Scenario,
     ScenarioInputs,
     ScenarioParams,
@@ -18,4 +19,4 @@ from benchmark.scenarios import permuted as _permuted  # noqa: F401
 from benchmark.scenarios import custom as _custom  # noqa: F401
 from benchmark.scenarios import enas_rnn as _enas_rnn  # noqa: F401
 
-__all__ = ["SCENARIOS", "LabelledTensors", "Scenario", "ScenarioInputs", "ScenarioParams", "Task", "Turn"]
+__all__ = ["SCENARIOS", "LabelledTensors", "Retraining", "Scenario", "ScenarioInputs", "ScenarioParams", "Task", "Turn"]

@@ -158,6 +158,11 @@ class Scenario:
         """
         return {}
 
+    def retraining(self) -> "Retraining | None":
+        """After the run, a model to train *alone* from the run's initial weights (e.g. the architecture a
+        search derived, as ENAS retrains it); None (default) for nothing. See :class:`Retraining`."""
+        return None
+
     def state_dict(self) -> dict[str, Any] | None:
         """What a checkpoint must keep of the scenario itself: None for a fixed schedule (the spec rebuilds
         it). An adaptive scenario returns its search state as plain data (tensors, numbers, strings, lists,
@@ -187,6 +192,23 @@ class Scenario:
         for offset, experience in enumerate(experiences):
             experience.current_experience = start + offset
         return experiences
+
+
+@dataclass
+class Retraining:
+    """What :meth:`Scenario.retraining` asks the runner for: train one model alone, score it, report back.
+
+    The runner rebuilds the scenario from the run's spec and seed (so the weights are the run's initial
+    ones), calls ``task_in(fresh)`` for the model's task in that fresh scenario, trains it with the suite's
+    optimizer and no regularizer for ``steps`` steps (the ``naive`` strategy through the same training
+    loop as every run), scores it with the harness's ``evaluate`` on each of ``evaluate_on`` (name ->
+    (x, y)) and passes ``{name: score}`` and the training seconds to ``report``, which returns result keys
+    to merge into the record (a search puts them under its derived architecture)."""
+
+    steps: int
+    task_in: Callable[["Scenario"], Task]
+    evaluate_on: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    report: Callable[[dict[str, float], float], None]
 
 
 def schedule_state(schedule: Sequence[Turn]) -> list[list[Any]]:

@@ -39,7 +39,11 @@ once per turn). Between epochs the controller (:class:`~benchmark.scenarios.sear
 steps, reward = ``reward_c`` / perplexity on ``reward_windows`` validation windows (a rotating slice, as the
 authors' one validation batch per step). After the last epoch the controller samples ``derive_samples``
 architectures, the best by validation perplexity on the shared weights is *derived*; its validation
-and test perplexity are recorded under ``search.derived``.
+and test perplexity are recorded under ``search.derived``. With ``retrain_steps > 0`` the derived cell is
+then trained alone from the run's initial weights (the same seed, so the same start as the search),
+with the suite's optimizer and clipping and no regularizer, for that many steps, and its validation and
+test perplexity are recorded under ``search.derived.retrained`` (ENAS retrains the derived cell from
+scratch; the budget is stated, not the authors' full training).
 
 ``measure_from_epoch`` (the authors' ``start_evaluate_diff``): the forgetting metrics of the report average
 the epochs from this one on; the err tables and the figure keep every epoch. While the shared weights
@@ -59,13 +63,13 @@ import math
 from typing import Any, Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 
 from benchmark import language
 from benchmark.models import TaskRoutedModule
 from benchmark.scenarios.base import (SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn,
-                                      count_parameters, schedule_from_state, schedule_state)
+                                      Retraining, count_parameters, schedule_from_state, schedule_state)
 from benchmark.scenarios.search import Controller, Reinforce
 
 Activation = Literal["tanh", "relu", "identity", "sigmoid"]
@@ -111,6 +115,8 @@ class RecurrentSearchParams(ScenarioParams):
     steps_per_turn: PositiveInt = 7
     controller: RecurrentControllerParams = Field(default_factory=RecurrentControllerParams)
     derive_samples: PositiveInt = 100
+    retrain_steps: NonNegativeInt = Field(0, description="train the derived cell alone from the initial weights "
+                                                         "for this many steps (0: no retraining)")
     measure_from_epoch: int = Field(0, ge=0, description="first epoch the forgetting metrics average over")
 
     @model_validator(mode="after")
@@ -344,6 +350,19 @@ class RecurrentSearch(Scenario):
         return {"architecture": list(arch), "cell": model.describe(arch), "task": self.index[arch],
                 "candidates": len(sampled), "candidates_err": scores,
                 "valid_log_ppl": valid, "valid_ppl": math.exp(valid), "test_log_ppl": test, "test_ppl": math.exp(test)}
+
+    def retraining(self) -> Retraining | None:
+        if self.derived is None or self.params.retrain_steps == 0:
+            return None
+        arch, derived = tuple(self.derived["architecture"]), self.derived
+
+        def report(scores: dict[str, float], seconds: float) -> None:
+            valid, test = log_perplexity(scores["valid"]), log_perplexity(scores["test"])
+            derived["retrained"] = {"steps": self.params.retrain_steps, "valid_log_ppl": valid,
+                                    "valid_ppl": math.exp(valid), "test_log_ppl": test, "test_ppl": math.exp(test)}
+
+        return Retraining(self.params.retrain_steps, lambda fresh: fresh.task_of(arch),
+                          {"valid": (self.valid_x, self.valid_y), "test": (self.test_x, self.test_y)}, report)
 
     def state_dict(self) -> dict[str, Any]:
         model: RecurrentSupernet = self.model  # type: ignore[assignment]
