@@ -135,6 +135,23 @@ def test_unreadable_checkpoint_is_discarded_and_the_run_starts_over(content, tmp
     assert any("discarded" in w for w in record["warnings"])
 
 
+def killed_then_resumed(cli, config: Path, marker: Path, run_dir: str, tmp_path: Path) -> tuple[dict, dict]:
+    """``(uninterrupted, resumed)`` records of ``run_dir``: the suite run once with the kill marker already
+    claimed (no kill), then in a worker process that SIGKILLs itself once (the run is recorded failed, its
+    checkpoint stays), then rerun from that checkpoint."""
+    marker.touch()
+    assert cli("run", config, "--out", tmp_path / "reference", "--quiet") == 0
+    expected = read_json(tmp_path / "reference" / run_dir / "result.json")
+
+    marker.unlink()
+    out = tmp_path / "out"
+    assert cli("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "1") == 1
+    assert "SIGKILL" in read_json(out / run_dir / "result.json")["error"]
+    assert (out / run_dir / store.CHECKPOINT_FILE).exists()
+    assert cli("run", config, "--out", out, "--quiet") == 0
+    return expected, read_json(out / run_dir / "result.json")
+
+
 @pytest.mark.parametrize("name", ["supsup", "standalone"])
 def test_sigkilled_worker_resumes_to_the_uninterrupted_record(name, write_suite, cli, tmp_path):
     """A real SIGKILL of the worker process at the start of experience 2 (after checkpoint 1)."""
@@ -144,19 +161,7 @@ def test_sigkilled_worker_resumes_to_the_uninterrupted_record(name, write_suite,
     suite = tiny_suite(strategies=[strategy])
     suite["scenarios"][0]["params"].update(tasks=4, widths=[16])
     suite["training"].update(checkpoint=True, epochs=2)
-    config = write_suite(suite)
-    run_dir = "runs/split__victim__seed0"
-
-    marker.touch()
-    assert cli("run", config, "--out", tmp_path / "reference", "--quiet") == 0
-    expected = read_json(tmp_path / "reference" / run_dir / "result.json")
-
-    marker.unlink()
-    out = tmp_path / "out"
-    assert cli("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "1") == 1
-    assert (out / run_dir / store.CHECKPOINT_FILE).exists()
-    assert cli("run", config, "--out", out, "--quiet") == 0
-    resumed = read_json(out / run_dir / "result.json")
+    expected, resumed = killed_then_resumed(cli, write_suite(suite), marker, "runs/split__victim__seed0", tmp_path)
     assert resumed["resumed_from_experience"] == 2
     assert resumed["accuracy_matrix"] == expected["accuracy_matrix"]
     assert comparable(resumed) == comparable(expected)
@@ -238,20 +243,7 @@ def test_sigkilled_search_worker_resumes_to_the_uninterrupted_record(write_suite
                            "strategy_params": {"alpha": 60, "fisher": "online", "accumulate": "momentum"}}}
     suite = tiny_suite(strategies=[strategy], scenarios=[{"name": "enas_rnn", "params": SEARCHES["enas_rnn"].params}])
     suite["training"].update(checkpoint=True, lr=0.5, momentum=0.0, grad_clip_norm=0.25)
-    config = write_suite(suite)
-    run_dir = "runs/enas_rnn__victim__seed0"
-
-    marker.touch()
-    assert cli("run", config, "--out", tmp_path / "reference", "--quiet") == 0
-    expected = read_json(tmp_path / "reference" / run_dir / "result.json")
-
-    marker.unlink()
-    out = tmp_path / "out"
-    assert cli("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "1") == 1
-    assert "SIGKILL" in read_json(out / run_dir / "result.json")["error"]
-    assert (out / run_dir / store.CHECKPOINT_FILE).exists()
-    assert cli("run", config, "--out", out, "--quiet") == 0
-    resumed = read_json(out / run_dir / "result.json")
+    expected, resumed = killed_then_resumed(cli, write_suite(suite), marker, "runs/enas_rnn__victim__seed0", tmp_path)
     assert resumed["resumed_from_experience"] == 5
     assert search_comparable(resumed) == search_comparable(expected)
     assert resumed["search"]["derived"] == expected["search"]["derived"]
