@@ -143,11 +143,12 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
         return float(v.iloc[0]) if len(v) else float("nan")
 
     lines = V.scenario_verdict(long, naive, references)
+    shipped = V.search_outcome(long[~long.strategy.isin(references)], naive)
     metric = V.headline_metric(set(table.metric))
     contenders = table[(table.metric == metric) & ~table.strategy.isin(references)].set_index("strategy")["mean"]
     contenders = contenders.astype(float).dropna()
     if not lines or contenders.empty:
-        return lines
+        return lines + shipped
     winner = str(contenders.idxmin())
     cost = []
     t_w, t_n = mean(winner, "train_seconds"), mean(naive, "train_seconds")
@@ -168,7 +169,7 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
         top = str(acc.idxmax())
         lines.append(f"Highest final accuracy (ACC): {top} ({fmt(acc[top], 'accuracy')}%)"
                      + ("; the same strategy." if top == winner else "."))
-    return lines
+    return lines + shipped
 
 
 def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], table: pd.DataFrame,

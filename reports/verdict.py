@@ -24,7 +24,8 @@ from reports import stats
 from reports import summary as S
 from reports.summary import METRICS
 
-HEADLINE_METRICS = ("forgetting", "err_gap_mean", "curve_max_drop")  # the first one a scenario has
+HEADLINE_METRICS = ("forgetting_value_mean", "lm_forgetting_mean", "forgetting", "err_gap_mean",
+                    "curve_max_drop")  # the first one a scenario has (a search: its forgetting value)
 SIGNIFICANCE = 0.05
 MIN_SEEDS = 3
 POWER = 0.8
@@ -71,7 +72,8 @@ def seeds_needed(differences: ArrayLike, alpha: float = SIGNIFICANCE, power: flo
 
 
 def headline_metric(metrics: set[str]) -> str | None:
-    """The forgetting measure a scenario's verdict is about (forgetting, else err2 - err1, else curves)."""
+    """The forgetting measure a scenario's verdict is about: a search's forgetting value (accuracy points or
+    nats), else forgetting, else err2 - err1, else the curves' max drop."""
     return next((m for m in HEADLINE_METRICS if m in metrics), None)
 
 
@@ -95,6 +97,11 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
     if metric is None:
         return []
     info = METRICS[metric]
+    unit = "points" if info.unit == "accuracy" else info.unit
+
+    def amount(value: float) -> str:
+        return _points(value) if info.unit == "accuracy" else f"{value:.3f}"
+
     by_strategy: dict[str, Mapping[int, float]] = {
         s: dict(zip(g.seed, g.value.astype(float)))
         for s, g in long[long.metric == metric].groupby("strategy", sort=False)
@@ -109,7 +116,7 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
     if n_seeds < MIN_SEEDS:
         return [f"Too few seeds to name a winner: {n_seeds} seed(s), and with fewer than {MIN_SEEDS} the "
                 f"confidence intervals are not informative. Lowest {label} so far: {best} "
-                f"({_points(means[best])} points). Rerun with --seeds {MIN_SEEDS} or more."]
+                f"({amount(means[best])} {unit}). Rerun with --seeds {MIN_SEEDS} or more."]
 
     def paired(a: str, b: str) -> tuple[stats.Paired, np.ndarray]:
         x, y = by_strategy[a], by_strategy[b]
@@ -127,22 +134,22 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
                 p, _ = paired(s, naive)
                 if significant(p) and p.diff < 0:
                     beats_naive.append((s, p))
-    base = f"{naive} {_points(means[naive])}" if naive in means else ""
+    base = f"{naive} {amount(means[naive])}" if naive in means else ""
     if naive in by_strategy and not beats_naive:
         other = next((s for s in means.index if s != naive), None)
         if other is None:
-            return [f"Only {naive} ran: nothing to compare ({label} {_points(means[naive])} points)."]
+            return [f"Only {naive} ran: nothing to compare ({label} {amount(means[naive])} {unit})."]
         p, d = paired(other, naive)
         few = f", too few to test (at least {MIN_SEEDS} needed)" if p.n < MIN_SEEDS else ""
         return [f"No strategy forgets significantly less than {naive} on this suite ({label}: lowest {other} "
-                f"{_points(means[other])} vs {base} points, paired p = {fmt_p(p.p_value)} on {p.n} seeds both "
+                f"{amount(means[other])} vs {base} {unit}, paired p = {fmt_p(p.p_value)} on {p.n} seeds both "
                 f"completed{few}); {_needed_text(d)}."]
     contenders = [s for s in means.index if s != naive]
     runner_up = next((s for s in contenders if s != best), None)
     versus_next, d_next = paired(best, runner_up) if runner_up else (None, np.array([]))
     if best != naive and (runner_up is None or (versus_next is not None and significant(versus_next)
                                                    and versus_next.diff < 0)):
-        text = f"Forgets least: {best} ({label} {_points(means[best])} points"
+        text = f"Forgets least: {best} ({label} {amount(means[best])} {unit}"
         if base:
             p = dict(beats_naive).get(best)
             text += f" vs {base}"
@@ -152,14 +159,14 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
             if p is not None:
                 text += f", paired p = {fmt_p(p.p_value)}"
         if runner_up:
-            text += f"; next best {runner_up} {_points(means[runner_up])}, paired p = {fmt_p(versus_next.p_value)}"
+            text += f"; next best {runner_up} {amount(means[runner_up])}, paired p = {fmt_p(versus_next.p_value)}"
         lines.append(text + ").")
     else:
         tied = [s for s in contenders if s != best and not significant(paired(best, s)[0])]
         parts = []
         if beats_naive:
-            parts.append(f"Significantly less {label} than {base} points (paired p < 0.05): "
-                         f"{_and([f'{s} {_points(means[s])}' for s, _ in beats_naive])}")
+            parts.append(f"Significantly less {label} than {base} {unit} (paired p < 0.05): "
+                         f"{_and([f'{s} {amount(means[s])}' for s, _ in beats_naive])}")
         if tied:
             p_tie, d_tie = paired(best, tied[0])
             parts.append(f"{'lowest' if parts else 'Lowest'} {label} {best}, indistinguishable on this suite from {', '.join(tied)} (paired p = "
@@ -167,7 +174,35 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
         if parts:
             lines.append("; ".join(parts) + ".")
         if not lines:  # no naive run in this scenario
-            lines.append(f"Lowest {label}: {best} ({_points(means[best])} points).")
+            lines.append(f"Lowest {label}: {best} ({amount(means[best])} {unit}).")
+    return lines
+
+
+SEARCH_OUTCOMES = ("regret", "search_tau", "derived_test_ppl", "retrained_test_ppl")
+
+
+def search_outcome(long: pd.DataFrame, naive: str | None) -> list[str]:
+    """For a search: what each strategy changed in what the search ships, against ``naive`` on the same seeds
+    (regret, Kendall tau, the derived architecture's test perplexity on the shared weights and retrained),
+    each as a paired difference with its p-value; nothing when the scenario is not a search."""
+    present = [m for m in SEARCH_OUTCOMES if m in set(long.metric)]
+    if naive is None or not present:
+        return []
+    lines = []
+    for strategy in [s for s in dict.fromkeys(long.strategy) if s != naive]:
+        parts = []
+        for metric in present:
+            rows = long[long.metric == metric]
+            mine = dict(zip(rows[rows.strategy == strategy].seed, rows[rows.strategy == strategy].value.astype(float)))
+            base = dict(zip(rows[rows.strategy == naive].seed, rows[rows.strategy == naive].value.astype(float)))
+            p = stats.paired_difference(mine, base)
+            if p.n == 0 or not np.isfinite(p.diff):
+                continue
+            info = METRICS[metric]
+            diff = f"{100 * p.diff:+.1f} points" if info.unit == "accuracy" else f"{p.diff:+.2f}"
+            parts.append(f"{info.label.lower()} {diff} (p = {fmt_p(p.p_value)})")
+        if parts:
+            lines.append(f"What the search ships, {strategy} vs {naive} on the same seeds: " + "; ".join(parts) + ".")
     return lines
 
 
@@ -201,5 +236,7 @@ def verdicts(records: list[dict], long: pd.DataFrame | None = None) -> dict[str,
     out = {}
     for scenario in S.strategy_order(records):
         naive, references = roles(records, scenario)
-        out[scenario] = scenario_verdict(long[long.scenario == scenario], naive, references) if len(long) else []
+        mine = long[long.scenario == scenario] if len(long) else long
+        out[scenario] = (scenario_verdict(mine, naive, references)
+                         + search_outcome(mine[~mine.strategy.isin(references)], naive)) if len(long) else []
     return out

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from reports.verdict import scenario_verdict, seeds_needed
+from reports.verdict import headline_metric, scenario_verdict, search_outcome, seeds_needed
 
 
-def long_frame(forgetting: dict[str, list[float]]) -> pd.DataFrame:
-    """runs_long-style rows: one forgetting value per (strategy, seed)."""
-    rows = [{"scenario": "s", "strategy": s, "strategy_name": s, "seed": seed, "metric": "forgetting", "value": v}
+def long_frame(forgetting: dict[str, list[float]], metric: str = "forgetting") -> pd.DataFrame:
+    """runs_long-style rows: one value of ``metric`` per (strategy, seed)."""
+    rows = [{"scenario": "s", "strategy": s, "strategy_name": s, "seed": seed, "metric": metric, "value": v}
             for s, values in forgetting.items() for seed, v in enumerate(values)]
     return pd.DataFrame(rows)
 
@@ -74,3 +74,25 @@ def test_a_comparison_on_fewer_than_three_shared_seeds_is_never_significant():
     (line,) = scenario_verdict(long, "naive")
     assert line.startswith("No strategy forgets significantly less than naive")
     assert "on 2 seeds both completed, too few to test (at least 3 needed)" in line
+
+
+def test_a_search_is_judged_on_its_forgetting_value_in_its_own_unit():
+    assert headline_metric({"forgetting", "forgetting_value_mean"}) == "forgetting_value_mean"
+    long = long_frame({"naive": [0.10, 0.09, 0.11], "wpl": [0.10, 0.08, 0.12]}, metric="lm_forgetting_mean")
+    (line,) = scenario_verdict(long, "naive")
+    assert "lowest wpl 0.100 vs naive 0.100 nats" in line and "points" not in line
+
+
+def test_search_outcome_gives_each_paired_difference_against_naive_by_hand():
+    long = pd.concat([
+        long_frame({"naive": [0.10, 0.00, 0.05], "wpl": [0.04, 0.00, 0.02]}, metric="regret"),  # diffs -6, 0, -3
+        long_frame({"naive": [70.0, 72.0, 71.0], "wpl": [69.0, 73.0, 70.0]}, metric="derived_test_ppl"),
+        long_frame({"naive": [0.2, 0.1, 0.3], "wpl": [0.2, 0.1, 0.3]}, metric="forgetting"),  # not an outcome
+    ])
+    (line,) = search_outcome(long, "naive")
+    # regret: diffs -6, 0, -3 points: t = -3 / (3 / sqrt 3) = -1.732, two-sided p (2 df) = 0.225;
+    # ppl: diffs -1, +1, -1: t = -0.333 / (1.155 / sqrt 3) = -0.5, p = 0.667
+    assert line == ("What the search ships, wpl vs naive on the same seeds: regret -3.0 points (p = 0.225); "
+                    "derived test ppl -0.33 (p = 0.667).")
+    assert search_outcome(long[long.metric == "forgetting"], "naive") == []
+    assert search_outcome(long, None) == []
