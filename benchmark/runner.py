@@ -301,7 +301,7 @@ def _execute(
         t0 = time.perf_counter()
         scores = retrained_scores(spec, data_root, device, retraining)
         timing.retrain_seconds = time.perf_counter() - t0
-        retraining.report(scores, timing.retrain_seconds)
+        retraining.report(scores)
     for key, value in scenario.summarize(record.to_dict()).items():
         setattr(record, key, value)
     record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy))
@@ -439,7 +439,8 @@ def retrained_scores(spec: RunSpec, data_root: Path, device: torch.device, retra
         fresh = seeded_scenario(spec, data_root)
         task = retraining.task_in(fresh)
         model = fresh.model.to(device)
-        fresh.schedule = [Turn(task=fresh.tasks.index(task), max_steps=retraining.steps)]
+        index = next(j for j, t in enumerate(fresh.tasks) if t is task)  # Task holds tensors: no == lookup
+        fresh.schedule = [Turn(task=index, max_steps=retraining.steps)]
         harness = Harness()
         strategy = build_run_strategy(spec, fresh, model, device, harness, strategy=ComponentSpec(name="naive"))
         for _ in train_schedule(strategy, harness, scheduled_experiences(fresh), spec.training):

@@ -202,13 +202,13 @@ class Retraining:
     ones), calls ``task_in(fresh)`` for the model's task in that fresh scenario, trains it with the suite's
     optimizer and no regularizer for ``steps`` steps (the ``naive`` strategy through the same training
     loop as every run), scores it with the harness's ``evaluate`` on each of ``evaluate_on`` (name ->
-    (x, y)) and passes ``{name: score}`` and the training seconds to ``report``, which returns result keys
-    to merge into the record (a search puts them under its derived architecture)."""
+    (x, y)) and passes ``{name: score}`` to ``report``, which keeps them for the scenario's
+    :meth:`Scenario.summarize` (a search puts them under its derived architecture)."""
 
     steps: int
     task_in: Callable[["Scenario"], Task]
     evaluate_on: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    report: Callable[[dict[str, float], float], None]
+    report: Callable[[dict[str, float]], None]
 
 
 def schedule_state(schedule: Sequence[Turn]) -> list[list[Any]]:

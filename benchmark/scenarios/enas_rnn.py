@@ -356,7 +356,7 @@ class RecurrentSearch(Scenario):
             return None
         arch, derived = tuple(self.derived["architecture"]), self.derived
 
-        def report(scores: dict[str, float], seconds: float) -> None:
+        def report(scores: dict[str, float]) -> None:
             valid, test = log_perplexity(scores["valid"]), log_perplexity(scores["test"])
             derived["retrained"] = {"steps": self.params.retrain_steps, "valid_log_ppl": valid,
                                     "valid_ppl": math.exp(valid), "test_log_ppl": test, "test_ppl": math.exp(test)}
