@@ -192,7 +192,7 @@ def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
         torch.nn.functional.cross_entropy(model.forward_single_task(x[batch], task.model_key), y[batch]).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip_norm)
         optimizer.step()
-    valid = evaluate(model, Task(**{**task.__dict__, "test_x": fresh.valid_x, "test_y": fresh.valid_y}), 64,
+    valid = evaluate(model, Task(**{**task.__dict__, "test_x": fresh.data.valid[0], "test_y": fresh.data.valid[1]}), 64,
                      torch.device("cpu"))
     assert retrained["valid_ppl"] == pytest.approx(1.0 / valid, rel=1e-5)
     # the search's own weights score the derived cell differently: the retraining did not start from them

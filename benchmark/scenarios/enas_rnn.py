@@ -30,20 +30,15 @@ derived architecture alike. ``err1`` is an architecture's err right after its tu
 architecture's err at the end of that search epoch; both are tables ``[epoch][turn of the epoch]``, so
 err2 - err1 > 0 is the multi-model forgetting of the WPL paper's Figure 3.
 
-**The search** (adaptive: the runner asks :meth:`RecurrentSearch.next_turns` for each epoch). An epoch is
-``turns_per_epoch`` turns; each samples one architecture (``search: controller``: from the controller;
-``random``: uniformly) and trains it for ``steps_per_turn`` SGD steps (the authors' ``num_batch_per_iter``
-= 7; a turn is one Avalanche experience, so every regularizer runs unchanged, its end-of-experience pass
-once per turn). Between epochs the controller (:class:`~benchmark.scenarios.search.Controller`: LSTM of
-``hidden`` units, logits tanh_constant * tanh(z / temperature)) takes ``steps_per_epoch`` REINFORCE
-steps, reward = ``reward_c`` / perplexity on ``reward_windows`` validation windows (a rotating slice, as the
-authors' one validation batch per step). After the last epoch the controller samples ``derive_samples``
-architectures, the best by validation perplexity on the shared weights is *derived*; its validation
-and test perplexity are recorded under ``search.derived``. With ``retrain_steps > 0`` the derived cell is
-then trained alone from the run's initial weights (the same seed, so the same start as the search),
-with the suite's optimizer and clipping and no regularizer, for that many steps, and its validation and
-test perplexity are recorded under ``search.derived.retrained`` (ENAS retrains the derived cell from
-scratch; the budget is stated, not the authors' full training).
+**The search** is :mod:`benchmark.scenarios.cell_search`'s (shared with ``enas_cnn``): ``turns_per_epoch``
+turns of ``steps_per_turn`` SGD steps (the authors' ``num_batch_per_iter`` = 7) per epoch, each on one sampled
+cell; between epochs the controller (LSTM of ``hidden`` units) takes ``steps_per_epoch`` REINFORCE steps,
+reward = ``reward_c`` / perplexity on ``reward_windows`` validation windows (a rotating slice, as the
+authors' one validation batch per step). After the last epoch the best of ``derive_samples`` cells by
+validation perplexity on the shared weights is *derived*; its validation and test perplexity are recorded
+under ``search.derived``, and with ``retrain_steps > 0`` the cell is retrained alone from the run's initial
+weights (ENAS retrains the derived cell from scratch; the budget is stated, not the authors' full training),
+its perplexities under ``search.derived.retrained``.
 
 ``measure_from_epoch`` (the authors' ``start_evaluate_diff``): the forgetting metrics of the report average
 the epochs from this one on; the err tables and the figure keep every epoch. While the shared weights
@@ -51,26 +46,23 @@ still learn what every architecture needs (the embedding, the softmax), training
 the others and err2 - err1 is negative for reasons that are not forgetting; the README says how large
 that phase is, and reports the whole-search mean beside it.
 
-Result keys: ``search`` = {kind, rewards per epoch, derived, controller_probabilities, measured_from_epoch}, ``err1``,
-``err2``, ``epoch_architectures`` (task index per turn of each epoch), ``architectures`` (the decisions
-of every sampled architecture, by task), ``corpus`` (tokens per split, vocabulary, unk rate).
+Result keys: those of :mod:`~benchmark.scenarios.cell_search` (``search.error`` = validation
+log-perplexity), and ``corpus`` (tokens per split, vocabulary, unk rate).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 
 from benchmark import language
 from benchmark.models import TaskRoutedModule
-from benchmark.scenarios.base import (SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn,
-                                      Retraining, count_parameters, schedule_from_state, schedule_state)
-from benchmark.scenarios.search import Controller, Reinforce
+from benchmark.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, count_parameters
+from benchmark.scenarios.cell_search import CellControllerParams, CellSearch, CellSearchParams, SearchData
 
 Activation = Literal["tanh", "relu", "identity", "sigmoid"]
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -78,23 +70,13 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-class RecurrentControllerParams(BaseModel):
+class RecurrentControllerParams(CellControllerParams):
     """The ENAS controller of the recurrent search; defaults are the WPL authors' (their ``config.py``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    hidden: PositiveInt = 100
-    lr: PositiveFloat = 3.5e-4
-    steps_per_epoch: PositiveInt = 2000
-    entropy_weight: NonNegativeFloat = 1e-4
-    baseline_decay: float = Field(0.95, ge=0.0, lt=1.0)
-    tanh_constant: PositiveFloat = 2.5
-    temperature: PositiveFloat = 5.0
-    reward_c: PositiveFloat = 80.0
     reward_windows: PositiveInt = 64
 
 
-class RecurrentSearchParams(ScenarioParams):
+class RecurrentSearchParams(CellSearchParams):
     corpus: str = "austen"
     download: bool = False
     text_column: str | None = None
@@ -109,15 +91,7 @@ class RecurrentSearchParams(ScenarioParams):
     bptt: PositiveInt = 35
     max_train_tokens: PositiveInt | None = None
     eval_tokens: PositiveInt | None = Field(None, description="validation tokens an architecture's err is measured on")
-    search: Literal["random", "controller"] = "controller"
-    epochs: PositiveInt = 150
-    turns_per_epoch: PositiveInt = 60
-    steps_per_turn: PositiveInt = 7
     controller: RecurrentControllerParams = Field(default_factory=RecurrentControllerParams)
-    derive_samples: PositiveInt = 100
-    retrain_steps: NonNegativeInt = Field(0, description="train the derived cell alone from the initial weights "
-                                                         "for this many steps (0: no retraining)")
-    measure_from_epoch: int = Field(0, ge=0, description="first epoch the forgetting metrics average over")
 
     @model_validator(mode="after")
     def _shapes(self) -> "RecurrentSearchParams":
@@ -126,8 +100,6 @@ class RecurrentSearchParams(ScenarioParams):
         if self.tied and self.embedding != self.hidden:
             raise ValueError(f"tied: the softmax shares the embedding's weights, so embedding must equal hidden "
                              f"(got {self.embedding} and {self.hidden}); set tied: false to untie them")
-        if self.measure_from_epoch >= self.epochs:
-            raise ValueError(f"measure_from_epoch must be below epochs ({self.epochs}), got {self.measure_from_epoch}")
         if self.eval_tokens is not None and self.eval_tokens < self.bptt + 1:
             raise ValueError(f"eval_tokens must hold at least one window of bptt + 1 = {self.bptt + 1} tokens, "
                              f"got {self.eval_tokens}")
@@ -254,160 +226,37 @@ class RecurrentSupernet(TaskRoutedModule):
         return frozenset(n for n, _ in self.named_parameters() if n.startswith(prefixes))
 
 
-class RecurrentSearch(Scenario):
-    """Sampled architectures as tasks, added while the search runs; see the module docstring."""
+class RecurrentSearch(CellSearch):
+    """The recurrent-cell search: :class:`~benchmark.scenarios.cell_search.CellSearch` on token windows,
+    err = validation log-perplexity."""
+
+    error = "validation log-perplexity (nats per token)"
 
     def __init__(self, model: RecurrentSupernet, params: RecurrentSearchParams, corpus: language.LanguageCorpus,
                  seed: int):
-        self.params = params
         self.corpus = corpus
-        self.train_x, self.train_y = language.windows(self._train_ids(corpus), params.bptt)
+        cap = params.max_train_tokens
         valid = corpus.valid if params.eval_tokens is None else corpus.valid[: params.eval_tokens]
-        self.eval_x, self.eval_y = language.windows(valid, params.bptt)
-        self.valid_x, self.valid_y = language.windows(corpus.valid, params.bptt)
-        self.test_x, self.test_y = language.windows(corpus.test, params.bptt)
-        self.choices = decision_choices(params.nodes, len(params.activations))
-        self.generator = torch.Generator().manual_seed(seed * 7919 + 17)  # the search's own draws
-        self.controller: Controller | None = None
-        if params.search == "controller":
-            c = params.controller
-            with torch.random.fork_rng(devices=[]):  # the supernet's init and data order stay as without it
-                torch.manual_seed(seed * 7919 + 29)
-                self.controller = Controller(self.choices, c.hidden, c.tanh_constant, c.temperature)
-            self.reinforce = Reinforce(self.controller, c.lr, c.entropy_weight, c.baseline_decay)
-        self.index: dict[tuple[int, ...], int] = {}
-        self.epoch = 0
-        self.reward_offset = 0
-        self.rewards: list[list[float]] = []
-        self.epoch_tasks: list[list[int]] = []
-        self.err2: list[list[float]] = []
-        self.derived: dict[str, Any] | None = None
-        super().__init__("enas_rnn", [], model, schedule=[Turn(task=0)], adaptive=True,
-                         meta={"search": params.search})
-        self.schedule = self._epoch_turns()
+        data = SearchData(train=language.windows(corpus.train if cap is None else corpus.train[: cap + 1], params.bptt),
+                          evaluation=language.windows(valid, params.bptt),
+                          valid=language.windows(corpus.valid, params.bptt),
+                          test=language.windows(corpus.test, params.bptt))
+        super().__init__("enas_rnn", model, params, params.controller,
+                         decision_choices(params.nodes, len(params.activations)), data,
+                         params.controller.reward_windows, seed)
 
-    def _train_ids(self, corpus: language.LanguageCorpus) -> torch.Tensor:
-        cap = self.params.max_train_tokens
-        return corpus.train if cap is None else corpus.train[: cap + 1]
+    def err_of(self, score: float) -> float:
+        return log_perplexity(score)
 
-    # --------------------------------------------------------------- sampling
-    def _sample(self) -> tuple[int, ...]:
-        if self.controller is None:
-            return tuple(int(torch.randint(c, (1,), generator=self.generator)) for c in self.choices)
-        with torch.no_grad():
-            arch, _, _ = self.controller.sample(self.generator)
-        return arch
+    def scores(self, valid_err: float, test_err: float) -> dict[str, float]:
+        return {"valid_log_ppl": valid_err, "valid_ppl": math.exp(valid_err),
+                "test_log_ppl": test_err, "test_ppl": math.exp(test_err)}
 
-    def task_of(self, arch: tuple[int, ...], test: tuple[torch.Tensor, torch.Tensor] | None = None) -> Task:
-        """The task of ``arch`` (created on first sight), evaluated on ``test`` when given."""
-        model: RecurrentSupernet = self.model  # type: ignore[assignment]
-        if arch not in self.index:
-            key = model.add_architecture(arch)
-            self.index[arch] = key
-            self.tasks.append(Task(name=f"arch{key}({model.describe(arch)})", model_key=key, train_x=self.train_x,
-                                   train_y=self.train_y, test_x=self.eval_x, test_y=self.eval_y,
-                                   used_params=model.used_parameter_names(key), num_classes=model.max_class_label))
-        task = self.tasks[self.index[arch]]
-        return task if test is None else dataclasses.replace(task, test_x=test[0], test_y=test[1])
-
-    def _epoch_turns(self) -> list[Turn]:
-        keys = [self.task_of(self._sample()).model_key for _ in range(self.params.turns_per_epoch)]
-        self.epoch_tasks.append(keys)
-        return [Turn(task=k, max_steps=self.params.steps_per_turn, record=False) for k in keys]
-
-    # ----------------------------------------------------------------- search
-    def _reward_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        n, size = len(self.valid_y), min(self.params.controller.reward_windows, len(self.valid_y))
-        rows = (torch.arange(size) + self.reward_offset) % n
-        self.reward_offset = (self.reward_offset + size) % n
-        return self.valid_x[rows], self.valid_y[rows]
-
-    def next_turns(self, accuracy: Callable[[Task], float]) -> list[Turn]:
-        keys = self.epoch_tasks[self.epoch]
-        self.err2.append([log_perplexity(accuracy(self.tasks[k])) for k in keys])
-        self.epoch += 1
-        if self.controller is not None:
-            c = self.params.controller
-            self.rewards.append([
-                self.reinforce.step(self.generator, lambda arch: c.reward_c * accuracy(self.task_of(arch, self._reward_batch())))
-                for _ in range(c.steps_per_epoch)])
-        if self.epoch < self.params.epochs:
-            return self._epoch_turns()
-        self.derived = self._derive(accuracy)
-        return []
-
-    def _derive(self, accuracy: Callable[[Task], float]) -> dict[str, Any]:
-        """ENAS's derivation: sample ``derive_samples`` architectures (uniformly under random search), keep
-        the best by err on the shared weights (each on the ``eval_tokens`` validation tokens), and measure
-        it on the whole validation and test splits."""
-        sampled = list(dict.fromkeys(self._sample() for _ in range(self.params.derive_samples)))
-        scores = [log_perplexity(accuracy(self.task_of(a))) for a in sampled]
-        best = min(range(len(sampled)), key=lambda i: scores[i])
-        arch = sampled[best]
-        valid = log_perplexity(accuracy(self.task_of(arch, (self.valid_x, self.valid_y))))
-        test = log_perplexity(accuracy(self.task_of(arch, (self.test_x, self.test_y))))
-        model: RecurrentSupernet = self.model  # type: ignore[assignment]
-        return {"architecture": list(arch), "cell": model.describe(arch), "task": self.index[arch],
-                "candidates": len(sampled), "candidates_err": scores,
-                "valid_log_ppl": valid, "valid_ppl": math.exp(valid), "test_log_ppl": test, "test_ppl": math.exp(test)}
-
-    def retraining(self) -> Retraining | None:
-        if self.derived is None or self.params.retrain_steps == 0:
-            return None
-        arch, derived = tuple(self.derived["architecture"]), self.derived
-
-        def report(scores: dict[str, float]) -> None:
-            valid, test = log_perplexity(scores["valid"]), log_perplexity(scores["test"])
-            derived["retrained"] = {"steps": self.params.retrain_steps, "valid_log_ppl": valid,
-                                    "valid_ppl": math.exp(valid), "test_log_ppl": test, "test_ppl": math.exp(test)}
-
-        return Retraining(self.params.retrain_steps, lambda fresh: fresh.task_of(arch),
-                          {"valid": (self.valid_x, self.valid_y), "test": (self.test_x, self.test_y)}, report)
-
-    def state_dict(self) -> dict[str, Any]:
-        model: RecurrentSupernet = self.model  # type: ignore[assignment]
-        return {"schedule": schedule_state(self.schedule), "architectures": [list(a) for a in model.architectures],
-                "epoch": self.epoch, "generator": self.generator.get_state(), "reward_offset": self.reward_offset,
-                "rewards": self.rewards, "epoch_tasks": self.epoch_tasks, "err2": self.err2, "derived": self.derived,
-                "reinforce": self.reinforce.state_dict() if self.controller is not None else None}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        model: RecurrentSupernet = self.model  # type: ignore[assignment]
-        # the sampled cells are tasks in the order first seen: re-add them so every task keeps its model key
-        del model.architectures[:], self.tasks[:]
-        self.index.clear()
-        for arch in state["architectures"]:
-            self.task_of(tuple(int(a) for a in arch))
-        self.schedule = schedule_from_state(state["schedule"])
-        self.epoch, self.reward_offset = int(state["epoch"]), int(state["reward_offset"])
-        self.rewards = [list(r) for r in state["rewards"]]
-        self.epoch_tasks = [list(k) for k in state["epoch_tasks"]]
-        self.err2 = [list(e) for e in state["err2"]]
-        self.derived = state["derived"]
-        self.generator.set_state(state["generator"].cpu())
-        if self.controller is not None:
-            self.reinforce.load_state_dict(state["reinforce"])
-
-    def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
-        model: RecurrentSupernet = self.model  # type: ignore[assignment]
-        turns = self.params.turns_per_epoch
-        after = [log_perplexity(float(t["accuracy"])) for t in record.get("turn_accuracy") or []]
-        err1 = [after[e * turns:(e + 1) * turns] for e in range(len(self.err2))]
-        return {
-            "architectures": [list(a) for a in model.architectures],
-            "epoch_architectures": self.epoch_tasks[: len(self.err2)],
-            "err1": err1,
-            "err2": self.err2,
-            "search": {"kind": self.params.search, "error": "validation log-perplexity (nats per token)",
-                       "measured_from_epoch": self.params.measure_from_epoch,
-                       "rewards": self.rewards if self.controller is not None else None,
-                       "derived": self.derived,
-                       "controller_probabilities": self.controller.probabilities() if self.controller else None},
-            "corpus": {"name": self.corpus.name, "vocabulary": len(self.corpus.vocabulary),
-                       "tokens": {s: len(getattr(self.corpus, s)) for s in language.SPLITS},
-                       "train_tokens_used": int(self.train_y.numel()), "eval_tokens": int(self.eval_y.numel()),
-                       "unk_rate": self.corpus.unk_rate},
-        }
+    def data_summary(self) -> dict[str, Any]:
+        return {"corpus": {"name": self.corpus.name, "vocabulary": len(self.corpus.vocabulary),
+                           "tokens": {s: len(getattr(self.corpus, s)) for s in language.SPLITS},
+                           "train_tokens_used": int(self.data.train[1].numel()),
+                           "eval_tokens": int(self.data.evaluation[1].numel()), "unk_rate": self.corpus.unk_rate}}
 
 
 def log_perplexity(score: float) -> float:
