@@ -225,14 +225,17 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     colours = F.palette(order, naive)
     curves, gaps = S.curves_frame(records, name), S.err_gap_frame(records, name)
     scores, epochs = S.search_scores_frame(records, name), S.search_epochs_frame(records, name)
-    if not epochs.empty and S.language_model_search(records, name):
-        view.headline = F.search_four_panels(epochs, colours, "nats (log-perplexity)")
+    sampled = S.sampled_search_unit(records, name)
+    if not epochs.empty and sampled:
+        unit, scale = sampled
+        errors = ["fv_mean", "fv_top5", "fv_max", "fv_best5"]
+        view.headline = F.search_four_panels(epochs.assign(**{c: epochs[c] * scale for c in errors}), colours, unit)
         view.headline_caption = ("Multi-model forgetting during the search (the WPL paper's Figure 3): per search "
-                                 "epoch, err2 − err1 in validation log-perplexity (error at the epoch's end minus "
-                                 "right after the architecture's own turn) averaged over the architectures the "
-                                 "epoch trained, the same over the 5 with lowest err1, the largest, and the "
-                                 "controller's mean reward c / perplexity. Line = mean over seeds, band = min–max. "
-                                 "Above 0 = forgetting.")
+                                 f"epoch, err2 − err1 in {unit} (error at the epoch's end minus right after the "
+                                 "architecture's own turn) averaged over the architectures the epoch trained, the "
+                                 "same over the 5 with lowest err1, the largest, and the controller's mean reward "
+                                 "(c / perplexity for a language model, c × accuracy for images). Line = mean over "
+                                 "seeds, band = min–max. Above 0 = forgetting.")
     elif not scores.empty:
         view.headline = F.search_scatter(scores, colours)
         view.headline_caption = ("What the search sees against the truth: every candidate's supernet validation "
@@ -260,7 +263,7 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
                   else F.final_accuracy_bars(final, colours)),
         "err_gap": F.err_gap_distribution(gaps, colours),
     }
-    if not S.language_model_search(records, name):  # a language-model search shows these in its headline
+    if not sampled:  # a sampled-architecture search shows these in its four-panel headline
         figs["search_forgetting"] = F.search_over_epochs(epochs, colours, "fv_mean",
                                                          "mean err2 - err1 (points; > 0 = forgetting)")
         figs["search_reward"] = F.search_over_epochs(epochs, colours, "reward", "controller reward (%)")

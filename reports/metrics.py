@@ -286,16 +286,29 @@ def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
                 out["retrained_test_ppl"] = float(derived["retrained"]["test_ppl"])
         return out
     err1, err2 = record.get("err1") or [], record.get("err2") or []
+    start = int(search.get("measured_from_epoch") or 0)  # a sampled-architecture search may skip its warm-up
     values = np.array([forgetting_value(a, b) for a, b in zip(err1, err2)], dtype=float).reshape(-1, 3)
-    if len(values):
+    if len(values[start:]):
         with np.errstate(all="ignore"):
-            mean, top5, largest = (float(np.nanmean(values[:, i])) if np.isfinite(values[:, i]).any() else float("nan")
-                                   for i in range(3))
+            mean, top5, largest = (_finite_mean(values[start:, i]) for i in range(3))
         out["forgetting_value_mean"], out["forgetting_value_top5"], out["forgetting_value_max"] = mean, top5, largest
+        if start:
+            out["forgetting_value_whole_search"] = _finite_mean(values[:, 0])
+    derived = search.get("derived")
+    if derived and "test_accuracy" in derived:
+        out["derived_valid_accuracy"] = float(derived["valid_accuracy"])
+        out["derived_test_accuracy"] = float(derived["test_accuracy"])
+        if derived.get("retrained"):
+            out["retrained_valid_accuracy"] = float(derived["retrained"]["valid_accuracy"])
+            out["retrained_test_accuracy"] = float(derived["retrained"]["test_accuracy"])
     rewards = search.get("rewards")
     if rewards:
         out["controller_reward"] = float(np.mean(rewards[-1]))
     return out
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def best_err1_gap(err1: ArrayLike, err2: ArrayLike, k: int = 5) -> float:

@@ -119,6 +119,20 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("retrained_test_ppl", "Retrained test ppl", "lower", "ppl",
            "the derived architecture trained alone from the run's initial weights for retrain_steps steps: test "
            "perplexity (what the search's choice is worth)", "search", (1, float("inf"))),
+    Metric("forgetting_value_whole_search", "Forgetting value (every epoch)", "lower", "accuracy",
+           "search: forgetting_value_mean over every epoch, the warm-up before measure_from_epoch included", "search",
+           (-1, 1)),
+    Metric("derived_valid_accuracy", "Derived valid acc", "higher", "accuracy",
+           "the derived architecture's validation accuracy on the shared weights", "search", (0, 1)),
+    Metric("derived_test_accuracy", "Derived test acc", "higher", "accuracy",
+           "the derived architecture (best of the controller's samples by validation error on the shared weights): "
+           "test accuracy on the shared weights", "search", (0, 1)),
+    Metric("retrained_valid_accuracy", "Retrained valid acc", "higher", "accuracy",
+           "the derived architecture trained alone from the run's initial weights for retrain_steps steps (no shared "
+           "weights, no regularizer): validation accuracy", "search", (0, 1)),
+    Metric("retrained_test_accuracy", "Retrained test acc", "higher", "accuracy",
+           "the derived architecture trained alone from the run's initial weights for retrain_steps steps: test "
+           "accuracy (what the search's choice is worth)", "search", (0, 1)),
     Metric("train_seconds", "Train time", "lower", "seconds", "wall-clock seconds spent training (no eval)",
            "cost", (0, float("inf"))),
     Metric("steps_per_second", "Steps / s", "higher", "rate", "optimiser steps per training second", "cost", (0, float("inf"))),
@@ -396,10 +410,17 @@ def has_results(record: dict[str, Any]) -> bool:
     return is_ok(record) or (record.get("status") == "ok" and bool(record.get("search")))
 
 
-def language_model_search(records: list[dict[str, Any]], scenario: str) -> bool:
-    """True when ``scenario``'s runs are a language-model search (errors in nats, not accuracy points)."""
-    return any(_scenario(r) == scenario and "log-perplexity" in str((r.get("search") or {}).get("error", ""))
-               for r in records)
+def sampled_search_unit(records: list[dict[str, Any]], scenario: str) -> tuple[str, float] | None:
+    """``(axis label, scale)`` of err for a search whose architectures are sampled while it runs (its record
+    names its error: ``enas_rnn``, ``enas_cnn``), None for any other scenario. Accuracy errors are drawn in
+    points (scale 100), log-perplexities in nats (scale 1)."""
+    errors = {str((r.get("search") or {}).get("error")) for r in records
+              if _scenario(r) == scenario and (r.get("search") or {}).get("error")}
+    if not errors:
+        return None
+    if any("log-perplexity" in e for e in errors):
+        return "nats (log-perplexity)", 1.0
+    return "points (validation error)", 100.0
 
 
 MANY_EXPERIENCES = 20  # above this, per-experience figures are drawn as distributions (a search's candidates)

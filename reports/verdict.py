@@ -178,7 +178,8 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
     return lines
 
 
-SEARCH_OUTCOMES = ("regret", "search_tau", "derived_test_ppl", "retrained_test_ppl")
+SEARCH_OUTCOMES = ("regret", "search_tau", "derived_test_ppl", "retrained_test_ppl", "derived_test_accuracy",
+                   "retrained_test_accuracy")
 
 
 def search_outcome(long: pd.DataFrame, naive: str | None) -> list[str]:

@@ -61,6 +61,13 @@ def _enas(**params: Any) -> dict[str, Any]:
     return _suite(scenarios=[{"name": "enas_rnn", "params": base | params}])
 
 
+def _enas_cnn(**params: Any) -> dict[str, Any]:
+    """The tiny suite on the `enas_cnn` scenario (a 2-node cell on digits), params overridden."""
+    base = {"dataset": "digits", "nodes": 2, "channels": 4, "cells_per_stage": 1, "reductions": 1,
+            "validation_size": 100, "eval_size": 50, "epochs": 1, "turns_per_epoch": 2, "steps_per_turn": 1}
+    return _suite(scenarios=[{"name": "enas_cnn", "params": base | params}])
+
+
 def _text(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `text` scenario (BBC News on MiniLM), params overridden."""
     return _suite(scenarios=[{"name": "text", "params": {"corpus": "bbc_news", "max_length": 16} | params}])
@@ -222,6 +229,18 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "scenarios[0].params.retrain_steps: Input should be greater than or equal to 0"),
     ("enas-controller-key", {"suite": _enas(controller={"temprature": 5})}, RUN,
      "scenarios[0].params.controller.temprature"),
+    ("enas-cnn-nodes-0", {"suite": _enas_cnn(nodes=0)}, RUN,
+     "scenarios[0].params.nodes: Input should be greater than or equal to 1"),
+    ("enas-cnn-op", {"suite": _enas_cnn(ops=["sep_conv_3x3", "conv_7x7"])}, RUN,
+     "scenarios[0].params.ops[1]: Input should be 'sep_conv_3x3', 'sep_conv_5x5', 'avg_pool_3x3', 'max_pool_3x3' or "
+     "'identity'"),
+    ("enas-cnn-not-images", {"suite": _enas_cnn(dataset="mnist1d")}, RUN,
+     "the micro-CNN search needs an image dataset (C, H, W); 'mnist1d' is not one"),
+    ("enas-cnn-eval-size", {"suite": _enas_cnn(eval_size=500)}, RUN,
+     "eval_size must be at most validation_size (100), got 500"),
+    ("enas-cnn-validation-size", {"suite": _enas_cnn(validation_size=5000, eval_size=None)}, RUN,
+     "validation_size must be below the 1347 training images of 'digits'"),
+    ("enas-cnn-unknown-dataset", {"suite": _enas_cnn(dataset="cifar-10")}, RUN, "unknown dataset 'cifar-10'; allowed:"),
     ("wpl-fisher-mode", {"suite": _strategy("wpl", fisher="running")}, RUN,
      "strategies[0].params.fisher: Input should be 'exact' or 'online'"),
     ("training-grad-clip-norm", {"suite": _suite(training={"grad_clip_norm": -1.0})}, RUN,

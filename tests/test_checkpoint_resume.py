@@ -193,6 +193,11 @@ SEARCHES = {
         "corpus": f"folder:{LM_CORPUS}", "vocabulary": 30, "nodes": 3, "embedding": 8, "hidden": 8, "bptt": 6,
         "epochs": 3, "turns_per_epoch": 3, "steps_per_turn": 2, "derive_samples": 4, "search": "controller",
         "controller": {"steps_per_epoch": 3, "reward_windows": 4}}),
+    "enas_cnn": ComponentSpec(name="enas_cnn", params={
+        "dataset": "digits", "nodes": 2, "channels": 4, "cells_per_stage": 1, "reductions": 1, "sep_conv_stack": 1,
+        "validation_size": 100, "eval_size": 50, "max_train": 200, "epochs": 3, "turns_per_epoch": 3,
+        "steps_per_turn": 2, "derive_samples": 4, "search": "controller",
+        "controller": {"steps_per_epoch": 3, "reward_samples": 16}}),
 }
 SEARCH_STRATEGIES = {
     "naive": ComponentSpec(name="naive"),

@@ -18,5 +18,6 @@ from benchmark.scenarios import text as _text  # noqa: F401
 from benchmark.scenarios import permuted as _permuted  # noqa: F401
 from benchmark.scenarios import custom as _custom  # noqa: F401
 from benchmark.scenarios import enas_rnn as _enas_rnn  # noqa: F401
+from benchmark.scenarios import enas_cnn as _enas_cnn  # noqa: F401
 
 __all__ = ["SCENARIOS", "LabelledTensors", "Retraining", "Scenario", "ScenarioInputs", "ScenarioParams", "Task", "Turn"]
