@@ -154,3 +154,18 @@ def test_the_report_metrics_of_a_cnn_search_are_in_points_from_measure_from_epoc
     assert m["forgetting_value_whole_search"] == pytest.approx(0.025)
     assert m["derived_test_accuracy"] == 0.75 and m["retrained_test_accuracy"] == 0.85
     assert m["controller_reward"] == pytest.approx(0.85)
+
+
+def test_the_report_of_a_cnn_search_opens_on_the_four_panels_in_points(write_suite, cli, tmp_path):
+    params = tiny_params(search="controller").model_dump(mode="json")
+    suite = {"name": "enas_cnn_tiny", "seeds": [0, 1], "device": "cpu",
+             "training": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 16, "eval_batch_size": 64},
+             "scenarios": [{"name": "enas_cnn", "label": "cnn_tiny", "params": params}],
+             "strategies": [{"name": "naive"}, {"name": "wpl", "params": {"alpha": 60, "fisher": "online"}}]}
+    out = tmp_path / "out"
+    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
+    html = (out / "report.html").read_text()
+    headline = html.index('<figure class="headline" id="headline-s-cnn-tiny"')
+    assert "err2 − err1 in points (validation error)" in html[headline:html.index("</figure>", headline)]
+    assert html.index('<figure class="headline"') == headline  # the first figure of the report
+    assert "What the search ships, wpl vs naive on the same seeds" in html and "derived test acc" in html
