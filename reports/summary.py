@@ -84,7 +84,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
            "the search picked (its best by supernet validation accuracy)", "search", (0, 1)),
     Metric("forgetting_value_mean", "Forgetting value (mean)", "lower", "accuracy",
            "search: per epoch, the mean of err2 - err1 over the architectures it trained (error at the epoch's "
-           "end minus right after the architecture's turn); averaged over epochs", "search", (-1, 1)),
+           "end minus right after the architecture's turn); averaged over epochs (from measure_from_epoch on where the "
+           "search sets it)", "search", (-1, 1)),
     Metric("forgetting_value_top5", "Forgetting value (top-5)", "lower", "accuracy",
            "search: per epoch, the mean of the 5 largest err2 - err1; averaged over epochs", "search", (-1, 1)),
     Metric("forgetting_value_max", "Forgetting value (max)", "lower", "accuracy",
