@@ -5,7 +5,7 @@ head per task) on five two-class MNIST tasks (digits 2t, 2t+1; 300 train and 100
 """
 import torch
 from avalanche.benchmarks import benchmark_from_datasets, with_task_labels
-from benchmark.loaders import tensor_dataset
+from forgetbench.benchmark.data.loaders import tensor_dataset
 from avalanche.models import MultiTaskModule
 from torch import nn
 
@@ -28,7 +28,7 @@ def small_cnn():
 
 def mnist_pairs(data_root, seed=0, train_per_class=300, test_per_class=100):
     """Five two-class MNIST tasks with task labels, drawn under `seed`."""
-    from benchmark.datasets import load_dataset
+    from forgetbench.benchmark.data.datasets import load_dataset
     d = load_dataset("mnist", data_root)
     g = torch.Generator().manual_seed(seed)
     train, test = [], []

@@ -1,6 +1,6 @@
 """Figures for the HTML report, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
-Each function takes tidy frames from :mod:`reports.summary` and returns a ``data:image/png;base64``
+Each function takes tidy frames from :mod:`forgetbench.reports.summary` and returns a ``data:image/png;base64``
 URI, so the report is one self-contained file.
 """
 
@@ -250,7 +250,7 @@ def search_scatter(scores: pd.DataFrame, colours: dict[str, tuple]) -> str | Non
 
 
 def search_over_epochs(epochs: pd.DataFrame, colours: dict[str, tuple], column: str, ylabel: str) -> str | None:
-    """``column`` of :func:`reports.summary.search_epochs_frame` per search epoch: mean over seeds, band min-max."""
+    """``column`` of :func:`forgetbench.reports.summary.search_epochs_frame` per search epoch: mean over seeds, band min-max."""
     data = epochs.dropna(subset=[column]) if not epochs.empty else epochs
     if data.empty:
         return None
@@ -361,7 +361,7 @@ SWEEP_PANELS = (("forgetting_value_mean", "forgetting value: mean err2 - err1 (p
 
 
 def search_sweep(sweep: pd.DataFrame, colours: dict[str, tuple], setting_label: str) -> str | None:
-    """:func:`reports.summary.search_sweep_frame` against its setting (log x axis): forgetting value, tau and
+    """:func:`forgetbench.reports.summary.search_sweep_frame` against its setting (log x axis): forgetting value, tau and
     regret, one line per series, mean over seeds with its 95% interval as error bars."""
     if sweep.empty:
         return None

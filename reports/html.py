@@ -1,7 +1,7 @@
 """The self-contained HTML report: Jinja2 (autoescaped) + embedded PNG figures.
 
-``write_report(folders)`` reads result folders, computes the tables of :mod:`reports.summary`,
-draws the figures of :mod:`reports.figures` and writes ``report.html`` plus ``summary.csv`` (and
+``write_report(folders)`` reads result folders, computes the tables of :mod:`forgetbench.reports.summary`,
+draws the figures of :mod:`forgetbench.reports.figures` and writes ``report.html`` plus ``summary.csv`` (and
 ``comparisons.csv``, the paired differences against naive) next to it, each atomically.
 """
 
@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from benchmark.store import atomic_write_text, file_in_the_way, rerun_command
-from reports import summary as S
-from reports import verdict as V
-from reports.units import format_bytes
-from reports.verdict import fmt_p
+from forgetbench.benchmark.core.store import atomic_write_text, file_in_the_way, rerun_command
+from forgetbench.reports import summary as S
+from forgetbench.reports import verdict as V
+from forgetbench.benchmark.core.units import format_bytes
+from forgetbench.reports.verdict import fmt_p
+from forgetbench.reports.reproduce import reproduction_rows
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
@@ -137,7 +138,7 @@ def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
 
 
 def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, references: set[str]) -> list[str]:
-    """The verdict (:func:`reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
+    """The verdict (:func:`forgetbench.reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
     def mean(strategy: str | None, metric: str) -> float:
         v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
         return float(v.iloc[0]) if len(v) else float("nan")
@@ -174,7 +175,7 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
 
 def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], table: pd.DataFrame,
                    comps: pd.DataFrame, problems: pd.DataFrame, long: pd.DataFrame) -> ScenarioView:
-    from reports import figures as F  # matplotlib/seaborn import only when drawing
+    from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
 
     mine = [r for r in records if S._scenario(r) == name]
     ok = [r for r in mine if S.has_results(r)]
@@ -301,7 +302,6 @@ def _reproductions(folders: Sequence[Path], table: pd.DataFrame) -> list[dict[st
     """Rows of every folder whose suite names published figures (its ``reproduce`` block)."""
     import yaml
 
-    from reports.reproduce import reproduction_rows
 
     rows = []
     for folder in folders:
@@ -327,7 +327,7 @@ class SweepView:
 
 
 def _sweep_view(records: list[dict[str, Any]], table: pd.DataFrame) -> SweepView | None:
-    from reports import figures as F
+    from forgetbench.reports import figures as F
 
     sweep = S.search_sweep_frame(table, records, "steps_per_turn")
     if sweep.empty:

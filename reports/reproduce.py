@@ -1,6 +1,6 @@
 """Reproductions: a suite's obtained figures against the published ones (pure; pandas in, pandas out).
 
-A suite with a ``reproduce`` block (see :class:`benchmark.config.ReproduceSpec`) makes, per strategy
+A suite with a ``reproduce`` block (see :class:`forgetbench.benchmark.core.config.ReproduceSpec`) makes, per strategy
 label, one or more published claims in percent points: a figure (``mean``, maybe ``std``) or a bound
 (``at_least`` / ``at_most``, absolute or as fractions of another strategy's obtained mean, ``relative_to``).
 :func:`reproduction_rows` compares each with the summary table's mean over seeds (a fraction, so x100): a
@@ -53,7 +53,7 @@ def _bound_check(claim: Mapping[str, Any], obtained: float, reference: float) ->
 def reproduction_rows(summary: pd.DataFrame, spec: Mapping[str, Any], scenario: str) -> pd.DataFrame:
     """One row per claim of ``spec`` (the suite's ``reproduce`` block as a mapping) on ``scenario``.
 
-    ``summary`` is :func:`reports.summary.summary_table`'s tidy frame (means as fractions). A claim about a
+    ``summary`` is :func:`forgetbench.reports.summary.summary_table`'s tidy frame (means as fractions). A claim about a
     strategy with no finished run gets ``obtained`` NaN and fails; so does a bound relative to one.
     ``diff`` is obtained - published for a figure, the margin inside (+) or outside (-) a bound.
     """

@@ -15,9 +15,9 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.store import ResultScan, scan_results
-from reports import metrics, stats
-from reports.metrics import _is_square, curve_series, is_ok, run_metrics  # noqa: F401  (the one metrics path)
+from forgetbench.benchmark.core.store import ResultScan, scan_results
+from forgetbench.benchmark.core import metrics, stats
+from forgetbench.benchmark.core.metrics import _is_square, curve_series, is_ok, run_metrics  # noqa: F401  (the one metrics path)
 
 SUMMARY_COLUMNS = ["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"]
 COMPARISON_COLUMNS = ["scenario", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "n_pairs"]

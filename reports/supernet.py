@@ -1,6 +1,6 @@
 """Supernet (weight-sharing NAS) summary: multi-model forgetting and ranking fidelity per strategy.
 
-``python -m reports.supernet RESULTS_DIR`` prints, per (scenario, strategy), the mean over seeds of
+``python -m forgetbench.reports.supernet RESULTS_DIR`` prints, per (scenario, strategy), the mean over seeds of
 ``mean_err_gap`` (err2 - err1), the final round's mean accuracy and Kendall's tau between the final
 round's accuracies and ``standalone_accuracy``. Runs without ``err1``/``err2`` are skipped.
 """
@@ -13,7 +13,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from reports.metrics import run_metrics
+from forgetbench.benchmark.core.metrics import run_metrics
+from forgetbench.benchmark.core.store import load_results
 
 
 def supernet_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -48,11 +49,10 @@ def supernet_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmark.store import load_results
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m reports.supernet RESULTS_DIR", file=sys.stderr)
+        print("usage: python -m forgetbench.reports.supernet RESULTS_DIR", file=sys.stderr)
         return 2
     frame = supernet_frame(load_results(Path(args[0])))
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from reports.metrics import run_metrics
+from forgetbench.benchmark.core.metrics import run_metrics
 
 
 def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -6,7 +6,7 @@ strategy. Otherwise the verdict says which strategies are indistinguishable on t
 how many seeds would tell them apart (:func:`seeds_needed`, a power estimate from the observed
 paired differences). With fewer than 3 seeds it says the intervals are not informative.
 
-Pure functions of the tidy frames of :mod:`reports.summary`: the HTML report and the terminal
+Pure functions of the tidy frames of :mod:`forgetbench.reports.summary`: the HTML report and the terminal
 summary after ``forgetbench run`` print the same sentences.
 """
 
@@ -20,9 +20,9 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats as _st
 
-from reports import stats
-from reports import summary as S
-from reports.summary import METRICS
+from forgetbench.benchmark.core import stats
+from forgetbench.reports import summary as S
+from forgetbench.reports.summary import METRICS
 
 HEADLINE_METRICS = ("forgetting_value_mean", "lm_forgetting_mean", "forgetting", "err_gap_mean",
                     "curve_max_drop")  # the first one a scenario has (a search: its forgetting value)
@@ -89,7 +89,7 @@ def _needed_text(differences: np.ndarray) -> str:
 
 
 def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str] = frozenset()) -> list[str]:
-    """Sentences for one scenario, the first being the headline. ``long`` is :func:`reports.summary.runs_long`
+    """Sentences for one scenario, the first being the headline. ``long`` is :func:`forgetbench.reports.summary.runs_long`
     restricted to the scenario; ``naive`` the baseline's label; ``references`` (joint, standalone) are
     upper bounds, never contenders."""
     long = long[~long.strategy.isin(references)]

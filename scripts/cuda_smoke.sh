@@ -33,7 +33,7 @@ YAML
 status=0
 for suite in demo_cuda byo_cuda; do
   start=$SECONDS
-  "$py" -m benchmark.cli run "$out/$suite.yaml" --out "$out/$suite" --quiet --no-report || status=1
+  "$py" -m forgetbench.benchmark.front.cli run "$out/$suite.yaml" --out "$out/$suite" --quiet --no-report || status=1
   echo "$suite: $((SECONDS - start)) s wall"
 done
 "$py" - "$out" <<'PY' || status=1
@@ -48,6 +48,6 @@ sys.exit(1 if bad else 0)
 PY
 # the CUDA tests (sync-free steps, data on the device, bf16 / channels-last) and the GPU figures
 "$py" -m pytest -q -rs tests/test_cuda.py || status=1
-"$py" -m benchmark.cli perf --device cuda --model resnet18 --repeats 5 \
+"$py" -m forgetbench.benchmark.front.cli perf --device cuda --model resnet18 --repeats 5 \
   --only harness_vs_plain,step_overhead,fisher_fast_vs_loop,growth || status=1
 exit $status

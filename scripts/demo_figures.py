@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark.api import load_results  # noqa: E402
-from reports.stats import paired_difference  # noqa: E402
+from forgetbench.benchmark.front.api import load_results  # noqa: E402
+from forgetbench.benchmark.core.stats import paired_difference  # noqa: E402
 
 
 def main(folder: str) -> None:

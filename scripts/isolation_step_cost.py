@@ -13,8 +13,8 @@ import argparse
 import os
 from pathlib import Path
 
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.runner import RunSpec, run
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.runner import RunSpec, run
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ import torch
 import yaml
 from avalanche.core import SupervisedPlugin
 
-from benchmark.api import run_suite
-from benchmark.references import add_search_folder
-from strategies import register_strategy
-from strategies.penalty import stable_curvature
-from strategies.wpl import WPLParams, WPLPlugin
+from forgetbench.benchmark.front.api import run_suite
+from forgetbench.benchmark.core.references import add_search_folder
+from forgetbench.strategies import register_strategy
+from forgetbench.strategies.penalty import stable_curvature
+from forgetbench.strategies.wpl import WPLParams, WPLPlugin
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "wpl_small_cnn.yaml"
 

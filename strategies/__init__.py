@@ -4,9 +4,14 @@ Importing this package registers the built-in strategies; ``STRATEGIES`` also lo
 other distributions declare in the ``forgetbench.strategies`` entry-point group.
 """
 
-from strategies.base import STRATEGIES, StrategyContext, StrategyParams, register_strategy, shared_params
-from strategies import ewc, naive, si, wpl  # noqa: F401,E402  (register built-ins)
-from strategies import spg, mas, lwf, l2, replay, joint, standalone  # noqa: F401,E402
-from strategies import exssnet, pic, supsup  # noqa: F401,E402  (parameter isolation)
+if __name__ == "strategies":  # the pre-layers import name, from a checkout: point it at forgetbench.strategies
+    from forgetbench.benchmark.legacy import alias_old_name
+
+    alias_old_name(__name__)
+
+from forgetbench.strategies.base import STRATEGIES, StrategyContext, StrategyParams, register_strategy, shared_params
+from forgetbench.strategies import ewc, naive, si, wpl  # noqa: F401,E402  (register built-ins)
+from forgetbench.strategies import spg, mas, lwf, l2, replay, joint, standalone  # noqa: F401,E402
+from forgetbench.strategies import exssnet, pic, supsup  # noqa: F401,E402  (parameter isolation)
 
 __all__ = ["STRATEGIES", "StrategyContext", "StrategyParams", "register_strategy", "shared_params"]

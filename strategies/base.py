@@ -28,10 +28,10 @@ from avalanche.training.templates import SupervisedTemplate
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from benchmark.registries import STRATEGIES as _STRATEGIES
-from benchmark.registry import Registry
-from benchmark.template import FastSupervisedTemplate
-from benchmark.training import TrainingConfig
+from forgetbench.benchmark.core.registries import STRATEGIES as _STRATEGIES
+from forgetbench.benchmark.core.registry import Registry
+from forgetbench.benchmark.train.template import FastSupervisedTemplate
+from forgetbench.benchmark.core.training import TrainingConfig
 
 
 class StrategyParams(BaseModel):
@@ -99,7 +99,7 @@ class StrategyContext:
 
     def _accelerator_options(self) -> dict[str, Any]:
         """``precision`` / ``channels_last`` / ``grad_clip_norm`` for the template when set (a template built on
-        :class:`~benchmark.template.LeanLoopMixin` and ``FastLoadersMixin`` takes them; any other
+        :class:`~forgetbench.benchmark.train.template.LeanLoopMixin` and ``FastLoadersMixin`` takes them; any other
         template then fails loudly instead of silently training in fp32)."""
         options: dict[str, Any] = {}
         if self.training.precision != "fp32":

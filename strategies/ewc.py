@@ -14,7 +14,7 @@ parameter is penalised, shared or not; there is no penalty during the first expe
 :class:`EWCPlugin` here is a drop-in Avalanche ``SupervisedPlugin`` with the same numbers
 (tests compare it with ``avalanche.training.plugins.EWCPlugin``) but: the importance pass slices
 the experience's tensors instead of collating samples; the penalty is one vectorised quadratic
-(:mod:`strategies.penalty`); and separate mode keeps the sum of its quadratics as one quadratic,
+(:mod:`forgetbench.strategies.penalty`); and separate mode keeps the sum of its quadratics as one quadratic,
 so its memory does not grow with the number of experiences. When the strategy knows which
 parameters each experience's model uses (``used_params``) and the optimizer has no weight decay,
 tensors that the experience cannot move (unused and exactly at their anchor) are left out of the
@@ -26,7 +26,7 @@ Hyperparameters: ``ewc_lambda`` (>= 0) the penalty's weight; ``mode`` separate (
 earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1], online mode only;
 ``importance``: ``minibatch`` (Avalanche's estimate above, the default) or ``exact``, the exact
 diagonal empirical Fisher F_i = (1/N) sum_n (d/dtheta_i log p(y_n | x_n))^2 of the experience's model
-(:func:`strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses); ``estimator`` (with
+(:func:`forgetbench.strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses); ``estimator`` (with
 ``exact`` only): ``empirical`` (y_n the observed label) or ``predicted`` (y_n the model's most likely label,
 as van de Ven & Tolias's code, whose penalty is lambda_vdV / 2 * sum F (theta - theta*)^2: their lambda is
 2 * ewc_lambda here, and online their gamma * lambda_vdV / 2, with decay_factor = gamma). With ``exact`` and
@@ -36,7 +36,7 @@ weight i is 2 lambda F_i, and gradient descent with learning rate lr and momentu
 quadratic once lr * curvature > 2 (1 + beta) (an undertrained trunk, batch norm scales: F entries
 far above 1 make the default lambda diverge on a ResNet-18). ``auto`` (the default) caps the
 curvature at (1 + beta) / (4 lr) under SGD, an eighth of that bound, and not at all under Adam
-(:func:`strategies.penalty.stable_curvature`); a number caps it there; ``null`` never caps
+(:func:`forgetbench.strategies.penalty.stable_curvature`); a number caps it there; ``null`` never caps
 (Avalanche's penalty exactly). The cap applies to the penalty only: the stored F and anchors keep
 their exact values. ``ewc_capped_entries`` in the result counts the capped entries.
 """
@@ -50,12 +50,12 @@ from avalanche.models.utils import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
-from benchmark.loaders import TensorBatchLoader, dataset_tensors
-from benchmark.models import TaskRoutedModule
-from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.importance import exact_fisher_diagonal
-from strategies.penalty import QuadraticAnchor, movable_subset, named_params, stable_curvature
-from strategies.plugin import Plugin
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
+from forgetbench.benchmark.data.models import TaskRoutedModule
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.importance import exact_fisher_diagonal
+from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset, named_params, stable_curvature
+from forgetbench.strategies.plugin import Plugin
 
 
 class EWCParams(StrategyParams):

@@ -1,7 +1,7 @@
 """``exssnet``: Exclusive Supermask Subnetwork Training with KNN knowledge transfer
 (Yadav and Bansal, ACL Findings 2023).
 
-The network is SupSup's (:mod:`strategies.supsup`): signed-constant weights W, per-task scores S_t,
+The network is SupSup's (:mod:`forgetbench.strategies.supsup`): signed-constant weights W, per-task scores S_t,
 mask M_t = top-k(|S_t|) per layer. Each experience t runs
 
 1. **KKT** (optional, ``kkt``): take ``kkt_fraction`` (20%) of the task's training samples, embed
@@ -42,13 +42,13 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from benchmark.loaders import dataset_tensors
-from benchmark.harness import StepBudget
-from benchmark.template import FastSupervisedTemplate
-from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.masking import MaskedNet
-from strategies.plugin import generator_state, set_generator_state, tensor_bytes
-from strategies.supsup import MaskSlotPlugin, masked_context
+from forgetbench.benchmark.data.loaders import dataset_tensors
+from forgetbench.benchmark.train.harness import StepBudget
+from forgetbench.benchmark.train.template import FastSupervisedTemplate
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.masking import MaskedNet
+from forgetbench.strategies.plugin import generator_state, set_generator_state, tensor_bytes
+from forgetbench.strategies.supsup import MaskSlotPlugin, masked_context
 
 
 class ExSSNeTParams(StrategyParams):
@@ -229,7 +229,7 @@ class ExSSNeTTemplate(FastSupervisedTemplate):
     """Runs each experience as a mask phase then an exclusive weight phase (one Avalanche experience).
 
     Each phase gets the turn's budget: ``mask_epochs`` / ``weight_epochs`` or the turn's epochs, and
-    the turn's step budget (:meth:`~benchmark.harness.StepBudget.new_phase`; the steps of both phases count).
+    the turn's step budget (:meth:`~forgetbench.benchmark.train.harness.StepBudget.new_phase`; the steps of both phases count).
     """
 
     exssnet: ExSSNeTPlugin

@@ -5,7 +5,7 @@ keeping its own task label, hence its own model (head):
 
     L(theta) = (1 / sum_k N_k) sum_{k<=t} sum_n CE(f_k(x^k_n), y^k_n).
 
-Mini-batches mix tasks; :class:`~benchmark.models.TaskRoutedModule` routes each sample to its model
+Mini-batches mix tasks; :class:`~forgetbench.benchmark.data.models.TaskRoutedModule` routes each sample to its model
 (Avalanche's per-task split). Joint training sees every task's data at every step, so its accuracy
 R[j][j] is the reference a*_j of intransigence. An experience's length is set as for the other
 strategies (the suite's epochs, or the turn's ``max_steps``), counted over the union. No
@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from avalanche.training.templates import SupervisedTemplate
 
-from benchmark.loaders import dataset_tensors, tensor_dataset
-from benchmark.registry import NoParams
-from strategies.base import StrategyContext, register_strategy
-from strategies.plugin import Plugin, tensor_bytes
+from forgetbench.benchmark.data.loaders import dataset_tensors, tensor_dataset
+from forgetbench.benchmark.core.registry import NoParams
+from forgetbench.strategies.base import StrategyContext, register_strategy
+from forgetbench.strategies.plugin import Plugin, tensor_bytes
 
 
 def union_dataset(datasets: list) -> object:

@@ -23,8 +23,8 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import NonNegativeFloat
 
-from strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
-from strategies.plugin import Plugin, detached
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
+from forgetbench.strategies.plugin import Plugin, detached
 
 
 class L2Params(StrategyParams):

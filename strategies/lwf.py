@@ -41,8 +41,8 @@ from typing import Literal
 
 from pydantic import NonNegativeFloat, PositiveFloat
 
-from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.plugin import Plugin
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.plugin import Plugin
 
 
 class LwFParams(StrategyParams):

@@ -13,13 +13,13 @@ and while training experience t the loss is
 theta* the weights after the previous experience. Every parameter is penalised (old heads' penalty
 is zero in practice: their importance and their distance to the anchor stay fixed, as they get no
 gradient from the current loss). The importance pass reads the experience's tensors directly
-(:func:`benchmark.loaders.dataset_tensors`) instead of Avalanche's sample-by-sample loader; the
+(:func:`forgetbench.benchmark.data.loaders.dataset_tensors`) instead of Avalanche's sample-by-sample loader; the
 maths is Avalanche's.
 
 Hyperparameters: ``lambda_reg`` (>= 0) the penalty's weight; ``alpha`` in [0, 1] how much of the old
 importance is kept when a new one is merged; ``max_curvature`` caps the penalty's curvature per weight,
 2 lambda Omega_i, so that gradient descent cannot diverge on it (``auto``: see
-:func:`strategies.penalty.stable_curvature`; ``null``: Avalanche's penalty exactly). The cap
+:func:`forgetbench.strategies.penalty.stable_curvature`; ``null``: Avalanche's penalty exactly). The cap
 clamps the Omega the penalty uses, never the running importance that later experiences merge into.
 """
 
@@ -33,10 +33,10 @@ from avalanche.training.utils import ParamData, zerolike_params_dict
 from pydantic import Field, NonNegativeFloat, PositiveFloat
 from typing import Literal
 
-from benchmark.loaders import TensorBatchLoader, dataset_tensors
-from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.penalty import stable_curvature
-from strategies.plugin import Plugin
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.penalty import stable_curvature
+from forgetbench.strategies.plugin import Plugin
 
 
 class MASParams(StrategyParams):

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.models import TaskRoutedModule
+from forgetbench.benchmark.data.models import TaskRoutedModule
 
 MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from avalanche.training.templates import SupervisedTemplate
 
-from benchmark.registry import NoParams
-from strategies.base import StrategyContext, register_strategy
+from forgetbench.benchmark.core.registry import NoParams
+from forgetbench.strategies.base import StrategyContext, register_strategy
 
 
 @register_strategy("naive", params=NoParams)

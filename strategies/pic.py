@@ -43,11 +43,11 @@ from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from benchmark.loaders import TensorBatchLoader, dataset_tensors
-from benchmark.models import TaskRoutedModule
-from benchmark.template import FastSupervisedTemplate
-from strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
-from strategies.plugin import Plugin, generator_state, set_generator_state, tensor_bytes
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
+from forgetbench.benchmark.data.models import TaskRoutedModule
+from forgetbench.benchmark.train.template import FastSupervisedTemplate
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
+from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state, tensor_bytes
 
 LAMBDA_GRID = tuple(round(0.1 * i, 1) for i in range(1, 11))
 _ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)

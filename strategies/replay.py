@@ -23,9 +23,9 @@ from avalanche.training.storage_policy import ReservoirSamplingBuffer
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import PositiveInt
 
-from benchmark.loaders import TensorBatchLoader, dataset_tensors, tensor_dataset
-from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.plugin import Plugin, tensor_bytes
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors, tensor_dataset
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.plugin import Plugin, tensor_bytes
 
 
 class ReplayParams(StrategyParams):

@@ -39,9 +39,9 @@ from typing import Sequence
 from pydantic import NonNegativeFloat, PositiveFloat
 from torch.nn.modules.batchnorm import _NormBase
 
-from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.penalty import QuadraticAnchor, movable_subset
-from strategies.plugin import Plugin
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset
+from forgetbench.strategies.plugin import Plugin
 
 SI_C = 1.0  # Avalanche's update_ewc_data(..., c=1)
 SI_CLIP = 0.001  # Avalanche's update_ewc_data(clip_to=0.001, ...)
@@ -71,7 +71,7 @@ class SIPlugin(Plugin):
                  clip: float | None = SI_CLIP):
         """``used_params[i]``: names of the parameters experience i's model uses (optional; the
         per-step work then skips tensors that provably cannot move, see
-        :func:`~strategies.penalty.movable_subset`)."""
+        :func:`~forgetbench.strategies.penalty.movable_subset`)."""
         super().__init__()
         self.used_params = used_params
         self._subset: list[int] | None = None

@@ -49,9 +49,9 @@ import torch.nn.functional as F
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import PositiveInt
 
-from benchmark.loaders import dataset_tensors
-from strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
-from strategies.plugin import Plugin, detached
+from forgetbench.benchmark.data.loaders import dataset_tensors
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
+from forgetbench.strategies.plugin import Plugin, detached
 
 Tensors = dict[str, torch.Tensor]
 

@@ -21,10 +21,10 @@ import dataclasses
 import torch
 from avalanche.training.templates import SupervisedTemplate
 
-from benchmark.models import TaskRoutedModule
-from benchmark.registry import NoParams
-from strategies.base import StrategyContext, register_strategy
-from strategies.plugin import Plugin
+from forgetbench.benchmark.data.models import TaskRoutedModule
+from forgetbench.benchmark.core.registry import NoParams
+from forgetbench.strategies.base import StrategyContext, register_strategy
+from forgetbench.strategies.plugin import Plugin
 
 
 class StandaloneModels(TaskRoutedModule):

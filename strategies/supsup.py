@@ -13,7 +13,7 @@ function afterwards: forgetting is zero by construction.
 
 Masks are keyed on the experience index; at test time the task label selects the mask (task
 identity given), and labels shared by several experiences (e.g. ``permuted`` with label 0) are
-resolved by SupSup's one-shot entropy task inference (see :mod:`strategies.masking`).
+resolved by SupSup's one-shot entropy task inference (see :mod:`forgetbench.strategies.masking`).
 
 The result record gets ``isolation``: per trained experience, the mask density and the fraction of
 all masked weights the task *owns* (kept by its mask and by no earlier one), and the union's size.
@@ -27,9 +27,9 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field
 
-from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.masking import MaskedNet
-from strategies.plugin import Plugin, tensor_bytes
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.masking import MaskedNet
+from forgetbench.strategies.plugin import Plugin, tensor_bytes
 
 
 class SupSupParams(StrategyParams):

@@ -22,7 +22,7 @@ Options:
 * ``fisher_samples``: how many of the model's training samples estimate F (default: all of them).
 * ``estimator``: ``empirical`` (observed labels), ``true`` (labels sampled from the model) or
   ``predicted`` (the model's most likely label).
-  F is the exact mean of squared per-sample gradients (see :mod:`strategies.importance`).
+  F is the exact mean of squared per-sample gradients (see :mod:`forgetbench.strategies.importance`).
 * ``accumulate``, ``momentum``: how F^t enters the running importance (above).
 * ``anchor``: ``latest`` keeps one running importance F and one anchor theta_hat, the weights after the
   latest model that used each parameter (memory constant in the number of models); ``per_model``
@@ -45,7 +45,7 @@ Options:
 * ``max_curvature``: the penalty's curvature on weight i is alpha_t * F_i, and gradient descent
   diverges on a quadratic that is too steep for its learning rate (an undertrained earlier model's
   Fisher entries can exceed 1). ``auto`` (default) caps alpha_t * F_i at
-  :func:`strategies.penalty.stable_curvature`, (1 + beta) / (4 lr) under SGD (no cap under Adam),
+  :func:`forgetbench.strategies.penalty.stable_curvature`, (1 + beta) / (4 lr) under SGD (no cap under Adam),
   by clamping F_i (anchors unchanged: every weight below the cap is penalised exactly as in the
   equation); a number caps it there; ``null`` never caps (the paper's penalty exactly). The result
   keys ``wpl_capped_entries`` (summed over experiences) and ``wpl_max_curvature`` say what was capped.
@@ -59,12 +59,12 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-from benchmark.loaders import dataset_tensors
-from strategies.base import StrategyContext, StrategyParams, register_strategy
-from strategies.importance import Estimator, exact_fisher_diagonal
-from strategies.base import shared_params
-from strategies.penalty import QuadraticAnchor, named_params, stable_curvature
-from strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
+from forgetbench.benchmark.data.loaders import dataset_tensors
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.importance import Estimator, exact_fisher_diagonal
+from forgetbench.strategies.base import shared_params
+from forgetbench.strategies.penalty import QuadraticAnchor, named_params, stable_curvature
+from forgetbench.strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
 
 Tensors = dict[str, torch.Tensor]
 

@@ -8,7 +8,7 @@ from avalanche.benchmarks import benchmark_from_datasets, with_task_labels
 from avalanche.models import DynamicModule, MultiHeadClassifier, MultiTaskModule
 from torch import nn
 
-from benchmark.loaders import tensor_dataset
+from forgetbench.benchmark.data.loaders import tensor_dataset
 
 
 def tensor_benchmark(n_experiences: int = 2, task_labels: bool = True, seed: int = 0):

@@ -9,9 +9,9 @@ import torch
 import yaml
 from avalanche.core import SupervisedPlugin
 
-from benchmark.cli import main
-from benchmark.registry import NoParams
-from strategies import STRATEGIES, StrategyContext, register_strategy
+from forgetbench.benchmark.front.cli import main
+from forgetbench.benchmark.core.registry import NoParams
+from forgetbench.strategies import STRATEGIES, StrategyContext, register_strategy
 
 import fault_strategies  # noqa: F401  (registers the test-only faulty strategies)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from avalanche.core import SupervisedPlugin
 from pydantic import NonNegativeFloat
 
-from strategies import STRATEGIES, StrategyContext, StrategyParams, register_strategy
-from strategies.ewc import EWCPlugin
-from strategies.plugin import Plugin
+from forgetbench.strategies import STRATEGIES, StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.ewc import EWCPlugin
+from forgetbench.strategies.plugin import Plugin
 
 
 class FaultParams(StrategyParams):

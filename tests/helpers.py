@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.datasets import DataMissingError, check_available, default_data_root
-from benchmark.registries import SCENARIOS, STRATEGIES
-from benchmark.runner import RunSpec, seed_everything
-from benchmark.scenarios import ScenarioInputs
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
+from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
+from forgetbench.benchmark.run.runner import RunSpec, seed_everything
+from forgetbench.benchmark.data.scenarios import ScenarioInputs
 
 REPO = Path(__file__).resolve().parent.parent
 VOLATILE = ("timing", "environment", "started_at", "finished_at")
@@ -23,7 +23,7 @@ VOLATILE = ("timing", "environment", "started_at", "finished_at")
 
 def builtin_strategies() -> list[str]:
     """Every strategy this distribution ships, from the registry (not test-only or plug-in ones)."""
-    return sorted(e.name for e in STRATEGIES if e.factory.__module__.startswith("strategies."))
+    return sorted(e.name for e in STRATEGIES if e.factory.__module__.startswith("forgetbench.strategies."))
 
 
 def mnist_root() -> Path:

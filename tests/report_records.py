@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from benchmark.store import write_result
+from forgetbench.benchmark.core.store import write_result
 
 
 def record(scenario: str, strategy: str, seed: int, R: list[list[float]], *, name: str | None = None,

@@ -9,9 +9,9 @@ import pytest
 
 from helpers import REPO, mnist_root
 
-from benchmark.datasets import DataMissingError, check_available, default_data_root
-from benchmark.store import load_results
-from reports.metrics import average_accuracy, forgetting
+from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
+from forgetbench.benchmark.core.store import load_results
+from forgetbench.benchmark.core.metrics import average_accuracy, forgetting
 
 
 pytestmark = pytest.mark.slow

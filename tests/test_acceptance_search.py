@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.runner import RunSpec, run
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.runner import RunSpec, run
 from helpers import REPO, mnist_root
-from reports.metrics import search_metrics
+from forgetbench.benchmark.core.metrics import search_metrics
 
 pytestmark = pytest.mark.slow
 

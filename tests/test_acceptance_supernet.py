@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.runner import RunSpec, run
-from reports.metrics import mean_err_gap
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.core.metrics import mean_err_gap
 from helpers import REPO, mnist_root
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.runner import RunSpec, run
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.runner import RunSpec, run
 from helpers import mnist_root
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from benchmark.cli import main
+from forgetbench.benchmark.front.cli import main
 from conftest import tiny_suite
 from helpers import REPO
 
@@ -328,7 +328,7 @@ def test_bad_input_through_the_installed_console_script(tmp_path):
     config = tmp_path / "suite.yaml"
     config.write_bytes(b"name: t\xff\n")
     script = Path(sys.executable).with_name("forgetbench")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "benchmark.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "forgetbench.benchmark.front.cli"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([*command, "run", str(config), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, timeout=300)

@@ -10,16 +10,16 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward, avalanche_model_adaptation
 
-from benchmark.config import TrainingConfig
-from benchmark.loaders import dataset_tensors
-from benchmark.scenarios import SCENARIOS, ScenarioInputs
-from strategies import STRATEGIES, StrategyContext
-from strategies.joint import JointPlugin
-from strategies.l2 import L2Plugin
-from strategies.lwf import LwFStatePlugin
-from strategies.mas import FastMASPlugin
-from strategies.replay import FastReplayPlugin, MixedTensorLoader
-from strategies.standalone import StandaloneModels
+from forgetbench.benchmark.core.config import TrainingConfig
+from forgetbench.benchmark.data.loaders import dataset_tensors
+from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.strategies import STRATEGIES, StrategyContext
+from forgetbench.strategies.joint import JointPlugin
+from forgetbench.strategies.l2 import L2Plugin
+from forgetbench.strategies.lwf import LwFStatePlugin
+from forgetbench.strategies.mas import FastMASPlugin
+from forgetbench.strategies.replay import FastReplayPlugin, MixedTensorLoader
+from forgetbench.strategies.standalone import StandaloneModels
 
 
 def scenario_of(name: str, seed: int = 0, **params):
@@ -241,7 +241,7 @@ def test_replay_batches_mix_memory_of_earlier_tasks():
 def test_mixed_loader_cycles_through_memory():
     current = [torch.arange(10.0), torch.zeros(10, dtype=torch.long), torch.ones(10, dtype=torch.long)]
     memory = (torch.arange(100.0, 105.0), torch.zeros(5, dtype=torch.long), torch.zeros(5, dtype=torch.long))
-    from benchmark.loaders import TensorBatchLoader
+    from forgetbench.benchmark.data.loaders import TensorBatchLoader
 
     loader = MixedTensorLoader(TensorBatchLoader(tuple(current), 4, shuffle=False), memory, 2,
                                torch.Generator().manual_seed(0))

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.api import load_results, run_suite
-from benchmark.config import ComponentSpec, ConfigError
-from benchmark.registries import SCENARIOS
-from benchmark.runner import RunSpec, run, seeded_scenario
-from benchmark.testing import TRAINING, check_scenario
+from forgetbench.benchmark.front.api import load_results, run_suite
+from forgetbench.benchmark.core.config import ComponentSpec, ConfigError
+from forgetbench.benchmark.core.registries import SCENARIOS
+from forgetbench.benchmark.run.runner import RunSpec, run, seeded_scenario
+from forgetbench.benchmark.front.testing import TRAINING, check_scenario
 from conftest import tiny_suite
 from helpers import REPO, comparable, mnist_root, pip_install_target
 
@@ -31,13 +31,13 @@ def test_run_suite_from_a_script_writes_the_same_result_files_as_the_cli(tmp_pat
     suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc"}])
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    script = ("import json, sys; from benchmark.api import run_suite\n"
+    script = ("import json, sys; from forgetbench.benchmark.front.api import run_suite\n"
               f"r = run_suite(json.loads(sys.argv[1]), out=sys.argv[2], progress=False)\n"
               "print(r.summary_text()); sys.exit(r.exit_code)")
     api = subprocess.run([sys.executable, "-c", script, json.dumps(suite), str(tmp_path / "api")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert api.returncode == 0, api.stderr
-    cli = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(tmp_path / "suite.yaml"), "--out",
+    cli = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "run", str(tmp_path / "suite.yaml"), "--out",
                           str(tmp_path / "cli"), "--quiet", "--no-report"], env=env, capture_output=True, text=True,
                          timeout=600)
     assert cli.returncode == 0, cli.stderr
@@ -114,10 +114,10 @@ def site_env(site: Path) -> dict[str, str]:
 @pytest.mark.slow  # runs pip
 def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(example_site, tmp_path):
     env = site_env(example_site)
-    listed = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "scenarios"], env=env,
+    listed = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "scenarios"], env=env,
                             capture_output=True, text=True, check=True).stdout
     assert "adapters" in listed and "example plug-in" in listed
-    datasets = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "datasets"], env=env,
+    datasets = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "datasets"], env=env,
                               capture_output=True, text=True, check=True).stdout
     assert "blobs" in datasets and "Gaussian blobs" in datasets
     suite = tiny_suite(scenarios=[{"name": "adapters", "params": {"tasks": 2, "width": 16, "bottleneck": 4}},
@@ -126,7 +126,7 @@ def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(examp
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     for executor in ("process", "ray"):
         out = tmp_path / executor
-        done = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(tmp_path / "suite.yaml"), "--out",
+        done = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "run", str(tmp_path / "suite.yaml"), "--out",
                                str(out), "--quiet", "--no-report", "--executor", executor, "--workers", "2"],
                               env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, (executor, done.stdout[-2000:], done.stderr[-2000:])
@@ -159,7 +159,7 @@ def test_multihead_example_on_splitmnist_wpl_covers_exactly_the_trunk(example_si
     scenario = seeded_scenario(spec("wpl"), root)
     trunk = {n for n, _ in scenario.model.named_parameters() if n.startswith("net.trunk.")}
     assert trunk and all(scenario.tasks[t].used_params & scenario.tasks[0].used_params == trunk for t in range(1, 5))
-    from strategies.wpl import WPLPlugin
+    from forgetbench.strategies.wpl import WPLPlugin
 
     seen = []
     original = WPLPlugin.before_training_exp

@@ -11,10 +11,10 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmark.registry import NoParams
-from benchmark.testing import check_strategy
+from forgetbench.benchmark.core.registry import NoParams
+from forgetbench.benchmark.front.testing import check_strategy
 from helpers import builtin_strategies, pip_install_target
-from strategies import STRATEGIES, StrategyContext, register_strategy
+from forgetbench.strategies import STRATEGIES, StrategyContext, register_strategy
 
 HERE = Path(__file__).resolve().parent
 BUILT_IN = builtin_strategies()
@@ -103,10 +103,10 @@ def plugin_site(tmp_path_factory) -> Path:
 @pytest.mark.slow  # runs pip
 def test_entry_point_plugin_is_listed_by_the_cli(plugin_site):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "strategies"], env=env,
+    out = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "strategies"], env=env,
                          capture_output=True, text=True, check=True).stdout
     assert "shrink" in out and "entry-point registered" in out
-    without = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "strategies"],
+    without = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "strategies"],
                              capture_output=True, text=True, check=True).stdout
     assert "shrink" not in without
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import checkpoint as checkpoints
-from benchmark import store
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.runner import RunSpec, run
+from forgetbench.benchmark.run import checkpoint as checkpoints
+from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.runner import RunSpec, run
 from conftest import read_json, tiny_suite
 from helpers import builtin_strategies
 
@@ -230,7 +230,7 @@ def test_a_resumed_search_equals_the_uninterrupted_one(search, strategy, at, tmp
 
 
 def test_a_scenario_that_declares_no_state_runs_a_search_without_checkpoints(tmp_path, monkeypatch):
-    from benchmark.scenarios.search import SearchScenario
+    from forgetbench.benchmark.data.scenarios.search import SearchScenario
 
     monkeypatch.setattr(SearchScenario, "state_dict", lambda self: None)
     spec = RunSpec("resume", SEARCHES["random"], ComponentSpec(name="naive"), 0, SEARCH_TRAINING, "cpu")

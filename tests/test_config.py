@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.config import ConfigError, resolve_config
+from forgetbench.benchmark.core.config import ConfigError, resolve_config
 from conftest import tiny_suite
 
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmark.harness import Harness
-from benchmark.registries import SCENARIOS
-from benchmark.scenarios import ScenarioInputs
-from benchmark.schedule import build_strategy, scheduled_experiences, train_schedule
-from benchmark.training import TrainingConfig
+from forgetbench.benchmark.train.harness import Harness
+from forgetbench.benchmark.core.registries import SCENARIOS
+from forgetbench.benchmark.data.scenarios import ScenarioInputs
+from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences, train_schedule
+from forgetbench.benchmark.core.training import TrainingConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.datasets import DataMissingError, check_available, load_dataset
+from forgetbench.benchmark.data.datasets import DataMissingError, check_available, load_dataset
 
 
 def _write_idx(path, array: np.ndarray) -> None:

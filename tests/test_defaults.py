@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.config import ComponentSpec, load_config
-from benchmark.runner import RunSpec, run
-from reports.metrics import run_metrics
+from forgetbench.benchmark.core.config import ComponentSpec, load_config
+from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.core.metrics import run_metrics
 
 DEMO = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
 REGULARIZERS = ["ewc", "si", "wpl", "l2", "mas", "lwf"]

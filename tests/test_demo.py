@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.cli import main
-from benchmark.store import load_results
+from forgetbench.benchmark.front.cli import main
+from forgetbench.benchmark.core.store import load_results
 from helpers import browser_page
-from reports.stats import paired_difference
+from forgetbench.benchmark.core.stats import paired_difference
 
 DEMO = Path(__file__).parents[1] / "configs" / "demo.yaml"
 pytestmark = pytest.mark.slow

@@ -9,12 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import ComponentSpec
-from benchmark.runner import RunSpec, run
-from benchmark.scenarios.base import ScenarioInputs
-from benchmark.scenarios.enas_cnn import (ConvCellSupernet, ConvSearchParams, build_enas_cnn, decision_choices,
-                                          loose_ends, split_cells)
-from benchmark.training import TrainingConfig
+from forgetbench.benchmark.core.config import ComponentSpec
+from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.data.scenarios.base import ScenarioInputs
+from forgetbench.benchmark.data.scenarios.enas_cnn import ConvCellSupernet, ConvSearchParams, build_enas_cnn, decision_choices, loose_ends, split_cells
+from forgetbench.benchmark.core.training import TrainingConfig
 
 TRAINING = TrainingConfig(lr=0.05, momentum=0.9, batch_size=16, eval_batch_size=64)
 
@@ -140,7 +139,7 @@ def test_regularizers_run_in_the_search_unchanged(strategy):
 
 
 def test_the_report_metrics_of_a_cnn_search_are_in_points_from_measure_from_epoch():
-    from reports.metrics import run_metrics
+    from forgetbench.benchmark.core.metrics import run_metrics
 
     record = {"status": "ok", "search": {"error": "validation error (1 - accuracy)", "measured_from_epoch": 1,
                                          "rewards": [[0.5, 0.7], [0.8, 0.9]],

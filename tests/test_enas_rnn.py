@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import language
-from benchmark.harness import evaluate, majority_rate
-from benchmark.scenarios.base import ScenarioInputs, Task
-from benchmark.scenarios.enas_rnn import (RecurrentSearchParams, RecurrentSupernet, build_enas_rnn, decision_choices,
-                                          decode, loose_ends)
+from forgetbench.benchmark.data import language
+from forgetbench.benchmark.train.harness import evaluate, majority_rate
+from forgetbench.benchmark.data.scenarios.base import ScenarioInputs, Task
+from forgetbench.benchmark.data.scenarios.enas_rnn import RecurrentSearchParams, RecurrentSupernet, build_enas_rnn, decision_choices, decode, loose_ends
 from helpers import REPO
 
 CORPUS = REPO / "tests" / "data" / "lm_corpus"
@@ -138,9 +137,9 @@ def test_chance_of_token_sequences_is_the_unigram_model():
 
 # ---------------------------------------------------------------------------------------- the search
 def test_search_records_err_tables_rewards_and_the_derived_cell():
-    from benchmark.config import ComponentSpec
-    from benchmark.runner import RunSpec, run
-    from benchmark.training import TrainingConfig
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.core.training import TrainingConfig
 
     params = tiny_params().model_dump(mode="json")
     spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=params), ComponentSpec(name="naive"), 0,
@@ -163,9 +162,9 @@ def test_search_records_err_tables_rewards_and_the_derived_cell():
 def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
     """The retraining equals a hand-written loop: the run's initial weights (same seed), the derived cell
     alone, plain SGD with clipping on the same seeded batch order, ``retrain_steps`` steps."""
-    from benchmark.config import ComponentSpec
-    from benchmark.runner import RunSpec, run, seed_everything
-    from benchmark.training import TrainingConfig
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.run.runner import RunSpec, run, seed_everything
+    from forgetbench.benchmark.core.training import TrainingConfig
 
     steps, training = 7, TrainingConfig(lr=5.0, grad_clip_norm=0.25, batch_size=8, eval_batch_size=64)
     params = tiny_params(retrain_steps=steps)
@@ -208,7 +207,7 @@ def test_random_search_samples_uniformly_and_needs_no_controller():
 
 # ------------------------------------------------------------------------------ WPL's online Fisher
 def _online_plugin(**params):
-    from strategies.wpl import WPLParams, WPLPlugin
+    from forgetbench.strategies.wpl import WPLParams, WPLPlugin
 
     scenario = build_enas_rnn(tiny_params(search="random", turns_per_epoch=3), ScenarioInputs(0, None))
     plugin = WPLPlugin(WPLParams(alpha=1.0, fisher="online", max_curvature=None, **params), scenario.turn_used_params,
@@ -266,11 +265,11 @@ def test_online_fisher_waits_start_after_models_and_clips_the_running_importance
 
 # ----------------------------------------------------------------------------------- gradient clipping
 def test_grad_clip_norm_clips_the_global_norm_before_the_step():
-    from benchmark.config import ComponentSpec
-    from benchmark.harness import Harness
-    from benchmark.runner import RunSpec, build_run_strategy, seeded_scenario
-    from benchmark.schedule import scheduled_experiences, train_schedule
-    from benchmark.training import TrainingConfig
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.train.harness import Harness
+    from forgetbench.benchmark.run.runner import RunSpec, build_run_strategy, seeded_scenario
+    from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
+    from forgetbench.benchmark.core.training import TrainingConfig
 
     training = TrainingConfig(lr=1.0, grad_clip_norm=0.01, batch_size=8)
     spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=tiny_params(search="random").model_dump(mode="json")),
@@ -293,7 +292,7 @@ def dataclass_replace(obj, **changes):
 
 # ------------------------------------------------------------------------------------ search metrics
 def test_best_err1_gap_and_search_epochs_by_hand():
-    from reports.metrics import best_err1_gap, run_metrics, search_epochs
+    from forgetbench.benchmark.core.metrics import best_err1_gap, run_metrics, search_epochs
 
     err1 = [[1.0, 2.0, 3.0], [4.0, 5.0, None]]
     err2 = [[1.5, 2.0, 2.0], [4.5, 6.0, None]]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from benchmark.cli import main
+from forgetbench.benchmark.front.cli import main
 from conftest import tiny_suite
 from helpers import REPO
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from pydantic import BaseModel
 
-from benchmark.config import ConfigError, resolve_config, strategy_variants
-from benchmark.grid import combination_label, combinations, format_value, grid_axes
-from benchmark.runner import RunSpec, build_scenario, expand_suite, hold_out_validation
-from benchmark.selection import decide, metric_value, plan_sweeps
+from forgetbench.benchmark.core.config import ConfigError, resolve_config, strategy_variants
+from forgetbench.benchmark.core.grid import combination_label, combinations, format_value, grid_axes
+from forgetbench.benchmark.run.runner import RunSpec, build_scenario, expand_suite, hold_out_validation
+from forgetbench.benchmark.run.selection import decide, metric_value, plan_sweeps
 from conftest import read_json, tiny_suite
 
 

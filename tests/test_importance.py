@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.models import MultiHeadNet, mlp_trunk
-from strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
+from forgetbench.benchmark.data.models import MultiHeadNet, mlp_trunk
+from forgetbench.strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
 
 
 def _assert_equal(fast, slow, tol=1e-6):
@@ -57,8 +57,8 @@ def test_resnet_batch_norm_fast_path_matches_loop(monkeypatch, chunk_floats):
     """The reduced ResNet-18 (conv + BatchNorm, strided shortcuts): every parameter on the fast
     path (the vmap fallback would be an order of magnitude slower), equal to the per-sample loop
     with non-trivial running statistics, scales and shifts."""
-    from benchmark.models import make_trunk
-    from strategies import importance
+    from forgetbench.benchmark.data.models import make_trunk
+    from forgetbench.strategies import importance
 
     torch.manual_seed(3)
     trunk, features = make_trunk("resnet18", (1, 12, 12), [4])
@@ -80,7 +80,7 @@ def test_resnet_batch_norm_fast_path_matches_loop(monkeypatch, chunk_floats):
 
 @pytest.mark.parametrize("chunk_floats", [2**21, 1])
 def test_layer_reused_twice_in_one_forward(monkeypatch, chunk_floats):
-    from strategies import importance
+    from forgetbench.strategies import importance
 
     monkeypatch.setattr(importance, "_PER_SAMPLE_CHUNK_FLOATS", chunk_floats)  # calls summed per chunk
     class Twice(nn.Module):

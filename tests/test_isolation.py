@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
-from benchmark.models import MultiHeadNet, TaskRoutedModule
-from benchmark.runner import RunSpec, run, strategy_extra_results
-from benchmark.scenarios import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
-from strategies import StrategyContext
-from strategies.exssnet import ExSSNeTParams, build_exssnet, kkt_sources, knn_accuracy
-from strategies.masking import MaskedNet, _StraightThroughTopK, kept, topk_mask
-from strategies.pic import PICNet, PICParams, build_pic
-from strategies.supsup import SupSupParams, build_supsup
+from forgetbench.benchmark.core.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
+from forgetbench.benchmark.data.models import MultiHeadNet, TaskRoutedModule
+from forgetbench.benchmark.run.runner import RunSpec, run, strategy_extra_results
+from forgetbench.benchmark.data.scenarios import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
+from forgetbench.strategies import StrategyContext
+from forgetbench.strategies.exssnet import ExSSNeTParams, build_exssnet, kkt_sources, knn_accuracy
+from forgetbench.strategies.masking import MaskedNet, _StraightThroughTopK, kept, topk_mask
+from forgetbench.strategies.pic import PICNet, PICParams, build_pic
+from forgetbench.strategies.supsup import SupSupParams, build_supsup
 from conftest import tiny_suite
 
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32, epochs=3, eval_batch_size=512)
@@ -47,7 +47,7 @@ class SingleHeadNet(TaskRoutedModule):
 
 def _build_test_permuted(params: PermutedParams, inputs: ScenarioInputs) -> Scenario:
     """Digits under a seeded pixel permutation per task; one single-head model, every label 0."""
-    from benchmark.datasets import load_dataset
+    from forgetbench.benchmark.data.datasets import load_dataset
 
     data = load_dataset("digits", inputs.data_root, False)
     g = torch.Generator().manual_seed(inputs.seed)

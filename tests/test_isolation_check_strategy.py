@@ -1,10 +1,10 @@
-"""Each isolation strategy passes the shared strategy contract (``benchmark.testing.check_strategy``)."""
+"""Each isolation strategy passes the shared strategy contract (``forgetbench.benchmark.front.testing.check_strategy``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmark import testing
+from forgetbench.benchmark.front import testing
 
 SPLIT_CNN = {"name": "split", "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn",
                                          "widths": [16, 16]}}

@@ -1,8 +1,12 @@
-"""The one-way flow holds: config -> scenario -> strategy -> runner -> suite -> reports -> front ends.
+"""The one-way flow holds: each package imports only from the packages before it in ``PACKAGE_ORDER``.
 
-Every import in ``benchmark/``, ``strategies/`` and ``reports/`` (function-level ones included: a
-lazy import hides a cycle, it does not remove it) is read from the source with ``ast``. The test
-fails on an import cycle between modules and on a back-edge: a module importing one of a later layer.
+    core -> data -> train -> strategies -> run -> reports -> front -> forgetbench (the public API)
+
+Every import in the project's folders (function-level ones included: a lazy import hides a cycle, it
+does not remove it) is read from the source with ``ast``. The test fails on a module that belongs to no
+package of the order, on an import of a later package, and on an import cycle between modules; and on a
+function-level import of a project module outside ``LAZY_IMPORTS_ALLOWED``, the few places where a lazy
+import exists to delay torch, Avalanche or matplotlib.
 """
 
 from __future__ import annotations
@@ -13,32 +17,39 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("benchmark", "strategies", "reports")
+# folder at the repository root -> the import name it is installed under
+FOLDERS = {"forgetbench": "forgetbench", "benchmark": "forgetbench.benchmark", "strategies": "forgetbench.strategies",
+           "reports": "forgetbench.reports"}
 
-# (layer, module-name prefixes), first match wins. Imports may go to the same or an earlier layer.
-LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("benchmark.__init__", "benchmark.registry", "benchmark.references", "benchmark.registries", "benchmark.grid",
-                    "benchmark.training", "benchmark.record", "benchmark.store", "benchmark.stop", "reports.__init__",
-                    "reports.metrics", "reports.stats", "reports.units")),
-    ("config", ("benchmark.config",)),
-    ("scenario", ("benchmark.datasets", "benchmark.text", "benchmark.language", "benchmark.models", "benchmark.loaders",
-                  "benchmark.detect", "benchmark.scenarios")),
-    ("strategy", ("benchmark.template", "benchmark.harness", "strategies")),
-    ("runner", ("benchmark.schedule", "benchmark.checkpoint", "benchmark.runner")),
-    ("suite", ("benchmark.selection", "benchmark.executors", "benchmark.lock", "benchmark.tracking",
-               "benchmark.suite")),
-    ("reports", ("reports",)),
-    ("front ends", ("benchmark.api", "benchmark.cli", "benchmark.testing", "benchmark.measure")),
+# The rule, in order: a module belongs to the longest entry its name starts with, and may import its own
+# package and the ones before it. The package roots come first: they hold the version and the old names.
+PACKAGE_ORDER = [
+    "forgetbench.benchmark.legacy", "forgetbench.benchmark.__init__",
+    "forgetbench.benchmark.core",
+    "forgetbench.benchmark.data",
+    "forgetbench.benchmark.train",
+    "forgetbench.strategies",
+    "forgetbench.benchmark.run",
+    "forgetbench.reports",
+    "forgetbench.benchmark.front",
+    "forgetbench.__init__",
 ]
+# where a function-level import of a project module is allowed, and why (each delays heavy libraries)
+LAZY_IMPORTS_ALLOWED = (
+    "forgetbench.benchmark.front",        # `forgetbench --help` and `import forgetbench` load no torch
+    "forgetbench.__init__",
+    "forgetbench.benchmark.run.executors",  # starts the workers' fork server / Ray before the driver imports torch
+    "forgetbench.reports.html",           # matplotlib and seaborn only when a figure is drawn
+)
 
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts)  # package inits keep their ".__init__"
+    return ".".join((FOLDERS[parts[0]], *parts[1:]))  # package inits keep their ".__init__"
 
 
 def project_modules() -> dict[str, Path]:
-    return {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
+    return {module_name(p): p for folder in FOLDERS for p in sorted((ROOT / folder).rglob("*.py"))}
 
 
 def resolve(name: str, modules: dict[str, Path]) -> str | None:
@@ -50,28 +61,48 @@ def resolve(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
+def _imported_names(node: ast.AST, modules: dict[str, Path]) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        # `from pkg import sub` loads pkg.sub when it is a module, else pkg itself
+        return [f"{node.module}.{alias.name}" if resolve(f"{node.module}.{alias.name}", modules)
+                else node.module for alias in node.names]
+    return []
+
+
+def _package_inits(module: str, modules: dict[str, Path]) -> set[str]:
+    parts = module.removesuffix(".__init__").split(".")
+    return {f"{'.'.join(parts[:k])}.__init__" for k in range(1, len(parts))} & modules.keys()
+
+
 def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules that importing ``path`` runs: what it names, and the ``__init__`` of each package on
+    the way there that is not already one of its own (``import a.b.c`` runs ``a/b/__init__.py`` too)."""
     found = set()
+    own = _package_inits(module_name(path), modules)
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from pkg import sub` loads pkg.sub when it is a module, else pkg itself
-            names = [f"{node.module}.{alias.name}" if resolve(f"{node.module}.{alias.name}", modules)
-                     else node.module for alias in node.names]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in PACKAGES and (target := resolve(name, modules)):
-                found.add(target)
+        for name in _imported_names(node, modules):
+            if name.split(".")[0] == "forgetbench" and (target := resolve(name, modules)):
+                found |= {target} | (_package_inits(target, modules) - own)
+    return found
+
+
+def lazy_imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules imported inside a function body."""
+    found = set()
+    for fn in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                found |= {t for name in _imported_names(node, modules)
+                          if name.split(".")[0] == "forgetbench" and (t := resolve(name, modules))}
     return found
 
 
 def layer_of(module: str) -> int:
-    for rank, (_, prefixes) in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return rank
-    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS (and to the README's Layout)")
+    matches = [(len(p), rank) for rank, p in enumerate(PACKAGE_ORDER) if module == p or module.startswith(p + ".")]
+    assert matches, f"{module} belongs to no package of PACKAGE_ORDER: add it (and to the README's Layout)"
+    return max(matches)[1]
 
 
 def graph() -> dict[str, set[str]]:
@@ -86,10 +117,25 @@ def test_every_module_has_a_layer():
 
 def test_no_back_edges():
     back = [
-        f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
+        f"{m} ({PACKAGE_ORDER[layer_of(m)]}) imports {t} ({PACKAGE_ORDER[layer_of(t)]})"
         for m, targets in graph().items() for t in sorted(targets) if layer_of(t) > layer_of(m)
     ]
     assert not back, "imports against the one-way flow:\n" + "\n".join(back)
+
+
+def test_lazy_imports_only_in_front_ends():
+    modules = project_modules()
+    lazy = [f"{m} imports {t} inside a function" for m, p in modules.items()
+            if not m.startswith(LAZY_IMPORTS_ALLOWED) for t in sorted(lazy_imports_of(p, modules))]
+    assert not lazy, "move these to the top of the module (a lazy import only delays heavy libraries, " \
+                     "in the front ends):\n" + "\n".join(lazy)
+
+
+def test_the_project_is_one_import_name():
+    """No module imports the folders by their old top-level names (that would load a second copy)."""
+    old = [f"{m} imports {name}" for m, p in project_modules().items() for node in ast.walk(ast.parse(p.read_text()))
+           for name in _imported_names(node, {}) if name.split(".")[0] in ("benchmark", "strategies", "reports")]
+    assert not old, "\n".join(old)
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reports import metrics
+from forgetbench.benchmark.core import metrics
 
 # R[i][j]: accuracy on j after training i.
 R3 = [
@@ -66,7 +66,7 @@ def test_bad_shapes_raise():
 
 
 def test_ranking_kendall_tau_by_hand():
-    from reports.metrics import ranking_kendall_tau
+    from forgetbench.benchmark.core.metrics import ranking_kendall_tau
 
     # supernet order 0 > 1 > 2 > 3; standalone swaps 2 and 3: 5 concordant, 1 discordant of 6 pairs
     assert ranking_kendall_tau([0.9, 0.8, 0.7, 0.6], [0.95, 0.9, 0.5, 0.6]) == pytest.approx((5 - 1) / 6)
@@ -78,7 +78,7 @@ def test_ranking_kendall_tau_by_hand():
 
 
 def test_mean_err_gap_by_hand():
-    from reports.metrics import mean_err_gap
+    from forgetbench.benchmark.core.metrics import mean_err_gap
 
     assert mean_err_gap([[0.1, 0.2]], [[0.3, 0.2]]) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="differ in shape"):

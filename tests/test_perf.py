@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from benchmark.datasets import DataMissingError, check_available, default_data_root
+from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from conftest import read_json, tiny_suite
 
 SECTION_KEYS = {"conditions", "harness_vs_plain", "step_overhead", "importance_vs_epoch",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.runner import RunSpec, run
-from benchmark.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 
 
 def permuted(seed=0, **params):

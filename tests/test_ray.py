@@ -100,7 +100,7 @@ def _driver(config, out, address):
     from helpers import REPO
 
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
-    return subprocess.Popen([sys.executable, "-m", "benchmark.cli", "run", str(config), "--out", str(out),
+    return subprocess.Popen([sys.executable, "-m", "forgetbench.benchmark.front.cli", "run", str(config), "--out", str(out),
                              "--no-report", "--executor", "ray", "--address", address],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -167,10 +167,10 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     a worker crash while every node is alive -> a failed record; at most NODE_LOSS_RESUBMITS resubmissions."""
     import types
 
-    from benchmark.executors import NODE_LOSS_RESUBMITS, Job, RayExecutor
-    from benchmark.runner import RunSpec
-    from benchmark.config import ComponentSpec
-    from benchmark.training import TrainingConfig
+    from forgetbench.benchmark.run.executors import NODE_LOSS_RESUBMITS, Job, RayExecutor
+    from forgetbench.benchmark.run.runner import RunSpec
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.core.training import TrainingConfig
 
     class Died(Exception):
         pass

@@ -16,12 +16,12 @@ from avalanche.training.plugins import EWCPlugin as AvalancheEWC
 from avalanche.training.plugins import SynapticIntelligencePlugin as AvalancheSI
 
 from helpers import TRAINING, small_split
-from benchmark.runner import regularizer_bytes, seed_everything
-from benchmark.scenarios import SCENARIOS, ScenarioInputs
-from strategies import StrategyContext
-from strategies.ewc import EWCPlugin, squared_gradient_importance
-from strategies.penalty import QuadraticAnchor, named_params
-from strategies.si import SIPlugin
+from forgetbench.benchmark.run.runner import regularizer_bytes, seed_everything
+from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.strategies import StrategyContext
+from forgetbench.strategies.ewc import EWCPlugin, squared_gradient_importance
+from forgetbench.strategies.penalty import QuadraticAnchor, named_params
+from forgetbench.strategies.si import SIPlugin
 
 _scenario = small_split
 
@@ -90,7 +90,7 @@ def test_ewc_importance_matches_avalanche():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     theirs = AvalancheEWC(1.0).compute_importances(model, criterion, optimizer, experience.dataset,
                                                    torch.device("cpu"), 16)
-    from benchmark.loaders import dataset_tensors
+    from forgetbench.benchmark.data.loaders import dataset_tensors
 
     ours = squared_gradient_importance(model, criterion, dataset_tensors(experience.dataset), 16,
                                        torch.device("cpu"))
@@ -282,8 +282,8 @@ def test_ewc_max_curvature_caps_the_penalty_not_the_stored_importance():
 
 
 def test_ewc_default_caps_under_sgd_only():
-    from benchmark.training import TrainingConfig
-    from strategies.ewc import EWCParams, build_ewc
+    from forgetbench.benchmark.core.training import TrainingConfig
+    from forgetbench.strategies.ewc import EWCParams, build_ewc
 
     def cap(training):
         model = small_split().model

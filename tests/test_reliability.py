@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from benchmark.cli import main
+from forgetbench.benchmark.front.cli import main
 from conftest import tiny_suite
 from helpers import REPO, mnist_root
 
@@ -26,15 +26,15 @@ BYO = Path(__file__).resolve().parent / "byo_fixtures.py"
 
 def _console() -> list[str]:
     script = Path(sys.executable).with_name("forgetbench")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "benchmark.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "forgetbench.benchmark.front.cli"]
 
 
 # --- 3. --out naming a file, from the Python API -------------------------------------------------------
 
 
 def test_run_suite_with_out_a_file_raises_config_error_and_writes_nothing(tmp_path):
-    from benchmark.api import run_suite
-    from benchmark.config import ConfigError
+    from forgetbench.benchmark.front.api import run_suite
+    from forgetbench.benchmark.core.config import ConfigError
 
     taken = tmp_path / "results.txt"
     taken.write_text("mine")
@@ -91,14 +91,14 @@ def test_a_complete_suite_reruns_without_its_data(tmp_path, capsys):
 
 
 def _task(name: str, labels: list[int]):
-    from benchmark.scenarios.base import Task
+    from forgetbench.benchmark.data.scenarios.base import Task
 
     y = torch.tensor(labels)
     return Task(name, 0, y[:, None].float(), y, y[:, None].float(), y, frozenset(), 2)
 
 
 def test_tasks_at_chance_hand_computed():
-    from benchmark.harness import chance_message, tasks_at_chance
+    from forgetbench.benchmark.train.harness import chance_message, tasks_at_chance
 
     # 100 test samples each, half of each label: majority 0.5, margin 2 * sqrt(0.25 / 100) = 0.1
     tasks = [_task(f"t{j}", [0] * 50 + [1] * 50) for j in range(3)]
@@ -111,7 +111,7 @@ def test_tasks_at_chance_hand_computed():
 
 
 def test_a_run_leaving_a_task_at_chance_is_flagged_in_the_record_and_the_report(tmp_path):
-    from benchmark.api import run_suite
+    from forgetbench.benchmark.front.api import run_suite
 
     suite = tiny_suite(seeds=[0], strategies=[{"name": "test_forget_first_task"}])
     results = run_suite(suite, tmp_path / "out", progress=False)
@@ -157,7 +157,7 @@ def test_a_module_beside_the_config_is_imported_by_the_console_script(tmp_path):
 def test_terminal_table_in_points_with_non_zero_seconds():
     import pandas as pd
 
-    from reports.tables import format_overview
+    from forgetbench.reports.tables import format_overview
 
     table = pd.DataFrame([{"scenario": "s", "strategy": "naive", "ok": 2, "not_ok": 0, "ACC_mean": 0.9123,
                            "ACC_std": 0.01, "forgetting_mean": 0.041, "forgetting_std": 0.002, "LA_mean": 0.95,
@@ -171,9 +171,9 @@ def test_terminal_table_in_points_with_non_zero_seconds():
 
 
 def test_strategy_context_maps_the_harness_names_to_the_users_own():
-    from benchmark.scenarios.custom import UserModel
-    from benchmark.training import TrainingConfig
-    from strategies import StrategyContext
+    from forgetbench.benchmark.data.scenarios.custom import UserModel
+    from forgetbench.benchmark.core.training import TrainingConfig
+    from forgetbench.strategies import StrategyContext
 
     user = nn.Sequential(nn.Linear(2, 2))
     ctx = StrategyContext(UserModel(user), TrainingConfig(), torch.device("cpu"), [], 0)
@@ -213,7 +213,7 @@ def frozen_linear_model():
 @pytest.mark.parametrize("model", ["frozen_norm_model", "frozen_linear_model"])
 @pytest.mark.parametrize("strategy", [{"name": "wpl"}, {"name": "ewc", "params": {"importance": "exact"}}])
 def test_wpl_and_exact_ewc_run_with_frozen_parameters(model, strategy, tmp_path):
-    from benchmark.api import run_suite
+    from forgetbench.benchmark.front.api import run_suite
 
     sys.modules.setdefault("test_reliability", sys.modules[__name__])
     suite = tiny_suite(scenarios=[{"name": "custom", "params": {"model": f"test_reliability:{model}",
@@ -228,7 +228,7 @@ def test_wpl_and_exact_ewc_run_with_frozen_parameters(model, strategy, tmp_path)
 
 
 def test_exact_fisher_skips_frozen_parameters_and_matches_the_slow_reference():
-    from strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
+    from forgetbench.strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 12), nn.LayerNorm(12), nn.ReLU(), nn.Linear(12, 12), nn.LayerNorm(12),
@@ -244,7 +244,7 @@ def test_exact_fisher_skips_frozen_parameters_and_matches_the_slow_reference():
 
 def test_layer_norm_per_sample_rule_on_sequences_matches_the_slow_reference():
     """LayerNorm over (N, positions, features): the rule sums each sample's gradient over its positions."""
-    from strategies.importance import _split_parameters, exact_fisher_diagonal, per_sample_fisher_loop
+    from forgetbench.strategies.importance import _split_parameters, exact_fisher_diagonal, per_sample_fisher_loop
 
     class Seq(nn.Module):
         def __init__(self):
@@ -270,8 +270,8 @@ def test_exact_fisher_on_a_stock_transformers_encoder():
     pytest.importorskip("transformers")
     from transformers import AutoModel, AutoTokenizer
 
-    from benchmark import text
-    from strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
+    from forgetbench.benchmark.data import text
+    from forgetbench.strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
 
     try:
         directory = text.encoder_dir("minilm", Path(os.environ.get("FORGETBENCH_DATA", "/nonexistent")))
@@ -309,9 +309,9 @@ def test_exact_fisher_on_a_stock_transformers_encoder():
 
 @pytest.mark.parametrize("strategy", ["naive", "pic"])
 def test_iterations_per_task_is_every_strategys_step_count(strategy):
-    from benchmark.config import ComponentSpec
-    from benchmark.runner import RunSpec, run
-    from benchmark.training import TrainingConfig
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.core.training import TrainingConfig
 
     # digits: ~290 samples a task, 10 batches of 32; pic holds 10% out (9 batches): 3 epochs gave it 27 steps
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=1, iterations_per_task=30)
@@ -327,7 +327,7 @@ def test_iterations_per_task_is_every_strategys_step_count(strategy):
 
 
 def missing_data_benchmark(data_root):
-    from benchmark.datasets import DataMissingError
+    from forgetbench.benchmark.data.datasets import DataMissingError
 
     raise DataMissingError(f"dataset 'mine' not found under data root {data_root}")
 

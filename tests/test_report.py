@@ -10,8 +10,8 @@ import pytest
 
 from conftest import tiny_suite
 from report_records import ERR1, ERR2, basic_records, full_records, record, write_folder
-from reports import summary as S
-from reports.html import build_report
+from forgetbench.reports import summary as S
+from forgetbench.reports.html import build_report
 
 
 def _value(table: pd.DataFrame, strategy: str, metric: str, column: str = "mean", scenario: str = "pair"):

@@ -6,7 +6,7 @@ import numpy as np
 
 from helpers import browser_page
 from report_records import basic_records, full_records, write_folder
-from reports.html import write_report
+from forgetbench.reports.html import write_report
 
 def test_report_opens_in_headless_chromium(tmp_path):
     records = full_records() + basic_records(label="<script>console.error('xss')</script>")

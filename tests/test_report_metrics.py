@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from reports import metrics, stats
+from forgetbench.benchmark.core import metrics, stats
 
 
 def test_max_drop_by_hand():

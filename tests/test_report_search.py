@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark import store
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.runner import RunSpec, run
-from reports import summary as S
-from reports.html import build_report, write_report
+from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.reports import summary as S
+from forgetbench.reports.html import build_report, write_report
 
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32, eval_batch_size=512)
 

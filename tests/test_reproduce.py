@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmark.config import ConfigError, resolve_config
-from reports.reproduce import reproduction_rows
+from forgetbench.benchmark.core.config import ConfigError, resolve_config
+from forgetbench.reports.reproduce import reproduction_rows
 from conftest import tiny_suite
 
 SUMMARY = pd.DataFrame([
@@ -57,7 +57,7 @@ def test_bounds_absolute_and_relative_to_another_strategy():
     assert rows.passed.tolist() == [True, True, False]
     assert rows["diff"].tolist() == pytest.approx([3.0, 0.5, -0.15])
     assert rows.criterion.tolist() == [">= 5.00", "<= 0.25 x naive (8.00)", ">= 0.97 x naive (95.00)"]
-    from reports.reproduce import format_row
+    from forgetbench.reports.reproduce import format_row
 
     line = format_row(rows.iloc[1].to_dict(), "wpl_row")
     assert line == "wpl_row wpl: forgetting target <= 0.25 x naive (8.00), obtained 1.50 [1.00, 2.00] over 2 seed(s); margin +0.50  pass"
@@ -66,7 +66,7 @@ def test_bounds_absolute_and_relative_to_another_strategy():
 
 
 def test_a_claim_is_a_figure_or_a_bound():
-    from benchmark.config import PublishedResult
+    from forgetbench.benchmark.core.config import PublishedResult
 
     for bad in ({}, {"mean": 1.0, "at_least": 0.5}, {"at_most": 1.0, "std": 0.1}, {"mean": 1.0, "relative_to": "naive"}):
         with pytest.raises(ValueError):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark import store
-from benchmark.executors import threads_per_worker
-from benchmark.lock import LOCK_FILE
+from forgetbench.benchmark.core import store
+from forgetbench.benchmark.run.executors import threads_per_worker
+from forgetbench.benchmark.core.lock import LOCK_FILE
 from helpers import REPO, comparable
 from conftest import read_json, tiny_suite
 
@@ -29,11 +29,11 @@ def test_threads_per_worker_never_oversubscribes():
 
 
 def test_prestarted_fork_server_hands_workers_the_harness_already_imported():
-    from benchmark.executors import prestart, worker_context
+    from forgetbench.benchmark.run.executors import prestart, worker_context
 
     prestart("process")
     # eval, a builtin, so that unpickling the call imports nothing in the worker
-    check = "all(m in __import__('sys').modules for m in ('benchmark.runner', 'strategies', 'avalanche'))"
+    check = "all(m in __import__('sys').modules for m in ('forgetbench.benchmark.run.runner', 'strategies', 'avalanche'))"
     with ProcessPoolExecutor(1, mp_context=worker_context()) as pool:
         assert pool.submit(eval, check).result() is True
 
@@ -142,7 +142,7 @@ def test_users_own_tmp_files_survive_out_dot(write_suite, cli, tmp_path, monkeyp
 
 def _spawn_suite(config: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
-    code = "import fault_strategies, sys; from benchmark.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import fault_strategies, sys; from forgetbench.benchmark.front.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen(
         [sys.executable, "-c", code, "run", str(config), "--out", str(out), "--quiet", *extra],
         env=env,
@@ -198,8 +198,8 @@ def test_interrupt_mid_suite_leaves_no_partial_files_and_resumes(write_suite, cl
 
 _SIGTERM_IN_GC_CALLBACK = """
 import gc, os, signal, sys
-from benchmark import suite
-from benchmark.cli import main
+from forgetbench.benchmark.run import suite
+from forgetbench.benchmark.front.cli import main
 
 armed = []
 
@@ -239,7 +239,7 @@ def test_sigterm_during_a_gc_callback_still_stops_the_suite(write_suite, tmp_pat
 
 
 def test_first_stop_signal_sets_a_flag_the_second_raises():
-    from benchmark import stop
+    from forgetbench.benchmark.core import stop
 
     with stop.stop_on_signals():
         assert stop.requested() is None
@@ -279,7 +279,7 @@ def test_second_suite_on_the_same_out_is_refused(write_suite, cli, tmp_path, cap
     out = tmp_path / "out"
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from benchmark.lock import output_lock\n"
+         "import sys, time; from forgetbench.benchmark.core.lock import output_lock\n"
          "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(120)", str(out)],
         env=dict(os.environ, PYTHONPATH=str(REPO)),
         stdout=subprocess.PIPE,

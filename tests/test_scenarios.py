@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.loaders import TensorBatchLoader, dataset_tensors
-from benchmark.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
+from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 
 
 def build(seed=0, **params):
@@ -103,7 +103,7 @@ BUILTIN_SMALL = [
 
 @pytest.mark.parametrize("name, params", BUILTIN_SMALL)
 def test_detected_used_params_equal_the_declared_ones_on_builtin_scenarios(name, params):
-    from benchmark.detect import used_parameters
+    from forgetbench.benchmark.data.detect import used_parameters
 
     entry = SCENARIOS.get(name)
     scenario = entry.factory(entry.parse_params(params), ScenarioInputs(0, None))
@@ -113,8 +113,8 @@ def test_detected_used_params_equal_the_declared_ones_on_builtin_scenarios(name,
 
 
 def test_detection_leaves_out_an_op_an_architecture_skips_and_frozen_units_and_keeps_dead_ones():
-    from benchmark.detect import used_parameters
-    from benchmark.models import TaskRoutedModule
+    from forgetbench.benchmark.data.detect import used_parameters
+    from forgetbench.benchmark.data.models import TaskRoutedModule
 
     class TinySupernet(TaskRoutedModule):  # architecture 1 skips op "b" (identity instead)
         def __init__(self):
@@ -138,8 +138,8 @@ def test_detection_leaves_out_an_op_an_architecture_skips_and_frozen_units_and_k
 def test_detection_reads_a_forward_that_switches_requires_grad_per_task():
     """PEFT's set_adapter freezes every adapter but the active one inside the forward: detection used to die
     with 'One of the differentiated Tensors does not require grad' (issue 34, item 15)."""
-    from benchmark.detect import used_parameters
-    from benchmark.models import TaskRoutedModule
+    from forgetbench.benchmark.data.detect import used_parameters
+    from forgetbench.benchmark.data.models import TaskRoutedModule
 
     class SwitchedAdapters(TaskRoutedModule):
         def __init__(self):
@@ -163,13 +163,13 @@ def test_detection_reads_a_forward_that_switches_requires_grad_per_task():
 
 @pytest.mark.parametrize("name, params", BUILTIN_SMALL)
 def test_builtin_scenarios_pass_the_scenario_contract(name, params):
-    from benchmark.testing import check_scenario
+    from forgetbench.benchmark.front.testing import check_scenario
 
     check_scenario(name, params)
 
 
 def test_scenario_contract_catches_a_wrong_used_params_declaration(monkeypatch):
-    from benchmark.testing import check_scenario
+    from forgetbench.benchmark.front.testing import check_scenario
 
     entry = SCENARIOS.get("two_model")
 
@@ -185,10 +185,10 @@ def test_scenario_contract_catches_a_wrong_used_params_declaration(monkeypatch):
 
 
 def test_reduced_resnet18_has_the_papers_sizes_and_trains_with_regularizers():
-    from benchmark.config import ComponentSpec
-    from benchmark.models import resnet18_trunk
-    from benchmark.runner import RunSpec, run
-    from benchmark.testing import TRAINING
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.data.models import resnet18_trunk
+    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.front.testing import TRAINING
 
     def weights(shape, nf):
         trunk, features = resnet18_trunk(shape, [nf])
@@ -222,7 +222,7 @@ def test_class_il_labels_each_class_by_its_position_in_the_class_order():
     scenario = build(setting="class-IL")
     assert len(scenario.model.heads) == 1 and scenario.model.heads[0].out_features == 9
     order = scenario.meta["class_order"]
-    from benchmark.datasets import load_dataset
+    from forgetbench.benchmark.data.datasets import load_dataset
 
     data = load_dataset("digits", None, False)
     for t, task in enumerate(scenario.tasks):
@@ -238,11 +238,11 @@ def test_class_il_head_covers_only_the_classes_seen_in_training():
     """van de Ven & Tolias's active classes: while training task t (and when testing after it) the
     units of tasks > t take no part; they are never trained before their task, evaluation does not
     mark anything seen, and after the last task every unit is live."""
-    from benchmark.config import ComponentSpec
-    from benchmark.harness import Harness
-    from benchmark.runner import RunSpec, build_run_strategy, seeded_scenario
-    from benchmark.schedule import scheduled_experiences, train_schedule
-    from benchmark.training import TrainingConfig
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.train.harness import Harness
+    from forgetbench.benchmark.run.runner import RunSpec, build_run_strategy, seeded_scenario
+    from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
+    from forgetbench.benchmark.core.training import TrainingConfig
 
     training = TrainingConfig(optimizer="adam", lr=1e-2, batch_size=32, epochs=1, eval_batch_size=512)
     spec = RunSpec("t", ComponentSpec(name="split", params={"dataset": "digits", "tasks": 3, "classes_per_task": 3,
@@ -277,7 +277,7 @@ def test_class_il_head_covers_only_the_classes_seen_in_training():
 def test_masked_unseen_units_give_van_de_ven_s_loss_on_the_active_classes_exactly():
     """Their code slices the logits to the active classes before the cross-entropy; masking the
     other units to UNSEEN_LOGIT must give the same loss and the same gradients."""
-    from benchmark.models import MultiHeadNet
+    from forgetbench.benchmark.data.models import MultiHeadNet
 
     torch.manual_seed(0)
     model = MultiHeadNet(nn.Sequential(nn.Linear(5, 7), nn.ReLU()), 7, [6], shared_head=True, seen_classes_only=True)
@@ -297,8 +297,8 @@ def test_masked_unseen_units_give_van_de_ven_s_loss_on_the_active_classes_exactl
 
 def test_naive_forgets_everything_in_class_il_and_the_record_and_report_say_which_setting(tmp_path):
     """The known class-IL failure: after the last task the single head predicts only its classes."""
-    from benchmark.config import ComponentSpec, TrainingConfig
-    from benchmark.runner import RunSpec, run
+    from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+    from forgetbench.benchmark.run.runner import RunSpec, run
 
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=3, eval_batch_size=512)
     params = {"dataset": "digits", "tasks": 3, "classes_per_task": 3, "widths": [64]}
@@ -311,8 +311,8 @@ def test_naive_forgets_everything_in_class_il_and_the_record_and_report_say_whic
     R = records["class-IL"]["accuracy_matrix"]
     assert R[0][0] > 0.8 and R[-1][0] < 0.1 and R[-1][-1] > 0.8, R
     assert records["task-IL"]["accuracy_matrix"][-1][0] > 0.5
-    from benchmark import store
-    from reports.html import write_report
+    from forgetbench.benchmark.core import store
+    from forgetbench.reports.html import write_report
 
     for record in records.values():
         store.write_result(tmp_path, record)

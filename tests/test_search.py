@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import runner, store
-from benchmark.config import ComponentSpec, TrainingConfig
-from benchmark.runner import RunSpec, run
-from benchmark.scenarios import SCENARIOS, ScenarioInputs
-from benchmark.scenarios.search import Controller, enumerate_space, epoch_err_tables
-from reports import metrics
-from reports.summary import runs_long
+from forgetbench.benchmark.run import runner
+from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.benchmark.data.scenarios.search import Controller, enumerate_space, epoch_err_tables
+from forgetbench.benchmark.core import metrics
+from forgetbench.reports.summary import runs_long
 
 TINY = {"dataset": "digits", "layers": 2, "ops": 2, "width": 16, "epochs": 3, "turns_per_epoch": 3,
         "steps_per_turn": 10, "validation_size": 200, "ground_truth_steps": 30}
@@ -126,7 +127,7 @@ def test_a_search_run_records_its_choice_errors_and_ground_truth():
 
 def test_wpl_sees_each_added_turn(monkeypatch):
     """The schedule grows while training: WPL's penalty must use the turn actually trained."""
-    from strategies.wpl import WPLPlugin
+    from forgetbench.strategies.wpl import WPLPlugin
 
     seen = []
     sc_holder = {}
@@ -183,7 +184,7 @@ def test_controller_sampling_matches_its_log_probability():
 
 
 def test_search_is_reproducible_within_and_across_executors(tmp_path):
-    from benchmark.executors import Job, make_executor
+    from forgetbench.benchmark.run.executors import Job, make_executor
 
     a = run(spec(search="controller", seed=3), data_root=None)
     b = run(spec(search="controller", seed=3), data_root=None)
@@ -248,7 +249,7 @@ def test_search_metrics_reach_the_summary_and_report(tmp_path):
     out = tmp_path / "results"
     for record in records:
         store.write_result(out, record)
-    from reports.html import write_report
+    from forgetbench.reports.html import write_report
 
     html = write_report([out]).read_text()
     assert "Search: does the supernet find the architectures that are best alone?" in html
@@ -258,10 +259,10 @@ def test_search_metrics_reach_the_summary_and_report(tmp_path):
 def test_every_registered_strategy_runs_a_search_or_refuses_clearly():
     """A search is one more scenario: every regularizer runs on it unchanged; the methods that size
     themselves by the number of experiences up front (one mask or adapter each) refuse with a reason."""
-    from benchmark.registries import STRATEGIES
+    from forgetbench.benchmark.core.registries import STRATEGIES
 
     refusing = {"supsup", "exssnet", "pic"}
-    built_in = [n for n in STRATEGIES.names() if STRATEGIES.get(n).factory.__module__.startswith("strategies.")]
+    built_in = [n for n in STRATEGIES.names() if STRATEGIES.get(n).factory.__module__.startswith("forgetbench.strategies.")]
     assert {"naive", "ewc", "si", "wpl", "mas", "l2", "spg", "lwf"} <= set(built_in)
     for name in built_in:
         record = run(spec(name, search="random", epochs=2), data_root=None)

@@ -10,11 +10,11 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from benchmark.config import TrainingConfig
-from benchmark.models import MultiHeadNet
-from benchmark.scenarios import SCENARIOS, ScenarioInputs
-from strategies import STRATEGIES, StrategyContext
-from strategies.spg import SPGPlugin, standardized_importance
+from forgetbench.benchmark.core.config import TrainingConfig
+from forgetbench.benchmark.data.models import MultiHeadNet
+from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.strategies import STRATEGIES, StrategyContext
+from forgetbench.strategies.spg import SPGPlugin, standardized_importance
 
 
 def tiny_net() -> MultiHeadNet:

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from benchmark import store
+from forgetbench.benchmark.core import store
 from conftest import read_json, tiny_suite
 
 RESULT_KEYS = {
@@ -138,7 +138,7 @@ def test_collapse_to_chance_is_its_own_status(write_suite, cli, tmp_path, capsys
 def test_chance_level_by_hand():
     import torch
 
-    from benchmark.harness import at_chance, majority_rate
+    from forgetbench.benchmark.train.harness import at_chance, majority_rate
 
     labels = torch.tensor([0] * 60 + [1] * 40)  # majority 0.6; margin 2 sqrt(0.6 * 0.4 / 100) = 0.098
     assert majority_rate(labels) == pytest.approx(0.6)
@@ -178,8 +178,8 @@ def test_collapse_in_class_il_is_judged_on_the_pooled_tasks():
     one constant class (0.5 on one task, 0 elsewhere) is collapsed. Shared labels keep the per-task test."""
     import torch
 
-    from benchmark.harness import collapse_message
-    from benchmark.scenarios.base import Task
+    from forgetbench.benchmark.train.harness import collapse_message
+    from forgetbench.benchmark.data.scenarios.base import Task
 
     def task(t, labels):
         y = torch.tensor(labels)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import runner
-from benchmark.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
-from benchmark.runner import RunSpec, run
-from benchmark.scenarios import SCENARIOS, ScenarioInputs
-from benchmark.scenarios.supernet import err_tables, position_ops, sample_architectures
+from forgetbench.benchmark.run import runner
+from forgetbench.benchmark.core.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
+from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.benchmark.data.scenarios.supernet import err_tables, position_ops, sample_architectures
 from conftest import tiny_suite
 
 TINY = {"dataset": "digits", "layers": 3, "ops": 4, "width": 8, "architectures": 4, "rounds": 2,
@@ -123,7 +123,7 @@ def test_err_tables_by_hand():
     err1, err2 = err_tables(turns, R, 2)
     np.testing.assert_allclose(err1, [[0.4, 0.3], [0.2, 0.1]])
     np.testing.assert_allclose(err2, [[0.5, 0.3], [0.25, 0.1]])
-    from reports.metrics import mean_err_gap
+    from forgetbench.benchmark.core.metrics import mean_err_gap
 
     assert mean_err_gap(err1, err2) == pytest.approx((0.1 + 0 + 0.05 + 0) / 4)
     with pytest.raises(ValueError, match="turn 1 trained task 0, expected 1"):
@@ -201,7 +201,7 @@ def test_same_seed_same_numbers():
 
 
 def test_supernet_summary_table_by_hand():
-    from reports.supernet import supernet_frame, supernet_summary
+    from forgetbench.reports.supernet import supernet_frame, supernet_summary
 
     def rec(strategy, seed, final, standalone):
         return {"status": "ok", "scenario": {"label": "s"}, "strategy": {"label": strategy}, "seed": seed,

@@ -8,9 +8,9 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
-from benchmark.template import FastLoadersMixin, FastSupervisedTemplate, active_callbacks
-from strategies import StrategyContext
-from strategies.base import _silent_evaluator
+from forgetbench.benchmark.train.template import FastLoadersMixin, FastSupervisedTemplate, active_callbacks
+from forgetbench.strategies import StrategyContext
+from forgetbench.strategies.base import _silent_evaluator
 from helpers import TRAINING
 from helpers import small_split as _scenario
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import text
+from forgetbench.benchmark.data import text
 
 DATA = Path(__file__).parent / "data"
 
@@ -151,7 +151,7 @@ def folder_corpus(root: Path) -> str:
 
 
 def text_scenario(tmp_path, **params):
-    from benchmark.scenarios import SCENARIOS, ScenarioInputs
+    from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 
     require_text_extra()
     corpus_dir = tmp_path / "corpus"
@@ -208,8 +208,8 @@ def test_class_incremental_variant_has_one_head_and_global_labels(tmp_path):
 def test_text_runs_and_a_frozen_encoder_shares_nothing(tmp_path):
     """With no trainable encoder layer the tasks share no parameter: WPL's penalty is empty and its run
     equals naive's exactly; with one, WPL changes the shared layer's training."""
-    from benchmark.config import ComponentSpec, TrainingConfig
-    from benchmark.runner import RunSpec, run
+    from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+    from forgetbench.benchmark.run.runner import RunSpec, run
 
     require_text_extra()
     folder_corpus(tmp_path / "corpus")
@@ -235,9 +235,9 @@ def test_pic_on_the_encoder_trains_only_adapters_and_heads_after_task_0(tmp_path
     """pic on the transformer: after task 0 the encoder's own weights stay put, each task's LoRA
     adapter (and its private head) trains, and the merged model's validation accuracy is recorded per
     lambda tried."""
-    from benchmark.harness import Harness
-    from benchmark.schedule import build_strategy, scheduled_experiences
-    from benchmark.config import TrainingConfig
+    from forgetbench.benchmark.train.harness import Harness
+    from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences
+    from forgetbench.benchmark.core.config import TrainingConfig
 
     scenario = text_scenario(tmp_path)
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=8, epochs=1, eval_batch_size=64)
@@ -262,9 +262,9 @@ def test_adapters_are_private_and_a_frozen_encoder_is_no_parameter(tmp_path):
     """`adapters:` gives each task its own PEFT LoRA adapter, picked by the task label; with the encoder
     frozen its weights are buffers, so the tasks share nothing and training task 1 leaves task 0's
     adapter, head and output exactly as they were."""
-    from benchmark.config import TrainingConfig
-    from benchmark.harness import Harness
-    from benchmark.schedule import build_strategy, scheduled_experiences
+    from forgetbench.benchmark.core.config import TrainingConfig
+    from forgetbench.benchmark.train.harness import Harness
+    from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences
 
     scenario = text_scenario(tmp_path, adapters={"rank": 2})
     model = scenario.model
@@ -293,15 +293,15 @@ def test_adapters_are_private_and_a_frozen_encoder_is_no_parameter(tmp_path):
 def test_adapters_with_a_trained_encoder_share_its_weights_for_the_regularizers(tmp_path):
     """`train_encoder: true`: the layer's own weights are shared by every task (what ewc / wpl protect),
     the adapters stay private; WPL's run then differs from naive's."""
-    from benchmark.config import ComponentSpec, TrainingConfig
-    from benchmark.runner import RunSpec, run
+    from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+    from forgetbench.benchmark.run.runner import RunSpec, run
 
     scenario = text_scenario(tmp_path, adapters={"rank": 2, "train_encoder": True})
     shared = scenario.tasks[0].used_params & scenario.tasks[1].used_params
     assert "layers.0.attention.self.query.base_layer.weight" in shared and "layers.0.output.dense.weight" in shared
     assert not any("lora_" in n for n in shared)
-    from benchmark.harness import Harness
-    from benchmark.schedule import build_strategy, scheduled_experiences
+    from forgetbench.benchmark.train.harness import Harness
+    from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences
 
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=8, epochs=2, eval_batch_size=64)
     drift = {}
@@ -376,7 +376,7 @@ def test_hf_hub_dataset_needs_download_and_fails_offline_with_what_to_do():
 
     # a real attempt with the Hub unreachable (offline mode: no network wait), in a fresh interpreter
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
-    code = ("from benchmark import text\n"
+    code = ("from forgetbench.benchmark.data import text\n"
             "try:\n    text.load_corpus('hf:ag_news', download=True)\n"
             "except text.TextUnavailableError as exc:\n    print('ERROR', exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -389,8 +389,8 @@ def test_hf_hub_dataset_needs_download_and_fails_offline_with_what_to_do():
 def test_text_on_cuda_learns_what_it_learns_on_cpu(strategy, adapters, tmp_path):
     """The text scenario, pic's PEFT adapters and the adapters family on a GPU: every run ok, the
     accuracy matrix within a few points of the CPU run's (kernels differ, so not bit for bit)."""
-    from benchmark.config import ComponentSpec, TrainingConfig
-    from benchmark.runner import RunSpec, run
+    from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+    from forgetbench.benchmark.run.runner import RunSpec, run
 
     require_text_extra()
     folder_corpus(tmp_path / "corpus")

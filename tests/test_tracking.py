@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.tracking import metric_name as tracking_name
+from forgetbench.benchmark.front.cli import main
+from forgetbench.benchmark.run.tracking import metric_name as tracking_name
 from conftest import tiny_suite
 
 
@@ -75,7 +75,7 @@ def test_mlflow_file_store_holds_one_run_per_forgetbench_run(tracked):
 
 
 def test_a_logger_whose_package_is_missing_is_a_config_error(monkeypatch, write_suite, tmp_path, capsys):
-    from benchmark import config
+    from forgetbench.benchmark.core import config
 
     monkeypatch.setitem(config.TRACKER_PACKAGES, "mlflow", "no_such_mlflow_package")
     status = main(["run", str(write_suite(tiny_suite(loggers=["csv", "mlflow"]))), "--out", str(tmp_path / "out")])
@@ -85,7 +85,7 @@ def test_a_logger_whose_package_is_missing_is_a_config_error(monkeypatch, write_
 
 
 def test_a_failing_tracker_is_reported_and_costs_no_result(monkeypatch, write_suite, tmp_path, capsys):
-    from benchmark import tracking
+    from forgetbench.benchmark.run import tracking
 
     def broken(out, record):
         raise OSError("disk full")

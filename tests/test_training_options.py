@@ -13,12 +13,12 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmark.harness import Harness
-from benchmark.loaders import to_device
-from benchmark.registries import SCENARIOS
-from benchmark.scenarios import ScenarioInputs
-from benchmark.schedule import build_strategy, scheduled_experiences, train_schedule
-from benchmark.training import TrainingConfig
+from forgetbench.benchmark.train.harness import Harness
+from forgetbench.benchmark.data.loaders import to_device
+from forgetbench.benchmark.core.registries import SCENARIOS
+from forgetbench.benchmark.data.scenarios import ScenarioInputs
+from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences, train_schedule
+from forgetbench.benchmark.core.training import TrainingConfig
 
 BASE = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=16, epochs=1, eval_batch_size=256)
 
@@ -102,9 +102,9 @@ def test_perf_models_and_options_train_identical_weights(cli, capsys, flags):
 def test_iterations_per_task_trains_exactly_that_many_steps_per_turn(tmp_path):
     """The papers' budget form: N iterations per task whatever the task's size (here more than one
     epoch of the first task, less than one of none), counted by the harness."""
-    from benchmark.config import ComponentSpec
-    from benchmark.runner import RunSpec, run
-    from benchmark.training import TrainingConfig
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.core.training import TrainingConfig
 
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=1, iterations_per_task=25)
     spec = RunSpec("t", ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.config import ConfigError, resolve_config
-from benchmark.runner import run
+from forgetbench.benchmark.core.config import ConfigError, resolve_config
+from forgetbench.benchmark.run.runner import run
 from conftest import tiny_suite
 from helpers import two_model
 from helpers import two_model_spec as _spec

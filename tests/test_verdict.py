@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from reports.verdict import headline_metric, scenario_verdict, search_outcome, seeds_needed
+from forgetbench.reports.verdict import headline_metric, scenario_verdict, search_outcome, seeds_needed
 
 
 def long_frame(forgetting: dict[str, list[float]], metric: str = "forgetting") -> pd.DataFrame:

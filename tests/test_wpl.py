@@ -7,13 +7,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmark.config import TrainingConfig
+from forgetbench.benchmark.core.config import TrainingConfig
 from helpers import two_model, two_model_spec
-from benchmark.runner import RunSpec, run
-from benchmark.config import ComponentSpec
-from benchmark.scenarios import SCENARIOS, ScenarioInputs
-from strategies.importance import exact_fisher_diagonal
-from strategies.wpl import WPLParams, WPLPlugin, _accumulate
+from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.core.config import ComponentSpec
+from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.strategies.importance import exact_fisher_diagonal
+from forgetbench.strategies.wpl import WPLParams, WPLPlugin, _accumulate
 
 
 def split3(seed=0):
@@ -195,7 +195,7 @@ def test_alpha_zero_equals_naive_bit_for_bit():
 
 def test_ewc_exact_importance_is_the_same_fisher_as_wpl():
     """With importance=exact, EWC's F is WPL's F on the shared parameters (and covers the rest too)."""
-    from strategies.ewc import EWCPlugin
+    from forgetbench.strategies.ewc import EWCPlugin
 
     scenario = two_model()
     wpl, exps = plugin_after_a(scenario)
@@ -211,8 +211,8 @@ def test_ewc_exact_importance_is_the_same_fisher_as_wpl():
 
 def test_ewc_predicted_estimator_and_its_config_rules():
     """estimator=predicted stores the Fisher at the model's own labels; it needs importance=exact."""
-    from benchmark.loaders import dataset_tensors
-    from strategies.ewc import EWCParams, EWCPlugin
+    from forgetbench.benchmark.data.loaders import dataset_tensors
+    from forgetbench.strategies.ewc import EWCParams, EWCPlugin
 
     scenario = two_model()
     _, exps = plugin_after_a(scenario)
@@ -257,7 +257,7 @@ def test_max_curvature_caps_only_entries_above_it_and_keeps_anchors():
 
 
 def test_stable_curvature_auto_is_an_eighth_of_the_sgd_bound_and_none_for_adam():
-    from strategies.penalty import stable_curvature
+    from forgetbench.strategies.penalty import stable_curvature
 
     sgd = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9)
     assert stable_curvature("auto", sgd) == pytest.approx(2 * 1.9 / 0.05 / 8)
@@ -266,7 +266,7 @@ def test_stable_curvature_auto_is_an_eighth_of_the_sgd_bound_and_none_for_adam()
 
 
 def test_mas_cap_clamps_the_penalty_not_the_running_importance():
-    from strategies.mas import FastMASPlugin
+    from forgetbench.strategies.mas import FastMASPlugin
 
     model = torch.nn.Linear(3, 2)
     plugin = FastMASPlugin(lambda_reg=2.0, alpha=0.5, max_curvature=1.0)  # cap on Omega: 1 / (2 * 2) = 0.25

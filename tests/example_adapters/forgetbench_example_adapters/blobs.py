@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.datasets import DATASETS, TensorData
+from forgetbench.benchmark.data.datasets import DATASETS, TensorData
 
 
 @DATASETS.register("blobs", num_classes=10, input_shape=(16,), files=[])

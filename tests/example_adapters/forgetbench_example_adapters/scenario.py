@@ -13,10 +13,10 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from benchmark.datasets import dataset_info, load_dataset
-from benchmark.models import TaskRoutedModule, mlp_trunk
-from benchmark.scenarios import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
-from benchmark.scenarios.split import class_order, select_classes
+from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
+from forgetbench.benchmark.data.models import TaskRoutedModule, mlp_trunk
+from forgetbench.benchmark.data.scenarios import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
+from forgetbench.benchmark.data.scenarios.split import class_order, select_classes
 
 
 class AdaptersParams(ScenarioParams):

@@ -3,7 +3,7 @@
 from avalanche.core import SupervisedPlugin
 from pydantic import NonNegativeFloat
 
-from strategies import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies import StrategyContext, StrategyParams, register_strategy
 
 
 class ShrinkParams(StrategyParams):

@@ -1,0 +1,478 @@
+"""Suite configuration: YAML validated with pydantic.
+
+Unknown keys are errors at every level. Scenario and strategy params are validated against the
+params model their component registered, so a typo or an out-of-range value is reported with its
+full location (``strategies[1].params.ewc_lambda``) before anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from forgetbench.benchmark.core.grid import combination_label, combinations, grid_axes
+from forgetbench.benchmark.core.references import add_search_folder
+from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
+from forgetbench.benchmark.core.registry import Registry, UnknownNameError, did_you_mean
+from forgetbench.benchmark.core.training import EXECUTION_KEYS, Seed, TrainingConfig  # noqa: F401  (re-exported)
+
+
+class ConfigError(ValueError):
+    """An invalid suite configuration; the message names the field and the allowed values."""
+
+
+class StrictModel(BaseModel):
+    # strict: `lr: "0.1"` or `seeds: [true]` is a mistake to report, not a value to convert
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+_SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.+=-]+$")
+# Labels and the suite's name become folder names (OUT/runs/<scenario>__<strategy>__seed<N>, results/<name>);
+# a file system allows 255 bytes per path component, so each part is kept well within it.
+MAX_LABEL_LENGTH = 100
+MAX_PATH_COMPONENT_BYTES = 255
+
+
+class ComponentSpec(StrictModel):
+    """A scenario or strategy entry: registered ``name``, its ``params``, an optional ``label``."""
+
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("label")
+    @classmethod
+    def _label_is_path_safe(cls, label: str | None) -> str | None:
+        if label is not None and not _SAFE_LABEL.match(label):
+            raise ValueError("label may use only letters, digits and _ . + = -")
+        if label is not None and len(label) > MAX_LABEL_LENGTH:
+            raise ValueError(f"label is {len(label)} characters long; at most {MAX_LABEL_LENGTH} (labels name "
+                             f"result folders, and a file name may have at most {MAX_PATH_COMPONENT_BYTES} bytes)")
+        return label
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+
+class SelectionSpec(StrictModel):
+    """Pick a strategy's best grid combination on held-out training data, then run the seeds with it."""
+
+    metric: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"  # forgetting is minimised, others maximised
+    on: Literal["validation"] = "validation"  # never the test split
+    fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of each task's training data held out
+    seeds: list[Seed] | None = Field(None, min_length=1)  # seeds of the sweep (default: the suite's)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
+class StrategySpec(ComponentSpec):
+    """A strategy entry; params given as lists form a grid, ``selection`` picks one combination."""
+
+    selection: SelectionSpec | None = None
+
+
+TRACKER_PACKAGES: dict[str, str | None] = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+def missing_tracker_package(logger: str) -> str | None:
+    """The package the ``loggers`` entry ``logger`` needs when it is not installed, else None."""
+    import importlib.util
+
+    package = TRACKER_PACKAGES.get(logger)
+    return package if package and importlib.util.find_spec(package) is None else None
+
+
+ReproducedMetric = Literal["ACC", "LA", "last", "forgetting", "BWT"]
+
+
+class PublishedResult(StrictModel):
+    """One published claim about a strategy, in percent points (accuracy 98.64 = 98.64%): either a
+    figure, ``mean`` (with its ``std`` if given), met within the tolerance; or a bound, ``at_least`` and / or
+    ``at_most``, in points, or with ``relative_to`` (another strategy label of the suite) as fractions of that
+    strategy's obtained mean (``at_most: 0.25, relative_to: naive``: at most a quarter of naive's).
+    ``metric`` overrides the block's."""
+
+    mean: float | None = None
+    std: float | None = Field(None, ge=0.0)
+    at_least: float | None = None
+    at_most: float | None = None
+    relative_to: str | None = None
+    metric: ReproducedMetric | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "PublishedResult":
+        bounds = self.at_least is not None or self.at_most is not None
+        if (self.mean is None) == (not bounds):
+            raise ValueError("a target is either a published `mean` or a bound (`at_least` / `at_most`), "
+                             "exactly one of the two")
+        if self.std is not None and self.mean is None:
+            raise ValueError("std belongs to a published `mean`")
+        if self.relative_to is not None and not bounds:
+            raise ValueError("relative_to scales `at_least` / `at_most`; a `mean` is absolute")
+        return self
+
+
+class ReproduceSpec(StrictModel):
+    """What ``forgetbench reproduce`` checks this suite against: the published claims about each strategy
+    label in ``targets`` (one or a list), on ``metric`` unless a claim names its own. A figure passes when
+    |obtained mean - published mean| <= max(tolerance, published std); a bound when the obtained mean
+    meets it."""
+
+    source: str = Field(min_length=1)  # paper, table, and where the figure was read
+    settings: str = Field(min_length=1)  # where the architecture, optimiser and lambdas come from
+    metric: ReproducedMetric = "ACC"
+    targets: dict[str, PublishedResult | list[PublishedResult]] = Field(min_length=1)  # strategy label -> claims
+    tolerance: float = Field(1.5, gt=0.0)  # points
+
+
+class SuiteConfig(StrictModel):
+    """A suite: every (scenario x strategy x seed) combination is one run."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_LABEL_LENGTH)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    scenarios: list[ComponentSpec] = Field(min_length=1)
+    strategies: list[StrategySpec] = Field(min_length=1)
+    # experiment trackers each finished run is written to (benchmark/run/tracking.py); execution-only
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=list)
+    reproduce: ReproduceSpec | None = None  # a published result this suite reproduces
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> "SuiteConfig":
+        if self.reproduce is not None:
+            labels = [spec.display_name for spec in self.strategies]
+            unknown = sorted(set(self.reproduce.targets) - set(labels))
+            if unknown:
+                raise ValueError(f"reproduce.targets: {unknown} name no strategy of this suite; its strategies: "
+                                 f"{', '.join(labels)}")
+            for label, claims in self.reproduce.targets.items():
+                for claim in claims if isinstance(claims, list) else [claims]:
+                    if claim.relative_to is not None and claim.relative_to not in labels:
+                        raise ValueError(f"reproduce.targets.{label}.relative_to: {claim.relative_to!r} names no "
+                                         f"strategy of this suite; its strategies: {', '.join(labels)}")
+            if len(self.scenarios) != 1:
+                raise ValueError("reproduce: a reproduction suite has exactly one scenario (one published row)")
+        for field in ("scenarios", "strategies"):
+            seen: dict[str, int] = {}
+            for i, spec in enumerate(getattr(self, field)):
+                if spec.display_name in seen:
+                    raise ValueError(
+                        f"{field}[{i}]: label {spec.display_name!r} is used twice; give each "
+                        f"entry of the same {field[:-1]} a distinct `label`"
+                    )
+                seen[spec.display_name] = i
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds: each seed may appear only once")
+        for i, logger in enumerate(self.loggers):
+            package = missing_tracker_package(logger)
+            if package:
+                raise ValueError(f"loggers[{i}]: {logger!r} needs the {package} package, which is not installed "
+                                 f"(pip install 'forgetbench[tracking]')")
+        return self
+
+
+def _format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line per error, ``location: message``; an unknown key lists the keys allowed there (those of
+    ``model``, the model validated, at that location) and the closest one."""
+    lines = []
+    for err in exc.errors():
+        loc = prefix
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key" + _allowed_keys_hint(model, err["loc"])
+        lines.append(f"{loc or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def _allowed_keys_hint(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'x'? allowed: a, b, c`` for the unknown key at ``loc`` of ``model``, or ''."""
+    owner = model
+    for part in loc[:-1]:
+        if owner is None:
+            return ""
+        if isinstance(part, int):
+            continue  # a list item: the list's field already named its item model
+        field = owner.model_fields.get(str(part))
+        owner = _model_in(field.annotation) if field is not None else None
+    if owner is None:
+        return ""
+    allowed = list(owner.model_fields)
+    key = str(loc[-1]) if loc else ""
+    return f"; {did_you_mean(key, allowed)}allowed: {', '.join(allowed)}"
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``M``, ``M | None``, ``list[M]``...), else None."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _resolve_components(
+    specs: list[ComponentSpec], registry: Registry, field: str
+) -> list[ComponentSpec]:
+    """Check names and validate params; returns specs whose params have every default filled in.
+
+    Strategy params may form a grid (see :mod:`forgetbench.benchmark.core.grid`): every combination is validated,
+    and the resolved params keep each grid axis as its list of values.
+    """
+    resolved, errors = [], []
+    for i, spec in enumerate(specs):
+        try:
+            entry = registry.get(spec.name)
+        except UnknownNameError as exc:
+            errors.append(f"{field}[{i}].name: {exc}")
+            continue
+        axes = grid_axes(entry.params, spec.params) if field == "strategies" else {}
+        empty = [name for name, values in axes.items() if not values]
+        if empty:
+            errors.extend(
+                f"{field}[{i}].params.{name}: an empty list; give one value, or a non-empty list of "
+                "values to run each (a grid)" for name in empty
+            )
+            continue
+        if getattr(spec, "selection", None) is not None and not axes:
+            errors.append(
+                f"{field}[{i}].selection: needs a grid (at least one param given as a list of values)"
+            )
+            continue
+        first = None
+        for choice in combinations(axes):
+            try:
+                params = entry.parse_params(spec.params | choice)
+            except ValidationError as exc:
+                where = f"{field}[{i}].params" + (f" (grid combination {choice})" if choice else "")
+                errors.append(_format_validation_error(exc, prefix=where, model=entry.params))
+                break
+            first = first or params.model_dump(mode="json")
+        else:
+            resolved.append(spec.model_copy(update={"params": first | axes}))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return resolved
+
+
+def strategy_variants(spec: ComponentSpec) -> list[tuple[dict[str, Any], ComponentSpec]]:
+    """``(choice, concrete spec)`` per grid combination of a resolved strategy entry.
+
+    The concrete spec's params are fully validated (defaults filled) and its label records the
+    chosen values, e.g. ``ewc[ewc_lambda=10]``. Without a grid: ``[({}, spec)]``.
+    """
+    entry = STRATEGIES.get(spec.name)
+    axes = grid_axes(entry.params, spec.params)
+    if not axes:
+        return [({}, spec)]
+    variants = []
+    for choice in combinations(axes):
+        params = entry.parse_params(spec.params | choice).model_dump(mode="json")
+        label = combination_label(spec.display_name, choice)
+        # model_construct: the generated label carries [ , ] which user labels may not use
+        variants.append(
+            (choice, ComponentSpec.model_construct(name=spec.name, label=label, params=params))
+        )
+    return variants
+
+
+def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
+    """Validate a raw config mapping; raise :class:`ConfigError` naming every bad field."""
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>: a suite config must be a mapping of keys to values")
+    non_finite = [f"{where}: must be a finite number, got {value}" for where, value in _non_finite(raw)]
+    if non_finite:
+        raise ConfigError("\n".join(non_finite))
+    try:
+        suite = SuiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, model=SuiteConfig)) from None
+    errors = []
+    updates = {}
+    for field, registry in (("scenarios", SCENARIOS), ("strategies", STRATEGIES)):
+        try:
+            updates[field] = _resolve_components(getattr(suite, field), registry, field)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    suite = suite.model_copy(update=updates)
+    _check_run_ids(suite)
+    return suite
+
+
+def run_name(scenario_label: str, strategy_label: str) -> str:
+    """The part of a run id before its seed: ``<scenario label>__<strategy label>``."""
+    return f"{scenario_label}__{strategy_label}"
+
+
+def run_id(scenario_label: str, strategy_label: str, seed: int) -> str:
+    """A run's id, its folder name under ``OUT/runs/``."""
+    return f"{run_name(scenario_label, strategy_label)}__seed{seed}"
+
+
+def _check_run_ids(suite: SuiteConfig) -> None:
+    """Refuse labels whose run ids collide (``s`` x ``n__e`` and ``s__n`` x ``e``): one of the two
+    runs would never get a result of its own, and every rerun would execute it again."""
+    owners: dict[str, str] = {}
+    for i, scenario in enumerate(suite.scenarios):
+        for j, strategy in enumerate(suite.strategies):
+            for _, variant in strategy_variants(strategy):
+                name = run_name(scenario.display_name, variant.display_name)
+                here = f"scenarios[{i}] {scenario.display_name!r} x strategies[{j}] {variant.display_name!r}"
+                if name in owners:
+                    raise ConfigError(
+                        f"strategies[{j}].label: run ids collide: {owners[name]} and {here} both give "
+                        f"{name}__seed<N>; choose scenario and strategy labels that stay distinct "
+                        "when joined with '__'"
+                    )
+                owners[name] = here
+                longest = run_id(scenario.display_name, variant.display_name, max(suite.seeds))
+                if len(longest.encode()) > MAX_PATH_COMPONENT_BYTES:
+                    raise ConfigError(
+                        f"strategies[{j}].label: the run id {longest[:60]}... is {len(longest.encode())} bytes; a "
+                        f"run id names a folder, at most {MAX_PATH_COMPONENT_BYTES} bytes: shorten the scenario "
+                        "or strategy label (a grid's values are part of it)")
+
+
+def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
+    """``(location, value)`` of every NaN or infinity in a raw config (``.inf`` and ``.nan`` in YAML)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(where or "<root>", value)]
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in _non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, f"{where}[{i}]")]
+    return []
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as the float it means (YAML 1.1 wants ``1.0e-3``).
+
+    Config numbers are validated strictly (a string is never converted), so without this a
+    plain ``lr: 1e-3`` would be refused as a string.
+    """
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+# A suite config is a few hundred nodes; these bounds refuse an alias bomb (nested anchors that expand
+# exponentially: `b: &b [*a, *a, ...]`) or absurd nesting in well under a second, before anything walks it.
+MAX_CONFIG_NODES = 100_000
+MAX_CONFIG_DEPTH = 64
+
+
+def _expanded_size(root: yaml.Node, source: str) -> int:
+    """Nodes of the document with every alias expanded, counted without expanding anything
+    (an alias is the same node object: its size is computed once)."""
+    sizes: dict[int, int] = {}
+    # iterative post-order walk: the composer shares nodes for aliases, so the graph is a DAG
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, expanded = stack.pop()
+        if id(node) in sizes:
+            continue
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; "
+                              "a suite config is a few levels of mappings and lists")
+        children = _children(node)
+        if expanded or not children:
+            total = 1 + sum(sizes.get(id(c), 0) for c in children)
+            if total > MAX_CONFIG_NODES:
+                raise ConfigError(
+                    f"{source}: the config expands to more than {MAX_CONFIG_NODES:,} values once its anchors and "
+                    "aliases (&name / *name) are expanded; a suite config needs a few hundred, so this is refused "
+                    "(an alias bomb?)")
+            sizes[id(node)] = total
+            continue
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def parse_yaml(data: bytes, source: str) -> Any:
+    """The YAML document in ``data`` (UTF-8), or :class:`ConfigError` saying what is wrong with it.
+
+    Documents that expand (aliases included) to more than :data:`MAX_CONFIG_NODES` values or nest
+    deeper than :data:`MAX_CONFIG_DEPTH` levels are refused before any Python object is built."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the config as UTF-8"
+        ) from None
+    loader = _YamlLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _expanded_size(root, source)
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; "
+                          "a suite config is a few levels of mappings and lists") from None
+    finally:
+        loader.dispose()
+
+
+def load_config(path: str | Path) -> SuiteConfig:
+    """Read and validate a YAML suite file."""
+    path = Path(path)
+    add_search_folder(path.parent)  # `module:attribute` references may name modules beside the config
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    raw = parse_yaml(data, str(path))
+    try:
+        return resolve_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: invalid config\n{exc}") from None

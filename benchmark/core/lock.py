@@ -1,0 +1,78 @@
+"""One suite per output folder at a time: an advisory lock file ``OUT/.forgetbench.lock``.
+
+Two suites writing the same folder would each skip or rerun runs from a snapshot the other is
+changing, so the second one refuses (exit status 2) with a message naming the lock file and the
+holder's pid. The lock is a POSIX record lock (``fcntl.lockf``) on that file: the kernel drops it
+when the holder exits *however* it exits (SIGKILL included), so a lock file left by a dead process
+is simply taken over, with no pid-liveness guessing; and unlike ``flock`` it also works on NFS.
+The file itself is never deleted (deleting it would let a third process lock a fresh inode while
+a second one still holds the old), only its content (holder pid, host, start time) is rewritten.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from forgetbench.benchmark.core.config import ConfigError
+from forgetbench.benchmark.core.store import file_in_the_way
+
+LOCK_FILE = ".forgetbench.lock"
+
+
+class OutputLockedError(ConfigError):
+    """Another live suite holds the output folder's lock."""
+
+
+def _holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another process"
+    return f"pid {info.get('pid')} on {info.get('host')} (since {info.get('since')})"
+
+
+def check_output_folder(out: Path) -> None:
+    """Raise :class:`ConfigError` when ``out`` cannot be an output folder: it, or a parent, is a file."""
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise ConfigError(f"--out {out}: {blocking} is a file, not a folder; give an output folder "
+                          "(a new one is created)")
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[Path]:
+    """Hold ``out``'s lock for the ``with`` block; raise :class:`OutputLockedError` if it is taken."""
+    out = Path(out)
+    check_output_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the output folder ({exc.strerror})") from None
+    path = out / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputLockedError(
+                f"--out {out}: another forgetbench suite is writing there (lock file {path} held by "
+                f"{_holder(fd)}); wait for it to finish or choose another --out"
+            ) from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -1,0 +1,435 @@
+"""Continual-learning metrics as pure functions of an accuracy matrix.
+
+``R[i][j]`` is the accuracy on experience (task) ``j`` after training experience ``i``; ``b[j]`` the
+untrained model's accuracy on ``j``. ``T`` is the number of rows (training stages); the final row
+``R[T-1]`` is the model at the end. Every function takes array-likes and returns a float (NaN where
+the metric is undefined, e.g. backward transfer with a single experience).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Mapping
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from forgetbench.benchmark.core.record import RunRecord
+
+
+def _matrix(R: ArrayLike) -> np.ndarray:
+    R = np.asarray(R, dtype=float)
+    if R.ndim != 2 or R.shape[0] == 0:
+        raise ValueError(f"accuracy matrix must be 2-D and non-empty, got shape {R.shape}")
+    return R
+
+
+def _square(R: ArrayLike) -> np.ndarray:
+    R = _matrix(R)
+    if R.shape[0] != R.shape[1]:
+        raise ValueError(f"this metric needs one row per experience, got shape {R.shape}")
+    return R
+
+
+def average_accuracy(R: ArrayLike) -> float:
+    """ACC = mean_j R[T-1][j]: the final model's mean accuracy over all experiences."""
+    return float(_matrix(R)[-1].mean())
+
+
+def learning_accuracy(R: ArrayLike) -> float:
+    """LA = mean_j R[j][j]: accuracy on each experience right after learning it (plasticity)."""
+    return float(np.diag(_square(R)).mean())
+
+
+def last_accuracy(R: ArrayLike) -> float:
+    """R[T-1][T-1]: the newest experience's accuracy at the end (the last model's own accuracy; model B's
+    in the WPL paper's two-model study)."""
+    return float(_square(R)[-1, -1])
+
+
+def backward_transfer(R: ArrayLike) -> float:
+    """BWT = mean_{j<T-1} (R[T-1][j] - R[j][j]); negative means forgetting. NaN for T = 1."""
+    R = _square(R)
+    T = R.shape[0]
+    if T < 2:
+        return float("nan")
+    return float(np.mean(R[-1, : T - 1] - np.diag(R)[: T - 1]))
+
+
+def forward_transfer(R: ArrayLike, b: ArrayLike) -> float:
+    """FWT = mean_{j>=1} (R[j-1][j] - b_j): accuracy on j before training it, over chance. NaN for T = 1."""
+    R = _square(R)
+    b = np.asarray(b, dtype=float)
+    T = R.shape[0]
+    if T < 2:
+        return float("nan")
+    return float(np.mean([R[j - 1, j] - b[j] for j in range(1, T)]))
+
+
+def forgetting(R: ArrayLike) -> float:
+    """F = mean_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j]) (Chaudhry et al., 2018). NaN for T = 1."""
+    R = _square(R)
+    T = R.shape[0]
+    if T < 2:
+        return float("nan")
+    best = R[: T - 1, : T - 1].max(axis=0)
+    return float(np.mean(best - R[-1, : T - 1]))
+
+
+def intransigence(R: ArrayLike, reference: ArrayLike) -> float:
+    """I = mean_j (a*_j - R[j][j]), with a* the reference (joint or standalone) accuracy per experience."""
+    R = _square(R)
+    reference = np.asarray(reference, dtype=float)
+    return float(np.mean(reference - np.diag(R)))
+
+
+def forgetting_reduction(f_strategy: float, f_naive: float) -> float:
+    """1 - F_strategy / F_naive, in percent (the WPL paper's headline). NaN if naive did not forget."""
+    if not np.isfinite(f_naive) or f_naive <= 0:
+        return float("nan")
+    return float(100.0 * (1.0 - f_strategy / f_naive))
+
+
+# --- multi-model metrics -------------------------------------------------------------------------
+
+
+def max_drop(accuracy: ArrayLike, baseline: float) -> float:
+    """Largest drop of an earlier model during later training: max_k (baseline - a_k), floored at 0.
+
+    ``accuracy`` is the earlier model's accuracy at each evaluation point while a later experience
+    trains; ``baseline`` its accuracy just before that training began. 0 when it never fell below
+    the baseline; NaN for an empty curve.
+    """
+    a = np.asarray(accuracy, dtype=float)
+    if a.size == 0:
+        return float("nan")
+    return float(max(0.0, baseline - a.min()))
+
+
+def drop_area(iterations: ArrayLike, accuracy: ArrayLike, baseline: float) -> float:
+    """Area under the drop curve: the trapezoidal integral of max(0, baseline - a(t)) dt.
+
+    ``t`` runs over the training iterations of the later experience, so the unit is accuracy x
+    iterations (0.1 below baseline for 500 iterations = 50). A point at the baseline is prepended at
+    iteration 0 when the curve does not start there, so an immediate drop counts from the start.
+    NaN for an empty curve.
+    """
+    it = np.asarray(iterations, dtype=float)
+    a = np.asarray(accuracy, dtype=float)
+    if it.shape != a.shape:
+        raise ValueError(f"iterations and accuracy differ in length: {it.shape} vs {a.shape}")
+    if a.size == 0:
+        return float("nan")
+    order = np.argsort(it, kind="stable")
+    it, a = it[order], a[order]
+    if it[0] > 0:
+        it, a = np.concatenate([[0.0], it]), np.concatenate([[baseline], a])
+    drop = np.maximum(0.0, baseline - a)
+    # trapezoid rule, written out (np.trapz was renamed across numpy versions)
+    return float(np.sum((drop[1:] + drop[:-1]) * np.diff(it)) / 2.0)
+
+
+def err_gap(err1: ArrayLike, err2: ArrayLike) -> tuple[float, float]:
+    """Supernet forgetting: ``(mean, max)`` of err2 - err1 over every (round, architecture).
+
+    ``err1[r][a]`` is architecture a's validation error right after its own turn in round r,
+    ``err2[r][a]`` the same at the end of round r; err2 - err1 > 0 means the later turns of the
+    round made it forget. Cells that are None/NaN in either list are ignored.
+    """
+    gap = _defined_gaps(err1, err2)
+    if gap.size == 0:
+        return float("nan"), float("nan")
+    return float(gap.mean()), float(gap.max())
+
+
+def _defined_gaps(err1: ArrayLike, err2: ArrayLike) -> np.ndarray:
+    """err2 - err1 over the cells where both are defined (None/NaN cells left out), flattened."""
+    e1 = np.asarray(err1, dtype=float)
+    e2 = np.asarray(err2, dtype=float)
+    if e1.shape != e2.shape:
+        raise ValueError(f"err1 and err2 differ in shape: {e1.shape} vs {e2.shape}")
+    return (e2 - e1)[np.isfinite(e2 - e1)]
+
+
+def _scorings(scores_a: ArrayLike, scores_b: ArrayLike, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(scores_a, dtype=float)
+    b = np.asarray(scores_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"{metric} needs two 1-D scorings of equal length, got {a.shape} and {b.shape}")
+    return a, b
+
+
+def kendall_tau(scores_a: ArrayLike, scores_b: ArrayLike) -> float:
+    """Kendall's tau-b between two scorings of the same items (1 = same ranking, -1 = reversed).
+
+    tau-b = (C - D) / sqrt((n0 - n_a) (n0 - n_b)) with C/D the concordant/discordant pairs, n0 the
+    number of pairs and n_a/n_b the pairs tied in a/in b. Used between the supernet's ranking of the
+    architectures (its final accuracies) and the standalone ranking. NaN for fewer than 2 items
+    or a constant scoring.
+    """
+    a, b = _scorings(scores_a, scores_b, "kendall_tau")
+    if a.size < 2:
+        return float("nan")
+    i, j = np.triu_indices(a.size, k=1)
+    sa, sb = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    concordant_minus_discordant = float(np.sum(sa * sb))
+    n_a = float(np.sum(sa != 0))  # pairs not tied in a
+    n_b = float(np.sum(sb != 0))
+    if n_a == 0 or n_b == 0:
+        return float("nan")
+    return concordant_minus_discordant / float(np.sqrt(n_a * n_b))
+
+
+def spearman_rho(scores_a: ArrayLike, scores_b: ArrayLike) -> float:
+    """Spearman's rho: the Pearson correlation of the two scorings' ranks (ties get their mean rank).
+
+    NaN for fewer than 2 items or a constant scoring."""
+    from scipy.stats import rankdata
+
+    a, b = _scorings(scores_a, scores_b, "spearman_rho")
+    if a.size < 2:
+        return float("nan")
+    ra, rb = rankdata(a) - (a.size + 1) / 2.0, rankdata(b) - (b.size + 1) / 2.0
+    denominator = float(np.sqrt(np.sum(ra**2) * np.sum(rb**2)))
+    return float(np.sum(ra * rb)) / denominator if denominator > 0 else float("nan")
+
+
+def top_k(scores: ArrayLike, k: int) -> list[int]:
+    """Indices of the ``k`` highest scores, best first; ties go to the lower index."""
+    s = np.asarray(scores, dtype=float)
+    return [int(i) for i in np.argsort(-s, kind="stable")[:k]]
+
+
+def precision_at_k(predicted: ArrayLike, truth: ArrayLike, k: int) -> float:
+    """|top-k by ``predicted`` & top-k by ``truth``| / k: how many of the truly best k the ranking finds."""
+    if not 1 <= k <= len(np.asarray(truth)):
+        raise ValueError(f"k must be in 1..{len(np.asarray(truth))}, got {k}")
+    return len(set(top_k(predicted, k)) & set(top_k(truth, k))) / k
+
+
+def regret(truth: ArrayLike, chosen: int) -> float:
+    """Best true score in the space minus the chosen item's true score (0 = the search found the best)."""
+    t = np.asarray(truth, dtype=float)
+    return float(t.max() - t[chosen])
+
+
+def forgetting_value(err1: ArrayLike, err2: ArrayLike, top: int = 5) -> tuple[float, float, float]:
+    """``(mean, mean of the top largest, max)`` of err2 - err1 over the cells where both are defined.
+
+    One epoch of a search (Benyahia et al. 2019, Figure; Ning et al. 2021's forgetting value): err1 is
+    each trained architecture's error right after its turn, err2 at the epoch's end; None/NaN cells
+    (architectures the epoch did not train) are left out. NaNs when no cell is defined."""
+    gap = _defined_gaps(err1, err2)
+    if gap.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    largest = np.sort(gap)[::-1][:top]
+    return float(gap.mean()), float(largest.mean()), float(gap.max())
+
+
+def steps_per_second(steps: float, train_seconds: float) -> float:
+    """Training throughput: optimiser steps / training wall-clock seconds (NaN if no time measured)."""
+    if not train_seconds or train_seconds <= 0 or not np.isfinite(train_seconds):
+        return float("nan")
+    return float(steps) / float(train_seconds)
+
+
+def mean_err_gap(err1: ArrayLike, err2: ArrayLike) -> float:
+    """Mean over rounds and architectures of err2 - err1 (the first value of :func:`err_gap`)."""
+    return err_gap(err1, err2)[0]
+
+
+def ranking_kendall_tau(supernet_accuracy: ArrayLike, standalone_accuracy: ArrayLike) -> float:
+    """Kendall's tau-b between the supernet's ranking of the architectures (its final accuracies)
+    and their standalone ranking (:func:`kendall_tau`)."""
+    return kendall_tau(supernet_accuracy, standalone_accuracy)
+
+
+# --- one run record -> its metrics ----------------------------------------------------------------
+
+
+def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """Search-quality metrics of a ``supernet_search`` run (none for other runs).
+
+    Rankings compare the supernet's validation accuracy of every candidate (what the search ranks
+    by) with the standalone ground truth; regret is that of the chosen candidate; the forgetting
+    value is :func:`forgetting_value` per search epoch, averaged over epochs; the reward is the
+    controller's mean reward in the last epoch."""
+    search = record.get("search")
+    if not search:
+        return {}
+    out: dict[str, float] = {}
+    predicted = search.get("validation_accuracy")
+    truth = record.get("standalone_accuracy")
+    if predicted is not None and truth is not None and len(truth) == len(predicted):
+        out["search_tau"] = kendall_tau(predicted, truth)
+        out["search_rho"] = spearman_rho(predicted, truth)
+        out["precision_at_k"] = precision_at_k(predicted, truth, int(search.get("top_k", 5)))
+        out["regret"] = regret(truth, int(search["chosen"]))
+    language_model = "log-perplexity" in str(search.get("error", ""))
+    if language_model:  # errors in nats (log-perplexity), not accuracy points: metrics of their own
+        epochs = search_epochs(record)
+        start = int(search.get("measured_from_epoch") or 0)
+        for key, series in (("lm_forgetting_mean", "mean_gap"), ("lm_forgetting_best5", "best_gap"),
+                            ("lm_forgetting_max", "max_gap"), ("lm_controller_reward", "reward"),
+                            ("lm_forgetting_whole_search", "mean_gap")):
+            values = np.asarray(epochs[series], dtype=float)
+            if key != "lm_forgetting_whole_search":
+                values = values[start:]
+            if np.isfinite(values).any():
+                out[key] = float(np.nanmean(values))
+        derived = search.get("derived")
+        if derived:
+            out["derived_valid_ppl"] = float(derived["valid_ppl"])
+            out["derived_test_ppl"] = float(derived["test_ppl"])
+            if derived.get("retrained"):
+                out["retrained_valid_ppl"] = float(derived["retrained"]["valid_ppl"])
+                out["retrained_test_ppl"] = float(derived["retrained"]["test_ppl"])
+        return out
+    err1, err2 = record.get("err1") or [], record.get("err2") or []
+    start = int(search.get("measured_from_epoch") or 0)  # a sampled-architecture search may skip its warm-up
+    values = np.array([forgetting_value(a, b) for a, b in zip(err1, err2)], dtype=float).reshape(-1, 3)
+    if len(values[start:]):
+        with np.errstate(all="ignore"):
+            mean, top5, largest = (_finite_mean(values[start:, i]) for i in range(3))
+        out["forgetting_value_mean"], out["forgetting_value_top5"], out["forgetting_value_max"] = mean, top5, largest
+        if start:
+            out["forgetting_value_whole_search"] = _finite_mean(values[:, 0])
+    derived = search.get("derived")
+    if derived and "test_accuracy" in derived:
+        out["derived_valid_accuracy"] = float(derived["valid_accuracy"])
+        out["derived_test_accuracy"] = float(derived["test_accuracy"])
+        if derived.get("retrained"):
+            out["retrained_valid_accuracy"] = float(derived["retrained"]["valid_accuracy"])
+            out["retrained_test_accuracy"] = float(derived["retrained"]["test_accuracy"])
+    rewards = search.get("rewards")
+    if rewards:
+        out["controller_reward"] = float(np.mean(rewards[-1]))
+    return out
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def best_err1_gap(err1: ArrayLike, err2: ArrayLike, k: int = 5) -> float:
+    """Mean err2 - err1 over the ``k`` cells with the lowest err1 (the WPL paper's second panel: forgetting
+    of the best models of an epoch); NaN when no cell is defined."""
+    e1, e2 = np.asarray(err1, dtype=float).ravel(), np.asarray(err2, dtype=float).ravel()
+    defined = np.isfinite(e1) & np.isfinite(e2)
+    if not defined.any():
+        return float("nan")
+    e1, e2 = e1[defined], e2[defined]
+    best = np.argsort(e1, kind="stable")[:k]
+    return float((e2[best] - e1[best]).mean())
+
+
+def search_epochs(record: Mapping[str, Any], k: int = 5) -> dict[str, list[float]]:
+    """The WPL paper's four panels for one search run, one value per search epoch: ``mean_gap`` (mean
+    err2 - err1 over the epoch's models), ``best_gap`` (the same over the ``k`` with lowest err1),
+    ``max_gap`` and ``reward`` (the controller's mean reward after the epoch; NaN without a controller)."""
+    err1, err2 = record.get("err1") or [], record.get("err2") or []
+    out: dict[str, list[float]] = {"mean_gap": [], "best_gap": [], "max_gap": [], "reward": []}
+    rewards = (record.get("search") or {}).get("rewards") or []
+    for e, (a, b) in enumerate(zip(err1, err2)):
+        mean, _, largest = forgetting_value(a, b)
+        out["mean_gap"].append(mean)
+        out["best_gap"].append(best_err1_gap(a, b, k))
+        out["max_gap"].append(largest)
+        out["reward"].append(float(np.mean(rewards[e])) if e < len(rewards) and rewards[e] else float("nan"))
+    return out
+
+
+def is_ok(record: Mapping[str, Any]) -> bool:
+    R = record.get("accuracy_matrix") or []
+    return record.get("status") == "ok" and len(R) > 0 and len(R[0]) > 0
+
+
+def _is_square(R: np.ndarray) -> bool:
+    return R.ndim == 2 and R.shape[0] == R.shape[1]
+
+
+def curve_series(record: dict[str, Any]) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """``(train_exp, eval_exp) -> (iterations, accuracies)`` sorted by iteration, earlier models only."""
+    points: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+    for p in record.get("curves") or []:
+        key = (int(p["train_exp"]), int(p["eval_exp"]))
+        if key[0] != key[1] and p.get("accuracy") is not None:
+            points[key].append((float(p["iteration"]), float(p["accuracy"])))
+    series = {}
+    for key, pts in sorted(points.items()):
+        pts.sort()
+        series[key] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+    return series
+
+
+def _curve_metrics(record: dict[str, Any], R: np.ndarray) -> dict[str, float]:
+    series = curve_series(record)
+    if not series:
+        return {}
+    drops, areas = [], []
+    for (train_exp, eval_exp), (it, acc) in series.items():
+        # Baseline = the earlier model's accuracy just before train_exp began: the matrix row of
+        # the previous experience when rows are experiences, else the series' first point.
+        if _is_square(R) and 1 <= train_exp <= R.shape[0] and eval_exp < R.shape[1]:
+            baseline = float(R[train_exp - 1, eval_exp])
+        else:
+            baseline = float(acc[0])
+        drops.append(max_drop(acc, baseline))
+        areas.append(drop_area(it, acc, baseline))
+    return {"curve_max_drop": float(np.max(drops)), "curve_drop_area": float(np.mean(areas))}
+
+
+def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | None = None) -> dict[str, float]:
+    """Every metric of one run record, as floats: the one place a record becomes numbers.
+
+    ACC needs a finished (``ok``) run with an accuracy row; LA, forgetting, BWT, FWT and
+    intransigence need one row per experience (a square matrix); the curve, supernet, ranking,
+    cost and memory metrics appear when their keys are in the record. Undefined metrics are NaN;
+    a run that is not ok gives NaN for every accuracy metric. ``reference`` is a*_j per
+    experience (joint or standalone runs of the same scenario) for intransigence.
+    """
+    if isinstance(record, RunRecord):
+        record = record.to_dict()
+    nan = float("nan")
+    if not is_ok(record) and record.get("status") == "ok" and record.get("search"):
+        # a search whose evaluation units are sampled architectures (enas_rnn) keeps no accuracy matrix:
+        # its numbers are the search's own
+        timing = record.get("timing") or {}
+        return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {
+            **search_metrics(record),
+            "train_seconds": float(timing.get("train_seconds", nan)),
+            "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
+        }
+    if not is_ok(record):
+        timing = record.get("timing") or {}
+        return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {
+            "train_seconds": float(timing.get("train_seconds", nan)),
+            "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
+        }
+    R = np.asarray(record["accuracy_matrix"], dtype=float)
+    square = _is_square(R)
+    b = record.get("init_accuracy") or []
+    out: dict[str, float] = {
+        "ACC": average_accuracy(R),
+        "LA": learning_accuracy(R) if square else nan,
+        "last": last_accuracy(R) if square else nan,
+        "forgetting": forgetting(R) if square else nan,
+        "BWT": backward_transfer(R) if square else nan,
+        "FWT": forward_transfer(R, b) if square and len(b) == R.shape[1] else nan,
+        "intransigence": (intransigence(R, reference)
+                          if square and reference is not None and len(reference) == R.shape[0] else nan),
+    }
+    out.update(_curve_metrics(record, R))
+    if record.get("err1") is not None and record.get("err2") is not None:
+        out["err_gap_mean"], out["err_gap_max"] = err_gap(record["err1"], record["err2"])
+    standalone = record.get("standalone_accuracy")
+    if standalone is not None and len(standalone) == R.shape[1]:
+        out["kendall_tau"] = kendall_tau(R[-1], standalone)
+    out.update(search_metrics(record))
+    timing = record.get("timing") or {}
+    out["train_seconds"] = float(timing.get("train_seconds", nan))
+    out["steps_per_second"] = steps_per_second(timing.get("steps", nan), out["train_seconds"])
+    memory = record.get("memory") or {}
+    if memory.get("regularizer_bytes") is not None:
+        out["regularizer_bytes"] = float(memory["regularizer_bytes"])
+    return out

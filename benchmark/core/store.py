@@ -1,0 +1,250 @@
+"""Result files: atomic writes, and reading back what a previous invocation completed.
+
+Layout of an output folder::
+
+    OUT/suite.yaml                 the resolved suite config
+    OUT/runs/<run_id>/result.json  one record per run (see runner.run)
+
+Every file is written to a temporary sibling, flushed, fsynced and renamed over the target, so a
+crash or a kill leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from forgetbench.benchmark.core.record import RecordError, RunRecord
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+SELECTION_DIR = "selection"  # OUT/selection/runs/<run_id>/result.json: a validation sweep's runs
+REQUIRED_KEYS = ("schema_version", "run_id", "status", "config", "accuracy_matrix")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+TMP_SUFFIX = ".tmp"
+TMP_MARK = ".forgetbench-"  # temporary files are .<target name>.forgetbench-<random>.tmp
+CHECKPOINT_FILE = "checkpoint.pt"
+INVOCATION_FILE = "invocation.json"  # OUT/invocation.json: the data root and import folders a rerun needs
+DONE_STATUSES = ("ok", "diverged", "collapsed")  # deterministic outcomes; "failed" runs are retried
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """The existing path among ``folder`` and its parents that is not a folder (so ``folder`` cannot be
+    created there), else None."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}", suffix=TMP_SUFFIX)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; result files are meant to be shared
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, allow_nan=False, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def result_path(out: Path, run_id: str) -> Path:
+    return out / "runs" / run_id / RESULT_FILE
+
+
+def checkpoint_path(out: Path, run_id: str) -> Path:
+    return out / "runs" / run_id / CHECKPOINT_FILE
+
+
+GROUND_TRUTH_DIR = "ground_truth"  # OUT/ground_truth/<key digest>.json: standalone accuracies, shared by runs
+
+
+def ground_truth_path(out: Path, key: Any) -> Path:
+    """Where the standalone accuracies for ``key`` (a JSON-able description of what they depend on) live."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(out) / GROUND_TRUTH_DIR / f"{digest}.json"
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock tied to ``path`` (on ``<path>.lock``) across processes: another process
+    asking for it waits until this one is done; the kernel releases it if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(path.suffix + ".lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def ground_truth_entries(path: Path, key: Any) -> Iterator[dict[int, float]]:
+    """The accuracies computed so far for ``key`` (task index -> accuracy), held under an exclusive lock.
+
+    Another process asking for the same file waits until the holder is done, then finds its entries,
+    so runs of a suite that need the same ground truth compute it once. Entries the caller adds are
+    saved with :func:`save_ground_truth` (atomically, one at a time: an interrupted computation resumes
+    where it stopped). A file written for another key (a digest collision) is ignored.
+    """
+    with exclusive(path):
+        entries: dict[int, float] = {}
+        try:
+            stored = json.loads(path.read_bytes())
+            if stored.get("key") == json.loads(json.dumps(key)):
+                entries = {int(k): float(v) for k, v in stored.get("accuracy", {}).items()}
+        except (OSError, ValueError, AttributeError):
+            pass  # missing or unreadable: computed again
+        yield entries
+
+
+def save_ground_truth(path: Path, key: Any, entries: dict[int, float]) -> None:
+    atomic_write_json(path, {"key": key, "accuracy": {str(k): v for k, v in sorted(entries.items())}})
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete the temporary files of our atomic writes that a killed writer left under ``out``.
+
+    Only our own names (``.<file>.forgetbench-<random>.tmp``), and only in the folders the suite
+    writes to (``out``, ``out/runs/*``, the selection sweep's): ``--out .`` must never touch a
+    user's own ``*.tmp`` files. Only safe while holding the output folder's lock with no worker of
+    ours alive (see :mod:`forgetbench.benchmark.core.lock`): then no temporary file can belong to a write in progress.
+    """
+    out = Path(out)
+    folders = [out, *out.glob("runs/*"), out / SELECTION_DIR, *out.glob(f"{SELECTION_DIR}/runs/*"),
+               out / GROUND_TRUTH_DIR]
+    removed = []
+    for folder in folders:
+        for path in folder.glob(f".*{TMP_MARK}*{TMP_SUFFIX}"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def write_result(out: Path, record: dict[str, Any]) -> Path:
+    path = result_path(out, record["run_id"])
+    atomic_write_json(path, record)
+    return path
+
+
+def write_suite(out: Path, resolved_suite: dict[str, Any], data_root: Path | None = None,
+                import_folders: list[str] | None = None) -> None:
+    """``OUT/suite.yaml`` (the resolved config) and ``OUT/invocation.json`` (what else a rerun needs: the data
+    root and the folders ``module:attribute`` references were imported from)."""
+    atomic_write_text(out / "suite.yaml", yaml.safe_dump(resolved_suite, sort_keys=False))
+    if data_root is not None:
+        atomic_write_json(out / INVOCATION_FILE, {"data_root": str(data_root), "import_folders": import_folders or []})
+
+
+def rerun_command(out: Path) -> str | None:
+    """The shell command that reruns the suite of results folder ``out`` as it ran (None without its suite.yaml):
+    absolute paths, its data root, and ``PYTHONPATH`` for the folders its references were imported from."""
+    import shlex
+
+    out = Path(out).resolve()
+    if not (out / "suite.yaml").exists():
+        return None
+    try:
+        invocation = json.loads((out / INVOCATION_FILE).read_text())
+    except (OSError, ValueError):
+        invocation = {}
+    words = ["forgetbench", "run", str(out / "suite.yaml"), "--out", str(out)]
+    if invocation.get("data_root"):
+        words += ["--data-root", invocation["data_root"]]
+    command = shlex.join(words)
+    folders = [f for f in invocation.get("import_folders") or [] if isinstance(f, str)]
+    return f"PYTHONPATH={shlex.quote(os.pathsep.join(folders))} {command}" if folders else command
+
+
+def parse_result(path: Path) -> dict[str, Any]:
+    """The record at ``path`` (any schema version, as the current one); :class:`RecordError` saying
+    why it is not one (missing, truncated, not JSON, a required key missing, a badly typed field)."""
+    try:
+        record = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise RecordError(f"cannot read it ({exc.strerror})") from None
+    except ValueError as exc:
+        raise RecordError(f"not JSON ({exc}); a run killed while writing, or an edited file") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"a run record is a JSON object, got {type(record).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise RecordError(f"required key(s) missing: {', '.join(missing)}")
+    return RunRecord.from_dict(record).to_dict()
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None when it is missing or not a readable record (a file that is
+    there but unreadable also gets a warning naming it)."""
+    try:
+        return parse_result(path)
+    except RecordError as exc:
+        if Path(path).exists():
+            log.warning("skipping %s: not a valid run record (%s)", path, exc)
+        return None
+
+
+def is_complete(record: dict[str, Any] | None, resolved_config: dict[str, Any]) -> bool:
+    """True when ``record`` finished (ok, diverged or collapsed) under exactly ``resolved_config``."""
+    return (
+        record is not None
+        and record.get("status") in DONE_STATUSES
+        and record.get("config") == resolved_config
+    )
+
+
+@dataclass
+class ResultScan:
+    """What a results folder holds: the readable records, and every result file skipped with why."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan_results(*folders: Path) -> ResultScan:
+    """Every result file under the given output folders, read or skipped (with the reason)."""
+    scan = ResultScan()
+    for folder in folders:
+        for path in sorted(Path(folder).glob(f"runs/*/{RESULT_FILE}")):
+            try:
+                scan.records.append(parse_result(path))
+            except RecordError as exc:
+                log.warning("skipping %s: not a valid run record (%s)", path, exc)
+                scan.skipped.append((path, str(exc)))
+    return scan
+
+
+def load_results(*folders: Path) -> list[dict[str, Any]]:
+    """Every readable result record under the given output folders."""
+    return scan_results(*folders).records

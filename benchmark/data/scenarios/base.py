@@ -1,0 +1,243 @@
+"""What a scenario is: a family of models that share parameters, and the tasks that train them.
+
+A scenario yields
+
+* ``tasks``: the evaluation units. Task ``j`` has its own train and test tensors, the task label
+  (``model_key``) that selects its model inside the shared network, and the exact set of parameter
+  names that model uses. ``R[i][j]`` in a result is the accuracy on task ``j``'s test data.
+* ``model``: one :class:`~forgetbench.benchmark.data.models.TaskRoutedModule` holding every model of the family.
+* ``schedule``: the training turns in order (by default one turn per task, each followed by an
+  evaluation row). Each turn becomes one Avalanche experience.
+
+Strategies read ``used_params`` to tell shared from private parameters; nothing else of the
+scenario leaks into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from avalanche.benchmarks import CLScenario, benchmark_from_datasets, with_task_labels
+from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
+from pydantic import BaseModel, ConfigDict
+
+from forgetbench.benchmark.data.loaders import LabelledTensors
+from forgetbench.benchmark.data.models import TaskRoutedModule
+from forgetbench.benchmark.data.datasets import dataset_info
+from forgetbench.benchmark.core.registries import SCENARIOS as _SCENARIOS
+from forgetbench.benchmark.core.registry import Registry
+
+
+class ScenarioParams(BaseModel):
+    """Base of scenario parameter models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def data_requirements(self) -> list[tuple[str, bool]]:
+        """``(dataset name, download allowed)`` pairs this scenario will load (checked up front)."""
+        name = getattr(self, "dataset", None)
+        return [(name, bool(getattr(self, "download", False)))] if name else []
+
+    def needs_data_files(self) -> bool:
+        """True when building the scenario reads files under the data root (``validate --skip-data`` then
+        skips its :meth:`preflight`); default: a dataset of :meth:`data_requirements` has files."""
+
+        return any(dataset_info(name).get("files") for name, _ in self.data_requirements())
+
+    def preflight(self, data_root: Any, seed: int) -> None:
+        """Raise ValueError if this scenario cannot be built (checked before a suite runs; default: nothing)."""
+
+    def parameter_count(self) -> int | None:
+        """Parameters of the scenario's whole network when known without its data (the preflight's memory
+        estimate; default: unknown)."""
+        return None
+
+
+def count_parameters(build: Callable[[], torch.nn.Module]) -> int:
+    """Parameters of the module ``build()`` makes, built on the meta device (no memory is allocated, so a
+    network of any size is counted in milliseconds)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
+
+
+@dataclass
+class Task:
+    """One model of the family and the data it is trained and evaluated on."""
+
+    name: str
+    model_key: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    used_params: frozenset[str]
+    num_classes: int
+
+
+@dataclass
+class Turn:
+    """One training turn (an Avalanche experience): train ``task`` for its data or ``max_steps``."""
+
+    task: int
+    max_steps: int | None = None
+    record: bool = True  # append a row to the accuracy matrix after this turn
+
+
+@dataclass
+class Scenario:
+    name: str
+    tasks: list[Task]
+    model: TaskRoutedModule
+    schedule: list[Turn] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    # Ask the runner to also train each task's model alone (fresh init, plain SGD, the same number of
+    # steps as in the schedule) and record ``standalone_accuracy``; strategy-independent, so cached.
+    standalone: bool = False
+    # The scenario params the standalone accuracies depend on (None: all of them). A search scenario
+    # leaves its search settings out, so every search over one space shares one ground truth.
+    ground_truth_params: dict[str, Any] | None = None
+    # True when :meth:`next_turns` may add turns while the run trains (a search decides them from the
+    # trained model); the schedule is then known only up to the turn being trained.
+    adaptive: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.schedule:
+            self.schedule = [Turn(task=j) for j in range(len(self.tasks))]
+
+    @property
+    def turn_used_params(self) -> Sequence[frozenset[str]]:
+        """Parameter names used in each training turn (= Avalanche experience index).
+
+        A live view of the schedule: turns an adaptive scenario adds later appear in it too, so a
+        strategy should keep this sequence rather than a copy of it."""
+        return TurnUsedParams(self)
+
+    def next_turns(self, accuracy: Callable[[Task], float]) -> list[Turn]:
+        """Turns to train once every turn scheduled so far is trained (default: none, the schedule is fixed).
+
+        ``accuracy(task)`` is the current model's top-1 accuracy on ``task.test_x``/``test_y`` (the
+        harness's evaluation), so a search can score architectures on its own validation data. The
+        runner appends what this returns to :attr:`schedule` and trains it, then asks again, until
+        it gets an empty list.
+        """
+        return []
+
+    def standalone_steps(self, training_steps: Callable[[Turn, int], int]) -> list[int]:
+        """Iterations each task's standalone reference trains for: by default all of its turns in the
+        schedule added up (``training_steps(turn, n_train)`` gives one turn's)."""
+        steps = [0] * len(self.tasks)
+        for turn in self.schedule:
+            steps[turn.task] += training_steps(turn, len(self.tasks[turn.task].train_y))
+        return steps
+
+    def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Extra result keys derived from a finished run's record (default: none).
+
+        Scenarios override this to add their own views of the run (e.g. the supernet's ``err1`` /
+        ``err2``), so the runner never special-cases a scenario by name.
+        """
+        return {}
+
+    def retraining(self) -> "Retraining | None":
+        """After the run, a model to train *alone* from the run's initial weights (e.g. the architecture a
+        search derived, as ENAS retrains it); None (default) for nothing. See :class:`Retraining`."""
+        return None
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What a checkpoint must keep of the scenario itself: None for a fixed schedule (the spec rebuilds
+        it). An adaptive scenario returns its search state as plain data (tensors, numbers, strings, lists,
+        dicts: checkpoints load with ``weights_only=True``): the schedule so far, its own RNG, its
+        controller; without it a search run is not checkpointed and its record says why."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`state_dict` returned, into a scenario freshly built from the same spec."""
+        if state is not None:
+            raise NotImplementedError(f"{type(self).__name__} keeps no checkpoint state")
+
+    def avalanche_benchmark(self) -> CLScenario:
+        """Train stream: one experience per turn; test stream: one per task."""
+        train = [_dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
+                 for t in self.schedule]
+        test = [_dataset(t.test_x, t.test_y, t.model_key) for t in self.tasks]
+        return with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train, test=test)))
+
+    def train_experiences(self, start: int = 0) -> list[Any]:
+        """The Avalanche training experiences of ``schedule[start:]``, numbered ``start, start + 1, ...``
+        (what :meth:`avalanche_benchmark`'s train stream holds there, without rebuilding the rest)."""
+        turns = self.schedule[start:]
+        train = [_dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
+                 for t in turns]
+        experiences = list(with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train))).train_stream)
+        for offset, experience in enumerate(experiences):
+            experience.current_experience = start + offset
+        return experiences
+
+
+@dataclass
+class Retraining:
+    """What :meth:`Scenario.retraining` asks the runner for: train one model alone, score it, report back.
+
+    The runner rebuilds the scenario from the run's spec and seed (so the weights are the run's initial
+    ones), calls ``task_in(fresh)`` for the model's task in that fresh scenario, trains it with the suite's
+    optimizer and no regularizer for ``steps`` steps (the ``naive`` strategy through the same training
+    loop as every run), scores it with the harness's ``evaluate`` on each of ``evaluate_on`` (name ->
+    (x, y)) and passes ``{name: score}`` to ``report``, which keeps them for the scenario's
+    :meth:`Scenario.summarize` (a search puts them under its derived architecture)."""
+
+    steps: int
+    task_in: Callable[["Scenario"], Task]
+    evaluate_on: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    report: Callable[[dict[str, float]], None]
+
+
+def schedule_state(schedule: Sequence[Turn]) -> list[list[Any]]:
+    """A schedule as plain data for a checkpoint: ``[task, max_steps, record]`` per turn."""
+    return [[t.task, t.max_steps, t.record] for t in schedule]
+
+
+def schedule_from_state(state: Sequence[Sequence[Any]]) -> list[Turn]:
+    return [Turn(task=int(task), max_steps=None if steps is None else int(steps), record=bool(record))
+            for task, steps, record in state]
+
+
+def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int):
+    # Avalanche's class timeline wants one label per sample: a token window's first next token stands in
+    # (the training loop reads the tensors themselves, all of y)
+    targets = y if y.dim() == 1 else y[:, 0]
+    return _make_taskaware_classification_dataset(
+        LabelledTensors(x, y, task_label), task_labels=task_label, targets=targets.tolist()
+    )
+
+
+class TurnUsedParams(Sequence):
+    """``used_params`` of each turn of a scenario's schedule, read when asked (see ``turn_used_params``)."""
+
+    def __init__(self, scenario: Scenario):
+        self._scenario = scenario
+
+    def __len__(self) -> int:
+        return len(self._scenario.schedule)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._scenario.tasks[self._scenario.schedule[index].task].used_params
+
+
+ScenarioBuilder = Callable[[BaseModel, "ScenarioInputs"], Scenario]
+
+
+@dataclass(frozen=True)
+class ScenarioInputs:
+    """What the harness hands a scenario builder besides its params."""
+
+    seed: int
+    data_root: Any  # pathlib.Path
+
+
+SCENARIOS: Registry[ScenarioBuilder] = _SCENARIOS

@@ -1,0 +1,262 @@
+"""ENAS-style searches whose architectures are sampled while the search runs: what ``enas_rnn`` (the
+recurrent cell on a language model) and ``enas_cnn`` (the micro-CNN cell on images) share.
+
+**The search** (adaptive: the runner asks :meth:`CellSearch.next_turns` after each search epoch). An epoch
+is ``turns_per_epoch`` turns; each samples one architecture (``search: controller``: from the controller;
+``random``: every decision uniform) and trains it for ``steps_per_turn`` SGD steps on the shared weights.
+A turn is one Avalanche experience, so every regularizer runs unchanged, its end-of-experience pass once
+per turn. An architecture becomes a task the first time it is sampled (task label = the order first seen),
+with exactly the parameters it uses, so every strategy sees which weights it shares with earlier ones.
+
+Between epochs the controller (:class:`~forgetbench.benchmark.data.scenarios.search.Controller`, logits
+``tanh_constant * tanh(z / temperature)``) takes ``steps_per_epoch`` REINFORCE steps; the reward is
+``reward_c`` x the harness's score of the sampled architecture on a rotating slice of the validation data
+(one batch per step, as ENAS). After the last epoch the controller (or the uniform sampler) draws
+``derive_samples`` architectures; the best by err on the shared weights is *derived*, and its err on the
+whole validation and test splits is recorded under ``search.derived``. With ``retrain_steps > 0`` the
+derived architecture is then trained alone from the run's initial weights with the suite's optimizer and
+no regularizer (:class:`~forgetbench.benchmark.data.scenarios.base.Retraining`), its scores under ``search.derived.retrained``.
+
+**err1 / err2.** ``err1[e][t]`` is the err of the architecture of turn ``t`` of epoch ``e`` right after that
+turn, ``err2[e][t]`` the same architecture's err at the end of epoch ``e`` (both on the search's evaluation
+data, never the test split): err2 - err1 > 0 is the multi-model forgetting of the WPL paper's Figure 3.
+What err is (1 - accuracy, log-perplexity) is each scenario's :meth:`CellSearch.err_of`, named in
+``search.error``; ``measure_from_epoch`` is the first epoch the report's forgetting metrics average over.
+
+Result keys: ``search`` = {kind, error, measured_from_epoch, rewards per epoch, derived,
+controller_probabilities}, ``err1``, ``err2``, ``epoch_architectures`` (task index per turn of each epoch),
+``architectures`` (the decisions of every sampled architecture, by task), plus the scenario's
+:meth:`CellSearch.data_summary`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Literal, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+from forgetbench.benchmark.data.scenarios.base import Retraining, Scenario, ScenarioParams, Task, Turn, schedule_from_state, schedule_state
+from forgetbench.benchmark.data.scenarios.search import Controller, Reinforce
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class CellControllerParams(BaseModel):
+    """The ENAS controller of a cell search (each scenario sets its authors' defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: PositiveInt = 100
+    lr: PositiveFloat = 3.5e-4
+    steps_per_epoch: PositiveInt = 2000
+    entropy_weight: NonNegativeFloat = 1e-4
+    baseline_decay: float = Field(0.95, ge=0.0, lt=1.0)
+    tanh_constant: PositiveFloat = 2.5
+    temperature: PositiveFloat = 5.0
+    reward_c: PositiveFloat = 80.0
+
+
+class CellSearchParams(ScenarioParams):
+    """What every sampled-architecture search takes; a scenario adds its space and data, and its defaults."""
+
+    search: Literal["random", "controller"] = "controller"
+    epochs: PositiveInt = 150
+    turns_per_epoch: PositiveInt = 60
+    steps_per_turn: PositiveInt = 7
+    derive_samples: PositiveInt = 100
+    retrain_steps: NonNegativeInt = Field(0, description="train the derived architecture alone from the initial "
+                                                         "weights for this many steps (0: no retraining)")
+    measure_from_epoch: int = Field(0, ge=0, description="first epoch the forgetting metrics average over")
+
+    @model_validator(mode="after")
+    def _measured_epochs(self) -> "CellSearchParams":
+        if self.measure_from_epoch >= self.epochs:
+            raise ValueError(f"measure_from_epoch must be below epochs ({self.epochs}), got {self.measure_from_epoch}")
+        return self
+
+
+class SampledSupernet(Protocol):
+    """What a cell search needs of its supernet (a :class:`~forgetbench.benchmark.data.models.TaskRoutedModule`)."""
+
+    architectures: list[tuple[int, ...]]
+    max_class_label: int
+
+    def add_architecture(self, arch: tuple[int, ...]) -> int: ...
+
+    def describe(self, arch: tuple[int, ...]) -> str: ...
+
+    def used_parameter_names(self, task_label: int) -> frozenset[str]: ...
+
+
+@dataclasses.dataclass
+class SearchData:
+    """The tensors of a search: ``train`` trains every architecture; ``evaluation`` (part of the validation
+    data) gives err1 / err2 and the derivation's ranking; ``valid`` feeds the controller's rewards and the
+    derived architecture's validation score; ``test`` is read only for the derived architecture."""
+
+    train: Split
+    evaluation: Split
+    valid: Split
+    test: Split
+
+
+class CellSearch(Scenario):
+    """Sampled architectures as tasks, added while the search runs; see the module docstring.
+
+    A scenario subclasses it with :meth:`err_of` (the harness's score -> err), :meth:`scores` (the
+    derived architecture's record entries) and optionally :meth:`data_summary`."""
+
+    error = "error"  # what err is, in words (recorded as search.error; the report reads its unit from it)
+
+    def __init__(self, name: str, model: Any, params: CellSearchParams, controller: CellControllerParams,
+                 choices: list[int], data: SearchData, reward_batch: int, seed: int):
+        self.params, self.controller_params = params, controller
+        self.data, self.reward_batch = data, reward_batch
+        self.choices = choices
+        self.generator = torch.Generator().manual_seed(seed * 7919 + 17)  # the search's own draws
+        self.controller: Controller | None = None
+        if params.search == "controller":
+            c = controller
+            with torch.random.fork_rng(devices=[]):  # the supernet's init and data order stay as without it
+                torch.manual_seed(seed * 7919 + 29)
+                self.controller = Controller(self.choices, c.hidden, c.tanh_constant, c.temperature)
+            self.reinforce = Reinforce(self.controller, c.lr, c.entropy_weight, c.baseline_decay)
+        self.index: dict[tuple[int, ...], int] = {}
+        self.epoch = 0
+        self.reward_offset = 0
+        self.rewards: list[list[float]] = []
+        self.epoch_tasks: list[list[int]] = []
+        self.err2: list[list[float]] = []
+        self.derived: dict[str, Any] | None = None
+        super().__init__(name, [], model, schedule=[Turn(task=0)], adaptive=True, meta={"search": params.search})
+        self.schedule = self._epoch_turns()
+
+    # ------------------------------------------------------------- per scenario
+    def err_of(self, score: float) -> float:
+        """err of an architecture from the harness's score (accuracy, or 1 / perplexity)."""
+        raise NotImplementedError
+
+    def scores(self, valid_err: float, test_err: float) -> dict[str, float]:
+        """The derived (or retrained) architecture's record entries from its validation and test err."""
+        raise NotImplementedError
+
+    def data_summary(self) -> dict[str, Any]:
+        """Extra result keys describing the data (default: none)."""
+        return {}
+
+    # --------------------------------------------------------------- sampling
+    def _sample(self) -> tuple[int, ...]:
+        if self.controller is None:
+            return tuple(int(torch.randint(c, (1,), generator=self.generator)) for c in self.choices)
+        with torch.no_grad():
+            arch, _, _ = self.controller.sample(self.generator)
+        return arch
+
+    def task_of(self, arch: tuple[int, ...], test: Split | None = None) -> Task:
+        """The task of ``arch`` (created on first sight), evaluated on ``test`` when given."""
+        model: SampledSupernet = self.model  # type: ignore[assignment]
+        if arch not in self.index:
+            key = model.add_architecture(arch)
+            self.index[arch] = key
+            (train_x, train_y), (eval_x, eval_y) = self.data.train, self.data.evaluation
+            self.tasks.append(Task(name=f"arch{key}({model.describe(arch)})", model_key=key, train_x=train_x,
+                                   train_y=train_y, test_x=eval_x, test_y=eval_y,
+                                   used_params=model.used_parameter_names(key), num_classes=model.max_class_label))
+        task = self.tasks[self.index[arch]]
+        return task if test is None else dataclasses.replace(task, test_x=test[0], test_y=test[1])
+
+    def _epoch_turns(self) -> list[Turn]:
+        keys = [self.task_of(self._sample()).model_key for _ in range(self.params.turns_per_epoch)]
+        self.epoch_tasks.append(keys)
+        return [Turn(task=k, max_steps=self.params.steps_per_turn, record=False) for k in keys]
+
+    # ----------------------------------------------------------------- search
+    def _reward_data(self) -> Split:
+        valid_x, valid_y = self.data.valid
+        n, size = len(valid_y), min(self.reward_batch, len(valid_y))
+        rows = (torch.arange(size) + self.reward_offset) % n
+        self.reward_offset = (self.reward_offset + size) % n
+        return valid_x[rows], valid_y[rows]
+
+    def next_turns(self, accuracy: Callable[[Task], float]) -> list[Turn]:
+        keys = self.epoch_tasks[self.epoch]
+        self.err2.append([self.err_of(accuracy(self.tasks[k])) for k in keys])
+        self.epoch += 1
+        if self.controller is not None:
+            c = self.controller_params
+            self.rewards.append([
+                self.reinforce.step(self.generator, lambda arch: c.reward_c * accuracy(self.task_of(arch, self._reward_data())))
+                for _ in range(c.steps_per_epoch)])
+        if self.epoch < self.params.epochs:
+            return self._epoch_turns()
+        self.derived = self._derive(accuracy)
+        return []
+
+    def _derive(self, accuracy: Callable[[Task], float]) -> dict[str, Any]:
+        """ENAS's derivation: sample ``derive_samples`` architectures, keep the best by err on the shared
+        weights (each on the evaluation data), and score it on the whole validation and test splits."""
+        sampled = list(dict.fromkeys(self._sample() for _ in range(self.params.derive_samples)))
+        errs = [self.err_of(accuracy(self.task_of(a))) for a in sampled]
+        best = min(range(len(sampled)), key=lambda i: errs[i])
+        arch = sampled[best]
+        valid = self.err_of(accuracy(self.task_of(arch, self.data.valid)))
+        test = self.err_of(accuracy(self.task_of(arch, self.data.test)))
+        model: SampledSupernet = self.model  # type: ignore[assignment]
+        return {"architecture": list(arch), "cell": model.describe(arch), "task": self.index[arch],
+                "candidates": len(sampled), "candidates_err": errs, **self.scores(valid, test)}
+
+    def retraining(self) -> Retraining | None:
+        if self.derived is None or self.params.retrain_steps == 0:
+            return None
+        arch, derived = tuple(self.derived["architecture"]), self.derived
+
+        def report(scores: dict[str, float]) -> None:
+            derived["retrained"] = {"steps": self.params.retrain_steps,
+                                    **self.scores(self.err_of(scores["valid"]), self.err_of(scores["test"]))}
+
+        return Retraining(self.params.retrain_steps, lambda fresh: fresh.task_of(arch),
+                          {"valid": self.data.valid, "test": self.data.test}, report)
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        model: SampledSupernet = self.model  # type: ignore[assignment]
+        return {"schedule": schedule_state(self.schedule), "architectures": [list(a) for a in model.architectures],
+                "epoch": self.epoch, "generator": self.generator.get_state(), "reward_offset": self.reward_offset,
+                "rewards": self.rewards, "epoch_tasks": self.epoch_tasks, "err2": self.err2, "derived": self.derived,
+                "reinforce": self.reinforce.state_dict() if self.controller is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        model: SampledSupernet = self.model  # type: ignore[assignment]
+        # the sampled architectures are tasks in the order first seen: re-add them so each keeps its model key
+        del model.architectures[:], self.tasks[:]
+        self.index.clear()
+        for arch in state["architectures"]:
+            self.task_of(tuple(int(a) for a in arch))
+        self.schedule = schedule_from_state(state["schedule"])
+        self.epoch, self.reward_offset = int(state["epoch"]), int(state["reward_offset"])
+        self.rewards = [list(r) for r in state["rewards"]]
+        self.epoch_tasks = [list(k) for k in state["epoch_tasks"]]
+        self.err2 = [list(e) for e in state["err2"]]
+        self.derived = state["derived"]
+        self.generator.set_state(state["generator"].cpu())
+        if self.controller is not None:
+            self.reinforce.load_state_dict(state["reinforce"])
+
+    def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
+        model: SampledSupernet = self.model  # type: ignore[assignment]
+        turns = self.params.turns_per_epoch
+        after = [self.err_of(float(t["accuracy"])) for t in record.get("turn_accuracy") or []]
+        return {
+            "architectures": [list(a) for a in model.architectures],
+            "epoch_architectures": self.epoch_tasks[: len(self.err2)],
+            "err1": [after[e * turns:(e + 1) * turns] for e in range(len(self.err2))],
+            "err2": self.err2,
+            "search": {"kind": self.params.search, "error": self.error,
+                       "measured_from_epoch": self.params.measure_from_epoch,
+                       "rewards": self.rewards if self.controller is not None else None,
+                       "derived": self.derived,
+                       "controller_probabilities": self.controller.probabilities() if self.controller else None},
+            **self.data_summary(),
+        }

@@ -1,0 +1,160 @@
+"""The Python API: what ``forgetbench run`` / ``forgetbench report`` do, for a script or a notebook.
+
+    from forgetbench.benchmark.front.api import run_suite, load_results
+
+    results = run_suite("configs/demo.yaml", out="results/demo")   # or a dict, or a SuiteConfig
+    results.summary()          # the table `forgetbench run` prints (a DataFrame)
+    results.frame()            # tidy: one row per (ok run, metric)
+    results.verdicts()         # scenario -> the verdict sentences
+    results.report()           # writes OUT/report.html (+ summary.csv, comparisons.csv); returns its path
+    load_results("results/demo").frame()                          # any results folder(s)
+
+Validation is the CLI's: a bad config raises :class:`~forgetbench.benchmark.core.config.ConfigError` naming the
+field, before anything runs or is written. A run that fails is recorded as failed and the suite goes
+on: ``results.failed`` lists them and ``results.exit_code`` is what the CLI would exit with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, load_config, resolve_config
+from forgetbench.benchmark.run import suite as suite_module
+from forgetbench.benchmark.run.suite import SuiteOutcome
+
+
+def as_suite(config: str | Path | Mapping[str, Any] | SuiteConfig) -> SuiteConfig:
+    """A validated suite from a YAML path, a raw mapping (as the YAML would parse) or a SuiteConfig."""
+    if isinstance(config, SuiteConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    if isinstance(config, Mapping):
+        return resolve_config(dict(config))
+    raise ConfigError(f"config: expected a YAML path, a mapping or a SuiteConfig, got {type(config).__name__}")
+
+
+@dataclass
+class Results:
+    """Result records of one or more results folders, with the views the CLI and the report show."""
+
+    folders: list[Path]
+    outcome: SuiteOutcome | None = None  # what run_suite did (ran, skipped, failed); None when loaded
+
+    @property
+    def out(self) -> Path:
+        return self.folders[0]
+
+    @property
+    def ran(self) -> list[str]:
+        return self.outcome.ran if self.outcome else []
+
+    @property
+    def skipped(self) -> list[str]:
+        return self.outcome.skipped if self.outcome else []
+
+    @property
+    def failed(self) -> list[str]:
+        """Runs of this suite that failed, diverged or collapsed (``run_suite`` only)."""
+        return self.outcome.failed if self.outcome else []
+
+    @property
+    def selection(self) -> Path | None:
+        """OUT/selection.json when the suite selected hyperparameters."""
+        return self.outcome.selection if self.outcome else None
+
+    @property
+    def exit_code(self) -> int:
+        """0 every run ok, 1 some runs failed, diverged or collapsed (the CLI's exit status)."""
+        return self.outcome.exit_code if self.outcome else 0
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """The result records (read from disk once), in suite order when the suite is known."""
+        from forgetbench.reports.summary import load_records
+
+        records = load_records(*self.folders).records
+        if self.outcome is None:
+            return records
+        by_id = {r["run_id"]: r for r in records}
+        return [by_id[i] for i in self.outcome.run_ids if i in by_id]
+
+    def frame(self) -> pd.DataFrame:
+        """Tidy metrics: scenario, strategy, strategy_name, seed, metric, value; one row per (ok run, metric)."""
+        from forgetbench.reports.summary import runs_long
+
+        return runs_long(self.records)
+
+    def summary(self) -> pd.DataFrame:
+        """Per (scenario, strategy): runs ok / not ok and mean, std over seeds of ACC, forgetting, LA, train time."""
+        from forgetbench.reports.tables import overview, runs_frame
+
+        return overview(runs_frame(self.records))
+
+    def summary_text(self) -> str:
+        """:meth:`summary` as the terminal table ``forgetbench run`` prints."""
+        from forgetbench.reports.tables import format_overview
+
+        return format_overview(self.summary())
+
+    def verdicts(self) -> dict[str, list[str]]:
+        """Scenario label -> its verdict sentences (see :mod:`forgetbench.reports.verdict`)."""
+        from forgetbench.reports.verdict import verdicts
+
+        return verdicts(self.records)
+
+    def report(self, path: str | Path | None = None, command: str | None = None) -> Path:
+        """Write the HTML report (default ``OUT/report.html``) with summary.csv and comparisons.csv beside it."""
+        from forgetbench.reports.html import write_report
+
+        return write_report(self.folders, Path(path) if path else None, command=command)
+
+
+def load_results(folder: str | Path, *more: str | Path) -> Results:
+    """Every readable result record under the folders (``run --out`` folders)."""
+    folders = [Path(f) for f in (folder, *more)]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise ConfigError(f"results folder(s) {', '.join(missing)} do not exist")
+    return Results(folders)
+
+
+def run_suite(
+    config: str | Path | Mapping[str, Any] | SuiteConfig,
+    out: str | Path | None = None,
+    *,
+    data_root: str | Path | None = None,
+    seeds: list[int] | None = None,
+    fresh: bool = False,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    retries: int = 0,
+    progress: bool = True,
+) -> Results:
+    """Run every (scenario x strategy x seed) of a suite, as ``forgetbench run`` does; returns its results.
+
+    ``out`` defaults to ``results/<suite name>``; ``data_root`` to ``$FORGETBENCH_DATA``, else
+    ``~/.cache/forgetbench``. Complete runs already under ``out`` with the same config are skipped
+    (``fresh`` reruns them). Raises ConfigError on invalid input, before anything runs.
+    """
+    from forgetbench.benchmark.data.datasets import default_data_root
+    from forgetbench.benchmark.run.executors import prestart, release_prestarted
+
+    if executor not in ("local", "process", "ray"):
+        raise ConfigError(f"executor: must be one of local, process, ray; got {executor!r}")
+    prestart(executor, workers, address)
+    try:
+        suite = as_suite(config)
+        out = Path(out) if out else Path("results") / suite.name
+        root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
+        outcome = suite_module.run_suite(suite, out, root, seeds=seeds, fresh=fresh, show_progress=progress,
+                                         executor=executor, workers=workers, address=address, retries=retries)
+    finally:
+        release_prestarted()
+    return Results([out], outcome)

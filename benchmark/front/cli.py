@@ -1,0 +1,340 @@
+"""``forgetbench`` command line.
+
+Exit status: 0 every run ok; 1 some runs failed, diverged or collapsed (the others are kept); 2 invalid input
+(bad config, unknown name, missing data while offline), in which case nothing is run or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from forgetbench.benchmark.core.config import ConfigError, load_config
+
+EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = "configs/demo.yaml"
+
+
+def _default_config_path() -> Path:
+    local = Path(DEFAULT_CONFIG)
+    return local if local.exists() else REPO_ROOT / DEFAULT_CONFIG
+
+
+def _parse_seeds(text: str) -> list[int]:
+    from forgetbench.benchmark.core.training import MAX_SEED
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    outside = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if outside:
+        raise argparse.ArgumentTypeError(f"--seeds: a seed is an integer in 0..{MAX_SEED}, got {outside}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed and no repeats")
+    return seeds
+
+
+def _data_root(arg: str | None) -> Path:
+    from forgetbench.benchmark.data.datasets import default_data_root
+
+    return (Path(arg) if arg else default_data_root()).expanduser().resolve()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from forgetbench.benchmark.front.api import run_suite
+
+    results = run_suite(
+        args.config or _default_config_path(),
+        args.out,
+        data_root=_data_root(args.data_root),
+        seeds=args.seeds,
+        fresh=args.fresh,
+        progress=not args.quiet,
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        retries=args.retries,
+    )
+    print(results.summary_text())
+    if results.selection is not None:
+        from forgetbench.reports.tables import format_selection, selection_frame
+
+        print(f"\nhyperparameter selection ({results.selection}):")
+        print(format_selection(selection_frame(json.loads(results.selection.read_text()))))
+    print(
+        f"\n{len(results.ran)} run(s) executed, {len(results.skipped)} skipped (already complete), "
+        f"{len(results.failed)} not ok. Results in {results.out}/"
+    )
+    lines = {scenario: v[0] for scenario, v in results.verdicts().items() if v}
+    if lines:
+        print("\nVerdict (headline forgetting measure, paired against naive over seeds):")
+        for scenario, line in lines.items():
+            print(f"  {scenario}: {line}")
+    if not args.no_report:
+        report = results.report(command=_command_line(args))
+        print(f"\nReport: {report.resolve().as_uri()}")
+    return EXIT_RUNS_FAILED if results.failed else EXIT_OK
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    import shlex
+
+    return shlex.join(["forgetbench", *args.argv])
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from forgetbench.reports.html import ReportError, write_report
+
+    folders = [Path(args.results_dir), *map(Path, args.more_dirs)]
+    try:
+        path = write_report(folders, Path(args.output) if args.output else None, command=_command_line(args))
+    except ReportError as exc:
+        print(f"forgetbench: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"Report: {path}\nSummary: {path.parent / 'summary.csv'}")
+    return EXIT_OK
+
+
+REPRODUCE_DIR = "configs/reproduce"
+
+
+def _reproduction_configs(names: list[str], directory: str | None) -> list[Path]:
+    folder = Path(directory) if directory else (Path(REPRODUCE_DIR) if Path(REPRODUCE_DIR).is_dir()
+                                                else REPO_ROOT / REPRODUCE_DIR)
+    available = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    if not available:
+        raise ConfigError(f"--dir: no reproduction configs (*.yaml) in {folder}")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"reproduce: unknown reproduction(s) {unknown}; available: {', '.join(available)}")
+    return [available[n] for n in names] if names else list(available.values())
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run reproduction suites and compare each with its published figures; 0 only if every row passes."""
+    from forgetbench.benchmark.front.api import run_suite
+    from forgetbench.benchmark.run.suite import preflight
+    from forgetbench.reports.reproduce import format_row, reproduction_rows
+    from forgetbench.reports.summary import runs_long, summary_table
+
+    paths = _reproduction_configs(args.names, args.dir)
+    root = _data_root(args.data_root)
+    suites = {}
+    for path in paths:  # every config and its data checked before anything runs
+        suite = load_config(path)
+        if suite.reproduce is None:
+            raise ConfigError(f"{path}: reproduce: missing; a reproduction suite names its published figures there")
+        preflight(suite, root)
+        suites[path.stem] = suite
+    seeds = list(range(args.seeds)) if args.seeds else None
+    out = Path(args.out) if args.out else Path("results") / "reproduce"
+    lines, outcomes = [], []
+    for name, suite in suites.items():
+        results = run_suite(suite, out / name, data_root=root, seeds=seeds, progress=not args.quiet,
+                            executor=args.executor, workers=args.workers)
+        results.report(command=_command_line(args))
+        summary = summary_table(runs_long(results.records))
+        rows = reproduction_rows(summary, suite.reproduce.model_dump(), suite.scenarios[0].display_name)
+        for row in rows.to_dict("records"):
+            lines.append(format_row(row, name))
+            outcomes.append(row["passed"])
+    print("\n".join(lines))
+    print(f"\n{sum(outcomes)}/{len(outcomes)} reproduction row(s) pass. Results and reports in {out}/")
+    return EXIT_OK if all(outcomes) else EXIT_RUNS_FAILED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from forgetbench.benchmark.run.runner import expand_suite
+    from forgetbench.benchmark.run.selection import plan_sweeps
+    from forgetbench.benchmark.run.suite import preflight
+
+    suite = load_config(args.config)
+    if args.show_params and args.skip_data:
+        raise ConfigError("--show-params builds each scenario, which reads its data: drop --skip-data")
+    preflight(suite, _data_root(args.data_root) if args.data_root is not None or not args.skip_data else None)
+    runs = len(expand_suite(suite))
+    sweeps = plan_sweeps(suite)
+    runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds
+    print(f"{args.config}: valid suite {suite.name!r}, {runs} run(s)")
+    if args.show_params:
+        from forgetbench.benchmark.run.runner import RunSpec, build_scenario
+        from forgetbench.reports.tables import format_parameter_sets, parameter_sets
+
+        for spec in suite.scenarios:
+            run = RunSpec(suite.name, spec, suite.strategies[0], suite.seeds[0], suite.training, "cpu")
+            scenario = build_scenario(run, _data_root(args.data_root))
+            print(f"\nscenario {spec.display_name!r} (seed {suite.seeds[0]}): parameters each task's model uses "
+                  "(names as strategies see them)")
+            print(format_parameter_sets(parameter_sets(scenario.model, [t.used_params for t in scenario.tasks],
+                                                       [t.name for t in scenario.tasks])))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from forgetbench.benchmark.data.datasets import DATASETS
+    from forgetbench.benchmark.data.scenarios import SCENARIOS
+    from forgetbench.strategies import STRATEGIES
+
+    registries = {"strategies": STRATEGIES, "scenarios": SCENARIOS, "datasets": DATASETS}
+    kinds = [args.kind] if args.kind else list(registries)
+    for kind in kinds:
+        print(f"{kind}:")
+        entries = list(registries[kind])
+        width = max((len(e.name) for e in entries), default=0)
+        for entry in entries:
+            print(f"  {entry.name:<{width}}  {entry.description}")
+    return EXIT_OK
+
+
+def _parse_sections(text: str) -> tuple[str, ...]:
+    from forgetbench.benchmark.front.measure.perf import SECTIONS
+
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"--only: unknown section(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(SECTIONS)}"
+        )
+    return names
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from forgetbench.benchmark.data.datasets import DataMissingError
+    from forgetbench.benchmark.front.measure.perf import SECTIONS, DeviceMissingError, PerfOptions, format_table, run_perf
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    opts = PerfOptions(
+        data_root=_data_root(args.data_root),
+        repeats=args.repeats,
+        dataset=args.dataset,
+        only=args.only or SECTIONS,
+        quick=args.quick,
+        device=args.device,
+        model=args.model,
+    )
+    opts.training = opts.training.model_copy(
+        update={"precision": args.precision, "channels_last": args.channels_last}
+    )
+    progress = None if args.json else (lambda name: print(f"measuring {name} ...", file=sys.stderr))
+    try:
+        result = run_perf(opts, progress)
+    except (DataMissingError, DeviceMissingError) as exc:
+        print(f"forgetbench: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forgetbench",
+        description="Continual-learning benchmark harness for networks that share parameters.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run every (scenario x strategy x seed) of a suite")
+    p.add_argument("config", nargs="?", help=f"suite YAML (default: {DEFAULT_CONFIG})")
+    p.add_argument("--out", help="output folder (default: results/<suite name>)")
+    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
+    p.add_argument("--seeds", type=_parse_seeds, help="override the suite's seeds, e.g. 0,1,2")
+    p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
+    p.add_argument("--executor", choices=["local", "process", "ray"], default="local",
+                   help="where runs execute: this process (default), worker processes, or Ray tasks")
+    p.add_argument("--workers", type=int, help="parallel runs (process: default = cores; ray: cap on runs in flight)")
+    p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")
+    p.add_argument("--retries", type=int, default=0, help="rerun failed runs up to this many times (default 0)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reproduce", help="run the reproductions of published results and check them")
+    p.add_argument("names", nargs="*", help=f"reproductions to run (file stems in {REPRODUCE_DIR}/; default: all)")
+    p.add_argument("--dir", help=f"folder of reproduction configs (default: {REPRODUCE_DIR})")
+    p.add_argument("--seeds", type=_positive_int, help="run seeds 0..N-1 instead of each config's own")
+    p.add_argument("--out", help="output folder (default: results/reproduce; one sub-folder per reproduction)")
+    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=["local", "process", "ray"], default="local",
+                   help="where runs execute: this process (default), worker processes, or Ray tasks")
+    p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="write the HTML report and summary.csv of result folders")
+    p.add_argument("results_dir", help="a `run --out` folder; the report goes here by default")
+    p.add_argument("more_dirs", nargs="*", help="more result folders to include")
+    p.add_argument("-o", "--output", help="report file (default: RESULTS_DIR/report.html); summary.csv goes beside it")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("validate", help="check a suite config and exit, running nothing")
+    p.add_argument("config")
+    p.add_argument("--data-root", help="also check that the data is there (default root if omitted)")
+    p.add_argument("--skip-data", action="store_true", help="do not check that the data is present")
+    p.add_argument("--show-params", action="store_true",
+                   help="build each scenario and list every task's used, shared and private parameters")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("list", help="list registered strategies, scenarios or datasets")
+    p.add_argument("kind", nargs="?", choices=["strategies", "scenarios", "datasets"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("perf", help="measure the harness against a plain PyTorch loop, and regularizer costs")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--repeats", type=_positive_int, default=5, help="repeats per measurement (medians; default 5)")
+    p.add_argument("--only", type=_parse_sections, help="comma-separated sections: harness_vs_plain,"
+                   "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet (default: all)")
+    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "digits"],
+                   help="dataset of the workloads (default: real MNIST from the data root)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch intra-op threads for both sides (default 1: stable on a shared machine)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test; figures meaningless)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both sides train (default cpu)")
+    p.add_argument("--model", choices=["mlp", "cnn", "resnet18"],
+                   help="the workload of every section (default: mlp, plus cnn in harness_vs_plain)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: forward and loss under bf16 autocast on both sides (default fp32)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last inputs and conv weights on both sides")
+    p.set_defaults(func=cmd_perf)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the report quotes the command
+    from forgetbench.benchmark.core.references import add_search_folder
+
+    add_search_folder(Path.cwd())  # as `python -m` would: a console script does not search the working folder
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"forgetbench: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        from forgetbench.benchmark.core.stop import EXIT_INTERRUPTED
+
+        print("forgetbench: interrupted; completed runs are kept, rerun to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

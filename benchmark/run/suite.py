@@ -1,0 +1,340 @@
+"""Running a whole suite: preflight checks, lock, resume, progress, one result file per run.
+
+The suite decides what runs (resume: complete runs are skipped, failed/missing/corrupt ones rerun)
+and writes every result file; an executor (:mod:`forgetbench.benchmark.run.executors`) decides where runs execute.
+SIGTERM and Ctrl-C stop the suite at the next safe point (:mod:`forgetbench.benchmark.core.stop`): workers are
+stopped and no temporary or partial file is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from forgetbench.benchmark.run import selection, tracking
+from forgetbench.benchmark.core import stop, store
+from forgetbench.benchmark.core.config import ConfigError, SuiteConfig
+from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
+from forgetbench.benchmark.run.executors import Executor, Job, make_executor
+from forgetbench.benchmark.core.lock import check_output_folder, output_lock
+from forgetbench.benchmark.core.references import searched_folders
+from forgetbench.benchmark.run.runner import RunSpec, expand_suite, failure_record
+from forgetbench.benchmark.core.training import MAX_SEED
+from forgetbench.benchmark.core.units import format_bytes
+from forgetbench.benchmark.data.scenarios import SCENARIOS
+
+SELECTION_DIR = store.SELECTION_DIR  # OUT/selection/runs/<run_id>/result.json: the validation sweep
+SELECTION_FILE = "selection.json"  # OUT/selection.json: every combination's score and the choice
+
+
+@dataclass
+class SuiteOutcome:
+    out: Path
+    run_ids: list[str] = field(default_factory=list)  # every run of the suite, in suite order
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    selection: Path | None = None  # OUT/selection.json when the suite selected hyperparameters
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local", address: str | None = None,
+              scenarios: set[int] | None = None) -> None:
+    """Raise :class:`ConfigError` if the suite cannot run here: ``device: cuda`` without a GPU
+    (unless the runs go to a Ray cluster at ``address``), a network too large for the device's memory,
+    a scenario's data missing under ``data_root`` where it may not be downloaded, or a scenario that
+    cannot be built (its own preflight: a factory that raises, a model without the task labels it needs...).
+
+    ``data_root`` None (``validate --skip-data``): every check that reads no file under the data root
+    still runs. ``scenarios``: the indices of the scenarios with runs still to execute (default: all);
+    the others' data and build are not checked, since nothing will train on them."""
+    errors = []
+    if suite.device == "cuda" and not (executor == "ray" and address):
+        import torch
+
+        if not torch.cuda.is_available():
+            errors.append(
+                "device: 'cuda' but this machine has no usable CUDA GPU "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); "
+                "allowed here: auto, cpu (or run on a Ray cluster with GPUs: --executor ray --address ...)"
+            )
+    errors += _memory_problems(suite)
+    for i, spec in enumerate(suite.scenarios):
+        if scenarios is not None and i not in scenarios:
+            continue
+        params = SCENARIOS.get(spec.name).parse_params(spec.params)
+        if data_root is None and params.needs_data_files():
+            continue
+        missing = False
+        for dataset, download in params.data_requirements() if data_root is not None else []:
+            try:
+                check_available(dataset, data_root, download)
+            except DataMissingError as exc:
+                errors.append(f"scenarios[{i}].params.dataset: {exc}")
+                missing = True
+        if not missing:
+            try:
+                params.preflight(data_root if data_root is not None else default_data_root(), suite.seeds[0])
+            except ValueError as exc:
+                if data_root is None and _caused_by(exc, DataMissingError):
+                    continue  # a user's factory reading data files: the data check --skip-data skips
+                errors.append(f"scenarios[{i}] ({spec.label or spec.name}): {exc}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """True when ``exc`` or an exception it was raised from is a ``kind``."""
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _memory_problems(suite: SuiteConfig) -> list[str]:
+    """A scenario whose network cannot fit: its weights, gradients and optimiser state (fp32) alone exceed
+    the memory of the device it would train on (checked without building it)."""
+    problems = []
+    for i, spec in enumerate(suite.scenarios):
+        count = SCENARIOS.get(spec.name).parse_params(spec.params).parameter_count()
+        if count is None:
+            continue
+        need = training_bytes(count, suite.training)
+        where, available = device_memory(suite.device)
+        if need > available:
+            problems.append(
+                f"scenarios[{i}].params: the network would have {count:,} parameters; its weights, gradients and "
+                f"{suite.training.optimizer} state alone need about {format_bytes(need)} (fp32), more than the "
+                f"{format_bytes(available)} of {where}; reduce its widths / width / layers")
+    return problems
+
+
+def training_bytes(parameters: int, training) -> int:
+    """fp32 bytes of weights + gradients + optimiser state (Adam: 2 moments; SGD with momentum: 1)."""
+    state = 2 if training.optimizer == "adam" else (1 if training.momentum else 0)
+    return 4 * parameters * (2 + state)
+
+
+def device_memory(device: str) -> tuple[str, int]:
+    """(what, bytes): the GPU's memory where the suite trains on one, else this machine's physical memory."""
+    import os
+
+    import torch
+
+    if device in ("cuda", "auto") and torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}", torch.cuda.get_device_properties(0).total_memory
+    return "this machine's memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class _Driver:
+    """Runs batches of jobs on an executor; the only writer of result files."""
+
+    def __init__(self, executor: Executor, out: Path, outcome: SuiteOutcome, bar, retries: int, fresh: bool,
+                 loggers: list[str] | None = None, suite_name: str = ""):
+        self.executor, self.out, self.outcome = executor, out, outcome
+        self.bar, self.retries, self.fresh = bar, retries, fresh
+        self.loggers, self.suite_name = list(loggers or []), suite_name
+
+    def run_batch(self, batch: list[tuple[Path, RunSpec]]) -> None:
+        """Run what is not complete in ``batch`` (folder, spec); retry failures up to ``retries``."""
+        todo = []
+        for folder, spec in batch:
+            previous = store.read_result(store.result_path(folder, spec.run_id))
+            if not self.fresh and store.is_complete(previous, spec.resolved()):
+                self.outcome.skipped.append(spec.run_id)
+                if previous["status"] != "ok":
+                    self.outcome.failed.append(spec.run_id)
+                self.bar.update(1)
+            else:
+                todo.append((folder, spec))
+        self._refresh()
+        for attempt in range(1, self.retries + 2):
+            if not todo:
+                break
+            jobs = {}
+            for folder, spec in todo:
+                key = f"{folder.name}/{spec.run_id}"
+                checkpoint = store.checkpoint_path(folder, spec.run_id) if spec.training.checkpoint else None
+                jobs[key] = (folder, Job(key, spec, checkpoint, cache_dir=folder))
+            retry = []
+            last = attempt == self.retries + 1
+            for job, record in self.executor.execute([job for _, job in jobs.values()]):
+                folder = jobs[job.key][0]
+                if attempt > 1:
+                    record["attempt"] = attempt
+                if record["status"] == "failed" and not last:
+                    retry.append((folder, job.spec))
+                    self.bar.write(f"run {job.spec.run_id} failed (attempt {attempt}), will retry: {record['error']}")
+                    continue
+                self._finish(folder, job, record)
+                stop.check()
+            todo = retry
+
+    def _finish(self, folder: Path, job: Job, record: dict) -> None:
+        try:
+            store.write_result(folder, record)
+        except (TypeError, ValueError) as exc:  # a value JSON cannot hold: this run fails, the suite goes on
+            record = failure_record(job.spec, f"the result could not be written as JSON: {exc}")
+            store.write_result(folder, record)
+        if job.checkpoint is not None and record["status"] in store.DONE_STATUSES:
+            job.checkpoint.unlink(missing_ok=True)  # a complete run needs no checkpoint
+        if self.loggers and folder == self.out:  # the suite's own runs, not the selection sweep's
+            for problem in tracking.log_run(self.out, record, self.loggers, self.suite_name):
+                self.bar.write(problem)
+        self.outcome.ran.append(job.spec.run_id)
+        if record["status"] != "ok":
+            self.outcome.failed.append(job.spec.run_id)
+            self.bar.write(f"run {job.spec.run_id} {record['status']}: {record['error']}")
+        for warning in record.get("warnings") or []:
+            self.bar.write(f"run {job.spec.run_id}: {warning}")
+        self.bar.update(1)
+        self._refresh(job.spec.run_id)
+
+    def write_failure(self, folder: Path, spec: RunSpec, error: str) -> None:
+        self._finish(folder, Job(spec.run_id, spec), failure_record(spec, error))
+
+    def _refresh(self, last: str = "") -> None:
+        self.bar.set_postfix_str(f"failed={len(self.outcome.failed)}" + (f" last={last}" if last else ""), refresh=True)
+
+
+def run_suite(
+    suite: SuiteConfig,
+    out: Path,
+    data_root: Path,
+    seeds: list[int] | None = None,
+    fresh: bool = False,
+    show_progress: bool = True,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    retries: int = 0,
+) -> SuiteOutcome:
+    """Run every run of the suite on ``executor``; skip runs already complete under the same config.
+
+    Holds ``out``'s lock throughout (a second suite on the same folder is refused). Runs of
+    strategies with a ``selection`` go in two phases: the validation sweep (alongside every
+    ordinary run), then the suite's seeds with the chosen combination. ``retries`` reruns
+    ``failed`` runs (not ``diverged`` or ``collapsed`` ones: those are deterministic) up to that many times.
+    """
+    if retries < 0:
+        raise ConfigError(f"--retries: must be >= 0, got {retries}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {workers}")
+    bad = [s for s in seeds or [] if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED]
+    if bad or (seeds is not None and (not seeds or len(set(seeds)) != len(seeds))):
+        raise ConfigError(f"seeds: distinct integers in 0..{MAX_SEED}, at least one; got {seeds}")
+    check_output_folder(out)
+    ordinary = expand_suite(suite, seeds)
+    sweeps = selection.plan_sweeps(suite, seeds)
+    # a complete suite reruns without its data: only scenarios with runs left to execute are checked
+    preflight(suite, data_root, executor, address,
+              scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh))
+    n_final = sum(len(seeds or suite.seeds) for _ in sweeps)
+    total = len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final
+    with output_lock(out):
+        store.remove_stale_temporaries(out)  # left by a writer killed mid-write (SIGKILL)
+        store.write_suite(out, suite.model_dump(mode="json") | ({"seeds": seeds} if seeds else {}),
+                          data_root=data_root, import_folders=searched_folders())
+        outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
+        bar = tqdm(total=total, unit="run", disable=not show_progress, dynamic_ncols=True)
+        pool = _LazyExecutor(lambda: make_executor(executor, data_root, workers, address))
+        with stop.stop_on_signals():
+            try:
+                pool.notify = bar.write
+                driver = _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
+                _run_phases(driver, suite, out, ordinary, sweeps, seeds)
+            finally:
+                pool.close()
+                bar.close()
+                store.remove_stale_temporaries(out)  # our workers are gone: any temporary of ours is an orphan
+    return outcome
+
+
+class _LazyExecutor:
+    """An executor started when the first job needs it: a suite whose runs are all complete starts no
+    worker processes and no Ray."""
+
+    def __init__(self, make):
+        self._make, self._pool = make, None
+
+    notify = None  # where an executor's own messages go (the progress bar's line), when it has any
+
+    def execute(self, jobs):
+        if self._pool is None:
+            self._pool = self._make()
+            stop.install()  # starting Ray may have installed its own handlers
+            if self.notify is not None and hasattr(self._pool, "notify"):
+                self._pool.notify = self.notify
+        return self._pool.execute(jobs)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+
+def _scenarios_with_work(suite: SuiteConfig, out: Path, ordinary: list[RunSpec], sweeps: list[selection.Sweep],
+                         seeds: list[int] | None, fresh: bool) -> set[int]:
+    """Indices of the scenarios some run of which is not complete under ``out`` (all of them with ``fresh``)."""
+    if fresh:
+        return set(range(len(suite.scenarios)))
+    index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
+
+    def incomplete(folder: Path, spec: RunSpec) -> bool:
+        return not store.is_complete(store.read_result(store.result_path(folder, spec.run_id)), spec.resolved())
+
+    work = {index[spec.scenario.display_name] for spec in ordinary if incomplete(out, spec)}
+    sweep_folder = out / SELECTION_DIR
+    for sweep in sweeps:
+        i = index[sweep.scenario.display_name]
+        if i in work:
+            continue
+        if any(incomplete(sweep_folder, spec) for _, spec in sweep.specs):
+            work.add(i)
+            continue
+        records = {spec.run_id: store.read_result(store.result_path(sweep_folder, spec.run_id)) for _, spec in sweep.specs}
+        finals = selection.final_specs(suite, sweep, selection.decide(sweep, records), seeds)
+        if not finals or any(incomplete(out, spec) for spec in finals):
+            work.add(i)
+    return work
+
+
+def _run_phases(
+    driver: _Driver,
+    suite: SuiteConfig,
+    out: Path,
+    ordinary: list[RunSpec],
+    sweeps: list[selection.Sweep],
+    seeds: list[int] | None,
+) -> None:
+    """Phase 1: ordinary runs and every validation sweep; phase 2: the selected combinations."""
+    sweep_folder = out / SELECTION_DIR
+    driver.run_batch(
+        [(out, spec) for spec in ordinary] + [(sweep_folder, spec) for sweep in sweeps for _, spec in sweep.specs]
+    )
+    if not sweeps:
+        return
+    decisions, finals = [], []
+    for sweep in sweeps:
+        records = {
+            spec.run_id: store.read_result(store.result_path(sweep_folder, spec.run_id)) for _, spec in sweep.specs
+        }
+        decision = selection.decide(sweep, records)
+        decisions.append(decision)
+        chosen = selection.final_specs(suite, sweep, decision, seeds)
+        finals.extend(chosen)
+        if not chosen:  # every combination failed: the final runs fail too, saying why
+            unlabelled = sweep.variants[0][1].model_copy(update={"label": sweep.strategy.display_name})
+            for seed in seeds or suite.seeds:
+                spec = RunSpec(suite.name, sweep.scenario, unlabelled, seed, suite.training, suite.device)
+                driver.outcome.run_ids.append(spec.run_id)
+                driver.write_failure(out, spec, "selection: no grid combination finished on the validation split")
+    store.atomic_write_json(out / SELECTION_FILE, {"selections": decisions})
+    driver.outcome.selection = out / SELECTION_FILE
+    driver.outcome.run_ids.extend(spec.run_id for spec in finals)
+    driver.run_batch([(out, spec) for spec in finals])

@@ -1,0 +1,239 @@
+"""The harness's own plugins and its evaluation, shared by every strategy of a run.
+
+* :class:`LossWatch` flags a non-finite loss (checked once per epoch: no host sync per step);
+* :class:`StepBudget` stops a turn after its iteration budget, counts the steps taken, and is
+  where a stop request (:mod:`forgetbench.benchmark.core.stop`) ends a run between two steps;
+* :class:`CurveRecorder` records forgetting curves every ``eval_every`` iterations;
+* :func:`evaluate` is the one top-1 accuracy every number in a record comes from;
+* :func:`collapse_message` says when a run ended at chance level on every task (status ``collapsed``).
+
+They hold no state a checkpoint must carry (the curves live in the record), so they sit outside
+the plugin protocol of :mod:`forgetbench.strategies.plugin`. A strategy with phases inside one turn (ExSSNeT's
+mask then weight phase) gives each phase the budget through :meth:`StepBudget.new_phase`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+from forgetbench.benchmark.core import stop
+from forgetbench.benchmark.data.scenarios.base import Task
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss or non-finite weights."""
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, task: Task, batch_size: int, device: torch.device) -> float:
+    """The score of ``task``'s model on its test data (the model's train/eval mode is restored).
+
+    Class labels ``(n,)``: top-1 accuracy. Token sequences ``(n, length)`` (a language model, whose logits
+    are ``(n, vocabulary, length)``): exp(-mean token negative log-likelihood) = 1 / perplexity, the
+    geometric mean of the probability given to each next token, so higher is better in both cases."""
+    was_training = model.training
+    model.eval()
+    sequences = task.test_y.dim() == 2
+    total = torch.zeros((), dtype=torch.float64 if sequences else torch.long, device=device)  # one sync per call
+    for start in range(0, len(task.test_y), batch_size):
+        x = task.test_x[start : start + batch_size].to(device, non_blocking=True)
+        y = task.test_y[start : start + batch_size].to(device, non_blocking=True)
+        out = model.forward_single_task(x, task.model_key)
+        if sequences:
+            total -= torch.nn.functional.cross_entropy(out.float(), y, reduction="sum").double()
+        else:
+            total += (out.argmax(1) == y).sum()
+    model.train(was_training)
+    if sequences:
+        return math.exp(float(total) / max(task.test_y.numel(), 1))
+    return int(total) / max(len(task.test_y), 1)
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Raise :class:`DivergedError` if any parameter holds a NaN or inf (one host sync)."""
+    finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
+    if not bool(finite):
+        raise DivergedError("non-finite weights after training")
+
+
+def majority_rate(labels: torch.Tensor) -> float:
+    """The best score a constant prediction gets: for class labels, the accuracy of always predicting the
+    most frequent one; for token sequences, 1 / perplexity of the tokens' own frequencies (a unigram model)."""
+    if labels.numel() == 0:
+        return 0.0
+    counts = torch.bincount(labels.reshape(-1).long())
+    if labels.dim() == 2:
+        p = counts[counts > 0].double() / labels.numel()
+        return float(torch.exp((p * p.log()).sum()))
+    return float(counts.max()) / len(labels)
+
+
+def at_chance(accuracy: float, labels: torch.Tensor) -> bool:
+    """True when ``accuracy`` on ``labels`` is no better than predicting the majority label.
+
+    The margin is two binomial standard deviations of that rate on ``len(labels)`` samples, so a
+    model guessing on a small test set is not taken for one that learned.
+    """
+    rate = majority_rate(labels)
+    margin = 2.0 * math.sqrt(rate * (1.0 - rate) / max(len(labels), 1))
+    return accuracy <= rate + margin + 1e-12
+
+
+def _disjoint_labels(tasks: list[Task]) -> bool:
+    """True when no label occurs in two of ``tasks`` (class-IL: one output space, each class one task's)."""
+    seen: set[int] = set()
+    for task in tasks:
+        labels = set(torch.unique(task.test_y).tolist())
+        if labels & seen:
+            return False
+        seen |= labels
+    return True
+
+
+def collapse_message(final: list[float], tasks: list[Task], seen: list[int]) -> str | None:
+    """Why the run counts as collapsed (every task seen ends at chance level), or None.
+
+    When the tasks seen have disjoint labels (class-IL: one head, each class in one task), a constant
+    prediction scores on one task at most, so the test is on their pooled test sets: the pooled accuracy
+    against always predicting the pooled majority label.
+    """
+    if not seen:
+        return None
+    if len(seen) > 1 and _disjoint_labels([tasks[j] for j in seen]):
+        labels = torch.cat([tasks[j].test_y for j in seen])
+        pooled = sum(final[j] * len(tasks[j].test_y) for j in seen) / max(len(labels), 1)
+        if not at_chance(pooled, labels):
+            return None
+        return (f"collapsed to chance level over the tasks seen (one output space), with a finite loss: pooled "
+                f"accuracy {pooled:.3f} (majority {majority_rate(labels):.3f})")
+    if not all(at_chance(final[j], tasks[j].test_y) for j in seen):
+        return None
+    detail = ", ".join(f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f})" for j in seen)
+    return f"collapsed to chance level on every task seen, with a finite loss: {detail}"
+
+
+def tasks_at_chance(final: list[float], tasks: list[Task], seen: list[int]) -> list[int]:
+    """The tasks seen whose final accuracy is at chance (:func:`at_chance` on the task's own test set)."""
+    return [j for j in seen if at_chance(final[j], tasks[j].test_y)]
+
+
+def chance_message(matrix: list[list[float]], tasks: list[Task], seen: list[int], at: list[int]) -> str:
+    """``3 of 5 tasks at chance at the end: ...``, saying for each whether it was learned first (so forgotten
+    entirely) or never learned (the accuracy right after its own training was at chance too)."""
+    final = matrix[-1]
+    diagonal = {j: matrix[min(i, len(matrix) - 1)][j] for i, j in enumerate(seen)} if len(matrix) == len(seen) else {}
+    parts = []
+    for j in at:
+        learned = diagonal.get(j)
+        how = "" if learned is None else (
+            f", never learned ({learned:.3f} after its training)" if at_chance(learned, tasks[j].test_y)
+            else f", forgotten entirely ({learned:.3f} after its training)")
+        parts.append(f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f}{how})")
+    return f"{len(at)} of {len(seen)} tasks at chance at the end: " + "; ".join(parts)
+
+
+class LossWatch(SupervisedPlugin):
+    """Flags a non-finite loss without a host sync per step (checked once per epoch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loss_sum: torch.Tensor | None = None
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        self._loss_sum = torch.zeros((), device=strategy.device)
+
+    def after_backward(self, strategy, **kwargs) -> None:
+        # one in-place add per step: a NaN or inf loss makes the running sum non-finite
+        self._loss_sum += strategy.loss.detach().sum()
+
+    def after_training_epoch(self, strategy, **kwargs) -> None:
+        if not bool(torch.isfinite(self._loss_sum)):
+            raise DivergedError(
+                f"non-finite loss in experience {strategy.experience.current_experience}, "
+                f"epoch {strategy.clock.train_exp_epochs}"
+            )
+
+
+class StepBudget(SupervisedPlugin):
+    """Stops an experience after ``budget`` iterations (for turns with ``max_steps``); counts ``steps``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.budget: int | None = None
+        self.steps = 0
+        self._earlier_phases = 0
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        self.steps = 0
+        self._earlier_phases = 0
+
+    def after_training_iteration(self, strategy, **kwargs) -> None:
+        stop.check()  # a SIGTERM / Ctrl-C stops the run here, between two steps
+        self.steps += 1
+        if self.budget is not None and self.steps - self._earlier_phases >= self.budget:
+            strategy.stop_training()
+
+    def new_phase(self) -> None:
+        """The rest of this turn is a new phase with a budget of its own; ``steps`` keeps counting."""
+        self._earlier_phases = self.steps
+
+
+class CurveRecorder(SupervisedPlugin):
+    """Forgetting curves: every ``every`` iterations, accuracy of the watched tasks' models.
+
+    Records ``{train_exp, iteration, eval_exp, accuracy}`` at iteration 0 (before the turn trains),
+    every ``every`` iterations, and at the turn's last iteration. Its evaluation time is kept apart
+    so the runner can leave it out of the training time.
+    """
+
+    def __init__(self, every: int, evaluate_task: Callable[[torch.nn.Module, int], float]) -> None:
+        super().__init__()
+        self.every = every
+        self.evaluate_task = evaluate_task
+        self.curves: list[dict[str, Any]] = []
+        self.turn = 0
+        self.watch: list[int] = []
+        self.steps = 0
+        self.eval_seconds = 0.0
+
+    def _record(self, model: torch.nn.Module) -> None:
+        t0 = time.perf_counter()
+        for task in self.watch:
+            self.curves.append(
+                {"train_exp": self.turn, "iteration": self.steps, "eval_exp": task,
+                 "accuracy": self.evaluate_task(model, task)}
+            )
+        self.eval_seconds += time.perf_counter() - t0
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        self.steps = 0
+        self._record(strategy.model)
+
+    def after_training_iteration(self, strategy, **kwargs) -> None:
+        self.steps += 1
+        if self.steps % self.every == 0:
+            self._record(strategy.model)
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        if self.steps % self.every != 0:
+            self._record(strategy.model)
+
+
+@dataclass
+class Harness:
+    """The harness plugins of one run; ``plugins`` is what the strategy context appends."""
+
+    watch: LossWatch = field(default_factory=LossWatch)
+    budget: StepBudget = field(default_factory=StepBudget)
+    recorder: CurveRecorder | None = None
+
+    @property
+    def plugins(self) -> list[SupervisedPlugin]:
+        # The recorder first: its iteration-0 point precedes any step of the experience.
+        return [p for p in (self.recorder, self.watch, self.budget) if p is not None]

@@ -1,0 +1,77 @@
+"""forgetbench: a continual-learning benchmark harness for networks that share parameters.
+
+The one import a user needs::
+
+    import forgetbench
+
+    results = forgetbench.run_suite("configs/demo.yaml", out="results/demo")
+    forgetbench.load_results("results/demo").summary()
+    forgetbench.check_strategy("my_method")                 # the contract a new strategy must pass
+
+    @forgetbench.register_strategy("my_method", params=MyParams)   # and register_scenario, register_dataset
+    def build(ctx: forgetbench.StrategyContext, params: MyParams): ...
+
+The project's folders are installed under this name (``forgetbench.benchmark``, ``forgetbench.strategies``,
+``forgetbench.reports``), so a user's own ``benchmark.py`` cannot shadow them. The names below load on
+first use: ``import forgetbench`` itself imports neither torch nor Avalanche.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# From a checkout that is not pip-installed, the layer folders sit beside this one (the installed
+# package maps them in place, see pyproject.toml's package-dir).
+_CHECKOUT = Path(__file__).resolve().parent.parent
+if not (Path(__file__).parent / "benchmark").exists() and (_CHECKOUT / "benchmark" / "__init__.py").exists():
+    __path__.append(str(_CHECKOUT))  # noqa: F821  (a package's own __path__)
+
+__version__ = "0.1.0"
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "run_suite": "forgetbench.benchmark.front.api",
+    "load_results": "forgetbench.benchmark.front.api",
+    "Results": "forgetbench.benchmark.front.api",
+    "check_strategy": "forgetbench.benchmark.front.testing",
+    "check_scenario": "forgetbench.benchmark.front.testing",
+    "ConfigError": "forgetbench.benchmark.core.config",
+    "load_config": "forgetbench.benchmark.core.config",
+    "RunRecord": "forgetbench.benchmark.core.record",
+    "DATASETS": "forgetbench.benchmark.core.registries",
+    "SCENARIOS": "forgetbench.benchmark.core.registries",
+    "STRATEGIES": "forgetbench.benchmark.core.registries",
+    "register_dataset": "forgetbench.benchmark.core.registries",
+    "register_scenario": "forgetbench.benchmark.core.registries",
+    "register_strategy": "forgetbench.strategies.base",
+    "StrategyContext": "forgetbench.strategies.base",
+    "StrategyParams": "forgetbench.strategies.base",
+    "shared_params": "forgetbench.strategies.base",
+    "Plugin": "forgetbench.strategies.plugin",
+}
+__all__ = ["__version__", *_PUBLIC]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads each on first use
+    from forgetbench.benchmark.core.config import ConfigError, load_config
+    from forgetbench.benchmark.core.record import RunRecord
+    from forgetbench.benchmark.core.registries import (DATASETS, SCENARIOS, STRATEGIES, register_dataset,
+                                                       register_scenario)
+    from forgetbench.benchmark.front.api import Results, load_results, run_suite
+    from forgetbench.benchmark.front.testing import check_scenario, check_strategy
+    from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
+    from forgetbench.strategies.plugin import Plugin
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'forgetbench' has no attribute {name!r}")
+    import importlib  # lazy: the API pulls in torch, Avalanche and pandas
+
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

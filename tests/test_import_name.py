@@ -1,0 +1,85 @@
+"""One import name: ``import forgetbench`` is the public API, nothing a user names can shadow it, and the
+pre-layers names (``benchmark.api``, ``strategies``, ``reports.metrics``) still work from a checkout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import forgetbench
+from conftest import tiny_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter started in ``cwd`` (which Python puts first on ``sys.path``)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_run_suite_beside_a_users_benchmark_py(tmp_path):
+    # a notebook folder with its own benchmark.py, reports.py and strategies.py: importing any of them fails loudly
+    for name in ("benchmark", "reports", "strategies"):
+        (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('the user\\'s own {name}.py was imported')\n")
+    (tmp_path / "suite.json").write_text(json.dumps(tiny_suite()))
+    done = python("""
+        import json, forgetbench
+        results = forgetbench.run_suite(json.load(open("suite.json")), out="out", progress=False)
+        print(results.exit_code, len(results.records))
+        """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "1"]
+    record = json.loads(next((tmp_path / "out" / "runs").glob("*/result.json")).read_text())
+    assert record["status"] == "ok"
+
+
+def test_import_forgetbench_loads_no_heavy_library(tmp_path):
+    done = python("""
+        import sys, forgetbench
+        print(sorted(m for m in ("torch", "avalanche", "pandas", "matplotlib") if m in sys.modules))
+        print(forgetbench.__version__, sorted(forgetbench.__all__) == sorted(dir(forgetbench)))
+        """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", f"{forgetbench.__version__} True"]
+
+
+def test_the_public_names_are_the_modules_own():
+    from forgetbench.benchmark.core.registries import STRATEGIES
+    from forgetbench.benchmark.front.api import run_suite
+    from forgetbench.strategies.base import register_strategy
+
+    assert forgetbench.run_suite is run_suite
+    assert forgetbench.register_strategy is register_strategy
+    assert forgetbench.STRATEGIES is STRATEGIES
+    for name in forgetbench.__all__:
+        assert getattr(forgetbench, name) is not None
+
+
+def test_old_names_alias_the_new_modules_from_a_checkout():
+    done = python("""
+        import warnings
+        warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) as caught:
+            from benchmark.api import run_suite
+            from reports.metrics import run_metrics
+            from benchmark import suite
+            import strategies
+        import forgetbench
+        from forgetbench.benchmark.core.metrics import run_metrics as new_run_metrics
+        import forgetbench.benchmark.run.suite
+        print(run_suite is forgetbench.run_suite, run_metrics is new_run_metrics,
+              suite is forgetbench.benchmark.run.suite, strategies.STRATEGIES is forgetbench.STRATEGIES)
+        for w in caught:
+            print(w.category.__name__, w.message)
+        """, ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "True True True True"  # one module object under both names: one registry
+    assert any("`benchmark.api` is forgetbench's old import name" in line
+               and "forgetbench.benchmark.front.api" in line for line in lines[1:])
+    old_name_warnings = [line for line in lines[1:] if "old import name" in line]
+    assert old_name_warnings and all(line.startswith("FutureWarning") for line in old_name_warnings)
