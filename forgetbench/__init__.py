@@ -8,7 +8,7 @@ The one import a user needs::
     forgetbench.load_results("results/demo").summary()
     forgetbench.check_strategy("my_method")                 # the contract a new strategy must pass
 
-    @forgetbench.register_strategy("my_method", params=MyParams)   # and register_scenario, register_dataset
+    @forgetbench.register_strategy("my_method", params=MyParams)   # register_scenario, _dataset, _text_corpus, ...
     def build(ctx: forgetbench.StrategyContext, params: MyParams): ...
 
 The project's folders are installed under this name (``forgetbench.benchmark``, ``forgetbench.strategies``,
@@ -44,6 +44,10 @@ _PUBLIC = {
     "STRATEGIES": "forgetbench.benchmark.core.registries",
     "register_dataset": "forgetbench.benchmark.core.registries",
     "register_scenario": "forgetbench.benchmark.core.registries",
+    "TEXT_CORPORA": "forgetbench.benchmark.core.registries",
+    "LANGUAGE_CORPORA": "forgetbench.benchmark.core.registries",
+    "register_text_corpus": "forgetbench.benchmark.core.registries",
+    "register_language_corpus": "forgetbench.benchmark.core.registries",
     "register_strategy": "forgetbench.strategies.base",
     "StrategyContext": "forgetbench.strategies.base",
     "StrategyParams": "forgetbench.strategies.base",
@@ -55,8 +59,9 @@ __all__ = ["__version__", *_PUBLIC]
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads each on first use
     from forgetbench.benchmark.core.config import ConfigError, load_config
     from forgetbench.benchmark.core.record import RunRecord
-    from forgetbench.benchmark.core.registries import (DATASETS, SCENARIOS, STRATEGIES, register_dataset,
-                                                       register_scenario)
+    from forgetbench.benchmark.core.registries import (DATASETS, LANGUAGE_CORPORA, SCENARIOS, STRATEGIES,
+                                                       TEXT_CORPORA, register_dataset, register_language_corpus,
+                                                       register_scenario, register_text_corpus)
     from forgetbench.benchmark.front.api import Results, load_results, run_suite
     from forgetbench.benchmark.front.testing import check_scenario, check_strategy
     from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params

@@ -117,6 +117,35 @@ def test_offline_errors_say_what_to_do(tmp_path, monkeypatch):
         text.encoder_dir("minilm", tmp_path)
 
 
+def test_a_registered_corpus_loads_by_name_like_a_dataset():
+    """A user's corpus plugs in through the registry (``forgetbench.register_text_corpus``), not an if/elif."""
+    import forgetbench
+    from forgetbench.benchmark.data import language
+
+    name = "test_two_topics"
+    if name not in forgetbench.TEXT_CORPORA:
+        @forgetbench.register_text_corpus(name)
+        def _two_topics(argument, **options):
+            """Test-only: two classes of four documents."""
+            texts = [f"{w} {i}" for w in ("cats", "ships") for i in range(4)]
+            return text.Corpus(name, texts, [0] * 4 + [1] * 4, ["cats", "ships"], [i % 4 == 3 for i in range(8)])
+
+        @forgetbench.register_language_corpus(name, argument=True, argument_help="<words>")
+        def _repeat(argument, **options):
+            """Test-only: the argument's words, as every split."""
+            return {split: argument.split("-") * 3 for split in language.SPLITS}
+
+    corpus = text.load_corpus(name, max_per_class=2)
+    # two per class in each split: the test split holds one document per class
+    assert corpus.texts == ["cats 0", "cats 1", "cats 3", "ships 0", "ships 1", "ships 3"]
+    assert corpus.labels == [0, 0, 0, 1, 1, 1] and corpus.test == [False, False, True] * 2
+    assert language.read_splits(f"{name}:a-b")["valid"] == ["a", "b"] * 3
+    with pytest.raises(language.CorpusError, match=f"'{name}:<words>'"):
+        language.read_splits(name)  # a scheme needs its argument, and the error lists it with the others
+    with pytest.raises(text.TextUnavailableError, match=f"unknown text corpus '{name}:x'.*'{name}'"):
+        text.load_corpus(f"{name}:x")
+
+
 def test_austen_corpus_from_the_r_lazy_load_database():
     """Debian's r-cran-janeaustenr (CI installs it); paragraphs of the six novels, the class = the novel."""
     if not any((Path(d) / "Rdata.rdx").exists() for d in text.JANEAUSTENR_DIRS):

@@ -1,4 +1,4 @@
-"""The three component registries, in a leaf module: who needs a name looks it up here.
+"""The component registries, in a leaf module: who needs a name looks it up here.
 
 Each registry imports its built-in components on first use (``builtin_modules``) and then the
 other distributions' entry points, so validating a config needs no import of the strategies or
@@ -17,6 +17,16 @@ DATASETS: Registry[Callable[..., Any]] = Registry(
 SCENARIOS: Registry[Callable[..., Any]] = Registry(
     "scenario", entry_point_group="forgetbench.scenarios", builtin_modules=("forgetbench.benchmark.data.scenarios",)
 )
+# Text corpora, named like datasets: a classification corpus (documents, labels, a test flag; the `text`
+# scenario) and a language-modelling corpus (train / valid / test token streams; `enas_rnn`). An entry
+# registered with `argument=True` is a scheme: `folder:/path`, `hf:ag_news` pass what follows the colon.
+TEXT_CORPORA: Registry[Callable[..., Any]] = Registry(
+    "text corpus", entry_point_group="forgetbench.corpora", builtin_modules=("forgetbench.benchmark.data.text",)
+)
+LANGUAGE_CORPORA: Registry[Callable[..., Any]] = Registry(
+    "language-modelling corpus", entry_point_group="forgetbench.corpora",
+    builtin_modules=("forgetbench.benchmark.data.language",)
+)
 STRATEGIES: Registry[Callable[..., Any]] = Registry(
     "strategy", entry_point_group="forgetbench.strategies", builtin_modules=("forgetbench.strategies",)
 )
@@ -24,3 +34,22 @@ STRATEGIES: Registry[Callable[..., Any]] = Registry(
 # The decorators a plug-in uses (``forgetbench.register_scenario("name", params=...)``): each registry's own.
 register_dataset = DATASETS.register
 register_scenario = SCENARIOS.register
+register_text_corpus = TEXT_CORPORA.register
+register_language_corpus = LANGUAGE_CORPORA.register
+
+
+def corpus_entry(registry: Registry, name: str) -> tuple[Any, str] | None:
+    """``(entry, argument)`` for a corpus name (``austen``, ``folder:/path``); None when none is registered."""
+    key, colon, argument = name.partition(":")
+    if key not in registry:
+        return None
+    entry = registry.get(key)
+    if bool(colon) != bool(entry.extra.get("argument", False)):
+        return None
+    return entry, argument
+
+
+def corpus_names(registry: Registry) -> str:
+    """The allowed spellings, for error messages: ``'austen', 'folder:...'``."""
+    return ", ".join(f"'{e.name}:{e.extra.get('argument_help', '...')}'" if e.extra.get("argument") else f"'{e.name}'"
+                     for e in registry)

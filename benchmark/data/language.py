@@ -28,9 +28,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from forgetbench.benchmark.core.registries import LANGUAGE_CORPORA, corpus_entry, corpus_names
 from forgetbench.benchmark.data import text
 
 UNK, EOS = "<unk>", "<eos>"
@@ -149,14 +151,31 @@ def encode(tokens: list[str], vocabulary: list[str]) -> torch.Tensor:
 
 
 def read_splits(name: str, download: bool = False, text_column: str | None = None) -> dict[str, list[str]]:
-    if name == "austen":
-        return austen_splits()
-    if name.startswith("folder:"):
-        return folder_splits(Path(name.removeprefix("folder:")))
-    if name.startswith("hf:"):
-        return hf_splits(name.removeprefix("hf:"), download, text_column)
-    raise CorpusError(f"corpus: unknown language-modelling corpus {name!r}; allowed: 'austen', "
-                      "'folder:/path' (with train.txt, valid.txt, test.txt), 'hf:<Hugging Face id>'")
+    """The token streams of a corpus of ``LANGUAGE_CORPORA``: ``austen``, ``folder:/path``, ``hf:<id>``, or a plug-in's."""
+    found = corpus_entry(LANGUAGE_CORPORA, name)
+    if found is None:
+        raise CorpusError(f"corpus: unknown language-modelling corpus {name!r}; allowed: "
+                          f"{corpus_names(LANGUAGE_CORPORA)}")
+    entry, argument = found
+    return entry.factory(argument, download=download, text_column=text_column)
+
+
+@LANGUAGE_CORPORA.register("austen")
+def _austen(argument: str, **options: Any) -> dict[str, list[str]]:
+    """Jane Austen's six novels: each novel's paragraphs split 80 / 10 / 10 into train / valid / test, in order."""
+    return austen_splits()
+
+
+@LANGUAGE_CORPORA.register("folder", argument=True, argument_help="/path (with train.txt, valid.txt, test.txt)")
+def _folder(argument: str, **options: Any) -> dict[str, list[str]]:
+    """Any folder with train.txt, valid.txt and test.txt (one sentence per line, as PTB and WikiText ship)."""
+    return folder_splits(Path(argument))
+
+
+@LANGUAGE_CORPORA.register("hf", argument=True, argument_help="<Hugging Face id>")
+def _hugging_face(argument: str, *, download: bool, text_column: str | None, **options: Any) -> dict[str, list[str]]:
+    """A Hugging Face datasets corpus with train / validation / test splits (ptb_text_only, wikitext:...)."""
+    return hf_splits(argument, download, text_column)
 
 
 @functools.lru_cache(maxsize=4)

