@@ -53,11 +53,15 @@ _PUBLIC = {
     "StrategyParams": "forgetbench.strategies.base",
     "shared_params": "forgetbench.strategies.base",
     "Plugin": "forgetbench.strategies.plugin",
+    "METRICS": "forgetbench.benchmark.core.metric_registry",
+    "Metric": "forgetbench.benchmark.core.metric_registry",
+    "register_metric": "forgetbench.benchmark.core.metric_registry",
 }
 __all__ = ["__version__", *_PUBLIC]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads each on first use
     from forgetbench.benchmark.core.config import ConfigError, load_config
+    from forgetbench.benchmark.core.metric_registry import METRICS, Metric, register_metric
     from forgetbench.benchmark.core.record import RunRecord
     from forgetbench.benchmark.core.registries import (DATASETS, LANGUAGE_CORPORA, SCENARIOS, STRATEGIES,
                                                        TEXT_CORPORA, register_dataset, register_language_corpus,

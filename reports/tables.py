@@ -2,72 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from forgetbench.benchmark.core.metrics import run_metrics
+from forgetbench.benchmark.core.metric_registry import Metric, terminal_metrics
+from forgetbench.reports.summary import runs_long, summary_table
 
 
-def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: identity, status and the per-run metrics (NaN for runs that did not finish)."""
+def overview(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Per (scenario, strategy): runs ok / not ok, then ``<metric>_mean`` and ``<metric>_std`` over seeds of
+    every metric the terminal table shows (:func:`terminal_metrics`), from the report's own aggregation
+    (:func:`summary_table`), so the terminal and the report cannot disagree."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for record in records:
+        key = (str(record.get("scenario", {}).get("label", "?")), str(record.get("strategy", {}).get("label", "?")))
+        counts.setdefault(key, [0, 0])[0 if record.get("status") == "ok" else 1] += 1
+    if not counts:
+        return pd.DataFrame()
+    summary = summary_table(runs_long(list(records))).set_index(["scenario", "strategy", "metric"])
     rows = []
-    for rec in records:
-        values = run_metrics(rec)
-        rows.append(
-            {
-                "scenario": rec["scenario"]["label"],
-                "strategy": rec["strategy"]["label"],
-                "seed": rec["seed"],
-                "status": rec["status"],
-                "error": rec.get("error"),
-                **{key: values[key] for key in ("ACC", "LA", "forgetting", "BWT", "train_seconds")},
-                "steps": (rec.get("timing") or {}).get("steps", np.nan),
-            }
-        )
+    for (scenario, strategy), (ok, not_ok) in counts.items():
+        row: dict[str, Any] = {"scenario": scenario, "strategy": strategy, "ok": ok, "not_ok": not_ok}
+        for metric in terminal_metrics():
+            found = (scenario, strategy, metric.key) in summary.index
+            row[f"{metric.key}_mean"] = summary.loc[(scenario, strategy, metric.key), "mean"] if found else np.nan
+            row[f"{metric.key}_std"] = summary.loc[(scenario, strategy, metric.key), "std"] if found else np.nan
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def overview(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over ok seeds per (scenario, strategy), with the count of ok and failed runs."""
-    if frame.empty:
-        return frame
-    ok = frame[frame.status == "ok"]
-    grouped = ok.groupby(["scenario", "strategy"], sort=False)
-    table = grouped[["ACC", "forgetting", "LA", "train_seconds"]].agg(["mean", "std"])
-    table.columns = [f"{m}_{s}" for m, s in table.columns]
-    counts = frame.groupby(["scenario", "strategy"], sort=False).status.agg(
-        ok=lambda s: int((s == "ok").sum()), not_ok=lambda s: int((s != "ok").sum())
-    )
-    return counts.join(table, how="left").reset_index()
-
-
 def format_overview(table: pd.DataFrame) -> str:
-    """A plain-text rendering of :func:`overview` for the terminal, in the report's units: accuracies and
-    forgetting in percentage points (the verdict's "4.1 points"), seconds with enough digits to be non-zero."""
+    """A plain-text rendering of :func:`overview` for the terminal, in the report's units: accuracies
+    in percentage points (the verdict's "4.1 points"), seconds with enough digits to be non-zero."""
     if table.empty:
         return "(no results)"
     lines = []
     for _, row in table.iterrows():
-        def pm(metric: str) -> str:
-            mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
-            if mean is None or pd.isna(mean):
-                return "-"
-            return f"{100 * mean:.1f}" + ("" if pd.isna(std) else f" ± {100 * std:.1f}")
-
-        lines.append(
-            {
-                "scenario": row["scenario"],
-                "strategy": row["strategy"],
-                "runs ok": f"{row['ok']}/{row['ok'] + row['not_ok']}",
-                "ACC (pts)": pm("ACC"),
-                "forgetting (pts)": pm("forgetting"),
-                "LA (pts)": pm("LA"),
-                "train s": format_seconds(row.get("train_seconds_mean")),
-            }
-        )
+        line = {"scenario": row["scenario"], "strategy": row["strategy"],
+                "runs ok": f"{row['ok']}/{row['ok'] + row['not_ok']}"}
+        for metric in terminal_metrics():
+            line[metric.terminal] = format_value(metric, row.get(f"{metric.key}_mean"), row.get(f"{metric.key}_std"))
+        lines.append(line)
     return pd.DataFrame(lines).to_string(index=False)
+
+
+def format_value(metric: Metric, mean: float | None, std: float | None = None) -> str:
+    """``mean ± std`` in the metric's display unit: accuracies in points, seconds by :func:`format_seconds`,
+    anything else to 3 significant digits; '-' when there is no value."""
+    if mean is None or pd.isna(mean):
+        return "-"
+    if metric.unit == "seconds":
+        return format_seconds(mean)
+    scale, spec = (100, ".1f") if metric.unit == "accuracy" else (1, ".3g")
+    return f"{scale * mean:{spec}}" + ("" if std is None or pd.isna(std) else f" ± {scale * std:{spec}}")
 
 
 def format_seconds(seconds: float | None) -> str:

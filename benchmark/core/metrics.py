@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 from numpy.typing import ArrayLike
 
+from forgetbench.benchmark.core.metric_registry import registered_metrics
 from forgetbench.benchmark.core.record import RunRecord
 
 
@@ -399,13 +400,13 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
             **search_metrics(record),
             "train_seconds": float(timing.get("train_seconds", nan)),
             "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
-        }
+        } | _registered_values(record)
     if not is_ok(record):
         timing = record.get("timing") or {}
         return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {
             "train_seconds": float(timing.get("train_seconds", nan)),
             "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
-        }
+        } | {m.key: nan for m in registered_metrics()}
     R = np.asarray(record["accuracy_matrix"], dtype=float)
     square = _is_square(R)
     b = record.get("init_accuracy") or []
@@ -432,4 +433,17 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
     memory = record.get("memory") or {}
     if memory.get("regularizer_bytes") is not None:
         out["regularizer_bytes"] = float(memory["regularizer_bytes"])
-    return out
+    return out | _registered_values(record)
+
+
+def _registered_values(record: Mapping[str, Any]) -> dict[str, float]:
+    """The values of the metrics added with ``register_metric`` (each its own function of the record)."""
+    values = {}
+    for metric in registered_metrics():
+        try:
+            value = metric.compute(record)  # type: ignore[misc]  (registered metrics always have one)
+        except Exception as exc:
+            raise ValueError(f"metric {metric.key!r} failed on run {record.get('run_id', '?')}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        values[metric.key] = float("nan") if value is None else float(value)
+    return values

@@ -91,10 +91,11 @@ class Results:
         return runs_long(self.records)
 
     def summary(self) -> pd.DataFrame:
-        """Per (scenario, strategy): runs ok / not ok and mean, std over seeds of ACC, forgetting, LA, train time."""
-        from forgetbench.reports.tables import overview, runs_frame
+        """Per (scenario, strategy): runs ok / not ok and ``<metric>_mean``, ``<metric>_std`` over seeds of each
+        metric of the terminal table (ACC, forgetting, LA, train time, and any registered with ``terminal``)."""
+        from forgetbench.reports.tables import overview
 
-        return overview(runs_frame(self.records))
+        return overview(self.records)
 
     def summary_text(self) -> str:
         """:meth:`summary` as the terminal table ``forgetbench run`` prints."""

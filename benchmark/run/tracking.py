@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from forgetbench.benchmark.core.store import atomic_write_text
+from forgetbench.benchmark.core.metric_registry import registered_metrics
 from forgetbench.benchmark.core.metrics import run_metrics
 
+# the built-ins logged as final.<key>; every metric added with register_metric is logged too
 FINAL_METRICS = ("ACC", "forgetting", "LA", "BWT", "err_gap_mean", "curve_max_drop", "train_seconds")
 
 
@@ -61,7 +63,8 @@ def metric_name(record: dict[str, Any], j: int) -> str:
 
 def _finals(record: dict[str, Any]) -> dict[str, float]:
     values = run_metrics(record)
-    return {k: float(values[k]) for k in FINAL_METRICS if k in values and values[k] == values[k]}
+    keys = [*FINAL_METRICS, *(m.key for m in registered_metrics())]
+    return {k: float(values[k]) for k in keys if k in values and values[k] == values[k]}
 
 
 def _csv(out: Path, record: dict[str, Any]) -> None:

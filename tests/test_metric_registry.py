@@ -1,0 +1,90 @@
+"""A metric is declared once (``forgetbench.register_metric``) and reaches every view of the results:
+the per-run frame, the terminal table, ``Results.summary``, ``summary.csv``, the paired comparisons and
+the HTML report all aggregate through one path (``runs_long`` -> ``summary_table``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import forgetbench
+from forgetbench.benchmark.core import metric_registry
+from forgetbench.benchmark.core.metrics import run_metrics
+from forgetbench.reports.tables import format_overview, overview
+
+from conftest import tiny_suite
+
+KEY = "first_task_final_test"
+
+
+def first_task_final(record):
+    "accuracy on the first experience after the last one (test metric)"
+    return record["accuracy_matrix"][-1][0]
+
+
+@pytest.fixture
+def registered():
+    forgetbench.register_metric(KEY, better="higher", unit="accuracy", label="First task (final)",
+                                bounds=(0, 1), terminal="first (pts)")(first_task_final)
+    yield metric_registry.METRICS[KEY]
+    del metric_registry.METRICS[KEY]
+
+
+def record(seed: int, matrix: list[list[float]], strategy: str = "naive", status: str = "ok") -> dict:
+    return {"run_id": f"s__{strategy}__{seed}", "scenario": {"label": "s", "name": "split"},
+            "strategy": {"label": strategy, "name": strategy}, "seed": seed, "status": status,
+            "accuracy_matrix": matrix, "timing": {"train_seconds": 1.0, "steps": 10}}
+
+
+def test_registered_metric_is_computed_per_run_and_aggregated_like_the_built_ins(registered):
+    records = [record(0, [[0.9, 0.1], [0.6, 0.95]]), record(1, [[0.8, 0.2], [0.7, 0.9]]),
+               record(2, [[0.5]], status="failed")]
+    assert run_metrics(records[0])[KEY] == pytest.approx(0.6)
+    assert math.isnan(run_metrics(records[2])[KEY])  # not ok: NaN, like every accuracy metric
+    table = overview(records)
+    row = table.iloc[0]
+    assert (row.ok, row.not_ok) == (2, 1)
+    assert row[f"{KEY}_mean"] == pytest.approx(0.65) and row[f"{KEY}_std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    # the terminal shows it in points, after the built-in columns (rank inf)
+    text = format_overview(table)
+    header = text.splitlines()[0]
+    assert header.index("train s") < header.index("first (pts)")
+    assert "65.0 ± 7.1" in text
+
+
+def test_registered_metric_reaches_the_terminal_table_summary_csv_comparisons_and_report(registered, tmp_path):
+    suite = tiny_suite(seeds=[0, 1], strategies=[{"name": "naive"}, {"name": "ewc", "params": {"ewc_lambda": 50.0}}])
+    results = forgetbench.run_suite(suite, out=tmp_path / "out", progress=False)
+    assert results.exit_code == 0
+    expected = {}
+    for rec in results.records:
+        expected.setdefault(rec["strategy"]["label"], []).append(rec["accuracy_matrix"][-1][0])
+
+    assert "first (pts)" in results.summary_text().splitlines()[0]
+    summary = results.summary().set_index("strategy")
+    for strategy, values in expected.items():
+        assert summary.loc[strategy, f"{KEY}_mean"] == pytest.approx(np.mean(values))
+
+    report = results.report()
+    csv = pd.read_csv(report.parent / "summary.csv")
+    rows = csv[csv.metric == KEY].set_index("strategy")
+    assert set(rows.index) == {"naive", "ewc"} and rows.loc["ewc", "mean"] == pytest.approx(np.mean(expected["ewc"]))
+    comparisons = pd.read_csv(report.parent / "comparisons.csv")
+    diff = comparisons[(comparisons.metric == KEY) & (comparisons.strategy == "ewc")]["diff"]
+    assert diff.iloc[0] == pytest.approx(np.mean(expected["ewc"]) - np.mean(expected["naive"]))
+    html = report.read_text()
+    assert "First task (final)" in html and first_task_final.__doc__ in html  # column and glossary
+
+
+def test_registering_twice_or_a_failing_metric_is_a_clear_error(registered):
+    with pytest.raises(ValueError, match=f"metric '{KEY}' is already registered"):
+        forgetbench.register_metric(KEY, better="lower")(lambda record: 0.0)
+    forgetbench.register_metric("broken_test", better="lower")(lambda record: record["no_such_key"])
+    try:
+        with pytest.raises(ValueError, match="metric 'broken_test' failed on run s__naive__0: KeyError"):
+            run_metrics(record(0, [[0.9]]))
+    finally:
+        del metric_registry.METRICS["broken_test"]
