@@ -131,35 +131,26 @@ class EWCPlugin(Plugin):
 
     def __init__(
         self,
-        ewc_lambda: float,
-        mode: str = "separate",
-        decay_factor: float | None = None,
+        params: EWCParams,
         used_params: Sequence[frozenset[str]] | None = None,
-        importance: str = "minibatch",
         max_curvature: float | None = None,
-        estimator: str = "empirical",
     ):
-        """``used_params[i]``: names of the parameters experience i's model uses (optional; lets
-        the penalty skip tensors that provably cannot move, see :func:`movable_subset`).
-        ``max_curvature``: cap on the penalty's curvature 2 lambda F per weight (None: Avalanche's)."""
+        """``params``: the validated hyperparameters (``EWCParams(ewc_lambda=10.0, mode="online")``; the
+        model holds every rule, so the plugin checks nothing again). ``used_params[i]``: names of the
+        parameters experience i's model uses (optional; lets the penalty skip tensors that provably cannot
+        move, see :func:`movable_subset`). ``max_curvature``: the resolved cap on the penalty's curvature
+        2 lambda F per weight (None: Avalanche's; ``params.max_curvature`` "auto" is resolved by the builder,
+        which knows the optimiser)."""
         super().__init__()
-        if mode not in ("separate", "online"):
-            raise ValueError(f"EWC mode must be 'separate' or 'online', got {mode!r}")
-        if (decay_factor is not None) != (mode == "online"):
-            raise ValueError("decay_factor is required for, and only for, mode 'online'")
-        self.ewc_lambda = float(ewc_lambda)
-        self.mode = mode
-        self.decay_factor = decay_factor
+        self.ewc_lambda = float(params.ewc_lambda)
+        self.mode = params.mode
+        self.decay_factor = params.decay_factor
         self.quadratic = QuadraticAnchor(scale=self.ewc_lambda)
         self.max_curvature = max_curvature
         self.capped_entries = 0
         self.used_params = used_params
-        if importance not in ("minibatch", "exact"):
-            raise ValueError(f"EWC importance must be 'minibatch' or 'exact', got {importance!r}")
-        self.importance = importance
-        if estimator not in ("empirical", "predicted"):
-            raise ValueError(f"EWC estimator must be 'empirical' or 'predicted', got {estimator!r}")
-        self.estimator = estimator
+        self.importance = params.importance
+        self.estimator = params.estimator
         self._params: list[torch.Tensor] = []
         self._subset: list[int] | None = None
 
@@ -234,13 +225,6 @@ class EWCPlugin(Plugin):
 @register_strategy("ewc", params=EWCParams)
 def build_ewc(ctx: StrategyContext, params: EWCParams) -> SupervisedTemplate:
     """Elastic Weight Consolidation: Fisher-weighted pull of every parameter to earlier optima."""
-    plugin = EWCPlugin(
-        params.ewc_lambda,
-        mode=params.mode,
-        decay_factor=params.decay_factor,
-        used_params=ctx.used_params,
-        importance=params.importance,
-        max_curvature=stable_curvature(params.max_curvature, ctx.training),
-        estimator=params.estimator,
-    )
+    plugin = EWCPlugin(params, used_params=ctx.used_params,
+                       max_curvature=stable_curvature(params.max_curvature, ctx.training))
     return ctx.build(plugins=[plugin])

@@ -16,7 +16,7 @@ from avalanche.core import SupervisedPlugin
 from pydantic import NonNegativeFloat
 
 from forgetbench.strategies import STRATEGIES, StrategyContext, StrategyParams, register_strategy
-from forgetbench.strategies.ewc import EWCPlugin
+from forgetbench.strategies.ewc import EWCParams, EWCPlugin
 from forgetbench.strategies.plugin import Plugin
 
 
@@ -71,7 +71,7 @@ if "test_ewc_crash_once" not in STRATEGIES:
     @register_strategy("test_ewc_crash_once", params=CrashEWCParams)
     def _build_crash(ctx: StrategyContext, params: CrashEWCParams):
         """Test-only: EWC that raises at an experience, once (checkpoint resume)."""
-        plugins = [EWCPlugin(params.ewc_lambda), _FaultOnce(params.marker, params.at_experience, _raise)]
+        plugins = [EWCPlugin(EWCParams(ewc_lambda=params.ewc_lambda)), _FaultOnce(params.marker, params.at_experience, _raise)]
         return ctx.build(plugins=plugins)
 
 

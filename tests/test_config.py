@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetbench.benchmark.core.config import ConfigError, resolve_config
+from forgetbench.benchmark.core.config import ConfigError, load_config, resolve_config
 from conftest import tiny_suite
 
 
@@ -96,6 +96,8 @@ def test_list_shows_descriptions(cli, capsys):
                                          if not p.name.startswith("example_")), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
     """Every suite in configs/ resolves (names, params, grids); data checks are the preflight's job.
-    The example_* suites need their out-of-tree plug-ins installed: tests/test_byo.py runs them."""
-    suite = resolve_config(yaml.safe_load(path.read_text()))
+    The example_* suites need their out-of-tree plug-ins installed: tests/test_byo.py runs them. Read as
+    the CLI reads them (load_config), so a `module:attr` reference finds the module beside the YAML
+    whichever tests ran before."""
+    suite = load_config(path)
     assert suite.scenarios and suite.strategies

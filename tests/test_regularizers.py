@@ -19,7 +19,7 @@ from helpers import TRAINING, small_split
 from forgetbench.benchmark.run.runner import regularizer_bytes, seed_everything
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.strategies import StrategyContext
-from forgetbench.strategies.ewc import EWCPlugin, squared_gradient_importance
+from forgetbench.strategies.ewc import EWCParams, EWCPlugin, squared_gradient_importance
 from forgetbench.strategies.penalty import QuadraticAnchor, named_params
 from forgetbench.strategies.si import SIPlugin
 
@@ -56,7 +56,7 @@ def _avalanche_ewc_penalty(plugin, strategy):
 def test_ewc_matches_avalanche(mode, decay):
     scenario = _scenario()
     init = copy.deepcopy(scenario.model.state_dict())
-    ours = _train(EWCPlugin(10.0, mode=mode, decay_factor=decay), scenario, init)
+    ours = _train(EWCPlugin(EWCParams(ewc_lambda=10.0, mode=mode, decay_factor=decay)), scenario, init)
     theirs = _train(AvalancheEWC(10.0, mode=mode, decay_factor=decay), scenario, init)
     for (n, p), q in zip(ours.model.named_parameters(), theirs.model.parameters()):
         assert torch.allclose(p, q, atol=1e-5, rtol=1e-4), n
@@ -184,7 +184,7 @@ def test_state_bytes_and_runner_memory():
     scenario = _scenario()
     init = copy.deepcopy(scenario.model.state_dict())
     n_params = sum(p.numel() for p in scenario.model.parameters())
-    ewc = _train(EWCPlugin(1.0), scenario, init)
+    ewc = _train(EWCPlugin(EWCParams(ewc_lambda=1.0)), scenario, init)
     # importance A and anchor m: two float32 copies, whatever the number of tasks (caches not counted)
     assert regularizer_bytes(ewc) == ewc.plugins[0].state_bytes() == 2 * 4 * n_params
     si = _train(SIPlugin(1.0), scenario, init)
@@ -199,7 +199,7 @@ def test_ewc_skipping_unmovable_heads_changes_nothing(mode, decay):
     scenario = _scenario(tasks=4)
     init = copy.deepcopy(scenario.model.state_dict())
     no_decay = TRAINING.model_copy(update={"weight_decay": 0.0})
-    plugin = EWCPlugin(10.0, mode=mode, decay_factor=decay, used_params=scenario.turn_used_params)
+    plugin = EWCPlugin(EWCParams(ewc_lambda=10.0, mode=mode, decay_factor=decay), used_params=scenario.turn_used_params)
     ours = _train(plugin, scenario, init, training=no_decay)
     theirs = _train(AvalancheEWC(10.0, mode=mode, decay_factor=decay), scenario, init, training=no_decay)
     for (n, p), q in zip(ours.model.named_parameters(), theirs.model.parameters()):
@@ -217,7 +217,7 @@ def test_ewc_skipping_unmovable_heads_changes_nothing(mode, decay):
 def test_ewc_keeps_every_tensor_with_weight_decay():
     scenario = _scenario(tasks=2)
     init = copy.deepcopy(scenario.model.state_dict())
-    plugin = EWCPlugin(10.0, used_params=scenario.turn_used_params)
+    plugin = EWCPlugin(EWCParams(ewc_lambda=10.0), used_params=scenario.turn_used_params)
     strategy = _train(plugin, scenario, init)  # TRAINING has weight_decay > 0: Avalanche's semantics
     strategy.experience = SimpleNamespace(current_experience=1)
     plugin.before_training_exp(strategy)
@@ -246,7 +246,7 @@ def test_ewc_max_curvature_caps_the_penalty_not_the_stored_importance():
     scenario = _scenario()
     init = copy.deepcopy(scenario.model.state_dict())
     lam = 10.0
-    plugin = EWCPlugin(lam)
+    plugin = EWCPlugin(EWCParams(ewc_lambda=lam))
     strategy = _train(plugin, scenario, init)
     names, fisher = plugin.quadratic.names, [w.clone() for w in plugin.quadratic.weights]
     anchors = plugin.quadratic.anchors

@@ -195,11 +195,11 @@ def test_alpha_zero_equals_naive_bit_for_bit():
 
 def test_ewc_exact_importance_is_the_same_fisher_as_wpl():
     """With importance=exact, EWC's F is WPL's F on the shared parameters (and covers the rest too)."""
-    from forgetbench.strategies.ewc import EWCPlugin
+    from forgetbench.strategies.ewc import EWCParams, EWCPlugin
 
     scenario = two_model()
     wpl, exps = plugin_after_a(scenario)
-    ewc = EWCPlugin(1.0, used_params=scenario.turn_used_params, importance="exact")
+    ewc = EWCPlugin(EWCParams(ewc_lambda=1.0, importance="exact"), used_params=scenario.turn_used_params)
     strategy = fake_strategy(scenario.model, exps[0])
     strategy.device = torch.device("cpu")
     ewc.after_training_exp(strategy)
@@ -218,7 +218,7 @@ def test_ewc_predicted_estimator_and_its_config_rules():
     _, exps = plugin_after_a(scenario)
     strategy = fake_strategy(scenario.model, exps[0])
     strategy.device = torch.device("cpu")
-    ewc = EWCPlugin(1.0, importance="exact", estimator="predicted")
+    ewc = EWCPlugin(EWCParams(ewc_lambda=1.0, importance="exact", estimator="predicted"))
     ewc.after_training_exp(strategy)
     stored = dict(zip(ewc.quadratic.names, ewc.quadratic.weights))
     x, y = dataset_tensors(exps[0].dataset)[:2]

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -62,9 +63,21 @@ class ComponentSpec(StrictModel):
                              f"result folders, and a file name may have at most {MAX_PATH_COMPONENT_BYTES} bytes)")
         return label
 
+    # The params as the component's own pydantic model, parsed once when the suite is resolved (a grid entry
+    # keeps one per combination); the runner, the checks and the strategy builders receive these.
+    _typed: BaseModel | None = PrivateAttr(None)
+    _variants: list[tuple[dict[str, Any], BaseModel]] | None = PrivateAttr(None)
+
     @property
     def display_name(self) -> str:
         return self.label or self.name
+
+    def typed_params(self, registry: Registry) -> BaseModel:
+        """The params as the registered component's model: the one parsed at resolution, else parsed now, once
+        (a spec rebuilt from JSON on the far side of a process boundary)."""
+        if self._typed is None:
+            self._typed = registry.get(self.name).parse_params(self.params)
+        return self._typed
 
 
 class SelectionSpec(StrictModel):
@@ -264,7 +277,7 @@ def _resolve_components(
                 f"{field}[{i}].selection: needs a grid (at least one param given as a list of values)"
             )
             continue
-        first = None
+        first, parsed = None, []
         for choice in combinations(axes):
             try:
                 params = entry.parse_params(spec.params | choice)
@@ -273,8 +286,14 @@ def _resolve_components(
                 errors.append(_format_validation_error(exc, prefix=where, model=entry.params))
                 break
             first = first or params.model_dump(mode="json")
+            parsed.append((choice, params))
         else:
-            resolved.append(spec.model_copy(update={"params": first | axes}))
+            done = spec.model_copy(update={"params": first | axes})
+            if axes:
+                done._variants = parsed
+            else:
+                done._typed = parsed[0][1]
+            resolved.append(done)
     if errors:
         raise ConfigError("\n".join(errors))
     return resolved
@@ -290,14 +309,14 @@ def strategy_variants(spec: ComponentSpec) -> list[tuple[dict[str, Any], Compone
     axes = grid_axes(entry.params, spec.params)
     if not axes:
         return [({}, spec)]
+    parsed = spec._variants or [(choice, entry.parse_params(spec.params | choice)) for choice in combinations(axes)]
     variants = []
-    for choice in combinations(axes):
-        params = entry.parse_params(spec.params | choice).model_dump(mode="json")
+    for choice, params in parsed:
         label = combination_label(spec.display_name, choice)
         # model_construct: the generated label carries [ , ] which user labels may not use
-        variants.append(
-            (choice, ComponentSpec.model_construct(name=spec.name, label=label, params=params))
-        )
+        variant = ComponentSpec.model_construct(name=spec.name, label=label, params=params.model_dump(mode="json"))
+        variant._typed = params
+        variants.append((choice, variant))
     return variants
 
 

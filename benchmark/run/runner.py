@@ -40,7 +40,7 @@ from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import ComponentSpec, SuiteConfig, run_id, strategy_variants
 from forgetbench.benchmark.train.harness import CurveRecorder, DivergedError, Harness, chance_message, collapse_message, evaluate, tasks_at_chance
 from forgetbench.benchmark.core.record import SCHEMA_VERSION, Component, CurvePoint, Memory, RunRecord, TurnAccuracy
-from forgetbench.benchmark.core.registries import SCENARIOS
+from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.data.scenarios import Retraining, Scenario, ScenarioInputs, Turn
 from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences, train_schedule, turn_steps
 from forgetbench.benchmark.core.training import TrainingConfig, training_identity
@@ -196,7 +196,7 @@ def run(
 
 def build_scenario(spec: RunSpec, data_root: Path) -> Scenario:
     entry = SCENARIOS.get(spec.scenario.name)
-    return entry.factory(entry.parse_params(spec.scenario.params), ScenarioInputs(spec.seed, data_root))
+    return entry.factory(spec.scenario.typed_params(SCENARIOS), ScenarioInputs(spec.seed, data_root))
 
 
 def seeded_scenario(spec: RunSpec, data_root: Path) -> Scenario:
@@ -212,7 +212,8 @@ def build_run_strategy(spec: RunSpec, scenario: Scenario, model: torch.nn.Module
                        harness: Harness, strategy: ComponentSpec | None = None):
     """The spec's strategy (or ``strategy``) on ``model`` with the run's training config and seed."""
     strategy = strategy or spec.strategy
-    return build_strategy(strategy.name, strategy.params, scenario, model, spec.training, device, spec.seed, harness)
+    return build_strategy(strategy.name, strategy.typed_params(STRATEGIES), scenario, model, spec.training, device,
+                          spec.seed, harness)
 
 
 def hold_out_validation(scenario: Scenario, fraction: float, seed: int) -> None:

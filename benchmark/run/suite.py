@@ -67,7 +67,7 @@ def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local
     for i, spec in enumerate(suite.scenarios):
         if scenarios is not None and i not in scenarios:
             continue
-        params = SCENARIOS.get(spec.name).parse_params(spec.params)
+        params = spec.typed_params(SCENARIOS)
         if data_root is None and params.needs_data_files():
             continue
         missing = False
@@ -102,7 +102,7 @@ def _memory_problems(suite: SuiteConfig) -> list[str]:
     the memory of the device it would train on (checked without building it)."""
     problems = []
     for i, spec in enumerate(suite.scenarios):
-        count = SCENARIOS.get(spec.name).parse_params(spec.params).parameter_count()
+        count = spec.typed_params(SCENARIOS).parameter_count()
         if count is None:
             continue
         need = training_bytes(count, suite.training)
