@@ -344,3 +344,17 @@ def test_the_search_report_opens_on_the_four_panel_figure_above_the_fold(write_s
     assert width > 900 and 0 <= top and bottom <= 1200, (top, bottom, width)  # the 2 x 2 panels, whole
     band = np.asarray(Image.open(shot).convert("L"), dtype=float)[int(top):int(bottom)]
     assert band.std() > 10 and (band < 128).mean() > 0.01  # lines and labels, not a blank box
+
+
+def test_a_corpus_says_whether_it_reads_data_files(monkeypatch):
+    """``validate --skip-data`` skips the preflight of a scenario that reads files; the corpus entry says so."""
+    from forgetbench.benchmark.core.registries import LANGUAGE_CORPORA
+
+    assert not RecurrentSearchParams(corpus="austen").needs_data_files()  # an installed package
+    assert RecurrentSearchParams(corpus="folder:/somewhere").needs_data_files()
+    assert RecurrentSearchParams(corpus="hf:ptb_text_only").needs_data_files()
+    monkeypatch.setattr(LANGUAGE_CORPORA, "_entries", dict(LANGUAGE_CORPORA._entries))  # undone after the test
+    LANGUAGE_CORPORA.register("mine_test")(lambda argument, **options: {})
+    LANGUAGE_CORPORA.register("generated_test", reads_files=False)(lambda argument, **options: {})
+    assert RecurrentSearchParams(corpus="mine_test").needs_data_files()  # not declared: assumed to read files
+    assert not RecurrentSearchParams(corpus="generated_test").needs_data_files()

@@ -160,7 +160,7 @@ def read_splits(name: str, download: bool = False, text_column: str | None = Non
     return entry.factory(argument, download=download, text_column=text_column)
 
 
-@LANGUAGE_CORPORA.register("austen")
+@LANGUAGE_CORPORA.register("austen", reads_files=False)  # an installed package, not the data root
 def _austen(argument: str, **options: Any) -> dict[str, list[str]]:
     """Jane Austen's six novels: each novel's paragraphs split 80 / 10 / 10 into train / valid / test, in order."""
     return austen_splits()

@@ -59,6 +59,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 
+from forgetbench.benchmark.core.registries import LANGUAGE_CORPORA, corpus_entry
 from forgetbench.benchmark.data import language
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, count_parameters
@@ -109,7 +110,9 @@ class RecurrentSearchParams(CellSearchParams):
         return []  # a text corpus, not an image dataset: preflight reads it
 
     def needs_data_files(self) -> bool:
-        return self.corpus.startswith(("folder:", "hf:"))  # a corpus folder, or the Hub (network and its cache)
+        # a corpus declares whether it reads files (a folder, the Hub's cache); one that does not say is assumed to
+        found = corpus_entry(LANGUAGE_CORPORA, self.corpus)
+        return found is None or bool(found[0].extra.get("reads_files", True))
 
     def preflight(self, data_root: Any, seed: int) -> None:
         corpus = load_corpus(self)
