@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import forgetbench
 from conftest import tiny_suite
 
@@ -21,14 +23,16 @@ def python(code: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_run_suite_beside_a_users_benchmark_py(tmp_path):
+@pytest.mark.parametrize("executor", ["local", "process"])  # process: the workers' fork server preloads modules too
+def test_run_suite_beside_a_users_benchmark_py(tmp_path, executor):
     # a notebook folder with its own benchmark.py, reports.py and strategies.py: importing any of them fails loudly
     for name in ("benchmark", "reports", "strategies"):
         (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('the user\\'s own {name}.py was imported')\n")
     (tmp_path / "suite.json").write_text(json.dumps(tiny_suite()))
-    done = python("""
+    done = python(f"""
         import json, forgetbench
-        results = forgetbench.run_suite(json.load(open("suite.json")), out="out", progress=False)
+        results = forgetbench.run_suite(json.load(open("suite.json")), out="out", progress=False,
+                                        executor="{executor}", workers=1)
         print(results.exit_code, len(results.records))
         """, tmp_path)
     assert done.returncode == 0, done.stderr

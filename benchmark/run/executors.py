@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # importing this module stays cheap (no torch) so the CLI can
 Record = dict[str, Any]
 ProgressCallback = Callable[[str], None]
 EXECUTORS = ("local", "process", "ray")
-HARNESS_MODULES = ["forgetbench.benchmark.run.runner", "strategies", "forgetbench.benchmark.data.scenarios"]  # what every worker imports
+HARNESS_MODULES = ["forgetbench.benchmark.run.runner", "forgetbench.strategies", "forgetbench.benchmark.data.scenarios"]  # what every worker imports
 STOP_POLL_SECONDS = 0.2  # how often a driver waiting for workers looks for a stop request
 
 
