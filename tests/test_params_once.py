@@ -52,3 +52,16 @@ def test_grid_variants_carry_the_model_parsed_at_resolution(parses):
     assert parses["ewc"] == before == 2
     assert [v.typed_params(forgetbench.STRATEGIES).ewc_lambda for _, v in variants] == [1.0, 10.0]
     assert [v.params["ewc_lambda"] for _, v in variants] == [1.0, 10.0]  # the JSON form the record stores
+
+
+def test_a_spec_crosses_a_process_boundary_as_plain_params():
+    """Workers (process, Ray) unpickle the spec before the harness sets up a plug-in's search path, so the typed
+    model, whose class may live in that plug-in, stays behind; the worker parses the plain params once."""
+    import pickle
+
+    suite = resolve_config(tiny_suite(strategies=[{"name": "ewc", "params": {"ewc_lambda": 3.0}}]))
+    spec = suite.strategies[0]
+    assert spec._typed is not None
+    copy = pickle.loads(pickle.dumps(spec))
+    assert copy._typed is None and copy.params == spec.params
+    assert copy.typed_params(forgetbench.STRATEGIES).ewc_lambda == 3.0

@@ -33,7 +33,7 @@ def test_prestarted_fork_server_hands_workers_the_harness_already_imported():
 
     prestart("process")
     # eval, a builtin, so that unpickling the call imports nothing in the worker
-    check = "all(m in __import__('sys').modules for m in ('forgetbench.benchmark.run.runner', 'strategies', 'avalanche'))"
+    check = "all(m in __import__('sys').modules for m in ('forgetbench.benchmark.run.runner', 'forgetbench.strategies', 'avalanche'))"
     with ProcessPoolExecutor(1, mp_context=worker_context()) as pool:
         assert pool.submit(eval, check).result() is True
 

@@ -72,6 +72,11 @@ class ComponentSpec(StrictModel):
     def display_name(self) -> str:
         return self.label or self.name
 
+    def __getstate__(self) -> dict[Any, Any]:
+        # A spec crosses to workers as its plain params: the typed model's class may live in a plug-in module the
+        # worker can import only once the harness has set up its search path, so the far side parses again, once.
+        return {**super().__getstate__(), "__pydantic_private__": {"_typed": None, "_variants": None}}
+
     def typed_params(self, registry: Registry) -> BaseModel:
         """The params as the registered component's model: the one parsed at resolution, else parsed now, once
         (a spec rebuilt from JSON on the far side of a process boundary)."""
