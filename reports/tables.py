@@ -22,10 +22,11 @@ def overview(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     if not counts:
         return pd.DataFrame()
     summary = summary_table(runs_long(list(records))).set_index(["scenario", "strategy", "metric"])
+    shown = terminal_metrics()
     rows = []
     for (scenario, strategy), (ok, not_ok) in counts.items():
         row: dict[str, Any] = {"scenario": scenario, "strategy": strategy, "ok": ok, "not_ok": not_ok}
-        for metric in terminal_metrics():
+        for metric in shown:
             found = (scenario, strategy, metric.key) in summary.index
             row[f"{metric.key}_mean"] = summary.loc[(scenario, strategy, metric.key), "mean"] if found else np.nan
             row[f"{metric.key}_std"] = summary.loc[(scenario, strategy, metric.key), "std"] if found else np.nan
@@ -38,11 +39,12 @@ def format_overview(table: pd.DataFrame) -> str:
     in percentage points (the verdict's "4.1 points"), seconds with enough digits to be non-zero."""
     if table.empty:
         return "(no results)"
+    shown = terminal_metrics()
     lines = []
     for _, row in table.iterrows():
         line = {"scenario": row["scenario"], "strategy": row["strategy"],
                 "runs ok": f"{row['ok']}/{row['ok'] + row['not_ok']}"}
-        for metric in terminal_metrics():
+        for metric in shown:
             line[metric.terminal] = format_value(metric, row.get(f"{metric.key}_mean"), row.get(f"{metric.key}_std"))
         lines.append(line)
     return pd.DataFrame(lines).to_string(index=False)
