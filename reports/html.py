@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import atomic_write_text, file_in_the_way, rerun_command
+from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
 from forgetbench.reports import verdict as V
 from forgetbench.benchmark.core.units import format_bytes
@@ -99,7 +101,7 @@ class ScenarioView:
     naive: str | None = None
     few_seeds: bool = False  # fewer than 3 seeds: the intervals are not informative
     headline: str | None = None  # the scenario's headline figure (data URI)
-    many_experiences: bool = False  # per-experience figures drawn as distributions (S.MANY_EXPERIENCES)
+    many_experiences: bool = False  # per-experience figures drawn as distributions (FR.MANY_EXPERIENCES)
     headline_caption: str = ""
 
 
@@ -173,7 +175,7 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
     return lines + shipped
 
 
-def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], table: pd.DataFrame,
+def _scenario_view(name: str, records: list[RunRecord], order: list[str], table: pd.DataFrame,
                    comps: pd.DataFrame, problems: pd.DataFrame, long: pd.DataFrame) -> ScenarioView:
     from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
 
@@ -182,8 +184,8 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     naive, refs = V.roles(records, name)
     view = ScenarioView(name=name, anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
                         runs_ok=len(ok), runs_total=len(mine),
-                        seeds=sorted({r.get("seed") for r in mine}, key=str), naive=naive,
-                        scenario_type=next((r["scenario_type"] for r in mine if r.get("scenario_type")), None))
+                        seeds=sorted({r.seed for r in mine}, key=str), naive=naive,
+                        scenario_type=next((r.scenario_type for r in mine if r.scenario_type), None))
     t = table[table.scenario == name]
     c = comps[comps.scenario == name]
     present = [S.METRICS[k] for k in S.METRICS if k in set(t.metric)]
@@ -224,9 +226,9 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     view.flagged = flagged[flagged.scenario == name].to_dict("records")
 
     colours = F.palette(order, naive)
-    curves, gaps = S.curves_frame(records, name), S.err_gap_frame(records, name)
-    scores, epochs = S.search_scores_frame(records, name), S.search_epochs_frame(records, name)
-    sampled = S.sampled_search_unit(records, name)
+    curves, gaps = FR.curves_frame(records, name), FR.err_gap_frame(records, name)
+    scores, epochs = FR.search_scores_frame(records, name), FR.search_epochs_frame(records, name)
+    sampled = FR.sampled_search_unit(records, name)
     if not epochs.empty and sampled:
         unit, scale = sampled
         errors = ["fv_mean", "fv_top5", "fv_max", "fv_best5"]
@@ -253,8 +255,8 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
         view.headline_caption = ("Accuracy of the first model while the later model(s) train (the WPL paper's "
                                  "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
                                  "experiences.")
-    view.many_experiences = S.many_experiences(records, name)
-    matrices, final = S.mean_matrices(records, name), S.final_accuracy_frame(records, name)
+    view.many_experiences = FR.many_experiences(records, name)
+    matrices, final = FR.mean_matrices(records, name), FR.final_accuracy_frame(records, name)
     figs = {
         "scatter": F.stability_plasticity(t, colours),
         "curves": F.forgetting_curves(curves, colours),
@@ -272,12 +274,12 @@ def _scenario_view(name: str, records: list[dict[str, Any]], order: list[str], t
     return view
 
 
-def _metadata(folders: Sequence[Path], records: list[dict[str, Any]], command: str | None) -> dict[str, Any]:
+def _metadata(folders: Sequence[Path], records: list[RunRecord], command: str | None) -> dict[str, Any]:
     import jinja2
     import matplotlib
     import seaborn
 
-    envs = [r.get("environment") or {} for r in records]
+    envs = [r.environment for r in records]
     keys = ["python", "torch", "avalanche", "numpy", "forgetbench", "device", "platform", "torch_threads"]
     run_env = {k: sorted({str(e[k]) for e in envs if k in e}) for k in keys}
     suites = []
@@ -293,8 +295,8 @@ def _metadata(folders: Sequence[Path], records: list[dict[str, Any]], command: s
                        "matplotlib": matplotlib.__version__, "seaborn": seaborn.__version__,
                        "jinja2": jinja2.__version__, "platform": platform.platform()},
         "suites": suites,
-        "started": min((r.get("started_at", "") for r in records), default=""),
-        "finished": max((r.get("finished_at", "") for r in records), default=""),
+        "started": min((r.started_at or "" for r in records), default=""),
+        "finished": max((r.finished_at or "" for r in records), default=""),
     }
 
 
@@ -326,10 +328,10 @@ class SweepView:
     caption: str
 
 
-def _sweep_view(records: list[dict[str, Any]], table: pd.DataFrame) -> SweepView | None:
+def _sweep_view(records: list[RunRecord], table: pd.DataFrame) -> SweepView | None:
     from forgetbench.reports import figures as F
 
-    sweep = S.search_sweep_frame(table, records, "steps_per_turn")
+    sweep = FR.search_sweep_frame(table, records, "steps_per_turn")
     if sweep.empty:
         return None
     series = list(dict.fromkeys(sweep.sort_values(["strategy", "series"]).series))
@@ -368,12 +370,12 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     order = S.strategy_order(records)
     table = S.summary_table(long, order=order)
     comps = S.comparisons_table(long)
-    problems = S.problem_runs(records)
+    problems = S.problem_runs(records, scan.sources)
     scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long) for name in order]
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     html = env.get_template("report.html.j2").render(
-        title=f"forgetbench report: {', '.join(sorted({str(r.get('suite', '?')) for r in records}))}",
+        title=f"forgetbench report: {', '.join(sorted({r.suite for r in records}))}",
         scenarios=scenarios,
         glossary=[m for m in S.METRICS.values() if m.key in set(table.metric)],
         n_runs=len(records),

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from forgetbench.benchmark.core.metric_registry import Metric, terminal_metrics
+from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.reports.summary import runs_long, summary_table
 
 
-def overview(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def overview(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataFrame:
     """Per (scenario, strategy): runs ok / not ok, then ``<metric>_mean`` and ``<metric>_std`` over seeds of
     every metric the terminal table shows (:func:`terminal_metrics`), from the report's own aggregation
     (:func:`summary_table`), so the terminal and the report cannot disagree."""
+    records = as_records(records)
     counts: dict[tuple[str, str], list[int]] = {}
     for record in records:
-        key = (str(record.get("scenario", {}).get("label", "?")), str(record.get("strategy", {}).get("label", "?")))
-        counts.setdefault(key, [0, 0])[0 if record.get("status") == "ok" else 1] += 1
+        key = (record.scenario.label, record.strategy.label)
+        counts.setdefault(key, [0, 0])[0 if record.status == "ok" else 1] += 1
     if not counts:
         return pd.DataFrame()
-    summary = summary_table(runs_long(list(records))).set_index(["scenario", "strategy", "metric"])
+    summary = summary_table(runs_long(records)).set_index(["scenario", "strategy", "metric"])
     shown = terminal_metrics()
     rows = []
     for (scenario, strategy), (ok, not_ok) in counts.items():

@@ -13,7 +13,7 @@ summary after ``forgetbench run`` print the same sentences.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike
 from scipy import stats as _st
 
 from forgetbench.benchmark.core import stats
+from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.reports import summary as S
 from forgetbench.reports.summary import METRICS
 
@@ -224,15 +225,17 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def roles(records: list[dict], scenario: str) -> tuple[str | None, set[str]]:
+def roles(records: Sequence[RunRecord], scenario: str) -> tuple[str | None, set[str]]:
     """The scenario's baseline label (its naive run) and its reference labels (joint, standalone)."""
     mine = [r for r in records if S._scenario(r) == scenario]
     naive = next((S._strategy(r) for r in mine if S._strategy_name(r) == S.NAIVE), None)
     return naive, {S._strategy(r) for r in mine if S._strategy_name(r) in S.REFERENCE_STRATEGIES}
 
 
-def verdicts(records: list[dict], long: pd.DataFrame | None = None) -> dict[str, list[str]]:
+def verdicts(records: Iterable[RunRecord | Mapping[str, Any]], long: pd.DataFrame | None = None
+             ) -> dict[str, list[str]]:
     """Scenario label -> its verdict sentences, for every scenario in ``records`` (in order of appearance)."""
+    records = as_records(records)
     long = S.runs_long(records) if long is None else long
     out = {}
     for scenario in S.strategy_order(records):

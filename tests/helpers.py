@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
-from forgetbench.benchmark.run.runner import RunSpec, seed_everything
+from forgetbench.benchmark.run.spec import RunSpec, seed_everything
 from forgetbench.benchmark.data.scenarios import ScenarioInputs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -138,3 +139,20 @@ def browser_page(width: int = 1280, height: int = 900):
                 browser.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def make_record(fields: dict | None = None, **more) -> RunRecord:
+    """A :class:`RunRecord` from a test's partial record (what the test is about), the identity fields it does
+    not care about filled in: scenario / strategy names from their labels, a run id, suite, seed 0."""
+    raw = {**(fields or {}), **more}
+    scenario = dict(raw.get("scenario") or {})
+    scenario.setdefault("label", scenario.get("name", "s"))
+    scenario.setdefault("name", scenario["label"])
+    strategy = dict(raw.get("strategy") or {})
+    strategy.setdefault("label", strategy.get("name", "naive"))
+    strategy.setdefault("name", strategy["label"])
+    if raw.get("search") is not None:
+        raw["search"] = {"kind": "random", **raw["search"]}
+    seed = raw.get("seed", 0)
+    return RunRecord.from_dict({"run_id": f"{scenario['label']}__{strategy['label']}__seed{seed}", "suite": "test",
+                                "seed": seed, **raw, "scenario": scenario, "strategy": strategy})

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import write_result
 
 
@@ -73,5 +74,5 @@ def full_records() -> list[dict[str, Any]]:
 
 def write_folder(folder: Path, records: list[dict[str, Any]]) -> Path:
     for rec in records:
-        write_result(folder, rec)
+        write_result(folder, RunRecord.from_dict(rec))
     return folder

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from helpers import mnist_root
 
 pytestmark = pytest.mark.slow
@@ -23,8 +24,8 @@ def test_exssnet_learning_accuracy_above_supsup_on_split_mnist():
     for name in ("supsup", "exssnet"):
         spec = RunSpec("acceptance", scenario, ComponentSpec(name=name, params={"sparsity": 0.1}), 0, training, "cpu")
         record = run(spec, root)
-        assert record["status"] == "ok", record["error"]
-        R = np.array(record["accuracy_matrix"])
+        assert record.status == "ok", record.error
+        R = np.array(record.accuracy_matrix)
         assert np.abs(R[-1] - np.diag(R)).max() <= 1e-6, f"{name} forgot: {R}"
         la[name] = float(np.diag(R).mean())
     assert la["exssnet"] > la["supsup"], la

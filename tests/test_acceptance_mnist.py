@@ -30,9 +30,9 @@ def test_split_mnist_suite(cli, tmp_path):
     status = cli("run", REPO / "configs" / "split_mnist.yaml", "--out", out, "--data-root", root,
                  "--seeds", "0", "--quiet")
     assert status == 0
-    records = {r["strategy"]["name"]: r for r in load_results(out)}
-    assert sorted(records) == sorted(STRATEGIES) and all(r["status"] == "ok" for r in records.values())
-    R = {name: np.array(r["accuracy_matrix"]) for name, r in records.items()}
+    records = {r.strategy.name: r for r in load_results(out)}
+    assert sorted(records) == sorted(STRATEGIES) and all(r.status == "ok" for r in records.values())
+    R = {name: np.array(r.accuracy_matrix) for name, r in records.items()}
     for name, matrix in R.items():
         assert matrix.shape == (5, 5), name
         assert np.diag(matrix).mean() > 0.9, name  # each binary task is learnt

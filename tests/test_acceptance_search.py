@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from helpers import REPO, mnist_root
 from forgetbench.benchmark.core.metrics import search_metrics
 
@@ -22,12 +23,12 @@ def test_controller_search_on_mnist(tmp_path):
     spec = RunSpec("search_acceptance", ComponentSpec(name="supernet_search", params=controller["params"]),
                    ComponentSpec(name="naive"), 0, TrainingConfig(**suite["training"]), "cpu")
     record = run(spec, mnist_root(), cache_dir=tmp_path)
-    assert record["status"] == "ok", record["error"]
-    search, truth = record["search"], np.array(record["standalone_accuracy"])
-    assert len(truth) == 81 and len(search["validation_accuracy"]) == 81
-    rewards = [float(np.mean(r)) for r in search["rewards"]]
+    assert record.status == "ok", record.error
+    search, truth = record.search, np.array(record.standalone_accuracy)
+    assert len(truth) == 81 and len(search.validation_accuracy) == 81
+    rewards = [float(np.mean(r)) for r in search.rewards]
     assert rewards[-1] > rewards[0] + 0.1, f"controller reward per epoch {np.round(rewards, 3)}: it did not learn"
     assert np.sort(truth)[-5:].min() > 0.85, "the ground truth's best architectures should learn MNIST in 300 steps"
     values = search_metrics(record)
-    assert truth[search["chosen"]] > 0.8 and values["regret"] < 0.1, values
+    assert truth[search.chosen] > 0.8 and values["regret"] < 0.1, values
     assert len(list((tmp_path / "ground_truth").glob("*.json"))) == 1

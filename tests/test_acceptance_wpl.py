@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from helpers import mnist_root
 
 pytestmark = pytest.mark.slow
@@ -18,7 +19,7 @@ def _run(strategy: str, params: dict, root) -> dict:
     spec = RunSpec("wpl_acceptance", ComponentSpec(name="two_model", params=SCENARIO),
                    ComponentSpec(name=strategy, params=params), 0, TRAINING, "cpu")
     record = run(spec, root)
-    assert record["status"] == "ok", record["error"]
+    assert record.status == "ok", record.error
     return record
 
 
@@ -26,8 +27,8 @@ def test_wpl_keeps_model_a_while_b_trains():
     root = mnist_root()
     naive = _run("naive", {}, root)
     wpl = _run("wpl", {"alpha": 300}, root)
-    (a_naive, _), (a_after_naive, b_naive) = naive["accuracy_matrix"]
-    (a_wpl, _), (a_after_wpl, b_wpl) = wpl["accuracy_matrix"]
+    (a_naive, _), (a_after_naive, b_naive) = naive.accuracy_matrix
+    (a_wpl, _), (a_after_wpl, b_wpl) = wpl.accuracy_matrix
     assert a_naive == a_wpl and a_naive > 0.96  # same A (same seed), trained to convergence
     naive_drop, wpl_drop = a_naive - a_after_naive, a_wpl - a_after_wpl
     assert naive_drop >= 0.05, f"naive forgot only {naive_drop:.3f}"

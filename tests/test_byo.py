@@ -17,7 +17,9 @@ import yaml
 from forgetbench.benchmark.front.api import load_results, run_suite
 from forgetbench.benchmark.core.config import ComponentSpec, ConfigError
 from forgetbench.benchmark.core.registries import SCENARIOS
-from forgetbench.benchmark.run.runner import RunSpec, run, seeded_scenario
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
+from forgetbench.benchmark.run.assemble import seeded_scenario
 from forgetbench.benchmark.front.testing import TRAINING, check_scenario
 from conftest import tiny_suite
 from helpers import REPO, comparable, mnist_root, pip_install_target
@@ -88,8 +90,8 @@ def test_custom_scenario_detects_trunk_as_shared_and_heads_as_private():
 def test_custom_scenario_runs_every_regularizer_that_needs_shared_params(model):
     for strategy in ("naive", "wpl", "l2", "spg"):
         record = run(custom_spec(strategy, model=model), None)
-        assert record["status"] == "ok", (strategy, record.get("error"))
-        assert len(record["accuracy_matrix"]) == 2
+        assert record.status == "ok", (strategy, record.error)
+        assert len(record.accuracy_matrix) == 2
 
 
 def test_plain_module_is_one_model_for_every_experience():
@@ -170,9 +172,9 @@ def test_multihead_example_on_splitmnist_wpl_covers_exactly_the_trunk(example_si
 
     monkeypatch.setattr(WPLPlugin, "before_training_exp", spy)
     auto = run(spec("wpl"), root)
-    assert auto["status"] == "ok", auto.get("error")
+    assert auto.status == "ok", auto.error
     assert seen[0] == set() and all(names == trunk for names in seen[1:])  # the trunk, exactly
     declared = run(spec("wpl", used_params="declared"), root)
-    assert declared["accuracy_matrix"] == auto["accuracy_matrix"]  # the same numbers as declaring by hand
+    assert declared.accuracy_matrix == auto.accuracy_matrix  # the same numbers as declaring by hand
     for strategy in ("naive", "ewc"):
-        assert run(spec(strategy), root)["status"] == "ok"
+        assert run(spec(strategy), root).status == "ok"

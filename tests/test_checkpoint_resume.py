@@ -17,8 +17,10 @@ import torch
 
 from forgetbench.benchmark.run import checkpoint as checkpoints
 from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from conftest import read_json, tiny_suite
 from helpers import builtin_strategies
 
@@ -42,9 +44,10 @@ class Killed(RuntimeError):
     """Stands for the SIGKILL: raised right after checkpoint ``at`` is on disk."""
 
 
-def comparable(record: dict) -> dict:
-    out = {k: v for k, v in record.items() if k not in WALL_CLOCK}
-    out["timing"] = {k: v for k, v in record["timing"].items() if k not in TIMING_WALL_CLOCK}
+def comparable(record: RunRecord) -> dict:
+    raw = record.to_dict()
+    out = {k: v for k, v in raw.items() if k not in WALL_CLOCK}
+    out["timing"] = {k: v for k, v in raw["timing"].items() if k not in TIMING_WALL_CLOCK}
     return out
 
 
@@ -59,7 +62,7 @@ def interrupted_then_resumed(spec: RunSpec, path: Path, at: int, monkeypatch) ->
     with monkeypatch.context() as patch:
         patch.setattr(checkpoints, "save", save_then_die)
         crashed = run(spec, Path("."), checkpoint=path)
-    assert crashed["status"] == "failed" and "Killed" in crashed["error"], crashed.get("traceback")
+    assert crashed.status == "failed" and "Killed" in crashed.error, crashed.traceback
     path.with_suffix(".interrupted").write_bytes(path.read_bytes())
     return crashed, run(spec, Path("."), checkpoint=path)
 
@@ -69,13 +72,13 @@ def interrupted_then_resumed(spec: RunSpec, path: Path, at: int, monkeypatch) ->
 def test_resumed_run_equals_the_uninterrupted_one(name, scenario, at, tmp_path, monkeypatch):
     spec = RunSpec("resume", SCENARIOS[scenario], ComponentSpec(name=name), 0, TRAINING, "cpu")
     reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
-    assert reference["status"] == "ok", reference.get("traceback")
-    assert "resumed_from_experience" not in reference
+    assert reference.status == "ok", reference.traceback
+    assert reference.resumed_from_experience is None
 
     _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", at, monkeypatch)
-    assert resumed["status"] == "ok", resumed.get("traceback")
-    assert resumed["resumed_from_experience"] == at + 1
-    assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert resumed.status == "ok", resumed.traceback
+    assert resumed.resumed_from_experience == at + 1
+    assert resumed.accuracy_matrix == reference.accuracy_matrix
     assert comparable(resumed) == comparable(reference)
 
 
@@ -83,10 +86,10 @@ def test_resumed_run_equals_the_uninterrupted_one(name, scenario, at, tmp_path, 
 def test_resumed_supernet_record_keeps_err1_err2_and_standalone(name, tmp_path, monkeypatch):
     spec = RunSpec("resume", SCENARIOS["supernet"], ComponentSpec(name=name), 0, TRAINING, "cpu")
     reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
-    assert reference["status"] == "ok", reference.get("traceback")
-    assert {"err1", "err2", "standalone_accuracy"} <= set(reference)
+    assert reference.status == "ok", reference.traceback
+    assert reference.err1 is not None and reference.err2 is not None and reference.standalone_accuracy is not None
     _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 2, monkeypatch)
-    assert resumed["resumed_from_experience"] == 3
+    assert resumed.resumed_from_experience == 3
     assert comparable(resumed) == comparable(reference)
 
 
@@ -95,9 +98,9 @@ def test_resumed_timing_adds_both_parts(tmp_path, monkeypatch):
     crashed, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 1, monkeypatch)
     state = torch.load(tmp_path / "checkpoint.interrupted", weights_only=True)
     before = state["record"]["timing"]
-    assert 0 < before["steps"] < resumed["timing"]["steps"]
-    assert resumed["timing"]["train_seconds"] > before["train_seconds"]
-    assert len(resumed["turn_accuracy"]) == 4 and len(state["record"]["turn_accuracy"]) == 2
+    assert 0 < before["steps"] < resumed.timing.steps
+    assert resumed.timing.train_seconds > before["train_seconds"]
+    assert len(resumed.turn_accuracy) == 4 and len(state["record"]["turn_accuracy"]) == 2
 
 
 class _Exploit:
@@ -117,8 +120,8 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
     spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="ewc"), 0, TRAINING, "cpu")
     record = run(spec, Path("."), checkpoint=path)
     assert not marker.exists()
-    assert record["status"] == "ok" and "resumed_from_experience" not in record
-    assert any("discarded" in w and "not a loadable checkpoint" in w for w in record["warnings"])
+    assert record.status == "ok" and record.resumed_from_experience is None
+    assert any("discarded" in w and "not a loadable checkpoint" in w for w in record.warnings)
     assert torch.load(path, weights_only=True)["completed"] == 3  # replaced by the fresh run's own
 
 
@@ -131,17 +134,17 @@ def test_unreadable_checkpoint_is_discarded_and_the_run_starts_over(content, tmp
         path.write_bytes(content)
     spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="si"), 0, TRAINING, "cpu")
     record = run(spec, Path("."), checkpoint=path)
-    assert record["status"] == "ok" and "resumed_from_experience" not in record
-    assert any("discarded" in w for w in record["warnings"])
+    assert record.status == "ok" and record.resumed_from_experience is None
+    assert any("discarded" in w for w in record.warnings)
 
 
-def killed_then_resumed(cli, config: Path, marker: Path, run_dir: str, tmp_path: Path) -> tuple[dict, dict]:
+def killed_then_resumed(cli, config: Path, marker: Path, run_dir: str, tmp_path: Path) -> tuple[RunRecord, RunRecord]:
     """``(uninterrupted, resumed)`` records of ``run_dir``: the suite run once with the kill marker already
     claimed (no kill), then in a worker process that SIGKILLs itself once (the run is recorded failed, its
     checkpoint stays), then rerun from that checkpoint."""
     marker.touch()
     assert cli("run", config, "--out", tmp_path / "reference", "--quiet") == 0
-    expected = read_json(tmp_path / "reference" / run_dir / "result.json")
+    expected = RunRecord.from_dict(read_json(tmp_path / "reference" / run_dir / "result.json"))
 
     marker.unlink()
     out = tmp_path / "out"
@@ -149,7 +152,7 @@ def killed_then_resumed(cli, config: Path, marker: Path, run_dir: str, tmp_path:
     assert "SIGKILL" in read_json(out / run_dir / "result.json")["error"]
     assert (out / run_dir / store.CHECKPOINT_FILE).exists()
     assert cli("run", config, "--out", out, "--quiet") == 0
-    return expected, read_json(out / run_dir / "result.json")
+    return expected, RunRecord.from_dict(read_json(out / run_dir / "result.json"))
 
 
 @pytest.mark.parametrize("name", ["supsup", "standalone"])
@@ -162,8 +165,8 @@ def test_sigkilled_worker_resumes_to_the_uninterrupted_record(name, write_suite,
     suite["scenarios"][0]["params"].update(tasks=4, widths=[16])
     suite["training"].update(checkpoint=True, epochs=2)
     expected, resumed = killed_then_resumed(cli, write_suite(suite), marker, "runs/split__victim__seed0", tmp_path)
-    assert resumed["resumed_from_experience"] == 2
-    assert resumed["accuracy_matrix"] == expected["accuracy_matrix"]
+    assert resumed.resumed_from_experience == 2
+    assert resumed.accuracy_matrix == expected.accuracy_matrix
     assert comparable(resumed) == comparable(expected)
 
 
@@ -173,9 +176,9 @@ def test_plugin_without_state_protocol_runs_without_checkpoints(tmp_path):
     spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="test_slow", params={"seconds_per_step": 0.0}),
                    0, TRAINING, "cpu")
     record = run(spec, Path("."), checkpoint=path)
-    assert record["status"] == "ok"
+    assert record.status == "ok"
     assert not path.exists()
-    assert any("checkpointing off" in w and "_Slow" in w for w in record["warnings"])
+    assert any("checkpointing off" in w and "_Slow" in w for w in record.warnings)
 
 
 # ------------------------------------------------------------------ searches (adaptive scenarios)
@@ -207,7 +210,7 @@ SEARCH_STRATEGIES = {
 }
 
 
-def search_comparable(record: dict) -> dict:
+def search_comparable(record: RunRecord) -> dict:
     out = comparable(record)
     out["timing"].pop("search_seconds", None)
     return out
@@ -219,11 +222,11 @@ def search_comparable(record: dict) -> dict:
 def test_a_resumed_search_equals_the_uninterrupted_one(search, strategy, at, tmp_path, monkeypatch):
     spec = RunSpec("resume", SEARCHES[search], SEARCH_STRATEGIES[strategy], 0, SEARCH_TRAINING, "cpu")
     reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
-    assert reference["status"] == "ok", reference.get("traceback") or reference.get("error")
-    assert not any("checkpointing off" in w for w in reference.get("warnings") or [])
+    assert reference.status == "ok", reference.traceback or reference.error
+    assert not any("checkpointing off" in w for w in reference.warnings or [])
     _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", at, monkeypatch)
-    assert resumed["status"] == "ok", resumed.get("traceback")
-    assert resumed["resumed_from_experience"] == at + 1
+    assert resumed.status == "ok", resumed.traceback
+    assert resumed.resumed_from_experience == at + 1
     assert search_comparable(resumed) == search_comparable(reference)
     state = torch.load(tmp_path / "checkpoint.interrupted", weights_only=True)
     assert state["scenario"]["schedule"] and state["scenario"]["generator"].dtype == torch.uint8
@@ -235,8 +238,8 @@ def test_a_scenario_that_declares_no_state_runs_a_search_without_checkpoints(tmp
     monkeypatch.setattr(SearchScenario, "state_dict", lambda self: None)
     spec = RunSpec("resume", SEARCHES["random"], ComponentSpec(name="naive"), 0, SEARCH_TRAINING, "cpu")
     record = run(spec, Path("."), checkpoint=tmp_path / "checkpoint.pt")
-    assert record["status"] == "ok" and not (tmp_path / "checkpoint.pt").exists()
-    assert any("SearchScenario declares no state_dict()" in w for w in record["warnings"])
+    assert record.status == "ok" and not (tmp_path / "checkpoint.pt").exists()
+    assert any("SearchScenario declares no state_dict()" in w for w in record.warnings)
 
 
 def test_sigkilled_search_worker_resumes_to_the_uninterrupted_record(write_suite, cli, tmp_path):
@@ -249,6 +252,6 @@ def test_sigkilled_search_worker_resumes_to_the_uninterrupted_record(write_suite
     suite = tiny_suite(strategies=[strategy], scenarios=[{"name": "enas_rnn", "params": SEARCHES["enas_rnn"].params}])
     suite["training"].update(checkpoint=True, lr=0.5, momentum=0.0, grad_clip_norm=0.25)
     expected, resumed = killed_then_resumed(cli, write_suite(suite), marker, "runs/enas_rnn__victim__seed0", tmp_path)
-    assert resumed["resumed_from_experience"] == 5
+    assert resumed.resumed_from_experience == 5
     assert search_comparable(resumed) == search_comparable(expected)
-    assert resumed["search"]["derived"] == expected["search"]["derived"]
+    assert resumed.search.derived == expected.search.derived

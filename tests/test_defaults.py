@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from forgetbench.benchmark.core.config import ComponentSpec, load_config
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.core.metrics import run_metrics
 
 DEMO = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
@@ -28,7 +29,7 @@ def forgetting(scenario: str, strategy: str) -> np.ndarray:
     for seed in DEMO.seeds:
         spec = RunSpec("defaults", SCENARIOS[scenario], ComponentSpec(name=strategy), seed, DEMO.training, "cpu")
         record = run(spec, None)
-        assert record["status"] == "ok", f"{scenario}/{strategy}/seed {seed}: {record['status']}: {record.get('error')}"
+        assert record.status == "ok", f"{scenario}/{strategy}/seed {seed}: {record.status}: {record.error}"
         values.append(100 * run_metrics(record)["forgetting"])
     return np.array(values)
 

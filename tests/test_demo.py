@@ -34,8 +34,8 @@ def demo(tmp_path_factory):
 def by_strategy(out: Path, scenario: str) -> dict[str, dict[int, dict]]:
     found: dict[str, dict[int, dict]] = {}
     for r in load_results(out):
-        if r["scenario"]["label"] == scenario:
-            found.setdefault(r["strategy"]["label"], {})[r["seed"]] = r
+        if r.scenario.label == scenario:
+            found.setdefault(r.strategy.label, {})[r.seed] = r
     return found
 
 
@@ -53,10 +53,10 @@ def test_two_model_naive_forgets_and_wpl_cuts_it_by_three_quarters_significantly
     runs = by_strategy(out, "two-model")
 
     def a_drop(label):  # points of A's accuracy lost while B trains, per seed
-        return {s: 100 * (r["accuracy_matrix"][0][0] - r["accuracy_matrix"][1][0]) for s, r in runs[label].items()}
+        return {s: 100 * (r.accuracy_matrix[0][0] - r.accuracy_matrix[1][0]) for s, r in runs[label].items()}
 
     def b_final(label):
-        return np.mean([100 * r["accuracy_matrix"][1][1] for r in runs[label].values()])
+        return np.mean([100 * r.accuracy_matrix[1][1] for r in runs[label].values()])
 
     naive, wpl = a_drop("naive"), a_drop("wpl")
     assert np.mean(list(naive.values())) >= 5, naive
@@ -70,7 +70,7 @@ def test_supernet_naive_forgets_between_turns_and_wpl_less(demo):
     runs = by_strategy(out, "supernet")
 
     def gap(label):
-        return np.mean([np.nanmean(np.subtract(r["err2"], r["err1"])) for r in runs[label].values()])
+        return np.mean([np.nanmean(np.subtract(r.err2, r.err1)) for r in runs[label].values()])
 
     assert gap("naive") > 0 and gap("wpl") < gap("naive")
 

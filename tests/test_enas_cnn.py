@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from forgetbench.benchmark.core.config import ComponentSpec
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios.base import ScenarioInputs
 from forgetbench.benchmark.data.scenarios.enas_cnn import ConvCellSupernet, ConvSearchParams, build_enas_cnn, decision_choices, loose_ends, split_cells
 from forgetbench.benchmark.core.training import TrainingConfig
+from helpers import make_record
 
 TRAINING = TrainingConfig(lr=0.05, momentum=0.9, batch_size=16, eval_batch_size=64)
 
@@ -106,27 +108,27 @@ def _record(strategy: ComponentSpec, **overrides) -> dict:
     spec = RunSpec("t", ComponentSpec(name="enas_cnn", params=tiny_params(**overrides).model_dump(mode="json")),
                    strategy, 0, TRAINING, "cpu")
     record = run(spec, Path("."))
-    assert record["status"] == "ok", record.get("traceback") or record.get("error")
+    assert record.status == "ok", record.traceback or record.error
     return record
 
 
 def test_search_records_err_tables_rewards_and_the_derived_architecture():
     record = _record(ComponentSpec(name="naive"), retrain_steps=5, measure_from_epoch=1)
-    assert [len(row) for row in record["err1"]] == [3, 3] and [len(row) for row in record["err2"]] == [3, 3]
-    assert all(0.0 <= e <= 1.0 for row in record["err1"] + record["err2"] for e in row)
+    assert [len(row) for row in record.err1] == [3, 3] and [len(row) for row in record.err2] == [3, 3]
+    assert all(0.0 <= e <= 1.0 for row in record.err1 + record.err2 for e in row)
     # the last turn of each epoch: nothing trained after it, so err2 == err1 there
-    assert record["err2"][0][-1] == pytest.approx(record["err1"][0][-1])
-    assert record["timing"]["steps"] == 2 * 3 * 3
-    search = record["search"]
-    assert search["error"] == "validation error (1 - accuracy)" and search["measured_from_epoch"] == 1
-    assert len(search["rewards"]) == 2 and len(search["rewards"][0]) == 3
-    derived = search["derived"]
-    assert derived["test_accuracy"] == pytest.approx(1 - derived["test_err"])
-    assert derived["candidates"] == len(derived["candidates_err"]) <= 4
-    assert derived["retrained"]["steps"] == 5 and 0 <= derived["retrained"]["test_accuracy"] <= 1
-    assert record["data"] == {"dataset": "digits", "train": 400, "valid": 200, "evaluation": 100, "test": 450}
+    assert record.err2[0][-1] == pytest.approx(record.err1[0][-1])
+    assert record.timing.steps == 2 * 3 * 3
+    search = record.search
+    assert search.error == "validation error (1 - accuracy)" and search.measured_from_epoch == 1
+    assert len(search.rewards) == 2 and len(search.rewards[0]) == 3
+    derived = search.derived
+    assert derived.test_accuracy == pytest.approx(1 - derived.test_err)
+    assert derived.candidates == len(derived.candidates_err) <= 4
+    assert derived.retrained.steps == 5 and 0 <= derived.retrained.test_accuracy <= 1
+    assert record.data.model_dump() == {"dataset": "digits", "train": 400, "valid": 200, "evaluation": 100, "test": 450}
     again = _record(ComponentSpec(name="naive"), retrain_steps=5, measure_from_epoch=1)
-    assert again["err1"] == record["err1"] and again["search"]["derived"] == derived
+    assert again.err1 == record.err1 and again.search.derived == derived
 
 
 @pytest.mark.parametrize("strategy", [
@@ -135,17 +137,19 @@ def test_search_records_err_tables_rewards_and_the_derived_architecture():
     ComponentSpec(name="si"), ComponentSpec(name="mas"), ComponentSpec(name="l2")])
 def test_regularizers_run_in_the_search_unchanged(strategy):
     record = _record(strategy, search="random")
-    assert len(record["err1"]) == 2 and record["search"]["derived"]["test_accuracy"] >= 0
+    assert len(record.err1) == 2 and record.search.derived.test_accuracy >= 0
 
 
 def test_the_report_metrics_of_a_cnn_search_are_in_points_from_measure_from_epoch():
     from forgetbench.benchmark.core.metrics import run_metrics
 
-    record = {"status": "ok", "search": {"error": "validation error (1 - accuracy)", "measured_from_epoch": 1,
-                                         "rewards": [[0.5, 0.7], [0.8, 0.9]],
-                                         "derived": {"valid_accuracy": 0.8, "test_accuracy": 0.75,
-                                                     "retrained": {"valid_accuracy": 0.9, "test_accuracy": 0.85}}},
-              "err1": [[0.5, 0.4], [0.3, 0.2]], "err2": [[0.4, 0.4], [0.5, 0.2]]}
+    record = make_record({"status": "ok", "search": {"error": "validation error (1 - accuracy)", "measured_from_epoch": 1,
+                                                     "rewards": [[0.5, 0.7], [0.8, 0.9]],
+                                                     "derived": {"architecture": [0], "valid_accuracy": 0.8,
+                                                                 "test_accuracy": 0.75,
+                                                                 "retrained": {"steps": 5, "valid_accuracy": 0.9,
+                                                                               "test_accuracy": 0.85}}},
+                          "err1": [[0.5, 0.4], [0.3, 0.2]], "err2": [[0.4, 0.4], [0.5, 0.2]]})
     m = run_metrics(record)
     # epoch 1 only: gaps 0.2 and 0.0
     assert m["forgetting_value_mean"] == pytest.approx(0.1) and m["forgetting_value_max"] == pytest.approx(0.2)

@@ -13,7 +13,7 @@ from forgetbench.benchmark.data import language
 from forgetbench.benchmark.train.harness import evaluate, majority_rate
 from forgetbench.benchmark.data.scenarios.base import ScenarioInputs, Task
 from forgetbench.benchmark.data.scenarios.enas_rnn import RecurrentSearchParams, RecurrentSupernet, build_enas_rnn, decision_choices, decode, loose_ends
-from helpers import REPO
+from helpers import REPO, make_record
 
 CORPUS = REPO / "tests" / "data" / "lm_corpus"
 
@@ -138,32 +138,34 @@ def test_chance_of_token_sequences_is_the_unigram_model():
 # ---------------------------------------------------------------------------------------- the search
 def test_search_records_err_tables_rewards_and_the_derived_cell():
     from forgetbench.benchmark.core.config import ComponentSpec
-    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.runner import run
     from forgetbench.benchmark.core.training import TrainingConfig
 
     params = tiny_params().model_dump(mode="json")
     spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=params), ComponentSpec(name="naive"), 0,
                    TrainingConfig(lr=5.0, grad_clip_norm=0.25, batch_size=8, eval_batch_size=64), "cpu")
     record = run(spec, Path("."))
-    assert record["status"] == "ok", record.get("error")
-    assert [len(row) for row in record["err1"]] == [3, 3] and [len(row) for row in record["err2"]] == [3, 3]
-    assert record["timing"]["steps"] == 2 * 3 * 2
-    assert len(record["search"]["rewards"]) == 2 and len(record["search"]["rewards"][0]) == 3
-    derived = record["search"]["derived"]
-    assert derived["test_ppl"] == pytest.approx(math.exp(derived["test_log_ppl"]))
-    assert derived["test_ppl"] < 30  # below a uniform guess over the 30-token vocabulary: it learned
+    assert record.status == "ok", record.error
+    assert [len(row) for row in record.err1] == [3, 3] and [len(row) for row in record.err2] == [3, 3]
+    assert record.timing.steps == 2 * 3 * 2
+    assert len(record.search.rewards) == 2 and len(record.search.rewards[0]) == 3
+    derived = record.search.derived
+    assert derived.test_ppl == pytest.approx(math.exp(derived.test_log_ppl))
+    assert derived.test_ppl < 30  # below a uniform guess over the 30-token vocabulary: it learned
     # the last turn of each epoch: nothing trained after it, so err2 == err1 there
-    assert record["err2"][0][-1] == pytest.approx(record["err1"][0][-1])
-    assert len(record["experiences"]) == len(record["architectures"])
+    assert record.err2[0][-1] == pytest.approx(record.err1[0][-1])
+    assert len(record.experiences) == len(record.architectures)
     again = run(spec, Path("."))
-    assert again["err1"] == record["err1"] and again["search"]["derived"] == derived
+    assert again.err1 == record.err1 and again.search.derived == derived
 
 
 def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
     """The retraining equals a hand-written loop: the run's initial weights (same seed), the derived cell
     alone, plain SGD with clipping on the same seeded batch order, ``retrain_steps`` steps."""
     from forgetbench.benchmark.core.config import ComponentSpec
-    from forgetbench.benchmark.run.runner import RunSpec, run, seed_everything
+    from forgetbench.benchmark.run.spec import RunSpec, seed_everything
+    from forgetbench.benchmark.run.runner import run
     from forgetbench.benchmark.core.training import TrainingConfig
 
     steps, training = 7, TrainingConfig(lr=5.0, grad_clip_norm=0.25, batch_size=8, eval_batch_size=64)
@@ -171,15 +173,15 @@ def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
     spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=params.model_dump(mode="json")),
                    ComponentSpec(name="wpl", params={"alpha": 60, "fisher": "online"}), 0, training, "cpu")
     record = run(spec, Path("."))
-    assert record["status"] == "ok", record.get("error")
-    derived = record["search"]["derived"]
-    retrained = derived["retrained"]
-    assert retrained["steps"] == steps and record["timing"]["retrain_seconds"] > 0
-    assert retrained["test_ppl"] == pytest.approx(math.exp(retrained["test_log_ppl"]))
+    assert record.status == "ok", record.error
+    derived = record.search.derived
+    retrained = derived.retrained
+    assert retrained.steps == steps and record.timing.retrain_seconds > 0
+    assert retrained.test_ppl == pytest.approx(math.exp(retrained.test_log_ppl))
 
     seed_everything(0)
     fresh = build_enas_rnn(params, ScenarioInputs(0, None))
-    task = fresh.task_of(tuple(derived["architecture"]))
+    task = fresh.task_of(tuple(derived.architecture))
     model, generator = fresh.model, torch.Generator().manual_seed(0)
     optimizer = torch.optim.SGD(model.parameters(), lr=training.lr, momentum=training.momentum)
     model.train()
@@ -193,9 +195,9 @@ def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
         optimizer.step()
     valid = evaluate(model, Task(**{**task.__dict__, "test_x": fresh.data.valid[0], "test_y": fresh.data.valid[1]}), 64,
                      torch.device("cpu"))
-    assert retrained["valid_ppl"] == pytest.approx(1.0 / valid, rel=1e-5)
+    assert retrained.valid_ppl == pytest.approx(1.0 / valid, rel=1e-5)
     # the search's own weights score the derived cell differently: the retraining did not start from them
-    assert retrained["valid_ppl"] != pytest.approx(derived["valid_ppl"], rel=1e-3)
+    assert retrained.valid_ppl != pytest.approx(derived.valid_ppl, rel=1e-3)
 
 
 def test_random_search_samples_uniformly_and_needs_no_controller():
@@ -267,7 +269,8 @@ def test_online_fisher_waits_start_after_models_and_clips_the_running_importance
 def test_grad_clip_norm_clips_the_global_norm_before_the_step():
     from forgetbench.benchmark.core.config import ComponentSpec
     from forgetbench.benchmark.train.harness import Harness
-    from forgetbench.benchmark.run.runner import RunSpec, build_run_strategy, seeded_scenario
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
     from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
     from forgetbench.benchmark.core.training import TrainingConfig
 
@@ -297,10 +300,11 @@ def test_best_err1_gap_and_search_epochs_by_hand():
     err1 = [[1.0, 2.0, 3.0], [4.0, 5.0, None]]
     err2 = [[1.5, 2.0, 2.0], [4.5, 6.0, None]]
     assert best_err1_gap(err1[0], err2[0], k=2) == pytest.approx((0.5 + 0.0) / 2)  # err1 1.0 and 2.0
-    record = {"status": "ok", "accuracy_matrix": [], "err1": err1, "err2": err2,
-              "search": {"error": "validation log-perplexity (nats per token)", "rewards": [[0.2, 0.4], [0.6]],
-                         "measured_from_epoch": 1, "derived": {"valid_ppl": 50.0, "test_ppl": 60.0}},
-              "timing": {"train_seconds": 2.0, "steps": 10}}
+    record = make_record({"status": "ok", "accuracy_matrix": [], "err1": err1, "err2": err2,
+                          "search": {"error": "validation log-perplexity (nats per token)", "rewards": [[0.2, 0.4], [0.6]],
+                                     "measured_from_epoch": 1,
+                                     "derived": {"architecture": [0], "valid_ppl": 50.0, "test_ppl": 60.0}},
+                          "timing": {"train_seconds": 2.0, "steps": 10}})
     epochs = search_epochs(record, k=2)
     assert epochs["mean_gap"] == pytest.approx([(0.5 + 0.0 - 1.0) / 3, (0.5 + 1.0) / 2])
     assert epochs["max_gap"] == pytest.approx([0.5, 1.0])

@@ -11,8 +11,10 @@ from pydantic import BaseModel
 
 from forgetbench.benchmark.core.config import ConfigError, resolve_config, strategy_variants
 from forgetbench.benchmark.core.grid import combination_label, combinations, format_value, grid_axes
-from forgetbench.benchmark.run.runner import RunSpec, build_scenario, expand_suite, hold_out_validation
+from forgetbench.benchmark.run.spec import RunSpec, expand_suite
+from forgetbench.benchmark.run.assemble import build_scenario, hold_out_validation
 from forgetbench.benchmark.run.selection import decide, metric_value, plan_sweeps
+from helpers import make_record
 from conftest import read_json, tiny_suite
 
 
@@ -97,8 +99,8 @@ def test_validation_split_comes_from_training_data_only(tmp_path):
     assert torch.equal(again.tasks[0].test_x, scenario.tasks[0].test_x)  # seeded
 
 
-def _fake(R):
-    return {"status": "ok", "accuracy_matrix": R}
+def _fake(R, status="ok"):
+    return make_record({"status": status, "accuracy_matrix": R})
 
 
 def test_decide_picks_best_mean_score_hand_computed():
@@ -111,7 +113,7 @@ def test_decide_picks_best_mean_score_hand_computed():
         ids["ewc[ewc_lambda=1]", 1]: _fake([[0.9, 0.1], [0.9, 0.9]]),
         # lambda=10: 0.8 on seed 0, seed 1 failed -> 0.8 (mean over ok seeds)
         ids["ewc[ewc_lambda=10]", 0]: _fake([[0.9, 0.1], [0.8, 0.8]]),
-        ids["ewc[ewc_lambda=10]", 1]: {"status": "failed", "accuracy_matrix": []},
+        ids["ewc[ewc_lambda=10]", 1]: _fake([], status="failed"),
     }
     decision = decide(sweep, records)
     assert decision["chosen"] == {"ewc_lambda": 10} and decision["chosen_label"] == "ewc[ewc_lambda=10]"

@@ -12,7 +12,9 @@ from torch import nn
 
 from forgetbench.benchmark.core.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
 from forgetbench.benchmark.data.models import MultiHeadNet, TaskRoutedModule
-from forgetbench.benchmark.run.runner import RunSpec, run, strategy_extra_results
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.core.record import PICResult, RunRecord
+from forgetbench.benchmark.run.runner import run, strategy_extra_results
 from forgetbench.benchmark.data.scenarios import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
 from forgetbench.strategies import StrategyContext
 from forgetbench.strategies.exssnet import ExSSNeTParams, build_exssnet, kkt_sources, knn_accuracy
@@ -76,7 +78,7 @@ def run_one(strategy: str, params: dict | None = None, scenario: dict = SPLIT_ML
     spec = RunSpec("t", ComponentSpec(**scenario), ComponentSpec(name=strategy, params=params or {}), seed,
                    training, "cpu")
     record = run(spec, data_root=None)
-    assert record["status"] == "ok", record.get("traceback", record["error"])
+    assert record.status == "ok", record.get("traceback", record.error)
     return record
 
 
@@ -147,7 +149,7 @@ def test_ownership_counts_new_weights_of_each_mask():
 # --------------------------------------------------------------------------- SupSup
 def assert_no_forgetting(record: dict) -> np.ndarray:
     """Every task's final accuracy equals its accuracy right after training; returns the matrix."""
-    R = np.array(record["accuracy_matrix"])
+    R = np.array(record.accuracy_matrix)
     for j in range(len(R)):
         assert abs(R[-1][j] - R[j][j]) <= 1e-6, f"task {j} forgot: {R[:, j]}"
     return R
@@ -159,11 +161,11 @@ def test_supsup_has_zero_forgetting_on_split(scenario):
     R = assert_no_forgetting(record)
     T = len(R)
     assert np.diag(R).mean() > (0.8 if scenario is SPLIT_MLP else 0.6), f"supsup did not learn: {R}"
-    iso = record["isolation"]
-    assert iso["slots"] == list(range(T))
-    assert all(abs(d - 0.1) < 0.01 for d in iso["mask_density"])
-    assert iso["owned_fraction"][0] == pytest.approx(iso["mask_density"][0])
-    assert 0 < iso["owned_fraction"][-1] < iso["mask_density"][-1]
+    iso = record.isolation
+    assert iso.slots == list(range(T))
+    assert all(abs(d - 0.1) < 0.01 for d in iso.mask_density)
+    assert iso.owned_fraction[0] == pytest.approx(iso.mask_density[0])
+    assert 0 < iso.owned_fraction[-1] < iso.mask_density[-1]
 
 
 def test_supsup_never_changes_the_weights_and_trains_only_its_slot():
@@ -187,9 +189,9 @@ def test_exssnet_has_zero_forgetting_on_split(scenario):
     record = run_one("exssnet", {"sparsity": 0.1}, scenario)
     R = assert_no_forgetting(record)
     T = len(R)
-    iso = record["isolation"]
-    assert len(iso["exclusive_fraction"]) == T
-    assert iso["exclusive_fraction"] == pytest.approx(iso["owned_fraction"])
+    iso = record.isolation
+    assert len(iso.exclusive_fraction) == T
+    assert iso.exclusive_fraction == pytest.approx(iso.owned_fraction)
 
 
 def test_exssnet_weight_phase_changes_only_exclusive_weights():
@@ -213,15 +215,15 @@ def test_exssnet_weight_phase_changes_only_exclusive_weights():
 
 
 def test_exssnet_learning_accuracy_beats_supsup_on_digits():
-    supsup = np.diag(run_one("supsup", {"sparsity": 0.1})["accuracy_matrix"]).mean()
-    exssnet = np.diag(run_one("exssnet", {"sparsity": 0.1})["accuracy_matrix"]).mean()
+    supsup = np.diag(run_one("supsup", {"sparsity": 0.1}).accuracy_matrix).mean()
+    exssnet = np.diag(run_one("exssnet", {"sparsity": 0.1}).accuracy_matrix).mean()
     assert exssnet >= supsup, (exssnet, supsup)
 
 
 def test_exssnet_counts_both_phases_under_a_step_budget():
     record = run_one("exssnet", {"sparsity": 0.1}, {**TWO_MODEL, "params": {**TWO_MODEL["params"], "a_steps": 7,
                                                                             "b_steps": 5}})
-    assert record["timing"]["steps"] == 2 * (7 + 5)
+    assert record.timing.steps == 2 * (7 + 5)
 
 
 # --------------------------------------------------------------------------- KKT
@@ -301,16 +303,16 @@ def test_kkt_picks_the_obvious_earlier_mask():
 def test_exssnet_with_kkt_runs_and_is_reproducible():
     a = run_one("exssnet", {"sparsity": 0.1, "kkt": "best", "knn_k": 50})
     b = run_one("exssnet", {"sparsity": 0.1, "kkt": "best", "knn_k": 50})
-    assert a["accuracy_matrix"] == b["accuracy_matrix"]
-    assert [e["experience"] for e in a["kkt"]] == [1, 2]
-    assert all(set(e["knn_accuracy"]) == {str(i) for i in range(e["experience"])} for e in a["kkt"])
+    assert a.accuracy_matrix == b.accuracy_matrix
+    assert [e.experience for e in a.kkt] == [1, 2]
+    assert all(set(e.knn_accuracy) == {str(i) for i in range(e.experience)} for e in a.kkt)
 
 
 # --------------------------------------------------------------------------- permuted (labels all 0)
 @pytest.mark.parametrize("strategy", ["supsup", "exssnet"])
 def test_mask_methods_infer_the_task_when_labels_are_shared(strategy):
     record = run_one(strategy, {"sparsity": 0.2}, PERMUTED)
-    R = np.array(record["accuracy_matrix"])
+    R = np.array(record.accuracy_matrix)
     assert np.diag(R).min() > 0.5, R
     # one-shot inference must find each task's mask: the final row stays close to the diagonal
     assert (R[-1] >= np.diag(R) - 0.1).all(), R
@@ -318,16 +320,16 @@ def test_mask_methods_infer_the_task_when_labels_are_shared(strategy):
 
 def test_pic_runs_on_permuted_with_merged_weights():
     record = run_one("pic", {"lam": 0.5}, PERMUTED, PIC_TRAINING)
-    assert record["pic"]["lam"] == [None, 0.5, 0.5]
+    assert record.pic.lam == [None, 0.5, 0.5]
 
 
 # --------------------------------------------------------------------------- two_model
 @pytest.mark.parametrize("strategy", ["supsup", "exssnet", "pic"])
 def test_isolation_strategies_run_on_two_model(strategy):
     record = run_one(strategy, None, TWO_MODEL, PIC_TRAINING.model_copy(update={"epochs": 1}))
-    assert np.array(record["accuracy_matrix"]).shape == (2, 2)
+    assert np.array(record.accuracy_matrix).shape == (2, 2)
     if strategy != "pic":
-        R = record["accuracy_matrix"]
+        R = record.accuracy_matrix
         assert abs(R[1][0] - R[0][0]) <= 1e-6
 
 
@@ -388,7 +390,7 @@ def test_pic_task_arithmetic_matches_hand_computation():
 
 def test_pic_previous_init_starts_from_the_last_adapter_and_chooses_lambda():
     record = run_one("pic", {"rank": 2}, training=PIC_TRAINING)
-    lams = record["pic"]["lam"]
+    lams = record.pic.lam
     assert lams[0] is None and all(lam in [round(0.1 * i, 1) for i in range(1, 11)] for lam in lams[1:])
     scenario = scenario_of(SPLIT_MLP)
     strategy = build_pic(context(scenario, PIC_TRAINING), PICParams(lam=1.0, rank=2, init="previous"))
@@ -433,8 +435,31 @@ def test_extra_results_may_not_overwrite_record_keys():
         def extra_results(self):
             return {"accuracy_matrix": []}
 
+    record = RunRecord.from_dict({"run_id": "r", "suite": "s", "seed": 0, "accuracy_matrix": [[1.0]],
+                                  "scenario": {"name": "a", "label": "a"}, "strategy": {"name": "b", "label": "b"}})
     with pytest.raises(ValueError, match="accuracy_matrix"):
-        strategy_extra_results(Strat(), {"accuracy_matrix": [[1.0]]})
+        record.add_results(strategy_extra_results(Strat()), source="Strat")
+
+    class Twice:  # two plugins reporting the same key: one would silently win
+        plugins = [type("P", (), {"extra_results": lambda self: {"mine": 1}})()]
+
+        def extra_results(self):
+            return {"mine": 2}
+
+    with pytest.raises(ValueError, match="repeats result keys"):
+        strategy_extra_results(Twice())
+
+
+def test_declared_results_are_validated_and_plug_in_keys_kept():
+    record = RunRecord.from_dict({"run_id": "r", "suite": "s", "seed": 0,
+                                  "scenario": {"name": "a", "label": "a"}, "strategy": {"name": "b", "label": "b"}})
+    record.add_results({"pic": {"lam": [0.5], "val_accuracy": [0.9], "val_accuracy_per_lambda": [[0.9]]},
+                        "my_plugin_stat": {"any": [1, 2]}}, source="test")
+    assert isinstance(record.pic, PICResult) and record.pic.lam == [0.5]
+    assert record.model_extra == {"my_plugin_stat": {"any": [1, 2]}}
+    assert record.to_dict()["my_plugin_stat"] == {"any": [1, 2]} and record.to_dict()["pic"]["lam"] == [0.5]
+    with pytest.raises(ValueError, match="isolation"):
+        record.add_results({"isolation": {"union_fraction": "most"}}, source="test")
 
 
 def test_bad_params_name_the_field():

@@ -22,7 +22,7 @@ KEY = "first_task_final_test"
 
 def first_task_final(record):
     "accuracy on the first experience after the last one (test metric)"
-    return record["accuracy_matrix"][-1][0]
+    return record.accuracy_matrix[-1][0]
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def registered():
 
 
 def record(seed: int, matrix: list[list[float]], strategy: str = "naive", status: str = "ok") -> dict:
-    return {"run_id": f"s__{strategy}__{seed}", "scenario": {"label": "s", "name": "split"},
+    return {"run_id": f"s__{strategy}__{seed}", "suite": "t", "scenario": {"label": "s", "name": "split"},
             "strategy": {"label": strategy, "name": strategy}, "seed": seed, "status": status,
             "accuracy_matrix": matrix, "timing": {"train_seconds": 1.0, "steps": 10}}
 
@@ -61,7 +61,7 @@ def test_registered_metric_reaches_the_terminal_table_summary_csv_comparisons_an
     assert results.exit_code == 0
     expected = {}
     for rec in results.records:
-        expected.setdefault(rec["strategy"]["label"], []).append(rec["accuracy_matrix"][-1][0])
+        expected.setdefault(rec.strategy.label, []).append(rec.accuracy_matrix[-1][0])
 
     assert "first (pts)" in results.summary_text().splitlines()[0]
     summary = results.summary().set_index("strategy")
@@ -82,9 +82,20 @@ def test_registered_metric_reaches_the_terminal_table_summary_csv_comparisons_an
 def test_registering_twice_or_a_failing_metric_is_a_clear_error(registered):
     with pytest.raises(ValueError, match=f"metric '{KEY}' is already registered"):
         forgetbench.register_metric(KEY, better="lower")(lambda record: 0.0)
-    forgetbench.register_metric("broken_test", better="lower")(lambda record: record["no_such_key"])
+    forgetbench.register_metric("broken_test", better="lower")(lambda record: record.no_such_key)
     try:
-        with pytest.raises(ValueError, match="metric 'broken_test' failed on run s__naive__0: KeyError"):
+        with pytest.raises(ValueError, match="metric 'broken_test' failed on run s__naive__0: AttributeError"):
             run_metrics(record(0, [[0.9]]))
     finally:
         del metric_registry.METRICS["broken_test"]
+
+
+def test_a_reproduction_can_name_a_registered_accuracy_metric(registered):
+    from forgetbench.benchmark.core.config import ReproduceSpec
+    from forgetbench.reports.reproduce import reproduction_rows
+    from forgetbench.reports.summary import runs_long, summary_table
+
+    spec = ReproduceSpec(source="a paper", settings="its table", metric=KEY, targets={"naive": {"mean": 65.0}})
+    records = [record(0, [[0.9, 0.1], [0.6, 0.95]]), record(1, [[0.8, 0.2], [0.7, 0.9]])]
+    rows = reproduction_rows(summary_table(runs_long(records)), spec.model_dump(), "s")
+    assert rows.metric.tolist() == [KEY] and rows.obtained.iloc[0] == pytest.approx(65.0) and rows.passed.iloc[0]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 
 
@@ -45,11 +46,11 @@ def test_subsampling_and_a_run():
     spec = RunSpec("t", ComponentSpec(name="permuted", params={"dataset": "digits", "tasks": 3, "widths": [16]}),
                    ComponentSpec(name="naive"), 0, TrainingConfig(batch_size=32, lr=0.05, momentum=0.9, epochs=3), "cpu")
     record = run(spec, data_root=None)
-    assert record["status"] == "ok", record.get("traceback")
-    R = record["accuracy_matrix"]
+    assert record.status == "ok", record.traceback
+    R = record.accuracy_matrix
     assert len(R) == 3 and all(len(row) == 3 for row in R)
     assert min(R[j][j] for j in range(3)) > 0.5  # each permutation is learnt by the shared MLP
-    assert [t["accuracy"] for t in record["turn_accuracy"]] == pytest.approx([R[j][j] for j in range(3)])
+    assert [t.accuracy for t in record.turn_accuracy] == pytest.approx([R[j][j] for j in range(3)])
 
 
 def test_si_penalty_is_active_on_cpu():
@@ -61,8 +62,8 @@ def test_si_penalty_is_active_on_cpu():
         spec = RunSpec("t", ComponentSpec(name="permuted", params=params),
                        ComponentSpec(name=strategy, params=sparams), 0, training, "cpu")
         record = run(spec, data_root=None)
-        assert record["status"] == "ok", record.get("traceback")
-        return record["accuracy_matrix"]
+        assert record.status == "ok", record.traceback
+        return record.accuracy_matrix
 
     naive, si = final("naive", {}), final("si", {"si_lambda": 300.0})
     assert si != naive

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import read_json, tiny_suite
-from helpers import comparable
+from helpers import comparable, make_record
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'forgetbench[ray]')")
 
@@ -168,7 +168,7 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     import types
 
     from forgetbench.benchmark.run.executors import NODE_LOSS_RESUBMITS, Job, RayExecutor
-    from forgetbench.benchmark.run.runner import RunSpec
+    from forgetbench.benchmark.run.spec import RunSpec
     from forgetbench.benchmark.core.config import ComponentSpec
     from forgetbench.benchmark.core.training import TrainingConfig
 
@@ -178,7 +178,7 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     class Crashed(Exception):
         pass
 
-    outcomes: dict[str, list] = {"lost-once": [Died("node died"), {"status": "ok", "run_id": "a"}],
+    outcomes: dict[str, list] = {"lost-once": [Died("node died"), make_record({"status": "ok"}).to_dict()],
                                  "crash": [Crashed("worker crashed")],
                                  "always-lost": [Died("node died")] * (NODE_LOSS_RESUBMITS + 1)}
     submitted: list[str] = []
@@ -212,9 +212,10 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
                                  TrainingConfig(), "cpu")
     jobs = [Job(label, spec(label)) for label in ("lost-once", "crash", "always-lost")]
     results = {job.key: record for job, record in executor.execute(jobs)}
-    assert results["lost-once"]["status"] == "ok"
-    assert results["crash"]["status"] == "failed"
-    assert results["always-lost"]["status"] == "failed"
+    assert results["lost-once"].status == "ok"
+    assert results["crash"].status == "failed"
+    assert results["always-lost"].status == "failed"
     assert submitted.count("lost-once") == 2 and submitted.count("crash") == 1
     assert submitted.count("always-lost") == NODE_LOSS_RESUBMITS + 1
     assert sum("lost with its Ray node" in m for m in messages) == 1 + NODE_LOSS_RESUBMITS
+

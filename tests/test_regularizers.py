@@ -16,7 +16,8 @@ from avalanche.training.plugins import EWCPlugin as AvalancheEWC
 from avalanche.training.plugins import SynapticIntelligencePlugin as AvalancheSI
 
 from helpers import TRAINING, small_split
-from forgetbench.benchmark.run.runner import regularizer_bytes, seed_everything
+from forgetbench.benchmark.run.runner import regularizer_bytes
+from forgetbench.benchmark.run.spec import seed_everything
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.strategies import StrategyContext
 from forgetbench.strategies.ewc import EWCParams, EWCPlugin, squared_gradient_importance

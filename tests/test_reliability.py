@@ -116,9 +116,9 @@ def test_a_run_leaving_a_task_at_chance_is_flagged_in_the_record_and_the_report(
     suite = tiny_suite(seeds=[0], strategies=[{"name": "test_forget_first_task"}])
     results = run_suite(suite, tmp_path / "out", progress=False)
     record = results.records[0]
-    assert record["status"] == "ok"
-    assert record["tasks_at_chance"] == [0]
-    assert any(w.startswith("1 of 2 tasks at chance at the end: task0") for w in record["warnings"])
+    assert record.status == "ok"
+    assert record.tasks_at_chance == [0]
+    assert any(w.startswith("1 of 2 tasks at chance at the end: task0") for w in record.warnings)
     html = results.report().read_text()
     assert "Runs with tasks at chance (1)" in html and "1 of 2 tasks at chance at the end" in html
 
@@ -221,10 +221,10 @@ def test_wpl_and_exact_ewc_run_with_frozen_parameters(model, strategy, tmp_path)
                        strategies=[strategy])
     results = run_suite(suite, tmp_path / "out", progress=False)
     record = results.records[0]
-    assert record["status"] == "ok", record.get("error")
+    assert record.status == "ok", record.error
     # the state kept covers exactly the trainable parameters: first, heads (no importance or anchor for mid.*)
     trainable = sum(p.numel() for n, p in globals()[model]().named_parameters() if p.requires_grad)
-    assert 0 < record["memory"]["regularizer_bytes"] <= 2 * 4 * trainable  # fp32 importance + anchor at most
+    assert 0 < record.memory.regularizer_bytes <= 2 * 4 * trainable  # fp32 importance + anchor at most
 
 
 def test_exact_fisher_skips_frozen_parameters_and_matches_the_slow_reference():
@@ -310,7 +310,8 @@ def test_exact_fisher_on_a_stock_transformers_encoder():
 @pytest.mark.parametrize("strategy", ["naive", "pic"])
 def test_iterations_per_task_is_every_strategys_step_count(strategy):
     from forgetbench.benchmark.core.config import ComponentSpec
-    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.runner import run
     from forgetbench.benchmark.core.training import TrainingConfig
 
     # digits: ~290 samples a task, 10 batches of 32; pic holds 10% out (9 batches): 3 epochs gave it 27 steps
@@ -319,8 +320,8 @@ def test_iterations_per_task_is_every_strategys_step_count(strategy):
                                                              "widths": [16]}),
                    ComponentSpec(name=strategy), 0, training, "cpu")
     record = run(spec, None)
-    assert record["status"] == "ok", record.get("error")
-    assert record["timing"]["steps"] == 2 * 30
+    assert record.status == "ok", record.error
+    assert record.timing.steps == 2 * 30
 
 
 # --- 17. the detected parameter sets are visible ---------------------------------------------------------------
@@ -357,3 +358,16 @@ def test_validate_show_params_lists_used_shared_and_private_parameters(tmp_path,
     assert re.search(r"net\.mid\.weight\s+\(16,\)\s+16\s+frozen", out)
     assert "experience0: 4 tensors, 178 weights (144 shared, 34 private)" in out
     assert main(["validate", str(config), "--show-params", "--skip-data"]) == 2
+
+
+def test_a_worker_reply_that_is_no_record_fails_that_run_only():
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.core.training import TrainingConfig
+    from forgetbench.benchmark.run.executors import Job, _received
+    from forgetbench.benchmark.run.spec import RunSpec
+    from helpers import make_record
+
+    job = Job("k", RunSpec("t", ComponentSpec(name="split"), ComponentSpec(name="naive"), 0, TrainingConfig(), "cpu"))
+    record = _received(job, {"status": "ok"})
+    assert record.status == "failed" and "no valid record" in record.error and "run_id" in record.error
+    assert _received(job, make_record({"status": "ok"}).to_dict()).status == "ok"

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import tiny_suite
 from report_records import ERR1, ERR2, basic_records, full_records, record, write_folder
+from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
 from forgetbench.reports.html import build_report
 
@@ -78,7 +79,7 @@ def test_supernet_joint_and_memory_metrics():
     assert _value(table, "ewc", "intransigence", scenario="curvy") == pytest.approx(0.19 / 3)
     assert _value(table, "ewc", "regularizer_bytes", scenario="curvy") == 4096
     assert "intransigence" not in set(table[table.scenario == "pair"].metric)  # no reference there
-    gaps = S.err_gap_frame(records, "nas")  # 2 strategies x 2 seeds x 2 rounds x 3 architectures
+    gaps = FR.err_gap_frame(records, "nas")  # 2 strategies x 2 seeds x 2 rounds x 3 architectures
     assert len(gaps) == 24 and gaps.gap.max() == pytest.approx(0.1)
     np.testing.assert_allclose(sorted(gaps.gap.unique()), sorted(set((np.subtract(ERR2, ERR1)).round(12).ravel())))
 

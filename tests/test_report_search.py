@@ -7,18 +7,23 @@ import pandas as pd
 
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
+from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.reports.html import build_report, write_report
+from helpers import make_record
 
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32, eval_batch_size=512)
 
 
-def search_record(scenario: str, steps: int, kind: str = "random", strategy: str = "naive", seed: int = 0) -> dict:
-    return {"status": "ok", "scenario": {"name": "supernet_search", "label": scenario,
+def search_record(scenario: str, steps: int, kind: str = "random", strategy: str = "naive", seed: int = 0,
+                  searched: bool = True) -> RunRecord:
+    return make_record({"status": "ok", "scenario": {"name": "supernet_search", "label": scenario,
                                          "params": {"steps_per_turn": steps, "search": kind}},
-            "strategy": {"name": strategy, "label": strategy}, "seed": seed, "search": {"kind": kind},
-            "accuracy_matrix": [[0.5, 0.5]]}
+            "strategy": {"name": strategy, "label": strategy}, "seed": seed,
+            "search": {"kind": kind} if searched else None, "accuracy_matrix": [[0.5, 0.5]]})
 
 
 def summary_rows(scenario: str, strategy: str, values: dict[str, float]) -> list[dict]:
@@ -30,7 +35,7 @@ def test_sweep_frame_joins_each_scenarios_setting_to_its_summary_rows():
     table = pd.DataFrame(summary_rows("t1", "naive", {"forgetting_value_mean": 0.02, "search_tau": 0.3, "ACC": 0.9})
                          + summary_rows("t150", "naive", {"forgetting_value_mean": 0.15, "regret": 0.04}))
     records = [search_record("t1", 1), search_record("t150", 150)]
-    sweep = S.search_sweep_frame(table, records)
+    sweep = FR.search_sweep_frame(table, records)
     assert sorted(zip(sweep.scenario, sweep.metric, sweep.setting)) == [
         ("t1", "forgetting_value_mean", 1), ("t1", "search_tau", 1),
         ("t150", "forgetting_value_mean", 150), ("t150", "regret", 150)]  # ACC is not a sweep metric
@@ -42,20 +47,20 @@ def test_sweep_frame_joins_each_scenarios_setting_to_its_summary_rows():
 def test_sweep_needs_two_settings_and_keeps_search_kinds_apart():
     table = pd.DataFrame(summary_rows("a", "naive", {"regret": 0.1}) + summary_rows("b", "naive", {"regret": 0.2}))
     same = [search_record("a", 20), search_record("b", 20, kind="controller")]
-    assert S.search_sweep_frame(table, same).empty  # nas_search.yaml: random vs controller at one turn length
+    assert FR.search_sweep_frame(table, same).empty  # nas_search.yaml: random vs controller at one turn length
     mixed = [search_record("a", 5), search_record("b", 20, kind="controller")]
-    assert set(S.search_sweep_frame(table, mixed).series) == {"naive · random", "naive · controller"}
-    not_search = [dict(r, search=None) for r in mixed]
-    assert S.search_sweep_frame(table, not_search).empty
+    assert set(FR.search_sweep_frame(table, mixed).series) == {"naive · random", "naive · controller"}
+    not_search = [search_record("a", 5, searched=False), search_record("b", 20, kind="controller", searched=False)]
+    assert FR.search_sweep_frame(table, not_search).empty
 
 
 def test_many_experiences_switches_at_the_threshold():
-    def record(n: int) -> dict:
-        return {"status": "ok", "scenario": {"label": "s"}, "accuracy_matrix": [[0.5] * n]}
+    def record(n: int) -> RunRecord:
+        return make_record({"status": "ok", "scenario": {"label": "s"}, "accuracy_matrix": [[0.5] * n]})
 
-    assert not S.many_experiences([record(S.MANY_EXPERIENCES)], "s")
-    assert S.many_experiences([record(S.MANY_EXPERIENCES + 1)], "s")
-    assert not S.many_experiences([record(S.MANY_EXPERIENCES + 1)], "other")
+    assert not FR.many_experiences([record(FR.MANY_EXPERIENCES)], "s")
+    assert FR.many_experiences([record(FR.MANY_EXPERIENCES + 1)], "s")
+    assert not FR.many_experiences([record(FR.MANY_EXPERIENCES + 1)], "other")
 
 
 def test_report_of_a_turn_length_suite_draws_the_sweep_and_summarises_27_candidates(tmp_path):
@@ -68,8 +73,8 @@ def test_report_of_a_turn_length_suite_draws_the_sweep_and_summarises_27_candida
             spec = RunSpec("sweep", ComponentSpec(name="supernet_search", label=f"turn_{steps}", params=params),
                            ComponentSpec(name="naive", params={}), seed, TRAINING, "cpu")
             record = run(spec, data_root=None)
-            assert record["status"] == "ok", record.get("error")
-            assert len(record["accuracy_matrix"][-1]) == 27
+            assert record.status == "ok", record.error
+            assert len(record.accuracy_matrix[-1]) == 27
             store.write_result(out, record)
     html = write_report([out]).read_text()
     assert 'id="sweep-figure"' in html and html.index('id="sweep"') < html.index('id="s-turn-4"')

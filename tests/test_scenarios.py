@@ -187,7 +187,8 @@ def test_scenario_contract_catches_a_wrong_used_params_declaration(monkeypatch):
 def test_reduced_resnet18_has_the_papers_sizes_and_trains_with_regularizers():
     from forgetbench.benchmark.core.config import ComponentSpec
     from forgetbench.benchmark.data.models import resnet18_trunk
-    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.runner import run
     from forgetbench.benchmark.front.testing import TRAINING
 
     def weights(shape, nf):
@@ -201,8 +202,8 @@ def test_reduced_resnet18_has_the_papers_sizes_and_trains_with_regularizers():
                                                "trunk": "resnet18", "widths": [4]})
     for strategy in ("naive", "ewc", "wpl"):
         record = run(RunSpec("resnet", spec, ComponentSpec(name=strategy), 0, TRAINING, "cpu"), None)
-        assert record["status"] in ("ok", "collapsed"), record.get("error")  # 1 epoch of a tiny ResNet may not learn
-        assert len(record["accuracy_matrix"]) == 2
+        assert record.status in ("ok", "collapsed"), record.error  # 1 epoch of a tiny ResNet may not learn
+        assert len(record.accuracy_matrix) == 2
 
 
 # ------------------------------------------------------------------ van de Ven & Tolias's three settings
@@ -240,7 +241,8 @@ def test_class_il_head_covers_only_the_classes_seen_in_training():
     mark anything seen, and after the last task every unit is live."""
     from forgetbench.benchmark.core.config import ComponentSpec
     from forgetbench.benchmark.train.harness import Harness
-    from forgetbench.benchmark.run.runner import RunSpec, build_run_strategy, seeded_scenario
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
     from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
     from forgetbench.benchmark.core.training import TrainingConfig
 
@@ -298,7 +300,8 @@ def test_masked_unseen_units_give_van_de_ven_s_loss_on_the_active_classes_exactl
 def test_naive_forgets_everything_in_class_il_and_the_record_and_report_say_which_setting(tmp_path):
     """The known class-IL failure: after the last task the single head predicts only its classes."""
     from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.runner import run
 
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=3, eval_batch_size=512)
     params = {"dataset": "digits", "tasks": 3, "classes_per_task": 3, "widths": [64]}
@@ -307,10 +310,10 @@ def test_naive_forgets_everything_in_class_il_and_the_record_and_report_say_whic
         spec = RunSpec("t", ComponentSpec(name="split", label=setting, params=params | {"setting": setting}),
                        ComponentSpec(name="naive"), 0, training, "cpu")
         records[setting] = run(spec, None)
-        assert records[setting]["scenario_type"] == setting
-    R = records["class-IL"]["accuracy_matrix"]
+        assert records[setting].scenario_type == setting
+    R = records["class-IL"].accuracy_matrix
     assert R[0][0] > 0.8 and R[-1][0] < 0.1 and R[-1][-1] > 0.8, R
-    assert records["task-IL"]["accuracy_matrix"][-1][0] > 0.5
+    assert records["task-IL"].accuracy_matrix[-1][0] > 0.5
     from forgetbench.benchmark.core import store
     from forgetbench.reports.html import write_report
 

@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from forgetbench.benchmark.run import runner
+from forgetbench.benchmark.run import assemble, references, spec as run_spec
+from forgetbench.benchmark.train.harness import evaluate
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.benchmark.data.scenarios.search import Controller, enumerate_space, epoch_err_tables
 from forgetbench.benchmark.core import metrics
+from helpers import make_record
+from forgetbench.benchmark.core.record import TurnAccuracy
 from forgetbench.reports.summary import runs_long
 
 TINY = {"dataset": "digits", "layers": 2, "ops": 2, "width": 16, "epochs": 3, "turns_per_epoch": 3,
@@ -66,12 +70,12 @@ def test_forgetting_value_by_hand():
 
 
 def test_search_metrics_of_a_record_by_hand():
-    record = {
+    record = make_record({
         "search": {"validation_accuracy": [0.8, 0.7, 0.9], "chosen": 2, "top_k": 1, "rewards": [[0.1, 0.3], [0.5, 0.7]]},
         "standalone_accuracy": [0.80, 0.85, 0.95],
         "err1": [[0.1, None, 0.3], [None, 0.2, None]],
         "err2": [[0.2, None, 0.3], [None, 0.4, None]],
-    }
+    })
     out = metrics.search_metrics(record)
     assert out["search_tau"] == pytest.approx(1 / 3)  # pair (0,1) discordant, (0,2) and (1,2) concordant
     assert out["search_rho"] == pytest.approx(0.5)
@@ -87,7 +91,7 @@ def test_epoch_err_tables_by_hand():
              {"turn": 3, "task": 2, "accuracy": 0.5}, {"turn": 4, "task": 2, "accuracy": 0.9},
              {"turn": 5, "task": 0, "accuracy": 0.75}]
     R = [[0.65, 0.7, 0.1], [0.7, 0.5, 0.85]]
-    err1, err2 = epoch_err_tables(turns, R, turns_per_epoch=3, n_candidates=3)
+    err1, err2 = epoch_err_tables([TurnAccuracy(**t) for t in turns], R, turns_per_epoch=3, n_candidates=3)
     assert err1[0][0] == pytest.approx(0.3) and err1[0][1] == pytest.approx(0.2) and err1[0][2] is None
     assert err2[0][0] == pytest.approx(0.35) and err2[0][1] == pytest.approx(0.3) and err2[0][2] is None
     assert err1[1][1] is None and err1[1][2] == pytest.approx(0.1) and err2[1][2] == pytest.approx(0.15)
@@ -109,17 +113,17 @@ def test_the_whole_space_is_the_candidate_set_with_one_shared_head():
 
 def test_a_search_run_records_its_choice_errors_and_ground_truth():
     record = run(spec("wpl", {"alpha": 10.0}, search="controller"), data_root=None)
-    assert record["status"] == "ok", record.get("error")
-    search = record["search"]
-    assert len(record["accuracy_matrix"]) == TINY["epochs"] and len(record["turn_accuracy"]) == 9
-    assert search["chosen"] == int(np.argmax(search["validation_accuracy"]))
-    assert record["architectures"][search["chosen"]] == search["chosen_architecture"]
-    assert len(search["rewards"]) == TINY["epochs"] and all(len(r) == 30 for r in search["rewards"])
-    assert len(record["standalone_accuracy"]) == 4
-    trained = [{t["task"] for t in record["turn_accuracy"][3 * e:3 * e + 3]} for e in range(3)]
+    assert record.status == "ok", record.error
+    search = record.search
+    assert len(record.accuracy_matrix) == TINY["epochs"] and len(record.turn_accuracy) == 9
+    assert search.chosen == int(np.argmax(search.validation_accuracy))
+    assert record.architectures[search.chosen] == search.chosen_architecture
+    assert len(search.rewards) == TINY["epochs"] and all(len(r) == 30 for r in search.rewards)
+    assert len(record.standalone_accuracy) == 4
+    trained = [{t.task for t in record.turn_accuracy[3 * e:3 * e + 3]} for e in range(3)]
     for e in range(3):  # err1 defined exactly for the candidates the epoch trained
-        assert {k for k, v in enumerate(record["err1"][e]) if v is not None} == trained[e]
-    assert record["timing"]["search_seconds"] > 0
+        assert {k for k, v in enumerate(record.err1[e]) if v is not None} == trained[e]
+    assert record.timing.search_seconds > 0
     values = metrics.run_metrics(record)
     assert {"search_tau", "search_rho", "precision_at_k", "regret", "forgetting_value_mean",
             "controller_reward"} <= set(values)
@@ -131,14 +135,14 @@ def test_wpl_sees_each_added_turn(monkeypatch):
 
     seen = []
     sc_holder = {}
-    real_build = runner.build_scenario
+    real_build = assemble.build_scenario
 
     def build(*args):
         built = real_build(*args)
         sc_holder.setdefault("s", built)  # the run's own (the standalone references rebuild it later)
         return built
 
-    monkeypatch.setattr(runner, "build_scenario", build)
+    monkeypatch.setattr(assemble, "build_scenario", build)
     real_before = WPLPlugin.before_training_exp
 
     def before(self, strategy, **kw):
@@ -148,11 +152,11 @@ def test_wpl_sees_each_added_turn(monkeypatch):
 
     monkeypatch.setattr(WPLPlugin, "before_training_exp", before)
     record = run(spec("wpl", {"alpha": 10.0}), data_root=None)
-    assert record["status"] == "ok", record.get("error")
+    assert record.status == "ok", record.error
     assert [i for i, _ in seen] == list(range(9))
     assert all(known > i for i, known in seen)  # the turn being trained is always known to the plugin
     sc = sc_holder["s"]
-    assert len(sc.schedule) == 9 and [t.task for t in sc.schedule] == [t["task"] for t in record["turn_accuracy"]]
+    assert len(sc.schedule) == 9 and [t.task for t in sc.schedule] == [t.task for t in record.turn_accuracy]
 
 
 def test_the_controller_learns_to_prefer_the_rewarded_architecture():
@@ -189,56 +193,56 @@ def test_search_is_reproducible_within_and_across_executors(tmp_path):
     a = run(spec(search="controller", seed=3), data_root=None)
     b = run(spec(search="controller", seed=3), data_root=None)
     for key in ("search", "accuracy_matrix", "turn_accuracy", "err1", "err2", "standalone_accuracy"):
-        assert a[key] == b[key], key
+        assert getattr(a, key) == getattr(b, key), key
     executor = make_executor("process", workers=1, data_root=None)
     try:
         [(_, c)] = list(executor.execute([Job("k", spec(search="controller", seed=3))]))
     finally:
         executor.close()
-    assert c["status"] == "ok", c.get("error")
+    assert c.status == "ok", c.error
     for key in ("search", "accuracy_matrix", "turn_accuracy", "err1", "err2", "standalone_accuracy"):
-        assert c[key] == a[key], key
+        assert getattr(c, key) == getattr(a, key), key
 
 
 def test_ground_truth_is_cached_on_disk_shared_by_search_settings_and_resumed(tmp_path, monkeypatch):
-    runner._STANDALONE_CACHE.clear()
+    references.STANDALONE_CACHE.clear()
     trained = []
-    real = runner.train_schedule
+    real = references.train_schedule
 
     def counting(strategy, harness, turns, *args, **kw):
         if len(turns) == 1 and turns[0][0].max_steps == TINY["ground_truth_steps"]:
             trained.append(turns[0][0].task)
         return real(strategy, harness, turns, *args, **kw)
 
-    monkeypatch.setattr(runner, "train_schedule", counting)
+    monkeypatch.setattr(references, "train_schedule", counting)
     first = run(spec(search="random"), data_root=None, cache_dir=tmp_path)
     assert sorted(trained) == [0, 1, 2, 3]
     files = list((tmp_path / store.GROUND_TRUTH_DIR).glob("*.json"))
     assert len(files) == 1
     stored = json.loads(files[0].read_text())
     assert stored["key"]["steps"] == [TINY["ground_truth_steps"]] * 4 and "search" not in stored["key"]["params"]
-    assert [stored["accuracy"][str(k)] for k in range(4)] == first["standalone_accuracy"]
+    assert [stored["accuracy"][str(k)] for k in range(4)] == first.standalone_accuracy
 
     # another search setting and another process (in-process cache cleared): read from disk, nothing trained
-    runner._STANDALONE_CACHE.clear()
+    references.STANDALONE_CACHE.clear()
     trained.clear()
     other = run(spec("ewc", {"ewc_lambda": 1.0}, search="controller"), data_root=None, cache_dir=tmp_path)
-    assert trained == [] and other["standalone_accuracy"] == first["standalone_accuracy"]
+    assert trained == [] and other.standalone_accuracy == first.standalone_accuracy
 
     # an interrupted computation (two entries saved) resumes: only the missing ones are trained
-    runner._STANDALONE_CACHE.clear()
+    references.STANDALONE_CACHE.clear()
     store.save_ground_truth(files[0], stored["key"], {0: 0.125, 3: 0.5})
     resumed = run(spec(search="random"), data_root=None, cache_dir=tmp_path)
     assert sorted(trained) == [1, 2]
-    assert resumed["standalone_accuracy"][0] == 0.125 and resumed["standalone_accuracy"][3] == 0.5
-    assert resumed["standalone_accuracy"][1:3] == first["standalone_accuracy"][1:3]
+    assert resumed.standalone_accuracy[0] == 0.125 and resumed.standalone_accuracy[3] == 0.5
+    assert resumed.standalone_accuracy[1:3] == first.standalone_accuracy[1:3]
 
     # a truncated file (a crash mid-write cannot leave one, an edit can) is recomputed, not trusted
-    runner._STANDALONE_CACHE.clear()
+    references.STANDALONE_CACHE.clear()
     trained.clear()
     files[0].write_text('{"key": ')
     again = run(spec(search="random"), data_root=None, cache_dir=tmp_path)
-    assert sorted(trained) == [0, 1, 2, 3] and again["standalone_accuracy"] == first["standalone_accuracy"]
+    assert sorted(trained) == [0, 1, 2, 3] and again.standalone_accuracy == first.standalone_accuracy
 
 
 def test_search_metrics_reach_the_summary_and_report(tmp_path):
@@ -267,7 +271,7 @@ def test_every_registered_strategy_runs_a_search_or_refuses_clearly():
     for name in built_in:
         record = run(spec(name, search="random", epochs=2), data_root=None)
         if name in refusing:
-            assert record["status"] == "failed" and "needs the whole schedule up front" in record["error"], name
+            assert record.status == "failed" and "needs the whole schedule up front" in record.error, name
         else:
-            assert record["status"] == "ok", (name, record.get("error"))
-            assert len(record["accuracy_matrix"]) == 2 and "search" in record, name
+            assert record.status == "ok", (name, record.error)
+            assert len(record.accuracy_matrix) == 2 and record.search is not None, name

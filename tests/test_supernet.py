@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from forgetbench.benchmark.run import runner
+from forgetbench.benchmark.run import assemble, references, spec as run_spec
+from forgetbench.benchmark.train.harness import evaluate
 from forgetbench.benchmark.core.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.core.record import TurnAccuracy
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.benchmark.data.scenarios.supernet import err_tables, position_ops, sample_architectures
 from conftest import tiny_suite
+from helpers import make_record
 
 TINY = {"dataset": "digits", "layers": 3, "ops": 4, "width": 8, "architectures": 4, "rounds": 2,
         "steps_per_turn": 12}  # enough to leave chance level (else the run is `collapsed`)
@@ -117,8 +121,8 @@ def test_round_robin_schedule_records_the_last_turn_of_each_round():
 
 def test_err_tables_by_hand():
     # 2 architectures, 2 rounds: turns 0..3 train archs 0, 1, 0, 1
-    turns = [{"turn": 0, "task": 0, "accuracy": 0.6}, {"turn": 1, "task": 1, "accuracy": 0.7},
-             {"turn": 2, "task": 0, "accuracy": 0.8}, {"turn": 3, "task": 1, "accuracy": 0.9}]
+    turns = [TurnAccuracy(turn=0, task=0, accuracy=0.6), TurnAccuracy(turn=1, task=1, accuracy=0.7),
+             TurnAccuracy(turn=2, task=0, accuracy=0.8), TurnAccuracy(turn=3, task=1, accuracy=0.9)]
     R = [[0.5, 0.7], [0.75, 0.9]]  # end of round 0: arch 0 fell from 0.6 to 0.5; round 1: 0.8 -> 0.75
     err1, err2 = err_tables(turns, R, 2)
     np.testing.assert_allclose(err1, [[0.4, 0.3], [0.2, 0.1]])
@@ -127,54 +131,54 @@ def test_err_tables_by_hand():
 
     assert mean_err_gap(err1, err2) == pytest.approx((0.1 + 0 + 0.05 + 0) / 4)
     with pytest.raises(ValueError, match="turn 1 trained task 0, expected 1"):
-        err_tables([turns[0], {"turn": 1, "task": 0, "accuracy": 0.1}], [[0.5, 0.5]], 2)
+        err_tables([turns[0], TurnAccuracy(turn=1, task=0, accuracy=0.1)], [[0.5, 0.5]], 2)
 
 
 def test_run_records_err1_err2_consistent_with_matrix_and_turns():
     record = run(spec(rounds=2, architectures=3), data_root=None)
-    assert record["status"] == "ok", record.get("traceback")
-    R, turns = record["accuracy_matrix"], record["turn_accuracy"]
-    assert np.shape(R) == (2, 3) and [t["task"] for t in turns] == [0, 1, 2, 0, 1, 2]
-    assert record["timing"]["steps"] == 6 * TINY["steps_per_turn"]
-    err1, err2 = record["err1"], record["err2"]
+    assert record.status == "ok", record.traceback
+    R, turns = record.accuracy_matrix, record.turn_accuracy
+    assert np.shape(R) == (2, 3) and [t.task for t in turns] == [0, 1, 2, 0, 1, 2]
+    assert record.timing.steps == 6 * TINY["steps_per_turn"]
+    err1, err2 = record.err1, record.err2
     assert np.shape(err1) == np.shape(err2) == (2, 3)
     for r in range(2):
         for k in range(3):
-            assert err1[r][k] == pytest.approx(1 - turns[3 * r + k]["accuracy"])
+            assert err1[r][k] == pytest.approx(1 - turns[3 * r + k].accuracy)
             assert err2[r][k] == pytest.approx(1 - R[r][k])
         # the last architecture of a round is evaluated right after its turn = at the end of the round
         assert err1[r][2] == pytest.approx(err2[r][2])
-    assert record["architectures"] == [supernet().model.arch_ops(k) for k in range(3)]
-    assert "standalone_accuracy" not in record
+    assert record.architectures == [supernet().model.arch_ops(k) for k in range(3)]
+    assert record.standalone_accuracy is None
 
 
 def test_sequential_schedule_gives_a_square_matrix_and_one_round():
     record = run(spec(schedule="sequential", architectures=3), data_root=None)
-    R = np.array(record["accuracy_matrix"])
+    R = np.array(record.accuracy_matrix)
     assert R.shape == (3, 3)
-    np.testing.assert_allclose(record["err1"], [1 - np.diag(R)])
-    np.testing.assert_allclose(record["err2"], [1 - R[-1]])
+    np.testing.assert_allclose(record.err1, [1 - np.diag(R)])
+    np.testing.assert_allclose(record.err2, [1 - R[-1]])
 
 
 def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monkeypatch):
-    runner._STANDALONE_CACHE.clear()
+    references.STANDALONE_CACHE.clear()
     built = []
-    original = runner.build_scenario
-    monkeypatch.setattr(runner, "build_scenario", lambda *a: built.append(1) or original(*a))
+    original = assemble.build_scenario
+    monkeypatch.setattr(assemble, "build_scenario", lambda *a: built.append(1) or original(*a))
     naive = run(spec(standalone=True), data_root=None)
     wpl = run(spec("wpl", {"alpha": 10.0}, standalone=True), data_root=None)
-    assert naive["status"] == wpl["status"] == "ok"
-    assert naive["standalone_accuracy"] == wpl["standalone_accuracy"]
-    assert len(naive["standalone_accuracy"]) == 4
+    assert naive.status == wpl.status == "ok"
+    assert naive.standalone_accuracy == wpl.standalone_accuracy
+    assert len(naive.standalone_accuracy) == 4
     assert len(built) == 3  # two runs + one standalone build: the second run hit the cache
     # a fresh computation gives the same numbers (reproducible, not an artefact of the cache)
-    runner._STANDALONE_CACHE.clear()
-    again = runner.standalone_accuracy(spec(standalone=True), None, torch.device("cpu"))
-    assert again == naive["standalone_accuracy"]
+    references.STANDALONE_CACHE.clear()
+    again = references.standalone_accuracy(spec(standalone=True), None, torch.device("cpu"))
+    assert again == naive.standalone_accuracy
 
     # by hand: architecture 1 alone, from the same initial weights, for rounds x steps_per_turn steps
     torch.manual_seed(0)
-    runner.seed_everything(0)
+    run_spec.seed_everything(0)
     scenario = original(spec(standalone=True), None)
     model, task = scenario.model, scenario.tasks[1]
     opt = torch.optim.SGD(model.parameters(), lr=TRAINING.lr)
@@ -191,27 +195,28 @@ def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monk
             torch.nn.functional.cross_entropy(model(x[start:start + 32], 1), y[start:start + 32]).backward()
             opt.step()
             steps += 1
-    assert runner.evaluate(model, task, 512, torch.device("cpu")) == pytest.approx(naive["standalone_accuracy"][1])
+    assert evaluate(model, task, 512, torch.device("cpu")) == pytest.approx(naive.standalone_accuracy[1])
 
 
 def test_same_seed_same_numbers():
     a = run(spec("wpl", {"alpha": 50.0}), data_root=None)
     b = run(spec("wpl", {"alpha": 50.0}), data_root=None)
-    assert a["accuracy_matrix"] == b["accuracy_matrix"] and a["err1"] == b["err1"]
+    assert a.accuracy_matrix == b.accuracy_matrix and a.err1 == b.err1
 
 
 def test_supernet_summary_table_by_hand():
     from forgetbench.reports.supernet import supernet_frame, supernet_summary
 
     def rec(strategy, seed, final, standalone):
-        return {"status": "ok", "scenario": {"label": "s"}, "strategy": {"label": strategy}, "seed": seed,
-                "accuracy_matrix": [[0.0, 0.0, 0.0], final], "err1": [[0.1, 0.2, 0.3]], "err2": [[0.2, 0.2, 0.3]],
-                "standalone_accuracy": standalone}
+        return make_record({"status": "ok", "scenario": {"label": "s"}, "strategy": {"label": strategy}, "seed": seed,
+                            "accuracy_matrix": [[0.0, 0.0, 0.0], final], "err1": [[0.1, 0.2, 0.3]],
+                            "err2": [[0.2, 0.2, 0.3]], "standalone_accuracy": standalone})
 
-    frame = supernet_frame([rec("naive", 0, [0.9, 0.8, 0.7], [0.9, 0.8, 0.7]),
-                            rec("naive", 1, [0.9, 0.8, 0.7], [0.7, 0.8, 0.9]),
-                            {"status": "failed", "scenario": {"label": "s"}, "strategy": {"label": "x"}}])
-    table = supernet_summary(frame)
+    records = [rec("naive", 0, [0.9, 0.8, 0.7], [0.9, 0.8, 0.7]), rec("naive", 1, [0.9, 0.8, 0.7], [0.7, 0.8, 0.9]),
+               make_record({"status": "failed", "scenario": {"label": "s"}, "strategy": {"label": "x"}})]
+    frame = supernet_frame(records)
+    assert len(frame) == 2 and frame.err_gap.tolist() == pytest.approx([0.1 / 3] * 2)
+    table = supernet_summary(records)
     assert len(table) == 1
     row = table.iloc[0]
     assert row.err_gap_mean == pytest.approx(0.1 / 3)

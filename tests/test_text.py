@@ -238,7 +238,8 @@ def test_text_runs_and_a_frozen_encoder_shares_nothing(tmp_path):
     """With no trainable encoder layer the tasks share no parameter: WPL's penalty is empty and its run
     equals naive's exactly; with one, WPL changes the shared layer's training."""
     from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.runner import run
 
     require_text_extra()
     folder_corpus(tmp_path / "corpus")
@@ -250,14 +251,14 @@ def test_text_runs_and_a_frozen_encoder_shares_nothing(tmp_path):
                        ComponentSpec(name=strategy, params={"alpha": 1e4} if strategy == "wpl" else {}),
                        0, training, "cpu")
         record = run(spec, tmp_path / "data")
-        assert record["status"] == "ok", record.get("error")
+        assert record.status == "ok", record.error
         return record
 
     naive0, wpl0 = go("naive", 0), go("wpl", 0)
-    assert naive0["accuracy_matrix"] == wpl0["accuracy_matrix"]
+    assert naive0.accuracy_matrix == wpl0.accuracy_matrix
     naive1, wpl1 = go("naive", 1), go("wpl", 1)
-    assert naive1["accuracy_matrix"][0] == wpl1["accuracy_matrix"][0]  # task 0: nothing to protect yet
-    assert len(naive1["accuracy_matrix"]) == 2 and naive1["accuracy_matrix"][0][0] > 0.5
+    assert naive1.accuracy_matrix[0] == wpl1.accuracy_matrix[0]  # task 0: nothing to protect yet
+    assert len(naive1.accuracy_matrix) == 2 and naive1.accuracy_matrix[0][0] > 0.5
 
 
 def test_pic_on_the_encoder_trains_only_adapters_and_heads_after_task_0(tmp_path):
@@ -323,7 +324,8 @@ def test_adapters_with_a_trained_encoder_share_its_weights_for_the_regularizers(
     """`train_encoder: true`: the layer's own weights are shared by every task (what ewc / wpl protect),
     the adapters stay private; WPL's run then differs from naive's."""
     from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.runner import run
 
     scenario = text_scenario(tmp_path, adapters={"rank": 2, "train_encoder": True})
     shared = scenario.tasks[0].used_params & scenario.tasks[1].used_params
@@ -419,7 +421,8 @@ def test_text_on_cuda_learns_what_it_learns_on_cpu(strategy, adapters, tmp_path)
     """The text scenario, pic's PEFT adapters and the adapters family on a GPU: every run ok, the
     accuracy matrix within a few points of the CPU run's (kernels differ, so not bit for bit)."""
     from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.runner import run
 
     require_text_extra()
     folder_corpus(tmp_path / "corpus")
@@ -431,8 +434,8 @@ def test_text_on_cuda_learns_what_it_learns_on_cpu(strategy, adapters, tmp_path)
     for device in ("cpu", "cuda"):
         spec = RunSpec("t", ComponentSpec(name="text", params=params), ComponentSpec(name=strategy), 0, training, device)
         record = run(spec, tmp_path / "data")
-        assert record["status"] == "ok", record.get("error")
-        matrices[device] = record["accuracy_matrix"]
+        assert record.status == "ok", record.error
+        matrices[device] = record.accuracy_matrix
     import numpy as np
 
     assert np.allclose(matrices["cpu"], matrices["cuda"], atol=0.15), matrices

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from forgetbench.benchmark.front.cli import main
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.run.tracking import metric_name as tracking_name
 from conftest import tiny_suite
 
@@ -51,7 +52,7 @@ def test_tensorboard_event_files_parse_with_tensorboards_reader(tracked):
         events = EventAccumulator(str(out / "logs" / "tensorboard" / run_id))
         events.Reload()
         tags = events.Tags()["scalars"]
-        name = tracking_name(record, 0)
+        name = tracking_name(RunRecord.from_dict(record), 0)
         assert f"accuracy/{name}" in tags and f"curve/{name}" in tags and "final/ACC" in tags
         values = [(e.step, e.value) for e in events.Scalars(f"accuracy/{name}")]
         assert values == [(i, pytest.approx(row[0])) for i, row in enumerate(record["accuracy_matrix"])]
@@ -69,7 +70,7 @@ def test_mlflow_file_store_holds_one_run_per_forgetbench_run(tracked):
     for run_id, record in records.items():
         run = runs[run_id]
         assert run.data.params["seed"] == str(record["seed"]) and run.info.status == "FINISHED"
-        name = tracking_name(record, 1)
+        name = tracking_name(RunRecord.from_dict(record), 1)
         history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, f"accuracy.{name}"))
         assert history == [(i, pytest.approx(row[1])) for i, row in enumerate(record["accuracy_matrix"])]
 

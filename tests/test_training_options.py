@@ -103,7 +103,8 @@ def test_iterations_per_task_trains_exactly_that_many_steps_per_turn(tmp_path):
     """The papers' budget form: N iterations per task whatever the task's size (here more than one
     epoch of the first task, less than one of none), counted by the harness."""
     from forgetbench.benchmark.core.config import ComponentSpec
-    from forgetbench.benchmark.run.runner import RunSpec, run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.run.runner import run
     from forgetbench.benchmark.core.training import TrainingConfig
 
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=1, iterations_per_task=25)
@@ -111,12 +112,12 @@ def test_iterations_per_task_trains_exactly_that_many_steps_per_turn(tmp_path):
                                                              "widths": [16]}),
                    ComponentSpec(name="naive"), 0, training, "cpu")
     record = run(spec, None)
-    assert record["status"] == "ok", record.get("error")
-    assert record["timing"]["steps"] == 2 * 25  # about 290 samples a task: 10 batches an epoch, so 3 passes
+    assert record.status == "ok", record.error
+    assert record.timing.steps == 2 * 25  # about 290 samples a task: 10 batches an epoch, so 3 passes
     import dataclasses
 
     one_epoch = run(dataclasses.replace(spec, training=training.model_copy(update={"iterations_per_task": None})), None)
-    assert one_epoch["timing"]["steps"] < 2 * 25
+    assert one_epoch.timing.steps < 2 * 25
 
 
 def test_reset_optimizer_false_carries_adams_moments_across_turns():

@@ -71,16 +71,16 @@ def test_shared_out_of_range_is_a_config_error():
 
 def test_curves_structure_and_consistency_with_the_matrix():
     record = run(_spec("naive", {}), data_root=None)
-    assert record["status"] == "ok" and record["timing"]["steps"] == 70
-    curves = record["curves"]
-    during_a = [c for c in curves if c["train_exp"] == 0]
-    during_b = [c for c in curves if c["train_exp"] == 1]
-    assert [c["iteration"] for c in during_a] == [0, 5, 10, 15, 20, 25, 30]
-    assert {c["eval_exp"] for c in during_a} == {0}
-    assert {c["eval_exp"] for c in during_b} == {0, 1}  # the earlier model A, and B itself
-    iters_b = sorted({c["iteration"] for c in during_b})
+    assert record.status == "ok" and record.timing.steps == 70
+    curves = record.curves
+    during_a = [c for c in curves if c.train_exp == 0]
+    during_b = [c for c in curves if c.train_exp == 1]
+    assert [c.iteration for c in during_a] == [0, 5, 10, 15, 20, 25, 30]
+    assert {c.eval_exp for c in during_a} == {0}
+    assert {c.eval_exp for c in during_b} == {0, 1}  # the earlier model A, and B itself
+    iters_b = sorted({c.iteration for c in during_b})
     assert iters_b == [0, 5, 10, 15, 20, 25, 30, 35, 40]
-    R = record["accuracy_matrix"]
-    a_at = {c["iteration"]: c["accuracy"] for c in during_b if c["eval_exp"] == 0}
+    R = record.accuracy_matrix
+    a_at = {c.iteration: c.accuracy for c in during_b if c.eval_exp == 0}
     assert a_at[0] == R[0][0]  # A's accuracy before B trains == the matrix row after A
     assert a_at[40] == R[1][0]  # ... and at B's last step == the row after B

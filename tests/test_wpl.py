@@ -9,7 +9,8 @@ import torch
 
 from forgetbench.benchmark.core.config import TrainingConfig
 from helpers import two_model, two_model_spec
-from forgetbench.benchmark.run.runner import RunSpec, run
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.core.config import ComponentSpec
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.strategies.importance import exact_fisher_diagonal
@@ -186,11 +187,11 @@ _spec = two_model_spec
 def test_alpha_zero_equals_naive_bit_for_bit():
     naive = run(_spec("naive", {}), data_root=None)
     wpl = run(_spec("wpl", {"alpha": 0.0}), data_root=None)
-    assert naive["status"] == wpl["status"] == "ok"
-    assert naive["accuracy_matrix"] == wpl["accuracy_matrix"]
-    assert naive["curves"] == wpl["curves"]  # every 5 steps, all the way
+    assert naive.status == wpl.status == "ok"
+    assert naive.accuracy_matrix == wpl.accuracy_matrix
+    assert naive.curves == wpl.curves  # every 5 steps, all the way
     strong = run(_spec("wpl", {"alpha": 1e4}), data_root=None)
-    assert strong["curves"] != naive["curves"]  # and the penalty does act when alpha > 0
+    assert strong.curves != naive.curves  # and the penalty does act when alpha > 0
 
 
 def test_ewc_exact_importance_is_the_same_fisher_as_wpl():

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from forgetbench.benchmark.core.grid import combination_label, combinations, grid_axes
+from forgetbench.benchmark.core.metric_registry import METRICS, registered_metrics
 from forgetbench.benchmark.core.references import add_search_folder
 from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.registry import Registry, UnknownNameError, did_you_mean
@@ -119,7 +121,17 @@ def missing_tracker_package(logger: str) -> str | None:
     return package if package and importlib.util.find_spec(package) is None else None
 
 
-ReproducedMetric = Literal["ACC", "LA", "last", "forgetting", "BWT"]
+def _reproducible_metric(key: str) -> str:
+    """A metric a reproduction can compare in points: any accuracy metric of :data:`METRICS`, the built-in ones
+    and those added with ``register_metric`` (entry points included)."""
+    registered_metrics()  # loads the entry points' metrics
+    allowed = [k for k, m in METRICS.items() if m.unit == "accuracy"]
+    if key not in allowed:
+        raise ValueError(f"{key!r} is not an accuracy metric; allowed: {', '.join(allowed)}")
+    return key
+
+
+ReproducedMetric = Annotated[str, AfterValidator(_reproducible_metric)]
 
 
 class PublishedResult(StrictModel):

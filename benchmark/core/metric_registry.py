@@ -10,7 +10,7 @@ then appears everywhere the built-ins do::
                                  terminal="first (pts)")
     def first_task_final(record):
         "Accuracy on the first experience at the end."
-        return record["accuracy_matrix"][-1][0]
+        return record.accuracy_matrix[-1][0]
 
 Other distributions can declare their metrics' modules in the entry-point group ``forgetbench.metrics``;
 they are imported the first time a run's metrics are computed.
@@ -21,7 +21,9 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Callable, Literal
+
+from forgetbench.benchmark.core.record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class Metric:
     bounds: tuple[float, float] = (-float("inf"), float("inf"))  # the metric's range; CIs are clipped to it
     terminal: str | None = None  # its column header in the terminal table (`forgetbench run`); None: report only
     terminal_rank: float = float("inf")  # columns are ordered by rank, then by registration
-    compute: Callable[[Mapping[str, Any]], float] | None = None  # a registered metric's value from an ok record
+    compute: Callable[[RunRecord], float] | None = None  # a registered metric's value from an ok record
 
 
 METRICS: dict[str, Metric] = {m.key: m for m in [
@@ -167,13 +169,13 @@ def register_metric(
     bounds: tuple[float, float] = (-float("inf"), float("inf")),
     terminal: str | None = None,
     terminal_rank: float = float("inf"),
-) -> Callable[[Callable[[Mapping[str, Any]], float]], Callable[[Mapping[str, Any]], float]]:
-    """Decorator adding a metric computed by ``fn(record) -> float`` from one ok run's record (a dict, as in
-    ``result.json``; return NaN where it is undefined). ``definition`` defaults to the function's docstring's
+) -> Callable[[Callable[[RunRecord], float]], Callable[[RunRecord], float]]:
+    """Decorator adding a metric computed by ``fn(record) -> float`` from one ok run's record (a
+    :class:`~forgetbench.benchmark.core.record.RunRecord`: ``record.accuracy_matrix``, ``record.timing.steps``...; return NaN where it is undefined). ``definition`` defaults to the function's docstring's
     first line, ``label`` to the key; ``unit: accuracy`` values are fractions, shown in points; ``terminal``
     names its column in the terminal table (None: the report and ``summary.csv`` only)."""
 
-    def decorator(fn: Callable[[Mapping[str, Any]], float]) -> Callable[[Mapping[str, Any]], float]:
+    def decorator(fn: Callable[[RunRecord], float]) -> Callable[[RunRecord], float]:
         if key in METRICS and METRICS[key].compute is not fn:
             raise ValueError(f"metric {key!r} is already registered")
         lines = (fn.__doc__ or "").strip().splitlines()

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from forgetbench.benchmark.core.metric_registry import registered_metrics
-from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.record import RunRecord, coerce
 
 
 def _matrix(R: ArrayLike) -> np.ndarray:
@@ -248,28 +248,29 @@ def ranking_kendall_tau(supernet_accuracy: ArrayLike, standalone_accuracy: Array
 # --- one run record -> its metrics ----------------------------------------------------------------
 
 
-def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+def search_metrics(record: RunRecord) -> dict[str, float]:
     """Search-quality metrics of a ``supernet_search`` run (none for other runs).
 
     Rankings compare the supernet's validation accuracy of every candidate (what the search ranks
     by) with the standalone ground truth; regret is that of the chosen candidate; the forgetting
     value is :func:`forgetting_value` per search epoch, averaged over epochs; the reward is the
     controller's mean reward in the last epoch."""
-    search = record.get("search")
-    if not search:
+    search = record.search
+    if search is None:
         return {}
     out: dict[str, float] = {}
-    predicted = search.get("validation_accuracy")
-    truth = record.get("standalone_accuracy")
+    predicted = search.validation_accuracy
+    truth = record.standalone_accuracy
     if predicted is not None and truth is not None and len(truth) == len(predicted):
         out["search_tau"] = kendall_tau(predicted, truth)
         out["search_rho"] = spearman_rho(predicted, truth)
-        out["precision_at_k"] = precision_at_k(predicted, truth, int(search.get("top_k", 5)))
-        out["regret"] = regret(truth, int(search["chosen"]))
-    language_model = "log-perplexity" in str(search.get("error", ""))
+        out["precision_at_k"] = precision_at_k(predicted, truth, int(search.top_k or 5))
+        out["regret"] = regret(truth, int(search.chosen))  # type: ignore[arg-type]  (set with validation_accuracy)
+    derived = search.derived
+    language_model = "log-perplexity" in str(search.error or "")
     if language_model:  # errors in nats (log-perplexity), not accuracy points: metrics of their own
         epochs = search_epochs(record)
-        start = int(search.get("measured_from_epoch") or 0)
+        start = int(search.measured_from_epoch or 0)
         for key, series in (("lm_forgetting_mean", "mean_gap"), ("lm_forgetting_best5", "best_gap"),
                             ("lm_forgetting_max", "max_gap"), ("lm_controller_reward", "reward"),
                             ("lm_forgetting_whole_search", "mean_gap")):
@@ -278,16 +279,14 @@ def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
                 values = values[start:]
             if np.isfinite(values).any():
                 out[key] = float(np.nanmean(values))
-        derived = search.get("derived")
-        if derived:
-            out["derived_valid_ppl"] = float(derived["valid_ppl"])
-            out["derived_test_ppl"] = float(derived["test_ppl"])
-            if derived.get("retrained"):
-                out["retrained_valid_ppl"] = float(derived["retrained"]["valid_ppl"])
-                out["retrained_test_ppl"] = float(derived["retrained"]["test_ppl"])
+        if derived is not None:
+            out["derived_valid_ppl"], out["derived_test_ppl"] = _floats(derived.valid_ppl, derived.test_ppl)
+            if derived.retrained is not None:
+                out["retrained_valid_ppl"], out["retrained_test_ppl"] = _floats(derived.retrained.valid_ppl,
+                                                                                derived.retrained.test_ppl)
         return out
-    err1, err2 = record.get("err1") or [], record.get("err2") or []
-    start = int(search.get("measured_from_epoch") or 0)  # a sampled-architecture search may skip its warm-up
+    err1, err2 = record.err1 or [], record.err2 or []
+    start = int(search.measured_from_epoch or 0)  # a sampled-architecture search may skip its warm-up
     values = np.array([forgetting_value(a, b) for a, b in zip(err1, err2)], dtype=float).reshape(-1, 3)
     if len(values[start:]):
         with np.errstate(all="ignore"):
@@ -295,17 +294,19 @@ def search_metrics(record: Mapping[str, Any]) -> dict[str, float]:
         out["forgetting_value_mean"], out["forgetting_value_top5"], out["forgetting_value_max"] = mean, top5, largest
         if start:
             out["forgetting_value_whole_search"] = _finite_mean(values[:, 0])
-    derived = search.get("derived")
-    if derived and "test_accuracy" in derived:
-        out["derived_valid_accuracy"] = float(derived["valid_accuracy"])
-        out["derived_test_accuracy"] = float(derived["test_accuracy"])
-        if derived.get("retrained"):
-            out["retrained_valid_accuracy"] = float(derived["retrained"]["valid_accuracy"])
-            out["retrained_test_accuracy"] = float(derived["retrained"]["test_accuracy"])
-    rewards = search.get("rewards")
-    if rewards:
-        out["controller_reward"] = float(np.mean(rewards[-1]))
+    if derived is not None and derived.test_accuracy is not None:
+        out["derived_valid_accuracy"], out["derived_test_accuracy"] = _floats(derived.valid_accuracy,
+                                                                              derived.test_accuracy)
+        if derived.retrained is not None:
+            out["retrained_valid_accuracy"], out["retrained_test_accuracy"] = _floats(
+                derived.retrained.valid_accuracy, derived.retrained.test_accuracy)
+    if search.rewards:
+        out["controller_reward"] = float(np.mean(search.rewards[-1]))
     return out
+
+
+def _floats(*values: float | None) -> tuple[float, ...]:
+    return tuple(float("nan") if v is None else float(v) for v in values)
 
 
 def _finite_mean(values: np.ndarray) -> float:
@@ -324,13 +325,13 @@ def best_err1_gap(err1: ArrayLike, err2: ArrayLike, k: int = 5) -> float:
     return float((e2[best] - e1[best]).mean())
 
 
-def search_epochs(record: Mapping[str, Any], k: int = 5) -> dict[str, list[float]]:
+def search_epochs(record: RunRecord, k: int = 5) -> dict[str, list[float]]:
     """The WPL paper's four panels for one search run, one value per search epoch: ``mean_gap`` (mean
     err2 - err1 over the epoch's models), ``best_gap`` (the same over the ``k`` with lowest err1),
     ``max_gap`` and ``reward`` (the controller's mean reward after the epoch; NaN without a controller)."""
-    err1, err2 = record.get("err1") or [], record.get("err2") or []
+    err1, err2 = record.err1 or [], record.err2 or []
     out: dict[str, list[float]] = {"mean_gap": [], "best_gap": [], "max_gap": [], "reward": []}
-    rewards = (record.get("search") or {}).get("rewards") or []
+    rewards = (record.search.rewards if record.search is not None else None) or []
     for e, (a, b) in enumerate(zip(err1, err2)):
         mean, _, largest = forgetting_value(a, b)
         out["mean_gap"].append(mean)
@@ -340,22 +341,22 @@ def search_epochs(record: Mapping[str, Any], k: int = 5) -> dict[str, list[float
     return out
 
 
-def is_ok(record: Mapping[str, Any]) -> bool:
-    R = record.get("accuracy_matrix") or []
-    return record.get("status") == "ok" and len(R) > 0 and len(R[0]) > 0
+def is_ok(record: RunRecord) -> bool:
+    """A finished run with at least one accuracy row (what the accuracy metrics need)."""
+    return record.ok
 
 
 def _is_square(R: np.ndarray) -> bool:
     return R.ndim == 2 and R.shape[0] == R.shape[1]
 
 
-def curve_series(record: dict[str, Any]) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+def curve_series(record: RunRecord) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """``(train_exp, eval_exp) -> (iterations, accuracies)`` sorted by iteration, earlier models only."""
     points: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
-    for p in record.get("curves") or []:
-        key = (int(p["train_exp"]), int(p["eval_exp"]))
-        if key[0] != key[1] and p.get("accuracy") is not None:
-            points[key].append((float(p["iteration"]), float(p["accuracy"])))
+    for p in record.curves or []:
+        key = (p.train_exp, p.eval_exp)
+        if key[0] != key[1] and p.accuracy is not None:
+            points[key].append((float(p.iteration), float(p.accuracy)))
     series = {}
     for key, pts in sorted(points.items()):
         pts.sort()
@@ -363,7 +364,7 @@ def curve_series(record: dict[str, Any]) -> dict[tuple[int, int], tuple[np.ndarr
     return series
 
 
-def _curve_metrics(record: dict[str, Any], R: np.ndarray) -> dict[str, float]:
+def _curve_metrics(record: RunRecord, R: np.ndarray) -> dict[str, float]:
     series = curve_series(record)
     if not series:
         return {}
@@ -389,27 +390,21 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
     a run that is not ok gives NaN for every accuracy metric. ``reference`` is a*_j per
     experience (joint or standalone runs of the same scenario) for intransigence.
     """
-    if isinstance(record, RunRecord):
-        record = record.to_dict()
+    record = coerce(record)
     nan = float("nan")
-    if not is_ok(record) and record.get("status") == "ok" and record.get("search"):
+    timing = {"train_seconds": float(record.timing.train_seconds),
+              "steps_per_second": steps_per_second(record.timing.steps, record.timing.train_seconds)}
+    if not record.ok and record.status == "ok" and record.search is not None:
         # a search whose evaluation units are sampled architectures (enas_rnn) keeps no accuracy matrix:
         # its numbers are the search's own
-        timing = record.get("timing") or {}
         return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {
-            **search_metrics(record),
-            "train_seconds": float(timing.get("train_seconds", nan)),
-            "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
-        } | _registered_values(record)
-    if not is_ok(record):
-        timing = record.get("timing") or {}
-        return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {
-            "train_seconds": float(timing.get("train_seconds", nan)),
-            "steps_per_second": steps_per_second(timing.get("steps", nan), timing.get("train_seconds", nan)),
-        } | {m.key: nan for m in registered_metrics()}
-    R = np.asarray(record["accuracy_matrix"], dtype=float)
+            **search_metrics(record), **timing} | _registered_values(record)
+    if not record.ok:
+        return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | timing | {
+            m.key: nan for m in registered_metrics()}
+    R = np.asarray(record.accuracy_matrix, dtype=float)
     square = _is_square(R)
-    b = record.get("init_accuracy") or []
+    b = record.init_accuracy
     out: dict[str, float] = {
         "ACC": average_accuracy(R),
         "LA": learning_accuracy(R) if square else nan,
@@ -421,29 +416,26 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
                           if square and reference is not None and len(reference) == R.shape[0] else nan),
     }
     out.update(_curve_metrics(record, R))
-    if record.get("err1") is not None and record.get("err2") is not None:
-        out["err_gap_mean"], out["err_gap_max"] = err_gap(record["err1"], record["err2"])
-    standalone = record.get("standalone_accuracy")
+    if record.err1 is not None and record.err2 is not None:
+        out["err_gap_mean"], out["err_gap_max"] = err_gap(record.err1, record.err2)
+    standalone = record.standalone_accuracy
     if standalone is not None and len(standalone) == R.shape[1]:
         out["kendall_tau"] = kendall_tau(R[-1], standalone)
     out.update(search_metrics(record))
-    timing = record.get("timing") or {}
-    out["train_seconds"] = float(timing.get("train_seconds", nan))
-    out["steps_per_second"] = steps_per_second(timing.get("steps", nan), out["train_seconds"])
-    memory = record.get("memory") or {}
-    if memory.get("regularizer_bytes") is not None:
-        out["regularizer_bytes"] = float(memory["regularizer_bytes"])
+    out.update(timing)
+    if record.memory is not None:
+        out["regularizer_bytes"] = float(record.memory.regularizer_bytes)
     return out | _registered_values(record)
 
 
-def _registered_values(record: Mapping[str, Any]) -> dict[str, float]:
+def _registered_values(record: RunRecord) -> dict[str, float]:
     """The values of the metrics added with ``register_metric`` (each its own function of the record)."""
     values = {}
     for metric in registered_metrics():
         try:
             value = metric.compute(record)  # type: ignore[misc]  (registered metrics always have one)
         except Exception as exc:
-            raise ValueError(f"metric {metric.key!r} failed on run {record.get('run_id', '?')}: "
+            raise ValueError(f"metric {metric.key!r} failed on run {record.run_id}: "
                              f"{type(exc).__name__}: {exc}") from exc
         values[metric.key] = float("nan") if value is None else float(value)
     return values

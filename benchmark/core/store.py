@@ -152,9 +152,10 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     return removed
 
 
-def write_result(out: Path, record: dict[str, Any]) -> Path:
-    path = result_path(out, record["run_id"])
-    atomic_write_json(path, record)
+def write_result(out: Path, record: RunRecord) -> Path:
+    """Write ``record`` to ``OUT/runs/<run_id>/result.json`` (atomically: a crash leaves the old file or none)."""
+    path = result_path(out, record.run_id)
+    atomic_write_json(path, record.to_dict())
     return path
 
 
@@ -187,7 +188,7 @@ def rerun_command(out: Path) -> str | None:
     return f"PYTHONPATH={shlex.quote(os.pathsep.join(folders))} {command}" if folders else command
 
 
-def parse_result(path: Path) -> dict[str, Any]:
+def parse_result(path: Path) -> RunRecord:
     """The record at ``path`` (any schema version, as the current one); :class:`RecordError` saying
     why it is not one (missing, truncated, not JSON, a required key missing, a badly typed field)."""
     try:
@@ -201,10 +202,10 @@ def parse_result(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise RecordError(f"required key(s) missing: {', '.join(missing)}")
-    return RunRecord.from_dict(record).to_dict()
+    return RunRecord.from_dict(record)
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
+def read_result(path: Path) -> RunRecord | None:
     """The record at ``path``, or None when it is missing or not a readable record (a file that is
     there but unreadable also gets a warning naming it)."""
     try:
@@ -215,21 +216,18 @@ def read_result(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def is_complete(record: dict[str, Any] | None, resolved_config: dict[str, Any]) -> bool:
+def is_complete(record: RunRecord | None, resolved_config: dict[str, Any]) -> bool:
     """True when ``record`` finished (ok, diverged or collapsed) under exactly ``resolved_config``."""
-    return (
-        record is not None
-        and record.get("status") in DONE_STATUSES
-        and record.get("config") == resolved_config
-    )
+    return record is not None and record.status in DONE_STATUSES and record.config == resolved_config
 
 
 @dataclass
 class ResultScan:
     """What a results folder holds: the readable records, and every result file skipped with why."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # run id -> the folder it was read from
 
 
 def scan_results(*folders: Path) -> ResultScan:
@@ -245,6 +243,6 @@ def scan_results(*folders: Path) -> ResultScan:
     return scan
 
 
-def load_results(*folders: Path) -> list[dict[str, Any]]:
+def load_results(*folders: Path) -> list[RunRecord]:
     """Every readable result record under the given output folders."""
     return scan_results(*folders).records

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, load_config, resolve_config
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.run import suite as suite_module
 from forgetbench.benchmark.run.suite import SuiteOutcome
 
@@ -74,14 +75,15 @@ class Results:
         return self.outcome.exit_code if self.outcome else 0
 
     @cached_property
-    def records(self) -> list[dict[str, Any]]:
-        """The result records (read from disk once), in suite order when the suite is known."""
+    def records(self) -> list[RunRecord]:
+        """The result records (read from disk once, typed: ``record.accuracy_matrix``, ``record.timing.steps``;
+        ``record.to_dict()`` is the JSON form), in suite order when the suite is known."""
         from forgetbench.reports.summary import load_records
 
         records = load_records(*self.folders).records
         if self.outcome is None:
             return records
-        by_id = {r["run_id"]: r for r in records}
+        by_id = {r.run_id: r for r in records}
         return [by_id[i] for i in self.outcome.run_ids if i in by_id]
 
     def frame(self) -> pd.DataFrame:

@@ -148,7 +148,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from forgetbench.benchmark.run.runner import expand_suite
+    from forgetbench.benchmark.run.spec import expand_suite
     from forgetbench.benchmark.run.selection import plan_sweeps
     from forgetbench.benchmark.run.suite import preflight
 
@@ -161,7 +161,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds
     print(f"{args.config}: valid suite {suite.name!r}, {runs} run(s)")
     if args.show_params:
-        from forgetbench.benchmark.run.runner import RunSpec, build_scenario
+        from forgetbench.benchmark.run.spec import RunSpec
+        from forgetbench.benchmark.run.assemble import build_scenario
         from forgetbench.reports.tables import format_parameter_sets, parameter_sets
 
         for spec in suite.scenarios:

@@ -31,7 +31,9 @@ from forgetbench.benchmark.data.datasets import default_data_root
 from forgetbench.benchmark.train.harness import Harness, evaluate
 from forgetbench.benchmark.core.record import RecordError, RunRecord
 from forgetbench.benchmark.core.registries import STRATEGIES
-from forgetbench.benchmark.run.runner import RunSpec, build_run_strategy, run, seeded_scenario
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
+from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
 from forgetbench.benchmark.core.training import TrainingConfig
 
@@ -80,38 +82,37 @@ def _check_strategy(name: str, params: dict | None, scenario: dict | None) -> No
     root = default_data_root()
 
     first = run(spec, root)
-    if first["status"] == "collapsed":  # nothing learned: weights that never moved is the sharper diagnosis
+    if first.status == "collapsed":  # nothing learned: weights that never moved is the sharper diagnosis
         _check_weights(who, spec, root)
     _check_schema(who, first)
     second = run(spec, root)
-    assert second["status"] == "ok", f"{who}: second run not ok: {second['error']}"
-    assert first["init_accuracy"] == second["init_accuracy"], (
-        f"{who}: same seed, different initial accuracies: {first['init_accuracy']} vs {second['init_accuracy']}"
+    assert second.status == "ok", f"{who}: second run not ok: {second.error}"
+    assert first.init_accuracy == second.init_accuracy, (
+        f"{who}: same seed, different initial accuracies: {first.init_accuracy} vs {second.init_accuracy}"
     )
-    assert first["accuracy_matrix"] == second["accuracy_matrix"], (
-        f"{who}: same seed, different accuracy matrices:\n{first['accuracy_matrix']}\nvs\n{second['accuracy_matrix']}"
+    assert first.accuracy_matrix == second.accuracy_matrix, (
+        f"{who}: same seed, different accuracy matrices:\n{first.accuracy_matrix}\nvs\n{second.accuracy_matrix}"
     )
     _check_weights(who, spec, root)
 
 
-def _check_schema(who: str, record: dict) -> None:
-    assert record["status"] == "ok", (
-        f"{who}: run status {record['status']!r}: {record['error']}\n{record.get('traceback', '')}"
-    )
-    missing = RESULT_KEYS - record.keys()
+def _check_schema(who: str, record: RunRecord) -> None:
+    assert record.status == "ok", f"{who}: run status {record.status!r}: {record.error}\n{record.traceback or ''}"
+    raw = record.to_dict()
+    missing = RESULT_KEYS - raw.keys()
     assert not missing, f"{who}: result record lacks keys {sorted(missing)}"
     try:
-        RunRecord.from_dict(record)
+        RunRecord.from_dict(raw)  # what a reader of result.json gets back
     except RecordError as exc:
         raise AssertionError(f"{who}: not a valid run record: {exc}") from None
-    tasks = len(record["experiences"])
-    R = np.asarray(record["accuracy_matrix"], dtype=float)
+    tasks = len(record.experiences)
+    R = np.asarray(record.accuracy_matrix, dtype=float)
     assert R.ndim == 2 and R.shape[0] >= 1 and R.shape[1] == tasks, (
         f"{who}: accuracy_matrix has shape {R.shape}, expected (recorded turns, {tasks} tasks)"
     )
     assert np.isfinite(R).all() and ((R >= 0) & (R <= 1)).all(), f"{who}: accuracies outside [0, 1]: {R}"
-    assert len(record["init_accuracy"]) == tasks, f"{who}: init_accuracy needs one entry per task"
-    assert record["timing"]["steps"] > 0, f"{who}: no training step was taken"
+    assert len(record.init_accuracy) == tasks, f"{who}: init_accuracy needs one entry per task"
+    assert record.timing.steps > 0, f"{who}: no training step was taken"
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """Where runs execute: in this process, in worker processes, or as Ray tasks.
 
-An executor takes jobs (a :class:`~forgetbench.benchmark.run.runner.RunSpec` and where its checkpoint goes) and
+An executor takes jobs (a :class:`~forgetbench.benchmark.run.spec.RunSpec` and where its checkpoint goes) and
 yields ``(job, record)`` pairs as runs finish, in completion order. Workers only compute: they
 receive the spec, call :func:`forgetbench.benchmark.run.runner.run` (a pure function of the spec) and send the
 record back; the driver (:mod:`forgetbench.benchmark.run.suite`) alone writes result files. A worker that dies
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 from forgetbench.benchmark.core import stop
+from forgetbench.benchmark.core.record import RecordError, RunRecord
 
 if TYPE_CHECKING:  # importing this module stays cheap (no torch) so the CLI can start workers first
-    from forgetbench.benchmark.run.runner import RunSpec
+    from forgetbench.benchmark.run.spec import RunSpec
 
-Record = dict[str, Any]
 ProgressCallback = Callable[[str], None]
 EXECUTORS = ("local", "process", "ray")
 HARNESS_MODULES = ["forgetbench.benchmark.run.runner", "forgetbench.strategies", "forgetbench.benchmark.data.scenarios"]  # what every worker imports
@@ -50,7 +50,7 @@ class Job:
 
 
 class Executor(Protocol):
-    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, RunRecord]]:
         """Run every job; yield each with its record as it finishes."""
 
     def close(self) -> None:
@@ -97,6 +97,16 @@ def _prepare_worker(threads: int, sys_path: list[str], modules: list[str]) -> No
         importlib.import_module(module)
 
 
+def _received(job: Job, raw: Any) -> RunRecord:
+    """The record a worker sent (its JSON form), validated; a form that is not a record fails that run only."""
+    from forgetbench.benchmark.run.spec import failure_record
+
+    try:
+        return RunRecord.from_dict(raw)
+    except RecordError as exc:
+        return failure_record(job.spec, f"the worker sent back no valid record ({exc})")
+
+
 def worker_error(exc: BaseException) -> str:
     return f"worker died before reporting: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
@@ -108,7 +118,7 @@ class LocalExecutor:
         self.data_root = data_root
         self.progress = progress
 
-    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
+    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, RunRecord]]:
         from forgetbench.benchmark.run.runner import run
 
         for job in jobs:
@@ -143,7 +153,8 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
         job, modules = message
         for module in modules:
             importlib.import_module(module)
-        conn.send((job.key, run(job.spec, data_root, None, job.checkpoint, job.cache_dir)))
+        # JSON's form across the pipe: a plug-in's extra result need not be picklable, and the driver validates
+        conn.send((job.key, run(job.spec, data_root, None, job.checkpoint, job.cache_dir).to_dict()))
 
 
 class _Worker:
@@ -224,8 +235,8 @@ class ProcessExecutor:
         self.pool.append(worker)
         return worker
 
-    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
-        from forgetbench.benchmark.run.runner import failure_record
+    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, RunRecord]]:
+        from forgetbench.benchmark.run.spec import failure_record
 
         pending = deque(jobs)
         while len(self.pool) < min(self.workers, len(pending)):
@@ -257,7 +268,8 @@ class ProcessExecutor:
                 record = None
                 if worker.conn.poll():
                     try:
-                        _, record = worker.conn.recv()
+                        _, raw = worker.conn.recv()
+                        record = _received(job, raw)
                     except (EOFError, OSError):  # the pipe closed: the worker is dying
                         record = None
                 if record is None:
@@ -294,8 +306,8 @@ class ProcessExecutor:
 def _ray_task(
     spec: RunSpec, data_root: str, threads: int, sys_path: list[str], modules: list[str], checkpoint: str | None,
     cache_dir: str | None = None,
-) -> Record:
-    """Body of the Ray task: runs on any node, reads the data root that node sees."""
+) -> dict[str, Any]:
+    """Body of the Ray task: runs on any node, reads the data root that node sees; the record's JSON form."""
     from forgetbench.benchmark.data.datasets import default_data_root
     from forgetbench.benchmark.run.runner import run
 
@@ -303,7 +315,8 @@ def _ray_task(
     root = Path(data_root)
     if not root.exists():  # another machine: its own $FORGETBENCH_DATA / default root
         root = default_data_root()
-    return run(spec, root, None, Path(checkpoint) if checkpoint else None, Path(cache_dir) if cache_dir else None)
+    return run(spec, root, None, Path(checkpoint) if checkpoint else None,
+               Path(cache_dir) if cache_dir else None).to_dict()
 
 
 _ray_started_here = False  # this process started (or joined) the Ray instance, so it shuts it down
@@ -412,8 +425,8 @@ class RayExecutor:
             return threads_per_worker(self.workers)
         return max(1, int(spec.training.num_cpus))
 
-    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Record]]:
-        from forgetbench.benchmark.run.runner import failure_record
+    def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, RunRecord]]:
+        from forgetbench.benchmark.run.spec import failure_record
 
         ray = self.ray
         remote = ray.remote(max_retries=0)(_ray_task)
@@ -443,7 +456,7 @@ class RayExecutor:
             for ref in done:
                 job = self.refs.pop(ref)
                 try:
-                    record = ray.get(ref)
+                    record = _received(job, ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - worker crash, lost node, task error
                     if self._lost_with_its_node(exc) and self.lost.get(job.key, 0) < NODE_LOSS_RESUBMITS:
                         self.lost[job.key] = self.lost.get(job.key, 0) + 1

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from forgetbench.benchmark.core.config import ComponentSpec, SelectionSpec, StrategySpec, SuiteConfig, strategy_variants
-from forgetbench.benchmark.run.runner import RunSpec
+from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.core.metrics import run_metrics
+from forgetbench.benchmark.core.record import RunRecord
 
 MAXIMISE = {"ACC": True, "LA": True, "BWT": True, "forgetting": False}
 
 
-def metric_value(metric: str, record: dict) -> float:
+def metric_value(metric: str, record: RunRecord) -> float:
     """The selection metric of one run record (:func:`forgetbench.benchmark.core.metrics.run_metrics`; NaN when undefined)."""
     return run_metrics(record)[metric]
 
@@ -65,7 +66,7 @@ def plan_sweeps(suite: SuiteConfig, seeds: list[int] | None = None) -> list[Swee
     return sweeps
 
 
-def decide(sweep: Sweep, records: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+def decide(sweep: Sweep, records: dict[str, RunRecord | None]) -> dict[str, Any]:
     """Score every combination from the sweep's records (by run id) and pick the best.
 
     Returns the JSON-ready summary stored in ``selection.json``; ``chosen`` is None when no
@@ -80,8 +81,8 @@ def decide(sweep: Sweep, records: dict[str, dict[str, Any] | None]) -> dict[str,
             if index != k:
                 continue
             record = records.get(spec.run_id)
-            statuses[str(spec.seed)] = record["status"] if record else "missing"
-            if record and record["status"] == "ok":
+            statuses[str(spec.seed)] = record.status if record else "missing"
+            if record and record.status == "ok":
                 per_seed[str(spec.seed)] = metric_value(metric, record)
         finite = [v for v in per_seed.values() if np.isfinite(v)]
         score = float(np.mean(finite)) if finite else None

@@ -19,8 +19,9 @@ from forgetbench.benchmark.core.config import ConfigError, SuiteConfig
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from forgetbench.benchmark.run.executors import Executor, Job, make_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.references import searched_folders
-from forgetbench.benchmark.run.runner import RunSpec, expand_suite, failure_record
+from forgetbench.benchmark.run.spec import RunSpec, expand_suite, failure_record
 from forgetbench.benchmark.core.training import MAX_SEED
 from forgetbench.benchmark.core.units import format_bytes
 from forgetbench.benchmark.data.scenarios import SCENARIOS
@@ -148,7 +149,7 @@ class _Driver:
             previous = store.read_result(store.result_path(folder, spec.run_id))
             if not self.fresh and store.is_complete(previous, spec.resolved()):
                 self.outcome.skipped.append(spec.run_id)
-                if previous["status"] != "ok":
+                if previous.status != "ok":
                     self.outcome.failed.append(spec.run_id)
                 self.bar.update(1)
             else:
@@ -167,31 +168,31 @@ class _Driver:
             for job, record in self.executor.execute([job for _, job in jobs.values()]):
                 folder = jobs[job.key][0]
                 if attempt > 1:
-                    record["attempt"] = attempt
-                if record["status"] == "failed" and not last:
+                    record.attempt = attempt
+                if record.status == "failed" and not last:
                     retry.append((folder, job.spec))
-                    self.bar.write(f"run {job.spec.run_id} failed (attempt {attempt}), will retry: {record['error']}")
+                    self.bar.write(f"run {job.spec.run_id} failed (attempt {attempt}), will retry: {record.error}")
                     continue
                 self._finish(folder, job, record)
                 stop.check()
             todo = retry
 
-    def _finish(self, folder: Path, job: Job, record: dict) -> None:
+    def _finish(self, folder: Path, job: Job, record: RunRecord) -> None:
         try:
             store.write_result(folder, record)
         except (TypeError, ValueError) as exc:  # a value JSON cannot hold: this run fails, the suite goes on
             record = failure_record(job.spec, f"the result could not be written as JSON: {exc}")
             store.write_result(folder, record)
-        if job.checkpoint is not None and record["status"] in store.DONE_STATUSES:
+        if job.checkpoint is not None and record.status in store.DONE_STATUSES:
             job.checkpoint.unlink(missing_ok=True)  # a complete run needs no checkpoint
         if self.loggers and folder == self.out:  # the suite's own runs, not the selection sweep's
             for problem in tracking.log_run(self.out, record, self.loggers, self.suite_name):
                 self.bar.write(problem)
         self.outcome.ran.append(job.spec.run_id)
-        if record["status"] != "ok":
+        if record.status != "ok":
             self.outcome.failed.append(job.spec.run_id)
-            self.bar.write(f"run {job.spec.run_id} {record['status']}: {record['error']}")
-        for warning in record.get("warnings") or []:
+            self.bar.write(f"run {job.spec.run_id} {record.status}: {record.error}")
+        for warning in record.warnings or []:
             self.bar.write(f"run {job.spec.run_id}: {warning}")
         self.bar.update(1)
         self._refresh(job.spec.run_id)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from forgetbench.benchmark.data.loaders import LabelledTensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.datasets import dataset_info
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.registries import SCENARIOS as _SCENARIOS
 from forgetbench.benchmark.core.registry import Registry
 
@@ -134,8 +135,9 @@ class Scenario:
             steps[turn.task] += training_steps(turn, len(self.tasks[turn.task].train_y))
         return steps
 
-    def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Extra result keys derived from a finished run's record (default: none).
+    def summarize(self, record: RunRecord) -> dict[str, Any]:
+        """Extra result keys derived from a finished run's record (default: none); the keys the project uses
+        are declared, typed, on :class:`~forgetbench.benchmark.core.record.RunRecord`.
 
         Scenarios override this to add their own views of the run (e.g. the supernet's ``err1`` /
         ``err2``), so the runner never special-cases a scenario by name.

@@ -37,6 +37,7 @@ from typing import Any, Callable, Literal, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.data.scenarios.base import Retraining, Scenario, ScenarioParams, Task, Turn, schedule_from_state, schedule_state
 from forgetbench.benchmark.data.scenarios.search import Controller, Reinforce
 
@@ -244,10 +245,10 @@ class CellSearch(Scenario):
         if self.controller is not None:
             self.reinforce.load_state_dict(state["reinforce"])
 
-    def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
+    def summarize(self, record: RunRecord) -> dict[str, Any]:
         model: SampledSupernet = self.model  # type: ignore[assignment]
         turns = self.params.turns_per_epoch
-        after = [self.err_of(float(t["accuracy"])) for t in record.get("turn_accuracy") or []]
+        after = [self.err_of(float(t.accuracy)) for t in record.turn_accuracy or []]
         return {
             "architectures": [list(a) for a in model.architectures],
             "epoch_architectures": self.epoch_tasks[: len(self.err2)],

@@ -47,6 +47,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 from torch import nn
 
+from forgetbench.benchmark.core.record import RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn, schedule_from_state, schedule_state
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
@@ -283,7 +284,7 @@ class SearchScenario(Scenario):
         if self.controller is not None:
             self.reinforce.load_state_dict(state["reinforce"])
 
-    def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
+    def summarize(self, record: RunRecord) -> dict[str, Any]:
         model: Supernet = self.model  # type: ignore[assignment]
         n = len(self.tasks)
         extra: dict[str, Any] = {"architectures": [model.arch_ops(k) for k in range(n)]}
@@ -298,13 +299,12 @@ class SearchScenario(Scenario):
                 "rewards": self.rewards if self.controller is not None else None,
                 "controller_probabilities": self.controller.probabilities() if self.controller is not None else None,
             }
-        extra["err1"], extra["err2"] = epoch_err_tables(record.get("turn_accuracy") or [],
-                                                        record.get("accuracy_matrix") or [],
+        extra["err1"], extra["err2"] = epoch_err_tables(record.turn_accuracy or [], record.accuracy_matrix,
                                                         self.params.turns_per_epoch, n)
         return extra
 
 
-def epoch_err_tables(turn_accuracy: list[dict[str, Any]], accuracy_matrix: list[list[float]], turns_per_epoch: int,
+def epoch_err_tables(turn_accuracy: list[TurnAccuracy], accuracy_matrix: list[list[float]], turns_per_epoch: int,
                      n_candidates: int) -> tuple[list[list[float | None]], list[list[float | None]]]:
     """``(err1, err2)``, each ``[epoch][candidate]``: error right after the candidate's last turn in the
     epoch, and at the epoch's end (row ``e`` of the accuracy matrix); None where the epoch did not train it."""
@@ -313,7 +313,7 @@ def epoch_err_tables(turn_accuracy: list[dict[str, Any]], accuracy_matrix: list[
     for e, row in enumerate(accuracy_matrix):
         after: dict[int, float] = {}
         for entry in turn_accuracy[e * turns_per_epoch:(e + 1) * turns_per_epoch]:
-            after[int(entry["task"])] = 1.0 - float(entry["accuracy"])  # a later turn of the same one wins
+            after[entry.task] = 1.0 - float(entry.accuracy)  # a later turn of the same one wins
         err1.append([after.get(k) for k in range(n_candidates)])
         err2.append([1.0 - row[k] if k in after else None for k in range(n_candidates)])
     return err1, err2

@@ -47,6 +47,7 @@ import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import nn
 
+from forgetbench.benchmark.core.record import RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
@@ -191,7 +192,7 @@ class Supernet(TaskRoutedModule):
 
 
 def err_tables(
-    turn_accuracy: list[dict[str, Any]], accuracy_matrix: list[list[float]], n_archs: int
+    turn_accuracy: list[TurnAccuracy], accuracy_matrix: list[list[float]], n_archs: int
 ) -> tuple[list[list[float]], list[list[float]]]:
     """``(err1, err2)``, each ``[round][architecture]``, for a round-robin schedule of ``n_archs``.
 
@@ -202,15 +203,15 @@ def err_tables(
         err2[r][k] = 1 - R[r][k]                           (at the end of round r)
     """
     rounds = len(accuracy_matrix)
-    by_turn = {entry["turn"]: entry for entry in turn_accuracy}
+    by_turn = {entry.turn: entry for entry in turn_accuracy}
     err1, err2 = [], []
     for r in range(rounds):
         row1 = []
         for k in range(n_archs):
             entry = by_turn[r * n_archs + k]
-            if entry["task"] != k:
-                raise ValueError(f"turn {r * n_archs + k} trained task {entry['task']}, expected {k}")
-            row1.append(1.0 - entry["accuracy"])
+            if entry.task != k:
+                raise ValueError(f"turn {r * n_archs + k} trained task {entry.task}, expected {k}")
+            row1.append(1.0 - entry.accuracy)
         err1.append(row1)
         err2.append([1.0 - a for a in accuracy_matrix[r][:n_archs]])
     return err1, err2
@@ -219,12 +220,12 @@ def err_tables(
 class SupernetScenario(Scenario):
     """A scenario whose result also carries ``architectures``, ``err1`` and ``err2``."""
 
-    def summarize(self, record: dict[str, Any]) -> dict[str, Any]:
+    def summarize(self, record: RunRecord) -> dict[str, Any]:
         model: Supernet = self.model  # type: ignore[assignment]
         n = len(self.tasks)
         extra: dict[str, Any] = {"architectures": [model.arch_ops(k) for k in range(n)]}
-        R = record.get("accuracy_matrix") or []
-        turns = record.get("turn_accuracy") or []
+        R = record.accuracy_matrix
+        turns = record.turn_accuracy or []
         if self.meta["schedule"] == "sequential":
             # One round: turn k trains k, and the matrix's last row is the end of that round.
             if len(R) == n:

@@ -49,7 +49,8 @@ from forgetbench.benchmark.core.config import TrainingConfig
 from forgetbench.benchmark.data.datasets import TensorData, check_available, load_dataset
 from forgetbench.benchmark.data.models import MultiHeadNet, make_trunk
 from forgetbench.benchmark.train.harness import Harness
-from forgetbench.benchmark.run.runner import regularizer_bytes, seed_everything
+from forgetbench.benchmark.run.runner import regularizer_bytes
+from forgetbench.benchmark.run.spec import seed_everything
 from forgetbench.benchmark.run.schedule import build_strategy, train_schedule
 from forgetbench.benchmark.data.scenarios.base import Scenario, Task, Turn
 from forgetbench.benchmark.data.scenarios.split import class_order, select_classes
@@ -645,7 +646,7 @@ def _parameter_bytes(model: nn.Module) -> tuple[int, int]:
 def scaling_spec(opts: PerfOptions, seed: int) -> Any:
     """One run of configs/split_mnist.yaml's suite (``naive``; tiny with ``quick``) as a RunSpec."""
     from forgetbench.benchmark.core.config import ComponentSpec
-    from forgetbench.benchmark.run.runner import RunSpec
+    from forgetbench.benchmark.run.spec import RunSpec
 
     params: dict[str, Any] = dict(dataset=opts.dataset, tasks=5, classes_per_task=2, trunk="mlp", widths=[256, 256])
     if opts.quick:
@@ -664,8 +665,8 @@ def _scaling_job(spec: Any, data_root: Path) -> float:
 
     t0 = time.perf_counter()
     record = run(spec, data_root)
-    if record["status"] not in ("ok", "collapsed"):  # collapsed: --quick sizes learn nothing; the time counts
-        raise RuntimeError(f"parallel_scaling: the run failed: {record['error']}")
+    if record.status not in ("ok", "collapsed"):  # collapsed: --quick sizes learn nothing; the time counts
+        raise RuntimeError(f"parallel_scaling: the run failed: {record.error}")
     return time.perf_counter() - t0
 
 

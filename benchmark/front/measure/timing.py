@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import write_result
 
 STRATEGIES = ["naive", "ewc", "si", "wpl", "joint"]
@@ -88,7 +89,8 @@ def write_synthetic(out: Path, n: int) -> None:
         for supernet in (False, True):
             for strategy in STRATEGIES:
                 if written < n:
-                    write_result(out, synthetic_record("supernet" if supernet else "split5", strategy, seed, supernet))
+                    write_result(out, RunRecord.from_dict(
+                        synthetic_record("supernet" if supernet else "split5", strategy, seed, supernet)))
                     written += 1
         seed += 1
 

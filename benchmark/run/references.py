@@ -1,0 +1,104 @@
+"""What a run is compared with, trained apart from it: each task's model trained *alone* (the standalone
+references, cached) and a search's derived architecture retrained alone."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core.config import ComponentSpec
+from forgetbench.benchmark.core.training import training_identity
+from forgetbench.benchmark.data.scenarios import Retraining, Scenario, Turn
+from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
+from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule, turn_steps
+from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.train.harness import Harness, evaluate
+
+__all__ = ["standalone_accuracy", "retrained_scores"]
+
+# Standalone references depend only on (the scenario params they read, seed, training, device), not
+# on the strategy: computed once per process, and once per results folder when the caller gives one.
+STANDALONE_CACHE: dict[str, list[float]] = {}
+
+
+def _standalone_key(spec: RunSpec, scenario: Scenario, device: torch.device, steps: list[int]) -> dict[str, Any]:
+    params = scenario.ground_truth_params if scenario.ground_truth_params is not None else spec.scenario.params
+    return {
+        "scenario": spec.scenario.name,
+        "params": json.loads(json.dumps(params, default=str)),
+        "seed": spec.seed,
+        "training": training_identity(spec.training),
+        "device": str(device),
+        "validation_fraction": spec.validation_fraction,
+        "steps": steps,
+    }
+
+
+def _train_alone(spec: RunSpec, scenario: Scenario, model: torch.nn.Module, device: torch.device, task: int,
+                 steps: int) -> None:
+    """Train ``model`` on ``task`` alone for ``steps`` steps: the suite's optimizer, no regularizer (``naive``),
+    through the same :func:`train_schedule` as every run."""
+    scenario.schedule = [Turn(task=task, max_steps=steps)]
+    harness = Harness()
+    strategy = build_run_strategy(spec, scenario, model, device, harness, strategy=ComponentSpec(name="naive"))
+    for _ in train_schedule(strategy, harness, scheduled_experiences(scenario), spec.training):
+        pass
+
+
+def standalone_accuracy(
+    spec: RunSpec, data_root: Path, device: torch.device, cache_dir: Path | None = None
+) -> list[float]:
+    """Accuracy of each task's model trained *alone*: fresh init, plain fine-tuning, a fixed step budget.
+
+    The scenario is rebuilt from the run's seed, so every model starts from the weights it had at the
+    start of the shared run. Model ``j`` then trains on its own data for
+    :meth:`~forgetbench.benchmark.data.scenarios.Scenario.standalone_steps` iterations (by default as many as all of
+    ``j``'s turns in the schedule add up to), with the suite's optimizer and no regularizer (the
+    ``naive`` strategy, through the same :func:`train_schedule` as every run), and is evaluated on
+    its test data. Cached in this process, and with ``cache_dir`` on disk there
+    (:func:`forgetbench.benchmark.core.store.ground_truth_entries`: shared by every run of a suite, locked, written
+    after each model so an interrupted computation resumes).
+    """
+    memo = json.dumps([spec.scenario.name, spec.scenario.params, spec.seed, spec.training.model_dump(mode="json"),
+                       str(device), spec.validation_fraction], sort_keys=True, default=str)
+    if memo in STANDALONE_CACHE:
+        return list(STANDALONE_CACHE[memo])
+    scenario = seeded_scenario(spec, data_root)  # the same initial weights and evaluation data
+    steps = scenario.standalone_steps(lambda turn, n_train: turn_steps(turn, n_train, spec.training))
+    key = _standalone_key(spec, scenario, device, steps)
+    path = store.ground_truth_path(cache_dir, key) if cache_dir is not None else None
+    with store.ground_truth_entries(path, key) if path is not None else contextlib.nullcontext({}) as entries:
+        model = scenario.model.to(device)
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        for j, task in enumerate(scenario.tasks):
+            if j in entries:
+                continue
+            model.load_state_dict(initial)
+            if steps[j] > 0:  # a task with no budget: its standalone model is the untrained one
+                _train_alone(spec, scenario, model, device, j, steps[j])
+            entries[j] = evaluate(model, task, spec.training.eval_batch_size, device)
+            if path is not None:
+                store.save_ground_truth(path, key, entries)
+        accuracies = [entries[j] for j in range(len(scenario.tasks))]
+    STANDALONE_CACHE[memo] = accuracies
+    return list(accuracies)
+
+
+def retrained_scores(spec: RunSpec, data_root: Path, device: torch.device, retraining: Retraining) -> dict[str, float]:
+    """Train :class:`~forgetbench.benchmark.data.scenarios.base.Retraining`'s model alone from the run's initial weights (a
+    fresh scenario from the spec and seed) with the suite's optimizer, no regularizer; its scores."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        fresh = seeded_scenario(spec, data_root)
+        task = retraining.task_in(fresh)
+        model = fresh.model.to(device)
+        index = next(j for j, t in enumerate(fresh.tasks) if t is task)  # Task holds tensors: no == lookup
+        _train_alone(spec, fresh, model, device, index, retraining.steps)
+        batch = spec.training.eval_batch_size
+        return {name: evaluate(model, dataclasses.replace(task, test_x=x, test_y=y), batch, device)
+                for name, (x, y) in retraining.evaluate_on.items()}

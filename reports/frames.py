@@ -1,0 +1,152 @@
+"""The tidy frames the report's figures plot, one function per figure family, each from the run records
+of one scenario (pure: records in, a DataFrame or a few numbers out)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from forgetbench.benchmark.core import metrics
+from forgetbench.benchmark.core.metrics import curve_series, is_ok
+from forgetbench.benchmark.core.record import RunRecord, as_records
+from forgetbench.reports.summary import SUMMARY_COLUMNS, _scenario, _strategy, has_results
+
+
+def mean_matrices(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> dict[str, np.ndarray]:
+    """Strategy -> accuracy matrix averaged over its ok seeds (seeds whose shape differs are skipped)."""
+    by_strategy: dict[str, list[np.ndarray]] = defaultdict(list)
+    for r in as_records(records):
+        if is_ok(r) and _scenario(r) == scenario:
+            by_strategy[_strategy(r)].append(np.asarray(r.accuracy_matrix, dtype=float))
+    out = {}
+    for strategy, mats in by_strategy.items():
+        shape = mats[0].shape
+        out[strategy] = np.mean([m for m in mats if m.shape == shape], axis=0)
+    return out
+
+
+def final_accuracy_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, experience, accuracy: the final model's accuracy on each experience."""
+    rows = [
+        {"strategy": _strategy(r), "seed": r.seed, "experience": j, "accuracy": float(a)}
+        for r in as_records(records) if is_ok(r) and _scenario(r) == scenario
+        for j, a in enumerate(r.accuracy_matrix[-1])
+    ]
+    return pd.DataFrame(rows, columns=["strategy", "seed", "experience", "accuracy"])
+
+
+def curves_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, eval_exp, train_exp, iteration, step, accuracy for earlier models.
+
+    ``step`` is the iteration counted from the start of the whole run: each experience's curve is
+    shifted by the largest iteration seen in the experiences before it (over every run of the
+    scenario, so all strategies share one time axis).
+    """
+    rows = []
+    for r in as_records(records):
+        if is_ok(r) and _scenario(r) == scenario:
+            for (t, e), (it, acc) in curve_series(r).items():
+                rows += [{"strategy": _strategy(r), "seed": r.seed, "train_exp": t, "eval_exp": e,
+                          "iteration": float(i), "accuracy": float(a)} for i, a in zip(it, acc)]
+    frame = pd.DataFrame(rows, columns=["strategy", "seed", "train_exp", "eval_exp", "iteration", "accuracy"])
+    if frame.empty:
+        return frame.assign(step=pd.Series(dtype=float))
+    span = frame.groupby("train_exp").iteration.max()
+    offsets = span.shift(1, fill_value=0).cumsum()
+    frame["step"] = frame.iteration + frame.train_exp.map(offsets)
+    return frame
+
+
+def err_gap_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, round, architecture, gap = err2 - err1, for supernet runs."""
+    rows = []
+    for r in as_records(records):
+        if is_ok(r) and _scenario(r) == scenario and r.err1 is not None and r.err2 is not None:
+            gap = np.asarray(r.err2, dtype=float) - np.asarray(r.err1, dtype=float)
+            for (k, a), g in np.ndenumerate(gap):
+                if np.isfinite(g):
+                    rows.append({"strategy": _strategy(r), "seed": r.seed, "round": k,
+                                 "architecture": a, "gap": float(g)})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "round", "architecture", "gap"])
+
+
+def search_scores_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, candidate, supernet (validation accuracy), standalone, chosen, for search runs."""
+    rows = []
+    for r in as_records(records):
+        search, truth = r.search, r.standalone_accuracy
+        if not (is_ok(r) and _scenario(r) == scenario and search and search.validation_accuracy and truth):
+            continue
+        for k, (s, t) in enumerate(zip(search.validation_accuracy, truth)):
+            rows.append({"strategy": _strategy(r), "seed": r.seed, "candidate": k, "supernet": float(s),
+                         "standalone": float(t), "chosen": k == search.chosen})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "candidate", "supernet", "standalone", "chosen"])
+
+
+def search_epochs_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, epoch, forgetting value (mean, top-5 mean, max) and controller reward per search epoch."""
+    rows = []
+    for r in as_records(records):
+        if not (has_results(r) and _scenario(r) == scenario and r.search is not None):
+            continue
+        series = metrics.search_epochs(r)
+        for e, (e1, e2) in enumerate(zip(r.err1 or [], r.err2 or [])):
+            _, top5, _ = metrics.forgetting_value(e1, e2)
+            rows.append({"strategy": _strategy(r), "seed": r.seed, "epoch": e, "fv_mean": series["mean_gap"][e],
+                         "fv_top5": top5, "fv_max": series["max_gap"][e], "fv_best5": series["best_gap"][e],
+                         "reward": series["reward"][e]})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "epoch", "fv_mean", "fv_top5", "fv_max", "fv_best5", "reward"])
+
+
+def sampled_search_unit(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> tuple[str, float] | None:
+    """``(axis label, scale)`` of err for a search whose architectures are sampled while it runs (its record
+    names its error: ``enas_rnn``, ``enas_cnn``), None for any other scenario. Accuracy errors are drawn in
+    points (scale 100), log-perplexities in nats (scale 1)."""
+    errors = {r.search.error for r in as_records(records)
+              if _scenario(r) == scenario and r.search is not None and r.search.error}
+    if not errors:
+        return None
+    if any("log-perplexity" in e for e in errors):
+        return "nats (log-perplexity)", 1.0
+    return "points (validation error)", 100.0
+
+
+MANY_EXPERIENCES = 20  # above this, per-experience figures are drawn as distributions (a search's candidates)
+
+
+def many_experiences(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> bool:
+    """True when ``scenario``'s accuracy matrices have more than :data:`MANY_EXPERIENCES` columns (a search
+    over tens to hundreds of architectures): one bar or heatmap column per experience is unreadable there."""
+    return any(is_ok(r) and _scenario(r) == scenario and len(r.accuracy_matrix[-1]) > MANY_EXPERIENCES
+               for r in as_records(records))
+
+
+SWEEP_METRICS = ("forgetting_value_mean", "search_tau", "regret")
+
+
+def search_sweep_frame(table: pd.DataFrame, records: Iterable[RunRecord | Mapping[str, Any]], setting: str = "steps_per_turn",
+                       metrics_shown: Sequence[str] = SWEEP_METRICS) -> pd.DataFrame:
+    """The summary rows of ``metrics_shown`` for the search scenarios of a suite that differ in ``setting``
+    (a scenario param, e.g. the turn length), with that param's value as column ``setting``.
+
+    Empty unless at least two search scenarios with results take different values of ``setting``. A line
+    of the sweep is a ``series``: the strategy, followed by the search kind when the swept scenarios mix
+    random and controller searches (so the two are never joined into one line)."""
+    columns = [*SUMMARY_COLUMNS, "setting", "series"]
+    value_of: dict[str, Any] = {}
+    kind_of: dict[str, str] = {}
+    for r in as_records(records):
+        params = r.scenario.params
+        if has_results(r) and r.search is not None and setting in params:
+            value_of[_scenario(r)] = params[setting]
+            kind_of[_scenario(r)] = str(params.get("search", ""))
+    if len(set(value_of.values())) < 2:
+        return pd.DataFrame(columns=columns)
+    rows = table[table.scenario.isin(list(value_of)) & table.metric.isin(list(metrics_shown))].copy()
+    rows["setting"] = rows.scenario.map(value_of)
+    mixed = len(set(kind_of.values())) > 1
+    rows["series"] = [f"{s} · {kind_of[sc]}" if mixed else s for s, sc in zip(rows.strategy, rows.scenario)]
+    return rows[columns].reset_index(drop=True)
