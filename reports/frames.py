@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from forgetbench.benchmark.core import metrics
-from forgetbench.benchmark.core.metrics import curve_series, is_ok
+from forgetbench.benchmark.core.metrics import curve_series
 from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.reports.summary import SUMMARY_COLUMNS, _scenario, _strategy, has_results
 
@@ -19,7 +19,7 @@ def mean_matrices(records: Iterable[RunRecord | Mapping[str, Any]], scenario: st
     """Strategy -> accuracy matrix averaged over its ok seeds (seeds whose shape differs are skipped)."""
     by_strategy: dict[str, list[np.ndarray]] = defaultdict(list)
     for r in as_records(records):
-        if is_ok(r) and _scenario(r) == scenario:
+        if r.ok and _scenario(r) == scenario:
             by_strategy[_strategy(r)].append(np.asarray(r.accuracy_matrix, dtype=float))
     out = {}
     for strategy, mats in by_strategy.items():
@@ -32,7 +32,7 @@ def final_accuracy_frame(records: Iterable[RunRecord | Mapping[str, Any]], scena
     """strategy, seed, experience, accuracy: the final model's accuracy on each experience."""
     rows = [
         {"strategy": _strategy(r), "seed": r.seed, "experience": j, "accuracy": float(a)}
-        for r in as_records(records) if is_ok(r) and _scenario(r) == scenario
+        for r in as_records(records) if r.ok and _scenario(r) == scenario
         for j, a in enumerate(r.accuracy_matrix[-1])
     ]
     return pd.DataFrame(rows, columns=["strategy", "seed", "experience", "accuracy"])
@@ -47,7 +47,7 @@ def curves_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str
     """
     rows = []
     for r in as_records(records):
-        if is_ok(r) and _scenario(r) == scenario:
+        if r.ok and _scenario(r) == scenario:
             for (t, e), (it, acc) in curve_series(r).items():
                 rows += [{"strategy": _strategy(r), "seed": r.seed, "train_exp": t, "eval_exp": e,
                           "iteration": float(i), "accuracy": float(a)} for i, a in zip(it, acc)]
@@ -64,7 +64,7 @@ def err_gap_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: st
     """strategy, seed, round, architecture, gap = err2 - err1, for supernet runs."""
     rows = []
     for r in as_records(records):
-        if is_ok(r) and _scenario(r) == scenario and r.err1 is not None and r.err2 is not None:
+        if r.ok and _scenario(r) == scenario and r.err1 is not None and r.err2 is not None:
             gap = np.asarray(r.err2, dtype=float) - np.asarray(r.err1, dtype=float)
             for (k, a), g in np.ndenumerate(gap):
                 if np.isfinite(g):
@@ -78,7 +78,7 @@ def search_scores_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenar
     rows = []
     for r in as_records(records):
         search, truth = r.search, r.standalone_accuracy
-        if not (is_ok(r) and _scenario(r) == scenario and search and search.validation_accuracy and truth):
+        if not (r.ok and _scenario(r) == scenario and search and search.validation_accuracy and truth):
             continue
         for k, (s, t) in enumerate(zip(search.validation_accuracy, truth)):
             rows.append({"strategy": _strategy(r), "seed": r.seed, "candidate": k, "supernet": float(s),
@@ -120,7 +120,7 @@ MANY_EXPERIENCES = 20  # above this, per-experience figures are drawn as distrib
 def many_experiences(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> bool:
     """True when ``scenario``'s accuracy matrices have more than :data:`MANY_EXPERIENCES` columns (a search
     over tens to hundreds of architectures): one bar or heatmap column per experience is unreadable there."""
-    return any(is_ok(r) and _scenario(r) == scenario and len(r.accuracy_matrix[-1]) > MANY_EXPERIENCES
+    return any(r.ok and _scenario(r) == scenario and len(r.accuracy_matrix[-1]) > MANY_EXPERIENCES
                for r in as_records(records))
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.benchmark.core.store import ResultScan, scan_results
 from forgetbench.benchmark.core import metrics, stats
-from forgetbench.benchmark.core.metrics import _is_square, curve_series, is_ok, run_metrics  # noqa: F401  (the one metrics path)
+from forgetbench.benchmark.core.metrics import _is_square, run_metrics
 from forgetbench.benchmark.core.metric_registry import METRICS, Metric  # noqa: F401  (re-exported: reports.summary.METRICS)
 
 SUMMARY_COLUMNS = ["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"]
@@ -65,7 +65,7 @@ def reference_accuracies(records: Iterable[RunRecord | Mapping[str, Any]]) -> di
     """
     found: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     for record in as_records(records):
-        if is_ok(record) and _strategy_name(record) in REFERENCE_STRATEGIES:
+        if record.ok and _strategy_name(record) in REFERENCE_STRATEGIES:
             R = np.asarray(record.accuracy_matrix, dtype=float)
             found[_scenario(record)][_strategy_name(record)].append(np.diag(R) if _is_square(R) else R[-1])
     refs = {}
@@ -201,7 +201,7 @@ def flagged_runs(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataFra
         {"scenario": _scenario(r), "strategy": _strategy(r), "seed": r.seed, "run_id": r.run_id,
          "tasks": len(r.tasks_at_chance),
          "warning": next((w for w in r.warnings or [] if "at chance" in w), "")}
-        for r in as_records(records) if is_ok(r) and r.tasks_at_chance
+        for r in as_records(records) if r.ok and r.tasks_at_chance
     ]
     return pd.DataFrame(rows, columns=["scenario", "strategy", "seed", "run_id", "tasks", "warning"])
 

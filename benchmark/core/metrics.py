@@ -341,11 +341,6 @@ def search_epochs(record: RunRecord, k: int = 5) -> dict[str, list[float]]:
     return out
 
 
-def is_ok(record: RunRecord) -> bool:
-    """A finished run with at least one accuracy row (what the accuracy metrics need)."""
-    return record.ok
-
-
 def _is_square(R: np.ndarray) -> bool:
     return R.ndim == 2 and R.shape[0] == R.shape[1]
 

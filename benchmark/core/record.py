@@ -90,10 +90,10 @@ class EvaluatedOn(_Part):
     fraction: float | None = None
 
 
-class RetrainedScores(_Part):
-    """The derived architecture trained alone for ``steps`` steps from the run's initial weights."""
+class ArchitectureScores(_Part):
+    """An architecture's scores on the whole validation and test splits: err and accuracy (image searches) or
+    log-perplexity and perplexity (language-model searches)."""
 
-    steps: int
     valid_err: float | None = None
     valid_accuracy: float | None = None
     test_err: float | None = None
@@ -104,11 +104,16 @@ class RetrainedScores(_Part):
     test_ppl: float | None = None
 
 
-class DerivedArchitecture(RetrainedScores):
-    """The architecture a search derived: best of ``candidates`` samples by err on the shared weights,
-    scored on the whole validation and test splits (``steps`` is unused here: the shared weights' scores)."""
+class RetrainedScores(ArchitectureScores):
+    """The derived architecture trained alone for ``steps`` steps from the run's initial weights."""
 
-    steps: int | None = None  # type: ignore[assignment]
+    steps: int
+
+
+class DerivedArchitecture(ArchitectureScores):
+    """The architecture a search derived: best of ``candidates`` samples by err on the shared weights, scored
+    on the shared weights."""
+
     architecture: list[int]
     cell: Any = None
     task: int | None = None
@@ -263,14 +268,12 @@ class RunRecord(BaseModel):
         clash = sorted(k for k in results if k in present)
         if clash:
             raise ValueError(f"{source} may not overwrite result keys {clash}")
-        try:
-            merged = type(self).model_validate({**self.model_dump(exclude_unset=True), **results})
-        except ValidationError as exc:
-            where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
-            raise ValueError(f"{source} reported a result the record cannot hold: {where}") from None
-        for key in results:
-            value = getattr(merged, key) if key in type(self).model_fields else (merged.model_extra or {})[key]
-            setattr(self, key, value)
+        for key, value in results.items():
+            try:  # only this key is validated (into its sub-record); the record's other fields are not re-read
+                self.__pydantic_validator__.validate_assignment(self, key, value)
+            except ValidationError as exc:
+                where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
+                raise ValueError(f"{source} reported a result the record cannot hold: {where}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``result.json`` (keys never set are left out)."""
