@@ -272,6 +272,28 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "strategy: unknown key; did you mean 'strategies'? allowed: name, seeds"),
     ("unknown-strategy-suggests", {"suite": _suite(strategies=[{"name": "wlp"}])}, RUN,
      "unknown strategy 'wlp'; did you mean 'wpl'?"),
+    # Avalanche's methods by name (strategies/avalanche_zoo.py)
+    ("avalanche-class-unknown", {"suite": _suite(strategies=[{"name": "avalanche.GEMM"}])}, RUN,
+     "unknown strategy 'avalanche.GEMM'; did you mean 'avalanche.GEM'?"),
+    ("avalanche-class-not-runnable", {"suite": _suite(strategies=[{"name": "avalanche.ICaRL"}])}, RUN,
+     "strategies[0].name: 'avalanche.ICaRL' cannot run on forgetbench's scenarios: needs a feature extractor"),
+    ("avalanche-argument-unknown", {"suite": _strategy("avalanche.GEM", patterns_per_exp=8, memory_strength=0.5,
+                                                       strength=1.0)}, RUN,
+     "strategies[0].params.strength: unknown key; did you mean 'memory_strength'? allowed: patterns_per_exp, "
+     "memory_strength"),
+    ("avalanche-argument-type", {"suite": _strategy("avalanche.GEM", patterns_per_exp="many", memory_strength=0.5)},
+     RUN, "strategies[0].params.patterns_per_exp: Input should be a valid integer"),
+    ("avalanche-argument-missing", {"suite": _strategy("avalanche.GEM", memory_strength=0.5)}, RUN,
+     "strategies[0].params.patterns_per_exp: Field required"),
+    ("avalanche-method-refused-on-scenario", {"suite": _strategy("avalanche.DER")}, RUN,
+     "strategies[0].name: 'avalanche.DER' cannot run on scenarios[0] 'split': it needs single_head"),
+    ("avalanche-der-on-masked-class-il", {"suite": _suite(
+        scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 2, "setting": "class-IL"}}],
+        strategies=[{"name": "avalanche.DER"}])}, RUN,
+     "it needs unmasked_outputs (DER regresses stored logits"),
+    ("mask-unseen-classes-not-class-il", {"suite": _suite(scenarios=[{"name": "split", "params": {
+        "dataset": "digits", "mask_unseen_classes": False}}])}, RUN,
+     "scenarios[0].params: Value error, mask_unseen_classes: applies to setting 'class-IL' only"),
     ("impossible-widths", {"suite": _suite(scenarios=[{"name": "split", "params": {
         "dataset": "digits", "tasks": 2, "widths": [2_000_000, 2_000_000]}}])}, RUN,
      "scenarios[0].params: the network would have 4,000,"),

@@ -263,10 +263,10 @@ def test_search_metrics_reach_the_summary_and_report(tmp_path):
 def test_every_registered_strategy_runs_a_search_or_refuses_clearly():
     """A search is one more scenario: every regularizer runs on it unchanged; the methods that size
     themselves by the number of experiences up front (one mask or adapter each) refuse with a reason."""
-    from forgetbench.benchmark.core.registries import STRATEGIES
+    from helpers import builtin_strategies
 
     refusing = {"supsup", "exssnet", "pic"}
-    built_in = [n for n in STRATEGIES.names() if STRATEGIES.get(n).factory.__module__.startswith("forgetbench.strategies.")]
+    built_in = builtin_strategies()
     assert {"naive", "ewc", "si", "wpl", "mas", "l2", "spg", "lwf"} <= set(built_in)
     for name in built_in:
         record = run(spec(name, search="random", epochs=2), data_root=None)

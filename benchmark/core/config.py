@@ -281,6 +281,10 @@ def _resolve_components(
         except UnknownNameError as exc:
             errors.append(f"{field}[{i}].name: {exc}")
             continue
+        if entry.extra.get("unavailable"):
+            errors.append(f"{field}[{i}].name: {spec.name!r} cannot run on forgetbench's scenarios: "
+                          f"{entry.extra['unavailable']}")
+            continue
         axes = grid_axes(entry.params, spec.params) if field == "strategies" else {}
         empty = [name for name, values in axes.items() if not values]
         if empty:
@@ -359,7 +363,31 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
         raise ConfigError("\n".join(errors))
     suite = suite.model_copy(update=updates)
     _check_run_ids(suite)
+    _check_requirements(suite)
     return suite
+
+
+def _check_requirements(suite: SuiteConfig) -> None:
+    """Refuse, before anything runs, a strategy on a scenario whose network lacks what the strategy ``requires``.
+
+    A strategy registers ``requires={trait: why}`` (the traits are the scenarios' ``MODEL_TRAITS``); a scenario's
+    params say which traits its network has (``model_traits()``; None when not known without building it, and
+    then nothing is refused here)."""
+    errors = []
+    for j, strategy in enumerate(suite.strategies):
+        requires: dict[str, str] = STRATEGIES.get(strategy.name).extra.get("requires") or {}
+        if not requires:
+            continue
+        for i, scenario in enumerate(suite.scenarios):
+            traits = getattr(scenario.typed_params(SCENARIOS), "model_traits", lambda: None)()
+            if traits is None:
+                continue
+            for trait in sorted(set(requires) - set(traits)):
+                errors.append(f"strategies[{j}].name: {strategy.name!r} cannot run on scenarios[{i}] "
+                              f"{scenario.display_name!r}: it needs {trait} ({requires[trait]}); this scenario's "
+                              f"network has {', '.join(sorted(traits)) or 'none of those traits'}")
+    if errors:
+        raise ConfigError("\n".join(errors))
 
 
 def run_name(scenario_label: str, strategy_label: str) -> str:

@@ -20,10 +20,13 @@ _materialised: "weakref.WeakKeyDictionary[object, tuple[torch.Tensor, ...]]" = w
 
 
 class LabelledTensors(TensorDataset):
-    """``(x, y, task_label)`` tensors; items are ``(x_i, int(y_i), int(t_i))``.
+    """``(x, y, task_label)`` tensors; items are ``(x_i, int(y_i))``.
 
     The training loop reads the tensors directly (:class:`TensorBatchLoader`);
-    ``__getitem__`` only serves Avalanche code that indexes samples one by one.
+    ``__getitem__`` only serves Avalanche code that indexes samples one by one. An item leaves the task
+    label out because the Avalanche dataset wrapping this one appends it (its ``targets_task_labels``),
+    so a sample of that dataset is ``(x, y, t)`` as Avalanche's strategies unpack it (DER's logit pass,
+    ER-ACE's replay loader).
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, task_label: int):
@@ -31,8 +34,8 @@ class LabelledTensors(TensorDataset):
         super().__init__(x, y, t)
 
     def __getitem__(self, index: int):
-        x, y, t = self.tensors
-        return x[index], int(y[index]) if y.dim() == 1 else y[index], int(t[index])
+        x, y, _ = self.tensors
+        return x[index], int(y[index]) if y.dim() == 1 else y[index]
 
 
 def dataset_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

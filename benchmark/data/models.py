@@ -105,7 +105,8 @@ class TaskRoutedModule(MultiTaskModule):
     # (the `custom` scenario's `net.`); strategies map names with StrategyContext.own_name / harness_name
     parameter_prefix: str = ""
 
-    def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int | None = None) -> torch.Tensor:
+        # no task labels: Avalanche's convention, every known task's output as a dict (forward_all_tasks)
         if isinstance(task_labels, torch.Tensor) and task_labels.numel() > 0:
             first = task_labels[0]
             if bool((task_labels == first).all()):
@@ -131,6 +132,9 @@ class MultiHeadNet(TaskRoutedModule):
     """
 
     UNSEEN_LOGIT = -1000.0  # Avalanche's mask value: exp(-1000) underflows to 0 in any float type
+    # Keep the trunk's output of the last forward pass as `self.features` (Avalanche's convention, which its
+    # FeatureDistillationPlugin reads). Off by default: a kept activation would stop `copy.deepcopy(model)`.
+    keep_features: bool = False
 
     def __init__(self, trunk: nn.Module, trunk_features: int, head_sizes: Sequence[int], shared_head: bool = False,
                  seen_classes_only: bool = False):
@@ -157,13 +161,27 @@ class MultiHeadNet(TaskRoutedModule):
     def head_index(self, task_label: int) -> int:
         return 0 if self.shared_head else task_label
 
+    def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int | None = None) -> torch.Tensor:
+        if self.shared_head or len(self.heads) == 1:
+            # one head: the task label is never read, so one pass whatever tasks the batch mixes, and `model(x)`
+            # (how Avalanche's DER, GSS and MIR call it) is the logits, not a dict per task
+            return self.forward_single_task(x, 0)
+        return super().forward(x, task_labels)
+
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        out = self.heads[self.head_index(task_label)](self.trunk(x))
+        features = self.trunk(x)
+        if self.keep_features:  # Avalanche's feature distillation reads `model.features` after a forward pass
+            self.features = features
+        out = self.heads[self.head_index(task_label)](features)
         if self.seen_classes_only:
             # before any training every unit is live (nothing is seen yet); no host sync on the check
             unseen = ~self.seen_classes & self.seen_classes.any()
             out = out.masked_fill(unseen, self.UNSEEN_LOGIT)
         return out
+
+    def get_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's output (Avalanche's ``BaseModel`` interface, which its LFL strategy reads)."""
+        return self.trunk(x)
 
     def used_parameter_names(self, task_label: int) -> frozenset[str]:
         head = self.head_index(task_label)
@@ -171,3 +189,14 @@ class MultiHeadNet(TaskRoutedModule):
             [f"trunk.{n}" for n, _ in self.trunk.named_parameters()]
             + [f"heads.{head}.{n}" for n, _ in self.heads[head].named_parameters()]
         )
+
+
+def _declare_avalanche_interfaces() -> None:
+    # Avalanche's LFL checks isinstance(model, avalanche.models.BaseModel), an ABC whose one method is
+    # get_features(x); MultiHeadNet has it, so it says so (a virtual subclass: no new base, no metaclass clash).
+    from avalanche.models.base_model import BaseModel
+
+    BaseModel.register(MultiHeadNet)
+
+
+_declare_avalanche_interfaces()

@@ -184,10 +184,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else list(registries)
     for kind in kinds:
         print(f"{kind}:")
-        entries = list(registries[kind])
+        # a name registered only to say why it cannot run (an Avalanche class that needs its own model) is not listed
+        entries = [e for e in registries[kind] if not e.extra.get("unavailable")]
         width = max((len(e.name) for e in entries), default=0)
         for entry in entries:
             print(f"  {entry.name:<{width}}  {entry.description}")
+        if kind == "strategies":
+            print(f"  ({len(entries)} strategies)")
     return EXIT_OK
 
 

@@ -50,8 +50,12 @@ def strategy_plugins(strategy, harness: Harness) -> list:
 
 
 def unsupported_plugins(strategy, harness: Harness) -> list[str]:
-    """Names of plugins that do not declare the state protocol (their state could not be resumed)."""
-    return [type(p).__name__ for p in strategy_plugins(strategy, harness) if not isinstance(p, PluginProtocol)]
+    """Names of plugins that do not declare the state protocol (their state could not be resumed), and of the
+    template itself when it keeps state outside it (``undeclared_state``: an Avalanche strategy class's buffers)."""
+    names = [type(p).__name__ for p in strategy_plugins(strategy, harness) if not isinstance(p, PluginProtocol)]
+    if getattr(strategy, "undeclared_state", False):
+        names.append(type(strategy).__name__)
+    return names
 
 
 def template_state(strategy) -> dict[str, Any]:

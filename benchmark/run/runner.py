@@ -199,7 +199,8 @@ def _resume(path: Path, spec: RunSpec, scenario: Scenario, strategy, harness: Ha
     """
     missing = checkpoints.unsupported_plugins(strategy, harness)
     if missing:
-        _warn(record, f"checkpointing off: plugins {missing} declare no state_dict()/load_state_dict()")
+        _warn(record, f"checkpointing off: {', '.join(missing)} keep state without declaring "
+                      "state_dict()/load_state_dict()")
         return 0, None
     try:
         state = checkpoints.load(path, spec.resolved(), strategy, harness)

@@ -40,6 +40,9 @@ class PermutedParams(ScenarioParams):
 
         return count_parameters(build)
 
+    def model_traits(self) -> frozenset[str]:
+        return frozenset({"single_head", "unmasked_outputs"})
+
 
 def draw_permutations(n_features: int, tasks: int, seed: int, identity_first: bool) -> list[torch.Tensor]:
     """``tasks`` pixel permutations drawn from ``seed`` (the first one the identity if asked)."""

@@ -45,6 +45,10 @@ class SplitParams(ScenarioParams):
     download: bool = False
     max_train_per_task: PositiveInt | None = None  # subsample each task's training data (speed)
     setting: Literal["task-IL", "domain-IL", "class-IL"] = "task-IL"
+    # class-IL: hold the output units of classes no training experience has shown yet at a constant (see
+    # MultiHeadNet.seen_classes_only); False keeps every unit live from the start (Avalanche's plain classifier,
+    # which DER's stored logits need)
+    mask_unseen_classes: bool = True
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
 
@@ -57,6 +61,8 @@ class SplitParams(ScenarioParams):
                 raise ValueError(f"widths: trunk 'resnet18' takes one width, nf (e.g. [20]); got {self.widths}")
             if len(dataset_info(self.dataset)["input_shape"]) != 3:
                 raise ValueError(f"trunk 'resnet18' needs an image dataset (C, H, W); {self.dataset!r} is not one")
+        if not self.mask_unseen_classes and self.setting != "class-IL":
+            raise ValueError("mask_unseen_classes: applies to setting 'class-IL' only (the other settings mask nothing)")
         available = dataset_info(self.dataset)["num_classes"]
         if self.tasks * self.classes_per_task > available:
             raise ValueError(
@@ -74,6 +80,12 @@ class SplitParams(ScenarioParams):
             return MultiHeadNet(trunk, features, heads, shared_head=self.setting != "task-IL")
 
         return count_parameters(build)
+
+    def model_traits(self) -> frozenset[str]:
+        if self.setting == "task-IL":
+            return frozenset({"task_heads", "unmasked_outputs"})
+        masked = self.setting == "class-IL" and self.mask_unseen_classes
+        return frozenset({"single_head"} | (set() if masked else {"unmasked_outputs"}))
 
 
 def class_order(num_classes: int, seed: int) -> list[int]:
@@ -101,7 +113,8 @@ def build_split(params: SplitParams, inputs: ScenarioInputs) -> Scenario:
         model = MultiHeadNet(trunk, features, [k] * params.tasks)
     else:
         model = MultiHeadNet(trunk, features, [k if params.setting == "domain-IL" else k * params.tasks],
-                             shared_head=True, seen_classes_only=params.setting == "class-IL")
+                             shared_head=True,
+                             seen_classes_only=params.setting == "class-IL" and params.mask_unseen_classes)
     generator = torch.Generator().manual_seed(inputs.seed)
     tasks = []
     for t in range(params.tasks):
