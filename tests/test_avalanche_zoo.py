@@ -16,6 +16,7 @@ import torch
 
 from forgetbench.benchmark.core.config import ComponentSpec, resolve_config
 from forgetbench.benchmark.core.training import TrainingConfig
+from forgetbench.benchmark.front.measure.avalanche_loop import own_loop_strategy
 from forgetbench.benchmark.run.assemble import build_scenario
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.schedule import scheduled_experiences
@@ -82,55 +83,17 @@ def test_every_listed_avalanche_method_runs(name):
     assert len(record.accuracy_matrix) == 3 and all(len(row) == 3 for row in record.accuracy_matrix)
 
 
-class _SeededBatches:
-    """The training batches of ``dataset`` in the order forgetbench's tensor loader draws them: one
-    ``torch.randperm(n, generator)`` per epoch, cut into batches, each sample read through the dataset (Avalanche's
-    own items and collate). Not a torch DataLoader: that draws a base seed from the global RNG every epoch even with
-    a fixed sampler, and GEM, DER and ER_ACE sample their memories from the global RNG, so it would shift them
-    (torch's RandomSampler would also draw one permutation more per epoch)."""
-
-    def __init__(self, dataset, batch_size: int, generator: torch.Generator):
-        self.dataset, self.batch_size, self.generator = dataset, batch_size, generator
-
-    def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
-
-    def __iter__(self):
-        order = torch.randperm(len(self.dataset), generator=self.generator).tolist()
-        for start in range(0, len(order), self.batch_size):
-            yield self.dataset.collate_fn([self.dataset[i] for i in order[start : start + self.batch_size]])
-
-
 def _avalanche_reference(spec: RunSpec, cls: type, args: dict) -> list[list[float]]:
     """Avalanche's own ``cls`` and training loop on the run's scenario, model and seed; only the order in which the
-    training batches are drawn is pinned to forgetbench's (the same generator, seeded with the run's seed)."""
-    generator = torch.Generator().manual_seed(spec.seed)
-
-    class Ordered(cls):
-        def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False,
-                                  drop_last=False, **kwargs):
-            self.dataloader = _SeededBatches(self.adapted_dataset, self.train_mb_size, generator)
-
+    training batches are drawn is pinned to forgetbench's (:class:`SeededBatches`, the same generator and seed)."""
     seed_everything(spec.seed)
     scenario = build_scenario(spec, None)
-    model = scenario.model
-    training = spec.training
-    strategy = Ordered(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=training.lr, momentum=training.momentum),
-        criterion=torch.nn.CrossEntropyLoss(),
-        train_mb_size=training.batch_size,
-        train_epochs=training.epochs,
-        eval_mb_size=training.eval_batch_size,
-        device="cpu",
-        evaluator=None,
-        **args,
-    )
+    strategy = own_loop_strategy(cls, scenario, args, spec.training, spec.seed, torch.device("cpu"))
     matrix = []
     for _, experience in scheduled_experiences(scenario):
         # forgetbench's default `training.reset_optimizer: true`, as Avalanche's own argument
-        strategy.train(experience, reset_optimizer_state=training.reset_optimizer)
-        matrix.append([evaluate(model, task, 256, torch.device("cpu")) for task in scenario.tasks])
+        strategy.train(experience, reset_optimizer_state=spec.training.reset_optimizer)
+        matrix.append([evaluate(strategy.model, task, 256, torch.device("cpu")) for task in scenario.tasks])
     return matrix
 
 
@@ -159,20 +122,28 @@ def test_samples_of_a_scenario_dataset_are_avalanches_x_y_t():
     assert x.shape == (1, 8, 8) and isinstance(y, int) and t == 1
 
 
-def test_a_one_head_network_answers_model_x_and_a_multi_head_one_gives_every_head():
-    spec = RunSpec("heads", _scenario("class-IL"), ComponentSpec(name="naive"), 0, TRAINING, "cpu")
-    one_head = build_scenario(spec, None).model
+def _trained_on_every_task(setting: str) -> torch.nn.Module:
+    scenario = build_scenario(RunSpec("heads", _scenario(setting), ComponentSpec(name="naive"), 0, TRAINING, "cpu"), None)
+    model = scenario.model.train()
+    for _, experience in scheduled_experiences(scenario):
+        model.adaptation(experience)  # Avalanche's bookkeeping of the tasks seen
+    return model
+
+
+def test_model_x_is_the_one_heads_logits_and_model_x_none_every_tasks_output():
+    """`model(x)` (a plain module: DER, GSS, MIR) and `model(x, None)` (a MultiTaskModule: Avalanche's LwF) are both
+    Avalanche's conventions; a one-head network answers each as its caller expects."""
     x = torch.randn(4, 1, 8, 8)
+    one_head = _trained_on_every_task("class-IL")
     assert torch.equal(one_head(x), one_head(x, torch.tensor([0, 1, 2, 0])))
-    multi = build_scenario(RunSpec("heads", _scenario("task-IL"), ComponentSpec(name="naive"), 0, TRAINING, "cpu"),
-                           None).model
-    multi.train()
-    for experience in scheduled_experiences(build_scenario(
-            RunSpec("heads", _scenario("task-IL"), ComponentSpec(name="naive"), 0, TRAINING, "cpu"), None)):
-        multi.adaptation(experience[1])
-    outputs = multi(x)  # Avalanche's convention without task labels: every known task's head
+    every = one_head(x, None)
+    assert isinstance(every, dict) and sorted(every) == [0, 1, 2] and torch.equal(every[1], one_head(x))
+    multi = _trained_on_every_task("task-IL")
+    outputs = multi(x, None)
     assert isinstance(outputs, dict) and sorted(outputs) == [0, 1, 2]
     assert torch.equal(outputs[2], multi(x, 2))
+    with pytest.raises(ValueError, match="without task labels, but its tasks have heads of their own"):
+        multi(x)
 
 
 def test_a_strategy_class_runs_without_checkpoints_and_says_so(tmp_path):

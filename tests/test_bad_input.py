@@ -158,6 +158,9 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      RUN, "scenarios[0].params"),
     ("missing-data-offline", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "mnist"}}])},
      (*RUN, "--data-root", "{dir}/empty-data-root"), "scenarios[0].params.dataset"),
+    ("tiny-imagenet-missing-offline", {"suite": _suite(scenarios=[{"name": "split", "params": {
+        "dataset": "tiny_imagenet", "tasks": 2, "trunk": "resnet18"}}])}, (*RUN, "--data-root", "{dir}/empty-data-root"),
+     "scenarios[0].params.dataset: dataset 'tiny_imagenet' not found under data root"),
     # --- command-line options
     ("retries-negative", {"suite": _suite()}, (*RUN, "--retries", "-1"), "--retries"),
     ("workers-zero", {"suite": _suite()}, (*RUN, "--executor", "process", "--workers", "0"), "--workers"),

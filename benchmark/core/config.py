@@ -367,25 +367,38 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     return suite
 
 
-def _check_requirements(suite: SuiteConfig) -> None:
-    """Refuse, before anything runs, a strategy on a scenario whose network lacks what the strategy ``requires``.
+def refused_pairs(suite: SuiteConfig) -> dict[tuple[str, str], str]:
+    """``(scenario label, strategy label) -> why`` for each pair whose scenario's network lacks what the strategy
+    ``requires``; those pairs are not run (a suite mixing task-IL and class-IL runs each method where it applies).
 
     A strategy registers ``requires={trait: why}`` (the traits are the scenarios' ``MODEL_TRAITS``); a scenario's
     params say which traits its network has (``model_traits()``; None when not known without building it, and
-    then nothing is refused here)."""
-    errors = []
-    for j, strategy in enumerate(suite.strategies):
+    then nothing is refused up front)."""
+    refused = {}
+    for strategy in suite.strategies:
         requires: dict[str, str] = STRATEGIES.get(strategy.name).extra.get("requires") or {}
         if not requires:
             continue
-        for i, scenario in enumerate(suite.scenarios):
+        for scenario in suite.scenarios:
             traits = getattr(scenario.typed_params(SCENARIOS), "model_traits", lambda: None)()
-            if traits is None:
-                continue
-            for trait in sorted(set(requires) - set(traits)):
-                errors.append(f"strategies[{j}].name: {strategy.name!r} cannot run on scenarios[{i}] "
-                              f"{scenario.display_name!r}: it needs {trait} ({requires[trait]}); this scenario's "
-                              f"network has {', '.join(sorted(traits)) or 'none of those traits'}")
+            lacking = sorted(set(requires) - set(traits)) if traits is not None else []
+            if lacking:
+                refused[(scenario.display_name, strategy.display_name)] = "; ".join(
+                    f"it needs {trait} ({requires[trait]}); this scenario's network has "
+                    f"{', '.join(sorted(traits)) or 'none of those traits'}" for trait in lacking)
+    return refused
+
+
+def _check_requirements(suite: SuiteConfig) -> None:
+    """A strategy that can run on none of the suite's scenarios is a config error (naming why for each)."""
+    refused = refused_pairs(suite)
+    errors = []
+    for j, strategy in enumerate(suite.strategies):
+        reasons = [(i, scenario, refused.get((scenario.display_name, strategy.display_name)))
+                   for i, scenario in enumerate(suite.scenarios)]
+        if all(reason for _, _, reason in reasons):
+            errors.extend(f"strategies[{j}].name: {strategy.name!r} cannot run on scenarios[{i}] "
+                          f"{scenario.display_name!r}: {reason}" for i, scenario, reason in reasons)
     if errors:
         raise ConfigError("\n".join(errors))
 

@@ -78,19 +78,28 @@ def check_available(name: str, root: Path | str | None, download: bool) -> None:
     """
     root = Path(root) if root is not None else default_data_root()
     extra = DATASETS.get(name).extra
-    files: list[str] = extra.get("files", [])
     folder = extra.get("folder", name)  # a variant reads another dataset's files (mnist32: mnist/)
-    missing = [f"{folder}/{f}" for f in files if not (root / folder / f).exists()]
-    if missing and not download:
-        raise DataMissingError(_missing_message(name, root, missing))
+    # `files`: every one is needed; `layouts`: the dataset comes in several published layouts, one of which is needed
+    layouts: list[list[str]] = extra.get("layouts") or [extra.get("files", [])]
+    missing_per_layout = [[f"{folder}/{f}" for f in files if not _present(root / folder, f)] for files in layouts]
+    if all(missing_per_layout) and not download:
+        raise DataMissingError(_missing_message(name, root, [" + ".join(m) for m in missing_per_layout],
+                                                extra.get("layout_hint")))
 
 
-def _missing_message(name: str, root: Path, missing: list[str]) -> str:
+def _present(folder: Path, pattern: str) -> bool:
+    """``pattern`` (a path, possibly with a glob such as ``data/train-*.parquet``) names a file under ``folder``."""
+    if any(c in pattern for c in "*?["):
+        return any(folder.glob(pattern))
+    return (folder / pattern).exists()
+
+
+def _missing_message(name: str, root: Path, missing: list[str], layout: str | None = None) -> str:
     return (
         f"dataset {name!r} not found under data root {root}: missing "
-        f"{', '.join(missing)}. Put the files under {root / name}/ in torchvision's layout "
+        f"{' or '.join(missing)}. Put the files under {root / name}/ in {layout or 'torchvision' + chr(39) + 's layout'} "
         f"(or pass --data-root / set FORGETBENCH_DATA), or set `download: true` in the "
-        f"scenario params to let torchvision download them."
+        f"scenario params to let forgetbench download them."
     )
 
 
@@ -216,3 +225,159 @@ DATASETS.register(
     files=["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"],
     description="CIFAR-10 (50,000 / 10,000 32x32 colour images), torchvision layout",
 )(_torchvision_loader("cifar10", "CIFAR10"))
+
+
+# --- CIFAR-100 and Tiny ImageNet: the seeds' own benchmarks (SPG, SupSup, ExSSNeT), read in their published formats
+
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
+
+
+def download_archive(url: str, md5: str | None, folder: Path, name: str) -> None:
+    """Download ``url`` into ``folder`` and extract it there (torchvision's downloader, which checks ``md5``); a
+    machine without internet gets a DataMissingError that says what to put where instead."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        download_and_extract_archive(url, download_root=str(folder), md5=md5)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a failed checksum is a RuntimeError
+        raise DataMissingError(
+            f"dataset {name!r}: could not download {url} into {folder} ({type(exc).__name__}: {exc}); on a machine "
+            f"without internet, copy the archive's contents there yourself"
+        ) from exc
+
+
+def _cifar100_loader(coarse: bool) -> DatasetLoader:
+    def load(root: Path, download: bool) -> TensorData:
+        import pickle
+
+        folder = root / "cifar100"
+        name = "cifar100_coarse" if coarse else "cifar100"
+        if download and not (folder / "cifar-100-python" / "train").exists():
+            download_archive(CIFAR100_URL, CIFAR100_MD5, folder, name)
+        splits = []
+        for split in ("train", "test"):
+            path = folder / "cifar-100-python" / split
+            if not path.exists():
+                raise DataMissingError(_missing_message(name, root, [f"cifar100/cifar-100-python/{split}"],
+                                                        _CIFAR100_LAYOUT))
+            with open(path, "rb") as handle:  # the published pickle: data (N, 3072) uint8, fine/coarse labels
+                entry = pickle.load(handle, encoding="latin1")
+            pixels = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            labels = entry["coarse_labels" if coarse else "fine_labels"]
+            splits.append((torch.from_numpy(pixels).float() / 255.0, torch.as_tensor(labels, dtype=torch.int64)))
+        (tr_x, tr_y), (te_x, te_y) = splits
+        tr_x, te_x = _standardise(tr_x, te_x)
+        return TensorData(name, tr_x, tr_y, te_x, te_y, 20 if coarse else 100)
+
+    load.__doc__ = f"CIFAR-100 ({'20 superclasses' if coarse else '100 classes'}) from its published Python pickles."
+    return load
+
+
+_CIFAR100_LAYOUT = "the published Python layout (cifar-100-python/train, test, meta: the extracted cifar-100-python.tar.gz)"
+DATASETS.register(
+    "cifar100",
+    num_classes=100,
+    input_shape=(3, 32, 32),
+    files=["cifar-100-python/train", "cifar-100-python/test"],
+    layout_hint=_CIFAR100_LAYOUT,
+    description="CIFAR-100 (50,000 / 10,000 32x32 colour images, 100 classes), the published Python pickles",
+)(_cifar100_loader(coarse=False))
+DATASETS.register(
+    "cifar100_coarse",
+    num_classes=20,
+    input_shape=(3, 32, 32),
+    files=["cifar-100-python/train", "cifar-100-python/test"],
+    folder="cifar100",
+    layout_hint=_CIFAR100_LAYOUT,
+    description="CIFAR-100 labelled by its 20 superclasses (coarse labels); read from the cifar100 files",
+)(_cifar100_loader(coarse=True))
+
+
+_TINY_LAYOUT = ("the published zip's layout (tiny-imagenet-200/wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, "
+                "val/val_annotations.txt) or the Hugging Face copy's (data/train-*.parquet, data/valid-*.parquet)")
+
+
+def _decode(images: list[bytes] | list[Path]) -> torch.Tensor:
+    """JPEG files or bytes -> (N, 3, 64, 64) floats in [0, 1] (greyscale images made RGB, as every loader does)."""
+    import io
+
+    from PIL import Image
+
+    out = np.empty((len(images), 64, 64, 3), dtype=np.uint8)
+    for i, image in enumerate(images):
+        source = io.BytesIO(image) if isinstance(image, bytes) else image
+        with Image.open(source) as picture:
+            out[i] = np.asarray(picture.convert("RGB").resize((64, 64)) if picture.size != (64, 64)
+                                else picture.convert("RGB"))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _tiny_imagenet_zip_layout(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The published zip: class ``k`` is the k-th line of ``wnids.txt``; the labelled ``val`` split is the test
+    split (the ``test`` split has no labels)."""
+    base = folder / "tiny-imagenet-200"
+    wnids = [line.strip() for line in (base / "wnids.txt").read_text().splitlines() if line.strip()]
+    index = {wnid: k for k, wnid in enumerate(wnids)}
+    train_files, train_labels = [], []
+    for wnid in wnids:
+        files = sorted((base / "train" / wnid / "images").glob("*.JPEG"))
+        train_files += files
+        train_labels += [index[wnid]] * len(files)
+    val_files, val_labels = [], []
+    for line in (base / "val" / "val_annotations.txt").read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 2:
+            val_files.append(base / "val" / "images" / fields[0])
+            val_labels.append(index[fields[1]])
+    return (_decode(train_files), torch.as_tensor(train_labels, dtype=torch.int64),
+            _decode(val_files), torch.as_tensor(val_labels, dtype=torch.int64))
+
+
+def _tiny_imagenet_parquet_layout(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Hugging Face copy (zh-plus/tiny-imagenet): parquet files with an ``image`` column (``{bytes, path}``) and an
+    integer ``label``; its ``valid`` split is the test split."""
+    import pyarrow.parquet as pq
+
+    splits = []
+    for pattern in ("data/train-*.parquet", "data/valid-*.parquet"):
+        files = sorted(folder.glob(pattern))
+        table = pq.read_table(files[0]) if len(files) == 1 else __import__("pyarrow").concat_tables(
+            [pq.read_table(f) for f in files])
+        images = [cell["bytes"] for cell in table.column("image").to_pylist()]
+        splits += [_decode(images), torch.as_tensor(table.column("label").to_pylist(), dtype=torch.int64)]
+    return tuple(splits)  # type: ignore[return-value]
+
+
+def load_tiny_imagenet(root: Path, download: bool) -> TensorData:
+    """Tiny ImageNet (200 classes, 64x64) from the published zip's layout or the Hugging Face copy."""
+    folder = root / "tiny_imagenet"
+    zipped = (folder / "tiny-imagenet-200" / "wnids.txt").exists()
+    parquet = any(folder.glob("data/train-*.parquet")) and any(folder.glob("data/valid-*.parquet"))
+    if not zipped and not parquet and download:
+        download_archive(TINY_IMAGENET_URL, TINY_IMAGENET_MD5, folder, "tiny_imagenet")
+        zipped = (folder / "tiny-imagenet-200" / "wnids.txt").exists()
+    if zipped:
+        tr_x, tr_y, te_x, te_y = _tiny_imagenet_zip_layout(folder)
+    elif parquet:
+        tr_x, tr_y, te_x, te_y = _tiny_imagenet_parquet_layout(folder)
+    else:
+        raise DataMissingError(_missing_message("tiny_imagenet", root, ["tiny_imagenet/tiny-imagenet-200/wnids.txt",
+                                                                        "tiny_imagenet/data/train-*.parquet"],
+                                                _TINY_LAYOUT))
+    tr_x, te_x = _standardise(tr_x, te_x)
+    return TensorData("tiny_imagenet", tr_x, tr_y, te_x, te_y, 200)
+
+
+DATASETS.register(
+    "tiny_imagenet",
+    num_classes=200,
+    input_shape=(3, 64, 64),
+    layouts=[["tiny-imagenet-200/wnids.txt", "tiny-imagenet-200/val/val_annotations.txt"],
+             ["data/train-*.parquet", "data/valid-*.parquet"]],
+    layout_hint=_TINY_LAYOUT,
+    description="Tiny ImageNet (100,000 / 10,000 64x64 colour images, 200 classes; val as test), zip or HF layout",
+)(load_tiny_imagenet)

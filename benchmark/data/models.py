@@ -9,7 +9,7 @@ the two-model setup, an architecture of a supernet). Parameters used by several 
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from avalanche.models import MultiTaskModule
@@ -105,8 +105,7 @@ class TaskRoutedModule(MultiTaskModule):
     # (the `custom` scenario's `net.`); strategies map names with StrategyContext.own_name / harness_name
     parameter_prefix: str = ""
 
-    def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int | None = None) -> torch.Tensor:
-        # no task labels: Avalanche's convention, every known task's output as a dict (forward_all_tasks)
+    def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int | None) -> torch.Tensor:
         if isinstance(task_labels, torch.Tensor) and task_labels.numel() > 0:
             first = task_labels[0]
             if bool((task_labels == first).all()):
@@ -116,6 +115,11 @@ class TaskRoutedModule(MultiTaskModule):
     def used_parameter_names(self, task_label: int) -> frozenset[str]:
         """Names (as in ``named_parameters``) of the parameters model ``task_label`` uses."""
         raise NotImplementedError
+
+
+# `model(x)`, told apart from `model(x, None)` (see MultiHeadNet.forward); Ellipsis, not object(): torch.fx can trace it
+# (Avalanche's RAR traces the model to read a layer's features)
+_NOT_GIVEN: Any = ...
 
 
 class MultiHeadNet(TaskRoutedModule):
@@ -161,10 +165,18 @@ class MultiHeadNet(TaskRoutedModule):
     def head_index(self, task_label: int) -> int:
         return 0 if self.shared_head else task_label
 
-    def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int | None = None) -> torch.Tensor:
-        if self.shared_head or len(self.heads) == 1:
-            # one head: the task label is never read, so one pass whatever tasks the batch mixes, and `model(x)`
-            # (how Avalanche's DER, GSS and MIR call it) is the logits, not a dict per task
+    def forward(self, x: torch.Tensor, task_labels: Any = _NOT_GIVEN) -> Any:
+        """Logits for ``task_labels``. Two Avalanche conventions meet here: ``model(x)`` (a plain module, as DER, GSS,
+        MIR and RAR call it) gives the one head's logits, and a network with a head per task refuses it;
+        ``model(x, None)`` (a MultiTaskModule, as Avalanche's LwF calls it) gives every known task's output as a
+        dict (``forward_all_tasks``)."""
+        one_head = self.shared_head or len(self.heads) == 1
+        if task_labels is _NOT_GIVEN:
+            if not one_head:
+                raise ValueError(f"{type(self).__name__} was called without task labels, but its tasks have heads of "
+                                 "their own; a method that calls model(x) needs a scenario with one head for every task")
+            return self.forward_single_task(x, 0)
+        if one_head and task_labels is not None:  # the task label is never read: one pass, whatever tasks it mixes
             return self.forward_single_task(x, 0)
         return super().forward(x, task_labels)
 

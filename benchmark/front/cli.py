@@ -148,6 +148,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from forgetbench.benchmark.core.config import refused_pairs
     from forgetbench.benchmark.run.spec import expand_suite
     from forgetbench.benchmark.run.selection import plan_sweeps
     from forgetbench.benchmark.run.suite import preflight
@@ -156,6 +157,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.show_params and args.skip_data:
         raise ConfigError("--show-params builds each scenario, which reads its data: drop --skip-data")
     preflight(suite, _data_root(args.data_root) if args.data_root is not None or not args.skip_data else None)
+    for (scenario, strategy), why in refused_pairs(suite).items():
+        print(f"refused at config time, not run: {strategy} on {scenario}: {why}")
     runs = len(expand_suite(suite))
     sweeps = plan_sweeps(suite)
     runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds

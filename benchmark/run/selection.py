@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from forgetbench.benchmark.core.config import ComponentSpec, SelectionSpec, StrategySpec, SuiteConfig, strategy_variants
+from forgetbench.benchmark.core.config import (ComponentSpec, SelectionSpec, StrategySpec, SuiteConfig, refused_pairs,
+                                             strategy_variants)
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.core.metrics import run_metrics
 from forgetbench.benchmark.core.record import RunRecord
@@ -50,9 +51,10 @@ class Sweep:
 def plan_sweeps(suite: SuiteConfig, seeds: list[int] | None = None) -> list[Sweep]:
     """The sweeps of every strategy entry that has a ``selection``, per scenario."""
     sweeps = []
+    refused = refused_pairs(suite)
     for scenario in suite.scenarios:
         for strategy in suite.strategies:
-            if strategy.selection is None:
+            if strategy.selection is None or (scenario.display_name, strategy.display_name) in refused:
                 continue
             sel = strategy.selection
             sweep_seeds = sel.seeds or seeds or suite.seeds

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from forgetbench.benchmark import __version__
-from forgetbench.benchmark.core.config import ComponentSpec, SuiteConfig, run_id, strategy_variants
+from forgetbench.benchmark.core.config import ComponentSpec, SuiteConfig, refused_pairs, run_id, strategy_variants
 from forgetbench.benchmark.core.record import SCHEMA_VERSION, Component, EvaluatedOn, RunRecord, Timing
 from forgetbench.benchmark.core.training import TrainingConfig, training_identity
 
@@ -61,13 +61,15 @@ def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[Run
     """Every (scenario x strategy x grid combination x seed) of the suite, in that nesting order.
 
     Strategies with a ``selection`` are left out: their runs depend on the sweep's outcome
-    (see :mod:`forgetbench.benchmark.run.selection`).
+    (see :mod:`forgetbench.benchmark.run.selection`); so are the pairs refused at config time
+    (:func:`~forgetbench.benchmark.core.config.refused_pairs`).
     """
+    refused = refused_pairs(suite)
     return [
         RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device)
         for scenario in suite.scenarios
         for strategy in suite.strategies
-        if strategy.selection is None
+        if strategy.selection is None and (scenario.display_name, strategy.display_name) not in refused
         for _, variant in strategy_variants(strategy)
         for seed in (seeds if seeds is not None else suite.seeds)
     ]

@@ -8,6 +8,8 @@ stopped and no temporary or partial file is left.
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from tqdm.auto import tqdm
 
 from forgetbench.benchmark.run import selection, tracking
 from forgetbench.benchmark.core import stop, store
-from forgetbench.benchmark.core.config import ConfigError, SuiteConfig
+from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from forgetbench.benchmark.run.executors import Executor, Job, make_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
@@ -231,6 +233,8 @@ def run_suite(
     if bad or (seeds is not None and (not seeds or len(set(seeds)) != len(seeds))):
         raise ConfigError(f"seeds: distinct integers in 0..{MAX_SEED}, at least one; got {seeds}")
     check_output_folder(out)
+    for (scenario, strategy), why in refused_pairs(suite).items():  # not run, and told why (even with --quiet)
+        print(f"refused at config time, not run: {strategy} on {scenario}: {why}", file=sys.stderr)
     ordinary = expand_suite(suite, seeds)
     sweeps = selection.plan_sweeps(suite, seeds)
     # a complete suite reruns without its data: only scenarios with runs left to execute are checked

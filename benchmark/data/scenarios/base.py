@@ -47,7 +47,7 @@ class ScenarioParams(BaseModel):
         """True when building the scenario reads files under the data root (``validate --skip-data`` then
         skips its :meth:`preflight`); default: a dataset of :meth:`data_requirements` has files."""
 
-        return any(dataset_info(name).get("files") for name, _ in self.data_requirements())
+        return any(dataset_info(name).get("files") or dataset_info(name).get("layouts") for name, _ in self.data_requirements())
 
     def preflight(self, data_root: Any, seed: int) -> None:
         """Raise ValueError if this scenario cannot be built (checked before a suite runs; default: nothing)."""

@@ -60,7 +60,7 @@ class DeviceMissingError(RuntimeError):
 
 
 SECTIONS = ("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop", "growth", "parallel_scaling",
-            "recurrent_supernet")
+            "recurrent_supernet", "avalanche_vs_own_loop")
 NOT_AVAILABLE = "not available"
 
 
@@ -119,6 +119,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "resnet18": dict(trunk="resnet18", widths=[20], tasks=3, train_per_task=512),
 }
 GROWTH_RESNET_PER_TASK = 128
+AVALANCHE_TRAIN_PER_TASK = 2000  # avalanche_vs_own_loop: 5 tasks x 2,000 samples, MLP 256, one epoch
 QUICK_WIDTHS = {"mlp": [32], "cnn": [4], "resnet18": [4]}
 
 # Targets per (device, model, figure): what the issues ask; printed next to each figure.
@@ -787,6 +788,13 @@ def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -
     if "recurrent_supernet" in opts.only:
         note("recurrent_supernet")
         result["recurrent_supernet"] = recurrent_supernet(opts)
+    if "avalanche_vs_own_loop" in opts.only:
+        from forgetbench.benchmark.front.measure.avalanche_loop import avalanche_vs_own_loop
+
+        note("avalanche_vs_own_loop")
+        result["avalanche_vs_own_loop"] = avalanche_vs_own_loop(
+            opts.data_root, opts.dataset, opts.training, opts.repeats, opts.seed,
+            64 if opts.quick else AVALANCHE_TRAIN_PER_TASK, opts.torch_device)
     result["conditions"]["load_average_1m_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return result
 
@@ -880,4 +888,9 @@ def format_table(result: dict[str, Any]) -> str:
         row(f"wpl (online) / naive step ({r['wpl_step_seconds'] * 1e3:.1f} / {r['step_seconds'] * 1e3:.1f} ms)",
             f"{r['wpl_vs_naive']:.3f}", "target <= 1.15")
         row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0")
+    if "avalanche_vs_own_loop" in result:
+        lines.append("avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)")
+        for name, r in result["avalanche_vs_own_loop"].items():
+            row(f"{name} ({r['setting']}): {r['harness_seconds']:.3f}s / {r['own_loop_seconds']:.3f}s",
+                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}", "lower is better")
     return "\n".join(lines)
