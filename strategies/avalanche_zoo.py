@@ -36,6 +36,7 @@ import inspect
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence, Union
 
@@ -45,6 +46,11 @@ from forgetbench.benchmark.train.template import FastLoadersMixin, FastSupervise
 from forgetbench.strategies.base import STRATEGIES, StrategyContext, StrategyParams
 
 PREFIX = "avalanche."
+
+# Avalanche 0.6's own plugins and strategies call their storage policies' deprecated `update` on every experience;
+# the warning is about Avalanche's code, not the user's, and would print once per run in every worker.
+warnings.filterwarnings("ignore", message=r"Call to deprecated function update \(removal in version 0\.7",
+                        category=DeprecationWarning)
 
 # What the suite gives every template (forgetbench's StrategyContext.build), never a config's params.
 TEMPLATE_ARGUMENTS = frozenset({
@@ -91,6 +97,8 @@ REQUIRES: dict[str, dict[str, str]] = {
     "DER": {"single_head": "DER stores logits with model(x), without task labels",
             "unmasked_outputs": "DER regresses stored logits, and a unit held at -1000 when stored is live later "
                                 "(class-IL: set mask_unseen_classes: false)"},
+    "MIR": {"disjoint_labels": "MIR keys its memory by class label and replays only classes absent from the last "
+                               "batch; with labels reused by every task that is none, so it would never replay"},
     "GSS_greedy": {"single_head": "GSS scores memory samples with model(x), without task labels"},
     "RAR": {"single_head": "RAR traces the model with torch.fx to read a layer's features, and a head chosen by "
                            "the task label cannot be traced"},

@@ -64,6 +64,45 @@ def tensor_bytes(state: Any) -> int:
     return 0
 
 
+def held_tensor_bytes(root: Any, skip: tuple[Any, ...] = (), max_depth: int = 8) -> int:
+    """Bytes of the tensors reachable from ``root``'s attributes, for objects outside the protocol (an Avalanche
+    plugin's memories, a strategy class's buffers): tensors (each storage once), modules' parameters and buffers
+    (a frozen copy of the model counts), dicts, lists, objects' attributes. An Avalanche dataset counts its samples
+    (``len x`` one sample's bytes), not the data it indexes into. Objects in ``skip`` (the model being trained, the
+    optimizer, the current experience) are not entered."""
+    from avalanche.benchmarks.utils import AvalancheDataset
+    from torch import nn
+
+    skipped = {id(obj) for obj in skip}
+    visited: set[int] = set()
+    storages: set[tuple[int, str]] = set()
+    total = 0
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if id(obj) in visited or id(obj) in skipped or depth > max_depth:
+            continue
+        visited.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            storage = obj.untyped_storage()
+            key = (storage.data_ptr(), str(obj.device))
+            if key not in storages:
+                storages.add(key)
+                total += storage.nbytes()
+        elif isinstance(obj, nn.Module):
+            stack.extend((t, depth + 1) for t in obj.state_dict(keep_vars=True).values())
+        elif isinstance(obj, AvalancheDataset):
+            if len(obj):
+                total += len(obj) * tensor_bytes([torch.as_tensor(v) for v in obj[0]])
+        elif isinstance(obj, Mapping):
+            stack.extend((v, depth + 1) for v in obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend((v, depth + 1) for v in obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type) and not callable(obj):
+            stack.extend((v, depth + 1) for v in vars(obj).values())
+    return total
+
+
 def detached(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A name -> tensor dict of detached clones (what a ``state_dict`` hands out)."""
     return {name: t.detach().clone() for name, t in tensors.items()}

@@ -33,7 +33,7 @@ ARGS = {
     "AGEM": {"patterns_per_exp": 64, "sample_size": 32},
     "GEM": {"patterns_per_exp": 64, "memory_strength": 0.5},
     "CWRStar": {"cwr_layer_name": "heads.0"},
-    "EWC": {"ewc_lambda": 10.0},
+    "EWC": {"ewc_lambda": 10_000.0},
     "LFL": {"lambda_e": 0.1},
     "LwF": {"alpha": 1.0, "temperature": 2.0},
     "MIR": {"mem_size": 100, "subsample": 50},
@@ -55,8 +55,17 @@ def _scenario(setting: str) -> ComponentSpec:
 
 
 def _setting_for(name: str) -> str:
-    """task-IL unless the method needs one head (then class-IL with every output unit live)."""
-    return "class-IL" if "single_head" in REQUIRES.get(name, {}) else "task-IL"
+    """task-IL unless the method needs what only class-IL has (one head, labels no two tasks share; then class-IL
+    with every output unit live)."""
+    return "class-IL" if set(REQUIRES.get(name, {})) - {"task_heads"} else "task-IL"
+
+
+# Methods whose run equals naive's here, and why (every other method must change the matrix).
+SAME_AS_NAIVE = {
+    "Naive": "it is naive",
+    "SynapticIntelligence": "Avalanche 0.6.0's SI stores `param.detach().cpu()`, a view of the live weights on CPU, "
+                            "so its path integral is 0 (README, Performance)",
+}
 
 
 def _runnable() -> list[str]:
@@ -81,6 +90,9 @@ def test_every_listed_avalanche_method_runs(name):
         record = run(spec, data_root=None)
     assert record.status == "ok", (name, record.error)
     assert len(record.accuracy_matrix) == 3 and all(len(row) == 3 for row in record.accuracy_matrix)
+    naive = run(RunSpec("zoo", spec.scenario, ComponentSpec(name="naive"), 0, TRAINING, "cpu"), data_root=None)
+    # the method acts on this scenario (a replay that never replays, a penalty that is 0, would equal naive)
+    assert (record.accuracy_matrix == naive.accuracy_matrix) == (name in SAME_AS_NAIVE), (name, SAME_AS_NAIVE.get(name))
 
 
 def _avalanche_reference(spec: RunSpec, cls: type, args: dict) -> list[list[float]]:
@@ -162,3 +174,44 @@ def test_a_strategy_class_runs_without_checkpoints_and_says_so(tmp_path):
     record = json.loads(next((tmp_path / "out" / "runs").rglob("result.json")).read_text())
     assert record["status"] == "ok"
     assert any("checkpointing off: FastDER keep state" in w for w in record["warnings"])
+
+
+def test_the_memory_of_avalanches_buffers_is_counted():
+    """An Avalanche plugin's memories and a strategy class's buffers are outside the plugin protocol; the record's
+    regularizer memory counts the samples they hold (GEM: patterns_per_exp images per task; DER: mem_size images with
+    their logits) and the scratch they keep, not the training data they index into (~300 images per task here)."""
+    image = 8 * 8 * 4
+    gem = run(RunSpec("memory", _scenario("task-IL"), ComponentSpec(name="avalanche.GEM", params=ARGS["GEM"]), 0,
+                      TRAINING, "cpu"), data_root=None)
+    stored = 3 * 64 * image  # 3 experiences x 64 patterns
+    assert stored <= gem.memory.regularizer_bytes <= 2 * stored
+    der = run(RunSpec("memory", _scenario("class-IL"), ComponentSpec(name="avalanche.DER", params={"mem_size": 100}),
+                      0, TRAINING, "cpu"), data_root=None)
+    stored = 100 * (image + 6 * 4)  # 100 samples, each an 8x8 image and its 6 logits
+    assert stored <= der.memory.regularizer_bytes <= 2 * stored
+
+
+def test_the_zoo_table_lists_each_pair_in_suite_order_with_memory(tmp_path):
+    """scripts/zoo_table.py renders a results folder: one row per (scenario, strategy) that ran, in the suite's order;
+    the pair refused at config time (DER on task-IL) has no row."""
+    import runpy
+
+    import yaml
+
+    from forgetbench.benchmark.front.cli import main
+    from helpers import REPO
+
+    suite = tiny_suite(
+        scenarios=[{"name": "split", "label": "til", "params": {"dataset": "digits", "tasks": 2}},
+                   {"name": "split", "label": "cil", "params": {"dataset": "digits", "tasks": 2, "setting": "class-IL",
+                                                                "mask_unseen_classes": False}}],
+        strategies=[{"name": "avalanche.GEM", "params": ARGS["GEM"]}, {"name": "naive"},
+                    {"name": "avalanche.DER", "params": {"mem_size": 50}}])
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-report"]) == 0
+    table = runpy.run_path(str(REPO / "scripts" / "zoo_table.py"))["zoo_table"](str(tmp_path / "out"))
+    rows = [line.split(" | ")[:2] for line in table.splitlines()[2:]]
+    assert rows == [["| til", "avalanche.GEM"], ["| til", "naive"], ["| cil", "avalanche.GEM"], ["| cil", "naive"],
+                    ["| cil", "avalanche.DER"]]
+    assert "| memory |" in table.splitlines()[0] and "| 0 B |" in table  # naive keeps nothing

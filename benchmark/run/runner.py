@@ -41,7 +41,7 @@ from forgetbench.benchmark.run.schedule import scheduled_experiences, train_sche
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
 from forgetbench.benchmark.train.harness import (CurveRecorder, DivergedError, Harness, chance_message,
                                                  collapse_message, evaluate, tasks_at_chance)
-from forgetbench.strategies.plugin import PluginProtocol
+from forgetbench.strategies.plugin import PluginProtocol, held_tensor_bytes
 
 __all__ = ["run", "ProgressCallback", "regularizer_bytes", "strategy_extra_results"]
 
@@ -138,7 +138,7 @@ def _execute(
         timing.retrain_seconds = time.perf_counter() - t0
         retraining.report(scores)
     record.add_results(scenario.summarize(record), source=f"scenario {spec.scenario.name}.summarize()")
-    record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy))
+    record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy, harness))
     record.add_results(strategy_extra_results(strategy), source=f"strategy {spec.strategy.name}'s extra_results()")
     _judge_chance(record, scenario, sorted({turn.task for turn, _ in turns}))
 
@@ -226,6 +226,31 @@ def strategy_extra_results(strategy) -> dict:
     return extras
 
 
-def regularizer_bytes(strategy) -> int:
-    """Bytes the strategy's plugins must keep between experiences (their ``state_bytes()``)."""
-    return sum(int(p.state_bytes()) for p in strategy.plugins if isinstance(p, PluginProtocol))
+def regularizer_bytes(strategy, harness: Harness | None = None) -> int:
+    """Bytes the strategy's plugins must keep between experiences: their ``state_bytes()``; for a plugin outside the
+    protocol (an Avalanche plugin) and a template that keeps state of its own (``undeclared_state``: an Avalanche
+    strategy class's buffers), the bytes of the tensors they hold (:func:`held_tensor_bytes`)."""
+    own = checkpoints.strategy_plugins(strategy, harness or Harness())  # the harness's own plugins keep nothing
+    skip = (strategy.model, strategy.optimizer, getattr(strategy, "experience", None),
+            getattr(strategy, "adapted_dataset", None), getattr(strategy, "dataloader", None))
+    total = sum(int(p.state_bytes()) if isinstance(p, PluginProtocol) else held_tensor_bytes(p, skip) for p in own)
+    if getattr(strategy, "undeclared_state", False):
+        template_keys = _plain_template_attributes()
+        total += held_tensor_bytes({k: v for k, v in vars(strategy).items() if k not in template_keys}, skip)
+    return total
+
+
+_PLAIN_TEMPLATE_ATTRIBUTES: frozenset[str] | None = None
+
+
+def _plain_template_attributes() -> frozenset[str]:
+    """Attribute names every forgetbench template has (a strategy class's own state is what it adds to these)."""
+    global _PLAIN_TEMPLATE_ATTRIBUTES
+    if _PLAIN_TEMPLATE_ATTRIBUTES is None:
+        from forgetbench.benchmark.train.template import FastSupervisedTemplate
+
+        model = torch.nn.Linear(1, 1)
+        plain = FastSupervisedTemplate(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                       evaluator=None)
+        _PLAIN_TEMPLATE_ATTRIBUTES = frozenset(vars(plain)) | {"plugins", "mbatch", "mb_output", "loss"}
+    return _PLAIN_TEMPLATE_ATTRIBUTES

@@ -58,7 +58,7 @@ class ScenarioParams(BaseModel):
         return None
 
     def model_traits(self) -> frozenset[str] | None:
-        """What the scenario's network is, in the words of :data:`MODEL_TRAITS`, when known without building it
+        """What the scenario's network and labels are, in the words of :data:`MODEL_TRAITS`, when known without building it
         (a strategy that ``requires`` a trait the network lacks is refused at config time); None: not known,
         so nothing is refused up front (the default)."""
         return None
@@ -68,6 +68,7 @@ MODEL_TRAITS: dict[str, str] = {
     "single_head": "one output layer that every task uses; `model(x)` without task labels gives its logits",
     "task_heads": "an output layer per task, chosen by the task label",
     "unmasked_outputs": "no output unit is held at a constant (class-IL's units of classes not seen yet are)",
+    "disjoint_labels": "each task's classes have labels no other task uses (class-IL), so a label names one class",
 }
 
 

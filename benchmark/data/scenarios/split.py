@@ -85,7 +85,8 @@ class SplitParams(ScenarioParams):
         if self.setting == "task-IL":
             return frozenset({"task_heads", "unmasked_outputs"})
         masked = self.setting == "class-IL" and self.mask_unseen_classes
-        return frozenset({"single_head"} | (set() if masked else {"unmasked_outputs"}))
+        return frozenset({"single_head"} | (set() if masked else {"unmasked_outputs"})
+                         | ({"disjoint_labels"} if self.setting == "class-IL" else set()))
 
 
 def class_order(num_classes: int, seed: int) -> list[int]:

@@ -339,7 +339,7 @@ def harness_train(
         seconds += done.train_seconds
         steps += done.steps
     return HarnessRun(
-        strategy.model, seconds, steps, log["epochs"], log["after_exp"], regularizer_bytes(strategy)
+        strategy.model, seconds, steps, log["epochs"], log["after_exp"], regularizer_bytes(strategy, harness)
     )
 
 
