@@ -36,7 +36,6 @@ import inspect
 import re
 import types
 import typing
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence, Union
 
@@ -47,10 +46,6 @@ from forgetbench.strategies.base import STRATEGIES, StrategyContext, StrategyPar
 
 PREFIX = "avalanche."
 
-# Avalanche 0.6's own plugins and strategies call their storage policies' deprecated `update` on every experience;
-# the warning is about Avalanche's code, not the user's, and would print once per run in every worker.
-warnings.filterwarnings("ignore", message=r"Call to deprecated function update \(removal in version 0\.7",
-                        category=DeprecationWarning)
 
 # What the suite gives every template (forgetbench's StrategyContext.build), never a config's params.
 TEMPLATE_ARGUMENTS = frozenset({

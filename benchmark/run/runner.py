@@ -25,6 +25,7 @@ written atomically after each experience to the path the caller gives and read b
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from pathlib import Path
@@ -230,7 +231,8 @@ def regularizer_bytes(strategy, harness: Harness | None = None) -> int:
     """Bytes the strategy's plugins must keep between experiences: their ``state_bytes()``; for a plugin outside the
     protocol (an Avalanche plugin) and a template that keeps state of its own (``undeclared_state``: an Avalanche
     strategy class's buffers), the bytes of the tensors they hold (:func:`held_tensor_bytes`)."""
-    own = checkpoints.strategy_plugins(strategy, harness or Harness())  # the harness's own plugins keep nothing
+    # without the run's harness (a test's bare strategy) its plugins are not told apart: they hold a scalar or two
+    own = checkpoints.strategy_plugins(strategy, harness or Harness())
     skip = (strategy.model, strategy.optimizer, getattr(strategy, "experience", None),
             getattr(strategy, "adapted_dataset", None), getattr(strategy, "dataloader", None))
     total = sum(int(p.state_bytes()) if isinstance(p, PluginProtocol) else held_tensor_bytes(p, skip) for p in own)
@@ -240,17 +242,11 @@ def regularizer_bytes(strategy, harness: Harness | None = None) -> int:
     return total
 
 
-_PLAIN_TEMPLATE_ATTRIBUTES: frozenset[str] | None = None
-
-
+@functools.cache
 def _plain_template_attributes() -> frozenset[str]:
     """Attribute names every forgetbench template has (a strategy class's own state is what it adds to these)."""
-    global _PLAIN_TEMPLATE_ATTRIBUTES
-    if _PLAIN_TEMPLATE_ATTRIBUTES is None:
-        from forgetbench.benchmark.train.template import FastSupervisedTemplate
+    from forgetbench.benchmark.train.template import FastSupervisedTemplate
 
-        model = torch.nn.Linear(1, 1)
-        plain = FastSupervisedTemplate(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                                       evaluator=None)
-        _PLAIN_TEMPLATE_ATTRIBUTES = frozenset(vars(plain)) | {"plugins", "mbatch", "mb_output", "loss"}
-    return _PLAIN_TEMPLATE_ATTRIBUTES
+    model = torch.nn.Linear(1, 1)
+    plain = FastSupervisedTemplate(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), evaluator=None)
+    return frozenset(vars(plain)) | {"plugins", "mbatch", "mb_output", "loss"}

@@ -27,6 +27,9 @@ Sections (keys of the JSON object):
   scaling, no start-up), the speed-up would be ``bound = N x local run / lone run``; when
   ``local`` already gains from its extra threads, the bound is below N. It ignores ``--threads``:
   the thread counts are the point.
+* ``recurrent_supernet``: the ENAS recurrent supernet's turns (see :func:`recurrent_supernet`).
+* ``avalanche_vs_own_loop``: forgetbench's run of Avalanche's GEM, AGEM, DER and ER_ACE against Avalanche's own
+  class and loop on the same work (:mod:`forgetbench.benchmark.front.measure.avalanche_loop`).
 """
 
 from __future__ import annotations
