@@ -40,6 +40,7 @@ from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenar
 from forgetbench.benchmark.run.references import retrained_scores, standalone_accuracy
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
+from forgetbench.benchmark.train.template import FastSupervisedTemplate
 from forgetbench.benchmark.train.harness import (CurveRecorder, DivergedError, Harness, chance_message,
                                                  collapse_message, evaluate, tasks_at_chance)
 from forgetbench.strategies.plugin import PluginProtocol, held_tensor_bytes
@@ -245,8 +246,6 @@ def regularizer_bytes(strategy, harness: Harness | None = None) -> int:
 @functools.cache
 def _plain_template_attributes() -> frozenset[str]:
     """Attribute names every forgetbench template has (a strategy class's own state is what it adds to these)."""
-    from forgetbench.benchmark.train.template import FastSupervisedTemplate
-
     model = torch.nn.Linear(1, 1)
     plain = FastSupervisedTemplate(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), evaluator=None)
     return frozenset(vars(plain)) | {"plugins", "mbatch", "mb_output", "loss"}
