@@ -73,7 +73,9 @@ def _write_tiny_parquet_layout(folder: Path) -> None:
     import pyarrow.parquet as pq
 
     (folder / "data").mkdir(parents=True)
-    for name, labels in (("train-00000-of-00001-abc.parquet", [0, 1, 1, 0]), ("valid-00000-of-00001-def.parquet", [1, 0])):
+    # the train split in two shards, as the Hub stores larger splits
+    for name, labels in (("train-00000-of-00002-abc.parquet", [0, 1]), ("train-00001-of-00002-abd.parquet", [1, 0]),
+                         ("valid-00000-of-00001-def.parquet", [1, 0])):
         table = pa.table({"image": [{"bytes": _jpeg(i), "path": f"{i}.jpg"} for i in range(len(labels))],
                           "label": labels})
         pq.write_table(table, folder / "data" / name)

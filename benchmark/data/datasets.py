@@ -340,13 +340,16 @@ def _tiny_imagenet_zip_layout(folder: Path) -> tuple[torch.Tensor, torch.Tensor,
 def _tiny_imagenet_parquet_layout(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The Hugging Face copy (zh-plus/tiny-imagenet): parquet files with an ``image`` column (``{bytes, path}``) and an
     integer ``label``; its ``valid`` split is the test split."""
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # a dependency of the `text` extra (Hugging Face datasets), not of the core
+        raise DataMissingError("dataset 'tiny_imagenet': reading the Hugging Face copy (parquet files) needs pyarrow: "
+                               "pip install 'forgetbench[text]' (or pyarrow), or use the published zip's layout") from exc
 
     splits = []
     for pattern in ("data/train-*.parquet", "data/valid-*.parquet"):
         files = sorted(folder.glob(pattern))
-        table = pq.read_table(files[0]) if len(files) == 1 else __import__("pyarrow").concat_tables(
-            [pq.read_table(f) for f in files])
+        table = pq.ParquetDataset(files).read() if len(files) > 1 else pq.read_table(files[0])
         images = [cell["bytes"] for cell in table.column("image").to_pylist()]
         splits += [_decode(images), torch.as_tensor(table.column("label").to_pylist(), dtype=torch.int64)]
     return tuple(splits)  # type: ignore[return-value]
