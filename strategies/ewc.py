@@ -1,10 +1,15 @@
-"""``ewc``: Elastic Weight Consolidation (Kirkpatrick et al., PNAS 2017), Avalanche's maths, fast.
+r"""``ewc``: Elastic Weight Consolidation (Kirkpatrick et al., PNAS 2017), Avalanche's maths, fast.
 
 After experience k the diagonal importance F^k and the weights theta^k are stored. While training
 experience t the loss is
 
-    L(theta) = L_t(theta) + lambda * sum_{k<t} sum_i F^k_i (theta_i - theta^k_i)^2     (separate)
-    L(theta) = L_t(theta) + lambda * sum_i F~_i (theta_i - theta^{t-1}_i)^2            (online)
+$$
+\mathcal{L}(\theta) = \mathcal{L}_t(\theta) + \lambda \sum_{k<t} \sum_i F^k_i \, (\theta_i - \theta^k_i)^2 \qquad \text{(separate)}
+$$
+
+$$
+\mathcal{L}(\theta) = \mathcal{L}_t(\theta) + \lambda \sum_i \tilde F_i \, (\theta_i - \theta^{t-1}_i)^2 \qquad \text{(online)}
+$$
 
 with F~ <- decay_factor * F~ + F^{t-1} in online mode (Schwarz et al., 2018). As Avalanche's
 ``EWCPlugin``, F is estimated as the mean over the experience's mini-batches (training batch
@@ -22,16 +27,20 @@ penalty: their terms and gradients are exactly 0, so the numbers are Avalanche's
 per-step cost stops growing with the number of heads (Avalanche gives every such tensor a zero
 gradient, which only matters under weight decay; then every tensor is kept).
 
-Hyperparameters: ``ewc_lambda`` (>= 0) the penalty's weight; ``mode`` separate (one penalty per
-earlier experience) or online (one running penalty); ``decay_factor`` in [0, 1], online mode only;
-``importance``: ``minibatch`` (Avalanche's estimate above, the default) or ``exact``, the exact
+Hyperparameters:
+
+* ``ewc_lambda`` (>= 0): the penalty's weight.
+* ``mode``: separate (one penalty per earlier experience) or online (one running penalty).
+* ``decay_factor`` (in [0, 1]): online mode only, F~'s decay.
+* ``importance``: ``minibatch`` (Avalanche's estimate above, the default) or ``exact``, the exact
 diagonal empirical Fisher F_i = (1/N) sum_n (d/dtheta_i log p(y_n | x_n))^2 of the experience's model
-(:func:`forgetbench.strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses); ``estimator`` (with
-``exact`` only): ``empirical`` (y_n the observed label) or ``predicted`` (y_n the model's most likely label,
+(:func:`forgetbench.strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses).
+* ``estimator``: with ``exact`` only, ``empirical`` (y_n the observed label) or ``predicted`` (y_n the model's most likely label,
 as van de Ven & Tolias's code, whose penalty is lambda_vdV / 2 * sum F (theta - theta*)^2: their lambda is
 2 * ewc_lambda here, and online their gamma * lambda_vdV / 2, with decay_factor = gamma). With ``exact`` and
 ewc_lambda = alpha / 2, EWC and WPL differ only in *what* they penalise: EWC every parameter, WPL
-only those the current model shares with earlier ones; ``max_curvature``: the penalty's curvature on
+only those the current model shares with earlier ones.
+* ``max_curvature``: caps the penalty's curvature per weight. The penalty's curvature on
 weight i is 2 lambda F_i, and gradient descent with learning rate lr and momentum beta diverges on a
 quadratic once lr * curvature > 2 (1 + beta) (an undertrained trunk, batch norm scales: F entries
 far above 1 make the default lambda diverge on a ResNet-18). ``auto`` (the default) caps the

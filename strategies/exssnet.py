@@ -53,11 +53,11 @@ from forgetbench.strategies.supsup import MaskSlotPlugin, masked_context
 
 class ExSSNeTParams(StrategyParams):
     sparsity: float = Field(0.1, gt=0.0, le=1.0, description="fraction of each layer's weights a mask keeps")
-    mask_epochs: PositiveInt | None = None
-    weight_epochs: NonNegativeInt | None = None
-    kkt: Literal["off", "best", "always", "all"] = "off"
-    knn_k: PositiveInt = 200
-    kkt_fraction: float = Field(0.2, gt=0.0, le=1.0)
+    mask_epochs: PositiveInt | None = None  # epochs of the mask phase (null: the turn's budget)
+    weight_epochs: NonNegativeInt | None = None  # epochs of the weight phase (null: the turn's budget; 0 skips it)
+    kkt: Literal["off", "best", "always", "all"] = "off"  # KNN transfer of earlier masks' scores (see above)
+    knn_k: PositiveInt = 200  # k of the KNN vote
+    kkt_fraction: float = Field(0.2, gt=0.0, le=1.0)  # share of the task's training samples the KNN reads
 
 
 def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int, generator: torch.Generator) -> float:

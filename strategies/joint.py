@@ -7,7 +7,7 @@ keeping its own task label, hence its own model (head):
 
 Mini-batches mix tasks; :class:`~forgetbench.benchmark.data.models.TaskRoutedModule` routes each sample to its model
 (Avalanche's per-task split). Joint training sees every task's data at every step, so its accuracy
-R[j][j] is the reference a*_j of intransigence. An experience's length is set as for the other
+``R[j][j]`` is the reference a*_j of intransigence. An experience's length is set as for the other
 strategies (the suite's epochs, or the turn's ``max_steps``), counted over the union. No
 hyperparameters.
 """

@@ -1,8 +1,10 @@
-"""``l2``: a plain quadratic pull to the previous weights (importance 1), the simplest regularizer.
+r"""``l2``: a plain quadratic pull to the previous weights (importance 1), the simplest regularizer.
 
 While training experience t the loss is
 
-    L(theta) = L_t(theta) + (lambda / 2) * sum_{i in shared_t} (theta_i - theta*_i)^2,
+$$
+\mathcal{L}(\theta) = \mathcal{L}_t(\theta) + \frac{\lambda}{2} \sum_{i \in \text{shared}_t} (\theta_i - \theta^*_i)^2,
+$$
 
 theta*_i the value of parameter i after the latest experience that used it. It is EWC/WPL with every
 importance equal to 1, so it isolates what the importance estimate buys.
@@ -12,7 +14,9 @@ Only *shared* parameters are pulled (used by the current model and by an earlier
 value worth keeping, so pulling them would only cost plasticity; the earlier models' private
 parameters get no gradient from the current loss, so a pull on them is zero anyway.
 
-Hyperparameter: ``l2_lambda`` (>= 0).
+Hyperparameter:
+
+* ``l2_lambda`` (>= 0): the pull's weight lambda.
 """
 
 from __future__ import annotations

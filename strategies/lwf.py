@@ -8,9 +8,12 @@ copy's, with temperature T:
     KD_T(z, z') = KL(softmax(z'/T) || softmax(z/T))   (Avalanche's distillation loss)
 
 Only heads of earlier tasks (and the classes they saw) are distilled; multi-head models are run once
-per known head (Avalanche's ``forward_all_tasks``). Hyperparameters: ``alpha`` (>= 0) the
-distillation weight, or a list with one weight per experience (experience t uses ``alpha[t]``,
-Avalanche's form); ``temperature`` (> 0); ``units``: ``previous`` (Avalanche's: for each earlier task
+per known head (Avalanche's ``forward_all_tasks``). Hyperparameters:
+
+* ``alpha`` (>= 0): the distillation weight, or a list with one weight per experience (experience t uses ``alpha[t]``,
+Avalanche's form).
+* ``temperature`` (> 0): the distillation temperature T.
+* ``units``: ``previous`` (Avalanche's: for each earlier task
 label, the student's softmax over that task's classes only) or ``seen`` (van de Ven & Tolias's class-IL
 LwF, for one head shared by every task: a single term on the batch's output, the student's softmax over
 every class seen so far, the current experience's too, against the copy's distribution over all the

@@ -1,4 +1,4 @@
-"""``mas``: Memory Aware Synapses (Aljundi et al., ECCV 2018), Avalanche's MASPlugin on fast loaders.
+r"""``mas``: Memory Aware Synapses (Aljundi et al., ECCV 2018), Avalanche's MASPlugin on fast loaders.
 
 After experience k the importance of each parameter is the mean over training mini-batches of the
 absolute gradient of the squared L2 norm of the model's output (no labels needed):
@@ -8,7 +8,9 @@ absolute gradient of the squared L2 norm of the model's output (no labels needed
 
 and while training experience t the loss is
 
-    L(theta) = L_t(theta) + lambda * sum_i Omega_i (theta_i - theta*_i)^2,
+$$
+\mathcal{L}(\theta) = \mathcal{L}_t(\theta) + \lambda \sum_i \Omega_i \, (\theta_i - \theta^*_i)^2,
+$$
 
 theta* the weights after the previous experience. Every parameter is penalised (old heads' penalty
 is zero in practice: their importance and their distance to the anchor stay fixed, as they get no
@@ -16,8 +18,11 @@ gradient from the current loss). The importance pass reads the experience's tens
 (:func:`forgetbench.benchmark.data.loaders.dataset_tensors`) instead of Avalanche's sample-by-sample loader; the
 maths is Avalanche's.
 
-Hyperparameters: ``lambda_reg`` (>= 0) the penalty's weight; ``alpha`` in [0, 1] how much of the old
-importance is kept when a new one is merged; ``max_curvature`` caps the penalty's curvature per weight,
+Hyperparameters:
+
+* ``lambda_reg`` (>= 0): the penalty's weight.
+* ``alpha`` (in [0, 1]): how much of the old importance is kept when a new one is merged.
+* ``max_curvature``: caps the penalty's curvature per weight,
 2 lambda Omega_i, so that gradient descent cannot diverge on it (``auto``: see
 :func:`forgetbench.strategies.penalty.stable_curvature`; ``null``: Avalanche's penalty exactly). The cap
 clamps the Omega the penalty uses, never the running importance that later experiences merge into.

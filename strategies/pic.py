@@ -22,7 +22,13 @@ With ``init: previous`` each tau_i already contains the earlier updates it was i
 (tau_i = tau_{i-1} + what task i added), so sum_i tau_i weights early tasks' directions more
 (task 1's update appears in every later tau); lambda scales the whole sum uniformly.
 
-``lam``: a fixed lambda >= 0 (lambda = 0 gives exactly the frozen backbone), or null (default): after
+Hyperparameters:
+
+* ``rank``: the LoRA adapters' rank.
+* ``alpha``: LoRA's scale numerator (the update is (alpha / rank) B A; default: the rank).
+* ``init``: ``previous`` (each adapter starts from the previous one) or ``fresh``.
+* ``val_fraction``: the held-out share of each task's training data that chooses lambda (``lam: null``).
+* ``lam``: a fixed lambda >= 0 (lambda = 0 gives exactly the frozen backbone), or null (default): after
 each experience lambda is chosen from {0.1, 0.2, ..., 1.0} to maximise the mean accuracy on a
 held-out ``val_fraction`` of the training data of every task trained so far (that slice is then
 not trained on; ties go to the smaller lambda). The chosen lambdas go to ``pic.lam`` in the result,

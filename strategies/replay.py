@@ -10,7 +10,9 @@ each keeping its own task label (so its own head), and the loss is the cross-ent
 
 Batches are sliced from tensors like every other strategy (the memory is materialised once per
 experience); memory batches cycle through a seeded permutation of the memory. Hyperparameters:
-``mem_size`` (> 0), ``batch_size_mem`` (default: the suite's batch size).
+
+* ``mem_size`` (> 0): the memory's size in samples.
+* ``batch_size_mem``: memory samples joined to each batch (default: the suite's batch size).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``si``: Synaptic Intelligence (Zenke, Poole, Ganguli; ICML 2017), Avalanche's maths, fast.
+r"""``si``: Synaptic Intelligence (Zenke, Poole, Ganguli; ICML 2017), Avalanche's maths, fast.
 
 Each parameter's importance accumulates its contribution to the loss decrease along the training
 path. On experience k, with theta^{k-1} the weights at its start and w^k_i = sum_steps g_i *
@@ -10,7 +10,9 @@ included):
 
 and while training experience t:
 
-    L(theta) = L_t(theta) + (si_lambda / 2) * sum_i omega_i (theta_i - theta^{t-1}_i)^2
+$$
+\mathcal{L}(\theta) = \mathcal{L}_t(\theta) + \frac{\lambda_{SI}}{2} \sum_i \omega_i \, (\theta_i - \theta^{t-1}_i)^2
+$$
 
 This is exactly what Avalanche 0.6.0's ``SynapticIntelligencePlugin`` computes, including its
 constants c = 1 and clip = 0.001 (it calls ``update_ewc_data(..., clip_to=0.001, c=1)``; the
@@ -24,9 +26,12 @@ clip; the clip keeps the penalty bounded but makes si_lambda act on at most 0.00
 that keeps its five buffers on the model's device and updates them with ``torch._foreach_*``
 kernels, instead of copying flattened weights and gradients to the CPU twice per iteration.
 
-Hyperparameters: ``si_lambda`` (>= 0) the penalty's weight (default 30: with omega capped at 0.001,
-Avalanche's default of 1 changes nothing measurable, see ``tests/test_defaults.py``); ``eps`` (> 0)
-the damping that keeps omega finite for parameters that barely moved; ``clip`` the cap on omega
+Hyperparameters:
+
+* ``si_lambda`` (>= 0): the penalty's weight lambda_SI (default 30: with omega capped at 0.001,
+Avalanche's default of 1 changes nothing measurable, see ``tests/test_defaults.py``).
+* ``eps`` (> 0): the damping that keeps omega finite for parameters that barely moved.
+* ``clip``: the cap on omega
 (Avalanche's 0.001; ``None`` for Zenke et al.'s unclipped omega, with a smaller lambda and larger eps).
 """
 

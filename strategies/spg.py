@@ -34,8 +34,10 @@ exactly what SGD and Adam do with their coupled ``weight_decay``) and the optimi
 weight decay 0: otherwise a parameter with importance 1 would still shrink, and an old head with a
 zero gradient would still decay.
 
-Hyperparameters: ``importance_batch_size`` (the batch size of the importance pass; it does not change
-the result up to floating point). The reference implementation trains with SGD lr 0.25, no momentum,
+Hyperparameters:
+
+* ``importance_batch_size``: the batch size of the importance pass (it does not change the result up to
+  floating point). The reference implementation trains with SGD lr 0.25, no momentum,
 batch 64 and ReduceLROnPlateau; here the suite's optimizer is used unless the config overrides it.
 """
 

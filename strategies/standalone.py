@@ -6,7 +6,7 @@ that experience's task. Model k is evaluated through its own copy:
 
     f^standalone_k(x) = f_k(x; theta^k),   theta^k = argmin L_k(theta) starting from theta^0,
 
-so R[i][k] = R[k][k] for every i >= k (nothing forgets), and R[k][k] is the accuracy of model k
+so ``R[i][k] = R[k][k]`` for every i >= k (nothing forgets), and ``R[k][k]`` is the accuracy of model k
 trained alone on the same budget, the reference a*_k of intransigence. A task trained again later
 (e.g. round-robin schedules) continues from its own copy. The template's ``model`` is a
 :class:`StandaloneModels` wrapper whose parameters are the live network's (so the optimizer trains

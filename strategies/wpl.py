@@ -1,9 +1,11 @@
-"""``wpl``: Weight Plasticity Loss (Benyahia, Yu et al., "Overcoming Multi-Model Forgetting", ICML 2019).
+r"""``wpl``: Weight Plasticity Loss (Benyahia, Yu et al., "Overcoming Multi-Model Forgetting", ICML 2019).
 
 Models A = (theta_1, theta_s) and B = (theta_2, theta_s) share theta_s. A Laplace approximation of A's
 posterior with a diagonal Fisher gives, while training B,
 
-    L(theta_B) = L_B(theta_B) + (alpha / 2) * sum_{i in shared} F_i * (theta_i - theta_hat_i)^2
+$$
+\mathcal{L}(\theta_B) = \mathcal{L}_B(\theta_B) + \frac{\alpha}{2} \sum_{i \in \text{shared}} F_i \, (\theta_i - \hat\theta_i)^2
+$$
 
 where ``shared`` are the parameters the current model uses **and** some earlier model used,
 F_i the diagonal Fisher of the earlier model(s) on their own data and theta_hat the shared weights
@@ -19,6 +21,7 @@ Options:
 
 * ``alpha`` (>= 0): the penalty's weight; the effective weight while training model t (t >= 1) is
   alpha * alpha_decay^(t-1).
+* ``fisher_batch_size``: the batch size of the exact Fisher pass (memory only; the result is the same).
 * ``fisher_samples``: how many of the model's training samples estimate F (default: all of them).
 * ``estimator``: ``empirical`` (observed labels), ``true`` (labels sampled from the model) or
   ``predicted`` (the model's most likely label).
@@ -29,6 +32,7 @@ Options:
   keeps (F^k, theta^k) for every earlier model k and penalises
   sum_k (alpha/2) sum_{i in used_now and used_k} F^k_i (theta_i - theta^k_i)^2 (memory grows with T;
   ``accumulate`` does not apply).
+* ``alpha_decay`` (in (0, 1]): the factor the penalty's weight shrinks by per model trained (below).
 * ``clip_norm``: if set, each tensor of F is rescaled so its Frobenius norm is at most this value.
 * ``reset_every``: if set, the running importance only holds the models since the last reset:
   it is zeroed before the Fisher of model N+1, 2N+1, ... (1-based, counted from ``start_after``) is added
@@ -40,6 +44,7 @@ Options:
   the plugin's seed), averaged over those batches, is F^t; the running importance follows
   ``accumulate`` / ``momentum`` (their ``lambda_fisher``); ``clip_norm`` then bounds each tensor of the
   *running* importance (their ``fisher_clip_by_norm``), and the anchor is the weights after the model.
+* ``fisher_batches``: ``online`` only: how many mini-batches estimate each model's F^t.
 * ``start_after``: the first ``start_after`` models get no Fisher and no penalty (the authors'
   ``start_using_fisher``, counted in models: epochs x turns per epoch in a search).
 * ``max_curvature``: the penalty's curvature on weight i is alpha_t * F_i, and gradient descent

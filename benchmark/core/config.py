@@ -51,9 +51,9 @@ MAX_PATH_COMPONENT_BYTES = 255
 class ComponentSpec(StrictModel):
     """A scenario or strategy entry: registered ``name``, its ``params``, an optional ``label``."""
 
-    name: str
-    label: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str  # the registered name (`forgetbench list`)
+    label: str | None = None  # display name in run ids and reports (default: the name)
+    params: dict[str, Any] = Field(default_factory=dict)  # the component's parameters (its page); a list of values is a grid
 
     @field_validator("label")
     @classmethod
@@ -107,7 +107,7 @@ class SelectionSpec(StrictModel):
 class StrategySpec(ComponentSpec):
     """A strategy entry; params given as lists form a grid, ``selection`` picks one combination."""
 
-    selection: SelectionSpec | None = None
+    selection: SelectionSpec | None = None  # pick the best grid value on held-out validation data first
 
 
 TRACKER_PACKAGES: dict[str, str | None] = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
@@ -169,7 +169,7 @@ class ReproduceSpec(StrictModel):
 
     source: str = Field(min_length=1)  # paper, table, and where the figure was read
     settings: str = Field(min_length=1)  # where the architecture, optimiser and lambdas come from
-    metric: ReproducedMetric = "ACC"
+    metric: ReproducedMetric = "ACC"  # default metric of the claims (ACC, LA, last, forgetting, BWT or a registered one)
     targets: dict[str, PublishedResult | list[PublishedResult]] = Field(min_length=1)  # strategy label -> claims
     tolerance: float = Field(1.5, gt=0.0)  # points
 
@@ -177,14 +177,14 @@ class ReproduceSpec(StrictModel):
 class SuiteConfig(StrictModel):
     """A suite: every (scenario x strategy x seed) combination is one run."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_LABEL_LENGTH)
-    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    scenarios: list[ComponentSpec] = Field(min_length=1)
-    strategies: list[StrategySpec] = Field(min_length=1)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_LABEL_LENGTH)  # names the default output folder (results/<name>)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)  # one run per seed (distinct, 0..2**32-1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda if available, else cpu
+    training: TrainingConfig = Field(default_factory=TrainingConfig)  # how every run of the suite is trained
+    scenarios: list[ComponentSpec] = Field(min_length=1)  # the scenarios, each {name, label?, params}
+    strategies: list[StrategySpec] = Field(min_length=1)  # the strategies, each {name, label?, params, selection?}
     # experiment trackers each finished run is written to (benchmark/run/tracking.py); execution-only
-    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=list)
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=list)  # trackers each finished run is written to
     reproduce: ReproduceSpec | None = None  # a published result this suite reproduces
 
     @model_validator(mode="after")

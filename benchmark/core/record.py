@@ -43,9 +43,9 @@ class _Part(BaseModel):
 class Component(_Part):
     """The scenario or strategy of a run: registered name, display label, resolved params."""
 
-    name: str
-    label: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str  # the registered name
+    label: str  # the label in run ids and reports
+    params: dict[str, Any] = Field(default_factory=dict)  # the resolved params (defaults filled in)
 
 
 class Timing(_Part):
@@ -54,9 +54,9 @@ class Timing(_Part):
     For a resumed run, the sum over the interrupted part and the part after the resume.
     """
 
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    steps: int = 0
+    train_seconds: float = 0.0  # training, evaluation excluded
+    eval_seconds: float = 0.0  # evaluation
+    steps: int = 0  # optimiser steps
     search_seconds: float | None = None  # an adaptive scenario's own work between turns (a controller's updates)
     standalone_seconds: float | None = None  # training the standalone references
     retrain_seconds: float | None = None  # retraining the derived architecture alone
@@ -65,22 +65,22 @@ class Timing(_Part):
 class TurnAccuracy(_Part):
     """Accuracy of the model trained in turn ``turn`` (on task ``task``), right after it."""
 
-    turn: int
-    task: int
-    accuracy: float
+    turn: int  # the turn (0-based)
+    task: int  # the task it trained
+    accuracy: float  # its accuracy right after the turn
 
 
 class CurvePoint(_Part):
     """One forgetting-curve point: model ``eval_exp``'s accuracy at ``iteration`` of turn ``train_exp``."""
 
-    train_exp: int
-    iteration: int
-    eval_exp: int
-    accuracy: float
+    train_exp: int  # the experience being trained
+    iteration: int  # the iteration within it
+    eval_exp: int  # the model evaluated
+    accuracy: float  # its accuracy then
 
 
 class Memory(_Part):
-    regularizer_bytes: int = 0
+    regularizer_bytes: int = 0  # bytes of the tensors the strategy keeps between experiences (its state_dict)
 
 
 class EvaluatedOn(_Part):
@@ -94,91 +94,91 @@ class ArchitectureScores(_Part):
     """An architecture's scores on the whole validation and test splits: err and accuracy (image searches) or
     log-perplexity and perplexity (language-model searches)."""
 
-    valid_err: float | None = None
-    valid_accuracy: float | None = None
-    test_err: float | None = None
-    test_accuracy: float | None = None
-    valid_log_ppl: float | None = None
-    valid_ppl: float | None = None
-    test_log_ppl: float | None = None
-    test_ppl: float | None = None
+    valid_err: float | None = None  # validation err
+    valid_accuracy: float | None = None  # validation accuracy
+    test_err: float | None = None  # test err
+    test_accuracy: float | None = None  # test accuracy
+    valid_log_ppl: float | None = None  # validation log-perplexity
+    valid_ppl: float | None = None  # validation perplexity
+    test_log_ppl: float | None = None  # test log-perplexity
+    test_ppl: float | None = None  # test perplexity
 
 
 class RetrainedScores(ArchitectureScores):
     """The derived architecture trained alone for ``steps`` steps from the run's initial weights."""
 
-    steps: int
+    steps: int  # retraining steps
 
 
 class DerivedArchitecture(ArchitectureScores):
     """The architecture a search derived: best of ``candidates`` samples by err on the shared weights, scored
     on the shared weights."""
 
-    architecture: list[int]
-    cell: Any = None
-    task: int | None = None
-    candidates: int | None = None
-    candidates_err: list[float] | None = None
+    architecture: list[int]  # the derived architecture
+    cell: Any = None  # its cell (cell searches)
+    task: int | None = None  # its task index, if trained during the search
+    candidates: int | None = None  # candidates sampled to derive it
+    candidates_err: list[float] | None = None  # their err on the shared weights
     retrained: RetrainedScores | None = None
 
 
 class SearchSummary(_Part):
     """What a search scenario decided: its kind, the controller's rewards, the chosen / derived architecture."""
 
-    kind: str
-    top_k: int | None = None
-    validation_accuracy: list[float] | None = None
-    chosen: int | None = None
-    chosen_architecture: list[Any] | None = None
+    kind: str  # the search: random or controller
+    top_k: int | None = None  # K of precision@K
+    validation_accuracy: list[float] | None = None  # each candidate's accuracy on the shared weights (validation)
+    chosen: int | None = None  # the candidate the search picked
+    chosen_architecture: list[Any] | None = None  # its architecture
     rewards: list[Any] | None = None  # per turn (supernet search) or per epoch, one per controller step (cells)
-    controller_probabilities: Any = None
+    controller_probabilities: Any = None  # the controller's final choice probabilities
     error: str | None = None  # the err a cell search reports (error rate or log-perplexity)
-    measured_from_epoch: int | None = None
-    derived: DerivedArchitecture | None = None
+    measured_from_epoch: int | None = None  # first epoch the forgetting metrics average over
+    derived: DerivedArchitecture | None = None  # the architecture derived at the end
 
 
 class Isolation(_Part):
     """Supermask methods: per trained slot, mask density and the share of masked weights it owns."""
 
-    slots: list[int] = Field(default_factory=list)
-    mask_density: list[float] = Field(default_factory=list)
-    owned_fraction: list[float] = Field(default_factory=list)
-    union_fraction: float = 0.0
+    slots: list[int] = Field(default_factory=list)  # the mask slot of each experience
+    mask_density: list[float] = Field(default_factory=list)  # each mask's kept fraction
+    owned_fraction: list[float] = Field(default_factory=list)  # share of all masked weights first claimed by that task
+    union_fraction: float = 0.0  # share of weights some mask holds
     exclusive_fraction: list[float] | None = None  # ExSSNeT's exclusive share per experience
 
 
 class KKTEntry(_Part):
     """ExSSNeT's KNN-based knowledge transfer for one experience: the sources it drew on."""
 
-    experience: int
-    chance: float
-    knn_accuracy: dict[str, float] = Field(default_factory=dict)
-    sources: dict[str, float] = Field(default_factory=dict)
+    experience: int  # the experience
+    chance: float  # chance accuracy
+    knn_accuracy: dict[str, float] = Field(default_factory=dict)  # KNN accuracy of each earlier mask
+    sources: dict[str, float] = Field(default_factory=dict)  # the mask(s) chosen and their weights
 
 
 class PICResult(_Part):
     """PIC's merge coefficients per experience and the validation accuracy that chose them."""
 
-    lam: list[Any] = Field(default_factory=list)
-    val_accuracy: list[Any] = Field(default_factory=list)
-    val_accuracy_per_lambda: list[Any] = Field(default_factory=list)
+    lam: list[Any] = Field(default_factory=list)  # lambda chosen after each experience
+    val_accuracy: list[Any] = Field(default_factory=list)  # held-out accuracy at the chosen lambda
+    val_accuracy_per_lambda: list[Any] = Field(default_factory=list)  # held-out accuracy for every lambda tried
 
 
 class CorpusSummary(_Part):
-    name: str
-    vocabulary: int
-    tokens: dict[str, int] = Field(default_factory=dict)
-    train_tokens_used: int | None = None
-    eval_tokens: int | None = None
+    name: str  # the corpus
+    vocabulary: int  # tokens in the vocabulary (<unk> included)
+    tokens: dict[str, int] = Field(default_factory=dict)  # tokens per split
+    train_tokens_used: int | None = None  # training tokens read (max_train_tokens)
+    eval_tokens: int | None = None  # validation tokens an err is measured on
     unk_rate: dict[str, float] | None = None  # share of <unk> tokens per split
 
 
 class DataSummary(_Part):
-    dataset: str
-    train: int
-    valid: int
-    evaluation: int
-    test: int
+    dataset: str  # the dataset
+    train: int  # training samples
+    valid: int  # validation samples (held out of training)
+    evaluation: int  # samples err1 / err2 read
+    test: int  # test samples
 
 
 class RunRecord(BaseModel):
@@ -187,33 +187,33 @@ class RunRecord(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=False)
 
-    schema_version: int = SCHEMA_VERSION
-    run_id: str
-    suite: str
-    scenario: Component
-    strategy: Component
-    seed: int
-    status: Status = "ok"
-    error: str | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
-    environment: dict[str, str] = Field(default_factory=dict)
-    experiences: list[str] = Field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION  # the schema this record was written with (older ones are upgraded on read)
+    run_id: str  # <scenario label>__<strategy label>__s<seed>; names the run folder
+    suite: str  # the suite's name
+    scenario: Component  # the scenario that ran
+    strategy: Component  # the strategy that ran
+    seed: int  # the seed of every random draw of the run
+    status: Status = "ok"  # ok, failed (error and traceback kept), diverged (a non-finite loss) or collapsed (chance on every task)
+    error: str | None = None  # what went wrong (failed / diverged / collapsed)
+    config: dict[str, Any] = Field(default_factory=dict)  # the resolved suite config of this run (training included)
+    environment: dict[str, str] = Field(default_factory=dict)  # versions, device, platform and threads the run used
+    experiences: list[str] = Field(default_factory=list)  # the experiences' names, in training order
     scenario_type: str | None = None  # task-IL, domain-IL or class-IL, where the scenario says
-    accuracy_matrix: list[list[float]] = Field(default_factory=list)
-    init_accuracy: list[float] = Field(default_factory=list)
-    timing: Timing = Field(default_factory=Timing)
-    started_at: str | None = None
-    finished_at: str | None = None
-    turn_accuracy: list[TurnAccuracy] | None = None
-    curves: list[CurvePoint] | None = None
-    standalone_accuracy: list[float] | None = None
-    memory: Memory | None = None
-    resumed_from_experience: int | None = None
-    evaluated_on: dict[str, Any] | None = None
+    accuracy_matrix: list[list[float]] = Field(default_factory=list)  # `R[i][j]`: accuracy (in [0, 1]) on task j after training experience i
+    init_accuracy: list[float] = Field(default_factory=list)  # accuracy on each task before any training (the reference of forward transfer)
+    timing: Timing = Field(default_factory=Timing)  # wall-clock seconds and optimiser steps
+    started_at: str | None = None  # UTC start, ISO 8601
+    finished_at: str | None = None  # UTC end, ISO 8601
+    turn_accuracy: list[TurnAccuracy] | None = None  # each turn's model right after its turn (searches: one row per turn)
+    curves: list[CurvePoint] | None = None  # forgetting curves, with training.eval_every
+    standalone_accuracy: list[float] | None = None  # per task: the same model trained alone (supernet references)
+    memory: Memory | None = None  # what the strategy keeps between experiences
+    resumed_from_experience: int | None = None  # set when the run resumed from a checkpoint
+    evaluated_on: dict[str, Any] | None = None  # where accuracies were measured when not the test split (selection sweeps)
     # tasks whose final accuracy is at chance while the run is ok (others learned): flagged in the report
     tasks_at_chance: list[int] | None = None
     warnings: list[str] | None = None  # what the run noticed that does not fail it (each a sentence)
-    traceback: str | None = None
+    traceback: str | None = None  # a failed run's traceback
     attempt: int | None = None  # set by the suite when a failed run was retried (the attempt this record is)
 
     # --- what scenarios add (Scenario.summarize)
@@ -221,18 +221,18 @@ class RunRecord(BaseModel):
     epoch_architectures: list[list[int]] | None = None  # cell searches: the tasks each epoch trained
     err1: list[list[float | None]] | None = None  # per round / epoch and architecture: err right after its turn
     err2: list[list[float | None]] | None = None  # ... and at the round's / epoch's end
-    search: SearchSummary | None = None
-    data: DataSummary | None = None
-    corpus: CorpusSummary | None = None
+    search: SearchSummary | None = None  # what a search decided
+    data: DataSummary | None = None  # sizes of the splits a search read
+    corpus: CorpusSummary | None = None  # the language-modelling corpus a search read
 
     # --- what strategies add (their plugins' extra_results)
-    isolation: Isolation | None = None
-    kkt: list[KKTEntry] | None = None
-    pic: PICResult | None = None
+    isolation: Isolation | None = None  # mask methods (supsup, exssnet): what each mask holds
+    kkt: list[KKTEntry] | None = None  # exssnet's KNN transfer per experience
+    pic: PICResult | None = None  # pic's chosen lambdas and their held-out accuracies
     ewc_capped_entries: int | None = None  # importance entries max_curvature capped, summed over experiences
-    ewc_max_curvature: float | None = None
-    wpl_capped_entries: int | None = None
-    wpl_max_curvature: float | None = None
+    ewc_max_curvature: float | None = None  # the cap on 2 lambda F (null: none)
+    wpl_capped_entries: int | None = None  # importance entries max_curvature capped, summed over experiences
+    wpl_max_curvature: float | None = None  # the cap on alpha F (null: none)
 
     @field_validator("accuracy_matrix")
     @classmethod

@@ -19,12 +19,12 @@ class TrainingConfig(BaseModel):
     # strict: a string where a number belongs ("0.1") is an error, not silently converted
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: PositiveFloat = 0.05
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    weight_decay: NonNegativeFloat = 0.0
-    batch_size: PositiveInt = 64
-    epochs: PositiveInt = 1
+    optimizer: Literal["sgd", "adam"] = "sgd"  # the optimizer of every turn
+    lr: PositiveFloat = 0.05  # learning rate
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)  # SGD momentum (sgd only)
+    weight_decay: NonNegativeFloat = 0.0  # the optimizer's coupled weight decay
+    batch_size: PositiveInt = 64  # training mini-batch size
+    epochs: PositiveInt = 1  # epochs per experience (turn)
     # every turn trains exactly this many iterations (mini-batches; the data reshuffled at each pass), the
     # papers' "iterations per task": replaces epochs; a scenario's own per-turn budget (supernet) wins
     iterations_per_task: PositiveInt | None = None
@@ -34,7 +34,7 @@ class TrainingConfig(BaseModel):
     # clip the gradient's global L2 norm to this before every optimizer step (after every plugin's
     # gradient work); null: no clipping. ENAS trains its recurrent supernet with SGD at lr 20 and 0.25.
     grad_clip_norm: PositiveFloat | None = None
-    eval_batch_size: PositiveInt = 512
+    eval_batch_size: PositiveInt = 512  # mini-batch size of evaluation and importance passes
     eval_every: PositiveInt | None = None  # iterations between forgetting-curve evaluations
     # bf16: forward pass and data loss under torch.autocast(bfloat16) (weights, gradients, optimizer
     # state, penalties and importance passes stay fp32; evaluation runs in fp32)

@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("validate", help="check a suite config and exit, running nothing")
-    p.add_argument("config")
+    p.add_argument("config", help="suite YAML to check")
     p.add_argument("--data-root", help="also check that the data is there (default root if omitted)")
     p.add_argument("--skip-data", action="store_true", help="do not check that the data is present")
     p.add_argument("--show-params", action="store_true",
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("list", help="list registered strategies, scenarios or datasets")
-    p.add_argument("kind", nargs="?", choices=["strategies", "scenarios", "datasets"])
+    p.add_argument("kind", nargs="?", choices=["strategies", "scenarios", "datasets"], help="what to list (default: all)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("perf", help="measure the harness against a plain PyTorch loop, and regularizer costs")

@@ -49,24 +49,24 @@ class CellControllerParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hidden: PositiveInt = 100
-    lr: PositiveFloat = 3.5e-4
-    steps_per_epoch: PositiveInt = 2000
-    entropy_weight: NonNegativeFloat = 1e-4
-    baseline_decay: float = Field(0.95, ge=0.0, lt=1.0)
-    tanh_constant: PositiveFloat = 2.5
-    temperature: PositiveFloat = 5.0
-    reward_c: PositiveFloat = 80.0
+    hidden: PositiveInt = 100  # the controller LSTM's hidden size
+    lr: PositiveFloat = 3.5e-4  # the controller's learning rate (Adam)
+    steps_per_epoch: PositiveInt = 2000  # controller updates per search epoch
+    entropy_weight: NonNegativeFloat = 1e-4  # weight of the policy's entropy bonus
+    baseline_decay: float = Field(0.95, ge=0.0, lt=1.0)  # decay of REINFORCE's moving-average baseline
+    tanh_constant: PositiveFloat = 2.5  # logits = c * tanh(logits / T) (ENAS)
+    temperature: PositiveFloat = 5.0  # T in the line above
+    reward_c: PositiveFloat = 80.0  # the reward scale: c / perplexity (recurrent), c x accuracy (CNN)
 
 
 class CellSearchParams(ScenarioParams):
     """What every sampled-architecture search takes; a scenario adds its space and data, and its defaults."""
 
-    search: Literal["random", "controller"] = "controller"
-    epochs: PositiveInt = 150
-    turns_per_epoch: PositiveInt = 60
-    steps_per_turn: PositiveInt = 7
-    derive_samples: PositiveInt = 100
+    search: Literal["random", "controller"] = "controller"  # cells drawn uniformly, or by the ENAS controller (REINFORCE)
+    epochs: PositiveInt = 150  # search epochs (one accuracy-matrix row each)
+    turns_per_epoch: PositiveInt = 60  # cells trained per epoch
+    steps_per_turn: PositiveInt = 7  # training steps per sampled cell
+    derive_samples: PositiveInt = 100  # candidates sampled at the end; the best on the shared weights is derived
     retrain_steps: NonNegativeInt = Field(0, description="train the derived architecture alone from the initial "
                                                          "weights for this many steps (0: no retraining)")
     measure_from_epoch: int = Field(0, ge=0, description="first epoch the forgetting metrics average over")

@@ -59,9 +59,9 @@ def _call(factory: Callable[..., Any], params: dict[str, Any], offered: dict[str
 
 class CustomParams(ScenarioParams):
     model: str = Field(description=f"model factory, {REFERENCE_FORMAT}")
-    model_params: dict[str, Any] = Field(default_factory=dict)
+    model_params: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the model factory
     benchmark: str = Field(description=f"Avalanche benchmark factory, {REFERENCE_FORMAT}")
-    benchmark_params: dict[str, Any] = Field(default_factory=dict)
+    benchmark_params: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the benchmark factory
     max_train: PositiveInt | None = Field(None, description="subsample each training experience (speed)")
     max_test: PositiveInt | None = Field(None, description="subsample each test experience (speed)")
     probe_size: PositiveInt = Field(16, description="samples per task for shared-parameter detection")

@@ -70,32 +70,32 @@ DECISIONS_PER_NODE = 4  # input a, op a, input b, op b
 class ConvControllerParams(CellControllerParams):
     """The controller of the micro-CNN search (the WPL authors' and ENAS's micro values)."""
 
-    hidden: PositiveInt = 64
-    lr: PositiveFloat = 0.0035
-    steps_per_epoch: PositiveInt = 300
-    baseline_decay: float = Field(0.99, ge=0.0, lt=1.0)
-    tanh_constant: PositiveFloat = 1.1
-    temperature: PositiveFloat = 8.0
-    reward_c: PositiveFloat = 1.0
+    hidden: PositiveInt = 64  # the controller LSTM's hidden size
+    lr: PositiveFloat = 0.0035  # the controller's learning rate (Adam)
+    steps_per_epoch: PositiveInt = 300  # controller updates per search epoch
+    baseline_decay: float = Field(0.99, ge=0.0, lt=1.0)  # decay of REINFORCE's moving-average baseline
+    tanh_constant: PositiveFloat = 1.1  # logits = c * tanh(logits / T) (ENAS)
+    temperature: PositiveFloat = 8.0  # T in the line above
+    reward_c: PositiveFloat = 1.0  # reward = c * accuracy
     reward_samples: PositiveInt = Field(128, description="validation images per reward (a rotating slice)")
 
 
 class ConvSearchParams(CellSearchParams):
-    dataset: str = "fashion_mnist"
-    download: bool = False
-    nodes: int = Field(5, ge=1)
-    ops: list[Op] = Field(list(OPS), min_length=1)
+    dataset: str = "fashion_mnist"  # image dataset (`forgetbench list datasets`)
+    download: bool = False  # fetch the dataset when it is missing (needs internet)
+    nodes: int = Field(5, ge=1)  # nodes per cell (each adds two ops)
+    ops: list[Op] = Field(list(OPS), min_length=1)  # candidate ops
     channels: int = Field(20, ge=2, description="channels of the first stage (doubled by each reduction)")
-    cells_per_stage: PositiveInt = 5
-    reductions: int = Field(2, ge=0, le=4)
-    sep_conv_stack: PositiveInt = 2
+    cells_per_stage: PositiveInt = 5  # normal cells between reductions
+    reductions: int = Field(2, ge=0, le=4)  # reduction cells (each halves the resolution)
+    sep_conv_stack: PositiveInt = 2  # separable convolutions stacked in a sep_conv op
     stem_stride: Literal[1, 2] = Field(1, description="2 halves the input resolution in the stem (4x less compute)")
-    validation_size: PositiveInt = 5000
+    validation_size: PositiveInt = 5000  # held out of the training images; rewards and err read it
     eval_size: PositiveInt | None = Field(1000, description="validation images err1 / err2 are measured on "
                                                             "(null: all of them)")
     max_train: PositiveInt | None = Field(None, description="cap on the training images (speed)")
-    turns_per_epoch: PositiveInt = 200
-    controller: ConvControllerParams = Field(default_factory=ConvControllerParams)
+    turns_per_epoch: PositiveInt = 200  # architectures trained per epoch
+    controller: ConvControllerParams = Field(default_factory=ConvControllerParams)  # the ENAS controller's settings
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
 

@@ -74,25 +74,25 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class RecurrentControllerParams(CellControllerParams):
     """The ENAS controller of the recurrent search; defaults are the WPL authors' (their ``config.py``)."""
 
-    reward_windows: PositiveInt = 64
+    reward_windows: PositiveInt = 64  # validation windows per reward (a rotating slice)
 
 
 class RecurrentSearchParams(CellSearchParams):
-    corpus: str = "austen"
-    download: bool = False
-    text_column: str | None = None
+    corpus: str = "austen"  # language-modelling corpus (see Datasets and corpora)
+    download: bool = False  # fetch the corpus when it is missing (needs internet)
+    text_column: str | None = None  # hf: corpora: the dataset's text column
     vocabulary: int | None = Field(10000, ge=2, description="most frequent training tokens kept (<unk> included)")
-    nodes: int = Field(12, ge=1)
-    activations: list[Activation] = Field(["tanh", "relu", "identity", "sigmoid"], min_length=1)
-    embedding: PositiveInt = 1000
-    hidden: PositiveInt = 1000
-    tied: bool = True
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    nodes: int = Field(12, ge=1)  # nodes of the recurrent cell
+    activations: list[Activation] = Field(["tanh", "relu", "identity", "sigmoid"], min_length=1)  # candidate activations of a node
+    embedding: PositiveInt = 1000  # word embedding size
+    hidden: PositiveInt = 1000  # the cell's hidden size
+    tied: bool = True  # share the embedding and output weights (embedding = hidden)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on embeddings and outputs
     max_hidden_norm: PositiveFloat | None = Field(25.0, description="rescale h_t to at most this L2 norm per sample")
-    bptt: PositiveInt = 35
-    max_train_tokens: PositiveInt | None = None
+    bptt: PositiveInt = 35  # tokens per truncated back-propagation window
+    max_train_tokens: PositiveInt | None = None  # cap on the training tokens (speed)
     eval_tokens: PositiveInt | None = Field(None, description="validation tokens an architecture's err is measured on")
-    controller: RecurrentControllerParams = Field(default_factory=RecurrentControllerParams)
+    controller: RecurrentControllerParams = Field(default_factory=RecurrentControllerParams)  # the ENAS controller's settings
 
     @model_validator(mode="after")
     def _shapes(self) -> "RecurrentSearchParams":

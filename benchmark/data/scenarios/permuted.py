@@ -21,12 +21,12 @@ from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 
 
 class PermutedParams(ScenarioParams):
-    dataset: str = "mnist"
-    tasks: PositiveInt = 5
-    widths: list[PositiveInt] = Field(default_factory=lambda: [256, 256], min_length=1)
-    identity_first: bool = False
+    dataset: str = "mnist"  # image dataset (`forgetbench list datasets`)
+    tasks: PositiveInt = 5  # number of permutations (tasks)
+    widths: list[PositiveInt] = Field(default_factory=lambda: [256, 256], min_length=1)  # the MLP's hidden sizes
+    identity_first: bool = False  # task 0 sees the unpermuted images
     max_train_per_task: PositiveInt | None = Field(None, description="subsample each task's training data")
-    download: bool = False
+    download: bool = False  # fetch the dataset when it is missing (needs internet)
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
 

@@ -61,33 +61,33 @@ SPACE_KEYS = ("dataset", "cell", "layers", "ops", "width", "candidates", "valida
 class ControllerParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    hidden: PositiveInt = 32
-    lr: PositiveFloat = 0.01
-    steps_per_epoch: PositiveInt = 30
-    entropy_weight: NonNegativeFloat = 1e-3
-    baseline_decay: float = Field(0.9, ge=0.0, lt=1.0)
-    tanh_constant: PositiveFloat = 2.5
+    hidden: PositiveInt = 32  # the controller LSTM's hidden size
+    lr: PositiveFloat = 0.01  # the controller's learning rate (Adam)
+    steps_per_epoch: PositiveInt = 30  # controller updates per search epoch
+    entropy_weight: NonNegativeFloat = 1e-3  # weight of the policy's entropy bonus
+    baseline_decay: float = Field(0.9, ge=0.0, lt=1.0)  # decay of REINFORCE's moving-average baseline
+    tanh_constant: PositiveFloat = 2.5  # the logits are c * tanh(W h) (ENAS)
 
 
 class SearchParams(ScenarioParams):
-    dataset: str = "mnist"
-    cell: Literal["mlp", "cnn"] = "mlp"
-    layers: PositiveInt = 4
-    ops: int = Field(3, ge=2, le=len(OP_CATALOGUE) - 1)
-    width: int = Field(64, ge=2)
-    search: Literal["random", "controller"] = "random"
-    epochs: PositiveInt = 5
-    turns_per_epoch: PositiveInt = 20
-    steps_per_turn: PositiveInt = 20
+    dataset: str = "mnist"  # image dataset (`forgetbench list datasets`)
+    cell: Literal["mlp", "cnn"] = "mlp"  # what a position holds: MLP layers or conv layers
+    layers: PositiveInt = 4  # the supernet's positions
+    ops: int = Field(3, ge=2, le=len(OP_CATALOGUE) - 1)  # candidate ops per position
+    width: int = Field(64, ge=2)  # units (mlp) or channels (cnn) per op
+    search: Literal["random", "controller"] = "random"  # architectures drawn uniformly, or by an ENAS-style LSTM controller (REINFORCE)
+    epochs: PositiveInt = 5  # search epochs (one accuracy-matrix row each)
+    turns_per_epoch: PositiveInt = 20  # architectures trained per epoch
+    steps_per_turn: PositiveInt = 20  # training steps per sampled architecture
     candidates: PositiveInt | None = Field(None, description="null = every architecture of the space")
-    validation_size: PositiveInt = 1000
-    ground_truth_steps: PositiveInt = 300
+    validation_size: PositiveInt = 1000  # held out of the training data; the search ranks on it
+    ground_truth_steps: PositiveInt = 300  # steps each candidate is trained alone for the ground truth (cached)
     top_k: PositiveInt | None = Field(None, description="K of precision@K; null = min(5, candidates)")
     controller: ControllerParams = Field(default_factory=ControllerParams)
-    standalone: bool = True
+    standalone: bool = True  # train the ground truth (every candidate alone)
     max_train: PositiveInt | None = Field(None, description="subsample the training data (speed)")
     max_test: PositiveInt | None = Field(None, description="subsample the evaluation data (speed)")
-    download: bool = False
+    download: bool = False  # fetch the dataset when it is missing (needs internet)
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
 

@@ -36,15 +36,15 @@ def validate_dataset_name(name: str) -> str:
 
 
 class SplitParams(ScenarioParams):
-    dataset: str = "mnist"
-    tasks: PositiveInt = 5
-    classes_per_task: PositiveInt = 2
-    trunk: Literal["mlp", "cnn", "resnet18"] = "mlp"
+    dataset: str = "mnist"  # image dataset (`forgetbench list datasets`)
+    tasks: PositiveInt = 5  # number of tasks T
+    classes_per_task: PositiveInt = 2  # classes in each task (drawn in a seed-drawn order)
+    trunk: Literal["mlp", "cnn", "resnet18"] = "mlp"  # the shared trunk's architecture
     # mlp: hidden sizes; cnn: channels per conv layer; resnet18: [nf] (default 20, the reduced ResNet-18)
     widths: list[PositiveInt] = Field(default_factory=lambda: [256], min_length=1)
-    download: bool = False
+    download: bool = False  # fetch the dataset when it is missing (needs internet)
     max_train_per_task: PositiveInt | None = None  # subsample each task's training data (speed)
-    setting: Literal["task-IL", "domain-IL", "class-IL"] = "task-IL"
+    setting: Literal["task-IL", "domain-IL", "class-IL"] = "task-IL"  # van de Ven & Tolias's setting: a head per task, one shared k-way head, or one head over every class
     # class-IL: hold the output units of classes no training experience has shown yet at a constant (see
     # MultiHeadNet.seen_classes_only); False keeps every unit live from the start (Avalanche's plain classifier,
     # which DER's stored logits need)

@@ -64,20 +64,20 @@ _ACTIVATIONS = {
 
 
 class SupernetParams(ScenarioParams):
-    dataset: str = "mnist"
-    cell: Literal["mlp", "cnn"] = "mlp"
-    layers: PositiveInt = 4
-    ops: int = Field(4, ge=1, le=len(OP_CATALOGUE) - 1)
-    width: int = Field(64, ge=2)
-    architectures: PositiveInt = 10
-    head: Literal["shared", "private"] = "private"
-    schedule: Literal["sequential", "round_robin"] = "round_robin"
+    dataset: str = "mnist"  # image dataset (`forgetbench list datasets`)
+    cell: Literal["mlp", "cnn"] = "mlp"  # what a position holds: MLP layers or conv layers
+    layers: PositiveInt = 4  # the supernet's positions
+    ops: int = Field(4, ge=1, le=len(OP_CATALOGUE) - 1)  # candidate ops per position
+    width: int = Field(64, ge=2)  # units (mlp) or channels (cnn) per op
+    architectures: PositiveInt = 10  # distinct seed-drawn paths trained one after another (<= ops^layers)
+    head: Literal["shared", "private"] = "private"  # one classifier for every architecture, or one per architecture
+    schedule: Literal["sequential", "round_robin"] = "round_robin"  # each architecture trained once in turn, or every round
     rounds: PositiveInt = 5  # round_robin only
     steps_per_turn: PositiveInt | None = Field(100, description="null = the suite's epochs per turn")
-    standalone: bool = False
+    standalone: bool = False  # also train each architecture alone (reference)
     max_train: PositiveInt | None = Field(None, description="subsample the training data (speed)")
     max_test: PositiveInt | None = Field(None, description="subsample the evaluation data (speed)")
-    download: bool = False
+    download: bool = False  # fetch the dataset when it is missing (needs internet)
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
 

@@ -50,27 +50,27 @@ class AdapterParams(BaseModel):
     """One PEFT LoRA adapter per task on the trained layers (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
-    rank: PositiveInt = 8
-    alpha: PositiveFloat = 16.0
-    target_modules: list[str] = Field(["query", "value"], min_length=1)
-    train_encoder: bool = False
+    rank: PositiveInt = 8  # LoRA's rank
+    alpha: PositiveFloat = 16.0  # LoRA's scale numerator (update = alpha / rank * B A)
+    target_modules: list[str] = Field(["query", "value"], min_length=1)  # module names of the trained layers that get an adapter
+    train_encoder: bool = False  # also train the layers' own weights (shared by every task)
 
 
 class TextParams(ScenarioParams):
-    corpus: str = "bbc_news"
-    encoder: str = "minilm"
-    max_length: PositiveInt = 128
-    classes_per_task: int = Field(2, ge=2)
+    corpus: str = "bbc_news"  # text corpus (see Datasets and corpora)
+    encoder: str = "minilm"  # minilm, a local Hugging Face model folder, or a Hub id with download
+    max_length: PositiveInt = 128  # tokens per document (truncated)
+    classes_per_task: int = Field(2, ge=2)  # classes per task (a smaller remainder joins the last task)
     tasks: list[list[str]] | None = Field(None, min_length=1, description="class names per task")
-    trainable_layers: NonNegativeInt = 1
-    head: Literal["multi", "single"] = "multi"
-    max_train_per_task: PositiveInt | None = None
-    max_test_per_task: PositiveInt | None = None
+    trainable_layers: NonNegativeInt = 1  # the encoder's top layers trained and shared (0: frozen; the rest are computed once)
+    head: Literal["multi", "single"] = "multi"  # a head per task (task-IL) or one head over every class (class-IL)
+    max_train_per_task: PositiveInt | None = None  # cap on each task's training documents
+    max_test_per_task: PositiveInt | None = None  # cap on each task's test documents
     max_per_class: PositiveInt | None = Field(None, description="first N documents per class and split")
-    text_column: str | list[str] = "text"
-    label_column: str = "label"
-    download: bool = False
-    adapters: AdapterParams | None = None
+    text_column: str | list[str] = "text"  # the text column (a list is joined)
+    label_column: str = "label"  # the label column
+    download: bool = False  # fetch the corpus / encoder when missing (needs internet)
+    adapters: AdapterParams | None = None  # one PEFT LoRA adapter per task (null: none)
 
     @model_validator(mode="after")
     def _tasks(self) -> "TextParams":

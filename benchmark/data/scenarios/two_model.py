@@ -33,16 +33,16 @@ from forgetbench.benchmark.data.scenarios.split import select_classes, validate_
 
 
 class TwoModelParams(ScenarioParams):
-    dataset: str = "mnist"
-    depth_a: PositiveInt = 4
-    depth_b: PositiveInt = 6
-    width: PositiveInt = 256
-    shared: PositiveInt = 3
-    data_b: Literal["same", "permuted"] | list[int] = "permuted"
-    a_steps: PositiveInt | None = None
-    b_steps: PositiveInt | None = None
+    dataset: str = "mnist"  # image dataset (`forgetbench list datasets`)
+    depth_a: PositiveInt = 4  # model A's hidden layers
+    depth_b: PositiveInt = 6  # model B's hidden layers
+    width: PositiveInt = 256  # units per hidden layer
+    shared: PositiveInt = 3  # first hidden layers A and B share (the same modules)
+    data_b: Literal["same", "permuted"] | list[int] = "permuted"  # B's data: A's, a seeded pixel permutation of it, or these classes
+    a_steps: PositiveInt | None = None  # A's training steps (null: the suite's epochs)
+    b_steps: PositiveInt | None = None  # B's training steps (null: the suite's epochs)
     max_train: PositiveInt | None = Field(None, description="subsample the training data (speed)")
-    download: bool = False
+    download: bool = False  # fetch the dataset when it is missing (needs internet)
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
 
