@@ -24,7 +24,7 @@ REGULARIZERS = ["ewc", "si", "wpl", "spg", "mas", "lwf", "l2"]
 
 
 def test_split_mnist_suite(cli, tmp_path):
-    """Every strategy of configs/split_mnist.yaml on seed 0 (the full 3-seed suite is the README's figure)."""
+    """Every strategy of configs/split_mnist.yaml on seed 0 (the full 3-seed suite: `forgetbench run configs/split_mnist.yaml`)."""
     root = mnist_root()
     out = tmp_path / "split_mnist"
     status = cli("run", REPO / "configs" / "split_mnist.yaml", "--out", out, "--data-root", root,

@@ -64,7 +64,7 @@ def _setting_for(name: str) -> str:
 SAME_AS_NAIVE = {
     "Naive": "it is naive",
     "SynapticIntelligence": "Avalanche 0.6.0's SI stores `param.detach().cpu()`, a view of the live weights on CPU, "
-                            "so its path integral is 0 (README, Performance)",
+                            "so its path integral is 0 (docs/studies/zoo.md)",
 }
 
 

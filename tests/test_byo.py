@@ -147,7 +147,7 @@ def test_adapters_plugin_passes_the_scenario_contract(example_site, monkeypatch)
 
 @pytest.mark.slow  # runs pip, real MNIST
 def test_multihead_example_on_splitmnist_wpl_covers_exactly_the_trunk(example_site, monkeypatch):
-    """Example (a) of the README: the user's multi-head CNN on Avalanche's SplitMNIST from the local files."""
+    """Example (a) of docs/howto/own-model.md: the user's multi-head CNN on Avalanche's SplitMNIST from the local files."""
     root = mnist_root()
     monkeypatch.syspath_prepend(str(example_site))
     suite = yaml.safe_load((REPO / "configs" / "example_multihead.yaml").read_text())

@@ -101,7 +101,7 @@ def lazy_imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
 
 def layer_of(module: str) -> int:
     matches = [(len(p), rank) for rank, p in enumerate(PACKAGE_ORDER) if module == p or module.startswith(p + ".")]
-    assert matches, f"{module} belongs to no package of PACKAGE_ORDER: add it (and to the README's Layout)"
+    assert matches, f"{module} belongs to no package of PACKAGE_ORDER: add it (and to the Layout of docs/development.md)"
     return max(matches)[1]
 
 

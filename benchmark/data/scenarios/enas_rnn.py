@@ -43,7 +43,7 @@ its perplexities under ``search.derived.retrained``.
 ``measure_from_epoch`` (the authors' ``start_evaluate_diff``): the forgetting metrics of the report average
 the epochs from this one on; the err tables and the figure keep every epoch. While the shared weights
 still learn what every architecture needs (the embedding, the softmax), training any architecture helps
-the others and err2 - err1 is negative for reasons that are not forgetting; the README says how large
+the others and err2 - err1 is negative for reasons that are not forgetting; docs/studies/enas-rnn.md says how large
 that phase is, and reports the whole-search mean beside it.
 
 Result keys: those of :mod:`~forgetbench.benchmark.data.scenarios.cell_search` (``search.error`` = validation
