@@ -337,8 +337,8 @@ def cli_page() -> str:
                 continue
             flag = ", ".join(action.option_strings) or action.dest
             choices = " \\| ".join(map(str, action.choices)) if action.choices else ""
-            default = "" if action.default in (None, False, argparse.SUPPRESS) or action.option_strings == [] \
-                else _value(action.default)
+            unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+            default = "" if unset or not action.option_strings else _value(action.default)
             rows.append(Row(flag, choices, default, "", action.help or ""))
         lines.append(table(rows, ("name", "type", "default", "description")).replace(
             "| name | type | default |", "| option | choices | default |"))
