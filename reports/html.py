@@ -280,7 +280,7 @@ def _metadata(folders: Sequence[Path], records: list[RunRecord], command: str | 
     import seaborn
 
     envs = [r.environment for r in records]
-    keys = ["python", "torch", "avalanche", "numpy", "forgetbench", "device", "platform", "torch_threads"]
+    keys = list(dict.fromkeys(k for e in envs for k in e))  # every fingerprint key any run recorded, in order
     run_env = {k: sorted({str(e[k]) for e in envs if k in e}) for k in keys}
     suites = []
     for folder in folders:
@@ -382,6 +382,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         n_ok=sum(S.has_results(r) for r in records),
         problems=problems.to_dict("records"),
         skipped=[{"path": str(path), "reason": reason} for path, reason in skipped],
+        environment_warnings=scan.environment_warnings,
         reproductions=_reproductions(folders, table),
         sweep=_sweep_view(records, table),
         meta=_metadata(folders, records, command),

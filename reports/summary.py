@@ -9,6 +9,7 @@ the ``joint``/``standalone`` strategies) add metrics when present and nothing wh
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
@@ -21,6 +22,10 @@ from forgetbench.benchmark.core.store import ResultScan, scan_results
 from forgetbench.benchmark.core import metrics, stats
 from forgetbench.benchmark.core.metrics import _is_square, run_metrics
 from forgetbench.benchmark.core.metric_registry import METRICS, Metric  # noqa: F401  (re-exported: reports.summary.METRICS)
+from forgetbench.reports.environment import environment_differences
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # environment warnings already logged by this process
 
 SUMMARY_COLUMNS = ["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"]
 COMPARISON_COLUMNS = ["scenario", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "n_pairs"]
@@ -30,7 +35,8 @@ REFERENCE_STRATEGIES = ("joint", "standalone")  # preferred in this order for in
 
 def load_records(*folders: Path) -> ResultScan:
     """Every readable result record under the folders (a later folder's copy of a run id wins), and
-    the files skipped as not readable records, each with why (also logged as a warning).
+    the files skipped as not readable records, each with why (also logged as a warning), and the
+    environment differences between runs a scenario averages or pairs (logged as warnings too).
 
     ``sources`` maps each run id to its folder, so the report can say where a run came from.
     """
@@ -43,7 +49,13 @@ def load_records(*folders: Path) -> ResultScan:
         for record in scan.records:
             sources[record.run_id] = str(folder)
             by_key[(_scenario(record), _strategy(record), record.seed)] = record
-    return ResultScan(list(by_key.values()), skipped, sources)
+    records = list(by_key.values())
+    differences = environment_differences(records)
+    for sentence in differences:
+        if sentence not in _WARNED:  # `run` reads a folder for its table and again for its report: say it once
+            _WARNED.add(sentence)
+            log.warning("warning: %s", sentence)
+    return ResultScan(records, skipped, sources, differences)
 
 
 def _scenario(record: RunRecord) -> str:

@@ -196,7 +196,7 @@ class RunRecord(BaseModel):
     status: Status = "ok"  # ok, failed (error and traceback kept), diverged (a non-finite loss) or collapsed (chance on every task)
     error: str | None = None  # what went wrong (failed / diverged / collapsed)
     config: dict[str, Any] = Field(default_factory=dict)  # the resolved suite config of this run (training included)
-    environment: dict[str, str] = Field(default_factory=dict)  # versions, device, platform and threads the run used
+    environment: dict[str, str] = Field(default_factory=dict)  # the run's fingerprint: versions, commit, device, threads (see Result files)
     experiences: list[str] = Field(default_factory=list)  # the experiences' names, in training order
     scenario_type: str | None = None  # task-IL, domain-IL or class-IL, where the scenario says
     accuracy_matrix: list[list[float]] = Field(default_factory=list)  # `R[i][j]`: accuracy (in [0, 1]) on task j after training experience i

@@ -228,6 +228,8 @@ class ResultScan:
     records: list[RunRecord] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # run id -> the folder it was read from
+    # runs of one scenario whose fingerprints differ in more than the seed (forgetbench.reports.environment)
+    environment_warnings: list[str] = field(default_factory=list)
 
 
 def scan_results(*folders: Path) -> ResultScan:

@@ -86,6 +86,15 @@ class Results:
         by_id = {r.run_id: r for r in records}
         return [by_id[i] for i in self.outcome.run_ids if i in by_id]
 
+    @property
+    def environment_differences(self) -> list[str]:
+        """Sentences naming what differs, besides the seed, between runs that are averaged or paired together
+        (thread count, device, versions, commit, ...): empty when they are comparable. Also logged as
+        warnings when the records are read."""
+        from forgetbench.reports.environment import environment_differences
+
+        return environment_differences(self.records)
+
     def frame(self) -> pd.DataFrame:
         """Tidy metrics: scenario, strategy, strategy_name, seed, metric, value; one row per (ok run, metric)."""
         from forgetbench.reports.summary import runs_long

@@ -3,9 +3,13 @@ specs, the seeding and device, and the record a run starts from (or a worker's f
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import platform
 import random
+import subprocess
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +18,7 @@ import torch
 
 from forgetbench.benchmark import __version__
 from forgetbench.benchmark.core.config import ComponentSpec, SuiteConfig, refused_pairs, run_id, strategy_variants
+from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.record import SCHEMA_VERSION, Component, EvaluatedOn, RunRecord, Timing
 from forgetbench.benchmark.core.training import TrainingConfig, training_identity
 
@@ -87,19 +92,92 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def environment(device: torch.device | str) -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def source_commit() -> str:
+    """The git commit of the forgetbench checkout this process runs (``+dirty`` with uncommitted changes to
+    tracked files), or ``unknown`` when it is not a git checkout (an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return "unknown"
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root, capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.returncode == 1 else "")
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions_of_packages() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()  # scans every installed distribution: once per process
+
+
+def plugin_distributions(spec: "RunSpec") -> str:
+    """``name==version`` of the installed distributions (not forgetbench) whose code the run's scenario or
+    strategy is, comma-separated; ``none`` for built-in components."""
+    found = set()
+    for registry, component in ((SCENARIOS, spec.scenario), (STRATEGIES, spec.strategy)):
+        if component.name not in registry:
+            continue
+        top = registry.get(component.name).factory.__module__.split(".")[0]
+        if top == "forgetbench":
+            continue
+        for distribution in _distributions_of_packages().get(top, []):
+            found.add(f"{distribution}=={_version(distribution)}")
+    return ", ".join(sorted(found)) or "none"
+
+
+def environment(device: torch.device | str, spec: "RunSpec | None" = None) -> dict[str, str]:
+    """The run's fingerprint: what besides its config and seed can move its numbers (the report warns when runs
+    it averages or pairs differ in any of these)."""
     import avalanche
 
-    return {
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "avalanche": avalanche.__version__,
         "numpy": np.__version__,
+        "peft": _version("peft"),
+        "transformers": _version("transformers"),
         "forgetbench": __version__,
+        "forgetbench_commit": source_commit(),
         "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+        "gpu_count": str(torch.cuda.device_count() if torch.cuda.is_available() else 0),
+        "cuda": str(torch.version.cuda or "none"),
+        "cudnn": str(torch.backends.cudnn.version() or "none") if cuda else "none",
         "platform": platform.platform(),
         "torch_threads": str(torch.get_num_threads()),
+        "deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()).lower(),
     }
+    if spec is not None:
+        env["precision"] = spec.training.precision
+        env["batch_size"] = str(spec.training.batch_size)
+        env["plugins"] = plugin_distributions(spec)
+    return env
 
 
 def now() -> str:
@@ -119,7 +197,7 @@ def new_record(spec: RunSpec, device: torch.device | str | None = None) -> RunRe
         status="ok",
         error=None,
         config=spec.resolved(),
-        environment=environment(device),
+        environment=environment(device, spec),
         experiences=[],
         accuracy_matrix=[],
         init_accuracy=[],

@@ -1,0 +1,66 @@
+"""Are the runs a report puts together comparable? Their fingerprints (the record's ``environment``) compared.
+
+Within a scenario every run is averaged with the other seeds of its strategy and paired with the other
+strategies on the same seed, so every run of a scenario must have run under the same conditions, its seed
+aside: a thread count, a device, a library version or a commit that differs moves the numbers (the demo's
+differ between 1 and 2 torch threads, and on CUDA). :func:`environment_differences` names each key that
+differs and which runs had which value, in a sentence: ``seeds 0-2 ran with torch_threads 2, seeds 3-4 with
+1``. Keys that some runs do not record (records written before the key existed) are not compared.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
+
+from forgetbench.benchmark.core.record import RunRecord
+
+# Differences that are not differences of the conditions: when and where a folder was written.
+NOT_COMPARED = frozenset({"platform"})  # the kernel's release string changes with every host update
+
+
+def seed_ranges(seeds: Iterable[int]) -> str:
+    """``0-2, 5`` for seeds 0, 1, 2, 5."""
+    ordered = sorted(set(seeds))
+    parts, start = [], None
+    for i, seed in enumerate(ordered):
+        if start is None:
+            start = seed
+        if i + 1 == len(ordered) or ordered[i + 1] != seed + 1:
+            parts.append(str(start) if start == seed else f"{start}-{seed}")
+            start = None
+    return ", ".join(parts)
+
+
+def _who(runs: list[RunRecord], everyone: list[RunRecord]) -> str:
+    """The runs, as briefly as the group allows: ``seeds 0-2`` when they are every strategy's runs of those
+    seeds, else ``wpl seeds 3-4, naive seed 1``."""
+    seeds = {r.seed for r in runs}
+    if {r.run_id for r in runs} == {r.run_id for r in everyone if r.seed in seeds}:
+        return f"seed{'s' if len(seeds) > 1 else ''} {seed_ranges(seeds)}"
+    by_strategy: dict[str, list[int]] = defaultdict(list)
+    for r in runs:
+        by_strategy[r.strategy.label].append(r.seed)
+    return ", ".join(f"{label} seed{'s' if len(s) > 1 else ''} {seed_ranges(s)}" for label, s in by_strategy.items())
+
+
+def environment_differences(records: Iterable[RunRecord]) -> list[str]:
+    """One sentence per (scenario, environment key) whose value differs between runs of the scenario."""
+    by_scenario: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        by_scenario[record.scenario.label].append(record)
+    sentences = []
+    for scenario, runs in by_scenario.items():
+        keys = set.intersection(*(set(r.environment) for r in runs)) - NOT_COMPARED
+        for key in sorted(keys):
+            groups: dict[str, list[RunRecord]] = defaultdict(list)
+            for r in runs:
+                groups[str(r.environment[key])].append(r)
+            if len(groups) < 2:
+                continue
+            ordered = sorted(groups.items(), key=lambda kv: min(r.seed for r in kv[1]))
+            (first_value, first_runs), *rest = ordered
+            text = f"{_who(first_runs, runs)} ran with {key} {first_value}, " + ", ".join(
+                f"{_who(group, runs)} with {value}" for value, group in rest)
+            sentences.append(f"{scenario}: {text}; averaged or paired together, they are not comparable")
+    return sentences

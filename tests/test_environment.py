@@ -1,0 +1,123 @@
+"""The run fingerprint (the record's ``environment``) and the warning when runs that are averaged or paired
+together differ in more than their seed."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import forgetbench
+from forgetbench.benchmark.front.cli import main
+from forgetbench.reports import summary
+from forgetbench.reports.environment import environment_differences, seed_ranges
+from helpers import make_record
+
+STORED = Path(__file__).resolve().parent / "data" / "results_89b8dee"
+BASE = {"python": "3.11.7", "torch": "2.15.0", "device": "cpu", "torch_threads": "2", "platform": "Linux-a"}
+
+
+def _runs(environment_of, seeds=range(5), strategies=("naive", "wpl"), scenario="two-model"):
+    return [make_record(scenario={"label": scenario}, strategy={"label": s}, seed=seed,
+                        environment={**BASE, **environment_of(s, seed)})
+            for s in strategies for seed in seeds]
+
+
+def test_seed_ranges():
+    assert seed_ranges([5, 0, 2, 1]) == "0-2, 5"
+    assert seed_ranges([3]) == "3"
+
+
+def test_thread_counts_that_split_the_seeds_are_named_by_seed():
+    runs = _runs(lambda s, seed: {"torch_threads": "2" if seed <= 2 else "1"})
+    assert environment_differences(runs) == [
+        "two-model: seeds 0-2 ran with torch_threads 2, seeds 3-4 with 1; averaged or paired together, "
+        "they are not comparable"]
+
+
+def test_runs_that_differ_only_in_their_seed_are_comparable():
+    assert environment_differences(_runs(lambda s, seed: {})) == []
+
+
+def test_one_run_on_another_device_is_named_by_strategy_and_seed():
+    runs = _runs(lambda s, seed: {"device": "cuda:0" if (s, seed) == ("wpl", 3) else "cpu"})
+    assert environment_differences(runs) == [
+        "two-model: naive seeds 0-4, wpl seeds 0-2, 4 ran with device cpu, wpl seed 3 with cuda:0; averaged or "
+        "paired together, they are not comparable"]
+
+
+def test_scenarios_are_compared_apart_and_unrecorded_keys_and_the_platform_are_not_compared():
+    runs = (_runs(lambda s, seed: {"torch_threads": "1"}, scenario="a")
+            + _runs(lambda s, seed: {"torch_threads": "2", "platform": f"Linux-{seed}"}, scenario="b"))
+    runs[0].environment["forgetbench_commit"] = "abc"  # a newer record among old ones: not compared
+    assert environment_differences(runs) == []
+
+
+def test_new_runs_record_the_fingerprint():
+    from forgetbench.benchmark.run.spec import environment
+
+    env = environment("cpu")
+    for key in ("forgetbench_commit", "peft", "transformers", "cuda", "cudnn", "device_name", "gpu_count",
+                "torch_threads", "deterministic_algorithms"):
+        assert env[key], key
+    assert env["torch_threads"] == str(torch.get_num_threads())
+
+
+TINY = {"name": "tiny", "device": "cpu",
+        "training": {"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "epochs": 1},
+        "scenarios": [{"name": "two_model", "label": "two-model",
+                       "params": {"dataset": "digits", "depth_a": 1, "depth_b": 1, "width": 32, "shared": 1,
+                                  "a_steps": 60, "b_steps": 60}}],
+        "strategies": [{"name": "naive"}, {"name": "l2"}]}
+
+
+def _run(out: Path, seeds: list[int], threads: int) -> Path:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        results = forgetbench.run_suite({**TINY, "seeds": seeds}, out=out, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert results.exit_code == 0
+    return out
+
+
+def test_report_over_folders_with_different_thread_counts_warns_and_shows_it(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(summary, "_WARNED", set())  # said once per process: this test must hear it
+    one = _run(tmp_path / "one", [0, 1], threads=1)
+    two = _run(tmp_path / "two", [2], threads=2)
+    caplog.set_level(logging.WARNING)
+    assert main(["report", str(one), str(two), "-o", str(tmp_path / "both.html")]) == 0
+    expected = "two-model: seeds 0-1 ran with torch_threads 1, seed 2 with 2"
+    assert sum(expected in message for message in caplog.messages) == 1, caplog.messages
+    html = (tmp_path / "both.html").read_text()
+    assert 'id="environment"' in html and expected in html
+    assert any(expected in d for d in forgetbench.load_results(one, two).environment_differences)
+
+
+def test_folders_that_differ_only_in_their_seeds_report_without_a_warning(tmp_path, caplog):
+    one = _run(tmp_path / "one", [0], threads=1)
+    two = _run(tmp_path / "two", [1], threads=1)
+    caplog.set_level(logging.WARNING)
+    assert main(["report", str(one), str(two), "-o", str(tmp_path / "both.html")]) == 0
+    assert not [m for m in caplog.messages if "not comparable" in m]
+    assert 'id="environment"' not in (tmp_path / "both.html").read_text()
+    assert forgetbench.load_results(one, two).environment_differences == []
+
+
+def test_an_old_folder_without_the_fingerprint_reports_beside_a_new_one(tmp_path):
+    """The stored folder (commit 89b8dee) records 8 environment keys; a new folder of the same suite records
+    the whole fingerprint. Together they load and report; only keys both record are compared."""
+    old = tmp_path / "old"
+    shutil.copytree(STORED / "runs", old / "runs")
+    shutil.copy(STORED / "suite.yaml", old / "suite.yaml")
+    new = tmp_path / "new"
+    forgetbench.run_suite(str(old / "suite.yaml"), out=new, seeds=[7], progress=False)
+    results = forgetbench.load_results(old, new)
+    assert {r.seed for r in results.records} == {0, 1, 7}
+    assert not any("forgetbench_commit" in d or "cudnn" in d for d in results.environment_differences)
+    report = results.report(tmp_path / "both.html")
+    assert "<html" in report.read_text()[:200].lower()
