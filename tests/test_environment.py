@@ -121,3 +121,19 @@ def test_an_old_folder_without_the_fingerprint_reports_beside_a_new_one(tmp_path
     assert not any("forgetbench_commit" in d or "cudnn" in d for d in results.environment_differences)
     report = results.report(tmp_path / "both.html")
     assert "<html" in report.read_text()[:200].lower()
+
+
+def test_a_run_records_the_digest_of_the_data_it_read_and_the_digest_follows_the_data(tmp_path):
+    from forgetbench.benchmark.data.datasets import tensors_digest
+
+    results = forgetbench.run_suite({**TINY, "seeds": [0], "strategies": [{"name": "naive"}]}, out=tmp_path,
+                                    progress=False)
+    (record,) = results.records
+    name, digest = record.environment["data"].split("=")
+    assert name == "digits" and digest.startswith("blake2b:") and len(digest) == len("blake2b:") + 16
+    x = torch.arange(12.0).reshape(3, 4)
+    assert tensors_digest(x) == tensors_digest(x.clone())
+    changed = x.clone()
+    changed[1, 2] += 1e-6
+    assert tensors_digest(changed) != tensors_digest(x)
+    assert tensors_digest(x.reshape(4, 3)) != tensors_digest(x)  # same bytes, another shape

@@ -13,10 +13,12 @@ scenario's params say ``download: true``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -63,12 +65,49 @@ def dataset_info(name: str) -> dict:
 def load_dataset(name: str, root: Path | str | None = None, download: bool = False) -> TensorData:
     """Load (once per process) the named dataset as normalised tensors."""
     root = Path(root) if root is not None else default_data_root()
-    return _load_cached(name, root.expanduser().resolve(), download)
+    key = (name, root.expanduser().resolve(), download)
+    data = _load_cached(*key)
+    if _READS is not None:
+        _READS[name] = _digest(*key)
+    return data
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, root: Path, download: bool) -> TensorData:
     return DATASETS.get(name).factory(root, download)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(name: str, root: Path, download: bool) -> str:
+    data = _load_cached(name, root, download)
+    return tensors_digest(data.train_x, data.train_y, data.test_x, data.test_y)
+
+
+def tensors_digest(*tensors: torch.Tensor) -> str:
+    """``blake2b:<16 hex>`` of the tensors' shapes, dtypes and bytes: equal exactly when the data is."""
+    h = hashlib.blake2b(digest_size=8)
+    for t in tensors:
+        array = t.detach().cpu().contiguous().numpy()
+        h.update(f"{array.dtype}{array.shape}".encode())
+        h.update(memoryview(array).cast("B"))
+    return f"blake2b:{h.hexdigest()}"
+
+
+_READS: dict[str, str] | None = None
+
+
+@contextmanager
+def recording_data_reads() -> Iterator[dict[str, str]]:
+    """Collect ``dataset name -> digest`` of every dataset loaded inside the block (a run's data, for its
+    fingerprint: two runs that read different files, or files that changed, get different digests)."""
+    global _READS
+    outer, _READS = _READS, {}
+    try:
+        yield _READS
+    finally:
+        reads, _READS = _READS, outer
+        if outer is not None:
+            outer.update(reads)
 
 
 def check_available(name: str, root: Path | str | None, download: bool) -> None:

@@ -34,6 +34,7 @@ from typing import Callable
 import torch
 
 from forgetbench.benchmark.core.record import CurvePoint, Memory, RunRecord, TurnAccuracy
+from forgetbench.benchmark.data.datasets import recording_data_reads
 from forgetbench.benchmark.data.scenarios import Scenario
 from forgetbench.benchmark.run import checkpoint as checkpoints
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
@@ -83,7 +84,10 @@ def _execute(
     spec: RunSpec, data_root: Path, device: torch.device, record: RunRecord, progress, checkpoint: Path | None,
     cache_dir: Path | None = None,
 ) -> None:
-    scenario = seeded_scenario(spec, data_root)
+    with recording_data_reads() as reads:
+        scenario = seeded_scenario(spec, data_root)
+    if reads:  # the registered datasets it read (text corpora and custom benchmarks are not digested yet)
+        record.environment["data"] = ", ".join(f"{name}={digest}" for name, digest in sorted(reads.items()))
     model = scenario.model.to(device)
     record.experiences = [task.name for task in scenario.tasks]
     if scenario.meta.get("scenario_type"):
