@@ -101,6 +101,10 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("empty-grid", {"suite": _strategy("ewc", ewc_lambda=[])}, RUN, "strategies[0].params.ewc_lambda"),
     # --- non-finite numbers (only YAML text can write them)
     ("lr-inf", {"suite": _yaml_with("lr: 0.05", "lr: .inf")}, RUN, "training.lr"),
+    ("attribution-zero", {"suite": _suite(training={**_suite()["training"], "attribution": 0})}, RUN,
+     "training.attribution"),
+    ("attribution-not-int", {"suite": _suite(training={**_suite()["training"], "attribution": 2.5})}, RUN,
+     "training.attribution"),
     ("lambda-nan", {"suite": _yaml_with("- name: naive", "- name: ewc\n  params: {ewc_lambda: .nan}")}, RUN,
      "strategies[0].params.ewc_lambda"),
     ("lambda-minus-inf", {"suite": _yaml_with("- name: naive", "- name: ewc\n  params: {ewc_lambda: [1, -.inf]}")},

@@ -26,7 +26,7 @@ from helpers import builtin_strategies
 
 BUILT_INS = builtin_strategies()
 WALL_CLOCK = ("started_at", "finished_at", "resumed_from_experience", "warnings")
-TIMING_WALL_CLOCK = ("train_seconds", "eval_seconds", "standalone_seconds")
+TIMING_WALL_CLOCK = ("train_seconds", "eval_seconds", "standalone_seconds", "attribution_seconds")
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.02, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256,
                           eval_every=15, checkpoint=True)
 SCENARIOS = {
@@ -88,6 +88,19 @@ def test_resumed_supernet_record_keeps_err1_err2_and_standalone(name, tmp_path, 
     reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
     assert reference.status == "ok", reference.traceback
     assert reference.err1 is not None and reference.err2 is not None and reference.standalone_accuracy is not None
+    _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 2, monkeypatch)
+    assert resumed.resumed_from_experience == 3
+    assert comparable(resumed) == comparable(reference)
+
+
+@pytest.mark.parametrize("name", ["naive", "wpl"])
+def test_resumed_attribution_equals_the_uninterrupted_one(name, tmp_path, monkeypatch):
+    """The attribution's snapshots of the models trained before the interruption travel in the checkpoint."""
+    training = TRAINING.model_copy(update={"attribution": 64})
+    spec = RunSpec("resume", SCENARIOS["supernet"], ComponentSpec(name=name), 0, training, "cpu")
+    reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
+    assert reference.status == "ok", reference.traceback
+    assert len(reference.attribution) >= 6  # 6 turns of 3 architectures: every earlier model after each turn
     _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 2, monkeypatch)
     assert resumed.resumed_from_experience == 3
     assert comparable(resumed) == comparable(reference)

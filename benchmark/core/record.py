@@ -60,6 +60,7 @@ class Timing(_Part):
     search_seconds: float | None = None  # an adaptive scenario's own work between turns (a controller's updates)
     standalone_seconds: float | None = None  # training the standalone references
     retrain_seconds: float | None = None  # retraining the derived architecture alone
+    attribution_seconds: float | None = None  # forgetting attribution (training.attribution)
 
 
 class TurnAccuracy(_Part):
@@ -81,6 +82,27 @@ class CurvePoint(_Part):
 
 class Memory(_Part):
     regularizer_bytes: int = 0  # bytes of the tensors the strategy keeps between experiences (its state_dict)
+
+
+class LayerAttribution(_Part):
+    """One layer's part of an earlier model's loss increase (see :mod:`forgetbench.benchmark.run.attribution`)."""
+
+    layer: str  # the module owning the parameters (trunk.0)
+    drift: float  # ||theta - theta*_k|| over the layer's shared parameters
+    relative_drift: float | None = None  # drift / ||theta*_k|| (null when theta*_k is 0)
+    predicted: float  # (1/2) sum F^k (theta - theta*_k)^2: the quadratic prediction of the increase (nats)
+    first_order: float  # g^k . (theta - theta*_k): zero at an exact minimum
+
+
+class AttributionEntry(_Part):
+    """Model ``model``'s loss increase after turn ``turn`` and its attribution to the shared layers."""
+
+    turn: int  # the turn after which it was measured
+    model: int  # the earlier model (task index)
+    observed: float  # L_k(theta) - L_k(theta*_k): mean cross-entropy increase on its held-out samples (nats)
+    predicted: float  # sum over layers of the quadratic prediction
+    first_order: float  # sum over layers of the first-order term
+    layers: list[LayerAttribution] = Field(default_factory=list)  # per shared layer
 
 
 class EvaluatedOn(_Part):
@@ -214,6 +236,7 @@ class RunRecord(BaseModel):
     tasks_at_chance: list[int] | None = None
     warnings: list[str] | None = None  # what the run noticed that does not fail it (each a sentence)
     traceback: str | None = None  # a failed run's traceback
+    attribution: list[AttributionEntry] | None = None  # with training.attribution: per turn and earlier model
     attempt: int | None = None  # set by the suite when a failed run was retried (the attempt this record is)
 
     # --- what scenarios add (Scenario.summarize)

@@ -40,6 +40,9 @@ class TrainingConfig(BaseModel):
     # state, penalties and importance passes stay fp32; evaluation runs in fp32)
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False  # 4-D inputs and conv weights in channels-last memory format
+    # N: after each turn, attribute every earlier model's loss increase to the shared layers (the quadratic
+    # prediction against the observed increase) on N of its held-out samples; null: off
+    attribution: PositiveInt | None = None
     # Execution-only keys (they do not change a run's numbers, so resume ignores them):
     checkpoint: bool = False  # save after each experience; a rerun resumes from the last one saved
     num_cpus: PositiveFloat = 1.0  # CPUs per run (Ray scheduling; torch threads per run)
@@ -48,7 +51,7 @@ class TrainingConfig(BaseModel):
 
 EXECUTION_KEYS = ("checkpoint", "num_cpus", "num_gpus")
 # Keys added after results were stored: left out of a run's identity while unset, so those results still resume.
-UNSET_LATER_KEYS = ("grad_clip_norm",)
+UNSET_LATER_KEYS = ("grad_clip_norm", "attribution")
 
 
 def training_identity(training: TrainingConfig) -> dict:

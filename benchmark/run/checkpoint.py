@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2  # 1: the first wave's pickled plugin attributes (never loaded: they could run code)
 # Record fields a checkpoint carries over (everything a run fills while training experiences).
-RESUMED_FIELDS = ("accuracy_matrix", "init_accuracy", "timing", "curves", "turn_accuracy")
+RESUMED_FIELDS = ("accuracy_matrix", "init_accuracy", "timing", "curves", "turn_accuracy", "attribution")
 _AVALANCHE_OWN = (EvaluationPlugin, PeriodicEval, Clock)
 
 
@@ -64,7 +64,7 @@ def template_state(strategy) -> dict[str, Any]:
 
 
 def save(path: Path, resolved: dict[str, Any], completed: int, strategy, harness: Harness, record: RunRecord,
-         scenario_state: dict[str, Any] | None = None) -> None:
+         scenario_state: dict[str, Any] | None = None, attribution_state: dict[str, Any] | None = None) -> None:
     """Write the state after experience ``completed`` atomically to ``path`` (with an adaptive scenario's
     own state, :meth:`~forgetbench.benchmark.data.scenarios.base.Scenario.state_dict`, when it has one)."""
     clock = strategy.clock
@@ -88,6 +88,7 @@ def save(path: Path, resolved: dict[str, Any], completed: int, strategy, harness
         },
         "record": {k: v for k, v in record.to_dict().items() if k in RESUMED_FIELDS},
         "scenario": scenario_state,
+        "attribution": attribution_state,  # the forgetting attribution's snapshots of earlier models
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -117,7 +118,8 @@ def load(path: Path, resolved: dict[str, Any], strategy, harness: Harness) -> di
     return state
 
 
-def restore(state: dict[str, Any], strategy, harness: Harness, record: RunRecord, scenario=None) -> int:
+def restore(state: dict[str, Any], strategy, harness: Harness, record: RunRecord, scenario=None,
+            attribution=None) -> int:
     """Put ``state`` back into the scenario (a search's own state), the strategy, its plugins, the RNGs and
     the record; returns the next experience."""
     if scenario is not None and state.get("scenario") is not None:
@@ -141,6 +143,8 @@ def restore(state: dict[str, Any], strategy, harness: Harness, record: RunRecord
         setattr(record, key, getattr(restored, key))
     if harness.recorder is not None:
         harness.recorder.curves = [c.model_dump() for c in record.curves or []]
+    if attribution is not None and state.get("attribution") is not None:
+        attribution.load_state_dict(state["attribution"])
     record.resumed_from_experience = state["completed"] + 1
     return state["completed"] + 1
 

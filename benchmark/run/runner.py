@@ -35,6 +35,7 @@ import torch
 
 from forgetbench.benchmark.core.record import CurvePoint, Memory, RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import recording_data_reads
+from forgetbench.benchmark.run.attribution import Attribution
 from forgetbench.benchmark.data.scenarios import Scenario
 from forgetbench.benchmark.run import checkpoint as checkpoints
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
@@ -107,6 +108,10 @@ def _execute(
     record.turn_accuracy = []
     if harness.recorder is not None:
         record.curves = []
+    attribution = None
+    if spec.training.attribution:
+        attribution = Attribution(spec.training.attribution, seed=spec.seed, batch_size=batch)
+        record.attribution = []
 
     start = 0
     if checkpoint is not None and scenario.adaptive and scenario.state_dict() is None:
@@ -114,12 +119,13 @@ def _execute(
                       f"{type(scenario).__name__} declares no state_dict()/load_state_dict()")
         checkpoint = None
     if checkpoint is not None:
-        start, checkpoint = _resume(checkpoint, spec, scenario, strategy, harness, record)
+        start, checkpoint = _resume(checkpoint, spec, scenario, strategy, harness, record, attribution)
     timing = record.timing  # after a resume: the interrupted part's, which this part adds to
     turns = scheduled_experiences(scenario)
     before = [turn.task for turn, _ in turns[:start]]
     while True:
-        _train_turns(spec, scenario, strategy, harness, turns, start, before, record, progress, checkpoint, device)
+        _train_turns(spec, scenario, strategy, harness, turns, start, before, record, progress, checkpoint, device,
+                     attribution)
         if not scenario.adaptive:
             break
         t0 = time.perf_counter()  # the search's own work (e.g. its controller's updates), apart from training
@@ -170,7 +176,7 @@ def _judge_chance(record: RunRecord, scenario: Scenario, seen: list[int]) -> Non
 
 def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, turns, start: int,
                  before: list[int], record: RunRecord, progress, checkpoint: Path | None,
-                 device: torch.device) -> None:
+                 device: torch.device, attribution: Attribution | None = None) -> None:
     """Train ``turns[start:]``, filling the record's accuracy rows, turn accuracies, timing and curves."""
     timing, batch = record.timing, spec.training.eval_batch_size
     for done in train_schedule(strategy, harness, turns, spec.training, start=start, tasks_before=before):
@@ -192,12 +198,18 @@ def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, 
         # Accuracy of the model trained in this turn, right after it (the supernet's err1).
         record.turn_accuracy.append(TurnAccuracy(turn=done.index, task=turn.task, accuracy=just_trained))
         timing.eval_seconds += time.perf_counter() - t0
+        if attribution is not None:
+            t0 = time.perf_counter()
+            record.attribution.extend(attribution.after_turn(strategy.model, done.index, turn.task, scenario.tasks,
+                                                             device))
+            timing.attribution_seconds = (timing.attribution_seconds or 0.0) + time.perf_counter() - t0
         if checkpoint is not None:
-            checkpoints.save(checkpoint, spec.resolved(), done.index, strategy, harness, record, scenario.state_dict())
+            checkpoints.save(checkpoint, spec.resolved(), done.index, strategy, harness, record, scenario.state_dict(),
+                             attribution.state_dict() if attribution is not None else None)
 
 
 def _resume(path: Path, spec: RunSpec, scenario: Scenario, strategy, harness: Harness,
-            record: RunRecord) -> tuple[int, Path | None]:
+            record: RunRecord, attribution: Attribution | None = None) -> tuple[int, Path | None]:
     """Restore a matching checkpoint; returns (experience to start at, where to keep checkpointing).
 
     A strategy with a plugin that declares no state cannot be checkpointed: the run goes on
@@ -215,7 +227,7 @@ def _resume(path: Path, spec: RunSpec, scenario: Scenario, strategy, harness: Ha
         return 0, path
     if state is None:
         return 0, path
-    return checkpoints.restore(state, strategy, harness, record, scenario), path
+    return checkpoints.restore(state, strategy, harness, record, scenario, attribution), path
 
 
 def strategy_extra_results(strategy) -> dict:
