@@ -392,3 +392,45 @@ def search_sweep(sweep: pd.DataFrame, colours: dict[str, tuple], setting_label: 
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return to_data_uri(fig)
+
+
+def attribution_layers(layers: pd.DataFrame, order: list[str]) -> str | None:
+    """Which layers carried the forgetting: per strategy, the predicted loss increase of the earlier models
+    summed over (turn, model) pairs, mean over seeds, stacked by layer."""
+    if layers.empty:
+        return None
+    mean = layers.groupby(["strategy", "layer"], sort=False).predicted.mean().unstack("layer").fillna(0.0)
+    mean = mean.reindex([s for s in order if s in mean.index])
+    fig = _figure(7.6, 3.4)
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(mean))
+    colours = sns.color_palette("viridis", n_colors=max(len(mean.columns), 1))
+    for colour, layer in zip(colours, mean.columns):
+        ax.bar(mean.index, mean[layer], bottom=bottom, color=colour, label=layer)
+        bottom += mean[layer].to_numpy()
+    ax.set_title("Where the forgetting lives: predicted loss increase per shared layer", fontsize=11)
+    ax.set_ylabel("(1/2) Σ F Δθ² (nats), mean over seeds")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, title="layer", title_fontsize=8, ncols=min(len(mean.columns), 4))
+    return to_data_uri(fig)
+
+
+def attribution_scatter(frame: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
+    """Predicted (x) against observed (y) loss increase, one point per (run, turn, earlier model); the
+    diagonal is a perfect quadratic prediction."""
+    if frame.empty:
+        return None
+    fig = _figure(5.6, 4.4)
+    ax = fig.add_subplot()
+    for strategy in [s for s in colours if s in set(frame.strategy)]:
+        part = frame[frame.strategy == strategy]
+        ax.scatter(part.predicted, part.observed, color=colours[strategy], s=22, alpha=0.8, label=strategy)
+    low = float(min(frame.predicted.min(), frame.observed.min(), 0.0))
+    high = float(max(frame.predicted.max(), frame.observed.max()))
+    ax.plot([low, high], [low, high], color="black", lw=0.8, ls="--", label="observed = predicted")
+    ax.set_xlabel("predicted increase (1/2) Σ F Δθ² (nats)")
+    ax.set_ylabel("observed loss increase (nats)")
+    ax.set_title("The quadratic premise: predicted against observed", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_data_uri(fig)

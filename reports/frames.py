@@ -150,3 +150,28 @@ def search_sweep_frame(table: pd.DataFrame, records: Iterable[RunRecord | Mappin
     mixed = len(set(kind_of.values())) > 1
     rows["series"] = [f"{s} · {kind_of[sc]}" if mixed else s for s, sc in zip(rows.strategy, rows.scenario)]
     return rows[columns].reset_index(drop=True)
+
+
+def attribution_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, turn, model, observed, predicted, first_order: one row per (ok run, turn, earlier model)
+    of the runs that recorded a forgetting attribution (``training.attribution``)."""
+    columns = ["strategy", "seed", "turn", "model", "observed", "predicted", "first_order"]
+    rows = [{"strategy": _strategy(r), "seed": r.seed, "turn": e.turn, "model": e.model, "observed": e.observed,
+             "predicted": e.predicted, "first_order": e.first_order}
+            for r in as_records(records) if r.ok and _scenario(r) == scenario for e in r.attribution or []]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def attribution_layers_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, layer, predicted, first_order, drift: per run and shared layer, summed over its (turn,
+    earlier model) pairs (drift: the mean)."""
+    rows = [{"strategy": _strategy(r), "seed": r.seed, "layer": layer.layer, "predicted": layer.predicted,
+             "first_order": layer.first_order, "drift": layer.drift}
+            for r in as_records(records) if r.ok and _scenario(r) == scenario
+            for e in r.attribution or [] for layer in e.layers]
+    frame = pd.DataFrame(rows, columns=["strategy", "seed", "layer", "predicted", "first_order", "drift"])
+    if frame.empty:
+        return frame
+    return (frame.groupby(["strategy", "seed", "layer"], sort=False)
+            .agg(predicted=("predicted", "sum"), first_order=("first_order", "sum"), drift=("drift", "mean"))
+            .reset_index())

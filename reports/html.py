@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import atomic_write_text, file_in_the_way, rerun_command
+from forgetbench.reports import attribution as A
 from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
 from forgetbench.reports import verdict as V
@@ -103,6 +104,8 @@ class ScenarioView:
     headline: str | None = None  # the scenario's headline figure (data URI)
     many_experiences: bool = False  # per-experience figures drawn as distributions (FR.MANY_EXPERIENCES)
     headline_caption: str = ""
+    attribution_sentence: str | None = None  # the quadratic premise on this network (training.attribution)
+    attribution_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
@@ -266,6 +269,18 @@ def _scenario_view(name: str, records: list[RunRecord], order: list[str], table:
                   else F.final_accuracy_bars(final, colours)),
         "err_gap": F.err_gap_distribution(gaps, colours),
     }
+    attribution = FR.attribution_frame(records, name)
+    if not attribution.empty:
+        view.attribution_sentence = A.attribution_sentence(attribution)
+        view.attribution_rows = [
+            {"strategy": row.strategy, "pairs": int(row.pairs), "observed": f"{row.observed:.4f}",
+             "predicted": f"{row.predicted:.4f}", "first_order": f"{row.first_order:+.4f}",
+             "explained": f"{row.explained:.0f}%" if np.isfinite(row.explained) else "–",
+             "rho": f"{row.rho:.2f}" if np.isfinite(row.rho) else "–",
+             "first_order_share": f"{row.first_order_share:+.0f}%" if np.isfinite(row.first_order_share) else "–"}
+            for row in A.attribution_summary(attribution, order).itertuples()]
+        figs["attribution_layers"] = F.attribution_layers(FR.attribution_layers_frame(records, name), order)
+        figs["attribution_scatter"] = F.attribution_scatter(attribution, colours)
     if not sampled:  # a sampled-architecture search shows these in its four-panel headline
         figs["search_forgetting"] = F.search_over_epochs(epochs, colours, "fv_mean",
                                                          "mean err2 - err1 (points; > 0 = forgetting)")

@@ -434,3 +434,13 @@ def _registered_values(record: RunRecord) -> dict[str, float]:
                              f"{type(exc).__name__}: {exc}") from exc
         values[metric.key] = float("nan") if value is None else float(value)
     return values
+
+
+def quadratic_explained(predicted: ArrayLike, observed: ArrayLike) -> float:
+    """sum(predicted) / sum(observed): the share of the observed loss increase (earlier models, summed over
+    every (turn, model) pair) that the quadratic prediction (1/2) sum F (theta - theta*)^2 accounts for.
+    NaN when the observed increases sum to 0 or less (nothing was forgotten)."""
+    p, o = np.asarray(predicted, dtype=float), np.asarray(observed, dtype=float)
+    total = float(o.sum())
+    return float(p.sum()) / total if total > 0 else float("nan")
+
