@@ -396,7 +396,7 @@ def search_sweep(sweep: pd.DataFrame, colours: dict[str, tuple], setting_label: 
 
 def attribution_layers(layers: pd.DataFrame, order: list[str]) -> str | None:
     """Which layers carried the forgetting: per strategy, the predicted loss increase of the earlier models
-    summed over (turn, model) pairs, mean over seeds, stacked by layer."""
+    summed over the earlier models after each later turn, mean over seeds, stacked by layer."""
     if layers.empty:
         return None
     mean = layers.groupby(["strategy", "layer"], sort=False).predicted.mean().unstack("layer").fillna(0.0)

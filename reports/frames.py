@@ -153,22 +153,24 @@ def search_sweep_frame(table: pd.DataFrame, records: Iterable[RunRecord | Mappin
 
 
 def attribution_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
-    """strategy, seed, turn, model, observed, predicted, first_order: one row per (ok run, turn, earlier model)
-    of the runs that recorded a forgetting attribution (``training.attribution``)."""
-    columns = ["strategy", "seed", "turn", "model", "observed", "predicted", "first_order"]
-    rows = [{"strategy": _strategy(r), "seed": r.seed, "turn": e.turn, "model": e.model, "observed": e.observed,
+    """strategy, seed, turn, iteration, model, observed, predicted, first_order: one row per point of the runs
+    that recorded a forgetting attribution (``training.attribution``): an earlier model after a turn (iteration
+    NaN) or at a curve point inside one."""
+    columns = ["strategy", "seed", "turn", "iteration", "model", "observed", "predicted", "first_order"]
+    rows = [{"strategy": _strategy(r), "seed": r.seed, "turn": e.turn,
+             "iteration": float("nan") if e.iteration is None else e.iteration, "model": e.model, "observed": e.observed,
              "predicted": e.predicted, "first_order": e.first_order}
             for r in as_records(records) if r.ok and _scenario(r) == scenario for e in r.attribution or []]
     return pd.DataFrame(rows, columns=columns)
 
 
 def attribution_layers_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
-    """strategy, seed, layer, predicted, first_order, drift: per run and shared layer, summed over its (turn,
-    earlier model) pairs (drift: the mean)."""
+    """strategy, seed, layer, predicted, first_order, drift: per run and shared layer, summed over the earlier
+    models' after-turn points (drift: the mean): where the forgetting each turn left lives."""
     rows = [{"strategy": _strategy(r), "seed": r.seed, "layer": layer.layer, "predicted": layer.predicted,
              "first_order": layer.first_order, "drift": layer.drift}
             for r in as_records(records) if r.ok and _scenario(r) == scenario
-            for e in r.attribution or [] for layer in e.layers]
+            for e in r.attribution or [] if e.iteration is None for layer in e.layers]
     frame = pd.DataFrame(rows, columns=["strategy", "seed", "layer", "predicted", "first_order", "drift"])
     if frame.empty:
         return frame

@@ -273,7 +273,7 @@ def _scenario_view(name: str, records: list[RunRecord], order: list[str], table:
     if not attribution.empty:
         view.attribution_sentence = A.attribution_sentence(attribution)
         view.attribution_rows = [
-            {"strategy": row.strategy, "pairs": int(row.pairs), "observed": f"{row.observed:.4f}",
+            {"strategy": row.strategy, "points": int(row.points), "observed": f"{row.observed:.4f}",
              "predicted": f"{row.predicted:.4f}", "first_order": f"{row.first_order:+.4f}",
              "explained": f"{row.explained:.0f}%" if np.isfinite(row.explained) else "–",
              "rho": f"{row.rho:.2f}" if np.isfinite(row.rho) else "–",

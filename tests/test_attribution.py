@@ -128,14 +128,20 @@ def _records(tmp_path: Path, name: str, suite: dict) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / name).glob("runs/*/result.json")}
 
 
-def test_attribution_changes_no_number_of_the_run(tmp_path):
-    on = _records(tmp_path, "on", {**TWO_MODEL, "training": {**TWO_MODEL["training"], "attribution": 128}})
-    off = _records(tmp_path, "off", TWO_MODEL)
+@pytest.mark.parametrize("eval_every", [None, 50])
+def test_attribution_changes_no_number_of_the_run(eval_every, tmp_path):
+    """With curves on, the earlier model is also attributed at every curve point inside the later turn."""
+    training = {**TWO_MODEL["training"], "eval_every": eval_every}
+    on = _records(tmp_path, "on", {**TWO_MODEL, "training": {**training, "attribution": 128}})
+    off = _records(tmp_path, "off", {**TWO_MODEL, "training": training})
     for run_id, record in on.items():
         assert record["accuracy_matrix"] == off[run_id]["accuracy_matrix"]
         assert record["init_accuracy"] == off[run_id]["init_accuracy"]
-        assert off[run_id].get("attribution") is None and record["attribution"]
-        assert record["timing"]["attribution_seconds"] > 0
+        assert record.get("curves") == off[run_id].get("curves")
+        assert off[run_id].get("attribution") is None and record["timing"]["attribution_seconds"] > 0
+        points = [(e["turn"], e["iteration"], e["model"]) for e in record["attribution"]]
+        inside = [(1, i, 0) for i in (50, 100)] if eval_every else []  # B's 150 steps: 50, 100 (150 = its end)
+        assert points == inside + [(1, None, 0)]
 
 
 @pytest.mark.slow

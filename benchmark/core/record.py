@@ -60,7 +60,7 @@ class Timing(_Part):
     search_seconds: float | None = None  # an adaptive scenario's own work between turns (a controller's updates)
     standalone_seconds: float | None = None  # training the standalone references
     retrain_seconds: float | None = None  # retraining the derived architecture alone
-    attribution_seconds: float | None = None  # forgetting attribution (training.attribution)
+    attribution_seconds: float | None = None  # forgetting attribution (its points within turns also in eval_seconds)
 
 
 class TurnAccuracy(_Part):
@@ -97,7 +97,8 @@ class LayerAttribution(_Part):
 class AttributionEntry(_Part):
     """Model ``model``'s loss increase after turn ``turn`` and its attribution to the shared layers."""
 
-    turn: int  # the turn after which it was measured
+    turn: int  # the turn after (or during) which it was measured
+    iteration: int | None = None  # with training.eval_every: the iteration of the turn; null: after the turn
     model: int  # the earlier model (task index)
     observed: float  # L_k(theta) - L_k(theta*_k): mean cross-entropy increase on its held-out samples (nats)
     predicted: float  # sum over layers of the quadratic prediction

@@ -29,6 +29,7 @@ targets are token sequences (language models) are not attributed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -85,6 +86,7 @@ class Attribution:
         self.generator: torch.Generator | None = None  # on the model's device, made at the first turn
         self._generator_state: torch.Tensor | None = None  # a resumed state, put in place at the first turn
         self.snapshots: dict[int, Snapshot] = {}
+        self.seconds = 0.0  # time spent measuring and snapshotting
 
     def _generator_on(self, device: torch.device) -> torch.Generator:
         if self.generator is None:
@@ -113,32 +115,47 @@ class Attribution:
                 total += loss.detach()
         return float(total), grads
 
-    def after_turn(self, model: torch.nn.Module, turn: int, task_index: int, tasks: Sequence[Task],
-                   device: torch.device) -> list[AttributionEntry]:
-        """Attribute every earlier model's loss increase after ``turn`` (which trained ``task_index``), then
-        snapshot the model just trained."""
-        task = tasks[task_index]
-        if task.test_y.dim() != 1:
-            return []
+    def measure(self, model: torch.nn.Module, turn: int, task_index: int, tasks: Sequence[Task],
+                device: torch.device, iteration: int | None = None) -> list[AttributionEntry]:
+        """Every earlier model's loss increase while (``iteration``) or after turn ``turn`` trains
+        ``task_index``, attributed to the layers it shares with the models trained since its snapshot."""
+        t0 = time.perf_counter()
         was_training = model.training
         model.eval()
         try:
-            trained = set(task.used_params)
+            trained = set(tasks[task_index].used_params)
+            theta = {n: p.detach() for n, p in model.named_parameters()}
             entries = []
             for k, snap in sorted(self.snapshots.items()):
                 if k == task_index:
                     continue
                 snap.shared |= trained & snap.anchor.keys()
                 loss, _ = self._loss(model, tasks[k], device)
-                theta = {n: p.detach() for n, p in model.named_parameters()}
                 layers = layer_terms(theta, snap.anchor, snap.fisher, snap.grad, sorted(snap.shared))
                 entries.append(AttributionEntry(
-                    turn=turn, model=k, observed=loss - snap.loss, predicted=sum(r.predicted for r in layers),
-                    first_order=sum(r.first_order for r in layers), layers=layers))
-            self.snapshots[task_index] = self._snapshot(model, task_index, tasks[task_index], device)
+                    turn=turn, iteration=iteration, model=k, observed=loss - snap.loss,
+                    predicted=sum(r.predicted for r in layers), first_order=sum(r.first_order for r in layers),
+                    layers=layers))
             return entries
         finally:
             model.train(was_training)
+            self.seconds += time.perf_counter() - t0
+
+    def after_turn(self, model: torch.nn.Module, turn: int, task_index: int, tasks: Sequence[Task],
+                   device: torch.device) -> list[AttributionEntry]:
+        """:meth:`measure` after ``turn``, then snapshot the model it trained."""
+        if tasks[task_index].test_y.dim() != 1:
+            return []
+        entries = self.measure(model, turn, task_index, tasks, device)
+        t0 = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        try:
+            self.snapshots[task_index] = self._snapshot(model, task_index, tasks[task_index], device)
+        finally:
+            model.train(was_training)
+            self.seconds += time.perf_counter() - t0
+        return entries
 
     def _snapshot(self, model: torch.nn.Module, index: int, task: Task, device: torch.device) -> Snapshot:
         params = dict(model.named_parameters())

@@ -95,10 +95,16 @@ def _execute(
         record.scenario_type = str(scenario.meta["scenario_type"])
     batch = spec.training.eval_batch_size
 
+    attribution = None
+    if spec.training.attribution:
+        attribution = Attribution(spec.training.attribution, seed=spec.seed, batch_size=batch)
+        record.attribution = []
     harness = Harness()
     if spec.training.eval_every:
         harness.recorder = CurveRecorder(
-            spec.training.eval_every, lambda net, j: evaluate(net, scenario.tasks[j], batch, device)
+            spec.training.eval_every, lambda net, j: evaluate(net, scenario.tasks[j], batch, device),
+            on_point=None if attribution is None else lambda net, turn, iteration: record.attribution.extend(
+                attribution.measure(net, turn, scenario.schedule[turn].task, scenario.tasks, device, iteration)),
         )
     strategy = build_run_strategy(spec, scenario, model, device, harness)
 
@@ -108,10 +114,6 @@ def _execute(
     record.turn_accuracy = []
     if harness.recorder is not None:
         record.curves = []
-    attribution = None
-    if spec.training.attribution:
-        attribution = Attribution(spec.training.attribution, seed=spec.seed, batch_size=batch)
-        record.attribution = []
 
     start = 0
     if checkpoint is not None and scenario.adaptive and scenario.state_dict() is None:
@@ -179,6 +181,7 @@ def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, 
                  device: torch.device, attribution: Attribution | None = None) -> None:
     """Train ``turns[start:]``, filling the record's accuracy rows, turn accuracies, timing and curves."""
     timing, batch = record.timing, spec.training.eval_batch_size
+    seen_seconds = attribution.seconds if attribution is not None else 0.0
     for done in train_schedule(strategy, harness, turns, spec.training, start=start, tasks_before=before):
         turn = done.turn
         if progress is not None:
@@ -199,10 +202,14 @@ def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, 
         record.turn_accuracy.append(TurnAccuracy(turn=done.index, task=turn.task, accuracy=just_trained))
         timing.eval_seconds += time.perf_counter() - t0
         if attribution is not None:
-            t0 = time.perf_counter()
+            if harness.recorder is not None:  # a curve point on the turn's last iteration is the after-turn one
+                last = harness.recorder.steps
+                record.attribution = [e for e in record.attribution if (e.turn, e.iteration) != (done.index, last)]
             record.attribution.extend(attribution.after_turn(strategy.model, done.index, turn.task, scenario.tasks,
                                                              device))
-            timing.attribution_seconds = (timing.attribution_seconds or 0.0) + time.perf_counter() - t0
+            # this turn's attribution: its points inside the turn (also in eval_seconds) and the one after it
+            timing.attribution_seconds = (timing.attribution_seconds or 0.0) + attribution.seconds - seen_seconds
+            seen_seconds = attribution.seconds
         if checkpoint is not None:
             checkpoints.save(checkpoint, spec.resolved(), done.index, strategy, harness, record, scenario.state_dict(),
                              attribution.state_dict() if attribution is not None else None)

@@ -192,23 +192,28 @@ class CurveRecorder(SupervisedPlugin):
     so the runner can leave it out of the training time.
     """
 
-    def __init__(self, every: int, evaluate_task: Callable[[torch.nn.Module, int], float]) -> None:
+    def __init__(self, every: int, evaluate_task: Callable[[torch.nn.Module, int], float],
+                 on_point: Callable[[torch.nn.Module, int, int], None] | None = None) -> None:
         super().__init__()
         self.every = every
         self.evaluate_task = evaluate_task
+        # also called (model, turn, iteration) at every point inside a turn (the forgetting attribution's)
+        self.on_point = on_point
         self.curves: list[dict[str, Any]] = []
         self.turn = 0
         self.watch: list[int] = []
         self.steps = 0
         self.eval_seconds = 0.0
 
-    def _record(self, model: torch.nn.Module) -> None:
+    def _record(self, model: torch.nn.Module, inside: bool = False) -> None:
         t0 = time.perf_counter()
         for task in self.watch:
             self.curves.append(
                 {"train_exp": self.turn, "iteration": self.steps, "eval_exp": task,
                  "accuracy": self.evaluate_task(model, task)}
             )
+        if inside and self.on_point is not None:
+            self.on_point(model, self.turn, self.steps)
         self.eval_seconds += time.perf_counter() - t0
 
     def before_training_exp(self, strategy, **kwargs) -> None:
@@ -218,7 +223,7 @@ class CurveRecorder(SupervisedPlugin):
     def after_training_iteration(self, strategy, **kwargs) -> None:
         self.steps += 1
         if self.steps % self.every == 0:
-            self._record(strategy.model)
+            self._record(strategy.model, inside=True)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         if self.steps % self.every != 0:
