@@ -245,7 +245,7 @@ def _allowed_keys_hint(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> s
         if isinstance(part, int):
             continue  # a list item: the list's field already named its item model
         field = owner.model_fields.get(str(part))
-        owner = _model_in(field.annotation) if field is not None else None
+        owner = model_in(field.annotation) if field is not None else None
     if owner is None:
         return ""
     allowed = list(owner.model_fields)
@@ -253,14 +253,14 @@ def _allowed_keys_hint(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> s
     return f"; {did_you_mean(key, allowed)}allowed: {', '.join(allowed)}"
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def model_in(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model an annotation holds (``M``, ``M | None``, ``list[M]``...), else None."""
     import typing
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):
-        found = _model_in(arg)
+        found = model_in(arg)
         if found is not None:
             return found
     return None

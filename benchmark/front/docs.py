@@ -10,8 +10,8 @@ What a user looks up is defined once, in code, and the pages under ``docs/refere
 * the suite config's keys, from :class:`~forgetbench.benchmark.core.config.SuiteConfig`;
 * the result-file schema, from :class:`~forgetbench.benchmark.core.record.RunRecord`.
 
-A parameter's description is, in this order, its pydantic ``description``, the comment on its line in the
-source (``lr: float = 0.05  # > 0``), the docstring bullet that names it (``* ``alpha``: the penalty's
+A parameter's description is, in this order, its pydantic ``description``, the comments on its line or just
+above it in the source (``lr: float = 0.05  # learning rate``), the docstring bullet that names it (``* ``alpha``: the penalty's
 weight``) or, for Avalanche's classes, their ``:param name:`` line.
 
 ``--check`` writes nothing and exits 1 when a committed page differs from what the code gives, naming the
@@ -37,7 +37,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from forgetbench.benchmark.core.config import StrategySpec, SuiteConfig
+from forgetbench.benchmark.core.config import StrategySpec, SuiteConfig, model_in
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.registries import DATASETS, LANGUAGE_CORPORA, SCENARIOS, STRATEGIES, TEXT_CORPORA
 from forgetbench.benchmark.core.registry import Entry
@@ -60,7 +60,8 @@ class Row:
 
 # ------------------------------------------------------------------------------------------- descriptions
 def field_comments(model: type) -> dict[str, str]:
-    """Field name -> the ``# comment`` written on its statement in the class body (every class of the MRO)."""
+    """Field name -> the ``# comments`` on its statement in the class body and on the lines right above it (every
+    class of the MRO; a subclass's own comment wins)."""
     comments: dict[str, str] = {}
     for cls in reversed([c for c in model.__mro__ if c.__module__ not in ("builtins", "pydantic.main")]):
         try:
@@ -191,16 +192,6 @@ def default_text(field: Any) -> str:
     return _value(field.default)
 
 
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _nested_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def model_rows(model: type[BaseModel], *docs: dict[str, str], prefix: str = "",
                recurse: Iterable[str] | None = None) -> list[Row]:
     """One :class:`Row` per field of ``model`` (nested models' fields as ``outer.inner`` where ``recurse``
@@ -212,7 +203,7 @@ def model_rows(model: type[BaseModel], *docs: dict[str, str], prefix: str = "",
         bounds += _bounds(field.metadata)
         description = field.description or comments.get(name) or next(
             (d[prefix + name] for d in docs if prefix + name in d), "") or next((d[name] for d in docs if name in d), "")
-        nested = _nested_model(field.annotation)
+        nested = model_in(field.annotation)
         if not description and nested is not None:
             description = first_sentence(inspect.cleandoc(nested.__dict__.get("__doc__") or ""))  # its own, not BaseModel's
         rows.append(Row(prefix + name, type_, default_text(field), ", ".join(dict.fromkeys(bounds)), description))
