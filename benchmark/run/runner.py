@@ -35,9 +35,9 @@ import torch
 
 from forgetbench.benchmark.core.record import CurvePoint, Memory, RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import recording_data_reads
-from forgetbench.benchmark.run.attribution import Attribution
 from forgetbench.benchmark.data.scenarios import Scenario
 from forgetbench.benchmark.run import checkpoint as checkpoints
+from forgetbench.benchmark.run.attribution import Attribution
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
 from forgetbench.benchmark.run.references import retrained_scores, standalone_accuracy
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
@@ -204,7 +204,9 @@ def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, 
         if attribution is not None:
             if harness.recorder is not None:  # a curve point on the turn's last iteration is the after-turn one
                 last = harness.recorder.steps
-                record.attribution = [e for e in record.attribution if (e.turn, e.iteration) != (done.index, last)]
+                while record.attribution and (record.attribution[-1].turn, record.attribution[-1].iteration) == (
+                        done.index, last):
+                    record.attribution.pop()
             record.attribution.extend(attribution.after_turn(strategy.model, done.index, turn.task, scenario.tasks,
                                                              device))
             # this turn's attribution: its points inside the turn (also in eval_seconds) and the one after it
