@@ -137,3 +137,25 @@ def test_a_run_records_the_digest_of_the_data_it_read_and_the_digest_follows_the
     changed[1, 2] += 1e-6
     assert tensors_digest(changed) != tensors_digest(x)
     assert tensors_digest(x.reshape(4, 3)) != tensors_digest(x)  # same bytes, another shape
+
+
+def test_text_and_language_corpora_are_digested_when_read_in_a_run(tmp_path):
+    from forgetbench.benchmark.data import language, text
+    from forgetbench.benchmark.data.datasets import recording_data_reads
+
+    root = tmp_path / "corpus"
+    for cls, docs in {"a": ["one two", "three four"], "b": ["five six", "seven"]}.items():
+        (root / cls).mkdir(parents=True)
+        for i, doc in enumerate(docs):
+            (root / cls / f"{i}.txt").write_text(doc)
+    lm = Path(__file__).resolve().parent / "data" / "lm_corpus"
+    with recording_data_reads() as reads:
+        text.load_corpus(f"folder:{root}")
+        language.load_language_corpus(f"folder:{lm}", 30)
+    assert set(reads) == {f"folder:{root}", f"folder:{lm}"}
+    assert all(d.startswith("blake2b:") for d in reads.values())
+    (root / "b" / "1.txt").write_text("seven!")
+    with recording_data_reads() as again:
+        text.load_corpus(f"folder:{root}")
+    assert again[f"folder:{root}"] != reads[f"folder:{root}"]  # one changed file, another digest
+    text.load_corpus(f"folder:{root}")  # outside a run: nothing recorded, nothing computed

@@ -67,8 +67,7 @@ def load_dataset(name: str, root: Path | str | None = None, download: bool = Fal
     root = Path(root) if root is not None else default_data_root()
     key = (name, root.expanduser().resolve(), download)
     data = _load_cached(*key)
-    if _READS is not None:
-        _READS[name] = _digest(*key)
+    record_data_read(name, lambda: _digest(*key))
     return data
 
 
@@ -94,6 +93,12 @@ def tensors_digest(*tensors: torch.Tensor) -> str:
 
 
 _READS: dict[str, str] | None = None
+
+
+def record_data_read(name: str, digest: Callable[[], str]) -> None:
+    """Note that ``name`` was read, with its digest (computed only while a run is recording: see below)."""
+    if _READS is not None:
+        _READS[name] = digest()
 
 
 @contextmanager

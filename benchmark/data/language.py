@@ -34,6 +34,7 @@ import torch
 
 from forgetbench.benchmark.core.registries import LANGUAGE_CORPORA, corpus_entry, corpus_names
 from forgetbench.benchmark.data import text
+from forgetbench.benchmark.data.datasets import record_data_read, tensors_digest
 
 UNK, EOS = "<unk>", "<eos>"
 SPLITS = ("train", "valid", "test")
@@ -178,10 +179,23 @@ def _hugging_face(argument: str, *, download: bool, text_column: str | None, **o
     return hf_splits(argument, download, text_column)
 
 
-@functools.lru_cache(maxsize=4)
 def load_language_corpus(name: str, vocabulary: int | None, download: bool = False,
                          text_column: str | None = None) -> LanguageCorpus:
     """The corpus ``name`` as token ids over its capped training vocabulary (cached per process)."""
+    corpus = _load_language_corpus(name, vocabulary, download, text_column)
+    record_data_read(name, lambda: _language_digest(name, vocabulary, download, text_column))
+    return corpus
+
+
+@functools.lru_cache(maxsize=4)
+def _language_digest(name: str, vocabulary: int | None, download: bool, text_column: str | None) -> str:
+    corpus = _load_language_corpus(name, vocabulary, download, text_column)
+    return tensors_digest(corpus.train, corpus.valid, corpus.test)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_language_corpus(name: str, vocabulary: int | None, download: bool = False,
+                          text_column: str | None = None) -> LanguageCorpus:
     splits = read_splits(name, download, text_column)
     words = build_vocabulary(splits["train"], vocabulary)
     return LanguageCorpus(name, words, *(encode(splits[s], words) for s in SPLITS))

