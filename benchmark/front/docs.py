@@ -29,6 +29,7 @@ import re
 import sys
 import textwrap
 import tokenize
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,7 @@ def type_text(annotation: Any) -> tuple[str, list[str]]:
         return inner, bounds + _bounds(args[1:])
     if origin is typing.Literal:
         return " \\| ".join(f'"{a}"' if isinstance(a, str) else _value(a) for a in args), []
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, types.UnionType):
         texts, bounds = [], []
         for arg in args:
             text, inner = type_text(arg)

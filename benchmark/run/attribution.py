@@ -69,7 +69,6 @@ def layer_terms(theta: Tensors, anchor: Tensors, fisher: Tensors, grad: Tensors,
 class Snapshot:
     """Model k right after its turn: its weights, Fisher, loss gradient and loss on its attribution samples."""
 
-    task: int
     anchor: Tensors
     fisher: Tensors
     grad: Tensors
@@ -151,20 +150,20 @@ class Attribution:
         was_training = model.training
         model.eval()
         try:
-            self.snapshots[task_index] = self._snapshot(model, task_index, tasks[task_index], device)
+            self.snapshots[task_index] = self._snapshot(model, tasks[task_index], device)
         finally:
             model.train(was_training)
             self.seconds += time.perf_counter() - t0
         return entries
 
-    def _snapshot(self, model: torch.nn.Module, index: int, task: Task, device: torch.device) -> Snapshot:
+    def _snapshot(self, model: torch.nn.Module, task: Task, device: torch.device) -> Snapshot:
         params = dict(model.named_parameters())
         names = sorted(n for n in task.used_params if n in params and params[n].requires_grad)
         x, y = self._data(task, device)
         fisher = exact_fisher_diagonal(model, x, y, task_label=task.model_key, batch_size=self.batch_size,
                                        estimator="true", generator=self._generator_on(device))
         loss, grad = self._loss(model, task, device, names)
-        return Snapshot(task=index, anchor={n: params[n].detach().clone() for n in names},
+        return Snapshot(anchor={n: params[n].detach().clone() for n in names},
                         fisher={n: fisher[n] if n in fisher else torch.zeros_like(params[n]) for n in names},
                         grad=grad, loss=loss)
 
@@ -176,6 +175,6 @@ class Attribution:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state["generator"]
         self.generator, self._generator_state = None, saved.cpu() if saved is not None else None
-        self.snapshots = {int(k): Snapshot(task=int(k), anchor=s["anchor"], fisher=s["fisher"], grad=s["grad"],
+        self.snapshots = {int(k): Snapshot(anchor=s["anchor"], fisher=s["fisher"], grad=s["grad"],
                                            loss=float(s["loss"]), shared=set(s["shared"]))
                           for k, s in state["snapshots"].items()}
