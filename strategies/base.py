@@ -140,6 +140,43 @@ def shared_params(used_params: Sequence[frozenset[str]], index: int) -> frozense
     return frozenset(used_params[index]) & earlier
 
 
+def importance_needed(
+    used_params: Sequence[frozenset[str]] | None,
+    index: int,
+    *,
+    adaptive: bool = False,
+    every_parameter: bool = False,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> bool:
+    """Whether the importance of experience ``index``'s model can change any later training.
+
+    ``True`` whenever the schedule is not known up front (``used_params`` None, or ``adaptive``: a search adds
+    turns while training). Otherwise ``False`` after the last experience (nothing is trained again), and:
+
+    * for a penalty on the parameters a later model shares (WPL, ``every_parameter`` False): when no later model
+      uses a parameter that model ``index`` uses; a later penalty never reads its entries;
+    * for a penalty on every parameter (EWC, MAS, ``every_parameter`` True): when model ``index`` shares no
+      parameter with any other model, earlier or later, and no parameter group has weight decay; its parameters
+      then sit at their anchor with no data gradient for the rest of the run, and its importance is 0 on every
+      other parameter. (A parameter it shares with an *earlier* model is pulled towards the combined anchor
+      of the earlier quadratics later on, so its importance matters even when no later model uses it.)
+
+    A plugin that skips its pass then changes no number of the run.
+    """
+    if used_params is None or adaptive:
+        return True
+    later = used_params[index + 1:]
+    if not later:
+        return False
+    own = frozenset(used_params[index])
+    if not every_parameter:
+        return bool(own & frozenset().union(*later))
+    if optimizer is None or any(group.get("weight_decay", 0) for group in optimizer.param_groups):
+        return True
+    others = frozenset().union(*used_params[:index], *later)
+    return bool(own & others)
+
+
 def _silent_evaluator() -> EvaluationPlugin:
     """No metrics, no loggers: the harness evaluates on its own, off the training path."""
     with warnings.catch_warnings():

@@ -48,6 +48,14 @@ curvature at (1 + beta) / (4 lr) under SGD, an eighth of that bound, and not at 
 (:func:`forgetbench.strategies.penalty.stable_curvature`); a number caps it there; ``null`` never caps
 (Avalanche's penalty exactly). The cap applies to the penalty only: the stored F and anchors keep
 their exact values. ``ewc_capped_entries`` in the result counts the capped entries.
+* ``importance_samples``: how many of the experience's training samples the importance pass reads, a random
+subset drawn with the run's seed (default: all of them, Avalanche's estimate). The pass costs about one
+training epoch over the samples it reads; a search that trains a new model every few steps needs a budget.
+
+No pass runs where no later training could read its result (:func:`forgetbench.strategies.base.importance_needed`):
+after the last experience, and, when the schedule is known and no optimiser group decays weights, after a model
+that shares no parameter with any other (a frozen backbone with private heads). ``ewc_importance_skipped`` in the
+result lists those experiences; every number of the run is the same as with the pass.
 """
 
 from __future__ import annotations
@@ -55,16 +63,14 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
-from avalanche.models.utils import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
-from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
-from forgetbench.benchmark.data.models import TaskRoutedModule
-from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
-from forgetbench.strategies.importance import exact_fisher_diagonal
+from forgetbench.benchmark.data.loaders import dataset_tensors
+from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy
+from forgetbench.strategies.importance import exact_fisher_diagonal, sample_subset, squared_gradient_importance
 from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset, named_params, stable_curvature
-from forgetbench.strategies.plugin import Plugin
+from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
 
 
 class EWCParams(StrategyParams):
@@ -74,6 +80,7 @@ class EWCParams(StrategyParams):
     importance: Literal["minibatch", "exact"] = "minibatch"
     estimator: Literal["empirical", "predicted"] = "empirical"
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
+    importance_samples: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _decay_needs_online(self) -> "EWCParams":
@@ -85,45 +92,6 @@ class EWCParams(StrategyParams):
             raise ValueError("estimator applies only to importance 'exact' (minibatch squares mini-batch "
                              "gradients of the loss on the observed labels)")
         return self
-
-
-def squared_gradient_importance(
-    model: torch.nn.Module,
-    criterion,
-    tensors: tuple[torch.Tensor, ...],
-    batch_size: int,
-    device: torch.device,
-) -> dict[str, torch.Tensor]:
-    """F_i = (1/B) sum_b (d L_b / d theta_i)^2 over the B mini-batches of ``tensors`` in order.
-
-    L_b is ``criterion`` on mini-batch b (x, y, task label); the model is in eval mode during the
-    pass and left in train mode, as Avalanche's ``EWCPlugin.compute_importances`` does.
-    Parameters that get no gradient have importance 0.
-    """
-    names = [n for n, _ in model.named_parameters()]
-    params = [p for _, p in model.named_parameters()]
-    importances = [torch.zeros_like(p) for p in params]
-    loader = TensorBatchLoader(tensors, batch_size, shuffle=False)
-    task = loader.single_task
-    direct = isinstance(model, TaskRoutedModule) and task is not None and not model._forward_hooks
-    model.eval()
-    try:
-        for x, y, t in loader:
-            x, y = x.to(device), y.to(device)
-            for p in params:
-                p.grad = None
-            out = model.forward_single_task(x, task) if direct else avalanche_forward(model, x, t)
-            criterion(out, y).backward()
-            pairs = [(imp, p.grad) for imp, p in zip(importances, params) if p.grad is not None]
-            if pairs:
-                imps, grads = zip(*pairs)
-                torch._foreach_addcmul_(list(imps), list(grads), list(grads))
-        torch._foreach_div_(importances, float(max(len(loader), 1)))
-    finally:
-        for p in params:
-            p.grad = None
-        model.train()
-    return dict(zip(names, importances))
 
 
 def exact_importance(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], task_label: int,
@@ -143,13 +111,16 @@ class EWCPlugin(Plugin):
         params: EWCParams,
         used_params: Sequence[frozenset[str]] | None = None,
         max_curvature: float | None = None,
+        adaptive: bool = False,
+        seed: int = 0,
     ):
         """``params``: the validated hyperparameters (``EWCParams(ewc_lambda=10.0, mode="online")``; the
         model holds every rule, so the plugin checks nothing again). ``used_params[i]``: names of the
         parameters experience i's model uses (optional; lets the penalty skip tensors that provably cannot
         move, see :func:`movable_subset`). ``max_curvature``: the resolved cap on the penalty's curvature
         2 lambda F per weight (None: Avalanche's; ``params.max_curvature`` "auto" is resolved by the builder,
-        which knows the optimiser)."""
+        which knows the optimiser). ``adaptive``: the schedule grows while training (a search), so no importance
+        pass is ever skipped. ``seed``: draws the ``importance_samples`` subset."""
         super().__init__()
         self.ewc_lambda = float(params.ewc_lambda)
         self.mode = params.mode
@@ -160,6 +131,10 @@ class EWCPlugin(Plugin):
         self.used_params = used_params
         self.importance = params.importance
         self.estimator = params.estimator
+        self.importance_samples = params.importance_samples
+        self.adaptive = adaptive
+        self.generator = torch.Generator().manual_seed(seed)
+        self.skipped: list[int] = []  # experiences whose importance pass was not needed (importance_needed)
         self._params: list[torch.Tensor] = []
         self._subset: list[int] | None = None
 
@@ -186,13 +161,15 @@ class EWCPlugin(Plugin):
         strategy.loss = strategy.loss + penalty
 
     def after_training_exp(self, strategy, **kwargs) -> None:
-        tensors = dataset_tensors(strategy.experience.dataset)
-        if self.importance == "exact":
-            importance = exact_importance(strategy.model, tensors, strategy.experience.task_labels[0], self.estimator)
+        index = strategy.experience.current_experience
+        if not importance_needed(self.used_params, index, adaptive=self.adaptive, every_parameter=True,
+                                 optimizer=getattr(strategy, "optimizer", None)):
+            self.skipped.append(index)
+            if index + 1 >= len(self.used_params):
+                return  # nothing is trained after the last experience
+            importance = {}  # 0 wherever a later experience could read it (see importance_needed)
         else:
-            importance = squared_gradient_importance(
-                strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
-            )
+            importance = self._importance(strategy)
         # a frozen parameter cannot move, so it gets no importance and no anchor (the quadratic keeps the names
         # it started with: a parameter frozen later keeps its zero-cost entry rather than changing the layout)
         names = self.quadratic.names if not self.quadratic.empty else [
@@ -213,18 +190,34 @@ class EWCPlugin(Plugin):
             self.quadratic.replace(decayed, anchor)
         self._params, self._subset = named_params(strategy.model, self.quadratic.names), None
 
+    def _importance(self, strategy) -> dict[str, torch.Tensor]:
+        tensors = dataset_tensors(strategy.experience.dataset)
+        if self.importance_samples is not None:
+            tensors = sample_subset(tensors, self.importance_samples, self.generator)
+        if self.importance == "exact":
+            return exact_importance(strategy.model, tensors, strategy.experience.task_labels[0], self.estimator)
+        return squared_gradient_importance(
+            strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
+        )
+
     def state_dict(self) -> dict:
-        """The one quadratic holding every earlier experience's importance and anchor."""
-        return {"quadratic": self.quadratic.state_dict(), "capped_entries": self.capped_entries}
+        """The one quadratic holding every earlier experience's importance and anchor; the sampling RNG."""
+        return {"quadratic": self.quadratic.state_dict(), "capped_entries": self.capped_entries,
+                "skipped": list(self.skipped), "generator": generator_state(self.generator)}
 
     def load_state_dict(self, state) -> None:
         self.quadratic.load_state_dict(state["quadratic"])
         self.capped_entries = int(state.get("capped_entries", 0))
+        self.skipped = [int(i) for i in state.get("skipped", [])]
+        if "generator" in state:
+            set_generator_state(self.generator, state["generator"])
         self._params, self._subset = [], None
 
     def extra_results(self) -> dict:
-        """How many importance entries ``max_curvature`` capped (summed over experiences)."""
-        return {"ewc_capped_entries": self.capped_entries, "ewc_max_curvature": self.max_curvature}
+        """How many importance entries ``max_curvature`` capped (summed over experiences); the experiences
+        whose importance pass was skipped because no later training could read it."""
+        return {"ewc_capped_entries": self.capped_entries, "ewc_max_curvature": self.max_curvature,
+                "ewc_importance_skipped": list(self.skipped)}
 
     def state_bytes(self) -> int:
         """Bytes of the importance and anchor tensors held (does not grow with T in either mode)."""
@@ -235,5 +228,6 @@ class EWCPlugin(Plugin):
 def build_ewc(ctx: StrategyContext, params: EWCParams) -> SupervisedTemplate:
     """Elastic Weight Consolidation: Fisher-weighted pull of every parameter to earlier optima."""
     plugin = EWCPlugin(params, used_params=ctx.used_params,
-                       max_curvature=stable_curvature(params.max_curvature, ctx.training))
+                       max_curvature=stable_curvature(params.max_curvature, ctx.training), adaptive=ctx.adaptive,
+                       seed=ctx.seed)
     return ctx.build(plugins=[plugin])

@@ -26,6 +26,13 @@ Hyperparameters:
 2 lambda Omega_i, so that gradient descent cannot diverge on it (``auto``: see
 :func:`forgetbench.strategies.penalty.stable_curvature`; ``null``: Avalanche's penalty exactly). The cap
 clamps the Omega the penalty uses, never the running importance that later experiences merge into.
+* ``importance_samples``: how many of the experience's training samples the importance pass reads, a random
+subset drawn with the run's seed (default: all of them, Avalanche's estimate).
+
+When the schedule is known and model k shares no parameter with another model (and nothing decays weights), or k is
+the last experience, Omega^k is taken as 0 without a pass: no later step could read it
+(:func:`forgetbench.strategies.base.importance_needed`); ``mas_importance_skipped`` in the result lists those
+experiences.
 """
 
 from __future__ import annotations
@@ -35,28 +42,39 @@ from avalanche.models.utils import avalanche_forward
 from avalanche.training.plugins import MASPlugin
 from avalanche.training.templates import SupervisedTemplate
 from avalanche.training.utils import ParamData, zerolike_params_dict
-from pydantic import Field, NonNegativeFloat, PositiveFloat
-from typing import Literal
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from typing import Literal, Sequence
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
-from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy
+from forgetbench.strategies.importance import sample_subset
 from forgetbench.strategies.penalty import stable_curvature
-from forgetbench.strategies.plugin import Plugin
+from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
 
 
 class MASParams(StrategyParams):
     lambda_reg: NonNegativeFloat = 1.0
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
+    importance_samples: PositiveInt | None = None
 
 
 class FastMASPlugin(Plugin, MASPlugin):
     """Avalanche's MAS with the importance pass on tensor-sliced batches and an optional curvature cap."""
 
-    def __init__(self, lambda_reg: float, alpha: float, max_curvature: float | None = None):
+    def __init__(self, lambda_reg: float, alpha: float, max_curvature: float | None = None,
+                 used_params: Sequence[frozenset[str]] | None = None, adaptive: bool = False,
+                 importance_samples: int | None = None, seed: int = 0):
+        """``used_params`` / ``adaptive``: the schedule, to skip passes no later step reads (unknown: never
+        skip); ``importance_samples`` / ``seed``: the pass's sample budget and the generator drawing it."""
         super().__init__(lambda_reg=lambda_reg, alpha=alpha)
         self.max_curvature = max_curvature
         self._capped: dict[str, torch.Tensor] | None = None  # this experience's clamped Omega
+        self.used_params = used_params
+        self.adaptive = adaptive
+        self.importance_samples = importance_samples
+        self.generator = torch.Generator().manual_seed(seed)
+        self.skipped: list[int] = []
 
     def before_training_exp(self, strategy, **kwargs):
         """The penalty's Omega for this experience: Avalanche's, clamped at max_curvature / (2 lambda)."""
@@ -79,7 +97,13 @@ class FastMASPlugin(Plugin, MASPlugin):
 
     def _get_importance(self, strategy):
         importance = dict(zerolike_params_dict(strategy.model))
-        loader = TensorBatchLoader(dataset_tensors(strategy.experience.dataset), strategy.train_mb_size, shuffle=False)
+        index = strategy.experience.current_experience
+        if not importance_needed(self.used_params, index, adaptive=self.adaptive, every_parameter=True,
+                                 optimizer=getattr(strategy, "optimizer", None)):
+            self.skipped.append(index)
+            return importance
+        tensors = sample_subset(dataset_tensors(strategy.experience.dataset), self.importance_samples, self.generator)
+        loader = TensorBatchLoader(tensors, strategy.train_mb_size, shuffle=False)
         strategy.model.train()
         for x, _, t in loader:
             x, t = x.to(strategy.device), t.to(strategy.device)
@@ -99,15 +123,23 @@ class FastMASPlugin(Plugin, MASPlugin):
         def plain(params):
             return None if params is None else {n: p.data.detach().clone() for n, p in params.items()}
 
-        return {"importance": plain(self.importance), "params": plain(self.params)}
+        return {"importance": plain(self.importance), "params": plain(self.params), "skipped": list(self.skipped),
+                "generator": generator_state(self.generator)}
 
     def load_state_dict(self, state) -> None:
+        self.skipped = [int(i) for i in state.get("skipped", [])]
+        if "generator" in state:
+            set_generator_state(self.generator, state["generator"])
         def wrap(tensors):
             if tensors is None:
                 return None
             return {n: ParamData(n, t.shape, device=t.device, init_tensor=t.clone()) for n, t in tensors.items()}
 
         self.importance, self.params = wrap(state["importance"]), wrap(state["params"])
+
+    def extra_results(self) -> dict:
+        """The experiences whose importance pass was skipped (no later step could read it)."""
+        return {"mas_importance_skipped": list(self.skipped)}
 
     def state_bytes(self) -> int:
         """Bytes of the tensors this regularizer holds (importance and anchor)."""
@@ -119,4 +151,7 @@ class FastMASPlugin(Plugin, MASPlugin):
 def build_mas(ctx: StrategyContext, params: MASParams) -> SupervisedTemplate:
     """Memory Aware Synapses: output-sensitivity importance, quadratic pull (Aljundi et al. 2018)."""
     cap = stable_curvature(params.max_curvature, ctx.training)
-    return ctx.build(plugins=[FastMASPlugin(lambda_reg=params.lambda_reg, alpha=params.alpha, max_curvature=cap)])
+    plugin = FastMASPlugin(lambda_reg=params.lambda_reg, alpha=params.alpha, max_curvature=cap,
+                           used_params=ctx.used_params, adaptive=ctx.adaptive,
+                           importance_samples=params.importance_samples, seed=ctx.seed)
+    return ctx.build(plugins=[plugin])

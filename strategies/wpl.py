@@ -37,14 +37,19 @@ Options:
 * ``reset_every``: if set, the running importance only holds the models since the last reset:
   it is zeroed before the Fisher of model N+1, 2N+1, ... (1-based, counted from ``start_after``) is added
   (the authors' ``set_fisher_zero_per_iter``).
-* ``fisher``: ``exact`` (above: after each model, the exact Fisher on ``fisher_samples`` of its data) or
-  ``online``, the estimate of the authors' ENAS code (``models/wpl_module.py``), cheap enough for a search
+* ``fisher``: ``exact`` (above: after each model, the exact Fisher on ``fisher_samples`` of its data),
+  ``minibatch`` (below) or ``online``, the estimate of the authors' ENAS code (``models/wpl_module.py``), cheap enough for a search
   that trains a new architecture every few steps: after each model, the squared gradient of the data
   loss on ``fisher_batches`` mini-batches of its own training data (the training batch size, drawn with
   the plugin's seed), averaged over those batches, is F^t; the running importance follows
   ``accumulate`` / ``momentum`` (their ``lambda_fisher``); ``clip_norm`` then bounds each tensor of the
   *running* importance (their ``fisher_clip_by_norm``), and the anchor is the weights after the model.
 * ``fisher_batches``: ``online`` only: how many mini-batches estimate each model's F^t.
+  ``minibatch``: EWC's (Avalanche's) estimate, F^t = the mean over the mini-batches of ``fisher_samples`` of the
+  model's training samples (all by default; training batch size) of the squared mini-batch gradient of the loss,
+  accumulated and anchored as ``exact``: a batch's gradients cost one backward pass where the exact Fisher
+  forms every sample's, but squaring a batch *mean* underestimates F by about the batch size
+  (:func:`forgetbench.strategies.importance.squared_gradient_importance`, the one function both call).
 * ``start_after``: the first ``start_after`` models get no Fisher and no penalty (the authors'
   ``start_using_fisher``, counted in models: epochs x turns per epoch in a search).
 * ``max_curvature``: the penalty's curvature on weight i is alpha_t * F_i, and gradient descent
@@ -54,6 +59,10 @@ Options:
   by clamping F_i (anchors unchanged: every weight below the cap is penalised exactly as in the
   equation); a number caps it there; ``null`` never caps (the paper's penalty exactly). The result
   keys ``wpl_capped_entries`` (summed over experiences) and ``wpl_max_curvature`` say what was capped.
+
+No Fisher pass runs after a model that shares no parameter with any *later* model (when the schedule is known:
+:func:`forgetbench.strategies.base.importance_needed`), the last one included: no later penalty would read it, so
+the run's numbers are the same. ``wpl_importance_skipped`` in the result lists those experiences.
 """
 
 from __future__ import annotations
@@ -66,8 +75,9 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
-from forgetbench.strategies.importance import Estimator, exact_fisher_diagonal
-from forgetbench.strategies.base import shared_params
+from forgetbench.strategies.importance import (Estimator, exact_fisher_diagonal, sample_subset,
+                                                squared_gradient_importance)
+from forgetbench.strategies.base import importance_needed, shared_params
 from forgetbench.strategies.penalty import QuadraticAnchor, named_params, stable_curvature
 from forgetbench.strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
 
@@ -86,7 +96,7 @@ class WPLParams(StrategyParams):
     reset_every: PositiveInt | None = None
     fisher_batch_size: PositiveInt = 1024
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
-    fisher: Literal["exact", "online"] = "exact"
+    fisher: Literal["exact", "minibatch", "online"] = "exact"
     fisher_batches: PositiveInt = 1
     start_after: NonNegativeInt = 0
 
@@ -95,8 +105,12 @@ class WPLPlugin(Plugin):
     """Fisher-weighted quadratic penalty on the parameters shared with earlier models only."""
 
     def __init__(self, params: WPLParams, used_params: Sequence[frozenset[str]], seed: int = 0,
-                 max_curvature: float | None = None):
+                 max_curvature: float | None = None, adaptive: bool = False):
+        """``adaptive``: the schedule grows while training (a search), so every model's importance is computed
+        (see :func:`~forgetbench.strategies.base.importance_needed`)."""
         super().__init__()
+        self.adaptive = adaptive
+        self.skipped: list[int] = []  # experiences whose importance no later model could read
         self.params = params
         self.max_curvature = max_curvature  # resolved: a number or None
         self.capped_entries = 0  # importance entries capped by max_curvature, over all experiences
@@ -169,11 +183,16 @@ class WPLPlugin(Plugin):
             return
         index = strategy.experience.current_experience
         used = self.used_params[index]
-        if self.params.fisher == "online":
+        if not importance_needed(self.used_params, index, adaptive=self.adaptive):
+            self.skipped.append(index)
+            fisher = {}  # no later model shares a parameter with this one: nothing would read its Fisher
+        elif self.params.fisher == "online":
             fisher = self._online_fisher(strategy, used)
+        elif self.params.fisher == "minibatch":
+            fisher = self._minibatch_fisher(strategy, used)
         else:
             fisher = self._exact_fisher(strategy, used)
-        if self.params.clip_norm is not None and self.params.fisher == "exact":
+        if self.params.clip_norm is not None and self.params.fisher != "online":
             fisher = {n: _clip(f, self.params.clip_norm) for n, f in fisher.items()}
         weights = {n: p.detach().clone() for n, p in strategy.model.named_parameters() if n in fisher}
         self.models_trained += 1
@@ -188,10 +207,8 @@ class WPLPlugin(Plugin):
         self.anchor.update(weights)
 
     def _exact_fisher(self, strategy, used: frozenset[str]) -> Tensors:
-        x, y, _ = dataset_tensors(strategy.experience.dataset)
-        if self.params.fisher_samples is not None and self.params.fisher_samples < len(y):
-            keep = torch.randperm(len(y), generator=self.generator)[: self.params.fisher_samples]
-            x, y = x[keep], y[keep]
+        x, y = sample_subset(dataset_tensors(strategy.experience.dataset)[:2], self.params.fisher_samples,
+                             self.generator)
         fisher = exact_fisher_diagonal(
             strategy.model,
             x,
@@ -202,6 +219,15 @@ class WPLPlugin(Plugin):
             generator=self.generator,
         )
         return {n: f for n, f in fisher.items() if n in used}
+
+    def _minibatch_fisher(self, strategy, used: frozenset[str]) -> Tensors:
+        """EWC's estimate on ``fisher_samples`` of the model's training samples (see ``fisher``)."""
+        tensors = sample_subset(dataset_tensors(strategy.experience.dataset), self.params.fisher_samples,
+                                self.generator)
+        fisher = squared_gradient_importance(strategy.model, strategy._criterion, tensors, strategy.train_mb_size,
+                                             strategy.device)
+        trainable = {n for n, p in strategy.model.named_parameters() if p.requires_grad}
+        return {n: f for n, f in fisher.items() if n in used and n in trainable}
 
     def _online_fisher(self, strategy, used: frozenset[str]) -> Tensors:
         """Mean over ``fisher_batches`` mini-batches of the squared gradient of the data loss (see ``fisher``)."""
@@ -231,6 +257,7 @@ class WPLPlugin(Plugin):
             "per_model": [[detached(f), detached(a)] for f, a in self.per_model],
             "generator": generator_state(self.generator),
             "capped_entries": self.capped_entries,
+            "skipped": list(self.skipped),
         }
 
     def load_state_dict(self, state) -> None:
@@ -241,11 +268,14 @@ class WPLPlugin(Plugin):
         self.per_model = [(dict(f), dict(a)) for f, a in state["per_model"]]
         set_generator_state(self.generator, state["generator"])
         self.capped_entries = int(state.get("capped_entries", 0))
+        self.skipped = [int(i) for i in state.get("skipped", [])]
         self._quadratic, self._params = QuadraticAnchor(), []
 
     def extra_results(self) -> dict:
-        """How many importance entries ``max_curvature`` capped (summed over experiences)."""
-        return {"wpl_capped_entries": self.capped_entries, "wpl_max_curvature": self.max_curvature}
+        """How many importance entries ``max_curvature`` capped (summed over experiences); the experiences whose
+        Fisher pass was skipped because no later model shares a parameter with them."""
+        return {"wpl_capped_entries": self.capped_entries, "wpl_max_curvature": self.max_curvature,
+                "wpl_importance_skipped": list(self.skipped)}
 
     def state_bytes(self) -> int:
         """Bytes of the Fisher and anchor tensors kept (the RNG state is not regularizer memory)."""
@@ -277,6 +307,6 @@ def _accumulate(running: Tensors, new: Tensors, rule: str, momentum: float) -> T
 def build_wpl(ctx: StrategyContext, params: WPLParams) -> SupervisedTemplate:
     """Weight plasticity loss: exact-Fisher quadratic penalty on shared parameters only (Benyahia et al. 2019)."""
     plugin = WPLPlugin(params, ctx.used_params, seed=ctx.seed,
-                       max_curvature=stable_curvature(params.max_curvature, ctx.training))
+                       max_curvature=stable_curvature(params.max_curvature, ctx.training), adaptive=ctx.adaptive)
     return ctx.build(plugins=[plugin])
 

@@ -252,7 +252,12 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "validation_size must be below the 1347 training images of 'digits'"),
     ("enas-cnn-unknown-dataset", {"suite": _enas_cnn(dataset="cifar-10")}, RUN, "unknown dataset 'cifar-10'; allowed:"),
     ("wpl-fisher-mode", {"suite": _strategy("wpl", fisher="running")}, RUN,
-     "strategies[0].params.fisher: Input should be 'exact' or 'online'"),
+     "strategies[0].params.fisher: Input should be 'exact', 'minibatch' or 'online'"),
+    # --- issue 36: importance sample budgets
+    ("ewc-importance-samples-zero", {"suite": _strategy("ewc", importance_samples=0)}, RUN,
+     "strategies[0].params.importance_samples: Input should be greater than 0"),
+    ("mas-importance-samples-text", {"suite": _strategy("mas", importance_samples="all")}, RUN,
+     "strategies[0].params.importance_samples: Input should be a valid integer"),
     ("training-grad-clip-norm", {"suite": _suite(training={"grad_clip_norm": -1.0})}, RUN,
      "training.grad_clip_norm: Input should be greater than 0"),
     # --- issue 34: found as new and as hostile users
