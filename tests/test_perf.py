@@ -99,3 +99,28 @@ def test_result_records_regularizer_memory(write_suite, cli, tmp_path):
     assert naive["memory"] == {"regularizer_bytes": 0}
     n_params = (64 * 32 + 32) + 2 * (32 * 2 + 2)  # digits 8x8 -> 32 -> two heads of 2
     assert ewc["memory"]["regularizer_bytes"] == 2 * 4 * n_params  # importance A and anchor m (caches not counted)
+
+
+def test_perf_minilm_measures_the_text_scenario(cli, capsys, monkeypatch, tmp_path):
+    """``--model minilm`` trains the text scenario's encoder layer and heads on both sides (same weights at the
+    end) and times every regularizer's step and importance pass on it; a tiny folder corpus stands in for BBC News
+    (the real one: ``forgetbench perf --model minilm``, figures in docs/studies/performance.md)."""
+    from forgetbench.benchmark.front.measure import perf
+    from test_text import folder_corpus, require_text_extra
+
+    require_text_extra()
+    corpus = folder_corpus(tmp_path / "corpus")
+    monkeypatch.setitem(perf.TEXT_MODELS, "minilm", {**perf.TEXT_MODELS["minilm"], "corpus": corpus,
+                                                     "max_length": 16})
+    status, result = _perf_json(cli, capsys, "--dataset", "digits", "--model", "minilm", "--data-root",
+                                str(tmp_path / "data"), "--only", "harness_vs_plain,step_overhead,fisher_fast_vs_loop,growth")
+    assert status == 0
+    row = result["harness_vs_plain"]["minilm"]
+    assert row["weights_equal"] is True, row and row["steps"] == row["steps_plain"] > 0
+    assert result["conditions"]["batch_size"] == 32
+    for name in ("ewc", "si", "wpl"):
+        assert result["step_overhead"][name]["ratio"] > 0
+        assert result["step_overhead"][name]["target"] == perf.target("cpu", "minilm", name)
+    assert result["importance_vs_epoch"]["wpl"] > 0  # the pass after task 0 ran (none after the last task)
+    assert result["fisher_fast_vs_loop"]["equal"] is True and result["fisher_fast_vs_loop"]["model"] == "minilm"
+    assert result["growth"].startswith("not available")

@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch intra-op threads for both sides (default 1: stable on a shared machine)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test; figures meaningless)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both sides train (default cpu)")
-    p.add_argument("--model", choices=["mlp", "cnn", "resnet18"],
-                   help="the workload of every section (default: mlp, plus cnn in harness_vs_plain)")
+    p.add_argument("--model", choices=["mlp", "cnn", "resnet18", "minilm"],
+                   help="the workload of every section (default: mlp, plus cnn in harness_vs_plain; minilm: "
+                        "configs/text_bbc.yaml's task-IL scenario, 256 documents per task, batches of 32)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: forward and loss under bf16 autocast on both sides (default fp32)")
     p.add_argument("--channels-last", action="store_true", help="channels-last inputs and conv weights on both sides")
