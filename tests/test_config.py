@@ -20,7 +20,8 @@ def _error(raw) -> str:
 def test_valid_suite_fills_defaults():
     suite = resolve_config(tiny_suite(strategies=[{"name": "ewc", "params": {"ewc_lambda": 5}}]))
     assert suite.strategies[0].params == {"ewc_lambda": 5.0, "mode": "separate", "decay_factor": None,
-                                          "importance": "minibatch", "estimator": "empirical", "max_curvature": "auto"}
+                                          "importance": "minibatch", "estimator": "empirical", "max_curvature": "auto",
+                                          "importance_samples": None}
     assert suite.scenarios[0].params["trunk"] == "mlp"
 
 
