@@ -30,9 +30,6 @@ the layer's input a_n. Then
 * LayerNorm normalises each position over its last dimensions with that position's own statistics,
   so the same two reductions hold with x^ = layer_norm(a) (no affine part): every transformer
   block's norms take this path.
-* Embedding: sample n's gradient on row v is the sum of its output gradients at the positions holding token v;
-  (sample, token) pairs are summed with one ``index_add``, squared, and added into their rows (none for
-  ``padding_idx``), so a trainable token table never materialises N copies of itself.
 * Any other layer type with parameters falls back to ``torch.func`` (vmap of grad) for exactly
   those parameters; where vmap cannot trace the model (Python control flow on tensor values, as in
   Hugging Face ``transformers``' attention masks), to one backward pass per sample for them.
@@ -64,7 +61,7 @@ from forgetbench.benchmark.data.loaders import TensorBatchLoader
 from forgetbench.benchmark.data.models import TaskRoutedModule
 
 Estimator = Literal["empirical", "true", "predicted"]
-_FAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
+_FAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # Convolutions with at least this many output positions per sample get their per-sample gradients
 # from the grouped weight-gradient kernel; below it unfold + bmm is faster (measured on CPU, 1 thread:
 # 28x28 and 14x14 maps 2-3x faster grouped, 7x7 even, 4x4 1.6x slower).
@@ -196,9 +193,6 @@ def _accumulate_fast(module: nn.Module, calls: list[list[torch.Tensor]], sums: d
     if isinstance(module, nn.LayerNorm):
         _accumulate_layer_norm(module, calls, sums, prefix)
         return
-    if isinstance(module, nn.Embedding):
-        _accumulate_embedding(module, calls, sums, prefix)
-        return
     has_bias = module.bias is not None
     if isinstance(module, nn.Linear) and len(calls) == 1 and calls[0][0].dim() == 2:
         a, delta = calls[0]
@@ -282,26 +276,6 @@ def _accumulate_layer_norm(module: nn.LayerNorm, calls: list[list[torch.Tensor]]
         sums[prefix + "bias"] += (grad_b**2).sum(0)
 
 
-def _accumulate_embedding(module: nn.Embedding, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor],
-                          prefix: str) -> None:
-    """Per-sample gradients of an embedding table, squared and summed: sample n's gradient on row v is the sum of
-    its output gradients at the positions holding token v, so (sample, token) pairs are summed first (a
-    ``index_add`` over the distinct pairs), then squared and added into their rows; the padding row gets none."""
-    keys, grads = [], []
-    for indices, delta in calls:
-        n = indices.shape[0]
-        sample = torch.arange(n, device=indices.device).repeat_interleave(indices[0].numel())
-        keys.append(sample * module.num_embeddings + indices.reshape(-1))
-        grads.append(delta.reshape(-1, module.embedding_dim))
-    key, delta = torch.cat(keys), torch.cat(grads)
-    if module.padding_idx is not None:
-        keep = key % module.num_embeddings != module.padding_idx
-        key, delta = key[keep], delta[keep]
-    distinct, inverse = torch.unique(key, return_inverse=True)
-    per_pair = delta.new_zeros(len(distinct), module.embedding_dim).index_add_(0, inverse, delta)
-    sums[prefix + "weight"].index_add_(0, distinct % module.num_embeddings, per_pair.square_())
-
-
 def _split_parameters(model: nn.Module, trainable: set[str]):
     """Fast modules (every parameter of which the hooks cover) and the names left to the fallback;
     only parameters in ``trainable`` count (a module whose parameters are all frozen is neither)."""
@@ -317,8 +291,6 @@ def _split_parameters(model: nn.Module, trainable: set[str]):
             supported = set(own) == {"weight", "bias"} and module.running_mean is not None
         elif isinstance(module, nn.LayerNorm):
             supported = own == every and module.elementwise_affine
-        elif isinstance(module, nn.Embedding):  # a renormalising or sparse table keeps the general path
-            supported = own == ["weight"] and module.max_norm is None and not module.sparse
         elif supported and not isinstance(module, nn.Linear):
             supported = (
                 module.groups == 1
