@@ -35,7 +35,9 @@ Hyperparameters:
 * ``importance``: ``minibatch`` (Avalanche's estimate above, the default) or ``exact``, the exact
 diagonal empirical Fisher F_i = (1/N) sum_n (d/dtheta_i log p(y_n | x_n))^2 of the experience's model
 (:func:`forgetbench.strategies.importance.exact_fisher_diagonal`, the estimate ``wpl`` uses).
-* ``estimator``: with ``exact`` only, ``empirical`` (y_n the observed label) or ``predicted`` (y_n the model's most likely label,
+* ``estimator``: with ``exact`` only, ``empirical`` (y_n the observed label), ``true`` (y_n drawn from the model's
+predictive distribution with the run's seed: the Fisher's own definition, which stays of order p(1 - p) where the
+empirical one shrinks to (1 - p)^2 on a confident model) or ``predicted`` (y_n the model's most likely label,
 as van de Ven & Tolias's code, whose penalty is lambda_vdV / 2 * sum F (theta - theta*)^2: their lambda is
 2 * ewc_lambda here, and online their gamma * lambda_vdV / 2, with decay_factor = gamma). With ``exact`` and
 ewc_lambda = alpha / 2, EWC and WPL differ only in *what* they penalise: EWC every parameter, WPL
@@ -56,6 +58,15 @@ No pass runs where no later training could read its result (:func:`forgetbench.s
 after the last experience, and, when the schedule is known and no optimiser group decays weights, after a model
 that shares no parameter with any other (a frozen backbone with private heads). ``ewc_importance_skipped`` in the
 result lists those experiences; every number of the run is the same as with the pass.
+
+* ``importance_norm``: ``none`` (default) or ``mean``: each experience's F^k divided by its mean entry over the
+parameters its model uses (:func:`forgetbench.strategies.importance.normalise_importance`), so lambda means the
+same on a confident transformer (F ~ 1e-10) as on an MNIST MLP.
+
+Whether the penalty acts: at the end of every experience with a penalty, ``ewc_penalty_to_data_gradient`` records
+||grad penalty|| / ||grad data loss|| on the last training batch (:func:`forgetbench.strategies.penalty.penalty_gradient_ratio`),
+and ``ewc_penalty_inert`` the experiences where it was below 0.05: there the penalty was too small to change
+training (raise ``ewc_lambda`` or use ``importance_norm: mean``).
 """
 
 from __future__ import annotations
@@ -68,8 +79,10 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy
-from forgetbench.strategies.importance import exact_fisher_diagonal, sample_subset, squared_gradient_importance
-from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset, named_params, stable_curvature
+from forgetbench.strategies.importance import (exact_fisher_diagonal, normalise_importance, sample_subset,
+                                               squared_gradient_importance)
+from forgetbench.strategies.penalty import (QuadraticAnchor, movable_subset, named_params, penalty_gradient_ratio,
+                                            penalty_strength_results, stable_curvature)
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
 
 
@@ -78,9 +91,10 @@ class EWCParams(StrategyParams):
     mode: Literal["separate", "online"] = "separate"
     decay_factor: float | None = Field(None, ge=0.0, le=1.0)
     importance: Literal["minibatch", "exact"] = "minibatch"
-    estimator: Literal["empirical", "predicted"] = "empirical"
+    estimator: Literal["empirical", "true", "predicted"] = "empirical"
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
     importance_samples: PositiveInt | None = None
+    importance_norm: Literal["none", "mean"] = "none"
 
     @model_validator(mode="after")
     def _decay_needs_online(self) -> "EWCParams":
@@ -95,11 +109,11 @@ class EWCParams(StrategyParams):
 
 
 def exact_importance(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], task_label: int,
-                     estimator: str = "empirical") -> dict[str, torch.Tensor]:
-    """The exact diagonal Fisher of model ``task_label`` (``estimator``: which labels); 0 for parameters it
-    does not use."""
+                     estimator: str = "empirical", generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """The exact diagonal Fisher of model ``task_label`` (``estimator``: which labels; ``true`` draws them from
+    ``generator``); 0 for parameters it does not use."""
     x, y = tensors[0], tensors[1]
-    fisher = exact_fisher_diagonal(model, x, y, task_label, estimator=estimator)
+    fisher = exact_fisher_diagonal(model, x, y, task_label, estimator=estimator, generator=generator)
     return {n: fisher[n] if n in fisher else torch.zeros_like(p) for n, p in model.named_parameters()}
 
 
@@ -135,6 +149,8 @@ class EWCPlugin(Plugin):
         self.adaptive = adaptive
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped: list[int] = []  # experiences whose importance pass was not needed (importance_needed)
+        self.importance_norm = params.importance_norm
+        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
         self._params: list[torch.Tensor] = []
         self._subset: list[int] | None = None
 
@@ -162,6 +178,8 @@ class EWCPlugin(Plugin):
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience
+        self.gradient_ratios.append(None if self.quadratic.empty else penalty_gradient_ratio(
+            strategy, self._params, lambda: self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)))
         if not importance_needed(self.used_params, index, adaptive=self.adaptive, every_parameter=True,
                                  optimizer=getattr(strategy, "optimizer", None)):
             self.skipped.append(index)
@@ -169,7 +187,8 @@ class EWCPlugin(Plugin):
                 return  # nothing is trained after the last experience
             importance = {}  # 0 wherever a later experience could read it (see importance_needed)
         else:
-            importance = self._importance(strategy)
+            used = self.used_params[index] if self.used_params is not None and index < len(self.used_params) else None
+            importance = normalise_importance(self._importance(strategy), self.importance_norm, used)
         # a frozen parameter cannot move, so it gets no importance and no anchor (the quadratic keeps the names
         # it started with: a parameter frozen later keeps its zero-cost entry rather than changing the layout)
         names = self.quadratic.names if not self.quadratic.empty else [
@@ -195,7 +214,8 @@ class EWCPlugin(Plugin):
         if self.importance_samples is not None:
             tensors = sample_subset(tensors, self.importance_samples, self.generator)
         if self.importance == "exact":
-            return exact_importance(strategy.model, tensors, strategy.experience.task_labels[0], self.estimator)
+            return exact_importance(strategy.model, tensors, strategy.experience.task_labels[0], self.estimator,
+                                    self.generator)
         return squared_gradient_importance(
             strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
         )
@@ -203,7 +223,8 @@ class EWCPlugin(Plugin):
     def state_dict(self) -> dict:
         """The one quadratic holding every earlier experience's importance and anchor; the sampling RNG."""
         return {"quadratic": self.quadratic.state_dict(), "capped_entries": self.capped_entries,
-                "skipped": list(self.skipped), "generator": generator_state(self.generator)}
+                "skipped": list(self.skipped), "generator": generator_state(self.generator),
+                "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios]}
 
     def load_state_dict(self, state) -> None:
         self.quadratic.load_state_dict(state["quadratic"])
@@ -211,13 +232,15 @@ class EWCPlugin(Plugin):
         self.skipped = [int(i) for i in state.get("skipped", [])]
         if "generator" in state:
             set_generator_state(self.generator, state["generator"])
+        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
         self._params, self._subset = [], None
 
     def extra_results(self) -> dict:
         """How many importance entries ``max_curvature`` capped (summed over experiences); the experiences
         whose importance pass was skipped because no later training could read it."""
         return {"ewc_capped_entries": self.capped_entries, "ewc_max_curvature": self.max_curvature,
-                "ewc_importance_skipped": list(self.skipped)}
+                "ewc_importance_skipped": list(self.skipped),
+                **penalty_strength_results("ewc", self.gradient_ratios)}
 
     def state_bytes(self) -> int:
         """Bytes of the importance and anchor tensors held (does not grow with T in either mode)."""

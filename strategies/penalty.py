@@ -20,10 +20,14 @@ without a data gradient) is unchanged.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+# A penalty whose gradient is below this share of the data loss's gradient at the end of an experience does not
+# act: the weights go where the data loss sends them, as without it.
+INERT_RATIO = 0.05
 
 
 def stable_curvature(setting: str | float | None, training) -> float | None:
@@ -262,3 +266,45 @@ def named_params(model: torch.nn.Module, names: Sequence[str]) -> list[Tensor]:
     """The model's parameters in ``names`` order (raises ``KeyError`` naming a missing one)."""
     table = dict(model.named_parameters())
     return [table[n] for n in names]
+
+
+def penalty_gradient_ratio(strategy, params: Sequence[Tensor], penalty: Callable[[], Tensor]) -> float | None:
+    """||d penalty / d theta|| / ||d L_data / d theta|| over ``params``, on the experience's last training
+    mini-batch (model in eval mode, so no dropout draw and no change to the training's RNG; gradients are not
+    accumulated into ``.grad``).
+
+    At the end of an experience a penalty that acts balances the data loss's gradient (ratio near 1 at a
+    stationary point of the sum); a ratio below :data:`INERT_RATIO` says the penalty is too small to act
+    (its lambda or importance is orders of magnitude off). None when there is no batch or no parameter.
+    """
+    params = [p for p in params if p.requires_grad]
+    if not params or getattr(strategy, "mbatch", None) is None:
+        return None
+    model = strategy.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            data_loss = strategy._criterion(strategy.forward(), strategy.mb_y)
+            data = torch.autograd.grad(data_loss, params, allow_unused=True)
+            value = penalty()
+            if not isinstance(value, Tensor) or not value.requires_grad:
+                return None
+            regular = torch.autograd.grad(value, params, allow_unused=True)
+    finally:
+        model.train(was_training)
+
+    def norm(grads) -> float:
+        present = [g for g in grads if g is not None]
+        return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present)))) if present else 0.0
+
+    data_norm = norm(data)
+    return norm(regular) / data_norm if data_norm > 0 else None
+
+
+def penalty_strength_results(prefix: str, ratios: Sequence[float | None]) -> dict:
+    """The record keys every quadratic regularizer reports: ``<prefix>_penalty_to_data_gradient`` (per experience,
+    None without a penalty) and ``<prefix>_penalty_inert`` (the experiences where the ratio was below
+    :data:`INERT_RATIO`)."""
+    return {f"{prefix}_penalty_to_data_gradient": list(ratios),
+            f"{prefix}_penalty_inert": [i for i, r in enumerate(ratios) if r is not None and r < INERT_RATIO]}

@@ -52,6 +52,7 @@ from torch import nn
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.train.template import FastSupervisedTemplate
+from forgetbench.strategies.adapters import adapter_diagnostics, adapter_name, lora_adapters
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state, tensor_bytes
 
@@ -65,10 +66,6 @@ class PICParams(StrategyParams):
     lam: NonNegativeFloat | None = None
     init: Literal["previous", "fresh"] = "previous"
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-
-
-def adapter_name(experience: int) -> str:
-    return f"task{experience}"
 
 
 def _import_peft():
@@ -90,15 +87,17 @@ class PICNet(TaskRoutedModule):
     """
 
     def __init__(self, model: TaskRoutedModule, rank: int, alpha: float | None,
-                 used_params: Sequence[frozenset[str]]):
+                 used_params: Sequence[frozenset[str]], adapted: Sequence[Sequence[str]] | None = None):
+        """``adapted[t]``: the layers that get adapter t (default: the Linear / Conv layers experience t shares
+        with an earlier one, PIC's rule)."""
         super().__init__()
         peft = _import_peft()
         self.inner = copy.deepcopy(model)
-        adaptable = {name for name, m in self.inner.named_modules() if isinstance(m, _ADAPTABLE)}
-        self.adapted: list[list[str]] = []
-        for index in range(len(used_params)):
-            shared = shared_params(used_params, index)
-            self.adapted.append(sorted(n for n in adaptable if f"{n}.weight" in shared))
+        if adapted is None:
+            adaptable = {name for name, m in self.inner.named_modules() if isinstance(m, _ADAPTABLE)}
+            adapted = [[n for n in adaptable if f"{n}.weight" in shared_params(used_params, index)]
+                       for index in range(len(used_params))]
+        self.adapted: list[list[str]] = [sorted(layers) for layers in adapted]
         self._renamed = {}
         for layer in sorted({n for names in self.adapted for n in names}):
             for leaf in ("weight", "bias"):
@@ -113,6 +112,7 @@ class PICNet(TaskRoutedModule):
         self._rewire_aliases()
         if hasattr(model, "max_class_label"):
             self.max_class_label = model.max_class_label
+        self.lora_scale = (alpha if alpha is not None else rank) / rank  # an adapter's training scale
         self.training_adapter: int | None = None
         self.finished: list[int] = []
         self.lam = 0.0
@@ -311,8 +311,12 @@ class PICPlugin(Plugin):
         return tensor_bytes(self.model.adapter_tensors())
 
     def extra_results(self) -> dict:
+        """The chosen lambdas and held-out accuracies; the adapters' diagnostics (evaluation merges every
+        adapter, so inference needs no task identity beyond the scenario's heads)."""
         return {"pic": {"lam": self.lams, "val_accuracy": self.val_accuracy,
-                        "val_accuracy_per_lambda": self.val_accuracy_per_lambda}}
+                        "val_accuracy_per_lambda": self.val_accuracy_per_lambda},
+                "adapters": {"per_task": adapter_diagnostics(lora_adapters(self.model)),
+                             "needs_task_identity": False}}
 
 
 class PICTemplate(FastSupervisedTemplate):

@@ -30,6 +30,24 @@ def builtin_strategies() -> list[str]:
                   and e.factory.__module__ != "forgetbench.strategies.avalanche_zoo")
 
 
+def needs_traits(name: str) -> bool:
+    """Whether strategy ``name`` runs only on scenarios with certain traits (olora / inflora: a pretrained
+    backbone), so the tiny digits scenarios cannot run it."""
+    return bool(STRATEGIES.get(name).extra.get("requires"))
+
+
+def toy_text_scenario(root: Path) -> dict:
+    """The `text` scenario on a toy four-class corpus written under ``root`` (two tasks, 16 tokens, MiniLM's top
+    layer trained): the smallest scenario with a pretrained backbone."""
+    from test_text import folder_corpus, require_text_extra
+
+    require_text_extra()
+    corpus = root / "toy_corpus"
+    if not corpus.exists():
+        folder_corpus(corpus)
+    return {"name": "text", "params": {"corpus": f"folder:{corpus}", "max_length": 16, "trainable_layers": 1}}
+
+
 def mnist_root() -> Path:
     """The data root holding real MNIST; skips offline, except on CI where it must be there."""
     root = default_data_root()

@@ -13,7 +13,7 @@ from avalanche.core import SupervisedPlugin
 
 from forgetbench.benchmark.core.registry import NoParams
 from forgetbench.benchmark.front.testing import check_strategy
-from helpers import builtin_strategies, pip_install_target
+from helpers import builtin_strategies, needs_traits, pip_install_target, toy_text_scenario
 from forgetbench.strategies import STRATEGIES, StrategyContext, register_strategy
 
 HERE = Path(__file__).resolve().parent
@@ -29,8 +29,14 @@ def test_list_shows_every_built_in(cli, capsys):
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
-def test_built_in_strategy_passes_contract(name):
-    check_strategy(name)
+def test_built_in_strategy_passes_contract(name, tmp_path):
+    """On the tiny digits split; a strategy that needs a pretrained backbone (olora, inflora) on a toy text scenario."""
+    check_strategy(name, scenario=toy_text_scenario(tmp_path) if needs_traits(name) else None)
+
+
+def test_check_strategy_says_which_trait_the_scenario_lacks():
+    with pytest.raises(AssertionError, match="the scenario 'split' lacks pretrained_backbone"):
+        check_strategy("olora")
 
 
 @pytest.mark.parametrize("name", ["joint", "standalone", "spg", "l2"])

@@ -71,9 +71,19 @@ def _check_strategy(name: str, params: dict | None, scenario: dict | None) -> No
         entry.parse_params(params)
     except ValidationError as exc:
         raise AssertionError(f"{who}: invalid params {params!r}: {exc}") from None
+    scenario = scenario or DEFAULT_SCENARIO
+    requires = entry.extra.get("requires") or {}
+    if requires:
+        from forgetbench.benchmark.core.registries import SCENARIOS
+
+        traits = getattr(SCENARIOS.get(scenario["name"]).parse_params(scenario.get("params")), "model_traits",
+                         lambda: None)()
+        lacking = sorted(set(requires) - set(traits)) if traits is not None else []
+        assert not lacking, (f"{who}: the scenario {scenario['name']!r} lacks {', '.join(lacking)} "
+                             f"({'; '.join(requires[t] for t in lacking)}): pass scenario= one that has it")
     spec = RunSpec(
         suite="check_strategy",
-        scenario=ComponentSpec(**(scenario or DEFAULT_SCENARIO)),
+        scenario=ComponentSpec(**scenario),
         strategy=ComponentSpec(name=name, params=dict(params or {})),
         seed=0,
         training=TRAINING,

@@ -69,6 +69,7 @@ MODEL_TRAITS: dict[str, str] = {
     "task_heads": "an output layer per task, chosen by the task label",
     "unmasked_outputs": "no output unit is held at a constant (class-IL's units of classes not seen yet are)",
     "disjoint_labels": "each task's classes have labels no other task uses (class-IL), so a label names one class",
+    "pretrained_backbone": "a pretrained network every task adapts (the text scenario's encoder), not one trained from scratch",
 }
 
 

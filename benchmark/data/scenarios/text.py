@@ -12,7 +12,10 @@ encoder (``minilm`` = all-MiniLM-L6-v2, 6 layers, hidden 384) is shared by every
 * mean pooling over the real tokens (sentence-transformers' pooling), then the task's head:
   ``head: multi`` = one linear head per task over its own classes (task-incremental; the task label
   picks the head), ``head: single`` = one head over every class of every task, labels global
-  (class-incremental when the task label is not used at test time: the single head never reads it).
+  (class-incremental when the task label is not used at test time: the single head never reads it),
+  ``head: shared`` = one head over each task's *local* labels (as many outputs as the largest task),
+  shared by every task (domain-incremental: task t's class j and task u's class j are one output, so
+  later tasks relabel what earlier tasks learnt, and the task label is never read).
 
 **Adapters** (``adapters: {rank, alpha, target_modules, train_encoder}``): every task gets its own
 Hugging Face PEFT LoRA adapter (``task<t>``, Delta W = (alpha / rank) B A on the ``target_modules`` of
@@ -63,7 +66,7 @@ class TextParams(ScenarioParams):
     classes_per_task: int = Field(2, ge=2)  # classes per task (a smaller remainder joins the last task)
     tasks: list[list[str]] | None = Field(None, min_length=1, description="class names per task")
     trainable_layers: NonNegativeInt = 1  # the encoder's top layers trained and shared (0: frozen; the rest are computed once)
-    head: Literal["multi", "single"] = "multi"  # a head per task (task-IL) or one head over every class (class-IL)
+    head: Literal["multi", "single", "shared"] = "multi"  # a head per task (task-IL), one head over every class (class-IL), or one head over local labels (domain-IL)
     max_train_per_task: PositiveInt | None = None  # cap on each task's training documents
     max_test_per_task: PositiveInt | None = None  # cap on each task's test documents
     max_per_class: PositiveInt | None = Field(None, description="first N documents per class and split")
@@ -75,8 +78,8 @@ class TextParams(ScenarioParams):
     @model_validator(mode="after")
     def _tasks(self) -> "TextParams":
         if self.adapters is not None and self.head != "multi":
-            raise ValueError("adapters: one adapter per task is chosen by the task label, which class-IL "
-                             "(head: single) does not read; use head: multi")
+            raise ValueError(f"adapters: one adapter per task is chosen by the task label, which head: {self.head} "
+                             "(class-IL / domain-IL) does not read; use head: multi")
         if self.adapters is not None and self.trainable_layers == 0:
             raise ValueError("adapters: they sit in the top trainable_layers layers; set trainable_layers >= 1")
         if self.tasks is not None:
@@ -89,6 +92,10 @@ class TextParams(ScenarioParams):
 
     def data_requirements(self) -> list[tuple[str, bool]]:
         return []  # text corpora are not image datasets; preflight checks them
+
+    def model_traits(self) -> frozenset[str]:
+        heads = {"multi": {"task_heads"}, "single": {"single_head", "disjoint_labels"}, "shared": {"single_head"}}
+        return frozenset({"pretrained_backbone", "unmasked_outputs"} | heads[self.head])
 
     def needs_data_files(self) -> bool:
         return True  # the encoder (and a corpus folder) may live under the data root
@@ -149,7 +156,7 @@ def task_classes(corpus: text.Corpus, params: TextParams) -> list[list[int]]:
 class EncoderTasks(TaskRoutedModule):
     """The encoder's top layers (shared) and the task heads, on cached frozen-part token states."""
 
-    def __init__(self, layers: list[nn.Module], hidden: int, head_sizes: list[int], single_head: bool,
+    def __init__(self, layers: list[nn.Module], hidden: int, head_sizes: list[int], head: str,
                  adapters: AdapterParams | None = None):
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -157,8 +164,9 @@ class EncoderTasks(TaskRoutedModule):
         if adapters is not None:
             _add_task_adapters(self.layers, adapters, len(head_sizes))
         self.hidden = hidden
-        self.single_head = single_head
-        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in ([sum(head_sizes)] if single_head else head_sizes))
+        self.single_head = head != "multi"
+        sizes = {"multi": head_sizes, "single": [sum(head_sizes)], "shared": [max(head_sizes)]}[head]
+        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in sizes)
         self.max_class_label = max(h.out_features for h in self.heads)
 
     def head_index(self, task_label: int) -> int:
@@ -242,7 +250,7 @@ def build_text(params: TextParams, inputs: ScenarioInputs) -> Scenario:
     layers = [copy.deepcopy(layer) for layer in encoder.encoder.layer[frozen:]]
     hidden = int(encoder.config.hidden_size)
     del encoder
-    model = EncoderTasks(layers, hidden, [len(g) for g in groups], params.head == "single", params.adapters)
+    model = EncoderTasks(layers, hidden, [len(g) for g in groups], params.head, params.adapters)
 
     labels, is_test = tokens["labels"], tokens["test"]
     generator = torch.Generator().manual_seed(inputs.seed)
@@ -261,8 +269,9 @@ def build_text(params: TextParams, inputs: ScenarioInputs) -> Scenario:
             name=f"task{t}(" + ",".join(corpus.classes[c] for c in classes) + ")", model_key=t,
             train_x=split["train"][0], train_y=split["train"][1], test_x=split["test"][0], test_y=split["test"][1],
             used_params=model.used_parameter_names(t),
-            num_classes=sum(len(g) for g in groups) if params.head == "single" else len(classes)))
+            num_classes={"single": sum(len(g) for g in groups), "shared": max(len(g) for g in groups)}.get(
+                params.head, len(classes))))
         offset += len(classes)
     meta = {"corpus": corpus.name, "classes": [[corpus.classes[c] for c in g] for g in groups],
-            "frozen_layers": frozen, "adapters": params.adapters is not None, "scenario_type": "class-IL" if params.head == "single" else "task-IL"}
+            "frozen_layers": frozen, "adapters": params.adapters is not None, "scenario_type": {"single": "class-IL", "shared": "domain-IL"}.get(params.head, "task-IL")}
     return Scenario("text", tasks, model, meta=meta)
