@@ -229,6 +229,15 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("olora-without-pretrained-backbone", {"suite": _strategy("olora")}, RUN,
      "strategies[0].name: 'olora' cannot run on scenarios[0] 'split': it needs pretrained_backbone (it trains one "
      "LoRA adapter per task on a frozen pretrained backbone; the scenarios with one: text"),
+    ("text-corpora-offline", {"suite": _text(corpora=[{"corpus": "hf:ag_news"}, {"corpus": "hf:dbpedia_14"}])}, RUN,
+     "corpus 'hf:ag_news' is not a local folder or file, so it is a Hugging Face Hub dataset, and downloads are off"),
+    ("text-corpora-with-tasks", {"suite": _text(tasks=[["sport", "tech"]], corpora=[
+        {"corpus": "bbc_news"}, {"corpus": "bbc_news", "name": "again"}])}, RUN,
+     "tasks: with corpora every dataset is one task"),
+    ("text-corpora-same-name", {"suite": _text(corpora=[{"corpus": "bbc_news"}, {"corpus": "bbc_news"}])}, RUN,
+     "corpora: task names must differ"),
+    ("text-corpora-one", {"suite": _text(corpora=[{"corpus": "bbc_news"}])}, RUN,
+     "scenarios[0].params.corpora: List should have at least 2 items"),
     ("inflora-threshold", {"suite": _strategy("inflora", threshold=1.0)}, RUN,
      "strategies[0].params.threshold: Input should be less than 1"),
     ("ewc-importance-norm", {"suite": _strategy("ewc", importance_norm="max")}, RUN,

@@ -66,11 +66,11 @@ def test_olora_adds_lambda_times_the_orthogonality_loss_of_its_adapters(tmp_path
     added, original = [], plugin.before_backward
 
     def check(strategy_, **kwargs):  # the loss term against A_0, A_1 as they are at this step
-        before = float(strategy_.loss)
+        before = float(strategy_.loss.detach())
         original(strategy_, **kwargs)
         new_a = model.adapter_parameters(1, "lora_A")
         hand = sum(float(((old @ new.T) ** 2).sum()) for old, new in zip(first_a, new_a))
-        added.append((float(strategy_.loss) - before, 0.5 * hand))
+        added.append((float(strategy_.loss.detach()) - before, 0.5 * hand))
 
     plugin.before_backward = check
     strategy.train(experiences[1])
@@ -285,3 +285,46 @@ def test_a_tiny_fisher_is_flagged_inert_and_the_normalised_one_acts(name, tmp_pa
     assert plain_results[f"{name}_penalty_to_data_gradient"][0] is None
     assert normed_results[f"{name}_penalty_inert"] == []
     assert normed_results[f"{name}_penalty_to_data_gradient"][1] > 100 * plain_results[f"{name}_penalty_to_data_gradient"][1]
+
+
+# ------------------------------------------------------------------ a sequence of datasets (text-CL order)
+def _dataset(path, features: dict, rows: dict[str, list[tuple]]):
+    """A tiny dataset in the Hub's own layout (a `save_to_disk` DatasetDict with train and test splits)."""
+    import datasets
+
+    columns = list(features)
+    datasets.DatasetDict({split: datasets.Dataset.from_dict(
+        {c: [row[i] for row in items] for i, c in enumerate(columns)}, features=datasets.Features(features))
+        for split, items in rows.items()}).save_to_disk(str(path))
+
+
+def test_corpora_make_one_task_per_dataset_with_its_own_columns(tmp_path):
+    """configs/text_cl_standard.yaml's shape on local files: DBpedia-like (title, content, 3 classes) then
+    Yahoo-like (topic over joined question and answer, 2 classes), each one task with its classes, capped per class
+    and split; the shipped config itself validates."""
+    from test_text import _require_datasets
+
+    _require_datasets()
+    import datasets
+
+    label = lambda names: datasets.ClassLabel(names=names)  # noqa: E731
+    words = {"Company": "shares board", "Artist": "paint gallery", "Animal": "fur paws"}
+    _dataset(tmp_path / "dbpedia", {"title": datasets.Value("string"), "content": datasets.Value("string"),
+                                    "label": label(list(words))},
+             {split: [(f"t{i}", f"{name} {text} item {i}", k) for i in range(n) for k, (name, text) in enumerate(words.items())]
+              for split, n in (("train", 6), ("test", 3))})
+    _dataset(tmp_path / "yahoo", {"question_title": datasets.Value("string"), "question_content": datasets.Value("string"),
+                                  "best_answer": datasets.Value("string"), "topic": label(["Sports", "Health"])},
+             {split: [(f"q{i}", "which team" if k == 0 else "which cure", "answer", k) for i in range(n) for k in (0, 1)]
+              for split, n in (("train", 6), ("test", 3))})
+    scenario = text_scenario(tmp_path, max_per_class=4, corpora=[
+        {"corpus": f"hf:{tmp_path / 'dbpedia'}", "text_column": "content", "name": "dbpedia"},
+        {"corpus": f"hf:{tmp_path / 'yahoo'}", "text_column": ["question_title", "question_content", "best_answer"],
+         "label_column": "topic", "name": "yahoo"}])
+    assert [t.name for t in scenario.tasks] == ["task0(dbpedia/Company,dbpedia/Artist,dbpedia/Animal)",
+                                                "task1(yahoo/Sports,yahoo/Health)"]
+    assert [len(t.train_y) for t in scenario.tasks] == [12, 8] and [len(t.test_y) for t in scenario.tasks] == [9, 6]
+    assert [t.num_classes for t in scenario.tasks] == [3, 2] and len(scenario.model.heads) == 2
+    from forgetbench.benchmark.front.cli import main
+
+    assert main(["validate", "configs/text_cl_standard.yaml", "--skip-data"]) == 0

@@ -187,6 +187,20 @@ def load_corpus(name: str, *, download: bool = False, text_column: str | list[st
     return corpus
 
 
+def concatenate_corpora(parts: list[tuple[str, Corpus]]) -> tuple[Corpus, list[list[int]]]:
+    """One corpus holding every part's documents in order, class ``c`` of part ``name`` renamed ``name/c``
+    (two datasets' label names may collide: Yelp's and Amazon's star ratings); also each part's class indices."""
+    texts, labels, classes, test, groups = [], [], [], [], []
+    for name, corpus in parts:
+        offset = len(classes)
+        classes += [f"{name}/{c}" for c in corpus.classes]
+        groups.append(list(range(offset, len(classes))))
+        texts += corpus.texts
+        labels += [offset + label for label in corpus.labels]
+        test += corpus.test
+    return Corpus("+".join(name for name, _ in parts), texts, labels, classes, test), groups
+
+
 def corpus_digest(corpus: Corpus) -> str:
     """``blake2b:<16 hex>`` of the documents, labels, class names and split, in order."""
     h = hashlib.blake2b(digest_size=8)

@@ -3,7 +3,9 @@
 A corpus's classes (``bbc_news``, ``austen``, a ``folder:`` of ``<class>/<doc>.txt``, or ``hf:`` a
 Hugging Face dataset, with ``text_column`` / ``label_column`` and ``download: true`` for the Hub; see
 :mod:`forgetbench.benchmark.data.text`; ``max_per_class`` caps each class in each split) are split into tasks: ``tasks`` lists each task's class names, else the classes
-in order in groups of ``classes_per_task`` (a remainder smaller than that joins the last task). The
+in order in groups of ``classes_per_task`` (a remainder smaller than that joins the last task).
+``corpora`` instead lists several datasets, each one task in that order (the text-CL sequences: AG News,
+Amazon, Yelp, DBpedia, Yahoo), each with its own columns; their classes are named ``<task name>/<class>``. The
 encoder (``minilm`` = all-MiniLM-L6-v2, 6 layers, hidden 384) is shared by every task:
 
 * the top ``trainable_layers`` transformer layers are trained (6 = full fine-tuning of the layers;
@@ -59,6 +61,20 @@ class AdapterParams(BaseModel):
     train_encoder: bool = False  # also train the layers' own weights (shared by every task)
 
 
+class CorpusPart(BaseModel):
+    """One dataset of a sequence (``corpora``): it is one task, with its own columns."""
+
+    model_config = ConfigDict(extra="forbid")
+    corpus: str  # a corpus name as in `corpus` (hf:<id> for the Hub, with download: true)
+    text_column: str | list[str] = "text"  # its text column (a list is joined)
+    label_column: str = "label"  # its label column
+    name: str | None = None  # the task's name (default: the corpus name without its hf: prefix)
+
+    @property
+    def task_name(self) -> str:
+        return self.name or self.corpus.removeprefix("hf:")
+
+
 class TextParams(ScenarioParams):
     corpus: str = "bbc_news"  # text corpus (see Datasets and corpora)
     encoder: str = "minilm"  # minilm, a local Hugging Face model folder, or a Hub id with download
@@ -74,6 +90,8 @@ class TextParams(ScenarioParams):
     label_column: str = "label"  # the label column
     download: bool = False  # fetch the corpus / encoder when missing (needs internet)
     adapters: AdapterParams | None = None  # one PEFT LoRA adapter per task (null: none)
+    corpora: list[CorpusPart] | None = Field(None, min_length=2, description=(
+        "a sequence of datasets, one task each, in order (replaces corpus, tasks and classes_per_task)"))
 
     @model_validator(mode="after")
     def _tasks(self) -> "TextParams":
@@ -82,6 +100,13 @@ class TextParams(ScenarioParams):
                              "(class-IL / domain-IL) does not read; use head: multi")
         if self.adapters is not None and self.trainable_layers == 0:
             raise ValueError("adapters: they sit in the top trainable_layers layers; set trainable_layers >= 1")
+        if self.corpora is not None and self.tasks is not None:
+            raise ValueError("tasks: with corpora every dataset is one task; leave tasks out")
+        names = [part.task_name for part in self.corpora or []]
+        clash = sorted({a for a in names for b in names if a is not b and (a == b or b.startswith(a + "/"))})
+        if clash:
+            raise ValueError(f"corpora: task names must differ and none may start with another's '<name>/', "
+                             f"got {clash}: give each part a `name`")
         if self.tasks is not None:
             flat = [c for task in self.tasks for c in task]
             if len(set(flat)) != len(flat):
@@ -128,8 +153,15 @@ def _linear_names(directory) -> list[str]:
 
 
 def load_corpus(params: TextParams) -> text.Corpus:
-    return text.load_corpus(params.corpus, download=params.download, text_column=params.text_column,
-                            label_column=params.label_column, max_per_class=params.max_per_class)
+    """The scenario's corpus: ``corpus``, or the ``corpora`` one after another (their classes named
+    ``<task name>/<class>``)."""
+    if params.corpora is None:
+        return text.load_corpus(params.corpus, download=params.download, text_column=params.text_column,
+                                label_column=params.label_column, max_per_class=params.max_per_class)
+    parts = [(part.task_name, text.load_corpus(part.corpus, download=params.download, text_column=part.text_column,
+                                               label_column=part.label_column, max_per_class=params.max_per_class))
+             for part in params.corpora]
+    return text.concatenate_corpora(parts)[0]
 
 
 def _read_layers(directory) -> int:
@@ -138,6 +170,9 @@ def _read_layers(directory) -> int:
 
 def task_classes(corpus: text.Corpus, params: TextParams) -> list[list[int]]:
     """Each task's class indices in the corpus."""
+    if params.corpora is not None:  # one task per dataset, its classes named <task name>/<class>
+        return [[i for i, c in enumerate(corpus.classes) if c.startswith(part.task_name + "/")]
+                for part in params.corpora]
     if params.tasks is not None:
         unknown = sorted({c for task in params.tasks for c in task} - set(corpus.classes))
         if unknown:
