@@ -1,7 +1,7 @@
 """What the adapter strategies (pic, merge, olora, inflora) report about their per-task LoRA adapters.
 
 For task t's adapter on a layer, Delta W_t = s B_t A_t (s = alpha / rank; A_t is r x in, PEFT's ``lora_A``
-weight, B_t is out x r). Per task, summed or maximised over the layers that carry its adapter:
+weight, B_t is out x r; a convolution's kernels are read as matrices, in = in_channels x kernel size). Per task, summed or maximised over the layers that carry its adapter:
 
 * ``norm``: sqrt(sum over layers of ||Delta W_t||_F^2), how far the adapter moves the backbone (an O-LoRA
   adapter that satisfies its orthogonality loss by shrinking to zero shows here as a norm near 0);
@@ -68,6 +68,6 @@ def lora_adapters(net) -> dict[str, list[tuple[int, torch.Tensor, torch.Tensor, 
         for task in net.finished:
             key = adapter_name(task)
             if key in layer.lora_A:
-                out.setdefault(name, []).append(
-                    (task, layer.lora_A[key].weight, layer.lora_B[key].weight, net.lora_scale))
+                out.setdefault(name, []).append(  # conv kernels as matrices: A (r, in * k), B (out, r)
+                    (task, layer.lora_A[key].weight.flatten(1), layer.lora_B[key].weight.flatten(1), net.lora_scale))
     return out

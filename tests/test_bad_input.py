@@ -238,6 +238,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "corpora: task names must differ"),
     ("text-corpora-one", {"suite": _text(corpora=[{"corpus": "bbc_news"}])}, RUN,
      "scenarios[0].params.corpora: List should have at least 2 items"),
+    ("osf-effective-rank-one", {"suite": _strategy("osf", effective_rank=1.0)}, RUN,
+     "strategies[0].params.effective_rank: Input should be less than 1"),
     ("inflora-threshold", {"suite": _strategy("inflora", threshold=1.0)}, RUN,
      "strategies[0].params.threshold: Input should be less than 1"),
     ("ewc-importance-norm", {"suite": _strategy("ewc", importance_norm="max")}, RUN,

@@ -83,12 +83,13 @@ def test_resumed_run_equals_the_uninterrupted_one(name, scenario, at, tmp_path, 
     assert comparable(resumed) == comparable(reference)
 
 
-@pytest.mark.parametrize("name", ["olora", "inflora", "merge"])
+@pytest.mark.parametrize("name", ["olora", "inflora", "merge", "osf"])
 def test_resumed_adapter_methods_on_a_pretrained_encoder_equal_the_uninterrupted_run(name, tmp_path, monkeypatch):
-    """One adapter per task on MiniLM's top layer: the finished adapters, InfLoRA's input bases and DARE / TIES'
-    state travel in the checkpoint."""
+    """One adapter per task on MiniLM's top layer: the finished adapters, InfLoRA's input bases, DARE / TIES' state
+    and OSF's re-decomposed adapter (its sizes read from the checkpoint) travel in the checkpoint."""
     scenario = ComponentSpec(**toy_text_scenario(tmp_path))
-    spec = RunSpec("resume", scenario, ComponentSpec(name=name, params={"rank": 2}), 0, TRAINING, "cpu")
+    spec = RunSpec("resume", scenario, ComponentSpec(name=name, params={} if name == "osf" else {"rank": 2}), 0,
+                   TRAINING, "cpu")
     reference = run(spec, tmp_path / "data", checkpoint=tmp_path / "reference.pt")
     assert reference.status == "ok", reference.traceback
     _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 0, monkeypatch, tmp_path / "data")

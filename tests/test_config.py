@@ -21,7 +21,7 @@ def test_valid_suite_fills_defaults():
     suite = resolve_config(tiny_suite(strategies=[{"name": "ewc", "params": {"ewc_lambda": 5}}]))
     assert suite.strategies[0].params == {"ewc_lambda": 5.0, "mode": "separate", "decay_factor": None,
                                           "importance": "minibatch", "estimator": "empirical", "max_curvature": "auto",
-                                          "importance_samples": None}
+                                          "importance_samples": None, "importance_norm": "none"}
     assert suite.scenarios[0].params["trunk"] == "mlp"
 
 

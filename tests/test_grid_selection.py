@@ -60,7 +60,8 @@ def test_grid_expands_into_one_run_per_combination_and_seed():
     online = next(s for s in runs if s.strategy.display_name == "ewc[ewc_lambda=1,mode=online]")
     assert online.strategy.params == {"ewc_lambda": 1.0, "mode": "online", "decay_factor": 1.0,
                                       "importance": "minibatch", "estimator": "empirical",
-                                      "max_curvature": "auto", "importance_samples": None}
+                                      "max_curvature": "auto", "importance_samples": None,
+                                      "importance_norm": "none"}
     assert online.run_id == "split__ewc[ewc_lambda=1,mode=online]__seed0"
 
 

@@ -328,3 +328,61 @@ def test_corpora_make_one_task_per_dataset_with_its_own_columns(tmp_path):
     from forgetbench.benchmark.front.cli import main
 
     assert main(["validate", "configs/text_cl_standard.yaml", "--skip-data"]) == 0
+
+
+# ------------------------------------------------------------------ OSF (PEFT's OSFConfig per task)
+def _osf_first_task(tmp_path, optimizer: str, reproject: bool):
+    """Train task 0 with osf; return, per target layer, the update's share in the preserved directions
+    (||U_k^T dW|| / ||dW||, ||dW V_k|| / ||dW||, from an SVD of the weight the adapter started from) and the
+    model's logits on task 0 just before and just after the boundary re-decomposition."""
+    from forgetbench.benchmark.core.config import TrainingConfig
+    from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences
+    from forgetbench.benchmark.train.harness import Harness
+    from forgetbench.strategies.osf import ADAPTER
+
+    scenario = text_scenario(tmp_path, head="multi")
+    training = TrainingConfig(optimizer=optimizer, lr=1e-3 if optimizer == "adam" else 0.05, batch_size=8, epochs=1,
+                              eval_batch_size=64)
+    torch.manual_seed(0)
+    strategy = build_strategy("osf", {"reproject": reproject}, scenario, scenario.model, training,
+                              torch.device("cpu"), 0, Harness())
+    model, original, shares, logits = strategy.model, strategy.model.next_task, {}, []
+    x = scenario.tasks[0].test_x
+
+    def measured():
+        for name, layer in model.osf_layers().items():
+            weight = layer.get_base_layer().weight.detach().double()
+            delta = layer.get_delta_weight(ADAPTER).detach().double()
+            k = layer.effective_rank[ADAPTER]
+            u, _, vh = torch.linalg.svd(weight, full_matrices=False)
+            shares[name] = (float((u[:, :k].T @ delta).norm() / delta.norm()),
+                            float((delta @ vh[:k].T).norm() / delta.norm()), k)
+        model.eval()
+        with torch.no_grad():
+            logits.append(model.forward_single_task(x, 0))
+            original()
+            logits.append(model.forward_single_task(x, 0))
+
+    model.next_task = measured
+    strategy.train([e for _, e in scheduled_experiences(scenario)][0])
+    return model, shares, logits
+
+
+def test_osf_update_stays_off_the_preserved_singular_subspace_under_adam(tmp_path):
+    """Task 0 preserves the top half of each weight's singular directions (192 of 384): with `reproject` the update
+    has no component there (relative 1e-4); PEFT's gradient projection alone leaves >5% there under Adam. At the
+    task boundary the adapter is merged and the next one (60% preserved) starts as an identity: same logits."""
+    model, shares, logits = _osf_first_task(tmp_path, "adam", reproject=True)
+    assert len(shares) == 6 and all(k == 192 for *_, k in shares.values())
+    assert all(u < 1e-4 and v < 1e-4 for u, v, _ in shares.values()), shares
+    assert torch.allclose(logits[0], logits[1], atol=1e-4)
+    assert {layer.effective_rank["osf"] for layer in model.osf_layers().values()} == {230}  # floor(384 * 0.6)
+    _, unprojected, _ = _osf_first_task(tmp_path, "adam", reproject=False)
+    assert max(max(u, v) for u, v, _ in unprojected.values()) > 0.05
+
+
+def test_osf_preserved_rank_keeps_a_direction_to_train():
+    from forgetbench.strategies.osf import preserved_rank
+
+    assert preserved_rank(384, 0.5) == 192 and preserved_rank(384, 0.6) == 230
+    assert preserved_rank(4, 0.99) == 3 and preserved_rank(4, 0.01) == 1
