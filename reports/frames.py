@@ -177,3 +177,41 @@ def attribution_layers_frame(records: Iterable[RunRecord | Mapping[str, Any]], s
     return (frame.groupby(["strategy", "seed", "layer"], sort=False)
             .agg(predicted=("predicted", "sum"), first_order=("first_order", "sum"), drift=("drift", "mean"))
             .reset_index())
+
+
+def adapters_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, task, norm, overlap, trainable_params, total_params: one row per task of the ok runs whose
+    strategy keeps per-task adapters (the ``adapters.per_task`` key of pic, merge, olora, inflora, osf)."""
+    columns = ["strategy", "seed", "task", "norm", "overlap", "trainable_params", "total_params"]
+    rows = [{"strategy": _strategy(r), "seed": r.seed, "task": row["task"], "norm": row["norm"],
+             "overlap": float("nan") if row.get("overlap") is None else row["overlap"],
+             "trainable_params": row["trainable_params"], "total_params": row["total_params"]}
+            for r in as_records(records) if r.ok and _scenario(r) == scenario
+            for row in ((r.model_extra or {}).get("adapters") or {}).get("per_task") or []]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def adapter_summary(frame: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """Per strategy (in ``order``) and task: the means over seeds of the update norm, the overlap with the earlier
+    adapters (NaN for a task with none) and the adapter entries trained and held."""
+    if frame.empty:
+        return frame
+    table = (frame.groupby(["strategy", "task"], sort=False)
+             .agg(seeds=("seed", "nunique"), norm=("norm", "mean"), overlap=("overlap", "mean"),
+                  trainable_params=("trainable_params", "mean"), total_params=("total_params", "mean"))
+             .reset_index())
+    rank = {s: i for i, s in enumerate(order)}
+    return table.sort_values(["strategy", "task"], key=lambda c: c.map(rank) if c.name == "strategy" else c,
+                             kind="stable").reset_index(drop=True)
+
+
+def inert_penalties(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> dict[str, int]:
+    """strategy -> how many of its ok runs recorded an experience whose penalty was too small to act
+    (``<name>_penalty_inert`` non-empty)."""
+    counts: dict[str, int] = {}
+    for r in as_records(records):
+        if r.ok and _scenario(r) == scenario:
+            inert = any(v for k, v in (r.model_extra or {}).items() if k.endswith("_penalty_inert"))
+            if inert:
+                counts[_strategy(r)] = counts.get(_strategy(r), 0) + 1
+    return counts

@@ -106,6 +106,8 @@ class ScenarioView:
     headline_caption: str = ""
     attribution_sentence: str | None = None  # the quadratic premise on this network (training.attribution)
     attribution_rows: list[dict[str, Any]] = field(default_factory=list)
+    adapter_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy and task (FR.adapter_summary)
+    inert: dict[str, int] = field(default_factory=dict)  # strategy -> ok runs whose penalty was too small to act
 
 
 def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
@@ -281,6 +283,12 @@ def _scenario_view(name: str, records: list[RunRecord], order: list[str], table:
             for row in A.attribution_summary(attribution, order).itertuples()]
         figs["attribution_layers"] = F.attribution_layers(FR.attribution_layers_frame(records, name), order)
         figs["attribution_scatter"] = F.attribution_scatter(attribution, colours)
+    view.adapter_rows = [
+        {"strategy": row.strategy, "task": int(row.task), "seeds": int(row.seeds), "norm": f"{row.norm:.3f}",
+         "overlap": f"{row.overlap:.3f}" if np.isfinite(row.overlap) else "–",
+         "trainable": f"{row.trainable_params:,.0f}", "total": f"{row.total_params:,.0f}"}
+        for row in FR.adapter_summary(FR.adapters_frame(records, name), order).itertuples()]
+    view.inert = FR.inert_penalties(records, name)
     if not sampled:  # a sampled-architecture search shows these in its four-panel headline
         figs["search_forgetting"] = F.search_over_epochs(epochs, colours, "fv_mean",
                                                          "mean err2 - err1 (points; > 0 = forgetting)")

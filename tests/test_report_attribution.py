@@ -76,3 +76,33 @@ def test_frames_and_report_section(tmp_path):
 def test_report_without_attribution_has_no_section(tmp_path):
     html = build_report([write_folder(tmp_path / "results", basic_records())]).html
     assert "Why did it forget?" not in html
+
+
+# ------------------------------------------------------------------ adapters and inert penalties (issue 35)
+def _with_adapters(records):
+    rows = {0: [{"task": 0, "norm": 1.0, "overlap": None, "trainable_params": 10, "total_params": 10},
+                {"task": 1, "norm": 3.0, "overlap": 0.2, "trainable_params": 10, "total_params": 20}],
+            1: [{"task": 0, "norm": 2.0, "overlap": None, "trainable_params": 10, "total_params": 10},
+                {"task": 1, "norm": 5.0, "overlap": 0.4, "trainable_params": 10, "total_params": 20}]}
+    for r in records:
+        if r["status"] == "ok" and r["strategy"]["label"] == "ewc":
+            r["adapters"] = {"per_task": rows[r["seed"]], "needs_task_identity": False}
+        if r["status"] == "ok" and r["strategy"]["label"] == "naive" and r["seed"] == 0:
+            r["ewc_penalty_inert"] = [1]  # stands for a regularizer whose penalty did not act
+    return records
+
+
+def test_adapter_summary_by_hand_and_report_section(tmp_path):
+    from forgetbench.reports.frames import adapter_summary, adapters_frame, inert_penalties
+
+    records = _with_adapters(basic_records())
+    table = adapter_summary(adapters_frame(records, "pair"), ["naive", "ewc"]).set_index("task")
+    assert table.loc[0, "norm"] == 1.5 and math.isnan(table.loc[0, "overlap"])
+    assert table.loc[1, "norm"] == 4.0 and table.loc[1, "overlap"] == pytest.approx(0.3)
+    assert table.loc[1, "total_params"] == 20 and set(table.seeds) == {2}
+    assert inert_penalties(records, "pair") == {"naive": 1}
+    html = build_report([write_folder(tmp_path / "results", records)]).html
+    assert "<h3>Adapters</h3>" in html and "<td>4.000</td><td>0.300</td><td>10</td><td>20</td>" in html
+    assert "Penalty too small to act: naive (1 run)" in html
+    plain = build_report([write_folder(tmp_path / "plain", basic_records())]).html
+    assert "<h3>Adapters</h3>" not in plain and "Penalty too small to act" not in plain
