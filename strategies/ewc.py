@@ -173,8 +173,7 @@ class EWCPlugin(Plugin):
     def before_backward(self, strategy, **kwargs) -> None:
         if self.quadratic.empty:  # first experience: nothing to protect yet
             return
-        penalty = self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)
-        strategy.loss = strategy.loss + penalty
+        strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self.ewc_lambda, self._subset)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience

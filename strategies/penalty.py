@@ -10,12 +10,22 @@ penalty sums one quadratic per earlier experience, costs one pass over the param
 and O(P) memory however many experiences came before, instead of T passes and O(TP) memory,
 while being the same function of theta (:meth:`QuadraticAnchor.add`).
 
-The penalty is an autograd function whose forward and backward each run a handful of
-``torch._foreach_*`` kernels over all parameters (no per-parameter Python loop, no host sync):
-forward ``sum_i A_i d_i^2`` with ``d = theta - m``, backward ``2 A_i d_i`` times the incoming
-gradient. Every parameter in the anchor receives a gradient (zero where ``A = 0``), exactly as
-when the quadratic is written out with autograd, so optimizer behaviour (weight decay on params
-without a data gradient) is unchanged.
+Two ways to apply it, the same gradient ``2 scale A (theta - m)``:
+
+* :meth:`QuadraticAnchor.add_gradient`, what the regularizers do every training step: a hook on the step's loss
+  adds the gradient to ``.grad`` in place when that loss's backward pass ends (an autograd final callback, so
+  every ``after_backward`` plugin sees the whole gradient, as when the quadratic is part of the loss). Per
+  tensor: ``d = theta - m`` into a buffer kept between steps, then ``grad += (2 scale A) d``: theta, m, the
+  cached ``2 scale A`` and the gradient are each read once, nothing is allocated, and ``d`` is exact (Sterbenz:
+  theta and m are close), so the gradient carries only the rounding of one product and one sum. The loss's
+  *value* is left as it is: the penalty's value costs a further pass over the weights every step and nothing
+  in the harness reads it per step; :meth:`penalty` gives it when wanted.
+* :meth:`QuadraticAnchor.penalty`: a differentiable scalar (an autograd function running a few
+  ``torch._foreach_*`` kernels, no per-parameter Python loop, no host sync), for code that differentiates or
+  reports the penalty itself (tests, the penalty-to-data gradient ratio).
+
+Every parameter in the anchor receives a gradient (zero where ``A = 0``), exactly as when the quadratic is
+written out with autograd, so optimizer behaviour (weight decay on params without a data gradient) is unchanged.
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ def stable_curvature(setting: str | float | None, training) -> float | None:
 
 
 class _QuadraticPenalty(torch.autograd.Function):
-    """``scale * sum_i A_i (theta_i - m_i)^2`` for any sign of ``A`` (used when some ``A < 0``)."""
+    """``scale * sum_i A_i (theta_i - m_i)^2`` for any sign of ``A``."""
 
     @staticmethod
     def forward(ctx, scale: float, weights: list[Tensor], anchors: list[Tensor], *params: Tensor) -> Tensor:
@@ -61,36 +71,9 @@ class _QuadraticPenalty(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        grads = ctx.weighted  # A d, ours to overwrite: gradient = 2 scale A d
-        ctx.weighted = None
-        torch._foreach_mul_(grads, grad_output * (2.0 * ctx.scale))
+        # gradient = 2 scale A d (A d kept: a retained graph may be differentiated again)
+        grads = torch._foreach_mul(ctx.weighted, grad_output * (2.0 * ctx.scale))
         return (None, None, None, *grads)
-
-
-class _RootQuadraticPenalty(torch.autograd.Function):
-    """Same value for ``A >= 0`` with ``r = sqrt(A)`` and ``b = -r m``: ``s = r theta + b = r (theta - m)``
-    in one fused pass, the value ``scale * sum ||s||^2`` from one fused norm, the gradient
-    ``2 scale r s``. About four memory passes per step."""
-
-    @staticmethod
-    def forward(
-        ctx, scale: float, roots: list[Tensor], offsets: list[Tensor], grad_roots: list[Tensor], *params: Tensor
-    ) -> Tensor:
-        scaled = torch._foreach_addcmul(offsets, list(params), roots)
-        norms = torch._foreach_norm(scaled)
-        ctx.scaled, ctx.grad_roots = scaled, grad_roots
-        return torch.stack(norms).square().sum() * scale
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor):
-        grads = ctx.scaled
-        ctx.scaled = None
-        torch._foreach_mul_(grads, ctx.grad_roots)  # 2 scale sqrt(A), cached per scale
-        # the usual upstream gradient is exactly 1 (penalty added to the loss): skip that pass;
-        # only checked on CPU, where reading the value costs no device sync
-        if grad_output.device.type != "cpu" or float(grad_output) != 1.0:
-            torch._foreach_mul_(grads, grad_output)
-        return (None, None, None, None, *grads)
 
 
 class QuadraticAnchor:
@@ -101,22 +84,22 @@ class QuadraticAnchor:
     """
 
     def __init__(self, scale: float = 1.0) -> None:
-        self.scale = float(scale)  # the usual penalty scale (lambda), for the cached 2 scale sqrt(A)
+        self.scale = float(scale)  # the usual penalty scale (lambda)
         self.names: list[str] = []
         self.weights: list[Tensor] = []
         self.anchors: list[Tensor] = []
         self.constant: float = 0.0
-        self._roots: list[Tensor] | None = None  # sqrt(A), when every A >= 0
-        self._offsets: list[Tensor] = []  # -sqrt(A) * m
-        self._signed: list[Tensor] = []  # A as the signed penalty uses it (capped copy when max_weight caps)
-        self._grad_roots: tuple[float, list[Tensor]] | None = None  # (scale, 2 scale sqrt(A))
+        self._penalised: list[Tensor] = []  # A as the penalty uses it (a capped copy when max_weight caps)
+        self._gradient_weights: tuple[float, list[Tensor]] | None = None  # (scale, 2 scale A), cached per scale
+        self._hook: GradientHook | None = None  # add_gradient's, for the last params / scale / subset
+        self.version = 0  # counts changes of A, m or the cap: a GradientHook prepared before one re-prepares
         self.max_weight: float | None = None  # penalty cap on A (stored A untouched), see penalize_at_most
         self.capped = 0  # entries of A above max_weight at the last refresh
 
     def penalize_at_most(self, max_weight: float | None) -> None:
         """Let the *penalty* use ``min(A, max_weight)`` from now on, while ``A`` itself (what later
         :meth:`add` calls combine, what :meth:`state_dict` saves) keeps its exact values. Only the
-        derived ``sqrt(A)`` form changes, so the memory held does not grow."""
+        derived copies change (the capped ``A``, ``2 scale A``)."""
         if max_weight != self.max_weight:
             self.max_weight = max_weight
             if self.names:
@@ -130,17 +113,18 @@ class QuadraticAnchor:
         return [w.clamp(max=self.max_weight) for w in self.weights] if self.capped else self.weights
 
     def _changed(self) -> None:
-        """Refresh the ``sqrt(A)`` form used by the fast penalty (only when all weights are >= 0)."""
+        """Refresh what the penalty derives from ``A`` (the capped copy, ``2 scale A``)."""
         with torch.no_grad():
-            weights = self._penalty_weights()
-            if all(bool((w >= 0).all()) for w in weights):
-                self._roots = [w.sqrt() for w in weights]
-                self._offsets = [-(r * m) for r, m in zip(self._roots, self.anchors)]
-                self._grad_roots = (self.scale, torch._foreach_mul(self._roots, 2.0 * self.scale))
-                self._signed = []  # the sqrt form replaces it: no capped copy kept
-            else:
-                self._roots, self._offsets, self._grad_roots = None, [], None
-                self._signed = weights
+            self._penalised = self._penalty_weights()
+        self._gradient_weights = None
+        self.version += 1
+
+    def _weights_times(self, scale: float) -> list[Tensor]:
+        """``2 scale A`` per tensor (cached for the last scale)."""
+        if self._gradient_weights is None or self._gradient_weights[0] != scale:
+            with torch.no_grad():
+                self._gradient_weights = (scale, torch._foreach_mul(self._penalised, 2.0 * scale))
+        return self._gradient_weights[1]
 
     @property
     def empty(self) -> bool:
@@ -195,23 +179,37 @@ class QuadraticAnchor:
         other terms are left out: callers use it for tensors that sit exactly at their anchor and
         cannot move (their terms and gradients are exactly 0).
         """
-        if self._roots is not None:
-            if self._grad_roots is None or self._grad_roots[0] != scale:
-                with torch.no_grad():
-                    self._grad_roots = (scale, torch._foreach_mul(self._roots, 2.0 * scale))
-            lists = (self._roots, self._offsets, self._grad_roots[1])
-            if subset is not None:
-                lists = tuple([t[i] for i in subset] for t in lists)
-            value = _RootQuadraticPenalty.apply(scale, *lists, *params)
-        else:
-            weights, anchors = self._signed, self.anchors
-            if subset is not None:
-                weights, anchors = [weights[i] for i in subset], [anchors[i] for i in subset]
-            value = _QuadraticPenalty.apply(scale, weights, anchors, *params)
+        weights, anchors = self._penalised, self.anchors
+        if subset is not None:
+            weights, anchors = [weights[i] for i in subset], [anchors[i] for i in subset]
+        value = _QuadraticPenalty.apply(scale, weights, anchors, *params)
         return value + scale * self.constant if self.constant else value
 
+    def add_gradient(
+        self, loss: Tensor, params: Sequence[Tensor], scale: float = 1.0, subset: Sequence[int] | None = None
+    ) -> Tensor:
+        """Make ``loss``'s backward pass also add ``scale * Q``'s gradient to ``params``' ``.grad``; returns ``loss``.
+
+        After ``loss.backward()`` the parameters hold the gradient ``(loss + scale * Q).backward()`` would give them
+        (``.grad`` set where autograd left it ``None``; the upstream gradient of ``loss`` multiplies it, as it
+        would); the value of ``loss`` is unchanged (see the module doc). When ``loss`` carries no gradient the
+        penalty is added to it instead: ``loss + penalty(...)``. ``params`` and ``subset`` as in :meth:`penalty`.
+        Prepared once (:class:`GradientHook`) and reused while the same ``params`` and ``subset`` objects and
+        ``scale`` come back, as a plugin's every step does (a list changed in place is not noticed: pass a new one).
+        """
+        hook = self._hook
+        if hook is None or hook.params_source is not params or hook.subset is not subset or hook.scale != scale:
+            hook = self._hook = self.gradient_hook(params, scale, subset)
+        return hook.attach(loss)
+
+    def gradient_hook(
+        self, params: Sequence[Tensor], scale: float = 1.0, subset: Sequence[int] | None = None
+    ) -> "GradientHook":
+        """:meth:`add_gradient` for these ``params``, prepared once: ``hook.attach(loss)`` every step."""
+        return GradientHook(self, params, scale, subset)
+
     def state_dict(self) -> dict:
-        """What defines Q: names, weights A, anchors m, constant c (the sqrt form is derived from them)."""
+        """What defines Q: names, weights A, anchors m, constant c (what the penalty uses is derived from them)."""
         return {
             "names": list(self.names),
             "weights": [w.detach().clone() for w in self.weights],
@@ -224,14 +222,76 @@ class QuadraticAnchor:
         self.weights = [w.to(device) if device is not None else w for w in state["weights"]]
         self.anchors = [m.to(device) if device is not None else m for m in state["anchors"]]
         self.constant = float(state["constant"])
-        if self.names:
-            self._changed()
-        else:
-            self._roots, self._offsets, self._grad_roots = None, [], None
+        self._changed()
 
     def state_bytes(self) -> int:
-        """Bytes of what defines Q (weights and anchors); the sqrt form is a derived cache."""
+        """Bytes of what defines Q (weights and anchors); ``2 scale A`` and the buffers are derived caches."""
         return sum(t.nbytes for t in self.weights + self.anchors)
+
+
+class GradientHook:
+    """``scale * Q``'s gradient added to ``params``' ``.grad`` at the end of each backward pass it is attached to.
+
+    Prepared once per set of parameters (an experience): the per-tensor lists, ``2 scale A`` and, on the CPU, the
+    ``theta - m`` buffers, so a step costs one hook, one final callback and the arithmetic of the module doc.
+    """
+
+    def __init__(self, quadratic: QuadraticAnchor, params: Sequence[Tensor], scale: float,
+                 subset: Sequence[int] | None) -> None:
+        self.quadratic, self.params, self.scale = quadratic, list(params), float(scale)
+        self.params_source, self.subset = params, subset
+        self._version: int | None = None
+
+    def _prepare(self) -> None:
+        quadratic = self.quadratic
+        indices = range(len(quadratic.names)) if self.subset is None else self.subset
+        weights = quadratic._weights_times(self.scale)
+        self.anchors = [quadratic.anchors[i] for i in indices]
+        self.weights = [weights[i] for i in indices]
+        on_cpu = bool(self.params) and self.params[0].device.type == "cpu"
+        # on the CPU, into buffers kept between steps (nothing allocated per step); elsewhere one multi-tensor
+        # kernel, whose temporaries the caching allocator makes cheap
+        self.buffers = [torch.empty_like(p) for p in self.params] if on_cpu else None
+        self._version = quadratic.version
+
+    def attach(self, loss: Tensor) -> Tensor:
+        """Hook ``loss`` (returned as it is); a loss without gradient gets the penalty added instead."""
+        if not loss.requires_grad:
+            return loss + self.quadratic.penalty(self.params, self.scale, self.subset)
+        if self.params:
+            loss.register_hook(self._queue)
+        return loss
+
+    def _queue(self, upstream: Tensor) -> None:
+        torch.autograd.Variable._execution_engine.queue_callback(lambda: self.add_now(upstream))
+
+    @torch.no_grad()
+    def add_now(self, upstream: Tensor | float = 1.0) -> None:
+        """``grad += upstream * 2 scale A (theta - m)`` for every prepared parameter."""
+        if self._version != self.quadratic.version:
+            self._prepare()
+        params = self.params
+        if self.buffers is not None:
+            differences = [torch.sub(p, m, out=d) for p, m, d in zip(params, self.anchors, self.buffers)]
+        else:
+            differences = torch._foreach_sub(params, self.anchors)
+        # the usual upstream gradient is exactly 1 (the loss itself): skip that pass; only checked on the CPU,
+        # where reading the value costs no device sync
+        if not isinstance(upstream, Tensor) or upstream.device.type == "cpu":
+            if float(upstream) != 1.0:
+                torch._foreach_mul_(differences, float(upstream))
+        else:
+            torch._foreach_mul_(differences, upstream)
+        grads = [p.grad for p in params]
+        weights = self.weights
+        if any(g is None for g in grads):
+            for k, param in enumerate(params):
+                if param.grad is None:  # no data gradient reached it: the penalty's alone
+                    param.grad = differences[k] * weights[k]
+            keep = [k for k, g in enumerate(grads) if g is not None]
+            grads, differences, weights = [grads[k] for k in keep], [differences[k] for k in keep], [weights[k] for k in keep]
+        if grads:
+            torch._foreach_addcmul_(grads, differences, weights)
 
 
 def movable_subset(

@@ -121,8 +121,7 @@ class SIPlugin(Plugin):
         self._active_traj = [self.trajectory[i] for i in keep]
 
     def before_backward(self, strategy, **kwargs) -> None:
-        penalty = self.quadratic.penalty(self._active, self.si_lambda / 2, self._subset)
-        strategy.loss = strategy.loss + penalty
+        strategy.loss = self.quadratic.add_gradient(strategy.loss, self._active, self.si_lambda / 2, self._subset)
 
     @torch.no_grad()
     def before_training_iteration(self, strategy, **kwargs) -> None:

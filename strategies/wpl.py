@@ -182,7 +182,7 @@ class WPLPlugin(Plugin):
 
     def before_backward(self, strategy, **kwargs) -> None:
         if not self._quadratic.empty:
-            strategy.loss = strategy.loss + self.penalty()
+            strategy.loss = self._quadratic.add_gradient(strategy.loss, self._params, scale=0.5 * self._alpha)
 
     # -------------------------------------------------------------- importance
     def after_training_exp(self, strategy, **kwargs) -> None:

@@ -135,7 +135,7 @@ QUICK_WIDTHS = {"mlp": [32], "cnn": [4], "resnet18": [4]}
 
 # Targets per (device, model, figure): what the issues ask; printed next to each figure.
 TARGETS: dict[tuple[str, str], dict[str, str]] = {
-    ("cpu", "mlp"): {"harness_vs_plain": "<= 1.15", "ewc": "<= 1.25", "wpl": "<= 1.25", "si": "<= 1.35"},
+    ("cpu", "mlp"): {"harness_vs_plain": "<= 1.15", "ewc": "<= 1.15", "wpl": "<= 1.15", "si": "<= 1.20"},  # issue 36
     ("cpu", "cnn"): {"harness_vs_plain": "<= 1.10"},
     ("cpu", "resnet18"): {"harness_vs_plain": "<= 1.05", "ewc": "<= 1.10", "wpl": "<= 1.10", "si": "<= 1.15",
                           "fisher_vs_epoch": "<= 1.0"},
