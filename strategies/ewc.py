@@ -109,11 +109,13 @@ class EWCParams(StrategyParams):
 
 
 def exact_importance(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], task_label: int,
-                     estimator: str = "empirical", generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                     estimator: str = "empirical", generator: torch.Generator | None = None,
+                     batch_size: int = 1024) -> dict[str, torch.Tensor]:
     """The exact diagonal Fisher of model ``task_label`` (``estimator``: which labels; ``true`` draws them from
-    ``generator``); 0 for parameters it does not use."""
+    ``generator``; ``batch_size`` samples a pass, which changes only float rounding); 0 for parameters it does not
+    use."""
     x, y = tensors[0], tensors[1]
-    fisher = exact_fisher_diagonal(model, x, y, task_label, estimator=estimator, generator=generator)
+    fisher = exact_fisher_diagonal(model, x, y, task_label, batch_size, estimator=estimator, generator=generator)
     return {n: fisher[n] if n in fisher else torch.zeros_like(p) for n, p in model.named_parameters()}
 
 
@@ -213,8 +215,9 @@ class EWCPlugin(Plugin):
         if self.importance_samples is not None:
             tensors = sample_subset(tensors, self.importance_samples, self.generator)
         if self.importance == "exact":
+            # a training batch a pass: cache-sized on a CPU (ResNet-18: 3.0 s at 128 against 5.3 s for 512 at once)
             return exact_importance(strategy.model, tensors, strategy.experience.task_labels[0], self.estimator,
-                                    self.generator)
+                                    self.generator, getattr(strategy, "train_mb_size", 1024))
         return squared_gradient_importance(
             strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
         )

@@ -21,7 +21,9 @@ Options:
 
 * ``alpha`` (>= 0): the penalty's weight; the effective weight while training model t (t >= 1) is
   alpha * alpha_decay^(t-1).
-* ``fisher_batch_size``: the batch size of the exact Fisher pass (memory only; the result is the same).
+* ``fisher_batch_size``: samples per forward pass of the exact Fisher (default: the training batch size; the result
+  changes only by float rounding). On a CPU a smaller pass keeps the activations in cache (ResNet-18: 3.0 s for
+  512 samples 128 at a time, 5.3-9.5 s all at once); on a GPU a larger one may fill the device better.
 * ``fisher_samples``: how many of the model's training samples estimate F (default: all of them).
 * ``estimator``: ``empirical`` (observed labels), ``true`` (labels sampled from the model) or
   ``predicted`` (the model's most likely label).
@@ -100,7 +102,7 @@ class WPLParams(StrategyParams):
     clip_norm: PositiveFloat | None = None
     alpha_decay: float = Field(1.0, gt=0.0, le=1.0)
     reset_every: PositiveInt | None = None
-    fisher_batch_size: PositiveInt = 1024
+    fisher_batch_size: PositiveInt | None = None  # None: the training batch size
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
     fisher: Literal["exact", "minibatch", "online"] = "exact"
     fisher_batches: PositiveInt = 1
@@ -225,7 +227,7 @@ class WPLPlugin(Plugin):
             x,
             y,
             strategy.experience.task_labels[0],
-            batch_size=self.params.fisher_batch_size,
+            batch_size=self.params.fisher_batch_size or getattr(strategy, "train_mb_size", 1024),
             estimator=self.params.estimator,
             generator=self.generator,
         )
