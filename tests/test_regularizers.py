@@ -115,7 +115,7 @@ def test_quadratic_anchor_completes_the_square():
     value.backward()
     assert float(value) == pytest.approx(2.0 * (0.7**2 + 3 * 1.3**2))
     assert float(x.grad) == pytest.approx(2.0 * (2 * 0.7 + 6 * (0.7 - 2)))
-    assert q.state_bytes() == 2 * 4  # what defines Q: A and m, one float32 each (the sqrt form is a cache)
+    assert q.state_bytes() == 2 * 4  # what defines Q: A and m, one float32 each (2 lambda A is a cache)
 
 
 def _copying_extract_weights(model, target, excluded_parameters):
