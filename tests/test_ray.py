@@ -54,6 +54,24 @@ def test_killed_ray_worker_is_reported_and_rerun_completes_only_missing(
     assert ok.stat().st_mtime_ns == stamp
 
 
+def test_a_ray_already_running_on_the_machine_is_not_joined_without_address(write_suite, cli, tmp_path):
+    # Ray's own default (address None) joins any Ray it finds on the machine (RAY_ADDRESS, Ray's last-cluster
+    # file, a running GCS): another user's, another CI job's, and then num_cpus is refused. Without
+    # --address the executor starts its own and leaves the other one running.
+    from ray.cluster_utils import Cluster
+
+    other = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                           "object_store_memory": 128 * 2**20})
+    try:
+        config = write_suite(tiny_suite(strategies=[{"name": "naive"}]))
+        assert cli("run", config, "--out", tmp_path / "out", "--quiet", "--no-report", "--executor", "ray",
+                   "--workers", "1") == 0
+        assert not ray.is_initialized()
+        assert other.head_node.remaining_processes_alive()  # the other Ray is left alone
+    finally:
+        other.shutdown()
+
+
 def test_a_suite_refused_before_it_starts_leaves_no_ray_running(write_suite, cli, tmp_path, capsys):
     # The CLI starts Ray before validating the config (to overlap start-up with its own imports):
     # an invalid config must still exit 2, write nothing and stop that Ray.

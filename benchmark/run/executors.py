@@ -342,6 +342,9 @@ def _ray_warm_up(sys_path: list[str]) -> None:
 def start_ray(workers: int | None = None, address: str | None = None, object_store_mb: int = 128) -> None:
     """Start a private Ray instance (or join ``address``) unless Ray is already initialised.
 
+    Without ``address`` the instance is private even when another Ray runs on the machine: joining
+    that one silently is how a suite ends up on someone else's cluster.
+
     A private instance also gets one warm-up task per worker, submitted without waiting: the
     workers import torch and the harness (about 5 s) while the driver does the same.
     """
@@ -354,6 +357,9 @@ def start_ray(workers: int | None = None, address: str | None = None, object_sto
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
         ray.init(
+            # "local": a new instance even when another Ray runs on this machine (RAY_ADDRESS, Ray's
+            # last-cluster file, a live GCS), which Ray's default address would join
+            address="local",
             num_cpus=workers or available_cores(),
             include_dashboard=False,
             object_store_memory=object_store_mb * 2**20,
