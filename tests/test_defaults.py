@@ -47,4 +47,4 @@ def naive() -> dict[str, np.ndarray]:
 def test_default_params_forget_less_than_naive_on_the_demo(strategy, scenario, naive):
     mine, base = forgetting(scenario, strategy), naive[scenario]
     assert base.mean() - mine.mean() >= 3, f"{strategy} defaults on {scenario}: {mine} vs naive {base}"
-    assert (mine < base).sum() >= 2, f"{strategy} defaults on {scenario} forget more than naive on most seeds"
+    assert (mine < base).sum() > len(base) / 2, f"{strategy} defaults on {scenario} forget more than naive on most seeds"

@@ -42,7 +42,7 @@ def by_strategy(out: Path, scenario: str) -> dict[str, dict[int, dict]]:
 def test_demo_runs_every_run_and_prints_verdicts_and_the_report_uri(demo):
     status, out, printed = demo
     assert status == 0, printed
-    assert len(load_results(out)) == 24  # 2 scenarios x 4 strategies x 3 seeds
+    assert len(load_results(out)) == 40  # 2 scenarios x 4 strategies x 5 seeds
     verdict = printed.split("Verdict", 1)[1]
     assert "\n  two-model: " in verdict and "\n  supernet: " in verdict
     assert f"Report: {(out / 'report.html').resolve().as_uri()}" in printed
