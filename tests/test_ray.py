@@ -27,7 +27,8 @@ def test_ray_executor_gives_the_local_results_and_shuts_ray_down(write_suite, cl
 
 @pytest.fixture
 def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20, log_to_driver=False)
+    # "local": a Ray of our own even if another one (a dying one from an earlier test, another job's) is discoverable
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20, log_to_driver=False)
     try:
         yield
     finally:
