@@ -30,6 +30,12 @@ the layer's input a_n. Then
 * LayerNorm normalises each position over its last dimensions with that position's own statistics,
   so the same two reductions hold with x^ = layer_norm(a) (no affine part): every transformer
   block's norms take this path.
+* Embedding: sample n's gradient on row v is the sum of its output gradients at the positions holding token v;
+  (sample, token) pairs are summed with one ``index_add``, squared, and added into their rows (none for
+  ``padding_idx``), so a trainable token table never materialises N copies of itself.
+* A hooked layer called on something other than the batch (Hugging Face's position embeddings look up one row of
+  positions, shape (1, S), which the batch then shares by broadcasting) has no per-sample output gradient: its
+  parameters take the fallback below for that pass.
 * Any other layer type with parameters falls back to ``torch.func`` (vmap of grad) for exactly
   those parameters; where vmap cannot trace the model (Python control flow on tensor values, as in
   Hugging Face ``transformers``' attention masks), to one backward pass per sample for them.
@@ -61,7 +67,7 @@ from forgetbench.benchmark.data.loaders import TensorBatchLoader
 from forgetbench.benchmark.data.models import TaskRoutedModule
 
 Estimator = Literal["empirical", "true", "predicted"]
-_FAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+_FAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
 # Convolutions with at least this many output positions per sample get their per-sample gradients
 # from the grouped weight-gradient kernel; below it unfold + bmm is faster (measured on CPU, 1 thread:
 # 28x28 and 14x14 maps 2-3x faster grouped, 7x7 even, 4x4 1.6x slower).
@@ -176,9 +182,11 @@ def _patches(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
 class _Capture:
     """Forward/tensor hooks that record (input, output-gradient) pairs of fast layers."""
 
-    def __init__(self, modules: dict[str, nn.Module]):
+    def __init__(self, modules: dict[str, nn.Module], batch: int):
+        self.batch = batch
         self.records: dict[str, list[list[torch.Tensor]]] = defaultdict(list)
         self.outputs: list[torch.Tensor] = []  # every hooked output that requires a gradient
+        self.broadcast: set[str] = set()  # modules called on something other than the batch's samples
         self.handles = []
         for name, module in modules.items():
             self.handles.append(module.register_forward_hook(self._hook(name)))
@@ -186,6 +194,11 @@ class _Capture:
     def _hook(self, name: str):
         def hook(module, inputs, output):
             if not output.requires_grad:
+                return
+            first = inputs[0] if inputs else None
+            if (output.dim() == 0 or output.shape[0] != self.batch or not isinstance(first, torch.Tensor)
+                    or first.dim() == 0 or first.shape[0] != self.batch):
+                self.broadcast.add(name)
                 return
             entry = [inputs[0].detach(), None]
             self.records[name].append(entry)
@@ -212,6 +225,9 @@ def _accumulate_fast(module: nn.Module, calls: list[list[torch.Tensor]], sums: d
         return
     if isinstance(module, nn.LayerNorm):
         _accumulate_layer_norm(module, calls, sums, prefix)
+        return
+    if isinstance(module, nn.Embedding):
+        _accumulate_embedding(module, calls, sums, prefix)
         return
     has_bias = module.bias is not None
     if isinstance(module, nn.Linear) and len(calls) == 1 and calls[0][0].dim() == 2:
@@ -340,6 +356,26 @@ def _accumulate_layer_norm(module: nn.LayerNorm, calls: list[list[torch.Tensor]]
         sums[prefix + "bias"] += (grad_b**2).sum(0)
 
 
+def _accumulate_embedding(module: nn.Embedding, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor],
+                          prefix: str) -> None:
+    """Per-sample gradients of an embedding table, squared and summed: sample n's gradient on row v is the sum of
+    its output gradients at the positions holding token v, so (sample, token) pairs are summed first (an
+    ``index_add`` over the distinct pairs), then squared and added into their rows; the padding row gets none."""
+    keys, grads = [], []
+    for indices, delta in calls:
+        n = indices.shape[0]
+        sample = torch.arange(n, device=indices.device).repeat_interleave(indices[0].numel())
+        keys.append(sample * module.num_embeddings + indices.reshape(-1))
+        grads.append(delta.reshape(-1, module.embedding_dim))
+    key, delta = torch.cat(keys), torch.cat(grads)
+    if module.padding_idx is not None:
+        keep = key % module.num_embeddings != module.padding_idx
+        key, delta = key[keep], delta[keep]
+    distinct, inverse = torch.unique(key, return_inverse=True)
+    per_pair = delta.new_zeros(len(distinct), module.embedding_dim).index_add_(0, inverse, delta)
+    sums[prefix + "weight"].index_add_(0, distinct % module.num_embeddings, per_pair.square_())
+
+
 def _split_parameters(model: nn.Module, trainable: set[str]):
     """Fast modules (every parameter of which the hooks cover) and the names left to the fallback;
     only parameters in ``trainable`` count (a module whose parameters are all frozen is neither)."""
@@ -355,6 +391,8 @@ def _split_parameters(model: nn.Module, trainable: set[str]):
             supported = set(own) == {"weight", "bias"} and module.running_mean is not None
         elif isinstance(module, nn.LayerNorm):
             supported = own == every and module.elementwise_affine
+        elif isinstance(module, nn.Embedding):  # a renormalising or sparse table keeps the general path
+            supported = own == ["weight"] and module.max_norm is None and not module.sparse
         elif supported and not isinstance(module, nn.Linear):
             supported = (
                 module.groups == 1
@@ -398,26 +436,28 @@ def exact_fisher_diagonal(
         for start in range(0, len(y), batch_size):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
-            capture = _Capture(fast)
+            capture = _Capture(fast, len(yb))
             try:
                 for p in params.values():
                     p.grad = None
                 logits = _forward(model, xb, task_label)
                 targets = _targets(logits, yb, estimator, generator)
                 loss = F.cross_entropy(logits, targets, reduction="sum")
-                if fallback or not capture.outputs:
+                if fallback or capture.broadcast or not capture.outputs:
                     loss.backward()  # the fallback needs to know which parameters the model uses
                 else:  # gradients of the hooked outputs only: autograd computes no parameter gradient
                     torch.autograd.grad(loss, capture.outputs, allow_unused=True)
             finally:
                 capture.remove()
+            broadcast = [prefix + n for prefix in capture.broadcast for n, _ in fast[prefix].named_parameters(recurse=False)
+                         if prefix + n in params]
             for prefix, module in fast.items():
-                if capture.records.get(prefix):
+                if prefix not in capture.broadcast and capture.records.get(prefix):
                     _accumulate_fast(module, capture.records[prefix], sums, prefix)
                     if any(delta is not None for _, delta in capture.records[prefix]):
                         touched |= {prefix + n for n, _ in module.named_parameters(recurse=False)}
             touched |= {n for n, p in params.items() if p.grad is not None}
-            live_fallback = [n for n in fallback if params[n].grad is not None]
+            live_fallback = [n for n in fallback + broadcast if params[n].grad is not None]
             if live_fallback:
                 for name, sq in _vmap_squared_grads(model, xb, targets, task_label, live_fallback).items():
                     sums[name] += sq

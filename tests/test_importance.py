@@ -189,3 +189,83 @@ def test_layer_not_downstream_of_the_input_keeps_its_fisher():
     fast = exact_fisher_diagonal(model, x, y, batch_size=10)
     assert {"token.weight", "token.bias"} <= fast.keys()
     _assert_equal(fast, per_sample_fisher_loop(model, x, y))
+
+
+class TokenNet(nn.Module):
+    """Embedding (padding row 0) plus position embeddings looked up once for the batch (shape (1, S), as Hugging
+    Face's BERT does) -> Linear over positions -> LayerNorm -> mean over real tokens -> Linear."""
+
+    def __init__(self, broadcast_positions: bool = False):
+        super().__init__()
+        self.broadcast_positions = broadcast_positions
+        self.embed = nn.Embedding(11, 6, padding_idx=0)
+        self.position = nn.Embedding(7, 6)
+        self.position_mix = nn.Linear(6, 6)  # applied to the (1, S, 6) positions only: no per-sample input either
+        self.mix = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(6)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, tokens):
+        h = self.embed(tokens)
+        if self.broadcast_positions:
+            positions = torch.arange(tokens.shape[1]).unsqueeze(0)  # (1, S): one lookup the batch shares
+            h = h + self.position_mix(self.position(positions))
+        h = self.norm(torch.tanh(self.mix(h)))
+        real = (tokens != 0).unsqueeze(-1).to(h.dtype)
+        return self.out((h * real).sum(1) / real.sum(1).clamp_min(1))
+
+
+def _token_data(seed: int):
+    torch.manual_seed(seed)
+    tokens = torch.randint(1, 5, (30, 7))  # few distinct tokens: every sample repeats some
+    tokens[:, 5:] = 0  # padding
+    return tokens, torch.randint(0, 3, (30,))
+
+
+def test_embedding_rule_sums_repeated_tokens_per_sample_and_skips_padding():
+    from forgetbench.strategies.importance import _split_parameters
+
+    tokens, y = _token_data(3)
+    model = TokenNet().double()
+    trainable = {n for n, p in model.named_parameters()} - {"position.weight", "position_mix.weight", "position_mix.bias"}
+    for name in ("position.weight", "position_mix.weight", "position_mix.bias"):
+        model.get_parameter(name).requires_grad_(False)
+    fast, fallback = _split_parameters(model, trainable)
+    assert fallback == [] and "embed." in fast
+    result = exact_fisher_diagonal(model, tokens, y, batch_size=8)
+    _assert_equal(result, per_sample_fisher_loop(model, tokens, y))
+    assert float(result["embed.weight"][0].abs().max()) == 0.0  # the padding row gets no gradient
+    assert float(result["embed.weight"][6:].abs().max()) == 0.0  # tokens never seen: no importance
+
+
+def test_layers_called_on_a_lookup_the_batch_shares_take_the_fallback_and_stay_exact():
+    # position embeddings of shape (1, S), broadcast over the batch: their output gradient is already summed over
+    # the samples, so a per-sample rule would square a sum; the pass must notice and fall back for them
+    tokens, y = _token_data(5)
+    model = TokenNet(broadcast_positions=True).double()
+    result = exact_fisher_diagonal(model, tokens, y, batch_size=8)
+    _assert_equal(result, per_sample_fisher_loop(model, tokens, y))
+    assert {"position.weight", "position_mix.weight", "embed.weight"} <= result.keys()
+
+
+def test_a_small_bert_with_every_parameter_trainable_matches_the_loop():
+    transformers = pytest.importorskip("transformers", reason="the text extra is not installed")
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            config = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                             intermediate_size=16, max_position_embeddings=12,
+                                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+            self.bert = transformers.BertModel(config, add_pooling_layer=False)
+            self.out = nn.Linear(8, 3)
+
+        def forward(self, tokens):
+            return self.out(self.bert(input_ids=tokens).last_hidden_state[:, 0])
+
+    torch.manual_seed(6)
+    model = Classifier().double()
+    tokens, y = torch.randint(1, 30, (12, 6)), torch.randint(0, 3, (12,))
+    result = exact_fisher_diagonal(model, tokens, y, batch_size=5)
+    _assert_equal(result, per_sample_fisher_loop(model, tokens, y), tol=1e-6)
+    assert "bert.embeddings.word_embeddings.weight" in result
