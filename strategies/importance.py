@@ -55,7 +55,7 @@ previous mode and gradients are restored afterwards; global RNG state is untouch
 from __future__ import annotations
 
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Literal
 
 import torch
@@ -378,7 +378,11 @@ def _accumulate_embedding(module: nn.Embedding, calls: list[list[torch.Tensor]],
 
 def _split_parameters(model: nn.Module, trainable: set[str]):
     """Fast modules (every parameter of which the hooks cover) and the names left to the fallback;
-    only parameters in ``trainable`` count (a module whose parameters are all frozen is neither)."""
+    only parameters in ``trainable`` count (a module whose parameters are all frozen is neither).
+
+    A parameter held by two modules (tied weights: a language model's decoder sharing its embedding table) gets a
+    per-sample gradient from both, which no one module's hooks see: its modules take the fallback."""
+    holders = Counter(id(p) for module in model.modules() for p in module.parameters(recurse=False))
     fast, fallback = {}, []
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
@@ -386,13 +390,14 @@ def _split_parameters(model: nn.Module, trainable: set[str]):
         own = [n for n in every if prefix + n in trainable]
         if not own:
             continue
-        supported = isinstance(module, _FAST_LAYERS) and set(own) <= {"weight", "bias"} and own == every
+        tied = any(holders[id(p)] > 1 for p in module.parameters(recurse=False))
+        supported = isinstance(module, _FAST_LAYERS) and set(own) <= {"weight", "bias"} and own == every and not tied
         if isinstance(module, _NORM_LAYERS):  # the pass runs in eval mode: running statistics only
-            supported = set(own) == {"weight", "bias"} and module.running_mean is not None
+            supported = set(own) == {"weight", "bias"} and module.running_mean is not None and not tied
         elif isinstance(module, nn.LayerNorm):
-            supported = own == every and module.elementwise_affine
+            supported = own == every and module.elementwise_affine and not tied
         elif isinstance(module, nn.Embedding):  # a renormalising or sparse table keeps the general path
-            supported = own == ["weight"] and module.max_norm is None and not module.sparse
+            supported = own == ["weight"] and module.max_norm is None and not module.sparse and not tied
         elif supported and not isinstance(module, nn.Linear):
             supported = (
                 module.groups == 1

@@ -269,3 +269,28 @@ def test_a_small_bert_with_every_parameter_trainable_matches_the_loop():
     result = exact_fisher_diagonal(model, tokens, y, batch_size=5)
     _assert_equal(result, per_sample_fisher_loop(model, tokens, y), tol=1e-6)
     assert "bert.embeddings.word_embeddings.weight" in result
+
+
+def test_tied_weights_get_both_modules_per_sample_gradients():
+    # a language model's decoder sharing its embedding table (the ENAS recurrent supernet ties them), and two
+    # Linear maps sharing one weight: each sample's gradient on the shared tensor is the sum of both uses
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(9, 5)
+            self.first = nn.Linear(5, 5)
+            self.second = nn.Linear(5, 5)
+            self.second.weight = self.first.weight
+            self.decoder = nn.Linear(5, 9)
+            self.decoder.weight = self.embed.weight
+
+        def forward(self, tokens):
+            h = torch.tanh(self.second(torch.tanh(self.first(self.embed(tokens)))))
+            return self.decoder(h.mean(1))
+
+    torch.manual_seed(7)
+    model = Tied().double()
+    tokens, y = torch.randint(0, 9, (20, 4)), torch.randint(0, 9, (20,))
+    result = exact_fisher_diagonal(model, tokens, y, batch_size=6)
+    _assert_equal(result, per_sample_fisher_loop(model, tokens, y))
+    assert {"embed.weight", "first.weight"} <= result.keys()
