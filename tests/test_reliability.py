@@ -265,8 +265,10 @@ def test_layer_norm_per_sample_rule_on_sequences_matches_the_slow_reference():
 
 
 def test_exact_fisher_on_a_stock_transformers_encoder():
-    """vmap died inside transformers' masking utilities (`.item()` on the padding mask): now the embeddings, the
-    only parameters off the per-sample rules, are computed one sample at a time. Checked against the slow loop."""
+    """vmap died inside transformers' masking utilities (`.item()` on the padding mask): now the position embeddings
+    (one (1, S) lookup the batch shares, so no per-sample output gradient), the only parameters off the per-sample
+    rules, are computed one sample at a time; the word and token-type tables take the Embedding rule. Checked
+    against the slow loop."""
     pytest.importorskip("transformers")
     from transformers import AutoModel, AutoTokenizer
 
