@@ -33,9 +33,13 @@ the layer's input a_n. Then
 * Embedding: sample n's gradient on row v is the sum of its output gradients at the positions holding token v;
   (sample, token) pairs are summed with one ``index_add``, squared, and added into their rows (none for
   ``padding_idx``), so a trainable token table never materialises N copies of itself.
-* A hooked layer called on something other than the batch (Hugging Face's position embeddings look up one row of
-  positions, shape (1, S), which the batch then shares by broadcasting) has no per-sample output gradient: its
-  parameters take the fallback below for that pass.
+* A hooked layer called once on a row the batch shares (Hugging Face's position embeddings look up one row of
+  positions, shape (1, S), which the batch then shares by broadcasting) would see only the batch's summed output
+  gradient, so its output is handed on expanded to the batch (a view, the same values under broadcasting): autograd
+  then delivers each sample's gradient, and the layer's own rule applies with its input expanded likewise. A model
+  that cannot take the expanded view (an in-place write into it) gets the chunk passed again without it. A layer
+  called on anything else off the batch has no per-sample output gradient: its parameters take the fallback below
+  for that pass.
 * Any other layer type with parameters falls back to ``torch.func`` (vmap of grad) for exactly
   those parameters; where vmap cannot trace the model (Python control flow on tensor values, as in
   Hugging Face ``transformers``' attention masks), to one backward pass per sample for them.
@@ -180,27 +184,43 @@ def _patches(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
 
 
 class _Capture:
-    """Forward/tensor hooks that record (input, output-gradient) pairs of fast layers."""
+    """Forward/tensor hooks that record (input, output-gradient) pairs of fast layers.
 
-    def __init__(self, modules: dict[str, nn.Module], batch: int):
+    ``expand_shared``: a layer called once on a row the whole batch shares (input and output of leading size 1, as
+    Hugging Face's (1, S) position lookup) hands the rest of the model its output expanded to the batch, a view with
+    the same values wherever the model broadcasts it, so that autograd keeps each sample's output gradient apart;
+    its input is recorded expanded likewise, and the layer's per-sample rule applies. Without it (or for any other
+    call off the batch) the layer is marked ``broadcast`` and its parameters take the fallback."""
+
+    def __init__(self, modules: dict[str, nn.Module], batch: int, expand_shared: bool = True):
         self.batch = batch
+        self.expand_shared = expand_shared
         self.records: dict[str, list[list[torch.Tensor]]] = defaultdict(list)
         self.outputs: list[torch.Tensor] = []  # every hooked output that requires a gradient
         self.broadcast: set[str] = set()  # modules called on something other than the batch's samples
+        self.expanded = False  # some shared call's output was expanded (see above)
         self.handles = []
         for name, module in modules.items():
             self.handles.append(module.register_forward_hook(self._hook(name)))
 
+    def _is_batch(self, tensor) -> bool:
+        return isinstance(tensor, torch.Tensor) and tensor.dim() > 0 and tensor.shape[0] == self.batch
+
     def _hook(self, name: str):
         def hook(module, inputs, output):
             if not output.requires_grad:
-                return
+                return None
             first = inputs[0] if inputs else None
-            if (output.dim() == 0 or output.shape[0] != self.batch or not isinstance(first, torch.Tensor)
-                    or first.dim() == 0 or first.shape[0] != self.batch):
+            shared = (self.expand_shared and self.batch > 1 and isinstance(first, torch.Tensor) and first.dim() > 0
+                      and first.shape[0] == 1 and output.dim() > 0 and output.shape[0] == 1)
+            if shared:
+                output = output.expand(self.batch, *output.shape[1:])
+                first = first.expand(self.batch, *first.shape[1:])
+                self.expanded = True
+            elif not (self._is_batch(output) and self._is_batch(first)):
                 self.broadcast.add(name)
-                return
-            entry = [inputs[0].detach(), None]
+                return None
+            entry = [first.detach(), None]
             self.records[name].append(entry)
             self.outputs.append(output)
 
@@ -208,6 +228,7 @@ class _Capture:
                 entry[1] = grad.detach()
 
             output.register_hook(grad_hook)
+            return output if shared else None
 
         return hook
 
@@ -441,19 +462,8 @@ def exact_fisher_diagonal(
         for start in range(0, len(y), batch_size):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
-            capture = _Capture(fast, len(yb))
-            try:
-                for p in params.values():
-                    p.grad = None
-                logits = _forward(model, xb, task_label)
-                targets = _targets(logits, yb, estimator, generator)
-                loss = F.cross_entropy(logits, targets, reduction="sum")
-                if fallback or capture.broadcast or not capture.outputs:
-                    loss.backward()  # the fallback needs to know which parameters the model uses
-                else:  # gradients of the hooked outputs only: autograd computes no parameter gradient
-                    torch.autograd.grad(loss, capture.outputs, allow_unused=True)
-            finally:
-                capture.remove()
+            capture, targets = _captured_backward(model, fast, params, xb, yb, task_label, estimator, generator,
+                                                  fallback)
             broadcast = [prefix + n for prefix in capture.broadcast for n, _ in fast[prefix].named_parameters(recurse=False)
                          if prefix + n in params]
             for prefix, module in fast.items():
@@ -472,6 +482,33 @@ def exact_fisher_diagonal(
         model.train(was_training)
     n = max(len(y), 1)
     return {name: sums[name] / n for name in params if name in touched}
+
+
+def _captured_backward(model, fast, params, xb, yb, task_label, estimator, generator, fallback):
+    """One forward and backward pass over a chunk with the fast layers hooked; returns the capture and the targets.
+
+    A model that cannot take a shared call's output expanded to the batch (it writes into it in place, or needs its
+    leading size 1) raises during that pass: the chunk is passed again without expanding, those layers then taking
+    the fallback."""
+    for expand_shared in (True, False):
+        capture = _Capture(fast, len(yb), expand_shared)
+        try:
+            for p in params.values():
+                p.grad = None
+            logits = _forward(model, xb, task_label)
+            targets = _targets(logits, yb, estimator, generator)
+            loss = F.cross_entropy(logits, targets, reduction="sum")
+            if fallback or capture.broadcast or not capture.outputs:
+                loss.backward()  # the fallback needs to know which parameters the model uses
+            else:  # gradients of the hooked outputs only: autograd computes no parameter gradient
+                torch.autograd.grad(loss, capture.outputs, allow_unused=True)
+            return capture, targets
+        except RuntimeError:  # the write into the expanded view fails in the forward, before any label is drawn
+            if not capture.expanded:
+                raise
+        finally:
+            capture.remove()
+    raise AssertionError("unreachable: the pass without expanding either returns or raises")
 
 
 def _vmap_squared_grads(model, x, targets, task_label, names) -> dict[str, torch.Tensor]:

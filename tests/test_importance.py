@@ -238,9 +238,21 @@ def test_embedding_rule_sums_repeated_tokens_per_sample_and_skips_padding():
     assert float(result["embed.weight"][6:].abs().max()) == 0.0  # tokens never seen: no importance
 
 
-def test_layers_called_on_a_lookup_the_batch_shares_take_the_fallback_and_stay_exact():
-    # position embeddings of shape (1, S), broadcast over the batch: their output gradient is already summed over
-    # the samples, so a per-sample rule would square a sum; the pass must notice and fall back for them
+def _no_fallback(monkeypatch):
+    from forgetbench.strategies import importance
+
+    def fail(*args, **kwargs):
+        pytest.fail("a parameter took the per-sample fallback")
+
+    monkeypatch.setattr(importance, "_vmap_squared_grads", fail)
+    monkeypatch.setattr(importance, "_looped_squared_grads", fail)
+
+
+def test_layers_called_on_a_lookup_the_batch_shares_get_per_sample_gradients_without_the_fallback(monkeypatch):
+    # position embeddings of shape (1, S), broadcast over the batch: the gradient autograd hands their output is
+    # already summed over the samples, and squaring that sum is wrong (this test fails so); the pass expands the
+    # shared output to the batch, so each sample's gradient reaches the rule, and no parameter takes the fallback
+    _no_fallback(monkeypatch)
     tokens, y = _token_data(5)
     model = TokenNet(broadcast_positions=True).double()
     result = exact_fisher_diagonal(model, tokens, y, batch_size=8)
@@ -248,7 +260,56 @@ def test_layers_called_on_a_lookup_the_batch_shares_take_the_fallback_and_stay_e
     assert {"position.weight", "position_mix.weight", "embed.weight"} <= result.keys()
 
 
-def test_a_small_bert_with_every_parameter_trainable_matches_the_loop():
+class InPlaceTokenNet(TokenNet):
+    """TokenNet whose forward scales the shared position lookup in place: an expanded view cannot take the write."""
+
+    def __init__(self, in_place: bool):
+        super().__init__()
+        self.in_place = in_place
+
+    def forward(self, tokens):
+        positions = self.position(torch.arange(tokens.shape[1]).unsqueeze(0))
+        if self.in_place:
+            positions.mul_(0.5)
+        else:
+            positions = positions * 0.5
+        h = self.norm(torch.tanh(self.mix(self.embed(tokens) + positions)))
+        return self.out(h.mean(1))
+
+
+def test_a_model_writing_into_the_shared_lookup_is_passed_again_without_expanding(monkeypatch):
+    from forgetbench.strategies import importance
+
+    tokens, y = _token_data(8)
+    model = InPlaceTokenNet(in_place=True).double()
+    fallback = []
+    vmapped = importance._vmap_squared_grads
+    monkeypatch.setattr(importance, "_vmap_squared_grads", lambda *a, **k: fallback.append(a[-1]) or vmapped(*a, **k))
+    _assert_equal(exact_fisher_diagonal(model, tokens, y, batch_size=8), per_sample_fisher_loop(model, tokens, y))
+    assert fallback and all(names == ["position.weight"] for names in fallback)  # retried: the lookup's fallback
+    reference = InPlaceTokenNet(in_place=False).double()
+    reference.load_state_dict(model.state_dict())
+    _assert_equal(exact_fisher_diagonal(reference, tokens, y, batch_size=8), per_sample_fisher_loop(model, tokens, y))
+
+
+def test_a_layer_called_on_rows_that_are_neither_the_batch_nor_shared_takes_the_fallback():
+    class Prototypes(nn.Module):  # a Linear over 4 learned prototypes, compared with every sample
+        def __init__(self):
+            super().__init__()
+            self.prototypes = nn.Parameter(torch.randn(4, 5))
+            self.project = nn.Linear(5, 5, bias=False)  # a bias here has gradient 0 (softmax sums out)
+            self.encode = nn.Linear(6, 5)
+
+        def forward(self, x):
+            return torch.tanh(self.encode(x)) @ self.project(self.prototypes).T  # (N, 4) logits
+
+    torch.manual_seed(9)
+    model = Prototypes().double()
+    x, y = torch.randn(15, 6, dtype=torch.float64), torch.randint(0, 4, (15,))
+    _assert_equal(exact_fisher_diagonal(model, x, y, batch_size=6), per_sample_fisher_loop(model, x, y))
+
+
+def test_a_small_bert_with_every_parameter_trainable_matches_the_loop(monkeypatch):
     transformers = pytest.importorskip("transformers", reason="the text extra is not installed")
 
     class Classifier(nn.Module):
@@ -266,6 +327,7 @@ def test_a_small_bert_with_every_parameter_trainable_matches_the_loop():
     torch.manual_seed(6)
     model = Classifier().double()
     tokens, y = torch.randint(1, 30, (12, 6)), torch.randint(0, 3, (12,))
+    _no_fallback(monkeypatch)  # position embeddings included: every layer of the encoder has its rule
     result = exact_fisher_diagonal(model, tokens, y, batch_size=5)
     _assert_equal(result, per_sample_fisher_loop(model, tokens, y), tol=1e-6)
     assert "bert.embeddings.word_embeddings.weight" in result

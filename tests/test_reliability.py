@@ -264,11 +264,11 @@ def test_layer_norm_per_sample_rule_on_sequences_matches_the_slow_reference():
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-7)
 
 
-def test_exact_fisher_on_a_stock_transformers_encoder():
-    """vmap died inside transformers' masking utilities (`.item()` on the padding mask): now the position embeddings
-    (one (1, S) lookup the batch shares, so no per-sample output gradient), the only parameters off the per-sample
-    rules, are computed one sample at a time; the word and token-type tables take the Embedding rule. Checked
-    against the slow loop."""
+def test_exact_fisher_on_a_stock_transformers_encoder(monkeypatch):
+    """vmap died inside transformers' masking utilities (`.item()` on the padding mask). Now no parameter of a stock
+    encoder leaves the per-sample rules: the word and token-type tables take the Embedding rule, and so do the
+    position embeddings (one (1, S) lookup the batch shares, handed on expanded to the batch so that each sample's
+    output gradient reaches the rule). Checked against the slow loop."""
     pytest.importorskip("transformers")
     from transformers import AutoModel, AutoTokenizer
 
@@ -299,8 +299,15 @@ def test_exact_fisher_on_a_stock_transformers_encoder():
     ids = tokenizer(["a short one", "a somewhat longer sentence here", "third", "and the fourth one"],
                     padding=True, return_tensors="pt")["input_ids"]
     y = torch.tensor([0, 1, 1, 0])
-    fast, slow = exact_fisher_diagonal(model, ids, y), per_sample_fisher_loop(model, ids, y)
+    from forgetbench.strategies import importance
+
+    for fallback in ("_vmap_squared_grads", "_looped_squared_grads"):
+        monkeypatch.setattr(importance, fallback, lambda *a, **k: pytest.fail("a parameter took the fallback"))
+    fast = exact_fisher_diagonal(model, ids, y)
+    monkeypatch.undo()
+    slow = per_sample_fisher_loop(model, ids, y)
     assert set(fast) == set(slow) and "encoder.embeddings.word_embeddings.weight" in fast
+    assert "encoder.embeddings.position_embeddings.weight" in fast
     assert not any(n.startswith("encoder.encoder.layer.0.") for n in fast)
     for name in slow:
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-3, atol=1e-9)
