@@ -7,7 +7,9 @@ $$
 $$
 
 theta*_i the value of parameter i after the latest experience that used it. It is EWC/WPL with every
-importance equal to 1, so it isolates what the importance estimate buys.
+importance equal to 1, so it isolates what the importance estimate buys. The gradient lambda (theta - theta*) goes
+straight into ``.grad`` when each backward pass ends (:meth:`forgetbench.strategies.penalty.QuadraticAnchor.add_gradient`,
+as ewc and wpl); the loss's value does not include the pull (``penalty()`` gives it).
 
 Only *shared* parameters are pulled (used by the current model and by an earlier one, from
 ``ctx.used_params``): the current model's private parameters (e.g. its fresh head) have no earlier
@@ -28,6 +30,7 @@ from avalanche.training.templates import SupervisedTemplate
 from pydantic import NonNegativeFloat
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
+from forgetbench.strategies.penalty import QuadraticAnchor
 from forgetbench.strategies.plugin import Plugin, detached
 
 
@@ -43,22 +46,26 @@ class L2Plugin(Plugin):
         self.l2_lambda = l2_lambda
         self.used_params = used_params  # a live view: an adaptive schedule grows while training
         self.anchor: dict[str, torch.Tensor] = {}
-        self._terms: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        self.quadratic = QuadraticAnchor(scale=0.5 * l2_lambda)  # this experience's pull: A = 1 on the shared tensors
+        self._params: list[torch.Tensor] = []
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         shared = shared_params(self.used_params, strategy.experience.current_experience)
         named = dict(strategy.model.named_parameters())
-        self._terms = [(named[n], self.anchor[n]) for n in sorted(shared) if n in self.anchor]
+        names = [n for n in sorted(shared) if n in self.anchor]
+        self._params = [named[n] for n in names]
+        if names:
+            self.quadratic.replace({n: self.anchor[n].new_ones(()).expand_as(self.anchor[n]) for n in names},
+                                   {n: self.anchor[n] for n in names}, copy=False)
 
     def penalty(self) -> torch.Tensor | float:
-        total = 0.0
-        for param, anchor in self._terms:
-            total = total + ((param - anchor) ** 2).sum()
-        return 0.5 * self.l2_lambda * total
+        """(lambda / 2) ||theta_shared - theta*||^2 as a differentiable scalar (0 without shared parameters); its
+        gradient is what :meth:`before_backward` adds to ``.grad`` every step."""
+        return self.quadratic.penalty(self._params, self.quadratic.scale) if self._params else 0.0
 
     def before_backward(self, strategy, **kwargs) -> None:
-        if self._terms:
-            strategy.loss = strategy.loss + self.penalty()
+        if self._params:  # the gradient lambda (theta - theta*) straight into .grad when the backward pass ends
+            strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self.quadratic.scale)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         used = self.used_params[strategy.experience.current_experience]
@@ -72,7 +79,7 @@ class L2Plugin(Plugin):
 
     def load_state_dict(self, state) -> None:
         self.anchor = dict(state["anchor"])
-        self._terms = []
+        self._params = []
 
 
 @register_strategy("l2", params=L2Params)

@@ -15,8 +15,12 @@ $$
 theta* the weights after the previous experience. Every parameter is penalised (old heads' penalty
 is zero in practice: their importance and their distance to the anchor stay fixed, as they get no
 gradient from the current loss). The importance pass reads the experience's tensors directly
-(:func:`forgetbench.benchmark.data.loaders.dataset_tensors`) instead of Avalanche's sample-by-sample loader; the
-maths is Avalanche's.
+(:func:`forgetbench.benchmark.data.loaders.dataset_tensors`) instead of Avalanche's sample-by-sample loader, and
+the penalty's gradient 2 lambda Omega (theta - theta*) goes straight into ``.grad`` when each backward pass ends
+(:meth:`forgetbench.strategies.penalty.QuadraticAnchor.add_gradient`, as ewc, si and wpl) instead of Avalanche's
+per-parameter autograd sum; tensors that cannot move this experience (unused and at their anchor, no weight decay)
+are left out, their gradient being exactly 0. The maths is Avalanche's; the loss's value no longer includes the
+penalty (``penalty()`` gives it).
 
 Hyperparameters:
 
@@ -48,7 +52,7 @@ from typing import Literal, Sequence
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy
 from forgetbench.strategies.importance import sample_subset
-from forgetbench.strategies.penalty import stable_curvature
+from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset, stable_curvature
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
 
 
@@ -69,7 +73,9 @@ class FastMASPlugin(Plugin, MASPlugin):
         skip); ``importance_samples`` / ``seed``: the pass's sample budget and the generator drawing it."""
         super().__init__(lambda_reg=lambda_reg, alpha=alpha)
         self.max_curvature = max_curvature
-        self._capped: dict[str, torch.Tensor] | None = None  # this experience's clamped Omega
+        self.quadratic = QuadraticAnchor(scale=lambda_reg)  # this experience's penalty (Omega and theta*, not copied)
+        self._params: list[torch.Tensor] = []  # the parameters the penalty acts on this experience
+        self._subset: list[int] | None = None
         self.used_params = used_params
         self.adaptive = adaptive
         self.importance_samples = importance_samples
@@ -77,23 +83,34 @@ class FastMASPlugin(Plugin, MASPlugin):
         self.skipped: list[int] = []
 
     def before_training_exp(self, strategy, **kwargs):
-        """The penalty's Omega for this experience: Avalanche's, clamped at max_curvature / (2 lambda)."""
-        self._capped = None
-        if self.max_curvature is not None and self._lambda > 0 and self.importance:
-            # lambda * Omega (theta - theta*)^2 has curvature 2 lambda Omega
-            cap = self.max_curvature / (2 * self._lambda)
-            shapes = {n: p.shape for n, p in strategy.model.named_parameters()}
-            self._capped = {n: self.importance[n].expand(shape).clamp(max=cap)
-                            for n, shape in shapes.items() if n in self.importance}
+        """This experience's penalty: Avalanche's Omega (clamped at max_curvature / (2 lambda) for the penalty only)
+        and anchor, held as one quadratic over the parameters that can move (:func:`movable_subset`)."""
+        self._params, self._subset = [], None
+        if strategy.clock.train_exp_counter == 0 or not self.importance or not self.params:
+            return  # first experience: nothing to protect yet
+        named = [(n, p) for n, p in strategy.model.named_parameters() if n in self.importance]
+        # Avalanche's expand: a parameter grown since (a wider head) gets Omega 0 and anchor 0 on its new entries
+        self.quadratic.replace({n: self.importance[n].expand(p.shape) for n, p in named},
+                               {n: self.params[n].expand(p.shape) for n, p in named}, copy=False)
+        # lambda * Omega (theta - theta*)^2 has curvature 2 lambda Omega
+        capping = self.max_curvature is not None and self._lambda > 0
+        self.quadratic.penalize_at_most(self.max_curvature / (2 * self._lambda) if capping else None)
+        params = [p for _, p in named]
+        experience = getattr(getattr(strategy, "experience", None), "current_experience", None)
+        used = None if self.used_params is None or experience is None or experience >= len(self.used_params) \
+            else self.used_params[experience]
+        self._subset = movable_subset(self.quadratic.names, self.quadratic.anchors, params, used,
+                                      getattr(strategy, "optimizer", None))
+        self._params = params if self._subset is None else [params[i] for i in self._subset]
 
     def before_backward(self, strategy, **kwargs):
-        if self._capped is None or strategy.clock.train_exp_counter == 0:
-            return super().before_backward(strategy, **kwargs)
-        penalty = 0.0
-        for name, param in strategy.model.named_parameters():
-            if name in self._capped:
-                penalty = penalty + torch.sum(self._capped[name] * (param - self.params[name].expand(param.shape)).pow(2))
-        strategy.loss += self._lambda * penalty
+        if self._params:
+            strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self._lambda, self._subset)
+
+    def penalty(self) -> torch.Tensor | float:
+        """lambda * sum_i Omega_i (theta_i - theta*_i)^2 as a differentiable scalar (0 before there is a penalty); its
+        gradient is what :meth:`before_backward` adds to the parameters' ``.grad`` every step."""
+        return self.quadratic.penalty(self._params, self._lambda, self._subset) if self._params else 0.0
 
     def _get_importance(self, strategy):
         importance = dict(zerolike_params_dict(strategy.model))

@@ -162,11 +162,13 @@ class QuadraticAnchor:
         self._changed()
 
     @torch.no_grad()
-    def replace(self, weights: dict[str, Tensor], anchor: dict[str, Tensor]) -> None:
-        """``Q <- sum_i A_i (theta_i - theta*_i)^2`` (a new weight and anchor, constant 0)."""
+    def replace(self, weights: dict[str, Tensor], anchor: dict[str, Tensor], copy: bool = True) -> None:
+        """``Q <- sum_i A_i (theta_i - theta*_i)^2`` (a new weight and anchor, constant 0). ``copy=False`` holds the
+        given tensors themselves (a caller that keeps them and never changes them in place: no second copy)."""
         self.names = list(weights)
-        self.weights = [weights[n].detach().clone() for n in self.names]
-        self.anchors = [anchor[n].detach().clone() for n in self.names]
+        keep = (lambda t: t.detach().clone()) if copy else (lambda t: t.detach())
+        self.weights = [keep(weights[n]) for n in self.names]
+        self.anchors = [keep(anchor[n]) for n in self.names]
         self.constant = 0.0
         self._changed()
 

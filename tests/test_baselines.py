@@ -192,6 +192,50 @@ def test_lwf_seen_units_puts_the_new_classes_in_the_students_softmax():
     assert by_hand > 0.05
 
 
+def _step_gradients(model, strategy, plugin_step, x, task):
+    """.grad after one backward of the data loss on (x, task) with ``plugin_step(strategy)`` run before it."""
+    model.zero_grad()
+    strategy.loss = model.forward_single_task(x, task).pow(2).mean()  # any differentiable data loss
+    plugin_step(strategy)
+    strategy.loss.backward()
+    return {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_mas_step_gradient_is_avalanches_penalty_differentiated_and_unused_heads_are_left_alone():
+    """before_backward adds 2 lambda Omega (theta - theta*) into .grad when the backward pass ends: the gradient
+    Avalanche's own MASPlugin.before_backward gives by autograd (no cap), and data loss + penalty() with the cap; the
+    heads task 2 does not use sit at their anchor and get no gradient (Avalanche gives them an exact 0)."""
+    from avalanche.training.plugins import MASPlugin
+
+    scenario = scenario_of("split", tasks=3)
+    strategy, _ = train("mas", scenario, {"lambda_reg": 2.0, "alpha": 0.5})
+    plugin = plugin_of(strategy, FastMASPlugin)
+    model = strategy.model
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith("heads.0") and not name.startswith("heads.1"):
+                p.add_(0.05 * torch.randn_like(p))  # trunk and head 2 moved away from their anchors
+    x = scenario.tasks[2].train_x[:16]
+    stream = scenario.avalanche_benchmark().train_stream
+    fake = SimpleNamespace(model=model, clock=SimpleNamespace(train_exp_counter=2), experience=stream[2],
+                           optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    for cap in (None, plugin.max_curvature):
+        plugin.max_curvature = cap
+        plugin.before_training_exp(fake)
+        got = _step_gradients(model, fake, plugin.before_backward, x, 2)
+        assert got["heads.0.weight"] is None and got["heads.1.weight"] is None  # left out: unused, at their anchor
+        if cap is None:
+            expected = _step_gradients(model, fake, lambda s: MASPlugin.before_backward(plugin, s), x, 2)
+        else:
+            expected = _step_gradients(model, fake, lambda s: setattr(s, "loss", s.loss + plugin.penalty()), x, 2)
+        data_only = _step_gradients(model, fake, lambda s: None, x, 2)
+        for name in ("trunk.1.weight", "trunk.1.bias", "heads.2.weight"):  # head 2: Omega 0, the data's alone
+            torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-7)
+        for name in ("trunk.1.weight", "trunk.1.bias"):
+            assert float((got[name] - data_only[name]).abs().max()) > 1e-6, name  # the penalty really acts
+        assert float(plugin.penalty()) > 0
+
+
 def test_lwf_seen_units_needs_one_shared_head():
     with pytest.raises(ValueError, match="units 'previous'"):
         train("lwf", scenario_of("split"), {"units": "seen"})
@@ -223,6 +267,14 @@ def test_l2_pulls_only_shared_parameters_with_importance_one():
             torch.testing.assert_close(p.grad, 3.0 * (p - anchor[name]).detach())
         else:
             assert p.grad is None, f"{name} is not shared but was pulled"
+    # the training step's path: before_backward puts the same pull into .grad when the backward pass ends
+    model.zero_grad()
+    fake.loss = sum(p.sum() for p in model.parameters())  # data gradient 1 everywhere
+    plugin.before_backward(fake)
+    fake.loss.backward()
+    for name, p in named.items():
+        pull = 3.0 * (p - anchor[name]).detach() if name in shared else 0.0
+        torch.testing.assert_close(p.grad, torch.ones_like(p) + pull, rtol=1e-6, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------ replay

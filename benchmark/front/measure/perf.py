@@ -10,10 +10,10 @@ Sections (keys of the JSON object):
   runner's harness plugins) against a hand-written loop doing identical work: same initial
   weights, same data order (the same seeded generator), batch size, optimizer and steps. Both
   must end with the same weights (``weights_equal``), else the comparison is void.
-* ``step_overhead``: time per training step of ``ewc``, ``si``, ``wpl`` over ``naive`` on the same
-  Split task stream, counted over experiences 1..T-1 (where the penalties are active), excluding
-  the once-per-experience importance pass; ``importance_vs_epoch``: the ``after_training_exp`` work
-  (EWC's importance pass) over one training epoch of the same experience.
+* ``step_overhead``: time per training step of each quadratic regularizer (``ewc``, ``si``, ``wpl``, ``mas``,
+  ``l2``) over ``naive`` on the same Split task stream, counted over experiences 1..T-1 (where the penalties are
+  active), excluding the once-per-experience importance pass; ``importance_vs_epoch``: the ``after_training_exp``
+  work (the importance pass) over one training epoch of the same experience.
 * ``fisher_fast_vs_loop``: ``forgetbench.strategies.importance.exact_fisher_diagonal`` against
   ``per_sample_fisher_loop`` on the same samples (speed-up = loop time / fast time).
 * ``growth``: per-step time and regularizer memory (``state_bytes``) for T = 5, 10, 20 experiences.
@@ -531,8 +531,9 @@ def _strategy_cases() -> dict[str, tuple[str, dict]]:
     from forgetbench.strategies import STRATEGIES
 
     cases: dict[str, tuple[str, dict]] = {"naive": ("naive", {}), "ewc": ("ewc", {}), "si": ("si", {})}
-    if "wpl" in STRATEGIES:
-        cases["wpl"] = ("wpl", {})
+    for name in ("wpl", "mas", "l2"):
+        if name in STRATEGIES:
+            cases[name] = (name, {})
     return cases
 
 
@@ -879,7 +880,7 @@ def format_table(result: dict[str, Any]) -> str:
             row(label, value, "" if isinstance(r, str) else goal(r["target"]))
         lines.append("importance_vs_epoch (after-experience work / one epoch)")
         for label, r in result["importance_vs_epoch"].items():
-            row(label, r if isinstance(r, str) else f"{r:.3f}", "target <= 1.0" if label != "si" else "")
+            row(label, r if isinstance(r, str) else f"{r:.3f}", "target <= 1.0" if label in ("ewc", "wpl") else "")
     if "fisher_fast_vs_loop" in result:
         r = result["fisher_fast_vs_loop"]
         lines.append("fisher_fast_vs_loop (loop time / fast time)")
