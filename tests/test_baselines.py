@@ -135,6 +135,42 @@ def test_lwf_penalises_drift_of_earlier_heads_only():
     assert plugin_of(strategy, LwFStatePlugin).state_bytes() > 0
 
 
+@pytest.mark.parametrize("setting", ["task-IL", "class-IL"])
+def test_forward_all_tasks_runs_the_trunk_once_and_gives_each_tasks_logits(setting):
+    """model(x, None), LwF's call: one trunk pass (Avalanche's default ran one per task), the logits
+    forward_single_task gives for every task seen in training, bit for bit."""
+    scenario = scenario_of("split", tasks=3, setting=setting)
+    model = scenario.model
+    for experience in scenario.avalanche_benchmark().train_stream:
+        avalanche_model_adaptation(model, experience)
+    calls = []
+    model.trunk.register_forward_hook(lambda *args: calls.append(1))
+    x = scenario.tasks[0].train_x[:20]
+    everything = model(x, None)
+    assert len(calls) == 1 and sorted(everything) == [0, 1, 2]
+    for task, logits in everything.items():
+        assert torch.equal(logits, model.forward_single_task(x, task))
+
+
+def test_lwf_trains_as_with_avalanches_per_task_forwards(monkeypatch):
+    """A whole LwF run with the one-trunk-pass forward_all_tasks ends where Avalanche's per-task passes end (the same
+    maths on a deterministic trunk; only the order of float sums in the trunk's gradient differs)."""
+    from avalanche.models.dynamic_modules import MultiTaskModule
+
+    from forgetbench.benchmark.data.models import MultiHeadNet
+
+    torch.manual_seed(0)
+    fast = train("lwf", scenario_of("split"), {"alpha": 2.0})[1].weights
+    monkeypatch.setattr(MultiHeadNet, "forward_all_tasks", MultiTaskModule.forward_all_tasks)
+    torch.manual_seed(0)
+    reference = train("lwf", scenario_of("split"), {"alpha": 2.0})[1].weights
+    for got, expected in zip(fast, reference):
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+    naive = train("naive", scenario_of("split"))[1].weights
+    assert any(not torch.allclose(fast[2][k], naive[2][k], atol=1e-4) for k in naive[2])  # the distillation acts
+
+
 def test_lwf_alpha_list_gives_each_experience_its_own_weight():
     """alpha [0, 0, 0] is naive exactly; [0, 0, 5] changes only what the third experience learns."""
     torch.manual_seed(0)

@@ -181,9 +181,31 @@ class MultiHeadNet(TaskRoutedModule):
         return super().forward(x, task_labels)
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        return self._head_logits(self._features(x), task_label)
+
+    def forward_all_tasks(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Every task seen in training so far -> its logits on ``x`` (what ``model(x, None)`` returns, LwF's call),
+        from one trunk pass: Avalanche's default runs the whole model once per task, so LwF's per-step cost grew
+        with the number of tasks (T trunk passes for the copy and T more, backpropagated, for the model). The same
+        logits; a trunk with dropout draws one mask for every head, and batch norm updates its running statistics
+        once per call, as in Li & Hoiem's LwF, where the heads read one shared feature vector."""
+        features = self._features(x)
+        by_head: dict[int, torch.Tensor] = {}  # a shared head's logits are computed once for every task label
+        logits = {}
+        for task in self.known_train_tasks_labels:
+            head = self.head_index(task)
+            if head not in by_head:
+                by_head[head] = self._head_logits(features, task)
+            logits[task] = by_head[head]
+        return logits
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         features = self.trunk(x)
         if self.keep_features:  # Avalanche's feature distillation reads `model.features` after a forward pass
             self.features = features
+        return features
+
+    def _head_logits(self, features: torch.Tensor, task_label: int) -> torch.Tensor:
         out = self.heads[self.head_index(task_label)](features)
         if self.seen_classes_only:
             # before any training every unit is live (nothing is seen yet); no host sync on the check

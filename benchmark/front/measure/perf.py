@@ -10,8 +10,8 @@ Sections (keys of the JSON object):
   runner's harness plugins) against a hand-written loop doing identical work: same initial
   weights, same data order (the same seeded generator), batch size, optimizer and steps. Both
   must end with the same weights (``weights_equal``), else the comparison is void.
-* ``step_overhead``: time per training step of each quadratic regularizer (``ewc``, ``si``, ``wpl``, ``mas``,
-  ``l2``) over ``naive`` on the same Split task stream, counted over experiences 1..T-1 (where the penalties are
+* ``step_overhead``: time per training step of each regularizer (the quadratic ``ewc``, ``si``, ``wpl``, ``mas``,
+  ``l2``, and ``lwf``'s distillation) over ``naive`` on the same Split task stream, counted over experiences 1..T-1 (where the penalties are
   active), excluding the once-per-experience importance pass; ``importance_vs_epoch``: the ``after_training_exp``
   work (the importance pass) over one training epoch of the same experience.
 * ``fisher_fast_vs_loop``: ``forgetbench.strategies.importance.exact_fisher_diagonal`` against
@@ -531,7 +531,7 @@ def _strategy_cases() -> dict[str, tuple[str, dict]]:
     from forgetbench.strategies import STRATEGIES
 
     cases: dict[str, tuple[str, dict]] = {"naive": ("naive", {}), "ewc": ("ewc", {}), "si": ("si", {})}
-    for name in ("wpl", "mas", "l2"):
+    for name in ("wpl", "mas", "l2", "lwf"):
         if name in STRATEGIES:
             cases[name] = (name, {})
     return cases
