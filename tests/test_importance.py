@@ -292,7 +292,9 @@ def test_a_model_writing_into_the_shared_lookup_is_passed_again_without_expandin
     _assert_equal(exact_fisher_diagonal(reference, tokens, y, batch_size=8), per_sample_fisher_loop(model, tokens, y))
 
 
-def test_a_layer_called_on_rows_that_are_neither_the_batch_nor_shared_takes_the_fallback():
+def test_a_layer_called_on_rows_that_are_neither_the_batch_nor_shared_takes_the_fallback(monkeypatch):
+    from forgetbench.strategies import importance
+
     class Prototypes(nn.Module):  # a Linear over 4 learned prototypes, compared with every sample
         def __init__(self):
             super().__init__()
@@ -305,8 +307,12 @@ def test_a_layer_called_on_rows_that_are_neither_the_batch_nor_shared_takes_the_
 
     torch.manual_seed(9)
     model = Prototypes().double()
-    x, y = torch.randn(15, 6, dtype=torch.float64), torch.randint(0, 4, (15,))
+    x, y = torch.randn(15, 6, dtype=torch.float64), torch.randint(0, 4, (15,))  # chunks of 6, 6, 3: never 4 rows
+    fallback = []
+    vmapped = importance._vmap_squared_grads
+    monkeypatch.setattr(importance, "_vmap_squared_grads", lambda *a, **k: fallback.append(a[-1]) or vmapped(*a, **k))
     _assert_equal(exact_fisher_diagonal(model, x, y, batch_size=6), per_sample_fisher_loop(model, x, y))
+    assert fallback and all("project.weight" in names and "encode.weight" not in names for names in fallback)
 
 
 def test_a_small_bert_with_every_parameter_trainable_matches_the_loop(monkeypatch):
