@@ -21,6 +21,14 @@ import fault_strategies  # noqa: F401  (registers the test-only faulty strategie
 torch.set_num_threads(1)
 
 
+def pytest_report_header(config) -> str:
+    """Which CPU kernels round the effect tests' floats (`make test-kernels` runs them again under DEFAULT)."""
+    import os
+
+    return (f"torch {torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()} "
+            f"(ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', 'unset')})")
+
+
 class _Boom(RuntimeError):
     pass
 

@@ -14,7 +14,7 @@ from forgetbench.benchmark.core.store import load_results
 from forgetbench.benchmark.core.metrics import average_accuracy, forgetting
 
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.effect]
 
 
 STRATEGIES = ["naive", "ewc", "si", "wpl", "spg", "mas", "lwf", "l2", "replay", "joint", "standalone"]  # the suite file's
@@ -33,6 +33,7 @@ def test_split_mnist_suite(cli, tmp_path):
     records = {r.strategy.name: r for r in load_results(out)}
     assert sorted(records) == sorted(STRATEGIES) and all(r.status == "ok" for r in records.values())
     R = {name: np.array(r.accuracy_matrix) for name, r in records.items()}
+    print("measured:", {name: (round(float(np.diag(m).mean()), 4), round(float(m[-1].mean()), 4), round(forgetting(m), 4)) for name, m in R.items()})
     for name, matrix in R.items():
         assert matrix.shape == (5, 5), name
         assert np.diag(matrix).mean() > 0.9, name  # each binary task is learnt

@@ -16,6 +16,7 @@ from forgetbench.benchmark.data.scenarios.base import Task
 from forgetbench.benchmark.run.attribution import Attribution, layer_of, layer_terms
 
 
+@pytest.mark.effect
 def test_linear_gaussian_loss_increase_equals_the_prediction_with_the_true_fisher():
     """One linear layer, squared loss 1/2 (w.x + b - y)^2 (a unit-variance Gaussian likelihood), inputs with
     orthogonal columns: the loss is exactly quadratic with a diagonal Hessian E[x_i^2], which is the true

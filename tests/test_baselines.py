@@ -187,6 +187,7 @@ def test_lwf_alpha_list_gives_each_experience_its_own_weight():
         train("lwf", scenario_of("split"), {"alpha": [1.0, 1.0]})
 
 
+@pytest.mark.effect
 def test_lwf_seen_units_puts_the_new_classes_in_the_students_softmax():
     """units=seen (van de Ven & Tolias's class-IL LwF): one KL(q_old || softmax over old + new classes
     restricted to the old ones) over *every* earlier class together, by hand, on the third experience;

@@ -1,9 +1,20 @@
 """Every built-in regularizer's *default* params must regularize on the demo's scenarios
 (``configs/demo.yaml``: the WPL paper's two-model setting and a weight-sharing supernet, offline
-digits). Per scenario, the strategy's forgetting averaged over the demo's seeds is clearly lower than
-naive's, and lower on most seeds. A default that behaves like plain fine-tuning (as SI's
-si_lambda = 1 did, with Avalanche's omega capped at 1e-3) or that diverges (as WPL's alpha = 300 did
-on the supernet before its curvature cap) fails here.
+digits): per scenario, the strategy forgets significantly less than naive, a paired test over
+:data:`SEEDS` (the 95% interval of the per-seed difference in forgetting lies below 0). A default that
+behaves like plain fine-tuning (as SI's si_lambda = 1 did, with Avalanche's omega capped at 1e-3) or that
+diverges (as WPL's alpha = 300 did on the supernet before its curvature cap) fails here.
+
+Why 20 seeds, not the demo's 5: the supernet's forgetting spreads from 0.5 to 22 points between seeds, and
+a CPU with other float kernels moves each seed's value by several points (seed 0's naive forgetting is 21.8
+with this machine's AVX-512 kernels and 11.2 under ``ATEN_CPU_CAPABILITY=default``). At 5 seeds a fixed gap
+of 3 points was a coin toss on a new machine. Resampling the per-seed differences measured under both kernel
+sets (docs/studies/robustness.md), this test's interval passes with probability >= 0.99 at 20 seeds for
+every case but one (its upper end at most -2.3 points under either kernel set), against 0.14-0.49 on the
+supernet at 5. The exception is si on the supernet: its default
+cuts naive's 6.3 points to 3.9 (60 seeds, both kernel sets), a small effect in a wide spread, detected with
+probability 0.60 at 20 seeds, 0.95 at 40 and >= 0.999 at 60 (interval's upper end -1.3 and -1.1 points on
+the two kernel sets), so that case takes 60. CI runs this file under both kernel sets.
 """
 
 from __future__ import annotations
@@ -14,37 +25,53 @@ import numpy as np
 import pytest
 
 from forgetbench.benchmark.core.config import ComponentSpec, load_config
-from forgetbench.benchmark.run.spec import RunSpec
-from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.core.metrics import run_metrics
+from forgetbench.benchmark.core.stats import paired_difference, t_interval
+from forgetbench.benchmark.run.runner import run
+from forgetbench.benchmark.run.spec import RunSpec
+
+pytestmark = pytest.mark.effect
 
 DEMO = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
 REGULARIZERS = ["ewc", "si", "wpl", "l2", "mas", "lwf"]
 SCENARIOS = {s.label or s.name: s for s in DEMO.scenarios}
+SEEDS = 20
+SEEDS_NEEDED = {("supernet", "si"): 60}  # the power each case needs, from the measured spread (module doc)
 
 
-def forgetting(scenario: str, strategy: str) -> np.ndarray:
-    """Forgetting (points) per demo seed, with the strategy's default params."""
-    values = []
-    for seed in DEMO.seeds:
+def seeds(scenario: str, strategy: str) -> list[int]:
+    if strategy == "naive":  # the baseline of every case of its scenario
+        return list(range(max([SEEDS] + [n for (s, _), n in SEEDS_NEEDED.items() if s == scenario])))
+    return list(range(SEEDS_NEEDED.get((scenario, strategy), SEEDS)))
+
+
+def forgetting(scenario: str, strategy: str) -> dict[int, float]:
+    """Forgetting (points) per seed, with the strategy's default params."""
+    values = {}
+    for seed in seeds(scenario, strategy):
         spec = RunSpec("defaults", SCENARIOS[scenario], ComponentSpec(name=strategy), seed, DEMO.training, "cpu")
         record = run(spec, None)
         assert record.status == "ok", f"{scenario}/{strategy}/seed {seed}: {record.status}: {record.error}"
-        values.append(100 * run_metrics(record)["forgetting"])
-    return np.array(values)
+        values[seed] = 100 * run_metrics(record)["forgetting"]
+    return values
 
 
 @pytest.fixture(scope="module")
-def naive() -> dict[str, np.ndarray]:
+def naive() -> dict[str, dict[int, float]]:
     out = {name: forgetting(name, "naive") for name in SCENARIOS}
     for name, values in out.items():
-        assert values.mean() >= 5, f"the demo's {name} must make naive forget: {values}"
+        low, _ = t_interval(list(values.values()))
+        assert low > 0, f"the demo's {name} must make naive forget (95% interval above 0): {values}"
     return out
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("strategy", REGULARIZERS)
-def test_default_params_forget_less_than_naive_on_the_demo(strategy, scenario, naive):
+def test_default_params_forget_significantly_less_than_naive_on_the_demo(strategy, scenario, naive):
     mine, base = forgetting(scenario, strategy), naive[scenario]
-    assert base.mean() - mine.mean() >= 3, f"{strategy} defaults on {scenario}: {mine} vs naive {base}"
-    assert (mine < base).sum() > len(base) / 2, f"{strategy} defaults on {scenario} forget more than naive on most seeds"
+    diff = paired_difference(mine, base)
+    assert diff.n == len(seeds(scenario, strategy))
+    assert diff.ci_high < 0, (
+        f"{strategy} defaults on {scenario}: forgetting minus naive's {diff.diff:+.2f} points, 95% interval "
+        f"[{diff.ci_low:+.2f}, {diff.ci_high:+.2f}] over {diff.n} seeds; per seed {np.round(list(mine.values()), 2)} "
+        f"vs naive {np.round(list(base.values()), 2)}")

@@ -136,6 +136,7 @@ def test_chance_of_token_sequences_is_the_unigram_model():
 
 
 # ---------------------------------------------------------------------------------------- the search
+@pytest.mark.effect
 def test_search_records_err_tables_rewards_and_the_derived_cell():
     from forgetbench.benchmark.core.config import ComponentSpec
     from forgetbench.benchmark.run.spec import RunSpec

@@ -61,9 +61,22 @@ def test_new_runs_record_the_fingerprint():
 
     env = environment("cpu")
     for key in ("forgetbench_commit", "peft", "transformers", "cuda", "cudnn", "device_name", "gpu_count",
-                "torch_threads", "deterministic_algorithms"):
+                "torch_threads", "cpu_kernels", "deterministic_algorithms"):
         assert env[key], key
     assert env["torch_threads"] == str(torch.get_num_threads())
+    assert env["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+
+
+@pytest.mark.effect
+def test_the_cpu_kernels_asked_for_are_the_ones_that_run():
+    """`make test-kernels` sets ATEN_CPU_CAPABILITY=default: if torch ignored it, the second kernel pass of the
+    effect tests would silently repeat the first."""
+    import os
+
+    wanted = os.environ.get("ATEN_CPU_CAPABILITY")
+    if not wanted:
+        pytest.skip("ATEN_CPU_CAPABILITY is unset: the machine's best kernels run (make test-kernels sets it)")
+    assert torch.backends.cpu.get_cpu_capability().lower() == wanted.lower()
 
 
 TINY = {"name": "tiny", "device": "cpu",

@@ -156,6 +156,7 @@ def assert_no_forgetting(record: dict) -> np.ndarray:
 
 
 @pytest.mark.parametrize("scenario", [SPLIT_MLP, SPLIT_CNN], ids=["mlp", "cnn"])
+@pytest.mark.effect
 def test_supsup_has_zero_forgetting_on_split(scenario):
     record = run_one("supsup", {"sparsity": 0.1}, scenario)
     R = assert_no_forgetting(record)
@@ -310,6 +311,7 @@ def test_exssnet_with_kkt_runs_and_is_reproducible():
 
 # --------------------------------------------------------------------------- permuted (labels all 0)
 @pytest.mark.parametrize("strategy", ["supsup", "exssnet"])
+@pytest.mark.effect
 def test_mask_methods_infer_the_task_when_labels_are_shared(strategy):
     record = run_one(strategy, {"sparsity": 0.2}, PERMUTED)
     R = np.array(record.accuracy_matrix)

@@ -40,6 +40,7 @@ def test_one_head_every_parameter_shared_by_every_task():
     assert len(scenario.model.heads) == 1 and scenario.model.heads[0].out_features == 10
 
 
+@pytest.mark.effect
 def test_subsampling_and_a_run():
     scenario = permuted(max_train_per_task=100)
     assert all(len(t.train_y) == 100 for t in scenario.tasks)

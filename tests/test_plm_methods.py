@@ -271,6 +271,7 @@ def test_penalty_gradient_ratio_by_hand():
 
 
 @pytest.mark.parametrize("name", ["ewc", "wpl"])
+@pytest.mark.effect
 def test_a_tiny_fisher_is_flagged_inert_and_the_normalised_one_acts(name, tmp_path):
     """MiniLM fits the toy tasks with near-zero loss: the default penalty's gradient is a tiny share of the data
     loss's (recorded inert); with ``importance_norm: mean`` it is not, and the shared weights move less."""
@@ -368,6 +369,7 @@ def _osf_first_task(tmp_path, optimizer: str, reproject: bool):
     return model, shares, logits
 
 
+@pytest.mark.effect
 def test_osf_update_stays_off_the_preserved_singular_subspace_under_adam(tmp_path):
     """Task 0 preserves the top half of each weight's singular directions (192 of 384): with `reproject` the update
     has no component there (relative 1e-4); PEFT's gradient projection alone leaves >5% there under Adam. At the

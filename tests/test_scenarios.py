@@ -297,6 +297,7 @@ def test_masked_unseen_units_give_van_de_ven_s_loss_on_the_active_classes_exactl
         MultiHeadNet(nn.Identity(), 5, [2, 2], seen_classes_only=True)
 
 
+@pytest.mark.effect
 def test_naive_forgets_everything_in_class_il_and_the_record_and_report_say_which_setting(tmp_path):
     """The known class-IL failure: after the last task the single head predicts only its classes."""
     from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig

@@ -159,6 +159,7 @@ def test_wpl_sees_each_added_turn(monkeypatch):
     assert len(sc.schedule) == 9 and [t.task for t in sc.schedule] == [t.task for t in record.turn_accuracy]
 
 
+@pytest.mark.effect
 def test_the_controller_learns_to_prefer_the_rewarded_architecture():
     torch.manual_seed(0)
     sc = scenario(search="controller", controller={"lr": 0.05, "steps_per_epoch": 150, "entropy_weight": 0.0})

@@ -33,6 +33,7 @@ def test_result_file_schema(write_suite, cli, tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.effect
 def test_training_learns(write_suite, cli, tmp_path):
     out = tmp_path / "out"
     cli("run", write_suite(tiny_suite()), "--out", out, "--quiet")

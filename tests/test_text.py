@@ -320,6 +320,7 @@ def test_adapters_are_private_and_a_frozen_encoder_is_no_parameter(tmp_path):
         torch.testing.assert_close(model.forward_single_task(x, 0), out0, rtol=0, atol=0)
 
 
+@pytest.mark.effect
 def test_adapters_with_a_trained_encoder_share_its_weights_for_the_regularizers(tmp_path):
     """`train_encoder: true`: the layer's own weights are shared by every task (what ewc / wpl protect),
     the adapters stay private; WPL's run then differs from naive's."""

@@ -58,6 +58,7 @@ def _train(training: TrainingConfig, strategy_name: str = "ewc", seen: _Seen | N
     return strategy
 
 
+@pytest.mark.effect
 def test_bf16_runs_forward_in_bf16_and_keeps_weights_and_penalty_fp32():
     seen = _Seen()
     strategy = _train(BASE.model_copy(update={"precision": "bf16"}), seen=seen)

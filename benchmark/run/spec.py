@@ -171,6 +171,9 @@ def environment(device: torch.device | str, spec: "RunSpec | None" = None) -> di
         "cudnn": str(torch.backends.cudnn.version() or "none") if cuda else "none",
         "platform": platform.platform(),
         "torch_threads": str(torch.get_num_threads()),
+        # the ATen kernel set (AVX512, AVX2, DEFAULT, ...): another set rounds floats differently, so the same seed
+        # gives other numbers (ATEN_CPU_CAPABILITY chooses it)
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
         "deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()).lower(),
     }
     if spec is not None:
