@@ -42,6 +42,7 @@ from typing import Any, Literal, Sequence, Union
 from pydantic import ConfigDict, Field, create_model
 
 from forgetbench.benchmark.train.template import FastLoadersMixin, FastSupervisedTemplate, LeanLoopMixin
+from forgetbench.benchmark.core.registry import STRENGTH
 from forgetbench.strategies.base import STRATEGIES, StrategyContext, StrategyParams
 
 PREFIX = "avalanche."
@@ -204,6 +205,13 @@ def describe(name: str, cls: type, kind: Literal["strategy", "plugin"]) -> Avala
     return AvalancheMethod(name, cls, kind, tuple(configurable), tuple(from_run))
 
 
+# Each method's strength (how hard it holds on to earlier experiences), by Avalanche's class name: what
+# `forgetbench calibrate` probes and tuning searches on a log scale (forgetbench.strategies.base.strength).
+STRENGTH_ARGUMENTS = {"EWC": ("ewc_lambda",), "SynapticIntelligence": ("si_lambda",), "MAS": ("lambda_reg",),
+                      "LwF": ("alpha",), "GEM": ("memory_strength",), "LFL": ("lambda_e",), "RWalk": ("ewc_lambda",),
+                      "FeatureDistillation": ("alpha",)}
+
+
 def params_model(method: AvalancheMethod) -> type[StrategyParams]:
     """The method's params as a pydantic model generated from its signature (unknown keys are errors)."""
     signature = inspect.signature(method.cls.__init__)
@@ -214,7 +222,8 @@ def params_model(method: AvalancheMethod) -> type[StrategyParams]:
     fields = {}
     for name in method.configurable:
         annotation, default = _field(signature.parameters[name], hints)
-        fields[name] = (annotation, Field(default=default))
+        marked = {STRENGTH: True} if name in STRENGTH_ARGUMENTS.get(method.name, ()) else None
+        fields[name] = (annotation, Field(default=default, json_schema_extra=marked))
     return create_model(method.cls.__name__, __base__=AvalancheParams, __module__=__name__, **fields)
 
 

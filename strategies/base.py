@@ -4,12 +4,12 @@ A strategy is a function registered by name that receives a :class:`StrategyCont
 validated params, and returns an Avalanche template (usually ``ctx.build(plugins=[...])``)::
 
     class MyParams(StrategyParams):
-        strength: NonNegativeFloat = 1.0
+        my_lambda: NonNegativeFloat = strength(1.0)  # the strength: calibrated and tuned on a log scale
 
     @register_strategy("mine", params=MyParams)
     def build_mine(ctx: StrategyContext, params: MyParams):
         \"\"\"One-line description shown by `forgetbench list strategies`.\"\"\"
-        return ctx.build(plugins=[MyPlugin(params.strength)])
+        return ctx.build(plugins=[MyPlugin(params.my_lambda)])
 
 Strategies in other distributions register through the entry-point group
 ``forgetbench.strategies`` (the entry point names the module to import).
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from forgetbench.benchmark.core.registries import STRATEGIES as _STRATEGIES
-from forgetbench.benchmark.core.registry import Registry
+from forgetbench.benchmark.core.registry import Registry, strength, strength_params  # noqa: F401  (the strategy API)
 from forgetbench.benchmark.train.template import FastSupervisedTemplate
 from forgetbench.benchmark.core.training import TrainingConfig
 

@@ -78,7 +78,7 @@ from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
-from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy
+from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy, strength
 from forgetbench.strategies.importance import (exact_fisher_diagonal, normalise_importance, sample_subset,
                                                squared_gradient_importance)
 from forgetbench.strategies.penalty import (QuadraticAnchor, movable_subset, named_params, penalty_gradient_ratio,
@@ -87,7 +87,7 @@ from forgetbench.strategies.plugin import Plugin, generator_state, set_generator
 
 
 class EWCParams(StrategyParams):
-    ewc_lambda: NonNegativeFloat = 100.0
+    ewc_lambda: NonNegativeFloat = strength(100.0)
     mode: Literal["separate", "online"] = "separate"
     decay_factor: float | None = Field(None, ge=0.0, le=1.0)
     importance: Literal["minibatch", "exact"] = "minibatch"

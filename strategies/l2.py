@@ -29,13 +29,13 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import NonNegativeFloat
 
-from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
-from forgetbench.strategies.penalty import QuadraticAnchor
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params, strength
+from forgetbench.strategies.penalty import penalty_gradient_ratio, penalty_strength_results, QuadraticAnchor
 from forgetbench.strategies.plugin import Plugin, detached
 
 
 class L2Params(StrategyParams):
-    l2_lambda: NonNegativeFloat = 1.0
+    l2_lambda: NonNegativeFloat = strength(1.0)
 
 
 class L2Plugin(Plugin):
@@ -48,6 +48,7 @@ class L2Plugin(Plugin):
         self.anchor: dict[str, torch.Tensor] = {}
         self.quadratic = QuadraticAnchor(scale=0.5 * l2_lambda)  # this experience's pull: A = 1 on the shared tensors
         self._params: list[torch.Tensor] = []
+        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         shared = shared_params(self.used_params, strategy.experience.current_experience)
@@ -68,18 +69,24 @@ class L2Plugin(Plugin):
             strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self.quadratic.scale)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
+        self.gradient_ratios.append(penalty_gradient_ratio(strategy, self._params, self.penalty) if self._params else None)
         used = self.used_params[strategy.experience.current_experience]
         for name, p in strategy.model.named_parameters():
             if name in used:
                 self.anchor[name] = p.detach().clone()
 
     def state_dict(self) -> dict:
-        """The anchors theta* of every parameter an earlier experience used."""
-        return {"anchor": detached(self.anchor)}
+        """The anchors theta* of every parameter an earlier experience used; the gradient ratios so far."""
+        return {"anchor": detached(self.anchor), "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios]}
 
     def load_state_dict(self, state) -> None:
         self.anchor = dict(state["anchor"])
         self._params = []
+        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
+
+    def extra_results(self) -> dict:
+        """Whether the pull acted: ``l2_penalty_to_data_gradient`` per experience, ``l2_penalty_inert``."""
+        return penalty_strength_results("l2", self.gradient_ratios)
 
 
 @register_strategy("l2", params=L2Params)

@@ -44,12 +44,12 @@ from typing import Literal
 
 from pydantic import NonNegativeFloat, PositiveFloat
 
-from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
 from forgetbench.strategies.plugin import Plugin
 
 
 class LwFParams(StrategyParams):
-    alpha: NonNegativeFloat | list[NonNegativeFloat] = 1.0
+    alpha: NonNegativeFloat | list[NonNegativeFloat] = strength(1.0)
     temperature: PositiveFloat = 2.0
     units: Literal["previous", "seen"] = "previous"
 

@@ -50,14 +50,15 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from typing import Literal, Sequence
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
-from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy
+from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy, strength
 from forgetbench.strategies.importance import sample_subset
-from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset, stable_curvature
+from forgetbench.strategies.penalty import (QuadraticAnchor, movable_subset, penalty_gradient_ratio,
+                                           penalty_strength_results, stable_curvature)
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
 
 
 class MASParams(StrategyParams):
-    lambda_reg: NonNegativeFloat = 1.0
+    lambda_reg: NonNegativeFloat = strength(1.0)
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
     importance_samples: PositiveInt | None = None
@@ -81,6 +82,7 @@ class FastMASPlugin(Plugin, MASPlugin):
         self.importance_samples = importance_samples
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped: list[int] = []
+        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
 
     def before_training_exp(self, strategy, **kwargs):
         """This experience's penalty: Avalanche's Omega (clamped at max_curvature / (2 lambda) for the penalty only)
@@ -106,6 +108,12 @@ class FastMASPlugin(Plugin, MASPlugin):
     def before_backward(self, strategy, **kwargs):
         if self._params:
             strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self._lambda, self._subset)
+
+    def after_training_exp(self, strategy, **kwargs):
+        """Whether the penalty acted in this experience (on its last batch, before Omega and the anchor move); then
+        Avalanche's update of both."""
+        self.gradient_ratios.append(penalty_gradient_ratio(strategy, self._params, self.penalty) if self._params else None)
+        super().after_training_exp(strategy, **kwargs)
 
     def penalty(self) -> torch.Tensor | float:
         """lambda * sum_i Omega_i (theta_i - theta*_i)^2 as a differentiable scalar (0 before there is a penalty); its
@@ -141,10 +149,12 @@ class FastMASPlugin(Plugin, MASPlugin):
             return None if params is None else {n: p.data.detach().clone() for n, p in params.items()}
 
         return {"importance": plain(self.importance), "params": plain(self.params), "skipped": list(self.skipped),
-                "generator": generator_state(self.generator)}
+                "generator": generator_state(self.generator),
+                "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios]}
 
     def load_state_dict(self, state) -> None:
         self.skipped = [int(i) for i in state.get("skipped", [])]
+        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
         if "generator" in state:
             set_generator_state(self.generator, state["generator"])
         def wrap(tensors):
@@ -155,8 +165,9 @@ class FastMASPlugin(Plugin, MASPlugin):
         self.importance, self.params = wrap(state["importance"]), wrap(state["params"])
 
     def extra_results(self) -> dict:
-        """The experiences whose importance pass was skipped (no later step could read it)."""
-        return {"mas_importance_skipped": list(self.skipped)}
+        """The experiences whose importance pass was skipped (no later step could read it); whether the penalty
+        acted (``mas_penalty_to_data_gradient`` per experience, ``mas_penalty_inert``)."""
+        return {"mas_importance_skipped": list(self.skipped), **penalty_strength_results("mas", self.gradient_ratios)}
 
     def state_bytes(self) -> int:
         """Bytes of the tensors this regularizer holds (importance and anchor)."""

@@ -27,13 +27,13 @@ from __future__ import annotations
 import torch
 from pydantic import NonNegativeFloat
 
-from forgetbench.strategies.base import StrategyContext, register_strategy
+from forgetbench.strategies.base import StrategyContext, register_strategy, strength
 from forgetbench.strategies.lora_stack import (PRETRAINED_WHY, StackedLoRANet, StackedLoRAParams, StackedLoRAPlugin,
                                                build_stacked)
 
 
 class OLoRAParams(StackedLoRAParams):
-    lam: NonNegativeFloat = 0.5  # lambda_1: weight of the orthogonality loss
+    lam: NonNegativeFloat = strength(0.5)  # lambda_1: weight of the orthogonality loss
     l2: NonNegativeFloat = 0.0  # lambda_2: squared-norm shrinkage of the new adapter
 
 

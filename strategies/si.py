@@ -44,8 +44,8 @@ from typing import Sequence
 from pydantic import NonNegativeFloat, PositiveFloat
 from torch.nn.modules.batchnorm import _NormBase
 
-from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
-from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
+from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset, penalty_gradient_ratio, penalty_strength_results
 from forgetbench.strategies.plugin import Plugin
 
 SI_C = 1.0  # Avalanche's update_ewc_data(..., c=1)
@@ -53,7 +53,7 @@ SI_CLIP = 0.001  # Avalanche's update_ewc_data(clip_to=0.001, ...)
 
 
 class SIParams(StrategyParams):
-    si_lambda: NonNegativeFloat = 30.0
+    si_lambda: NonNegativeFloat = strength(30.0)
     eps: PositiveFloat = 1e-7
     clip: PositiveFloat | None = SI_CLIP  # Avalanche's cap on omega; null: Zenke et al.'s unclipped omega
 
@@ -92,6 +92,7 @@ class SIPlugin(Plugin):
         self.trajectory: list[torch.Tensor] = []  # w^k, this experience
         self.cumulative: list[torch.Tensor] = []  # cum, all experiences
         self.quadratic = QuadraticAnchor(scale=self.si_lambda / 2)  # A = omega, m = theta^{t-1}
+        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
 
     @torch.no_grad()
     def before_training_exp(self, strategy, **kwargs) -> None:
@@ -134,8 +135,20 @@ class SIPlugin(Plugin):
         torch._foreach_sub_(self._active_pre, self._active)
         torch._foreach_addcmul_(self._active_traj, grads, self._active_pre, value=-1.0)
 
-    @torch.no_grad()
+    def penalty(self) -> torch.Tensor | float:
+        """(lambda / 2) sum_i omega_i (theta_i - theta^{t-1}_i)^2 as a differentiable scalar; its gradient is what
+        :meth:`before_backward` adds to ``.grad`` every step."""
+        return self.quadratic.penalty(self._active, self.si_lambda / 2, self._subset) if self._active else 0.0
+
     def after_training_exp(self, strategy, **kwargs) -> None:
+        # omega is 0 during the first experience: there is no penalty to weigh yet
+        first = strategy.experience is None or strategy.experience.current_experience == 0
+        self.gradient_ratios.append(None if first or not self._active
+                                    else penalty_gradient_ratio(strategy, self._active, self.penalty))
+        self._update_omega()
+
+    @torch.no_grad()
+    def _update_omega(self) -> None:
         for i, p in enumerate(self.params):
             moved = (p.detach() - self.quadratic.anchors[i]) ** 2 + self.eps
             self.cumulative[i] += SI_C * self.trajectory[i] / moved
@@ -152,12 +165,19 @@ class SIPlugin(Plugin):
             "names": list(self.names),
             "cumulative": [c.detach().clone() for c in self.cumulative],
             "quadratic": self.quadratic.state_dict(),
+            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
         }
 
     def load_state_dict(self, state) -> None:
         self.names = list(state["names"])
         self.cumulative = list(state["cumulative"])
         self.quadratic.load_state_dict(state["quadratic"])
+        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
+
+    def extra_results(self) -> dict:
+        """Whether the penalty acted: ``si_penalty_to_data_gradient`` per experience (None for the first, whose
+        omega is 0), ``si_penalty_inert``."""
+        return penalty_strength_results("si", self.gradient_ratios)
 
     def state_bytes(self) -> int:
         """Bytes of omega, anchor and the cumulative path integral (what SI keeps between experiences)."""

@@ -81,7 +81,7 @@ from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
-from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
 from forgetbench.strategies.importance import (Estimator, exact_fisher_diagonal, normalise_importance,
                                                 sample_subset, squared_gradient_importance)
 from forgetbench.strategies.base import importance_needed, shared_params
@@ -93,7 +93,7 @@ Tensors = dict[str, torch.Tensor]
 
 
 class WPLParams(StrategyParams):
-    alpha: NonNegativeFloat = 300.0
+    alpha: NonNegativeFloat = strength(300.0)
     fisher_samples: PositiveInt | None = None
     estimator: Estimator = "empirical"
     accumulate: Literal["sum", "max", "momentum"] = "sum"

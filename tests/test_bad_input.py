@@ -25,6 +25,7 @@ from conftest import tiny_suite
 from helpers import REPO
 
 RUN = ("run", "{suite}", "--out", "{out}", "--quiet")
+CALIBRATE = ("calibrate", "{suite}", "--out", "{out}", "--quiet")
 
 
 def _suite(**overrides: Any) -> dict[str, Any]:
@@ -341,6 +342,12 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("impossible-widths-validate", {"suite": _suite(scenarios=[{"name": "permuted", "params": {
         "dataset": "digits", "widths": [3_000_000, 3_000_000]}}])}, ("validate", "{suite}", "--skip-data"),
      "more than the"),
+    # calibrate: its own options, and entries it cannot probe (nothing run, nothing written)
+    ("calibrate-decades-zero", {"suite": _strategy("l2", l2_lambda=1.0)}, CALIBRATE + ("--decades", "0"), "--decades"),
+    ("calibrate-fraction-one", {"suite": _strategy("l2", l2_lambda=1.0)}, CALIBRATE + ("--fraction", "1"), "--fraction"),
+    ("calibrate-grid-on-another-param", {"suite": _strategy("ewc", mode=["separate", "online"])}, CALIBRATE,
+     "strategies[ewc].params.mode"),
+    ("calibrate-nothing-declares-a-strength", {"suite": _suite()}, CALIBRATE, "declares a strength"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))

@@ -331,14 +331,22 @@ def strategy_variants(spec: ComponentSpec) -> list[tuple[dict[str, Any], Compone
     if not axes:
         return [({}, spec)]
     parsed = spec._variants or [(choice, entry.parse_params(spec.params | choice)) for choice in combinations(axes)]
-    variants = []
-    for choice, params in parsed:
-        label = combination_label(spec.display_name, choice)
-        # model_construct: the generated label carries [ , ] which user labels may not use
-        variant = ComponentSpec.model_construct(name=spec.name, label=label, params=params.model_dump(mode="json"))
-        variant._typed = params
-        variants.append((choice, variant))
-    return variants
+    return [(choice, _variant(spec, choice, params)) for choice, params in parsed]
+
+
+def strategy_variant(spec: ComponentSpec, choice: dict[str, Any]) -> ComponentSpec:
+    """The entry ``spec`` with ``choice``'s values in place of its own, labelled with them (``ewc[ewc_lambda=10]``):
+    one concrete run of a grid, a calibration probe or a tuning trial. Raises pydantic's ValidationError on a value
+    the strategy's params refuse."""
+    return _variant(spec, choice, STRATEGIES.get(spec.name).parse_params(spec.params | choice))
+
+
+def _variant(spec: ComponentSpec, choice: dict[str, Any], params: BaseModel) -> ComponentSpec:
+    label = combination_label(spec.display_name, choice)
+    # model_construct: the generated label carries [ , ] which user labels may not use
+    variant = ComponentSpec.model_construct(name=spec.name, label=label, params=params.model_dump(mode="json"))
+    variant._typed = params
+    return variant
 
 
 def resolve_config(raw: dict[str, Any]) -> SuiteConfig:

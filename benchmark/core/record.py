@@ -109,8 +109,8 @@ class AttributionEntry(_Part):
 class EvaluatedOn(_Part):
     """Where the accuracies were measured when not on each task's test split (selection sweeps)."""
 
-    split: str
-    fraction: float | None = None
+    split: str  # `validation`: a seeded share of each task's training data, held out from training
+    fraction: float | None = None  # that share
 
 
 class ArchitectureScores(_Part):
@@ -232,7 +232,7 @@ class RunRecord(BaseModel):
     standalone_accuracy: list[float] | None = None  # per task: the same model trained alone (supernet references)
     memory: Memory | None = None  # what the strategy keeps between experiences
     resumed_from_experience: int | None = None  # set when the run resumed from a checkpoint
-    evaluated_on: dict[str, Any] | None = None  # where accuracies were measured when not the test split (selection sweeps)
+    evaluated_on: EvaluatedOn | None = None  # where accuracies were measured when not the test split (selection sweeps)
     # tasks whose final accuracy is at chance while the run is ok (others learned): flagged in the report
     tasks_at_chance: list[int] | None = None
     warnings: list[str] | None = None  # what the run noticed that does not fail it (each a sentence)

@@ -41,6 +41,29 @@ def did_you_mean(word: str, allowed: list[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+STRENGTH = "forgetbench_strength"  # the json_schema_extra key that marks a params field as a strength
+
+
+def strength(default: Any, **constraints: Any) -> Any:
+    """A params field that sets how hard a strategy holds on to what earlier models learnt (EWC's lambda, WPL's
+    alpha, LwF's distillation weight): ``forgetbench calibrate`` probes it over decades and tuning searches it on a
+    log scale by default. One line in a params model::
+
+        ewc_lambda: NonNegativeFloat = strength(100.0)
+
+    ``constraints`` are pydantic's ``Field`` keywords (``ge``, ``description``, ...).
+    """
+    from pydantic import Field
+
+    return Field(default, json_schema_extra={STRENGTH: True}, **constraints)
+
+
+def strength_params(params: type[BaseModel]) -> list[str]:
+    """The params fields declared with :func:`strength`, in declaration order (empty for a method without one)."""
+    return [name for name, field in params.model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(STRENGTH)]
+
+
 class UnknownNameError(KeyError):
     """Raised when a name is not registered; the message lists the allowed names."""
 

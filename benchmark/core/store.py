@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 SELECTION_DIR = "selection"  # OUT/selection/runs/<run_id>/result.json: a validation sweep's runs
+CALIBRATION_DIR = "calibration"  # OUT/calibration/runs/<run_id>/result.json: strength probes
 REQUIRED_KEYS = ("schema_version", "run_id", "status", "config", "accuracy_matrix")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -142,7 +143,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     """
     out = Path(out)
     folders = [out, *out.glob("runs/*"), out / SELECTION_DIR, *out.glob(f"{SELECTION_DIR}/runs/*"),
-               out / GROUND_TRUTH_DIR]
+               out / CALIBRATION_DIR, *out.glob(f"{CALIBRATION_DIR}/runs/*"), out / GROUND_TRUTH_DIR]
     removed = []
     for folder in folders:
         for path in folder.glob(f".*{TMP_MARK}*{TMP_SUFFIX}"):

@@ -147,6 +147,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_OK if all(outcomes) else EXIT_RUNS_FAILED
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Probe each strategy's strength over decades on a validation split; write OUT/calibration.json."""
+    from forgetbench.benchmark.run.calibrate import CALIBRATION_FILE, calibrate_suite, format_calibration
+
+    suite = load_config(args.config)
+    out = Path(args.out) if args.out else Path("results") / suite.name
+    result = calibrate_suite(suite, out, _data_root(args.data_root), seed=args.seed, decades=args.decades,
+                             fraction=args.fraction, fresh=args.fresh, show_progress=not args.quiet,
+                             executor=args.executor, workers=args.workers)
+    print(format_calibration(result))
+    failed = [p for e in result["entries"] for p in e["probes"] if p["status"] not in ("ok", "diverged", "collapsed")]
+    print(f"\nCalibration: {out / CALIBRATION_FILE}")
+    return EXIT_RUNS_FAILED if failed else EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from forgetbench.benchmark.core.config import refused_pairs
     from forgetbench.benchmark.run.spec import expand_suite
@@ -290,6 +305,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("more_dirs", nargs="*", help="more result folders to include")
     p.add_argument("-o", "--output", help="report file (default: RESULTS_DIR/report.html); summary.csv goes beside it")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("calibrate", help="probe each strategy's strength over decades: where it acts without "
+                                         "crushing learning (OUT/calibration.json, tuning's default range)")
+    p.add_argument("config", help="suite YAML")
+    p.add_argument("--out", help="output folder (default: results/<suite name>, beside the suite's own runs)")
+    p.add_argument("--seed", type=int, help="the probes' seed (default: the suite's first)")
+    p.add_argument("--decades", type=int, default=3,
+                   help="probe 10^-N .. 10^N times each strength, one probe per decade (default 3: 7 probes)")
+    p.add_argument("--fraction", type=float, default=0.2,
+                   help="share of each task's training data held out to evaluate the probes (default 0.2)")
+    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
+    p.add_argument("--fresh", action="store_true", help="rerun probes that are already complete")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=["local", "process", "ray"], default="local",
+                   help="where runs execute: this process (default), worker processes, or Ray tasks")
+    p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("validate", help="check a suite config and exit, running nothing")
     p.add_argument("config", help="suite YAML to check")

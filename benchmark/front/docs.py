@@ -41,7 +41,7 @@ from pydantic_core import PydanticUndefined
 from forgetbench.benchmark.core.config import StrategySpec, SuiteConfig, model_in
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.registries import DATASETS, LANGUAGE_CORPORA, SCENARIOS, STRATEGIES, TEXT_CORPORA
-from forgetbench.benchmark.core.registry import Entry
+from forgetbench.benchmark.core.registry import Entry, strength_params
 from forgetbench.benchmark.front.cli import build_parser
 
 REFERENCE = Path("docs") / "reference"
@@ -254,6 +254,10 @@ def component_page(kind: str, entry: Entry) -> str:
     origin = f"`{source.__name__}`" if source else "?"
     lines = [GENERATED_NOTE, f"# `{entry.name}`", "", entry.description or "", "",
              f"{kind.capitalize()} registered as `{entry.name}` by {origin}.", ""]
+    strengths = strength_params(entry.params)
+    if strengths:
+        lines += [f"Strength: {', '.join(f'`{n}`' for n in strengths)} (how hard it holds on to earlier experiences: "
+                  "`forgetbench calibrate` probes it over decades, tuning searches it on a log scale).", ""]
     requires = entry.extra.get("requires") or {}
     if requires:
         lines += ["Refused at config time on a scenario that lacks:", ""]

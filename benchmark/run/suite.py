@@ -8,10 +8,12 @@ stopped and no temporary or partial file is left.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from tqdm.auto import tqdm
 
@@ -242,23 +244,52 @@ def run_suite(
               scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh))
     n_final = sum(len(seeds or suite.seeds) for _ in sweeps)
     total = len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final
+    outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
+    with _session(suite, out, outcome, data_root, total, seeds, show_progress, executor, workers, address, retries,
+                  fresh) as driver:
+        _run_phases(driver, suite, out, ordinary, sweeps, seeds)
+    return outcome
+
+
+def run_specs(suite: SuiteConfig, out: Path, batch: list[tuple[Path, RunSpec]], data_root: Path,
+              fresh: bool = False, show_progress: bool = True, executor: str = "local", workers: int | None = None,
+              address: str | None = None, retries: int = 0) -> SuiteOutcome:
+    """Run ``batch`` (result folder, spec) under ``out``'s lock, as :func:`run_suite` runs a suite's runs (resume,
+    executors, retries, atomic result files): the runs of a calibration or a tuning study."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {workers}")
+    check_output_folder(out)
+    index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
+    preflight(suite, data_root, executor, address, scenarios={
+        index[spec.scenario.display_name] for folder, spec in batch
+        if fresh or not store.is_complete(store.read_result(store.result_path(folder, spec.run_id)), spec.resolved())})
+    outcome = SuiteOutcome(out, run_ids=[spec.run_id for _, spec in batch])
+    with _session(suite, out, outcome, data_root, len(batch), None, show_progress, executor, workers, address, retries,
+                  fresh) as driver:
+        driver.run_batch(batch)
+    return outcome
+
+
+@contextlib.contextmanager
+def _session(suite: SuiteConfig, out: Path, outcome: SuiteOutcome, data_root: Path, total: int,
+             seeds: list[int] | None, show_progress: bool, executor: str, workers: int | None, address: str | None,
+             retries: int, fresh: bool) -> Iterator[_Driver]:
+    """``out``'s lock, its resolved suite, a progress bar and an executor started on first use; stop signals
+    end the session at the next safe point, and no temporary file of ours outlives it."""
     with output_lock(out):
         store.remove_stale_temporaries(out)  # left by a writer killed mid-write (SIGKILL)
         store.write_suite(out, suite.model_dump(mode="json") | ({"seeds": seeds} if seeds else {}),
                           data_root=data_root, import_folders=searched_folders())
-        outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
         bar = tqdm(total=total, unit="run", disable=not show_progress, dynamic_ncols=True)
         pool = _LazyExecutor(lambda: make_executor(executor, data_root, workers, address))
         with stop.stop_on_signals():
             try:
                 pool.notify = bar.write
-                driver = _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
-                _run_phases(driver, suite, out, ordinary, sweeps, seeds)
+                yield _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
             finally:
                 pool.close()
                 bar.close()
                 store.remove_stale_temporaries(out)  # our workers are gone: any temporary of ours is an orphan
-    return outcome
 
 
 class _LazyExecutor:
