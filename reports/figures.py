@@ -434,3 +434,35 @@ def attribution_scatter(frame: pd.DataFrame, colours: dict[str, tuple]) -> str |
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return to_data_uri(fig)
+
+
+def frontier(points: pd.DataFrame, colours: dict[str, tuple], targets: dict[float, float]) -> str | None:
+    """One scenario's stability-plasticity frontiers (:func:`forgetbench.reports.frontier.frontier_frame`): per
+    method, the mean over seeds of LA (y) and forgetting (x) at each setting, joined in order of the swept value;
+    naive as a grey star; dotted lines at the matched-plasticity targets (naive's mean LA minus each drop)."""
+    if points.empty:
+        return None
+    fig = _figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    for method in [m for m in colours if m in set(points.method)]:
+        mean = points[points.method == method].groupby("setting", sort=False).agg(
+            LA=("LA", "mean"), forgetting=("forgetting", "mean"), value=("value", "first"))
+        mean = mean.sort_values("value") if mean.value.notna().all() else mean
+        if method == "naive":
+            ax.plot(mean.forgetting, mean.LA, marker="*", ms=14, ls="none", color=colours[method], label=method)
+            continue
+        ax.plot(mean.forgetting, mean.LA, marker="o", ms=5, lw=1.6, color=colours[method], label=method)
+        if mean.value.notna().all() and len(mean) > 1:
+            for end in (mean.iloc[0], mean.iloc[-1]):  # the sweep's ends, so the direction of strength reads
+                ax.annotate(f"{end.value:g}", (end.forgetting, end.LA), xytext=(4, 3), textcoords="offset points",
+                            fontsize=7, color=colours[method])
+    for drop, la in targets.items():
+        ax.axhline(la, color=NAIVE_GREY, lw=0.8, ls=":")
+        ax.annotate(f"naive LA - {drop:g}", (1.0, la), xycoords=("axes fraction", "data"), xytext=(-4, 2),
+                    textcoords="offset points", ha="right", fontsize=7, color=NAIVE_GREY)
+    ax.set_xlabel("Forgetting (accuracy points, lower is better)")
+    ax.set_ylabel("LA: accuracy just after learning (%)")
+    ax.set_title("Frontiers: each method across its strengths (best: top left)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return to_data_uri(fig)

@@ -31,6 +31,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.csv"
 COMPARISONS_FILE = "comparisons.csv"
+FRONTIER_FILE = "frontier.csv"  # every (method, setting, seed) point of a strength sweep, on its front or not
 TABLE_SECTIONS = ("stability", "curves")
 KEY_COMPARISONS = ("ACC", "forgetting", "LA", "curve_max_drop", "err_gap_mean", "search_tau", "regret", "train_seconds")
 
@@ -371,10 +372,43 @@ def _sweep_view(records: list[RunRecord], table: pd.DataFrame) -> SweepView | No
 
 
 @dataclass
+class FrontierView:
+    scenario: str
+    anchor: str
+    figure: str | None
+    rows: list[dict[str, Any]]
+    verdicts: list[str]
+
+
+def _frontier_views(records: list[RunRecord]) -> tuple[list[FrontierView], pd.DataFrame]:
+    """Per scenario with a strength sweep beside naive: its frontier figure, matched-plasticity table and verdicts;
+    and every point (``frontier.csv``)."""
+    from forgetbench.reports import figures as F
+    from forgetbench.reports import frontier as FT
+
+    points = FT.frontier_frame(records)
+    views = []
+    for scenario in dict.fromkeys(points.scenario):
+        if not FT.has_frontier(points, scenario):
+            continue
+        mine = points[points.scenario == scenario]
+        matched = FT.matched_plasticity(points, scenario)
+        naive_la = float(mine[mine.method == FT.NAIVE].LA.mean())
+        methods = list(dict.fromkeys(mine.method))
+        figure = F.frontier(mine, F.palette(methods, FT.NAIVE), {d: naive_la - d for d in FT.DROPS})
+        rows = [{"method": r.method, "drop": r.drop, "mean": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                 "n": r.n, "seeds": r.seeds} for r in matched.itertuples()]
+        views.append(FrontierView(scenario, "frontier-" + "".join(c if c.isalnum() else "-" for c in scenario), figure, rows,
+                                  FT.matched_verdicts(matched, FT.matched_pairs(matched))))
+    return views, points
+
+
+@dataclass
 class Report:
     html: str
     summary: pd.DataFrame
     comparisons: pd.DataFrame
+    frontier: pd.DataFrame | None = None
 
 
 def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
@@ -395,6 +429,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     comps = S.comparisons_table(long)
     problems = S.problem_runs(records, scan.sources)
     scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long) for name in order]
+    frontiers, points = _frontier_views(records)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     html = env.get_template("report.html.j2").render(
@@ -408,9 +443,10 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         environment_warnings=scan.environment_warnings,
         reproductions=_reproductions(folders, table),
         sweep=_sweep_view(records, table),
+        frontiers=frontiers,
         meta=_metadata(folders, records, command),
     )
-    return Report(html, table, comps)
+    return Report(html, table, comps, points if frontiers else None)
 
 
 def write_report(folders: Sequence[Path], out: Path | None = None, command: str | None = None) -> Path:
@@ -424,5 +460,7 @@ def write_report(folders: Sequence[Path], out: Path | None = None, command: str 
     report = build_report(folders, command)
     atomic_write_text(out.parent / SUMMARY_FILE, report.summary.to_csv(index=False))
     atomic_write_text(out.parent / COMPARISONS_FILE, report.comparisons.to_csv(index=False))
+    if report.frontier is not None:
+        atomic_write_text(out.parent / FRONTIER_FILE, report.frontier.to_csv(index=False))
     atomic_write_text(out, report.html)
     return out

@@ -1,0 +1,127 @@
+"""Frontiers from result records: every strength a method ran at, its Pareto front per seed, and the methods'
+forgetting at matched plasticity (:mod:`forgetbench.benchmark.core.frontier` does the maths).
+
+A *method* is a strategy entry's label without its grid suffix (``ewc[ewc_lambda=10]`` -> ``ewc``): the
+runs of a strength sweep (a grid on the strength, ``ewc_lambda: [1, 10, 100, 1000]``) are one method's
+points. A scenario has a frontier comparison when some method ran at two or more settings and naive ran too
+(its LA per seed sets the targets: naive's LA minus 1, 2 and 5 points).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from forgetbench.benchmark.core.frontier import matched_forgetting, pareto_front
+from forgetbench.benchmark.core.metrics import run_metrics
+from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.stats import paired_difference, summarize
+
+NAIVE = "naive"
+DROPS = (1.0, 2.0, 5.0)  # points of plasticity below naive's at which methods are compared
+COLUMNS = ["scenario", "method", "setting", "value", "seed", "LA", "forgetting", "on_front"]
+
+
+def _method(label: str) -> tuple[str, str]:
+    base, _, rest = label.partition("[")
+    return base, rest.rstrip("]")
+
+
+def frontier_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per ok run with a square accuracy matrix: scenario, method, setting (the grid suffix), value (the
+    swept param's value when exactly one param varies within the method), seed, LA and forgetting in points, and
+    whether the point is on its seed's Pareto front."""
+    rows = []
+    for r in records:
+        if r.status != "ok" or not r.accuracy_matrix:
+            continue
+        metrics = run_metrics(r)
+        if not (np.isfinite(metrics["LA"]) and np.isfinite(metrics["forgetting"])):
+            continue
+        method, setting = _method(r.strategy.label or r.strategy.name)
+        rows.append({"scenario": r.scenario.label or r.scenario.name, "method": method, "setting": setting,
+                     "params": json.dumps(r.strategy.params, sort_keys=True, default=str), "seed": r.seed,
+                     "LA": 100 * metrics["LA"], "forgetting": 100 * metrics["forgetting"]})
+    frame = pd.DataFrame(rows, columns=["scenario", "method", "setting", "params", "seed", "LA", "forgetting"])
+    frame["value"] = np.nan
+    for _, group in frame.groupby(["scenario", "method"]):
+        params = [json.loads(p) for p in group.params]
+        varying = [k for k in set().union(*params) if len({json.dumps(p.get(k), default=str) for p in params}) > 1]
+        if len(varying) == 1:
+            values = pd.to_numeric(pd.Series([p.get(varying[0]) for p in params], index=group.index), errors="coerce")
+            frame.loc[group.index, "value"] = values
+    frame["on_front"] = False
+    for _, group in frame.groupby(["scenario", "method", "seed"]):
+        front = pareto_front(group.LA.to_numpy(), group.forgetting.to_numpy())
+        frame.loc[group.index[front], "on_front"] = True
+    return frame[COLUMNS].reset_index(drop=True)
+
+
+def has_frontier(frame: pd.DataFrame, scenario: str) -> bool:
+    """Some method of ``scenario`` ran at two or more settings, and naive ran."""
+    mine = frame[frame.scenario == scenario]
+    return (NAIVE in set(mine.method)
+            and bool((mine[mine.method != NAIVE].groupby("method").setting.nunique() >= 2).any()))
+
+
+def matched_plasticity(frame: pd.DataFrame, scenario: str, drops: Sequence[float] = DROPS) -> pd.DataFrame:
+    """Per method (naive aside) and drop d: the forgetting of each seed's front at that seed's naive LA - d, and
+    its mean with a 95% t-interval over the seeds where the front reaches that plasticity."""
+    mine = frame[frame.scenario == scenario]
+    naive_la = mine[mine.method == NAIVE].groupby("seed").LA.mean().to_dict()
+    rows = []
+    for method, group in mine[mine.method != NAIVE].groupby("method", sort=False):
+        points = {seed: (g.LA.to_numpy(), g.forgetting.to_numpy()) for seed, g in group.groupby("seed")}
+        for drop in drops:
+            per_seed = matched_forgetting(points, {s: la - drop for s, la in naive_la.items()})
+            stat = summarize(list(per_seed.values()))
+            rows.append({"scenario": scenario, "method": method, "drop": drop, "mean": stat.mean,
+                         "ci_low": stat.ci_low, "ci_high": stat.ci_high, "n": stat.n, "seeds": len(per_seed),
+                         "per_seed": {int(s): v for s, v in per_seed.items()}})
+    return pd.DataFrame(rows, columns=["scenario", "method", "drop", "mean", "ci_low", "ci_high", "n", "seeds",
+                                       "per_seed"])
+
+
+def matched_pairs(matched: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of methods at each drop: forgetting of the first minus the second, paired by seed (95% interval,
+    paired t-test)."""
+    rows = []
+    for (scenario, drop), group in matched.groupby(["scenario", "drop"], sort=False):
+        items = list(group.itertuples())
+        for i, a in enumerate(items):
+            for b in items[i + 1:]:
+                d = paired_difference(a.per_seed, b.per_seed)
+                rows.append({"scenario": scenario, "drop": drop, "first": a.method, "second": b.method,
+                             "diff": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value, "n": d.n})
+    return pd.DataFrame(rows, columns=["scenario", "drop", "first", "second", "diff", "ci_low", "ci_high", "p_value",
+                                       "n"])
+
+
+def matched_verdicts(matched: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
+    """One sentence per drop: which methods forget least at that plasticity, and which differences are resolved
+    (95% interval excluding 0) or not."""
+    lines = []
+    for drop, group in matched.groupby("drop", sort=False):
+        reached = group[group.n >= 2].sort_values("mean")
+        missing = sorted(set(group.method) - set(reached.method))
+        if reached.empty:
+            lines.append(f"At naive's LA - {drop:g} points no method's front reaches that plasticity on two or more "
+                         "seeds: widen the strength range.")
+            continue
+        ranking = ", ".join(f"{r.method} {r.mean:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]" for r in reached.itertuples())
+        line = f"At naive's LA - {drop:g} points, forgetting (points, mean [95% CI]): {ranking}."
+        resolved = []
+        for p in pairs[pairs["drop"] == drop].itertuples():
+            if p.n >= 2 and np.isfinite(p.ci_low) and (p.ci_low > 0 or p.ci_high < 0):
+                low, high = (p.first, p.second) if p.diff < 0 else (p.second, p.first)
+                resolved.append(f"{low} < {high} by {abs(p.diff):.1f} [{min(abs(p.ci_low), abs(p.ci_high)):.1f}, "
+                                f"{max(abs(p.ci_low), abs(p.ci_high)):.1f}] (p = {p.p_value:.3g})")
+        line += (" Resolved: " + "; ".join(resolved) + "." if resolved
+                 else " No difference between methods is resolved at this plasticity (every 95% interval spans 0).")
+        if missing:
+            line += f" Not reached on two seeds: {', '.join(missing)}."
+        lines.append(line)
+    return lines

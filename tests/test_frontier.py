@@ -1,0 +1,90 @@
+"""Frontiers and matched plasticity on constructed points, by hand: the Pareto front, interpolation along it, the
+per-seed matching against naive's LA, the paired comparison and the verdict sentence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgetbench.benchmark.core.frontier import forgetting_at, matched_forgetting, pareto_front
+from forgetbench.reports.frontier import (frontier_frame, has_frontier, matched_pairs, matched_plasticity,
+                                          matched_verdicts)
+from helpers import make_record
+
+
+def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
+    la = [90, 85, 80, 88, 70, 85]
+    forgetting = [10, 5, 1, 9, 1, 6]  # (88, 9) is beaten by nothing; (70, 1) by (80, 1); (85, 6) by (85, 5)
+    assert pareto_front(la, forgetting).tolist() == [2, 1, 3, 0]  # by plasticity: 80, 85, 88, 90
+    assert pareto_front([1, 1], [2, 2]).tolist() == [0]  # identical points: the first
+    assert pareto_front([np.nan, 1], [0, 2]).tolist() == [1]
+    assert pareto_front([], []).tolist() == []
+    with pytest.raises(ValueError):
+        pareto_front([1, 2], [1])
+
+
+def test_forgetting_is_interpolated_along_the_front_and_never_extrapolated():
+    la, forgetting = [80, 85, 90], [1, 5, 10]
+    assert forgetting_at(82.5, la, forgetting) == pytest.approx(3.0)
+    assert forgetting_at(90, la, forgetting) == 10.0 and forgetting_at(80, la, forgetting) == 1.0
+    assert math.isnan(forgetting_at(79.9, la, forgetting)) and math.isnan(forgetting_at(90.1, la, forgetting))
+    assert math.isnan(forgetting_at(85, [], []))
+
+
+def test_each_seed_is_matched_on_its_own_front_at_its_own_target():
+    points = {0: ([80, 90, 85], [2, 12, 20]), 1: ([70, 75], [0, 4])}  # seed 0's (85, 20) is off its front
+    assert matched_forgetting(points, {0: 85.0, 1: 74.0, 2: 80.0}) == pytest.approx({0: 7.0, 1: 3.2})
+
+
+def _rec(label: str, seed: int, la: float, forgetting: float, params: dict | None = None):
+    """Two tasks, each learnt to ``la``; the first then drops by ``forgetting``: LA = la, forgetting = forgetting."""
+    name = label.partition("[")[0]
+    return make_record({"strategy": {"name": name, "label": label, "params": params or {}}, "seed": seed,
+                        "status": "ok", "accuracy_matrix": [[la, 0.1], [la - forgetting, la]]})
+
+
+def _records() -> list:
+    """Two seeds; naive LA 90 / 92; method a's front is stronger than b's at every plasticity."""
+    out = []
+    for seed, naive_la in ((0, 0.90), (1, 0.92)):
+        out.append(_rec("naive", seed, naive_la, 0.20))
+        for value, la, f_a, f_b in ((1, naive_la, 0.15, 0.18), (10, naive_la - 0.02, 0.05, 0.12),
+                                    (100, naive_la - 0.06, 0.01, 0.04)):
+            out.append(_rec(f"a[lam={value}]", seed, la, f_a, {"lam": value}))
+            out.append(_rec(f"b[beta={value}]", seed, la, f_b, {"beta": value}))
+    return out
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return frontier_frame(_records())
+
+
+def test_frontier_frame_groups_a_sweep_into_one_method_with_its_strength(frame):
+    assert set(frame.method) == {"naive", "a", "b"} and has_frontier(frame, "s")
+    a = frame[(frame.method == "a") & (frame.seed == 0)].sort_values("value")
+    assert a.value.tolist() == [1, 10, 100] and a.LA.tolist() == pytest.approx([90, 88, 84])
+    assert a.forgetting.tolist() == pytest.approx([15, 5, 1]) and a.on_front.all()
+
+
+def test_matched_plasticity_pairs_the_methods_seed_by_seed(frame):
+    matched = matched_plasticity(frame, "s", drops=(2.0, 4.0))
+    a2 = matched[(matched.method == "a") & (matched["drop"] == 2.0)].iloc[0]
+    assert a2.per_seed == pytest.approx({0: 5.0, 1: 5.0}) and a2["mean"] == pytest.approx(5.0)
+    b4 = matched[(matched.method == "b") & (matched["drop"] == 4.0)].iloc[0]
+    assert b4.per_seed == pytest.approx({0: 8.0, 1: 8.0})  # halfway from (LA-2, 12) to (LA-6, 4)
+    pairs = matched_pairs(matched)
+    row = pairs[(pairs["drop"] == 4.0)].iloc[0]
+    assert (row["first"], row["second"]) == ("a", "b") and row["diff"] == pytest.approx(3.0 - 8.0)
+    lines = matched_verdicts(matched, pairs)
+    assert lines[0].startswith("At naive's LA - 2 points, forgetting (points, mean [95% CI]): a 5.0")
+    assert "a < b by 7.0" in lines[0]  # a constant shift over seeds: resolved
+
+
+def test_a_target_no_front_reaches_is_said_not_extrapolated(frame):
+    matched = matched_plasticity(frame, "s", drops=(10.0,))
+    assert matched.n.tolist() == [0, 0]
+    assert "no method's front reaches that plasticity" in matched_verdicts(matched, matched_pairs(matched))[0]
