@@ -52,6 +52,7 @@ _PUBLIC = {
     "StrategyContext": "forgetbench.strategies.base",
     "StrategyParams": "forgetbench.strategies.base",
     "shared_params": "forgetbench.strategies.base",
+    "strength": "forgetbench.benchmark.core.registry",
     "Plugin": "forgetbench.strategies.plugin",
     "METRICS": "forgetbench.benchmark.core.metric_registry",
     "Metric": "forgetbench.benchmark.core.metric_registry",
@@ -68,6 +69,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
                                                        register_scenario, register_text_corpus)
     from forgetbench.benchmark.front.api import Results, load_results, run_suite
     from forgetbench.benchmark.front.testing import check_scenario, check_strategy
+    from forgetbench.benchmark.core.registry import strength
     from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
     from forgetbench.strategies.plugin import Plugin
 

@@ -458,8 +458,8 @@ def frontier(points: pd.DataFrame, colours: dict[str, tuple], targets: dict[floa
                             fontsize=7, color=colours[method])
     for drop, la in targets.items():
         ax.axhline(la, color=NAIVE_GREY, lw=0.8, ls=":")
-        ax.annotate(f"naive LA - {drop:g}", (1.0, la), xycoords=("axes fraction", "data"), xytext=(-4, 2),
-                    textcoords="offset points", ha="right", fontsize=7, color=NAIVE_GREY)
+        ax.text(0.99, la, f"naive LA - {drop:g}", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                fontsize=7, color=NAIVE_GREY)
     ax.set_xlabel("Forgetting (accuracy points, lower is better)")
     ax.set_ylabel("LA: accuracy just after learning (%)")
     ax.set_title("Frontiers: each method across its strengths (best: top left)", fontsize=10)

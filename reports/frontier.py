@@ -68,8 +68,9 @@ def has_frontier(frame: pd.DataFrame, scenario: str) -> bool:
 
 
 def matched_plasticity(frame: pd.DataFrame, scenario: str, drops: Sequence[float] = DROPS) -> pd.DataFrame:
-    """Per method (naive aside) and drop d: the forgetting of each seed's front at that seed's naive LA - d, and
-    its mean with a 95% t-interval over the seeds where the front reaches that plasticity."""
+    """Per method (naive aside) and drop d: the forgetting of each seed's front at that seed's naive LA - d (with
+    at least that plasticity: :func:`forgetbench.benchmark.core.frontier.forgetting_at`), and its mean with a 95%
+    t-interval over the seeds where the front reaches that plasticity."""
     mine = frame[frame.scenario == scenario]
     naive_la = mine[mine.method == NAIVE].groupby("seed").LA.mean().to_dict()
     rows = []
@@ -119,7 +120,9 @@ def matched_verdicts(matched: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
                 low, high = (p.first, p.second) if p.diff < 0 else (p.second, p.first)
                 resolved.append(f"{low} < {high} by {abs(p.diff):.1f} [{min(abs(p.ci_low), abs(p.ci_high)):.1f}, "
                                 f"{max(abs(p.ci_low), abs(p.ci_high)):.1f}] (p = {p.p_value:.3g})")
-        line += (" Resolved: " + "; ".join(resolved) + "." if resolved
+        compared = int((pairs["drop"] == drop).sum())
+        line += (f" Resolved (95% interval excluding 0; {compared} pairs compared, p not adjusted for that): "
+                 + "; ".join(resolved) + "." if resolved
                  else " No difference between methods is resolved at this plasticity (every 95% interval spans 0).")
         if missing:
             line += f" Not reached on two seeds: {', '.join(missing)}."

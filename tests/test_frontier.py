@@ -13,6 +13,7 @@ from forgetbench.benchmark.core.frontier import forgetting_at, matched_forgettin
 from forgetbench.reports.frontier import (frontier_frame, has_frontier, matched_pairs, matched_plasticity,
                                           matched_verdicts)
 from helpers import make_record
+from report_records import record, write_folder
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
@@ -30,31 +31,38 @@ def test_forgetting_is_interpolated_along_the_front_and_never_extrapolated():
     la, forgetting = [80, 85, 90], [1, 5, 10]
     assert forgetting_at(82.5, la, forgetting) == pytest.approx(3.0)
     assert forgetting_at(90, la, forgetting) == 10.0 and forgetting_at(80, la, forgetting) == 1.0
-    assert math.isnan(forgetting_at(79.9, la, forgetting)) and math.isnan(forgetting_at(90.1, la, forgetting))
+    assert forgetting_at(60, la, forgetting) == 1.0  # more plastic than asked everywhere: its best point
+    assert math.isnan(forgetting_at(90.1, la, forgetting))  # no point that plastic: no value
     assert math.isnan(forgetting_at(85, [], []))
 
 
 def test_each_seed_is_matched_on_its_own_front_at_its_own_target():
     points = {0: ([80, 90, 85], [2, 12, 20]), 1: ([70, 75], [0, 4])}  # seed 0's (85, 20) is off its front
     assert matched_forgetting(points, {0: 85.0, 1: 74.0, 2: 80.0}) == pytest.approx({0: 7.0, 1: 3.2})
+    assert matched_forgetting(points, {0: 95.0, 1: 60.0}) == pytest.approx({0: float("nan"), 1: 0.0}, nan_ok=True)
+
+
+def _raw(label: str, seed: int, la: float, forgetting: float, params: dict | None = None) -> dict:
+    """Two tasks, each learnt to ``la``; the first then drops by ``forgetting``: LA = la, forgetting = forgetting."""
+    raw = record("s", label, seed, [[la, 0.1], [la - forgetting, la]], name=label.partition("[")[0])
+    raw["strategy"]["params"] = params or {}
+    return raw
 
 
 def _rec(label: str, seed: int, la: float, forgetting: float, params: dict | None = None):
-    """Two tasks, each learnt to ``la``; the first then drops by ``forgetting``: LA = la, forgetting = forgetting."""
-    name = label.partition("[")[0]
-    return make_record({"strategy": {"name": name, "label": label, "params": params or {}}, "seed": seed,
-                        "status": "ok", "accuracy_matrix": [[la, 0.1], [la - forgetting, la]]})
+    return make_record(_raw(label, seed, la, forgetting, params))
 
 
-def _records() -> list:
+def _records(make=None) -> list:
     """Two seeds; naive LA 90 / 92; method a's front is stronger than b's at every plasticity."""
+    make = make or _rec
     out = []
     for seed, naive_la in ((0, 0.90), (1, 0.92)):
-        out.append(_rec("naive", seed, naive_la, 0.20))
+        out.append(make("naive", seed, naive_la, 0.20))
         for value, la, f_a, f_b in ((1, naive_la, 0.15, 0.18), (10, naive_la - 0.02, 0.05, 0.12),
                                     (100, naive_la - 0.06, 0.01, 0.04)):
-            out.append(_rec(f"a[lam={value}]", seed, la, f_a, {"lam": value}))
-            out.append(_rec(f"b[beta={value}]", seed, la, f_b, {"beta": value}))
+            out.append(make(f"a[lam={value}]", seed, la, f_a, {"lam": value}))
+            out.append(make(f"b[beta={value}]", seed, la, f_b, {"beta": value}))
     return out
 
 
@@ -85,6 +93,28 @@ def test_matched_plasticity_pairs_the_methods_seed_by_seed(frame):
 
 
 def test_a_target_no_front_reaches_is_said_not_extrapolated(frame):
-    matched = matched_plasticity(frame, "s", drops=(10.0,))
+    matched = matched_plasticity(frame, "s", drops=(-1.0,))  # more plastic than naive: no sweep point gets there
     assert matched.n.tolist() == [0, 0]
     assert "no method's front reaches that plasticity" in matched_verdicts(matched, matched_pairs(matched))[0]
+
+
+def test_the_report_draws_the_frontiers_and_writes_every_point(tmp_path):
+    from forgetbench.reports.html import write_report
+
+    out = write_folder(tmp_path / "results", _records(_raw))
+    report = write_report([out])
+    html = report.read_text()
+    section = html[html.index('<h2 id="frontier-s">'):]
+    assert "Frontiers: s, methods at matched plasticity" in section and 'src="data:image/png;base64,' in section
+    assert "At naive&#39;s LA - 2 points" in section and "a &lt; b by 7.0" in section
+    points = pd.read_csv(out / "frontier.csv")
+    assert len(points) == 14 and set(points.method) == {"naive", "a", "b"} and points.on_front.any()
+
+
+def test_a_report_without_a_sweep_has_no_frontier_section(tmp_path):
+    from forgetbench.reports.html import write_report
+
+    kept = [r for r in _records(_raw) if "[lam=10]" in r["strategy"]["label"] or "[" not in r["strategy"]["label"]]
+    out = write_folder(tmp_path / "results", kept)  # naive and one setting of a: nothing to draw a front from
+    html = write_report([out]).read_text()
+    assert 'id="frontier-' not in html and not (out / "frontier.csv").exists()

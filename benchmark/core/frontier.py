@@ -10,8 +10,9 @@ plasticity** compares the methods:
     forgetting_m(p) = the front of m, linearly interpolated at plasticity p
 
 evaluated at naive's plasticity minus 1, 2 and 5 points, per seed (each seed's own front and naive's own LA),
-then paired across seeds. A front that does not reach ``p`` (every point less plastic, or every point more)
-has no value there: NaN, never an extrapolation.
+then paired across seeds. What is compared is the forgetting a method attains *with at least* plasticity p:
+where the whole front is more plastic than p, its least-forgetting point (a method that keeps more
+plasticity and forgets less is not charged for it); where no point reaches p, NaN, never an extrapolation.
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ def pareto_front(plasticity: ArrayLike, forgetting: ArrayLike) -> np.ndarray:
 
 
 def forgetting_at(plasticity: float, front_plasticity: ArrayLike, front_forgetting: ArrayLike) -> float:
-    """The front's forgetting at ``plasticity``, interpolated linearly between its points; NaN outside the
-    plasticity the front spans (or with no point)."""
+    """The front's forgetting at ``plasticity``: interpolated linearly between its points within the plasticity it
+    spans; its least plastic (least forgetting) point's below that span; NaN above it (no point reaches that
+    plasticity) or with no point."""
     p = np.asarray(front_plasticity, dtype=float).ravel()
     f = np.asarray(front_forgetting, dtype=float).ravel()
-    if p.size == 0 or not np.isfinite(plasticity) or plasticity < p.min() or plasticity > p.max():
+    if p.size == 0 or not np.isfinite(plasticity) or plasticity > p.max():
         return NAN
     order = np.argsort(p, kind="stable")
-    return float(np.interp(plasticity, p[order], f[order]))
+    return float(np.interp(plasticity, p[order], f[order]))  # np.interp holds the first value below the span
 
 
 def matched_forgetting(points: Mapping[int, tuple[ArrayLike, ArrayLike]], targets: Mapping[int, float]) -> dict[int, float]:
