@@ -53,6 +53,7 @@ _PUBLIC = {
     "StrategyParams": "forgetbench.strategies.base",
     "shared_params": "forgetbench.strategies.base",
     "strength": "forgetbench.benchmark.core.registry",
+    "calibrate_suite": "forgetbench.benchmark.front.api",
     "Plugin": "forgetbench.strategies.plugin",
     "METRICS": "forgetbench.benchmark.core.metric_registry",
     "Metric": "forgetbench.benchmark.core.metric_registry",
@@ -67,7 +68,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from forgetbench.benchmark.core.registries import (DATASETS, LANGUAGE_CORPORA, SCENARIOS, STRATEGIES,
                                                        TEXT_CORPORA, register_dataset, register_language_corpus,
                                                        register_scenario, register_text_corpus)
-    from forgetbench.benchmark.front.api import Results, load_results, run_suite
+    from forgetbench.benchmark.front.api import Results, calibrate_suite, load_results, run_suite
     from forgetbench.benchmark.front.testing import check_scenario, check_strategy
     from forgetbench.benchmark.core.registry import strength
     from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params

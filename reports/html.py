@@ -378,11 +378,12 @@ class FrontierView:
     figure: str | None
     rows: list[dict[str, Any]]
     verdicts: list[str]
+    source: str = ""  # '' for the suite's runs; what else the points are (tuning trials on held-out data)
 
 
-def _frontier_views(records: list[RunRecord]) -> tuple[list[FrontierView], pd.DataFrame]:
+def _frontier_views(records: list[RunRecord], source: str = "") -> tuple[list[FrontierView], pd.DataFrame]:
     """Per scenario with a strength sweep beside naive: its frontier figure, matched-plasticity table and verdicts;
-    and every point (``frontier.csv``)."""
+    and every point (``frontier.csv``). ``source`` names where the points come from when not the suite's runs."""
     from forgetbench.reports import figures as F
     from forgetbench.reports import frontier as FT
 
@@ -398,8 +399,9 @@ def _frontier_views(records: list[RunRecord]) -> tuple[list[FrontierView], pd.Da
         figure = F.frontier(mine, F.palette(methods, FT.NAIVE), {d: naive_la - d for d in FT.DROPS})
         rows = [{"method": r.method, "drop": r.drop, "mean": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
                  "n": r.n, "seeds": r.seeds} for r in matched.itertuples()]
-        views.append(FrontierView(scenario, "frontier-" + "".join(c if c.isalnum() else "-" for c in scenario), figure, rows,
-                                  FT.matched_verdicts(matched, FT.matched_pairs(matched))))
+        anchor = ("tuning-" if source else "") + "frontier-" + "".join(c if c.isalnum() else "-" for c in scenario)
+        views.append(FrontierView(scenario, anchor, figure, rows, FT.matched_verdicts(matched, FT.matched_pairs(matched)),
+                                  source))
     return views, points
 
 
@@ -430,6 +432,15 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     problems = S.problem_runs(records, scan.sources)
     scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long) for name in order]
     frontiers, points = _frontier_views(records)
+    trial_records = S.load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()]).records \
+        if any((f / "tuning" / "runs").is_dir() for f in folders) else []
+    if trial_records:
+        trial_views, trial_points = _frontier_views(trial_records, "tuning trials, on the validation split")
+        frontiers += trial_views
+        if trial_views:
+            trial_points.insert(0, "source", "tuning")
+            points = pd.concat([points.assign(source="runs") if len(points) else points, trial_points],
+                               ignore_index=True)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     html = env.get_template("report.html.j2").render(

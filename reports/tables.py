@@ -138,3 +138,24 @@ def format_selection(frame: pd.DataFrame) -> str:
         }
     )
     return shown.to_string(index=False)
+
+
+def format_tuning(tuning: dict) -> str:
+    """Plain-text summary of ``OUT/tuning.json``: per study its protocol, budget and choice, and how it got its
+    ranges."""
+    lines = []
+    for study in tuning.get("studies", []):
+        done = [t for t in study["trials"] if t["state"] == "COMPLETE"]
+        chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (study["chosen"] or {}).items())
+        protocol = study["protocol"]
+        lines.append(f"{study['scenario']} / {study['strategy']}: {len(done)}/{study['budget']} trials ({study['sampler']}, "
+                     f"{protocol['kind']} split {protocol['fraction']:g}, seeds {protocol['seeds']}), "
+                     + (f"chosen {chosen} ({study['objective']} {study['chosen_value']:.4f}, trial "
+                        f"{study['chosen_trial']})" if study["chosen"] else "no trial finished"))
+        lines += [f"  {note}" for note in study.get("notes", [])]
+        overhead = study.get("overhead") or {}
+        if overhead.get("run_seconds"):
+            lines.append(f"  Optuna and its storage: {overhead['optuna_seconds']:.2f} s, "
+                         f"{100 * overhead['optuna_seconds'] / overhead['run_seconds']:.1f}% of the trials' "
+                         f"{overhead['run_seconds']:.1f} s")
+    return "\n".join(lines) or "(no tuning)"

@@ -43,6 +43,11 @@ def _yaml_with(line_old: str, line_new: str) -> str:
     return text.replace(line_old, line_new)
 
 
+def _tuned(params: dict[str, Any], name: str = "l2", **tune: Any) -> dict[str, Any]:
+    """The tiny suite with one strategy entry tuned by ``tune: {params, **tune}``."""
+    return _suite(strategies=[{"name": name, "tune": {"params": params, **tune}}])
+
+
 def _custom(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `custom` scenario (a multi-head MLP on two tensor tasks), params overridden."""
     base = {"model": "byo_fixtures:multihead_mlp", "benchmark": "byo_fixtures:tensor_benchmark"}
@@ -348,6 +353,23 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("calibrate-grid-on-another-param", {"suite": _strategy("ewc", mode=["separate", "online"])}, CALIBRATE,
      "strategies[ewc].params.mode"),
     ("calibrate-nothing-declares-a-strength", {"suite": _suite()}, CALIBRATE, "declares a strength"),
+    # tune: blocks Optuna cannot search, refused before anything runs
+    ("tune-unknown-param", {"suite": _tuned({"l2_lamda": "auto"})}, RUN, "tune.params.l2_lamda: not a param"),
+    ("tune-auto-on-a-non-strength", {"suite": _tuned({"alpha": "auto"}, name="mas")}, RUN,
+     "tune.params.alpha: auto (the calibrated range)"),
+    ("tune-low-above-high", {"suite": _tuned({"l2_lambda": {"low": 10, "high": 1}})}, RUN,
+     "strategies[0].tune.params.l2_lambda"),
+    ("tune-log-range-from-zero", {"suite": _tuned({"l2_lambda": {"low": 0, "high": 1}})}, RUN, "log-scale range"),
+    ("tune-zero-trials", {"suite": _tuned({"l2_lambda": "auto"}, trials=0)}, RUN, "strategies[0].tune.trials"),
+    ("tune-unknown-sampler", {"suite": _tuned({"l2_lambda": "auto"}, sampler="cmaes")}, RUN,
+     "strategies[0].tune.sampler"),
+    ("tune-and-selection", {"suite": _suite(strategies=[{"name": "l2", "params": {"l2_lambda": [1, 10]},
+                                                         "selection": {"metric": "ACC"},
+                                                         "tune": {"params": {"l2_lambda": "auto"}}}])}, RUN,
+     "tuned or selected from a grid, not both"),
+    ("tune-with-a-grid", {"suite": _suite(strategies=[{"name": "ewc", "params": {"mode": ["separate", "online"]},
+                                                       "tune": {"params": {"ewc_lambda": "auto"}}}])}, RUN,
+     "not a grid (mode)"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))

@@ -149,3 +149,10 @@ def test_calibrate_probes_each_strength_on_held_out_training_data_and_resumes(wr
     monkeypatch.setattr(runner, "run", no_training)
     status, again = _calibrate(write_suite, tmp_path)
     assert status == 0 and again == result
+
+
+def test_a_diverged_probe_is_written_without_nan():
+    probe = Probe(100.0, "diverged", None, float("nan"), float("nan"))
+    assert crushes(probe, NAIVE) and not acts(probe, NAIVE)
+    assert json.loads(json.dumps(probe.as_dict(), allow_nan=False)) == {
+        "value": 100.0, "status": "diverged", "ratio": None, "la": None, "forgetting": None}

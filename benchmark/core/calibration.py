@@ -44,7 +44,8 @@ class Probe:
     forgetting: float
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: a figure a failed or diverged run does not have is None, not NaN."""
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()}
 
 
 def ladder(centre: float, decades: int) -> list[float]:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,7 +30,7 @@ from forgetbench.benchmark.core.grid import combination_label, combinations, gri
 from forgetbench.benchmark.core.metric_registry import METRICS, registered_metrics
 from forgetbench.benchmark.core.references import add_search_folder
 from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
-from forgetbench.benchmark.core.registry import Registry, UnknownNameError, did_you_mean
+from forgetbench.benchmark.core.registry import Registry, UnknownNameError, did_you_mean, strength_params
 from forgetbench.benchmark.core.training import EXECUTION_KEYS, Seed, TrainingConfig  # noqa: F401  (re-exported)
 
 
@@ -104,10 +106,62 @@ class SelectionSpec(StrictModel):
         return data
 
 
+class TuneRange(StrictModel):
+    """A numeric range to search: ``low`` to ``high``, on a log scale unless ``log: false``."""
+
+    low: float  # the smallest value searched
+    high: float  # the largest value searched
+    log: bool = True  # log scale (a strength spans decades)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TuneRange":
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+            raise ValueError(f"needs finite low < high, got low {self.low}, high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0, got {self.low} (or give log: false)")
+        return self
+
+
+class TuneChoices(StrictModel):
+    """Values to choose among (categorical)."""
+
+    choices: list[Any] = Field(min_length=2)  # the values, two or more
+
+
+def _tune_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "choices" if "choices" in value else "range"
+    return "auto"
+
+
+TuneHow = Annotated[Union[Annotated[Literal["auto"], Tag("auto")], Annotated[TuneRange, Tag("range")],
+                          Annotated[TuneChoices, Tag("choices")]], Discriminator(_tune_kind)]
+
+
+class TuneSpec(StrictModel):
+    """Tune a strategy's params with Optuna before the suite's seeds run with the best point.
+
+    Each trial is an ordinary run (or one per tuning seed) on a validation split held out from each task's
+    training data (the test split is never read), recorded under ``OUT/tuning/``; the study lives in
+    ``OUT/tuning/study.db`` (SQLite; ``--storage URL`` for any database Optuna supports), so a killed tuning rerun
+    with the same command continues it."""
+
+    params: dict[str, TuneHow] = Field(min_length=1)  # auto: the calibrated range; {low, high}; {choices}
+    trials: int = Field(12, ge=1, le=10_000)  # completed trials per (scenario, strategy entry): equal budgets
+    sampler: Literal["tpe", "random", "grid"] = "tpe"  # grid: every choice, and ranges at `trials` log-spaced points
+    seed: int = Field(0, ge=0)  # the sampler's seed (trial n uses seed + n: an interrupted study continues the same)
+    objective: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"  # forgetting is minimised, the others maximised
+    fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of each task's training data held out for the trials
+    seeds: list[Seed] | None = Field(None, min_length=1)  # seeds of each trial, averaged (default: the suite's first)
+    decades: int = Field(3, ge=1, le=6)  # for `auto` without a calibration yet: probes 10^-N..10^N x the value
+
+
 class StrategySpec(ComponentSpec):
-    """A strategy entry; params given as lists form a grid, ``selection`` picks one combination."""
+    """A strategy entry; params given as lists form a grid, ``selection`` picks one combination, ``tune`` searches
+    params with Optuna."""
 
     selection: SelectionSpec | None = None  # pick the best grid value on held-out validation data first
+    tune: TuneSpec | None = None  # search params with Optuna on held-out validation data first
 
 
 TRACKER_PACKAGES: dict[str, str | None] = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
@@ -266,6 +320,25 @@ def model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _tune_problems(tune: TuneSpec, entry: Any, spec: ComponentSpec, axes: dict[str, list[Any]]) -> list[str]:
+    """What is wrong with a ``tune`` block on this entry (empty when nothing is)."""
+    problems = []
+    if getattr(spec, "selection", None) is not None:
+        problems.append("params: an entry is tuned or selected from a grid, not both (drop selection or tune)")
+    if axes:
+        problems.append(f"params: a tuned entry takes one value per param, not a grid ({', '.join(axes)})")
+    fields = entry.params.model_fields
+    declared = strength_params(entry.params)
+    for name, how in tune.params.items():
+        if name not in fields:
+            problems.append(f"params.{name}: not a param of {spec.name!r}; {did_you_mean(name, list(fields))}"
+                            f"allowed: {', '.join(fields)}")
+        elif how == "auto" and name not in declared:
+            problems.append(f"params.{name}: auto (the calibrated range) is for a strategy's declared strength "
+                            f"({', '.join(declared) or 'it declares none'}); give {{low, high}} or {{choices}}")
+    return problems
+
+
 def _resolve_components(
     specs: list[ComponentSpec], registry: Registry, field: str
 ) -> list[ComponentSpec]:
@@ -293,6 +366,12 @@ def _resolve_components(
                 "values to run each (a grid)" for name in empty
             )
             continue
+        tune = getattr(spec, "tune", None)
+        if tune is not None:
+            problems = _tune_problems(tune, entry, spec, axes)
+            if problems:
+                errors.extend(f"{field}[{i}].tune.{problem}" for problem in problems)
+                continue
         if getattr(spec, "selection", None) is not None and not axes:
             errors.append(
                 f"{field}[{i}].selection: needs a grid (at least one param given as a list of values)"

@@ -58,8 +58,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         address=args.address,
         retries=args.retries,
+        storage=args.storage,
     )
     print(results.summary_text())
+    if getattr(results.outcome, "tuning", None) is not None:
+        from forgetbench.reports.tables import format_tuning
+
+        print(f"\ntuning ({results.outcome.tuning}):")
+        print(format_tuning(json.loads(results.outcome.tuning.read_text())))
     if results.selection is not None:
         from forgetbench.reports.tables import format_selection, selection_frame
 
@@ -149,11 +155,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Probe each strategy's strength over decades on a validation split; write OUT/calibration.json."""
-    from forgetbench.benchmark.run.calibrate import CALIBRATION_FILE, calibrate_suite, format_calibration
+    from forgetbench.benchmark.front.api import calibrate_suite
+    from forgetbench.benchmark.run.calibrate import CALIBRATION_FILE, format_calibration
 
     suite = load_config(args.config)
     out = Path(args.out) if args.out else Path("results") / suite.name
-    result = calibrate_suite(suite, out, _data_root(args.data_root), seed=args.seed, decades=args.decades,
+    result = calibrate_suite(suite, out, data_root=_data_root(args.data_root), seed=args.seed, decades=args.decades,
                              fraction=args.fraction, fresh=args.fresh, show_progress=not args.quiet,
                              executor=args.executor, workers=args.workers)
     print(format_calibration(result))
@@ -177,7 +184,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     runs = len(expand_suite(suite))
     sweeps = plan_sweeps(suite)
     runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds
-    print(f"{args.config}: valid suite {suite.name!r}, {runs} run(s)")
+    from forgetbench.benchmark.run.tuning import plan_tuning
+
+    studies = plan_tuning(suite)
+    runs += sum(s.strategy.tune.trials * len(s.seeds) + len(suite.seeds) for s in studies)  # trials + final seeds
+    auto = any(how == "auto" for s in studies for how in s.strategy.tune.params.values())
+    print(f"{args.config}: valid suite {suite.name!r}, {runs} run(s)"
+          + (" and the calibration probes of its `auto` ranges" if auto else ""))
     if args.show_params:
         from forgetbench.benchmark.run.spec import RunSpec
         from forgetbench.benchmark.run.assemble import build_scenario
@@ -286,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="parallel runs (process: default = cores; ray: cap on runs in flight)")
     p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")
     p.add_argument("--retries", type=int, default=0, help="rerun failed runs up to this many times (default 0)")
+    p.add_argument("--storage", help="database URL of the tuning studies (`tune:` entries), any Optuna supports, "
+                                     "e.g. postgresql://host/db (default: SQLite in OUT/tuning/study.db)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("reproduce", help="run the reproductions of published results and check them")

@@ -158,35 +158,20 @@ def calibrated_range(calibration_json: dict[str, Any] | None, scenario: str, str
 
 def format_calibration(result: dict[str, Any]) -> str:
     """The table ``forgetbench calibrate`` prints: one line per probe, one verdict per ladder."""
+    def points(value: float | None) -> str:  # None: a run that did not finish has no figure
+        return "    -" if value is None else f"{100 * value:5.1f}"
+
     lines = []
     for entry in result["entries"]:
         naive = entry["naive"]
-        lines.append(f"{entry['scenario']} / {entry['strategy']}.{entry['param']} (naive: LA {100 * naive['la']:.1f}, "
-                     f"forgetting {100 * naive['forgetting']:.1f}): {entry['verdict']}")
+        lines.append(f"{entry['scenario']} / {entry['strategy']}.{entry['param']} (naive: LA {points(naive['la']).strip()}, "
+                     f"forgetting {points(naive['forgetting']).strip()}): {entry['verdict']}")
         for p in entry["probes"]:
             ratio = "-" if p["ratio"] is None else f"{p['ratio']:.3g}"
             mark = "crushes" if p["crushes"] else ("acts" if p["acts"] else "inert")
-            lines.append(f"  {p['value']:>10g}  {p['status']:<9} ratio {ratio:>8}  LA {100 * p['la']:5.1f}  "
-                         f"forgetting {100 * p['forgetting']:5.1f}  {mark}")
+            lines.append(f"  {p['value']:>10g}  {p['status']:<9} ratio {ratio:>8}  LA {points(p['la'])}  "
+                         f"forgetting {points(p['forgetting'])}  {mark}")
     if result["without_strength"]:
         lines.append(f"no strength declared, not probed: {', '.join(result['without_strength'])}")
     return "\n".join(lines)
 
-
-def calibrate_suite(suite: SuiteConfig, out: Path, data_root: Path, seed: int | None = None, decades: int = 3,
-                    fraction: float = 0.2, **run_options: Any) -> dict[str, Any]:
-    """Plan, run (resuming what ``OUT/calibration/runs/`` holds) and judge every probe of ``suite``; write and return
-    ``OUT/calibration.json``. ``run_options``: :func:`forgetbench.benchmark.run.suite.run_specs`'s (executor,
-    workers, fresh, show_progress, ...)."""
-    from forgetbench.benchmark.run.suite import run_specs
-
-    plan = plan_calibration(suite, suite.seeds[0] if seed is None else seed, decades, fraction)
-    if not plan.ladders:
-        raise ConfigError("calibrate: no strategy of this suite declares a strength to probe "
-                          f"(not probed: {', '.join(plan.without_strength) or 'none'})")
-    folder = Path(out) / CALIBRATION_DIR
-    run_specs(suite, Path(out), [(folder, spec) for spec in plan.specs], data_root, **run_options)
-    records = {spec.run_id: store.read_result(store.result_path(folder, spec.run_id)) for spec in plan.specs}
-    result = decide(plan, records)
-    store.atomic_write_json(Path(out) / CALIBRATION_FILE, result)
-    return result

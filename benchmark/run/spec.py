@@ -65,8 +65,9 @@ class RunSpec:
 def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[RunSpec]:
     """Every (scenario x strategy x grid combination x seed) of the suite, in that nesting order.
 
-    Strategies with a ``selection`` are left out: their runs depend on the sweep's outcome
-    (see :mod:`forgetbench.benchmark.run.selection`); so are the pairs refused at config time
+    Strategies with a ``selection`` or a ``tune`` are left out: their runs depend on the sweep's or the study's
+    outcome (see :mod:`forgetbench.benchmark.run.selection`, :mod:`forgetbench.benchmark.run.tuning`); so are the
+    pairs refused at config time
     (:func:`~forgetbench.benchmark.core.config.refused_pairs`).
     """
     refused = refused_pairs(suite)
@@ -74,7 +75,8 @@ def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[Run
         RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device)
         for scenario in suite.scenarios
         for strategy in suite.strategies
-        if strategy.selection is None and (scenario.display_name, strategy.display_name) not in refused
+        if strategy.selection is None and strategy.tune is None
+        and (scenario.display_name, strategy.display_name) not in refused
         for _, variant in strategy_variants(strategy)
         for seed in (seeds if seeds is not None else suite.seeds)
     ]

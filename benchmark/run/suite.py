@@ -17,7 +17,7 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from forgetbench.benchmark.run import selection, tracking
+from forgetbench.benchmark.run import selection, tracking, tuning
 from forgetbench.benchmark.core import stop, store
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
@@ -42,6 +42,7 @@ class SuiteOutcome:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     selection: Path | None = None  # OUT/selection.json when the suite selected hyperparameters
+    tuning: Path | None = None  # OUT/tuning.json when the suite tuned strategies
 
     @property
     def exit_code(self) -> int:
@@ -219,6 +220,7 @@ def run_suite(
     workers: int | None = None,
     address: str | None = None,
     retries: int = 0,
+    storage: str | None = None,
 ) -> SuiteOutcome:
     """Run every run of the suite on ``executor``; skip runs already complete under the same config.
 
@@ -239,15 +241,20 @@ def run_suite(
         print(f"refused at config time, not run: {strategy} on {scenario}: {why}", file=sys.stderr)
     ordinary = expand_suite(suite, seeds)
     sweeps = selection.plan_sweeps(suite, seeds)
-    # a complete suite reruns without its data: only scenarios with runs left to execute are checked
+    studies = tuning.plan_tuning(suite)
+    index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
+    # a complete suite reruns without its data: only scenarios with runs left to execute are checked (a tuned
+    # entry's scenario always is: its study decides at run time what is left)
     preflight(suite, data_root, executor, address,
-              scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh))
-    n_final = sum(len(seeds or suite.seeds) for _ in sweeps)
-    total = len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final
+              scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh)
+              | {index[study.scenario.display_name] for study in studies})
+    n_final = sum(len(seeds or suite.seeds) for _ in [*sweeps, *studies])
+    total = (len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final
+             + sum(s.strategy.tune.trials * len(s.seeds) for s in studies))
     outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
     with _session(suite, out, outcome, data_root, total, seeds, show_progress, executor, workers, address, retries,
                   fresh) as driver:
-        _run_phases(driver, suite, out, ordinary, sweeps, seeds)
+        _run_phases(driver, suite, out, ordinary, sweeps, seeds, studies, storage)
     return outcome
 
 
@@ -347,12 +354,17 @@ def _run_phases(
     ordinary: list[RunSpec],
     sweeps: list[selection.Sweep],
     seeds: list[int] | None,
+    studies: list[tuning.Study] | None = None,
+    storage: str | None = None,
 ) -> None:
-    """Phase 1: ordinary runs and every validation sweep; phase 2: the selected combinations."""
+    """Phase 1: ordinary runs and every validation sweep; phase 2: the tuning studies (their calibration first
+    where a range is ``auto``); phase 3: the selected combinations and the tuned points."""
     sweep_folder = out / SELECTION_DIR
     driver.run_batch(
         [(out, spec) for spec in ordinary] + [(sweep_folder, spec) for sweep in sweeps for _, spec in sweep.specs]
     )
+    if studies:
+        _tune(driver, suite, out, seeds, studies, storage)
     if not sweeps:
         return
     decisions, finals = [], []
@@ -372,5 +384,30 @@ def _run_phases(
                 driver.write_failure(out, spec, "selection: no grid combination finished on the validation split")
     store.atomic_write_json(out / SELECTION_FILE, {"selections": decisions})
     driver.outcome.selection = out / SELECTION_FILE
+    driver.outcome.run_ids.extend(spec.run_id for spec in finals)
+    driver.run_batch([(out, spec) for spec in finals])
+
+
+def _tune(driver: _Driver, suite: SuiteConfig, out: Path, seeds: list[int] | None, studies: list[tuning.Study],
+          storage: str | None) -> None:
+    """Each study to its trial budget (trials one at a time, each through the executor), then the final runs at
+    every chosen point; ``OUT/tuning.json`` records the studies."""
+    calibrated = tuning.ensure_calibration(suite, studies, out, driver.run_batch)
+    # naive on the same held-out data and seeds as the trials: the reference of the trials' frontiers
+    driver.run_batch([(out / tuning.TUNING_DIR, spec) for spec in tuning.naive_references(suite, studies)])
+    summaries, finals = [], []
+    for study in studies:
+        summary = tuning.run_study(suite, study, out, driver.run_batch, storage, calibrated)
+        summaries.append(summary)
+        chosen = tuning.final_specs(suite, study, summary, seeds)
+        finals.extend(chosen)
+        if not chosen:
+            unlabelled = study.strategy.model_copy(update={"tune": None})
+            for seed in seeds or suite.seeds:
+                spec = RunSpec(suite.name, study.scenario, unlabelled, seed, suite.training, suite.device)
+                driver.outcome.run_ids.append(spec.run_id)
+                driver.write_failure(out, spec, "tune: no trial finished on the validation split")
+    store.atomic_write_json(out / tuning.TUNING_FILE, {"studies": summaries})
+    driver.outcome.tuning = out / tuning.TUNING_FILE
     driver.outcome.run_ids.extend(spec.run_id for spec in finals)
     driver.run_batch([(out, spec) for spec in finals])

@@ -1,0 +1,105 @@
+"""Tuning on Optuna: trials on held-out training data, the chosen point's final runs, `auto` from a calibration,
+and a study killed with SIGKILL that continues to the same trials and the same choice."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from conftest import tiny_suite
+from forgetbench.benchmark.front.cli import main
+from helpers import REPO
+
+TUNED = {"name": "l2", "tune": {"params": {"l2_lambda": {"low": 0.01, "high": 100.0}}, "trials": 5, "seed": 3}}
+
+
+def _suite(**tune) -> dict:
+    return tiny_suite(seeds=[0, 1], strategies=[{"name": "naive"}, {**TUNED, "tune": {**TUNED["tune"], **tune}}])
+
+
+def test_trials_read_only_held_out_training_data_and_the_best_point_runs_the_seeds(write_suite, tmp_path,
+                                                                                monkeypatch, capsys):
+    from forgetbench.benchmark.run import assemble
+
+    real_build = assemble.build_scenario
+
+    def poisoned_test_split(spec, data_root):  # wrong test labels: a trial evaluated on the test split scores ~0
+        scenario = real_build(spec, data_root)
+        scenario.tasks = [dataclasses.replace(t, test_y=(t.test_y + 1) % (int(t.test_y.max()) + 1))
+                          for t in scenario.tasks]
+        return scenario
+
+    monkeypatch.setattr(assemble, "build_scenario", poisoned_test_split)
+    out = tmp_path / "out"
+    status = main(["run", str(write_suite(_suite())), "--out", str(out), "--quiet", "--no-report"])
+    printed = capsys.readouterr().out
+    assert status == 1, printed  # the suite's own runs read the poisoned test split, as they must: collapsed
+    study = json.loads((out / "tuning.json").read_text())["studies"][0]
+    assert study["protocol"] == {"kind": "validation", "fraction": 0.2, "seeds": [0]} and study["budget"] == 5
+    trials = study["trials"]
+    assert [t["state"] for t in trials] == ["COMPLETE"] * 5 and len({t["params"]["l2_lambda"] for t in trials}) == 5
+    assert all(0.01 <= t["params"]["l2_lambda"] <= 100 and t["value"] > 0.5 for t in trials)  # validation data
+    best = max(trials, key=lambda t: t["value"])
+    assert study["chosen"] == best["params"] and study["chosen_trial"] == best["number"]
+    label = f"l2[l2_lambda={best['params']['l2_lambda']:g}]"
+    finals = sorted(p.name for p in (out / "runs").iterdir() if p.name.startswith("split__l2"))
+    assert finals == [f"split__{label}__seed0", f"split__{label}__seed1"]  # the suite's seeds, on the test split
+    assert {json.loads((out / "runs" / f / "result.json").read_text())["status"] for f in finals} == {"collapsed"}
+    for t in trials:
+        record = json.loads((out / "tuning" / "runs" / t["runs"][0] / "result.json").read_text())
+        assert record["evaluated_on"] == {"split": "validation", "fraction": 0.2}
+    assert f"chosen l2_lambda={best['params']['l2_lambda']:g}" in printed and "Optuna and its storage" in printed
+
+
+def test_auto_searches_the_calibrated_range_and_calibrates_first_when_needed(write_suite, tmp_path):
+    out = tmp_path / "out"
+    suite = tiny_suite(seeds=[0], strategies=[{"name": "l2", "tune": {"params": {"l2_lambda": "auto"}, "trials": 3,
+                                                                       "decades": 1}}])
+    assert main(["run", str(write_suite(suite)), "--out", str(out), "--quiet", "--no-report"]) == 0
+    calibrated = json.loads((out / "calibration.json").read_text())["entries"]
+    assert [(e["strategy"], e["param"]) for e in calibrated] == [("l2", "l2_lambda")]
+    study = json.loads((out / "tuning.json").read_text())["studies"][0]
+    low, high = calibrated[0]["range"] or (0.1, 10.0)
+    assert all(low / 3.2 <= t["params"]["l2_lambda"] <= high * 3.2 for t in study["trials"])
+    assert study["notes"] and study["notes"][0].startswith("l2_lambda: ")
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "tests"), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "forgetbench.benchmark.front.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_a_study_killed_mid_tuning_continues_to_the_same_trials_and_choice(tmp_path):
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump(_suite(trials=6)))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert _cli("run", str(config), "--out", str(whole), "--quiet", "--no-report").wait(timeout=600) == 0
+
+    proc = _cli("run", str(config), "--out", str(killed), "--quiet", "--no-report")
+    deadline = time.monotonic() + 300
+    while len(list((killed / "tuning" / "runs").glob("*/result.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    done_before = len(list((killed / "tuning" / "runs").glob("*/result.json")))
+    assert 3 <= done_before < 6, "the kill should land mid-study"
+
+    rerun = _cli("run", str(config), "--out", str(killed), "--quiet", "--no-report")
+    printed = rerun.communicate(timeout=600)[0]
+    assert rerun.returncode == 0, printed
+    studies = [json.loads((folder / "tuning.json").read_text())["studies"][0] for folder in (whole, killed)]
+    assert [t["params"] for t in studies[1]["trials"]] == [t["params"] for t in studies[0]["trials"]]
+    assert [t["value"] for t in studies[1]["trials"]] == [t["value"] for t in studies[0]["trials"]]
+    assert studies[1]["chosen"] == studies[0]["chosen"]
+    # the completed trials' runs were read back, not trained again: naive x 2 seeds + 6 trials + 2 finals in all
+    executed = int(printed.split(" run(s) executed")[0].split()[-1])
+    assert executed <= 2 + 6 + 2 - done_before
