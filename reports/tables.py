@@ -148,8 +148,9 @@ def format_tuning(tuning: dict) -> str:
         done = [t for t in study["trials"] if t["state"] == "COMPLETE"]
         chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (study["chosen"] or {}).items())
         protocol = study["protocol"]
+        where = f"on {protocol['scenario']}'s " if protocol["kind"] == "scenario" else ""
         lines.append(f"{study['scenario']} / {study['strategy']}: {len(done)}/{study['budget']} trials ({study['sampler']}, "
-                     f"{protocol['kind']} split {protocol['fraction']:g}, seeds {protocol['seeds']}), "
+                     f"{where}validation split {protocol['fraction']:g}, seeds {protocol['seeds']}), "
                      + (f"chosen {chosen} ({study['objective']} {study['chosen_value']:.4f}, trial "
                         f"{study['chosen_trial']})" if study["chosen"] else "no trial finished"))
         lines += [f"  {note}" for note in study.get("notes", [])]

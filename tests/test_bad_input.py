@@ -367,6 +367,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
                                                          "selection": {"metric": "ACC"},
                                                          "tune": {"params": {"l2_lambda": "auto"}}}])}, RUN,
      "tuned or selected from a grid, not both"),
+    ("tune-on-an-unknown-scenario", {"suite": _tuned({"l2_lambda": "auto"}, scenario="splt")}, RUN,
+     "strategies[0].tune.scenario: 'splt' is not a scenario of this suite; did you mean 'split'?"),
     ("tune-with-a-grid", {"suite": _suite(strategies=[{"name": "ewc", "params": {"mode": ["separate", "online"]},
                                                        "tune": {"params": {"ewc_lambda": "auto"}}}])}, RUN,
      "not a grid (mode)"),

@@ -103,3 +103,20 @@ def test_a_study_killed_mid_tuning_continues_to_the_same_trials_and_choice(tmp_p
     # the completed trials' runs were read back, not trained again: naive x 2 seeds + 6 trials + 2 finals in all
     executed = int(printed.split(" run(s) executed")[0].split()[-1])
     assert executed <= 2 + 6 + 2 - done_before
+
+
+def test_the_scenario_protocol_tunes_on_one_scenario_and_runs_the_choice_on_every_one(write_suite, tmp_path):
+    base = tiny_suite()["scenarios"][0]
+    other = {**base, "label": "other", "params": {**base["params"], "classes_per_task": 3}}
+    tuned = {**TUNED, "tune": {**TUNED["tune"], "trials": 3, "scenario": "other"}}
+    out = tmp_path / "out"
+    suite = tiny_suite(seeds=[0], scenarios=[{**base, "label": "split"}, other], strategies=[tuned])
+    assert main(["run", str(write_suite(suite)), "--out", str(out), "--quiet", "--no-report"]) == 0
+    studies = json.loads((out / "tuning.json").read_text())["studies"]
+    assert [s["scenario"] for s in studies] == ["split", "other"]
+    assert all(s["protocol"]["kind"] == "scenario" and s["protocol"]["scenario"] == "other" for s in studies)
+    assert studies[0]["trials"] == studies[1]["trials"] and studies[0]["chosen"] == studies[1]["chosen"]  # one study
+    trial_runs = sorted(p.name for p in (out / "tuning" / "runs").iterdir())
+    assert trial_runs and all(name.startswith("other__") for name in trial_runs)  # no trial on `split`
+    label = f"l2[l2_lambda={studies[0]['chosen']['l2_lambda']:g}]"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [f"other__{label}__seed0", f"split__{label}__seed0"]

@@ -154,6 +154,7 @@ class TuneSpec(StrictModel):
     fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of each task's training data held out for the trials
     seeds: list[Seed] | None = Field(None, min_length=1)  # seeds of each trial, averaged (default: the suite's first)
     decades: int = Field(3, ge=1, le=6)  # for `auto` without a calibration yet: probes 10^-N..10^N x the value
+    scenario: str | None = None  # the protocol: tune on this scenario of the suite (its label), run on every one
 
 
 class StrategySpec(ComponentSpec):
@@ -451,7 +452,19 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     suite = suite.model_copy(update=updates)
     _check_run_ids(suite)
     _check_requirements(suite)
+    _check_tuning_scenarios(suite)
     return suite
+
+
+def _check_tuning_scenarios(suite: SuiteConfig) -> None:
+    """``tune.scenario`` names a scenario of the suite."""
+    labels = [s.display_name for s in suite.scenarios]
+    errors = [f"strategies[{i}].tune.scenario: {entry.tune.scenario!r} is not a scenario of this suite; "
+              f"{did_you_mean(entry.tune.scenario, labels)}allowed: {', '.join(labels)}"
+              for i, entry in enumerate(suite.strategies)
+              if entry.tune is not None and entry.tune.scenario is not None and entry.tune.scenario not in labels]
+    if errors:
+        raise ConfigError("\n".join(errors))
 
 
 def refused_pairs(suite: SuiteConfig) -> dict[tuple[str, str], str]:

@@ -47,20 +47,26 @@ RunBatch = Callable[[list[tuple[Path, RunSpec]]], None]
 
 @dataclass
 class Study:
-    """The tuning of one strategy entry on one scenario."""
+    """The tuning of one strategy entry for one scenario: its trials run on ``trial_scenario`` (the scenario itself,
+    or the one ``tune.scenario`` names), its final runs on ``scenario``."""
 
     scenario: ComponentSpec
     strategy: StrategySpec
     seeds: list[int]
+    trial_scenario: ComponentSpec | None = None
+
+    def __post_init__(self) -> None:
+        self.trial_scenario = self.trial_scenario or self.scenario
 
     @property
-    def name(self) -> str:
-        return f"{self.scenario.display_name}__{self.strategy.display_name}"
+    def name(self) -> str:  # scenarios tuned on the same one share its study: it runs once
+        return f"{self.trial_scenario.display_name}__{self.strategy.display_name}"
 
 
 def plan_tuning(suite: SuiteConfig) -> list[Study]:
     refused = refused_pairs(suite)
-    return [Study(scenario, entry, list(entry.tune.seeds or suite.seeds[:1]))
+    by_label = {s.display_name: s for s in suite.scenarios}
+    return [Study(scenario, entry, list(entry.tune.seeds or suite.seeds[:1]), by_label.get(entry.tune.scenario or ""))
             for scenario in suite.scenarios for entry in suite.strategies
             if entry.tune is not None and (scenario.display_name, entry.display_name) not in refused]
 
@@ -87,12 +93,12 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
         if isinstance(how, TuneRange):
             space[name] = optuna.distributions.FloatDistribution(how.low, how.high, log=how.log)
             continue
-        found = calibrate_run.calibrated_range(calibrated, study.scenario.display_name, study.strategy.display_name,
-                                               name)
+        found = calibrate_run.calibrated_range(calibrated, study.trial_scenario.display_name,
+                                               study.strategy.display_name, name)
         if found is None:
             entry = next(e for e in (calibrated or {}).get("entries", [])
                          if (e["scenario"], e["strategy"], e["param"]) ==
-                         (study.scenario.display_name, study.strategy.display_name, name))
+                         (study.trial_scenario.display_name, study.strategy.display_name, name))
             values = [p["value"] for p in entry["probes"]]
             found = (min(values), max(values))
             notes.append(f"{name}: calibration found no strength that acts without crushing learning "
@@ -132,8 +138,8 @@ def _sampler(study: Study, space: dict[str, Any], number: int):
 
 def trial_specs(suite: SuiteConfig, study: Study, point: dict[str, Any]) -> list[RunSpec]:
     variant = strategy_variant(study.strategy.model_copy(update={"tune": None}), point)
-    return [RunSpec(suite.name, study.scenario, variant, seed, suite.training, suite.device, study.strategy.tune.fraction)
-            for seed in study.seeds]
+    return [RunSpec(suite.name, study.trial_scenario, variant, seed, suite.training, suite.device,
+                    study.strategy.tune.fraction) for seed in study.seeds]
 
 
 def objective(records: list[RunRecord | None], metric: str) -> float | None:
@@ -203,8 +209,11 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
     if complete:
         sign = 1.0 if MAXIMISE[tune.objective] else -1.0
         best = max(complete, key=lambda t: (sign * t["value"], -t["number"]))  # ties: the earlier trial
+    protocol = {"kind": "validation", "fraction": tune.fraction, "seeds": study.seeds}
+    if tune.scenario is not None:
+        protocol = {**protocol, "kind": "scenario", "scenario": study.trial_scenario.display_name}
     return {"scenario": study.scenario.display_name, "strategy": study.strategy.display_name,
-            "protocol": {"kind": "validation", "fraction": tune.fraction, "seeds": study.seeds},
+            "protocol": protocol,
             "objective": tune.objective, "goal": "max" if MAXIMISE[tune.objective] else "min",
             "sampler": tune.sampler, "seed": tune.seed, "budget": tune.trials, "study": study.name,
             "search_space": {name: repr(dist) for name, dist in space.items()}, "notes": notes,
@@ -217,7 +226,8 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
 def naive_references(suite: SuiteConfig, studies: list[Study]) -> list[RunSpec]:
     """One naive run per scenario, tuning seed and held-out fraction of the studies: the reference point of the
     trials' frontiers (the report compares methods at naive's plasticity minus 1, 2 and 5 points)."""
-    wanted = dict.fromkeys((s.scenario.display_name, seed, s.strategy.tune.fraction) for s in studies for seed in s.seeds)
+    wanted = dict.fromkeys((s.trial_scenario.display_name, seed, s.strategy.tune.fraction)
+                           for s in studies for seed in s.seeds)
     scenarios = {s.display_name: s for s in suite.scenarios}
     return [RunSpec(suite.name, scenarios[name], ComponentSpec(name="naive"), seed, suite.training, suite.device,
                     fraction) for name, seed, fraction in wanted]
@@ -228,13 +238,14 @@ def ensure_calibration(suite: SuiteConfig, studies: list[Study], out: Path, run_
     calibrated = calibrate_run.read_calibration(out)
     missing = [s for s in studies for name, how in s.strategy.tune.params.items()
                if how == "auto" and not any((e.get("scenario"), e.get("strategy"), e.get("param")) ==
-                                            (s.scenario.display_name, s.strategy.display_name, name)
+                                            (s.trial_scenario.display_name, s.strategy.display_name, name)
                                             for e in (calibrated or {}).get("entries", []))]
     if not missing:
         return calibrated
     entries = list(dict.fromkeys(s.strategy.display_name for s in missing))
     strategies = [e.model_copy(update={"tune": None}) for e in suite.strategies if e.display_name in entries]
-    sub = suite.model_copy(update={"strategies": strategies})
+    scenarios = list({s.trial_scenario.display_name: s.trial_scenario for s in missing}.values())
+    sub = suite.model_copy(update={"strategies": strategies, "scenarios": scenarios})
     first = missing[0].strategy.tune
     plan = calibrate_run.plan_calibration(sub, missing[0].seeds[0], first.decades, first.fraction)
     folder = Path(out) / calibrate_run.CALIBRATION_DIR
