@@ -149,6 +149,7 @@ def format_tuning(tuning: dict) -> str:
         chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (study["chosen"] or {}).items())
         protocol = study["protocol"]
         where = f"on {protocol['scenario']}'s " if protocol["kind"] == "scenario" else ""
+        where += f"first {protocol['first_tasks']} tasks, " if protocol.get("first_tasks") else ""
         lines.append(f"{study['scenario']} / {study['strategy']}: {len(done)}/{study['budget']} trials ({study['sampler']}, "
                      f"{where}validation split {protocol['fraction']:g}, seeds {protocol['seeds']}), "
                      + (f"chosen {chosen} ({study['objective']} {study['chosen_value']:.4f}, trial "

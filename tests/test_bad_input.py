@@ -369,6 +369,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "tuned or selected from a grid, not both"),
     ("tune-on-an-unknown-scenario", {"suite": _tuned({"l2_lambda": "auto"}, scenario="splt")}, RUN,
      "strategies[0].tune.scenario: 'splt' is not a scenario of this suite; did you mean 'split'?"),
+    ("tune-first-tasks-one", {"suite": _tuned({"l2_lambda": "auto"}, first_tasks=1)}, RUN,
+     "strategies[0].tune.first_tasks"),
     ("tune-with-a-grid", {"suite": _suite(strategies=[{"name": "ewc", "params": {"mode": ["separate", "online"]},
                                                        "tune": {"params": {"ewc_lambda": "auto"}}}])}, RUN,
      "not a grid (mode)"),

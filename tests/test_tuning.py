@@ -120,3 +120,21 @@ def test_the_scenario_protocol_tunes_on_one_scenario_and_runs_the_choice_on_ever
     assert trial_runs and all(name.startswith("other__") for name in trial_runs)  # no trial on `split`
     label = f"l2[l2_lambda={studies[0]['chosen']['l2_lambda']:g}]"
     assert sorted(p.name for p in (out / "runs").iterdir()) == [f"other__{label}__seed0", f"split__{label}__seed0"]
+
+
+def test_the_first_tasks_protocol_tunes_on_the_first_tasks_and_runs_all_of_them(write_suite, tmp_path, capsys):
+    base = tiny_suite()["scenarios"][0]
+    three = {**base, "params": {**base["params"], "tasks": 3}}
+    tuned = {**TUNED, "tune": {**TUNED["tune"], "trials": 2, "first_tasks": 2}}
+    out = tmp_path / "out"
+    suite = tiny_suite(seeds=[0], scenarios=[three], strategies=[tuned])
+    assert main(["run", str(write_suite(suite)), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert "first 2 tasks" in capsys.readouterr().out
+    study = json.loads((out / "tuning.json").read_text())["studies"][0]
+    assert study["protocol"]["first_tasks"] == 2 and study["study"].endswith("__first2")
+    for run in (out / "tuning" / "runs").iterdir():
+        record = json.loads((run / "result.json").read_text())
+        assert len(record["accuracy_matrix"]) == 2 and len(record["accuracy_matrix"][0]) == 2
+        assert record["evaluated_on"] == {"split": "validation", "fraction": 0.2, "first_tasks": 2}
+    finals = [json.loads((run / "result.json").read_text()) for run in (out / "runs").iterdir()]
+    assert [len(r["accuracy_matrix"]) for r in finals] == [3]  # the final run trains every task

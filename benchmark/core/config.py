@@ -155,6 +155,7 @@ class TuneSpec(StrictModel):
     seeds: list[Seed] | None = Field(None, min_length=1)  # seeds of each trial, averaged (default: the suite's first)
     decades: int = Field(3, ge=1, le=6)  # for `auto` without a calibration yet: probes 10^-N..10^N x the value
     scenario: str | None = None  # the protocol: tune on this scenario of the suite (its label), run on every one
+    first_tasks: int | None = Field(None, ge=2)  # the protocol: tune on each scenario's first k tasks only
 
 
 class StrategySpec(ComponentSpec):

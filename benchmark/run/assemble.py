@@ -15,7 +15,7 @@ from forgetbench.benchmark.run.schedule import build_strategy
 from forgetbench.benchmark.run.spec import RunSpec, seed_everything
 from forgetbench.benchmark.train.harness import Harness
 
-__all__ = ["build_scenario", "seeded_scenario", "hold_out_validation", "build_run_strategy"]
+__all__ = ["build_scenario", "seeded_scenario", "hold_out_validation", "keep_first_tasks", "build_run_strategy"]
 
 
 def build_scenario(spec: RunSpec, data_root: Path) -> Scenario:
@@ -29,7 +29,21 @@ def seeded_scenario(spec: RunSpec, data_root: Path) -> Scenario:
     scenario = build_scenario(spec, data_root)
     if spec.validation_fraction is not None:
         hold_out_validation(scenario, spec.validation_fraction, spec.seed)
+    if spec.first_tasks is not None:
+        keep_first_tasks(scenario, spec.first_tasks)
     return scenario
+
+
+def keep_first_tasks(scenario: Scenario, k: int) -> None:
+    """Cut the scenario to its first ``k`` tasks and the turns that train them (a tuning protocol: choose on the
+    first tasks, run on all). A search, whose turns are decided while training, cannot be cut."""
+    if scenario.adaptive:
+        raise ValueError(f"first_tasks: {scenario.name} decides its turns while training (a search); it cannot be "
+                         "cut to its first tasks")
+    if not 1 <= k <= len(scenario.tasks):
+        raise ValueError(f"first_tasks: {k} is not between 1 and the scenario's {len(scenario.tasks)} tasks")
+    scenario.tasks = scenario.tasks[:k]
+    scenario.schedule = [turn for turn in scenario.schedule if turn.task < k]
 
 
 def build_run_strategy(spec: RunSpec, scenario: Scenario, model: torch.nn.Module, device: torch.device,

@@ -36,6 +36,7 @@ def _standalone_key(spec: RunSpec, scenario: Scenario, device: torch.device, ste
         "training": training_identity(spec.training),
         "device": str(device),
         "validation_fraction": spec.validation_fraction,
+        **({"first_tasks": spec.first_tasks} if spec.first_tasks is not None else {}),
         "steps": steps,
     }
 
@@ -66,7 +67,7 @@ def standalone_accuracy(
     after each model so an interrupted computation resumes).
     """
     memo = json.dumps([spec.scenario.name, spec.scenario.params, spec.seed, spec.training.model_dump(mode="json"),
-                       str(device), spec.validation_fraction], sort_keys=True, default=str)
+                       str(device), spec.validation_fraction, spec.first_tasks], sort_keys=True, default=str)
     if memo in STANDALONE_CACHE:
         return list(STANDALONE_CACHE[memo])
     scenario = seeded_scenario(spec, data_root)  # the same initial weights and evaluation data

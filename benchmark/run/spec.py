@@ -39,6 +39,8 @@ class RunSpec:
     # None: evaluate on each task's test split. A fraction: hold out that share of each task's
     # *training* data (seeded) and evaluate on it instead (hyperparameter selection).
     validation_fraction: float | None = None
+    # None: every task. k: the scenario cut to its first k tasks (and the turns that train them), a tuning protocol
+    first_tasks: int | None = None
 
     @property
     def run_id(self) -> str:
@@ -59,6 +61,8 @@ class RunSpec:
         }
         if self.validation_fraction is not None:
             resolved["validation_fraction"] = self.validation_fraction
+        if self.first_tasks is not None:
+            resolved["first_tasks"] = self.first_tasks
         return resolved
 
 
@@ -209,8 +213,10 @@ def new_record(spec: RunSpec, device: torch.device | str | None = None) -> RunRe
         timing=Timing(train_seconds=0.0, eval_seconds=0.0, steps=0),
         started_at=now(),
     )
-    if spec.validation_fraction is not None:
-        record.evaluated_on = EvaluatedOn(split="validation", fraction=spec.validation_fraction)
+    if spec.validation_fraction is not None or spec.first_tasks is not None:
+        where = {"fraction": spec.validation_fraction, "first_tasks": spec.first_tasks}
+        record.evaluated_on = EvaluatedOn(split="validation" if spec.validation_fraction is not None else "test",
+                                          **{k: v for k, v in where.items() if v is not None})  # unset: not written
     return record
 
 

@@ -60,7 +60,8 @@ class Study:
 
     @property
     def name(self) -> str:  # scenarios tuned on the same one share its study: it runs once
-        return f"{self.trial_scenario.display_name}__{self.strategy.display_name}"
+        first = self.strategy.tune.first_tasks
+        return f"{self.trial_scenario.display_name}__{self.strategy.display_name}" + (f"__first{first}" if first else "")
 
 
 def plan_tuning(suite: SuiteConfig) -> list[Study]:
@@ -138,8 +139,9 @@ def _sampler(study: Study, space: dict[str, Any], number: int):
 
 def trial_specs(suite: SuiteConfig, study: Study, point: dict[str, Any]) -> list[RunSpec]:
     variant = strategy_variant(study.strategy.model_copy(update={"tune": None}), point)
-    return [RunSpec(suite.name, study.trial_scenario, variant, seed, suite.training, suite.device,
-                    study.strategy.tune.fraction) for seed in study.seeds]
+    tune = study.strategy.tune
+    return [RunSpec(suite.name, study.trial_scenario, variant, seed, suite.training, suite.device, tune.fraction,
+                    tune.first_tasks) for seed in study.seeds]
 
 
 def objective(records: list[RunRecord | None], metric: str) -> float | None:
@@ -212,6 +214,8 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
     protocol = {"kind": "validation", "fraction": tune.fraction, "seeds": study.seeds}
     if tune.scenario is not None:
         protocol = {**protocol, "kind": "scenario", "scenario": study.trial_scenario.display_name}
+    if tune.first_tasks is not None:
+        protocol = {**protocol, "first_tasks": tune.first_tasks}
     return {"scenario": study.scenario.display_name, "strategy": study.strategy.display_name,
             "protocol": protocol,
             "objective": tune.objective, "goal": "max" if MAXIMISE[tune.objective] else "min",
@@ -226,11 +230,11 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
 def naive_references(suite: SuiteConfig, studies: list[Study]) -> list[RunSpec]:
     """One naive run per scenario, tuning seed and held-out fraction of the studies: the reference point of the
     trials' frontiers (the report compares methods at naive's plasticity minus 1, 2 and 5 points)."""
-    wanted = dict.fromkeys((s.trial_scenario.display_name, seed, s.strategy.tune.fraction)
+    wanted = dict.fromkeys((s.trial_scenario.display_name, seed, s.strategy.tune.fraction, s.strategy.tune.first_tasks)
                            for s in studies for seed in s.seeds)
     scenarios = {s.display_name: s for s in suite.scenarios}
     return [RunSpec(suite.name, scenarios[name], ComponentSpec(name="naive"), seed, suite.training, suite.device,
-                    fraction) for name, seed, fraction in wanted]
+                    fraction, first) for name, seed, fraction, first in wanted]
 
 
 def ensure_calibration(suite: SuiteConfig, studies: list[Study], out: Path, run_batch: RunBatch) -> dict[str, Any] | None:
