@@ -405,6 +405,36 @@ def _frontier_views(records: list[RunRecord], source: str = "") -> tuple[list[Fr
     return views, points
 
 
+def _tuning_rows(folders: Sequence[Path]) -> list[dict[str, Any]]:
+    """One row per tuning study of ``OUT/tuning.json``: how the tuned strategies' final runs got their params."""
+    import json
+
+    rows = []
+    for folder in folders:
+        try:
+            studies = json.loads((Path(folder) / "tuning.json").read_text()).get("studies", [])
+        except (OSError, ValueError, AttributeError):
+            continue  # no tuning here, or a file this report cannot read: nothing to say
+        for study in studies if isinstance(studies, list) else []:
+            try:
+                protocol = study["protocol"]
+                where = f"{protocol['scenario']}'s " if protocol.get("kind") == "scenario" else ""
+                first = f", first {protocol['first_tasks']} tasks" if protocol.get("first_tasks") else ""
+                done = sum(t.get("state") == "COMPLETE" for t in study["trials"])
+                chosen = study.get("chosen") or {}
+                rows.append({"scenario": study["scenario"], "strategy": study["strategy"],
+                             "protocol": f"{where}validation split {protocol['fraction']:g}{first}, seeds "
+                                         f"{', '.join(map(str, protocol['seeds']))}",
+                             "trials": f"{done}/{study['budget']} ({study['sampler']})",
+                             "objective": f"{study['objective']} ({study['goal']})",
+                             "chosen": ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                                                 for k, v in chosen.items()) or "none finished",
+                             "value": study.get("chosen_value"), "notes": "; ".join(study.get("notes", []))})
+            except (KeyError, TypeError, ValueError):
+                continue
+    return rows
+
+
 @dataclass
 class Report:
     html: str
@@ -455,6 +485,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         reproductions=_reproductions(folders, table),
         sweep=_sweep_view(records, table),
         frontiers=frontiers,
+        tuning=_tuning_rows(folders),
         meta=_metadata(folders, records, command),
     )
     return Report(html, table, comps, points if frontiers else None)

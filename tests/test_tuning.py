@@ -69,6 +69,12 @@ def test_auto_searches_the_calibrated_range_and_calibrates_first_when_needed(wri
     low, high = calibrated[0]["range"] or (0.1, 10.0)
     assert all(low / 3.2 <= t["params"]["l2_lambda"] <= high * 3.2 for t in study["trials"])
     assert study["notes"] and study["notes"][0].startswith("l2_lambda: ")
+    from forgetbench.reports.html import write_report
+
+    html = write_report([out]).read_text()
+    section = html[html.index('<h2 id="tuning">'):]
+    chosen = study["chosen"]["l2_lambda"]
+    assert f"l2_lambda = {chosen:g}" in section and "validation split 0.2, seeds 0" in section and "3/3 (tpe)" in section
 
 
 def _cli(*args: str) -> subprocess.Popen:
