@@ -284,3 +284,93 @@ def test_mas_cap_clamps_the_penalty_not_the_running_importance():
     expected = 1 + 2.0 * sum((omega[n].clamp(max=0.25) * 0.25).sum() for n in omega)
     torch.testing.assert_close(strategy.loss.detach(), torch.as_tensor(expected, dtype=torch.float32))
     assert float(omega["weight"].max()) == 1.0  # the stored importance is not clamped
+
+
+# ------------------------------------------------------------------ alpha_mode: per_update (the authors' code)
+def _authors_update_fisher(fisher, grad, args, epoch):
+    """A transcription, in NumPy, of ``_update_fisher`` in models/wpl_module.py of kcyu2014/multi-model-forgetting
+    (their stored value per tensor after one update; ``epoch`` is the update's index here)."""
+    import numpy as np
+
+    if grad is None:
+        return np.zeros_like(fisher)
+    alpha = args.alpha_fisher
+    if epoch >= args.alpha_decay_after:
+        degree = max(epoch - args.alpha_decay_after + 1, 0)
+        alpha = max(args.alpha_fisher - degree * args.alpha_decay, 0)
+    if args.momentum:
+        fisher = fisher * (1 - args.lambda_fisher)
+    fisher = fisher + args.lambda_fisher * grad ** 2
+    if args.fisher_clip_by_norm > 0 and np.linalg.norm(fisher) > args.fisher_clip_by_norm:
+        fisher = fisher / np.linalg.norm(fisher) * args.fisher_clip_by_norm
+    return fisher * alpha
+
+
+@pytest.mark.parametrize("momentum", [True, False])
+def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
+    """Three models of a shared trunk: after each, the plugin's stored importance equals the transcription of the
+    authors' update fed the same mini-batch gradient (multiply by alpha, clip, momentum, linear alpha decay)."""
+    import numpy as np
+
+    scenario = split3()
+    args = SimpleNamespace(alpha_fisher=3.0, lambda_fisher=0.7, momentum=momentum, fisher_clip_by_norm=0.05,
+                           alpha_decay=1.0, alpha_decay_after=1)
+    params = WPLParams(alpha=3.0, alpha_mode="per_update", fisher="online", fisher_batches=1, momentum=0.7,
+                       accumulate="momentum" if momentum else "sum", clip_norm=0.05, alpha_linear_decay=1.0,
+                       alpha_decay_after=1, max_curvature=None)
+    # adaptive: as in a search, every model's update runs (none is skipped as the last of a known schedule)
+    plugin = WPLPlugin(params, scenario.turn_used_params, seed=5, adaptive=True)
+    twin = torch.Generator().manual_seed(5)  # the plugin's draws of the mini-batch, replayed
+    exps = scenario.avalanche_benchmark().train_stream
+    reference: dict[str, np.ndarray] = {}
+    model = scenario.model
+    for t in range(3):
+        with torch.no_grad():  # every model moves the weights a little, as training would
+            for p in model.parameters():
+                p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(t)))
+        strategy = SimpleNamespace(model=model, experience=exps[t], loss=torch.zeros(()), train_mb_size=16,
+                                   device=torch.device("cpu"))
+        plugin.before_training_exp(strategy)
+        plugin.after_training_exp(strategy)
+        task = scenario.tasks[t]
+        rows = torch.randint(len(task.train_y), (16,), generator=twin)
+        names = sorted(scenario.tasks[t].used_params)
+        named = dict(model.named_parameters())
+        loss = torch.nn.functional.cross_entropy(model.forward_single_task(task.train_x[rows], t), task.train_y[rows])
+        grads = torch.autograd.grad(loss, [named[n] for n in names])
+        for name, g in zip(names, grads):
+            before = reference.get(name, np.zeros(tuple(g.shape), dtype=np.float64))
+            reference[name] = _authors_update_fisher(before, g.double().numpy(), args, t)
+        assert set(plugin.importance) == set(reference)
+        for name, value in reference.items():
+            np.testing.assert_allclose(plugin.importance[name].double().numpy(), value, rtol=1e-5, atol=1e-12)
+    # model 2: alpha = 3 - (2 - 1 + 1) x 1 = 1; the stored norm of a clipped tensor is alpha x clip
+    assert float(torch.linalg.vector_norm(plugin.importance["trunk.1.weight"])) <= 1.0 * 0.05 * (1 + 1e-5)
+
+
+def test_per_update_penalty_is_half_the_stored_importance_times_the_squared_distance():
+    scenario = split3()
+    plugin = WPLPlugin(WPLParams(alpha=50.0, alpha_mode="per_update", fisher="online", accumulate="momentum",
+                                 max_curvature=None), scenario.turn_used_params)
+    exps = scenario.avalanche_benchmark().train_stream
+    strategy = SimpleNamespace(model=scenario.model, experience=exps[0], loss=torch.zeros(()), train_mb_size=16,
+                               device=torch.device("cpu"))
+    plugin.before_training_exp(strategy)
+    plugin.after_training_exp(strategy)
+    with torch.no_grad():
+        scenario.model.trunk[1].weight.add_(0.3)
+    plugin.before_training_exp(SimpleNamespace(model=scenario.model, experience=exps[1]))
+    named = dict(scenario.model.named_parameters())
+    by_hand = sum(0.5 * (plugin.importance[n] * (named[n] - plugin.anchor[n]) ** 2).sum() for n in plugin.shared_names(1))
+    assert float(plugin.penalty().detach()) == pytest.approx(float(by_hand.detach()), rel=1e-5) and float(by_hand.detach()) > 0
+
+
+def test_per_update_needs_the_online_estimate():
+    with pytest.raises(ValueError, match="needs fisher: online"):
+        WPLParams(alpha_mode="per_update")
+    with pytest.raises(ValueError, match="accumulate: momentum or sum"):
+        WPLParams(alpha_mode="per_update", fisher="online", accumulate="max")
+    with pytest.raises(ValueError, match="does not apply to alpha_mode: per_update"):
+        WPLParams(alpha_mode="per_update", fisher="online", alpha_decay=0.5)
+    with pytest.raises(ValueError, match="apply to alpha_mode: per_update"):
+        WPLParams(alpha_linear_decay=0.1)
