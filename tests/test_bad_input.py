@@ -354,6 +354,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
      "strategies[ewc].params.mode"),
     ("calibrate-nothing-declares-a-strength", {"suite": _suite()}, CALIBRATE, "declares a strength"),
     # tune: blocks Optuna cannot search, refused before anything runs
+    ("unknown-strategy-in-capitals-suggests", {"suite": _suite(strategies=[{"name": "WPL"}])}, RUN,
+     "did you mean 'wpl'?"),
     ("tune-unknown-param", {"suite": _tuned({"l2_lamda": "auto"})}, RUN, "tune.params.l2_lamda: not a param"),
     ("tune-auto-on-a-non-strength", {"suite": _tuned({"alpha": "auto"}, name="mas")}, RUN,
      "tune.params.alpha: auto (the calibrated range)"),

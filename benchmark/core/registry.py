@@ -34,11 +34,13 @@ class NoParams(BaseModel):
 
 
 def did_you_mean(word: str, allowed: list[str]) -> str:
-    """``did you mean 'x'? `` for the allowed word closest to ``word`` (difflib's ratio >= 0.6), else ''."""
+    """``did you mean 'x'? `` for the allowed word closest to ``word`` (difflib's ratio >= 0.6, case ignored: ``WPL``
+    finds ``wpl``), else ''."""
     import difflib
 
-    close = difflib.get_close_matches(word, allowed, n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
+    by_lower = {a.lower(): a for a in reversed(allowed)}  # the first spelling of a name that differs only in case
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1)
+    return f"did you mean {by_lower[close[0]]!r}? " if close else ""
 
 
 STRENGTH = "forgetbench_strength"  # the json_schema_extra key that marks a params field as a strength
