@@ -71,16 +71,20 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def parameter_sets(model, used: list[frozenset[str]], task_names: list[str]) -> pd.DataFrame:
-    """One row per (task, parameter tensor the task's model uses): shape, weights, and the other tasks that
-    use it too ('shared') or none ('private'); then one row per frozen tensor no task trains (task '-')."""
+    """One row per (task, parameter tensor the task's model uses): shape, weights, and whether it is **shared**,
+    i.e. used by an *earlier* task's model too (what a penalty on shared parameters protects while this task
+    trains: :func:`forgetbench.strategies.base.shared_params`), or private, with the later tasks that will share
+    it; then one row per frozen tensor no task trains (task '-')."""
     params = dict(model.named_parameters())
     rows = []
     for j, (name, names) in enumerate(zip(task_names, used)):
         for pname in sorted(names):
-            others = [task_names[k] for k, other in enumerate(used) if k != j and pname in other]
+            earlier = [task_names[k] for k in range(j) if pname in used[k]]
+            later = [task_names[k] for k in range(j + 1, len(used)) if pname in used[k]]
             p = params[pname]
-            rows.append({"task": name, "parameter": pname, "shape": tuple(p.shape), "weights": p.numel(),
-                         "use": "shared with " + ", ".join(others) if others else "private"})
+            use = ("shared with " + ", ".join(earlier) if earlier
+                   else "private" + (" (later shared by " + ", ".join(later) + ")" if later else ""))
+            rows.append({"task": name, "parameter": pname, "shape": tuple(p.shape), "weights": p.numel(), "use": use})
     trained = set().union(*used) if used else set()
     for pname, p in params.items():
         if pname not in trained:

@@ -362,10 +362,13 @@ def test_validate_show_params_lists_used_shared_and_private_parameters(tmp_path,
     config.write_text(yaml.safe_dump(suite))
     assert main(["validate", str(config), "--show-params"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"net\.first\.weight\s+\(16, 8\)\s+128\s+shared with experience1", out)
-    assert re.search(r"net\.heads\.0\.weight\s+\(2, 16\)\s+32\s+private", out)
+    # shared = used by an earlier task's model (docs/concepts.md): the first task shares nothing yet
+    assert re.search(r"net\.first\.weight\s+\(16, 8\)\s+128\s+private \(later shared by experience1\)", out)
+    assert re.search(r"net\.first\.weight\s+\(16, 8\)\s+128\s+shared with experience0", out)
+    assert re.search(r"net\.heads\.0\.weight\s+\(2, 16\)\s+32\s+private$", out, re.M)
     assert re.search(r"net\.mid\.weight\s+\(16,\)\s+16\s+frozen", out)
-    assert "experience0: 4 tensors, 178 weights (144 shared, 34 private)" in out
+    assert "experience0: 4 tensors, 178 weights (0 shared, 178 private)" in out
+    assert "experience1: 4 tensors, 178 weights (144 shared, 34 private)" in out
     assert main(["validate", str(config), "--show-params", "--skip-data"]) == 2
 
 
