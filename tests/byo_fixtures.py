@@ -68,3 +68,19 @@ def growing_model() -> nn.Module:
 
 
 not_callable = 42
+
+
+class _SecondTaskFrozen(nn.Module):
+    """Task 0 trains a linear map; task 1 reads only a frozen one (nothing of it can be trained)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trained, self.fixed = nn.Linear(8, 2), nn.Linear(8, 2)
+        self.fixed.requires_grad_(False)
+
+    def forward_single_task(self, x, task_label):
+        return self.trained(x) if task_label == 0 else self.fixed(x)
+
+
+def second_task_frozen_model():
+    return _SecondTaskFrozen()

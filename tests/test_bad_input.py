@@ -356,6 +356,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     # tune: blocks Optuna cannot search, refused before anything runs
     ("unknown-strategy-in-capitals-suggests", {"suite": _suite(strategies=[{"name": "WPL"}])}, RUN,
      "did you mean 'wpl'?"),
+    ("custom-task-without-a-trainable-parameter", {"suite": _custom(model="byo_fixtures:second_task_frozen_model")},
+     RUN, "experience1 (task label 1) uses no trainable parameter"),
     ("tune-unknown-param", {"suite": _tuned({"l2_lamda": "auto"})}, RUN, "tune.params.l2_lamda: not a param"),
     ("tune-auto-on-a-non-strength", {"suite": _tuned({"alpha": "auto"}, name="mas")}, RUN,
      "tune.params.alpha: auto (the calibrated range)"),

@@ -354,6 +354,16 @@ def test_validate_skip_data_skips_a_factory_that_needs_data_files_but_runs_the_o
     assert "dataset 'mine' not found" in capsys.readouterr().err
 
 
+def test_a_task_with_no_trainable_parameter_is_a_config_error_naming_it(tmp_path, capsys):
+    """It passed validate and the run failed after training the others (issue 53); now validate says which."""
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump(tiny_suite(scenarios=[{"name": "custom", "params": {
+        "model": "byo_fixtures:second_task_frozen_model", "benchmark": "byo_fixtures:tensor_benchmark"}}])))
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "experience1 (task label 1) uses no trainable parameter" in err and "Traceback" not in err
+
+
 def test_validate_show_params_lists_used_shared_and_private_parameters(tmp_path, capsys):
     suite = tiny_suite(scenarios=[{"name": "custom", "params": {"model": "test_reliability:frozen_norm_model",
                                                                  "benchmark": "byo_fixtures:tensor_benchmark"}}])

@@ -201,6 +201,12 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
             raise ValueError(f"model {params.model}: used_parameter_names names unknown parameters {sorted(unknown)[:5]}")
     else:
         used = {label: used_parameters(model, x[: params.probe_size], label) for x, _, label in train_t}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    untrainable = [f"experience{j} (task label {label})" for j, (_, _, label) in enumerate(train_t)
+                   if not used[label] & trainable]
+    if untrainable:
+        raise ValueError(f"model {params.model}: {', '.join(untrainable)} uses no trainable parameter, so its loss "
+                         "has no gradient and it cannot be trained; give every task's model a parameter to train")
     model.used = used
     tasks = [
         Task(name=f"experience{j}", model_key=label, train_x=x, train_y=y, test_x=tx, test_y=ty,
