@@ -16,7 +16,9 @@ from typing import Iterable
 from forgetbench.benchmark.core.record import RunRecord
 
 # Differences that are not differences of the conditions: when and where a folder was written.
-NOT_COMPARED = frozenset({"platform"})  # the kernel's release string changes with every host update
+# the kernel's release string changes with every host update; a run's node names where it ran, not a condition
+# (the hardware's own keys, device_name and cpu_kernels, are compared)
+NOT_COMPARED = frozenset({"platform", "node"})
 
 
 def seed_ranges(seeds: Iterable[int]) -> str:

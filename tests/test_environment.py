@@ -65,6 +65,9 @@ def test_new_runs_record_the_fingerprint():
         assert env[key], key
     assert env["torch_threads"] == str(torch.get_num_threads())
     assert env["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    import platform
+
+    assert env["node"] == platform.node()
 
 
 @pytest.mark.effect

@@ -202,8 +202,11 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
                                  "always-lost": [Died("node died")] * (NODE_LOSS_RESUBMITS + 1)}
     submitted: list[str] = []
 
+    names: list[str] = []
+
     class Remote:
-        def options(self, **_):
+        def options(self, **options):
+            names.append(options["name"])
             return self
 
         def remote(self, spec, *args):
@@ -224,7 +227,7 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     fake.get = get
     executor = RayExecutor.__new__(RayExecutor)
     executor.ray, executor.data_root, executor.workers, executor.address = fake, tmp_path, 1, None
-    executor.refs, executor.lost, executor._nodes_seen = {}, {}, {"n1"}
+    executor.refs, executor.lost, executor.lost_why, executor._nodes_seen = {}, {}, {}, {"n1"}
     messages: list[str] = []
     executor.notify = messages.append
     spec = lambda label: RunSpec("t", ComponentSpec(name="split"), ComponentSpec(name="naive", label=label), 0,
@@ -237,4 +240,8 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     assert submitted.count("lost-once") == 2 and submitted.count("crash") == 1
     assert submitted.count("always-lost") == NODE_LOSS_RESUBMITS + 1
     assert sum("lost with its Ray node" in m for m in messages) == 1 + NODE_LOSS_RESUBMITS
+    # each Ray task is named after its run; a resubmitted run's record says how many times it ran, and why
+    assert names[0] == spec("lost-once").run_id and set(names) == {spec(k).run_id for k in outcomes}
+    assert results["lost-once"].attempt == 2 and "lost with its Ray node (Died)" in results["lost-once"].warnings[-1]
+    assert results["crash"].attempt is None
 

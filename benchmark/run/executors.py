@@ -413,6 +413,7 @@ class RayExecutor:
         self.address = address
         self.refs: dict[Any, Job] = {}
         self.lost: dict[str, int] = {}  # job key -> times resubmitted after losing its node
+        self.lost_why: dict[str, str] = {}  # job key -> the exception that lost it last
         self._nodes_seen = self._alive_nodes()
 
     def _alive_nodes(self) -> set[str]:
@@ -442,7 +443,7 @@ class RayExecutor:
         def submit(job: Job) -> None:
             spec = job.spec
             ref = remote.options(
-                num_cpus=spec.training.num_cpus, num_gpus=spec.training.num_gpus
+                name=spec.run_id, num_cpus=spec.training.num_cpus, num_gpus=spec.training.num_gpus
             ).remote(
                 spec,
                 str(self.data_root),
@@ -466,12 +467,17 @@ class RayExecutor:
                 except Exception as exc:  # noqa: BLE001 - worker crash, lost node, task error
                     if self._lost_with_its_node(exc) and self.lost.get(job.key, 0) < NODE_LOSS_RESUBMITS:
                         self.lost[job.key] = self.lost.get(job.key, 0) + 1
+                        self.lost_why[job.key] = type(exc).__name__
                         self.notify(f"run {job.spec.run_id} was lost with its Ray node ({type(exc).__name__}); "
                                     f"submitted again (resubmission {self.lost[job.key]} of at most "
                                     f"{NODE_LOSS_RESUBMITS})")
                         submit(job)
                         continue
                     record = failure_record(job.spec, worker_error(exc))
+                if job.key in self.lost:  # the record says it ran again, and why
+                    record.attempt = self.lost[job.key] + 1
+                    record.warnings = [*(record.warnings or []), f"submitted {self.lost[job.key] + 1} times: lost with "
+                                       f"its Ray node ({self.lost_why[job.key]}) before"]
                 if pending:
                     submit(pending.popleft())
                 yield job, record

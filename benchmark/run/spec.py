@@ -176,6 +176,7 @@ def environment(device: torch.device | str, spec: "RunSpec | None" = None) -> di
         "cuda": str(torch.version.cuda or "none"),
         "cudnn": str(torch.backends.cudnn.version() or "none") if cuda else "none",
         "platform": platform.platform(),
+        "node": platform.node(),  # the machine that ran it (a Ray cluster's node); not compared between runs
         "torch_threads": str(torch.get_num_threads()),
         # the ATen kernel set (AVX512, AVX2, DEFAULT, ...): another set rounds floats differently, so the same seed
         # gives other numbers (ATEN_CPU_CAPABILITY chooses it)
