@@ -91,13 +91,12 @@ TINY = {"name": "tiny", "device": "cpu",
 
 
 def _run(out: Path, seeds: list[int], threads: int) -> Path:
+    """The suite with ``training.threads``: every executor runs each run with that many torch threads."""
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        results = forgetbench.run_suite({**TINY, "seeds": seeds}, out=out, progress=False)
-    finally:
-        torch.set_num_threads(before)
+    suite = {**TINY, "seeds": seeds, "training": {**TINY["training"], "threads": threads}}
+    results = forgetbench.run_suite(suite, out=out, progress=False)
     assert results.exit_code == 0
+    assert torch.get_num_threads() == before  # the caller's own setting is back after the runs
     return out
 
 
@@ -112,6 +111,22 @@ def test_report_over_folders_with_different_thread_counts_warns_and_shows_it(tmp
     html = (tmp_path / "both.html").read_text()
     assert 'id="environment"' in html and expected in html
     assert any(expected in d for d in forgetbench.load_results(one, two).environment_differences)
+
+
+def test_every_executor_runs_with_the_configured_threads_whatever_the_callers_setting(tmp_path):
+    """A local run used the caller's thread count (2 here by default) and a Ray worker 1, so the same config gave
+    other numbers (issue 50): now the run's own `training.threads` (1 unless set) decides, and is recorded."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        local = forgetbench.run_suite({**TINY, "seeds": [0]}, out=tmp_path / "local", progress=False)
+        process = forgetbench.run_suite({**TINY, "seeds": [0]}, out=tmp_path / "process", progress=False,
+                                        executor="process", workers=2)
+    finally:
+        torch.set_num_threads(before)
+    for results in (local, process):
+        assert {r.environment["torch_threads"] for r in results.records} == {"1"}
+    assert [r.accuracy_matrix for r in local.records] == [r.accuracy_matrix for r in process.records]
 
 
 def test_folders_that_differ_only_in_their_seeds_report_without_a_warning(tmp_path, caplog):

@@ -156,9 +156,13 @@ def test_a_worker_node_removed_mid_suite_loses_no_run_and_records_equal_local(tw
     a, b = comparable(local), comparable(on_cluster)
     assert len(a) == 6 and a.keys() == b.keys()
     for key in a:
+        resubmitted = b[key].pop("attempt", None)  # a run Ray lost with the node ran again: its record says so
+        if resubmitted is not None:
+            warnings = b[key]["warnings"]
+            assert resubmitted >= 2 and "lost with its Ray node" in warnings.pop(), b[key]
+            if not warnings:
+                del b[key]["warnings"]
         assert a[key] == b[key], key
-    for path in on_cluster.glob("runs/*/result.json"):
-        assert "attempt" not in read_json(path)  # each written once, by its one successful task
 
 
 def test_the_driver_killed_mid_suite_then_restarted_runs_only_the_missing_runs(two_node_cluster, tmp_path):

@@ -43,15 +43,19 @@ class TrainingConfig(BaseModel):
     # N: after each turn, attribute every earlier model's loss increase to the shared layers (the quadratic
     # prediction against the observed increase) on N of its held-out samples; null: off
     attribution: PositiveInt | None = None
+    # torch intra-op threads of every run, whichever executor runs it (local, process or Ray): a thread count
+    # changes float rounding, so one setting for all gives the same numbers everywhere; null: 1 (tiny models run
+    # fastest on one thread, and N runs fill N cores). Set it for large models on a machine of your own.
+    threads: PositiveInt | None = None
     # Execution-only keys (they do not change a run's numbers, so resume ignores them):
     checkpoint: bool = False  # save after each experience; a rerun resumes from the last one saved
-    num_cpus: PositiveFloat = 1.0  # CPUs per run (Ray scheduling; torch threads per run)
+    num_cpus: PositiveFloat = 1.0  # CPUs per run (Ray scheduling; the run's torch threads are `threads`)
     num_gpus: NonNegativeFloat = 0.0  # GPUs per run (Ray scheduling)
 
 
 EXECUTION_KEYS = ("checkpoint", "num_cpus", "num_gpus")
 # Keys added after results were stored: left out of a run's identity while unset, so those results still resume.
-UNSET_LATER_KEYS = ("grad_clip_norm", "attribution")
+UNSET_LATER_KEYS = ("grad_clip_norm", "attribution", "threads")
 
 
 def training_identity(training: TrainingConfig) -> dict:

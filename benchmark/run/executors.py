@@ -8,14 +8,17 @@ record back; the driver (:mod:`forgetbench.benchmark.run.suite`) alone writes re
 runs go on.
 
 * ``local``: one run after another in this process.
-* ``process``: N worker processes (forked from a fork server) on this machine, each running one job at a time with
-  ``cores // N`` torch threads so N workers do not oversubscribe the cores.
-* ``ray``: one Ray task per run with the config's ``num_cpus``/``num_gpus``; starts a private
+* ``process``: N worker processes (forked from a fork server) on this machine, each running one job at a time.
+* ``ray``: one Ray task per run (named after the run) with the config's ``num_cpus``/``num_gpus``; starts a private
   local Ray instance, or joins a cluster with ``address`` (``auto``, ``ray://host:port``).
+
+Every executor runs each run with ``training.threads`` torch threads (1 unless set, :func:`run_threads`): a thread
+count changes float rounding, so the same config gives the same numbers under all three.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
@@ -62,6 +65,25 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def run_threads(spec: RunSpec) -> int:
+    """The torch threads a run trains with on every executor: ``training.threads``, else 1 (the same numbers under
+    local, process and Ray: a thread count changes float rounding)."""
+    return spec.training.threads or 1
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """``threads`` torch threads inside the block, the previous count after it."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -125,7 +147,9 @@ class LocalExecutor:
             stop.check()
             if self.progress is not None:
                 self.progress(job.spec.run_id)
-            yield job, run(job.spec, self.data_root, self.progress, job.checkpoint, job.cache_dir)
+            with torch_threads(run_threads(job.spec)):
+                record = run(job.spec, self.data_root, self.progress, job.checkpoint, job.cache_dir)
+            yield job, record
 
     def close(self) -> None:
         pass
@@ -154,7 +178,9 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
         for module in modules:
             importlib.import_module(module)
         # JSON's form across the pipe: a plug-in's extra result need not be picklable, and the driver validates
-        conn.send((job.key, run(job.spec, data_root, None, job.checkpoint, job.cache_dir).to_dict()))
+        with torch_threads(run_threads(job.spec)):
+            record = run(job.spec, data_root, None, job.checkpoint, job.cache_dir)
+        conn.send((job.key, record.to_dict()))
 
 
 class _Worker:
@@ -428,9 +454,7 @@ class RayExecutor:
         return isinstance(exc, exceptions.WorkerCrashedError) and bool(self._nodes_seen - self._alive_nodes())
 
     def _threads(self, spec: RunSpec) -> int:
-        if self.address is None and self.workers:
-            return threads_per_worker(self.workers)
-        return max(1, int(spec.training.num_cpus))
+        return run_threads(spec)
 
     def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, RunRecord]]:
         from forgetbench.benchmark.run.spec import failure_record
