@@ -275,7 +275,7 @@ def test_sigkill_of_the_driver_is_resumed(write_suite, cli, tmp_path, capsys):
 # ----------------------------------------------------------------------------- lock
 
 
-def test_second_suite_on_the_same_out_is_refused(write_suite, cli, tmp_path, capsys):
+def test_second_suite_on_the_same_out_is_refused(write_suite, cli, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -291,6 +291,17 @@ def test_second_suite_on_the_same_out_is_refused(write_suite, cli, tmp_path, cap
         err = capsys.readouterr().err
         assert str(out / LOCK_FILE) in err and f"pid {holder.pid}" in err
         assert not (out / "runs").exists() and not (out / "suite.yaml").exists()  # nothing written
+        # with Ray or worker processes, refused before either starts (a second driver joined the cluster first)
+        from forgetbench.benchmark.run import executors
+
+        def no_start(*args, **kwargs):
+            raise AssertionError("the executor started before the lock was checked")
+
+        monkeypatch.setattr(executors, "prestart", no_start)
+        for executor in ("ray", "process"):
+            assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet", "--executor", executor) == 2
+            assert f"pid {holder.pid}" in capsys.readouterr().err
+        monkeypatch.undo()
     finally:
         holder.kill()
         holder.wait()

@@ -48,6 +48,28 @@ def check_output_folder(out: Path) -> None:
                           "(a new one is created)")
 
 
+def check_unlocked(out: Path) -> None:
+    """Raise :class:`OutputLockedError` now if another live suite holds ``out``'s lock (before anything slow
+    starts: a Ray cluster joined, workers forked). Takes and releases the lock at once; call it before this
+    process holds it (closing a descriptor releases every lock the process holds on that file)."""
+    path = Path(out) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return  # no lock file (or no folder): nobody holds it
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputLockedError(
+                f"--out {out}: another forgetbench suite is writing there (lock file {path} held by "
+                f"{_holder(fd)}); wait for it to finish or choose another --out"
+            ) from None
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def output_lock(out: Path) -> Iterator[Path]:
     """Hold ``out``'s lock for the ``with`` block; raise :class:`OutputLockedError` if it is taken."""

@@ -161,11 +161,19 @@ def run_suite(
     from forgetbench.benchmark.data.datasets import default_data_root
     from forgetbench.benchmark.run.executors import prestart, release_prestarted
 
+    from forgetbench.benchmark.core.lock import check_unlocked
+
     if executor not in ("local", "process", "ray"):
         raise ConfigError(f"executor: must be one of local, process, ray; got {executor!r}")
+    suite = None
+    if out is None and executor != "local":  # the folder is named after the suite: read it first
+        suite = as_suite(config)
+        out = Path("results") / suite.name
+    if out is not None:
+        check_unlocked(Path(out))  # a second driver on the same folder is refused before Ray or workers start
     prestart(executor, workers, address)
     try:
-        suite = as_suite(config)
+        suite = suite or as_suite(config)
         out = Path(out) if out else Path("results") / suite.name
         root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
         outcome = suite_module.run_suite(suite, out, root, seeds=seeds, fresh=fresh, show_progress=progress,
