@@ -25,6 +25,19 @@ def test_ray_executor_gives_the_local_results_and_shuts_ray_down(write_suite, cl
         assert a[key] == b[key], key
 
 
+def test_a_resource_request_no_node_can_meet_is_refused_before_any_run_naming_the_cluster(write_suite, cli,
+                                                                                           tmp_path, capsys):
+    """num_gpus: 1 on a cluster without GPUs passed validate and then waited at 0 runs with no word (issue 50)."""
+    suite = tiny_suite(training={**tiny_suite()["training"], "num_gpus": 1.0})
+    out = tmp_path / "out"
+    assert cli("run", write_suite(suite), "--out", out, "--quiet", "--executor", "ray", "--workers", "2") == 2
+    err = capsys.readouterr().err
+    assert "training.num_gpus: each run asks for 1 GPU, but no node of the Ray cluster has more than 0" in err
+    assert "1 node(s)" in err and "Traceback" not in err
+    assert not (out / "runs").exists()
+    assert not ray.is_initialized()
+
+
 @pytest.fixture
 def ray_instance():
     # "local": a Ray of our own even if another one (a dying one from an earlier test, another job's) is discoverable

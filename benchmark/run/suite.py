@@ -70,6 +70,8 @@ def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local
                 "allowed here: auto, cpu (or run on a Ray cluster with GPUs: --executor ray --address ...)"
             )
     errors += _memory_problems(suite)
+    if executor == "ray":
+        errors += _cluster_problems(suite)
     for i, spec in enumerate(suite.scenarios):
         if scenarios is not None and i not in scenarios:
             continue
@@ -92,6 +94,30 @@ def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local
                 errors.append(f"scenarios[{i}] ({spec.label or spec.name}): {exc}")
     if errors:
         raise ConfigError("\n".join(errors))
+
+
+def _cluster_problems(suite: SuiteConfig) -> list[str]:
+    """A run's resource request that no node of the Ray cluster (already started or joined) can satisfy: Ray would
+    keep it pending forever, the suite at 0 runs with no word."""
+    try:
+        import ray
+    except ImportError:
+        return []  # the executor says so when it starts
+    if not ray.is_initialized():
+        return []
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if not nodes:
+        return []
+    most = {key: max(float(n.get("Resources", {}).get(key, 0.0)) for n in nodes) for key in ("CPU", "GPU")}
+    described = "; ".join(f"{n.get('NodeManagerAddress', '?')}: {float(n.get('Resources', {}).get('CPU', 0)):g} CPU, "
+                          f"{float(n.get('Resources', {}).get('GPU', 0)):g} GPU" for n in nodes)
+    problems = []
+    for field, key, wanted in (("num_cpus", "CPU", suite.training.num_cpus), ("num_gpus", "GPU", suite.training.num_gpus)):
+        if wanted > most[key]:
+            problems.append(f"training.{field}: each run asks for {wanted:g} {key}, but no node of the Ray cluster has "
+                            f"more than {most[key]:g} ({len(nodes)} node(s): {described}); lower it, or add a node "
+                            "that has them")
+    return problems
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
