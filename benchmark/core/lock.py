@@ -58,16 +58,21 @@ def check_unlocked(out: Path) -> None:
     except OSError:
         return  # no lock file (or no folder): nobody holds it
     try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OutputLockedError(
-                f"--out {out}: another forgetbench suite is writing there (lock file {path} held by "
-                f"{_holder(fd)}); wait for it to finish or choose another --out"
-            ) from None
+        _take(fd, out, path)
         fcntl.lockf(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _take(fd: int, out: Path, path: Path) -> None:
+    """Lock ``fd`` (the lock file of ``out``) or raise :class:`OutputLockedError` naming its holder."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise OutputLockedError(
+            f"--out {out}: another forgetbench suite is writing there (lock file {path} held by "
+            f"{_holder(fd)}); wait for it to finish or choose another --out"
+        ) from None
 
 
 @contextmanager
@@ -82,13 +87,7 @@ def output_lock(out: Path) -> Iterator[Path]:
     path = out / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OutputLockedError(
-                f"--out {out}: another forgetbench suite is writing there (lock file {path} held by "
-                f"{_holder(fd)}); wait for it to finish or choose another --out"
-            ) from None
+        _take(fd, out, path)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
