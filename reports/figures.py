@@ -68,9 +68,14 @@ def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> st
         # staggered label offsets so strategies with near-equal numbers stay legible
         ax.annotate(strategy, (x * 100, y * 100), xytext=(7, 6 - 11 * k), textcoords="offset points",
                     fontsize=9, color=colours[strategy], fontweight="bold")
+    return _stability_plasticity_axes(ax, fig, "Stability vs plasticity (best: top left)")
+
+
+def _stability_plasticity_axes(ax, fig: Figure, title: str) -> str:
+    """Forgetting (x) against LA (y), the best corner top-left: the axes both stability figures share."""
     ax.set_xlabel("Forgetting (accuracy points, lower is better)")
     ax.set_ylabel("LA: accuracy just after learning (%)")
-    ax.set_title("Stability vs plasticity (best: top left)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return to_data_uri(fig)
@@ -460,9 +465,4 @@ def frontier(points: pd.DataFrame, colours: dict[str, tuple], targets: dict[floa
         ax.axhline(la, color=NAIVE_GREY, lw=0.8, ls=":")
         ax.text(0.99, la, f"naive LA - {drop:g}", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
                 fontsize=7, color=NAIVE_GREY)
-    ax.set_xlabel("Forgetting (accuracy points, lower is better)")
-    ax.set_ylabel("LA: accuracy just after learning (%)")
-    ax.set_title("Frontiers: each method across its strengths (best: top left)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return to_data_uri(fig)
+    return _stability_plasticity_axes(ax, fig, "Frontiers: each method across its strengths (best: top left)")

@@ -101,17 +101,15 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
                          if (e["scenario"], e["strategy"], e["param"]) ==
                          (study.trial_scenario.display_name, study.strategy.display_name, name))
             values = [p["value"] for p in entry["probes"]]
-            found = (min(values), max(values))
+            low, high = min(values), max(values)
             notes.append(f"{name}: calibration found no strength that acts without crushing learning "
-                         f"({entry['verdict']}); searched the whole probed range {found[0]:g} to {found[1]:g}")
-        low, high = found
-        if low == high:  # one good probe: the decade around it
-            low, high = _rounded(low / math.sqrt(10)), _rounded(high * math.sqrt(10))
+                         f"({entry['verdict']}); searched the whole probed range {low:g} to {high:g}")
+        elif found[0] == found[1]:  # one good probe: the decade around it
+            low, high = _rounded(found[0] / math.sqrt(10)), _rounded(found[1] * math.sqrt(10))
             notes.append(f"{name}: one calibrated strength, {found[0]:g}: searched the decade around it, "
                          f"{low:g} to {high:g} (log scale)")
-        elif notes and notes[-1].startswith(f"{name}: calibration found"):
-            pass
         else:
+            low, high = found
             notes.append(f"{name}: the calibrated range {low:g} to {high:g} (log scale)")
         space[name] = optuna.distributions.FloatDistribution(low, high, log=True)
     return space, notes
