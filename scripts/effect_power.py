@@ -9,6 +9,7 @@ took their seed counts and assertions from these figures (docs/studies/robustnes
     python scripts/effect_power.py collect best.json --seeds 60
     ATEN_CPU_CAPABILITY=default python scripts/effect_power.py collect portable.json --seeds 60
     python scripts/effect_power.py power best.json portable.json
+    python scripts/effect_power.py demo best.json portable.json     # tests/test_demo.py's assertions
 
 ``collect`` runs configs/demo.yaml's scenarios with each strategy's default params (one torch thread, as the
 test suite) and writes per-seed forgetting, B's accuracy and err2 - err1; ``power`` prints, per case, the
@@ -94,6 +95,40 @@ def power(files: list[Path], sizes: list[int], draws: int) -> None:
         print(f"{scenario}/{strategy} | " + " | ".join(cells) + " | " + " | ".join(chances))
 
 
+def demo_power(files: list[Path], draws: int) -> None:
+    """Pass probabilities of tests/test_demo.py's assertions at the demo's 5 seeds (two-model and supernet rows of
+    naive and wpl, pooled over the files)."""
+    from scipy import stats
+
+    pairs, gaps = [], []
+    for f in files:
+        table: dict[tuple[str, str], dict[int, dict]] = {}
+        for row in json.loads(f.read_text())["rows"]:
+            table.setdefault((row["scenario"], row["strategy"]), {})[row["seed"]] = row
+        naive, wpl = table[("two-model", "naive")], table[("two-model", "wpl")]
+        pairs += [(naive[s]["forgetting"], wpl[s]["forgetting"], naive[s]["last"], wpl[s]["last"])
+                  for s in sorted(naive.keys() & wpl.keys())]
+        sn_naive, sn_wpl = table[("supernet", "naive")], table[("supernet", "wpl")]
+        gaps += [(sn_naive[s]["err_gap"], sn_wpl[s]["err_gap"]) for s in sorted(sn_naive.keys() & sn_wpl.keys())]
+    pool, gap_pool = np.array(pairs), np.array(gaps)
+    rng = np.random.default_rng(0)
+    checks = {
+        "naive's mean forgetting of A >= 5 points": lambda x: x[:, 0].mean() >= 5,
+        "WPL below naive, paired t-test p < 0.05": lambda x: stats.ttest_rel(x[:, 1], x[:, 0]).pvalue < 0.05,
+        "WPL's mean forgetting <= 0.25 x naive's": lambda x: x[:, 1].mean() <= 0.25 * x[:, 0].mean(),
+        "points WPL saves A > points it costs B (means)": lambda x: (x[:, 0] - x[:, 1]).mean() > (x[:, 2] - x[:, 3]).mean(),
+        "was: B under WPL within 3 points of naive": lambda x: abs((x[:, 3] - x[:, 2]).mean()) <= 3,
+    }
+    for name, check in checks.items():
+        rate = np.mean([check(pool[rng.choice(len(pool), 5, replace=False)]) for _ in range(draws)])
+        print(f"{name}: {rate:.4f}")
+    for name, check in {"supernet: naive's mean err2 - err1 > 0": lambda g: g[:, 0].mean() > 0,
+                        "was: supernet: WPL's mean err2 - err1 below naive's": lambda g: g[:, 1].mean() < g[:, 0].mean(),
+                        }.items():
+        rate = np.mean([check(gap_pool[rng.choice(len(gap_pool), 5, replace=False)]) for _ in range(draws)])
+        print(f"{name}: {rate:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,9 +140,14 @@ def main() -> None:
     p.add_argument("files", type=Path, nargs="+")
     p.add_argument("--sizes", default="5,10,20,40,60")
     p.add_argument("--draws", type=int, default=4000)
+    d = sub.add_parser("demo", help="pass probabilities of tests/test_demo.py's assertions at the demo's 5 seeds")
+    d.add_argument("files", type=Path, nargs="+")
+    d.add_argument("--draws", type=int, default=20000)
     args = parser.parse_args()
     if args.command == "collect":
         collect(args.out, args.seeds, args.strategies.split(","))
+    elif args.command == "demo":
+        demo_power(args.files, args.draws)
     else:
         power(args.files, [int(n) for n in args.sizes.split(",")], args.draws)
 
