@@ -128,9 +128,10 @@ class TuneChoices(StrictModel):
     choices: list[Any] = Field(min_length=2)  # the values, two or more
 
 
-def _tune_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "choices" if "choices" in value else "range"
+def _tune_kind(value: Any) -> str:  # called on the YAML's dicts when validating, on the models when serialising
+    if isinstance(value, (dict, TuneChoices, TuneRange)):
+        return "choices" if isinstance(value, TuneChoices) or (isinstance(value, dict) and "choices" in value) \
+            else "range"
     return "auto"
 
 

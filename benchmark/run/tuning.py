@@ -20,6 +20,7 @@ supports (several machines then share one study, one study per (scenario, entry)
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -115,6 +116,20 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
     return space, notes
 
 
+@functools.cache
+def _grid_within_budget() -> type:
+    import optuna
+
+    class GridWithinBudget(optuna.samplers.GridSampler):
+        """Optuna's grid sampler, less its stop when the grid is spent: ``Study.stop`` works only inside
+        ``optimize`` (this module asks and tells), and the trial budget, not the grid, ends a study."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return GridWithinBudget
+
+
 def _sampler(study: Study, space: dict[str, Any], number: int):
     import optuna
 
@@ -131,7 +146,7 @@ def _sampler(study: Study, space: dict[str, Any], number: int):
                 points = np.geomspace(dist.low, dist.high, tune.trials) if dist.log else \
                     np.linspace(dist.low, dist.high, tune.trials)
                 grid[name] = [_rounded(float(v)) for v in points]
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return _grid_within_budget()(grid, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, tune.trials))
 
 
@@ -149,6 +164,16 @@ def objective(records: list[RunRecord | None], metric: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def replayed_point(optuna_study: Any, number: int, sampler: Any, space: dict[str, Any]) -> dict[str, Any]:
+    """The point trial ``number`` was given when it was asked: the same sampler (seeded by the trial's number) asks
+    again on an in-memory copy of the trials before it, which is all a sampler reads."""
+    import optuna
+
+    copy = optuna.create_study(direction=optuna_study.direction, sampler=sampler)
+    copy.add_trials(optuna_study.get_trials(deepcopy=True)[:number])
+    return copy.ask(fixed_distributions=space).params
+
+
 def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, storage: str | None,
               calibrated: dict[str, Any] | None) -> dict[str, Any]:
     """Continue ``study`` to its trial budget; return its summary for ``tuning.json``."""
@@ -163,8 +188,9 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
     folder.mkdir(parents=True, exist_ok=True)
     space, notes = search_space(study, calibrated)
     direction = "maximize" if MAXIMISE[tune.objective] else "minimize"
-    optuna_study = optuna.create_study(study_name=study.name, storage=storage_url(out, storage),
-                                       direction=direction, load_if_exists=True)
+    stored = optuna.storages.get_storage(storage_url(out, storage))
+    optuna_study = optuna.create_study(study_name=study.name, storage=stored, direction=direction,
+                                       load_if_exists=True)
 
     clock["optuna"] += time.perf_counter() - started
 
@@ -183,6 +209,14 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
 
     # a trial a killed process left running: its own point, run again (complete runs are read back)
     for frozen in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if set(frozen.params) != set(space):  # killed between Optuna's creating the trial and storing its point
+            trial_id = stored.get_trial_id_from_study_id_trial_number(
+                stored.get_study_id_from_name(study.name), frozen.number)
+            for name, value in replayed_point(optuna_study, frozen.number, _sampler(study, space, frozen.number),
+                                              space).items():
+                if name not in frozen.params:
+                    stored.set_trial_param(trial_id, name, space[name].to_internal_repr(value), space[name])
+            frozen = optuna_study.get_trials(deepcopy=False)[frozen.number]
         value, _ = evaluate({k: _rounded(v) for k, v in frozen.params.items()})
         told(frozen.number, value)
     while True:
