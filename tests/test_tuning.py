@@ -152,37 +152,46 @@ class _Killed(BaseException):
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "grid"])
-def test_a_kill_between_creating_a_trial_and_storing_its_point_resumes_to_the_same_point(sampler, write_suite,
+@pytest.mark.parametrize("window", ["created", "marked"])
+def test_a_kill_between_creating_a_trial_and_storing_its_point_resumes_to_the_same_point(sampler, window, write_suite,
                                                                                          tmp_path, monkeypatch):
     # The SIGKILL test above lands wherever the clock puts it; this one lands in the window where Optuna has
-    # stored a RUNNING trial but not yet its point (a CI run once met it: the resumed trial ran with no params).
-    # Four trials spend the grid's four points: Optuna's grid sampler then calls Study.stop, which raises outside
-    # optimize(); the whole run here crashed on its last trial until the harness's grid sampler stopped doing so.
+    # stored a RUNNING trial but not yet its point (a CI run once met it: the resumed trial ran with no params):
+    # just after the trial is created ("created": no sampler's mark such as the grid's grid_id either), or after
+    # the sampler marked it ("marked"). Four trials spend the grid's four points: Optuna's grid sampler then calls
+    # Study.stop, which raises outside optimize(); the whole run here crashed on its last trial until the harness's
+    # grid sampler stopped doing so.
     import optuna
 
     config = write_suite(_suite(trials=4, sampler=sampler))
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main(["run", str(config), "--out", str(whole), "--quiet", "--no-report"]) == 0
-    real_suggest = optuna.trial.Trial._suggest
+    patched, name = (optuna.trial.Trial, "__init__") if window == "created" else (optuna.trial.Trial, "_suggest")
+    real = getattr(patched, name)
 
-    def killed_on_the_third_point(trial, name, distribution):
-        if trial.number == 2:
+    def killed_on_the_third_trial(trial, *args):
+        number = trial.number if window == "marked" else args[0]._storage.get_trial_number_from_id(args[1])
+        if number == 2:
             raise _Killed
-        return real_suggest(trial, name, distribution)
+        return real(trial, *args)
 
-    monkeypatch.setattr(optuna.trial.Trial, "_suggest", killed_on_the_third_point)
+    monkeypatch.setattr(patched, name, killed_on_the_third_trial)
     try:
         main(["run", str(config), "--out", str(killed), "--quiet", "--no-report"])
     except _Killed:
         pass
     else:
-        raise AssertionError("the third trial should have been asked for a point")
-    monkeypatch.setattr(optuna.trial.Trial, "_suggest", real_suggest)
-    left = optuna.load_study(study_name=json.loads((whole / "tuning.json").read_text())["studies"][0]["study"],
-                             storage=f"sqlite:///{killed / 'tuning' / 'study.db'}").trials
+        raise AssertionError("the third trial should have been created")
+    monkeypatch.setattr(patched, name, real)
+    study_name = json.loads((whole / "tuning.json").read_text())["studies"][0]["study"]
+    left = optuna.load_study(study_name=study_name, storage=f"sqlite:///{killed / 'tuning' / 'study.db'}").trials
     assert [t.state.name for t in left] == ["COMPLETE", "COMPLETE", "RUNNING"] and left[2].params == {}
+    assert window == "marked" or left[2].system_attrs == {}
 
     assert main(["run", str(config), "--out", str(killed), "--quiet", "--no-report"]) == 0
+    marks = [optuna.load_study(study_name=study_name, storage=f"sqlite:///{folder / 'tuning' / 'study.db'}")
+             .trials[2].system_attrs for folder in (whole, killed)]
+    assert marks[1] == marks[0]  # the grid's grid_id too: a later trial must not take the same grid point again
     studies = [json.loads((folder / "tuning.json").read_text())["studies"][0] for folder in (whole, killed)]
     assert [t["params"] for t in studies[1]["trials"]] == [t["params"] for t in studies[0]["trials"]]
     assert [t["value"] for t in studies[1]["trials"]] == [t["value"] for t in studies[0]["trials"]]

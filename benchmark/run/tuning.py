@@ -164,14 +164,16 @@ def objective(records: list[RunRecord | None], metric: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def replayed_point(optuna_study: Any, number: int, sampler: Any, space: dict[str, Any]) -> dict[str, Any]:
-    """The point trial ``number`` was given when it was asked: the same sampler (seeded by the trial's number) asks
-    again on an in-memory copy of the trials before it, which is all a sampler reads."""
+def replayed_trial(optuna_study: Any, number: int, sampler: Any, space: dict[str, Any]) -> Any:
+    """Trial ``number`` as it was asked, point and sampler's marks (the grid sampler's ``grid_id``): the same
+    sampler (seeded by the trial's number) asks again on an in-memory copy of the trials before it, which is all a
+    sampler reads."""
     import optuna
 
     copy = optuna.create_study(direction=optuna_study.direction, sampler=sampler)
     copy.add_trials(optuna_study.get_trials(deepcopy=True)[:number])
-    return copy.ask(fixed_distributions=space).params
+    asked = copy.ask(fixed_distributions=space)
+    return copy.get_trials(deepcopy=False)[asked.number]
 
 
 def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, storage: str | None,
@@ -212,8 +214,11 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
         if set(frozen.params) != set(space):  # killed between Optuna's creating the trial and storing its point
             trial_id = stored.get_trial_id_from_study_id_trial_number(
                 stored.get_study_id_from_name(study.name), frozen.number)
-            for name, value in replayed_point(optuna_study, frozen.number, _sampler(study, space, frozen.number),
-                                              space).items():
+            replayed = replayed_trial(optuna_study, frozen.number, _sampler(study, space, frozen.number), space)
+            for key, mark in replayed.system_attrs.items():
+                if key not in frozen.system_attrs:
+                    stored.set_trial_system_attr(trial_id, key, mark)
+            for name, value in replayed.params.items():
                 if name not in frozen.params:
                     stored.set_trial_param(trial_id, name, space[name].to_internal_repr(value), space[name])
             frozen = optuna_study.get_trials(deepcopy=False)[frozen.number]
