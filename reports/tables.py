@@ -154,7 +154,9 @@ def format_tuning(tuning: dict) -> str:
         protocol = study["protocol"]
         where = f"on {protocol['scenario']}'s " if protocol["kind"] == "scenario" else ""
         where += f"first {protocol['first_tasks']} tasks, " if protocol.get("first_tasks") else ""
-        lines.append(f"{study['scenario']} / {study['strategy']}: {len(done)}/{study['budget']} trials ({study['sampler']}, "
+        pruned = (study.get("pruning") or {}).get("pruned")
+        lines.append(f"{study['scenario']} / {study['strategy']}: {len(done)}/{study['budget']} trials "
+                     + (f"+ {pruned} pruned " if pruned else "") + f"({study['sampler']}, "
                      f"{where}validation split {protocol['fraction']:g}, seeds {protocol['seeds']}), "
                      + (f"chosen {chosen} ({study['objective']} {study['chosen_value']:.4f}, trial "
                         f"{study['chosen_trial']})" if study["chosen"] else "no trial finished"))
@@ -164,4 +166,6 @@ def format_tuning(tuning: dict) -> str:
             lines.append(f"  Optuna and its storage: {overhead['optuna_seconds']:.2f} s, "
                          f"{100 * overhead['optuna_seconds'] / overhead['run_seconds']:.1f}% of the trials' "
                          f"{overhead['run_seconds']:.1f} s")
+    if tuning.get("storage_open_seconds") is not None and lines:
+        lines.append(f"Opening the studies' storage: {tuning['storage_open_seconds']:.2f} s (once per run)")
     return "\n".join(lines) or "(no tuning)"

@@ -31,6 +31,38 @@ def test_three_experiences_by_hand():
     assert metrics.intransigence(R3, [1.0, 0.9, 0.95]) == pytest.approx((0.1 + 0.1 + 0.0) / 3)
 
 
+def test_running_metric_is_each_leading_block_by_hand():
+    # after experience 0: the 1x1 block; after 1: [[0.9, 0.1], [0.6, 0.8]]; after 2: R3 itself
+    assert metrics.running_metric(R3, "ACC") == pytest.approx([0.9, (0.6 + 0.8) / 2, (0.5 + 0.7 + 0.95) / 3])
+    assert metrics.running_metric(R3, "LA") == pytest.approx([0.9, (0.9 + 0.8) / 2, (0.9 + 0.8 + 0.95) / 3])
+    forgetting = metrics.running_metric(R3, "forgetting")
+    assert math.isnan(forgetting[0]) and forgetting[1:] == pytest.approx([0.9 - 0.6, 0.25])
+    bwt = metrics.running_metric(R3, "BWT")
+    assert math.isnan(bwt[0]) and bwt[1:] == pytest.approx([0.6 - 0.9, -0.25])
+    # a run stopped after experience 1 keeps two rows of three columns: two values
+    assert metrics.running_metric(R3[:2], "ACC") == pytest.approx([0.9, 0.7])
+
+
+def test_prune_rule_compares_in_the_objectives_direction_and_never_without_a_bound():
+    from forgetbench.benchmark.run.spec import PruneRule
+
+    acc = PruneRule("ACC", True, (0.9, None, 0.5))
+    assert acc.falls_behind(0, 0.89) and not acc.falls_behind(0, 0.9) and not acc.falls_behind(0, 0.95)
+    assert not acc.falls_behind(1, 0.0) and not acc.falls_behind(3, 0.0)  # no bound there, or past the bounds
+    assert not acc.falls_behind(2, float("nan"))
+    lower_is_better = PruneRule("forgetting", False, (0.1,))
+    assert lower_is_better.falls_behind(0, 0.11) and not lower_is_better.falls_behind(0, 0.09)
+
+
+def test_median_bounds_by_hand():
+    from forgetbench.benchmark.run.tuning import median_bounds
+
+    curves = [[1.0, 0.8, 0.7, 0.6], [1.0, 0.6, float("nan"), 0.5], [1.0, 0.9, 0.5, 0.4]]
+    # no bound after the last experience; NaN values left out of a median
+    assert median_bounds(curves) == (1.0, 0.8, 0.6)
+    assert median_bounds([[float("nan"), 0.5]]) == (None,) and median_bounds([]) == ()
+
+
 def test_forgetting_uses_the_best_earlier_row_not_the_diagonal():
     R = [[0.5, 0.0], [0.8, 0.9]]  # accuracy on task 0 rose after task 1 (positive transfer)
     assert metrics.forgetting(R) == pytest.approx(0.5 - 0.8)

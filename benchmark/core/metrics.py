@@ -77,6 +77,18 @@ def forgetting(R: ArrayLike) -> float:
     return float(np.mean(best - R[-1, : T - 1]))
 
 
+RUNNING_METRICS = {"ACC": average_accuracy, "LA": learning_accuracy, "BWT": backward_transfer, "forgetting": forgetting}
+
+
+def running_metric(R: ArrayLike, metric: str) -> list[float]:
+    """``metric`` (ACC, LA, BWT or forgetting) after each experience so far: on R's leading (k+1) x (k+1) block for
+    every recorded row k (the tasks trained up to then). NaN where it is undefined (BWT, forgetting after the first).
+    What a tuning trial is pruned on; R may have fewer rows than columns (a run stopped early)."""
+    R = _matrix(R)
+    compute = RUNNING_METRICS[metric]
+    return [compute(R[: k + 1, : k + 1]) for k in range(min(R.shape))]
+
+
 def intransigence(R: ArrayLike, reference: ArrayLike) -> float:
     """I = mean_j (a*_j - R[j][j]), with a* the reference (joint or standalone) accuracy per experience."""
     R = _square(R)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 SCHEMA_VERSION = 2
 # collapsed: finished with a finite loss but at chance level on every task seen (not averaged)
-Status = Literal["ok", "failed", "diverged", "collapsed"]
+Status = Literal["ok", "failed", "diverged", "collapsed", "pruned"]
 
 
 class RecordError(ValueError):
@@ -217,7 +217,9 @@ class RunRecord(BaseModel):
     scenario: Component  # the scenario that ran
     strategy: Component  # the strategy that ran
     seed: int  # the seed of every random draw of the run
-    status: Status = "ok"  # ok, failed (error and traceback kept), diverged (a non-finite loss) or collapsed (chance on every task)
+    # ok, failed (error and traceback kept), diverged (a non-finite loss), collapsed (chance on every task) or
+    # pruned (a tuning trial's run stopped after an experience where it fell behind the study's median; error says so)
+    status: Status = "ok"
     error: str | None = None  # what went wrong (failed / diverged / collapsed)
     config: dict[str, Any] = Field(default_factory=dict)  # the resolved suite config of this run (training included)
     environment: dict[str, str] = Field(default_factory=dict)  # the run's fingerprint: versions, commit, device, threads (see Result files)

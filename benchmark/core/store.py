@@ -38,7 +38,7 @@ TMP_SUFFIX = ".tmp"
 TMP_MARK = ".forgetbench-"  # temporary files are .<target name>.forgetbench-<random>.tmp
 CHECKPOINT_FILE = "checkpoint.pt"
 INVOCATION_FILE = "invocation.json"  # OUT/invocation.json: the data root and import folders a rerun needs
-DONE_STATUSES = ("ok", "diverged", "collapsed")  # deterministic outcomes; "failed" runs are retried
+DONE_STATUSES = ("ok", "diverged", "collapsed", "pruned")  # deterministic outcomes; "failed" runs are retried
 
 
 def file_in_the_way(folder: Path) -> Path | None:

@@ -33,6 +33,7 @@ from typing import Callable
 
 import torch
 
+from forgetbench.benchmark.core.metrics import running_metric
 from forgetbench.benchmark.core.record import CurvePoint, Memory, RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import recording_data_reads
 from forgetbench.benchmark.data.scenarios import Scenario
@@ -74,6 +75,8 @@ def run(
         _execute(spec, data_root, device, record, progress, checkpoint, cache_dir)
     except DivergedError as exc:
         record.status, record.error = "diverged", str(exc)
+    except Pruned as exc:
+        record.status, record.error = "pruned", str(exc)
     except Exception as exc:  # noqa: BLE001 - any strategy bug must be recorded, not fatal
         record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
         record.traceback = traceback.format_exc(limit=20)
@@ -157,6 +160,22 @@ def _execute(
     _judge_chance(record, scenario, sorted({turn.task for turn, _ in turns}))
 
 
+class Pruned(Exception):
+    """A tuning trial's run fell behind its study after an experience (:class:`~forgetbench.benchmark.run.spec.PruneRule`)."""
+
+
+def _check_pruning(spec: RunSpec, scenario: Scenario, record: RunRecord, task: int) -> None:
+    """Stop the run when its rule says so. Only where row k is task k's (each task trained once, in order): a
+    search or a schedule with rounds has no "objective so far" the rule's bounds were taken on."""
+    k = len(record.accuracy_matrix) - 1
+    if spec.prune is None or scenario.adaptive or task != k:
+        return
+    value = running_metric(record.accuracy_matrix, spec.prune.objective)[k]
+    if spec.prune.falls_behind(k, value):
+        raise Pruned(f"pruned after experience {k} ({scenario.tasks[task].name}): {spec.prune.objective} so far "
+                     f"{value:.4g}, the study's median there {spec.prune.bounds[k]:.4g}")
+
+
 def _warn(record: RunRecord, message: str) -> None:
     record.warnings = [*(record.warnings or []), message]
 
@@ -215,6 +234,8 @@ def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, 
         if checkpoint is not None:
             checkpoints.save(checkpoint, spec.resolved(), done.index, strategy, harness, record, scenario.state_dict(),
                              attribution.state_dict() if attribution is not None else None)
+        if turn.record:
+            _check_pruning(spec, scenario, record, turn.task)
 
 
 def _resume(path: Path, spec: RunSpec, scenario: Scenario, strategy, harness: Harness,

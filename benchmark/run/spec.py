@@ -27,6 +27,23 @@ __all__ = ["RunSpec", "expand_suite", "resolve_device", "seed_everything", "envi
 
 
 @dataclass(frozen=True)
+class PruneRule:
+    """Stop a tuning trial's run after experience k when ``objective`` on the experiences so far
+    (:func:`~forgetbench.benchmark.core.metrics.running_metric`) is worse than ``bounds[k]``, the median of the
+    study's completed trials there for the same seed (None: no bound after that experience)."""
+
+    objective: str  # ACC, LA, BWT or forgetting
+    maximise: bool  # True: lower is worse
+    bounds: tuple[float | None, ...]  # per experience index
+
+    def falls_behind(self, k: int, value: float) -> bool:
+        bound = self.bounds[k] if k < len(self.bounds) else None
+        if bound is None or value != value:  # NaN: undefined so far, no verdict
+            return False
+        return value < bound if self.maximise else value > bound
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything that determines one run's numbers."""
 
@@ -41,6 +58,8 @@ class RunSpec:
     validation_fraction: float | None = None
     # None: every task. k: the scenario cut to its first k tasks (and the turns that train them), a tuning protocol
     first_tasks: int | None = None
+    # None: run every experience. A rule: a tuning trial's run stops where it falls behind the study (pruning)
+    prune: PruneRule | None = None
 
     @property
     def run_id(self) -> str:
@@ -63,6 +82,8 @@ class RunSpec:
             resolved["validation_fraction"] = self.validation_fraction
         if self.first_tasks is not None:
             resolved["first_tasks"] = self.first_tasks
+        if self.prune is not None:
+            resolved["prune"] = {"objective": self.prune.objective, "bounds": list(self.prune.bounds)}
         return resolved
 
 

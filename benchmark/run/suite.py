@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from forgetbench.benchmark.data.scenarios import SCENARIOS
 
 SELECTION_DIR = store.SELECTION_DIR  # OUT/selection/runs/<run_id>/result.json: the validation sweep
 SELECTION_FILE = "selection.json"  # OUT/selection.json: every combination's score and the choice
+NOT_FAILED = ("ok", "pruned")  # a pruned tuning trial ended as its study asked: not a run the user must look at
 
 
 @dataclass
@@ -180,7 +182,7 @@ class _Driver:
             previous = store.read_result(store.result_path(folder, spec.run_id))
             if not self.fresh and store.is_complete(previous, spec.resolved()):
                 self.outcome.skipped.append(spec.run_id)
-                if previous.status != "ok":
+                if previous.status not in NOT_FAILED:
                     self.outcome.failed.append(spec.run_id)
                 self.bar.update(1)
             else:
@@ -220,7 +222,7 @@ class _Driver:
             for problem in tracking.log_run(self.out, record, self.loggers, self.suite_name):
                 self.bar.write(problem)
         self.outcome.ran.append(job.spec.run_id)
-        if record.status != "ok":
+        if record.status not in NOT_FAILED:
             self.outcome.failed.append(job.spec.run_id)
             self.bar.write(f"run {job.spec.run_id} {record.status}: {record.error}")
         for warning in record.warnings or []:
@@ -422,8 +424,11 @@ def _tune(driver: _Driver, suite: SuiteConfig, out: Path, seeds: list[int] | Non
     # naive on the same held-out data and seeds as the trials: the reference of the trials' frontiers
     driver.run_batch([(out / tuning.TUNING_DIR, spec) for spec in tuning.naive_references(suite, studies)])
     summaries, finals = [], []
+    begun = time.perf_counter()
+    opened = tuning.open_storage(out, storage)
+    opening = time.perf_counter() - begun  # once per suite: SQLAlchemy and the schema check
     for study in studies:
-        summary = tuning.run_study(suite, study, out, driver.run_batch, storage, calibrated)
+        summary = tuning.run_study(suite, study, out, driver.run_batch, opened, calibrated)
         summaries.append(summary)
         chosen = tuning.final_specs(suite, study, summary, seeds)
         finals.extend(chosen)
@@ -433,7 +438,7 @@ def _tune(driver: _Driver, suite: SuiteConfig, out: Path, seeds: list[int] | Non
                 spec = RunSpec(suite.name, study.scenario, unlabelled, seed, suite.training, suite.device)
                 driver.outcome.run_ids.append(spec.run_id)
                 driver.write_failure(out, spec, "tune: no trial finished on the validation split")
-    store.atomic_write_json(out / tuning.TUNING_FILE, {"studies": summaries})
+    store.atomic_write_json(out / tuning.TUNING_FILE, {"studies": summaries, "storage_open_seconds": round(opening, 4)})
     driver.outcome.tuning = out / tuning.TUNING_FILE
     driver.outcome.run_ids.extend(spec.run_id for spec in finals)
     driver.run_batch([(out, spec) for spec in finals])

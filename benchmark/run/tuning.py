@@ -11,6 +11,11 @@ For each scenario and each strategy entry with ``tune``:
    test split is never read), and the objective's mean over the seeds is told back. The sampler of trial n is
    seeded with ``seed + n``, and a trial left running by a killed process is run again with its own point, so
    a killed tuning rerun with the same command continues the study to the same trials and the same choice;
+   With ``pruning: median``, once ``pruning_startup`` trials have completed, each trial's runs carry a
+   :class:`~forgetbench.benchmark.run.spec.PruneRule`: a run stops after an experience where its objective so far
+   is worse than the median of the completed trials' (same seed) there; the trial is told ``PRUNED`` with its
+   per-experience means as intermediate values, counts against the budget and is never chosen. The bounds come
+   from the trials before it, so a rerun prunes the same runs (executor-agnostic: the rule travels in the spec);
 3. *final*: the suite's seeds run with the best trial's point on the train/test data, labelled with its values
    (``ewc[ewc_lambda=1234]``); ``OUT/tuning.json`` records every trial, the choice and the protocol.
 
@@ -20,7 +25,6 @@ supports (several machines then share one study, one study per (scenario, entry)
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
@@ -33,10 +37,10 @@ import numpy as np
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import (ComponentSpec, StrategySpec, SuiteConfig, TuneChoices, TuneRange,
                                              refused_pairs, strategy_variant)
-from forgetbench.benchmark.core.metrics import run_metrics
+from forgetbench.benchmark.core.metrics import run_metrics, running_metric
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.run import calibrate as calibrate_run
-from forgetbench.benchmark.run.spec import RunSpec
+from forgetbench.benchmark.run.spec import PruneRule, RunSpec
 
 TUNING_DIR = "tuning"  # OUT/tuning/runs/<run_id>/result.json: the trials' runs; OUT/tuning/study.db: the study
 TUNING_FILE = "tuning.json"
@@ -61,8 +65,10 @@ class Study:
 
     @property
     def name(self) -> str:  # scenarios tuned on the same one share its study: it runs once
-        first = self.strategy.tune.first_tasks
-        return f"{self.trial_scenario.display_name}__{self.strategy.display_name}" + (f"__first{first}" if first else "")
+        tune = self.strategy.tune
+        return f"{self.trial_scenario.display_name}__{self.strategy.display_name}" + (
+            f"__first{tune.first_tasks}" if tune.first_tasks else "") + (
+            f"__{tune.pruning}{tune.pruning_startup}" if tune.pruning != "off" else "")  # other trials: another study
 
 
 def plan_tuning(suite: SuiteConfig) -> list[Study]:
@@ -116,20 +122,6 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
     return space, notes
 
 
-@functools.cache
-def _grid_within_budget() -> type:
-    import optuna
-
-    class GridWithinBudget(optuna.samplers.GridSampler):
-        """Optuna's grid sampler, less its stop when the grid is spent: ``Study.stop`` works only inside
-        ``optimize`` (this module asks and tells), and the trial budget, not the grid, ends a study."""
-
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            return None
-
-    return GridWithinBudget
-
-
 def _sampler(study: Study, space: dict[str, Any], number: int):
     import optuna
 
@@ -146,15 +138,35 @@ def _sampler(study: Study, space: dict[str, Any], number: int):
                 points = np.geomspace(dist.low, dist.high, tune.trials) if dist.log else \
                     np.linspace(dist.low, dist.high, tune.trials)
                 grid[name] = [_rounded(float(v)) for v in points]
-        return _grid_within_budget()(grid, seed=seed)
+        return optuna.samplers.GridSampler(grid, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, tune.trials))
 
 
-def trial_specs(suite: SuiteConfig, study: Study, point: dict[str, Any]) -> list[RunSpec]:
+def trial_specs(suite: SuiteConfig, study: Study, point: dict[str, Any],
+                rules: dict[int, PruneRule] | None = None) -> list[RunSpec]:
+    """The runs of the trial at ``point``, one per tuning seed; ``rules`` (per seed) prune them."""
     variant = strategy_variant(study.strategy.model_copy(update={"tune": None}), point)
     tune = study.strategy.tune
     return [RunSpec(suite.name, study.trial_scenario, variant, seed, suite.training, suite.device, tune.fraction,
-                    tune.first_tasks) for seed in study.seeds]
+                    tune.first_tasks, (rules or {}).get(seed)) for seed in study.seeds]
+
+
+def median_bounds(curves: list[list[float]]) -> tuple[float | None, ...]:
+    """Per experience k, the median of the completed trials' objective so far after k (``curves``: one
+    :func:`~forgetbench.benchmark.core.metrics.running_metric` list per trial); None where no trial has a finite
+    value, and after the last experience (pruning there saves nothing and would lose a finished trial)."""
+    steps = max((len(curve) for curve in curves), default=0) - 1
+    bounds: list[float | None] = []
+    for k in range(max(steps, 0)):
+        values = [curve[k] for curve in curves if k < len(curve) and math.isfinite(curve[k])]
+        bounds.append(float(np.median(values)) if values else None)
+    return tuple(bounds)
+
+
+def pruned_after(records: list[RunRecord | None]) -> int | None:
+    """The earliest experience after which one of a trial's runs was pruned; None when none was."""
+    steps = [len(r.accuracy_matrix) - 1 for r in records if r is not None and r.status == "pruned"]
+    return min(steps) if steps else None
 
 
 def objective(records: list[RunRecord | None], metric: str) -> float | None:
@@ -164,83 +176,151 @@ def objective(records: list[RunRecord | None], metric: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def replayed_trial(optuna_study: Any, number: int, sampler: Any, space: dict[str, Any]) -> Any:
-    """Trial ``number`` as it was asked, point and sampler's marks (the grid sampler's ``grid_id``): the same
-    sampler (seeded by the trial's number) asks again on an in-memory copy of the trials before it, which is all a
-    sampler reads."""
+class MirroredStudy:
+    """An Optuna study in its storage (SQLite under OUT, or ``--storage``) and an in-memory copy its samplers read.
+
+    A sampler reading the storage costs about 20 ms of SQLAlchemy per trial, the copy about 1 ms. A trial is
+    written to the storage with its point in one transaction (a kill never leaves one without its point) and its
+    end in another. Samplers are never told that a trial ended (``after_trial``): the budget ends a study, and
+    Optuna's grid sampler would call ``Study.stop``, which raises outside ``optimize``.
+    """
+
+    def __init__(self, storage: Any, name: str, direction: str):
+        import optuna
+
+        optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+        self.storage, self.study_id = storage, storage.get_study_id_from_name(name)
+        self.direction = direction
+        self._copy()
+
+    def _copy(self) -> None:
+        import optuna
+
+        self.memory_storage = optuna.storages.InMemoryStorage()
+        self.memory = optuna.create_study(storage=self.memory_storage, direction=self.direction)
+        self.ids: dict[int, tuple[int, int]] = {}  # trial number -> (its id in the storage, in the copy)
+        for trial in self.storage.get_all_trials(self.study_id, deepcopy=True):
+            self.memory.add_trial(trial)
+            self.ids[trial.number] = (trial._trial_id, self.memory.get_trials(deepcopy=False)[-1]._trial_id)
+
+    def trials(self, states: tuple | None = None) -> list[Any]:
+        return self.memory.get_trials(deepcopy=False, states=states)
+
+    def stored_trials(self) -> list[Any]:
+        """The trials as the storage holds them (its clock's start and end times)."""
+        return self.storage.get_all_trials(self.study_id, deepcopy=False)
+
+    def ask(self, sampler: Any, space: dict[str, Any]) -> Any:
+        """A new trial's point from ``sampler``, stored RUNNING with it; returns the trial (frozen)."""
+        self.memory.sampler = sampler
+        number = self.memory.ask(fixed_distributions=space).number
+        frozen = self.memory.get_trials(deepcopy=False)[number]
+        stored_id = self.storage.create_new_trial(self.study_id, template_trial=frozen)
+        if self.storage.get_trial_number_from_id(stored_id) != number:  # another driver added trials (--storage)
+            self._copy()
+            return self.storage.get_trial(stored_id)
+        self.ids[number] = (stored_id, frozen._trial_id)
+        return frozen
+
+    def finish(self, number: int, state: Any, value: float | None, intermediate: dict[int, float]) -> None:
+        for storage, trial_id in zip((self.storage, self.memory_storage), self.ids[number]):
+            for step, reported in intermediate.items():
+                storage.set_trial_intermediate_value(trial_id, step, reported)
+            storage.set_trial_state_values(trial_id, state, None if value is None else [value])
+
+
+def open_storage(out: Path, storage: str | None) -> Any:
+    """The Optuna storage of the suite's studies (opened once: each opening checks the database's schema)."""
     import optuna
 
-    copy = optuna.create_study(direction=optuna_study.direction, sampler=sampler)
-    copy.add_trials(optuna_study.get_trials(deepcopy=True)[:number])
-    asked = copy.ask(fixed_distributions=space)
-    return copy.get_trials(deepcopy=False)[asked.number]
+    return optuna.storages.get_storage(storage_url(out, storage))
 
 
-def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, storage: str | None,
+def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, storage: Any,
               calibrated: dict[str, Any] | None) -> dict[str, Any]:
-    """Continue ``study`` to its trial budget; return its summary for ``tuning.json``."""
+    """Continue ``study`` to its trial budget in ``storage`` (:func:`open_storage`); return its summary for
+    ``tuning.json``."""
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(logging.WARNING)
-    clock = {"optuna": 0.0, "runs": 0.0}  # seconds in Optuna and its storage, and in the trials' runs
+    clock = {"optuna": 0.0, "runs": 0.0}  # seconds in Optuna, its storage and the pruning rule; in the trials' runs
     started = time.perf_counter()
     tune = study.strategy.tune
     folder = Path(out) / TUNING_DIR
     folder.mkdir(parents=True, exist_ok=True)
     space, notes = search_space(study, calibrated)
     direction = "maximize" if MAXIMISE[tune.objective] else "minimize"
-    stored = optuna.storages.get_storage(storage_url(out, storage))
-    optuna_study = optuna.create_study(study_name=study.name, storage=stored, direction=direction,
-                                       load_if_exists=True)
-
+    mirrored = MirroredStudy(storage, study.name, direction)
     clock["optuna"] += time.perf_counter() - started
 
-    def evaluate(point: dict[str, Any]) -> tuple[float | None, list[str]]:
-        begun = time.perf_counter()
-        specs = trial_specs(suite, study, point)
-        run_batch([(folder, spec) for spec in specs])
-        records = [store.read_result(store.result_path(folder, spec.run_id)) for spec in specs]
-        clock["runs"] += time.perf_counter() - begun
-        return objective(records, tune.objective), [spec.run_id for spec in specs]
+    curves: dict[int, dict[int, list[float]]] = {}  # completed trial -> seed -> its objective after each experience
 
-    def told(trial: Any, value: float | None) -> None:
+    def trial_records(point: dict[str, Any]) -> list[RunRecord | None]:
+        return [store.read_result(store.result_path(folder, spec.run_id)) for spec in trial_specs(suite, study, point)]
+
+    def rules(number: int) -> dict[int, PruneRule] | None:
+        """Trial ``number``'s pruning rule per seed, from the trials completed before it (the same on a rerun)."""
+        if tune.pruning == "off":
+            return None
+        completed = [t for t in mirrored.trials((TrialState.COMPLETE,)) if t.number < number]
+        if len(completed) < tune.pruning_startup:
+            return None
+        for t in completed:
+            if t.number not in curves:
+                curves[t.number] = {r.seed: running_metric(r.accuracy_matrix, tune.objective)
+                                    for r in trial_records({k: _rounded(v) for k, v in t.params.items()})
+                                    if r is not None and r.status == "ok" and r.accuracy_matrix}
+        return {seed: PruneRule(tune.objective, MAXIMISE[tune.objective],
+                                median_bounds([curves[t.number][seed] for t in completed if seed in curves[t.number]]))
+                for seed in study.seeds}
+
+    def evaluate(number: int, params: dict[str, Any]) -> None:
+        """Run trial ``number`` at ``params`` and store how it ended."""
         begun = time.perf_counter()
-        optuna_study.tell(trial, value, state=None if value is not None else TrialState.FAIL)
+        point = {k: _rounded(v) for k, v in params.items()}
+        specs = trial_specs(suite, study, point, rules(number))
+        clock["optuna"] += time.perf_counter() - begun  # the pruning rule's reading counts as tuning's overhead
+        begun = time.perf_counter()
+        run_batch([(folder, spec) for spec in specs])
+        records = trial_records(point)
+        clock["runs"] += time.perf_counter() - begun
+        begun = time.perf_counter()
+        if pruned_after(records) is not None:  # Optuna's samplers rank a pruned trial by its intermediate values
+            trial_curves = [running_metric(r.accuracy_matrix, tune.objective) for r in records
+                            if r is not None and r.status in ("ok", "pruned") and r.accuracy_matrix]
+            means = {step: float(np.mean([c[step] for c in trial_curves]))
+                     for step in range(min(len(c) for c in trial_curves))}
+            mirrored.finish(number, TrialState.PRUNED, None, {k: v for k, v in means.items() if math.isfinite(v)})
+        else:
+            value = objective(records, tune.objective)
+            mirrored.finish(number, TrialState.COMPLETE if value is not None else TrialState.FAIL, value, {})
         clock["optuna"] += time.perf_counter() - begun
 
-    # a trial a killed process left running: its own point, run again (complete runs are read back)
-    for frozen in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if set(frozen.params) != set(space):  # killed between Optuna's creating the trial and storing its point
-            trial_id = stored.get_trial_id_from_study_id_trial_number(
-                stored.get_study_id_from_name(study.name), frozen.number)
-            replayed = replayed_trial(optuna_study, frozen.number, _sampler(study, space, frozen.number), space)
-            for key, mark in replayed.system_attrs.items():
-                if key not in frozen.system_attrs:
-                    stored.set_trial_system_attr(trial_id, key, mark)
-            for name, value in replayed.params.items():
-                if name not in frozen.params:
-                    stored.set_trial_param(trial_id, name, space[name].to_internal_repr(value), space[name])
-            frozen = optuna_study.get_trials(deepcopy=False)[frozen.number]
-        value, _ = evaluate({k: _rounded(v) for k, v in frozen.params.items()})
-        told(frozen.number, value)
+    # a trial a killed process left running: its own point (stored with it), run again (complete runs are read back)
+    for frozen in mirrored.trials((TrialState.RUNNING,)):
+        if set(frozen.params) == set(space):
+            evaluate(frozen.number, frozen.params)
+        else:  # not written by this module (it stores a trial with its point): nothing to run it at
+            mirrored.finish(frozen.number, TrialState.FAIL, None, {})
     while True:
         begun = time.perf_counter()
-        finished = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-        if len(finished) >= tune.trials:
+        every = mirrored.trials()
+        if sum(t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED) for t in every) >= tune.trials:
             clock["optuna"] += time.perf_counter() - begun
             break
-        optuna_study.sampler = _sampler(study, space, len(optuna_study.trials))
-        trial = optuna_study.ask(fixed_distributions=space)
+        trial = mirrored.ask(_sampler(study, space, len(every)), space)
         clock["optuna"] += time.perf_counter() - begun
-        value, _ = evaluate({k: _rounded(v) for k, v in trial.params.items()})
-        told(trial, value)
+        evaluate(trial.number, trial.params)
 
     trials = []
-    for frozen in optuna_study.get_trials(deepcopy=False):
+    for frozen in mirrored.stored_trials():
         point = {k: _rounded(v) for k, v in frozen.params.items()}
         trials.append({"number": frozen.number, "state": frozen.state.name, "params": point,
-                       "value": frozen.value, "runs": [s.run_id for s in trial_specs(suite, study, point)],
+                       "value": frozen.value if frozen.state != TrialState.PRUNED else None,
+                       "pruned_after": pruned_after(trial_records(point))
+                       if frozen.state == TrialState.PRUNED else None,
+                       "runs": [s.run_id for s in trial_specs(suite, study, point)],
                        "seconds": (frozen.datetime_complete - frozen.datetime_start).total_seconds()
                        if frozen.datetime_complete and frozen.datetime_start else None})
     complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
@@ -257,6 +337,8 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
             "protocol": protocol,
             "objective": tune.objective, "goal": "max" if MAXIMISE[tune.objective] else "min",
             "sampler": tune.sampler, "seed": tune.seed, "budget": tune.trials, "study": study.name,
+            "pruning": {"rule": tune.pruning, "startup": tune.pruning_startup,
+                        "pruned": sum(t["state"] == "PRUNED" for t in trials)},
             "search_space": {name: repr(dist) for name, dist in space.items()}, "notes": notes,
             "chosen": None if best is None else best["params"], "chosen_trial": None if best is None else best["number"],
             "chosen_value": None if best is None else best["value"], "trials": trials,
