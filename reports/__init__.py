@@ -3,7 +3,6 @@
 Every number they show comes from ``forgetbench.benchmark.core.metrics`` (pure functions of a record).
 """
 
-if __name__ == "reports":  # the pre-layers import name, from a checkout: point it at forgetbench.reports
-    from forgetbench.benchmark.legacy import alias_old_name
-
-    alias_old_name(__name__)
+if __name__ == "reports":  # this checkout's folder imported by its own name (the repository root on sys.path)
+    raise ImportError("`reports` is a folder of forgetbench's checkout, not an import name: use `import forgetbench` "
+                      "(the public API) or `forgetbench.reports` (metrics: `forgetbench.benchmark.core.metrics`)")

@@ -22,9 +22,9 @@ FOLDERS = {"forgetbench": "forgetbench", "benchmark": "forgetbench.benchmark", "
            "reports": "forgetbench.reports"}
 
 # The rule, in order: a module belongs to the longest entry its name starts with, and may import its own
-# package and the ones before it. The package roots come first: they hold the version and the old names.
+# package and the ones before it. The package roots come first: they hold the version.
 PACKAGE_ORDER = [
-    "forgetbench.benchmark.legacy", "forgetbench.benchmark.__init__",
+    "forgetbench.benchmark.__init__",
     "forgetbench.benchmark.core",
     "forgetbench.benchmark.data",
     "forgetbench.benchmark.train",
