@@ -378,7 +378,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("tune-unknown-pruning", {"suite": _tuned({"l2_lambda": "auto"}, pruning="mean")}, RUN,
      "strategies[0].tune.pruning"),
     ("tune-pruning-startup-without-pruning", {"suite": _tuned({"l2_lambda": "auto"}, pruning_startup=2)}, RUN,
-     "pruning_startup is read only with pruning: median"),
+     "pruning_startup is read only with pruning: median or quartile"),
     ("tune-pruning-that-cannot-prune", {"suite": _tuned({"l2_lambda": "auto"}, trials=4, pruning="median")}, RUN,
      "pruning_startup 4 >= trials 4"),
     ("tune-with-a-grid", {"suite": _suite(strategies=[{"name": "ewc", "params": {"mode": ["separate", "online"]},

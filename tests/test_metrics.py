@@ -54,13 +54,17 @@ def test_prune_rule_compares_in_the_objectives_direction_and_never_without_a_bou
     assert lower_is_better.falls_behind(0, 0.11) and not lower_is_better.falls_behind(0, 0.09)
 
 
-def test_median_bounds_by_hand():
-    from forgetbench.benchmark.run.tuning import median_bounds
+def test_pruning_bounds_by_hand():
+    from forgetbench.benchmark.run.tuning import pruning_bounds
 
     curves = [[1.0, 0.8, 0.7, 0.6], [1.0, 0.6, float("nan"), 0.5], [1.0, 0.9, 0.5, 0.4]]
-    # no bound after the last experience; NaN values left out of a median
-    assert median_bounds(curves) == (1.0, 0.8, 0.6)
-    assert median_bounds([[float("nan"), 0.5]]) == (None,) and median_bounds([]) == ()
+    # the median; no bound after the last experience; NaN values left out
+    assert pruning_bounds(curves, 0.5, True) == (1.0, 0.8, 0.6)
+    # the lower quartile of (0.6, 0.8, 0.9) by linear interpolation: 0.6 + 0.5 * (0.8 - 0.6); of (0.5, 0.7): 0.55
+    assert pruning_bounds(curves, 0.25, True) == pytest.approx((1.0, 0.7, 0.55))
+    # lower is better (forgetting): the upper quartile, 0.8 + 0.5 * (0.9 - 0.8); 0.65
+    assert pruning_bounds(curves, 0.25, False) == pytest.approx((1.0, 0.85, 0.65))
+    assert pruning_bounds([[float("nan"), 0.5]], 0.5, True) == (None,) and pruning_bounds([], 0.5, True) == ()
 
 
 def test_forgetting_uses_the_best_earlier_row_not_the_diagonal():

@@ -199,39 +199,50 @@ def test_a_kill_while_optuna_asks_for_a_point_resumes_to_the_same_point(sampler,
     assert studies[1]["chosen"] == studies[0]["chosen"]
 
 
-def test_median_pruning_stops_exactly_the_runs_behind_the_completed_trials_median_and_resumes(write_suite, tmp_path):
-    # Against a slow reference: every trial's rule recomputed here from the records of the trials completed before
-    # it; a run is pruned after experience k iff its ACC so far is below that median there (never after the last).
+@pytest.mark.parametrize("pruning, share", [("median", 0.5), ("quartile", 0.25)])
+def test_pruning_stops_exactly_the_first_seeds_behind_the_completed_trials_and_resumes(pruning, share, write_suite,
+                                                                                       tmp_path):
+    # Against a slow reference: every trial's bounds recomputed here from the records of the trials completed
+    # before it; a trial's first seed is pruned after experience k iff its ACC so far is below the quantile there
+    # (never after the last), and then its other seeds never run.
     from forgetbench.benchmark.core.metrics import running_metric
 
     suite = tiny_suite(seeds=[0], strategies=[{"name": "l2", "tune": {
         "params": {"l2_lambda": {"low": 0.01, "high": 100.0}}, "trials": 8, "seed": 3, "sampler": "random",
-        "pruning": "median", "pruning_startup": 3, "seeds": [0, 1]}}])
+        "pruning": pruning, "pruning_startup": 3, "seeds": [0, 1]}}])
     suite["scenarios"][0]["params"]["tasks"] = 4
     config, out = write_suite(suite), tmp_path / "out"
     assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0  # pruned is not failed
     study = json.loads((out / "tuning.json").read_text())["studies"][0]
-    assert study["pruning"] == {"rule": "median", "startup": 3,
+    assert study["pruning"] == {"rule": pruning, "startup": 3,
                                 "pruned": sum(t["state"] == "PRUNED" for t in study["trials"])}
-    records = {t["number"]: [json.loads((out / "tuning" / "runs" / run / "result.json").read_text())
-                             for run in t["runs"]] for t in study["trials"]}
-    curves = {n: [running_metric(r["accuracy_matrix"], "ACC") for r in rs] for n, rs in records.items()}
+
+    def record(run):
+        path = out / "tuning" / "runs" / run / "result.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    records = {t["number"]: [record(run) for run in t["runs"]] for t in study["trials"]}
     pruned = 0
     for trial in study["trials"]:
+        first, second = records[trial["number"]]
         completed = [t["number"] for t in study["trials"] if t["number"] < trial["number"] and t["state"] == "COMPLETE"]
-        for seed_index, record in enumerate(records[trial["number"]]):
-            behind = None
-            if len(completed) >= 3:
-                for k in range(3):  # 4 tasks: bounds after the first three experiences only
-                    median = float(np.median([curves[n][seed_index][k] for n in completed]))
-                    if curves[trial["number"]][seed_index][k] < median:
-                        behind = k
-                        break
-            assert (record["status"] == "pruned") == (behind is not None), (trial, record["error"])
-            if behind is not None:
-                pruned += 1
-                assert len(record["accuracy_matrix"]) == behind + 1 and trial["state"] == "PRUNED"
-                assert trial["pruned_after"] <= behind and trial["value"] is None
+        behind = None
+        if len(completed) >= 3:
+            mine = running_metric(first["accuracy_matrix"], "ACC")
+            for k in range(3):  # 4 tasks: bounds after the first three experiences only
+                bound = np.quantile([running_metric(records[n][0]["accuracy_matrix"], "ACC")[k] for n in completed],
+                                    share)
+                if mine[k] < bound:
+                    behind = k
+                    break
+        assert (first["status"] == "pruned") == (behind is not None), (trial, first["error"])
+        assert second is None or second["status"] == "ok"  # the second seed runs only when the first was not pruned
+        if behind is not None:
+            pruned += 1
+            assert len(first["accuracy_matrix"]) == behind + 1 and trial["state"] == "PRUNED" and second is None
+            assert trial["pruned_after"] == behind and trial["value"] is None
+        else:
+            assert second is not None
     assert pruned >= 1 and study["chosen_trial"] in [t["number"] for t in study["trials"] if t["state"] == "COMPLETE"]
 
     before = {path: path.read_text() for path in (out / "tuning" / "runs").glob("*/result.json")}

@@ -157,15 +157,16 @@ class TuneSpec(StrictModel):
     decades: int = Field(3, ge=1, le=6)  # for `auto` without a calibration yet: probes 10^-N..10^N x the value
     scenario: str | None = None  # the protocol: tune on this scenario of the suite (its label), run on every one
     first_tasks: int | None = Field(None, ge=2)  # the protocol: tune on each scenario's first k tasks only
-    # median: a trial's run stops after an experience where its objective so far is worse than the median of the
-    # completed trials' there (same seed); it counts against the budget as a pruned trial. off: every trial runs whole
-    pruning: Literal["off", "median"] = "off"
+    # median / quartile: a trial's first seed runs alone and stops after an experience where its objective so far is
+    # worse than half / three quarters of the completed trials' there (same seed); a stopped trial is pruned (its
+    # other seeds never run) and counts against the budget. off: every trial runs whole
+    pruning: Literal["off", "median", "quartile"] = "off"
     pruning_startup: int = Field(4, ge=1)  # completed trials before any trial is pruned
 
     @model_validator(mode="after")
     def _pruning_can_act(self) -> "TuneSpec":
         if self.pruning == "off" and "pruning_startup" in self.model_fields_set:
-            raise ValueError("pruning_startup is read only with pruning: median")
+            raise ValueError("pruning_startup is read only with pruning: median or quartile")
         if self.pruning != "off" and self.pruning_startup >= self.trials:
             raise ValueError(f"pruning_startup {self.pruning_startup} >= trials {self.trials}: no trial could be "
                              "pruned (give fewer startup trials or more trials)")

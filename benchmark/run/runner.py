@@ -173,7 +173,7 @@ def _check_pruning(spec: RunSpec, scenario: Scenario, record: RunRecord, task: i
     value = running_metric(record.accuracy_matrix, spec.prune.objective)[k]
     if spec.prune.falls_behind(k, value):
         raise Pruned(f"pruned after experience {k} ({scenario.tasks[task].name}): {spec.prune.objective} so far "
-                     f"{value:.4g}, the study's median there {spec.prune.bounds[k]:.4g}")
+                     f"{value:.4g}, the completed trials' {spec.prune.name} there {spec.prune.bounds[k]:.4g}")
 
 
 def _warn(record: RunRecord, message: str) -> None:

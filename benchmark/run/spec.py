@@ -35,6 +35,7 @@ class PruneRule:
     objective: str  # ACC, LA, BWT or forgetting
     maximise: bool  # True: lower is worse
     bounds: tuple[float | None, ...]  # per experience index
+    name: str = "median"  # what the bounds are, for the record's message ("lower quartile", ...)
 
     def falls_behind(self, k: int, value: float) -> bool:
         bound = self.bounds[k] if k < len(self.bounds) else None

@@ -11,11 +11,14 @@ For each scenario and each strategy entry with ``tune``:
    test split is never read), and the objective's mean over the seeds is told back. The sampler of trial n is
    seeded with ``seed + n``, and a trial left running by a killed process is run again with its own point, so
    a killed tuning rerun with the same command continues the study to the same trials and the same choice;
-   With ``pruning: median``, once ``pruning_startup`` trials have completed, each trial's runs carry a
-   :class:`~forgetbench.benchmark.run.spec.PruneRule`: a run stops after an experience where its objective so far
-   is worse than the median of the completed trials' (same seed) there; the trial is told ``PRUNED`` with its
-   per-experience means as intermediate values, counts against the budget and is never chosen. The bounds come
-   from the trials before it, so a rerun prunes the same runs (executor-agnostic: the rule travels in the spec);
+   With ``pruning: median`` (or ``quartile``), once ``pruning_startup`` trials have completed, a trial's first seed
+   runs alone with a :class:`~forgetbench.benchmark.run.spec.PruneRule`: it stops after an experience where its
+   objective so far is worse than half (three quarters) of the completed trials' there, for that seed. Then the
+   trial is ``PRUNED`` (its per-experience values as intermediate values, which Optuna's samplers rank it by), its
+   other seeds never run, it counts against the budget and is never chosen; else its other seeds run. One seed
+   decides because every seed and experience checked is another chance to fall behind by noise (a rule on each
+   seed pruned nearly every trial of the demo). The bounds come from the trials before it, so a rerun prunes the
+   same runs (executor-agnostic: the rule travels in the spec);
 3. *final*: the suite's seeds run with the best trial's point on the train/test data, labelled with its values
    (``ewc[ewc_lambda=1234]``); ``OUT/tuning.json`` records every trial, the choice and the protocol.
 
@@ -151,15 +154,20 @@ def trial_specs(suite: SuiteConfig, study: Study, point: dict[str, Any],
                     tune.first_tasks, (rules or {}).get(seed)) for seed in study.seeds]
 
 
-def median_bounds(curves: list[list[float]]) -> tuple[float | None, ...]:
-    """Per experience k, the median of the completed trials' objective so far after k (``curves``: one
-    :func:`~forgetbench.benchmark.core.metrics.running_metric` list per trial); None where no trial has a finite
-    value, and after the last experience (pruning there saves nothing and would lose a finished trial)."""
+PRUNING_SHARE = {"median": 0.5, "quartile": 0.25}  # the share of completed trials a pruned run is behind all but
+PRUNING_BOUND = {"median": "median", "quartile": "quartile on the worse side"}
+
+
+def pruning_bounds(curves: list[list[float]], share: float, maximise: bool) -> tuple[float | None, ...]:
+    """Per experience k, the value a run's objective so far must not fall behind: the ``share`` quantile of the
+    completed trials' values there (``curves``: one :func:`~forgetbench.benchmark.core.metrics.running_metric` list
+    per trial; the 1 - ``share`` quantile when lower is better). None where no trial has a finite value, and after
+    the last experience (pruning there saves nothing and would lose a finished trial)."""
     steps = max((len(curve) for curve in curves), default=0) - 1
     bounds: list[float | None] = []
     for k in range(max(steps, 0)):
         values = [curve[k] for curve in curves if k < len(curve) and math.isfinite(curve[k])]
-        bounds.append(float(np.median(values)) if values else None)
+        bounds.append(float(np.quantile(values, share if maximise else 1.0 - share)) if values else None)
     return tuple(bounds)
 
 
@@ -259,39 +267,43 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
     def trial_records(point: dict[str, Any]) -> list[RunRecord | None]:
         return [store.read_result(store.result_path(folder, spec.run_id)) for spec in trial_specs(suite, study, point)]
 
-    def rules(number: int) -> dict[int, PruneRule] | None:
-        """Trial ``number``'s pruning rule per seed, from the trials completed before it (the same on a rerun)."""
+    def rule(number: int) -> PruneRule | None:
+        """Trial ``number``'s pruning rule for its first seed, from the trials completed before it (the same on a
+        rerun)."""
         if tune.pruning == "off":
             return None
         completed = [t for t in mirrored.trials((TrialState.COMPLETE,)) if t.number < number]
         if len(completed) < tune.pruning_startup:
             return None
+        first = study.seeds[0]
         for t in completed:
             if t.number not in curves:
                 curves[t.number] = {r.seed: running_metric(r.accuracy_matrix, tune.objective)
                                     for r in trial_records({k: _rounded(v) for k, v in t.params.items()})
                                     if r is not None and r.status == "ok" and r.accuracy_matrix}
-        return {seed: PruneRule(tune.objective, MAXIMISE[tune.objective],
-                                median_bounds([curves[t.number][seed] for t in completed if seed in curves[t.number]]))
-                for seed in study.seeds}
+        maximise = MAXIMISE[tune.objective]
+        return PruneRule(tune.objective, maximise, pruning_bounds(
+            [curves[t.number][first] for t in completed if first in curves[t.number]], PRUNING_SHARE[tune.pruning],
+            maximise), PRUNING_BOUND[tune.pruning])
 
     def evaluate(number: int, params: dict[str, Any]) -> None:
         """Run trial ``number`` at ``params`` and store how it ended."""
         begun = time.perf_counter()
         point = {k: _rounded(v) for k, v in params.items()}
-        specs = trial_specs(suite, study, point, rules(number))
+        first_rule = rule(number)
+        specs = trial_specs(suite, study, point, None if first_rule is None else {study.seeds[0]: first_rule})
         clock["optuna"] += time.perf_counter() - begun  # the pruning rule's reading counts as tuning's overhead
         begun = time.perf_counter()
+        if first_rule is not None:  # the first seed alone: when it is pruned, the others need not run
+            run_batch([(folder, specs[0])])
+            specs = specs[1:] if pruned_after(trial_records(point)[:1]) is None else []
         run_batch([(folder, spec) for spec in specs])
         records = trial_records(point)
         clock["runs"] += time.perf_counter() - begun
         begun = time.perf_counter()
         if pruned_after(records) is not None:  # Optuna's samplers rank a pruned trial by its intermediate values
-            trial_curves = [running_metric(r.accuracy_matrix, tune.objective) for r in records
-                            if r is not None and r.status in ("ok", "pruned") and r.accuracy_matrix]
-            means = {step: float(np.mean([c[step] for c in trial_curves]))
-                     for step in range(min(len(c) for c in trial_curves))}
-            mirrored.finish(number, TrialState.PRUNED, None, {k: v for k, v in means.items() if math.isfinite(v)})
+            values = running_metric(records[0].accuracy_matrix, tune.objective)
+            mirrored.finish(number, TrialState.PRUNED, None, {k: v for k, v in enumerate(values) if math.isfinite(v)})
         else:
             value = objective(records, tune.objective)
             mirrored.finish(number, TrialState.COMPLETE if value is not None else TrialState.FAIL, value, {})
