@@ -1,12 +1,14 @@
-"""What median pruning saves on a tuning suite, and whether it changes the choice.
+"""What pruning saves on a tuning suite, and whether it changes the choice.
 
-Runs a config's tuning twice, as written and with ``pruning: median`` on every ``tune:`` block (the second run
+Runs a config's tuning twice, as written and with ``pruning`` on every ``tune:`` block (the second run
 reads the first's ``calibration.json``, so both search the same ranges), then prints per study the trials'
 training steps and seconds, how many trials were pruned, both chosen points and the final runs' objective on the
 test split (mean and 95% t-interval over the suite's seeds) at each.
 
-    python scripts/pruning_savings.py configs/compare_demo.yaml --out /tmp/pruning --startup 4
-    python scripts/pruning_savings.py configs/compare_demo.yaml --out /tmp/pruning24 --trials 24 --startup 6
+    python scripts/pruning_savings.py configs/compare_demo.yaml --out /tmp/pruning --pruning quartile
+    python scripts/pruning_savings.py configs/compare_demo.yaml --out /tmp/pruning24 --trials 24 --pruning median
+
+A second command with the same ``--out`` and ``--trials`` reuses the unpruned run (complete runs are skipped).
 
 Steps are the work saved (the same on any machine); seconds depend on the machine and its load.
 """
@@ -67,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--pruning", choices=["median", "quartile"], default="quartile")
     parser.add_argument("--startup", type=int, default=4, help="pruning_startup of the pruned run")
     parser.add_argument("--trials", type=int, default=None, help="every tune block's trials (default: as written)")
     parser.add_argument("--executor", default="process")
@@ -78,34 +81,34 @@ def main() -> None:
     config = yaml.safe_load(args.config.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     outs = {}
-    for pruning in ("off", "median"):
+    for pruning in ("off", args.pruning):
         path = args.out / f"{pruning}.yaml"
         path.write_text(yaml.safe_dump(_variant(config, pruning, args.startup, args.trials)))
-        outs[pruning] = args.out / pruning
+        outs["off" if pruning == "off" else "on"] = folder = args.out / f"{pruning}{args.startup}"
         if pruning != "off" and (outs["off"] / "calibration.json").exists():
-            outs[pruning].mkdir(exist_ok=True)
-            shutil.copy(outs["off"] / "calibration.json", outs[pruning] / "calibration.json")
-        run_suite(path, outs[pruning], progress=False, executor=args.executor, workers=args.workers)
+            folder.mkdir(exist_ok=True)
+            shutil.copy(outs["off"] / "calibration.json", folder / "calibration.json")
+        run_suite(path, folder, progress=False, executor=args.executor, workers=args.workers)
 
     studies = {p: json.loads((outs[p] / "tuning.json").read_text())["studies"] for p in outs}
     totals = {p: [0, 0.0] for p in outs}
-    print(f"{'study':<34} {'steps off':>10} {'median':>8} {'saved':>6}  {'pruned':>6}  chosen off -> median; "
-          "final objective [95% CI] off | median")
-    for off, median in zip(studies["off"], studies["median"]):
-        costs = {p: _trial_cost(outs[p], s) for p, s in (("off", off), ("median", median))}
+    print(f"{'study':<34} {'steps off':>10} {'pruned':>8} {'saved':>6}  {'trials':>6}  chosen off -> pruned; "
+          "final objective [95% CI] off | pruned")
+    for off, pruned in zip(studies["off"], studies["on"]):
+        costs = {p: _trial_cost(outs[p], s) for p, s in (("off", off), ("on", pruned))}
         for p in outs:
             totals[p][0] += costs[p][0]
             totals[p][1] += costs[p][1]
-        finals = [_final(outs["off"], off), _final(outs["median"], median)]
+        finals = [_final(outs["off"], off), _final(outs["on"], pruned)]
         shown = ["-" if f is None else f"{f[0]:.4f} [{f[1]:.4f}, {f[2]:.4f}]" for f in finals]
-        saved = 1 - costs["median"][0] / costs["off"][0] if costs["off"][0] else float("nan")
-        print(f"{off['scenario'] + ' ' + off['strategy']:<34} {costs['off'][0]:>10} {costs['median'][0]:>8} "
-              f"{saved:>6.1%}  {median['pruning']['pruned']:>3}/{median['budget']:<2}  {off['chosen']} -> "
-              f"{median['chosen']}; {shown[0]} | {shown[1]}")
-    steps = 1 - totals["median"][0] / totals["off"][0]
-    seconds = 1 - totals["median"][1] / totals["off"][1]
-    print(f"trials' training steps {totals['off'][0]} -> {totals['median'][0]} ({steps:.1%} saved); "
-          f"train + eval seconds {totals['off'][1]:.1f} -> {totals['median'][1]:.1f} ({seconds:.1%} saved)")
+        saved = 1 - costs["on"][0] / costs["off"][0] if costs["off"][0] else float("nan")
+        print(f"{off['scenario'] + ' ' + off['strategy']:<34} {costs['off'][0]:>10} {costs['on'][0]:>8} "
+              f"{saved:>6.1%}  {pruned['pruning']['pruned']:>3}/{pruned['budget']:<2}  {off['chosen']} -> "
+              f"{pruned['chosen']}; {shown[0]} | {shown[1]}")
+    steps = 1 - totals["on"][0] / totals["off"][0]
+    seconds = 1 - totals["on"][1] / totals["off"][1]
+    print(f"trials' training steps {totals['off'][0]} -> {totals['on'][0]} ({steps:.1%} saved); "
+          f"train + eval seconds {totals['off'][1]:.1f} -> {totals['on'][1]:.1f} ({seconds:.1%} saved)")
 
 
 if __name__ == "__main__":
