@@ -61,7 +61,8 @@ def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> st
 
         def err(metric: str, centre: float) -> list[list[float]] | None:
             low, high = row[("ci_low", metric)], row[("ci_high", metric)]
-            return [[centre - low], [high - centre]] if np.isfinite(low) else None
+            # never negative: an interval clipped to the metric's range can sit beside a mean it does not hold
+            return [[max(0.0, centre - low)], [max(0.0, high - centre)]] if np.isfinite(low) else None
 
         ax.errorbar(x * 100, y * 100, xerr=_scaled(err("forgetting", x)), yerr=_scaled(err("LA", y)),
                     fmt="o", ms=7, capsize=3, color=colours[strategy], label=strategy)
@@ -385,7 +386,7 @@ def search_sweep(sweep: pd.DataFrame, colours: dict[str, tuple], setting_label: 
             x = line.setting.astype(float) * offsets[s]
             y = line["mean"].astype(float) * scale
             err = np.vstack([y - line.ci_low.astype(float) * scale, line.ci_high.astype(float) * scale - y])
-            err = np.where(np.isfinite(err), err, 0.0)
+            err = np.clip(np.where(np.isfinite(err), err, 0.0), 0.0, None)
             ax.errorbar(x, y, yerr=err, color=colours[s], marker="o", ms=4, lw=1.6, capsize=3, label=s)
         if metric == "forgetting_value_mean":
             ax.axhline(0, color="black", lw=0.8)

@@ -7,7 +7,10 @@ draws the figures of :mod:`forgetbench.reports.figures` and writes ``report.html
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -441,6 +444,7 @@ class Report:
     summary: pd.DataFrame
     comparisons: pd.DataFrame
     frontier: pd.DataFrame | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # result files not read: (path, why)
 
 
 def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
@@ -488,11 +492,13 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         tuning=_tuning_rows(folders),
         meta=_metadata(folders, records, command),
     )
-    return Report(html, table, comps, points if frontiers else None)
+    return Report(html, table, comps, points if frontiers else None, [(str(p), why) for p, why in skipped])
 
 
-def write_report(folders: Sequence[Path], out: Path | None = None, command: str | None = None) -> Path:
-    """Build the report and write it (default ``<first folder>/report.html``) with summary.csv beside it."""
+def write_report(folders: Sequence[Path], out: Path | None = None, command: str | None = None,
+                 skipped: list[tuple[str, str]] | None = None) -> Path:
+    """Build the report and write it (default ``<first folder>/report.html``) with summary.csv beside it; the result
+    files it could not read are appended to ``skipped`` (path, why) when given."""
     out = Path(out) if out else Path(folders[0]) / REPORT_FILE
     if out.is_dir():
         raise ReportError(f"-o/--output: {out} is a directory; give the report's file name, e.g. {out / REPORT_FILE}")
@@ -500,9 +506,26 @@ def write_report(folders: Sequence[Path], out: Path | None = None, command: str 
     if blocking is not None:
         raise ReportError(f"-o/--output: {out} cannot be written: {blocking} is a file, not a folder")
     report = build_report(folders, command)
-    atomic_write_text(out.parent / SUMMARY_FILE, report.summary.to_csv(index=False))
-    atomic_write_text(out.parent / COMPARISONS_FILE, report.comparisons.to_csv(index=False))
-    if report.frontier is not None:
-        atomic_write_text(out.parent / FRONTIER_FILE, report.frontier.to_csv(index=False))
-    atomic_write_text(out, report.html)
+    if skipped is not None:
+        skipped.extend(report.skipped)
+    with _stop_signals_held():  # the four files are replaced together: a stop signal waits for the last one
+        atomic_write_text(out.parent / SUMMARY_FILE, report.summary.to_csv(index=False))
+        atomic_write_text(out.parent / COMPARISONS_FILE, report.comparisons.to_csv(index=False))
+        if report.frontier is not None:
+            atomic_write_text(out.parent / FRONTIER_FILE, report.frontier.to_csv(index=False))
+        atomic_write_text(out, report.html)
     return out
+
+
+@contextlib.contextmanager
+def _stop_signals_held():
+    """SIGTERM and SIGINT held back inside the block (delivered on leaving it), where the platform can."""
+    held = (signal.SIGTERM, signal.SIGINT)
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)

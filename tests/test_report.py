@@ -133,10 +133,13 @@ def test_report_cli_bad_input(cli, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "damage",
-    [{"accuracy_matrix": "abc"}, {"seed": "x"}, {"accuracy_matrix": [[0.9, 0.1], [0.8]]}, None],
-    ids=["matrix-string", "seed-string", "ragged-matrix", "truncated"],
+    [{"accuracy_matrix": "abc"}, {"seed": "x"}, {"accuracy_matrix": [[0.9, 0.1], [0.8]]}, None,
+     {"accuracy_matrix": [[2.0, 0.1], [0.8, 0.9]]}, {"init_accuracy": [float("inf"), 0.5]},
+     {"accuracy_matrix": [[float("-inf"), 0.1], [0.8, 0.9]]}],
+    ids=["matrix-string", "seed-string", "ragged-matrix", "truncated", "accuracy-above-one", "infinite-init",
+         "infinite-matrix"],
 )
-def test_report_skips_a_bad_result_file_and_lists_it(damage, cli, tmp_path, caplog):
+def test_report_skips_a_bad_result_file_and_lists_it(damage, cli, tmp_path, caplog, capsys):
     import json
 
     folder = write_folder(tmp_path / "r", basic_records())
@@ -147,8 +150,95 @@ def test_report_skips_a_bad_result_file_and_lists_it(damage, cli, tmp_path, capl
         victim.write_text(json.dumps(json.loads(victim.read_text()) | damage))
     assert cli("report", folder) == 0
     assert f"skipping {victim}" in caplog.text  # the CLI's stderr, through logging
+    assert "Skipped 1 result file(s)" in capsys.readouterr().out
     html = (folder / "report.html").read_text()
     assert "1 result file(s) skipped" in html and str(victim) in html
+
+
+def test_a_stop_signal_during_report_says_the_previous_report_is_intact(cli, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = write_folder(tmp_path / "r", basic_records())
+    assert cli("report", folder) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    report = subprocess.Popen([sys.executable, "-m", "forgetbench.benchmark.front.cli", "report", str(folder)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    caught = 1 << (signal.SIGTERM - 1)  # /proc's SigCgt: the signals the process has a handler for
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and report.poll() is None:
+        status = dict(line.split(":", 1) for line in open(f"/proc/{report.pid}/status").read().splitlines())
+        if int(status["SigCgt"].strip(), 16) & caught:
+            break
+        time.sleep(0.005)
+    report.send_signal(signal.SIGTERM)  # the report is still importing what it draws with
+    _, err = report.communicate(timeout=120)
+    assert report.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "intact (nothing was written)" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before  # no temp file either
+
+
+def test_fuzzed_result_files_never_give_a_traceback(tmp_path):
+    # Result files mutated every way a crash, an edit or another version can leave them: the report and
+    # load_results skip what they cannot read, with the reason, and never raise. (A long run of this fuzzer:
+    # FORGETBENCH_FUZZ_EXAMPLES=2000.)
+    import contextlib
+    import io
+    import json
+    import os
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from forgetbench import load_results
+    from forgetbench.benchmark.front.cli import main
+
+    records = basic_records()
+    junk = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+                     st.text(max_size=5), st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=3),
+                     st.lists(st.lists(st.floats(-1, 2), min_size=1, max_size=3), max_size=3),
+                     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+    mutation = st.tuples(st.sampled_from(["drop", "replace", "nested", "truncate", "huge", "schema", "keep"]),
+                         st.sampled_from(sorted(records[0])), junk, st.floats(0, 1))
+
+    @settings(max_examples=int(os.environ.get("FORGETBENCH_FUZZ_EXAMPLES", 60)), deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(mutation, min_size=len(records), max_size=len(records)))
+    def check(mutations):
+        folder = tmp_path / "fuzz"
+        for path in folder.glob("runs/*/result.json"):
+            path.unlink()
+        for record_, (how, key, value, where) in zip(records, mutations):
+            data = json.loads(json.dumps(record_))
+            if how == "drop":
+                data.pop(key, None)
+            elif how == "replace":
+                data[key] = value
+            elif how == "nested" and isinstance(data.get(key), dict) and data[key]:
+                data[key][sorted(data[key])[0]] = value
+            elif how == "huge":
+                data["accuracy_matrix"] = [[0.5] * 400] * 400
+            elif how == "schema":
+                data["schema_version"] = value
+            text = json.dumps(data, allow_nan=True)
+            if how == "truncate":
+                text = text[: int(where * len(text))]
+            path = folder / "runs" / record_["run_id"] / "result.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        loop = folder / "runs" / "loop"
+        if not loop.is_symlink():
+            loop.symlink_to(loop)  # a symlink loop among the run folders
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            status = main(["report", str(folder)])
+            load_results(folder)
+        assert status in (0, 2) and "Traceback" not in printed.getvalue()
+
+    check()
 
 
 def test_run_writes_the_report_with_a_failed_run(write_suite, cli, tmp_path, capsys):

@@ -205,6 +205,15 @@ class DataSummary(_Part):
     test: int  # test samples
 
 
+def _fractions(values: list[float]) -> list[float]:
+    """An accuracy is a fraction: a value outside [0, 1] (or infinite) is a corrupt record, not a number to average
+    (NaN passes: not measured)."""
+    outside = [v for v in values if not (0.0 <= v <= 1.0 or math.isnan(v))]
+    if outside:
+        raise ValueError(f"an accuracy is in [0, 1], got {outside[0]!r}")
+    return values
+
+
 class RunRecord(BaseModel):
     """One run's result: what ran, the accuracy matrix and what the scenario and strategy add (declared below);
     a third-party plug-in's own keys are kept in ``model_extra``."""
@@ -266,7 +275,14 @@ class RunRecord(BaseModel):
     def _rectangular(cls, rows: list[list[float]]) -> list[list[float]]:
         if rows and len({len(r) for r in rows}) != 1:
             raise ValueError(f"rows differ in length: {[len(r) for r in rows]}")
+        for row in rows:
+            _fractions(row)
         return rows
+
+    @field_validator("init_accuracy", "standalone_accuracy")
+    @classmethod
+    def _accuracies(cls, values: list[float] | None) -> list[float] | None:
+        return values if values is None else _fractions(values)
 
     @property
     def ok(self) -> bool:

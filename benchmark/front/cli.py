@@ -92,15 +92,51 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(["forgetbench", *args.argv])
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from forgetbench.reports.html import ReportError, write_report
+class _ReportStopped(BaseException):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
+
+def _raise_report_stopped(signum: int, frame) -> None:
+    raise _ReportStopped(signum)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    # a stop signal unwinds at once: the report's files are written atomically and together, so what was there stays
+    previous = {sig: signal.signal(sig, _raise_report_stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
     folders = [Path(args.results_dir), *map(Path, args.more_dirs)]
+    target = Path(args.output) if args.output else folders[0] / "report.html"  # write_report's default
+    started = time.time_ns()
+    skipped: list[tuple[str, str]] = []
     try:
-        path = write_report(folders, Path(args.output) if args.output else None, command=_command_line(args))
-    except ReportError as exc:
-        print(f"forgetbench: error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        from forgetbench.reports.html import ReportError, write_report
+
+        try:
+            path = write_report(folders, Path(args.output) if args.output else None, command=_command_line(args),
+                                skipped=skipped)
+        except ReportError as exc:
+            print(f"forgetbench: error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+    except _ReportStopped as stopped:
+        name = signal.Signals(stopped.signum).name
+        if target.is_file() and target.stat().st_mtime_ns >= started:
+            print(f"forgetbench: report stopped by {name} after it was written: {target} is complete", file=sys.stderr)
+        elif target.is_file():
+            print(f"forgetbench: report stopped by {name}; the previous report {target} and its tables are intact "
+                  "(nothing was written)", file=sys.stderr)
+        else:
+            print(f"forgetbench: report stopped by {name}; nothing was written", file=sys.stderr)
+        return 128 + stopped.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if skipped:
+        print(f"Skipped {len(skipped)} result file(s) that are not readable run records (each named above, and in "
+              "the report)")
     print(f"Report: {path}\nSummary: {path.parent / 'summary.csv'}")
     return EXIT_OK
 
