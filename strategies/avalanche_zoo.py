@@ -41,7 +41,7 @@ from typing import Any, Literal, Sequence, Union
 
 from pydantic import ConfigDict, Field, create_model
 
-from forgetbench.benchmark.train.template import FastLoadersMixin, FastSupervisedTemplate, LeanLoopMixin
+from forgetbench.benchmark.train.template import FastLoadersMixin, LeanLoopMixin
 from forgetbench.benchmark.core.registry import STRENGTH
 from forgetbench.strategies.base import STRATEGIES, StrategyContext, StrategyParams
 

@@ -152,7 +152,7 @@ class PICNet(TaskRoutedModule):
         """Training: the adapter being trained; evaluation: every finished adapter at scale lambda."""
         if not hasattr(self, "finished"):
             return  # nn.Module.__init__ calls train() before the adapters exist
-        for name, layer in self.lora_layers():
+        for _, layer in self.lora_layers():
             if self.training and self.training_adapter is not None:
                 trained = adapter_name(self.training_adapter)
                 layer.set_adapter([trained] if trained in layer.lora_A else [])

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from helpers import REPO, mnist_root
 
-from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from forgetbench.benchmark.core.store import load_results
 from forgetbench.benchmark.core.metrics import average_accuracy, forgetting
 

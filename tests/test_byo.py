@@ -34,7 +34,7 @@ def test_run_suite_from_a_script_writes_the_same_result_files_as_the_cli(tmp_pat
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     script = ("import json, sys; from forgetbench.benchmark.front.api import run_suite\n"
-              f"r = run_suite(json.loads(sys.argv[1]), out=sys.argv[2], progress=False)\n"
+              "r = run_suite(json.loads(sys.argv[1]), out=sys.argv[2], progress=False)\n"
               "print(r.summary_text()); sys.exit(r.exit_code)")
     api = subprocess.run([sys.executable, "-c", script, json.dumps(suite), str(tmp_path / "api")], env=env,
                          capture_output=True, text=True, timeout=600)

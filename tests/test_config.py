@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from forgetbench.benchmark.core.config import ConfigError, load_config, resolve_config
 from conftest import tiny_suite

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from forgetbench.benchmark.core.config import ConfigError, resolve_config, strategy_variants
 from forgetbench.benchmark.core.grid import combination_label, combinations, format_value, grid_axes
-from forgetbench.benchmark.run.spec import RunSpec, expand_suite
+from forgetbench.benchmark.run.spec import expand_suite
 from forgetbench.benchmark.run.assemble import build_scenario, hold_out_validation
 from forgetbench.benchmark.run.selection import decide, metric_value, plan_sweeps
 from helpers import make_record

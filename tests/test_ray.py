@@ -247,8 +247,10 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     executor.refs, executor.lost, executor.lost_why, executor._nodes_seen = {}, {}, {}, {"n1"}
     messages: list[str] = []
     executor.notify = messages.append
-    spec = lambda label: RunSpec("t", ComponentSpec(name="split"), ComponentSpec(name="naive", label=label), 0,
-                                 TrainingConfig(), "cpu")
+    def spec(label: str) -> RunSpec:
+        return RunSpec("t", ComponentSpec(name="split"), ComponentSpec(name="naive", label=label), 0, TrainingConfig(),
+                       "cpu")
+
     jobs = [Job(label, spec(label)) for label in ("lost-once", "crash", "always-lost")]
     results = {job.key: record for job, record in executor.execute(jobs)}
     assert results["lost-once"].status == "ok"

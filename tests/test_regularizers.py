@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 from types import SimpleNamespace
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,8 +16,6 @@ from avalanche.training.plugins import SynapticIntelligencePlugin as AvalancheSI
 
 from helpers import TRAINING, small_split
 from forgetbench.benchmark.run.runner import regularizer_bytes
-from forgetbench.benchmark.run.spec import seed_everything
-from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.strategies import StrategyContext
 from forgetbench.strategies.ewc import EWCParams, EWCPlugin, squared_gradient_importance
 from forgetbench.strategies.penalty import QuadraticAnchor, named_params

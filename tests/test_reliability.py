@@ -7,7 +7,6 @@ import html as html_module
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path

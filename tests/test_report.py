@@ -156,7 +156,6 @@ def test_report_skips_a_bad_result_file_and_lists_it(damage, cli, tmp_path, capl
 
 
 def test_a_stop_signal_during_report_says_the_previous_report_is_intact(cli, tmp_path):
-    import os
     import signal
     import subprocess
     import sys

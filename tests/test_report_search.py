@@ -10,7 +10,6 @@ from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
 from forgetbench.reports import frames as FR
-from forgetbench.reports import summary as S
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.reports.html import build_report, write_report
 from helpers import make_record

@@ -11,9 +11,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
 
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.run.executors import threads_per_worker

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from forgetbench.benchmark.run import assemble, references, spec as run_spec
-from forgetbench.benchmark.train.harness import evaluate
+from forgetbench.benchmark.run import assemble, references
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
 from forgetbench.benchmark.run.spec import RunSpec

@@ -324,9 +324,7 @@ def test_adapters_are_private_and_a_frozen_encoder_is_no_parameter(tmp_path):
 def test_adapters_with_a_trained_encoder_share_its_weights_for_the_regularizers(tmp_path):
     """`train_encoder: true`: the layer's own weights are shared by every task (what ewc / wpl protect),
     the adapters stay private; WPL's run then differs from naive's."""
-    from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-    from forgetbench.benchmark.run.spec import RunSpec
-    from forgetbench.benchmark.run.runner import run
+    from forgetbench.benchmark.core.config import TrainingConfig
 
     scenario = text_scenario(tmp_path, adapters={"rank": 2, "train_encoder": True})
     shared = scenario.tasks[0].used_params & scenario.tasks[1].used_params

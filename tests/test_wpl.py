@@ -9,9 +9,7 @@ import torch
 
 from forgetbench.benchmark.core.config import TrainingConfig
 from helpers import two_model, two_model_spec
-from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
-from forgetbench.benchmark.core.config import ComponentSpec
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.strategies.importance import exact_fisher_diagonal
 from forgetbench.strategies.wpl import WPLParams, WPLPlugin, _accumulate

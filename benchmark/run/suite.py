@@ -114,9 +114,9 @@ def _cluster_problems(suite: SuiteConfig) -> list[str]:
     described = "; ".join(f"{n.get('NodeManagerAddress', '?')}: {float(n.get('Resources', {}).get('CPU', 0)):g} CPU, "
                           f"{float(n.get('Resources', {}).get('GPU', 0)):g} GPU" for n in nodes)
     problems = []
-    for field, key, wanted in (("num_cpus", "CPU", suite.training.num_cpus), ("num_gpus", "GPU", suite.training.num_gpus)):
+    for option, key, wanted in (("num_cpus", "CPU", suite.training.num_cpus), ("num_gpus", "GPU", suite.training.num_gpus)):
         if wanted > most[key]:
-            problems.append(f"training.{field}: each run asks for {wanted:g} {key}, but no node of the Ray cluster has "
+            problems.append(f"training.{option}: each run asks for {wanted:g} {key}, but no node of the Ray cluster has "
                             f"more than {most[key]:g} ({len(nodes)} node(s): {described}); lower it, or add a node "
                             "that has them")
     return problems

@@ -137,7 +137,7 @@ class LeanLoopMixin:
             hooks[event] for event in ITERATION_EVENTS
         )
         loss_may_be_touched = bool(before_fw or after_fw)
-        for self.mbatch in self.dataloader:
+        for self.mbatch in self.dataloader:  # noqa: B020 - Avalanche's loop: the batch lives on the strategy
             if self._stop_training:
                 break
             self._unpack_minibatch()

@@ -10,7 +10,7 @@ heads learn and nothing can be forgotten: a frozen weight cannot move, so no tas
 from __future__ import annotations
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import PositiveInt
 from torch import nn
 
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
