@@ -21,7 +21,8 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.store import atomic_write_text, file_in_the_way, rerun_command
+from forgetbench.benchmark.core.metric_registry import registered_metrics
+from forgetbench.benchmark.core.store import atomic_write_text, file_in_the_way, registered_metric_modules, rerun_command
 from forgetbench.reports import attribution as A
 from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
@@ -486,6 +487,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         problems=problems.to_dict("records"),
         skipped=[{"path": str(path), "reason": reason} for path, reason in skipped],
         environment_warnings=scan.environment_warnings,
+        metric_warnings=unknown_metrics(folders),
         reproductions=_reproductions(folders, table),
         sweep=_sweep_view(records, table),
         frontiers=frontiers,
@@ -493,6 +495,20 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         meta=_metadata(folders, records, command),
     )
     return Report(html, table, comps, points if frontiers else None, [(str(p), why) for p, why in skipped])
+
+
+def unknown_metrics(folders: Sequence[Path]) -> list[str]:
+    """A sentence per metric that was registered when a folder's suite ran but is not now (its column would vanish
+    from the report without a word), naming the module to import."""
+    known = set(S.METRICS) | {m.key for m in registered_metrics()}
+    missing: dict[str, str] = {}
+    for folder in folders:
+        for key, module in registered_metric_modules(folder).items():
+            if key not in known:
+                missing.setdefault(key, module)
+    return [f"metric {key!r} was registered (by module {module}) when these runs were written, but not in this "
+            f"report: its column is missing. Report with `forgetbench report ... --import {module}`, or declare "
+            "the module in the forgetbench.metrics entry-point group" for key, module in missing.items()]
 
 
 def write_report(folders: Sequence[Path], out: Path | None = None, command: str | None = None,

@@ -179,6 +179,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("report-missing-folder", {}, ("report", "{dir}/no-results"), "no-results"),
     ("report-output-is-a-directory", {"results/runs/r/result.json": json.dumps(_RECORD)},
      ("report", "{dir}/results", "-o", "{out}"), "-o/--output"),
+    ("report-import-unknown-module", {"results/runs/r/result.json": json.dumps(_RECORD)},
+     ("report", "{dir}/results", "--import", "no_such_metrics_module"), "--import no_such_metrics_module"),
     # --- bring your own model and benchmark (the `custom` scenario; factories in tests/byo_fixtures.py)
     ("custom-module-missing", {"suite": _custom(model="no_such_pkg.models:make")}, RUN,
      "scenarios[0].params.model: Value error, 'no_such_pkg.models:make': cannot import module 'no_such_pkg.models'"),

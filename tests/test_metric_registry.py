@@ -99,3 +99,40 @@ def test_a_reproduction_can_name_a_registered_accuracy_metric(registered):
     records = [record(0, [[0.9, 0.1], [0.6, 0.95]]), record(1, [[0.8, 0.2], [0.7, 0.9]])]
     rows = reproduction_rows(summary_table(runs_long(records)), spec.model_dump(), "s")
     assert rows.metric.tolist() == [KEY] and rows.obtained.iloc[0] == pytest.approx(65.0) and rows.passed.iloc[0]
+
+
+def test_a_report_without_the_registering_module_names_it_and_import_brings_the_column_back(tmp_path):
+    # A metric registered in the user's script vanished from a later `forgetbench report DIR` without a word
+    # (issue 53): the run folder now records which module registered it, the report says so, --import fixes it.
+    import json
+    import subprocess
+    import sys
+
+    from conftest import tiny_suite
+
+    (tmp_path / "my_metrics.py").write_text(
+        "import forgetbench\n"
+        "@forgetbench.register_metric('my_final_first', better='higher', unit='accuracy', bounds=(0, 1))\n"
+        "def my_final_first(record):\n"
+        "    'Accuracy on the first task at the end.'\n"
+        "    return record.accuracy_matrix[-1][0]\n")
+    (tmp_path / "suite.json").write_text(json.dumps(tiny_suite()))
+    ran = subprocess.run([sys.executable, "-c", "import json, my_metrics, forgetbench; "
+                          "forgetbench.run_suite(json.load(open('suite.json')), out='out', progress=False)"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+
+    def report(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "report", "out", *extra],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    plain = report()
+    assert plain.returncode == 0, plain.stderr
+    assert "'my_final_first' was registered (by module my_metrics)" in plain.stderr and "--import my_metrics" in \
+        plain.stderr
+    assert "my_final_first" not in (tmp_path / "out" / "summary.csv").read_text()
+    assert "metrics-missing" in (tmp_path / "out" / "report.html").read_text()
+    imported = report("--import", "my_metrics")
+    assert imported.returncode == 0 and "was registered" not in imported.stderr, imported.stderr
+    assert "my_final_first" in (tmp_path / "out" / "summary.csv").read_text()
+    assert report("--import", "no_such_module").returncode == 2

@@ -161,12 +161,24 @@ def write_result(out: Path, record: RunRecord) -> Path:
 
 
 def write_suite(out: Path, resolved_suite: dict[str, Any], data_root: Path | None = None,
-                import_folders: list[str] | None = None) -> None:
+                import_folders: list[str] | None = None, metrics: dict[str, str] | None = None) -> None:
     """``OUT/suite.yaml`` (the resolved config) and ``OUT/invocation.json`` (what else a rerun needs: the data
-    root and the folders ``module:attribute`` references were imported from)."""
+    root and the folders ``module:attribute`` references were imported from; and what a later report needs: the
+    module of each metric registered with ``register_metric`` when the suite ran)."""
     atomic_write_text(out / "suite.yaml", yaml.safe_dump(resolved_suite, sort_keys=False))
     if data_root is not None:
-        atomic_write_json(out / INVOCATION_FILE, {"data_root": str(data_root), "import_folders": import_folders or []})
+        atomic_write_json(out / INVOCATION_FILE, {"data_root": str(data_root), "import_folders": import_folders or [],
+                                                  "metrics": metrics or {}})
+
+
+def registered_metric_modules(out: Path) -> dict[str, str]:
+    """The metrics registered when the suite in ``out`` ran, each with the module that registered it ({} when
+    unknown: an older folder, or an unreadable file)."""
+    try:
+        metrics = json.loads((Path(out) / INVOCATION_FILE).read_text()).get("metrics")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in metrics.items()} if isinstance(metrics, dict) else {}
 
 
 def rerun_command(out: Path) -> str | None:

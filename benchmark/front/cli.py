@@ -113,8 +113,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     started = time.time_ns()
     skipped: list[tuple[str, str]] = []
     try:
-        from forgetbench.reports.html import ReportError, write_report
+        import importlib
 
+        from forgetbench.reports.html import ReportError, unknown_metrics, write_report
+
+        for module in args.imports:  # modules that register metrics (register_metric) the runs were written with
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                print(f"forgetbench: error: --import {module}: {exc}", file=sys.stderr)
+                return EXIT_INVALID
+        for sentence in unknown_metrics(folders):
+            print(f"forgetbench: warning: {sentence}", file=sys.stderr)
         try:
             path = write_report(folders, Path(args.output) if args.output else None, command=_command_line(args),
                                 skipped=skipped)
@@ -355,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results_dir", help="a `run --out` folder; the report goes here by default")
     p.add_argument("more_dirs", nargs="*", help="more result folders to include")
     p.add_argument("-o", "--output", help="report file (default: RESULTS_DIR/report.html); summary.csv goes beside it")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (repeatable): one that registers metrics (register_metric) the runs "
+                        "were written with; the working folder is searched")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("calibrate", help="probe each strategy's strength over decades: where it acts without "

@@ -25,6 +25,7 @@ from forgetbench.benchmark.data.datasets import DataMissingError, check_availabl
 from forgetbench.benchmark.run.executors import Executor, Job, make_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
 from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.metric_registry import registered_metrics
 from forgetbench.benchmark.core.references import searched_folders
 from forgetbench.benchmark.run.spec import RunSpec, expand_suite, failure_record
 from forgetbench.benchmark.core.training import MAX_SEED
@@ -314,7 +315,8 @@ def _session(suite: SuiteConfig, out: Path, outcome: SuiteOutcome, data_root: Pa
     with output_lock(out):
         store.remove_stale_temporaries(out)  # left by a writer killed mid-write (SIGKILL)
         store.write_suite(out, suite.model_dump(mode="json") | ({"seeds": seeds} if seeds else {}),
-                          data_root=data_root, import_folders=searched_folders())
+                          data_root=data_root, import_folders=searched_folders(),
+                          metrics={m.key: m.compute.__module__ for m in registered_metrics()})
         bar = tqdm(total=total, unit="run", disable=not show_progress, dynamic_ncols=True)
         pool = _LazyExecutor(lambda: make_executor(executor, data_root, workers, address))
         with stop.stop_on_signals():
