@@ -26,6 +26,24 @@ def tensor_benchmark(n_experiences: int = 2, task_labels: bool = True, seed: int
     return with_task_labels(benchmark_from_datasets(train=train, test=test))
 
 
+def rounds_benchmark(tasks: int = 3, rounds: int = 2, same_data: bool = True, seed: int = 0):
+    """``tasks`` tiny tasks trained ``rounds`` times each, round-robin: task labels 0, 1, 2, 0, 1, 2 (the same
+    experience again: a later round of its task); ``same_data: false`` draws new data for the repeats."""
+    g = torch.Generator().manual_seed(seed)
+
+    def split(t, n):
+        x = torch.randn(n, 8, generator=g)
+        return tensor_dataset(x, (x[:, t % 8] > 0).long(), torch.full((n,), t, dtype=torch.long))
+
+    train, test = [split(t, 256) for t in range(tasks)], [split(t, 128) for t in range(tasks)]
+    if same_data:
+        train, test = train * rounds, test * rounds
+    else:
+        train = train + [split(t, 256) for t in range(tasks) for _ in range(rounds - 1)]
+        test = test * rounds
+    return with_task_labels(benchmark_from_datasets(train=train, test=test))
+
+
 class MultiHeadMLP(MultiTaskModule):
     def __init__(self, width: int = 16):
         super().__init__()

@@ -78,6 +78,25 @@ def custom_spec(strategy: str = "naive", **params) -> RunSpec:
                    TRAINING, "cpu")
 
 
+def test_a_repeated_task_label_is_a_later_round_of_its_task_not_a_new_task():
+    # issue 53: labels 0, 1, 2, 0, 1, 2 made six tasks (a 6 x 6 matrix with duplicate columns, "never learned")
+    spec = custom_spec(benchmark="byo_fixtures:rounds_benchmark")
+    scenario = seeded_scenario(spec, None)
+    assert [t.name for t in scenario.tasks] == ["experience0", "experience1", "experience2"]
+    assert [(t.task, t.record) for t in scenario.schedule] == [(0, False), (1, False), (2, True),
+                                                              (0, False), (1, False), (2, True)]
+    record = run(spec, None)
+    assert record.status == "ok", record.error
+    assert len(record.experiences) == 3 and [len(r) for r in record.accuracy_matrix] == [3, 3]  # a row per round
+    assert [t.task for t in record.turn_accuracy] == [0, 1, 2, 0, 1, 2]
+
+
+def test_a_repeated_task_label_with_other_data_is_refused_naming_the_experience():
+    with pytest.raises(ValueError, match="train experience 3 repeats task label 0 .* other data"):
+        seeded_scenario(custom_spec(benchmark="byo_fixtures:rounds_benchmark",
+                                    benchmark_params={"same_data": False}), None)
+
+
 def test_custom_scenario_detects_trunk_as_shared_and_heads_as_private():
     scenario = seeded_scenario(custom_spec(), None)
     a, b = (t.used_params for t in scenario.tasks)

@@ -22,7 +22,11 @@ heads) and ``seed`` when its signature names them. Weights are initialised under
   whose names still change between experiences is refused).
 * A **plain module** ``model(x)`` is one model for every experience (domain-incremental).
 
-Task ``j`` is train experience ``j`` with test experience ``j``. Which parameters each task's model
+Task ``j`` is train experience ``j`` with test experience ``j``. With a multi-task model, an experience whose
+task label came before is a later **round** of that task (the same data again: a supernet's architectures
+trained in turn, several times): the tasks are the distinct labels, the schedule trains every experience in
+order, and the accuracy matrix gets a row at the end of each round (a round ends before a task it already
+trained comes again). A repeat holding other data is refused. Which parameters each task's model
 uses is found, not declared: gradient reachability on a probe batch of the task's data
 (:mod:`forgetbench.benchmark.data.detect`), so WPL, L2, SPG and the mask methods know what is shared.
 Experiences are materialised as tensors once (``max_train`` / ``max_test`` subsample them).
@@ -41,7 +45,7 @@ from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.benchmark.data.detect import used_parameters
 from forgetbench.benchmark.core.references import REFERENCE_FORMAT, import_object  # noqa: F401  (re-exported)
-from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task
+from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
 
 def _call(factory: Callable[..., Any], params: dict[str, Any], offered: dict[str, Any], what: str) -> Any:
     """``factory(**params, **offered[k] for k the factory's signature names)``; ValueError with its message."""
@@ -136,18 +140,42 @@ def _freeze_structure(net: nn.Module) -> None:
             module._auto_adapt = False
 
 
-def _tensors(experience, limit: int | None, generator: torch.Generator):
+def _tensors(experience, limit: int | None, generator: torch.Generator, keep: list[int] | None = None):
+    """(x, y, task label, the subsample's indices or None); ``keep``: take these indices (a later round)."""
 
     labels = sorted(set(int(t) for t in experience.task_labels))
     if len(labels) != 1:
         raise ValueError(f"experience {experience.current_experience} holds task labels {labels}; "
                          "each experience must hold exactly one task")
     dataset = experience.dataset
-    if limit is not None and limit < len(dataset):  # subsample before materialising: only `limit` samples load
-        keep = torch.randperm(len(dataset), generator=generator)[:limit].sort().values
-        dataset = dataset.subset(keep.tolist())
+    if keep is None and limit is not None and limit < len(dataset):  # subsample first: only `limit` samples load
+        keep = torch.randperm(len(dataset), generator=generator)[:limit].sort().values.tolist()
+    if keep is not None and len(dataset) > max(keep, default=-1):
+        dataset = dataset.subset(keep)
     x, y, _ = dataset_tensors(dataset)
-    return torch.as_tensor(x).contiguous(), torch.as_tensor(y).long().contiguous(), labels[0]
+    return torch.as_tensor(x).contiguous(), torch.as_tensor(y).long().contiguous(), labels[0], keep
+
+
+def _materialise(stream, limit: int | None, generator: torch.Generator, what: str, rounds: bool):
+    """Each experience as (x, y, task label). With ``rounds`` (a multi-task model, whose task label picks the
+    model), an experience whose task label came before is a later round of that task: it must hold the same data
+    (subsampled at the same indices)."""
+    first: dict[int, tuple] = {}
+    out = []
+    for j, experience in enumerate(stream):
+        label = next(iter({int(t) for t in experience.task_labels}), None)
+        if rounds and label in first:
+            x, y, label, _ = _tensors(experience, limit, generator, first[label][3])
+            if not (x.shape == first[label][0].shape and torch.equal(x, first[label][0])
+                    and torch.equal(y, first[label][1])):
+                raise ValueError(f"{what} experience {j} repeats task label {label} (a later round of its task) but "
+                                 "holds other data than its first experience; every round of a task trains the "
+                                 "same data: give each task its own label, or repeat the same experience")
+        else:
+            first[label] = _tensors(experience, limit, generator)
+            x, y, label, _ = first[label]
+        out.append((x, y, label))
+    return out
 
 
 def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
@@ -170,9 +198,9 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
     if not isinstance(net, nn.Module):
         raise ValueError(f"model {params.model} returned {type(net).__name__}, not a torch nn.Module")
     generator = torch.Generator().manual_seed(inputs.seed)
-    train_t = [_tensors(e, params.max_train, generator) for e in train]
-    test_t = [_tensors(e, params.max_test, generator) for e in test]
     multi_task = callable(getattr(net, "forward_single_task", None))
+    train_t = _materialise(train, params.max_train, generator, "train", rounds=multi_task)
+    test_t = _materialise(test, params.max_test, generator, "test", rounds=multi_task)
     task_labels = [label for _, _, label in train_t]
     if multi_task and len(train) > 1 and len(set(task_labels)) == 1:
         raise ValueError(f"benchmark {params.benchmark} has no task labels (every experience has task label "
@@ -208,14 +236,33 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
         raise ValueError(f"model {params.model}: {', '.join(untrainable)} uses no trainable parameter, so its loss "
                          "has no gradient and it cannot be trained; give every task's model a parameter to train")
     model.used = used
+    # one task per task label, in order of first appearance; a repeated label is a later round of its task
+    order = list(dict.fromkeys(task_labels)) if multi_task else list(range(len(task_labels)))
+    first = {key: task_labels.index(key) if multi_task else key for key in order}
     tasks = [
-        Task(name=f"experience{j}", model_key=label, train_x=x, train_y=y, test_x=tx, test_y=ty,
-             used_params=used[label], num_classes=num_classes)
-        for j, ((x, y, label), (tx, ty, _)) in enumerate(zip(train_t, test_t))
+        Task(name=f"experience{first[key]}", model_key=train_t[first[key]][2], train_x=train_t[first[key]][0],
+             train_y=train_t[first[key]][1], test_x=test_t[first[key]][0], test_y=test_t[first[key]][1],
+             used_params=used[train_t[first[key]][2]], num_classes=num_classes)
+        for key in order
     ]
-    return Scenario(name="custom", tasks=tasks, model=model,
+    schedule = []
+    if len(order) < len(task_labels):  # rounds: a row of the accuracy matrix after each round's last turn
+        turns = [order.index(label) for label in task_labels]
+        ends = [j == len(turns) - 1 or turns[j + 1] in turns[_round_start(turns, j):j + 1]
+                for j in range(len(turns))]
+        schedule = [Turn(task=k, record=end) for k, end in zip(turns, ends)]
+    return Scenario(name="custom", tasks=tasks, model=model, schedule=schedule,
                     meta={"model": params.model, "benchmark": params.benchmark, "task_labels": task_labels,
                           "multi_task": multi_task})
+
+
+def _round_start(turns: list[int], j: int) -> int:
+    """Where the round holding turn ``j`` began: a round ends before a task it already trained comes again."""
+    start = 0
+    for i in range(1, j + 1):
+        if turns[i] in turns[start:i]:
+            start = i
+    return start
 
 
 @SCENARIOS.register("custom", params=CustomParams)
