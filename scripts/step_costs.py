@@ -14,6 +14,7 @@ import torch
 
 from forgetbench.benchmark.data.datasets import load_dataset
 from forgetbench.benchmark.front.measure import perf
+from forgetbench.benchmark.front.measure import step_overhead as section
 
 
 def main() -> None:
@@ -26,8 +27,8 @@ def main() -> None:
     names = ["naive"] + [n for n in names if n != "naive"]
     opts = perf.PerfOptions(data_root=Path(os.environ.get("FORGETBENCH_DATA", "../shared/data")), repeats=args.repeats)
     data = load_dataset(opts.dataset, opts.data_root)
-    perf._strategy_cases = lambda: {name: (name, {}) for name in names}  # perf's rows, replaced by these
-    overhead, importance = perf.step_overhead(opts, data)
+    section._strategy_cases = lambda: {name: (name, {}) for name in names}  # perf's rows, replaced by these
+    overhead, importance = section.step_overhead(opts, data)
     print(f"naive {overhead['naive_step_seconds'] * 1e3:.3f} ms/step, {args.repeats} repeats (medians)")
     for name in names[1:]:
         print(f"{name:<10} step {overhead[name]['ratio']:.3f} x naive, after-experience work "

@@ -1,0 +1,60 @@
+"""``perf``'s ``step_overhead`` section (and ``importance_vs_epoch``): each regularizer's time per training step
+over ``naive``'s on the same stream, and its importance pass over one epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forgetbench.benchmark.data.datasets import TensorData
+
+from forgetbench.benchmark.front.measure.common import (
+    NOT_AVAILABLE, PerfOptions, importance_ratio, median_of, seconds_per_step, ratio_of, harness_train,
+    model_workload, target)
+
+
+def _strategy_cases() -> dict[str, tuple[str, dict]]:
+    from forgetbench.strategies import STRATEGIES
+
+    cases: dict[str, tuple[str, dict]] = {"naive": ("naive", {}), "ewc": ("ewc", {}), "si": ("si", {})}
+    for name in ("wpl", "mas", "l2", "lwf"):
+        if name in STRATEGIES:
+            cases[name] = (name, {})
+    return cases
+
+
+def step_overhead(opts: PerfOptions, data: TensorData) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-step time of each strategy over ``naive`` and importance-pass time over one epoch."""
+    model = opts.model or "mlp"
+    workload = model_workload(opts, data, model)
+    cases = _strategy_cases()
+    per_step: dict[str, list[float]] = {k: [] for k in cases}
+    importance: dict[str, list[float]] = {k: [] for k in cases}
+    labels = list(cases)
+    harness_train(workload, "naive", opts.training, opts.seed, device=opts.torch_device)  # warm-up, untimed
+    for r in range(opts.repeats):
+        rotation = labels[r % len(labels):] + labels[: r % len(labels)]  # rotate who runs first
+        for label in rotation:
+            name, params = cases[label]
+            run = harness_train(workload, name, opts.training, opts.seed, params, opts.torch_device)
+            per_step[label].append(seconds_per_step(run))
+            importance[label].append(importance_ratio(run))
+    naive = median_of(per_step["naive"])
+    overhead: dict[str, Any] = {"naive_step_seconds": naive, "model": model,
+                                "naive_step_seconds_all": per_step["naive"]}
+    for label in labels:
+        if label == "naive":
+            continue
+        overhead[label] = {
+            "step_seconds": median_of(per_step[label]),
+            "ratio": ratio_of(median_of(per_step[label]), naive),
+            "target": target(opts.device, model, label),
+            "step_seconds_all": per_step[label],
+        }
+    if "wpl" not in cases:
+        overhead["wpl"] = NOT_AVAILABLE
+    imp: dict[str, Any] = {
+        label: median_of(importance[label]) for label in labels if label != "naive"
+    }
+    if "wpl" not in cases:
+        imp["wpl"] = NOT_AVAILABLE
+    return overhead, imp
