@@ -3,6 +3,8 @@ end to end on a tiny suite (the test split is never read; a rerun resumes every 
 
 from __future__ import annotations
 
+import math
+
 import json
 
 import pytest
@@ -63,6 +65,18 @@ def test_median_ratio_reads_every_recorded_ratio_and_skips_experiences_without_a
 ])
 def test_a_probe_acts_when_its_penalty_is_visible_and_crushes_when_plasticity_goes(probe, acting, crushing):
     assert acts(probe, NAIVE) is acting and crushes(probe, NAIVE) is crushing
+
+
+@pytest.mark.parametrize("probe, crushing", [
+    (Probe(1, "ok", 1.0, math.nan, 0.02), False),  # a search: no LA, the ratio acts and does not dominate
+    (Probe(1, "ok", 20.01, math.nan, 0.0), True),
+    (Probe(1, "diverged", 1.0, math.nan, 0.0), True),
+])
+def test_a_search_without_accuracy_is_judged_by_its_ratio_and_status(probe, crushing):
+    """A search records no LA for naive either (err1 is a perplexity): every probe used to 'crush' there."""
+    search_naive = Probe(0.0, "ok", None, math.nan, 0.05)
+    assert crushes(probe, search_naive) is crushing
+    assert crushes(Probe(1, "ok", 1.0, math.nan, 0.0), NAIVE)  # where naive has an LA, a missing one still crushes
 
 
 def test_the_range_spans_the_strengths_that_act_without_crushing():

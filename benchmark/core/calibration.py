@@ -10,7 +10,8 @@ same scenario and seed. Each probe is judged against naive's:
   A strategy that records no such ratio (lwf, olora, Avalanche's own methods) acts when it forgets at most
   ``1 - FORGETTING_CUT`` of naive's forgetting (and naive forgets);
 * it **crushes** learning when its plasticity (LA: the accuracy on each experience right after learning it)
-  falls more than :data:`LA_DROP` below naive's, when its ratio exceeds :data:`CRUSHES` (the penalty's pull
+  falls more than :data:`LA_DROP` below naive's (a scenario without an LA, a search, skips this test), when
+  its ratio exceeds :data:`CRUSHES` (the penalty's pull
   twenty times the data loss's), or when the run did not end ``ok`` (diverged, collapsed, failed).
 
 The calibrated range is ``[lowest, highest]`` strength that acts without crushing (:func:`acting_range`):
@@ -74,12 +75,15 @@ def acts(probe: Probe, naive: Probe) -> bool:
 
 
 def crushes(probe: Probe, naive: Probe) -> bool:
-    """Whether the probe crushes learning (module doc)."""
-    if probe.status != "ok" or not math.isfinite(probe.la):
+    """Whether the probe crushes learning (module doc). Where naive has no LA (a search: its turns are judged
+    in perplexity, not accuracy) the status and the ratio decide alone."""
+    if probe.status != "ok":
         return True
     if probe.ratio is not None and probe.ratio > CRUSHES:
         return True
-    return probe.la < naive.la - LA_DROP
+    if not math.isfinite(naive.la):
+        return False
+    return not math.isfinite(probe.la) or probe.la < naive.la - LA_DROP
 
 
 def acting_range(probes: Iterable[Probe], naive: Probe) -> tuple[float, float] | None:
