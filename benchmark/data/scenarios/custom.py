@@ -199,14 +199,16 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
         raise ValueError(f"model {params.model} returned {type(net).__name__}, not a torch nn.Module")
     generator = torch.Generator().manual_seed(inputs.seed)
     multi_task = callable(getattr(net, "forward_single_task", None))
+    # before the rounds' check: one label on every experience is a benchmark built without them, not rounds
+    labels = {int(t) for experience in train for t in experience.task_labels}
+    if multi_task and len(train) > 1 and len(labels) == 1:
+        raise ValueError(f"benchmark {params.benchmark} has no task labels (every experience has task label "
+                         f"{labels.pop()}) but model {params.model} is a multi-task model that needs them; "
+                         "build the benchmark with task labels (e.g. SplitMNIST(..., return_task_id=True)) or use "
+                         "a plain single-head module")
     train_t = _materialise(train, params.max_train, generator, "train", rounds=multi_task)
     test_t = _materialise(test, params.max_test, generator, "test", rounds=multi_task)
     task_labels = [label for _, _, label in train_t]
-    if multi_task and len(train) > 1 and len(set(task_labels)) == 1:
-        raise ValueError(f"benchmark {params.benchmark} has no task labels (every experience has task label "
-                         f"{task_labels[0]}) but model {params.model} is a multi-task model that needs them; "
-                         "build the benchmark with task labels (e.g. SplitMNIST(..., return_task_id=True)) or use "
-                         "a plain single-head module")
     if [label for _, _, label in test_t] != task_labels:
         raise ValueError(f"benchmark {params.benchmark}: test experiences' task labels "
                          f"{[label for _, _, label in test_t]} differ from the train experiences' {task_labels}")
