@@ -456,6 +456,7 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
         suite = SuiteConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, model=SuiteConfig)) from None
+    _check_names(suite)
     errors = []
     updates = {}
     for field, registry in (("scenarios", SCENARIOS), ("strategies", STRATEGIES)):
@@ -470,6 +471,19 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     _check_requirements(suite)
     _check_tuning_scenarios(suite)
     return suite
+
+
+def _check_names(suite: SuiteConfig) -> None:
+    """Every scenario and strategy name is registered, checked from the registries' listings: a misspelt name is
+    refused without importing the components (torch and Avalanche take seconds); their params are checked after."""
+    errors = []
+    for field, registry in (("scenarios", SCENARIOS), ("strategies", STRATEGIES)):
+        for i, spec in enumerate(getattr(suite, field)):
+            if not registry.knows(spec.name):
+                allowed = [item.name for item in registry.listing()]
+                errors.append(f"{field}[{i}].name: {UnknownNameError(registry.kind, spec.name, allowed)}")
+    if errors:
+        raise ConfigError("\n".join(errors))
 
 
 def _check_tuning_scenarios(suite: SuiteConfig) -> None:

@@ -7,15 +7,23 @@ scenarios themselves (the one-way flow: config -> scenario -> strategy -> runner
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Callable
 
-from forgetbench.benchmark.core.registry import Registry
+from forgetbench.benchmark.core.registry import Registry, index_rows
+
+# the built-in datasets, scenarios and strategies by name (Registry.listing): `forgetbench list` and a config's
+# names answered without importing torch; regenerated with the docs reference (tests/test_docs.py checks it)
+INDEX = Path(__file__).with_name("components.json")
 
 DATASETS: Registry[Callable[..., Any]] = Registry(
-    "dataset", entry_point_group="forgetbench.datasets", builtin_modules=("forgetbench.benchmark.data.datasets",)
+    "dataset", entry_point_group="forgetbench.datasets", builtin_modules=("forgetbench.benchmark.data.datasets",),
+    index=INDEX,
 )
 SCENARIOS: Registry[Callable[..., Any]] = Registry(
-    "scenario", entry_point_group="forgetbench.scenarios", builtin_modules=("forgetbench.benchmark.data.scenarios",)
+    "scenario", entry_point_group="forgetbench.scenarios", builtin_modules=("forgetbench.benchmark.data.scenarios",),
+    index=INDEX,
 )
 # Text corpora, named like datasets: a classification corpus (documents, labels, a test flag; the `text`
 # scenario) and a language-modelling corpus (train / valid / test token streams; `enas_rnn`). An entry
@@ -28,7 +36,7 @@ LANGUAGE_CORPORA: Registry[Callable[..., Any]] = Registry(
     builtin_modules=("forgetbench.benchmark.data.language",)
 )
 STRATEGIES: Registry[Callable[..., Any]] = Registry(
-    "strategy", entry_point_group="forgetbench.strategies", builtin_modules=("forgetbench.strategies",)
+    "strategy", entry_point_group="forgetbench.strategies", builtin_modules=("forgetbench.strategies",), index=INDEX,
 )
 
 # The decorators a plug-in uses (``forgetbench.register_scenario("name", params=...)``): each registry's own.
@@ -53,3 +61,9 @@ def corpus_names(registry: Registry) -> str:
     """The allowed spellings, for error messages: ``'austen', 'folder:...'``."""
     return ", ".join(f"'{e.name}:{e.extra.get('argument_help', '...')}'" if e.extra.get("argument") else f"'{e.name}'"
                      for e in registry)
+
+
+def component_index() -> str:
+    """The text of :data:`INDEX` from the registries themselves (imports every built-in)."""
+    return json.dumps({r.kind: index_rows(r, "forgetbench") for r in (DATASETS, SCENARIOS, STRATEGIES)},
+                      indent=1, ensure_ascii=False) + "\n"

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import logging
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -98,10 +100,14 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """A name -> :class:`Entry` mapping with a registering decorator."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None, builtin_modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, entry_point_group: str | None = None, builtin_modules: tuple[str, ...] = (),
+                 index: Path | None = None):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self.builtin_modules = builtin_modules
+        # a JSON file listing the built-ins (name, description, unavailable): names and listings without
+        # importing them (torch and Avalanche take seconds); written by `python -m forgetbench.benchmark.front.docs`
+        self.index = index
         self._entries: dict[str, Entry[T]] = {}
         self._entry_points_loaded = False
 
@@ -159,6 +165,49 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[Entry[T]]:
         self._load_entry_points()
         return iter(list(self._entries.values()))
+
+    def listing(self) -> list[Listing]:
+        """Every component's name, description and why it cannot run (None when it can), in registration order.
+        Read from the index while the built-ins are not imported and no other distribution adds to this group
+        (a plug-in is only known by importing it); otherwise from the entries themselves."""
+        indexed = self._indexed()
+        if indexed is None:
+            return [Listing(e.name, e.description, e.extra.get("unavailable")) for e in self]
+        known = {item.name for item in indexed}
+        return indexed + [Listing(e.name, e.description, e.extra.get("unavailable"))
+                          for e in self._entries.values() if e.name not in known]  # registered at run time
+
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is registered (from the listing: no import while the index answers)."""
+        return name in self._entries or any(item.name == name for item in self.listing())
+
+    def _indexed(self) -> list[Listing] | None:
+        if self._entry_points_loaded or self.index is None or not self.index.is_file():
+            return None
+        if self.entry_point_group and any(True for _ in importlib.metadata.entry_points(group=self.entry_point_group)):
+            return None
+        try:
+            rows = json.loads(self.index.read_text())[self.kind]
+            return [Listing(row["name"], row["description"], row.get("unavailable")) for row in rows]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # a damaged index costs time, never a wrong answer
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What ``forgetbench list`` and a config's name check need of a component, without importing it."""
+
+    name: str
+    description: str
+    unavailable: str | None = None  # why it cannot run on forgetbench's scenarios (listed by no one)
+
+
+def index_rows(registry: Registry[Any], package: str) -> list[dict[str, Any]]:
+    """The index's rows for ``registry``'s components defined under ``package`` (imports them): what
+    :meth:`Registry.listing` reads."""
+    return [{"name": e.name, "description": e.description}
+            | ({"unavailable": str(e.extra["unavailable"])} if e.extra.get("unavailable") else {})
+            for e in registry if getattr(e.factory, "__module__", "").startswith(package + ".")]
 
 
 def _first_line(doc: str | None) -> str:

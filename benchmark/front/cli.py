@@ -216,12 +216,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    suite = load_config(args.config)  # first: a config refused here is refused before torch is imported
+
     from forgetbench.benchmark.core.config import refused_pairs
     from forgetbench.benchmark.run.spec import expand_suite
     from forgetbench.benchmark.run.selection import plan_sweeps
     from forgetbench.benchmark.run.suite import preflight
 
-    suite = load_config(args.config)
     if args.show_params and args.skip_data:
         raise ConfigError("--show-params builds each scenario, which reads its data: drop --skip-data")
     preflight(suite, _data_root(args.data_root) if args.data_root is not None or not args.skip_data else None)
@@ -253,16 +254,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from forgetbench.benchmark.data.datasets import DATASETS
-    from forgetbench.benchmark.data.scenarios import SCENARIOS
-    from forgetbench.strategies import STRATEGIES
+    from forgetbench.benchmark.core.registries import DATASETS, SCENARIOS, STRATEGIES
 
     registries = {"strategies": STRATEGIES, "scenarios": SCENARIOS, "datasets": DATASETS}
     kinds = [args.kind] if args.kind else list(registries)
     for kind in kinds:
         print(f"{kind}:")
         # a name registered only to say why it cannot run (an Avalanche class that needs its own model) is not listed
-        entries = [e for e in registries[kind] if not e.extra.get("unavailable")]
+        entries = [e for e in registries[kind].listing() if not e.unavailable]
         width = max((len(e.name) for e in entries), default=0)
         for entry in entries:
             print(f"  {entry.name:<{width}}  {entry.description}")

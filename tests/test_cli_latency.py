@@ -1,0 +1,113 @@
+"""A CLI that answers at once (issue 50 item 2): ``--help``, ``list`` and ``validate`` of a config refused before
+its components are built import neither torch nor Avalanche (their import is the seconds and the gigabyte the
+issue measured); the listing read from the index of built-ins equals the registries' own. The times and memory
+are measured by ``scripts/cli_latency.py``; what is asserted here is the cause, which holds on any machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_suite
+
+HEAVY = ("torch", "avalanche", "pandas", "matplotlib")
+
+
+def _cli(args: list[str], cwd: Path, first: str = "") -> tuple[int, list[str], str]:
+    """``forgetbench ARGS`` in a fresh interpreter (after the statement ``first``): exit status, the heavy libraries
+    it imported, its stdout."""
+    code = f"""
+        import json, sys
+        {first}
+        from forgetbench.benchmark.front.cli import main
+        try:
+            status = main({args!r})
+        except SystemExit as exc:
+            status = exc.code
+        sys.stdout.flush()
+        print("\\n" + json.dumps([status, sorted(m for m in {HEAVY!r} if m in sys.modules)]))
+        """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    *out, last = done.stdout.rstrip("\n").split("\n")
+    status, heavy = json.loads(last)
+    return int(status), heavy, "\n".join(out)
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdef", "bcdefg"))
+
+
+def _refused() -> dict[str, str]:
+    suite = tiny_suite()
+    return {
+        "yaml-error": "name: [unclosed\n",
+        "alias-bomb": BOMB,
+        "top-level-typo": yaml.safe_dump({**suite, "sedes": [0]}),
+        "training-field": yaml.safe_dump({**suite, "training": {"lr": -1.0}}),
+        "unknown-strategy": yaml.safe_dump({**suite, "strategies": [{"name": "WPLL"}]}),
+        "unknown-scenario": yaml.safe_dump({**suite, "scenarios": [{"name": "two_modle"}]}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_refused()))
+def test_a_refused_config_is_refused_without_importing_torch(case, tmp_path):
+    (tmp_path / "suite.yaml").write_text(_refused()[case])
+    status, heavy, _ = _cli(["validate", "suite.yaml"], tmp_path)
+    assert status == 2 and heavy == []
+
+
+def test_an_unknown_name_is_refused_with_the_same_words_as_after_import(tmp_path):
+    """The listing's answer equals the registry's own (did-you-mean and allowed names): the same config refused
+    in a fresh interpreter from the index, and in one that imported every built-in first."""
+    (tmp_path / "suite.yaml").write_text(_refused()["unknown-strategy"])
+    answers = []
+    for first in ("", "from forgetbench.strategies import STRATEGIES; STRATEGIES.names()"):
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+            import sys, yaml
+            {first}
+            from forgetbench.benchmark.core.config import ConfigError, resolve_config
+            try:
+                resolve_config(yaml.safe_load(open("suite.yaml")))
+            except ConfigError as exc:
+                print(exc)
+            print(sorted(m for m in ("torch", "avalanche") if m in sys.modules))
+            """)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        answers.append(done.stdout.strip().split("\n"))
+    (from_index, nothing_heavy), (after_import, heavy) = answers
+    assert nothing_heavy == "[]" and heavy == "['avalanche', 'torch']"
+    assert from_index == after_import and "did you mean 'wpl'?" in from_index
+
+
+def test_list_reads_the_index_and_lists_what_the_registries_hold(tmp_path):
+    status, heavy, from_index = _cli(["list"], tmp_path)
+    assert status == 0 and heavy == []
+    loaded = "from forgetbench.strategies import STRATEGIES; STRATEGIES.names()"  # every built-in imported first
+    status, heavy, after_import = _cli(["list"], tmp_path, first=loaded)
+    assert status == 0 and "torch" in heavy
+    assert from_index == after_import and "  wpl " in from_index
+
+
+def test_help_imports_nothing_heavy(tmp_path):
+    status, heavy, out = _cli(["--help"], tmp_path)
+    assert status == 0 and heavy == [] and "validate" in out
+
+
+def test_a_good_config_still_validates_its_params(tmp_path):
+    """The name check answers from the index; params still need the components (imported then)."""
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(tiny_suite()))
+    status, heavy, out = _cli(["validate", "suite.yaml", "--skip-data"], tmp_path)
+    assert status == 0 and "valid suite" in out
+    bad = tiny_suite()
+    bad["strategies"] = [{"name": "ewc", "params": {"ewc_lambda": -1.0}}]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    status, heavy, _ = _cli(["validate", "bad.yaml", "--skip-data"], tmp_path)
+    assert status == 2 and "torch" in heavy
