@@ -46,14 +46,19 @@ def to_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+CROWDED = 8  # strategies beyond which the stability figure names its points in a legend beside the axes
+
+
 def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
     """LA (y) against forgetting (x), one point per strategy with 95% CI bars; best corner top-left."""
     wide = summary[summary.metric.isin(["LA", "forgetting"])].pivot(index="strategy", columns="metric")
     if wide.empty or "LA" not in wide["mean"] or "forgetting" not in wide["mean"]:
         return None
-    fig = _figure(5.2, 3.6)
+    shown = [s for s in colours if s in wide.index]
+    crowded = len(shown) > CROWDED  # a sweep's points: named by the legend beside the axes, not on them
+    fig = _figure(5.2 + (2.6 if crowded else 0.0), 3.6 + (0.1 * (len(shown) - CROWDED) if crowded else 0.0))
     ax = fig.add_subplot()
-    for k, strategy in enumerate([s for s in colours if s in wide.index]):
+    for k, strategy in enumerate(shown):
         row = wide.loc[strategy]
         x, y = row[("mean", "forgetting")], row[("mean", "LA")]
         if not (np.isfinite(x) and np.isfinite(y)):
@@ -66,19 +71,23 @@ def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> st
 
         ax.errorbar(x * 100, y * 100, xerr=_scaled(err("forgetting", x)), yerr=_scaled(err("LA", y)),
                     fmt="o", ms=7, capsize=3, color=colours[strategy], label=strategy)
-        # staggered label offsets so strategies with near-equal numbers stay legible
-        ax.annotate(strategy, (x * 100, y * 100), xytext=(7, 6 - 11 * k), textcoords="offset points",
-                    fontsize=9, color=colours[strategy], fontweight="bold")
-    return _stability_plasticity_axes(ax, fig, "Stability vs plasticity (best: top left)")
+        if not crowded:
+            # staggered label offsets so strategies with near-equal numbers stay legible
+            ax.annotate(strategy, (x * 100, y * 100), xytext=(7, 6 - 11 * k), textcoords="offset points",
+                        fontsize=9, color=colours[strategy], fontweight="bold")
+    return _stability_plasticity_axes(ax, fig, "Stability vs plasticity (best: top left)", legend_beside=crowded)
 
 
-def _stability_plasticity_axes(ax, fig: Figure, title: str) -> str:
+def _stability_plasticity_axes(ax, fig: Figure, title: str, legend_beside: bool = False) -> str:
     """Forgetting (x) against LA (y), the best corner top-left: the axes both stability figures share."""
     ax.set_xlabel("Forgetting (accuracy points, lower is better)")
     ax.set_ylabel("LA: accuracy just after learning (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if legend_beside:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=8, loc="best")
     return to_data_uri(fig)
 
 

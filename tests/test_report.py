@@ -269,3 +269,20 @@ def _drop_times(html: str) -> str:
     import re
 
     return re.sub(r"generated [^·<]*", "", html)
+
+
+@pytest.mark.parametrize("count", [3, 22])
+def test_the_stability_figure_keeps_its_axes_for_a_sweeps_many_strategies(count):
+    """22 strategies (a sweep) staggered their labels 240 points down: constrained layout squeezed the axes to
+    nothing (matplotlib's 'axes sizes collapsed to zero'). Beyond CROWDED the legend names them beside the axes."""
+    import warnings
+
+    from forgetbench.reports import figures as F
+
+    names = [f"s{k}" for k in range(count)]
+    rows = [{"strategy": name, "metric": metric, "mean": 0.5 + 0.01 * k, "ci_low": 0.4, "ci_high": 0.6}
+            for k, name in enumerate(names) for metric in ("LA", "forgetting")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the collapse is only a warning
+        uri = F.stability_plasticity(pd.DataFrame(rows), F.palette(names))
+    assert uri is not None and uri.startswith("data:image/png;base64,")
