@@ -108,6 +108,7 @@ class Registry(Generic[T]):
         # a JSON file listing the built-ins (name, description, unavailable): names and listings without
         # importing them (torch and Avalanche take seconds); written by `python -m forgetbench.benchmark.front.docs`
         self.index = index
+        self._index_rows: list[Listing] | None = None
         self._entries: dict[str, Entry[T]] = {}
         self._entry_points_loaded = False
 
@@ -186,11 +187,13 @@ class Registry(Generic[T]):
             return None
         if self.entry_point_group and any(True for _ in importlib.metadata.entry_points(group=self.entry_point_group)):
             return None
-        try:
-            rows = json.loads(self.index.read_text())[self.kind]
-            return [Listing(row["name"], row["description"], row.get("unavailable")) for row in rows]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # a damaged index costs time, never a wrong answer
+        if self._index_rows is None:  # read once: a config's name check asks once per entry
+            try:
+                rows = json.loads(self.index.read_text())[self.kind]
+                self._index_rows = [Listing(row["name"], row["description"], row.get("unavailable")) for row in rows]
+            except (OSError, ValueError, KeyError, TypeError):
+                return None  # a damaged index costs time, never a wrong answer
+        return list(self._index_rows)
 
 
 @dataclass(frozen=True)
