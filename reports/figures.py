@@ -155,6 +155,18 @@ def forgetting_curves(curves: pd.DataFrame, colours: dict[str, tuple]) -> str | 
     return to_data_uri(fig)
 
 
+POINTS_SHOWN = 500  # per strategy: beyond this a figure draws a seeded sample of its points (boxes use every value)
+
+
+def sample_points(data: pd.DataFrame, limit: int = POINTS_SHOWN) -> pd.DataFrame:
+    """At most ``limit`` rows per strategy: a seeded sample where there are more (the same results draw the same
+    picture), so thousands of runs do not paint a box black."""
+    if data.empty or data.groupby("strategy").size().max() <= limit:
+        return data
+    return pd.concat([part.sample(limit, random_state=0) if len(part) > limit else part
+                      for _, part in data.groupby("strategy", sort=False)])
+
+
 def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
     """Final accuracy on each experience, one bar per strategy, mean with min-max over seeds."""
     if final.empty:
@@ -176,7 +188,8 @@ def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str |
 
 
 def err_gap_distribution(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
-    """Distribution of err2 - err1 per strategy (every round x architecture x seed)."""
+    """Distribution of err2 - err1 per strategy (every round x architecture x seed; points: at most
+    :data:`POINTS_SHOWN` per strategy, :func:`sample_points`)."""
     if gaps.empty:
         return None
     order = [s for s in colours if s in set(gaps.strategy)]
@@ -186,8 +199,9 @@ def err_gap_distribution(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str |
     sns.boxplot(data=data, x="strategy", y="gap", order=order, hue="strategy", palette=colours,
                 ax=ax, fliersize=0, legend=False)
     # the points, jittered with a fixed generator so the same results draw the same picture
-    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(data))
-    ax.scatter(data.strategy.map({s: i for i, s in enumerate(order)}) + jitter, data.gap, s=5, c="black",
+    points = sample_points(data)
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(points))
+    ax.scatter(points.strategy.map({s: i for i, s in enumerate(order)}) + jitter, points.gap, s=5, c="black",
                alpha=0.5, zorder=3)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("err2 - err1 (points; > 0 = forgetting)")
@@ -244,7 +258,8 @@ def err_gap_per_architecture(gaps: pd.DataFrame, colours: dict[str, tuple]) -> s
 
 def search_scatter(scores: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
     """Supernet validation accuracy (x) against standalone accuracy (y) of every candidate, one panel per
-    strategy (every seed's points); the architecture each search picked is ringed."""
+    strategy (every seed's points, a seeded sample of 2,000 where there are more); the architecture each search
+    picked is ringed (a sample of 500 of them)."""
     if scores.empty:
         return None
     order = [s for s in colours if s in set(scores.strategy)]
@@ -252,8 +267,9 @@ def search_scatter(scores: pd.DataFrame, colours: dict[str, tuple]) -> str | Non
     axes = fig.subplots(1, len(order), sharex=True, sharey=True, squeeze=False)[0]
     for ax, strategy in zip(axes, order):
         data = scores[scores.strategy == strategy]
-        ax.scatter(data.supernet * 100, data.standalone * 100, s=8, color=colours[strategy], alpha=0.6)
-        chosen = data[data.chosen]
+        points = sample_points(data, 4 * POINTS_SHOWN)
+        ax.scatter(points.supernet * 100, points.standalone * 100, s=8, color=colours[strategy], alpha=0.6)
+        chosen = sample_points(data[data.chosen])
         ax.scatter(chosen.supernet * 100, chosen.standalone * 100, s=70, facecolors="none", edgecolors="black",
                    linewidths=1.2, label="chosen")
         ax.set_title(strategy, fontsize=10)

@@ -10,7 +10,7 @@ points. A scenario has a frontier comparison when some method ran at two or more
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,15 +30,18 @@ def _method(label: str) -> tuple[str, str]:
     return base, rest.rstrip("]")
 
 
-def frontier_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
+def frontier_frame(records: Sequence[RunRecord], computed: Mapping[str, Mapping[str, float]] | None = None
+                   ) -> pd.DataFrame:
     """One row per ok run with a square accuracy matrix: scenario, method, setting (the grid suffix), value (the
     swept param's value when exactly one param varies within the method), seed, LA and forgetting in points, and
-    whether the point is on its seed's Pareto front."""
+    whether the point is on its seed's Pareto front. ``computed`` (run id -> metrics, as
+    :func:`forgetbench.reports.summary.load_records` gives them) saves measuring the runs again."""
     rows = []
+    computed = computed or {}
     for r in records:
         if r.status != "ok" or not r.accuracy_matrix:
             continue
-        metrics = run_metrics(r)
+        metrics = computed.get(r.run_id) or run_metrics(r)
         if not (np.isfinite(metrics["LA"]) and np.isfinite(metrics["forgetting"])):
             continue
         method, setting = _method(r.strategy.label or r.strategy.name)
@@ -53,10 +56,11 @@ def frontier_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
         if len(varying) == 1:
             values = pd.to_numeric(pd.Series([p.get(varying[0]) for p in params], index=group.index), errors="coerce")
             frame.loc[group.index, "value"] = values
-    frame["on_front"] = False
-    for _, group in frame.groupby(["scenario", "method", "seed"]):
-        front = pareto_front(group.LA.to_numpy(), group.forgetting.to_numpy())
-        frame.loc[group.index[front], "on_front"] = True
+    on_front = np.zeros(len(frame), dtype=bool)
+    plasticity, forgetting = frame.LA.to_numpy(), frame.forgetting.to_numpy()
+    for positions in frame.groupby(["scenario", "method", "seed"]).indices.values():
+        on_front[positions[pareto_front(plasticity[positions], forgetting[positions])]] = True
+    frame["on_front"] = on_front
     return frame[COLUMNS].reset_index(drop=True)
 
 

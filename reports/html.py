@@ -71,6 +71,18 @@ def fmt(value: float, unit: str, signed: bool = False) -> str:
     return f"{value:{sign}.2f}"
 
 
+def seeds_text(seeds: Sequence[Any], shown: int = 12) -> str:
+    """``seeds 0, 1, 2`` when few; else their count and range (``1,250 seeds (0–1249)``), or the first and last
+    few when they are not a run of consecutive integers."""
+    if len(seeds) <= shown:
+        return "seeds " + ", ".join(map(str, seeds))
+    numbers = sorted(s for s in seeds if isinstance(s, int))
+    if len(numbers) == len(seeds) and numbers[-1] - numbers[0] == len(numbers) - 1:
+        return f"{len(seeds):,} seeds ({numbers[0]}–{numbers[-1]})"
+    head, tail = ", ".join(map(str, seeds[:shown - 3])), ", ".join(map(str, seeds[-2:]))
+    return f"{len(seeds):,} seeds ({head}, …, {tail})"
+
+
 # --- view model ------------------------------------------------------------------------------------
 
 
@@ -113,6 +125,11 @@ class ScenarioView:
     attribution_rows: list[dict[str, Any]] = field(default_factory=list)
     adapter_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy and task (FR.adapter_summary)
     inert: dict[str, int] = field(default_factory=dict)  # strategy -> ok runs whose penalty was too small to act
+    figure_sample: str | None = None  # when the curves and attribution are drawn from some of the runs: which
+
+    @property
+    def seeds_text(self) -> str:
+        return seeds_text(self.seeds)
 
 
 def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
@@ -186,7 +203,8 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
 
 
 def _scenario_view(name: str, records: list[RunRecord], order: list[str], table: pd.DataFrame,
-                   comps: pd.DataFrame, problems: pd.DataFrame, long: pd.DataFrame) -> ScenarioView:
+                   comps: pd.DataFrame, problems: pd.DataFrame, long: pd.DataFrame,
+                   lean: set[str] = frozenset()) -> ScenarioView:
     from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
 
     mine = [r for r in records if S._scenario(r) == name]
@@ -196,6 +214,11 @@ def _scenario_view(name: str, records: list[RunRecord], order: list[str], table:
                         runs_ok=len(ok), runs_total=len(mine),
                         seeds=sorted({r.seed for r in mine}, key=str), naive=naive,
                         scenario_type=next((r.scenario_type for r in mine if r.scenario_type), None))
+    drawn = [r for r in ok if r.run_id not in lean]
+    if len(drawn) < len(ok):
+        view.figure_sample = (
+            f"Forgetting curves and attribution are drawn from the first {S.FIGURE_RUNS} runs of each strategy (in seed "
+            f"order): {len(drawn):,} of the {len(ok):,} runs. Every table and every other figure counts all of them.")
     t = table[table.scenario == name]
     c = comps[comps.scenario == name]
     present = [S.METRICS[k] for k in S.METRICS if k in set(t.metric)]
@@ -252,7 +275,8 @@ def _scenario_view(name: str, records: list[RunRecord], order: list[str], table:
     elif not scores.empty:
         view.headline = F.search_scatter(scores, colours)
         view.headline_caption = ("What the search sees against the truth: every candidate's supernet validation "
-                                 "accuracy (x) and standalone accuracy (y), all seeds; ringed = the architecture "
+                                 "accuracy (x) and standalone accuracy (y), all seeds (a seeded sample of 2,000 "
+                                 "points per strategy where there are more); ringed = the architecture "
                                  "each search picked. A search that ranks well puts its points on a rising line "
                                  "and its rings at the top.")
     elif not gaps.empty:
@@ -385,13 +409,15 @@ class FrontierView:
     source: str = ""  # '' for the suite's runs; what else the points are (tuning trials on held-out data)
 
 
-def _frontier_views(records: list[RunRecord], source: str = "") -> tuple[list[FrontierView], pd.DataFrame]:
+def _frontier_views(records: list[RunRecord], source: str = "", computed: dict[str, dict[str, float]] | None = None
+                    ) -> tuple[list[FrontierView], pd.DataFrame]:
     """Per scenario with a strength sweep beside naive: its frontier figure, matched-plasticity table and verdicts;
-    and every point (``frontier.csv``). ``source`` names where the points come from when not the suite's runs."""
+    and every point (``frontier.csv``). ``source`` names where the points come from when not the suite's runs;
+    ``computed`` are the runs' metrics (``ResultScan.metrics``)."""
     from forgetbench.reports import figures as F
     from forgetbench.reports import frontier as FT
 
-    points = FT.frontier_frame(records)
+    points = FT.frontier_frame(records, computed)
     views = []
     for scenario in dict.fromkeys(points.scenario):
         if not FT.has_frontier(points, scenario):
@@ -454,23 +480,25 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     for folder in folders:
         if not folder.is_dir():
             raise ReportError(f"results folder {folder} does not exist (expected OUT/runs/<run_id>/result.json)")
-    scan = S.load_records(*folders)
+    scan = S.load_records(*folders, figure_runs=S.FIGURE_RUNS)
     records, skipped = scan.records, scan.skipped
     if not records:
         detail = "".join(f"; skipped {path}: {why}" for path, why in skipped)
         raise ReportError(f"no {'readable ' if skipped else ''}result files under {', '.join(map(str, folders))} "
                           f"(expected OUT/runs/<run_id>/result.json){detail}")
-    long = S.runs_long(records)
+    long = S.runs_long(records, scan.metrics)
     order = S.strategy_order(records)
     table = S.summary_table(long, order=order)
     comps = S.comparisons_table(long)
     problems = S.problem_runs(records, scan.sources)
-    scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long) for name in order]
-    frontiers, points = _frontier_views(records)
-    trial_records = S.load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()]).records \
-        if any((f / "tuning" / "runs").is_dir() for f in folders) else []
-    if trial_records:
-        trial_views, trial_points = _frontier_views(trial_records, "tuning trials, on the validation split")
+    scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long, scan.lean)
+                 for name in order]
+    frontiers, points = _frontier_views(records, computed=scan.metrics)
+    trials = S.load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()],
+                            figure_runs=0) if any((f / "tuning" / "runs").is_dir() for f in folders) else None
+    if trials is not None and trials.records:
+        trial_views, trial_points = _frontier_views(trials.records, "tuning trials, on the validation split",
+                                                    trials.metrics)
         frontiers += trial_views
         if trial_views:
             trial_points.insert(0, "source", "tuning")

@@ -9,19 +9,24 @@ the ``joint``/``standalone`` strategies) add metrics when present and nothing wh
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections import defaultdict
+import multiprocessing
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Iterator, Literal, Mapping
 
 import numpy as np
 import pandas as pd
 
 from forgetbench.benchmark.core.record import RunRecord, as_records
-from forgetbench.benchmark.core.store import ResultScan, scan_results
+from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core.store import ResultScan
 from forgetbench.benchmark.core import metrics, stats
-from forgetbench.benchmark.core.metrics import _is_square, run_metrics
-from forgetbench.benchmark.core.metric_registry import METRICS, Metric  # noqa: F401  (re-exported: reports.summary.METRICS)
+from forgetbench.benchmark.core.metrics import _is_square, run_intransigence, run_metrics
+from forgetbench.benchmark.core.metric_registry import METRICS, Metric, registered_metrics  # noqa: F401  (METRICS re-exported)
 from forgetbench.reports.environment import environment_differences
 
 log = logging.getLogger(__name__)
@@ -33,29 +38,96 @@ NAIVE = "naive"
 REFERENCE_STRATEGIES = ("joint", "standalone")  # preferred in this order for intransigence
 
 
-def load_records(*folders: Path) -> ResultScan:
+FIGURE_RUNS = 20  # per (scenario, strategy): runs whose curves and attribution a report's figures draw
+PARALLEL_FROM = 2_000  # result files in a folder from which lean reading is spread over the machine's cores
+_CHUNK = 250  # result files per task of a parallel read
+
+
+def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
     """Every readable result record under the folders (a later folder's copy of a run id wins), and
     the files skipped as not readable records, each with why (also logged as a warning), and the
     environment differences between runs a scenario averages or pairs (logged as warnings too).
 
-    ``sources`` maps each run id to its folder, so the report can say where a run came from.
+    ``sources`` maps each run id to its folder, so the report can say where a run came from. Each run's metrics
+    (:func:`run_metrics`, no reference) are computed as it is read, into ``metrics``, what :func:`runs_long` takes.
+
+    With ``figure_runs`` N, only the first N readable runs of each (scenario, strategy), in run-id order (seeds
+    numerically), are read whole; the others lean (``store.read_lean``: see ``record.LEAN_SKIPS``; listed
+    in ``lean``), their metrics still measured on their curves, so every table counts every run while only the
+    figures' sample keeps its detail. A folder of :data:`PARALLEL_FROM` files or more is then read on every core.
+    A metric added with ``register_metric`` may read any field, so with one registered every record is read whole.
     """
+    if registered_metrics():
+        figure_runs = None
     by_key: dict[tuple, RunRecord] = {}
+    computed: dict[tuple, dict[str, float]] = {}
+    lean: set[tuple] = set()
     sources: dict[str, str] = {}
     skipped: list[tuple[Path, str]] = []
+    shared: dict[str, Any] = {}
     for folder in folders:
-        scan = scan_results(Path(folder))
-        skipped.extend(scan.skipped)
-        for record in scan.records:
+        for read, values in _read_folder(Path(folder), figure_runs):
+            record = read.record
+            if record is None:
+                skipped.append((read.path, str(read.error)))
+                continue
             sources[record.run_id] = str(folder)
-            by_key[(_scenario(record), _strategy(record), record.seed)] = record
+            key = (_scenario(record), _strategy(record), record.seed)
+            by_key[key], computed[key] = record, values
+            if read.lean:
+                store.share_repeated(record, shared)
+                lean.add(key)
+            else:
+                lean.discard(key)
     records = list(by_key.values())
     differences = environment_differences(records)
     for sentence in differences:
         if sentence not in _WARNED:  # `run` reads a folder for its table and again for its report: say it once
             _WARNED.add(sentence)
             log.warning("warning: %s", sentence)
-    return ResultScan(records, skipped, sources, differences)
+    return ResultScan(records, skipped, sources, differences,
+                      metrics={by_key[key].run_id: values for key, values in computed.items()},
+                      lean={by_key[key].run_id for key in lean})
+
+
+def _read_folder(folder: Path, figure_runs: int | None) -> Iterator[tuple[store.ReadResult, dict[str, float]]]:
+    """Each result file of ``folder`` read (whole, or lean beyond the first ``figure_runs`` readable runs of a
+    (scenario, strategy)) with its metrics; the metrics of an unreadable file are empty."""
+    paths = store.result_paths(folder)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    whole: Counter[tuple[str, str]] = Counter()
+    if figure_runs is None or len(paths) < PARALLEL_FROM or cores < 2:
+        for path in paths:
+            read = store.read_result_file(path, None if figure_runs is None else
+                                          lambda scenario, strategy: whole[(scenario, strategy)] >= figure_runs)
+            if read.record is not None and not read.lean:
+                whole[(_scenario(read.record), _strategy(read.record))] += 1
+            yield read, _metrics_of(read)
+        return
+    # every file read lean on every core (fork: the workers start with this process's imports), then the first
+    # figure_runs of each (scenario, strategy) read again whole here, for the figures
+    chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    with ProcessPoolExecutor(min(cores, len(chunks)), mp_context=multiprocessing.get_context("fork")) as pool:
+        for read, values in itertools.chain.from_iterable(pool.map(_read_lean_chunk, chunks)):
+            group = (_scenario(read.record), _strategy(read.record)) if read.record is not None else None
+            if group is not None and whole[group] < figure_runs:
+                read = store.read_result_file(read.path)
+                values = _metrics_of(read)
+                whole[group] += read.record is not None
+            yield read, values
+
+
+def _metrics_of(read: store.ReadResult) -> dict[str, float]:
+    return {} if read.record is None else run_metrics(read.record, curve_points=read.curve_points)
+
+
+def _read_lean_chunk(paths: list[Path]) -> list[tuple[store.ReadResult, dict[str, float]]]:
+    out = []
+    for read in map(store.read_lean, paths):
+        values = _metrics_of(read)
+        read.curve_points = None  # measured: not worth sending back
+        out.append((read, values))
+    return out
 
 
 def _scenario(record: RunRecord) -> str:
@@ -90,36 +162,48 @@ def reference_accuracies(records: Iterable[RunRecord | Mapping[str, Any]]) -> di
     return refs
 
 
-def runs_long(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataFrame:
+def runs_long(records: Iterable[RunRecord | Mapping[str, Any]],
+              computed: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """One row per (ok run, metric): scenario, strategy, strategy_name, seed, metric, value.
 
-    Adds ``forgetting_reduction`` per seed against the naive run of the same scenario and seed.
+    Adds ``forgetting_reduction`` per seed against the naive run of the same scenario and seed. ``computed`` (run
+    id -> metrics, as :func:`load_records` gives them for runs read without their figure fields) stands for
+    :func:`run_metrics` of those runs; intransigence is still measured here, against the scenario's reference.
+    The frame is built column by column: 100,000 runs make millions of rows.
     """
     records = as_records(records)
     refs = reference_accuracies(records)
-    rows = []
+    computed = computed or {}
+    columns: dict[str, list[Any]] = {k: [] for k in ("scenario", "strategy", "strategy_name", "seed", "metric", "value")}
     for record in records:
         if not has_results(record):
             continue
-        ident = {"scenario": _scenario(record), "strategy": _strategy(record),
-                 "strategy_name": _strategy_name(record), "seed": record.seed}
-        for metric, value in run_metrics(record, refs.get(ident["scenario"])).items():
-            rows.append({**ident, "metric": metric, "value": value})
-    frame = pd.DataFrame(rows, columns=["scenario", "strategy", "strategy_name", "seed", "metric", "value"])
+        reference = refs.get(_scenario(record))
+        values = computed.get(record.run_id)
+        if values is None:
+            values = run_metrics(record, reference)
+        elif reference is not None and record.ok:
+            values = {**values, "intransigence": run_intransigence(np.asarray(record.accuracy_matrix, float), reference)}
+        n = len(values)
+        columns["scenario"] += [_scenario(record)] * n
+        columns["strategy"] += [_strategy(record)] * n
+        columns["strategy_name"] += [_strategy_name(record)] * n
+        columns["seed"] += [record.seed] * n
+        columns["metric"] += list(values)
+        columns["value"] += [float(v) for v in values.values()]
+    frame = pd.DataFrame(columns)
     if frame.empty:
         return frame
     F = frame[frame.metric == "forgetting"]
-    naive = F[F.strategy_name == NAIVE].drop_duplicates(["scenario", "seed"]).set_index(["scenario", "seed"]).value
-    extra = []
-    for row in F.itertuples(index=False):
-        base = naive.get((row.scenario, row.seed))
-        if base is None or row.strategy_name == NAIVE:
-            continue
-        extra.append({"scenario": row.scenario, "strategy": row.strategy, "strategy_name": row.strategy_name,
-                      "seed": row.seed, "metric": "forgetting_reduction",
-                      "value": metrics.forgetting_reduction(row.value, base)})
-    if extra:
-        frame = pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
+    naive_rows = F[F.strategy_name == NAIVE].drop_duplicates(["scenario", "seed"])
+    naive = dict(zip(zip(naive_rows.scenario, naive_rows.seed), naive_rows.value))
+    others = F[F.strategy_name != NAIVE]
+    paired = [key in naive for key in zip(others.scenario, others.seed)]
+    extra = others.loc[paired].assign(metric="forgetting_reduction")
+    if len(extra):
+        extra["value"] = [metrics.forgetting_reduction(v, naive[key])
+                          for v, key in zip(extra.value, zip(extra.scenario, extra.seed))]
+        frame = pd.concat([frame, extra], ignore_index=True)
     return frame
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,10 +10,10 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_suite
-from report_records import ERR1, ERR2, basic_records, full_records, record, write_folder
+from report_records import CURVES, ERR1, ERR2, basic_records, full_records, record, write_folder
 from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
-from forgetbench.reports.html import build_report
+from forgetbench.reports.html import build_report, write_report
 
 
 def _value(table: pd.DataFrame, strategy: str, metric: str, column: str = "mean", scenario: str = "pair"):
@@ -195,7 +196,7 @@ def test_fuzzed_result_files_never_give_a_traceback(tmp_path):
     from forgetbench import load_results
     from forgetbench.benchmark.front.cli import main
 
-    records = basic_records()
+    records = [dict(r, curves=CURVES) for r in basic_records()]  # curves: what a lean read validates on its own
     junk = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**12), st.floats(allow_nan=True, allow_infinity=True),
                      st.text(max_size=5), st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=3),
                      st.lists(st.lists(st.floats(-1, 2), min_size=1, max_size=3), max_size=3),
@@ -235,6 +236,7 @@ def test_fuzzed_result_files_never_give_a_traceback(tmp_path):
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             status = main(["report", str(folder)])
             load_results(folder)
+            S.load_records(folder, figure_runs=0)  # every record read lean, as beyond a report's figure sample
         assert status in (0, 2) and "Traceback" not in printed.getvalue()
 
     check()
@@ -286,3 +288,83 @@ def test_the_stability_figure_keeps_its_axes_for_a_sweeps_many_strategies(count)
         warnings.simplefilter("error")  # the collapse is only a warning
         uri = F.stability_plasticity(pd.DataFrame(rows), F.palette(names))
     assert uri is not None and uri.startswith("data:image/png;base64,")
+
+
+def _many_runs(folder, seeds: int, strategies=("naive", "ewc")) -> None:
+    """``seeds`` runs of each strategy on one scenario, with forgetting curves, attribution and distinct matrices."""
+    from forgetbench.benchmark.core.record import RunRecord
+    from forgetbench.benchmark.core.store import write_result
+
+    attribution = [{"turn": 1, "model": 0, "observed": 0.2, "predicted": 0.1, "first_order": 0.01,
+                    "layers": [{"layer": "trunk.0", "drift": 0.5, "predicted": 0.1, "first_order": 0.01}]}]
+    for strategy in strategies:
+        for seed in range(seeds):
+            R = [[0.9, 0.5, 0.5], [0.8 - seed / 1000, 0.9, 0.5], [0.7 - seed / 500, 0.85, 0.9]]
+            curves = [dict(p, accuracy=p["accuracy"] - seed / 2000) for p in CURVES]
+            write_result(folder, RunRecord.from_dict(record("many", strategy, seed, R, curves=curves,
+                                                            attribution=attribution)))
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "worker-processes"])
+def test_lean_reading_gives_every_table_exactly_and_keeps_the_figures_detail_for_the_first_runs(
+        tmp_path, monkeypatch, parallel):
+    # Beyond the first N runs of a strategy the report reads records lean (no curves, attribution, config): its
+    # tables must be the tables of reading every record whole, to the bit (the same computation, once).
+    _many_runs(tmp_path, seeds=12)
+    monkeypatch.setattr(S, "PARALLEL_FROM", 5 if parallel else 10**9)
+    monkeypatch.setattr(S, "_CHUNK", 4)
+    whole = S.load_records(tmp_path)
+    lean = S.load_records(tmp_path, figure_runs=3)
+    long_whole = S.runs_long(whole.records)
+    long_lean = S.runs_long(lean.records, lean.metrics)
+    key = ["scenario", "strategy", "seed", "metric"]
+    pd.testing.assert_frame_equal(long_whole.sort_values(key).reset_index(drop=True),
+                                  long_lean.sort_values(key).reset_index(drop=True))
+    assert {"curve_max_drop", "curve_drop_area", "forgetting_reduction"} <= set(long_lean.metric)
+    by_id = {r.run_id: r for r in lean.records}
+    detailed = sorted(r.run_id for r in lean.records if r.curves is not None)
+    # the figures' sample is the first 3 seeds of each strategy in numeric order (seed 10 sorts after 9, not 1)
+    assert detailed == sorted(f"many__{s}__seed{k}" for s in ("naive", "ewc") for k in range(3))
+    assert lean.lean == set(by_id) - set(detailed)
+    assert all(by_id[i].attribution is None and by_id[i].config == {} for i in lean.lean)
+    assert all(by_id[i].attribution for i in detailed)
+
+
+def test_a_lean_read_skips_a_record_whose_curves_are_broken_as_a_whole_read_does(tmp_path):
+    _many_runs(tmp_path, seeds=2, strategies=("naive",))
+    path = tmp_path / "runs" / "many__naive__seed1" / "result.json"
+    data = json.loads(path.read_text())
+    data["curves"][2]["accuracy"] = "high"
+    path.write_text(json.dumps(data))
+    for figure_runs in (None, 0):
+        scan = S.load_records(tmp_path, figure_runs=figure_runs)
+        assert [r.seed for r in scan.records] == [0]
+        assert len(scan.skipped) == 1 and "curves.2.accuracy" in scan.skipped[0][1]
+
+
+def test_a_report_over_many_runs_says_which_runs_its_curves_are_drawn_from(tmp_path, monkeypatch):
+    _many_runs(tmp_path, seeds=6)
+    monkeypatch.setattr(S, "FIGURE_RUNS", 2)
+    html = (write_report([tmp_path])).read_text()
+    assert "drawn from the first 2 runs of each strategy (in seed order): 4 of the 12 runs" in html
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert (table[table.metric == "forgetting"].n_seeds == 6).all()  # every table still counts every run
+
+
+def test_a_scenario_header_lists_few_seeds_and_summarises_many():
+    from forgetbench.reports.html import seeds_text
+
+    assert seeds_text([0, 1, 2]) == "seeds 0, 1, 2"
+    assert seeds_text(list(range(1250))) == "1,250 seeds (0–1249)"
+    assert seeds_text([*range(20), 99]) == "21 seeds (0, 1, 2, 3, 4, 5, 6, 7, 8, …, 19, 99)"
+
+
+def test_a_figure_of_thousands_of_points_draws_a_fixed_sample_of_them():
+    from forgetbench.reports.figures import sample_points
+
+    data = pd.DataFrame({"strategy": ["a"] * 3000 + ["b"] * 10, "gap": np.arange(3010.0)})
+    drawn = sample_points(data, limit=500)
+    assert drawn.groupby("strategy").size().to_dict() == {"a": 500, "b": 10}
+    assert drawn.gap.is_unique and set(drawn.gap) <= set(data.gap)
+    pd.testing.assert_frame_equal(drawn, sample_points(data, limit=500))  # the same results draw the same picture
+    assert sample_points(data, limit=5000) is data

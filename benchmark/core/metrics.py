@@ -9,7 +9,7 @@ the metric is undefined, e.g. backward transfer with a single experience).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -359,20 +359,24 @@ def _is_square(R: np.ndarray) -> bool:
 
 def curve_series(record: RunRecord) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """``(train_exp, eval_exp) -> (iterations, accuracies)`` sorted by iteration, earlier models only."""
-    points: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
-    for p in record.curves or []:
-        key = (p.train_exp, p.eval_exp)
-        if key[0] != key[1] and p.accuracy is not None:
-            points[key].append((float(p.iteration), float(p.accuracy)))
+    return series_of_points((p.train_exp, p.iteration, p.eval_exp, p.accuracy) for p in record.curves or [])
+
+
+def series_of_points(points: Iterable[tuple[int, int, int, float | None]]
+                     ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """:func:`curve_series` of ``(train_exp, iteration, eval_exp, accuracy)`` tuples."""
+    by_key: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+    for train_exp, iteration, eval_exp, accuracy in points:
+        if train_exp != eval_exp and accuracy is not None:
+            by_key[(train_exp, eval_exp)].append((float(iteration), float(accuracy)))
     series = {}
-    for key, pts in sorted(points.items()):
+    for key, pts in sorted(by_key.items()):
         pts.sort()
         series[key] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
     return series
 
 
-def _curve_metrics(record: RunRecord, R: np.ndarray) -> dict[str, float]:
-    series = curve_series(record)
+def _curve_metrics(series: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], R: np.ndarray) -> dict[str, float]:
     if not series:
         return {}
     drops, areas = [], []
@@ -388,14 +392,16 @@ def _curve_metrics(record: RunRecord, R: np.ndarray) -> dict[str, float]:
     return {"curve_max_drop": float(np.max(drops)), "curve_drop_area": float(np.mean(areas))}
 
 
-def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | None = None) -> dict[str, float]:
+def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | None = None,
+                curve_points: Sequence[tuple[int, int, int, float]] | None = None) -> dict[str, float]:
     """Every metric of one run record, as floats: the one place a record becomes numbers.
 
     ACC needs a finished (``ok``) run with an accuracy row; LA, forgetting, BWT, FWT and
     intransigence need one row per experience (a square matrix); the curve, supernet, ranking,
     cost and memory metrics appear when their keys are in the record. Undefined metrics are NaN;
     a run that is not ok gives NaN for every accuracy metric. ``reference`` is a*_j per
-    experience (joint or standalone runs of the same scenario) for intransigence.
+    experience (joint or standalone runs of the same scenario) for intransigence. ``curve_points`` stand for
+    ``record.curves`` when the record was read without them (``RunRecord.from_dict_lean``).
     """
     record = coerce(record)
     nan = float("nan")
@@ -419,10 +425,9 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
         "forgetting": forgetting(R) if square else nan,
         "BWT": backward_transfer(R) if square else nan,
         "FWT": forward_transfer(R, b) if square and len(b) == R.shape[1] else nan,
-        "intransigence": (intransigence(R, reference)
-                          if square and reference is not None and len(reference) == R.shape[0] else nan),
+        "intransigence": run_intransigence(R, reference),
     }
-    out.update(_curve_metrics(record, R))
+    out.update(_curve_metrics(curve_series(record) if curve_points is None else series_of_points(curve_points), R))
     if record.err1 is not None and record.err2 is not None:
         out["err_gap_mean"], out["err_gap_max"] = err_gap(record.err1, record.err2)
     standalone = record.standalone_accuracy
@@ -433,6 +438,14 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
     if record.memory is not None:
         out["regularizer_bytes"] = float(record.memory.regularizer_bytes)
     return out | _registered_values(record)
+
+
+def run_intransigence(R: np.ndarray, reference: np.ndarray | None) -> float:
+    """:func:`intransigence` of a run's matrix against ``reference`` (a*_j); NaN unless the matrix is square and
+    the reference has one entry per experience."""
+    square = _is_square(R)
+    return intransigence(R, reference) if square and reference is not None and len(reference) == R.shape[0] \
+        else float("nan")
 
 
 def _registered_values(record: RunRecord) -> dict[str, float]:

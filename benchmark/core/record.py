@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION = 2
 # collapsed: finished with a finite loss but at chance level on every task seen (not averaged)
@@ -330,8 +331,40 @@ class RunRecord(BaseModel):
         try:
             return cls.model_validate(upgrade(dict(raw)))
         except ValidationError as exc:
-            where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
-            raise RecordError(where) from None
+            raise RecordError(_where(exc)) from None
+
+    @classmethod
+    def from_dict_lean(cls, raw: Mapping[str, Any]) -> "tuple[RunRecord, list[tuple[int, int, int, float]]]":
+        """Read a record without :data:`LEAN_SKIPS`, and its curve points as plain ``(train_exp, iteration,
+        eval_exp, accuracy)`` tuples, validated as :class:`CurvePoint` validates them, for the curve metrics.
+
+        ``curves`` and ``attribution`` are about 90% of a demo record's bytes and almost all of its validation
+        time, and only figures draw them; ``config`` repeats the suite's config (``suite.yaml``); no table reads
+        ``turn_accuracy``. Only ``curves`` is read (validated, for the curve metrics). Raises
+        :class:`RecordError` as :meth:`from_dict`."""
+        if not isinstance(raw, Mapping):
+            raise RecordError(f"a run record is a JSON object, got {type(raw).__name__}")
+        kept = {k: v for k, v in raw.items() if k not in LEAN_SKIPS}
+        try:
+            points = _CURVE_POINTS.validate_python(raw.get("curves") or [])
+        except ValidationError as exc:
+            raise RecordError(_where(exc, prefix="curves")) from None
+        try:
+            record = cls.model_validate(upgrade(kept))
+        except ValidationError as exc:
+            raise RecordError(_where(exc)) from None
+        return record, [(p["train_exp"], p["iteration"], p["eval_exp"], p["accuracy"]) for p in points]
+
+
+LEAN_SKIPS = ("curves", "attribution", "config", "turn_accuracy")  # what RunRecord.from_dict_lean leaves out
+# CurvePoint's fields as a TypedDict: pydantic validates into dicts ten times faster than into models
+_CURVE_POINTS = TypeAdapter(list[TypedDict("CurvePointFields",  # type: ignore[operator]
+                                           {k: f.annotation for k, f in CurvePoint.model_fields.items()})])
+
+
+def _where(exc: ValidationError, prefix: str = "") -> str:
+    return "; ".join(".".join(str(p) for p in ([prefix] if prefix else []) + list(e["loc"])) + f": {e['msg']}"
+                     for e in exc.errors()[:3])
 
 
 def coerce(record: "RunRecord | Mapping[str, Any]") -> RunRecord:
