@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export FORGETBENCH_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test test-fast test-kernels install lock clean perf docs docs-reference lint
+.PHONY: demo test test-fast test-kernels install lock clean perf docs docs-reference lint typecheck
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: install
 # Ruff's lint (pyproject.toml's [tool.ruff.lint]: pyflakes, bugbear, pycodestyle's E4/E7/E9) over the checkout.
 lint: install
 	$(BIN)/ruff check .
+
+# mypy over the package (pyproject.toml's [tool.mypy]): every forgetbench.* import resolves; not yet clean
+# (docs/development.md says what it still finds), so CI does not run it yet.
+typecheck: install
+	$(BIN)/mypy
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"

@@ -18,14 +18,7 @@ first use: ``import forgetbench`` itself imports neither torch nor Avalanche.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-# From a checkout that is not pip-installed, the layer folders sit beside this one (the installed
-# package maps them in place, see pyproject.toml's package-dir).
-_CHECKOUT = Path(__file__).resolve().parent.parent
-if not (Path(__file__).parent / "benchmark").exists() and (_CHECKOUT / "benchmark" / "__init__.py").exists():
-    __path__.append(str(_CHECKOUT))  # noqa: F821  (a package's own __path__)
 
 __version__ = "0.1.0"
 

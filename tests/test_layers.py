@@ -171,3 +171,52 @@ def test_no_import_cycle():
 ])
 def test_the_cycle_finder_finds_cycles(edges, expected):
     assert (find_cycle(edges) is not None) == expected
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    """Names a module defines or imports at its top level (inside top-level ``if`` / ``try`` blocks too)."""
+    names: set[str] = set()
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.If, ast.Try)):
+            todo += node.body + node.orelse + [n for h in getattr(node, "handlers", []) for n in h.body]
+    return names
+
+
+def _module_file(dotted: str) -> Path | None:
+    base = ROOT.joinpath(*dotted.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def test_every_forgetbench_import_resolves_to_its_file_in_the_checkout_by_path_alone():
+    # What a type checker, an editor's "go to definition" or an import-graph tool does with no help from the
+    # installed package: forgetbench.benchmark.core.config is forgetbench/benchmark/core/config.py (the folders
+    # benchmark/, strategies/ and reports/ are linked into forgetbench/), and each name imported from a
+    # module is a submodule or a name that module defines.
+    unresolved = []
+    sources = [p for folder in ("benchmark", "strategies", "reports", "tests", "scripts") for p in (ROOT / folder).rglob("*.py")]
+    for path in [ROOT / "forgetbench" / "__init__.py", *sources]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                wanted = [(a.name, None) for a in node.names if a.name.split(".")[0] == "forgetbench"]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "forgetbench":
+                wanted = [(node.module, a.name) for a in node.names]
+            else:
+                continue
+            for module, name in wanted:
+                file = _module_file(module)
+                if file is None:
+                    unresolved.append(f"{path.relative_to(ROOT)}:{node.lineno}: no file for {module}")
+                elif (name is not None and name != "*" and _module_file(f"{module}.{name}") is None
+                      and name not in _top_level_names(ast.parse(file.read_text()))):
+                    unresolved.append(f"{path.relative_to(ROOT)}:{node.lineno}: {module} has no {name}")
+    assert not unresolved, "\n".join(unresolved)
+    assert (ROOT / "forgetbench" / "benchmark" / "core" / "config.py").resolve() == ROOT / "benchmark" / "core" / "config.py"

@@ -277,7 +277,7 @@ def search_metrics(record: RunRecord) -> dict[str, float]:
         out["search_tau"] = kendall_tau(predicted, truth)
         out["search_rho"] = spearman_rho(predicted, truth)
         out["precision_at_k"] = precision_at_k(predicted, truth, int(search.top_k or 5))
-        out["regret"] = regret(truth, int(search.chosen))  # type: ignore[arg-type]  (set with validation_accuracy)
+        out["regret"] = regret(truth, int(search.chosen))  # type: ignore[arg-type]  # set with validation_accuracy
     derived = search.derived
     language_model = "log-perplexity" in str(search.error or "")
     if language_model:  # errors in nats (log-perplexity), not accuracy points: metrics of their own
@@ -453,7 +453,7 @@ def _registered_values(record: RunRecord) -> dict[str, float]:
     values = {}
     for metric in registered_metrics():
         try:
-            value = metric.compute(record)  # type: ignore[misc]  (registered metrics always have one)
+            value = metric.compute(record)  # type: ignore[misc]  # registered metrics always have one
         except Exception as exc:
             raise ValueError(f"metric {metric.key!r} failed on run {record.run_id}: "
                              f"{type(exc).__name__}: {exc}") from exc

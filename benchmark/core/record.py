@@ -358,8 +358,9 @@ class RunRecord(BaseModel):
 
 LEAN_SKIPS = ("curves", "attribution", "config", "turn_accuracy")  # what RunRecord.from_dict_lean leaves out
 # CurvePoint's fields as a TypedDict: pydantic validates into dicts ten times faster than into models
-_CURVE_POINTS = TypeAdapter(list[TypedDict("CurvePointFields",  # type: ignore[operator]
-                                           {k: f.annotation for k, f in CurvePoint.model_fields.items()})])
+_CurvePointFields = TypedDict("_CurvePointFields",  # type: ignore[misc]  # built from the model: one definition
+                              {k: f.annotation for k, f in CurvePoint.model_fields.items()})
+_CURVE_POINTS: TypeAdapter[list[Any]] = TypeAdapter(list[_CurvePointFields])  # type: ignore[valid-type]
 
 
 def _where(exc: ValidationError, prefix: str = "") -> str:
