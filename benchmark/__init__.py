@@ -13,6 +13,8 @@
 __version__ = "0.1.0"
 
 if __name__ == "benchmark":  # this checkout's folder imported by its own name (the repository root on sys.path)
-    raise ImportError("`benchmark` is a folder of forgetbench's checkout, not an import name: use `import forgetbench` "
-                      "(the public API) or `forgetbench.benchmark.<layer>.<module>` "
-                      "(e.g. `forgetbench.benchmark.front.api`)")
+    raise ImportError(
+        "`benchmark` is a folder of forgetbench's checkout, not an import name: use `import forgetbench` "
+        "(the public API) or `forgetbench.benchmark.<layer>.<module>` "
+        "(e.g. `forgetbench.benchmark.front.api`)"
+    )

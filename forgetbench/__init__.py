@@ -58,9 +58,17 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from forgetbench.benchmark.core.config import ConfigError, load_config
     from forgetbench.benchmark.core.metric_registry import METRICS, Metric, register_metric
     from forgetbench.benchmark.core.record import RunRecord
-    from forgetbench.benchmark.core.registries import (DATASETS, LANGUAGE_CORPORA, SCENARIOS, STRATEGIES,
-                                                       TEXT_CORPORA, register_dataset, register_language_corpus,
-                                                       register_scenario, register_text_corpus)
+    from forgetbench.benchmark.core.registries import (
+        DATASETS,
+        LANGUAGE_CORPORA,
+        SCENARIOS,
+        STRATEGIES,
+        TEXT_CORPORA,
+        register_dataset,
+        register_language_corpus,
+        register_scenario,
+        register_text_corpus,
+    )
     from forgetbench.benchmark.front.api import Results, calibrate_suite, load_results, run_suite
     from forgetbench.benchmark.front.testing import check_scenario, check_strategy
     from forgetbench.benchmark.core.registry import strength

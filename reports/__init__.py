@@ -4,5 +4,7 @@ Every number they show comes from ``forgetbench.benchmark.core.metrics`` (pure f
 """
 
 if __name__ == "reports":  # this checkout's folder imported by its own name (the repository root on sys.path)
-    raise ImportError("`reports` is a folder of forgetbench's checkout, not an import name: use `import forgetbench` "
-                      "(the public API) or `forgetbench.reports` (metrics: `forgetbench.benchmark.core.metrics`)")
+    raise ImportError(
+        "`reports` is a folder of forgetbench's checkout, not an import name: use `import forgetbench` "
+        "(the public API) or `forgetbench.reports` (metrics: `forgetbench.benchmark.core.metrics`)"
+    )

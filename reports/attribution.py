@@ -22,10 +22,16 @@ NEGLIGIBLE = 0.10  # a first-order term below 10% of the observed increase is ca
 def _summary_row(strategy: str, part: pd.DataFrame) -> dict:
     rho = spearman_rho(part.predicted, part.observed) if len(part) >= 3 else float("nan")
     observed = float(part.observed.sum())
-    return {"strategy": strategy, "points": len(part), "observed": float(part.observed.mean()),
-            "predicted": float(part.predicted.mean()), "first_order": float(part.first_order.mean()),
-            "explained": 100 * quadratic_explained(part.predicted, part.observed), "rho": rho,
-            "first_order_share": 100 * float(part.first_order.sum()) / observed if observed > 0 else float("nan")}
+    return {
+        "strategy": strategy,
+        "points": len(part),
+        "observed": float(part.observed.mean()),
+        "predicted": float(part.predicted.mean()),
+        "first_order": float(part.first_order.mean()),
+        "explained": 100 * quadratic_explained(part.predicted, part.observed),
+        "rho": rho,
+        "first_order_share": 100 * float(part.first_order.sum()) / observed if observed > 0 else float("nan"),
+    }
 
 
 def attribution_summary(frame: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
@@ -44,12 +50,19 @@ def attribution_sentence(frame: pd.DataFrame) -> str | None:
         return None
     row = _summary_row("all", frame)
     if not np.isfinite(row["explained"]):
-        return (f"The earlier models' held-out loss did not rise over the {row['points']} points measured, so "
-                "there is no forgetting for the quadratic prediction to explain.")
+        return (
+            f"The earlier models' held-out loss did not rise over the {row['points']} points measured, so "
+            "there is no forgetting for the quadratic prediction to explain."
+        )
     rho = f"Spearman's rho {row['rho']:.2f}" if np.isfinite(row["rho"]) else "too few points for a rank correlation"
     first = row["first_order_share"]
-    verdict = ("is not negligible: the earlier models were not at a minimum, where the quadratic alone cannot hold"
-               if abs(first) >= 100 * NEGLIGIBLE else "is negligible")
-    return (f"On this network the quadratic prediction (1/2) sum F (theta - theta*)^2 explains "
-            f"{row['explained']:.0f}% of the observed loss increase of the earlier models ({row['points']} points, "
-            f"{rho}); the first-order term, {first:+.0f}% of it, {verdict}.")
+    verdict = (
+        "is not negligible: the earlier models were not at a minimum, where the quadratic alone cannot hold"
+        if abs(first) >= 100 * NEGLIGIBLE
+        else "is negligible"
+    )
+    return (
+        f"On this network the quadratic prediction (1/2) sum F (theta - theta*)^2 explains "
+        f"{row['explained']:.0f}% of the observed loss increase of the earlier models ({row['points']} points, "
+        f"{rho}); the first-order term, {first:+.0f}% of it, {verdict}."
+    )

@@ -63,6 +63,7 @@ def environment_differences(records: Iterable[RunRecord]) -> list[str]:
             ordered = sorted(groups.items(), key=lambda kv: min(r.seed for r in kv[1]))
             (first_value, first_runs), *rest = ordered
             text = f"{_who(first_runs, runs)} ran with {key} {first_value}, " + ", ".join(
-                f"{_who(group, runs)} with {value}" for value, group in rest)
+                f"{_who(group, runs)} with {value}" for value, group in rest
+            )
             sentences.append(f"{scenario}: {text}; averaged or paired together, they are not comparable")
     return sentences

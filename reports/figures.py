@@ -69,12 +69,28 @@ def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> st
             # never negative: an interval clipped to the metric's range can sit beside a mean it does not hold
             return [[max(0.0, centre - low)], [max(0.0, high - centre)]] if np.isfinite(low) else None
 
-        ax.errorbar(x * 100, y * 100, xerr=_scaled(err("forgetting", x)), yerr=_scaled(err("LA", y)),
-                    fmt="o", ms=7, capsize=3, color=colours[strategy], label=strategy)
+        ax.errorbar(
+            x * 100,
+            y * 100,
+            xerr=_scaled(err("forgetting", x)),
+            yerr=_scaled(err("LA", y)),
+            fmt="o",
+            ms=7,
+            capsize=3,
+            color=colours[strategy],
+            label=strategy,
+        )
         if not crowded:
             # staggered label offsets so strategies with near-equal numbers stay legible
-            ax.annotate(strategy, (x * 100, y * 100), xytext=(7, 6 - 11 * k), textcoords="offset points",
-                        fontsize=9, color=colours[strategy], fontweight="bold")
+            ax.annotate(
+                strategy,
+                (x * 100, y * 100),
+                xytext=(7, 6 - 11 * k),
+                textcoords="offset points",
+                fontsize=9,
+                color=colours[strategy],
+                fontweight="bold",
+            )
     return _stability_plasticity_axes(ax, fig, "Stability vs plasticity (best: top left)", legend_beside=crowded)
 
 
@@ -115,8 +131,7 @@ def heatmaps(matrices: dict[str, np.ndarray], order: list[str]) -> str | None:
         ax.imshow(values, cmap=cmap, vmin=0, vmax=100, aspect="equal")
         if annotate:
             for (i, j), v in np.ndenumerate(values):
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                        color="black" if v > 55 else "white")
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="black" if v > 55 else "white")
         ax.set_xticks(range(values.shape[1]))
         ax.set_yticks(range(values.shape[0]))
         ax.set_title(strategy, fontsize=10)
@@ -163,8 +178,12 @@ def sample_points(data: pd.DataFrame, limit: int = POINTS_SHOWN) -> pd.DataFrame
     picture), so thousands of runs do not paint a box black."""
     if data.empty or data.groupby("strategy").size().max() <= limit:
         return data
-    return pd.concat([part.sample(limit, random_state=0) if len(part) > limit else part
-                      for _, part in data.groupby("strategy", sort=False)])
+    return pd.concat(
+        [
+            part.sample(limit, random_state=0) if len(part) > limit else part
+            for _, part in data.groupby("strategy", sort=False)
+        ]
+    )
 
 
 def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
@@ -175,14 +194,22 @@ def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str |
     fig = _figure(min(12, 1.2 + 0.35 * n_exp * len(colours) + 2), 3.0)
     ax = fig.add_subplot()
     order = [s for s in colours if s in set(final.strategy)]
-    sns.barplot(data=final.assign(accuracy=final.accuracy * 100), x="experience", y="accuracy",
-                hue="strategy", hue_order=order, palette=colours, errorbar=("pi", 100), ax=ax,
-                err_kws={"linewidth": 1}, capsize=0.1)
+    sns.barplot(
+        data=final.assign(accuracy=final.accuracy * 100),
+        x="experience",
+        y="accuracy",
+        hue="strategy",
+        hue_order=order,
+        palette=colours,
+        errorbar=("pi", 100),
+        ax=ax,
+        err_kws={"linewidth": 1},
+        capsize=0.1,
+    )
     ax.set_ylim(0, 100)
     ax.set_xlabel("experience j")
     ax.set_ylabel("final accuracy (%)")
-    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(order), 6),
-              frameon=False)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(order), 6), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return to_data_uri(fig)
 
@@ -196,13 +223,20 @@ def err_gap_distribution(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str |
     fig = _figure(1.6 + 1.3 * len(order), 3.0)
     ax = fig.add_subplot()
     data = gaps.assign(gap=gaps.gap * 100)
-    sns.boxplot(data=data, x="strategy", y="gap", order=order, hue="strategy", palette=colours,
-                ax=ax, fliersize=0, legend=False)
+    sns.boxplot(
+        data=data, x="strategy", y="gap", order=order, hue="strategy", palette=colours, ax=ax, fliersize=0, legend=False
+    )
     # the points, jittered with a fixed generator so the same results draw the same picture
     points = sample_points(data)
     jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(points))
-    ax.scatter(points.strategy.map({s: i for i, s in enumerate(order)}) + jitter, points.gap, s=5, c="black",
-               alpha=0.5, zorder=3)
+    ax.scatter(
+        points.strategy.map({s: i for i, s in enumerate(order)}) + jitter,
+        points.gap,
+        s=5,
+        c="black",
+        alpha=0.5,
+        zorder=3,
+    )
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("err2 - err1 (points; > 0 = forgetting)")
     ax.set_xlabel("")
@@ -244,9 +278,18 @@ def err_gap_per_architecture(gaps: pd.DataFrame, colours: dict[str, tuple]) -> s
     n_arch = per_seed.architecture.nunique()
     fig = _figure(min(12, 2.5 + 0.3 * n_arch * len(order)), 3.4)
     ax = fig.add_subplot()
-    sns.barplot(data=per_seed.assign(gap=per_seed.gap * 100), x="architecture", y="gap", hue="strategy",
-                hue_order=order, palette=colours, errorbar=("pi", 100), ax=ax, err_kws={"linewidth": 1},
-                capsize=0.1)
+    sns.barplot(
+        data=per_seed.assign(gap=per_seed.gap * 100),
+        x="architecture",
+        y="gap",
+        hue="strategy",
+        hue_order=order,
+        palette=colours,
+        errorbar=("pi", 100),
+        ax=ax,
+        err_kws={"linewidth": 1},
+        capsize=0.1,
+    )
     ax.axhline(0, color="black", lw=0.8)
     ax.set_title("err2 - err1 per architecture: accuracy lost while the other architectures trained", fontsize=11)
     ax.set_xlabel("architecture (training order)")
@@ -270,8 +313,15 @@ def search_scatter(scores: pd.DataFrame, colours: dict[str, tuple]) -> str | Non
         points = sample_points(data, 4 * POINTS_SHOWN)
         ax.scatter(points.supernet * 100, points.standalone * 100, s=8, color=colours[strategy], alpha=0.6)
         chosen = sample_points(data[data.chosen])
-        ax.scatter(chosen.supernet * 100, chosen.standalone * 100, s=70, facecolors="none", edgecolors="black",
-                   linewidths=1.2, label="chosen")
+        ax.scatter(
+            chosen.supernet * 100,
+            chosen.standalone * 100,
+            s=70,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            label="chosen",
+        )
         ax.set_title(strategy, fontsize=10)
         ax.set_xlabel("supernet validation accuracy (%)")
         ax.grid(alpha=0.3)
@@ -305,8 +355,12 @@ def search_over_epochs(epochs: pd.DataFrame, colours: dict[str, tuple], column: 
     return to_data_uri(fig)
 
 
-FOUR_PANELS = (("fv_mean", "mean err2 - err1"), ("fv_best5", "err2 - err1, 5 lowest err1"),
-               ("fv_max", "max err2 - err1"), ("reward", "controller reward"))
+FOUR_PANELS = (
+    ("fv_mean", "mean err2 - err1"),
+    ("fv_best5", "err2 - err1, 5 lowest err1"),
+    ("fv_max", "max err2 - err1"),
+    ("reward", "controller reward"),
+)
 
 
 def search_four_panels(epochs: pd.DataFrame, colours: dict[str, tuple], unit: str) -> str | None:
@@ -321,8 +375,15 @@ def search_four_panels(epochs: pd.DataFrame, colours: dict[str, tuple], unit: st
     for ax, (column, title) in zip(axes, FOUR_PANELS):
         data = epochs.dropna(subset=[column])
         if data.empty:
-            ax.text(0.5, 0.5, "no controller" if column == "reward" else "no data", ha="center", va="center",
-                    transform=ax.transAxes, color="grey")
+            ax.text(
+                0.5,
+                0.5,
+                "no controller" if column == "reward" else "no data",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
         else:
             agg = data.groupby(["strategy", "epoch"])[column].agg(["mean", "min", "max"])
             for strategy in [s for s in strategies if s in set(data.strategy)]:
@@ -351,11 +412,26 @@ def final_accuracy_distribution(final: pd.DataFrame, colours: dict[str, tuple]) 
     fig = _figure(1.8 + 1.4 * len(order), 3.2)
     ax = fig.add_subplot()
     data = per_experience.assign(accuracy=per_experience.accuracy * 100)
-    sns.boxplot(data=data, x="strategy", y="accuracy", order=order, hue="strategy", palette=colours, ax=ax,
-                fliersize=0, legend=False)
+    sns.boxplot(
+        data=data,
+        x="strategy",
+        y="accuracy",
+        order=order,
+        hue="strategy",
+        palette=colours,
+        ax=ax,
+        fliersize=0,
+        legend=False,
+    )
     jitter = np.random.default_rng(0).uniform(-0.18, 0.18, len(data))
-    ax.scatter(data.strategy.map({s: i for i, s in enumerate(order)}) + jitter, data.accuracy, s=6, c="black",
-               alpha=0.5, zorder=3)
+    ax.scatter(
+        data.strategy.map({s: i for i, s in enumerate(order)}) + jitter,
+        data.accuracy,
+        s=6,
+        c="black",
+        alpha=0.5,
+        zorder=3,
+    )
     ax.set_xlabel("")
     ax.set_ylabel(f"final accuracy (%), {per_experience.experience.nunique()} experiences")
     ax.grid(axis="y", alpha=0.3)
@@ -386,9 +462,11 @@ def accuracy_matrix_quantiles(matrices: dict[str, np.ndarray], colours: dict[str
     return to_data_uri(fig)
 
 
-SWEEP_PANELS = (("forgetting_value_mean", "forgetting value: mean err2 - err1 (points)", 100.0),
-                ("search_tau", "Kendall tau (supernet vs standalone)", 1.0),
-                ("regret", "regret (points)", 100.0))
+SWEEP_PANELS = (
+    ("forgetting_value_mean", "forgetting value: mean err2 - err1 (points)", 100.0),
+    ("search_tau", "Kendall tau (supernet vs standalone)", 1.0),
+    ("regret", "regret (points)", 100.0),
+)
 
 
 def search_sweep(sweep: pd.DataFrame, colours: dict[str, tuple], setting_label: str) -> str | None:
@@ -476,8 +554,11 @@ def frontier(points: pd.DataFrame, colours: dict[str, tuple], targets: dict[floa
     fig = _figure(6.4, 4.2)
     ax = fig.add_subplot()
     for method in [m for m in colours if m in set(points.method)]:
-        mean = points[points.method == method].groupby("setting", sort=False).agg(
-            LA=("LA", "mean"), forgetting=("forgetting", "mean"), value=("value", "first"))
+        mean = (
+            points[points.method == method]
+            .groupby("setting", sort=False)
+            .agg(LA=("LA", "mean"), forgetting=("forgetting", "mean"), value=("value", "first"))
+        )
         mean = mean.sort_values("value") if mean.value.notna().all() else mean
         if method == "naive":
             ax.plot(mean.forgetting, mean.LA, marker="*", ms=14, ls="none", color=colours[method], label=method)
@@ -485,10 +566,24 @@ def frontier(points: pd.DataFrame, colours: dict[str, tuple], targets: dict[floa
         ax.plot(mean.forgetting, mean.LA, marker="o", ms=5, lw=1.6, color=colours[method], label=method)
         if mean.value.notna().all() and len(mean) > 1:
             for end in (mean.iloc[0], mean.iloc[-1]):  # the sweep's ends, so the direction of strength reads
-                ax.annotate(f"{end.value:g}", (end.forgetting, end.LA), xytext=(4, 3), textcoords="offset points",
-                            fontsize=7, color=colours[method])
+                ax.annotate(
+                    f"{end.value:g}",
+                    (end.forgetting, end.LA),
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color=colours[method],
+                )
     for drop, la in targets.items():
         ax.axhline(la, color=NAIVE_GREY, lw=0.8, ls=":")
-        ax.text(0.99, la, f"naive LA - {drop:g}", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
-                fontsize=7, color=NAIVE_GREY)
+        ax.text(
+            0.99,
+            la,
+            f"naive LA - {drop:g}",
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color=NAIVE_GREY,
+        )
     return _stability_plasticity_axes(ax, fig, "Frontiers: each method across its strengths (best: top left)")

@@ -32,7 +32,8 @@ def final_accuracy_frame(records: Iterable[RunRecord | Mapping[str, Any]], scena
     """strategy, seed, experience, accuracy: the final model's accuracy on each experience."""
     rows = [
         {"strategy": _strategy(r), "seed": r.seed, "experience": j, "accuracy": float(a)}
-        for r in as_records(records) if r.ok and _scenario(r) == scenario
+        for r in as_records(records)
+        if r.ok and _scenario(r) == scenario
         for j, a in enumerate(r.accuracy_matrix[-1])
     ]
     return pd.DataFrame(rows, columns=["strategy", "seed", "experience", "accuracy"])
@@ -49,8 +50,17 @@ def curves_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str
     for r in as_records(records):
         if r.ok and _scenario(r) == scenario:
             for (t, e), (it, acc) in curve_series(r).items():
-                rows += [{"strategy": _strategy(r), "seed": r.seed, "train_exp": t, "eval_exp": e,
-                          "iteration": float(i), "accuracy": float(a)} for i, a in zip(it, acc)]
+                rows += [
+                    {
+                        "strategy": _strategy(r),
+                        "seed": r.seed,
+                        "train_exp": t,
+                        "eval_exp": e,
+                        "iteration": float(i),
+                        "accuracy": float(a),
+                    }
+                    for i, a in zip(it, acc)
+                ]
     frame = pd.DataFrame(rows, columns=["strategy", "seed", "train_exp", "eval_exp", "iteration", "accuracy"])
     if frame.empty:
         return frame.assign(step=pd.Series(dtype=float))
@@ -68,8 +78,9 @@ def err_gap_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: st
             gap = np.asarray(r.err2, dtype=float) - np.asarray(r.err1, dtype=float)
             for (k, a), g in np.ndenumerate(gap):
                 if np.isfinite(g):
-                    rows.append({"strategy": _strategy(r), "seed": r.seed, "round": k,
-                                 "architecture": a, "gap": float(g)})
+                    rows.append(
+                        {"strategy": _strategy(r), "seed": r.seed, "round": k, "architecture": a, "gap": float(g)}
+                    )
     return pd.DataFrame(rows, columns=["strategy", "seed", "round", "architecture", "gap"])
 
 
@@ -81,8 +92,16 @@ def search_scores_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenar
         if not (r.ok and _scenario(r) == scenario and search and search.validation_accuracy and truth):
             continue
         for k, (s, t) in enumerate(zip(search.validation_accuracy, truth)):
-            rows.append({"strategy": _strategy(r), "seed": r.seed, "candidate": k, "supernet": float(s),
-                         "standalone": float(t), "chosen": k == search.chosen})
+            rows.append(
+                {
+                    "strategy": _strategy(r),
+                    "seed": r.seed,
+                    "candidate": k,
+                    "supernet": float(s),
+                    "standalone": float(t),
+                    "chosen": k == search.chosen,
+                }
+            )
     return pd.DataFrame(rows, columns=["strategy", "seed", "candidate", "supernet", "standalone", "chosen"])
 
 
@@ -95,18 +114,32 @@ def search_epochs_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenar
         series = metrics.search_epochs(r)
         for e, (e1, e2) in enumerate(zip(r.err1 or [], r.err2 or [])):
             _, top5, _ = metrics.forgetting_value(e1, e2)
-            rows.append({"strategy": _strategy(r), "seed": r.seed, "epoch": e, "fv_mean": series["mean_gap"][e],
-                         "fv_top5": top5, "fv_max": series["max_gap"][e], "fv_best5": series["best_gap"][e],
-                         "reward": series["reward"][e]})
-    return pd.DataFrame(rows, columns=["strategy", "seed", "epoch", "fv_mean", "fv_top5", "fv_max", "fv_best5", "reward"])
+            rows.append(
+                {
+                    "strategy": _strategy(r),
+                    "seed": r.seed,
+                    "epoch": e,
+                    "fv_mean": series["mean_gap"][e],
+                    "fv_top5": top5,
+                    "fv_max": series["max_gap"][e],
+                    "fv_best5": series["best_gap"][e],
+                    "reward": series["reward"][e],
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["strategy", "seed", "epoch", "fv_mean", "fv_top5", "fv_max", "fv_best5", "reward"]
+    )
 
 
 def sampled_search_unit(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> tuple[str, float] | None:
     """``(axis label, scale)`` of err for a search whose architectures are sampled while it runs (its record
     names its error: ``enas_rnn``, ``enas_cnn``), None for any other scenario. Accuracy errors are drawn in
     points (scale 100), log-perplexities in nats (scale 1)."""
-    errors = {r.search.error for r in as_records(records)
-              if _scenario(r) == scenario and r.search is not None and r.search.error}
+    errors = {
+        r.search.error
+        for r in as_records(records)
+        if _scenario(r) == scenario and r.search is not None and r.search.error
+    }
     if not errors:
         return None
     if any("log-perplexity" in e for e in errors):
@@ -120,15 +153,20 @@ MANY_EXPERIENCES = 20  # above this, per-experience figures are drawn as distrib
 def many_experiences(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> bool:
     """True when ``scenario``'s accuracy matrices have more than :data:`MANY_EXPERIENCES` columns (a search
     over tens to hundreds of architectures): one bar or heatmap column per experience is unreadable there."""
-    return any(r.ok and _scenario(r) == scenario and len(r.accuracy_matrix[-1]) > MANY_EXPERIENCES
-               for r in as_records(records))
+    return any(
+        r.ok and _scenario(r) == scenario and len(r.accuracy_matrix[-1]) > MANY_EXPERIENCES for r in as_records(records)
+    )
 
 
 SWEEP_METRICS = ("forgetting_value_mean", "search_tau", "regret")
 
 
-def search_sweep_frame(table: pd.DataFrame, records: Iterable[RunRecord | Mapping[str, Any]], setting: str = "steps_per_turn",
-                       metrics_shown: Sequence[str] = SWEEP_METRICS) -> pd.DataFrame:
+def search_sweep_frame(
+    table: pd.DataFrame,
+    records: Iterable[RunRecord | Mapping[str, Any]],
+    setting: str = "steps_per_turn",
+    metrics_shown: Sequence[str] = SWEEP_METRICS,
+) -> pd.DataFrame:
     """The summary rows of ``metrics_shown`` for the search scenarios of a suite that differ in ``setting``
     (a scenario param, e.g. the turn length), with that param's value as column ``setting``.
 
@@ -157,37 +195,70 @@ def attribution_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario
     that recorded a forgetting attribution (``training.attribution``): an earlier model after a turn (iteration
     NaN) or at a curve point inside one."""
     columns = ["strategy", "seed", "turn", "iteration", "model", "observed", "predicted", "first_order"]
-    rows = [{"strategy": _strategy(r), "seed": r.seed, "turn": e.turn,
-             "iteration": float("nan") if e.iteration is None else e.iteration, "model": e.model, "observed": e.observed,
-             "predicted": e.predicted, "first_order": e.first_order}
-            for r in as_records(records) if r.ok and _scenario(r) == scenario for e in r.attribution or []]
+    rows = [
+        {
+            "strategy": _strategy(r),
+            "seed": r.seed,
+            "turn": e.turn,
+            "iteration": float("nan") if e.iteration is None else e.iteration,
+            "model": e.model,
+            "observed": e.observed,
+            "predicted": e.predicted,
+            "first_order": e.first_order,
+        }
+        for r in as_records(records)
+        if r.ok and _scenario(r) == scenario
+        for e in r.attribution or []
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
 def attribution_layers_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
     """strategy, seed, layer, predicted, first_order, drift: per run and shared layer, summed over the earlier
     models' after-turn points (drift: the mean): where the forgetting each turn left lives."""
-    rows = [{"strategy": _strategy(r), "seed": r.seed, "layer": layer.layer, "predicted": layer.predicted,
-             "first_order": layer.first_order, "drift": layer.drift}
-            for r in as_records(records) if r.ok and _scenario(r) == scenario
-            for e in r.attribution or [] if e.iteration is None for layer in e.layers]
+    rows = [
+        {
+            "strategy": _strategy(r),
+            "seed": r.seed,
+            "layer": layer.layer,
+            "predicted": layer.predicted,
+            "first_order": layer.first_order,
+            "drift": layer.drift,
+        }
+        for r in as_records(records)
+        if r.ok and _scenario(r) == scenario
+        for e in r.attribution or []
+        if e.iteration is None
+        for layer in e.layers
+    ]
     frame = pd.DataFrame(rows, columns=["strategy", "seed", "layer", "predicted", "first_order", "drift"])
     if frame.empty:
         return frame
-    return (frame.groupby(["strategy", "seed", "layer"], sort=False)
-            .agg(predicted=("predicted", "sum"), first_order=("first_order", "sum"), drift=("drift", "mean"))
-            .reset_index())
+    return (
+        frame.groupby(["strategy", "seed", "layer"], sort=False)
+        .agg(predicted=("predicted", "sum"), first_order=("first_order", "sum"), drift=("drift", "mean"))
+        .reset_index()
+    )
 
 
 def adapters_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
     """strategy, seed, task, norm, overlap, trainable_params, total_params: one row per task of the ok runs whose
     strategy keeps per-task adapters (the ``adapters.per_task`` key of pic, merge, olora, inflora, osf)."""
     columns = ["strategy", "seed", "task", "norm", "overlap", "trainable_params", "total_params"]
-    rows = [{"strategy": _strategy(r), "seed": r.seed, "task": row["task"], "norm": row["norm"],
-             "overlap": float("nan") if row.get("overlap") is None else row["overlap"],
-             "trainable_params": row["trainable_params"], "total_params": row["total_params"]}
-            for r in as_records(records) if r.ok and _scenario(r) == scenario
-            for row in ((r.model_extra or {}).get("adapters") or {}).get("per_task") or []]
+    rows = [
+        {
+            "strategy": _strategy(r),
+            "seed": r.seed,
+            "task": row["task"],
+            "norm": row["norm"],
+            "overlap": float("nan") if row.get("overlap") is None else row["overlap"],
+            "trainable_params": row["trainable_params"],
+            "total_params": row["total_params"],
+        }
+        for r in as_records(records)
+        if r.ok and _scenario(r) == scenario
+        for row in ((r.model_extra or {}).get("adapters") or {}).get("per_task") or []
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -196,13 +267,21 @@ def adapter_summary(frame: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     adapters (NaN for a task with none) and the adapter entries trained and held."""
     if frame.empty:
         return frame
-    table = (frame.groupby(["strategy", "task"], sort=False)
-             .agg(seeds=("seed", "nunique"), norm=("norm", "mean"), overlap=("overlap", "mean"),
-                  trainable_params=("trainable_params", "mean"), total_params=("total_params", "mean"))
-             .reset_index())
+    table = (
+        frame.groupby(["strategy", "task"], sort=False)
+        .agg(
+            seeds=("seed", "nunique"),
+            norm=("norm", "mean"),
+            overlap=("overlap", "mean"),
+            trainable_params=("trainable_params", "mean"),
+            total_params=("total_params", "mean"),
+        )
+        .reset_index()
+    )
     rank = {s: i for i, s in enumerate(order)}
-    return table.sort_values(["strategy", "task"], key=lambda c: c.map(rank) if c.name == "strategy" else c,
-                             kind="stable").reset_index(drop=True)
+    return table.sort_values(
+        ["strategy", "task"], key=lambda c: c.map(rank) if c.name == "strategy" else c, kind="stable"
+    ).reset_index(drop=True)
 
 
 def inert_penalties(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> dict[str, int]:

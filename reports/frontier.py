@@ -30,8 +30,9 @@ def _method(label: str) -> tuple[str, str]:
     return base, rest.rstrip("]")
 
 
-def frontier_frame(records: Sequence[RunRecord], computed: Mapping[str, Mapping[str, float]] | None = None
-                   ) -> pd.DataFrame:
+def frontier_frame(
+    records: Sequence[RunRecord], computed: Mapping[str, Mapping[str, float]] | None = None
+) -> pd.DataFrame:
     """One row per ok run with a square accuracy matrix: scenario, method, setting (the grid suffix), value (the
     swept param's value when exactly one param varies within the method), seed, LA and forgetting in points, and
     whether the point is on its seed's Pareto front. ``computed`` (run id -> metrics, as
@@ -45,9 +46,17 @@ def frontier_frame(records: Sequence[RunRecord], computed: Mapping[str, Mapping[
         if not (np.isfinite(metrics["LA"]) and np.isfinite(metrics["forgetting"])):
             continue
         method, setting = _method(r.strategy.label or r.strategy.name)
-        rows.append({"scenario": r.scenario.label or r.scenario.name, "method": method, "setting": setting,
-                     "params": json.dumps(r.strategy.params, sort_keys=True, default=str), "seed": r.seed,
-                     "LA": 100 * metrics["LA"], "forgetting": 100 * metrics["forgetting"]})
+        rows.append(
+            {
+                "scenario": r.scenario.label or r.scenario.name,
+                "method": method,
+                "setting": setting,
+                "params": json.dumps(r.strategy.params, sort_keys=True, default=str),
+                "seed": r.seed,
+                "LA": 100 * metrics["LA"],
+                "forgetting": 100 * metrics["forgetting"],
+            }
+        )
     frame = pd.DataFrame(rows, columns=["scenario", "method", "setting", "params", "seed", "LA", "forgetting"])
     frame["value"] = np.nan
     for _, group in frame.groupby(["scenario", "method"]):
@@ -67,8 +76,9 @@ def frontier_frame(records: Sequence[RunRecord], computed: Mapping[str, Mapping[
 def has_frontier(frame: pd.DataFrame, scenario: str) -> bool:
     """Some method of ``scenario`` ran at two or more settings, and naive ran."""
     mine = frame[frame.scenario == scenario]
-    return (NAIVE in set(mine.method)
-            and bool((mine[mine.method != NAIVE].groupby("method").setting.nunique() >= 2).any()))
+    return NAIVE in set(mine.method) and bool(
+        (mine[mine.method != NAIVE].groupby("method").setting.nunique() >= 2).any()
+    )
 
 
 def matched_plasticity(frame: pd.DataFrame, scenario: str, drops: Sequence[float] = DROPS) -> pd.DataFrame:
@@ -83,11 +93,22 @@ def matched_plasticity(frame: pd.DataFrame, scenario: str, drops: Sequence[float
         for drop in drops:
             per_seed = matched_forgetting(points, {s: la - drop for s, la in naive_la.items()})
             stat = summarize(list(per_seed.values()))
-            rows.append({"scenario": scenario, "method": method, "drop": drop, "mean": stat.mean,
-                         "ci_low": stat.ci_low, "ci_high": stat.ci_high, "n": stat.n, "seeds": len(per_seed),
-                         "per_seed": {int(s): v for s, v in per_seed.items()}})
-    return pd.DataFrame(rows, columns=["scenario", "method", "drop", "mean", "ci_low", "ci_high", "n", "seeds",
-                                       "per_seed"])
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "method": method,
+                    "drop": drop,
+                    "mean": stat.mean,
+                    "ci_low": stat.ci_low,
+                    "ci_high": stat.ci_high,
+                    "n": stat.n,
+                    "seeds": len(per_seed),
+                    "per_seed": {int(s): v for s, v in per_seed.items()},
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["scenario", "method", "drop", "mean", "ci_low", "ci_high", "n", "seeds", "per_seed"]
+    )
 
 
 def matched_pairs(matched: pd.DataFrame) -> pd.DataFrame:
@@ -97,12 +118,24 @@ def matched_pairs(matched: pd.DataFrame) -> pd.DataFrame:
     for (scenario, drop), group in matched.groupby(["scenario", "drop"], sort=False):
         items = list(group.itertuples())
         for i, a in enumerate(items):
-            for b in items[i + 1:]:
+            for b in items[i + 1 :]:
                 d = paired_difference(a.per_seed, b.per_seed)
-                rows.append({"scenario": scenario, "drop": drop, "first": a.method, "second": b.method,
-                             "diff": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value, "n": d.n})
-    return pd.DataFrame(rows, columns=["scenario", "drop", "first", "second", "diff", "ci_low", "ci_high", "p_value",
-                                       "n"])
+                rows.append(
+                    {
+                        "scenario": scenario,
+                        "drop": drop,
+                        "first": a.method,
+                        "second": b.method,
+                        "diff": d.diff,
+                        "ci_low": d.ci_low,
+                        "ci_high": d.ci_high,
+                        "p_value": d.p_value,
+                        "n": d.n,
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["scenario", "drop", "first", "second", "diff", "ci_low", "ci_high", "p_value", "n"]
+    )
 
 
 def matched_verdicts(matched: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
@@ -113,8 +146,10 @@ def matched_verdicts(matched: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
         reached = group[group.n >= 2].sort_values("mean")
         missing = sorted(set(group.method) - set(reached.method))
         if reached.empty:
-            lines.append(f"At naive's LA - {drop:g} points no method's front reaches that plasticity on two or more "
-                         "seeds: widen the strength range.")
+            lines.append(
+                f"At naive's LA - {drop:g} points no method's front reaches that plasticity on two or more "
+                "seeds: widen the strength range."
+            )
             continue
         ranking = ", ".join(f"{r.method} {r.mean:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]" for r in reached.itertuples())
         line = f"At naive's LA - {drop:g} points, forgetting (points, mean [95% CI]): {ranking}."
@@ -122,12 +157,18 @@ def matched_verdicts(matched: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
         for p in pairs[pairs["drop"] == drop].itertuples():
             if p.n >= 2 and np.isfinite(p.ci_low) and (p.ci_low > 0 or p.ci_high < 0):
                 low, high = (p.first, p.second) if p.diff < 0 else (p.second, p.first)
-                resolved.append(f"{low} < {high} by {abs(p.diff):.1f} [{min(abs(p.ci_low), abs(p.ci_high)):.1f}, "
-                                f"{max(abs(p.ci_low), abs(p.ci_high)):.1f}] (p = {p.p_value:.3g})")
+                resolved.append(
+                    f"{low} < {high} by {abs(p.diff):.1f} [{min(abs(p.ci_low), abs(p.ci_high)):.1f}, "
+                    f"{max(abs(p.ci_low), abs(p.ci_high)):.1f}] (p = {p.p_value:.3g})"
+                )
         compared = int((pairs["drop"] == drop).sum())
-        line += (f" Resolved (95% interval excluding 0; {compared} pairs compared, p not adjusted for that): "
-                 + "; ".join(resolved) + "." if resolved
-                 else " No difference between methods is resolved at this plasticity (every 95% interval spans 0).")
+        line += (
+            f" Resolved (95% interval excluding 0; {compared} pairs compared, p not adjusted for that): "
+            + "; ".join(resolved)
+            + "."
+            if resolved
+            else " No difference between methods is resolved at this plasticity (every 95% interval spans 0)."
+        )
         if missing:
             line += f" Not reached on two seeds: {', '.join(missing)}."
         lines.append(line)

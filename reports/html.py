@@ -22,7 +22,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.metric_registry import registered_metrics
-from forgetbench.benchmark.core.store import atomic_write_text, file_in_the_way, registered_metric_modules, rerun_command
+from forgetbench.benchmark.core.store import (
+    atomic_write_text,
+    file_in_the_way,
+    registered_metric_modules,
+    rerun_command,
+)
 from forgetbench.reports import attribution as A
 from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
@@ -79,7 +84,7 @@ def seeds_text(seeds: Sequence[Any], shown: int = 12) -> str:
     numbers = sorted(s for s in seeds if isinstance(s, int))
     if len(numbers) == len(seeds) and numbers[-1] - numbers[0] == len(numbers) - 1:
         return f"{len(seeds):,} seeds ({numbers[0]}–{numbers[-1]})"
-    head, tail = ", ".join(map(str, seeds[:shown - 3])), ", ".join(map(str, seeds[-2:]))
+    head, tail = ", ".join(map(str, seeds[: shown - 3])), ", ".join(map(str, seeds[-2:]))
     return f"{len(seeds):,} seeds ({head}, …, {tail})"
 
 
@@ -132,8 +137,9 @@ class ScenarioView:
         return seeds_text(self.seeds)
 
 
-def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
-           references: set[str] = frozenset()) -> list[dict[str, Any]]:
+def _cells(
+    table: pd.DataFrame, order: list[str], metrics: list[S.Metric], references: set[str] = frozenset()
+) -> list[dict[str, Any]]:
     """Rows of the summary for ``metrics``; the best mean per metric is marked (ties all marked).
 
     Reference runs (joint/standalone) are upper bounds, not contenders: never marked best.
@@ -158,8 +164,7 @@ def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
                 cells[m.key] = Cell("–")
                 continue
             r = sub.loc[m.key]
-            ci = (f"[{fmt(r.ci_low, m.unit)}, {fmt(r.ci_high, m.unit)}]"
-                  if np.isfinite(r.ci_low) else "")
+            ci = f"[{fmt(r.ci_low, m.unit)}, {fmt(r.ci_high, m.unit)}]" if np.isfinite(r.ci_low) else ""
             cells[m.key] = Cell(fmt(r["mean"], m.unit), ci, strategy in best.get(m.key, ()), int(r.n_seeds))
             n = max(n, int(r.n_seeds))
         rows.append({"strategy": strategy, "n": n, "cells": cells, "reference": strategy in references})
@@ -168,6 +173,7 @@ def _cells(table: pd.DataFrame, order: list[str], metrics: list[S.Metric],
 
 def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, references: set[str]) -> list[str]:
     """The verdict (:func:`forgetbench.reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
+
     def mean(strategy: str | None, metric: str) -> float:
         v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
         return float(v.iloc[0]) if len(v) else float("nan")
@@ -183,8 +189,10 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
     cost = []
     t_w, t_n = mean(winner, "train_seconds"), mean(naive, "train_seconds")
     if np.isfinite(t_w):
-        cost.append(f"train time {fmt(t_w, 'seconds')}"
-                    + (f" ({t_w / t_n:.1f}x {naive})" if np.isfinite(t_n) and t_n > 0 and winner != naive else ""))
+        cost.append(
+            f"train time {fmt(t_w, 'seconds')}"
+            + (f" ({t_w / t_n:.1f}x {naive})" if np.isfinite(t_n) and t_n > 0 and winner != naive else "")
+        )
     mem = mean(winner, "regularizer_bytes")
     if np.isfinite(mem):
         cost.append(f"regularizer memory {fmt(mem, 'bytes')}")
@@ -197,28 +205,43 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
     acc = acc.astype(float).dropna()
     if len(acc) > 1:
         top = str(acc.idxmax())
-        lines.append(f"Highest final accuracy (ACC): {top} ({fmt(acc[top], 'accuracy')}%)"
-                     + ("; the same strategy." if top == winner else "."))
+        lines.append(
+            f"Highest final accuracy (ACC): {top} ({fmt(acc[top], 'accuracy')}%)"
+            + ("; the same strategy." if top == winner else ".")
+        )
     return lines + shipped
 
 
-def _scenario_view(name: str, records: list[RunRecord], order: list[str], table: pd.DataFrame,
-                   comps: pd.DataFrame, problems: pd.DataFrame, long: pd.DataFrame,
-                   lean: set[str] = frozenset()) -> ScenarioView:
+def _scenario_view(
+    name: str,
+    records: list[RunRecord],
+    order: list[str],
+    table: pd.DataFrame,
+    comps: pd.DataFrame,
+    problems: pd.DataFrame,
+    long: pd.DataFrame,
+    lean: set[str] = frozenset(),
+) -> ScenarioView:
     from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
 
     mine = [r for r in records if S._scenario(r) == name]
     ok = [r for r in mine if S.has_results(r)]
     naive, refs = V.roles(records, name)
-    view = ScenarioView(name=name, anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
-                        runs_ok=len(ok), runs_total=len(mine),
-                        seeds=sorted({r.seed for r in mine}, key=str), naive=naive,
-                        scenario_type=next((r.scenario_type for r in mine if r.scenario_type), None))
+    view = ScenarioView(
+        name=name,
+        anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
+        runs_ok=len(ok),
+        runs_total=len(mine),
+        seeds=sorted({r.seed for r in mine}, key=str),
+        naive=naive,
+        scenario_type=next((r.scenario_type for r in mine if r.scenario_type), None),
+    )
     drawn = [r for r in ok if r.run_id not in lean]
     if len(drawn) < len(ok):
         view.figure_sample = (
             f"Forgetting curves and attribution are drawn from the first {S.FIGURE_RUNS} runs of each strategy (in seed "
-            f"order): {len(drawn):,} of the {len(ok):,} runs. Every table and every other figure counts all of them.")
+            f"order): {len(drawn):,} of the {len(ok):,} runs. Every table and every other figure counts all of them."
+        )
     t = table[table.scenario == name]
     c = comps[comps.scenario == name]
     present = [S.METRICS[k] for k in S.METRICS if k in set(t.metric)]
@@ -230,8 +253,11 @@ def _scenario_view(name: str, records: list[RunRecord], order: list[str], table:
         t_naive = t[(t.strategy == naive) & (t.metric == "train_seconds")]["mean"]
         for row in view.cost_rows:
             t_row = t[(t.strategy == row["strategy"]) & (t.metric == "train_seconds")]["mean"]
-            ratio = (float(t_row.iloc[0]) / float(t_naive.iloc[0])
-                     if len(t_row) and len(t_naive) and float(t_naive.iloc[0]) > 0 else float("nan"))
+            ratio = (
+                float(t_row.iloc[0]) / float(t_naive.iloc[0])
+                if len(t_row) and len(t_naive) and float(t_naive.iloc[0]) > 0
+                else float("nan")
+            )
             row["vs_naive"] = f"{ratio:.2f}x" if np.isfinite(ratio) else "–"
     view.supernet_columns = [m for m in present if m.section == "supernet"]
     view.supernet_rows = _cells(t, order, view.supernet_columns, refs) if view.supernet_columns else []
@@ -248,9 +274,14 @@ def _scenario_view(name: str, records: list[RunRecord], order: list[str], table:
                 r = sub.loc[m.key]
                 ci = f"[{fmt(r.ci_low, m.unit, True)}, {fmt(r.ci_high, m.unit, True)}]" if np.isfinite(r.ci_low) else ""
                 better = (r["diff"] > 0) == (m.better == "higher") and r["diff"] != 0
-                cells[m.key] = {"diff": fmt(r["diff"], m.unit, True), "ci": ci, "p": fmt_p(r.p_value),
-                                "n": int(r.n_pairs), "good": bool(better and r.p_value < 0.05),
-                                "bad": bool(not better and r["diff"] != 0 and r.p_value < 0.05)}
+                cells[m.key] = {
+                    "diff": fmt(r["diff"], m.unit, True),
+                    "ci": ci,
+                    "p": fmt_p(r.p_value),
+                    "n": int(r.n_pairs),
+                    "good": bool(better and r.p_value < 0.05),
+                    "bad": bool(not better and r["diff"] != 0 and r.p_value < 0.05),
+                }
         view.comparison_rows.append({"strategy": strategy, "cells": cells})
     view.verdict = _verdict(t, long[long.scenario == name], naive, refs)
     view.few_seeds = 0 < max((row["n"] for row in view.rows), default=0) < V.MIN_SEEDS
@@ -266,61 +297,87 @@ def _scenario_view(name: str, records: list[RunRecord], order: list[str], table:
         unit, scale = sampled
         errors = ["fv_mean", "fv_top5", "fv_max", "fv_best5"]
         view.headline = F.search_four_panels(epochs.assign(**{c: epochs[c] * scale for c in errors}), colours, unit)
-        view.headline_caption = ("Multi-model forgetting during the search (the WPL paper's Figure 3): per search "
-                                 f"epoch, err2 − err1 in {unit} (error at the epoch's end minus right after the "
-                                 "architecture's own turn) averaged over the architectures the epoch trained, the "
-                                 "same over the 5 with lowest err1, the largest, and the controller's mean reward "
-                                 "(c / perplexity for a language model, c × accuracy for images). Line = mean over "
-                                 "seeds, band = min–max. Above 0 = forgetting.")
+        view.headline_caption = (
+            "Multi-model forgetting during the search (the WPL paper's Figure 3): per search "
+            f"epoch, err2 − err1 in {unit} (error at the epoch's end minus right after the "
+            "architecture's own turn) averaged over the architectures the epoch trained, the "
+            "same over the 5 with lowest err1, the largest, and the controller's mean reward "
+            "(c / perplexity for a language model, c × accuracy for images). Line = mean over "
+            "seeds, band = min–max. Above 0 = forgetting."
+        )
     elif not scores.empty:
         view.headline = F.search_scatter(scores, colours)
-        view.headline_caption = ("What the search sees against the truth: every candidate's supernet validation "
-                                 "accuracy (x) and standalone accuracy (y), all seeds (a seeded sample of 2,000 "
-                                 "points per strategy where there are more); ringed = the architecture "
-                                 "each search picked. A search that ranks well puts its points on a rising line "
-                                 "and its rings at the top.")
+        view.headline_caption = (
+            "What the search sees against the truth: every candidate's supernet validation "
+            "accuracy (x) and standalone accuracy (y), all seeds (a seeded sample of 2,000 "
+            "points per strategy where there are more); ringed = the architecture "
+            "each search picked. A search that ranks well puts its points on a rising line "
+            "and its rings at the top."
+        )
     elif not gaps.empty:
         view.headline = F.err_gap_per_architecture(gaps, colours)
-        view.headline_caption = ("err2 − err1 per architecture (training order): error at the end minus error "
-                                 "right after the architecture's own turn, mean over rounds and seeds, whisker "
-                                 "min–max over seeds. Above 0 = multi-model forgetting.")
+        view.headline_caption = (
+            "err2 − err1 per architecture (training order): error at the end minus error "
+            "right after the architecture's own turn, mean over rounds and seeds, whisker "
+            "min–max over seeds. Above 0 = multi-model forgetting."
+        )
     elif not curves.empty:
         view.headline = F.first_model_curve(curves, colours)
-        view.headline_caption = ("Accuracy of the first model while the later model(s) train (the WPL paper's "
-                                 "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
-                                 "experiences.")
+        view.headline_caption = (
+            "Accuracy of the first model while the later model(s) train (the WPL paper's "
+            "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
+            "experiences."
+        )
     view.many_experiences = FR.many_experiences(records, name)
     matrices, final = FR.mean_matrices(records, name), FR.final_accuracy_frame(records, name)
     figs = {
         "scatter": F.stability_plasticity(t, colours),
         "curves": F.forgetting_curves(curves, colours),
-        "heatmaps": (F.accuracy_matrix_quantiles(matrices, colours) if view.many_experiences
-                     else F.heatmaps(matrices, order)),
-        "final": (F.final_accuracy_distribution(final, colours) if view.many_experiences
-                  else F.final_accuracy_bars(final, colours)),
+        "heatmaps": (
+            F.accuracy_matrix_quantiles(matrices, colours) if view.many_experiences else F.heatmaps(matrices, order)
+        ),
+        "final": (
+            F.final_accuracy_distribution(final, colours)
+            if view.many_experiences
+            else F.final_accuracy_bars(final, colours)
+        ),
         "err_gap": F.err_gap_distribution(gaps, colours),
     }
     attribution = FR.attribution_frame(records, name)
     if not attribution.empty:
         view.attribution_sentence = A.attribution_sentence(attribution)
         view.attribution_rows = [
-            {"strategy": row.strategy, "points": int(row.points), "observed": f"{row.observed:.4f}",
-             "predicted": f"{row.predicted:.4f}", "first_order": f"{row.first_order:+.4f}",
-             "explained": f"{row.explained:.0f}%" if np.isfinite(row.explained) else "–",
-             "rho": f"{row.rho:.2f}" if np.isfinite(row.rho) else "–",
-             "first_order_share": f"{row.first_order_share:+.0f}%" if np.isfinite(row.first_order_share) else "–"}
-            for row in A.attribution_summary(attribution, order).itertuples()]
+            {
+                "strategy": row.strategy,
+                "points": int(row.points),
+                "observed": f"{row.observed:.4f}",
+                "predicted": f"{row.predicted:.4f}",
+                "first_order": f"{row.first_order:+.4f}",
+                "explained": f"{row.explained:.0f}%" if np.isfinite(row.explained) else "–",
+                "rho": f"{row.rho:.2f}" if np.isfinite(row.rho) else "–",
+                "first_order_share": f"{row.first_order_share:+.0f}%" if np.isfinite(row.first_order_share) else "–",
+            }
+            for row in A.attribution_summary(attribution, order).itertuples()
+        ]
         figs["attribution_layers"] = F.attribution_layers(FR.attribution_layers_frame(records, name), order)
         figs["attribution_scatter"] = F.attribution_scatter(attribution, colours)
     view.adapter_rows = [
-        {"strategy": row.strategy, "task": int(row.task), "seeds": int(row.seeds), "norm": f"{row.norm:.3f}",
-         "overlap": f"{row.overlap:.3f}" if np.isfinite(row.overlap) else "–",
-         "trainable": f"{row.trainable_params:,.0f}", "total": f"{row.total_params:,.0f}"}
-        for row in FR.adapter_summary(FR.adapters_frame(records, name), order).itertuples()]
+        {
+            "strategy": row.strategy,
+            "task": int(row.task),
+            "seeds": int(row.seeds),
+            "norm": f"{row.norm:.3f}",
+            "overlap": f"{row.overlap:.3f}" if np.isfinite(row.overlap) else "–",
+            "trainable": f"{row.trainable_params:,.0f}",
+            "total": f"{row.total_params:,.0f}",
+        }
+        for row in FR.adapter_summary(FR.adapters_frame(records, name), order).itertuples()
+    ]
     view.inert = FR.inert_penalties(records, name)
     if not sampled:  # a sampled-architecture search shows these in its four-panel headline
-        figs["search_forgetting"] = F.search_over_epochs(epochs, colours, "fv_mean",
-                                                         "mean err2 - err1 (points; > 0 = forgetting)")
+        figs["search_forgetting"] = F.search_over_epochs(
+            epochs, colours, "fv_mean", "mean err2 - err1 (points; > 0 = forgetting)"
+        )
         figs["search_reward"] = F.search_over_epochs(epochs, colours, "reward", "controller reward (%)")
     view.figures = {k: v for k, v in figs.items() if v}
     return view
@@ -343,9 +400,14 @@ def _metadata(folders: Sequence[Path], records: list[RunRecord], command: str | 
         "command": command,
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "run_env": {k: ", ".join(v) for k, v in run_env.items() if v},
-        "report_env": {"python": platform.python_version(), "pandas": pd.__version__,
-                       "matplotlib": matplotlib.__version__, "seaborn": seaborn.__version__,
-                       "jinja2": jinja2.__version__, "platform": platform.platform()},
+        "report_env": {
+            "python": platform.python_version(),
+            "pandas": pd.__version__,
+            "matplotlib": matplotlib.__version__,
+            "seaborn": seaborn.__version__,
+            "jinja2": jinja2.__version__,
+            "platform": platform.platform(),
+        },
         "suites": suites,
         "started": min((r.started_at or "" for r in records), default=""),
         "finished": max((r.finished_at or "" for r in records), default=""),
@@ -356,7 +418,6 @@ def _reproductions(folders: Sequence[Path], table: pd.DataFrame) -> list[dict[st
     """Rows of every folder whose suite names published figures (its ``reproduce`` block)."""
     import yaml
 
-
     rows = []
     for folder in folders:
         path = Path(folder) / "suite.yaml"
@@ -366,8 +427,14 @@ def _reproductions(folders: Sequence[Path], table: pd.DataFrame) -> list[dict[st
         scenario = suite["scenarios"][0].get("label") or suite["scenarios"][0]["name"]
         frame = reproduction_rows(table, suite["reproduce"], scenario)
         for row in frame.to_dict("records"):
-            rows.append(row | {"suite": suite.get("name"), "source": suite["reproduce"]["source"],
-                               "settings": suite["reproduce"]["settings"]})
+            rows.append(
+                row
+                | {
+                    "suite": suite.get("name"),
+                    "source": suite["reproduce"]["source"],
+                    "settings": suite["reproduce"]["settings"],
+                }
+            )
     return rows
 
 
@@ -390,12 +457,16 @@ def _sweep_view(records: list[RunRecord], table: pd.DataFrame) -> SweepView | No
     naive = S.NAIVE if S.NAIVE in series else None
     figure = F.search_sweep(sweep, F.palette(series, naive), "steps per turn (log scale)")
     seeds = int(sweep.n_seeds.max())
-    caption = ("The search scenarios of this suite differ in how many shared steps each sampled architecture "
-               "trains before the next is drawn (scenarios " + ", ".join(dict.fromkeys(sweep.sort_values("setting").scenario)) + "). "
-               "Left: the forgetting value (per search epoch the mean of err2 − err1 over the architectures it "
-               "trained, averaged over epochs; above 0 = forgetting); middle: Kendall tau between the supernet's "
-               "ranking and the standalone ground truth; right: regret of the architecture the search picked. "
-               f"Point = mean over seeds (up to {seeds}), bar = 95% t-interval.")
+    caption = (
+        "The search scenarios of this suite differ in how many shared steps each sampled architecture "
+        "trains before the next is drawn (scenarios "
+        + ", ".join(dict.fromkeys(sweep.sort_values("setting").scenario))
+        + "). "
+        "Left: the forgetting value (per search epoch the mean of err2 − err1 over the architectures it "
+        "trained, averaged over epochs; above 0 = forgetting); middle: Kendall tau between the supernet's "
+        "ranking and the standalone ground truth; right: regret of the architecture the search picked. "
+        f"Point = mean over seeds (up to {seeds}), bar = 95% t-interval."
+    )
     return SweepView("steps_per_turn", figure, caption) if figure else None
 
 
@@ -409,8 +480,9 @@ class FrontierView:
     source: str = ""  # '' for the suite's runs; what else the points are (tuning trials on held-out data)
 
 
-def _frontier_views(records: list[RunRecord], source: str = "", computed: dict[str, dict[str, float]] | None = None
-                    ) -> tuple[list[FrontierView], pd.DataFrame]:
+def _frontier_views(
+    records: list[RunRecord], source: str = "", computed: dict[str, dict[str, float]] | None = None
+) -> tuple[list[FrontierView], pd.DataFrame]:
     """Per scenario with a strength sweep beside naive: its frontier figure, matched-plasticity table and verdicts;
     and every point (``frontier.csv``). ``source`` names where the points come from when not the suite's runs;
     ``computed`` are the runs' metrics (``ResultScan.metrics``)."""
@@ -427,11 +499,24 @@ def _frontier_views(records: list[RunRecord], source: str = "", computed: dict[s
         naive_la = float(mine[mine.method == FT.NAIVE].LA.mean())
         methods = list(dict.fromkeys(mine.method))
         figure = F.frontier(mine, F.palette(methods, FT.NAIVE), {d: naive_la - d for d in FT.DROPS})
-        rows = [{"method": r.method, "drop": r.drop, "mean": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                 "n": r.n, "seeds": r.seeds} for r in matched.itertuples()]
+        rows = [
+            {
+                "method": r.method,
+                "drop": r.drop,
+                "mean": r.mean,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "n": r.n,
+                "seeds": r.seeds,
+            }
+            for r in matched.itertuples()
+        ]
         anchor = ("tuning-" if source else "") + "frontier-" + "".join(c if c.isalnum() else "-" for c in scenario)
-        views.append(FrontierView(scenario, anchor, figure, rows, FT.matched_verdicts(matched, FT.matched_pairs(matched)),
-                                  source))
+        views.append(
+            FrontierView(
+                scenario, anchor, figure, rows, FT.matched_verdicts(matched, FT.matched_pairs(matched)), source
+            )
+        )
     return views, points
 
 
@@ -452,14 +537,22 @@ def _tuning_rows(folders: Sequence[Path]) -> list[dict[str, Any]]:
                 first = f", first {protocol['first_tasks']} tasks" if protocol.get("first_tasks") else ""
                 done = sum(t.get("state") == "COMPLETE" for t in study["trials"])
                 chosen = study.get("chosen") or {}
-                rows.append({"scenario": study["scenario"], "strategy": study["strategy"],
-                             "protocol": f"{where}validation split {protocol['fraction']:g}{first}, seeds "
-                                         f"{', '.join(map(str, protocol['seeds']))}",
-                             "trials": f"{done}/{study['budget']} ({study['sampler']})",
-                             "objective": f"{study['objective']} ({study['goal']})",
-                             "chosen": ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
-                                                 for k, v in chosen.items()) or "none finished",
-                             "value": study.get("chosen_value"), "notes": "; ".join(study.get("notes", []))})
+                rows.append(
+                    {
+                        "scenario": study["scenario"],
+                        "strategy": study["strategy"],
+                        "protocol": f"{where}validation split {protocol['fraction']:g}{first}, seeds "
+                        f"{', '.join(map(str, protocol['seeds']))}",
+                        "trials": f"{done}/{study['budget']} ({study['sampler']})",
+                        "objective": f"{study['objective']} ({study['goal']})",
+                        "chosen": ", ".join(
+                            f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in chosen.items()
+                        )
+                        or "none finished",
+                        "value": study.get("chosen_value"),
+                        "notes": "; ".join(study.get("notes", [])),
+                    }
+                )
             except (KeyError, TypeError, ValueError):
                 continue
     return rows
@@ -484,28 +577,38 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     records, skipped = scan.records, scan.skipped
     if not records:
         detail = "".join(f"; skipped {path}: {why}" for path, why in skipped)
-        raise ReportError(f"no {'readable ' if skipped else ''}result files under {', '.join(map(str, folders))} "
-                          f"(expected OUT/runs/<run_id>/result.json){detail}")
+        raise ReportError(
+            f"no {'readable ' if skipped else ''}result files under {', '.join(map(str, folders))} "
+            f"(expected OUT/runs/<run_id>/result.json){detail}"
+        )
     long = S.runs_long(records, scan.metrics)
     order = S.strategy_order(records)
     table = S.summary_table(long, order=order)
     comps = S.comparisons_table(long)
     problems = S.problem_runs(records, scan.sources)
-    scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long, scan.lean)
-                 for name in order]
+    scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long, scan.lean) for name in order]
     frontiers, points = _frontier_views(records, computed=scan.metrics)
-    trials = S.load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()],
-                            figure_runs=0) if any((f / "tuning" / "runs").is_dir() for f in folders) else None
+    trials = (
+        S.load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
+        if any((f / "tuning" / "runs").is_dir() for f in folders)
+        else None
+    )
     if trials is not None and trials.records:
-        trial_views, trial_points = _frontier_views(trials.records, "tuning trials, on the validation split",
-                                                    trials.metrics)
+        trial_views, trial_points = _frontier_views(
+            trials.records, "tuning trials, on the validation split", trials.metrics
+        )
         frontiers += trial_views
         if trial_views:
             trial_points.insert(0, "source", "tuning")
-            points = pd.concat([points.assign(source="runs") if len(points) else points, trial_points],
-                               ignore_index=True)
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
+            points = pd.concat(
+                [points.assign(source="runs") if len(points) else points, trial_points], ignore_index=True
+            )
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     html = env.get_template("report.html.j2").render(
         title=f"forgetbench report: {', '.join(sorted({r.suite for r in records}))}",
         scenarios=scenarios,
@@ -534,13 +637,20 @@ def unknown_metrics(folders: Sequence[Path]) -> list[str]:
         for key, module in registered_metric_modules(folder).items():
             if key not in known:
                 missing.setdefault(key, module)
-    return [f"metric {key!r} was registered (by module {module}) when these runs were written, but not in this "
-            f"report: its column is missing. Report with `forgetbench report ... --import {module}`, or declare "
-            "the module in the forgetbench.metrics entry-point group" for key, module in missing.items()]
+    return [
+        f"metric {key!r} was registered (by module {module}) when these runs were written, but not in this "
+        f"report: its column is missing. Report with `forgetbench report ... --import {module}`, or declare "
+        "the module in the forgetbench.metrics entry-point group"
+        for key, module in missing.items()
+    ]
 
 
-def write_report(folders: Sequence[Path], out: Path | None = None, command: str | None = None,
-                 skipped: list[tuple[str, str]] | None = None) -> Path:
+def write_report(
+    folders: Sequence[Path],
+    out: Path | None = None,
+    command: str | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+) -> Path:
     """Build the report and write it (default ``<first folder>/report.html``) with summary.csv beside it; the result
     files it could not read are appended to ``skipped`` (path, why) when given."""
     out = Path(out) if out else Path(folders[0]) / REPORT_FILE

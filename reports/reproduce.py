@@ -15,8 +15,21 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-REPRODUCTION_COLUMNS = ["scenario", "strategy", "metric", "criterion", "published", "published_std", "allowed",
-                        "obtained", "ci_low", "ci_high", "n_seeds", "diff", "passed"]
+REPRODUCTION_COLUMNS = [
+    "scenario",
+    "strategy",
+    "metric",
+    "criterion",
+    "published",
+    "published_std",
+    "allowed",
+    "obtained",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+    "diff",
+    "passed",
+]
 
 
 def _claims(target: Mapping[str, Any] | list) -> list[Mapping[str, Any]]:
@@ -71,12 +84,27 @@ def reproduction_rows(summary: pd.DataFrame, spec: Mapping[str, Any], scenario: 
                 criterion = f"{published:.2f} ± {allowed:.2f}"
             else:
                 published = math.nan
-                reference = (_obtained(summary, scenario, claim["relative_to"], metric)[0]
-                             if claim.get("relative_to") else 1.0)
+                reference = (
+                    _obtained(summary, scenario, claim["relative_to"], metric)[0] if claim.get("relative_to") else 1.0
+                )
                 criterion, passed, diff = _bound_check(claim, obtained, reference)
-            rows.append({"scenario": scenario, "strategy": strategy, "metric": metric, "criterion": criterion,
-                         "published": published, "published_std": std, "allowed": allowed, "obtained": obtained,
-                         "ci_low": low, "ci_high": high, "n_seeds": n, "diff": diff, "passed": bool(passed)})
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "strategy": strategy,
+                    "metric": metric,
+                    "criterion": criterion,
+                    "published": published,
+                    "published_std": std,
+                    "allowed": allowed,
+                    "obtained": obtained,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n_seeds": n,
+                    "diff": diff,
+                    "passed": bool(passed),
+                }
+            )
     return pd.DataFrame(rows, columns=REPRODUCTION_COLUMNS)
 
 
@@ -87,11 +115,18 @@ def format_row(row: Mapping[str, Any], name: str) -> str:
         return f"{head} target {row['criterion']}, obtained nothing (no run ok)  FAIL"
     verdict = "pass" if row["passed"] else "FAIL"
     if row["published"] == row["published"]:  # a published figure
-        published = f"{row['published']:.2f}" + (f" ± {row['published_std']:.2f}" if row["published_std"] is not None
-                                                   and row["published_std"] == row["published_std"] else "")
-        return (f"{head} published {published}, obtained {row['obtained']:.2f} "
-                f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}] over {row['n_seeds']} seed(s); "
-                f"diff {row['diff']:+.2f} (allowed ±{row['allowed']:.2f})  {verdict}")
-    return (f"{head} target {row['criterion']}, obtained {row['obtained']:.2f} "
+        published = f"{row['published']:.2f}" + (
+            f" ± {row['published_std']:.2f}"
+            if row["published_std"] is not None and row["published_std"] == row["published_std"]
+            else ""
+        )
+        return (
+            f"{head} published {published}, obtained {row['obtained']:.2f} "
             f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}] over {row['n_seeds']} seed(s); "
-            f"margin {row['diff']:+.2f}  {verdict}")
+            f"diff {row['diff']:+.2f} (allowed ±{row['allowed']:.2f})  {verdict}"
+        )
+    return (
+        f"{head} target {row['criterion']}, obtained {row['obtained']:.2f} "
+        f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}] over {row['n_seeds']} seed(s); "
+        f"margin {row['diff']:+.2f}  {verdict}"
+    )

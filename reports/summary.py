@@ -85,9 +85,14 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
         if sentence not in _WARNED:  # `run` reads a folder for its table and again for its report: say it once
             _WARNED.add(sentence)
             log.warning("warning: %s", sentence)
-    return ResultScan(records, skipped, sources, differences,
-                      metrics={by_key[key].run_id: values for key, values in computed.items()},
-                      lean={by_key[key].run_id for key in lean})
+    return ResultScan(
+        records,
+        skipped,
+        sources,
+        differences,
+        metrics={by_key[key].run_id: values for key, values in computed.items()},
+        lean={by_key[key].run_id for key in lean},
+    )
 
 
 def _read_folder(folder: Path, figure_runs: int | None) -> Iterator[tuple[store.ReadResult, dict[str, float]]]:
@@ -98,15 +103,17 @@ def _read_folder(folder: Path, figure_runs: int | None) -> Iterator[tuple[store.
     whole: Counter[tuple[str, str]] = Counter()
     if figure_runs is None or len(paths) < PARALLEL_FROM or cores < 2:
         for path in paths:
-            read = store.read_result_file(path, None if figure_runs is None else
-                                          lambda scenario, strategy: whole[(scenario, strategy)] >= figure_runs)
+            read = store.read_result_file(
+                path,
+                None if figure_runs is None else lambda scenario, strategy: whole[(scenario, strategy)] >= figure_runs,
+            )
             if read.record is not None and not read.lean:
                 whole[(_scenario(read.record), _strategy(read.record))] += 1
             yield read, _metrics_of(read)
         return
     # every file read lean on every core (fork: the workers start with this process's imports), then the first
     # figure_runs of each (scenario, strategy) read again whole here, for the figures
-    chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     with ProcessPoolExecutor(min(cores, len(chunks)), mp_context=multiprocessing.get_context("fork")) as pool:
         for read, values in itertools.chain.from_iterable(pool.map(_read_lean_chunk, chunks)):
             group = (_scenario(read.record), _strategy(read.record)) if read.record is not None else None
@@ -162,8 +169,9 @@ def reference_accuracies(records: Iterable[RunRecord | Mapping[str, Any]]) -> di
     return refs
 
 
-def runs_long(records: Iterable[RunRecord | Mapping[str, Any]],
-              computed: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
+def runs_long(
+    records: Iterable[RunRecord | Mapping[str, Any]], computed: Mapping[str, Mapping[str, float]] | None = None
+) -> pd.DataFrame:
     """One row per (ok run, metric): scenario, strategy, strategy_name, seed, metric, value.
 
     Adds ``forgetting_reduction`` per seed against the naive run of the same scenario and seed. ``computed`` (run
@@ -174,7 +182,9 @@ def runs_long(records: Iterable[RunRecord | Mapping[str, Any]],
     records = as_records(records)
     refs = reference_accuracies(records)
     computed = computed or {}
-    columns: dict[str, list[Any]] = {k: [] for k in ("scenario", "strategy", "strategy_name", "seed", "metric", "value")}
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("scenario", "strategy", "strategy_name", "seed", "metric", "value")
+    }
     for record in records:
         if not has_results(record):
             continue
@@ -183,7 +193,10 @@ def runs_long(records: Iterable[RunRecord | Mapping[str, Any]],
         if values is None:
             values = run_metrics(record, reference)
         elif reference is not None and record.ok:
-            values = {**values, "intransigence": run_intransigence(np.asarray(record.accuracy_matrix, float), reference)}
+            values = {
+                **values,
+                "intransigence": run_intransigence(np.asarray(record.accuracy_matrix, float), reference),
+            }
         n = len(values)
         columns["scenario"] += [_scenario(record)] * n
         columns["strategy"] += [_strategy(record)] * n
@@ -201,8 +214,9 @@ def runs_long(records: Iterable[RunRecord | Mapping[str, Any]],
     paired = [key in naive for key in zip(others.scenario, others.seed)]
     extra = others.loc[paired].assign(metric="forgetting_reduction")
     if len(extra):
-        extra["value"] = [metrics.forgetting_reduction(v, naive[key])
-                          for v, key in zip(extra.value, zip(extra.scenario, extra.seed))]
+        extra["value"] = [
+            metrics.forgetting_reduction(v, naive[key]) for v, key in zip(extra.value, zip(extra.scenario, extra.seed))
+        ]
         frame = pd.concat([frame, extra], ignore_index=True)
     return frame
 
@@ -243,8 +257,7 @@ def summary_table(
                 s = stats.summarize(st.value[st.metric == metric], method=method)
                 if s.n == 0:
                     continue
-                low, high = (float(np.clip(v, *info.bounds)) if np.isfinite(v) else v
-                             for v in (s.ci_low, s.ci_high))
+                low, high = (float(np.clip(v, *info.bounds)) if np.isfinite(v) else v for v in (s.ci_low, s.ci_high))
                 rows.append([scenario, strategy, metric, s.mean, s.std, low, high, s.n])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -269,23 +282,32 @@ def comparisons_table(long: pd.DataFrame) -> pd.DataFrame:
                 base = naive_rows[(naive_rows.metric == metric) & (naive_rows.strategy == naive_label)]
                 if mine.empty or base.empty:
                     continue
-                p = stats.paired_difference(dict(zip(mine.seed, mine.value.astype(float))),
-                                            dict(zip(base.seed, base.value.astype(float))))
+                p = stats.paired_difference(
+                    dict(zip(mine.seed, mine.value.astype(float))), dict(zip(base.seed, base.value.astype(float)))
+                )
                 if p.n:
                     rows.append([scenario, strategy, metric, p.diff, p.ci_low, p.ci_high, p.p_value, p.n])
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def problem_runs(records: Iterable[RunRecord | Mapping[str, Any]], sources: Mapping[str, str] | None = None
-                 ) -> pd.DataFrame:
+def problem_runs(
+    records: Iterable[RunRecord | Mapping[str, Any]], sources: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Runs that are not ok (failed, diverged, collapsed, or ok without an accuracy matrix), with their error
     and the folder each came from (``sources``: run id -> folder, as :func:`load_records` gives it)."""
     sources = sources or {}
     rows = [
-        {"scenario": _scenario(r), "strategy": _strategy(r), "seed": r.seed, "status": r.status,
-         "error": r.error or ("no accuracy matrix" if r.status == "ok" else ""),
-         "run_id": r.run_id, "source": sources.get(r.run_id, "")}
-        for r in as_records(records) if not has_results(r)
+        {
+            "scenario": _scenario(r),
+            "strategy": _strategy(r),
+            "seed": r.seed,
+            "status": r.status,
+            "error": r.error or ("no accuracy matrix" if r.status == "ok" else ""),
+            "run_id": r.run_id,
+            "source": sources.get(r.run_id, ""),
+        }
+        for r in as_records(records)
+        if not has_results(r)
     ]
     return pd.DataFrame(rows, columns=["scenario", "strategy", "seed", "status", "error", "run_id", "source"])
 
@@ -294,10 +316,16 @@ def flagged_runs(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataFra
     """Ok runs that left some tasks at chance (``tasks_at_chance``): counted in every metric, and listed
     with the record's sentence (``3 of 5 tasks at chance at the end: ...``) so that is never silent."""
     rows = [
-        {"scenario": _scenario(r), "strategy": _strategy(r), "seed": r.seed, "run_id": r.run_id,
-         "tasks": len(r.tasks_at_chance),
-         "warning": next((w for w in r.warnings or [] if "at chance" in w), "")}
-        for r in as_records(records) if r.ok and r.tasks_at_chance
+        {
+            "scenario": _scenario(r),
+            "strategy": _strategy(r),
+            "seed": r.seed,
+            "run_id": r.run_id,
+            "tasks": len(r.tasks_at_chance),
+            "warning": next((w for w in r.warnings or [] if "at chance" in w), ""),
+        }
+        for r in as_records(records)
+        if r.ok and r.tasks_at_chance
     ]
     return pd.DataFrame(rows, columns=["scenario", "strategy", "seed", "run_id", "tasks", "warning"])
 

@@ -28,12 +28,20 @@ def supernet_frame(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataF
     long = runs_long(runs)
     if long.empty:
         return pd.DataFrame(columns=["scenario", "strategy", "seed", *COLUMNS])
-    wide = long.pivot_table(index=["scenario", "strategy", "seed"], columns="metric", values="value", sort=False,
-                            dropna=False)
-    return pd.DataFrame({"scenario": [k[0] for k in wide.index], "strategy": [k[1] for k in wide.index],
-                         "seed": [k[2] for k in wide.index],
-                         **{column: wide[metric].to_numpy() if metric in wide else float("nan")
-                            for column, metric in COLUMNS.items()}})
+    wide = long.pivot_table(
+        index=["scenario", "strategy", "seed"], columns="metric", values="value", sort=False, dropna=False
+    )
+    return pd.DataFrame(
+        {
+            "scenario": [k[0] for k in wide.index],
+            "strategy": [k[1] for k in wide.index],
+            "seed": [k[2] for k in wide.index],
+            **{
+                column: wide[metric].to_numpy() if metric in wide else float("nan")
+                for column, metric in COLUMNS.items()
+            },
+        }
+    )
 
 
 def supernet_summary(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataFrame:

@@ -44,8 +44,11 @@ def format_overview(table: pd.DataFrame) -> str:
     shown = terminal_metrics()
     lines = []
     for _, row in table.iterrows():
-        line = {"scenario": row["scenario"], "strategy": row["strategy"],
-                "runs ok": f"{row['ok']}/{row['ok'] + row['not_ok']}"}
+        line = {
+            "scenario": row["scenario"],
+            "strategy": row["strategy"],
+            "runs ok": f"{row['ok']}/{row['ok'] + row['not_ok']}",
+        }
         for metric in shown:
             line[metric.terminal] = format_value(metric, row.get(f"{metric.key}_mean"), row.get(f"{metric.key}_std"))
         lines.append(line)
@@ -82,14 +85,24 @@ def parameter_sets(model, used: list[frozenset[str]], task_names: list[str]) -> 
             earlier = [task_names[k] for k in range(j) if pname in used[k]]
             later = [task_names[k] for k in range(j + 1, len(used)) if pname in used[k]]
             p = params[pname]
-            use = ("shared with " + ", ".join(earlier) if earlier
-                   else "private" + (" (later shared by " + ", ".join(later) + ")" if later else ""))
+            use = (
+                "shared with " + ", ".join(earlier)
+                if earlier
+                else "private" + (" (later shared by " + ", ".join(later) + ")" if later else "")
+            )
             rows.append({"task": name, "parameter": pname, "shape": tuple(p.shape), "weights": p.numel(), "use": use})
     trained = set().union(*used) if used else set()
     for pname, p in params.items():
         if pname not in trained:
-            rows.append({"task": "-", "parameter": pname, "shape": tuple(p.shape), "weights": p.numel(),
-                         "use": "frozen" if not p.requires_grad else "used by no task"})
+            rows.append(
+                {
+                    "task": "-",
+                    "parameter": pname,
+                    "shape": tuple(p.shape),
+                    "weights": p.numel(),
+                    "use": "frozen" if not p.requires_grad else "used by no task",
+                }
+            )
     return pd.DataFrame(rows, columns=["task", "parameter", "shape", "weights", "use"])
 
 
@@ -100,8 +113,10 @@ def format_parameter_sets(frame: pd.DataFrame) -> str:
     lines = []
     for task, rows in frame.groupby("task", sort=False):
         shared = rows[rows.use.str.startswith("shared")]
-        lines.append(f"{task}: {len(rows)} tensors, {rows.weights.sum():,} weights "
-                     f"({shared.weights.sum():,} shared, {rows.weights.sum() - shared.weights.sum():,} private)")
+        lines.append(
+            f"{task}: {len(rows)} tensors, {rows.weights.sum():,} weights "
+            f"({shared.weights.sum():,} shared, {rows.weights.sum() - shared.weights.sum():,} private)"
+        )
         for row in rows.itertuples():
             lines.append(f"  {row.parameter:<40} {str(row.shape):<14} {row.weights:>12,}  {row.use}")
     return "\n".join(lines)
@@ -150,22 +165,32 @@ def format_tuning(tuning: dict) -> str:
     lines = []
     for study in tuning.get("studies", []):
         done = [t for t in study["trials"] if t["state"] == "COMPLETE"]
-        chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (study["chosen"] or {}).items())
+        chosen = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (study["chosen"] or {}).items()
+        )
         protocol = study["protocol"]
         where = f"on {protocol['scenario']}'s " if protocol["kind"] == "scenario" else ""
         where += f"first {protocol['first_tasks']} tasks, " if protocol.get("first_tasks") else ""
         pruned = (study.get("pruning") or {}).get("pruned")
-        lines.append(f"{study['scenario']} / {study['strategy']}: {len(done)}/{study['budget']} trials "
-                     + (f"+ {pruned} pruned " if pruned else "") + f"({study['sampler']}, "
-                     f"{where}validation split {protocol['fraction']:g}, seeds {protocol['seeds']}), "
-                     + (f"chosen {chosen} ({study['objective']} {study['chosen_value']:.4f}, trial "
-                        f"{study['chosen_trial']})" if study["chosen"] else "no trial finished"))
+        lines.append(
+            f"{study['scenario']} / {study['strategy']}: {len(done)}/{study['budget']} trials "
+            + (f"+ {pruned} pruned " if pruned else "")
+            + f"({study['sampler']}, "
+            f"{where}validation split {protocol['fraction']:g}, seeds {protocol['seeds']}), "
+            + (
+                f"chosen {chosen} ({study['objective']} {study['chosen_value']:.4f}, trial {study['chosen_trial']})"
+                if study["chosen"]
+                else "no trial finished"
+            )
+        )
         lines += [f"  {note}" for note in study.get("notes", [])]
         overhead = study.get("overhead") or {}
         if overhead.get("run_seconds"):
-            lines.append(f"  Optuna and its storage: {overhead['optuna_seconds']:.2f} s, "
-                         f"{100 * overhead['optuna_seconds'] / overhead['run_seconds']:.1f}% of the trials' "
-                         f"{overhead['run_seconds']:.1f} s")
+            lines.append(
+                f"  Optuna and its storage: {overhead['optuna_seconds']:.2f} s, "
+                f"{100 * overhead['optuna_seconds'] / overhead['run_seconds']:.1f}% of the trials' "
+                f"{overhead['run_seconds']:.1f} s"
+            )
     if tuning.get("storage_open_seconds") is not None and lines:
         lines.append(f"Opening the studies' storage: {tuning['storage_open_seconds']:.2f} s (once per run)")
     return "\n".join(lines) or "(no tuning)"

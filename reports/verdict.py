@@ -25,16 +25,22 @@ from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.reports import summary as S
 from forgetbench.reports.summary import METRICS
 
-HEADLINE_METRICS = ("forgetting_value_mean", "lm_forgetting_mean", "forgetting", "err_gap_mean",
-                    "curve_max_drop")  # the first one a scenario has (a search: its forgetting value)
+HEADLINE_METRICS = (
+    "forgetting_value_mean",
+    "lm_forgetting_mean",
+    "forgetting",
+    "err_gap_mean",
+    "curve_max_drop",
+)  # the first one a scenario has (a search: its forgetting value)
 SIGNIFICANCE = 0.05
 MIN_SEEDS = 3
 POWER = 0.8
 MAX_SEEDS_ESTIMATE = 10_000
 
 
-def seeds_needed(differences: ArrayLike, alpha: float = SIGNIFICANCE, power: float = POWER,
-                 limit: int = MAX_SEEDS_ESTIMATE) -> int | None:
+def seeds_needed(
+    differences: ArrayLike, alpha: float = SIGNIFICANCE, power: float = POWER, limit: int = MAX_SEEDS_ESTIMATE
+) -> int | None:
     """Smallest number of paired seeds n at which a two-sided paired t-test at level ``alpha`` detects
     the observed mean difference with probability ``power``, taking the observed mean and standard
     deviation of the differences as the truth (noncentral t, df = n - 1, noncentrality
@@ -115,9 +121,11 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
     best = str(means.index[0])
     n_seeds = max(sum(np.isfinite(list(v.values()))) for v in by_strategy.values())
     if n_seeds < MIN_SEEDS:
-        return [f"Too few seeds to name a winner: {n_seeds} seed(s), and with fewer than {MIN_SEEDS} the "
-                f"confidence intervals are not informative. Lowest {label} so far: {best} "
-                f"({amount(means[best])} {unit}). Rerun with --seeds {MIN_SEEDS} or more."]
+        return [
+            f"Too few seeds to name a winner: {n_seeds} seed(s), and with fewer than {MIN_SEEDS} the "
+            f"confidence intervals are not informative. Lowest {label} so far: {best} "
+            f"({amount(means[best])} {unit}). Rerun with --seeds {MIN_SEEDS} or more."
+        ]
 
     def paired(a: str, b: str) -> tuple[stats.Paired, np.ndarray]:
         x, y = by_strategy[a], by_strategy[b]
@@ -142,14 +150,17 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
             return [f"Only {naive} ran: nothing to compare ({label} {amount(means[naive])} {unit})."]
         p, d = paired(other, naive)
         few = f", too few to test (at least {MIN_SEEDS} needed)" if p.n < MIN_SEEDS else ""
-        return [f"No strategy forgets significantly less than {naive} on this suite ({label}: lowest {other} "
-                f"{amount(means[other])} vs {base} {unit}, paired p = {fmt_p(p.p_value)} on {p.n} seeds both "
-                f"completed{few}); {_needed_text(d)}."]
+        return [
+            f"No strategy forgets significantly less than {naive} on this suite ({label}: lowest {other} "
+            f"{amount(means[other])} vs {base} {unit}, paired p = {fmt_p(p.p_value)} on {p.n} seeds both "
+            f"completed{few}); {_needed_text(d)}."
+        ]
     contenders = [s for s in means.index if s != naive]
     runner_up = next((s for s in contenders if s != best), None)
     versus_next, d_next = paired(best, runner_up) if runner_up else (None, np.array([]))
-    if best != naive and (runner_up is None or (versus_next is not None and significant(versus_next)
-                                                   and versus_next.diff < 0)):
+    if best != naive and (
+        runner_up is None or (versus_next is not None and significant(versus_next) and versus_next.diff < 0)
+    ):
         text = f"Forgets least: {best} ({label} {amount(means[best])} {unit}"
         if base:
             p = dict(beats_naive).get(best)
@@ -166,12 +177,16 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
         tied = [s for s in contenders if s != best and not significant(paired(best, s)[0])]
         parts = []
         if beats_naive:
-            parts.append(f"Significantly less {label} than {base} {unit} (paired p < 0.05): "
-                         f"{_and([f'{s} {amount(means[s])}' for s, _ in beats_naive])}")
+            parts.append(
+                f"Significantly less {label} than {base} {unit} (paired p < 0.05): "
+                f"{_and([f'{s} {amount(means[s])}' for s, _ in beats_naive])}"
+            )
         if tied:
             p_tie, d_tie = paired(best, tied[0])
-            parts.append(f"{'lowest' if parts else 'Lowest'} {label} {best}, indistinguishable on this suite from {', '.join(tied)} (paired p = "
-                         f"{fmt_p(p_tie.p_value)} against {tied[0]}); {_needed_text(d_tie)}")
+            parts.append(
+                f"{'lowest' if parts else 'Lowest'} {label} {best}, indistinguishable on this suite from {', '.join(tied)} (paired p = "
+                f"{fmt_p(p_tie.p_value)} against {tied[0]}); {_needed_text(d_tie)}"
+            )
         if parts:
             lines.append("; ".join(parts) + ".")
         if not lines:  # no naive run in this scenario
@@ -179,8 +194,14 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
     return lines
 
 
-SEARCH_OUTCOMES = ("regret", "search_tau", "derived_test_ppl", "retrained_test_ppl", "derived_test_accuracy",
-                   "retrained_test_accuracy")
+SEARCH_OUTCOMES = (
+    "regret",
+    "search_tau",
+    "derived_test_ppl",
+    "retrained_test_ppl",
+    "derived_test_accuracy",
+    "retrained_test_accuracy",
+)
 
 
 def search_outcome(long: pd.DataFrame, naive: str | None) -> list[str]:
@@ -232,8 +253,9 @@ def roles(records: Sequence[RunRecord], scenario: str) -> tuple[str | None, set[
     return naive, {S._strategy(r) for r in mine if S._strategy_name(r) in S.REFERENCE_STRATEGIES}
 
 
-def verdicts(records: Iterable[RunRecord | Mapping[str, Any]], long: pd.DataFrame | None = None
-             ) -> dict[str, list[str]]:
+def verdicts(
+    records: Iterable[RunRecord | Mapping[str, Any]], long: pd.DataFrame | None = None
+) -> dict[str, list[str]]:
     """Scenario label -> its verdict sentences, for every scenario in ``records`` (in order of appearance)."""
     records = as_records(records)
     long = S.runs_long(records) if long is None else long
@@ -241,6 +263,9 @@ def verdicts(records: Iterable[RunRecord | Mapping[str, Any]], long: pd.DataFram
     for scenario in S.strategy_order(records):
         naive, references = roles(records, scenario)
         mine = long[long.scenario == scenario] if len(long) else long
-        out[scenario] = (scenario_verdict(mine, naive, references)
-                         + search_outcome(mine[~mine.strategy.isin(references)], naive)) if len(long) else []
+        out[scenario] = (
+            (scenario_verdict(mine, naive, references) + search_outcome(mine[~mine.strategy.isin(references)], naive))
+            if len(long)
+            else []
+        )
     return out

@@ -31,17 +31,28 @@ def main(folder: str) -> None:
     for scenario in dict.fromkeys(r.scenario.label for r in results.records):
         runs = table.loc[scenario]
         naive_seconds = runs.loc["naive", "train_seconds"].mean()
-        print(f"\n{scenario}: train seconds (mean of seeds) / naive's {naive_seconds:.1f} s; outcomes in points (tau as is)")
+        print(
+            f"\n{scenario}: train seconds (mean of seeds) / naive's {naive_seconds:.1f} s; outcomes in points (tau as is)"
+        )
         for strategy in dict.fromkeys(runs.index.get_level_values(0)):
             seconds = runs.loc[strategy, "train_seconds"]
-            skipped = {str(r.model_extra.get(key)) for r in results.records if r.scenario.label == scenario
-                       and r.strategy.label == strategy for key in (r.model_extra or {}) if key.endswith("_skipped") and r.model_extra[key]}
+            skipped = {
+                str(r.model_extra.get(key))
+                for r in results.records
+                if r.scenario.label == scenario and r.strategy.label == strategy
+                for key in (r.model_extra or {})
+                if key.endswith("_skipped") and r.model_extra[key]
+            }
             outcomes = "  ".join(
                 f"{metric} {interval(scale * runs.loc[strategy, metric].dropna())}"
-                for metric, scale in OUTCOMES if metric in runs.columns and runs.loc[strategy, metric].notna().any())
-            print(f"  {strategy:<16} {seconds.mean():6.1f} s  x{seconds.mean() / naive_seconds:.2f}  "
-                  f"(seeds {', '.join(f'{s:.1f}' for s in seconds)})  {outcomes}"
-                  + (f"  skipped after {', '.join(sorted(skipped))}" if skipped else ""))
+                for metric, scale in OUTCOMES
+                if metric in runs.columns and runs.loc[strategy, metric].notna().any()
+            )
+            print(
+                f"  {strategy:<16} {seconds.mean():6.1f} s  x{seconds.mean() / naive_seconds:.2f}  "
+                f"(seeds {', '.join(f'{s:.1f}' for s in seconds)})  {outcomes}"
+                + (f"  skipped after {', '.join(sorted(skipped))}" if skipped else "")
+            )
 
 
 if __name__ == "__main__":

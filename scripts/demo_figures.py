@@ -26,10 +26,14 @@ def main(folder: str) -> None:
     drops = {}
     for (scenario, strategy), by_seed in runs.items():
         if scenario == "two-model":
-            drops[strategy] = {s: 100 * (r["accuracy_matrix"][0][0] - r["accuracy_matrix"][1][0]) for s, r in by_seed.items()}
+            drops[strategy] = {
+                s: 100 * (r["accuracy_matrix"][0][0] - r["accuracy_matrix"][1][0]) for s, r in by_seed.items()
+            }
             b = np.mean([100 * r["accuracy_matrix"][1][1] for r in by_seed.values()])
-            print(f"two-model {strategy:6} A drop per seed {[round(v, 1) for v in drops[strategy].values()]} "
-                  f"mean {np.mean(list(drops[strategy].values())):.1f}  B final {b:.1f}")
+            print(
+                f"two-model {strategy:6} A drop per seed {[round(v, 1) for v in drops[strategy].values()]} "
+                f"mean {np.mean(list(drops[strategy].values())):.1f}  B final {b:.1f}"
+            )
         elif scenario == "supernet":
             gaps = [float(100 * np.nanmean(np.subtract(r["err2"], r["err1"]))) for r in by_seed.values()]
             print(f"supernet  {strategy:6} err2-err1 per seed {[round(g, 1) for g in gaps]} mean {np.mean(gaps):.2f}")

@@ -50,15 +50,26 @@ def collect(out: Path, seeds: int, strategies: list[str]) -> None:
                 if record.status != "ok":
                     sys.exit(f"{scenario.label}/{strategy}/seed {seed}: {record.status}: {record.error}")
                 R = record.accuracy_matrix
-                rows.append({"scenario": scenario.label, "strategy": strategy, "seed": seed,
-                             "forgetting": 100 * run_metrics(record)["forgetting"], "last": 100 * R[-1][-1],
-                             "err_gap": (float(np.nanmean(np.subtract(record.err2, record.err1)))
-                                         if record.err1 is not None else None)})
+                rows.append(
+                    {
+                        "scenario": scenario.label,
+                        "strategy": strategy,
+                        "seed": seed,
+                        "forgetting": 100 * run_metrics(record)["forgetting"],
+                        "last": 100 * R[-1][-1],
+                        "err_gap": (
+                            float(np.nanmean(np.subtract(record.err2, record.err1)))
+                            if record.err1 is not None
+                            else None
+                        ),
+                    }
+                )
             print(f"{scenario.label} {strategy}: {seeds} seeds", flush=True)
     kernels = torch.backends.cpu.get_cpu_capability()
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"cpu_kernels": kernels, "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
-                               "rows": rows}))
+    tmp.write_text(
+        json.dumps({"cpu_kernels": kernels, "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"), "rows": rows})
+    )
     tmp.replace(out)
     print(f"{len(rows)} runs under {kernels} kernels -> {out}")
 
@@ -79,8 +90,12 @@ def power(files: list[Path], sizes: list[int], draws: int) -> None:
         tables.append((data["cpu_kernels"], table))
     rng = np.random.default_rng(0)
     cases = sorted({key for _, t in tables for key in t if key[1] != "naive"})
-    print("case | " + " | ".join(f"{k} upper@{n}" for k, _ in tables for n in sizes)
-          + " | " + " | ".join(f"P(pass)@{n}" for n in sizes))
+    print(
+        "case | "
+        + " | ".join(f"{k} upper@{n}" for k, _ in tables for n in sizes)
+        + " | "
+        + " | ".join(f"P(pass)@{n}" for n in sizes)
+    )
     for scenario, strategy in cases:
         cells, pool = [], []
         for _, table in tables:
@@ -90,8 +105,12 @@ def power(files: list[Path], sizes: list[int], draws: int) -> None:
             pool.append(diffs)
             cells += [f"{_upper(diffs[:n]):+.2f}" if len(diffs) >= n else "-" for n in sizes]
         pooled = np.concatenate(pool)
-        chances = [f"{np.mean([_upper(rng.choice(pooled, n, replace=False)) < 0 for _ in range(draws)]):.3f}"
-                   if pooled.size > n else "-" for n in sizes]
+        chances = [
+            f"{np.mean([_upper(rng.choice(pooled, n, replace=False)) < 0 for _ in range(draws)]):.3f}"
+            if pooled.size > n
+            else "-"
+            for n in sizes
+        ]
         print(f"{scenario}/{strategy} | " + " | ".join(cells) + " | " + " | ".join(chances))
 
 
@@ -106,8 +125,10 @@ def demo_power(files: list[Path], draws: int) -> None:
         for row in json.loads(f.read_text())["rows"]:
             table.setdefault((row["scenario"], row["strategy"]), {})[row["seed"]] = row
         naive, wpl = table[("two-model", "naive")], table[("two-model", "wpl")]
-        pairs += [(naive[s]["forgetting"], wpl[s]["forgetting"], naive[s]["last"], wpl[s]["last"])
-                  for s in sorted(naive.keys() & wpl.keys())]
+        pairs += [
+            (naive[s]["forgetting"], wpl[s]["forgetting"], naive[s]["last"], wpl[s]["last"])
+            for s in sorted(naive.keys() & wpl.keys())
+        ]
         sn_naive, sn_wpl = table[("supernet", "naive")], table[("supernet", "wpl")]
         gaps += [(sn_naive[s]["err_gap"], sn_wpl[s]["err_gap"]) for s in sorted(sn_naive.keys() & sn_wpl.keys())]
     pool, gap_pool = np.array(pairs), np.array(gaps)
@@ -116,15 +137,18 @@ def demo_power(files: list[Path], draws: int) -> None:
         "naive's mean forgetting of A >= 5 points": lambda x: x[:, 0].mean() >= 5,
         "WPL below naive, paired t-test p < 0.05": lambda x: stats.ttest_rel(x[:, 1], x[:, 0]).pvalue < 0.05,
         "WPL's mean forgetting <= 0.25 x naive's": lambda x: x[:, 1].mean() <= 0.25 * x[:, 0].mean(),
-        "points WPL saves A > points it costs B (means)": lambda x: (x[:, 0] - x[:, 1]).mean() > (x[:, 2] - x[:, 3]).mean(),
+        "points WPL saves A > points it costs B (means)": lambda x: (
+            (x[:, 0] - x[:, 1]).mean() > (x[:, 2] - x[:, 3]).mean()
+        ),
         "was: B under WPL within 3 points of naive": lambda x: abs((x[:, 3] - x[:, 2]).mean()) <= 3,
     }
     for name, check in checks.items():
         rate = np.mean([check(pool[rng.choice(len(pool), 5, replace=False)]) for _ in range(draws)])
         print(f"{name}: {rate:.4f}")
-    for name, check in {"supernet: naive's mean err2 - err1 > 0": lambda g: g[:, 0].mean() > 0,
-                        "was: supernet: WPL's mean err2 - err1 below naive's": lambda g: g[:, 1].mean() < g[:, 0].mean(),
-                        }.items():
+    for name, check in {
+        "supernet: naive's mean err2 - err1 > 0": lambda g: g[:, 0].mean() > 0,
+        "was: supernet: WPL's mean err2 - err1 below naive's": lambda g: g[:, 1].mean() < g[:, 0].mean(),
+    }.items():
         rate = np.mean([check(gap_pool[rng.choice(len(gap_pool), 5, replace=False)]) for _ in range(draws)])
         print(f"{name}: {rate:.4f}")
 

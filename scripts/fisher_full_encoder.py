@@ -59,8 +59,10 @@ def main() -> None:
 
     fisher_s, step_s = best_ms(fisher, repeats=3) / 1e3, best_ms(forward_backward, repeats=3) / 1e3
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"MiniLM + head, {parameters / 1e6:.1f} M parameters all trainable, {args.documents} documents x "
-          f"{args.length} tokens, 1 thread")
+    print(
+        f"MiniLM + head, {parameters / 1e6:.1f} M parameters all trainable, {args.documents} documents x "
+        f"{args.length} tokens, 1 thread"
+    )
     print(f"parameters that took the fallback (vmap / per-sample loop): {sorted(fallback) or 'none'}")
     print(f"exact Fisher {fisher_s:.2f} s, forward + backward {step_s:.2f} s, ratio {fisher_s / step_s:.2f}")
 

@@ -41,8 +41,9 @@ def main() -> None:
         sums = {"weight": torch.zeros_like(conv.weight)}
 
         def batch_gradient(conv=conv, a=a, delta=delta):
-            torch.ops.aten.convolution_backward(delta, a, conv.weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
-                                                [False, True, False])
+            torch.ops.aten.convolution_backward(
+                delta, a, conv.weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+            )
 
         def per_sample(conv=conv, a=a, delta=delta, sums=sums):
             _accumulate_fast(conv, [[a, delta]], sums, "")

@@ -1,6 +1,6 @@
 """One scenario's frontier figure from a results folder, as a PNG (the report's own figure, for a docs page).
 
-    python scripts/frontier_figure.py /tmp/fbbc bbc_domain_il docs/assets/frontier_bbc.png
+python scripts/frontier_figure.py /tmp/fbbc bbc_domain_il docs/assets/frontier_bbc.png
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ def main() -> None:
     if mine.empty:
         raise SystemExit(f"no frontier points for scenario {args.scenario!r} in {args.folder}")
     naive_la = float(mine[mine.method == FT.NAIVE].LA.mean())
-    figure = F.frontier(mine, F.palette(list(dict.fromkeys(mine.method)), FT.NAIVE),
-                        {d: naive_la - d for d in FT.DROPS})
+    figure = F.frontier(
+        mine, F.palette(list(dict.fromkeys(mine.method)), FT.NAIVE), {d: naive_la - d for d in FT.DROPS}
+    )
     args.png.write_bytes(base64.b64decode(figure.split(",", 1)[1]))
     print(f"wrote {args.png}")
 

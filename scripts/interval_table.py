@@ -21,10 +21,14 @@ def _interval(mean: str, low: str, high: str) -> str:
 
 def interval_table(folder: Path) -> str:
     summary = list(csv.DictReader((folder / "summary.csv").open()))
-    compared = {(r["scenario"], r["strategy"], r["metric"]): r for r in csv.DictReader((folder / "comparisons.csv").open())}
+    compared = {
+        (r["scenario"], r["strategy"], r["metric"]): r for r in csv.DictReader((folder / "comparisons.csv").open())
+    }
     cells = {(r["scenario"], r["strategy"], r["metric"]): r for r in summary}
-    lines = ["| scenario | strategy | " + " | ".join(METRICS) + " | forgetting vs naive (p) |",
-             "|---" * (len(METRICS) + 3) + "|"]
+    lines = [
+        "| scenario | strategy | " + " | ".join(METRICS) + " | forgetting vs naive (p) |",
+        "|---" * (len(METRICS) + 3) + "|",
+    ]
     for scenario, strategy in dict.fromkeys((r["scenario"], r["strategy"]) for r in summary):
         row = [scenario, strategy]
         for metric in METRICS:

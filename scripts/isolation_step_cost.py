@@ -19,14 +19,24 @@ from forgetbench.benchmark.run.runner import RunSpec, run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=os.environ.get("FORGETBENCH_DATA", str(Path.home() / ".cache/forgetbench")))
+    parser.add_argument(
+        "--data-root", default=os.environ.get("FORGETBENCH_DATA", str(Path.home() / ".cache/forgetbench"))
+    )
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
     training = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=128, epochs=1, eval_batch_size=2000)
     per_task = args.steps * training.batch_size
-    scenario = ComponentSpec(name="split", params={"dataset": args.dataset, "tasks": 2, "classes_per_task": 2,
-                                                   "widths": [256, 256], "max_train_per_task": per_task})
+    scenario = ComponentSpec(
+        name="split",
+        params={
+            "dataset": args.dataset,
+            "tasks": 2,
+            "classes_per_task": 2,
+            "widths": [256, 256],
+            "max_train_per_task": per_task,
+        },
+    )
     rows = []
     for name in ("naive", "supsup", "exssnet", "pic"):
         record = run(RunSpec("cost", scenario, ComponentSpec(name=name), 0, training, "cpu"), Path(args.data_root))

@@ -44,25 +44,40 @@ def plm_table(folder: str) -> str:
     suite = yaml.safe_load((Path(folder) / "suite.yaml").read_text())
     scenarios = [s.get("label") or s["name"] for s in suite["scenarios"]]
     strategies = [s.get("label") or s["name"] for s in suite["strategies"]]
-    lines = ["| scenario | strategy | runs ok | " + " | ".join(t for _, t in COLUMNS)
-             + " | forgetting vs naive (p) | adapter params / task | max overlap |",
-             "|---|---|---|" + "---|" * (len(COLUMNS) + 3)]
+    lines = [
+        "| scenario | strategy | runs ok | "
+        + " | ".join(t for _, t in COLUMNS)
+        + " | forgetting vs naive (p) | adapter params / task | max overlap |",
+        "|---|---|---|" + "---|" * (len(COLUMNS) + 3),
+    ]
     for scenario in scenarios:
         forgetting = long[(long.scenario == scenario) & (long.metric == "forgetting")]
-        naive = dict(zip(forgetting[forgetting.strategy == "naive"].seed, forgetting[forgetting.strategy == "naive"].value))
+        naive = dict(
+            zip(forgetting[forgetting.strategy == "naive"].seed, forgetting[forgetting.strategy == "naive"].value)
+        )
         for strategy in strategies:
             records = [r for r in results.records if r.scenario.label == scenario and r.strategy.label == strategy]
             if not records:
                 continue
             ok = [r for r in records if r.status == "ok"]
-            cells = [_cell(m, summary.loc[(scenario, strategy, m)] if (scenario, strategy, m) in summary.index else None)
-                     for m, _ in COLUMNS]
+            cells = [
+                _cell(m, summary.loc[(scenario, strategy, m)] if (scenario, strategy, m) in summary.index else None)
+                for m, _ in COLUMNS
+            ]
             mine = forgetting[forgetting.strategy == strategy]
             test = paired_difference(dict(zip(mine.seed, mine.value)), naive) if strategy != "naive" else None
-            versus = "-" if test is None or not np.isfinite(test.diff) else \
-                f"{100 * test.diff:+.1f} (p = {test.p_value:.3f})"
-            lines.append(f"| {scenario} | {strategy} | {len(ok)}/{len(records)} | " + " | ".join(cells)
-                         + f" | {versus} | " + " | ".join(_adapter_cells(ok)) + " |")
+            versus = (
+                "-"
+                if test is None or not np.isfinite(test.diff)
+                else f"{100 * test.diff:+.1f} (p = {test.p_value:.3f})"
+            )
+            lines.append(
+                f"| {scenario} | {strategy} | {len(ok)}/{len(records)} | "
+                + " | ".join(cells)
+                + f" | {versus} | "
+                + " | ".join(_adapter_cells(ok))
+                + " |"
+            )
     return "\n".join(lines)
 
 

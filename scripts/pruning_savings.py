@@ -44,8 +44,10 @@ def _records(folder: Path, run_ids: list[str]) -> list[dict]:
 
 def _trial_cost(out: Path, study: dict) -> tuple[int, float]:
     records = _records(out / "tuning", [run for trial in study["trials"] for run in trial["runs"]])
-    return (sum(r["timing"]["steps"] for r in records),
-            sum(r["timing"]["train_seconds"] + r["timing"]["eval_seconds"] for r in records))
+    return (
+        sum(r["timing"]["steps"] for r in records),
+        sum(r["timing"]["train_seconds"] + r["timing"]["eval_seconds"] for r in records),
+    )
 
 
 def _final(out: Path, study: dict) -> tuple[float, float, float] | None:
@@ -57,9 +59,12 @@ def _final(out: Path, study: dict) -> tuple[float, float, float] | None:
     values = []
     for path in (out / "runs").glob("*/result.json"):
         record = json.loads(path.read_text())
-        if record["scenario"].get("label", record["scenario"]["name"]) == study["scenario"] and \
-                record["strategy"]["name"] == study["strategy"] and record["strategy"].get("params") and \
-                all(record["strategy"]["params"].get(k) == v for k, v in study["chosen"].items()):
+        if (
+            record["scenario"].get("label", record["scenario"]["name"]) == study["scenario"]
+            and record["strategy"]["name"] == study["strategy"]
+            and record["strategy"].get("params")
+            and all(record["strategy"]["params"].get(k) == v for k, v in study["chosen"].items())
+        ):
             values.append(run_metrics(record)[study["objective"]])
     low, high = t_interval(values)
     return float(np.mean(values)), low, high
@@ -92,8 +97,10 @@ def main() -> None:
 
     studies = {p: json.loads((outs[p] / "tuning.json").read_text())["studies"] for p in outs}
     totals = {p: [0, 0.0] for p in outs}
-    print(f"{'study':<34} {'steps off':>10} {'pruned':>8} {'saved':>6}  {'trials':>6}  chosen off -> pruned; "
-          "final objective [95% CI] off | pruned")
+    print(
+        f"{'study':<34} {'steps off':>10} {'pruned':>8} {'saved':>6}  {'trials':>6}  chosen off -> pruned; "
+        "final objective [95% CI] off | pruned"
+    )
     for off, pruned in zip(studies["off"], studies["on"]):
         costs = {p: _trial_cost(outs[p], s) for p, s in (("off", off), ("on", pruned))}
         for p in outs:
@@ -102,13 +109,17 @@ def main() -> None:
         finals = [_final(outs["off"], off), _final(outs["on"], pruned)]
         shown = ["-" if f is None else f"{f[0]:.4f} [{f[1]:.4f}, {f[2]:.4f}]" for f in finals]
         saved = 1 - costs["on"][0] / costs["off"][0] if costs["off"][0] else float("nan")
-        print(f"{off['scenario'] + ' ' + off['strategy']:<34} {costs['off'][0]:>10} {costs['on'][0]:>8} "
-              f"{saved:>6.1%}  {pruned['pruning']['pruned']:>3}/{pruned['budget']:<2}  {off['chosen']} -> "
-              f"{pruned['chosen']}; {shown[0]} | {shown[1]}")
+        print(
+            f"{off['scenario'] + ' ' + off['strategy']:<34} {costs['off'][0]:>10} {costs['on'][0]:>8} "
+            f"{saved:>6.1%}  {pruned['pruning']['pruned']:>3}/{pruned['budget']:<2}  {off['chosen']} -> "
+            f"{pruned['chosen']}; {shown[0]} | {shown[1]}"
+        )
     steps = 1 - totals["on"][0] / totals["off"][0]
     seconds = 1 - totals["on"][1] / totals["off"][1]
-    print(f"trials' training steps {totals['off'][0]} -> {totals['on'][0]} ({steps:.1%} saved); "
-          f"train + eval seconds {totals['off'][1]:.1f} -> {totals['on'][1]:.1f} ({seconds:.1%} saved)")
+    print(
+        f"trials' training steps {totals['off'][0]} -> {totals['on'][0]} ({steps:.1%} saved); "
+        f"train + eval seconds {totals['off'][1]:.1f} -> {totals['on'][1]:.1f} ({seconds:.1%} saved)"
+    )
 
 
 if __name__ == "__main__":

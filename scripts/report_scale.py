@@ -63,8 +63,11 @@ def _tree_pss(process: psutil.Process) -> int:
 def measure_report(folder: Path) -> tuple[float, float]:
     """Seconds and peak MB (summed PSS of the process tree) of ``forgetbench report FOLDER``."""
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "forgetbench.benchmark.front.cli", "report", str(folder)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "report", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     process, peak = psutil.Process(child.pid), 0
     while child.poll() is None:
         try:
@@ -82,8 +85,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a results folder (OUT of forgetbench run)")
     parser.add_argument("--runs", type=int, nargs="+", default=[10_000], help="how many records, one report each")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/forgetbench-report-scale"),
-                        help="where the folders of records are written (kept, and reused by a later call)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/forgetbench-report-scale"),
+        help="where the folders of records are written (kept, and reused by a later call)",
+    )
     args = parser.parse_args()
     print(f"{'runs':>8} {'JSON':>9} {'seconds':>8} {'peak MB':>8}")
     for runs in args.runs:

@@ -31,8 +31,10 @@ def main() -> None:
     overhead, importance = section.step_overhead(opts, data)
     print(f"naive {overhead['naive_step_seconds'] * 1e3:.3f} ms/step, {args.repeats} repeats (medians)")
     for name in names[1:]:
-        print(f"{name:<10} step {overhead[name]['ratio']:.3f} x naive, after-experience work "
-              f"{importance[name]:.3f} of an epoch")
+        print(
+            f"{name:<10} step {overhead[name]['ratio']:.3f} x naive, after-experience work "
+            f"{importance[name]:.3f} of an epoch"
+        )
 
 
 if __name__ == "__main__":

@@ -42,15 +42,19 @@ class Trace(SupervisedPlugin):
             dead = float((units.sum(0) == 0).float().mean())
             penalty = float(self.wpl.penalty())
             grad = float(torch.stack([p.grad.norm() for p in strategy.model.parameters() if p.grad is not None]).norm())
-        print(f"experience {experience} step {self.step:3d}: loss {float(strategy.loss):9.3f} penalty {penalty:9.3f} "
-              f"dead units {dead:.2f} grad norm {grad:7.2f}", flush=True)
+        print(
+            f"experience {experience} step {self.step:3d}: loss {float(strategy.loss):9.3f} penalty {penalty:9.3f} "
+            f"dead units {dead:.2f} grad norm {grad:7.2f}",
+            flush=True,
+        )
 
 
 @register_strategy("wpl_traced", params=WPLParams)
 def build(ctx, params):
     """WPL with a per-step trace of its penalty (scripts/wpl_penalty_trace.py)."""
-    plugin = WPLPlugin(params, ctx.used_params, seed=ctx.seed,
-                       max_curvature=stable_curvature(params.max_curvature, ctx.training))
+    plugin = WPLPlugin(
+        params, ctx.used_params, seed=ctx.seed, max_curvature=stable_curvature(params.max_curvature, ctx.training)
+    )
     return ctx.build(plugins=[plugin, Trace(plugin)])
 
 

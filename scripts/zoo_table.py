@@ -19,8 +19,13 @@ import yaml
 from forgetbench import load_results
 from forgetbench.reports.summary import runs_long, summary_table
 
-COLUMNS = [("ACC", "ACC (pts)"), ("forgetting", "forgetting (pts)"), ("LA", "LA (pts)"),
-           ("train_seconds", "train s"), ("regularizer_bytes", "memory")]
+COLUMNS = [
+    ("ACC", "ACC (pts)"),
+    ("forgetting", "forgetting (pts)"),
+    ("LA", "LA (pts)"),
+    ("train_seconds", "train s"),
+    ("regularizer_bytes", "memory"),
+]
 
 
 def _bytes(value: float) -> str:
@@ -49,15 +54,25 @@ def zoo_table(folder: str) -> str:
         key = (record.scenario.label, record.strategy.label)
         counts.setdefault(key, [0, 0])[0 if record.status == "ok" else 1] += 1
     suite = yaml.safe_load((Path(folder) / "suite.yaml").read_text())  # rows in the suite's own order
-    rank = {(kind, spec.get("label") or spec["name"]): i for kind in ("scenarios", "strategies")
-            for i, spec in enumerate(suite[kind])}
+    rank = {
+        (kind, spec.get("label") or spec["name"]): i
+        for kind in ("scenarios", "strategies")
+        for i, spec in enumerate(suite[kind])
+    }
     order = sorted(counts, key=lambda key: (rank.get(("scenarios", key[0]), 0), rank.get(("strategies", key[1]), 0)))
-    lines = ["| scenario | strategy | runs ok | " + " | ".join(title for _, title in COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(COLUMNS)]
+    lines = [
+        "| scenario | strategy | runs ok | " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(COLUMNS),
+    ]
     for scenario, strategy in order:
         ok, not_ok = counts[(scenario, strategy)]
-        cells = [_cell(metric, summary.loc[(scenario, strategy, metric)] if (scenario, strategy, metric) in summary.index
-                       else None) for metric, _ in COLUMNS]
+        cells = [
+            _cell(
+                metric,
+                summary.loc[(scenario, strategy, metric)] if (scenario, strategy, metric) in summary.index else None,
+            )
+            for metric, _ in COLUMNS
+        ]
         lines.append(f"| {scenario} | {strategy} | {ok}/{ok + not_ok} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -5,8 +5,10 @@ other distributions declare in the ``forgetbench.strategies`` entry-point group.
 """
 
 if __name__ == "strategies":  # this checkout's folder imported by its own name (the repository root on sys.path)
-    raise ImportError("`strategies` is a folder of forgetbench's checkout, not an import name: use "
-                      "`import forgetbench` (the public API) or `forgetbench.strategies`")
+    raise ImportError(
+        "`strategies` is a folder of forgetbench's checkout, not an import name: use "
+        "`import forgetbench` (the public API) or `forgetbench.strategies`"
+    )
 
 from forgetbench.strategies.base import STRATEGIES, StrategyContext, StrategyParams, register_strategy, shared_params
 from forgetbench.strategies import ewc, naive, si, wpl  # noqa: F401,E402  (register built-ins)

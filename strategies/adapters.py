@@ -50,8 +50,15 @@ def adapter_diagnostics(
                 if earlier:
                     overlaps.append(principal_overlap(a, torch.cat(earlier)))
         total += trainable
-        rows.append({"task": task, "norm": norm_sq ** 0.5, "overlap": max(overlaps) if overlaps else None,
-                     "trainable_params": trainable, "total_params": total})
+        rows.append(
+            {
+                "task": task,
+                "norm": norm_sq**0.5,
+                "overlap": max(overlaps) if overlaps else None,
+                "trainable_params": trainable,
+                "total_params": total,
+            }
+        )
     return rows
 
 
@@ -69,5 +76,6 @@ def lora_adapters(net) -> dict[str, list[tuple[int, torch.Tensor, torch.Tensor, 
             key = adapter_name(task)
             if key in layer.lora_A:
                 out.setdefault(name, []).append(  # conv kernels as matrices: A (r, in * k), B (out, r)
-                    (task, layer.lora_A[key].weight.flatten(1), layer.lora_B[key].weight.flatten(1), net.lora_scale))
+                    (task, layer.lora_A[key].weight.flatten(1), layer.lora_B[key].weight.flatten(1), net.lora_scale)
+                )
     return out

@@ -49,10 +49,24 @@ PREFIX = "avalanche."
 
 
 # What the suite gives every template (forgetbench's StrategyContext.build), never a config's params.
-TEMPLATE_ARGUMENTS = frozenset({
-    "self", "model", "optimizer", "criterion", "train_mb_size", "train_epochs", "eval_mb_size", "device",
-    "plugins", "evaluator", "eval_every", "peval_mode", "kwargs", "base_kwargs",
-})
+TEMPLATE_ARGUMENTS = frozenset(
+    {
+        "self",
+        "model",
+        "optimizer",
+        "criterion",
+        "train_mb_size",
+        "train_epochs",
+        "eval_mb_size",
+        "device",
+        "plugins",
+        "evaluator",
+        "eval_every",
+        "peval_mode",
+        "kwargs",
+        "base_kwargs",
+    }
+)
 
 # Avalanche classes that are not methods forgetbench can run, and why (a config naming one is told this).
 UNAVAILABLE: dict[str, str] = {
@@ -65,13 +79,13 @@ UNAVAILABLE: dict[str, str] = {
     "FeatureReplay": "replays features of a named last layer of its own model kind",
     "GenerativeReplay": "needs a generator (a VAE) trained beside the model; forgetbench's models have none",
     "JointTraining": "trains on every experience at once (its train() takes the whole stream); "
-                     "forgetbench's own `joint` is that upper bound",
+    "forgetbench's own `joint` is that upper bound",
     "LearningToPrompt": "builds a pretrained ViT by name (needs timm and a download), not a scenario's network",
     "PNNStrategy": "needs Avalanche's PNN model (it grows columns of its own)",
     "PackNet": "needs a PackNetModel (Avalanche's prunable wrapper)",
     "BiC": "asserts that the model is not an Avalanche MultiTaskModule, which forgetbench's networks are",
     "CoPE": "classifies by the nearest prototype in the model's output space, not by the model's outputs, "
-            "which forgetbench evaluates",
+    "which forgetbench evaluates",
     "SCR": "needs Avalanche's SCRModel (feature extractor + projection head)",
     "StreamingLDA": "needs a frozen feature extractor and trains a streaming LDA head, not the network",
     "EarlyStoppingPlugin": "a training utility, not a continual-learning method",
@@ -90,17 +104,25 @@ UNAVAILABLE: dict[str, str] = {
 # What a method needs of the scenario's network (the traits are the scenarios' MODEL_TRAITS): refused at config time
 # on a scenario whose network lacks it.
 REQUIRES: dict[str, dict[str, str]] = {
-    "DER": {"single_head": "DER stores logits with model(x), without task labels",
-            "unmasked_outputs": "DER regresses stored logits, and a unit held at -1000 when stored is live later "
-                                "(class-IL: set mask_unseen_classes: false)"},
-    "MIR": {"disjoint_labels": "MIR keys its memory by class label and replays only classes absent from the last "
-                               "batch; with labels reused by every task that is none, so it would never replay"},
+    "DER": {
+        "single_head": "DER stores logits with model(x), without task labels",
+        "unmasked_outputs": "DER regresses stored logits, and a unit held at -1000 when stored is live later "
+        "(class-IL: set mask_unseen_classes: false)",
+    },
+    "MIR": {
+        "disjoint_labels": "MIR keys its memory by class label and replays only classes absent from the last "
+        "batch; with labels reused by every task that is none, so it would never replay"
+    },
     "GSS_greedy": {"single_head": "GSS scores memory samples with model(x), without task labels"},
-    "RAR": {"single_head": "RAR traces the model with torch.fx to read a layer's features, and a head chosen by "
-                           "the task label cannot be traced"},
+    "RAR": {
+        "single_head": "RAR traces the model with torch.fx to read a layer's features, and a head chosen by "
+        "the task label cannot be traced"
+    },
     "CWRStar": {"single_head": "CWR* consolidates the weights of one output layer every task uses"},
-    "LwF": {"task_heads": "Avalanche's LwF distils every head of a multi-task model (forgetbench's own `lwf` "
-                          "handles one head too)"},
+    "LwF": {
+        "task_heads": "Avalanche's LwF distils every head of a multi-task model (forgetbench's own `lwf` "
+        "handles one head too)"
+    },
 }
 
 # Where Avalanche's docstring does not say what the method is (GSS_greedy's copies Replay's; plugins have none).
@@ -207,9 +229,16 @@ def describe(name: str, cls: type, kind: Literal["strategy", "plugin"]) -> Avala
 
 # Each method's strength (how hard it holds on to earlier experiences), by Avalanche's class name: what
 # `forgetbench calibrate` probes and tuning searches on a log scale (forgetbench.strategies.base.strength).
-STRENGTH_ARGUMENTS = {"EWC": ("ewc_lambda",), "SynapticIntelligence": ("si_lambda",), "MAS": ("lambda_reg",),
-                      "LwF": ("alpha",), "GEM": ("memory_strength",), "LFL": ("lambda_e",), "RWalk": ("ewc_lambda",),
-                      "FeatureDistillation": ("alpha",)}
+STRENGTH_ARGUMENTS = {
+    "EWC": ("ewc_lambda",),
+    "SynapticIntelligence": ("si_lambda",),
+    "MAS": ("lambda_reg",),
+    "LwF": ("alpha",),
+    "GEM": ("memory_strength",),
+    "LFL": ("lambda_e",),
+    "RWalk": ("ewc_lambda",),
+    "FeatureDistillation": ("alpha",),
+}
 
 
 def params_model(method: AvalancheMethod) -> type[StrategyParams]:
@@ -228,8 +257,14 @@ def params_model(method: AvalancheMethod) -> type[StrategyParams]:
 
 
 # Methods of the mixins that a strategy class may define itself; the class's own definition then wins.
-_MIXED_IN = ("training_epoch", "forward", "make_train_dataloader", "make_eval_dataloader", "_unpack_minibatch",
-             "optimizer_step")
+_MIXED_IN = (
+    "training_epoch",
+    "forward",
+    "make_train_dataloader",
+    "make_eval_dataloader",
+    "_unpack_minibatch",
+    "optimizer_step",
+)
 
 
 def own_methods(cls: type) -> dict[str, Any]:
@@ -249,12 +284,16 @@ def own_methods(cls: type) -> dict[str, Any]:
 def fast_template(cls: type) -> type:
     """``cls`` with forgetbench's tensor loaders and lean loop mixed in, its own methods kept."""
     own = own_methods(cls)
-    return type(f"Fast{cls.__name__}", (LeanLoopMixin, FastLoadersMixin, cls), {
-        **own,
-        "undeclared_state": True,  # buffers and logits live on the template, outside the plugin protocol
-        "runs_own_training_epoch": "training_epoch" in own,
-        "__doc__": f"Avalanche's {cls.__name__}, tensor-sliced (forgetbench.strategies.avalanche_zoo).",
-    })
+    return type(
+        f"Fast{cls.__name__}",
+        (LeanLoopMixin, FastLoadersMixin, cls),
+        {
+            **own,
+            "undeclared_state": True,  # buffers and logits live on the template, outside the plugin protocol
+            "runs_own_training_epoch": "training_epoch" in own,
+            "__doc__": f"Avalanche's {cls.__name__}, tensor-sliced (forgetbench.strategies.avalanche_zoo).",
+        },
+    )
 
 
 def _builder(method: AvalancheMethod):
@@ -264,17 +303,23 @@ def _builder(method: AvalancheMethod):
             args.update({name: _FROM_RUN[name](ctx) for name in method.from_run})
             if method.name in READS_FEATURES:
                 if not hasattr(ctx.model, "keep_features"):
-                    raise ValueError(f"{PREFIX}{method.name} reads `model.features` after each forward pass; this "
-                                     f"scenario's model ({type(ctx.model).__name__}) does not keep them")
+                    raise ValueError(
+                        f"{PREFIX}{method.name} reads `model.features` after each forward pass; this "
+                        f"scenario's model ({type(ctx.model).__name__}) does not keep them"
+                    )
                 ctx.model.keep_features = True
             return ctx.build(plugins=[method.cls(**args)])
         template = fast_template(method.cls)
         if template.runs_own_training_epoch and ctx.training.precision != "fp32":
-            raise ValueError(f"{PREFIX}{method.name} runs its own training epoch, which forgetbench's bf16 autocast "
-                             "does not reach; train it in fp32 (training.precision: fp32)")
+            raise ValueError(
+                f"{PREFIX}{method.name} runs its own training epoch, which forgetbench's bf16 autocast "
+                "does not reach; train it in fp32 (training.precision: fp32)"
+            )
         return ctx.build(template=template, **args)
 
-    build.__doc__ = DESCRIPTIONS.get(method.name) or _first_line(method.cls.__doc__) or f"Avalanche's {method.cls.__name__}."
+    build.__doc__ = (
+        DESCRIPTIONS.get(method.name) or _first_line(method.cls.__doc__) or f"Avalanche's {method.cls.__name__}."
+    )
     return build
 
 
@@ -319,11 +364,17 @@ def _register_all() -> None:
         if isinstance(method, str):
             reason = method
         if reason:
-            STRATEGIES.register(PREFIX + name, description=f"(not available: {reason})",
-                                unavailable=reason)(_unavailable_builder(name, reason))
+            STRATEGIES.register(PREFIX + name, description=f"(not available: {reason})", unavailable=reason)(
+                _unavailable_builder(name, reason)
+            )
             continue
-        STRATEGIES.register(PREFIX + name, params=params_model(method), requires=REQUIRES.get(name, {}),
-                            avalanche=cls.__qualname__, kind=kind)(_builder(method))
+        STRATEGIES.register(
+            PREFIX + name,
+            params=params_model(method),
+            requires=REQUIRES.get(name, {}),
+            avalanche=cls.__qualname__,
+            kind=kind,
+        )(_builder(method))
 
 
 def _unavailable_builder(name: str, reason: str):

@@ -62,8 +62,10 @@ class StrategyContext:
     def require_fixed_schedule(self, strategy: str, why: str) -> None:
         """Raise a clear ValueError when the schedule is not known up front (see ``adaptive``)."""
         if self.adaptive:
-            raise ValueError(f"{strategy} {why}, so it needs the whole schedule up front; this scenario decides "
-                             "its turns while training (a search)")
+            raise ValueError(
+                f"{strategy} {why}, so it needs the whole schedule up front; this scenario decides "
+                "its turns while training (a search)"
+            )
 
     def own_name(self, name: str) -> str:
         """The name the user's own module gives the parameter the harness calls ``name``.
@@ -72,7 +74,7 @@ class StrategyContext:
         user's module, so its names carry the prefix ``net.`` (``net.trunk.1.weight`` is the user's
         ``trunk.1.weight``). ``used_params`` use the harness's names."""
         prefix = self.parameter_prefix
-        return name[len(prefix):] if prefix and name.startswith(prefix) else name
+        return name[len(prefix) :] if prefix and name.startswith(prefix) else name
 
     def harness_name(self, own_name: str) -> str:
         """The harness's name of the user's parameter ``own_name`` (inverse of :meth:`own_name`)."""
@@ -92,9 +94,7 @@ class StrategyContext:
         cfg = self.training
         parameters = self.model.parameters() if parameters is None else parameters
         if cfg.optimizer == "sgd":
-            return torch.optim.SGD(
-                parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
+            return torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _accelerator_options(self) -> dict[str, Any]:
@@ -165,7 +165,7 @@ def importance_needed(
     """
     if used_params is None or adaptive:
         return True
-    later = used_params[index + 1:]
+    later = used_params[index + 1 :]
     if not later:
         return False
     own = frozenset(used_params[index])

@@ -79,10 +79,20 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy, strength
-from forgetbench.strategies.importance import (exact_fisher_diagonal, normalise_importance, sample_subset,
-                                               squared_gradient_importance)
-from forgetbench.strategies.penalty import (QuadraticAnchor, movable_subset, named_params, penalty_gradient_ratio,
-                                            penalty_strength_results, stable_curvature)
+from forgetbench.strategies.importance import (
+    exact_fisher_diagonal,
+    normalise_importance,
+    sample_subset,
+    squared_gradient_importance,
+)
+from forgetbench.strategies.penalty import (
+    QuadraticAnchor,
+    movable_subset,
+    named_params,
+    penalty_gradient_ratio,
+    penalty_strength_results,
+    stable_curvature,
+)
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
 
 
@@ -103,14 +113,21 @@ class EWCParams(StrategyParams):
         if self.mode == "separate" and self.decay_factor is not None:
             raise ValueError("decay_factor applies only to mode 'online'")
         if self.importance == "minibatch" and self.estimator != "empirical":
-            raise ValueError("estimator applies only to importance 'exact' (minibatch squares mini-batch "
-                             "gradients of the loss on the observed labels)")
+            raise ValueError(
+                "estimator applies only to importance 'exact' (minibatch squares mini-batch "
+                "gradients of the loss on the observed labels)"
+            )
         return self
 
 
-def exact_importance(model: torch.nn.Module, tensors: tuple[torch.Tensor, ...], task_label: int,
-                     estimator: str = "empirical", generator: torch.Generator | None = None,
-                     batch_size: int = 1024) -> dict[str, torch.Tensor]:
+def exact_importance(
+    model: torch.nn.Module,
+    tensors: tuple[torch.Tensor, ...],
+    task_label: int,
+    estimator: str = "empirical",
+    generator: torch.Generator | None = None,
+    batch_size: int = 1024,
+) -> dict[str, torch.Tensor]:
     """The exact diagonal Fisher of model ``task_label`` (``estimator``: which labels; ``true`` draws them from
     ``generator``; ``batch_size`` samples a pass, which changes only float rounding); 0 for parameters it does not
     use."""
@@ -167,9 +184,7 @@ class EWCPlugin(Plugin):
         if self.used_params is not None and strategy.experience is not None:
             exp = strategy.experience.current_experience
             used = self.used_params[exp] if exp < len(self.used_params) else None
-        self._subset = movable_subset(
-            self.quadratic.names, self.quadratic.anchors, params, used, strategy.optimizer
-        )
+        self._subset = movable_subset(self.quadratic.names, self.quadratic.anchors, params, used, strategy.optimizer)
         self._params = params if self._subset is None else [params[i] for i in self._subset]
 
     def before_backward(self, strategy, **kwargs) -> None:
@@ -179,10 +194,20 @@ class EWCPlugin(Plugin):
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience
-        self.gradient_ratios.append(None if self.quadratic.empty else penalty_gradient_ratio(
-            strategy, self._params, lambda: self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)))
-        if not importance_needed(self.used_params, index, adaptive=self.adaptive, every_parameter=True,
-                                 optimizer=getattr(strategy, "optimizer", None)):
+        self.gradient_ratios.append(
+            None
+            if self.quadratic.empty
+            else penalty_gradient_ratio(
+                strategy, self._params, lambda: self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)
+            )
+        )
+        if not importance_needed(
+            self.used_params,
+            index,
+            adaptive=self.adaptive,
+            every_parameter=True,
+            optimizer=getattr(strategy, "optimizer", None),
+        ):
             self.skipped.append(index)
             if index + 1 >= len(self.used_params):
                 return  # nothing is trained after the last experience
@@ -192,8 +217,11 @@ class EWCPlugin(Plugin):
             importance = normalise_importance(self._importance(strategy), self.importance_norm, used)
         # a frozen parameter cannot move, so it gets no importance and no anchor (the quadratic keeps the names
         # it started with: a parameter frozen later keeps its zero-cost entry rather than changing the layout)
-        names = self.quadratic.names if not self.quadratic.empty else [
-            n for n, p in strategy.model.named_parameters() if p.requires_grad]
+        names = (
+            self.quadratic.names
+            if not self.quadratic.empty
+            else [n for n, p in strategy.model.named_parameters() if p.requires_grad]
+        )
         params = dict(strategy.model.named_parameters())
         importance = {n: importance[n] if n in importance else torch.zeros_like(params[n]) for n in names}
         anchor = {n: params[n].detach() for n in names}
@@ -203,8 +231,7 @@ class EWCPlugin(Plugin):
             self.quadratic.replace(importance, anchor)
         else:  # online: F~ <- decay * F~ + F, anchored at the latest weights only
             decayed = {
-                n: self.decay_factor * w + importance[n]
-                for n, w in zip(self.quadratic.names, self.quadratic.weights)
+                n: self.decay_factor * w + importance[n] for n, w in zip(self.quadratic.names, self.quadratic.weights)
             }
             decayed.update({n: f for n, f in importance.items() if n not in decayed})
             self.quadratic.replace(decayed, anchor)
@@ -216,17 +243,27 @@ class EWCPlugin(Plugin):
             tensors = sample_subset(tensors, self.importance_samples, self.generator)
         if self.importance == "exact":
             # a training batch a pass: cache-sized on a CPU (ResNet-18: 3.0 s at 128 against 5.3 s for 512 at once)
-            return exact_importance(strategy.model, tensors, strategy.experience.task_labels[0], self.estimator,
-                                    self.generator, getattr(strategy, "train_mb_size", 1024))
+            return exact_importance(
+                strategy.model,
+                tensors,
+                strategy.experience.task_labels[0],
+                self.estimator,
+                self.generator,
+                getattr(strategy, "train_mb_size", 1024),
+            )
         return squared_gradient_importance(
             strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
         )
 
     def state_dict(self) -> dict:
         """The one quadratic holding every earlier experience's importance and anchor; the sampling RNG."""
-        return {"quadratic": self.quadratic.state_dict(), "capped_entries": self.capped_entries,
-                "skipped": list(self.skipped), "generator": generator_state(self.generator),
-                "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios]}
+        return {
+            "quadratic": self.quadratic.state_dict(),
+            "capped_entries": self.capped_entries,
+            "skipped": list(self.skipped),
+            "generator": generator_state(self.generator),
+            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
+        }
 
     def load_state_dict(self, state) -> None:
         self.quadratic.load_state_dict(state["quadratic"])
@@ -240,9 +277,12 @@ class EWCPlugin(Plugin):
     def extra_results(self) -> dict:
         """How many importance entries ``max_curvature`` capped (summed over experiences); the experiences
         whose importance pass was skipped because no later training could read it."""
-        return {"ewc_capped_entries": self.capped_entries, "ewc_max_curvature": self.max_curvature,
-                "ewc_importance_skipped": list(self.skipped),
-                **penalty_strength_results("ewc", self.gradient_ratios)}
+        return {
+            "ewc_capped_entries": self.capped_entries,
+            "ewc_max_curvature": self.max_curvature,
+            "ewc_importance_skipped": list(self.skipped),
+            **penalty_strength_results("ewc", self.gradient_ratios),
+        }
 
     def state_bytes(self) -> int:
         """Bytes of the importance and anchor tensors held (does not grow with T in either mode)."""
@@ -252,7 +292,11 @@ class EWCPlugin(Plugin):
 @register_strategy("ewc", params=EWCParams)
 def build_ewc(ctx: StrategyContext, params: EWCParams) -> SupervisedTemplate:
     """Elastic Weight Consolidation: Fisher-weighted pull of every parameter to earlier optima."""
-    plugin = EWCPlugin(params, used_params=ctx.used_params,
-                       max_curvature=stable_curvature(params.max_curvature, ctx.training), adaptive=ctx.adaptive,
-                       seed=ctx.seed)
+    plugin = EWCPlugin(
+        params,
+        used_params=ctx.used_params,
+        max_curvature=stable_curvature(params.max_curvature, ctx.training),
+        adaptive=ctx.adaptive,
+        seed=ctx.seed,
+    )
     return ctx.build(plugins=[plugin])

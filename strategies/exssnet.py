@@ -183,9 +183,12 @@ class ExSSNeTPlugin(MaskSlotPlugin):
             **super().state_dict(),
             "union": {name: layer.union.clone() for name, layer in self.model.masked_layers()},
             "kkt_log": [
-                {"experience": e["experience"], "chance": e["chance"],
-                 "knn_accuracy": [[int(i), float(a)] for i, a in e["knn_accuracy"].items()],
-                 "sources": [[int(i), float(w)] for i, w in e["sources"].items()]}
+                {
+                    "experience": e["experience"],
+                    "chance": e["chance"],
+                    "knn_accuracy": [[int(i), float(a)] for i, a in e["knn_accuracy"].items()],
+                    "sources": [[int(i), float(w)] for i, w in e["sources"].items()],
+                }
                 for e in self.kkt_log
             ],
             "exclusive": list(self.exclusive),
@@ -198,9 +201,12 @@ class ExSSNeTPlugin(MaskSlotPlugin):
         for name, layer in self.model.masked_layers():
             layer.union.copy_(state["union"][name])
         self.kkt_log = [
-            {"experience": e["experience"], "chance": e["chance"],
-             "knn_accuracy": {int(i): a for i, a in e["knn_accuracy"]},
-             "sources": {int(i): w for i, w in e["sources"]}}
+            {
+                "experience": e["experience"],
+                "chance": e["chance"],
+                "knn_accuracy": {int(i): a for i, a in e["knn_accuracy"]},
+                "sources": {int(i): w for i, w in e["sources"]},
+            }
             for e in state["kkt_log"]
         ]
         self.exclusive = [float(x) for x in state["exclusive"]]

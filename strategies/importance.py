@@ -85,8 +85,9 @@ _FORWARD_CHUNK_FLOATS = 2**21
 _NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def sample_subset(tensors: tuple[torch.Tensor, ...], samples: int | None,
-                  generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+def sample_subset(
+    tensors: tuple[torch.Tensor, ...], samples: int | None, generator: torch.Generator
+) -> tuple[torch.Tensor, ...]:
     """``samples`` rows of every tensor, the same rows drawn without replacement with ``generator`` (the
     importance passes' sample budget); all of them, and no draw, when there are not more rows than that."""
     n = len(tensors[0])
@@ -96,8 +97,9 @@ def sample_subset(tensors: tuple[torch.Tensor, ...], samples: int | None,
     return tuple(t[keep] for t in tensors)
 
 
-def normalise_importance(importance: dict[str, torch.Tensor], mode: str,
-                         names: frozenset[str] | set[str] | None = None) -> dict[str, torch.Tensor]:
+def normalise_importance(
+    importance: dict[str, torch.Tensor], mode: str, names: frozenset[str] | set[str] | None = None
+) -> dict[str, torch.Tensor]:
     """``importance`` divided by its mean entry over the tensors ``names`` (default: all of them) when ``mode``
     is ``mean``; unchanged for ``none`` or an all-zero importance.
 
@@ -211,8 +213,15 @@ class _Capture:
             if not output.requires_grad:
                 return None
             first = inputs[0] if inputs else None
-            shared = (self.expand_shared and self.batch > 1 and isinstance(first, torch.Tensor) and first.dim() > 0
-                      and first.shape[0] == 1 and output.dim() > 0 and output.shape[0] == 1)
+            shared = (
+                self.expand_shared
+                and self.batch > 1
+                and isinstance(first, torch.Tensor)
+                and first.dim() > 0
+                and first.shape[0] == 1
+                and output.dim() > 0
+                and output.shape[0] == 1
+            )
             if shared:
                 output = output.expand(self.batch, *output.shape[1:])
                 first = first.expand(self.batch, *first.shape[1:])
@@ -237,7 +246,9 @@ class _Capture:
             handle.remove()
 
 
-def _accumulate_fast(module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str) -> None:
+def _accumulate_fast(
+    module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
+) -> None:
     calls = [c for c in calls if c[1] is not None]
     if not calls:
         return
@@ -298,8 +309,9 @@ def _few_positions(module: nn.Module, delta: torch.Tensor) -> bool:
     return delta[0, 0].numel() < _GROUPED_MIN_POSITIONS
 
 
-def _accumulate_sample_by_sample(module: nn.Module, a: torch.Tensor, delta: torch.Tensor, sums: dict[str, torch.Tensor],
-                                 prefix: str, has_bias: bool) -> None:
+def _accumulate_sample_by_sample(
+    module: nn.Module, a: torch.Tensor, delta: torch.Tensor, sums: dict[str, torch.Tensor], prefix: str, has_bias: bool
+) -> None:
     """sum_n (delta_n^T patches_n)^2 one sample at a time: each product lands in one reused, cache-sized buffer and is
     squared into the sums from there (ResNet-18's 7x7 and 4x4 layers: 20-25% faster than a batched product
     written out for a chunk of samples and squared afterwards)."""
@@ -341,14 +353,24 @@ def _conv_per_sample_weight_grads(module: nn.Module, a: torch.Tensor, delta: tor
     weight = a.new_empty((n * module.out_channels, module.in_channels, *module.kernel_size))  # shape only
     dims = len(module.kernel_size)
     grad = torch.ops.aten.convolution_backward(
-        folded_grad, folded_input, weight, None, list(module.stride), list(module.padding),
-        list(module.dilation), False, [0] * dims, n, [False, True, False],
+        folded_grad,
+        folded_input,
+        weight,
+        None,
+        list(module.stride),
+        list(module.padding),
+        list(module.dilation),
+        False,
+        [0] * dims,
+        n,
+        [False, True, False],
     )[1]
     return grad.reshape(n, module.out_channels, *grad.shape[1:])
 
 
-def _accumulate_norm(module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor],
-                     prefix: str) -> None:
+def _accumulate_norm(
+    module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
+) -> None:
     """Per-sample gradients of an eval-mode BatchNorm's scale and shift, squared and summed."""
     grad_w, grad_b = 0, 0
     scale = torch.rsqrt(module.running_var + module.eps)
@@ -362,14 +384,15 @@ def _accumulate_norm(module: nn.Module, calls: list[list[torch.Tensor]], sums: d
     sums[prefix + "bias"] += (grad_b**2).sum(0)
 
 
-def _accumulate_layer_norm(module: nn.LayerNorm, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor],
-                           prefix: str) -> None:
+def _accumulate_layer_norm(
+    module: nn.LayerNorm, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
+) -> None:
     """Per-sample gradients of a LayerNorm's scale and shift (summed over positions), squared and summed."""
     grad_w, grad_b = 0, 0
     for a, delta in calls:
         normalised = F.layer_norm(a, module.normalized_shape, None, None, module.eps)
         n, k = a.shape[0], len(module.normalized_shape)
-        d = delta.reshape(n, -1, *delta.shape[delta.dim() - k:])
+        d = delta.reshape(n, -1, *delta.shape[delta.dim() - k :])
         grad_w = grad_w + (d * normalised.reshape(d.shape)).sum(1)
         grad_b = grad_b + d.sum(1)
     sums[prefix + "weight"] += (grad_w**2).sum(0)
@@ -377,8 +400,9 @@ def _accumulate_layer_norm(module: nn.LayerNorm, calls: list[list[torch.Tensor]]
         sums[prefix + "bias"] += (grad_b**2).sum(0)
 
 
-def _accumulate_embedding(module: nn.Embedding, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor],
-                          prefix: str) -> None:
+def _accumulate_embedding(
+    module: nn.Embedding, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
+) -> None:
     """Per-sample gradients of an embedding table, squared and summed: sample n's gradient on row v is the sum of
     its output gradients at the positions holding token v, so (sample, token) pairs are summed first (an
     ``index_add`` over the distinct pairs), then squared and added into their rows; the padding row gets none."""
@@ -420,11 +444,7 @@ def _split_parameters(model: nn.Module, trainable: set[str]):
         elif isinstance(module, nn.Embedding):  # a renormalising or sparse table keeps the general path
             supported = own == ["weight"] and module.max_norm is None and not module.sparse and not tied
         elif supported and not isinstance(module, nn.Linear):
-            supported = (
-                module.groups == 1
-                and not isinstance(module.padding, str)
-                and module.padding_mode == "zeros"
-            )
+            supported = module.groups == 1 and not isinstance(module.padding, str) and module.padding_mode == "zeros"
         if supported:
             fast[prefix] = module
         else:
@@ -462,10 +482,15 @@ def exact_fisher_diagonal(
         for start in range(0, len(y), batch_size):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
-            capture, targets = _captured_backward(model, fast, params, xb, yb, task_label, estimator, generator,
-                                                  fallback)
-            broadcast = [prefix + n for prefix in capture.broadcast for n, _ in fast[prefix].named_parameters(recurse=False)
-                         if prefix + n in params]
+            capture, targets = _captured_backward(
+                model, fast, params, xb, yb, task_label, estimator, generator, fallback
+            )
+            broadcast = [
+                prefix + n
+                for prefix in capture.broadcast
+                for n, _ in fast[prefix].named_parameters(recurse=False)
+                if prefix + n in params
+            ]
             for prefix, module in fast.items():
                 if prefix not in capture.broadcast and capture.records.get(prefix):
                     _accumulate_fast(module, capture.records[prefix], sums, prefix)

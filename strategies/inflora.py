@@ -32,8 +32,13 @@ from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensor
 from forgetbench.strategies.adapters import adapter_name
 from forgetbench.strategies.base import StrategyContext, register_strategy
 from forgetbench.strategies.importance import sample_subset
-from forgetbench.strategies.lora_stack import (PRETRAINED_WHY, StackedLoRANet, StackedLoRAParams, StackedLoRAPlugin,
-                                               build_stacked)
+from forgetbench.strategies.lora_stack import (
+    PRETRAINED_WHY,
+    StackedLoRANet,
+    StackedLoRAParams,
+    StackedLoRAPlugin,
+    build_stacked,
+)
 
 
 class InfLoRAParams(StackedLoRAParams):
@@ -95,15 +100,18 @@ class InfLoRAPlugin(StackedLoRAPlugin):
     @torch.no_grad()
     def _input_grams(self, strategy) -> dict[str, torch.Tensor]:
         """sum_n x_n x_n^T of each adapted layer's inputs over ``subspace_samples`` of the experience's data."""
-        tensors = sample_subset(dataset_tensors(strategy.experience.dataset), self.params.subspace_samples,
-                                self.generator)
+        tensors = sample_subset(
+            dataset_tensors(strategy.experience.dataset), self.params.subspace_samples, self.generator
+        )
         grams: dict[str, torch.Tensor] = {}
         layers = dict(self.model.lora_layers())
         handles = []
         for layer_name, layer in layers.items():
+
             def hook(module, inputs, name=layer_name):
                 x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()
                 grams[name] = grams.get(name, 0) + (x.T @ x).cpu()
+
             handles.append(layer.base_layer.register_forward_pre_hook(hook))
         was_training = self.model.training
         self.model.eval()
@@ -130,8 +138,10 @@ class InfLoRAPlugin(StackedLoRAPlugin):
 
     def extra_results(self) -> dict:
         """The adapters' diagnostics; the kept input subspace's dimension per layer."""
-        return {**super().extra_results(),
-                "inflora": {"subspace_dims": {name: int(b.shape[1]) for name, b in sorted(self.bases.items())}}}
+        return {
+            **super().extra_results(),
+            "inflora": {"subspace_dims": {name: int(b.shape[1]) for name, b in sorted(self.bases.items())}},
+        }
 
 
 @register_strategy("inflora", params=InfLoRAParams, requires={"pretrained_backbone": PRETRAINED_WHY})

@@ -56,8 +56,11 @@ class L2Plugin(Plugin):
         names = [n for n in sorted(shared) if n in self.anchor]
         self._params = [named[n] for n in names]
         if names:
-            self.quadratic.replace({n: self.anchor[n].new_ones(()).expand_as(self.anchor[n]) for n in names},
-                                   {n: self.anchor[n] for n in names}, copy=False)
+            self.quadratic.replace(
+                {n: self.anchor[n].new_ones(()).expand_as(self.anchor[n]) for n in names},
+                {n: self.anchor[n] for n in names},
+                copy=False,
+            )
 
     def penalty(self) -> torch.Tensor | float:
         """(lambda / 2) ||theta_shared - theta*||^2 as a differentiable scalar (0 without shared parameters); its
@@ -69,7 +72,9 @@ class L2Plugin(Plugin):
             strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self.quadratic.scale)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
-        self.gradient_ratios.append(penalty_gradient_ratio(strategy, self._params, self.penalty) if self._params else None)
+        self.gradient_ratios.append(
+            penalty_gradient_ratio(strategy, self._params, self.penalty) if self._params else None
+        )
         used = self.used_params[strategy.experience.current_experience]
         for name, p in strategy.model.named_parameters():
             if name in used:
@@ -77,7 +82,10 @@ class L2Plugin(Plugin):
 
     def state_dict(self) -> dict:
         """The anchors theta* of every parameter an earlier experience used; the gradient ratios so far."""
-        return {"anchor": detached(self.anchor), "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios]}
+        return {
+            "anchor": detached(self.anchor),
+            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
+        }
 
     def load_state_dict(self, state) -> None:
         self.anchor = dict(state["anchor"])

@@ -26,8 +26,10 @@ from forgetbench.strategies.base import StrategyContext, StrategyParams, shared_
 from forgetbench.strategies.pic import _ADAPTABLE, PICNet
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state, tensor_bytes
 
-PRETRAINED_WHY = ("it trains one LoRA adapter per task on a frozen pretrained backbone; the scenarios with one: "
-                  "text (the encoder's trainable layers), or your own scenario declaring the trait")
+PRETRAINED_WHY = (
+    "it trains one LoRA adapter per task on a frozen pretrained backbone; the scenarios with one: "
+    "text (the encoder's trainable layers), or your own scenario declaring the trait"
+)
 
 
 class StackedLoRAParams(StrategyParams):
@@ -39,8 +41,13 @@ class StackedLoRAParams(StrategyParams):
 def target_layers(model: torch.nn.Module, used_params: Sequence[frozenset[str]], suffixes: Sequence[str]) -> list[str]:
     """The Linear / Conv layers every experience uses whose name ends with one of ``suffixes``."""
     every = frozenset.intersection(*map(frozenset, used_params)) if used_params else frozenset()
-    layers = [name for name, m in model.named_modules() if isinstance(m, _ADAPTABLE)
-              and f"{name}.weight" in every and any(name == s or name.endswith("." + s) for s in suffixes)]
+    layers = [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, _ADAPTABLE)
+        and f"{name}.weight" in every
+        and any(name == s or name.endswith("." + s) for s in suffixes)
+    ]
     if not layers:
         raise ValueError(f"target_modules: {list(suffixes)} name no Linear layer that every task uses")
     return layers
@@ -69,8 +76,11 @@ class StackedLoRANet(PICNet):
 
     def adapter_parameters(self, index: int, matrix: str) -> list[torch.nn.Parameter]:
         """``lora_A`` or ``lora_B`` weights of adapter ``index``, one per adapted layer (layer order)."""
-        return [getattr(layer, matrix)[adapter_name(index)].weight for _, layer in self.lora_layers()
-                if adapter_name(index) in getattr(layer, matrix)]
+        return [
+            getattr(layer, matrix)[adapter_name(index)].weight
+            for _, layer in self.lora_layers()
+            if adapter_name(index) in getattr(layer, matrix)
+        ]
 
 
 class StackedLoRAPlugin(Plugin):
@@ -84,7 +94,9 @@ class StackedLoRAPlugin(Plugin):
 
     def trainable(self, index: int, name: str) -> bool:
         """Whether parameter ``name`` trains in experience ``index`` (besides the current adapter)."""
-        return name in self.used[index] and name not in shared_params(self.used, index) and name not in self.model.backbone
+        return (
+            name in self.used[index] and name not in shared_params(self.used, index) and name not in self.model.backbone
+        )
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience

@@ -84,8 +84,7 @@ class SeenUnitsDistillation(LearningWithoutForgetting):
 class LwFStatePlugin(Plugin, LwFPlugin):
     """Avalanche's LwF plugin with the state protocol: its frozen copy of the previous model."""
 
-    def __init__(self, model: torch.nn.Module, alpha: float | list[float], temperature: float,
-                 units: str = "previous"):
+    def __init__(self, model: torch.nn.Module, alpha: float | list[float], temperature: float, units: str = "previous"):
         super().__init__(alpha=alpha, temperature=temperature)
         if units == "seen":
             self.lwf = SeenUnitsDistillation(alpha, temperature)
@@ -129,10 +128,14 @@ class LwFStatePlugin(Plugin, LwFPlugin):
 def build_lwf(ctx: StrategyContext, params: LwFParams) -> SupervisedTemplate:
     """Learning without Forgetting: distil earlier heads' outputs on current data (Li & Hoiem 2017)."""
     if isinstance(params.alpha, list) and len(params.alpha) < len(ctx.used_params):
-        raise ValueError(f"lwf alpha: a list needs one weight per experience ({len(ctx.used_params)}), "
-                         f"got {len(params.alpha)}")
+        raise ValueError(
+            f"lwf alpha: a list needs one weight per experience ({len(ctx.used_params)}), got {len(params.alpha)}"
+        )
     if params.units == "seen" and len({frozenset(used) for used in ctx.used_params}) > 1:
-        raise ValueError("lwf units 'seen' distils one head shared by every experience (class-IL); this "
-                         "scenario's experiences train different parameters (per-task heads): use units 'previous'")
-    return ctx.build(plugins=[LwFStatePlugin(ctx.model, alpha=params.alpha, temperature=params.temperature,
-                                             units=params.units)])
+        raise ValueError(
+            "lwf units 'seen' distils one head shared by every experience (class-IL); this "
+            "scenario's experiences train different parameters (per-task heads): use units 'previous'"
+        )
+    return ctx.build(
+        plugins=[LwFStatePlugin(ctx.model, alpha=params.alpha, temperature=params.temperature, units=params.units)]
+    )

@@ -52,8 +52,13 @@ from typing import Literal, Sequence
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy, strength
 from forgetbench.strategies.importance import sample_subset
-from forgetbench.strategies.penalty import (QuadraticAnchor, movable_subset, penalty_gradient_ratio,
-                                           penalty_strength_results, stable_curvature)
+from forgetbench.strategies.penalty import (
+    QuadraticAnchor,
+    movable_subset,
+    penalty_gradient_ratio,
+    penalty_strength_results,
+    stable_curvature,
+)
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
 
 
@@ -67,9 +72,16 @@ class MASParams(StrategyParams):
 class FastMASPlugin(Plugin, MASPlugin):
     """Avalanche's MAS with the importance pass on tensor-sliced batches and an optional curvature cap."""
 
-    def __init__(self, lambda_reg: float, alpha: float, max_curvature: float | None = None,
-                 used_params: Sequence[frozenset[str]] | None = None, adaptive: bool = False,
-                 importance_samples: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        lambda_reg: float,
+        alpha: float,
+        max_curvature: float | None = None,
+        used_params: Sequence[frozenset[str]] | None = None,
+        adaptive: bool = False,
+        importance_samples: int | None = None,
+        seed: int = 0,
+    ):
         """``used_params`` / ``adaptive``: the schedule, to skip passes no later step reads (unknown: never
         skip); ``importance_samples`` / ``seed``: the pass's sample budget and the generator drawing it."""
         super().__init__(lambda_reg=lambda_reg, alpha=alpha)
@@ -92,17 +104,24 @@ class FastMASPlugin(Plugin, MASPlugin):
             return  # first experience: nothing to protect yet
         named = [(n, p) for n, p in strategy.model.named_parameters() if n in self.importance]
         # Avalanche's expand: a parameter grown since (a wider head) gets Omega 0 and anchor 0 on its new entries
-        self.quadratic.replace({n: self.importance[n].expand(p.shape) for n, p in named},
-                               {n: self.params[n].expand(p.shape) for n, p in named}, copy=False)
+        self.quadratic.replace(
+            {n: self.importance[n].expand(p.shape) for n, p in named},
+            {n: self.params[n].expand(p.shape) for n, p in named},
+            copy=False,
+        )
         # lambda * Omega (theta - theta*)^2 has curvature 2 lambda Omega
         capping = self.max_curvature is not None and self._lambda > 0
         self.quadratic.penalize_at_most(self.max_curvature / (2 * self._lambda) if capping else None)
         params = [p for _, p in named]
         experience = getattr(getattr(strategy, "experience", None), "current_experience", None)
-        used = None if self.used_params is None or experience is None or experience >= len(self.used_params) \
+        used = (
+            None
+            if self.used_params is None or experience is None or experience >= len(self.used_params)
             else self.used_params[experience]
-        self._subset = movable_subset(self.quadratic.names, self.quadratic.anchors, params, used,
-                                      getattr(strategy, "optimizer", None))
+        )
+        self._subset = movable_subset(
+            self.quadratic.names, self.quadratic.anchors, params, used, getattr(strategy, "optimizer", None)
+        )
         self._params = params if self._subset is None else [params[i] for i in self._subset]
 
     def before_backward(self, strategy, **kwargs):
@@ -112,7 +131,9 @@ class FastMASPlugin(Plugin, MASPlugin):
     def after_training_exp(self, strategy, **kwargs):
         """Whether the penalty acted in this experience (on its last batch, before Omega and the anchor move); then
         Avalanche's update of both."""
-        self.gradient_ratios.append(penalty_gradient_ratio(strategy, self._params, self.penalty) if self._params else None)
+        self.gradient_ratios.append(
+            penalty_gradient_ratio(strategy, self._params, self.penalty) if self._params else None
+        )
         super().after_training_exp(strategy, **kwargs)
 
     def penalty(self) -> torch.Tensor | float:
@@ -123,8 +144,13 @@ class FastMASPlugin(Plugin, MASPlugin):
     def _get_importance(self, strategy):
         importance = dict(zerolike_params_dict(strategy.model))
         index = strategy.experience.current_experience
-        if not importance_needed(self.used_params, index, adaptive=self.adaptive, every_parameter=True,
-                                 optimizer=getattr(strategy, "optimizer", None)):
+        if not importance_needed(
+            self.used_params,
+            index,
+            adaptive=self.adaptive,
+            every_parameter=True,
+            optimizer=getattr(strategy, "optimizer", None),
+        ):
             self.skipped.append(index)
             return importance
         tensors = sample_subset(dataset_tensors(strategy.experience.dataset), self.importance_samples, self.generator)
@@ -145,18 +171,24 @@ class FastMASPlugin(Plugin, MASPlugin):
 
     def state_dict(self) -> dict:
         """Omega and the anchor theta* (None before the first experience ends)."""
+
         def plain(params):
             return None if params is None else {n: p.data.detach().clone() for n, p in params.items()}
 
-        return {"importance": plain(self.importance), "params": plain(self.params), "skipped": list(self.skipped),
-                "generator": generator_state(self.generator),
-                "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios]}
+        return {
+            "importance": plain(self.importance),
+            "params": plain(self.params),
+            "skipped": list(self.skipped),
+            "generator": generator_state(self.generator),
+            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
+        }
 
     def load_state_dict(self, state) -> None:
         self.skipped = [int(i) for i in state.get("skipped", [])]
         self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
         if "generator" in state:
             set_generator_state(self.generator, state["generator"])
+
         def wrap(tensors):
             if tensors is None:
                 return None
@@ -179,7 +211,13 @@ class FastMASPlugin(Plugin, MASPlugin):
 def build_mas(ctx: StrategyContext, params: MASParams) -> SupervisedTemplate:
     """Memory Aware Synapses: output-sensitivity importance, quadratic pull (Aljundi et al. 2018)."""
     cap = stable_curvature(params.max_curvature, ctx.training)
-    plugin = FastMASPlugin(lambda_reg=params.lambda_reg, alpha=params.alpha, max_curvature=cap,
-                           used_params=ctx.used_params, adaptive=ctx.adaptive,
-                           importance_samples=params.importance_samples, seed=ctx.seed)
+    plugin = FastMASPlugin(
+        lambda_reg=params.lambda_reg,
+        alpha=params.alpha,
+        max_curvature=cap,
+        used_params=ctx.used_params,
+        adaptive=ctx.adaptive,
+        importance_samples=params.importance_samples,
+        seed=ctx.seed,
+    )
     return ctx.build(plugins=[plugin])

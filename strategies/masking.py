@@ -97,14 +97,19 @@ class MaskedLayer(nn.Module):
 
     def __init__(self, layer: nn.Module, slots: int, sparsity: float, state: MaskState, generator: torch.Generator):
         super().__init__()
-        self.kind = "linear" if isinstance(layer, nn.Linear) else ("conv1d" if isinstance(layer, nn.Conv1d) else "conv2d")
+        self.kind = (
+            "linear" if isinstance(layer, nn.Linear) else ("conv1d" if isinstance(layer, nn.Conv1d) else "conv2d")
+        )
         self.conv_args = {}
         if self.kind != "linear":
-            self.conv_args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+            self.conv_args = dict(
+                stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups
+            )
         self.weight = nn.Parameter(torch.empty_like(layer.weight), requires_grad=False)
         signed_constant_(self.weight, generator)
         self.scores = nn.ParameterList(
-            nn.Parameter(kaiming_uniform_scores(layer.weight.shape, generator), requires_grad=False) for _ in range(slots)
+            nn.Parameter(kaiming_uniform_scores(layer.weight.shape, generator), requires_grad=False)
+            for _ in range(slots)
         )
         self.k = kept(self.weight.numel(), sparsity)
         # Frozen 0/1 masks of trained slots (set by `freeze`): evaluation reads these, never the scores.
@@ -153,7 +158,9 @@ class SlotBatchNorm(nn.Module):
     def __init__(self, layer: nn.Module, slots: int, state: MaskState):
         super().__init__()
         cls = type(layer)
-        self.norms = nn.ModuleList(cls(layer.num_features, eps=layer.eps, momentum=layer.momentum, affine=False) for _ in range(slots))
+        self.norms = nn.ModuleList(
+            cls(layer.num_features, eps=layer.eps, momentum=layer.momentum, affine=False) for _ in range(slots)
+        )
         self._state = [state]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,7 +263,10 @@ class MaskedNet(TaskRoutedModule):
         return {
             "key_slots": {str(k): list(v) for k, v in self.key_slots.items()},
             "layers": {
-                name: {"slots": sorted(layer.frozen_slots), "masks": [layer.frozen[s].clone() for s in sorted(layer.frozen_slots)]}
+                name: {
+                    "slots": sorted(layer.frozen_slots),
+                    "masks": [layer.frozen[s].clone() for s in sorted(layer.frozen_slots)],
+                }
                 for name, layer in self.masked_layers()
             },
         }
@@ -279,7 +289,9 @@ class MaskedNet(TaskRoutedModule):
         owns, i.e. that no earlier slot's mask holds (|M_t \\ (M_0 | ... | M_{t-1})| / N)."""
         layers = [layer for _, layer in self.masked_layers()]
         total = sum(layer.weight.numel() for layer in layers)
-        order = sorted({s for slots in self.key_slots.values() for s in slots if all(s in l.frozen_slots for l in layers)})
+        order = sorted(
+            {s for slots in self.key_slots.values() for s in slots if all(s in l.frozen_slots for l in layers)}
+        )
         density, owned = [], []
         union = [torch.zeros_like(layer.frozen[0]) for layer in layers]
         for slot in order:

@@ -64,8 +64,13 @@ class MergeParams(PICParams):
         return self
 
 
-def combine(task_tensors: list[torch.Tensor], weights: list[float], combination_type: str, density: float,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def combine(
+    task_tensors: list[torch.Tensor],
+    weights: list[float],
+    combination_type: str,
+    density: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """PEFT's merge of ``task_tensors`` (same shape) with ``weights``; DARE's masks drawn from ``generator``."""
     from peft.utils import merge_utils
 
@@ -124,9 +129,13 @@ class MergeNet(PICNet):
                     continue
                 with torch.no_grad():
                     deltas = [self._unit_delta(layer, adapter_name(i)) for i in tasks]
-                    self._merged[name] = combine(deltas, [weights[order.index(i)] for i in tasks],
-                                                 self.merge_params.combination_type, self.merge_params.density,
-                                                 self._merge_generator)
+                    self._merged[name] = combine(
+                        deltas,
+                        [weights[order.index(i)] for i in tasks],
+                        self.merge_params.combination_type,
+                        self.merge_params.density,
+                        self._merge_generator,
+                    )
         return self._merged
 
     def _unit_delta(self, layer: nn.Module, adapter: str) -> torch.Tensor:
@@ -174,8 +183,11 @@ class MergePlugin(PICPlugin):
     def extra_results(self) -> dict:
         results = super().extra_results()
         params = self.model.merge_params
-        results["merge"] = {"combination_type": params.combination_type, "density": params.density,
-                            "weights": params.weights}
+        results["merge"] = {
+            "combination_type": params.combination_type,
+            "density": params.density,
+            "weights": params.weights,
+        }
         return results
 
 

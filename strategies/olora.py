@@ -28,8 +28,13 @@ import torch
 from pydantic import NonNegativeFloat
 
 from forgetbench.strategies.base import StrategyContext, register_strategy, strength
-from forgetbench.strategies.lora_stack import (PRETRAINED_WHY, StackedLoRANet, StackedLoRAParams, StackedLoRAPlugin,
-                                               build_stacked)
+from forgetbench.strategies.lora_stack import (
+    PRETRAINED_WHY,
+    StackedLoRANet,
+    StackedLoRAParams,
+    StackedLoRAPlugin,
+    build_stacked,
+)
 
 
 class OLoRAParams(StackedLoRAParams):

@@ -166,7 +166,6 @@ class OSFNet(TaskRoutedModule):
             self._inject(name, min(weight.shape) - len(state_dict[key]))
 
 
-
 class OSFPlugin(Plugin):
     """Trains the current OSF adapter and the task's own parameters; merges and re-decomposes after each task."""
 
@@ -190,8 +189,9 @@ class OSFPlugin(Plugin):
     def after_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience
         norm, entries = self.model.update_norm()
-        self.rows.append({"task": index, "norm": norm, "overlap": None, "trainable_params": entries,
-                          "total_params": entries})
+        self.rows.append(
+            {"task": index, "norm": norm, "overlap": None, "trainable_params": entries, "total_params": entries}
+        )
         if index + 1 < len(self.used):
             self.model.next_task()
         for p in self.model.parameters():
@@ -202,14 +202,23 @@ class OSFPlugin(Plugin):
         return {"rows": [[r["task"], r["norm"], r["trainable_params"]] for r in self.rows]}
 
     def load_state_dict(self, state) -> None:
-        self.rows = [{"task": int(t), "norm": float(n), "overlap": None, "trainable_params": int(e),
-                      "total_params": int(e)} for t, n, e in state["rows"]]
+        self.rows = [
+            {"task": int(t), "norm": float(n), "overlap": None, "trainable_params": int(e), "total_params": int(e)}
+            for t, n, e in state["rows"]
+        ]
 
     def state_bytes(self) -> int:
         """The current adapter's trainable factors and frozen initial factors (one adapter is held at a time)."""
-        return sum(t.numel() * t.element_size() for layer in self.model.osf_layers().values()
-                   for t in [*layer.osf_svd_params[ADAPTER].values(), layer._osf_U_low_init[ADAPTER],
-                             layer._osf_S_low_init[ADAPTER], layer._osf_V_low_init[ADAPTER]])
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.model.osf_layers().values()
+            for t in [
+                *layer.osf_svd_params[ADAPTER].values(),
+                layer._osf_U_low_init[ADAPTER],
+                layer._osf_S_low_init[ADAPTER],
+                layer._osf_V_low_init[ADAPTER],
+            ]
+        )
 
     def extra_results(self) -> dict:
         return {"adapters": {"per_task": list(self.rows), "needs_task_identity": False}}

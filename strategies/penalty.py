@@ -172,9 +172,7 @@ class QuadraticAnchor:
         self.constant = 0.0
         self._changed()
 
-    def penalty(
-        self, params: Sequence[Tensor], scale: float = 1.0, subset: Sequence[int] | None = None
-    ) -> Tensor:
+    def penalty(self, params: Sequence[Tensor], scale: float = 1.0, subset: Sequence[int] | None = None) -> Tensor:
         """``scale * Q(params)`` as a differentiable scalar (``params`` in ``names`` order).
 
         With ``subset`` (indices into ``names``), ``params`` are those tensors only and the
@@ -238,8 +236,9 @@ class GradientHook:
     ``theta - m`` buffers, so a step costs one hook, one final callback and the arithmetic of the module doc.
     """
 
-    def __init__(self, quadratic: QuadraticAnchor, params: Sequence[Tensor], scale: float,
-                 subset: Sequence[int] | None) -> None:
+    def __init__(
+        self, quadratic: QuadraticAnchor, params: Sequence[Tensor], scale: float, subset: Sequence[int] | None
+    ) -> None:
         self.quadratic, self.params, self.scale = quadratic, list(params), float(scale)
         self.params_source, self.subset = params, subset
         self._version: int | None = None
@@ -291,7 +290,11 @@ class GradientHook:
                 if param.grad is None:  # no data gradient reached it: the penalty's alone
                     param.grad = differences[k] * weights[k]
             keep = [k for k, g in enumerate(grads) if g is not None]
-            grads, differences, weights = [grads[k] for k in keep], [differences[k] for k in keep], [weights[k] for k in keep]
+            grads, differences, weights = (
+                [grads[k] for k in keep],
+                [differences[k] for k in keep],
+                [weights[k] for k in keep],
+            )
         if grads:
             torch._foreach_addcmul_(grads, differences, weights)
 
@@ -368,5 +371,7 @@ def penalty_strength_results(prefix: str, ratios: Sequence[float | None]) -> dic
     """The record keys every quadratic regularizer reports: ``<prefix>_penalty_to_data_gradient`` (per experience,
     None without a penalty) and ``<prefix>_penalty_inert`` (the experiences where the ratio was below
     :data:`INERT_RATIO`)."""
-    return {f"{prefix}_penalty_to_data_gradient": list(ratios),
-            f"{prefix}_penalty_inert": [i for i, r in enumerate(ratios) if r is not None and r < INERT_RATIO]}
+    return {
+        f"{prefix}_penalty_to_data_gradient": list(ratios),
+        f"{prefix}_penalty_inert": [i for i, r in enumerate(ratios) if r is not None and r < INERT_RATIO],
+    }

@@ -86,8 +86,14 @@ class PICNet(TaskRoutedModule):
     scenario's parameter names onto this network's.
     """
 
-    def __init__(self, model: TaskRoutedModule, rank: int, alpha: float | None,
-                 used_params: Sequence[frozenset[str]], adapted: Sequence[Sequence[str]] | None = None):
+    def __init__(
+        self,
+        model: TaskRoutedModule,
+        rank: int,
+        alpha: float | None,
+        used_params: Sequence[frozenset[str]],
+        adapted: Sequence[Sequence[str]] | None = None,
+    ):
         """``adapted[t]``: the layers that get adapter t (default: the Linear / Conv layers experience t shares
         with an earlier one, PIC's rule)."""
         super().__init__()
@@ -95,8 +101,10 @@ class PICNet(TaskRoutedModule):
         self.inner = copy.deepcopy(model)
         if adapted is None:
             adaptable = {name for name, m in self.inner.named_modules() if isinstance(m, _ADAPTABLE)}
-            adapted = [[n for n in adaptable if f"{n}.weight" in shared_params(used_params, index)]
-                       for index in range(len(used_params))]
+            adapted = [
+                [n for n in adaptable if f"{n}.weight" in shared_params(used_params, index)]
+                for index in range(len(used_params))
+            ]
         self.adapted: list[list[str]] = [sorted(layers) for layers in adapted]
         self._renamed = {}
         for layer in sorted({n for names in self.adapted for n in names}):
@@ -104,8 +112,12 @@ class PICNet(TaskRoutedModule):
                 self._renamed[f"{layer}.{leaf}"] = f"{layer}.base_layer.{leaf}"
         for index, layers in enumerate(self.adapted):
             if layers:
-                config = peft.LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, lora_dropout=0.0,
-                                         target_modules="^(" + "|".join(map(re.escape, layers)) + ")$")
+                config = peft.LoraConfig(
+                    r=rank,
+                    lora_alpha=alpha if alpha is not None else rank,
+                    lora_dropout=0.0,
+                    target_modules="^(" + "|".join(map(re.escape, layers)) + ")$",
+                )
                 with warnings.catch_warnings():  # "multiple adapters in the model": one per experience, by design
                     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                     peft.inject_adapter_in_model(config, self.inner, adapter_name=adapter_name(index))
@@ -211,7 +223,9 @@ class PICNet(TaskRoutedModule):
             for i in self.finished:
                 if adapter_name(i) in layer.lora_A:
                     out.setdefault(name, {})[adapter_name(i)] = {
-                        "A": layer.lora_A[adapter_name(i)].weight, "B": layer.lora_B[adapter_name(i)].weight}
+                        "A": layer.lora_A[adapter_name(i)].weight,
+                        "B": layer.lora_B[adapter_name(i)].weight,
+                    }
         return out
 
 
@@ -313,10 +327,14 @@ class PICPlugin(Plugin):
     def extra_results(self) -> dict:
         """The chosen lambdas and held-out accuracies; the adapters' diagnostics (evaluation merges every
         adapter, so inference needs no task identity beyond the scenario's heads)."""
-        return {"pic": {"lam": self.lams, "val_accuracy": self.val_accuracy,
-                        "val_accuracy_per_lambda": self.val_accuracy_per_lambda},
-                "adapters": {"per_task": adapter_diagnostics(lora_adapters(self.model)),
-                             "needs_task_identity": False}}
+        return {
+            "pic": {
+                "lam": self.lams,
+                "val_accuracy": self.val_accuracy,
+                "val_accuracy_per_lambda": self.val_accuracy_per_lambda,
+            },
+            "adapters": {"per_task": adapter_diagnostics(lora_adapters(self.model)), "needs_task_identity": False},
+        }
 
 
 class PICTemplate(FastSupervisedTemplate):

@@ -38,8 +38,13 @@ class ReplayParams(StrategyParams):
 class MixedTensorLoader:
     """Current-data batches (as :class:`TensorBatchLoader`) each joined by a batch of memory samples."""
 
-    def __init__(self, current: TensorBatchLoader, memory: tuple[torch.Tensor, ...], batch_size_mem: int,
-                 generator: torch.Generator):
+    def __init__(
+        self,
+        current: TensorBatchLoader,
+        memory: tuple[torch.Tensor, ...],
+        batch_size_mem: int,
+        generator: torch.Generator,
+    ):
         self.current, self.memory = current, memory
         self.batch_size_mem = min(batch_size_mem, len(memory[0]))
         self.generator = generator
@@ -62,8 +67,9 @@ class MixedTensorLoader:
 class FastReplayPlugin(Plugin, ReplayPlugin):
     """Avalanche's replay buffer, served by slicing tensors instead of a sample-by-sample loader."""
 
-    def before_training_exp(self, strategy, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False,
-                            **kwargs) -> None:
+    def before_training_exp(
+        self, strategy, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False, **kwargs
+    ) -> None:
         if len(self.storage_policy.buffer) == 0:
             return  # first experience: nothing to replay
         memory = dataset_tensors(self.storage_policy.buffer)
@@ -84,8 +90,12 @@ class FastReplayPlugin(Plugin, ReplayPlugin):
         return {
             "num_exps": policy._num_exps,
             "groups": [
-                {"key": int(key), "max_size": group.max_size, "weights": group._buffer_weights.clone(),
-                 "samples": list(dataset_tensors(group.buffer)) if len(group.buffer) else []}
+                {
+                    "key": int(key),
+                    "max_size": group.max_size,
+                    "weights": group._buffer_weights.clone(),
+                    "samples": list(dataset_tensors(group.buffer)) if len(group.buffer) else [],
+                }
                 for key, group in policy.buffer_groups.items()
             ],
         }

@@ -45,7 +45,12 @@ from pydantic import NonNegativeFloat, PositiveFloat
 from torch.nn.modules.batchnorm import _NormBase
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.penalty import QuadraticAnchor, movable_subset, penalty_gradient_ratio, penalty_strength_results
+from forgetbench.strategies.penalty import (
+    QuadraticAnchor,
+    movable_subset,
+    penalty_gradient_ratio,
+    penalty_strength_results,
+)
 from forgetbench.strategies.plugin import Plugin
 
 SI_C = 1.0  # Avalanche's update_ewc_data(..., c=1)
@@ -72,8 +77,13 @@ def si_parameters(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 class SIPlugin(Plugin):
     """Avalanche-compatible Synaptic Intelligence on device buffers; see the module doc."""
 
-    def __init__(self, si_lambda: float, eps: float = 1e-7, used_params: Sequence[frozenset[str]] | None = None,
-                 clip: float | None = SI_CLIP):
+    def __init__(
+        self,
+        si_lambda: float,
+        eps: float = 1e-7,
+        used_params: Sequence[frozenset[str]] | None = None,
+        clip: float | None = SI_CLIP,
+    ):
         """``used_params[i]``: names of the parameters experience i's model uses (optional; the
         per-step work then skips tensors that provably cannot move, see
         :func:`~forgetbench.strategies.penalty.movable_subset`)."""
@@ -143,8 +153,9 @@ class SIPlugin(Plugin):
     def after_training_exp(self, strategy, **kwargs) -> None:
         # omega is 0 during the first experience: there is no penalty to weigh yet
         first = strategy.experience is None or strategy.experience.current_experience == 0
-        self.gradient_ratios.append(None if first or not self._active
-                                    else penalty_gradient_ratio(strategy, self._active, self.penalty))
+        self.gradient_ratios.append(
+            None if first or not self._active else penalty_gradient_ratio(strategy, self._active, self.penalty)
+        )
         self._update_omega()
 
     @torch.no_grad()
@@ -152,8 +163,9 @@ class SIPlugin(Plugin):
         for i, p in enumerate(self.params):
             moved = (p.detach() - self.quadratic.anchors[i]) ** 2 + self.eps
             self.cumulative[i] += SI_C * self.trajectory[i] / moved
-        omega = {n: -c if self.clip is None else torch.clamp(-c, max=self.clip)
-                 for n, c in zip(self.names, self.cumulative)}
+        omega = {
+            n: -c if self.clip is None else torch.clamp(-c, max=self.clip) for n, c in zip(self.names, self.cumulative)
+        }
         self.quadratic.replace(omega, {n: p.detach() for n, p in zip(self.names, self.params)})
 
     def state_dict(self) -> dict:

@@ -46,7 +46,9 @@ class MaskSlotPlugin(Plugin):
     def before_training_exp(self, strategy, **kwargs) -> None:
         slot = strategy.experience.current_experience
         if slot >= self.model.slots:
-            raise ValueError(f"experience {slot} has no mask slot (the scenario declared {self.model.slots} experiences)")
+            raise ValueError(
+                f"experience {slot} has no mask slot (the scenario declared {self.model.slots} experiences)"
+            )
         self.model.begin_slot(slot, int(strategy.experience.task_labels[0]))
         self.train_only_scores(slot)
 

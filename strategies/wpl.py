@@ -93,11 +93,21 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.importance import (Estimator, exact_fisher_diagonal, normalise_importance,
-                                                sample_subset, squared_gradient_importance)
+from forgetbench.strategies.importance import (
+    Estimator,
+    exact_fisher_diagonal,
+    normalise_importance,
+    sample_subset,
+    squared_gradient_importance,
+)
 from forgetbench.strategies.base import importance_needed, shared_params
-from forgetbench.strategies.penalty import (QuadraticAnchor, named_params, penalty_gradient_ratio,
-                                            penalty_strength_results, stable_curvature)
+from forgetbench.strategies.penalty import (
+    QuadraticAnchor,
+    named_params,
+    penalty_gradient_ratio,
+    penalty_strength_results,
+    stable_curvature,
+)
 from forgetbench.strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
 
 Tensors = dict[str, torch.Tensor]
@@ -126,25 +136,39 @@ class WPLParams(StrategyParams):
     @model_validator(mode="after")
     def _per_update_is_the_online_estimate(self) -> "WPLParams":
         if self.alpha_mode == "per_update" and (self.fisher != "online" or self.anchor != "latest"):
-            raise ValueError("alpha_mode: per_update scales the running online estimate at every update (the "
-                             "authors' update_fisher); it needs fisher: online and anchor: latest")
+            raise ValueError(
+                "alpha_mode: per_update scales the running online estimate at every update (the "
+                "authors' update_fisher); it needs fisher: online and anchor: latest"
+            )
         if self.alpha_mode == "per_update" and self.alpha_decay != 1.0:
-            raise ValueError("alpha_decay (geometric, on the equation's alpha) does not apply to alpha_mode: "
-                             "per_update; its decay is linear: alpha_linear_decay from alpha_decay_after")
+            raise ValueError(
+                "alpha_decay (geometric, on the equation's alpha) does not apply to alpha_mode: "
+                "per_update; its decay is linear: alpha_linear_decay from alpha_decay_after"
+            )
         if self.alpha_mode == "equation" and (self.alpha_linear_decay or self.alpha_decay_after):
-            raise ValueError("alpha_linear_decay and alpha_decay_after apply to alpha_mode: per_update; the "
-                             "equation's alpha decays geometrically (alpha_decay)")
+            raise ValueError(
+                "alpha_linear_decay and alpha_decay_after apply to alpha_mode: per_update; the "
+                "equation's alpha decays geometrically (alpha_decay)"
+            )
         if self.alpha_mode == "per_update" and self.accumulate == "max":
-            raise ValueError("alpha_mode: per_update accumulates as the authors do, with or without momentum: "
-                             "accumulate: momentum or sum")
+            raise ValueError(
+                "alpha_mode: per_update accumulates as the authors do, with or without momentum: "
+                "accumulate: momentum or sum"
+            )
         return self
 
 
 class WPLPlugin(Plugin):
     """Fisher-weighted quadratic penalty on the parameters shared with earlier models only."""
 
-    def __init__(self, params: WPLParams, used_params: Sequence[frozenset[str]], seed: int = 0,
-                 max_curvature: float | None = None, adaptive: bool = False):
+    def __init__(
+        self,
+        params: WPLParams,
+        used_params: Sequence[frozenset[str]],
+        seed: int = 0,
+        max_curvature: float | None = None,
+        adaptive: bool = False,
+    ):
         """``adaptive``: the schedule grows while training (a search), so every model's importance is computed
         (see :func:`~forgetbench.strategies.base.importance_needed`)."""
         super().__init__()
@@ -170,8 +194,11 @@ class WPLPlugin(Plugin):
     def shared_names(self, experience_index: int) -> set[str]:
         """Parameters the model of ``experience_index`` uses that an earlier model used too and
         that hold an importance (after ``reset_every`` only those since the reset)."""
-        held = self.importance.keys() if self.params.anchor == "latest" else set().union(
-            *(f.keys() for f, _ in self.per_model))
+        held = (
+            self.importance.keys()
+            if self.params.anchor == "latest"
+            else set().union(*(f.keys() for f, _ in self.per_model))
+        )
         return set(shared_params(self.used_params, experience_index) & held)
 
     def before_training_exp(self, strategy, **kwargs) -> None:
@@ -193,7 +220,9 @@ class WPLPlugin(Plugin):
         self._params = named_params(strategy.model, self._quadratic.names)
         t = max(self.models_trained, 1)
         # per_update: alpha is already inside the stored importance (multiplied in at every update)
-        self._alpha = 1.0 if self.params.alpha_mode == "per_update" else self.params.alpha * self.params.alpha_decay ** (t - 1)
+        self._alpha = (
+            1.0 if self.params.alpha_mode == "per_update" else self.params.alpha * self.params.alpha_decay ** (t - 1)
+        )
         if self.max_curvature is not None and self._alpha > 0 and not self._quadratic.empty:
             # the penalty is (alpha/2) sum A (theta - m)^2: its curvature per weight is alpha * A
             self._quadratic.penalize_at_most(self.max_curvature / self._alpha)
@@ -221,7 +250,8 @@ class WPLPlugin(Plugin):
     # -------------------------------------------------------------- importance
     def after_training_exp(self, strategy, **kwargs) -> None:
         self.gradient_ratios.append(
-            None if self._quadratic.empty else penalty_gradient_ratio(strategy, self._params, self.penalty))
+            None if self._quadratic.empty else penalty_gradient_ratio(strategy, self._params, self.penalty)
+        )
         self.models_seen += 1
         if self.models_seen <= self.params.start_after:
             return
@@ -241,15 +271,17 @@ class WPLPlugin(Plugin):
             fisher = {n: _clip(f, self.params.clip_norm) for n, f in fisher.items()}
         weights = {n: p.detach().clone() for n, p in strategy.model.named_parameters() if n in fisher}
         if self.params.alpha_mode == "per_update":
-            alpha = per_update_alpha(self.params.alpha, self.models_trained, self.params.alpha_linear_decay,
-                                     self.params.alpha_decay_after)
+            alpha = per_update_alpha(
+                self.params.alpha, self.models_trained, self.params.alpha_linear_decay, self.params.alpha_decay_after
+            )
             momentum = self.params.accumulate == "momentum"
             if self.params.reset_every and self.models_trained % self.params.reset_every == 0:
                 self.importance = {}
             for name, f in fisher.items():
                 grad_sq = None if name in self._no_gradient else f
-                self.importance[name] = per_update_importance(self.importance.get(name), grad_sq, f, alpha,
-                                                              self.params.momentum, momentum, self.params.clip_norm)
+                self.importance[name] = per_update_importance(
+                    self.importance.get(name), grad_sq, f, alpha, self.params.momentum, momentum, self.params.clip_norm
+                )
             self.models_trained += 1
             self.anchor.update(weights)
             return
@@ -265,8 +297,9 @@ class WPLPlugin(Plugin):
         self.anchor.update(weights)
 
     def _exact_fisher(self, strategy, used: frozenset[str]) -> Tensors:
-        x, y = sample_subset(dataset_tensors(strategy.experience.dataset)[:2], self.params.fisher_samples,
-                             self.generator)
+        x, y = sample_subset(
+            dataset_tensors(strategy.experience.dataset)[:2], self.params.fisher_samples, self.generator
+        )
         fisher = exact_fisher_diagonal(
             strategy.model,
             x,
@@ -280,10 +313,12 @@ class WPLPlugin(Plugin):
 
     def _minibatch_fisher(self, strategy, used: frozenset[str]) -> Tensors:
         """EWC's estimate on ``fisher_samples`` of the model's training samples (see ``fisher``)."""
-        tensors = sample_subset(dataset_tensors(strategy.experience.dataset), self.params.fisher_samples,
-                                self.generator)
-        fisher = squared_gradient_importance(strategy.model, strategy._criterion, tensors, strategy.train_mb_size,
-                                             strategy.device)
+        tensors = sample_subset(
+            dataset_tensors(strategy.experience.dataset), self.params.fisher_samples, self.generator
+        )
+        fisher = squared_gradient_importance(
+            strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
+        )
         trainable = {n for n, p in strategy.model.named_parameters() if p.requires_grad}
         return {n: f for n, f in fisher.items() if n in used and n in trainable}
 
@@ -337,8 +372,12 @@ class WPLPlugin(Plugin):
     def extra_results(self) -> dict:
         """How many importance entries ``max_curvature`` capped (summed over experiences); the experiences whose
         Fisher pass was skipped because no later model shares a parameter with them."""
-        return {"wpl_capped_entries": self.capped_entries, "wpl_max_curvature": self.max_curvature,
-                "wpl_importance_skipped": list(self.skipped), **penalty_strength_results("wpl", self.gradient_ratios)}
+        return {
+            "wpl_capped_entries": self.capped_entries,
+            "wpl_max_curvature": self.max_curvature,
+            "wpl_importance_skipped": list(self.skipped),
+            **penalty_strength_results("wpl", self.gradient_ratios),
+        }
 
     def state_bytes(self) -> int:
         """Bytes of the Fisher and anchor tensors kept (the RNG state is not regularizer memory)."""
@@ -354,8 +393,15 @@ def per_update_alpha(alpha: float, model: int, linear_decay: float, decay_after:
     return max(alpha - (model - decay_after + 1) * linear_decay, 0.0)
 
 
-def per_update_importance(stored: torch.Tensor | None, grad_sq: torch.Tensor | None, like: torch.Tensor, alpha: float,
-                          rate: float, momentum: bool, clip_norm: float | None) -> torch.Tensor:
+def per_update_importance(
+    stored: torch.Tensor | None,
+    grad_sq: torch.Tensor | None,
+    like: torch.Tensor,
+    alpha: float,
+    rate: float,
+    momentum: bool,
+    clip_norm: float | None,
+) -> torch.Tensor:
     """One tensor's stored importance after an update in ``alpha_mode: per_update``: the running estimate decays
     by (1 - rate) with momentum, gains rate x the squared gradient, is scaled down to ``clip_norm`` if its norm
     exceeds it, and is multiplied by alpha; a tensor without a gradient is reset to 0. The product is what is
@@ -393,7 +439,11 @@ def _accumulate(running: Tensors, new: Tensors, rule: str, momentum: float) -> T
 @register_strategy("wpl", params=WPLParams)
 def build_wpl(ctx: StrategyContext, params: WPLParams) -> SupervisedTemplate:
     """Weight plasticity loss: exact-Fisher quadratic penalty on shared parameters only (Benyahia et al. 2019)."""
-    plugin = WPLPlugin(params, ctx.used_params, seed=ctx.seed,
-                       max_curvature=stable_curvature(params.max_curvature, ctx.training), adaptive=ctx.adaptive)
+    plugin = WPLPlugin(
+        params,
+        ctx.used_params,
+        seed=ctx.seed,
+        max_curvature=stable_curvature(params.max_curvature, ctx.training),
+        adaptive=ctx.adaptive,
+    )
     return ctx.build(plugins=[plugin])
-

@@ -25,8 +25,10 @@ def pytest_report_header(config) -> str:
     """Which CPU kernels round the effect tests' floats (`make test-kernels` runs them again under DEFAULT)."""
     import os
 
-    return (f"torch {torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()} "
-            f"(ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', 'unset')})")
+    return (
+        f"torch {torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()} "
+        f"(ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', 'unset')})"
+    )
 
 
 class _Boom(RuntimeError):
@@ -74,10 +76,17 @@ def tiny_suite(**overrides: Any) -> dict[str, Any]:
         "name": "tiny",
         "seeds": [0],
         "device": "cpu",
-        "training": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 1,
-                     "eval_batch_size": 256},
-        "scenarios": [{"name": "split", "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2,
-                                                   "widths": [32]}}],
+        "training": {
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "batch_size": 32,
+            "epochs": 1,
+            "eval_batch_size": 256,
+        },
+        "scenarios": [
+            {"name": "split", "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "widths": [32]}}
+        ],
         "strategies": [{"name": "naive"}],
     }
     suite.update(overrides)

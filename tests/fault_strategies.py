@@ -71,7 +71,10 @@ if "test_ewc_crash_once" not in STRATEGIES:
     @register_strategy("test_ewc_crash_once", params=CrashEWCParams)
     def _build_crash(ctx: StrategyContext, params: CrashEWCParams):
         """Test-only: EWC that raises at an experience, once (checkpoint resume)."""
-        plugins = [EWCPlugin(EWCParams(ewc_lambda=params.ewc_lambda)), _FaultOnce(params.marker, params.at_experience, _raise)]
+        plugins = [
+            EWCPlugin(EWCParams(ewc_lambda=params.ewc_lambda)),
+            _FaultOnce(params.marker, params.at_experience, _raise),
+        ]
         return ctx.build(plugins=plugins)
 
 

@@ -26,8 +26,12 @@ def builtin_strategies() -> list[str]:
     """Every strategy this distribution implements, from the registry (not test-only or plug-in ones, and not
     Avalanche's own methods registered by name: they keep state outside the plugin protocol, so the checkpoint and
     protocol checks do not apply; tests/test_avalanche_zoo.py runs each of them)."""
-    return sorted(e.name for e in STRATEGIES if e.factory.__module__.startswith("forgetbench.strategies.")
-                  and e.factory.__module__ != "forgetbench.strategies.avalanche_zoo")
+    return sorted(
+        e.name
+        for e in STRATEGIES
+        if e.factory.__module__.startswith("forgetbench.strategies.")
+        and e.factory.__module__ != "forgetbench.strategies.avalanche_zoo"
+    )
 
 
 def needs_traits(name: str) -> bool:
@@ -72,15 +76,17 @@ def comparable(out: Path) -> dict[str, dict]:
 
 
 # A tiny split on digits (3 tasks, 80 samples each) and its training config, for plugin-level tests.
-TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=16,
-                          epochs=1, eval_batch_size=256)
+TRAINING = TrainingConfig(
+    optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=16, epochs=1, eval_batch_size=256
+)
 
 
 def small_split(tasks: int = 3):
     seed_everything(0)
     entry = SCENARIOS.get("split")
-    params = entry.parse_params({"dataset": "digits", "tasks": tasks, "classes_per_task": 2, "widths": [12],
-                                 "max_train_per_task": 80})
+    params = entry.parse_params(
+        {"dataset": "digits", "tasks": tasks, "classes_per_task": 2, "widths": [12], "max_train_per_task": 80}
+    )
     return entry.factory(params, ScenarioInputs(0, Path(".")))
 
 
@@ -93,9 +99,19 @@ def two_model(seed=0, **params):
 def two_model_spec(strategy: str, params: dict) -> RunSpec:
     return RunSpec(
         suite="t",
-        scenario=ComponentSpec(name="two_model", params={"dataset": "digits", "depth_a": 2, "depth_b": 3,
-                                                         "width": 16, "shared": 1, "data_b": "permuted",
-                                                         "a_steps": 30, "b_steps": 40}),
+        scenario=ComponentSpec(
+            name="two_model",
+            params={
+                "dataset": "digits",
+                "depth_a": 2,
+                "depth_b": 3,
+                "width": 16,
+                "shared": 1,
+                "data_b": "permuted",
+                "a_steps": 30,
+                "b_steps": 40,
+            },
+        ),
         strategy=ComponentSpec(name=strategy, params=params),
         seed=0,
         training=TrainingConfig(lr=0.05, momentum=0.9, batch_size=32, eval_every=5),
@@ -112,8 +128,17 @@ def pip_install_target(source: Path, site: Path, scratch: Path) -> None:
 
     src = scratch / source.name
     shutil.copytree(source, src)
-    base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-            "--target", str(site)]
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--target",
+        str(site),
+    ]
     done = subprocess.run([*base, "--no-build-isolation", str(src)], capture_output=True, text=True)
     if done.returncode != 0:  # no local setuptools: let pip fetch the build backend
         done = subprocess.run([*base, str(src)], capture_output=True, text=True)
@@ -122,8 +147,16 @@ def pip_install_target(source: Path, site: Path, scratch: Path) -> None:
 
 CHROMIUM = os.environ.get("FORGETBENCH_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps calling home, which a closed network floods.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _need_browser():
@@ -151,7 +184,10 @@ def browser_page(width: int = 1280, height: int = 900):
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
                 viewport={"width": width, "height": height},
             )
             try:
@@ -175,5 +211,13 @@ def make_record(fields: dict | None = None, **more) -> RunRecord:
     if raw.get("search") is not None:
         raw["search"] = {"kind": "random", **raw["search"]}
     seed = raw.get("seed", 0)
-    return RunRecord.from_dict({"run_id": f"{scenario['label']}__{strategy['label']}__seed{seed}", "suite": "test",
-                                "seed": seed, **raw, "scenario": scenario, "strategy": strategy})
+    return RunRecord.from_dict(
+        {
+            "run_id": f"{scenario['label']}__{strategy['label']}__seed{seed}",
+            "suite": "test",
+            "seed": seed,
+            **raw,
+            "scenario": scenario,
+            "strategy": strategy,
+        }
+    )

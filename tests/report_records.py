@@ -10,8 +10,17 @@ from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import write_result
 
 
-def record(scenario: str, strategy: str, seed: int, R: list[list[float]], *, name: str | None = None,
-           status: str = "ok", error: str | None = None, **extra: Any) -> dict[str, Any]:
+def record(
+    scenario: str,
+    strategy: str,
+    seed: int,
+    R: list[list[float]],
+    *,
+    name: str | None = None,
+    status: str = "ok",
+    error: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "schema_version": 1,
         "run_id": f"{scenario}__{re.sub(r'[^A-Za-z0-9_.+=-]', '_', strategy)}__seed{seed}",  # a folder name
@@ -22,8 +31,13 @@ def record(scenario: str, strategy: str, seed: int, R: list[list[float]], *, nam
         "status": status,
         "error": error,
         "config": {"seed": seed},
-        "environment": {"python": "3.11.7", "torch": "2.15.0", "avalanche": "0.6.0", "device": "cpu",
-                        "platform": "Linux-test"},
+        "environment": {
+            "python": "3.11.7",
+            "torch": "2.15.0",
+            "avalanche": "0.6.0",
+            "device": "cpu",
+            "platform": "Linux-test",
+        },
         "experiences": [f"task{j}" for j in range(len(R[0]) if R else 0)],
         "accuracy_matrix": R,
         "init_accuracy": [0.5] * (len(R[0]) if R else 0),
@@ -54,8 +68,18 @@ def basic_records(label: str = "ewc") -> list[dict[str, Any]]:
     """naive and one strategy on seeds 0 and 1 (T = 2) plus a failed seed 2 of the strategy."""
     recs = [record("pair", "naive", s, R) for s, R in NAIVE.items()]
     recs += [record("pair", label, s, R, name="ewc") for s, R in EWC.items()]
-    recs.append(record("pair", label, 2, [], name="ewc", status="failed",
-                       error="RuntimeError: boom <b>bold</b>", traceback="Traceback ..."))
+    recs.append(
+        record(
+            "pair",
+            label,
+            2,
+            [],
+            name="ewc",
+            status="failed",
+            error="RuntimeError: boom <b>bold</b>",
+            traceback="Traceback ...",
+        )
+    )
     return recs
 
 
@@ -67,8 +91,9 @@ def full_records() -> list[dict[str, Any]]:
         recs.append(record("curvy", "ewc", seed, R3, curves=CURVES, memory={"regularizer_bytes": 4096}))
         recs.append(record("curvy", "joint", seed, [[0.99, 0.96, 0.94]] * 3))
         for strategy in ("naive", "wpl"):
-            recs.append(record("nas", strategy, seed, SUPERNET_R, err1=ERR1, err2=ERR2,
-                               standalone_accuracy=[0.7, 0.9, 0.8]))
+            recs.append(
+                record("nas", strategy, seed, SUPERNET_R, err1=ERR1, err2=ERR2, standalone_accuracy=[0.7, 0.9, 0.8])
+            )
     return recs
 
 

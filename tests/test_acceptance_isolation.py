@@ -18,8 +18,16 @@ pytestmark = pytest.mark.slow
 def test_exssnet_learning_accuracy_above_supsup_on_split_mnist():
     root = mnist_root()
     training = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=128, epochs=1, eval_batch_size=2000)
-    scenario = ComponentSpec(name="split", params={"dataset": "mnist", "tasks": 5, "classes_per_task": 2,
-                                                   "widths": [256, 256], "max_train_per_task": 2000})
+    scenario = ComponentSpec(
+        name="split",
+        params={
+            "dataset": "mnist",
+            "tasks": 5,
+            "classes_per_task": 2,
+            "widths": [256, 256],
+            "max_train_per_task": 2000,
+        },
+    )
     la = {}
     for name in ("supsup", "exssnet"):
         spec = RunSpec("acceptance", scenario, ComponentSpec(name=name, params={"sparsity": 0.1}), 0, training, "cpu")

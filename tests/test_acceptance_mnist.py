@@ -15,23 +15,40 @@ from forgetbench.benchmark.core.metrics import average_accuracy, forgetting
 pytestmark = [pytest.mark.slow, pytest.mark.effect]
 
 
-STRATEGIES = ["naive", "ewc", "si", "wpl", "spg", "mas", "lwf", "l2", "replay", "joint", "standalone"]  # the suite file's
+STRATEGIES = [
+    "naive",
+    "ewc",
+    "si",
+    "wpl",
+    "spg",
+    "mas",
+    "lwf",
+    "l2",
+    "replay",
+    "joint",
+    "standalone",
+]  # the suite file's
 REGULARIZERS = ["ewc", "si", "wpl", "spg", "mas", "lwf", "l2"]
-
-
 
 
 def test_split_mnist_suite(cli, tmp_path):
     """Every strategy of configs/split_mnist.yaml on seed 0 (the full 3-seed suite: `forgetbench run configs/split_mnist.yaml`)."""
     root = mnist_root()
     out = tmp_path / "split_mnist"
-    status = cli("run", REPO / "configs" / "split_mnist.yaml", "--out", out, "--data-root", root,
-                 "--seeds", "0", "--quiet")
+    status = cli(
+        "run", REPO / "configs" / "split_mnist.yaml", "--out", out, "--data-root", root, "--seeds", "0", "--quiet"
+    )
     assert status == 0
     records = {r.strategy.name: r for r in load_results(out)}
     assert sorted(records) == sorted(STRATEGIES) and all(r.status == "ok" for r in records.values())
     R = {name: np.array(r.accuracy_matrix) for name, r in records.items()}
-    print("measured:", {name: (round(float(np.diag(m).mean()), 4), round(float(m[-1].mean()), 4), round(forgetting(m), 4)) for name, m in R.items()})
+    print(
+        "measured:",
+        {
+            name: (round(float(np.diag(m).mean()), 4), round(float(m[-1].mean()), 4), round(forgetting(m), 4))
+            for name, m in R.items()
+        },
+    )
     for name, matrix in R.items():
         assert matrix.shape == (5, 5), name
         assert np.diag(matrix).mean() > 0.9, name  # each binary task is learnt

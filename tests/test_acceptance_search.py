@@ -20,15 +20,23 @@ pytestmark = [pytest.mark.slow, pytest.mark.effect]
 def test_controller_search_on_mnist(tmp_path):
     suite = yaml.safe_load((REPO / "configs" / "nas_search.yaml").read_text())
     controller = next(s for s in suite["scenarios"] if s["params"]["search"] == "controller")
-    spec = RunSpec("search_acceptance", ComponentSpec(name="supernet_search", params=controller["params"]),
-                   ComponentSpec(name="naive"), 0, TrainingConfig(**suite["training"]), "cpu")
+    spec = RunSpec(
+        "search_acceptance",
+        ComponentSpec(name="supernet_search", params=controller["params"]),
+        ComponentSpec(name="naive"),
+        0,
+        TrainingConfig(**suite["training"]),
+        "cpu",
+    )
     record = run(spec, mnist_root(), cache_dir=tmp_path)
     assert record.status == "ok", record.error
     search, truth = record.search, np.array(record.standalone_accuracy)
     assert len(truth) == 81 and len(search.validation_accuracy) == 81
     rewards = [float(np.mean(r)) for r in search.rewards]
     values = search_metrics(record)
-    print(f"measured: rewards {np.round(rewards, 3)}, best-5 truth min {np.sort(truth)[-5:].min():.4f}, chosen {truth[search.chosen]:.4f}, regret {values['regret']:.4f}")
+    print(
+        f"measured: rewards {np.round(rewards, 3)}, best-5 truth min {np.sort(truth)[-5:].min():.4f}, chosen {truth[search.chosen]:.4f}, regret {values['regret']:.4f}"
+    )
     assert rewards[-1] > rewards[0] + 0.1, f"controller reward per epoch {np.round(rewards, 3)}: it did not learn"
     assert np.sort(truth)[-5:].min() > 0.85, "the ground truth's best architectures should learn MNIST in 300 steps"
     assert truth[search.chosen] > 0.8 and values["regret"] < 0.1, values

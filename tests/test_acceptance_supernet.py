@@ -29,8 +29,14 @@ SEEDS = range(16)
 def _run(strategy: dict, seed: int, root) -> dict:
     suite = yaml.safe_load((REPO / "configs" / "nas_supernet.yaml").read_text())
     scenario = suite["scenarios"][0]["params"] | {"standalone": False}
-    spec = RunSpec("supernet_acceptance", ComponentSpec(name="supernet", params=scenario),
-                   ComponentSpec(**strategy), seed, TrainingConfig(**suite["training"]), "cpu")
+    spec = RunSpec(
+        "supernet_acceptance",
+        ComponentSpec(name="supernet", params=scenario),
+        ComponentSpec(**strategy),
+        seed,
+        TrainingConfig(**suite["training"]),
+        "cpu",
+    )
     record = run(spec, root)
     assert record.status == "ok", record.error
     return record
@@ -38,7 +44,9 @@ def _run(strategy: dict, seed: int, root) -> dict:
 
 def test_wpl_reduces_multi_model_forgetting_in_the_supernet():
     root = mnist_root()
-    strategies = {s["name"]: s for s in yaml.safe_load((REPO / "configs" / "nas_supernet.yaml").read_text())["strategies"]}
+    strategies = {
+        s["name"]: s for s in yaml.safe_load((REPO / "configs" / "nas_supernet.yaml").read_text())["strategies"]
+    }
     naive = {seed: _run(strategies["naive"], seed, root) for seed in SEEDS}
     wpl = {seed: _run(strategies["wpl"], seed, root) for seed in SEEDS}
     gap_naive = {s: mean_err_gap(r.err1, r.err2) for s, r in naive.items()}
@@ -46,8 +54,10 @@ def test_wpl_reduces_multi_model_forgetting_in_the_supernet():
     low, _ = t_interval(list(gap_naive.values()))
     diff = paired_difference(gap_wpl, gap_naive)
     final = np.mean([np.mean(r.accuracy_matrix[-1]) for r in wpl.values()])
-    print(f"measured: err2 - err1 naive {np.mean(list(gap_naive.values())):.4f} (interval low {low:.4f}), wpl minus "
-          f"naive {diff.diff:+.4f} [{diff.ci_low:+.4f}, {diff.ci_high:+.4f}], wpl final {final:.4f}")
+    print(
+        f"measured: err2 - err1 naive {np.mean(list(gap_naive.values())):.4f} (interval low {low:.4f}), wpl minus "
+        f"naive {diff.diff:+.4f} [{diff.ci_low:+.4f}, {diff.ci_high:+.4f}], wpl final {final:.4f}"
+    )
     assert low > 0, f"naive err2 - err1 per seed {gap_naive}: no multi-model forgetting"
     assert diff.ci_high < 0, f"WPL err2 - err1 {gap_wpl} vs naive {gap_naive}"
     assert final > 0.8

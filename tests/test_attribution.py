@@ -41,7 +41,7 @@ def test_linear_gaussian_loss_increase_equals_the_prediction_with_the_true_fishe
     anchor = {n_: p.detach().clone() for n_, p in net.named_parameters()}
     before = loss()
     grad = dict(zip(anchor, torch.autograd.grad(before, list(layer.parameters()))))
-    true_fisher = {"0.weight": (x ** 2).mean(0).expand(3, 6).clone(), "0.bias": torch.ones(3, dtype=torch.float64)}
+    true_fisher = {"0.weight": (x**2).mean(0).expand(3, 6).clone(), "0.bias": torch.ones(3, dtype=torch.float64)}
     with torch.no_grad():
         for p in layer.parameters():
             p.add_(0.7 * torch.randn_like(p))
@@ -65,7 +65,7 @@ def test_layer_terms_group_by_module_and_sum_by_hand():
     a, b = rows
     assert a.predicted == pytest.approx(0.5 * (4 * 1 + 9 * 0 + 2 * 1))  # deltas (1, 0) and (1)
     assert a.first_order == pytest.approx(0.5 * 1 + 7 * 0 - 1 * 1)
-    assert a.drift == pytest.approx(2 ** 0.5) and a.relative_drift == pytest.approx((2 / 5) ** 0.5)
+    assert a.drift == pytest.approx(2**0.5) and a.relative_drift == pytest.approx((2 / 5) ** 0.5)
     assert (b.predicted, b.first_order, b.drift) == (0.0, 0.0, 0.0)
     assert layer_of("trunk.0.weight") == "trunk.0" and layer_of("scale") == "scale"
 
@@ -83,8 +83,16 @@ class TwoHeads(nn.Module):
 
 
 def _task(key: int, x: torch.Tensor, y: torch.Tensor, used: set[str]) -> Task:
-    return Task(name=f"t{key}", model_key=key, train_x=x, train_y=y, test_x=x, test_y=y, used_params=frozenset(used),
-                num_classes=2)
+    return Task(
+        name=f"t{key}",
+        model_key=key,
+        train_x=x,
+        train_y=y,
+        test_x=x,
+        test_y=y,
+        used_params=frozenset(used),
+        num_classes=2,
+    )
 
 
 def test_first_order_term_is_zero_at_an_exact_minimum_and_only_shared_layers_are_attributed():
@@ -97,8 +105,10 @@ def test_first_order_term_is_zero_at_an_exact_minimum_and_only_shared_layers_are
     x = torch.tensor([[1.0, -1.0], [1.0, -1.0], [-2.0, 0.5], [-2.0, 0.5]])
     y = torch.tensor([0, 1, 0, 1])
     trunk = {"trunk.weight", "trunk.bias"}
-    tasks = [_task(0, x, y, trunk | {"heads.0.weight", "heads.0.bias"}),
-             _task(1, x, 1 - y, trunk | {"heads.1.weight", "heads.1.bias"})]
+    tasks = [
+        _task(0, x, y, trunk | {"heads.0.weight", "heads.0.bias"}),
+        _task(1, x, 1 - y, trunk | {"heads.1.weight", "heads.1.bias"}),
+    ]
     attribution = Attribution(samples=4, seed=0)
     assert attribution.after_turn(model, 0, 0, tasks, torch.device("cpu")) == []
     snapshot = attribution.snapshots[0]
@@ -114,12 +124,32 @@ def test_first_order_term_is_zero_at_an_exact_minimum_and_only_shared_layers_are
 
 
 TWO_MODEL = {
-    "name": "attr", "seeds": [0], "device": "cpu",
-    "training": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 1,
-                 "eval_batch_size": 1000},
-    "scenarios": [{"name": "two_model", "label": "two-model",
-                   "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 64, "shared": 2,
-                              "a_steps": 150, "b_steps": 150}}],
+    "name": "attr",
+    "seeds": [0],
+    "device": "cpu",
+    "training": {
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "batch_size": 32,
+        "epochs": 1,
+        "eval_batch_size": 1000,
+    },
+    "scenarios": [
+        {
+            "name": "two_model",
+            "label": "two-model",
+            "params": {
+                "dataset": "digits",
+                "depth_a": 2,
+                "depth_b": 3,
+                "width": 64,
+                "shared": 2,
+                "a_steps": 150,
+                "b_steps": 150,
+            },
+        }
+    ],
     "strategies": [{"name": "naive"}, {"name": "wpl"}],
 }
 
@@ -151,18 +181,35 @@ def test_two_model_mnist_layers_sum_to_the_total_and_only_the_shared_layers_carr
         if os.environ.get("CI"):
             pytest.fail("MNIST is missing under $FORGETBENCH_DATA (CI must run this test)")
         pytest.skip("MNIST is not under $FORGETBENCH_DATA")
-    suite = {**TWO_MODEL, "training": {**TWO_MODEL["training"], "attribution": 512},
-             "scenarios": [{"name": "two_model", "label": "two-model",
-                            "params": {"dataset": "mnist", "depth_a": 3, "depth_b": 4, "width": 128, "shared": 2,
-                                       "a_steps": 300, "b_steps": 300, "max_train": 10000}}]}
+    suite = {
+        **TWO_MODEL,
+        "training": {**TWO_MODEL["training"], "attribution": 512},
+        "scenarios": [
+            {
+                "name": "two_model",
+                "label": "two-model",
+                "params": {
+                    "dataset": "mnist",
+                    "depth_a": 3,
+                    "depth_b": 4,
+                    "width": 128,
+                    "shared": 2,
+                    "a_steps": 300,
+                    "b_steps": 300,
+                    "max_train": 10000,
+                },
+            }
+        ],
+    }
     records = _records(tmp_path, "mnist", suite)
     for record in records.values():
         (entry,) = record["attribution"]  # model A, after B's turn
         assert entry["turn"] == 1 and entry["model"] == 0
         assert [layer["layer"] for layer in entry["layers"]] == ["shared.0.0", "shared.1.0"]
         assert entry["predicted"] == pytest.approx(sum(layer["predicted"] for layer in entry["layers"]), rel=1e-9)
-        assert entry["first_order"] == pytest.approx(sum(layer["first_order"] for layer in entry["layers"]),
-                                                     rel=1e-9, abs=1e-12)
+        assert entry["first_order"] == pytest.approx(
+            sum(layer["first_order"] for layer in entry["layers"]), rel=1e-9, abs=1e-12
+        )
         assert all(layer["drift"] > 0 and layer["predicted"] >= 0 for layer in entry["layers"])
     naive, wpl = records["two-model__naive__seed0"], records["two-model__wpl__seed0"]
     # WPL holds the shared layers near A's weights: less drift, a smaller observed and predicted increase

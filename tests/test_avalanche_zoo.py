@@ -48,7 +48,14 @@ ARGS = {
 
 
 def _scenario(setting: str) -> ComponentSpec:
-    params = {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "trunk": "mlp", "widths": [32], "setting": setting}
+    params = {
+        "dataset": "digits",
+        "tasks": 3,
+        "classes_per_task": 2,
+        "trunk": "mlp",
+        "widths": [32],
+        "setting": setting,
+    }
     if setting == "class-IL":
         params["mask_unseen_classes"] = False
     return ComponentSpec(name="split", params=params)
@@ -64,12 +71,12 @@ def _setting_for(name: str) -> str:
 SAME_AS_NAIVE = {
     "Naive": "it is naive",
     "SynapticIntelligence": "Avalanche 0.6.0's SI stores `param.detach().cpu()`, a view of the live weights on CPU, "
-                            "so its path integral is 0 (docs/studies/zoo.md)",
+    "so its path integral is 0 (docs/studies/zoo.md)",
 }
 
 
 def _runnable() -> list[str]:
-    return [e.name[len(PREFIX):] for e in STRATEGIES if e.name.startswith(PREFIX) and not e.extra.get("unavailable")]
+    return [e.name[len(PREFIX) :] for e in STRATEGIES if e.name.startswith(PREFIX) and not e.extra.get("unavailable")]
 
 
 def test_thirty_strategies_run_and_the_unavailable_say_why():
@@ -82,9 +89,17 @@ def test_thirty_strategies_run_and_the_unavailable_say_why():
 
 @pytest.mark.parametrize("name", _runnable())
 def test_every_listed_avalanche_method_runs(name):
-    spec = RunSpec("zoo", _scenario(_setting_for(name)), ComponentSpec(name=PREFIX + name, params=ARGS.get(name, {})),
-                   0, TRAINING, "cpu")
-    resolve_config({**tiny_suite(), "scenarios": [spec.scenario.model_dump()], "strategies": [spec.strategy.model_dump()]})
+    spec = RunSpec(
+        "zoo",
+        _scenario(_setting_for(name)),
+        ComponentSpec(name=PREFIX + name, params=ARGS.get(name, {})),
+        0,
+        TRAINING,
+        "cpu",
+    )
+    resolve_config(
+        {**tiny_suite(), "scenarios": [spec.scenario.model_dump()], "strategies": [spec.strategy.model_dump()]}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Avalanche's own deprecation chatter
         record = run(spec, data_root=None)
@@ -109,21 +124,26 @@ def _avalanche_reference(spec: RunSpec, cls: type, args: dict) -> list[list[floa
     return matrix
 
 
-@pytest.mark.parametrize(("name", "setting"), [("GEM", "task-IL"), ("AGEM", "task-IL"), ("DER", "class-IL"),
-                                               ("ER_ACE", "class-IL"), ("ER_ACE", "task-IL")])
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [("GEM", "task-IL"), ("AGEM", "task-IL"), ("DER", "class-IL"), ("ER_ACE", "class-IL"), ("ER_ACE", "task-IL")],
+)
 def test_forgetbench_run_equals_avalanches_own_loop(name, setting):
     import avalanche.training as training
 
     args = ARGS[name]
-    spec = RunSpec("equivalence", _scenario(setting), ComponentSpec(name=PREFIX + name, params=args), 0, TRAINING,
-                   "cpu")
+    spec = RunSpec(
+        "equivalence", _scenario(setting), ComponentSpec(name=PREFIX + name, params=args), 0, TRAINING, "cpu"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         record = run(spec, data_root=None)
         reference = _avalanche_reference(spec, getattr(training, name), args)
     assert record.status == "ok", record.error
     assert torch.allclose(torch.tensor(record.accuracy_matrix), torch.tensor(reference), atol=1e-6), (
-        record.accuracy_matrix, reference)
+        record.accuracy_matrix,
+        reference,
+    )
 
 
 def test_samples_of_a_scenario_dataset_are_avalanches_x_y_t():
@@ -135,7 +155,9 @@ def test_samples_of_a_scenario_dataset_are_avalanches_x_y_t():
 
 
 def _trained_on_every_task(setting: str) -> torch.nn.Module:
-    scenario = build_scenario(RunSpec("heads", _scenario(setting), ComponentSpec(name="naive"), 0, TRAINING, "cpu"), None)
+    scenario = build_scenario(
+        RunSpec("heads", _scenario(setting), ComponentSpec(name="naive"), 0, TRAINING, "cpu"), None
+    )
     model = scenario.model.train()
     for _, experience in scheduled_experiences(scenario):
         model.adaptation(experience)  # Avalanche's bookkeeping of the tasks seen
@@ -162,10 +184,16 @@ def test_a_strategy_class_runs_without_checkpoints_and_says_so(tmp_path):
     from forgetbench.benchmark.front.cli import main
     import json
 
-    suite = tiny_suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 2, "setting": "class-IL",
-                                                               "mask_unseen_classes": False}}],
-                       strategies=[{"name": "avalanche.DER", "params": {"mem_size": 50}}],
-                       training={**tiny_suite()["training"], "checkpoint": True})
+    suite = tiny_suite(
+        scenarios=[
+            {
+                "name": "split",
+                "params": {"dataset": "digits", "tasks": 2, "setting": "class-IL", "mask_unseen_classes": False},
+            }
+        ],
+        strategies=[{"name": "avalanche.DER", "params": {"mem_size": 50}}],
+        training={**tiny_suite()["training"], "checkpoint": True},
+    )
     path = tmp_path / "suite.yaml"
     import yaml
 
@@ -181,12 +209,25 @@ def test_the_memory_of_avalanches_buffers_is_counted():
     regularizer memory counts the samples they hold (GEM: patterns_per_exp images per task; DER: mem_size images with
     their logits) and the scratch they keep, not the training data they index into (~300 images per task here)."""
     image = 8 * 8 * 4
-    gem = run(RunSpec("memory", _scenario("task-IL"), ComponentSpec(name="avalanche.GEM", params=ARGS["GEM"]), 0,
-                      TRAINING, "cpu"), data_root=None)
+    gem = run(
+        RunSpec(
+            "memory", _scenario("task-IL"), ComponentSpec(name="avalanche.GEM", params=ARGS["GEM"]), 0, TRAINING, "cpu"
+        ),
+        data_root=None,
+    )
     stored = 3 * 64 * image  # 3 experiences x 64 patterns
     assert stored <= gem.memory.regularizer_bytes <= 2 * stored
-    der = run(RunSpec("memory", _scenario("class-IL"), ComponentSpec(name="avalanche.DER", params={"mem_size": 100}),
-                      0, TRAINING, "cpu"), data_root=None)
+    der = run(
+        RunSpec(
+            "memory",
+            _scenario("class-IL"),
+            ComponentSpec(name="avalanche.DER", params={"mem_size": 100}),
+            0,
+            TRAINING,
+            "cpu",
+        ),
+        data_root=None,
+    )
     stored = 100 * (image + 6 * 4)  # 100 samples, each an 8x8 image and its 6 logits
     assert stored <= der.memory.regularizer_bytes <= 2 * stored
 
@@ -202,16 +243,30 @@ def test_the_zoo_table_lists_each_pair_in_suite_order_with_memory(tmp_path):
     from helpers import REPO
 
     suite = tiny_suite(
-        scenarios=[{"name": "split", "label": "til", "params": {"dataset": "digits", "tasks": 2}},
-                   {"name": "split", "label": "cil", "params": {"dataset": "digits", "tasks": 2, "setting": "class-IL",
-                                                                "mask_unseen_classes": False}}],
-        strategies=[{"name": "avalanche.GEM", "params": ARGS["GEM"]}, {"name": "naive"},
-                    {"name": "avalanche.DER", "params": {"mem_size": 50}}])
+        scenarios=[
+            {"name": "split", "label": "til", "params": {"dataset": "digits", "tasks": 2}},
+            {
+                "name": "split",
+                "label": "cil",
+                "params": {"dataset": "digits", "tasks": 2, "setting": "class-IL", "mask_unseen_classes": False},
+            },
+        ],
+        strategies=[
+            {"name": "avalanche.GEM", "params": ARGS["GEM"]},
+            {"name": "naive"},
+            {"name": "avalanche.DER", "params": {"mem_size": 50}},
+        ],
+    )
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-report"]) == 0
     table = runpy.run_path(str(REPO / "scripts" / "zoo_table.py"))["zoo_table"](str(tmp_path / "out"))
     rows = [line.split(" | ")[:2] for line in table.splitlines()[2:]]
-    assert rows == [["| til", "avalanche.GEM"], ["| til", "naive"], ["| cil", "avalanche.GEM"], ["| cil", "naive"],
-                    ["| cil", "avalanche.DER"]]
+    assert rows == [
+        ["| til", "avalanche.GEM"],
+        ["| til", "naive"],
+        ["| cil", "avalanche.GEM"],
+        ["| cil", "naive"],
+        ["| cil", "avalanche.DER"],
+    ]
     assert "| memory |" in table.splitlines()[0] and "| 0 B |" in table  # naive keeps nothing

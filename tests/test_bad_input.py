@@ -62,15 +62,34 @@ def _search(**params: Any) -> dict[str, Any]:
 
 def _enas(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `enas_rnn` scenario (a 3-node cell on the test corpus folder), params overridden."""
-    base = {"corpus": f"folder:{REPO / 'tests' / 'data' / 'lm_corpus'}", "vocabulary": 30, "nodes": 3,
-            "embedding": 8, "hidden": 8, "bptt": 6, "epochs": 1, "turns_per_epoch": 2, "steps_per_turn": 1}
+    base = {
+        "corpus": f"folder:{REPO / 'tests' / 'data' / 'lm_corpus'}",
+        "vocabulary": 30,
+        "nodes": 3,
+        "embedding": 8,
+        "hidden": 8,
+        "bptt": 6,
+        "epochs": 1,
+        "turns_per_epoch": 2,
+        "steps_per_turn": 1,
+    }
     return _suite(scenarios=[{"name": "enas_rnn", "params": base | params}])
 
 
 def _enas_cnn(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `enas_cnn` scenario (a 2-node cell on digits), params overridden."""
-    base = {"dataset": "digits", "nodes": 2, "channels": 4, "cells_per_stage": 1, "reductions": 1,
-            "validation_size": 100, "eval_size": 50, "epochs": 1, "turns_per_epoch": 2, "steps_per_turn": 1}
+    base = {
+        "dataset": "digits",
+        "nodes": 2,
+        "channels": 4,
+        "cells_per_stage": 1,
+        "reductions": 1,
+        "validation_size": 100,
+        "eval_size": 50,
+        "epochs": 1,
+        "turns_per_epoch": 2,
+        "steps_per_turn": 1,
+    }
     return _suite(scenarios=[{"name": "enas_cnn", "params": base | params}])
 
 
@@ -80,15 +99,26 @@ def _text(**params: Any) -> dict[str, Any]:
 
 
 # nine levels of ten aliases each: 10^9 values once expanded, a few hundred bytes as text
-_ALIAS_BOMB = "\n".join(
-    ["name: t", 'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
-    + [f"{b}: &{b} [{', '.join(['*' + a] * 10)}]" for a, b in zip("abcdefgh", "bcdefghi")]
-    + ["strategies: [*i]"]) + "\n"
+_ALIAS_BOMB = (
+    "\n".join(
+        ["name: t", 'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+        + [f"{b}: &{b} [{', '.join(['*' + a] * 10)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+        + ["strategies: [*i]"]
+    )
+    + "\n"
+)
 
 _RECORD = {  # the least a readable result file holds
-    "schema_version": 2, "run_id": "r", "suite": "t", "seed": 0, "status": "ok", "config": {},
-    "scenario": {"name": "split", "label": "split"}, "strategy": {"name": "naive", "label": "naive"},
-    "accuracy_matrix": [[0.9, 0.5], [0.7, 0.95]], "init_accuracy": [0.5, 0.5],
+    "schema_version": 2,
+    "run_id": "r",
+    "suite": "t",
+    "seed": 0,
+    "status": "ok",
+    "config": {},
+    "scenario": {"name": "split", "label": "split"},
+    "strategy": {"name": "naive", "label": "naive"},
+    "accuracy_matrix": [[0.9, 0.5], [0.7, 0.95]],
+    "init_accuracy": [0.5, 0.5],
 }
 
 CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
@@ -100,28 +130,55 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     # --- keys and names
     ("unknown-key", {"suite": _suite(bogus=1)}, RUN, "bogus: unknown key"),
     ("unknown-strategy", {"suite": _suite(strategies=[{"name": "nope"}])}, RUN, "strategies[0].name"),
-    ("unknown-dataset", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "cifar"}}])}, RUN,
-     "scenarios[0].params.dataset"),
+    (
+        "unknown-dataset",
+        {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "cifar"}}])},
+        RUN,
+        "scenarios[0].params.dataset",
+    ),
     ("negative-lambda", {"suite": _strategy("ewc", ewc_lambda=-3)}, RUN, "strategies[0].params.ewc_lambda"),
     # --- grids
     ("empty-grid", {"suite": _strategy("ewc", ewc_lambda=[])}, RUN, "strategies[0].params.ewc_lambda"),
     # --- non-finite numbers (only YAML text can write them)
     ("lr-inf", {"suite": _yaml_with("lr: 0.05", "lr: .inf")}, RUN, "training.lr"),
-    ("attribution-zero", {"suite": _suite(training={**_suite()["training"], "attribution": 0})}, RUN,
-     "training.attribution"),
-    ("attribution-not-int", {"suite": _suite(training={**_suite()["training"], "attribution": 2.5})}, RUN,
-     "training.attribution"),
-    ("lambda-nan", {"suite": _yaml_with("- name: naive", "- name: ewc\n  params: {ewc_lambda: .nan}")}, RUN,
-     "strategies[0].params.ewc_lambda"),
-    ("lambda-minus-inf", {"suite": _yaml_with("- name: naive", "- name: ewc\n  params: {ewc_lambda: [1, -.inf]}")},
-     RUN, "strategies[0].params.ewc_lambda[1]"),
+    (
+        "attribution-zero",
+        {"suite": _suite(training={**_suite()["training"], "attribution": 0})},
+        RUN,
+        "training.attribution",
+    ),
+    (
+        "attribution-not-int",
+        {"suite": _suite(training={**_suite()["training"], "attribution": 2.5})},
+        RUN,
+        "training.attribution",
+    ),
+    (
+        "lambda-nan",
+        {"suite": _yaml_with("- name: naive", "- name: ewc\n  params: {ewc_lambda: .nan}")},
+        RUN,
+        "strategies[0].params.ewc_lambda",
+    ),
+    (
+        "lambda-minus-inf",
+        {"suite": _yaml_with("- name: naive", "- name: ewc\n  params: {ewc_lambda: [1, -.inf]}")},
+        RUN,
+        "strategies[0].params.ewc_lambda[1]",
+    ),
     # --- seeds
     ("seed-negative", {"suite": _suite(seeds=[-1])}, RUN, "seeds[0]"),
     ("seed-too-big", {"suite": _suite(seeds=[2**70])}, RUN, "seeds[0]"),
     ("seed-bool", {"suite": _suite(seeds=[True])}, RUN, "seeds[0]"),
-    ("selection-seed-negative",
-     {"suite": _suite(strategies=[{"name": "ewc", "params": {"ewc_lambda": [1, 10]},
-                                   "selection": {"seeds": [-5]}}])}, RUN, "strategies[0].selection.seeds[0]"),
+    (
+        "selection-seed-negative",
+        {
+            "suite": _suite(
+                strategies=[{"name": "ewc", "params": {"ewc_lambda": [1, 10]}, "selection": {"seeds": [-5]}}]
+            )
+        },
+        RUN,
+        "strategies[0].selection.seeds[0]",
+    ),
     ("seeds-flag-negative", {"suite": _suite()}, (*RUN, "--seeds=-1"), "--seeds"),
     ("seeds-flag-too-big", {"suite": _suite()}, (*RUN, "--seeds", str(2**70)), "--seeds"),
     ("seeds-flag-not-int", {"suite": _suite()}, (*RUN, "--seeds", "a,b"), "--seeds"),
@@ -130,267 +187,709 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("epochs-float", {"suite": _suite(training={"epochs": 1.5})}, RUN, "training.epochs"),
     ("precision-fp16", {"suite": _suite(training={"precision": "fp16"})}, RUN, "training.precision"),
     ("channels-last-string", {"suite": _suite(training={"channels_last": "yes"})}, RUN, "training.channels_last"),
-    ("ewc-max-curvature-word", {"suite": _strategy("ewc", max_curvature="high")}, RUN,
-     "strategies[0].params.max_curvature"),
+    (
+        "ewc-max-curvature-word",
+        {"suite": _strategy("ewc", max_curvature="high")},
+        RUN,
+        "strategies[0].params.max_curvature",
+    ),
     ("perf-device-unknown", {}, ("perf", "--device", "tpu", "--quick"), "--device"),
     ("perf-model-unknown", {}, ("perf", "--model", "vgg16", "--quick"), "--model"),
     ("lambda-string", {"suite": _strategy("ewc", ewc_lambda="10")}, RUN, "strategies[0].params.ewc_lambda"),
-    ("reproduce-target", {"suite": _suite(reproduce={"source": "x", "settings": "y", "targets": {"ewc": {"mean": 98.6}}})},
-     RUN, "reproduce.targets: ['ewc'] name no strategy of this suite; its strategies: naive"),
-    ("reproduce-metric", {"suite": _suite(reproduce={"source": "x", "settings": "y", "metric": "acc",
-                                                      "targets": {"naive": {"mean": 98.6}}})},
-     RUN, "reproduce.metric: Value error, 'acc' is not an accuracy metric; allowed: ACC, LA, last, forgetting, BWT"),
-    ("reproduce-metric-not-accuracy", {"suite": _suite(reproduce={"source": "x", "settings": "y", "metric": "train_seconds",
-                                                                   "targets": {"naive": {"mean": 98.6}}})},
-     RUN, "reproduce.metric: Value error, 'train_seconds' is not an accuracy metric"),
-    ("split-setting", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "setting": "class"}}])},
-     RUN, "scenarios[0].params.setting: Input should be 'task-IL', 'domain-IL' or 'class-IL'"),
-    ("ewc-estimator-without-exact", {"suite": _strategy("ewc", estimator="predicted")}, RUN,
-     "estimator applies only to importance 'exact'"),
-    ("ewc-estimator-unknown", {"suite": _strategy("ewc", importance="exact", estimator="sampled")}, RUN,
-     "strategies[0].params.estimator: Input should be 'empirical', 'true' or 'predicted'"),
+    (
+        "reproduce-target",
+        {"suite": _suite(reproduce={"source": "x", "settings": "y", "targets": {"ewc": {"mean": 98.6}}})},
+        RUN,
+        "reproduce.targets: ['ewc'] name no strategy of this suite; its strategies: naive",
+    ),
+    (
+        "reproduce-metric",
+        {
+            "suite": _suite(
+                reproduce={"source": "x", "settings": "y", "metric": "acc", "targets": {"naive": {"mean": 98.6}}}
+            )
+        },
+        RUN,
+        "reproduce.metric: Value error, 'acc' is not an accuracy metric; allowed: ACC, LA, last, forgetting, BWT",
+    ),
+    (
+        "reproduce-metric-not-accuracy",
+        {
+            "suite": _suite(
+                reproduce={
+                    "source": "x",
+                    "settings": "y",
+                    "metric": "train_seconds",
+                    "targets": {"naive": {"mean": 98.6}},
+                }
+            )
+        },
+        RUN,
+        "reproduce.metric: Value error, 'train_seconds' is not an accuracy metric",
+    ),
+    (
+        "split-setting",
+        {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "setting": "class"}}])},
+        RUN,
+        "scenarios[0].params.setting: Input should be 'task-IL', 'domain-IL' or 'class-IL'",
+    ),
+    (
+        "ewc-estimator-without-exact",
+        {"suite": _strategy("ewc", estimator="predicted")},
+        RUN,
+        "estimator applies only to importance 'exact'",
+    ),
+    (
+        "ewc-estimator-unknown",
+        {"suite": _strategy("ewc", importance="exact", estimator="sampled")},
+        RUN,
+        "strategies[0].params.estimator: Input should be 'empirical', 'true' or 'predicted'",
+    ),
     ("lwf-alpha-negative-in-list", {"suite": _strategy("lwf", alpha=[1.0, -1.0])}, RUN, "strategies[0].params.alpha"),
     ("reset-optimizer-string", {"suite": _suite(training={"reset_optimizer": "no"})}, RUN, "training.reset_optimizer"),
-    ("tasks-bool", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": True}}])},
-     RUN, "scenarios[0].params.tasks"),
+    (
+        "tasks-bool",
+        {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": True}}])},
+        RUN,
+        "scenarios[0].params.tasks",
+    ),
     # --- run ids that would collide
-    ("run-id-collision",
-     {"suite": _suite(scenarios=[{"name": "split", "label": "s", "params": {"dataset": "digits", "tasks": 2}},
-                                 {"name": "split", "label": "s__n", "params": {"dataset": "digits", "tasks": 2}}],
-                      strategies=[{"name": "naive", "label": "n__e"}, {"name": "ewc", "label": "e"}])},
-     RUN, "strategies[1].label"),
+    (
+        "run-id-collision",
+        {
+            "suite": _suite(
+                scenarios=[
+                    {"name": "split", "label": "s", "params": {"dataset": "digits", "tasks": 2}},
+                    {"name": "split", "label": "s__n", "params": {"dataset": "digits", "tasks": 2}},
+                ],
+                strategies=[{"name": "naive", "label": "n__e"}, {"name": "ewc", "label": "e"}],
+            )
+        },
+        RUN,
+        "strategies[1].label",
+    ),
     ("duplicate-label", {"suite": _suite(strategies=[{"name": "ewc"}, {"name": "ewc"}])}, RUN, "strategies[1]"),
     # --- what this machine or the dataset cannot do
-    ("data-b-out-of-range",
-     {"suite": _suite(scenarios=[{"name": "two_model", "params": {"dataset": "digits", "data_b": [3, 12]}}])},
-     RUN, "data_b"),
-    ("too-many-tasks", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 6}}])},
-     RUN, "scenarios[0].params"),
-    ("missing-data-offline", {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "mnist"}}])},
-     (*RUN, "--data-root", "{dir}/empty-data-root"), "scenarios[0].params.dataset"),
-    ("tiny-imagenet-missing-offline", {"suite": _suite(scenarios=[{"name": "split", "params": {
-        "dataset": "tiny_imagenet", "tasks": 2, "trunk": "resnet18"}}])}, (*RUN, "--data-root", "{dir}/empty-data-root"),
-     "scenarios[0].params.dataset: dataset 'tiny_imagenet' not found under data root"),
+    (
+        "data-b-out-of-range",
+        {"suite": _suite(scenarios=[{"name": "two_model", "params": {"dataset": "digits", "data_b": [3, 12]}}])},
+        RUN,
+        "data_b",
+    ),
+    (
+        "too-many-tasks",
+        {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 6}}])},
+        RUN,
+        "scenarios[0].params",
+    ),
+    (
+        "missing-data-offline",
+        {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "mnist"}}])},
+        (*RUN, "--data-root", "{dir}/empty-data-root"),
+        "scenarios[0].params.dataset",
+    ),
+    (
+        "tiny-imagenet-missing-offline",
+        {
+            "suite": _suite(
+                scenarios=[{"name": "split", "params": {"dataset": "tiny_imagenet", "tasks": 2, "trunk": "resnet18"}}]
+            )
+        },
+        (*RUN, "--data-root", "{dir}/empty-data-root"),
+        "scenarios[0].params.dataset: dataset 'tiny_imagenet' not found under data root",
+    ),
     # --- command-line options
     ("retries-negative", {"suite": _suite()}, (*RUN, "--retries", "-1"), "--retries"),
     ("workers-zero", {"suite": _suite()}, (*RUN, "--executor", "process", "--workers", "0"), "--workers"),
     ("executor-unknown", {"suite": _suite()}, (*RUN, "--executor", "slurm"), "--executor"),
     # --- the report command
     ("report-missing-folder", {}, ("report", "{dir}/no-results"), "no-results"),
-    ("report-output-is-a-directory", {"results/runs/r/result.json": json.dumps(_RECORD)},
-     ("report", "{dir}/results", "-o", "{out}"), "-o/--output"),
-    ("report-import-unknown-module", {"results/runs/r/result.json": json.dumps(_RECORD)},
-     ("report", "{dir}/results", "--import", "no_such_metrics_module"), "--import no_such_metrics_module"),
+    (
+        "report-output-is-a-directory",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("report", "{dir}/results", "-o", "{out}"),
+        "-o/--output",
+    ),
+    (
+        "report-import-unknown-module",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("report", "{dir}/results", "--import", "no_such_metrics_module"),
+        "--import no_such_metrics_module",
+    ),
     # --- bring your own model and benchmark (the `custom` scenario; factories in tests/byo_fixtures.py)
-    ("custom-module-missing", {"suite": _custom(model="no_such_pkg.models:make")}, RUN,
-     "scenarios[0].params.model: Value error, 'no_such_pkg.models:make': cannot import module 'no_such_pkg.models'"),
-    ("custom-attribute-missing", {"suite": _custom(benchmark="byo_fixtures:nope")}, RUN,
-     "module 'byo_fixtures' has no attribute 'nope'"),
-    ("custom-not-a-reference", {"suite": _custom(model="byo_fixtures.plain_mlp")}, RUN,
-     "not a reference of the form module.path:attribute"),
+    (
+        "custom-module-missing",
+        {"suite": _custom(model="no_such_pkg.models:make")},
+        RUN,
+        "scenarios[0].params.model: Value error, 'no_such_pkg.models:make': cannot import module 'no_such_pkg.models'",
+    ),
+    (
+        "custom-attribute-missing",
+        {"suite": _custom(benchmark="byo_fixtures:nope")},
+        RUN,
+        "module 'byo_fixtures' has no attribute 'nope'",
+    ),
+    (
+        "custom-not-a-reference",
+        {"suite": _custom(model="byo_fixtures.plain_mlp")},
+        RUN,
+        "not a reference of the form module.path:attribute",
+    ),
     ("custom-not-callable", {"suite": _custom(model="byo_fixtures:not_callable")}, RUN, "is not callable"),
-    ("custom-factory-raises", {"suite": _custom(model="byo_fixtures:raising_model")}, RUN,
-     "model byo_fixtures:raising_model raised RuntimeError: cannot build: the checkpoint file weights.pt is missing"),
-    ("custom-no-task-labels", {"suite": _custom(benchmark_params={"task_labels": False})}, RUN,
-     "has no task labels"),
-    ("unknown-logger", {"suite": _suite(loggers=["wandb"])}, RUN, "loggers[0]: Input should be 'csv', 'tensorboard' or 'mlflow'"),
-    ("resnet18-two-widths", {"suite": _suite(scenarios=[{"name": "split", "params": {
-        "dataset": "digits", "tasks": 2, "trunk": "resnet18", "widths": [20, 40]}}])}, RUN,
-     "trunk 'resnet18' takes one width, nf"),
-    ("resnet18-not-images", {"suite": _suite(scenarios=[{"name": "split", "params": {
-        "dataset": "mnist1d", "tasks": 2, "trunk": "resnet18"}}])}, RUN, "trunk 'resnet18' needs an image dataset"),
-    ("custom-names-change", {"suite": _custom(model="byo_fixtures:growing_model")}, RUN,
-     "parameter names change between experiences"),
+    (
+        "custom-factory-raises",
+        {"suite": _custom(model="byo_fixtures:raising_model")},
+        RUN,
+        "model byo_fixtures:raising_model raised RuntimeError: cannot build: the checkpoint file weights.pt is missing",
+    ),
+    ("custom-no-task-labels", {"suite": _custom(benchmark_params={"task_labels": False})}, RUN, "has no task labels"),
+    (
+        "unknown-logger",
+        {"suite": _suite(loggers=["wandb"])},
+        RUN,
+        "loggers[0]: Input should be 'csv', 'tensorboard' or 'mlflow'",
+    ),
+    (
+        "resnet18-two-widths",
+        {
+            "suite": _suite(
+                scenarios=[
+                    {
+                        "name": "split",
+                        "params": {"dataset": "digits", "tasks": 2, "trunk": "resnet18", "widths": [20, 40]},
+                    }
+                ]
+            )
+        },
+        RUN,
+        "trunk 'resnet18' takes one width, nf",
+    ),
+    (
+        "resnet18-not-images",
+        {
+            "suite": _suite(
+                scenarios=[{"name": "split", "params": {"dataset": "mnist1d", "tasks": 2, "trunk": "resnet18"}}]
+            )
+        },
+        RUN,
+        "trunk 'resnet18' needs an image dataset",
+    ),
+    (
+        "custom-names-change",
+        {"suite": _custom(model="byo_fixtures:growing_model")},
+        RUN,
+        "parameter names change between experiences",
+    ),
     # --- the NAS search scenario
-    ("search-kind", {"suite": _search(search="evolution")}, RUN,
-     "scenarios[0].params.search: Input should be 'random' or 'controller'"),
-    ("search-too-many-candidates", {"suite": _search(candidates=5)}, RUN, "candidates must be in 1..ops**layers = 1..4"),
-    ("search-controller-on-a-sample", {"suite": _search(layers=3, candidates=5, search="controller")}, RUN,
-     "search 'controller' samples from the whole space; use candidates: null"),
+    (
+        "search-kind",
+        {"suite": _search(search="evolution")},
+        RUN,
+        "scenarios[0].params.search: Input should be 'random' or 'controller'",
+    ),
+    (
+        "search-too-many-candidates",
+        {"suite": _search(candidates=5)},
+        RUN,
+        "candidates must be in 1..ops**layers = 1..4",
+    ),
+    (
+        "search-controller-on-a-sample",
+        {"suite": _search(layers=3, candidates=5, search="controller")},
+        RUN,
+        "search 'controller' samples from the whole space; use candidates: null",
+    ),
     ("search-space-too-large", {"suite": _search(layers=13)}, RUN, "give a sample size"),
     ("search-top-k", {"suite": _search(top_k=9)}, RUN, "top_k must be in 1..4"),
-    ("search-validation-size", {"suite": _search(validation_size=5000)}, RUN,
-     "validation_size must be below the"),
-    ("search-controller-key", {"suite": _search(controller={"lr": 0.01, "temperature": 5})}, RUN,
-     "scenarios[0].params.controller.temperature"),
-    ("search-baseline-decay", {"suite": _search(controller={"baseline_decay": 1.0})}, RUN,
-     "scenarios[0].params.controller.baseline_decay"),
+    ("search-validation-size", {"suite": _search(validation_size=5000)}, RUN, "validation_size must be below the"),
+    (
+        "search-controller-key",
+        {"suite": _search(controller={"lr": 0.01, "temperature": 5})},
+        RUN,
+        "scenarios[0].params.controller.temperature",
+    ),
+    (
+        "search-baseline-decay",
+        {"suite": _search(controller={"baseline_decay": 1.0})},
+        RUN,
+        "scenarios[0].params.controller.baseline_decay",
+    ),
     # --- the text scenario (its preflight reads the corpus and the encoder's config)
     ("text-unknown-corpus", {"suite": _text(corpus="ag_news")}, RUN, "unknown text corpus 'ag_news'"),
-    ("text-unknown-class", {"suite": _text(tasks=[["business", "zebras"]])}, RUN,
-     "tasks: unknown class(es) ['zebras'] of corpus 'bbc_news'"),
-    ("text-class-twice", {"suite": _text(tasks=[["business", "tech"], ["tech", "sports"]])}, RUN,
-     "tasks: a class may appear in one task only"),
+    (
+        "text-unknown-class",
+        {"suite": _text(tasks=[["business", "zebras"]])},
+        RUN,
+        "tasks: unknown class(es) ['zebras'] of corpus 'bbc_news'",
+    ),
+    (
+        "text-class-twice",
+        {"suite": _text(tasks=[["business", "tech"], ["tech", "sports"]])},
+        RUN,
+        "tasks: a class may appear in one task only",
+    ),
     ("text-trainable-layers", {"suite": _text(trainable_layers=7)}, RUN, "trainable_layers must be in 0..6"),
-    ("text-head", {"suite": _text(head="domain")}, RUN,
-     "scenarios[0].params.head: Input should be 'multi', 'single' or 'shared'"),
-    ("text-adapters-shared-head", {"suite": _text(head="shared", adapters={"rank": 4})}, RUN,
-     "adapters: one adapter per task is chosen by the task label, which head: shared"),
+    (
+        "text-head",
+        {"suite": _text(head="domain")},
+        RUN,
+        "scenarios[0].params.head: Input should be 'multi', 'single' or 'shared'",
+    ),
+    (
+        "text-adapters-shared-head",
+        {"suite": _text(head="shared", adapters={"rank": 4})},
+        RUN,
+        "adapters: one adapter per task is chosen by the task label, which head: shared",
+    ),
     # --- continual methods on a pretrained language model (issue 35)
-    ("merge-combination-type", {"suite": _strategy("merge", combination_type="average")}, RUN,
-     "strategies[0].params.combination_type: Input should be 'linear', 'ties', 'dare_linear', 'dare_ties' or "
-     "'magnitude_prune'"),
-    ("merge-density-zero", {"suite": _strategy("merge", density=0)}, RUN,
-     "strategies[0].params.density: Input should be greater than 0"),
-    ("merge-density-above-one", {"suite": _strategy("merge", density=1.5)}, RUN,
-     "strategies[0].params.density: Input should be less than or equal to 1"),
-    ("olora-without-pretrained-backbone", {"suite": _strategy("olora")}, RUN,
-     "strategies[0].name: 'olora' cannot run on scenarios[0] 'split': it needs pretrained_backbone (it trains one "
-     "LoRA adapter per task on a frozen pretrained backbone; the scenarios with one: text"),
-    ("text-corpora-offline", {"suite": _text(corpora=[{"corpus": "hf:ag_news"}, {"corpus": "hf:dbpedia_14"}])}, RUN,
-     "corpus 'hf:ag_news' is not a local folder or file, so it is a Hugging Face Hub dataset, and downloads are off"),
-    ("text-corpora-with-tasks", {"suite": _text(tasks=[["sport", "tech"]], corpora=[
-        {"corpus": "bbc_news"}, {"corpus": "bbc_news", "name": "again"}])}, RUN,
-     "tasks: with corpora every dataset is one task"),
-    ("text-corpora-same-name", {"suite": _text(corpora=[{"corpus": "bbc_news"}, {"corpus": "bbc_news"}])}, RUN,
-     "corpora: task names must differ"),
-    ("text-corpora-one", {"suite": _text(corpora=[{"corpus": "bbc_news"}])}, RUN,
-     "scenarios[0].params.corpora: List should have at least 2 items"),
-    ("osf-effective-rank-one", {"suite": _strategy("osf", effective_rank=1.0)}, RUN,
-     "strategies[0].params.effective_rank: Input should be less than 1"),
-    ("inflora-threshold", {"suite": _strategy("inflora", threshold=1.0)}, RUN,
-     "strategies[0].params.threshold: Input should be less than 1"),
-    ("ewc-importance-norm", {"suite": _strategy("ewc", importance_norm="max")}, RUN,
-     "strategies[0].params.importance_norm: Input should be 'none' or 'mean'"),
-    ("text-adapters-class-il", {"suite": _text(head="single", adapters={"rank": 4})}, RUN,
-     "adapters: one adapter per task is chosen by the task label"),
-    ("text-adapters-no-layer", {"suite": _text(trainable_layers=0, adapters={})}, RUN,
-     "set trainable_layers >= 1"),
-    ("text-adapters-target", {"suite": _text(adapters={"target_modules": ["qkv"]})}, RUN,
-     "adapters.target_modules: ['qkv'] name no Linear layer of the encoder's layers; allowed: attention.self.query"),
+    (
+        "merge-combination-type",
+        {"suite": _strategy("merge", combination_type="average")},
+        RUN,
+        "strategies[0].params.combination_type: Input should be 'linear', 'ties', 'dare_linear', 'dare_ties' or "
+        "'magnitude_prune'",
+    ),
+    (
+        "merge-density-zero",
+        {"suite": _strategy("merge", density=0)},
+        RUN,
+        "strategies[0].params.density: Input should be greater than 0",
+    ),
+    (
+        "merge-density-above-one",
+        {"suite": _strategy("merge", density=1.5)},
+        RUN,
+        "strategies[0].params.density: Input should be less than or equal to 1",
+    ),
+    (
+        "olora-without-pretrained-backbone",
+        {"suite": _strategy("olora")},
+        RUN,
+        "strategies[0].name: 'olora' cannot run on scenarios[0] 'split': it needs pretrained_backbone (it trains one "
+        "LoRA adapter per task on a frozen pretrained backbone; the scenarios with one: text",
+    ),
+    (
+        "text-corpora-offline",
+        {"suite": _text(corpora=[{"corpus": "hf:ag_news"}, {"corpus": "hf:dbpedia_14"}])},
+        RUN,
+        "corpus 'hf:ag_news' is not a local folder or file, so it is a Hugging Face Hub dataset, and downloads are off",
+    ),
+    (
+        "text-corpora-with-tasks",
+        {
+            "suite": _text(
+                tasks=[["sport", "tech"]], corpora=[{"corpus": "bbc_news"}, {"corpus": "bbc_news", "name": "again"}]
+            )
+        },
+        RUN,
+        "tasks: with corpora every dataset is one task",
+    ),
+    (
+        "text-corpora-same-name",
+        {"suite": _text(corpora=[{"corpus": "bbc_news"}, {"corpus": "bbc_news"}])},
+        RUN,
+        "corpora: task names must differ",
+    ),
+    (
+        "text-corpora-one",
+        {"suite": _text(corpora=[{"corpus": "bbc_news"}])},
+        RUN,
+        "scenarios[0].params.corpora: List should have at least 2 items",
+    ),
+    (
+        "osf-effective-rank-one",
+        {"suite": _strategy("osf", effective_rank=1.0)},
+        RUN,
+        "strategies[0].params.effective_rank: Input should be less than 1",
+    ),
+    (
+        "inflora-threshold",
+        {"suite": _strategy("inflora", threshold=1.0)},
+        RUN,
+        "strategies[0].params.threshold: Input should be less than 1",
+    ),
+    (
+        "ewc-importance-norm",
+        {"suite": _strategy("ewc", importance_norm="max")},
+        RUN,
+        "strategies[0].params.importance_norm: Input should be 'none' or 'mean'",
+    ),
+    (
+        "text-adapters-class-il",
+        {"suite": _text(head="single", adapters={"rank": 4})},
+        RUN,
+        "adapters: one adapter per task is chosen by the task label",
+    ),
+    ("text-adapters-no-layer", {"suite": _text(trainable_layers=0, adapters={})}, RUN, "set trainable_layers >= 1"),
+    (
+        "text-adapters-target",
+        {"suite": _text(adapters={"target_modules": ["qkv"]})},
+        RUN,
+        "adapters.target_modules: ['qkv'] name no Linear layer of the encoder's layers; allowed: attention.self.query",
+    ),
     ("text-hf-offline", {"suite": _text(corpus="hf:ag_news")}, RUN, "downloads are off: set `download: true`"),
     ("text-adapters-key", {"suite": _text(adapters={"rnak": 4})}, RUN, "scenarios[0].params.adapters.rnak"),
     # --- the ENAS recurrent-cell search (issue 33)
-    ("enas-nodes-0", {"suite": _enas(nodes=0)}, RUN, "scenarios[0].params.nodes: Input should be greater than or equal to 1"),
-    ("enas-activation", {"suite": _enas(activations=["tanh", "gelu"])}, RUN,
-     "scenarios[0].params.activations[1]: Input should be 'tanh', 'relu', 'identity' or 'sigmoid'"),
-    ("enas-bptt-longer-than-validation", {"suite": _enas(bptt=500)}, RUN,
-     "bptt must be below the validation split's 289 tokens"),
-    ("enas-vocabulary-1", {"suite": _enas(vocabulary=1)}, RUN,
-     "scenarios[0].params.vocabulary: Input should be greater than or equal to 2"),
-    ("enas-corpus-folder-without-train", {"suite": _enas(corpus=f"folder:{REPO / 'tests' / 'data'}")},
-     RUN, "needs train.txt, valid.txt and test.txt; missing: train.txt"),
+    (
+        "enas-nodes-0",
+        {"suite": _enas(nodes=0)},
+        RUN,
+        "scenarios[0].params.nodes: Input should be greater than or equal to 1",
+    ),
+    (
+        "enas-activation",
+        {"suite": _enas(activations=["tanh", "gelu"])},
+        RUN,
+        "scenarios[0].params.activations[1]: Input should be 'tanh', 'relu', 'identity' or 'sigmoid'",
+    ),
+    (
+        "enas-bptt-longer-than-validation",
+        {"suite": _enas(bptt=500)},
+        RUN,
+        "bptt must be below the validation split's 289 tokens",
+    ),
+    (
+        "enas-vocabulary-1",
+        {"suite": _enas(vocabulary=1)},
+        RUN,
+        "scenarios[0].params.vocabulary: Input should be greater than or equal to 2",
+    ),
+    (
+        "enas-corpus-folder-without-train",
+        {"suite": _enas(corpus=f"folder:{REPO / 'tests' / 'data'}")},
+        RUN,
+        "needs train.txt, valid.txt and test.txt; missing: train.txt",
+    ),
     ("enas-hf-offline", {"suite": _enas(corpus="hf:ptb_text_only")}, RUN, "downloads are off: set `download: true`"),
     ("enas-tied-sizes", {"suite": _enas(embedding=16)}, RUN, "embedding must equal hidden"),
-    ("enas-retrain-steps-negative", {"suite": _enas(retrain_steps=-1)}, RUN,
-     "scenarios[0].params.retrain_steps: Input should be greater than or equal to 0"),
-    ("enas-controller-key", {"suite": _enas(controller={"temprature": 5})}, RUN,
-     "scenarios[0].params.controller.temprature"),
-    ("enas-cnn-nodes-0", {"suite": _enas_cnn(nodes=0)}, RUN,
-     "scenarios[0].params.nodes: Input should be greater than or equal to 1"),
-    ("enas-cnn-op", {"suite": _enas_cnn(ops=["sep_conv_3x3", "conv_7x7"])}, RUN,
-     "scenarios[0].params.ops[1]: Input should be 'sep_conv_3x3', 'sep_conv_5x5', 'avg_pool_3x3', 'max_pool_3x3' or "
-     "'identity'"),
-    ("enas-cnn-not-images", {"suite": _enas_cnn(dataset="mnist1d")}, RUN,
-     "the micro-CNN search needs an image dataset (C, H, W); 'mnist1d' is not one"),
-    ("enas-cnn-eval-size", {"suite": _enas_cnn(eval_size=500)}, RUN,
-     "eval_size must be at most validation_size (100), got 500"),
-    ("enas-cnn-validation-size", {"suite": _enas_cnn(validation_size=5000, eval_size=None)}, RUN,
-     "validation_size must be below the 1347 training images of 'digits'"),
+    (
+        "enas-retrain-steps-negative",
+        {"suite": _enas(retrain_steps=-1)},
+        RUN,
+        "scenarios[0].params.retrain_steps: Input should be greater than or equal to 0",
+    ),
+    (
+        "enas-controller-key",
+        {"suite": _enas(controller={"temprature": 5})},
+        RUN,
+        "scenarios[0].params.controller.temprature",
+    ),
+    (
+        "enas-cnn-nodes-0",
+        {"suite": _enas_cnn(nodes=0)},
+        RUN,
+        "scenarios[0].params.nodes: Input should be greater than or equal to 1",
+    ),
+    (
+        "enas-cnn-op",
+        {"suite": _enas_cnn(ops=["sep_conv_3x3", "conv_7x7"])},
+        RUN,
+        "scenarios[0].params.ops[1]: Input should be 'sep_conv_3x3', 'sep_conv_5x5', 'avg_pool_3x3', 'max_pool_3x3' or "
+        "'identity'",
+    ),
+    (
+        "enas-cnn-not-images",
+        {"suite": _enas_cnn(dataset="mnist1d")},
+        RUN,
+        "the micro-CNN search needs an image dataset (C, H, W); 'mnist1d' is not one",
+    ),
+    (
+        "enas-cnn-eval-size",
+        {"suite": _enas_cnn(eval_size=500)},
+        RUN,
+        "eval_size must be at most validation_size (100), got 500",
+    ),
+    (
+        "enas-cnn-validation-size",
+        {"suite": _enas_cnn(validation_size=5000, eval_size=None)},
+        RUN,
+        "validation_size must be below the 1347 training images of 'digits'",
+    ),
     ("enas-cnn-unknown-dataset", {"suite": _enas_cnn(dataset="cifar-10")}, RUN, "unknown dataset 'cifar-10'; allowed:"),
-    ("wpl-fisher-mode", {"suite": _strategy("wpl", fisher="running")}, RUN,
-     "strategies[0].params.fisher: Input should be 'exact', 'minibatch' or 'online'"),
+    (
+        "wpl-fisher-mode",
+        {"suite": _strategy("wpl", fisher="running")},
+        RUN,
+        "strategies[0].params.fisher: Input should be 'exact', 'minibatch' or 'online'",
+    ),
     # --- issue 36: importance sample budgets
-    ("ewc-importance-samples-zero", {"suite": _strategy("ewc", importance_samples=0)}, RUN,
-     "strategies[0].params.importance_samples: Input should be greater than 0"),
-    ("mas-importance-samples-text", {"suite": _strategy("mas", importance_samples="all")}, RUN,
-     "strategies[0].params.importance_samples: Input should be a valid integer"),
-    ("training-grad-clip-norm", {"suite": _suite(training={"grad_clip_norm": -1.0})}, RUN,
-     "training.grad_clip_norm: Input should be greater than 0"),
+    (
+        "ewc-importance-samples-zero",
+        {"suite": _strategy("ewc", importance_samples=0)},
+        RUN,
+        "strategies[0].params.importance_samples: Input should be greater than 0",
+    ),
+    (
+        "mas-importance-samples-text",
+        {"suite": _strategy("mas", importance_samples="all")},
+        RUN,
+        "strategies[0].params.importance_samples: Input should be a valid integer",
+    ),
+    (
+        "training-grad-clip-norm",
+        {"suite": _suite(training={"grad_clip_norm": -1.0})},
+        RUN,
+        "training.grad_clip_norm: Input should be greater than 0",
+    ),
     # --- issue 34: found as new and as hostile users
     ("yaml-alias-bomb", {"suite": _ALIAS_BOMB}, RUN, "expands to more than 100,000 values"),
     ("yaml-deep-nesting", {"suite": "name: t\nseeds: " + "[" * 2000 + "]" * 2000 + "\n"}, RUN, "nests deeper than 64"),
-    ("label-10000-characters", {"suite": _suite(strategies=[{"name": "naive", "label": "a" * 10_000}])}, RUN,
-     "strategies[0].label: Value error, label is 10000 characters long; at most 100"),
+    (
+        "label-10000-characters",
+        {"suite": _suite(strategies=[{"name": "naive", "label": "a" * 10_000}])},
+        RUN,
+        "strategies[0].label: Value error, label is 10000 characters long; at most 100",
+    ),
     ("suite-name-too-long", {"suite": _suite(name="n" * 300)}, RUN, "name: String should have at most 100 characters"),
-    ("out-is-a-file", {"suite": _suite(), "taken": "not a folder"}, ("run", "{suite}", "--out", "{taken}"),
-     "is a file, not a folder"),
-    ("out-under-a-file", {"suite": _suite(), "taken": "x"}, ("run", "{suite}", "--out", "{taken}/sub"),
-     "is a file, not a folder"),
-    ("report-output-under-a-file", {"results/runs/r/result.json": json.dumps(_RECORD), "taken": "x"},
-     ("report", "{dir}/results", "-o", "{taken}/report.html"), "-o/--output"),
-    ("validate-skip-data-factory-keyword", {"suite": _custom(benchmark_params={"n_tasks": 3})},
-     ("validate", "{suite}", "--skip-data"), "unexpected keyword argument 'n_tasks'"),
-    ("validate-skip-data-no-task-labels", {"suite": _custom(benchmark_params={"task_labels": False})},
-     ("validate", "{suite}", "--skip-data"), "has no task labels"),
-    ("unknown-key-lists-allowed", {"suite": _strategy("ewc", ewc_lamda=100)}, RUN,
-     "strategies[0].params.ewc_lamda: unknown key; did you mean 'ewc_lambda'? allowed: ewc_lambda"),
-    ("unknown-nested-key-lists-allowed", {"suite": _suite(training={"lrr": 0.1})}, RUN,
-     "training.lrr: unknown key; did you mean 'lr'? allowed: optimizer, lr"),
-    ("unknown-root-key-lists-allowed", {"suite": _suite(strategy=[{"name": "naive"}])}, RUN,
-     "strategy: unknown key; did you mean 'strategies'? allowed: name, seeds"),
-    ("unknown-strategy-suggests", {"suite": _suite(strategies=[{"name": "wlp"}])}, RUN,
-     "unknown strategy 'wlp'; did you mean 'wpl'?"),
+    (
+        "out-is-a-file",
+        {"suite": _suite(), "taken": "not a folder"},
+        ("run", "{suite}", "--out", "{taken}"),
+        "is a file, not a folder",
+    ),
+    (
+        "out-under-a-file",
+        {"suite": _suite(), "taken": "x"},
+        ("run", "{suite}", "--out", "{taken}/sub"),
+        "is a file, not a folder",
+    ),
+    (
+        "report-output-under-a-file",
+        {"results/runs/r/result.json": json.dumps(_RECORD), "taken": "x"},
+        ("report", "{dir}/results", "-o", "{taken}/report.html"),
+        "-o/--output",
+    ),
+    (
+        "validate-skip-data-factory-keyword",
+        {"suite": _custom(benchmark_params={"n_tasks": 3})},
+        ("validate", "{suite}", "--skip-data"),
+        "unexpected keyword argument 'n_tasks'",
+    ),
+    (
+        "validate-skip-data-no-task-labels",
+        {"suite": _custom(benchmark_params={"task_labels": False})},
+        ("validate", "{suite}", "--skip-data"),
+        "has no task labels",
+    ),
+    (
+        "unknown-key-lists-allowed",
+        {"suite": _strategy("ewc", ewc_lamda=100)},
+        RUN,
+        "strategies[0].params.ewc_lamda: unknown key; did you mean 'ewc_lambda'? allowed: ewc_lambda",
+    ),
+    (
+        "unknown-nested-key-lists-allowed",
+        {"suite": _suite(training={"lrr": 0.1})},
+        RUN,
+        "training.lrr: unknown key; did you mean 'lr'? allowed: optimizer, lr",
+    ),
+    (
+        "unknown-root-key-lists-allowed",
+        {"suite": _suite(strategy=[{"name": "naive"}])},
+        RUN,
+        "strategy: unknown key; did you mean 'strategies'? allowed: name, seeds",
+    ),
+    (
+        "unknown-strategy-suggests",
+        {"suite": _suite(strategies=[{"name": "wlp"}])},
+        RUN,
+        "unknown strategy 'wlp'; did you mean 'wpl'?",
+    ),
     # Avalanche's methods by name (strategies/avalanche_zoo.py)
-    ("avalanche-class-unknown", {"suite": _suite(strategies=[{"name": "avalanche.GEMM"}])}, RUN,
-     "unknown strategy 'avalanche.GEMM'; did you mean 'avalanche.GEM'?"),
-    ("avalanche-class-not-runnable", {"suite": _suite(strategies=[{"name": "avalanche.ICaRL"}])}, RUN,
-     "strategies[0].name: 'avalanche.ICaRL' cannot run on forgetbench's scenarios: needs a feature extractor"),
-    ("avalanche-argument-unknown", {"suite": _strategy("avalanche.GEM", patterns_per_exp=8, memory_strength=0.5,
-                                                       strength=1.0)}, RUN,
-     "strategies[0].params.strength: unknown key; did you mean 'memory_strength'? allowed: patterns_per_exp, "
-     "memory_strength"),
-    ("avalanche-argument-type", {"suite": _strategy("avalanche.GEM", patterns_per_exp="many", memory_strength=0.5)},
-     RUN, "strategies[0].params.patterns_per_exp: Input should be a valid integer"),
-    ("avalanche-argument-missing", {"suite": _strategy("avalanche.GEM", memory_strength=0.5)}, RUN,
-     "strategies[0].params.patterns_per_exp: Field required"),
-    ("avalanche-method-refused-on-scenario", {"suite": _strategy("avalanche.DER")}, RUN,
-     "strategies[0].name: 'avalanche.DER' cannot run on scenarios[0] 'split': it needs single_head"),
-    ("avalanche-der-on-masked-class-il", {"suite": _suite(
-        scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 2, "setting": "class-IL"}}],
-        strategies=[{"name": "avalanche.DER"}])}, RUN,
-     "it needs unmasked_outputs (DER regresses stored logits"),
-    ("mask-unseen-classes-not-class-il", {"suite": _suite(scenarios=[{"name": "split", "params": {
-        "dataset": "digits", "mask_unseen_classes": False}}])}, RUN,
-     "scenarios[0].params: Value error, mask_unseen_classes: applies to setting 'class-IL' only"),
-    ("impossible-widths", {"suite": _suite(scenarios=[{"name": "split", "params": {
-        "dataset": "digits", "tasks": 2, "widths": [2_000_000, 2_000_000]}}])}, RUN,
-     "scenarios[0].params: the network would have 4,000,"),
-    ("impossible-widths-validate", {"suite": _suite(scenarios=[{"name": "permuted", "params": {
-        "dataset": "digits", "widths": [3_000_000, 3_000_000]}}])}, ("validate", "{suite}", "--skip-data"),
-     "more than the"),
+    (
+        "avalanche-class-unknown",
+        {"suite": _suite(strategies=[{"name": "avalanche.GEMM"}])},
+        RUN,
+        "unknown strategy 'avalanche.GEMM'; did you mean 'avalanche.GEM'?",
+    ),
+    (
+        "avalanche-class-not-runnable",
+        {"suite": _suite(strategies=[{"name": "avalanche.ICaRL"}])},
+        RUN,
+        "strategies[0].name: 'avalanche.ICaRL' cannot run on forgetbench's scenarios: needs a feature extractor",
+    ),
+    (
+        "avalanche-argument-unknown",
+        {"suite": _strategy("avalanche.GEM", patterns_per_exp=8, memory_strength=0.5, strength=1.0)},
+        RUN,
+        "strategies[0].params.strength: unknown key; did you mean 'memory_strength'? allowed: patterns_per_exp, "
+        "memory_strength",
+    ),
+    (
+        "avalanche-argument-type",
+        {"suite": _strategy("avalanche.GEM", patterns_per_exp="many", memory_strength=0.5)},
+        RUN,
+        "strategies[0].params.patterns_per_exp: Input should be a valid integer",
+    ),
+    (
+        "avalanche-argument-missing",
+        {"suite": _strategy("avalanche.GEM", memory_strength=0.5)},
+        RUN,
+        "strategies[0].params.patterns_per_exp: Field required",
+    ),
+    (
+        "avalanche-method-refused-on-scenario",
+        {"suite": _strategy("avalanche.DER")},
+        RUN,
+        "strategies[0].name: 'avalanche.DER' cannot run on scenarios[0] 'split': it needs single_head",
+    ),
+    (
+        "avalanche-der-on-masked-class-il",
+        {
+            "suite": _suite(
+                scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 2, "setting": "class-IL"}}],
+                strategies=[{"name": "avalanche.DER"}],
+            )
+        },
+        RUN,
+        "it needs unmasked_outputs (DER regresses stored logits",
+    ),
+    (
+        "mask-unseen-classes-not-class-il",
+        {"suite": _suite(scenarios=[{"name": "split", "params": {"dataset": "digits", "mask_unseen_classes": False}}])},
+        RUN,
+        "scenarios[0].params: Value error, mask_unseen_classes: applies to setting 'class-IL' only",
+    ),
+    (
+        "impossible-widths",
+        {
+            "suite": _suite(
+                scenarios=[
+                    {"name": "split", "params": {"dataset": "digits", "tasks": 2, "widths": [2_000_000, 2_000_000]}}
+                ]
+            )
+        },
+        RUN,
+        "scenarios[0].params: the network would have 4,000,",
+    ),
+    (
+        "impossible-widths-validate",
+        {
+            "suite": _suite(
+                scenarios=[{"name": "permuted", "params": {"dataset": "digits", "widths": [3_000_000, 3_000_000]}}]
+            )
+        },
+        ("validate", "{suite}", "--skip-data"),
+        "more than the",
+    ),
     # calibrate: its own options, and entries it cannot probe (nothing run, nothing written)
     ("calibrate-decades-zero", {"suite": _strategy("l2", l2_lambda=1.0)}, CALIBRATE + ("--decades", "0"), "--decades"),
-    ("calibrate-fraction-one", {"suite": _strategy("l2", l2_lambda=1.0)}, CALIBRATE + ("--fraction", "1"), "--fraction"),
-    ("calibrate-grid-on-another-param", {"suite": _strategy("ewc", mode=["separate", "online"])}, CALIBRATE,
-     "strategies[ewc].params.mode"),
+    (
+        "calibrate-fraction-one",
+        {"suite": _strategy("l2", l2_lambda=1.0)},
+        CALIBRATE + ("--fraction", "1"),
+        "--fraction",
+    ),
+    (
+        "calibrate-grid-on-another-param",
+        {"suite": _strategy("ewc", mode=["separate", "online"])},
+        CALIBRATE,
+        "strategies[ewc].params.mode",
+    ),
     ("calibrate-nothing-declares-a-strength", {"suite": _suite()}, CALIBRATE, "declares a strength"),
     # tune: blocks Optuna cannot search, refused before anything runs
-    ("unknown-strategy-in-capitals-suggests", {"suite": _suite(strategies=[{"name": "WPL"}])}, RUN,
-     "did you mean 'wpl'?"),
-    ("custom-task-without-a-trainable-parameter", {"suite": _custom(model="byo_fixtures:second_task_frozen_model")},
-     RUN, "experience1 (task label 1) uses no trainable parameter"),
+    (
+        "unknown-strategy-in-capitals-suggests",
+        {"suite": _suite(strategies=[{"name": "WPL"}])},
+        RUN,
+        "did you mean 'wpl'?",
+    ),
+    (
+        "custom-task-without-a-trainable-parameter",
+        {"suite": _custom(model="byo_fixtures:second_task_frozen_model")},
+        RUN,
+        "experience1 (task label 1) uses no trainable parameter",
+    ),
     ("tune-unknown-param", {"suite": _tuned({"l2_lamda": "auto"})}, RUN, "tune.params.l2_lamda: not a param"),
-    ("tune-auto-on-a-non-strength", {"suite": _tuned({"alpha": "auto"}, name="mas")}, RUN,
-     "tune.params.alpha: auto (the calibrated range)"),
-    ("tune-low-above-high", {"suite": _tuned({"l2_lambda": {"low": 10, "high": 1}})}, RUN,
-     "strategies[0].tune.params.l2_lambda"),
+    (
+        "tune-auto-on-a-non-strength",
+        {"suite": _tuned({"alpha": "auto"}, name="mas")},
+        RUN,
+        "tune.params.alpha: auto (the calibrated range)",
+    ),
+    (
+        "tune-low-above-high",
+        {"suite": _tuned({"l2_lambda": {"low": 10, "high": 1}})},
+        RUN,
+        "strategies[0].tune.params.l2_lambda",
+    ),
     ("tune-log-range-from-zero", {"suite": _tuned({"l2_lambda": {"low": 0, "high": 1}})}, RUN, "log-scale range"),
     ("tune-zero-trials", {"suite": _tuned({"l2_lambda": "auto"}, trials=0)}, RUN, "strategies[0].tune.trials"),
-    ("tune-unknown-sampler", {"suite": _tuned({"l2_lambda": "auto"}, sampler="cmaes")}, RUN,
-     "strategies[0].tune.sampler"),
-    ("tune-and-selection", {"suite": _suite(strategies=[{"name": "l2", "params": {"l2_lambda": [1, 10]},
-                                                         "selection": {"metric": "ACC"},
-                                                         "tune": {"params": {"l2_lambda": "auto"}}}])}, RUN,
-     "tuned or selected from a grid, not both"),
-    ("tune-on-an-unknown-scenario", {"suite": _tuned({"l2_lambda": "auto"}, scenario="splt")}, RUN,
-     "strategies[0].tune.scenario: 'splt' is not a scenario of this suite; did you mean 'split'?"),
-    ("tune-first-tasks-one", {"suite": _tuned({"l2_lambda": "auto"}, first_tasks=1)}, RUN,
-     "strategies[0].tune.first_tasks"),
-    ("tune-unknown-pruning", {"suite": _tuned({"l2_lambda": "auto"}, pruning="mean")}, RUN,
-     "strategies[0].tune.pruning"),
-    ("tune-pruning-startup-without-pruning", {"suite": _tuned({"l2_lambda": "auto"}, pruning_startup=2)}, RUN,
-     "pruning_startup is read only with pruning: median or quartile"),
-    ("tune-pruning-that-cannot-prune", {"suite": _tuned({"l2_lambda": "auto"}, trials=4, pruning="median")}, RUN,
-     "pruning_startup 4 >= trials 4"),
-    ("tune-with-a-grid", {"suite": _suite(strategies=[{"name": "ewc", "params": {"mode": ["separate", "online"]},
-                                                       "tune": {"params": {"ewc_lambda": "auto"}}}])}, RUN,
-     "not a grid (mode)"),
+    (
+        "tune-unknown-sampler",
+        {"suite": _tuned({"l2_lambda": "auto"}, sampler="cmaes")},
+        RUN,
+        "strategies[0].tune.sampler",
+    ),
+    (
+        "tune-and-selection",
+        {
+            "suite": _suite(
+                strategies=[
+                    {
+                        "name": "l2",
+                        "params": {"l2_lambda": [1, 10]},
+                        "selection": {"metric": "ACC"},
+                        "tune": {"params": {"l2_lambda": "auto"}},
+                    }
+                ]
+            )
+        },
+        RUN,
+        "tuned or selected from a grid, not both",
+    ),
+    (
+        "tune-on-an-unknown-scenario",
+        {"suite": _tuned({"l2_lambda": "auto"}, scenario="splt")},
+        RUN,
+        "strategies[0].tune.scenario: 'splt' is not a scenario of this suite; did you mean 'split'?",
+    ),
+    (
+        "tune-first-tasks-one",
+        {"suite": _tuned({"l2_lambda": "auto"}, first_tasks=1)},
+        RUN,
+        "strategies[0].tune.first_tasks",
+    ),
+    (
+        "tune-unknown-pruning",
+        {"suite": _tuned({"l2_lambda": "auto"}, pruning="mean")},
+        RUN,
+        "strategies[0].tune.pruning",
+    ),
+    (
+        "tune-pruning-startup-without-pruning",
+        {"suite": _tuned({"l2_lambda": "auto"}, pruning_startup=2)},
+        RUN,
+        "pruning_startup is read only with pruning: median or quartile",
+    ),
+    (
+        "tune-pruning-that-cannot-prune",
+        {"suite": _tuned({"l2_lambda": "auto"}, trials=4, pruning="median")},
+        RUN,
+        "pruning_startup 4 >= trials 4",
+    ),
+    (
+        "tune-with-a-grid",
+        {
+            "suite": _suite(
+                strategies=[
+                    {
+                        "name": "ewc",
+                        "params": {"mode": ["separate", "online"]},
+                        "tune": {"params": {"ewc_lambda": "auto"}},
+                    }
+                ]
+            )
+        },
+        RUN,
+        "not a grid (mode)",
+    ),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))
-    CASES.append(("perf-cuda-without-gpu", {}, ("perf", "--device", "cuda", "--quick", "--dataset", "digits"),
-                  "--device cuda"))
+    CASES.append(
+        ("perf-cuda-without-gpu", {}, ("perf", "--device", "cuda", "--quick", "--dataset", "digits"), "--device cuda")
+    )
 
 
 def _materialise(tmp_path: Path, files: dict[str, Any]) -> dict[str, str]:
@@ -441,8 +940,13 @@ def test_bad_input_through_the_installed_console_script(tmp_path):
     script = Path(sys.executable).with_name("forgetbench")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "forgetbench.benchmark.front.cli"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([*command, "run", str(config), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [*command, "run", str(config), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()

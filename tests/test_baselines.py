@@ -25,8 +25,15 @@ from forgetbench.strategies.standalone import StandaloneModels
 def scenario_of(name: str, seed: int = 0, **params):
     base = {
         "split": {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [16]},
-        "two_model": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 16, "shared": 1,
-                      "a_steps": 20, "b_steps": 20},
+        "two_model": {
+            "dataset": "digits",
+            "depth_a": 2,
+            "depth_b": 3,
+            "width": 16,
+            "shared": 1,
+            "a_steps": 20,
+            "b_steps": 20,
+        },
     }[name] | params
     entry = SCENARIOS.get(name)
     torch.manual_seed(seed)
@@ -54,8 +61,9 @@ class Recorder(SupervisedPlugin):
 def train(name: str, scenario, params: dict | None = None, epochs: int = 1):
     recorder = Recorder()
     training = TrainingConfig(lr=0.05, momentum=0.9, batch_size=32, epochs=epochs)
-    ctx = StrategyContext(scenario.model, training, torch.device("cpu"), scenario.turn_used_params, 0,
-                          harness_plugins=[recorder])
+    ctx = StrategyContext(
+        scenario.model, training, torch.device("cpu"), scenario.turn_used_params, 0, harness_plugins=[recorder]
+    )
     entry = STRATEGIES.get(name)
     strategy = entry.factory(ctx, entry.parse_params(params or {}))
     for experience in scenario.avalanche_benchmark().train_stream:
@@ -94,9 +102,11 @@ def test_mas_importance_matches_avalanche_and_penalty_matches_formula():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01)
+
     def expected(cap):  # the default cap clamps Omega at max_curvature / (2 lambda) for the penalty only
-        return 2.0 * sum(float((plugin.importance[n].data.clamp(max=cap) * 0.01**2).sum())
-                         for n, _ in model.named_parameters())
+        return 2.0 * sum(
+            float((plugin.importance[n].data.clamp(max=cap) * 0.01**2).sum()) for n, _ in model.named_parameters()
+        )
 
     for cap in (plugin.max_curvature, None):  # None: Avalanche's own before_backward
         plugin.max_curvature = cap
@@ -110,16 +120,27 @@ def test_mas_importance_matches_avalanche_and_penalty_matches_formula():
 
 def strategy_at(strategy, experience):
     """The strategy seen as if it were at ``experience`` (for the importance pass)."""
-    return SimpleNamespace(model=strategy.model, experience=experience, device=strategy.device,
-                           train_mb_size=strategy.train_mb_size, optimizer=strategy.optimizer)
+    return SimpleNamespace(
+        model=strategy.model,
+        experience=experience,
+        device=strategy.device,
+        train_mb_size=strategy.train_mb_size,
+        optimizer=strategy.optimizer,
+    )
 
 
 # --------------------------------------------------------------------------------------- lwf
 def test_lwf_penalises_drift_of_earlier_heads_only():
     scenario = scenario_of("split", tasks=2)
     recorder = Recorder()
-    ctx = StrategyContext(scenario.model, TrainingConfig(lr=0.05, batch_size=32), torch.device("cpu"),
-                          scenario.turn_used_params, 0, harness_plugins=[recorder])
+    ctx = StrategyContext(
+        scenario.model,
+        TrainingConfig(lr=0.05, batch_size=32),
+        torch.device("cpu"),
+        scenario.turn_used_params,
+        0,
+        harness_plugins=[recorder],
+    )
     strategy = STRATEGIES.get("lwf").factory(ctx, STRATEGIES.get("lwf").parse_params({"alpha": 1.0}))
     strategy.train(scenario.avalanche_benchmark().train_stream[0], eval_streams=[])
     lwf = plugin_of(strategy, LwFStatePlugin).lwf
@@ -193,8 +214,9 @@ def test_lwf_seen_units_puts_the_new_classes_in_the_students_softmax():
     restricted to the old ones) over *every* earlier class together, by hand, on the third experience;
     raising a new class's logit raises it, while Avalanche's per-task ``previous`` ignores it."""
     scenario = scenario_of("split", tasks=3, setting="class-IL")
-    ctx = StrategyContext(scenario.model, TrainingConfig(lr=0.05, batch_size=32), torch.device("cpu"),
-                          scenario.turn_used_params, 0)
+    ctx = StrategyContext(
+        scenario.model, TrainingConfig(lr=0.05, batch_size=32), torch.device("cpu"), scenario.turn_used_params, 0
+    )
     entry = STRATEGIES.get("lwf")
     strategy = entry.factory(ctx, entry.parse_params({"alpha": 1.0, "units": "seen"}))
     stream = scenario.avalanche_benchmark().train_stream
@@ -220,7 +242,9 @@ def test_lwf_seen_units_puts_the_new_classes_in_the_students_softmax():
     assert float(lwf(x, student, model)) == pytest.approx(by_hand, rel=1e-5)
     per_task = sum(  # what distilling each earlier task's classes apart would give instead
         float((qk * (qk.log() - torch.log_softmax(student[:, units + [4, 5]] / T, dim=1)[:, :2])).sum(1).mean())
-        for units in ([0, 1], [2, 3]) for qk in [torch.softmax(teacher[:, units] / T, dim=1)])
+        for units in ([0, 1], [2, 3])
+        for qk in [torch.softmax(teacher[:, units] / T, dim=1)]
+    )
     assert abs(per_task - by_hand) > 0.05
     previous = entry.factory(ctx, entry.parse_params({"alpha": 1.0}))
     prev_lwf = plugin_of(previous, LwFStatePlugin).lwf
@@ -254,8 +278,12 @@ def test_mas_step_gradient_is_avalanches_penalty_differentiated_and_unused_heads
                 p.add_(0.05 * torch.randn_like(p))  # trunk and head 2 moved away from their anchors
     x = scenario.tasks[2].train_x[:16]
     stream = scenario.avalanche_benchmark().train_stream
-    fake = SimpleNamespace(model=model, clock=SimpleNamespace(train_exp_counter=2), experience=stream[2],
-                           optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    fake = SimpleNamespace(
+        model=model,
+        clock=SimpleNamespace(train_exp_counter=2),
+        experience=stream[2],
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+    )
     for cap in (None, plugin.max_curvature):
         plugin.max_curvature = cap
         plugin.before_training_exp(fake)
@@ -334,8 +362,9 @@ def test_mixed_loader_cycles_through_memory():
     memory = (torch.arange(100.0, 105.0), torch.zeros(5, dtype=torch.long), torch.zeros(5, dtype=torch.long))
     from forgetbench.benchmark.data.loaders import TensorBatchLoader
 
-    loader = MixedTensorLoader(TensorBatchLoader(tuple(current), 4, shuffle=False), memory, 2,
-                               torch.Generator().manual_seed(0))
+    loader = MixedTensorLoader(
+        TensorBatchLoader(tuple(current), 4, shuffle=False), memory, 2, torch.Generator().manual_seed(0)
+    )
     batches = list(loader)
     assert len(batches) == 3 and [len(b[0]) for b in batches] == [6, 6, 4]
     seen = torch.cat([b[0][-2:] for b in batches[:2]])
@@ -393,9 +422,12 @@ def test_standalone_result_has_zero_forgetting(write_suite, cli, tmp_path):
     from conftest import read_json, tiny_suite
 
     out = tmp_path / "out"
-    suite = tiny_suite(strategies=[{"name": "standalone"}],
-                       scenarios=[{"name": "split", "params": {"dataset": "digits", "tasks": 3,
-                                                                "classes_per_task": 2, "widths": [16]}}])
+    suite = tiny_suite(
+        strategies=[{"name": "standalone"}],
+        scenarios=[
+            {"name": "split", "params": {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [16]}}
+        ],
+    )
     assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
     R = np.array(read_json(out / "runs" / "split__standalone__seed0" / "result.json")["accuracy_matrix"])
     for k in range(3):

@@ -33,15 +33,36 @@ def test_run_suite_from_a_script_writes_the_same_result_files_as_the_cli(tmp_pat
     suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc"}])
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    script = ("import json, sys; from forgetbench.benchmark.front.api import run_suite\n"
-              "r = run_suite(json.loads(sys.argv[1]), out=sys.argv[2], progress=False)\n"
-              "print(r.summary_text()); sys.exit(r.exit_code)")
-    api = subprocess.run([sys.executable, "-c", script, json.dumps(suite), str(tmp_path / "api")], env=env,
-                         capture_output=True, text=True, timeout=600)
+    script = (
+        "import json, sys; from forgetbench.benchmark.front.api import run_suite\n"
+        "r = run_suite(json.loads(sys.argv[1]), out=sys.argv[2], progress=False)\n"
+        "print(r.summary_text()); sys.exit(r.exit_code)"
+    )
+    api = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(suite), str(tmp_path / "api")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert api.returncode == 0, api.stderr
-    cli = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "run", str(tmp_path / "suite.yaml"), "--out",
-                          str(tmp_path / "cli"), "--quiet", "--no-report"], env=env, capture_output=True, text=True,
-                         timeout=600)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forgetbench.benchmark.front.cli",
+            "run",
+            str(tmp_path / "suite.yaml"),
+            "--out",
+            str(tmp_path / "cli"),
+            "--quiet",
+            "--no-report",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert cli.returncode == 0, cli.stderr
     assert comparable(tmp_path / "api") == comparable(tmp_path / "cli") != {}
     assert "naive" in api.stdout and "ewc" in api.stdout
@@ -74,8 +95,9 @@ def test_run_suite_validates_like_the_cli(tmp_path):
 
 # ------------------------------------------------------------------------------ custom scenario
 def custom_spec(strategy: str = "naive", **params) -> RunSpec:
-    return RunSpec("byo", ComponentSpec(name="custom", params=CUSTOM | params), ComponentSpec(name=strategy), 0,
-                   TRAINING, "cpu")
+    return RunSpec(
+        "byo", ComponentSpec(name="custom", params=CUSTOM | params), ComponentSpec(name=strategy), 0, TRAINING, "cpu"
+    )
 
 
 def test_a_repeated_task_label_is_a_later_round_of_its_task_not_a_new_task():
@@ -83,8 +105,14 @@ def test_a_repeated_task_label_is_a_later_round_of_its_task_not_a_new_task():
     spec = custom_spec(benchmark="byo_fixtures:rounds_benchmark")
     scenario = seeded_scenario(spec, None)
     assert [t.name for t in scenario.tasks] == ["experience0", "experience1", "experience2"]
-    assert [(t.task, t.record) for t in scenario.schedule] == [(0, False), (1, False), (2, True),
-                                                              (0, False), (1, False), (2, True)]
+    assert [(t.task, t.record) for t in scenario.schedule] == [
+        (0, False),
+        (1, False),
+        (2, True),
+        (0, False),
+        (1, False),
+        (2, True),
+    ]
     record = run(spec, None)
     assert record.status == "ok", record.error
     assert len(record.experiences) == 3 and [len(r) for r in record.accuracy_matrix] == [3, 3]  # a row per round
@@ -93,8 +121,9 @@ def test_a_repeated_task_label_is_a_later_round_of_its_task_not_a_new_task():
 
 def test_a_repeated_task_label_with_other_data_is_refused_naming_the_experience():
     with pytest.raises(ValueError, match="train experience 3 repeats task label 0 .* other data"):
-        seeded_scenario(custom_spec(benchmark="byo_fixtures:rounds_benchmark",
-                                    benchmark_params={"same_data": False}), None)
+        seeded_scenario(
+            custom_spec(benchmark="byo_fixtures:rounds_benchmark", benchmark_params={"same_data": False}), None
+        )
 
 
 def test_custom_scenario_detects_trunk_as_shared_and_heads_as_private():
@@ -115,7 +144,11 @@ def test_custom_scenario_runs_every_regularizer_that_needs_shared_params(model):
 
 def test_plain_module_is_one_model_for_every_experience():
     scenario = seeded_scenario(custom_spec(model="byo_fixtures:plain_mlp"), None)
-    assert scenario.tasks[0].used_params == scenario.tasks[1].used_params == {n for n, _ in scenario.model.named_parameters()}
+    assert (
+        scenario.tasks[0].used_params
+        == scenario.tasks[1].used_params
+        == {n for n, _ in scenario.model.named_parameters()}
+    )
 
 
 # ---------------------------------------------------------------- out-of-tree example packages
@@ -135,21 +168,53 @@ def site_env(site: Path) -> dict[str, str]:
 @pytest.mark.slow  # runs pip
 def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(example_site, tmp_path):
     env = site_env(example_site)
-    listed = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "scenarios"], env=env,
-                            capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "scenarios"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "adapters" in listed and "example plug-in" in listed
-    datasets = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "datasets"], env=env,
-                              capture_output=True, text=True, check=True).stdout
+    datasets = subprocess.run(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "datasets"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "blobs" in datasets and "Gaussian blobs" in datasets
-    suite = tiny_suite(scenarios=[{"name": "adapters", "params": {"tasks": 2, "width": 16, "bottleneck": 4}},
-                                  {"name": "split", "params": {"dataset": "blobs", "tasks": 2, "widths": [16]}}],
-                       strategies=[{"name": "naive"}, {"name": "wpl"}])
+    suite = tiny_suite(
+        scenarios=[
+            {"name": "adapters", "params": {"tasks": 2, "width": 16, "bottleneck": 4}},
+            {"name": "split", "params": {"dataset": "blobs", "tasks": 2, "widths": [16]}},
+        ],
+        strategies=[{"name": "naive"}, {"name": "wpl"}],
+    )
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     for executor in ("process", "ray"):
         out = tmp_path / executor
-        done = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "run", str(tmp_path / "suite.yaml"), "--out",
-                               str(out), "--quiet", "--no-report", "--executor", executor, "--workers", "2"],
-                              env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "forgetbench.benchmark.front.cli",
+                "run",
+                str(tmp_path / "suite.yaml"),
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-report",
+                "--executor",
+                executor,
+                "--workers",
+                "2",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, (executor, done.stdout[-2000:], done.stderr[-2000:])
         records = [json.loads(p.read_text()) for p in out.glob("runs/*/result.json")]
         assert len(records) == 4 and all(r["status"] == "ok" for r in records), executor
@@ -174,8 +239,9 @@ def test_multihead_example_on_splitmnist_wpl_covers_exactly_the_trunk(example_si
     training = TRAINING.model_copy(update={"batch_size": 32})
 
     def spec(strategy, **extra):
-        return RunSpec("ex", ComponentSpec(name="custom", params=params | extra), ComponentSpec(name=strategy), 0,
-                       training, "cpu")
+        return RunSpec(
+            "ex", ComponentSpec(name="custom", params=params | extra), ComponentSpec(name=strategy), 0, training, "cpu"
+        )
 
     scenario = seeded_scenario(spec("wpl"), root)
     trunk = {n for n, _ in scenario.model.named_parameters() if n.startswith("net.trunk.")}

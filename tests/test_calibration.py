@@ -12,7 +12,15 @@ import torch
 from pydantic import NonNegativeFloat
 
 from forgetbench.benchmark.core import calibration
-from forgetbench.benchmark.core.calibration import Probe, acting_range, acts, crushes, ladder, median_ratio, range_verdict
+from forgetbench.benchmark.core.calibration import (
+    Probe,
+    acting_range,
+    acts,
+    crushes,
+    ladder,
+    median_ratio,
+    range_verdict,
+)
 from forgetbench.benchmark.front.cli import main
 from forgetbench.strategies import STRATEGIES
 from forgetbench.strategies.base import StrategyParams, strength, strength_params
@@ -52,26 +60,32 @@ def test_median_ratio_reads_every_recorded_ratio_and_skips_experiences_without_a
     assert median_ratio({"something_else": [1.0]}) is None and median_ratio({}) is None
 
 
-@pytest.mark.parametrize("probe, acting, crushing", [
-    (Probe(1, "ok", 0.049, 0.90, 0.20), False, False),  # below the inert bound
-    (Probe(1, "ok", 0.05, 0.90, 0.20), True, False),
-    (Probe(1, "ok", 20.0, 0.90, 0.0), True, False),
-    (Probe(1, "ok", 20.01, 0.90, 0.0), True, True),  # the penalty decides every step
-    (Probe(1, "ok", 1.0, 0.849, 0.0), True, True),  # more than 5 points of plasticity lost
-    (Probe(1, "ok", 1.0, 0.851, 0.0), True, False),
-    (Probe(1, "diverged", 1.0, 0.9, 0.0), False, True),
-    (Probe(1, "ok", None, 0.9, 0.18), True, False),  # no ratio recorded: forgetting cut by >= 10%
-    (Probe(1, "ok", None, 0.9, 0.185), False, False),
-])
+@pytest.mark.parametrize(
+    "probe, acting, crushing",
+    [
+        (Probe(1, "ok", 0.049, 0.90, 0.20), False, False),  # below the inert bound
+        (Probe(1, "ok", 0.05, 0.90, 0.20), True, False),
+        (Probe(1, "ok", 20.0, 0.90, 0.0), True, False),
+        (Probe(1, "ok", 20.01, 0.90, 0.0), True, True),  # the penalty decides every step
+        (Probe(1, "ok", 1.0, 0.849, 0.0), True, True),  # more than 5 points of plasticity lost
+        (Probe(1, "ok", 1.0, 0.851, 0.0), True, False),
+        (Probe(1, "diverged", 1.0, 0.9, 0.0), False, True),
+        (Probe(1, "ok", None, 0.9, 0.18), True, False),  # no ratio recorded: forgetting cut by >= 10%
+        (Probe(1, "ok", None, 0.9, 0.185), False, False),
+    ],
+)
 def test_a_probe_acts_when_its_penalty_is_visible_and_crushes_when_plasticity_goes(probe, acting, crushing):
     assert acts(probe, NAIVE) is acting and crushes(probe, NAIVE) is crushing
 
 
-@pytest.mark.parametrize("probe, crushing", [
-    (Probe(1, "ok", 1.0, math.nan, 0.02), False),  # a search: no LA, the ratio acts and does not dominate
-    (Probe(1, "ok", 20.01, math.nan, 0.0), True),
-    (Probe(1, "diverged", 1.0, math.nan, 0.0), True),
-])
+@pytest.mark.parametrize(
+    "probe, crushing",
+    [
+        (Probe(1, "ok", 1.0, math.nan, 0.02), False),  # a search: no LA, the ratio acts and does not dominate
+        (Probe(1, "ok", 20.01, math.nan, 0.0), True),
+        (Probe(1, "diverged", 1.0, math.nan, 0.0), True),
+    ],
+)
 def test_a_search_without_accuracy_is_judged_by_its_ratio_and_status(probe, crushing):
     """A search records no LA for naive either (err1 is a perplexity): every probe used to 'crush' there."""
     search_naive = Probe(0.0, "ok", None, math.nan, 0.05)
@@ -80,8 +94,13 @@ def test_a_search_without_accuracy_is_judged_by_its_ratio_and_status(probe, crus
 
 
 def test_the_range_spans_the_strengths_that_act_without_crushing():
-    probes = [Probe(0.1, "ok", 0.001, 0.9, 0.2), Probe(1, "ok", 0.08, 0.9, 0.1), Probe(10, "ok", 0.03, 0.9, 0.1),
-              Probe(100, "ok", 2.0, 0.87, 0.02), Probe(1000, "ok", 40.0, 0.6, 0.0)]
+    probes = [
+        Probe(0.1, "ok", 0.001, 0.9, 0.2),
+        Probe(1, "ok", 0.08, 0.9, 0.1),
+        Probe(10, "ok", 0.03, 0.9, 0.1),
+        Probe(100, "ok", 2.0, 0.87, 0.02),
+        Probe(1000, "ok", 40.0, 0.6, 0.0),
+    ]
     assert acting_range(probes, NAIVE) == (1, 100)  # 10 dips below the bound on its seed: inside the range still
     assert range_verdict(probes, NAIVE).startswith("acts without crushing learning from 1 to 100")
 
@@ -111,14 +130,19 @@ def test_si_penalty_is_half_lambda_omega_squared_distance_on_the_tracked_tensors
 
 
 def _calibrate(write_suite, tmp_path, *extra: str) -> tuple[int, dict]:
-    suite = write_suite(tiny_suite(seeds=[3], strategies=[{"name": "naive"}, {"name": "l2", "params": {"l2_lambda": 1.0}},
-                                                           {"name": "si"}]))
+    suite = write_suite(
+        tiny_suite(
+            seeds=[3], strategies=[{"name": "naive"}, {"name": "l2", "params": {"l2_lambda": 1.0}}, {"name": "si"}]
+        )
+    )
     out = tmp_path / "cal"
     status = main(["calibrate", str(suite), "--out", str(out), "--decades", "1", "--quiet", *extra])
     return status, json.loads((out / "calibration.json").read_text())
 
 
-def test_calibrate_probes_each_strength_on_held_out_training_data_and_resumes(write_suite, tmp_path, monkeypatch, capsys):
+def test_calibrate_probes_each_strength_on_held_out_training_data_and_resumes(
+    write_suite, tmp_path, monkeypatch, capsys
+):
     import dataclasses
 
     from forgetbench.benchmark.run import assemble
@@ -169,4 +193,9 @@ def test_a_diverged_probe_is_written_without_nan():
     probe = Probe(100.0, "diverged", None, float("nan"), float("nan"))
     assert crushes(probe, NAIVE) and not acts(probe, NAIVE)
     assert json.loads(json.dumps(probe.as_dict(), allow_nan=False)) == {
-        "value": 100.0, "status": "diverged", "ratio": None, "la": None, "forgetting": None}
+        "value": 100.0,
+        "status": "diverged",
+        "ratio": None,
+        "la": None,
+        "forgetting": None,
+    }

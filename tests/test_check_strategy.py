@@ -18,8 +18,10 @@ from forgetbench.strategies import STRATEGIES, StrategyContext, register_strateg
 
 HERE = Path(__file__).resolve().parent
 BUILT_IN = builtin_strategies()
-TWO_MODEL = {"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 16,
-                                              "shared": 1, "a_steps": 20, "b_steps": 20}}
+TWO_MODEL = {
+    "name": "two_model",
+    "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 16, "shared": 1, "a_steps": 20, "b_steps": 20},
+}
 
 
 def test_list_shows_every_built_in(cli, capsys):
@@ -109,11 +111,20 @@ def plugin_site(tmp_path_factory) -> Path:
 @pytest.mark.slow  # runs pip
 def test_entry_point_plugin_is_listed_by_the_cli(plugin_site):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "strategies"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "strategies"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "shrink" in out and "entry-point registered" in out
-    without = subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "strategies"],
-                             capture_output=True, text=True, check=True).stdout
+    without = subprocess.run(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "strategies"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "shrink" not in without
 
 

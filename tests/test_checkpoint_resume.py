@@ -27,16 +27,38 @@ from helpers import builtin_strategies, needs_traits, toy_text_scenario
 BUILT_INS = [name for name in builtin_strategies() if not needs_traits(name)]  # the rest: on text, below
 WALL_CLOCK = ("started_at", "finished_at", "resumed_from_experience", "warnings")
 TIMING_WALL_CLOCK = ("train_seconds", "eval_seconds", "standalone_seconds", "attribution_seconds")
-TRAINING = TrainingConfig(optimizer="sgd", lr=0.02, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256,
-                          eval_every=15, checkpoint=True)
+TRAINING = TrainingConfig(
+    optimizer="sgd", lr=0.02, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256, eval_every=15, checkpoint=True
+)
 SCENARIOS = {
-    "split": ComponentSpec(name="split", params={"dataset": "digits", "tasks": 4, "classes_per_task": 2,
-                                                 "widths": [16]}),
-    "two_model": ComponentSpec(name="two_model", params={"dataset": "digits", "depth_a": 2, "depth_b": 3,
-                                                         "width": 16, "shared": 2, "a_steps": 30, "b_steps": 30}),
-    "supernet": ComponentSpec(name="supernet", params={"dataset": "digits", "layers": 2, "ops": 2, "width": 16,
-                                                       "architectures": 3, "rounds": 2, "steps_per_turn": 10,
-                                                       "standalone": True}),
+    "split": ComponentSpec(
+        name="split", params={"dataset": "digits", "tasks": 4, "classes_per_task": 2, "widths": [16]}
+    ),
+    "two_model": ComponentSpec(
+        name="two_model",
+        params={
+            "dataset": "digits",
+            "depth_a": 2,
+            "depth_b": 3,
+            "width": 16,
+            "shared": 2,
+            "a_steps": 30,
+            "b_steps": 30,
+        },
+    ),
+    "supernet": ComponentSpec(
+        name="supernet",
+        params={
+            "dataset": "digits",
+            "layers": 2,
+            "ops": 2,
+            "width": 16,
+            "architectures": 3,
+            "rounds": 2,
+            "steps_per_turn": 10,
+            "standalone": True,
+        },
+    ),
 }
 
 
@@ -51,8 +73,9 @@ def comparable(record: RunRecord) -> dict:
     return out
 
 
-def interrupted_then_resumed(spec: RunSpec, path: Path, at: int, monkeypatch,
-                             data_root: Path = Path(".")) -> tuple[dict, dict]:
+def interrupted_then_resumed(
+    spec: RunSpec, path: Path, at: int, monkeypatch, data_root: Path = Path(".")
+) -> tuple[dict, dict]:
     save = checkpoints.save
 
     def save_then_die(target, resolved, completed, *args, **kwargs):
@@ -88,8 +111,9 @@ def test_resumed_adapter_methods_on_a_pretrained_encoder_equal_the_uninterrupted
     """One adapter per task on MiniLM's top layer: the finished adapters, InfLoRA's input bases, DARE / TIES' state
     and OSF's re-decomposed adapter (its sizes read from the checkpoint) travel in the checkpoint."""
     scenario = ComponentSpec(**toy_text_scenario(tmp_path))
-    spec = RunSpec("resume", scenario, ComponentSpec(name=name, params={} if name == "osf" else {"rank": 2}), 0,
-                   TRAINING, "cpu")
+    spec = RunSpec(
+        "resume", scenario, ComponentSpec(name=name, params={} if name == "osf" else {"rank": 2}), 0, TRAINING, "cpu"
+    )
     reference = run(spec, tmp_path / "data", checkpoint=tmp_path / "reference.pt")
     assert reference.status == "ok", reference.traceback
     _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 0, monkeypatch, tmp_path / "data")
@@ -188,8 +212,11 @@ def killed_then_resumed(cli, config: Path, marker: Path, run_dir: str, tmp_path:
 def test_sigkilled_worker_resumes_to_the_uninterrupted_record(name, write_suite, cli, tmp_path):
     """A real SIGKILL of the worker process at the start of experience 2 (after checkpoint 1)."""
     marker = tmp_path / "killed-once"
-    strategy = {"name": "test_kill_after", "label": "victim",
-                "params": {"strategy": name, "marker": str(marker), "at_experience": 2}}
+    strategy = {
+        "name": "test_kill_after",
+        "label": "victim",
+        "params": {"strategy": name, "marker": str(marker), "at_experience": 2},
+    }
     suite = tiny_suite(strategies=[strategy])
     suite["scenarios"][0]["params"].update(tasks=4, widths=[16])
     suite["training"].update(checkpoint=True, epochs=2)
@@ -202,8 +229,14 @@ def test_sigkilled_worker_resumes_to_the_uninterrupted_record(name, write_suite,
 def test_plugin_without_state_protocol_runs_without_checkpoints(tmp_path):
     """A plugin that declares no state_dict() could not be resumed: no checkpoint, and the record says why."""
     path = tmp_path / "checkpoint.pt"
-    spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="test_slow", params={"seconds_per_step": 0.0}),
-                   0, TRAINING, "cpu")
+    spec = RunSpec(
+        "resume",
+        SCENARIOS["split"],
+        ComponentSpec(name="test_slow", params={"seconds_per_step": 0.0}),
+        0,
+        TRAINING,
+        "cpu",
+    )
     record = run(spec, Path("."), checkpoint=path)
     assert record.status == "ok"
     assert not path.exists()
@@ -214,27 +247,87 @@ def test_plugin_without_state_protocol_runs_without_checkpoints(tmp_path):
 LM_CORPUS = Path(__file__).parent / "data" / "lm_corpus"
 SEARCH_TRAINING = TRAINING.model_copy(update={"eval_every": None, "grad_clip_norm": 0.25, "lr": 0.5, "momentum": 0.0})
 SEARCHES = {
-    "random": ComponentSpec(name="supernet_search", params={
-        "dataset": "digits", "layers": 2, "ops": 2, "width": 16, "epochs": 3, "turns_per_epoch": 3,
-        "steps_per_turn": 5, "validation_size": 200, "ground_truth_steps": 10}),
-    "controller": ComponentSpec(name="supernet_search", params={
-        "dataset": "digits", "layers": 2, "ops": 2, "width": 16, "epochs": 3, "turns_per_epoch": 3,
-        "steps_per_turn": 5, "validation_size": 200, "ground_truth_steps": 10, "search": "controller",
-        "controller": {"steps_per_epoch": 5}}),
-    "enas_rnn": ComponentSpec(name="enas_rnn", params={
-        "corpus": f"folder:{LM_CORPUS}", "vocabulary": 30, "nodes": 3, "embedding": 8, "hidden": 8, "bptt": 6,
-        "epochs": 3, "turns_per_epoch": 3, "steps_per_turn": 2, "derive_samples": 4, "search": "controller",
-        "controller": {"steps_per_epoch": 3, "reward_windows": 4}}),
-    "enas_cnn": ComponentSpec(name="enas_cnn", params={
-        "dataset": "digits", "nodes": 2, "channels": 4, "cells_per_stage": 1, "reductions": 1, "sep_conv_stack": 1,
-        "validation_size": 100, "eval_size": 50, "max_train": 200, "epochs": 3, "turns_per_epoch": 3,
-        "steps_per_turn": 2, "derive_samples": 4, "search": "controller",
-        "controller": {"steps_per_epoch": 3, "reward_samples": 16}}),
+    "random": ComponentSpec(
+        name="supernet_search",
+        params={
+            "dataset": "digits",
+            "layers": 2,
+            "ops": 2,
+            "width": 16,
+            "epochs": 3,
+            "turns_per_epoch": 3,
+            "steps_per_turn": 5,
+            "validation_size": 200,
+            "ground_truth_steps": 10,
+        },
+    ),
+    "controller": ComponentSpec(
+        name="supernet_search",
+        params={
+            "dataset": "digits",
+            "layers": 2,
+            "ops": 2,
+            "width": 16,
+            "epochs": 3,
+            "turns_per_epoch": 3,
+            "steps_per_turn": 5,
+            "validation_size": 200,
+            "ground_truth_steps": 10,
+            "search": "controller",
+            "controller": {"steps_per_epoch": 5},
+        },
+    ),
+    "enas_rnn": ComponentSpec(
+        name="enas_rnn",
+        params={
+            "corpus": f"folder:{LM_CORPUS}",
+            "vocabulary": 30,
+            "nodes": 3,
+            "embedding": 8,
+            "hidden": 8,
+            "bptt": 6,
+            "epochs": 3,
+            "turns_per_epoch": 3,
+            "steps_per_turn": 2,
+            "derive_samples": 4,
+            "search": "controller",
+            "controller": {"steps_per_epoch": 3, "reward_windows": 4},
+        },
+    ),
+    "enas_cnn": ComponentSpec(
+        name="enas_cnn",
+        params={
+            "dataset": "digits",
+            "nodes": 2,
+            "channels": 4,
+            "cells_per_stage": 1,
+            "reductions": 1,
+            "sep_conv_stack": 1,
+            "validation_size": 100,
+            "eval_size": 50,
+            "max_train": 200,
+            "epochs": 3,
+            "turns_per_epoch": 3,
+            "steps_per_turn": 2,
+            "derive_samples": 4,
+            "search": "controller",
+            "controller": {"steps_per_epoch": 3, "reward_samples": 16},
+        },
+    ),
 }
 SEARCH_STRATEGIES = {
     "naive": ComponentSpec(name="naive"),
-    "wpl_online": ComponentSpec(name="wpl", params={"alpha": 60, "fisher": "online", "accumulate": "momentum",
-                                                    "clip_norm": 10.0, "reset_every": 2, "start_after": 1}),
+    "wpl_online": ComponentSpec(
+        name="wpl",
+        params={
+            "alpha": 60,
+            "fisher": "online",
+            "accumulate": "momentum",
+            "clip_norm": 10.0,
+            "reset_every": 2,
+            "start_after": 1,
+        },
+    ),
     "ewc": ComponentSpec(name="ewc", params={"ewc_lambda": 10, "mode": "online", "decay_factor": 0.9}),
 }
 
@@ -275,9 +368,16 @@ def test_sigkilled_search_worker_resumes_to_the_uninterrupted_record(write_suite
     """A real SIGKILL of the worker process at the start of turn 5 (the second search epoch, after the
     controller's first update and checkpoint 4), rerun: the same record as a run never killed."""
     marker = tmp_path / "killed-once"
-    strategy = {"name": "test_kill_after", "label": "victim",
-                "params": {"strategy": "wpl", "marker": str(marker), "at_experience": 5,
-                           "strategy_params": {"alpha": 60, "fisher": "online", "accumulate": "momentum"}}}
+    strategy = {
+        "name": "test_kill_after",
+        "label": "victim",
+        "params": {
+            "strategy": "wpl",
+            "marker": str(marker),
+            "at_experience": 5,
+            "strategy_params": {"alpha": 60, "fisher": "online", "accumulate": "momentum"},
+        },
+    }
     suite = tiny_suite(strategies=[strategy], scenarios=[{"name": "enas_rnn", "params": SEARCHES["enas_rnn"].params}])
     suite["training"].update(checkpoint=True, lr=0.5, momentum=0.0, grad_clip_norm=0.25)
     expected, resumed = killed_then_resumed(cli, write_suite(suite), marker, "runs/enas_rnn__victim__seed0", tmp_path)

@@ -33,8 +33,9 @@ def _cli(args: list[str], cwd: Path, first: str = "") -> tuple[int, list[str], s
         sys.stdout.flush()
         print("\\n" + json.dumps([status, sorted(m for m in {HEAVY!r} if m in sys.modules)]))
         """
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     *out, last = done.stdout.rstrip("\n").split("\n")
     status, heavy = json.loads(last)
@@ -42,7 +43,8 @@ def _cli(args: list[str], cwd: Path, first: str = "") -> tuple[int, list[str], s
 
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdef", "bcdefg"))
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdef", "bcdefg")
+)
 
 
 def _refused() -> dict[str, str]:
@@ -70,7 +72,11 @@ def test_an_unknown_name_is_refused_with_the_same_words_as_after_import(tmp_path
     (tmp_path / "suite.yaml").write_text(_refused()["unknown-strategy"])
     answers = []
     for first in ("", "from forgetbench.strategies import STRATEGIES; STRATEGIES.names()"):
-        done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(f"""
             import sys, yaml
             {first}
             from forgetbench.benchmark.core.config import ConfigError, resolve_config
@@ -79,7 +85,13 @@ def test_an_unknown_name_is_refused_with_the_same_words_as_after_import(tmp_path
             except ConfigError as exc:
                 print(exc)
             print(sorted(m for m in ("torch", "avalanche") if m in sys.modules))
-            """)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+            """),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         answers.append(done.stdout.strip().split("\n"))
     (from_index, nothing_heavy), (after_import, heavy) = answers

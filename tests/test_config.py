@@ -18,9 +18,16 @@ def _error(raw) -> str:
 
 def test_valid_suite_fills_defaults():
     suite = resolve_config(tiny_suite(strategies=[{"name": "ewc", "params": {"ewc_lambda": 5}}]))
-    assert suite.strategies[0].params == {"ewc_lambda": 5.0, "mode": "separate", "decay_factor": None,
-                                          "importance": "minibatch", "estimator": "empirical", "max_curvature": "auto",
-                                          "importance_samples": None, "importance_norm": "none"}
+    assert suite.strategies[0].params == {
+        "ewc_lambda": 5.0,
+        "mode": "separate",
+        "decay_factor": None,
+        "importance": "minibatch",
+        "estimator": "empirical",
+        "max_curvature": "auto",
+        "importance_samples": None,
+        "importance_norm": "none",
+    }
     assert suite.scenarios[0].params["trunk"] == "mlp"
 
 
@@ -66,8 +73,9 @@ def test_duplicate_labels_rejected():
 
 
 def test_same_strategy_twice_with_labels_is_fine():
-    suite = resolve_config(tiny_suite(strategies=[{"name": "ewc"}, {"name": "ewc", "label": "ewc-big",
-                                                                     "params": {"ewc_lambda": 1e4}}]))
+    suite = resolve_config(
+        tiny_suite(strategies=[{"name": "ewc"}, {"name": "ewc", "label": "ewc-big", "params": {"ewc_lambda": 1e4}}])
+    )
     assert [s.display_name for s in suite.strategies] == ["ewc", "ewc-big"]
 
 
@@ -92,8 +100,15 @@ def test_list_shows_descriptions(cli, capsys):
     assert "Elastic Weight Consolidation" in out
 
 
-@pytest.mark.parametrize("path", sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
-                                         if not p.name.startswith("example_")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
+        if not p.name.startswith("example_")
+    ),
+    ids=lambda p: p.name,
+)
 def test_every_shipped_config_is_valid(path):
     """Every suite in configs/ resolves (names, params, grids); data checks are the preflight's job.
     The example_* suites need their out-of-tree plug-ins installed: tests/test_byo.py runs them. Read as

@@ -20,7 +20,9 @@ from forgetbench.benchmark.data.scenarios import ScenarioInputs
 from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences, train_schedule
 from forgetbench.benchmark.core.training import TrainingConfig
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False"
+)
 
 CUDA = torch.device("cuda")
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=16, epochs=2, eval_batch_size=256)
@@ -31,8 +33,16 @@ SYNC_FREE = ["naive", "ewc", "si", "wpl", "mas", "l2", "spg"]
 
 def _scenario(trunk: str = "cnn", widths=(4, 8)):
     entry = SCENARIOS.get("split")
-    params = entry.parse_params({"dataset": "digits", "tasks": 3, "classes_per_task": 2, "trunk": trunk,
-                                 "widths": list(widths), "max_train_per_task": 96})
+    params = entry.parse_params(
+        {
+            "dataset": "digits",
+            "tasks": 3,
+            "classes_per_task": 2,
+            "trunk": trunk,
+            "widths": list(widths),
+            "max_train_per_task": 96,
+        }
+    )
     return entry.factory(params, ScenarioInputs(0, None))
 
 
@@ -117,8 +127,11 @@ def test_experience_data_is_on_the_device_while_training():
 
 
 def test_bf16_and_channels_last_on_cuda_train_like_fp32():
-    fast = _train("ewc", TRAINING.model_copy(update={"precision": "bf16", "channels_last": True}),
-                  scenario=_scenario("resnet18", (8,)))
+    fast = _train(
+        "ewc",
+        TRAINING.model_copy(update={"precision": "bf16", "channels_last": True}),
+        scenario=_scenario("resnet18", (8,)),
+    )
     exact = _train("ewc", scenario=_scenario("resnet18", (8,)))
     assert all(p.dtype == torch.float32 for p in fast.model.parameters())
     diffs = [float((p - q).detach().abs().max()) for p, q in zip(fast.model.parameters(), exact.model.parameters())]
@@ -133,8 +146,21 @@ def test_same_seed_same_weights_on_cuda():
 
 def test_perf_on_cuda_trains_identical_weights(cli, capsys):
     capsys.readouterr()
-    status = cli("perf", "--json", "--quick", "--repeats", "1", "--dataset", "digits", "--device", "cuda",
-                 "--model", "resnet18", "--only", "harness_vs_plain,step_overhead")
+    status = cli(
+        "perf",
+        "--json",
+        "--quick",
+        "--repeats",
+        "1",
+        "--dataset",
+        "digits",
+        "--device",
+        "cuda",
+        "--model",
+        "resnet18",
+        "--only",
+        "harness_vs_plain,step_overhead",
+    )
     result = json.loads(capsys.readouterr().out)
     assert status == 0
     assert result["conditions"]["device"].startswith("cuda (")

@@ -74,4 +74,5 @@ def test_default_params_forget_significantly_less_than_naive_on_the_demo(strateg
     assert diff.ci_high < 0, (
         f"{strategy} defaults on {scenario}: forgetting minus naive's {diff.diff:+.2f} points, 95% interval "
         f"[{diff.ci_low:+.2f}, {diff.ci_high:+.2f}] over {diff.n} seeds; per seed {np.round(list(mine.values()), 2)} "
-        f"vs naive {np.round(list(base.values()), 2)}")
+        f"vs naive {np.round(list(base.values()), 2)}"
+    )

@@ -97,8 +97,10 @@ def test_report_opens_on_the_a_accuracy_figure_above_the_fold(demo):
         page.goto((out / "report.html").resolve().as_uri(), wait_until="load")
         first = page.query_selector("figure.headline")
         assert first is not None and first.get_attribute("id") == "headline-s-two-model"
-        box = page.eval_on_selector("figure.headline img", "i => { const r = i.getBoundingClientRect(); "
-                                    "return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }")
+        box = page.eval_on_selector(
+            "figure.headline img",
+            "i => { const r = i.getBoundingClientRect(); return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }",
+        )
         alt = page.eval_on_selector("figure.headline img", "i => i.alt")
         shot = out / "above_the_fold.png"
         page.screenshot(path=str(shot), full_page=False)
@@ -108,5 +110,5 @@ def test_report_opens_on_the_a_accuracy_figure_above_the_fold(demo):
     from PIL import Image
 
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
-    band = pixels[int(top):int(bottom)]
+    band = pixels[int(top) : int(bottom)]
     assert band.std() > 10  # the figure's pixels are drawn, not blank

@@ -42,8 +42,9 @@ def test_a_parameter_added_to_a_model_and_not_documented_is_named(reference_copy
     class WiderParams(entry.params):
         new_knob: int = 3  # a knob the docs do not have yet
 
-    monkeypatch.setitem(STRATEGIES._entries, "wpl", Entry("wpl", entry.factory, WiderParams, entry.description,
-                                                          entry.extra))
+    monkeypatch.setitem(
+        STRATEGIES._entries, "wpl", Entry("wpl", entry.factory, WiderParams, entry.description, entry.extra)
+    )
     problems = docs.check(reference_copy)
     assert problems == ["strategies/wpl.md: the code has new_knob, which the docs lack"]
 
@@ -127,7 +128,10 @@ def test_avalanche_params_are_read_from_their_rest_docstrings():
     :param batch_size_mem: the size of the
         memory batch.
     """
-    assert docs.reST_params(doc) == {"mem_size": "replay buffer size.", "batch_size_mem": "the size of the memory batch."}
+    assert docs.reST_params(doc) == {
+        "mem_size": "replay buffer size.",
+        "batch_size_mem": "the size of the memory batch.",
+    }
 
 
 def test_strategy_and_scenario_pages_carry_the_maths_and_link_from_their_index():
@@ -157,8 +161,14 @@ def test_site_builds_strict_and_renders_navigation_and_maths_in_chromium(tmp_pat
     (``make docs`` does it in CI). Then the home page and one strategy page in headless Chromium."""
     site = tmp_path / "site"
     env = {**os.environ, "FORGETBENCH_DOCS_EXECUTE": "false", "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     errors: list[str] = []
     with browser_page(1280, 900) as page:
@@ -168,8 +178,10 @@ def test_site_builds_strict_and_renders_navigation_and_maths_in_chromium(tmp_pat
         home = tmp_path / "home.png"
         page.screenshot(path=str(home))
         page.goto((site / "reference" / "strategies" / "wpl.html").as_uri(), wait_until="load")
-        formula = page.eval_on_selector('math[display="block"]', "m => { const r = m.getBoundingClientRect(); "
-                                        "return [r.width, r.height, m.textContent]; }")
+        formula = page.eval_on_selector(
+            'math[display="block"]',
+            "m => { const r = m.getBoundingClientRect(); return [r.width, r.height, m.textContent]; }",
+        )
         table_names = page.eval_on_selector_all("table td:first-child code", "cells => cells.map(c => c.textContent)")
     for title in ("Getting started", "Concepts", "Strategies", "Scenarios", "Result file schema", "Python API"):
         assert title in nav, (title, nav)

@@ -13,7 +13,14 @@ from forgetbench.benchmark.core.config import ComponentSpec
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios.base import ScenarioInputs
-from forgetbench.benchmark.data.scenarios.enas_cnn import ConvCellSupernet, ConvSearchParams, build_enas_cnn, decision_choices, loose_ends, split_cells
+from forgetbench.benchmark.data.scenarios.enas_cnn import (
+    ConvCellSupernet,
+    ConvSearchParams,
+    build_enas_cnn,
+    decision_choices,
+    loose_ends,
+    split_cells,
+)
 from forgetbench.benchmark.core.training import TrainingConfig
 from helpers import make_record
 
@@ -21,9 +28,22 @@ TRAINING = TrainingConfig(lr=0.05, momentum=0.9, batch_size=16, eval_batch_size=
 
 
 def tiny_params(**overrides) -> ConvSearchParams:
-    base = dict(dataset="digits", nodes=3, channels=6, cells_per_stage=1, reductions=2, sep_conv_stack=1,
-                validation_size=200, eval_size=100, max_train=400, epochs=2, turns_per_epoch=3, steps_per_turn=3,
-                derive_samples=4, controller={"steps_per_epoch": 3, "reward_samples": 32})
+    base = dict(
+        dataset="digits",
+        nodes=3,
+        channels=6,
+        cells_per_stage=1,
+        reductions=2,
+        sep_conv_stack=1,
+        validation_size=200,
+        eval_size=100,
+        max_train=400,
+        epochs=2,
+        turns_per_epoch=3,
+        steps_per_turn=3,
+        derive_samples=4,
+        controller={"steps_per_epoch": 3, "reward_samples": 32},
+    )
     return ConvSearchParams(**(base | overrides))
 
 
@@ -47,8 +67,16 @@ def test_the_cell_computes_its_equations_by_hand():
     net = ConvCellSupernet(params, (1, 8, 8), 10)
     cell = net.cells[0]
     ops = params.ops  # sep3, sep5, avg, max, identity
-    decisions = (0, ops.index("sep_conv_3x3"), 1, ops.index("identity"),
-                 2, ops.index("max_pool_3x3"), 1, ops.index("avg_pool_3x3"))
+    decisions = (
+        0,
+        ops.index("sep_conv_3x3"),
+        1,
+        ops.index("identity"),
+        2,
+        ops.index("max_pool_3x3"),
+        1,
+        ops.index("avg_pool_3x3"),
+    )
     torch.manual_seed(0)
     s0, s1 = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
     out = cell(s0, s1, decisions)
@@ -105,8 +133,14 @@ def test_the_reduction_cells_halve_the_resolution_and_double_the_channels():
 
 
 def _record(strategy: ComponentSpec, **overrides) -> dict:
-    spec = RunSpec("t", ComponentSpec(name="enas_cnn", params=tiny_params(**overrides).model_dump(mode="json")),
-                   strategy, 0, TRAINING, "cpu")
+    spec = RunSpec(
+        "t",
+        ComponentSpec(name="enas_cnn", params=tiny_params(**overrides).model_dump(mode="json")),
+        strategy,
+        0,
+        TRAINING,
+        "cpu",
+    )
     record = run(spec, Path("."))
     assert record.status == "ok", record.traceback or record.error
     return record
@@ -131,10 +165,18 @@ def test_search_records_err_tables_rewards_and_the_derived_architecture():
     assert again.err1 == record.err1 and again.search.derived == derived
 
 
-@pytest.mark.parametrize("strategy", [
-    ComponentSpec(name="wpl", params={"alpha": 60, "fisher": "online", "accumulate": "momentum", "clip_norm": 10.0}),
-    ComponentSpec(name="ewc", params={"ewc_lambda": 10, "mode": "online", "decay_factor": 0.9}),
-    ComponentSpec(name="si"), ComponentSpec(name="mas"), ComponentSpec(name="l2")])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        ComponentSpec(
+            name="wpl", params={"alpha": 60, "fisher": "online", "accumulate": "momentum", "clip_norm": 10.0}
+        ),
+        ComponentSpec(name="ewc", params={"ewc_lambda": 10, "mode": "online", "decay_factor": 0.9}),
+        ComponentSpec(name="si"),
+        ComponentSpec(name="mas"),
+        ComponentSpec(name="l2"),
+    ],
+)
 def test_regularizers_run_in_the_search_unchanged(strategy):
     record = _record(strategy, search="random")
     assert len(record.err1) == 2 and record.search.derived.test_accuracy >= 0
@@ -143,13 +185,24 @@ def test_regularizers_run_in_the_search_unchanged(strategy):
 def test_the_report_metrics_of_a_cnn_search_are_in_points_from_measure_from_epoch():
     from forgetbench.benchmark.core.metrics import run_metrics
 
-    record = make_record({"status": "ok", "search": {"error": "validation error (1 - accuracy)", "measured_from_epoch": 1,
-                                                     "rewards": [[0.5, 0.7], [0.8, 0.9]],
-                                                     "derived": {"architecture": [0], "valid_accuracy": 0.8,
-                                                                 "test_accuracy": 0.75,
-                                                                 "retrained": {"steps": 5, "valid_accuracy": 0.9,
-                                                                               "test_accuracy": 0.85}}},
-                          "err1": [[0.5, 0.4], [0.3, 0.2]], "err2": [[0.4, 0.4], [0.5, 0.2]]})
+    record = make_record(
+        {
+            "status": "ok",
+            "search": {
+                "error": "validation error (1 - accuracy)",
+                "measured_from_epoch": 1,
+                "rewards": [[0.5, 0.7], [0.8, 0.9]],
+                "derived": {
+                    "architecture": [0],
+                    "valid_accuracy": 0.8,
+                    "test_accuracy": 0.75,
+                    "retrained": {"steps": 5, "valid_accuracy": 0.9, "test_accuracy": 0.85},
+                },
+            },
+            "err1": [[0.5, 0.4], [0.3, 0.2]],
+            "err2": [[0.4, 0.4], [0.5, 0.2]],
+        }
+    )
     m = run_metrics(record)
     # epoch 1 only: gaps 0.2 and 0.0
     assert m["forgetting_value_mean"] == pytest.approx(0.1) and m["forgetting_value_max"] == pytest.approx(0.2)
@@ -161,14 +214,18 @@ def test_the_report_metrics_of_a_cnn_search_are_in_points_from_measure_from_epoc
 
 def test_the_report_of_a_cnn_search_opens_on_the_four_panels_in_points(write_suite, cli, tmp_path):
     params = tiny_params(search="controller").model_dump(mode="json")
-    suite = {"name": "enas_cnn_tiny", "seeds": [0, 1], "device": "cpu",
-             "training": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 16, "eval_batch_size": 64},
-             "scenarios": [{"name": "enas_cnn", "label": "cnn_tiny", "params": params}],
-             "strategies": [{"name": "naive"}, {"name": "wpl", "params": {"alpha": 60, "fisher": "online"}}]}
+    suite = {
+        "name": "enas_cnn_tiny",
+        "seeds": [0, 1],
+        "device": "cpu",
+        "training": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 16, "eval_batch_size": 64},
+        "scenarios": [{"name": "enas_cnn", "label": "cnn_tiny", "params": params}],
+        "strategies": [{"name": "naive"}, {"name": "wpl", "params": {"alpha": 60, "fisher": "online"}}],
+    }
     out = tmp_path / "out"
     assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
     html = (out / "report.html").read_text()
     headline = html.index('<figure class="headline" id="headline-s-cnn-tiny"')
-    assert "err2 − err1 in points (validation error)" in html[headline:html.index("</figure>", headline)]
+    assert "err2 − err1 in points (validation error)" in html[headline : html.index("</figure>", headline)]
     assert html.index('<figure class="headline"') == headline  # the first figure of the report
     assert "What the search ships, wpl vs naive on the same seeds" in html and "derived test acc" in html

@@ -12,16 +12,33 @@ import torch
 from forgetbench.benchmark.data import language
 from forgetbench.benchmark.train.harness import evaluate, majority_rate
 from forgetbench.benchmark.data.scenarios.base import ScenarioInputs, Task
-from forgetbench.benchmark.data.scenarios.enas_rnn import RecurrentSearchParams, RecurrentSupernet, build_enas_rnn, decision_choices, decode, loose_ends
+from forgetbench.benchmark.data.scenarios.enas_rnn import (
+    RecurrentSearchParams,
+    RecurrentSupernet,
+    build_enas_rnn,
+    decision_choices,
+    decode,
+    loose_ends,
+)
 from helpers import REPO, make_record
 
 CORPUS = REPO / "tests" / "data" / "lm_corpus"
 
 
 def tiny_params(**overrides) -> RecurrentSearchParams:
-    base = dict(corpus=f"folder:{CORPUS}", vocabulary=30, nodes=3, embedding=8, hidden=8, bptt=6,
-                epochs=2, turns_per_epoch=3, steps_per_turn=2, derive_samples=4,
-                controller={"steps_per_epoch": 3, "reward_windows": 4})
+    base = dict(
+        corpus=f"folder:{CORPUS}",
+        vocabulary=30,
+        nodes=3,
+        embedding=8,
+        hidden=8,
+        bptt=6,
+        epochs=2,
+        turns_per_epoch=3,
+        steps_per_turn=2,
+        derive_samples=4,
+        controller={"steps_per_epoch": 3, "reward_windows": 4},
+    )
     return RecurrentSearchParams(**(base | overrides))
 
 
@@ -60,7 +77,7 @@ def test_hub_id_offline_says_how_to_download():
 
 
 def test_austen_words_split_punctuation():
-    assert language.austen_words("\"Mr. Darcy's\" pride--") == ['"', "mr", ".", "darcy's", '"', "pride", "-", "-"]
+    assert language.austen_words('"Mr. Darcy\'s" pride--') == ['"', "mr", ".", "darcy's", '"', "pride", "-", "-"]
 
 
 # ----------------------------------------------------------------------------------------- the cell
@@ -108,8 +125,15 @@ def test_an_architecture_trains_only_its_own_edges():
     net = RecurrentSupernet(tiny_params(), vocabulary=30)
     key = net.add_architecture((0, 0, 1, 1, 2))  # edges 0->1 and 1->2; 0->2 unused
     used = net.used_parameter_names(key)
-    assert used == {"encoder.weight", "w_x.weight", "w_x.bias", "w_h.weight", "edges.0_1.weight",
-                    "edges.1_2.weight", "decoder.bias"}  # the tied softmax weight is the embedding's
+    assert used == {
+        "encoder.weight",
+        "w_x.weight",
+        "w_x.bias",
+        "w_h.weight",
+        "edges.0_1.weight",
+        "edges.1_2.weight",
+        "decoder.bias",
+    }  # the tied softmax weight is the embedding's
     x, y = torch.randint(30, (4, 6)), torch.randint(30, (4, 6))
     torch.nn.functional.cross_entropy(net.forward_single_task(x, key), y).backward()
     grads = {n for n, p in net.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
@@ -125,7 +149,9 @@ def test_language_model_score_is_inverse_perplexity():
     task = Task("lm", key, x, y, x, y, frozenset(), 30)
     with torch.no_grad():
         nll = torch.nn.functional.cross_entropy(net.forward_single_task(x, key), y)
-    assert evaluate(net, task, batch_size=2, device=torch.device("cpu")) == pytest.approx(math.exp(-float(nll)), rel=1e-5)
+    assert evaluate(net, task, batch_size=2, device=torch.device("cpu")) == pytest.approx(
+        math.exp(-float(nll)), rel=1e-5
+    )
 
 
 def test_chance_of_token_sequences_is_the_unigram_model():
@@ -144,8 +170,14 @@ def test_search_records_err_tables_rewards_and_the_derived_cell():
     from forgetbench.benchmark.core.training import TrainingConfig
 
     params = tiny_params().model_dump(mode="json")
-    spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=params), ComponentSpec(name="naive"), 0,
-                   TrainingConfig(lr=5.0, grad_clip_norm=0.25, batch_size=8, eval_batch_size=64), "cpu")
+    spec = RunSpec(
+        "t",
+        ComponentSpec(name="enas_rnn", params=params),
+        ComponentSpec(name="naive"),
+        0,
+        TrainingConfig(lr=5.0, grad_clip_norm=0.25, batch_size=8, eval_batch_size=64),
+        "cpu",
+    )
     record = run(spec, Path("."))
     assert record.status == "ok", record.error
     assert [len(row) for row in record.err1] == [3, 3] and [len(row) for row in record.err2] == [3, 3]
@@ -171,8 +203,14 @@ def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
 
     steps, training = 7, TrainingConfig(lr=5.0, grad_clip_norm=0.25, batch_size=8, eval_batch_size=64)
     params = tiny_params(retrain_steps=steps)
-    spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=params.model_dump(mode="json")),
-                   ComponentSpec(name="wpl", params={"alpha": 60, "fisher": "online"}), 0, training, "cpu")
+    spec = RunSpec(
+        "t",
+        ComponentSpec(name="enas_rnn", params=params.model_dump(mode="json")),
+        ComponentSpec(name="wpl", params={"alpha": 60, "fisher": "online"}),
+        0,
+        training,
+        "cpu",
+    )
     record = run(spec, Path("."))
     assert record.status == "ok", record.error
     derived = record.search.derived
@@ -189,13 +227,17 @@ def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
     x, y = task.train_x, task.train_y
     order = torch.randperm(len(y), generator=generator)
     for start in range(0, steps * training.batch_size, training.batch_size):
-        batch = order[start:start + training.batch_size]
+        batch = order[start : start + training.batch_size]
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model.forward_single_task(x[batch], task.model_key), y[batch]).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip_norm)
         optimizer.step()
-    valid = evaluate(model, Task(**{**task.__dict__, "test_x": fresh.data.valid[0], "test_y": fresh.data.valid[1]}), 64,
-                     torch.device("cpu"))
+    valid = evaluate(
+        model,
+        Task(**{**task.__dict__, "test_x": fresh.data.valid[0], "test_y": fresh.data.valid[1]}),
+        64,
+        torch.device("cpu"),
+    )
     assert retrained.valid_ppl == pytest.approx(1.0 / valid, rel=1e-5)
     # the search's own weights score the derived cell differently: the retraining did not start from them
     assert retrained.valid_ppl != pytest.approx(derived.valid_ppl, rel=1e-3)
@@ -213,8 +255,9 @@ def _online_plugin(**params):
     from forgetbench.strategies.wpl import WPLParams, WPLPlugin
 
     scenario = build_enas_rnn(tiny_params(search="random", turns_per_epoch=3), ScenarioInputs(0, None))
-    plugin = WPLPlugin(WPLParams(alpha=1.0, fisher="online", max_curvature=None, **params), scenario.turn_used_params,
-                       seed=3)
+    plugin = WPLPlugin(
+        WPLParams(alpha=1.0, fisher="online", max_curvature=None, **params), scenario.turn_used_params, seed=3
+    )
     return scenario, plugin
 
 
@@ -237,8 +280,9 @@ def _reference_fisher(scenario, turn: int, seed: int, batches: int) -> dict[str,
     for _ in range(batches):
         rows = torch.randint(len(task.train_y), (4,), generator=generator)
         scenario.model.zero_grad()
-        torch.nn.functional.cross_entropy(scenario.model.forward_single_task(task.train_x[rows], task.model_key),
-                                          task.train_y[rows]).backward()
+        torch.nn.functional.cross_entropy(
+            scenario.model.forward_single_task(task.train_x[rows], task.model_key), task.train_y[rows]
+        ).backward()
         for n, p in scenario.model.named_parameters():
             if n in used:
                 total[n] = total.get(n, torch.zeros_like(p)) + p.grad**2 / batches
@@ -276,8 +320,14 @@ def test_grad_clip_norm_clips_the_global_norm_before_the_step():
     from forgetbench.benchmark.core.training import TrainingConfig
 
     training = TrainingConfig(lr=1.0, grad_clip_norm=0.01, batch_size=8)
-    spec = RunSpec("t", ComponentSpec(name="enas_rnn", params=tiny_params(search="random").model_dump(mode="json")),
-                   ComponentSpec(name="naive"), 0, training, "cpu")
+    spec = RunSpec(
+        "t",
+        ComponentSpec(name="enas_rnn", params=tiny_params(search="random").model_dump(mode="json")),
+        ComponentSpec(name="naive"),
+        0,
+        training,
+        "cpu",
+    )
     scenario = seeded_scenario(spec, Path("."))
     scenario.schedule = [dataclass_replace(scenario.schedule[0], max_steps=1)]
     before = [p.detach().clone() for p in scenario.model.parameters()]
@@ -301,11 +351,21 @@ def test_best_err1_gap_and_search_epochs_by_hand():
     err1 = [[1.0, 2.0, 3.0], [4.0, 5.0, None]]
     err2 = [[1.5, 2.0, 2.0], [4.5, 6.0, None]]
     assert best_err1_gap(err1[0], err2[0], k=2) == pytest.approx((0.5 + 0.0) / 2)  # err1 1.0 and 2.0
-    record = make_record({"status": "ok", "accuracy_matrix": [], "err1": err1, "err2": err2,
-                          "search": {"error": "validation log-perplexity (nats per token)", "rewards": [[0.2, 0.4], [0.6]],
-                                     "measured_from_epoch": 1,
-                                     "derived": {"architecture": [0], "valid_ppl": 50.0, "test_ppl": 60.0}},
-                          "timing": {"train_seconds": 2.0, "steps": 10}})
+    record = make_record(
+        {
+            "status": "ok",
+            "accuracy_matrix": [],
+            "err1": err1,
+            "err2": err2,
+            "search": {
+                "error": "validation log-perplexity (nats per token)",
+                "rewards": [[0.2, 0.4], [0.6]],
+                "measured_from_epoch": 1,
+                "derived": {"architecture": [0], "valid_ppl": 50.0, "test_ppl": 60.0},
+            },
+            "timing": {"train_seconds": 2.0, "steps": 10},
+        }
+    )
     epochs = search_epochs(record, k=2)
     assert epochs["mean_gap"] == pytest.approx([(0.5 + 0.0 - 1.0) / 3, (0.5 + 1.0) / 2])
     assert epochs["max_gap"] == pytest.approx([0.5, 1.0])
@@ -327,12 +387,24 @@ def test_the_search_report_opens_on_the_four_panel_figure_above_the_fold(write_s
     from helpers import browser_page
 
     params = tiny_params(search="controller", epochs=3).model_dump(mode="json")
-    suite = {"name": "enas_tiny", "seeds": [0, 1], "device": "cpu",
-             "training": {"optimizer": "sgd", "lr": 5.0, "momentum": 0.0, "batch_size": 8, "eval_batch_size": 64,
-                          "grad_clip_norm": 0.25},
-             "scenarios": [{"name": "enas_rnn", "label": "enas_tiny", "params": params}],
-             "strategies": [{"name": "naive"}, {"name": "wpl", "params": {"alpha": 60, "fisher": "online",
-                                                                         "accumulate": "momentum"}}]}
+    suite = {
+        "name": "enas_tiny",
+        "seeds": [0, 1],
+        "device": "cpu",
+        "training": {
+            "optimizer": "sgd",
+            "lr": 5.0,
+            "momentum": 0.0,
+            "batch_size": 8,
+            "eval_batch_size": 64,
+            "grad_clip_norm": 0.25,
+        },
+        "scenarios": [{"name": "enas_rnn", "label": "enas_tiny", "params": params}],
+        "strategies": [
+            {"name": "naive"},
+            {"name": "wpl", "params": {"alpha": 60, "fisher": "online", "accumulate": "momentum"}},
+        ],
+    }
     out = tmp_path / "out"
     assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
     with browser_page(1280, 1200) as page:
@@ -341,13 +413,14 @@ def test_the_search_report_opens_on_the_four_panel_figure_above_the_fold(write_s
         assert first is not None and first.get_attribute("id") == "headline-s-enas-tiny"
         caption = page.eval_on_selector("figure.headline figcaption", "c => c.textContent")
         top, bottom, width = page.eval_on_selector(
-            "figure.headline img", "i => { const r = i.getBoundingClientRect(); "
-            "return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }")
+            "figure.headline img",
+            "i => { const r = i.getBoundingClientRect(); return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }",
+        )
         shot = tmp_path / "above_the_fold.png"
         page.screenshot(path=str(shot), full_page=False)
     assert "the WPL paper's Figure 3" in caption
     assert width > 900 and 0 <= top and bottom <= 1200, (top, bottom, width)  # the 2 x 2 panels, whole
-    band = np.asarray(Image.open(shot).convert("L"), dtype=float)[int(top):int(bottom)]
+    band = np.asarray(Image.open(shot).convert("L"), dtype=float)[int(top) : int(bottom)]
     assert band.std() > 10 and (band < 128).mean() > 0.01  # lines and labels, not a blank box
 
 
@@ -390,7 +463,10 @@ def test_the_wpl_strength_study_runs_reduced_and_its_strengths_order_the_penalty
     records = load_results(tmp_path / "out")
     assert len(records) == 1 + 2 * len(sweeps) and all(r.status == "ok" for r in records)
     for label, key in sweeps.items():
-        ratios = {r.strategy.params[key]: median_ratio(r.model_extra or {}) for r in records
-                  if r.strategy.label.startswith(label + "[")}
+        ratios = {
+            r.strategy.params[key]: median_ratio(r.model_extra or {})
+            for r in records
+            if r.strategy.label.startswith(label + "[")
+        }
         weak, strong = sorted(ratios)
         assert ratios[weak] is not None and ratios[strong] > ratios[weak], (label, ratios)

@@ -21,9 +21,16 @@ BASE = {"python": "3.11.7", "torch": "2.15.0", "device": "cpu", "torch_threads":
 
 
 def _runs(environment_of, seeds=range(5), strategies=("naive", "wpl"), scenario="two-model"):
-    return [make_record(scenario={"label": scenario}, strategy={"label": s}, seed=seed,
-                        environment={**BASE, **environment_of(s, seed)})
-            for s in strategies for seed in seeds]
+    return [
+        make_record(
+            scenario={"label": scenario},
+            strategy={"label": s},
+            seed=seed,
+            environment={**BASE, **environment_of(s, seed)},
+        )
+        for s in strategies
+        for seed in seeds
+    ]
 
 
 def test_seed_ranges():
@@ -35,7 +42,8 @@ def test_thread_counts_that_split_the_seeds_are_named_by_seed():
     runs = _runs(lambda s, seed: {"torch_threads": "2" if seed <= 2 else "1"})
     assert environment_differences(runs) == [
         "two-model: seeds 0-2 ran with torch_threads 2, seeds 3-4 with 1; averaged or paired together, "
-        "they are not comparable"]
+        "they are not comparable"
+    ]
 
 
 def test_runs_that_differ_only_in_their_seed_are_comparable():
@@ -46,12 +54,14 @@ def test_one_run_on_another_device_is_named_by_strategy_and_seed():
     runs = _runs(lambda s, seed: {"device": "cuda:0" if (s, seed) == ("wpl", 3) else "cpu"})
     assert environment_differences(runs) == [
         "two-model: naive seeds 0-4, wpl seeds 0-2, 4 ran with device cpu, wpl seed 3 with cuda:0; averaged or "
-        "paired together, they are not comparable"]
+        "paired together, they are not comparable"
+    ]
 
 
 def test_scenarios_are_compared_apart_and_unrecorded_keys_and_the_platform_are_not_compared():
-    runs = (_runs(lambda s, seed: {"torch_threads": "1"}, scenario="a")
-            + _runs(lambda s, seed: {"torch_threads": "2", "platform": f"Linux-{seed}"}, scenario="b"))
+    runs = _runs(lambda s, seed: {"torch_threads": "1"}, scenario="a") + _runs(
+        lambda s, seed: {"torch_threads": "2", "platform": f"Linux-{seed}"}, scenario="b"
+    )
     runs[0].environment["forgetbench_commit"] = "abc"  # a newer record among old ones: not compared
     assert environment_differences(runs) == []
 
@@ -60,8 +70,18 @@ def test_new_runs_record_the_fingerprint():
     from forgetbench.benchmark.run.spec import environment
 
     env = environment("cpu")
-    for key in ("forgetbench_commit", "peft", "transformers", "cuda", "cudnn", "device_name", "gpu_count",
-                "torch_threads", "cpu_kernels", "deterministic_algorithms"):
+    for key in (
+        "forgetbench_commit",
+        "peft",
+        "transformers",
+        "cuda",
+        "cudnn",
+        "device_name",
+        "gpu_count",
+        "torch_threads",
+        "cpu_kernels",
+        "deterministic_algorithms",
+    ):
         assert env[key], key
     assert env["torch_threads"] == str(torch.get_num_threads())
     assert env["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
@@ -82,12 +102,27 @@ def test_the_cpu_kernels_asked_for_are_the_ones_that_run():
     assert torch.backends.cpu.get_cpu_capability().lower() == wanted.lower()
 
 
-TINY = {"name": "tiny", "device": "cpu",
-        "training": {"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "epochs": 1},
-        "scenarios": [{"name": "two_model", "label": "two-model",
-                       "params": {"dataset": "digits", "depth_a": 1, "depth_b": 1, "width": 32, "shared": 1,
-                                  "a_steps": 60, "b_steps": 60}}],
-        "strategies": [{"name": "naive"}, {"name": "l2"}]}
+TINY = {
+    "name": "tiny",
+    "device": "cpu",
+    "training": {"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "epochs": 1},
+    "scenarios": [
+        {
+            "name": "two_model",
+            "label": "two-model",
+            "params": {
+                "dataset": "digits",
+                "depth_a": 1,
+                "depth_b": 1,
+                "width": 32,
+                "shared": 1,
+                "a_steps": 60,
+                "b_steps": 60,
+            },
+        }
+    ],
+    "strategies": [{"name": "naive"}, {"name": "l2"}],
+}
 
 
 def _run(out: Path, seeds: list[int], threads: int) -> Path:
@@ -120,8 +155,9 @@ def test_every_executor_runs_with_the_configured_threads_whatever_the_callers_se
     torch.set_num_threads(2)
     try:
         local = forgetbench.run_suite({**TINY, "seeds": [0]}, out=tmp_path / "local", progress=False)
-        process = forgetbench.run_suite({**TINY, "seeds": [0]}, out=tmp_path / "process", progress=False,
-                                        executor="process", workers=2)
+        process = forgetbench.run_suite(
+            {**TINY, "seeds": [0]}, out=tmp_path / "process", progress=False, executor="process", workers=2
+        )
     finally:
         torch.set_num_threads(before)
     for results in (local, process):
@@ -157,8 +193,9 @@ def test_an_old_folder_without_the_fingerprint_reports_beside_a_new_one(tmp_path
 def test_a_run_records_the_digest_of_the_data_it_read_and_the_digest_follows_the_data(tmp_path):
     from forgetbench.benchmark.data.datasets import tensors_digest
 
-    results = forgetbench.run_suite({**TINY, "seeds": [0], "strategies": [{"name": "naive"}]}, out=tmp_path,
-                                    progress=False)
+    results = forgetbench.run_suite(
+        {**TINY, "seeds": [0], "strategies": [{"name": "naive"}]}, out=tmp_path, progress=False
+    )
     (record,) = results.records
     name, digest = record.environment["data"].split("=")
     assert name == "digits" and digest.startswith("blake2b:") and len(digest) == len("blake2b:") + 16

@@ -10,8 +10,13 @@ import pandas as pd
 import pytest
 
 from forgetbench.benchmark.core.frontier import forgetting_at, matched_forgetting, pareto_front
-from forgetbench.reports.frontier import (frontier_frame, has_frontier, matched_pairs, matched_plasticity,
-                                          matched_verdicts)
+from forgetbench.reports.frontier import (
+    frontier_frame,
+    has_frontier,
+    matched_pairs,
+    matched_plasticity,
+    matched_verdicts,
+)
 from helpers import make_record
 from report_records import record, write_folder
 
@@ -59,8 +64,11 @@ def _records(make=None) -> list:
     out = []
     for seed, naive_la in ((0, 0.90), (1, 0.92)):
         out.append(make("naive", seed, naive_la, 0.20))
-        for value, la, f_a, f_b in ((1, naive_la, 0.15, 0.18), (10, naive_la - 0.02, 0.05, 0.12),
-                                    (100, naive_la - 0.06, 0.01, 0.04)):
+        for value, la, f_a, f_b in (
+            (1, naive_la, 0.15, 0.18),
+            (10, naive_la - 0.02, 0.05, 0.12),
+            (100, naive_la - 0.06, 0.01, 0.04),
+        ):
             out.append(make(f"a[lam={value}]", seed, la, f_a, {"lam": value}))
             out.append(make(f"b[beta={value}]", seed, la, f_b, {"beta": value}))
     return out
@@ -104,7 +112,7 @@ def test_the_report_draws_the_frontiers_and_writes_every_point(tmp_path):
     out = write_folder(tmp_path / "results", _records(_raw))
     report = write_report([out])
     html = report.read_text()
-    section = html[html.index('<h2 id="frontier-s">'):]
+    section = html[html.index('<h2 id="frontier-s">') :]
     assert "Frontiers: s, methods at matched plasticity" in section and 'src="data:image/png;base64,' in section
     assert "At naive&#39;s LA - 2 points" in section and "a &lt; b by 7.0" in section
     points = pd.read_csv(out / "frontier.csv")

@@ -30,8 +30,14 @@ SECONDS_PER_CONFIG = 30  # an alias bomb used to run 60 s and grow past 1.2 GB b
 
 
 def _fuzz_settings(examples: int):
-    return settings(max_examples=LONG_RUN or examples, derandomize=not LONG_RUN, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck), print_blob=True)
+    return settings(
+        max_examples=LONG_RUN or examples,
+        derandomize=not LONG_RUN,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
 
 
 _text = st.one_of(
@@ -41,12 +47,19 @@ _text = st.one_of(
     st.sampled_from(["", " ", "\x00", "\u202e", "../..", "/etc/passwd", "${HOME}", "{x}", "é" * 300, "nan", "1e999"]),
 )
 _scalar = st.one_of(
-    st.none(), st.booleans(), _text,
-    st.integers(), st.sampled_from([0, -1, 2**31, 2**63, -(2**63), 10**30]),
-    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e-320, 1e308, -0.0]),
+    st.none(),
+    st.booleans(),
+    _text,
+    st.integers(),
+    st.sampled_from([0, -1, 2**31, 2**63, -(2**63), 10**30]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e-320, 1e308, -0.0]),
 )
-_value = st.recursive(_scalar, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(_text, inner, max_size=4)), max_leaves=8)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)),
+    max_leaves=8,
+)
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -89,8 +102,13 @@ def _mutate(config: Any, data) -> Any:
         parent[last] = value
     else:  # the same value with another type: 1 -> "1", [x] -> x, {...} -> [...]
         value = parent[last]
-        parent[last] = (str(value) if not isinstance(value, (dict, list)) else
-                        list(value.values()) if isinstance(value, dict) else (value[0] if value else {}))
+        parent[last] = (
+            str(value)
+            if not isinstance(value, (dict, list))
+            else list(value.values())
+            if isinstance(value, dict)
+            else (value[0] if value else {})
+        )
     return config
 
 
@@ -157,8 +175,9 @@ def test_mutated_shipped_configs_validate_with_exit_0_1_or_2(data, tmp_path_fact
 
 @_fuzz_settings(examples=25)
 @given(data=st.data())
-def test_mutated_tiny_suites_run_with_exit_0_1_or_2_and_write_only_under_out(data, tmp_path_factory, capsys,
-                                                                             monkeypatch):
+def test_mutated_tiny_suites_run_with_exit_0_1_or_2_and_write_only_under_out(
+    data, tmp_path_factory, capsys, monkeypatch
+):
     folder = tmp_path_factory.mktemp("fuzzrun")
     monkeypatch.chdir(folder)  # a relative path a mutation writes would land here, and be caught
     config = tiny_suite(strategies=[{"name": data.draw(st.sampled_from(["naive", "ewc", "wpl", "l2"]))}])

@@ -58,10 +58,16 @@ def test_grid_expands_into_one_run_per_combination_and_seed():
     labels = {spec.strategy.display_name for spec in runs}
     assert "ewc[ewc_lambda=100,mode=online]" in labels
     online = next(s for s in runs if s.strategy.display_name == "ewc[ewc_lambda=1,mode=online]")
-    assert online.strategy.params == {"ewc_lambda": 1.0, "mode": "online", "decay_factor": 1.0,
-                                      "importance": "minibatch", "estimator": "empirical",
-                                      "max_curvature": "auto", "importance_samples": None,
-                                      "importance_norm": "none"}
+    assert online.strategy.params == {
+        "ewc_lambda": 1.0,
+        "mode": "online",
+        "decay_factor": 1.0,
+        "importance": "minibatch",
+        "estimator": "empirical",
+        "max_curvature": "auto",
+        "importance_samples": None,
+        "importance_norm": "none",
+    }
     assert online.run_id == "split__ewc[ewc_lambda=1,mode=online]__seed0"
 
 
@@ -141,8 +147,13 @@ def test_selection_suite_end_to_end(write_suite, cli, tmp_path, capsys):
     suite = tiny_suite(
         seeds=[0],
         # max_curvature null: Avalanche's uncapped penalty (the default cap would keep it stable)
-        strategies=[{"name": "ewc", "params": {"ewc_lambda": [0, 10000000], "max_curvature": None},
-                     "selection": {"metric": "LA", "on": "validation", "fraction": 0.3}}],
+        strategies=[
+            {
+                "name": "ewc",
+                "params": {"ewc_lambda": [0, 10000000], "max_curvature": None},
+                "selection": {"metric": "LA", "on": "validation", "fraction": 0.3},
+            }
+        ],
     )
     suite["training"]["lr"] = 0.5  # a huge lambda with a large lr makes the second task diverge
     assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1  # a sweep run diverged

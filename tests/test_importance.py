@@ -83,6 +83,7 @@ def test_layer_reused_twice_in_one_forward(monkeypatch, chunk_floats):
     from forgetbench.strategies import importance
 
     monkeypatch.setattr(importance, "_PER_SAMPLE_CHUNK_FLOATS", chunk_floats)  # calls summed per chunk
+
     class Twice(nn.Module):
         def __init__(self):
             super().__init__()
@@ -227,7 +228,11 @@ def test_embedding_rule_sums_repeated_tokens_per_sample_and_skips_padding():
 
     tokens, y = _token_data(3)
     model = TokenNet().double()
-    trainable = {n for n, p in model.named_parameters()} - {"position.weight", "position_mix.weight", "position_mix.bias"}
+    trainable = {n for n, p in model.named_parameters()} - {
+        "position.weight",
+        "position_mix.weight",
+        "position_mix.bias",
+    }
     for name in ("position.weight", "position_mix.weight", "position_mix.bias"):
         model.get_parameter(name).requires_grad_(False)
     fast, fallback = _split_parameters(model, trainable)
@@ -321,9 +326,16 @@ def test_a_small_bert_with_every_parameter_trainable_matches_the_loop(monkeypatc
     class Classifier(nn.Module):
         def __init__(self):
             super().__init__()
-            config = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                             intermediate_size=16, max_position_embeddings=12,
-                                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+            config = transformers.BertConfig(
+                vocab_size=30,
+                hidden_size=8,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=16,
+                max_position_embeddings=12,
+                hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0,
+            )
             self.bert = transformers.BertModel(config, add_pooling_layer=False)
             self.out = nn.Linear(8, 3)
 

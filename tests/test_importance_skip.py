@@ -27,26 +27,28 @@ def _sgd(weight_decay: float) -> torch.optim.Optimizer:
     return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, weight_decay=weight_decay)
 
 
-@pytest.mark.parametrize("used, index, every, decay, adaptive, expected", [
-    # shared trunk t: every model but the last needs its importance
-    ([{"t", "h0"}, {"t", "h1"}, {"t", "h2"}], 0, False, 0.0, False, True),
-    ([{"t", "h0"}, {"t", "h1"}, {"t", "h2"}], 1, True, 0.0, False, True),
-    ([{"t", "h0"}, {"t", "h1"}, {"t", "h2"}], 2, False, 0.0, False, False),
-    ([{"t", "h0"}, {"t", "h1"}, {"t", "h2"}], 2, True, 1e-3, False, False),  # last: nothing trains again
-    # a search adds turns while training: never skipped
-    ([{"t", "h0"}, {"t", "h1"}], 1, False, 0.0, True, True),
-    # model 1 shares t with model 0 only: no later model reads it (WPL), but EWC's combined anchor does
-    ([{"t", "h0"}, {"t", "h1"}, {"h2"}], 1, False, 0.0, False, False),
-    ([{"t", "h0"}, {"t", "h1"}, {"h2"}], 1, True, 0.0, False, True),
-    # isolated models (frozen backbone, private heads): skipped unless weight decay moves unused weights
-    ([{"h0"}, {"h1"}, {"h2"}], 0, True, 0.0, False, False),
-    ([{"h0"}, {"h1"}, {"h2"}], 0, True, 1e-3, False, True),
-    ([{"h0"}, {"h1"}, {"h2"}], 0, False, 1e-3, False, False),  # WPL never penalises an unshared weight
-])
+@pytest.mark.parametrize(
+    "used, index, every, decay, adaptive, expected",
+    [
+        # shared trunk t: every model but the last needs its importance
+        ([{"t", "h0"}, {"t", "h1"}, {"t", "h2"}], 0, False, 0.0, False, True),
+        ([{"t", "h0"}, {"t", "h1"}, {"t", "h2"}], 1, True, 0.0, False, True),
+        ([{"t", "h0"}, {"t", "h1"}, {"t", "h2"}], 2, False, 0.0, False, False),
+        ([{"t", "h0"}, {"t", "h1"}, {"t", "h2"}], 2, True, 1e-3, False, False),  # last: nothing trains again
+        # a search adds turns while training: never skipped
+        ([{"t", "h0"}, {"t", "h1"}], 1, False, 0.0, True, True),
+        # model 1 shares t with model 0 only: no later model reads it (WPL), but EWC's combined anchor does
+        ([{"t", "h0"}, {"t", "h1"}, {"h2"}], 1, False, 0.0, False, False),
+        ([{"t", "h0"}, {"t", "h1"}, {"h2"}], 1, True, 0.0, False, True),
+        # isolated models (frozen backbone, private heads): skipped unless weight decay moves unused weights
+        ([{"h0"}, {"h1"}, {"h2"}], 0, True, 0.0, False, False),
+        ([{"h0"}, {"h1"}, {"h2"}], 0, True, 1e-3, False, True),
+        ([{"h0"}, {"h1"}, {"h2"}], 0, False, 1e-3, False, False),  # WPL never penalises an unshared weight
+    ],
+)
 def test_importance_needed_by_hand(used, index, every, decay, adaptive, expected):
     used = [frozenset(u) for u in used]
-    assert importance_needed(used, index, adaptive=adaptive, every_parameter=every,
-                             optimizer=_sgd(decay)) is expected
+    assert importance_needed(used, index, adaptive=adaptive, every_parameter=every, optimizer=_sgd(decay)) is expected
 
 
 def test_importance_needed_without_a_schedule_is_always_true():
@@ -95,8 +97,9 @@ def _bypass_split():
 def _run(name: str, params: dict, scenario, used, init, *, adaptive: bool, training=NO_DECAY):
     model = copy.deepcopy(scenario.model)
     model.load_state_dict(init)
-    ctx = StrategyContext(model=model, training=training, device=torch.device("cpu"), used_params=used, seed=0,
-                          adaptive=adaptive)
+    ctx = StrategyContext(
+        model=model, training=training, device=torch.device("cpu"), used_params=used, seed=0, adaptive=adaptive
+    )
     entry = STRATEGIES.get(name)
     strategy = entry.factory(ctx, entry.parse_params(params))
     weights = []
@@ -112,20 +115,23 @@ def _assert_same(ours, reference):
             assert torch.equal(a[n], b[n]), (exp, n)
 
 
-@pytest.mark.parametrize("name, params, key, setting", [
-    ("ewc", {"ewc_lambda": 50.0}, "ewc_importance_skipped", "shared"),
-    ("ewc", {"ewc_lambda": 50.0}, "ewc_importance_skipped", "bypass"),
-    ("ewc", {"ewc_lambda": 50.0, "mode": "online", "decay_factor": 0.5}, "ewc_importance_skipped", "bypass"),
-    ("mas", {"lambda_reg": 5.0}, "mas_importance_skipped", "bypass"),
-    ("wpl", {"alpha": 50.0}, "wpl_importance_skipped", "bypass"),
-    ("ewc", {"ewc_lambda": 50.0, "mode": "online", "decay_factor": 0.5}, "ewc_importance_skipped", "isolated"),
-    ("ewc", {"ewc_lambda": 50.0, "importance": "exact"}, "ewc_importance_skipped", "isolated"),
-    ("mas", {"lambda_reg": 5.0}, "mas_importance_skipped", "isolated"),
-    ("mas", {"lambda_reg": 5.0}, "mas_importance_skipped", "shared"),
-    ("wpl", {"alpha": 50.0}, "wpl_importance_skipped", "shared"),
-    ("wpl", {"alpha": 50.0, "fisher": "minibatch"}, "wpl_importance_skipped", "shared"),
-    ("wpl", {"alpha": 50.0, "anchor": "per_model"}, "wpl_importance_skipped", "isolated"),
-])
+@pytest.mark.parametrize(
+    "name, params, key, setting",
+    [
+        ("ewc", {"ewc_lambda": 50.0}, "ewc_importance_skipped", "shared"),
+        ("ewc", {"ewc_lambda": 50.0}, "ewc_importance_skipped", "bypass"),
+        ("ewc", {"ewc_lambda": 50.0, "mode": "online", "decay_factor": 0.5}, "ewc_importance_skipped", "bypass"),
+        ("mas", {"lambda_reg": 5.0}, "mas_importance_skipped", "bypass"),
+        ("wpl", {"alpha": 50.0}, "wpl_importance_skipped", "bypass"),
+        ("ewc", {"ewc_lambda": 50.0, "mode": "online", "decay_factor": 0.5}, "ewc_importance_skipped", "isolated"),
+        ("ewc", {"ewc_lambda": 50.0, "importance": "exact"}, "ewc_importance_skipped", "isolated"),
+        ("mas", {"lambda_reg": 5.0}, "mas_importance_skipped", "isolated"),
+        ("mas", {"lambda_reg": 5.0}, "mas_importance_skipped", "shared"),
+        ("wpl", {"alpha": 50.0}, "wpl_importance_skipped", "shared"),
+        ("wpl", {"alpha": 50.0, "fisher": "minibatch"}, "wpl_importance_skipped", "shared"),
+        ("wpl", {"alpha": 50.0, "anchor": "per_model"}, "wpl_importance_skipped", "isolated"),
+    ],
+)
 def test_skipped_passes_change_no_weight(name, params, key, setting):
     if setting == "isolated":
         scenario, used = _frozen_trunk_split()
@@ -152,8 +158,14 @@ def test_weight_decay_keeps_every_pass_of_a_penalty_on_every_parameter():
     assert strategy_extra_results(strategy)["ewc_importance_skipped"] == [2]  # only after the last experience
 
 
-@pytest.mark.parametrize("name, params", [("ewc", {"importance_samples": 40}), ("mas", {"importance_samples": 40}),
-                                          ("wpl", {"fisher_samples": 40, "fisher": "minibatch"})])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("ewc", {"importance_samples": 40}),
+        ("mas", {"importance_samples": 40}),
+        ("wpl", {"fisher_samples": 40, "fisher": "minibatch"}),
+    ],
+)
 def test_importance_sample_budget_reads_that_many_samples(name, params, monkeypatch):
     """The pass reads ``importance_samples`` (``fisher_samples``) rows of the experience, drawn with the seed."""
     from forgetbench.strategies import importance

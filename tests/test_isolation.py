@@ -57,25 +57,41 @@ def _build_test_permuted(params: PermutedParams, inputs: ScenarioInputs) -> Scen
     tasks = []
     for t in range(params.tasks):
         perm = torch.arange(x_tr.shape[1]) if t == 0 else torch.randperm(x_tr.shape[1], generator=g)
-        tasks.append(Task(f"perm{t}", 0, x_tr[:, perm], data.train_y, x_te[:, perm], data.test_y,
-                          model.used_parameter_names(0), data.num_classes))
+        tasks.append(
+            Task(
+                f"perm{t}",
+                0,
+                x_tr[:, perm],
+                data.train_y,
+                x_te[:, perm],
+                data.test_y,
+                model.used_parameter_names(0),
+                data.num_classes,
+            )
+        )
     return Scenario("test_permuted", tasks, model)
 
 
 if "test_permuted" not in SCENARIOS:
     SCENARIOS.register("test_permuted", params=PermutedParams)(_build_test_permuted)
 
-PERMUTED = {"name": "permuted", "params": {"dataset": "digits", "tasks": 3}} if "permuted" in SCENARIOS else {
-    "name": "test_permuted", "params": {"tasks": 3}}
+PERMUTED = (
+    {"name": "permuted", "params": {"dataset": "digits", "tasks": 3}}
+    if "permuted" in SCENARIOS
+    else {"name": "test_permuted", "params": {"tasks": 3}}
+)
 SPLIT_MLP = {"name": "split", "params": {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [64]}}
-SPLIT_CNN = {"name": "split", "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn",
-                                         "widths": [8, 8]}}
+SPLIT_CNN = {
+    "name": "split",
+    "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn", "widths": [8, 8]},
+}
 TWO_MODEL = {"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 32, "shared": 1}}
 
 
 def run_one(strategy: str, params: dict | None = None, scenario: dict = SPLIT_MLP, training=TRAINING, seed=0):
-    spec = RunSpec("t", ComponentSpec(**scenario), ComponentSpec(name=strategy, params=params or {}), seed,
-                   training, "cpu")
+    spec = RunSpec(
+        "t", ComponentSpec(**scenario), ComponentSpec(name=strategy, params=params or {}), seed, training, "cpu"
+    )
     record = run(spec, data_root=None)
     assert record.status == "ok", record.get("traceback", record.error)
     return record
@@ -88,8 +104,13 @@ def scenario_of(spec: dict, seed: int = 0) -> Scenario:
 
 
 def context(scenario: Scenario, training=TRAINING, seed=0) -> StrategyContext:
-    return StrategyContext(model=scenario.model, training=training, device=torch.device("cpu"),
-                           used_params=scenario.turn_used_params, seed=seed)
+    return StrategyContext(
+        model=scenario.model,
+        training=training,
+        device=torch.device("cpu"),
+        used_params=scenario.turn_used_params,
+        seed=seed,
+    )
 
 
 # --------------------------------------------------------------------------- masking machinery
@@ -132,10 +153,10 @@ def test_ownership_counts_new_weights_of_each_mask():
     masked = MaskedNet(net, slots=2, sparsity=0.5, generator=torch.Generator().manual_seed(0))
     l1, l2 = (layer for _, layer in masked.masked_layers())
     with torch.no_grad():
-        l1.scores[0].copy_(torch.tensor([[1.0, 2.0], [0.0, 0.0]]))   # M0: row 0
-        l2.scores[0].copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))   # M0: column 0
-        l1.scores[1].copy_(torch.tensor([[0.0, 2.0], [3.0, 0.0]]))   # M1: (0,1) old, (1,0) new
-        l2.scores[1].copy_(torch.tensor([[0.0, 1.0], [0.0, 1.0]]))   # M1: column 1, both new
+        l1.scores[0].copy_(torch.tensor([[1.0, 2.0], [0.0, 0.0]]))  # M0: row 0
+        l2.scores[0].copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))  # M0: column 0
+        l1.scores[1].copy_(torch.tensor([[0.0, 2.0], [3.0, 0.0]]))  # M1: (0,1) old, (1,0) new
+        l2.scores[1].copy_(torch.tensor([[0.0, 1.0], [0.0, 1.0]]))  # M1: column 1, both new
     for slot in (0, 1):
         masked.begin_slot(slot, key=0)
         masked.end_slot()
@@ -221,8 +242,9 @@ def test_exssnet_learning_accuracy_beats_supsup_on_digits():
 
 
 def test_exssnet_counts_both_phases_under_a_step_budget():
-    record = run_one("exssnet", {"sparsity": 0.1}, {**TWO_MODEL, "params": {**TWO_MODEL["params"], "a_steps": 7,
-                                                                            "b_steps": 5}})
+    record = run_one(
+        "exssnet", {"sparsity": 0.1}, {**TWO_MODEL, "params": {**TWO_MODEL["params"], "a_steps": 7, "b_steps": 5}}
+    )
     assert record.timing.steps == 2 * (7 + 5)
 
 
@@ -373,8 +395,8 @@ def test_pic_task_arithmetic_matches_hand_computation():
     model.finished = [1, 2]
     model.merge(0.3)
     model.eval()
-    tau1 = torch.tensor([[2.0, 0.0, -2.0], [4.0, 0.0, -4.0]])   # 2 * B1 A1 by hand
-    tau2 = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])     # 2 * B2 A2 by hand
+    tau1 = torch.tensor([[2.0, 0.0, -2.0], [4.0, 0.0, -4.0]])  # 2 * B1 A1 by hand
+    tau2 = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])  # 2 * B2 A2 by hand
     merged = W + 0.3 * (tau1 + tau2)
     torch.testing.assert_close(model.effective_weight("body.1"), merged)
     x = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]])
@@ -436,8 +458,16 @@ def test_extra_results_may_not_overwrite_record_keys():
         def extra_results(self):
             return {"accuracy_matrix": []}
 
-    record = RunRecord.from_dict({"run_id": "r", "suite": "s", "seed": 0, "accuracy_matrix": [[1.0]],
-                                  "scenario": {"name": "a", "label": "a"}, "strategy": {"name": "b", "label": "b"}})
+    record = RunRecord.from_dict(
+        {
+            "run_id": "r",
+            "suite": "s",
+            "seed": 0,
+            "accuracy_matrix": [[1.0]],
+            "scenario": {"name": "a", "label": "a"},
+            "strategy": {"name": "b", "label": "b"},
+        }
+    )
     with pytest.raises(ValueError, match="accuracy_matrix"):
         record.add_results(strategy_extra_results(Strat()), source="Strat")
 
@@ -452,10 +482,22 @@ def test_extra_results_may_not_overwrite_record_keys():
 
 
 def test_declared_results_are_validated_and_plug_in_keys_kept():
-    record = RunRecord.from_dict({"run_id": "r", "suite": "s", "seed": 0,
-                                  "scenario": {"name": "a", "label": "a"}, "strategy": {"name": "b", "label": "b"}})
-    record.add_results({"pic": {"lam": [0.5], "val_accuracy": [0.9], "val_accuracy_per_lambda": [[0.9]]},
-                        "my_plugin_stat": {"any": [1, 2]}}, source="test")
+    record = RunRecord.from_dict(
+        {
+            "run_id": "r",
+            "suite": "s",
+            "seed": 0,
+            "scenario": {"name": "a", "label": "a"},
+            "strategy": {"name": "b", "label": "b"},
+        }
+    )
+    record.add_results(
+        {
+            "pic": {"lam": [0.5], "val_accuracy": [0.9], "val_accuracy_per_lambda": [[0.9]]},
+            "my_plugin_stat": {"any": [1, 2]},
+        },
+        source="test",
+    )
     assert isinstance(record.pic, PICResult) and record.pic.lam == [0.5]
     assert record.model_extra == {"my_plugin_stat": {"any": [1, 2]}}
     assert record.to_dict()["my_plugin_stat"] == {"any": [1, 2]} and record.to_dict()["pic"]["lam"] == [0.5]
@@ -464,8 +506,12 @@ def test_declared_results_are_validated_and_plug_in_keys_kept():
 
 
 def test_bad_params_name_the_field():
-    suite = tiny_suite(strategies=[{"name": "exssnet", "params": {"kkt": "sometimes"}},
-                                   {"name": "supsup", "params": {"sparsity": 1.5}}])
+    suite = tiny_suite(
+        strategies=[
+            {"name": "exssnet", "params": {"kkt": "sometimes"}},
+            {"name": "supsup", "params": {"sparsity": 1.5}},
+        ]
+    )
     with pytest.raises(ConfigError) as info:
         resolve_config(suite)
     text = str(info.value)

@@ -6,10 +6,11 @@ import pytest
 
 from forgetbench.benchmark.front import testing
 
-SPLIT_CNN = {"name": "split", "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn",
-                                         "widths": [16, 16]}}
-TWO_MODEL = {"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 32,
-                                             "shared": 1}}
+SPLIT_CNN = {
+    "name": "split",
+    "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn", "widths": [16, 16]},
+}
+TWO_MODEL = {"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 32, "shared": 1}}
 
 
 @pytest.mark.parametrize(

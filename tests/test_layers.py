@@ -18,8 +18,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # folder at the repository root -> the import name it is installed under
-FOLDERS = {"forgetbench": "forgetbench", "benchmark": "forgetbench.benchmark", "strategies": "forgetbench.strategies",
-           "reports": "forgetbench.reports"}
+FOLDERS = {
+    "forgetbench": "forgetbench",
+    "benchmark": "forgetbench.benchmark",
+    "strategies": "forgetbench.strategies",
+    "reports": "forgetbench.reports",
+}
 
 # The rule, in order: a module belongs to the longest entry its name starts with, and may import its own
 # package and the ones before it. The package roots come first: they hold the version.
@@ -36,10 +40,10 @@ PACKAGE_ORDER = [
 ]
 # where a function-level import of a project module is allowed, and why (each delays heavy libraries)
 LAZY_IMPORTS_ALLOWED = (
-    "forgetbench.benchmark.front",        # `forgetbench --help` and `import forgetbench` load no torch
+    "forgetbench.benchmark.front",  # `forgetbench --help` and `import forgetbench` load no torch
     "forgetbench.__init__",
     "forgetbench.benchmark.run.executors",  # starts the workers' fork server / Ray before the driver imports torch
-    "forgetbench.reports.html",           # matplotlib and seaborn only when a figure is drawn
+    "forgetbench.reports.html",  # matplotlib and seaborn only when a figure is drawn
 )
 
 
@@ -66,8 +70,10 @@ def _imported_names(node: ast.AST, modules: dict[str, Path]) -> list[str]:
         return [alias.name for alias in node.names]
     if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
         # `from pkg import sub` loads pkg.sub when it is a module, else pkg itself
-        return [f"{node.module}.{alias.name}" if resolve(f"{node.module}.{alias.name}", modules)
-                else node.module for alias in node.names]
+        return [
+            f"{node.module}.{alias.name}" if resolve(f"{node.module}.{alias.name}", modules) else node.module
+            for alias in node.names
+        ]
     return []
 
 
@@ -94,14 +100,19 @@ def lazy_imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
     for fn in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for node in ast.walk(fn):
-                found |= {t for name in _imported_names(node, modules)
-                          if name.split(".")[0] == "forgetbench" and (t := resolve(name, modules))}
+                found |= {
+                    t
+                    for name in _imported_names(node, modules)
+                    if name.split(".")[0] == "forgetbench" and (t := resolve(name, modules))
+                }
     return found
 
 
 def layer_of(module: str) -> int:
     matches = [(len(p), rank) for rank, p in enumerate(PACKAGE_ORDER) if module == p or module.startswith(p + ".")]
-    assert matches, f"{module} belongs to no package of PACKAGE_ORDER: add it (and to the Layout of docs/development.md)"
+    assert matches, (
+        f"{module} belongs to no package of PACKAGE_ORDER: add it (and to the Layout of docs/development.md)"
+    )
     return max(matches)[1]
 
 
@@ -118,23 +129,36 @@ def test_every_module_has_a_layer():
 def test_no_back_edges():
     back = [
         f"{m} ({PACKAGE_ORDER[layer_of(m)]}) imports {t} ({PACKAGE_ORDER[layer_of(t)]})"
-        for m, targets in graph().items() for t in sorted(targets) if layer_of(t) > layer_of(m)
+        for m, targets in graph().items()
+        for t in sorted(targets)
+        if layer_of(t) > layer_of(m)
     ]
     assert not back, "imports against the one-way flow:\n" + "\n".join(back)
 
 
 def test_lazy_imports_only_in_front_ends():
     modules = project_modules()
-    lazy = [f"{m} imports {t} inside a function" for m, p in modules.items()
-            if not m.startswith(LAZY_IMPORTS_ALLOWED) for t in sorted(lazy_imports_of(p, modules))]
-    assert not lazy, "move these to the top of the module (a lazy import only delays heavy libraries, " \
-                     "in the front ends):\n" + "\n".join(lazy)
+    lazy = [
+        f"{m} imports {t} inside a function"
+        for m, p in modules.items()
+        if not m.startswith(LAZY_IMPORTS_ALLOWED)
+        for t in sorted(lazy_imports_of(p, modules))
+    ]
+    assert not lazy, (
+        "move these to the top of the module (a lazy import only delays heavy libraries, "
+        "in the front ends):\n" + "\n".join(lazy)
+    )
 
 
 def test_the_project_is_one_import_name():
     """No module imports the folders by their old top-level names (that would load a second copy)."""
-    old = [f"{m} imports {name}" for m, p in project_modules().items() for node in ast.walk(ast.parse(p.read_text()))
-           for name in _imported_names(node, {}) if name.split(".")[0] in ("benchmark", "strategies", "reports")]
+    old = [
+        f"{m} imports {name}"
+        for m, p in project_modules().items()
+        for node in ast.walk(ast.parse(p.read_text()))
+        for name in _imported_names(node, {})
+        if name.split(".")[0] in ("benchmark", "strategies", "reports")
+    ]
     assert not old, "\n".join(old)
 
 
@@ -147,7 +171,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -165,10 +189,13 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-@pytest.mark.parametrize("edges,expected", [
-    ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, True),
-    ({"a": {"b"}, "b": {"c"}, "c": set()}, False),
-])
+@pytest.mark.parametrize(
+    "edges,expected",
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, True),
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, False),
+    ],
+)
 def test_the_cycle_finder_finds_cycles(edges, expected):
     assert (find_cycle(edges) is not None) == expected
 
@@ -202,12 +229,20 @@ def test_every_forgetbench_import_resolves_to_its_file_in_the_checkout_by_path_a
     # benchmark/, strategies/ and reports/ are linked into forgetbench/), and each name imported from a
     # module is a submodule or a name that module defines.
     unresolved = []
-    sources = [p for folder in ("benchmark", "strategies", "reports", "tests", "scripts") for p in (ROOT / folder).rglob("*.py")]
+    sources = [
+        p
+        for folder in ("benchmark", "strategies", "reports", "tests", "scripts")
+        for p in (ROOT / folder).rglob("*.py")
+    ]
     for path in [ROOT / "forgetbench" / "__init__.py", *sources]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 wanted = [(a.name, None) for a in node.names if a.name.split(".")[0] == "forgetbench"]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "forgetbench":
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").split(".")[0] == "forgetbench"
+            ):
                 wanted = [(node.module, a.name) for a in node.names]
             else:
                 continue
@@ -215,8 +250,14 @@ def test_every_forgetbench_import_resolves_to_its_file_in_the_checkout_by_path_a
                 file = _module_file(module)
                 if file is None:
                     unresolved.append(f"{path.relative_to(ROOT)}:{node.lineno}: no file for {module}")
-                elif (name is not None and name != "*" and _module_file(f"{module}.{name}") is None
-                      and name not in _top_level_names(ast.parse(file.read_text()))):
+                elif (
+                    name is not None
+                    and name != "*"
+                    and _module_file(f"{module}.{name}") is None
+                    and name not in _top_level_names(ast.parse(file.read_text()))
+                ):
                     unresolved.append(f"{path.relative_to(ROOT)}:{node.lineno}: {module} has no {name}")
     assert not unresolved, "\n".join(unresolved)
-    assert (ROOT / "forgetbench" / "benchmark" / "core" / "config.py").resolve() == ROOT / "benchmark" / "core" / "config.py"
+    assert (
+        ROOT / "forgetbench" / "benchmark" / "core" / "config.py"
+    ).resolve() == ROOT / "benchmark" / "core" / "config.py"

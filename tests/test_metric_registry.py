@@ -27,21 +27,32 @@ def first_task_final(record):
 
 @pytest.fixture
 def registered():
-    forgetbench.register_metric(KEY, better="higher", unit="accuracy", label="First task (final)",
-                                bounds=(0, 1), terminal="first (pts)")(first_task_final)
+    forgetbench.register_metric(
+        KEY, better="higher", unit="accuracy", label="First task (final)", bounds=(0, 1), terminal="first (pts)"
+    )(first_task_final)
     yield metric_registry.METRICS[KEY]
     del metric_registry.METRICS[KEY]
 
 
 def record(seed: int, matrix: list[list[float]], strategy: str = "naive", status: str = "ok") -> dict:
-    return {"run_id": f"s__{strategy}__{seed}", "suite": "t", "scenario": {"label": "s", "name": "split"},
-            "strategy": {"label": strategy, "name": strategy}, "seed": seed, "status": status,
-            "accuracy_matrix": matrix, "timing": {"train_seconds": 1.0, "steps": 10}}
+    return {
+        "run_id": f"s__{strategy}__{seed}",
+        "suite": "t",
+        "scenario": {"label": "s", "name": "split"},
+        "strategy": {"label": strategy, "name": strategy},
+        "seed": seed,
+        "status": status,
+        "accuracy_matrix": matrix,
+        "timing": {"train_seconds": 1.0, "steps": 10},
+    }
 
 
 def test_registered_metric_is_computed_per_run_and_aggregated_like_the_built_ins(registered):
-    records = [record(0, [[0.9, 0.1], [0.6, 0.95]]), record(1, [[0.8, 0.2], [0.7, 0.9]]),
-               record(2, [[0.5]], status="failed")]
+    records = [
+        record(0, [[0.9, 0.1], [0.6, 0.95]]),
+        record(1, [[0.8, 0.2], [0.7, 0.9]]),
+        record(2, [[0.5]], status="failed"),
+    ]
     assert run_metrics(records[0])[KEY] == pytest.approx(0.6)
     assert math.isnan(run_metrics(records[2])[KEY])  # not ok: NaN, like every accuracy metric
     table = overview(records)
@@ -115,21 +126,38 @@ def test_a_report_without_the_registering_module_names_it_and_import_brings_the_
         "@forgetbench.register_metric('my_final_first', better='higher', unit='accuracy', bounds=(0, 1))\n"
         "def my_final_first(record):\n"
         "    'Accuracy on the first task at the end.'\n"
-        "    return record.accuracy_matrix[-1][0]\n")
+        "    return record.accuracy_matrix[-1][0]\n"
+    )
     (tmp_path / "suite.json").write_text(json.dumps(tiny_suite()))
-    ran = subprocess.run([sys.executable, "-c", "import json, my_metrics, forgetbench; "
-                          "forgetbench.run_suite(json.load(open('suite.json')), out='out', progress=False)"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, my_metrics, forgetbench; "
+            "forgetbench.run_suite(json.load(open('suite.json')), out='out', progress=False)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ran.returncode == 0, ran.stderr
 
     def report(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "forgetbench.benchmark.front.cli", "report", "out", *extra],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "forgetbench.benchmark.front.cli", "report", "out", *extra],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     plain = report()
     assert plain.returncode == 0, plain.stderr
-    assert "'my_final_first' was registered (by module my_metrics)" in plain.stderr and "--import my_metrics" in \
-        plain.stderr
+    assert (
+        "'my_final_first' was registered (by module my_metrics)" in plain.stderr
+        and "--import my_metrics" in plain.stderr
+    )
     assert "my_final_first" not in (tmp_path / "out" / "summary.csv").read_text()
     assert "metrics-missing" in (tmp_path / "out" / "report.html").read_text()
     imported = report("--import", "my_metrics")

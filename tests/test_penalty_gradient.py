@@ -18,8 +18,9 @@ def _anchor(params, signed: bool, seed: int = 0) -> QuadraticAnchor:
     generator = torch.Generator().manual_seed(seed)
     q = QuadraticAnchor(scale=3.0)
     for _ in range(2):  # two terms: completes the square, so the constant is non-zero too
-        weights = {str(i): torch.rand(p.shape, generator=generator) - (0.5 if signed else 0.0)
-                   for i, p in enumerate(params)}
+        weights = {
+            str(i): torch.rand(p.shape, generator=generator) - (0.5 if signed else 0.0) for i, p in enumerate(params)
+        }
         anchors = {str(i): p.detach() + torch.randn(p.shape, generator=generator) for i, p in enumerate(params)}
         q.add(weights, anchors)
     return q
@@ -49,8 +50,11 @@ def _grads_both_ways(q, params, scale, subset=None, upstream=1.0):
 @pytest.mark.parametrize("upstream", [1.0, 2.5])
 def test_add_gradient_leaves_the_gradient_of_loss_plus_penalty(signed, upstream):
     torch.manual_seed(0)
-    params = [torch.randn(3, 4, requires_grad=True), torch.randn(5, requires_grad=True),
-              torch.randn(2, requires_grad=True)]
+    params = [
+        torch.randn(3, 4, requires_grad=True),
+        torch.randn(5, requires_grad=True),
+        torch.randn(2, requires_grad=True),
+    ]
     q = _anchor(params, signed)
     expected, got = _grads_both_ways(q, params, scale=0.7, upstream=upstream)
     for e, g in zip(expected, got):
@@ -60,8 +64,11 @@ def test_add_gradient_leaves_the_gradient_of_loss_plus_penalty(signed, upstream)
 
 def test_add_gradient_on_a_subset_touches_only_its_tensors():
     torch.manual_seed(1)
-    params = [torch.randn(3, 4, requires_grad=True), torch.randn(5, requires_grad=True),
-              torch.randn(2, requires_grad=True)]
+    params = [
+        torch.randn(3, 4, requires_grad=True),
+        torch.randn(5, requires_grad=True),
+        torch.randn(2, requires_grad=True),
+    ]
     q = _anchor(params, signed=False)
     expected, got = _grads_both_ways(q, params, scale=2.0, subset=[1, 2])
     for e, g in zip(expected, got):  # tensor 0 outside the subset: the data's gradient alone on both sides
@@ -76,8 +83,11 @@ def test_a_reused_hook_follows_a_changed_anchor_and_a_new_scale():
     """The prepared hook is reused while the same list comes back; a cap (or add/replace) changes A, and the next step
     uses the new A; a new scale prepares a new hook."""
     torch.manual_seed(2)
-    params = [torch.randn(3, 4, requires_grad=True), torch.randn(5, requires_grad=True),
-              torch.randn(2, requires_grad=True)]
+    params = [
+        torch.randn(3, 4, requires_grad=True),
+        torch.randn(5, requires_grad=True),
+        torch.randn(2, requires_grad=True),
+    ]
     q = _anchor(params, signed=False)
     chosen = list(params)
 
@@ -116,8 +126,11 @@ def test_add_gradient_on_a_loss_without_gradient_adds_the_value():
 
 def test_each_backward_pass_adds_it_once_as_autograd_would():
     """retain_graph and a second backward: the penalty's gradient is added per pass, like a term of the loss."""
-    params = [torch.randn(3, 4, requires_grad=True), torch.randn(5, requires_grad=True),
-              torch.randn(2, requires_grad=True)]
+    params = [
+        torch.randn(3, 4, requires_grad=True),
+        torch.randn(5, requires_grad=True),
+        torch.randn(2, requires_grad=True),
+    ]
     q = _anchor(params, signed=True)
     loss = q.add_gradient(_data_loss(params), params, 1.5)
     loss.backward(retain_graph=True)
@@ -141,8 +154,10 @@ def test_gradient_is_in_place_before_after_backward_plugins_run():
     model = torch.nn.Linear(4, 3)
     plugin = EWCPlugin(EWCParams(ewc_lambda=5.0))
     names = [n for n, _ in model.named_parameters()]
-    plugin.quadratic.add({n: torch.rand_like(p) for n, p in model.named_parameters()},
-                         {n: p.detach() + 0.3 for n, p in model.named_parameters()})
+    plugin.quadratic.add(
+        {n: torch.rand_like(p) for n, p in model.named_parameters()},
+        {n: p.detach() + 0.3 for n, p in model.named_parameters()},
+    )
     plugin._params, plugin._subset = [dict(model.named_parameters())[n] for n in names], None
     x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
     strategy = SimpleNamespace(loss=torch.nn.functional.cross_entropy(model(x), y))

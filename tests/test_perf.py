@@ -10,8 +10,15 @@ import pytest
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from conftest import read_json, tiny_suite
 
-SECTION_KEYS = {"conditions", "harness_vs_plain", "step_overhead", "importance_vs_epoch",
-                "fisher_fast_vs_loop", "growth", "parallel_scaling"}
+SECTION_KEYS = {
+    "conditions",
+    "harness_vs_plain",
+    "step_overhead",
+    "importance_vs_epoch",
+    "fisher_fast_vs_loop",
+    "growth",
+    "parallel_scaling",
+}
 
 
 def _perf_json(cli, capsys, *args):
@@ -110,10 +117,19 @@ def test_perf_minilm_measures_the_text_scenario(cli, capsys, monkeypatch, tmp_pa
 
     require_text_extra()
     corpus = folder_corpus(tmp_path / "corpus")
-    monkeypatch.setitem(perf.TEXT_MODELS, "minilm", {**perf.TEXT_MODELS["minilm"], "corpus": corpus,
-                                                     "max_length": 16})
-    status, result = _perf_json(cli, capsys, "--dataset", "digits", "--model", "minilm", "--data-root",
-                                str(tmp_path / "data"), "--only", "harness_vs_plain,step_overhead,fisher_fast_vs_loop,growth")
+    monkeypatch.setitem(perf.TEXT_MODELS, "minilm", {**perf.TEXT_MODELS["minilm"], "corpus": corpus, "max_length": 16})
+    status, result = _perf_json(
+        cli,
+        capsys,
+        "--dataset",
+        "digits",
+        "--model",
+        "minilm",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--only",
+        "harness_vs_plain,step_overhead,fisher_fast_vs_loop,growth",
+    )
     assert status == 0
     row = result["harness_vs_plain"]["minilm"]
     assert row["weights_equal"] is True, row and row["steps"] == row["steps_plain"] > 0

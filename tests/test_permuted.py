@@ -44,8 +44,14 @@ def test_one_head_every_parameter_shared_by_every_task():
 def test_subsampling_and_a_run():
     scenario = permuted(max_train_per_task=100)
     assert all(len(t.train_y) == 100 for t in scenario.tasks)
-    spec = RunSpec("t", ComponentSpec(name="permuted", params={"dataset": "digits", "tasks": 3, "widths": [16]}),
-                   ComponentSpec(name="naive"), 0, TrainingConfig(batch_size=32, lr=0.05, momentum=0.9, epochs=3), "cpu")
+    spec = RunSpec(
+        "t",
+        ComponentSpec(name="permuted", params={"dataset": "digits", "tasks": 3, "widths": [16]}),
+        ComponentSpec(name="naive"),
+        0,
+        TrainingConfig(batch_size=32, lr=0.05, momentum=0.9, epochs=3),
+        "cpu",
+    )
     record = run(spec, data_root=None)
     assert record.status == "ok", record.traceback
     R = record.accuracy_matrix
@@ -60,8 +66,14 @@ def test_si_penalty_is_active_on_cpu():
     training = TrainingConfig(batch_size=32, lr=0.01, momentum=0.9, epochs=2)
 
     def final(strategy, sparams):
-        spec = RunSpec("t", ComponentSpec(name="permuted", params=params),
-                       ComponentSpec(name=strategy, params=sparams), 0, training, "cpu")
+        spec = RunSpec(
+            "t",
+            ComponentSpec(name="permuted", params=params),
+            ComponentSpec(name=strategy, params=sparams),
+            0,
+            training,
+            "cpu",
+        )
         record = run(spec, data_root=None)
         assert record.status == "ok", record.traceback
         return record.accuracy_matrix

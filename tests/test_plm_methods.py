@@ -46,7 +46,8 @@ def test_orthogonality_loss_is_the_sum_of_squared_entries_of_old_a_times_new_a()
     assert float(orthogonality_loss([[a_old, other_old]], [a_new, other_new])) == pytest.approx(2.0 + 36.0)
     second = torch.tensor([[0.0, 0.0, 2.0]])  # a second earlier task: (0*1 + 0*1 + 2*0)^2 = 0 on layer 0
     assert float(orthogonality_loss([[a_old, other_old], [second, other_old]], [a_new, other_new])) == pytest.approx(
-        2.0 + 36.0 + 0.0 + 36.0)
+        2.0 + 36.0 + 0.0 + 36.0
+    )
     assert float(orthogonality_loss([], [a_new])) == 0.0
 
 
@@ -77,7 +78,9 @@ def test_olora_adds_lambda_times_the_orthogonality_loss_of_its_adapters(tmp_path
     assert len(added) == 5 and len(model.adapter_parameters(1, "lora_A")) == 2  # 40 samples / 8; query and value
     for got, hand in added:  # got is a difference of two float32 losses near 0.7: exact to about 2 ulp of them
         assert hand > 0 and got == pytest.approx(hand, rel=1e-3, abs=2e-7)
-    assert plugin.last_orthogonality[0] == 0.0 and plugin.last_orthogonality[1] == pytest.approx(2 * added[-1][1], rel=1e-3)
+    assert plugin.last_orthogonality[0] == 0.0 and plugin.last_orthogonality[1] == pytest.approx(
+        2 * added[-1][1], rel=1e-3
+    )
     assert all(torch.equal(p, backbone[n]) for n, p in model.named_parameters() if n in backbone)
     assert all(torch.equal(a, b) for a, b in zip(first_a, model.adapter_parameters(0, "lora_A")))
     _, layer = next(model.lora_layers())
@@ -111,11 +114,13 @@ def test_inflora_new_a_lies_in_the_complement_of_the_earlier_input_subspace(tmp_
     strategy, experiences = _train("inflora", {"rank": 2, "threshold": 0.9}, scenario, stop_before_last=True)
     plugin = _plugin(strategy, InfLoRAPlugin)
     bases = {name: b.clone() for name, b in plugin.bases.items()}
-    assert set(bases) == {name for name, _ in strategy.model.lora_layers()} and all(b.shape[1] > 0 for b in bases.values())
+    assert set(bases) == {name for name, _ in strategy.model.lora_layers()} and all(
+        b.shape[1] > 0 for b in bases.values()
+    )
     for b in bases.values():  # orthonormal columns
         assert torch.allclose(b.T @ b, torch.eye(b.shape[1], dtype=b.dtype), atol=1e-8)
     strategy.train(experiences[1])
-    for (name, layer) in strategy.model.lora_layers():
+    for name, layer in strategy.model.lora_layers():
         a = layer.lora_A["task1"].weight.detach().double()
         assert float((a @ bases[name]).abs().max()) < 1e-5 * float(a.abs().max())
         assert float(layer.lora_B["task1"].weight.abs().sum()) > 0  # B trained from 0
@@ -138,8 +143,9 @@ def test_inflora_trains_b_only(tmp_path):
     original = plugin.before_training_epoch
     plugin.before_training_epoch = lambda s, **kw: (remember(s), original(s, **kw))
     strategy.train(experiences[1])
-    assert snapshot and all(torch.equal(layer.lora_A["task1"].weight, snapshot[name])
-                            for name, layer in strategy.model.lora_layers())
+    assert snapshot and all(
+        torch.equal(layer.lora_A["task1"].weight, snapshot[name]) for name, layer in strategy.model.lora_layers()
+    )
 
 
 # ------------------------------------------------------------------ merging through PEFT
@@ -184,8 +190,11 @@ def test_merge_linear_with_unit_weights_is_pic_task_arithmetic_at_lambda_1(tmp_p
     x = scenario.tasks[0].test_x
     with torch.no_grad():
         assert torch.allclose(pic.model.forward_single_task(x, 0), merged.model.forward_single_task(x, 0), atol=1e-4)
-    ties, _ = _train("merge", {"rank": 2, "lam": 1.0, "combination_type": "ties", "density": 0.2},
-                     text_scenario(tmp_path, classes_per_task=2))
+    ties, _ = _train(
+        "merge",
+        {"rank": 2, "lam": 1.0, "combination_type": "ties", "density": 0.2},
+        text_scenario(tmp_path, classes_per_task=2),
+    )
     ties.model.eval()
     assert not torch.allclose(ties.model.effective_weight(layers[0]), merged.model.effective_weight(layers[0]))
     assert ties.pic.extra_results()["merge"] == {"combination_type": "ties", "density": 0.2, "weights": 1.0}
@@ -216,7 +225,7 @@ def test_adapter_diagnostics_by_hand():
     rows = adapter_diagnostics({"layer": [(0, a0, b0, 1.0), (1, a1, b1, 0.5)]})
     assert rows[0] == {"task": 0, "norm": 2.0, "overlap": None, "trainable_params": 5, "total_params": 5}
     # Delta W_1 = 0.5 * [[0, 0, 0], [3, 3, 0]]: norm sqrt(2 * 1.5^2)
-    assert rows[1]["norm"] == pytest.approx(math.sqrt(2 * 1.5 ** 2))
+    assert rows[1]["norm"] == pytest.approx(math.sqrt(2 * 1.5**2))
     assert rows[1]["overlap"] == pytest.approx(math.sqrt(0.5))
     assert (rows[1]["trainable_params"], rows[1]["total_params"]) == (5, 10)
     assert principal_overlap(torch.tensor([[0.0, 0.0, 1.0]]), a0) == pytest.approx(0.0)
@@ -260,14 +269,15 @@ def test_penalty_gradient_ratio_by_hand():
     with torch.no_grad():
         model.weight.fill_(2.0)
     x, t = torch.tensor([[3.0]]), torch.tensor([[1.0]])
-    strategy = SimpleNamespace(model=model, mbatch=[x, t], mb_y=t, forward=lambda: model(x),
-                               _criterion=nn.MSELoss())
+    strategy = SimpleNamespace(model=model, mbatch=[x, t], mb_y=t, forward=lambda: model(x), _criterion=nn.MSELoss())
     c, m = 0.25, 1.0
     ratio = penalty_gradient_ratio(strategy, [model.weight], lambda: c * (model.weight - m).square().sum())
     assert ratio == pytest.approx(abs(2 * c * (2.0 - m)) / abs(2 * 3.0 * (2.0 * 3.0 - 1.0)))
     assert model.weight.grad is None and model.training
     assert penalty_strength_results("ewc", [None, 0.5, 0.04]) == {
-        "ewc_penalty_to_data_gradient": [None, 0.5, 0.04], "ewc_penalty_inert": [2]}
+        "ewc_penalty_to_data_gradient": [None, 0.5, 0.04],
+        "ewc_penalty_inert": [2],
+    }
 
 
 @pytest.mark.parametrize("name", ["ewc", "wpl"])
@@ -285,7 +295,10 @@ def test_a_tiny_fisher_is_flagged_inert_and_the_normalised_one_acts(name, tmp_pa
     assert plain_results[f"{name}_penalty_inert"] == [1]
     assert plain_results[f"{name}_penalty_to_data_gradient"][0] is None
     assert normed_results[f"{name}_penalty_inert"] == []
-    assert normed_results[f"{name}_penalty_to_data_gradient"][1] > 100 * plain_results[f"{name}_penalty_to_data_gradient"][1]
+    assert (
+        normed_results[f"{name}_penalty_to_data_gradient"][1]
+        > 100 * plain_results[f"{name}_penalty_to_data_gradient"][1]
+    )
 
 
 # ------------------------------------------------------------------ a sequence of datasets (text-CL order)
@@ -294,9 +307,14 @@ def _dataset(path, features: dict, rows: dict[str, list[tuple]]):
     import datasets
 
     columns = list(features)
-    datasets.DatasetDict({split: datasets.Dataset.from_dict(
-        {c: [row[i] for row in items] for i, c in enumerate(columns)}, features=datasets.Features(features))
-        for split, items in rows.items()}).save_to_disk(str(path))
+    datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict(
+                {c: [row[i] for row in items] for i, c in enumerate(columns)}, features=datasets.Features(features)
+            )
+            for split, items in rows.items()
+        }
+    ).save_to_disk(str(path))
 
 
 def test_corpora_make_one_task_per_dataset_with_its_own_columns(tmp_path):
@@ -310,20 +328,48 @@ def test_corpora_make_one_task_per_dataset_with_its_own_columns(tmp_path):
 
     label = lambda names: datasets.ClassLabel(names=names)  # noqa: E731
     words = {"Company": "shares board", "Artist": "paint gallery", "Animal": "fur paws"}
-    _dataset(tmp_path / "dbpedia", {"title": datasets.Value("string"), "content": datasets.Value("string"),
-                                    "label": label(list(words))},
-             {split: [(f"t{i}", f"{name} {text} item {i}", k) for i in range(n) for k, (name, text) in enumerate(words.items())]
-              for split, n in (("train", 6), ("test", 3))})
-    _dataset(tmp_path / "yahoo", {"question_title": datasets.Value("string"), "question_content": datasets.Value("string"),
-                                  "best_answer": datasets.Value("string"), "topic": label(["Sports", "Health"])},
-             {split: [(f"q{i}", "which team" if k == 0 else "which cure", "answer", k) for i in range(n) for k in (0, 1)]
-              for split, n in (("train", 6), ("test", 3))})
-    scenario = text_scenario(tmp_path, max_per_class=4, corpora=[
-        {"corpus": f"hf:{tmp_path / 'dbpedia'}", "text_column": "content", "name": "dbpedia"},
-        {"corpus": f"hf:{tmp_path / 'yahoo'}", "text_column": ["question_title", "question_content", "best_answer"],
-         "label_column": "topic", "name": "yahoo"}])
-    assert [t.name for t in scenario.tasks] == ["task0(dbpedia/Company,dbpedia/Artist,dbpedia/Animal)",
-                                                "task1(yahoo/Sports,yahoo/Health)"]
+    _dataset(
+        tmp_path / "dbpedia",
+        {"title": datasets.Value("string"), "content": datasets.Value("string"), "label": label(list(words))},
+        {
+            split: [
+                (f"t{i}", f"{name} {text} item {i}", k)
+                for i in range(n)
+                for k, (name, text) in enumerate(words.items())
+            ]
+            for split, n in (("train", 6), ("test", 3))
+        },
+    )
+    _dataset(
+        tmp_path / "yahoo",
+        {
+            "question_title": datasets.Value("string"),
+            "question_content": datasets.Value("string"),
+            "best_answer": datasets.Value("string"),
+            "topic": label(["Sports", "Health"]),
+        },
+        {
+            split: [(f"q{i}", "which team" if k == 0 else "which cure", "answer", k) for i in range(n) for k in (0, 1)]
+            for split, n in (("train", 6), ("test", 3))
+        },
+    )
+    scenario = text_scenario(
+        tmp_path,
+        max_per_class=4,
+        corpora=[
+            {"corpus": f"hf:{tmp_path / 'dbpedia'}", "text_column": "content", "name": "dbpedia"},
+            {
+                "corpus": f"hf:{tmp_path / 'yahoo'}",
+                "text_column": ["question_title", "question_content", "best_answer"],
+                "label_column": "topic",
+                "name": "yahoo",
+            },
+        ],
+    )
+    assert [t.name for t in scenario.tasks] == [
+        "task0(dbpedia/Company,dbpedia/Artist,dbpedia/Animal)",
+        "task1(yahoo/Sports,yahoo/Health)",
+    ]
     assert [len(t.train_y) for t in scenario.tasks] == [12, 8] and [len(t.test_y) for t in scenario.tasks] == [9, 6]
     assert [t.num_classes for t in scenario.tasks] == [3, 2] and len(scenario.model.heads) == 2
     from forgetbench.benchmark.front.cli import main
@@ -342,11 +388,13 @@ def _osf_first_task(tmp_path, optimizer: str, reproject: bool):
     from forgetbench.strategies.osf import ADAPTER
 
     scenario = text_scenario(tmp_path, head="multi")
-    training = TrainingConfig(optimizer=optimizer, lr=1e-3 if optimizer == "adam" else 0.05, batch_size=8, epochs=1,
-                              eval_batch_size=64)
+    training = TrainingConfig(
+        optimizer=optimizer, lr=1e-3 if optimizer == "adam" else 0.05, batch_size=8, epochs=1, eval_batch_size=64
+    )
     torch.manual_seed(0)
-    strategy = build_strategy("osf", {"reproject": reproject}, scenario, scenario.model, training,
-                              torch.device("cpu"), 0, Harness())
+    strategy = build_strategy(
+        "osf", {"reproject": reproject}, scenario, scenario.model, training, torch.device("cpu"), 0, Harness()
+    )
     model, original, shares, logits = strategy.model, strategy.model.next_task, {}, []
     x = scenario.tasks[0].test_x
 
@@ -356,8 +404,11 @@ def _osf_first_task(tmp_path, optimizer: str, reproject: bool):
             delta = layer.get_delta_weight(ADAPTER).detach().double()
             k = layer.effective_rank[ADAPTER]
             u, _, vh = torch.linalg.svd(weight, full_matrices=False)
-            shares[name] = (float((u[:, :k].T @ delta).norm() / delta.norm()),
-                            float((delta @ vh[:k].T).norm() / delta.norm()), k)
+            shares[name] = (
+                float((u[:, :k].T @ delta).norm() / delta.norm()),
+                float((delta @ vh[:k].T).norm() / delta.norm()),
+                k,
+            )
         model.eval()
         with torch.no_grad():
             logits.append(model.forward_single_task(x, 0))

@@ -25,8 +25,9 @@ def test_ray_executor_gives_the_local_results_and_shuts_ray_down(write_suite, cl
         assert a[key] == b[key], key
 
 
-def test_a_resource_request_no_node_can_meet_is_refused_before_any_run_naming_the_cluster(write_suite, cli,
-                                                                                           tmp_path, capsys):
+def test_a_resource_request_no_node_can_meet_is_refused_before_any_run_naming_the_cluster(
+    write_suite, cli, tmp_path, capsys
+):
     """num_gpus: 1 on a cluster without GPUs passed validate and then waited at 0 runs with no word (issue 50)."""
     suite = tiny_suite(training={**tiny_suite()["training"], "num_gpus": 1.0})
     out = tmp_path / "out"
@@ -74,12 +75,27 @@ def test_a_ray_already_running_on_the_machine_is_not_joined_without_address(writ
     # --address the executor starts its own and leaves the other one running.
     from ray.cluster_utils import Cluster
 
-    other = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                           "object_store_memory": 128 * 2**20})
+    other = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False, "object_store_memory": 128 * 2**20},
+    )
     try:
         config = write_suite(tiny_suite(strategies=[{"name": "naive"}]))
-        assert cli("run", config, "--out", tmp_path / "out", "--quiet", "--no-report", "--executor", "ray",
-                   "--workers", "1") == 0
+        assert (
+            cli(
+                "run",
+                config,
+                "--out",
+                tmp_path / "out",
+                "--quiet",
+                "--no-report",
+                "--executor",
+                "ray",
+                "--workers",
+                "1",
+            )
+            == 0
+        )
         assert not ray.is_initialized()
         assert other.head_node.remaining_processes_alive()  # the other Ray is left alone
     finally:
@@ -102,9 +118,18 @@ def test_a_suite_refused_before_it_starts_leaves_no_ray_running(write_suite, cli
 
 def _cluster_suite(tmp_path):
     # 6 runs of a few seconds each: both nodes busy while the test removes one, or kills the driver
-    suite = tiny_suite(seeds=[0, 1, 2], strategies=[{"name": "naive"}, {"name": "ewc"}],
-                       training={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 16, "epochs": 250,
-                                 "eval_batch_size": 256})
+    suite = tiny_suite(
+        seeds=[0, 1, 2],
+        strategies=[{"name": "naive"}, {"name": "ewc"}],
+        training={
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "batch_size": 16,
+            "epochs": 250,
+            "eval_batch_size": 256,
+        },
+    )
     config = tmp_path / "suite.yaml"
     config.write_text(__import__("yaml").safe_dump(suite))
     return config
@@ -114,8 +139,10 @@ def _cluster_suite(tmp_path):
 def two_node_cluster():
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
-                                                             "object_store_memory": 128 * 2**20})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 128 * 2**20},
+    )
     workers = [cluster.add_node(num_cpus=1, object_store_memory=128 * 2**20) for _ in range(2)]
     cluster.wait_for_nodes()
     try:
@@ -132,9 +159,26 @@ def _driver(config, out, address):
     from helpers import REPO
 
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
-    return subprocess.Popen([sys.executable, "-m", "forgetbench.benchmark.front.cli", "run", str(config), "--out", str(out),
-                             "--no-report", "--executor", "ray", "--address", address],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "forgetbench.benchmark.front.cli",
+            "run",
+            str(config),
+            "--out",
+            str(out),
+            "--no-report",
+            "--executor",
+            "ray",
+            "--address",
+            address,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_results(out, n, proc, timeout=300):
@@ -214,9 +258,11 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     class Crashed(Exception):
         pass
 
-    outcomes: dict[str, list] = {"lost-once": [Died("node died"), make_record({"status": "ok"}).to_dict()],
-                                 "crash": [Crashed("worker crashed")],
-                                 "always-lost": [Died("node died")] * (NODE_LOSS_RESUBMITS + 1)}
+    outcomes: dict[str, list] = {
+        "lost-once": [Died("node died"), make_record({"status": "ok"}).to_dict()],
+        "crash": [Crashed("worker crashed")],
+        "always-lost": [Died("node died")] * (NODE_LOSS_RESUBMITS + 1),
+    }
     submitted: list[str] = []
 
     names: list[str] = []
@@ -232,8 +278,10 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
 
     fake = types.SimpleNamespace(
         exceptions=types.SimpleNamespace(NodeDiedError=Died, ObjectLostError=Died, WorkerCrashedError=Crashed),
-        remote=lambda **_: (lambda fn: Remote()), wait=lambda refs, **_: ([refs[0]], refs[1:]),
-        nodes=lambda: [{"NodeID": "n1", "Alive": True}])
+        remote=lambda **_: lambda fn: Remote(),
+        wait=lambda refs, **_: ([refs[0]], refs[1:]),
+        nodes=lambda: [{"NodeID": "n1", "Alive": True}],
+    )
 
     def get(ref):
         outcome = outcomes[ref[0]].pop(0)
@@ -247,9 +295,11 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     executor.refs, executor.lost, executor.lost_why, executor._nodes_seen = {}, {}, {}, {"n1"}
     messages: list[str] = []
     executor.notify = messages.append
+
     def spec(label: str) -> RunSpec:
-        return RunSpec("t", ComponentSpec(name="split"), ComponentSpec(name="naive", label=label), 0, TrainingConfig(),
-                       "cpu")
+        return RunSpec(
+            "t", ComponentSpec(name="split"), ComponentSpec(name="naive", label=label), 0, TrainingConfig(), "cpu"
+        )
 
     jobs = [Job(label, spec(label)) for label in ("lost-once", "crash", "always-lost")]
     results = {job.key: record for job, record in executor.execute(jobs)}
@@ -263,4 +313,3 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
     assert names[0] == spec("lost-once").run_id and set(names) == {spec(k).run_id for k in outcomes}
     assert results["lost-once"].attempt == 2 and "lost with its Ray node (Died)" in results["lost-once"].warnings[-1]
     assert results["crash"].attempt is None
-

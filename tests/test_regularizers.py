@@ -27,8 +27,9 @@ _scenario = small_split
 def _train(plugin, scenario, init_state, snapshots=None, training=TRAINING):
     model = copy.deepcopy(scenario.model)
     model.load_state_dict(init_state)
-    ctx = StrategyContext(model=model, training=training, device=torch.device("cpu"),
-                          used_params=scenario.turn_used_params, seed=0)
+    ctx = StrategyContext(
+        model=model, training=training, device=torch.device("cpu"), used_params=scenario.turn_used_params, seed=0
+    )
     strategy = ctx.build(plugins=[plugin])
     for experience in scenario.avalanche_benchmark().train_stream:
         strategy.train(experience, eval_streams=[], reset_optimizer_state=True)
@@ -86,12 +87,12 @@ def test_ewc_importance_matches_avalanche():
     experience = scenario.avalanche_benchmark().train_stream[0]
     criterion = torch.nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    theirs = AvalancheEWC(1.0).compute_importances(model, criterion, optimizer, experience.dataset,
-                                                   torch.device("cpu"), 16)
+    theirs = AvalancheEWC(1.0).compute_importances(
+        model, criterion, optimizer, experience.dataset, torch.device("cpu"), 16
+    )
     from forgetbench.benchmark.data.loaders import dataset_tensors
 
-    ours = squared_gradient_importance(model, criterion, dataset_tensors(experience.dataset), 16,
-                                       torch.device("cpu"))
+    ours = squared_gradient_importance(model, criterion, dataset_tensors(experience.dataset), 16, torch.device("cpu"))
     assert ours.keys() == theirs.keys()
     assert any(float(v.sum()) > 0 for v in ours.values())
     for n in ours:
@@ -285,8 +286,13 @@ def test_ewc_default_caps_under_sgd_only():
 
     def cap(training):
         model = small_split().model
-        ctx = StrategyContext(model=model, training=training, device=torch.device("cpu"),
-                              used_params=small_split().turn_used_params, seed=0)
+        ctx = StrategyContext(
+            model=model,
+            training=training,
+            device=torch.device("cpu"),
+            used_params=small_split().turn_used_params,
+            seed=0,
+        )
         return build_ewc(ctx, EWCParams()).plugins[0].max_curvature
 
     assert cap(TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9)) == pytest.approx(1.9 / 0.2)

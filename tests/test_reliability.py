@@ -47,15 +47,20 @@ def test_run_suite_with_out_a_file_raises_config_error_and_writes_nothing(tmp_pa
 
 def test_the_reports_rerun_command_reruns_the_suite_as_printed(tmp_path):
     root = mnist_root()
-    suite = tiny_suite(scenarios=[{"name": "split", "params": {"dataset": "mnist", "tasks": 2, "widths": [8],
-                                                                "max_train_per_task": 64}}])
+    suite = tiny_suite(
+        scenarios=[
+            {"name": "split", "params": {"dataset": "mnist", "tasks": 2, "widths": [8], "max_train_per_task": 64}}
+        ]
+    )
     config = tmp_path / "conf" / "suite.yaml"
     config.parent.mkdir()
     config.write_text(yaml.safe_dump(suite))
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out), "--quiet", "--data-root", str(root)]) == 0
     html = (out / "report.html").read_text()
-    command = html_module.unescape(re.search(r"<code>((?:PYTHONPATH=\S+ )?forgetbench run [^<]*)</code>", html).group(1))
+    command = html_module.unescape(
+        re.search(r"<code>((?:PYTHONPATH=\S+ )?forgetbench run [^<]*)</code>", html).group(1)
+    )
     assert f"--data-root {root}" in command
 
     (out / "runs" / "split__naive__seed0" / "result.json").unlink()  # one run to redo
@@ -63,8 +68,14 @@ def test_the_reports_rerun_command_reruns_the_suite_as_printed(tmp_path):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run(["bash", "-c", command + " --quiet --no-report"], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", "-c", command + " --quiet --no-report"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 run(s) executed, 0 skipped" in done.stdout
     assert json.loads((out / "runs" / "split__naive__seed0" / "result.json").read_text())["status"] == "ok"
@@ -72,16 +83,34 @@ def test_the_reports_rerun_command_reruns_the_suite_as_printed(tmp_path):
 
 def test_a_complete_suite_reruns_without_its_data(tmp_path, capsys):
     root = mnist_root()
-    suite = tiny_suite(scenarios=[{"name": "split", "params": {"dataset": "mnist", "tasks": 2, "widths": [8],
-                                                                "max_train_per_task": 64}}])
+    suite = tiny_suite(
+        scenarios=[
+            {"name": "split", "params": {"dataset": "mnist", "tasks": 2, "widths": [8], "max_train_per_task": 64}}
+        ]
+    )
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump(suite))
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report", "--data-root", str(root)]) == 0
     capsys.readouterr()
     no_data = tmp_path / "no-data"  # the data check used to run first: "dataset 'mnist' not found under ..."
-    assert main(["run", str(out / "suite.yaml"), "--out", str(out), "--quiet", "--no-report",
-                 "--data-root", str(no_data), "--executor", "process"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(out / "suite.yaml"),
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-report",
+                "--data-root",
+                str(no_data),
+                "--executor",
+                "process",
+            ]
+        )
+        == 0
+    )
     assert "0 run(s) executed, 1 skipped" in capsys.readouterr().out
     assert not no_data.exists()
 
@@ -129,8 +158,11 @@ def test_a_module_beside_the_config_is_imported_by_the_console_script(tmp_path):
     folder = tmp_path / "project"
     folder.mkdir()
     (folder / "mymodels.py").write_text(BYO.read_text())
-    suite = tiny_suite(scenarios=[{"name": "custom", "params": {"model": "mymodels:multihead_mlp",
-                                                                 "benchmark": "mymodels:tensor_benchmark"}}])
+    suite = tiny_suite(
+        scenarios=[
+            {"name": "custom", "params": {"model": "mymodels:multihead_mlp", "benchmark": "mymodels:tensor_benchmark"}}
+        ]
+    )
     (folder / "suite.yaml").write_text(yaml.safe_dump(suite))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if _console()[0] == sys.executable:
@@ -138,14 +170,23 @@ def test_a_module_beside_the_config_is_imported_by_the_console_script(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     for cwd, config in ((elsewhere, folder / "suite.yaml"), (folder, Path("suite.yaml"))):
-        done = subprocess.run([*_console(), "validate", str(config)], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [*_console(), "validate", str(config)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert "valid suite" in done.stdout
-    (folder / "suite.yaml").write_text(yaml.safe_dump(tiny_suite(scenarios=[{"name": "custom", "params": {
-        "model": "notthere:make", "benchmark": "mymodels:tensor_benchmark"}}])))
-    done = subprocess.run([*_console(), "validate", "suite.yaml"], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=300)
+    (folder / "suite.yaml").write_text(
+        yaml.safe_dump(
+            tiny_suite(
+                scenarios=[
+                    {"name": "custom", "params": {"model": "notthere:make", "benchmark": "mymodels:tensor_benchmark"}}
+                ]
+            )
+        )
+    )
+    done = subprocess.run(
+        [*_console(), "validate", "suite.yaml"], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 2 and "put notthere.py" in done.stderr and "Traceback" not in done.stderr
     assert str(folder.resolve()) in done.stderr  # says where it looked
 
@@ -158,9 +199,24 @@ def test_terminal_table_in_points_with_non_zero_seconds():
 
     from forgetbench.reports.tables import format_overview
 
-    table = pd.DataFrame([{"scenario": "s", "strategy": "naive", "ok": 2, "not_ok": 0, "ACC_mean": 0.9123,
-                           "ACC_std": 0.01, "forgetting_mean": 0.041, "forgetting_std": 0.002, "LA_mean": 0.95,
-                           "LA_std": float("nan"), "train_seconds_mean": 0.043, "train_seconds_std": 0.001}])
+    table = pd.DataFrame(
+        [
+            {
+                "scenario": "s",
+                "strategy": "naive",
+                "ok": 2,
+                "not_ok": 0,
+                "ACC_mean": 0.9123,
+                "ACC_std": 0.01,
+                "forgetting_mean": 0.041,
+                "forgetting_std": 0.002,
+                "LA_mean": 0.95,
+                "LA_std": float("nan"),
+                "train_seconds_mean": 0.043,
+                "train_seconds_std": 0.001,
+            }
+        ]
+    )
     text = format_overview(table)
     assert "91.2 ± 1.0" in text and "4.1 ± 0.2" in text and "95.0" in text and "0.043" in text
     assert "0.041" not in text and "forgetting (pts)" in text
@@ -215,9 +271,15 @@ def test_wpl_and_exact_ewc_run_with_frozen_parameters(model, strategy, tmp_path)
     from forgetbench.benchmark.front.api import run_suite
 
     sys.modules.setdefault("test_reliability", sys.modules[__name__])
-    suite = tiny_suite(scenarios=[{"name": "custom", "params": {"model": f"test_reliability:{model}",
-                                                                 "benchmark": "byo_fixtures:tensor_benchmark"}}],
-                       strategies=[strategy])
+    suite = tiny_suite(
+        scenarios=[
+            {
+                "name": "custom",
+                "params": {"model": f"test_reliability:{model}", "benchmark": "byo_fixtures:tensor_benchmark"},
+            }
+        ],
+        strategies=[strategy],
+    )
     results = run_suite(suite, tmp_path / "out", progress=False)
     record = results.records[0]
     assert record.status == "ok", record.error
@@ -230,8 +292,9 @@ def test_exact_fisher_skips_frozen_parameters_and_matches_the_slow_reference():
     from forgetbench.strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 12), nn.LayerNorm(12), nn.ReLU(), nn.Linear(12, 12), nn.LayerNorm(12),
-                          nn.Linear(12, 3))
+    model = nn.Sequential(
+        nn.Linear(6, 12), nn.LayerNorm(12), nn.ReLU(), nn.Linear(12, 12), nn.LayerNorm(12), nn.Linear(12, 3)
+    )
     model[3].requires_grad_(False)  # a frozen Linear between trained layers
     model[4].bias.requires_grad_(False)  # a LayerNorm half frozen
     x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
@@ -295,8 +358,11 @@ def test_exact_fisher_on_a_stock_transformers_encoder(monkeypatch):
     model = Classifier()
     for p in model.encoder.encoder.layer[:5].parameters():  # a partly frozen encoder, as users fine-tune it
         p.requires_grad_(False)
-    ids = tokenizer(["a short one", "a somewhat longer sentence here", "third", "and the fourth one"],
-                    padding=True, return_tensors="pt")["input_ids"]
+    ids = tokenizer(
+        ["a short one", "a somewhat longer sentence here", "third", "and the fourth one"],
+        padding=True,
+        return_tensors="pt",
+    )["input_ids"]
     y = torch.tensor([0, 1, 1, 0])
     from forgetbench.strategies import importance
 
@@ -324,9 +390,14 @@ def test_iterations_per_task_is_every_strategys_step_count(strategy):
 
     # digits: ~290 samples a task, 10 batches of 32; pic holds 10% out (9 batches): 3 epochs gave it 27 steps
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=1, iterations_per_task=30)
-    spec = RunSpec("t", ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2,
-                                                             "widths": [16]}),
-                   ComponentSpec(name=strategy), 0, training, "cpu")
+    spec = RunSpec(
+        "t",
+        ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2, "widths": [16]}),
+        ComponentSpec(name=strategy),
+        0,
+        training,
+        "cpu",
+    )
     record = run(spec, None)
     assert record.status == "ok", record.error
     assert record.timing.steps == 2 * 30
@@ -346,8 +417,21 @@ def test_validate_skip_data_skips_a_factory_that_needs_data_files_but_runs_the_o
     files are missing is the data check --skip-data skips; without --skip-data it is exit 2."""
     sys.modules.setdefault("test_reliability", sys.modules[__name__])
     config = tmp_path / "suite.yaml"
-    config.write_text(yaml.safe_dump(tiny_suite(scenarios=[{"name": "custom", "params": {
-        "model": "byo_fixtures:multihead_mlp", "benchmark": "test_reliability:missing_data_benchmark"}}])))
+    config.write_text(
+        yaml.safe_dump(
+            tiny_suite(
+                scenarios=[
+                    {
+                        "name": "custom",
+                        "params": {
+                            "model": "byo_fixtures:multihead_mlp",
+                            "benchmark": "test_reliability:missing_data_benchmark",
+                        },
+                    }
+                ]
+            )
+        )
+    )
     assert main(["validate", str(config), "--skip-data"]) == 0
     assert main(["validate", str(config), "--data-root", str(tmp_path / "empty")]) == 2
     assert "dataset 'mine' not found" in capsys.readouterr().err
@@ -356,16 +440,35 @@ def test_validate_skip_data_skips_a_factory_that_needs_data_files_but_runs_the_o
 def test_a_task_with_no_trainable_parameter_is_a_config_error_naming_it(tmp_path, capsys):
     """It passed validate and the run failed after training the others (issue 53); now validate says which."""
     config = tmp_path / "suite.yaml"
-    config.write_text(yaml.safe_dump(tiny_suite(scenarios=[{"name": "custom", "params": {
-        "model": "byo_fixtures:second_task_frozen_model", "benchmark": "byo_fixtures:tensor_benchmark"}}])))
+    config.write_text(
+        yaml.safe_dump(
+            tiny_suite(
+                scenarios=[
+                    {
+                        "name": "custom",
+                        "params": {
+                            "model": "byo_fixtures:second_task_frozen_model",
+                            "benchmark": "byo_fixtures:tensor_benchmark",
+                        },
+                    }
+                ]
+            )
+        )
+    )
     assert main(["validate", str(config)]) == 2
     err = capsys.readouterr().err
     assert "experience1 (task label 1) uses no trainable parameter" in err and "Traceback" not in err
 
 
 def test_validate_show_params_lists_used_shared_and_private_parameters(tmp_path, capsys):
-    suite = tiny_suite(scenarios=[{"name": "custom", "params": {"model": "test_reliability:frozen_norm_model",
-                                                                 "benchmark": "byo_fixtures:tensor_benchmark"}}])
+    suite = tiny_suite(
+        scenarios=[
+            {
+                "name": "custom",
+                "params": {"model": "test_reliability:frozen_norm_model", "benchmark": "byo_fixtures:tensor_benchmark"},
+            }
+        ]
+    )
     sys.modules.setdefault("test_reliability", sys.modules[__name__])
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump(suite))

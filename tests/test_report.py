@@ -61,8 +61,15 @@ def test_single_and_two_experience_runs():
 
 
 def test_curve_metrics_by_hand():
-    m = S.run_metrics(record("c", "naive", 0, [[0.9, 0.5, 0.5], [0.8, 0.9, 0.5], [0.7, 0.85, 0.9]],
-                             curves=__import__("report_records").CURVES))
+    m = S.run_metrics(
+        record(
+            "c",
+            "naive",
+            0,
+            [[0.9, 0.5, 0.5], [0.8, 0.9, 0.5], [0.7, 0.85, 0.9]],
+            curves=__import__("report_records").CURVES,
+        )
+    )
     # (1,0): baseline R[0][0] = .9, drops .2 .1 -> max .2, area 1 + 1.5; (2,0): baseline .8 -> area .25 + .75;
     # (2,1): baseline R[1][1] = .9 -> area .25; the (1,1) point is the model being trained: ignored
     assert m["curve_max_drop"] == pytest.approx(0.2)
@@ -91,8 +98,16 @@ def test_html_sections_appear_only_with_their_data(tmp_path):
     for absent in ("Forgetting curves", "Supernet:", "Regularizer memory", "Intransigence", "Kendall"):
         assert absent not in plain, absent
     full = build_report([write_folder(tmp_path / "full", full_records())]).html
-    for present in ("Forgetting curves", "Supernet:", "Regularizer memory", "Intransigence", "Kendall tau",
-                    "Accuracy matrices", "Final accuracy per experience", "(reference)"):
+    for present in (
+        "Forgetting curves",
+        "Supernet:",
+        "Regularizer memory",
+        "Intransigence",
+        "Kendall tau",
+        "Accuracy matrices",
+        "Final accuracy per experience",
+        "(reference)",
+    ):
         assert present in full, present
     # 2 seeds: no winner named, the intervals flagged; the joint reference (forgetting 0) is no contender
     assert "Too few seeds to name a winner" in full and "Lowest forgetting so far: ewc" in full
@@ -134,11 +149,24 @@ def test_report_cli_bad_input(cli, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "damage",
-    [{"accuracy_matrix": "abc"}, {"seed": "x"}, {"accuracy_matrix": [[0.9, 0.1], [0.8]]}, None,
-     {"accuracy_matrix": [[2.0, 0.1], [0.8, 0.9]]}, {"init_accuracy": [float("inf"), 0.5]},
-     {"accuracy_matrix": [[float("-inf"), 0.1], [0.8, 0.9]]}],
-    ids=["matrix-string", "seed-string", "ragged-matrix", "truncated", "accuracy-above-one", "infinite-init",
-         "infinite-matrix"],
+    [
+        {"accuracy_matrix": "abc"},
+        {"seed": "x"},
+        {"accuracy_matrix": [[0.9, 0.1], [0.8]]},
+        None,
+        {"accuracy_matrix": [[2.0, 0.1], [0.8, 0.9]]},
+        {"init_accuracy": [float("inf"), 0.5]},
+        {"accuracy_matrix": [[float("-inf"), 0.1], [0.8, 0.9]]},
+    ],
+    ids=[
+        "matrix-string",
+        "seed-string",
+        "ragged-matrix",
+        "truncated",
+        "accuracy-above-one",
+        "infinite-init",
+        "infinite-matrix",
+    ],
 )
 def test_report_skips_a_bad_result_file_and_lists_it(damage, cli, tmp_path, caplog, capsys):
     import json
@@ -165,8 +193,12 @@ def test_a_stop_signal_during_report_says_the_previous_report_is_intact(cli, tmp
     folder = write_folder(tmp_path / "r", basic_records())
     assert cli("report", folder) == 0
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    report = subprocess.Popen([sys.executable, "-m", "forgetbench.benchmark.front.cli", "report", str(folder)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    report = subprocess.Popen(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "report", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     caught = 1 << (signal.SIGTERM - 1)  # /proc's SigCgt: the signals the process has a handler for
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and report.poll() is None:
@@ -197,15 +229,29 @@ def test_fuzzed_result_files_never_give_a_traceback(tmp_path):
     from forgetbench.benchmark.front.cli import main
 
     records = [dict(r, curves=CURVES) for r in basic_records()]  # curves: what a lean read validates on its own
-    junk = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-                     st.text(max_size=5), st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=3),
-                     st.lists(st.lists(st.floats(-1, 2), min_size=1, max_size=3), max_size=3),
-                     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-    mutation = st.tuples(st.sampled_from(["drop", "replace", "nested", "truncate", "huge", "schema", "keep"]),
-                         st.sampled_from(sorted(records[0])), junk, st.floats(0, 1))
+    junk = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-10, 10**12),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=5),
+        st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=3),
+        st.lists(st.lists(st.floats(-1, 2), min_size=1, max_size=3), max_size=3),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    )
+    mutation = st.tuples(
+        st.sampled_from(["drop", "replace", "nested", "truncate", "huge", "schema", "keep"]),
+        st.sampled_from(sorted(records[0])),
+        junk,
+        st.floats(0, 1),
+    )
 
-    @settings(max_examples=int(os.environ.get("FORGETBENCH_FUZZ_EXAMPLES", 60)), deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=int(os.environ.get("FORGETBENCH_FUZZ_EXAMPLES", 60)),
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.lists(mutation, min_size=len(records), max_size=len(records)))
     def check(mutations):
         folder = tmp_path / "fuzz"
@@ -282,8 +328,11 @@ def test_the_stability_figure_keeps_its_axes_for_a_sweeps_many_strategies(count)
     from forgetbench.reports import figures as F
 
     names = [f"s{k}" for k in range(count)]
-    rows = [{"strategy": name, "metric": metric, "mean": 0.5 + 0.01 * k, "ci_low": 0.4, "ci_high": 0.6}
-            for k, name in enumerate(names) for metric in ("LA", "forgetting")]
+    rows = [
+        {"strategy": name, "metric": metric, "mean": 0.5 + 0.01 * k, "ci_low": 0.4, "ci_high": 0.6}
+        for k, name in enumerate(names)
+        for metric in ("LA", "forgetting")
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the collapse is only a warning
         uri = F.stability_plasticity(pd.DataFrame(rows), F.palette(names))
@@ -295,19 +344,29 @@ def _many_runs(folder, seeds: int, strategies=("naive", "ewc")) -> None:
     from forgetbench.benchmark.core.record import RunRecord
     from forgetbench.benchmark.core.store import write_result
 
-    attribution = [{"turn": 1, "model": 0, "observed": 0.2, "predicted": 0.1, "first_order": 0.01,
-                    "layers": [{"layer": "trunk.0", "drift": 0.5, "predicted": 0.1, "first_order": 0.01}]}]
+    attribution = [
+        {
+            "turn": 1,
+            "model": 0,
+            "observed": 0.2,
+            "predicted": 0.1,
+            "first_order": 0.01,
+            "layers": [{"layer": "trunk.0", "drift": 0.5, "predicted": 0.1, "first_order": 0.01}],
+        }
+    ]
     for strategy in strategies:
         for seed in range(seeds):
             R = [[0.9, 0.5, 0.5], [0.8 - seed / 1000, 0.9, 0.5], [0.7 - seed / 500, 0.85, 0.9]]
             curves = [dict(p, accuracy=p["accuracy"] - seed / 2000) for p in CURVES]
-            write_result(folder, RunRecord.from_dict(record("many", strategy, seed, R, curves=curves,
-                                                            attribution=attribution)))
+            write_result(
+                folder, RunRecord.from_dict(record("many", strategy, seed, R, curves=curves, attribution=attribution))
+            )
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "worker-processes"])
 def test_lean_reading_gives_every_table_exactly_and_keeps_the_figures_detail_for_the_first_runs(
-        tmp_path, monkeypatch, parallel):
+    tmp_path, monkeypatch, parallel
+):
     # Beyond the first N runs of a strategy the report reads records lean (no curves, attribution, config): its
     # tables must be the tables of reading every record whole, to the bit (the same computation, once).
     _many_runs(tmp_path, seeds=12)
@@ -318,8 +377,9 @@ def test_lean_reading_gives_every_table_exactly_and_keeps_the_figures_detail_for
     long_whole = S.runs_long(whole.records)
     long_lean = S.runs_long(lean.records, lean.metrics)
     key = ["scenario", "strategy", "seed", "metric"]
-    pd.testing.assert_frame_equal(long_whole.sort_values(key).reset_index(drop=True),
-                                  long_lean.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        long_whole.sort_values(key).reset_index(drop=True), long_lean.sort_values(key).reset_index(drop=True)
+    )
     assert {"curve_max_drop", "curve_drop_area", "forgetting_reduction"} <= set(long_lean.metric)
     by_id = {r.run_id: r for r in lean.records}
     detailed = sorted(r.run_id for r in lean.records if r.curves is not None)

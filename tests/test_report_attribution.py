@@ -20,10 +20,29 @@ def test_quadratic_explained_by_hand():
 
 
 def _frame(first_order: float) -> pd.DataFrame:
-    rows = [("naive", 0.2, 0.1), ("naive", 0.4, 0.3), ("naive", 0.8, 0.4), ("wpl", 0.1, 0.1), ("wpl", 0.05, 0.0),
-            ("wpl", 0.15, 0.05)]
-    return pd.DataFrame([{"strategy": s, "seed": 0, "turn": 1, "iteration": float("nan"), "model": 0, "observed": o,
-                          "predicted": p, "first_order": first_order} for s, o, p in rows])
+    rows = [
+        ("naive", 0.2, 0.1),
+        ("naive", 0.4, 0.3),
+        ("naive", 0.8, 0.4),
+        ("wpl", 0.1, 0.1),
+        ("wpl", 0.05, 0.0),
+        ("wpl", 0.15, 0.05),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "strategy": s,
+                "seed": 0,
+                "turn": 1,
+                "iteration": float("nan"),
+                "model": 0,
+                "observed": o,
+                "predicted": p,
+                "first_order": first_order,
+            }
+            for s, o, p in rows
+        ]
+    )
 
 
 def test_summary_per_strategy_and_pooled_by_hand():
@@ -48,14 +67,28 @@ def _with_attribution(records: list[dict]) -> list[dict]:
         if r["status"] == "ok":
             scale = 1.0 if r["strategy"]["label"] == "naive" else 0.2
             r["attribution"] = [
-                {"turn": 1, "iteration": 50, "model": 0, "observed": 0.3 * scale, "predicted": 0.1 * scale,
-                 "first_order": 0.0, "layers": [{"layer": "trunk.0", "drift": 1.0, "predicted": 0.1 * scale,
-                                                 "first_order": 0.0}]},
-                {"turn": 1, "iteration": None, "model": 0, "observed": 0.5 * scale, "predicted": 0.2 * scale,
-                 "first_order": 0.01, "layers": [{"layer": "trunk.0", "drift": 2.0, "predicted": 0.15 * scale,
-                                                  "first_order": 0.01},
-                                                 {"layer": "trunk.1", "drift": 1.0, "predicted": 0.05 * scale,
-                                                  "first_order": 0.0}]}]
+                {
+                    "turn": 1,
+                    "iteration": 50,
+                    "model": 0,
+                    "observed": 0.3 * scale,
+                    "predicted": 0.1 * scale,
+                    "first_order": 0.0,
+                    "layers": [{"layer": "trunk.0", "drift": 1.0, "predicted": 0.1 * scale, "first_order": 0.0}],
+                },
+                {
+                    "turn": 1,
+                    "iteration": None,
+                    "model": 0,
+                    "observed": 0.5 * scale,
+                    "predicted": 0.2 * scale,
+                    "first_order": 0.01,
+                    "layers": [
+                        {"layer": "trunk.0", "drift": 2.0, "predicted": 0.15 * scale, "first_order": 0.01},
+                        {"layer": "trunk.1", "drift": 1.0, "predicted": 0.05 * scale, "first_order": 0.0},
+                    ],
+                },
+            ]
     return records
 
 
@@ -80,10 +113,16 @@ def test_report_without_attribution_has_no_section(tmp_path):
 
 # ------------------------------------------------------------------ adapters and inert penalties (issue 35)
 def _with_adapters(records):
-    rows = {0: [{"task": 0, "norm": 1.0, "overlap": None, "trainable_params": 10, "total_params": 10},
-                {"task": 1, "norm": 3.0, "overlap": 0.2, "trainable_params": 10, "total_params": 20}],
-            1: [{"task": 0, "norm": 2.0, "overlap": None, "trainable_params": 10, "total_params": 10},
-                {"task": 1, "norm": 5.0, "overlap": 0.4, "trainable_params": 10, "total_params": 20}]}
+    rows = {
+        0: [
+            {"task": 0, "norm": 1.0, "overlap": None, "trainable_params": 10, "total_params": 10},
+            {"task": 1, "norm": 3.0, "overlap": 0.2, "trainable_params": 10, "total_params": 20},
+        ],
+        1: [
+            {"task": 0, "norm": 2.0, "overlap": None, "trainable_params": 10, "total_params": 10},
+            {"task": 1, "norm": 5.0, "overlap": 0.4, "trainable_params": 10, "total_params": 20},
+        ],
+    }
     for r in records:
         if r["status"] == "ok" and r["strategy"]["label"] == "ewc":
             r["adapters"] = {"per_task": rows[r["seed"]], "needs_task_identity": False}

@@ -17,27 +17,54 @@ from helpers import make_record
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32, eval_batch_size=512)
 
 
-def search_record(scenario: str, steps: int, kind: str = "random", strategy: str = "naive", seed: int = 0,
-                  searched: bool = True) -> RunRecord:
-    return make_record({"status": "ok", "scenario": {"name": "supernet_search", "label": scenario,
-                                         "params": {"steps_per_turn": steps, "search": kind}},
-            "strategy": {"name": strategy, "label": strategy}, "seed": seed,
-            "search": {"kind": kind} if searched else None, "accuracy_matrix": [[0.5, 0.5]]})
+def search_record(
+    scenario: str, steps: int, kind: str = "random", strategy: str = "naive", seed: int = 0, searched: bool = True
+) -> RunRecord:
+    return make_record(
+        {
+            "status": "ok",
+            "scenario": {
+                "name": "supernet_search",
+                "label": scenario,
+                "params": {"steps_per_turn": steps, "search": kind},
+            },
+            "strategy": {"name": strategy, "label": strategy},
+            "seed": seed,
+            "search": {"kind": kind} if searched else None,
+            "accuracy_matrix": [[0.5, 0.5]],
+        }
+    )
 
 
 def summary_rows(scenario: str, strategy: str, values: dict[str, float]) -> list[dict]:
-    return [{"scenario": scenario, "strategy": strategy, "metric": m, "mean": v, "std": 0.0, "ci_low": v - 0.01,
-             "ci_high": v + 0.01, "n_seeds": 3} for m, v in values.items()]
+    return [
+        {
+            "scenario": scenario,
+            "strategy": strategy,
+            "metric": m,
+            "mean": v,
+            "std": 0.0,
+            "ci_low": v - 0.01,
+            "ci_high": v + 0.01,
+            "n_seeds": 3,
+        }
+        for m, v in values.items()
+    ]
 
 
 def test_sweep_frame_joins_each_scenarios_setting_to_its_summary_rows():
-    table = pd.DataFrame(summary_rows("t1", "naive", {"forgetting_value_mean": 0.02, "search_tau": 0.3, "ACC": 0.9})
-                         + summary_rows("t150", "naive", {"forgetting_value_mean": 0.15, "regret": 0.04}))
+    table = pd.DataFrame(
+        summary_rows("t1", "naive", {"forgetting_value_mean": 0.02, "search_tau": 0.3, "ACC": 0.9})
+        + summary_rows("t150", "naive", {"forgetting_value_mean": 0.15, "regret": 0.04})
+    )
     records = [search_record("t1", 1), search_record("t150", 150)]
     sweep = FR.search_sweep_frame(table, records)
     assert sorted(zip(sweep.scenario, sweep.metric, sweep.setting)) == [
-        ("t1", "forgetting_value_mean", 1), ("t1", "search_tau", 1),
-        ("t150", "forgetting_value_mean", 150), ("t150", "regret", 150)]  # ACC is not a sweep metric
+        ("t1", "forgetting_value_mean", 1),
+        ("t1", "search_tau", 1),
+        ("t150", "forgetting_value_mean", 150),
+        ("t150", "regret", 150),
+    ]  # ACC is not a sweep metric
     assert set(sweep.series) == {"naive"}
     fv = sweep[sweep.metric == "forgetting_value_mean"].set_index("setting")["mean"]
     assert fv[1] == 0.02 and fv[150] == 0.15
@@ -63,14 +90,28 @@ def test_many_experiences_switches_at_the_threshold():
 
 
 def test_report_of_a_turn_length_suite_draws_the_sweep_and_summarises_27_candidates(tmp_path):
-    space = {"dataset": "digits", "layers": 3, "ops": 3, "width": 32, "epochs": 3, "validation_size": 200,
-             "ground_truth_steps": 10, "max_test": 300}
+    space = {
+        "dataset": "digits",
+        "layers": 3,
+        "ops": 3,
+        "width": 32,
+        "epochs": 3,
+        "validation_size": 200,
+        "ground_truth_steps": 10,
+        "max_test": 300,
+    }
     out = tmp_path / "results"
     for steps, turns in ((4, 10), (20, 2)):
         for seed in (0, 1):
             params = space | {"steps_per_turn": steps, "turns_per_epoch": turns}
-            spec = RunSpec("sweep", ComponentSpec(name="supernet_search", label=f"turn_{steps}", params=params),
-                           ComponentSpec(name="naive", params={}), seed, TRAINING, "cpu")
+            spec = RunSpec(
+                "sweep",
+                ComponentSpec(name="supernet_search", label=f"turn_{steps}", params=params),
+                ComponentSpec(name="naive", params={}),
+                seed,
+                TRAINING,
+                "cpu",
+            )
             record = run(spec, data_root=None)
             assert record.status == "ok", record.error
             assert len(record.accuracy_matrix[-1]) == 27
@@ -85,9 +126,14 @@ def test_report_of_a_turn_length_suite_draws_the_sweep_and_summarises_27_candida
 
 
 def test_a_small_suite_keeps_bars_heatmaps_and_no_sweep(tmp_path):
-    spec = RunSpec("small", ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2,
-                                                               "widths": [16]}),
-                   ComponentSpec(name="naive", params={}), 0, TRAINING, "cpu")
+    spec = RunSpec(
+        "small",
+        ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2, "widths": [16]}),
+        ComponentSpec(name="naive", params={}),
+        0,
+        TRAINING,
+        "cpu",
+    )
     out = tmp_path / "results"
     store.write_result(out, run(spec, data_root=None))
     html = write_report([out]).read_text()

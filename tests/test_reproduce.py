@@ -13,20 +13,27 @@ from forgetbench.benchmark.core.config import ConfigError, resolve_config
 from forgetbench.reports.reproduce import reproduction_rows
 from conftest import tiny_suite
 
-SUMMARY = pd.DataFrame([
-    # scenario, strategy, metric, mean, std, ci_low, ci_high, n_seeds (means as fractions)
-    ("s", "naive", "ACC", 0.8650, 0.01, 0.80, 0.93, 2),
-    ("s", "ewc", "ACC", 0.9700, 0.01, 0.95, 0.99, 2),
-    ("s", "ewc", "forgetting", 0.0100, 0.01, 0.00, 0.02, 2),
-], columns=["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"])
+SUMMARY = pd.DataFrame(
+    [
+        # scenario, strategy, metric, mean, std, ci_low, ci_high, n_seeds (means as fractions)
+        ("s", "naive", "ACC", 0.8650, 0.01, 0.80, 0.93, 2),
+        ("s", "ewc", "ACC", 0.9700, 0.01, 0.95, 0.99, 2),
+        ("s", "ewc", "forgetting", 0.0100, 0.01, 0.00, 0.02, 2),
+    ],
+    columns=["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"],
+)
 
 
 def test_rows_compare_in_points_with_the_larger_of_tolerance_and_published_std():
-    spec = {"metric": "ACC", "tolerance": 1.5, "targets": {
-        "naive": {"mean": 87.19, "std": None},      # 86.50 - 87.19 = -0.69: within 1.5
-        "ewc": {"mean": 98.64, "std": 2.0},        # 97.00 - 98.64 = -1.64: beyond 1.5, within the std 2.0
-        "si": {"mean": 99.09},                      # no run: fails
-    }}
+    spec = {
+        "metric": "ACC",
+        "tolerance": 1.5,
+        "targets": {
+            "naive": {"mean": 87.19, "std": None},  # 86.50 - 87.19 = -0.69: within 1.5
+            "ewc": {"mean": 98.64, "std": 2.0},  # 97.00 - 98.64 = -1.64: beyond 1.5, within the std 2.0
+            "si": {"mean": 99.09},  # no run: fails
+        },
+    }
     rows = reproduction_rows(SUMMARY, spec, "s").set_index("strategy")
     assert rows.loc["naive", "obtained"] == pytest.approx(86.5) and rows.loc["naive", "diff"] == pytest.approx(-0.69)
     assert rows.loc["naive", "allowed"] == 1.5 and rows.loc["naive", "passed"]
@@ -42,16 +49,25 @@ def test_rows_compare_in_points_with_the_larger_of_tolerance_and_published_std()
 def test_bounds_absolute_and_relative_to_another_strategy():
     """The WPL two-model row's form: naive forgets >= 5 points, WPL at most a quarter of naive's forgetting,
     WPL's B at least 97% of naive's."""
-    summary = pd.DataFrame([
-        ("s", "naive", "forgetting", 0.0800, 0.01, 0.06, 0.10, 2),
-        ("s", "naive", "last", 0.9500, 0.01, 0.94, 0.96, 2),
-        ("s", "wpl", "forgetting", 0.0150, 0.01, 0.01, 0.02, 2),   # 1.5 <= 0.25 * 8.0 = 2.0: margin 0.5
-        ("s", "wpl", "last", 0.9200, 0.01, 0.91, 0.93, 2),         # 92.0 < 0.97 * 95.0 = 92.15: fails by 0.15
-    ], columns=SUMMARY.columns)
-    spec = {"metric": "forgetting", "targets": {
-        "naive": {"at_least": 5.0},
-        "wpl": [{"at_most": 0.25, "relative_to": "naive"}, {"metric": "last", "at_least": 0.97, "relative_to": "naive"}],
-    }}
+    summary = pd.DataFrame(
+        [
+            ("s", "naive", "forgetting", 0.0800, 0.01, 0.06, 0.10, 2),
+            ("s", "naive", "last", 0.9500, 0.01, 0.94, 0.96, 2),
+            ("s", "wpl", "forgetting", 0.0150, 0.01, 0.01, 0.02, 2),  # 1.5 <= 0.25 * 8.0 = 2.0: margin 0.5
+            ("s", "wpl", "last", 0.9200, 0.01, 0.91, 0.93, 2),  # 92.0 < 0.97 * 95.0 = 92.15: fails by 0.15
+        ],
+        columns=SUMMARY.columns,
+    )
+    spec = {
+        "metric": "forgetting",
+        "targets": {
+            "naive": {"at_least": 5.0},
+            "wpl": [
+                {"at_most": 0.25, "relative_to": "naive"},
+                {"metric": "last", "at_least": 0.97, "relative_to": "naive"},
+            ],
+        },
+    }
     rows = reproduction_rows(summary, spec, "s")
     assert list(rows.metric) == ["forgetting", "forgetting", "last"]
     assert rows.passed.tolist() == [True, True, False]
@@ -60,7 +76,10 @@ def test_bounds_absolute_and_relative_to_another_strategy():
     from forgetbench.reports.reproduce import format_row
 
     line = format_row(rows.iloc[1].to_dict(), "wpl_row")
-    assert line == "wpl_row wpl: forgetting target <= 0.25 x naive (8.00), obtained 1.50 [1.00, 2.00] over 2 seed(s); margin +0.50  pass"
+    assert (
+        line
+        == "wpl_row wpl: forgetting target <= 0.25 x naive (8.00), obtained 1.50 [1.00, 2.00] over 2 seed(s); margin +0.50  pass"
+    )
     missing = reproduction_rows(summary[summary.strategy != "naive"], spec, "s")
     assert not missing.passed.any()  # no naive run: its own claim and every claim relative to it fail
 
@@ -68,7 +87,12 @@ def test_bounds_absolute_and_relative_to_another_strategy():
 def test_a_claim_is_a_figure_or_a_bound():
     from forgetbench.benchmark.core.config import PublishedResult
 
-    for bad in ({}, {"mean": 1.0, "at_least": 0.5}, {"at_most": 1.0, "std": 0.1}, {"mean": 1.0, "relative_to": "naive"}):
+    for bad in (
+        {},
+        {"mean": 1.0, "at_least": 0.5},
+        {"at_most": 1.0, "std": 0.1},
+        {"mean": 1.0, "relative_to": "naive"},
+    ):
         with pytest.raises(ValueError):
             PublishedResult(**bad)
     with pytest.raises(ConfigError, match=r"reproduce.targets.naive.relative_to: 'wpl' names no strategy"):
@@ -83,7 +107,9 @@ def _reproduction(targets, **more):
 
 def test_reproduce_block_is_checked_against_the_suite():
     assert resolve_config(_reproduction({"naive": {"mean": 50.0}})).reproduce.tolerance == 1.5
-    with pytest.raises(ConfigError, match=r"reproduce.targets: \['si'\] name no strategy of this suite; its strategies: naive, ewc"):
+    with pytest.raises(
+        ConfigError, match=r"reproduce.targets: \['si'\] name no strategy of this suite; its strategies: naive, ewc"
+    ):
         resolve_config(_reproduction({"si": {"mean": 50.0}}))
     with pytest.raises(ConfigError, match="reproduce.tolerance"):
         resolve_config(_reproduction({"naive": {"mean": 50.0}}, tolerance=0))
@@ -109,8 +135,22 @@ def test_reproduce_command_prints_each_row_and_exits_by_the_verdict(tmp_path, cl
     assert "over 2 seed(s)" in lines[0] and "1/2 reproduction row(s) pass" in printed
     html = (out / "row_b" / "report.html").read_text()
     assert "Reproductions" in html and "a hand-made test row" in html and "FAIL" in html
-    assert cli("reproduce", "row_a", "--dir", folder, "--out", out, "--seeds", 2, "--quiet",
-               "--data-root", tmp_path / "data") == 0  # the complete runs are reused
+    assert (
+        cli(
+            "reproduce",
+            "row_a",
+            "--dir",
+            folder,
+            "--out",
+            out,
+            "--seeds",
+            2,
+            "--quiet",
+            "--data-root",
+            tmp_path / "data",
+        )
+        == 0
+    )  # the complete runs are reused
 
 
 def test_reproduce_bad_input_runs_nothing(tmp_path, cli, capsys):
@@ -127,8 +167,10 @@ def test_reproduce_bad_input_runs_nothing(tmp_path, cli, capsys):
     assert not (tmp_path / "out").exists()
 
 
-VDV_SPLIT = {"task-IL": {"ewc": 1e7, "online_ewc": (1e8, 0.8), "si": 50.0},  # param_values.py @ f0b1461
-             "class-IL": {"ewc": 1e8, "si": 0.5}}
+VDV_SPLIT = {
+    "task-IL": {"ewc": 1e7, "online_ewc": (1e8, 0.8), "si": 50.0},  # param_values.py @ f0b1461
+    "class-IL": {"ewc": 1e8, "si": 0.5},
+}
 
 
 def test_shipped_van_de_ven_reproductions_map_the_authors_lambdas():

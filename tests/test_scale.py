@@ -19,6 +19,7 @@ from forgetbench.benchmark.core.lock import LOCK_FILE
 from helpers import REPO, comparable
 from conftest import read_json, tiny_suite
 
+
 def test_threads_per_worker_never_oversubscribes():
     assert threads_per_worker(2, cores=2) == 1
     assert threads_per_worker(2, cores=8) == 4
@@ -57,11 +58,11 @@ def test_killed_worker_is_reported_and_rerun_completes_only_missing(write_suite,
     config = write_suite(suite)
     args = ("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "2")
     assert cli(*args) == 1
-    killed = [
-        read_json(p) for p in (out / "runs").glob("split__test_sigkill_once__seed*/result.json")
-    ]
+    killed = [read_json(p) for p in (out / "runs").glob("split__test_sigkill_once__seed*/result.json")]
     failed = [r for r in killed if r["status"] == "failed"]
-    assert len(failed) == 1 and "SIGKILL" in failed[0]["error"]  # the marker is claimed atomically: one seed fires, the other runs
+    assert (
+        len(failed) == 1 and "SIGKILL" in failed[0]["error"]
+    )  # the marker is claimed atomically: one seed fires, the other runs
     ok_paths = [p for p in out.rglob("result.json") if read_json(p)["status"] == "ok"]
     assert len(ok_paths) == 3
     stamps = {p: p.stat().st_mtime_ns for p in ok_paths}
@@ -111,8 +112,10 @@ def test_truncated_result_is_detected_and_rerun(write_suite, cli, tmp_path, caps
 
 def test_stale_temporary_files_are_removed(write_suite, cli, tmp_path):
     out = tmp_path / "out"
-    stale = [out / "runs" / "split__naive__seed0" / f".result.json{store.TMP_MARK}abc123.tmp",
-             out / f".suite.yaml{store.TMP_MARK}x1y2z3.tmp"]
+    stale = [
+        out / "runs" / "split__naive__seed0" / f".result.json{store.TMP_MARK}abc123.tmp",
+        out / f".suite.yaml{store.TMP_MARK}x1y2z3.tmp",
+    ]
     stale[0].parent.mkdir(parents=True)
     for path in stale:
         path.write_text('{"half": ')  # what a SIGKILL between write and rename leaves
@@ -123,8 +126,13 @@ def test_stale_temporary_files_are_removed(write_suite, cli, tmp_path):
 def test_users_own_tmp_files_survive_out_dot(write_suite, cli, tmp_path, monkeypatch):
     """`--out .` in a project: only the tool's own temporaries, only where it writes, are removed."""
     project = tmp_path / "project"
-    theirs = [project / "notes.tmp", project / ".cache.tmp", project / "src" / ".x.forgetbench-abc.tmp",
-              project / "runs" / "mine.tmp", project / "runs" / "split__naive__seed0" / "draft.tmp"]
+    theirs = [
+        project / "notes.tmp",
+        project / ".cache.tmp",
+        project / "src" / ".x.forgetbench-abc.tmp",
+        project / "runs" / "mine.tmp",
+        project / "runs" / "split__naive__seed0" / "draft.tmp",
+    ]
     for path in theirs:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("the user's")
@@ -140,7 +148,9 @@ def test_users_own_tmp_files_survive_out_dot(write_suite, cli, tmp_path, monkeyp
 
 def _spawn_suite(config: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
-    code = "import fault_strategies, sys; from forgetbench.benchmark.front.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = (
+        "import fault_strategies, sys; from forgetbench.benchmark.front.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     return subprocess.Popen(
         [sys.executable, "-c", code, "run", str(config), "--out", str(out), "--quiet", *extra],
         env=env,
@@ -228,7 +238,10 @@ def test_sigterm_during_a_gc_callback_still_stops_the_suite(write_suite, tmp_pat
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
     proc = subprocess.run(
         [sys.executable, "-c", _SIGTERM_IN_GC_CALLBACK, "run", str(config), "--out", str(out), "--quiet"],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 130, proc.stderr
     assert "Exception ignored" not in proc.stderr
@@ -256,7 +269,9 @@ def test_first_stop_signal_sets_a_flag_the_second_raises():
 def test_sigkill_of_the_driver_is_resumed(write_suite, cli, tmp_path, capsys):
     """Machine loss: nothing runs cleanup; the rerun still resumes and leaves no stray file."""
     out = tmp_path / "out"
-    config = write_suite(tiny_suite(seeds=[0, 1, 2], strategies=[{"name": "test_slow", "params": {"seconds_per_step": 0.02}}]))
+    config = write_suite(
+        tiny_suite(seeds=[0, 1, 2], strategies=[{"name": "test_slow", "params": {"seconds_per_step": 0.02}}])
+    )
     proc = _spawn_suite(config, out)
     _wait_for_first_result(proc, out)
     proc.kill()
@@ -276,9 +291,13 @@ def test_sigkill_of_the_driver_is_resumed(write_suite, cli, tmp_path, capsys):
 def test_second_suite_on_the_same_out_is_refused(write_suite, cli, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from forgetbench.benchmark.core.lock import output_lock\n"
-         "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(120)", str(out)],
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from forgetbench.benchmark.core.lock import output_lock\n"
+            "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(120)",
+            str(out),
+        ],
         env=dict(os.environ, PYTHONPATH=str(REPO)),
         stdout=subprocess.PIPE,
         text=True,

@@ -75,8 +75,9 @@ def test_dataset_tensors_materialises_subsets_and_concats():
 
 def test_tensor_batch_loader_covers_each_sample_once_per_pass():
     x = torch.arange(10).float()[:, None]
-    loader = TensorBatchLoader((x, torch.arange(10)), batch_size=4, shuffle=True,
-                               generator=torch.Generator().manual_seed(0))
+    loader = TensorBatchLoader(
+        (x, torch.arange(10)), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     assert len(loader) == 3
     seen = torch.cat([b[1] for b in loader])
     assert sorted(seen.tolist()) == list(range(10))
@@ -96,8 +97,10 @@ BUILTIN_SMALL = [
     ("permuted", {"dataset": "digits", "tasks": 3, "widths": [8]}),
     ("two_model", {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 8, "shared": 1}),
     ("supernet", {"dataset": "digits", "layers": 3, "ops": 4, "width": 8, "architectures": 6}),
-    ("supernet", {"dataset": "digits", "cell": "cnn", "layers": 2, "ops": 3, "width": 4, "architectures": 4,
-                  "head": "shared"}),
+    (
+        "supernet",
+        {"dataset": "digits", "cell": "cnn", "layers": 2, "ops": 3, "width": 4, "architectures": 4, "head": "shared"},
+    ),
 ]
 
 
@@ -157,8 +160,14 @@ def test_detection_reads_a_forward_that_switches_requires_grad_per_task():
     model = SwitchedAdapters()
     for t in (0, 1):
         used = used_parameters(model, torch.rand(8, 4), t)
-        assert used == {"base.weight", "base.bias", f"adapters.{t}.weight", f"adapters.{t}.bias",
-                        "head.weight", "head.bias"}
+        assert used == {
+            "base.weight",
+            "base.bias",
+            f"adapters.{t}.weight",
+            f"adapters.{t}.bias",
+            "head.weight",
+            "head.bias",
+        }
 
 
 @pytest.mark.parametrize("name, params", BUILTIN_SMALL)
@@ -179,7 +188,9 @@ def test_scenario_contract_catches_a_wrong_used_params_declaration(monkeypatch):
         b.used_params = frozenset(n for n in b.used_params if not n.startswith("shared."))
         return scenario
 
-    monkeypatch.setitem(SCENARIOS._entries, "two_model", type(entry)(entry.name, lying, entry.params, entry.description))
+    monkeypatch.setitem(
+        SCENARIOS._entries, "two_model", type(entry)(entry.name, lying, entry.params, entry.description)
+    )
     with pytest.raises(AssertionError, match=r"declared but unused \[\], used but undeclared \['shared"):
         check_scenario("two_model", {"dataset": "digits", "depth_a": 2, "depth_b": 2, "width": 8, "shared": 1})
 
@@ -198,8 +209,10 @@ def test_reduced_resnet18_has_the_papers_sizes_and_trains_with_regularizers():
     assert weights((3, 32, 32), 64) == (11_168_832, 512)  # the CIFAR ResNet-18 trunk (11.17M without its fc)
     assert weights((3, 32, 32), 20) == (1_093_140, 160)  # GEM / Mammoth's reduced ResNet-18, nf = 20
     assert SCENARIOS.get("split").parse_params({"dataset": "digits", "trunk": "resnet18"}).widths == [20]
-    spec = ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2,
-                                               "trunk": "resnet18", "widths": [4]})
+    spec = ComponentSpec(
+        name="split",
+        params={"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "resnet18", "widths": [4]},
+    )
     for strategy in ("naive", "ewc", "wpl"):
         record = run(RunSpec("resnet", spec, ComponentSpec(name=strategy), 0, TRAINING, "cpu"), None)
         assert record.status in ("ok", "collapsed"), record.error  # 1 epoch of a tiny ResNet may not learn
@@ -229,7 +242,7 @@ def test_class_il_labels_each_class_by_its_position_in_the_class_order():
     for t, task in enumerate(scenario.tasks):
         assert set(task.train_y.unique().tolist()) == {3 * t, 3 * t + 1, 3 * t + 2}
         # the test sample's original digit is the class at its label's position in the order
-        original = data.test_y[torch.isin(data.test_y, torch.tensor(order[3 * t: 3 * t + 3]))]
+        original = data.test_y[torch.isin(data.test_y, torch.tensor(order[3 * t : 3 * t + 3]))]
         assert sorted(order[int(y)] for y in task.test_y) == sorted(original.tolist())
         assert task.num_classes == 9
     assert scenario.meta["scenario_type"] == "class-IL"
@@ -247,9 +260,17 @@ def test_class_il_head_covers_only_the_classes_seen_in_training():
     from forgetbench.benchmark.core.training import TrainingConfig
 
     training = TrainingConfig(optimizer="adam", lr=1e-2, batch_size=32, epochs=1, eval_batch_size=512)
-    spec = RunSpec("t", ComponentSpec(name="split", params={"dataset": "digits", "tasks": 3, "classes_per_task": 3,
-                                                            "widths": [16], "setting": "class-IL"}),
-                   ComponentSpec(name="naive"), 0, training, "cpu")
+    spec = RunSpec(
+        "t",
+        ComponentSpec(
+            name="split",
+            params={"dataset": "digits", "tasks": 3, "classes_per_task": 3, "widths": [16], "setting": "class-IL"},
+        ),
+        ComponentSpec(name="naive"),
+        0,
+        training,
+        "cpu",
+    )
     scenario = seeded_scenario(spec, None)
     model = scenario.model
     x = scenario.tasks[0].test_x[:8]
@@ -308,8 +329,14 @@ def test_naive_forgets_everything_in_class_il_and_the_record_and_report_say_whic
     params = {"dataset": "digits", "tasks": 3, "classes_per_task": 3, "widths": [64]}
     records = {}
     for setting in ("task-IL", "class-IL"):
-        spec = RunSpec("t", ComponentSpec(name="split", label=setting, params=params | {"setting": setting}),
-                       ComponentSpec(name="naive"), 0, training, "cpu")
+        spec = RunSpec(
+            "t",
+            ComponentSpec(name="split", label=setting, params=params | {"setting": setting}),
+            ComponentSpec(name="naive"),
+            0,
+            training,
+            "cpu",
+        )
         records[setting] = run(spec, None)
         assert records[setting].scenario_type == setting
     R = records["class-IL"].accuracy_matrix

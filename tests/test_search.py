@@ -20,14 +20,29 @@ from helpers import make_record
 from forgetbench.benchmark.core.record import TurnAccuracy
 from forgetbench.reports.summary import runs_long
 
-TINY = {"dataset": "digits", "layers": 2, "ops": 2, "width": 16, "epochs": 3, "turns_per_epoch": 3,
-        "steps_per_turn": 10, "validation_size": 200, "ground_truth_steps": 30}
+TINY = {
+    "dataset": "digits",
+    "layers": 2,
+    "ops": 2,
+    "width": 16,
+    "epochs": 3,
+    "turns_per_epoch": 3,
+    "steps_per_turn": 10,
+    "validation_size": 200,
+    "ground_truth_steps": 30,
+}
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.0, batch_size=32, eval_batch_size=512)
 
 
 def spec(strategy="naive", params=None, seed=0, **scenario):
-    return RunSpec("t", ComponentSpec(name="supernet_search", params=TINY | scenario),
-                   ComponentSpec(name=strategy, params=params or {}), seed, TRAINING, "cpu")
+    return RunSpec(
+        "t",
+        ComponentSpec(name="supernet_search", params=TINY | scenario),
+        ComponentSpec(name=strategy, params=params or {}),
+        seed,
+        TRAINING,
+        "cpu",
+    )
 
 
 def scenario(seed=0, **params):
@@ -69,12 +84,19 @@ def test_forgetting_value_by_hand():
 
 
 def test_search_metrics_of_a_record_by_hand():
-    record = make_record({
-        "search": {"validation_accuracy": [0.8, 0.7, 0.9], "chosen": 2, "top_k": 1, "rewards": [[0.1, 0.3], [0.5, 0.7]]},
-        "standalone_accuracy": [0.80, 0.85, 0.95],
-        "err1": [[0.1, None, 0.3], [None, 0.2, None]],
-        "err2": [[0.2, None, 0.3], [None, 0.4, None]],
-    })
+    record = make_record(
+        {
+            "search": {
+                "validation_accuracy": [0.8, 0.7, 0.9],
+                "chosen": 2,
+                "top_k": 1,
+                "rewards": [[0.1, 0.3], [0.5, 0.7]],
+            },
+            "standalone_accuracy": [0.80, 0.85, 0.95],
+            "err1": [[0.1, None, 0.3], [None, 0.2, None]],
+            "err2": [[0.2, None, 0.3], [None, 0.4, None]],
+        }
+    )
     out = metrics.search_metrics(record)
     assert out["search_tau"] == pytest.approx(1 / 3)  # pair (0,1) discordant, (0,2) and (1,2) concordant
     assert out["search_rho"] == pytest.approx(0.5)
@@ -85,10 +107,14 @@ def test_search_metrics_of_a_record_by_hand():
 
 
 def test_epoch_err_tables_by_hand():
-    turns = [{"turn": 0, "task": 1, "accuracy": 0.6}, {"turn": 1, "task": 0, "accuracy": 0.7},
-             {"turn": 2, "task": 1, "accuracy": 0.8},  # epoch 0: task 1 twice, the later turn counts
-             {"turn": 3, "task": 2, "accuracy": 0.5}, {"turn": 4, "task": 2, "accuracy": 0.9},
-             {"turn": 5, "task": 0, "accuracy": 0.75}]
+    turns = [
+        {"turn": 0, "task": 1, "accuracy": 0.6},
+        {"turn": 1, "task": 0, "accuracy": 0.7},
+        {"turn": 2, "task": 1, "accuracy": 0.8},  # epoch 0: task 1 twice, the later turn counts
+        {"turn": 3, "task": 2, "accuracy": 0.5},
+        {"turn": 4, "task": 2, "accuracy": 0.9},
+        {"turn": 5, "task": 0, "accuracy": 0.75},
+    ]
     R = [[0.65, 0.7, 0.1], [0.7, 0.5, 0.85]]
     err1, err2 = epoch_err_tables([TurnAccuracy(**t) for t in turns], R, turns_per_epoch=3, n_candidates=3)
     assert err1[0][0] == pytest.approx(0.3) and err1[0][1] == pytest.approx(0.2) and err1[0][2] is None
@@ -119,13 +145,19 @@ def test_a_search_run_records_its_choice_errors_and_ground_truth():
     assert record.architectures[search.chosen] == search.chosen_architecture
     assert len(search.rewards) == TINY["epochs"] and all(len(r) == 30 for r in search.rewards)
     assert len(record.standalone_accuracy) == 4
-    trained = [{t.task for t in record.turn_accuracy[3 * e:3 * e + 3]} for e in range(3)]
+    trained = [{t.task for t in record.turn_accuracy[3 * e : 3 * e + 3]} for e in range(3)]
     for e in range(3):  # err1 defined exactly for the candidates the epoch trained
         assert {k for k, v in enumerate(record.err1[e]) if v is not None} == trained[e]
     assert record.timing.search_seconds > 0
     values = metrics.run_metrics(record)
-    assert {"search_tau", "search_rho", "precision_at_k", "regret", "forgetting_value_mean",
-            "controller_reward"} <= set(values)
+    assert {
+        "search_tau",
+        "search_rho",
+        "precision_at_k",
+        "regret",
+        "forgetting_value_mean",
+        "controller_reward",
+    } <= set(values)
 
 
 def test_wpl_sees_each_added_turn(monkeypatch):

@@ -117,8 +117,9 @@ def _train_split(strategy_name: str, importance: dict | None = None):
     torch.manual_seed(0)
     scenario = entry.factory(entry.parse_params(params), ScenarioInputs(0, None))
     training = TrainingConfig(lr=0.05, momentum=0.9, weight_decay=0.01, batch_size=32, epochs=1)
-    ctx = StrategyContext(scenario.model, training, torch.device("cpu"), scenario.turn_used_params, 0,
-                          harness_plugins=[_GradEverywhere()])
+    ctx = StrategyContext(
+        scenario.model, training, torch.device("cpu"), scenario.turn_used_params, 0, harness_plugins=[_GradEverywhere()]
+    )
     s_entry = STRATEGIES.get(strategy_name)
     strategy = s_entry.factory(ctx, s_entry.parse_params({}))
     snapshots = []

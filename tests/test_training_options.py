@@ -25,8 +25,16 @@ BASE = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=16, epo
 
 def _cnn_split():
     entry = SCENARIOS.get("split")
-    params = entry.parse_params({"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn",
-                                 "widths": [4, 8], "max_train_per_task": 64})
+    params = entry.parse_params(
+        {
+            "dataset": "digits",
+            "tasks": 2,
+            "classes_per_task": 2,
+            "trunk": "cnn",
+            "widths": [4, 8],
+            "max_train_per_task": 64,
+        }
+    )
     return entry.factory(params, ScenarioInputs(0, None))
 
 
@@ -87,14 +95,17 @@ def test_data_stays_put_on_the_cpu():
     assert to_device(tensors, torch.device("cpu")) is tensors
 
 
-@pytest.mark.parametrize("flags", [("--model", "resnet18"), ("--model", "cnn", "--precision", "bf16", "--channels-last")])
+@pytest.mark.parametrize(
+    "flags", [("--model", "resnet18"), ("--model", "cnn", "--precision", "bf16", "--channels-last")]
+)
 def test_perf_models_and_options_train_identical_weights(cli, capsys, flags):
     capsys.readouterr()
-    status = cli("perf", "--json", "--quick", "--repeats", "1", "--dataset", "digits",
-                 "--only", "harness_vs_plain", *flags)
+    status = cli(
+        "perf", "--json", "--quick", "--repeats", "1", "--dataset", "digits", "--only", "harness_vs_plain", *flags
+    )
     result = json.loads(capsys.readouterr().out)
     assert status == 0
-    (name, row), = result["harness_vs_plain"].items()
+    ((name, row),) = result["harness_vs_plain"].items()
     assert name == flags[1]
     assert row["weights_equal"] is True and row["steps"] == row["steps_plain"] > 0
     assert result["conditions"]["device"].startswith("cpu")
@@ -109,9 +120,14 @@ def test_iterations_per_task_trains_exactly_that_many_steps_per_turn(tmp_path):
     from forgetbench.benchmark.core.training import TrainingConfig
 
     training = TrainingConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=1, iterations_per_task=25)
-    spec = RunSpec("t", ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2,
-                                                             "widths": [16]}),
-                   ComponentSpec(name="naive"), 0, training, "cpu")
+    spec = RunSpec(
+        "t",
+        ComponentSpec(name="split", params={"dataset": "digits", "tasks": 2, "classes_per_task": 2, "widths": [16]}),
+        ComponentSpec(name="naive"),
+        0,
+        training,
+        "cpu",
+    )
     record = run(spec, None)
     assert record.status == "ok", record.error
     assert record.timing.steps == 2 * 25  # about 290 samples a task: 10 batches an epoch, so 3 passes

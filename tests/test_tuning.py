@@ -26,16 +26,18 @@ def _suite(**tune) -> dict:
     return tiny_suite(seeds=[0, 1], strategies=[{"name": "naive"}, {**TUNED, "tune": {**TUNED["tune"], **tune}}])
 
 
-def test_trials_read_only_held_out_training_data_and_the_best_point_runs_the_seeds(write_suite, tmp_path,
-                                                                                monkeypatch, capsys):
+def test_trials_read_only_held_out_training_data_and_the_best_point_runs_the_seeds(
+    write_suite, tmp_path, monkeypatch, capsys
+):
     from forgetbench.benchmark.run import assemble
 
     real_build = assemble.build_scenario
 
     def poisoned_test_split(spec, data_root):  # wrong test labels: a trial evaluated on the test split scores ~0
         scenario = real_build(spec, data_root)
-        scenario.tasks = [dataclasses.replace(t, test_y=(t.test_y + 1) % (int(t.test_y.max()) + 1))
-                          for t in scenario.tasks]
+        scenario.tasks = [
+            dataclasses.replace(t, test_y=(t.test_y + 1) % (int(t.test_y.max()) + 1)) for t in scenario.tasks
+        ]
         return scenario
 
     monkeypatch.setattr(assemble, "build_scenario", poisoned_test_split)
@@ -62,8 +64,9 @@ def test_trials_read_only_held_out_training_data_and_the_best_point_runs_the_see
 
 def test_auto_searches_the_calibrated_range_and_calibrates_first_when_needed(write_suite, tmp_path):
     out = tmp_path / "out"
-    suite = tiny_suite(seeds=[0], strategies=[{"name": "l2", "tune": {"params": {"l2_lambda": "auto"}, "trials": 3,
-                                                                       "decades": 1}}])
+    suite = tiny_suite(
+        seeds=[0], strategies=[{"name": "l2", "tune": {"params": {"l2_lambda": "auto"}, "trials": 3, "decades": 1}}]
+    )
     assert main(["run", str(write_suite(suite)), "--out", str(out), "--quiet", "--no-report"]) == 0
     calibrated = json.loads((out / "calibration.json").read_text())["entries"]
     assert [(e["strategy"], e["param"]) for e in calibrated] == [("l2", "l2_lambda")]
@@ -74,15 +77,22 @@ def test_auto_searches_the_calibrated_range_and_calibrates_first_when_needed(wri
     from forgetbench.reports.html import write_report
 
     html = write_report([out]).read_text()
-    section = html[html.index('<h2 id="tuning">'):]
+    section = html[html.index('<h2 id="tuning">') :]
     chosen = study["chosen"]["l2_lambda"]
-    assert f"l2_lambda = {chosen:g}" in section and "validation split 0.2, seeds 0" in section and "3/3 (tpe)" in section
+    assert (
+        f"l2_lambda = {chosen:g}" in section and "validation split 0.2, seeds 0" in section and "3/3 (tpe)" in section
+    )
 
 
 def _cli(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO / "tests"), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "forgetbench.benchmark.front.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def test_a_study_killed_mid_tuning_continues_to_the_same_trials_and_choice(tmp_path):
@@ -154,8 +164,9 @@ class _Killed(BaseException):
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "grid"])
 @pytest.mark.parametrize("window", ["created", "marked"])
-def test_a_kill_while_optuna_asks_for_a_point_resumes_to_the_same_point(sampler, window, write_suite, tmp_path,
-                                                                        monkeypatch):
+def test_a_kill_while_optuna_asks_for_a_point_resumes_to_the_same_point(
+    sampler, window, write_suite, tmp_path, monkeypatch
+):
     # The SIGKILL test above lands wherever the clock puts it; this one lands inside Optuna's ask: just after it
     # created the trial ("created": before any sampler's mark such as the grid's grid_id), or after the sampler
     # marked it ("marked"). A CI run once met that window when trials were created in the storage first: the
@@ -190,8 +201,12 @@ def test_a_kill_while_optuna_asks_for_a_point_resumes_to_the_same_point(sampler,
     assert [t.state.name for t in left] == ["COMPLETE", "COMPLETE"]
 
     assert main(["run", str(config), "--out", str(killed), "--quiet", "--no-report"]) == 0
-    marks = [optuna.load_study(study_name=study_name, storage=f"sqlite:///{folder / 'tuning' / 'study.db'}")
-             .trials[2].system_attrs for folder in (whole, killed)]
+    marks = [
+        optuna.load_study(study_name=study_name, storage=f"sqlite:///{folder / 'tuning' / 'study.db'}")
+        .trials[2]
+        .system_attrs
+        for folder in (whole, killed)
+    ]
     assert marks[1] == marks[0]  # the grid's grid_id too: a later trial must not take the same grid point again
     studies = [json.loads((folder / "tuning.json").read_text())["studies"][0] for folder in (whole, killed)]
     assert [t["params"] for t in studies[1]["trials"]] == [t["params"] for t in studies[0]["trials"]]
@@ -200,22 +215,40 @@ def test_a_kill_while_optuna_asks_for_a_point_resumes_to_the_same_point(sampler,
 
 
 @pytest.mark.parametrize("pruning, share", [("median", 0.5), ("quartile", 0.25)])
-def test_pruning_stops_exactly_the_first_seeds_behind_the_completed_trials_and_resumes(pruning, share, write_suite,
-                                                                                       tmp_path):
+def test_pruning_stops_exactly_the_first_seeds_behind_the_completed_trials_and_resumes(
+    pruning, share, write_suite, tmp_path
+):
     # Against a slow reference: every trial's bounds recomputed here from the records of the trials completed
     # before it; a trial's first seed is pruned after experience k iff its ACC so far is below the quantile there
     # (never after the last), and then its other seeds never run.
     from forgetbench.benchmark.core.metrics import running_metric
 
-    suite = tiny_suite(seeds=[0], strategies=[{"name": "l2", "tune": {
-        "params": {"l2_lambda": {"low": 0.01, "high": 100.0}}, "trials": 8, "seed": 3, "sampler": "random",
-        "pruning": pruning, "pruning_startup": 3, "seeds": [0, 1]}}])
+    suite = tiny_suite(
+        seeds=[0],
+        strategies=[
+            {
+                "name": "l2",
+                "tune": {
+                    "params": {"l2_lambda": {"low": 0.01, "high": 100.0}},
+                    "trials": 8,
+                    "seed": 3,
+                    "sampler": "random",
+                    "pruning": pruning,
+                    "pruning_startup": 3,
+                    "seeds": [0, 1],
+                },
+            }
+        ],
+    )
     suite["scenarios"][0]["params"]["tasks"] = 4
     config, out = write_suite(suite), tmp_path / "out"
     assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0  # pruned is not failed
     study = json.loads((out / "tuning.json").read_text())["studies"][0]
-    assert study["pruning"] == {"rule": pruning, "startup": 3,
-                                "pruned": sum(t["state"] == "PRUNED" for t in study["trials"])}
+    assert study["pruning"] == {
+        "rule": pruning,
+        "startup": 3,
+        "pruned": sum(t["state"] == "PRUNED" for t in study["trials"]),
+    }
 
     def record(run):
         path = out / "tuning" / "runs" / run / "result.json"
@@ -230,8 +263,9 @@ def test_pruning_stops_exactly_the_first_seeds_behind_the_completed_trials_and_r
         if len(completed) >= 3:
             mine = running_metric(first["accuracy_matrix"], "ACC")
             for k in range(3):  # 4 tasks: bounds after the first three experiences only
-                bound = np.quantile([running_metric(records[n][0]["accuracy_matrix"], "ACC")[k] for n in completed],
-                                    share)
+                bound = np.quantile(
+                    [running_metric(records[n][0]["accuracy_matrix"], "ACC")[k] for n in completed], share
+                )
                 if mine[k] < bound:
                     behind = k
                     break

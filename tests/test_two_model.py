@@ -65,7 +65,9 @@ def test_steps_budget_becomes_the_schedule():
 
 def test_shared_out_of_range_is_a_config_error():
     raw = tiny_suite(scenarios=[{"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "shared": 3}}])
-    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.params: .*shared must be in 1\.\.min\(depth_a, depth_b\) = 1\.\.2, got 3"):
+    with pytest.raises(
+        ConfigError, match=r"scenarios\[0\]\.params: .*shared must be in 1\.\.min\(depth_a, depth_b\) = 1\.\.2, got 3"
+    ):
         resolve_config(raw)
 
 

@@ -11,19 +11,25 @@ from forgetbench.reports.verdict import headline_metric, scenario_verdict, searc
 
 def long_frame(forgetting: dict[str, list[float]], metric: str = "forgetting") -> pd.DataFrame:
     """runs_long-style rows: one value of ``metric`` per (strategy, seed)."""
-    rows = [{"scenario": "s", "strategy": s, "strategy_name": s, "seed": seed, "metric": metric, "value": v}
-            for s, values in forgetting.items() for seed, v in enumerate(values)]
+    rows = [
+        {"scenario": "s", "strategy": s, "strategy_name": s, "seed": seed, "metric": metric, "value": v}
+        for s, values in forgetting.items()
+        for seed, v in enumerate(values)
+    ]
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("differences, expected", [
-    ([0.0, 2.0], 18),          # effect size mean/sd = 1/sqrt(2) = 0.71: 18 pairs (Cohen's tables: d = .7 -> 18)
-    ([1.0, 2.0, 3.0], 5),      # d = 2
-    ([-1.0, 1.0, 0.5, 1.5], 39),  # d = 0.46
-    ([0.3, 0.3, 0.3], 2),      # a constant shift: any two pairs show it
-    ([0.0, 0.0, 0.0], None),   # nothing to detect
-    ([1.0], None),             # no spread to estimate from
-])
+@pytest.mark.parametrize(
+    "differences, expected",
+    [
+        ([0.0, 2.0], 18),  # effect size mean/sd = 1/sqrt(2) = 0.71: 18 pairs (Cohen's tables: d = .7 -> 18)
+        ([1.0, 2.0, 3.0], 5),  # d = 2
+        ([-1.0, 1.0, 0.5, 1.5], 39),  # d = 0.46
+        ([0.3, 0.3, 0.3], 2),  # a constant shift: any two pairs show it
+        ([0.0, 0.0, 0.0], None),  # nothing to detect
+        ([1.0], None),  # no spread to estimate from
+    ],
+)
 def test_seeds_needed_matches_paired_t_power(differences, expected):
     assert seeds_needed(differences) == expected
 
@@ -84,15 +90,19 @@ def test_a_search_is_judged_on_its_forgetting_value_in_its_own_unit():
 
 
 def test_search_outcome_gives_each_paired_difference_against_naive_by_hand():
-    long = pd.concat([
-        long_frame({"naive": [0.10, 0.00, 0.05], "wpl": [0.04, 0.00, 0.02]}, metric="regret"),  # diffs -6, 0, -3
-        long_frame({"naive": [70.0, 72.0, 71.0], "wpl": [69.0, 73.0, 70.0]}, metric="derived_test_ppl"),
-        long_frame({"naive": [0.2, 0.1, 0.3], "wpl": [0.2, 0.1, 0.3]}, metric="forgetting"),  # not an outcome
-    ])
+    long = pd.concat(
+        [
+            long_frame({"naive": [0.10, 0.00, 0.05], "wpl": [0.04, 0.00, 0.02]}, metric="regret"),  # diffs -6, 0, -3
+            long_frame({"naive": [70.0, 72.0, 71.0], "wpl": [69.0, 73.0, 70.0]}, metric="derived_test_ppl"),
+            long_frame({"naive": [0.2, 0.1, 0.3], "wpl": [0.2, 0.1, 0.3]}, metric="forgetting"),  # not an outcome
+        ]
+    )
     (line,) = search_outcome(long, "naive")
     # regret: diffs -6, 0, -3 points: t = -3 / (3 / sqrt 3) = -1.732, two-sided p (2 df) = 0.225;
     # ppl: diffs -1, +1, -1: t = -0.333 / (1.155 / sqrt 3) = -0.5, p = 0.667
-    assert line == ("What the search ships, wpl vs naive on the same seeds: regret -3.0 points (p = 0.225); "
-                    "derived test ppl -0.33 (p = 0.667).")
+    assert line == (
+        "What the search ships, wpl vs naive on the same seeds: regret -3.0 points (p = 0.225); "
+        "derived test ppl -0.33 (p = 0.667)."
+    )
     assert search_outcome(long[long.metric == "forgetting"], "naive") == []
     assert search_outcome(long, None) == []

@@ -28,14 +28,21 @@ def _write_cifar100(folder: Path, n_train: int = 12, n_test: int = 6) -> dict[st
     for split, n in (("train", n_train), ("test", n_test)):
         data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         fine = [int(i % 100) for i in range(n)]
-        entry = {"filenames": [f"img{i}.png" for i in range(n)], "batch_label": f"{split} batch", "data": data,
-                 "fine_labels": fine, "coarse_labels": [f // 5 for f in fine]}
+        entry = {
+            "filenames": [f"img{i}.png" for i in range(n)],
+            "batch_label": f"{split} batch",
+            "data": data,
+            "fine_labels": fine,
+            "coarse_labels": [f // 5 for f in fine],
+        }
         with open(base / split, "wb") as handle:
             pickle.dump(entry, handle)
         written[split] = data
     with open(base / "meta", "wb") as handle:
-        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)],
-                     "coarse_label_names": [f"s{i}" for i in range(20)]}, handle)
+        pickle.dump(
+            {"fine_label_names": [f"c{i}" for i in range(100)], "coarse_label_names": [f"s{i}" for i in range(20)]},
+            handle,
+        )
     return written
 
 
@@ -74,10 +81,14 @@ def _write_tiny_parquet_layout(folder: Path) -> None:
 
     (folder / "data").mkdir(parents=True)
     # the train split in two shards, as the Hub stores larger splits
-    for name, labels in (("train-00000-of-00002-abc.parquet", [0, 1]), ("train-00001-of-00002-abd.parquet", [1, 0]),
-                         ("valid-00000-of-00001-def.parquet", [1, 0])):
-        table = pa.table({"image": [{"bytes": _jpeg(i), "path": f"{i}.jpg"} for i in range(len(labels))],
-                          "label": labels})
+    for name, labels in (
+        ("train-00000-of-00002-abc.parquet", [0, 1]),
+        ("train-00001-of-00002-abd.parquet", [1, 0]),
+        ("valid-00000-of-00001-def.parquet", [1, 0]),
+    ):
+        table = pa.table(
+            {"image": [{"bytes": _jpeg(i), "path": f"{i}.jpg"} for i in range(len(labels))], "label": labels}
+        )
         pq.write_table(table, folder / "data" / name)
 
 
@@ -190,5 +201,11 @@ def test_the_seeds_settings_validate_without_their_data(path, capsys):
 
 def test_the_seeds_settings_cover_spg_supsup_and_exssnet():
     names = {p.stem for p in SEED_CONFIGS}
-    assert {"spg_cifar100_10", "spg_cifar100_20", "spg_tiny_imagenet_10", "supsup_split_cifar100",
-            "exssnet_split_cifar100", "exssnet_tiny_imagenet"} <= names
+    assert {
+        "spg_cifar100_10",
+        "spg_cifar100_20",
+        "spg_tiny_imagenet_10",
+        "supsup_split_cifar100",
+        "exssnet_split_cifar100",
+        "exssnet_tiny_imagenet",
+    } <= names

@@ -53,14 +53,16 @@ def test_penalty_and_gradient_match_hand_formula():
     penalty = plugin.penalty()
     named = dict(model.named_parameters())
     shared = ["shared.0.0.weight", "shared.0.0.bias"]
-    expected = 0.5 * 3.0 * sum(
-        (plugin.importance[n] * (named[n].detach() - plugin.anchor[n]) ** 2).sum() for n in shared
+    expected = (
+        0.5 * 3.0 * sum((plugin.importance[n] * (named[n].detach() - plugin.anchor[n]) ** 2).sum() for n in shared)
     )
     torch.testing.assert_close(penalty.detach(), expected)
     penalty.backward()
     for name, param in named.items():
         if name in shared:
-            torch.testing.assert_close(param.grad, 3.0 * plugin.importance[name] * (param.detach() - plugin.anchor[name]))
+            torch.testing.assert_close(
+                param.grad, 3.0 * plugin.importance[name] * (param.detach() - plugin.anchor[name])
+            )
             assert param.grad.abs().sum() > 0
         else:
             assert param.grad is None, f"{name} is not shared and must get no penalty gradient"
@@ -140,8 +142,14 @@ def test_per_model_anchor_keeps_one_term_per_earlier_model():
     assert set(plugin.penalised_names) == trunk
     # the penalty is the sum over both earlier models, each with its own Fisher and anchor
     named = dict(scenario.model.named_parameters())
-    expected = 0.5 * plugin._alpha * sum(
-        (fisher[n] * (named[n].detach() - anchor[n]) ** 2).sum() for fisher, anchor in plugin.per_model for n in trunk
+    expected = (
+        0.5
+        * plugin._alpha
+        * sum(
+            (fisher[n] * (named[n].detach() - anchor[n]) ** 2).sum()
+            for fisher, anchor in plugin.per_model
+            for n in trunk
+        )
     )
     torch.testing.assert_close(plugin.penalty().detach(), expected.double().float(), rtol=1e-5, atol=1e-6)
     assert plugin.state_bytes() > 0
@@ -252,7 +260,9 @@ def test_max_curvature_caps_only_entries_above_it_and_keeps_anchors():
         torch.testing.assert_close(named[n].grad, curvature * (named[n].detach() - plugin.anchor[n]))
     assert plugin.capped_entries > 0
     assert plugin.extra_results()["wpl_capped_entries"] == plugin.capped_entries
-    torch.testing.assert_close(plugin.importance["shared.0.0.weight"], fisher["shared.0.0.weight"])  # running F untouched
+    torch.testing.assert_close(
+        plugin.importance["shared.0.0.weight"], fisher["shared.0.0.weight"]
+    )  # running F untouched
 
 
 def test_stable_curvature_auto_is_an_eighth_of_the_sgd_bound_and_none_for_adam():
@@ -298,7 +308,7 @@ def _authors_update_fisher(fisher, grad, args, epoch):
         alpha = max(args.alpha_fisher - degree * args.alpha_decay, 0)
     if args.momentum:
         fisher = fisher * (1 - args.lambda_fisher)
-    fisher = fisher + args.lambda_fisher * grad ** 2
+    fisher = fisher + args.lambda_fisher * grad**2
     if args.fisher_clip_by_norm > 0 and np.linalg.norm(fisher) > args.fisher_clip_by_norm:
         fisher = fisher / np.linalg.norm(fisher) * args.fisher_clip_by_norm
     return fisher * alpha
@@ -311,11 +321,26 @@ def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
     import numpy as np
 
     scenario = split3()
-    args = SimpleNamespace(alpha_fisher=3.0, lambda_fisher=0.7, momentum=momentum, fisher_clip_by_norm=0.05,
-                           alpha_decay=1.0, alpha_decay_after=1)
-    params = WPLParams(alpha=3.0, alpha_mode="per_update", fisher="online", fisher_batches=1, momentum=0.7,
-                       accumulate="momentum" if momentum else "sum", clip_norm=0.05, alpha_linear_decay=1.0,
-                       alpha_decay_after=1, max_curvature=None)
+    args = SimpleNamespace(
+        alpha_fisher=3.0,
+        lambda_fisher=0.7,
+        momentum=momentum,
+        fisher_clip_by_norm=0.05,
+        alpha_decay=1.0,
+        alpha_decay_after=1,
+    )
+    params = WPLParams(
+        alpha=3.0,
+        alpha_mode="per_update",
+        fisher="online",
+        fisher_batches=1,
+        momentum=0.7,
+        accumulate="momentum" if momentum else "sum",
+        clip_norm=0.05,
+        alpha_linear_decay=1.0,
+        alpha_decay_after=1,
+        max_curvature=None,
+    )
     # adaptive: as in a search, every model's update runs (none is skipped as the last of a known schedule)
     plugin = WPLPlugin(params, scenario.turn_used_params, seed=5, adaptive=True)
     twin = torch.Generator().manual_seed(5)  # the plugin's draws of the mini-batch, replayed
@@ -326,8 +351,9 @@ def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
         with torch.no_grad():  # every model moves the weights a little, as training would
             for p in model.parameters():
                 p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(t)))
-        strategy = SimpleNamespace(model=model, experience=exps[t], loss=torch.zeros(()), train_mb_size=16,
-                                   device=torch.device("cpu"))
+        strategy = SimpleNamespace(
+            model=model, experience=exps[t], loss=torch.zeros(()), train_mb_size=16, device=torch.device("cpu")
+        )
         plugin.before_training_exp(strategy)
         plugin.after_training_exp(strategy)
         task = scenario.tasks[t]
@@ -348,19 +374,27 @@ def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
 
 def test_per_update_penalty_is_half_the_stored_importance_times_the_squared_distance():
     scenario = split3()
-    plugin = WPLPlugin(WPLParams(alpha=50.0, alpha_mode="per_update", fisher="online", accumulate="momentum",
-                                 max_curvature=None), scenario.turn_used_params)
+    plugin = WPLPlugin(
+        WPLParams(alpha=50.0, alpha_mode="per_update", fisher="online", accumulate="momentum", max_curvature=None),
+        scenario.turn_used_params,
+    )
     exps = scenario.avalanche_benchmark().train_stream
-    strategy = SimpleNamespace(model=scenario.model, experience=exps[0], loss=torch.zeros(()), train_mb_size=16,
-                               device=torch.device("cpu"))
+    strategy = SimpleNamespace(
+        model=scenario.model, experience=exps[0], loss=torch.zeros(()), train_mb_size=16, device=torch.device("cpu")
+    )
     plugin.before_training_exp(strategy)
     plugin.after_training_exp(strategy)
     with torch.no_grad():
         scenario.model.trunk[1].weight.add_(0.3)
     plugin.before_training_exp(SimpleNamespace(model=scenario.model, experience=exps[1]))
     named = dict(scenario.model.named_parameters())
-    by_hand = sum(0.5 * (plugin.importance[n] * (named[n] - plugin.anchor[n]) ** 2).sum() for n in plugin.shared_names(1))
-    assert float(plugin.penalty().detach()) == pytest.approx(float(by_hand.detach()), rel=1e-5) and float(by_hand.detach()) > 0
+    by_hand = sum(
+        0.5 * (plugin.importance[n] * (named[n] - plugin.anchor[n]) ** 2).sum() for n in plugin.shared_names(1)
+    )
+    assert (
+        float(plugin.penalty().detach()) == pytest.approx(float(by_hand.detach()), rel=1e-5)
+        and float(by_hand.detach()) > 0
+    )
 
 
 def test_per_update_needs_the_online_estimate():

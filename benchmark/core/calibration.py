@@ -54,14 +54,19 @@ def ladder(centre: float, decades: int) -> list[float]:
     if decades < 0:
         raise ValueError(f"decades must be >= 0, got {decades}")
     centre = float(centre) if centre and math.isfinite(centre) and centre > 0 else 1.0
-    return [float(f"{centre * 10.0 ** k:.6g}") for k in range(-decades, decades + 1)]
+    return [float(f"{centre * 10.0**k:.6g}") for k in range(-decades, decades + 1)]
 
 
 def median_ratio(extras: Mapping[str, Any]) -> float | None:
     """The median of the finite ``*_penalty_to_data_gradient`` values of a record's extras (the experiences
     that had a penalty); None when the strategy records none or none is finite."""
-    values = [float(v) for key, series in extras.items() if key.endswith(RATIO_SUFFIX) and isinstance(series, list)
-              for v in series if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    values = [
+        float(v)
+        for key, series in extras.items()
+        if key.endswith(RATIO_SUFFIX) and isinstance(series, list)
+        for v in series
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ]
     return statistics.median(values) if values else None
 
 
@@ -105,5 +110,7 @@ def range_verdict(probes: Iterable[Probe], naive: Probe) -> str:
     if not acting:
         return f"inert at every strength probed, {low:g} to {high:g}: probe higher"
     first = min(p.value for p in acting)
-    return (f"acts from {first:g} but crushes learning wherever it acts (probed {low:g} to {high:g}): "
-            "no strength trades well at this budget")
+    return (
+        f"acts from {first:g} but crushes learning wherever it acts (probed {low:g} to {high:g}): "
+        "no strength trades well at this budget"
+    )

@@ -55,7 +55,9 @@ class ComponentSpec(StrictModel):
 
     name: str  # the registered name (`forgetbench list`)
     label: str | None = None  # display name in run ids and reports (default: the name)
-    params: dict[str, Any] = Field(default_factory=dict)  # the component's parameters (its page); a list of values is a grid
+    params: dict[str, Any] = Field(
+        default_factory=dict
+    )  # the component's parameters (its page); a list of values is a grid
 
     @field_validator("label")
     @classmethod
@@ -63,8 +65,10 @@ class ComponentSpec(StrictModel):
         if label is not None and not _SAFE_LABEL.match(label):
             raise ValueError("label may use only letters, digits and _ . + = -")
         if label is not None and len(label) > MAX_LABEL_LENGTH:
-            raise ValueError(f"label is {len(label)} characters long; at most {MAX_LABEL_LENGTH} (labels name "
-                             f"result folders, and a file name may have at most {MAX_PATH_COMPONENT_BYTES} bytes)")
+            raise ValueError(
+                f"label is {len(label)} characters long; at most {MAX_LABEL_LENGTH} (labels name "
+                f"result folders, and a file name may have at most {MAX_PATH_COMPONENT_BYTES} bytes)"
+            )
         return label
 
     # The params as the component's own pydantic model, parsed once when the suite is resolved (a grid entry
@@ -130,13 +134,20 @@ class TuneChoices(StrictModel):
 
 def _tune_kind(value: Any) -> str:  # called on the YAML's dicts when validating, on the models when serialising
     if isinstance(value, (dict, TuneChoices, TuneRange)):
-        return "choices" if isinstance(value, TuneChoices) or (isinstance(value, dict) and "choices" in value) \
-            else "range"
+        return (
+            "choices" if isinstance(value, TuneChoices) or (isinstance(value, dict) and "choices" in value) else "range"
+        )
     return "auto"
 
 
-TuneHow = Annotated[Union[Annotated[Literal["auto"], Tag("auto")], Annotated[TuneRange, Tag("range")],
-                          Annotated[TuneChoices, Tag("choices")]], Discriminator(_tune_kind)]
+TuneHow = Annotated[
+    Union[
+        Annotated[Literal["auto"], Tag("auto")],
+        Annotated[TuneRange, Tag("range")],
+        Annotated[TuneChoices, Tag("choices")],
+    ],
+    Discriminator(_tune_kind),
+]
 
 
 class TuneSpec(StrictModel):
@@ -168,8 +179,10 @@ class TuneSpec(StrictModel):
         if self.pruning == "off" and "pruning_startup" in self.model_fields_set:
             raise ValueError("pruning_startup is read only with pruning: median or quartile")
         if self.pruning != "off" and self.pruning_startup >= self.trials:
-            raise ValueError(f"pruning_startup {self.pruning_startup} >= trials {self.trials}: no trial could be "
-                             "pruned (give fewer startup trials or more trials)")
+            raise ValueError(
+                f"pruning_startup {self.pruning_startup} >= trials {self.trials}: no trial could be "
+                "pruned (give fewer startup trials or more trials)"
+            )
         return self
 
 
@@ -223,8 +236,9 @@ class PublishedResult(StrictModel):
     def _one_kind(self) -> "PublishedResult":
         bounds = self.at_least is not None or self.at_most is not None
         if (self.mean is None) == (not bounds):
-            raise ValueError("a target is either a published `mean` or a bound (`at_least` / `at_most`), "
-                             "exactly one of the two")
+            raise ValueError(
+                "a target is either a published `mean` or a bound (`at_least` / `at_most`), exactly one of the two"
+            )
         if self.std is not None and self.mean is None:
             raise ValueError("std belongs to a published `mean`")
         if self.relative_to is not None and not bounds:
@@ -240,7 +254,9 @@ class ReproduceSpec(StrictModel):
 
     source: str = Field(min_length=1)  # paper, table, and where the figure was read
     settings: str = Field(min_length=1)  # where the architecture, optimiser and lambdas come from
-    metric: ReproducedMetric = "ACC"  # default metric of the claims (ACC, LA, last, forgetting, BWT or a registered one)
+    metric: ReproducedMetric = (
+        "ACC"  # default metric of the claims (ACC, LA, last, forgetting, BWT or a registered one)
+    )
     targets: dict[str, PublishedResult | list[PublishedResult]] = Field(min_length=1)  # strategy label -> claims
     tolerance: float = Field(1.5, gt=0.0)  # points
 
@@ -248,14 +264,18 @@ class ReproduceSpec(StrictModel):
 class SuiteConfig(StrictModel):
     """A suite: every (scenario x strategy x seed) combination is one run."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_LABEL_LENGTH)  # names the default output folder (results/<name>)
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_LABEL_LENGTH
+    )  # names the default output folder (results/<name>)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)  # one run per seed (distinct, 0..2**32-1)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda if available, else cpu
     training: TrainingConfig = Field(default_factory=TrainingConfig)  # how every run of the suite is trained
     scenarios: list[ComponentSpec] = Field(min_length=1)  # the scenarios, each {name, label?, params}
     strategies: list[StrategySpec] = Field(min_length=1)  # the strategies, each {name, label?, params, selection?}
     # experiment trackers each finished run is written to (benchmark/run/tracking.py); execution-only
-    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=list)  # trackers each finished run is written to
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(
+        default_factory=list
+    )  # trackers each finished run is written to
     reproduce: ReproduceSpec | None = None  # a published result this suite reproduces
 
     @model_validator(mode="after")
@@ -264,13 +284,16 @@ class SuiteConfig(StrictModel):
             labels = [spec.display_name for spec in self.strategies]
             unknown = sorted(set(self.reproduce.targets) - set(labels))
             if unknown:
-                raise ValueError(f"reproduce.targets: {unknown} name no strategy of this suite; its strategies: "
-                                 f"{', '.join(labels)}")
+                raise ValueError(
+                    f"reproduce.targets: {unknown} name no strategy of this suite; its strategies: {', '.join(labels)}"
+                )
             for label, claims in self.reproduce.targets.items():
                 for claim in claims if isinstance(claims, list) else [claims]:
                     if claim.relative_to is not None and claim.relative_to not in labels:
-                        raise ValueError(f"reproduce.targets.{label}.relative_to: {claim.relative_to!r} names no "
-                                         f"strategy of this suite; its strategies: {', '.join(labels)}")
+                        raise ValueError(
+                            f"reproduce.targets.{label}.relative_to: {claim.relative_to!r} names no "
+                            f"strategy of this suite; its strategies: {', '.join(labels)}"
+                        )
             if len(self.scenarios) != 1:
                 raise ValueError("reproduce: a reproduction suite has exactly one scenario (one published row)")
         for field in ("scenarios", "strategies"):
@@ -287,8 +310,10 @@ class SuiteConfig(StrictModel):
         for i, logger in enumerate(self.loggers):
             package = missing_tracker_package(logger)
             if package:
-                raise ValueError(f"loggers[{i}]: {logger!r} needs the {package} package, which is not installed "
-                                 f"(pip install 'forgetbench[tracking]')")
+                raise ValueError(
+                    f"loggers[{i}]: {logger!r} needs the {package} package, which is not installed "
+                    f"(pip install 'forgetbench[tracking]')"
+                )
         return self
 
 
@@ -348,17 +373,19 @@ def _tune_problems(tune: TuneSpec, entry: Any, spec: ComponentSpec, axes: dict[s
     declared = strength_params(entry.params)
     for name, how in tune.params.items():
         if name not in fields:
-            problems.append(f"params.{name}: not a param of {spec.name!r}; {did_you_mean(name, list(fields))}"
-                            f"allowed: {', '.join(fields)}")
+            problems.append(
+                f"params.{name}: not a param of {spec.name!r}; {did_you_mean(name, list(fields))}"
+                f"allowed: {', '.join(fields)}"
+            )
         elif how == "auto" and name not in declared:
-            problems.append(f"params.{name}: auto (the calibrated range) is for a strategy's declared strength "
-                            f"({', '.join(declared) or 'it declares none'}); give {{low, high}} or {{choices}}")
+            problems.append(
+                f"params.{name}: auto (the calibrated range) is for a strategy's declared strength "
+                f"({', '.join(declared) or 'it declares none'}); give {{low, high}} or {{choices}}"
+            )
     return problems
 
 
-def _resolve_components(
-    specs: list[ComponentSpec], registry: Registry, field: str
-) -> list[ComponentSpec]:
+def _resolve_components(specs: list[ComponentSpec], registry: Registry, field: str) -> list[ComponentSpec]:
     """Check names and validate params; returns specs whose params have every default filled in.
 
     Strategy params may form a grid (see :mod:`forgetbench.benchmark.core.grid`): every combination is validated,
@@ -372,15 +399,17 @@ def _resolve_components(
             errors.append(f"{field}[{i}].name: {exc}")
             continue
         if entry.extra.get("unavailable"):
-            errors.append(f"{field}[{i}].name: {spec.name!r} cannot run on forgetbench's scenarios: "
-                          f"{entry.extra['unavailable']}")
+            errors.append(
+                f"{field}[{i}].name: {spec.name!r} cannot run on forgetbench's scenarios: {entry.extra['unavailable']}"
+            )
             continue
         axes = grid_axes(entry.params, spec.params) if field == "strategies" else {}
         empty = [name for name, values in axes.items() if not values]
         if empty:
             errors.extend(
                 f"{field}[{i}].params.{name}: an empty list; give one value, or a non-empty list of "
-                "values to run each (a grid)" for name in empty
+                "values to run each (a grid)"
+                for name in empty
             )
             continue
         tune = getattr(spec, "tune", None)
@@ -390,9 +419,7 @@ def _resolve_components(
                 errors.extend(f"{field}[{i}].tune.{problem}" for problem in problems)
                 continue
         if getattr(spec, "selection", None) is not None and not axes:
-            errors.append(
-                f"{field}[{i}].selection: needs a grid (at least one param given as a list of values)"
-            )
+            errors.append(f"{field}[{i}].selection: needs a grid (at least one param given as a list of values)")
             continue
         first, parsed = None, []
         for choice in combinations(axes):
@@ -489,10 +516,12 @@ def _check_names(suite: SuiteConfig) -> None:
 def _check_tuning_scenarios(suite: SuiteConfig) -> None:
     """``tune.scenario`` names a scenario of the suite."""
     labels = [s.display_name for s in suite.scenarios]
-    errors = [f"strategies[{i}].tune.scenario: {entry.tune.scenario!r} is not a scenario of this suite; "
-              f"{did_you_mean(entry.tune.scenario, labels)}allowed: {', '.join(labels)}"
-              for i, entry in enumerate(suite.strategies)
-              if entry.tune is not None and entry.tune.scenario is not None and entry.tune.scenario not in labels]
+    errors = [
+        f"strategies[{i}].tune.scenario: {entry.tune.scenario!r} is not a scenario of this suite; "
+        f"{did_you_mean(entry.tune.scenario, labels)}allowed: {', '.join(labels)}"
+        for i, entry in enumerate(suite.strategies)
+        if entry.tune is not None and entry.tune.scenario is not None and entry.tune.scenario not in labels
+    ]
     if errors:
         raise ConfigError("\n".join(errors))
 
@@ -515,7 +544,9 @@ def refused_pairs(suite: SuiteConfig) -> dict[tuple[str, str], str]:
             if lacking:
                 refused[(scenario.display_name, strategy.display_name)] = "; ".join(
                     f"it needs {trait} ({requires[trait]}); this scenario's network has "
-                    f"{', '.join(sorted(traits)) or 'none of those traits'}" for trait in lacking)
+                    f"{', '.join(sorted(traits)) or 'none of those traits'}"
+                    for trait in lacking
+                )
     return refused
 
 
@@ -524,11 +555,16 @@ def _check_requirements(suite: SuiteConfig) -> None:
     refused = refused_pairs(suite)
     errors = []
     for j, strategy in enumerate(suite.strategies):
-        reasons = [(i, scenario, refused.get((scenario.display_name, strategy.display_name)))
-                   for i, scenario in enumerate(suite.scenarios)]
+        reasons = [
+            (i, scenario, refused.get((scenario.display_name, strategy.display_name)))
+            for i, scenario in enumerate(suite.scenarios)
+        ]
         if all(reason for _, _, reason in reasons):
-            errors.extend(f"strategies[{j}].name: {strategy.name!r} cannot run on scenarios[{i}] "
-                          f"{scenario.display_name!r}: {reason}" for i, scenario, reason in reasons)
+            errors.extend(
+                f"strategies[{j}].name: {strategy.name!r} cannot run on scenarios[{i}] "
+                f"{scenario.display_name!r}: {reason}"
+                for i, scenario, reason in reasons
+            )
     if errors:
         raise ConfigError("\n".join(errors))
 
@@ -564,7 +600,8 @@ def _check_run_ids(suite: SuiteConfig) -> None:
                     raise ConfigError(
                         f"strategies[{j}].label: the run id {longest[:60]}... is {len(longest.encode())} bytes; a "
                         f"run id names a folder, at most {MAX_PATH_COMPONENT_BYTES} bytes: shorten the scenario "
-                        "or strategy label (a grid's values are part of it)")
+                        "or strategy label (a grid's values are part of it)"
+                    )
 
 
 def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
@@ -617,8 +654,10 @@ def _expanded_size(root: yaml.Node, source: str) -> int:
         if id(node) in sizes:
             continue
         if depth > MAX_CONFIG_DEPTH:
-            raise ConfigError(f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; "
-                              "a suite config is a few levels of mappings and lists")
+            raise ConfigError(
+                f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; "
+                "a suite config is a few levels of mappings and lists"
+            )
         children = _children(node)
         if expanded or not children:
             total = 1 + sum(sizes.get(id(c), 0) for c in children)
@@ -626,7 +665,8 @@ def _expanded_size(root: yaml.Node, source: str) -> int:
                 raise ConfigError(
                     f"{source}: the config expands to more than {MAX_CONFIG_NODES:,} values once its anchors and "
                     "aliases (&name / *name) are expanded; a suite config needs a few hundred, so this is refused "
-                    "(an alias bomb?)")
+                    "(an alias bomb?)"
+                )
             sizes[id(node)] = total
             continue
         stack.append((node, depth, True))
@@ -651,8 +691,7 @@ def parse_yaml(data: bytes, source: str) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "save the config as UTF-8"
+            f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the config as UTF-8"
         ) from None
     loader = _YamlLoader(text)
     try:
@@ -664,8 +703,10 @@ def parse_yaml(data: bytes, source: str) -> Any:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
-        raise ConfigError(f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; "
-                          "a suite config is a few levels of mappings and lists") from None
+        raise ConfigError(
+            f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; "
+            "a suite config is a few levels of mappings and lists"
+        ) from None
     finally:
         loader.dispose()
 

@@ -56,7 +56,9 @@ def forgetting_at(plasticity: float, front_plasticity: ArrayLike, front_forgetti
     return float(np.interp(plasticity, p[order], f[order]))  # np.interp holds the first value below the span
 
 
-def matched_forgetting(points: Mapping[int, tuple[ArrayLike, ArrayLike]], targets: Mapping[int, float]) -> dict[int, float]:
+def matched_forgetting(
+    points: Mapping[int, tuple[ArrayLike, ArrayLike]], targets: Mapping[int, float]
+) -> dict[int, float]:
     """Per seed: the forgetting of that seed's front (its points ``(plasticity, forgetting)`` over strengths) at
     that seed's target plasticity. Seeds missing from either mapping are left out."""
     out = {}

@@ -44,8 +44,9 @@ def check_output_folder(out: Path) -> None:
     """Raise :class:`ConfigError` when ``out`` cannot be an output folder: it, or a parent, is a file."""
     blocking = file_in_the_way(out)
     if blocking is not None:
-        raise ConfigError(f"--out {out}: {blocking} is a file, not a folder; give an output folder "
-                          "(a new one is created)")
+        raise ConfigError(
+            f"--out {out}: {blocking} is a file, not a folder; give an output folder (a new one is created)"
+        )
 
 
 def check_unlocked(out: Path) -> None:

@@ -47,112 +47,380 @@ class Metric:
     compute: Callable[[RunRecord], float] | None = None  # a registered metric's value from an ok record
 
 
-METRICS: dict[str, Metric] = {m.key: m for m in [
-    Metric("ACC", "ACC", "higher", "accuracy", "mean_j R[T-1][j]: final accuracy averaged over experiences",
-           "stability", (0, 1), terminal="ACC (pts)", terminal_rank=0),
-    Metric("LA", "LA (plasticity)", "higher", "accuracy",
-           "mean_j R[j][j]: accuracy on each experience right after learning it", "stability", (0, 1),
-           terminal="LA (pts)", terminal_rank=2),
-    Metric("last", "Last", "higher", "accuracy",
-           "R[T-1][T-1]: the newest experience's accuracy at the end (model B's in a two-model study)",
-           "stability", (0, 1)),
-    Metric("forgetting", "Forgetting", "lower", "accuracy",
-           "mean_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j]) (Chaudhry et al., 2018)", "stability", (-1, 1),
-           terminal="forgetting (pts)", terminal_rank=1),
-    Metric("BWT", "BWT", "higher", "accuracy", "mean_{j<T-1} (R[T-1][j] - R[j][j]); negative = forgetting",
-           "stability", (-1, 1)),
-    Metric("FWT", "FWT", "higher", "accuracy",
-           "mean_{j>=1} (R[j-1][j] - b_j), b_j the untrained model's accuracy on j", "stability", (-1, 1)),
-    Metric("intransigence", "Intransigence", "lower", "accuracy",
-           "mean_j (a*_j - R[j][j]), a*_j = mean over seeds of the joint (else standalone) run's R[j][j] "
-           "in the same scenario", "stability", (-1, 1)),
-    Metric("forgetting_reduction", "Forgetting cut vs naive", "higher", "percent",
-           "per seed 100 (1 - F_strategy / F_naive) against naive on the same seed (the WPL paper's "
-           "headline); seeds where naive did not forget are left out", "stability", (-float("inf"), 100)),
-    Metric("curve_max_drop", "Max drop (curves)", "lower", "accuracy",
-           "largest fall of an earlier model's accuracy below its value before a later experience "
-           "started, over every evaluation while later experiences train", "curves", (0, 1)),
-    Metric("curve_drop_area", "Drop area (curves)", "lower", "area",
-           "area under max(0, baseline - accuracy) over the iterations of each later experience "
-           "(accuracy x iterations), averaged over (earlier model, later experience) pairs", "curves",
-           (0, float("inf"))),
-    Metric("err_gap_mean", "Mean err2 - err1", "lower", "accuracy",
-           "supernet: mean over rounds and architectures of err2 - err1 (error at the end of the round "
-           "minus error right after the architecture's turn)", "supernet", (-1, 1)),
-    Metric("err_gap_max", "Max err2 - err1", "lower", "accuracy", "supernet: the largest err2 - err1",
-           "supernet", (-1, 1)),
-    Metric("kendall_tau", "Kendall tau", "higher", "tau",
-           "supernet: Kendall's tau-b between the final accuracies of the architectures and their "
-           "standalone accuracies (1 = the supernet ranks them as training alone would)", "supernet", (-1, 1)),
-    Metric("search_tau", "Search tau", "higher", "tau",
-           "search: Kendall's tau-b between the supernet's validation accuracy of every candidate (what the "
-           "search ranks by) and its standalone accuracy (the ground truth)", "search", (-1, 1)),
-    Metric("search_rho", "Search rho", "higher", "tau",
-           "search: Spearman's rho between the same two scorings", "search", (-1, 1)),
-    Metric("precision_at_k", "Precision@K", "higher", "accuracy",
-           "search: share of the K best candidates by standalone accuracy that are among the supernet's K best "
-           "(K = the scenario's top_k)", "search", (0, 1)),
-    Metric("regret", "Regret", "lower", "accuracy",
-           "search: best standalone accuracy in the space minus the standalone accuracy of the architecture "
-           "the search picked (its best by supernet validation accuracy)", "search", (0, 1)),
-    Metric("forgetting_value_mean", "Forgetting value (mean)", "lower", "accuracy",
-           "search: per epoch, the mean of err2 - err1 over the architectures it trained (error at the epoch's "
-           "end minus right after the architecture's turn); averaged over epochs (from measure_from_epoch on where the "
-           "search sets it)", "search", (-1, 1)),
-    Metric("forgetting_value_top5", "Forgetting value (top-5)", "lower", "accuracy",
-           "search: per epoch, the mean of the 5 largest err2 - err1; averaged over epochs", "search", (-1, 1)),
-    Metric("forgetting_value_max", "Forgetting value (max)", "lower", "accuracy",
-           "search: per epoch, the largest err2 - err1; averaged over epochs", "search", (-1, 1)),
-    Metric("controller_reward", "Controller reward", "higher", "accuracy",
-           "search (controller): mean reward (supernet validation accuracy of the sampled architecture) over "
-           "the controller's steps in the last epoch", "search", (0, 1)),
-    Metric("lm_forgetting_mean", "Forgetting (nats, mean)", "lower", "nats",
-           "language-model search: per epoch, the mean of err2 - err1 (validation log-perplexity at the epoch's end "
-           "minus right after the architecture's turn) over the architectures it trained; averaged over the epochs "
-           "from measure_from_epoch on",
-           "search"),
-    Metric("lm_forgetting_whole_search", "Forgetting (nats, every epoch)", "lower", "nats",
-           "language-model search: lm_forgetting_mean over every epoch, the warm-up before measure_from_epoch "
-           "included", "search"),
-    Metric("lm_forgetting_best5", "Forgetting (nats, best 5)", "lower", "nats",
-           "language-model search: per epoch, the mean err2 - err1 of the 5 architectures with the lowest err1; "
-           "averaged over epochs", "search"),
-    Metric("lm_forgetting_max", "Forgetting (nats, max)", "lower", "nats",
-           "language-model search: per epoch, the largest err2 - err1; averaged over epochs", "search"),
-    Metric("lm_controller_reward", "Reward (c / ppl)", "higher", "score",
-           "language-model search (controller): the mean reward c / validation perplexity of the controller's "
-           "steps, averaged over epochs", "search", (0, float("inf"))),
-    Metric("derived_valid_ppl", "Derived valid ppl", "lower", "ppl",
-           "the derived architecture's validation perplexity on the shared weights", "search", (1, float("inf"))),
-    Metric("derived_test_ppl", "Derived test ppl", "lower", "ppl",
-           "the derived architecture (best of the controller's samples by validation perplexity on the shared "
-           "weights): test perplexity on the shared weights", "search", (1, float("inf"))),
-    Metric("retrained_valid_ppl", "Retrained valid ppl", "lower", "ppl",
-           "the derived architecture trained alone from the run's initial weights for retrain_steps steps (no "
-           "shared weights, no regularizer): validation perplexity", "search", (1, float("inf"))),
-    Metric("retrained_test_ppl", "Retrained test ppl", "lower", "ppl",
-           "the derived architecture trained alone from the run's initial weights for retrain_steps steps: test "
-           "perplexity (what the search's choice is worth)", "search", (1, float("inf"))),
-    Metric("forgetting_value_whole_search", "Forgetting value (every epoch)", "lower", "accuracy",
-           "search: forgetting_value_mean over every epoch, the warm-up before measure_from_epoch included", "search",
-           (-1, 1)),
-    Metric("derived_valid_accuracy", "Derived valid acc", "higher", "accuracy",
-           "the derived architecture's validation accuracy on the shared weights", "search", (0, 1)),
-    Metric("derived_test_accuracy", "Derived test acc", "higher", "accuracy",
-           "the derived architecture (best of the controller's samples by validation error on the shared weights): "
-           "test accuracy on the shared weights", "search", (0, 1)),
-    Metric("retrained_valid_accuracy", "Retrained valid acc", "higher", "accuracy",
-           "the derived architecture trained alone from the run's initial weights for retrain_steps steps (no shared "
-           "weights, no regularizer): validation accuracy", "search", (0, 1)),
-    Metric("retrained_test_accuracy", "Retrained test acc", "higher", "accuracy",
-           "the derived architecture trained alone from the run's initial weights for retrain_steps steps: test "
-           "accuracy (what the search's choice is worth)", "search", (0, 1)),
-    Metric("train_seconds", "Train time", "lower", "seconds", "wall-clock seconds spent training (no eval)",
-           "cost", (0, float("inf")), terminal="train s", terminal_rank=3),
-    Metric("steps_per_second", "Steps / s", "higher", "rate", "optimiser steps per training second", "cost", (0, float("inf"))),
-    Metric("regularizer_bytes", "Regularizer memory", "lower", "bytes",
-           "bytes of tensors the strategy's regularizer holds after the run", "cost", (0, float("inf"))),
-]}
+METRICS: dict[str, Metric] = {
+    m.key: m
+    for m in [
+        Metric(
+            "ACC",
+            "ACC",
+            "higher",
+            "accuracy",
+            "mean_j R[T-1][j]: final accuracy averaged over experiences",
+            "stability",
+            (0, 1),
+            terminal="ACC (pts)",
+            terminal_rank=0,
+        ),
+        Metric(
+            "LA",
+            "LA (plasticity)",
+            "higher",
+            "accuracy",
+            "mean_j R[j][j]: accuracy on each experience right after learning it",
+            "stability",
+            (0, 1),
+            terminal="LA (pts)",
+            terminal_rank=2,
+        ),
+        Metric(
+            "last",
+            "Last",
+            "higher",
+            "accuracy",
+            "R[T-1][T-1]: the newest experience's accuracy at the end (model B's in a two-model study)",
+            "stability",
+            (0, 1),
+        ),
+        Metric(
+            "forgetting",
+            "Forgetting",
+            "lower",
+            "accuracy",
+            "mean_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j]) (Chaudhry et al., 2018)",
+            "stability",
+            (-1, 1),
+            terminal="forgetting (pts)",
+            terminal_rank=1,
+        ),
+        Metric(
+            "BWT",
+            "BWT",
+            "higher",
+            "accuracy",
+            "mean_{j<T-1} (R[T-1][j] - R[j][j]); negative = forgetting",
+            "stability",
+            (-1, 1),
+        ),
+        Metric(
+            "FWT",
+            "FWT",
+            "higher",
+            "accuracy",
+            "mean_{j>=1} (R[j-1][j] - b_j), b_j the untrained model's accuracy on j",
+            "stability",
+            (-1, 1),
+        ),
+        Metric(
+            "intransigence",
+            "Intransigence",
+            "lower",
+            "accuracy",
+            "mean_j (a*_j - R[j][j]), a*_j = mean over seeds of the joint (else standalone) run's R[j][j] "
+            "in the same scenario",
+            "stability",
+            (-1, 1),
+        ),
+        Metric(
+            "forgetting_reduction",
+            "Forgetting cut vs naive",
+            "higher",
+            "percent",
+            "per seed 100 (1 - F_strategy / F_naive) against naive on the same seed (the WPL paper's "
+            "headline); seeds where naive did not forget are left out",
+            "stability",
+            (-float("inf"), 100),
+        ),
+        Metric(
+            "curve_max_drop",
+            "Max drop (curves)",
+            "lower",
+            "accuracy",
+            "largest fall of an earlier model's accuracy below its value before a later experience "
+            "started, over every evaluation while later experiences train",
+            "curves",
+            (0, 1),
+        ),
+        Metric(
+            "curve_drop_area",
+            "Drop area (curves)",
+            "lower",
+            "area",
+            "area under max(0, baseline - accuracy) over the iterations of each later experience "
+            "(accuracy x iterations), averaged over (earlier model, later experience) pairs",
+            "curves",
+            (0, float("inf")),
+        ),
+        Metric(
+            "err_gap_mean",
+            "Mean err2 - err1",
+            "lower",
+            "accuracy",
+            "supernet: mean over rounds and architectures of err2 - err1 (error at the end of the round "
+            "minus error right after the architecture's turn)",
+            "supernet",
+            (-1, 1),
+        ),
+        Metric(
+            "err_gap_max",
+            "Max err2 - err1",
+            "lower",
+            "accuracy",
+            "supernet: the largest err2 - err1",
+            "supernet",
+            (-1, 1),
+        ),
+        Metric(
+            "kendall_tau",
+            "Kendall tau",
+            "higher",
+            "tau",
+            "supernet: Kendall's tau-b between the final accuracies of the architectures and their "
+            "standalone accuracies (1 = the supernet ranks them as training alone would)",
+            "supernet",
+            (-1, 1),
+        ),
+        Metric(
+            "search_tau",
+            "Search tau",
+            "higher",
+            "tau",
+            "search: Kendall's tau-b between the supernet's validation accuracy of every candidate (what the "
+            "search ranks by) and its standalone accuracy (the ground truth)",
+            "search",
+            (-1, 1),
+        ),
+        Metric(
+            "search_rho",
+            "Search rho",
+            "higher",
+            "tau",
+            "search: Spearman's rho between the same two scorings",
+            "search",
+            (-1, 1),
+        ),
+        Metric(
+            "precision_at_k",
+            "Precision@K",
+            "higher",
+            "accuracy",
+            "search: share of the K best candidates by standalone accuracy that are among the supernet's K best "
+            "(K = the scenario's top_k)",
+            "search",
+            (0, 1),
+        ),
+        Metric(
+            "regret",
+            "Regret",
+            "lower",
+            "accuracy",
+            "search: best standalone accuracy in the space minus the standalone accuracy of the architecture "
+            "the search picked (its best by supernet validation accuracy)",
+            "search",
+            (0, 1),
+        ),
+        Metric(
+            "forgetting_value_mean",
+            "Forgetting value (mean)",
+            "lower",
+            "accuracy",
+            "search: per epoch, the mean of err2 - err1 over the architectures it trained (error at the epoch's "
+            "end minus right after the architecture's turn); averaged over epochs (from measure_from_epoch on where the "
+            "search sets it)",
+            "search",
+            (-1, 1),
+        ),
+        Metric(
+            "forgetting_value_top5",
+            "Forgetting value (top-5)",
+            "lower",
+            "accuracy",
+            "search: per epoch, the mean of the 5 largest err2 - err1; averaged over epochs",
+            "search",
+            (-1, 1),
+        ),
+        Metric(
+            "forgetting_value_max",
+            "Forgetting value (max)",
+            "lower",
+            "accuracy",
+            "search: per epoch, the largest err2 - err1; averaged over epochs",
+            "search",
+            (-1, 1),
+        ),
+        Metric(
+            "controller_reward",
+            "Controller reward",
+            "higher",
+            "accuracy",
+            "search (controller): mean reward (supernet validation accuracy of the sampled architecture) over "
+            "the controller's steps in the last epoch",
+            "search",
+            (0, 1),
+        ),
+        Metric(
+            "lm_forgetting_mean",
+            "Forgetting (nats, mean)",
+            "lower",
+            "nats",
+            "language-model search: per epoch, the mean of err2 - err1 (validation log-perplexity at the epoch's end "
+            "minus right after the architecture's turn) over the architectures it trained; averaged over the epochs "
+            "from measure_from_epoch on",
+            "search",
+        ),
+        Metric(
+            "lm_forgetting_whole_search",
+            "Forgetting (nats, every epoch)",
+            "lower",
+            "nats",
+            "language-model search: lm_forgetting_mean over every epoch, the warm-up before measure_from_epoch "
+            "included",
+            "search",
+        ),
+        Metric(
+            "lm_forgetting_best5",
+            "Forgetting (nats, best 5)",
+            "lower",
+            "nats",
+            "language-model search: per epoch, the mean err2 - err1 of the 5 architectures with the lowest err1; "
+            "averaged over epochs",
+            "search",
+        ),
+        Metric(
+            "lm_forgetting_max",
+            "Forgetting (nats, max)",
+            "lower",
+            "nats",
+            "language-model search: per epoch, the largest err2 - err1; averaged over epochs",
+            "search",
+        ),
+        Metric(
+            "lm_controller_reward",
+            "Reward (c / ppl)",
+            "higher",
+            "score",
+            "language-model search (controller): the mean reward c / validation perplexity of the controller's "
+            "steps, averaged over epochs",
+            "search",
+            (0, float("inf")),
+        ),
+        Metric(
+            "derived_valid_ppl",
+            "Derived valid ppl",
+            "lower",
+            "ppl",
+            "the derived architecture's validation perplexity on the shared weights",
+            "search",
+            (1, float("inf")),
+        ),
+        Metric(
+            "derived_test_ppl",
+            "Derived test ppl",
+            "lower",
+            "ppl",
+            "the derived architecture (best of the controller's samples by validation perplexity on the shared "
+            "weights): test perplexity on the shared weights",
+            "search",
+            (1, float("inf")),
+        ),
+        Metric(
+            "retrained_valid_ppl",
+            "Retrained valid ppl",
+            "lower",
+            "ppl",
+            "the derived architecture trained alone from the run's initial weights for retrain_steps steps (no "
+            "shared weights, no regularizer): validation perplexity",
+            "search",
+            (1, float("inf")),
+        ),
+        Metric(
+            "retrained_test_ppl",
+            "Retrained test ppl",
+            "lower",
+            "ppl",
+            "the derived architecture trained alone from the run's initial weights for retrain_steps steps: test "
+            "perplexity (what the search's choice is worth)",
+            "search",
+            (1, float("inf")),
+        ),
+        Metric(
+            "forgetting_value_whole_search",
+            "Forgetting value (every epoch)",
+            "lower",
+            "accuracy",
+            "search: forgetting_value_mean over every epoch, the warm-up before measure_from_epoch included",
+            "search",
+            (-1, 1),
+        ),
+        Metric(
+            "derived_valid_accuracy",
+            "Derived valid acc",
+            "higher",
+            "accuracy",
+            "the derived architecture's validation accuracy on the shared weights",
+            "search",
+            (0, 1),
+        ),
+        Metric(
+            "derived_test_accuracy",
+            "Derived test acc",
+            "higher",
+            "accuracy",
+            "the derived architecture (best of the controller's samples by validation error on the shared weights): "
+            "test accuracy on the shared weights",
+            "search",
+            (0, 1),
+        ),
+        Metric(
+            "retrained_valid_accuracy",
+            "Retrained valid acc",
+            "higher",
+            "accuracy",
+            "the derived architecture trained alone from the run's initial weights for retrain_steps steps (no shared "
+            "weights, no regularizer): validation accuracy",
+            "search",
+            (0, 1),
+        ),
+        Metric(
+            "retrained_test_accuracy",
+            "Retrained test acc",
+            "higher",
+            "accuracy",
+            "the derived architecture trained alone from the run's initial weights for retrain_steps steps: test "
+            "accuracy (what the search's choice is worth)",
+            "search",
+            (0, 1),
+        ),
+        Metric(
+            "train_seconds",
+            "Train time",
+            "lower",
+            "seconds",
+            "wall-clock seconds spent training (no eval)",
+            "cost",
+            (0, float("inf")),
+            terminal="train s",
+            terminal_rank=3,
+        ),
+        Metric(
+            "steps_per_second",
+            "Steps / s",
+            "higher",
+            "rate",
+            "optimiser steps per training second",
+            "cost",
+            (0, float("inf")),
+        ),
+        Metric(
+            "regularizer_bytes",
+            "Regularizer memory",
+            "lower",
+            "bytes",
+            "bytes of tensors the strategy's regularizer holds after the run",
+            "cost",
+            (0, float("inf")),
+        ),
+    ]
+}
 
 
 _plugins_loaded = False
@@ -179,8 +447,18 @@ def register_metric(
         if key in METRICS and METRICS[key].compute is not fn:
             raise ValueError(f"metric {key!r} is already registered")
         lines = (fn.__doc__ or "").strip().splitlines()
-        METRICS[key] = Metric(key, label or key, better, unit, definition or (lines[0].strip() if lines else key),
-                              section, bounds, terminal, terminal_rank, fn)
+        METRICS[key] = Metric(
+            key,
+            label or key,
+            better,
+            unit,
+            definition or (lines[0].strip() if lines else key),
+            section,
+            bounds,
+            terminal,
+            terminal_rank,
+            fn,
+        )
         return fn
 
     return decorator

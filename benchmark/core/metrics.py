@@ -283,9 +283,13 @@ def search_metrics(record: RunRecord) -> dict[str, float]:
     if language_model:  # errors in nats (log-perplexity), not accuracy points: metrics of their own
         epochs = search_epochs(record)
         start = int(search.measured_from_epoch or 0)
-        for key, series in (("lm_forgetting_mean", "mean_gap"), ("lm_forgetting_best5", "best_gap"),
-                            ("lm_forgetting_max", "max_gap"), ("lm_controller_reward", "reward"),
-                            ("lm_forgetting_whole_search", "mean_gap")):
+        for key, series in (
+            ("lm_forgetting_mean", "mean_gap"),
+            ("lm_forgetting_best5", "best_gap"),
+            ("lm_forgetting_max", "max_gap"),
+            ("lm_controller_reward", "reward"),
+            ("lm_forgetting_whole_search", "mean_gap"),
+        ):
             values = np.asarray(epochs[series], dtype=float)
             if key != "lm_forgetting_whole_search":
                 values = values[start:]
@@ -294,8 +298,9 @@ def search_metrics(record: RunRecord) -> dict[str, float]:
         if derived is not None:
             out["derived_valid_ppl"], out["derived_test_ppl"] = _floats(derived.valid_ppl, derived.test_ppl)
             if derived.retrained is not None:
-                out["retrained_valid_ppl"], out["retrained_test_ppl"] = _floats(derived.retrained.valid_ppl,
-                                                                                derived.retrained.test_ppl)
+                out["retrained_valid_ppl"], out["retrained_test_ppl"] = _floats(
+                    derived.retrained.valid_ppl, derived.retrained.test_ppl
+                )
         return out
     err1, err2 = record.err1 or [], record.err2 or []
     start = int(search.measured_from_epoch or 0)  # a sampled-architecture search may skip its warm-up
@@ -307,11 +312,13 @@ def search_metrics(record: RunRecord) -> dict[str, float]:
         if start:
             out["forgetting_value_whole_search"] = _finite_mean(values[:, 0])
     if derived is not None and derived.test_accuracy is not None:
-        out["derived_valid_accuracy"], out["derived_test_accuracy"] = _floats(derived.valid_accuracy,
-                                                                              derived.test_accuracy)
+        out["derived_valid_accuracy"], out["derived_test_accuracy"] = _floats(
+            derived.valid_accuracy, derived.test_accuracy
+        )
         if derived.retrained is not None:
             out["retrained_valid_accuracy"], out["retrained_test_accuracy"] = _floats(
-                derived.retrained.valid_accuracy, derived.retrained.test_accuracy)
+                derived.retrained.valid_accuracy, derived.retrained.test_accuracy
+            )
     if search.rewards:
         out["controller_reward"] = float(np.mean(search.rewards[-1]))
     return out
@@ -362,8 +369,9 @@ def curve_series(record: RunRecord) -> dict[tuple[int, int], tuple[np.ndarray, n
     return series_of_points((p.train_exp, p.iteration, p.eval_exp, p.accuracy) for p in record.curves or [])
 
 
-def series_of_points(points: Iterable[tuple[int, int, int, float | None]]
-                     ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+def series_of_points(
+    points: Iterable[tuple[int, int, int, float | None]],
+) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """:func:`curve_series` of ``(train_exp, iteration, eval_exp, accuracy)`` tuples."""
     by_key: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
     for train_exp, iteration, eval_exp, accuracy in points:
@@ -392,8 +400,11 @@ def _curve_metrics(series: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
     return {"curve_max_drop": float(np.max(drops)), "curve_drop_area": float(np.mean(areas))}
 
 
-def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | None = None,
-                curve_points: Sequence[tuple[int, int, int, float]] | None = None) -> dict[str, float]:
+def run_metrics(
+    record: RunRecord | Mapping[str, Any],
+    reference: np.ndarray | None = None,
+    curve_points: Sequence[tuple[int, int, int, float]] | None = None,
+) -> dict[str, float]:
     """Every metric of one run record, as floats: the one place a record becomes numbers.
 
     ACC needs a finished (``ok``) run with an accuracy row; LA, forgetting, BWT, FWT and
@@ -405,16 +416,24 @@ def run_metrics(record: RunRecord | Mapping[str, Any], reference: np.ndarray | N
     """
     record = coerce(record)
     nan = float("nan")
-    timing = {"train_seconds": float(record.timing.train_seconds),
-              "steps_per_second": steps_per_second(record.timing.steps, record.timing.train_seconds)}
+    timing = {
+        "train_seconds": float(record.timing.train_seconds),
+        "steps_per_second": steps_per_second(record.timing.steps, record.timing.train_seconds),
+    }
     if not record.ok and record.status == "ok" and record.search is not None:
         # a search whose evaluation units are sampled architectures (enas_rnn) keeps no accuracy matrix:
         # its numbers are the search's own
-        return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | {
-            **search_metrics(record), **timing} | _registered_values(record)
+        return (
+            {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")}
+            | {**search_metrics(record), **timing}
+            | _registered_values(record)
+        )
     if not record.ok:
-        return {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")} | timing | {
-            m.key: nan for m in registered_metrics()}
+        return (
+            {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")}
+            | timing
+            | {m.key: nan for m in registered_metrics()}
+        )
     R = np.asarray(record.accuracy_matrix, dtype=float)
     square = _is_square(R)
     b = record.init_accuracy
@@ -444,8 +463,11 @@ def run_intransigence(R: np.ndarray, reference: np.ndarray | None) -> float:
     """:func:`intransigence` of a run's matrix against ``reference`` (a*_j); NaN unless the matrix is square and
     the reference has one entry per experience."""
     square = _is_square(R)
-    return intransigence(R, reference) if square and reference is not None and len(reference) == R.shape[0] \
+    return (
+        intransigence(R, reference)
+        if square and reference is not None and len(reference) == R.shape[0]
         else float("nan")
+    )
 
 
 def _registered_values(record: RunRecord) -> dict[str, float]:
@@ -455,8 +477,9 @@ def _registered_values(record: RunRecord) -> dict[str, float]:
         try:
             value = metric.compute(record)  # type: ignore[misc]  # registered metrics always have one
         except Exception as exc:
-            raise ValueError(f"metric {metric.key!r} failed on run {record.run_id}: "
-                             f"{type(exc).__name__}: {exc}") from exc
+            raise ValueError(
+                f"metric {metric.key!r} failed on run {record.run_id}: {type(exc).__name__}: {exc}"
+            ) from exc
         values[metric.key] = float("nan") if value is None else float(value)
     return values
 
@@ -468,4 +491,3 @@ def quadratic_explained(predicted: ArrayLike, observed: ArrayLike) -> float:
     p, o = np.asarray(predicted, dtype=float), np.asarray(observed, dtype=float)
     total = float(o.sum())
     return float(p.sum()) / total if total > 0 else float("nan")
-

@@ -232,15 +232,23 @@ class RunRecord(BaseModel):
     status: Status = "ok"
     error: str | None = None  # what went wrong (failed / diverged / collapsed)
     config: dict[str, Any] = Field(default_factory=dict)  # the resolved suite config of this run (training included)
-    environment: dict[str, str] = Field(default_factory=dict)  # the run's fingerprint: versions, commit, device, threads (see Result files)
+    environment: dict[str, str] = Field(
+        default_factory=dict
+    )  # the run's fingerprint: versions, commit, device, threads (see Result files)
     experiences: list[str] = Field(default_factory=list)  # the experiences' names, in training order
     scenario_type: str | None = None  # task-IL, domain-IL or class-IL, where the scenario says
-    accuracy_matrix: list[list[float]] = Field(default_factory=list)  # `R[i][j]`: accuracy (in [0, 1]) on task j after training experience i
-    init_accuracy: list[float] = Field(default_factory=list)  # accuracy on each task before any training (the reference of forward transfer)
+    accuracy_matrix: list[list[float]] = Field(
+        default_factory=list
+    )  # `R[i][j]`: accuracy (in [0, 1]) on task j after training experience i
+    init_accuracy: list[float] = Field(
+        default_factory=list
+    )  # accuracy on each task before any training (the reference of forward transfer)
     timing: Timing = Field(default_factory=Timing)  # wall-clock seconds and optimiser steps
     started_at: str | None = None  # UTC start, ISO 8601
     finished_at: str | None = None  # UTC end, ISO 8601
-    turn_accuracy: list[TurnAccuracy] | None = None  # each turn's model right after its turn (searches: one row per turn)
+    turn_accuracy: list[TurnAccuracy] | None = (
+        None  # each turn's model right after its turn (searches: one row per turn)
+    )
     curves: list[CurvePoint] | None = None  # forgetting curves, with training.eval_every
     standalone_accuracy: list[float] | None = None  # per task: the same model trained alone (supernet references)
     memory: Memory | None = None  # what the strategy keeps between experiences
@@ -292,13 +300,16 @@ class RunRecord(BaseModel):
 
     def __getitem__(self, key: str) -> Any:
         # records used to be passed as dicts: a script that still indexes one learns how to read it now
-        raise TypeError(f"a RunRecord is typed, not a dict: read record.{key} (or record.to_dict()[{key!r}] for "
-                        f"the JSON form)")
+        raise TypeError(
+            f"a RunRecord is typed, not a dict: read record.{key} (or record.to_dict()[{key!r}] for the JSON form)"
+        )
 
     def __contains__(self, key: object) -> bool:
         # `"err1" in record` on a dict asked whether a key was set; on a model it would silently be False
-        raise TypeError(f"a RunRecord is typed, not a dict: test record.{key} is not None (or {key!r} in "
-                        f"record.to_dict() for the JSON form)")
+        raise TypeError(
+            f"a RunRecord is typed, not a dict: test record.{key} is not None (or {key!r} in "
+            f"record.to_dict() for the JSON form)"
+        )
 
     def __iter__(self):  # type: ignore[override]
         # dict(record), set(record), `for key in record`: dict habits that would silently see (name, value) pairs
@@ -358,14 +369,18 @@ class RunRecord(BaseModel):
 
 LEAN_SKIPS = ("curves", "attribution", "config", "turn_accuracy")  # what RunRecord.from_dict_lean leaves out
 # CurvePoint's fields as a TypedDict: pydantic validates into dicts ten times faster than into models
-_CurvePointFields = TypedDict("_CurvePointFields",  # type: ignore[misc]  # built from the model: one definition
-                              {k: f.annotation for k, f in CurvePoint.model_fields.items()})
+_CurvePointFields = TypedDict(
+    "_CurvePointFields",  # type: ignore[misc]  # built from the model: one definition
+    {k: f.annotation for k, f in CurvePoint.model_fields.items()},
+)
 _CURVE_POINTS: TypeAdapter[list[Any]] = TypeAdapter(list[_CurvePointFields])  # type: ignore[valid-type]
 
 
 def _where(exc: ValidationError, prefix: str = "") -> str:
-    return "; ".join(".".join(str(p) for p in ([prefix] if prefix else []) + list(e["loc"])) + f": {e['msg']}"
-                     for e in exc.errors()[:3])
+    return "; ".join(
+        ".".join(str(p) for p in ([prefix] if prefix else []) + list(e["loc"])) + f": {e['msg']}"
+        for e in exc.errors()[:3]
+    )
 
 
 def coerce(record: "RunRecord | Mapping[str, Any]") -> RunRecord:

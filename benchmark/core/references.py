@@ -51,9 +51,12 @@ def import_object(reference: str) -> Callable[..., Any]:
             f"{reference!r}: cannot import module {module_name!r}: {exc}. Searched the installed packages, "
             f"sys.path and the config's and working folders ({folders}); put {module_name.split('.')[0]}.py "
             "(or its package folder) beside the suite's YAML or in the folder you run forgetbench from, "
-            "pip install it, or add its folder to PYTHONPATH") from None
+            "pip install it, or add its folder to PYTHONPATH"
+        ) from None
     except Exception as exc:  # the user's module raised while importing
-        raise ValueError(f"{reference!r}: importing module {module_name!r} raised {type(exc).__name__}: {exc}") from None
+        raise ValueError(
+            f"{reference!r}: importing module {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from None
     for part in attribute.split("."):
         if not hasattr(obj, part):
             raise ValueError(f"{reference!r}: module {module_name!r} has no attribute {attribute!r}")

@@ -18,11 +18,15 @@ from forgetbench.benchmark.core.registry import Registry, index_rows
 INDEX = Path(__file__).with_name("components.json")
 
 DATASETS: Registry[Callable[..., Any]] = Registry(
-    "dataset", entry_point_group="forgetbench.datasets", builtin_modules=("forgetbench.benchmark.data.datasets",),
+    "dataset",
+    entry_point_group="forgetbench.datasets",
+    builtin_modules=("forgetbench.benchmark.data.datasets",),
     index=INDEX,
 )
 SCENARIOS: Registry[Callable[..., Any]] = Registry(
-    "scenario", entry_point_group="forgetbench.scenarios", builtin_modules=("forgetbench.benchmark.data.scenarios",),
+    "scenario",
+    entry_point_group="forgetbench.scenarios",
+    builtin_modules=("forgetbench.benchmark.data.scenarios",),
     index=INDEX,
 )
 # Text corpora, named like datasets: a classification corpus (documents, labels, a test flag; the `text`
@@ -32,11 +36,15 @@ TEXT_CORPORA: Registry[Callable[..., Any]] = Registry(
     "text corpus", entry_point_group="forgetbench.corpora", builtin_modules=("forgetbench.benchmark.data.text",)
 )
 LANGUAGE_CORPORA: Registry[Callable[..., Any]] = Registry(
-    "language-modelling corpus", entry_point_group="forgetbench.corpora",
-    builtin_modules=("forgetbench.benchmark.data.language",)
+    "language-modelling corpus",
+    entry_point_group="forgetbench.corpora",
+    builtin_modules=("forgetbench.benchmark.data.language",),
 )
 STRATEGIES: Registry[Callable[..., Any]] = Registry(
-    "strategy", entry_point_group="forgetbench.strategies", builtin_modules=("forgetbench.strategies",), index=INDEX,
+    "strategy",
+    entry_point_group="forgetbench.strategies",
+    builtin_modules=("forgetbench.strategies",),
+    index=INDEX,
 )
 
 # The decorators a plug-in uses (``forgetbench.register_scenario("name", params=...)``): each registry's own.
@@ -59,11 +67,19 @@ def corpus_entry(registry: Registry, name: str) -> tuple[Any, str] | None:
 
 def corpus_names(registry: Registry) -> str:
     """The allowed spellings, for error messages: ``'austen', 'folder:...'``."""
-    return ", ".join(f"'{e.name}:{e.extra.get('argument_help', '...')}'" if e.extra.get("argument") else f"'{e.name}'"
-                     for e in registry)
+    return ", ".join(
+        f"'{e.name}:{e.extra.get('argument_help', '...')}'" if e.extra.get("argument") else f"'{e.name}'"
+        for e in registry
+    )
 
 
 def component_index() -> str:
     """The text of :data:`INDEX` from the registries themselves (imports every built-in)."""
-    return json.dumps({r.kind: index_rows(r, "forgetbench") for r in (DATASETS, SCENARIOS, STRATEGIES)},
-                      indent=1, ensure_ascii=False) + "\n"
+    return (
+        json.dumps(
+            {r.kind: index_rows(r, "forgetbench") for r in (DATASETS, SCENARIOS, STRATEGIES)},
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )

@@ -64,8 +64,11 @@ def strength(default: Any, **constraints: Any) -> Any:
 
 def strength_params(params: type[BaseModel]) -> list[str]:
     """The params fields declared with :func:`strength`, in declaration order (empty for a method without one)."""
-    return [name for name, field in params.model_fields.items()
-            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(STRENGTH)]
+    return [
+        name
+        for name, field in params.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(STRENGTH)
+    ]
 
 
 class UnknownNameError(KeyError):
@@ -100,8 +103,13 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """A name -> :class:`Entry` mapping with a registering decorator."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None, builtin_modules: tuple[str, ...] = (),
-                 index: Path | None = None):
+    def __init__(
+        self,
+        kind: str,
+        entry_point_group: str | None = None,
+        builtin_modules: tuple[str, ...] = (),
+        index: Path | None = None,
+    ):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self.builtin_modules = builtin_modules
@@ -175,8 +183,11 @@ class Registry(Generic[T]):
         if indexed is None:
             return [Listing(e.name, e.description, e.extra.get("unavailable")) for e in self]
         known = {item.name for item in indexed}
-        return indexed + [Listing(e.name, e.description, e.extra.get("unavailable"))
-                          for e in self._entries.values() if e.name not in known]  # registered at run time
+        return indexed + [
+            Listing(e.name, e.description, e.extra.get("unavailable"))
+            for e in self._entries.values()
+            if e.name not in known
+        ]  # registered at run time
 
     def knows(self, name: str) -> bool:
         """Whether ``name`` is registered (from the listing: no import while the index answers)."""
@@ -208,9 +219,12 @@ class Listing:
 def index_rows(registry: Registry[Any], package: str) -> list[dict[str, Any]]:
     """The index's rows for ``registry``'s components defined under ``package`` (imports them): what
     :meth:`Registry.listing` reads."""
-    return [{"name": e.name, "description": e.description}
-            | ({"unavailable": str(e.extra["unavailable"])} if e.extra.get("unavailable") else {})
-            for e in registry if getattr(e.factory, "__module__", "").startswith(package + ".")]
+    return [
+        {"name": e.name, "description": e.description}
+        | ({"unavailable": str(e.extra["unavailable"])} if e.extra.get("unavailable") else {})
+        for e in registry
+        if getattr(e.factory, "__module__", "").startswith(package + ".")
+    ]
 
 
 def _first_line(doc: str | None) -> str:

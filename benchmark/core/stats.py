@@ -89,16 +89,13 @@ def summarize(
     return Summary(float(x.mean()), std, low, high, int(x.size))
 
 
-def paired_difference(
-    values: Mapping[int, float], baseline: Mapping[int, float], confidence: float = 0.95
-) -> Paired:
+def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float], confidence: float = 0.95) -> Paired:
     """Strategy minus baseline on the seeds both have (finite values only), with a paired t-test.
 
     When every difference is identical the t statistic is undefined (zero spread): the p-value is
     then 1 if the differences are all 0 and 0 otherwise (a constant non-zero shift).
     """
-    seeds = sorted(s for s in values.keys() & baseline.keys()
-                   if np.isfinite(values[s]) and np.isfinite(baseline[s]))
+    seeds = sorted(s for s in values.keys() & baseline.keys() if np.isfinite(values[s]) and np.isfinite(baseline[s]))
     d = np.array([values[s] - baseline[s] for s in seeds], dtype=float)
     if d.size == 0:
         return Paired(NAN, NAN, NAN, NAN, 0)

@@ -144,8 +144,15 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     ours alive (see :mod:`forgetbench.benchmark.core.lock`): then no temporary file can belong to a write in progress.
     """
     out = Path(out)
-    folders = [out, *out.glob("runs/*"), out / SELECTION_DIR, *out.glob(f"{SELECTION_DIR}/runs/*"),
-               out / CALIBRATION_DIR, *out.glob(f"{CALIBRATION_DIR}/runs/*"), out / GROUND_TRUTH_DIR]
+    folders = [
+        out,
+        *out.glob("runs/*"),
+        out / SELECTION_DIR,
+        *out.glob(f"{SELECTION_DIR}/runs/*"),
+        out / CALIBRATION_DIR,
+        *out.glob(f"{CALIBRATION_DIR}/runs/*"),
+        out / GROUND_TRUTH_DIR,
+    ]
     removed = []
     for folder in folders:
         for path in folder.glob(f".*{TMP_MARK}*{TMP_SUFFIX}"):
@@ -162,15 +169,22 @@ def write_result(out: Path, record: RunRecord) -> Path:
     return path
 
 
-def write_suite(out: Path, resolved_suite: dict[str, Any], data_root: Path | None = None,
-                import_folders: list[str] | None = None, metrics: dict[str, str] | None = None) -> None:
+def write_suite(
+    out: Path,
+    resolved_suite: dict[str, Any],
+    data_root: Path | None = None,
+    import_folders: list[str] | None = None,
+    metrics: dict[str, str] | None = None,
+) -> None:
     """``OUT/suite.yaml`` (the resolved config) and ``OUT/invocation.json`` (what else a rerun needs: the data
     root and the folders ``module:attribute`` references were imported from; and what a later report needs: the
     module of each metric registered with ``register_metric`` when the suite ran)."""
     atomic_write_text(out / "suite.yaml", yaml.safe_dump(resolved_suite, sort_keys=False))
     if data_root is not None:
-        atomic_write_json(out / INVOCATION_FILE, {"data_root": str(data_root), "import_folders": import_folders or [],
-                                                  "metrics": metrics or {}})
+        atomic_write_json(
+            out / INVOCATION_FILE,
+            {"data_root": str(data_root), "import_folders": import_folders or [], "metrics": metrics or {}},
+        )
 
 
 def registered_metric_modules(out: Path) -> dict[str, str]:
@@ -254,7 +268,9 @@ class ResultScan:
     environment_warnings: list[str] = field(default_factory=list)
     # run id -> its metrics (run_metrics, without a reference), computed while it was read (reports.summary)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    lean: set[str] = field(default_factory=set)  # run ids read lean (RunRecord.from_dict_lean): no curves or attribution
+    lean: set[str] = field(
+        default_factory=set
+    )  # run ids read lean (RunRecord.from_dict_lean): no curves or attribution
 
 
 @dataclass
@@ -300,9 +316,11 @@ def read_lean(path: Path) -> ReadResult:
 
 def _labels(raw: dict[str, Any]) -> tuple[str, str]:
     """The scenario's and the strategy's labels of a record's JSON (empty where malformed: validation says why)."""
+
     def label(key: str) -> str:
         part = raw.get(key)
         return str(part.get("label")) if isinstance(part, dict) else ""
+
     return label("scenario"), label("strategy")
 
 

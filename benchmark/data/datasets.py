@@ -127,8 +127,9 @@ def check_available(name: str, root: Path | str | None, download: bool) -> None:
     layouts: list[list[str]] = extra.get("layouts") or [extra.get("files", [])]
     missing_per_layout = [[f"{folder}/{f}" for f in files if not _present(root / folder, f)] for files in layouts]
     if all(missing_per_layout) and not download:
-        raise DataMissingError(_missing_message(name, root, [" + ".join(m) for m in missing_per_layout],
-                                                extra.get("layout_hint")))
+        raise DataMissingError(
+            _missing_message(name, root, [" + ".join(m) for m in missing_per_layout], extra.get("layout_hint"))
+        )
 
 
 def _present(folder: Path, pattern: str) -> bool:
@@ -189,8 +190,9 @@ def load_mnist1d_dataset(root: Path, download: bool) -> TensorData:
     )
 
 
-def _torchvision_loader(name: str, cls_name: str, folder_name: str | None = None, pad: int = 0,
-                       standardise: bool = True) -> DatasetLoader:
+def _torchvision_loader(
+    name: str, cls_name: str, folder_name: str | None = None, pad: int = 0, standardise: bool = True
+) -> DatasetLoader:
     """Reads ``<root>/<folder_name or name>/``; ``pad`` zero-pads the images on every side (before any
     standardisation); ``standardise: False`` keeps pixels in [0, 1]."""
 
@@ -244,7 +246,7 @@ DATASETS.register(
     files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
     folder="mnist",
     description="MNIST with pixels in [0, 1], not standardised (van de Ven & Tolias's split MNIST input); "
-                "read from the mnist files",
+    "read from the mnist files",
 )(_torchvision_loader("mnist_01", "MNIST", folder_name="mnist", standardise=False))
 DATASETS.register(
     "mnist32",
@@ -253,7 +255,7 @@ DATASETS.register(
     files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
     folder="mnist",
     description="MNIST zero-padded to 32x32, pixels in [0, 1], not standardised (van de Ven & Tolias's "
-                "permuted MNIST input); read from the mnist files",
+    "permuted MNIST input); read from the mnist files",
 )(_torchvision_loader("mnist32", "MNIST", folder_name="mnist", pad=2, standardise=False))
 DATASETS.register(
     "fashion_mnist",
@@ -306,8 +308,9 @@ def _cifar100_loader(coarse: bool) -> DatasetLoader:
         for split in ("train", "test"):
             path = folder / "cifar-100-python" / split
             if not path.exists():
-                raise DataMissingError(_missing_message(name, root, [f"cifar100/cifar-100-python/{split}"],
-                                                        _CIFAR100_LAYOUT))
+                raise DataMissingError(
+                    _missing_message(name, root, [f"cifar100/cifar-100-python/{split}"], _CIFAR100_LAYOUT)
+                )
             with open(path, "rb") as handle:  # the published pickle: data (N, 3072) uint8, fine/coarse labels
                 entry = pickle.load(handle, encoding="latin1")
             pixels = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
@@ -321,7 +324,9 @@ def _cifar100_loader(coarse: bool) -> DatasetLoader:
     return load
 
 
-_CIFAR100_LAYOUT = "the published Python layout (cifar-100-python/train, test, meta: the extracted cifar-100-python.tar.gz)"
+_CIFAR100_LAYOUT = (
+    "the published Python layout (cifar-100-python/train, test, meta: the extracted cifar-100-python.tar.gz)"
+)
 DATASETS.register(
     "cifar100",
     num_classes=100,
@@ -341,8 +346,10 @@ DATASETS.register(
 )(_cifar100_loader(coarse=True))
 
 
-_TINY_LAYOUT = ("the published zip's layout (tiny-imagenet-200/wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, "
-                "val/val_annotations.txt) or the Hugging Face copy's (data/train-*.parquet, data/valid-*.parquet)")
+_TINY_LAYOUT = (
+    "the published zip's layout (tiny-imagenet-200/wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, "
+    "val/val_annotations.txt) or the Hugging Face copy's (data/train-*.parquet, data/valid-*.parquet)"
+)
 
 
 def _decode(images: list[bytes] | list[Path]) -> torch.Tensor:
@@ -355,8 +362,9 @@ def _decode(images: list[bytes] | list[Path]) -> torch.Tensor:
     for i, image in enumerate(images):
         source = io.BytesIO(image) if isinstance(image, bytes) else image
         with Image.open(source) as picture:
-            out[i] = np.asarray(picture.convert("RGB").resize((64, 64)) if picture.size != (64, 64)
-                                else picture.convert("RGB"))
+            out[i] = np.asarray(
+                picture.convert("RGB").resize((64, 64)) if picture.size != (64, 64) else picture.convert("RGB")
+            )
     return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
 
 
@@ -377,8 +385,12 @@ def _tiny_imagenet_zip_layout(folder: Path) -> tuple[torch.Tensor, torch.Tensor,
         if len(fields) >= 2:
             val_files.append(base / "val" / "images" / fields[0])
             val_labels.append(index[fields[1]])
-    return (_decode(train_files), torch.as_tensor(train_labels, dtype=torch.int64),
-            _decode(val_files), torch.as_tensor(val_labels, dtype=torch.int64))
+    return (
+        _decode(train_files),
+        torch.as_tensor(train_labels, dtype=torch.int64),
+        _decode(val_files),
+        torch.as_tensor(val_labels, dtype=torch.int64),
+    )
 
 
 def _tiny_imagenet_parquet_layout(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -387,8 +399,10 @@ def _tiny_imagenet_parquet_layout(folder: Path) -> tuple[torch.Tensor, torch.Ten
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:  # a dependency of the `text` extra (Hugging Face datasets), not of the core
-        raise DataMissingError("dataset 'tiny_imagenet': reading the Hugging Face copy (parquet files) needs pyarrow: "
-                               "pip install 'forgetbench[text]' (or pyarrow), or use the published zip's layout") from exc
+        raise DataMissingError(
+            "dataset 'tiny_imagenet': reading the Hugging Face copy (parquet files) needs pyarrow: "
+            "pip install 'forgetbench[text]' (or pyarrow), or use the published zip's layout"
+        ) from exc
 
     splits = []
     for pattern in ("data/train-*.parquet", "data/valid-*.parquet"):
@@ -412,9 +426,14 @@ def load_tiny_imagenet(root: Path, download: bool) -> TensorData:
     elif parquet:
         tr_x, tr_y, te_x, te_y = _tiny_imagenet_parquet_layout(folder)
     else:
-        raise DataMissingError(_missing_message("tiny_imagenet", root, ["tiny_imagenet/tiny-imagenet-200/wnids.txt",
-                                                                        "tiny_imagenet/data/train-*.parquet"],
-                                                _TINY_LAYOUT))
+        raise DataMissingError(
+            _missing_message(
+                "tiny_imagenet",
+                root,
+                ["tiny_imagenet/tiny-imagenet-200/wnids.txt", "tiny_imagenet/data/train-*.parquet"],
+                _TINY_LAYOUT,
+            )
+        )
     tr_x, te_x = _standardise(tr_x, te_x)
     return TensorData("tiny_imagenet", tr_x, tr_y, te_x, te_y, 200)
 
@@ -423,8 +442,10 @@ DATASETS.register(
     "tiny_imagenet",
     num_classes=200,
     input_shape=(3, 64, 64),
-    layouts=[["tiny-imagenet-200/wnids.txt", "tiny-imagenet-200/val/val_annotations.txt"],
-             ["data/train-*.parquet", "data/valid-*.parquet"]],
+    layouts=[
+        ["tiny-imagenet-200/wnids.txt", "tiny-imagenet-200/val/val_annotations.txt"],
+        ["data/train-*.parquet", "data/valid-*.parquet"],
+    ],
     layout_hint=_TINY_LAYOUT,
     description="Tiny ImageNet (100,000 / 10,000 64x64 colour images, 200 classes; val as test), zip or HF layout",
 )(load_tiny_imagenet)

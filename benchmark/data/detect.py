@@ -60,7 +60,8 @@ def used_parameters(model: nn.Module, x: torch.Tensor, task_label: int) -> froze
             except RuntimeError as exc:
                 raise RuntimeError(
                     f"finding which parameters task {task_label}'s model uses (a forward and a gradient on a probe "
-                    f"batch of {len(x)} samples, every parameter requiring grad) failed: {exc}") from exc
+                    f"batch of {len(x)} samples, every parameter requiring grad) failed: {exc}"
+                ) from exc
     return frozenset(n for (n, _), g in zip(live, grads) if g is not None)
 
 

@@ -78,7 +78,9 @@ def austen_splits() -> dict[str, list[str]]:
         paragraphs = text.paragraphs(lines)
         n = len(paragraphs)
         cut_train, cut_valid = round(n * AUSTEN_SPLIT[0]), round(n * sum(AUSTEN_SPLIT))
-        for split, part in zip(SPLITS, (paragraphs[:cut_train], paragraphs[cut_train:cut_valid], paragraphs[cut_valid:])):
+        for split, part in zip(
+            SPLITS, (paragraphs[:cut_train], paragraphs[cut_train:cut_valid], paragraphs[cut_valid:])
+        ):
             for paragraph in part:
                 out[split].extend([*austen_words(paragraph), EOS])
     return out
@@ -98,9 +100,12 @@ def folder_splits(root: Path) -> dict[str, list[str]]:
     root = Path(root).expanduser()
     missing = [f"{s}.txt" for s in SPLITS if not (root / f"{s}.txt").is_file()]
     if missing:
-        raise CorpusError(f"corpus folder {root} needs train.txt, valid.txt and test.txt; missing: {', '.join(missing)}")
-    return {s: line_tokens((root / f"{s}.txt").read_text(encoding="utf-8", errors="replace").splitlines())
-            for s in SPLITS}
+        raise CorpusError(
+            f"corpus folder {root} needs train.txt, valid.txt and test.txt; missing: {', '.join(missing)}"
+        )
+    return {
+        s: line_tokens((root / f"{s}.txt").read_text(encoding="utf-8", errors="replace").splitlines()) for s in SPLITS
+    }
 
 
 def hf_splits(source: str, download: bool, text_column: str | None = None) -> dict[str, list[str]]:
@@ -108,9 +113,11 @@ def hf_splits(source: str, download: bool, text_column: str | None = None) -> di
     path = Path(source).expanduser()
     local = path.exists()
     if not local and not download:
-        raise CorpusError(f"corpus 'hf:{source}' is a Hugging Face Hub dataset and downloads are off: set "
-                          "`download: true` (it needs internet and pip install 'forgetbench[text]'), or use "
-                          "'folder:/path' with train.txt / valid.txt / test.txt")
+        raise CorpusError(
+            f"corpus 'hf:{source}' is a Hugging Face Hub dataset and downloads are off: set "
+            "`download: true` (it needs internet and pip install 'forgetbench[text]'), or use "
+            "'folder:/path' with train.txt / valid.txt / test.txt"
+        )
     try:
         datasets = text._import_datasets()
     except text.TextUnavailableError as exc:
@@ -155,8 +162,9 @@ def read_splits(name: str, download: bool = False, text_column: str | None = Non
     """The token streams of a corpus of ``LANGUAGE_CORPORA``: ``austen``, ``folder:/path``, ``hf:<id>``, or a plug-in's."""
     found = corpus_entry(LANGUAGE_CORPORA, name)
     if found is None:
-        raise CorpusError(f"corpus: unknown language-modelling corpus {name!r}; allowed: "
-                          f"{corpus_names(LANGUAGE_CORPORA)}")
+        raise CorpusError(
+            f"corpus: unknown language-modelling corpus {name!r}; allowed: {corpus_names(LANGUAGE_CORPORA)}"
+        )
     entry, argument = found
     return entry.factory(argument, download=download, text_column=text_column)
 
@@ -179,8 +187,9 @@ def _hugging_face(argument: str, *, download: bool, text_column: str | None, **o
     return hf_splits(argument, download, text_column)
 
 
-def load_language_corpus(name: str, vocabulary: int | None, download: bool = False,
-                         text_column: str | None = None) -> LanguageCorpus:
+def load_language_corpus(
+    name: str, vocabulary: int | None, download: bool = False, text_column: str | None = None
+) -> LanguageCorpus:
     """The corpus ``name`` as token ids over its capped training vocabulary (cached per process)."""
     corpus = _load_language_corpus(name, vocabulary, download, text_column)
     record_data_read(name, lambda: _language_digest(name, vocabulary, download, text_column))
@@ -194,8 +203,9 @@ def _language_digest(name: str, vocabulary: int | None, download: bool, text_col
 
 
 @functools.lru_cache(maxsize=4)
-def _load_language_corpus(name: str, vocabulary: int | None, download: bool = False,
-                          text_column: str | None = None) -> LanguageCorpus:
+def _load_language_corpus(
+    name: str, vocabulary: int | None, download: bool = False, text_column: str | None = None
+) -> LanguageCorpus:
     splits = read_splits(name, download, text_column)
     words = build_vocabulary(splits["train"], vocabulary)
     return LanguageCorpus(name, words, *(encode(splits[s], words) for s in SPLITS))

@@ -59,7 +59,9 @@ def tensor_dataset(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor):
 
     if len(t) and bool((t == t[0]).all()):  # one task: the same form as a scenario's own datasets
         label = int(t[0])
-        return _make_taskaware_classification_dataset(LabelledTensors(x, y, label), task_labels=label, targets=y.tolist())
+        return _make_taskaware_classification_dataset(
+            LabelledTensors(x, y, label), task_labels=label, targets=y.tolist()
+        )
     leaf = LabelledTensors(x, y, 0)
     leaf.tensors = (x, y, t)  # per-sample task labels
     return _make_taskaware_classification_dataset(leaf, task_labels=t.tolist(), targets=y.tolist())

@@ -58,8 +58,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         self.shortcut = nn.Sequential()
         if stride != 1 or channels_in != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(channels_in, channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(channels_in, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -140,8 +141,14 @@ class MultiHeadNet(TaskRoutedModule):
     # FeatureDistillationPlugin reads). Off by default: a kept activation would stop `copy.deepcopy(model)`.
     keep_features: bool = False
 
-    def __init__(self, trunk: nn.Module, trunk_features: int, head_sizes: Sequence[int], shared_head: bool = False,
-                 seen_classes_only: bool = False):
+    def __init__(
+        self,
+        trunk: nn.Module,
+        trunk_features: int,
+        head_sizes: Sequence[int],
+        shared_head: bool = False,
+        seen_classes_only: bool = False,
+    ):
         super().__init__()
         if shared_head and len(head_sizes) != 1:
             raise ValueError(f"a shared head has one size, got {list(head_sizes)}")
@@ -158,8 +165,11 @@ class MultiHeadNet(TaskRoutedModule):
     def adaptation(self, experience) -> None:
         super().adaptation(experience)
         if self.seen_classes_only and self.training:
-            classes = torch.as_tensor([int(c) for c in experience.classes_in_this_experience],
-                                      dtype=torch.long, device=self.seen_classes.device)
+            classes = torch.as_tensor(
+                [int(c) for c in experience.classes_in_this_experience],
+                dtype=torch.long,
+                device=self.seen_classes.device,
+            )
             self.seen_classes[classes] = True
 
     def head_index(self, task_label: int) -> int:
@@ -173,8 +183,10 @@ class MultiHeadNet(TaskRoutedModule):
         one_head = self.shared_head or len(self.heads) == 1
         if task_labels is _NOT_GIVEN:
             if not one_head:
-                raise ValueError(f"{type(self).__name__} was called without task labels, but its tasks have heads of "
-                                 "their own; a method that calls model(x) needs a scenario with one head for every task")
+                raise ValueError(
+                    f"{type(self).__name__} was called without task labels, but its tasks have heads of "
+                    "their own; a method that calls model(x) needs a scenario with one head for every task"
+                )
             return self.forward_single_task(x, 0)
         if one_head and task_labels is not None:  # the task label is never read: one pass, whatever tasks it mixes
             return self.forward_single_task(x, 0)

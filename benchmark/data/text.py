@@ -130,7 +130,9 @@ def austen_novels(directory: Path | None = None) -> dict[str, list[str]]:
     try:
         import rdata
     except ImportError:
-        raise TextUnavailableError("dataset 'austen' needs the rdata package: pip install 'forgetbench[text]'") from None
+        raise TextUnavailableError(
+            "dataset 'austen' needs the rdata package: pip install 'forgetbench[text]'"
+        ) from None
     import warnings
     import zlib
 
@@ -140,10 +142,11 @@ def austen_novels(directory: Path | None = None) -> dict[str, list[str]]:
         database = (found / "Rdata.rdb").read_bytes()
         novels = {}
         for name, (offset, length) in sorted(index["variables"].items()):
-            chunk = database[int(offset): int(offset) + int(length)]
+            chunk = database[int(offset) : int(offset) + int(length)]
             # 4 bytes of uncompressed length, then zlib-compressed R serialisation
-            novels[str(name)] = [str(line) for line in rdata.conversion.convert(
-                rdata.parser.parse_data(zlib.decompress(chunk[4:])))]
+            novels[str(name)] = [
+                str(line) for line in rdata.conversion.convert(rdata.parser.parse_data(zlib.decompress(chunk[4:])))
+            ]
     return novels
 
 
@@ -172,8 +175,14 @@ def load_austen(directory: Path | None = None) -> Corpus:
     return Corpus("austen", texts, labels, classes, test)
 
 
-def load_corpus(name: str, *, download: bool = False, text_column: str | list[str] = "text",
-                label_column: str = "label", max_per_class: int | None = None) -> Corpus:
+def load_corpus(
+    name: str,
+    *,
+    download: bool = False,
+    text_column: str | list[str] = "text",
+    label_column: str = "label",
+    max_per_class: int | None = None,
+) -> Corpus:
     """A corpus of ``TEXT_CORPORA`` by name: ``bbc_news``, ``austen``, ``folder:/path/to/<class>/<doc>.txt``,
     ``hf:<dataset>`` (see :func:`load_hf_corpus`), or one a plug-in registered; ``max_per_class`` keeps the first
     that many documents of each class in each split (train and test), in the corpus's order."""
@@ -228,8 +237,9 @@ def _folder(argument: str, **options: Any) -> Corpus:
 
 
 @TEXT_CORPORA.register("hf", argument=True, argument_help="<Hugging Face dataset or local files>")
-def _hugging_face(argument: str, *, download: bool, text_column: str | list[str], label_column: str,
-                  **options: Any) -> Corpus:
+def _hugging_face(
+    argument: str, *, download: bool, text_column: str | list[str], label_column: str, **options: Any
+) -> Corpus:
     """A Hugging Face datasets dataset: a Hub id (only with download: true) or local csv/json/parquet/saved files."""
     return load_hf_corpus(argument, download=download, text_column=text_column, label_column=label_column)
 
@@ -242,21 +252,29 @@ def capped(corpus: Corpus, max_per_class: int) -> Corpus:
         seen[label, test] = seen.get((label, test), 0) + 1
         if seen[label, test] <= max_per_class:
             keep.append(i)
-    return Corpus(corpus.name, [corpus.texts[i] for i in keep], [corpus.labels[i] for i in keep], corpus.classes,
-                  [corpus.test[i] for i in keep])
+    return Corpus(
+        corpus.name,
+        [corpus.texts[i] for i in keep],
+        [corpus.labels[i] for i in keep],
+        corpus.classes,
+        [corpus.test[i] for i in keep],
+    )
 
 
 def _import_datasets():
     try:
         import datasets
     except ImportError:
-        raise TextUnavailableError("corpus 'hf:...' needs Hugging Face datasets: pip install 'forgetbench[text]'") from None
+        raise TextUnavailableError(
+            "corpus 'hf:...' needs Hugging Face datasets: pip install 'forgetbench[text]'"
+        ) from None
     datasets.disable_progress_bars()
     return datasets
 
 
-def load_hf_corpus(source: str, *, download: bool = False, text_column: str | list[str] = "text",
-                   label_column: str = "label") -> Corpus:
+def load_hf_corpus(
+    source: str, *, download: bool = False, text_column: str | list[str] = "text", label_column: str = "label"
+) -> Corpus:
     """A corpus from Hugging Face ``datasets``: a Hub dataset id (``ag_news``, ``dbpedia_14``,
     ``yahoo_answers_topics``; ``name:config`` picks a configuration), fetched only with ``download``;
     or a local folder or file that ``datasets`` reads offline (csv / json / parquet files, or a folder
@@ -273,7 +291,8 @@ def load_hf_corpus(source: str, *, download: bool = False, text_column: str | li
         raise TextUnavailableError(
             f"corpus 'hf:{source}' is not a local folder or file, so it is a Hugging Face Hub dataset, and "
             "downloads are off: set `download: true` (it needs internet and pip install 'forgetbench[text]'), "
-            "or pass a local folder of csv / json / parquet files as 'hf:/path/to/folder'")
+            "or pass a local folder of csv / json / parquet files as 'hf:/path/to/folder'"
+        )
     datasets = _import_datasets()
     try:
         if local and path.is_dir() and any((path / f).exists() for f in ("dataset_dict.json", "dataset_info.json")):
@@ -286,8 +305,9 @@ def load_hf_corpus(source: str, *, download: bool = False, text_column: str | li
             loaded = datasets.load_dataset(name, config or None)
     except Exception as exc:  # noqa: BLE001 - network, hub or file errors alike: say what failed and why
         hint = "" if local else " (it downloads from the Hugging Face Hub: is this machine online?)"
-        raise TextUnavailableError(f"could not load Hugging Face dataset {source!r}{hint}: "
-                                   f"{type(exc).__name__}: {exc}") from None
+        raise TextUnavailableError(
+            f"could not load Hugging Face dataset {source!r}{hint}: {type(exc).__name__}: {exc}"
+        ) from None
     splits = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
     if "train" not in splits:
         raise TextUnavailableError(f"Hugging Face dataset {source!r} has no 'train' split (splits: {sorted(splits)})")
@@ -295,13 +315,16 @@ def load_hf_corpus(source: str, *, download: bool = False, text_column: str | li
     first = splits["train"]
     missing = [c for c in [*columns, label_column] if c not in first.column_names]
     if missing:
-        raise TextUnavailableError(f"Hugging Face dataset {source!r} has no column(s) {missing}; its columns: "
-                                   f"{', '.join(first.column_names)} (set text_column / label_column)")
+        raise TextUnavailableError(
+            f"Hugging Face dataset {source!r} has no column(s) {missing}; its columns: "
+            f"{', '.join(first.column_names)} (set text_column / label_column)"
+        )
     feature = first.features[label_column]
     names = getattr(feature, "names", None)
     if names is None:
-        values = sorted({str(v) for split in splits.values() if label_column in split.column_names
-                         for v in split[label_column]})
+        values = sorted(
+            {str(v) for split in splits.values() if label_column in split.column_names for v in split[label_column]}
+        )
     texts, labels, test = [], [], []
     for split_name in ("train", "test"):
         if split_name not in splits:
@@ -398,8 +421,9 @@ def tokenize_corpus(corpus: Corpus, tokenizer_dir: Path, max_length: int, data_r
     key = f"{corpus.name.replace('/', '_')}-{texts_digest}-{_file_digest(tokenizer_dir)}-L{max_length}"
 
     def compute() -> dict[str, Any]:
-        tokens = load_tokenizer(tokenizer_dir)(corpus.texts, padding="max_length", truncation=True,
-                                               max_length=max_length, return_tensors="pt")
+        tokens = load_tokenizer(tokenizer_dir)(
+            corpus.texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+        )
         return {
             "input_ids": tokens["input_ids"].to(torch.int32),
             "attention_mask": tokens["attention_mask"].to(torch.uint8),
@@ -436,8 +460,9 @@ def _cached(path: Path, compute) -> Any:
     return value
 
 
-def frozen_features(tokens: dict[str, Any], directory: Path, frozen_layers: int, data_root: Path,
-                    batch_size: int = 64) -> torch.Tensor:
+def frozen_features(
+    tokens: dict[str, Any], directory: Path, frozen_layers: int, data_root: Path, batch_size: int = 64
+) -> torch.Tensor:
     """The output of the encoder's embeddings and first ``frozen_layers`` layers for every document.
 
     Weights that are never trained give the same output in every run, so it is computed once (no
@@ -453,8 +478,11 @@ def frozen_features(tokens: dict[str, Any], directory: Path, frozen_layers: int,
         chunks = []
         with torch.no_grad():
             for start in range(0, len(ids), batch_size):
-                out = encoder(input_ids=ids[start:start + batch_size], attention_mask=mask[start:start + batch_size],
-                              output_hidden_states=True)
+                out = encoder(
+                    input_ids=ids[start : start + batch_size],
+                    attention_mask=mask[start : start + batch_size],
+                    output_hidden_states=True,
+                )
                 chunks.append(out.hidden_states[frozen_layers].to(torch.float16))
         return torch.cat(chunks)
 

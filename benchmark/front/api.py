@@ -176,17 +176,34 @@ def run_suite(
         suite = suite or as_suite(config)
         out = Path(out) if out else Path("results") / suite.name
         root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
-        outcome = suite_module.run_suite(suite, out, root, seeds=seeds, fresh=fresh, show_progress=progress,
-                                         executor=executor, workers=workers, address=address, retries=retries,
-                                         storage=storage)
+        outcome = suite_module.run_suite(
+            suite,
+            out,
+            root,
+            seeds=seeds,
+            fresh=fresh,
+            show_progress=progress,
+            executor=executor,
+            workers=workers,
+            address=address,
+            retries=retries,
+            storage=storage,
+        )
     finally:
         release_prestarted()
     return Results([out], outcome)
 
 
-def calibrate_suite(config: str | Path | Mapping[str, Any] | SuiteConfig, out: str | Path | None = None, *,
-                    data_root: str | Path | None = None, seed: int | None = None, decades: int = 3,
-                    fraction: float = 0.2, **run_options: Any) -> dict[str, Any]:
+def calibrate_suite(
+    config: str | Path | Mapping[str, Any] | SuiteConfig,
+    out: str | Path | None = None,
+    *,
+    data_root: str | Path | None = None,
+    seed: int | None = None,
+    decades: int = 3,
+    fraction: float = 0.2,
+    **run_options: Any,
+) -> dict[str, Any]:
     """Probe every declared strength of a suite over decades, as ``forgetbench calibrate`` does: plan, run
     (resuming what ``OUT/calibration/runs/`` holds) and judge each probe; write and return ``OUT/calibration.json``
     (:mod:`forgetbench.benchmark.run.calibrate`). ``run_options``: ``executor``, ``workers``, ``fresh``,
@@ -202,8 +219,10 @@ def calibrate_suite(config: str | Path | Mapping[str, Any] | SuiteConfig, out: s
     out = Path(out) if out else Path("results") / suite.name
     plan = plan_calibration(suite, suite.seeds[0] if seed is None else seed, decades, fraction)
     if not plan.ladders:
-        raise ConfigError("calibrate: no strategy of this suite declares a strength to probe "
-                          f"(not probed: {', '.join(plan.without_strength) or 'none'})")
+        raise ConfigError(
+            "calibrate: no strategy of this suite declares a strength to probe "
+            f"(not probed: {', '.join(plan.without_strength) or 'none'})"
+        )
     folder = Path(out) / CALIBRATION_DIR
     run_specs(suite, Path(out), [(folder, spec) for spec in plan.specs], data_root, **run_options)
     records = {spec.run_id: store.read_result(store.result_path(folder, spec.run_id)) for spec in plan.specs}

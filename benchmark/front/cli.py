@@ -126,8 +126,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         for sentence in unknown_metrics(folders):
             print(f"forgetbench: warning: {sentence}", file=sys.stderr)
         try:
-            path = write_report(folders, Path(args.output) if args.output else None, command=_command_line(args),
-                                skipped=skipped)
+            path = write_report(
+                folders, Path(args.output) if args.output else None, command=_command_line(args), skipped=skipped
+            )
         except ReportError as exc:
             print(f"forgetbench: error: {exc}", file=sys.stderr)
             return EXIT_INVALID
@@ -136,8 +137,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         if target.is_file() and target.stat().st_mtime_ns >= started:
             print(f"forgetbench: report stopped by {name} after it was written: {target} is complete", file=sys.stderr)
         elif target.is_file():
-            print(f"forgetbench: report stopped by {name}; the previous report {target} and its tables are intact "
-                  "(nothing was written)", file=sys.stderr)
+            print(
+                f"forgetbench: report stopped by {name}; the previous report {target} and its tables are intact "
+                "(nothing was written)",
+                file=sys.stderr,
+            )
         else:
             print(f"forgetbench: report stopped by {name}; nothing was written", file=sys.stderr)
         return 128 + stopped.signum
@@ -145,8 +149,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if skipped:
-        print(f"Skipped {len(skipped)} result file(s) that are not readable run records (each named above, and in "
-              "the report)")
+        print(
+            f"Skipped {len(skipped)} result file(s) that are not readable run records (each named above, and in "
+            "the report)"
+        )
     print(f"Report: {path}\nSummary: {path.parent / 'summary.csv'}")
     return EXIT_OK
 
@@ -155,8 +161,11 @@ REPRODUCE_DIR = "configs/reproduce"
 
 
 def _reproduction_configs(names: list[str], directory: str | None) -> list[Path]:
-    folder = Path(directory) if directory else (Path(REPRODUCE_DIR) if Path(REPRODUCE_DIR).is_dir()
-                                                else REPO_ROOT / REPRODUCE_DIR)
+    folder = (
+        Path(directory)
+        if directory
+        else (Path(REPRODUCE_DIR) if Path(REPRODUCE_DIR).is_dir() else REPO_ROOT / REPRODUCE_DIR)
+    )
     available = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
     if not available:
         raise ConfigError(f"--dir: no reproduction configs (*.yaml) in {folder}")
@@ -186,8 +195,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / "reproduce"
     lines, outcomes = [], []
     for name, suite in suites.items():
-        results = run_suite(suite, out / name, data_root=root, seeds=seeds, progress=not args.quiet,
-                            executor=args.executor, workers=args.workers)
+        results = run_suite(
+            suite,
+            out / name,
+            data_root=root,
+            seeds=seeds,
+            progress=not args.quiet,
+            executor=args.executor,
+            workers=args.workers,
+        )
         results.report(command=_command_line(args))
         summary = summary_table(runs_long(results.records))
         rows = reproduction_rows(summary, suite.reproduce.model_dump(), suite.scenarios[0].display_name)
@@ -206,9 +222,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     suite = load_config(args.config)
     out = Path(args.out) if args.out else Path("results") / suite.name
-    result = calibrate_suite(suite, out, data_root=_data_root(args.data_root), seed=args.seed, decades=args.decades,
-                             fraction=args.fraction, fresh=args.fresh, show_progress=not args.quiet,
-                             executor=args.executor, workers=args.workers)
+    result = calibrate_suite(
+        suite,
+        out,
+        data_root=_data_root(args.data_root),
+        seed=args.seed,
+        decades=args.decades,
+        fraction=args.fraction,
+        fresh=args.fresh,
+        show_progress=not args.quiet,
+        executor=args.executor,
+        workers=args.workers,
+    )
     print(format_calibration(result))
     failed = [p for e in result["entries"] for p in e["probes"] if p["status"] not in ("ok", "diverged", "collapsed")]
     print(f"\nCalibration: {out / CALIBRATION_FILE}")
@@ -236,8 +261,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     studies = plan_tuning(suite)
     runs += sum(s.strategy.tune.trials * len(s.seeds) + len(suite.seeds) for s in studies)  # trials + final seeds
     auto = any(how == "auto" for s in studies for how in s.strategy.tune.params.values())
-    print(f"{args.config}: valid suite {suite.name!r}, {runs} run(s)"
-          + (" and the calibration probes of its `auto` ranges" if auto else ""))
+    print(
+        f"{args.config}: valid suite {suite.name!r}, {runs} run(s)"
+        + (" and the calibration probes of its `auto` ranges" if auto else "")
+    )
     if args.show_params:
         from forgetbench.benchmark.run.spec import RunSpec
         from forgetbench.benchmark.run.assemble import build_scenario
@@ -246,10 +273,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for spec in suite.scenarios:
             run = RunSpec(suite.name, spec, suite.strategies[0], suite.seeds[0], suite.training, "cpu")
             scenario = build_scenario(run, _data_root(args.data_root))
-            print(f"\nscenario {spec.display_name!r} (seed {suite.seeds[0]}): parameters each task's model uses "
-                  "(names as strategies see them)")
-            print(format_parameter_sets(parameter_sets(scenario.model, [t.used_params for t in scenario.tasks],
-                                                       [t.name for t in scenario.tasks])))
+            print(
+                f"\nscenario {spec.display_name!r} (seed {suite.seeds[0]}): parameters each task's model uses "
+                "(names as strategies see them)"
+            )
+            print(
+                format_parameter_sets(
+                    parameter_sets(
+                        scenario.model, [t.used_params for t in scenario.tasks], [t.name for t in scenario.tasks]
+                    )
+                )
+            )
     return EXIT_OK
 
 
@@ -288,7 +322,13 @@ def cmd_perf(args: argparse.Namespace) -> int:
     import torch
 
     from forgetbench.benchmark.data.datasets import DataMissingError
-    from forgetbench.benchmark.front.measure.perf import SECTIONS, DeviceMissingError, PerfOptions, format_table, run_perf
+    from forgetbench.benchmark.front.measure.perf import (
+        SECTIONS,
+        DeviceMissingError,
+        PerfOptions,
+        format_table,
+        run_perf,
+    )
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -301,9 +341,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         device=args.device,
         model=args.model,
     )
-    opts.training = opts.training.model_copy(
-        update={"precision": args.precision, "channels_last": args.channels_last}
-    )
+    opts.training = opts.training.model_copy(update={"precision": args.precision, "channels_last": args.channels_last})
     progress = None if args.json else (lambda name: print(f"measuring {name} ...", file=sys.stderr))
     try:
         result = run_perf(opts, progress)
@@ -339,13 +377,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
-    p.add_argument("--executor", choices=["local", "process", "ray"], default="local",
-                   help="where runs execute: this process (default), worker processes, or Ray tasks")
+    p.add_argument(
+        "--executor",
+        choices=["local", "process", "ray"],
+        default="local",
+        help="where runs execute: this process (default), worker processes, or Ray tasks",
+    )
     p.add_argument("--workers", type=int, help="parallel runs (process: default = cores; ray: cap on runs in flight)")
     p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")
     p.add_argument("--retries", type=int, default=0, help="rerun failed runs up to this many times (default 0)")
-    p.add_argument("--storage", help="database URL of the tuning studies (`tune:` entries), any Optuna supports, "
-                                     "e.g. postgresql://host/db (default: SQLite in OUT/tuning/study.db)")
+    p.add_argument(
+        "--storage",
+        help="database URL of the tuning studies (`tune:` entries), any Optuna supports, "
+        "e.g. postgresql://host/db (default: SQLite in OUT/tuning/study.db)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("reproduce", help="run the reproductions of published results and check them")
@@ -355,8 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: results/reproduce; one sub-folder per reproduction)")
     p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--executor", choices=["local", "process", "ray"], default="local",
-                   help="where runs execute: this process (default), worker processes, or Ray tasks")
+    p.add_argument(
+        "--executor",
+        choices=["local", "process", "ray"],
+        default="local",
+        help="where runs execute: this process (default), worker processes, or Ray tasks",
+    )
     p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
     p.set_defaults(func=cmd_reproduce)
 
@@ -364,25 +413,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results_dir", help="a `run --out` folder; the report goes here by default")
     p.add_argument("more_dirs", nargs="*", help="more result folders to include")
     p.add_argument("-o", "--output", help="report file (default: RESULTS_DIR/report.html); summary.csv goes beside it")
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import MODULE first (repeatable): one that registers metrics (register_metric) the runs "
-                        "were written with; the working folder is searched")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (repeatable): one that registers metrics (register_metric) the runs "
+        "were written with; the working folder is searched",
+    )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("calibrate", help="probe each strategy's strength over decades: where it acts without "
-                                         "crushing learning (OUT/calibration.json, tuning's default range)")
+    p = sub.add_parser(
+        "calibrate",
+        help="probe each strategy's strength over decades: where it acts without "
+        "crushing learning (OUT/calibration.json, tuning's default range)",
+    )
     p.add_argument("config", help="suite YAML")
     p.add_argument("--out", help="output folder (default: results/<suite name>, beside the suite's own runs)")
     p.add_argument("--seed", type=int, help="the probes' seed (default: the suite's first)")
-    p.add_argument("--decades", type=int, default=3,
-                   help="probe 10^-N .. 10^N times each strength, one probe per decade (default 3: 7 probes)")
-    p.add_argument("--fraction", type=float, default=0.2,
-                   help="share of each task's training data held out to evaluate the probes (default 0.2)")
+    p.add_argument(
+        "--decades",
+        type=int,
+        default=3,
+        help="probe 10^-N .. 10^N times each strength, one probe per decade (default 3: 7 probes)",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=0.2,
+        help="share of each task's training data held out to evaluate the probes (default 0.2)",
+    )
     p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
     p.add_argument("--fresh", action="store_true", help="rerun probes that are already complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--executor", choices=["local", "process", "ray"], default="local",
-                   help="where runs execute: this process (default), worker processes, or Ray tasks")
+    p.add_argument(
+        "--executor",
+        choices=["local", "process", "ray"],
+        default="local",
+        help="where runs execute: this process (default), worker processes, or Ray tasks",
+    )
     p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
     p.set_defaults(func=cmd_calibrate)
 
@@ -390,31 +460,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="suite YAML to check")
     p.add_argument("--data-root", help="also check that the data is there (default root if omitted)")
     p.add_argument("--skip-data", action="store_true", help="do not check that the data is present")
-    p.add_argument("--show-params", action="store_true",
-                   help="build each scenario and list every task's used, shared and private parameters")
+    p.add_argument(
+        "--show-params",
+        action="store_true",
+        help="build each scenario and list every task's used, shared and private parameters",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("list", help="list registered strategies, scenarios or datasets")
-    p.add_argument("kind", nargs="?", choices=["strategies", "scenarios", "datasets"], help="what to list (default: all)")
+    p.add_argument(
+        "kind", nargs="?", choices=["strategies", "scenarios", "datasets"], help="what to list (default: all)"
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("perf", help="measure the harness against a plain PyTorch loop, and regularizer costs")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--repeats", type=_positive_int, default=5, help="repeats per measurement (medians; default 5)")
-    p.add_argument("--only", type=_parse_sections, help="comma-separated sections: harness_vs_plain,"
-                   "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet (default: all)")
+    p.add_argument(
+        "--only",
+        type=_parse_sections,
+        help="comma-separated sections: harness_vs_plain,"
+        "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet (default: all)",
+    )
     p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "digits"],
-                   help="dataset of the workloads (default: real MNIST from the data root)")
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="torch intra-op threads for both sides (default 1: stable on a shared machine)")
+    p.add_argument(
+        "--dataset",
+        default="mnist",
+        choices=["mnist", "fashion_mnist", "digits"],
+        help="dataset of the workloads (default: real MNIST from the data root)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch intra-op threads for both sides (default 1: stable on a shared machine)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test; figures meaningless)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both sides train (default cpu)")
-    p.add_argument("--model", choices=["mlp", "cnn", "resnet18", "minilm"],
-                   help="the workload of every section (default: mlp, plus cnn in harness_vs_plain; minilm: "
-                        "configs/text_bbc.yaml's task-IL scenario, 256 documents per task, batches of 32)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="bf16: forward and loss under bf16 autocast on both sides (default fp32)")
+    p.add_argument(
+        "--model",
+        choices=["mlp", "cnn", "resnet18", "minilm"],
+        help="the workload of every section (default: mlp, plus cnn in harness_vs_plain; minilm: "
+        "configs/text_bbc.yaml's task-IL scenario, 256 documents per task, batches of 32)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="bf16: forward and loss under bf16 autocast on both sides (default fp32)",
+    )
     p.add_argument("--channels-last", action="store_true", help="channels-last inputs and conv weights on both sides")
     p.set_defaults(func=cmd_perf)
     return parser

@@ -40,8 +40,15 @@ from pydantic_core import PydanticUndefined
 
 from forgetbench.benchmark.core.config import StrategySpec, SuiteConfig, model_in
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.registries import (DATASETS, INDEX, LANGUAGE_CORPORA, SCENARIOS, STRATEGIES,
-                                                   TEXT_CORPORA, component_index)
+from forgetbench.benchmark.core.registries import (
+    DATASETS,
+    INDEX,
+    LANGUAGE_CORPORA,
+    SCENARIOS,
+    STRATEGIES,
+    TEXT_CORPORA,
+    component_index,
+)
 from forgetbench.benchmark.core.registry import Entry, strength_params
 from forgetbench.benchmark.front.cli import build_parser
 
@@ -72,8 +79,11 @@ def field_comments(model: type) -> dict[str, str]:
             continue
         tree = ast.parse(source)
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        spans = {node.target.id: (node.lineno, node.end_lineno) for node in body
-                 if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+        spans = {
+            node.target.id: (node.lineno, node.end_lineno)
+            for node in body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        }
         found: dict[int, str] = {}
         own_line: set[int] = set()  # comments alone on their line
         lines = source.splitlines()
@@ -106,7 +116,7 @@ def docstring_bullets(doc: str) -> dict[str, str]:
         names = re.findall(r"``([A-Za-z_][\w.]*)``", match.group(1))
         text = [match.group(2)]
         indent = len(line) - len(line.lstrip())
-        for follow in lines[index + 1:]:
+        for follow in lines[index + 1 :]:
             if not follow.strip() or _BULLET.match(follow) or len(follow) - len(follow.lstrip()) <= indent:
                 break
             text.append(follow.strip())
@@ -135,8 +145,14 @@ def _bounds(metadata: Iterable[Any]) -> list[str]:
     """``> 0``, ``<= 1``, ``len >= 1``: the constraints pydantic keeps as metadata (annotated-types' Gt, Le, ...)."""
     out = []
     for item in metadata:
-        for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "len >="),
-                             ("max_length", "len <=")):
+        for attr, symbol in (
+            ("gt", ">"),
+            ("ge", ">="),
+            ("lt", "<"),
+            ("le", "<="),
+            ("min_length", "len >="),
+            ("max_length", "len <="),
+        ):
             value = getattr(item, attr, None)
             if value is not None and not callable(value):
                 out.append(f"{symbol} {value}")
@@ -194,8 +210,9 @@ def default_text(field: Any) -> str:
     return _value(field.default)
 
 
-def model_rows(model: type[BaseModel], *docs: dict[str, str], prefix: str = "",
-               recurse: Iterable[str] | None = None) -> list[Row]:
+def model_rows(
+    model: type[BaseModel], *docs: dict[str, str], prefix: str = "", recurse: Iterable[str] | None = None
+) -> list[Row]:
     """One :class:`Row` per field of ``model`` (nested models' fields as ``outer.inner`` where ``recurse``
     allows: every nested model when None)."""
     comments = field_comments(model)
@@ -203,11 +220,17 @@ def model_rows(model: type[BaseModel], *docs: dict[str, str], prefix: str = "",
     for name, field in model.model_fields.items():
         type_, bounds = type_text(field.annotation)
         bounds += _bounds(field.metadata)
-        description = field.description or comments.get(name) or next(
-            (d[prefix + name] for d in docs if prefix + name in d), "") or next((d[name] for d in docs if name in d), "")
+        description = (
+            field.description
+            or comments.get(name)
+            or next((d[prefix + name] for d in docs if prefix + name in d), "")
+            or next((d[name] for d in docs if name in d), "")
+        )
         nested = model_in(field.annotation)
         if not description and nested is not None:
-            description = first_sentence(inspect.cleandoc(nested.__dict__.get("__doc__") or ""))  # its own, not BaseModel's
+            description = first_sentence(
+                inspect.cleandoc(nested.__dict__.get("__doc__") or "")
+            )  # its own, not BaseModel's
         rows.append(Row(prefix + name, type_, default_text(field), ", ".join(dict.fromkeys(bounds)), description))
         if nested is not None and (recurse is None or name in recurse):
             rows += model_rows(nested, *docs, prefix=f"{prefix}{name}.", recurse=recurse)
@@ -253,12 +276,22 @@ def component_page(kind: str, entry: Entry) -> str:
     rows = model_rows(entry.params, docstring_bullets(doc), reST_params(doc))
     source = inspect.getmodule(entry.factory)
     origin = f"`{source.__name__}`" if source else "?"
-    lines = [GENERATED_NOTE, f"# `{entry.name}`", "", entry.description or "", "",
-             f"{kind.capitalize()} registered as `{entry.name}` by {origin}.", ""]
+    lines = [
+        GENERATED_NOTE,
+        f"# `{entry.name}`",
+        "",
+        entry.description or "",
+        "",
+        f"{kind.capitalize()} registered as `{entry.name}` by {origin}.",
+        "",
+    ]
     strengths = strength_params(entry.params)
     if strengths:
-        lines += [f"Strength: {', '.join(f'`{n}`' for n in strengths)} (how hard it holds on to earlier experiences: "
-                  "`forgetbench calibrate` probes it over decades, tuning searches it on a log scale).", ""]
+        lines += [
+            f"Strength: {', '.join(f'`{n}`' for n in strengths)} (how hard it holds on to earlier experiences: "
+            "`forgetbench calibrate` probes it over decades, tuning searches it on a log scale).",
+            "",
+        ]
     requires = entry.extra.get("requires") or {}
     if requires:
         lines += ["Refused at config time on a scenario that lacks:", ""]
@@ -282,52 +315,101 @@ def documented(entry: Entry) -> bool:
 
 def strategy_pages() -> dict[str, str]:
     pages = {f"strategies/{_slug(e.name)}.md": component_page("strategy", e) for e in STRATEGIES if documented(e)}
-    index = [GENERATED_NOTE, "# Strategies", "",
-             "Every strategy a suite can name (`forgetbench list strategies`), with its page. Classes of "
-             "Avalanche that need a model or a stream of their own kind are refused by name, with the reason, "
-             "and are not listed.", "", "| strategy | what it is |", "|---|---|"]
-    index += [f"| [`{e.name}`]({_slug(e.name)}.md) | {_cell(e.description, False)} |" for e in STRATEGIES if documented(e)]
+    index = [
+        GENERATED_NOTE,
+        "# Strategies",
+        "",
+        "Every strategy a suite can name (`forgetbench list strategies`), with its page. Classes of "
+        "Avalanche that need a model or a stream of their own kind are refused by name, with the reason, "
+        "and are not listed.",
+        "",
+        "| strategy | what it is |",
+        "|---|---|",
+    ]
+    index += [
+        f"| [`{e.name}`]({_slug(e.name)}.md) | {_cell(e.description, False)} |" for e in STRATEGIES if documented(e)
+    ]
     pages["strategies/index.md"] = "\n".join(index) + "\n"
     return pages
 
 
 def scenario_pages() -> dict[str, str]:
     pages = {f"scenarios/{_slug(e.name)}.md": component_page("scenario", e) for e in SCENARIOS if documented(e)}
-    index = [GENERATED_NOTE, "# Scenarios", "",
-             "Every scenario a suite can name (`forgetbench list scenarios`). Each tells, for every experience, "
-             "which parameters its model uses, so strategies can tell shared from private ones.", "",
-             "| scenario | what it is |", "|---|---|"]
-    index += [f"| [`{e.name}`]({_slug(e.name)}.md) | {_cell(e.description, False)} |" for e in SCENARIOS if documented(e)]
+    index = [
+        GENERATED_NOTE,
+        "# Scenarios",
+        "",
+        "Every scenario a suite can name (`forgetbench list scenarios`). Each tells, for every experience, "
+        "which parameters its model uses, so strategies can tell shared from private ones.",
+        "",
+        "| scenario | what it is |",
+        "|---|---|",
+    ]
+    index += [
+        f"| [`{e.name}`]({_slug(e.name)}.md) | {_cell(e.description, False)} |" for e in SCENARIOS if documented(e)
+    ]
     pages["scenarios/index.md"] = "\n".join(index) + "\n"
     return pages
 
 
 def data_page() -> str:
     def rows(registry) -> list[Row]:
-        return [Row(e.name + (":" + e.extra.get("argument_help", "...") if e.extra.get("argument") else ""),
-                    "", "", "", e.description) for e in registry if documented(e)]
+        return [
+            Row(
+                e.name + (":" + e.extra.get("argument_help", "...") if e.extra.get("argument") else ""),
+                "",
+                "",
+                "",
+                e.description,
+            )
+            for e in registry
+            if documented(e)
+        ]
 
-    lines = [GENERATED_NOTE, "# Datasets and corpora", "",
-             "Image and sequence datasets (a scenario's `dataset`), read from the data root: `--data-root`, else "
-             "`$FORGETBENCH_DATA`, else `~/.cache/forgetbench`; downloaded only with `download: true`.", "",
-             table(rows(DATASETS), ("name", "description")),
-             "## Text corpora (the `text` scenario's `corpus`)", "", table(rows(TEXT_CORPORA), ("name", "description")),
-             "## Language-modelling corpora (the `enas_rnn` scenario's `corpus`)", "",
-             table(rows(LANGUAGE_CORPORA), ("name", "description"))]
+    lines = [
+        GENERATED_NOTE,
+        "# Datasets and corpora",
+        "",
+        "Image and sequence datasets (a scenario's `dataset`), read from the data root: `--data-root`, else "
+        "`$FORGETBENCH_DATA`, else `~/.cache/forgetbench`; downloaded only with `download: true`.",
+        "",
+        table(rows(DATASETS), ("name", "description")),
+        "## Text corpora (the `text` scenario's `corpus`)",
+        "",
+        table(rows(TEXT_CORPORA), ("name", "description")),
+        "## Language-modelling corpora (the `enas_rnn` scenario's `corpus`)",
+        "",
+        table(rows(LANGUAGE_CORPORA), ("name", "description")),
+    ]
     return "\n".join(lines)
 
 
 def cli_page() -> str:
     parser = build_parser()
-    lines = [GENERATED_NOTE, "# Command line", "", parser.description or "", "",
-             "Exit status: 0 every run ok; 1 some runs failed, diverged or collapsed; 2 invalid input (nothing run "
-             "or written, no traceback); 130 stopped by Ctrl-C / SIGTERM.", ""]
+    lines = [
+        GENERATED_NOTE,
+        "# Command line",
+        "",
+        parser.description or "",
+        "",
+        "Exit status: 0 every run ok; 1 some runs failed, diverged or collapsed; 2 invalid input (nothing run "
+        "or written, no traceback); 130 stopped by Ctrl-C / SIGTERM.",
+        "",
+    ]
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {choice.dest: choice.help for choice in subparsers._choices_actions}
     for name, sub in subparsers.choices.items():
         usage = " ".join(sub.format_usage().split())
-        lines += [f"## `forgetbench {name}`", "", helps.get(name) or "", "", "```text", usage.removeprefix("usage: "),
-                  "```", ""]
+        lines += [
+            f"## `forgetbench {name}`",
+            "",
+            helps.get(name) or "",
+            "",
+            "```text",
+            usage.removeprefix("usage: "),
+            "```",
+            "",
+        ]
         rows = []
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
@@ -337,28 +419,46 @@ def cli_page() -> str:
             unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
             default = "" if unset or not action.option_strings else _value(action.default)
             rows.append(Row(flag, choices, default, "", action.help or ""))
-        lines.append(table(rows, ("name", "type", "default", "description")).replace(
-            "| name | type | default |", "| option | choices | default |"))
+        lines.append(
+            table(rows, ("name", "type", "default", "description")).replace(
+                "| name | type | default |", "| option | choices | default |"
+            )
+        )
     return "\n".join(lines)
 
 
 def config_page() -> str:
     rows = model_rows(SuiteConfig, recurse=("training", "selection", "reproduce"))
-    lines = [GENERATED_NOTE, "# Suite config keys", "",
-             "Every key of a suite YAML (`forgetbench validate CONFIG` checks one). Unknown keys are errors at every "
-             "level; a scenario's or strategy's `params` are those of its page "
-             "([scenarios](scenarios/index.md), [strategies](strategies/index.md)). A list of values in a "
-             "strategy's params is a grid (one run per value).", "", table(rows),
-             "## Scenario and strategy entries", "", "Each item of `scenarios:` and `strategies:`:", "",
-             table(model_rows(StrategySpec, recurse=("selection",)))]
+    lines = [
+        GENERATED_NOTE,
+        "# Suite config keys",
+        "",
+        "Every key of a suite YAML (`forgetbench validate CONFIG` checks one). Unknown keys are errors at every "
+        "level; a scenario's or strategy's `params` are those of its page "
+        "([scenarios](scenarios/index.md), [strategies](strategies/index.md)). A list of values in a "
+        "strategy's params is a grid (one run per value).",
+        "",
+        table(rows),
+        "## Scenario and strategy entries",
+        "",
+        "Each item of `scenarios:` and `strategies:`:",
+        "",
+        table(model_rows(StrategySpec, recurse=("selection",))),
+    ]
     return "\n".join(lines)
 
 
 def record_page() -> str:
-    lines = [GENERATED_NOTE, "# Result file schema", "",
-             "One `runs/<run_id>/result.json` is one `RunRecord` "
-             "(`forgetbench.benchmark.core.record`). Keys a plug-in adds of its own are kept as given. Sub-records:"
-             " the rows with a dot.", "", table(model_rows(RunRecord), ("name", "type", "default", "description"))]
+    lines = [
+        GENERATED_NOTE,
+        "# Result file schema",
+        "",
+        "One `runs/<run_id>/result.json` is one `RunRecord` "
+        "(`forgetbench.benchmark.core.record`). Keys a plug-in adds of its own are kept as given. Sub-records:"
+        " the rows with a dot.",
+        "",
+        table(model_rows(RunRecord), ("name", "type", "default", "description")),
+    ]
     return "\n".join(lines)
 
 
@@ -422,7 +522,9 @@ def write(root: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m forgetbench.benchmark.front.docs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m forgetbench.benchmark.front.docs", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the pages are out of date")
     parser.add_argument("--root", default=str(REFERENCE), help=f"reference folder (default {REFERENCE})")
     args = parser.parse_args(argv)

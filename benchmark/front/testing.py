@@ -42,10 +42,25 @@ DEFAULT_SCENARIO: dict[str, Any] = {
     "params": {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "trunk": "mlp", "widths": [16]},
 }
 TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256)
-RESULT_KEYS = frozenset({
-    "schema_version", "run_id", "suite", "scenario", "strategy", "seed", "status", "error",
-    "experiences", "accuracy_matrix", "init_accuracy", "timing", "environment", "config", "turn_accuracy",
-})
+RESULT_KEYS = frozenset(
+    {
+        "schema_version",
+        "run_id",
+        "suite",
+        "scenario",
+        "strategy",
+        "seed",
+        "status",
+        "error",
+        "experiences",
+        "accuracy_matrix",
+        "init_accuracy",
+        "timing",
+        "environment",
+        "config",
+        "turn_accuracy",
+    }
+)
 
 
 def check_strategy(name: str, params: dict | None = None, scenario: dict | None = None) -> None:
@@ -76,11 +91,14 @@ def _check_strategy(name: str, params: dict | None, scenario: dict | None) -> No
     if requires:
         from forgetbench.benchmark.core.registries import SCENARIOS
 
-        traits = getattr(SCENARIOS.get(scenario["name"]).parse_params(scenario.get("params")), "model_traits",
-                         lambda: None)()
+        traits = getattr(
+            SCENARIOS.get(scenario["name"]).parse_params(scenario.get("params")), "model_traits", lambda: None
+        )()
         lacking = sorted(set(requires) - set(traits)) if traits is not None else []
-        assert not lacking, (f"{who}: the scenario {scenario['name']!r} lacks {', '.join(lacking)} "
-                             f"({'; '.join(requires[t] for t in lacking)}): pass scenario= one that has it")
+        assert not lacking, (
+            f"{who}: the scenario {scenario['name']!r} lacks {', '.join(lacking)} "
+            f"({'; '.join(requires[t] for t in lacking)}): pass scenario= one that has it"
+        )
     spec = RunSpec(
         suite="check_strategy",
         scenario=ComponentSpec(**scenario),
@@ -180,19 +198,28 @@ def check_scenario(name: str, params: dict | None = None, data_root: Path | None
     except ValidationError as exc:
         raise AssertionError(f"scenario {name!r}: invalid params: {exc}") from None
     root = data_root if data_root is not None else default_data_root()
-    spec = RunSpec("check_scenario", ComponentSpec(name=name, params=parsed.model_dump()), ComponentSpec(name="naive"),
-                   seed, TRAINING, "cpu")
+    spec = RunSpec(
+        "check_scenario",
+        ComponentSpec(name=name, params=parsed.model_dump()),
+        ComponentSpec(name="naive"),
+        seed,
+        TRAINING,
+        "cpu",
+    )
     first, second = seeded_scenario(spec, root), seeded_scenario(spec, root)
     assert first.tasks and first.schedule, f"scenario {name!r}: no tasks or no training turns"
-    assert len(first.tasks) == len(second.tasks) and first.schedule == second.schedule, \
+    assert len(first.tasks) == len(second.tasks) and first.schedule == second.schedule, (
         f"scenario {name!r}: tasks or schedule differ between two builds with seed {seed}"
+    )
     for a, b in zip(first.tasks, second.tasks):
         same = all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("train_x", "train_y", "test_x", "test_y"))
         assert same and a.used_params == b.used_params and a.model_key == b.model_key, (
-            f"scenario {name!r}: task {a.name} differs between two builds with seed {seed}")
+            f"scenario {name!r}: task {a.name} differs between two builds with seed {seed}"
+        )
     sa, sb = first.model.state_dict(), second.model.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), (
-        f"scenario {name!r}: initial weights differ between two builds with seed {seed}")
+        f"scenario {name!r}: initial weights differ between two builds with seed {seed}"
+    )
     names = {n for n, _ in first.model.named_parameters()}
     for k, used in enumerate(first.turn_used_params):
         assert used, f"scenario {name!r}: turn {k} uses no parameters"
@@ -210,8 +237,9 @@ def check_scenario(name: str, params: dict | None = None, data_root: Path | None
                 out = second.model.eval().forward_single_task(x[:8], task.model_key)
             assert out.dim() == 2 and out.shape[0] == min(8, len(x)), (
                 f"scenario {name!r}: task {task.name}'s {split} inputs {tuple(x.shape[1:])} give output "
-                f"{tuple(out.shape)}, expected (batch, classes)")
+                f"{tuple(out.shape)}, expected (batch, classes)"
+            )
             assert int(y.max()) < out.shape[1], (
                 f"scenario {name!r}: task {task.name}'s {split} labels reach {int(y.max())} but the model "
-                f"gives {out.shape[1]} logits")
-
+                f"gives {out.shape[1]} logits"
+            )

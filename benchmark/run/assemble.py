@@ -38,20 +38,29 @@ def keep_first_tasks(scenario: Scenario, k: int) -> None:
     """Cut the scenario to its first ``k`` tasks and the turns that train them (a tuning protocol: choose on the
     first tasks, run on all). A search, whose turns are decided while training, cannot be cut."""
     if scenario.adaptive:
-        raise ValueError(f"first_tasks: {scenario.name} decides its turns while training (a search); it cannot be "
-                         "cut to its first tasks")
+        raise ValueError(
+            f"first_tasks: {scenario.name} decides its turns while training (a search); it cannot be "
+            "cut to its first tasks"
+        )
     if not 1 <= k <= len(scenario.tasks):
         raise ValueError(f"first_tasks: {k} is not between 1 and the scenario's {len(scenario.tasks)} tasks")
     scenario.tasks = scenario.tasks[:k]
     scenario.schedule = [turn for turn in scenario.schedule if turn.task < k]
 
 
-def build_run_strategy(spec: RunSpec, scenario: Scenario, model: torch.nn.Module, device: torch.device,
-                       harness: Harness, strategy: ComponentSpec | None = None):
+def build_run_strategy(
+    spec: RunSpec,
+    scenario: Scenario,
+    model: torch.nn.Module,
+    device: torch.device,
+    harness: Harness,
+    strategy: ComponentSpec | None = None,
+):
     """The spec's strategy (or ``strategy``) on ``model`` with the run's training config and seed."""
     strategy = strategy or spec.strategy
-    return build_strategy(strategy.name, strategy.typed_params(STRATEGIES), scenario, model, spec.training, device,
-                          spec.seed, harness)
+    return build_strategy(
+        strategy.name, strategy.typed_params(STRATEGIES), scenario, model, spec.training, device, spec.seed, harness
+    )
 
 
 def hold_out_validation(scenario: Scenario, fraction: float, seed: int) -> None:

@@ -48,21 +48,28 @@ def layer_of(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
-def layer_terms(theta: Tensors, anchor: Tensors, fisher: Tensors, grad: Tensors,
-                names: Sequence[str]) -> list[LayerAttribution]:
+def layer_terms(
+    theta: Tensors, anchor: Tensors, fisher: Tensors, grad: Tensors, names: Sequence[str]
+) -> list[LayerAttribution]:
     """Per layer, over ``names``: drift, relative drift, (1/2) sum F Delta^2 and g . Delta (sorted by layer)."""
     sums: dict[str, list[float]] = {}
     for name in names:
-        delta = (theta[name].detach().float() - anchor[name].float())
+        delta = theta[name].detach().float() - anchor[name].float()
         row = sums.setdefault(layer_of(name), [0.0, 0.0, 0.0, 0.0])
         row[0] += float((delta * delta).sum())
         row[1] += float((anchor[name].float() ** 2).sum())
         row[2] += 0.5 * float((fisher[name].float() * delta * delta).sum())
         row[3] += float((grad[name].float() * delta).sum())
-    return [LayerAttribution(layer=layer, drift=squared ** 0.5,
-                             relative_drift=(squared / norm) ** 0.5 if norm > 0 else None,
-                             predicted=predicted, first_order=first)
-            for layer, (squared, norm, predicted, first) in sorted(sums.items())]
+    return [
+        LayerAttribution(
+            layer=layer,
+            drift=squared**0.5,
+            relative_drift=(squared / norm) ** 0.5 if norm > 0 else None,
+            predicted=predicted,
+            first_order=first,
+        )
+        for layer, (squared, norm, predicted, first) in sorted(sums.items())
+    ]
 
 
 @dataclass
@@ -105,8 +112,8 @@ class Attribution:
             total = torch.zeros((), device=device)
             grads = {n: torch.zeros_like(params[n]) for n in names}
             for start in range(0, len(y), self.batch_size):
-                out = model.forward_single_task(x[start:start + self.batch_size], task.model_key)
-                loss = F.cross_entropy(out.float(), y[start:start + self.batch_size], reduction="sum") / len(y)
+                out = model.forward_single_task(x[start : start + self.batch_size], task.model_key)
+                loss = F.cross_entropy(out.float(), y[start : start + self.batch_size], reduction="sum") / len(y)
                 if names:
                     for n, g in zip(names, torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)):
                         if g is not None:
@@ -114,8 +121,15 @@ class Attribution:
                 total += loss.detach()
         return float(total), grads
 
-    def measure(self, model: torch.nn.Module, turn: int, task_index: int, tasks: Sequence[Task],
-                device: torch.device, iteration: int | None = None) -> list[AttributionEntry]:
+    def measure(
+        self,
+        model: torch.nn.Module,
+        turn: int,
+        task_index: int,
+        tasks: Sequence[Task],
+        device: torch.device,
+        iteration: int | None = None,
+    ) -> list[AttributionEntry]:
         """Every earlier model's loss increase while (``iteration``) or after turn ``turn`` trains
         ``task_index``, attributed to the layers it shares with the models trained since its snapshot."""
         t0 = time.perf_counter()
@@ -131,17 +145,25 @@ class Attribution:
                 snap.shared |= trained & snap.anchor.keys()
                 loss, _ = self._loss(model, tasks[k], device)
                 layers = layer_terms(theta, snap.anchor, snap.fisher, snap.grad, sorted(snap.shared))
-                entries.append(AttributionEntry(
-                    turn=turn, iteration=iteration, model=k, observed=loss - snap.loss,
-                    predicted=sum(r.predicted for r in layers), first_order=sum(r.first_order for r in layers),
-                    layers=layers))
+                entries.append(
+                    AttributionEntry(
+                        turn=turn,
+                        iteration=iteration,
+                        model=k,
+                        observed=loss - snap.loss,
+                        predicted=sum(r.predicted for r in layers),
+                        first_order=sum(r.first_order for r in layers),
+                        layers=layers,
+                    )
+                )
             return entries
         finally:
             model.train(was_training)
             self.seconds += time.perf_counter() - t0
 
-    def after_turn(self, model: torch.nn.Module, turn: int, task_index: int, tasks: Sequence[Task],
-                   device: torch.device) -> list[AttributionEntry]:
+    def after_turn(
+        self, model: torch.nn.Module, turn: int, task_index: int, tasks: Sequence[Task], device: torch.device
+    ) -> list[AttributionEntry]:
         """:meth:`measure` after ``turn``, then snapshot the model it trained."""
         if tasks[task_index].test_y.dim() != 1:
             return []
@@ -160,21 +182,38 @@ class Attribution:
         params = dict(model.named_parameters())
         names = sorted(n for n in task.used_params if n in params and params[n].requires_grad)
         x, y = self._data(task, device)
-        fisher = exact_fisher_diagonal(model, x, y, task_label=task.model_key, batch_size=self.batch_size,
-                                       estimator="true", generator=self._generator_on(device))
+        fisher = exact_fisher_diagonal(
+            model,
+            x,
+            y,
+            task_label=task.model_key,
+            batch_size=self.batch_size,
+            estimator="true",
+            generator=self._generator_on(device),
+        )
         loss, grad = self._loss(model, task, device, names)
-        return Snapshot(anchor={n: params[n].detach().clone() for n in names},
-                        fisher={n: fisher[n] if n in fisher else torch.zeros_like(params[n]) for n in names},
-                        grad=grad, loss=loss)
+        return Snapshot(
+            anchor={n: params[n].detach().clone() for n in names},
+            fisher={n: fisher[n] if n in fisher else torch.zeros_like(params[n]) for n in names},
+            grad=grad,
+            loss=loss,
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state() if self.generator is not None else self._generator_state,
-                "snapshots": {k: {"anchor": s.anchor, "fisher": s.fisher, "grad": s.grad, "loss": s.loss,
-                                  "shared": sorted(s.shared)} for k, s in self.snapshots.items()}}
+        return {
+            "generator": self.generator.get_state() if self.generator is not None else self._generator_state,
+            "snapshots": {
+                k: {"anchor": s.anchor, "fisher": s.fisher, "grad": s.grad, "loss": s.loss, "shared": sorted(s.shared)}
+                for k, s in self.snapshots.items()
+            },
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state["generator"]
         self.generator, self._generator_state = None, saved.cpu() if saved is not None else None
-        self.snapshots = {int(k): Snapshot(anchor=s["anchor"], fisher=s["fisher"], grad=s["grad"],
-                                           loss=float(s["loss"]), shared=set(s["shared"]))
-                          for k, s in state["snapshots"].items()}
+        self.snapshots = {
+            int(k): Snapshot(
+                anchor=s["anchor"], fisher=s["fisher"], grad=s["grad"], loss=float(s["loss"]), shared=set(s["shared"])
+            )
+            for k, s in state["snapshots"].items()
+        }

@@ -20,8 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from forgetbench.benchmark.core import calibration, store
-from forgetbench.benchmark.core.config import (ComponentSpec, ConfigError, StrategySpec, SuiteConfig, refused_pairs,
-                                             strategy_variant)
+from forgetbench.benchmark.core.config import (
+    ComponentSpec,
+    ConfigError,
+    StrategySpec,
+    SuiteConfig,
+    refused_pairs,
+    strategy_variant,
+)
 from forgetbench.benchmark.core.grid import grid_axes
 from forgetbench.benchmark.core.metrics import run_metrics
 from forgetbench.benchmark.core.record import RunRecord
@@ -75,8 +81,9 @@ def plan_calibration(suite: SuiteConfig, seed: int, decades: int, fraction: floa
         if not strength_params(STRATEGIES.get(entry.name).params):
             without.append(entry.display_name)
     for scenario in suite.scenarios:
-        naive[scenario.display_name] = RunSpec(suite.name, scenario, ComponentSpec(name="naive"), seed,
-                                               suite.training, suite.device, fraction)
+        naive[scenario.display_name] = RunSpec(
+            suite.name, scenario, ComponentSpec(name="naive"), seed, suite.training, suite.device, fraction
+        )
         for entry in suite.strategies:
             if (scenario.display_name, entry.display_name) in refused:
                 continue
@@ -85,8 +92,10 @@ def plan_calibration(suite: SuiteConfig, seed: int, decades: int, fraction: floa
                 base = {k: v for k, v in entry.params.items() if k != param}
                 others = grid_axes(params_model, base)
                 if others:
-                    raise ConfigError(f"strategies[{entry.display_name}].params.{next(iter(others))}: calibrate "
-                                      "probes one setting of the other params; give it one value, not a grid")
+                    raise ConfigError(
+                        f"strategies[{entry.display_name}].params.{next(iter(others))}: calibrate "
+                        "probes one setting of the other params; give it one value, not a grid"
+                    )
                 centre = _centre(entry, param)
                 base_entry = entry.model_copy(update={"params": base})
                 specs = []
@@ -94,10 +103,13 @@ def plan_calibration(suite: SuiteConfig, seed: int, decades: int, fraction: floa
                     try:
                         variant = strategy_variant(base_entry, {param: value})
                     except ValidationError as exc:
-                        raise ConfigError(f"strategies[{entry.display_name}].params.{param}: {value:g} is refused "
-                                          f"({exc.errors()[0]['msg']})") from None
-                    specs.append((value, RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device,
-                                                 fraction)))
+                        raise ConfigError(
+                            f"strategies[{entry.display_name}].params.{param}: {value:g} is refused "
+                            f"({exc.errors()[0]['msg']})"
+                        ) from None
+                    specs.append(
+                        (value, RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device, fraction))
+                    )
                 ladders.append(Ladder(scenario, entry, param, centre, specs))
     return Plan(naive, ladders, without)
 
@@ -107,8 +119,13 @@ def probe(record: RunRecord | None, value: float) -> calibration.Probe:
     if record is None:
         return calibration.Probe(value, "missing", None, float("nan"), float("nan"))
     metrics = run_metrics(record)
-    return calibration.Probe(value, record.status, calibration.median_ratio(record.model_extra or {}),
-                             float(metrics["LA"]), float(metrics["forgetting"]))
+    return calibration.Probe(
+        value,
+        record.status,
+        calibration.median_ratio(record.model_extra or {}),
+        float(metrics["LA"]),
+        float(metrics["forgetting"]),
+    )
 
 
 def decide(plan: Plan, records: dict[str, RunRecord | None]) -> dict[str, Any]:
@@ -119,21 +136,40 @@ def decide(plan: Plan, records: dict[str, RunRecord | None]) -> dict[str, Any]:
         naive = probe(records.get(base.run_id), 0.0)
         probes = [probe(records.get(spec.run_id), value) for value, spec in ladder.specs]
         found = calibration.acting_range(probes, naive)
-        entries.append({
-            "scenario": ladder.scenario.display_name, "strategy": ladder.strategy.display_name,
-            "name": ladder.strategy.name, "param": ladder.param, "centre": ladder.centre,
-            "range": list(found) if found else None, "verdict": calibration.range_verdict(probes, naive),
-            "naive": naive.as_dict() | {"run_id": base.run_id},
-            "probes": [p.as_dict() | {"run_id": spec.run_id, "acts": calibration.acts(p, naive),
-                                       "crushes": calibration.crushes(p, naive)}
-                       for p, (_, spec) in zip(probes, ladder.specs)],
-        })
+        entries.append(
+            {
+                "scenario": ladder.scenario.display_name,
+                "strategy": ladder.strategy.display_name,
+                "name": ladder.strategy.name,
+                "param": ladder.param,
+                "centre": ladder.centre,
+                "range": list(found) if found else None,
+                "verdict": calibration.range_verdict(probes, naive),
+                "naive": naive.as_dict() | {"run_id": base.run_id},
+                "probes": [
+                    p.as_dict()
+                    | {
+                        "run_id": spec.run_id,
+                        "acts": calibration.acts(p, naive),
+                        "crushes": calibration.crushes(p, naive),
+                    }
+                    for p, (_, spec) in zip(probes, ladder.specs)
+                ],
+            }
+        )
     first = next(iter(plan.naive.values()), None)
-    return {"criteria": {"acts_ratio": calibration.ACTS, "crushes_ratio": calibration.CRUSHES,
-                         "la_drop": calibration.LA_DROP, "forgetting_cut": calibration.FORGETTING_CUT},
-            "seed": first.seed if first else None,
-            "validation_fraction": first.validation_fraction if first else None,
-            "without_strength": plan.without_strength, "entries": entries}
+    return {
+        "criteria": {
+            "acts_ratio": calibration.ACTS,
+            "crushes_ratio": calibration.CRUSHES,
+            "la_drop": calibration.LA_DROP,
+            "forgetting_cut": calibration.FORGETTING_CUT,
+        },
+        "seed": first.seed if first else None,
+        "validation_fraction": first.validation_fraction if first else None,
+        "without_strength": plan.without_strength,
+        "entries": entries,
+    }
 
 
 def read_calibration(out: Path) -> dict[str, Any] | None:
@@ -146,8 +182,9 @@ def read_calibration(out: Path) -> dict[str, Any] | None:
         return None
 
 
-def calibrated_range(calibration_json: dict[str, Any] | None, scenario: str, strategy: str,
-                     param: str) -> tuple[float, float] | None:
+def calibrated_range(
+    calibration_json: dict[str, Any] | None, scenario: str, strategy: str, param: str
+) -> tuple[float, float] | None:
     """The calibrated ``(low, high)`` of ``param`` for a strategy entry on a scenario (labels), if any."""
     for entry in (calibration_json or {}).get("entries", []):
         if (entry.get("scenario"), entry.get("strategy"), entry.get("param")) == (scenario, strategy, param):
@@ -158,20 +195,24 @@ def calibrated_range(calibration_json: dict[str, Any] | None, scenario: str, str
 
 def format_calibration(result: dict[str, Any]) -> str:
     """The table ``forgetbench calibrate`` prints: one line per probe, one verdict per ladder."""
+
     def points(value: float | None) -> str:  # None: a run that did not finish has no figure
         return "    -" if value is None else f"{100 * value:5.1f}"
 
     lines = []
     for entry in result["entries"]:
         naive = entry["naive"]
-        lines.append(f"{entry['scenario']} / {entry['strategy']}.{entry['param']} (naive: LA {points(naive['la']).strip()}, "
-                     f"forgetting {points(naive['forgetting']).strip()}): {entry['verdict']}")
+        lines.append(
+            f"{entry['scenario']} / {entry['strategy']}.{entry['param']} (naive: LA {points(naive['la']).strip()}, "
+            f"forgetting {points(naive['forgetting']).strip()}): {entry['verdict']}"
+        )
         for p in entry["probes"]:
             ratio = "-" if p["ratio"] is None else f"{p['ratio']:.3g}"
             mark = "crushes" if p["crushes"] else ("acts" if p["acts"] else "inert")
-            lines.append(f"  {p['value']:>10g}  {p['status']:<9} ratio {ratio:>8}  LA {points(p['la'])}  "
-                         f"forgetting {points(p['forgetting'])}  {mark}")
+            lines.append(
+                f"  {p['value']:>10g}  {p['status']:<9} ratio {ratio:>8}  LA {points(p['la'])}  "
+                f"forgetting {points(p['forgetting'])}  {mark}"
+            )
     if result["without_strength"]:
         lines.append(f"no strength declared, not probed: {', '.join(result['without_strength'])}")
     return "\n".join(lines)
-

@@ -63,8 +63,16 @@ def template_state(strategy) -> dict[str, Any]:
     return strategy.state_dict() if callable(getattr(strategy, "state_dict", None)) else {}
 
 
-def save(path: Path, resolved: dict[str, Any], completed: int, strategy, harness: Harness, record: RunRecord,
-         scenario_state: dict[str, Any] | None = None, attribution_state: dict[str, Any] | None = None) -> None:
+def save(
+    path: Path,
+    resolved: dict[str, Any],
+    completed: int,
+    strategy,
+    harness: Harness,
+    record: RunRecord,
+    scenario_state: dict[str, Any] | None = None,
+    attribution_state: dict[str, Any] | None = None,
+) -> None:
     """Write the state after experience ``completed`` atomically to ``path`` (with an adaptive scenario's
     own state, :meth:`~forgetbench.benchmark.data.scenarios.base.Scenario.state_dict`, when it has one)."""
     clock = strategy.clock
@@ -114,12 +122,15 @@ def load(path: Path, resolved: dict[str, Any], strategy, harness: Harness) -> di
         raise CheckpointError("a checkpoint of another configuration")
     types = [type(p).__qualname__ for p in strategy_plugins(strategy, harness)]
     if [p.get("type") for p in state.get("plugins", [])] != types:
-        raise CheckpointError(f"its plugins {[p.get('type') for p in state['plugins']]} are not this strategy's {types}")
+        raise CheckpointError(
+            f"its plugins {[p.get('type') for p in state['plugins']]} are not this strategy's {types}"
+        )
     return state
 
 
-def restore(state: dict[str, Any], strategy, harness: Harness, record: RunRecord, scenario=None,
-            attribution=None) -> int:
+def restore(
+    state: dict[str, Any], strategy, harness: Harness, record: RunRecord, scenario=None, attribution=None
+) -> int:
     """Put ``state`` back into the scenario (a search's own state), the strategy, its plugins, the RNGs and
     the record; returns the next experience."""
     if scenario is not None and state.get("scenario") is not None:

@@ -38,7 +38,11 @@ if TYPE_CHECKING:  # importing this module stays cheap (no torch) so the CLI can
 
 ProgressCallback = Callable[[str], None]
 EXECUTORS = ("local", "process", "ray")
-HARNESS_MODULES = ["forgetbench.benchmark.run.runner", "forgetbench.strategies", "forgetbench.benchmark.data.scenarios"]  # what every worker imports
+HARNESS_MODULES = [
+    "forgetbench.benchmark.run.runner",
+    "forgetbench.strategies",
+    "forgetbench.benchmark.data.scenarios",
+]  # what every worker imports
 STOP_POLL_SECONDS = 0.2  # how often a driver waiting for workers looks for a stop request
 
 
@@ -330,7 +334,12 @@ class ProcessExecutor:
 
 
 def _ray_task(
-    spec: RunSpec, data_root: str, threads: int, sys_path: list[str], modules: list[str], checkpoint: str | None,
+    spec: RunSpec,
+    data_root: str,
+    threads: int,
+    sys_path: list[str],
+    modules: list[str],
+    checkpoint: str | None,
     cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """Body of the Ray task: runs on any node, reads the data root that node sees; the record's JSON form."""
@@ -341,8 +350,9 @@ def _ray_task(
     root = Path(data_root)
     if not root.exists():  # another machine: its own $FORGETBENCH_DATA / default root
         root = default_data_root()
-    return run(spec, root, None, Path(checkpoint) if checkpoint else None,
-               Path(cache_dir) if cache_dir else None).to_dict()
+    return run(
+        spec, root, None, Path(checkpoint) if checkpoint else None, Path(cache_dir) if cache_dir else None
+    ).to_dict()
 
 
 _ray_started_here = False  # this process started (or joined) the Ray instance, so it shuts it down
@@ -492,16 +502,21 @@ class RayExecutor:
                     if self._lost_with_its_node(exc) and self.lost.get(job.key, 0) < NODE_LOSS_RESUBMITS:
                         self.lost[job.key] = self.lost.get(job.key, 0) + 1
                         self.lost_why[job.key] = type(exc).__name__
-                        self.notify(f"run {job.spec.run_id} was lost with its Ray node ({type(exc).__name__}); "
-                                    f"submitted again (resubmission {self.lost[job.key]} of at most "
-                                    f"{NODE_LOSS_RESUBMITS})")
+                        self.notify(
+                            f"run {job.spec.run_id} was lost with its Ray node ({type(exc).__name__}); "
+                            f"submitted again (resubmission {self.lost[job.key]} of at most "
+                            f"{NODE_LOSS_RESUBMITS})"
+                        )
                         submit(job)
                         continue
                     record = failure_record(job.spec, worker_error(exc))
                 if job.key in self.lost:  # the record says it ran again, and why
                     record.attempt = self.lost[job.key] + 1
-                    record.warnings = [*(record.warnings or []), f"submitted {self.lost[job.key] + 1} times: lost with "
-                                       f"its Ray node ({self.lost_why[job.key]}) before"]
+                    record.warnings = [
+                        *(record.warnings or []),
+                        f"submitted {self.lost[job.key] + 1} times: lost with "
+                        f"its Ray node ({self.lost_why[job.key]}) before",
+                    ]
                 if pending:
                     submit(pending.popleft())
                 yield job, record

@@ -41,8 +41,9 @@ def _standalone_key(spec: RunSpec, scenario: Scenario, device: torch.device, ste
     }
 
 
-def _train_alone(spec: RunSpec, scenario: Scenario, model: torch.nn.Module, device: torch.device, task: int,
-                 steps: int) -> None:
+def _train_alone(
+    spec: RunSpec, scenario: Scenario, model: torch.nn.Module, device: torch.device, task: int, steps: int
+) -> None:
     """Train ``model`` on ``task`` alone for ``steps`` steps: the suite's optimizer, no regularizer (``naive``),
     through the same :func:`train_schedule` as every run."""
     scenario.schedule = [Turn(task=task, max_steps=steps)]
@@ -66,8 +67,19 @@ def standalone_accuracy(
     (:func:`forgetbench.benchmark.core.store.ground_truth_entries`: shared by every run of a suite, locked, written
     after each model so an interrupted computation resumes).
     """
-    memo = json.dumps([spec.scenario.name, spec.scenario.params, spec.seed, spec.training.model_dump(mode="json"),
-                       str(device), spec.validation_fraction, spec.first_tasks], sort_keys=True, default=str)
+    memo = json.dumps(
+        [
+            spec.scenario.name,
+            spec.scenario.params,
+            spec.seed,
+            spec.training.model_dump(mode="json"),
+            str(device),
+            spec.validation_fraction,
+            spec.first_tasks,
+        ],
+        sort_keys=True,
+        default=str,
+    )
     if memo in STANDALONE_CACHE:
         return list(STANDALONE_CACHE[memo])
     scenario = seeded_scenario(spec, data_root)  # the same initial weights and evaluation data
@@ -101,5 +113,7 @@ def retrained_scores(spec: RunSpec, data_root: Path, device: torch.device, retra
         index = next(j for j, t in enumerate(fresh.tasks) if t is task)  # Task holds tensors: no == lookup
         _train_alone(spec, fresh, model, device, index, retraining.steps)
         batch = spec.training.eval_batch_size
-        return {name: evaluate(model, dataclasses.replace(task, test_x=x, test_y=y), batch, device)
-                for name, (x, y) in retraining.evaluate_on.items()}
+        return {
+            name: evaluate(model, dataclasses.replace(task, test_x=x, test_y=y), batch, device)
+            for name, (x, y) in retraining.evaluate_on.items()
+        }

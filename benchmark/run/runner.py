@@ -44,8 +44,15 @@ from forgetbench.benchmark.run.references import retrained_scores, standalone_ac
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
 from forgetbench.benchmark.train.template import FastSupervisedTemplate
-from forgetbench.benchmark.train.harness import (CurveRecorder, DivergedError, Harness, chance_message,
-                                                 collapse_message, evaluate, tasks_at_chance)
+from forgetbench.benchmark.train.harness import (
+    CurveRecorder,
+    DivergedError,
+    Harness,
+    chance_message,
+    collapse_message,
+    evaluate,
+    tasks_at_chance,
+)
 from forgetbench.strategies.plugin import PluginProtocol, held_tensor_bytes
 
 __all__ = ["run", "ProgressCallback", "regularizer_bytes", "strategy_extra_results"]
@@ -85,7 +92,12 @@ def run(
 
 
 def _execute(
-    spec: RunSpec, data_root: Path, device: torch.device, record: RunRecord, progress, checkpoint: Path | None,
+    spec: RunSpec,
+    data_root: Path,
+    device: torch.device,
+    record: RunRecord,
+    progress,
+    checkpoint: Path | None,
     cache_dir: Path | None = None,
 ) -> None:
     with recording_data_reads() as reads:
@@ -105,9 +117,13 @@ def _execute(
     harness = Harness()
     if spec.training.eval_every:
         harness.recorder = CurveRecorder(
-            spec.training.eval_every, lambda net, j: evaluate(net, scenario.tasks[j], batch, device),
-            on_point=None if attribution is None else lambda net, turn, iteration: record.attribution.extend(
-                attribution.measure(net, turn, scenario.schedule[turn].task, scenario.tasks, device, iteration)),
+            spec.training.eval_every,
+            lambda net, j: evaluate(net, scenario.tasks[j], batch, device),
+            on_point=None
+            if attribution is None
+            else lambda net, turn, iteration: record.attribution.extend(
+                attribution.measure(net, turn, scenario.schedule[turn].task, scenario.tasks, device, iteration)
+            ),
         )
     strategy = build_run_strategy(spec, scenario, model, device, harness)
 
@@ -120,8 +136,11 @@ def _execute(
 
     start = 0
     if checkpoint is not None and scenario.adaptive and scenario.state_dict() is None:
-        _warn(record, f"checkpointing off: the scenario decides its turns while training (a search), and "
-                      f"{type(scenario).__name__} declares no state_dict()/load_state_dict()")
+        _warn(
+            record,
+            f"checkpointing off: the scenario decides its turns while training (a search), and "
+            f"{type(scenario).__name__} declares no state_dict()/load_state_dict()",
+        )
         checkpoint = None
     if checkpoint is not None:
         start, checkpoint = _resume(checkpoint, spec, scenario, strategy, harness, record, attribution)
@@ -129,8 +148,9 @@ def _execute(
     turns = scheduled_experiences(scenario)
     before = [turn.task for turn, _ in turns[:start]]
     while True:
-        _train_turns(spec, scenario, strategy, harness, turns, start, before, record, progress, checkpoint, device,
-                     attribution)
+        _train_turns(
+            spec, scenario, strategy, harness, turns, start, before, record, progress, checkpoint, device, attribution
+        )
         if not scenario.adaptive:
             break
         t0 = time.perf_counter()  # the search's own work (e.g. its controller's updates), apart from training
@@ -172,8 +192,10 @@ def _check_pruning(spec: RunSpec, scenario: Scenario, record: RunRecord, task: i
         return
     value = running_metric(record.accuracy_matrix, spec.prune.objective)[k]
     if spec.prune.falls_behind(k, value):
-        raise Pruned(f"pruned after experience {k} ({scenario.tasks[task].name}): {spec.prune.objective} so far "
-                     f"{value:.4g}, the completed trials' {spec.prune.name} there {spec.prune.bounds[k]:.4g}")
+        raise Pruned(
+            f"pruned after experience {k} ({scenario.tasks[task].name}): {spec.prune.objective} so far "
+            f"{value:.4g}, the completed trials' {spec.prune.name} there {spec.prune.bounds[k]:.4g}"
+        )
 
 
 def _warn(record: RunRecord, message: str) -> None:
@@ -195,9 +217,20 @@ def _judge_chance(record: RunRecord, scenario: Scenario, seen: list[int]) -> Non
         _warn(record, chance_message(record.accuracy_matrix, scenario.tasks, seen, at))
 
 
-def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, turns, start: int,
-                 before: list[int], record: RunRecord, progress, checkpoint: Path | None,
-                 device: torch.device, attribution: Attribution | None = None) -> None:
+def _train_turns(
+    spec: RunSpec,
+    scenario: Scenario,
+    strategy,
+    harness: Harness,
+    turns,
+    start: int,
+    before: list[int],
+    record: RunRecord,
+    progress,
+    checkpoint: Path | None,
+    device: torch.device,
+    attribution: Attribution | None = None,
+) -> None:
     """Train ``turns[start:]``, filling the record's accuracy rows, turn accuracies, timing and curves."""
     timing, batch = record.timing, spec.training.eval_batch_size
     seen_seconds = attribution.seconds if attribution is not None else 0.0
@@ -224,22 +257,40 @@ def _train_turns(spec: RunSpec, scenario: Scenario, strategy, harness: Harness, 
             if harness.recorder is not None:  # a curve point on the turn's last iteration is the after-turn one
                 last = harness.recorder.steps
                 while record.attribution and (record.attribution[-1].turn, record.attribution[-1].iteration) == (
-                        done.index, last):
+                    done.index,
+                    last,
+                ):
                     record.attribution.pop()
-            record.attribution.extend(attribution.after_turn(strategy.model, done.index, turn.task, scenario.tasks,
-                                                             device))
+            record.attribution.extend(
+                attribution.after_turn(strategy.model, done.index, turn.task, scenario.tasks, device)
+            )
             # this turn's attribution: its points inside the turn (also in eval_seconds) and the one after it
             timing.attribution_seconds = (timing.attribution_seconds or 0.0) + attribution.seconds - seen_seconds
             seen_seconds = attribution.seconds
         if checkpoint is not None:
-            checkpoints.save(checkpoint, spec.resolved(), done.index, strategy, harness, record, scenario.state_dict(),
-                             attribution.state_dict() if attribution is not None else None)
+            checkpoints.save(
+                checkpoint,
+                spec.resolved(),
+                done.index,
+                strategy,
+                harness,
+                record,
+                scenario.state_dict(),
+                attribution.state_dict() if attribution is not None else None,
+            )
         if turn.record:
             _check_pruning(spec, scenario, record, turn.task)
 
 
-def _resume(path: Path, spec: RunSpec, scenario: Scenario, strategy, harness: Harness,
-            record: RunRecord, attribution: Attribution | None = None) -> tuple[int, Path | None]:
+def _resume(
+    path: Path,
+    spec: RunSpec,
+    scenario: Scenario,
+    strategy,
+    harness: Harness,
+    record: RunRecord,
+    attribution: Attribution | None = None,
+) -> tuple[int, Path | None]:
     """Restore a matching checkpoint; returns (experience to start at, where to keep checkpointing).
 
     A strategy with a plugin that declares no state cannot be checkpointed: the run goes on
@@ -247,8 +298,10 @@ def _resume(path: Path, spec: RunSpec, scenario: Scenario, strategy, harness: Ha
     """
     missing = checkpoints.unsupported_plugins(strategy, harness)
     if missing:
-        _warn(record, f"checkpointing off: {', '.join(missing)} keep state without declaring "
-                      "state_dict()/load_state_dict()")
+        _warn(
+            record,
+            f"checkpointing off: {', '.join(missing)} keep state without declaring state_dict()/load_state_dict()",
+        )
         return 0, None
     try:
         state = checkpoints.load(path, spec.resolved(), strategy, harness)
@@ -280,8 +333,13 @@ def regularizer_bytes(strategy, harness: Harness | None = None) -> int:
     strategy class's buffers), the bytes of the tensors they hold (:func:`held_tensor_bytes`)."""
     # without the run's harness (a test's bare strategy) its plugins are not told apart: they hold a scalar or two
     own = checkpoints.strategy_plugins(strategy, harness or Harness())
-    skip = (strategy.model, strategy.optimizer, getattr(strategy, "experience", None),
-            getattr(strategy, "adapted_dataset", None), getattr(strategy, "dataloader", None))
+    skip = (
+        strategy.model,
+        strategy.optimizer,
+        getattr(strategy, "experience", None),
+        getattr(strategy, "adapted_dataset", None),
+        getattr(strategy, "dataloader", None),
+    )
     total = sum(int(p.state_bytes()) if isinstance(p, PluginProtocol) else held_tensor_bytes(p, skip) for p in own)
     if getattr(strategy, "undeclared_state", False):
         template_keys = _plain_template_attributes()

@@ -22,8 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from forgetbench.benchmark.core.config import (ComponentSpec, SelectionSpec, StrategySpec, SuiteConfig, refused_pairs,
-                                             strategy_variants)
+from forgetbench.benchmark.core.config import (
+    ComponentSpec,
+    SelectionSpec,
+    StrategySpec,
+    SuiteConfig,
+    refused_pairs,
+    strategy_variants,
+)
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.core.metrics import run_metrics
 from forgetbench.benchmark.core.record import RunRecord

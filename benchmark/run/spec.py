@@ -22,8 +22,15 @@ from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.record import SCHEMA_VERSION, Component, EvaluatedOn, RunRecord, Timing
 from forgetbench.benchmark.core.training import TrainingConfig, training_identity
 
-__all__ = ["RunSpec", "expand_suite", "resolve_device", "seed_everything", "environment", "new_record",
-           "failure_record"]
+__all__ = [
+    "RunSpec",
+    "expand_suite",
+    "resolve_device",
+    "seed_everything",
+    "environment",
+    "new_record",
+    "failure_record",
+]
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,8 @@ def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[Run
         RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device)
         for scenario in suite.scenarios
         for strategy in suite.strategies
-        if strategy.selection is None and strategy.tune is None
+        if strategy.selection is None
+        and strategy.tune is None
         and (scenario.display_name, strategy.display_name) not in refused
         for _, variant in strategy_variants(strategy)
         for seed in (seeds if seeds is not None else suite.seeds)
@@ -128,8 +136,9 @@ def source_commit() -> str:
     if not (root / ".git").exists():
         return "unknown"
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
         dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root, capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -238,8 +247,10 @@ def new_record(spec: RunSpec, device: torch.device | str | None = None) -> RunRe
     )
     if spec.validation_fraction is not None or spec.first_tasks is not None:
         where = {"fraction": spec.validation_fraction, "first_tasks": spec.first_tasks}
-        record.evaluated_on = EvaluatedOn(split="validation" if spec.validation_fraction is not None else "test",
-                                          **{k: v for k, v in where.items() if v is not None})  # unset: not written
+        record.evaluated_on = EvaluatedOn(
+            split="validation" if spec.validation_fraction is not None else "test",
+            **{k: v for k, v in where.items() if v is not None},
+        )  # unset: not written
     return record
 
 

@@ -52,8 +52,13 @@ class SuiteOutcome:
         return 1 if self.failed else 0
 
 
-def preflight(suite: SuiteConfig, data_root: Path | None, executor: str = "local", address: str | None = None,
-              scenarios: set[int] | None = None) -> None:
+def preflight(
+    suite: SuiteConfig,
+    data_root: Path | None,
+    executor: str = "local",
+    address: str | None = None,
+    scenarios: set[int] | None = None,
+) -> None:
     """Raise :class:`ConfigError` if the suite cannot run here: ``device: cuda`` without a GPU
     (unless the runs go to a Ray cluster at ``address``), a network too large for the device's memory,
     a scenario's data missing under ``data_root`` where it may not be downloaded, or a scenario that
@@ -112,14 +117,22 @@ def _cluster_problems(suite: SuiteConfig) -> list[str]:
     if not nodes:
         return []
     most = {key: max(float(n.get("Resources", {}).get(key, 0.0)) for n in nodes) for key in ("CPU", "GPU")}
-    described = "; ".join(f"{n.get('NodeManagerAddress', '?')}: {float(n.get('Resources', {}).get('CPU', 0)):g} CPU, "
-                          f"{float(n.get('Resources', {}).get('GPU', 0)):g} GPU" for n in nodes)
+    described = "; ".join(
+        f"{n.get('NodeManagerAddress', '?')}: {float(n.get('Resources', {}).get('CPU', 0)):g} CPU, "
+        f"{float(n.get('Resources', {}).get('GPU', 0)):g} GPU"
+        for n in nodes
+    )
     problems = []
-    for option, key, wanted in (("num_cpus", "CPU", suite.training.num_cpus), ("num_gpus", "GPU", suite.training.num_gpus)):
+    for option, key, wanted in (
+        ("num_cpus", "CPU", suite.training.num_cpus),
+        ("num_gpus", "GPU", suite.training.num_gpus),
+    ):
         if wanted > most[key]:
-            problems.append(f"training.{option}: each run asks for {wanted:g} {key}, but no node of the Ray cluster has "
-                            f"more than {most[key]:g} ({len(nodes)} node(s): {described}); lower it, or add a node "
-                            "that has them")
+            problems.append(
+                f"training.{option}: each run asks for {wanted:g} {key}, but no node of the Ray cluster has "
+                f"more than {most[key]:g} ({len(nodes)} node(s): {described}); lower it, or add a node "
+                "that has them"
+            )
     return problems
 
 
@@ -146,7 +159,8 @@ def _memory_problems(suite: SuiteConfig) -> list[str]:
             problems.append(
                 f"scenarios[{i}].params: the network would have {count:,} parameters; its weights, gradients and "
                 f"{suite.training.optimizer} state alone need about {format_bytes(need)} (fp32), more than the "
-                f"{format_bytes(available)} of {where}; reduce its widths / width / layers")
+                f"{format_bytes(available)} of {where}; reduce its widths / width / layers"
+            )
     return problems
 
 
@@ -170,8 +184,17 @@ def device_memory(device: str) -> tuple[str, int]:
 class _Driver:
     """Runs batches of jobs on an executor; the only writer of result files."""
 
-    def __init__(self, executor: Executor, out: Path, outcome: SuiteOutcome, bar, retries: int, fresh: bool,
-                 loggers: list[str] | None = None, suite_name: str = ""):
+    def __init__(
+        self,
+        executor: Executor,
+        out: Path,
+        outcome: SuiteOutcome,
+        bar,
+        retries: int,
+        fresh: bool,
+        loggers: list[str] | None = None,
+        suite_name: str = "",
+    ):
         self.executor, self.out, self.outcome = executor, out, outcome
         self.bar, self.retries, self.fresh = bar, retries, fresh
         self.loggers, self.suite_name = list(loggers or []), suite_name
@@ -274,49 +297,93 @@ def run_suite(
     index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
     # a complete suite reruns without its data: only scenarios with runs left to execute are checked (a tuned
     # entry's scenario always is: its study decides at run time what is left)
-    preflight(suite, data_root, executor, address,
-              scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh)
-              | {index[study.scenario.display_name] for study in studies})
+    preflight(
+        suite,
+        data_root,
+        executor,
+        address,
+        scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh)
+        | {index[study.scenario.display_name] for study in studies},
+    )
     n_final = sum(len(seeds or suite.seeds) for _ in [*sweeps, *studies])
-    total = (len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final
-             + sum(s.strategy.tune.trials * len(s.seeds) for s in studies))
+    total = (
+        len(ordinary)
+        + sum(len(s.specs) for s in sweeps)
+        + n_final
+        + sum(s.strategy.tune.trials * len(s.seeds) for s in studies)
+    )
     outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
-    with _session(suite, out, outcome, data_root, total, seeds, show_progress, executor, workers, address, retries,
-                  fresh) as driver:
+    with _session(
+        suite, out, outcome, data_root, total, seeds, show_progress, executor, workers, address, retries, fresh
+    ) as driver:
         _run_phases(driver, suite, out, ordinary, sweeps, seeds, studies, storage)
     return outcome
 
 
-def run_specs(suite: SuiteConfig, out: Path, batch: list[tuple[Path, RunSpec]], data_root: Path,
-              fresh: bool = False, show_progress: bool = True, executor: str = "local", workers: int | None = None,
-              address: str | None = None, retries: int = 0) -> SuiteOutcome:
+def run_specs(
+    suite: SuiteConfig,
+    out: Path,
+    batch: list[tuple[Path, RunSpec]],
+    data_root: Path,
+    fresh: bool = False,
+    show_progress: bool = True,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    retries: int = 0,
+) -> SuiteOutcome:
     """Run ``batch`` (result folder, spec) under ``out``'s lock, as :func:`run_suite` runs a suite's runs (resume,
     executors, retries, atomic result files): the runs of a calibration or a tuning study."""
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
     check_output_folder(out)
     index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
-    preflight(suite, data_root, executor, address, scenarios={
-        index[spec.scenario.display_name] for folder, spec in batch
-        if fresh or not store.is_complete(store.read_result(store.result_path(folder, spec.run_id)), spec.resolved())})
+    preflight(
+        suite,
+        data_root,
+        executor,
+        address,
+        scenarios={
+            index[spec.scenario.display_name]
+            for folder, spec in batch
+            if fresh
+            or not store.is_complete(store.read_result(store.result_path(folder, spec.run_id)), spec.resolved())
+        },
+    )
     outcome = SuiteOutcome(out, run_ids=[spec.run_id for _, spec in batch])
-    with _session(suite, out, outcome, data_root, len(batch), None, show_progress, executor, workers, address, retries,
-                  fresh) as driver:
+    with _session(
+        suite, out, outcome, data_root, len(batch), None, show_progress, executor, workers, address, retries, fresh
+    ) as driver:
         driver.run_batch(batch)
     return outcome
 
 
 @contextlib.contextmanager
-def _session(suite: SuiteConfig, out: Path, outcome: SuiteOutcome, data_root: Path, total: int,
-             seeds: list[int] | None, show_progress: bool, executor: str, workers: int | None, address: str | None,
-             retries: int, fresh: bool) -> Iterator[_Driver]:
+def _session(
+    suite: SuiteConfig,
+    out: Path,
+    outcome: SuiteOutcome,
+    data_root: Path,
+    total: int,
+    seeds: list[int] | None,
+    show_progress: bool,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    retries: int,
+    fresh: bool,
+) -> Iterator[_Driver]:
     """``out``'s lock, its resolved suite, a progress bar and an executor started on first use; stop signals
     end the session at the next safe point, and no temporary file of ours outlives it."""
     with output_lock(out):
         store.remove_stale_temporaries(out)  # left by a writer killed mid-write (SIGKILL)
-        store.write_suite(out, suite.model_dump(mode="json") | ({"seeds": seeds} if seeds else {}),
-                          data_root=data_root, import_folders=searched_folders(),
-                          metrics={m.key: m.compute.__module__ for m in registered_metrics()})
+        store.write_suite(
+            out,
+            suite.model_dump(mode="json") | ({"seeds": seeds} if seeds else {}),
+            data_root=data_root,
+            import_folders=searched_folders(),
+            metrics={m.key: m.compute.__module__ for m in registered_metrics()},
+        )
         bar = tqdm(total=total, unit="run", disable=not show_progress, dynamic_ncols=True)
         pool = _LazyExecutor(lambda: make_executor(executor, data_root, workers, address))
         with stop.stop_on_signals():
@@ -351,8 +418,14 @@ class _LazyExecutor:
             self._pool.close()
 
 
-def _scenarios_with_work(suite: SuiteConfig, out: Path, ordinary: list[RunSpec], sweeps: list[selection.Sweep],
-                         seeds: list[int] | None, fresh: bool) -> set[int]:
+def _scenarios_with_work(
+    suite: SuiteConfig,
+    out: Path,
+    ordinary: list[RunSpec],
+    sweeps: list[selection.Sweep],
+    seeds: list[int] | None,
+    fresh: bool,
+) -> set[int]:
     """Indices of the scenarios some run of which is not complete under ``out`` (all of them with ``fresh``)."""
     if fresh:
         return set(range(len(suite.scenarios)))
@@ -370,7 +443,9 @@ def _scenarios_with_work(suite: SuiteConfig, out: Path, ordinary: list[RunSpec],
         if any(incomplete(sweep_folder, spec) for _, spec in sweep.specs):
             work.add(i)
             continue
-        records = {spec.run_id: store.read_result(store.result_path(sweep_folder, spec.run_id)) for _, spec in sweep.specs}
+        records = {
+            spec.run_id: store.read_result(store.result_path(sweep_folder, spec.run_id)) for _, spec in sweep.specs
+        }
         finals = selection.final_specs(suite, sweep, selection.decide(sweep, records), seeds)
         if not finals or any(incomplete(out, spec) for spec in finals):
             work.add(i)
@@ -418,8 +493,14 @@ def _run_phases(
     driver.run_batch([(out, spec) for spec in finals])
 
 
-def _tune(driver: _Driver, suite: SuiteConfig, out: Path, seeds: list[int] | None, studies: list[tuning.Study],
-          storage: str | None) -> None:
+def _tune(
+    driver: _Driver,
+    suite: SuiteConfig,
+    out: Path,
+    seeds: list[int] | None,
+    studies: list[tuning.Study],
+    storage: str | None,
+) -> None:
     """Each study to its trial budget (trials one at a time, each through the executor), then the final runs at
     every chosen point; ``OUT/tuning.json`` records the studies."""
     calibrated = tuning.ensure_calibration(suite, studies, out, driver.run_batch)

@@ -40,8 +40,10 @@ def _points(record: RunRecord) -> list[dict[str, Any]]:
     """Every accuracy the record holds, tidy (matrix rows, then curves on one iteration axis)."""
     rows: list[dict[str, Any]] = []
     for i, row in enumerate(record.accuracy_matrix):
-        rows += [{"kind": "matrix", "step": i, "train_exp": i, "iteration": "", "eval_exp": j, "accuracy": a}
-                 for j, a in enumerate(row)]
+        rows += [
+            {"kind": "matrix", "step": i, "train_exp": i, "iteration": "", "eval_exp": j, "accuracy": a}
+            for j, a in enumerate(row)
+        ]
     offsets: dict[int, int] = {}
     spans: dict[int, int] = {}
     for point in record.curves or []:
@@ -50,8 +52,16 @@ def _points(record: RunRecord) -> list[dict[str, Any]]:
     for t in sorted(spans):
         offsets[t], total = total, total + spans[t]
     for p in record.curves or []:
-        rows.append({"kind": "curve", "step": offsets[p.train_exp] + p.iteration, "train_exp": p.train_exp,
-                     "iteration": p.iteration, "eval_exp": p.eval_exp, "accuracy": p.accuracy})
+        rows.append(
+            {
+                "kind": "curve",
+                "step": offsets[p.train_exp] + p.iteration,
+                "train_exp": p.train_exp,
+                "iteration": p.iteration,
+                "eval_exp": p.eval_exp,
+                "accuracy": p.accuracy,
+            }
+        )
     return rows
 
 
@@ -97,18 +107,35 @@ def _mlflow(out: Path, record: RunRecord, suite: str) -> None:
     client = MlflowClient(tracking_uri=(out / "mlruns").resolve().as_uri())
     experiment = client.get_experiment_by_name(suite)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(suite)
-    run = client.create_run(experiment_id, run_name=record.run_id,
-                            tags={"forgetbench.status": record.status, "forgetbench.run_id": record.run_id})
+    run = client.create_run(
+        experiment_id,
+        run_name=record.run_id,
+        tags={"forgetbench.status": record.status, "forgetbench.run_id": record.run_id},
+    )
     now = int(time.time() * 1000)
-    params = {"scenario": record.scenario.label, "strategy": record.strategy.label,
-              "seed": record.seed, **{f"strategy.{k}": v for k, v in record.strategy.params.items()}}
-    metrics = [Metric(f"{'accuracy' if p['kind'] == 'matrix' else 'curve'}.{metric_name(record, p['eval_exp'])}",
-                      float(p["accuracy"]), now, int(p["step"])) for p in _points(record)]
+    params = {
+        "scenario": record.scenario.label,
+        "strategy": record.strategy.label,
+        "seed": record.seed,
+        **{f"strategy.{k}": v for k, v in record.strategy.params.items()},
+    }
+    metrics = [
+        Metric(
+            f"{'accuracy' if p['kind'] == 'matrix' else 'curve'}.{metric_name(record, p['eval_exp'])}",
+            float(p["accuracy"]),
+            now,
+            int(p["step"]),
+        )
+        for p in _points(record)
+    ]
     last = len(record.accuracy_matrix)
     metrics += [Metric(f"final.{k}", v, now, last) for k, v in _finals(record).items()]
     for start in range(0, max(len(metrics), 1), 1000):  # MLflow takes at most 1000 metrics per batch
-        client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000],
-                         params=[Param(k, str(v)[:500]) for k, v in params.items()] if start == 0 else [])
+        client.log_batch(
+            run.info.run_id,
+            metrics=metrics[start : start + 1000],
+            params=[Param(k, str(v)[:500]) for k, v in params.items()] if start == 0 else [],
+        )
     client.set_terminated(run.info.run_id, "FINISHED" if record.status == "ok" else "FAILED")
 
 

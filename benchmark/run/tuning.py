@@ -38,8 +38,15 @@ from typing import Any, Callable
 import numpy as np
 
 from forgetbench.benchmark.core import store
-from forgetbench.benchmark.core.config import (ComponentSpec, StrategySpec, SuiteConfig, TuneChoices, TuneRange,
-                                             refused_pairs, strategy_variant)
+from forgetbench.benchmark.core.config import (
+    ComponentSpec,
+    StrategySpec,
+    SuiteConfig,
+    TuneChoices,
+    TuneRange,
+    refused_pairs,
+    strategy_variant,
+)
 from forgetbench.benchmark.core.metrics import run_metrics, running_metric
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.run import calibrate as calibrate_run
@@ -69,17 +76,22 @@ class Study:
     @property
     def name(self) -> str:  # scenarios tuned on the same one share its study: it runs once
         tune = self.strategy.tune
-        return f"{self.trial_scenario.display_name}__{self.strategy.display_name}" + (
-            f"__first{tune.first_tasks}" if tune.first_tasks else "") + (
-            f"__{tune.pruning}{tune.pruning_startup}" if tune.pruning != "off" else "")  # other trials: another study
+        return (
+            f"{self.trial_scenario.display_name}__{self.strategy.display_name}"
+            + (f"__first{tune.first_tasks}" if tune.first_tasks else "")
+            + (f"__{tune.pruning}{tune.pruning_startup}" if tune.pruning != "off" else "")
+        )  # other trials: another study
 
 
 def plan_tuning(suite: SuiteConfig) -> list[Study]:
     refused = refused_pairs(suite)
     by_label = {s.display_name: s for s in suite.scenarios}
-    return [Study(scenario, entry, list(entry.tune.seeds or suite.seeds[:1]), by_label.get(entry.tune.scenario or ""))
-            for scenario in suite.scenarios for entry in suite.strategies
-            if entry.tune is not None and (scenario.display_name, entry.display_name) not in refused]
+    return [
+        Study(scenario, entry, list(entry.tune.seeds or suite.seeds[:1]), by_label.get(entry.tune.scenario or ""))
+        for scenario in suite.scenarios
+        for entry in suite.strategies
+        if entry.tune is not None and (scenario.display_name, entry.display_name) not in refused
+    ]
 
 
 def storage_url(out: Path, storage: str | None) -> str:
@@ -104,20 +116,28 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
         if isinstance(how, TuneRange):
             space[name] = optuna.distributions.FloatDistribution(how.low, how.high, log=how.log)
             continue
-        found = calibrate_run.calibrated_range(calibrated, study.trial_scenario.display_name,
-                                               study.strategy.display_name, name)
+        found = calibrate_run.calibrated_range(
+            calibrated, study.trial_scenario.display_name, study.strategy.display_name, name
+        )
         if found is None:
-            entry = next(e for e in (calibrated or {}).get("entries", [])
-                         if (e["scenario"], e["strategy"], e["param"]) ==
-                         (study.trial_scenario.display_name, study.strategy.display_name, name))
+            entry = next(
+                e
+                for e in (calibrated or {}).get("entries", [])
+                if (e["scenario"], e["strategy"], e["param"])
+                == (study.trial_scenario.display_name, study.strategy.display_name, name)
+            )
             values = [p["value"] for p in entry["probes"]]
             low, high = min(values), max(values)
-            notes.append(f"{name}: calibration found no strength that acts without crushing learning "
-                         f"({entry['verdict']}); searched the whole probed range {low:g} to {high:g}")
+            notes.append(
+                f"{name}: calibration found no strength that acts without crushing learning "
+                f"({entry['verdict']}); searched the whole probed range {low:g} to {high:g}"
+            )
         elif found[0] == found[1]:  # one good probe: the decade around it
             low, high = _rounded(found[0] / math.sqrt(10)), _rounded(found[1] * math.sqrt(10))
-            notes.append(f"{name}: one calibrated strength, {found[0]:g}: searched the decade around it, "
-                         f"{low:g} to {high:g} (log scale)")
+            notes.append(
+                f"{name}: one calibrated strength, {found[0]:g}: searched the decade around it, "
+                f"{low:g} to {high:g} (log scale)"
+            )
         else:
             low, high = found
             notes.append(f"{name}: the calibrated range {low:g} to {high:g} (log scale)")
@@ -138,20 +158,36 @@ def _sampler(study: Study, space: dict[str, Any], number: int):
             if isinstance(dist, optuna.distributions.CategoricalDistribution):
                 grid[name] = list(dist.choices)
             else:
-                points = np.geomspace(dist.low, dist.high, tune.trials) if dist.log else \
-                    np.linspace(dist.low, dist.high, tune.trials)
+                points = (
+                    np.geomspace(dist.low, dist.high, tune.trials)
+                    if dist.log
+                    else np.linspace(dist.low, dist.high, tune.trials)
+                )
                 grid[name] = [_rounded(float(v)) for v in points]
         return optuna.samplers.GridSampler(grid, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, tune.trials))
 
 
-def trial_specs(suite: SuiteConfig, study: Study, point: dict[str, Any],
-                rules: dict[int, PruneRule] | None = None) -> list[RunSpec]:
+def trial_specs(
+    suite: SuiteConfig, study: Study, point: dict[str, Any], rules: dict[int, PruneRule] | None = None
+) -> list[RunSpec]:
     """The runs of the trial at ``point``, one per tuning seed; ``rules`` (per seed) prune them."""
     variant = strategy_variant(study.strategy.model_copy(update={"tune": None}), point)
     tune = study.strategy.tune
-    return [RunSpec(suite.name, study.trial_scenario, variant, seed, suite.training, suite.device, tune.fraction,
-                    tune.first_tasks, (rules or {}).get(seed)) for seed in study.seeds]
+    return [
+        RunSpec(
+            suite.name,
+            study.trial_scenario,
+            variant,
+            seed,
+            suite.training,
+            suite.device,
+            tune.fraction,
+            tune.first_tasks,
+            (rules or {}).get(seed),
+        )
+        for seed in study.seeds
+    ]
 
 
 PRUNING_SHARE = {"median": 0.5, "quartile": 0.25}  # the share of completed trials a pruned run is behind all but
@@ -244,8 +280,9 @@ def open_storage(out: Path, storage: str | None) -> Any:
     return optuna.storages.get_storage(storage_url(out, storage))
 
 
-def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, storage: Any,
-              calibrated: dict[str, Any] | None) -> dict[str, Any]:
+def run_study(
+    suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, storage: Any, calibrated: dict[str, Any] | None
+) -> dict[str, Any]:
     """Continue ``study`` to its trial budget in ``storage`` (:func:`open_storage`); return its summary for
     ``tuning.json``."""
     import optuna
@@ -278,13 +315,22 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
         first = study.seeds[0]
         for t in completed:
             if t.number not in curves:
-                curves[t.number] = {r.seed: running_metric(r.accuracy_matrix, tune.objective)
-                                    for r in trial_records({k: _rounded(v) for k, v in t.params.items()})
-                                    if r is not None and r.status == "ok" and r.accuracy_matrix}
+                curves[t.number] = {
+                    r.seed: running_metric(r.accuracy_matrix, tune.objective)
+                    for r in trial_records({k: _rounded(v) for k, v in t.params.items()})
+                    if r is not None and r.status == "ok" and r.accuracy_matrix
+                }
         maximise = MAXIMISE[tune.objective]
-        return PruneRule(tune.objective, maximise, pruning_bounds(
-            [curves[t.number][first] for t in completed if first in curves[t.number]], PRUNING_SHARE[tune.pruning],
-            maximise), PRUNING_BOUND[tune.pruning])
+        return PruneRule(
+            tune.objective,
+            maximise,
+            pruning_bounds(
+                [curves[t.number][first] for t in completed if first in curves[t.number]],
+                PRUNING_SHARE[tune.pruning],
+                maximise,
+            ),
+            PRUNING_BOUND[tune.pruning],
+        )
 
     def evaluate(number: int, params: dict[str, Any]) -> None:
         """Run trial ``number`` at ``params`` and store how it ended."""
@@ -328,13 +374,19 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
     trials = []
     for frozen in mirrored.stored_trials():
         point = {k: _rounded(v) for k, v in frozen.params.items()}
-        trials.append({"number": frozen.number, "state": frozen.state.name, "params": point,
-                       "value": frozen.value if frozen.state != TrialState.PRUNED else None,
-                       "pruned_after": pruned_after(trial_records(point))
-                       if frozen.state == TrialState.PRUNED else None,
-                       "runs": [s.run_id for s in trial_specs(suite, study, point)],
-                       "seconds": (frozen.datetime_complete - frozen.datetime_start).total_seconds()
-                       if frozen.datetime_complete and frozen.datetime_start else None})
+        trials.append(
+            {
+                "number": frozen.number,
+                "state": frozen.state.name,
+                "params": point,
+                "value": frozen.value if frozen.state != TrialState.PRUNED else None,
+                "pruned_after": pruned_after(trial_records(point)) if frozen.state == TrialState.PRUNED else None,
+                "runs": [s.run_id for s in trial_specs(suite, study, point)],
+                "seconds": (frozen.datetime_complete - frozen.datetime_start).total_seconds()
+                if frozen.datetime_complete and frozen.datetime_start
+                else None,
+            }
+        )
     complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
     best = None
     if complete:
@@ -345,36 +397,72 @@ def run_study(suite: SuiteConfig, study: Study, out: Path, run_batch: RunBatch, 
         protocol = {**protocol, "kind": "scenario", "scenario": study.trial_scenario.display_name}
     if tune.first_tasks is not None:
         protocol = {**protocol, "first_tasks": tune.first_tasks}
-    return {"scenario": study.scenario.display_name, "strategy": study.strategy.display_name,
-            "protocol": protocol,
-            "objective": tune.objective, "goal": "max" if MAXIMISE[tune.objective] else "min",
-            "sampler": tune.sampler, "seed": tune.seed, "budget": tune.trials, "study": study.name,
-            "pruning": {"rule": tune.pruning, "startup": tune.pruning_startup,
-                        "pruned": sum(t["state"] == "PRUNED" for t in trials)},
-            "search_space": {name: repr(dist) for name, dist in space.items()}, "notes": notes,
-            "chosen": None if best is None else best["params"], "chosen_trial": None if best is None else best["number"],
-            "chosen_value": None if best is None else best["value"], "trials": trials,
-            # this invocation's time in Optuna and its storage against its time in the trials' runs
-            "overhead": {"optuna_seconds": round(clock["optuna"], 4), "run_seconds": round(clock["runs"], 4)}}
+    return {
+        "scenario": study.scenario.display_name,
+        "strategy": study.strategy.display_name,
+        "protocol": protocol,
+        "objective": tune.objective,
+        "goal": "max" if MAXIMISE[tune.objective] else "min",
+        "sampler": tune.sampler,
+        "seed": tune.seed,
+        "budget": tune.trials,
+        "study": study.name,
+        "pruning": {
+            "rule": tune.pruning,
+            "startup": tune.pruning_startup,
+            "pruned": sum(t["state"] == "PRUNED" for t in trials),
+        },
+        "search_space": {name: repr(dist) for name, dist in space.items()},
+        "notes": notes,
+        "chosen": None if best is None else best["params"],
+        "chosen_trial": None if best is None else best["number"],
+        "chosen_value": None if best is None else best["value"],
+        "trials": trials,
+        # this invocation's time in Optuna and its storage against its time in the trials' runs
+        "overhead": {"optuna_seconds": round(clock["optuna"], 4), "run_seconds": round(clock["runs"], 4)},
+    }
 
 
 def naive_references(suite: SuiteConfig, studies: list[Study]) -> list[RunSpec]:
     """One naive run per scenario, tuning seed and held-out fraction of the studies: the reference point of the
     trials' frontiers (the report compares methods at naive's plasticity minus 1, 2 and 5 points)."""
-    wanted = dict.fromkeys((s.trial_scenario.display_name, seed, s.strategy.tune.fraction, s.strategy.tune.first_tasks)
-                           for s in studies for seed in s.seeds)
+    wanted = dict.fromkeys(
+        (s.trial_scenario.display_name, seed, s.strategy.tune.fraction, s.strategy.tune.first_tasks)
+        for s in studies
+        for seed in s.seeds
+    )
     scenarios = {s.display_name: s for s in suite.scenarios}
-    return [RunSpec(suite.name, scenarios[name], ComponentSpec(name="naive"), seed, suite.training, suite.device,
-                    fraction, first) for name, seed, fraction, first in wanted]
+    return [
+        RunSpec(
+            suite.name,
+            scenarios[name],
+            ComponentSpec(name="naive"),
+            seed,
+            suite.training,
+            suite.device,
+            fraction,
+            first,
+        )
+        for name, seed, fraction, first in wanted
+    ]
 
 
-def ensure_calibration(suite: SuiteConfig, studies: list[Study], out: Path, run_batch: RunBatch) -> dict[str, Any] | None:
+def ensure_calibration(
+    suite: SuiteConfig, studies: list[Study], out: Path, run_batch: RunBatch
+) -> dict[str, Any] | None:
     """``OUT/calibration.json``, with probes run first for every ``auto`` param it does not cover yet."""
     calibrated = calibrate_run.read_calibration(out)
-    missing = [s for s in studies for name, how in s.strategy.tune.params.items()
-               if how == "auto" and not any((e.get("scenario"), e.get("strategy"), e.get("param")) ==
-                                            (s.trial_scenario.display_name, s.strategy.display_name, name)
-                                            for e in (calibrated or {}).get("entries", []))]
+    missing = [
+        s
+        for s in studies
+        for name, how in s.strategy.tune.params.items()
+        if how == "auto"
+        and not any(
+            (e.get("scenario"), e.get("strategy"), e.get("param"))
+            == (s.trial_scenario.display_name, s.strategy.display_name, name)
+            for e in (calibrated or {}).get("entries", [])
+        )
+    ]
     if not missing:
         return calibrated
     entries = list(dict.fromkeys(s.strategy.display_name for s in missing))
@@ -389,8 +477,9 @@ def ensure_calibration(suite: SuiteConfig, studies: list[Study], out: Path, run_
     result = calibrate_run.decide(plan, records)
     if calibrated:  # keep what an earlier calibration found for other entries
         keys = {(e["scenario"], e["strategy"], e["param"]) for e in result["entries"]}
-        result["entries"] = [e for e in calibrated.get("entries", [])
-                             if (e["scenario"], e["strategy"], e["param"]) not in keys] + result["entries"]
+        result["entries"] = [
+            e for e in calibrated.get("entries", []) if (e["scenario"], e["strategy"], e["param"]) not in keys
+        ] + result["entries"]
     store.atomic_write_json(Path(out) / calibrate_run.CALIBRATION_FILE, result)
     return result
 
@@ -400,5 +489,7 @@ def final_specs(suite: SuiteConfig, study: Study, summary: dict[str, Any], seeds
     if summary["chosen"] is None:
         return []
     variant = strategy_variant(study.strategy.model_copy(update={"tune": None}), summary["chosen"])
-    return [RunSpec(suite.name, study.scenario, variant, seed, suite.training, suite.device)
-            for seed in (seeds if seeds is not None else suite.seeds)]
+    return [
+        RunSpec(suite.name, study.scenario, variant, seed, suite.training, suite.device)
+        for seed in (seeds if seeds is not None else suite.seeds)
+    ]

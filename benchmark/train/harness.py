@@ -110,8 +110,10 @@ def collapse_message(final: list[float], tasks: list[Task], seen: list[int]) -> 
         pooled = sum(final[j] * len(tasks[j].test_y) for j in seen) / max(len(labels), 1)
         if not at_chance(pooled, labels):
             return None
-        return (f"collapsed to chance level over the tasks seen (one output space), with a finite loss: pooled "
-                f"accuracy {pooled:.3f} (majority {majority_rate(labels):.3f})")
+        return (
+            f"collapsed to chance level over the tasks seen (one output space), with a finite loss: pooled "
+            f"accuracy {pooled:.3f} (majority {majority_rate(labels):.3f})"
+        )
     if not all(at_chance(final[j], tasks[j].test_y) for j in seen):
         return None
     detail = ", ".join(f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f})" for j in seen)
@@ -131,9 +133,15 @@ def chance_message(matrix: list[list[float]], tasks: list[Task], seen: list[int]
     parts = []
     for j in at:
         learned = diagonal.get(j)
-        how = "" if learned is None else (
-            f", never learned ({learned:.3f} after its training)" if at_chance(learned, tasks[j].test_y)
-            else f", forgotten entirely ({learned:.3f} after its training)")
+        how = (
+            ""
+            if learned is None
+            else (
+                f", never learned ({learned:.3f} after its training)"
+                if at_chance(learned, tasks[j].test_y)
+                else f", forgotten entirely ({learned:.3f} after its training)"
+            )
+        )
         parts.append(f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f}{how})")
     return f"{len(at)} of {len(seen)} tasks at chance at the end: " + "; ".join(parts)
 
@@ -192,8 +200,12 @@ class CurveRecorder(SupervisedPlugin):
     so the runner can leave it out of the training time.
     """
 
-    def __init__(self, every: int, evaluate_task: Callable[[torch.nn.Module, int], float],
-                 on_point: Callable[[torch.nn.Module, int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        every: int,
+        evaluate_task: Callable[[torch.nn.Module, int], float],
+        on_point: Callable[[torch.nn.Module, int, int], None] | None = None,
+    ) -> None:
         super().__init__()
         self.every = every
         self.evaluate_task = evaluate_task
@@ -209,8 +221,12 @@ class CurveRecorder(SupervisedPlugin):
         t0 = time.perf_counter()
         for task in self.watch:
             self.curves.append(
-                {"train_exp": self.turn, "iteration": self.steps, "eval_exp": task,
-                 "accuracy": self.evaluate_task(model, task)}
+                {
+                    "train_exp": self.turn,
+                    "iteration": self.steps,
+                    "eval_exp": task,
+                    "accuracy": self.evaluate_task(model, task),
+                }
             )
         if inside and self.on_point is not None:
             self.on_point(model, self.turn, self.steps)

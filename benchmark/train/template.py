@@ -88,9 +88,7 @@ class FastLoadersMixin:
         )
 
     def make_eval_dataloader(self, **kwargs) -> None:
-        self.dataloader = TensorBatchLoader(
-            dataset_tensors(self.adapted_dataset), self.eval_mb_size, shuffle=False
-        )
+        self.dataloader = TensorBatchLoader(dataset_tensors(self.adapted_dataset), self.eval_mb_size, shuffle=False)
 
     def _unpack_minibatch(self) -> None:
         if self.device.type != "cpu":

@@ -42,5 +42,7 @@ def on_config(config, **kwargs):
             for title, folder in (("Strategies", "strategies"), ("Scenarios", "scenarios")):
                 if isinstance(item, dict) and item.get(title) == f"reference/{folder}/index.md":
                     pages = _listed(docs / "reference" / folder / "index.md")
-                    item[title] = [f"reference/{folder}/index.md"] + [{name: f"reference/{folder}/{page}"} for name, page in pages]
+                    item[title] = [f"reference/{folder}/index.md"] + [
+                        {name: f"reference/{folder}/{page}"} for name, page in pages
+                    ]
     return config

@@ -7,7 +7,16 @@ Every module in this folder is imported here, so a new scenario is one file in i
 import importlib
 import pkgutil
 
-from forgetbench.benchmark.data.scenarios.base import SCENARIOS, LabelledTensors, Retraining, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
+from forgetbench.benchmark.data.scenarios.base import (
+    SCENARIOS,
+    LabelledTensors,
+    Retraining,
+    Scenario,
+    ScenarioInputs,
+    ScenarioParams,
+    Task,
+    Turn,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"forgetbench.benchmark.data.scenarios.{_module.name}")

@@ -47,7 +47,9 @@ class ScenarioParams(BaseModel):
         """True when building the scenario reads files under the data root (``validate --skip-data`` then
         skips its :meth:`preflight`); default: a dataset of :meth:`data_requirements` has files."""
 
-        return any(dataset_info(name).get("files") or dataset_info(name).get("layouts") for name, _ in self.data_requirements())
+        return any(
+            dataset_info(name).get("files") or dataset_info(name).get("layouts") for name, _ in self.data_requirements()
+        )
 
     def preflight(self, data_root: Any, seed: int) -> None:
         """Raise ValueError if this scenario cannot be built (checked before a suite runs; default: nothing)."""
@@ -178,8 +180,10 @@ class Scenario:
 
     def avalanche_benchmark(self) -> CLScenario:
         """Train stream: one experience per turn; test stream: one per task."""
-        train = [_dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
-                 for t in self.schedule]
+        train = [
+            _dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
+            for t in self.schedule
+        ]
         test = [_dataset(t.test_x, t.test_y, t.model_key) for t in self.tasks]
         return with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train, test=test)))
 
@@ -187,8 +191,10 @@ class Scenario:
         """The Avalanche training experiences of ``schedule[start:]``, numbered ``start, start + 1, ...``
         (what :meth:`avalanche_benchmark`'s train stream holds there, without rebuilding the rest)."""
         turns = self.schedule[start:]
-        train = [_dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
-                 for t in turns]
+        train = [
+            _dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
+            for t in turns
+        ]
         experiences = list(with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train))).train_stream)
         for offset, experience in enumerate(experiences):
             experience.current_experience = start + offset
@@ -218,8 +224,10 @@ def schedule_state(schedule: Sequence[Turn]) -> list[list[Any]]:
 
 
 def schedule_from_state(state: Sequence[Sequence[Any]]) -> list[Turn]:
-    return [Turn(task=int(task), max_steps=None if steps is None else int(steps), record=bool(record))
-            for task, steps, record in state]
+    return [
+        Turn(task=int(task), max_steps=None if steps is None else int(steps), record=bool(record))
+        for task, steps, record in state
+    ]
 
 
 def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int):

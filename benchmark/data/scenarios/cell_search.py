@@ -35,10 +35,27 @@ import dataclasses
 from typing import Any, Callable, Literal, Protocol
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.data.scenarios.base import Retraining, Scenario, ScenarioParams, Task, Turn, schedule_from_state, schedule_state
+from forgetbench.benchmark.data.scenarios.base import (
+    Retraining,
+    Scenario,
+    ScenarioParams,
+    Task,
+    Turn,
+    schedule_from_state,
+    schedule_state,
+)
 from forgetbench.benchmark.data.scenarios.search import Controller, Reinforce
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -62,13 +79,18 @@ class CellControllerParams(BaseModel):
 class CellSearchParams(ScenarioParams):
     """What every sampled-architecture search takes; a scenario adds its space and data, and its defaults."""
 
-    search: Literal["random", "controller"] = "controller"  # cells drawn uniformly, or by the ENAS controller (REINFORCE)
+    search: Literal["random", "controller"] = (
+        "controller"  # cells drawn uniformly, or by the ENAS controller (REINFORCE)
+    )
     epochs: PositiveInt = 150  # search epochs (one accuracy-matrix row each)
     turns_per_epoch: PositiveInt = 60  # cells trained per epoch
     steps_per_turn: PositiveInt = 7  # training steps per sampled cell
     derive_samples: PositiveInt = 100  # candidates sampled at the end; the best on the shared weights is derived
-    retrain_steps: NonNegativeInt = Field(0, description="train the derived architecture alone from the initial "
-                                                         "weights for this many steps (0: no retraining)")
+    retrain_steps: NonNegativeInt = Field(
+        0,
+        description="train the derived architecture alone from the initial "
+        "weights for this many steps (0: no retraining)",
+    )
     measure_from_epoch: int = Field(0, ge=0, description="first epoch the forgetting metrics average over")
 
     @model_validator(mode="after")
@@ -111,8 +133,17 @@ class CellSearch(Scenario):
 
     error = "error"  # what err is, in words (recorded as search.error; the report reads its unit from it)
 
-    def __init__(self, name: str, model: Any, params: CellSearchParams, controller: CellControllerParams,
-                 choices: list[int], data: SearchData, reward_batch: int, seed: int):
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        params: CellSearchParams,
+        controller: CellControllerParams,
+        choices: list[int],
+        data: SearchData,
+        reward_batch: int,
+        seed: int,
+    ):
         self.params, self.controller_params = params, controller
         self.data, self.reward_batch = data, reward_batch
         self.choices = choices
@@ -162,9 +193,18 @@ class CellSearch(Scenario):
             key = model.add_architecture(arch)
             self.index[arch] = key
             (train_x, train_y), (eval_x, eval_y) = self.data.train, self.data.evaluation
-            self.tasks.append(Task(name=f"arch{key}({model.describe(arch)})", model_key=key, train_x=train_x,
-                                   train_y=train_y, test_x=eval_x, test_y=eval_y,
-                                   used_params=model.used_parameter_names(key), num_classes=model.max_class_label))
+            self.tasks.append(
+                Task(
+                    name=f"arch{key}({model.describe(arch)})",
+                    model_key=key,
+                    train_x=train_x,
+                    train_y=train_y,
+                    test_x=eval_x,
+                    test_y=eval_y,
+                    used_params=model.used_parameter_names(key),
+                    num_classes=model.max_class_label,
+                )
+            )
         task = self.tasks[self.index[arch]]
         return task if test is None else dataclasses.replace(task, test_x=test[0], test_y=test[1])
 
@@ -187,9 +227,14 @@ class CellSearch(Scenario):
         self.epoch += 1
         if self.controller is not None:
             c = self.controller_params
-            self.rewards.append([
-                self.reinforce.step(self.generator, lambda arch: c.reward_c * accuracy(self.task_of(arch, self._reward_data())))
-                for _ in range(c.steps_per_epoch)])
+            self.rewards.append(
+                [
+                    self.reinforce.step(
+                        self.generator, lambda arch: c.reward_c * accuracy(self.task_of(arch, self._reward_data()))
+                    )
+                    for _ in range(c.steps_per_epoch)
+                ]
+            )
         if self.epoch < self.params.epochs:
             return self._epoch_turns()
         self.derived = self._derive(accuracy)
@@ -205,8 +250,14 @@ class CellSearch(Scenario):
         valid = self.err_of(accuracy(self.task_of(arch, self.data.valid)))
         test = self.err_of(accuracy(self.task_of(arch, self.data.test)))
         model: SampledSupernet = self.model  # type: ignore[assignment]
-        return {"architecture": list(arch), "cell": model.describe(arch), "task": self.index[arch],
-                "candidates": len(sampled), "candidates_err": errs, **self.scores(valid, test)}
+        return {
+            "architecture": list(arch),
+            "cell": model.describe(arch),
+            "task": self.index[arch],
+            "candidates": len(sampled),
+            "candidates_err": errs,
+            **self.scores(valid, test),
+        }
 
     def retraining(self) -> Retraining | None:
         if self.derived is None or self.params.retrain_steps == 0:
@@ -214,19 +265,33 @@ class CellSearch(Scenario):
         arch, derived = tuple(self.derived["architecture"]), self.derived
 
         def report(scores: dict[str, float]) -> None:
-            derived["retrained"] = {"steps": self.params.retrain_steps,
-                                    **self.scores(self.err_of(scores["valid"]), self.err_of(scores["test"]))}
+            derived["retrained"] = {
+                "steps": self.params.retrain_steps,
+                **self.scores(self.err_of(scores["valid"]), self.err_of(scores["test"])),
+            }
 
-        return Retraining(self.params.retrain_steps, lambda fresh: fresh.task_of(arch),
-                          {"valid": self.data.valid, "test": self.data.test}, report)
+        return Retraining(
+            self.params.retrain_steps,
+            lambda fresh: fresh.task_of(arch),
+            {"valid": self.data.valid, "test": self.data.test},
+            report,
+        )
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         model: SampledSupernet = self.model  # type: ignore[assignment]
-        return {"schedule": schedule_state(self.schedule), "architectures": [list(a) for a in model.architectures],
-                "epoch": self.epoch, "generator": self.generator.get_state(), "reward_offset": self.reward_offset,
-                "rewards": self.rewards, "epoch_tasks": self.epoch_tasks, "err2": self.err2, "derived": self.derived,
-                "reinforce": self.reinforce.state_dict() if self.controller is not None else None}
+        return {
+            "schedule": schedule_state(self.schedule),
+            "architectures": [list(a) for a in model.architectures],
+            "epoch": self.epoch,
+            "generator": self.generator.get_state(),
+            "reward_offset": self.reward_offset,
+            "rewards": self.rewards,
+            "epoch_tasks": self.epoch_tasks,
+            "err2": self.err2,
+            "derived": self.derived,
+            "reinforce": self.reinforce.state_dict() if self.controller is not None else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         model: SampledSupernet = self.model  # type: ignore[assignment]
@@ -252,12 +317,15 @@ class CellSearch(Scenario):
         return {
             "architectures": [list(a) for a in model.architectures],
             "epoch_architectures": self.epoch_tasks[: len(self.err2)],
-            "err1": [after[e * turns:(e + 1) * turns] for e in range(len(self.err2))],
+            "err1": [after[e * turns : (e + 1) * turns] for e in range(len(self.err2))],
             "err2": self.err2,
-            "search": {"kind": self.params.search, "error": self.error,
-                       "measured_from_epoch": self.params.measure_from_epoch,
-                       "rewards": self.rewards if self.controller is not None else None,
-                       "derived": self.derived,
-                       "controller_probabilities": self.controller.probabilities() if self.controller else None},
+            "search": {
+                "kind": self.params.search,
+                "error": self.error,
+                "measured_from_epoch": self.params.measure_from_epoch,
+                "rewards": self.rewards if self.controller is not None else None,
+                "derived": self.derived,
+                "controller_probabilities": self.controller.probabilities() if self.controller else None,
+            },
             **self.data_summary(),
         }

@@ -47,6 +47,7 @@ from forgetbench.benchmark.data.detect import used_parameters
 from forgetbench.benchmark.core.references import REFERENCE_FORMAT, import_object  # noqa: F401  (re-exported)
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
 
+
 def _call(factory: Callable[..., Any], params: dict[str, Any], offered: dict[str, Any], what: str) -> Any:
     """``factory(**params, **offered[k] for k the factory's signature names)``; ValueError with its message."""
     try:
@@ -70,7 +71,8 @@ class CustomParams(ScenarioParams):
     max_test: PositiveInt | None = Field(None, description="subsample each test experience (speed)")
     probe_size: PositiveInt = Field(16, description="samples per task for shared-parameter detection")
     used_params: Literal["auto", "declared"] = Field(
-        "auto", description="auto: found by gradient reachability; declared: the model's used_parameter_names(task)")
+        "auto", description="auto: found by gradient reachability; declared: the model's used_parameter_names(task)"
+    )
 
     @field_validator("model", "benchmark")
     @classmethod
@@ -145,8 +147,10 @@ def _tensors(experience, limit: int | None, generator: torch.Generator, keep: li
 
     labels = sorted(set(int(t) for t in experience.task_labels))
     if len(labels) != 1:
-        raise ValueError(f"experience {experience.current_experience} holds task labels {labels}; "
-                         "each experience must hold exactly one task")
+        raise ValueError(
+            f"experience {experience.current_experience} holds task labels {labels}; "
+            "each experience must hold exactly one task"
+        )
     dataset = experience.dataset
     if keep is None and limit is not None and limit < len(dataset):  # subsample first: only `limit` samples load
         keep = torch.randperm(len(dataset), generator=generator)[:limit].sort().values.tolist()
@@ -166,11 +170,14 @@ def _materialise(stream, limit: int | None, generator: torch.Generator, what: st
         label = next(iter({int(t) for t in experience.task_labels}), None)
         if rounds and label in first:
             x, y, label, _ = _tensors(experience, limit, generator, first[label][3])
-            if not (x.shape == first[label][0].shape and torch.equal(x, first[label][0])
-                    and torch.equal(y, first[label][1])):
-                raise ValueError(f"{what} experience {j} repeats task label {label} (a later round of its task) but "
-                                 "holds other data than its first experience; every round of a task trains the "
-                                 "same data: give each task its own label, or repeat the same experience")
+            if not (
+                x.shape == first[label][0].shape and torch.equal(x, first[label][0]) and torch.equal(y, first[label][1])
+            ):
+                raise ValueError(
+                    f"{what} experience {j} repeats task label {label} (a later round of its task) but "
+                    "holds other data than its first experience; every round of a task trains the "
+                    "same data: give each task its own label, or repeat the same experience"
+                )
         else:
             first[label] = _tensors(experience, limit, generator)
             x, y, label, _ = first[label]
@@ -183,16 +190,20 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
     offered = {"seed": inputs.seed, "data_root": inputs.data_root}
     bm = _call(benchmark_factory, params.benchmark_params, offered, f"benchmark {params.benchmark}")
     if not hasattr(bm, "train_stream") or not hasattr(bm, "test_stream"):
-        raise ValueError(f"benchmark {params.benchmark} returned {type(bm).__name__}, not an Avalanche benchmark "
-                         "(an object with train_stream and test_stream)")
+        raise ValueError(
+            f"benchmark {params.benchmark} returned {type(bm).__name__}, not an Avalanche benchmark "
+            "(an object with train_stream and test_stream)"
+        )
     if not hasattr(bm.train_stream[0], "classes_in_this_experience"):
         from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
 
         bm = with_classes_timeline(bm)  # Avalanche's dynamic heads read each experience's classes
     train, test = list(bm.train_stream), list(bm.test_stream)
     if len(train) != len(test) or not train:
-        raise ValueError(f"benchmark {params.benchmark}: {len(train)} train and {len(test)} test experiences; "
-                         "forgetbench pairs train experience j with test experience j (one per task)")
+        raise ValueError(
+            f"benchmark {params.benchmark}: {len(train)} train and {len(test)} test experiences; "
+            "forgetbench pairs train experience j with test experience j (one per task)"
+        )
     torch.manual_seed(inputs.seed)
     net = _call(model_factory, params.model_params, {"benchmark": bm, "seed": inputs.seed}, f"model {params.model}")
     if not isinstance(net, nn.Module):
@@ -202,60 +213,88 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
     # before the rounds' check: one label on every experience is a benchmark built without them, not rounds
     labels = {int(t) for experience in train for t in experience.task_labels}
     if multi_task and len(train) > 1 and len(labels) == 1:
-        raise ValueError(f"benchmark {params.benchmark} has no task labels (every experience has task label "
-                         f"{labels.pop()}) but model {params.model} is a multi-task model that needs them; "
-                         "build the benchmark with task labels (e.g. SplitMNIST(..., return_task_id=True)) or use "
-                         "a plain single-head module")
+        raise ValueError(
+            f"benchmark {params.benchmark} has no task labels (every experience has task label "
+            f"{labels.pop()}) but model {params.model} is a multi-task model that needs them; "
+            "build the benchmark with task labels (e.g. SplitMNIST(..., return_task_id=True)) or use "
+            "a plain single-head module"
+        )
     train_t = _materialise(train, params.max_train, generator, "train", rounds=multi_task)
     test_t = _materialise(test, params.max_test, generator, "test", rounds=multi_task)
     task_labels = [label for _, _, label in train_t]
     if [label for _, _, label in test_t] != task_labels:
-        raise ValueError(f"benchmark {params.benchmark}: test experiences' task labels "
-                         f"{[label for _, _, label in test_t]} differ from the train experiences' {task_labels}")
+        raise ValueError(
+            f"benchmark {params.benchmark}: test experiences' task labels "
+            f"{[label for _, _, label in test_t]} differ from the train experiences' {task_labels}"
+        )
     _adapt(net, train)
     names = [n for n, _ in net.named_parameters()]
     _adapt(net, train)
     if [n for n, _ in net.named_parameters()] != names:
-        raise ValueError(f"model {params.model}: its parameter names change between experiences even after "
-                         "meeting every task label; forgetbench's regularizers anchor parameters by name")
+        raise ValueError(
+            f"model {params.model}: its parameter names change between experiences even after "
+            "meeting every task label; forgetbench's regularizers anchor parameters by name"
+        )
     _freeze_structure(net)
     num_classes = int(max(int(y.max()) for _, y, _ in train_t + test_t)) + 1
     model = UserModel(net, max_class_label=num_classes)
 
     if params.used_params == "declared":
         if not callable(getattr(net, "used_parameter_names", None)):
-            raise ValueError(f"used_params: 'declared' but model {params.model} has no used_parameter_names(task_label)")
+            raise ValueError(
+                f"used_params: 'declared' but model {params.model} has no used_parameter_names(task_label)"
+            )
         used = {label: frozenset(f"net.{n}" for n in net.used_parameter_names(label)) for _, _, label in train_t}
         unknown = set().union(*used.values()) - {n for n, _ in model.named_parameters()}
         if unknown:
-            raise ValueError(f"model {params.model}: used_parameter_names names unknown parameters {sorted(unknown)[:5]}")
+            raise ValueError(
+                f"model {params.model}: used_parameter_names names unknown parameters {sorted(unknown)[:5]}"
+            )
     else:
         used = {label: used_parameters(model, x[: params.probe_size], label) for x, _, label in train_t}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    untrainable = [f"experience{j} (task label {label})" for j, (_, _, label) in enumerate(train_t)
-                   if not used[label] & trainable]
+    untrainable = [
+        f"experience{j} (task label {label})" for j, (_, _, label) in enumerate(train_t) if not used[label] & trainable
+    ]
     if untrainable:
-        raise ValueError(f"model {params.model}: {', '.join(untrainable)} uses no trainable parameter, so its loss "
-                         "has no gradient and it cannot be trained; give every task's model a parameter to train")
+        raise ValueError(
+            f"model {params.model}: {', '.join(untrainable)} uses no trainable parameter, so its loss "
+            "has no gradient and it cannot be trained; give every task's model a parameter to train"
+        )
     model.used = used
     # one task per task label, in order of first appearance; a repeated label is a later round of its task
     order = list(dict.fromkeys(task_labels)) if multi_task else list(range(len(task_labels)))
     first = {key: task_labels.index(key) if multi_task else key for key in order}
     tasks = [
-        Task(name=f"experience{first[key]}", model_key=train_t[first[key]][2], train_x=train_t[first[key]][0],
-             train_y=train_t[first[key]][1], test_x=test_t[first[key]][0], test_y=test_t[first[key]][1],
-             used_params=used[train_t[first[key]][2]], num_classes=num_classes)
+        Task(
+            name=f"experience{first[key]}",
+            model_key=train_t[first[key]][2],
+            train_x=train_t[first[key]][0],
+            train_y=train_t[first[key]][1],
+            test_x=test_t[first[key]][0],
+            test_y=test_t[first[key]][1],
+            used_params=used[train_t[first[key]][2]],
+            num_classes=num_classes,
+        )
         for key in order
     ]
     schedule = []
     if len(order) < len(task_labels):  # rounds: a row of the accuracy matrix after each round's last turn
         turns = [order.index(label) for label in task_labels]
-        ends = [j == len(turns) - 1 or turns[j + 1] in turns[_round_start(turns, j):j + 1]
-                for j in range(len(turns))]
+        ends = [j == len(turns) - 1 or turns[j + 1] in turns[_round_start(turns, j) : j + 1] for j in range(len(turns))]
         schedule = [Turn(task=k, record=end) for k, end in zip(turns, ends)]
-    return Scenario(name="custom", tasks=tasks, model=model, schedule=schedule,
-                    meta={"model": params.model, "benchmark": params.benchmark, "task_labels": task_labels,
-                          "multi_task": multi_task})
+    return Scenario(
+        name="custom",
+        tasks=tasks,
+        model=model,
+        schedule=schedule,
+        meta={
+            "model": params.model,
+            "benchmark": params.benchmark,
+            "task_labels": task_labels,
+            "multi_task": multi_task,
+        },
+    )
 
 
 def _round_start(turns: list[int], j: int) -> int:

@@ -57,13 +57,17 @@ from torch import nn
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, count_parameters
-from forgetbench.benchmark.data.scenarios.cell_search import CellControllerParams, CellSearch, CellSearchParams, SearchData
+from forgetbench.benchmark.data.scenarios.cell_search import (
+    CellControllerParams,
+    CellSearch,
+    CellSearchParams,
+    SearchData,
+)
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 
 Op = Literal["sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity"]
 OPS: tuple[str, ...] = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
-SHORT = {"sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "avg_pool_3x3": "avg", "max_pool_3x3": "max",
-         "identity": "id"}
+SHORT = {"sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "avg_pool_3x3": "avg", "max_pool_3x3": "max", "identity": "id"}
 DECISIONS_PER_NODE = 4  # input a, op a, input b, op b
 
 
@@ -91,8 +95,9 @@ class ConvSearchParams(CellSearchParams):
     sep_conv_stack: PositiveInt = 2  # separable convolutions stacked in a sep_conv op
     stem_stride: Literal[1, 2] = Field(1, description="2 halves the input resolution in the stem (4x less compute)")
     validation_size: PositiveInt = 5000  # held out of the training images; rewards and err read it
-    eval_size: PositiveInt | None = Field(1000, description="validation images err1 / err2 are measured on "
-                                                            "(null: all of them)")
+    eval_size: PositiveInt | None = Field(
+        1000, description="validation images err1 / err2 are measured on (null: all of them)"
+    )
     max_train: PositiveInt | None = Field(None, description="cap on the training images (speed)")
     turns_per_epoch: PositiveInt = 200  # architectures trained per epoch
     controller: ConvControllerParams = Field(default_factory=ConvControllerParams)  # the ENAS controller's settings
@@ -104,9 +109,13 @@ class ConvSearchParams(CellSearchParams):
         if len(set(self.ops)) != len(self.ops):
             raise ValueError(f"ops: each may appear once, got {self.ops}")
         if len(dataset_info(self.dataset)["input_shape"]) != 3:
-            raise ValueError(f"dataset: the micro-CNN search needs an image dataset (C, H, W); {self.dataset!r} is not one")
+            raise ValueError(
+                f"dataset: the micro-CNN search needs an image dataset (C, H, W); {self.dataset!r} is not one"
+            )
         if self.eval_size is not None and self.eval_size > self.validation_size:
-            raise ValueError(f"eval_size must be at most validation_size ({self.validation_size}), got {self.eval_size}")
+            raise ValueError(
+                f"eval_size must be at most validation_size ({self.validation_size}), got {self.eval_size}"
+            )
         return self
 
     def preflight(self, data_root: Any, seed: int) -> None:
@@ -119,8 +128,10 @@ class ConvSearchParams(CellSearchParams):
 
 def check_validation_size(params: ConvSearchParams, n_train: int) -> None:
     if params.validation_size >= n_train:
-        raise ValueError(f"validation_size must be below the {n_train} training images of {params.dataset!r} "
-                         f"(the rest trains the supernet), got {params.validation_size}")
+        raise ValueError(
+            f"validation_size must be below the {n_train} training images of {params.dataset!r} "
+            f"(the rest trains the supernet), got {params.validation_size}"
+        )
 
 
 def decision_choices(nodes: int, ops: int, reductions: int) -> list[int]:
@@ -150,8 +161,12 @@ class SepConv(nn.Sequential):
     def __init__(self, channels: int, kernel: int, stack: int):
         layers: list[nn.Module] = []
         for _ in range(stack):
-            layers += [nn.ReLU(), nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False),
-                       nn.Conv2d(channels, channels, 1, bias=False), batch_norm(channels)]
+            layers += [
+                nn.ReLU(),
+                nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False),
+                nn.Conv2d(channels, channels, 1, bias=False),
+                batch_norm(channels),
+            ]
         super().__init__(*layers)
 
 
@@ -164,8 +179,12 @@ class Calibrate(nn.Module):
         super().__init__()
         self.reduce = reduce
         if reduce:
-            self.convs = nn.ModuleList([nn.Conv2d(in_channels, channels // 2, 1, stride=2, bias=False),
-                                        nn.Conv2d(in_channels, channels - channels // 2, 1, stride=2, bias=False)])
+            self.convs = nn.ModuleList(
+                [
+                    nn.Conv2d(in_channels, channels // 2, 1, stride=2, bias=False),
+                    nn.Conv2d(in_channels, channels - channels // 2, 1, stride=2, bias=False),
+                ]
+            )
         else:
             self.conv = nn.Conv2d(in_channels, channels, 1, bias=False)
         self.bn = batch_norm(channels)
@@ -181,16 +200,22 @@ class Calibrate(nn.Module):
 class Cell(nn.Module):
     """Every op of every edge of one cell, its input calibrations and its output combination."""
 
-    def __init__(self, in_channels: tuple[int, int], reduce_inputs: tuple[bool, bool], channels: int,
-                 params: ConvSearchParams):
+    def __init__(
+        self, in_channels: tuple[int, int], reduce_inputs: tuple[bool, bool], channels: int, params: ConvSearchParams
+    ):
         super().__init__()
         self.nodes, self.op_names = params.nodes, list(params.ops)
         self.preprocess = nn.ModuleList(Calibrate(c, channels, r) for c, r in zip(in_channels, reduce_inputs))
         kernels = {"sep_conv_3x3": 3, "sep_conv_5x5": 5}
-        self.edges = nn.ModuleDict({
-            f"{a}_{i}": nn.ModuleDict({op: SepConv(channels, kernels[op], params.sep_conv_stack)
-                                       for op in self.op_names if op in kernels})
-            for i in range(2, params.nodes + 2) for a in range(i)})
+        self.edges = nn.ModuleDict(
+            {
+                f"{a}_{i}": nn.ModuleDict(
+                    {op: SepConv(channels, kernels[op], params.sep_conv_stack) for op in self.op_names if op in kernels}
+                )
+                for i in range(2, params.nodes + 2)
+                for a in range(i)
+            }
+        )
         self.combine = nn.ModuleList(nn.Conv2d(channels, channels, 1, bias=False) for _ in range(params.nodes + 2))
         self.bn = batch_norm(channels)
 
@@ -207,14 +232,14 @@ class Cell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, cell: tuple[int, ...]) -> torch.Tensor:
         states = [self.preprocess[0](s0), self.preprocess[1](s1)]
         for i in range(self.nodes):
-            a, op_a, b, op_b = cell[DECISIONS_PER_NODE * i:DECISIONS_PER_NODE * (i + 1)]
+            a, op_a, b, op_b = cell[DECISIONS_PER_NODE * i : DECISIONS_PER_NODE * (i + 1)]
             states.append(self.op(a, i + 2, op_a, states[a]) + self.op(b, i + 2, op_b, states[b]))
         return self.bn(sum(self.combine[k](F.relu(states[k])) for k in loose_ends(cell, self.nodes)))
 
     def used_prefixes(self, cell: tuple[int, ...]) -> list[str]:
         prefixes = ["preprocess."] + [f"combine.{k}." for k in loose_ends(cell, self.nodes)]
         for i in range(self.nodes):
-            a, op_a, b, op_b = cell[DECISIONS_PER_NODE * i:DECISIONS_PER_NODE * (i + 1)]
+            a, op_a, b, op_b = cell[DECISIONS_PER_NODE * i : DECISIONS_PER_NODE * (i + 1)]
             prefixes += [f"edges.{s}_{i + 2}.{self.op_names[o]}." for s, o in ((a, op_a), (b, op_b))]
         return prefixes
 
@@ -226,8 +251,10 @@ class ConvCellSupernet(TaskRoutedModule):
         super().__init__()
         self.nodes, self.op_names = params.nodes, list(params.ops)
         channels, size = params.channels, (input_shape[1] + params.stem_stride - 1) // params.stem_stride
-        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], channels, 3, stride=params.stem_stride, padding=1, bias=False),
-                                  batch_norm(channels))
+        self.stem = nn.Sequential(
+            nn.Conv2d(input_shape[0], channels, 3, stride=params.stem_stride, padding=1, bias=False),
+            batch_norm(channels),
+        )
         states = [(channels, size), (channels, size)]  # (channels, resolution) of the last two outputs
         cells, self.reduction_cells = [], []
         for stage in range(params.reductions + 1):
@@ -252,7 +279,7 @@ class ConvCellSupernet(TaskRoutedModule):
         def cell(decisions: tuple[int, ...]) -> str:
             nodes = []
             for i in range(self.nodes):
-                a, op_a, b, op_b = decisions[DECISIONS_PER_NODE * i:DECISIONS_PER_NODE * (i + 1)]
+                a, op_a, b, op_b = decisions[DECISIONS_PER_NODE * i : DECISIONS_PER_NODE * (i + 1)]
                 nodes.append(f"{a}:{SHORT[self.op_names[op_a]]}+{b}:{SHORT[self.op_names[op_b]]}")
             return " ".join(nodes)
 
@@ -281,20 +308,38 @@ class ConvCellSearch(CellSearch):
 
     def __init__(self, model: ConvCellSupernet, params: ConvSearchParams, data: SearchData, dataset: str, seed: int):
         self.dataset = dataset
-        super().__init__("enas_cnn", model, params, params.controller,
-                         decision_choices(params.nodes, len(params.ops), params.reductions), data,
-                         params.controller.reward_samples, seed)
+        super().__init__(
+            "enas_cnn",
+            model,
+            params,
+            params.controller,
+            decision_choices(params.nodes, len(params.ops), params.reductions),
+            data,
+            params.controller.reward_samples,
+            seed,
+        )
 
     def err_of(self, score: float) -> float:
         return 1.0 - score
 
     def scores(self, valid_err: float, test_err: float) -> dict[str, float]:
-        return {"valid_err": valid_err, "valid_accuracy": 1.0 - valid_err,
-                "test_err": test_err, "test_accuracy": 1.0 - test_err}
+        return {
+            "valid_err": valid_err,
+            "valid_accuracy": 1.0 - valid_err,
+            "test_err": test_err,
+            "test_accuracy": 1.0 - test_err,
+        }
 
     def data_summary(self) -> dict[str, Any]:
-        return {"data": {"dataset": self.dataset, "train": len(self.data.train[1]), "valid": len(self.data.valid[1]),
-                         "evaluation": len(self.data.evaluation[1]), "test": len(self.data.test[1])}}
+        return {
+            "data": {
+                "dataset": self.dataset,
+                "train": len(self.data.train[1]),
+                "valid": len(self.data.valid[1]),
+                "evaluation": len(self.data.evaluation[1]),
+                "test": len(self.data.test[1]),
+            }
+        }
 
 
 @SCENARIOS.register("enas_cnn", params=ConvSearchParams)
@@ -304,14 +349,17 @@ def build_enas_cnn(params: ConvSearchParams, inputs: ScenarioInputs) -> Scenario
     check_validation_size(params, len(data.train_y))
     generator = torch.Generator().manual_seed(inputs.seed)
     order = torch.randperm(len(data.train_y), generator=generator)
-    valid, train = order[: params.validation_size].sort().values, order[params.validation_size:]
+    valid, train = order[: params.validation_size].sort().values, order[params.validation_size :]
     if params.max_train is not None:
         train = train[: params.max_train]
     train = train.sort().values
     valid_split = (data.train_x[valid], data.train_y[valid])
     n_eval = len(valid) if params.eval_size is None else params.eval_size
-    splits = SearchData(train=(data.train_x[train], data.train_y[train]),
-                        evaluation=(valid_split[0][:n_eval], valid_split[1][:n_eval]),
-                        valid=valid_split, test=(data.test_x, data.test_y))
+    splits = SearchData(
+        train=(data.train_x[train], data.train_y[train]),
+        evaluation=(valid_split[0][:n_eval], valid_split[1][:n_eval]),
+        valid=valid_split,
+        test=(data.test_x, data.test_y),
+    )
     model = ConvCellSupernet(params, tuple(data.train_x.shape[1:]), data.num_classes)
     return ConvCellSearch(model, params, splits, params.dataset, inputs.seed)

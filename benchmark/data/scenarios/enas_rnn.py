@@ -63,11 +63,19 @@ from forgetbench.benchmark.core.registries import LANGUAGE_CORPORA, corpus_entry
 from forgetbench.benchmark.data import language
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, count_parameters
-from forgetbench.benchmark.data.scenarios.cell_search import CellControllerParams, CellSearch, CellSearchParams, SearchData
+from forgetbench.benchmark.data.scenarios.cell_search import (
+    CellControllerParams,
+    CellSearch,
+    CellSearchParams,
+    SearchData,
+)
 
 Activation = Literal["tanh", "relu", "identity", "sigmoid"]
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z, "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "identity": lambda z: z,
+    "sigmoid": torch.sigmoid,
 }
 
 
@@ -83,7 +91,9 @@ class RecurrentSearchParams(CellSearchParams):
     text_column: str | None = None  # hf: corpora: the dataset's text column
     vocabulary: int | None = Field(10000, ge=2, description="most frequent training tokens kept (<unk> included)")
     nodes: int = Field(12, ge=1)  # nodes of the recurrent cell
-    activations: list[Activation] = Field(["tanh", "relu", "identity", "sigmoid"], min_length=1)  # candidate activations of a node
+    activations: list[Activation] = Field(
+        ["tanh", "relu", "identity", "sigmoid"], min_length=1
+    )  # candidate activations of a node
     embedding: PositiveInt = 1000  # word embedding size
     hidden: PositiveInt = 1000  # the cell's hidden size
     tied: bool = True  # share the embedding and output weights (embedding = hidden)
@@ -92,18 +102,24 @@ class RecurrentSearchParams(CellSearchParams):
     bptt: PositiveInt = 35  # tokens per truncated back-propagation window
     max_train_tokens: PositiveInt | None = None  # cap on the training tokens (speed)
     eval_tokens: PositiveInt | None = Field(None, description="validation tokens an architecture's err is measured on")
-    controller: RecurrentControllerParams = Field(default_factory=RecurrentControllerParams)  # the ENAS controller's settings
+    controller: RecurrentControllerParams = Field(
+        default_factory=RecurrentControllerParams
+    )  # the ENAS controller's settings
 
     @model_validator(mode="after")
     def _shapes(self) -> "RecurrentSearchParams":
         if len(set(self.activations)) != len(self.activations):
             raise ValueError(f"activations: each may appear once, got {self.activations}")
         if self.tied and self.embedding != self.hidden:
-            raise ValueError(f"tied: the softmax shares the embedding's weights, so embedding must equal hidden "
-                             f"(got {self.embedding} and {self.hidden}); set tied: false to untie them")
+            raise ValueError(
+                f"tied: the softmax shares the embedding's weights, so embedding must equal hidden "
+                f"(got {self.embedding} and {self.hidden}); set tied: false to untie them"
+            )
         if self.eval_tokens is not None and self.eval_tokens < self.bptt + 1:
-            raise ValueError(f"eval_tokens must hold at least one window of bptt + 1 = {self.bptt + 1} tokens, "
-                             f"got {self.eval_tokens}")
+            raise ValueError(
+                f"eval_tokens must hold at least one window of bptt + 1 = {self.bptt + 1} tokens, "
+                f"got {self.eval_tokens}"
+            )
         return self
 
     def data_requirements(self) -> list[tuple[str, bool]]:
@@ -134,8 +150,10 @@ def load_corpus(params: RecurrentSearchParams) -> language.LanguageCorpus:
 def check_corpus(params: RecurrentSearchParams, corpus: language.LanguageCorpus) -> None:
     for split, ids in (("validation", corpus.valid), ("training", corpus.train), ("test", corpus.test)):
         if len(ids) < params.bptt + 1:
-            raise ValueError(f"bptt must be below the {split} split's {len(ids)} tokens of corpus {params.corpus!r} "
-                             f"(a window needs bptt + 1 tokens), got {params.bptt}")
+            raise ValueError(
+                f"bptt must be below the {split} split's {len(ids)} tokens of corpus {params.corpus!r} "
+                f"(a window needs bptt + 1 tokens), got {params.bptt}"
+            )
 
 
 def decision_choices(nodes: int, activations: int) -> list[int]:
@@ -171,8 +189,9 @@ class RecurrentSupernet(TaskRoutedModule):
         self.encoder = nn.Embedding(vocabulary, params.embedding)
         self.w_x = nn.Linear(params.embedding, 2 * h)  # node 0: [W_xc; W_xh]
         self.w_h = nn.Linear(h, 2 * h, bias=False)  # node 0: [W_hc; W_hh]
-        self.edges = nn.ModuleDict({f"{j}_{i}": nn.Linear(h, 2 * h, bias=False)
-                                    for i in range(1, params.nodes) for j in range(i)})
+        self.edges = nn.ModuleDict(
+            {f"{j}_{i}": nn.Linear(h, 2 * h, bias=False) for i in range(1, params.nodes) for j in range(i)}
+        )
         self.decoder = nn.Linear(h, vocabulary)
         if params.tied:
             self.decoder.weight = self.encoder.weight
@@ -193,8 +212,9 @@ class RecurrentSupernet(TaskRoutedModule):
         names = [self.activation_names[a] for a in act]
         return " ".join([names[0]] + [f"{p}>{n}" for p, n in zip(prev[1:], names[1:])])
 
-    def cell(self, x_proj: torch.Tensor, h: torch.Tensor, prev: list[int], act: list[Callable],
-             ends: list[int]) -> torch.Tensor:
+    def cell(
+        self, x_proj: torch.Tensor, h: torch.Tensor, prev: list[int], act: list[Callable], ends: list[int]
+    ) -> torch.Tensor:
         c, z = (x_proj + self.w_h(h)).chunk(2, dim=-1)
         c = torch.sigmoid(c)
         states = [h + c * (act[0](z) - h)]  # = c f(z) + (1 - c) h
@@ -235,31 +255,51 @@ class RecurrentSearch(CellSearch):
 
     error = "validation log-perplexity (nats per token)"
 
-    def __init__(self, model: RecurrentSupernet, params: RecurrentSearchParams, corpus: language.LanguageCorpus,
-                 seed: int):
+    def __init__(
+        self, model: RecurrentSupernet, params: RecurrentSearchParams, corpus: language.LanguageCorpus, seed: int
+    ):
         self.corpus = corpus
         cap = params.max_train_tokens
         valid = corpus.valid if params.eval_tokens is None else corpus.valid[: params.eval_tokens]
-        data = SearchData(train=language.windows(corpus.train if cap is None else corpus.train[: cap + 1], params.bptt),
-                          evaluation=language.windows(valid, params.bptt),
-                          valid=language.windows(corpus.valid, params.bptt),
-                          test=language.windows(corpus.test, params.bptt))
-        super().__init__("enas_rnn", model, params, params.controller,
-                         decision_choices(params.nodes, len(params.activations)), data,
-                         params.controller.reward_windows, seed)
+        data = SearchData(
+            train=language.windows(corpus.train if cap is None else corpus.train[: cap + 1], params.bptt),
+            evaluation=language.windows(valid, params.bptt),
+            valid=language.windows(corpus.valid, params.bptt),
+            test=language.windows(corpus.test, params.bptt),
+        )
+        super().__init__(
+            "enas_rnn",
+            model,
+            params,
+            params.controller,
+            decision_choices(params.nodes, len(params.activations)),
+            data,
+            params.controller.reward_windows,
+            seed,
+        )
 
     def err_of(self, score: float) -> float:
         return log_perplexity(score)
 
     def scores(self, valid_err: float, test_err: float) -> dict[str, float]:
-        return {"valid_log_ppl": valid_err, "valid_ppl": math.exp(valid_err),
-                "test_log_ppl": test_err, "test_ppl": math.exp(test_err)}
+        return {
+            "valid_log_ppl": valid_err,
+            "valid_ppl": math.exp(valid_err),
+            "test_log_ppl": test_err,
+            "test_ppl": math.exp(test_err),
+        }
 
     def data_summary(self) -> dict[str, Any]:
-        return {"corpus": {"name": self.corpus.name, "vocabulary": len(self.corpus.vocabulary),
-                           "tokens": {s: len(getattr(self.corpus, s)) for s in language.SPLITS},
-                           "train_tokens_used": int(self.data.train[1].numel()),
-                           "eval_tokens": int(self.data.evaluation[1].numel()), "unk_rate": self.corpus.unk_rate}}
+        return {
+            "corpus": {
+                "name": self.corpus.name,
+                "vocabulary": len(self.corpus.vocabulary),
+                "tokens": {s: len(getattr(self.corpus, s)) for s in language.SPLITS},
+                "train_tokens_used": int(self.data.train[1].numel()),
+                "eval_tokens": int(self.data.evaluation[1].numel()),
+                "unk_rate": self.corpus.unk_rate,
+            }
+        }
 
 
 def log_perplexity(score: float) -> float:

@@ -16,7 +16,14 @@ from pydantic import Field, PositiveInt, field_validator
 
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
 from forgetbench.benchmark.data.models import MultiHeadNet, make_trunk
-from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, count_parameters
+from forgetbench.benchmark.data.scenarios.base import (
+    SCENARIOS,
+    Scenario,
+    ScenarioInputs,
+    ScenarioParams,
+    Task,
+    count_parameters,
+)
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 
 

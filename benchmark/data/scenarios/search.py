@@ -44,18 +44,46 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 from torch import nn
 
 from forgetbench.benchmark.core.record import RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
-from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn, schedule_from_state, schedule_state
+from forgetbench.benchmark.data.scenarios.base import (
+    SCENARIOS,
+    Scenario,
+    ScenarioInputs,
+    ScenarioParams,
+    Task,
+    Turn,
+    schedule_from_state,
+    schedule_state,
+)
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 from forgetbench.benchmark.data.scenarios.supernet import OP_CATALOGUE, Supernet, SupernetParams, sample_architectures
 
 MAX_ENUMERATED = 4096  # candidates: null enumerates the space; above this size give a sample size instead
-SPACE_KEYS = ("dataset", "cell", "layers", "ops", "width", "candidates", "validation_size", "ground_truth_steps",
-              "max_train", "max_test")  # what the ground truth depends on (besides seed and training)
+SPACE_KEYS = (
+    "dataset",
+    "cell",
+    "layers",
+    "ops",
+    "width",
+    "candidates",
+    "validation_size",
+    "ground_truth_steps",
+    "max_train",
+    "max_test",
+)  # what the ground truth depends on (besides seed and training)
 
 
 class ControllerParams(BaseModel):
@@ -75,7 +103,9 @@ class SearchParams(ScenarioParams):
     layers: PositiveInt = 4  # the supernet's positions
     ops: int = Field(3, ge=2, le=len(OP_CATALOGUE) - 1)  # candidate ops per position
     width: int = Field(64, ge=2)  # units (mlp) or channels (cnn) per op
-    search: Literal["random", "controller"] = "random"  # architectures drawn uniformly, or by an ENAS-style LSTM controller (REINFORCE)
+    search: Literal["random", "controller"] = (
+        "random"  # architectures drawn uniformly, or by an ENAS-style LSTM controller (REINFORCE)
+    )
     epochs: PositiveInt = 5  # search epochs (one accuracy-matrix row each)
     turns_per_epoch: PositiveInt = 20  # architectures trained per epoch
     steps_per_turn: PositiveInt = 20  # training steps per sampled architecture
@@ -95,14 +125,18 @@ class SearchParams(ScenarioParams):
     def _space(self) -> "SearchParams":
         space = self.ops**self.layers
         if self.candidates is None and space > MAX_ENUMERATED:
-            raise ValueError(f"candidates: the space has ops**layers = {space} architectures, more than "
-                             f"{MAX_ENUMERATED} can be enumerated; give a sample size (1..{space})")
+            raise ValueError(
+                f"candidates: the space has ops**layers = {space} architectures, more than "
+                f"{MAX_ENUMERATED} can be enumerated; give a sample size (1..{space})"
+            )
         if self.candidates is not None and self.candidates > space:
             raise ValueError(f"candidates must be in 1..ops**layers = 1..{space}, got {self.candidates}")
         if self.search == "controller" and self.candidates is not None and self.candidates != space:
             raise ValueError("candidates: search 'controller' samples from the whole space; use candidates: null")
         if self.top_k is not None and self.top_k > (self.candidates or space):
-            raise ValueError(f"top_k must be in 1..{self.candidates or space} (the number of candidates), got {self.top_k}")
+            raise ValueError(
+                f"top_k must be in 1..{self.candidates or space} (the number of candidates), got {self.top_k}"
+            )
         if self.cell == "cnn" and len(dataset_info(self.dataset)["input_shape"]) != 3:
             raise ValueError(f"cell 'cnn' needs an image dataset (C, H, W); {self.dataset!r} is not one")
         return self
@@ -113,8 +147,10 @@ class SearchParams(ScenarioParams):
 
 def check_validation_size(params: SearchParams, n_train: int) -> None:
     if params.validation_size >= n_train:
-        raise ValueError(f"validation_size must be below the {n_train} training samples of {params.dataset!r} "
-                         f"(the rest trains the supernet), got {params.validation_size}")
+        raise ValueError(
+            f"validation_size must be below the {n_train} training samples of {params.dataset!r} "
+            f"(the rest trains the supernet), got {params.validation_size}"
+        )
 
 
 def enumerate_space(layers: int, ops: int) -> list[tuple[int, ...]]:
@@ -196,8 +232,9 @@ class Reinforce:
         arch, log_prob, entropy = self.controller.sample(generator)
         reward = reward_of(arch)
         if not math.isfinite(reward):
-            raise FloatingPointError(f"controller reward {reward} is not finite: the shared weights score "
-                                     "no architecture (diverged?)")
+            raise FloatingPointError(
+                f"controller reward {reward} is not finite: the shared weights score no architecture (diverged?)"
+            )
         baseline = reward if self.baseline is None else self.baseline
         loss = -(reward - baseline) * log_prob - self.entropy_weight * entropy
         self.optimizer.zero_grad()
@@ -207,8 +244,11 @@ class Reinforce:
         return reward
 
     def state_dict(self) -> dict[str, Any]:
-        return {"controller": self.controller.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "baseline": self.baseline}
+        return {
+            "controller": self.controller.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "baseline": self.baseline,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.controller.load_state_dict(state["controller"])
@@ -219,12 +259,26 @@ class Reinforce:
 class SearchScenario(Scenario):
     """The candidates as tasks; :meth:`next_turns` runs the search between epochs."""
 
-    def __init__(self, tasks: list[Task], model: Supernet, params: SearchParams, candidates: list[tuple[int, ...]],
-                 validation: tuple[torch.Tensor, torch.Tensor], seed: int):
+    def __init__(
+        self,
+        tasks: list[Task],
+        model: Supernet,
+        params: SearchParams,
+        candidates: list[tuple[int, ...]],
+        validation: tuple[torch.Tensor, torch.Tensor],
+        seed: int,
+    ):
         # schedule: a placeholder until epoch 0 is drawn below (the draw needs the generator and controller)
-        super().__init__("supernet_search", tasks, model, schedule=[Turn(task=0)], standalone=params.standalone,
-                         ground_truth_params={k: getattr(params, k) for k in SPACE_KEYS}, adaptive=True,
-                         meta={"search": params.search})
+        super().__init__(
+            "supernet_search",
+            tasks,
+            model,
+            schedule=[Turn(task=0)],
+            standalone=params.standalone,
+            ground_truth_params={k: getattr(params, k) for k in SPACE_KEYS},
+            adaptive=True,
+            meta={"search": params.search},
+        )
         self.params = params
         self.candidates = candidates
         self.index = {arch: k for k, arch in enumerate(candidates)}
@@ -272,9 +326,14 @@ class SearchScenario(Scenario):
         return []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"schedule": schedule_state(self.schedule), "epoch": self.epoch, "generator": self.generator.get_state(),
-                "rewards": self.rewards, "validation_accuracy": self.validation_accuracy,
-                "reinforce": self.reinforce.state_dict() if self.controller is not None else None}
+        return {
+            "schedule": schedule_state(self.schedule),
+            "epoch": self.epoch,
+            "generator": self.generator.get_state(),
+            "rewards": self.rewards,
+            "validation_accuracy": self.validation_accuracy,
+            "reinforce": self.reinforce.state_dict() if self.controller is not None else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.schedule = schedule_from_state(state["schedule"])
@@ -299,20 +358,22 @@ class SearchScenario(Scenario):
                 "rewards": self.rewards if self.controller is not None else None,
                 "controller_probabilities": self.controller.probabilities() if self.controller is not None else None,
             }
-        extra["err1"], extra["err2"] = epoch_err_tables(record.turn_accuracy or [], record.accuracy_matrix,
-                                                        self.params.turns_per_epoch, n)
+        extra["err1"], extra["err2"] = epoch_err_tables(
+            record.turn_accuracy or [], record.accuracy_matrix, self.params.turns_per_epoch, n
+        )
         return extra
 
 
-def epoch_err_tables(turn_accuracy: list[TurnAccuracy], accuracy_matrix: list[list[float]], turns_per_epoch: int,
-                     n_candidates: int) -> tuple[list[list[float | None]], list[list[float | None]]]:
+def epoch_err_tables(
+    turn_accuracy: list[TurnAccuracy], accuracy_matrix: list[list[float]], turns_per_epoch: int, n_candidates: int
+) -> tuple[list[list[float | None]], list[list[float | None]]]:
     """``(err1, err2)``, each ``[epoch][candidate]``: error right after the candidate's last turn in the
     epoch, and at the epoch's end (row ``e`` of the accuracy matrix); None where the epoch did not train it."""
     err1: list[list[float | None]] = []
     err2: list[list[float | None]] = []
     for e, row in enumerate(accuracy_matrix):
         after: dict[int, float] = {}
-        for entry in turn_accuracy[e * turns_per_epoch:(e + 1) * turns_per_epoch]:
+        for entry in turn_accuracy[e * turns_per_epoch : (e + 1) * turns_per_epoch]:
             after[entry.task] = 1.0 - float(entry.accuracy)  # a later turn of the same one wins
         err1.append([after.get(k) for k in range(n_candidates)])
         err2.append([1.0 - row[k] if k in after else None for k in range(n_candidates)])
@@ -327,7 +388,7 @@ def build_search(params: SearchParams, inputs: ScenarioInputs) -> Scenario:
     train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
     check_validation_size(params, len(train_y))
     order = torch.randperm(len(train_y), generator=generator)
-    val, train = order[: params.validation_size].sort().values, order[params.validation_size:]
+    val, train = order[: params.validation_size].sort().values, order[params.validation_size :]
     if params.max_train is not None:
         train = train[: params.max_train]
     train = train.sort().values
@@ -342,12 +403,27 @@ def build_search(params: SearchParams, inputs: ScenarioInputs) -> Scenario:
         candidates = enumerate_space(params.layers, params.ops)
     else:
         candidates = sample_architectures(params.layers, params.ops, params.candidates, inputs.seed)
-    net_params = SupernetParams(dataset=params.dataset, cell=params.cell, layers=params.layers, ops=params.ops,
-                                width=params.width, architectures=len(candidates), head="shared")
+    net_params = SupernetParams(
+        dataset=params.dataset,
+        cell=params.cell,
+        layers=params.layers,
+        ops=params.ops,
+        width=params.width,
+        architectures=len(candidates),
+        head="shared",
+    )
     model = Supernet(tuple(data.train_x.shape[1:]), net_params, candidates, data.num_classes)
     tasks = [
-        Task(name=f"arch{k}(" + "-".join(model.arch_ops(k)) + ")", model_key=k, train_x=train_x, train_y=train_y,
-             test_x=test_x, test_y=test_y, used_params=model.used_parameter_names(k), num_classes=data.num_classes)
+        Task(
+            name=f"arch{k}(" + "-".join(model.arch_ops(k)) + ")",
+            model_key=k,
+            train_x=train_x,
+            train_y=train_y,
+            test_x=test_x,
+            test_y=test_y,
+            used_params=model.used_parameter_names(k),
+            num_classes=data.num_classes,
+        )
         for k in range(len(candidates))
     ]
     return SearchScenario(tasks, model, params, candidates, (val_x, val_y), inputs.seed)

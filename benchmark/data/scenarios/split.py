@@ -26,7 +26,14 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from forgetbench.benchmark.data.datasets import DATASETS, dataset_info, load_dataset
 from forgetbench.benchmark.data.models import MultiHeadNet, make_trunk
-from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, count_parameters
+from forgetbench.benchmark.data.scenarios.base import (
+    SCENARIOS,
+    Scenario,
+    ScenarioInputs,
+    ScenarioParams,
+    Task,
+    count_parameters,
+)
 
 
 def validate_dataset_name(name: str) -> str:
@@ -44,7 +51,9 @@ class SplitParams(ScenarioParams):
     widths: list[PositiveInt] = Field(default_factory=lambda: [256], min_length=1)
     download: bool = False  # fetch the dataset when it is missing (needs internet)
     max_train_per_task: PositiveInt | None = None  # subsample each task's training data (speed)
-    setting: Literal["task-IL", "domain-IL", "class-IL"] = "task-IL"  # van de Ven & Tolias's setting: a head per task, one shared k-way head, or one head over every class
+    setting: Literal["task-IL", "domain-IL", "class-IL"] = (
+        "task-IL"  # van de Ven & Tolias's setting: a head per task, one shared k-way head, or one head over every class
+    )
     # class-IL: hold the output units of classes no training experience has shown yet at a constant (see
     # MultiHeadNet.seen_classes_only); False keeps every unit live from the start (Avalanche's plain classifier,
     # which DER's stored logits need)
@@ -62,7 +71,9 @@ class SplitParams(ScenarioParams):
             if len(dataset_info(self.dataset)["input_shape"]) != 3:
                 raise ValueError(f"trunk 'resnet18' needs an image dataset (C, H, W); {self.dataset!r} is not one")
         if not self.mask_unseen_classes and self.setting != "class-IL":
-            raise ValueError("mask_unseen_classes: applies to setting 'class-IL' only (the other settings mask nothing)")
+            raise ValueError(
+                "mask_unseen_classes: applies to setting 'class-IL' only (the other settings mask nothing)"
+            )
         available = dataset_info(self.dataset)["num_classes"]
         if self.tasks * self.classes_per_task > available:
             raise ValueError(
@@ -76,7 +87,11 @@ class SplitParams(ScenarioParams):
 
         def build() -> MultiHeadNet:
             trunk, features = make_trunk(self.trunk, shape, self.widths)
-            heads = [k] * self.tasks if self.setting == "task-IL" else [k if self.setting == "domain-IL" else k * self.tasks]
+            heads = (
+                [k] * self.tasks
+                if self.setting == "task-IL"
+                else [k if self.setting == "domain-IL" else k * self.tasks]
+            )
             return MultiHeadNet(trunk, features, heads, shared_head=self.setting != "task-IL")
 
         return count_parameters(build)
@@ -85,8 +100,11 @@ class SplitParams(ScenarioParams):
         if self.setting == "task-IL":
             return frozenset({"task_heads", "unmasked_outputs"})
         masked = self.setting == "class-IL" and self.mask_unseen_classes
-        return frozenset({"single_head"} | (set() if masked else {"unmasked_outputs"})
-                         | ({"disjoint_labels"} if self.setting == "class-IL" else set()))
+        return frozenset(
+            {"single_head"}
+            | (set() if masked else {"unmasked_outputs"})
+            | ({"disjoint_labels"} if self.setting == "class-IL" else set())
+        )
 
 
 def class_order(num_classes: int, seed: int) -> list[int]:
@@ -113,9 +131,13 @@ def build_split(params: SplitParams, inputs: ScenarioInputs) -> Scenario:
     if params.setting == "task-IL":
         model = MultiHeadNet(trunk, features, [k] * params.tasks)
     else:
-        model = MultiHeadNet(trunk, features, [k if params.setting == "domain-IL" else k * params.tasks],
-                             shared_head=True,
-                             seen_classes_only=params.setting == "class-IL" and params.mask_unseen_classes)
+        model = MultiHeadNet(
+            trunk,
+            features,
+            [k if params.setting == "domain-IL" else k * params.tasks],
+            shared_head=True,
+            seen_classes_only=params.setting == "class-IL" and params.mask_unseen_classes,
+        )
     generator = torch.Generator().manual_seed(inputs.seed)
     tasks = []
     for t in range(params.tasks):

@@ -71,7 +71,9 @@ class SupernetParams(ScenarioParams):
     width: int = Field(64, ge=2)  # units (mlp) or channels (cnn) per op
     architectures: PositiveInt = 10  # distinct seed-drawn paths trained one after another (<= ops^layers)
     head: Literal["shared", "private"] = "private"  # one classifier for every architecture, or one per architecture
-    schedule: Literal["sequential", "round_robin"] = "round_robin"  # each architecture trained once in turn, or every round
+    schedule: Literal["sequential", "round_robin"] = (
+        "round_robin"  # each architecture trained once in turn, or every round
+    )
     rounds: PositiveInt = 5  # round_robin only
     steps_per_turn: PositiveInt | None = Field(100, description="null = the suite's epochs per turn")
     standalone: bool = False  # also train each architecture alone (reference)
@@ -276,6 +278,4 @@ def build_supernet(params: SupernetParams, inputs: ScenarioInputs) -> Scenario:
             for k in range(n)
         ]
     meta = {"schedule": params.schedule, "architectures": [list(a) for a in architectures]}
-    return SupernetScenario(
-        "supernet", tasks, model, schedule=schedule, meta=meta, standalone=params.standalone
-    )
+    return SupernetScenario("supernet", tasks, model, schedule=schedule, meta=meta, standalone=params.standalone)

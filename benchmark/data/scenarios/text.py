@@ -57,7 +57,9 @@ class AdapterParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rank: PositiveInt = 8  # LoRA's rank
     alpha: PositiveFloat = 16.0  # LoRA's scale numerator (update = alpha / rank * B A)
-    target_modules: list[str] = Field(["query", "value"], min_length=1)  # module names of the trained layers that get an adapter
+    target_modules: list[str] = Field(
+        ["query", "value"], min_length=1
+    )  # module names of the trained layers that get an adapter
     train_encoder: bool = False  # also train the layers' own weights (shared by every task)
 
 
@@ -81,8 +83,12 @@ class TextParams(ScenarioParams):
     max_length: PositiveInt = 128  # tokens per document (truncated)
     classes_per_task: int = Field(2, ge=2)  # classes per task (a smaller remainder joins the last task)
     tasks: list[list[str]] | None = Field(None, min_length=1, description="class names per task")
-    trainable_layers: NonNegativeInt = 1  # the encoder's top layers trained and shared (0: frozen; the rest are computed once)
-    head: Literal["multi", "single", "shared"] = "multi"  # a head per task (task-IL), one head over every class (class-IL), or one head over local labels (domain-IL)
+    trainable_layers: NonNegativeInt = (
+        1  # the encoder's top layers trained and shared (0: frozen; the rest are computed once)
+    )
+    head: Literal["multi", "single", "shared"] = (
+        "multi"  # a head per task (task-IL), one head over every class (class-IL), or one head over local labels (domain-IL)
+    )
     max_train_per_task: PositiveInt | None = None  # cap on each task's training documents
     max_test_per_task: PositiveInt | None = None  # cap on each task's test documents
     max_per_class: PositiveInt | None = Field(None, description="first N documents per class and split")
@@ -90,14 +96,19 @@ class TextParams(ScenarioParams):
     label_column: str = "label"  # the label column
     download: bool = False  # fetch the corpus / encoder when missing (needs internet)
     adapters: AdapterParams | None = None  # one PEFT LoRA adapter per task (null: none)
-    corpora: list[CorpusPart] | None = Field(None, min_length=2, description=(
-        "a sequence of datasets, one task each, in order (replaces corpus, tasks and classes_per_task)"))
+    corpora: list[CorpusPart] | None = Field(
+        None,
+        min_length=2,
+        description=("a sequence of datasets, one task each, in order (replaces corpus, tasks and classes_per_task)"),
+    )
 
     @model_validator(mode="after")
     def _tasks(self) -> "TextParams":
         if self.adapters is not None and self.head != "multi":
-            raise ValueError(f"adapters: one adapter per task is chosen by the task label, which head: {self.head} "
-                             "(class-IL / domain-IL) does not read; use head: multi")
+            raise ValueError(
+                f"adapters: one adapter per task is chosen by the task label, which head: {self.head} "
+                "(class-IL / domain-IL) does not read; use head: multi"
+            )
         if self.adapters is not None and self.trainable_layers == 0:
             raise ValueError("adapters: they sit in the top trainable_layers layers; set trainable_layers >= 1")
         if self.corpora is not None and self.tasks is not None:
@@ -105,8 +116,10 @@ class TextParams(ScenarioParams):
         names = [part.task_name for part in self.corpora or []]
         clash = sorted({a for a in names for b in names if a is not b and (a == b or b.startswith(a + "/"))})
         if clash:
-            raise ValueError(f"corpora: task names must differ and none may start with another's '<name>/', "
-                             f"got {clash}: give each part a `name`")
+            raise ValueError(
+                f"corpora: task names must differ and none may start with another's '<name>/', "
+                f"got {clash}: give each part a `name`"
+            )
         if self.tasks is not None:
             flat = [c for task in self.tasks for c in task]
             if len(set(flat)) != len(flat):
@@ -134,13 +147,17 @@ class TextParams(ScenarioParams):
         task_classes(corpus, self)
         layers = _read_layers(directory)
         if self.trainable_layers > layers:
-            raise ValueError(f"trainable_layers must be in 0..{layers} (the encoder's layers), got {self.trainable_layers}")
+            raise ValueError(
+                f"trainable_layers must be in 0..{layers} (the encoder's layers), got {self.trainable_layers}"
+            )
         if self.adapters is not None:
             names = _linear_names(directory)
             unknown = [t for t in self.adapters.target_modules if not any(n == t or n.endswith("." + t) for n in names)]
             if unknown:
-                raise ValueError(f"adapters.target_modules: {unknown} name no Linear layer of the encoder's layers; "
-                                 f"allowed: {', '.join(names)}")
+                raise ValueError(
+                    f"adapters.target_modules: {unknown} name no Linear layer of the encoder's layers; "
+                    f"allowed: {', '.join(names)}"
+                )
 
 
 def _linear_names(directory) -> list[str]:
@@ -156,11 +173,26 @@ def load_corpus(params: TextParams) -> text.Corpus:
     """The scenario's corpus: ``corpus``, or the ``corpora`` one after another (their classes named
     ``<task name>/<class>``)."""
     if params.corpora is None:
-        return text.load_corpus(params.corpus, download=params.download, text_column=params.text_column,
-                                label_column=params.label_column, max_per_class=params.max_per_class)
-    parts = [(part.task_name, text.load_corpus(part.corpus, download=params.download, text_column=part.text_column,
-                                               label_column=part.label_column, max_per_class=params.max_per_class))
-             for part in params.corpora]
+        return text.load_corpus(
+            params.corpus,
+            download=params.download,
+            text_column=params.text_column,
+            label_column=params.label_column,
+            max_per_class=params.max_per_class,
+        )
+    parts = [
+        (
+            part.task_name,
+            text.load_corpus(
+                part.corpus,
+                download=params.download,
+                text_column=part.text_column,
+                label_column=part.label_column,
+                max_per_class=params.max_per_class,
+            ),
+        )
+        for part in params.corpora
+    ]
     return text.concatenate_corpora(parts)[0]
 
 
@@ -171,13 +203,16 @@ def _read_layers(directory) -> int:
 def task_classes(corpus: text.Corpus, params: TextParams) -> list[list[int]]:
     """Each task's class indices in the corpus."""
     if params.corpora is not None:  # one task per dataset, its classes named <task name>/<class>
-        return [[i for i, c in enumerate(corpus.classes) if c.startswith(part.task_name + "/")]
-                for part in params.corpora]
+        return [
+            [i for i, c in enumerate(corpus.classes) if c.startswith(part.task_name + "/")] for part in params.corpora
+        ]
     if params.tasks is not None:
         unknown = sorted({c for task in params.tasks for c in task} - set(corpus.classes))
         if unknown:
-            raise ValueError(f"tasks: unknown class(es) {unknown} of corpus {corpus.name!r}; "
-                             f"its classes: {', '.join(corpus.classes)}")
+            raise ValueError(
+                f"tasks: unknown class(es) {unknown} of corpus {corpus.name!r}; "
+                f"its classes: {', '.join(corpus.classes)}"
+            )
         return [[corpus.classes.index(c) for c in task] for task in params.tasks]
     k, n = params.classes_per_task, len(corpus.classes)
     if n < k:
@@ -191,8 +226,14 @@ def task_classes(corpus: text.Corpus, params: TextParams) -> list[list[int]]:
 class EncoderTasks(TaskRoutedModule):
     """The encoder's top layers (shared) and the task heads, on cached frozen-part token states."""
 
-    def __init__(self, layers: list[nn.Module], hidden: int, head_sizes: list[int], head: str,
-                 adapters: AdapterParams | None = None):
+    def __init__(
+        self,
+        layers: list[nn.Module],
+        hidden: int,
+        head_sizes: list[int],
+        head: str,
+        adapters: AdapterParams | None = None,
+    ):
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.adapters = adapters is not None
@@ -221,9 +262,11 @@ class EncoderTasks(TaskRoutedModule):
     def used_parameter_names(self, task_label: int) -> frozenset[str]:
         head = f"heads.{self.head_index(task_label)}."
         own = (f".lora_A.{_adapter_name(task_label)}.", f".lora_B.{_adapter_name(task_label)}.")
-        return frozenset(n for n, _ in self.named_parameters()
-                         if (n.startswith("layers.") and (".lora_" not in n or any(o in n for o in own)))
-                         or n.startswith(head))
+        return frozenset(
+            n
+            for n, _ in self.named_parameters()
+            if (n.startswith("layers.") and (".lora_" not in n or any(o in n for o in own))) or n.startswith(head)
+        )
 
 
 def _adapter_name(task_label: int) -> str:
@@ -237,8 +280,9 @@ def _add_task_adapters(layers: nn.Module, params: AdapterParams, tasks: int) -> 
 
     from peft import LoraConfig, inject_adapter_in_model
 
-    config = LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=0.0,
-                        target_modules=list(params.target_modules))
+    config = LoraConfig(
+        r=params.rank, lora_alpha=params.alpha, lora_dropout=0.0, target_modules=list(params.target_modules)
+    )
     with warnings.catch_warnings():  # "multiple adapters in the model": one per task, by design
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         for t in range(tasks):
@@ -294,19 +338,34 @@ def build_text(params: TextParams, inputs: ScenarioInputs) -> Scenario:
         local = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
         local[torch.tensor(classes)] = torch.arange(len(classes)) + (offset if params.head == "single" else 0)
         split = {}
-        for name, in_split, limit in (("train", ~is_test, params.max_train_per_task),
-                                      ("test", is_test, params.max_test_per_task)):
+        for name, in_split, limit in (
+            ("train", ~is_test, params.max_train_per_task),
+            ("test", is_test, params.max_test_per_task),
+        ):
             index = torch.nonzero(in_split & (local[labels] >= 0)).flatten()
             if limit is not None and len(index) > limit:
                 index = index[torch.randperm(len(index), generator=generator)[:limit]].sort().values
             split[name] = (x[index], local[labels[index]])
-        tasks.append(Task(
-            name=f"task{t}(" + ",".join(corpus.classes[c] for c in classes) + ")", model_key=t,
-            train_x=split["train"][0], train_y=split["train"][1], test_x=split["test"][0], test_y=split["test"][1],
-            used_params=model.used_parameter_names(t),
-            num_classes={"single": sum(len(g) for g in groups), "shared": max(len(g) for g in groups)}.get(
-                params.head, len(classes))))
+        tasks.append(
+            Task(
+                name=f"task{t}(" + ",".join(corpus.classes[c] for c in classes) + ")",
+                model_key=t,
+                train_x=split["train"][0],
+                train_y=split["train"][1],
+                test_x=split["test"][0],
+                test_y=split["test"][1],
+                used_params=model.used_parameter_names(t),
+                num_classes={"single": sum(len(g) for g in groups), "shared": max(len(g) for g in groups)}.get(
+                    params.head, len(classes)
+                ),
+            )
+        )
         offset += len(classes)
-    meta = {"corpus": corpus.name, "classes": [[corpus.classes[c] for c in g] for g in groups],
-            "frozen_layers": frozen, "adapters": params.adapters is not None, "scenario_type": {"single": "class-IL", "shared": "domain-IL"}.get(params.head, "task-IL")}
+    meta = {
+        "corpus": corpus.name,
+        "classes": [[corpus.classes[c] for c in g] for g in groups],
+        "frozen_layers": frozen,
+        "adapters": params.adapters is not None,
+        "scenario_type": {"single": "class-IL", "shared": "domain-IL"}.get(params.head, "task-IL"),
+    }
     return Scenario("text", tasks, model, meta=meta)

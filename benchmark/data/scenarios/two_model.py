@@ -28,7 +28,15 @@ from torch import nn
 
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
 from forgetbench.benchmark.data.models import TaskRoutedModule
-from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn, count_parameters
+from forgetbench.benchmark.data.scenarios.base import (
+    SCENARIOS,
+    Scenario,
+    ScenarioInputs,
+    ScenarioParams,
+    Task,
+    Turn,
+    count_parameters,
+)
 from forgetbench.benchmark.data.scenarios.split import select_classes, validate_dataset_name
 
 
@@ -38,7 +46,9 @@ class TwoModelParams(ScenarioParams):
     depth_b: PositiveInt = 6  # model B's hidden layers
     width: PositiveInt = 256  # units per hidden layer
     shared: PositiveInt = 3  # first hidden layers A and B share (the same modules)
-    data_b: Literal["same", "permuted"] | list[int] = "permuted"  # B's data: A's, a seeded pixel permutation of it, or these classes
+    data_b: Literal["same", "permuted"] | list[int] = (
+        "permuted"  # B's data: A's, a seeded pixel permutation of it, or these classes
+    )
     a_steps: PositiveInt | None = None  # A's training steps (null: the suite's epochs)
     b_steps: PositiveInt | None = None  # B's training steps (null: the suite's epochs)
     max_train: PositiveInt | None = Field(None, description="subsample the training data (speed)")

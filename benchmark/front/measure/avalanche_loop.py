@@ -52,8 +52,9 @@ class SeededBatches:
             yield self.dataset.collate_fn([self.dataset[i] for i in order[start : start + self.batch_size]])
 
 
-def own_loop_strategy(cls: type, scenario: Scenario, args: dict[str, Any], training: TrainingConfig, seed: int,
-                      device: torch.device):
+def own_loop_strategy(
+    cls: type, scenario: Scenario, args: dict[str, Any], training: TrainingConfig, seed: int, device: torch.device
+):
     """Avalanche's stock ``cls`` on ``scenario.model`` with the suite's SGD optimiser, batches in forgetbench's order."""
     if training.optimizer != "sgd":
         raise ValueError("the own-loop reference builds SGD, as the suite's optimizer must be here")
@@ -66,8 +67,9 @@ def own_loop_strategy(cls: type, scenario: Scenario, args: dict[str, Any], train
     model = scenario.model.to(device)
     return Ordered(
         model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=training.lr, momentum=training.momentum,
-                                  weight_decay=training.weight_decay),
+        optimizer=torch.optim.SGD(
+            model.parameters(), lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay
+        ),
         criterion=torch.nn.CrossEntropyLoss(),
         train_mb_size=training.batch_size,
         train_epochs=training.epochs,
@@ -88,15 +90,29 @@ def train_own_loop(strategy: Any, scenario: Scenario, training: TrainingConfig) 
     return seconds
 
 
-def method_spec(method: str, dataset: str, training: TrainingConfig, seed: int, train_per_task: int | None,
-                device: str = "cpu") -> RunSpec:
+def method_spec(
+    method: str, dataset: str, training: TrainingConfig, seed: int, train_per_task: int | None, device: str = "cpu"
+) -> RunSpec:
     setting, args = METHODS[method]
-    params = {"dataset": dataset, "tasks": 5, "classes_per_task": 2, "trunk": "mlp", "widths": [256],
-              "max_train_per_task": train_per_task, "setting": setting}
+    params = {
+        "dataset": dataset,
+        "tasks": 5,
+        "classes_per_task": 2,
+        "trunk": "mlp",
+        "widths": [256],
+        "max_train_per_task": train_per_task,
+        "setting": setting,
+    }
     if setting == "class-IL":
         params["mask_unseen_classes"] = False
-    return RunSpec("perf", ComponentSpec(name="split", params=params), ComponentSpec(name=f"avalanche.{method}",
-                   params=args), seed, training, device)
+    return RunSpec(
+        "perf",
+        ComponentSpec(name="split", params=params),
+        ComponentSpec(name=f"avalanche.{method}", params=args),
+        seed,
+        training,
+        device,
+    )
 
 
 def _harness_side(spec: RunSpec, data_root: Path, device: torch.device) -> tuple[torch.nn.Module, float]:
@@ -105,8 +121,9 @@ def _harness_side(spec: RunSpec, data_root: Path, device: torch.device) -> tuple
     model = scenario.model.to(device)
     harness = Harness()
     strategy = build_run_strategy(spec, scenario, model, device, harness)
-    seconds = sum(done.train_seconds for done in train_schedule(strategy, harness, scheduled_experiences(scenario),
-                                                                 spec.training))
+    seconds = sum(
+        done.train_seconds for done in train_schedule(strategy, harness, scheduled_experiences(scenario), spec.training)
+    )
     return model, seconds
 
 
@@ -120,8 +137,15 @@ def _own_side(spec: RunSpec, data_root: Path, device: torch.device) -> tuple[tor
     return strategy.model, train_own_loop(strategy, scenario, spec.training)
 
 
-def avalanche_vs_own_loop(data_root: Path, dataset: str, training: TrainingConfig, repeats: int, seed: int,
-                          train_per_task: int | None, device: torch.device) -> dict[str, Any]:
+def avalanche_vs_own_loop(
+    data_root: Path,
+    dataset: str,
+    training: TrainingConfig,
+    repeats: int,
+    seed: int,
+    train_per_task: int | None,
+    device: torch.device,
+) -> dict[str, Any]:
     """Per method: harness and own-loop training seconds (medians), their ratio, and whether the weights agree."""
     result: dict[str, Any] = {}
     for method in METHODS:
@@ -133,10 +157,16 @@ def avalanche_vs_own_loop(data_root: Path, dataset: str, training: TrainingConfi
             (ours, ours_s), (theirs, theirs_s) = outcome[_harness_side], outcome[_own_side]
             harness_times.append(ours_s)
             own_times.append(theirs_s)
-            equal = equal and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours.state_dict().values(),
-                                                                                  theirs.state_dict().values()))
+            equal = equal and all(
+                torch.allclose(a, b, atol=1e-5)
+                for a, b in zip(ours.state_dict().values(), theirs.state_dict().values())
+            )
         harness_s, own_s = statistics.median(harness_times), statistics.median(own_times)
-        result[method] = {"harness_seconds": harness_s, "own_loop_seconds": own_s,
-                          "ratio": harness_s / own_s if own_s > 0 else float("nan"), "weights_equal": equal,
-                          "setting": METHODS[method][0]}
+        result[method] = {
+            "harness_seconds": harness_s,
+            "own_loop_seconds": own_s,
+            "ratio": harness_s / own_s if own_s > 0 else float("nan"),
+            "weights_equal": equal,
+            "setting": METHODS[method][0],
+        }
     return result

@@ -30,8 +30,15 @@ class DeviceMissingError(RuntimeError):
     """The requested device is not present."""
 
 
-SECTIONS = ("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop", "growth", "parallel_scaling",
-            "recurrent_supernet", "avalanche_vs_own_loop")
+SECTIONS = (
+    "harness_vs_plain",
+    "step_overhead",
+    "fisher_fast_vs_loop",
+    "growth",
+    "parallel_scaling",
+    "recurrent_supernet",
+    "avalanche_vs_own_loop",
+)
 NOT_AVAILABLE = "not available"
 
 
@@ -78,7 +85,9 @@ class PerfOptions:
         """The workload of ``model``: trunk, widths, tasks and samples per task (tiny with ``quick``)."""
         case = dict(MODELS[model])
         if self.quick:
-            case.update(widths=QUICK_WIDTHS.get(model, []), tasks=2, train_per_task=64 if model not in TEXT_MODELS else 16)
+            case.update(
+                widths=QUICK_WIDTHS.get(model, []), tasks=2, train_per_task=64 if model not in TEXT_MODELS else 16
+            )
         elif model == "cnn":
             case["train_per_task"] = self.cnn_train_per_task
         return case
@@ -94,8 +103,16 @@ MODELS: dict[str, dict[str, Any]] = {
     # the first 256 training documents of each of its two tasks: 8 steps of 32 per experience
     "minilm": dict(trunk="minilm", widths=[], tasks=2, train_per_task=256),
 }
-TEXT_MODELS = {"minilm": {"corpus": "bbc_news", "encoder": "minilm", "max_length": 128, "classes_per_task": 2,
-                          "trainable_layers": 1, "head": "multi"}}
+TEXT_MODELS = {
+    "minilm": {
+        "corpus": "bbc_news",
+        "encoder": "minilm",
+        "max_length": 128,
+        "classes_per_task": 2,
+        "trainable_layers": 1,
+        "head": "multi",
+    }
+}
 TEXT_BATCH = 32
 GROWTH_RESNET_PER_TASK = 128
 AVALANCHE_TRAIN_PER_TASK = 2000  # avalanche_vs_own_loop: 5 tasks x 2,000 samples, MLP 256, one epoch
@@ -105,8 +122,13 @@ QUICK_WIDTHS = {"mlp": [32], "cnn": [4], "resnet18": [4]}
 TARGETS: dict[tuple[str, str], dict[str, str]] = {
     ("cpu", "mlp"): {"harness_vs_plain": "<= 1.15", "ewc": "<= 1.15", "wpl": "<= 1.15", "si": "<= 1.20"},  # issue 36
     ("cpu", "cnn"): {"harness_vs_plain": "<= 1.10"},
-    ("cpu", "resnet18"): {"harness_vs_plain": "<= 1.05", "ewc": "<= 1.10", "wpl": "<= 1.10", "si": "<= 1.15",
-                          "fisher_vs_epoch": "<= 1.0"},
+    ("cpu", "resnet18"): {
+        "harness_vs_plain": "<= 1.05",
+        "ewc": "<= 1.10",
+        "wpl": "<= 1.10",
+        "si": "<= 1.15",
+        "fisher_vs_epoch": "<= 1.0",
+    },
     ("cuda", "resnet18"): {"harness_vs_plain": "<= 1.03", "ewc": "<= 1.05", "wpl": "<= 1.05", "si": "<= 1.05"},
     ("cpu", "minilm"): {"harness_vs_plain": "<= 1.05", "ewc": "<= 1.10", "wpl": "<= 1.10", "fisher_vs_epoch": "<= 1.0"},
     ("cuda", "minilm"): {"harness_vs_plain": "<= 1.03", "ewc": "<= 1.05", "wpl": "<= 1.05", "si": "<= 1.05"},
@@ -173,15 +195,14 @@ def split_workload(
             train_x = train_x[start : start + train_per_task]
             train_y = train_y[start : start + train_per_task]
         test_x, test_y = select_classes(data.test_x, data.test_y, classes)
-        task_list.append(
-            Task(f"task{t}", t, train_x, train_y, test_x, test_y, model.used_parameter_names(t), 2)
-        )
+        task_list.append(Task(f"task{t}", t, train_x, train_y, test_x, test_y, model.used_parameter_names(t), 2))
     scenario = Scenario(name, task_list, model)
     return Workload(name, scenario, copy.deepcopy(model.state_dict()))
 
 
-def text_workload(opts: PerfOptions, name: str, model: str, *, tasks: int | None = None,
-                  train_per_task: int | None = None) -> Workload:
+def text_workload(
+    opts: PerfOptions, name: str, model: str, *, tasks: int | None = None, train_per_task: int | None = None
+) -> Workload:
     """The text scenario of ``TEXT_MODELS[model]`` (encoder and corpus from the data root or their packages), each
     task cut to its first ``train_per_task`` training documents; ``tasks`` (at most the scenario's) keeps the
     first ones."""
@@ -189,8 +210,9 @@ def text_workload(opts: PerfOptions, name: str, model: str, *, tasks: int | None
 
     case = opts.case(model)
     entry = SCENARIOS.get("text")
-    params = entry.parse_params({**TEXT_MODELS[model], "max_train_per_task": train_per_task or case["train_per_task"],
-                                 "max_test_per_task": 16})
+    params = entry.parse_params(
+        {**TEXT_MODELS[model], "max_train_per_task": train_per_task or case["train_per_task"], "max_test_per_task": 16}
+    )
     seed_everything(opts.seed)
     scenario = entry.factory(params, ScenarioInputs(opts.seed, opts.data_root))
     if tasks is not None:
@@ -202,8 +224,15 @@ def text_workload(opts: PerfOptions, name: str, model: str, *, tasks: int | None
 # The recurrent supernet's perf workload: the sizes of configs/enas_rnn_austen.yaml on random tokens.
 RECURRENT = dict(vocabulary=2000, hidden=64, nodes=6, bptt=35, windows=2048, turns=8, steps=7, batch=32)
 RECURRENT_QUICK = dict(vocabulary=50, hidden=8, nodes=3, bptt=6, windows=64, turns=3, steps=2, batch=8)
-RECURRENT_WPL = {"alpha": 60.0, "fisher": "online", "fisher_batches": 1, "accumulate": "momentum", "momentum": 0.9,
-                 "clip_norm": 10.0, "max_curvature": None}
+RECURRENT_WPL = {
+    "alpha": 60.0,
+    "fisher": "online",
+    "fisher_batches": 1,
+    "accumulate": "momentum",
+    "momentum": 0.9,
+    "clip_norm": 10.0,
+    "max_curvature": None,
+}
 
 
 def recurrent_workload(opts: PerfOptions) -> tuple[Workload, TrainingConfig]:
@@ -214,8 +243,13 @@ def recurrent_workload(opts: PerfOptions) -> tuple[Workload, TrainingConfig]:
 
     sizes = RECURRENT_QUICK if opts.quick else RECURRENT
     seed_everything(opts.seed)
-    params = RecurrentSearchParams(vocabulary=sizes["vocabulary"], nodes=sizes["nodes"], embedding=sizes["hidden"],
-                                   hidden=sizes["hidden"], bptt=sizes["bptt"])
+    params = RecurrentSearchParams(
+        vocabulary=sizes["vocabulary"],
+        nodes=sizes["nodes"],
+        embedding=sizes["hidden"],
+        hidden=sizes["hidden"],
+        bptt=sizes["bptt"],
+    )
     model = RecurrentSupernet(params, sizes["vocabulary"]).to(opts.torch_device)
     generator = torch.Generator().manual_seed(opts.seed)
     tokens = torch.randint(sizes["vocabulary"], (sizes["windows"] * sizes["bptt"] + 1,), generator=generator)
@@ -229,7 +263,6 @@ def recurrent_workload(opts: PerfOptions) -> tuple[Workload, TrainingConfig]:
     scenario = Scenario("enas_rnn_perf", tasks, model, schedule=schedule)
     training = TrainingConfig(optimizer="sgd", lr=20.0, grad_clip_norm=0.25, batch_size=sizes["batch"])
     return Workload("recurrent", scenario, copy.deepcopy(model.state_dict())), training
-
 
 
 # ----------------------------------------------------------------------------- timing plugins
@@ -256,8 +289,11 @@ class _Probe(SupervisedPlugin):
         if self.role == "end":
             synchronize(strategy.device)
             self.log["epochs"].append(
-                (strategy.clock.train_exp_counter, time.perf_counter() - self.log["_epoch_t0"][0],
-                 strategy.clock.train_epoch_iterations)
+                (
+                    strategy.clock.train_exp_counter,
+                    time.perf_counter() - self.log["_epoch_t0"][0],
+                    strategy.clock.train_epoch_iterations,
+                )
             )
 
     def after_training_exp(self, strategy, **kwargs) -> None:
@@ -338,7 +374,9 @@ def plain_train(
         synchronize(device)
         t0 = time.perf_counter()
         optimizer = torch.optim.SGD(
-            model.parameters(), lr=training.lr, momentum=training.momentum,
+            model.parameters(),
+            lr=training.lr,
+            momentum=training.momentum,
             weight_decay=training.weight_decay,
         )
         train_x, train_y = task.train_x.to(device), task.train_y.to(device)
@@ -382,16 +420,29 @@ def ratio_of(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
 
 
-def model_workload(opts: PerfOptions, data: TensorData, model: str, *, tasks: int | None = None,
-                   train_per_task: int | None = None, name: str | None = None) -> Workload:
+def model_workload(
+    opts: PerfOptions,
+    data: TensorData,
+    model: str,
+    *,
+    tasks: int | None = None,
+    train_per_task: int | None = None,
+    name: str | None = None,
+) -> Workload:
     """The Split workload of ``model`` on the perf device (``tasks``/``train_per_task`` override its sizes); for a
     text model, its text scenario (:func:`text_workload`)."""
     if model in TEXT_MODELS:
         return text_workload(opts, name or model, model, tasks=tasks, train_per_task=train_per_task)
     case = opts.case(model)
     return split_workload(
-        name or model, data, tasks=tasks or case["tasks"], trunk=case["trunk"], widths=case["widths"],
-        seed=opts.seed, train_per_task=train_per_task or case["train_per_task"], device=opts.torch_device,
+        name or model,
+        data,
+        tasks=tasks or case["tasks"],
+        trunk=case["trunk"],
+        widths=case["widths"],
+        seed=opts.seed,
+        train_per_task=train_per_task or case["train_per_task"],
+        device=opts.torch_device,
     )
 
 
@@ -408,7 +459,5 @@ def importance_ratio(run: HarnessRun) -> float:
     epoch_by_exp: dict[int, float] = {}
     for exp, s, _ in run.epochs:
         epoch_by_exp.setdefault(exp, s)  # the first epoch of the experience
-    ratios = [
-        t / epoch_by_exp[i] for i, t in enumerate(run.after_exp_seconds[:-1]) if epoch_by_exp.get(i)
-    ]
+    ratios = [t / epoch_by_exp[i] for i, t in enumerate(run.after_exp_seconds[:-1]) if epoch_by_exp.get(i)]
     return median_of(ratios)

@@ -8,7 +8,15 @@ from typing import Any
 from forgetbench.benchmark.data.datasets import TensorData
 
 from forgetbench.benchmark.front.measure.common import (
-    NOT_AVAILABLE, PerfOptions, median_of, ratio_of, model_workload, plain_train, synchronize, target)
+    NOT_AVAILABLE,
+    PerfOptions,
+    median_of,
+    ratio_of,
+    model_workload,
+    plain_train,
+    synchronize,
+    target,
+)
 
 
 def fisher_fast_vs_loop(opts: PerfOptions, data: TensorData) -> dict[str, Any] | str:
@@ -32,7 +40,7 @@ def fisher_fast_vs_loop(opts: PerfOptions, data: TensorData) -> dict[str, Any] |
     fast = loop = None
     sides = ["fast", "loop", "epoch"]
     for r in range(opts.repeats):
-        for side in sides[r % 3:] + sides[: r % 3]:
+        for side in sides[r % 3 :] + sides[: r % 3]:
             synchronize(device)
             t0 = time.perf_counter()
             if side == "fast":

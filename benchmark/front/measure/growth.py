@@ -9,8 +9,16 @@ from torch import nn
 from forgetbench.benchmark.data.datasets import TensorData
 
 from forgetbench.benchmark.front.measure.common import (
-    GROWTH_RESNET_PER_TASK, NOT_AVAILABLE, PerfOptions, TEXT_MODELS, median_of, seconds_per_step, ratio_of,
-    harness_train, model_workload)
+    GROWTH_RESNET_PER_TASK,
+    NOT_AVAILABLE,
+    PerfOptions,
+    TEXT_MODELS,
+    median_of,
+    seconds_per_step,
+    ratio_of,
+    harness_train,
+    model_workload,
+)
 
 
 def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
@@ -44,7 +52,7 @@ def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
         memory: dict[str, int] = {}
         labels = list(cases)
         for r in range(opts.repeats):
-            for label in labels[r % len(labels):] + labels[: r % len(labels)]:
+            for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
                 name, params = cases[label]
                 run = harness_train(workload, name, opts.training, opts.seed, params, opts.torch_device)
                 times[label].append(seconds_per_step(run))
@@ -60,7 +68,8 @@ def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
             "step_ratio_last_vs_first": ratio_of(by_t[last]["step_seconds"], by_t[first]["step_seconds"]),
             "vs_naive_ratio_last_vs_first": ratio_of(by_t[last]["vs_naive"], by_t[first]["vs_naive"]),
             "bytes_ratio_last_vs_first": ratio_of(by_t[last]["regularizer_bytes"], by_t[first]["regularizer_bytes"])
-            if by_t[first]["regularizer_bytes"] else None,
+            if by_t[first]["regularizer_bytes"]
+            else None,
         }
     if "wpl" not in cases:
         out["wpl"] = NOT_AVAILABLE

@@ -8,7 +8,15 @@ from typing import Any
 from forgetbench.benchmark.data.datasets import TensorData
 
 from forgetbench.benchmark.front.measure.common import (
-    PerfOptions, median_of, ratio_of, harness_train, max_weight_diff, model_workload, plain_train, target)
+    PerfOptions,
+    median_of,
+    ratio_of,
+    harness_train,
+    max_weight_diff,
+    model_workload,
+    plain_train,
+    target,
+)
 
 
 def harness_vs_plain(opts: PerfOptions, data: TensorData) -> dict[str, Any]:

@@ -43,8 +43,15 @@ import torch
 
 from forgetbench.benchmark.data.datasets import check_available, load_dataset
 from forgetbench.benchmark.front.measure.common import (
-    AVALANCHE_TRAIN_PER_TASK, NOT_AVAILABLE, SECTIONS, TEXT_MODELS, DeviceMissingError, PerfOptions,
-    model_workload, target)
+    AVALANCHE_TRAIN_PER_TASK,
+    NOT_AVAILABLE,
+    SECTIONS,
+    TEXT_MODELS,
+    DeviceMissingError,
+    PerfOptions,
+    model_workload,
+    target,
+)
 from forgetbench.benchmark.front.measure.fisher import fisher_fast_vs_loop
 from forgetbench.benchmark.front.measure.growth import growth
 from forgetbench.benchmark.front.measure.harness_vs_plain import harness_vs_plain
@@ -53,9 +60,24 @@ from forgetbench.benchmark.front.measure.scaling import parallel_scaling
 from forgetbench.benchmark.front.measure.step_overhead import step_overhead
 
 # the names the CLI, scripts and tests use from here (each section lives in its own module)
-__all__ = ["NOT_AVAILABLE", "SECTIONS", "TEXT_MODELS", "DeviceMissingError", "PerfOptions", "conditions",
-           "fisher_fast_vs_loop", "format_table", "growth", "harness_vs_plain", "model_workload", "parallel_scaling",
-           "recurrent_supernet", "run_perf", "step_overhead", "target"]
+__all__ = [
+    "NOT_AVAILABLE",
+    "SECTIONS",
+    "TEXT_MODELS",
+    "DeviceMissingError",
+    "PerfOptions",
+    "conditions",
+    "fisher_fast_vs_loop",
+    "format_table",
+    "growth",
+    "harness_vs_plain",
+    "model_workload",
+    "parallel_scaling",
+    "recurrent_supernet",
+    "run_perf",
+    "step_overhead",
+    "target",
+]
 
 # ----------------------------------------------------------------------------- entry point
 
@@ -95,7 +117,9 @@ def conditions(opts: PerfOptions) -> dict[str, Any]:
 def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the selected sections; raises DataMissingError when the dataset is not under the root."""
     if opts.device == "cuda" and not torch.cuda.is_available():
-        raise DeviceMissingError("--device cuda: torch sees no CUDA device on this machine (torch.cuda.is_available() is False)")
+        raise DeviceMissingError(
+            "--device cuda: torch sees no CUDA device on this machine (torch.cuda.is_available() is False)"
+        )
     check_available(opts.dataset, opts.data_root, download=False)
     data = load_dataset(opts.dataset, opts.data_root)
     result: dict[str, Any] = {"conditions": conditions(opts)}
@@ -123,8 +147,14 @@ def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -
 
         note("avalanche_vs_own_loop")
         result["avalanche_vs_own_loop"] = avalanche_vs_own_loop(
-            opts.data_root, opts.dataset, opts.training, opts.repeats, opts.seed,
-            64 if opts.quick else AVALANCHE_TRAIN_PER_TASK, opts.torch_device)
+            opts.data_root,
+            opts.dataset,
+            opts.training,
+            opts.repeats,
+            opts.seed,
+            64 if opts.quick else AVALANCHE_TRAIN_PER_TASK,
+            opts.torch_device,
+        )
     result["conditions"]["load_average_1m_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return result
 
@@ -137,8 +167,10 @@ def format_table(result: dict[str, Any]) -> str:
         f"forgetbench perf: {c['dataset']}, {c['repeats']} repeats (medians), torch {c['torch']}, "
         f"{c['torch_threads']} threads on {c['cpus']} CPUs, load {c['load_average_1m']:.2f}"
     )
-    lines.append(f"device {c['device']}, model {c['model']}, precision {c['precision']}"
-                 f"{', channels_last' if c['channels_last'] else ''}, batch {c['batch_size']}")
+    lines.append(
+        f"device {c['device']}, model {c['model']}, precision {c['precision']}"
+        f"{', channels_last' if c['channels_last'] else ''}, batch {c['batch_size']}"
+    )
 
     def goal(text: str) -> str:
         return f"target {text}" if text else ""
@@ -177,14 +209,19 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{r['speedup']:.1f}x ({'equal' if r['equal'] else 'DIFFER'})",
                 "target >= 10" if r["model"] == "mlp" else "",
             )
-            row(f"fast pass / one epoch ({r['fast_seconds']:.3f}s / {r['epoch_seconds']:.3f}s)",
-                f"{r['fisher_vs_epoch']:.3f}", goal(r["fisher_vs_epoch_target"]))
+            row(
+                f"fast pass / one epoch ({r['fast_seconds']:.3f}s / {r['epoch_seconds']:.3f}s)",
+                f"{r['fisher_vs_epoch']:.3f}",
+                goal(r["fisher_vs_epoch_target"]),
+            )
     if isinstance(result.get("growth"), str):
         lines.append("growth")
         row("growth", result["growth"])
     elif "growth" in result:
         g = result["growth"]
-        lines.append(f"growth (T = {g['tasks']}; ms/step and regularizer bytes; T={g['tasks'][-1]} / T={g['tasks'][0]})")
+        lines.append(
+            f"growth (T = {g['tasks']}; ms/step and regularizer bytes; T={g['tasks'][-1]} / T={g['tasks'][0]})"
+        )
         for label, r in g.items():
             if label in ("tasks", "train_per_task", "model", "trunk_bytes", "head_bytes"):
                 continue
@@ -192,16 +229,18 @@ def format_table(result: dict[str, Any]) -> str:
                 row(label, r)
                 continue
             cells = ", ".join(
-                f"T={T}: {v['step_seconds'] * 1e3:.2f}ms ({v['vs_naive']:.2f}x naive) {v['regularizer_bytes']}B" for T, v in r["per_T"].items()
+                f"T={T}: {v['step_seconds'] * 1e3:.2f}ms ({v['vs_naive']:.2f}x naive) {v['regularizer_bytes']}B"
+                for T, v in r["per_T"].items()
             )
             br = r["bytes_ratio_last_vs_first"]
-            value = (f"time x{r['step_ratio_last_vs_first']:.2f} "
-                     f"(vs naive x{r['vs_naive_ratio_last_vs_first']:.2f})")
+            value = f"time x{r['step_ratio_last_vs_first']:.2f} (vs naive x{r['vs_naive_ratio_last_vs_first']:.2f})"
             row(label, f"{value}, bytes x{br:.2f}" if br else value)
             lines.append(f"      {cells}")
         last = str(g["tasks"][-1])
-        lines.append(f"      (2 x (trunk + heads) at T={last}: 2 x ({g['trunk_bytes']} + {g['head_bytes'][last]}) = "
-                     f"{2 * (g['trunk_bytes'] + g['head_bytes'][last])}B)")
+        lines.append(
+            f"      (2 x (trunk + heads) at T={last}: 2 x ({g['trunk_bytes']} + {g['head_bytes'][last]}) = "
+            f"{2 * (g['trunk_bytes'] + g['head_bytes'][last])}B)"
+        )
     if "parallel_scaling" in result:
         r = result["parallel_scaling"]
         lines.append(f"parallel_scaling ({r['jobs']} x {r['job']}; local / parallel)")
@@ -216,14 +255,25 @@ def format_table(result: dict[str, Any]) -> str:
     if "recurrent_supernet" in result:
         r = result["recurrent_supernet"]
         lines.append(f"recurrent_supernet ({r['model']})")
-        row(f"harness naive / plain: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
-            f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}", "target <= 1.10")
-        row(f"wpl (online) / naive step ({r['wpl_step_seconds'] * 1e3:.1f} / {r['step_seconds'] * 1e3:.1f} ms)",
-            f"{r['wpl_vs_naive']:.3f}", "target <= 1.15")
+        row(
+            f"harness naive / plain: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
+            f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+            "target <= 1.10",
+        )
+        row(
+            f"wpl (online) / naive step ({r['wpl_step_seconds'] * 1e3:.1f} / {r['step_seconds'] * 1e3:.1f} ms)",
+            f"{r['wpl_vs_naive']:.3f}",
+            "target <= 1.15",
+        )
         row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0")
     if "avalanche_vs_own_loop" in result:
-        lines.append("avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)")
+        lines.append(
+            "avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)"
+        )
         for name, r in result["avalanche_vs_own_loop"].items():
-            row(f"{name} ({r['setting']}): {r['harness_seconds']:.3f}s / {r['own_loop_seconds']:.3f}s",
-                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}", "lower is better")
+            row(
+                f"{name} ({r['setting']}): {r['harness_seconds']:.3f}s / {r['own_loop_seconds']:.3f}s",
+                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+                "lower is better",
+            )
     return "\n".join(lines)

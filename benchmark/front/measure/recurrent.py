@@ -6,8 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from forgetbench.benchmark.front.measure.common import (
-    PerfOptions, RECURRENT, RECURRENT_QUICK, RECURRENT_WPL, importance_ratio, median_of, seconds_per_step, ratio_of,
-    harness_train, max_weight_diff, plain_train, recurrent_workload)
+    PerfOptions,
+    RECURRENT,
+    RECURRENT_QUICK,
+    RECURRENT_WPL,
+    importance_ratio,
+    median_of,
+    seconds_per_step,
+    ratio_of,
+    harness_train,
+    max_weight_diff,
+    plain_train,
+    recurrent_workload,
+)
 
 
 def recurrent_supernet(opts: PerfOptions) -> dict[str, Any]:
@@ -38,12 +49,21 @@ def recurrent_supernet(opts: PerfOptions) -> dict[str, Any]:
         diffs.append(max_weight_diff(models["plain"], models["harness"]))
     h, p = median_of(harness_s), median_of(plain_s)
     return {
-        "model": (f"ENAS cell {sizes['nodes']} nodes, hidden {sizes['hidden']}, vocabulary {sizes['vocabulary']}, "
-                  f"bptt {sizes['bptt']}, batch {sizes['batch']}; {sizes['turns']} turns x {sizes['steps']} steps"),
-        "harness_seconds": h, "plain_seconds": p, "ratio": ratio_of(h, p), "steps": steps, "steps_plain": steps_plain,
-        "max_weight_diff": max(diffs), "weights_equal": bool(max(diffs) <= 1e-5 and steps == steps_plain),
-        "step_seconds": median_of(naive_step), "wpl_step_seconds": median_of(wpl_step),
+        "model": (
+            f"ENAS cell {sizes['nodes']} nodes, hidden {sizes['hidden']}, vocabulary {sizes['vocabulary']}, "
+            f"bptt {sizes['bptt']}, batch {sizes['batch']}; {sizes['turns']} turns x {sizes['steps']} steps"
+        ),
+        "harness_seconds": h,
+        "plain_seconds": p,
+        "ratio": ratio_of(h, p),
+        "steps": steps,
+        "steps_plain": steps_plain,
+        "max_weight_diff": max(diffs),
+        "weights_equal": bool(max(diffs) <= 1e-5 and steps == steps_plain),
+        "step_seconds": median_of(naive_step),
+        "wpl_step_seconds": median_of(wpl_step),
         "wpl_vs_naive": ratio_of(median_of(wpl_step), median_of(naive_step)),
         "fisher_vs_turn": median_of(fisher_share),
-        "harness_seconds_all": harness_s, "plain_seconds_all": plain_s,
+        "harness_seconds_all": harness_s,
+        "plain_seconds_all": plain_s,
     }

@@ -61,7 +61,7 @@ def parallel_scaling(opts: PerfOptions) -> dict[str, Any]:
             _scaling_job(specs[0], opts.data_root)
             list(pool.map(_scaling_job, specs[:workers], roots[:workers]))
             for r in range(opts.repeats):
-                for side in (["local", "parallel", "lone"] if r % 2 == 0 else ["lone", "parallel", "local"]):
+                for side in ["local", "parallel", "lone"] if r % 2 == 0 else ["lone", "parallel", "local"]:
                     t0 = time.perf_counter()
                     if side == "local":
                         times["local_job"].extend(_scaling_job(spec, root) for spec, root in zip(specs, roots))

@@ -8,8 +8,16 @@ from typing import Any
 from forgetbench.benchmark.data.datasets import TensorData
 
 from forgetbench.benchmark.front.measure.common import (
-    NOT_AVAILABLE, PerfOptions, importance_ratio, median_of, seconds_per_step, ratio_of, harness_train,
-    model_workload, target)
+    NOT_AVAILABLE,
+    PerfOptions,
+    importance_ratio,
+    median_of,
+    seconds_per_step,
+    ratio_of,
+    harness_train,
+    model_workload,
+    target,
+)
 
 
 def _strategy_cases() -> dict[str, tuple[str, dict]]:
@@ -32,15 +40,18 @@ def step_overhead(opts: PerfOptions, data: TensorData) -> tuple[dict[str, Any], 
     labels = list(cases)
     harness_train(workload, "naive", opts.training, opts.seed, device=opts.torch_device)  # warm-up, untimed
     for r in range(opts.repeats):
-        rotation = labels[r % len(labels):] + labels[: r % len(labels)]  # rotate who runs first
+        rotation = labels[r % len(labels) :] + labels[: r % len(labels)]  # rotate who runs first
         for label in rotation:
             name, params = cases[label]
             run = harness_train(workload, name, opts.training, opts.seed, params, opts.torch_device)
             per_step[label].append(seconds_per_step(run))
             importance[label].append(importance_ratio(run))
     naive = median_of(per_step["naive"])
-    overhead: dict[str, Any] = {"naive_step_seconds": naive, "model": model,
-                                "naive_step_seconds_all": per_step["naive"]}
+    overhead: dict[str, Any] = {
+        "naive_step_seconds": naive,
+        "model": model,
+        "naive_step_seconds_all": per_step["naive"],
+    }
     for label in labels:
         if label == "naive":
             continue
@@ -52,9 +63,7 @@ def step_overhead(opts: PerfOptions, data: TensorData) -> tuple[dict[str, Any], 
         }
     if "wpl" not in cases:
         overhead["wpl"] = NOT_AVAILABLE
-    imp: dict[str, Any] = {
-        label: median_of(importance[label]) for label in labels if label != "naive"
-    }
+    imp: dict[str, Any] = {label: median_of(importance[label]) for label in labels if label != "naive"}
     if "wpl" not in cases:
         imp["wpl"] = NOT_AVAILABLE
     return overhead, imp

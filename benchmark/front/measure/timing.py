@@ -26,8 +26,15 @@ from forgetbench.benchmark.core.store import write_result
 STRATEGIES = ["naive", "ewc", "si", "wpl", "joint"]
 
 
-def synthetic_record(scenario: str, strategy: str, seed: int, supernet: bool = False,
-                     tasks: int = 5, points: int = 20, iterations: int = 400) -> dict[str, Any]:
+def synthetic_record(
+    scenario: str,
+    strategy: str,
+    seed: int,
+    supernet: bool = False,
+    tasks: int = 5,
+    points: int = 20,
+    iterations: int = 400,
+) -> dict[str, Any]:
     """A plausible result record: strategies differ in how fast earlier models decay."""
     rng = np.random.default_rng([seed, STRATEGIES.index(strategy), int(supernet)])
     decay = {"naive": 0.25, "ewc": 0.12, "si": 0.15, "wpl": 0.06, "joint": 0.0}[strategy]
@@ -59,9 +66,10 @@ def synthetic_record(scenario: str, strategy: str, seed: int, supernet: bool = F
         "experiences": [f"task{j}" for j in range(tasks)],
         "accuracy_matrix": R.tolist(),
         "init_accuracy": (0.5 + rng.normal(0, 0.02, tasks)).tolist(),
-        "timing": {"train_seconds": float(20 * (1 + decay) + rng.random()), "eval_seconds": 2.0,
-                   "steps": 2000},
-        "memory": {"regularizer_bytes": 0 if strategy == "naive" else int(4 * 270_000 * (2 if strategy == "ewc" else 1))},
+        "timing": {"train_seconds": float(20 * (1 + decay) + rng.random()), "eval_seconds": 2.0, "steps": 2000},
+        "memory": {
+            "regularizer_bytes": 0 if strategy == "naive" else int(4 * 270_000 * (2 if strategy == "ewc" else 1))
+        },
     }
     if supernet:
         err1 = 1 - R
@@ -89,8 +97,12 @@ def write_synthetic(out: Path, n: int) -> None:
         for supernet in (False, True):
             for strategy in STRATEGIES:
                 if written < n:
-                    write_result(out, RunRecord.from_dict(
-                        synthetic_record("supernet" if supernet else "split5", strategy, seed, supernet)))
+                    write_result(
+                        out,
+                        RunRecord.from_dict(
+                            synthetic_record("supernet" if supernet else "split5", strategy, seed, supernet)
+                        ),
+                    )
                     written += 1
         seed += 1
 

@@ -65,9 +65,12 @@ def build_adapters(params: AdaptersParams, inputs: ScenarioInputs) -> Scenario:
     model = AdapterNet(data.input_shape, params)
     tasks = []
     for t in range(params.tasks):
-        classes = order[t * params.classes_per_task:(t + 1) * params.classes_per_task]
+        classes = order[t * params.classes_per_task : (t + 1) * params.classes_per_task]
         train_x, train_y = select_classes(data.train_x, data.train_y, classes)
         test_x, test_y = select_classes(data.test_x, data.test_y, classes)
-        tasks.append(Task(f"task{t}", t, train_x, train_y, test_x, test_y, model.used_parameter_names(t),
-                          params.classes_per_task))
+        tasks.append(
+            Task(
+                f"task{t}", t, train_x, train_y, test_x, test_y, model.used_parameter_names(t), params.classes_per_task
+            )
+        )
     return Scenario("adapters", tasks, model)

@@ -10,9 +10,15 @@ class MultiHeadCNN(MultiTaskModule):
     def __init__(self, channels: int = 16, hidden: int = 64, classes_per_head: int = 2):
         super().__init__()
         self.trunk = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(channels * 7 * 7, hidden), nn.ReLU(),
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(channels * 7 * 7, hidden),
+            nn.ReLU(),
         )
         self.classifier = MultiHeadClassifier(hidden, initial_out_features=classes_per_head)
 
