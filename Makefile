@@ -31,9 +31,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
-# Ruff's lint (pyproject.toml's [tool.ruff.lint]: pyflakes, bugbear, pycodestyle's E4/E7/E9) over the checkout.
+# Ruff's lint (pyproject.toml's [tool.ruff.lint]: pyflakes, bugbear, pycodestyle's E4/E7/E9) over the checkout,
+# and its formatter's check (`ruff format .` fixes what it finds).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # mypy over the package (pyproject.toml's [tool.mypy]): every forgetbench.* import resolves; not yet clean
 # (docs/development.md says what it still finds), so CI does not run it yet.
