@@ -21,6 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from forgetbench.reports.frontier import TASKS, Axes
+
 NAIVE_GREY = "#7f7f7f"
 DPI = 96
 
@@ -545,10 +547,14 @@ def attribution_scatter(frame: pd.DataFrame, colours: dict[str, tuple]) -> str |
     return to_data_uri(fig)
 
 
-def frontier(points: pd.DataFrame, colours: dict[str, tuple], targets: dict[float, float]) -> str | None:
+def frontier(
+    points: pd.DataFrame, colours: dict[str, tuple], targets: dict[float, float], axes: Axes = TASKS
+) -> str | None:
     """One scenario's stability-plasticity frontiers (:func:`forgetbench.reports.frontier.frontier_frame`): per
-    method, the mean over seeds of LA (y) and forgetting (x) at each setting, joined in order of the swept value;
-    naive as a grey star; dotted lines at the matched-plasticity targets (naive's mean LA minus each drop)."""
+    method, the mean over seeds of plasticity (y) and forgetting (x) at each setting, joined in order of the swept
+    value; naive as a grey star; dotted lines at the matched-plasticity targets (``targets``: drop -> plasticity).
+    ``axes`` (:class:`forgetbench.reports.frontier.Axes`, default LA against forgetting) labels them; a plasticity
+    where lower is better (perplexity) is drawn downwards, so the best corner stays top left."""
     if points.empty:
         return None
     fig = _figure(6.4, 4.2)
@@ -557,33 +563,41 @@ def frontier(points: pd.DataFrame, colours: dict[str, tuple], targets: dict[floa
         mean = (
             points[points.method == method]
             .groupby("setting", sort=False)
-            .agg(LA=("LA", "mean"), forgetting=("forgetting", "mean"), value=("value", "first"))
+            .agg(plasticity=("plasticity", "mean"), forgetting=("forgetting", "mean"), value=("value", "first"))
         )
         mean = mean.sort_values("value") if mean.value.notna().all() else mean
         if method == "naive":
-            ax.plot(mean.forgetting, mean.LA, marker="*", ms=14, ls="none", color=colours[method], label=method)
+            ax.plot(mean.forgetting, mean.plasticity, marker="*", ms=14, ls="none", color=colours[method], label=method)
             continue
-        ax.plot(mean.forgetting, mean.LA, marker="o", ms=5, lw=1.6, color=colours[method], label=method)
+        ax.plot(mean.forgetting, mean.plasticity, marker="o", ms=5, lw=1.6, color=colours[method], label=method)
         if mean.value.notna().all() and len(mean) > 1:
             for end in (mean.iloc[0], mean.iloc[-1]):  # the sweep's ends, so the direction of strength reads
                 ax.annotate(
                     f"{end.value:g}",
-                    (end.forgetting, end.LA),
+                    (end.forgetting, end.plasticity),
                     xytext=(4, 3),
                     textcoords="offset points",
                     fontsize=7,
                     color=colours[method],
                 )
-    for drop, la in targets.items():
-        ax.axhline(la, color=NAIVE_GREY, lw=0.8, ls=":")
+    worse = "-" if axes.sign > 0 else "+"
+    for drop, level in targets.items():
+        ax.axhline(level, color=NAIVE_GREY, lw=0.8, ls=":")
         ax.text(
             0.99,
-            la,
-            f"naive LA - {drop:g}",
+            level,
+            f"naive {axes.name} {worse} {drop:g}",
             transform=ax.get_yaxis_transform(),
             ha="right",
             va="bottom",
             fontsize=7,
             color=NAIVE_GREY,
         )
-    return _stability_plasticity_axes(ax, fig, "Frontiers: each method across its strengths (best: top left)")
+    if axes.sign < 0:
+        ax.invert_yaxis()
+    ax.set_ylabel(axes.plasticity_label)
+    ax.set_xlabel(axes.forgetting_label)
+    ax.set_title("Frontiers: each method across its strengths (best: top left)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return to_data_uri(fig)

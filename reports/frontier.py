@@ -4,12 +4,17 @@ forgetting at matched plasticity (:mod:`forgetbench.benchmark.core.frontier` doe
 A *method* is a strategy entry's label without its grid suffix (``ewc[ewc_lambda=10]`` -> ``ewc``): the
 runs of a strength sweep (a grid on the strength, ``ewc_lambda: [1, 10, 100, 1000]``) are one method's
 points. A scenario has a frontier comparison when some method ran at two or more settings and naive ran too
-(its LA per seed sets the targets: naive's LA minus 1, 2 and 5 points).
+(its plasticity per seed sets the targets: naive's LA minus 1, 2 and 5 points).
+
+What plasticity and forgetting are depends on the runs (:data:`AXES`): LA and forgetting for a task sequence;
+for a search, the derived architecture's validation perplexity (retrained alone where it was) or accuracy
+against err2 - err1 over the search.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -21,8 +26,97 @@ from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.stats import paired_difference, summarize
 
 NAIVE = "naive"
-DROPS = (1.0, 2.0, 5.0)  # points of plasticity below naive's at which methods are compared
-COLUMNS = ["scenario", "method", "setting", "value", "seed", "LA", "forgetting", "on_front"]
+DROPS = (1.0, 2.0, 5.0)  # plasticity below naive's (in its axes' unit) at which methods are compared
+COLUMNS = [
+    "scenario",
+    "method",
+    "setting",
+    "value",
+    "seed",
+    "plasticity",
+    "forgetting",
+    "on_front",
+    "axes",
+    "plasticity_metric",
+]
+
+
+@dataclass(frozen=True)
+class Axes:
+    """A frontier's two axes, in display units. ``sign`` is +1 when a higher plasticity is better (LA), -1 when a
+    lower one is (perplexity): fronts and matched targets are computed on ``sign * plasticity``, and tables and
+    figures show the value itself."""
+
+    kind: str  # the frontier.csv ``axes`` column
+    plasticity: tuple[str, ...]  # run metrics, the first one finite in a run is its plasticity
+    forgetting: str  # the run metric that is its forgetting
+    scale: float  # metric value -> display unit (fractions to points)
+    sign: float
+    name: str  # plasticity in sentences: "naive's LA - 2 points"
+    unit: str  # of plasticity
+    forgetting_unit: str
+    plasticity_label: str  # the figure's axes
+    forgetting_label: str
+    digits: int = 1  # of forgetting in sentences
+
+
+TASKS = Axes(
+    "tasks",
+    ("LA",),
+    "forgetting",
+    100.0,
+    1.0,
+    "LA",
+    "points",
+    "points",
+    "LA: accuracy just after learning (%)",
+    "Forgetting (accuracy points, lower is better)",
+)
+LANGUAGE_SEARCH = Axes(
+    "language-model search",
+    ("retrained_valid_ppl", "derived_valid_ppl"),
+    "lm_forgetting_mean",
+    1.0,
+    -1.0,
+    "perplexity",
+    "perplexity",
+    "nats",
+    "validation perplexity, lower is better\n(the derived architecture, retrained alone where it was)",
+    "err2 - err1 over the search (nats, lower is better)",
+    digits=3,
+)
+IMAGE_SEARCH = Axes(
+    "image search",
+    ("retrained_valid_accuracy", "derived_valid_accuracy"),
+    "forgetting_value_mean",
+    100.0,
+    1.0,
+    "derived accuracy",
+    "points",
+    "points",
+    "validation accuracy (%)\n(the derived architecture, retrained alone where it was)",
+    "err2 - err1 over the search (points, lower is better)",
+)
+AXES = (TASKS, LANGUAGE_SEARCH, IMAGE_SEARCH)  # the first whose metrics a run has decides its point
+AXES_BY_KIND = {a.kind: a for a in AXES}
+
+
+def run_point(metrics: Mapping[str, float]) -> tuple[Axes, str, float, float] | None:
+    """A run's frontier point from its metrics: its axes, the plasticity metric used, plasticity and forgetting
+    in display units; None when it has no finite pair."""
+    for axes in AXES:
+        forgetting = float(metrics.get(axes.forgetting, np.nan))
+        for key in axes.plasticity:
+            plasticity = float(metrics.get(key, np.nan))
+            if np.isfinite(plasticity) and np.isfinite(forgetting):
+                return axes, key, axes.scale * plasticity, axes.scale * forgetting
+    return None
+
+
+def scenario_axes(frame: pd.DataFrame, scenario: str) -> Axes:
+    """The axes of ``scenario``'s points (the most common, should runs disagree)."""
+    kinds = frame.loc[frame.scenario == scenario, "axes"]
+    return AXES_BY_KIND[kinds.mode().iloc[0]] if len(kinds) else TASKS
 
 
 def _method(label: str) -> tuple[str, str]:
@@ -33,18 +127,20 @@ def _method(label: str) -> tuple[str, str]:
 def frontier_frame(
     records: Sequence[RunRecord], computed: Mapping[str, Mapping[str, float]] | None = None
 ) -> pd.DataFrame:
-    """One row per ok run with a square accuracy matrix: scenario, method, setting (the grid suffix), value (the
-    swept param's value when exactly one param varies within the method), seed, LA and forgetting in points, and
-    whether the point is on its seed's Pareto front. ``computed`` (run id -> metrics, as
-    :func:`forgetbench.reports.summary.load_records` gives them) saves measuring the runs again."""
+    """One row per ok run with a frontier point (:func:`run_point`): scenario, method, setting (the grid suffix),
+    value (the swept param's value when exactly one param varies within the method), seed, plasticity and
+    forgetting in their axes' units, whether the point is on its seed's Pareto front, the axes and the plasticity
+    metric. ``computed`` (run id -> metrics, as :func:`forgetbench.reports.summary.load_records` gives them) saves
+    measuring the runs again."""
     rows = []
     computed = computed or {}
     for r in records:
-        if r.status != "ok" or not r.accuracy_matrix:
+        if r.status != "ok":
             continue
-        metrics = computed.get(r.run_id) or run_metrics(r)
-        if not (np.isfinite(metrics["LA"]) and np.isfinite(metrics["forgetting"])):
+        point = run_point(computed.get(r.run_id) or run_metrics(r))
+        if point is None:
             continue
+        axes, key, plasticity, forgetting = point
         method, setting = _method(r.strategy.label or r.strategy.name)
         rows.append(
             {
@@ -53,11 +149,26 @@ def frontier_frame(
                 "setting": setting,
                 "params": json.dumps(r.strategy.params, sort_keys=True, default=str),
                 "seed": r.seed,
-                "LA": 100 * metrics["LA"],
-                "forgetting": 100 * metrics["forgetting"],
+                "plasticity": plasticity,
+                "forgetting": forgetting,
+                "axes": axes.kind,
+                "plasticity_metric": key,
             }
         )
-    frame = pd.DataFrame(rows, columns=["scenario", "method", "setting", "params", "seed", "LA", "forgetting"])
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "scenario",
+            "method",
+            "setting",
+            "params",
+            "seed",
+            "plasticity",
+            "forgetting",
+            "axes",
+            "plasticity_metric",
+        ],
+    )
     frame["value"] = np.nan
     for _, group in frame.groupby(["scenario", "method"]):
         params = [json.loads(p) for p in group.params]
@@ -66,7 +177,8 @@ def frontier_frame(
             values = pd.to_numeric(pd.Series([p.get(varying[0]) for p in params], index=group.index), errors="coerce")
             frame.loc[group.index, "value"] = values
     on_front = np.zeros(len(frame), dtype=bool)
-    plasticity, forgetting = frame.LA.to_numpy(), frame.forgetting.to_numpy()
+    sign = frame["axes"].map(lambda kind: AXES_BY_KIND[kind].sign).to_numpy(dtype=float)
+    plasticity, forgetting = sign * frame.plasticity.to_numpy(dtype=float), frame.forgetting.to_numpy(dtype=float)
     for positions in frame.groupby(["scenario", "method", "seed"]).indices.values():
         on_front[positions[pareto_front(plasticity[positions], forgetting[positions])]] = True
     frame["on_front"] = on_front
@@ -82,14 +194,17 @@ def has_frontier(frame: pd.DataFrame, scenario: str) -> bool:
 
 
 def matched_plasticity(frame: pd.DataFrame, scenario: str, drops: Sequence[float] = DROPS) -> pd.DataFrame:
-    """Per method (naive aside) and drop d: the forgetting of each seed's front at that seed's naive LA - d (with
-    at least that plasticity: :func:`forgetbench.benchmark.core.frontier.forgetting_at`), and its mean with a 95%
-    t-interval over the seeds where the front reaches that plasticity."""
-    mine = frame[frame.scenario == scenario]
-    naive_la = mine[mine.method == NAIVE].groupby("seed").LA.mean().to_dict()
+    """Per method (naive aside) and drop d: the forgetting of each seed's front at that seed's naive plasticity
+    made worse by d (LA - d points; perplexity + d), with at least that plasticity
+    (:func:`forgetbench.benchmark.core.frontier.forgetting_at`), and its mean with a 95% t-interval over the seeds
+    where the front reaches that plasticity."""
+    mine = frame[frame.scenario == scenario].assign(
+        signed=lambda f: scenario_axes(frame, scenario).sign * f.plasticity.astype(float)
+    )
+    naive_la = mine[mine.method == NAIVE].groupby("seed").signed.mean().to_dict()
     rows = []
     for method, group in mine[mine.method != NAIVE].groupby("method", sort=False):
-        points = {seed: (g.LA.to_numpy(), g.forgetting.to_numpy()) for seed, g in group.groupby("seed")}
+        points = {seed: (g.signed.to_numpy(), g.forgetting.to_numpy()) for seed, g in group.groupby("seed")}
         for drop in drops:
             per_seed = matched_forgetting(points, {s: la - drop for s, la in naive_la.items()})
             stat = summarize(list(per_seed.values()))
@@ -138,28 +253,35 @@ def matched_pairs(matched: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def matched_verdicts(matched: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
+def matched_verdicts(matched: pd.DataFrame, pairs: pd.DataFrame, axes: Axes = TASKS) -> list[str]:
     """One sentence per drop: which methods forget least at that plasticity, and which differences are resolved
     (95% interval excluding 0) or not."""
     lines = []
+    worse = "-" if axes.sign > 0 else "+"
     for drop, group in matched.groupby("drop", sort=False):
         reached = group[group.n >= 2].sort_values("mean")
         missing = sorted(set(group.method) - set(reached.method))
         if reached.empty:
             lines.append(
-                f"At naive's LA - {drop:g} points no method's front reaches that plasticity on two or more "
+                f"At naive's {axes.name} {worse} {drop:g} {axes.unit} no method's front reaches that plasticity on two or more "
                 "seeds: widen the strength range."
             )
             continue
-        ranking = ", ".join(f"{r.method} {r.mean:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]" for r in reached.itertuples())
-        line = f"At naive's LA - {drop:g} points, forgetting (points, mean [95% CI]): {ranking}."
+        d = axes.digits
+        ranking = ", ".join(
+            f"{r.method} {r.mean:.{d}f} [{r.ci_low:.{d}f}, {r.ci_high:.{d}f}]" for r in reached.itertuples()
+        )
+        line = (
+            f"At naive's {axes.name} {worse} {drop:g} {axes.unit}, forgetting ({axes.forgetting_unit}, mean [95% CI]): "
+            f"{ranking}."
+        )
         resolved = []
         for p in pairs[pairs["drop"] == drop].itertuples():
             if p.n >= 2 and np.isfinite(p.ci_low) and (p.ci_low > 0 or p.ci_high < 0):
                 low, high = (p.first, p.second) if p.diff < 0 else (p.second, p.first)
                 resolved.append(
-                    f"{low} < {high} by {abs(p.diff):.1f} [{min(abs(p.ci_low), abs(p.ci_high)):.1f}, "
-                    f"{max(abs(p.ci_low), abs(p.ci_high)):.1f}] (p = {p.p_value:.3g})"
+                    f"{low} < {high} by {abs(p.diff):.{d}f} [{min(abs(p.ci_low), abs(p.ci_high)):.{d}f}, "
+                    f"{max(abs(p.ci_low), abs(p.ci_high)):.{d}f}] (p = {p.p_value:.3g})"
                 )
         compared = int((pairs["drop"] == drop).sum())
         line += (

@@ -478,6 +478,9 @@ class FrontierView:
     rows: list[dict[str, Any]]
     verdicts: list[str]
     source: str = ""  # '' for the suite's runs; what else the points are (tuning trials on held-out data)
+    target: str = "naive LA -"  # the plasticity the rows match, before the drop
+    forgetting_unit: str = "points"
+    number: str = "%.2f"  # the table's format of forgetting
 
 
 def _frontier_views(
@@ -496,9 +499,10 @@ def _frontier_views(
             continue
         mine = points[points.scenario == scenario]
         matched = FT.matched_plasticity(points, scenario)
-        naive_la = float(mine[mine.method == FT.NAIVE].LA.mean())
+        axes = FT.scenario_axes(points, scenario)
+        naive = float(mine[mine.method == FT.NAIVE].plasticity.mean())
         methods = list(dict.fromkeys(mine.method))
-        figure = F.frontier(mine, F.palette(methods, FT.NAIVE), {d: naive_la - d for d in FT.DROPS})
+        figure = F.frontier(mine, F.palette(methods, FT.NAIVE), {d: naive - axes.sign * d for d in FT.DROPS}, axes)
         rows = [
             {
                 "method": r.method,
@@ -514,7 +518,15 @@ def _frontier_views(
         anchor = ("tuning-" if source else "") + "frontier-" + "".join(c if c.isalnum() else "-" for c in scenario)
         views.append(
             FrontierView(
-                scenario, anchor, figure, rows, FT.matched_verdicts(matched, FT.matched_pairs(matched)), source
+                scenario,
+                anchor,
+                figure,
+                rows,
+                FT.matched_verdicts(matched, FT.matched_pairs(matched), axes),
+                source,
+                target=f"naive {axes.name} {'-' if axes.sign > 0 else '+'}",
+                forgetting_unit=axes.forgetting_unit,
+                number=f"%.{axes.digits + 1}f",
             )
         )
     return views, points

@@ -24,9 +24,10 @@ def main() -> None:
     mine = points[points.scenario == args.scenario]
     if mine.empty:
         raise SystemExit(f"no frontier points for scenario {args.scenario!r} in {args.folder}")
-    naive_la = float(mine[mine.method == FT.NAIVE].LA.mean())
+    axes = FT.scenario_axes(points, args.scenario)
+    naive = float(mine[mine.method == FT.NAIVE].plasticity.mean())
     figure = F.frontier(
-        mine, F.palette(list(dict.fromkeys(mine.method)), FT.NAIVE), {d: naive_la - d for d in FT.DROPS}
+        mine, F.palette(list(dict.fromkeys(mine.method)), FT.NAIVE), {d: naive - axes.sign * d for d in FT.DROPS}, axes
     )
     args.png.write_bytes(base64.b64decode(figure.split(",", 1)[1]))
     print(f"wrote {args.png}")

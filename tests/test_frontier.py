@@ -82,7 +82,7 @@ def frame() -> pd.DataFrame:
 def test_frontier_frame_groups_a_sweep_into_one_method_with_its_strength(frame):
     assert set(frame.method) == {"naive", "a", "b"} and has_frontier(frame, "s")
     a = frame[(frame.method == "a") & (frame.seed == 0)].sort_values("value")
-    assert a.value.tolist() == [1, 10, 100] and a.LA.tolist() == pytest.approx([90, 88, 84])
+    assert a.value.tolist() == [1, 10, 100] and a.plasticity.tolist() == pytest.approx([90, 88, 84])
     assert a.forgetting.tolist() == pytest.approx([15, 5, 1]) and a.on_front.all()
 
 
@@ -126,3 +126,55 @@ def test_a_report_without_a_sweep_has_no_frontier_section(tmp_path):
     out = write_folder(tmp_path / "results", kept)  # naive and one setting of a: nothing to draw a front from
     html = write_report([out]).read_text()
     assert 'id="frontier-' not in html and not (out / "frontier.csv").exists()
+
+
+def _search_records() -> tuple[list, dict]:
+    """A language-model search swept on two seeds: (records, run id -> metrics). naive: perplexity 70 / 72,
+    err2 - err1 0.10 nats; wpl at alpha 1, 10, 100 trades perplexity (+0, +2, +6) for forgetting (0.09, 0.05, 0.01);
+    wpl at alpha 1000 is dominated (perplexity +8, forgetting 0.03)."""
+    records, metrics = [], {}
+    for seed, ppl in ((0, 70.0), (1, 72.0)):
+        points = [("naive", None, ppl, 0.10)] + [
+            (f"wpl[alpha={a}]", a, ppl + d, f)
+            for a, d, f in ((1, 0, 0.09), (10, 2, 0.05), (100, 6, 0.01), (1000, 8, 0.03))
+        ]
+        for label, alpha, p, f in points:
+            rec = make_record(record("lm", label, seed, [], name=label.partition("[")[0]))
+            rec.strategy.params = {} if alpha is None else {"alpha": alpha}
+            records.append(rec)
+            # the seed-0 naive run was not retrained: its derived perplexity stands in
+            key = "derived_valid_ppl" if (label, seed) == ("naive", 0) else "retrained_valid_ppl"
+            metrics[rec.run_id] = {"LA": float("nan"), "forgetting": float("nan"), key: p, "lm_forgetting_mean": f}
+    return records, metrics
+
+
+def test_a_language_model_search_is_a_frontier_of_perplexity_against_err_gap():
+    from forgetbench.reports.frontier import LANGUAGE_SEARCH, scenario_axes
+
+    records, metrics = _search_records()
+    frame = frontier_frame(records, metrics)
+    assert scenario_axes(frame, "lm") is LANGUAGE_SEARCH and (frame["axes"] == "language-model search").all()
+    assert set(frame.plasticity_metric) == {"retrained_valid_ppl", "derived_valid_ppl"}
+    wpl = frame[(frame.method == "wpl") & (frame.seed == 0)].sort_values("value")
+    assert wpl.plasticity.tolist() == [70, 72, 76, 78] and wpl.forgetting.tolist() == pytest.approx(
+        [0.09, 0.05, 0.01, 0.03]
+    )
+    # lower perplexity is better: alpha 1000 (78, 0.03) is beaten by alpha 100 (76, 0.01) and is off the front
+    assert wpl.on_front.tolist() == [True, True, True, False]
+    matched = matched_plasticity(frame, "lm", drops=(2.0, 4.0))
+    at2 = matched[matched["drop"] == 2.0].iloc[0]
+    at4 = matched[matched["drop"] == 4.0].iloc[0]
+    assert at2.per_seed == pytest.approx({0: 0.05, 1: 0.05})  # naive's perplexity + 2: the alpha-10 point
+    assert at4.per_seed == pytest.approx({0: 0.03, 1: 0.03})  # halfway from (+2, 0.05) to (+6, 0.01)
+    line = matched_verdicts(matched, matched_pairs(matched), LANGUAGE_SEARCH)[0]
+    assert line.startswith("At naive's perplexity + 2 perplexity, forgetting (nats, mean [95% CI]): wpl 0.050")
+
+
+def test_the_report_draws_a_search_frontier_in_its_own_units(tmp_path):
+    from forgetbench.reports.html import _frontier_views
+
+    records, metrics = _search_records()
+    views, points = _frontier_views(records, computed=metrics)
+    (view,) = views
+    assert view.target == "naive perplexity +" and view.forgetting_unit == "nats" and view.figure
+    assert view.verdicts[0].startswith("At naive's perplexity + 1 perplexity, forgetting (nats")
