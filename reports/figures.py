@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from forgetbench.reports.frontier import TASKS, Axes
 
-NAIVE_GREY = "#7f7f7f"
+NAIVE_GREY = (0.498, 0.498, 0.498)  # #7f7f7f
 DPI = 96
 
 

@@ -12,6 +12,7 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -138,7 +139,7 @@ class ScenarioView:
 
 
 def _cells(
-    table: pd.DataFrame, order: list[str], metrics: list[S.Metric], references: set[str] = frozenset()
+    table: pd.DataFrame, order: list[str], metrics: list[S.Metric], references: AbstractSet[str] = frozenset()
 ) -> list[dict[str, Any]]:
     """Rows of the summary for ``metrics``; the best mean per metric is marked (ties all marked).
 
@@ -220,7 +221,7 @@ def _scenario_view(
     comps: pd.DataFrame,
     problems: pd.DataFrame,
     long: pd.DataFrame,
-    lean: set[str] = frozenset(),
+    lean: AbstractSet[str] = frozenset(),
 ) -> ScenarioView:
     from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
 

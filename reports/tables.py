@@ -50,7 +50,9 @@ def format_overview(table: pd.DataFrame) -> str:
             "runs ok": f"{row['ok']}/{row['ok'] + row['not_ok']}",
         }
         for metric in shown:
-            line[metric.terminal] = format_value(metric, row.get(f"{metric.key}_mean"), row.get(f"{metric.key}_std"))
+            line[str(metric.terminal)] = format_value(
+                metric, row.get(f"{metric.key}_mean"), row.get(f"{metric.key}_std")
+            )
         lines.append(line)
     return pd.DataFrame(lines).to_string(index=False)
 

@@ -13,6 +13,7 @@ summary after ``forgetbench run`` print the same sentences.
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -95,7 +96,7 @@ def _needed_text(differences: np.ndarray) -> str:
     return f"about {n} seeds would tell them apart (80% power at p < 0.05)"
 
 
-def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str] = frozenset()) -> list[str]:
+def scenario_verdict(long: pd.DataFrame, naive: str | None, references: AbstractSet[str] = frozenset()) -> list[str]:
     """Sentences for one scenario, the first being the headline. ``long`` is :func:`forgetbench.reports.summary.runs_long`
     restricted to the scenario; ``naive`` the baseline's label; ``references`` (joint, standalone) are
     upper bounds, never contenders."""
@@ -163,14 +164,14 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: set[str]
     ):
         text = f"Forgets least: {best} ({label} {amount(means[best])} {unit}"
         if base:
-            p = dict(beats_naive).get(best)
+            versus_naive = dict(beats_naive).get(best)
             text += f" vs {base}"
             cut = _cut(long, best)
             if np.isfinite(cut):
                 text += f", a {cut:.0f}% cut"
-            if p is not None:
-                text += f", paired p = {fmt_p(p.p_value)}"
-        if runner_up:
+            if versus_naive is not None:
+                text += f", paired p = {fmt_p(versus_naive.p_value)}"
+        if runner_up and versus_next is not None:
             text += f"; next best {runner_up} {amount(means[runner_up])}, paired p = {fmt_p(versus_next.p_value)}"
         lines.append(text + ").")
     else:

@@ -432,7 +432,7 @@ def _resolve_components(specs: list[ComponentSpec], registry: Registry, field: s
             first = first or params.model_dump(mode="json")
             parsed.append((choice, params))
         else:
-            done = spec.model_copy(update={"params": first | axes})
+            done = spec.model_copy(update={"params": (first or {}) | axes})
             if axes:
                 done._variants = parsed
             else:
@@ -540,7 +540,9 @@ def refused_pairs(suite: SuiteConfig) -> dict[tuple[str, str], str]:
             continue
         for scenario in suite.scenarios:
             traits = getattr(scenario.typed_params(SCENARIOS), "model_traits", lambda: None)()
-            lacking = sorted(set(requires) - set(traits)) if traits is not None else []
+            if traits is None:
+                continue
+            lacking = sorted(set(requires) - set(traits))
             if lacking:
                 refused[(scenario.display_name, strategy.display_name)] = "; ".join(
                     f"it needs {trait} ({requires[trait]}); this scenario's network has "
@@ -553,7 +555,7 @@ def refused_pairs(suite: SuiteConfig) -> dict[tuple[str, str], str]:
 def _check_requirements(suite: SuiteConfig) -> None:
     """A strategy that can run on none of the suite's scenarios is a config error (naming why for each)."""
     refused = refused_pairs(suite)
-    errors = []
+    errors: list[str] = []
     for j, strategy in enumerate(suite.strategies):
         reasons = [
             (i, scenario, refused.get((scenario.display_name, strategy.display_name)))

@@ -18,6 +18,10 @@ from forgetbench.benchmark.core.metric_registry import registered_metrics
 from forgetbench.benchmark.core.record import RunRecord, coerce
 
 
+# err1 / err2 as records hold them: None where an architecture was not measured (read as NaN)
+Errors = ArrayLike | Sequence[float | None] | Sequence[Sequence[float | None]]
+
+
 def _matrix(R: ArrayLike) -> np.ndarray:
     R = np.asarray(R, dtype=float)
     if R.ndim != 2 or R.shape[0] == 0:
@@ -142,7 +146,7 @@ def drop_area(iterations: ArrayLike, accuracy: ArrayLike, baseline: float) -> fl
     return float(np.sum((drop[1:] + drop[:-1]) * np.diff(it)) / 2.0)
 
 
-def err_gap(err1: ArrayLike, err2: ArrayLike) -> tuple[float, float]:
+def err_gap(err1: Errors, err2: Errors) -> tuple[float, float]:
     """Supernet forgetting: ``(mean, max)`` of err2 - err1 over every (round, architecture).
 
     ``err1[r][a]`` is architecture a's validation error right after its own turn in round r,
@@ -155,7 +159,7 @@ def err_gap(err1: ArrayLike, err2: ArrayLike) -> tuple[float, float]:
     return float(gap.mean()), float(gap.max())
 
 
-def _defined_gaps(err1: ArrayLike, err2: ArrayLike) -> np.ndarray:
+def _defined_gaps(err1: Errors, err2: Errors) -> np.ndarray:
     """err2 - err1 over the cells where both are defined (None/NaN cells left out), flattened."""
     e1 = np.asarray(err1, dtype=float)
     e2 = np.asarray(err2, dtype=float)
@@ -226,7 +230,7 @@ def regret(truth: ArrayLike, chosen: int) -> float:
     return float(t.max() - t[chosen])
 
 
-def forgetting_value(err1: ArrayLike, err2: ArrayLike, top: int = 5) -> tuple[float, float, float]:
+def forgetting_value(err1: Errors, err2: Errors, top: int = 5) -> tuple[float, float, float]:
     """``(mean, mean of the top largest, max)`` of err2 - err1 over the cells where both are defined.
 
     One epoch of a search (Benyahia et al. 2019, Figure; Ning et al. 2021's forgetting value): err1 is
@@ -304,7 +308,7 @@ def search_metrics(record: RunRecord) -> dict[str, float]:
         return out
     err1, err2 = record.err1 or [], record.err2 or []
     start = int(search.measured_from_epoch or 0)  # a sampled-architecture search may skip its warm-up
-    values = np.array([forgetting_value(a, b) for a, b in zip(err1, err2)], dtype=float).reshape(-1, 3)
+    values = np.array([forgetting_value(a, b) for a, b in zip(err1, err2)], dtype=np.float64).reshape(-1, 3)
     if len(values[start:]):
         with np.errstate(all="ignore"):
             mean, top5, largest = (_finite_mean(values[start:, i]) for i in range(3))
@@ -332,7 +336,7 @@ def _finite_mean(values: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-def best_err1_gap(err1: ArrayLike, err2: ArrayLike, k: int = 5) -> float:
+def best_err1_gap(err1: Errors, err2: Errors, k: int = 5) -> float:
     """Mean err2 - err1 over the ``k`` cells with the lowest err1 (the WPL paper's second panel: forgetting
     of the best models of an epoch); NaN when no cell is defined."""
     e1, e2 = np.asarray(err1, dtype=float).ravel(), np.asarray(err2, dtype=float).ravel()
