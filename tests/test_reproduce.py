@@ -191,3 +191,22 @@ def test_shipped_van_de_ven_reproductions_map_the_authors_lambdas():
             assert strategies["online_ewc"]["decay_factor"] == gamma
         assert strategies["si"] == {"si_lambda": 2 * values["si"], "eps": 0.1, "clip": None}
         assert set(suite.reproduce.targets) == set(strategies)
+
+
+def test_reproduce_and_the_default_demo_find_the_checkouts_configs_from_any_folder(tmp_path):
+    # Run from another folder, `reproduce` and `run` without a config fall back on the checkout's configs/ (they
+    # looked in benchmark/configs/, which does not exist, and said there were no reproductions).
+    import subprocess
+    import sys
+
+    from forgetbench.benchmark.front import cli
+
+    assert (cli.REPO_ROOT / "configs" / "demo.yaml").is_file() and cli._default_config_path().is_file()
+    done = subprocess.run(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "reproduce", "no_such_claim"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "available: " in done.stderr and "permuted_mnist_domain_il" in done.stderr

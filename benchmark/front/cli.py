@@ -14,7 +14,7 @@ from pathlib import Path
 from forgetbench.benchmark.core.config import ConfigError, load_config
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # benchmark/front/cli.py -> the checkout
 DEFAULT_CONFIG = "configs/demo.yaml"
 
 
