@@ -595,7 +595,8 @@ def frontier(
         )
     if axes.sign < 0:
         ax.invert_yaxis()
-    ax.set_ylabel(axes.plasticity_label)
+    metric = str(points.plasticity_metric.iloc[0]) if "plasticity_metric" in points else ""
+    ax.set_ylabel(axes.plasticity_label + (f", {metric}" if axes is not TASKS and metric else ""))
     ax.set_xlabel(axes.forgetting_label)
     ax.set_title("Frontiers: each method across its strengths (best: top left)", fontsize=10)
     ax.grid(alpha=0.3)

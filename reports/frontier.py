@@ -81,7 +81,7 @@ LANGUAGE_SEARCH = Axes(
     "perplexity",
     "perplexity",
     "nats",
-    "validation perplexity, lower is better\n(the derived architecture, retrained alone where it was)",
+    "validation perplexity, lower is better\n(the derived architecture)",
     "err2 - err1 over the search (nats, lower is better)",
     digits=3,
 )
@@ -94,23 +94,30 @@ IMAGE_SEARCH = Axes(
     "derived accuracy",
     "points",
     "points",
-    "validation accuracy (%)\n(the derived architecture, retrained alone where it was)",
+    "validation accuracy (%)\n(the derived architecture)",
     "err2 - err1 over the search (points, lower is better)",
 )
 AXES = (TASKS, LANGUAGE_SEARCH, IMAGE_SEARCH)  # the first whose metrics a run has decides its point
 AXES_BY_KIND = {a.kind: a for a in AXES}
 
 
-def run_point(metrics: Mapping[str, float]) -> tuple[Axes, str, float, float] | None:
-    """A run's frontier point from its metrics: its axes, the plasticity metric used, plasticity and forgetting
-    in display units; None when it has no finite pair."""
+def run_point(metrics: Mapping[str, float]) -> tuple[Axes, dict[str, float], float] | None:
+    """A run's frontier point from its metrics: its axes, every plasticity metric of those axes it has (finite, in
+    display units) and its forgetting; None when it has no finite pair."""
     for axes in AXES:
         forgetting = float(metrics.get(axes.forgetting, np.nan))
-        for key in axes.plasticity:
-            plasticity = float(metrics.get(key, np.nan))
-            if np.isfinite(plasticity) and np.isfinite(forgetting):
-                return axes, key, axes.scale * plasticity, axes.scale * forgetting
+        candidates = {key: axes.scale * float(metrics.get(key, np.nan)) for key in axes.plasticity}
+        candidates = {key: value for key, value in candidates.items() if np.isfinite(value)}
+        if candidates and np.isfinite(forgetting):
+            return axes, candidates, axes.scale * forgetting
     return None
+
+
+def _one_plasticity_metric(candidates: Sequence[Mapping[str, float]], axes: Axes) -> str:
+    """The plasticity metric a scenario's points use: the first of its axes' that every run has, else the one
+    most runs have (a front that mixed retrained and shared-weight perplexities would compare unlike things)."""
+    keys = [k for k in axes.plasticity if all(k in c for c in candidates)]
+    return keys[0] if keys else max(axes.plasticity, key=lambda k: sum(k in c for c in candidates))
 
 
 def scenario_axes(frame: pd.DataFrame, scenario: str) -> Axes:
@@ -140,7 +147,7 @@ def frontier_frame(
         point = run_point(computed.get(r.run_id) or run_metrics(r))
         if point is None:
             continue
-        axes, key, plasticity, forgetting = point
+        axes, candidates, forgetting = point
         method, setting = _method(r.strategy.label or r.strategy.name)
         rows.append(
             {
@@ -149,10 +156,9 @@ def frontier_frame(
                 "setting": setting,
                 "params": json.dumps(r.strategy.params, sort_keys=True, default=str),
                 "seed": r.seed,
-                "plasticity": plasticity,
+                "candidates": candidates,
                 "forgetting": forgetting,
                 "axes": axes.kind,
-                "plasticity_metric": key,
             }
         )
     frame = pd.DataFrame(
@@ -163,12 +169,16 @@ def frontier_frame(
             "setting",
             "params",
             "seed",
-            "plasticity",
+            "candidates",
             "forgetting",
             "axes",
-            "plasticity_metric",
         ],
     )
+    frame["plasticity_metric"] = ""
+    for (_, kind), group in frame.groupby(["scenario", "axes"]):
+        frame.loc[group.index, "plasticity_metric"] = _one_plasticity_metric(list(group.candidates), AXES_BY_KIND[kind])
+    frame["plasticity"] = [c.get(k, np.nan) for c, k in zip(frame.candidates, frame.plasticity_metric)]
+    frame = frame[frame.plasticity.notna()].reset_index(drop=True)  # runs without the scenario's metric
     frame["value"] = np.nan
     for _, group in frame.groupby(["scenario", "method"]):
         params = [json.loads(p) for p in group.params]

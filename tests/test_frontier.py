@@ -128,10 +128,12 @@ def test_a_report_without_a_sweep_has_no_frontier_section(tmp_path):
     assert 'id="frontier-' not in html and not (out / "frontier.csv").exists()
 
 
-def _search_records() -> tuple[list, dict]:
+def _search_records(retrained: str = "all") -> tuple[list, dict]:
     """A language-model search swept on two seeds: (records, run id -> metrics). naive: perplexity 70 / 72,
     err2 - err1 0.10 nats; wpl at alpha 1, 10, 100 trades perplexity (+0, +2, +6) for forgetting (0.09, 0.05, 0.01);
-    wpl at alpha 1000 is dominated (perplexity +8, forgetting 0.03)."""
+    wpl at alpha 1000 is dominated (perplexity +8, forgetting 0.03). Those are the retrained perplexities (every
+    run's with ``retrained="all"``, all but naive's seed-1 run's with ``"all but one"``, none with ``"none"``);
+    the derived ones, on the shared weights, are 5 higher and every run has them."""
     records, metrics = [], {}
     for seed, ppl in ((0, 70.0), (1, 72.0)):
         points = [("naive", None, ppl, 0.10)] + [
@@ -142,9 +144,14 @@ def _search_records() -> tuple[list, dict]:
             rec = make_record(record("lm", label, seed, [], name=label.partition("[")[0]))
             rec.strategy.params = {} if alpha is None else {"alpha": alpha}
             records.append(rec)
-            # the seed-0 naive run was not retrained: its derived perplexity stands in
-            key = "derived_valid_ppl" if (label, seed) == ("naive", 0) else "retrained_valid_ppl"
-            metrics[rec.run_id] = {"LA": float("nan"), "forgetting": float("nan"), key: p, "lm_forgetting_mean": f}
+            metrics[rec.run_id] = {
+                "LA": float("nan"),
+                "forgetting": float("nan"),
+                "derived_valid_ppl": p + 5,
+                "lm_forgetting_mean": f,
+            }
+            if retrained == "all" or (retrained == "all but one" and (label, seed) != ("naive", 1)):
+                metrics[rec.run_id]["retrained_valid_ppl"] = p
     return records, metrics
 
 
@@ -154,11 +161,10 @@ def test_a_language_model_search_is_a_frontier_of_perplexity_against_err_gap():
     records, metrics = _search_records()
     frame = frontier_frame(records, metrics)
     assert scenario_axes(frame, "lm") is LANGUAGE_SEARCH and (frame["axes"] == "language-model search").all()
-    assert set(frame.plasticity_metric) == {"retrained_valid_ppl", "derived_valid_ppl"}
+    assert set(frame.plasticity_metric) == {"retrained_valid_ppl"}
     wpl = frame[(frame.method == "wpl") & (frame.seed == 0)].sort_values("value")
-    assert wpl.plasticity.tolist() == [70, 72, 76, 78] and wpl.forgetting.tolist() == pytest.approx(
-        [0.09, 0.05, 0.01, 0.03]
-    )
+    assert wpl.plasticity.tolist() == [70, 72, 76, 78]
+    assert wpl.forgetting.tolist() == pytest.approx([0.09, 0.05, 0.01, 0.03])
     # lower perplexity is better: alpha 1000 (78, 0.03) is beaten by alpha 100 (76, 0.01) and is off the front
     assert wpl.on_front.tolist() == [True, True, True, False]
     matched = matched_plasticity(frame, "lm", drops=(2.0, 4.0))
@@ -168,6 +174,15 @@ def test_a_language_model_search_is_a_frontier_of_perplexity_against_err_gap():
     assert at4.per_seed == pytest.approx({0: 0.03, 1: 0.03})  # halfway from (+2, 0.05) to (+6, 0.01)
     line = matched_verdicts(matched, matched_pairs(matched), LANGUAGE_SEARCH)[0]
     assert line.startswith("At naive's perplexity + 2 perplexity, forgetting (nats, mean [95% CI]): wpl 0.050")
+
+
+@pytest.mark.parametrize("retrained", ["all but one", "none"])
+def test_a_search_frontier_never_mixes_retrained_and_shared_weight_perplexities(retrained):
+    # one run not retrained: the whole scenario falls back on the derived perplexity every run has
+    frame = frontier_frame(*_search_records(retrained))
+    assert set(frame.plasticity_metric) == {"derived_valid_ppl"} and len(frame) == 10
+    wpl = frame[(frame.method == "wpl") & (frame.seed == 0)].sort_values("value")
+    assert wpl.plasticity.tolist() == [75, 77, 81, 83]
 
 
 def test_the_report_draws_a_search_frontier_in_its_own_units(tmp_path):
