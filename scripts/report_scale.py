@@ -3,6 +3,7 @@ from a real results folder, for each N asked.
 
     forgetbench run configs/demo.yaml --out /tmp/demo
     python scripts/report_scale.py /tmp/demo --runs 10000 100000 [--work /tmp/scale]
+    python scripts/report_scale.py /tmp/demo --reading    # what reading one record costs, whole and lean
 
 Each source record (ok runs only) is copied with new seeds (run id and ``seed``) until N records are written, so
 every (scenario, strategy) of the source gets about N / len(source) seeds; the copies' accuracy matrices move
@@ -81,6 +82,34 @@ def measure_report(folder: Path) -> tuple[float, float]:
     return seconds, peak / 2**20
 
 
+def reading_costs(source: Path, repeats: int = 20) -> None:
+    """Per record of ``source`` (means over its records, ``repeats`` passes): the share of its bytes in curves and
+    attribution, JSON parsing by the standard library and by pydantic-core, and validation whole and lean."""
+    import pydantic_core
+
+    from forgetbench.benchmark.core.record import RunRecord
+
+    blobs = [p.read_bytes() for p in sorted(source.glob("runs/*/result.json"))]
+    raws = [json.loads(b) for b in blobs]
+    heavy = sum(len(json.dumps(r.get(k))) for r in raws for k in ("curves", "attribution") if k in r)
+    print(f"curves and attribution: {heavy / sum(len(json.dumps(r)) for r in raws):.0%} of the records' bytes")
+
+    def per_record(work) -> float:
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for item in work[1]:
+                work[0](item)
+        return (time.perf_counter() - start) / (repeats * len(work[1])) * 1e3
+
+    for name, work in (
+        ("parse, json.loads", (json.loads, blobs)),
+        ("parse, pydantic_core.from_json", (pydantic_core.from_json, blobs)),
+        ("validate whole (RunRecord.from_dict)", (RunRecord.from_dict, raws)),
+        ("validate lean (RunRecord.from_dict_lean)", (RunRecord.from_dict_lean, raws)),
+    ):
+        print(f"{name:<42} {per_record(work):.3f} ms per record")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a results folder (OUT of forgetbench run)")
@@ -91,7 +120,11 @@ def main() -> None:
         default=Path("/tmp/forgetbench-report-scale"),
         help="where the folders of records are written (kept, and reused by a later call)",
     )
+    parser.add_argument("--reading", action="store_true", help="time reading the source's records instead")
     args = parser.parse_args()
+    if args.reading:
+        reading_costs(args.source)
+        return
     print(f"{'runs':>8} {'JSON':>9} {'seconds':>8} {'peak MB':>8}")
     for runs in args.runs:
         folder = args.work / f"{runs}"

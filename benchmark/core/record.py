@@ -349,8 +349,8 @@ class RunRecord(BaseModel):
         """Read a record without :data:`LEAN_SKIPS`, and its curve points as plain ``(train_exp, iteration,
         eval_exp, accuracy)`` tuples, validated as :class:`CurvePoint` validates them, for the curve metrics.
 
-        ``curves`` and ``attribution`` are about 90% of a demo record's bytes and almost all of its validation
-        time, and only figures draw them; ``config`` repeats the suite's config (``suite.yaml``); no table reads
+        ``curves`` and ``attribution`` are 93% of a demo record's bytes and seven eighths of its validation time
+        (``scripts/report_scale.py --reading``), and only figures draw them; ``config`` repeats the suite's config (``suite.yaml``); no table reads
         ``turn_accuracy``. Only ``curves`` is read (validated, for the curve metrics). Raises
         :class:`RecordError` as :meth:`from_dict`."""
         if not isinstance(raw, Mapping):
@@ -368,8 +368,8 @@ class RunRecord(BaseModel):
 
 
 LEAN_SKIPS = ("curves", "attribution", "config", "turn_accuracy")  # what RunRecord.from_dict_lean leaves out
-# CurvePoint's fields as a TypedDict (built from the model: one definition): pydantic validates into dicts ten
-# times faster than into models
+# CurvePoint's fields as a TypedDict (built from the model: one definition): pydantic validates into dicts much
+# faster than into models
 _CURVE_FIELDS = {k: f.annotation for k, f in CurvePoint.model_fields.items()}
 _CurvePointFields = TypedDict("_CurvePointFields", _CURVE_FIELDS)  # type: ignore[misc]
 _CURVE_POINTS: TypeAdapter[list[Any]] = TypeAdapter(list[_CurvePointFields])  # type: ignore[valid-type]
