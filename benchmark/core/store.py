@@ -275,7 +275,7 @@ class ResultScan:
 
 @dataclass
 class ReadResult:
-    """One result file as :func:`read_results` read it: the record, or why it is not one."""
+    """One result file as :func:`read_result_file` read it: the record, or why it is not one."""
 
     path: Path
     record: RunRecord | None = None
