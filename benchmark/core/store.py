@@ -21,7 +21,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeGuard
 
 import pydantic_core
 import yaml
@@ -252,7 +252,7 @@ def read_result(path: Path) -> RunRecord | None:
         return None
 
 
-def is_complete(record: RunRecord | None, resolved_config: dict[str, Any]) -> bool:
+def is_complete(record: RunRecord | None, resolved_config: dict[str, Any]) -> TypeGuard[RunRecord]:
     """True when ``record`` finished (ok, diverged or collapsed) under exactly ``resolved_config``."""
     return record is not None and record.status in DONE_STATUSES and record.config == resolved_config
 

@@ -18,7 +18,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ def tensors_digest(*tensors: torch.Tensor) -> str:
     for t in tensors:
         array = t.detach().cpu().contiguous().numpy()
         h.update(f"{array.dtype}{array.shape}".encode())
-        h.update(memoryview(array).cast("B"))
+        h.update(array.data.cast("B"))
     return f"blake2b:{h.hexdigest()}"
 
 
@@ -352,7 +352,7 @@ _TINY_LAYOUT = (
 )
 
 
-def _decode(images: list[bytes] | list[Path]) -> torch.Tensor:
+def _decode(images: Sequence[bytes | Path]) -> torch.Tensor:
     """JPEG files or bytes -> (N, 3, 64, 64) floats in [0, 1] (greyscale images made RGB, as every loader does)."""
     import io
 
@@ -360,7 +360,7 @@ def _decode(images: list[bytes] | list[Path]) -> torch.Tensor:
 
     out = np.empty((len(images), 64, 64, 3), dtype=np.uint8)
     for i, image in enumerate(images):
-        source = io.BytesIO(image) if isinstance(image, bytes) else image
+        source: io.BytesIO | Path = io.BytesIO(image) if isinstance(image, bytes) else image
         with Image.open(source) as picture:
             out[i] = np.asarray(
                 picture.convert("RGB").resize((64, 64)) if picture.size != (64, 64) else picture.convert("RGB")

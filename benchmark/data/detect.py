@@ -20,10 +20,13 @@ forward with every parameter switched on, less those the forward switched off ag
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from avalanche.models import MultiTaskModule
 
 
 @contextmanager
@@ -39,7 +42,7 @@ def _probing(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def used_parameters(model: nn.Module, x: torch.Tensor, task_label: int) -> frozenset[str]:
+def used_parameters(model: MultiTaskModule, x: torch.Tensor, task_label: int) -> frozenset[str]:
     """Names of the trainable parameters ``model.forward_single_task(x, task_label)`` depends on."""
     named = list(model.named_parameters())
     if not named:
@@ -65,6 +68,8 @@ def used_parameters(model: nn.Module, x: torch.Tensor, task_label: int) -> froze
     return frozenset(n for (n, _), g in zip(live, grads) if g is not None)
 
 
-def used_parameters_per_task(model: nn.Module, probes: Sequence[tuple[torch.Tensor, int]]) -> list[frozenset[str]]:
+def used_parameters_per_task(
+    model: MultiTaskModule, probes: Sequence[tuple[torch.Tensor, int]]
+) -> list[frozenset[str]]:
     """:func:`used_parameters` for each ``(probe batch, task label)``."""
     return [used_parameters(model, x, t) for x, t in probes]

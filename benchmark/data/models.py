@@ -88,9 +88,10 @@ def resnet18_trunk(input_shape: Sequence[int], widths: Sequence[int]) -> tuple[n
 TRUNKS = {"mlp": mlp_trunk, "cnn": cnn_trunk, "resnet18": resnet18_trunk}
 
 
-def make_trunk(
-    kind: Literal["mlp", "cnn", "resnet18"], input_shape: Sequence[int], widths: Sequence[int]
-) -> tuple[nn.Sequential, int]:
+TrunkKind = Literal["mlp", "cnn", "resnet18"]
+
+
+def make_trunk(kind: TrunkKind, input_shape: Sequence[int], widths: Sequence[int]) -> tuple[nn.Sequential, int]:
     """Build a trunk of the given kind; returns ``(module, output_features)``."""
     return TRUNKS[kind](input_shape, widths)
 

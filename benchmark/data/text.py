@@ -199,7 +199,11 @@ def load_corpus(
 def concatenate_corpora(parts: list[tuple[str, Corpus]]) -> tuple[Corpus, list[list[int]]]:
     """One corpus holding every part's documents in order, class ``c`` of part ``name`` renamed ``name/c``
     (two datasets' label names may collide: Yelp's and Amazon's star ratings); also each part's class indices."""
-    texts, labels, classes, test, groups = [], [], [], [], []
+    texts: list[str] = []
+    labels: list[int] = []
+    classes: list[str] = []
+    test: list[bool] = []
+    groups: list[list[int]] = []
     for name, corpus in parts:
         offset = len(classes)
         classes += [f"{name}/{c}" for c in corpus.classes]
@@ -325,7 +329,9 @@ def load_hf_corpus(
         values = sorted(
             {str(v) for split in splits.values() if label_column in split.column_names for v in split[label_column]}
         )
-    texts, labels, test = [], [], []
+    texts: list[str] = []
+    labels: list[int] = []
+    test: list[bool] = []
     for split_name in ("train", "test"):
         if split_name not in splits:
             continue
@@ -341,8 +347,8 @@ def load_hf_corpus(
             counts[label] = counts.get(label, 0) + 1
             test[i] = counts[label] % TEST_EVERY == 0
     classes = list(names) if names is not None else values
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name if local else source)
-    return Corpus(f"hf_{label}", texts, labels, classes, test)
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name if local else source)
+    return Corpus(f"hf_{tag}", texts, labels, classes, test)
 
 
 def _import_transformers():
@@ -395,8 +401,8 @@ def load_tokenizer(directory: Path):
     return _import_transformers().AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
 
 
-def load_encoder(directory: Path) -> torch.nn.Module:
-    """The pretrained transformer (no task head) from a local directory."""
+def load_encoder(directory: Path) -> Any:
+    """The pretrained transformer (no task head) from a local directory: a transformers ``PreTrainedModel``."""
     return _import_transformers().AutoModel.from_pretrained(str(directory), local_files_only=True)
 
 

@@ -61,11 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         storage=args.storage,
     )
     print(results.summary_text())
-    if getattr(results.outcome, "tuning", None) is not None:
+    tuning_file = results.outcome.tuning if results.outcome is not None else None
+    if tuning_file is not None:
         from forgetbench.reports.tables import format_tuning
 
-        print(f"\ntuning ({results.outcome.tuning}):")
-        print(format_tuning(json.loads(results.outcome.tuning.read_text())))
+        print(f"\ntuning ({tuning_file}):")
+        print(format_tuning(json.loads(tuning_file.read_text())))
     if results.selection is not None:
         from forgetbench.reports.tables import format_selection, selection_frame
 
@@ -206,7 +207,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         )
         results.report(command=_command_line(args))
         summary = summary_table(runs_long(results.records))
-        rows = reproduction_rows(summary, suite.reproduce.model_dump(), suite.scenarios[0].display_name)
+        published = suite.reproduce.model_dump() if suite.reproduce is not None else {}  # checked above
+        rows = reproduction_rows(summary, published, suite.scenarios[0].display_name)
         for row in rows.to_dict("records"):
             lines.append(format_row(row, name))
             outcomes.append(row["passed"])
@@ -259,8 +261,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from forgetbench.benchmark.run.tuning import plan_tuning
 
     studies = plan_tuning(suite)
-    runs += sum(s.strategy.tune.trials * len(s.seeds) + len(suite.seeds) for s in studies)  # trials + final seeds
-    auto = any(how == "auto" for s in studies for how in s.strategy.tune.params.values())
+    runs += sum(s.tune.trials * len(s.seeds) + len(suite.seeds) for s in studies)  # trials + final seeds
+    auto = any(how == "auto" for s in studies for how in s.tune.params.values())
     print(
         f"{args.config}: valid suite {suite.name!r}, {runs} run(s)"
         + (" and the calibration probes of its `auto` ranges" if auto else "")
@@ -272,16 +274,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         for spec in suite.scenarios:
             run = RunSpec(suite.name, spec, suite.strategies[0], suite.seeds[0], suite.training, "cpu")
-            scenario = build_scenario(run, _data_root(args.data_root))
+            built = build_scenario(run, _data_root(args.data_root))
             print(
                 f"\nscenario {spec.display_name!r} (seed {suite.seeds[0]}): parameters each task's model uses "
                 "(names as strategies see them)"
             )
             print(
                 format_parameter_sets(
-                    parameter_sets(
-                        scenario.model, [t.used_params for t in scenario.tasks], [t.name for t in scenario.tasks]
-                    )
+                    parameter_sets(built.model, [t.used_params for t in built.tasks], [t.name for t in built.tasks])
                 )
             )
     return EXIT_OK

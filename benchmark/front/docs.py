@@ -174,13 +174,13 @@ def type_text(annotation: Any) -> tuple[str, list[str]]:
     if origin in (typing.Union, types.UnionType):
         texts, bounds = [], []
         for arg in args:
-            text, inner = type_text(arg)
+            text, arg_bounds = type_text(arg)
             texts.append(text)
-            bounds += inner
+            bounds += arg_bounds
         return " \\| ".join(texts), bounds
     if origin in (list, tuple, set, frozenset, dict):
-        inner = [type_text(a)[0] for a in args if a is not Ellipsis]
-        return f"{origin.__name__}[{', '.join(inner)}]" if inner else origin.__name__, []
+        items = [type_text(a)[0] for a in args if a is not Ellipsis]
+        return f"{origin.__name__}[{', '.join(items)}]" if items else origin.__name__, []
     if annotation is type(None):
         return "null", []
     if annotation is Any:

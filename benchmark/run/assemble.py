@@ -10,6 +10,7 @@ import torch
 
 from forgetbench.benchmark.core.config import ComponentSpec
 from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
+from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios import Scenario, ScenarioInputs
 from forgetbench.benchmark.run.schedule import build_strategy
 from forgetbench.benchmark.run.spec import RunSpec, seed_everything
@@ -51,7 +52,7 @@ def keep_first_tasks(scenario: Scenario, k: int) -> None:
 def build_run_strategy(
     spec: RunSpec,
     scenario: Scenario,
-    model: torch.nn.Module,
+    model: TaskRoutedModule,
     device: torch.device,
     harness: Harness,
     strategy: ComponentSpec | None = None,

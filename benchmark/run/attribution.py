@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,9 @@ import torch.nn.functional as F
 from forgetbench.benchmark.core.record import AttributionEntry, LayerAttribution
 from forgetbench.benchmark.data.scenarios.base import Task
 from forgetbench.strategies.importance import exact_fisher_diagonal
+
+if TYPE_CHECKING:
+    from avalanche.models import MultiTaskModule
 
 Tensors = dict[str, torch.Tensor]
 
@@ -104,7 +107,7 @@ class Attribution:
     def _data(self, task: Task, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         return task.test_x[: self.samples].to(device), task.test_y[: self.samples].to(device)
 
-    def _loss(self, model: torch.nn.Module, task: Task, device: torch.device, names: Sequence[str] = ()):
+    def _loss(self, model: MultiTaskModule, task: Task, device: torch.device, names: Sequence[str] = ()):
         """Mean cross-entropy of ``task``'s model on its samples, and its gradient w.r.t. ``names``."""
         x, y = self._data(task, device)
         params = dict(model.named_parameters())

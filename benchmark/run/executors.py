@@ -295,6 +295,8 @@ class ProcessExecutor:
                 stop.check()
             for worker in busy:
                 job = worker.job
+                if job is None:  # busy holds workers with a job
+                    continue
                 record = None
                 if worker.conn.poll():
                     try:

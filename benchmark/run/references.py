@@ -14,6 +14,7 @@ import torch
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import ComponentSpec
 from forgetbench.benchmark.core.training import training_identity
+from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios import Retraining, Scenario, Turn
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule, turn_steps
@@ -42,7 +43,7 @@ def _standalone_key(spec: RunSpec, scenario: Scenario, device: torch.device, ste
 
 
 def _train_alone(
-    spec: RunSpec, scenario: Scenario, model: torch.nn.Module, device: torch.device, task: int, steps: int
+    spec: RunSpec, scenario: Scenario, model: TaskRoutedModule, device: torch.device, task: int, steps: int
 ) -> None:
     """Train ``model`` on ``task`` alone for ``steps`` steps: the suite's optimizer, no regularizer (``naive``),
     through the same :func:`train_schedule` as every run."""
@@ -86,7 +87,10 @@ def standalone_accuracy(
     steps = scenario.standalone_steps(lambda turn, n_train: turn_steps(turn, n_train, spec.training))
     key = _standalone_key(spec, scenario, device, steps)
     path = store.ground_truth_path(cache_dir, key) if cache_dir is not None else None
-    with store.ground_truth_entries(path, key) if path is not None else contextlib.nullcontext({}) as entries:
+    cached: contextlib.AbstractContextManager[dict[int, float]] = (
+        store.ground_truth_entries(path, key) if path is not None else contextlib.nullcontext({})
+    )
+    with cached as entries:
         model = scenario.model.to(device)
         initial = {k: v.clone() for k, v in model.state_dict().items()}
         for j, task in enumerate(scenario.tasks):

@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 
 from forgetbench.benchmark.core.metrics import running_metric
-from forgetbench.benchmark.core.record import CurvePoint, Memory, RunRecord, TurnAccuracy
+from forgetbench.benchmark.core.record import AttributionEntry, CurvePoint, Memory, RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import recording_data_reads
 from forgetbench.benchmark.data.scenarios import Scenario
 from forgetbench.benchmark.run import checkpoint as checkpoints
@@ -121,7 +121,7 @@ def _execute(
             lambda net, j: evaluate(net, scenario.tasks[j], batch, device),
             on_point=None
             if attribution is None
-            else lambda net, turn, iteration: record.attribution.extend(
+            else lambda net, turn, iteration: _attribution_of(record).extend(
                 attribution.measure(net, turn, scenario.schedule[turn].task, scenario.tasks, device, iteration)
             ),
         )
@@ -217,6 +217,12 @@ def _judge_chance(record: RunRecord, scenario: Scenario, seen: list[int]) -> Non
         _warn(record, chance_message(record.accuracy_matrix, scenario.tasks, seen, at))
 
 
+def _attribution_of(record: RunRecord) -> list[AttributionEntry]:
+    if record.attribution is None:
+        record.attribution = []
+    return record.attribution
+
+
 def _train_turns(
     spec: RunSpec,
     scenario: Scenario,
@@ -233,6 +239,7 @@ def _train_turns(
 ) -> None:
     """Train ``turns[start:]``, filling the record's accuracy rows, turn accuracies, timing and curves."""
     timing, batch = record.timing, spec.training.eval_batch_size
+    turn_accuracy = record.turn_accuracy = record.turn_accuracy if record.turn_accuracy is not None else []
     seen_seconds = attribution.seconds if attribution is not None else 0.0
     for done in train_schedule(strategy, harness, turns, spec.training, start=start, tasks_before=before):
         turn = done.turn
@@ -251,19 +258,15 @@ def _train_turns(
         else:
             just_trained = evaluate(strategy.model, scenario.tasks[turn.task], batch, device)
         # Accuracy of the model trained in this turn, right after it (the supernet's err1).
-        record.turn_accuracy.append(TurnAccuracy(turn=done.index, task=turn.task, accuracy=just_trained))
+        turn_accuracy.append(TurnAccuracy(turn=done.index, task=turn.task, accuracy=just_trained))
         timing.eval_seconds += time.perf_counter() - t0
         if attribution is not None:
+            entries = _attribution_of(record)  # looked up here: a resume replaces the record's list
             if harness.recorder is not None:  # a curve point on the turn's last iteration is the after-turn one
                 last = harness.recorder.steps
-                while record.attribution and (record.attribution[-1].turn, record.attribution[-1].iteration) == (
-                    done.index,
-                    last,
-                ):
-                    record.attribution.pop()
-            record.attribution.extend(
-                attribution.after_turn(strategy.model, done.index, turn.task, scenario.tasks, device)
-            )
+                while entries and (entries[-1].turn, entries[-1].iteration) == (done.index, last):
+                    entries.pop()
+            entries.extend(attribution.after_turn(strategy.model, done.index, turn.task, scenario.tasks, device))
             # this turn's attribution: its points inside the turn (also in eval_seconds) and the one after it
             timing.attribution_seconds = (timing.attribution_seconds or 0.0) + attribution.seconds - seen_seconds
             seen_seconds = attribution.seconds

@@ -16,6 +16,7 @@ import torch
 
 from forgetbench.benchmark.train.harness import Harness, check_finite_weights
 from forgetbench.benchmark.core.registries import STRATEGIES
+from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import Scenario, Turn
 from forgetbench.benchmark.core.training import TrainingConfig
 from forgetbench.strategies.base import StrategyContext
@@ -25,7 +26,7 @@ def build_strategy(
     name: str,
     params: dict[str, Any] | Any,
     scenario: Scenario,
-    model: torch.nn.Module,
+    model: TaskRoutedModule,
     training: TrainingConfig,
     device: torch.device,
     seed: int,

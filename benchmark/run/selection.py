@@ -81,7 +81,7 @@ def decide(sweep: Sweep, records: dict[str, RunRecord | None]) -> dict[str, Any]
     combination has a finite score (every run failed).
     """
     metric = sweep.selection.metric
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k, (choice, variant) in enumerate(sweep.variants):
         per_seed = {}
         statuses = {}
@@ -98,7 +98,7 @@ def decide(sweep: Sweep, records: dict[str, RunRecord | None]) -> dict[str, Any]
             {"label": variant.display_name, "params": choice, "score": score, "scores": per_seed, "status": statuses}
         )
     sign = 1.0 if MAXIMISE[metric] else -1.0
-    best = None
+    best: int | None = None
     for k, row in enumerate(rows):
         if row["score"] is not None and (best is None or sign * row["score"] > sign * rows[best]["score"]):
             best = k  # strict: ties keep the combination listed first

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -166,7 +166,7 @@ def _cpu_name() -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _distributions_of_packages() -> dict[str, list[str]]:
+def _distributions_of_packages() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()  # scans every installed distribution: once per process
 
 

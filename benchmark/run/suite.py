@@ -14,7 +14,7 @@ import time
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence, cast
 
 from tqdm.auto import tqdm
 
@@ -31,6 +31,7 @@ from forgetbench.benchmark.run.spec import RunSpec, expand_suite, failure_record
 from forgetbench.benchmark.core.training import MAX_SEED
 from forgetbench.benchmark.core.units import format_bytes
 from forgetbench.benchmark.data.scenarios import SCENARIOS
+from forgetbench.benchmark.data.scenarios.base import ScenarioParams
 
 SELECTION_DIR = store.SELECTION_DIR  # OUT/selection/runs/<run_id>/result.json: the validation sweep
 SELECTION_FILE = "selection.json"  # OUT/selection.json: every combination's score and the choice
@@ -83,7 +84,7 @@ def preflight(
     for i, spec in enumerate(suite.scenarios):
         if scenarios is not None and i not in scenarios:
             continue
-        params = spec.typed_params(SCENARIOS)
+        params = cast(ScenarioParams, spec.typed_params(SCENARIOS))
         if data_root is None and params.needs_data_files():
             continue
         missing = False
@@ -138,10 +139,11 @@ def _cluster_problems(suite: SuiteConfig) -> list[str]:
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     """True when ``exc`` or an exception it was raised from is a ``kind``."""
-    while exc is not None:
-        if isinstance(exc, kind):
+    link: BaseException | None = exc
+    while link is not None:
+        if isinstance(link, kind):
             return True
-        exc = exc.__cause__ or exc.__context__
+        link = link.__cause__ or link.__context__
     return False
 
 
@@ -150,7 +152,7 @@ def _memory_problems(suite: SuiteConfig) -> list[str]:
     the memory of the device it would train on (checked without building it)."""
     problems = []
     for i, spec in enumerate(suite.scenarios):
-        count = spec.typed_params(SCENARIOS).parameter_count()
+        count = cast(ScenarioParams, spec.typed_params(SCENARIOS)).parameter_count()
         if count is None:
             continue
         need = training_bytes(count, suite.training)
@@ -192,7 +194,7 @@ class _Driver:
         bar,
         retries: int,
         fresh: bool,
-        loggers: list[str] | None = None,
+        loggers: Sequence[str] | None = None,
         suite_name: str = "",
     ):
         self.executor, self.out, self.outcome = executor, out, outcome
@@ -307,10 +309,7 @@ def run_suite(
     )
     n_final = sum(len(seeds or suite.seeds) for _ in [*sweeps, *studies])
     total = (
-        len(ordinary)
-        + sum(len(s.specs) for s in sweeps)
-        + n_final
-        + sum(s.strategy.tune.trials * len(s.seeds) for s in studies)
+        len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final + sum(s.tune.trials * len(s.seeds) for s in studies)
     )
     outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
     with _session(

@@ -33,7 +33,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from forgetbench.benchmark.core.config import (
     SuiteConfig,
     TuneChoices,
     TuneRange,
+    TuneSpec,
     refused_pairs,
     strategy_variant,
 )
@@ -68,14 +69,21 @@ class Study:
     scenario: ComponentSpec
     strategy: StrategySpec
     seeds: list[int]
-    trial_scenario: ComponentSpec | None = None
+    tuned_on: ComponentSpec | None = None  # the scenario ``tune.scenario`` names; None: ``scenario`` itself
 
-    def __post_init__(self) -> None:
-        self.trial_scenario = self.trial_scenario or self.scenario
+    @property
+    def trial_scenario(self) -> ComponentSpec:
+        return self.tuned_on or self.scenario
+
+    @property
+    def tune(self) -> TuneSpec:
+        if self.strategy.tune is None:  # plan_tuning makes studies of tuned entries only
+            raise ValueError(f"strategy {self.strategy.display_name!r} has no tune block")
+        return self.strategy.tune
 
     @property
     def name(self) -> str:  # scenarios tuned on the same one share its study: it runs once
-        tune = self.strategy.tune
+        tune = self.tune
         return (
             f"{self.trial_scenario.display_name}__{self.strategy.display_name}"
             + (f"__first{tune.first_tasks}" if tune.first_tasks else "")
@@ -108,8 +116,9 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
     """Optuna distributions per tuned param, and notes (where a range came from when it was not given)."""
     import optuna
 
-    space, notes = {}, []
-    for name, how in study.strategy.tune.params.items():
+    space: dict[str, Any] = {}
+    notes: list[str] = []
+    for name, how in study.tune.params.items():
         if isinstance(how, TuneChoices):
             space[name] = optuna.distributions.CategoricalDistribution(how.choices)
             continue
@@ -148,7 +157,7 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
 def _sampler(study: Study, space: dict[str, Any], number: int):
     import optuna
 
-    tune = study.strategy.tune
+    tune = study.tune
     seed = tune.seed + number
     if tune.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -173,7 +182,7 @@ def trial_specs(
 ) -> list[RunSpec]:
     """The runs of the trial at ``point``, one per tuning seed; ``rules`` (per seed) prune them."""
     variant = strategy_variant(study.strategy.model_copy(update={"tune": None}), point)
-    tune = study.strategy.tune
+    tune = study.tune
     return [
         RunSpec(
             suite.name,
@@ -229,7 +238,7 @@ class MirroredStudy:
     Optuna's grid sampler would call ``Study.stop``, which raises outside ``optimize``.
     """
 
-    def __init__(self, storage: Any, name: str, direction: str):
+    def __init__(self, storage: Any, name: str, direction: Literal["maximize", "minimize"]):
         import optuna
 
         optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
@@ -291,11 +300,11 @@ def run_study(
     optuna.logging.set_verbosity(logging.WARNING)
     clock = {"optuna": 0.0, "runs": 0.0}  # seconds in Optuna, its storage and the pruning rule; in the trials' runs
     started = time.perf_counter()
-    tune = study.strategy.tune
+    tune = study.tune
     folder = Path(out) / TUNING_DIR
     folder.mkdir(parents=True, exist_ok=True)
     space, notes = search_space(study, calibrated)
-    direction = "maximize" if MAXIMISE[tune.objective] else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if MAXIMISE[tune.objective] else "minimize"
     mirrored = MirroredStudy(storage, study.name, direction)
     clock["optuna"] += time.perf_counter() - started
 
@@ -348,7 +357,8 @@ def run_study(
         clock["runs"] += time.perf_counter() - begun
         begun = time.perf_counter()
         if pruned_after(records) is not None:  # Optuna's samplers rank a pruned trial by its intermediate values
-            values = running_metric(records[0].accuracy_matrix, tune.objective)
+            stopped = next(r for r in records if r is not None and r.status == "pruned")  # the first seed's
+            values = running_metric(stopped.accuracy_matrix, tune.objective)
             mirrored.finish(number, TrialState.PRUNED, None, {k: v for k, v in enumerate(values) if math.isfinite(v)})
         else:
             value = objective(records, tune.objective)
@@ -427,9 +437,7 @@ def naive_references(suite: SuiteConfig, studies: list[Study]) -> list[RunSpec]:
     """One naive run per scenario, tuning seed and held-out fraction of the studies: the reference point of the
     trials' frontiers (the report compares methods at naive's plasticity minus 1, 2 and 5 points)."""
     wanted = dict.fromkeys(
-        (s.trial_scenario.display_name, seed, s.strategy.tune.fraction, s.strategy.tune.first_tasks)
-        for s in studies
-        for seed in s.seeds
+        (s.trial_scenario.display_name, seed, s.tune.fraction, s.tune.first_tasks) for s in studies for seed in s.seeds
     )
     scenarios = {s.display_name: s for s in suite.scenarios}
     return [
@@ -455,7 +463,7 @@ def ensure_calibration(
     missing = [
         s
         for s in studies
-        for name, how in s.strategy.tune.params.items()
+        for name, how in s.tune.params.items()
         if how == "auto"
         and not any(
             (e.get("scenario"), e.get("strategy"), e.get("param"))
@@ -469,7 +477,7 @@ def ensure_calibration(
     strategies = [e.model_copy(update={"tune": None}) for e in suite.strategies if e.display_name in entries]
     scenarios = list({s.trial_scenario.display_name: s.trial_scenario for s in missing}.values())
     sub = suite.model_copy(update={"strategies": strategies, "scenarios": scenarios})
-    first = missing[0].strategy.tune
+    first = missing[0].tune
     plan = calibrate_run.plan_calibration(sub, missing[0].seeds[0], first.decades, first.fraction)
     folder = Path(out) / calibrate_run.CALIBRATION_DIR
     run_batch([(folder, spec) for spec in plan.specs])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -25,13 +25,16 @@ from avalanche.core import SupervisedPlugin
 from forgetbench.benchmark.core import stop
 from forgetbench.benchmark.data.scenarios.base import Task
 
+if TYPE_CHECKING:
+    from avalanche.models import MultiTaskModule
+
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss or non-finite weights."""
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, task: Task, batch_size: int, device: torch.device) -> float:
+def evaluate(model: MultiTaskModule, task: Task, batch_size: int, device: torch.device) -> float:
     """The score of ``task``'s model on its test data (the model's train/eval mode is restored).
 
     Class labels ``(n,)``: top-1 accuracy. Token sequences ``(n, length)`` (a language model, whose logits
@@ -151,7 +154,7 @@ class LossWatch(SupervisedPlugin):
 
     def __init__(self) -> None:
         super().__init__()
-        self._loss_sum: torch.Tensor | None = None
+        self._loss_sum = torch.zeros(())  # replaced on the run's device at each experience
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         self._loss_sum = torch.zeros((), device=strategy.device)

@@ -16,7 +16,7 @@ multi-task forward that inspects the batch's task labels on every step.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from avalanche.core import BasePlugin, BaseSGDPlugin, SupervisedPlugin
@@ -26,6 +26,10 @@ from avalanche.training.templates.base_sgd import PeriodicEval
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors, to_device
 from forgetbench.benchmark.data.models import TaskRoutedModule
+
+# The mixins below are mixed into SupervisedTemplate and use its attributes; a type checker reads them as its
+# subclasses (Avalanche has no type information, so that base is Any to it), Python as plain classes.
+_Template: Any = SupervisedTemplate if TYPE_CHECKING else object
 
 _NO_OP_OWNERS = (BasePlugin, BaseSGDPlugin, SupervisedPlugin)
 ITERATION_EVENTS = (
@@ -64,12 +68,14 @@ def active_callbacks(plugins: list[Any], event: str) -> list[Callable[..., Any]]
     return callbacks
 
 
-class FastLoadersMixin:
+class FastLoadersMixin(_Template):
     """Serve training and evaluation batches by slicing tensors.
 
     ``data_seed`` seeds the shuffling generator, so the order of training batches depends on the
     seed alone (and is reproduced by a plain PyTorch loop using the same generator).
     """
+
+    mbatch: list[torch.Tensor]  # the current minibatch (inputs, targets, task labels), set by the template's loop
 
     def __init__(self, *, data_seed: int = 0, channels_last: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -97,7 +103,7 @@ class FastLoadersMixin:
             self.mbatch[0] = self.mbatch[0].contiguous(memory_format=torch.channels_last)
 
 
-class LeanLoopMixin:
+class LeanLoopMixin(_Template):
     """Avalanche's SGD training epoch with the per-iteration overhead removed.
 
     Same events in the same order as ``SGDUpdate.training_epoch``; only callbacks that can act

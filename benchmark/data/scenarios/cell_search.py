@@ -32,7 +32,7 @@ controller_probabilities}, ``err1``, ``err2``, ``epoch_architectures`` (task ind
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol, cast
 
 import torch
 from pydantic import (
@@ -272,7 +272,7 @@ class CellSearch(Scenario):
 
         return Retraining(
             self.params.retrain_steps,
-            lambda fresh: fresh.task_of(arch),
+            lambda fresh: cast(CellSearch, fresh).task_of(arch),
             {"valid": self.data.valid, "test": self.data.test},
             report,
         )

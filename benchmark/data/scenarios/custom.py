@@ -99,7 +99,7 @@ class UserModel(TaskRoutedModule):
 
     parameter_prefix = "net."
 
-    def __init__(self, net: nn.Module, used: dict[int, frozenset[str]] | None = None, max_class_label: int = 1):
+    def __init__(self, net: Any, used: dict[int, frozenset[str]] | None = None, max_class_label: int = 1):
         super().__init__()
         self.net = net
         self.multi_task = callable(getattr(net, "forward_single_task", None))
@@ -164,7 +164,7 @@ def _materialise(stream, limit: int | None, generator: torch.Generator, what: st
     """Each experience as (x, y, task label). With ``rounds`` (a multi-task model, whose task label picks the
     model), an experience whose task label came before is a later round of that task: it must hold the same data
     (subsampled at the same indices)."""
-    first: dict[int, tuple] = {}
+    first: dict[int | None, tuple] = {}
     out = []
     for j, experience in enumerate(stream):
         label = next(iter({int(t) for t in experience.task_labels}), None)
@@ -240,11 +240,12 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
     model = UserModel(net, max_class_label=num_classes)
 
     if params.used_params == "declared":
-        if not callable(getattr(net, "used_parameter_names", None)):
+        declared = getattr(net, "used_parameter_names", None)
+        if not callable(declared):
             raise ValueError(
                 f"used_params: 'declared' but model {params.model} has no used_parameter_names(task_label)"
             )
-        used = {label: frozenset(f"net.{n}" for n in net.used_parameter_names(label)) for _, _, label in train_t}
+        used = {label: frozenset(f"net.{n}" for n in declared(label)) for _, _, label in train_t}
         unknown = set().union(*used.values()) - {n for n, _ in model.named_parameters()}
         if unknown:
             raise ValueError(

@@ -47,7 +47,7 @@ validation error, a fraction) and ``data`` (dataset, images per split).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,7 @@ from forgetbench.benchmark.data.scenarios.cell_search import (
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 
 Op = Literal["sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity"]
-OPS: tuple[str, ...] = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
+OPS: tuple[Op, ...] = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
 SHORT = {"sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "avg_pool_3x3": "avg", "max_pool_3x3": "max", "identity": "id"}
 DECISIONS_PER_NODE = 4  # input a, op a, input b, op b
 
@@ -227,7 +227,7 @@ class Cell(nn.Module):
             return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
         if name == "max_pool_3x3":
             return F.max_pool2d(x, 3, stride=1, padding=1)
-        return self.edges[f"{source}_{target}"][name](x)
+        return cast(nn.ModuleDict, self.edges[f"{source}_{target}"])[name](x)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, cell: tuple[int, ...]) -> torch.Tensor:
         states = [self.preprocess[0](s0), self.preprocess[1](s1)]
@@ -297,7 +297,9 @@ class ConvCellSupernet(TaskRoutedModule):
         normal, reduction = split_cells(self.architectures[task_label], self.nodes)
         prefixes = ["stem.", "classifier."]
         for c, (cell, is_reduction) in enumerate(zip(self.cells, self.reduction_cells)):
-            prefixes += [f"cells.{c}.{p}" for p in cell.used_prefixes(reduction if is_reduction else normal)]
+            prefixes += [
+                f"cells.{c}.{p}" for p in cast(Cell, cell).used_prefixes(reduction if is_reduction else normal)
+            ]
         return frozenset(n for n, _ in self.named_parameters() if n.startswith(tuple(prefixes)))
 
 

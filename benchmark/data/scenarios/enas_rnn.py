@@ -135,9 +135,10 @@ class RecurrentSearchParams(CellSearchParams):
         check_corpus(self, corpus)
 
     def parameter_count(self) -> int | None:
-        if self.vocabulary is None:
+        vocabulary = self.vocabulary
+        if vocabulary is None:
             return None
-        return count_parameters(lambda: RecurrentSupernet(self, self.vocabulary))
+        return count_parameters(lambda: RecurrentSupernet(self, vocabulary))
 
 
 def load_corpus(params: RecurrentSearchParams) -> language.LanguageCorpus:

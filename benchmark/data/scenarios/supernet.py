@@ -40,7 +40,7 @@ alone from the same initial weights with the same number of steps (``standalone_
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal, cast
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, Scena
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 
 OP_CATALOGUE = ("relu", "tanh", "bottleneck", "identity", "sigmoid", "elu", "leaky_relu")
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
@@ -182,7 +182,7 @@ class Supernet(TaskRoutedModule):
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         h = x.flatten(1) if self.cell == "mlp" else x
         for cell, op in zip(self.cells, self.arch_ops(task_label)):
-            h = cell[op](h)
+            h = cast(nn.ModuleDict, cell)[op](h)
         if self.cell == "cnn":
             h = h.mean(dim=(2, 3))
         return self.heads[self.head_index(task_label)](h)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
@@ -242,14 +242,15 @@ class EncoderTasks(TaskRoutedModule):
         self.hidden = hidden
         self.single_head = head != "multi"
         sizes = {"multi": head_sizes, "single": [sum(head_sizes)], "shared": [max(head_sizes)]}[head]
-        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in sizes)
-        self.max_class_label = max(h.out_features for h in self.heads)
+        heads = [nn.Linear(hidden, n) for n in sizes]
+        self.heads = nn.ModuleList(heads)
+        self.max_class_label = max(h.out_features for h in heads)
 
     def head_index(self, task_label: int) -> int:
         return 0 if self.single_head else task_label
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        hidden = x[..., : self.hidden].to(self.heads[0].weight.dtype)
+        hidden = x[..., : self.hidden].to(cast(nn.Linear, self.heads[0]).weight.dtype)
         mask = x[..., self.hidden]
         additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
         if self.adapters:
@@ -281,7 +282,10 @@ def _add_task_adapters(layers: nn.Module, params: AdapterParams, tasks: int) -> 
     from peft import LoraConfig, inject_adapter_in_model
 
     config = LoraConfig(
-        r=params.rank, lora_alpha=params.alpha, lora_dropout=0.0, target_modules=list(params.target_modules)
+        r=params.rank,
+        lora_alpha=params.alpha,  # type: ignore[arg-type]  # peft declares int; the scale alpha / rank takes a float
+        lora_dropout=0.0,
+        target_modules=list(params.target_modules),
     )
     with warnings.catch_warnings():  # "multiple adapters in the model": one per task, by design
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")

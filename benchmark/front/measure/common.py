@@ -15,9 +15,9 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from forgetbench.benchmark.core.config import TrainingConfig
+from forgetbench.benchmark.core.training import TrainingConfig
 from forgetbench.benchmark.data.datasets import TensorData
-from forgetbench.benchmark.data.models import MultiHeadNet, make_trunk
+from forgetbench.benchmark.data.models import MultiHeadNet, TrunkKind, make_trunk
 from forgetbench.benchmark.train.harness import Harness
 from forgetbench.benchmark.run.runner import regularizer_bytes
 from forgetbench.benchmark.run.spec import seed_everything
@@ -169,7 +169,7 @@ def split_workload(
     data: TensorData,
     *,
     tasks: int,
-    trunk: str,
+    trunk: TrunkKind,
     widths: list[int],
     seed: int,
     train_per_task: int | None = None,

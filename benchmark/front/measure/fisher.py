@@ -53,6 +53,8 @@ def fisher_fast_vs_loop(opts: PerfOptions, data: TensorData) -> dict[str, Any] |
             times[side].append(seconds if side == "epoch" else time.perf_counter() - t0)
     # relative to each tensor's largest entry, floored at 1e-8 of the largest overall: a tensor whose Fisher is 0 in
     # exact arithmetic (attention's key bias: softmax ignores a shift) holds only rounding noise on both sides
+    if fast is None or loop is None:  # every repeat runs both sides
+        raise RuntimeError("fisher section: no repeat ran")
     floor = 1e-8 * max(float(v.abs().max()) for v in loop.values())
     max_rel = max(
         float((fast[k] - loop[k]).abs().max() / loop[k].abs().max().clamp_min(max(floor, 1e-30))) for k in loop

@@ -21,14 +21,14 @@ from forgetbench.benchmark.front.measure.common import (
 )
 
 
-def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
-    """Per-step time and regularizer bytes for T experiences, per strategy (medians)."""
+def growth(opts: PerfOptions, data: TensorData) -> dict[str, Any] | str:
+    """Per-step time and regularizer bytes for T experiences, per strategy (medians); a sentence when it cannot run."""
     from forgetbench.strategies import STRATEGIES
 
     if opts.model in TEXT_MODELS:
         return f"{NOT_AVAILABLE}: the text corpus has too few classes for T = {opts.growth_tasks}"
 
-    cases = {
+    cases: dict[str, tuple[str, dict[str, Any]]] = {
         "naive": ("naive", {}),
         "ewc_separate": ("ewc", {"mode": "separate"}),
         "ewc_online": ("ewc", {"mode": "online", "decay_factor": 1.0}),
