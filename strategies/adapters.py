@@ -17,9 +17,14 @@ Pure functions of tensors, so a test checks them by hand.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
+from torch import nn
+
+# A layer PEFT injected an adapter into (peft.tuners.lora.Linear / Conv2d, an OSF layer): an nn.Module whose
+# adapter attributes (lora_A, lora_B, base_layer, osf_svd_params, ...) PEFT adds at run time, so to a type checker Any.
+PeftLayer = Any
 
 
 def principal_overlap(a_new: torch.Tensor, a_old: torch.Tensor) -> float:
@@ -67,6 +72,16 @@ def adapter_name(experience: int) -> str:
     return f"task{experience}"
 
 
+def lora_weights(layer: PeftLayer, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weights (A, B) of LoRA adapter ``adapter`` in PEFT layer ``layer`` (``lora_A`` and ``lora_B`` are Linear,
+    or convolutions whose kernels ``flatten(1)`` reads as matrices)."""
+    a: nn.Module = layer.lora_A[adapter]
+    b: nn.Module = layer.lora_B[adapter]
+    if not (isinstance(a.weight, torch.Tensor) and isinstance(b.weight, torch.Tensor)):
+        raise TypeError(f"adapter {adapter!r}: lora_A / lora_B without a weight tensor")
+    return a.weight, b.weight
+
+
 def lora_adapters(net) -> dict[str, list[tuple[int, torch.Tensor, torch.Tensor, float]]]:
     """``(task, A, B, scale)`` of every finished adapter of a :class:`~forgetbench.strategies.pic.PICNet`, per
     layer (the scale is the adapter's training scale alpha / rank, not the merging lambda)."""
@@ -75,7 +90,6 @@ def lora_adapters(net) -> dict[str, list[tuple[int, torch.Tensor, torch.Tensor, 
         for task in net.finished:
             key = adapter_name(task)
             if key in layer.lora_A:
-                out.setdefault(name, []).append(  # conv kernels as matrices: A (r, in * k), B (out, r)
-                    (task, layer.lora_A[key].weight.flatten(1), layer.lora_B[key].weight.flatten(1), net.lora_scale)
-                )
+                a, b = lora_weights(layer, key)  # conv kernels as matrices: A (r, in * k), B (out, r)
+                out.setdefault(name, []).append((task, a.flatten(1), b.flatten(1), net.lora_scale))
     return out

@@ -39,7 +39,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence, Union
 
-from pydantic import ConfigDict, Field, create_model
+from pydantic import ConfigDict, Field, JsonValue, create_model
 
 from forgetbench.benchmark.train.template import FastLoadersMixin, LeanLoopMixin
 from forgetbench.benchmark.core.registry import STRENGTH
@@ -153,7 +153,7 @@ class AvalancheMethod:
     """One Avalanche method as forgetbench registers it."""
 
     name: str
-    cls: type
+    cls: type[Any]
     kind: Literal["strategy", "plugin"]
     configurable: tuple[str, ...]  # the class's arguments a config may give
     from_run: tuple[str, ...]  # the class's arguments forgetbench fills from the run (a plugin's model)
@@ -202,7 +202,7 @@ def _field(parameter: inspect.Parameter, hints: dict[str, Any]) -> tuple[Any, An
     return annotation, (... if required else (list(default) if isinstance(default, tuple) else default))
 
 
-def describe(name: str, cls: type, kind: Literal["strategy", "plugin"]) -> AvalancheMethod | str:
+def describe(name: str, cls: type[Any], kind: Literal["strategy", "plugin"]) -> AvalancheMethod | str:
     """The method's registration, or why it cannot be registered (a required argument no config can give)."""
     signature = inspect.signature(cls.__init__)
     try:
@@ -248,10 +248,15 @@ def params_model(method: AvalancheMethod) -> type[StrategyParams]:
         hints = typing.get_type_hints(method.cls.__init__)
     except Exception:
         hints = {}
-    fields = {}
+    fields: dict[str, Any] = {}  # name -> (annotation, FieldInfo), as create_model takes them
     for name in method.configurable:
-        annotation, default = _field(signature.parameters[name], hints)
-        marked = {STRENGTH: True} if name in STRENGTH_ARGUMENTS.get(method.name, ()) else None
+        field = _field(signature.parameters[name], hints)
+        if field is None:  # describe() keeps only the arguments a config can give
+            raise TypeError(f"{method.name}: argument {name!r} cannot be configured")
+        annotation, default = field
+        marked: dict[str, JsonValue] | None = (
+            {STRENGTH: True} if name in STRENGTH_ARGUMENTS.get(method.name, ()) else None
+        )
         fields[name] = (annotation, Field(default=default, json_schema_extra=marked))
     return create_model(method.cls.__name__, __base__=AvalancheParams, __module__=__name__, **fields)
 
@@ -281,7 +286,7 @@ def own_methods(cls: type) -> dict[str, Any]:
     return own
 
 
-def fast_template(cls: type) -> type:
+def fast_template(cls: type[Any]) -> type[Any]:
     """``cls`` with forgetbench's tensor loaders and lean loop mixed in, its own methods kept."""
     own = own_methods(cls)
     return type(
@@ -359,13 +364,10 @@ def discover() -> dict[str, tuple[type, Literal["strategy", "plugin"]]]:
 
 def _register_all() -> None:
     for name, (cls, kind) in discover().items():
-        reason = UNAVAILABLE.get(name) or UNAVAILABLE.get(cls.__name__)
-        method = None if reason else describe(name, cls, kind)
-        if isinstance(method, str):
-            reason = method
-        if reason:
-            STRATEGIES.register(PREFIX + name, description=f"(not available: {reason})", unavailable=reason)(
-                _unavailable_builder(name, reason)
+        method = UNAVAILABLE.get(name) or UNAVAILABLE.get(cls.__name__) or describe(name, cls, kind)
+        if isinstance(method, str):  # why it cannot run
+            STRATEGIES.register(PREFIX + name, description=f"(not available: {method})", unavailable=method)(
+                _unavailable_builder(name, method)
             )
             continue
         STRATEGIES.register(

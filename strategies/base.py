@@ -27,9 +27,13 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import BaseModel, ConfigDict
 from torch import nn
+from torch.optim.optimizer import ParamsT
 
 from forgetbench.benchmark.core.registries import STRATEGIES as _STRATEGIES
-from forgetbench.benchmark.core.registry import Registry, strength, strength_params  # noqa: F401  (the strategy API)
+from forgetbench.benchmark.core.registry import Registry
+from forgetbench.benchmark.core.registry import strength as strength  # re-exported: the strategy API
+from forgetbench.benchmark.core.registry import strength_params as strength_params
+from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.train.template import FastSupervisedTemplate
 from forgetbench.benchmark.core.training import TrainingConfig
 
@@ -49,7 +53,7 @@ class StrategyContext:
     ``used_params[k]``, k < i, is *shared* with an earlier model.
     """
 
-    model: nn.Module
+    model: TaskRoutedModule  # the scenario's network: forward_single_task(x, task_label) runs task's model
     training: TrainingConfig
     device: torch.device
     used_params: Sequence[frozenset[str]]
@@ -89,7 +93,7 @@ class StrategyContext:
         """Parameters the model of experience ``index`` uses that an earlier experience's model used too."""
         return shared_params(self.used_params, index)
 
-    def make_optimizer(self, parameters=None) -> torch.optim.Optimizer:
+    def make_optimizer(self, parameters: ParamsT | None = None) -> torch.optim.Optimizer:
         """The suite's optimizer over ``parameters`` (default: all of the model's)."""
         cfg = self.training
         parameters = self.model.parameters() if parameters is None else parameters
@@ -184,6 +188,6 @@ def _silent_evaluator() -> EvaluationPlugin:
         return EvaluationPlugin(loggers=[])
 
 
-StrategyBuilder = Callable[[StrategyContext, BaseModel], SupervisedTemplate]
+StrategyBuilder = Callable[[StrategyContext, Any], SupervisedTemplate]  # Any: each builder takes its own params model
 STRATEGIES: Registry[StrategyBuilder] = _STRATEGIES
 register_strategy = STRATEGIES.register

@@ -80,6 +80,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy, strength
 from forgetbench.strategies.importance import (
+    Estimator,
     exact_fisher_diagonal,
     normalise_importance,
     sample_subset,
@@ -124,7 +125,7 @@ def exact_importance(
     model: torch.nn.Module,
     tensors: tuple[torch.Tensor, ...],
     task_label: int,
-    estimator: str = "empirical",
+    estimator: Estimator = "empirical",
     generator: torch.Generator | None = None,
     batch_size: int = 1024,
 ) -> dict[str, torch.Tensor]:
@@ -209,7 +210,7 @@ class EWCPlugin(Plugin):
             optimizer=getattr(strategy, "optimizer", None),
         ):
             self.skipped.append(index)
-            if index + 1 >= len(self.used_params):
+            if index + 1 >= len(self.used_params or ()):  # (not None here: importance_needed said no)
                 return  # nothing is trained after the last experience
             importance = {}  # 0 wherever a later experience could read it (see importance_needed)
         else:
@@ -230,15 +231,14 @@ class EWCPlugin(Plugin):
         elif self.quadratic.empty:
             self.quadratic.replace(importance, anchor)
         else:  # online: F~ <- decay * F~ + F, anchored at the latest weights only
-            decayed = {
-                n: self.decay_factor * w + importance[n] for n, w in zip(self.quadratic.names, self.quadratic.weights)
-            }
+            decay = self.decay_factor if self.decay_factor is not None else 1.0  # EWCParams: 1.0 when online
+            decayed = {n: decay * w + importance[n] for n, w in zip(self.quadratic.names, self.quadratic.weights)}
             decayed.update({n: f for n, f in importance.items() if n not in decayed})
             self.quadratic.replace(decayed, anchor)
         self._params, self._subset = named_params(strategy.model, self.quadratic.names), None
 
     def _importance(self, strategy) -> dict[str, torch.Tensor]:
-        tensors = dataset_tensors(strategy.experience.dataset)
+        tensors: tuple[torch.Tensor, ...] = dataset_tensors(strategy.experience.dataset)
         if self.importance_samples is not None:
             tensors = sample_subset(tensors, self.importance_samples, self.generator)
         if self.importance == "exact":

@@ -142,6 +142,8 @@ class ExSSNeTPlugin(MaskSlotPlugin):
     def start_weight_phase(self, strategy) -> torch.optim.Optimizer:
         """Freeze M_t, open W to training with gradients masked by E_t; returns its optimizer."""
         slot = self.model.training_slot
+        if slot is None:
+            raise RuntimeError("the weight phase needs a training slot (begin_slot first)")
         for p in self.model.parameters():
             p.requires_grad_(False)
         weights, exclusive, total = [], 0, 0
@@ -173,6 +175,8 @@ class ExSSNeTPlugin(MaskSlotPlugin):
     def after_training_exp(self, strategy, **kwargs) -> None:
         slot = self.model.training_slot
         super().after_training_exp(strategy, **kwargs)
+        if slot is None:
+            return
         for _, layer in self.model.masked_layers():
             layer.union |= layer.frozen[slot]
 

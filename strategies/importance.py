@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter, defaultdict
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,9 @@ from torch import nn
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader
 from forgetbench.benchmark.data.models import TaskRoutedModule
+
+if TYPE_CHECKING:
+    from avalanche.models import MultiTaskModule
 
 Estimator = Literal["empirical", "true", "predicted"]
 _FAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
@@ -83,6 +86,8 @@ _ROW_BY_ROW_MAX_ROWS = 32  # per-sample squares added one sample at a time up to
 # 1024 documents at once (CPU, 1 thread); image and vector inputs still go 1024 at a time.
 _FORWARD_CHUNK_FLOATS = 2**21
 _NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d  # the fast layers with a weight matrix (convolutions: groups=1)
+_Conv = nn.Conv1d | nn.Conv2d  # ... and numeric (not "same") padding, which _split_parameters checks
 
 
 def sample_subset(
@@ -135,14 +140,18 @@ def squared_gradient_importance(
     importances = [torch.zeros_like(p) for p in params]
     loader = TensorBatchLoader(tensors, batch_size, shuffle=False)
     task = loader.single_task
-    direct = isinstance(model, TaskRoutedModule) and task is not None and not model._forward_hooks
+    routed = model if isinstance(model, TaskRoutedModule) and not model._forward_hooks else None
     model.eval()
     try:
         for x, y, t in loader:
             x, y = x.to(device), y.to(device)
             for p in params:
                 p.grad = None
-            out = model.forward_single_task(x, task) if direct else avalanche_forward(model, x, t)
+            out = (
+                routed.forward_single_task(x, task)
+                if routed is not None and task is not None
+                else avalanche_forward(model, x, t)
+            )
             criterion(out, y).backward()
             pairs = [(imp, p.grad) for imp, p in zip(importances, params) if p.grad is not None]
             if pairs:
@@ -156,7 +165,7 @@ def squared_gradient_importance(
     return dict(zip(names, importances))
 
 
-def _forward(model: nn.Module, x: torch.Tensor, task_label: int) -> torch.Tensor:
+def _forward(model: MultiTaskModule, x: torch.Tensor, task_label: int) -> torch.Tensor:
     if hasattr(model, "forward_single_task"):
         return model.forward_single_task(x, task_label)
     return model(x)
@@ -171,16 +180,20 @@ def _targets(logits: torch.Tensor, y: torch.Tensor, estimator: Estimator, genera
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
-def _patches(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+def _patches(module: _WeightLayer, a: torch.Tensor) -> torch.Tensor:
     """Layer input as (N, positions, fan_in) so that out[n, s] = W a[n, s] (+ b)."""
     if isinstance(module, nn.Linear):
         return a.reshape(a.shape[0], -1, a.shape[-1])
+    kernel: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: tuple[int, ...]
+    stride: tuple[int, ...]
     if isinstance(module, nn.Conv1d):
         a = a.unsqueeze(2)  # treat as a 1 x L image
         kernel, dilation = (1, module.kernel_size[0]), (1, module.dilation[0])
-        padding, stride = (0, module.padding[0]), (1, module.stride[0])
+        padding, stride = (0, _numeric_padding(module)[0]), (1, module.stride[0])
     else:
-        kernel, dilation, padding, stride = module.kernel_size, module.dilation, module.padding, module.stride
+        kernel, dilation, padding, stride = module.kernel_size, module.dilation, _numeric_padding(module), module.stride
     cols = F.unfold(a, kernel, dilation=dilation, padding=padding, stride=stride)  # (N, C*k, L)
     return cols.transpose(1, 2)
 
@@ -246,6 +259,12 @@ class _Capture:
             handle.remove()
 
 
+def _numeric_padding(module: _Conv) -> tuple[int, ...]:
+    if isinstance(module.padding, str):  # _split_parameters leaves "same" / "valid" padding to the general path
+        raise TypeError(f"{type(module).__name__} with padding {module.padding!r} has no fast per-sample gradients")
+    return module.padding
+
+
 def _accumulate_fast(
     module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
 ) -> None:
@@ -268,8 +287,11 @@ def _accumulate_fast(
         if has_bias:
             sums[prefix + "bias"] += (delta * delta).sum(0)
         return
+    if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        raise TypeError(f"{type(module).__name__} is not one of the fast layers")
     if len(calls) == 1 and _few_positions(module, calls[0][1]):
-        _accumulate_sample_by_sample(module, *calls[0], sums, prefix, has_bias)
+        a, delta = calls[0]
+        _accumulate_sample_by_sample(module, a, delta, sums, prefix, has_bias)
         return
     # General case: per-sample gradients summed over positions (and over repeated calls), then squared,
     # a chunk of samples at a time so the (chunk, *weight) tensor stays in cache (N x weights floats
@@ -285,8 +307,9 @@ def _accumulate_fast(
             grad_w = g if grad_w is None else grad_w.add_(g)
             if has_bias:
                 grad_b = g_b if grad_b is None else grad_b.add_(g_b)
+        assert grad_w is not None  # calls is not empty
         _add_squares(weight_sums, grad_w.reshape(grad_w.shape[0], -1))
-        if has_bias:
+        if grad_b is not None:
             sums[prefix + "bias"] += grad_b.square_().sum(0)
 
 
@@ -310,7 +333,12 @@ def _few_positions(module: nn.Module, delta: torch.Tensor) -> bool:
 
 
 def _accumulate_sample_by_sample(
-    module: nn.Module, a: torch.Tensor, delta: torch.Tensor, sums: dict[str, torch.Tensor], prefix: str, has_bias: bool
+    module: _WeightLayer,
+    a: torch.Tensor,
+    delta: torch.Tensor,
+    sums: dict[str, torch.Tensor],
+    prefix: str,
+    has_bias: bool,
 ) -> None:
     """sum_n (delta_n^T patches_n)^2 one sample at a time: each product lands in one reused, cache-sized buffer and is
     squared into the sums from there (ResNet-18's 7x7 and 4x4 layers: 20-25% faster than a batched product
@@ -331,7 +359,7 @@ def _accumulate_sample_by_sample(
         sums[prefix + "bias"] += d.sum(2).square_().sum(0)
 
 
-def _per_sample_grads(module: nn.Module, a: torch.Tensor, delta: torch.Tensor, has_bias: bool):
+def _per_sample_grads(module: _WeightLayer, a: torch.Tensor, delta: torch.Tensor, has_bias: bool):
     """Per-sample (weight, bias) gradients of a Linear or convolution from its inputs and output gradients."""
     if isinstance(module, nn.Linear):
         d = delta.reshape(delta.shape[0], -1, delta.shape[-1])  # (N, S, out)
@@ -344,7 +372,7 @@ def _per_sample_grads(module: nn.Module, a: torch.Tensor, delta: torch.Tensor, h
     return torch.bmm(d, _patches(module, a)).reshape(-1, *module.weight.shape), g_b
 
 
-def _conv_per_sample_weight_grads(module: nn.Module, a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def _conv_per_sample_weight_grads(module: _Conv, a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """(N, out, in, *kernel) per-sample weight gradients of a groups=1 convolution: the weight
     gradient of the same convolution over the batch folded into N groups."""
     n = a.shape[0]
@@ -358,7 +386,7 @@ def _conv_per_sample_weight_grads(module: nn.Module, a: torch.Tensor, delta: tor
         weight,
         None,
         list(module.stride),
-        list(module.padding),
+        list(_numeric_padding(module)),
         list(module.dilation),
         False,
         [0] * dims,
@@ -369,10 +397,15 @@ def _conv_per_sample_weight_grads(module: nn.Module, a: torch.Tensor, delta: tor
 
 
 def _accumulate_norm(
-    module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
+    module: nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d,
+    calls: list[list[torch.Tensor]],
+    sums: dict[str, torch.Tensor],
+    prefix: str,
 ) -> None:
     """Per-sample gradients of an eval-mode BatchNorm's scale and shift, squared and summed."""
-    grad_w, grad_b = 0, 0
+    assert module.running_var is not None and module.running_mean is not None  # _split_parameters checks
+    grad_w: torch.Tensor | int = 0
+    grad_b: torch.Tensor | int = 0
     scale = torch.rsqrt(module.running_var + module.eps)
     for a, delta in calls:
         n, c = a.shape[0], a.shape[1]
@@ -380,6 +413,7 @@ def _accumulate_norm(
         # scale is per channel: applied to the per-sample sums rather than to every activation (one pass fewer)
         grad_w = grad_w + (d * (a.reshape(n, c, -1) - module.running_mean[:, None])).sum(2) * scale
         grad_b = grad_b + d.sum(2)
+    assert isinstance(grad_w, torch.Tensor) and isinstance(grad_b, torch.Tensor)  # calls is not empty
     sums[prefix + "weight"] += (grad_w**2).sum(0)
     sums[prefix + "bias"] += (grad_b**2).sum(0)
 
@@ -388,13 +422,15 @@ def _accumulate_layer_norm(
     module: nn.LayerNorm, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
 ) -> None:
     """Per-sample gradients of a LayerNorm's scale and shift (summed over positions), squared and summed."""
-    grad_w, grad_b = 0, 0
+    grad_w: torch.Tensor | int = 0
+    grad_b: torch.Tensor | int = 0
     for a, delta in calls:
         normalised = F.layer_norm(a, module.normalized_shape, None, None, module.eps)
         n, k = a.shape[0], len(module.normalized_shape)
         d = delta.reshape(n, -1, *delta.shape[delta.dim() - k :])
         grad_w = grad_w + (d * normalised.reshape(d.shape)).sum(1)
         grad_b = grad_b + d.sum(1)
+    assert isinstance(grad_w, torch.Tensor) and isinstance(grad_b, torch.Tensor)  # calls is not empty
     sums[prefix + "weight"] += (grad_w**2).sum(0)
     if module.bias is not None:
         sums[prefix + "bias"] += (grad_b**2).sum(0)
@@ -505,8 +541,8 @@ def exact_fisher_diagonal(
         for n, p in params.items():
             p.grad = saved_grads[n]
         model.train(was_training)
-    n = max(len(y), 1)
-    return {name: sums[name] / n for name in params if name in touched}
+    count = max(len(y), 1)
+    return {name: sums[name] / count for name in params if name in touched}
 
 
 def _captured_backward(model, fast, params, xb, yb, task_label, estimator, generator, fallback):

@@ -29,7 +29,7 @@ import torch
 from pydantic import Field, PositiveInt
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
-from forgetbench.strategies.adapters import adapter_name
+from forgetbench.strategies.adapters import adapter_name, lora_weights
 from forgetbench.strategies.base import StrategyContext, register_strategy
 from forgetbench.strategies.importance import sample_subset
 from forgetbench.strategies.lora_stack import (
@@ -57,7 +57,7 @@ def grow_basis(basis: torch.Tensor, gram: torch.Tensor, threshold: float, max_di
     projector = torch.eye(len(gram), dtype=gram.dtype) - basis @ basis.T
     values, vectors = torch.linalg.eigh(projector @ gram @ projector)
     order = torch.argsort(values, descending=True)
-    added = []
+    added: list[torch.Tensor] = []
     for i in order.tolist():
         if captured >= threshold * total or basis.shape[1] + len(added) >= max_dims or values[i] <= 0:
             break
@@ -84,7 +84,7 @@ class InfLoRAPlugin(StackedLoRAPlugin):
             for layer_name, layer in self.model.lora_layers():
                 if name not in layer.lora_A:
                     continue
-                a = layer.lora_A[name].weight
+                a, _ = lora_weights(layer, name)
                 basis = self.bases.get(layer_name)
                 if basis is not None:
                     a.copy_(project_out(a.double().cpu(), basis).to(a.dtype))

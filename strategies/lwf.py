@@ -40,7 +40,7 @@ from avalanche.models.utils import avalanche_forward
 from avalanche.training.plugins import LwFPlugin
 from avalanche.training.regularization import LearningWithoutForgetting
 from avalanche.training.templates import SupervisedTemplate
-from typing import Literal
+from typing import Literal, Sequence
 
 from pydantic import NonNegativeFloat, PositiveFloat
 
@@ -59,7 +59,7 @@ class SeenUnitsDistillation(LearningWithoutForgetting):
     (``units: seen``): the student's softmax spans the earlier classes *and* the current experience's;
     the copy's distribution is over the earlier classes, zero elsewhere."""
 
-    def __init__(self, alpha, temperature):
+    def __init__(self, alpha: float | Sequence[float], temperature: float) -> None:
         super().__init__(alpha, temperature)
         self.previous_units: list[int] = []  # every earlier class
         self.student_units: list[int] = []  # the earlier classes, then the current experience's new ones

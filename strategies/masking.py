@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -95,12 +95,22 @@ class MaskState:
 class MaskedLayer(nn.Module):
     """A Linear / Conv layer computing with W * M_slot (see the module docstring)."""
 
-    def __init__(self, layer: nn.Module, slots: int, sparsity: float, state: MaskState, generator: torch.Generator):
+    frozen: torch.Tensor  # (slots, *weight.shape) booleans: the frozen masks (a buffer)
+    union: torch.Tensor  # with exssnet: the union of the trained slots' masks (a buffer its plugin registers)
+
+    def __init__(
+        self,
+        layer: nn.Linear | nn.Conv1d | nn.Conv2d,
+        slots: int,
+        sparsity: float,
+        state: MaskState,
+        generator: torch.Generator,
+    ):
         super().__init__()
         self.kind = (
             "linear" if isinstance(layer, nn.Linear) else ("conv1d" if isinstance(layer, nn.Conv1d) else "conv2d")
         )
-        self.conv_args = {}
+        self.conv_args: dict[str, Any] = {}
         if self.kind != "linear":
             self.conv_args = dict(
                 stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups
@@ -212,6 +222,8 @@ class MaskedNet(TaskRoutedModule):
     def end_slot(self) -> None:
         """Freeze the trained slot's masks (its scores are never read again)."""
         slot = self.training_slot
+        if slot is None:
+            return
         for _, layer in self.masked_layers():
             layer.freeze(slot)
         self.training_slot = None
@@ -252,6 +264,8 @@ class MaskedNet(TaskRoutedModule):
         self.state.capture, self.state.slot = True, slot
         try:
             self.inner.forward_single_task(x, task_label)
+            if self.state.features is None:
+                raise RuntimeError("the network ran no masked layer")
             return self.state.features
         finally:
             self.state.capture, self.state.features = False, None
@@ -284,7 +298,7 @@ class MaskedNet(TaskRoutedModule):
                 layer.frozen_slots.add(int(slot))
 
     # ------------------------------------------------------------------ statistics
-    def ownership(self) -> dict[str, list[float] | float]:
+    def ownership(self) -> dict[str, list[int] | list[float] | float]:
         """Per trained slot (training order): mask density and fraction of all masked weights it
         owns, i.e. that no earlier slot's mask holds (|M_t \\ (M_0 | ... | M_{t-1})| / N)."""
         layers = [layer for _, layer in self.masked_layers()]

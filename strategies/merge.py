@@ -44,7 +44,7 @@ from pydantic import Field, PositiveFloat, model_validator
 from torch import nn
 from torch.nn import functional as F
 
-from forgetbench.strategies.adapters import adapter_name
+from forgetbench.strategies.adapters import PeftLayer, adapter_name, lora_weights
 from forgetbench.strategies.base import StrategyContext, register_strategy
 from forgetbench.strategies.pic import PICNet, PICParams, PICPlugin, PICTemplate
 from forgetbench.strategies.plugin import generator_state, set_generator_state
@@ -138,11 +138,12 @@ class MergeNet(PICNet):
                     )
         return self._merged
 
-    def _unit_delta(self, layer: nn.Module, adapter: str) -> torch.Tensor:
+    def _unit_delta(self, layer: PeftLayer, adapter: str) -> torch.Tensor:
         """tau = (alpha / rank) B A of ``adapter`` (its training scale, whatever scale it has now)."""
-        return self.lora_scale * (layer.lora_B[adapter].weight @ layer.lora_A[adapter].weight.flatten(1))
+        a, b = lora_weights(layer, adapter)
+        return self.lora_scale * (b @ a.flatten(1))
 
-    def _add_merged(self, layer: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    def _add_merged(self, layer: PeftLayer, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         if (self.training and self.training_adapter is not None) or self.lam == 0:
             return None
         name = self._layer_names[id(layer)]

@@ -24,6 +24,8 @@ the paper tunes it over 0-5, 0.5 typical), ``l2`` (lambda_2 >= 0, default 0).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from pydantic import NonNegativeFloat
 
@@ -42,7 +44,7 @@ class OLoRAParams(StackedLoRAParams):
     l2: NonNegativeFloat = 0.0  # lambda_2: squared-norm shrinkage of the new adapter
 
 
-def orthogonality_loss(earlier: list[list[torch.Tensor]], current: list[torch.Tensor]) -> torch.Tensor:
+def orthogonality_loss(earlier: Sequence[Sequence[torch.Tensor]], current: Sequence[torch.Tensor]) -> torch.Tensor:
     """sum over layers l and earlier tasks i of ||A_i^l (A_t^l)^T||_F^2; ``earlier[i][l]``, ``current[l]``."""
     total = current[0].new_zeros(())
     for layer, a_new in enumerate(current):
@@ -64,7 +66,7 @@ class OLoRAPlugin(StackedLoRAPlugin):
         self._earlier = [[a.detach() for a in self.model.adapter_parameters(i, "lora_A")] for i in self.model.finished]
         self._current_a = self.model.adapter_parameters(index, "lora_A")
         self._current_b = self.model.adapter_parameters(index, "lora_B")
-        self._last = 0.0
+        self._last: torch.Tensor | float = 0.0
 
     def before_backward(self, strategy, **kwargs) -> None:
         if self._earlier and self.params.lam > 0:

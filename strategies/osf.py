@@ -45,6 +45,7 @@ import torch
 from pydantic import Field, NonNegativeFloat
 
 from forgetbench.benchmark.data.models import TaskRoutedModule
+from forgetbench.strategies.adapters import PeftLayer
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
 from forgetbench.strategies.lora_stack import PRETRAINED_WHY, target_layers
 from forgetbench.strategies.plugin import Plugin
@@ -86,7 +87,7 @@ class OSFNet(TaskRoutedModule):
         p = self.params
         return min(p.effective_rank + task * p.rank_step, p.max_preserved)
 
-    def _module(self, name: str) -> torch.nn.Module:
+    def _module(self, name: str) -> PeftLayer:
         return self.inner.get_submodule(name)
 
     def _inject(self, name: str, rank: int) -> None:
@@ -111,7 +112,7 @@ class OSFNet(TaskRoutedModule):
         parent_name, _, child = name.rpartition(".")
         setattr(self.inner.get_submodule(parent_name) if parent_name else self.inner, child, layer.get_base_layer())
 
-    def osf_layers(self) -> dict[str, torch.nn.Module]:
+    def osf_layers(self) -> dict[str, PeftLayer]:
         return {name: self._module(name) for name in self.layers if hasattr(self._module(name), "osf_svd_params")}
 
     @torch.no_grad()

@@ -30,7 +30,7 @@ written out with autograd, so optimizer behaviour (weight decay on params withou
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, cast
 
 import torch
 from torch import Tensor
@@ -40,7 +40,7 @@ from torch import Tensor
 INERT_RATIO = 0.05
 
 
-def stable_curvature(setting: str | float | None, training) -> float | None:
+def stable_curvature(setting: Literal["auto"] | float | None, training) -> float | None:
     """The largest curvature a quadratic penalty may put on one weight, from a strategy's ``max_curvature``.
 
     Gradient descent with learning rate lr and momentum beta on a quadratic of curvature h is stable
@@ -90,7 +90,7 @@ class QuadraticAnchor:
         self.anchors: list[Tensor] = []
         self.constant: float = 0.0
         self._penalised: list[Tensor] = []  # A as the penalty uses it (a capped copy when max_weight caps)
-        self._gradient_weights: tuple[float, list[Tensor]] | None = None  # (scale, 2 scale A), cached per scale
+        self._gradient_weights: tuple[float, Sequence[Tensor]] | None = None  # (scale, 2 scale A), cached per scale
         self._hook: GradientHook | None = None  # add_gradient's, for the last params / scale / subset
         self.version = 0  # counts changes of A, m or the cap: a GradientHook prepared before one re-prepares
         self.max_weight: float | None = None  # penalty cap on A (stored A untouched), see penalize_at_most
@@ -119,11 +119,13 @@ class QuadraticAnchor:
         self._gradient_weights = None
         self.version += 1
 
-    def _weights_times(self, scale: float) -> list[Tensor]:
+    def _weights_times(self, scale: float) -> Sequence[Tensor]:
         """``2 scale A`` per tensor (cached for the last scale)."""
         if self._gradient_weights is None or self._gradient_weights[0] != scale:
             with torch.no_grad():
-                self._gradient_weights = (scale, torch._foreach_mul(self._penalised, 2.0 * scale))
+                weights = (scale, torch._foreach_mul(self._penalised, 2.0 * scale))
+                self._gradient_weights = weights
+            return weights[1]
         return self._gradient_weights[1]
 
     @property
@@ -272,6 +274,7 @@ class GradientHook:
         if self._version != self.quadratic.version:
             self._prepare()
         params = self.params
+        differences: list[Tensor] | tuple[Tensor, ...]
         if self.buffers is not None:
             differences = [torch.sub(p, m, out=d) for p, m, d in zip(params, self.anchors, self.buffers)]
         else:
@@ -295,8 +298,8 @@ class GradientHook:
                 [differences[k] for k in keep],
                 [weights[k] for k in keep],
             )
-        if grads:
-            torch._foreach_addcmul_(grads, differences, weights)
+        if grads:  # every entry is a tensor now (the missing ones were set above and left out)
+            torch._foreach_addcmul_(cast(list[Tensor], grads), differences, weights)
 
 
 def movable_subset(
@@ -333,7 +336,7 @@ def named_params(model: torch.nn.Module, names: Sequence[str]) -> list[Tensor]:
     return [table[n] for n in names]
 
 
-def penalty_gradient_ratio(strategy, params: Sequence[Tensor], penalty: Callable[[], Tensor]) -> float | None:
+def penalty_gradient_ratio(strategy, params: Sequence[Tensor], penalty: Callable[[], Tensor | float]) -> float | None:
     """||d penalty / d theta|| / ||d L_data / d theta|| over ``params``, on the experience's last training
     mini-batch (model in eval mode, so no dropout draw and no change to the training's RNG; gradients are not
     accumulated into ``.grad``).

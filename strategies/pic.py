@@ -52,9 +52,10 @@ from torch import nn
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.train.template import FastSupervisedTemplate
-from forgetbench.strategies.adapters import adapter_diagnostics, adapter_name, lora_adapters
+from forgetbench.strategies.adapters import PeftLayer, adapter_diagnostics, adapter_name, lora_adapters, lora_weights
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state, tensor_bytes
+
 
 LAMBDA_GRID = tuple(round(0.1 * i, 1) for i in range(1, 11))
 _ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -148,7 +149,7 @@ class PICNet(TaskRoutedModule):
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         return self.inner.forward_single_task(x, task_label)
 
-    def lora_layers(self) -> Iterator[tuple[str, nn.Module]]:
+    def lora_layers(self) -> Iterator[tuple[str, PeftLayer]]:
         from peft.tuners.lora import LoraLayer
 
         for name, module in self.inner.named_modules():
@@ -181,11 +182,12 @@ class PICNet(TaskRoutedModule):
             for _, layer in self.lora_layers():
                 if name not in layer.lora_A:
                     continue
-                A, B = layer.lora_A[name].weight, layer.lora_B[name].weight
+                A, B = lora_weights(layer, name)
                 earlier = [adapter_name(i) for i in self.finished if adapter_name(i) in layer.lora_A]
                 if init == "previous" and earlier:
-                    A.copy_(layer.lora_A[earlier[-1]].weight)
-                    B.copy_(layer.lora_B[earlier[-1]].weight)
+                    previous_a, previous_b = lora_weights(layer, earlier[-1])
+                    A.copy_(previous_a)
+                    B.copy_(previous_b)
                 else:  # kaiming-uniform(a=sqrt(5)) as nn.Linear and PEFT, drawn from the strategy's generator
                     bound = 1.0 / math.sqrt(A[0].numel())
                     A.copy_((torch.rand(A.shape, generator=generator) * 2 - 1) * bound)
@@ -216,16 +218,14 @@ class PICNet(TaskRoutedModule):
             weight += layer.get_delta_weight(adapter).view_as(weight)
         return weight
 
-    def adapter_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+    def adapter_tensors(self) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
         """Every finished adapter's (A, B) per layer."""
-        out = {}
+        out: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
         for name, layer in self.lora_layers():
             for i in self.finished:
                 if adapter_name(i) in layer.lora_A:
-                    out.setdefault(name, {})[adapter_name(i)] = {
-                        "A": layer.lora_A[adapter_name(i)].weight,
-                        "B": layer.lora_B[adapter_name(i)].weight,
-                    }
+                    a, b = lora_weights(layer, adapter_name(i))
+                    out.setdefault(name, {})[adapter_name(i)] = {"A": a, "B": b}
         return out
 
 
@@ -343,7 +343,7 @@ class PICTemplate(FastSupervisedTemplate):
     pic: PICPlugin
 
     def make_train_dataloader(self, shuffle: bool = True, drop_last: bool = False, **kwargs) -> None:
-        tensors = dataset_tensors(self.adapted_dataset)
+        tensors: tuple[torch.Tensor, ...] = dataset_tensors(self.adapted_dataset)
         tensors = self.pic.split_validation(tensors, int(self.experience.task_labels[0]))
         self.dataloader = TensorBatchLoader(
             tensors, self.train_mb_size, shuffle=shuffle, generator=self.data_generator, drop_last=drop_last

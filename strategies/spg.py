@@ -48,6 +48,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from avalanche.models import MultiTaskModule
 from avalanche.training.templates import SupervisedTemplate
 from pydantic import PositiveInt
 
@@ -73,7 +74,7 @@ def standardized_importance(grad: torch.Tensor) -> torch.Tensor:
 
 
 def spg_gradients(
-    model: torch.nn.Module,
+    model: MultiTaskModule,
     x: torch.Tensor,
     y: torch.Tensor,
     current: int,

@@ -56,6 +56,8 @@ class StandaloneModels(TaskRoutedModule):
 
     def finish(self) -> None:
         """Freeze a copy of the live network for the task just trained."""
+        if self.training_task is None:
+            return  # no task is training
         snapshot = copy.deepcopy(self.live).eval()
         for p in snapshot.parameters():
             p.requires_grad_(False)

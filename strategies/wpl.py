@@ -305,7 +305,7 @@ class WPLPlugin(Plugin):
             x,
             y,
             strategy.experience.task_labels[0],
-            batch_size=self.params.fisher_batch_size or getattr(strategy, "train_mb_size", 1024),
+            batch_size=self.params.fisher_batch_size or int(getattr(strategy, "train_mb_size", 1024)),
             estimator=self.params.estimator,
             generator=self.generator,
         )
