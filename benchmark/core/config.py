@@ -85,7 +85,7 @@ class ComponentSpec(StrictModel):
         # worker can import only once the harness has set up its search path, so the far side parses again, once.
         return {**super().__getstate__(), "__pydantic_private__": {"_typed": None, "_variants": None}}
 
-    def typed_params(self, registry: Registry) -> BaseModel:
+    def typed_params(self, registry: Registry[Any]) -> BaseModel:
         """The params as the registered component's model: the one parsed at resolution, else parsed now, once
         (a spec rebuilt from JSON on the far side of a process boundary)."""
         if self._typed is None:
@@ -385,7 +385,7 @@ def _tune_problems(tune: TuneSpec, entry: Any, spec: ComponentSpec, axes: dict[s
     return problems
 
 
-def _resolve_components(specs: list[ComponentSpec], registry: Registry, field: str) -> list[ComponentSpec]:
+def _resolve_components(specs: list[ComponentSpec], registry: Registry[Any], field: str) -> list[ComponentSpec]:
     """Check names and validate params; returns specs whose params have every default filled in.
 
     Strategy params may form a grid (see :mod:`forgetbench.benchmark.core.grid`): every combination is validated,

@@ -23,7 +23,7 @@ Schema versions (:func:`upgrade` reads every one):
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from typing_extensions import TypedDict
@@ -311,7 +311,7 @@ class RunRecord(BaseModel):
             f"record.to_dict() for the JSON form)"
         )
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> NoReturn:
         # dict(record), set(record), `for key in record`: dict habits that would silently see (name, value) pairs
         raise TypeError("a RunRecord is typed, not a dict: iterate record.to_dict() for the JSON form")
 
@@ -332,7 +332,8 @@ class RunRecord(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``result.json`` (keys never set are left out)."""
-        return _finite(self.model_dump(mode="python", exclude_unset=True))
+        dumped: dict[str, Any] = _finite(self.model_dump(mode="python", exclude_unset=True))
+        return dumped
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "RunRecord":
@@ -372,7 +373,7 @@ LEAN_SKIPS = ("curves", "attribution", "config", "turn_accuracy")  # what RunRec
 # faster than into models
 _CURVE_FIELDS = {k: f.annotation for k, f in CurvePoint.model_fields.items()}
 _CurvePointFields = TypedDict("_CurvePointFields", _CURVE_FIELDS)  # type: ignore[misc]
-_CURVE_POINTS: TypeAdapter[list[Any]] = TypeAdapter(list[_CurvePointFields])  # type: ignore[valid-type]
+_CURVE_POINTS: TypeAdapter[list[Any]] = TypeAdapter(list[_CurvePointFields])
 
 
 def _where(exc: ValidationError, prefix: str = "") -> str:

@@ -54,7 +54,7 @@ register_text_corpus = TEXT_CORPORA.register
 register_language_corpus = LANGUAGE_CORPORA.register
 
 
-def corpus_entry(registry: Registry, name: str) -> tuple[Any, str] | None:
+def corpus_entry(registry: Registry[Any], name: str) -> tuple[Any, str] | None:
     """``(entry, argument)`` for a corpus name (``austen``, ``folder:/path``); None when none is registered."""
     key, colon, argument = name.partition(":")
     if key not in registry:
@@ -65,7 +65,7 @@ def corpus_entry(registry: Registry, name: str) -> tuple[Any, str] | None:
     return entry, argument
 
 
-def corpus_names(registry: Registry) -> str:
+def corpus_names(registry: Registry[Any]) -> str:
     """The allowed spellings, for error messages: ``'austen', 'folder:...'``."""
     return ", ".join(
         f"'{e.name}:{e.extra.get('argument_help', '...')}'" if e.extra.get("argument") else f"'{e.name}'"

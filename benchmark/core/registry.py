@@ -79,7 +79,7 @@ class UnknownNameError(KeyError):
         super().__init__(f"unknown {kind} {name!r}; {did_you_mean(str(name), allowed)}allowed: {', '.join(allowed)}")
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)

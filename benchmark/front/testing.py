@@ -63,7 +63,7 @@ RESULT_KEYS = frozenset(
 )
 
 
-def check_strategy(name: str, params: dict | None = None, scenario: dict | None = None) -> None:
+def check_strategy(name: str, params: dict[str, Any] | None = None, scenario: dict[str, Any] | None = None) -> None:
     """Run the contract checks on strategy ``name`` with ``params`` (raises AssertionError on failure).
 
     ``scenario`` = ``{"name": ..., "params": {...}}`` replaces the default tiny ``split`` scenario.
@@ -78,7 +78,7 @@ def check_strategy(name: str, params: dict | None = None, scenario: dict | None 
         torch.set_num_threads(threads)
 
 
-def _check_strategy(name: str, params: dict | None, scenario: dict | None) -> None:
+def _check_strategy(name: str, params: dict[str, Any] | None, scenario: dict[str, Any] | None) -> None:
     who = f"check_strategy({name!r})"
     assert name in STRATEGIES, f"{who}: not registered; registered strategies: {', '.join(STRATEGIES.names())}"
     entry = STRATEGIES.get(name)
@@ -175,7 +175,9 @@ def _check_weights(who: str, spec: RunSpec, root: Path) -> None:
     assert not moved, f"{who}: Avalanche's strategy.eval changed {moved}"
 
 
-def check_scenario(name: str, params: dict | None = None, data_root: Path | None = None, seed: int = 0) -> None:
+def check_scenario(
+    name: str, params: dict[str, Any] | None = None, data_root: Path | None = None, seed: int = 0
+) -> None:
     """The scenario contract (raises AssertionError naming the scenario and what broke), for
     built-in and plug-in scenarios alike:
 

@@ -7,9 +7,9 @@ Every module in this folder is imported here, so a new scenario is one file in i
 import importlib
 import pkgutil
 
+from forgetbench.benchmark.data.loaders import LabelledTensors
 from forgetbench.benchmark.data.scenarios.base import (
     SCENARIOS,
-    LabelledTensors,
     Retraining,
     Scenario,
     ScenarioInputs,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 import torch
 from avalanche.benchmarks import CLScenario, benchmark_from_datasets, with_task_labels
@@ -230,7 +230,7 @@ def schedule_from_state(state: Sequence[Sequence[Any]]) -> list[Turn]:
     ]
 
 
-def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int):
+def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int) -> Any:  # an Avalanche classification dataset
     # Avalanche's class timeline wants one label per sample: a token window's first next token stands in
     # (the training loop reads the tensors themselves, all of y)
     targets = y if y.dim() == 1 else y[:, 0]
@@ -239,7 +239,7 @@ def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int):
     )
 
 
-class TurnUsedParams(Sequence):
+class TurnUsedParams(Sequence[frozenset[str]]):
     """``used_params`` of each turn of a scenario's schedule, read when asked (see ``turn_used_params``)."""
 
     def __init__(self, scenario: Scenario):
@@ -248,13 +248,17 @@ class TurnUsedParams(Sequence):
     def __len__(self) -> int:
         return len(self._scenario.schedule)
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: int) -> frozenset[str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[frozenset[str]]: ...
+    def __getitem__(self, index: int | slice) -> frozenset[str] | list[frozenset[str]]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         return self._scenario.tasks[self._scenario.schedule[index].task].used_params
 
 
-ScenarioBuilder = Callable[[BaseModel, "ScenarioInputs"], Scenario]
+ScenarioBuilder = Callable[[Any, "ScenarioInputs"], Scenario]  # Any: each builder takes its own params model
 
 
 @dataclass(frozen=True)

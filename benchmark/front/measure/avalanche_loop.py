@@ -17,7 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
-from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.core.config import ComponentSpec
+from forgetbench.benchmark.core.training import TrainingConfig
 from forgetbench.benchmark.data.scenarios import Scenario
 from forgetbench.benchmark.run.assemble import build_run_strategy, build_scenario
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
