@@ -7,6 +7,7 @@ test split (mean and 95% t-interval over the suite's seeds) at each.
 
     python scripts/pruning_savings.py configs/compare_demo.yaml --out /tmp/pruning --pruning quartile
     python scripts/pruning_savings.py configs/compare_demo.yaml --out /tmp/pruning24 --trials 24 --pruning median
+    python scripts/pruning_savings.py configs/compare_demo.yaml --out /tmp/pruning24 --trials 24 --points 1
 
 A second command with the same ``--out`` and ``--trials`` reuses the unpruned run (complete runs are skipped).
 
@@ -24,7 +25,7 @@ import numpy as np
 import yaml
 
 
-def _variant(config: dict, pruning: str, startup: int, trials: int | None) -> dict:
+def _variant(config: dict, pruning: str, startup: int, trials: int | None, points: int = 0) -> dict:
     config = json.loads(json.dumps(config))
     for entry in config["strategies"]:
         tune = entry.get("tune")
@@ -34,6 +35,8 @@ def _variant(config: dict, pruning: str, startup: int, trials: int | None) -> di
             tune["trials"] = trials
         if pruning != "off":
             tune.update(pruning=pruning, pruning_startup=startup)
+            if points:
+                tune["pruning_points"] = points
     return config
 
 
@@ -76,6 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pruning", choices=["median", "quartile"], default="quartile")
     parser.add_argument("--startup", type=int, default=4, help="pruning_startup of the pruned run")
+    parser.add_argument("--points", type=int, default=0, help="pruning_points of the pruned run (checks inside)")
     parser.add_argument("--trials", type=int, default=None, help="every tune block's trials (default: as written)")
     parser.add_argument("--executor", default="process")
     parser.add_argument("--workers", type=int, default=2)
@@ -88,8 +92,9 @@ def main() -> None:
     outs = {}
     for pruning in ("off", args.pruning):
         path = args.out / f"{pruning}.yaml"
-        path.write_text(yaml.safe_dump(_variant(config, pruning, args.startup, args.trials)))
-        outs["off" if pruning == "off" else "on"] = folder = args.out / f"{pruning}{args.startup}"
+        path.write_text(yaml.safe_dump(_variant(config, pruning, args.startup, args.trials, args.points)))
+        name = "off" if pruning == "off" else f"{pruning}{args.startup}" + (f"p{args.points}" if args.points else "")
+        outs["off" if pruning == "off" else "on"] = folder = args.out / name
         if pruning != "off" and (outs["off"] / "calibration.json").exists():
             folder.mkdir(exist_ok=True)
             shutil.copy(outs["off"] / "calibration.json", folder / "calibration.json")

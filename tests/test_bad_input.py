@@ -863,6 +863,18 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "pruning_startup is read only with pruning: median or quartile",
     ),
     (
+        "tune-pruning-points-without-pruning",
+        {"suite": _tuned({"l2_lambda": "auto"}, pruning_points=1)},
+        RUN,
+        "pruning_points is read only with pruning: median or quartile",
+    ),
+    (
+        "tune-pruning-points-out-of-range",
+        {"suite": _tuned({"l2_lambda": "auto"}, pruning="median", trials=8, pruning_points=10)},
+        RUN,
+        "strategies[0].tune.pruning_points",
+    ),
+    (
         "tune-pruning-that-cannot-prune",
         {"suite": _tuned({"l2_lambda": "auto"}, trials=4, pruning="median")},
         RUN,

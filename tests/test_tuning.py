@@ -247,6 +247,7 @@ def test_pruning_stops_exactly_the_first_seeds_behind_the_completed_trials_and_r
     assert study["pruning"] == {
         "rule": pruning,
         "startup": 3,
+        "points": 0,
         "pruned": sum(t["state"] == "PRUNED" for t in study["trials"]),
     }
 
@@ -304,3 +305,92 @@ def test_two_drivers_on_one_storage_each_store_their_own_trials(tmp_path):
     stored = {t.number: t for t in first.stored_trials()}
     assert stored[0].state == TrialState.PRUNED and stored[0].intermediate_values == {0: 0.5}
     assert stored[1].state == TrialState.COMPLETE and stored[1].value == 2.0 and stored[1].params == b.params
+
+
+def test_inside_bounds_are_the_quantile_of_the_completed_trials_at_each_point():
+    from forgetbench.benchmark.run.tuning import inside_bounds
+
+    trials = [{(0, 1): 0.2, (1, 1): 0.5, (1, 2): 0.9}, {(0, 1): 0.4, (1, 1): 0.7}, {(0, 1): 0.6, (1, 2): 0.7}]
+    assert inside_bounds(trials, 0.5, maximise=True) == ((0.4, None), (0.6, 0.8))
+    # lower is better (forgetting): the upper quartile; numpy's linear interpolation, by hand: 0.2 + 0.75 * 0.4
+    assert inside_bounds(trials, 0.25, maximise=False)[0][0] == pytest.approx(0.5)
+    assert inside_bounds([{}, {}], 0.5, maximise=True) == ()
+
+
+def test_pruning_points_stop_a_two_task_trial_inside_its_second_experience_exactly_where_it_falls_behind(
+    write_suite, tmp_path
+):
+    # Against a slow reference: each trial's bounds recomputed here from the records of the trials completed before
+    # it. Two tasks, so only the checks inside the experiences can prune: at 1/3 and 2/3 of each experience's steps,
+    # the first seed is pruned at the first point where its ACC so far is below the completed trials' median there.
+    suite = tiny_suite(
+        seeds=[0],
+        strategies=[
+            {
+                "name": "l2",
+                "tune": {
+                    "params": {"l2_lambda": {"low": 0.01, "high": 100.0}},
+                    "trials": 8,
+                    "seed": 3,
+                    "sampler": "random",
+                    "pruning": "median",
+                    "pruning_startup": 3,
+                    "pruning_points": 2,
+                    "seeds": [0, 1],
+                },
+            }
+        ],
+    )
+    config, out = write_suite(suite), tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
+    study = json.loads((out / "tuning.json").read_text())["studies"][0]
+    assert study["pruning"]["points"] == 2 and study["study"].endswith("__median3p2")
+
+    def record(run):
+        path = out / "tuning" / "runs" / run / "result.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    records = {t["number"]: [record(run) for run in t["runs"]] for t in study["trials"]}
+    steps_per_task = None
+    pruned = 0
+    for trial in study["trials"]:
+        first, second = records[trial["number"]]
+        points = {(p["experience"], p["point"]): p for p in first["prune_points"]}
+        if first["status"] == "ok":  # every point of both experiences, recorded even before pruning starts
+            assert sorted(points) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+            steps_per_task = first["timing"]["steps"] // 2
+        completed = [t["number"] for t in study["trials"] if t["number"] < trial["number"] and t["state"] == "COMPLETE"]
+        behind = None
+        if len(completed) >= 3:
+            for key in sorted(points):
+                values = [
+                    p["value"]
+                    for n in completed
+                    for p in records[n][0]["prune_points"]
+                    if (p["experience"], p["point"]) == key
+                ]
+                if points[key]["value"] < np.quantile(values, 0.5):
+                    behind = key
+                    break
+        assert (first["status"] == "pruned") == (behind is not None), (trial, first["error"])
+        if behind is None:
+            assert second is not None and second["status"] == "ok" and second.get("prune_points") is None
+            continue
+        pruned += 1
+        k, point = behind
+        stop = points[behind]["iteration"]
+        assert max(points) == behind and f"pruned inside experience {k}" in first["error"]
+        assert len(first["accuracy_matrix"]) == k and trial["state"] == "PRUNED" and second is None
+        assert trial["pruned_after"] == k - 1
+        assert first["timing"]["steps"] == k * steps_per_task + stop  # the stopped experience's steps counted
+    assert steps_per_task is not None
+    assert all(
+        p["iteration"] == round(p["point"] * steps_per_task / 3)
+        for t in study["trials"]
+        for p in records[t["number"]][0]["prune_points"]
+    )
+    assert pruned >= 1 and study["chosen_trial"] in [t["number"] for t in study["trials"] if t["state"] == "COMPLETE"]
+
+    before = {path: path.read_text() for path in (out / "tuning" / "runs").glob("*/result.json")}
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert {path: path.read_text() for path in before} == before  # pruned runs are complete: nothing runs again

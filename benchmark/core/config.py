@@ -173,11 +173,15 @@ class TuneSpec(StrictModel):
     # other seeds never run) and counts against the budget. off: every trial runs whole
     pruning: Literal["off", "median", "quartile"] = "off"
     pruning_startup: int = Field(4, ge=1)  # completed trials before any trial is pruned
+    # checks inside each experience besides its end, at 1/(n+1), ..., n/(n+1) of its steps: the first seed's tasks so
+    # far are evaluated there on the held-out split (a scenario of two tasks can then be pruned while its second trains)
+    pruning_points: int = Field(0, ge=0, le=9)
 
     @model_validator(mode="after")
     def _pruning_can_act(self) -> "TuneSpec":
-        if self.pruning == "off" and "pruning_startup" in self.model_fields_set:
-            raise ValueError("pruning_startup is read only with pruning: median or quartile")
+        for field in ("pruning_startup", "pruning_points"):
+            if self.pruning == "off" and field in self.model_fields_set:
+                raise ValueError(f"{field} is read only with pruning: median or quartile")
         if self.pruning != "off" and self.pruning_startup >= self.trials:
             raise ValueError(
                 f"pruning_startup {self.pruning_startup} >= trials {self.trials}: no trial could be "

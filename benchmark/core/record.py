@@ -81,6 +81,16 @@ class CurvePoint(_Part):
     accuracy: float  # its accuracy then
 
 
+class PrunePoint(_Part):
+    """A tuning trial's objective so far at point ``point`` inside experience ``experience`` (its ``iteration``):
+    the tasks trained so far evaluated there on the held-out split (``tune.pruning_points``)."""
+
+    experience: int  # the experience it was checked inside (row k of the accuracy matrix)
+    point: int  # 1 .. pruning_points
+    iteration: int  # the experience's iteration it was checked after
+    value: float | None  # the objective so far there; None: undefined so far (NaN)
+
+
 class Memory(_Part):
     regularizer_bytes: int = 0  # bytes of the tensors the strategy keeps between experiences (its state_dict)
 
@@ -228,7 +238,7 @@ class RunRecord(BaseModel):
     strategy: Component  # the strategy that ran
     seed: int  # the seed of every random draw of the run
     # ok, failed (error and traceback kept), diverged (a non-finite loss), collapsed (chance on every task) or
-    # pruned (a tuning trial's run stopped after an experience where it fell behind the study's median; error says so)
+    # pruned (a tuning trial's run stopped after or inside an experience where it fell behind the study; error says so)
     status: Status = "ok"
     error: str | None = None  # what went wrong (failed / diverged / collapsed)
     config: dict[str, Any] = Field(default_factory=dict)  # the resolved suite config of this run (training included)
@@ -250,6 +260,7 @@ class RunRecord(BaseModel):
         None  # each turn's model right after its turn (searches: one row per turn)
     )
     curves: list[CurvePoint] | None = None  # forgetting curves, with training.eval_every
+    prune_points: list[PrunePoint] | None = None  # a tuning trial's checks inside its experiences (pruning_points)
     standalone_accuracy: list[float] | None = None  # per task: the same model trained alone (supernet references)
     memory: Memory | None = None  # what the strategy keeps between experiences
     resumed_from_experience: int | None = None  # set when the run resumed from a checkpoint

@@ -33,13 +33,13 @@ from typing import Callable
 
 import torch
 
-from forgetbench.benchmark.core.metrics import running_metric
 from forgetbench.benchmark.core.record import AttributionEntry, CurvePoint, Memory, RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import recording_data_reads
 from forgetbench.benchmark.data.scenarios import Scenario
 from forgetbench.benchmark.run import checkpoint as checkpoints
 from forgetbench.benchmark.run.attribution import Attribution
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
+from forgetbench.benchmark.run.pruning import InsideChecks, Pruned, check_after_experience, checks_apply
 from forgetbench.benchmark.run.references import retrained_scores, standalone_accuracy
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
@@ -84,6 +84,9 @@ def run(
         record.status, record.error = "diverged", str(exc)
     except Pruned as exc:
         record.status, record.error = "pruned", str(exc)
+        record.timing.steps += exc.steps  # the part of the experience it was stopped inside
+        record.timing.train_seconds += exc.train_seconds
+        record.timing.eval_seconds += exc.eval_seconds
     except Exception as exc:  # noqa: BLE001 - any strategy bug must be recorded, not fatal
         record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
         record.traceback = traceback.format_exc(limit=20)
@@ -125,6 +128,8 @@ def _execute(
                 attribution.measure(net, turn, scenario.schedule[turn].task, scenario.tasks, device, iteration)
             ),
         )
+    if spec.prune is not None and spec.prune.points and checks_apply(scenario):
+        harness.pruner = InsideChecks(spec.prune, record, scenario, harness, batch, device)
     strategy = build_run_strategy(spec, scenario, model, device, harness)
 
     t0 = time.perf_counter()
@@ -178,24 +183,6 @@ def _execute(
     record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy, harness))
     record.add_results(strategy_extra_results(strategy), source=f"strategy {spec.strategy.name}'s extra_results()")
     _judge_chance(record, scenario, sorted({turn.task for turn, _ in turns}))
-
-
-class Pruned(Exception):
-    """A tuning trial's run fell behind its study after an experience (:class:`~forgetbench.benchmark.run.spec.PruneRule`)."""
-
-
-def _check_pruning(spec: RunSpec, scenario: Scenario, record: RunRecord, task: int) -> None:
-    """Stop the run when its rule says so. Only where row k is task k's (each task trained once, in order): a
-    search or a schedule with rounds has no "objective so far" the rule's bounds were taken on."""
-    k = len(record.accuracy_matrix) - 1
-    if spec.prune is None or scenario.adaptive or task != k:
-        return
-    value = running_metric(record.accuracy_matrix, spec.prune.objective)[k]
-    if spec.prune.falls_behind(k, value):
-        raise Pruned(
-            f"pruned after experience {k} ({scenario.tasks[task].name}): {spec.prune.objective} so far "
-            f"{value:.4g}, the completed trials' {spec.prune.name} there {spec.prune.bounds[k]:.4g}"
-        )
 
 
 def _warn(record: RunRecord, message: str) -> None:
@@ -282,7 +269,7 @@ def _train_turns(
                 attribution.state_dict() if attribution is not None else None,
             )
         if turn.record:
-            _check_pruning(spec, scenario, record, turn.task)
+            check_after_experience(spec.prune, scenario, record, turn.task)
 
 
 def _resume(

@@ -102,16 +102,15 @@ def train_schedule(
         if turn.task not in trained:
             trained.append(turn.task)
         set_turn_budget(strategy, harness, turn, training)
-        curve_before = 0.0
         if recorder is not None:
             recorder.turn, recorder.watch = index, list(trained)
-            curve_before = recorder.eval_seconds
+        curve_before = harness.inside_eval_seconds()
         t0 = time.perf_counter()
         strategy.train(experience, eval_streams=[], reset_optimizer_state=training.reset_optimizer)
         if strategy.device.type == "cuda":  # the clock must cover the queued kernels (one sync per turn)
             torch.cuda.synchronize(strategy.device)
         elapsed = time.perf_counter() - t0
-        curve_seconds = recorder.eval_seconds - curve_before if recorder is not None else 0.0
+        curve_seconds = harness.inside_eval_seconds() - curve_before
         check_finite_weights(strategy.model)
         yield TurnDone(index, turn, elapsed - curve_seconds, curve_seconds, harness.budget.steps)
 

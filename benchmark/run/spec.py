@@ -37,15 +37,35 @@ __all__ = [
 class PruneRule:
     """Stop a tuning trial's run after experience k when ``objective`` on the experiences so far
     (:func:`~forgetbench.benchmark.core.metrics.running_metric`) is worse than ``bounds[k]``, the median of the
-    study's completed trials there for the same seed (None: no bound after that experience)."""
+    study's completed trials there for the same seed (None: no bound after that experience).
+
+    With ``points`` > 0 the run is also checked inside each experience k, at its steps' c / (points + 1) for c = 1 ..
+    points: the tasks so far evaluated there stand in for row k, and ``inside[k][c - 1]`` is the bound. The run
+    records its value at every such point (``RunRecord.prune_points``), bounded or not: the later trials' bounds."""
 
     objective: str  # ACC, LA, BWT or forgetting
     maximise: bool  # True: lower is worse
     bounds: tuple[float | None, ...]  # per experience index
     name: str = "median"  # what the bounds are, for the record's message ("lower quartile", ...)
+    points: int = 0  # checks inside each experience
+    inside: tuple[tuple[float | None, ...], ...] = ()  # inside[k][c - 1]: the bound at point c of experience k
 
     def falls_behind(self, k: int, value: float) -> bool:
-        bound = self.bounds[k] if k < len(self.bounds) else None
+        return self._behind(self.bounds[k] if k < len(self.bounds) else None, value)
+
+    def inside_bound(self, k: int, point: int) -> float | None:
+        row = self.inside[k] if k < len(self.inside) else ()
+        return row[point - 1] if 0 < point <= len(row) else None
+
+    def falls_behind_inside(self, k: int, point: int, value: float) -> bool:
+        return self._behind(self.inside_bound(k, point), value)
+
+    @property
+    def can_prune(self) -> bool:
+        """Whether any bound is set (a rule without one only records the inside points' values)."""
+        return any(b is not None for b in self.bounds) or any(b is not None for row in self.inside for b in row)
+
+    def _behind(self, bound: float | None, value: float) -> bool:
         if bound is None or value != value:  # NaN: undefined so far, no verdict
             return False
         return value < bound if self.maximise else value > bound
@@ -91,7 +111,10 @@ class RunSpec:
         if self.first_tasks is not None:
             resolved["first_tasks"] = self.first_tasks
         if self.prune is not None:
-            resolved["prune"] = {"objective": self.prune.objective, "bounds": list(self.prune.bounds)}
+            prune: dict[str, Any] = {"objective": self.prune.objective, "bounds": list(self.prune.bounds)}
+            if self.prune.points:
+                prune.update(points=self.prune.points, inside=[list(row) for row in self.prune.inside])
+            resolved["prune"] = prune
         return resolved
 
 

@@ -18,7 +18,8 @@ For each scenario and each strategy entry with ``tune``:
    other seeds never run, it counts against the budget and is never chosen; else its other seeds run. One seed
    decides because every seed and experience checked is another chance to fall behind by noise (a rule on each
    seed pruned nearly every trial of the demo). The bounds come from the trials before it, so a rerun prunes the
-   same runs (executor-agnostic: the rule travels in the spec);
+   same runs (executor-agnostic: the rule travels in the spec). With ``pruning_points`` the first seed is also
+   checked inside each experience (:mod:`forgetbench.benchmark.run.pruning`);
 3. *final*: the suite's seeds run with the best trial's point on the train/test data, labelled with its values
    (``ewc[ewc_lambda=1234]``); ``OUT/tuning.json`` records every trial, the choice and the protocol.
 
@@ -88,6 +89,7 @@ class Study:
             f"{self.trial_scenario.display_name}__{self.strategy.display_name}"
             + (f"__first{tune.first_tasks}" if tune.first_tasks else "")
             + (f"__{tune.pruning}{tune.pruning_startup}" if tune.pruning != "off" else "")
+            + (f"p{tune.pruning_points}" if tune.pruning_points else "")
         )  # other trials: another study
 
 
@@ -216,8 +218,29 @@ def pruning_bounds(curves: list[list[float]], share: float, maximise: bool) -> t
     return tuple(bounds)
 
 
+def inside_bounds(
+    points: list[dict[tuple[int, int], float]], share: float, maximise: bool
+) -> tuple[tuple[float | None, ...], ...]:
+    """Per experience k and point c inside it, the bound a run's objective so far must not fall behind there: the
+    ``share`` quantile (as :func:`pruning_bounds`) of the completed trials' values at (k, c) (``points``: one
+    ``{(k, c): value}`` per trial, from its ``RunRecord.prune_points``). None where no trial has a value."""
+    keys = {key for trial in points for key in trial}
+    if not keys:
+        return ()
+    experiences, per = max(k for k, _ in keys) + 1, max(c for _, c in keys)
+    bounds = []
+    for k in range(experiences):
+        row: list[float | None] = []
+        for c in range(1, per + 1):
+            values = [trial[(k, c)] for trial in points if (k, c) in trial]
+            row.append(float(np.quantile(values, share if maximise else 1.0 - share)) if values else None)
+        bounds.append(tuple(row))
+    return tuple(bounds)
+
+
 def pruned_after(records: list[RunRecord | None]) -> int | None:
-    """The earliest experience after which one of a trial's runs was pruned; None when none was."""
+    """The last experience a trial's pruned run completed (-1: it stopped inside the first; the earliest when several
+    were pruned); None when none was."""
     steps = [len(r.accuracy_matrix) - 1 for r in records if r is not None and r.status == "pruned"]
     return min(steps) if steps else None
 
@@ -309,6 +332,7 @@ def run_study(
     clock["optuna"] += time.perf_counter() - started
 
     curves: dict[int, dict[int, list[float]]] = {}  # completed trial -> seed -> its objective after each experience
+    inside: dict[int, dict[int, dict[tuple[int, int], float]]] = {}  # ... -> its values inside them (k, point)
 
     def trial_records(point: dict[str, Any]) -> list[RunRecord | None]:
         return [store.read_result(store.result_path(folder, spec.run_id)) for spec in trial_specs(suite, study, point)]
@@ -319,17 +343,22 @@ def run_study(
         if tune.pruning == "off":
             return None
         completed = [t for t in mirrored.trials((TrialState.COMPLETE,)) if t.number < number]
-        if len(completed) < tune.pruning_startup:
-            return None
+        maximise = MAXIMISE[tune.objective]
+        if len(completed) < tune.pruning_startup:  # no bound yet; with inside points, the first seed records them
+            return PruneRule(tune.objective, maximise, (), points=tune.pruning_points) if tune.pruning_points else None
         first = study.seeds[0]
         for t in completed:
             if t.number not in curves:
-                curves[t.number] = {
-                    r.seed: running_metric(r.accuracy_matrix, tune.objective)
+                ok = [
+                    r
                     for r in trial_records({k: _rounded(v) for k, v in t.params.items()})
                     if r is not None and r.status == "ok" and r.accuracy_matrix
+                ]
+                curves[t.number] = {r.seed: running_metric(r.accuracy_matrix, tune.objective) for r in ok}
+                inside[t.number] = {
+                    r.seed: {(p.experience, p.point): p.value for p in r.prune_points or [] if p.value is not None}
+                    for r in ok
                 }
-        maximise = MAXIMISE[tune.objective]
         return PruneRule(
             tune.objective,
             maximise,
@@ -339,6 +368,12 @@ def run_study(
                 maximise,
             ),
             PRUNING_BOUND[tune.pruning],
+            points=tune.pruning_points,
+            inside=inside_bounds(
+                [inside[t.number][first] for t in completed if first in inside[t.number]],
+                PRUNING_SHARE[tune.pruning],
+                maximise,
+            ),
         )
 
     def evaluate(number: int, params: dict[str, Any]) -> None:
@@ -349,7 +384,7 @@ def run_study(
         specs = trial_specs(suite, study, point, None if first_rule is None else {study.seeds[0]: first_rule})
         clock["optuna"] += time.perf_counter() - begun  # the pruning rule's reading counts as tuning's overhead
         begun = time.perf_counter()
-        if first_rule is not None:  # the first seed alone: when it is pruned, the others need not run
+        if first_rule is not None and first_rule.can_prune:  # the first seed alone: if pruned, the others need not run
             run_batch([(folder, specs[0])])
             specs = specs[1:] if pruned_after(trial_records(point)[:1]) is None else []
         run_batch([(folder, spec) for spec in specs])
@@ -420,6 +455,7 @@ def run_study(
         "pruning": {
             "rule": tune.pruning,
             "startup": tune.pruning_startup,
+            "points": tune.pruning_points,
             "pruned": sum(t["state"] == "PRUNED" for t in trials),
         },
         "search_space": {name: repr(dist) for name, dist in space.items()},

@@ -256,8 +256,13 @@ class Harness:
     watch: LossWatch = field(default_factory=LossWatch)
     budget: StepBudget = field(default_factory=StepBudget)
     recorder: CurveRecorder | None = None
+    pruner: SupervisedPlugin | None = None  # a tuning trial's checks inside experiences (run.pruning.InsideChecks)
 
     @property
     def plugins(self) -> list[SupervisedPlugin]:
         # The recorder first: its iteration-0 point precedes any step of the experience.
-        return [p for p in (self.recorder, self.watch, self.budget) if p is not None]
+        return [p for p in (self.recorder, self.watch, self.budget, self.pruner) if p is not None]
+
+    def inside_eval_seconds(self) -> float:
+        """Seconds the plugins spent evaluating inside experiences so far (kept out of the training time)."""
+        return sum(getattr(p, "eval_seconds", 0.0) for p in (self.recorder, self.pruner) if p is not None)
