@@ -214,6 +214,20 @@ def test_a_kill_while_optuna_asks_for_a_point_resumes_to_the_same_point(
     assert studies[1]["chosen"] == studies[0]["chosen"]
 
 
+def _pruned_suite(**pruning) -> dict:
+    """l2 tuned by 8 random trials on 2 seeds, pruned after 3 completed trials (``pruning``: the rule's keys)."""
+    tune = {
+        "params": {"l2_lambda": {"low": 0.01, "high": 100.0}},
+        "trials": 8,
+        "seed": 3,
+        "sampler": "random",
+        "pruning_startup": 3,
+        "seeds": [0, 1],
+        **pruning,
+    }
+    return tiny_suite(seeds=[0], strategies=[{"name": "l2", "tune": tune}])
+
+
 @pytest.mark.parametrize("pruning, share", [("median", 0.5), ("quartile", 0.25)])
 def test_pruning_stops_exactly_the_first_seeds_behind_the_completed_trials_and_resumes(
     pruning, share, write_suite, tmp_path
@@ -223,23 +237,7 @@ def test_pruning_stops_exactly_the_first_seeds_behind_the_completed_trials_and_r
     # (never after the last), and then its other seeds never run.
     from forgetbench.benchmark.core.metrics import running_metric
 
-    suite = tiny_suite(
-        seeds=[0],
-        strategies=[
-            {
-                "name": "l2",
-                "tune": {
-                    "params": {"l2_lambda": {"low": 0.01, "high": 100.0}},
-                    "trials": 8,
-                    "seed": 3,
-                    "sampler": "random",
-                    "pruning": pruning,
-                    "pruning_startup": 3,
-                    "seeds": [0, 1],
-                },
-            }
-        ],
-    )
+    suite = _pruned_suite(pruning=pruning)
     suite["scenarios"][0]["params"]["tasks"] = 4
     config, out = write_suite(suite), tmp_path / "out"
     assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0  # pruned is not failed
@@ -323,24 +321,7 @@ def test_pruning_points_stop_a_two_task_trial_inside_its_second_experience_exact
     # Against a slow reference: each trial's bounds recomputed here from the records of the trials completed before
     # it. Two tasks, so only the checks inside the experiences can prune: at 1/3 and 2/3 of each experience's steps,
     # the first seed is pruned at the first point where its ACC so far is below the completed trials' median there.
-    suite = tiny_suite(
-        seeds=[0],
-        strategies=[
-            {
-                "name": "l2",
-                "tune": {
-                    "params": {"l2_lambda": {"low": 0.01, "high": 100.0}},
-                    "trials": 8,
-                    "seed": 3,
-                    "sampler": "random",
-                    "pruning": "median",
-                    "pruning_startup": 3,
-                    "pruning_points": 2,
-                    "seeds": [0, 1],
-                },
-            }
-        ],
-    )
+    suite = _pruned_suite(pruning="median", pruning_points=2)
     config, out = write_suite(suite), tmp_path / "out"
     assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
     study = json.loads((out / "tuning.json").read_text())["studies"][0]
