@@ -156,6 +156,20 @@ def test_resumed_timing_adds_both_parts(tmp_path, monkeypatch):
     assert len(resumed.turn_accuracy) == 4 and len(state["record"]["turn_accuracy"]) == 2
 
 
+def test_a_resumed_tuning_trial_keeps_the_values_of_its_checks_inside_experiences(tmp_path, monkeypatch):
+    # pruning_points: the values recorded inside the experiences before the kill are the later trials' bounds, so
+    # the resumed record must hold them as the uninterrupted one does
+    from forgetbench.benchmark.run.spec import PruneRule
+
+    rule = PruneRule("ACC", True, (), points=2)  # no bound: records only
+    spec = RunSpec("resume", SCENARIOS["split"], ComponentSpec(name="ewc"), 0, TRAINING, "cpu", prune=rule)
+    reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
+    assert reference.status == "ok" and len(reference.prune_points) == 8  # 4 experiences x 2 points
+    _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 1, monkeypatch)
+    assert resumed.resumed_from_experience == 2
+    assert comparable(resumed) == comparable(reference)
+
+
 class _Exploit:
     def __reduce__(self):
         return (Path.touch, (Path(self.marker),))

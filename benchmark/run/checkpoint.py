@@ -35,7 +35,15 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2  # 1: the first wave's pickled plugin attributes (never loaded: they could run code)
 # Record fields a checkpoint carries over (everything a run fills while training experiences).
-RESUMED_FIELDS = ("accuracy_matrix", "init_accuracy", "timing", "curves", "turn_accuracy", "attribution")
+RESUMED_FIELDS = (
+    "accuracy_matrix",
+    "init_accuracy",
+    "timing",
+    "curves",
+    "turn_accuracy",
+    "attribution",
+    "prune_points",
+)
 _AVALANCHE_OWN = (EvaluationPlugin, PeriodicEval, Clock)
 
 
