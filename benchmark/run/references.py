@@ -107,9 +107,45 @@ def standalone_accuracy(
     return list(accuracies)
 
 
-def retrained_scores(spec: RunSpec, data_root: Path, device: torch.device, retraining: Retraining) -> dict[str, float]:
+def retrained_scores(
+    spec: RunSpec, data_root: Path, device: torch.device, retraining: Retraining, cache_dir: Path | None = None
+) -> dict[str, float]:
     """Train :class:`~forgetbench.benchmark.data.scenarios.base.Retraining`'s model alone from the run's initial weights (a
-    fresh scenario from the spec and seed) with the suite's optimizer, no regularizer; its scores."""
+    fresh scenario from the spec and seed) with the suite's optimizer, no regularizer; its scores. A retraining with a
+    ``cache_key`` (scores that do not depend on the strategy) is computed once per process and, with ``cache_dir``,
+    once per results folder (locked, as the standalone references)."""
+    if retraining.cache_key is None:
+        return _retrain(spec, data_root, device, retraining)
+    key = {
+        "retraining": retraining.cache_key,
+        "seed": spec.seed,
+        "training": training_identity(spec.training),
+        "device": str(device),
+        "validation_fraction": spec.validation_fraction,
+    }
+    names = sorted(retraining.evaluate_on)
+    memo = json.dumps(key, sort_keys=True, default=str)
+    if memo in RETRAINED_CACHE:
+        return dict(RETRAINED_CACHE[memo])
+    path = store.ground_truth_path(cache_dir, key) if cache_dir is not None else None
+    cached: contextlib.AbstractContextManager[dict[int, float]] = (
+        store.ground_truth_entries(path, key) if path is not None else contextlib.nullcontext({})
+    )
+    with cached as entries:
+        if not all(i in entries for i in range(len(names))):
+            scores = _retrain(spec, data_root, device, retraining)
+            entries.update({i: scores[name] for i, name in enumerate(names)})
+            if path is not None:
+                store.save_ground_truth(path, key, entries)
+        result = {name: entries[i] for i, name in enumerate(names)}
+    RETRAINED_CACHE[memo] = result
+    return dict(result)
+
+
+RETRAINED_CACHE: dict[str, dict[str, float]] = {}
+
+
+def _retrain(spec: RunSpec, data_root: Path, device: torch.device, retraining: Retraining) -> dict[str, float]:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         fresh = seeded_scenario(spec, data_root)
         task = retraining.task_in(fresh)

@@ -173,12 +173,12 @@ def _execute(
         t0 = time.perf_counter()
         record.standalone_accuracy = standalone_accuracy(spec, data_root, device, cache_dir)
         timing.standalone_seconds = time.perf_counter() - t0
-    retraining = scenario.retraining()
-    if retraining is not None:
+    retrainings = scenario.retrainings()
+    if retrainings:
         t0 = time.perf_counter()
-        scores = retrained_scores(spec, data_root, device, retraining)
+        for retraining in retrainings:
+            retraining.report(retrained_scores(spec, data_root, device, retraining, cache_dir))
         timing.retrain_seconds = time.perf_counter() - t0
-        retraining.report(scores)
     record.add_results(scenario.summarize(record), source=f"scenario {spec.scenario.name}.summarize()")
     record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy, harness))
     record.add_results(strategy_extra_results(strategy), source=f"strategy {spec.strategy.name}'s extra_results()")

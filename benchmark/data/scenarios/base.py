@@ -166,6 +166,12 @@ class Scenario:
         search derived, as ENAS retrains it); None (default) for nothing. See :class:`Retraining`."""
         return None
 
+    def retrainings(self) -> "list[Retraining]":
+        """Every model the runner trains alone after the run, in order (default: :meth:`retraining`'s, if any;
+        a search adds its ground truth's architectures)."""
+        one = self.retraining()
+        return [] if one is None else [one]
+
     def state_dict(self) -> dict[str, Any] | None:
         """What a checkpoint must keep of the scenario itself: None for a fixed schedule (the spec rebuilds
         it). An adaptive scenario returns its search state as plain data (tensors, numbers, strings, lists,
@@ -216,6 +222,9 @@ class Retraining:
     task_in: Callable[["Scenario"], Task]
     evaluate_on: dict[str, tuple[torch.Tensor, torch.Tensor]]
     report: Callable[[dict[str, float]], None]
+    # what the scores depend on besides the run's seed, training and device, when not on the strategy: the runner
+    # then computes them once per results folder (a ground truth every strategy of a suite shares); None: every run
+    cache_key: dict[str, Any] | None = None
 
 
 def schedule_state(schedule: Sequence[Turn]) -> list[list[Any]]:

@@ -240,10 +240,14 @@ class CellSearch(Scenario):
         self.derived = self._derive(accuracy)
         return []
 
+    def _derive_candidates(self) -> list[tuple[int, ...]]:
+        """The architectures the derivation ranks: ``derive_samples`` draws of the search's sampler."""
+        return [self._sample() for _ in range(self.params.derive_samples)]
+
     def _derive(self, accuracy: Callable[[Task], float]) -> dict[str, Any]:
         """ENAS's derivation: sample ``derive_samples`` architectures, keep the best by err on the shared
         weights (each on the evaluation data), and score it on the whole validation and test splits."""
-        sampled = list(dict.fromkeys(self._sample() for _ in range(self.params.derive_samples)))
+        sampled = list(dict.fromkeys(self._derive_candidates()))
         errs = [self.err_of(accuracy(self.task_of(a))) for a in sampled]
         best = min(range(len(sampled)), key=lambda i: errs[i])
         arch = sampled[best]
