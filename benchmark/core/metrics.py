@@ -265,23 +265,33 @@ def ranking_kendall_tau(supernet_accuracy: ArrayLike, standalone_accuracy: Array
 
 
 def search_metrics(record: RunRecord) -> dict[str, float]:
-    """Search-quality metrics of a ``supernet_search`` run (none for other runs).
+    """Search-quality metrics of a search run (none for other runs).
 
     Rankings compare the supernet's validation accuracy of every candidate (what the search ranks
-    by) with the standalone ground truth; regret is that of the chosen candidate; the forgetting
+    by) with the standalone ground truth (``supernet_search``: every candidate; ``custom_supernet``: the K
+    architectures of ``search.ground_truth``, its pick the best of them on the shared weights); regret is that of
+    the chosen candidate; the forgetting
     value is :func:`forgetting_value` per search epoch, averaged over epochs; the reward is the
     controller's mean reward in the last epoch."""
     search = record.search
     if search is None:
         return {}
     out: dict[str, float] = {}
-    predicted = search.validation_accuracy
-    truth = record.standalone_accuracy
-    if predicted is not None and truth is not None and len(truth) == len(predicted):
+    predicted, truth, top_k, chosen = (
+        search.validation_accuracy,
+        record.standalone_accuracy,
+        search.top_k,
+        search.chosen,
+    )
+    if predicted is None and search.ground_truth is not None:  # the search ranks K architectures trained alone
+        gt = search.ground_truth
+        predicted, truth, top_k = gt.supernet_accuracy, gt.standalone_accuracy, gt.top_k or 3
+        chosen = int(np.argmax(predicted))  # its pick among them: the best on the shared weights (first on ties)
+    if predicted is not None and truth is not None and len(truth) == len(predicted) and chosen is not None:
         out["search_tau"] = kendall_tau(predicted, truth)
         out["search_rho"] = spearman_rho(predicted, truth)
-        out["precision_at_k"] = precision_at_k(predicted, truth, int(search.top_k or 5))
-        out["regret"] = regret(truth, int(search.chosen))  # type: ignore[arg-type]  # set with validation_accuracy
+        out["precision_at_k"] = precision_at_k(predicted, truth, int(top_k or 5))
+        out["regret"] = regret(truth, int(chosen))
     derived = search.derived
     language_model = "log-perplexity" in str(search.error or "")
     if language_model:  # errors in nats (log-perplexity), not accuracy points: metrics of their own

@@ -157,6 +157,16 @@ class DerivedArchitecture(ArchitectureScores):
     retrained: RetrainedScores | None = None
 
 
+class GroundTruth(_Part):
+    """K architectures trained alone, against which a search's ranking of the same K is measured."""
+
+    architectures: list[str]  # their names
+    steps: int | None = None  # training steps of each alone
+    top_k: int | None = None  # K of precision@K
+    supernet_accuracy: list[float]  # each one's accuracy on the shared weights at the search's end (validation)
+    standalone_accuracy: list[float]  # each one's test accuracy trained alone
+
+
 class SearchSummary(_Part):
     """What a search scenario decided: its kind, the controller's rewards, the chosen / derived architecture."""
 
@@ -170,6 +180,7 @@ class SearchSummary(_Part):
     error: str | None = None  # the err a cell search reports (error rate or log-perplexity)
     measured_from_epoch: int | None = None  # first epoch the forgetting metrics average over
     derived: DerivedArchitecture | None = None  # the architecture derived at the end
+    ground_truth: GroundTruth | None = None  # K architectures trained alone (a user's supernet search)
 
 
 class Isolation(_Part):
@@ -275,6 +286,7 @@ class RunRecord(BaseModel):
     # --- what scenarios add (Scenario.summarize)
     architectures: list[Any] | None = None  # per task: the supernet's / search's architecture
     epoch_architectures: list[list[int]] | None = None  # cell searches: the tasks each epoch trained
+    architecture_names: list[str] | None = None  # per task: its architecture's option names (a user's supernet)
     err1: list[list[float | None]] | None = None  # per round / epoch and architecture: err right after its turn
     err2: list[list[float | None]] | None = None  # ... and at the round's / epoch's end
     search: SearchSummary | None = None  # what a search decided
