@@ -102,3 +102,77 @@ class _SecondTaskFrozen(nn.Module):
 
 def second_task_frozen_model():
     return _SecondTaskFrozen()
+
+
+# ---------------------------------------------------------------- supernets (the `custom_supernet` scenario)
+class TinySupernet(nn.Module):
+    """An MLP supernet on 8-feature points: decision d picks ``lin`` (a linear layer + ReLU of its own), ``wide``
+    (another) or ``skip``; one shared classifier. ``forward(x, arch)`` runs the path ``arch`` names; option ``zero``
+    (when offered) outputs zeros and uses no parameter, so an all-``zero`` path before a frozen head trains nothing."""
+
+    def __init__(self, choices, input_shape, num_classes, width: int = 8, freeze_head: bool = False):
+        super().__init__()
+        self.inp = nn.Linear(input_shape[0], width)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict({o: nn.Sequential(nn.Linear(width, width), nn.ReLU()) for o in c if o in ("lin", "wide")})
+            for c in choices
+        )
+        self.head = nn.Linear(width, num_classes)
+        if freeze_head:
+            for p in [*self.inp.parameters(), *self.head.parameters()]:
+                p.requires_grad_(False)
+
+    def forward(self, x, arch):
+        h = torch.relu(self.inp(x))
+        for block, name in zip(self.blocks, arch):
+            if name == "zero":
+                h = torch.zeros_like(h)
+            elif name != "skip":
+                h = block[name](h)
+        return self.head(h)
+
+
+def tiny_supernet(choices, input_shape, num_classes, width: int = 8, freeze_head: bool = False) -> nn.Module:
+    return TinySupernet(choices, input_shape, num_classes, width, freeze_head)
+
+
+def not_a_supernet(choices):
+    return "a string"
+
+
+def point_splits(seed: int = 0, n_train: int = 600, n_valid: int = 200, with_valid: bool = True):
+    """train / valid / test of 8-feature points, 3 classes by the sign pattern of two features (seeded)."""
+    g = torch.Generator().manual_seed(seed + 100)
+
+    def split(n):
+        x = torch.randn(n, 8, generator=g)
+        return x, ((x[:, 0] > 0).long() + (x[:, 1] > 0).long())
+
+    out = {"train": split(n_train), "test": split(300)}
+    if with_valid:
+        out["valid"] = split(n_valid)
+    return out
+
+
+def bad_splits(seed: int = 0):
+    return {"train": (torch.zeros(4, 8), torch.zeros(3).long()), "test": (torch.zeros(2, 8), torch.zeros(2).long())}
+
+
+class NoZeroFirst:
+    """A constrained space by reference: two decisions of {lin, wide, skip}; never skip first."""
+
+    choices = [["lin", "wide", "skip"], ["lin", "wide", "skip"]]
+
+    def sample(self, rng):
+        while True:
+            arch = [str(rng.choice(c)) for c in self.choices]
+            if arch[0] != "skip":
+                return arch
+
+    def all(self):
+        return [[a, b] for a in self.choices[0] for b in self.choices[1] if a != "skip"]
+
+
+class NoChoices:
+    def sample(self, rng):
+        return ["lin"]

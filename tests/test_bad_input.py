@@ -76,6 +76,20 @@ def _enas(**params: Any) -> dict[str, Any]:
     return _suite(scenarios=[{"name": "enas_rnn", "params": base | params}])
 
 
+def _own_supernet(**params: Any) -> dict[str, Any]:
+    """The tiny suite on the `custom_supernet` scenario (tests/byo_fixtures.py's MLP supernet on points)."""
+    base = {
+        "model": "byo_fixtures:tiny_supernet",
+        "choices": [["lin", "wide", "skip"], ["lin", "skip"]],
+        "data": "byo_fixtures:point_splits",
+        "search": "random",
+        "epochs": 1,
+        "turns_per_epoch": 2,
+        "steps_per_turn": 1,
+    }
+    return _suite(scenarios=[{"name": "custom_supernet", "params": base | params}])
+
+
 def _enas_cnn(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `enas_cnn` scenario (a 2-node cell on digits), params overridden."""
     base = {
@@ -799,6 +813,85 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         {"suite": _custom(model="byo_fixtures:second_task_frozen_model")},
         RUN,
         "experience1 (task label 1) uses no trainable parameter",
+    ),
+    # your own supernet (the `custom_supernet` scenario; factories in tests/byo_fixtures.py)
+    (
+        "own-supernet-architecture-without-a-trainable-parameter",
+        {"suite": _own_supernet(choices=[["zero"], ["lin", "skip"]], model_params={"freeze_head": True})},
+        RUN,
+        "architecture zero-skip uses no trainable parameter",
+    ),
+    (
+        "own-supernet-unknown-option-in-fixed-list",
+        {"suite": _own_supernet(search="fixed", architectures=[["lin", "lin"], ["lin", "c5"]])},
+        RUN,
+        "architectures[1]: decision 1 has no option 'c5' (allowed: ['lin', 'skip'])",
+    ),
+    (
+        "own-supernet-no-space",
+        {"suite": _own_supernet(choices=None)},
+        RUN,
+        "give the search space either as choices",
+    ),
+    (
+        "own-supernet-empty-decision",
+        {"suite": _own_supernet(choices=[["lin"], []])},
+        RUN,
+        "decision 1 offers no option",
+    ),
+    (
+        "own-supernet-option-twice",
+        {"suite": _own_supernet(choices=[["lin", "lin"]])},
+        RUN,
+        "decision 0 names an option twice",
+    ),
+    (
+        "own-supernet-data-and-dataset",
+        {"suite": _own_supernet(dataset="digits")},
+        RUN,
+        "give the data either as dataset",
+    ),
+    (
+        "own-supernet-list-without-fixed",
+        {"suite": _own_supernet(architectures=[["lin", "lin"]])},
+        RUN,
+        "architectures: only search 'fixed'",
+    ),
+    (
+        "own-supernet-turns-against-the-fixed-list",
+        {"suite": _own_supernet(search="fixed", architectures=[["lin", "lin"]], turns_per_epoch=3)},
+        RUN,
+        "turns_per_epoch: search 'fixed' trains the 1 listed",
+    ),
+    (
+        "own-supernet-model-not-a-module",
+        {"suite": _own_supernet(model="byo_fixtures:not_a_supernet")},
+        RUN,
+        "returned str, not a torch nn.Module",
+    ),
+    (
+        "own-supernet-data-lengths-differ",
+        {"suite": _own_supernet(data="byo_fixtures:bad_splits")},
+        RUN,
+        "data: train has 4 inputs and 3 labels",
+    ),
+    (
+        "own-supernet-space-without-choices",
+        {"suite": _own_supernet(choices=None, space="byo_fixtures:NoChoices")},
+        RUN,
+        "has no choices",
+    ),
+    (
+        "own-supernet-ground-truth-of-one",
+        {"suite": _own_supernet(ground_truth={"architectures": 1})},
+        RUN,
+        "a ranking needs at least 2 architectures",
+    ),
+    (
+        "own-supernet-ground-truth-larger-than-the-space",
+        {"suite": _own_supernet(ground_truth={"architectures": 7})},
+        RUN,
+        "ground_truth.architectures must be in 1..6",
     ),
     ("tune-unknown-param", {"suite": _tuned({"l2_lamda": "auto"})}, RUN, "tune.params.l2_lamda: not a param"),
     (
