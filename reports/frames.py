@@ -131,6 +131,34 @@ def search_epochs_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenar
     )
 
 
+DERIVED_COLUMNS = ["strategy", "seed", "architecture", "test", "retrained_test", "score"]
+
+
+def derived_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, architecture (its name), test and retrained_test scores, score (what they are: "accuracy"
+    or "perplexity"): the architecture each search of ``scenario`` derived, one row per run."""
+    rows = []
+    for r in as_records(records):
+        derived = r.search.derived if r.search is not None else None
+        if not (has_results(r) and _scenario(r) == scenario and derived is not None):
+            continue
+        perplexity = derived.test_ppl is not None
+        retrained = derived.retrained
+        rows.append(
+            {
+                "strategy": _strategy(r),
+                "seed": r.seed,
+                "architecture": str(derived.cell if derived.cell is not None else derived.architecture),
+                "test": derived.test_ppl if perplexity else derived.test_accuracy,
+                "retrained_test": None
+                if retrained is None
+                else (retrained.test_ppl if perplexity else retrained.test_accuracy),
+                "score": "perplexity" if perplexity else "accuracy",
+            }
+        )
+    return pd.DataFrame(rows, columns=DERIVED_COLUMNS).sort_values(["strategy", "seed"], kind="stable")
+
+
 def sampled_search_unit(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> tuple[str, float] | None:
     """``(axis label, scale)`` of err for a search whose architectures are sampled while it runs (its record
     names its error: ``enas_rnn``, ``enas_cnn``), None for any other scenario. Accuracy errors are drawn in

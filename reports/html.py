@@ -100,6 +100,27 @@ class Cell:
     n: int = 0
 
 
+def _derived_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The derived architectures as table rows: accuracies in %, perplexities as they are, "–" where absent."""
+
+    def text(value: Any, score: str) -> str:
+        if value is None or not np.isfinite(float(value)):
+            return "–"
+        return f"{100 * float(value):.1f}%" if score == "accuracy" else f"{float(value):.1f}"
+
+    return [
+        {
+            "strategy": row.strategy,
+            "seed": row.seed,
+            "architecture": row.architecture,
+            "test": text(row.test, row.score),
+            "retrained": text(row.retrained_test, row.score),
+            "score": row.score,
+        }
+        for row in frame.itertuples()
+    ]
+
+
 @dataclass
 class ScenarioView:
     name: str
@@ -119,6 +140,7 @@ class ScenarioView:
     supernet_rows: list[dict[str, Any]] = field(default_factory=list)
     search_columns: list[S.Metric] = field(default_factory=list)
     search_rows: list[dict[str, Any]] = field(default_factory=list)
+    derived_rows: list[dict[str, Any]] = field(default_factory=list)  # per run: the architecture its search derived
     figures: dict[str, str] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
     flagged: list[dict[str, Any]] = field(default_factory=list)  # ok runs with tasks at chance
@@ -264,6 +286,7 @@ def _scenario_view(
     view.supernet_rows = _cells(t, order, view.supernet_columns, refs) if view.supernet_columns else []
     view.search_columns = [m for m in present if m.section == "search"]
     view.search_rows = _cells(t, order, view.search_columns, refs) if view.search_columns else []
+    view.derived_rows = _derived_rows(FR.derived_frame(records, name))
     view.comparison_columns = [S.METRICS[k] for k in KEY_COMPARISONS if k in set(c.metric)]
     for strategy in order:
         sub = c[c.strategy == strategy].set_index("metric")
