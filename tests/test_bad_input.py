@@ -90,6 +90,12 @@ def _own_supernet(**params: Any) -> dict[str, Any]:
     return _suite(scenarios=[{"name": "custom_supernet", "params": base | params}])
 
 
+def _nb201(**params: Any) -> dict[str, Any]:
+    """The tiny suite on the `nb201` scenario (NAS-Bench-201's cell space at 4 channels on digits)."""
+    base = {"dataset": "digits", "channels": 4, "validation_size": 100, "epochs": 1, "turns_per_epoch": 2}
+    return _suite(scenarios=[{"name": "nb201", "params": base | params}])
+
+
 def _enas_cnn(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `enas_cnn` scenario (a 2-node cell on digits), params overridden."""
     base = {
@@ -893,6 +899,21 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         RUN,
         "ground_truth.architectures must be in 1..6",
     ),
+    # NAS-Bench-201's cell space (the `nb201` scenario)
+    (
+        "nb201-benchmark-file-missing",
+        {"suite": _nb201(nb201="/nonexistent/NAS-Bench-201-v1_1-096897.pth", ground_truth={"architectures": 2})},
+        RUN,
+        "nb201: /nonexistent/NAS-Bench-201-v1_1-096897.pth is not a file",
+    ),
+    ("nb201-file-without-ground-truth", {"suite": _nb201(nb201="x.pth")}, RUN, "nb201: give ground_truth"),
+    (
+        "nb201-not-an-architecture-string",
+        {"suite": _nb201(search="fixed", architectures=["|nor_conv_3x3~0|+|none~0|"])},
+        RUN,
+        "architectures[0]",
+    ),
+    ("nb201-not-an-image-dataset", {"suite": _nb201(dataset="mnist1d")}, RUN, "needs an image dataset"),
     ("tune-unknown-param", {"suite": _tuned({"l2_lamda": "auto"})}, RUN, "tune.params.l2_lamda: not a param"),
     (
         "tune-auto-on-a-non-strength",

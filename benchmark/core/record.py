@@ -161,10 +161,11 @@ class GroundTruth(_Part):
     """K architectures trained alone, against which a search's ranking of the same K is measured."""
 
     architectures: list[str]  # their names
-    steps: int | None = None  # training steps of each alone
+    source: str | None = None  # standalone (trained here) or published (a benchmark's table, e.g. NAS-Bench-201)
+    steps: int | None = None  # training steps of each alone (standalone)
     top_k: int | None = None  # K of precision@K
     supernet_accuracy: list[float]  # each one's accuracy on the shared weights at the search's end (validation)
-    standalone_accuracy: list[float]  # each one's test accuracy trained alone
+    standalone_accuracy: list[float]  # each one's test accuracy trained alone (or as published)
 
 
 class SearchSummary(_Part):

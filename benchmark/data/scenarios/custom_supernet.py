@@ -336,12 +336,18 @@ class CustomSupernetSearch(CellSearch):
         fixed: list[tuple[int, ...]] | None,
         truth: list[tuple[int, ...]],
         truth_key: dict[str, Any],
+        published: list[float] | None = None,
+        name: str = "custom_supernet",
     ):
+        """``truth``: the ground truth's architectures, trained alone after the run unless ``published`` gives
+        their accuracies (a benchmark's table, e.g. NAS-Bench-201's); ``truth_key``: what that training depends on
+        (the cache key shared by the strategies)."""
         self.space, self.fixed, self.truth, self.truth_key = model.space, fixed, truth, truth_key
-        self.truth_scores: list[float | None] = [None] * len(truth)
+        self.truth_scores: list[float | None] = list(published) if published is not None else [None] * len(truth)
+        self.truth_source = "published" if published is not None else "standalone"
         self.truth_supernet: list[float] | None = None
         super().__init__(
-            "custom_supernet", model, params, params.controller, [len(c) for c in self.space.choices], data,
+            name, model, params, params.controller, [len(c) for c in self.space.choices], data,
             params.controller.reward_samples, seed,
         )  # fmt: skip
 
@@ -409,7 +415,7 @@ class CustomSupernetSearch(CellSearch):
 
             return report
 
-        for j, arch in enumerate(self.truth):
+        for j, arch in enumerate(self.truth if self.truth_source == "standalone" else []):
             out.append(
                 Retraining(
                     top["steps"],
@@ -430,7 +436,8 @@ class CustomSupernetSearch(CellSearch):
             gt = params.ground_truth
             out["search"]["ground_truth"] = {
                 "architectures": [model.describe(a) for a in self.truth],
-                "steps": gt.steps if gt is not None else None,
+                "source": self.truth_source,
+                "steps": gt.steps if gt is not None and self.truth_source == "standalone" else None,
                 "top_k": (gt.top_k if gt is not None and gt.top_k else None) or min(3, len(self.truth)),
                 "supernet_accuracy": self.truth_supernet,
                 "standalone_accuracy": self.truth_scores,
@@ -526,7 +533,14 @@ def ground_truth_architectures(params: CustomSupernetParams, space: Space, seed:
     )
 
 
-def build_custom_supernet(params: CustomSupernetParams, inputs: ScenarioInputs) -> CustomSupernetSearch:
+def build_custom_supernet(
+    params: CustomSupernetParams,
+    inputs: ScenarioInputs,
+    published: Callable[[Names], float] | None = None,
+    name: str = "custom_supernet",
+) -> CustomSupernetSearch:
+    """The search of ``params``; ``published`` maps an architecture's option names to its accuracy in a benchmark's
+    table (the ground truth is then read, not trained); ``name``: the scenario a built-in space builds it as."""
     space = resolve_space(params)
     data = search_data(params, inputs)
     fixed = None
@@ -555,7 +569,8 @@ def build_custom_supernet(params: CustomSupernetParams, inputs: ScenarioInputs) 
         ),
         "steps": params.ground_truth.steps if params.ground_truth is not None else 0,
     }  # fmt: skip
-    return CustomSupernetSearch(model, resolved, data, inputs.seed, fixed, truth, truth_key)
+    scores = None if published is None else [published(space.names(arch)) for arch in truth]
+    return CustomSupernetSearch(model, resolved, data, inputs.seed, fixed, truth, truth_key, scores, name)
 
 
 @SCENARIOS.register("custom_supernet", params=CustomSupernetParams)
