@@ -1,0 +1,122 @@
+"""A strength study's table, as Markdown (issue 52: configs/enas_wpl_strength.yaml and its micro-CNN sibling): per
+strategy label (one per strength), the seeds, whether the penalty acted (median penalty-to-data gradient ratio, the
+share of turns where it was inert), err2 - err1 over the measured epochs and the retrained derived architecture's
+test score, each as mean [95% t-interval] and as the paired difference against naive on the same seeds
+(mean [95% interval], p), and the controller's last-epoch reward.
+
+    python scripts/strength_table.py /work/runs/enas_wpl_strength
+
+A language-model search reports err in nats and perplexities; an image search points of error and accuracies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from forgetbench.benchmark.core import metrics, stats
+from forgetbench.benchmark.core.calibration import median_ratio
+from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.store import load_results
+
+LANGUAGE = ("lm_forgetting_mean", "retrained_test_ppl", "lm_controller_reward", 1.0, "{:.3f}", "{:.1f}")
+IMAGES = ("forgetting_value_mean", "retrained_test_accuracy", "controller_reward", 100.0, "{:.2f}", "{:.1f}")
+
+
+def _label(record: RunRecord) -> str:
+    return record.strategy.label or record.strategy.name
+
+
+def _inert_share(record: RunRecord) -> tuple[int, int]:
+    extras: dict[str, Any] = record.model_extra or {}
+    ratios = [v for k, s in extras.items() if k.endswith("_penalty_to_data_gradient") for v in s or [] if v is not None]
+    inert = sum(len(s or []) for k, s in extras.items() if k.endswith("_penalty_inert"))
+    return inert, len(ratios)
+
+
+def _mean(values: list[float], scale: float, fmt: str) -> str:
+    s = stats.summarize(values)
+    if s.n == 0:
+        return "–"
+    if s.n < 2 or not math.isfinite(s.ci_low):
+        return fmt.format(scale * s.mean)
+    return f"{fmt.format(scale * s.mean)} [{fmt.format(scale * s.ci_low)}, {fmt.format(scale * s.ci_high)}]"
+
+
+def _paired(values: dict[int, float], naive: dict[int, float], scale: float, fmt: str) -> str:
+    p = stats.paired_difference(values, naive)
+    if p.n == 0:
+        return "–"
+    if p.n < 2:
+        return f"{fmt.format(scale * p.diff)} (1 seed)"
+    return f"{fmt.format(scale * p.diff)} [{fmt.format(scale * p.ci_low)}, {fmt.format(scale * p.ci_high)}], p = {p.p_value:.2g}"
+
+
+def strength_table(folder: Path, naive_label: str = "naive") -> str:
+    records = [r for r in load_results(folder) if r.status == "ok"]
+    if not records:
+        raise SystemExit(f"no ok runs in {folder}")
+    language = any("log-perplexity" in str(r.search.error if r.search else "") for r in records)
+    forgetting, score, reward, scale, ffmt, sfmt = LANGUAGE if language else IMAGES
+    by_label: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+    ratios: dict[str, list[float]] = defaultdict(list)
+    inert: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in records:
+        label = _label(r)
+        by_label[label][r.seed] = metrics.search_metrics(r)
+        ratio = median_ratio(r.model_extra or {})
+        if ratio is not None:
+            ratios[label].append(ratio)
+        a, b = _inert_share(r)
+        inert[label][0] += a
+        inert[label][1] += b
+    naive = by_label.get(naive_label, {})
+    unit = "nats" if language else "points"
+    lines = [
+        f"| strategy | seeds | median penalty / data gradient | inert turns | err2 - err1 ({unit}) | vs naive | "
+        f"retrained test {'ppl' if language else 'acc (%)'} | vs naive | last reward |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label in sorted(by_label, key=lambda x: (x != naive_label, x)):
+        runs = by_label[label]
+
+        def column(key: str, runs: dict[int, dict[str, float]] = runs) -> dict[int, float]:
+            return {seed: m[key] for seed, m in runs.items() if key in m and math.isfinite(m[key])}
+
+        base_f, base_s = column(forgetting, naive), column(score, naive)
+        shown_scale = 1.0 if language else 100.0
+        ratio = f"{sorted(ratios[label])[len(ratios[label]) // 2]:.3g}" if ratios[label] else "–"
+        acted = f"{inert[label][0]} / {inert[label][1]}" if inert[label][1] else "–"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    str(len(runs)),
+                    ratio,
+                    acted,
+                    _mean(list(column(forgetting).values()), scale, ffmt),
+                    "–" if label == naive_label else _paired(column(forgetting), base_f, scale, ffmt),
+                    _mean(list(column(score).values()), shown_scale, sfmt),
+                    "–" if label == naive_label else _paired(column(score), base_s, shown_scale, sfmt),
+                    _mean(list(column(reward).values()), 1.0, "{:.2f}"),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--naive", default="naive", help="the baseline's strategy label")
+    args = parser.parse_args()
+    print(strength_table(args.folder, args.naive))
+
+
+if __name__ == "__main__":
+    main()
