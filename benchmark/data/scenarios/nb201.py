@@ -188,7 +188,9 @@ class NB201Params(CellSearchParams):
     nb201: str | None = Field(
         None, description="path of NAS-Bench-201's benchmark file (NAS-Bench-201-v1_1-096897.pth)"
     )
-    nb201_dataset: Literal["cifar10", "cifar10-valid", "cifar100", "ImageNet16-120"] = "cifar10"
+    nb201_dataset: Literal["cifar10", "cifar10-valid", "cifar100", "ImageNet16-120"] = (
+        "cifar10"  # the NAS-Bench-201 training whose published accuracies score the ground truth
+    )
     nb201_epochs: Literal["full", "less"] = "full"  # the 200-epoch or the 12-epoch training's accuracies
 
     _check_dataset = field_validator("dataset")(validate_dataset_name)
