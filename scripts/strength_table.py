@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,14 @@ from forgetbench.benchmark.core.calibration import median_ratio
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import load_results
 
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)")
 LANGUAGE = ("lm_forgetting_mean", "retrained_test_ppl", "lm_controller_reward", 1.0, "{:.3f}", "{:.1f}")
 IMAGES = ("forgetting_value_mean", "retrained_test_accuracy", "controller_reward", 100.0, "{:.2f}", "{:.1f}")
+
+
+def _natural(label: str) -> list[Any]:
+    """``ewc[ewc_lambda=600]`` after ``ewc[ewc_lambda=60]``: numbers compared as numbers."""
+    return [(0, float(part), "") if _NUMBER.fullmatch(part) else (1, 0.0, part) for part in _NUMBER.split(label)]
 
 
 def _label(record: RunRecord) -> str:
@@ -80,7 +87,7 @@ def strength_table(folder: Path, naive_label: str = "naive") -> str:
         f"retrained test {'ppl' if language else 'acc (%)'} | vs naive | last reward |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for label in sorted(by_label, key=lambda x: (x != naive_label, x)):
+    for label in sorted(by_label, key=lambda x: (x != naive_label, _natural(x))):
         runs = by_label[label]
 
         def column(key: str, runs: dict[int, dict[str, float]] = runs) -> dict[int, float]:
