@@ -470,3 +470,41 @@ def test_the_wpl_strength_study_runs_reduced_and_its_strengths_order_the_penalty
         }
         weak, strong = sorted(ratios)
         assert ratios[weak] is not None and ratios[strong] > ratios[weak], (label, ratios)
+
+
+def test_the_strength_table_by_hand(tmp_path):
+    """scripts/strength_table.py on hand-made search records: naive's err2 - err1 is 15 and 10 points on seeds 0 / 1,
+    wpl[alpha=60]'s 5 and 5 (paired: -10, -5, mean -7.5); rows in naive-first, numeric order of the strengths; the
+    penalty's inert turns counted from the records."""
+    import runpy
+
+    from forgetbench.benchmark.core.store import write_result
+
+    def record(label: str, seed: int, err2: list[float], **extra) -> None:
+        write_result(
+            tmp_path,
+            make_record(
+                strategy={"name": label.split("[")[0], "label": label},
+                seed=seed,
+                status="ok",
+                config={},
+                accuracy_matrix=[],
+                err1=[[0.2, 0.3]],
+                err2=[err2],
+                search={"error": "validation error (1 - accuracy)", "rewards": [[0.5, 0.7]]},
+                **extra,
+            ),
+        )
+
+    record("naive", 0, [0.3, 0.5])
+    record("naive", 1, [0.3, 0.4])
+    inert = {"wpl_penalty_to_data_gradient": [None, 0.01, 1.0], "wpl_penalty_inert": [1]}
+    for label in ("wpl[alpha=600]", "wpl[alpha=60]"):
+        record(label, 0, [0.25, 0.35], **inert)
+        record(label, 1, [0.2, 0.4], **inert)
+    table = runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"](tmp_path)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["naive", "wpl[alpha=60]", "wpl[alpha=600]"]
+    assert rows[0][4].startswith("12.50 [") and rows[1][4].startswith("5.00")
+    assert rows[1][5].startswith("-7.50 [") and rows[1][3] == "2 / 4"
+    assert rows[1][8].startswith("0.60")  # the controller's mean reward in the last epoch
