@@ -221,3 +221,39 @@ def make_record(fields: dict | None = None, **more) -> RunRecord:
             "strategy": strategy,
         }
     )
+
+
+def check_reduced_strength_study(
+    config: str, scenario_params: dict, training: dict, wpl: dict, cli, write_suite, out: Path
+) -> None:
+    """Run the strength study ``configs/<config>`` reduced (one seed, each sweep's weakest and strongest point,
+    ``scenario_params`` and ``training`` replacing the config's, ``wpl`` added to every WPL entry) and check that
+    every run finishes and that within each method the strongest point's penalty is the larger share of the data
+    gradient (the median ``*_penalty_to_data_gradient``)."""
+    import yaml
+
+    from forgetbench.benchmark.core.calibration import median_ratio
+    from forgetbench.benchmark.core.store import load_results
+
+    suite = yaml.safe_load((REPO / "configs" / config).read_text())
+    suite["seeds"] = [0]
+    suite["training"] |= training
+    suite["scenarios"][0]["params"] = scenario_params
+    sweeps = {}
+    for entry in suite["strategies"][1:]:
+        key = next(k for k in ("ewc_lambda", "alpha") if k in entry["params"])
+        entry["params"][key] = [min(entry["params"][key]), max(entry["params"][key])]
+        if entry["name"] == "wpl":
+            entry["params"] |= wpl
+        sweeps[entry.get("label", entry["name"])] = key
+    assert cli("run", write_suite(suite), "--out", out) == 0
+    records = load_results(out)
+    assert len(records) == 1 + 2 * len(sweeps) and all(r.status == "ok" for r in records)
+    for label, key in sweeps.items():
+        ratios = {
+            r.strategy.params[key]: median_ratio(r.model_extra or {})
+            for r in records
+            if r.strategy.label.startswith(label + "[")
+        }
+        weak, strong = sorted(ratios)
+        assert ratios[weak] is not None and ratios[strong] > ratios[weak], (label, ratios)

@@ -22,7 +22,7 @@ from forgetbench.benchmark.data.scenarios.enas_cnn import (
     split_cells,
 )
 from forgetbench.benchmark.core.training import TrainingConfig
-from helpers import make_record
+from helpers import make_record, check_reduced_strength_study
 
 TRAINING = TrainingConfig(lr=0.05, momentum=0.9, batch_size=16, eval_batch_size=64)
 
@@ -236,31 +236,12 @@ def test_the_cnn_strength_study_runs_reduced_and_its_strengths_order_the_penalty
     point, a tiny cell on digits, the penalty started after 2 turns and reset every 4 (the config's 12 and 24 are
     counted for 60 turns). Every run finishes, and within each method the strongest point's penalty is the larger
     share of the data gradient (the ends are 1,000x or 100x apart: a wide margin on any CPU)."""
-    import yaml
-
-    from forgetbench.benchmark.core.calibration import median_ratio
-    from forgetbench.benchmark.core.store import load_results
-    from helpers import REPO
-
-    suite = yaml.safe_load((REPO / "configs" / "enas_cnn_wpl_strength.yaml").read_text())
-    suite["seeds"] = [0]
-    suite["training"] |= {"batch_size": 16, "eval_batch_size": 64}
-    suite["scenarios"][0]["params"] = tiny_params(epochs=3, search="controller").model_dump(mode="json")
-    sweeps = {}
-    for entry in suite["strategies"][1:]:
-        key = next(k for k in ("ewc_lambda", "alpha") if k in entry["params"])
-        entry["params"][key] = [min(entry["params"][key]), max(entry["params"][key])]
-        if entry["name"] == "wpl":
-            entry["params"] |= {"start_after": 2, "reset_every": 4}
-        sweeps[entry.get("label", entry["name"])] = key
-    assert cli("run", write_suite(suite), "--out", tmp_path / "out") == 0
-    records = load_results(tmp_path / "out")
-    assert len(records) == 1 + 2 * len(sweeps) and all(r.status == "ok" for r in records)
-    for label, key in sweeps.items():
-        ratios = {
-            r.strategy.params[key]: median_ratio(r.model_extra or {})
-            for r in records
-            if r.strategy.label.startswith(label + "[")
-        }
-        weak, strong = sorted(ratios)
-        assert ratios[weak] is not None and ratios[strong] > ratios[weak], (label, ratios)
+    check_reduced_strength_study(
+        "enas_cnn_wpl_strength.yaml",
+        tiny_params(epochs=3, search="controller").model_dump(mode="json"),
+        {"batch_size": 16, "eval_batch_size": 64},
+        {"start_after": 2, "reset_every": 4},
+        cli,
+        write_suite,
+        tmp_path / "out",
+    )

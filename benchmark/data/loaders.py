@@ -94,6 +94,17 @@ def _materialise(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 DEVICE_DATA_SHARE = 0.5  # at most this share of the accelerator's free memory holds one experience
 
 
+def seeded_subset(
+    x: torch.Tensor, y: torch.Tensor, limit: int | None, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """At most ``limit`` samples of ``(x, y)``, drawn with ``generator`` and kept in their order (all of them, and no
+    draw, when there are no more than ``limit`` or ``limit`` is None)."""
+    if limit is None or len(y) <= limit:
+        return x, y
+    keep = torch.randperm(len(y), generator=generator)[:limit].sort().values
+    return x[keep], y[keep]
+
+
 def to_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
     """``tensors`` on ``device`` in one copy, or in pinned host memory (called once per experience).
 

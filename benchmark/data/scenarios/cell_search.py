@@ -333,3 +333,20 @@ class CellSearch(Scenario):
             },
             **self.data_summary(),
         }
+
+
+class AccuracySearch(CellSearch):
+    """A cell search on classification: err = 1 - accuracy, in the derived architecture's scores both."""
+
+    error = "validation error (1 - accuracy)"
+
+    def err_of(self, score: float) -> float:
+        return 1.0 - score
+
+    def scores(self, valid_err: float, test_err: float) -> dict[str, float]:
+        return {
+            "valid_err": valid_err,
+            "valid_accuracy": 1.0 - valid_err,
+            "test_err": test_err,
+            "test_accuracy": 1.0 - test_err,
+        }

@@ -63,13 +63,14 @@ from torch import nn
 
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.references import REFERENCE_FORMAT, import_object
+from forgetbench.benchmark.data.loaders import seeded_subset
 from forgetbench.benchmark.data.datasets import load_dataset
 from forgetbench.benchmark.data.detect import used_parameters
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Retraining, Scenario, ScenarioInputs, Task, Turn
 from forgetbench.benchmark.data.scenarios.cell_search import (
     CellControllerParams,
-    CellSearch,
+    AccuracySearch,
     CellSearchParams,
     SearchData,
     Split,
@@ -321,11 +322,9 @@ class ArchitectureSupernet(TaskRoutedModule):
         return self.used[self.architectures[task_label]]
 
 
-class CustomSupernetSearch(CellSearch):
+class CustomSupernetSearch(AccuracySearch):
     """:class:`CellSearch` over a user's supernet: err = 1 - accuracy, names for architectures, fixed schedules
     and a K-architecture ground truth."""
-
-    error = "validation error (1 - accuracy)"
 
     def __init__(
         self,
@@ -350,17 +349,6 @@ class CustomSupernetSearch(CellSearch):
             name, model, params, params.controller, [len(c) for c in self.space.choices], data,
             params.controller.reward_samples, seed,
         )  # fmt: skip
-
-    def err_of(self, score: float) -> float:
-        return 1.0 - score
-
-    def scores(self, valid_err: float, test_err: float) -> dict[str, float]:
-        return {
-            "valid_err": valid_err,
-            "valid_accuracy": 1.0 - valid_err,
-            "test_err": test_err,
-            "test_accuracy": 1.0 - test_err,
-        }
 
     def _sample(self) -> tuple[int, ...]:
         if self.controller is None and self.space.sampler is not None:
@@ -494,12 +482,8 @@ def search_data(params: CustomSupernetParams, inputs: ScenarioInputs) -> SearchD
         held, rest = order[: params.validation_size].sort().values, order[params.validation_size :]
         valid = (train_x[held], train_y[held])
         train_x, train_y = train_x[rest.sort().values], train_y[rest.sort().values]
-    if params.max_train is not None and len(train_y) > params.max_train:
-        keep = torch.randperm(len(train_y), generator=generator)[: params.max_train].sort().values
-        train_x, train_y = train_x[keep], train_y[keep]
-    if params.max_test is not None and len(test_y) > params.max_test:
-        keep = torch.randperm(len(test_y), generator=generator)[: params.max_test].sort().values
-        test_x, test_y = test_x[keep], test_y[keep]
+    train_x, train_y = seeded_subset(train_x, train_y, params.max_train, generator)
+    test_x, test_y = seeded_subset(test_x, test_y, params.max_test, generator)
     n_eval = len(valid[1]) if params.eval_size is None else min(params.eval_size, len(valid[1]))
     return SearchData(
         train=(train_x, train_y),

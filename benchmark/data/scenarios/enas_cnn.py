@@ -59,7 +59,7 @@ from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, count_parameters
 from forgetbench.benchmark.data.scenarios.cell_search import (
     CellControllerParams,
-    CellSearch,
+    AccuracySearch,
     CellSearchParams,
     SearchData,
 )
@@ -303,10 +303,8 @@ class ConvCellSupernet(TaskRoutedModule):
         return frozenset(n for n, _ in self.named_parameters() if n.startswith(tuple(prefixes)))
 
 
-class ConvCellSearch(CellSearch):
+class ConvCellSearch(AccuracySearch):
     """The micro-CNN search: :class:`~forgetbench.benchmark.data.scenarios.cell_search.CellSearch` on images, err = 1 - accuracy."""
-
-    error = "validation error (1 - accuracy)"
 
     def __init__(self, model: ConvCellSupernet, params: ConvSearchParams, data: SearchData, dataset: str, seed: int):
         self.dataset = dataset
@@ -320,17 +318,6 @@ class ConvCellSearch(CellSearch):
             params.controller.reward_samples,
             seed,
         )
-
-    def err_of(self, score: float) -> float:
-        return 1.0 - score
-
-    def scores(self, valid_err: float, test_err: float) -> dict[str, float]:
-        return {
-            "valid_err": valid_err,
-            "valid_accuracy": 1.0 - valid_err,
-            "test_err": test_err,
-            "test_accuracy": 1.0 - test_err,
-        }
 
     def data_summary(self) -> dict[str, Any]:
         return {

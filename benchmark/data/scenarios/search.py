@@ -57,6 +57,7 @@ from pydantic import (
 from torch import nn
 
 from forgetbench.benchmark.core.record import RunRecord, TurnAccuracy
+from forgetbench.benchmark.data.loaders import seeded_subset
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
 from forgetbench.benchmark.data.scenarios.base import (
     SCENARIOS,
@@ -393,9 +394,7 @@ def build_search(params: SearchParams, inputs: ScenarioInputs) -> Scenario:
         train = train[: params.max_train]
     train = train.sort().values
     val_x, val_y, train_x, train_y = train_x[val], train_y[val], train_x[train], train_y[train]
-    if params.max_test is not None and len(test_y) > params.max_test:
-        keep = torch.randperm(len(test_y), generator=generator)[: params.max_test].sort().values
-        test_x, test_y = test_x[keep], test_y[keep]
+    test_x, test_y = seeded_subset(test_x, test_y, params.max_test, generator)
     if params.cell == "mlp":
         train_x, val_x, test_x = train_x.flatten(1), val_x.flatten(1), test_x.flatten(1)
 

@@ -48,6 +48,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import nn
 
 from forgetbench.benchmark.core.record import RunRecord, TurnAccuracy
+from forgetbench.benchmark.data.loaders import seeded_subset
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
@@ -244,12 +245,8 @@ def build_supernet(params: SupernetParams, inputs: ScenarioInputs) -> Scenario:
     data = load_dataset(params.dataset, inputs.data_root, params.download)
     generator = torch.Generator().manual_seed(inputs.seed)
     train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
-    if params.max_train is not None and len(train_y) > params.max_train:
-        keep = torch.randperm(len(train_y), generator=generator)[: params.max_train].sort().values
-        train_x, train_y = train_x[keep], train_y[keep]
-    if params.max_test is not None and len(test_y) > params.max_test:
-        keep = torch.randperm(len(test_y), generator=generator)[: params.max_test].sort().values
-        test_x, test_y = test_x[keep], test_y[keep]
+    train_x, train_y = seeded_subset(train_x, train_y, params.max_train, generator)
+    test_x, test_y = seeded_subset(test_x, test_y, params.max_test, generator)
     if params.cell == "mlp":
         train_x, test_x = train_x.flatten(1), test_x.flatten(1)
 
