@@ -18,6 +18,9 @@ loggers: [csv, tensorboard]
 scenarios:
   - name: custom
     params: {model: "byo_fixtures:multihead_mlp", benchmark: "byo_fixtures:tensor_benchmark"}
+  - name: custom_supernet
+    params: {model: "byo_fixtures:tiny_supernet", choices: [[lin, wide, skip], [lin, skip]], data: "byo_fixtures:point_splits",
+             search: controller, epochs: 2, turns_per_epoch: 3, steps_per_turn: 5, ground_truth: {architectures: 3, steps: 5}}
   - name: split
     label: split-resnet18
     params: {dataset: digits, tasks: 2, classes_per_task: 2, trunk: resnet18, widths: [8]}

@@ -167,3 +167,27 @@ def test_perf_on_cuda_trains_identical_weights(cli, capsys):
     row = result["harness_vs_plain"]["resnet18"]
     assert row["weights_equal"] is True, row["max_weight_diff"]
     assert result["step_overhead"]["ewc"]["ratio"] > 0
+
+
+def test_a_user_supernet_search_adds_architectures_on_the_device():
+    """custom_supernet probes each newly sampled architecture's parameters while the network is on the GPU."""
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.run.runner import run
+    from forgetbench.benchmark.run.spec import RunSpec
+
+    params = {
+        "model": "byo_fixtures:tiny_supernet",
+        "choices": [["lin", "wide", "skip"], ["lin", "skip"]],
+        "data": "byo_fixtures:point_splits",
+        "search": "controller",
+        "epochs": 3,
+        "turns_per_epoch": 3,
+        "steps_per_turn": 5,
+        "ground_truth": {"architectures": 3, "steps": 5},
+    }
+    spec = RunSpec(
+        "cuda", ComponentSpec(name="custom_supernet", params=params), ComponentSpec(name="wpl"), 0, TRAINING, "cuda"
+    )
+    record = run(spec, None)
+    assert record.status == "ok", record.traceback or record.error
+    assert len(record.architecture_names) > 3  # architectures first seen after epoch 0, probed on the device

@@ -288,7 +288,7 @@ class ArchitectureSupernet(TaskRoutedModule):
         if arch in self.used:
             return key
         try:
-            used = self._declared(key) if self.declared else used_parameters(self, self.probe, key)
+            used = self._declared(key) if self.declared else used_parameters(self, self._probe(), key)
         except Exception:
             self.architectures.pop()
             raise
@@ -301,6 +301,11 @@ class ArchitectureSupernet(TaskRoutedModule):
             )
         self.used[arch] = used
         return key
+
+    def _probe(self) -> torch.Tensor:
+        # a search adds architectures while it trains, on whatever device the runner moved the network to
+        weight = next(self.parameters(), None)
+        return self.probe if weight is None else self.probe.to(weight.device)
 
     def _declared(self, key: int) -> frozenset[str]:
         declared = getattr(self.net, "used_parameter_names", None)
