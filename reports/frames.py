@@ -131,6 +131,43 @@ def search_epochs_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenar
     )
 
 
+NAMED_GAP_COLUMNS = ["strategy", "seed", "epoch", "architecture", "gap"]
+
+
+def named_gap_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
+    """strategy, seed, epoch, architecture (its name), gap = err2 - err1: one row per turn of the searches of
+    ``scenario`` whose records name their architectures (``architecture_names``; a user's supernet, NAS-Bench-201).
+    Names are the same across seeds, so an architecture's forgetting can be pooled over them."""
+    rows = []
+    for r in as_records(records):
+        names = r.architecture_names
+        if not (has_results(r) and _scenario(r) == scenario and names and r.epoch_architectures):
+            continue
+        for e, (tasks, e1, e2) in enumerate(zip(r.epoch_architectures, r.err1 or [], r.err2 or [])):
+            for task, a, b in zip(tasks, e1, e2):
+                if a is not None and b is not None and 0 <= task < len(names):
+                    rows.append(
+                        {
+                            "strategy": _strategy(r),
+                            "seed": r.seed,
+                            "epoch": e,
+                            "architecture": names[task],
+                            "gap": b - a,
+                        }
+                    )
+    return pd.DataFrame(rows, columns=NAMED_GAP_COLUMNS)
+
+
+def most_forgotten(frame: pd.DataFrame, per_strategy: int = 5) -> pd.DataFrame:
+    """Per strategy, the ``per_strategy`` architectures with the largest mean err2 - err1 over the turns that trained
+    them (all seeds): strategy, architecture, turns, gap."""
+    if frame.empty:
+        return pd.DataFrame(columns=["strategy", "architecture", "turns", "gap"])
+    pooled = frame.groupby(["strategy", "architecture"], sort=False).gap.agg(turns="size", gap="mean").reset_index()
+    pooled = pooled.sort_values(["strategy", "gap", "architecture"], ascending=[True, False, True], kind="stable")
+    return pooled.groupby("strategy", sort=False).head(per_strategy).reset_index(drop=True)
+
+
 DERIVED_COLUMNS = ["strategy", "seed", "architecture", "test", "retrained_test", "score"]
 
 

@@ -141,6 +141,7 @@ class ScenarioView:
     search_columns: list[S.Metric] = field(default_factory=list)
     search_rows: list[dict[str, Any]] = field(default_factory=list)
     derived_rows: list[dict[str, Any]] = field(default_factory=list)  # per run: the architecture its search derived
+    forgotten_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy: its most forgotten architectures
     figures: dict[str, str] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
     flagged: list[dict[str, Any]] = field(default_factory=list)  # ok runs with tasks at chance
@@ -287,6 +288,16 @@ def _scenario_view(
     view.search_columns = [m for m in present if m.section == "search"]
     view.search_rows = _cells(t, order, view.search_columns, refs) if view.search_columns else []
     view.derived_rows = _derived_rows(FR.derived_frame(records, name))
+    unit_scale = (FR.sampled_search_unit(records, name) or ("", 100.0))[1]
+    view.forgotten_rows = [
+        {
+            "strategy": r.strategy,
+            "architecture": r.architecture,
+            "turns": int(r.turns),
+            "gap": f"{unit_scale * r.gap:+.2f}",
+        }
+        for r in FR.most_forgotten(FR.named_gap_frame(records, name)).itertuples()
+    ]
     view.comparison_columns = [S.METRICS[k] for k in KEY_COMPARISONS if k in set(c.metric)]
     for strategy in order:
         sub = c[c.strategy == strategy].set_index("metric")

@@ -306,3 +306,27 @@ def test_the_example_config_is_valid_with_its_package_importable(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     suite = load_config(REPO / "configs" / "example_supernet.yaml")
     assert [s.name for s in suite.strategies] == ["naive", "ewc", "wpl"] and suite.seeds == [0, 1, 2]
+
+
+def test_the_report_pools_each_named_architectures_forgetting_over_its_turns():
+    """Turns of a-b gap 0.1 and 0.2 (seed 0) and 0.3 (seed 1), c-d 0.0: a-b first with 3 turns and mean 0.2."""
+    from forgetbench.reports import frames
+
+    def record(seed, tasks, err1, err2):
+        return make_record(
+            seed=seed,
+            status="ok",
+            accuracy_matrix=[],
+            architecture_names=["a-b", "c-d"],
+            epoch_architectures=[tasks],
+            err1=[err1],
+            err2=[err2],
+            search={"error": "validation error (1 - accuracy)"},
+        )
+
+    records = [record(0, [0, 1, 0], [0.2, 0.3, 0.25], [0.3, 0.3, 0.45]), record(1, [1, 0], [0.5, 0.1], [0.5, 0.4])]
+    gaps = frames.named_gap_frame(records, records[0].scenario.name)
+    assert len(gaps) == 5 and sorted(gaps.architecture) == ["a-b", "a-b", "a-b", "c-d", "c-d"]
+    top = frames.most_forgotten(gaps)
+    assert top.architecture.tolist() == ["a-b", "c-d"] and top.turns.tolist() == [3, 2]
+    assert top.gap.tolist() == pytest.approx([0.2, 0.0])
