@@ -87,6 +87,14 @@ def test_the_reader_averages_the_last_epoch_over_seeds(tmp_path):
         read_accuracies(path, "cifar100")
 
 
+def test_the_reader_takes_numpy_scalars_as_the_official_files_hold_them(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "nb201.pth"
+    write_benchmark_file(path, {ARCHS[0]: [np.float64(90.0), np.float64(94.0)]})
+    assert read_accuracies(path) == pytest.approx({ARCHS[0]: 0.92})
+
+
 def test_the_reader_refuses_what_is_not_the_benchmark_file(tmp_path):
     with pytest.raises(ValueError, match="is not a file"):
         read_accuracies(tmp_path / "missing.pth")
