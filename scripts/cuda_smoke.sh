@@ -4,6 +4,7 @@
 # with MNIST: FORGETBENCH_DATA).
 # Usage: scripts/cuda_smoke.sh OUT_DIR   (needs forgetbench importable and `tests/` on PYTHONPATH for
 # the byo_fixtures factories). Prints each run's status and device; exits 1 if a run is not ok.
+# CUDA_SMOKE_PERF=0 leaves the perf figures out (scripts/gpu_checks.sh measures them alone on the GPU).
 set -euo pipefail
 out=${1:?usage: scripts/cuda_smoke.sh OUT_DIR}
 py=${PYTHON:-python3}
@@ -51,6 +52,7 @@ sys.exit(1 if bad else 0)
 PY
 # the CUDA tests (sync-free steps, data on the device, bf16 / channels-last) and the GPU figures
 "$py" -m pytest -q -rs tests/test_cuda.py || status=1
+[ "${CUDA_SMOKE_PERF:-1}" = 0 ] && exit $status
 "$py" -m forgetbench.benchmark.front.cli perf --device cuda --model resnet18 --repeats 5 \
   --only harness_vs_plain,step_overhead,fisher_fast_vs_loop,growth || status=1
 exit $status
