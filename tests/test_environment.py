@@ -90,6 +90,20 @@ def test_new_runs_record_the_fingerprint():
     assert env["node"] == platform.node()
 
 
+def test_a_run_stopped_under_device_auto_is_recorded_as_failed():
+    # found on a GPU: stopping a `device: auto` suite under worker processes crashed the driver while it wrote the
+    # failed records of the runs it stopped (torch.device("auto")), so the suite hung instead of ending
+    import dataclasses
+
+    from forgetbench.benchmark.run.spec import failure_record
+    from helpers import two_model_spec
+
+    spec = dataclasses.replace(two_model_spec("naive", {}), device="auto")
+    record = failure_record(spec, "stopped")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert (record.status, record.error, record.environment["device"]) == ("failed", "stopped", expected)
+
+
 @pytest.mark.effect
 def test_the_cpu_kernels_asked_for_are_the_ones_that_run():
     """`make test-kernels` sets ATEN_CPU_CAPABILITY=default: if torch ignored it, the second kernel pass of the

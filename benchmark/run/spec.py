@@ -278,8 +278,9 @@ def new_record(spec: RunSpec, device: torch.device | str | None = None) -> RunRe
 
 
 def failure_record(spec: RunSpec, error: str) -> RunRecord:
-    """A ``failed`` record for a run that could not report itself (e.g. its worker died)."""
-    record = new_record(spec, device=spec.device)
+    """A ``failed`` record for a run that could not report itself (e.g. its worker died or was stopped); its device
+    is ``spec.device`` as this process resolves it (``auto`` included)."""
+    record = new_record(spec)
     record.status, record.error = "failed", error
     record.finished_at = now()
     return record
