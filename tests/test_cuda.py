@@ -19,6 +19,7 @@ from forgetbench.benchmark.core.registries import SCENARIOS
 from forgetbench.benchmark.data.scenarios import ScenarioInputs
 from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences, train_schedule
 from forgetbench.benchmark.core.training import TrainingConfig
+from helpers import one_step_updates, relative_update_error
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False"
@@ -126,16 +127,13 @@ def test_experience_data_is_on_the_device_while_training():
     assert where.devices == {"cuda"}
 
 
-def test_bf16_and_channels_last_on_cuda_train_like_fp32():
-    fast = _train(
-        "ewc",
-        TRAINING.model_copy(update={"precision": "bf16", "channels_last": True}),
-        scenario=_scenario("resnet18", (8,)),
-    )
-    exact = _train("ewc", scenario=_scenario("resnet18", (8,)))
-    assert all(p.dtype == torch.float32 for p in fast.model.parameters())
-    diffs = [float((p - q).detach().abs().max()) for p, q in zip(fast.model.parameters(), exact.model.parameters())]
-    assert 0 < max(diffs) < 0.5
+def test_a_bf16_channels_last_cnn_step_on_cuda_is_the_fp32_step_up_to_bf16_rounding():
+    # 2026-11-26 on an H200 the earlier form (whole EWC runs within 0.5 of each other) failed at 1.49: whole runs
+    # diverge chaotically; one step from the same weights on the same batch separates rounding from a broken step
+    # (the ResNet's bf16 step is 35% off the fp32 one on a CPU, growing through its 18 layers: the CNN's 2.7% is the
+    # clean case; tests/test_training_options.py says more)
+    fp32, bf16 = one_step_updates(CUDA, "cnn", [4, 8], precision="bf16", channels_last=True)
+    assert 0 < relative_update_error(fp32, bf16) < 0.1
 
 
 def test_same_seed_same_weights_on_cuda():

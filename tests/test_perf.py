@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from conftest import read_json, tiny_suite
@@ -140,3 +141,26 @@ def test_perf_minilm_measures_the_text_scenario(cli, capsys, monkeypatch, tmp_pa
     assert result["importance_vs_epoch"]["wpl"] > 0  # the pass after task 0 ran (none after the last task)
     assert result["fisher_fast_vs_loop"]["equal"] is True and result["fisher_fast_vs_loop"]["model"] == "minilm"
     assert result["growth"].startswith("not available")
+
+
+def test_perf_on_cuda_runs_on_deterministic_kernels_and_restores_the_settings(monkeypatch):
+    # on an H200 the ResNet's harness and plain loop ended 0.008 apart (cuDNN's backward sums in a run-to-run order),
+    # which voids the comparison; the flags need no GPU to be set, so this runs everywhere
+    from forgetbench.benchmark.front.measure.perf import deterministic_kernels
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
+    with deterministic_kernels(torch.device("cpu")) as on:
+        assert on is False and torch.are_deterministic_algorithms_enabled() == before[0]
+    with deterministic_kernels(torch.device("cuda")) as on:
+        assert on is True and torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic) == before
+
+
+def test_the_resnet_workload_on_cuda_has_steps_enough_to_dominate_the_set_up(tmp_path):
+    from forgetbench.benchmark.front.measure.common import PerfOptions
+
+    cpu, cuda = (PerfOptions(tmp_path, device=d).case("resnet18") for d in ("cpu", "cuda"))
+    assert (cpu["train_per_task"], cuda["train_per_task"]) == (512, 4096)  # 4 and 32 steps of 128 per experience

@@ -19,6 +19,7 @@ from forgetbench.benchmark.core.registries import SCENARIOS
 from forgetbench.benchmark.data.scenarios import ScenarioInputs
 from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences, train_schedule
 from forgetbench.benchmark.core.training import TrainingConfig
+from helpers import one_step_updates, relative_update_error
 
 BASE = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=16, epochs=1, eval_batch_size=256)
 
@@ -66,17 +67,23 @@ def _train(training: TrainingConfig, strategy_name: str = "ewc", seen: _Seen | N
     return strategy
 
 
-@pytest.mark.effect
 def test_bf16_runs_forward_in_bf16_and_keeps_weights_and_penalty_fp32():
     seen = _Seen()
     strategy = _train(BASE.model_copy(update={"precision": "bf16"}), seen=seen)
     assert seen.output_dtypes == {torch.bfloat16}  # the forward really ran under autocast
     assert seen.loss_dtypes == {torch.float32}  # the loss (data + EWC penalty) is fp32
     assert all(p.dtype == torch.float32 for p in strategy.model.parameters())
-    fp32 = _train(BASE)
-    diffs = [float((p - q).detach().abs().max()) for p, q in zip(strategy.model.parameters(), fp32.model.parameters())]
-    assert max(diffs) > 0  # bf16 changes the numbers ...
-    assert max(diffs) < 0.1  # ... but trains the same model
+
+
+@pytest.mark.parametrize("trunk, widths", [("cnn", [4, 8]), ("mlp", [32])])
+@pytest.mark.effect
+def test_a_bf16_step_is_the_fp32_step_up_to_bf16_rounding(trunk, widths):
+    fp32, bf16 = one_step_updates(torch.device("cpu"), trunk, widths, precision="bf16", channels_last=True)
+    # bf16 keeps 8 significant bits (relative rounding 2**-8 per operation): the step moves, by a few percent (measured
+    # 2.7% for the CNN, 0.3% for the MLP); a broken step (no update, a wrong loss) is off by 100% or more. Through the
+    # 18 layers of the ResNet the error grows from 2% at the head to 40-60% at the stem (0.35 overall), which is
+    # why that trunk is not in this list: its bound would sit on the effect.
+    assert 0 < relative_update_error(fp32, bf16) < 0.1
 
 
 def test_channels_last_converts_weights_and_batches_and_trains_the_same():

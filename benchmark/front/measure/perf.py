@@ -37,7 +37,8 @@ from __future__ import annotations
 import math
 import os
 import platform
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -88,6 +89,27 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
+@contextmanager
+def deterministic_kernels(device: torch.device) -> Iterator[bool]:
+    """On CUDA, deterministic kernels inside the block (yields whether it turned them on). cuDNN's default
+    convolution backward sums in a run-to-run order, so the harness and the plain loop end with different weights
+    and the comparison is void (0.008 apart for the ResNet on an H200, 2026-11-26); both sides pay the same for
+    the deterministic kernels. On the CPU nothing changes: its kernels are deterministic already."""
+    if device.type != "cuda":
+        yield False
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for deterministic results
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # an op without a deterministic kernel warns
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield True
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
 def conditions(opts: PerfOptions) -> dict[str, Any]:
     """What the figures depend on: machine, threads, load, versions, sizes."""
     import avalanche
@@ -122,6 +144,13 @@ def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -
         )
     check_available(opts.dataset, opts.data_root, download=False)
     data = load_dataset(opts.dataset, opts.data_root)
+    with deterministic_kernels(opts.torch_device) as deterministic:
+        result = _run_sections(opts, data, progress)
+    result["conditions"]["deterministic_kernels"] = deterministic
+    return result
+
+
+def _run_sections(opts: PerfOptions, data: Any, progress: Callable[[str], None] | None) -> dict[str, Any]:
     result: dict[str, Any] = {"conditions": conditions(opts)}
     note = progress or (lambda message: None)
     if "harness_vs_plain" in opts.only:
