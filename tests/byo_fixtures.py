@@ -132,6 +132,16 @@ class TinySupernet(nn.Module):
         return self.head(h)
 
 
+def tiny_supernet_params(**overrides):
+    """`custom_supernet` params on this module's tiny supernet and point data (the tests add their schedule)."""
+    base = {
+        "model": "byo_fixtures:tiny_supernet",
+        "choices": [["lin", "wide", "skip"], ["lin", "skip"]],
+        "data": "byo_fixtures:point_splits",
+    }
+    return base | overrides
+
+
 def tiny_supernet(choices, input_shape, num_classes, width: int = 8, freeze_head: bool = False) -> nn.Module:
     return TinySupernet(choices, input_shape, num_classes, width, freeze_head)
 

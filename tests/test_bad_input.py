@@ -22,6 +22,7 @@ import yaml
 
 from forgetbench.benchmark.front.cli import main
 from conftest import tiny_suite
+from byo_fixtures import tiny_supernet_params
 from helpers import REPO
 
 RUN = ("run", "{suite}", "--out", "{out}", "--quiet")
@@ -78,15 +79,7 @@ def _enas(**params: Any) -> dict[str, Any]:
 
 def _own_supernet(**params: Any) -> dict[str, Any]:
     """The tiny suite on the `custom_supernet` scenario (tests/byo_fixtures.py's MLP supernet on points)."""
-    base = {
-        "model": "byo_fixtures:tiny_supernet",
-        "choices": [["lin", "wide", "skip"], ["lin", "skip"]],
-        "data": "byo_fixtures:point_splits",
-        "search": "random",
-        "epochs": 1,
-        "turns_per_epoch": 2,
-        "steps_per_turn": 1,
-    }
+    base = tiny_supernet_params(search="random", epochs=1, turns_per_epoch=2, steps_per_turn=1)
     return _suite(scenarios=[{"name": "custom_supernet", "params": base | params}])
 
 

@@ -19,6 +19,7 @@ from forgetbench.benchmark.core.registries import SCENARIOS
 from forgetbench.benchmark.data.scenarios import ScenarioInputs
 from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences, train_schedule
 from forgetbench.benchmark.core.training import TrainingConfig
+from byo_fixtures import tiny_supernet_params
 from helpers import one_step_updates, relative_update_error
 
 pytestmark = pytest.mark.skipif(
@@ -173,16 +174,13 @@ def test_a_user_supernet_search_adds_architectures_on_the_device():
     from forgetbench.benchmark.run.runner import run
     from forgetbench.benchmark.run.spec import RunSpec
 
-    params = {
-        "model": "byo_fixtures:tiny_supernet",
-        "choices": [["lin", "wide", "skip"], ["lin", "skip"]],
-        "data": "byo_fixtures:point_splits",
-        "search": "controller",
-        "epochs": 3,
-        "turns_per_epoch": 3,
-        "steps_per_turn": 5,
-        "ground_truth": {"architectures": 3, "steps": 5},
-    }
+    params = tiny_supernet_params(
+        search="controller",
+        epochs=3,
+        turns_per_epoch=3,
+        steps_per_turn=5,
+        ground_truth={"architectures": 3, "steps": 5},
+    )
     spec = RunSpec(
         "cuda", ComponentSpec(name="custom_supernet", params=params), ComponentSpec(name="wpl"), 0, TRAINING, "cuda"
     )

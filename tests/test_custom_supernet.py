@@ -27,6 +27,7 @@ from forgetbench.benchmark.data.scenarios.custom_supernet import (
 from forgetbench.benchmark.run import references
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.spec import RunSpec
+from byo_fixtures import tiny_supernet_params
 from helpers import REPO, make_record
 
 TRAINING = TrainingConfig(lr=0.1, batch_size=32, eval_batch_size=256)
@@ -34,17 +35,10 @@ EXAMPLE = REPO / "tests" / "example_supernet"
 
 
 def params(**overrides) -> dict:
-    base = {
-        "model": "byo_fixtures:tiny_supernet",
-        "choices": [["lin", "wide", "skip"], ["lin", "skip"]],
-        "data": "byo_fixtures:point_splits",
-        "search": "random",
-        "epochs": 2,
-        "turns_per_epoch": 3,
-        "steps_per_turn": 5,
-        "derive_samples": 4,
-    }
-    return base | overrides
+    return (
+        tiny_supernet_params(search="random", epochs=2, turns_per_epoch=3, steps_per_turn=5, derive_samples=4)
+        | overrides
+    )
 
 
 def spec(strategy: str = "naive", seed: int = 0, **overrides) -> RunSpec:
