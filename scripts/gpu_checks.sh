@@ -7,6 +7,9 @@
 # Every step is cut at the budget, so whatever finished comes back: OUT holds device.txt (GPU, versions,
 # utilisation every 10 s), perf_resnet18.json, perf_more.json, perf.log, reproduce.log, smoke.log and
 # results.tar.gz (the result folders; reruns of `reproduce` with the same --out skip finished runs).
+# On an H200 (2026-11-26) the reproduction's 20 runs of 50,000 steps took two waves of about 5 minutes with 10
+# workers, more than one 15-minute lease holds beside the rest: unpack an earlier results.tar.gz into a folder and
+# name it in GPU_CHECKS_RESUME to run only what is missing.
 # Usage: scripts/gpu_checks.sh OUT [BUDGET_SECONDS]   (needs forgetbench and tests/ importable, FORGETBENCH_DATA
 # with MNIST; PYTHON picks the interpreter)
 set -uo pipefail
@@ -17,6 +20,9 @@ fb="$py -m forgetbench.benchmark.front.cli"
 start=$SECONDS
 left() { echo $((budget - (SECONDS - start) - 25)); } # 25 s kept for packing the results
 mkdir -p "$out/work"
+if [ -n "${GPU_CHECKS_RESUME:-}" ]; then
+  cp -r "$GPU_CHECKS_RESUME/." "$out/work/" && rm -f "$out"/work/*/*/.forgetbench.lock
+fi
 if ! {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader &&
     "$py" -c "import torch, avalanche, forgetbench.strategies, forgetbench.benchmark.run.runner, byo_fixtures; print('torch', torch.__version__, torch.cuda.get_device_name(0), 'avalanche', avalanche.__version__)" &&
