@@ -4,7 +4,10 @@ share of turns where it was inert), err2 - err1 over the measured epochs and the
 test score, each as mean [95% t-interval] and as the paired difference against naive on the same seeds
 (mean [95% interval], p), and the controller's last-epoch reward.
 
-    python scripts/strength_table.py /work/runs/enas_wpl_strength
+    python scripts/strength_table.py /work/runs/enas_wpl_strength [MORE_FOLDERS ...]
+
+Several folders are read as one (e.g. a later seed run for some of the points into a folder of its own). The last
+column is the derived architecture's test score on the shared weights, before retraining.
 
 A language-model search reports err in nats and perplexities; an image search points of error and accuracies.
 """
@@ -24,8 +27,24 @@ from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import load_results
 
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)")
-LANGUAGE = ("lm_forgetting_mean", "retrained_test_ppl", "lm_controller_reward", 1.0, "{:.3f}", "{:.1f}")
-IMAGES = ("forgetting_value_mean", "retrained_test_accuracy", "controller_reward", 100.0, "{:.2f}", "{:.1f}")
+LANGUAGE = (
+    "lm_forgetting_mean",
+    "retrained_test_ppl",
+    "lm_controller_reward",
+    1.0,
+    "{:.3f}",
+    "{:.1f}",
+    "derived_test_ppl",
+)
+IMAGES = (
+    "forgetting_value_mean",
+    "retrained_test_accuracy",
+    "controller_reward",
+    100.0,
+    "{:.2f}",
+    "{:.1f}",
+    "derived_test_accuracy",
+)
 
 
 def _natural(label: str) -> list[Any]:
@@ -62,12 +81,13 @@ def _paired(values: dict[int, float], naive: dict[int, float], scale: float, fmt
     return f"{fmt.format(scale * p.diff)} [{fmt.format(scale * p.ci_low)}, {fmt.format(scale * p.ci_high)}], p = {p.p_value:.2g}"
 
 
-def strength_table(folder: Path, naive_label: str = "naive") -> str:
-    records = [r for r in load_results(folder) if r.status == "ok"]
+def strength_table(folders: Path | list[Path], naive_label: str = "naive") -> str:
+    folders = [folders] if isinstance(folders, Path) else folders
+    records = [r for folder in folders for r in load_results(folder) if r.status == "ok"]
     if not records:
-        raise SystemExit(f"no ok runs in {folder}")
+        raise SystemExit(f"no ok runs in {', '.join(map(str, folders))}")
     language = any("log-perplexity" in str(r.search.error if r.search else "") for r in records)
-    forgetting, score, reward, scale, ffmt, sfmt = LANGUAGE if language else IMAGES
+    forgetting, score, reward, scale, ffmt, sfmt, derived = LANGUAGE if language else IMAGES
     by_label: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
     ratios: dict[str, list[float]] = defaultdict(list)
     inert: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -84,8 +104,9 @@ def strength_table(folder: Path, naive_label: str = "naive") -> str:
     unit = "nats" if language else "points"
     lines = [
         f"| strategy | seeds | median penalty / data gradient | inert turns | err2 - err1 ({unit}) | vs naive | "
-        f"retrained test {'ppl' if language else 'acc (%)'} | vs naive | last reward |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"retrained test {'ppl' if language else 'acc (%)'} | vs naive | last reward | "
+        f"derived test {'ppl' if language else 'acc (%)'} (shared weights) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label in sorted(by_label, key=lambda x: (x != naive_label, _natural(x))):
         runs = by_label[label]
@@ -110,6 +131,7 @@ def strength_table(folder: Path, naive_label: str = "naive") -> str:
                     _mean(list(column(score).values()), shown_scale, sfmt),
                     "–" if label == naive_label else _paired(column(score), base_s, shown_scale, sfmt),
                     _mean(list(column(reward).values()), 1.0, "{:.2f}"),
+                    _mean(list(column(derived).values()), shown_scale, sfmt),
                 ]
             )
             + " |"
@@ -119,10 +141,10 @@ def strength_table(folder: Path, naive_label: str = "naive") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folders", type=Path, nargs="+", help="results folders, read as one")
     parser.add_argument("--naive", default="naive", help="the baseline's strategy label")
     args = parser.parse_args()
-    print(strength_table(args.folder, args.naive))
+    print(strength_table(args.folders, args.naive))
 
 
 if __name__ == "__main__":

@@ -457,14 +457,14 @@ def test_the_wpl_strength_study_runs_reduced_and_its_strengths_order_the_penalty
 def test_the_strength_table_by_hand(tmp_path):
     """scripts/strength_table.py on hand-made search records: naive's err2 - err1 is 15 and 10 points on seeds 0 / 1,
     wpl[alpha=60]'s 5 and 5 (paired: -10, -5, mean -7.5); rows in naive-first, numeric order of the strengths; the
-    penalty's inert turns counted from the records."""
+    penalty's inert turns counted from the records; seed 1 of naive in a second folder, read as one with the first."""
     import runpy
 
     from forgetbench.benchmark.core.store import write_result
 
     def record(label: str, seed: int, err2: list[float], **extra) -> None:
         write_result(
-            tmp_path,
+            tmp_path / "later" if (label, seed) == ("naive", 1) else tmp_path / "first",
             make_record(
                 strategy={"name": label.split("[")[0], "label": label},
                 seed=seed,
@@ -484,9 +484,12 @@ def test_the_strength_table_by_hand(tmp_path):
     for label in ("wpl[alpha=600]", "wpl[alpha=60]"):
         record(label, 0, [0.25, 0.35], **inert)
         record(label, 1, [0.2, 0.4], **inert)
-    table = runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"](tmp_path)
+    table = runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"](
+        [tmp_path / "first", tmp_path / "later"]
+    )
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
     assert [r[0] for r in rows] == ["naive", "wpl[alpha=60]", "wpl[alpha=600]"]
     assert rows[0][4].startswith("12.50 [") and rows[1][4].startswith("5.00")
     assert rows[1][5].startswith("-7.50 [") and rows[1][3] == "2 / 4"
     assert rows[1][8].startswith("0.60")  # the controller's mean reward in the last epoch
+    assert rows[0][1] == "2" and rows[1][9] == "–"  # both of naive's seeds; no derived architecture recorded
