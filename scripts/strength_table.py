@@ -27,10 +27,11 @@ from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import load_results
 
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)")
+LAST_REWARD = "last_reward"  # the controller's mean reward in the search's last epoch (metrics.search_epochs)
 LANGUAGE = (
     "lm_forgetting_mean",
     "retrained_test_ppl",
-    "lm_controller_reward",
+    LAST_REWARD,
     1.0,
     "{:.3f}",
     "{:.1f}",
@@ -39,7 +40,7 @@ LANGUAGE = (
 IMAGES = (
     "forgetting_value_mean",
     "retrained_test_accuracy",
-    "controller_reward",
+    LAST_REWARD,
     100.0,
     "{:.2f}",
     "{:.1f}",
@@ -93,7 +94,8 @@ def strength_table(folders: Path | list[Path], naive_label: str = "naive") -> st
     inert: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in records:
         label = _label(r)
-        by_label[label][r.seed] = metrics.search_metrics(r)
+        rewards = metrics.search_epochs(r)["reward"]
+        by_label[label][r.seed] = metrics.search_metrics(r) | {LAST_REWARD: rewards[-1] if rewards else math.nan}
         ratio = median_ratio(r.model_extra or {})
         if ratio is not None:
             ratios[label].append(ratio)
