@@ -102,6 +102,11 @@ def test_a_run_stopped_under_device_auto_is_recorded_as_failed():
     record = failure_record(spec, "stopped")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert (record.status, record.error, record.environment["device"]) == ("failed", "stopped", expected)
+    # a driver without a GPU recording a `device: cuda` run its worker could not report (a Ray cluster's GPU node)
+    record = failure_record(dataclasses.replace(spec, device="cuda"), "worker died")
+    assert (record.status, record.environment["device"]) == ("failed", "cuda")
+    if not torch.cuda.is_available():
+        assert record.environment["device_name"] == "unknown"
 
 
 @pytest.mark.effect

@@ -225,10 +225,13 @@ def environment(device: torch.device | str, spec: "RunSpec | None" = None) -> di
         "forgetbench": __version__,
         "forgetbench_commit": source_commit(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+        # a Ray driver without a GPU writes the failed record of a run whose GPU worker died: it cannot name that GPU
+        "device_name": (torch.cuda.get_device_name(device) if torch.cuda.is_available() else "unknown")
+        if cuda
+        else _cpu_name(),
         "gpu_count": str(torch.cuda.device_count() if torch.cuda.is_available() else 0),
         "cuda": str(torch.version.cuda or "none"),
-        "cudnn": str(torch.backends.cudnn.version() or "none") if cuda else "none",
+        "cudnn": str(torch.backends.cudnn.version() or "none") if cuda and torch.cuda.is_available() else "none",
         "platform": platform.platform(),
         "node": platform.node(),  # the machine that ran it (a Ray cluster's node); not compared between runs
         "torch_threads": str(torch.get_num_threads()),
