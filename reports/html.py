@@ -7,6 +7,7 @@ draws the figures of :mod:`forgetbench.reports.figures` and writes ``report.html
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import platform
 import signal
@@ -24,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.metric_registry import registered_metrics
 from forgetbench.benchmark.core.store import (
+    atomic_write_bytes,
     atomic_write_text,
     file_in_the_way,
     registered_metric_modules,
@@ -612,6 +614,35 @@ class Report:
     comparisons: pd.DataFrame
     frontier: pd.DataFrame | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # result files not read: (path, why)
+    figures: dict[str, str] = field(default_factory=dict)  # every figure drawn: file stem -> PNG data URI
+
+
+def report_figures(
+    scenarios: Sequence[ScenarioView], sweep: SweepView | None, frontiers: Sequence[FrontierView]
+) -> dict[str, str]:
+    """Every figure of the report by a file stem that names it: ``<scenario anchor>-<figure>`` (the headline is
+    ``-headline``), ``sweep-<setting>``, and the frontiers' anchors (``frontier-<scenario>``)."""
+    figures = {}
+    for view in scenarios:
+        if view.headline:
+            figures[f"{view.anchor}-headline"] = view.headline
+        figures |= {f"{view.anchor}-{key}": uri for key, uri in view.figures.items()}
+    if sweep is not None:
+        figures[f"sweep-{sweep.setting}"] = sweep.figure
+    figures |= {view.anchor: view.figure for view in frontiers if view.figure}
+    return figures
+
+
+def write_figures(figures: dict[str, str], folder: Path) -> list[Path]:
+    """Each figure as ``folder/<stem>.png`` (written atomically), for a paper or a docs page; the paths written."""
+    paths = []
+    for stem, uri in figures.items():
+        header, _, payload = uri.partition(",")
+        if header != "data:image/png;base64":
+            raise ValueError(f"figure {stem!r} is not a PNG data URI ({header[:40]!r})")
+        paths.append(folder / f"{stem}.png")
+        atomic_write_bytes(paths[-1], base64.b64decode(payload))
+    return paths
 
 
 def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
@@ -656,6 +687,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    sweep = _sweep_view(records, table)
     html = env.get_template("report.html.j2").render(
         title=f"forgetbench report: {', '.join(sorted({r.suite for r in records}))}",
         scenarios=scenarios,
@@ -667,12 +699,19 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         environment_warnings=scan.environment_warnings,
         metric_warnings=unknown_metrics(folders),
         reproductions=_reproductions(folders, table),
-        sweep=_sweep_view(records, table),
+        sweep=sweep,
         frontiers=frontiers,
         tuning=_tuning_rows(folders),
         meta=_metadata(folders, records, command),
     )
-    return Report(html, table, comps, points if frontiers else None, [(str(p), why) for p, why in skipped])
+    return Report(
+        html,
+        table,
+        comps,
+        points if frontiers else None,
+        [(str(p), why) for p, why in skipped],
+        report_figures(scenarios, sweep, frontiers),
+    )
 
 
 def unknown_metrics(folders: Sequence[Path]) -> list[str]:
@@ -697,15 +736,20 @@ def write_report(
     out: Path | None = None,
     command: str | None = None,
     skipped: list[tuple[str, str]] | None = None,
+    figures: Path | None = None,
 ) -> Path:
     """Build the report and write it (default ``<first folder>/report.html``) with summary.csv beside it; the result
-    files it could not read are appended to ``skipped`` (path, why) when given."""
+    files it could not read are appended to ``skipped`` (path, why) when given; ``figures``: a folder to write every
+    figure into as a PNG as well (:func:`report_figures` names them)."""
     out = Path(out) if out else Path(folders[0]) / REPORT_FILE
     if out.is_dir():
         raise ReportError(f"-o/--output: {out} is a directory; give the report's file name, e.g. {out / REPORT_FILE}")
     blocking = file_in_the_way(out.parent)
     if blocking is not None:
         raise ReportError(f"-o/--output: {out} cannot be written: {blocking} is a file, not a folder")
+    blocking = file_in_the_way(figures) if figures is not None else None
+    if blocking is not None:
+        raise ReportError(f"--figures: {figures} cannot be written: {blocking} is a file, not a folder")
     report = build_report(folders, command)
     if skipped is not None:
         skipped.extend(report.skipped)
@@ -715,6 +759,8 @@ def write_report(
         if report.frontier is not None:
             atomic_write_text(out.parent / FRONTIER_FILE, report.frontier.to_csv(index=False))
         atomic_write_text(out, report.html)
+        if figures is not None:
+            write_figures(report.figures, figures)
     return out
 
 

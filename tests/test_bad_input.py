@@ -673,6 +673,12 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "-o/--output",
     ),
     (
+        "report-figures-under-a-file",
+        {"results/runs/r/result.json": json.dumps(_RECORD), "taken": "x"},
+        ("report", "{dir}/results", "-o", "{dir}/r.html", "--figures", "{taken}/figures"),
+        "--figures",
+    ),
+    (
         "validate-skip-data-factory-keyword",
         {"suite": _custom(benchmark_params={"n_tasks": 3})},
         ("validate", "{suite}", "--skip-data"),

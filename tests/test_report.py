@@ -138,6 +138,26 @@ def test_report_cli_writes_html_and_csv(cli, tmp_path, capsys):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_report_figures_writes_every_figure_of_the_report_as_the_png_it_embeds(cli, tmp_path, capsys):
+    """``--figures DIR``: one PNG per figure, named after its scenario and figure, byte for byte the one in the
+    report's HTML."""
+    import base64
+
+    from forgetbench.reports.html import build_report
+
+    a = write_folder(tmp_path / "a", basic_records())
+    assert cli("report", a, "--figures", tmp_path / "figs") == 0
+    assert f"Figures: {tmp_path / 'figs'}" in capsys.readouterr().out
+    written = {p.stem: p.read_bytes() for p in (tmp_path / "figs").glob("*.png")}
+    figures = build_report([a]).figures
+    assert set(written) == set(figures) and "s-pair-scatter" in written
+    html = (a / "report.html").read_text()
+    for stem, uri in figures.items():
+        assert uri in html, stem
+        assert written[stem] == base64.b64decode(uri.split(",", 1)[1]) and written[stem][:4] == b"\x89PNG"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_report_cli_bad_input(cli, tmp_path, capsys):
     assert cli("report", tmp_path / "missing") == 2
     assert "missing does not exist" in capsys.readouterr().err

@@ -120,11 +120,16 @@ class Results:
 
         return verdicts(self.records)
 
-    def report(self, path: str | Path | None = None, command: str | None = None) -> Path:
-        """Write the HTML report (default ``OUT/report.html``) with summary.csv and comparisons.csv beside it."""
+    def report(
+        self, path: str | Path | None = None, command: str | None = None, figures: str | Path | None = None
+    ) -> Path:
+        """Write the HTML report (default ``OUT/report.html``) with summary.csv and comparisons.csv beside it;
+        ``figures``: a folder to write each of its figures into as a PNG as well."""
         from forgetbench.reports.html import write_report
 
-        return write_report(self.folders, Path(path) if path else None, command=command)
+        return write_report(
+            self.folders, Path(path) if path else None, command=command, figures=Path(figures) if figures else None
+        )
 
 
 def load_results(folder: str | Path, *more: str | Path) -> Results:

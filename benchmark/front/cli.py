@@ -128,7 +128,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"forgetbench: warning: {sentence}", file=sys.stderr)
         try:
             path = write_report(
-                folders, Path(args.output) if args.output else None, command=_command_line(args), skipped=skipped
+                folders,
+                Path(args.output) if args.output else None,
+                command=_command_line(args),
+                skipped=skipped,
+                figures=Path(args.figures) if args.figures else None,
             )
         except ReportError as exc:
             print(f"forgetbench: error: {exc}", file=sys.stderr)
@@ -155,6 +159,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             "the report)"
         )
     print(f"Report: {path}\nSummary: {path.parent / 'summary.csv'}")
+    if args.figures:
+        print(f"Figures: {args.figures} (one PNG per figure of the report)")
     return EXIT_OK
 
 
@@ -413,6 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results_dir", help="a `run --out` folder; the report goes here by default")
     p.add_argument("more_dirs", nargs="*", help="more result folders to include")
     p.add_argument("-o", "--output", help="report file (default: RESULTS_DIR/report.html); summary.csv goes beside it")
+    p.add_argument(
+        "--figures",
+        metavar="DIR",
+        help="also write every figure of the report into DIR as a PNG (<scenario>-<figure>.png), for a paper or a page",
+    )
     p.add_argument(
         "--import",
         dest="imports",
