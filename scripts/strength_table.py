@@ -4,7 +4,7 @@ share of turns where it was inert), err2 - err1 over the measured epochs and the
 test score, each as mean [95% t-interval] and as the paired difference against naive on the same seeds
 (mean [95% interval], p), and the controller's last-epoch reward.
 
-    python scripts/strength_table.py /work/runs/enas_wpl_strength [MORE_FOLDERS ...]
+    python scripts/strength_table.py /work/runs/enas_wpl_strength [MORE_FOLDERS ...] [--from-epoch N]
 
 Several folders are read as one (e.g. a later seed run for some of the points into a folder of its own). The last
 column is the derived architecture's test score on the shared weights, before retraining.
@@ -82,7 +82,16 @@ def _paired(values: dict[int, float], naive: dict[int, float], scale: float, fmt
     return f"{fmt.format(scale * p.diff)} [{fmt.format(scale * p.ci_low)}, {fmt.format(scale * p.ci_high)}], p = {p.p_value:.2g}"
 
 
-def strength_table(folders: Path | list[Path], naive_label: str = "naive") -> str:
+def from_epoch(record: RunRecord, epoch: int) -> float:
+    """Mean err2 - err1 over the search epochs from ``epoch`` on (the mean over each epoch's architectures, then over
+    the epochs, as the forgetting value itself): the measure over the epochs a penalty started later was on."""
+    gaps = metrics.search_epochs(record)["mean_gap"][epoch:]
+    return float(sum(gaps) / len(gaps)) if gaps else math.nan
+
+
+def strength_table(folders: Path | list[Path], naive_label: str = "naive", first_epoch: int | None = None) -> str:
+    """``first_epoch``: err2 - err1 averaged over the epochs from this one on (default: the scenario's own measure,
+    from its ``measure_from_epoch``)."""
     folders = [folders] if isinstance(folders, Path) else folders
     records = [r for folder in folders for r in load_results(folder) if r.status == "ok"]
     if not records:
@@ -96,6 +105,8 @@ def strength_table(folders: Path | list[Path], naive_label: str = "naive") -> st
         label = _label(r)
         rewards = metrics.search_epochs(r)["reward"]
         by_label[label][r.seed] = metrics.search_metrics(r) | {LAST_REWARD: rewards[-1] if rewards else math.nan}
+        if first_epoch is not None:
+            by_label[label][r.seed][forgetting] = from_epoch(r, first_epoch)
         ratio = median_ratio(r.model_extra or {})
         if ratio is not None:
             ratios[label].append(ratio)
@@ -104,8 +115,9 @@ def strength_table(folders: Path | list[Path], naive_label: str = "naive") -> st
         inert[label][1] += b
     naive = by_label.get(naive_label, {})
     unit = "nats" if language else "points"
+    epochs = f", epochs {first_epoch}+" if first_epoch is not None else ""
     lines = [
-        f"| strategy | seeds | median penalty / data gradient | inert turns | err2 - err1 ({unit}) | vs naive | "
+        f"| strategy | seeds | median penalty / data gradient | inert turns | err2 - err1 ({unit}{epochs}) | vs naive | "
         f"retrained test {'ppl' if language else 'acc (%)'} | vs naive | last reward | "
         f"derived test {'ppl' if language else 'acc (%)'} (shared weights) |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -145,8 +157,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", type=Path, nargs="+", help="results folders, read as one")
     parser.add_argument("--naive", default="naive", help="the baseline's strategy label")
+    parser.add_argument(
+        "--from-epoch",
+        type=int,
+        help="err2 - err1 over the search epochs from this one (0-based) on, e.g. the first with the penalty on "
+        "(default: the scenario's measure_from_epoch)",
+    )
     args = parser.parse_args()
-    print(strength_table(args.folders, args.naive))
+    print(strength_table(args.folders, args.naive, args.from_epoch))
 
 
 if __name__ == "__main__":

@@ -493,3 +493,30 @@ def test_the_strength_table_by_hand(tmp_path):
     assert rows[1][5].startswith("-7.50 [") and rows[1][3] == "2 / 4"
     assert rows[1][8].startswith("0.60")  # the controller's mean reward in the last epoch
     assert rows[0][1] == "2" and rows[1][9] == "–"  # both of naive's seeds; no derived architecture recorded
+    # from epoch 1 on: naive's mean gap in epoch 1 is 20 and 10 points on seeds 0 / 1, wpl's 5 on seed 0; the first
+    # epoch (90 - 20 and 90 - 30 points for all of them), with the penalty off, no longer counts
+    for label, seed, err2 in (("naive", 0, [0.5, 0.4]), ("naive", 1, [0.3, 0.4]), ("wpl[alpha=60]", 0, [0.25, 0.35])):
+        write_result(
+            tmp_path / "second",
+            make_record(
+                strategy={"name": label.split("[")[0], "label": label},
+                seed=seed,
+                status="ok",
+                config={},
+                accuracy_matrix=[],
+                err1=[[0.2, 0.3], [0.2, 0.3]],
+                err2=[[0.9, 0.9], err2],
+                search={"error": "validation error (1 - accuracy)", "rewards": [[0.5], [0.7]]},
+            ),
+        )
+    later = runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"](
+        [tmp_path / "second"], first_epoch=1
+    )
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in later.splitlines()[2:]]
+    assert "epochs 1+" in later.splitlines()[0]
+    assert rows[0][4].startswith("15.00 [") and rows[1][4] == "5.00" and rows[1][5] == "-15.00 (1 seed)"
+    whole, from_zero = (
+        runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"]([tmp_path / "second"], **k)
+        for k in ({}, {"first_epoch": 0})
+    )
+    assert whole.splitlines()[2:] == from_zero.splitlines()[2:]  # from epoch 0 is the forgetting value itself
