@@ -130,7 +130,7 @@ def strength_table(folders: Path | list[Path], naive_label: str = "naive", first
 
         base_f, base_s = column(forgetting, naive), column(score, naive)
         shown_scale = 1.0 if language else 100.0
-        ratio = f"{sorted(ratios[label])[len(ratios[label]) // 2]:.3g}" if ratios[label] else "–"
+        median = f"{sorted(ratios[label])[len(ratios[label]) // 2]:.3g}" if ratios[label] else "–"
         acted = f"{inert[label][0]} / {inert[label][1]}" if inert[label][1] else "–"
         lines.append(
             "| "
@@ -138,7 +138,7 @@ def strength_table(folders: Path | list[Path], naive_label: str = "naive", first
                 [
                     label,
                     str(len(runs)),
-                    ratio,
+                    median,
                     acted,
                     _mean(list(column(forgetting).values()), scale, ffmt),
                     "–" if label == naive_label else _paired(column(forgetting), base_f, scale, ffmt),
