@@ -462,18 +462,19 @@ def test_the_strength_table_by_hand(tmp_path):
 
     from forgetbench.benchmark.core.store import write_result
 
-    def record(label: str, seed: int, err2: list[float], **extra) -> None:
+    def record(label: str, seed: int, err2: list[float], folder: str = "", first_epoch: bool = False, **extra) -> None:
+        """One search record; ``first_epoch`` puts an epoch of gaps 70 and 60 points (rewards 0.5) before ``err2``'s."""
         write_result(
-            tmp_path / "later" if (label, seed) == ("naive", 1) else tmp_path / "first",
+            tmp_path / (folder or ("later" if (label, seed) == ("naive", 1) else "first")),
             make_record(
                 strategy={"name": label.split("[")[0], "label": label},
                 seed=seed,
                 status="ok",
                 config={},
                 accuracy_matrix=[],
-                err1=[[0.2, 0.3]],
-                err2=[err2],
-                search={"error": "validation error (1 - accuracy)", "rewards": [[0.5, 0.7]]},
+                err1=[[0.2, 0.3]] * (1 + first_epoch),
+                err2=[[0.9, 0.9]] * first_epoch + [err2],
+                search={"error": "validation error (1 - accuracy)", "rewards": [[0.5]] * first_epoch + [[0.5, 0.7]]},
                 **extra,
             ),
         )
@@ -496,19 +497,7 @@ def test_the_strength_table_by_hand(tmp_path):
     # from epoch 1 on: naive's mean gap in epoch 1 is 20 and 10 points on seeds 0 / 1, wpl's 5 on seed 0; the first
     # epoch (90 - 20 and 90 - 30 points for all of them), with the penalty off, no longer counts
     for label, seed, err2 in (("naive", 0, [0.5, 0.4]), ("naive", 1, [0.3, 0.4]), ("wpl[alpha=60]", 0, [0.25, 0.35])):
-        write_result(
-            tmp_path / "second",
-            make_record(
-                strategy={"name": label.split("[")[0], "label": label},
-                seed=seed,
-                status="ok",
-                config={},
-                accuracy_matrix=[],
-                err1=[[0.2, 0.3], [0.2, 0.3]],
-                err2=[[0.9, 0.9], err2],
-                search={"error": "validation error (1 - accuracy)", "rewards": [[0.5], [0.7]]},
-            ),
-        )
+        record(label, seed, err2, folder="second", first_epoch=True)
     later = runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"](
         [tmp_path / "second"], first_epoch=1
     )
