@@ -633,15 +633,20 @@ def report_figures(
     return figures
 
 
+def png_bytes(uri: str) -> bytes:
+    """The PNG inside a figure's data URI (the inverse of :func:`forgetbench.reports.figures.to_data_uri`)."""
+    header, _, payload = uri.partition(",")
+    if header != "data:image/png;base64":
+        raise ValueError(f"not a PNG data URI ({header[:40]!r})")
+    return base64.b64decode(payload)
+
+
 def write_figures(figures: dict[str, str], folder: Path) -> list[Path]:
     """Each figure as ``folder/<stem>.png`` (written atomically), for a paper or a docs page; the paths written."""
     paths = []
     for stem, uri in figures.items():
-        header, _, payload = uri.partition(",")
-        if header != "data:image/png;base64":
-            raise ValueError(f"figure {stem!r} is not a PNG data URI ({header[:40]!r})")
         paths.append(folder / f"{stem}.png")
-        atomic_write_bytes(paths[-1], base64.b64decode(payload))
+        atomic_write_bytes(paths[-1], png_bytes(uri))
     return paths
 
 

@@ -6,11 +6,11 @@ python scripts/frontier_figure.py /tmp/fbbc bbc_domain_il docs/assets/frontier_b
 from __future__ import annotations
 
 import argparse
-import base64
 from pathlib import Path
 
 from forgetbench.benchmark.core.store import load_results
 from forgetbench.reports import figures as F
+from forgetbench.reports.html import png_bytes
 from forgetbench.reports import frontier as FT
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     figure = F.frontier(
         mine, F.palette(list(dict.fromkeys(mine.method)), FT.NAIVE), {d: naive - axes.sign * d for d in FT.DROPS}, axes
     )
-    args.png.write_bytes(base64.b64decode(figure.split(",", 1)[1]))
+    args.png.write_bytes(png_bytes(figure))
     print(f"wrote {args.png}")
 
 

@@ -8,11 +8,11 @@ python scripts/search_figures.py results/example_supernet spos-fashion docs/asse
 from __future__ import annotations
 
 import argparse
-import base64
 from pathlib import Path
 
 from forgetbench.benchmark.core.store import load_results
 from forgetbench.reports import figures as F
+from forgetbench.reports.html import png_bytes
 from forgetbench.reports import frames as FR
 
 ERRORS = ("fv_mean", "fv_top5", "fv_max", "fv_best5")
@@ -38,7 +38,7 @@ def main() -> None:
     figure = F.search_four_panels(epochs.assign(**{c: epochs[c] * scale for c in ERRORS}), colours, label)
     if figure is None:
         raise SystemExit("nothing to draw")
-    args.png.write_bytes(base64.b64decode(figure.split(",", 1)[1]))
+    args.png.write_bytes(png_bytes(figure))
     print(f"wrote {args.png}")
 
 
