@@ -1,9 +1,10 @@
-"""A results folder's table with 95% intervals, as Markdown: per scenario and strategy, ACC, forgetting and LA
-(mean [95% t-interval] over the seeds, points) and forgetting's paired difference against naive (mean [95%
-interval], p), read from the report's own summary.csv and comparisons.csv (``forgetbench run`` or ``forgetbench
-report`` writes them).
+"""A results folder's table with 95% intervals, as Markdown: per scenario and strategy, each metric's mean [95%
+t-interval] over the seeds (in its unit: accuracies and errors in points, seconds as seconds, anything else to two
+decimals) and one metric's paired difference against naive (mean [95% interval], p), read from the report's own
+summary.csv and comparisons.csv (``forgetbench run`` or ``forgetbench report`` writes them).
 
     python scripts/interval_table.py /tmp/bbc
+    python scripts/interval_table.py results/nas_search --metrics regret search_tau precision_at_k --compare regret
 """
 
 from __future__ import annotations
@@ -12,30 +13,37 @@ import argparse
 import csv
 from pathlib import Path
 
-METRICS = ("ACC", "forgetting", "LA")
+from forgetbench.benchmark.core.metric_registry import METRICS
+
+DEFAULT_METRICS = ("ACC", "forgetting", "LA")
 
 
-def _interval(mean: str, low: str, high: str) -> str:
-    return f"{100 * float(mean):.1f} [{100 * float(low):.1f}, {100 * float(high):.1f}]"
+def interval(metric: str, mean: str, low: str, high: str) -> str:
+    """``mean [low, high]`` in ``metric``'s display unit (its registered ``unit``)."""
+    unit = METRICS[metric].unit if metric in METRICS else None
+    scale, spec = {"accuracy": (100, ".1f"), "seconds": (1, ".1f")}.get(str(unit), (1, ".2f"))
+    return f"{scale * float(mean):{spec}} [{scale * float(low):{spec}}, {scale * float(high):{spec}}]"
 
 
-def interval_table(folder: Path) -> str:
+def interval_table(folder: Path, metrics: tuple[str, ...] = DEFAULT_METRICS, compare: str = "forgetting") -> str:
     summary = list(csv.DictReader((folder / "summary.csv").open()))
     compared = {
         (r["scenario"], r["strategy"], r["metric"]): r for r in csv.DictReader((folder / "comparisons.csv").open())
     }
     cells = {(r["scenario"], r["strategy"], r["metric"]): r for r in summary}
     lines = [
-        "| scenario | strategy | " + " | ".join(METRICS) + " | forgetting vs naive (p) |",
-        "|---" * (len(METRICS) + 3) + "|",
+        "| scenario | strategy | " + " | ".join(metrics) + f" | {compare} vs naive (p) |",
+        "|---" * (len(metrics) + 3) + "|",
     ]
     for scenario, strategy in dict.fromkeys((r["scenario"], r["strategy"]) for r in summary):
         row = [scenario, strategy]
-        for metric in METRICS:
+        for metric in metrics:
             r = cells.get((scenario, strategy, metric))
-            row.append(_interval(r["mean"], r["ci_low"], r["ci_high"]) if r else "-")
-        d = compared.get((scenario, strategy, "forgetting"))
-        row.append(f"{_interval(d['diff'], d['ci_low'], d['ci_high'])} ({float(d['p_value']):.3f})" if d else "-")
+            row.append(interval(metric, r["mean"], r["ci_low"], r["ci_high"]) if r else "-")
+        d = compared.get((scenario, strategy, compare))
+        row.append(
+            f"{interval(compare, d['diff'], d['ci_low'], d['ci_high'])} ({float(d['p_value']):.3f})" if d else "-"
+        )
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -43,7 +51,10 @@ def interval_table(folder: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
-    print(interval_table(parser.parse_args().folder))
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="summary.csv metric keys")
+    parser.add_argument("--compare", default="forgetting", help="the metric compared with naive, paired by seed")
+    args = parser.parse_args()
+    print(interval_table(args.folder, tuple(args.metrics), args.compare))
 
 
 if __name__ == "__main__":

@@ -448,3 +448,26 @@ def test_a_figure_of_thousands_of_points_draws_a_fixed_sample_of_them():
     assert drawn.gap.is_unique and set(drawn.gap) <= set(data.gap)
     pd.testing.assert_frame_equal(drawn, sample_points(data, limit=500))  # the same results draw the same picture
     assert sample_points(data, limit=5000) is data
+
+
+def test_the_interval_table_writes_each_metric_in_its_unit(tmp_path):
+    """scripts/interval_table.py from a summary.csv and comparisons.csv written here: regret (an accuracy) in points,
+    Kendall's tau as is, seconds as seconds, and the compared metric's paired difference with its p."""
+    import runpy
+    from pathlib import Path
+
+    (tmp_path / "summary.csv").write_text(
+        "scenario,strategy,metric,mean,std,ci_low,ci_high,n_seeds\n"
+        "s,naive,regret,0.094,0.066,0.0,0.2596,3\n"
+        "s,naive,search_tau,0.0193,0.3,-0.7419,0.7806,3\n"
+        "s,naive,train_seconds,5.2143,0.79,3.2409,7.1878,3\n"
+        "s,wpl,regret,0.291,0.5,0.0,1.0,3\n"
+    )
+    (tmp_path / "comparisons.csv").write_text(
+        "scenario,strategy,metric,diff,ci_low,ci_high,p_value,n_pairs\ns,wpl,regret,0.197,-0.742,1.135,0.4621,3\n"
+    )
+    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "interval_table.py"))
+    table = script["interval_table"](tmp_path, ("regret", "search_tau", "train_seconds"), "regret").splitlines()
+    assert table[0] == "| scenario | strategy | regret | search_tau | train_seconds | regret vs naive (p) |"
+    assert table[2] == "| s | naive | 9.4 [0.0, 26.0] | 0.02 [-0.74, 0.78] | 5.2 [3.2, 7.2] | - |"
+    assert table[3] == "| s | wpl | 29.1 [0.0, 100.0] | - | - | 19.7 [-74.2, 113.5] (0.462) |"
