@@ -471,3 +471,30 @@ def test_the_interval_table_writes_each_metric_in_its_unit(tmp_path):
     assert table[0] == "| scenario | strategy | regret | search_tau | train_seconds | regret vs naive (p) |"
     assert table[2] == "| s | naive | 9.4 [0.0, 26.0] | 0.02 [-0.74, 0.78] | 5.2 [3.2, 7.2] | - |"
     assert table[3] == "| s | wpl | 29.1 [0.0, 100.0] | - | - | 19.7 [-74.2, 113.5] (0.462) |"
+
+
+def test_the_frontier_table_reads_forgetting_off_each_front_by_hand(tmp_path):
+    """scripts/frontier_table.py on a frontier.csv written here, two identical seeds: naive at LA 96 forgets 10;
+    ewc's front (95, 4), (90, 1) gives 4 at LA 95, 3.4 at 94 (linear between its points), 1.6 at 91; l2's front
+    ends at LA 93, so LA 95 and 94 are not reached and 91 gives 0.2 + 11/13 * 0.3 = 0.45."""
+    import runpy
+    from pathlib import Path
+
+    rows = ["scenario,method,setting,value,seed,plasticity,forgetting,on_front,axes,plasticity_metric"]
+    for seed in (0, 1):
+        for method, setting, la, forgetting in [
+            ("naive", "", 96, 10),
+            ("ewc", "ewc_lambda=10", 95, 4),
+            ("ewc", "ewc_lambda=100", 90, 1),
+            ("l2", "l2_lambda=1", 93, 0.5),
+            ("l2", "l2_lambda=10", 80, 0.2),
+        ]:
+            rows.append(f"s,{method},{setting},,{seed},{la},{forgetting},True,tasks,LA")
+    (tmp_path / "frontier.csv").write_text("\n".join(rows) + "\n")
+    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "frontier_table.py"))
+    lines = script["frontier_tables"](tmp_path).splitlines()
+    assert lines[0] == "## s (naive forgets 10.0)"
+    assert lines[2] == "| method | naive LA - 1 | naive LA - 2 | naive LA - 5 |"
+    assert lines[4] == "| ewc | 4.0 [4.0, 4.0] (2/2) | 3.4 [3.4, 3.4] (2/2) | 1.6 [1.6, 1.6] (2/2) |"
+    assert lines[5] == "| l2 | not reached | not reached | 0.5 [0.5, 0.5] (2/2) |"
+    assert any(line.startswith("At naive's LA - 5 points") for line in lines)
