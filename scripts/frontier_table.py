@@ -31,9 +31,11 @@ def frontier_tables(folder: Path) -> str:
         out.append("|---" * (len(drops) + 1) + "|")
         for method, rows in matched.groupby("method", sort=False):
             cells = [
-                f"{r.mean:.{axes.digits}f} [{r.ci_low:.{axes.digits}f}, {r.ci_high:.{axes.digits}f}] ({r.n}/{r.seeds})"
-                if r.n >= 1
-                else "not reached"
+                "not reached"
+                if r.n < 1
+                else f"{r.mean:.{axes.digits}f} ({r.n}/{r.seeds})"  # one seed: no interval
+                if r.n < 2
+                else f"{r.mean:.{axes.digits}f} [{r.ci_low:.{axes.digits}f}, {r.ci_high:.{axes.digits}f}] ({r.n}/{r.seeds})"
                 for r in rows.itertuples()
             ]
             out.append(f"| {method} | " + " | ".join(cells) + " |")

@@ -476,7 +476,8 @@ def test_the_interval_table_writes_each_metric_in_its_unit(tmp_path):
 def test_the_frontier_table_reads_forgetting_off_each_front_by_hand(tmp_path):
     """scripts/frontier_table.py on a frontier.csv written here, two identical seeds: naive at LA 96 forgets 10;
     ewc's front (95, 4), (90, 1) gives 4 at LA 95, 3.4 at 94 (linear between its points), 1.6 at 91; l2's front
-    ends at LA 93, so LA 95 and 94 are not reached and 91 gives 0.2 + 11/13 * 0.3 = 0.45."""
+    ends at LA 93, so LA 95 and 94 are not reached and 91 gives 0.2 + 11/13 * 0.3 = 0.45; si's reaches 95 on seed 0
+    only."""
     import runpy
     from pathlib import Path
 
@@ -488,6 +489,8 @@ def test_the_frontier_table_reads_forgetting_off_each_front_by_hand(tmp_path):
             ("ewc", "ewc_lambda=100", 90, 1),
             ("l2", "l2_lambda=1", 93, 0.5),
             ("l2", "l2_lambda=10", 80, 0.2),
+            *([("si", "si_lambda=1", 95.5, 2), ("si", "si_lambda=10", 90, 1)] if seed == 0 else []),
+            *([("si", "si_lambda=1", 93, 1), ("si", "si_lambda=10", 85, 0.5)] if seed == 1 else []),
         ]:
             rows.append(f"s,{method},{setting},,{seed},{la},{forgetting},True,tasks,LA")
     (tmp_path / "frontier.csv").write_text("\n".join(rows) + "\n")
@@ -497,4 +500,6 @@ def test_the_frontier_table_reads_forgetting_off_each_front_by_hand(tmp_path):
     assert lines[2] == "| method | naive LA - 1 | naive LA - 2 | naive LA - 5 |"
     assert lines[4] == "| ewc | 4.0 [4.0, 4.0] (2/2) | 3.4 [3.4, 3.4] (2/2) | 1.6 [1.6, 1.6] (2/2) |"
     assert lines[5] == "| l2 | not reached | not reached | 0.5 [0.5, 0.5] (2/2) |"
+    # si reaches LA 95 and 94 on seed 0 only (1 + 5 / 5.5 and 1 + 4 / 5.5): a mean of one seed, no interval
+    assert lines[6].startswith("| si | 1.9 (1/2) | 1.7 (1/2) | ")
     assert any(line.startswith("At naive's LA - 5 points") for line in lines)
