@@ -85,24 +85,30 @@ def err_gap_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: st
 
 
 def search_scores_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
-    """strategy, seed, candidate, supernet (validation accuracy), standalone, chosen, for search runs."""
+    """strategy, seed, candidate, architecture, supernet (accuracy on the shared weights at the search's end),
+    standalone (the ground truth), chosen (the search's pick among them), for search runs with a ground truth."""
     rows = []
     for r in as_records(records):
-        search, truth = r.search, r.standalone_accuracy
-        if not (r.ok and _scenario(r) == scenario and search and search.validation_accuracy and truth):
+        search = r.search
+        truth = search.ground_truth if search is not None else None
+        if not (has_results(r) and _scenario(r) == scenario and truth is not None):
             continue
-        for k, (s, t) in enumerate(zip(search.validation_accuracy, truth)):
+        chosen = int(np.argmax(truth.supernet_accuracy))  # first on ties, as metrics.search_metrics
+        for k, (name, s, t) in enumerate(zip(truth.architectures, truth.supernet_accuracy, truth.standalone_accuracy)):
             rows.append(
                 {
                     "strategy": _strategy(r),
                     "seed": r.seed,
                     "candidate": k,
+                    "architecture": str(name),
                     "supernet": float(s),
                     "standalone": float(t),
-                    "chosen": k == search.chosen,
+                    "chosen": k == chosen,
                 }
             )
-    return pd.DataFrame(rows, columns=["strategy", "seed", "candidate", "supernet", "standalone", "chosen"])
+    return pd.DataFrame(
+        rows, columns=["strategy", "seed", "candidate", "architecture", "supernet", "standalone", "chosen"]
+    )
 
 
 def search_epochs_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
@@ -198,18 +204,27 @@ def derived_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: st
 
 def sampled_search_unit(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> tuple[str, float] | None:
     """``(axis label, scale)`` of err for a search whose architectures are sampled while it runs (its record
-    names its error: ``enas_rnn``, ``enas_cnn``), None for any other scenario. Accuracy errors are drawn in
+    names its error: ``enas_rnn``, ``enas_cnn``, a random or controller ``custom_supernet``), None for any other
+    scenario (a fixed schedule's rounds are not sampled: ``supernet``). Accuracy errors are drawn in
     points (scale 100), log-perplexities in nats (scale 1)."""
     errors = {
         r.search.error
         for r in as_records(records)
-        if _scenario(r) == scenario and r.search is not None and r.search.error
+        if _scenario(r) == scenario and r.search is not None and r.search.error and r.search.kind != "fixed"
     }
     if not errors:
         return None
     if any("log-perplexity" in e for e in errors):
         return "nats (log-perplexity)", 1.0
     return "points (validation error)", 100.0
+
+
+def fixed_schedule(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> bool:
+    """True when every search run of ``scenario`` trains a fixed list in rounds (``supernet``, a ``fixed``
+    ``custom_supernet``): its architectures are known up front, so the report shows where the forgetting is per
+    architecture rather than per search epoch."""
+    kinds = {r.search.kind for r in as_records(records) if _scenario(r) == scenario and r.search is not None}
+    return kinds == {"fixed"}
 
 
 MANY_EXPERIENCES = 20  # above this, per-experience figures are drawn as distributions (a search's candidates)

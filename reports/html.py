@@ -152,6 +152,7 @@ class ScenarioView:
     headline: str | None = None  # the scenario's headline figure (data URI)
     many_experiences: bool = False  # per-experience figures drawn as distributions (FR.MANY_EXPERIENCES)
     headline_caption: str = ""
+    scores_caption: str = ""  # the supernet-vs-standalone scatter's, when it is not the headline
     attribution_sentence: str | None = None  # the quadratic premise on this network (training.attribution)
     attribution_rows: list[dict[str, Any]] = field(default_factory=list)
     adapter_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy and task (FR.adapter_summary)
@@ -206,7 +207,7 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
 
     lines = V.scenario_verdict(long, naive, references)
     shipped = V.search_outcome(long[~long.strategy.isin(references)], naive)
-    metric = V.headline_metric(set(table.metric))
+    metric = V.headline_metric(table, "mean")
     contenders = table[(table.metric == metric) & ~table.strategy.isin(references)].set_index("strategy")["mean"]
     contenders = contenders.astype(float).dropna()
     if not lines or contenders.empty:
@@ -342,23 +343,25 @@ def _scenario_view(
             "(c / perplexity for a language model, c × accuracy for images). Line = mean over "
             "seeds, band = min–max. Above 0 = forgetting."
         )
-    elif not scores.empty:
+    scores_caption = (
+        "What the search sees against the truth: every candidate's supernet validation "
+        "accuracy (x) and standalone accuracy (y), all seeds (a seeded sample of 2,000 "
+        "points per strategy where there are more); ringed = the architecture "
+        "each search picked. A search that ranks well puts its points on a rising line "
+        "and its rings at the top."
+    )
+    fixed = FR.fixed_schedule(records, name)  # rounds over a list: its headline is where the forgetting is
+    if not view.headline and not fixed and not scores.empty:
         view.headline = F.search_scatter(scores, colours)
-        view.headline_caption = (
-            "What the search sees against the truth: every candidate's supernet validation "
-            "accuracy (x) and standalone accuracy (y), all seeds (a seeded sample of 2,000 "
-            "points per strategy where there are more); ringed = the architecture "
-            "each search picked. A search that ranks well puts its points on a rising line "
-            "and its rings at the top."
-        )
-    elif not gaps.empty:
+        view.headline_caption = scores_caption
+    elif not view.headline and not gaps.empty:
         view.headline = F.err_gap_per_architecture(gaps, colours)
         view.headline_caption = (
             "err2 − err1 per architecture (training order): error at the end minus error "
             "right after the architecture's own turn, mean over rounds and seeds, whisker "
             "min–max over seeds. Above 0 = multi-model forgetting."
         )
-    elif not curves.empty:
+    elif not view.headline and not curves.empty:
         view.headline = F.first_model_curve(curves, colours)
         view.headline_caption = (
             "Accuracy of the first model while the later model(s) train (the WPL paper's "
@@ -379,7 +382,9 @@ def _scenario_view(
             else F.final_accuracy_bars(final, colours)
         ),
         "err_gap": F.err_gap_distribution(gaps, colours),
+        "search_scores": F.search_scatter(scores, colours) if fixed and not scores.empty else None,
     }
+    view.scores_caption = scores_caption
     attribution = FR.attribution_frame(records, name)
     if not attribution.empty:
         view.attribution_sentence = A.attribution_sentence(attribution)
@@ -411,7 +416,8 @@ def _scenario_view(
         for row in FR.adapter_summary(FR.adapters_frame(records, name), order).itertuples()
     ]
     view.inert = FR.inert_penalties(records, name)
-    if not sampled:  # a sampled-architecture search shows these in its four-panel headline
+    # a sampled-architecture search shows these in its four-panel headline; one round has no course over epochs
+    if not sampled and not epochs.empty and epochs.epoch.nunique() > 1:
         figs["search_forgetting"] = F.search_over_epochs(
             epochs, colours, "fv_mean", "mean err2 - err1 (points; > 0 = forgetting)"
         )

@@ -1,8 +1,9 @@
 """Supernet (weight-sharing NAS) summary: multi-model forgetting and ranking fidelity per strategy.
 
 ``python -m forgetbench.reports.supernet RESULTS_DIR`` prints, per (scenario, strategy), the mean over seeds of
-``mean_err_gap`` (err2 - err1), the final round's mean accuracy and Kendall's tau between the final
-round's accuracies and ``standalone_accuracy``. Runs without ``err1``/``err2`` are skipped.
+``mean_err_gap`` (err2 - err1), the final round's mean accuracy and Kendall's tau between the supernet's ranking of
+the ground truth's architectures and their standalone one (``search.ground_truth``). Runs without ``err1``/``err2``
+are skipped.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from forgetbench.benchmark.core.store import load_results
 from forgetbench.reports.summary import runs_long, summary_table
 
 # the frame's column -> the metric it shows
-COLUMNS = {"err_gap": "err_gap_mean", "final_acc": "ACC", "kendall_tau": "kendall_tau"}
+COLUMNS = {"err_gap": "err_gap_mean", "final_acc": "ACC", "kendall_tau": "search_tau"}
 
 
 def supernet_frame(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataFrame:

@@ -27,12 +27,12 @@ from forgetbench.reports import summary as S
 from forgetbench.reports.summary import METRICS
 
 HEADLINE_METRICS = (
+    "forgetting",
     "forgetting_value_mean",
     "lm_forgetting_mean",
-    "forgetting",
     "err_gap_mean",
     "curve_max_drop",
-)  # the first one a scenario has (a search: its forgetting value)
+)  # the first one a scenario measures (a square matrix: forgetting; a search with rounds: its forgetting value)
 SIGNIFICANCE = 0.05
 MIN_SEEDS = 3
 POWER = 0.8
@@ -79,10 +79,14 @@ def seeds_needed(
     return low
 
 
-def headline_metric(metrics: set[str]) -> str | None:
-    """The forgetting measure a scenario's verdict is about: a search's forgetting value (accuracy points or
-    nats), else forgetting, else err2 - err1, else the curves' max drop."""
-    return next((m for m in HEADLINE_METRICS if m in metrics), None)
+def headline_metric(frame: pd.DataFrame, column: str = "value") -> str | None:
+    """The forgetting measure a scenario's verdict is about, the first of :data:`HEADLINE_METRICS` with a finite
+    ``column`` in ``frame`` (rows of metric, value): forgetting where each task has a row of the accuracy matrix (a
+    sequential schedule), else a search's forgetting value (accuracy points or nats), else err2 - err1, else the
+    curves' max drop."""
+    values = pd.to_numeric(frame[column], errors="coerce") if len(frame) else pd.Series(dtype=float)
+    measured = set(frame.metric[np.isfinite(values.to_numpy(dtype=float))]) if len(frame) else set()
+    return next((m for m in HEADLINE_METRICS if m in measured), None)
 
 
 def _points(value: float) -> str:
@@ -101,7 +105,7 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: Abstract
     restricted to the scenario; ``naive`` the baseline's label; ``references`` (joint, standalone) are
     upper bounds, never contenders."""
     long = long[~long.strategy.isin(references)]
-    metric = headline_metric(set(long.metric))
+    metric = headline_metric(long)
     if metric is None:
         return []
     info = METRICS[metric]

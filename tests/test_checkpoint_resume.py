@@ -127,10 +127,10 @@ def test_resumed_supernet_record_keeps_err1_err2_and_standalone(name, tmp_path, 
     spec = RunSpec("resume", SCENARIOS["supernet"], ComponentSpec(name=name), 0, TRAINING, "cpu")
     reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
     assert reference.status == "ok", reference.traceback
-    assert reference.err1 is not None and reference.err2 is not None and reference.standalone_accuracy is not None
+    assert reference.err1 is not None and reference.err2 is not None and reference.search.ground_truth is not None
     _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 2, monkeypatch)
     assert resumed.resumed_from_experience == 3
-    assert comparable(resumed) == comparable(reference)
+    assert search_comparable(resumed) == search_comparable(reference)
 
 
 @pytest.mark.parametrize("name", ["naive", "wpl"])
@@ -143,7 +143,7 @@ def test_resumed_attribution_equals_the_uninterrupted_one(name, tmp_path, monkey
     assert len(reference.attribution) >= 6  # 6 turns of 3 architectures: every earlier model after each turn
     _, resumed = interrupted_then_resumed(spec, tmp_path / "checkpoint.pt", 2, monkeypatch)
     assert resumed.resumed_from_experience == 3
-    assert comparable(resumed) == comparable(reference)
+    assert search_comparable(resumed) == search_comparable(reference)
 
 
 def test_resumed_timing_adds_both_parts(tmp_path, monkeypatch):
@@ -385,13 +385,13 @@ def test_a_resumed_search_equals_the_uninterrupted_one(search, strategy, at, tmp
 
 
 def test_a_scenario_that_declares_no_state_runs_a_search_without_checkpoints(tmp_path, monkeypatch):
-    from forgetbench.benchmark.data.scenarios.search import SearchScenario
+    from forgetbench.benchmark.data.scenarios.custom_supernet import CustomSupernetSearch
 
-    monkeypatch.setattr(SearchScenario, "state_dict", lambda self: None)
+    monkeypatch.setattr(CustomSupernetSearch, "state_dict", lambda self: None)
     spec = RunSpec("resume", SEARCHES["random"], ComponentSpec(name="naive"), 0, SEARCH_TRAINING, "cpu")
     record = run(spec, Path("."), checkpoint=tmp_path / "checkpoint.pt")
     assert record.status == "ok" and not (tmp_path / "checkpoint.pt").exists()
-    assert any("SearchScenario declares no state_dict()" in w for w in record.warnings)
+    assert any("CustomSupernetSearch declares no state_dict()" in w for w in record.warnings)
 
 
 def test_sigkilled_search_worker_resumes_to_the_uninterrupted_record(write_suite, cli, tmp_path):

@@ -83,9 +83,10 @@ def test_each_architecture_uses_exactly_the_weights_its_options_pick():
 
 
 def test_fixed_search_trains_the_list_in_rounds_one_task_per_architecture():
-    """Rounds, not new tasks: 3 architectures x 2 epochs is 6 turns over 3 tasks, err1 / err2 one row per round."""
+    """Rounds, not new tasks: 3 architectures x 2 epochs is 6 turns over 3 tasks, err1 / err2 one row per round
+    (200 steps a turn: the tiny net needs ~100 to leave chance level, and a run at chance is `collapsed`)."""
     listed = [["lin", "lin"], ["wide", "skip"], ["skip", "lin"]]
-    record = run(spec(search="fixed", architectures=listed, epochs=2, derive_samples=1), Path("."))
+    record = run(spec(search="fixed", architectures=listed, epochs=2, steps_per_turn=200), Path("."))
     assert record.status == "ok", record.error
     assert record.experiences == ["arch0(lin-lin)", "arch1(wide-skip)", "arch2(skip-lin)"]
     assert [t.task for t in record.turn_accuracy] == [0, 1, 2, 0, 1, 2]
@@ -95,6 +96,11 @@ def test_fixed_search_trains_the_list_in_rounds_one_task_per_architecture():
     # err1 is the error right after each turn: 1 - the accuracy the runner recorded there
     assert record.err1[1] == pytest.approx([1 - t.accuracy for t in record.turn_accuracy[3:]])
     assert record.search.derived.cell in {"lin-lin", "wide-skip", "skip-lin"}  # derived among the list
+    # an accuracy row (every listed architecture on the evaluation data) at each round's end: err2 is its error
+    assert np.shape(record.accuracy_matrix) == (2, 3)
+    assert record.err2 == pytest.approx(1 - np.asarray(record.accuracy_matrix))
+    one_round = run(spec(search="fixed", architectures=listed, epochs=1, steps_per_turn=200), Path("."))
+    assert np.shape(one_round.accuracy_matrix) == (3, 3)  # one round: a row after every turn, a square matrix
 
 
 def test_a_space_by_reference_samples_only_what_it_allows():

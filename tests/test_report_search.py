@@ -89,7 +89,7 @@ def test_many_experiences_switches_at_the_threshold():
     assert not FR.many_experiences([record(FR.MANY_EXPERIENCES + 1)], "other")
 
 
-def test_report_of_a_turn_length_suite_draws_the_sweep_and_summarises_27_candidates(tmp_path):
+def test_report_of_a_turn_length_suite_draws_the_sweep_over_27_candidates(tmp_path):
     space = {
         "dataset": "digits",
         "layers": 3,
@@ -114,15 +114,29 @@ def test_report_of_a_turn_length_suite_draws_the_sweep_and_summarises_27_candida
             )
             record = run(spec, data_root=None)
             assert record.status == "ok", record.error
-            assert len(record.accuracy_matrix[-1]) == 27
+            assert len(record.search.ground_truth.architectures) == 27  # every candidate ranked
             store.write_result(out, record)
     html = write_report([out]).read_text()
     assert 'id="sweep-figure"' in html and html.index('id="sweep"') < html.index('id="s-turn-4"')
     assert "turn_4, turn_20" in html  # the caption names the swept scenarios
-    # 27 candidates: distributions, not 27 bar groups or a 27-column heatmap
-    assert html.count("as a distribution per strategy") == 2 and html.count("summarised per row") == 2
     report = build_report([out])
     assert set(report.summary.scenario) == {"turn_4", "turn_20"}
+
+
+def test_27_architectures_in_rounds_are_summarised_not_drawn_one_by_one(tmp_path):
+    params = {"dataset": "digits", "layers": 3, "ops": 3, "width": 16, "architectures": 27, "rounds": 2,
+              "steps_per_turn": 4, "max_test": 300}  # fmt: skip
+    out = tmp_path / "results"
+    for seed in (0, 1):
+        spec = RunSpec("many", ComponentSpec(name="supernet", params=params), ComponentSpec(name="naive"), seed,
+                       TRAINING, "cpu")  # fmt: skip
+        record = run(spec, data_root=None)
+        assert record.status == "ok", record.error
+        assert np.shape(record.accuracy_matrix) == (2, 27)
+        store.write_result(out, record)
+    html = write_report([out]).read_text()
+    # 27 architectures: distributions, not 27 bar groups or a 27-column heatmap
+    assert html.count("as a distribution per strategy") == 1 and html.count("summarised per row") == 1
 
 
 def test_a_small_suite_keeps_bars_heatmaps_and_no_sweep(tmp_path):

@@ -1,8 +1,7 @@
-"""NAS as a search: the supernet_search scenario, its controller, the ground-truth cache, the search metrics."""
+"""NAS as a search: the supernet_search scenario (a ``custom_supernet`` search over the built-in space: one engine),
+its controller, the ground-truth cache, the search metrics."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -14,10 +13,9 @@ from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
-from forgetbench.benchmark.data.scenarios.search import Controller, enumerate_space, epoch_err_tables
+from forgetbench.benchmark.data.scenarios.cell_search import Controller
 from forgetbench.benchmark.core import metrics
 from helpers import make_record
-from forgetbench.benchmark.core.record import TurnAccuracy
 from forgetbench.reports.summary import runs_long
 
 TINY = {
@@ -83,7 +81,9 @@ def test_forgetting_value_by_hand():
     assert all(np.isnan(v) for v in metrics.forgetting_value([None], [0.1]))
 
 
-def test_search_metrics_of_a_record_by_hand():
+def test_search_metrics_of_a_record_written_before_the_ground_truth_key_by_hand():
+    """Results folders written before the built-in search became a ``custom_supernet`` one rank every candidate
+    under ``search.validation_accuracy`` against ``standalone_accuracy``; the report still reads them."""
     record = make_record(
         {
             "search": {
@@ -106,48 +106,44 @@ def test_search_metrics_of_a_record_by_hand():
     assert out["controller_reward"] == pytest.approx(0.6)
 
 
-def test_epoch_err_tables_by_hand():
-    turns = [
-        {"turn": 0, "task": 1, "accuracy": 0.6},
-        {"turn": 1, "task": 0, "accuracy": 0.7},
-        {"turn": 2, "task": 1, "accuracy": 0.8},  # epoch 0: task 1 twice, the later turn counts
-        {"turn": 3, "task": 2, "accuracy": 0.5},
-        {"turn": 4, "task": 2, "accuracy": 0.9},
-        {"turn": 5, "task": 0, "accuracy": 0.75},
-    ]
-    R = [[0.65, 0.7, 0.1], [0.7, 0.5, 0.85]]
-    err1, err2 = epoch_err_tables([TurnAccuracy(**t) for t in turns], R, turns_per_epoch=3, n_candidates=3)
-    assert err1[0][0] == pytest.approx(0.3) and err1[0][1] == pytest.approx(0.2) and err1[0][2] is None
-    assert err2[0][0] == pytest.approx(0.35) and err2[0][1] == pytest.approx(0.3) and err2[0][2] is None
-    assert err1[1][1] is None and err1[1][2] == pytest.approx(0.1) and err2[1][2] == pytest.approx(0.15)
-
-
 # ------------------------------------------------------------------ the scenario
-def test_the_whole_space_is_the_candidate_set_with_one_shared_head():
+def test_the_whole_space_is_the_ground_truth_with_one_shared_head():
     sc = scenario()
-    assert [tuple(sc.candidates[k]) for k in range(4)] == enumerate_space(2, 2) == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert len(sc.tasks) == 4 and len(sc.model.heads) == 1
-    # candidates sharing op 0 at position 0 share those weights: exactly the used-parameter overlap
-    shared = sc.tasks[0].used_params & sc.tasks[1].used_params
-    assert any(n.startswith("cells.0.relu.") for n in shared) and not any(n.startswith("cells.1.") for n in shared)
+    assert [sc.space.names(a) for a in sc.truth] == [
+        ("relu", "relu"),
+        ("relu", "tanh"),
+        ("tanh", "relu"),
+        ("tanh", "tanh"),
+    ]  # every architecture of 2 x 2, the first position varying slowest
+    assert list(sc.model.net.heads) == ["shared"]
+    # architectures sharing op 0 at position 0 share those weights: exactly the used-parameter overlap
+    relu_relu, relu_tanh = (sc.task_of(a).used_params for a in sc.truth[:2])
+    shared = relu_relu & relu_tanh
+    assert any(n.startswith("net.cells.0.relu.") for n in shared)
+    assert not any(n.startswith("net.cells.1.") for n in shared)
     # validation is held out of the training data, disjoint from it
-    train = {tuple(x.tolist()) for x in sc.tasks[0].train_x}
-    assert not train & {tuple(x.tolist()) for x in sc.validation_tasks[0].test_x}
-    assert len(sc.validation_tasks[0].test_y) == 200
+    train = {tuple(x.flatten().tolist()) for x in sc.data.train[0]}
+    assert not train & {tuple(x.flatten().tolist()) for x in sc.data.valid[0]}
+    assert len(sc.data.valid[1]) == len(sc.data.evaluation[1]) == 200
+
+
+def test_a_sample_of_candidates_is_all_random_search_draws():
+    sc = scenario(layers=3, ops=3, candidates=5)
+    names = {sc.space.names(a) for a in sc.truth}
+    assert len(names) == 5 and len(sc.truth) == 5
+    assert {sc.space.names(sc._sample()) for _ in range(200)} == names
 
 
 def test_a_search_run_records_its_choice_errors_and_ground_truth():
     record = run(spec("wpl", {"alpha": 10.0}, search="controller"), data_root=None)
     assert record.status == "ok", record.error
     search = record.search
-    assert len(record.accuracy_matrix) == TINY["epochs"] and len(record.turn_accuracy) == 9
-    assert search.chosen == int(np.argmax(search.validation_accuracy))
-    assert record.architectures[search.chosen] == search.chosen_architecture
+    assert len(record.err1) == len(record.err2) == TINY["epochs"] and len(record.turn_accuracy) == 9
+    assert all(len(row) == 3 for row in record.err1)  # one err per turn of the epoch
+    truth = search.ground_truth
+    assert len(truth.architectures) == len(truth.standalone_accuracy) == len(truth.supernet_accuracy) == 4
+    assert truth.top_k == 4  # min(5, candidates)
     assert len(search.rewards) == TINY["epochs"] and all(len(r) == 30 for r in search.rewards)
-    assert len(record.standalone_accuracy) == 4
-    trained = [{t.task for t in record.turn_accuracy[3 * e : 3 * e + 3]} for e in range(3)]
-    for e in range(3):  # err1 defined exactly for the candidates the epoch trained
-        assert {k for k, v in enumerate(record.err1[e]) if v is not None} == trained[e]
     assert record.timing.search_seconds > 0
     values = metrics.run_metrics(record)
     assert {
@@ -158,6 +154,8 @@ def test_a_search_run_records_its_choice_errors_and_ground_truth():
         "forgetting_value_mean",
         "controller_reward",
     } <= set(values)
+    picked = int(np.argmax(truth.supernet_accuracy))
+    assert values["regret"] == pytest.approx(max(truth.standalone_accuracy) - truth.standalone_accuracy[picked])
 
 
 def test_wpl_sees_each_added_turn(monkeypatch):
@@ -170,7 +168,7 @@ def test_wpl_sees_each_added_turn(monkeypatch):
 
     def build(*args):
         built = real_build(*args)
-        sc_holder.setdefault("s", built)  # the run's own (the standalone references rebuild it later)
+        sc_holder.setdefault("s", built)  # the run's own (the ground truth rebuilds it later)
         return built
 
     monkeypatch.setattr(assemble, "build_scenario", build)
@@ -194,13 +192,13 @@ def test_wpl_sees_each_added_turn(monkeypatch):
 def test_the_controller_learns_to_prefer_the_rewarded_architecture():
     torch.manual_seed(0)
     sc = scenario(search="controller", controller={"lr": 0.05, "steps_per_epoch": 150, "entropy_weight": 0.0})
-    target = 2  # reward 1 for candidate 2 only
+    target = (1, 0)  # reward 1 for tanh-relu only
     before = sc.controller.probabilities()
-    sc._train_controller(lambda task: 1.0 if task.model_key == target else 0.0)
+    for _ in range(150):
+        sc.reinforce.step(sc.generator, lambda arch: 1.0 if arch == target else 0.0)
     after = sc.controller.probabilities()
-    arch = sc.candidates[target]
-    assert after[0][arch[0]] > max(0.8, before[0][arch[0]]) and after[1][arch[1]] > 0.8
-    draws = [sc._draw() for _ in range(50)]
+    assert after[0][target[0]] > max(0.8, before[0][target[0]]) and after[1][target[1]] > 0.8
+    draws = [sc._sample() for _ in range(50)]
     assert draws.count(target) > 35
 
 
@@ -224,7 +222,7 @@ def test_search_is_reproducible_within_and_across_executors(tmp_path):
 
     a = run(spec(search="controller", seed=3), data_root=None)
     b = run(spec(search="controller", seed=3), data_root=None)
-    for key in ("search", "accuracy_matrix", "turn_accuracy", "err1", "err2", "standalone_accuracy"):
+    for key in ("search", "turn_accuracy", "err1", "err2", "architecture_names"):
         assert getattr(a, key) == getattr(b, key), key
     executor = make_executor("process", workers=1, data_root=None)
     try:
@@ -232,49 +230,42 @@ def test_search_is_reproducible_within_and_across_executors(tmp_path):
     finally:
         executor.close()
     assert c.status == "ok", c.error
-    for key in ("search", "accuracy_matrix", "turn_accuracy", "err1", "err2", "standalone_accuracy"):
+    for key in ("search", "turn_accuracy", "err1", "err2", "architecture_names"):
         assert getattr(c, key) == getattr(a, key), key
 
 
 def test_ground_truth_is_cached_on_disk_shared_by_search_settings_and_resumed(tmp_path, monkeypatch):
-    references.STANDALONE_CACHE.clear()
     trained = []
-    real = references.train_schedule
-
-    def counting(strategy, harness, turns, *args, **kw):
-        if len(turns) == 1 and turns[0][0].max_steps == TINY["ground_truth_steps"]:
-            trained.append(turns[0][0].task)
-        return real(strategy, harness, turns, *args, **kw)
-
-    monkeypatch.setattr(references, "train_schedule", counting)
+    real = references._retrain
+    monkeypatch.setattr(references, "_retrain", lambda *a: trained.append(a[3].steps) or real(*a))
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
     first = run(spec(search="random"), data_root=None, cache_dir=tmp_path)
-    assert sorted(trained) == [0, 1, 2, 3]
-    files = list((tmp_path / store.GROUND_TRUTH_DIR).glob("*.json"))
-    assert len(files) == 1
-    stored = json.loads(files[0].read_text())
-    assert stored["key"]["steps"] == [TINY["ground_truth_steps"]] * 4 and "search" not in stored["key"]["params"]
-    assert [stored["accuracy"][str(k)] for k in range(4)] == first.standalone_accuracy
+    assert trained == [TINY["ground_truth_steps"]] * 4
+    files = sorted((tmp_path / store.GROUND_TRUTH_DIR).glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
+    assert len(files) == 4  # one per architecture, each written when it is trained
 
-    # another search setting and another process (in-process cache cleared): read from disk, nothing trained
-    references.STANDALONE_CACHE.clear()
+    # another search setting, strategy and process (in-process cache cleared): read from disk, nothing trained
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
     trained.clear()
     other = run(spec("ewc", {"ewc_lambda": 1.0}, search="controller"), data_root=None, cache_dir=tmp_path)
-    assert trained == [] and other.standalone_accuracy == first.standalone_accuracy
+    assert trained == []
+    assert other.search.ground_truth.standalone_accuracy == first.search.ground_truth.standalone_accuracy
 
-    # an interrupted computation (two entries saved) resumes: only the missing ones are trained
-    references.STANDALONE_CACHE.clear()
-    store.save_ground_truth(files[0], stored["key"], {0: 0.125, 3: 0.5})
+    # an interrupted computation (two architectures saved) resumes: only the missing ones are trained
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    for f in files[2:]:
+        f.unlink()
     resumed = run(spec(search="random"), data_root=None, cache_dir=tmp_path)
-    assert sorted(trained) == [1, 2]
-    assert resumed.standalone_accuracy[0] == 0.125 and resumed.standalone_accuracy[3] == 0.5
-    assert resumed.standalone_accuracy[1:3] == first.standalone_accuracy[1:3]
+    assert trained == [TINY["ground_truth_steps"]] * 2
+    assert resumed.search.ground_truth == first.search.ground_truth
 
     # a truncated file (a crash mid-write cannot leave one, an edit can) is recomputed, not trusted
-    references.STANDALONE_CACHE.clear()
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
     trained.clear()
     files[0].write_text('{"key": ')
     again = run(spec(search="random"), data_root=None, cache_dir=tmp_path)
-    assert sorted(trained) == [0, 1, 2, 3] and again.standalone_accuracy == first.standalone_accuracy
+    assert trained == [TINY["ground_truth_steps"]]
+    assert again.search.ground_truth.standalone_accuracy == first.search.ground_truth.standalone_accuracy
 
 
 def test_search_metrics_reach_the_summary_and_report(tmp_path):
@@ -306,4 +297,18 @@ def test_every_registered_strategy_runs_a_search_or_refuses_clearly():
             assert record.status == "failed" and "needs the whole schedule up front" in record.error, name
         else:
             assert record.status == "ok", (name, record.error)
-            assert len(record.accuracy_matrix) == 2 and record.search is not None, name
+            assert len(record.err2) == 2 and record.search.ground_truth is not None, name
+
+
+def test_a_validation_hold_out_reaches_the_architectures_a_search_adds_later():
+    """Selection and tuning runs evaluate on held-out training data; a search adds tasks while it runs, and each one
+    must get the same hold-out as those sampled before it (else it would train on what it is scored on)."""
+    sc = scenario()
+    before = {sc.space.names(a) for a in sc.model.architectures}
+    sc.hold_out_validation(0.25, seed=0)
+    later = next(a for a in sc.truth if sc.space.names(a) not in before)
+    for task in (sc.tasks[0], sc.task_of(later)):
+        n_train = len(sc.data.train[1])
+        assert len(task.train_y) + len(task.test_y) == n_train and len(task.test_y) == round(0.25 * n_train)
+        seen = {tuple(x.flatten().tolist()) for x in task.train_x}
+        assert not seen & {tuple(x.flatten().tolist()) for x in task.test_x}

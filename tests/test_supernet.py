@@ -1,4 +1,7 @@
-"""The supernet scenario: sampling, real weight sharing, exact used parameters, err1/err2, standalone."""
+"""The supernet scenario: sampling, real weight sharing, exact used parameters, err1/err2, the ground truth.
+
+It is a ``custom_supernet`` search (one engine): a fixed schedule over seed-drawn architectures of the built-in
+model, so these tests check that the built-in space keeps its contract through the user path."""
 
 from __future__ import annotations
 
@@ -8,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from forgetbench.benchmark.run import assemble, references, spec as run_spec
-from forgetbench.benchmark.train.harness import evaluate
+from forgetbench.benchmark.run import references
 from forgetbench.benchmark.core.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
-from forgetbench.benchmark.core.record import TurnAccuracy
+from forgetbench.benchmark.core.metrics import kendall_tau, mean_err_gap, search_metrics
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
-from forgetbench.benchmark.data.scenarios.supernet import err_tables, position_ops, sample_architectures
+from forgetbench.benchmark.data.scenarios.supernet import position_ops, sample_architectures
 from conftest import tiny_suite
 from helpers import make_record
 
@@ -47,6 +49,12 @@ def spec(strategy="naive", params=None, seed=0, **scenario):
     )
 
 
+def ops_of(scenario, k):
+    """Op names architecture (task) ``k`` picks, one per position."""
+    model = scenario.model
+    return list(model.space.names(model.architectures[k]))
+
+
 # ------------------------------------------------------------------ sampling
 def test_sampling_is_deterministic_per_seed_and_distinct():
     a = sample_architectures(layers=4, ops=4, count=10, seed=3)
@@ -56,7 +64,9 @@ def test_sampling_is_deterministic_per_seed_and_distinct():
     # the whole space can be drawn, and then every architecture appears once
     everything = sample_architectures(layers=2, ops=3, count=9, seed=0)
     assert sorted(everything) == list(itertools.product(range(3), repeat=2))
-    assert supernet(seed=1).meta["architectures"] == supernet(seed=1).meta["architectures"]
+    names = [t.name for t in supernet(seed=1).tasks]
+    assert names == [t.name for t in supernet(seed=1).tasks] and len(set(names)) == 4
+    assert names != [t.name for t in supernet(seed=2).tasks]
 
 
 def test_too_many_architectures_is_a_config_error():
@@ -79,21 +89,21 @@ def test_identity_only_where_shapes_allow():
 
 
 # ------------------------------------------------------------------ sharing
-def _op_tensors(model, position, op):
-    return [p for p in model.cells[position][op].parameters()]
+def _op_tensors(scenario, position, op):
+    return list(scenario.model.net.cells[position][op].parameters())
 
 
 @pytest.mark.parametrize("cell", ["mlp", "cnn"])
 def test_same_op_same_storage_different_op_different_storage(cell):
     scenario = supernet(cell=cell, layers=2, ops=3, architectures=9)  # every architecture of 3**2
     model = scenario.model
-    archs = scenario.meta["architectures"]
     named = dict(model.named_parameters())
-    for a, b in itertools.combinations(range(len(archs)), 2):
+    for a, b in itertools.combinations(range(9), 2):
         for position in range(2):
-            ops_a, ops_b = model.arch_ops(a)[position], model.arch_ops(b)[position]
-            ptr_a = {named[n].data_ptr() for n in scenario.tasks[a].used_params if n.startswith(f"cells.{position}.")}
-            ptr_b = {named[n].data_ptr() for n in scenario.tasks[b].used_params if n.startswith(f"cells.{position}.")}
+            ops_a, ops_b = ops_of(scenario, a)[position], ops_of(scenario, b)[position]
+            prefix = f"net.cells.{position}."
+            ptr_a = {named[n].data_ptr() for n in scenario.tasks[a].used_params if n.startswith(prefix)}
+            ptr_b = {named[n].data_ptr() for n in scenario.tasks[b].used_params if n.startswith(prefix)}
             if ops_a == ops_b:
                 assert ptr_a == ptr_b and ptr_a  # the very same tensors
             else:
@@ -102,15 +112,15 @@ def test_same_op_same_storage_different_op_different_storage(cell):
     a, b = next(
         (a, b)
         for a, b in itertools.combinations(range(9), 2)
-        if model.arch_ops(a)[0] == model.arch_ops(b)[0] and model.arch_ops(a)[1] != model.arch_ops(b)[1]
+        if ops_of(scenario, a)[0] == ops_of(scenario, b)[0] and ops_of(scenario, a)[1] != ops_of(scenario, b)[1]
     )
     x = scenario.tasks[0].test_x[:4]
     out_a, out_b, others = model(x, a), model(x, b), [model(x, k) for k in range(9)]
     with torch.no_grad():
-        _op_tensors(model, 0, model.arch_ops(a)[0])[0].add_(0.5)
+        _op_tensors(scenario, 0, ops_of(scenario, a)[0])[0].add_(0.5)
     assert not torch.equal(out_a, model(x, a)) and not torch.equal(out_b, model(x, b))
     for k in range(9):  # architectures with another op at position 0 are untouched
-        if model.arch_ops(k)[0] != model.arch_ops(a)[0]:
+        if ops_of(scenario, k)[0] != ops_of(scenario, a)[0]:
             assert torch.equal(others[k], model(x, k))
 
 
@@ -124,37 +134,23 @@ def test_used_params_are_exactly_what_gets_gradients(head, cell):
         loss = torch.nn.functional.cross_entropy(model(task.train_x[:8], task.model_key), task.train_y[:8])
         loss.backward()
         assert {n for n, p in model.named_parameters() if p.grad is not None} == task.used_params
-    heads = {n.split(".")[1] for t in scenario.tasks for n in t.used_params if n.startswith("heads.")}
-    assert heads == ({"0"} if head == "shared" else {str(k) for k in range(8)})
+    heads = {n.split(".")[2] for t in scenario.tasks for n in t.used_params if n.startswith("net.heads.")}
+    assert heads == ({"shared"} if head == "shared" else {"-".join(ops_of(scenario, k)) for k in range(8)})
 
 
 # ------------------------------------------------------------------ schedule and err1/err2
-def test_round_robin_schedule_records_the_last_turn_of_each_round():
+def test_round_robin_records_each_rounds_last_turn_and_sequential_every_turn():
     scenario = supernet(rounds=3, architectures=4, steps_per_turn=5)
-    assert [t.task for t in scenario.schedule] == [0, 1, 2, 3] * 3
-    assert [t.record for t in scenario.schedule] == [False, False, False, True] * 3
+    assert [t.task for t in scenario.schedule] == [0, 1, 2, 3]  # round 0; the search adds the next at its end
+    assert [t.record for t in scenario.schedule] == [False, False, False, True]
     assert {t.max_steps for t in scenario.schedule} == {5}
     seq = supernet(schedule="sequential")
     assert [t.task for t in seq.schedule] == [0, 1, 2, 3] and all(t.record for t in seq.schedule)
 
 
-def test_err_tables_by_hand():
-    # 2 architectures, 2 rounds: turns 0..3 train archs 0, 1, 0, 1
-    turns = [
-        TurnAccuracy(turn=0, task=0, accuracy=0.6),
-        TurnAccuracy(turn=1, task=1, accuracy=0.7),
-        TurnAccuracy(turn=2, task=0, accuracy=0.8),
-        TurnAccuracy(turn=3, task=1, accuracy=0.9),
-    ]
-    R = [[0.5, 0.7], [0.75, 0.9]]  # end of round 0: arch 0 fell from 0.6 to 0.5; round 1: 0.8 -> 0.75
-    err1, err2 = err_tables(turns, R, 2)
-    np.testing.assert_allclose(err1, [[0.4, 0.3], [0.2, 0.1]])
-    np.testing.assert_allclose(err2, [[0.5, 0.3], [0.25, 0.1]])
-    from forgetbench.benchmark.core.metrics import mean_err_gap
-
+def test_mean_err_gap_by_hand():
+    err1, err2 = [[0.4, 0.3], [0.2, 0.1]], [[0.5, 0.3], [0.25, 0.1]]
     assert mean_err_gap(err1, err2) == pytest.approx((0.1 + 0 + 0.05 + 0) / 4)
-    with pytest.raises(ValueError, match="turn 1 trained task 0, expected 1"):
-        err_tables([turns[0], TurnAccuracy(turn=1, task=0, accuracy=0.1)], [[0.5, 0.5]], 2)
 
 
 def test_run_records_err1_err2_consistent_with_matrix_and_turns():
@@ -171,8 +167,9 @@ def test_run_records_err1_err2_consistent_with_matrix_and_turns():
             assert err2[r][k] == pytest.approx(1 - R[r][k])
         # the last architecture of a round is evaluated right after its turn = at the end of the round
         assert err1[r][2] == pytest.approx(err2[r][2])
-    assert record.architectures == [supernet().model.arch_ops(k) for k in range(3)]
-    assert record.standalone_accuracy is None
+    scenario = supernet(architectures=3)
+    assert record.architecture_names == ["-".join(ops_of(scenario, k)) for k in range(3)]
+    assert record.search.ground_truth is None
 
 
 def test_sequential_schedule_gives_a_square_matrix_and_one_round():
@@ -183,26 +180,34 @@ def test_sequential_schedule_gives_a_square_matrix_and_one_round():
     np.testing.assert_allclose(record.err2, [1 - R[-1]])
 
 
-def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monkeypatch):
-    references.STANDALONE_CACHE.clear()
-    built = []
-    original = assemble.build_scenario
-    monkeypatch.setattr(assemble, "build_scenario", lambda *a: built.append(1) or original(*a))
-    naive = run(spec(standalone=True), data_root=None)
-    wpl = run(spec("wpl", {"alpha": 10.0}, standalone=True), data_root=None)
+def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monkeypatch, tmp_path):
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    naive = run(spec(standalone=True), data_root=None, cache_dir=tmp_path)
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})  # another process: only the results folder is shared
+    trained = []
+    original = references._retrain
+    monkeypatch.setattr(references, "_retrain", lambda *a: trained.append(1) or original(*a))
+    wpl = run(spec("wpl", {"alpha": 10.0}, standalone=True), data_root=None, cache_dir=tmp_path)
     assert naive.status == wpl.status == "ok"
-    assert naive.standalone_accuracy == wpl.standalone_accuracy
-    assert len(naive.standalone_accuracy) == 4
-    assert len(built) == 3  # two runs + one standalone build: the second run hit the cache
+    a, b = naive.search.ground_truth, wpl.search.ground_truth
+    assert trained == []  # the 4 standalone models came from the results folder
+    assert a.standalone_accuracy == b.standalone_accuracy and len(a.standalone_accuracy) == 4
+    assert a.architectures == naive.architecture_names and a.steps == 2 * TINY["steps_per_turn"]
+    # the search's ranking is the supernet's final accuracy of each architecture (the last accuracy row)
+    assert a.supernet_accuracy == pytest.approx(naive.accuracy_matrix[-1])
+    assert search_metrics(naive)["search_tau"] == pytest.approx(kendall_tau(a.supernet_accuracy, a.standalone_accuracy))
     # a fresh computation gives the same numbers (reproducible, not an artefact of the cache)
-    references.STANDALONE_CACHE.clear()
-    again = references.standalone_accuracy(spec(standalone=True), None, torch.device("cpu"))
-    assert again == naive.standalone_accuracy
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    again = run(spec(standalone=True), data_root=None)
+    assert again.search.ground_truth.standalone_accuracy == a.standalone_accuracy
 
     # by hand: architecture 1 alone, from the same initial weights, for rounds x steps_per_turn steps
-    torch.manual_seed(0)
+    from forgetbench.benchmark.run import spec as run_spec
+    from forgetbench.benchmark.run.assemble import build_scenario
+    from forgetbench.benchmark.train.harness import evaluate
+
     run_spec.seed_everything(0)
-    scenario = original(spec(standalone=True), None)
+    scenario = build_scenario(spec(standalone=True), None)
     model, task = scenario.model, scenario.tasks[1]
     opt = torch.optim.SGD(model.parameters(), lr=TRAINING.lr)
     gen = torch.Generator().manual_seed(0)
@@ -218,7 +223,8 @@ def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monk
             torch.nn.functional.cross_entropy(model(x[start : start + 32], 1), y[start : start + 32]).backward()
             opt.step()
             steps += 1
-    assert evaluate(model, task, 512, torch.device("cpu")) == pytest.approx(naive.standalone_accuracy[1])
+    assert torch.equal(task.test_y, scenario.data.test[1])  # a fixed schedule evaluates on the test split
+    assert evaluate(model, task, 512, torch.device("cpu")) == pytest.approx(a.standalone_accuracy[1])
 
 
 def test_same_seed_same_numbers():
@@ -231,6 +237,7 @@ def test_supernet_summary_table_by_hand():
     from forgetbench.reports.supernet import supernet_frame, supernet_summary
 
     def rec(strategy, seed, final, standalone):
+        truth = {"architectures": ["a", "b", "c"], "supernet_accuracy": final, "standalone_accuracy": standalone}
         return make_record(
             {
                 "status": "ok",
@@ -240,7 +247,7 @@ def test_supernet_summary_table_by_hand():
                 "accuracy_matrix": [[0.0, 0.0, 0.0], final],
                 "err1": [[0.1, 0.2, 0.3]],
                 "err2": [[0.2, 0.2, 0.3]],
-                "standalone_accuracy": standalone,
+                "search": {"kind": "fixed", "ground_truth": truth},
             }
         )
 

@@ -83,7 +83,15 @@ def test_a_comparison_on_fewer_than_three_shared_seeds_is_never_significant():
 
 
 def test_a_search_is_judged_on_its_forgetting_value_in_its_own_unit():
-    assert headline_metric({"forgetting", "forgetting_value_mean"}) == "forgetting_value_mean"
+    def frame(values: dict[str, float]) -> pd.DataFrame:
+        return pd.DataFrame({"metric": list(values), "value": list(values.values())})
+
+    # a search keeps no row per task (forgetting NaN): its forgetting value; a sequential schedule: forgetting
+    nan = float("nan")
+    assert headline_metric(frame({"forgetting": nan, "forgetting_value_mean": 0.1})) == "forgetting_value_mean"
+    assert headline_metric(frame({"forgetting": 0.2, "forgetting_value_mean": 0.1})) == "forgetting"
+    assert headline_metric(frame({"forgetting": nan, "err_gap_mean": nan, "curve_max_drop": 0.3})) == "curve_max_drop"
+    assert headline_metric(frame({"forgetting": nan})) is None
     long = long_frame({"naive": [0.10, 0.09, 0.11], "wpl": [0.10, 0.08, 0.12]}, metric="lm_forgetting_mean")
     (line,) = scenario_verdict(long, "naive")
     assert "lowest wpl 0.100 vs naive 0.100 nats" in line and "points" not in line

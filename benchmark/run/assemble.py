@@ -3,7 +3,6 @@ strategy on its model."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -65,25 +64,7 @@ def build_run_strategy(
 
 
 def hold_out_validation(scenario: Scenario, fraction: float, seed: int) -> None:
-    """Replace each task's test data by a seeded ``fraction`` of its training data (removed from it).
-
-    The test split is never read. Each task draws its own permutation from ``seed`` and the task
-    index with a private generator, so the global RNG (model init, data order) is untouched and
-    every strategy on the same seed sees the same split.
-    """
-    tasks = []
-    for j, task in enumerate(scenario.tasks):
-        n = len(task.train_y)
-        n_val = min(max(1, round(n * fraction)), n - 1)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + j))
-        val, train = order[:n_val].sort().values, order[n_val:].sort().values
-        tasks.append(
-            dataclasses.replace(
-                task,
-                train_x=task.train_x[train],
-                train_y=task.train_y[train],
-                test_x=task.train_x[val],
-                test_y=task.train_y[val],
-            )
-        )
-    scenario.tasks = tasks
+    """Replace each task's test data by a seeded ``fraction`` of its training data, removed from it
+    (:meth:`~forgetbench.benchmark.data.scenarios.base.Scenario.hold_out_validation`: a search applies it to the
+    architectures it adds later too). The test split is never read."""
+    scenario.hold_out_validation(fraction, seed)

@@ -1,5 +1,5 @@
-"""What a run is compared with, trained apart from it: each task's model trained *alone* (the standalone
-references, cached) and a search's derived architecture retrained alone."""
+"""What a run is compared with, trained apart from it: a model trained *alone* from the run's initial weights (a
+search's ground truth, cached, and its derived architecture retrained)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -17,29 +16,11 @@ from forgetbench.benchmark.core.training import training_identity
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios import Retraining, Scenario, Turn
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
-from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule, turn_steps
+from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.train.harness import Harness, evaluate
 
-__all__ = ["standalone_accuracy", "retrained_scores"]
-
-# Standalone references depend only on (the scenario params they read, seed, training, device), not
-# on the strategy: computed once per process, and once per results folder when the caller gives one.
-STANDALONE_CACHE: dict[str, list[float]] = {}
-
-
-def _standalone_key(spec: RunSpec, scenario: Scenario, device: torch.device, steps: list[int]) -> dict[str, Any]:
-    params = scenario.ground_truth_params if scenario.ground_truth_params is not None else spec.scenario.params
-    return {
-        "scenario": spec.scenario.name,
-        "params": json.loads(json.dumps(params, default=str)),
-        "seed": spec.seed,
-        "training": training_identity(spec.training),
-        "device": str(device),
-        "validation_fraction": spec.validation_fraction,
-        **({"first_tasks": spec.first_tasks} if spec.first_tasks is not None else {}),
-        "steps": steps,
-    }
+__all__ = ["retrained_scores"]
 
 
 def _train_alone(
@@ -54,66 +35,13 @@ def _train_alone(
         pass
 
 
-def standalone_accuracy(
-    spec: RunSpec, data_root: Path, device: torch.device, cache_dir: Path | None = None
-) -> list[float]:
-    """Accuracy of each task's model trained *alone*: fresh init, plain fine-tuning, a fixed step budget.
-
-    The scenario is rebuilt from the run's seed, so every model starts from the weights it had at the
-    start of the shared run. Model ``j`` then trains on its own data for
-    :meth:`~forgetbench.benchmark.data.scenarios.Scenario.standalone_steps` iterations (by default as many as all of
-    ``j``'s turns in the schedule add up to), with the suite's optimizer and no regularizer (the
-    ``naive`` strategy, through the same :func:`train_schedule` as every run), and is evaluated on
-    its test data. Cached in this process, and with ``cache_dir`` on disk there
-    (:func:`forgetbench.benchmark.core.store.ground_truth_entries`: shared by every run of a suite, locked, written
-    after each model so an interrupted computation resumes).
-    """
-    memo = json.dumps(
-        [
-            spec.scenario.name,
-            spec.scenario.params,
-            spec.seed,
-            spec.training.model_dump(mode="json"),
-            str(device),
-            spec.validation_fraction,
-            spec.first_tasks,
-        ],
-        sort_keys=True,
-        default=str,
-    )
-    if memo in STANDALONE_CACHE:
-        return list(STANDALONE_CACHE[memo])
-    scenario = seeded_scenario(spec, data_root)  # the same initial weights and evaluation data
-    steps = scenario.standalone_steps(lambda turn, n_train: turn_steps(turn, n_train, spec.training))
-    key = _standalone_key(spec, scenario, device, steps)
-    path = store.ground_truth_path(cache_dir, key) if cache_dir is not None else None
-    cached: contextlib.AbstractContextManager[dict[int, float]] = (
-        store.ground_truth_entries(path, key) if path is not None else contextlib.nullcontext({})
-    )
-    with cached as entries:
-        model = scenario.model.to(device)
-        initial = {k: v.clone() for k, v in model.state_dict().items()}
-        for j, task in enumerate(scenario.tasks):
-            if j in entries:
-                continue
-            model.load_state_dict(initial)
-            if steps[j] > 0:  # a task with no budget: its standalone model is the untrained one
-                _train_alone(spec, scenario, model, device, j, steps[j])
-            entries[j] = evaluate(model, task, spec.training.eval_batch_size, device)
-            if path is not None:
-                store.save_ground_truth(path, key, entries)
-        accuracies = [entries[j] for j in range(len(scenario.tasks))]
-    STANDALONE_CACHE[memo] = accuracies
-    return list(accuracies)
-
-
 def retrained_scores(
     spec: RunSpec, data_root: Path, device: torch.device, retraining: Retraining, cache_dir: Path | None = None
 ) -> dict[str, float]:
     """Train :class:`~forgetbench.benchmark.data.scenarios.base.Retraining`'s model alone from the run's initial weights (a
     fresh scenario from the spec and seed) with the suite's optimizer, no regularizer; its scores. A retraining with a
     ``cache_key`` (scores that do not depend on the strategy) is computed once per process and, with ``cache_dir``,
-    once per results folder (locked, as the standalone references)."""
+    once per results folder (locked; :func:`forgetbench.benchmark.core.store.ground_truth_entries`)."""
     if retraining.cache_key is None:
         return _retrain(spec, data_root, device, retraining)
     key = {

@@ -4,8 +4,8 @@ The runner seeds everything, builds the scenario (data + model family) and the s
 the untrained model on every task, then trains the schedule turn by turn
 (:func:`forgetbench.benchmark.run.schedule.train_schedule`); after each recorded turn i it evaluates every task j
 to fill the accuracy matrix ``R[i][j]``, and after every turn it records the accuracy of the model
-just trained (``turn_accuracy``). A scenario that asks for it gets ``standalone_accuracy`` (each
-model trained alone), and the scenario's :meth:`~forgetbench.benchmark.data.scenarios.Scenario.summarize` adds its
+just trained (``turn_accuracy``); the models a scenario asks to have trained alone (a search's ground truth, its
+derived architecture) follow, and the scenario's :meth:`~forgetbench.benchmark.data.scenarios.Scenario.summarize` adds its
 own keys (e.g. the supernet's ``err1``/``err2``). An adaptive scenario (a NAS search) decides its turns
 while training: whenever the turns so far are trained the runner asks it for more
 (:meth:`~forgetbench.benchmark.data.scenarios.Scenario.next_turns`, handing it the harness's evaluation) until it has none. A raised exception or a non-finite loss ends the
@@ -40,7 +40,7 @@ from forgetbench.benchmark.run import checkpoint as checkpoints
 from forgetbench.benchmark.run.attribution import Attribution
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
 from forgetbench.benchmark.run.pruning import InsideChecks, Pruned, check_after_experience, checks_apply
-from forgetbench.benchmark.run.references import retrained_scores, standalone_accuracy
+from forgetbench.benchmark.run.references import retrained_scores
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
 from forgetbench.benchmark.train.template import FastSupervisedTemplate
@@ -169,10 +169,6 @@ def _execute(
 
     if scenario.adaptive:  # a search may add tasks while it runs (each newly sampled architecture)
         record.experiences = [task.name for task in scenario.tasks]
-    if scenario.standalone:
-        t0 = time.perf_counter()
-        record.standalone_accuracy = standalone_accuracy(spec, data_root, device, cache_dir)
-        timing.standalone_seconds = time.perf_counter() - t0
     retrainings = scenario.retrainings()
     if retrainings:
         t0 = time.perf_counter()

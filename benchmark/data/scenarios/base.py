@@ -15,6 +15,7 @@ scenario leaks into them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, overload
@@ -82,6 +83,24 @@ def count_parameters(build: Callable[[], torch.nn.Module]) -> int:
         return sum(p.numel() for p in build().parameters())
 
 
+def held_out(task: "Task", index: int, fraction: float, seed: int) -> "Task":
+    """``task`` with a seeded ``fraction`` of its training data as its test data, removed from its training data.
+
+    Task ``index`` draws its own permutation from ``seed`` and the index with a private generator, so the global RNG
+    (model init, data order) is untouched and every strategy on the same seed sees the same split."""
+    n = len(task.train_y)
+    n_val = min(max(1, round(n * fraction)), n - 1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + index))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    return dataclasses.replace(
+        task,
+        train_x=task.train_x[train],
+        train_y=task.train_y[train],
+        test_x=task.train_x[val],
+        test_y=task.train_y[val],
+    )
+
+
 @dataclass
 class Task:
     """One model of the family and the data it is trained and evaluated on."""
@@ -112,12 +131,6 @@ class Scenario:
     model: TaskRoutedModule
     schedule: list[Turn] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
-    # Ask the runner to also train each task's model alone (fresh init, plain SGD, the same number of
-    # steps as in the schedule) and record ``standalone_accuracy``; strategy-independent, so cached.
-    standalone: bool = False
-    # The scenario params the standalone accuracies depend on (None: all of them). A search scenario
-    # leaves its search settings out, so every search over one space shares one ground truth.
-    ground_truth_params: dict[str, Any] | None = None
     # True when :meth:`next_turns` may add turns while the run trains (a search decides them from the
     # trained model); the schedule is then known only up to the turn being trained.
     adaptive: bool = False
@@ -144,13 +157,10 @@ class Scenario:
         """
         return []
 
-    def standalone_steps(self, training_steps: Callable[[Turn, int], int]) -> list[int]:
-        """Iterations each task's standalone reference trains for: by default all of its turns in the
-        schedule added up (``training_steps(turn, n_train)`` gives one turn's)."""
-        steps = [0] * len(self.tasks)
-        for turn in self.schedule:
-            steps[turn.task] += training_steps(turn, len(self.tasks[turn.task].train_y))
-        return steps
+    def hold_out_validation(self, fraction: float, seed: int) -> None:
+        """Replace each task's test data by a seeded ``fraction`` of its training data, removed from it (selection
+        and tuning runs: the test split is never read); see :func:`held_out`."""
+        self.tasks = [held_out(task, j, fraction, seed) for j, task in enumerate(self.tasks)]
 
     def summarize(self, record: RunRecord) -> dict[str, Any]:
         """Extra result keys derived from a finished run's record (default: none); the keys the project uses

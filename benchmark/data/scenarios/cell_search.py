@@ -8,7 +8,7 @@ A turn is one Avalanche experience, so every regularizer runs unchanged, its end
 per turn. An architecture becomes a task the first time it is sampled (task label = the order first seen),
 with exactly the parameters it uses, so every strategy sees which weights it shares with earlier ones.
 
-Between epochs the controller (:class:`~forgetbench.benchmark.data.scenarios.search.Controller`, logits
+Between epochs the controller (:class:`Controller`, logits
 ``tanh_constant * tanh(z / temperature)``) takes ``steps_per_epoch`` REINFORCE steps; the reward is
 ``reward_c`` x the harness's score of the sampled architecture on a rotating slice of the validation data
 (one batch per step, as ENAS). After the last epoch the controller (or the uniform sampler) draws
@@ -32,9 +32,11 @@ controller_probabilities}, ``err1``, ``err2``, ``epoch_architectures`` (task ind
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Protocol, cast
+import math
+from typing import Any, Callable, Literal, Protocol, Sequence, cast
 
 import torch
+from torch import nn
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -49,6 +51,7 @@ from pydantic import (
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.data.scenarios.base import (
     Retraining,
+    held_out,
     Scenario,
     ScenarioParams,
     Task,
@@ -56,9 +59,106 @@ from forgetbench.benchmark.data.scenarios.base import (
     schedule_from_state,
     schedule_state,
 )
-from forgetbench.benchmark.data.scenarios.search import Controller, Reinforce
 
 Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class Controller(nn.Module):
+    """ENAS-style LSTM controller: a sequence of categorical decisions, each pick fed back as the next input.
+
+    Decision ``d`` chooses among ``choices[d]`` options; its logits are ``tanh_constant * tanh(W_d h /
+    temperature)`` (Pham et al. 2018: the temperature flattens, the tanh bounds them). A pick is fed back
+    through one embedding table of ``max(choices) + 1`` rows (the last row is the start token). For an
+    ops-per-position space ``choices = [ops] * layers``.
+    """
+
+    def __init__(self, choices: Sequence[int], hidden: int, tanh_constant: float, temperature: float = 1.0):
+        super().__init__()
+        self.choices = [int(c) for c in choices]
+        self.start = max(self.choices)
+        self.tanh_constant, self.temperature = tanh_constant, temperature
+        self.embedding = nn.Embedding(self.start + 1, hidden)
+        self.cell = nn.LSTMCell(hidden, hidden)
+        self.decoders = nn.ModuleList(nn.Linear(hidden, c) for c in self.choices)
+
+    def _logits(self, decoder: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        z = decoder(h)[0]
+        if self.temperature != 1.0:
+            z = z / self.temperature
+        return self.tanh_constant * torch.tanh(z)
+
+    def sample(self, generator: torch.Generator) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor]:
+        """``(architecture, log pi(architecture), entropy summed over decisions)``."""
+        hidden = self.cell.hidden_size
+        state = (torch.zeros(1, hidden), torch.zeros(1, hidden))
+        token = torch.tensor([self.start])
+        picks, log_prob, entropy = [], torch.zeros(()), torch.zeros(())
+        for decoder in self.decoders:
+            state = self.cell(self.embedding(token), state)
+            log_p = torch.log_softmax(self._logits(decoder, state[0]), dim=0)
+            op = int(torch.multinomial(log_p.exp().detach(), 1, generator=generator))
+            picks.append(op)
+            log_prob = log_prob + log_p[op]
+            entropy = entropy - (log_p.exp() * log_p).sum()
+            token = torch.tensor([op])
+        return tuple(picks), log_prob, entropy
+
+    def probabilities(self) -> list[list[float]]:
+        """Each decision's probabilities along the most likely path (what the controller has learnt)."""
+        with torch.no_grad():
+            hidden = self.cell.hidden_size
+            state = (torch.zeros(1, hidden), torch.zeros(1, hidden))
+            token, out = torch.tensor([self.start]), []
+            for decoder in self.decoders:
+                state = self.cell(self.embedding(token), state)
+                p = torch.softmax(self._logits(decoder, state[0]), dim=0)
+                out.append([float(v) for v in p])
+                token = torch.tensor([int(p.argmax())])
+        return out
+
+
+@dataclasses.dataclass
+class Reinforce:
+    """REINFORCE with a moving-average baseline for a :class:`Controller` (Williams 1992; ENAS).
+
+    One step samples a, gets r(a), minimises -(r - b) log pi(a) - entropy_weight H(pi) with Adam, then
+    b <- decay b + (1 - decay) r (b starts at the first reward)."""
+
+    controller: Controller
+    lr: float
+    entropy_weight: float
+    baseline_decay: float
+    baseline: float | None = None
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
+
+    def step(self, generator: torch.Generator, reward_of: Callable[[tuple[int, ...]], float]) -> float:
+        arch, log_prob, entropy = self.controller.sample(generator)
+        reward = reward_of(arch)
+        if not math.isfinite(reward):
+            raise FloatingPointError(
+                f"controller reward {reward} is not finite: the shared weights score no architecture (diverged?)"
+            )
+        baseline = reward if self.baseline is None else self.baseline
+        loss = -(reward - baseline) * log_prob - self.entropy_weight * entropy
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.baseline = self.baseline_decay * baseline + (1.0 - self.baseline_decay) * reward
+        return reward
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "controller": self.controller.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "baseline": self.baseline,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.controller.load_state_dict(state["controller"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline = state["baseline"]
 
 
 class CellControllerParams(BaseModel):
@@ -162,6 +262,7 @@ class CellSearch(Scenario):
         self.epoch_tasks: list[list[int]] = []
         self.err2: list[list[float]] = []
         self.derived: dict[str, Any] | None = None
+        self.held_out: tuple[float, int] | None = None  # (fraction, seed) of a validation hold-out, for later tasks
         super().__init__(name, [], model, schedule=[Turn(task=0)], adaptive=True, meta={"search": params.search})
         self.schedule = self._epoch_turns()
 
@@ -193,18 +294,17 @@ class CellSearch(Scenario):
             key = model.add_architecture(arch)
             self.index[arch] = key
             (train_x, train_y), (eval_x, eval_y) = self.data.train, self.data.evaluation
-            self.tasks.append(
-                Task(
-                    name=f"arch{key}({model.describe(arch)})",
-                    model_key=key,
-                    train_x=train_x,
-                    train_y=train_y,
-                    test_x=eval_x,
-                    test_y=eval_y,
-                    used_params=model.used_parameter_names(key),
-                    num_classes=model.max_class_label,
-                )
+            task = Task(
+                name=f"arch{key}({model.describe(arch)})",
+                model_key=key,
+                train_x=train_x,
+                train_y=train_y,
+                test_x=eval_x,
+                test_y=eval_y,
+                used_params=model.used_parameter_names(key),
+                num_classes=model.max_class_label,
             )
+            self.tasks.append(task if self.held_out is None else held_out(task, key, *self.held_out))
         task = self.tasks[self.index[arch]]
         return task if test is None else dataclasses.replace(task, test_x=test[0], test_y=test[1])
 
@@ -212,6 +312,11 @@ class CellSearch(Scenario):
         keys = [self.task_of(self._sample()).model_key for _ in range(self.params.turns_per_epoch)]
         self.epoch_tasks.append(keys)
         return [Turn(task=k, max_steps=self.params.steps_per_turn, record=False) for k in keys]
+
+    def hold_out_validation(self, fraction: float, seed: int) -> None:
+        """The base hold-out for the architectures sampled so far, and for each one the search adds later."""
+        super().hold_out_validation(fraction, seed)
+        self.held_out = (fraction, seed)
 
     # ----------------------------------------------------------------- search
     def _reward_data(self) -> Split:
@@ -223,7 +328,8 @@ class CellSearch(Scenario):
 
     def next_turns(self, accuracy: Callable[[Task], float]) -> list[Turn]:
         keys = self.epoch_tasks[self.epoch]
-        self.err2.append([self.err_of(accuracy(self.tasks[k])) for k in keys])
+        at_end = {k: self.err_of(accuracy(self.tasks[k])) for k in dict.fromkeys(keys)}  # each architecture once
+        self.err2.append([at_end[k] for k in keys])
         self.epoch += 1
         if self.controller is not None:
             c = self.controller_params

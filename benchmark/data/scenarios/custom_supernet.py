@@ -28,13 +28,15 @@ the run's seed) or ``data: pkg:factory`` returning a mapping with ``train``, ``t
 an ``(x, y)`` pair of tensors or a dataset of ``(x, y)`` samples (without ``valid`` it is held out of ``train``).
 err = 1 - accuracy on the first ``eval_size`` validation samples.
 
-**The search** (the engine of ``enas_rnn`` and ``enas_cnn``,
+**The search** (the engine of every built-in search: ``supernet``, ``supernet_search``, ``nb201``, ``enas_rnn``,
+``enas_cnn``;
 :class:`~forgetbench.benchmark.data.scenarios.cell_search.CellSearch`): ``epochs`` epochs, each of ``turns_per_epoch``
 turns that train one architecture for ``steps_per_turn`` steps. ``random`` draws each turn's architecture
 uniformly (or from the space's ``sample``); ``controller`` from the ENAS LSTM controller over the decisions,
 trained between epochs by REINFORCE on the validation accuracy; ``fixed`` trains the ``architectures`` listed
 (default: every architecture of the space) in order, once per epoch: round-robin rounds, as the WPL paper's
-multi-model experiment. At the end the best of ``derive_samples`` draws (fixed: of the list) on the shared weights
+multi-model experiment, with an accuracy-matrix row (every trained architecture on the evaluation data) at each
+round's end, and after every turn when there is one round (``epochs: 1``: a square matrix). At the end the best of ``derive_samples`` draws (fixed: of the list) on the shared weights
 is derived and, with ``retrain_steps``, retrained alone.
 
 **Ground truth** (``ground_truth``): K architectures (seed-drawn, distinct, or listed) are each trained alone from
@@ -369,7 +371,13 @@ class CustomSupernetSearch(AccuracySearch):
             return super()._epoch_turns()
         keys = [self.task_of(arch).model_key for arch in self.fixed]
         self.epoch_tasks.append(keys)
-        return [Turn(task=k, max_steps=self.params.steps_per_turn, record=False) for k in keys]
+        # an accuracy-matrix row at each round's end; one round (a sequential schedule): after every turn, so the
+        # matrix is square and gives forgetting and BWT
+        last, sequential = len(keys) - 1, self.params.epochs == 1
+        return [
+            Turn(task=k, max_steps=self.params.steps_per_turn, record=sequential or i == last)
+            for i, k in enumerate(keys)
+        ]
 
     def _derive_candidates(self) -> list[tuple[int, ...]]:
         return list(self.fixed) if self.fixed is not None else super()._derive_candidates()

@@ -1,4 +1,5 @@
-"""Scenario ``supernet``: weight-sharing neural architecture search (ENAS-like), multi-model forgetting.
+"""Scenario ``supernet``: a fixed schedule over seed-drawn architectures of one weight-sharing supernet (ENAS-like),
+multi-model forgetting.
 
 A supernet has ``layers`` positions; position ``l`` offers ``ops`` candidate operations, each a
 module of its own in an ``nn.ModuleDict`` (``cells.<l>.<op>``). An *architecture* picks one op per
@@ -20,40 +21,52 @@ Position ``l`` offers the first ``ops`` catalogue entries that fit its shapes, s
 size != width) replaces ``identity`` by the next op. ``cell: cnn`` is the image variant: 3x3
 convolutions with ``width`` channels (position 0 maps the image channels to ``width``), the same
 activations, ``bottleneck`` = 1x1 conv to ``width // 2`` then 3x3 back; then global average pooling.
+The classifier is one ``nn.Linear`` per architecture (``head: private``) or one for all (``head: shared``).
 
-``architectures`` distinct architectures are drawn uniformly with the run's seed; architecture ``k`` is
-task ``k`` (task label ``k``): same data, evaluated on the test split. The classifier is one
-``nn.Linear`` per architecture (``head: private``) or one for all (``head: shared``).
+**One engine.** This scenario is a ``custom_supernet`` search (the user path): :func:`make_supernet` is its model
+(``forward(x, arch)``, architectures named by their ops, ``relu-tanh-bottleneck``), the ops per position its
+``choices``, and :meth:`SupernetParams.search_params` the search, ``search: fixed`` over ``architectures``
+distinct architectures drawn uniformly with the run's seed, trained in order:
 
-Schedules:
+* ``sequential``: each architecture trained once (one search epoch); a row of the accuracy matrix after every
+  turn, so it is square (forgetting, BWT).
+* ``round_robin``: ``rounds`` rounds (search epochs), each training architecture 0, 1, ..., n-1 for
+  ``steps_per_turn`` steps (ENAS-like); one accuracy-matrix row per round.
 
-* ``sequential``: each architecture trained once, in order; ``accuracy_matrix`` is square.
-* ``round_robin``: ``rounds`` rounds; each trains architecture 0, 1, ..., n-1 for ``steps_per_turn``
-  steps (ENAS-like). ``accuracy_matrix`` has one row per round (taken after the round's last turn).
-
-Extra result keys (:meth:`SupernetScenario.summarize`), errors = 1 - accuracy on the test data:
-``err1[r][k]`` right after architecture k's turn in round r, ``err2[r][k]`` at the end of round r;
-``err2 - err1 > 0`` is forgetting (a sequential schedule is one round). ``architectures`` lists the
-op names each architecture picks. With ``standalone: true`` the runner also trains each architecture
-alone from the same initial weights with the same number of steps (``standalone_accuracy``).
+A fixed schedule steers nothing, so its errors are measured on the test split (``max_test`` samples): ``err1[r][k]``
+right after architecture k's turn in round r, ``err2[r][k]`` at the end of round r; ``err2 - err1 > 0`` is
+forgetting. With ``standalone: true`` the search's ground truth is every architecture trained alone from the run's
+initial weights for the steps it gets in the schedule (``rounds x steps_per_turn``), so ``search_tau`` compares the
+supernet's final ranking of them with their standalone one (``search.ground_truth``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, cast
+from typing import Any, Callable, Literal, Sequence, cast
 
 import numpy as np
 import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import nn
 
-from forgetbench.benchmark.core.record import RunRecord, TurnAccuracy
-from forgetbench.benchmark.data.loaders import seeded_subset
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
-from forgetbench.benchmark.data.models import TaskRoutedModule
-from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams, Task, Turn
+from forgetbench.benchmark.data.loaders import seeded_subset
+from forgetbench.benchmark.data.scenarios.base import (
+    SCENARIOS,
+    Scenario,
+    ScenarioInputs,
+    ScenarioParams,
+    count_parameters,
+)
+from forgetbench.benchmark.data.scenarios.custom_supernet import (
+    CustomSupernetParams,
+    GroundTruthParams,
+    build_custom_supernet,
+)
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 
+NETWORK = "forgetbench.benchmark.data.scenarios.supernet:make_supernet"
+DATA = "forgetbench.benchmark.data.scenarios.supernet:supernet_data"
 OP_CATALOGUE = ("relu", "tanh", "bottleneck", "identity", "sigmoid", "elu", "leaky_relu")
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -76,8 +89,8 @@ class SupernetParams(ScenarioParams):
         "round_robin"  # each architecture trained once in turn, or every round
     )
     rounds: PositiveInt = 5  # round_robin only
-    steps_per_turn: PositiveInt | None = Field(100, description="null = the suite's epochs per turn")
-    standalone: bool = False  # also train each architecture alone (reference)
+    steps_per_turn: PositiveInt = 100  # training steps per architecture per round
+    standalone: bool = False  # also train each architecture alone (the ranking's ground truth)
     max_train: PositiveInt | None = Field(None, description="subsample the training data (speed)")
     max_test: PositiveInt | None = Field(None, description="subsample the evaluation data (speed)")
     download: bool = False  # fetch the dataset when it is missing (needs internet)
@@ -92,9 +105,59 @@ class SupernetParams(ScenarioParams):
                 f"architectures must be in 1..ops**layers = 1..{space} (distinct architectures), "
                 f"got {self.architectures}"
             )
+        if self.standalone and self.architectures < 2:
+            raise ValueError("standalone: a ranking needs at least 2 architectures, got architectures: 1")
         if self.cell == "cnn" and len(dataset_info(self.dataset)["input_shape"]) != 3:
             raise ValueError(f"cell 'cnn' needs an image dataset (C, H, W); {self.dataset!r} is not one")
         return self
+
+    def choices(self) -> list[list[str]]:
+        """The op names each position offers (the search's decisions)."""
+        return [position_ops(position, self.ops) for position in range(self.layers)]
+
+    def search_params(self, seed: int) -> CustomSupernetParams:
+        """The ``custom_supernet`` search this scenario is: a fixed schedule over the seed's architectures."""
+        choices = self.choices()
+        drawn = sample_architectures(self.layers, self.ops, self.architectures, seed)
+        names = [[choices[position][op] for position, op in enumerate(arch)] for arch in drawn]
+        rounds = self.rounds if self.schedule == "round_robin" else 1
+        truth = GroundTruthParams(architectures=names, steps=rounds * self.steps_per_turn) if self.standalone else None
+        return CustomSupernetParams(
+            model=NETWORK,
+            model_params={
+                "cell": self.cell,
+                "width": self.width,
+                "heads": ["-".join(n) for n in names] if self.head == "private" else None,
+            },
+            choices=choices,
+            data=DATA,
+            data_params={
+                "dataset": self.dataset,
+                "max_train": self.max_train,
+                "max_test": self.max_test,
+                "download": self.download,
+            },
+            search="fixed",
+            architectures=names,
+            epochs=rounds,
+            steps_per_turn=self.steps_per_turn,
+            eval_size=None,
+            used_params="declared",
+            ground_truth=truth,
+        )
+
+    def preflight(self, data_root: Any, seed: int) -> None:
+        # the fixed list is all it trains (an architecture outside it has no private head)
+        build_custom_supernet(self.search_params(seed), ScenarioInputs(seed, data_root)).probe_space(0)
+
+    def parameter_count(self) -> int | None:
+        info = dataset_info(self.dataset)
+        heads = [f"h{k}" for k in range(self.architectures)] if self.head == "private" else None
+        return count_parameters(
+            lambda: make_supernet(
+                self.choices(), info["input_shape"], info["num_classes"], self.cell, self.width, heads
+            )
+        )
 
 
 def position_ops(position: int, ops: int) -> list[str]:
@@ -140,139 +203,84 @@ def _cnn_op(name: str, channels: int, width: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), _ACTIVATIONS[name]())
 
 
-class Supernet(TaskRoutedModule):
-    """All candidate ops of every position, and one head per architecture (or one shared head).
+class Supernet(nn.Module):
+    """Every candidate op of every position, and one head per named architecture (or one shared head).
 
-    Task label ``k`` runs architecture ``k``: ``cells[l][op_names[l][arch[l]]]`` for each position,
-    then the head.
-    """
+    ``forward(x, arch)`` runs ``cells[l][arch[l]]`` for each position, then the architecture's head: the model a
+    ``custom_supernet`` search takes."""
 
     def __init__(
         self,
-        input_shape: tuple[int, ...],
-        params: SupernetParams,
-        architectures: list[tuple[int, ...]],
+        choices: Sequence[Sequence[str]],
+        input_shape: Sequence[int],
         num_classes: int,
+        cell: str = "mlp",
+        width: int = 64,
+        heads: Sequence[str] | None = None,
     ):
         super().__init__()
-        self.cell = params.cell
-        self.architectures = list(architectures)
-        self.op_names = [position_ops(l, params.ops) for l in range(params.layers)]
-        w = params.width
+        self.cell = cell
         cells = []
-        for l, names in enumerate(self.op_names):
-            if params.cell == "mlp":
-                fan_in = int(np.prod(input_shape)) if l == 0 else w
-                cells.append(nn.ModuleDict({n: _mlp_op(n, fan_in, w) for n in names}))
+        for position, names in enumerate(choices):
+            if cell == "mlp":
+                fan_in = int(np.prod(input_shape)) if position == 0 else width
+                cells.append(nn.ModuleDict({n: _mlp_op(n, fan_in, width) for n in names}))
             else:
-                channels = input_shape[0] if l == 0 else w
-                cells.append(nn.ModuleDict({n: _cnn_op(n, channels, w) for n in names}))
+                channels = int(input_shape[0]) if position == 0 else width
+                cells.append(nn.ModuleDict({n: _cnn_op(n, channels, width) for n in names}))
         self.cells = nn.ModuleList(cells)
-        self.private_heads = params.head == "private"
-        n_heads = len(architectures) if self.private_heads else 1
-        self.heads = nn.ModuleList(nn.Linear(w, num_classes) for _ in range(n_heads))
-        self.max_class_label = num_classes
+        # private: the head of architecture "relu-tanh-..." is heads["relu-tanh-..."]; shared: heads["shared"]
+        self.private = heads is not None
+        self.heads = nn.ModuleDict({name: nn.Linear(width, num_classes) for name in (heads or ["shared"])})
 
-    def arch_ops(self, task_label: int) -> list[str]:
-        """Op names architecture ``task_label`` picks, one per position."""
-        return [self.op_names[l][i] for l, i in enumerate(self.architectures[task_label])]
+    def head_name(self, arch: Sequence[str]) -> str:
+        name = "-".join(arch) if self.private else "shared"
+        if name not in self.heads:
+            raise ValueError(f"architecture {'-'.join(arch)} has no head of its own (heads: {list(self.heads)})")
+        return name
 
-    def head_index(self, task_label: int) -> int:
-        return task_label if self.private_heads else 0
-
-    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, arch: Sequence[str]) -> torch.Tensor:
         h = x.flatten(1) if self.cell == "mlp" else x
-        for cell, op in zip(self.cells, self.arch_ops(task_label)):
+        for cell, op in zip(self.cells, arch):
             h = cast(nn.ModuleDict, cell)[op](h)
         if self.cell == "cnn":
             h = h.mean(dim=(2, 3))
-        return self.heads[self.head_index(task_label)](h)
+        return self.heads[self.head_name(arch)](h)
 
-    def used_parameter_names(self, task_label: int) -> frozenset[str]:
-        prefixes = [f"cells.{l}.{op}." for l, op in enumerate(self.arch_ops(task_label))]
-        prefixes.append(f"heads.{self.head_index(task_label)}.")
-        return frozenset(n for n, _ in self.named_parameters() if n.startswith(tuple(prefixes)))
-
-
-def err_tables(
-    turn_accuracy: list[TurnAccuracy], accuracy_matrix: list[list[float]], n_archs: int
-) -> tuple[list[list[float]], list[list[float]]]:
-    """``(err1, err2)``, each ``[round][architecture]``, for a round-robin schedule of ``n_archs``.
-
-    Turn ``r * n_archs + k`` trains architecture ``k`` in round ``r``; row ``r`` of the accuracy matrix
-    is taken at the end of round ``r``. Then
-
-        err1[r][k] = 1 - turn_accuracy[r * n_archs + k]    (right after k's turn)
-        err2[r][k] = 1 - R[r][k]                           (at the end of round r)
-    """
-    rounds = len(accuracy_matrix)
-    by_turn = {entry.turn: entry for entry in turn_accuracy}
-    err1, err2 = [], []
-    for r in range(rounds):
-        row1 = []
-        for k in range(n_archs):
-            entry = by_turn[r * n_archs + k]
-            if entry.task != k:
-                raise ValueError(f"turn {r * n_archs + k} trained task {entry.task}, expected {k}")
-            row1.append(1.0 - entry.accuracy)
-        err1.append(row1)
-        err2.append([1.0 - a for a in accuracy_matrix[r][:n_archs]])
-    return err1, err2
+    def used_parameter_names(self, arch: Sequence[str]) -> list[str]:
+        prefixes = tuple(f"cells.{position}.{op}." for position, op in enumerate(arch))
+        prefixes += (f"heads.{self.head_name(arch)}.",)
+        return [n for n, _ in self.named_parameters() if n.startswith(prefixes)]
 
 
-class SupernetScenario(Scenario):
-    """A scenario whose result also carries ``architectures``, ``err1`` and ``err2``."""
+def make_supernet(
+    choices: Sequence[Sequence[str]],
+    input_shape: Sequence[int],
+    num_classes: int,
+    cell: str = "mlp",
+    width: int = 64,
+    heads: Sequence[str] | None = None,
+) -> Supernet:
+    """The supernet over ``choices`` (op names per position); ``heads``: the architectures with a private head."""
+    return Supernet(choices, input_shape, num_classes, cell, width, heads)
 
-    def summarize(self, record: RunRecord) -> dict[str, Any]:
-        model: Supernet = self.model  # type: ignore[assignment]
-        n = len(self.tasks)
-        extra: dict[str, Any] = {"architectures": [model.arch_ops(k) for k in range(n)]}
-        R = record.accuracy_matrix
-        turns = record.turn_accuracy or []
-        if self.meta["schedule"] == "sequential":
-            # One round: turn k trains k, and the matrix's last row is the end of that round.
-            if len(R) == n:
-                extra["err1"] = [[1.0 - R[k][k] for k in range(n)]]
-                extra["err2"] = [[1.0 - a for a in R[-1]]]
-        elif len(turns) == n * len(R):
-            extra["err1"], extra["err2"] = err_tables(turns, R, n)
-        return extra
+
+def supernet_data(
+    seed: int, data_root: Any, dataset: str, max_train: int | None, max_test: int | None, download: bool
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The dataset's training split and its test split, each subsampled with the run's seed; the test split is also
+    the search's validation data (a fixed schedule steers nothing, and its err1 / err2 are test errors)."""
+    data = load_dataset(dataset, data_root, download)
+    generator = torch.Generator().manual_seed(seed)
+    train = seeded_subset(data.train_x, data.train_y, max_train, generator)
+    test = seeded_subset(data.test_x, data.test_y, max_test, generator)
+    return {"train": train, "valid": test, "test": test}
 
 
 @SCENARIOS.register("supernet", params=SupernetParams)
 def build_supernet(params: SupernetParams, inputs: ScenarioInputs) -> Scenario:
     """Weight-sharing NAS: seed-drawn architectures of one supernet, trained in turn on one dataset."""
-    data = load_dataset(params.dataset, inputs.data_root, params.download)
-    generator = torch.Generator().manual_seed(inputs.seed)
-    train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
-    train_x, train_y = seeded_subset(train_x, train_y, params.max_train, generator)
-    test_x, test_y = seeded_subset(test_x, test_y, params.max_test, generator)
-    if params.cell == "mlp":
-        train_x, test_x = train_x.flatten(1), test_x.flatten(1)
+    return build_custom_supernet(params.search_params(inputs.seed), inputs, name="supernet")
 
-    architectures = sample_architectures(params.layers, params.ops, params.architectures, inputs.seed)
-    model = Supernet(tuple(data.train_x.shape[1:]), params, architectures, data.num_classes)
-    tasks = [
-        Task(
-            name=f"arch{k}(" + "-".join(model.arch_ops(k)) + ")",
-            model_key=k,
-            train_x=train_x,
-            train_y=train_y,
-            test_x=test_x,
-            test_y=test_y,
-            used_params=model.used_parameter_names(k),
-            num_classes=data.num_classes,
-        )
-        for k in range(len(architectures))
-    ]
-    n = len(tasks)
-    if params.schedule == "sequential":
-        schedule = [Turn(task=k, max_steps=params.steps_per_turn) for k in range(n)]
-    else:
-        schedule = [
-            Turn(task=k, max_steps=params.steps_per_turn, record=(k == n - 1))
-            for _ in range(params.rounds)
-            for k in range(n)
-        ]
-    meta = {"schedule": params.schedule, "architectures": [list(a) for a in architectures]}
-    return SupernetScenario("supernet", tasks, model, schedule=schedule, meta=meta, standalone=params.standalone)
+
+__all__ = ["Supernet", "SupernetParams", "make_supernet", "position_ops", "sample_architectures"]
