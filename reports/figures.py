@@ -325,7 +325,7 @@ def search_scatter(scores: pd.DataFrame, colours: dict[str, tuple]) -> str | Non
             label="chosen",
         )
         ax.set_title(strategy, fontsize=10)
-        ax.set_xlabel("supernet validation accuracy (%)")
+        ax.set_xlabel("accuracy on the shared weights (%)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("standalone accuracy (%)")
     axes[0].legend(fontsize=8, loc="lower right")

@@ -344,8 +344,9 @@ def _scenario_view(
             "seeds, band = min–max. Above 0 = forgetting."
         )
     scores_caption = (
-        "What the search sees against the truth: every candidate's supernet validation "
-        "accuracy (x) and standalone accuracy (y), all seeds (a seeded sample of 2,000 "
+        "What the search sees against the truth: every ground-truth architecture's accuracy on the supernet's "
+        "shared weights at the end (x; the validation data, the test split for a fixed schedule) and its "
+        "accuracy trained alone (y), all seeds (a seeded sample of 2,000 "
         "points per strategy where there are more); ringed = the architecture "
         "each search picked. A search that ranks well puts its points on a rising line "
         "and its rings at the top."

@@ -79,8 +79,10 @@ Options:
   keys ``wpl_capped_entries`` (summed over experiences) and ``wpl_max_curvature`` say what was capped.
 
 No Fisher pass runs after a model that shares no parameter with any *later* model (when the schedule is known:
-:func:`forgetbench.strategies.base.importance_needed`), the last one included: no later penalty would read it, so
-the run's numbers are the same. ``wpl_importance_skipped`` in the result lists those experiences.
+:func:`forgetbench.strategies.base.importance_needed`), the last one included: no later penalty would read it.
+``wpl_importance_skipped`` in the result lists those experiences. A skipped pass draws no Fisher samples, so with
+``fisher_samples`` the passes after it read other samples than they would in a run that cannot skip (an adaptive
+schedule, whose later turns are unknown): the same estimator, another draw.
 """
 
 from __future__ import annotations

@@ -427,6 +427,28 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         RUN,
         "scenarios[0].params.controller.baseline_decay",
     ),
+    (
+        "search-ground-truth-of-one-candidate",
+        {"suite": _search(candidates=1)},
+        RUN,
+        "the ground truth's ranking (standalone) needs at least 2 candidates",
+    ),
+    (
+        "supernet-standalone-of-one-architecture",
+        {
+            "suite": _suite(
+                scenarios=[{"name": "supernet", "params": {"dataset": "digits", "architectures": 1, "standalone": True}}]
+            )
+        },
+        RUN,
+        "standalone: a ranking needs at least 2 architectures",
+    ),
+    (
+        "supernet-steps-per-turn-null",
+        {"suite": _suite(scenarios=[{"name": "supernet", "params": {"dataset": "digits", "steps_per_turn": None}}])},
+        RUN,
+        "scenarios[0].params.steps_per_turn",
+    ),
     # --- the text scenario (its preflight reads the corpus and the encoder's config)
     ("text-unknown-corpus", {"suite": _text(corpus="ag_news")}, RUN, "unknown text corpus 'ag_news'"),
     (

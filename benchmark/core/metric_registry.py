@@ -174,7 +174,8 @@ METRICS: dict[str, Metric] = {
             "Kendall tau",
             "higher",
             "tau",
-            "supernet: Kendall's tau-b between the final accuracies of the architectures and their "
+            "supernet records written before every supernet became a custom_supernet search (newer ones: "
+            "search_tau): Kendall's tau-b between the final accuracies of the architectures and their "
             "standalone accuracies (1 = the supernet ranks them as training alone would)",
             "supernet",
             (-1, 1),

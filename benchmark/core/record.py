@@ -59,8 +59,8 @@ class Timing(_Part):
     eval_seconds: float = 0.0  # evaluation
     steps: int = 0  # optimiser steps
     search_seconds: float | None = None  # an adaptive scenario's own work between turns (a controller's updates)
-    standalone_seconds: float | None = None  # training the standalone references
-    retrain_seconds: float | None = None  # retraining the derived architecture alone
+    standalone_seconds: float | None = None  # older records: the standalone references (now retrain_seconds)
+    retrain_seconds: float | None = None  # models trained alone after the run (derived, ground truth)
     attribution_seconds: float | None = None  # forgetting attribution (its points within turns also in eval_seconds)
 
 
@@ -171,17 +171,17 @@ class GroundTruth(_Part):
 class SearchSummary(_Part):
     """What a search scenario decided: its kind, the controller's rewards, the chosen / derived architecture."""
 
-    kind: str  # the search: random or controller
+    kind: str  # the search: random, controller or fixed (rounds over a list)
     top_k: int | None = None  # K of precision@K
-    validation_accuracy: list[float] | None = None  # each candidate's accuracy on the shared weights (validation)
-    chosen: int | None = None  # the candidate the search picked
-    chosen_architecture: list[Any] | None = None  # its architecture
+    validation_accuracy: list[float] | None = None  # older records: per candidate (now ground_truth)
+    chosen: int | None = None  # older records only: the candidate the search picked
+    chosen_architecture: list[Any] | None = None  # older records only: its architecture
     rewards: list[Any] | None = None  # per turn (supernet search) or per epoch, one per controller step (cells)
     controller_probabilities: Any = None  # the controller's final choice probabilities
     error: str | None = None  # the err a cell search reports (error rate or log-perplexity)
     measured_from_epoch: int | None = None  # first epoch the forgetting metrics average over
     derived: DerivedArchitecture | None = None  # the architecture derived at the end
-    ground_truth: GroundTruth | None = None  # K architectures trained alone (a user's supernet search)
+    ground_truth: GroundTruth | None = None  # K architectures trained alone (every supernet search with one)
 
 
 class Isolation(_Part):
@@ -273,7 +273,7 @@ class RunRecord(BaseModel):
     )
     curves: list[CurvePoint] | None = None  # forgetting curves, with training.eval_every
     prune_points: list[PrunePoint] | None = None  # a tuning trial's checks inside its experiences (pruning_points)
-    standalone_accuracy: list[float] | None = None  # per task: the same model trained alone (supernet references)
+    standalone_accuracy: list[float] | None = None  # older records: per task, alone (now search.ground_truth)
     memory: Memory | None = None  # what the strategy keeps between experiences
     resumed_from_experience: int | None = None  # set when the run resumed from a checkpoint
     evaluated_on: EvaluatedOn | None = None  # where accuracies were measured when not the test split (selection sweeps)

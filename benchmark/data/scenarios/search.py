@@ -56,6 +56,7 @@ from pydantic import (
 from forgetbench.benchmark.data.datasets import dataset_info, load_dataset
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, ScenarioParams
 from forgetbench.benchmark.data.scenarios.custom_supernet import (
+    MAX_ENUMERATED,
     PROBED_AT_PREFLIGHT,
     CustomSupernetParams,
     GroundTruthParams,
@@ -65,7 +66,6 @@ from forgetbench.benchmark.data.scenarios.custom_supernet import (
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 from forgetbench.benchmark.data.scenarios.supernet import NETWORK, OP_CATALOGUE, position_ops, sample_architectures
 
-MAX_ENUMERATED = 4096  # candidates: null enumerates the space; above this size give a sample size instead
 SPACE = "forgetbench.benchmark.data.scenarios.search:CandidateSpace"
 
 
