@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from forgetbench.benchmark.core.metric_registry import Metric, terminal_metrics
+from forgetbench.benchmark.core.units import display_scale
 from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.reports.summary import runs_long, summary_table
 
@@ -64,7 +65,7 @@ def format_value(metric: Metric, mean: float | None, std: float | None = None) -
         return "-"
     if metric.unit == "seconds":
         return format_seconds(mean)
-    scale, spec = (100, ".1f") if metric.unit == "accuracy" else (1, ".3g")
+    scale, spec = display_scale(metric.unit), (".1f" if metric.unit == "accuracy" else ".3g")
     return f"{scale * mean:{spec}}" + ("" if std is None or pd.isna(std) else f" ± {scale * std:{spec}}")
 
 

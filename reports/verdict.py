@@ -23,6 +23,7 @@ from scipy import stats as _st
 
 from forgetbench.benchmark.core import stats
 from forgetbench.benchmark.core.record import RunRecord, as_records
+from forgetbench.benchmark.core.units import display_scale
 from forgetbench.reports import summary as S
 from forgetbench.reports.summary import METRICS
 
@@ -227,7 +228,7 @@ def search_outcome(long: pd.DataFrame, naive: str | None) -> list[str]:
             if p.n == 0 or not np.isfinite(p.diff):
                 continue
             info = METRICS[metric]
-            diff = f"{100 * p.diff:+.1f} points" if info.unit == "accuracy" else f"{p.diff:+.2f}"
+            diff = f"{display_scale(info.unit) * p.diff:+.1f} points" if info.unit == "accuracy" else f"{p.diff:+.2f}"
             parts.append(f"{info.label.lower()} {diff} (p = {fmt_p(p.p_value)})")
         if parts:
             lines.append(f"What the search ships, {strategy} vs {naive} on the same seeds: " + "; ".join(parts) + ".")

@@ -14,6 +14,7 @@ import csv
 from pathlib import Path
 
 from forgetbench.benchmark.core.metric_registry import METRICS
+from forgetbench.benchmark.core.units import display_scale
 
 DEFAULT_METRICS = ("ACC", "forgetting", "LA")
 
@@ -21,7 +22,7 @@ DEFAULT_METRICS = ("ACC", "forgetting", "LA")
 def interval(metric: str, mean: str, low: str, high: str) -> str:
     """``mean [low, high]`` in ``metric``'s display unit (its registered ``unit``)."""
     unit = METRICS[metric].unit if metric in METRICS else None
-    scale, spec = {"accuracy": (100, ".1f"), "seconds": (1, ".1f")}.get(str(unit), (1, ".2f"))
+    scale, spec = display_scale(unit), {"accuracy": ".1f", "seconds": ".1f"}.get(str(unit), ".2f")
     return f"{scale * float(mean):{spec}} [{scale * float(low):{spec}}, {scale * float(high):{spec}}]"
 
 

@@ -12,3 +12,9 @@ def format_bytes(value: float, signed: bool = False) -> str:
             return f"{sign}{v:.0f} {unit}" if unit == "B" else f"{sign}{v:.1f} {unit}"
         v /= 1024
     return ""  # unreachable
+
+
+def display_scale(unit: str | None) -> float:
+    """The factor from a metric's stored value to how it is written: accuracies and accuracy errors (stored as
+    fractions) in points, x100; every other unit (seconds, nats, tau, bytes) as stored."""
+    return 100.0 if unit == "accuracy" else 1.0
