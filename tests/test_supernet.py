@@ -264,3 +264,11 @@ def test_supernet_summary_table_by_hand():
     assert row.err_gap_mean == pytest.approx(0.1 / 3)
     assert row.kendall_tau_mean == pytest.approx(0.0)  # +1 and -1
     assert row.final_acc_mean == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("head", ["private", "shared"])
+def test_the_memory_preflight_counts_the_network_it_builds(head):
+    entry = SCENARIOS.get("supernet")
+    params = entry.parse_params(TINY | {"head": head})
+    built = supernet(head=head).model
+    assert params.parameter_count() == sum(p.numel() for p in built.parameters())

@@ -24,7 +24,7 @@ The validation data (``validation_size`` samples) is held out of the training da
 split is never used to steer the search.
 
 **One engine.** This scenario is a ``custom_supernet`` search (the user path) over the ``supernet`` scenario's model
-(:func:`~forgetbench.benchmark.data.scenarios.supernet.make_supernet`, one shared head), built by
+(:class:`~forgetbench.benchmark.data.scenarios.supernet.Supernet`, one shared head), built by
 :meth:`SearchParams.search_params`; its records are ``custom_supernet``'s. The ground truth (``standalone: true``, the
 default) is every candidate trained alone from the run's initial weights for ``ground_truth_steps`` steps and
 scored on the test data; at the search's end the supernet scores every candidate on the whole validation data

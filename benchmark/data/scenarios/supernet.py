@@ -23,7 +23,7 @@ convolutions with ``width`` channels (position 0 maps the image channels to ``wi
 activations, ``bottleneck`` = 1x1 conv to ``width // 2`` then 3x3 back; then global average pooling.
 The classifier is one ``nn.Linear`` per architecture (``head: private``) or one for all (``head: shared``).
 
-**One engine.** This scenario is a ``custom_supernet`` search (the user path): :func:`make_supernet` is its model
+**One engine.** This scenario is a ``custom_supernet`` search (the user path): :class:`Supernet` is its model
 (``forward(x, arch)``, architectures named by their ops, ``relu-tanh-bottleneck``), the ops per position its
 ``choices``, and :meth:`SupernetParams.search_params` the search, ``search: fixed`` over ``architectures``
 distinct architectures drawn uniformly with the run's seed, trained in order:
@@ -65,7 +65,7 @@ from forgetbench.benchmark.data.scenarios.custom_supernet import (
 )
 from forgetbench.benchmark.data.scenarios.split import validate_dataset_name
 
-NETWORK = "forgetbench.benchmark.data.scenarios.supernet:make_supernet"
+NETWORK = "forgetbench.benchmark.data.scenarios.supernet:Supernet"
 DATA = "forgetbench.benchmark.data.scenarios.supernet:supernet_data"
 OP_CATALOGUE = ("relu", "tanh", "bottleneck", "identity", "sigmoid", "elu", "leaky_relu")
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -154,9 +154,7 @@ class SupernetParams(ScenarioParams):
         info = dataset_info(self.dataset)
         heads = [f"h{k}" for k in range(self.architectures)] if self.head == "private" else None
         return count_parameters(
-            lambda: make_supernet(
-                self.choices(), info["input_shape"], info["num_classes"], self.cell, self.width, heads
-            )
+            lambda: Supernet(self.choices(), info["input_shape"], info["num_classes"], self.cell, self.width, heads)
         )
 
 
@@ -253,18 +251,6 @@ class Supernet(nn.Module):
         return [n for n, _ in self.named_parameters() if n.startswith(prefixes)]
 
 
-def make_supernet(
-    choices: Sequence[Sequence[str]],
-    input_shape: Sequence[int],
-    num_classes: int,
-    cell: str = "mlp",
-    width: int = 64,
-    heads: Sequence[str] | None = None,
-) -> Supernet:
-    """The supernet over ``choices`` (op names per position); ``heads``: the architectures with a private head."""
-    return Supernet(choices, input_shape, num_classes, cell, width, heads)
-
-
 def supernet_data(
     seed: int, data_root: Any, dataset: str, max_train: int | None, max_test: int | None, download: bool
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -283,4 +269,4 @@ def build_supernet(params: SupernetParams, inputs: ScenarioInputs) -> Scenario:
     return build_custom_supernet(params.search_params(inputs.seed), inputs, name="supernet")
 
 
-__all__ = ["Supernet", "SupernetParams", "make_supernet", "position_ops", "sample_architectures"]
+__all__ = ["Supernet", "SupernetParams", "position_ops", "sample_architectures"]
