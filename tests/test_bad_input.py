@@ -437,7 +437,9 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "supernet-standalone-of-one-architecture",
         {
             "suite": _suite(
-                scenarios=[{"name": "supernet", "params": {"dataset": "digits", "architectures": 1, "standalone": True}}]
+                scenarios=[
+                    {"name": "supernet", "params": {"dataset": "digits", "architectures": 1, "standalone": True}}
+                ]
             )
         },
         RUN,
