@@ -300,15 +300,25 @@ def test_every_registered_strategy_runs_a_search_or_refuses_clearly():
             assert len(record.err2) == 2 and record.search.ground_truth is not None, name
 
 
-def test_a_validation_hold_out_reaches_the_architectures_a_search_adds_later():
-    """Selection and tuning runs evaluate on held-out training data; a search adds tasks while it runs, and each one
-    must get the same hold-out as those sampled before it (else it would train on what it is scored on)."""
+def test_a_validation_hold_out_reaches_every_split_and_the_architectures_a_search_adds_later():
+    """Selection and tuning runs evaluate on held-out training data. A search's architectures share one training set
+    and one set of weights, so the hold-out is one split for all of them (a per-architecture one would train the
+    shared weights on the others' validation samples), it replaces every split the search scores on (the test split
+    is never read), and an architecture added later gets it too."""
     sc = scenario()
+    n_train = len(sc.data.train[1])
+    training_rows = {tuple(x.flatten().tolist()) for x in sc.data.train[0]}
     before = {sc.space.names(a) for a in sc.model.architectures}
     sc.hold_out_validation(0.25, seed=0)
+    held = round(0.25 * n_train)
+    assert len(sc.data.train[1]) == n_train - held
+    assert all(len(split[1]) == held for split in (sc.data.evaluation, sc.data.valid, sc.data.test))
+    seen, scored = ({tuple(x.flatten().tolist()) for x in split[0]} for split in (sc.data.train, sc.data.test))
+    assert scored <= training_rows and not seen & scored  # from the training split, and trained on no more
     later = next(a for a in sc.truth if sc.space.names(a) not in before)
     for task in (sc.tasks[0], sc.task_of(later)):
-        n_train = len(sc.data.train[1])
-        assert len(task.train_y) + len(task.test_y) == n_train and len(task.test_y) == round(0.25 * n_train)
-        seen = {tuple(x.flatten().tolist()) for x in task.train_x}
-        assert not seen & {tuple(x.flatten().tolist()) for x in task.test_x}
+        assert torch.equal(task.train_y, sc.data.train[1]) and torch.equal(task.test_y, sc.data.evaluation[1])
+    # the same seed, the same split (every strategy of a tuning study sees it)
+    again = scenario()
+    again.hold_out_validation(0.25, seed=0)
+    assert torch.equal(again.data.valid[0], sc.data.valid[0])

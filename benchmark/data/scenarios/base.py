@@ -83,19 +83,27 @@ def count_parameters(build: Callable[[], torch.nn.Module]) -> int:
         return sum(p.numel() for p in build().parameters())
 
 
-def held_out(task: "Task", index: int, fraction: float, seed: int) -> "Task":
-    """``task`` with a seeded ``fraction`` of its training data as its test data, removed from its training data.
+def held_out_split(
+    train: tuple[torch.Tensor, torch.Tensor], fraction: float, seed: int, index: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(kept, held out)`` row indices of ``train``: a seeded ``fraction`` (at least one row, never all) held out.
 
-    Task ``index`` draws its own permutation from ``seed`` and the index with a private generator, so the global RNG
-    (model init, data order) is untouched and every strategy on the same seed sees the same split."""
-    n = len(task.train_y)
+    Drawn from ``seed`` and ``index`` (a task's) with a private generator, so the global RNG (model init, data order)
+    is untouched and every strategy on the same seed sees the same split."""
+    n = len(train[1])
     n_val = min(max(1, round(n * fraction)), n - 1)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + index))
-    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def held_out(task: "Task", index: int, fraction: float, seed: int) -> "Task":
+    """``task`` with a seeded ``fraction`` of its training data as its test data, removed from its training data
+    (:func:`held_out_split`, task ``index``'s own draw)."""
+    keep, val = held_out_split((task.train_x, task.train_y), fraction, seed, index)
     return dataclasses.replace(
         task,
-        train_x=task.train_x[train],
-        train_y=task.train_y[train],
+        train_x=task.train_x[keep],
+        train_y=task.train_y[keep],
         test_x=task.train_x[val],
         test_y=task.train_y[val],
     )

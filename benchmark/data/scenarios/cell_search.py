@@ -51,7 +51,7 @@ from pydantic import (
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.data.scenarios.base import (
     Retraining,
-    held_out,
+    held_out_split,
     Scenario,
     ScenarioParams,
     Task,
@@ -262,7 +262,6 @@ class CellSearch(Scenario):
         self.epoch_tasks: list[list[int]] = []
         self.err2: list[list[float]] = []
         self.derived: dict[str, Any] | None = None
-        self.held_out: tuple[float, int] | None = None  # (fraction, seed) of a validation hold-out, for later tasks
         super().__init__(name, [], model, schedule=[Turn(task=0)], adaptive=True, meta={"search": params.search})
         self.schedule = self._epoch_turns()
 
@@ -304,7 +303,7 @@ class CellSearch(Scenario):
                 used_params=model.used_parameter_names(key),
                 num_classes=model.max_class_label,
             )
-            self.tasks.append(task if self.held_out is None else held_out(task, key, *self.held_out))
+            self.tasks.append(task)
         task = self.tasks[self.index[arch]]
         return task if test is None else dataclasses.replace(task, test_x=test[0], test_y=test[1])
 
@@ -314,9 +313,28 @@ class CellSearch(Scenario):
         return [Turn(task=k, max_steps=self.params.steps_per_turn, record=False) for k in keys]
 
     def hold_out_validation(self, fraction: float, seed: int) -> None:
-        """The base hold-out for the architectures sampled so far, and for each one the search adds later."""
-        super().hold_out_validation(fraction, seed)
-        self.held_out = (fraction, seed)
+        """One seeded ``fraction`` of the training data becomes every split the search evaluates on (err1 / err2,
+        rewards, the derivation, the ground truth, retraining), removed from training: a tuning or calibration run
+        reads neither the validation nor the test split, and the architectures the search adds later get the same
+        split as those sampled so far."""
+        train_x, train_y = self.data.train
+        keep, held = held_out_split(self.data.train, fraction, seed)
+        self.data = SearchData(
+            train=(train_x[keep], train_y[keep]),
+            evaluation=(train_x[held], train_y[held]),
+            valid=(train_x[held], train_y[held]),
+            test=(train_x[held], train_y[held]),
+        )
+        self.tasks = [
+            dataclasses.replace(
+                task,
+                train_x=self.data.train[0],
+                train_y=self.data.train[1],
+                test_x=self.data.evaluation[0],
+                test_y=self.data.evaluation[1],
+            )
+            for task in self.tasks
+        ]
 
     # ----------------------------------------------------------------- search
     def _reward_data(self) -> Split:
