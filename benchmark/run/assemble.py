@@ -65,6 +65,6 @@ def build_run_strategy(
 
 def hold_out_validation(scenario: Scenario, fraction: float, seed: int) -> None:
     """Replace each task's test data by a seeded ``fraction`` of its training data, removed from it
-    (:meth:`~forgetbench.benchmark.data.scenarios.base.Scenario.hold_out_validation`: a search applies it to the
-    architectures it adds later too). The test split is never read."""
+    (:meth:`~forgetbench.benchmark.data.scenarios.base.Scenario.hold_out_validation`; a search holds out one split of
+    the training data its architectures share, for those it adds later too). The test split is never read."""
     scenario.hold_out_validation(fraction, seed)
