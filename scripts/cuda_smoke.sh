@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every regularizer, the custom scenario, the trackers and the demo on a CUDA GPU (device: cuda).
-# Then tests/test_cuda.py and `forgetbench perf --device cuda --model resnet18` (needs the data root
+# tests/test_cuda.py, then every regularizer, the custom scenarios, the trackers and the demo on a CUDA GPU
+# (device: cuda), then `forgetbench perf --device cuda --model resnet18` (needs the data root
 # with MNIST: FORGETBENCH_DATA).
 # Usage: scripts/cuda_smoke.sh OUT_DIR   (needs forgetbench importable and `tests/` on PYTHONPATH for
 # the byo_fixtures factories). Prints each run's status and device; exits 1 if a run is not ok.
@@ -35,7 +35,10 @@ strategies:
   - name: spg
 YAML
 status=0
-for suite in demo_cuda byo_cuda; do
+# the CUDA tests first (sync-free steps, data on the device, bf16 / channels-last), then your own models, then
+# the demo (the longest): a check cut short by a time limit loses the least
+"$py" -m pytest -q -rs tests/test_cuda.py || status=1
+for suite in byo_cuda demo_cuda; do
   start=$SECONDS
   "$py" -m forgetbench.benchmark.front.cli run "$out/$suite.yaml" --out "$out/$suite" --quiet --no-report || status=1
   echo "$suite: $((SECONDS - start)) s wall"
@@ -50,8 +53,6 @@ for f in sorted(glob.glob(f"{sys.argv[1]}/*/runs/*/result.json")):
 print("runs not ok:", bad)
 sys.exit(1 if bad else 0)
 PY
-# the CUDA tests (sync-free steps, data on the device, bf16 / channels-last) and the GPU figures
-"$py" -m pytest -q -rs tests/test_cuda.py || status=1
 [ "${CUDA_SMOKE_PERF:-1}" = 0 ] && exit $status
 "$py" -m forgetbench.benchmark.front.cli perf --device cuda --model resnet18 --repeats 5 \
   --only harness_vs_plain,step_overhead,fisher_fast_vs_loop,growth || status=1
