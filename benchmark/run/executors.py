@@ -307,6 +307,9 @@ class ProcessExecutor:
                 if record is None:
                     if worker.process.is_alive():
                         continue  # still running (another worker woke us)
+                    # a stop signal sent to the whole process group (`timeout`, a batch scheduler) ends the
+                    # workers too: their runs were stopped, not failed, so they stay missing and a rerun runs them
+                    stop.check()
                     worker.process.join()
                     record = failure_record(
                         job.spec, f"worker process {describe_exit(worker.process.exitcode)} during the run"
