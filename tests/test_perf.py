@@ -159,6 +159,34 @@ def test_perf_on_cuda_runs_on_deterministic_kernels_and_restores_the_settings(mo
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic) == before
 
 
+def test_only_the_harness_comparison_runs_on_deterministic_kernels(tmp_path, monkeypatch):
+    """The harness and the plain loop must end with equal weights, so they run on deterministic kernels; the other
+    sections measure the kernels a user's run gets (the Fisher's fast path is slower on deterministic ones)."""
+    from forgetbench.benchmark.front.measure import perf
+    from forgetbench.benchmark.front.measure.common import PerfOptions
+
+    seen = {}
+
+    def section(name, value):
+        def measure(*args):
+            seen[name] = torch.are_deterministic_algorithms_enabled()
+            return value
+
+        return measure
+
+    monkeypatch.setattr(perf, "harness_vs_plain", section("harness_vs_plain", {}))
+    monkeypatch.setattr(perf, "step_overhead", section("step_overhead", ({}, {})))
+    monkeypatch.setattr(perf, "fisher_fast_vs_loop", section("fisher_fast_vs_loop", {}))
+    monkeypatch.setattr(perf, "conditions", lambda opts: {})  # names the device: cuda needs a GPU for that
+    opts = PerfOptions(tmp_path, device="cuda", only=("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop"))
+    before = torch.are_deterministic_algorithms_enabled()
+    result = perf._run_sections(opts, None, None)  # the flags need no GPU to be set
+    assert seen == {"harness_vs_plain": True, "step_overhead": before, "fisher_fast_vs_loop": before}
+    assert result["conditions"]["deterministic_kernels"] == ["harness_vs_plain"]
+    cpu = perf._run_sections(PerfOptions(tmp_path, only=("harness_vs_plain",)), None, None)
+    assert cpu["conditions"]["deterministic_kernels"] == []  # the CPU's kernels are deterministic already
+
+
 def test_the_resnet_workload_on_cuda_has_steps_enough_to_dominate_the_set_up(tmp_path):
     from forgetbench.benchmark.front.measure.common import PerfOptions
 
