@@ -40,6 +40,9 @@ the layer's input a_n. Then
   that cannot take the expanded view (an in-place write into it) gets the chunk passed again without it. A layer
   called on anything else off the batch has no per-sample output gradient: its parameters take the fallback below
   for that pass.
+* GRU and LSTM layers run unrolled into the Linear maps they are made of (:mod:`forgetbench.strategies.recurrent`):
+  their input-to-hidden map is a Linear over every step, their hidden-to-hidden map one Linear call per step,
+  and both take the Linear rule above.
 * Any other layer type with parameters falls back to ``torch.func`` (vmap of grad) for exactly
   those parameters; where vmap cannot trace the model (Python control flow on tensor values, as in
   Hugging Face ``transformers``' attention masks), to one backward pass per sample for them.
@@ -58,6 +61,7 @@ previous mode and gradients are restored afterwards; global RNG state is untouch
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Literal
@@ -69,6 +73,7 @@ from torch import nn
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader
 from forgetbench.benchmark.data.models import TaskRoutedModule
+from forgetbench.strategies import recurrent
 
 if TYPE_CHECKING:
     from avalanche.models import MultiTaskModule
@@ -479,6 +484,8 @@ def _split_parameters(model: nn.Module, trainable: set[str]):
             supported = own == every and module.elementwise_affine and not tied
         elif isinstance(module, nn.Embedding):  # a renormalising or sparse table keeps the general path
             supported = own == ["weight"] and module.max_norm is None and not module.sparse and not tied
+        elif recurrent.supported(module):  # unrolled into Linear shells (every one of its parameters trained)
+            supported = own == every and not tied
         elif supported and not isinstance(module, nn.Linear):
             supported = module.groups == 1 and not isinstance(module.padding, str) and module.padding_mode == "zeros"
         if supported:
@@ -507,31 +514,45 @@ def exact_fisher_diagonal(
     if not params:
         return {}
     fast, fallback = _split_parameters(model, set(params))
+    unrolled = recurrent.Unrolled({prefix: m for prefix, m in fast.items() if recurrent.supported(m)})
+    hooked = {k: m for k, m in fast.items() if k not in unrolled.layers}
+    hooked |= {key: shell.module for key, shell in unrolled.shells.items()}
     sums = {n: torch.zeros_like(p) for n, p in params.items()}
     touched: set[str] = set()
     saved_grads = {n: p.grad for n, p in params.items()}
     was_training = model.training
     model.eval()
     device = next(iter(params.values())).device
+
+    def names_of(key: str) -> list[str]:  # the model's parameter names a hooked module holds
+        if key in unrolled.shells:
+            shell = unrolled.shells[key]
+            return [shell.weight] + ([shell.bias] if shell.bias else [])
+        return [key + n for n, _ in hooked[key].named_parameters(recurse=False) if key + n in params]
+
     try:
         batch_size = min(batch_size, max(1, _FORWARD_CHUNK_FLOATS // max(x[0].numel(), 1)))
         for start in range(0, len(y), batch_size):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
             capture, targets = _captured_backward(
-                model, fast, params, xb, yb, task_label, estimator, generator, fallback
+                model, hooked, params, xb, yb, task_label, estimator, generator, fallback, unrolled
             )
-            broadcast = [
-                prefix + n
-                for prefix in capture.broadcast
-                for n, _ in fast[prefix].named_parameters(recurse=False)
-                if prefix + n in params
-            ]
-            for prefix, module in fast.items():
-                if prefix not in capture.broadcast and capture.records.get(prefix):
-                    _accumulate_fast(module, capture.records[prefix], sums, prefix)
-                    if any(delta is not None for _, delta in capture.records[prefix]):
-                        touched |= {prefix + n for n, _ in module.named_parameters(recurse=False)}
+            declined = [k for k in unrolled.shells if any(k.startswith(prefix) for prefix in unrolled.declined)]
+            skip = capture.broadcast | set(declined)
+            broadcast = [name for key in skip for name in names_of(key)]
+            for key, module in hooked.items():
+                calls = capture.records.get(key)
+                if key in skip or not calls:
+                    continue
+                if key in unrolled.shells:
+                    shell = unrolled.shells[key]
+                    target = {"weight": sums[shell.weight]} | ({"bias": sums[shell.bias]} if shell.bias else {})
+                    _accumulate_fast(module, recurrent.merged_calls(calls), target, "")
+                else:
+                    _accumulate_fast(module, calls, sums, key)
+                if any(delta is not None for _, delta in calls):
+                    touched |= set(names_of(key))
             touched |= {n for n, p in params.items() if p.grad is not None}
             live_fallback = [n for n in fallback + broadcast if params[n].grad is not None]
             if live_fallback:
@@ -545,7 +566,7 @@ def exact_fisher_diagonal(
     return {name: sums[name] / count for name in params if name in touched}
 
 
-def _captured_backward(model, fast, params, xb, yb, task_label, estimator, generator, fallback):
+def _captured_backward(model, fast, params, xb, yb, task_label, estimator, generator, fallback, unrolled=None):
     """One forward and backward pass over a chunk with the fast layers hooked; returns the capture and the targets.
 
     A model that cannot take a shared call's output expanded to the batch (it writes into it in place, or needs its
@@ -556,10 +577,11 @@ def _captured_backward(model, fast, params, xb, yb, task_label, estimator, gener
         try:
             for p in params.values():
                 p.grad = None
-            logits = _forward(model, xb, task_label)
+            with unrolled.active() if unrolled is not None else contextlib.nullcontext():
+                logits = _forward(model, xb, task_label)
             targets = _targets(logits, yb, estimator, generator)
             loss = F.cross_entropy(logits, targets, reduction="sum")
-            if fallback or capture.broadcast or not capture.outputs:
+            if fallback or capture.broadcast or not capture.outputs or (unrolled is not None and unrolled.declined):
                 loss.backward()  # the fallback needs to know which parameters the model uses
             else:  # gradients of the hooked outputs only: autograd computes no parameter gradient
                 torch.autograd.grad(loss, capture.outputs, allow_unused=True)

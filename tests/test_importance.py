@@ -374,3 +374,59 @@ def test_tied_weights_get_both_modules_per_sample_gradients():
     result = exact_fisher_diagonal(model, tokens, y, batch_size=6)
     _assert_equal(result, per_sample_fisher_loop(model, tokens, y))
     assert {"embed.weight", "first.weight"} <= result.keys()
+
+
+class _Recurrent(nn.Module):
+    """A GRU or LSTM (layers, directions, batch_first as given) and a head on its mean output over the steps (the
+    last step alone would leave the reverse direction's W_hh without a gradient)."""
+
+    def __init__(self, kind: str, batch_first: bool, bidirectional: bool, layers: int):
+        super().__init__()
+        self.batch_first = batch_first
+        self.rnn = getattr(nn, kind)(5, 6, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional)
+        self.head = nn.Linear(6 * (2 if bidirectional else 1), 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(x if self.batch_first else x.transpose(0, 1))
+        return self.head(out.mean(1 if self.batch_first else 0))
+
+
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+@pytest.mark.parametrize("batch_first, bidirectional, layers", [(True, False, 1), (False, True, 2), (True, True, 2)])
+def test_recurrent_layers_unrolled_match_the_loop_without_the_fallback(
+    monkeypatch, kind, batch_first, bidirectional, layers
+):
+    """GRU / LSTM weights used to take the torch.func fallback (3.3-4.8x naive's train time for EWC / WPL on a GRU);
+    unrolled into their Linear maps they take the Linear rule, exact to float64 rounding."""
+    from forgetbench.strategies import importance
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("a recurrent layer took the fallback")
+
+    monkeypatch.setattr(importance, "_vmap_squared_grads", no_fallback)
+    torch.manual_seed(0)
+    model = _Recurrent(kind, batch_first, bidirectional, layers).double()
+    x, y = torch.randn(24, 7, 5, dtype=torch.float64), torch.randint(0, 3, (24,))
+    fast = exact_fisher_diagonal(model, x, y, batch_size=10)
+    monkeypatch.undo()
+    _assert_equal(fast, per_sample_fisher_loop(model, x, y), tol=1e-10)
+    assert "forward" not in model.rnn.__dict__  # the unrolled forward is gone after the pass
+
+
+def test_a_packed_sequence_is_declined_and_takes_the_fallback():
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    class Packed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.head = nn.GRU(4, 5, batch_first=True), nn.Linear(5, 2)
+
+        def forward(self, x):
+            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+            _, h = self.rnn(pack_padded_sequence(x, lengths, batch_first=True))
+            return self.head(h[-1])
+
+    torch.manual_seed(1)
+    model = Packed().double()
+    x, y = torch.randn(12, 5, 4, dtype=torch.float64), torch.randint(0, 2, (12,))
+    _assert_equal(exact_fisher_diagonal(model, x, y), per_sample_fisher_loop(model, x, y), tol=1e-10)
