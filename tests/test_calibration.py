@@ -16,6 +16,8 @@ from forgetbench.benchmark.core.calibration import (
     Probe,
     acting_range,
     acts,
+    bracket,
+    bracket_verdict,
     crushes,
     ladder,
     median_ratio,
@@ -161,8 +163,9 @@ def test_calibrate_probes_each_strength_on_held_out_training_data_and_resumes(
     assert result["seed"] == 3 and result["validation_fraction"] == 0.2 and result["without_strength"] == ["naive"]
     by_name = {e["strategy"]: e for e in result["entries"]}
     assert set(by_name) == {"l2", "si"} and by_name["l2"]["param"] == "l2_lambda"
-    assert [p["value"] for p in by_name["l2"]["probes"]] == [0.1, 1.0, 10.0]
-    assert [p["value"] for p in by_name["si"]["probes"]] == [3.0, 30.0, 300.0]  # around si's default
+    for name, first in (("l2", [0.1, 1.0, 10.0]), ("si", [3.0, 30.0, 300.0])):  # around the given / default value
+        values = [p["value"] for p in by_name[name]["probes"]]
+        assert set(first) <= set(values) and set(values) - set(first) == set(by_name[name]["extended"])
     for entry in result["entries"]:
         for p in entry["probes"]:
             assert p["status"] == "ok" and p["la"] > 0.5  # measured on held-out training data, never the test split
@@ -170,11 +173,23 @@ def test_calibrate_probes_each_strength_on_held_out_training_data_and_resumes(
             fields = ("value", "status", "ratio", "la", "forgetting")
             naive = Probe(**{k: entry["naive"][k] for k in fields})
             assert p["acts"] == calibration.acts(Probe(**{k: p[k] for k in fields}), naive)
-        good = [p["value"] for p in entry["probes"] if p["acts"] and not p["crushes"]]
-        assert entry["range"] == ([min(good), max(good)] if good else None)
+        # the range brackets the objective's peak: the best probe's neighbours, each scoring below it, or an end
+        # that says why it stays open
+        values = [p["value"] for p in entry["probes"]]
+        top = max(p["objective"] for p in entry["probes"])
+        tied = [i for i, p in enumerate(entry["probes"]) if p["objective"] == top]  # a tie spans the peak
+        best = entry["probes"][tied[0]]
+        assert entry["objective"] == "ACC" and entry["best"] == best["value"]
+        low, high = entry["range"]
+        assert low == values[max(tied[0] - 1, 0)] and high == values[min(tied[-1] + 1, len(values) - 1)]
+        for side, end in (("low", low), ("high", high)):
+            if entry["bracketed"][side]:
+                assert next(p for p in entry["probes"] if p["value"] == end)["objective"] < best["objective"]
+            else:
+                assert entry["open_ends"][side]
         assert entry["verdict"] in printed
     records = list((tmp_path / "cal" / "calibration" / "runs").glob("*/result.json"))
-    assert len(records) == 1 + 3 + 3  # naive, then each ladder
+    assert len(records) == 1 + sum(len(e["probes"]) for e in result["entries"])  # naive, each ladder, extensions
     assert all(json.loads(r.read_text())["evaluated_on"] == {"split": "validation", "fraction": 0.2} for r in records)
     assert not (tmp_path / "cal" / "runs").exists()  # probes are not the suite's runs: reports never mix them in
 
@@ -198,4 +213,116 @@ def test_a_diverged_probe_is_written_without_nan():
         "ratio": None,
         "la": None,
         "forgetting": None,
+        "objective": None,
     }
+
+
+CAP = (1e-6, 1e6)
+
+
+def _probes(values, objective, ratio=1.0, status="ok"):
+    return [Probe(v, status, ratio, 0.9, 0.1, objective(v)) for v in values]
+
+
+def test_the_range_is_the_best_probes_neighbours_whatever_acts_or_crushes():
+    """The old range ended where LA fell 5 points below naive's; the objective (ACC) may peak past that point, at
+    a strength that costs plasticity and saves more forgetting (the LSTM's SI at 300, 10 ACC points above the
+    strength the cut-off range allowed)."""
+    probes = [
+        Probe(0.3, "ok", 0.01, 0.97, 0.30, 0.70),  # inert
+        Probe(3, "ok", 0.2, 0.96, 0.20, 0.76),
+        Probe(30, "ok", 2.0, 0.93, 0.10, 0.80),
+        Probe(300, "ok", 15.0, 0.90, 0.02, 0.85),  # crushes (LA 7 points below naive's), yet the best ACC
+        Probe(3000, "ok", 40.0, 0.60, 0.00, 0.60),
+    ]
+    naive = Probe(0.0, "ok", None, 0.97, 0.30, 0.70)
+    assert crushes(probes[3], naive) and acting_range(probes, naive) == (3, 30)  # the old rule cut the peak off
+    found = bracket(probes, naive, CAP)
+    assert (found.best, found.range, found.extend) == (300, (30, 3000), ())
+    assert found.low_bracketed and found.high_bracketed
+    assert bracket_verdict(found, probes, naive).startswith("ACC peaks at 300 (85.0 vs naive 70.0); range 30 to 3000")
+
+
+def test_an_objective_that_peaks_beyond_the_ladder_extends_it_a_decade_at_a_time_until_bracketed():
+    def acc(v):  # peaks at 300, three decades above the first ladder's centre
+        return 0.9 - 0.05 * abs(math.log10(v) - math.log10(300))
+
+    values = ladder(0.3, 1)  # 0.03, 0.3, 3
+    extensions = []
+    while True:
+        found = bracket(_probes(values, acc), NAIVE, CAP)
+        if not found.extend:
+            break
+        assert found.extend == (values[-1] * 10,)  # only where the objective still rises
+        extensions += found.extend
+        values = sorted(values + list(found.extend))
+    assert extensions == [30.0, 300.0, 3000.0]
+    assert (found.best, found.range) == (300.0, (30.0, 3000.0))
+
+
+def test_minimising_forgetting_brackets_its_lowest_value():
+    found = bracket(_probes([1, 10, 100, 1000], lambda v: abs(math.log10(v) - 2) / 10), NAIVE, CAP, maximise=False)
+    assert (found.best, found.range) == (100, (10, 1000))
+
+
+@pytest.mark.parametrize(
+    "probes, low_reason",
+    [
+        # the best probe is already inert: below it every strength trains as naive does
+        (_probes([0.1, 1, 10], lambda v: 0.9 - v / 100, ratio=0.01), "already inert"),
+        # rising towards the cap: it may extend no further
+        (_probes([1e-6, 1e-5, 1e-4], lambda v: 0.9 - v), "the cap"),
+    ],
+)
+def test_an_end_that_cannot_be_bracketed_says_why(probes, low_reason):
+    found = bracket(probes, NAIVE, CAP)
+    assert found.extend == () and not found.low_bracketed and found.high_bracketed
+    assert low_reason in found.low_reason
+    assert f"not bracketed below: {found.low_reason}" in bracket_verdict(found, probes, NAIVE)
+
+
+def test_diverged_probes_bracket_from_above_and_ties_span_the_peak():
+    probes = _probes([1, 10], lambda v: 0.8) + [Probe(100, "diverged", None, math.nan, math.nan)]
+    found = bracket(probes + _probes([0.1], lambda v: 0.7), NAIVE, CAP)
+    assert (found.best, found.range, found.extend) == (1, (0.1, 100), ())  # 1 and 10 tie: both inside
+    nothing = bracket([Probe(v, "diverged", None, math.nan, math.nan) for v in (1, 10)], NAIVE, CAP)
+    assert nothing.best is None and nothing.range is None and nothing.extend == ()
+
+
+def test_calibrate_extends_through_real_records_and_a_rerun_takes_the_same_decisions(tmp_path):
+    """calibrate() on records a fake executor writes: ACC peaks at 300 for si (centre 30, one decade each way),
+    so the ladder grows to 3000 in one more wave; a rerun reads every probe back and runs nothing."""
+    from forgetbench.benchmark.core import store
+    from forgetbench.benchmark.core.config import resolve_config
+    from forgetbench.benchmark.run import calibrate as calibrate_run
+    from forgetbench.benchmark.run.spec import new_record
+
+    suite = resolve_config(tiny_suite(strategies=[{"name": "naive"}, {"name": "si"}]))
+    plan = calibrate_run.plan_calibration(suite, 0, 1, 0.2)
+    folder = tmp_path / "calibration"
+    waves: list[list[str]] = []
+
+    def acc(spec) -> float:
+        value = spec.strategy.params.get("si_lambda")
+        return 0.7 if value is None else 0.9 - 0.05 * abs(math.log10(value) - math.log10(300))
+
+    def run_batch(batch):
+        todo = [spec for _, spec in batch if store.read_result(store.result_path(folder, spec.run_id)) is None]
+        waves.append([spec.run_id for spec in todo])
+        for spec in todo:
+            record = new_record(spec)
+            record.experiences = ["a", "b"]
+            record.accuracy_matrix = [[acc(spec), 0.5], [acc(spec), acc(spec)]]
+            record.init_accuracy = [0.5, 0.5]
+            store.write_result(folder, record)
+
+    result, records = calibrate_run.calibrate(plan, folder, run_batch)
+    (entry,) = result["entries"]
+    assert [p["value"] for p in entry["probes"]] == [3.0, 30.0, 300.0, 3000.0]
+    assert entry["extended"] == [3000.0] and len(waves) == 2 and len(waves[1]) == 1
+    assert (entry["best"], entry["range"], entry["bracketed"]) == (300.0, [30.0, 3000.0], {"low": True, "high": True})
+    assert result["criteria"]["objective"] == "ACC" and entry["probes"][2]["objective"] == pytest.approx(0.9)
+
+    waves.clear()
+    again, _ = calibrate_run.calibrate(calibrate_run.plan_calibration(suite, 0, 1, 0.2), folder, run_batch)
+    assert again == result and all(not wave for wave in waves)

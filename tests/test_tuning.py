@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -52,9 +53,10 @@ def test_trials_read_only_held_out_training_data_and_the_best_point_runs_the_see
     assert all(0.01 <= t["params"]["l2_lambda"] <= 100 and t["value"] > 0.5 for t in trials)  # validation data
     best = max(trials, key=lambda t: t["value"])
     assert study["chosen"] == best["params"] and study["chosen_trial"] == best["number"]
-    label = f"l2[l2_lambda={best['params']['l2_lambda']:g}]"
+    chosen = best["params"]["l2_lambda"]
+    labels = [f"l2[l2_lambda={float(f'{chosen * k:.4g}'):g}]" for k in (1, 0.1, 10)]  # the point and its neighbours
     finals = sorted(p.name for p in (out / "runs").iterdir() if p.name.startswith("split__l2"))
-    assert finals == [f"split__{label}__seed0", f"split__{label}__seed1"]  # the suite's seeds, on the test split
+    assert finals == sorted(f"split__{label}__seed{s}" for label in labels for s in (0, 1))  # on the test split
     assert {json.loads((out / "runs" / f / "result.json").read_text())["status"] for f in finals} == {"collapsed"}
     for t in trials:
         record = json.loads((out / "tuning" / "runs" / t["runs"][0] / "result.json").read_text())
@@ -80,8 +82,49 @@ def test_auto_searches_the_calibrated_range_and_calibrates_first_when_needed(wri
     section = html[html.index('<h2 id="tuning">') :]
     chosen = study["chosen"]["l2_lambda"]
     assert (
-        f"l2_lambda = {chosen:g}" in section and "validation split 0.2, seeds 0" in section and "3/3 (tpe)" in section
+        f"l2_lambda = {chosen:g}" in section
+        and "validation split 0.2, seeds 0" in section
+        and "3/3 (qmc (auto): a scrambled Sobol design of 3 point(s))" in section
     )
+
+
+def test_the_sampler_fits_the_budget_is_named_as_it_is_and_differs_per_study():
+    """Eight trials of TPE were five random ones (n_startup_trials = 5) under the name "tpe", and every study of a
+    suite received the same first proposals."""
+    import optuna
+
+    from forgetbench.benchmark.core.config import resolve_config
+    from forgetbench.benchmark.run import tuning
+
+    suite = resolve_config(
+        tiny_suite(
+            scenarios=[
+                {"name": "split", "label": s, "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2}}
+                for s in ("a", "b")
+            ],
+            strategies=[
+                {"name": name, "tune": {"params": {param: {"low": 0.01, "high": 100.0}}, "trials": trials}}
+                for name, param, trials in (("ewc", "ewc_lambda", 8), ("si", "si_lambda", 40))
+            ],
+        )
+    )
+    studies = tuning.plan_tuning(suite)
+    assert len({tuning.study_seed(s) for s in studies}) == 4  # every (scenario, entry) its own seed
+    small, large = studies[0].tune, studies[1].tune
+    assert (tuning.sampler_kind(small), tuning.sampler_kind(large)) == ("qmc", "tpe")
+    assert tuning.sampler_description(large) == "tpe (auto): 10 random start-up trial(s), 30 modelled"
+    explicit = small.model_copy(update={"sampler": "tpe"})
+    assert tuning.sampler_description(explicit) == "tpe: 5 random start-up trial(s), 3 modelled"
+
+    space = {"ewc_lambda": optuna.distributions.FloatDistribution(0.01, 100.0, log=True)}
+    design = [tuning.design_point(studies[0], space, n)["ewc_lambda"] for n in range(8)]
+    strata = sorted(int(8 * math.log(v / 0.01) / math.log(1e4)) for v in design)
+    assert strata == list(range(8))  # one point in each eighth of the log range
+    other = [tuning.design_point(studies[2], space, n)["ewc_lambda"] for n in range(8)]  # same entry, scenario b
+    assert design != other
+    assert tuning.on_edge(space, {"ewc_lambda": 0.0105}) == {"ewc_lambda": "low"}
+    assert tuning.on_edge(space, {"ewc_lambda": 95.0}) == {"ewc_lambda": "high"}
+    assert tuning.on_edge(space, {"ewc_lambda": 1.0}) == {}
 
 
 def _cli(*args: str) -> subprocess.Popen:
@@ -118,15 +161,15 @@ def test_a_study_killed_mid_tuning_continues_to_the_same_trials_and_choice(tmp_p
     assert [t["params"] for t in studies[1]["trials"]] == [t["params"] for t in studies[0]["trials"]]
     assert [t["value"] for t in studies[1]["trials"]] == [t["value"] for t in studies[0]["trials"]]
     assert studies[1]["chosen"] == studies[0]["chosen"]
-    # the completed trials' runs were read back, not trained again: naive x 2 seeds + 6 trials + 2 finals in all
+    # the completed trials' runs were read back, not trained again: naive x 2 seeds + 6 trials + 3 points x 2 seeds
     executed = int(printed.split(" run(s) executed")[0].split()[-1])
-    assert executed <= 2 + 6 + 2 - done_before
+    assert executed <= 2 + 6 + 6 - done_before
 
 
 def test_the_scenario_protocol_tunes_on_one_scenario_and_runs_the_choice_on_every_one(write_suite, tmp_path):
     base = tiny_suite()["scenarios"][0]
     other = {**base, "label": "other", "params": {**base["params"], "classes_per_task": 3}}
-    tuned = {**TUNED, "tune": {**TUNED["tune"], "trials": 3, "scenario": "other"}}
+    tuned = {**TUNED, "tune": {**TUNED["tune"], "trials": 3, "scenario": "other", "neighbours": []}}  # the point alone
     out = tmp_path / "out"
     suite = tiny_suite(seeds=[0], scenarios=[{**base, "label": "split"}, other], strategies=[tuned])
     assert main(["run", str(write_suite(suite)), "--out", str(out), "--quiet", "--no-report"]) == 0
@@ -143,7 +186,7 @@ def test_the_scenario_protocol_tunes_on_one_scenario_and_runs_the_choice_on_ever
 def test_the_first_tasks_protocol_tunes_on_the_first_tasks_and_runs_all_of_them(write_suite, tmp_path, capsys):
     base = tiny_suite()["scenarios"][0]
     three = {**base, "params": {**base["params"], "tasks": 3}}
-    tuned = {**TUNED, "tune": {**TUNED["tune"], "trials": 2, "first_tasks": 2}}
+    tuned = {**TUNED, "tune": {**TUNED["tune"], "trials": 2, "first_tasks": 2, "neighbours": []}}
     out = tmp_path / "out"
     suite = tiny_suite(seeds=[0], scenarios=[three], strategies=[tuned])
     assert main(["run", str(write_suite(suite)), "--out", str(out), "--quiet", "--no-report"]) == 0

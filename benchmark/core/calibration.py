@@ -1,8 +1,16 @@
-"""Strength calibration: over which strengths does a regularizer act without crushing learning? Pure functions.
+"""Strength calibration: over which strengths should tuning search? Pure functions.
 
 A *probe* is one run of a strategy with its strength (:func:`forgetbench.strategies.base.strength`) set to one
 value of a ladder of decades, on a validation split held out from the training data, beside a naive run of the
-same scenario and seed. Each probe is judged against naive's:
+same scenario and seed. The range tuning searches **brackets the peak of the objective tuning maximises**
+(ACC by default; :func:`bracket`): the best probe's neighbours on the ladder, each scoring below it. Where the best
+probe sits at an end of the ladder, the ladder extends a decade at a time on that side (only there: the objective
+is still rising towards it) until the peak is bracketed, up to :data:`MAX_EXTENSION` decades beyond the first
+ladder; an end that stays open is said, with why (the cap, or a best probe whose penalty is already too small to
+act, below which every strength trains as naive does). A diverged, collapsed or failed probe scores below every
+finished one: it brackets the peak from above.
+
+Two diagnostics are recorded per probe beside its objective; they no longer cut the range:
 
 * it **acts** when its penalty's gradient is a visible share of the data loss's at the end of its experiences:
   the median over the experiences that had a penalty of ``||grad penalty|| / ||grad data||`` (the record's
@@ -11,12 +19,12 @@ same scenario and seed. Each probe is judged against naive's:
   ``1 - FORGETTING_CUT`` of naive's forgetting (and naive forgets);
 * it **crushes** learning when its plasticity (LA: the accuracy on each experience right after learning it)
   falls more than :data:`LA_DROP` below naive's (a scenario without an LA, a search, skips this test), when
-  its ratio exceeds :data:`CRUSHES` (the penalty's pull
-  twenty times the data loss's), or when the run did not end ``ok`` (diverged, collapsed, failed).
+  its ratio exceeds :data:`CRUSHES` (the penalty's pull twenty times the data loss's), or when the run did not
+  end ``ok`` (diverged, collapsed, failed). A strength that crushes plasticity can still have the best ACC (it
+  saves more forgetting than it costs): tuning decides on the objective, the report on matched plasticity.
 
-The calibrated range is ``[lowest, highest]`` strength that acts without crushing (:func:`acting_range`):
-the default search range of tuning, in log scale. ``None`` when no probed strength does, with the reason
-(:func:`range_verdict`): a null at the strengths probed, stated as such.
+:func:`acting_range` (lowest to highest strength that acts without crushing) remains the fallback where no probe
+has a finite objective (a scenario that does not measure it).
 """
 
 from __future__ import annotations
@@ -31,18 +39,21 @@ CRUSHES = 20.0  # penalty / data gradient norm above which the penalty, not the 
 LA_DROP = 0.05  # plasticity lost (accuracy, 0-1) beyond which learning is crushed
 FORGETTING_CUT = 0.1  # without a recorded ratio: acts when forgetting falls by at least this share of naive's
 RATIO_SUFFIX = "_penalty_to_data_gradient"
+MAX_EXTENSION = 3  # decades a ladder may extend beyond its first span, on each side, to bracket the peak
 
 
 @dataclass(frozen=True)
 class Probe:
     """One probed strength: the run's status, median penalty-to-data gradient ratio (None when the strategy
-    records none), plasticity (LA) and forgetting, both as accuracies in 0-1."""
+    records none), plasticity (LA) and forgetting, both as accuracies in 0-1, and the value of tuning's objective
+    (NaN where the run did not finish or the scenario does not measure it)."""
 
     value: float
     status: str
     ratio: float | None
     la: float
     forgetting: float
+    objective: float = float("nan")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: a figure a failed or diverged run does not have is None, not NaN."""
@@ -114,3 +125,114 @@ def range_verdict(probes: Iterable[Probe], naive: Probe) -> str:
         f"acts from {first:g} but crushes learning wherever it acts (probed {low:g} to {high:g}): "
         "no strength trades well at this budget"
     )
+
+
+def score(probe: Probe, maximise: bool = True) -> float:
+    """The probe's objective with the sign that makes higher better; -inf for a run that did not finish ``ok`` or
+    has no finite objective (it scores below every finished probe)."""
+    if probe.status != "ok" or not math.isfinite(probe.objective):
+        return -math.inf
+    return probe.objective if maximise else -probe.objective
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """Where the objective peaks on a ladder: the best probe's strength, the range tuning searches (``low`` to
+    ``high``: the nearest probes on either side of the best that score below it), whether each end brackets the
+    peak and, where not, why; ``extend``: the strengths to probe next (empty once the ladder is done)."""
+
+    best: float | None
+    low: float | None
+    high: float | None
+    low_bracketed: bool
+    high_bracketed: bool
+    low_reason: str | None = None
+    high_reason: str | None = None
+    extend: tuple[float, ...] = ()
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        return None if self.low is None or self.high is None else (self.low, self.high)
+
+
+def _decade(value: float, k: int) -> float:
+    return float(f"{value * 10.0**k:.6g}")
+
+
+def bracket(probes: Iterable[Probe], naive: Probe, cap: tuple[float, float], maximise: bool = True) -> Bracket:
+    """The bracket of the objective's peak over ``probes`` (module doc). ``cap`` (lowest, highest): the strengths
+    the ladder may extend to. Ties at the top: the peak spans every tied probe, and each end is the nearest probe
+    outside them. No probe with a finite objective: no bracket (``best`` None)."""
+    probes = sorted(probes, key=lambda p: p.value)
+    scores = [score(p, maximise) for p in probes]
+    if not probes or max(scores) == -math.inf:
+        why = "no probe finished with a finite objective"
+        return Bracket(None, None, None, False, False, why, why)
+    top = max(scores)
+    tied = [i for i, s in enumerate(scores) if s == top]
+    first, last = tied[0], tied[-1]
+    best = probes[first]
+    low = high = None
+    low_reason = high_reason = None
+    extend: list[float] = []
+    if first > 0:
+        low = probes[first - 1].value
+    else:
+        low = best.value
+        if best.status == "ok" and best.ratio is not None and best.ratio < ACTS:
+            low_reason = (
+                f"the best probe, {best.value:g}, is already inert (penalty ratio {best.ratio:.3g} < {ACTS:g}): a "
+                "lower strength trains as naive does"
+            )
+        elif _decade(best.value, -1) < cap[0] * (1 - 1e-9):
+            low_reason = f"the cap: {MAX_EXTENSION} decades below the first ladder ({cap[0]:g})"
+        else:
+            extend.append(_decade(best.value, -1))
+    if last < len(probes) - 1:
+        high = probes[last + 1].value
+    else:
+        high = probes[last].value
+        if _decade(probes[last].value, 1) > cap[1] * (1 + 1e-9):
+            high_reason = f"the cap: {MAX_EXTENSION} decades above the first ladder ({cap[1]:g})"
+        else:
+            extend.append(_decade(probes[last].value, 1))
+    return Bracket(
+        best.value,
+        low,
+        high,
+        first > 0,
+        last < len(probes) - 1,
+        low_reason,
+        high_reason,
+        tuple(extend),
+    )
+
+
+def bracket_verdict(found: Bracket, probes: Iterable[Probe], naive: Probe, objective: str = "ACC") -> str:
+    """One sentence: where the objective peaks and the range around it, or which end is open and why."""
+    probes = sorted(probes, key=lambda p: p.value)
+    if not probes:
+        return "nothing was probed"
+    span = f"probed {probes[0].value:g} to {probes[-1].value:g}"
+    if found.best is None:
+        fallback = acting_range(probes, naive)
+        if fallback is None:
+            return f"no probe finished with a finite {objective} ({span}); {range_verdict(probes, naive)}"
+        return (
+            f"no probe finished with a finite {objective} ({span}): the range is where the penalty acts without "
+            f"crushing learning, {fallback[0]:g} to {fallback[1]:g}"
+        )
+    peak = next(p for p in probes if p.value == found.best)
+    naive_text = f" vs naive {100 * naive.objective:.1f}" if math.isfinite(naive.objective) else ""
+    text = f"{objective} peaks at {found.best:g} ({100 * peak.objective:.1f}{naive_text}); range {found.low:g} to {found.high:g}"
+    open_ends = [
+        f"not bracketed {side}: {reason}"
+        for side, done, reason in (
+            ("below", found.low_bracketed, found.low_reason),
+            ("above", found.high_bracketed, found.high_reason),
+        )
+        if not done
+    ]
+    if not open_ends:
+        return f"{text}, both ends below the peak ({span})"
+    return f"{text} ({span}); " + "; ".join(open_ends)

@@ -160,8 +160,13 @@ class TuneSpec(StrictModel):
 
     params: dict[str, TuneHow] = Field(min_length=1)  # auto: the calibrated range; {low, high}; {choices}
     trials: int = Field(12, ge=1, le=10_000)  # completed trials per (scenario, strategy entry): equal budgets
-    sampler: Literal["tpe", "random", "grid"] = "tpe"  # grid: every choice, and ranges at `trials` log-spaced points
-    seed: int = Field(0, ge=0)  # the sampler's seed (trial n uses seed + n: an interrupted study continues the same)
+    # auto: qmc below `TPE_MIN_TRIALS` trials (TPE's random start-up would be most of them), else tpe;
+    # qmc: a scrambled Sobol design over the ranges (log scale where they are); grid: every choice, and ranges at
+    # `trials` log-spaced points; tpe: Optuna's TPE after `max(5, trials // 4)` random start-up trials
+    sampler: Literal["auto", "qmc", "tpe", "random", "grid"] = "auto"
+    # the samplers' seed: each study's is this plus a number from its scenario and strategy labels (studies never
+    # share proposals), and trial n's sampler uses the study's + n (an interrupted study continues the same)
+    seed: int = Field(0, ge=0)
     objective: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"  # forgetting is minimised, the others maximised
     fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of each task's training data held out for the trials
     seeds: list[Seed] | None = Field(None, min_length=1)  # seeds of each trial, averaged (default: the suite's first)
@@ -176,6 +181,9 @@ class TuneSpec(StrictModel):
     # checks inside each experience besides its end, at 1/(n+1), ..., n/(n+1) of its steps: the first seed's tasks so
     # far are evaluated there on the held-out split (a scenario of two tasks can then be pruned while its second trains)
     pruning_points: int = Field(0, ge=0, le=9)
+    # the final runs: the suite's seeds at the chosen point, and at these multiples of its chosen strength too (on the
+    # test split), so the report compares the methods at matched plasticity on the test split; [] runs the point alone
+    neighbours: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.1, 10.0], max_length=8)
 
     @model_validator(mode="after")
     def _pruning_can_act(self) -> "TuneSpec":

@@ -25,6 +25,7 @@ import pandas as pd
 
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, load_config, resolve_config
 from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.store import ResultScan
 from forgetbench.benchmark.run import suite as suite_module
 from forgetbench.benchmark.run.suite import SuiteOutcome
 
@@ -61,8 +62,15 @@ class Results:
 
     @property
     def failed(self) -> list[str]:
-        """Runs of this suite that failed, diverged or collapsed (``run_suite`` only)."""
+        """Runs the suite was asked for that failed, diverged or collapsed, and calibration, tuning or selection
+        runs that failed (``run_suite`` only)."""
         return self.outcome.failed if self.outcome else []
+
+    @property
+    def diverged(self) -> list[str]:
+        """Calibration probes, tuning trials and selection runs that diverged or collapsed: outcomes of the search
+        for a strength (too strong for this optimiser), not failures; they do not change the exit status."""
+        return self.outcome.diverged if self.outcome else []
 
     @property
     def selection(self) -> Path | None:
@@ -75,12 +83,23 @@ class Results:
         return self.outcome.exit_code if self.outcome else 0
 
     @cached_property
+    def _scan(self) -> ResultScan:
+        """The folders read once: records, skipped files, each run's metrics."""
+        from forgetbench.reports.summary import load_records
+
+        return load_records(*self.folders)
+
+    @property
+    def _metrics(self) -> Mapping[str, Mapping[str, float]]:
+        """Run id -> its metrics, measured once as the records were read."""
+        metrics: Mapping[str, Mapping[str, float]] = self._scan.metrics
+        return metrics
+
+    @cached_property
     def records(self) -> list[RunRecord]:
         """The result records (read from disk once, typed: ``record.accuracy_matrix``, ``record.timing.steps``;
         ``record.to_dict()`` is the JSON form), in suite order when the suite is known."""
-        from forgetbench.reports.summary import load_records
-
-        records = load_records(*self.folders).records
+        records: list[RunRecord] = self._scan.records
         if self.outcome is None:
             return records
         by_id = {r.run_id: r for r in records}
@@ -99,14 +118,14 @@ class Results:
         """Tidy metrics: scenario, strategy, strategy_name, seed, metric, value; one row per (ok run, metric)."""
         from forgetbench.reports.summary import runs_long
 
-        return runs_long(self.records)
+        return runs_long(self.records, self._metrics)
 
     def summary(self) -> pd.DataFrame:
         """Per (scenario, strategy): runs ok / not ok and ``<metric>_mean``, ``<metric>_std`` over seeds of each
         metric of the terminal table (ACC, forgetting, LA, train time, and any registered with ``terminal``)."""
         from forgetbench.reports.tables import overview
 
-        return overview(self.records)
+        return overview(self.records, self._metrics)
 
     def summary_text(self) -> str:
         """:meth:`summary` as the terminal table ``forgetbench run`` prints."""
@@ -118,7 +137,32 @@ class Results:
         """Scenario label -> its verdict sentences (see :mod:`forgetbench.reports.verdict`)."""
         from forgetbench.reports.verdict import verdicts
 
-        return verdicts(self.records)
+        return verdicts(self.records, computed=self._metrics)
+
+    def frontier(self) -> pd.DataFrame:
+        """Every ok run's frontier point (scenario, method, setting, value, seed, plasticity, forgetting, on_front,
+        axes, plasticity_metric): the rows of the report's ``frontier.csv`` for these runs
+        (:func:`forgetbench.reports.frontier.frontier_frame`)."""
+        from forgetbench.reports.frontier import frontier_frame
+
+        return frontier_frame(self.records, self._metrics)
+
+    def matched(self, level: float | None = None) -> pd.DataFrame:
+        """Forgetting at matched plasticity, per scenario with a front (a method at two or more strengths beside
+        naive), method and plasticity level (naive's LA minus ``level`` points; default the report's 1, 2 and 5):
+        mean, 95% interval, seeds reached, per-seed values; the numbers of the report's matched-plasticity tables
+        (:func:`forgetbench.reports.frontier.matched_plasticity`)."""
+        from forgetbench.reports import frontier as FT
+
+        points = self.frontier()
+        drops = FT.DROPS if level is None else (float(level),)
+        frames = [
+            FT.matched_plasticity(points, scenario, drops)
+            for scenario in dict.fromkeys(points.scenario)
+            if FT.has_frontier(points, scenario)
+        ]
+        columns = ["scenario", "method", "drop", "mean", "ci_low", "ci_high", "n", "seeds", "per_seed"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
     def report(
         self, path: str | Path | None = None, command: str | None = None, figures: str | Path | None = None
@@ -207,17 +251,19 @@ def calibrate_suite(
     seed: int | None = None,
     decades: int = 3,
     fraction: float = 0.2,
+    objective: str = "ACC",
     **run_options: Any,
 ) -> dict[str, Any]:
     """Probe every declared strength of a suite over decades, as ``forgetbench calibrate`` does: plan, run
-    (resuming what ``OUT/calibration/runs/`` holds) and judge each probe; write and return ``OUT/calibration.json``
+    (resuming what ``OUT/calibration/runs/`` holds), extend each ladder until ``objective`` has peaked
+    (``ACC``, ``LA``, ``BWT`` or ``forgetting``, as tuning's) and judge each probe; write and return ``OUT/calibration.json``
     (:mod:`forgetbench.benchmark.run.calibrate`). ``run_options``: ``executor``, ``workers``, ``fresh``,
     ``show_progress``."""
     from forgetbench.benchmark.data.datasets import default_data_root
 
     from forgetbench.benchmark.core import store
-    from forgetbench.benchmark.run.calibrate import CALIBRATION_DIR, CALIBRATION_FILE, decide, plan_calibration
-    from forgetbench.benchmark.run.suite import run_specs
+    from forgetbench.benchmark.run.calibrate import CALIBRATION_DIR, CALIBRATION_FILE, calibrate, plan_calibration
+    from forgetbench.benchmark.run.suite import run_work
 
     suite = as_suite(config)
     data_root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
@@ -229,8 +275,13 @@ def calibrate_suite(
             f"(not probed: {', '.join(plan.without_strength) or 'none'})"
         )
     folder = Path(out) / CALIBRATION_DIR
-    run_specs(suite, Path(out), [(folder, spec) for spec in plan.specs], data_root, **run_options)
-    records = {spec.run_id: store.read_result(store.result_path(folder, spec.run_id)) for spec in plan.specs}
-    result = decide(plan, records)
+    _, (result, _) = run_work(
+        suite,
+        Path(out),
+        lambda run_batch: calibrate(plan, folder, run_batch, objective),
+        data_root,
+        total=len(plan.specs),
+        **run_options,
+    )
     store.atomic_write_json(Path(out) / CALIBRATION_FILE, result)
     return result

@@ -1,6 +1,7 @@
 """``forgetbench`` command line.
 
-Exit status: 0 every run ok; 1 some runs failed, diverged or collapsed (the others are kept); 2 invalid input
+Exit status: 0 every run ok; 1 some runs failed, or some run the suite was asked for diverged or collapsed (the others
+are kept; a calibration probe or tuning trial that diverged is an outcome of the search and counted apart); 2 invalid input
 (bad config, unknown name, missing data while offline), in which case nothing is run or written.
 """
 
@@ -76,9 +77,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"\n{len(results.ran)} run(s) executed, {len(results.skipped)} skipped (already complete), "
         f"{len(results.failed)} not ok. Results in {results.out}/"
     )
+    if results.diverged:
+        print(
+            f"{len(results.diverged)} calibration / tuning run(s) diverged (diverged={len(results.diverged)}): "
+            "outcomes, not errors: those strengths are too strong for this optimiser and learning rate, score below "
+            "every finished run and are never chosen (calibration.json and tuning.json list them)"
+        )
     lines = {scenario: v[0] for scenario, v in results.verdicts().items() if v}
     if lines:
-        print("\nVerdict (headline forgetting measure, paired against naive over seeds):")
+        print(
+            "\nVerdict (forgetting at matched plasticity where a method ran at several strengths, else forgetting "
+            "paired against naive, LA beside it):"
+        )
         for scenario, line in lines.items():
             print(f"  {scenario}: {line}")
     if not args.no_report:
@@ -237,6 +247,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         seed=args.seed,
         decades=args.decades,
         fraction=args.fraction,
+        objective=args.objective,
         fresh=args.fresh,
         show_progress=not args.quiet,
         executor=args.executor,
@@ -244,6 +255,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     print(format_calibration(result))
     failed = [p for e in result["entries"] for p in e["probes"] if p["status"] not in ("ok", "diverged", "collapsed")]
+    diverged = sum(p["status"] in ("diverged", "collapsed") for e in result["entries"] for p in e["probes"])
+    if diverged:
+        print(f"\ndiverged={diverged}: probes too strong for this optimiser; they bracket the peak from above")
     print(f"\nCalibration: {out / CALIBRATION_FILE}")
     return EXIT_RUNS_FAILED if failed else EXIT_OK
 
@@ -267,7 +281,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from forgetbench.benchmark.run.tuning import plan_tuning
 
     studies = plan_tuning(suite)
-    runs += sum(s.tune.trials * len(s.seeds) + len(suite.seeds) for s in studies)  # trials + final seeds
+    # trials + final seeds at the chosen point and its neighbours
+    runs += sum(s.tune.trials * len(s.seeds) + len(suite.seeds) * (1 + len(s.tune.neighbours)) for s in studies)
     auto = any(how == "auto" for s in studies for how in s.tune.params.values())
     print(
         f"{args.config}: valid suite {suite.name!r}, {runs} run(s)"
@@ -437,8 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "calibrate",
-        help="probe each strategy's strength over decades: where it acts without "
-        "crushing learning (OUT/calibration.json, tuning's default range)",
+        help="probe each strategy's strength over decades until the objective has peaked: the bracket around "
+        "its peak is tuning's default range (OUT/calibration.json)",
     )
     p.add_argument("config", help="suite YAML")
     p.add_argument("--out", help="output folder (default: results/<suite name>, beside the suite's own runs)")
@@ -447,7 +462,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--decades",
         type=int,
         default=3,
-        help="probe 10^-N .. 10^N times each strength, one probe per decade (default 3: 7 probes)",
+        help="probe 10^-N .. 10^N times each strength, one probe per decade (default 3: 7 probes), then a "
+        "decade at a time beyond an end where the objective still rises (at most 3 more decades each way)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=["ACC", "LA", "BWT", "forgetting"],
+        default="ACC",
+        help="what the probes are ranked by, as tuning's objective (default ACC; forgetting is minimised)",
     )
     p.add_argument(
         "--fraction",

@@ -1,21 +1,23 @@
-"""``forgetbench calibrate``: probe every strategy's strength over decades, on held-out training data.
+"""``forgetbench calibrate``: probe every strategy's strength over decades, on held-out training data, until the
+objective tuning maximises has peaked.
 
 For each scenario of a suite and each strategy entry whose params declare a strength
 (:func:`forgetbench.strategies.base.strength`: ewc_lambda, si_lambda, wpl's alpha, ...), one run per value of
 a ladder of decades around the entry's own value (``value x 10^k``, k = -decades..decades), and one naive run
 per scenario, all on one seed and on a validation split held out from each task's training data (the test
-split is never read, as in ``selection:``). Each probe is judged by :mod:`forgetbench.benchmark.core.calibration`:
-does its penalty act (penalty-to-data gradient ratio >= 0.05), does it crush learning (LA more than 5 points
-below naive's, ratio > 20, or a run that is not ``ok``)? The range between the lowest and the highest strength
-that acts without crushing is written to ``OUT/calibration.json``, where tuning reads its default search range;
-the probes' records are ordinary result files under ``OUT/calibration/runs/`` (a rerun resumes them).
+split is never read). Where a ladder's best probe (by the objective: ACC unless tuning says otherwise) is at its
+end, the ladder extends a decade on that side, and again, until the peak is bracketed or the cap is reached
+(:func:`forgetbench.benchmark.core.calibration.bracket`); each wave of extensions runs as one batch. The bracket
+(the best probe's neighbours) is written to ``OUT/calibration.json``, where tuning reads its default search range,
+with each probe's objective and its diagnostics (does its penalty act, does it crush learning); the probes'
+records are ordinary result files under ``OUT/calibration/runs/`` (a rerun resumes them, extensions included).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
@@ -37,17 +39,46 @@ from forgetbench.benchmark.run.spec import RunSpec
 
 CALIBRATION_DIR = store.CALIBRATION_DIR
 CALIBRATION_FILE = "calibration.json"
+OBJECTIVES = {"ACC": True, "LA": True, "BWT": True, "forgetting": False}  # objective -> maximised
+RunBatch = Callable[[list[tuple[Path, RunSpec]]], None]
 
 
 @dataclass
 class Ladder:
-    """The probes of one strength of one strategy entry on one scenario."""
+    """The probes of one strength of one strategy entry on one scenario; ``cap``: the lowest and highest strength
+    it may extend to (:data:`~forgetbench.benchmark.core.calibration.MAX_EXTENSION` decades beyond its first span)."""
 
     scenario: ComponentSpec
     strategy: StrategySpec
     param: str
     centre: float
-    specs: list[tuple[float, RunSpec]]  # (strength, probe)
+    specs: list[tuple[float, RunSpec]]  # (strength, probe), in the order they were added
+    cap: tuple[float, float]
+    base: StrategySpec  # the entry without its strength: each probe is a variant of it
+    suite: SuiteConfig
+    seed: int
+    fraction: float
+    initial: int = 0  # probes of the first span; the others extended it
+
+    def spec_at(self, value: float) -> RunSpec:
+        try:
+            variant = strategy_variant(self.base, {self.param: value})
+        except ValidationError as exc:
+            raise ConfigError(
+                f"strategies[{self.strategy.display_name}].params.{self.param}: {value:g} is refused "
+                f"({exc.errors()[0]['msg']})"
+            ) from None
+        suite = self.suite
+        return RunSpec(suite.name, self.scenario, variant, self.seed, suite.training, suite.device, self.fraction)
+
+    def add(self, value: float) -> RunSpec | None:
+        """Probe ``value`` too (None when it is refused by the params' bounds: the ladder cannot go there)."""
+        try:
+            spec = self.spec_at(value)
+        except ConfigError:
+            return None
+        self.specs.append((value, spec))
+        return spec
 
 
 @dataclass
@@ -97,24 +128,27 @@ def plan_calibration(suite: SuiteConfig, seed: int, decades: int, fraction: floa
                         "probes one setting of the other params; give it one value, not a grid"
                     )
                 centre = _centre(entry, param)
-                base_entry = entry.model_copy(update={"params": base})
-                specs = []
+                widest = calibration.ladder(centre, decades + calibration.MAX_EXTENSION)
+                ladder = Ladder(
+                    scenario,
+                    entry,
+                    param,
+                    centre,
+                    [],
+                    (widest[0], widest[-1]),
+                    entry.model_copy(update={"params": base}),
+                    suite,
+                    seed,
+                    fraction,
+                )
                 for value in calibration.ladder(centre, decades):
-                    try:
-                        variant = strategy_variant(base_entry, {param: value})
-                    except ValidationError as exc:
-                        raise ConfigError(
-                            f"strategies[{entry.display_name}].params.{param}: {value:g} is refused "
-                            f"({exc.errors()[0]['msg']})"
-                        ) from None
-                    specs.append(
-                        (value, RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device, fraction))
-                    )
-                ladders.append(Ladder(scenario, entry, param, centre, specs))
+                    ladder.specs.append((value, ladder.spec_at(value)))  # the first span must be valid
+                ladder.initial = len(ladder.specs)
+                ladders.append(ladder)
     return Plan(naive, ladders, without)
 
 
-def probe(record: RunRecord | None, value: float) -> calibration.Probe:
+def probe(record: RunRecord | None, value: float, objective: str = "ACC") -> calibration.Probe:
     """A probe's figures from its record (a missing or unreadable record counts as a failed run)."""
     if record is None:
         return calibration.Probe(value, "missing", None, float("nan"), float("nan"))
@@ -125,17 +159,51 @@ def probe(record: RunRecord | None, value: float) -> calibration.Probe:
         calibration.median_ratio(record.model_extra or {}),
         float(metrics["LA"]),
         float(metrics["forgetting"]),
+        float(metrics.get(objective, float("nan"))),
     )
 
 
-def decide(plan: Plan, records: dict[str, RunRecord | None]) -> dict[str, Any]:
+def _ladder_bracket(
+    plan: Plan, ladder: Ladder, records: dict[str, RunRecord | None], objective: str
+) -> tuple[calibration.Probe, list[calibration.Probe], calibration.Bracket]:
+    base = plan.naive[ladder.scenario.display_name]
+    naive = probe(records.get(base.run_id), 0.0, objective)
+    probes = [probe(records.get(spec.run_id), value, objective) for value, spec in ladder.specs]
+    return naive, probes, calibration.bracket(probes, naive, ladder.cap, OBJECTIVES[objective])
+
+
+def calibrate(
+    plan: Plan, folder: Path, run_batch: RunBatch, objective: str = "ACC"
+) -> tuple[dict[str, Any], dict[str, RunRecord | None]]:
+    """Run the plan's probes and extend each ladder until its peak is bracketed (module doc); the JSON of
+    ``calibration.json`` and the probes' records. A rerun reads every probe back, extensions included, and takes
+    the same decisions."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective: {objective!r}; allowed: {', '.join(OBJECTIVES)}")
+    wave = plan.specs
+    records: dict[str, RunRecord | None] = {}
+    while wave:
+        run_batch([(folder, spec) for spec in wave])
+        records.update({spec.run_id: store.read_result(store.result_path(folder, spec.run_id)) for spec in wave})
+        wave = []
+        for ladder in plan.ladders:
+            for value in _ladder_bracket(plan, ladder, records, objective)[2].extend:
+                added = ladder.add(value)
+                if added is not None:
+                    wave.append(added)
+                else:  # the params refuse it: the cap is the params' bound
+                    ladder.cap = (value * 10, ladder.cap[1]) if value < ladder.centre else (ladder.cap[0], value / 10)
+    return decide(plan, records, objective), records
+
+
+def decide(plan: Plan, records: dict[str, RunRecord | None], objective: str = "ACC") -> dict[str, Any]:
     """The JSON of ``calibration.json`` from the probes' records (by run id)."""
     entries = []
     for ladder in plan.ladders:
-        base = plan.naive[ladder.scenario.display_name]
-        naive = probe(records.get(base.run_id), 0.0)
-        probes = [probe(records.get(spec.run_id), value) for value, spec in ladder.specs]
-        found = calibration.acting_range(probes, naive)
+        naive, probes, found = _ladder_bracket(plan, ladder, records, objective)
+        order = sorted(range(len(probes)), key=lambda i: probes[i].value)
+        fallback = calibration.acting_range(probes, naive) if found.best is None else None
+        searched = found.range or fallback
         entries.append(
             {
                 "scenario": ladder.scenario.display_name,
@@ -143,23 +211,32 @@ def decide(plan: Plan, records: dict[str, RunRecord | None]) -> dict[str, Any]:
                 "name": ladder.strategy.name,
                 "param": ladder.param,
                 "centre": ladder.centre,
-                "range": list(found) if found else None,
-                "verdict": calibration.range_verdict(probes, naive),
-                "naive": naive.as_dict() | {"run_id": base.run_id},
+                "objective": objective,
+                "range": list(searched) if searched else None,
+                "best": found.best,
+                "bracketed": {"low": found.low_bracketed, "high": found.high_bracketed},
+                "open_ends": {k: v for k, v in (("low", found.low_reason), ("high", found.high_reason)) if v},
+                "extended": sorted(value for value, _ in ladder.specs[ladder.initial :]),
+                "cap": list(ladder.cap),
+                "verdict": calibration.bracket_verdict(found, probes, naive, objective),
+                "naive": naive.as_dict() | {"run_id": plan.naive[ladder.scenario.display_name].run_id},
                 "probes": [
-                    p.as_dict()
+                    probes[i].as_dict()
                     | {
-                        "run_id": spec.run_id,
-                        "acts": calibration.acts(p, naive),
-                        "crushes": calibration.crushes(p, naive),
+                        "run_id": ladder.specs[i][1].run_id,
+                        "acts": calibration.acts(probes[i], naive),
+                        "crushes": calibration.crushes(probes[i], naive),
                     }
-                    for p, (_, spec) in zip(probes, ladder.specs)
+                    for i in order
                 ],
             }
         )
     first = next(iter(plan.naive.values()), None)
     return {
         "criteria": {
+            "objective": objective,
+            "goal": "max" if OBJECTIVES[objective] else "min",
+            "max_extension_decades": calibration.MAX_EXTENSION,
             "acts_ratio": calibration.ACTS,
             "crushes_ratio": calibration.CRUSHES,
             "la_drop": calibration.LA_DROP,
@@ -182,15 +259,28 @@ def read_calibration(out: Path) -> dict[str, Any] | None:
         return None
 
 
+def calibration_entry(
+    calibration_json: dict[str, Any] | None, scenario: str, strategy: str, param: str, objective: str = "ACC"
+) -> dict[str, Any] | None:
+    """The calibration of ``param`` for a strategy entry on a scenario (labels) under ``objective``, if any."""
+    for entry in (calibration_json or {}).get("entries", []):
+        if (entry.get("scenario"), entry.get("strategy"), entry.get("param"), entry.get("objective")) == (
+            scenario,
+            strategy,
+            param,
+            objective,
+        ):
+            return entry
+    return None
+
+
 def calibrated_range(
-    calibration_json: dict[str, Any] | None, scenario: str, strategy: str, param: str
+    calibration_json: dict[str, Any] | None, scenario: str, strategy: str, param: str, objective: str = "ACC"
 ) -> tuple[float, float] | None:
     """The calibrated ``(low, high)`` of ``param`` for a strategy entry on a scenario (labels), if any."""
-    for entry in (calibration_json or {}).get("entries", []):
-        if (entry.get("scenario"), entry.get("strategy"), entry.get("param")) == (scenario, strategy, param):
-            found = entry.get("range")
-            return (float(found[0]), float(found[1])) if found else None
-    return None
+    entry = calibration_entry(calibration_json, scenario, strategy, param, objective)
+    found = (entry or {}).get("range")
+    return (float(found[0]), float(found[1])) if found else None
 
 
 def format_calibration(result: dict[str, Any]) -> str:
@@ -202,16 +292,25 @@ def format_calibration(result: dict[str, Any]) -> str:
     lines = []
     for entry in result["entries"]:
         naive = entry["naive"]
+        objective = entry.get("objective", "ACC")
         lines.append(
-            f"{entry['scenario']} / {entry['strategy']}.{entry['param']} (naive: LA {points(naive['la']).strip()}, "
+            f"{entry['scenario']} / {entry['strategy']}.{entry['param']} (naive: {objective} "
+            f"{points(naive.get('objective')).strip()}, LA {points(naive['la']).strip()}, "
             f"forgetting {points(naive['forgetting']).strip()}): {entry['verdict']}"
         )
         for p in entry["probes"]:
             ratio = "-" if p["ratio"] is None else f"{p['ratio']:.3g}"
-            mark = "crushes" if p["crushes"] else ("acts" if p["acts"] else "inert")
+            marks = [m for m, on in (("crushes", p["crushes"]), ("acts", p["acts"] and not p["crushes"])) if on]
+            where = (
+                "peak"
+                if p["value"] == entry.get("best")
+                else ("end" if p["value"] in (entry.get("range") or []) else "")
+            )
+            extended = "extended" if p["value"] in entry.get("extended", []) else ""
             lines.append(
-                f"  {p['value']:>10g}  {p['status']:<9} ratio {ratio:>8}  LA {points(p['la'])}  "
-                f"forgetting {points(p['forgetting'])}  {mark}"
+                f"  {p['value']:>10g}  {p['status']:<9} {objective} {points(p.get('objective'))}  ratio {ratio:>8}  "
+                f"LA {points(p['la'])}  forgetting {points(p['forgetting'])}  "
+                + " ".join(m for m in (marks[0] if marks else "inert", where, extended) if m)
             )
     if result["without_strength"]:
         lines.append(f"no strength declared, not probed: {', '.join(result['without_strength'])}")

@@ -14,7 +14,7 @@ import time
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence, cast
+from typing import Callable, Iterator, Sequence, TypeVar, cast
 
 from tqdm.auto import tqdm
 
@@ -36,6 +36,10 @@ from forgetbench.benchmark.data.scenarios.base import ScenarioParams
 SELECTION_DIR = store.SELECTION_DIR  # OUT/selection/runs/<run_id>/result.json: the validation sweep
 SELECTION_FILE = "selection.json"  # OUT/selection.json: every combination's score and the choice
 NOT_FAILED = ("ok", "pruned")  # a pruned tuning trial ended as its study asked: not a run the user must look at
+# a calibration probe, tuning trial or selection run that diverged or collapsed has found where a strength is too
+# strong: an outcome of the search, counted apart; only the runs the user asked for (OUT/runs) make the exit 1
+OUTCOMES = ("diverged", "collapsed")
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +49,7 @@ class SuiteOutcome:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)  # calibration / tuning / selection runs that diverged
     selection: Path | None = None  # OUT/selection.json when the suite selected hyperparameters
     tuning: Path | None = None  # OUT/tuning.json when the suite tuned strategies
 
@@ -208,8 +213,7 @@ class _Driver:
             previous = store.read_result(store.result_path(folder, spec.run_id))
             if not self.fresh and store.is_complete(previous, spec.resolved()):
                 self.outcome.skipped.append(spec.run_id)
-                if previous.status not in NOT_FAILED:
-                    self.outcome.failed.append(spec.run_id)
+                self._count(folder, spec.run_id, previous.status)
                 self.bar.update(1)
             else:
                 todo.append((folder, spec))
@@ -248,19 +252,31 @@ class _Driver:
             for problem in tracking.log_run(self.out, record, self.loggers, self.suite_name):
                 self.bar.write(problem)
         self.outcome.ran.append(job.spec.run_id)
-        if record.status not in NOT_FAILED:
-            self.outcome.failed.append(job.spec.run_id)
+        if self._count(folder, job.spec.run_id, record.status) == "failed":
             self.bar.write(f"run {job.spec.run_id} {record.status}: {record.error}")
         for warning in record.warnings or []:
             self.bar.write(f"run {job.spec.run_id}: {warning}")
         self.bar.update(1)
         self._refresh(job.spec.run_id)
 
+    def _count(self, folder: Path, run_id: str, status: str) -> str:
+        """Where a finished run counts: ``ok``, ``diverged`` (an exploration run's outcome) or ``failed``."""
+        if status in NOT_FAILED:
+            return "ok"
+        if status in OUTCOMES and folder != self.out:
+            self.outcome.diverged.append(run_id)
+            return "diverged"
+        self.outcome.failed.append(run_id)
+        return "failed"
+
     def write_failure(self, folder: Path, spec: RunSpec, error: str) -> None:
         self._finish(folder, Job(spec.run_id, spec), failure_record(spec, error))
 
     def _refresh(self, last: str = "") -> None:
-        self.bar.set_postfix_str(f"failed={len(self.outcome.failed)}" + (f" last={last}" if last else ""), refresh=True)
+        counts = f"failed={len(self.outcome.failed)}" + (
+            f" diverged={len(self.outcome.diverged)}" if self.outcome.diverged else ""
+        )
+        self.bar.set_postfix_str(counts + (f" last={last}" if last else ""), refresh=True)
 
 
 def run_suite(
@@ -307,7 +323,9 @@ def run_suite(
         scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh)
         | {index[study.scenario.display_name] for study in studies},
     )
-    n_final = sum(len(seeds or suite.seeds) for _ in [*sweeps, *studies])
+    n_final = sum(len(seeds or suite.seeds) for _ in sweeps) + sum(
+        len(seeds or suite.seeds) * (1 + len(study.tune.neighbours)) for study in studies
+    )
     total = (
         len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final + sum(s.tune.trials * len(s.seeds) for s in studies)
     )
@@ -319,10 +337,10 @@ def run_suite(
     return outcome
 
 
-def run_specs(
+def run_work(
     suite: SuiteConfig,
     out: Path,
-    batch: list[tuple[Path, RunSpec]],
+    work: Callable[[Callable[[list[tuple[Path, RunSpec]]], None]], T],
     data_root: Path,
     fresh: bool = False,
     show_progress: bool = True,
@@ -330,31 +348,29 @@ def run_specs(
     workers: int | None = None,
     address: str | None = None,
     retries: int = 0,
-) -> SuiteOutcome:
-    """Run ``batch`` (result folder, spec) under ``out``'s lock, as :func:`run_suite` runs a suite's runs (resume,
-    executors, retries, atomic result files): the runs of a calibration or a tuning study."""
+    total: int | None = None,
+) -> tuple[SuiteOutcome, T]:
+    """Run ``work`` under ``out``'s lock, handing it a ``run_batch`` that runs a batch (result folder, spec) as
+    :func:`run_suite` runs a suite's runs (resume, executors, retries, atomic result files); ``work`` may call it
+    several times (a calibration's waves). Every scenario of the suite is checked first. ``total``: the progress
+    bar's expected count (it grows past it when work adds batches)."""
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers: must be >= 1, got {workers}")
     check_output_folder(out)
-    index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
-    preflight(
-        suite,
-        data_root,
-        executor,
-        address,
-        scenarios={
-            index[spec.scenario.display_name]
-            for folder, spec in batch
-            if fresh
-            or not store.is_complete(store.read_result(store.result_path(folder, spec.run_id)), spec.resolved())
-        },
-    )
-    outcome = SuiteOutcome(out, run_ids=[spec.run_id for _, spec in batch])
+    preflight(suite, data_root, executor, address)
+    outcome = SuiteOutcome(out)
     with _session(
-        suite, out, outcome, data_root, len(batch), None, show_progress, executor, workers, address, retries, fresh
+        suite, out, outcome, data_root, total or 0, None, show_progress, executor, workers, address, retries, fresh
     ) as driver:
-        driver.run_batch(batch)
-    return outcome
+
+        def run_batch(batch: list[tuple[Path, RunSpec]]) -> None:
+            outcome.run_ids.extend(spec.run_id for _, spec in batch)
+            if driver.bar.total is not None and driver.bar.n + len(batch) > driver.bar.total:
+                driver.bar.total = driver.bar.n + len(batch)
+            driver.run_batch(batch)
+
+        result = work(run_batch)
+    return outcome, result
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -127,21 +128,18 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
         if isinstance(how, TuneRange):
             space[name] = optuna.distributions.FloatDistribution(how.low, how.high, log=how.log)
             continue
-        found = calibrate_run.calibrated_range(
-            calibrated, study.trial_scenario.display_name, study.strategy.display_name, name
+        entry = calibrate_run.calibration_entry(
+            calibrated, study.trial_scenario.display_name, study.strategy.display_name, name, study.tune.objective
         )
+        if entry is None:  # ensure_calibration wrote one for every auto param
+            raise ValueError(f"{name}: no calibration under {study.tune.objective} for {study.name}")
+        found = entry.get("range")
         if found is None:
-            entry = next(
-                e
-                for e in (calibrated or {}).get("entries", [])
-                if (e["scenario"], e["strategy"], e["param"])
-                == (study.trial_scenario.display_name, study.strategy.display_name, name)
-            )
             values = [p["value"] for p in entry["probes"]]
             low, high = min(values), max(values)
             notes.append(
-                f"{name}: calibration found no strength that acts without crushing learning "
-                f"({entry['verdict']}); searched the whole probed range {low:g} to {high:g}"
+                f"{name}: calibration found no range ({entry['verdict']}); searched the whole probed range "
+                f"{low:g} to {high:g}"
             )
         elif found[0] == found[1]:  # one good probe: the decade around it
             low, high = _rounded(found[0] / math.sqrt(10)), _rounded(found[1] * math.sqrt(10))
@@ -151,19 +149,92 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
             )
         else:
             low, high = found
-            notes.append(f"{name}: the calibrated range {low:g} to {high:g} (log scale)")
+            source = (
+                f"the calibrated bracket of {study.tune.objective}'s peak at {entry['best']:g}"
+                if entry.get("best") is not None
+                else "the calibrated range"
+            )
+            notes.append(f"{name}: {source}, {low:g} to {high:g} (log scale)")
+            for side, reason in entry.get("open_ends", {}).items():
+                notes.append(f"{name}: not bracketed {'below' if side == 'low' else 'above'}: {reason}")
         space[name] = optuna.distributions.FloatDistribution(low, high, log=True)
     return space, notes
+
+
+TPE_MIN_TRIALS = 20  # `auto` below this budget: a quasi-random design (TPE would spend most of it at random)
+EDGE = 0.05  # a chosen point within this share of its range's log width from an end sits on the edge
+
+
+def study_seed(study: Study) -> int:
+    """The study's sampler seed: ``tune.seed`` plus a number from its name (scenario and strategy labels), so two
+    studies of one suite never receive the same proposals; the same on every machine and rerun."""
+    return (study.tune.seed + zlib.crc32(study.name.encode())) % 2**31
+
+
+def sampler_kind(tune: TuneSpec) -> str:
+    """The sampler a study really uses (``auto`` resolved)."""
+    if tune.sampler != "auto":
+        return tune.sampler
+    return "qmc" if tune.trials < TPE_MIN_TRIALS else "tpe"
+
+
+def tpe_startup(trials: int) -> int:
+    return min(trials, max(5, trials // 4))
+
+
+def sampler_description(tune: TuneSpec) -> str:
+    """What the report prints for a study's sampler: its real name, and for TPE how many trials were random."""
+    kind = sampler_kind(tune)
+    chose = " (auto)" if tune.sampler == "auto" else ""
+    if kind == "tpe":
+        startup = tpe_startup(tune.trials)
+        modelled = tune.trials - startup
+        return f"tpe{chose}: {startup} random start-up trial(s), {modelled} modelled"
+    if kind == "qmc":
+        return f"qmc{chose}: a scrambled Sobol design of {tune.trials} point(s)"
+    if kind == "grid":
+        return f"grid{chose}: {tune.trials} log-spaced point(s) per range"
+    return f"{kind}{chose}"
+
+
+def design_point(study: Study, space: dict[str, Any], number: int) -> dict[str, Any]:
+    """Trial ``number``'s point of the study's scrambled Sobol design (scipy's; seeded by :func:`study_seed`): its
+    first 2^k points put one point in each 2^-k-wide stratum of every range (log scale where the range is)."""
+    import optuna
+    from scipy.stats import qmc
+
+    names = sorted(space)
+    m = max(1, math.ceil(math.log2(max(number + 1, 2))))
+    u = qmc.Sobol(d=len(names), scramble=True, seed=study_seed(study)).random_base2(m)[number]
+    point: dict[str, Any] = {}
+    for name, x in zip(names, u):
+        dist = space[name]
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            point[name] = dist.choices[min(int(x * len(dist.choices)), len(dist.choices) - 1)]
+        elif dist.log:
+            point[name] = float(math.exp(math.log(dist.low) + x * (math.log(dist.high) - math.log(dist.low))))
+        else:
+            point[name] = float(dist.low + x * (dist.high - dist.low))
+    return point
 
 
 def _sampler(study: Study, space: dict[str, Any], number: int):
     import optuna
 
     tune = study.tune
-    seed = tune.seed + number
-    if tune.sampler == "random":
+    kind = sampler_kind(tune)
+    seed = study_seed(study) + number
+    if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if tune.sampler == "grid":
+    if kind == "qmc":
+        import warnings
+
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.4; the trial's point is all it fixes
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.PartialFixedSampler(
+                design_point(study, space, number), optuna.samplers.RandomSampler(seed=seed)
+            )
+    if kind == "grid":
         grid = {}
         for name, dist in space.items():
             if isinstance(dist, optuna.distributions.CategoricalDistribution):
@@ -176,7 +247,28 @@ def _sampler(study: Study, space: dict[str, Any], number: int):
                 )
                 grid[name] = [_rounded(float(v)) for v in points]
         return optuna.samplers.GridSampler(grid, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, tune.trials))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup(tune.trials))
+
+
+def on_edge(space: dict[str, Any], point: dict[str, Any]) -> dict[str, str]:
+    """The ranged params of ``point`` within :data:`EDGE` of their range's width (log width for a log range) from
+    an end: param -> ``low`` or ``high``."""
+    import optuna
+
+    edges = {}
+    for name, dist in space.items():
+        if not isinstance(dist, optuna.distributions.FloatDistribution) or name not in point:
+            continue
+        value = float(point[name])
+        if dist.log:
+            where = (math.log(value) - math.log(dist.low)) / (math.log(dist.high) - math.log(dist.low))
+        else:
+            where = (value - dist.low) / (dist.high - dist.low) if dist.high > dist.low else 0.5
+        if where <= EDGE:
+            edges[name] = "low"
+        elif where >= 1 - EDGE:
+            edges[name] = "high"
+    return edges
 
 
 def trial_specs(
@@ -437,6 +529,12 @@ def run_study(
     if complete:
         sign = 1.0 if MAXIMISE[tune.objective] else -1.0
         best = max(complete, key=lambda t: (sign * t["value"], -t["number"]))  # ties: the earlier trial
+    if best is not None:
+        for name, side in on_edge(space, best["params"]).items():
+            notes.append(
+                f"{name}: the chosen {best['params'][name]:g} sits on the {side} edge of its searched range "
+                f"({space[name].low:g} to {space[name].high:g}): the best strength may lie beyond it"
+            )
     protocol = {"kind": "validation", "fraction": tune.fraction, "seeds": study.seeds}
     if tune.scenario is not None:
         protocol = {**protocol, "kind": "scenario", "scenario": study.trial_scenario.display_name}
@@ -448,8 +546,10 @@ def run_study(
         "protocol": protocol,
         "objective": tune.objective,
         "goal": "max" if MAXIMISE[tune.objective] else "min",
-        "sampler": tune.sampler,
+        "sampler": sampler_kind(tune),
+        "sampler_description": sampler_description(tune),
         "seed": tune.seed,
+        "study_seed": study_seed(study),
         "budget": tune.trials,
         "study": study.name,
         "pruning": {
@@ -461,6 +561,7 @@ def run_study(
         "search_space": {name: repr(dist) for name, dist in space.items()},
         "notes": notes,
         "chosen": None if best is None else best["params"],
+        "chosen_on_edge": {} if best is None else on_edge(space, best["params"]),
         "chosen_trial": None if best is None else best["number"],
         "chosen_value": None if best is None else best["value"],
         "trials": trials,
@@ -494,46 +595,76 @@ def naive_references(suite: SuiteConfig, studies: list[Study]) -> list[RunSpec]:
 def ensure_calibration(
     suite: SuiteConfig, studies: list[Study], out: Path, run_batch: RunBatch
 ) -> dict[str, Any] | None:
-    """``OUT/calibration.json``, with probes run first for every ``auto`` param it does not cover yet."""
+    """``OUT/calibration.json``, with probes run first for every ``auto`` param it does not cover yet with the
+    study's objective (an entry of another objective, or written before calibration bracketed the objective's
+    peak, is calibrated again: its probes' records are read back, only extensions train)."""
     calibrated = calibrate_run.read_calibration(out)
-    missing = [
-        s
-        for s in studies
-        for name, how in s.tune.params.items()
-        if how == "auto"
-        and not any(
-            (e.get("scenario"), e.get("strategy"), e.get("param"))
-            == (s.trial_scenario.display_name, s.strategy.display_name, name)
+
+    def covered(study: Study, name: str) -> bool:
+        return any(
+            (e.get("scenario"), e.get("strategy"), e.get("param"), e.get("objective"))
+            == (study.trial_scenario.display_name, study.strategy.display_name, name, study.tune.objective)
             for e in (calibrated or {}).get("entries", [])
         )
-    ]
+
+    missing = [s for s in studies for name, how in s.tune.params.items() if how == "auto" and not covered(s, name)]
     if not missing:
         return calibrated
-    entries = list(dict.fromkeys(s.strategy.display_name for s in missing))
-    strategies = [e.model_copy(update={"tune": None}) for e in suite.strategies if e.display_name in entries]
-    scenarios = list({s.trial_scenario.display_name: s.trial_scenario for s in missing}.values())
-    sub = suite.model_copy(update={"strategies": strategies, "scenarios": scenarios})
-    first = missing[0].tune
-    plan = calibrate_run.plan_calibration(sub, missing[0].seeds[0], first.decades, first.fraction)
-    folder = Path(out) / calibrate_run.CALIBRATION_DIR
-    run_batch([(folder, spec) for spec in plan.specs])
-    records = {spec.run_id: store.read_result(store.result_path(folder, spec.run_id)) for spec in plan.specs}
-    result = calibrate_run.decide(plan, records)
-    if calibrated:  # keep what an earlier calibration found for other entries
-        keys = {(e["scenario"], e["strategy"], e["param"]) for e in result["entries"]}
-        result["entries"] = [
-            e for e in calibrated.get("entries", []) if (e["scenario"], e["strategy"], e["param"]) not in keys
-        ] + result["entries"]
-    store.atomic_write_json(Path(out) / calibrate_run.CALIBRATION_FILE, result)
+    result: dict[str, Any] | None = None
+    for objective in dict.fromkeys(s.tune.objective for s in missing):  # one calibration per objective
+        mine = [s for s in missing if s.tune.objective == objective]
+        entries = list(dict.fromkeys(s.strategy.display_name for s in mine))
+        strategies = [e.model_copy(update={"tune": None}) for e in suite.strategies if e.display_name in entries]
+        scenarios = list({s.trial_scenario.display_name: s.trial_scenario for s in mine}.values())
+        sub = suite.model_copy(update={"strategies": strategies, "scenarios": scenarios})
+        first = mine[0].tune
+        plan = calibrate_run.plan_calibration(sub, mine[0].seeds[0], first.decades, first.fraction)
+        result, _ = calibrate_run.calibrate(plan, Path(out) / calibrate_run.CALIBRATION_DIR, run_batch, objective)
+        if calibrated:  # keep what an earlier calibration found for other entries
+            keys = {(e["scenario"], e["strategy"], e["param"], e["objective"]) for e in result["entries"]}
+            result["entries"] = [
+                e
+                for e in calibrated.get("entries", [])
+                if (e.get("scenario"), e.get("strategy"), e.get("param"), e.get("objective")) not in keys
+                and "objective" in e
+            ] + result["entries"]
+        store.atomic_write_json(Path(out) / calibrate_run.CALIBRATION_FILE, result)
+        calibrated = result
     return result
 
 
+def final_points(study: Study, chosen: dict[str, Any]) -> list[dict[str, Any]]:
+    """The points the suite's seeds run at: the chosen one, then its neighbours along the strength
+    (``tune.neighbours`` multiples of the strategy's declared strength, where it is tuned) that the params accept;
+    the neighbours give each method a front on the test split."""
+    from forgetbench.benchmark.core.registries import STRATEGIES
+    from forgetbench.benchmark.core.registry import strength_params
+
+    points = [chosen]
+    tuned = [p for p in strength_params(STRATEGIES.get(study.strategy.name).params) if p in chosen]
+    if not tuned or not isinstance(chosen[tuned[0]], (int, float)) or isinstance(chosen[tuned[0]], bool):
+        return points
+    param = tuned[0]
+    for factor in study.tune.neighbours:
+        point = {**chosen, param: _rounded(float(chosen[param]) * factor)}
+        if point in points:
+            continue
+        try:
+            strategy_variant(study.strategy.model_copy(update={"tune": None}), point)
+        except ValueError:  # pydantic's ValidationError: a multiple the params refuse is not run
+            continue
+        points.append(point)
+    return points
+
+
 def final_specs(suite: SuiteConfig, study: Study, summary: dict[str, Any], seeds: list[int] | None) -> list[RunSpec]:
-    """The suite's seeds at the chosen point, on the test split (empty when no trial finished)."""
+    """The suite's seeds at the chosen point and its neighbours (:func:`final_points`), on the test split (empty
+    when no trial finished)."""
     if summary["chosen"] is None:
         return []
-    variant = strategy_variant(study.strategy.model_copy(update={"tune": None}), summary["chosen"])
+    entry = study.strategy.model_copy(update={"tune": None})
     return [
-        RunSpec(suite.name, study.scenario, variant, seed, suite.training, suite.device)
+        RunSpec(suite.name, study.scenario, strategy_variant(entry, point), seed, suite.training, suite.device)
+        for point in final_points(study, summary["chosen"])
         for seed in (seeds if seeds is not None else suite.seeds)
     ]
