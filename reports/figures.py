@@ -550,37 +550,96 @@ def attribution_scatter(frame: pd.DataFrame, colours: dict[str, tuple]) -> str |
 def frontier(
     points: pd.DataFrame, colours: dict[str, tuple], targets: dict[float, float], axes: Axes = TASKS
 ) -> str | None:
-    """One scenario's stability-plasticity frontiers (:func:`forgetbench.reports.frontier.frontier_frame`): per
-    method, the mean over seeds of plasticity (y) and forgetting (x) at each setting, joined in order of the swept
-    value; naive as a grey star; dotted lines at the matched-plasticity targets (``targets``: drop -> plasticity).
-    ``axes`` (:class:`forgetbench.reports.frontier.Axes`, default LA against forgetting) labels them; a plasticity
-    where lower is better (perplexity) is drawn downwards, so the best corner stays top left."""
+    """One scenario's stability-plasticity frontiers (:func:`forgetbench.reports.frontier.frontier_frame`), read at a
+    glance: per method, the mean over seeds of plasticity (y) and forgetting (x) at each setting; its Pareto front
+    over those means as one line in order of plasticity, the points it dominates faint; naive as a grey star; dotted
+    lines at the matched-plasticity targets (``targets``: drop -> plasticity). The plasticity axis covers the region
+    the comparison reads (naive's plasticity down to the lowest target, with a margin): a point beyond it is drawn on
+    the edge as a faint triangle pointing out, and counted in the title. Each front's two ends carry their strength,
+    a label that would overlap one already placed is left out. ``axes`` (:class:`forgetbench.reports.frontier.Axes`,
+    default LA against forgetting) labels them; a plasticity where lower is better (perplexity) is drawn downwards,
+    so the best corner stays top left."""
+    from forgetbench.benchmark.core.frontier import pareto_front
+
     if points.empty:
         return None
-    fig = _figure(6.4, 4.2)
+    fig = _figure(6.4, 4.4)
     ax = fig.add_subplot()
-    for method in [m for m in colours if m in set(points.method)]:
-        mean = (
-            points[points.method == method]
-            .groupby("setting", sort=False)
-            .agg(plasticity=("plasticity", "mean"), forgetting=("forgetting", "mean"), value=("value", "first"))
-        )
-        mean = mean.sort_values("value") if mean.value.notna().all() else mean
+    sign = axes.sign
+    naive_rows = points[points.method == "naive"]
+    naive_level = float(naive_rows.plasticity.mean()) if len(naive_rows) else float(points.plasticity.max())
+    levels = [naive_level, *targets.values()]
+    span = max(abs(level - naive_level) for level in levels) or 5.0
+    margin = 0.4 * span
+    low_edge = min(levels) - margin if sign > 0 else min(levels) - margin / 4
+    high_edge = max(levels) + margin / 4 if sign > 0 else max(levels) + margin
+    best_seen = points.plasticity.max() if sign > 0 else points.plasticity.min()
+    if sign > 0:
+        high_edge = max(high_edge, float(best_seen) + margin / 4)
+    else:
+        low_edge = min(low_edge, float(best_seen) - margin / 4)
+
+    def inside(value: float) -> bool:
+        return low_edge <= value <= high_edge
+
+    means = {
+        method: points[points.method == method]
+        .groupby("setting", sort=False)
+        .agg(plasticity=("plasticity", "mean"), forgetting=("forgetting", "mean"), value=("value", "first"))
+        .reset_index(drop=True)
+        for method in colours
+        if method in set(points.method)
+    }
+    shown = [f for mean in means.values() for f, p in zip(mean.forgetting, mean.plasticity) if inside(p)]
+    if shown:  # limits first: labels are kept apart in display pixels
+        lo, hi = min(min(shown), 0.0), max(shown)
+        pad = 0.06 * (hi - lo or 1.0)
+        ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(low_edge, high_edge)
+    outside = 0
+    placed: list[tuple[float, float]] = []  # labels already drawn, in display pixels
+    for method, mean in means.items():
+        colour = colours[method]
         if method == "naive":
-            ax.plot(mean.forgetting, mean.plasticity, marker="*", ms=14, ls="none", color=colours[method], label=method)
+            ax.plot(mean.forgetting, mean.plasticity, marker="*", ms=14, ls="none", color=colour, label=method)
             continue
-        ax.plot(mean.forgetting, mean.plasticity, marker="o", ms=5, lw=1.6, color=colours[method], label=method)
-        if mean.value.notna().all() and len(mean) > 1:
-            for end in (mean.iloc[0], mean.iloc[-1]):  # the sweep's ends, so the direction of strength reads
-                ax.annotate(
-                    f"{end.value:g}",
-                    (end.forgetting, end.plasticity),
-                    xytext=(4, 3),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color=colours[method],
-                )
-    worse = "-" if axes.sign > 0 else "+"
+        front = pareto_front(sign * mean.plasticity.to_numpy(float), mean.forgetting.to_numpy(float))
+        on_front = mean.iloc[front]
+        dominated = mean.drop(index=on_front.index)
+        visible = on_front[[inside(v) for v in on_front.plasticity]]
+        every = pd.concat([on_front, dominated])
+        beyond_edge = every[[not inside(v) for v in every.plasticity]]
+        faint = dominated[[inside(v) for v in dominated.plasticity]]
+        outside += len(beyond_edge)
+        ax.plot(visible.forgetting, visible.plasticity, marker="o", ms=5, lw=1.8, color=colour, label=method)
+        if len(faint):
+            ax.plot(faint.forgetting, faint.plasticity, marker="o", ms=4, ls="none", color=colour, alpha=0.25)
+        for below, group in beyond_edge.groupby(beyond_edge.plasticity < low_edge):
+            ax.plot(
+                group.forgetting,
+                [low_edge if below else high_edge] * len(group),
+                marker="v" if below == (sign > 0) else "^",
+                ms=6,
+                ls="none",
+                color=colour,
+                alpha=0.4,
+                clip_on=False,
+            )
+        ends = [visible.iloc[0], visible.iloc[-1]] if len(visible) > 1 else list(visible.itertuples(index=False))
+        for end in ends if visible.value.notna().all() else []:  # the front's ends: the direction of strength reads
+            x, y = ax.transData.transform((end.forgetting, end.plasticity))
+            if any(abs(x - px) < 38 and abs(y - py) < 11 for px, py in placed):
+                continue  # it would overlap a label already placed
+            placed.append((x, y))
+            ax.annotate(
+                f"{end.value:g}",
+                (end.forgetting, end.plasticity),
+                xytext=(4, 3),
+                textcoords="offset points",
+                fontsize=7,
+                color=colour,
+            )
+    worse = "-" if sign > 0 else "+"
     for drop, level in targets.items():
         ax.axhline(level, color=NAIVE_GREY, lw=0.8, ls=":")
         ax.text(
@@ -593,12 +652,15 @@ def frontier(
             fontsize=7,
             color=NAIVE_GREY,
         )
-    if axes.sign < 0:
+    if sign < 0:
         ax.invert_yaxis()
     metric = str(points.plasticity_metric.iloc[0]) if "plasticity_metric" in points else ""
     ax.set_ylabel(axes.plasticity_label + (f", {metric}" if axes is not TASKS and metric else ""))
     ax.set_xlabel(axes.forgetting_label)
-    ax.set_title("Frontiers: each method across its strengths (best: top left)", fontsize=10)
+    title = "Pareto fronts over each method's strengths (best: top left; faint: dominated)"
+    if outside:
+        title += f"\n{outside} point(s) beyond the compared region, drawn on its edge as triangles"
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return to_data_uri(fig)

@@ -364,13 +364,28 @@ def adapter_summary(frame: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def inert_penalties(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> dict[str, int]:
-    """strategy -> how many of its ok runs recorded an experience whose penalty was too small to act
-    (``<name>_penalty_inert`` non-empty)."""
-    counts: dict[str, int] = {}
+def inert_penalties(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> dict[str, dict[str, int]]:
+    """strategy -> where its penalty was too small to act (``<name>_penalty_inert`` non-empty): ``runs`` of its
+    ``of_runs`` ok runs, and ``experiences`` of the ``of_experiences`` that had a penalty (a finite
+    ``<name>_penalty_to_data_gradient``), summed over its ok runs; strategies with no such experience are left out."""
+    counts: dict[str, dict[str, int]] = {}
     for r in as_records(records):
-        if r.ok and _scenario(r) == scenario:
-            inert = any(v for k, v in (r.model_extra or {}).items() if k.endswith("_penalty_inert"))
-            if inert:
-                counts[_strategy(r)] = counts.get(_strategy(r), 0) + 1
-    return counts
+        if not (r.ok and _scenario(r) == scenario):
+            continue
+        extra = r.model_extra or {}
+        inert = sum(len(v) for k, v in extra.items() if k.endswith("_penalty_inert") and isinstance(v, list))
+        had = sum(
+            1
+            for k, v in extra.items()
+            if k.endswith("_penalty_to_data_gradient") and isinstance(v, list)
+            for x in v
+            if isinstance(x, (int, float)) and not isinstance(x, bool)
+        )
+        if not had and not inert:
+            continue
+        c = counts.setdefault(_strategy(r), {"runs": 0, "of_runs": 0, "experiences": 0, "of_experiences": 0})
+        c["of_runs"] += 1
+        c["runs"] += bool(inert)
+        c["experiences"] += inert
+        c["of_experiences"] += max(had, inert)
+    return {s: c for s, c in counts.items() if c["runs"]}

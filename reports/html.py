@@ -156,7 +156,7 @@ class ScenarioView:
     attribution_sentence: str | None = None  # the quadratic premise on this network (training.attribution)
     attribution_rows: list[dict[str, Any]] = field(default_factory=list)
     adapter_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy and task (FR.adapter_summary)
-    inert: dict[str, int] = field(default_factory=dict)  # strategy -> ok runs whose penalty was too small to act
+    inert: dict[str, dict[str, int]] = field(default_factory=dict)  # strategy -> where its penalty was too small
     figure_sample: str | None = None  # when the curves and attribution are drawn from some of the runs: which
 
     @property
@@ -208,7 +208,10 @@ def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, referen
     lines = V.scenario_verdict(long, naive, references)
     shipped = V.search_outcome(long[~long.strategy.isin(references)], naive)
     metric = V.headline_metric(table, "mean")
-    contenders = table[(table.metric == metric) & ~table.strategy.isin(references)].set_index("strategy")["mean"]
+    traders = set(V.plasticity_traders(long, naive))  # never "the winner" whose cost is shown
+    contenders = table[
+        (table.metric == metric) & ~table.strategy.isin(references) & ~table.strategy.isin(traders)
+    ].set_index("strategy")["mean"]
     contenders = contenders.astype(float).dropna()
     if not lines or contenders.empty:
         return lines + shipped
@@ -248,6 +251,7 @@ def _scenario_view(
     problems: pd.DataFrame,
     long: pd.DataFrame,
     lean: AbstractSet[str] = frozenset(),
+    points: pd.DataFrame | None = None,
 ) -> ScenarioView:
     from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
 
@@ -322,6 +326,11 @@ def _scenario_view(
                 }
         view.comparison_rows.append({"strategy": strategy, "cells": cells})
     view.verdict = _verdict(t, long[long.scenario == name], naive, refs)
+    headline = V.matched_headline(points, name) if points is not None else []
+    if headline:  # several strengths per method: the matched-plasticity verdict heads, per-strength lines follow
+        view.verdict = headline + (
+            [f"At each strength alone: {view.verdict[0]}", *view.verdict[1:]] if view.verdict else []
+        )
     view.few_seeds = 0 < max((row["n"] for row in view.rows), default=0) < V.MIN_SEEDS
     view.problems = problems[problems.scenario == name].to_dict("records")
     flagged = S.flagged_runs(records)
@@ -599,7 +608,7 @@ def _tuning_rows(folders: Sequence[Path]) -> list[dict[str, Any]]:
                         "strategy": study["strategy"],
                         "protocol": f"{where}validation split {protocol['fraction']:g}{first}, seeds "
                         f"{', '.join(map(str, protocol['seeds']))}",
-                        "trials": f"{done}/{study['budget']} ({study['sampler']})",
+                        "trials": f"{done}/{study['budget']} ({study.get('sampler_description', study['sampler'])})",
                         "objective": f"{study['objective']} ({study['goal']})",
                         "chosen": ", ".join(
                             f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in chosen.items()
@@ -676,8 +685,10 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     table = S.summary_table(long, order=order)
     comps = S.comparisons_table(long)
     problems = S.problem_runs(records, scan.sources)
-    scenarios = [_scenario_view(name, records, order[name], table, comps, problems, long, scan.lean) for name in order]
     frontiers, points = _frontier_views(records, computed=scan.metrics)
+    scenarios = [
+        _scenario_view(name, records, order[name], table, comps, problems, long, scan.lean, points) for name in order
+    ]
     trials = (
         S.load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
         if any((f / "tuning" / "runs").is_dir() for f in folders)
@@ -713,6 +724,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         reproductions=_reproductions(folders, table),
         sweep=sweep,
         frontiers=frontiers,
+        plasticity_trade=f"{100 * V.PLASTICITY_TRADE:g}",
         tuning=_tuning_rows(folders),
         meta=_metadata(folders, records, command),
     )

@@ -13,10 +13,12 @@ from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.reports.summary import runs_long, summary_table
 
 
-def overview(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataFrame:
+def overview(
+    records: Iterable[RunRecord | Mapping[str, Any]], computed: Mapping[str, Mapping[str, float]] | None = None
+) -> pd.DataFrame:
     """Per (scenario, strategy): runs ok / not ok, then ``<metric>_mean`` and ``<metric>_std`` over seeds of
     every metric the terminal table shows (:func:`terminal_metrics`), from the report's own aggregation
-    (:func:`summary_table`), so the terminal and the report cannot disagree."""
+    (:func:`summary_table`), so the terminal and the report cannot disagree. ``computed``: the runs' metrics."""
     records = as_records(records)
     counts: dict[tuple[str, str], list[int]] = {}
     for record in records:
@@ -24,7 +26,7 @@ def overview(records: Iterable[RunRecord | Mapping[str, Any]]) -> pd.DataFrame:
         counts.setdefault(key, [0, 0])[0 if record.status == "ok" else 1] += 1
     if not counts:
         return pd.DataFrame()
-    summary = summary_table(runs_long(records)).set_index(["scenario", "strategy", "metric"])
+    summary = summary_table(runs_long(records, computed)).set_index(["scenario", "strategy", "metric"])
     shown = terminal_metrics()
     rows = []
     for (scenario, strategy), (ok, not_ok) in counts.items():
@@ -178,7 +180,7 @@ def format_tuning(tuning: dict) -> str:
         lines.append(
             f"{study['scenario']} / {study['strategy']}: {len(done)}/{study['budget']} trials "
             + (f"+ {pruned} pruned " if pruned else "")
-            + f"({study['sampler']}, "
+            + f"({study.get('sampler_description', study['sampler'])}, "
             f"{where}validation split {protocol['fraction']:g}, seeds {protocol['seeds']}), "
             + (
                 f"chosen {chosen} ({study['objective']} {study['chosen_value']:.4f}, trial {study['chosen_trial']})"

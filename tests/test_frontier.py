@@ -119,6 +119,29 @@ def test_the_report_draws_the_frontiers_and_writes_every_point(tmp_path):
     assert len(points) == 14 and set(points.method) == {"naive", "a", "b"} and points.on_front.any()
 
 
+def test_results_frontier_equals_frontier_csv_and_matched_equals_the_reports_table(tmp_path):
+    from forgetbench.benchmark.front.api import load_results
+    from forgetbench.reports.html import write_report
+
+    out = write_folder(tmp_path / "results", _records(_raw))
+    write_report([out])
+    results = load_results(out)
+    on_disk = pd.read_csv(out / "frontier.csv").fillna({"setting": ""})  # naive's setting is "" (CSV: empty)
+    mine = results.frontier()
+    pd.testing.assert_frame_equal(
+        mine.sort_values(["method", "seed", "plasticity"]).reset_index(drop=True),
+        on_disk.sort_values(["method", "seed", "plasticity"]).reset_index(drop=True),
+        check_dtype=False,
+    )
+    matched = results.matched(2.0)
+    assert set(matched["drop"]) == {2.0} and set(matched.method) == {"a", "b"}
+    a = matched[matched.method == "a"].iloc[0]
+    assert a["mean"] == pytest.approx(5.0) and a.per_seed == pytest.approx({0: 5.0, 1: 5.0})
+    assert set(results.matched()["drop"]) == {1.0, 2.0, 5.0}
+    headline = results.verdicts()["s"][0]  # a method at several strengths: the headline is matched plasticity
+    assert headline.startswith("At matched plasticity (the suite's runs, 2 seed(s)") and "a 5.0" not in headline[:60]
+
+
 def test_a_report_without_a_sweep_has_no_frontier_section(tmp_path):
     from forgetbench.reports.html import write_report
 

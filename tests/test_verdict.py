@@ -114,3 +114,50 @@ def test_search_outcome_gives_each_paired_difference_against_naive_by_hand():
     )
     assert search_outcome(long[long.metric == "forgetting"], "naive") == []
     assert search_outcome(long, None) == []
+
+
+def _runs(strategy: str, la: float, forgetting: list[float], name: str | None = None) -> list[dict]:
+    """Hand records on seeds 0.. of one scenario: R = [[la, .5], [la - f, la]], so LA = la and forgetting = f."""
+    from report_records import record
+
+    return [
+        record("sweep", strategy, seed, [[la, 0.5], [la - f, la]], name=name or strategy.partition("[")[0])
+        for seed, f in enumerate(forgetting)
+    ]
+
+
+def test_a_strength_that_crushes_plasticity_never_heads_the_verdict_as_lowest_forgetting():
+    """The headline named "lowest forgetting si[si_lambda=3000]" whose LA was 64.5 against naive's 97.3."""
+    from forgetbench.reports.verdict import verdicts
+
+    records = (
+        _runs("naive", 0.973, [0.16, 0.15, 0.17, 0.16])
+        + _runs("si[si_lambda=30]", 0.96, [0.08, 0.07, 0.09, 0.08])
+        + _runs("si[si_lambda=3000]", 0.645, [0.001, 0.0, 0.002, 0.001])
+        + _runs("ewc[ewc_lambda=10]", 0.965, [0.05, 0.06, 0.05, 0.04])
+        + _runs("ewc[ewc_lambda=1000]", 0.95, [0.01, 0.02, 0.01, 0.015])
+    )
+    lines = verdicts(records)["sweep"]
+    assert lines[0].startswith("At matched plasticity (the suite's runs, 4 seed(s)")  # several strengths: matched
+    assert not any(
+        "si[si_lambda=3000]" in line and ("Forgets least" in line or "owest forgetting" in line) for line in lines
+    )
+    assert any(line.startswith("Trades plasticity") and "si[si_lambda=3000] (LA 64.5" in line for line in lines)
+
+    # one strength per method: the forgetting verdict heads, LA beside each figure, the trader named apart
+    single = [r for r in records if r["strategy"]["label"] in ("naive", "si[si_lambda=3000]", "ewc[ewc_lambda=10]")]
+    lines = verdicts(single)["sweep"]
+    assert lines[0].startswith(
+        "Forgets least: ewc[ewc_lambda=10] (forgetting 5.0 points at LA 96.5 vs naive 16.0 points at LA 97.3, a 69% cut"
+    )
+    assert "paired p = <0.001 (ewc[ewc_lambda=10] vs naive)" in lines[0]
+    assert lines[-1].startswith("Trades plasticity (LA more than 5 points below naive's 97.3)")
+
+
+def test_every_p_value_names_both_sides():
+    """ "next best si 57.6, paired p = 0.008" read as against naive; it was against wpl."""
+    long = long_frame(
+        {"naive": [0.30, 0.32, 0.31, 0.29], "wpl": [0.02, 0.03, 0.02, 0.025], "si": [0.10, 0.12, 0.11, 0.09]}
+    )
+    (line,) = scenario_verdict(long, "naive")
+    assert "(wpl vs naive)" in line and "next best si 10.5, paired p = " in line and "(wpl vs si)" in line
