@@ -28,8 +28,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/forgetbench run configs/demo.yaml
 
+# The suite on every core (pytest-xdist): tests marked xdist_group (the Ray clusters) share one worker, and
+# --durations names the slowest. PYTEST_WORKERS=0 runs it in this process, as before xdist.
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: install
-	$(BIN)/python -m pytest
+	$(PYTEST) --durations=25
 
 # Ruff's lint (pyproject.toml's [tool.ruff.lint]: pyflakes, bugbear, pycodestyle's E4/E7/E9) over the checkout,
 # its formatter's check (`ruff format .` fixes what it finds), and the type check below.
@@ -42,13 +47,14 @@ lint: install typecheck
 typecheck: install
 	$(BIN)/mypy
 
+# The inner loop: neither the real-data acceptance tests (slow) nor the measured effects (effect).
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow and not effect"
 
 # The tests that assert a measured effect, again under PyTorch's portable kernels: another CPU rounds floats
 # differently, and a test whose effect sits on its threshold fails here before it fails there.
 test-kernels: install
-	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -m effect
+	ATEN_CPU_CAPABILITY=default $(PYTEST) -m effect --durations=10
 
 # The docs site into site/, warnings as errors (broken links, missing references); it executes
 # docs/notebooks/quickstart.ipynb (a cell that errors fails the build) and first checks that the generated

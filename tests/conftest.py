@@ -137,3 +137,12 @@ if "test_forget_first_task" not in STRATEGIES:
     def _build_forget_first(ctx: StrategyContext, params: NoParams):
         """Test-only: task 0's head is zeroed at the end (task 0 at chance, task 1 fine)."""
         return ctx.build(plugins=[_ForgetFirstTask()])
+
+
+@pytest.fixture(scope="session")
+def shared_results(tmp_path_factory, request):
+    """Expensive values computed once per session and shared by the xdist workers (helpers.SharedResults)."""
+    from helpers import SharedResults, shared_results_folder
+
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "master")
+    return SharedResults(shared_results_folder(tmp_path_factory, worker))

@@ -296,3 +296,52 @@ def relative_update_error(reference: list, other: list) -> float:
 
     error = torch.sqrt(sum(((o - r) ** 2).sum() for r, o in zip(reference, other)))
     return float(error / torch.sqrt(sum((r**2).sum() for r in reference)))
+
+
+class SharedResults:
+    """Values computed once per test session and shared by every pytest-xdist worker: each value is a JSON file
+    under the session's shared folder, written by whichever worker takes its lock first.
+
+    :meth:`many` takes the keys no other worker holds first and waits for the rest only at the end, so two workers
+    asking for the same list (the naive seeds every regularizer of test_defaults pairs with) split it between them
+    instead of one waiting for the other."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.folder / ("".join(c if c.isalnum() or c in "-_." else "_" for c in key) + ".json")
+
+    def _compute_locked(self, key: str, compute, blocking: bool):
+        from filelock import FileLock, Timeout
+
+        path = self._path(key)
+        try:
+            with FileLock(str(path) + ".lock", timeout=-1 if blocking else 0):
+                if not path.exists():
+                    value = compute()
+                    scratch = path.with_suffix(".tmp")
+                    scratch.write_text(json.dumps(value))
+                    os.replace(scratch, path)
+                return True
+        except Timeout:
+            return False
+
+    def get(self, key: str, compute):
+        """The value of ``key``, computed by ``compute()`` (JSON-ready) unless a worker already has."""
+        self._compute_locked(key, compute, blocking=True)
+        return json.loads(self._path(key).read_text())
+
+    def many(self, computations: dict[str, object]) -> dict[str, object]:
+        """``{key: compute}`` -> ``{key: value}``; keys another worker is computing are waited for last."""
+        deferred = [key for key, compute in computations.items() if not self._compute_locked(key, compute, False)]
+        for key in deferred:
+            self._compute_locked(key, computations[key], blocking=True)
+        return {key: json.loads(self._path(key).read_text()) for key in computations}
+
+
+def shared_results_folder(tmp_path_factory, worker_id: str) -> Path:
+    """The folder every worker of this session sees (the session's own temporary root under xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base if worker_id == "master" else base.parent) / "shared-results"

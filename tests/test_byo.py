@@ -166,6 +166,7 @@ def site_env(site: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow  # runs pip
+@pytest.mark.xdist_group("ray")  # starts a Ray cluster: with the other Ray tests, one at a time
 def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(example_site, tmp_path):
     env = site_env(example_site)
     listed = subprocess.run(

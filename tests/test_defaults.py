@@ -30,7 +30,8 @@ from forgetbench.benchmark.core.stats import paired_difference, t_interval
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.spec import RunSpec
 
-pytestmark = pytest.mark.effect
+# slow: a case trains 20 to 60 seeds (the power its effect needs, above), up to a minute each
+pytestmark = [pytest.mark.effect, pytest.mark.slow]
 
 DEMO = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
 REGULARIZERS = ["ewc", "si", "wpl", "l2", "mas", "lwf"]
@@ -45,20 +46,28 @@ def seeds(scenario: str, strategy: str) -> list[int]:
     return list(range(SEEDS_NEEDED.get((scenario, strategy), SEEDS)))
 
 
-def forgetting(scenario: str, strategy: str) -> dict[int, float]:
-    """Forgetting (points) per seed, with the strategy's default params."""
-    values = {}
-    for seed in seeds(scenario, strategy):
-        spec = RunSpec("defaults", SCENARIOS[scenario], ComponentSpec(name=strategy), seed, DEMO.training, "cpu")
-        record = run(spec, None)
-        assert record.status == "ok", f"{scenario}/{strategy}/seed {seed}: {record.status}: {record.error}"
-        values[seed] = 100 * run_metrics(record)["forgetting"]
-    return values
+def _forgetting(scenario: str, strategy: str, seed: int) -> float:
+    spec = RunSpec("defaults", SCENARIOS[scenario], ComponentSpec(name=strategy), seed, DEMO.training, "cpu")
+    record = run(spec, None)
+    assert record.status == "ok", f"{scenario}/{strategy}/seed {seed}: {record.status}: {record.error}"
+    return 100 * run_metrics(record)["forgetting"]
+
+
+def forgetting(shared, scenario: str, strategy: str) -> dict[int, float]:
+    """Forgetting (points) per seed, with the strategy's default params; each run once per session, whichever
+    xdist worker gets to it first (naive's seeds are the baseline of six cases per scenario)."""
+    found = shared.many(
+        {
+            f"defaults-{scenario}-{strategy}-{seed}": (lambda seed=seed: _forgetting(scenario, strategy, seed))
+            for seed in seeds(scenario, strategy)
+        }
+    )
+    return {seed: found[f"defaults-{scenario}-{strategy}-{seed}"] for seed in seeds(scenario, strategy)}
 
 
 @pytest.fixture(scope="module")
-def naive() -> dict[str, dict[int, float]]:
-    out = {name: forgetting(name, "naive") for name in SCENARIOS}
+def naive(shared_results) -> dict[str, dict[int, float]]:
+    out = {name: forgetting(shared_results, name, "naive") for name in SCENARIOS}
     for name, values in out.items():
         low, _ = t_interval(list(values.values()))
         assert low > 0, f"the demo's {name} must make naive forget (95% interval above 0): {values}"
@@ -67,8 +76,8 @@ def naive() -> dict[str, dict[int, float]]:
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("strategy", REGULARIZERS)
-def test_default_params_forget_significantly_less_than_naive_on_the_demo(strategy, scenario, naive):
-    mine, base = forgetting(scenario, strategy), naive[scenario]
+def test_default_params_forget_significantly_less_than_naive_on_the_demo(strategy, scenario, naive, shared_results):
+    mine, base = forgetting(shared_results, scenario, strategy), naive[scenario]
     diff = paired_difference(mine, base)
     assert diff.n == len(seeds(scenario, strategy))
     assert diff.ci_high < 0, (

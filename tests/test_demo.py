@@ -20,15 +20,21 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "results"
-    import contextlib
-    import io
+def demo(shared_results):
+    """The demo's 40 runs, its printout and its report, once per session whichever xdist worker asks first."""
+    out = shared_results.folder / "demo" / "results"
 
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        status = main(["run", str(DEMO), "--out", str(out), "--quiet"])
-    return status, out, buffer.getvalue()
+    def run_demo() -> dict:
+        import contextlib
+        import io
+
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            status = main(["run", str(DEMO), "--out", str(out), "--quiet"])
+        return {"status": status, "printed": buffer.getvalue()}
+
+    ran = shared_results.get("demo", run_demo)
+    return ran["status"], out, ran["printed"]
 
 
 def by_strategy(out: Path, scenario: str) -> dict[str, dict[int, dict]]:

@@ -9,7 +9,9 @@ from helpers import comparable, make_record
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'forgetbench[ray]')")
 
-pytestmark = pytest.mark.slow  # starting Ray takes several seconds on a small machine
+# starting Ray takes several seconds on a small machine; the Ray tests share one xdist worker (`--dist loadgroup`):
+# two clusters started at once on two cores contend for ports and every core, and their timeouts are per cluster
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 
 def test_ray_executor_gives_the_local_results_and_shuts_ray_down(write_suite, cli, tmp_path):
