@@ -113,20 +113,24 @@ class Unrolled:
                     ih, hh = maps[layer * directions + d]
                     k = layer * directions + d
                     steps = range(length - 1, -1, -1) if d else range(length)
-                    gi = ih(x)  # every step at once: (N, L, gates)
+                    # every step at once, then one view per step: unbind's backward stacks the steps' gradients once,
+                    # where indexing gi[:, t] would add each into a zeroed copy of the whole (N, L, gates) tensor
+                    gi = ih(x).unbind(1)
                     h, c = h0[k], (c0[k] if lstm else None)
                     out = [None] * length
-                    for t in steps:
+                    width = rnn.hidden_size
+                    for t in steps:  # as few ops as the maths allows: the pass's backward walks each of them
                         gates_h = hh(h)
                         if lstm:
-                            i, f, g, o = (gi[:, t] + gates_h).chunk(4, dim=1)
-                            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                            h = torch.sigmoid(o) * torch.tanh(c)
+                            gates = gi[t] + gates_h
+                            s = torch.sigmoid(gates)
+                            g = torch.tanh(gates[:, 2 * width : 3 * width])
+                            c = torch.addcmul(s[:, width : 2 * width] * c, s[:, :width], g)
+                            h = s[:, 3 * width :] * torch.tanh(c)
                         else:
-                            i_r, i_z, i_n = gi[:, t].chunk(3, dim=1)
-                            h_r, h_z, h_n = gates_h.chunk(3, dim=1)
-                            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-                            h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+                            rz = torch.sigmoid(gi[t][:, : 2 * width] + gates_h[:, : 2 * width])
+                            n = torch.tanh(torch.addcmul(gi[t][:, 2 * width :], rz[:, :width], gates_h[:, 2 * width :]))
+                            h = torch.lerp(n, h, rz[:, width:])  # (1 - z) n + z h
                         out[t] = h
                     outputs.append(torch.stack(out, dim=1))
                     last_h.append(h)

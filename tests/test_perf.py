@@ -65,6 +65,16 @@ def test_perf_quick_json_keys_and_equal_weights(cli, capsys):
     assert result["conditions"]["repeats"] == 1 and result["conditions"]["quick"] is True
 
 
+def test_perf_sequence_model_times_ewc_and_wpl_on_a_gru_both_ways(cli, capsys):
+    status, result = _perf_json(cli, capsys, "--dataset", "digits", "--only", "sequence_model")
+    assert status == 0 and set(result) == {"conditions", "sequence_model"}
+    section = result["sequence_model"]
+    sides = {"ewc", "wpl", "ewc_fallback", "wpl_fallback"}
+    assert set(section["ratio"]) == set(section["pass_vs_epoch"]) == sides
+    assert set(section["seconds"]) == sides | {"naive"} and all(v > 0 for v in section["seconds"].values())
+    assert section["model"].startswith("GRU hidden 8")
+
+
 def test_perf_table_and_only(cli, capsys):
     capsys.readouterr()
     assert cli("perf", "--quick", "--repeats", "1", "--dataset", "digits", "--only", "harness_vs_plain") == 0

@@ -37,6 +37,7 @@ SECTIONS = (
     "growth",
     "parallel_scaling",
     "recurrent_supernet",
+    "sequence_model",
     "avalanche_vs_own_loop",
 )
 NOT_AVAILABLE = "not available"

@@ -28,6 +28,8 @@ Sections (keys of the JSON object), each measured in its own module of this pack
   ``local`` already gains from its extra threads, the bound is below N. It ignores ``--threads``:
   the thread counts are the point.
 * ``recurrent_supernet``: the ENAS recurrent supernet's turns (see :func:`recurrent_supernet`).
+* ``sequence_model``: EWC's and WPL's train time on a GRU against naive's, with the unrolled per-sample Fisher and
+  with the fallback it replaced (:mod:`forgetbench.benchmark.front.measure.sequence`).
 * ``avalanche_vs_own_loop``: forgetbench's run of Avalanche's GEM, AGEM, DER and ER_ACE against Avalanche's own
   class and loop on the same work (:mod:`forgetbench.benchmark.front.measure.avalanche_loop`).
 """
@@ -57,6 +59,7 @@ from forgetbench.benchmark.front.measure.fisher import fisher_fast_vs_loop
 from forgetbench.benchmark.front.measure.growth import growth
 from forgetbench.benchmark.front.measure.harness_vs_plain import harness_vs_plain
 from forgetbench.benchmark.front.measure.recurrent import recurrent_supernet
+from forgetbench.benchmark.front.measure.sequence import sequence_model
 from forgetbench.benchmark.front.measure.scaling import parallel_scaling
 from forgetbench.benchmark.front.measure.step_overhead import step_overhead
 
@@ -175,6 +178,9 @@ def _run_sections(opts: PerfOptions, data: Any, progress: Callable[[str], None] 
     if "recurrent_supernet" in opts.only:
         note("recurrent_supernet")
         result["recurrent_supernet"] = recurrent_supernet(opts)
+    if "sequence_model" in opts.only:
+        note("sequence_model")
+        result["sequence_model"] = sequence_model(opts)
     if "avalanche_vs_own_loop" in opts.only:
         from forgetbench.benchmark.front.measure.avalanche_loop import avalanche_vs_own_loop
 
@@ -299,6 +305,16 @@ def format_table(result: dict[str, Any]) -> str:
             "target <= 1.15",
         )
         row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0")
+    if "sequence_model" in result:
+        r = result["sequence_model"]
+        lines.append(f"sequence_model ({r['model']}): train time / naive's ({r['seconds']['naive']:.2f} s)")
+        for side, ratio in r["ratio"].items():
+            how = "the torch.func fallback (before)" if side.endswith("_fallback") else "unrolled Fisher"
+            row(
+                f"{side.removesuffix('_fallback')}, {how}: {r['seconds'][side]:.2f} s",
+                f"{ratio:.2f}x",
+                f"its pass {r['pass_vs_epoch'][side]:.2f} epochs; target <= 1.5x",
+            )
     if "avalanche_vs_own_loop" in result:
         lines.append(
             "avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)"
