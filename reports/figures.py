@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from forgetbench.reports.frontier import TASKS, Axes
+from forgetbench.benchmark.core.frontier import pareto_front
 
 NAIVE_GREY = (0.498, 0.498, 0.498)  # #7f7f7f
 DPI = 96
@@ -559,8 +560,6 @@ def frontier(
     a label that would overlap one already placed is left out. ``axes`` (:class:`forgetbench.reports.frontier.Axes`,
     default LA against forgetting) labels them; a plasticity where lower is better (perplexity) is drawn downwards,
     so the best corner stays top left."""
-    from forgetbench.benchmark.core.frontier import pareto_front
-
     if points.empty:
         return None
     fig = _figure(6.4, 4.4)
@@ -573,7 +572,8 @@ def frontier(
     margin = 0.4 * span
     low_edge = min(levels) - margin if sign > 0 else min(levels) - margin / 4
     high_edge = max(levels) + margin / 4 if sign > 0 else max(levels) + margin
-    best_seen = points.plasticity.max() if sign > 0 else points.plasticity.min()
+    setting_means = points.groupby(["method", "setting"]).plasticity.mean()  # what is drawn: means over seeds
+    best_seen = setting_means.max() if sign > 0 else setting_means.min()
     if sign > 0:
         high_edge = max(high_edge, float(best_seen) + margin / 4)
     else:

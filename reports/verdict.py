@@ -34,6 +34,7 @@ from scipy import stats as _st
 from forgetbench.benchmark.core import stats
 from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.benchmark.core.units import display_scale
+from forgetbench.reports import frontier as FT
 from forgetbench.reports import summary as S
 from forgetbench.reports.summary import METRICS
 
@@ -344,8 +345,6 @@ def matched_headline(points: pd.DataFrame, scenario: str) -> list[str]:
     """The matched-plasticity verdict of ``scenario``'s points (:func:`forgetbench.reports.frontier.frontier_frame`
     of the suite's own runs), headed as the headline; empty where no method ran at two or more strengths beside
     naive."""
-    from forgetbench.reports import frontier as FT
-
     if not len(points) or not FT.has_frontier(points, scenario):
         return []
     matched = FT.matched_plasticity(points, scenario)
@@ -368,8 +367,6 @@ def verdicts(
     """Scenario label -> its verdict sentences, for every scenario in ``records`` (in order of appearance); the first
     is the headline: the matched-plasticity verdict where some method ran at several strengths, else the forgetting
     verdict (module doc). ``computed``: the runs' metrics, as :func:`forgetbench.reports.summary.load_records` gives."""
-    from forgetbench.reports import frontier as FT
-
     records = as_records(records)
     long = S.runs_long(records, computed) if long is None else long
     points = FT.frontier_frame(records, computed)

@@ -4,7 +4,8 @@
 ``python -m benchmark.cli run`` (its ``summary.csv`` / ``comparisons.csv`` are that run's report's). The
 terminal table and verdicts (``expected_terminal.txt``) are what main printed for the folder just before
 the layer folders (ca5c294: ``load_results(folder).summary_text()`` and ``.verdicts()``), since the table
-has shown points since 89b8dee; that commit's report wrote the same two CSV files as 89b8dee's.
+has shown points since 89b8dee, with one change since: the verdict prints each strategy's LA beside its forgetting
+(issue 66); that commit's report wrote the same two CSV files as 89b8dee's.
 """
 
 from __future__ import annotations

@@ -68,8 +68,9 @@ class Results:
 
     @property
     def diverged(self) -> list[str]:
-        """Calibration probes, tuning trials and selection runs that diverged or collapsed: outcomes of the search
-        for a strength (too strong for this optimiser), not failures; they do not change the exit status."""
+        """Calibration probes, tuning trials, selection runs and a tuned point's neighbours that diverged or collapsed:
+        outcomes of the search for a strength (too strong for this optimiser), not failures; they do not change the
+        exit status."""
         return self.outcome.diverged if self.outcome else []
 
     @property

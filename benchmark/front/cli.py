@@ -79,9 +79,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if results.diverged:
         print(
-            f"{len(results.diverged)} calibration / tuning run(s) diverged (diverged={len(results.diverged)}): "
-            "outcomes, not errors: those strengths are too strong for this optimiser and learning rate, score below "
-            "every finished run and are never chosen (calibration.json and tuning.json list them)"
+            f"diverged={len(results.diverged)}: calibration probes, tuning trials or a tuned point's neighbours "
+            "that diverged or collapsed: outcomes, not errors (those strengths are too strong for this optimiser and "
+            "learning rate); they score below every finished run, are never chosen and are on no front"
         )
     lines = {scenario: v[0] for scenario, v in results.verdicts().items() if v}
     if lines:
@@ -513,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         type=_parse_sections,
         help="comma-separated sections: harness_vs_plain,"
-        "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet (default: all)",
+        "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet,sequence_model,"
+        "avalanche_vs_own_loop (default: all)",
     )
     p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
     p.add_argument(

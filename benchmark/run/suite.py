@@ -205,6 +205,7 @@ class _Driver:
         self.executor, self.out, self.outcome = executor, out, outcome
         self.bar, self.retries, self.fresh = bar, retries, fresh
         self.loggers, self.suite_name = list(loggers or []), suite_name
+        self.exploring: set[str] = set()  # runs of OUT/runs that explore, not asked for: a tuned point's neighbours
 
     def run_batch(self, batch: list[tuple[Path, RunSpec]]) -> None:
         """Run what is not complete in ``batch`` (folder, spec); retry failures up to ``retries``."""
@@ -263,7 +264,7 @@ class _Driver:
         """Where a finished run counts: ``ok``, ``diverged`` (an exploration run's outcome) or ``failed``."""
         if status in NOT_FAILED:
             return "ok"
-        if status in OUTCOMES and folder != self.out:
+        if status in OUTCOMES and (folder != self.out or run_id in self.exploring):
             self.outcome.diverged.append(run_id)
             return "diverged"
         self.outcome.failed.append(run_id)
@@ -530,6 +531,9 @@ def _tune(
         summaries.append(summary)
         chosen = tuning.final_specs(suite, study, summary, seeds)
         finals.extend(chosen)
+        # after the chosen point's seeds come its neighbours: they map the front, and one that diverges (a strength
+        # too strong for this optimiser) is an outcome, not a failed run
+        driver.exploring |= {spec.run_id for spec in chosen[len(seeds or suite.seeds) :]}
         if not chosen:
             unlabelled = study.strategy.model_copy(update={"tune": None})
             for seed in seeds or suite.seeds:

@@ -52,6 +52,8 @@ from forgetbench.benchmark.core.config import (
 )
 from forgetbench.benchmark.core.metrics import run_metrics, running_metric
 from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.registries import STRATEGIES
+from forgetbench.benchmark.core.registry import strength_params
 from forgetbench.benchmark.run import calibrate as calibrate_run
 from forgetbench.benchmark.run.spec import PruneRule, RunSpec
 
@@ -637,9 +639,6 @@ def final_points(study: Study, chosen: dict[str, Any]) -> list[dict[str, Any]]:
     """The points the suite's seeds run at: the chosen one, then its neighbours along the strength
     (``tune.neighbours`` multiples of the strategy's declared strength, where it is tuned) that the params accept;
     the neighbours give each method a front on the test split."""
-    from forgetbench.benchmark.core.registries import STRATEGIES
-    from forgetbench.benchmark.core.registry import strength_params
-
     points = [chosen]
     tuned = [p for p in strength_params(STRATEGIES.get(study.strategy.name).params) if p in chosen]
     if not tuned or not isinstance(chosen[tuned[0]], (int, float)) or isinstance(chosen[tuned[0]], bool):
@@ -658,7 +657,7 @@ def final_points(study: Study, chosen: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def final_specs(suite: SuiteConfig, study: Study, summary: dict[str, Any], seeds: list[int] | None) -> list[RunSpec]:
-    """The suite's seeds at the chosen point and its neighbours (:func:`final_points`), on the test split (empty
+    """The suite's seeds at the chosen point, then at its neighbours (:func:`final_points`), on the test split (empty
     when no trial finished)."""
     if summary["chosen"] is None:
         return []
