@@ -16,7 +16,7 @@ import time
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -252,6 +252,7 @@ def _scenario_view(
     long: pd.DataFrame,
     lean: AbstractSet[str] = frozenset(),
     points: pd.DataFrame | None = None,
+    edges: Mapping[str, list[str]] | None = None,
 ) -> ScenarioView:
     from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
 
@@ -327,6 +328,7 @@ def _scenario_view(
         view.comparison_rows.append({"strategy": strategy, "cells": cells})
     view.verdict = _verdict(t, long[long.scenario == name], naive, refs)
     headline = V.matched_headline(points, name) if points is not None else []
+    view.verdict += (edges or {}).get(name, [])
     if headline:  # several strengths per method: the matched-plasticity verdict heads, per-strength lines follow
         view.verdict = headline + (
             [f"At each strength alone: {view.verdict[0]}", *view.verdict[1:]] if view.verdict else []
@@ -587,39 +589,32 @@ def _frontier_views(
 
 def _tuning_rows(folders: Sequence[Path]) -> list[dict[str, Any]]:
     """One row per tuning study of ``OUT/tuning.json``: how the tuned strategies' final runs got their params."""
-    import json
-
     rows = []
-    for folder in folders:
+    for study in S.tuning_studies(folders):  # a study this report cannot read is skipped, not fatal
         try:
-            studies = json.loads((Path(folder) / "tuning.json").read_text()).get("studies", [])
-        except (OSError, ValueError, AttributeError):
-            continue  # no tuning here, or a file this report cannot read: nothing to say
-        for study in studies if isinstance(studies, list) else []:
-            try:
-                protocol = study["protocol"]
-                where = f"{protocol['scenario']}'s " if protocol.get("kind") == "scenario" else ""
-                first = f", first {protocol['first_tasks']} tasks" if protocol.get("first_tasks") else ""
-                done = sum(t.get("state") == "COMPLETE" for t in study["trials"])
-                chosen = study.get("chosen") or {}
-                rows.append(
-                    {
-                        "scenario": study["scenario"],
-                        "strategy": study["strategy"],
-                        "protocol": f"{where}validation split {protocol['fraction']:g}{first}, seeds "
-                        f"{', '.join(map(str, protocol['seeds']))}",
-                        "trials": f"{done}/{study['budget']} ({study.get('sampler_description', study['sampler'])})",
-                        "objective": f"{study['objective']} ({study['goal']})",
-                        "chosen": ", ".join(
-                            f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in chosen.items()
-                        )
-                        or "none finished",
-                        "value": study.get("chosen_value"),
-                        "notes": "; ".join(study.get("notes", [])),
-                    }
-                )
-            except (KeyError, TypeError, ValueError):
-                continue
+            protocol = study["protocol"]
+            where = f"{protocol['scenario']}'s " if protocol.get("kind") == "scenario" else ""
+            first = f", first {protocol['first_tasks']} tasks" if protocol.get("first_tasks") else ""
+            done = sum(t.get("state") == "COMPLETE" for t in study["trials"])
+            chosen = study.get("chosen") or {}
+            rows.append(
+                {
+                    "scenario": study["scenario"],
+                    "strategy": study["strategy"],
+                    "protocol": f"{where}validation split {protocol['fraction']:g}{first}, seeds "
+                    f"{', '.join(map(str, protocol['seeds']))}",
+                    "trials": f"{done}/{study['budget']} ({study.get('sampler_description', study['sampler'])})",
+                    "objective": f"{study['objective']} ({study['goal']})",
+                    "chosen": ", ".join(
+                        f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in chosen.items()
+                    )
+                    or "none finished",
+                    "value": study.get("chosen_value"),
+                    "notes": "; ".join(study.get("notes", [])),
+                }
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
     return rows
 
 
@@ -686,8 +681,10 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     comps = S.comparisons_table(long)
     problems = S.problem_runs(records, scan.sources)
     frontiers, points = _frontier_views(records, computed=scan.metrics)
+    edges = V.edge_lines(S.tuning_studies(folders))
     scenarios = [
-        _scenario_view(name, records, order[name], table, comps, problems, long, scan.lean, points) for name in order
+        _scenario_view(name, records, order[name], table, comps, problems, long, scan.lean, points, edges)
+        for name in order
     ]
     trials = (
         S.load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)

@@ -95,6 +95,21 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
     )
 
 
+def tuning_studies(folders: Iterable[Path]) -> list[dict[str, Any]]:
+    """The studies of every folder's ``tuning.json`` (none where a folder tuned nothing or its file is unreadable:
+    the report then has nothing to say about tuning)."""
+    import json
+
+    studies: list[dict[str, Any]] = []
+    for folder in folders:
+        try:
+            found = json.loads((Path(folder) / "tuning.json").read_text()).get("studies", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        studies += [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
+    return studies
+
+
 def _read_folder(folder: Path, figure_runs: int | None) -> Iterator[tuple[store.ReadResult, dict[str, float]]]:
     """Each result file of ``folder`` read (whole, or lean beyond the first ``figure_runs`` readable runs of a
     (scenario, strategy)) with its metrics; the metrics of an unreadable file are empty."""

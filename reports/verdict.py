@@ -359,17 +359,43 @@ def matched_headline(points: pd.DataFrame, scenario: str) -> list[str]:
     return [head + lines[first], *(line for i, line in enumerate(lines) if i != first)]
 
 
+EDGE_PREFIX = "Tuned on the edge of its searched range"
+
+
+def edge_lines(studies: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Scenario label -> a sentence per tuned strategy whose chosen point sits on an edge of its searched range
+    (``tuning.json``'s ``chosen_on_edge``): the best strength may lie beyond it, so its place in the verdict is
+    provisional."""
+    out: dict[str, list[str]] = {}
+    for study in studies:
+        edges = study.get("chosen_on_edge") or {}
+        if not edges or not study.get("chosen"):
+            continue
+        parts = []
+        for name, side in edges.items():
+            low, high = (study.get("search_range") or {}).get(name, [None, None])
+            span = f" of {low:g} to {high:g}" if low is not None and high is not None else ""
+            parts.append(f"{name} {study['chosen'][name]:g} at the {side} end{span}")
+        out.setdefault(str(study.get("scenario")), []).append(
+            f"{EDGE_PREFIX} (the best strength may lie beyond it): {study.get('strategy')}, " + "; ".join(parts) + "."
+        )
+    return out
+
+
 def verdicts(
     records: Iterable[RunRecord | Mapping[str, Any]],
     long: pd.DataFrame | None = None,
     computed: Mapping[str, Mapping[str, float]] | None = None,
+    tuning: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, list[str]]:
     """Scenario label -> its verdict sentences, for every scenario in ``records`` (in order of appearance); the first
     is the headline: the matched-plasticity verdict where some method ran at several strengths, else the forgetting
-    verdict (module doc). ``computed``: the runs' metrics, as :func:`forgetbench.reports.summary.load_records` gives."""
+    verdict (module doc). ``computed``: the runs' metrics, as :func:`forgetbench.reports.summary.load_records` gives;
+    ``tuning``: the studies of ``tuning.json``, whose choices on an edge of their range are flagged."""
     records = as_records(records)
     long = S.runs_long(records, computed) if long is None else long
     points = FT.frontier_frame(records, computed)
+    edges = edge_lines(tuning)
     out = {}
     for scenario in S.strategy_order(records):
         naive, references = roles(records, scenario)
@@ -382,5 +408,5 @@ def verdicts(
         headline = matched_headline(points, scenario)
         if headline:
             lines = headline + [f"At each strength alone: {lines[0]}", *lines[1:]] if lines else headline
-        out[scenario] = lines
+        out[scenario] = lines + edges.get(scenario, [])
     return out

@@ -281,6 +281,13 @@ def test_an_end_that_cannot_be_bracketed_says_why(probes, low_reason):
     assert f"not bracketed below: {found.low_reason}" in bracket_verdict(found, probes, NAIVE)
 
 
+def test_a_plateau_reaching_an_end_is_not_extended():
+    """A flat objective (every probe at 100% on a task too easy to forget) is not rising towards either end."""
+    found = bracket(_probes([0.1, 1, 10], lambda v: 1.0), NAIVE, CAP)
+    assert found.extend == () and (found.best, found.range) == (0.1, (0.1, 10))
+    assert "level" in found.low_reason and "level" in found.high_reason
+
+
 def test_diverged_probes_bracket_from_above_and_ties_span_the_peak():
     probes = _probes([1, 10], lambda v: 0.8) + [Probe(100, "diverged", None, math.nan, math.nan)]
     found = bracket(probes + _probes([0.1], lambda v: 0.7), NAIVE, CAP)

@@ -418,3 +418,27 @@ def test_pruning_points_stop_a_two_task_trial_inside_its_second_experience_exact
     before = {path: path.read_text() for path in (out / "tuning" / "runs").glob("*/result.json")}
     assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
     assert {path: path.read_text() for path in before} == before  # pruned runs are complete: nothing runs again
+
+
+def test_diverged_probes_are_outcomes_and_exit_0_but_a_failed_requested_run_exits_1(write_suite, tmp_path, capsys):
+    """compare_demo printed "378 run(s) executed, 4 not ok" and exited 1 on a fresh clone because l2's strongest
+    probes diverged, as they must at lr 0.05: they bracket the peak from above, and are counted apart."""
+    tuned = {"name": "l2", "tune": {"params": {"l2_lambda": "auto"}, "trials": 2, "decades": 1, "neighbours": []}}
+    suite = tiny_suite(seeds=[0], strategies=[tuned], training={**tiny_suite()["training"], "lr": 0.5})
+    suite["strategies"][0]["params"] = {"l2_lambda": 3.0}  # probes 0.3, 3, 30: SGD at lr 0.5 diverges beyond 4
+    out = tmp_path / "out"
+    counts = []
+    for attempt in ("first", "rerun"):  # the same count on the first run and on a rerun
+        assert main(["run", str(write_suite(suite)), "--out", str(out), "--quiet", "--no-report"]) == 0, attempt
+        printed = capsys.readouterr().out
+        calibration = json.loads((out / "calibration.json").read_text())["entries"][0]
+        probes = [p for p in calibration["probes"] if p["status"] in ("diverged", "collapsed")]
+        trials = [
+            t for t in json.loads((out / "tuning.json").read_text())["studies"][0]["trials"] if t["state"] == "FAIL"
+        ]
+        assert probes and f"diverged={len(probes) + len(trials)}" in printed and " 0 not ok" in printed
+        assert calibration["bracketed"]["high"]  # the diverged probe closes the bracket from above
+        counts.append(printed.split("diverged=")[1].split(":")[0])
+    assert counts[0] == counts[1]
+    failing = tiny_suite(seeds=[0], strategies=[{"name": "naive"}, {"name": "test_failing"}])
+    assert main(["run", str(write_suite(failing)), "--out", str(tmp_path / "asked"), "--quiet", "--no-report"]) == 1

@@ -161,3 +161,23 @@ def test_every_p_value_names_both_sides():
     )
     (line,) = scenario_verdict(long, "naive")
     assert "(wpl vs naive)" in line and "next best si 10.5, paired p = " in line and "(wpl vs si)" in line
+
+
+def test_a_choice_on_the_edge_of_its_range_is_flagged_in_the_verdict():
+    from forgetbench.reports.verdict import EDGE_PREFIX, edge_lines, verdicts
+
+    study = {
+        "scenario": "sweep",
+        "strategy": "ewc",
+        "chosen": {"ewc_lambda": 10.22},
+        "chosen_on_edge": {"ewc_lambda": "low"},
+        "search_range": {"ewc_lambda": [10.0, 100000.0]},
+    }
+    inside = {**study, "strategy": "si", "chosen": {"si_lambda": 20.0}, "chosen_on_edge": {}}
+    assert edge_lines([study, inside]) == {
+        "sweep": [
+            f"{EDGE_PREFIX} (the best strength may lie beyond it): ewc, ewc_lambda 10.22 at the low end of 10 to 100000."
+        ]
+    }
+    records = _runs("naive", 0.97, [0.16, 0.15, 0.17]) + _runs("ewc", 0.96, [0.01, 0.02, 0.01])
+    assert verdicts(records, tuning=[study])["sweep"][-1].startswith(EDGE_PREFIX)

@@ -162,7 +162,8 @@ def _decade(value: float, k: int) -> float:
 def bracket(probes: Iterable[Probe], naive: Probe, cap: tuple[float, float], maximise: bool = True) -> Bracket:
     """The bracket of the objective's peak over ``probes`` (module doc). ``cap`` (lowest, highest): the strengths
     the ladder may extend to. Ties at the top: the peak spans every tied probe, and each end is the nearest probe
-    outside them. No probe with a finite objective: no bracket (``best`` None)."""
+    outside them; a tie that reaches an end of the ladder is a plateau, not a rise, so that end is not extended.
+    No probe with a finite objective: no bracket (``best`` None)."""
     probes = sorted(probes, key=lambda p: p.value)
     scores = [score(p, maximise) for p in probes]
     if not probes or max(scores) == -math.inf:
@@ -175,11 +176,14 @@ def bracket(probes: Iterable[Probe], naive: Probe, cap: tuple[float, float], max
     low = high = None
     low_reason = high_reason = None
     extend: list[float] = []
+    plateau = f"the objective is level over the best probes, {best.value:g} to {probes[last].value:g}: not rising there"
     if first > 0:
         low = probes[first - 1].value
     else:
         low = best.value
-        if best.status == "ok" and best.ratio is not None and best.ratio < ACTS:
+        if last > first:  # a plateau reaching this end: the objective is not rising towards it
+            low_reason = plateau
+        elif best.status == "ok" and best.ratio is not None and best.ratio < ACTS:
             low_reason = (
                 f"the best probe, {best.value:g}, is already inert (penalty ratio {best.ratio:.3g} < {ACTS:g}): a "
                 "lower strength trains as naive does"
@@ -192,7 +196,9 @@ def bracket(probes: Iterable[Probe], naive: Probe, cap: tuple[float, float], max
         high = probes[last + 1].value
     else:
         high = probes[last].value
-        if _decade(probes[last].value, 1) > cap[1] * (1 + 1e-9):
+        if last > first:
+            high_reason = plateau
+        elif _decade(probes[last].value, 1) > cap[1] * (1 + 1e-9):
             high_reason = f"the cap: {MAX_EXTENSION} decades above the first ladder ({cap[1]:g})"
         else:
             extend.append(_decade(probes[last].value, 1))

@@ -19,15 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pandas as pd
 
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, load_config, resolve_config
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import ResultScan
-from forgetbench.benchmark.run import suite as suite_module
-from forgetbench.benchmark.run.suite import SuiteOutcome
+
+if TYPE_CHECKING:  # the runner (torch, Avalanche) is imported when a suite runs, never to read results
+    from forgetbench.benchmark.run.suite import SuiteOutcome
 
 
 def as_suite(config: str | Path | Mapping[str, Any] | SuiteConfig) -> SuiteConfig:
@@ -138,7 +139,14 @@ class Results:
         """Scenario label -> its verdict sentences (see :mod:`forgetbench.reports.verdict`)."""
         from forgetbench.reports.verdict import verdicts
 
-        return verdicts(self.records, computed=self._metrics)
+        return verdicts(self.records, computed=self._metrics, tuning=self.tuning_studies)
+
+    @property
+    def tuning_studies(self) -> list[dict[str, Any]]:
+        """The studies of every folder's ``tuning.json`` (empty where a folder tuned nothing)."""
+        from forgetbench.reports.summary import tuning_studies
+
+        return tuning_studies(self.folders)
 
     def frontier(self) -> pd.DataFrame:
         """Every ok run's frontier point (scenario, method, setting, value, seed, plasticity, forgetting, on_front,
@@ -226,6 +234,8 @@ def run_suite(
         suite = suite or as_suite(config)
         out = Path(out) if out else Path("results") / suite.name
         root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
+        from forgetbench.benchmark.run import suite as suite_module
+
         outcome = suite_module.run_suite(
             suite,
             out,

@@ -83,7 +83,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             "that diverged or collapsed: outcomes, not errors (those strengths are too strong for this optimiser and "
             "learning rate); they score below every finished run, are never chosen and are on no front"
         )
-    lines = {scenario: v[0] for scenario, v in results.verdicts().items() if v}
+    from forgetbench.reports.verdict import EDGE_PREFIX
+
+    lines = {
+        scenario: "\n    ".join([v[0], *(line for line in v[1:] if line.startswith(EDGE_PREFIX))])
+        for scenario, v in results.verdicts().items()
+        if v
+    }
     if lines:
         print(
             "\nVerdict (forgetting at matched plasticity where a method ran at several strengths, else forgetting "

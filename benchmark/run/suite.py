@@ -270,6 +270,18 @@ class _Driver:
         self.outcome.failed.append(run_id)
         return "failed"
 
+    def account(self, folder: Path, run_ids: Sequence[str]) -> None:
+        """Count runs of ``folder`` this invocation did not pass through a batch (a calibration or a study read back
+        whole on a rerun) as skipped, with their outcome: the counts are the same on a first run and a rerun."""
+        seen = set(self.outcome.ran) | set(self.outcome.skipped)
+        for run_id in dict.fromkeys(run_ids):
+            if run_id in seen:
+                continue
+            record = store.read_result(store.result_path(folder, run_id))
+            if record is not None:
+                self.outcome.skipped.append(run_id)
+                self._count(folder, run_id, record.status)
+
     def write_failure(self, folder: Path, spec: RunSpec, error: str) -> None:
         self._finish(folder, Job(spec.run_id, spec), failure_record(spec, error))
 
@@ -540,6 +552,16 @@ def _tune(
                 spec = RunSpec(suite.name, study.scenario, unlabelled, seed, suite.training, suite.device)
                 driver.outcome.run_ids.append(spec.run_id)
                 driver.write_failure(out, spec, "tune: no trial finished on the validation split")
+    driver.account(
+        out / store.CALIBRATION_DIR,
+        [
+            p["run_id"]
+            for e in (calibrated or {}).get("entries", [])
+            for p in [e["naive"], *e["probes"]]
+            if "run_id" in p
+        ],
+    )
+    driver.account(out / tuning.TUNING_DIR, [run for s in summaries for t in s["trials"] for run in t["runs"]])
     store.atomic_write_json(out / tuning.TUNING_FILE, {"studies": summaries, "storage_open_seconds": round(opening, 4)})
     driver.outcome.tuning = out / tuning.TUNING_FILE
     driver.outcome.run_ids.extend(spec.run_id for spec in finals)

@@ -561,6 +561,11 @@ def run_study(
             "pruned": sum(t["state"] == "PRUNED" for t in trials),
         },
         "search_space": {name: repr(dist) for name, dist in space.items()},
+        "search_range": {
+            name: [dist.low, dist.high]
+            for name, dist in space.items()
+            if isinstance(dist, optuna.distributions.FloatDistribution)
+        },
         "notes": notes,
         "chosen": None if best is None else best["params"],
         "chosen_on_edge": {} if best is None else on_edge(space, best["params"]),
