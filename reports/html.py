@@ -26,8 +26,10 @@ from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.metric_registry import registered_metrics
 from forgetbench.benchmark.core.store import (
     atomic_write_bytes,
-    atomic_write_text,
+    DiskFull,
+    atomic_write_set,
     file_in_the_way,
+    is_disk_full,
     registered_metric_modules,
     rerun_command,
 )
@@ -774,12 +776,23 @@ def write_report(
     report = build_report(folders, command)
     if skipped is not None:
         skipped.extend(report.skipped)
-    with _stop_signals_held():  # the four files are replaced together: a stop signal waits for the last one
-        atomic_write_text(out.parent / SUMMARY_FILE, report.summary.to_csv(index=False))
-        atomic_write_text(out.parent / COMPARISONS_FILE, report.comparisons.to_csv(index=False))
-        if report.frontier is not None:
-            atomic_write_text(out.parent / FRONTIER_FILE, report.frontier.to_csv(index=False))
-        atomic_write_text(out, report.html)
+    files = {
+        out.parent / SUMMARY_FILE: report.summary.to_csv(index=False).encode(),
+        out.parent / COMPARISONS_FILE: report.comparisons.to_csv(index=False).encode(),
+        out: report.html.encode(),
+    }
+    if report.frontier is not None:
+        files[out.parent / FRONTIER_FILE] = report.frontier.to_csv(index=False).encode()
+    with _stop_signals_held():  # one commit: every file written aside first, then all renamed (store.atomic_write_set)
+        try:
+            atomic_write_set(files)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise DiskFull(
+                f"the disk holding {out.parent} is full ({exc.strerror}): the report was not written, and the "
+                f"previous {out.name} and the tables beside it are as they were. Free some space and rerun"
+            ) from None
         if figures is not None:
             write_figures(report.figures, figures)
     return out

@@ -44,9 +44,11 @@ _CHUNK = 250  # result files per task of a parallel read
 
 
 def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
-    """Every readable result record under the folders (a later folder's copy of a run id wins), and
-    the files skipped as not readable records, each with why (also logged as a warning), and the
-    environment differences between runs a scenario averages or pairs (logged as warnings too).
+    """Every readable result record under the folders, and the files skipped as not readable records, each with
+    why (also logged as a warning), and the environment differences between runs a scenario averages or pairs
+    (logged as warnings too). One record per run: two files of one run id, or of one (scenario, strategy, seed),
+    that differ are both refused and named (which is right cannot be told, and a mean over either would be a silent
+    number); byte-identical copies (one folder given twice, a copied folder) count once, the others named.
 
     ``sources`` maps each run id to its folder, so the report can say where a run came from. Each run's metrics
     (:func:`run_metrics`, no reference) are computed as it is read, into ``metrics``, what :func:`runs_long` takes.
@@ -59,26 +61,30 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
     """
     if registered_metrics():
         figure_runs = None
+    entries: list[tuple[store.ReadResult, dict[str, float], str]] = []
+    skipped: list[tuple[Path, str]] = []
+    for folder in folders:
+        for read, values in _read_folder(Path(folder), figure_runs):
+            if read.record is None:
+                skipped.append((read.path, str(read.error)))
+            else:
+                entries.append((read, values, str(folder)))
+    entries, refused = _one_record_per_run(entries)
+    skipped += refused
     by_key: dict[tuple, RunRecord] = {}
     computed: dict[tuple, dict[str, float]] = {}
     lean: set[tuple] = set()
     sources: dict[str, str] = {}
-    skipped: list[tuple[Path, str]] = []
     shared: dict[str, Any] = {}
-    for folder in folders:
-        for read, values in _read_folder(Path(folder), figure_runs):
-            record = read.record
-            if record is None:
-                skipped.append((read.path, str(read.error)))
-                continue
-            sources[record.run_id] = str(folder)
-            key = (_scenario(record), _strategy(record), record.seed)
-            by_key[key], computed[key] = record, values
-            if read.lean:
-                store.share_repeated(record, shared)
-                lean.add(key)
-            else:
-                lean.discard(key)
+    for read, values, source in entries:
+        record = read.record
+        assert record is not None  # entries hold readable records only
+        sources[record.run_id] = source
+        key = (_scenario(record), _strategy(record), record.seed)
+        by_key[key], computed[key] = record, values
+        if read.lean:
+            store.share_repeated(record, shared)
+            lean.add(key)
     records = list(by_key.values())
     differences = environment_differences(records)
     for sentence in differences:
@@ -93,6 +99,44 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
         metrics={by_key[key].run_id: values for key, values in computed.items()},
         lean={by_key[key].run_id for key in lean},
     )
+
+
+def _one_record_per_run(
+    entries: list[tuple[store.ReadResult, dict[str, float], str]],
+) -> tuple[list[tuple[store.ReadResult, dict[str, float], str]], list[tuple[Path, str]]]:
+    """``entries`` with every duplicate resolved (see :func:`load_records`): the entries kept, and the files
+    refused with why."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, (read, _, _) in enumerate(entries):
+        record = read.record
+        assert record is not None
+        groups[("run id", record.run_id)].append(i)
+        groups[("run", _scenario(record), _strategy(record), record.seed)].append(i)
+    refused: dict[int, str] = {}
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        contents = {i: _bytes(entries[i][0].path) for i in members}
+        first = members[0]
+        what = f"run id {key[1]!r}" if key[0] == "run id" else f"{key[1]} / {key[2]} / seed {key[3]}"
+        if all(contents[i] == contents[first] for i in members):
+            for i in members[1:]:
+                refused.setdefault(i, f"the same record as {entries[first][0].path} ({what}): counted once")
+            continue
+        for i in members:
+            others = ", ".join(str(entries[j][0].path) for j in members if j != i)
+            refused[i] = f"another record of {what} differs from it ({others}): neither is used"
+    kept = [entry for i, entry in enumerate(entries) if i not in refused]
+    for i, why in refused.items():
+        log.warning("skipping %s: %s", entries[i][0].path, why)
+    return kept, [(entries[i][0].path, why) for i, why in sorted(refused.items())]
+
+
+def _bytes(path: Path) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
 
 
 def tuning_studies(folders: Iterable[Path]) -> list[dict[str, Any]]:

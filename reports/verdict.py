@@ -347,6 +347,8 @@ def matched_headline(points: pd.DataFrame, scenario: str) -> list[str]:
     naive."""
     if not len(points) or not FT.has_frontier(points, scenario):
         return []
+    if points[points.scenario == scenario].seed.nunique() < 2:  # fronts are compared over seeds: say so below
+        return []
     matched = FT.matched_plasticity(points, scenario)
     lines = FT.matched_verdicts(matched, FT.matched_pairs(matched), FT.scenario_axes(points, scenario))
     if not lines:

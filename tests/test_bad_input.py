@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -35,6 +36,9 @@ def _suite(**overrides: Any) -> dict[str, Any]:
 
 def _strategy(name: str, **params: Any) -> dict[str, Any]:
     return _suite(strategies=[{"name": name, "params": params}])
+
+
+_TUNED = _suite(strategies=[{"name": "l2", "tune": {"params": {"l2_lambda": {"low": 0.1, "high": 1.0}}, "trials": 2}}])
 
 
 def _yaml_with(line_old: str, line_new: str) -> str:
@@ -1033,6 +1037,27 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         RUN,
         "not a grid (mode)",
     ),
+    # --- the study store: refused before any run (issue 67: a bad --storage used to fail after the naive references
+    # and calibration probes had trained, with a traceback)
+    ("storage-not-a-url", {"suite": _TUNED}, (*RUN, "--storage", "garbage"), "--storage 'garbage': not a database URL"),
+    (
+        "storage-driver-missing",
+        {"suite": _TUNED},
+        (*RUN, "--storage", "postgresql://user@localhost/forgetbench"),
+        "pip install psycopg2-binary",
+    ),
+    (
+        "storage-folder-missing",
+        {"suite": _TUNED},
+        (*RUN, "--storage", "sqlite:///{dir}/no/such/folder/study.db"),
+        "cannot be created there",
+    ),
+    (  # a study file truncated after a SIGKILL: named, with the two ways out
+        "storage-study-file-corrupt",
+        {"suite": _TUNED, "out/tuning/study.db": b"SQLite format 3\x00" + b"\x17" * 3000},
+        RUN,
+        "study.db is corrupt",
+    ),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device-cuda-without-gpu", {"suite": _suite(device="cuda")}, RUN, "device"))
@@ -1099,3 +1124,206 @@ def test_bad_input_through_the_installed_console_script(tmp_path):
     assert proc.returncode == 2
     assert "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- result records the store cannot trust (issue 67): table-driven. Each row damages a copy of a good results folder;
+# `report` and `load_results` refuse the damaged file by name with its reason (never averaging it, never hanging,
+# never a traceback, never touching an original file), and a rerun of the same command reruns the run it stood for.
+
+
+def _json_edit(edit):
+    def damage(run: Path) -> None:
+        path = run / "result.json"
+        path.write_text(edit(path.read_text()))
+
+    return damage
+
+
+def _with_nan(data: dict) -> str:
+    data["accuracy_matrix"][1][0] = 0.123456789
+    return json.dumps(data).replace("0.123456789", "NaN")
+
+
+def _stray_copy(run: Path) -> None:  # a copy of the run in another folder, holding the run's id and other numbers
+    data = json.loads((run / "result.json").read_text())
+    data["accuracy_matrix"] = [[0.1, 0.1], [0.1, 0.1]]
+    (run.parent / "zzz_copy").mkdir()
+    (run.parent / "zzz_copy" / "result.json").write_text(json.dumps(data))
+
+
+def _same_run_twice(run: Path) -> None:  # a consistent record of the same scenario, strategy and seed, other numbers
+    data = json.loads((run / "result.json").read_text())
+    data["run_id"] += "b"
+    data["accuracy_matrix"] = [[0.1, 0.1], [0.1, 0.1]]
+    (run.parent / data["run_id"]).mkdir()
+    (run.parent / data["run_id"] / "result.json").write_text(json.dumps(data))
+
+
+def _replace_with(make):
+    def damage(run: Path) -> None:
+        (run / "result.json").unlink()
+        make(run / "result.json")
+
+    return damage
+
+
+RECORD_DEFECTS = [
+    # (id, damage, the words that name why, whether the run's own record survives (only a stray copy leaves it))
+    ("stray-copy-with-the-runs-id", _stray_copy, "is not its folder's name", True),
+    (
+        "run-id-differs-from-its-folder",
+        _json_edit(lambda t: t.replace('"run_id": "split__naive__seed0"', '"run_id": "split__naive__seed7"')),
+        "is not its folder's name",
+        False,
+    ),
+    ("two-records-of-one-run", _same_run_twice, "differs from it", False),
+    (
+        "nan-in-the-matrix",
+        _json_edit(lambda t: _with_nan(json.loads(t))),
+        "NaN",
+        False,
+    ),
+    (
+        "nan-train-seconds",
+        _json_edit(
+            lambda t: json.dumps(json.loads(t) | {"timing": {"train_seconds": 1.5}}).replace(
+                '"train_seconds": 1.5', '"train_seconds": NaN'
+            )
+        ),
+        "NaN",
+        False,
+    ),
+    (
+        "matrix-wider-than-the-experiences",
+        _json_edit(lambda t: json.dumps(json.loads(t) | {"accuracy_matrix": [[0.5] * 9] * 9})),
+        "column(s) but the record names 2 experience(s)",
+        False,
+    ),
+    ("result-is-a-directory", _replace_with(lambda p: p.mkdir()), "a directory", False),
+    ("dangling-symlink", _replace_with(lambda p: p.symlink_to(p.parent / "gone.json")), "symbolic link", False),
+    ("symlink-loop", _replace_with(lambda p: p.symlink_to(p)), "symbolic link", False),
+    ("fifo", _replace_with(lambda p: os.mkfifo(p)), "FIFO", False),
+    ("byte-order-mark", _json_edit(lambda t: "\ufeff" + t), "byte-order mark", False),
+    ("folder-without-its-record", _replace_with(lambda p: None), "holds no result.json", False),
+]
+_DEFECT_SUITE = tiny_suite(seeds=[0, 1], strategies=[{"name": "naive"}, {"name": "ewc"}])
+
+
+@pytest.fixture(scope="module")
+def good_results(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("good")
+    config = folder / "suite.yaml"
+    config.write_text(yaml.safe_dump(_DEFECT_SUITE))
+    assert main(["run", str(config), "--out", str(folder / "results"), "--quiet", "--no-report"]) == 0
+    return config, folder / "results"
+
+
+def _originals(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.glob("runs/*/*") if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize(
+    ("damage", "why", "survives"), [r[1:] for r in RECORD_DEFECTS], ids=[r[0] for r in RECORD_DEFECTS]
+)
+@pytest.mark.timeout(120)  # a FIFO opened for reading would block forever
+def test_a_record_the_store_cannot_trust_is_refused_by_name_and_rerun(
+    damage, why, survives, good_results, tmp_path, capsys, caplog
+):
+    import shutil
+
+    import forgetbench
+
+    config, good = good_results
+    clean = forgetbench.load_results(good).summary()
+    folder = tmp_path / "results"
+    shutil.copytree(good, folder, symlinks=True)
+    victim = folder / "runs" / "split__naive__seed0"
+    damage(victim)
+    before = _originals(folder)
+
+    assert main(["report", str(folder)]) == 0
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    import html
+
+    assert why in caplog.text and why in html.unescape((folder / "report.html").read_text())  # named, with why
+    summary = forgetbench.load_results(folder).summary()
+    assert _originals(folder) == before  # nothing read was changed
+    naive = summary[summary.strategy == "naive"].iloc[0]
+    expected = clean[clean.strategy == "naive"].iloc[0]
+    if survives:  # the stray copy is refused and the run's own record stands: the summary is the clean one
+        pd.testing.assert_frame_equal(summary, clean)
+    else:  # the run is left out, never averaged with numbers it does not have
+        assert (naive.ok, expected.ok) == (1, 2)
+
+    caplog.clear()
+    status = main(["run", str(config), "--out", str(folder), "--quiet", "--no-report"])
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    if damage is RECORD_DEFECTS[6][1]:  # a directory where the record goes: that run is not saved, the suite goes on
+        assert status == 1 and "could not be saved" in printed.out and "move it away" in printed.out
+        assert "4 run(s) executed" not in printed.out
+    elif survives or damage is _same_run_twice:  # resume reads each run's own record: nothing to run again
+        assert status == 0 and "0 run(s) executed" in printed.out
+    else:
+        assert status == 0 and "1 run(s) executed" in printed.out  # the refused run, and only it, ran again
+        numbers = [c for c in clean.columns if "seconds" not in c]  # timings differ from run to run
+        pd.testing.assert_frame_equal(forgetbench.load_results(folder).summary()[numbers], clean[numbers])
+
+
+def test_load_results_of_a_folder_whose_runs_is_a_file_is_an_error(tmp_path):
+    import forgetbench
+    from forgetbench.benchmark.core.config import ConfigError
+
+    (tmp_path / "runs").write_text("not a folder")
+    with pytest.raises(ConfigError, match="runs: not a folder"):
+        forgetbench.load_results(tmp_path)
+
+
+def _disk_fills_after(monkeypatch, module, name: str, writes: int) -> None:
+    """``module.name`` (a writer) raises ENOSPC from its ``writes + 1``-th call on, as a full disk does."""
+    import errno
+
+    real, calls = getattr(module, name), {"n": 0}
+
+    def full(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > writes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, full)
+
+
+def test_a_full_disk_during_run_stops_with_one_line_and_the_rerun_continues(tmp_path, capsys, monkeypatch):
+    from forgetbench.benchmark.core import store
+
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump(_DEFECT_SUITE))
+    out = tmp_path / "out"
+    _disk_fills_after(monkeypatch, store, "write_result", 2)  # the third run's record finds the disk full
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"the disk holding {out} is full" in err and "rerun the same command" in err
+    assert len(list(out.glob("runs/*/result.json"))) == 2 and not list(out.rglob("*.tmp"))
+    monkeypatch.undo()
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert "2 run(s) executed, 2 skipped" in capsys.readouterr().out
+
+
+def test_a_full_disk_during_report_leaves_the_report_and_its_tables_as_they_were(
+    good_results, tmp_path, capsys, monkeypatch
+):
+    import shutil
+
+    folder = tmp_path / "results"
+    shutil.copytree(good_results[1], folder)
+    assert main(["report", str(folder)]) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    (folder / "runs" / "split__ewc__seed1" / "result.json").unlink()  # the next report would differ everywhere
+    _disk_fills_after(monkeypatch, os, "fsync", 1)  # the second file of the set finds the disk full
+    assert main(["report", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "is full" in err and "as they were" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before  # all old, no temporary

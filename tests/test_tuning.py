@@ -442,3 +442,20 @@ def test_diverged_probes_are_outcomes_and_exit_0_but_a_failed_requested_run_exit
     assert counts[0] == counts[1]
     failing = tiny_suite(seeds=[0], strategies=[{"name": "naive"}, {"name": "test_failing"}])
     assert main(["run", str(write_suite(failing)), "--out", str(tmp_path / "asked"), "--quiet", "--no-report"]) == 1
+
+
+@pytest.mark.parametrize("sampler", ["auto", "tpe"])
+def test_a_study_file_removed_is_rebuilt_from_the_trials_records(sampler, write_suite, tmp_path, capsys):
+    """The records hold every trial's point and value: without OUT/tuning/study.db a rerun asks the same points in
+    the same order (each trial's sampler is seeded by its number), reads each trial's runs back and trains nothing."""
+    config = write_suite(_suite(trials=5, sampler=sampler))
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
+    first = json.loads((out / "tuning.json").read_text())["studies"][0]
+    (out / "tuning" / "study.db").unlink()
+    capsys.readouterr()
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert "0 run(s) executed" in capsys.readouterr().out
+    again = json.loads((out / "tuning.json").read_text())["studies"][0]
+    assert [(t["params"], t["value"]) for t in again["trials"]] == [(t["params"], t["value"]) for t in first["trials"]]
+    assert again["chosen"] == first["chosen"]

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,6 +70,40 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_set(files: dict[Path, bytes]) -> None:
+    """Write several files as one: each to a temporary sibling first (written and fsynced), and only when every one
+    is written are they renamed into place. A full disk, an error or a stop while writing leaves every old file as
+    it was; the renames need no space."""
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}", suffix=TMP_SUFFIX)
+            written.append((tmp, path))
+            os.fchmod(fd, 0o666 & ~_UMASK)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+    except BaseException:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for tmp, path in written:
+        os.replace(tmp, path)
+
+
+class DiskFull(RuntimeError):
+    """The disk under a results folder has no space left: what could not be written is named, nothing half-written
+    is left, and a rerun of the same command continues."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -217,16 +252,54 @@ def rerun_command(out: Path) -> str | None:
     return f"PYTHONPATH={shlex.quote(os.pathsep.join(folders))} {command}" if folders else command
 
 
+_BOM = b"\xef\xbb\xbf"
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _plain_file(path: Path) -> None:
+    """Refuse, without opening or following it, anything at ``path`` that is not a plain file: a symbolic link (a
+    loop or a dangling one included), a directory, a FIFO (reading one blocks forever), a socket or a device."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise RecordError("missing: the run's folder holds no result.json (a run in progress or stopped)") from None
+    except OSError as exc:
+        raise RecordError(f"cannot read it ({exc.strerror})") from None
+    if stat.S_ISLNK(mode):
+        raise RecordError("a symbolic link, not followed: a result file is the plain file its run wrote")
+    if stat.S_ISDIR(mode):
+        raise RecordError("a directory where the run's record goes")
+    for test, kind in _SPECIAL:
+        if test(mode):
+            raise RecordError(f"{kind}, not a plain file: not opened")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    """The JSON object of a result file (pydantic-core's parser: about 3x the standard library's speed)."""
+    """The JSON object of a result file (pydantic-core's parser: about 3x the standard library's speed); refused
+    with :class:`RecordError` saying why when it is not a plain file, not JSON, or holds NaN or Infinity (forgetbench
+    writes neither: JSON has no such number)."""
+    _plain_file(path)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise RecordError(f"cannot read it ({exc.strerror})") from None
+    if data.startswith(_BOM):
+        raise RecordError("starts with a UTF-8 byte-order mark: saved by an editor, not written by a run")
     try:
-        record = pydantic_core.from_json(data)
+        record = pydantic_core.from_json(data, allow_inf_nan=False)
     except ValueError as exc:
-        raise RecordError(f"not JSON ({exc}); a run killed while writing, or an edited file") from None
+        try:
+            pydantic_core.from_json(data)  # the same bytes with NaN / Infinity allowed
+        except ValueError:
+            raise RecordError(f"not JSON ({exc}); a run killed while writing, or an edited file") from None
+        raise RecordError(
+            "holds NaN or Infinity where a number must be finite: not written by a run (forgetbench writes null)"
+        ) from None
     if not isinstance(record, dict):
         raise RecordError(f"a run record is a JSON object, got {type(record).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in record]
@@ -235,10 +308,31 @@ def _read_json(path: Path) -> dict[str, Any]:
     return record
 
 
+def check_integrity(path: Path, record: RunRecord) -> None:
+    """What a record must agree with beyond its own fields (raises :class:`RecordError`): its run id names its
+    folder (a record copied or moved into another run's folder is not that run), and each accuracy row has one
+    entry per experience the record names."""
+    folder = Path(path).parent.name
+    if record.run_id != folder:
+        raise RecordError(
+            f"its run_id {record.run_id!r} is not its folder's name {folder!r}: a record copied or moved from "
+            "another run"
+        )
+    width = len(record.experiences)
+    rows = record.accuracy_matrix
+    if width and rows and len(rows[0]) != width:
+        raise RecordError(
+            f"its accuracy_matrix has {len(rows[0])} column(s) but the record names {width} experience(s)"
+        )
+
+
 def parse_result(path: Path) -> RunRecord:
     """The record at ``path`` (any schema version, as the current one); :class:`RecordError` saying
-    why it is not one (missing, truncated, not JSON, a required key missing, a badly typed field)."""
-    return RunRecord.from_dict(_read_json(path))
+    why it is not one (missing, not a plain file, truncated, not JSON, a non-finite number, a required key missing,
+    a badly typed field, a run id or shape that disagrees: :func:`check_integrity`)."""
+    record = RunRecord.from_dict(_read_json(path))
+    check_integrity(path, record)
+    return record
 
 
 def read_result(path: Path) -> RunRecord | None:
@@ -247,7 +341,7 @@ def read_result(path: Path) -> RunRecord | None:
     try:
         return parse_result(path)
     except RecordError as exc:
-        if Path(path).exists():
+        if os.path.lexists(path):
             log.warning("skipping %s: not a valid run record (%s)", path, exc)
         return None
 
@@ -289,9 +383,15 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 def result_paths(folder: Path) -> list[Path]:
-    """The result files under ``folder``, in run-id order with numbers compared as numbers (so a strategy's
-    seeds come in numeric order)."""
-    return sorted(Path(folder).glob(f"runs/*/{RESULT_FILE}"), key=_natural_key)
+    """The result file of every run folder under ``folder`` (whatever is there: a dangling link or a missing file
+    is read, and refused, by name), in run-id order with numbers compared as numbers (so a strategy's seeds come in
+    numeric order)."""
+    runs = Path(folder) / "runs"
+    try:
+        folders = [entry for entry in os.scandir(runs) if entry.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted((Path(entry.path) / RESULT_FILE for entry in folders), key=_natural_key)
 
 
 def read_result_file(path: Path, lean_if: Callable[[str, str], bool] | None = None) -> ReadResult:
@@ -302,8 +402,11 @@ def read_result_file(path: Path, lean_if: Callable[[str, str], bool] | None = No
         raw = _read_json(path)
         if lean_if is not None and lean_if(*_labels(raw)):
             record, points = RunRecord.from_dict_lean(raw)
+            check_integrity(path, record)
             return ReadResult(path, record, lean=True, curve_points=points)
-        return ReadResult(path, RunRecord.from_dict(raw))
+        record = RunRecord.from_dict(raw)
+        check_integrity(path, record)
+        return ReadResult(path, record)
     except RecordError as exc:
         log.warning("skipping %s: not a valid run record (%s)", path, exc)
         return ReadResult(path, error=str(exc))

@@ -16,6 +16,7 @@ on: ``results.failed`` lists them and ``results.exit_code`` is what the CLI woul
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -191,6 +192,9 @@ def load_results(folder: str | Path, *more: str | Path) -> Results:
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise ConfigError(f"results folder(s) {', '.join(missing)} do not exist")
+    not_folders = [str(f / "runs") for f in folders if os.path.lexists(f / "runs") and not (f / "runs").is_dir()]
+    if not_folders:  # the records live in OUT/runs/<run id>/result.json: a file there would read as no runs at all
+        raise ConfigError(f"{', '.join(not_folders)}: not a folder (expected OUT/runs/<run_id>/result.json)")
     return Results(folders)
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from forgetbench.benchmark.core.config import ConfigError, load_config
+from forgetbench.benchmark.core.store import DiskFull
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
 REPO_ROOT = Path(__file__).resolve().parents[2]  # benchmark/front/cli.py -> the checkout
@@ -566,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"forgetbench: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except DiskFull as exc:
+        print(f"forgetbench: error: {exc}", file=sys.stderr)
+        return EXIT_RUNS_FAILED
     except KeyboardInterrupt:
         from forgetbench.benchmark.core.stop import EXIT_INTERRUPTED
 

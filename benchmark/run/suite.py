@@ -14,7 +14,7 @@ import time
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar, cast
+from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from tqdm.auto import tqdm
 
@@ -242,11 +242,27 @@ class _Driver:
             todo = retry
 
     def _finish(self, folder: Path, job: Job, record: RunRecord) -> None:
+        path = store.result_path(folder, job.spec.run_id)
         try:
-            store.write_result(folder, record)
-        except (TypeError, ValueError) as exc:  # a value JSON cannot hold: this run fails, the suite goes on
-            record = failure_record(job.spec, f"the result could not be written as JSON: {exc}")
-            store.write_result(folder, record)
+            try:
+                store.write_result(folder, record)
+            except (TypeError, ValueError) as exc:  # a value JSON cannot hold: this run fails, the suite goes on
+                record = failure_record(job.spec, f"the result could not be written as JSON: {exc}")
+                store.write_result(folder, record)
+        except OSError as exc:
+            if store.is_disk_full(exc):  # every later run would fail the same way: stop, keeping what was saved
+                raise store.DiskFull(
+                    f"the disk holding {self.out} is full ({exc.strerror}): run {job.spec.run_id} could not be "
+                    f"saved and is left to run again; {len(self.outcome.ran)} run(s) saved before it are kept. "
+                    "Free some space and rerun the same command"
+                ) from None
+            # something in the way of this run's record (a directory at result.json, a folder without write
+            # permission): this run is not saved, the suite goes on, the exit status says so
+            self.outcome.ran.append(job.spec.run_id)
+            self.outcome.failed.append(job.spec.run_id)
+            self.bar.write(f"run {job.spec.run_id} could not be saved: {path}: {exc.strerror}; move it away and rerun")
+            self.bar.update(1)
+            return
         if job.checkpoint is not None and record.status in store.DONE_STATUSES:
             job.checkpoint.unlink(missing_ok=True)  # a complete run needs no checkpoint
         if self.loggers and folder == self.out:  # the suite's own runs, not the selection sweep's
@@ -336,6 +352,9 @@ def run_suite(
         scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh)
         | {index[study.scenario.display_name] for study in studies},
     )
+    begun = time.perf_counter()
+    # before any run: a missing driver, a bad URL or a corrupt study file is refused before anything trains
+    opened = (tuning.open_storage(out, storage), round(time.perf_counter() - begun, 4)) if studies else None
     n_final = sum(len(seeds or suite.seeds) for _ in sweeps) + sum(
         len(seeds or suite.seeds) * (1 + len(study.tune.neighbours)) for study in studies
     )
@@ -346,7 +365,7 @@ def run_suite(
     with _session(
         suite, out, outcome, data_root, total, seeds, show_progress, executor, workers, address, retries, fresh
     ) as driver:
-        _run_phases(driver, suite, out, ordinary, sweeps, seeds, studies, storage)
+        _run_phases(driver, suite, out, ordinary, sweeps, seeds, studies, opened)
     return outcome
 
 
@@ -488,16 +507,17 @@ def _run_phases(
     sweeps: list[selection.Sweep],
     seeds: list[int] | None,
     studies: list[tuning.Study] | None = None,
-    storage: str | None = None,
+    storage: Any = None,
 ) -> None:
     """Phase 1: ordinary runs and every validation sweep; phase 2: the tuning studies (their calibration first
-    where a range is ``auto``); phase 3: the selected combinations and the tuned points."""
+    where a range is ``auto``) in ``storage`` (opened: :func:`tuning.open_storage`); phase 3: the selected
+    combinations and the tuned points."""
     sweep_folder = out / SELECTION_DIR
     driver.run_batch(
         [(out, spec) for spec in ordinary] + [(sweep_folder, spec) for sweep in sweeps for _, spec in sweep.specs]
     )
     if studies:
-        _tune(driver, suite, out, seeds, studies, storage)
+        _tune(driver, suite, out, seeds, studies, storage)  # (the opened storage, seconds it took to open)
     if not sweeps:
         return
     decisions, finals = [], []
@@ -527,7 +547,7 @@ def _tune(
     out: Path,
     seeds: list[int] | None,
     studies: list[tuning.Study],
-    storage: str | None,
+    opened: Any,
 ) -> None:
     """Each study to its trial budget (trials one at a time, each through the executor), then the final runs at
     every chosen point; ``OUT/tuning.json`` records the studies."""
@@ -535,11 +555,8 @@ def _tune(
     # naive on the same held-out data and seeds as the trials: the reference of the trials' frontiers
     driver.run_batch([(out / tuning.TUNING_DIR, spec) for spec in tuning.naive_references(suite, studies)])
     summaries, finals = [], []
-    begun = time.perf_counter()
-    opened = tuning.open_storage(out, storage)
-    opening = time.perf_counter() - begun  # once per suite: SQLAlchemy and the schema check
     for study in studies:
-        summary = tuning.run_study(suite, study, out, driver.run_batch, opened, calibrated)
+        summary = tuning.run_study(suite, study, out, driver.run_batch, opened[0], calibrated)
         summaries.append(summary)
         chosen = tuning.final_specs(suite, study, summary, seeds)
         finals.extend(chosen)
@@ -562,7 +579,7 @@ def _tune(
         ],
     )
     driver.account(out / tuning.TUNING_DIR, [run for s in summaries for t in s["trials"] for run in t["runs"]])
-    store.atomic_write_json(out / tuning.TUNING_FILE, {"studies": summaries, "storage_open_seconds": round(opening, 4)})
+    store.atomic_write_json(out / tuning.TUNING_FILE, {"studies": summaries, "storage_open_seconds": opened[1]})
     driver.outcome.tuning = out / tuning.TUNING_FILE
     driver.outcome.run_ids.extend(spec.run_id for spec in finals)
     driver.run_batch([(out, spec) for spec in finals])

@@ -41,6 +41,7 @@ import numpy as np
 
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import (
+    ConfigError,
     ComponentSpec,
     StrategySpec,
     SuiteConfig,
@@ -399,11 +400,52 @@ class MirroredStudy:
             storage.set_trial_state_values(trial_id, state, None if value is None else [value])
 
 
+DRIVERS = {  # URL scheme -> the package its SQLAlchemy driver comes from
+    "postgresql": "psycopg2-binary",
+    "postgres": "psycopg2-binary",
+    "mysql": "PyMySQL (and the URL mysql+pymysql://...)",
+    "mariadb": "PyMySQL (and the URL mariadb+pymysql://...)",
+    "oracle": "oracledb",
+    "mssql": "pyodbc",
+}
+
+
 def open_storage(out: Path, storage: str | None) -> Any:
-    """The Optuna storage of the suite's studies (opened once: each opening checks the database's schema)."""
+    """The Optuna storage of the suite's studies, opened once (each opening checks the database's schema) and before
+    any run: what is wrong with it is a :class:`ConfigError` naming the flag or the file and what to do."""
     import optuna
 
-    return optuna.storages.get_storage(storage_url(out, storage))
+    url = storage_url(out, storage)
+    flag = "--storage" if storage else f"the study file {Path(out) / TUNING_DIR / 'study.db'}"
+    if storage is None:
+        (Path(out) / TUNING_DIR).mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.get_storage(url)
+    except ImportError:
+        scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+        package = DRIVERS.get(scheme, f"the SQLAlchemy driver for {scheme!r}")
+        raise ConfigError(f"--storage {storage}: its database driver is not installed; pip install {package}") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors, named by what they mean here
+        text = str(exc).splitlines()[0]
+        kind = type(exc).__name__
+        if kind == "ArgumentError":
+            raise ConfigError(
+                f"--storage {storage!r}: not a database URL (e.g. sqlite:///path/study.db, "
+                "postgresql://user@host/db): " + text
+            ) from None
+        if "malformed" in text or "not a database" in text or kind == "DatabaseError":
+            where = storage if storage else str(Path(out) / TUNING_DIR / "study.db")
+            raise ConfigError(
+                f"{flag}: the study database {where} is corrupt ({text}). Either move it aside (the study is "
+                "rebuilt from the trials' runs already recorded under OUT/tuning/runs/, none of which trains "
+                "again), or rerun with --fresh to run every trial again"
+            ) from None
+        if "unable to open database file" in text:
+            raise ConfigError(
+                f"--storage {storage!r}: the database file cannot be created there (its folder is missing or not "
+                "writable)"
+            ) from None
+        raise ConfigError(f"{flag}: Optuna cannot open {url} ({kind}: {text})") from None
 
 
 def run_study(
