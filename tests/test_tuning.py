@@ -327,25 +327,57 @@ def test_pruning_stops_exactly_the_first_seeds_behind_the_completed_trials_and_r
     assert json.loads((out / "tuning.json").read_text())["studies"][0]["trials"] == study["trials"]
 
 
-def test_two_drivers_on_one_storage_each_store_their_own_trials(tmp_path):
-    # --storage lets drivers on several machines share a study: a driver whose in-memory copy is behind stores its
-    # trial at the next free number, and the copy catches up.
+def test_two_drivers_on_one_storage_never_run_the_same_trial(tmp_path):
+    # --storage lets drivers on several machines share a study. A driver whose in-memory copy is behind draws the
+    # point of a number another driver has already taken: the storage gives its trial the next number, so that trial
+    # is superseded (never run, not counted) and the driver draws again for the number it can have.
     import optuna
     from optuna.trial import TrialState
 
-    from forgetbench.benchmark.run.tuning import MirroredStudy
+    from forgetbench.benchmark.run.tuning import SUPERSEDED, MirroredStudy
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     space = {"x": optuna.distributions.FloatDistribution(0.1, 10.0, log=True)}
     first, second = (MirroredStudy(optuna.storages.get_storage(url), "shared", "maximize") for _ in range(2))
-    a = first.ask(optuna.samplers.RandomSampler(seed=0), space)
-    b = second.ask(optuna.samplers.RandomSampler(seed=1), space)  # its copy did not know trial 0
-    assert (a.number, b.number) == (0, 1) and [t.number for t in second.trials()] == [0, 1]
+
+    def sampler_for(index):  # each trial's sampler seeded by its index, as tuning's are
+        return optuna.samplers.RandomSampler(seed=index)
+
+    a = first.ask(sampler_for, space, 4)
+    b = second.ask(sampler_for, space, 4)  # its copy did not know trial 0: its first draw repeated trial 0's point
+    assert (a.number, b.number) == (0, 2) and a.params != b.params
+    stored = {t.number: t for t in first.stored_trials()}
+    assert stored[1].system_attrs[SUPERSEDED] and stored[1].state == TrialState.FAIL
+    assert stored[1].params == a.params  # what it drew for number 0, which it did not get
     second.finish(b.number, TrialState.COMPLETE, 2.0, {})
     first.finish(a.number, TrialState.PRUNED, None, {0: 0.5})
     stored = {t.number: t for t in first.stored_trials()}
     assert stored[0].state == TrialState.PRUNED and stored[0].intermediate_values == {0: 0.5}
-    assert stored[1].state == TrialState.COMPLETE and stored[1].value == 2.0 and stored[1].params == b.params
+    assert stored[2].state == TrialState.COMPLETE and stored[2].value == 2.0 and stored[2].params == b.params
+    assert second.ask(sampler_for, space, 2) is None  # two trials taken: the budget is spent for every driver
+
+
+def test_two_driver_processes_on_one_study_share_its_budget_without_repeating_a_point(write_suite, tmp_path):
+    """Two `forgetbench run` processes on one --storage (two --out folders) ran trial 0's point twice and ended
+    with 6 trials of a budget of 4, printed "5/4" and "6/4"."""
+    config = write_suite(_suite(trials=6))
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    drivers = [
+        _cli("run", str(config), "--out", str(tmp_path / name), "--quiet", "--no-report", "--storage", storage)
+        for name in ("one", "two")
+    ]
+    printed = [d.communicate(timeout=600)[0] for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], printed
+    import optuna
+
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    kept = [t for t in trials if not t.system_attrs.get("forgetbench:superseded")]
+    assert len(kept) == 6 and all(t.state.name == "COMPLETE" for t in kept)
+    points = [t.params["l2_lambda"] for t in kept]
+    assert len(set(points)) == 6  # no point ran twice
+    for text in printed:
+        assert "/6 trials" in text and "7/6" not in text and "8/6" not in text
 
 
 def test_inside_bounds_are_the_quantile_of_the_completed_trials_at_each_point():

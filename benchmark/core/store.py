@@ -320,7 +320,7 @@ def check_integrity(path: Path, record: RunRecord) -> None:
         )
     width = len(record.experiences)
     rows = record.accuracy_matrix
-    if width and rows and len(rows[0]) != width:
+    if rows and len(rows[0]) != width:
         raise RecordError(
             f"its accuracy_matrix has {len(rows[0])} column(s) but the record names {width} experience(s)"
         )

@@ -347,6 +347,46 @@ def objective(records: list[RunRecord | None], metric: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+DRIVER = "forgetbench:driver"  # a trial's system attr: the driver (host:pid) that runs it
+DRAWN_FOR = "forgetbench:drawn_for"  # ... the number its point was drawn for, stored with it in one transaction
+SUPERSEDED = "forgetbench:superseded"  # ... set on a trial drawn for a number another driver took: never run
+
+
+def driver_id() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def superseded(trial: Any) -> bool:
+    """A trial whose point was drawn for another number than the one the storage gave it (another driver took that
+    one first): decided by what was stored with it, so every driver sees it the moment it exists."""
+    return trial.system_attrs.get(DRAWN_FOR, trial.number) != trial.number or bool(trial.system_attrs.get(SUPERSEDED))
+
+
+def held_elsewhere(trial: Any) -> bool:
+    """A RUNNING trial another driver still holds: started on another machine, or by a process of this machine
+    that is alive and not this one. A trial of a process that died (a killed driver) is not: it is run again."""
+    import os
+    import socket
+
+    host, _, pid = str(trial.system_attrs.get(DRIVER, "")).rpartition(":")
+    if not host:  # written before trials named their driver: this driver's to resume, as before
+        return False
+    if host != socket.gethostname():
+        return True
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 class MirroredStudy:
     """An Optuna study in its storage (SQLite under OUT, or ``--storage``) and an in-memory copy its samplers read.
 
@@ -381,17 +421,34 @@ class MirroredStudy:
         """The trials as the storage holds them (its clock's start and end times)."""
         return self.storage.get_all_trials(self.study_id, deepcopy=False)
 
-    def ask(self, sampler: Any, space: dict[str, Any]) -> Any:
-        """A new trial's point from ``sampler``, stored RUNNING with it; returns the trial (frozen)."""
-        self.memory.sampler = sampler
-        number = self.memory.ask(fixed_distributions=space).number
-        frozen = self.memory.get_trials(deepcopy=False)[number]
-        stored_id = self.storage.create_new_trial(self.study_id, template_trial=frozen)
-        if self.storage.get_trial_number_from_id(stored_id) != number:  # another driver added trials (--storage)
+    def ask(self, sampler_for: Callable[[int], Any], space: dict[str, Any], budget: int) -> Any:
+        """A new trial's point, stored RUNNING with it in one transaction and marked with this driver; returns the
+        trial (frozen). ``sampler_for(index)`` is the sampler of the trial that is the index-th of the study (its
+        number among the trials not superseded).
+
+        Two drivers sharing a study (``--storage``) may draw for the same number at once; the storage gives the
+        second one the next number. That trial was drawn for a number it did not get, so it is never run: it is
+        marked superseded (FAIL, with :data:`SUPERSEDED`), counts for nothing, and the driver draws again for the
+        number it can have, unless the study has its ``budget`` of trials by then: None."""
+        from optuna.trial import TrialState
+
+        while True:
+            index = sum(not superseded(t) for t in self.trials())
+            if index >= budget:  # the other drivers took the rest of the budget
+                return None
+            self.memory.sampler = sampler_for(index)
+            number = self.memory.ask(fixed_distributions=space).number
+            memory_id = self.memory.get_trials(deepcopy=False)[number]._trial_id
+            self.memory_storage.set_trial_system_attr(memory_id, DRIVER, driver_id())
+            self.memory_storage.set_trial_system_attr(memory_id, DRAWN_FOR, number)
+            frozen = self.memory.get_trials(deepcopy=False)[number]
+            stored_id = self.storage.create_new_trial(self.study_id, template_trial=frozen)
+            if self.storage.get_trial_number_from_id(stored_id) == number:
+                self.ids[number] = (stored_id, memory_id)
+                return frozen
+            self.storage.set_trial_system_attr(stored_id, SUPERSEDED, True)
+            self.storage.set_trial_state_values(stored_id, TrialState.FAIL)
             self._copy()
-            return self.storage.get_trial(stored_id)
-        self.ids[number] = (stored_id, frozen._trial_id)
-        return frozen
 
     def finish(self, number: int, state: Any, value: float | None, intermediate: dict[int, float]) -> None:
         for storage, trial_id in zip((self.storage, self.memory_storage), self.ids[number]):
@@ -410,17 +467,33 @@ DRIVERS = {  # URL scheme -> the package its SQLAlchemy driver comes from
 }
 
 
+def _get_storage(url: str, attempts: int = 6) -> Any:
+    """Optuna's storage at ``url``; two drivers creating one new database at once race on its schema (one of them
+    meets a unique-constraint or lock error), so creation is tried again after a short wait."""
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.get_storage(url)
+        except Exception as exc:  # noqa: BLE001 - only the schema race is retried; the caller names the others
+            text = str(exc)
+            racing = "alembic_version" in text or "database is locked" in text or "already exists" in text
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_storage(out: Path, storage: str | None) -> Any:
     """The Optuna storage of the suite's studies, opened once (each opening checks the database's schema) and before
     any run: what is wrong with it is a :class:`ConfigError` naming the flag or the file and what to do."""
-    import optuna
 
     url = storage_url(out, storage)
     flag = "--storage" if storage else f"the study file {Path(out) / TUNING_DIR / 'study.db'}"
     if storage is None:
         (Path(out) / TUNING_DIR).mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.get_storage(url)
+        return _get_storage(url)
     except ImportError:
         scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
         package = DRIVERS.get(scheme, f"the SQLAlchemy driver for {scheme!r}")
@@ -536,24 +609,31 @@ def run_study(
             mirrored.finish(number, TrialState.COMPLETE if value is not None else TrialState.FAIL, value, {})
         clock["optuna"] += time.perf_counter() - begun
 
-    # a trial a killed process left running: its own point (stored with it), run again (complete runs are read back)
+    # a trial a killed process left running: its own point (stored with it), run again (complete runs are read back);
+    # one that another live driver holds (--storage shared) is its to finish
     for frozen in mirrored.trials((TrialState.RUNNING,)):
+        if superseded(frozen) or held_elsewhere(frozen):
+            continue
         if set(frozen.params) == set(space):
             evaluate(frozen.number, frozen.params)
         else:  # not written by this module (it stores a trial with its point): nothing to run it at
             mirrored.finish(frozen.number, TrialState.FAIL, None, {})
     while True:
         begun = time.perf_counter()
-        every = mirrored.trials()
-        if sum(t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED) for t in every) >= tune.trials:
+        taken = [t for t in mirrored.trials() if not superseded(t)]  # finished, or running here or in another driver
+        if len(taken) >= tune.trials:
             clock["optuna"] += time.perf_counter() - begun
             break
-        trial = mirrored.ask(_sampler(study, space, len(every)), space)
+        trial = mirrored.ask(lambda index: _sampler(study, space, index), space, tune.trials)
+        if trial is None:
+            clock["optuna"] += time.perf_counter() - begun
+            break
         clock["optuna"] += time.perf_counter() - begun
         evaluate(trial.number, trial.params)
 
     trials = []
-    for frozen in mirrored.stored_trials():
+    stored = mirrored.stored_trials()
+    for frozen in [t for t in stored if not superseded(t)]:
         point = {k: _rounded(v) for k, v in frozen.params.items()}
         trials.append(
             {
@@ -602,6 +682,8 @@ def run_study(
             "points": tune.pruning_points,
             "pruned": sum(t["state"] == "PRUNED" for t in trials),
         },
+        # trials another driver's reservation made this one draw again (--storage shared): never run, not counted
+        "superseded": sum(superseded(t) for t in stored),
         "search_space": {name: repr(dist) for name, dist in space.items()},
         "search_range": {
             name: [dist.low, dist.high]
