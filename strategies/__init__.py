@@ -15,6 +15,7 @@ from forgetbench.strategies import ewc, naive, si, wpl  # noqa: F401,E402  (regi
 from forgetbench.strategies import spg, mas, lwf, l2, replay, joint, standalone  # noqa: F401,E402
 from forgetbench.strategies import exssnet, pic, merge, supsup  # noqa: F401,E402  (parameter isolation)
 from forgetbench.strategies import olora, inflora, osf  # noqa: F401,E402  (LoRA per task on a pretrained backbone)
-from forgetbench.strategies import avalanche_zoo  # noqa: F401,E402  (Avalanche's own methods by name)
+# Avalanche's own methods (`avalanche.<Name>`) register from forgetbench.strategies.avalanche_zoo, which reads
+# Avalanche: STRATEGIES imports it when such a name, or every name, is asked for
 
 __all__ = ["STRATEGIES", "StrategyContext", "StrategyParams", "register_strategy", "shared_params"]

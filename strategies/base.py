@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
-from avalanche.core import SupervisedPlugin
-from avalanche.training.plugins import EvaluationPlugin
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch.optim.optimizer import ParamsT
@@ -34,8 +31,12 @@ from forgetbench.benchmark.core.registry import Registry
 from forgetbench.benchmark.core.registry import strength as strength  # re-exported: the strategy API
 from forgetbench.benchmark.core.registry import strength_params as strength_params
 from forgetbench.benchmark.data.models import TaskRoutedModule
-from forgetbench.benchmark.train.template import FastSupervisedTemplate
 from forgetbench.benchmark.core.training import TrainingConfig
+
+if TYPE_CHECKING:  # Avalanche is imported when a strategy is built (training starts), never to read its params
+    from avalanche.core import SupervisedPlugin
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.templates import SupervisedTemplate
 
 
 class StrategyParams(BaseModel):
@@ -117,10 +118,15 @@ class StrategyContext:
     def build(
         self,
         plugins: Sequence[SupervisedPlugin] = (),
-        template: type[SupervisedTemplate] = FastSupervisedTemplate,
+        template: type[SupervisedTemplate] | None = None,
         **kwargs: Any,
     ) -> SupervisedTemplate:
-        """An Avalanche template set up with the suite's training config and the harness plugins."""
+        """An Avalanche template (default the harness's ``FastSupervisedTemplate``) set up with the suite's training
+        config and the harness plugins."""
+        if template is None:
+            from forgetbench.benchmark.train.template import FastSupervisedTemplate
+
+            template = FastSupervisedTemplate
         return template(
             model=self.model,
             optimizer=kwargs.pop("optimizer", None) or self.make_optimizer(),
@@ -183,11 +189,13 @@ def importance_needed(
 
 def _silent_evaluator() -> EvaluationPlugin:
     """No metrics, no loggers: the harness evaluates on its own, off the training path."""
+    from avalanche.training.plugins import EvaluationPlugin
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="No loggers specified")
         return EvaluationPlugin(loggers=[])
 
 
-StrategyBuilder = Callable[[StrategyContext, Any], SupervisedTemplate]  # Any: each builder takes its own params model
+StrategyBuilder = Callable[[StrategyContext, Any], "SupervisedTemplate"]  # Any: each builder takes its own params model
 STRATEGIES: Registry[StrategyBuilder] = _STRATEGIES
 register_strategy = STRATEGIES.register

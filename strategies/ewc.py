@@ -71,10 +71,9 @@ training (raise ``ewc_lambda`` or use ``importance_norm: mean``).
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
@@ -95,6 +94,9 @@ from forgetbench.strategies.penalty import (
     stable_curvature,
 )
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
 
 
 class EWCParams(StrategyParams):

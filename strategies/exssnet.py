@@ -36,19 +36,23 @@ and ``kkt``: per experience the KNN accuracy of each earlier mask and the source
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.benchmark.train.harness import StepBudget
-from forgetbench.benchmark.train.template import FastSupervisedTemplate
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
 from forgetbench.strategies.masking import MaskedNet
-from forgetbench.strategies.plugin import generator_state, set_generator_state, tensor_bytes
+from forgetbench.strategies.plugin import generator_state, on_avalanche_base, set_generator_state, tensor_bytes
 from forgetbench.strategies.supsup import MaskSlotPlugin, masked_context
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
+    from forgetbench.benchmark.train.template import FastSupervisedTemplate as _TemplateBase
+else:  # at run time the methods sit on a plain class, put on Avalanche's when first built
+    _TemplateBase = object
 
 
 class ExSSNeTParams(StrategyParams):
@@ -235,8 +239,9 @@ class ExSSNeTPlugin(MaskSlotPlugin):
         return {"isolation": isolation, "kkt": kkt}
 
 
-class ExSSNeTTemplate(FastSupervisedTemplate):
-    """Runs each experience as a mask phase then an exclusive weight phase (one Avalanche experience).
+class _ExSSNeTPhases(_TemplateBase):
+    """Runs each experience as a mask phase then an exclusive weight phase (one Avalanche experience): the methods
+    of ``ExSSNeTTemplate``, on the harness's ``FastSupervisedTemplate``.
 
     Each phase gets the turn's budget: ``mask_epochs`` / ``weight_epochs`` or the turn's epochs, and
     the turn's step budget (:meth:`~forgetbench.benchmark.train.harness.StepBudget.new_phase`; the steps of both phases count).
@@ -270,6 +275,21 @@ def build_exssnet(ctx: StrategyContext, params: ExSSNeTParams) -> SupervisedTemp
     """ExSSNeT: SupSup masks plus training of each task's exclusive weights, optional KNN transfer (Yadav & Bansal 2023)."""
     ctx, model = masked_context(ctx, params.sparsity)
     plugin = ExSSNeTPlugin(model, params, ctx.seed)
-    strategy = ctx.build(plugins=[plugin], template=ExSSNeTTemplate)
+    strategy = ctx.build(plugins=[plugin], template=exssnet_template())
     strategy.exssnet = plugin
     return strategy
+
+
+def exssnet_template() -> type:
+    def base() -> type:
+        from forgetbench.benchmark.train.template import FastSupervisedTemplate
+
+        return FastSupervisedTemplate
+
+    return on_avalanche_base("ExSSNeTTemplate", _ExSSNeTPhases, base)
+
+
+def __getattr__(name: str) -> Any:  # `from ...exssnet import ExSSNeTTemplate` builds it then (and imports Avalanche)
+    if name == "ExSSNeTTemplate":
+        return exssnet_template()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -68,7 +68,6 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
-from avalanche.models.utils import avalanche_forward
 from torch import nn
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader
@@ -155,7 +154,7 @@ def squared_gradient_importance(
             out = (
                 routed.forward_single_task(x, task)
                 if routed is not None and task is not None
-                else avalanche_forward(model, x, t)
+                else _avalanche_forward(model, x, t)
             )
             criterion(out, y).backward()
             pairs = [(imp, p.grad) for imp, p in zip(importances, params) if p.grad is not None]
@@ -168,6 +167,12 @@ def squared_gradient_importance(
             p.grad = None
         model.train()
     return dict(zip(names, importances))
+
+
+def _avalanche_forward(model: nn.Module, x: torch.Tensor, task_labels: torch.Tensor) -> torch.Tensor:
+    from avalanche.models.utils import avalanche_forward  # training has started: Avalanche is imported already
+
+    return avalanche_forward(model, x, task_labels)
 
 
 def _forward(model: MultiTaskModule, x: torch.Tensor, task_label: int) -> torch.Tensor:

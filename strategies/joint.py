@@ -14,13 +14,17 @@ hyperparameters.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from avalanche.training.templates import SupervisedTemplate
 
 from forgetbench.benchmark.data.loaders import dataset_tensors, tensor_dataset
 from forgetbench.benchmark.core.registry import NoParams
 from forgetbench.strategies.base import StrategyContext, register_strategy
 from forgetbench.strategies.plugin import Plugin, tensor_bytes
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
 
 
 def union_dataset(datasets: list) -> object:

@@ -23,15 +23,17 @@ Hyperparameter:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import NonNegativeFloat
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params, strength
 from forgetbench.strategies.penalty import penalty_gradient_ratio, penalty_strength_results, QuadraticAnchor
 from forgetbench.strategies.plugin import Plugin, detached
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
 
 
 class L2Params(StrategyParams):

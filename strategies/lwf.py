@@ -36,16 +36,20 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from avalanche.models.utils import avalanche_forward
-from avalanche.training.plugins import LwFPlugin
-from avalanche.training.regularization import LearningWithoutForgetting
-from avalanche.training.templates import SupervisedTemplate
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from pydantic import NonNegativeFloat, PositiveFloat
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.plugin import Plugin
+from forgetbench.strategies.plugin import Plugin, on_avalanche_base
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
+    from avalanche.training.plugins import LwFPlugin as _LwFPluginBase
+    from avalanche.training.regularization import LearningWithoutForgetting as _LwFRegularizerBase
+else:  # at run time the methods sit on a plain class, put on Avalanche's when first built
+    _LwFPluginBase = object
+    _LwFRegularizerBase = object
 
 
 class LwFParams(StrategyParams):
@@ -54,10 +58,11 @@ class LwFParams(StrategyParams):
     units: Literal["previous", "seen"] = "previous"
 
 
-class SeenUnitsDistillation(LearningWithoutForgetting):
+class _SeenUnits(_LwFRegularizerBase):
     """Avalanche's LwF regulariser as one distillation over every earlier class on the batch's own output
     (``units: seen``): the student's softmax spans the earlier classes *and* the current experience's;
-    the copy's distribution is over the earlier classes, zero elsewhere."""
+    the copy's distribution is over the earlier classes, zero elsewhere (the methods of
+    ``SeenUnitsDistillation``, on Avalanche's ``LearningWithoutForgetting``)."""
 
     def __init__(self, alpha: float | Sequence[float], temperature: float) -> None:
         super().__init__(alpha, temperature)
@@ -74,6 +79,8 @@ class SeenUnitsDistillation(LearningWithoutForgetting):
     def _lwf_penalty(self, out, x, curr_model):
         if self.prev_model is None:
             return 0
+        from avalanche.models.utils import avalanche_forward
+
         with torch.no_grad():
             prev_out = avalanche_forward(self.prev_model, x, self.task_labels)
         log_p = torch.log_softmax(out[:, self.student_units] / self.temperature, dim=1)[:, : len(self.previous_units)]
@@ -81,21 +88,22 @@ class SeenUnitsDistillation(LearningWithoutForgetting):
         return F.kl_div(log_p, q, reduction="batchmean")
 
 
-class LwFStatePlugin(Plugin, LwFPlugin):
-    """Avalanche's LwF plugin with the state protocol: its frozen copy of the previous model."""
+class _LwFState(_LwFPluginBase):
+    """Avalanche's LwF plugin with the state protocol: its frozen copy of the previous model (the methods of
+    ``LwFStatePlugin``, on Avalanche's ``LwFPlugin``)."""
 
     def __init__(self, model: torch.nn.Module, alpha: float | list[float], temperature: float, units: str = "previous"):
         super().__init__(alpha=alpha, temperature=temperature)
         if units == "seen":
-            self.lwf = SeenUnitsDistillation(alpha, temperature)
+            self.lwf = seen_units_distillation()(alpha, temperature)
         self.model = model  # the strategy's model: a resumed copy is loaded into a deepcopy of it
 
     def before_training_exp(self, strategy, **kwargs) -> None:
-        if isinstance(self.lwf, SeenUnitsDistillation):
+        if isinstance(self.lwf, _SeenUnits):
             self.lwf.start_experience(strategy.experience.classes_in_this_experience)
 
     def before_backward(self, strategy, **kwargs) -> None:
-        if isinstance(self.lwf, SeenUnitsDistillation):
+        if isinstance(self.lwf, _SeenUnits):
             self.lwf.task_labels = strategy.mb_task_id
         super().before_backward(strategy, **kwargs)
 
@@ -137,5 +145,30 @@ def build_lwf(ctx: StrategyContext, params: LwFParams) -> SupervisedTemplate:
             "scenario's experiences train different parameters (per-task heads): use units 'previous'"
         )
     return ctx.build(
-        plugins=[LwFStatePlugin(ctx.model, alpha=params.alpha, temperature=params.temperature, units=params.units)]
+        plugins=[lwf_state_plugin()(ctx.model, alpha=params.alpha, temperature=params.temperature, units=params.units)]
     )
+
+
+def seen_units_distillation() -> type:
+    def base() -> type:
+        from avalanche.training.regularization import LearningWithoutForgetting
+
+        return LearningWithoutForgetting
+
+    return on_avalanche_base("SeenUnitsDistillation", _SeenUnits, base)
+
+
+def lwf_state_plugin() -> type:
+    def base() -> type:
+        from avalanche.training.plugins import LwFPlugin
+
+        return LwFPlugin
+
+    return on_avalanche_base("LwFStatePlugin", _LwFState, base, Plugin)
+
+
+def __getattr__(name: str) -> Any:  # `from ...lwf import LwFStatePlugin` builds it then (and imports Avalanche)
+    built = {"SeenUnitsDistillation": seen_units_distillation, "LwFStatePlugin": lwf_state_plugin}.get(name)
+    if built is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return built()

@@ -42,12 +42,8 @@ experiences.
 from __future__ import annotations
 
 import torch
-from avalanche.models.utils import avalanche_forward
-from avalanche.training.plugins import MASPlugin
-from avalanche.training.templates import SupervisedTemplate
-from avalanche.training.utils import ParamData, zerolike_params_dict
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy, strength
@@ -59,7 +55,13 @@ from forgetbench.strategies.penalty import (
     penalty_strength_results,
     stable_curvature,
 )
-from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
+from forgetbench.strategies.plugin import Plugin, generator_state, on_avalanche_base, set_generator_state
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
+    from avalanche.training.plugins import MASPlugin as _MASPluginBase
+else:  # at run time the methods sit on a plain class, put on Avalanche's when first built
+    _MASPluginBase = object
 
 
 class MASParams(StrategyParams):
@@ -69,8 +71,9 @@ class MASParams(StrategyParams):
     importance_samples: PositiveInt | None = None
 
 
-class FastMASPlugin(Plugin, MASPlugin):
-    """Avalanche's MAS with the importance pass on tensor-sliced batches and an optional curvature cap."""
+class _FastMAS(_MASPluginBase):
+    """Avalanche's MAS with the importance pass on tensor-sliced batches and an optional curvature cap (the methods
+    of :data:`FastMASPlugin`, on Avalanche's ``MASPlugin``)."""
 
     def __init__(
         self,
@@ -142,6 +145,9 @@ class FastMASPlugin(Plugin, MASPlugin):
         return self.quadratic.penalty(self._params, self._lambda, self._subset) if self._params else 0.0
 
     def _get_importance(self, strategy):
+        from avalanche.models.utils import avalanche_forward
+        from avalanche.training.utils import zerolike_params_dict
+
         importance = dict(zerolike_params_dict(strategy.model))
         index = strategy.experience.current_experience
         if not importance_needed(
@@ -184,6 +190,8 @@ class FastMASPlugin(Plugin, MASPlugin):
         }
 
     def load_state_dict(self, state) -> None:
+        from avalanche.training.utils import ParamData
+
         self.skipped = [int(i) for i in state.get("skipped", [])]
         self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
         if "generator" in state:
@@ -211,7 +219,7 @@ class FastMASPlugin(Plugin, MASPlugin):
 def build_mas(ctx: StrategyContext, params: MASParams) -> SupervisedTemplate:
     """Memory Aware Synapses: output-sensitivity importance, quadratic pull (Aljundi et al. 2018)."""
     cap = stable_curvature(params.max_curvature, ctx.training)
-    plugin = FastMASPlugin(
+    plugin = fast_mas_plugin()(
         lambda_reg=params.lambda_reg,
         alpha=params.alpha,
         max_curvature=cap,
@@ -221,3 +229,20 @@ def build_mas(ctx: StrategyContext, params: MASParams) -> SupervisedTemplate:
         seed=ctx.seed,
     )
     return ctx.build(plugins=[plugin])
+
+
+def fast_mas_plugin() -> type:
+    """``FastMASPlugin``: :class:`_FastMAS` on Avalanche's ``MASPlugin`` (imported here, when a strategy is built)."""
+
+    def mas_plugin() -> type:
+        from avalanche.training.plugins import MASPlugin
+
+        return MASPlugin
+
+    return on_avalanche_base("FastMASPlugin", _FastMAS, mas_plugin, Plugin)
+
+
+def __getattr__(name: str) -> Any:  # `from ...mas import FastMASPlugin` builds it then
+    if name == "FastMASPlugin":
+        return fast_mas_plugin()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from forgetbench.strategies.adapters import PeftLayer, adapter_name, lora_weights
 from forgetbench.strategies.base import StrategyContext, register_strategy
-from forgetbench.strategies.pic import PICNet, PICParams, PICPlugin, PICTemplate
+from forgetbench.strategies.pic import PICNet, PICParams, PICPlugin, pic_template
 from forgetbench.strategies.plugin import generator_state, set_generator_state
 
 COMBINATIONS = ("linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -201,6 +201,6 @@ def build_merge(ctx: StrategyContext, params: MergeParams):
     model = model.to(ctx.device)
     plugin = MergePlugin(model, params, ctx.used_params, ctx.seed)
     ctx = dataclasses.replace(ctx, model=model)
-    strategy = ctx.build(plugins=[plugin], template=PICTemplate)
+    strategy = ctx.build(plugins=[plugin], template=pic_template())
     strategy.pic = plugin
     return strategy

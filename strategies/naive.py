@@ -7,10 +7,14 @@ models, so whatever they share with the current one is overwritten ("catastrophi
 
 from __future__ import annotations
 
-from avalanche.training.templates import SupervisedTemplate
+from typing import TYPE_CHECKING
+
 
 from forgetbench.benchmark.core.registry import NoParams
 from forgetbench.strategies.base import StrategyContext, register_strategy
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
 
 
 @register_strategy("naive", params=NoParams)

@@ -42,19 +42,23 @@ import dataclasses
 import math
 import re
 import warnings
-from typing import Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
-from forgetbench.benchmark.train.template import FastSupervisedTemplate
 from forgetbench.strategies.adapters import PeftLayer, adapter_diagnostics, adapter_name, lora_adapters, lora_weights
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
-from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state, tensor_bytes
+from forgetbench.strategies.plugin import Plugin, generator_state, on_avalanche_base, set_generator_state, tensor_bytes
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
+    from forgetbench.benchmark.train.template import FastSupervisedTemplate as _TemplateBase
+else:  # at run time the methods sit on a plain class, put on Avalanche's when first built
+    _TemplateBase = object
 
 
 LAMBDA_GRID = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -337,8 +341,9 @@ class PICPlugin(Plugin):
         }
 
 
-class PICTemplate(FastSupervisedTemplate):
-    """Trains on an experience minus the validation slice the plugin holds out (when lambda is chosen)."""
+class _PICTraining(_TemplateBase):
+    """Trains on an experience minus the validation slice the plugin holds out (when lambda is chosen): the methods
+    of ``PICTemplate``, on the harness's ``FastSupervisedTemplate``."""
 
     pic: PICPlugin
 
@@ -357,6 +362,21 @@ def build_pic(ctx: StrategyContext, params: PICParams) -> SupervisedTemplate:
     model = PICNet(ctx.model, params.rank, params.alpha, ctx.used_params).to(ctx.device)
     plugin = PICPlugin(model, params, ctx.used_params, ctx.seed)
     ctx = dataclasses.replace(ctx, model=model)
-    strategy = ctx.build(plugins=[plugin], template=PICTemplate)
+    strategy = ctx.build(plugins=[plugin], template=pic_template())
     strategy.pic = plugin
     return strategy
+
+
+def pic_template() -> type:
+    def base() -> type:
+        from forgetbench.benchmark.train.template import FastSupervisedTemplate
+
+        return FastSupervisedTemplate
+
+    return on_avalanche_base("PICTemplate", _PICTraining, base)
+
+
+def __getattr__(name: str) -> Any:  # `from ...pic import PICTemplate` builds it then (and imports Avalanche)
+    if name == "PICTemplate":
+        return pic_template()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,10 +19,11 @@ package may implement the four methods without inheriting from anything here.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
-from avalanche.core import SupervisedPlugin
+
+from forgetbench.benchmark.train.hooks import SUPERVISED_CALLBACKS, SupervisedHooks  # noqa: F401 (the plugin base)
 
 
 @runtime_checkable
@@ -36,8 +37,9 @@ class PluginProtocol(Protocol):
     def extra_results(self) -> dict[str, Any]: ...
 
 
-class Plugin(SupervisedPlugin):
-    """An Avalanche ``SupervisedPlugin`` with the protocol's defaults: stateless, no extra results."""
+class Plugin(SupervisedHooks):
+    """An Avalanche plugin (``SupervisedPlugin``'s callbacks, by duck typing) with the protocol's defaults:
+    stateless, no extra results."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -120,3 +122,18 @@ def generator_state(generator: torch.Generator) -> torch.Tensor:
 
 def set_generator_state(generator: torch.Generator, state: torch.Tensor) -> None:
     generator.set_state(state.to(torch.uint8).cpu())
+
+
+def on_avalanche_base(name: str, methods: type, avalanche_base: Callable[[], type], *more: type) -> type:
+    """The class ``name`` whose methods are ``methods`` on top of one of Avalanche's classes, built (and Avalanche
+    imported) on first use: a strategy module that extends Avalanche's MAS, LwF or replay plugin, or its template,
+    declares the extension as a plain class and its params model at the top, and reading its params never imports
+    Avalanche. Bases, in method order: ``methods``, ``avalanche_base()``, then ``more`` (``Plugin``: its no-op
+    callbacks come after Avalanche's own). Cached: every call gives the same class."""
+    key = (name, methods, *more)
+    if key not in _BUILT:
+        _BUILT[key] = type(name, (methods, avalanche_base(), *more), {"__module__": methods.__module__})
+    return _BUILT[key]
+
+
+_BUILT: dict[tuple[Any, ...], type] = {}

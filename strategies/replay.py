@@ -17,17 +17,20 @@ experience); memory batches cycle through a seeded permutation of the memory. Hy
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
-from avalanche.training.plugins import ReplayPlugin
-from avalanche.training.storage_policy import ReservoirSamplingBuffer
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import PositiveInt
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors, tensor_dataset
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
-from forgetbench.strategies.plugin import Plugin, tensor_bytes
+from forgetbench.strategies.plugin import Plugin, on_avalanche_base, tensor_bytes
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
+    from avalanche.training.plugins import ReplayPlugin as _ReplayPluginBase
+else:  # at run time the methods sit on a plain class, put on Avalanche's when first built
+    _ReplayPluginBase = object
 
 
 class ReplayParams(StrategyParams):
@@ -64,8 +67,9 @@ class MixedTensorLoader:
             yield [torch.cat([b, m[pick]]) for b, m in zip(batch, self.memory)]
 
 
-class FastReplayPlugin(Plugin, ReplayPlugin):
-    """Avalanche's replay buffer, served by slicing tensors instead of a sample-by-sample loader."""
+class _FastReplay(_ReplayPluginBase):
+    """Avalanche's replay buffer, served by slicing tensors instead of a sample-by-sample loader (the methods of
+    ``FastReplayPlugin``, on Avalanche's ``ReplayPlugin``)."""
 
     def before_training_exp(
         self, strategy, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False, **kwargs
@@ -101,6 +105,8 @@ class FastReplayPlugin(Plugin, ReplayPlugin):
         }
 
     def load_state_dict(self, state) -> None:
+        from avalanche.training.storage_policy import ReservoirSamplingBuffer
+
         policy = self.storage_policy
         policy._num_exps = int(state["num_exps"])
         policy.buffer_groups = {}
@@ -121,4 +127,19 @@ class FastReplayPlugin(Plugin, ReplayPlugin):
 @register_strategy("replay", params=ReplayParams)
 def build_replay(ctx: StrategyContext, params: ReplayParams) -> SupervisedTemplate:
     """Experience replay from a fixed-size, experience-balanced memory (non-regularizer reference)."""
-    return ctx.build(plugins=[FastReplayPlugin(mem_size=params.mem_size, batch_size_mem=params.batch_size_mem)])
+    return ctx.build(plugins=[fast_replay_plugin()(mem_size=params.mem_size, batch_size_mem=params.batch_size_mem)])
+
+
+def fast_replay_plugin() -> type:
+    def base() -> type:
+        from avalanche.training.plugins import ReplayPlugin
+
+        return ReplayPlugin
+
+    return on_avalanche_base("FastReplayPlugin", _FastReplay, base, Plugin)
+
+
+def __getattr__(name: str) -> Any:  # `from ...replay import FastReplayPlugin` builds it then (and imports Avalanche)
+    if name == "FastReplayPlugin":
+        return fast_replay_plugin()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

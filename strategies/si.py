@@ -38,8 +38,7 @@ Avalanche's default of 1 changes nothing measurable, see ``tests/test_defaults.p
 from __future__ import annotations
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from pydantic import NonNegativeFloat, PositiveFloat
 from torch.nn.modules.batchnorm import _NormBase
@@ -52,6 +51,9 @@ from forgetbench.strategies.penalty import (
     penalty_strength_results,
 )
 from forgetbench.strategies.plugin import Plugin
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
 
 SI_C = 1.0  # Avalanche's update_ewc_data(..., c=1)
 SI_CLIP = 0.001  # Avalanche's update_ewc_data(clip_to=0.001, ...)

@@ -44,17 +44,19 @@ batch 64 and ReduceLROnPlateau; here the suite's optimizer is used unless the co
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
-from avalanche.models import MultiTaskModule
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import PositiveInt
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params
 from forgetbench.strategies.plugin import Plugin, detached
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.models import MultiTaskModule
+    from avalanche.training.templates import SupervisedTemplate
 
 Tensors = dict[str, torch.Tensor]
 

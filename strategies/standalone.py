@@ -15,16 +15,20 @@ it); the copies are plain tensors, outside ``parameters()``. No hyperparameters.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import copy
 import dataclasses
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
 
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.core.registry import NoParams
 from forgetbench.strategies.base import StrategyContext, register_strategy
 from forgetbench.strategies.plugin import Plugin
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
 
 
 class StandaloneModels(TaskRoutedModule):

@@ -21,15 +21,19 @@ all masked weights the task *owns* (kept by its mask and by no earlier one), and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy
 from forgetbench.strategies.masking import MaskedNet
 from forgetbench.strategies.plugin import Plugin, tensor_bytes
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
 
 
 class SupSupParams(StrategyParams):

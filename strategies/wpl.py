@@ -87,10 +87,9 @@ schedule, whose later turns are unknown): the same estimator, another draw.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
@@ -111,6 +110,9 @@ from forgetbench.strategies.penalty import (
     stable_curvature,
 )
 from forgetbench.strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
 
 Tensors = dict[str, torch.Tensor]
 

@@ -16,10 +16,13 @@ from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.strategies import STRATEGIES, StrategyContext
 from forgetbench.strategies.joint import JointPlugin
 from forgetbench.strategies.l2 import L2Plugin
-from forgetbench.strategies.lwf import LwFStatePlugin
-from forgetbench.strategies.mas import FastMASPlugin
-from forgetbench.strategies.replay import FastReplayPlugin, MixedTensorLoader
+from forgetbench.strategies.lwf import lwf_state_plugin
+from forgetbench.strategies.mas import fast_mas_plugin
+from forgetbench.strategies.replay import MixedTensorLoader, fast_replay_plugin
 from forgetbench.strategies.standalone import StandaloneModels
+
+# the classes that extend Avalanche's plugins are built (and Avalanche imported) when first asked for
+LwFStatePlugin, FastMASPlugin, FastReplayPlugin = lwf_state_plugin(), fast_mas_plugin(), fast_replay_plugin()
 
 
 def scenario_of(name: str, seed: int = 0, **params):

@@ -123,3 +123,35 @@ def test_a_good_config_still_validates_its_params(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     status, heavy, _ = _cli(["validate", "bad.yaml", "--skip-data"], tmp_path)
     assert status == 2 and "torch" in heavy
+
+
+def test_reading_a_config_or_results_never_imports_avalanche(tmp_path):
+    """Issue 65: `validate` of a good config imported Avalanche (7-15 s, 1 GB) because every strategy and scenario
+    module did, for its params model. Now its plugins are Avalanche's protocol by duck typing, the networks become
+    MultiTaskModules when one is built to train, and Avalanche's own methods register when one is named: `--help`,
+    `list`, `validate` (its preflight included: torch may load there), `report` and `load_results` never import it.
+    """
+    from helpers import REPO
+    from report_records import basic_records, write_folder
+
+    results = write_folder(tmp_path / "results", basic_records())
+    for args in (["--help"], ["list"], ["validate", str(REPO / "configs" / "demo.yaml")], ["report", str(results)]):
+        status, heavy, _ = _cli(args, tmp_path)
+        assert status == 0 and "avalanche" not in heavy, args
+    reading = f"import forgetbench; forgetbench.load_results({str(results)!r}).summary()"
+    status, heavy, _ = _cli(["--help"], tmp_path, first=reading)
+    assert status == 0 and "avalanche" not in heavy and "torch" not in heavy
+
+
+def test_the_plugin_base_has_exactly_avalanches_supervised_callbacks():
+    """Avalanche's templates call a plugin's callbacks by name and warn about any they do not know
+    (BaseTemplate._check_plugin_compatibility): the duck-typed base has the same 26 as SupervisedPlugin."""
+    from avalanche.core import SupervisedPlugin
+
+    from forgetbench.strategies.plugin import SUPERVISED_CALLBACKS, Plugin
+
+    def callbacks(cls):
+        return {n for n in dir(cls) if n.startswith(("before", "after"))}
+
+    assert callbacks(SupervisedPlugin) == set(SUPERVISED_CALLBACKS) == callbacks(Plugin)
+    assert Plugin.supports_distributed is SupervisedPlugin.supports_distributed is False

@@ -316,7 +316,7 @@ def _integrity_mutation(run: Path, how: str) -> bool:
 
     path = run / "result.json"
     data = json.loads(path.read_text())
-    other = dict(data, accuracy_matrix=[[0.11, 0.12], [0.13, 0.14]])
+    other = dict(data, accuracy_matrix=[[0.11, 0.12], [0.13, 0.14]], experiences=["task0", "task1"])
     if how == "stray":
         (run.parent / f"zz_{run.name}").mkdir()
         (run.parent / f"zz_{run.name}" / "result.json").write_text(json.dumps(other))

@@ -45,6 +45,7 @@ STRATEGIES: Registry[Callable[..., Any]] = Registry(
     entry_point_group="forgetbench.strategies",
     builtin_modules=("forgetbench.strategies",),
     index=INDEX,
+    prefixed_modules={"avalanche.": "forgetbench.strategies.avalanche_zoo"},  # registering them reads Avalanche
 )
 
 # The decorators a plug-in uses (``forgetbench.register_scenario("name", params=...)``): each registry's own.

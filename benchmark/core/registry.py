@@ -109,10 +109,15 @@ class Registry(Generic[T]):
         entry_point_group: str | None = None,
         builtin_modules: tuple[str, ...] = (),
         index: Path | None = None,
+        prefixed_modules: dict[str, str] | None = None,
     ):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self.builtin_modules = builtin_modules
+        # name prefix -> a built-in module registering those names, imported only when such a name is asked for (or
+        # every name is): Avalanche's own methods, whose registration reads Avalanche, never load to read a config
+        self.prefixed_modules = dict(prefixed_modules or {})
+        self._prefixed_loaded: set[str] = set()
         # a JSON file listing the built-ins (name, description, unavailable): names and listings without
         # importing them (torch and Avalanche take seconds); written by `python -m forgetbench.benchmark.front.docs`
         self.index = index
@@ -156,8 +161,17 @@ class Registry(Generic[T]):
             except Exception as exc:  # a broken plug-in must not take the harness down
                 log.warning("could not load %s entry point %r: %s", self.kind, ep.name, exc)
 
+    def _load_prefixed(self, name: str | None = None) -> None:
+        """Import the prefixed modules ``name`` needs (every one when ``name`` is None)."""
+        for prefix, module in self.prefixed_modules.items():
+            if prefix not in self._prefixed_loaded and (name is None or name.startswith(prefix)):
+                self._prefixed_loaded.add(prefix)
+                importlib.import_module(module)
+
     def get(self, name: str) -> Entry[T]:
         self._load_entry_points()
+        if name not in self._entries:
+            self._load_prefixed(name)
         try:
             return self._entries[name]
         except KeyError:
@@ -165,14 +179,18 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         self._load_entry_points()
+        self._load_prefixed()
         return list(self._entries)
 
     def __contains__(self, name: object) -> bool:
         self._load_entry_points()
+        if isinstance(name, str) and name not in self._entries:
+            self._load_prefixed(name)
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:
         self._load_entry_points()
+        self._load_prefixed()
         return iter(list(self._entries.values()))
 
     def listing(self) -> list[Listing]:

@@ -4,16 +4,26 @@ Every network here is an Avalanche :class:`~avalanche.models.MultiTaskModule`: t
 with a batch selects which *model* of the family runs (a head of a multi-head net, model A or B of
 the two-model setup, an architecture of a supernet). Parameters used by several models are the same
 ``nn.Parameter`` objects, so sharing is real, not copied.
+
+Avalanche is imported when the first network is built, never to read a config: :class:`TaskRoutedModule` is
+declared on ``nn.Module`` and becomes a ``MultiTaskModule`` subclass (its base set to Avalanche's class, every
+subclass with it) in its constructor, through :func:`on_avalanche`. Nothing can hold one before it is built.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 import torch
-from avalanche.models import MultiTaskModule
 from torch import nn
+
+if TYPE_CHECKING:  # what a type checker sees: what every network is once built
+    from avalanche.models import MultiTaskModule as _NetworkBase
+else:
+    _NetworkBase = nn.Module
 
 
 def mlp_trunk(input_shape: Sequence[int], widths: Sequence[int]) -> tuple[nn.Sequential, int]:
@@ -96,12 +106,18 @@ def make_trunk(kind: TrunkKind, input_shape: Sequence[int], widths: Sequence[int
     return TRUNKS[kind](input_shape, widths)
 
 
-class TaskRoutedModule(MultiTaskModule):
+class TaskRoutedModule(_NetworkBase):
     """Multi-task module whose batches usually hold one task: skip Avalanche's per-task split.
 
     Avalanche's ``MultiTaskModule.forward`` calls ``torch.unique`` and scatters outputs for every
     batch. Batches of one task label (the common case here) go straight to ``forward_single_task``.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # a network built to be counted (on the meta device) or checked (a preflight) never meets Avalanche
+        if not _CHECKING.get() and not torch.empty(0).is_meta:
+            on_avalanche()  # the first network built makes this class (and every subclass) a MultiTaskModule
+        super().__init__(*args, **kwargs)
 
     # what this module's parameter names put before the names of the module it wraps, if it wraps one
     # (the `custom` scenario's `net.`); strategies map names with StrategyContext.own_name / harness_name
@@ -238,12 +254,30 @@ class MultiHeadNet(TaskRoutedModule):
         )
 
 
-def _declare_avalanche_interfaces() -> None:
-    # Avalanche's LFL checks isinstance(model, avalanche.models.BaseModel), an ABC whose one method is
-    # get_features(x); MultiHeadNet has it, so it says so (a virtual subclass: no new base, no metaclass clash).
+_CHECKING: contextvars.ContextVar[bool] = contextvars.ContextVar("checking_only", default=False)
+
+
+@contextlib.contextmanager
+def checking_only() -> Iterator[None]:
+    """Networks built inside are only inspected (a preflight's probe batch, a parameter count), never trained or
+    handed to Avalanche: building them does not import it."""
+    token = _CHECKING.set(True)
+    try:
+        yield
+    finally:
+        _CHECKING.reset(token)
+
+
+def on_avalanche() -> None:
+    """Make :class:`TaskRoutedModule` (so every network of every scenario) an Avalanche ``MultiTaskModule``: its
+    base becomes Avalanche's class, which CPython allows between these layouts and which every subclass's method
+    order follows. Once, when the first network is built (the import of Avalanche, seconds, is paid there)."""
+    from avalanche.models import MultiTaskModule
     from avalanche.models.base_model import BaseModel
 
+    if TaskRoutedModule.__bases__ == (MultiTaskModule,):
+        return
+    TaskRoutedModule.__bases__ = (MultiTaskModule,)
+    # Avalanche's LFL checks isinstance(model, avalanche.models.BaseModel), an ABC whose one method is
+    # get_features(x); MultiHeadNet has it, so it says so (a virtual subclass: no new base, no metaclass clash)
     BaseModel.register(MultiHeadNet)
-
-
-_declare_avalanche_interfaces()

@@ -521,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_sections,
         help="comma-separated sections: harness_vs_plain,"
         "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet,sequence_model,"
-        "avalanche_vs_own_loop (default: all)",
+        "suite_overhead,avalanche_vs_own_loop (default: all)",
     )
     p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
     p.add_argument(

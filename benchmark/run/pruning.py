@@ -19,8 +19,8 @@ import math
 import time
 
 import torch
-from avalanche.core import SupervisedPlugin
 
+from forgetbench.benchmark.train.hooks import SupervisedHooks
 from forgetbench.benchmark.core.metrics import running_metric
 from forgetbench.benchmark.core.record import PrunePoint, RunRecord
 from forgetbench.benchmark.data.scenarios import Scenario
@@ -59,7 +59,7 @@ def check_after_experience(rule: PruneRule | None, scenario: Scenario, record: R
         )
 
 
-class InsideChecks(SupervisedPlugin):
+class InsideChecks(SupervisedHooks):
     """The rule's checks inside each experience (see the module docstring); each point's value goes to
     ``record.prune_points``, bounded or not. Its evaluation time is kept apart (``eval_seconds``), as the curve
     recorder's is."""

@@ -22,6 +22,7 @@ from forgetbench.benchmark.run import selection, tracking, tuning
 from forgetbench.benchmark.core import stop, store
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
+from forgetbench.benchmark.data.models import checking_only
 from forgetbench.benchmark.run.executors import Executor, Job, make_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
 from forgetbench.benchmark.core.record import RunRecord
@@ -101,7 +102,8 @@ def preflight(
                 missing = True
         if not missing:
             try:
-                params.preflight(data_root if data_root is not None else default_data_root(), suite.seeds[0])
+                with checking_only():  # what the preflight builds is inspected, never trained: no Avalanche
+                    params.preflight(data_root if data_root is not None else default_data_root(), suite.seeds[0])
             except ValueError as exc:
                 if data_root is None and _caused_by(exc, DataMissingError):
                     continue  # a user's factory reading data files: the data check --skip-data skips

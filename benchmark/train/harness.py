@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from avalanche.core import SupervisedPlugin
 
+from forgetbench.benchmark.train.hooks import SupervisedHooks
 from forgetbench.benchmark.core import stop
 from forgetbench.benchmark.data.scenarios.base import Task
 
@@ -149,7 +149,7 @@ def chance_message(matrix: list[list[float]], tasks: list[Task], seen: list[int]
     return f"{len(at)} of {len(seen)} tasks at chance at the end: " + "; ".join(parts)
 
 
-class LossWatch(SupervisedPlugin):
+class LossWatch(SupervisedHooks):
     """Flags a non-finite loss without a host sync per step (checked once per epoch)."""
 
     def __init__(self) -> None:
@@ -171,7 +171,7 @@ class LossWatch(SupervisedPlugin):
             )
 
 
-class StepBudget(SupervisedPlugin):
+class StepBudget(SupervisedHooks):
     """Stops an experience after ``budget`` iterations (for turns with ``max_steps``); counts ``steps``."""
 
     def __init__(self) -> None:
@@ -195,7 +195,7 @@ class StepBudget(SupervisedPlugin):
         self._earlier_phases = self.steps
 
 
-class CurveRecorder(SupervisedPlugin):
+class CurveRecorder(SupervisedHooks):
     """Forgetting curves: every ``every`` iterations, accuracy of the watched tasks' models.
 
     Records ``{train_exp, iteration, eval_exp, accuracy}`` at iteration 0 (before the turn trains),
@@ -256,10 +256,10 @@ class Harness:
     watch: LossWatch = field(default_factory=LossWatch)
     budget: StepBudget = field(default_factory=StepBudget)
     recorder: CurveRecorder | None = None
-    pruner: SupervisedPlugin | None = None  # a tuning trial's checks inside experiences (run.pruning.InsideChecks)
+    pruner: SupervisedHooks | None = None  # a tuning trial's checks inside experiences (run.pruning.InsideChecks)
 
     @property
-    def plugins(self) -> list[SupervisedPlugin]:
+    def plugins(self) -> list[SupervisedHooks]:
         # The recorder first: its iteration-0 point precedes any step of the experience.
         return [p for p in (self.recorder, self.watch, self.budget, self.pruner) if p is not None]
 

@@ -24,6 +24,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from avalanche.training.templates.base_sgd import PeriodicEval
 
+from forgetbench.benchmark.train.hooks import SupervisedHooks
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors, to_device
 from forgetbench.benchmark.data.models import TaskRoutedModule
 
@@ -31,7 +32,7 @@ from forgetbench.benchmark.data.models import TaskRoutedModule
 # subclasses (Avalanche has no type information, so that base is Any to it), Python as plain classes.
 _Template: Any = SupervisedTemplate if TYPE_CHECKING else object
 
-_NO_OP_OWNERS = (BasePlugin, BaseSGDPlugin, SupervisedPlugin)
+_NO_OP_OWNERS = (BasePlugin, BaseSGDPlugin, SupervisedPlugin, SupervisedHooks)  # callbacks that do nothing
 ITERATION_EVENTS = (
     "before_training_iteration",
     "before_forward",

@@ -18,14 +18,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, overload
+from typing import TYPE_CHECKING, Any, Callable, overload
 
 import torch
-from avalanche.benchmarks import CLScenario, benchmark_from_datasets, with_task_labels
-from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
-from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
 from pydantic import BaseModel, ConfigDict
 
+
+if TYPE_CHECKING:
+    from avalanche.benchmarks import CLScenario
 from forgetbench.benchmark.data.loaders import LabelledTensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.datasets import dataset_info
@@ -202,14 +202,14 @@ class Scenario:
         if state is not None:
             raise NotImplementedError(f"{type(self).__name__} keeps no checkpoint state")
 
-    def avalanche_benchmark(self) -> CLScenario:
+    def avalanche_benchmark(self) -> "CLScenario":
         """Train stream: one experience per turn; test stream: one per task."""
         train = [
             _dataset(self.tasks[t.task].train_x, self.tasks[t.task].train_y, self.tasks[t.task].model_key)
             for t in self.schedule
         ]
         test = [_dataset(t.test_x, t.test_y, t.model_key) for t in self.tasks]
-        return with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train, test=test)))
+        return _benchmark(train=train, test=test)
 
     def train_experiences(self, start: int = 0) -> list[Any]:
         """The Avalanche training experiences of ``schedule[start:]``, numbered ``start, start + 1, ...``
@@ -222,7 +222,7 @@ class Scenario:
             task = self.tasks[t]
             datasets[t] = _dataset(task.train_x, task.train_y, task.model_key)
         train = [datasets[t.task] for t in turns]
-        experiences = list(with_classes_timeline(with_task_labels(benchmark_from_datasets(train=train))).train_stream)
+        experiences = list(_benchmark(train=train).train_stream)
         for offset, experience in enumerate(experiences):
             experience.current_experience = start + offset
         return experiences
@@ -260,7 +260,18 @@ def schedule_from_state(state: Sequence[Sequence[Any]]) -> list[Turn]:
     ]
 
 
+def _benchmark(**streams: list[Any]) -> "CLScenario":
+    """Avalanche's benchmark of the streams' datasets, with task labels and class timelines (Avalanche is imported
+    here, when a run builds its benchmark: never to read a config)."""
+    from avalanche.benchmarks import benchmark_from_datasets, with_task_labels
+    from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+
+    return with_classes_timeline(with_task_labels(benchmark_from_datasets(**streams)))
+
+
 def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int) -> Any:  # an Avalanche classification dataset
+    from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
+
     # Avalanche's class timeline wants one label per sample: a token window's first next token stands in
     # (the training loop reads the tensors themselves, all of y)
     targets = y if y.dim() == 1 else y[:, 0]

@@ -38,6 +38,7 @@ SECTIONS = (
     "parallel_scaling",
     "recurrent_supernet",
     "sequence_model",
+    "suite_overhead",
     "avalanche_vs_own_loop",
 )
 NOT_AVAILABLE = "not available"

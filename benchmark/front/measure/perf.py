@@ -28,6 +28,8 @@ Sections (keys of the JSON object), each measured in its own module of this pack
   ``local`` already gains from its extra threads, the bound is below N. It ignores ``--threads``:
   the thread counts are the point.
 * ``recurrent_supernet``: the ENAS recurrent supernet's turns (see :func:`recurrent_supernet`).
+* ``suite_overhead``: the demo suite's wall against its runs' own training and evaluation seconds
+  (:mod:`forgetbench.benchmark.front.measure.suite_overhead`).
 * ``sequence_model``: EWC's and WPL's train time on a GRU against naive's, with the unrolled per-sample Fisher and
   with the fallback it replaced (:mod:`forgetbench.benchmark.front.measure.sequence`).
 * ``avalanche_vs_own_loop``: forgetbench's run of Avalanche's GEM, AGEM, DER and ER_ACE against Avalanche's own
@@ -60,6 +62,7 @@ from forgetbench.benchmark.front.measure.growth import growth
 from forgetbench.benchmark.front.measure.harness_vs_plain import harness_vs_plain
 from forgetbench.benchmark.front.measure.recurrent import recurrent_supernet
 from forgetbench.benchmark.front.measure.sequence import sequence_model
+from forgetbench.benchmark.front.measure.suite_overhead import suite_overhead
 from forgetbench.benchmark.front.measure.scaling import parallel_scaling
 from forgetbench.benchmark.front.measure.step_overhead import step_overhead
 
@@ -181,6 +184,9 @@ def _run_sections(opts: PerfOptions, data: Any, progress: Callable[[str], None] 
     if "sequence_model" in opts.only:
         note("sequence_model")
         result["sequence_model"] = sequence_model(opts)
+    if "suite_overhead" in opts.only:
+        note("suite_overhead")
+        result["suite_overhead"] = suite_overhead(opts)
     if "avalanche_vs_own_loop" in opts.only:
         from forgetbench.benchmark.front.measure.avalanche_loop import avalanche_vs_own_loop
 
@@ -305,6 +311,18 @@ def format_table(result: dict[str, Any]) -> str:
             "target <= 1.15",
         )
         row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0")
+    if "suite_overhead" in result:
+        r = result["suite_overhead"]
+        lines.append(f"suite_overhead ({r['suite']})")
+        row(
+            f"suite wall / runs' train + eval: {r['wall_seconds']:.1f} s / {r['run_seconds']:.1f} s",
+            f"{r['ratio']:.2f}",
+            "target <= 1.25",
+        )
+        row(
+            f"of which attribution: {r['attribution_seconds']:.1f} s; the report after it",
+            f"{r['report_seconds']:.1f} s",
+        )
     if "sequence_model" in result:
         r = result["sequence_model"]
         lines.append(f"sequence_model ({r['model']}): train time / naive's ({r['seconds']['naive']:.2f} s)")
