@@ -34,6 +34,9 @@ from forgetbench.benchmark.run.spec import RunSpec
 pytestmark = [pytest.mark.effect, pytest.mark.slow]
 
 DEMO = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
+# The demo's training without its forgetting curves and attribution: they read the models, never train them, so the
+# accuracy matrices are the same to the bit (checked on every strategy of both scenarios) at 60% of the time
+TRAINING = DEMO.training.model_copy(update={"eval_every": None, "attribution": None})
 REGULARIZERS = ["ewc", "si", "wpl", "l2", "mas", "lwf"]
 SCENARIOS = {s.label or s.name: s for s in DEMO.scenarios}
 SEEDS = 20
@@ -47,7 +50,7 @@ def seeds(scenario: str, strategy: str) -> list[int]:
 
 
 def _forgetting(scenario: str, strategy: str, seed: int) -> float:
-    spec = RunSpec("defaults", SCENARIOS[scenario], ComponentSpec(name=strategy), seed, DEMO.training, "cpu")
+    spec = RunSpec("defaults", SCENARIOS[scenario], ComponentSpec(name=strategy), seed, TRAINING, "cpu")
     record = run(spec, None)
     assert record.status == "ok", f"{scenario}/{strategy}/seed {seed}: {record.status}: {record.error}"
     return 100 * run_metrics(record)["forgetting"]

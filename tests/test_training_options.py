@@ -154,3 +154,22 @@ def test_reset_optimizer_false_carries_adams_moments_across_turns():
     assert int(kept.optimizer.state[trunk_weight]["step"]) == 2 * 7
     assert int(fresh.optimizer.state[next(fresh.model.parameters())]["step"]) == 7
     assert any(not torch.equal(p, q) for p, q in zip(kept.model.parameters(), fresh.model.parameters()))
+
+
+@pytest.mark.parametrize("scenario", ["two-model", "supernet"])
+def test_curves_and_attribution_read_the_models_and_never_change_training(scenario):
+    """test_defaults trains the demo's runs without them (60% of the time): the accuracy matrix must be the same
+    to the bit with and without forgetting curves and attribution."""
+    from pathlib import Path
+
+    from forgetbench.benchmark.core.config import ComponentSpec, load_config
+    from forgetbench.benchmark.run.runner import run
+    from forgetbench.benchmark.run.spec import RunSpec
+
+    demo = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    assert demo.training.eval_every and demo.training.attribution
+    spec = next(s for s in demo.scenarios if s.display_name == scenario)
+    lean = demo.training.model_copy(update={"eval_every": None, "attribution": None})
+    full, bare = (run(RunSpec("d", spec, ComponentSpec(name="wpl"), 1, t, "cpu"), None) for t in (demo.training, lean))
+    assert full.status == bare.status == "ok" and full.curves and full.attribution and not bare.curves
+    assert full.accuracy_matrix == bare.accuracy_matrix
