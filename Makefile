@@ -25,8 +25,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# --executor auto: the runs on every core when there is more than one (the executors give the same records)
 demo: install
-	$(BIN)/forgetbench run configs/demo.yaml
+	$(BIN)/forgetbench run configs/demo.yaml --executor auto
 
 # The suite on every core (pytest-xdist): tests marked xdist_group (the Ray clusters) share one worker, and
 # --durations names the slowest. PYTEST_WORKERS=0 runs it in this process, as before xdist.

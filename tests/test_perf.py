@@ -202,3 +202,21 @@ def test_the_resnet_workload_on_cuda_has_steps_enough_to_dominate_the_set_up(tmp
 
     cpu, cuda = (PerfOptions(tmp_path, device=d).case("resnet18") for d in ("cpu", "cuda"))
     assert (cpu["train_per_task"], cuda["train_per_task"]) == (512, 4096)  # 4 and 32 steps of 128 per experience
+
+
+def test_perf_suite_overhead_times_the_demo_suite_against_its_runs(cli, capsys):
+    status, result = _perf_json(cli, capsys, "--dataset", "digits", "--only", "suite_overhead")
+    assert status == 0 and set(result) == {"conditions", "suite_overhead"}
+    section = result["suite_overhead"]
+    assert section["suite"] == "demo: 2 runs, local executor"  # --quick: one strategy, one seed, both scenarios
+    assert section["wall_seconds"] >= section["run_seconds"] > 0 and section["report_seconds"] > 0
+    assert section["ratio"] == pytest.approx(section["wall_seconds"] / section["run_seconds"])
+
+
+def test_the_auto_executor_is_worker_processes_where_there_is_more_than_one_core(monkeypatch):
+    from forgetbench.benchmark.run import executors
+
+    monkeypatch.setattr(executors, "available_cores", lambda: 2)
+    assert executors.resolve_executor("auto") == "process"
+    monkeypatch.setattr(executors, "available_cores", lambda: 1)
+    assert executors.resolve_executor("auto") == "local" and executors.resolve_executor("ray") == "ray"

@@ -221,12 +221,13 @@ def run_suite(
     (``fresh`` reruns them). Raises ConfigError on invalid input, before anything runs.
     """
     from forgetbench.benchmark.data.datasets import default_data_root
-    from forgetbench.benchmark.run.executors import prestart, release_prestarted
+    from forgetbench.benchmark.run.executors import prestart, release_prestarted, resolve_executor
 
     from forgetbench.benchmark.core.lock import check_unlocked
 
-    if executor not in ("local", "process", "ray"):
-        raise ConfigError(f"executor: must be one of local, process, ray; got {executor!r}")
+    if executor not in ("local", "process", "ray", "auto"):
+        raise ConfigError(f"executor: must be one of local, process, ray, auto; got {executor!r}")
+    executor = resolve_executor(executor)
     suite = None
     if out is None and executor != "local":  # the folder is named after the suite: read it first
         suite = as_suite(config)

@@ -407,9 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
     p.add_argument(
         "--executor",
-        choices=["local", "process", "ray"],
+        choices=["local", "process", "ray", "auto"],
         default="local",
-        help="where runs execute: this process (default), worker processes, or Ray tasks",
+        help="where runs execute: this process (default), worker processes, Ray tasks, or auto (worker processes "
+        "where there is more than one core, else this process)",
     )
     p.add_argument("--workers", type=int, help="parallel runs (process: default = cores; ray: cap on runs in flight)")
     p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")
@@ -430,9 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--executor",
-        choices=["local", "process", "ray"],
+        choices=["local", "process", "ray", "auto"],
         default="local",
-        help="where runs execute: this process (default), worker processes, or Ray tasks",
+        help="where runs execute: this process (default), worker processes, Ray tasks, or auto (worker processes "
+        "where there is more than one core, else this process)",
     )
     p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
     p.set_defaults(func=cmd_reproduce)
@@ -489,9 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--executor",
-        choices=["local", "process", "ray"],
+        choices=["local", "process", "ray", "auto"],
         default="local",
-        help="where runs execute: this process (default), worker processes, or Ray tasks",
+        help="where runs execute: this process (default), worker processes, Ray tasks, or auto (worker processes "
+        "where there is more than one core, else this process)",
     )
     p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
     p.set_defaults(func=cmd_calibrate)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # importing this module stays cheap (no torch) so the CLI can
     from forgetbench.benchmark.run.spec import RunSpec
 
 ProgressCallback = Callable[[str], None]
-EXECUTORS = ("local", "process", "ray")
+EXECUTORS = ("local", "process", "ray", "auto")  # auto: process where there is more than one core, else local
 HARNESS_MODULES = [
     "forgetbench.benchmark.run.runner",
     "forgetbench.strategies",
@@ -62,6 +62,14 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop workers (also those still running: called on interrupt)."""
+
+
+def resolve_executor(kind: str) -> str:
+    """``auto`` as the executor it stands for here: worker processes where this machine gives the process more than
+    one core (every executor gives the same records: each run trains on its own threads), else this process."""
+    if kind != "auto":
+        return kind
+    return "process" if available_cores() > 1 else "local"
 
 
 def available_cores() -> int:
@@ -544,6 +552,7 @@ def make_executor(
     progress: ProgressCallback | None = None,
 ) -> Executor:
     """The executor named ``kind`` (one of :data:`EXECUTORS`)."""
+    kind = resolve_executor(kind)
     if kind == "local":
         return LocalExecutor(data_root, progress)
     if kind == "process":
