@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --disable-pip-version-check --quiet
 
+# Python caches compiled modules (__pycache__/, git-ignored) even where the environment turns that off: without it every
+# process compiles forgetbench and pytest rewrites every test module again (4-5 s per pytest worker and per CLI call).
+unexport PYTHONDONTWRITEBYTECODE
+
 # Real data for the slower tests and benchmarks: ../shared/data when it is there.
 SHARED_DATA := $(abspath ../shared/data)
 ifneq ($(wildcard $(SHARED_DATA)),)

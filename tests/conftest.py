@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from avalanche.core import SupervisedPlugin
 
 from forgetbench.benchmark.front.cli import main
 from forgetbench.benchmark.core.registry import NoParams
 from forgetbench.strategies import STRATEGIES, StrategyContext, register_strategy
+from forgetbench.strategies.plugin import Plugin
 
 import fault_strategies  # noqa: F401  (registers the test-only faulty strategies)
 
@@ -43,7 +43,7 @@ if "test_failing" not in STRATEGIES:
         raise _Boom("this strategy always fails")
 
 
-class _NaNLoss(SupervisedPlugin):
+class _NaNLoss(Plugin):
     def before_backward(self, strategy, **kwargs):
         if strategy.clock.train_exp_counter == 1:
             strategy.loss = strategy.loss + float("nan")
@@ -57,7 +57,7 @@ if "test_nan_loss" not in STRATEGIES:
         return ctx.build(plugins=[_NaNLoss()])
 
 
-class _UnserialisableResult(SupervisedPlugin):
+class _UnserialisableResult(Plugin):
     def extra_results(self) -> dict[str, Any]:
         return {"odd_value": {1, 2}}  # a set: JSON cannot hold it
 
@@ -120,7 +120,7 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-class _ForgetFirstTask(SupervisedPlugin):
+class _ForgetFirstTask(Plugin):
     """Zeroes task 0's head after the last experience: its model then predicts one class (chance), the others not."""
 
     def after_training_exp(self, strategy, **kwargs):

@@ -7,12 +7,12 @@ marker already exists, so a rerun of the same config succeeds.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
 from pathlib import Path
 
-from avalanche.core import SupervisedPlugin
 from pydantic import NonNegativeFloat
 
 from forgetbench.strategies import STRATEGIES, StrategyContext, StrategyParams, register_strategy
@@ -82,13 +82,21 @@ class SlowParams(StrategyParams):
     seconds_per_step: NonNegativeFloat = 0.05
 
 
-class _Slow(SupervisedPlugin):
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds = seconds
+@functools.cache
+def _slow_plugin_class() -> type:
+    """A user's plain Avalanche plugin (no state protocol, so runs with it are never checkpointed); Avalanche is
+    imported when the strategy is built, so loading this module (conftest does, in pytest's controller) stays light."""
+    from avalanche.core import SupervisedPlugin
 
-    def after_training_iteration(self, strategy, **kwargs):
-        time.sleep(self.seconds)
+    class _Slow(SupervisedPlugin):
+        def __init__(self, seconds: float):
+            super().__init__()
+            self.seconds = seconds
+
+        def after_training_iteration(self, strategy, **kwargs):
+            time.sleep(self.seconds)
+
+    return _Slow
 
 
 if "test_slow" not in STRATEGIES:
@@ -96,7 +104,7 @@ if "test_slow" not in STRATEGIES:
     @register_strategy("test_slow", params=SlowParams)
     def _build_slow(ctx: StrategyContext, params: SlowParams):
         """Test-only: naive fine-tuning that sleeps after every step (to interrupt it mid-run)."""
-        return ctx.build(plugins=[_Slow(params.seconds_per_step)])
+        return ctx.build(plugins=[_slow_plugin_class()(params.seconds_per_step)])
 
 
 class KillAfterParams(FaultParams):

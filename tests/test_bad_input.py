@@ -1107,6 +1107,7 @@ def test_bad_input_exits_2_names_the_field_and_writes_nothing(files, argv, field
     assert seconds < 60, f"refusing bad input took {seconds:.0f} s"  # an alias bomb ran 60 s and grew past 1.2 GB
 
 
+@pytest.mark.slow  # the console script in a subprocess: 3 s: for the full tier, not the inner loop
 def test_bad_input_through_the_installed_console_script(tmp_path):
     """The same contract end to end: the real `forgetbench` process, its stderr and exit status."""
     config = tmp_path / "suite.yaml"

@@ -29,6 +29,7 @@ CUSTOM = {"model": "byo_fixtures:multihead_mlp", "benchmark": "byo_fixtures:tens
 
 
 # ------------------------------------------------------------------------------------ Python API
+@pytest.mark.slow  # a script in a fresh interpreter: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_run_suite_from_a_script_writes_the_same_result_files_as_the_cli(tmp_path):
     suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc"}])
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))

@@ -222,6 +222,7 @@ def killed_then_resumed(cli, config: Path, marker: Path, run_dir: str, tmp_path:
     return expected, RunRecord.from_dict(read_json(out / run_dir / "result.json"))
 
 
+@pytest.mark.slow  # kills and resumes in subprocesses: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 @pytest.mark.parametrize("name", ["supsup", "standalone"])
 def test_sigkilled_worker_resumes_to_the_uninterrupted_record(name, write_suite, cli, tmp_path):
     """A real SIGKILL of the worker process at the start of experience 2 (after checkpoint 1)."""
@@ -368,9 +369,21 @@ def search_comparable(record: RunRecord) -> dict:
     return out
 
 
+# the CNN search with a regularizer costs 3-4 s a case: the full tier (make test) resumes it, the inner loop resumes its
+# naive runs and every other search with every strategy (the resume paths are the same code)
+FULL_TIER_ONLY = {("enas_cnn", "ewc"), ("enas_cnn", "wpl_online")}
+
+
 @pytest.mark.parametrize("at", [1, 2, 4])  # mid-epoch, the end of epoch 0 (before the controller trains), epoch 1
-@pytest.mark.parametrize("strategy", list(SEARCH_STRATEGIES))
-@pytest.mark.parametrize("search", list(SEARCHES))
+@pytest.mark.parametrize(
+    "search, strategy",
+    [
+        pytest.param(search, strategy, marks=[pytest.mark.slow] if (search, strategy) in FULL_TIER_ONLY else [])
+        for search in SEARCHES
+        for strategy in SEARCH_STRATEGIES
+    ],
+    ids=lambda value: str(value),
+)
 def test_a_resumed_search_equals_the_uninterrupted_one(search, strategy, at, tmp_path, monkeypatch):
     spec = RunSpec("resume", SEARCHES[search], SEARCH_STRATEGIES[strategy], 0, SEARCH_TRAINING, "cpu")
     reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")
@@ -394,6 +407,7 @@ def test_a_scenario_that_declares_no_state_runs_a_search_without_checkpoints(tmp
     assert any("CustomSupernetSearch declares no state_dict()" in w for w in record.warnings)
 
 
+@pytest.mark.slow  # kills and resumes in subprocesses: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_sigkilled_search_worker_resumes_to_the_uninterrupted_record(write_suite, cli, tmp_path):
     """A real SIGKILL of the worker process at the start of turn 5 (the second search epoch, after the
     controller's first update and checkpoint 4), rerun: the same record as a run never killed."""

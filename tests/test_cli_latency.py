@@ -66,6 +66,7 @@ def test_a_refused_config_is_refused_without_importing_torch(case, tmp_path):
     assert status == 2 and heavy == []
 
 
+@pytest.mark.slow  # fresh interpreters importing torch and Avalanche: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_an_unknown_name_is_refused_with_the_same_words_as_after_import(tmp_path):
     """The listing's answer equals the registry's own (did-you-mean and allowed names): the same config refused
     in a fresh interpreter from the index, and in one that imported every built-in first."""
@@ -99,6 +100,7 @@ def test_an_unknown_name_is_refused_with_the_same_words_as_after_import(tmp_path
     assert from_index == after_import and "did you mean 'wpl'?" in from_index
 
 
+@pytest.mark.slow  # fresh interpreters importing torch and Avalanche: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_list_reads_the_index_and_lists_what_the_registries_hold(tmp_path):
     status, heavy, from_index = _cli(["list"], tmp_path)
     assert status == 0 and heavy == []
@@ -113,6 +115,7 @@ def test_help_imports_nothing_heavy(tmp_path):
     assert status == 0 and heavy == [] and "validate" in out
 
 
+@pytest.mark.slow  # a fresh interpreter per command, 5 s: for the full tier, not the inner loop
 def test_a_good_config_still_validates_its_params(tmp_path):
     """The name check answers from the index; params still need the components (imported then)."""
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(tiny_suite()))
@@ -125,6 +128,7 @@ def test_a_good_config_still_validates_its_params(tmp_path):
     assert status == 2 and "torch" in heavy
 
 
+@pytest.mark.slow  # fresh interpreters: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_reading_a_config_or_results_never_imports_avalanche(tmp_path):
     """Issue 65: `validate` of a good config imported Avalanche (7-15 s, 1 GB) because every strategy and scenario
     module did, for its params model. Now its plugins are Avalanche's protocol by duck typing, the networks become

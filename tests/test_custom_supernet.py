@@ -186,6 +186,7 @@ def test_controller_search_on_the_example_supernet_reduced(monkeypatch):
         assert len(record.search.ground_truth.standalone_accuracy) == 3
 
 
+@pytest.mark.slow  # the CLI in a fresh interpreter: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_own_supernet_in_a_folder_outside_the_checkout_cli_and_api_agree(tmp_path):
     """The user's module and config in their own folder: `forgetbench run` from there and the Python API give the
     same numbers."""

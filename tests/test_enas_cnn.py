@@ -231,6 +231,7 @@ def test_the_report_of_a_cnn_search_opens_on_the_four_panels_in_points(write_sui
     assert "What the search ships, wpl vs naive on the same seeds" in html and "derived test acc" in html
 
 
+@pytest.mark.slow  # a reduced strength study: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_the_cnn_strength_study_runs_reduced_and_its_strengths_order_the_penalty(write_suite, cli, tmp_path):
     """configs/enas_cnn_wpl_strength.yaml (issue 52, item 4) reduced: one seed, each sweep's weakest and strongest
     point, a tiny cell on digits, the penalty started after 2 turns and reset every 4 (the config's 12 and 24 are

@@ -167,6 +167,7 @@ def test_report_over_folders_with_different_thread_counts_warns_and_shows_it(tmp
     assert any(expected in d for d in forgetbench.load_results(one, two).environment_differences)
 
 
+@pytest.mark.slow  # starts a process pool: each worker imports the stack, 9 s: for the full tier, not the inner loop
 def test_every_executor_runs_with_the_configured_threads_whatever_the_callers_setting(tmp_path):
     """A local run used the caller's thread count (2 here by default) and a Ray worker 1, so the same config gave
     other numbers (issue 50): now the run's own `training.threads` (1 unless set) decides, and is recorded."""

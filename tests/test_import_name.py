@@ -24,6 +24,7 @@ def python(code: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # fresh interpreters and worker processes: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 @pytest.mark.parametrize("executor", ["local", "process"])  # process: the workers' fork server preloads modules too
 def test_run_suite_beside_a_users_benchmark_py(tmp_path, executor):
     # a notebook folder with its own benchmark.py, reports.py and strategies.py: importing any of them fails loudly

@@ -12,6 +12,7 @@ import exists to delay torch, Avalanche or matplotlib.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,11 @@ def _top_level_names(tree: ast.Module) -> set[str]:
     return names
 
 
+@functools.cache
+def _names_defined_in(file: Path) -> frozenset[str]:
+    return frozenset(_top_level_names(ast.parse(file.read_text())))
+
+
 def _module_file(dotted: str) -> Path | None:
     base = ROOT.joinpath(*dotted.split("."))
     return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
@@ -258,7 +264,7 @@ def test_every_forgetbench_import_resolves_to_its_file_in_the_checkout_by_path_a
                     name is not None
                     and name != "*"
                     and _module_file(f"{module}.{name}") is None
-                    and name not in _top_level_names(ast.parse(file.read_text()))
+                    and name not in _names_defined_in(file)
                 ):
                     unresolved.append(f"{path.relative_to(ROOT)}:{node.lineno}: {module} has no {name}")
     assert not unresolved, "\n".join(unresolved)

@@ -112,6 +112,7 @@ def test_a_reproduction_can_name_a_registered_accuracy_metric(registered):
     assert rows.metric.tolist() == [KEY] and rows.obtained.iloc[0] == pytest.approx(65.0) and rows.passed.iloc[0]
 
 
+@pytest.mark.slow  # fresh interpreters: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_a_report_without_the_registering_module_names_it_and_import_brings_the_column_back(tmp_path):
     # A metric registered in the user's script vanished from a later `forgetbench report DIR` without a word
     # (issue 53): the run folder now records which module registered it, the report says so, --import fixes it.

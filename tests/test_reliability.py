@@ -45,6 +45,7 @@ def test_run_suite_with_out_a_file_raises_config_error_and_writes_nothing(tmp_pa
 # --- 5. the report's rerun command reruns; a complete suite reruns without its data --------------------
 
 
+@pytest.mark.slow  # reruns the suite through its printed shell command: fresh interpreters, 12 s: for the full tier, not the inner loop
 def test_the_reports_rerun_command_reruns_the_suite_as_printed(tmp_path):
     root = mnist_root()
     suite = tiny_suite(
@@ -154,6 +155,7 @@ def test_a_run_leaving_a_task_at_chance_is_flagged_in_the_record_and_the_report(
 # --- 9. a module beside the config, from the console script ---------------------------------------------
 
 
+@pytest.mark.slow  # pip-free console script in a fresh interpreter: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_a_module_beside_the_config_is_imported_by_the_console_script(tmp_path):
     folder = tmp_path / "project"
     folder.mkdir()

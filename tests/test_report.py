@@ -234,6 +234,7 @@ def test_a_stop_signal_during_report_says_the_previous_report_is_intact(cli, tmp
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before  # no temp file either
 
 
+@pytest.mark.slow  # a fuzzer over many mutated folders: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_fuzzed_result_files_never_give_a_traceback(tmp_path):
     # Result files mutated every way a crash, an edit or another version can leave them: the report and
     # load_results skip what they cannot read, with the reason, and never raise. (A long run of this fuzzer:
@@ -353,6 +354,7 @@ INTEGRITY_MUTATIONS = ["stray", "twin", "dir", "dangling", "loop", "fifo", "miss
 INTEGRITY_MUTATIONS += ["runid", "bom"]
 
 
+@pytest.mark.slow  # a fuzzer over many mutated folders: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 @pytest.mark.timeout(600)  # 2,000 folders (FORGETBENCH_FUZZ_EXAMPLES) take far longer: that long run is by hand
 def test_fuzzed_integrity_mutations_never_give_a_wrong_summary(tmp_path):
     """Duplicates, stray copies, shape mismatches, NaN and Infinity, special files and links, on several runs at

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from helpers import browser_page
 from report_records import basic_records, full_records, write_folder
 from forgetbench.reports.html import write_report
 
 
+@pytest.mark.slow  # starts a browser, 4 s: for the full tier, not the inner loop
 def test_report_opens_in_headless_chromium(tmp_path):
     records = full_records() + basic_records(label="<script>console.error('xss')</script>")
     report = write_report([write_folder(tmp_path / "results", records)])

@@ -193,6 +193,7 @@ def test_shipped_van_de_ven_reproductions_map_the_authors_lambdas():
         assert set(suite.reproduce.targets) == set(strategies)
 
 
+@pytest.mark.slow  # the console script in a subprocess from another folder, 7 s: for the full tier, not the inner loop
 def test_reproduce_and_the_default_demo_find_the_checkouts_configs_from_any_folder(tmp_path):
     # Run from another folder, `reproduce` and `run` without a config fall back on the checkout's configs/ (they
     # looked in benchmark/configs/, which does not exist, and said there were no reproductions).

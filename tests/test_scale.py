@@ -49,6 +49,7 @@ def test_process_executor_gives_the_local_results(write_suite, cli, tmp_path):
         assert a[key] == b[key], key
 
 
+@pytest.mark.slow  # kills a process-pool worker: fresh interpreters, 5 s: for the full tier, not the inner loop
 def test_killed_worker_is_reported_and_rerun_completes_only_missing(write_suite, cli, tmp_path, capsys):
     out, marker = tmp_path / "out", tmp_path / "kill-once"
     suite = tiny_suite(
@@ -73,6 +74,7 @@ def test_killed_worker_is_reported_and_rerun_completes_only_missing(write_suite,
     assert all(read_json(p)["status"] == "ok" for p in out.rglob("result.json"))
 
 
+@pytest.mark.slow  # kills a process-pool worker: fresh interpreters, 3 s: for the full tier, not the inner loop
 def test_retries_rerun_a_killed_worker(write_suite, cli, tmp_path):
     out, marker = tmp_path / "out", tmp_path / "kill-once"
     suite = tiny_suite(strategies=[{"name": "test_sigkill_once", "params": {"marker": str(marker)}}])
@@ -179,6 +181,7 @@ def _assert_no_partial_files(out: Path) -> None:
         assert store.read_result(path) is not None, f"partial {path}"
 
 
+@pytest.mark.slow  # stops suites with signals in subprocesses: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 @pytest.mark.parametrize(
     ("sig", "executor", "whole_group"),
     [
@@ -247,6 +250,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # a signal in a subprocess: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_sigterm_during_a_gc_callback_still_stops_the_suite(write_suite, tmp_path):
     """A handler that raises would see its exception discarded by the gc ("Exception ignored")
     and the suite would run to the end with status 0; the stop request must survive it."""
@@ -283,6 +287,7 @@ def test_first_stop_signal_sets_a_flag_the_second_raises():
     assert signal.getsignal(signal.SIGTERM) is not stop._handle
 
 
+@pytest.mark.slow  # kills and resumes in subprocesses: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_sigkill_of_the_driver_is_resumed(write_suite, cli, tmp_path, capsys):
     """Machine loss: nothing runs cleanup; the rerun still resumes and leaves no stray file."""
     out = tmp_path / "out"

@@ -424,6 +424,7 @@ def test_hf_corpus_saved_to_disk_keeps_class_names_and_splits_every_fifth(tmp_pa
     assert scenario.tasks[0].name == "task0(world,tech)" and len(scenario.tasks[0].test_y) == 4
 
 
+@pytest.mark.slow  # a fresh interpreter with the network cut, 6 s: for the full tier, not the inner loop
 def test_hf_hub_dataset_needs_download_and_fails_offline_with_what_to_do():
     with pytest.raises(text.TextUnavailableError, match="downloads are off: set `download: true`"):
         text.load_corpus("hf:ag_news")
@@ -487,6 +488,7 @@ def _slow_cached(args):
     return text._cached(Path(path), compute)["x"].tolist()
 
 
+@pytest.mark.slow  # two processes race for one cache: 4 s: for the full tier, not the inner loop
 def test_cached_tensors_are_computed_once_when_two_workers_ask_together(tmp_path):
     """The frozen-part states of a corpus are computed by the first worker; the second waits and reads."""
     import multiprocessing

@@ -138,6 +138,7 @@ def _cli(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # kills and resumes a tuning in subprocesses: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_a_study_killed_mid_tuning_continues_to_the_same_trials_and_choice(tmp_path):
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump(_suite(trials=6)))
@@ -357,6 +358,7 @@ def test_two_drivers_on_one_storage_never_run_the_same_trial(tmp_path):
     assert second.ask(sampler_for, space, 2) is None  # two trials taken: the budget is spent for every driver
 
 
+@pytest.mark.slow  # two driver processes: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
 def test_two_driver_processes_on_one_study_share_its_budget_without_repeating_a_point(write_suite, tmp_path):
     """Two `forgetbench run` processes on one --storage (two --out folders) ran trial 0's point twice and ended
     with 6 trials of a budget of 4, printed "5/4" and "6/4"."""
