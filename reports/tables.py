@@ -127,43 +127,6 @@ def format_parameter_sets(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def selection_frame(selection: dict[str, Any]) -> pd.DataFrame:
-    """One row per swept combination of ``OUT/selection.json``: its validation score and whether chosen."""
-    rows = []
-    for entry in selection.get("selections", []):
-        for row in entry["sweep"]:
-            rows.append(
-                {
-                    "scenario": entry["scenario"],
-                    "strategy": entry["strategy"],
-                    "combination": row["label"],
-                    "metric": f"{entry['metric']} ({entry['goal']}, validation)",
-                    "score": np.nan if row["score"] is None else row["score"],
-                    "seeds_ok": sum(status == "ok" for status in row["status"].values()),
-                    "seeds": len(row["status"]),
-                    "chosen": row["label"] == entry["chosen_label"],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def format_selection(frame: pd.DataFrame) -> str:
-    """Plain-text sweep table; the chosen combination of each strategy is marked with ``*``."""
-    if frame.empty:
-        return "(no selection)"
-    shown = pd.DataFrame(
-        {
-            "scenario": frame.scenario,
-            "strategy": frame.strategy,
-            "combination": [("* " if c else "  ") + label for c, label in zip(frame.chosen, frame.combination)],
-            "metric": frame.metric,
-            "score": ["-" if pd.isna(v) else f"{v:.4f}" for v in frame.score],
-            "seeds ok": [f"{a}/{b}" for a, b in zip(frame.seeds_ok, frame.seeds)],
-        }
-    )
-    return shown.to_string(index=False)
-
-
 def format_tuning(tuning: dict) -> str:
     """Plain-text summary of ``OUT/tuning.json``: per study its protocol, budget and choice, and how it got its
     ranges."""

@@ -187,14 +187,10 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("seed-too-big", {"suite": _suite(seeds=[2**70])}, RUN, "seeds[0]"),
     ("seed-bool", {"suite": _suite(seeds=[True])}, RUN, "seeds[0]"),
     (
-        "selection-seed-negative",
-        {
-            "suite": _suite(
-                strategies=[{"name": "ewc", "params": {"ewc_lambda": [1, 10]}, "selection": {"seeds": [-5]}}]
-            )
-        },
+        "tune-seed-negative",
+        {"suite": _suite(strategies=[{"name": "ewc", "tune": {"params": {"ewc_lambda": "auto"}, "seeds": [-5]}}])},
         RUN,
-        "strategies[0].selection.seeds[0]",
+        "strategies[0].tune.seeds[0]",
     ),
     ("seeds-flag-negative", {"suite": _suite()}, (*RUN, "--seeds=-1"), "--seeds"),
     ("seeds-flag-too-big", {"suite": _suite()}, (*RUN, "--seeds", str(2**70)), "--seeds"),
@@ -963,21 +959,35 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "strategies[0].tune.sampler",
     ),
     (
-        "tune-and-selection",
+        "selection-retired-for-tune",  # one way to choose a strength: the error writes the tune block that replaces it
+        {"suite": _suite(strategies=[{"name": "l2", "params": {"l2_lambda": [1, 10]}, "selection": {"metric": "LA"}}])},
+        RUN,
+        "`tune: {params: {l2_lambda: {choices: [1, 10]}}, sampler: grid, trials: 2, objective: LA}`",
+    ),
+    (
+        "tune-and-a-grid",
+        {
+            "suite": _suite(
+                strategies=[{"name": "l2", "params": {"l2_lambda": [1, 10]}, "tune": {"params": {"l2_lambda": "auto"}}}]
+            )
+        },
+        RUN,
+        "strategies[0].tune.params: a tuned entry takes one value per param, not a grid (l2_lambda)",
+    ),
+    (
+        "tune-grid-more-trials-than-combinations",
         {
             "suite": _suite(
                 strategies=[
                     {
                         "name": "l2",
-                        "params": {"l2_lambda": [1, 10]},
-                        "selection": {"metric": "ACC"},
-                        "tune": {"params": {"l2_lambda": "auto"}},
+                        "tune": {"params": {"l2_lambda": {"choices": [1, 10]}}, "sampler": "grid", "trials": 3},
                     }
                 ]
             )
         },
         RUN,
-        "tuned or selected from a grid, not both",
+        "trials 3 > the grid's 2 combination(s)",
     ),
     (
         "tune-on-an-unknown-scenario",

@@ -1,9 +1,9 @@
-"""Hyperparameter grids and selection on a validation split held out from the training data."""
+"""Hyperparameter grids, and choosing a grid's best point on a validation split held out from the training data
+(``tune:`` with the grid sampler; the retired ``selection:`` is refused with its replacement)."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ from forgetbench.benchmark.core.config import ConfigError, resolve_config, strat
 from forgetbench.benchmark.core.grid import combination_label, combinations, format_value, grid_axes
 from forgetbench.benchmark.run.spec import expand_suite
 from forgetbench.benchmark.run.assemble import build_scenario, hold_out_validation
-from forgetbench.benchmark.run.selection import decide, metric_value, plan_sweeps
+from forgetbench.benchmark.run.tuning import objective
 from helpers import make_record
 from conftest import read_json, tiny_suite
 
@@ -78,13 +78,31 @@ def test_every_grid_combination_is_validated():
     assert "greater than or equal to 0" in str(exc.value)
 
 
-def test_selection_needs_a_grid_and_validation():
-    with pytest.raises(ConfigError, match=r"strategies\[1\]\.selection: needs a grid"):
-        resolve_config(_suite(name="ewc", params={"ewc_lambda": 1}, selection={"metric": "ACC"}))
-    with pytest.raises(ConfigError, match=r"strategies\[1\]\.selection\.on: Input should be 'validation'"):
-        resolve_config(_suite(name="ewc", params={"ewc_lambda": [1, 2]}, selection={"on": "test"}))
-    with pytest.raises(ConfigError, match=r"selection\.metric: Input should be 'ACC', 'LA', 'forgetting' or 'BWT'"):
-        resolve_config(_suite(name="ewc", params={"ewc_lambda": [1, 2]}, selection={"metric": "loss"}))
+def test_selection_is_refused_with_the_tune_block_that_replaces_it():
+    with pytest.raises(ConfigError) as exc:
+        resolve_config(
+            _suite(
+                name="ewc", params={"ewc_lambda": [1, 10], "mode": ["separate", "online"]}, selection={"metric": "LA"}
+            )
+        )
+    message = str(exc.value)
+    assert message.startswith("strategies[1]") and "selection: was replaced by tune with the grid sampler" in message
+    assert (
+        "tune: {params: {ewc_lambda: {choices: [1, 10]}, mode: {choices: ['separate', 'online']}}, sampler: grid, "
+        "trials: 4, objective: LA}" in message
+    )
+    assert "ewc_lambda and mode one value in params" in message
+    # a resolved config written before the change says `selection: null`: it reads as it did
+    old = resolve_config(_suite(name="ewc", params={"ewc_lambda": 1}, selection=None))
+    assert old.strategies[1].params["ewc_lambda"] == 1.0
+
+
+def test_a_grid_tune_runs_every_combination_once_by_default_and_refuses_more_trials():
+    tune = {"params": {"ewc_lambda": {"choices": [1, 10, 100]}}, "sampler": "grid"}
+    suite = resolve_config(_suite(name="ewc", tune=tune))
+    assert suite.strategies[1].tune.trials == 3
+    with pytest.raises(ConfigError, match=r"trials 4 > the grid's 3 combination\(s\): a point would run twice"):
+        resolve_config(_suite(name="ewc", tune={**tune, "trials": 4}))
 
 
 def test_validation_split_comes_from_training_data_only(tmp_path):
@@ -110,39 +128,18 @@ def _fake(R, status="ok"):
     return make_record({"status": status, "accuracy_matrix": R})
 
 
-def test_decide_picks_best_mean_score_hand_computed():
-    suite = resolve_config(_suite(name="ewc", params={"ewc_lambda": [1, 10]}, selection={"metric": "ACC"}))
-    (sweep,) = plan_sweeps(suite)
-    ids = {(spec.strategy.display_name, spec.seed): spec.run_id for _, spec in sweep.specs}
-    records = {
-        # lambda=1: ACC = mean(0.5, 0.7) = 0.6 on seed 0, mean(0.9, 0.9) = 0.9 on seed 1 -> 0.75
-        ids["ewc[ewc_lambda=1]", 0]: _fake([[0.9, 0.1], [0.5, 0.7]]),
-        ids["ewc[ewc_lambda=1]", 1]: _fake([[0.9, 0.1], [0.9, 0.9]]),
-        # lambda=10: 0.8 on seed 0, seed 1 failed -> 0.8 (mean over ok seeds)
-        ids["ewc[ewc_lambda=10]", 0]: _fake([[0.9, 0.1], [0.8, 0.8]]),
-        ids["ewc[ewc_lambda=10]", 1]: _fake([], status="failed"),
-    }
-    decision = decide(sweep, records)
-    assert decision["chosen"] == {"ewc_lambda": 10} and decision["chosen_label"] == "ewc[ewc_lambda=10]"
-    scores = {row["label"]: row["score"] for row in decision["sweep"]}
-    assert scores["ewc[ewc_lambda=1]"] == pytest.approx(0.75) and scores["ewc[ewc_lambda=10]"] == pytest.approx(0.8)
-    assert decision["sweep"][1]["status"] == {"0": "ok", "1": "failed"}
+def test_a_trials_objective_is_the_mean_over_its_ok_seeds_hand_computed():
+    # ACC = mean(0.5, 0.7) = 0.6 on seed 0, mean(0.9, 0.9) = 0.9 on seed 1 -> 0.75
+    assert objective([_fake([[0.9, 0.1], [0.5, 0.7]]), _fake([[0.9, 0.1], [0.9, 0.9]])], "ACC") == pytest.approx(0.75)
+    # 0.8 on seed 0, seed 1 failed -> 0.8 (the mean over ok seeds); no ok seed: no value (the trial fails)
+    assert objective([_fake([[0.9, 0.1], [0.8, 0.8]]), _fake([], status="failed")], "ACC") == pytest.approx(0.8)
+    assert objective([_fake([], status="diverged"), None], "ACC") is None
+    # forgetting of [[a, .], [b, .]] is a - b
+    assert objective([_fake([[0.9, 0.5], [0.5, 0.9]])], "forgetting") == pytest.approx(0.4)
+    assert objective([_fake([[0.5, 0.5]])], "LA") is None  # rows != experiences: undefined, not a score
 
 
-def test_decide_minimises_forgetting_and_breaks_ties_by_grid_order():
-    suite = resolve_config(_suite(name="ewc", params={"ewc_lambda": [1, 10, 100]}, selection={"metric": "forgetting"}))
-    (sweep,) = plan_sweeps(suite)
-    by = {(s.strategy.display_name, s.seed): s.run_id for _, s in sweep.specs}
-    # forgetting of [[a, .], [b, .]] is a - b: lambda=1 -> 0.4; lambda=10 -> 0.1; lambda=100 -> 0.1
-    mats = {"1": [[0.9, 0.5], [0.5, 0.9]], "10": [[0.9, 0.5], [0.8, 0.9]], "100": [[1.0, 0.5], [0.9, 0.9]]}
-    records = {by[f"ewc[ewc_lambda={k}]", seed]: _fake(R) for k, R in mats.items() for seed in (0, 1)}
-    decision = decide(sweep, records)
-    assert decision["goal"] == "min" and decision["chosen_label"] == "ewc[ewc_lambda=10]"
-    assert metric_value("forgetting", _fake(mats["1"])) == pytest.approx(0.4)
-    assert math.isnan(metric_value("LA", _fake([[0.5, 0.5]])))  # rows != experiences: undefined
-
-
-def test_selection_suite_end_to_end(write_suite, cli, tmp_path, capsys):
+def test_grid_tune_end_to_end(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
     suite = tiny_suite(
         seeds=[0],
@@ -150,37 +147,55 @@ def test_selection_suite_end_to_end(write_suite, cli, tmp_path, capsys):
         strategies=[
             {
                 "name": "ewc",
-                "params": {"ewc_lambda": [0, 10000000], "max_curvature": None},
-                "selection": {"metric": "LA", "on": "validation", "fraction": 0.3},
+                "params": {"max_curvature": None},
+                "tune": {
+                    "params": {"ewc_lambda": {"choices": [0, 10000000]}},
+                    "sampler": "grid",
+                    "objective": "LA",
+                    "fraction": 0.3,
+                    "neighbours": [],
+                },
             }
         ],
     )
     suite["training"]["lr"] = 0.5  # a huge lambda with a large lr makes the second task diverge
-    # a sweep run diverged: an outcome of the selection, counted apart, not a failure of a run the suite asked for
+    # a trial diverged: an outcome of the search, counted apart, not a failure of a run the suite asked for
     assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
     printed = capsys.readouterr().out
     assert "diverged=1" in printed
-    selection = json.loads((out / "selection.json").read_text())["selections"][0]
-    assert [row["label"] for row in selection["sweep"]] == ["ewc[ewc_lambda=0]", "ewc[ewc_lambda=10000000]"]
-    assert selection["chosen_label"] == "ewc[ewc_lambda=0]"
-    # the huge penalty diverges: the combination gets no score and cannot be chosen
-    assert selection["sweep"][1]["score"] is None and selection["sweep"][1]["status"] == {"0": "diverged"}
-    assert selection["sweep"][0]["score"] > 0.9
-    sweep_record = read_json(out / "selection" / "runs" / "split__ewc[ewc_lambda=0]__seed0" / "result.json")
-    assert sweep_record["evaluated_on"] == {"split": "validation", "fraction": 0.3}
-    assert sweep_record["config"]["validation_fraction"] == 0.3
-    final = read_json(out / "runs" / "split__ewc[ewc_lambda=0]__seed0" / "result.json")
+    study = json.loads((out / "tuning.json").read_text())["studies"][0]
+    by_point = {t["params"]["ewc_lambda"]: t for t in study["trials"]}
+    assert sorted(by_point) == [0, 10000000] and study["chosen"] == {"ewc_lambda": 0}
+    # the huge penalty diverges: its trial gets no value and cannot be chosen
+    assert by_point[10000000]["value"] is None and by_point[0]["value"] > 0.9
+    trial_record = read_json(out / "tuning" / "runs" / by_point[0]["runs"][0] / "result.json")
+    assert trial_record["evaluated_on"] == {"split": "validation", "fraction": 0.3}
+    assert trial_record["config"]["validation_fraction"] == 0.3
+    (final_folder,) = [p for p in (out / "runs").iterdir() if p.name.startswith("split__ewc")]
+    final = read_json(final_folder / "result.json")
     assert final["status"] == "ok" and "evaluated_on" not in final
     assert final["strategy"]["params"]["ewc_lambda"] == 0
-    assert sorted(p.name for p in (out / "runs").iterdir()) == ["split__ewc[ewc_lambda=0]__seed0"]
-    assert "hyperparameter selection" in printed and "* ewc[ewc_lambda=0]" in printed
-    # resume: nothing reruns, the same choice and the same count are printed again
+    # resume: nothing reruns, the same count is printed again
     assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
     again = capsys.readouterr().out
-    assert "0 run(s) executed, 3 skipped" in again and "diverged=1" in again
+    assert "0 run(s) executed" in again and "diverged=1" in again
 
 
 def test_strategy_variants_without_grid_keep_the_entry():
     suite = resolve_config(tiny_suite(strategies=[{"name": "si", "label": "si-strong", "params": {"si_lambda": 2}}]))
     ((choice, spec),) = strategy_variants(suite.strategies[0])
     assert choice == {} and spec.display_name == "si-strong"
+
+
+def test_a_record_written_with_selection_null_is_still_complete_for_its_run():
+    from forgetbench.benchmark.core.store import is_complete
+
+    (spec,) = expand_suite(resolve_config(tiny_suite()))
+    resolved = spec.resolved()
+    before = {**resolved, "strategy": {**resolved["strategy"], "selection": None}}  # what records held until now
+    record = make_record({"status": "ok", "accuracy_matrix": [[0.9, 0.1], [0.8, 0.9]], "config": before})
+    assert is_complete(record, resolved)
+    other = {**resolved, "strategy": {**resolved["strategy"], "selection": {"metric": "ACC"}}}
+    assert not is_complete(
+        make_record({"status": "ok", "accuracy_matrix": [[0.9, 0.1], [0.8, 0.9]], "config": other}), resolved
+    )

@@ -93,23 +93,6 @@ class ComponentSpec(StrictModel):
         return self._typed
 
 
-class SelectionSpec(StrictModel):
-    """Pick a strategy's best grid combination on held-out training data, then run the seeds with it."""
-
-    metric: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"  # forgetting is minimised, others maximised
-    on: Literal["validation"] = "validation"  # never the test split
-    fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of each task's training data held out
-    seeds: list[Seed] | None = Field(None, min_length=1)  # seeds of the sweep (default: the suite's)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _yaml_on_key(cls, data: Any) -> Any:
-        # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True.
-        if isinstance(data, dict) and True in data and "on" not in data:
-            data = {("on" if k is True else k): v for k, v in data.items()}
-        return data
-
-
 class TuneRange(StrictModel):
     """A numeric range to search: ``low`` to ``high``, on a log scale unless ``log: false``."""
 
@@ -159,7 +142,7 @@ class TuneSpec(StrictModel):
     with the same command continues it."""
 
     params: dict[str, TuneHow] = Field(min_length=1)  # auto: the calibrated range; {low, high}; {choices}
-    trials: int = Field(12, ge=1, le=10_000)  # completed trials per (scenario, strategy entry): equal budgets
+    trials: int = Field(12, ge=1, le=10_000)  # per (scenario, strategy entry); a grid of choices: its size
     # auto: qmc below `TPE_MIN_TRIALS` trials (TPE's random start-up would be most of them), else tpe;
     # qmc: a scrambled Sobol design over the ranges (log scale where they are); grid: every choice, and ranges at
     # `trials` log-spaced points; tpe: Optuna's TPE after `max(5, trials // 4)` random start-up trials
@@ -186,6 +169,20 @@ class TuneSpec(StrictModel):
     neighbours: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.1, 10.0], max_length=8)
 
     @model_validator(mode="after")
+    def _grid_fits_its_trials(self) -> "TuneSpec":
+        choices = [how.choices for how in self.params.values() if isinstance(how, TuneChoices)]
+        if self.sampler == "grid" and len(choices) == len(self.params):
+            combos = math.prod(len(values) for values in choices)
+            if "trials" not in self.model_fields_set:  # the whole grid, once
+                self.trials = combos
+            elif self.trials > combos:
+                raise ValueError(
+                    f"trials {self.trials} > the grid's {combos} combination(s): a point would run twice "
+                    f"(give trials: {combos})"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _pruning_can_act(self) -> "TuneSpec":
         for field in ("pruning_startup", "pruning_points"):
             if self.pruning == "off" and field in self.model_fields_set:
@@ -199,11 +196,40 @@ class TuneSpec(StrictModel):
 
 
 class StrategySpec(ComponentSpec):
-    """A strategy entry; params given as lists form a grid, ``selection`` picks one combination, ``tune`` searches
-    params with Optuna."""
+    """A strategy entry; params given as lists form a grid (every combination runs), ``tune`` chooses params on
+    held-out validation data first (with ``sampler: grid``, the best of a grid)."""
 
-    selection: SelectionSpec | None = None  # pick the best grid value on held-out validation data first
     tune: TuneSpec | None = None  # search params with Optuna on held-out validation data first
+
+    @model_validator(mode="before")
+    @classmethod
+    def _selection_is_tune(cls, data: Any) -> Any:
+        # `selection:` picked a grid's best combination; `tune:` with `sampler: grid` does the same with one code path
+        # (its trials, resume, frontier and report). Resolved configs written before wrote `selection: null`.
+        if isinstance(data, dict) and "selection" in data:
+            if data["selection"] is None:
+                return {k: v for k, v in data.items() if k != "selection"}
+            raise ValueError(selection_replacement(data))
+        return data
+
+
+def selection_replacement(entry: dict[str, Any]) -> str:
+    """The error for a strategy entry that still says ``selection:``: the ``tune:`` block that replaces it, written
+    from the entry's own grid."""
+    selection = entry["selection"] if isinstance(entry.get("selection"), dict) else {}
+    params: dict[str, Any] = entry["params"] if isinstance(entry.get("params"), dict) else {}
+    grid = {name: values for name, values in params.items() if isinstance(values, list)}
+    combos = math.prod(len(values) for values in grid.values()) if grid else 0
+    choices = ", ".join(f"{name}: {{choices: {values}}}" for name, values in grid.items()) or "NAME: {choices: [...]}"
+    options = [f"params: {{{choices}}}", "sampler: grid", f"trials: {combos or 'N'}"]
+    key_of = {"metric": "objective", "fraction": "fraction", "seeds": "seeds"}
+    options += [f"{key_of[key]}: {selection[key]}" for key in key_of if selection.get(key) is not None]
+    return (
+        "selection: was replaced by tune with the grid sampler (one way to choose a strength). Write "
+        f"`tune: {{{', '.join(options)}}}` and give "
+        + (" and ".join(grid) + " one value in params (or leave it out)" if grid else "each tuned param one value")
+        + "; see docs/guide/grids.md"
+    )
 
 
 TRACKER_PACKAGES: dict[str, str | None] = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
@@ -283,7 +309,7 @@ class SuiteConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda if available, else cpu
     training: TrainingConfig = Field(default_factory=TrainingConfig)  # how every run of the suite is trained
     scenarios: list[ComponentSpec] = Field(min_length=1)  # the scenarios, each {name, label?, params}
-    strategies: list[StrategySpec] = Field(min_length=1)  # the strategies, each {name, label?, params, selection?}
+    strategies: list[StrategySpec] = Field(min_length=1)  # the strategies, each {name, label?, params, tune?}
     # experiment trackers each finished run is written to (benchmark/run/tracking.py); execution-only
     loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(
         default_factory=list
@@ -377,8 +403,6 @@ def model_in(annotation: Any) -> type[BaseModel] | None:
 def _tune_problems(tune: TuneSpec, entry: Any, spec: ComponentSpec, axes: dict[str, list[Any]]) -> list[str]:
     """What is wrong with a ``tune`` block on this entry (empty when nothing is)."""
     problems = []
-    if getattr(spec, "selection", None) is not None:
-        problems.append("params: an entry is tuned or selected from a grid, not both (drop selection or tune)")
     if axes:
         problems.append(f"params: a tuned entry takes one value per param, not a grid ({', '.join(axes)})")
     fields = entry.params.model_fields
@@ -430,9 +454,6 @@ def _resolve_components(specs: list[ComponentSpec], registry: Registry[Any], fie
             if problems:
                 errors.extend(f"{field}[{i}].tune.{problem}" for problem in problems)
                 continue
-        if getattr(spec, "selection", None) is not None and not axes:
-            errors.append(f"{field}[{i}].selection: needs a grid (at least one param given as a list of values)")
-            continue
         first, parsed = None, []
         for choice in combinations(axes):
             try:

@@ -1,6 +1,6 @@
 """The metric catalogue: every metric's key, label, direction, unit, definition and range, in one table.
 
-The report, ``summary.csv``, the paired comparisons, the verdicts, hyperparameter selection and the
+The report, ``summary.csv``, the paired comparisons, the verdicts, tuning objectives and the
 terminal table all read :data:`METRICS`, so a metric is declared once. The built-in metrics are
 computed together in :func:`forgetbench.benchmark.core.metrics.run_metrics` (they share the accuracy
 matrix); a metric added with :func:`register_metric` brings its own function of one run's record and

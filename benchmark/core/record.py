@@ -118,7 +118,7 @@ class AttributionEntry(_Part):
 
 
 class EvaluatedOn(_Part):
-    """Where the accuracies were measured when not on each task's test split (selection sweeps)."""
+    """Where the accuracies were measured when not on each task's test split (tuning trials, calibration probes)."""
 
     split: str  # `validation`: a seeded share of each task's training data, held out from training
     fraction: float | None = None  # that share
@@ -276,7 +276,7 @@ class RunRecord(BaseModel):
     standalone_accuracy: list[float] | None = None  # older records: per task, alone (now search.ground_truth)
     memory: Memory | None = None  # what the strategy keeps between experiences
     resumed_from_experience: int | None = None  # set when the run resumed from a checkpoint
-    evaluated_on: EvaluatedOn | None = None  # where accuracies were measured when not the test split (selection sweeps)
+    evaluated_on: EvaluatedOn | None = None  # where accuracies were measured when not the test split (trials, probes)
     # tasks whose final accuracy is at chance while the run is ok (others learned): flagged in the report
     tasks_at_chance: list[int] | None = None
     warnings: list[str] | None = None  # what the run noticed that does not fail it (each a sentence)

@@ -32,7 +32,6 @@ from forgetbench.benchmark.core.record import RecordError, RunRecord
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
-SELECTION_DIR = "selection"  # OUT/selection/runs/<run_id>/result.json: a validation sweep's runs
 CALIBRATION_DIR = "calibration"  # OUT/calibration/runs/<run_id>/result.json: strength probes
 REQUIRED_KEYS = ("schema_version", "run_id", "status", "config", "accuracy_matrix")
 _UMASK = os.umask(0)
@@ -174,7 +173,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     """Delete the temporary files of our atomic writes that a killed writer left under ``out``.
 
     Only our own names (``.<file>.forgetbench-<random>.tmp``), and only in the folders the suite
-    writes to (``out``, ``out/runs/*``, the selection sweep's): ``--out .`` must never touch a
+    writes to (``out``, ``out/runs/*``, the calibration's and the ground truth's): ``--out .`` must never touch a
     user's own ``*.tmp`` files. Only safe while holding the output folder's lock with no worker of
     ours alive (see :mod:`forgetbench.benchmark.core.lock`): then no temporary file can belong to a write in progress.
     """
@@ -182,8 +181,6 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     folders = [
         out,
         *out.glob("runs/*"),
-        out / SELECTION_DIR,
-        *out.glob(f"{SELECTION_DIR}/runs/*"),
         out / CALIBRATION_DIR,
         *out.glob(f"{CALIBRATION_DIR}/runs/*"),
         out / GROUND_TRUTH_DIR,
@@ -346,9 +343,28 @@ def read_result(path: Path) -> RunRecord | None:
         return None
 
 
+# keys a strategy entry's resolved config had, always null for the runs that were kept: a record that has one still
+# matches the same run today (`selection`: its runs were those of entries without one; `tune:` replaced it)
+RETIRED_NULL_STRATEGY_KEYS = ("selection",)
+
+
+def without_retired_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (a record's resolved config) as it is resolved today: retired null keys dropped."""
+    strategy = config.get("strategy")
+    if not isinstance(strategy, dict) or not any(
+        key in strategy and strategy[key] is None for key in RETIRED_NULL_STRATEGY_KEYS
+    ):
+        return config
+    kept = {k: v for k, v in strategy.items() if not (k in RETIRED_NULL_STRATEGY_KEYS and v is None)}
+    return {**config, "strategy": kept}
+
+
 def is_complete(record: RunRecord | None, resolved_config: dict[str, Any]) -> TypeGuard[RunRecord]:
-    """True when ``record`` finished (ok, diverged or collapsed) under exactly ``resolved_config``."""
-    return record is not None and record.status in DONE_STATUSES and record.config == resolved_config
+    """True when ``record`` finished (ok, diverged or collapsed) under exactly ``resolved_config`` (a record written
+    before a key retired still matches: :func:`without_retired_keys`)."""
+    return (
+        record is not None and record.status in DONE_STATUSES and without_retired_keys(record.config) == resolved_config
+    )
 
 
 @dataclass

@@ -64,21 +64,16 @@ class Results:
 
     @property
     def failed(self) -> list[str]:
-        """Runs the suite was asked for that failed, diverged or collapsed, and calibration, tuning or selection
-        runs that failed (``run_suite`` only)."""
+        """Runs the suite was asked for that failed, diverged or collapsed, and calibration or tuning runs that
+        failed (``run_suite`` only)."""
         return self.outcome.failed if self.outcome else []
 
     @property
     def diverged(self) -> list[str]:
-        """Calibration probes, tuning trials, selection runs and a tuned point's neighbours that diverged or collapsed:
+        """Calibration probes, tuning trials and a tuned point's neighbours that diverged or collapsed:
         outcomes of the search for a strength (too strong for this optimiser), not failures; they do not change the
         exit status."""
         return self.outcome.diverged if self.outcome else []
-
-    @property
-    def selection(self) -> Path | None:
-        """OUT/selection.json when the suite selected hyperparameters."""
-        return self.outcome.selection if self.outcome else None
 
     @property
     def exit_code(self) -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from pathlib import Path
 
-from forgetbench.benchmark.core.config import ConfigError, load_config
+from forgetbench.benchmark.core.config import ConfigError, TuneSpec, load_config
 from forgetbench.benchmark.core.store import DiskFull
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
@@ -69,11 +70,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"\ntuning ({tuning_file}):")
         print(format_tuning(json.loads(tuning_file.read_text())))
-    if results.selection is not None:
-        from forgetbench.reports.tables import format_selection, selection_frame
-
-        print(f"\nhyperparameter selection ({results.selection}):")
-        print(format_selection(selection_frame(json.loads(results.selection.read_text()))))
     print(
         f"\n{len(results.ran)} run(s) executed, {len(results.skipped)} skipped (already complete), "
         f"{len(results.failed)} not ok. Results in {results.out}/"
@@ -274,7 +270,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from forgetbench.benchmark.core.config import refused_pairs
     from forgetbench.benchmark.run.spec import expand_suite
-    from forgetbench.benchmark.run.selection import plan_sweeps
     from forgetbench.benchmark.run.suite import preflight
 
     if args.show_params and args.skip_data:
@@ -283,8 +278,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for (scenario, strategy), why in refused_pairs(suite).items():
         print(f"refused at config time, not run: {strategy} on {scenario}: {why}")
     runs = len(expand_suite(suite))
-    sweeps = plan_sweeps(suite)
-    runs += sum(len(sweep.specs) + len(suite.seeds) for sweep in sweeps)  # validation sweep + final seeds
     from forgetbench.benchmark.run.tuning import plan_tuning
 
     studies = plan_tuning(suite)
@@ -390,29 +383,42 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="forgetbench",
-        description="Continual-learning benchmark harness for networks that share parameters.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("run", help="run every (scenario x strategy x seed) of a suite")
-    p.add_argument("config", nargs="?", help=f"suite YAML (default: {DEFAULT_CONFIG})")
-    p.add_argument("--out", help="output folder (default: results/<suite name>)")
-    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
-    p.add_argument("--seeds", type=_parse_seeds, help="override the suite's seeds, e.g. 0,1,2")
-    p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
-    p.add_argument(
+def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
+    """The options several commands share, declared once: data, progress, execution (argparse parent parsers)."""
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
+    progress = argparse.ArgumentParser(add_help=False)
+    progress.add_argument("--quiet", action="store_true", help="no progress bar")
+    execution = argparse.ArgumentParser(add_help=False)
+    execution.add_argument(
         "--executor",
         choices=["local", "process", "ray", "auto"],
         default="local",
         help="where runs execute: this process (default), worker processes, Ray tasks, or auto (worker processes "
         "where there is more than one core, else this process)",
     )
-    p.add_argument("--workers", type=int, help="parallel runs (process: default = cores; ray: cap on runs in flight)")
+    execution.add_argument(
+        "--workers", type=int, help="parallel runs (process: default = cores; ray: cap on runs in flight)"
+    )
+    return data, progress, execution
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forgetbench",
+        description="Continual-learning benchmark harness for networks that share parameters.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    data, progress, execution = _shared_options()
+
+    p = sub.add_parser(
+        "run", parents=[data, progress, execution], help="run every (scenario x strategy x seed) of a suite"
+    )
+    p.add_argument("config", nargs="?", help=f"suite YAML (default: {DEFAULT_CONFIG})")
+    p.add_argument("--out", help="output folder (default: results/<suite name>)")
+    p.add_argument("--seeds", type=_parse_seeds, help="override the suite's seeds, e.g. 0,1,2")
+    p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
+    p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
     p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")
     p.add_argument("--retries", type=int, default=0, help="rerun failed runs up to this many times (default 0)")
     p.add_argument(
@@ -422,21 +428,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("reproduce", help="run the reproductions of published results and check them")
+    p = sub.add_parser(
+        "reproduce",
+        parents=[data, progress, execution],
+        help="run the reproductions of published results and check them",
+    )
     p.add_argument("names", nargs="*", help=f"reproductions to run (file stems in {REPRODUCE_DIR}/; default: all)")
     p.add_argument("--dir", help=f"folder of reproduction configs (default: {REPRODUCE_DIR})")
     p.add_argument("--seeds", type=_positive_int, help="run seeds 0..N-1 instead of each config's own")
     p.add_argument("--out", help="output folder (default: results/reproduce; one sub-folder per reproduction)")
-    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--executor",
-        choices=["local", "process", "ray", "auto"],
-        default="local",
-        help="where runs execute: this process (default), worker processes, Ray tasks, or auto (worker processes "
-        "where there is more than one core, else this process)",
-    )
-    p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="write the HTML report and summary.csv of result folders")
@@ -461,42 +461,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "calibrate",
+        parents=[data, progress, execution],
         help="probe each strategy's strength over decades until the objective has peaked: the bracket around "
         "its peak is tuning's default range (OUT/calibration.json)",
     )
     p.add_argument("config", help="suite YAML")
     p.add_argument("--out", help="output folder (default: results/<suite name>, beside the suite's own runs)")
     p.add_argument("--seed", type=int, help="the probes' seed (default: the suite's first)")
+    decades, objective, fraction = (TuneSpec.model_fields[key] for key in ("decades", "objective", "fraction"))
     p.add_argument(
         "--decades",
         type=int,
-        default=3,
-        help="probe 10^-N .. 10^N times each strength, one probe per decade (default 3: 7 probes), then a "
-        "decade at a time beyond an end where the objective still rises (at most 3 more decades each way)",
+        default=decades.default,
+        help=f"probe 10^-N .. 10^N times each strength, one probe per decade (default {decades.default}: "
+        f"{2 * decades.default + 1} probes), then a decade at a time beyond an end where the objective still rises "
+        "(at most 3 more decades each way)",
     )
     p.add_argument(
         "--objective",
-        choices=["ACC", "LA", "BWT", "forgetting"],
-        default="ACC",
-        help="what the probes are ranked by, as tuning's objective (default ACC; forgetting is minimised)",
+        choices=typing.get_args(objective.annotation),
+        default=objective.default,
+        help=f"what the probes are ranked by, as tuning's objective (default {objective.default}; forgetting is "
+        "minimised)",
     )
     p.add_argument(
         "--fraction",
         type=float,
-        default=0.2,
-        help="share of each task's training data held out to evaluate the probes (default 0.2)",
+        default=fraction.default,
+        help=f"share of each task's training data held out to evaluate the probes (default {fraction.default})",
     )
-    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
     p.add_argument("--fresh", action="store_true", help="rerun probes that are already complete")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--executor",
-        choices=["local", "process", "ray", "auto"],
-        default="local",
-        help="where runs execute: this process (default), worker processes, Ray tasks, or auto (worker processes "
-        "where there is more than one core, else this process)",
-    )
-    p.add_argument("--workers", type=int, help="parallel runs (process: default = cores)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("validate", help="check a suite config and exit, running nothing")
@@ -516,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("perf", help="measure the harness against a plain PyTorch loop, and regularizer costs")
+    p = sub.add_parser(
+        "perf", parents=[data], help="measure the harness against a plain PyTorch loop, and regularizer costs"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--repeats", type=_positive_int, default=5, help="repeats per measurement (medians; default 5)")
     p.add_argument(
@@ -526,7 +522,6 @@ def build_parser() -> argparse.ArgumentParser:
         "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet,sequence_model,"
         "suite_overhead,avalanche_vs_own_loop (default: all)",
     )
-    p.add_argument("--data-root", help="data folder (default: $FORGETBENCH_DATA or ~/.cache/forgetbench)")
     p.add_argument(
         "--dataset",
         default="mnist",

@@ -428,7 +428,7 @@ def cli_page() -> str:
 
 
 def config_page() -> str:
-    rows = model_rows(SuiteConfig, recurse=("training", "selection", "reproduce"))
+    rows = model_rows(SuiteConfig, recurse=("training", "reproduce"))
     lines = [
         GENERATED_NOTE,
         "# Suite config keys",
@@ -443,7 +443,7 @@ def config_page() -> str:
         "",
         "Each item of `scenarios:` and `strategies:`:",
         "",
-        table(model_rows(StrategySpec, recurse=("selection",))),
+        table(model_rows(StrategySpec)),
     ]
     return "\n".join(lines)
 

@@ -82,7 +82,7 @@ class RunSpec:
     training: TrainingConfig
     device: str
     # None: evaluate on each task's test split. A fraction: hold out that share of each task's
-    # *training* data (seeded) and evaluate on it instead (hyperparameter selection).
+    # *training* data (seeded) and evaluate on it instead (tuning trials, calibration probes).
     validation_fraction: float | None = None
     # None: every task. k: the scenario cut to its first k tasks (and the turns that train them), a tuning protocol
     first_tasks: int | None = None
@@ -121,8 +121,8 @@ class RunSpec:
 def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[RunSpec]:
     """Every (scenario x strategy x grid combination x seed) of the suite, in that nesting order.
 
-    Strategies with a ``selection`` or a ``tune`` are left out: their runs depend on the sweep's or the study's
-    outcome (see :mod:`forgetbench.benchmark.run.selection`, :mod:`forgetbench.benchmark.run.tuning`); so are the
+    Strategies with a ``tune`` are left out: their runs depend on the study's outcome (see
+    :mod:`forgetbench.benchmark.run.tuning`); so are the
     pairs refused at config time
     (:func:`~forgetbench.benchmark.core.config.refused_pairs`).
     """
@@ -131,9 +131,7 @@ def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[Run
         RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device)
         for scenario in suite.scenarios
         for strategy in suite.strategies
-        if strategy.selection is None
-        and strategy.tune is None
-        and (scenario.display_name, strategy.display_name) not in refused
+        if strategy.tune is None and (scenario.display_name, strategy.display_name) not in refused
         for _, variant in strategy_variants(strategy)
         for seed in (seeds if seeds is not None else suite.seeds)
     ]

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from tqdm.auto import tqdm
 
-from forgetbench.benchmark.run import selection, tracking, tuning
+from forgetbench.benchmark.run import tracking, tuning
 from forgetbench.benchmark.core import stop, store
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
@@ -34,10 +34,8 @@ from forgetbench.benchmark.core.units import format_bytes
 from forgetbench.benchmark.data.scenarios import SCENARIOS
 from forgetbench.benchmark.data.scenarios.base import ScenarioParams
 
-SELECTION_DIR = store.SELECTION_DIR  # OUT/selection/runs/<run_id>/result.json: the validation sweep
-SELECTION_FILE = "selection.json"  # OUT/selection.json: every combination's score and the choice
 NOT_FAILED = ("ok", "pruned")  # a pruned tuning trial ended as its study asked: not a run the user must look at
-# a calibration probe, tuning trial or selection run that diverged or collapsed has found where a strength is too
+# a calibration probe or tuning trial that diverged or collapsed has found where a strength is too
 # strong: an outcome of the search, counted apart; only the runs the user asked for (OUT/runs) make the exit 1
 OUTCOMES = ("diverged", "collapsed")
 T = TypeVar("T")
@@ -50,8 +48,7 @@ class SuiteOutcome:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    diverged: list[str] = field(default_factory=list)  # calibration / tuning / selection runs that diverged
-    selection: Path | None = None  # OUT/selection.json when the suite selected hyperparameters
+    diverged: list[str] = field(default_factory=list)  # calibration probes / tuning trials that diverged
     tuning: Path | None = None  # OUT/tuning.json when the suite tuned strategies
 
     @property
@@ -267,7 +264,7 @@ class _Driver:
             return
         if job.checkpoint is not None and record.status in store.DONE_STATUSES:
             job.checkpoint.unlink(missing_ok=True)  # a complete run needs no checkpoint
-        if self.loggers and folder == self.out:  # the suite's own runs, not the selection sweep's
+        if self.loggers and folder == self.out:  # the suite's own runs, not the tuning trials
             for problem in tracking.log_run(self.out, record, self.loggers, self.suite_name):
                 self.bar.write(problem)
         self.outcome.ran.append(job.spec.run_id)
@@ -326,8 +323,8 @@ def run_suite(
     """Run every run of the suite on ``executor``; skip runs already complete under the same config.
 
     Holds ``out``'s lock throughout (a second suite on the same folder is refused). Runs of
-    strategies with a ``selection`` go in two phases: the validation sweep (alongside every
-    ordinary run), then the suite's seeds with the chosen combination. ``retries`` reruns
+    strategies with a ``tune`` go in two phases: the study on held-out validation data (after every
+    ordinary run), then the suite's seeds at the chosen point. ``retries`` reruns
     ``failed`` runs (not ``diverged`` or ``collapsed`` ones: those are deterministic) up to that many times.
     """
     if retries < 0:
@@ -341,7 +338,6 @@ def run_suite(
     for (scenario, strategy), why in refused_pairs(suite).items():  # not run, and told why (even with --quiet)
         print(f"refused at config time, not run: {strategy} on {scenario}: {why}", file=sys.stderr)
     ordinary = expand_suite(suite, seeds)
-    sweeps = selection.plan_sweeps(suite, seeds)
     studies = tuning.plan_tuning(suite)
     index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
     # a complete suite reruns without its data: only scenarios with runs left to execute are checked (a tuned
@@ -351,23 +347,20 @@ def run_suite(
         data_root,
         executor,
         address,
-        scenarios=_scenarios_with_work(suite, out, ordinary, sweeps, seeds, fresh)
+        scenarios=_scenarios_with_work(suite, out, ordinary, fresh)
         | {index[study.scenario.display_name] for study in studies},
     )
     begun = time.perf_counter()
     # before any run: a missing driver, a bad URL or a corrupt study file is refused before anything trains
     opened = (tuning.open_storage(out, storage), round(time.perf_counter() - begun, 4)) if studies else None
-    n_final = sum(len(seeds or suite.seeds) for _ in sweeps) + sum(
-        len(seeds or suite.seeds) * (1 + len(study.tune.neighbours)) for study in studies
-    )
-    total = (
-        len(ordinary) + sum(len(s.specs) for s in sweeps) + n_final + sum(s.tune.trials * len(s.seeds) for s in studies)
-    )
+    n_final = sum(len(seeds or suite.seeds) * (1 + len(study.tune.neighbours)) for study in studies)
+    references = len(tuning.naive_references(suite, studies)) if studies else 0  # naive on the trials' split
+    total = len(ordinary) + references + n_final + sum(s.tune.trials * len(s.seeds) for s in studies)
     outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
     with _session(
         suite, out, outcome, data_root, total, seeds, show_progress, executor, workers, address, retries, fresh
     ) as driver:
-        _run_phases(driver, suite, out, ordinary, sweeps, seeds, studies, opened)
+        _run_phases(driver, suite, out, ordinary, seeds, studies, opened)
     return outcome
 
 
@@ -467,38 +460,16 @@ class _LazyExecutor:
             self._pool.close()
 
 
-def _scenarios_with_work(
-    suite: SuiteConfig,
-    out: Path,
-    ordinary: list[RunSpec],
-    sweeps: list[selection.Sweep],
-    seeds: list[int] | None,
-    fresh: bool,
-) -> set[int]:
+def _scenarios_with_work(suite: SuiteConfig, out: Path, ordinary: list[RunSpec], fresh: bool) -> set[int]:
     """Indices of the scenarios some run of which is not complete under ``out`` (all of them with ``fresh``)."""
     if fresh:
         return set(range(len(suite.scenarios)))
     index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
 
-    def incomplete(folder: Path, spec: RunSpec) -> bool:
-        return not store.is_complete(store.read_result(store.result_path(folder, spec.run_id)), spec.resolved())
+    def incomplete(spec: RunSpec) -> bool:
+        return not store.is_complete(store.read_result(store.result_path(out, spec.run_id)), spec.resolved())
 
-    work = {index[spec.scenario.display_name] for spec in ordinary if incomplete(out, spec)}
-    sweep_folder = out / SELECTION_DIR
-    for sweep in sweeps:
-        i = index[sweep.scenario.display_name]
-        if i in work:
-            continue
-        if any(incomplete(sweep_folder, spec) for _, spec in sweep.specs):
-            work.add(i)
-            continue
-        records = {
-            spec.run_id: store.read_result(store.result_path(sweep_folder, spec.run_id)) for _, spec in sweep.specs
-        }
-        finals = selection.final_specs(suite, sweep, selection.decide(sweep, records), seeds)
-        if not finals or any(incomplete(out, spec) for spec in finals):
-            work.add(i)
-    return work
+    return {index[spec.scenario.display_name] for spec in ordinary if incomplete(spec)}
 
 
 def _run_phases(
@@ -506,41 +477,15 @@ def _run_phases(
     suite: SuiteConfig,
     out: Path,
     ordinary: list[RunSpec],
-    sweeps: list[selection.Sweep],
     seeds: list[int] | None,
     studies: list[tuning.Study] | None = None,
     storage: Any = None,
 ) -> None:
-    """Phase 1: ordinary runs and every validation sweep; phase 2: the tuning studies (their calibration first
-    where a range is ``auto``) in ``storage`` (opened: :func:`tuning.open_storage`); phase 3: the selected
-    combinations and the tuned points."""
-    sweep_folder = out / SELECTION_DIR
-    driver.run_batch(
-        [(out, spec) for spec in ordinary] + [(sweep_folder, spec) for sweep in sweeps for _, spec in sweep.specs]
-    )
+    """Phase 1: the ordinary runs; phase 2: the tuning studies (their calibration first where a range is ``auto``) in
+    ``storage`` (opened: :func:`tuning.open_storage`), then the tuned points' runs."""
+    driver.run_batch([(out, spec) for spec in ordinary])
     if studies:
         _tune(driver, suite, out, seeds, studies, storage)  # (the opened storage, seconds it took to open)
-    if not sweeps:
-        return
-    decisions, finals = [], []
-    for sweep in sweeps:
-        records = {
-            spec.run_id: store.read_result(store.result_path(sweep_folder, spec.run_id)) for _, spec in sweep.specs
-        }
-        decision = selection.decide(sweep, records)
-        decisions.append(decision)
-        chosen = selection.final_specs(suite, sweep, decision, seeds)
-        finals.extend(chosen)
-        if not chosen:  # every combination failed: the final runs fail too, saying why
-            unlabelled = sweep.variants[0][1].model_copy(update={"label": sweep.strategy.display_name})
-            for seed in seeds or suite.seeds:
-                spec = RunSpec(suite.name, sweep.scenario, unlabelled, seed, suite.training, suite.device)
-                driver.outcome.run_ids.append(spec.run_id)
-                driver.write_failure(out, spec, "selection: no grid combination finished on the validation split")
-    store.atomic_write_json(out / SELECTION_FILE, {"selections": decisions})
-    driver.outcome.selection = out / SELECTION_FILE
-    driver.outcome.run_ids.extend(spec.run_id for spec in finals)
-    driver.run_batch([(out, spec) for spec in finals])
 
 
 def _tune(

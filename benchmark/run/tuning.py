@@ -196,8 +196,42 @@ def sampler_description(tune: TuneSpec) -> str:
     if kind == "qmc":
         return f"qmc{chose}: a scrambled Sobol design of {tune.trials} point(s)"
     if kind == "grid":
-        return f"grid{chose}: {tune.trials} log-spaced point(s) per range"
+        size = grid_size(tune)
+        ranged = any(not isinstance(how, TuneChoices) for how in tune.params.values())
+        ranges = f" ({tune.trials} points per range)" if ranged else ""
+        whole = "every one" if tune.trials >= size else f"{tune.trials} evenly spread"
+        return f"grid{chose}: {whole} of its {size} combination(s){ranges}"
     return f"{kind}{chose}"
+
+
+def grid_size(tune: TuneSpec) -> int:
+    """Combinations of a grid study: each choice param's choices times ``trials`` points per range."""
+    return math.prod(len(how.choices) if isinstance(how, TuneChoices) else tune.trials for how in tune.params.values())
+
+
+def grid_point(study: Study, space: dict[str, Any], number: int) -> dict[str, Any]:
+    """Trial ``number``'s combination of the study's grid: its choices, and ``trials`` points per range (log-spaced
+    where the range is), in row-major order; a budget below the grid's size takes evenly spread combinations.
+
+    Chosen by number, not by Optuna's grid sampler: that draws among the combinations it sees unvisited, and a study
+    that is never told a trial ended (:class:`MirroredStudy`) could draw one twice."""
+    import optuna
+
+    axes = []
+    for name, dist in space.items():
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            axes.append([(name, value) for value in dist.choices])
+        else:
+            spaced = np.geomspace if dist.log else np.linspace
+            axes.append([(name, _rounded(float(v))) for v in spaced(dist.low, dist.high, study.tune.trials)])
+    size = math.prod(len(axis) for axis in axes)
+    budget = min(study.tune.trials, size)
+    index = (number if budget == size else round(number * (size - 1) / max(budget - 1, 1))) % size
+    picked = []
+    for axis in reversed(axes):  # row-major: the last param varies fastest
+        index, at = divmod(index, len(axis))
+        picked.append(axis[at])
+    return dict(reversed(picked))
 
 
 def design_point(study: Study, space: dict[str, Any], number: int) -> dict[str, Any]:
@@ -229,27 +263,13 @@ def _sampler(study: Study, space: dict[str, Any], number: int):
     seed = study_seed(study) + number
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "qmc":
+    if kind in ("qmc", "grid"):  # the trial's point is decided by its number: a design or the grid's order
         import warnings
 
+        point = design_point(study, space, number) if kind == "qmc" else grid_point(study, space, number)
         with warnings.catch_warnings():  # "experimental" since Optuna 2.4; the trial's point is all it fixes
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.PartialFixedSampler(
-                design_point(study, space, number), optuna.samplers.RandomSampler(seed=seed)
-            )
-    if kind == "grid":
-        grid = {}
-        for name, dist in space.items():
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                grid[name] = list(dist.choices)
-            else:
-                points = (
-                    np.geomspace(dist.low, dist.high, tune.trials)
-                    if dist.log
-                    else np.linspace(dist.low, dist.high, tune.trials)
-                )
-                grid[name] = [_rounded(float(v)) for v in points]
-        return optuna.samplers.GridSampler(grid, seed=seed)
+            return optuna.samplers.PartialFixedSampler(point, optuna.samplers.RandomSampler(seed=seed))
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup(tune.trials))
 
 

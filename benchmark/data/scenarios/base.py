@@ -166,8 +166,8 @@ class Scenario:
         return []
 
     def hold_out_validation(self, fraction: float, seed: int) -> None:
-        """Replace each task's test data by a seeded ``fraction`` of its training data, removed from it (selection
-        and tuning runs: the test split is never read); see :func:`held_out`."""
+        """Replace each task's test data by a seeded ``fraction`` of its training data, removed from it (tuning
+        and calibration runs: the test split is never read); see :func:`held_out`."""
         self.tasks = [held_out(task, j, fraction, seed) for j, task in enumerate(self.tasks)]
 
     def summarize(self, record: RunRecord) -> dict[str, Any]:
