@@ -89,8 +89,7 @@ from forgetbench.strategies.penalty import (
     QuadraticAnchor,
     movable_subset,
     named_params,
-    penalty_gradient_ratio,
-    penalty_strength_results,
+    PenaltyDiagnostics,
     stable_curvature,
 )
 from forgetbench.strategies.plugin import Plugin, generator_state, set_generator_state
@@ -172,7 +171,7 @@ class EWCPlugin(Plugin):
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped: list[int] = []  # experiences whose importance pass was not needed (importance_needed)
         self.importance_norm = params.importance_norm
-        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
+        self.diagnostics = PenaltyDiagnostics("ewc")  # did the penalty act, per experience
         self._params: list[torch.Tensor] = []
         self._subset: list[int] | None = None
 
@@ -197,13 +196,12 @@ class EWCPlugin(Plugin):
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience
-        self.gradient_ratios.append(
-            None
-            if self.quadratic.empty
-            else penalty_gradient_ratio(
+        if self.quadratic.empty:
+            self.diagnostics.skip()
+        else:
+            self.diagnostics.measure(
                 strategy, self._params, lambda: self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)
             )
-        )
         if not importance_needed(
             self.used_params,
             index,
@@ -264,7 +262,7 @@ class EWCPlugin(Plugin):
             "capped_entries": self.capped_entries,
             "skipped": list(self.skipped),
             "generator": generator_state(self.generator),
-            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
+            "gradient_ratios": self.diagnostics.state_dict(),
         }
 
     def load_state_dict(self, state) -> None:
@@ -273,7 +271,7 @@ class EWCPlugin(Plugin):
         self.skipped = [int(i) for i in state.get("skipped", [])]
         if "generator" in state:
             set_generator_state(self.generator, state["generator"])
-        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
+        self.diagnostics.load_state_dict(state.get("gradient_ratios", []))
         self._params, self._subset = [], None
 
     def extra_results(self) -> dict:
@@ -283,7 +281,7 @@ class EWCPlugin(Plugin):
             "ewc_capped_entries": self.capped_entries,
             "ewc_max_curvature": self.max_curvature,
             "ewc_importance_skipped": list(self.skipped),
-            **penalty_strength_results("ewc", self.gradient_ratios),
+            **self.diagnostics.results(),
         }
 
     def state_bytes(self) -> int:

@@ -29,7 +29,7 @@ import torch
 from pydantic import NonNegativeFloat
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, shared_params, strength
-from forgetbench.strategies.penalty import penalty_gradient_ratio, penalty_strength_results, QuadraticAnchor
+from forgetbench.strategies.penalty import PenaltyDiagnostics, QuadraticAnchor
 from forgetbench.strategies.plugin import Plugin, detached
 
 if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
@@ -50,7 +50,7 @@ class L2Plugin(Plugin):
         self.anchor: dict[str, torch.Tensor] = {}
         self.quadratic = QuadraticAnchor(scale=0.5 * l2_lambda)  # this experience's pull: A = 1 on the shared tensors
         self._params: list[torch.Tensor] = []
-        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
+        self.diagnostics = PenaltyDiagnostics("l2")  # did the penalty act, per experience
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         shared = shared_params(self.used_params, strategy.experience.current_experience)
@@ -74,9 +74,7 @@ class L2Plugin(Plugin):
             strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self.quadratic.scale)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
-        self.gradient_ratios.append(
-            penalty_gradient_ratio(strategy, self._params, self.penalty) if self._params else None
-        )
+        self.diagnostics.measure(strategy, self._params, self.penalty)
         used = self.used_params[strategy.experience.current_experience]
         for name, p in strategy.model.named_parameters():
             if name in used:
@@ -86,17 +84,17 @@ class L2Plugin(Plugin):
         """The anchors theta* of every parameter an earlier experience used; the gradient ratios so far."""
         return {
             "anchor": detached(self.anchor),
-            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
+            "gradient_ratios": self.diagnostics.state_dict(),
         }
 
     def load_state_dict(self, state) -> None:
         self.anchor = dict(state["anchor"])
         self._params = []
-        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
+        self.diagnostics.load_state_dict(state.get("gradient_ratios", []))
 
     def extra_results(self) -> dict:
         """Whether the pull acted: ``l2_penalty_to_data_gradient`` per experience, ``l2_penalty_inert``."""
-        return penalty_strength_results("l2", self.gradient_ratios)
+        return self.diagnostics.results()
 
 
 @register_strategy("l2", params=L2Params)

@@ -51,8 +51,7 @@ from forgetbench.strategies.importance import sample_subset
 from forgetbench.strategies.penalty import (
     QuadraticAnchor,
     movable_subset,
-    penalty_gradient_ratio,
-    penalty_strength_results,
+    PenaltyDiagnostics,
     stable_curvature,
 )
 from forgetbench.strategies.plugin import Plugin, generator_state, on_avalanche_base, set_generator_state
@@ -97,7 +96,7 @@ class _FastMAS(_MASPluginBase):
         self.importance_samples = importance_samples
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped: list[int] = []
-        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
+        self.diagnostics = PenaltyDiagnostics("mas")  # did the penalty act, per experience
 
     def before_training_exp(self, strategy, **kwargs):
         """This experience's penalty: Avalanche's Omega (clamped at max_curvature / (2 lambda) for the penalty only)
@@ -134,9 +133,7 @@ class _FastMAS(_MASPluginBase):
     def after_training_exp(self, strategy, **kwargs):
         """Whether the penalty acted in this experience (on its last batch, before Omega and the anchor move); then
         Avalanche's update of both."""
-        self.gradient_ratios.append(
-            penalty_gradient_ratio(strategy, self._params, self.penalty) if self._params else None
-        )
+        self.diagnostics.measure(strategy, self._params, self.penalty)
         super().after_training_exp(strategy, **kwargs)
 
     def penalty(self) -> torch.Tensor | float:
@@ -186,14 +183,14 @@ class _FastMAS(_MASPluginBase):
             "params": plain(self.params),
             "skipped": list(self.skipped),
             "generator": generator_state(self.generator),
-            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
+            "gradient_ratios": self.diagnostics.state_dict(),
         }
 
     def load_state_dict(self, state) -> None:
         from avalanche.training.utils import ParamData
 
         self.skipped = [int(i) for i in state.get("skipped", [])]
-        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
+        self.diagnostics.load_state_dict(state.get("gradient_ratios", []))
         if "generator" in state:
             set_generator_state(self.generator, state["generator"])
 
@@ -207,7 +204,7 @@ class _FastMAS(_MASPluginBase):
     def extra_results(self) -> dict:
         """The experiences whose importance pass was skipped (no later step could read it); whether the penalty
         acted (``mas_penalty_to_data_gradient`` per experience, ``mas_penalty_inert``)."""
-        return {"mas_importance_skipped": list(self.skipped), **penalty_strength_results("mas", self.gradient_ratios)}
+        return {"mas_importance_skipped": list(self.skipped), **self.diagnostics.results()}
 
     def state_bytes(self) -> int:
         """Bytes of the tensors this regularizer holds (importance and anchor)."""

@@ -378,3 +378,31 @@ def penalty_strength_results(prefix: str, ratios: Sequence[float | None]) -> dic
         f"{prefix}_penalty_to_data_gradient": list(ratios),
         f"{prefix}_penalty_inert": [i for i, r in enumerate(ratios) if r is not None and r < INERT_RATIO],
     }
+
+
+class PenaltyDiagnostics:
+    """Whether a quadratic penalty acted, experience by experience: :func:`penalty_gradient_ratio` at each
+    experience's end (None where there was no penalty to weigh), kept through checkpoints, reported as
+    :func:`penalty_strength_results`. One component for every quadratic regularizer (ewc, wpl, mas, si, l2)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix  # the record keys' prefix: <prefix>_penalty_to_data_gradient, <prefix>_penalty_inert
+        self.ratios: list[float | None] = []
+
+    def measure(self, strategy, params: Sequence[Tensor], penalty: Callable[[], Tensor | float]) -> None:
+        """This experience's ratio on its last batch (None without parameters or a batch)."""
+        self.ratios.append(penalty_gradient_ratio(strategy, params, penalty))
+
+    def skip(self) -> None:
+        """This experience had no penalty yet (e.g. the first: nothing to protect)."""
+        self.ratios.append(None)
+
+    def state_dict(self) -> list[float]:
+        """The ratios, -1.0 for None (a checkpoint's plain floats; the plugins keep them under ``gradient_ratios``)."""
+        return [-1.0 if r is None else r for r in self.ratios]
+
+    def load_state_dict(self, state: Sequence[float]) -> None:
+        self.ratios = [None if r < 0 else float(r) for r in state]
+
+    def results(self) -> dict:
+        return penalty_strength_results(self.prefix, self.ratios)

@@ -47,8 +47,7 @@ from forgetbench.strategies.base import StrategyContext, StrategyParams, registe
 from forgetbench.strategies.penalty import (
     QuadraticAnchor,
     movable_subset,
-    penalty_gradient_ratio,
-    penalty_strength_results,
+    PenaltyDiagnostics,
 )
 from forgetbench.strategies.plugin import Plugin
 
@@ -104,7 +103,7 @@ class SIPlugin(Plugin):
         self.trajectory: list[torch.Tensor] = []  # w^k, this experience
         self.cumulative: list[torch.Tensor] = []  # cum, all experiences
         self.quadratic = QuadraticAnchor(scale=self.si_lambda / 2)  # A = omega, m = theta^{t-1}
-        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
+        self.diagnostics = PenaltyDiagnostics("si")  # did the penalty act, per experience
 
     @torch.no_grad()
     def before_training_exp(self, strategy, **kwargs) -> None:
@@ -155,9 +154,10 @@ class SIPlugin(Plugin):
     def after_training_exp(self, strategy, **kwargs) -> None:
         # omega is 0 during the first experience: there is no penalty to weigh yet
         first = strategy.experience is None or strategy.experience.current_experience == 0
-        self.gradient_ratios.append(
-            None if first or not self._active else penalty_gradient_ratio(strategy, self._active, self.penalty)
-        )
+        if first:
+            self.diagnostics.skip()
+        else:
+            self.diagnostics.measure(strategy, self._active, self.penalty)
         self._update_omega()
 
     @torch.no_grad()
@@ -179,19 +179,19 @@ class SIPlugin(Plugin):
             "names": list(self.names),
             "cumulative": [c.detach().clone() for c in self.cumulative],
             "quadratic": self.quadratic.state_dict(),
-            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
+            "gradient_ratios": self.diagnostics.state_dict(),
         }
 
     def load_state_dict(self, state) -> None:
         self.names = list(state["names"])
         self.cumulative = list(state["cumulative"])
         self.quadratic.load_state_dict(state["quadratic"])
-        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
+        self.diagnostics.load_state_dict(state.get("gradient_ratios", []))
 
     def extra_results(self) -> dict:
         """Whether the penalty acted: ``si_penalty_to_data_gradient`` per experience (None for the first, whose
         omega is 0), ``si_penalty_inert``."""
-        return penalty_strength_results("si", self.gradient_ratios)
+        return self.diagnostics.results()
 
     def state_bytes(self) -> int:
         """Bytes of omega, anchor and the cumulative path integral (what SI keeps between experiences)."""

@@ -105,8 +105,7 @@ from forgetbench.strategies.base import importance_needed, shared_params
 from forgetbench.strategies.penalty import (
     QuadraticAnchor,
     named_params,
-    penalty_gradient_ratio,
-    penalty_strength_results,
+    PenaltyDiagnostics,
     stable_curvature,
 )
 from forgetbench.strategies.plugin import Plugin, detached, generator_state, set_generator_state, tensor_bytes
@@ -178,7 +177,7 @@ class WPLPlugin(Plugin):
         super().__init__()
         self.adaptive = adaptive
         self.skipped: list[int] = []  # experiences whose importance no later model could read
-        self.gradient_ratios: list[float | None] = []  # per experience: penalty / data gradient norm at its end
+        self.diagnostics = PenaltyDiagnostics("wpl")  # did the penalty act, per experience
         self.params = params
         self.max_curvature = max_curvature  # resolved: a number or None
         self.capped_entries = 0  # importance entries capped by max_curvature, over all experiences
@@ -253,9 +252,10 @@ class WPLPlugin(Plugin):
 
     # -------------------------------------------------------------- importance
     def after_training_exp(self, strategy, **kwargs) -> None:
-        self.gradient_ratios.append(
-            None if self._quadratic.empty else penalty_gradient_ratio(strategy, self._params, self.penalty)
-        )
+        if self._quadratic.empty:
+            self.diagnostics.skip()
+        else:
+            self.diagnostics.measure(strategy, self._params, self.penalty)
         self.models_seen += 1
         if self.models_seen <= self.params.start_after:
             return
@@ -358,7 +358,7 @@ class WPLPlugin(Plugin):
             "generator": generator_state(self.generator),
             "capped_entries": self.capped_entries,
             "skipped": list(self.skipped),
-            "gradient_ratios": [-1.0 if r is None else r for r in self.gradient_ratios],
+            "gradient_ratios": self.diagnostics.state_dict(),
         }
 
     def load_state_dict(self, state) -> None:
@@ -370,7 +370,7 @@ class WPLPlugin(Plugin):
         set_generator_state(self.generator, state["generator"])
         self.capped_entries = int(state.get("capped_entries", 0))
         self.skipped = [int(i) for i in state.get("skipped", [])]
-        self.gradient_ratios = [None if r < 0 else float(r) for r in state.get("gradient_ratios", [])]
+        self.diagnostics.load_state_dict(state.get("gradient_ratios", []))
         self._quadratic, self._params = QuadraticAnchor(), []
 
     def extra_results(self) -> dict:
@@ -380,7 +380,7 @@ class WPLPlugin(Plugin):
             "wpl_capped_entries": self.capped_entries,
             "wpl_max_curvature": self.max_curvature,
             "wpl_importance_skipped": list(self.skipped),
-            **penalty_strength_results("wpl", self.gradient_ratios),
+            **self.diagnostics.results(),
         }
 
     def state_bytes(self) -> int:

@@ -16,7 +16,7 @@ from forgetbench.strategies.importance import normalise_importance
 from forgetbench.strategies.inflora import grow_basis, project_out
 from forgetbench.strategies.merge import combine
 from forgetbench.strategies.olora import orthogonality_loss
-from forgetbench.strategies.penalty import penalty_gradient_ratio, penalty_strength_results
+from forgetbench.strategies.penalty import PenaltyDiagnostics, penalty_gradient_ratio, penalty_strength_results
 from test_text import text_scenario
 
 
@@ -278,6 +278,15 @@ def test_penalty_gradient_ratio_by_hand():
         "ewc_penalty_to_data_gradient": [None, 0.5, 0.04],
         "ewc_penalty_inert": [2],
     }
+    # the one component ewc, wpl, mas, si and l2 keep it in: skipped experiences, a checkpoint's round trip
+    diagnostics = PenaltyDiagnostics("mas")
+    diagnostics.skip()
+    diagnostics.measure(strategy, [model.weight], lambda: c * (model.weight - m).square().sum())
+    diagnostics.measure(strategy, [], lambda: 0.0)  # no parameter to weigh: None
+    assert diagnostics.state_dict() == [-1.0, ratio, -1.0]
+    restored = PenaltyDiagnostics("mas")
+    restored.load_state_dict(diagnostics.state_dict())
+    assert restored.results() == {"mas_penalty_to_data_gradient": [None, ratio, None], "mas_penalty_inert": [1]}
 
 
 @pytest.mark.parametrize("name", ["ewc", "wpl"])
