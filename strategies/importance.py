@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forgetbench.benchmark.data.loaders import TensorBatchLoader
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.strategies import recurrent
 
@@ -104,6 +104,35 @@ def sample_subset(
         return tensors
     keep = torch.randperm(n, generator=generator)[:samples]
     return tuple(t[keep] for t in tensors)
+
+
+def experience_importance(
+    strategy,
+    method: Literal["exact", "minibatch"],
+    samples: int | None,
+    generator: torch.Generator,
+    estimator: Estimator = "empirical",
+    batch_size: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """The diagonal importance of the experience's model on ``samples`` of its own training data (all by default;
+    drawn with ``generator``): ``exact``, the Fisher of :func:`exact_fisher_diagonal` (``estimator``: which labels;
+    ``batch_size`` samples a pass, by default the training batch size, which changes only float rounding), or
+    ``minibatch``, Avalanche's squared mini-batch gradients (:func:`squared_gradient_importance`). The one
+    estimator EWC and WPL call; each keeps the parameters it penalises."""
+    tensors = sample_subset(dataset_tensors(strategy.experience.dataset), samples, generator)
+    if method == "exact":
+        return exact_fisher_diagonal(
+            strategy.model,
+            tensors[0],
+            tensors[1],
+            strategy.experience.task_labels[0],
+            batch_size=batch_size or int(getattr(strategy, "train_mb_size", 1024)),
+            estimator=estimator,
+            generator=generator,
+        )
+    return squared_gradient_importance(
+        strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
+    )
 
 
 def normalise_importance(

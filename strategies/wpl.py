@@ -22,8 +22,8 @@ Options:
 * ``alpha`` (>= 0): the penalty's weight; the effective weight while training model t (t >= 1) is
   alpha * alpha_decay^(t-1).
 * ``fisher_batch_size``: samples per forward pass of the exact Fisher (default: the training batch size; the result
-  changes only by float rounding). On a CPU a smaller pass keeps the activations in cache (ResNet-18: 3.0 s for
-  512 samples 128 at a time, 5.3-9.5 s all at once); on a GPU a larger one may fill the device better.
+  changes only by float rounding). On a CPU a smaller pass keeps the activations in cache, on a GPU a larger one
+  may fill the device better (docs/studies/performance.md has the figures).
 * ``fisher_samples``: how many of the model's training samples estimate F (default: all of them).
 * ``estimator``: ``empirical`` (observed labels), ``true`` (labels sampled from the model) or
   ``predicted`` (the model's most likely label).
@@ -94,13 +94,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.importance import (
-    Estimator,
-    exact_fisher_diagonal,
-    normalise_importance,
-    sample_subset,
-    squared_gradient_importance,
-)
+from forgetbench.strategies.importance import Estimator, experience_importance, normalise_importance
 from forgetbench.strategies.base import importance_needed, shared_params
 from forgetbench.strategies.penalty import (
     QuadraticAnchor,
@@ -266,10 +260,8 @@ class WPLPlugin(Plugin):
             fisher = {}  # no later model shares a parameter with this one: nothing would read its Fisher
         elif self.params.fisher == "online":
             fisher = self._online_fisher(strategy, used)
-        elif self.params.fisher == "minibatch":
-            fisher = self._minibatch_fisher(strategy, used)
         else:
-            fisher = self._exact_fisher(strategy, used)
+            fisher = self._fisher(strategy, used)
         fisher = normalise_importance(fisher, self.params.importance_norm, used)
         if self.params.clip_norm is not None and self.params.fisher != "online":
             fisher = {n: _clip(f, self.params.clip_norm) for n, f in fisher.items()}
@@ -300,28 +292,16 @@ class WPLPlugin(Plugin):
             self.importance.update({n: _clip(self.importance[n], self.params.clip_norm) for n in fisher})
         self.anchor.update(weights)
 
-    def _exact_fisher(self, strategy, used: frozenset[str]) -> Tensors:
-        x, y = sample_subset(
-            dataset_tensors(strategy.experience.dataset)[:2], self.params.fisher_samples, self.generator
-        )
-        fisher = exact_fisher_diagonal(
-            strategy.model,
-            x,
-            y,
-            strategy.experience.task_labels[0],
-            batch_size=self.params.fisher_batch_size or int(getattr(strategy, "train_mb_size", 1024)),
-            estimator=self.params.estimator,
-            generator=self.generator,
-        )
-        return {n: f for n, f in fisher.items() if n in used}
-
-    def _minibatch_fisher(self, strategy, used: frozenset[str]) -> Tensors:
-        """EWC's estimate on ``fisher_samples`` of the model's training samples (see ``fisher``)."""
-        tensors = sample_subset(
-            dataset_tensors(strategy.experience.dataset), self.params.fisher_samples, self.generator
-        )
-        fisher = squared_gradient_importance(
-            strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
+    def _fisher(self, strategy, used: frozenset[str]) -> Tensors:
+        """F^t of ``fisher: exact`` or ``minibatch`` (EWC's estimator) on ``fisher_samples`` of the model's training
+        samples, on the trainable parameters it used."""
+        fisher = experience_importance(
+            strategy,
+            "exact" if self.params.fisher == "exact" else "minibatch",
+            self.params.fisher_samples,
+            self.generator,
+            self.params.estimator,
+            self.params.fisher_batch_size,
         )
         trainable = {n for n, p in strategy.model.named_parameters() if p.requires_grad}
         return {n: f for n, f in fisher.items() if n in used and n in trainable}

@@ -17,7 +17,8 @@ from avalanche.training.plugins import SynapticIntelligencePlugin as AvalancheSI
 from helpers import TRAINING, small_split
 from forgetbench.benchmark.run.runner import regularizer_bytes
 from forgetbench.strategies import StrategyContext
-from forgetbench.strategies.ewc import EWCParams, EWCPlugin, squared_gradient_importance
+from forgetbench.strategies.ewc import EWCParams, EWCPlugin
+from forgetbench.strategies.importance import squared_gradient_importance
 from forgetbench.strategies.penalty import QuadraticAnchor, named_params
 from forgetbench.strategies.si import SIPlugin
 
