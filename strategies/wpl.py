@@ -59,17 +59,8 @@ Options:
   ``wpl_penalty_inert`` the models where it was below 0.05 (the penalty too small to act).
 * ``start_after``: the first ``start_after`` models get no Fisher and no penalty (the authors'
   ``start_using_fisher``, counted in models: epochs x turns per epoch in a search).
-* ``alpha_mode``: ``equation`` (default: the paper's penalty above, alpha applied once in the loss) or
-  ``per_update``, what the authors' ENAS code computes (``models/wpl_module.py``'s ``update_fisher``): with
-  ``fisher: online``, after each model every tensor it used is updated as
-  F <- alpha_t * clip((1 - m) F + m g^2) with ``accumulate: momentum``, or alpha_t * clip(F + m g^2) with ``sum``
-  (m = ``momentum``, their ``lambda_fisher``; clip = ``clip_norm``, their ``fisher_clip_by_norm``; a tensor without
-  a gradient is reset to 0), and the *product* is stored, so alpha multiplies the stored importance again at every
-  update (with a clip, its norm saturates near alpha x clip_norm per tensor): a far stronger and differently shaped
-  penalty than the equation's for the same alpha. The loss is then (1/2) sum F (theta - theta_hat)^2.
-* ``alpha_linear_decay``, ``alpha_decay_after``: per_update only: alpha_t = alpha until model ``alpha_decay_after``
-  (0-based, counted among the models with a Fisher), then alpha - (t - after + 1) x decay, never below 0 (the
-  authors' linear ``alpha_decay`` after ``alpha_decay_after`` epochs; in a search, count epochs x turns per epoch).
+* The authors' ENAS code scales the stored online estimate by alpha at every update instead (another penalty for
+  the same alpha): that is its own strategy, ``wpl_enas`` (:mod:`forgetbench.strategies.wpl_enas`).
 * ``max_curvature``: the penalty's curvature on weight i is alpha_t * F_i, and gradient descent
   diverges on a quadratic that is too steep for its learning rate (an undertrained earlier model's
   Fisher entries can exceed 1). ``auto`` (default) caps alpha_t * F_i at
@@ -87,7 +78,7 @@ schedule, whose later turns are unknown): the same estimator, another draw.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
 import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
@@ -126,33 +117,28 @@ class WPLParams(StrategyParams):
     fisher_batches: PositiveInt = 1
     start_after: NonNegativeInt = 0
     importance_norm: Literal["none", "mean"] = "none"
-    alpha_mode: Literal["equation", "per_update"] = "equation"
-    alpha_linear_decay: NonNegativeFloat = 0.0  # per_update: alpha falls by this per model from alpha_decay_after on
-    alpha_decay_after: NonNegativeInt = 0  # per_update: the model (0-based, among those with a Fisher) it starts at
 
-    @model_validator(mode="after")
-    def _per_update_is_the_online_estimate(self) -> "WPLParams":
-        if self.alpha_mode == "per_update" and (self.fisher != "online" or self.anchor != "latest"):
+    # alpha_mode: per_update (and its linear decay) became the strategy wpl_enas; records written before hold these
+    # keys at their defaults, which still name this strategy's maths
+    retired_defaults: ClassVar[dict[str, Any]] = {
+        "alpha_mode": "equation",
+        "alpha_linear_decay": 0.0,
+        "alpha_decay_after": 0,
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_update_is_wpl_enas(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        moved = [key for key, default in cls.retired_defaults.items() if key in data and data[key] != default]
+        if moved:
             raise ValueError(
-                "alpha_mode: per_update scales the running online estimate at every update (the "
-                "authors' update_fisher); it needs fisher: online and anchor: latest"
+                f"{', '.join(moved)}: the authors' per-update scaling is the strategy wpl_enas now (name: wpl_enas, "
+                "with alpha, momentum, accumulate, clip_norm, fisher_batches, start_after, reset_every, "
+                "alpha_linear_decay, alpha_decay_after); wpl is the paper's equation"
             )
-        if self.alpha_mode == "per_update" and self.alpha_decay != 1.0:
-            raise ValueError(
-                "alpha_decay (geometric, on the equation's alpha) does not apply to alpha_mode: "
-                "per_update; its decay is linear: alpha_linear_decay from alpha_decay_after"
-            )
-        if self.alpha_mode == "equation" and (self.alpha_linear_decay or self.alpha_decay_after):
-            raise ValueError(
-                "alpha_linear_decay and alpha_decay_after apply to alpha_mode: per_update; the "
-                "equation's alpha decays geometrically (alpha_decay)"
-            )
-        if self.alpha_mode == "per_update" and self.accumulate == "max":
-            raise ValueError(
-                "alpha_mode: per_update accumulates as the authors do, with or without momentum: "
-                "accumulate: momentum or sum"
-            )
-        return self
+        return {key: value for key, value in data.items() if key not in cls.retired_defaults}
 
 
 class WPLPlugin(Plugin):
@@ -215,15 +201,15 @@ class WPLPlugin(Plugin):
                 {n: anchor[n] if n in anchor else self._like(sources, n) for n in names},
             )
         self._params = named_params(strategy.model, self._quadratic.names)
-        t = max(self.models_trained, 1)
-        # per_update: alpha is already inside the stored importance (multiplied in at every update)
-        self._alpha = (
-            1.0 if self.params.alpha_mode == "per_update" else self.params.alpha * self.params.alpha_decay ** (t - 1)
-        )
+        self._alpha = self.penalty_weight()
         if self.max_curvature is not None and self._alpha > 0 and not self._quadratic.empty:
             # the penalty is (alpha/2) sum A (theta - m)^2: its curvature per weight is alpha * A
             self._quadratic.penalize_at_most(self.max_curvature / self._alpha)
             self.capped_entries += self._quadratic.capped
+
+    def penalty_weight(self) -> float:
+        """alpha while training model t (t >= 1): alpha * alpha_decay^(t-1)."""
+        return self.params.alpha * self.params.alpha_decay ** (max(self.models_trained, 1) - 1)
 
     @staticmethod
     def _like(sources, name: str) -> torch.Tensor:
@@ -266,21 +252,10 @@ class WPLPlugin(Plugin):
         if self.params.clip_norm is not None and self.params.fisher != "online":
             fisher = {n: _clip(f, self.params.clip_norm) for n, f in fisher.items()}
         weights = {n: p.detach().clone() for n, p in strategy.model.named_parameters() if n in fisher}
-        if self.params.alpha_mode == "per_update":
-            alpha = per_update_alpha(
-                self.params.alpha, self.models_trained, self.params.alpha_linear_decay, self.params.alpha_decay_after
-            )
-            momentum = self.params.accumulate == "momentum"
-            if self.params.reset_every and self.models_trained % self.params.reset_every == 0:
-                self.importance = {}
-            for name, f in fisher.items():
-                grad_sq = None if name in self._no_gradient else f
-                self.importance[name] = per_update_importance(
-                    self.importance.get(name), grad_sq, f, alpha, self.params.momentum, momentum, self.params.clip_norm
-                )
-            self.models_trained += 1
-            self.anchor.update(weights)
-            return
+        self.add_importance(fisher, weights)
+
+    def add_importance(self, fisher: Tensors, weights: Tensors) -> None:
+        """Model t's F^t and weights into the running importance and anchor (``accumulate``, ``anchor``)."""
         self.models_trained += 1
         if self.params.anchor == "per_model":
             self.per_model.append((fisher, weights))
@@ -324,7 +299,7 @@ class WPLPlugin(Plugin):
                 if g is not None:
                     f.addcmul_(g, g, value=1.0 / self.params.fisher_batches)
                     reached[k] = True
-        self._no_gradient = {n for n, hit in zip(names, reached) if not hit}  # per_update resets these
+        self._no_gradient = {n for n, hit in zip(names, reached) if not hit}  # wpl_enas resets these
         return dict(zip(names, fisher))
 
     def state_dict(self) -> dict:
@@ -367,37 +342,6 @@ class WPLPlugin(Plugin):
         """Bytes of the Fisher and anchor tensors kept (the RNG state is not regularizer memory)."""
         state = self.state_dict()
         return tensor_bytes([state["importance"], state["anchor"], state["per_model"]])
-
-
-def per_update_alpha(alpha: float, model: int, linear_decay: float, decay_after: int) -> float:
-    """alpha for the update after model ``model`` (0-based): alpha until ``decay_after``, then falling linearly by
-    ``linear_decay`` per model, never below 0 (the authors' ``alpha_decay`` after ``alpha_decay_after`` epochs)."""
-    if model < decay_after:
-        return alpha
-    return max(alpha - (model - decay_after + 1) * linear_decay, 0.0)
-
-
-def per_update_importance(
-    stored: torch.Tensor | None,
-    grad_sq: torch.Tensor | None,
-    like: torch.Tensor,
-    alpha: float,
-    rate: float,
-    momentum: bool,
-    clip_norm: float | None,
-) -> torch.Tensor:
-    """One tensor's stored importance after an update in ``alpha_mode: per_update``: the running estimate decays
-    by (1 - rate) with momentum, gains rate x the squared gradient, is scaled down to ``clip_norm`` if its norm
-    exceeds it, and is multiplied by alpha; a tensor without a gradient is reset to 0. The product is what is
-    stored, so the next update multiplies it by alpha again: with the clip, the stored norm saturates near
-    alpha x clip_norm."""
-    if grad_sq is None:
-        return torch.zeros_like(like)
-    running = torch.zeros_like(grad_sq) if stored is None else stored
-    running = (1 - rate) * running + rate * grad_sq if momentum else running + rate * grad_sq
-    if clip_norm is not None:
-        running = _clip(running, clip_norm)
-    return running * alpha
 
 
 def _clip(fisher: torch.Tensor, max_norm: float) -> torch.Tensor:

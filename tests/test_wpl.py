@@ -13,6 +13,7 @@ from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.strategies.importance import exact_fisher_diagonal
 from forgetbench.strategies.wpl import WPLParams, WPLPlugin, _accumulate
+from forgetbench.strategies.wpl_enas import WPLENASParams, WPLENASPlugin
 
 
 def split3(seed=0):
@@ -295,7 +296,7 @@ def test_mas_cap_clamps_the_penalty_not_the_running_importance():
     assert float(omega["weight"].max()) == 1.0  # the stored importance is not clamped
 
 
-# ------------------------------------------------------------------ alpha_mode: per_update (the authors' code)
+# ------------------------------------------------------------------ wpl_enas: the authors' per-update code
 def _authors_update_fisher(fisher, grad, args, epoch):
     """A transcription, in NumPy, of ``_update_fisher`` in models/wpl_module.py of kcyu2014/multi-model-forgetting
     (their stored value per tensor after one update; ``epoch`` is the update's index here)."""
@@ -330,10 +331,8 @@ def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
         alpha_decay=1.0,
         alpha_decay_after=1,
     )
-    params = WPLParams(
+    params = WPLENASParams(
         alpha=3.0,
-        alpha_mode="per_update",
-        fisher="online",
         fisher_batches=1,
         momentum=0.7,
         accumulate="momentum" if momentum else "sum",
@@ -343,7 +342,7 @@ def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
         max_curvature=None,
     )
     # adaptive: as in a search, every model's update runs (none is skipped as the last of a known schedule)
-    plugin = WPLPlugin(params, scenario.turn_used_params, seed=5, adaptive=True)
+    plugin = WPLENASPlugin(params, scenario.turn_used_params, seed=5, adaptive=True)
     twin = torch.Generator().manual_seed(5)  # the plugin's draws of the mini-batch, replayed
     exps = scenario.avalanche_benchmark().train_stream
     reference: dict[str, np.ndarray] = {}
@@ -375,9 +374,8 @@ def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
 
 def test_per_update_penalty_is_half_the_stored_importance_times_the_squared_distance():
     scenario = split3()
-    plugin = WPLPlugin(
-        WPLParams(alpha=50.0, alpha_mode="per_update", fisher="online", accumulate="momentum", max_curvature=None),
-        scenario.turn_used_params,
+    plugin = WPLENASPlugin(
+        WPLENASParams(alpha=50.0, accumulate="momentum", max_curvature=None), scenario.turn_used_params
     )
     exps = scenario.avalanche_benchmark().train_stream
     strategy = SimpleNamespace(
@@ -398,12 +396,31 @@ def test_per_update_penalty_is_half_the_stored_importance_times_the_squared_dist
     )
 
 
-def test_per_update_needs_the_online_estimate():
-    with pytest.raises(ValueError, match="needs fisher: online"):
+def test_wpl_is_the_equation_and_names_wpl_enas_for_the_per_update_code():
+    # the authors' per-update scaling moved to its own strategy; a config that asks wpl for it is told where
+    with pytest.raises(ValueError, match="alpha_mode: the authors' per-update scaling is the strategy wpl_enas"):
         WPLParams(alpha_mode="per_update")
-    with pytest.raises(ValueError, match="accumulate: momentum or sum"):
-        WPLParams(alpha_mode="per_update", fisher="online", accumulate="max")
-    with pytest.raises(ValueError, match="does not apply to alpha_mode: per_update"):
-        WPLParams(alpha_mode="per_update", fisher="online", alpha_decay=0.5)
-    with pytest.raises(ValueError, match="apply to alpha_mode: per_update"):
+    with pytest.raises(ValueError, match="alpha_linear_decay: the authors' per-update scaling is the strategy wpl"):
         WPLParams(alpha_linear_decay=0.1)
+    # records written before hold the retired keys at their defaults: the same params as today
+    assert WPLParams(alpha_mode="equation", alpha_linear_decay=0.0, alpha_decay_after=0) == WPLParams()
+    assert len(WPLENASParams.model_fields) <= 10
+
+
+def test_a_wpl_record_written_with_the_retired_params_at_their_defaults_is_still_complete():
+    from forgetbench.benchmark.core.config import resolve_config
+    from forgetbench.benchmark.core.store import is_complete
+    from forgetbench.benchmark.run.spec import expand_suite
+    from conftest import tiny_suite
+    from helpers import make_record
+
+    (spec,) = expand_suite(resolve_config(tiny_suite(strategies=[{"name": "wpl"}])))
+    resolved, retired = spec.resolved(), spec.retired_params()
+    assert retired == WPLParams.retired_defaults
+    before = {**resolved, "strategy": {**resolved["strategy"], "params": {**resolved["strategy"]["params"], **retired}}}
+    record = make_record({"status": "ok", "accuracy_matrix": [[0.9, 0.1], [0.8, 0.9]], "config": before})
+    assert is_complete(record, resolved, retired) and not is_complete(record, resolved)
+    changed = {**before, "strategy": {**before["strategy"], "params": {**before["strategy"]["params"], "alpha": 1.0}}}
+    assert not is_complete(
+        make_record({"status": "ok", "accuracy_matrix": [[0.9]], "config": changed}), resolved, retired
+    )

@@ -22,7 +22,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeGuard
+from typing import Any, Callable, Iterator, Mapping, TypeGuard
 
 import pydantic_core
 import yaml
@@ -348,22 +348,29 @@ def read_result(path: Path) -> RunRecord | None:
 RETIRED_NULL_STRATEGY_KEYS = ("selection",)
 
 
-def without_retired_keys(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` (a record's resolved config) as it is resolved today: retired null keys dropped."""
+def without_retired_keys(config: dict[str, Any], retired_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``config`` (a record's resolved config) as it is resolved today: retired null keys of the strategy entry
+    dropped, and its params that hold a retired param's old default (``retired_params``: the strategy's params
+    model's ``retired_defaults``, which name the same maths as its params today)."""
     strategy = config.get("strategy")
-    if not isinstance(strategy, dict) or not any(
-        key in strategy and strategy[key] is None for key in RETIRED_NULL_STRATEGY_KEYS
-    ):
+    if not isinstance(strategy, dict):
         return config
     kept = {k: v for k, v in strategy.items() if not (k in RETIRED_NULL_STRATEGY_KEYS and v is None)}
-    return {**config, "strategy": kept}
+    params = kept.get("params")
+    if retired_params and isinstance(params, dict):
+        kept["params"] = {k: v for k, v in params.items() if not (k in retired_params and v == retired_params[k])}
+    return config if kept == strategy else {**config, "strategy": kept}
 
 
-def is_complete(record: RunRecord | None, resolved_config: dict[str, Any]) -> TypeGuard[RunRecord]:
+def is_complete(
+    record: RunRecord | None, resolved_config: dict[str, Any], retired_params: Mapping[str, Any] | None = None
+) -> TypeGuard[RunRecord]:
     """True when ``record`` finished (ok, diverged or collapsed) under exactly ``resolved_config`` (a record written
-    before a key retired still matches: :func:`without_retired_keys`)."""
+    before a key or param retired still matches: :func:`without_retired_keys`)."""
     return (
-        record is not None and record.status in DONE_STATUSES and without_retired_keys(record.config) == resolved_config
+        record is not None
+        and record.status in DONE_STATUSES
+        and without_retired_keys(record.config, retired_params) == resolved_config
     )
 
 

@@ -93,6 +93,13 @@ class RunSpec:
     def run_id(self) -> str:
         return run_id(self.scenario.display_name, self.strategy.display_name, self.seed)
 
+    def retired_params(self) -> dict[str, Any]:
+        """The strategy's retired params with the defaults records written before hold (its params model's
+        ``retired_defaults``): a record with them is still this run (:func:`~forgetbench.benchmark.core.store.is_complete`)."""
+        from forgetbench.benchmark.core.registries import STRATEGIES
+
+        return dict(getattr(type(self.strategy.typed_params(STRATEGIES)), "retired_defaults", {}))
+
     def resolved(self) -> dict[str, Any]:
         """The resolved configuration of this run (what resume compares).
 

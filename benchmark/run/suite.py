@@ -211,7 +211,7 @@ class _Driver:
         todo = []
         for folder, spec in batch:
             previous = store.read_result(store.result_path(folder, spec.run_id))
-            if not self.fresh and store.is_complete(previous, spec.resolved()):
+            if not self.fresh and store.is_complete(previous, spec.resolved(), spec.retired_params()):
                 self.outcome.skipped.append(spec.run_id)
                 self._count(folder, spec.run_id, previous.status)
                 self.bar.update(1)
@@ -467,7 +467,8 @@ def _scenarios_with_work(suite: SuiteConfig, out: Path, ordinary: list[RunSpec],
     index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
 
     def incomplete(spec: RunSpec) -> bool:
-        return not store.is_complete(store.read_result(store.result_path(out, spec.run_id)), spec.resolved())
+        record = store.read_result(store.result_path(out, spec.run_id))
+        return not store.is_complete(record, spec.resolved(), spec.retired_params())
 
     return {index[spec.scenario.display_name] for spec in ordinary if incomplete(spec)}
 

@@ -1,0 +1,153 @@
+r"""``wpl_enas``: WPL as the authors' ENAS code computes it (``models/wpl_module.py``'s ``update_fisher`` in
+kcyu2014/multi-model-forgetting), not as the paper writes it (that is ``wpl``).
+
+After each model t, every tensor it used is updated from its online estimate g^2 (the squared gradient of the data
+loss on ``fisher_batches`` mini-batches of its own training data, averaged):
+
+    momentum:  F <- alpha_t * clip((1 - m) F + m g^2)
+    sum:       F <- alpha_t * clip(F + m g^2)
+
+(m = ``momentum``, their ``lambda_fisher``; clip rescales a tensor whose norm exceeds ``clip_norm``, their
+``fisher_clip_by_norm``; a tensor the data loss gave no gradient is reset to 0), and the *product* is stored, so
+alpha multiplies the stored importance again at every update (with a clip its norm saturates near
+alpha x clip_norm per tensor). The anchor theta_hat is the weights after the latest model that used each tensor,
+and while training a model the loss is
+
+$$
+\mathcal{L}(\theta) = \mathcal{L}_t(\theta) + \frac{1}{2} \sum_{i \in \text{shared}} F_i \, (\theta_i - \hat\theta_i)^2
+$$
+
+over the parameters it shares with earlier models: a far stronger and differently shaped penalty than ``wpl``'s
+(alpha/2) F (theta - theta_hat)^2 for the same alpha.
+
+Hyperparameters:
+
+* ``alpha`` (>= 0): alpha_t until model ``alpha_decay_after`` (0-based, counted among the models with a Fisher),
+  then alpha - (t - after + 1) x ``alpha_linear_decay``, never below 0 (their ``alpha_fisher``, ``alpha_decay``
+  after ``alpha_decay_after`` epochs; in a search, count epochs x turns per epoch).
+* ``momentum``, ``accumulate`` (``momentum`` or ``sum``): the update above.
+* ``clip_norm``: the clip (none by default).
+* ``fisher_batches``: mini-batches (the training batch size, drawn with the plugin's seed) per online estimate.
+* ``start_after``: the first ``start_after`` models get no update and no penalty (their ``start_using_fisher``).
+* ``reset_every``: the stored importance is zeroed before every N-th update (their ``set_fisher_zero_per_iter``).
+* ``max_curvature``: caps F_i at the optimiser's stable curvature, as ``wpl``'s (``null``: never).
+
+Records carry ``wpl``'s result keys (``wpl_capped_entries``, ``wpl_penalty_to_data_gradient``, ...): it is WPL's
+penalty, estimated another way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Sequence
+
+import torch
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
+from forgetbench.strategies.penalty import stable_curvature
+from forgetbench.strategies.wpl import Tensors, WPLParams, WPLPlugin, _clip
+
+if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
+    from avalanche.training.templates import SupervisedTemplate
+
+
+class WPLENASParams(StrategyParams):
+    alpha: NonNegativeFloat = strength(300.0)
+    momentum: float = Field(0.9, gt=0.0, le=1.0)  # their lambda_fisher
+    accumulate: Literal["momentum", "sum"] = "momentum"
+    clip_norm: PositiveFloat | None = None  # their fisher_clip_by_norm
+    fisher_batches: PositiveInt = 1
+    start_after: NonNegativeInt = 0  # their start_using_fisher, in models
+    reset_every: PositiveInt | None = None  # their set_fisher_zero_per_iter, in models
+    alpha_linear_decay: NonNegativeFloat = 0.0  # alpha falls by this per model from alpha_decay_after on
+    alpha_decay_after: NonNegativeInt = 0  # the model (0-based, among those with a Fisher) the decay starts at
+    max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
+
+    def as_wpl(self) -> WPLParams:
+        """The ``wpl`` params whose Fisher pass, anchor and penalty this strategy shares (online, latest)."""
+        return WPLParams(
+            alpha=self.alpha,
+            fisher="online",
+            anchor="latest",
+            fisher_batches=self.fisher_batches,
+            accumulate=self.accumulate,
+            momentum=self.momentum,
+            clip_norm=self.clip_norm,
+            start_after=self.start_after,
+            reset_every=self.reset_every,
+            max_curvature=self.max_curvature,
+        )
+
+
+class WPLENASPlugin(WPLPlugin):
+    """WPL's plugin with the authors' per-update importance: alpha inside the stored importance (see the module doc)."""
+
+    def __init__(self, params: WPLENASParams, used_params: Sequence[frozenset[str]], seed: int = 0, **kwargs):
+        super().__init__(params.as_wpl(), used_params, seed=seed, **kwargs)
+        self.enas = params
+
+    def penalty_weight(self) -> float:
+        return 1.0  # alpha is already inside the stored importance (multiplied in at every update)
+
+    def add_importance(self, fisher: Tensors, weights: Tensors) -> None:
+        alpha = per_update_alpha(
+            self.enas.alpha, self.models_trained, self.enas.alpha_linear_decay, self.enas.alpha_decay_after
+        )
+        if self.enas.reset_every and self.models_trained % self.enas.reset_every == 0:
+            self.importance = {}
+        for name, f in fisher.items():
+            grad_sq = None if name in self._no_gradient else f
+            self.importance[name] = per_update_importance(
+                self.importance.get(name),
+                grad_sq,
+                f,
+                alpha,
+                self.enas.momentum,
+                self.enas.accumulate == "momentum",
+                self.enas.clip_norm,
+            )
+        self.models_trained += 1
+        self.anchor.update(weights)
+
+
+def per_update_alpha(alpha: float, model: int, linear_decay: float, decay_after: int) -> float:
+    """alpha for the update after model ``model`` (0-based): alpha until ``decay_after``, then falling linearly by
+    ``linear_decay`` per model, never below 0 (the authors' ``alpha_decay`` after ``alpha_decay_after`` epochs)."""
+    if model < decay_after:
+        return alpha
+    return max(alpha - (model - decay_after + 1) * linear_decay, 0.0)
+
+
+def per_update_importance(
+    stored: torch.Tensor | None,
+    grad_sq: torch.Tensor | None,
+    like: torch.Tensor,
+    alpha: float,
+    rate: float,
+    momentum: bool,
+    clip_norm: float | None,
+) -> torch.Tensor:
+    """One tensor's stored importance after an update: the running estimate decays by (1 - rate) with momentum,
+    gains rate x the squared gradient, is scaled down to ``clip_norm`` if its norm exceeds it, and is multiplied by
+    alpha; a tensor without a gradient is reset to 0. The product is what is stored, so the next update multiplies
+    it by alpha again: with the clip, the stored norm saturates near alpha x clip_norm."""
+    if grad_sq is None:
+        return torch.zeros_like(like)
+    running = torch.zeros_like(grad_sq) if stored is None else stored
+    running = (1 - rate) * running + rate * grad_sq if momentum else running + rate * grad_sq
+    if clip_norm is not None:
+        running = _clip(running, clip_norm)
+    return running * alpha
+
+
+@register_strategy("wpl_enas", params=WPLENASParams)
+def build_wpl_enas(ctx: StrategyContext, params: WPLENASParams) -> SupervisedTemplate:
+    """WPL as the authors' ENAS code computes it: alpha multiplied into the stored online Fisher at every update."""
+    plugin = WPLENASPlugin(
+        params,
+        ctx.used_params,
+        seed=ctx.seed,
+        max_curvature=stable_curvature(params.max_curvature, ctx.training),
+        adaptive=ctx.adaptive,
+    )
+    return ctx.build(plugins=[plugin])
