@@ -23,7 +23,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.metric_registry import registered_metrics
+from forgetbench.benchmark.core.metric_registry import METRICS, Metric, registered_metrics
 from forgetbench.benchmark.core.store import (
     atomic_write_bytes,
     DiskFull,
@@ -33,10 +33,31 @@ from forgetbench.benchmark.core.store import (
     registered_metric_modules,
     rerun_command,
 )
-from forgetbench.reports import attribution as A
-from forgetbench.reports import frames as FR
-from forgetbench.reports import summary as S
-from forgetbench.reports import verdict as V
+from forgetbench.reports import frames, summary
+from forgetbench.reports.attribution import attribution_sentence, attribution_summary
+from forgetbench.reports.summary import (
+    NAIVE,
+    comparisons_table,
+    flagged_runs,
+    has_results,
+    load_records,
+    problem_runs,
+    runs_long,
+    strategy_order,
+    summary_table,
+    tuning_studies,
+)
+from forgetbench.reports.verdict import (
+    MIN_SEEDS,
+    PLASTICITY_TRADE,
+    edge_lines,
+    headline_metric,
+    matched_headline,
+    plasticity_traders,
+    roles,
+    scenario_verdict,
+    search_outcome,
+)
 from forgetbench.benchmark.core.units import format_bytes
 from forgetbench.reports.verdict import fmt_p
 from forgetbench.reports.reproduce import reproduction_rows
@@ -134,15 +155,15 @@ class ScenarioView:
     seeds: list[Any]
     scenario_type: str | None = None
     verdict: list[str] = field(default_factory=list)
-    columns: list[S.Metric] = field(default_factory=list)
+    columns: list[Metric] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # {strategy, n, cells{metric: Cell}}
-    comparison_columns: list[S.Metric] = field(default_factory=list)
+    comparison_columns: list[Metric] = field(default_factory=list)
     comparison_rows: list[dict[str, Any]] = field(default_factory=list)
-    cost_columns: list[S.Metric] = field(default_factory=list)
+    cost_columns: list[Metric] = field(default_factory=list)
     cost_rows: list[dict[str, Any]] = field(default_factory=list)
-    supernet_columns: list[S.Metric] = field(default_factory=list)
+    supernet_columns: list[Metric] = field(default_factory=list)
     supernet_rows: list[dict[str, Any]] = field(default_factory=list)
-    search_columns: list[S.Metric] = field(default_factory=list)
+    search_columns: list[Metric] = field(default_factory=list)
     search_rows: list[dict[str, Any]] = field(default_factory=list)
     derived_rows: list[dict[str, Any]] = field(default_factory=list)  # per run: the architecture its search derived
     forgotten_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy: its most forgotten architectures
@@ -152,12 +173,12 @@ class ScenarioView:
     naive: str | None = None
     few_seeds: bool = False  # fewer than 3 seeds: the intervals are not informative
     headline: str | None = None  # the scenario's headline figure (data URI)
-    many_experiences: bool = False  # per-experience figures drawn as distributions (FR.MANY_EXPERIENCES)
+    many_experiences: bool = False  # per-experience figures drawn as distributions (frames.MANY_EXPERIENCES)
     headline_caption: str = ""
     scores_caption: str = ""  # the supernet-vs-standalone scatter's, when it is not the headline
     attribution_sentence: str | None = None  # the quadratic premise on this network (training.attribution)
     attribution_rows: list[dict[str, Any]] = field(default_factory=list)
-    adapter_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy and task (FR.adapter_summary)
+    adapter_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy and task (frames.adapter_summary)
     inert: dict[str, dict[str, int]] = field(default_factory=dict)  # strategy -> where its penalty was too small
     figure_sample: str | None = None  # when the curves and attribution are drawn from some of the runs: which
 
@@ -167,7 +188,7 @@ class ScenarioView:
 
 
 def _cells(
-    table: pd.DataFrame, order: list[str], metrics: list[S.Metric], references: AbstractSet[str] = frozenset()
+    table: pd.DataFrame, order: list[str], metrics: list[Metric], references: AbstractSet[str] = frozenset()
 ) -> list[dict[str, Any]]:
     """Rows of the summary for ``metrics``; the best mean per metric is marked (ties all marked).
 
@@ -200,17 +221,17 @@ def _cells(
     return rows
 
 
-def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, references: set[str]) -> list[str]:
+def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, references: AbstractSet[str]) -> list[str]:
     """The verdict (:func:`forgetbench.reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
 
     def mean(strategy: str | None, metric: str) -> float:
         v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
         return float(v.iloc[0]) if len(v) else float("nan")
 
-    lines = V.scenario_verdict(long, naive, references)
-    shipped = V.search_outcome(long[~long.strategy.isin(references)], naive)
-    metric = V.headline_metric(table, "mean")
-    traders = set(V.plasticity_traders(long, naive))  # never "the winner" whose cost is shown
+    lines = scenario_verdict(long, naive, references)
+    shipped = search_outcome(long[~long.strategy.isin(references)], naive)
+    metric = headline_metric(table, "mean")
+    traders = set(plasticity_traders(long, naive))  # never "the winner" whose cost is shown
     contenders = table[
         (table.metric == metric) & ~table.strategy.isin(references) & ~table.strategy.isin(traders)
     ].set_index("strategy")["mean"]
@@ -256,11 +277,31 @@ def _scenario_view(
     points: pd.DataFrame | None = None,
     edges: Mapping[str, list[str]] | None = None,
 ) -> ScenarioView:
+    """One scenario's section of the report, in the order it reads: who ran, the tables, the comparisons with
+    naive, the verdict, the problems, the figures, attribution, adapters."""
     from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
 
-    mine = [r for r in records if S._scenario(r) == name]
-    ok = [r for r in mine if S.has_results(r)]
-    naive, refs = V.roles(records, name)
+    mine = [r for r in records if r.scenario.label == name]
+    naive, refs = roles(records, name)
+    view = _header(name, mine, naive, lean)
+    t = table[table.scenario == name]
+    _add_tables(view, records, name, t, order, refs, naive)
+    _add_comparisons(view, comps[comps.scenario == name], order)
+    _add_verdict(view, name, t, long[long.scenario == name], naive, refs, points, edges)
+    view.problems = problems[problems.scenario == name].to_dict("records")
+    flagged = flagged_runs(records)
+    view.flagged = flagged[flagged.scenario == name].to_dict("records")
+    colours = F.palette(order, naive)
+    figs = _add_figures(view, records, name, t, order, colours)
+    _add_attribution(view, figs, records, name, order, colours)
+    _add_adapters(view, records, name, order)
+    view.inert = frames.inert_penalties(records, name)
+    view.figures = {k: v for k, v in figs.items() if v}
+    return view
+
+
+def _header(name: str, mine: list[RunRecord], naive: str | None, lean: AbstractSet[str]) -> ScenarioView:
+    ok = [r for r in mine if has_results(r)]
     view = ScenarioView(
         name=name,
         anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
@@ -273,12 +314,24 @@ def _scenario_view(
     drawn = [r for r in ok if r.run_id not in lean]
     if len(drawn) < len(ok):
         view.figure_sample = (
-            f"Forgetting curves and attribution are drawn from the first {S.FIGURE_RUNS} runs of each strategy (in seed "
-            f"order): {len(drawn):,} of the {len(ok):,} runs. Every table and every other figure counts all of them."
+            f"Forgetting curves and attribution are drawn from the first {summary.FIGURE_RUNS} runs of each strategy "
+            f"(in seed order): {len(drawn):,} of the {len(ok):,} runs. Every table and every other figure counts all of them."
         )
-    t = table[table.scenario == name]
-    c = comps[comps.scenario == name]
-    present = [S.METRICS[k] for k in S.METRICS if k in set(t.metric)]
+    return view
+
+
+def _add_tables(
+    view: ScenarioView,
+    records: list[RunRecord],
+    name: str,
+    t: pd.DataFrame,
+    order: list[str],
+    refs: AbstractSet[str],
+    naive: str | None,
+) -> None:
+    """The metric tables (main, cost with the ratio to naive's train time, supernet, search) and the search's
+    derived architectures and most forgotten ones."""
+    present = [METRICS[k] for k in METRICS if k in set(t.metric)]
     view.columns = [m for m in present if m.section in TABLE_SECTIONS]
     view.rows = _cells(t, order, view.columns, refs)
     view.cost_columns = [m for m in present if m.section == "cost"]
@@ -297,8 +350,8 @@ def _scenario_view(
     view.supernet_rows = _cells(t, order, view.supernet_columns, refs) if view.supernet_columns else []
     view.search_columns = [m for m in present if m.section == "search"]
     view.search_rows = _cells(t, order, view.search_columns, refs) if view.search_columns else []
-    view.derived_rows = _derived_rows(FR.derived_frame(records, name))
-    unit_scale = (FR.sampled_search_unit(records, name) or ("", 100.0))[1]
+    view.derived_rows = _derived_rows(frames.derived_frame(records, name))
+    unit_scale = (frames.sampled_search_unit(records, name) or ("", 100.0))[1]
     view.forgotten_rows = [
         {
             "strategy": r.strategy,
@@ -306,9 +359,13 @@ def _scenario_view(
             "turns": int(r.turns),
             "gap": f"{unit_scale * r.gap:+.2f}",
         }
-        for r in FR.most_forgotten(FR.named_gap_frame(records, name)).itertuples()
+        for r in frames.most_forgotten(frames.named_gap_frame(records, name)).itertuples()
     ]
-    view.comparison_columns = [S.METRICS[k] for k in KEY_COMPARISONS if k in set(c.metric)]
+
+
+def _add_comparisons(view: ScenarioView, c: pd.DataFrame, order: list[str]) -> None:
+    """Each strategy against naive on the key metrics: difference, interval, p, pairs."""
+    view.comparison_columns = [METRICS[k] for k in KEY_COMPARISONS if k in set(c.metric)]
     for strategy in order:
         sub = c[c.strategy == strategy].set_index("metric")
         if sub.empty:
@@ -328,22 +385,39 @@ def _scenario_view(
                     "bad": bool(not better and r["diff"] != 0 and r.p_value < 0.05),
                 }
         view.comparison_rows.append({"strategy": strategy, "cells": cells})
-    view.verdict = _verdict(t, long[long.scenario == name], naive, refs)
-    headline = V.matched_headline(points, name) if points is not None else []
+
+
+def _add_verdict(
+    view: ScenarioView,
+    name: str,
+    t: pd.DataFrame,
+    long: pd.DataFrame,
+    naive: str | None,
+    refs: AbstractSet[str],
+    points: pd.DataFrame | None,
+    edges: Mapping[str, list[str]] | None,
+) -> None:
+    """The verdict: matched plasticity first where methods ran at several strengths, then each strength's."""
+    view.verdict = _verdict(t, long, naive, refs)
+    headline = matched_headline(points, name) if points is not None else []
     view.verdict += (edges or {}).get(name, [])
     if headline:  # several strengths per method: the matched-plasticity verdict heads, per-strength lines follow
         view.verdict = headline + (
             [f"At each strength alone: {view.verdict[0]}", *view.verdict[1:]] if view.verdict else []
         )
-    view.few_seeds = 0 < max((row["n"] for row in view.rows), default=0) < V.MIN_SEEDS
-    view.problems = problems[problems.scenario == name].to_dict("records")
-    flagged = S.flagged_runs(records)
-    view.flagged = flagged[flagged.scenario == name].to_dict("records")
+    view.few_seeds = 0 < max((row["n"] for row in view.rows), default=0) < MIN_SEEDS
 
-    colours = F.palette(order, naive)
-    curves, gaps = FR.curves_frame(records, name), FR.err_gap_frame(records, name)
-    scores, epochs = FR.search_scores_frame(records, name), FR.search_epochs_frame(records, name)
-    sampled = FR.sampled_search_unit(records, name)
+
+def _add_figures(
+    view: ScenarioView, records: list[RunRecord], name: str, t: pd.DataFrame, order: list[str], colours
+) -> dict[str, str | None]:
+    """The headline figure (the search's four panels, its scatter, err2 - err1, or the first model's curve) and
+    the scenario's other figures."""
+    from forgetbench.reports import figures as F
+
+    curves, gaps = frames.curves_frame(records, name), frames.err_gap_frame(records, name)
+    scores, epochs = frames.search_scores_frame(records, name), frames.search_epochs_frame(records, name)
+    sampled = frames.sampled_search_unit(records, name)
     if not epochs.empty and sampled:
         unit, scale = sampled
         errors = ["fv_mean", "fv_top5", "fv_max", "fv_best5"]
@@ -364,7 +438,7 @@ def _scenario_view(
         "each search picked. A search that ranks well puts its points on a rising line "
         "and its rings at the top."
     )
-    fixed = FR.fixed_schedule(records, name)  # rounds over a list: its headline is where the forgetting is
+    fixed = frames.fixed_schedule(records, name)  # rounds over a list: its headline is where the forgetting is
     if not view.headline and not fixed and not scores.empty:
         view.headline = F.search_scatter(scores, colours)
         view.headline_caption = scores_caption
@@ -382,8 +456,8 @@ def _scenario_view(
             "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
             "experiences."
         )
-    view.many_experiences = FR.many_experiences(records, name)
-    matrices, final = FR.mean_matrices(records, name), FR.final_accuracy_frame(records, name)
+    view.many_experiences = frames.many_experiences(records, name)
+    matrices, final = frames.mean_matrices(records, name), frames.final_accuracy_frame(records, name)
     figs = {
         "scatter": F.stability_plasticity(t, colours),
         "curves": F.forgetting_curves(curves, colours),
@@ -399,9 +473,24 @@ def _scenario_view(
         "search_scores": F.search_scatter(scores, colours) if fixed and not scores.empty else None,
     }
     view.scores_caption = scores_caption
-    attribution = FR.attribution_frame(records, name)
+    # a sampled-architecture search shows these in its four-panel headline; one round has no course over epochs
+    if not sampled and not epochs.empty and epochs.epoch.nunique() > 1:
+        figs["search_forgetting"] = F.search_over_epochs(
+            epochs, colours, "fv_mean", "mean err2 - err1 (points; > 0 = forgetting)"
+        )
+        figs["search_reward"] = F.search_over_epochs(epochs, colours, "reward", "controller reward (%)")
+    return figs
+
+
+def _add_attribution(
+    view: ScenarioView, figs: dict[str, str | None], records: list[RunRecord], name: str, order: list[str], colours
+) -> None:
+    """Attribution's sentence, table and figures (training.attribution)."""
+    from forgetbench.reports import figures as F
+
+    attribution = frames.attribution_frame(records, name)
     if not attribution.empty:
-        view.attribution_sentence = A.attribution_sentence(attribution)
+        view.attribution_sentence = attribution_sentence(attribution)
         view.attribution_rows = [
             {
                 "strategy": row.strategy,
@@ -413,10 +502,14 @@ def _scenario_view(
                 "rho": f"{row.rho:.2f}" if np.isfinite(row.rho) else "–",
                 "first_order_share": f"{row.first_order_share:+.0f}%" if np.isfinite(row.first_order_share) else "–",
             }
-            for row in A.attribution_summary(attribution, order).itertuples()
+            for row in attribution_summary(attribution, order).itertuples()
         ]
-        figs["attribution_layers"] = F.attribution_layers(FR.attribution_layers_frame(records, name), order)
+        figs["attribution_layers"] = F.attribution_layers(frames.attribution_layers_frame(records, name), order)
         figs["attribution_scatter"] = F.attribution_scatter(attribution, colours)
+
+
+def _add_adapters(view: ScenarioView, records: list[RunRecord], name: str, order: list[str]) -> None:
+    """Per strategy and task: the adapters' norm, overlap and size."""
     view.adapter_rows = [
         {
             "strategy": row.strategy,
@@ -427,17 +520,8 @@ def _scenario_view(
             "trainable": f"{row.trainable_params:,.0f}",
             "total": f"{row.total_params:,.0f}",
         }
-        for row in FR.adapter_summary(FR.adapters_frame(records, name), order).itertuples()
+        for row in frames.adapter_summary(frames.adapters_frame(records, name), order).itertuples()
     ]
-    view.inert = FR.inert_penalties(records, name)
-    # a sampled-architecture search shows these in its four-panel headline; one round has no course over epochs
-    if not sampled and not epochs.empty and epochs.epoch.nunique() > 1:
-        figs["search_forgetting"] = F.search_over_epochs(
-            epochs, colours, "fv_mean", "mean err2 - err1 (points; > 0 = forgetting)"
-        )
-        figs["search_reward"] = F.search_over_epochs(epochs, colours, "reward", "controller reward (%)")
-    view.figures = {k: v for k, v in figs.items() if v}
-    return view
 
 
 def _metadata(folders: Sequence[Path], records: list[RunRecord], command: str | None) -> dict[str, Any]:
@@ -507,11 +591,11 @@ class SweepView:
 def _sweep_view(records: list[RunRecord], table: pd.DataFrame) -> SweepView | None:
     from forgetbench.reports import figures as F
 
-    sweep = FR.search_sweep_frame(table, records, "steps_per_turn")
+    sweep = frames.search_sweep_frame(table, records, "steps_per_turn")
     if sweep.empty:
         return None
     series = list(dict.fromkeys(sweep.sort_values(["strategy", "series"]).series))
-    naive = S.NAIVE if S.NAIVE in series else None
+    naive = NAIVE if NAIVE in series else None
     figure = F.search_sweep(sweep, F.palette(series, naive), "steps per turn (log scale)")
     seeds = int(sweep.n_seeds.max())
     caption = (
@@ -592,7 +676,7 @@ def _frontier_views(
 def _tuning_rows(folders: Sequence[Path]) -> list[dict[str, Any]]:
     """One row per tuning study of ``OUT/tuning.json``: how the tuned strategies' final runs got their params."""
     rows = []
-    for study in S.tuning_studies(folders):  # a study this report cannot read is skipped, not fatal
+    for study in tuning_studies(folders):  # a study this report cannot read is skipped, not fatal
         try:
             protocol = study["protocol"]
             where = f"{protocol['scenario']}'s " if protocol.get("kind") == "scenario" else ""
@@ -669,7 +753,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     for folder in folders:
         if not folder.is_dir():
             raise ReportError(f"results folder {folder} does not exist (expected OUT/runs/<run_id>/result.json)")
-    scan = S.load_records(*folders, figure_runs=S.FIGURE_RUNS)
+    scan = load_records(*folders, figure_runs=summary.FIGURE_RUNS)
     records, skipped = scan.records, scan.skipped
     if not records:
         detail = "".join(f"; skipped {path}: {why}" for path, why in skipped)
@@ -677,19 +761,19 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
             f"no {'readable ' if skipped else ''}result files under {', '.join(map(str, folders))} "
             f"(expected OUT/runs/<run_id>/result.json){detail}"
         )
-    long = S.runs_long(records, scan.metrics)
-    order = S.strategy_order(records)
-    table = S.summary_table(long, order=order)
-    comps = S.comparisons_table(long)
-    problems = S.problem_runs(records, scan.sources)
+    long = runs_long(records, scan.metrics)
+    order = strategy_order(records)
+    table = summary_table(long, order=order)
+    comps = comparisons_table(long)
+    problems = problem_runs(records, scan.sources)
     frontiers, points = _frontier_views(records, computed=scan.metrics)
-    edges = V.edge_lines(S.tuning_studies(folders))
+    edges = edge_lines(tuning_studies(folders))
     scenarios = [
         _scenario_view(name, records, order[name], table, comps, problems, long, scan.lean, points, edges)
         for name in order
     ]
     trials = (
-        S.load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
+        load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
         if any((f / "tuning" / "runs").is_dir() for f in folders)
         else None
     )
@@ -713,9 +797,9 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
     html = env.get_template("report.html.j2").render(
         title=f"forgetbench report: {', '.join(sorted({r.suite for r in records}))}",
         scenarios=scenarios,
-        glossary=[m for m in S.METRICS.values() if m.key in set(table.metric)],
+        glossary=[m for m in METRICS.values() if m.key in set(table.metric)],
         n_runs=len(records),
-        n_ok=sum(S.has_results(r) for r in records),
+        n_ok=sum(has_results(r) for r in records),
         problems=problems.to_dict("records"),
         skipped=[{"path": str(path), "reason": reason} for path, reason in skipped],
         environment_warnings=scan.environment_warnings,
@@ -723,7 +807,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
         reproductions=_reproductions(folders, table),
         sweep=sweep,
         frontiers=frontiers,
-        plasticity_trade=f"{100 * V.PLASTICITY_TRADE:g}",
+        plasticity_trade=f"{100 * PLASTICITY_TRADE:g}",
         tuning=_tuning_rows(folders),
         meta=_metadata(folders, records, command),
     )
@@ -740,7 +824,7 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
 def unknown_metrics(folders: Sequence[Path]) -> list[str]:
     """A sentence per metric that was registered when a folder's suite ran but is not now (its column would vanish
     from the report without a word), naming the module to import."""
-    known = set(S.METRICS) | {m.key for m in registered_metrics()}
+    known = set(METRICS) | {m.key for m in registered_metrics()}
     missing: dict[str, str] = {}
     for folder in folders:
         for key, module in registered_metric_modules(folder).items():
