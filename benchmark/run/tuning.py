@@ -546,45 +546,70 @@ def run_study(
 ) -> dict[str, Any]:
     """Continue ``study`` to its trial budget in ``storage`` (:func:`open_storage`); return its summary for
     ``tuning.json``."""
-    import optuna
-    from optuna.trial import TrialState
+    run = StudyRun(suite, study, out, run_batch, storage, calibrated)
+    run.finish_trials_left_running()
+    run.run_to_budget()
+    return run.summary()
 
-    optuna.logging.set_verbosity(logging.WARNING)
-    clock = {"optuna": 0.0, "runs": 0.0}  # seconds in Optuna, its storage and the pruning rule; in the trials' runs
-    started = time.perf_counter()
-    tune = study.tune
-    folder = Path(out) / TUNING_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    space, notes = search_space(study, calibrated)
-    direction: Literal["maximize", "minimize"] = "maximize" if MAXIMISE[tune.objective] else "minimize"
-    mirrored = MirroredStudy(storage, study.name, direction)
-    clock["optuna"] += time.perf_counter() - started
 
-    curves: dict[int, dict[int, list[float]]] = {}  # completed trial -> seed -> its objective after each experience
-    inside: dict[int, dict[int, dict[tuple[int, int], float]]] = {}  # ... -> its values inside them (k, point)
+class StudyRun:
+    """One invocation's work on a study: its trials through the executor, timed against Optuna's own time."""
 
-    def trial_records(point: dict[str, Any]) -> list[RunRecord | None]:
-        return [store.read_result(store.result_path(folder, spec.run_id)) for spec in trial_specs(suite, study, point)]
+    def __init__(
+        self,
+        suite: SuiteConfig,
+        study: Study,
+        out: Path,
+        run_batch: RunBatch,
+        storage: Any,
+        calibrated: dict[str, Any] | None,
+    ) -> None:
+        import optuna
 
-    def rule(number: int) -> PruneRule | None:
+        optuna.logging.set_verbosity(logging.WARNING)
+        # seconds in Optuna, its storage and the pruning rule; in the trials' runs
+        self.clock = {"optuna": 0.0, "runs": 0.0}
+        started = time.perf_counter()
+        self.suite, self.study, self.tune, self.run_batch = suite, study, study.tune, run_batch
+        self.folder = Path(out) / TUNING_DIR
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.space, self.notes = search_space(study, calibrated)
+        direction: Literal["maximize", "minimize"] = "maximize" if MAXIMISE[self.tune.objective] else "minimize"
+        self.mirrored = MirroredStudy(storage, study.name, direction)
+        self.curves: dict[
+            int, dict[int, list[float]]
+        ] = {}  # completed trial -> seed -> objective after each experience
+        self.inside: dict[int, dict[int, dict[tuple[int, int], float]]] = {}  # ... -> values inside them (k, point)
+        self.clock["optuna"] += time.perf_counter() - started
+
+    def trial_records(self, point: dict[str, Any]) -> list[RunRecord | None]:
+        return [
+            store.read_result(store.result_path(self.folder, spec.run_id))
+            for spec in trial_specs(self.suite, self.study, point)
+        ]
+
+    def pruning_rule(self, number: int) -> PruneRule | None:
         """Trial ``number``'s pruning rule for its first seed, from the trials completed before it (the same on a
         rerun)."""
+        from optuna.trial import TrialState
+
+        tune = self.tune
         if tune.pruning == "off":
             return None
-        completed = [t for t in mirrored.trials((TrialState.COMPLETE,)) if t.number < number]
+        completed = [t for t in self.mirrored.trials((TrialState.COMPLETE,)) if t.number < number]
         maximise = MAXIMISE[tune.objective]
         if len(completed) < tune.pruning_startup:  # no bound yet; with inside points, the first seed records them
             return PruneRule(tune.objective, maximise, (), points=tune.pruning_points) if tune.pruning_points else None
-        first = study.seeds[0]
+        first = self.study.seeds[0]
         for t in completed:
-            if t.number not in curves:
+            if t.number not in self.curves:
                 ok = [
                     r
-                    for r in trial_records({k: _rounded(v) for k, v in t.params.items()})
+                    for r in self.trial_records({k: _rounded(v) for k, v in t.params.items()})
                     if r is not None and r.status == "ok" and r.accuracy_matrix
                 ]
-                curves[t.number] = {r.seed: running_metric(r.accuracy_matrix, tune.objective) for r in ok}
-                inside[t.number] = {
+                self.curves[t.number] = {r.seed: running_metric(r.accuracy_matrix, tune.objective) for r in ok}
+                self.inside[t.number] = {
                     r.seed: {(p.experience, p.point): p.value for p in r.prune_points or [] if p.value is not None}
                     for r in ok
                 }
@@ -592,133 +617,172 @@ def run_study(
             tune.objective,
             maximise,
             pruning_bounds(
-                [curves[t.number][first] for t in completed if first in curves[t.number]],
+                [self.curves[t.number][first] for t in completed if first in self.curves[t.number]],
                 PRUNING_SHARE[tune.pruning],
                 maximise,
             ),
             PRUNING_BOUND[tune.pruning],
             points=tune.pruning_points,
             inside=inside_bounds(
-                [inside[t.number][first] for t in completed if first in inside[t.number]],
+                [self.inside[t.number][first] for t in completed if first in self.inside[t.number]],
                 PRUNING_SHARE[tune.pruning],
                 maximise,
             ),
         )
 
-    def evaluate(number: int, params: dict[str, Any]) -> None:
+    def evaluate(self, number: int, params: dict[str, Any]) -> None:
         """Run trial ``number`` at ``params`` and store how it ended."""
+        from optuna.trial import TrialState
+
         begun = time.perf_counter()
         point = {k: _rounded(v) for k, v in params.items()}
-        first_rule = rule(number)
-        specs = trial_specs(suite, study, point, None if first_rule is None else {study.seeds[0]: first_rule})
-        clock["optuna"] += time.perf_counter() - begun  # the pruning rule's reading counts as tuning's overhead
+        first_rule = self.pruning_rule(number)
+        specs = trial_specs(
+            self.suite, self.study, point, None if first_rule is None else {self.study.seeds[0]: first_rule}
+        )
+        self.clock["optuna"] += time.perf_counter() - begun  # the pruning rule's reading counts as tuning's overhead
         begun = time.perf_counter()
         if first_rule is not None and first_rule.can_prune:  # the first seed alone: if pruned, the others need not run
-            run_batch([(folder, specs[0])])
-            specs = specs[1:] if pruned_after(trial_records(point)[:1]) is None else []
-        run_batch([(folder, spec) for spec in specs])
-        records = trial_records(point)
-        clock["runs"] += time.perf_counter() - begun
+            self.run_batch([(self.folder, specs[0])])
+            specs = specs[1:] if pruned_after(self.trial_records(point)[:1]) is None else []
+        self.run_batch([(self.folder, spec) for spec in specs])
+        records = self.trial_records(point)
+        self.clock["runs"] += time.perf_counter() - begun
         begun = time.perf_counter()
         if pruned_after(records) is not None:  # Optuna's samplers rank a pruned trial by its intermediate values
             stopped = next(r for r in records if r is not None and r.status == "pruned")  # the first seed's
-            values = running_metric(stopped.accuracy_matrix, tune.objective)
-            mirrored.finish(number, TrialState.PRUNED, None, {k: v for k, v in enumerate(values) if math.isfinite(v)})
-        else:
-            value = objective(records, tune.objective)
-            mirrored.finish(number, TrialState.COMPLETE if value is not None else TrialState.FAIL, value, {})
-        clock["optuna"] += time.perf_counter() - begun
-
-    # a trial a killed process left running: its own point (stored with it), run again (complete runs are read back);
-    # one that another live driver holds (--storage shared) is its to finish
-    for frozen in mirrored.trials((TrialState.RUNNING,)):
-        if superseded(frozen) or held_elsewhere(frozen):
-            continue
-        if set(frozen.params) == set(space):
-            evaluate(frozen.number, frozen.params)
-        else:  # not written by this module (it stores a trial with its point): nothing to run it at
-            mirrored.finish(frozen.number, TrialState.FAIL, None, {})
-    while True:
-        begun = time.perf_counter()
-        taken = [t for t in mirrored.trials() if not superseded(t)]  # finished, or running here or in another driver
-        if len(taken) >= tune.trials:
-            clock["optuna"] += time.perf_counter() - begun
-            break
-        trial = mirrored.ask(lambda index: _sampler(study, space, index), space, tune.trials)
-        if trial is None:
-            clock["optuna"] += time.perf_counter() - begun
-            break
-        clock["optuna"] += time.perf_counter() - begun
-        evaluate(trial.number, trial.params)
-
-    trials = []
-    stored = mirrored.stored_trials()
-    for frozen in [t for t in stored if not superseded(t)]:
-        point = {k: _rounded(v) for k, v in frozen.params.items()}
-        trials.append(
-            {
-                "number": frozen.number,
-                "state": frozen.state.name,
-                "params": point,
-                "value": frozen.value if frozen.state != TrialState.PRUNED else None,
-                "pruned_after": pruned_after(trial_records(point)) if frozen.state == TrialState.PRUNED else None,
-                "runs": [s.run_id for s in trial_specs(suite, study, point)],
-                "seconds": (frozen.datetime_complete - frozen.datetime_start).total_seconds()
-                if frozen.datetime_complete and frozen.datetime_start
-                else None,
-            }
-        )
-    complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    best = None
-    if complete:
-        sign = 1.0 if MAXIMISE[tune.objective] else -1.0
-        best = max(complete, key=lambda t: (sign * t["value"], -t["number"]))  # ties: the earlier trial
-    if best is not None:
-        for name, side in on_edge(space, best["params"]).items():
-            notes.append(
-                f"{name}: the chosen {best['params'][name]:g} sits on the {side} edge of its searched range "
-                f"({space[name].low:g} to {space[name].high:g}): the best strength may lie beyond it"
+            values = running_metric(stopped.accuracy_matrix, self.tune.objective)
+            self.mirrored.finish(
+                number, TrialState.PRUNED, None, {k: v for k, v in enumerate(values) if math.isfinite(v)}
             )
-    protocol = {"kind": "validation", "fraction": tune.fraction, "seeds": study.seeds}
-    if tune.scenario is not None:
-        protocol = {**protocol, "kind": "scenario", "scenario": study.trial_scenario.display_name}
-    if tune.first_tasks is not None:
-        protocol = {**protocol, "first_tasks": tune.first_tasks}
-    return {
-        "scenario": study.scenario.display_name,
-        "strategy": study.strategy.display_name,
-        "protocol": protocol,
-        "objective": tune.objective,
-        "goal": "max" if MAXIMISE[tune.objective] else "min",
-        "sampler": sampler_kind(tune),
-        "sampler_description": sampler_description(tune),
-        "seed": tune.seed,
-        "study_seed": study_seed(study),
-        "budget": tune.trials,
-        "study": study.name,
-        "pruning": {
-            "rule": tune.pruning,
-            "startup": tune.pruning_startup,
-            "points": tune.pruning_points,
-            "pruned": sum(t["state"] == "PRUNED" for t in trials),
-        },
-        # trials another driver's reservation made this one draw again (--storage shared): never run, not counted
-        "superseded": sum(superseded(t) for t in stored),
-        "search_space": {name: repr(dist) for name, dist in space.items()},
-        "search_range": {
-            name: [dist.low, dist.high]
-            for name, dist in space.items()
-            if isinstance(dist, optuna.distributions.FloatDistribution)
-        },
-        "notes": notes,
-        "chosen": None if best is None else best["params"],
-        "chosen_on_edge": {} if best is None else on_edge(space, best["params"]),
-        "chosen_trial": None if best is None else best["number"],
-        "chosen_value": None if best is None else best["value"],
-        "trials": trials,
-        # this invocation's time in Optuna and its storage against its time in the trials' runs
-        "overhead": {"optuna_seconds": round(clock["optuna"], 4), "run_seconds": round(clock["runs"], 4)},
-    }
+        else:
+            value = objective(records, self.tune.objective)
+            self.mirrored.finish(number, TrialState.COMPLETE if value is not None else TrialState.FAIL, value, {})
+        self.clock["optuna"] += time.perf_counter() - begun
+
+    def finish_trials_left_running(self) -> None:
+        """A trial a killed process left running: its own point (stored with it), run again (complete runs are read
+        back); one that another live driver holds (--storage shared) is its to finish."""
+        from optuna.trial import TrialState
+
+        for frozen in self.mirrored.trials((TrialState.RUNNING,)):
+            if superseded(frozen) or held_elsewhere(frozen):
+                continue
+            if set(frozen.params) == set(self.space):
+                self.evaluate(frozen.number, frozen.params)
+            else:  # not written by this module (it stores a trial with its point): nothing to run it at
+                self.mirrored.finish(frozen.number, TrialState.FAIL, None, {})
+
+    def run_to_budget(self) -> None:
+        """Ask for a point and run it until the study holds its budget of trials (this driver's and others')."""
+        while True:
+            begun = time.perf_counter()
+            taken = [t for t in self.mirrored.trials() if not superseded(t)]  # finished, or running anywhere
+            trial = (
+                None
+                if len(taken) >= self.tune.trials
+                else self.mirrored.ask(
+                    lambda index: _sampler(self.study, self.space, index), self.space, self.tune.trials
+                )
+            )
+            self.clock["optuna"] += time.perf_counter() - begun
+            if trial is None:
+                return
+            self.evaluate(trial.number, trial.params)
+
+    def trial_rows(self) -> tuple[list[dict[str, Any]], list[Any]]:
+        """``tuning.json``'s trials (those a reservation superseded left out), and every stored trial."""
+        from optuna.trial import TrialState
+
+        rows = []
+        stored = self.mirrored.stored_trials()
+        for frozen in [t for t in stored if not superseded(t)]:
+            point = {k: _rounded(v) for k, v in frozen.params.items()}
+            rows.append(
+                {
+                    "number": frozen.number,
+                    "state": frozen.state.name,
+                    "params": point,
+                    "value": frozen.value if frozen.state != TrialState.PRUNED else None,
+                    "pruned_after": pruned_after(self.trial_records(point))
+                    if frozen.state == TrialState.PRUNED
+                    else None,
+                    "runs": [s.run_id for s in trial_specs(self.suite, self.study, point)],
+                    "seconds": (frozen.datetime_complete - frozen.datetime_start).total_seconds()
+                    if frozen.datetime_complete and frozen.datetime_start
+                    else None,
+                }
+            )
+        return rows, stored
+
+    def best(self, trials: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The best complete trial (ties: the earlier one), with a note where it sits on its range's edge."""
+        complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+        if not complete:
+            return None
+        sign = 1.0 if MAXIMISE[self.tune.objective] else -1.0
+        best = max(complete, key=lambda t: (sign * t["value"], -t["number"]))
+        for name, side in on_edge(self.space, best["params"]).items():
+            self.notes.append(
+                f"{name}: the chosen {best['params'][name]:g} sits on the {side} edge of its searched range "
+                f"({self.space[name].low:g} to {self.space[name].high:g}): the best strength may lie beyond it"
+            )
+        return best
+
+    def protocol(self) -> dict[str, Any]:
+        tune = self.tune
+        protocol: dict[str, Any] = {"kind": "validation", "fraction": tune.fraction, "seeds": self.study.seeds}
+        if tune.scenario is not None:
+            protocol = {**protocol, "kind": "scenario", "scenario": self.study.trial_scenario.display_name}
+        if tune.first_tasks is not None:
+            protocol = {**protocol, "first_tasks": tune.first_tasks}
+        return protocol
+
+    def summary(self) -> dict[str, Any]:
+        """The study for ``tuning.json``: protocol, sampler, budget, search space, trials, choice and overhead."""
+        import optuna
+
+        tune, study, space = self.tune, self.study, self.space
+        trials, stored = self.trial_rows()
+        best = self.best(trials)
+        return {
+            "scenario": study.scenario.display_name,
+            "strategy": study.strategy.display_name,
+            "protocol": self.protocol(),
+            "objective": tune.objective,
+            "goal": "max" if MAXIMISE[tune.objective] else "min",
+            "sampler": sampler_kind(tune),
+            "sampler_description": sampler_description(tune),
+            "seed": tune.seed,
+            "study_seed": study_seed(study),
+            "budget": tune.trials,
+            "study": study.name,
+            "pruning": {
+                "rule": tune.pruning,
+                "startup": tune.pruning_startup,
+                "points": tune.pruning_points,
+                "pruned": sum(t["state"] == "PRUNED" for t in trials),
+            },
+            # trials another driver's reservation made this one draw again (--storage shared): never run, not counted
+            "superseded": sum(superseded(t) for t in stored),
+            "search_space": {name: repr(dist) for name, dist in space.items()},
+            "search_range": {
+                name: [dist.low, dist.high]
+                for name, dist in space.items()
+                if isinstance(dist, optuna.distributions.FloatDistribution)
+            },
+            "notes": self.notes,
+            "chosen": None if best is None else best["params"],
+            "chosen_on_edge": {} if best is None else on_edge(space, best["params"]),
+            "chosen_trial": None if best is None else best["number"],
+            "chosen_value": None if best is None else best["value"],
+            "trials": trials,
+            # this invocation's time in Optuna and its storage against its time in the trials' runs
+            "overhead": {
+                "optuna_seconds": round(self.clock["optuna"], 4),
+                "run_seconds": round(self.clock["runs"], 4),
+            },
+        }
 
 
 def naive_references(suite: SuiteConfig, studies: list[Study]) -> list[RunSpec]:
