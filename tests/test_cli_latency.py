@@ -133,13 +133,20 @@ def test_reading_a_config_or_results_never_imports_avalanche(tmp_path):
     """Issue 65: `validate` of a good config imported Avalanche (7-15 s, 1 GB) because every strategy and scenario
     module did, for its params model. Now its plugins are Avalanche's protocol by duck typing, the networks become
     MultiTaskModules when one is built to train, and Avalanche's own methods register when one is named: `--help`,
-    `list`, `validate` (its preflight included: torch may load there), `report` and `load_results` never import it.
+    `list`, `validate` (its preflight included: torch may load there), `report`, `table` and `load_results` never
+    import it.
     """
     from helpers import REPO
     from report_records import basic_records, write_folder
 
     results = write_folder(tmp_path / "results", basic_records())
-    for args in (["--help"], ["list"], ["validate", str(REPO / "configs" / "demo.yaml")], ["report", str(results)]):
+    for args in (
+        ["--help"],
+        ["list"],
+        ["validate", str(REPO / "configs" / "demo.yaml")],
+        ["report", str(results)],
+        ["table", "interval", str(results)],
+    ):
         status, heavy, _ = _cli(args, tmp_path)
         assert status == 0 and "avalanche" not in heavy, args
     reading = f"import forgetbench; forgetbench.load_results({str(results)!r}).summary()"

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_suite
+from helpers import make_record
 from report_records import CURVES, ERR1, ERR2, basic_records, full_records, record, write_folder
 from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
@@ -551,27 +552,72 @@ def test_a_figure_of_thousands_of_points_draws_a_fixed_sample_of_them():
     assert sample_points(data, limit=5000) is data
 
 
-def test_the_interval_table_writes_each_metric_in_its_unit(tmp_path):
-    """scripts/interval_table.py from a summary.csv and comparisons.csv written here: regret (an accuracy) in points,
-    Kendall's tau as is, seconds as seconds, and the compared metric's paired difference with its p."""
-    import runpy
-    from pathlib import Path
+def _study_records() -> list:
+    """naive forgets 0.1, 0.2, 0.3 of task 0 on seeds 0-2, wpl 0.0, 0.15, 0.15 (paired: -0.1, -0.05, -0.15); both end
+    at 0.9 on task 1; naive trains 10, 12, 14 s, wpl 20, 24, 28 s; wpl's pass after experience 1 was skipped."""
+    records = []
+    for strategy, forgets, seconds in [
+        ("naive", (0.1, 0.2, 0.3), (10, 12, 14)),
+        ("wpl", (0.0, 0.15, 0.15), (20, 24, 28)),
+    ]:
+        for seed, (f, t) in enumerate(zip(forgets, seconds)):
+            extra = {"wpl_importance_skipped": [1]} if strategy == "wpl" else {}
+            records.append(
+                make_record(
+                    {
+                        "status": "ok",
+                        "seed": seed,
+                        "strategy": {"label": strategy},
+                        "accuracy_matrix": [[0.9, 0.1], [0.9 - f, 0.9]],
+                        "timing": {"train_seconds": t, "eval_seconds": 1.0},
+                        "config": {},
+                        "experiences": ["task0", "task1"],
+                        **extra,
+                    }
+                )
+            )
+    return records
 
-    (tmp_path / "summary.csv").write_text(
-        "scenario,strategy,metric,mean,std,ci_low,ci_high,n_seeds\n"
-        "s,naive,regret,0.094,0.066,0.0,0.2596,3\n"
-        "s,naive,search_tau,0.0193,0.3,-0.7419,0.7806,3\n"
-        "s,naive,train_seconds,5.2143,0.79,3.2409,7.1878,3\n"
-        "s,wpl,regret,0.291,0.5,0.0,1.0,3\n"
-    )
-    (tmp_path / "comparisons.csv").write_text(
-        "scenario,strategy,metric,diff,ci_low,ci_high,p_value,n_pairs\ns,wpl,regret,0.197,-0.742,1.135,0.4621,3\n"
-    )
-    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "interval_table.py"))
-    table = script["interval_table"](tmp_path, ("regret", "search_tau", "train_seconds"), "regret").splitlines()
-    assert table[0] == "| scenario | strategy | regret | search_tau | train_seconds | regret vs naive (p) |"
-    assert table[2] == "| s | naive | 9.4 [0.0, 26.0] | 0.02 [-0.74, 0.78] | 5.2 [3.2, 7.2] | - |"
-    assert table[3] == "| s | wpl | 29.1 [0.0, 100.0] | - | - | 19.7 [-74.2, 113.5] (0.462) |"
+
+def test_the_interval_table_writes_each_metric_in_its_unit_with_the_paired_difference_by_hand():
+    """forgetting in points: naive 20.0 +- t(0.975, 2) 4.303 x 0.1 / sqrt 3 = 24.8, wpl 10.0 +- 4.303 x 0.0866 /
+    sqrt 3 = 21.5; wpl's paired difference -10.0 +- 4.303 x 0.05 / sqrt 3 = 12.4, t = -0.1 / (0.05 / sqrt 3) = -3.46
+    on 2 df, p = 0.074; seconds as seconds (12.0 +- 4.303 x 2 / sqrt 3 = 5.0)."""
+    from forgetbench.reports.study_tables import interval_frame, markdown
+
+    table = markdown(interval_frame(_study_records(), ("forgetting", "train_seconds"), "forgetting")).splitlines()
+    assert table[0] == "| scenario | strategy | forgetting | train_seconds | forgetting vs naive (p) |"
+    assert table[2] == "| s | naive | 20.0 [-4.8, 44.8] | 12.0 [7.0, 17.0] | - |"
+    assert table[3] == "| s | wpl | 10.0 [-11.5, 31.5] | 24.0 [14.1, 33.9] | -10.0 [-22.4, 2.4] (0.074) |"
+
+
+def test_the_cost_table_puts_each_strategys_seconds_against_naives_by_hand():
+    from forgetbench.reports.study_tables import cost_frame
+
+    rows = cost_frame(_study_records()).set_index("strategy")
+    assert rows.loc["naive", ["train s", "seeds", "/ naive", "passes skipped"]].tolist() == [
+        "12.0",
+        "10.0, 12.0, 14.0",
+        "1.00",
+        "-",
+    ]
+    assert rows.loc["wpl", ["train s", "/ naive", "forgetting", "passes skipped"]].tolist() == [
+        "24.0",
+        "2.00",
+        "10.0 [-11.5, 31.5]",
+        "[1]",
+    ]
+
+
+def test_the_table_command_prints_markdown_and_refuses_an_unknown_metric(tmp_path, cli, capsys):
+    from forgetbench.benchmark.core.store import atomic_write_json
+
+    for run in _study_records():
+        atomic_write_json(tmp_path / "runs" / run.run_id / "result.json", run.to_dict())
+    assert cli("table", "interval", tmp_path, "--metrics", "forgetting") == 0
+    assert "| s | wpl | 10.0 [-11.5, 31.5] | -10.0 [-22.4, 2.4] (0.074) |" in capsys.readouterr().out
+    assert cli("table", "interval", tmp_path, "--compare", "forgeting") == 2
+    assert "--compare: unknown metric(s) forgeting; allowed: ACC" in capsys.readouterr().err
 
 
 def test_the_frontier_table_reads_forgetting_off_each_front_by_hand(tmp_path):

@@ -116,6 +116,28 @@ def _raise_report_stopped(signum: int, frame) -> None:
     raise _ReportStopped(signum)
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    """A study table over result folders, as Markdown (:mod:`forgetbench.reports.study_tables`)."""
+    from forgetbench.benchmark.front.api import load_results
+    from forgetbench.reports.study_tables import TABLES, markdown
+
+    from forgetbench.benchmark.core.metric_registry import METRICS
+
+    asked = {"--metrics": args.metrics or [], "--compare": [args.compare] if args.compare else []}
+    for flag, metrics in asked.items():
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"{flag}: unknown metric(s) {', '.join(unknown)}; allowed: {', '.join(METRICS)}")
+    results = load_results(*args.results)  # a missing folder is a ConfigError: exit 2, named
+    if not results.records:
+        raise ConfigError(
+            f"{', '.join(args.results)}: no readable run records (expected OUT/runs/<run_id>/result.json)"
+        )
+    options = {"metrics": args.metrics, "compare": args.compare} if args.kind == "interval" else {}
+    print(markdown(TABLES[args.kind](results.records, **{k: v for k, v in options.items() if v is not None})))
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import signal
     import time
@@ -458,6 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
         "were written with; the working folder is searched",
     )
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "table",
+        help="print a study table over result folders as Markdown (interval: means with 95%% intervals and a paired "
+        "comparison with naive; cost: training seconds against naive's, outcomes, skipped importance passes)",
+    )
+    p.add_argument("kind", choices=["interval", "cost"], help="which table")
+    p.add_argument("results", nargs="+", help="result folders (`run --out`)")
+    p.add_argument("--metrics", nargs="+", help="interval: the metric keys of its columns (default ACC forgetting LA)")
+    p.add_argument("--compare", help="interval: the metric paired against naive by seed (default forgetting)")
+    p.set_defaults(func=cmd_table)
 
     p = sub.add_parser(
         "calibrate",

@@ -97,8 +97,6 @@ class RunSpec:
         """The strategy's retired params with the defaults records written before hold (its params model's
         ``retired_defaults``): a record with them is still this run
         (:func:`~forgetbench.benchmark.core.store.is_complete`)."""
-        from forgetbench.benchmark.core.registries import STRATEGIES
-
         return dict(getattr(type(self.strategy.typed_params(STRATEGIES)), "retired_defaults", {}))
 
     def resolved(self) -> dict[str, Any]:
