@@ -159,14 +159,14 @@ def test_weight_decay_keeps_every_pass_of_a_penalty_on_every_parameter():
 
 
 @pytest.mark.parametrize(
-    "name, params",
+    "name, params, drawn_in",  # drawn_in: the module whose sample_subset the pass calls
     [
-        ("ewc", {"importance_samples": 40}),
-        ("mas", {"importance_samples": 40}),
-        ("wpl", {"fisher_samples": 40, "fisher": "minibatch"}),
+        ("ewc", {"importance_samples": 40}, "importance"),  # the estimator EWC and WPL share
+        ("mas", {"importance_samples": 40}, "mas"),
+        ("wpl", {"fisher_samples": 40, "fisher": "minibatch"}, "importance"),
     ],
 )
-def test_importance_sample_budget_reads_that_many_samples(name, params, monkeypatch):
+def test_importance_sample_budget_reads_that_many_samples(name, params, drawn_in, monkeypatch):
     """The pass reads ``importance_samples`` (``fisher_samples``) rows of the experience, drawn with the seed."""
     from forgetbench.strategies import importance
 
@@ -178,7 +178,7 @@ def test_importance_sample_budget_reads_that_many_samples(name, params, monkeypa
         seen.append((len(tensors[0]), len(out[0])))
         return out
 
-    monkeypatch.setattr(f"forgetbench.strategies.{name}.sample_subset", spy)
+    monkeypatch.setattr(f"forgetbench.strategies.{drawn_in}.sample_subset", spy)
     scenario = small_split(tasks=2)
     init = copy.deepcopy(scenario.model.state_dict())
     _run(name, params, scenario, scenario.turn_used_params, init, adaptive=False)
