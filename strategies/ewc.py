@@ -76,7 +76,8 @@ from typing import TYPE_CHECKING, Literal, Sequence
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy, strength
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
+from forgetbench.strategies.base import skip_importance_pass
 from forgetbench.strategies.importance import experience_importance, normalise_importance
 from forgetbench.strategies.penalty import (
     QuadraticAnchor,
@@ -179,14 +180,7 @@ class EWCPlugin(Plugin):
             self.diagnostics.measure(
                 strategy, self._params, lambda: self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)
             )
-        if not importance_needed(
-            self.used_params,
-            index,
-            adaptive=self.adaptive,
-            every_parameter=True,
-            optimizer=getattr(strategy, "optimizer", None),
-        ):
-            self.skipped.append(index)
+        if skip_importance_pass(self.skipped, self.used_params, index, self.adaptive, strategy):
             if index + 1 >= len(self.used_params or ()):  # (not None here: importance_needed said no)
                 return  # nothing is trained after the last experience
             importance = {}  # 0 wherever a later experience could read it (see importance_needed)

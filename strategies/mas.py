@@ -46,7 +46,8 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
-from forgetbench.strategies.base import StrategyContext, StrategyParams, importance_needed, register_strategy, strength
+from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
+from forgetbench.strategies.base import skip_importance_pass
 from forgetbench.strategies.importance import sample_subset
 from forgetbench.strategies.penalty import (
     QuadraticAnchor,
@@ -147,14 +148,7 @@ class _FastMAS(_MASPluginBase):
 
         importance = dict(zerolike_params_dict(strategy.model))
         index = strategy.experience.current_experience
-        if not importance_needed(
-            self.used_params,
-            index,
-            adaptive=self.adaptive,
-            every_parameter=True,
-            optimizer=getattr(strategy, "optimizer", None),
-        ):
-            self.skipped.append(index)
+        if skip_importance_pass(self.skipped, self.used_params, index, self.adaptive, strategy):
             return importance
         tensors = sample_subset(dataset_tensors(strategy.experience.dataset), self.importance_samples, self.generator)
         loader = TensorBatchLoader(tensors, strategy.train_mb_size, shuffle=False)

@@ -364,14 +364,13 @@ def _accumulate(running: Tensors, new: Tensors, rule: str, momentum: float) -> T
     return out
 
 
+def build_with(plugin: type[WPLPlugin], ctx: StrategyContext, params: Any) -> SupervisedTemplate:
+    """The strategy with a WPL ``plugin`` built from ``params`` (its seed, schedule and curvature cap from ``ctx``)."""
+    cap = stable_curvature(params.max_curvature, ctx.training)
+    return ctx.build(plugins=[plugin(params, ctx.used_params, seed=ctx.seed, max_curvature=cap, adaptive=ctx.adaptive)])
+
+
 @register_strategy("wpl", params=WPLParams)
 def build_wpl(ctx: StrategyContext, params: WPLParams) -> SupervisedTemplate:
     """Weight plasticity loss: exact-Fisher quadratic penalty on shared parameters only (Benyahia et al. 2019)."""
-    plugin = WPLPlugin(
-        params,
-        ctx.used_params,
-        seed=ctx.seed,
-        max_curvature=stable_curvature(params.max_curvature, ctx.training),
-        adaptive=ctx.adaptive,
-    )
-    return ctx.build(plugins=[plugin])
+    return build_with(WPLPlugin, ctx, params)

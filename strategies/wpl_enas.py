@@ -44,8 +44,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.penalty import stable_curvature
-from forgetbench.strategies.wpl import Tensors, WPLParams, WPLPlugin, _clip
+from forgetbench.strategies.wpl import Tensors, WPLParams, WPLPlugin, _clip, build_with
 
 if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
     from avalanche.training.templates import SupervisedTemplate
@@ -143,11 +142,4 @@ def per_update_importance(
 @register_strategy("wpl_enas", params=WPLENASParams)
 def build_wpl_enas(ctx: StrategyContext, params: WPLENASParams) -> SupervisedTemplate:
     """WPL as the authors' ENAS code computes it: alpha multiplied into the stored online Fisher at every update."""
-    plugin = WPLENASPlugin(
-        params,
-        ctx.used_params,
-        seed=ctx.seed,
-        max_curvature=stable_curvature(params.max_curvature, ctx.training),
-        adaptive=ctx.adaptive,
-    )
-    return ctx.build(plugins=[plugin])
+    return build_with(WPLENASPlugin, ctx, params)
