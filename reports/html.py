@@ -747,8 +747,11 @@ def write_figures(figures: dict[str, str], folder: Path) -> list[Path]:
     return paths
 
 
-def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
-    """Read the folders and render the report (nothing is written)."""
+def build_report(
+    folders: Sequence[Path], command: str | None = None, strategies: Sequence[str] | None = None
+) -> Report:
+    """Read the folders and render the report (nothing is written); ``strategies``: only the runs of these strategy
+    labels (naive and a few strengths of a sweep, for a figure on a page)."""
     folders = [Path(f) for f in folders]
     for folder in folders:
         if not folder.is_dir():
@@ -761,6 +764,12 @@ def build_report(folders: Sequence[Path], command: str | None = None) -> Report:
             f"no {'readable ' if skipped else ''}result files under {', '.join(map(str, folders))} "
             f"(expected OUT/runs/<run_id>/result.json){detail}"
         )
+    if strategies:
+        labels = list(dict.fromkeys(r.strategy.label for r in records))
+        unknown = [s for s in strategies if s not in labels]
+        if unknown:
+            raise ReportError(f"--strategies: no runs of {', '.join(unknown)}; the folders have: {', '.join(labels)}")
+        records = [r for r in records if r.strategy.label in strategies]
     long = runs_long(records, scan.metrics)
     order = strategy_order(records)
     table = summary_table(long, order=order)
@@ -844,10 +853,11 @@ def write_report(
     command: str | None = None,
     skipped: list[tuple[str, str]] | None = None,
     figures: Path | None = None,
+    strategies: Sequence[str] | None = None,
 ) -> Path:
     """Build the report and write it (default ``<first folder>/report.html``) with summary.csv beside it; the result
     files it could not read are appended to ``skipped`` (path, why) when given; ``figures``: a folder to write every
-    figure into as a PNG as well (:func:`report_figures` names them)."""
+    figure into as a PNG as well (:func:`report_figures` names them); ``strategies``: only these labels' runs."""
     out = Path(out) if out else Path(folders[0]) / REPORT_FILE
     if out.is_dir():
         raise ReportError(f"-o/--output: {out} is a directory; give the report's file name, e.g. {out / REPORT_FILE}")
@@ -857,7 +867,7 @@ def write_report(
     blocking = file_in_the_way(figures) if figures is not None else None
     if blocking is not None:
         raise ReportError(f"--figures: {figures} cannot be written: {blocking} is a file, not a folder")
-    report = build_report(folders, command)
+    report = build_report(folders, command, strategies)
     if skipped is not None:
         skipped.extend(report.skipped)
     files = {

@@ -232,15 +232,12 @@ def test_the_memory_of_avalanches_buffers_is_counted():
     assert stored <= der.memory.regularizer_bytes <= 2 * stored
 
 
-def test_the_zoo_table_lists_each_pair_in_suite_order_with_memory(tmp_path):
-    """scripts/zoo_table.py renders a results folder: one row per (scenario, strategy) that ran, in the suite's order;
+def test_the_zoo_table_lists_each_pair_in_suite_order_with_memory(tmp_path, capsys):
+    """``forgetbench table zoo`` renders a results folder: one row per (scenario, strategy) that ran, in the suite's order;
     the pair refused at config time (DER on task-IL) has no row."""
-    import runpy
-
     import yaml
 
     from forgetbench.benchmark.front.cli import main
-    from helpers import REPO
 
     suite = tiny_suite(
         scenarios=[
@@ -260,7 +257,9 @@ def test_the_zoo_table_lists_each_pair_in_suite_order_with_memory(tmp_path):
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet", "--no-report"]) == 0
-    table = runpy.run_path(str(REPO / "scripts" / "zoo_table.py"))["zoo_table"](str(tmp_path / "out"))
+    capsys.readouterr()
+    assert main(["table", "zoo", str(tmp_path / "out")]) == 0
+    table = capsys.readouterr().out
     rows = [line.split(" | ")[:2] for line in table.splitlines()[2:]]
     assert rows == [
         ["| til", "avalanche.GEM"],

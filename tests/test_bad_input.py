@@ -135,6 +135,7 @@ _RECORD = {  # the least a readable result file holds
     "scenario": {"name": "split", "label": "split"},
     "strategy": {"name": "naive", "label": "naive"},
     "accuracy_matrix": [[0.9, 0.5], [0.7, 0.95]],
+    "experiences": ["t0", "t1"],
     "init_accuracy": [0.5, 0.5],
 }
 
@@ -695,6 +696,25 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         {"results/runs/r/result.json": json.dumps(_RECORD), "taken": "x"},
         ("report", "{dir}/results", "-o", "{taken}/report.html"),
         "-o/--output",
+    ),
+    (
+        "report-strategies-unknown",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("report", "{dir}/results", "--strategies", "ewc[ewc_lambda=1]"),
+        "--strategies: no runs of ewc[ewc_lambda=1]",
+    ),
+    ("table-missing-folder", {}, ("table", "zoo", "{dir}/no-results"), "no-results"),
+    (
+        "table-kind-unknown",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("table", "zo", "{dir}/results"),
+        "invalid choice: 'zo'",
+    ),
+    (
+        "table-no-row",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("table", "frontier", "{dir}/results"),
+        "no run the frontier table reads",
     ),
     (
         "report-figures-under-a-file",

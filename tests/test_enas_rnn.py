@@ -454,13 +454,17 @@ def test_the_wpl_strength_study_runs_reduced_and_its_strengths_order_the_penalty
     )
 
 
-def test_the_strength_table_by_hand(tmp_path):
-    """scripts/strength_table.py on hand-made search records: naive's err2 - err1 is 15 and 10 points on seeds 0 / 1,
+def test_the_strength_table_by_hand(tmp_path, capsys):
+    """``forgetbench table strength`` on hand-made search records: naive's err2 - err1 is 15 and 10 points on seeds 0 / 1,
     wpl[alpha=60]'s 5 and 5 (paired: -10, -5, mean -7.5); rows in naive-first, numeric order of the strengths; the
     penalty's inert turns counted from the records; seed 1 of naive in a second folder, read as one with the first."""
-    import runpy
-
     from forgetbench.benchmark.core.store import write_result
+    from forgetbench.benchmark.front.cli import main
+
+    def strength_table(*folders, from_epoch: int | None = None) -> str:
+        options = [] if from_epoch is None else ["--from-epoch", str(from_epoch)]
+        assert main(["table", "strength", *map(str, folders), *options]) == 0
+        return capsys.readouterr().out
 
     def record(label: str, seed: int, err2: list[float], folder: str = "", first_epoch: bool = False, **extra) -> None:
         """One search record; ``first_epoch`` puts an epoch of gaps 70 and 60 points (rewards 0.5) before ``err2``'s."""
@@ -485,9 +489,7 @@ def test_the_strength_table_by_hand(tmp_path):
     for label in ("wpl[alpha=600]", "wpl[alpha=60]"):
         record(label, 0, [0.25, 0.35], **inert)
         record(label, 1, [0.2, 0.4], **inert)
-    table = runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"](
-        [tmp_path / "first", tmp_path / "later"]
-    )
+    table = strength_table(tmp_path / "first", tmp_path / "later")
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
     assert [r[0] for r in rows] == ["naive", "wpl[alpha=60]", "wpl[alpha=600]"]
     assert rows[0][4].startswith("12.50 [") and rows[1][4].startswith("5.00")
@@ -498,14 +500,9 @@ def test_the_strength_table_by_hand(tmp_path):
     # epoch (90 - 20 and 90 - 30 points for all of them), with the penalty off, no longer counts
     for label, seed, err2 in (("naive", 0, [0.5, 0.4]), ("naive", 1, [0.3, 0.4]), ("wpl[alpha=60]", 0, [0.25, 0.35])):
         record(label, seed, err2, folder="second", first_epoch=True)
-    later = runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"](
-        [tmp_path / "second"], first_epoch=1
-    )
+    later = strength_table(tmp_path / "second", from_epoch=1)
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in later.splitlines()[2:]]
     assert "epochs 1+" in later.splitlines()[0]
     assert rows[0][4].startswith("15.00 [") and rows[1][4] == "5.00" and rows[1][5] == "-15.00 (1 seed)"
-    whole, from_zero = (
-        runpy.run_path(str(REPO / "scripts" / "strength_table.py"))["strength_table"]([tmp_path / "second"], **k)
-        for k in ({}, {"first_epoch": 0})
-    )
+    whole, from_zero = (strength_table(tmp_path / "second", **k) for k in ({}, {"from_epoch": 0}))
     assert whole.splitlines()[2:] == from_zero.splitlines()[2:]  # from epoch 0 is the forgetting value itself

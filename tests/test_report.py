@@ -160,6 +160,17 @@ def test_report_figures_writes_every_figure_of_the_report_as_the_png_it_embeds(c
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_report_strategies_keeps_only_those_runs_in_tables_and_figures(cli, tmp_path):
+    """``--strategies naive``: the report of naive's runs alone (the ewc runs are in the folder, not in the report)."""
+    a = write_folder(tmp_path / "a", basic_records())
+    assert cli("report", a, "--strategies", "naive", "-o", tmp_path / "r.html", "--figures", tmp_path / "figs") == 0
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary.strategy) == {"naive"}
+    everything = {p.stem for p in (tmp_path / "figs").glob("*.png")}
+    assert cli("report", a, "-o", tmp_path / "all.html") == 0
+    assert set(pd.read_csv(tmp_path / "summary.csv").strategy) == {"naive", "ewc"} and everything
+
+
 def test_report_cli_bad_input(cli, tmp_path, capsys):
     assert cli("report", tmp_path / "missing") == 2
     assert "missing does not exist" in capsys.readouterr().err
@@ -585,7 +596,7 @@ def test_the_interval_table_writes_each_metric_in_its_unit_with_the_paired_diffe
     on 2 df, p = 0.074; seconds as seconds (12.0 +- 4.303 x 2 / sqrt 3 = 5.0)."""
     from forgetbench.reports.study_tables import interval_frame, markdown
 
-    table = markdown(interval_frame(_study_records(), ("forgetting", "train_seconds"), "forgetting")).splitlines()
+    table = markdown(interval_frame(_study_records(), (), ("forgetting", "train_seconds"), "forgetting")).splitlines()
     assert table[0] == "| scenario | strategy | forgetting | train_seconds | forgetting vs naive (p) |"
     assert table[2] == "| s | naive | 20.0 [-4.8, 44.8] | 12.0 [7.0, 17.0] | - |"
     assert table[3] == "| s | wpl | 10.0 [-11.5, 31.5] | 24.0 [14.1, 33.9] | -10.0 [-22.4, 2.4] (0.074) |"
@@ -620,13 +631,85 @@ def test_the_table_command_prints_markdown_and_refuses_an_unknown_metric(tmp_pat
     assert "--compare: unknown metric(s) forgeting; allowed: ACC" in capsys.readouterr().err
 
 
+def _two_task_run(strategy: str, seed: int, a_after_b: float, **extra) -> object:
+    """A two-task run: A learnt to 90%, B to 80%; A at ``a_after_b`` after B (forgetting 0.9 - a_after_b)."""
+    return make_record(
+        scenario={"label": "t"},
+        strategy={"label": strategy},
+        seed=seed,
+        status="ok",
+        accuracy_matrix=[[0.9, 0.1], [a_after_b, 0.8]],
+        **extra,
+    )
+
+
+def test_the_plm_table_by_hand():
+    """``forgetbench table plm``: naive forgets 30 and 40 points on seeds 0 / 1, olora 10 and 10: paired -20 and -30,
+    mean -25, t = -25 / 5 = -5 with one degree of freedom, where t is Cauchy: p = 1 - 2 atan(5) / pi = 0.126.
+    olora's adapters train 100 then 300 entries (mean 200); the later adapter overlaps 0.25 and 0.75 (mean 0.5)."""
+    import math
+
+    from forgetbench.reports.table_kinds import study_table
+
+    def adapters(overlap: float) -> dict:
+        return {"per_task": [{"trainable_params": 100, "overlap": None}, {"trainable_params": 300, "overlap": overlap}]}
+
+    records = [
+        _two_task_run("naive", 0, 0.6),
+        _two_task_run("naive", 1, 0.5),
+        _two_task_run("olora", 0, 0.8, adapters=adapters(0.25)),
+        _two_task_run("olora", 1, 0.8, adapters=adapters(0.75)),
+    ]
+    lines = study_table("plm", records).splitlines()
+    assert lines[0] == (
+        "| scenario | strategy | runs ok | ACC (pts) | forgetting (pts) | LA (pts) | train s | forgetting vs naive (p) | "
+        "adapter params / task | max overlap |"
+    )
+    p = 1 - 2 * math.atan(5) / math.pi
+    assert lines[2] == "| t | naive | 2/2 | 67.5 ± 3.5 | 35.0 ± 7.1 | 85.0 ± 0.0 | 0.0 | - | - | - |"
+    assert (
+        lines[3]
+        == f"| t | olora | 2/2 | 80.0 ± 0.0 | 10.0 ± 0.0 | 85.0 ± 0.0 | 0.0 | -25.0 (p = {p:.3f}) | 200 | 0.500 |"
+    )
+
+
+def test_the_attribution_table_by_hand():
+    """``forgetbench table attribution``: naive's points observe 0.2 and 0.4 nats, predict 0.1 and 0.3 (explained
+    0.4 / 0.6 = 66.7%), first-order 0.02 and 0.04 (10% of the observed); wpl's observe 0.1, predict 0.1. A after its
+    training 90% on both of naive's seeds; forgetting: naive 35, wpl 10 points, a cut of 71%."""
+    from forgetbench.reports.table_kinds import study_table
+
+    def points(*rows):
+        return [
+            {"turn": 1, "iteration": None, "model": 0, "observed": o, "predicted": p, "first_order": f, "layers": []}
+            for o, p, f in rows
+        ]
+
+    records = [
+        _two_task_run("naive", 0, 0.6, attribution=points((0.2, 0.1, 0.02))),
+        _two_task_run("naive", 1, 0.5, attribution=points((0.4, 0.3, 0.04))),
+        _two_task_run("wpl", 0, 0.8, attribution=points((0.1, 0.1, 0.0))),
+        _two_task_run("wpl", 1, 0.8, attribution=points((0.1, 0.1, 0.0))),
+    ]
+    lines = study_table("attribution", records).splitlines()
+    assert lines[0] == "## t: model A's accuracy after its training 90.0% (seeds 90.0, 90.0)"
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    assert rows["naive"][1:7] == ["2", "0.3000", "0.2000", "0.0300", "66.7", "nan"]  # two points: no rank correlation
+    assert rows["naive"][7] == "10 |"
+    assert rows["wpl"][1:6] == ["2", "0.1000", "0.1000", "0.0000", "100.0"]
+    assert "forgetting: naive 35.0, wpl 10.0 points: cut 71%" in lines
+
+
 def test_the_frontier_table_reads_forgetting_off_each_front_by_hand(tmp_path):
-    """scripts/frontier_table.py on a frontier.csv written here, two identical seeds: naive at LA 96 forgets 10;
+    """The frontier table (``forgetbench table frontier``) on frontier points written here, two identical seeds: naive at LA 96 forgets 10;
     ewc's front (95, 4), (90, 1) gives 4 at LA 95, 3.4 at 94 (linear between its points), 1.6 at 91; l2's front
     ends at LA 93, so LA 95 and 94 are not reached and 91 gives 0.2 + 11/13 * 0.3 = 0.45; si's reaches 95 on seed 0
     only."""
-    import runpy
-    from pathlib import Path
+    import io
+
+    import pandas as pd
+
+    from forgetbench.reports.study_tables import matched_sections, render
 
     rows = ["scenario,method,setting,value,seed,plasticity,forgetting,on_front,axes,plasticity_metric"]
     for seed in (0, 1):
@@ -640,9 +723,7 @@ def test_the_frontier_table_reads_forgetting_off_each_front_by_hand(tmp_path):
             *([("si", "si_lambda=1", 93, 1), ("si", "si_lambda=10", 85, 0.5)] if seed == 1 else []),
         ]:
             rows.append(f"s,{method},{setting},,{seed},{la},{forgetting},True,tasks,LA")
-    (tmp_path / "frontier.csv").write_text("\n".join(rows) + "\n")
-    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "frontier_table.py"))
-    lines = script["frontier_tables"](tmp_path).splitlines()
+    lines = render(matched_sections(pd.read_csv(io.StringIO("\n".join(rows) + "\n")))).splitlines()
     assert lines[0] == "## s (naive forgets 10.0)"
     assert lines[2] == "| method | naive LA - 1 | naive LA - 2 | naive LA - 5 |"
     assert lines[4] == "| ewc | 4.0 [4.0, 4.0] (2/2) | 3.4 [3.4, 3.4] (2/2) | 1.6 [1.6, 1.6] (2/2) |"

@@ -119,7 +119,7 @@ def _raise_report_stopped(signum: int, frame) -> None:
 def cmd_table(args: argparse.Namespace) -> int:
     """A study table over result folders, as Markdown (:mod:`forgetbench.reports.study_tables`)."""
     from forgetbench.benchmark.front.api import load_results
-    from forgetbench.reports.study_tables import TABLES, markdown
+    from forgetbench.reports.table_kinds import study_table
 
     from forgetbench.benchmark.core.metric_registry import METRICS
 
@@ -133,8 +133,11 @@ def cmd_table(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{', '.join(args.results)}: no readable run records (expected OUT/runs/<run_id>/result.json)"
         )
-    options = {"metrics": args.metrics, "compare": args.compare} if args.kind == "interval" else {}
-    print(markdown(TABLES[args.kind](results.records, **{k: v for k, v in options.items() if v is not None})))
+    options = {"metrics": args.metrics, "compare": args.compare, "naive": args.naive, "from_epoch_on": args.from_epoch}
+    text = study_table(args.kind, results.records, results.folders, **options)
+    if text is None:
+        raise ConfigError(f"{', '.join(args.results)}: no run the {args.kind} table reads (no row to show)")
+    print(text)
     return EXIT_OK
 
 
@@ -168,6 +171,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 command=_command_line(args),
                 skipped=skipped,
                 figures=Path(args.figures) if args.figures else None,
+                strategies=args.strategies,
             )
         except ReportError as exc:
             print(f"forgetbench: error: {exc}", file=sys.stderr)
@@ -468,7 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--figures",
         metavar="DIR",
-        help="also write every figure of the report into DIR as a PNG (<scenario>-<figure>.png), for a paper or a page",
+        help="also write every figure of the report into DIR as a PNG (<scenario>-<figure>.png, "
+        "frontier-<scenario>.png), for a paper or a page",
+    )
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        metavar="LABEL",
+        help="only these strategy labels' runs (e.g. naive and the strengths a page compares)",
     )
     p.add_argument(
         "--import",
@@ -481,15 +492,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report)
 
+    from forgetbench.reports.table_kinds import TABLES  # names only: listing the kinds imports no pandas
+
     p = sub.add_parser(
         "table",
-        help="print a study table over result folders as Markdown (interval: means with 95%% intervals and a paired "
-        "comparison with naive; cost: training seconds against naive's, outcomes, skipped importance passes)",
+        help="print a study table over result folders as Markdown ("
+        + "; ".join(f"{kind}: {table.summary}" for kind, table in TABLES.items()).replace("%", "%%")
+        + ")",
     )
-    p.add_argument("kind", choices=["interval", "cost"], help="which table")
-    p.add_argument("results", nargs="+", help="result folders (`run --out`)")
+    p.add_argument("kind", choices=list(TABLES), help="which table")
+    p.add_argument("results", nargs="+", help="result folders (`run --out`), read as one")
     p.add_argument("--metrics", nargs="+", help="interval: the metric keys of its columns (default ACC forgetting LA)")
     p.add_argument("--compare", help="interval: the metric paired against naive by seed (default forgetting)")
+    p.add_argument("--naive", help="strength: the baseline's strategy label (default naive)")
+    p.add_argument(
+        "--from-epoch",
+        type=int,
+        help="strength: err2 - err1 over the search epochs from this one (0-based) on, e.g. the first with the "
+        "penalty on (default: the scenario's measure_from_epoch)",
+    )
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser(
