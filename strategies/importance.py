@@ -304,9 +304,13 @@ def _numeric_padding(module: _Conv) -> tuple[int, ...]:
     return module.padding
 
 
-def _accumulate_fast(
+def accumulate_squares(
     module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
 ) -> None:
+    """Add to ``sums[prefix + name]`` the per-sample squared gradients of ``module``'s own parameters, summed over
+    the samples, from its calls' ``[input, output gradient]`` pairs (what the hooks capture): the fast path's work
+    for one layer, without the autograd graph (``perf --only fisher_layer_costs`` times it against the batch
+    gradient)."""
     calls = [c for c in calls if c[1] is not None]
     if not calls:
         return
@@ -537,9 +541,12 @@ def exact_fisher_diagonal(
     batch_size: int = 1024,
     estimator: Estimator = "empirical",
     generator: torch.Generator | None = None,
+    fallback_taken: set[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Diagonal Fisher of the model selected by ``task_label`` on ``(x, y)``, ``batch_size`` samples a pass at most
     (fewer for large inputs, see ``_FORWARD_CHUNK_FLOATS``: the result is the same up to float rounding).
+    ``fallback_taken``, when given, receives the names of the parameters whose squares took the general per-sample
+    path (torch.func or the loop) instead of the hooks.
 
     Returns ``{parameter name: F}`` for every parameter that receives a gradient (those the
     selected model uses); parameters it does not use are absent.
@@ -582,14 +589,16 @@ def exact_fisher_diagonal(
                 if key in unrolled.shells:
                     shell = unrolled.shells[key]
                     target = {"weight": sums[shell.weight]} | ({"bias": sums[shell.bias]} if shell.bias else {})
-                    _accumulate_fast(module, recurrent.merged_calls(calls), target, "")
+                    accumulate_squares(module, recurrent.merged_calls(calls), target, "")
                 else:
-                    _accumulate_fast(module, calls, sums, key)
+                    accumulate_squares(module, calls, sums, key)
                 if any(delta is not None for _, delta in calls):
                     touched |= set(names_of(key))
             touched |= {n for n, p in params.items() if p.grad is not None}
             live_fallback = [n for n in fallback + broadcast if params[n].grad is not None]
             if live_fallback:
+                if fallback_taken is not None:
+                    fallback_taken.update(live_fallback)
                 for name, sq in _vmap_squared_grads(model, xb, targets, task_label, live_fallback).items():
                     sums[name] += sq
     finally:

@@ -209,6 +209,20 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ),
     ("perf-device-unknown", {}, ("perf", "--device", "tpu", "--quick"), "--device"),
     ("perf-model-unknown", {}, ("perf", "--model", "vgg16", "--quick"), "--model"),
+    ("perf-probe-unknown", {}, ("perf", "--only", "step_cost"), "--only: unknown section(s) step_cost"),
+    (
+        "perf-set-unknown-key",
+        {},
+        ("perf", "--only", "optuna_store_cost", "--set", "trails=5"),
+        "--set: unknown key(s) trails; allowed: trials (optuna_store_cost)",
+    ),
+    (
+        "perf-set-bad-value",
+        {},
+        ("perf", "--only", "optuna_store_cost", "--set", "trials=-1"),
+        "--set (optuna_store_cost): trials",
+    ),
+    ("perf-set-without-a-probe", {}, ("perf", "--only", "growth", "--set", "trials=5"), "name a probe with --only"),
     ("lambda-string", {"suite": _strategy("ewc", ewc_lambda="10")}, RUN, "strategies[0].params.ewc_lambda"),
     (
         "reproduce-target",

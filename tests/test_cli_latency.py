@@ -1,7 +1,7 @@
 """A CLI that answers at once (issue 50 item 2): ``--help``, ``list`` and ``validate`` of a config refused before
 its components are built import neither torch nor Avalanche (their import is the seconds and the gigabyte the
 issue measured); the listing read from the index of built-ins equals the registries' own. The times and memory
-are measured by ``scripts/cli_latency.py``; what is asserted here is the cause, which holds on any machine."""
+are measured by ``forgetbench perf --only cli_latency``; what is asserted here is the cause, which holds on any machine."""
 
 from __future__ import annotations
 

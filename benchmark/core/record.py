@@ -375,7 +375,7 @@ class RunRecord(BaseModel):
         eval_exp, accuracy)`` tuples, validated as :class:`CurvePoint` validates them, for the curve metrics.
 
         ``curves`` and ``attribution`` are 93% of a demo record's bytes and seven eighths of its validation time
-        (``scripts/report_scale.py --reading``), and only figures draw them; ``config`` repeats the suite's config (``suite.yaml``); no table reads
+        (``forgetbench perf --only report_scale --set reading=true``), and only figures draw them; ``config`` repeats the suite's config (``suite.yaml``); no table reads
         ``turn_accuracy``. Only ``curves`` is read (validated, for the curve metrics). Raises
         :class:`RecordError` as :meth:`from_dict`."""
         if not isinstance(raw, Mapping):

@@ -352,13 +352,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _parse_sections(text: str) -> tuple[str, ...]:
-    from forgetbench.benchmark.front.measure.perf import SECTIONS
+    from forgetbench.benchmark.front.measure.common import SECTIONS
+    from forgetbench.benchmark.front.measure.probes import probe_names
 
     names = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [n for n in names if n not in SECTIONS]
+    allowed = [*SECTIONS, *probe_names()]
+    unknown = [n for n in names if n not in allowed]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"--only: unknown section(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(SECTIONS)}"
+            f"--only: unknown section(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(allowed)}"
         )
     return names
 
@@ -377,13 +379,18 @@ def cmd_perf(args: argparse.Namespace) -> int:
         run_perf,
     )
 
+    from forgetbench.benchmark.front.measure.probes import probe_params
+
+    only = args.only or SECTIONS
+    probes = probe_params([n for n in only if n not in SECTIONS], args.settings)  # a bad --set: exit 2, nothing run
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     opts = PerfOptions(
         data_root=_data_root(args.data_root),
         repeats=args.repeats,
         dataset=args.dataset,
-        only=args.only or SECTIONS,
+        only=tuple(n for n in only if n in SECTIONS),
+        probes=probes,
         quick=args.quick,
         device=args.device,
         model=args.model,
@@ -564,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_list)
 
+    from forgetbench.benchmark.front.measure.probes import probe_names  # module names only: none is imported
+
     p = sub.add_parser(
         "perf", parents=[data], help="measure the harness against a plain PyTorch loop, and regularizer costs"
     )
@@ -574,7 +583,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_sections,
         help="comma-separated sections: harness_vs_plain,"
         "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet,sequence_model,"
-        "suite_overhead,avalanche_vs_own_loop (default: all)",
+        "suite_overhead,avalanche_vs_own_loop (default: all); or probes, run only when named: "
+        + ", ".join(probe_names())
+        + " (each documented in its module, forgetbench.benchmark.front.measure.probes.NAME)",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a probe's param (repeatable; YAML values, e.g. --set strategies=[naive,supsup])",
     )
     p.add_argument(
         "--dataset",

@@ -62,6 +62,7 @@ class PerfOptions:
     scaling_jobs_per_worker: int = 3
     device: str = "cpu"
     model: str | None = None  # None: mlp (and cnn in harness_vs_plain), as before --model existed
+    probes: dict[str, Any] = field(default_factory=dict)  # probe name -> its params (measure.probes), run after
     training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(
             optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, epochs=1, eval_batch_size=1024

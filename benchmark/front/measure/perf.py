@@ -34,6 +34,9 @@ Sections (keys of the JSON object), each measured in its own module of this pack
   with the fallback it replaced (:mod:`forgetbench.benchmark.front.measure.sequence`).
 * ``avalanche_vs_own_loop``: forgetbench's run of Avalanche's GEM, AGEM, DER and ER_ACE against Avalanche's own
   class and loop on the same work (:mod:`forgetbench.benchmark.front.measure.avalanche_loop`).
+
+Besides the sections, the probes of :mod:`forgetbench.benchmark.front.measure.probes` (the measurements behind
+single figures of docs/studies/) run when ``--only`` names them, after the sections, with their ``--set`` params.
 """
 
 from __future__ import annotations
@@ -143,14 +146,23 @@ def conditions(opts: PerfOptions) -> dict[str, Any]:
 
 
 def run_perf(opts: PerfOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the selected sections; raises DataMissingError when the dataset is not under the root."""
+    """Run the selected sections, then the probes named; raises DataMissingError when the dataset is not under the
+    root (only when a section or probe reads it)."""
+    from forgetbench.benchmark.front.measure.probes import load_probe
+
     if opts.device == "cuda" and not torch.cuda.is_available():
         raise DeviceMissingError(
             "--device cuda: torch sees no CUDA device on this machine (torch.cuda.is_available() is False)"
         )
-    check_available(opts.dataset, opts.data_root, download=False)
-    data = load_dataset(opts.dataset, opts.data_root)
-    return _run_sections(opts, data, progress)
+    data = None
+    if any(name in SECTIONS for name in opts.only) or any(load_probe(name).needs_data for name in opts.probes):
+        check_available(opts.dataset, opts.data_root, download=False)
+        data = load_dataset(opts.dataset, opts.data_root)
+    result = _run_sections(opts, data, progress)
+    for name, params in opts.probes.items():
+        (progress or (lambda message: None))(name)
+        result[name] = load_probe(name).run(opts, params, data)
+    return result
 
 
 def _run_sections(opts: PerfOptions, data: Any, progress: Callable[[str], None] | None) -> dict[str, Any]:
@@ -206,6 +218,8 @@ def _run_sections(opts: PerfOptions, data: Any, progress: Callable[[str], None] 
 
 def format_table(result: dict[str, Any]) -> str:
     """The plain-text report of :func:`run_perf`'s result."""
+    from forgetbench.benchmark.front.measure.probes import load_probe, probe_names
+
     lines = []
     c = result["conditions"]
     lines.append(
@@ -343,4 +357,8 @@ def format_table(result: dict[str, Any]) -> str:
                 f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
                 "lower is better",
             )
+    for name in [key for key in result if key in probe_names()]:
+        probe = load_probe(name)
+        lines.append(f"{name} ({probe.summary})")
+        lines += [f"  {line}" for line in probe.lines(result[name])]
     return "\n".join(lines)

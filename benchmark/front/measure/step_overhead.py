@@ -3,7 +3,7 @@ over ``naive``'s on the same stream, and its importance pass over one epoch."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from forgetbench.benchmark.data.datasets import TensorData
 
@@ -20,9 +20,12 @@ from forgetbench.benchmark.front.measure.common import (
 )
 
 
-def _strategy_cases() -> dict[str, tuple[str, dict]]:
+def _strategy_cases(strategies: Sequence[str] | None = None) -> dict[str, tuple[str, dict]]:
+    """perf's rows (naive, ewc, si and wpl, mas, l2, lwf where registered), or naive and ``strategies``."""
     from forgetbench.strategies import STRATEGIES
 
+    if strategies:
+        return {name: (name, {}) for name in dict.fromkeys(["naive", *strategies])}
     cases: dict[str, tuple[str, dict]] = {"naive": ("naive", {}), "ewc": ("ewc", {}), "si": ("si", {})}
     for name in ("wpl", "mas", "l2", "lwf"):
         if name in STRATEGIES:
@@ -30,11 +33,14 @@ def _strategy_cases() -> dict[str, tuple[str, dict]]:
     return cases
 
 
-def step_overhead(opts: PerfOptions, data: TensorData) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per-step time of each strategy over ``naive`` and importance-pass time over one epoch."""
+def step_overhead(
+    opts: PerfOptions, data: TensorData, strategies: Sequence[str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-step time of each strategy over ``naive`` and importance-pass time over one epoch; ``strategies``: these
+    registered names instead of perf's rows (``perf --only step_costs``)."""
     model = opts.model or "mlp"
     workload = model_workload(opts, data, model)
-    cases = _strategy_cases()
+    cases = _strategy_cases(strategies)
     per_step: dict[str, list[float]] = {k: [] for k in cases}
     importance: dict[str, list[float]] = {k: [] for k in cases}
     labels = list(cases)
@@ -61,9 +67,9 @@ def step_overhead(opts: PerfOptions, data: TensorData) -> tuple[dict[str, Any], 
             "target": target(opts.device, model, label),
             "step_seconds_all": per_step[label],
         }
-    if "wpl" not in cases:
+    if "wpl" not in cases and not strategies:
         overhead["wpl"] = NOT_AVAILABLE
     imp: dict[str, Any] = {label: median_of(importance[label]) for label in labels if label != "naive"}
-    if "wpl" not in cases:
+    if "wpl" not in cases and not strategies:
         imp["wpl"] = NOT_AVAILABLE
     return overhead, imp
