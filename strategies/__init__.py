@@ -11,7 +11,7 @@ if __name__ == "strategies":  # this checkout's folder imported by its own name 
     )
 
 from forgetbench.strategies.base import STRATEGIES, StrategyContext, StrategyParams, register_strategy, shared_params
-from forgetbench.strategies import ewc, naive, si, wpl, wpl_enas  # noqa: F401,E402  (register built-ins)
+from forgetbench.strategies import ewc, naive, si, wpl, wpl_online, wpl_enas  # noqa: F401,E402  (register built-ins)
 from forgetbench.strategies import spg, mas, lwf, l2, replay, joint, standalone  # noqa: F401,E402
 from forgetbench.strategies import exssnet, pic, merge, supsup  # noqa: F401,E402  (parameter isolation)
 from forgetbench.strategies import olora, inflora, osf  # noqa: F401,E402  (LoRA per task on a pretrained backbone)

@@ -19,8 +19,7 @@ importance is accumulated after each model t with its Fisher F^t:
 
 Options:
 
-* ``alpha`` (>= 0): the penalty's weight; the effective weight while training model t (t >= 1) is
-  alpha * alpha_decay^(t-1).
+* ``alpha`` (>= 0): the penalty's weight.
 * ``fisher_batch_size``: samples per forward pass of the exact Fisher (default: the training batch size; the result
   changes only by float rounding). On a CPU a smaller pass keeps the activations in cache, on a GPU a larger one
   may fill the device better (docs/studies/performance.md has the figures).
@@ -34,19 +33,7 @@ Options:
   keeps (F^k, theta^k) for every earlier model k and penalises
   sum_k (alpha/2) sum_{i in used_now and used_k} F^k_i (theta_i - theta^k_i)^2 (memory grows with T;
   ``accumulate`` does not apply).
-* ``alpha_decay`` (in (0, 1]): the factor the penalty's weight shrinks by per model trained (below).
-* ``clip_norm``: if set, each tensor of F is rescaled so its Frobenius norm is at most this value.
-* ``reset_every``: if set, the running importance only holds the models since the last reset:
-  it is zeroed before the Fisher of model N+1, 2N+1, ... (1-based, counted from ``start_after``) is added
-  (the authors' ``set_fisher_zero_per_iter``).
-* ``fisher``: ``exact`` (above: after each model, the exact Fisher on ``fisher_samples`` of its data),
-  ``minibatch`` (below) or ``online``, the estimate of the authors' ENAS code (``models/wpl_module.py``), cheap enough for a search
-  that trains a new architecture every few steps: after each model, the squared gradient of the data
-  loss on ``fisher_batches`` mini-batches of its own training data (the training batch size, drawn with
-  the plugin's seed), averaged over those batches, is F^t; the running importance follows
-  ``accumulate`` / ``momentum`` (their ``lambda_fisher``); ``clip_norm`` then bounds each tensor of the
-  *running* importance (their ``fisher_clip_by_norm``), and the anchor is the weights after the model.
-* ``fisher_batches``: ``online`` only: how many mini-batches estimate each model's F^t.
+* ``fisher``: ``exact`` (above: after each model, the exact Fisher on ``fisher_samples`` of its data) or
   ``minibatch``: EWC's (Avalanche's) estimate, F^t = the mean over the mini-batches of ``fisher_samples`` of the
   model's training samples (all by default; training batch size) of the squared mini-batch gradient of the loss,
   accumulated and anchored as ``exact``: a batch's gradients cost one backward pass where the exact Fisher
@@ -57,10 +44,13 @@ Options:
   so alpha means the same on a confident transformer (F ~ 1e-10) as on an MNIST MLP. ``wpl_penalty_to_data_gradient``
   in the result gives, per model, ||grad penalty|| / ||grad data loss|| on its last training batch, and
   ``wpl_penalty_inert`` the models where it was below 0.05 (the penalty too small to act).
-* ``start_after``: the first ``start_after`` models get no Fisher and no penalty (the authors'
-  ``start_using_fisher``, counted in models: epochs x turns per epoch in a search).
-* The authors' ENAS code scales the stored online estimate by alpha at every update instead (another penalty for
-  the same alpha): that is its own strategy, ``wpl_enas`` (:mod:`forgetbench.strategies.wpl_enas`).
+
+Two variants are their own strategies: ``wpl_online`` (:mod:`forgetbench.strategies.wpl_online`) estimates F^t
+online as the authors' ENAS code does, cheap enough for a search that trains a new architecture every few steps,
+with its schedule (``start_after``, ``reset_every``, ``alpha_decay``, ``clip_norm``); ``wpl_enas``
+(:mod:`forgetbench.strategies.wpl_enas`) also scales the stored estimate by alpha at every update, as that code does
+(another penalty for the same alpha).
+
 * ``max_curvature``: the penalty's curvature on weight i is alpha_t * F_i, and gradient descent
   diverges on a quadratic that is too steep for its learning rate (an undertrained earlier model's
   Fisher entries can exceed 1). ``auto`` (default) caps alpha_t * F_i at
@@ -81,9 +71,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
 import torch
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
 from forgetbench.strategies.importance import Estimator, experience_importance, normalise_importance
 from forgetbench.strategies.base import importance_needed, shared_params
@@ -108,35 +97,43 @@ class WPLParams(StrategyParams):
     accumulate: Literal["sum", "max", "momentum"] = "sum"
     momentum: float = Field(0.9, gt=0.0, le=1.0)
     anchor: Literal["latest", "per_model"] = "latest"
-    clip_norm: PositiveFloat | None = None
-    alpha_decay: float = Field(1.0, gt=0.0, le=1.0)
-    reset_every: PositiveInt | None = None
     fisher_batch_size: PositiveInt | None = None  # None: the training batch size
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
-    fisher: Literal["exact", "minibatch", "online"] = "exact"
-    fisher_batches: PositiveInt = 1
-    start_after: NonNegativeInt = 0
+    fisher: Literal["exact", "minibatch"] = "exact"
     importance_norm: Literal["none", "mean"] = "none"
 
-    # alpha_mode: per_update (and its linear decay) became the strategy wpl_enas; records written before hold these
-    # keys at their defaults, which still name this strategy's maths
+    # keys that moved to a variant of their own (wpl_enas: the per-update scaling; wpl_online: the online estimate
+    # and its schedule): records written before hold them at these defaults, which still name this strategy's maths
     retired_defaults: ClassVar[dict[str, Any]] = {
         "alpha_mode": "equation",
         "alpha_linear_decay": 0.0,
         "alpha_decay_after": 0,
+        "alpha_decay": 1.0,
+        "clip_norm": None,
+        "reset_every": None,
+        "start_after": 0,
+        "fisher_batches": 1,
     }
+    moved_to: ClassVar[dict[str, str]] = {
+        "alpha_mode": "wpl_enas",
+        "alpha_linear_decay": "wpl_enas",
+        "alpha_decay_after": "wpl_enas",
+    }  # the others: wpl_online
 
     @model_validator(mode="before")
     @classmethod
-    def _per_update_is_wpl_enas(cls, data: Any) -> Any:
+    def _variants_have_their_own_names(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
         moved = [key for key, default in cls.retired_defaults.items() if key in data and data[key] != default]
+        moved += ["fisher: online"] if data.get("fisher") == "online" else []
         if moved:
+            where = sorted({cls.moved_to.get(key, "wpl_online") for key in moved})
             raise ValueError(
-                f"{', '.join(moved)}: the authors' per-update scaling is the strategy wpl_enas now (name: wpl_enas, "
-                "with alpha, momentum, accumulate, clip_norm, fisher_batches, start_after, reset_every, "
-                "alpha_linear_decay, alpha_decay_after); wpl is the paper's equation"
+                f"{', '.join(moved)}: {' and '.join(where)} now (name: {where[0]}): wpl_online is the authors' online "
+                "Fisher with its schedule (alpha, fisher_batches, accumulate, momentum, clip_norm, reset_every, "
+                "start_after, alpha_decay, max_curvature, importance_norm), wpl_enas their per-update scaling too; "
+                "wpl is the paper's equation"
             )
         return {key: value for key, value in data.items() if key not in cls.retired_defaults}
 
@@ -146,13 +143,14 @@ class WPLPlugin(Plugin):
 
     def __init__(
         self,
-        params: WPLParams,
+        params: Any,
         used_params: Sequence[frozenset[str]],
         seed: int = 0,
         max_curvature: float | None = None,
         adaptive: bool = False,
     ):
-        """``adaptive``: the schedule grows while training (a search), so every model's importance is computed
+        """``params``: :class:`WPLParams` (a variant's own: its plugin reads them); ``adaptive``: the schedule grows
+        while training (a search), so every model's importance is computed
         (see :func:`~forgetbench.strategies.base.importance_needed`)."""
         super().__init__()
         self.adaptive = adaptive
@@ -171,7 +169,6 @@ class WPLPlugin(Plugin):
         self._quadratic = QuadraticAnchor()
         self._params: list[torch.Tensor] = []
         self._alpha = 0.0
-        self._no_gradient: set[str] = set()  # online: used tensors the data loss gave no gradient
 
     # ----------------------------------------------------------------- penalty
     def shared_names(self, experience_index: int) -> set[str]:
@@ -208,8 +205,8 @@ class WPLPlugin(Plugin):
             self.capped_entries += self._quadratic.capped
 
     def penalty_weight(self) -> float:
-        """alpha while training model t (t >= 1): alpha * alpha_decay^(t-1)."""
-        return self.params.alpha * self.params.alpha_decay ** (max(self.models_trained, 1) - 1)
+        """The penalty's weight while training the next model: alpha."""
+        return float(self.params.alpha)
 
     @staticmethod
     def _like(sources, name: str) -> torch.Tensor:
@@ -237,22 +234,22 @@ class WPLPlugin(Plugin):
         else:
             self.diagnostics.measure(strategy, self._params, self.penalty)
         self.models_seen += 1
-        if self.models_seen <= self.params.start_after:
+        if not self.estimates_this_model():
             return
         index = strategy.experience.current_experience
         used = self.used_params[index]
         if not importance_needed(self.used_params, index, adaptive=self.adaptive):
             self.skipped.append(index)
             fisher = {}  # no later model shares a parameter with this one: nothing would read its Fisher
-        elif self.params.fisher == "online":
-            fisher = self._online_fisher(strategy, used)
         else:
-            fisher = self._fisher(strategy, used)
+            fisher = self.model_fisher(strategy, used)
         fisher = normalise_importance(fisher, self.params.importance_norm, used)
-        if self.params.clip_norm is not None and self.params.fisher != "online":
-            fisher = {n: _clip(f, self.params.clip_norm) for n, f in fisher.items()}
         weights = {n: p.detach().clone() for n, p in strategy.model.named_parameters() if n in fisher}
         self.add_importance(fisher, weights)
+
+    def estimates_this_model(self) -> bool:
+        """Whether the model just trained gets a Fisher (every one here; a variant may wait)."""
+        return True
 
     def add_importance(self, fisher: Tensors, weights: Tensors) -> None:
         """Model t's F^t and weights into the running importance and anchor (``accumulate``, ``anchor``)."""
@@ -260,14 +257,10 @@ class WPLPlugin(Plugin):
         if self.params.anchor == "per_model":
             self.per_model.append((fisher, weights))
             return
-        if self.params.reset_every and (self.models_trained - 1) % self.params.reset_every == 0:
-            self.importance = {}
-        self.importance = _accumulate(self.importance, fisher, self.params.accumulate, self.params.momentum)
-        if self.params.clip_norm is not None and self.params.fisher == "online":
-            self.importance.update({n: _clip(self.importance[n], self.params.clip_norm) for n in fisher})
+        self.importance = accumulate(self.importance, fisher, self.params.accumulate, self.params.momentum)
         self.anchor.update(weights)
 
-    def _fisher(self, strategy, used: frozenset[str]) -> Tensors:
+    def model_fisher(self, strategy, used: frozenset[str]) -> Tensors:
         """F^t of ``fisher: exact`` or ``minibatch`` (EWC's estimator) on ``fisher_samples`` of the model's training
         samples, on the trainable parameters it used."""
         fisher = experience_importance(
@@ -280,27 +273,6 @@ class WPLPlugin(Plugin):
         )
         trainable = {n for n, p in strategy.model.named_parameters() if p.requires_grad}
         return {n: f for n, f in fisher.items() if n in used and n in trainable}
-
-    def _online_fisher(self, strategy, used: frozenset[str]) -> Tensors:
-        """Mean over ``fisher_batches`` mini-batches of the squared gradient of the data loss (see ``fisher``)."""
-        x, y, _ = dataset_tensors(strategy.experience.dataset)
-        model, task_label = strategy.model, strategy.experience.task_labels[0]
-        names = [n for n, p in model.named_parameters() if n in used and p.requires_grad]
-        params = named_params(model, names)
-        fisher = [torch.zeros_like(p) for p in params]
-        reached = [False] * len(params)
-        size = min(strategy.train_mb_size, len(y))
-        for _ in range(self.params.fisher_batches):
-            rows = torch.randint(len(y), (size,), generator=self.generator)
-            out = model.forward_single_task(x[rows].to(strategy.device), task_label)
-            loss = torch.nn.functional.cross_entropy(out, y[rows].to(strategy.device))
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            for k, (f, g) in enumerate(zip(fisher, grads)):
-                if g is not None:
-                    f.addcmul_(g, g, value=1.0 / self.params.fisher_batches)
-                    reached[k] = True
-        self._no_gradient = {n for n, hit in zip(names, reached) if not hit}  # wpl_enas resets these
-        return dict(zip(names, fisher))
 
     def state_dict(self) -> dict:
         """Fisher and anchor (running, or per earlier model), models trained, the sampling RNG."""
@@ -344,12 +316,8 @@ class WPLPlugin(Plugin):
         return tensor_bytes([state["importance"], state["anchor"], state["per_model"]])
 
 
-def _clip(fisher: torch.Tensor, max_norm: float) -> torch.Tensor:
-    norm = torch.linalg.vector_norm(fisher)
-    return fisher * (max_norm / norm) if norm > max_norm else fisher
-
-
-def _accumulate(running: Tensors, new: Tensors, rule: str, momentum: float) -> Tensors:
+def accumulate(running: Tensors, new: Tensors, rule: str, momentum: float) -> Tensors:
+    """F after model t's F^t enters the running importance by ``rule`` (sum, max or momentum: the module doc)."""
     out = dict(running)
     for name, f in new.items():
         old = running.get(name)

@@ -44,7 +44,8 @@ import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.wpl import Tensors, WPLParams, WPLPlugin, _clip, build_with
+from forgetbench.strategies.wpl import Tensors, build_with
+from forgetbench.strategies.wpl_online import WPLOnlineParams, WPLOnlinePlugin, clip_to_norm
 
 if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
     from avalanche.training.templates import SupervisedTemplate
@@ -62,12 +63,10 @@ class WPLENASParams(StrategyParams):
     alpha_decay_after: NonNegativeInt = 0  # the model (0-based, among those with a Fisher) the decay starts at
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
 
-    def as_wpl(self) -> WPLParams:
-        """The ``wpl`` params whose Fisher pass, anchor and penalty this strategy shares (online, latest)."""
-        return WPLParams(
+    def as_online(self) -> WPLOnlineParams:
+        """The ``wpl_online`` params whose Fisher estimate, anchor and penalty this strategy shares."""
+        return WPLOnlineParams(
             alpha=self.alpha,
-            fisher="online",
-            anchor="latest",
             fisher_batches=self.fisher_batches,
             accumulate=self.accumulate,
             momentum=self.momentum,
@@ -78,11 +77,12 @@ class WPLENASParams(StrategyParams):
         )
 
 
-class WPLENASPlugin(WPLPlugin):
-    """WPL's plugin with the authors' per-update importance: alpha inside the stored importance (see the module doc)."""
+class WPLENASPlugin(WPLOnlinePlugin):
+    """WPL's online plugin with the authors' per-update importance: alpha inside the stored importance (see the
+    module doc)."""
 
     def __init__(self, params: WPLENASParams, used_params: Sequence[frozenset[str]], seed: int = 0, **kwargs):
-        super().__init__(params.as_wpl(), used_params, seed=seed, **kwargs)
+        super().__init__(params.as_online(), used_params, seed=seed, **kwargs)
         self.enas = params
 
     def penalty_weight(self) -> float:
@@ -135,7 +135,7 @@ def per_update_importance(
     running = torch.zeros_like(grad_sq) if stored is None else stored
     running = (1 - rate) * running + rate * grad_sq if momentum else running + rate * grad_sq
     if clip_norm is not None:
-        running = _clip(running, clip_norm)
+        running = clip_to_norm(running, clip_norm)
     return running * alpha
 
 

@@ -227,7 +227,7 @@ def check_reduced_strength_study(
     config: str, scenario_params: dict, training: dict, wpl: dict, cli, write_suite, out: Path
 ) -> None:
     """Run the strength study ``configs/<config>`` reduced (one seed, each sweep's weakest and strongest point,
-    ``scenario_params`` and ``training`` replacing the config's, ``wpl`` added to every WPL and WPL-ENAS entry) and check that
+    ``scenario_params`` and ``training`` replacing the config's, ``wpl`` added to every WPL, WPL-online and WPL-ENAS entry) and check that
     every run finishes and that within each method the strongest point's penalty is the larger share of the data
     gradient (the median ``*_penalty_to_data_gradient``)."""
     import yaml
@@ -243,7 +243,7 @@ def check_reduced_strength_study(
     for entry in suite["strategies"][1:]:
         key = next(k for k in ("ewc_lambda", "alpha") if k in entry["params"])
         entry["params"][key] = [min(entry["params"][key]), max(entry["params"][key])]
-        if entry["name"] in ("wpl", "wpl_enas"):
+        if entry["name"] in ("wpl", "wpl_online", "wpl_enas"):
             entry["params"] |= wpl
         sweeps[entry.get("label", entry["name"])] = key
     assert cli("run", write_suite(suite), "--out", out) == 0

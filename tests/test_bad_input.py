@@ -662,7 +662,13 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "wpl-fisher-mode",
         {"suite": _strategy("wpl", fisher="running")},
         RUN,
-        "strategies[0].params.fisher: Input should be 'exact', 'minibatch' or 'online'",
+        "strategies[0].params.fisher: Input should be 'exact' or 'minibatch'",
+    ),
+    (
+        "wpl-fisher-online-is-wpl-online",
+        {"suite": _strategy("wpl", fisher="online", clip_norm=10.0)},
+        RUN,
+        "clip_norm, fisher: online: wpl_online now (name: wpl_online)",
     ),
     # --- issue 36: importance sample budgets
     (

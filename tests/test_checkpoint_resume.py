@@ -348,10 +348,9 @@ SEARCHES = {
 SEARCH_STRATEGIES = {
     "naive": ComponentSpec(name="naive"),
     "wpl_online": ComponentSpec(
-        name="wpl",
+        name="wpl_online",
         params={
             "alpha": 60,
-            "fisher": "online",
             "accumulate": "momentum",
             "clip_norm": 10.0,
             "reset_every": 2,
@@ -416,10 +415,10 @@ def test_sigkilled_search_worker_resumes_to_the_uninterrupted_record(write_suite
         "name": "test_kill_after",
         "label": "victim",
         "params": {
-            "strategy": "wpl",
+            "strategy": "wpl_online",
             "marker": str(marker),
             "at_experience": 5,
-            "strategy_params": {"alpha": 60, "fisher": "online", "accumulate": "momentum"},
+            "strategy_params": {"alpha": 60, "accumulate": "momentum"},
         },
     }
     suite = tiny_suite(strategies=[strategy], scenarios=[{"name": "enas_rnn", "params": SEARCHES["enas_rnn"].params}])

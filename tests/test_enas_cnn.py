@@ -168,9 +168,7 @@ def test_search_records_err_tables_rewards_and_the_derived_architecture():
 @pytest.mark.parametrize(
     "strategy",
     [
-        ComponentSpec(
-            name="wpl", params={"alpha": 60, "fisher": "online", "accumulate": "momentum", "clip_norm": 10.0}
-        ),
+        ComponentSpec(name="wpl_online", params={"alpha": 60, "accumulate": "momentum", "clip_norm": 10.0}),
         ComponentSpec(name="ewc", params={"ewc_lambda": 10, "mode": "online", "decay_factor": 0.9}),
         ComponentSpec(name="si"),
         ComponentSpec(name="mas"),
@@ -220,7 +218,7 @@ def test_the_report_of_a_cnn_search_opens_on_the_four_panels_in_points(write_sui
         "device": "cpu",
         "training": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 16, "eval_batch_size": 64},
         "scenarios": [{"name": "enas_cnn", "label": "cnn_tiny", "params": params}],
-        "strategies": [{"name": "naive"}, {"name": "wpl", "params": {"alpha": 60, "fisher": "online"}}],
+        "strategies": [{"name": "naive"}, {"name": "wpl_online", "label": "wpl", "params": {"alpha": 60}}],
     }
     out = tmp_path / "out"
     assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0

@@ -206,7 +206,7 @@ def test_the_derived_cell_is_retrained_alone_from_the_initial_weights():
     spec = RunSpec(
         "t",
         ComponentSpec(name="enas_rnn", params=params.model_dump(mode="json")),
-        ComponentSpec(name="wpl", params={"alpha": 60, "fisher": "online"}),
+        ComponentSpec(name="wpl_online", params={"alpha": 60}),
         0,
         training,
         "cpu",
@@ -252,11 +252,11 @@ def test_random_search_samples_uniformly_and_needs_no_controller():
 
 # ------------------------------------------------------------------------------ WPL's online Fisher
 def _online_plugin(**params):
-    from forgetbench.strategies.wpl import WPLParams, WPLPlugin
+    from forgetbench.strategies.wpl_online import WPLOnlineParams, WPLOnlinePlugin
 
     scenario = build_enas_rnn(tiny_params(search="random", turns_per_epoch=3), ScenarioInputs(0, None))
-    plugin = WPLPlugin(
-        WPLParams(alpha=1.0, fisher="online", max_curvature=None, **params), scenario.turn_used_params, seed=3
+    plugin = WPLOnlinePlugin(
+        WPLOnlineParams(alpha=1.0, max_curvature=None, **params), scenario.turn_used_params, seed=3
     )
     return scenario, plugin
 
@@ -402,7 +402,7 @@ def test_the_search_report_opens_on_the_four_panel_figure_above_the_fold(write_s
         "scenarios": [{"name": "enas_rnn", "label": "enas_tiny", "params": params}],
         "strategies": [
             {"name": "naive"},
-            {"name": "wpl", "params": {"alpha": 60, "fisher": "online", "accumulate": "momentum"}},
+            {"name": "wpl_online", "params": {"alpha": 60, "accumulate": "momentum"}},
         ],
     }
     out = tmp_path / "out"

@@ -234,7 +234,6 @@ RECURRENT = dict(vocabulary=2000, hidden=64, nodes=6, bptt=35, windows=2048, tur
 RECURRENT_QUICK = dict(vocabulary=50, hidden=8, nodes=3, bptt=6, windows=64, turns=3, steps=2, batch=8)
 RECURRENT_WPL = {
     "alpha": 60.0,
-    "fisher": "online",
     "fisher_batches": 1,
     "accumulate": "momentum",
     "momentum": 0.9,

@@ -43,7 +43,7 @@ def recurrent_supernet(opts: PerfOptions) -> dict[str, Any]:
                 harness_s.append(run.train_seconds)
                 naive_step.append(seconds_per_step(run, first_exp=0))
             else:
-                run = harness_train(workload, "wpl", training, opts.seed, RECURRENT_WPL, device)
+                run = harness_train(workload, "wpl_online", training, opts.seed, RECURRENT_WPL, device)
                 wpl_step.append(seconds_per_step(run))
                 fisher_share.append(importance_ratio(run))
         diffs.append(max_weight_diff(models["plain"], models["harness"]))
