@@ -454,7 +454,7 @@ def attribution_sections(records: Sequence[RunRecord], folders: Sequence[Path] =
     return sections
 
 
-# ----------------------------------------------------------------------------- the kinds and their rendering
+# ----------------------------------------------------------------------------- Markdown (the kinds: table_kinds.py)
 
 
 def markdown(frame: pd.DataFrame) -> str:

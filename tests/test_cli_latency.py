@@ -166,3 +166,31 @@ def test_the_plugin_base_has_exactly_avalanches_supervised_callbacks():
 
     assert callbacks(SupervisedPlugin) == set(SUPERVISED_CALLBACKS) == callbacks(Plugin)
     assert Plugin.supports_distributed is SupervisedPlugin.supports_distributed is False
+
+
+def test_the_console_script_ends_a_reading_command_with_its_output_and_status_whole(tmp_path):
+    """``validate``, ``table`` and ``report`` end their process without the interpreter's teardown
+    (QUICK_EXIT_COMMANDS): what they print arrives whole, in order, with the command's exit status, and the report's
+    files are on disk; ``run`` is not among them (its executors clean up at exit)."""
+    from forgetbench.benchmark.front.cli import QUICK_EXIT_COMMANDS
+    from report_records import basic_records, write_folder
+
+    assert {"validate", "report", "table", "list"} <= QUICK_EXIT_COMMANDS and "run" not in QUICK_EXIT_COMMANDS
+    script = Path(sys.executable).with_name("forgetbench")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "forgetbench.benchmark.front.cli"]
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(tiny_suite()))
+    (tmp_path / "bad.yaml").write_text(_refused()["top-level-typo"])
+    results = write_folder(tmp_path / "results", basic_records())
+
+    def console(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    good = console("validate", "good.yaml", "--skip-data")
+    assert good.returncode == 0 and good.stdout.endswith("run(s)\n") and "valid suite" in good.stdout
+    bad = console("validate", "bad.yaml")
+    assert bad.returncode == 2 and "sedes: unknown key; did you mean 'seeds'?" in bad.stderr
+    table = console("table", "interval", str(results))
+    assert table.returncode == 0 and table.stdout.count("\n| pair |") == 2  # naive and ewc, the last line included
+    report = console("report", str(results), "-o", str(tmp_path / "out" / "report.html"))
+    assert report.returncode == 0 and "Report:" in report.stdout
+    assert (tmp_path / "out" / "report.html").stat().st_size > 10_000 and (tmp_path / "out" / "summary.csv").is_file()

@@ -56,7 +56,7 @@ def _configs(folder: Path) -> dict[str, Path]:
 # high-water mark across fork and exec)
 LAUNCHER = """
 import resource, subprocess, sys, time
-command = "from forgetbench.benchmark.front.cli import main; sys.exit(main(sys.argv[1:]))"
+command = "from forgetbench.benchmark.front.cli import console_main; console_main()"  # the console script
 start = time.perf_counter()
 subprocess.run([sys.executable, "-c", "import sys; " + command, *sys.argv[1:]], capture_output=True)
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
