@@ -52,11 +52,15 @@ def _in_unit(metric: str, *values: float) -> list[str]:
     return [f"{scale * float(v):{spec}}" for v in values]
 
 
+def _bracketed(mean: str, low: str | None = None, high: str | None = None) -> str:
+    """``mean [low, high]``, or the mean alone where there is no interval."""
+    return mean if low is None or high is None else f"{mean} [{low}, {high}]"
+
+
 def _interval_text(metric: str, mean: float, low: float, high: float) -> str:
     if not (np.isfinite(low) and np.isfinite(high)):
         return _in_unit(metric, mean)[0]
-    shown = _in_unit(metric, mean, low, high)
-    return f"{shown[0]} [{shown[1]}, {shown[2]}]"
+    return _bracketed(*_in_unit(metric, mean, low, high))
 
 
 def interval_frame(
@@ -179,28 +183,29 @@ def zoo_frame(
     paired difference against naive over the seeds (points, p of the two-sided paired t-test)."""
     long = runs_long(records)
     summary = summary_table(long).set_index(["scenario", "strategy", "metric"])
+    compared = comparisons_table(long).set_index(["scenario", "strategy", "metric"]) if versus_naive else None
     columns = ZOO_COLUMNS | ({"regularizer_bytes": "memory"} if memory else {})
+    runs = _runs_by_pair(records)
     rows = []
     for scenario, strategy in _pairs_in_order(records, folders):
-        mine = [r for r in records if r.scenario.label == scenario and r.strategy.label == strategy]
+        mine = runs[(scenario, strategy)]
         row = {"scenario": scenario, "strategy": strategy, "runs ok": f"{sum(r.ok for r in mine)}/{len(mine)}"}
         for metric, title in columns.items():
             key = (scenario, strategy, metric)
             row[title] = _mean_std(metric, summary.loc[key] if key in summary.index else None)
-        if versus_naive:
-            row["forgetting vs naive (p)"] = _versus_naive(long, scenario, strategy)
+        if compared is not None:
+            key = (scenario, strategy, "forgetting")
+            d = compared.loc[key] if key in compared.index else None
+            row["forgetting vs naive (p)"] = "-" if d is None else f"{100 * d['diff']:+.1f} (p = {d.p_value:.3f})"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _versus_naive(long: pd.DataFrame, scenario: str, strategy: str, metric: str = "forgetting") -> str:
-    values = long[(long.scenario == scenario) & (long.metric == metric)]
-    naive = values[values.strategy == NAIVE]
-    mine = values[values.strategy == strategy]
-    if strategy == NAIVE or mine.empty:
-        return "-"
-    test = paired_difference(dict(zip(mine.seed, mine.value)), dict(zip(naive.seed, naive.value)))
-    return "-" if not np.isfinite(test.diff) else f"{100 * test.diff:+.1f} (p = {test.p_value:.3f})"
+def _runs_by_pair(records: Sequence[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
+    runs: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in records:
+        runs.setdefault((r.scenario.label, r.strategy.label), []).append(r)
+    return runs
 
 
 def _adapter_cells(records: Sequence[RunRecord]) -> tuple[str, str]:
@@ -219,12 +224,8 @@ def plm_frame(records: Sequence[RunRecord], folders: Sequence[Path] = ()) -> pd.
     """The zoo's rows without memory, forgetting against naive (paired by seed), and the adapters' diagnostics
     ("-" where a strategy keeps no adapter)."""
     frame = zoo_frame(records, folders, memory=False, versus_naive=True)
-    cells = [
-        _adapter_cells(
-            [r for r in records if r.ok and (r.scenario.label, r.strategy.label) == (row.scenario, row.strategy)]
-        )
-        for row in frame.itertuples()
-    ]
+    runs = _runs_by_pair(records)
+    cells = [_adapter_cells([r for r in runs[(row.scenario, row.strategy)] if r.ok]) for row in frame.itertuples()]
     return frame.assign(**{"adapter params / task": [c[0] for c in cells], "max overlap": [c[1] for c in cells]})
 
 
@@ -284,7 +285,7 @@ def _mean_text(values: list[float], scale: float, fmt: str) -> str:
         return "–"
     if s.n < 2 or not math.isfinite(s.ci_low):
         return fmt.format(scale * s.mean)
-    return f"{fmt.format(scale * s.mean)} [{fmt.format(scale * s.ci_low)}, {fmt.format(scale * s.ci_high)}]"
+    return _bracketed(*(fmt.format(scale * v) for v in (s.mean, s.ci_low, s.ci_high)))
 
 
 def _paired_text(values: dict[int, float], naive: dict[int, float], scale: float, fmt: str) -> str:
@@ -293,7 +294,7 @@ def _paired_text(values: dict[int, float], naive: dict[int, float], scale: float
         return "–"
     if p.n < 2:
         return f"{fmt.format(scale * p.diff)} (1 seed)"
-    return f"{fmt.format(scale * p.diff)} [{fmt.format(scale * p.ci_low)}, {fmt.format(scale * p.ci_high)}], p = {p.p_value:.2g}"
+    return _bracketed(*(fmt.format(scale * v) for v in (p.diff, p.ci_low, p.ci_high))) + f", p = {p.p_value:.2g}"
 
 
 def from_epoch(record: RunRecord, epoch: int) -> float:
@@ -399,12 +400,9 @@ def matched_sections(points: pd.DataFrame) -> list[Section]:
         for method, found in matched.groupby("method", sort=False):
             row = {"method": method}
             for r in found.itertuples():
+                bounds = (f"{r.ci_low:.{d}f}", f"{r.ci_high:.{d}f}") if r.n >= 2 else ()  # one seed: no interval
                 row[f"naive {axes.name} - {r.drop:g}"] = (
-                    "not reached"
-                    if r.n < 1
-                    else f"{r.mean:.{d}f} ({r.n}/{r.seeds})"  # one seed: no interval
-                    if r.n < 2
-                    else f"{r.mean:.{d}f} [{r.ci_low:.{d}f}, {r.ci_high:.{d}f}] ({r.n}/{r.seeds})"
+                    "not reached" if r.n < 1 else f"{_bracketed(f'{r.mean:.{d}f}', *bounds)} ({r.n}/{r.seeds})"
                 )
             rows.append(row)
         sections.append(

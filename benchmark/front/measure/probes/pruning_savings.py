@@ -108,11 +108,12 @@ def run(opts: Any, params: Params, data: Any) -> dict[str, Any]:
     studies = {p: json.loads((outs[p] / "tuning.json").read_text())["studies"] for p in outs}
     rows = []
     for off, pruned in zip(studies["off"], studies["on"]):
+        cost = {p: _trial_cost(outs[p], s) for p, s in (("off", off), ("on", pruned))}  # each study's trials read once
         rows.append(
             {
                 "study": f"{off['scenario']} {off['strategy']}",
-                "steps": {p: _trial_cost(outs[p], s)[0] for p, s in (("off", off), ("on", pruned))},
-                "seconds": {p: _trial_cost(outs[p], s)[1] for p, s in (("off", off), ("on", pruned))},
+                "steps": {p: c[0] for p, c in cost.items()},
+                "seconds": {p: c[1] for p, c in cost.items()},
                 "pruned": pruned["pruning"]["pruned"],
                 "budget": pruned["budget"],
                 "chosen": {"off": off["chosen"], "on": pruned["chosen"]},
