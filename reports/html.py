@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Set as AbstractSet
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,6 +35,7 @@ from forgetbench.benchmark.core.store import (
     rerun_command,
 )
 from forgetbench.reports import frames, summary
+from forgetbench.reports.drawing import InProcess, drawn, easel
 from forgetbench.reports.attribution import attribution_sentence, attribution_summary
 from forgetbench.reports.summary import (
     NAIVE,
@@ -167,12 +169,12 @@ class ScenarioView:
     search_rows: list[dict[str, Any]] = field(default_factory=list)
     derived_rows: list[dict[str, Any]] = field(default_factory=list)  # per run: the architecture its search derived
     forgotten_rows: list[dict[str, Any]] = field(default_factory=list)  # per strategy: its most forgotten architectures
-    figures: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)  # data URIs; futures while they draw (_finish_figures)
     problems: list[dict[str, Any]] = field(default_factory=list)
     flagged: list[dict[str, Any]] = field(default_factory=list)  # ok runs with tasks at chance
     naive: str | None = None
     few_seeds: bool = False  # fewer than 3 seeds: the intervals are not informative
-    headline: str | None = None  # the scenario's headline figure (data URI)
+    headline: str | Future[str | None] | None = None  # the scenario's headline figure (data URI)
     many_experiences: bool = False  # per-experience figures drawn as distributions (frames.MANY_EXPERIENCES)
     headline_caption: str = ""
     scores_caption: str = ""  # the supernet-vs-standalone scatter's, when it is not the headline
@@ -276,10 +278,14 @@ def _scenario_view(
     lean: AbstractSet[str] = frozenset(),
     points: pd.DataFrame | None = None,
     edges: Mapping[str, list[str]] | None = None,
+    easel: Executor | None = None,
 ) -> ScenarioView:
     """One scenario's section of the report, in the order it reads: who ran, the tables, the comparisons with
-    naive, the verdict, the problems, the figures, attribution, adapters."""
+    naive, the verdict, the problems, the figures, attribution, adapters. The figures are submitted to ``easel``
+    (drawn here when none is given) and read by :func:`_finish_figures`."""
     from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
+
+    easel = easel or InProcess()
 
     mine = [r for r in records if r.scenario.label == name]
     naive, refs = roles(records, name)
@@ -292,11 +298,18 @@ def _scenario_view(
     flagged = flagged_runs(records)
     view.flagged = flagged[flagged.scenario == name].to_dict("records")
     colours = F.palette(order, naive)
-    figs = _add_figures(view, records, name, t, order, colours)
-    _add_attribution(view, figs, records, name, order, colours)
+    figs = _add_figures(view, records, name, t, order, colours, easel)
+    _add_attribution(view, figs, records, name, order, colours, easel)
     _add_adapters(view, records, name, order)
     view.inert = frames.inert_penalties(records, name)
-    view.figures = {k: v for k, v in figs.items() if v}
+    view.figures = figs  # the drawings, read by _finish_figures
+    return view
+
+
+def _finish_figures(view: ScenarioView) -> ScenarioView:
+    """The scenario's figures once drawn: data URIs, without those that had nothing to draw."""
+    view.headline = drawn(view.headline)
+    view.figures = {key: uri for key, figure in view.figures.items() if (uri := drawn(figure))}
     return view
 
 
@@ -409,10 +422,16 @@ def _add_verdict(
 
 
 def _add_figures(
-    view: ScenarioView, records: list[RunRecord], name: str, t: pd.DataFrame, order: list[str], colours
-) -> dict[str, str | None]:
+    view: ScenarioView,
+    records: list[RunRecord],
+    name: str,
+    t: pd.DataFrame,
+    order: list[str],
+    colours,
+    easel: Executor,
+) -> dict[str, Future[str | None]]:
     """The headline figure (the search's four panels, its scatter, err2 - err1, or the first model's curve) and
-    the scenario's other figures."""
+    the scenario's other figures, each submitted to ``easel`` (:mod:`forgetbench.reports.drawing`)."""
     from forgetbench.reports import figures as F
 
     curves, gaps = frames.curves_frame(records, name), frames.err_gap_frame(records, name)
@@ -421,7 +440,9 @@ def _add_figures(
     if not epochs.empty and sampled:
         unit, scale = sampled
         errors = ["fv_mean", "fv_top5", "fv_max", "fv_best5"]
-        view.headline = F.search_four_panels(epochs.assign(**{c: epochs[c] * scale for c in errors}), colours, unit)
+        view.headline = easel.submit(
+            F.search_four_panels, epochs.assign(**{c: epochs[c] * scale for c in errors}), colours, unit
+        )
         view.headline_caption = (
             "Multi-model forgetting during the search (the WPL paper's Figure 3): per search "
             f"epoch, err2 − err1 in {unit} (error at the epoch's end minus right after the "
@@ -440,17 +461,17 @@ def _add_figures(
     )
     fixed = frames.fixed_schedule(records, name)  # rounds over a list: its headline is where the forgetting is
     if not view.headline and not fixed and not scores.empty:
-        view.headline = F.search_scatter(scores, colours)
+        view.headline = easel.submit(F.search_scatter, scores, colours)
         view.headline_caption = scores_caption
     elif not view.headline and not gaps.empty:
-        view.headline = F.err_gap_per_architecture(gaps, colours)
+        view.headline = easel.submit(F.err_gap_per_architecture, gaps, colours)
         view.headline_caption = (
             "err2 − err1 per architecture (training order): error at the end minus error "
             "right after the architecture's own turn, mean over rounds and seeds, whisker "
             "min–max over seeds. Above 0 = multi-model forgetting."
         )
     elif not view.headline and not curves.empty:
-        view.headline = F.first_model_curve(curves, colours)
+        view.headline = easel.submit(F.first_model_curve, curves, colours)
         view.headline_caption = (
             "Accuracy of the first model while the later model(s) train (the WPL paper's "
             "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
@@ -459,31 +480,40 @@ def _add_figures(
     view.many_experiences = frames.many_experiences(records, name)
     matrices, final = frames.mean_matrices(records, name), frames.final_accuracy_frame(records, name)
     figs = {
-        "scatter": F.stability_plasticity(t, colours),
-        "curves": F.forgetting_curves(curves, colours),
+        "scatter": easel.submit(F.stability_plasticity, t, colours),
+        "curves": easel.submit(F.forgetting_curves, curves, colours),
         "heatmaps": (
-            F.accuracy_matrix_quantiles(matrices, colours) if view.many_experiences else F.heatmaps(matrices, order)
+            easel.submit(F.accuracy_matrix_quantiles, matrices, colours)
+            if view.many_experiences
+            else easel.submit(F.heatmaps, matrices, order)
         ),
         "final": (
-            F.final_accuracy_distribution(final, colours)
+            easel.submit(F.final_accuracy_distribution, final, colours)
             if view.many_experiences
-            else F.final_accuracy_bars(final, colours)
+            else easel.submit(F.final_accuracy_bars, final, colours)
         ),
-        "err_gap": F.err_gap_distribution(gaps, colours),
-        "search_scores": F.search_scatter(scores, colours) if fixed and not scores.empty else None,
+        "err_gap": easel.submit(F.err_gap_distribution, gaps, colours),
     }
+    if fixed and not scores.empty:
+        figs["search_scores"] = easel.submit(F.search_scatter, scores, colours)
     view.scores_caption = scores_caption
     # a sampled-architecture search shows these in its four-panel headline; one round has no course over epochs
     if not sampled and not epochs.empty and epochs.epoch.nunique() > 1:
-        figs["search_forgetting"] = F.search_over_epochs(
-            epochs, colours, "fv_mean", "mean err2 - err1 (points; > 0 = forgetting)"
+        figs["search_forgetting"] = easel.submit(
+            F.search_over_epochs, epochs, colours, "fv_mean", "mean err2 - err1 (points; > 0 = forgetting)"
         )
-        figs["search_reward"] = F.search_over_epochs(epochs, colours, "reward", "controller reward (%)")
+        figs["search_reward"] = easel.submit(F.search_over_epochs, epochs, colours, "reward", "controller reward (%)")
     return figs
 
 
 def _add_attribution(
-    view: ScenarioView, figs: dict[str, str | None], records: list[RunRecord], name: str, order: list[str], colours
+    view: ScenarioView,
+    figs: dict[str, Future[str | None]],
+    records: list[RunRecord],
+    name: str,
+    order: list[str],
+    colours,
+    easel: Executor,
 ) -> None:
     """Attribution's sentence, table and figures (training.attribution)."""
     from forgetbench.reports import figures as F
@@ -504,8 +534,10 @@ def _add_attribution(
             }
             for row in attribution_summary(attribution, order).itertuples()
         ]
-        figs["attribution_layers"] = F.attribution_layers(frames.attribution_layers_frame(records, name), order)
-        figs["attribution_scatter"] = F.attribution_scatter(attribution, colours)
+        figs["attribution_layers"] = easel.submit(
+            F.attribution_layers, frames.attribution_layers_frame(records, name), order
+        )
+        figs["attribution_scatter"] = easel.submit(F.attribution_scatter, attribution, colours)
 
 
 def _add_adapters(view: ScenarioView, records: list[RunRecord], name: str, order: list[str]) -> None:
@@ -588,7 +620,7 @@ class SweepView:
     caption: str
 
 
-def _sweep_view(records: list[RunRecord], table: pd.DataFrame) -> SweepView | None:
+def _sweep_view(records: list[RunRecord], table: pd.DataFrame, easel: Executor) -> SweepView | None:
     from forgetbench.reports import figures as F
 
     sweep = frames.search_sweep_frame(table, records, "steps_per_turn")
@@ -596,7 +628,7 @@ def _sweep_view(records: list[RunRecord], table: pd.DataFrame) -> SweepView | No
         return None
     series = list(dict.fromkeys(sweep.sort_values(["strategy", "series"]).series))
     naive = NAIVE if NAIVE in series else None
-    figure = F.search_sweep(sweep, F.palette(series, naive), "steps per turn (log scale)")
+    figure = drawn(easel.submit(F.search_sweep, sweep, F.palette(series, naive), "steps per turn (log scale)"))
     seeds = int(sweep.n_seeds.max())
     caption = (
         "The search scenarios of this suite differ in how many shared steps each sampled architecture "
@@ -615,7 +647,7 @@ def _sweep_view(records: list[RunRecord], table: pd.DataFrame) -> SweepView | No
 class FrontierView:
     scenario: str
     anchor: str
-    figure: str | None
+    figure: str | Future[str | None] | None  # a data URI once drawn
     rows: list[dict[str, Any]]
     verdicts: list[str]
     source: str = ""  # '' for the suite's runs; what else the points are (tuning trials on held-out data)
@@ -625,11 +657,15 @@ class FrontierView:
 
 
 def _frontier_views(
-    records: list[RunRecord], source: str = "", computed: dict[str, dict[str, float]] | None = None
+    records: list[RunRecord],
+    source: str = "",
+    computed: dict[str, dict[str, float]] | None = None,
+    easel: Executor | None = None,
 ) -> tuple[list[FrontierView], pd.DataFrame]:
     """Per scenario with a strength sweep beside naive: its frontier figure, matched-plasticity table and verdicts;
     and every point (``frontier.csv``). ``source`` names where the points come from when not the suite's runs;
-    ``computed`` are the runs' metrics (``ResultScan.metrics``)."""
+    ``computed`` are the runs' metrics (``ResultScan.metrics``). The figures are submitted to ``easel`` (drawn here
+    when none is given): read each with :func:`forgetbench.reports.drawing.drawn`."""
     from forgetbench.reports import figures as F
     from forgetbench.reports import frontier as FT
 
@@ -643,7 +679,9 @@ def _frontier_views(
         axes = FT.scenario_axes(points, scenario)
         naive = float(mine[mine.method == FT.NAIVE].plasticity.mean())
         methods = list(dict.fromkeys(mine.method))
-        figure = F.frontier(mine, F.palette(methods, FT.NAIVE), {d: naive - axes.sign * d for d in FT.DROPS}, axes)
+        figure = (easel or InProcess()).submit(
+            F.frontier, mine, F.palette(methods, FT.NAIVE), {d: naive - axes.sign * d for d in FT.DROPS}, axes
+        )
         rows = [
             {
                 "method": r.method,
@@ -721,12 +759,12 @@ def report_figures(
     ``-headline``), ``sweep-<setting>``, and the frontiers' anchors (``frontier-<scenario>``)."""
     figures = {}
     for view in scenarios:
-        if view.headline:
-            figures[f"{view.anchor}-headline"] = view.headline
+        if headline := drawn(view.headline):
+            figures[f"{view.anchor}-headline"] = headline
         figures |= {f"{view.anchor}-{key}": uri for key, uri in view.figures.items()}
     if sweep is not None:
         figures[f"sweep-{sweep.setting}"] = sweep.figure
-    figures |= {view.anchor: view.figure for view in frontiers if view.figure}
+    figures |= {view.anchor: uri for view in frontiers if (uri := drawn(view.figure))}
     return figures
 
 
@@ -748,10 +786,14 @@ def write_figures(figures: dict[str, str], folder: Path) -> list[Path]:
 
 
 def build_report(
-    folders: Sequence[Path], command: str | None = None, strategies: Sequence[str] | None = None
+    folders: Sequence[Path],
+    command: str | None = None,
+    strategies: Sequence[str] | None = None,
+    workers: int | None = None,
 ) -> Report:
     """Read the folders and render the report (nothing is written); ``strategies``: only the runs of these strategy
-    labels (naive and a few strengths of a sweep, for a figure on a page)."""
+    labels (naive and a few strengths of a sweep, for a figure on a page); ``workers``: the processes that draw the
+    figures (:func:`forgetbench.reports.drawing.easel`; default one per core, 1 = in this process)."""
     folders = [Path(f) for f in folders]
     for folder in folders:
         if not folder.is_dir():
@@ -775,34 +817,38 @@ def build_report(
     table = summary_table(long, order=order)
     comps = comparisons_table(long)
     problems = problem_runs(records, scan.sources)
-    frontiers, points = _frontier_views(records, computed=scan.metrics)
-    edges = edge_lines(tuning_studies(folders))
-    scenarios = [
-        _scenario_view(name, records, order[name], table, comps, problems, long, scan.lean, points, edges)
-        for name in order
-    ]
-    trials = (
-        load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
-        if any((f / "tuning" / "runs").is_dir() for f in folders)
-        else None
-    )
-    if trials is not None and trials.records:
-        trial_views, trial_points = _frontier_views(
-            trials.records, "tuning trials, on the validation split", trials.metrics
+    with easel(workers) as pad:  # the figures draw in worker processes while the tables are computed here
+        frontiers, points = _frontier_views(records, computed=scan.metrics, easel=pad)
+        edges = edge_lines(tuning_studies(folders))
+        scenarios = [
+            _scenario_view(name, records, order[name], table, comps, problems, long, scan.lean, points, edges, pad)
+            for name in order
+        ]
+        trials = (
+            load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
+            if any((f / "tuning" / "runs").is_dir() for f in folders)
+            else None
         )
-        frontiers += trial_views
-        if trial_views:
-            trial_points.insert(0, "source", "tuning")
-            points = pd.concat(
-                [points.assign(source="runs") if len(points) else points, trial_points], ignore_index=True
+        if trials is not None and trials.records:
+            trial_views, trial_points = _frontier_views(
+                trials.records, "tuning trials, on the validation split", trials.metrics, pad
             )
+            frontiers += trial_views
+            if trial_views:
+                trial_points.insert(0, "source", "tuning")
+                points = pd.concat(
+                    [points.assign(source="runs") if len(points) else points, trial_points], ignore_index=True
+                )
+        sweep = _sweep_view(records, table, pad)
+        scenarios = [_finish_figures(view) for view in scenarios]
+        for frontier in frontiers:
+            frontier.figure = drawn(frontier.figure)
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html", "j2"]),
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    sweep = _sweep_view(records, table)
     html = env.get_template("report.html.j2").render(
         title=f"forgetbench report: {', '.join(sorted({r.suite for r in records}))}",
         scenarios=scenarios,

@@ -446,6 +446,36 @@ def test_report_is_reproducible(tmp_path):
     assert _drop_times(a.html) == _drop_times(b.html)
 
 
+def test_figures_drawn_in_worker_processes_are_the_bytes_drawn_in_this_one(tmp_path):
+    """The figures of a report drawn by two forked workers (the default on a machine with more cores) and in this
+    process: every PNG byte for byte, and the same page."""
+    from forgetbench.reports import drawing
+
+    if "fork" not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("this platform cannot fork: reports draw in-process here, the only path there is")
+    folder = write_folder(tmp_path / "r", full_records())
+    with drawing.easel(2) as pool:
+        assert not isinstance(pool, drawing.InProcess)  # the comparison below is between two paths
+    here, workers = build_report([folder], workers=1), build_report([folder], workers=2)
+    assert len(here.figures) >= 5 and here.figures == workers.figures
+    assert _drop_times(here.html) == _drop_times(workers.html)
+
+
+def _failing_figure(frame: pd.DataFrame) -> str:
+    raise ValueError(f"cannot draw {len(frame)} rows")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_figure_that_fails_in_a_worker_raises_its_error_where_it_is_read(workers):
+    """A figure's exception is the caller's, from whichever process drew it."""
+    from forgetbench.reports import drawing
+
+    with drawing.easel(workers) as pool:
+        figure = pool.submit(_failing_figure, pd.DataFrame({"x": [1, 2]}))
+        with pytest.raises(ValueError, match="cannot draw 2 rows"):
+            drawing.drawn(figure)
+
+
 def _drop_times(html: str) -> str:
     import re
 
