@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from forgetbench.benchmark.run.executors import available_cores
+
 T = TypeVar("T")
 
 MAX_WORKERS = 4  # a report has 5-20 figures of unequal cost: more workers than this only fork for nothing
@@ -41,8 +43,6 @@ def easel(workers: int | None = None) -> Iterator[Executor]:
     """An executor for the figures: ``workers`` forked processes (default: the cores this process may use, at most
     :data:`MAX_WORKERS`), or :class:`InProcess` where that is one or the platform cannot fork."""
     if workers is None:
-        from forgetbench.benchmark.run.executors import available_cores
-
         workers = min(available_cores(), MAX_WORKERS)
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods() or _connected_to_ray():
         yield InProcess()

@@ -44,7 +44,8 @@ LAZY_IMPORTS_ALLOWED = (
     "forgetbench.benchmark.front",  # `forgetbench --help` and `import forgetbench` load no torch
     "forgetbench.__init__",
     "forgetbench.benchmark.run.executors",  # starts the workers' fork server / Ray before the driver imports torch
-    "forgetbench.reports.html",  # matplotlib and seaborn only when a figure is drawn
+    "forgetbench.reports.html",  # matplotlib only when a figure is drawn
+    "forgetbench.reports.drawing",  # matplotlib imported before the figure workers fork, not to read results
 )
 # project modules any module may import inside a function, and why: the training template subclasses Avalanche's
 # and imports it, which takes seconds; a strategy imports it when it is built, never to read its params (issue 65)

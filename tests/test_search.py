@@ -58,6 +58,17 @@ def test_spearman_rho_by_hand():
     assert np.isnan(metrics.spearman_rho([1, 1, 1], [1, 2, 3]))
 
 
+def test_average_ranks_are_scipys_rankdata():
+    """The reference: scipy.stats.rankdata's average ranks, on scorings with many ties and on distinct ones."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(0)
+    assert metrics.average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    for n in (1, 2, 7, 40, 500):
+        for values in (rng.integers(0, 4, n).astype(float), rng.normal(size=n)):
+            assert np.array_equal(metrics.average_ranks(values), rankdata(values)), values
+
+
 def test_precision_at_k_and_regret_by_hand():
     supernet = [0.9, 0.8, 0.7, 0.6, 0.5]
     truth = [0.60, 0.95, 0.90, 0.70, 0.80]  # true top-2 = {1, 2}; supernet top-2 = {0, 1}

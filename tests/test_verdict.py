@@ -3,6 +3,7 @@ and the power estimate matches textbook sample sizes for the paired t-test."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -32,6 +33,28 @@ def long_frame(forgetting: dict[str, list[float]], metric: str = "forgetting") -
 )
 def test_seeds_needed_matches_paired_t_power(differences, expected):
     assert seeds_needed(differences) == expected
+
+
+def test_seeds_needed_is_the_smallest_n_at_which_scipy_stats_noncentral_t_reaches_the_power():
+    """The reference: scipy.stats' t and noncentral t (the verdict calls their special functions, cheaper to
+    import), n counted up one at a time, over effects from tiny to a constant-ish shift."""
+    from scipy import stats
+
+    def reference(differences, limit=200):
+        d = np.asarray(differences, dtype=float)
+        effect = abs(d.mean()) / d.std(ddof=1)
+        for n in range(2, limit + 1):
+            crit = stats.t.ppf(1 - 0.05 / 2, n - 1)
+            nc = effect * np.sqrt(n)
+            if stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= 0.8:
+                return n
+        return None
+
+    rng = np.random.default_rng(3)
+    for shift in (0.05, 0.2, 0.5, 1.0, 3.0, 20.0):
+        for size in (2, 5, 16):
+            differences = list(rng.normal(shift, 1.0, size))
+            assert seeds_needed(differences, limit=200) == reference(differences), (shift, size)
 
 
 def test_seeds_needed_is_none_beyond_the_limit():

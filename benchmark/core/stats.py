@@ -17,7 +17,7 @@ from typing import Literal, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats as _st
+from scipy import special as _special  # Student's t from its special functions: scipy.stats' import is 0.6 s
 
 NAN = float("nan")
 
@@ -51,7 +51,7 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
     if x.size < 2:
         return NAN, NAN
     mean, sem = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(x.size)
-    half = float(_st.t.ppf(0.5 + confidence / 2, x.size - 1)) * sem
+    half = float(_special.stdtrit(x.size - 1, 0.5 + confidence / 2)) * sem  # t_{(1+c)/2, n-1}
     return mean - half, mean + half
 
 
@@ -108,5 +108,5 @@ def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float]
         p = 1.0 if mean == 0 else 0.0
     else:
         t = mean / (sd / math.sqrt(d.size))
-        p = float(2 * _st.t.sf(abs(t), d.size - 1))
+        p = float(2 * _special.stdtr(d.size - 1, -abs(t)))  # 2 P(T_{n-1} > |t|)
     return Paired(mean, low, high, p, int(d.size))
