@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -49,8 +50,20 @@ def easel(workers: int | None = None) -> Iterator[Executor]:
         return
     from forgetbench.reports import figures  # noqa: F401  (imported before the fork: every worker starts with it)
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_signals)
+    try:
         yield pool
+    except BaseException:  # a stop signal or an error: the figures not yet started are dropped, not drawn
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _worker_signals() -> None:
+    """A worker leaves Ctrl-C to the report (the terminal sends it to the whole process group) and ends on SIGTERM:
+    the report's own handlers, inherited by the fork, would raise in a worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _connected_to_ray() -> bool:

@@ -465,6 +465,29 @@ def _failing_figure(frame: pd.DataFrame) -> str:
     raise ValueError(f"cannot draw {len(frame)} rows")
 
 
+def _slow_figure(seconds: float) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "data:image/png;base64,"
+
+
+def test_leaving_the_easel_on_an_error_drops_the_figures_not_yet_started():
+    """A stop signal or an error inside the report: the workers finish the figure in hand, the rest are cancelled
+    (not drawn before the report can stop)."""
+    from forgetbench.reports import drawing
+
+    if "fork" not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("this platform cannot fork: figures are drawn when submitted there")
+    with pytest.raises(KeyboardInterrupt):
+        with drawing.easel(2) as pool:
+            figures = [pool.submit(_slow_figure, 0.3) for _ in range(12)]
+            figures[0].result()
+            raise KeyboardInterrupt
+    assert figures[0].done() and not figures[0].cancelled()
+    assert sum(f.cancelled() for f in figures) >= 6  # at most two in hand and a few queued to the workers
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_figure_that_fails_in_a_worker_raises_its_error_where_it_is_read(workers):
     """A figure's exception is the caller's, from whichever process drew it."""
