@@ -4,9 +4,9 @@ Each figure of :mod:`forgetbench.reports.figures` is a pure function of small fr
 and drawing is most of ``forgetbench report``'s wall (matplotlib's constrained layout, the draw and the PNG encoding:
 0.1-0.4 s a figure, 15 figures on the demo's report). :func:`easel` yields an executor: the report submits each figure
 as it meets it, goes on with the next section's tables while the workers draw, and reads every result
-(:func:`drawn`) before it renders the page. The workers are forked, not spawned, so each starts with matplotlib,
-seaborn and pandas already imported. With one core, or where there is no fork or the process holds a Ray connection, the figures are drawn in this process
-when submitted: the same bytes either way (tested).
+(:func:`drawn`) before it renders the page. The workers are forked, not spawned, so each starts with matplotlib and
+pandas already imported. With one core, without fork, or in a process that holds a Ray connection, the figures are
+drawn in this process when submitted: the same bytes either way (tested).
 """
 
 from __future__ import annotations

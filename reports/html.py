@@ -283,7 +283,7 @@ def _scenario_view(
     """One scenario's section of the report, in the order it reads: who ran, the tables, the comparisons with
     naive, the verdict, the problems, the figures, attribution, adapters. The figures are submitted to ``easel``
     (drawn here when none is given) and read by :func:`_finish_figures`."""
-    from forgetbench.reports import figures as F  # matplotlib/seaborn import only when drawing
+    from forgetbench.reports import figures as F  # matplotlib imports only when drawing
 
     easel = easel or InProcess()
 
@@ -559,7 +559,6 @@ def _add_adapters(view: ScenarioView, records: list[RunRecord], name: str, order
 def _metadata(folders: Sequence[Path], records: list[RunRecord], command: str | None) -> dict[str, Any]:
     import jinja2
     import matplotlib
-    import seaborn
 
     envs = [r.environment for r in records]
     keys = list(dict.fromkeys(k for e in envs for k in e))  # every fingerprint key any run recorded, in order
@@ -577,7 +576,6 @@ def _metadata(folders: Sequence[Path], records: list[RunRecord], command: str | 
             "python": platform.python_version(),
             "pandas": pd.__version__,
             "matplotlib": matplotlib.__version__,
-            "seaborn": seaborn.__version__,
             "jinja2": jinja2.__version__,
             "platform": platform.platform(),
         },
