@@ -12,6 +12,7 @@ drawn in this process when submitted: the same bytes either way (tested).
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import signal
 import sys
@@ -50,13 +51,19 @@ def easel(workers: int | None = None) -> Iterator[Executor]:
         return
     from forgetbench.reports import figures  # noqa: F401  (imported before the fork: every worker starts with it)
 
+    # what this process holds (100,000 records on a large report) stays out of the workers' garbage collections,
+    # which would otherwise touch, and so copy, every page of it
+    gc.freeze()
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_signals)
     try:
         yield pool
     except BaseException:  # a stop signal or an error: the figures not yet started are dropped, not drawn
         pool.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        gc.unfreeze()
 
 
 def _worker_signals() -> None:
