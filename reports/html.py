@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import platform
 import signal
 import threading
@@ -783,6 +784,22 @@ def write_figures(figures: dict[str, str], folder: Path) -> list[Path]:
     return paths
 
 
+REPORT_WORKERS = "FORGETBENCH_REPORT_WORKERS"  # the processes that draw a report's figures, when set
+
+
+def workers_asked() -> int | None:
+    """``FORGETBENCH_REPORT_WORKERS`` as a number of figure workers (1: draw in this process), or None when unset
+    (one per core): a shared machine, or a test suite that already runs a worker per core, sets it."""
+    text = os.environ.get(REPORT_WORKERS, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ReportError(
+            f"{REPORT_WORKERS}: a whole number of figure processes, 1 or more (1: draw in this process); got {text!r}"
+        )
+    return int(text)
+
+
 def build_report(
     folders: Sequence[Path],
     command: str | None = None,
@@ -791,7 +808,8 @@ def build_report(
 ) -> Report:
     """Read the folders and render the report (nothing is written); ``strategies``: only the runs of these strategy
     labels (naive and a few strengths of a sweep, for a figure on a page); ``workers``: the processes that draw the
-    figures (:func:`forgetbench.reports.drawing.easel`; default one per core, 1 = in this process)."""
+    figures (:func:`forgetbench.reports.drawing.easel`; default :func:`workers_asked`, else one per core; 1 = in this
+    process)."""
     folders = [Path(f) for f in folders]
     for folder in folders:
         if not folder.is_dir():
@@ -815,7 +833,7 @@ def build_report(
     table = summary_table(long, order=order)
     comps = comparisons_table(long)
     problems = problem_runs(records, scan.sources)
-    with easel(workers) as pad:  # the figures draw in worker processes while the tables are computed here
+    with easel(workers if workers is not None else workers_asked()) as pad:  # figures drawn beside the tables
         frontiers, points = _frontier_views(records, computed=scan.metrics, easel=pad)
         edges = edge_lines(tuning_studies(folders))
         scenarios = [

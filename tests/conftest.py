@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ import fault_strategies  # noqa: F401  (registers the test-only faulty strategie
 # Tiny models run several times faster on one thread (every test module relies on this), and a shared machine is
 # never oversubscribed by the test suite. Determinism tests compare runs within this process.
 torch.set_num_threads(1)
+# The suite runs one xdist worker per core: a report draws its figures in the worker's own process rather than
+# forking more (tests/test_report.py asks for worker processes where it compares the two).
+os.environ.setdefault("FORGETBENCH_REPORT_WORKERS", "1")
 
 
 def pytest_report_header(config) -> str:
