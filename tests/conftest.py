@@ -35,6 +35,25 @@ def pytest_report_header(config) -> str:
     )
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """FORGETBENCH_TEST_TIMELINE=FILE appends one line per test: worker, start and end (epoch seconds), process
+    CPU seconds, node id. `--durations` says how long each test took; this says what ran beside it, and when a
+    worker's core sat idle (docs/development.md: reading a suite's timeline)."""
+    path = os.environ.get("FORGETBENCH_TEST_TIMELINE")
+    if not path:
+        yield
+        return
+    import time
+
+    start, cpu = time.time(), time.process_time()
+    yield
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    line = f"{worker}\t{start:.3f}\t{time.time():.3f}\t{time.process_time() - cpu:.3f}\t{item.nodeid}\n"
+    with open(path, "a") as out:  # one short write per line: the workers' lines do not interleave
+        out.write(line)
+
+
 class _Boom(RuntimeError):
     pass
 
