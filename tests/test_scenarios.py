@@ -62,6 +62,20 @@ def test_avalanche_datasets_are_sliced_without_copy():
     assert exp.task_labels == [1]
 
 
+def test_the_class_timeline_gets_the_label_set_without_reading_labels_one_by_one():
+    from avalanche.benchmarks.utils.data_attribute import DataAttribute
+
+    from forgetbench.benchmark.data.scenarios.base import _benchmark, _dataset
+
+    labels = [3, 1, 3, 7, 1]
+    # Avalanche keeps the set it would build element by element in `_uniques`: given here, it reads it as is
+    assert vars(DataAttribute(labels, "targets"))["_uniques"] is None
+    given = _dataset(torch.zeros(5, 2), torch.tensor(labels), 0)
+    assert given.targets._uniques == DataAttribute(labels, "targets").uniques == {1, 3, 7}
+    [experience] = _benchmark(train=[given, _dataset(torch.zeros(2, 2), torch.tensor([0, 9]), 1)]).train_stream[:1]
+    assert experience.classes_in_this_experience == {1, 3, 7} and experience.future_classes == {0, 9}
+
+
 def test_dataset_tensors_materialises_subsets_and_concats():
     scenario = build()
     bench = scenario.avalanche_benchmark()
