@@ -172,6 +172,33 @@ def test_run_records_err1_err2_consistent_with_matrix_and_turns():
     assert record.search.ground_truth is None
 
 
+def test_a_score_at_unchanged_weights_is_read_again_and_the_record_is_the_recomputed_one(monkeypatch):
+    """A round's end scores each architecture for the accuracy-matrix row, again for the search's err2, and the
+    derivation scores them once more, all at the same weights: each is evaluated once (harness.Scores), and the
+    record equals the one that evaluating every time gives."""
+    from forgetbench.benchmark.train import harness
+
+    evaluated: list[int] = []
+    real = harness.evaluate
+    monkeypatch.setattr(harness, "evaluate", lambda *args: evaluated.append(args[1].model_key) or real(*args))
+    once = run(spec("ewc", rounds=2, architectures=3), data_root=None).to_dict()
+    read_again = len(evaluated)
+    evaluated.clear()
+    monkeypatch.setattr(
+        harness.Scores,
+        "__call__",
+        lambda self, task: harness.evaluate(self.strategy.model, task, self.batch_size, "cpu"),
+    )
+    every_time = run(spec("ewc", rounds=2, architectures=3), data_root=None).to_dict()
+    for record in (once, every_time):
+        for key in ("timing", "started_at", "finished_at"):
+            record.pop(key)
+    assert once == every_time
+    # evaluated: 2 rows of 3, the 4 turns not recorded, the derived architecture on the validation split; read
+    # again: err2 (2 x 3) and the 3 derivation candidates at the rows' weights, the test split (the validation one)
+    assert read_again == 6 + 4 + 1 and len(evaluated) == read_again + 6 + 3 + 1
+
+
 def test_sequential_schedule_gives_a_square_matrix_and_one_round():
     record = run(spec(schedule="sequential", architectures=3), data_root=None)
     R = np.array(record.accuracy_matrix)

@@ -48,6 +48,7 @@ from forgetbench.benchmark.train.harness import (
     CurveRecorder,
     DivergedError,
     Harness,
+    Scores,
     chance_message,
     collapse_message,
     evaluate,
@@ -152,14 +153,15 @@ def _execute(
     timing = record.timing  # after a resume: the interrupted part's, which this part adds to
     turns = scheduled_experiences(scenario)
     before = [turn.task for turn, _ in turns[:start]]
+    scores = Scores(strategy, batch, device)  # after a resume: nothing scored yet with its weights
     while True:
         _train_turns(
-            spec, scenario, strategy, harness, turns, start, before, record, progress, checkpoint, device, attribution
+            spec, scenario, strategy, harness, turns, start, before, record, progress, checkpoint, scores, attribution
         )
         if not scenario.adaptive:
             break
         t0 = time.perf_counter()  # the search's own work (e.g. its controller's updates), apart from training
-        more = scenario.next_turns(lambda task: evaluate(strategy.model, task, batch, device))
+        more = scenario.next_turns(scores)  # the weights the last turn's scores were read from
         timing.search_seconds = (timing.search_seconds or 0.0) + time.perf_counter() - t0
         if not more:
             break
@@ -217,11 +219,11 @@ def _train_turns(
     record: RunRecord,
     progress,
     checkpoint: Path | None,
-    device: torch.device,
+    scores: Scores,
     attribution: Attribution | None = None,
 ) -> None:
     """Train ``turns[start:]``, filling the record's accuracy rows, turn accuracies, timing and curves."""
-    timing, batch = record.timing, spec.training.eval_batch_size
+    timing, device = record.timing, scores.device
     turn_accuracy = record.turn_accuracy = record.turn_accuracy if record.turn_accuracy is not None else []
     seen_seconds = attribution.seconds if attribution is not None else 0.0
     for done in train_schedule(strategy, harness, turns, spec.training, start=start, tasks_before=before):
@@ -234,12 +236,13 @@ def _train_turns(
         if harness.recorder is not None:
             record.curves = [CurvePoint(**point) for point in harness.recorder.curves]
         t0 = time.perf_counter()
+        scores.weights_changed()
         if turn.record:
-            row = [evaluate(strategy.model, task, batch, device) for task in scenario.tasks]
+            row = [scores(task) for task in scenario.tasks]
             record.accuracy_matrix.append(row)
             just_trained = row[turn.task]
         else:
-            just_trained = evaluate(strategy.model, scenario.tasks[turn.task], batch, device)
+            just_trained = scores(scenario.tasks[turn.task])
         # Accuracy of the model trained in this turn, right after it (the supernet's err1).
         turn_accuracy.append(TurnAccuracy(turn=done.index, task=turn.task, accuracy=just_trained))
         timing.eval_seconds += time.perf_counter() - t0

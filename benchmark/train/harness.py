@@ -58,6 +58,29 @@ def evaluate(model: MultiTaskModule, task: Task, batch_size: int, device: torch.
     return int(total) / max(len(task.test_y), 1)
 
 
+class Scores:
+    """:func:`evaluate` of ``strategy.model``'s current weights, each (model, task's model, test data) once until
+    :meth:`weights_changed`: a search scores at each round's end the architectures that the round's accuracy-matrix
+    row has just scored, and its derivation scores them again (40 of the 109 evaluations of an MNIST supernet run).
+    Evaluation is deterministic (eval mode, no gradient), so a score read again is the score computed again."""
+
+    def __init__(self, strategy: Any, batch_size: int, device: torch.device):
+        self.strategy, self.batch_size, self.device = strategy, batch_size, device
+        # the test tensors are held with their score: an id() names one tensor only while that tensor lives
+        self._scored: dict[tuple[int, int, int, int], tuple[float, Any]] = {}
+
+    def __call__(self, task: Task) -> float:
+        model = self.strategy.model
+        key = (id(model), task.model_key, id(task.test_x), id(task.test_y))
+        if key not in self._scored:
+            score = evaluate(model, task, self.batch_size, self.device)
+            self._scored[key] = (score, (model, task.test_x, task.test_y))
+        return self._scored[key][0]
+
+    def weights_changed(self) -> None:
+        self._scored.clear()
+
+
 def check_finite_weights(model: torch.nn.Module) -> None:
     """Raise :class:`DivergedError` if any parameter holds a NaN or inf (one host sync)."""
     finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
