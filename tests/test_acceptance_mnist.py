@@ -36,7 +36,16 @@ def test_split_mnist_suite(cli, tmp_path):
     root = mnist_root()
     out = tmp_path / "split_mnist"
     status = cli(
-        "run", REPO / "configs" / "split_mnist.yaml", "--out", out, "--data-root", root, "--seeds", "0", "--quiet"
+        "run",
+        "--no-report",
+        REPO / "configs" / "split_mnist.yaml",
+        "--out",
+        out,
+        "--data-root",
+        root,
+        "--seeds",
+        "0",
+        "--quiet",
     )
     assert status == 0
     records = {r.strategy.name: r for r in load_results(out)}

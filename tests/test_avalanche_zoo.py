@@ -198,7 +198,7 @@ def test_a_strategy_class_runs_without_checkpoints_and_says_so(tmp_path):
     import yaml
 
     path.write_text(yaml.safe_dump(suite))
-    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["run", "--no-report", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     record = json.loads(next((tmp_path / "out" / "runs").rglob("result.json")).read_text())
     assert record["status"] == "ok"
     assert any("checkpointing off: FastDER keep state" in w for w in record["warnings"])

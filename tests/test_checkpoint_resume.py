@@ -210,15 +210,15 @@ def killed_then_resumed(cli, config: Path, marker: Path, run_dir: str, tmp_path:
     claimed (no kill), then in a worker process that SIGKILLs itself once (the run is recorded failed, its
     checkpoint stays), then rerun from that checkpoint."""
     marker.touch()
-    assert cli("run", config, "--out", tmp_path / "reference", "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", tmp_path / "reference", "--quiet") == 0
     expected = RunRecord.from_dict(read_json(tmp_path / "reference" / run_dir / "result.json"))
 
     marker.unlink()
     out = tmp_path / "out"
-    assert cli("run", config, "--out", out, "--quiet", "--executor", "process", "--workers", "1") == 1
+    assert cli("run", "--no-report", config, "--out", out, "--quiet", "--executor", "process", "--workers", "1") == 1
     assert "SIGKILL" in read_json(out / run_dir / "result.json")["error"]
     assert (out / run_dir / store.CHECKPOINT_FILE).exists()
-    assert cli("run", config, "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     return expected, RunRecord.from_dict(read_json(out / run_dir / "result.json"))
 
 

@@ -247,7 +247,17 @@ def test_own_supernet_in_a_folder_outside_the_checkout_cli_and_api_agree(tmp_pat
     (folder / "suite.yaml").write_text(yaml.safe_dump(suite))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(REPO)}
     cli = subprocess.run(
-        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "run", "suite.yaml", "--out", "cli", "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "forgetbench.benchmark.front.cli",
+            "run",
+            "--no-report",
+            "suite.yaml",
+            "--out",
+            "cli",
+            "--quiet",
+        ],
         cwd=folder,
         env=env,
         capture_output=True,

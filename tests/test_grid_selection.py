@@ -160,7 +160,7 @@ def test_grid_tune_end_to_end(write_suite, cli, tmp_path, capsys):
     )
     suite["training"]["lr"] = 0.5  # a huge lambda with a large lr makes the second task diverge
     # a trial diverged: an outcome of the search, counted apart, not a failure of a run the suite asked for
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 0
     printed = capsys.readouterr().out
     assert "diverged=1" in printed
     study = json.loads((out / "tuning.json").read_text())["studies"][0]
@@ -176,7 +176,7 @@ def test_grid_tune_end_to_end(write_suite, cli, tmp_path, capsys):
     assert final["status"] == "ok" and "evaluated_on" not in final
     assert final["strategy"]["params"]["ewc_lambda"] == 0
     # resume: nothing reruns, the same count is printed again
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 0
     again = capsys.readouterr().out
     assert "0 run(s) executed" in again and "diverged=1" in again
 

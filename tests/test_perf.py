@@ -111,7 +111,7 @@ def test_perf_quick_on_real_mnist(cli, capsys):
 def test_result_records_regularizer_memory(write_suite, cli, tmp_path):
     out = tmp_path / "out"
     suite = tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc"}])
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 0
     naive = read_json(out / "runs" / "split__naive__seed0" / "result.json")
     ewc = read_json(out / "runs" / "split__ewc__seed0" / "result.json")
     assert naive["memory"] == {"regularizer_bytes": 0}

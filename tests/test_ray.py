@@ -18,8 +18,8 @@ def test_ray_executor_gives_the_local_results_and_shuts_ray_down(write_suite, cl
     suite = tiny_suite(seeds=[0, 1], strategies=[{"name": "ewc", "params": {"ewc_lambda": [1, 100]}}, {"name": "si"}])
     config = write_suite(suite)
     local, on_ray = tmp_path / "local", tmp_path / "ray"
-    assert cli("run", config, "--out", local, "--quiet") == 0
-    assert cli("run", config, "--out", on_ray, "--quiet", "--executor", "ray", "--workers", "2") == 0
+    assert cli("run", "--no-report", config, "--out", local, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", on_ray, "--quiet", "--executor", "ray", "--workers", "2") == 0
     assert not ray.is_initialized()  # the executor started its own Ray and stopped it
     a, b = comparable(local), comparable(on_ray)
     assert len(a) == 6 and a.keys() == b.keys()

@@ -41,8 +41,10 @@ def test_process_executor_gives_the_local_results(write_suite, cli, tmp_path):
     suite = tiny_suite(seeds=[0, 1], strategies=[{"name": "ewc"}, {"name": "si"}])
     config = write_suite(suite)
     local, process = tmp_path / "local", tmp_path / "process"
-    assert cli("run", config, "--out", local, "--quiet") == 0
-    assert cli("run", config, "--out", process, "--quiet", "--executor", "process", "--workers", "2") == 0
+    assert cli("run", "--no-report", config, "--out", local, "--quiet") == 0
+    assert (
+        cli("run", "--no-report", config, "--out", process, "--quiet", "--executor", "process", "--workers", "2") == 0
+    )
     a, b = comparable(local), comparable(process)
     assert len(a) == 4 and a.keys() == b.keys()
     for key in a:
@@ -78,7 +80,18 @@ def test_killed_worker_is_reported_and_rerun_completes_only_missing(write_suite,
 def test_retries_rerun_a_killed_worker(write_suite, cli, tmp_path):
     out, marker = tmp_path / "out", tmp_path / "kill-once"
     suite = tiny_suite(strategies=[{"name": "test_sigkill_once", "params": {"marker": str(marker)}}])
-    args = ("run", write_suite(suite), "--out", out, "--quiet", "--executor", "process", "--workers", "1")
+    args = (
+        "run",
+        "--no-report",
+        write_suite(suite),
+        "--out",
+        out,
+        "--quiet",
+        "--executor",
+        "process",
+        "--workers",
+        "1",
+    )
     assert cli(*args, "--retries", "1") == 0
     record = read_json(out / "runs" / "split__test_sigkill_once__seed0" / "result.json")
     assert record["status"] == "ok" and record["attempt"] == 2
@@ -87,14 +100,14 @@ def test_retries_rerun_a_killed_worker(write_suite, cli, tmp_path):
 def test_without_retries_a_failed_run_stays_failed(write_suite, cli, tmp_path):
     out = tmp_path / "out"
     suite = tiny_suite(strategies=[{"name": "test_failing"}])
-    assert cli("run", write_suite(suite), "--out", out, "--quiet", "--retries", "2") == 1
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet", "--retries", "2") == 1
     record = read_json(out / "runs" / "split__test_failing__seed0" / "result.json")
     assert record["status"] == "failed" and record["attempt"] == 3  # 1 try + 2 retries
 
 
 def test_progress_bar_counts_failures(write_suite, cli, tmp_path, capsys):
     suite = tiny_suite(strategies=[{"name": "test_failing"}, {"name": "naive"}])
-    assert cli("run", write_suite(suite), "--out", tmp_path / "out") == 1
+    assert cli("run", "--no-report", write_suite(suite), "--out", tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert "2/2" in err and "failed=1" in err
 
@@ -102,12 +115,12 @@ def test_progress_bar_counts_failures(write_suite, cli, tmp_path, capsys):
 def test_truncated_result_is_detected_and_rerun(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
     config = write_suite(tiny_suite(seeds=[0, 1]))
-    assert cli("run", config, "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     path = out / "runs" / "split__naive__seed1" / "result.json"
     good = comparable(out)
     path.write_text(path.read_text()[: len(path.read_text()) // 2])  # a torn write
     capsys.readouterr()
-    assert cli("run", config, "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     assert "1 run(s) executed, 1 skipped" in capsys.readouterr().out
     assert comparable(out) == good
 
@@ -121,7 +134,7 @@ def test_stale_temporary_files_are_removed(write_suite, cli, tmp_path):
     stale[0].parent.mkdir(parents=True)
     for path in stale:
         path.write_text('{"half": ')  # what a SIGKILL between write and rename leaves
-    assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
     assert not list(out.rglob("*.tmp"))
 
 
@@ -154,7 +167,7 @@ def _spawn_suite(config: Path, out: Path, *extra: str) -> subprocess.Popen:
         "import fault_strategies, sys; from forgetbench.benchmark.front.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", code, "run", str(config), "--out", str(out), "--quiet", *extra],
+        [sys.executable, "-c", code, "run", "--no-report", str(config), "--out", str(out), "--quiet", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -220,7 +233,7 @@ def test_interrupt_mid_suite_leaves_no_partial_files_and_resumes(
     done = len(records)
     assert 1 <= done < 4
     capsys.readouterr()
-    assert cli("run", config, "--out", out, "--quiet", *extra) == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet", *extra) == 0
     assert f"{4 - done} run(s) executed, {done} skipped" in capsys.readouterr().out
 
 
@@ -258,7 +271,17 @@ def test_sigterm_during_a_gc_callback_still_stops_the_suite(write_suite, tmp_pat
     config = write_suite(tiny_suite(seeds=[0, 1, 2, 3]))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
     proc = subprocess.run(
-        [sys.executable, "-c", _SIGTERM_IN_GC_CALLBACK, "run", str(config), "--out", str(out), "--quiet"],
+        [
+            sys.executable,
+            "-c",
+            _SIGTERM_IN_GC_CALLBACK,
+            "run",
+            "--no-report",
+            str(config),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -301,7 +324,7 @@ def test_sigkill_of_the_driver_is_resumed(write_suite, cli, tmp_path, capsys):
     for path in out.rglob("result.json"):
         assert store.read_result(path) is not None  # atomic rename: whole files only
     capsys.readouterr()
-    assert cli("run", config, "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     assert "skipped" in capsys.readouterr().out
     assert len(list(out.glob("runs/*/result.json"))) == 3
     _assert_no_partial_files(out)
@@ -326,7 +349,7 @@ def test_second_suite_on_the_same_out_is_refused(write_suite, cli, tmp_path, cap
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet") == 2
+        assert cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--quiet") == 2
         err = capsys.readouterr().err
         assert str(out / LOCK_FILE) in err and f"pid {holder.pid}" in err
         assert not (out / "runs").exists() and not (out / "suite.yaml").exists()  # nothing written
@@ -338,7 +361,10 @@ def test_second_suite_on_the_same_out_is_refused(write_suite, cli, tmp_path, cap
 
         monkeypatch.setattr(executors, "prestart", no_start)
         for executor in ("ray", "process"):
-            assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet", "--executor", executor) == 2
+            assert (
+                cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--quiet", "--executor", executor)
+                == 2
+            )
             assert f"pid {holder.pid}" in capsys.readouterr().err
         monkeypatch.undo()
     finally:
@@ -346,14 +372,14 @@ def test_second_suite_on_the_same_out_is_refused(write_suite, cli, tmp_path, cap
         holder.wait()
     # the holder died without cleaning up: its lock file is stale and is taken over
     assert json.loads((out / LOCK_FILE).read_text())["pid"] == holder.pid
-    assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
 
 
 def test_stale_lock_file_from_dead_pid_is_taken_over(write_suite, cli, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / LOCK_FILE).write_text(json.dumps({"pid": 2**22 + 12345, "host": "gone", "since": "earlier"}))
-    assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -370,18 +396,18 @@ def test_checkpoint_resume_gives_the_uninterrupted_matrix(write_suite, cli, tmp_
 
     marker.touch()  # no crash: the reference, uninterrupted
     reference = tmp_path / "reference"
-    assert cli("run", config, "--out", reference, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", reference, "--quiet") == 0
     expected = read_json(reference / run_dir / "result.json")
     assert "resumed_from_experience" not in expected
     assert not (reference / run_dir / store.CHECKPOINT_FILE).exists()  # removed once complete
 
     marker.unlink()
     out = tmp_path / "out"
-    assert cli("run", config, "--out", out, "--quiet") == 1  # crashes in experience 2
+    assert cli("run", "--no-report", config, "--out", out, "--quiet") == 1  # crashes in experience 2
     crashed = read_json(out / run_dir / "result.json")
     assert crashed["status"] == "failed" and "injected crash" in crashed["error"]
     assert (out / run_dir / store.CHECKPOINT_FILE).exists()
-    assert cli("run", config, "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     resumed = read_json(out / run_dir / "result.json")
     assert resumed["resumed_from_experience"] == 2  # experiences 0 and 1 came from the checkpoint
     assert resumed["accuracy_matrix"] == expected["accuracy_matrix"]
@@ -393,20 +419,20 @@ def test_checkpoint_of_another_config_is_ignored(write_suite, cli, tmp_path):
     suite = tiny_suite(strategies=[{"name": "test_ewc_crash_once", "params": {"marker": str(marker)}}])
     suite["training"]["checkpoint"] = True
     out = tmp_path / "out"
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 1
     suite["training"]["lr"] = 0.01  # changed config: the old checkpoint must not be resumed
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 0
     record = read_json(out / "runs" / "split__test_ewc_crash_once__seed0" / "result.json")
     assert "resumed_from_experience" not in record
 
 
 def test_execution_keys_do_not_invalidate_completed_runs(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
     suite = tiny_suite()
     suite["training"].update(checkpoint=True, num_cpus=2)
     capsys.readouterr()
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 0
     assert "0 run(s) executed, 1 skipped" in capsys.readouterr().out
 
 

@@ -31,7 +31,7 @@ RESULT_KEYS = {
 
 def test_result_file_schema(write_suite, cli, tmp_path):
     out = tmp_path / "out"
-    assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--quiet") == 0
     record = read_json(out / "runs" / "split__naive__seed0" / "result.json")
     assert RESULT_KEYS <= record.keys()
     assert record["status"] == "ok" and record["error"] is None
@@ -48,7 +48,7 @@ def test_result_file_schema(write_suite, cli, tmp_path):
 @pytest.mark.effect
 def test_training_learns(write_suite, cli, tmp_path):
     out = tmp_path / "out"
-    cli("run", write_suite(tiny_suite()), "--out", out, "--quiet")
+    cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--quiet")
     record = read_json(out / "runs" / "split__naive__seed0" / "result.json")
     R = np.array(record["accuracy_matrix"])
     assert R[0, 0] > 0.9 and R[1, 1] > 0.9  # digits pairs are easy; untrained heads are near 0.5
@@ -59,8 +59,8 @@ def test_same_seed_same_matrix(write_suite, cli, tmp_path):
     suite = tiny_suite(strategies=[{"name": "ewc"}, {"name": "si"}])
     a, b = tmp_path / "a", tmp_path / "b"
     config = write_suite(suite)
-    assert cli("run", config, "--out", a, "--quiet") == 0
-    assert cli("run", config, "--out", b, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", a, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", b, "--quiet") == 0
     for run_id in ("split__ewc__seed0", "split__si__seed0"):
         ra = read_json(a / "runs" / run_id / "result.json")
         rb = read_json(b / "runs" / run_id / "result.json")
@@ -70,7 +70,7 @@ def test_same_seed_same_matrix(write_suite, cli, tmp_path):
 
 def test_different_seeds_differ(write_suite, cli, tmp_path):
     out = tmp_path / "out"
-    cli("run", write_suite(tiny_suite(seeds=[0, 1])), "--out", out, "--quiet")
+    cli("run", "--no-report", write_suite(tiny_suite(seeds=[0, 1])), "--out", out, "--quiet")
     r0 = read_json(out / "runs" / "split__naive__seed0" / "result.json")
     r1 = read_json(out / "runs" / "split__naive__seed1" / "result.json")
     assert r0["experiences"] != r1["experiences"]  # class order comes from the seed
@@ -79,35 +79,35 @@ def test_different_seeds_differ(write_suite, cli, tmp_path):
 def test_resume_skips_complete_runs(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
     config = write_suite(tiny_suite(seeds=[0, 1]))
-    assert cli("run", config, "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     path = out / "runs" / "split__naive__seed0" / "result.json"
     first = path.stat().st_mtime_ns
     capsys.readouterr()
-    assert cli("run", config, "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     assert "0 run(s) executed, 2 skipped" in capsys.readouterr().out
     assert path.stat().st_mtime_ns == first
     # --fresh reruns everything
-    assert cli("run", config, "--out", out, "--quiet", "--fresh") == 0
+    assert cli("run", "--no-report", config, "--out", out, "--quiet", "--fresh") == 0
     assert "2 run(s) executed" in capsys.readouterr().out
 
 
 def test_resume_reruns_when_config_changed_or_file_corrupt(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli("run", write_suite(tiny_suite(seeds=[0, 1])), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(tiny_suite(seeds=[0, 1])), "--out", out, "--quiet") == 0
     (out / "runs" / "split__naive__seed1" / "result.json").write_text('{"schema_version": 1, "run_')
     capsys.readouterr()
-    assert cli("run", write_suite(tiny_suite(seeds=[0, 1])), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(tiny_suite(seeds=[0, 1])), "--out", out, "--quiet") == 0
     assert "1 run(s) executed, 1 skipped" in capsys.readouterr().out
     changed = tiny_suite(seeds=[0, 1])
     changed["training"]["lr"] = 0.01
-    assert cli("run", write_suite(changed), "--out", out, "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(changed), "--out", out, "--quiet") == 0
     assert "2 run(s) executed, 0 skipped" in capsys.readouterr().out
 
 
 def test_failing_strategy_does_not_stop_the_suite(write_suite, cli, tmp_path):
     out = tmp_path / "out"
     suite = tiny_suite(strategies=[{"name": "test_failing"}, {"name": "naive"}])
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 1
     failed = read_json(out / "runs" / "split__test_failing__seed0" / "result.json")
     assert failed["status"] == "failed"
     assert "this strategy always fails" in failed["error"]
@@ -118,7 +118,7 @@ def test_failing_strategy_does_not_stop_the_suite(write_suite, cli, tmp_path):
 def test_non_finite_loss_is_recorded_as_diverged(write_suite, cli, tmp_path):
     out = tmp_path / "out"
     suite = tiny_suite(strategies=[{"name": "test_nan_loss"}, {"name": "naive"}])
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 1
     record = read_json(out / "runs" / "split__test_nan_loss__seed0" / "result.json")
     assert record["status"] == "diverged" and "non-finite loss in experience 1" in record["error"]
     assert len(record["accuracy_matrix"]) == 1  # the first experience's row is kept
@@ -128,7 +128,7 @@ def test_non_finite_loss_is_recorded_as_diverged(write_suite, cli, tmp_path):
 def test_a_record_json_cannot_hold_fails_that_run_not_the_suite(write_suite, cli, tmp_path):
     out = tmp_path / "out"
     suite = tiny_suite(strategies=[{"name": "test_unserialisable"}, {"name": "naive"}])
-    assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1
+    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 1
     record = read_json(out / "runs" / "split__test_unserialisable__seed0" / "result.json")
     assert record["status"] == "failed" and "could not be written as JSON" in record["error"]
     assert read_json(out / "runs" / "split__naive__seed0" / "result.json")["status"] == "ok"
@@ -163,7 +163,7 @@ def test_chance_level_by_hand():
 
 def test_seeds_flag_overrides_suite(write_suite, cli, tmp_path):
     out = tmp_path / "out"
-    assert cli("run", write_suite(tiny_suite()), "--out", out, "--seeds", "3,4", "--quiet") == 0
+    assert cli("run", "--no-report", write_suite(tiny_suite()), "--out", out, "--seeds", "3,4", "--quiet") == 0
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["split__naive__seed3", "split__naive__seed4"]
 
 
