@@ -119,7 +119,8 @@ def test_a_suite_refused_before_it_starts_leaves_no_ray_running(write_suite, cli
 
 
 def _cluster_suite(tmp_path):
-    # 6 runs of a few seconds each: both nodes busy while the test removes one, or kills the driver
+    # 6 runs of about 2 s each (120 epochs of 23 steps): both nodes busy while the test removes one, 1 s after the
+    # first result, or kills the driver after the second
     suite = tiny_suite(
         seeds=[0, 1, 2],
         strategies=[{"name": "naive"}, {"name": "ewc"}],
@@ -128,7 +129,7 @@ def _cluster_suite(tmp_path):
             "lr": 0.05,
             "momentum": 0.9,
             "batch_size": 16,
-            "epochs": 250,
+            "epochs": 120,
             "eval_batch_size": 256,
         },
     )
