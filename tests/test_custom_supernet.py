@@ -4,6 +4,8 @@ their options, err1 / err2 and a K-architecture ground truth (tau, precision@K, 
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import subprocess
@@ -132,6 +134,30 @@ def test_ground_truth_is_computed_once_for_the_suite_and_scores_the_ranking(tmp_
     assert got["regret"] == pytest.approx(
         max(a.standalone_accuracy) - a.standalone_accuracy[int(np.argmax(a.supernet_accuracy))]
     )
+
+
+def test_retrainings_split_the_search_data_once_and_score_as_when_each_split_it_again(monkeypatch):
+    """Each retraining rebuilds the run's scenario (its initial weights); inside the run its data split is made once
+    and handed to every rebuild, and the scores are those that splitting again gives."""
+    from forgetbench.benchmark.data.scenarios import custom_supernet
+    from forgetbench.benchmark.run import runner
+
+    splits: list[int] = []
+    original = custom_supernet._split
+    monkeypatch.setattr(custom_supernet, "_split", lambda *a: splits.append(a[1].seed) or original(*a))
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    gt = {"architectures": 4, "steps": 20}
+    once = run(spec("naive", ground_truth=gt, retrain_steps=10), Path(".")).to_dict()
+    assert splits == [0, 0]  # the run's scenario, then one split for its 5 retrainings
+    splits.clear()
+    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(runner, "search_data_reused", contextlib.nullcontext)
+    again = run(spec("naive", ground_truth=gt, retrain_steps=10), Path(".")).to_dict()
+    assert splits == [0] * 6
+    for record in (once, again):
+        for key in ("timing", "started_at", "finished_at"):
+            record.pop(key)
+    assert once == again
 
 
 def test_ground_truth_metrics_by_hand():

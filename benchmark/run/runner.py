@@ -36,6 +36,7 @@ import torch
 from forgetbench.benchmark.core.record import AttributionEntry, CurvePoint, Memory, RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import recording_data_reads
 from forgetbench.benchmark.data.scenarios import Scenario
+from forgetbench.benchmark.data.scenarios.custom_supernet import search_data_reused
 from forgetbench.benchmark.run import checkpoint as checkpoints
 from forgetbench.benchmark.run.attribution import Attribution
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
@@ -174,8 +175,9 @@ def _execute(
     retrainings = scenario.retrainings()
     if retrainings:
         t0 = time.perf_counter()
-        for retraining in retrainings:
-            retraining.report(retrained_scores(spec, data_root, device, retraining, cache_dir))
+        with search_data_reused():  # each retraining rebuilds the scenario: its data split once
+            for retraining in retrainings:
+                retraining.report(retrained_scores(spec, data_root, device, retraining, cache_dir))
         timing.retrain_seconds = time.perf_counter() - t0
     record.add_results(scenario.summarize(record), source=f"scenario {spec.scenario.name}.summarize()")
     record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy, harness))
