@@ -62,7 +62,9 @@ class Scores:
     """:func:`evaluate` of ``strategy.model``'s current weights, each (model, task's model, test data) once until
     :meth:`weights_changed`: a search scores at each round's end the architectures that the round's accuracy-matrix
     row has just scored, and its derivation scores them again (40 of the 109 evaluations of an MNIST supernet run).
-    Evaluation is deterministic (eval mode, no gradient), so a score read again is the score computed again."""
+    Evaluation on the CPU is deterministic (eval mode, no gradient), so a score read again is the score computed
+    again; on a GPU whose kernels are not deterministic, a repeat could differ in its last bits, and the run now
+    reports one value for the one model state instead of two."""
 
     def __init__(self, strategy: Any, batch_size: int, device: torch.device):
         self.strategy, self.batch_size, self.device = strategy, batch_size, device
