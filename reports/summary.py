@@ -24,7 +24,7 @@ import pandas as pd
 from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.store import ResultScan
-from forgetbench.benchmark.core import metrics, stats
+from forgetbench.benchmark.core import metrics, plan, stats
 from forgetbench.benchmark.core.metrics import _is_square, run_intransigence, run_metrics
 from forgetbench.benchmark.core.metric_registry import METRICS, Metric, registered_metrics  # noqa: F401  (METRICS re-exported)
 from forgetbench.reports.environment import environment_differences
@@ -45,7 +45,8 @@ _CHUNK = 250  # result files per task of a parallel read
 
 def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
     """Every readable result record under the folders, and the files skipped as not readable records, each with
-    why (also logged as a warning), and the environment differences between runs a scenario averages or pairs
+    why (also logged as a warning): a record that is not a run of its folder's plan, or whose matrix is not its
+    scenario's shape, is skipped too (:func:`forgetbench.benchmark.core.plan.refusals`); and the environment differences between runs a scenario averages or pairs
     (logged as warnings too). One record per run: two files of one run id, or of one (scenario, strategy, seed),
     that differ are both refused and named (which is right cannot be told, and a mean over either would be a silent
     number); byte-identical copies (one folder given twice, a copied folder) count once, the others named.
@@ -64,11 +65,21 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
     entries: list[tuple[store.ReadResult, dict[str, float], str]] = []
     skipped: list[tuple[Path, str]] = []
     for folder in folders:
+        found: list[tuple[store.ReadResult, dict[str, float], str]] = []
         for read, values in _read_folder(Path(folder), figure_runs):
             if read.record is None:
                 skipped.append((read.path, str(read.error)))
             else:
-                entries.append((read, values, str(folder)))
+                found.append((read, values, str(folder)))
+        against_plan = plan.refusals(Path(folder), [read.record for read, _, _ in found if read.record is not None])
+        for read, values, source in found:
+            assert read.record is not None
+            why = against_plan.get(read.record.run_id)
+            if why is None:
+                entries.append((read, values, source))
+            else:
+                log.warning("skipping %s: %s", read.path, why)
+                skipped.append((read.path, why))
     entries, refused = _one_record_per_run(entries)
     skipped += refused
     by_key: dict[tuple, RunRecord] = {}

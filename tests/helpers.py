@@ -65,9 +65,10 @@ def mnist_root() -> Path:
 
 
 def comparable(out: Path) -> dict[str, dict]:
-    """Every result file under ``out`` without the keys that legitimately differ (timings, host)."""
+    """Every result file under ``out`` (what a rerun moved aside, ``OUT/set_aside/``, left out) without the keys that
+    legitimately differ (timings, host)."""
     records = {}
-    for path in sorted(out.rglob("result.json")):
+    for path in sorted(p for p in out.rglob("result.json") if "set_aside" not in p.relative_to(out).parts):
         record = json.loads(path.read_text())
         for key in VOLATILE:
             record.pop(key, None)

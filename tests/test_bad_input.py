@@ -1102,6 +1102,41 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         (*RUN, "--storage", "sqlite:///{dir}/no/such/folder/study.db"),
         "cannot be created there",
     ),
+    # --- issue 74: output paths, factories that misbehave, floats beyond the run's dtype, grid values that collide
+    ("suite-name-dot-dot", {"suite": _suite(name="..")}, RUN, "name: Value error, '..' is not a plain folder name"),
+    ("suite-name-dot", {"suite": _suite(name=".")}, ("validate", "{suite}"), "'.' is not a plain folder name"),
+    ("label-only-dots", {"suite": _suite(strategies=[{"name": "naive", "label": ".."}])}, RUN, "not only dots"),
+    (  # a config named suite.yaml run with --out at its own folder would be overwritten by the resolved config
+        "out-holds-the-users-own-suite-yaml",
+        {"suite": _suite(), "out/suite.yaml": "# the user's own config\nname: mine\n"},
+        RUN,
+        "holds a suite.yaml that is not a results folder's",
+    ),
+    ("factory-calls-sys-exit", {"suite": _custom(benchmark="byo_fixtures:exiting_benchmark")}, RUN, "sys.exit(0)"),
+    (
+        "factory-calls-sys-exit-at-validate",
+        {"suite": _custom(benchmark="byo_fixtures:exiting_benchmark")},
+        ("validate", "{suite}"),
+        "called sys.exit(0) instead of returning",
+    ),
+    (
+        "lr-beyond-float32",
+        {"suite": _suite(training={**_suite()["training"], "lr": 1e308})},
+        RUN,
+        "training.lr: 1e+308 is beyond the float32 range",
+    ),
+    (
+        "strength-beyond-float32",
+        {"suite": _strategy("ewc", ewc_lambda=10**40)},
+        ("validate", "{suite}"),
+        "strategies[0].params.ewc_lambda",
+    ),
+    (
+        "grid-values-one-float",
+        {"suite": _strategy("ewc", ewc_lambda=[10**20, 10**20 + 1])},
+        RUN,
+        "are the same point once read as the strategy's params",
+    ),
     (  # a study file truncated after a SIGKILL: named, with the two ways out
         "storage-study-file-corrupt",
         {"suite": _TUNED, "out/tuning/study.db": b"SQLite format 3\x00" + b"\x17" * 3000},
@@ -1203,11 +1238,73 @@ def _stray_copy(run: Path) -> None:  # a copy of the run in another folder, hold
 
 
 def _same_run_twice(run: Path) -> None:  # a consistent record of the same scenario, strategy and seed, other numbers
+    (run.parent.parent / "plan.json").unlink()  # in a folder written before plans (with one, the copy is not planned)
     data = json.loads((run / "result.json").read_text())
     data["run_id"] += "b"
     data["accuracy_matrix"] = [[0.1, 0.1], [0.1, 0.1]]
     (run.parent / data["run_id"]).mkdir()
     (run.parent / data["run_id"] / "result.json").write_text(json.dumps(data))
+
+
+def _foreign_run(run: Path) -> None:  # a record of another suite's run (lr 0.5, seed 2) copied in beside the runs
+    data = json.loads((run / "result.json").read_text())
+    data["config"]["training"]["lr"] = 0.5
+    data["config"]["seed"] = data["seed"] = 2
+    data["run_id"] = data["run_id"].replace("seed0", "seed2")
+    data["suite"], data["fingerprint"] = "other", None
+    (run.parent / data["run_id"]).mkdir()
+    (run.parent / data["run_id"] / "result.json").write_text(json.dumps(data))
+    (run / "result.json").unlink()  # and the run itself missing: the foreign record must not stand in for it
+
+
+def _edit(change):
+    """A damage that edits the record's JSON object in place."""
+
+    def damage(run: Path) -> None:
+        data = json.loads((run / "result.json").read_text())
+        change(data)
+        (run / "result.json").write_text(json.dumps(data))
+
+    return damage
+
+
+def _set(path: str, value: Any):
+    """Set ``a.b.0.1``-style ``path`` of the record to ``value``."""
+
+    def change(data: dict) -> None:
+        *parents, last = [int(k) if k.isdigit() else k for k in path.split(".")]
+        node = data
+        for key in parents:
+            node = node[key]
+        node[last] = value
+
+    return _edit(change)
+
+
+def _without_plan(change):
+    """A damage in a folder written before plans (no OUT/plan.json): the records are held to each other."""
+
+    def damage(run: Path) -> None:
+        (run.parent.parent / "plan.json").unlink()
+        _edit(change)(run)
+
+    return damage
+
+
+def _other_suites(data: dict) -> None:
+    data["suite"], data["fingerprint"] = "other", None
+    data["config"]["training"]["lr"] = 0.5
+
+
+def _one_task_record(data: dict) -> None:  # a consistent record of a 1-task run: it names 1 experience and 1 row
+    data["experiences"], data["rows_planned"] = data["experiences"][:1], 1
+    data["accuracy_matrix"], data["init_accuracy"] = [[data["accuracy_matrix"][0][0]]], data["init_accuracy"][:1]
+
+
+def _three_experiences(data: dict) -> None:  # a 3 x 3 matrix naming a third experience, rows_planned to match
+    data["experiences"] = [*data["experiences"], "task2(1,9)"]
+    data["accuracy_matrix"] = [[0.5, 0.5, 0.5]] * 3
+    data["init_accuracy"], data["rows_planned"] = [0.5] * 3, 3
 
 
 def _replace_with(make):
@@ -1256,6 +1353,48 @@ RECORD_DEFECTS = [
     ("fifo", _replace_with(lambda p: os.mkfifo(p)), "FIFO", False),
     ("byte-order-mark", _json_edit(lambda t: "\ufeff" + t), "byte-order mark", False),
     ("folder-without-its-record", _replace_with(lambda p: None), "holds no result.json", False),
+    # issue 74: a record is checked against the suite that asked for it, and the schema is strict
+    ("record-of-another-suite", _foreign_run, "is not a run this suite planned", False),
+    (
+        "config-edited-after-the-run",
+        _set("config.training.lr", 0.5),
+        "the config was edited after the run",
+        False,
+    ),
+    (
+        "config-and-fingerprint-edited",
+        _edit(lambda d: d["config"]["training"].update(lr=0.5) or d.update(fingerprint=None)),
+        "training.lr: 0.5 in the record, 0.05 planned",
+        False,
+    ),
+    (
+        "only-the-first-row",
+        _edit(lambda d: d.update(accuracy_matrix=d["accuracy_matrix"][:1])),
+        "with 1 of the 2 rows",
+        False,
+    ),
+    (
+        "partial-matrix-without-rows-planned",
+        _edit(lambda d: d.update(accuracy_matrix=d["accuracy_matrix"][:1], rows_planned=None)),
+        "has 1 row(s) over 2",
+        False,
+    ),
+    ("three-experiences-in-a-two-task-suite", _edit(_three_experiences), "has 3 row(s) over 3", False),
+    ("a-one-task-record", _edit(_one_task_record), "has 1 row(s) over 1", False),
+    ("ok-with-an-empty-matrix", _edit(lambda d: d.update(accuracy_matrix=[], rows_planned=None)), "but empty", False),
+    ("bool-in-the-matrix", _set("accuracy_matrix.1.0", True), "valid number", False),
+    ("string-in-the-matrix", _set("accuracy_matrix.1.0", "0.95"), "valid number", False),
+    ("negative-train-seconds", _set("timing.train_seconds", -100), "greater than or equal to 0", False),
+    ("negative-regularizer-bytes", _set("memory.regularizer_bytes", -5), "greater than or equal to 0", False),
+    ("seed-beyond-range", _edit(lambda d: d.update(seed=10**30)), "seed", False),
+    ("another-suites-record-without-a-plan", _without_plan(_other_suites), "suite: 'other', where the folder's", False),
+    (
+        "an-edited-lr-without-a-plan",
+        _without_plan(lambda d: d["config"]["training"].update(lr=0.5) or d.update(fingerprint=None)),
+        "training.lr: 0.5 in the record, 0.05 in the others",
+        False,
+    ),
+    ("seed-not-its-run-ids", _edit(lambda d: d.update(seed=7)), "names seed 0", False),
 ]
 _DEFECT_SUITE = tiny_suite(seeds=[0, 1], strategies=[{"name": "naive"}, {"name": "ewc"}])
 
@@ -1311,13 +1450,14 @@ def test_a_record_the_store_cannot_trust_is_refused_by_name_and_rerun(
     status = main(["run", str(config), "--out", str(folder), "--quiet", "--no-report"])
     printed = capsys.readouterr()
     assert "Traceback" not in printed.out + printed.err
-    if damage is RECORD_DEFECTS[6][1]:  # a directory where the record goes: that run is not saved, the suite goes on
-        assert status == 1 and "could not be saved" in printed.out and "move it away" in printed.out
-        assert "4 run(s) executed" not in printed.out
-    elif survives or damage is _same_run_twice:  # resume reads each run's own record: nothing to run again
+    if survives or damage is _same_run_twice:  # resume reads each run's own record: nothing to run again
         assert status == 0 and "0 run(s) executed" in printed.out
     else:
         assert status == 0 and "1 run(s) executed" in printed.out  # the refused run, and only it, ran again
+        moved = [p / "result.json" for p in (folder / "set_aside").glob("*")]  # what stood in its place: kept
+        assert [os.path.lexists(p) for p in moved] == [True] * (
+            0 if damage in (_foreign_run, RECORD_DEFECTS[11][1]) else 1
+        )
         numbers = [c for c in clean.columns if "seconds" not in c]  # timings differ from run to run
         pd.testing.assert_frame_equal(forgetbench.load_results(folder).summary()[numbers], clean[numbers])
 

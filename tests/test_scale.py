@@ -123,6 +123,7 @@ def test_truncated_result_is_detected_and_rerun(write_suite, cli, tmp_path, caps
     assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     assert "1 run(s) executed, 1 skipped" in capsys.readouterr().out
     assert comparable(out) == good
+    assert (out / "set_aside" / "split__naive__seed1" / "result.json").read_text()  # the torn file kept, aside
 
 
 def test_stale_temporary_files_are_removed(write_suite, cli, tmp_path):

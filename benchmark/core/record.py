@@ -18,15 +18,26 @@ Schema versions (:func:`upgrade` reads every one):
   tensors in its ``state_dict()``: importances, anchors, masks, stored samples), no longer its
   per-experience scratch buffers; a resumed run's ``turn_accuracy``, ``curves`` and ``timing``
   cover the whole run. The keys are those of version 1, so version 1 records read unchanged.
+  Records since 2026-11-28 add ``fingerprint`` (the digest of ``config``) and ``rows_planned``; both optional.
+
+A record read from a file is held to the schema strictly (:meth:`RunRecord.from_dict`): no bool or string where a
+number belongs, no negative time, step count or byte count, a seed in 0..2**32-1 equal to its run id's, a
+``fingerprint`` equal to its ``config``'s digest, and status ``ok`` only with a complete accuracy matrix (every row
+the run planned). Records built in memory (the runner's) are not re-validated on each assignment.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 from typing import Any, Iterable, Literal, Mapping, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from typing_extensions import TypedDict
+
+from forgetbench.benchmark.core.training import MAX_SEED
 
 SCHEMA_VERSION = 2
 # collapsed: finished with a finite loss but at chance level on every task seen (not averaged)
@@ -55,13 +66,20 @@ class Timing(_Part):
     For a resumed run, the sum over the interrupted part and the part after the resume.
     """
 
-    train_seconds: float = 0.0  # training, evaluation excluded
-    eval_seconds: float = 0.0  # evaluation
-    steps: int = 0  # optimiser steps
-    search_seconds: float | None = None  # an adaptive scenario's own work between turns (a controller's updates)
-    standalone_seconds: float | None = None  # older records: the standalone references (now retrain_seconds)
-    retrain_seconds: float | None = None  # models trained alone after the run (derived, ground truth)
-    attribution_seconds: float | None = None  # forgetting attribution (its points within turns also in eval_seconds)
+    train_seconds: float = Field(0.0, ge=0.0)  # training, evaluation excluded
+    eval_seconds: float = Field(0.0, ge=0.0)  # evaluation
+    steps: int = Field(0, ge=0)  # optimiser steps
+    # an adaptive scenario's own work between turns (a controller's updates)
+    search_seconds: float | None = Field(None, ge=0.0)
+    standalone_seconds: float | None = Field(
+        None, ge=0.0
+    )  # older records: the standalone references (now retrain_seconds)
+    retrain_seconds: float | None = Field(None, ge=0.0)  # models trained alone after the run (derived, ground truth)
+    # forgetting attribution (its points within turns also in eval_seconds)
+    attribution_seconds: float | None = Field(None, ge=0.0)
+    # the importance passes of a regularizer (EWC's / WPL's Fisher, MAS's, SI's nothing: it accumulates while
+    # training), summed over experiences; inside train_seconds
+    importance_seconds: float | None = Field(None, ge=0.0)
 
 
 class TurnAccuracy(_Part):
@@ -92,7 +110,9 @@ class PrunePoint(_Part):
 
 
 class Memory(_Part):
-    regularizer_bytes: int = 0  # bytes of the tensors the strategy keeps between experiences (its state_dict)
+    regularizer_bytes: int = Field(
+        0, ge=0
+    )  # bytes of the tensors the strategy keeps between experiences (its state_dict)
 
 
 class LayerAttribution(_Part):
@@ -248,12 +268,16 @@ class RunRecord(BaseModel):
     suite: str  # the suite's name
     scenario: Component  # the scenario that ran
     strategy: Component  # the strategy that ran
-    seed: int  # the seed of every random draw of the run
+    seed: int = Field(ge=0, le=MAX_SEED)  # the seed of every random draw of the run (the run id's)
     # ok, failed (error and traceback kept), diverged (a non-finite loss), collapsed (chance on every task) or
     # pruned (a tuning trial's run stopped after or inside an experience where it fell behind the study; error says so)
     status: Status = "ok"
     error: str | None = None  # what went wrong (failed / diverged / collapsed)
     config: dict[str, Any] = Field(default_factory=dict)  # the resolved suite config of this run (training included)
+    # config_fingerprint(config): the planned run this record is (checked against OUT/plan.json when read)
+    fingerprint: str | None = None
+    # accuracy rows a complete run has (the turns that record one); null where a search decides its turns as it runs
+    rows_planned: int | None = Field(None, ge=0)
     environment: dict[str, str] = Field(
         default_factory=dict
     )  # the run's fingerprint: versions, commit, device, threads (see Result files)
@@ -365,9 +389,10 @@ class RunRecord(BaseModel):
         if not isinstance(raw, Mapping):
             raise RecordError(f"a run record is a JSON object, got {type(raw).__name__}")
         try:
-            return cls.model_validate(upgrade(dict(raw)))
+            record = cls.model_validate(upgrade(dict(raw)), strict=True)
         except ValidationError as exc:
             raise RecordError(_where(exc)) from None
+        return record
 
     @classmethod
     def from_dict_lean(cls, raw: Mapping[str, Any]) -> "tuple[RunRecord, list[tuple[int, int, int, float]]]":
@@ -382,11 +407,11 @@ class RunRecord(BaseModel):
             raise RecordError(f"a run record is a JSON object, got {type(raw).__name__}")
         kept = {k: v for k, v in raw.items() if k not in LEAN_SKIPS}
         try:
-            points = _CURVE_POINTS.validate_python(raw.get("curves") or [])
+            points = _CURVE_POINTS.validate_python(raw.get("curves") or [], strict=True)
         except ValidationError as exc:
             raise RecordError(_where(exc, prefix="curves")) from None
         try:
-            record = cls.model_validate(upgrade(kept))
+            record = cls.model_validate(upgrade(kept), strict=True)
         except ValidationError as exc:
             raise RecordError(_where(exc)) from None
         return record, [(p["train_exp"], p["iteration"], p["eval_exp"], p["accuracy"]) for p in points]
@@ -405,6 +430,42 @@ def _where(exc: ValidationError, prefix: str = "") -> str:
         ".".join(str(p) for p in ([prefix] if prefix else []) + list(e["loc"])) + f": {e['msg']}"
         for e in exc.errors()[:3]
     )
+
+
+def config_fingerprint(config: Mapping[str, Any]) -> str:
+    """The digest of a run's resolved config (canonical JSON, SHA-256, 16 hex digits): equal configs, equal
+    fingerprints, on every machine."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_RUN_ID_SEED = re.compile(r"__seed(\d+)$")
+
+
+def check_read(record: RunRecord, config: Any = None) -> None:
+    """What a record read from a file must hold beyond its fields' types (raises :class:`RecordError` naming it):
+    the seed its run id names, a fingerprint equal to its config's (``config``: the file's, for a lean read that
+    leaves it out), and, when ``ok``, a complete accuracy matrix."""
+    named = _RUN_ID_SEED.search(record.run_id)
+    if named is not None and int(named.group(1)) != record.seed:
+        raise RecordError(f"seed: {record.seed} but its run id {record.run_id!r} names seed {named.group(1)}")
+    if record.fingerprint is not None and isinstance(config, Mapping):
+        actual = config_fingerprint(config)
+        if actual != record.fingerprint:
+            raise RecordError(
+                f"fingerprint: {record.fingerprint} but its config's digest is {actual}: the config was edited after "
+                "the run (the numbers are those of another config)"
+            )
+    if record.status != "ok":
+        return
+    rows = record.accuracy_matrix
+    if record.rows_planned is not None and len(rows) != record.rows_planned:
+        raise RecordError(
+            f"accuracy_matrix: status ok with {len(rows)} of the {record.rows_planned} rows a complete run has "
+            "(a partial or padded matrix)"
+        )
+    if not rows and record.search is None:
+        raise RecordError("accuracy_matrix: status ok but empty (a run that finished has at least one row)")
 
 
 def coerce(record: "RunRecord | Mapping[str, Any]") -> RunRecord:

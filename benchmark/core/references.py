@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 REFERENCE_FORMAT = "module.path:attribute"
 _SEARCHED: list[str] = []  # folders added here, in the order they were added (for error messages)
@@ -31,6 +34,65 @@ def add_search_folder(folder: str | Path) -> None:
     entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if path not in entries:
         os.environ["PYTHONPATH"] = os.pathsep.join([*entries, path])
+
+
+FACTORY_TIMEOUT_ENV = "FORGETBENCH_FACTORY_TIMEOUT"
+DEFAULT_FACTORY_TIMEOUT = 300.0  # seconds a user's factory may take at validate time (building a large dataset)
+
+
+class _TimedOut(BaseException):  # not an Exception: a factory's own `except Exception` cannot swallow it
+    pass
+
+
+def factory_timeout() -> float:
+    """Seconds a user's factory may run at validate time: ``$FORGETBENCH_FACTORY_TIMEOUT``, else
+    :data:`DEFAULT_FACTORY_TIMEOUT`; 0 waits for ever."""
+    text = os.environ.get(FACTORY_TIMEOUT_ENV, "")
+    try:
+        value = float(text) if text else DEFAULT_FACTORY_TIMEOUT
+    except ValueError:
+        raise ValueError(f"{FACTORY_TIMEOUT_ENV}={text!r}: seconds (a number >= 0; 0: no limit)") from None
+    if not value >= 0:
+        raise ValueError(f"{FACTORY_TIMEOUT_ENV}={text!r}: seconds (a number >= 0; 0: no limit)")
+    return value
+
+
+@contextmanager
+def user_code(what: str) -> Iterator[None]:
+    """Around a call into a user's code (a model or benchmark factory) at validate time: a ``sys.exit()`` in it, or a
+    call longer than :func:`factory_timeout`, becomes a ValueError naming ``what`` (a config error: exit 2), instead of
+    ending the command with the factory's status or hanging it with no word. The timeout needs the main thread and a
+    SIGALRM timer nobody else has armed."""
+    timeout = factory_timeout()
+    alarm = (
+        timeout > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0  # SIGALRM is not already someone's (pytest-timeout's)
+    )
+
+    def expired(signum: int, frame: Any) -> None:
+        raise _TimedOut()
+
+    previous = signal.signal(signal.SIGALRM, expired) if alarm else None
+    if alarm:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    except SystemExit as exc:
+        raise ValueError(
+            f"{what} called sys.exit({exc.code!r}) instead of returning; a factory returns its model or benchmark "
+            "(raise an exception to report a problem)"
+        ) from None
+    except _TimedOut:
+        raise ValueError(
+            f"{what} did not return within {timeout:g} s; if it needs longer (a large dataset), set "
+            f"{FACTORY_TIMEOUT_ENV} to more seconds (0: no limit)"
+        ) from None
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def searched_folders() -> list[str]:

@@ -11,6 +11,7 @@ crash or a kill leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeGuard
 import pydantic_core
 import yaml
 
-from forgetbench.benchmark.core.record import RecordError, RunRecord
+from forgetbench.benchmark.core.record import RecordError, RunRecord, check_read
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +58,33 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}", suffix=TMP_SUFFIX)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; result files are meant to be shared
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_set({Path(path): data})
 
 
 def atomic_write_set(files: dict[Path, bytes]) -> None:
     """Write several files as one: each to a temporary sibling first (written and fsynced), and only when every one
-    is written are they renamed into place. A full disk, an error or a stop while writing leaves every old file as
-    it was; the renames need no space."""
+    is written are they renamed into place. A full disk, a file-size limit, a read-only folder, a directory where a
+    file goes, an error or a stop while writing leaves every old file as it was and no temporary file; the renames
+    need no space. An :class:`OSError` names the file it was for (``filename``), not its temporary sibling."""
+    for path in files:  # checked before anything is written: a rename onto a directory fails half-way through a set
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise IsADirectoryError(errno.EISDIR, "a directory is where this file goes", str(path))
     written: list[tuple[str, Path]] = []
+    path = next(iter(files), Path("."))
     try:
         for path, data in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}", suffix=TMP_SUFFIX)
             written.append((tmp, path))
-            os.fchmod(fd, 0o666 & ~_UMASK)
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; result files are meant to be shared
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+    except OSError as exc:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         for tmp, _ in written:
             Path(tmp).unlink(missing_ok=True)
@@ -100,9 +99,16 @@ class DiskFull(RuntimeError):
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    import errno
+    """No room for what is written: a full disk, a quota, or a file-size limit (``ulimit -f``): every later write
+    would fail the same way."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+def no_room(exc: OSError, where: Path) -> str:
+    """What :func:`is_disk_full` found, in words."""
+    if exc.errno == errno.EFBIG:
+        return f"a file under {where} reached the file-size limit (ulimit -f; {exc.strerror})"
+    return f"the disk holding {where} is full ({exc.strerror})"
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -305,10 +311,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     return record
 
 
-def check_integrity(path: Path, record: RunRecord) -> None:
+def check_integrity(path: Path, record: RunRecord, config: Any = None) -> None:
     """What a record must agree with beyond its own fields (raises :class:`RecordError`): its run id names its
-    folder (a record copied or moved into another run's folder is not that run), and each accuracy row has one
-    entry per experience the record names."""
+    folder (a record copied or moved into another run's folder is not that run), each accuracy row has one
+    entry per experience the record names, and :func:`~forgetbench.benchmark.core.record.check_read` (seed, fingerprint,
+    a complete matrix when ok; ``config``: the file's config, for a record read without it)."""
     folder = Path(path).parent.name
     if record.run_id != folder:
         raise RecordError(
@@ -321,6 +328,7 @@ def check_integrity(path: Path, record: RunRecord) -> None:
         raise RecordError(
             f"its accuracy_matrix has {len(rows[0])} column(s) but the record names {width} experience(s)"
         )
+    check_read(record, record.config if config is None else config)
 
 
 def parse_result(path: Path) -> RunRecord:
@@ -374,6 +382,32 @@ def is_complete(
     )
 
 
+def is_planned(
+    record: RunRecord, resolved_config: dict[str, Any], retired_params: Mapping[str, Any] | None = None
+) -> bool:
+    """True when ``record`` is a record of the run ``resolved_config`` describes, whatever its status (a failed run
+    of ours is rerun in place; anything else in its place is moved aside first: :func:`set_aside`)."""
+    return without_retired_keys(record.config, retired_params) == resolved_config
+
+
+SET_ASIDE_DIR = "set_aside"  # OUT/set_aside/<run_id>[.N]/: what stood where a run's record goes, moved, never deleted
+
+
+def set_aside(out: Path, run_id: str) -> Path | None:
+    """Move whatever is at ``run_id``'s result file (a foreign or corrupt record, a directory, a link, a FIFO) to
+    ``OUT/set_aside/<run_id>[.N]/result.json``, never following or opening it; None when nothing is there."""
+    path = result_path(out, run_id)
+    if not os.path.lexists(path):
+        return None
+    target = Path(out) / SET_ASIDE_DIR / run_id
+    n = 1
+    while os.path.lexists(target):
+        target, n = Path(out) / SET_ASIDE_DIR / f"{run_id}.{n}", n + 1
+    target.mkdir(parents=True)
+    os.replace(path, target / RESULT_FILE)
+    return target / RESULT_FILE
+
+
 @dataclass
 class ResultScan:
     """What a results folder holds: the readable records, and every result file skipped with why."""
@@ -425,7 +459,7 @@ def read_result_file(path: Path, lean_if: Callable[[str, str], bool] | None = No
         raw = _read_json(path)
         if lean_if is not None and lean_if(*_labels(raw)):
             record, points = RunRecord.from_dict_lean(raw)
-            check_integrity(path, record)
+            check_integrity(path, record, raw.get("config"))
             return ReadResult(path, record, lean=True, curve_points=points)
         record = RunRecord.from_dict(raw)
         check_integrity(path, record)

@@ -111,6 +111,8 @@ def _execute(
         record.environment["data"] = ", ".join(f"{name}={digest}" for name, digest in sorted(reads.items()))
     model = scenario.model.to(device)
     record.experiences = [task.name for task in scenario.tasks]
+    if not scenario.adaptive:  # a search decides its turns, and so its rows, while it runs
+        record.rows_planned = sum(1 for turn in scenario.schedule if turn.record)
     if scenario.meta.get("scenario_type"):
         record.scenario_type = str(scenario.meta["scenario_type"])
     batch = spec.training.eval_batch_size

@@ -19,7 +19,14 @@ import torch
 from forgetbench.benchmark import __version__
 from forgetbench.benchmark.core.config import ComponentSpec, SuiteConfig, refused_pairs, run_id, strategy_variants
 from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
-from forgetbench.benchmark.core.record import SCHEMA_VERSION, Component, EvaluatedOn, RunRecord, Timing
+from forgetbench.benchmark.core.record import (
+    SCHEMA_VERSION,
+    Component,
+    EvaluatedOn,
+    RunRecord,
+    Timing,
+    config_fingerprint,
+)
 from forgetbench.benchmark.core.training import TrainingConfig, training_identity
 
 __all__ = [
@@ -267,7 +274,8 @@ def new_record(spec: RunSpec, device: torch.device | str | None = None) -> RunRe
         seed=spec.seed,
         status="ok",
         error=None,
-        config=spec.resolved(),
+        config=(config := spec.resolved()),
+        fingerprint=config_fingerprint(config),
         environment=environment(device, spec),
         experiences=[],
         accuracy_matrix=[],

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 from tqdm.auto import tqdm
 
 from forgetbench.benchmark.run import tracking, tuning
-from forgetbench.benchmark.core import stop, store
+from forgetbench.benchmark.core import plan, stop, store
+from forgetbench.benchmark.core.plan import PlannedRun
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from forgetbench.benchmark.data.models import checking_only
@@ -27,7 +28,7 @@ from forgetbench.benchmark.run.executors import Executor, Job, make_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.metric_registry import registered_metrics
-from forgetbench.benchmark.core.references import searched_folders
+from forgetbench.benchmark.core.references import searched_folders, user_code
 from forgetbench.benchmark.run.spec import RunSpec, expand_suite, failure_record
 from forgetbench.benchmark.core.training import MAX_SEED
 from forgetbench.benchmark.core.units import format_bytes
@@ -99,7 +100,9 @@ def preflight(
                 missing = True
         if not missing:
             try:
-                with checking_only():  # what the preflight builds is inspected, never trained: no Avalanche
+                # what the preflight builds is inspected, never trained (no Avalanche); a user's factory in it may
+                # exit or hang: named, not obeyed
+                with checking_only(), user_code(f"scenarios[{i}] ({spec.label or spec.name}): building it"):
                     params.preflight(data_root if data_root is not None else default_data_root(), suite.seeds[0])
             except ValueError as exc:
                 if data_root is None and _caused_by(exc, DataMissingError):
@@ -207,15 +210,25 @@ class _Driver:
         self.exploring: set[str] = set()  # runs of OUT/runs that explore, not asked for: a tuned point's neighbours
 
     def run_batch(self, batch: list[tuple[Path, RunSpec]]) -> None:
-        """Run what is not complete in ``batch`` (folder, spec); retry failures up to ``retries``."""
+        """Run what is not complete in ``batch`` (folder, spec); retry failures up to ``retries``. Each folder's
+        plan gains the batch's runs first; a record in the way of a run that is not that run's (another config, a
+        partial matrix, an unreadable file) is moved aside, never deleted."""
+        self._plan(batch)
         todo = []
-        for folder, spec in batch:
-            previous = store.read_result(store.result_path(folder, spec.run_id))
+        found = [store.read_result(store.result_path(folder, spec.run_id)) for folder, spec in batch]
+        # a matrix of another shape than its scenario's other records (a partial or padded one) is not complete
+        misshapen = plan.shape_refusals([r for r in found if r is not None])
+        for (folder, spec), previous in zip(batch, found):
+            if previous is not None and previous.run_id in misshapen:
+                previous = None
             if not self.fresh and store.is_complete(previous, spec.resolved(), spec.retired_params()):
                 self.outcome.skipped.append(spec.run_id)
                 self._count(folder, spec.run_id, previous.status)
                 self.bar.update(1)
             else:
+                ours = previous is not None and store.is_planned(previous, spec.resolved(), spec.retired_params())
+                if not ours and (moved := store.set_aside(folder, spec.run_id)) is not None:
+                    self.bar.write(f"run {spec.run_id}: the record in its place is not this run's; moved to {moved}")
                 todo.append((folder, spec))
         self._refresh()
         for attempt in range(1, self.retries + 2):
@@ -240,6 +253,18 @@ class _Driver:
                 stop.check()
             todo = retry
 
+    def _plan(self, batch: list[tuple[Path, RunSpec]]) -> None:
+        """Add the batch's runs to the plan of each folder they write to (``OUT/plan.json``: what a report reads
+        them against)."""
+        by_folder: dict[Path, list[PlannedRun]] = {}
+        for folder, spec in batch:
+            by_folder.setdefault(folder, []).append(PlannedRun(spec.run_id, spec.resolved(), spec.retired_params()))
+        for folder, runs in by_folder.items():
+            entries = plan.read_entries(folder) or {}
+            grown = plan.extended(entries, runs)
+            if grown != entries:
+                store.atomic_write_bytes(plan.plan_path(folder), plan.plan_bytes(grown))
+
     def _finish(self, folder: Path, job: Job, record: RunRecord) -> None:
         path = store.result_path(folder, job.spec.run_id)
         try:
@@ -251,15 +276,18 @@ class _Driver:
         except OSError as exc:
             if store.is_disk_full(exc):  # every later run would fail the same way: stop, keeping what was saved
                 raise store.DiskFull(
-                    f"the disk holding {self.out} is full ({exc.strerror}): run {job.spec.run_id} could not be "
+                    f"{store.no_room(exc, self.out)}: run {job.spec.run_id} could not be "
                     f"saved and is left to run again; {len(self.outcome.ran)} run(s) saved before it are kept. "
-                    "Free some space and rerun the same command"
+                    "Free some space (or raise the limit) and rerun the same command"
                 ) from None
             # something in the way of this run's record (a directory at result.json, a folder without write
             # permission): this run is not saved, the suite goes on, the exit status says so
             self.outcome.ran.append(job.spec.run_id)
             self.outcome.failed.append(job.spec.run_id)
-            self.bar.write(f"run {job.spec.run_id} could not be saved: {path}: {exc.strerror}; move it away and rerun")
+            self.bar.write(
+                f"run {job.spec.run_id} could not be saved: {exc.filename or path}: {exc.strerror}; make that folder "
+                "writable (or move what is in the way) and rerun the same command"
+            )
             self.bar.update(1)
             return
         if job.checkpoint is not None and record.status in store.DONE_STATUSES:
