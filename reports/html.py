@@ -32,6 +32,7 @@ from forgetbench.benchmark.core.store import (
     atomic_write_set,
     file_in_the_way,
     is_disk_full,
+    no_room,
     registered_metric_modules,
     rerun_command,
 )
@@ -946,7 +947,7 @@ def write_report(
             if not is_disk_full(exc):
                 raise
             raise DiskFull(
-                f"the disk holding {out.parent} is full ({exc.strerror}): the report was not written, and the "
+                f"{no_room(exc, out.parent)}: the report was not written, and the "
                 f"previous {out.name} and the tables beside it are as they were. Free some space and rerun"
             ) from None
         if figures is not None:

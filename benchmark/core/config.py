@@ -7,6 +7,7 @@ full location (``strategies[1].params.ewc_lambda``) before anything runs.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -64,6 +65,8 @@ class ComponentSpec(StrictModel):
     def _label_is_path_safe(cls, label: str | None) -> str | None:
         if label is not None and not _SAFE_LABEL.match(label):
             raise ValueError("label may use only letters, digits and _ . + = -")
+        if label is not None and not label.strip("."):
+            raise ValueError(f"label {label!r}: a plain name, not only dots (labels name files and folders)")
         if label is not None and len(label) > MAX_LABEL_LENGTH:
             raise ValueError(
                 f"label is {len(label)} characters long; at most {MAX_LABEL_LENGTH} (labels name "
@@ -316,6 +319,18 @@ class SuiteConfig(StrictModel):
     )  # trackers each finished run is written to
     reproduce: ReproduceSpec | None = None  # a published result this suite reproduces
 
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, name: str) -> str:
+        # `.` and `..` pass the pattern but are not a folder of their own: results/.. is the working folder, whose
+        # suite.yaml (the user's own config) the run would overwrite
+        if not name.strip("."):
+            raise ValueError(
+                f"{name!r} is not a plain folder name (the default output folder is results/<name>); use letters, "
+                "digits and _ . -, not only dots"
+            )
+        return name
+
     @model_validator(mode="after")
     def _unique_labels(self) -> "SuiteConfig":
         if self.reproduce is not None:
@@ -465,6 +480,10 @@ def _resolve_components(specs: list[ComponentSpec], registry: Registry[Any], fie
             first = first or params.model_dump(mode="json")
             parsed.append((choice, params))
         else:
+            same = _same_params(parsed)
+            if same:
+                errors.append(f"{field}[{i}].params: grid values {same}")
+                continue
             done = spec.model_copy(update={"params": (first or {}) | axes})
             if axes:
                 done._variants = parsed
@@ -474,6 +493,21 @@ def _resolve_components(specs: list[ComponentSpec], registry: Registry[Any], fie
     if errors:
         raise ConfigError("\n".join(errors))
     return resolved
+
+
+def _same_params(parsed: list[tuple[dict[str, Any], BaseModel]]) -> str | None:
+    """Two grid combinations that resolve to the same params (``[100000000000000000000, 100000000000000000001]``
+    both read as the float 1e+20): two labels would run one point twice. None when every combination differs."""
+    seen: dict[str, dict[str, Any]] = {}
+    for choice, params in parsed:
+        key = json.dumps(params.model_dump(mode="json"), sort_keys=True)
+        if key in seen:
+            return (
+                f"{seen[key]} and {choice} are the same point once read as the strategy's params "
+                f"({ {k: getattr(params, k, v) for k, v in choice.items()} }); give distinct values"
+            )
+        seen[key] = choice
+    return None
 
 
 def strategy_variants(spec: ComponentSpec) -> list[tuple[dict[str, Any], ComponentSpec]]:
@@ -510,6 +544,11 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     if not isinstance(raw, dict):
         raise ConfigError("<root>: a suite config must be a mapping of keys to values")
     non_finite = [f"{where}: must be a finite number, got {value}" for where, value in _non_finite(raw)]
+    non_finite += [
+        f"{where}: {value!r} is beyond the float32 range runs train in (largest {FLOAT32_MAX:.4g}): it would "
+        "overflow to infinity"
+        for where, value in _beyond_float32(raw)
+    ]
     if non_finite:
         raise ConfigError("\n".join(non_finite))
     try:
@@ -637,6 +676,20 @@ def _check_run_ids(suite: SuiteConfig) -> None:
                         f"run id names a folder, at most {MAX_PATH_COMPONENT_BYTES} bytes: shorten the scenario "
                         "or strategy label (a grid's values are part of it)"
                     )
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: weights, gradients and strengths are float32
+
+
+def _beyond_float32(value: Any, where: str = "") -> list[tuple[str, float]]:
+    """``(location, value)`` of every number of a raw config that float32 cannot hold (``lr: 1e308``)."""
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value):
+        return [(where or "<root>", value)] if abs(value) > FLOAT32_MAX else []
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in _beyond_float32(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _beyond_float32(v, f"{where}[{i}]")]
+    return []
 
 
 def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:

@@ -41,11 +41,27 @@ def _holder(fd: int) -> str:
 
 
 def check_output_folder(out: Path) -> None:
-    """Raise :class:`ConfigError` when ``out`` cannot be an output folder: it, or a parent, is a file."""
+    """Raise :class:`ConfigError` when ``out`` cannot be an output folder: it, or a parent, is a file; it (or the
+    folder it would be made in) cannot be written; or it holds a ``suite.yaml`` of its own that is not a results
+    folder's (a run writes OUT/suite.yaml: it would overwrite the user's config, comments and all)."""
+    out = Path(out)
     blocking = file_in_the_way(out)
     if blocking is not None:
         raise ConfigError(
             f"--out {out}: {blocking} is a file, not a folder; give an output folder (a new one is created)"
+        )
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--out {out}: {existing} cannot be written (a read-only folder or file system); nothing was written. "
+            "Give a writable output folder"
+        )
+    if (out / "suite.yaml").exists() and not any(
+        os.path.lexists(out / name) for name in ("runs", "plan.json", "invocation.json", LOCK_FILE)
+    ):
+        raise ConfigError(
+            f"--out {out}: it holds a suite.yaml that is not a results folder's (no runs/ beside it); a run writes "
+            f"its resolved config there and would overwrite it. Give another output folder (e.g. {out / 'results'})"
         )
 
 
@@ -86,7 +102,13 @@ def output_lock(out: Path) -> Iterator[Path]:
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot create the output folder ({exc.strerror})") from None
     path = out / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # a directory at the lock's path, a read-only folder
+        raise ConfigError(
+            f"--out {out}: cannot open its lock file {path} ({exc.strerror}); nothing was written. Make the folder "
+            "writable, or move what is at that path"
+        ) from None
     try:
         _take(fd, out, path)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

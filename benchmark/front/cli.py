@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 
 from forgetbench.benchmark.core.config import ConfigError, TuneSpec, load_config
+from forgetbench.benchmark.core.stop import EXIT_INTERRUPTED
 from forgetbench.benchmark.core.store import DiskFull
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
@@ -188,13 +189,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         else:
             print(f"forgetbench: report stopped by {name}; nothing was written", file=sys.stderr)
-        return 128 + stopped.signum
+        return EXIT_INTERRUPTED
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if skipped:
         print(
-            f"Skipped {len(skipped)} result file(s) that are not readable run records (each named above, and in "
+            f"Skipped {len(skipped)} result file(s) that are not readable run records of this suite (each named above, and in "
             "the report)"
         )
     print(f"Report: {path}\nSummary: {path.parent / 'summary.csv'}")
@@ -633,6 +634,23 @@ def build_parser() -> argparse.ArgumentParser:
 QUICK_EXIT_COMMANDS = frozenset({"validate", "list", "table", "report"})
 
 
+def _stop_on_sigterm() -> typing.Any:
+    """SIGTERM before a command installs its own stop handling (while a config is read, a factory builds, ...) ends
+    the command as Ctrl-C does, with the same status (130), instead of killing it (143). Returns the handler to
+    restore (None: none was changed)."""
+    import signal
+    import threading
+
+    from forgetbench.benchmark.core.stop import StopRequested
+
+    def stop(signum: int, frame) -> None:
+        raise StopRequested(signum)
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        return signal.signal(signal.SIGTERM, stop)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """The CLI, in this process: parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit status."""
     return _dispatch(argv)[0]
@@ -660,6 +678,7 @@ def _dispatch(argv: list[str] | None) -> tuple[int, str]:
     from forgetbench.benchmark.core.references import add_search_folder
 
     add_search_folder(Path.cwd())  # as `python -m` would: a console script does not search the working folder
+    previous = None if args.command == "report" else _stop_on_sigterm()  # report sets its own from its first line
     try:
         return args.func(args), args.command
     except ConfigError as exc:
@@ -668,11 +687,23 @@ def _dispatch(argv: list[str] | None) -> tuple[int, str]:
     except DiskFull as exc:
         print(f"forgetbench: error: {exc}", file=sys.stderr)
         return EXIT_RUNS_FAILED, args.command
+    except OSError as exc:  # the environment refused a write (read-only folder, a directory in the way, ...)
+        if exc.filename is None or exc.strerror is None:
+            raise
+        print(
+            f"forgetbench: error: cannot write {exc.filename}: {exc.strerror}; nothing of it was written and the "
+            "files beside it are as they were",
+            file=sys.stderr,
+        )
+        return EXIT_RUNS_FAILED, args.command
     except KeyboardInterrupt:
-        from forgetbench.benchmark.core.stop import EXIT_INTERRUPTED
-
         print("forgetbench: interrupted; completed runs are kept, rerun to resume", file=sys.stderr)
         return EXIT_INTERRUPTED, args.command
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
