@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
-from forgetbench.benchmark.run.executors import available_cores
+from forgetbench.benchmark.core.children import available_cores, die_with_parent
 
 T = TypeVar("T")
 
@@ -67,10 +67,11 @@ def easel(workers: int | None = None) -> Iterator[Executor]:
 
 
 def _worker_signals() -> None:
-    """A worker leaves Ctrl-C to the report (the terminal sends it to the whole process group) and ends on SIGTERM:
-    the report's own handlers, inherited by the fork, would raise in a worker."""
+    """A worker leaves Ctrl-C to the report (the terminal sends it to the whole process group) and ends on SIGTERM
+    (the report's own handlers, inherited by the fork, would raise in a worker), and when the report dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()  # a report killed with SIGKILL leaves no worker holding its memory and its output pipe
 
 
 def _connected_to_ray() -> bool:

@@ -62,6 +62,25 @@ def plain_mlp(width: int = 16) -> nn.Module:
     return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 2))
 
 
+def exiting_benchmark(**kwargs):
+    """A benchmark factory that ends the process instead of returning (issue 74: `validate` exited 0)."""
+    import sys
+
+    sys.exit(0)
+
+
+def sleeping_benchmark(**kwargs):
+    """A benchmark factory that never returns in time (issue 74: `run` hung with no message); it touches the file
+    ``$SLEEPING_BENCHMARK_MARK`` names when it starts sleeping, for a test that signals it there."""
+    import os
+    import time
+    from pathlib import Path
+
+    if os.environ.get("SLEEPING_BENCHMARK_MARK"):
+        Path(os.environ["SLEEPING_BENCHMARK_MARK"]).touch()
+    time.sleep(3600)
+
+
 def raising_model(width: int = 16) -> nn.Module:
     raise RuntimeError("cannot build: the checkpoint file weights.pt is missing")
 

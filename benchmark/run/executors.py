@@ -30,6 +30,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
+from forgetbench.benchmark.core.children import available_cores, die_with_parent
 from forgetbench.benchmark.core import stop
 from forgetbench.benchmark.core.record import RecordError, RunRecord
 
@@ -70,13 +71,6 @@ def resolve_executor(kind: str) -> str:
     if kind != "auto":
         return kind
     return "process" if available_cores() > 1 else "local"
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def run_threads(spec: RunSpec) -> int:
@@ -176,6 +170,8 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM from the driver: unwind (so an atomic write in progress removes its temporary file).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # and the same when the fork server dies, which it does when the driver does (SIGKILL included)
+    die_with_parent()
     _prepare_worker(threads, sys_path, [])
     from forgetbench.benchmark.run.runner import run
 
@@ -192,7 +188,10 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
         # JSON's form across the pipe: a plug-in's extra result need not be picklable, and the driver validates
         with torch_threads(run_threads(job.spec)):
             record = run(job.spec, data_root, None, job.checkpoint, job.cache_dir)
-        conn.send((job.key, record.to_dict()))
+        try:
+            conn.send((job.key, record.to_dict()))
+        except (BrokenPipeError, EOFError):  # the driver is gone: nobody to send it to
+            return
 
 
 class _Worker:
@@ -232,7 +231,8 @@ def worker_context():
     of it rather than a fresh interpreter importing torch and Avalanche (about 5 s).
     """
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(HARNESS_MODULES)
+    # the fork server's first import makes it end with this driver (run/fork_server.py)
+    context.set_forkserver_preload(["forgetbench.benchmark.run.fork_server", *HARNESS_MODULES])
     return context
 
 

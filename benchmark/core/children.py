@@ -1,0 +1,53 @@
+"""Worker processes: how many cores they may have, and how they end with the process that started them, however it
+ends (SIGKILL included).
+
+A worker that outlives its driver keeps its memory, its share of the cores and the driver's output pipe (so
+``forgetbench report X | cat`` never ends). Each worker calls :func:`die_with_parent` first thing: on Linux the kernel
+sends it ``signal`` when its parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread notices the parent
+gone within a second. Either way the worker unwinds as on a stop (SIGTERM: temporary files removed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1
+WATCH_SECONDS = 0.5  # how often the fallback thread looks at the parent
+
+
+def die_with_parent(parent: int | None = None, sig: int = signal.SIGTERM) -> None:
+    """Have this process receive ``sig`` when ``parent`` (default: its parent now) dies."""
+    parent = os.getppid() if parent is None else parent
+    if not _kernel_watch(sig):
+        threading.Thread(target=_watch, args=(parent, sig), name="die-with-parent", daemon=True).start()
+    if os.getppid() != parent:  # it died before the watch was set: nobody will tell us
+        os.kill(os.getpid(), sig)
+
+
+def _kernel_watch(sig: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch(parent: int, sig: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_SECONDS)
+    os.kill(os.getpid(), sig)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity where the platform says, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
