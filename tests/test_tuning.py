@@ -251,6 +251,8 @@ def test_a_kill_while_optuna_asks_for_a_point_resumes_to_the_same_point(
         .system_attrs
         for folder in (whole, killed)
     ]
+    for mark in marks:  # when its driver last renewed its lease: a time, different in every run
+        assert isinstance(mark.pop("forgetbench:heartbeat"), float)
     assert marks[1] == marks[0]  # the grid's grid_id too: a later trial must not take the same grid point again
     studies = [json.loads((folder / "tuning.json").read_text())["studies"][0] for folder in (whole, killed)]
     assert [t["params"] for t in studies[1]["trials"]] == [t["params"] for t in studies[0]["trials"]]
@@ -493,3 +495,66 @@ def test_a_study_file_removed_is_rebuilt_from_the_trials_records(sampler, write_
     again = json.loads((out / "tuning.json").read_text())["studies"][0]
     assert [(t["params"], t["value"]) for t in again["trials"]] == [(t["params"], t["value"]) for t in first["trials"]]
     assert again["chosen"] == first["chosen"]
+
+
+def _waiting_study(tmp_path):
+    """A StudyRun holding only what ``wait_for_other_drivers`` reads, on a shared SQLite study with one trial that
+    another machine's driver runs."""
+    import optuna
+
+    from forgetbench.benchmark.run.tuning import DRIVER, MirroredStudy, StudyRun
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    space = {"x": optuna.distributions.FloatDistribution(0.1, 10.0, log=True)}
+    other = MirroredStudy(optuna.storages.get_storage(url), "shared", "maximize")
+    trial = other.ask(lambda index: optuna.samplers.RandomSampler(seed=index), space, 2)
+    other.storage.set_trial_system_attr(other.ids[trial.number][0], DRIVER, "another-machine:4242")
+    run = StudyRun.__new__(StudyRun)
+    run.mirrored = MirroredStudy(optuna.storages.get_storage(url), "shared", "maximize")
+    run.notes, run.study = [], type("S", (), {"name": "shared"})()
+    return run, other, trial
+
+
+def test_a_finished_driver_marks_failed_a_trial_whose_driver_is_gone(tmp_path):
+    # issue 74: a driver SIGKILLed on another machine left its trial RUNNING; the others chose from 5/6 and 4/6
+    from optuna.trial import TrialState
+
+    from forgetbench.benchmark.run.tuning import HEARTBEAT, LEASE_SECONDS
+
+    run, other, trial = _waiting_study(tmp_path)
+    other.storage.set_trial_system_attr(other.ids[trial.number][0], HEARTBEAT, time.time() - 2 * LEASE_SECONDS)
+    run.wait_for_other_drivers(poll=0.05)
+    (stored,) = run.mirrored.stored_trials()
+    assert stored.state == TrialState.FAIL
+    assert "another-machine:4242 is gone" in run.notes[0] and f"trial {trial.number}" in run.notes[0]
+
+
+def test_a_finished_driver_waits_for_a_trial_another_live_driver_runs(tmp_path, capsys):
+    import threading
+
+    from optuna.trial import TrialState
+
+    from forgetbench.benchmark.run.tuning import HEARTBEAT
+
+    run, other, trial = _waiting_study(tmp_path)
+    other.storage.set_trial_system_attr(other.ids[trial.number][0], HEARTBEAT, time.time())  # its lease is fresh
+    finisher = threading.Timer(1.0, lambda: other.finish(trial.number, TrialState.COMPLETE, 0.5, {}))
+    finisher.start()
+    begun = time.monotonic()
+    run.wait_for_other_drivers(poll=0.05)
+    finisher.join()
+    assert time.monotonic() - begun >= 0.9 and run.notes == []
+    (stored,) = run.mirrored.stored_trials()
+    assert stored.state == TrialState.COMPLETE and stored.value == 0.5  # chosen from by every driver alike
+    err = capsys.readouterr().err
+    assert f"waiting for trial {trial.number}" in err and "another-machine:4242" in err and err.count("waiting") == 1
+
+
+def test_the_chosen_trial_of_a_tie_is_the_lowest_number_whatever_the_order(tmp_path):
+    from forgetbench.benchmark.run.tuning import StudyRun
+
+    run = StudyRun.__new__(StudyRun)
+    run.tune = type("T", (), {"objective": "ACC"})()
+    run.space, run.notes = {}, []
+    rows = [{"number": n, "state": "COMPLETE", "value": 0.33356, "params": {}} for n in (4, 1, 3)]
+    assert run.best(rows)["number"] == 1 and run.best(rows[::-1])["number"] == 1

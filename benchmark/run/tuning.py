@@ -29,13 +29,16 @@ supports (several machines then share one study, one study per (scenario, entry)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
+import threading
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
@@ -368,6 +371,10 @@ def objective(records: list[RunRecord | None], metric: str) -> float | None:
 
 
 DRIVER = "forgetbench:driver"  # a trial's system attr: the driver (host:pid) that runs it
+HEARTBEAT = "forgetbench:heartbeat"  # ... the time (epoch seconds) its driver last said it was still running it
+LEASE_SECONDS = 120.0  # a RUNNING trial whose driver has not said so for this long has no driver any more
+HEARTBEAT_SECONDS = 20.0  # how often a driver renews the lease of the trial it runs
+WAIT_POLL_SECONDS = 2.0  # how often a finished driver looks at the trials other drivers still run
 DRAWN_FOR = "forgetbench:drawn_for"  # ... the number its point was drawn for, stored with it in one transaction
 SUPERSEDED = "forgetbench:superseded"  # ... set on a trial drawn for a number another driver took: never run
 
@@ -379,15 +386,20 @@ def driver_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _point_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def superseded(trial: Any) -> bool:
     """A trial whose point was drawn for another number than the one the storage gave it (another driver took that
     one first): decided by what was stored with it, so every driver sees it the moment it exists."""
     return trial.system_attrs.get(DRAWN_FOR, trial.number) != trial.number or bool(trial.system_attrs.get(SUPERSEDED))
 
 
-def held_elsewhere(trial: Any) -> bool:
-    """A RUNNING trial another driver still holds: started on another machine, or by a process of this machine
-    that is alive and not this one. A trial of a process that died (a killed driver) is not: it is run again."""
+def held_elsewhere(trial: Any, now: float | None = None) -> bool:
+    """A RUNNING trial another driver still holds: started by a process of this machine that is alive and not this
+    one, or on another machine whose driver renewed its lease (:data:`HEARTBEAT`) in the last :data:`LEASE_SECONDS`.
+    A trial of a process that died (a killed driver), or whose lease expired, is not: it is run again or failed."""
     import os
     import socket
 
@@ -395,7 +407,10 @@ def held_elsewhere(trial: Any) -> bool:
     if not host:  # written before trials named their driver: this driver's to resume, as before
         return False
     if host != socket.gethostname():
-        return True
+        beat = trial.system_attrs.get(HEARTBEAT)
+        started = trial.datetime_start.timestamp() if trial.datetime_start else None
+        last = beat if isinstance(beat, (int, float)) else started
+        return last is None or (time.time() if now is None else now) - last < LEASE_SECONDS
     if not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:
@@ -469,6 +484,34 @@ class MirroredStudy:
             self.storage.set_trial_system_attr(stored_id, SUPERSEDED, True)
             self.storage.set_trial_state_values(stored_id, TrialState.FAIL)
             self._copy()
+
+    def refresh(self) -> None:
+        """Read the storage again (what other drivers did since)."""
+        self._copy()
+
+    @contextlib.contextmanager
+    def lease(self, number: int) -> Iterator[None]:
+        """Renew trial ``number``'s lease (:data:`HEARTBEAT`) while the block runs it: the other drivers sharing the
+        study know it is still being run, and that it is not once the renewals stop."""
+        stored_id = self.ids[number][0]
+        done = threading.Event()
+
+        def beat() -> None:
+            while True:
+                try:
+                    self.storage.set_trial_system_attr(stored_id, HEARTBEAT, time.time())
+                except Exception:  # noqa: BLE001 - the trial ended meanwhile (its attrs are then frozen), or the
+                    return  # storage is gone: the run itself will say so
+                if done.wait(HEARTBEAT_SECONDS):
+                    return
+
+        thread = threading.Thread(target=beat, name=f"lease-{number}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def finish(self, number: int, state: Any, value: float | None, intermediate: dict[int, float]) -> None:
         for storage, trial_id in zip((self.storage, self.memory_storage), self.ids[number]):
@@ -549,6 +592,7 @@ def run_study(
     run = StudyRun(suite, study, out, run_batch, storage, calibrated)
     run.finish_trials_left_running()
     run.run_to_budget()
+    run.wait_for_other_drivers()
     return run.summary()
 
 
@@ -642,10 +686,11 @@ class StudyRun:
         )
         self.clock["optuna"] += time.perf_counter() - begun  # the pruning rule's reading counts as tuning's overhead
         begun = time.perf_counter()
-        if first_rule is not None and first_rule.can_prune:  # the first seed alone: if pruned, the others need not run
-            self.run_batch([(self.folder, specs[0])])
-            specs = specs[1:] if pruned_after(self.trial_records(point)[:1]) is None else []
-        self.run_batch([(self.folder, spec) for spec in specs])
+        with self.mirrored.lease(number) if number in self.mirrored.ids else contextlib.nullcontext():
+            if first_rule is not None and first_rule.can_prune:  # the first seed alone: if pruned, the others need not
+                self.run_batch([(self.folder, specs[0])])
+                specs = specs[1:] if pruned_after(self.trial_records(point)[:1]) is None else []
+            self.run_batch([(self.folder, spec) for spec in specs])
         records = self.trial_records(point)
         self.clock["runs"] += time.perf_counter() - begun
         begun = time.perf_counter()
@@ -672,6 +717,41 @@ class StudyRun:
                 self.evaluate(frozen.number, frozen.params)
             else:  # not written by this module (it stores a trial with its point): nothing to run it at
                 self.mirrored.finish(frozen.number, TrialState.FAIL, None, {})
+
+    def wait_for_other_drivers(self, poll: float = WAIT_POLL_SECONDS) -> None:
+        """Before choosing: wait until no trial of the study is RUNNING under another driver, saying once which trial,
+        since when and whose; a trial whose driver is gone (dead here, or its lease expired) is marked failed, with
+        a note. Every driver then chooses from the same finished trials, by the same rule (:meth:`best`)."""
+        from optuna.trial import TrialState
+
+        said: set[int] = set()
+        while True:
+            self.mirrored.refresh()
+            running = [t for t in self.mirrored.trials((TrialState.RUNNING,)) if not superseded(t)]
+            waiting = []
+            for trial in running:
+                if held_elsewhere(trial):
+                    waiting.append(trial)
+                    continue
+                driver = trial.system_attrs.get(DRIVER, "an unnamed driver")
+                self.mirrored.finish(trial.number, TrialState.FAIL, None, {})
+                self.notes.append(
+                    f"trial {trial.number} ({_point_text(trial.params)}) was marked failed: its driver {driver} is "
+                    f"gone (no word from it for {LEASE_SECONDS:g} s, or its process has ended); it is not chosen from"
+                )
+            if not waiting:
+                return
+            for trial in waiting:
+                if trial.number not in said:
+                    said.add(trial.number)
+                    since = trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "?"
+                    print(
+                        f"tuning {self.study.name}: the budget is taken; waiting for trial {trial.number} "
+                        f"({_point_text(trial.params)}), run by driver {trial.system_attrs.get(DRIVER)} since {since}, "
+                        "before choosing (every driver chooses from the same trials)",
+                        file=sys.stderr,
+                    )
+            time.sleep(poll)
 
     def run_to_budget(self) -> None:
         """Ask for a point and run it until the study holds its budget of trials (this driver's and others')."""
@@ -716,7 +796,8 @@ class StudyRun:
         return rows, stored
 
     def best(self, trials: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The best complete trial (ties: the earlier one), with a note where it sits on its range's edge."""
+        """The best complete trial (ties, equal values: the lowest trial number, the same for every driver of a shared
+        study), with a note where it sits on its range's edge."""
         complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
         if not complete:
             return None
