@@ -63,6 +63,38 @@ def test_a_read_only_out_folder_is_named_before_any_run(cli, tmp_path, capsys, w
     assert "cannot be written" in _one_line(capsys.readouterr().err) and not list(out.iterdir())
 
 
+def test_a_read_only_file_system_under_the_report_changes_nothing(cli, tmp_path, capsys, monkeypatch):
+    """As a read-only mount answers (EROFS; root is not exempt, unlike a folder's permissions)."""
+    import errno
+    import tempfile
+
+    folder = write_folder(tmp_path / "r", basic_records())
+    assert cli("report", folder) == 0
+    before = _files(folder)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    capsys.readouterr()
+    assert cli("report", folder) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "Read-only file system" in line and str(folder) in line
+    assert _files(folder) == before
+
+
+def test_a_read_only_out_folder_is_refused_before_any_run_whoever_runs_it(
+    cli, tmp_path, capsys, write_suite, monkeypatch
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == out else real(path, mode))
+    assert cli("run", write_suite(tiny_suite()), "--out", out, "--quiet") == 2
+    assert f"--out {out}: {out} cannot be written" in _one_line(capsys.readouterr().err)
+    assert not list(out.iterdir())
+
+
 def test_a_lock_path_that_is_a_directory_is_named(cli, tmp_path, capsys, write_suite):
     out = tmp_path / "out"
     (out / ".forgetbench.lock").mkdir(parents=True)
