@@ -20,10 +20,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from forgetbench.benchmark.core import decide as D
 from forgetbench.benchmark.core.frontier import matched_forgetting, pareto_front
 from forgetbench.benchmark.core.metrics import run_metrics
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.stats import paired_difference, summarize
+from forgetbench.benchmark.core.stats import summarize
+from forgetbench.reports import decisions as DC
 
 NAIVE = "naive"
 DROPS = (1.0, 2.0, 5.0)  # plasticity below naive's (in its axes' unit) at which methods are compared
@@ -236,71 +238,60 @@ def matched_plasticity(frame: pd.DataFrame, scenario: str, drops: Sequence[float
     )
 
 
-def matched_pairs(matched: pd.DataFrame) -> pd.DataFrame:
-    """Every pair of methods at each drop: forgetting of the first minus the second, paired by seed (95% interval,
-    paired t-test)."""
-    rows = []
-    for (scenario, drop), group in matched.groupby(["scenario", "drop"], sort=False):
-        items = list(group.itertuples())
-        for i, a in enumerate(items):
-            for b in items[i + 1 :]:
-                d = paired_difference(a.per_seed, b.per_seed)
-                rows.append(
-                    {
-                        "scenario": scenario,
-                        "drop": drop,
-                        "first": a.method,
-                        "second": b.method,
-                        "diff": d.diff,
-                        "ci_low": d.ci_low,
-                        "ci_high": d.ci_high,
-                        "p_value": d.p_value,
-                        "n": d.n,
-                    }
-                )
-    return pd.DataFrame(
-        rows, columns=["scenario", "drop", "first", "second", "diff", "ci_low", "ci_high", "p_value", "n"]
-    )
+def level_name(axes: Axes, drop: float) -> str:
+    """A plasticity level in words: ``naive's LA - 1 points``."""
+    return f"naive's {axes.name} {'-' if axes.sign > 0 else '+'} {drop:g} {axes.unit}"
 
 
-def matched_verdicts(matched: pd.DataFrame, pairs: pd.DataFrame, axes: Axes = TASKS) -> list[str]:
-    """One sentence per drop: which methods forget least at that plasticity, and which differences are resolved
-    (95% interval excluding 0) or not."""
+def _family_at(group: pd.DataFrame, axes: Axes, options: DC.DecisionOptions) -> list[D.Decision]:
+    """The methods reaching one plasticity level (on two or more seeds), decided as one family on their per-seed
+    forgetting there (in the metric's own unit: display units / ``axes.scale``)."""
+    reached = group[group.n >= 2].sort_values("mean")
+    values = {
+        str(r.method): {int(seed): float(v) / axes.scale for seed, v in r.per_seed.items() if np.isfinite(v)}
+        for r in reached.itertuples()
+    }
+    return DC.family(values, options.margin(axes.forgetting), options, list(values)) if len(values) >= 2 else []
+
+
+def matched_decisions(
+    points: pd.DataFrame, scenario: str, options: DC.DecisionOptions | None = None, drops: Sequence[float] = DROPS
+) -> list[tuple[str, str, list[D.Decision]]]:
+    """(level, metric, decisions) per plasticity level of ``scenario``'s front (:func:`matched_plasticity`)."""
+    options = options or DC.DecisionOptions()
+    axes = scenario_axes(points, scenario)
+    matched = matched_plasticity(points, scenario, drops)
+    return [
+        (level_name(axes, drop), axes.forgetting, _family_at(group, axes, options))
+        for drop, group in matched.groupby("drop", sort=False)
+    ]
+
+
+def matched_verdicts(matched: pd.DataFrame, axes: Axes = TASKS, options: DC.DecisionOptions | None = None) -> list[str]:
+    """One sentence per drop: each method's forgetting at that plasticity, and every pair of methods decided as one
+    family (:mod:`forgetbench.reports.decisions`: Holm-adjusted p, simultaneous intervals, four outcomes)."""
+    options = options or DC.DecisionOptions()
     lines = []
-    worse = "-" if axes.sign > 0 else "+"
     for drop, group in matched.groupby("drop", sort=False):
         reached = group[group.n >= 2].sort_values("mean")
         missing = sorted(set(group.method) - set(reached.method))
         if reached.empty:
             lines.append(
-                f"At naive's {axes.name} {worse} {drop:g} {axes.unit} no method's front reaches that plasticity on two or more "
+                f"At {level_name(axes, drop)} no method's front reaches that plasticity on two or more "
                 "seeds: widen the strength range."
             )
             continue
         d = axes.digits
         ranking = ", ".join(
-            f"{r.method} {r.mean:.{d}f} [{r.ci_low:.{d}f}, {r.ci_high:.{d}f}]" for r in reached.itertuples()
+            f"{r.method} {r.mean:.{d}f} [{r.ci_low:.{d}f}, {r.ci_high:.{d}f}] ({r.n} seeds)"
+            if r.n >= D.MIN_PAIRED
+            else f"{r.method} {r.mean:.{d}f} ({r.n} seeds: too few for an interval)"
+            for r in reached.itertuples()
         )
-        line = (
-            f"At naive's {axes.name} {worse} {drop:g} {axes.unit}, forgetting ({axes.forgetting_unit}, mean [95% CI]): "
-            f"{ranking}."
-        )
-        resolved = []
-        for p in pairs[pairs["drop"] == drop].itertuples():
-            if p.n >= 2 and np.isfinite(p.ci_low) and (p.ci_low > 0 or p.ci_high < 0):
-                low, high = (p.first, p.second) if p.diff < 0 else (p.second, p.first)
-                resolved.append(
-                    f"{low} < {high} by {abs(p.diff):.{d}f} [{min(abs(p.ci_low), abs(p.ci_high)):.{d}f}, "
-                    f"{max(abs(p.ci_low), abs(p.ci_high)):.{d}f}] (p = {p.p_value:.3g})"
-                )
-        compared = int((pairs["drop"] == drop).sum())
-        line += (
-            f" Resolved (95% interval excluding 0; {compared} pairs compared, p not adjusted for that): "
-            + "; ".join(resolved)
-            + "."
-            if resolved
-            else " No difference between methods is resolved at this plasticity (every 95% interval spans 0)."
-        )
+        line = f"At {level_name(axes, drop)}, forgetting ({axes.forgetting_unit}, mean [95% CI]): {ranking}."
+        decisions = _family_at(group, axes, options)
+        if decisions:
+            line += " " + DC.family_sentence(decisions, "forgetting there", axes.scale, axes.forgetting_unit, d)
         if missing:
             line += f" Not reached on two seeds: {', '.join(missing)}."
         lines.append(line)

@@ -36,6 +36,7 @@ from forgetbench.benchmark.core.store import (
     registered_metric_modules,
     rerun_command,
 )
+from forgetbench.reports import decisions as DC
 from forgetbench.reports import frames, summary
 from forgetbench.reports.drawing import InProcess, drawn, easel
 from forgetbench.reports.attribution import attribution_sentence, attribution_summary
@@ -54,8 +55,10 @@ from forgetbench.reports.summary import (
 from forgetbench.reports.verdict import (
     MIN_SEEDS,
     PLASTICITY_TRADE,
+    decisions_frame,
     edge_lines,
     headline_metric,
+    improvement_frame,
     matched_headline,
     plasticity_traders,
     roles,
@@ -70,6 +73,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.csv"
 COMPARISONS_FILE = "comparisons.csv"
+DECISIONS_FILE = "decisions.csv"  # every pair of every verdict: outcome, adjusted p, simultaneous interval, seeds
 FRONTIER_FILE = "frontier.csv"  # every (method, setting, seed) point of a strength sweep, on its front or not
 TABLE_SECTIONS = ("stability", "curves")
 KEY_COMPARISONS = ("ACC", "forgetting", "LA", "curve_max_drop", "err_gap_mean", "search_tau", "regret", "train_seconds")
@@ -225,14 +229,20 @@ def _cells(
     return rows
 
 
-def _verdict(table: pd.DataFrame, long: pd.DataFrame, naive: str | None, references: AbstractSet[str]) -> list[str]:
+def _verdict(
+    table: pd.DataFrame,
+    long: pd.DataFrame,
+    naive: str | None,
+    references: AbstractSet[str],
+    options: DC.DecisionOptions | None = None,
+) -> list[str]:
     """The verdict (:func:`forgetbench.reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
 
     def mean(strategy: str | None, metric: str) -> float:
         v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
         return float(v.iloc[0]) if len(v) else float("nan")
 
-    lines = scenario_verdict(long, naive, references)
+    lines = scenario_verdict(long, naive, references, options)
     shipped = search_outcome(long[~long.strategy.isin(references)], naive)
     metric = headline_metric(table, "mean")
     traders = set(plasticity_traders(long, naive))  # never "the winner" whose cost is shown
@@ -281,6 +291,7 @@ def _scenario_view(
     points: pd.DataFrame | None = None,
     edges: Mapping[str, list[str]] | None = None,
     easel: Executor | None = None,
+    options: DC.DecisionOptions | None = None,
 ) -> ScenarioView:
     """One scenario's section of the report, in the order it reads: who ran, the tables, the comparisons with
     naive, the verdict, the problems, the figures, attribution, adapters. The figures are submitted to ``easel``
@@ -295,7 +306,7 @@ def _scenario_view(
     t = table[table.scenario == name]
     _add_tables(view, records, name, t, order, refs, naive)
     _add_comparisons(view, comps[comps.scenario == name], order)
-    _add_verdict(view, name, t, long[long.scenario == name], naive, refs, points, edges)
+    _add_verdict(view, name, t, long[long.scenario == name], naive, refs, points, edges, options)
     view.problems = problems[problems.scenario == name].to_dict("records")
     flagged = flagged_runs(records)
     view.flagged = flagged[flagged.scenario == name].to_dict("records")
@@ -394,10 +405,10 @@ def _add_comparisons(view: ScenarioView, c: pd.DataFrame, order: list[str]) -> N
                 cells[m.key] = {
                     "diff": fmt(r["diff"], m.unit, True),
                     "ci": ci,
-                    "p": fmt_p(r.p_value),
+                    "p": fmt_p(r.p_adjusted),  # Holm over the scenario's strategies against naive on this metric
                     "n": int(r.n_pairs),
-                    "good": bool(better and r.p_value < 0.05),
-                    "bad": bool(not better and r["diff"] != 0 and r.p_value < 0.05),
+                    "good": bool(better and r.p_adjusted < 0.05),
+                    "bad": bool(not better and r["diff"] != 0 and r.p_adjusted < 0.05),
                 }
         view.comparison_rows.append({"strategy": strategy, "cells": cells})
 
@@ -411,10 +422,11 @@ def _add_verdict(
     refs: AbstractSet[str],
     points: pd.DataFrame | None,
     edges: Mapping[str, list[str]] | None,
+    options: DC.DecisionOptions | None = None,
 ) -> None:
     """The verdict: matched plasticity first where methods ran at several strengths, then each strength's."""
-    view.verdict = _verdict(t, long, naive, refs)
-    headline = matched_headline(points, name) if points is not None else []
+    view.verdict = _verdict(t, long, naive, refs, options)
+    headline = matched_headline(points, name, options) if points is not None else []
     view.verdict += (edges or {}).get(name, [])
     if headline:  # several strengths per method: the matched-plasticity verdict heads, per-strength lines follow
         view.verdict = headline + (
@@ -661,6 +673,7 @@ def _frontier_views(
     source: str = "",
     computed: dict[str, dict[str, float]] | None = None,
     easel: Executor | None = None,
+    options: DC.DecisionOptions | None = None,
 ) -> tuple[list[FrontierView], pd.DataFrame]:
     """Per scenario with a strength sweep beside naive: its frontier figure, matched-plasticity table and verdicts;
     and every point (``frontier.csv``). ``source`` names where the points come from when not the suite's runs;
@@ -701,7 +714,7 @@ def _frontier_views(
                 anchor,
                 figure,
                 rows,
-                FT.matched_verdicts(matched, FT.matched_pairs(matched), axes),
+                FT.matched_verdicts(matched, axes, options),
                 source,
                 target=f"naive {axes.name} {'-' if axes.sign > 0 else '+'}",
                 forgetting_unit=axes.forgetting_unit,
@@ -747,6 +760,7 @@ class Report:
     html: str
     summary: pd.DataFrame
     comparisons: pd.DataFrame
+    decisions: pd.DataFrame  # every pair of every verdict (decisions.csv)
     frontier: pd.DataFrame | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # result files not read: (path, why)
     figures: dict[str, str] = field(default_factory=dict)  # every figure drawn: file stem -> PNG data URI
@@ -834,11 +848,14 @@ def build_report(
     table = summary_table(long, order=order)
     comps = comparisons_table(long)
     problems = problem_runs(records, scan.sources)
+    options = DC.options_of(folders)
     with easel(workers if workers is not None else workers_asked()) as pad:  # figures drawn beside the tables
-        frontiers, points = _frontier_views(records, computed=scan.metrics, easel=pad)
+        frontiers, points = _frontier_views(records, computed=scan.metrics, easel=pad, options=options)
         edges = edge_lines(tuning_studies(folders))
         scenarios = [
-            _scenario_view(name, records, order[name], table, comps, problems, long, scan.lean, points, edges, pad)
+            _scenario_view(
+                name, records, order[name], table, comps, problems, long, scan.lean, points, edges, pad, options
+            )
             for name in order
         ]
         trials = (
@@ -848,7 +865,7 @@ def build_report(
         )
         if trials is not None and trials.records:
             trial_views, trial_points = _frontier_views(
-                trials.records, "tuning trials, on the validation split", trials.metrics, pad
+                trials.records, "tuning trials, on the validation split", trials.metrics, pad, options
             )
             frontiers += trial_views
             if trial_views:
@@ -856,6 +873,14 @@ def build_report(
                 points = pd.concat(
                     [points.assign(source="runs") if len(points) else points, trial_points], ignore_index=True
                 )
+        decided = decisions_frame(records, scan.metrics, options, long)
+        decisions_shown = DC.view(
+            decided,
+            improvement_frame(records, scan.metrics, long),
+            DC.rounds_of(folders),
+            DC.records_seeds(records),
+            options.alpha,
+        )
         sweep = _sweep_view(records, table, pad)
         scenarios = [_finish_figures(view) for view in scenarios]
         for frontier in frontiers:
@@ -881,12 +906,14 @@ def build_report(
         frontiers=frontiers,
         plasticity_trade=f"{100 * PLASTICITY_TRADE:g}",
         tuning=_tuning_rows(folders),
+        decisions=decisions_shown,
         meta=_metadata(folders, records, command),
     )
     return Report(
         html,
         table,
         comps,
+        decided,
         points if frontiers else None,
         [(str(p), why) for p, why in skipped],
         report_figures(scenarios, sweep, frontiers),
@@ -936,6 +963,7 @@ def write_report(
     files = {
         out.parent / SUMMARY_FILE: report.summary.to_csv(index=False).encode(),
         out.parent / COMPARISONS_FILE: report.comparisons.to_csv(index=False).encode(),
+        out.parent / DECISIONS_FILE: report.decisions.to_csv(index=False).encode(),
         out: report.html.encode(),
     }
     if report.frontier is not None:

@@ -409,7 +409,7 @@ def matched_sections(points: pd.DataFrame) -> list[Section]:
             Section(
                 f"{scenario} (naive forgets {naive:.{d}f})",
                 pd.DataFrame(rows),
-                FT.matched_verdicts(matched, FT.matched_pairs(matched), axes),
+                FT.matched_verdicts(matched, axes),
             )
         )
     return sections

@@ -24,7 +24,7 @@ import pandas as pd
 from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.store import ResultScan
-from forgetbench.benchmark.core import metrics, plan, stats
+from forgetbench.benchmark.core import decide, metrics, plan, stats
 from forgetbench.benchmark.core.metrics import _is_square, run_intransigence, run_metrics
 from forgetbench.benchmark.core.metric_registry import METRICS, Metric, registered_metrics  # noqa: F401  (METRICS re-exported)
 from forgetbench.reports.environment import environment_differences
@@ -33,7 +33,17 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # environment warnings already logged by this process
 
 SUMMARY_COLUMNS = ["scenario", "strategy", "metric", "mean", "std", "ci_low", "ci_high", "n_seeds"]
-COMPARISON_COLUMNS = ["scenario", "strategy", "metric", "diff", "ci_low", "ci_high", "p_value", "n_pairs"]
+COMPARISON_COLUMNS = [
+    "scenario",
+    "strategy",
+    "metric",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_pairs",
+    "p_adjusted",  # Holm over the family: the scenario's strategies against naive on this metric
+]
 NAIVE = "naive"
 REFERENCE_STRATEGIES = ("joint", "standalone")  # preferred in this order for intransigence
 
@@ -333,7 +343,9 @@ def summary_table(
 
 
 def comparisons_table(long: pd.DataFrame) -> pd.DataFrame:
-    """Every non-naive strategy minus naive, paired on shared seeds, per metric (see stats.paired_difference)."""
+    """Every non-naive strategy minus naive, paired on shared seeds, per metric (see stats.paired_difference), with
+    ``p_adjusted``: Holm's step-down over the family of one scenario's strategies against naive on one metric
+    (:func:`forgetbench.benchmark.core.decide.holm`; a comparison on fewer than 3 seeds is not tested, NaN)."""
     rows = []
     if long.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
@@ -356,8 +368,13 @@ def comparisons_table(long: pd.DataFrame) -> pd.DataFrame:
                     dict(zip(mine.seed, mine.value.astype(float))), dict(zip(base.seed, base.value.astype(float)))
                 )
                 if p.n:
-                    rows.append([scenario, strategy, metric, p.diff, p.ci_low, p.ci_high, p.p_value, p.n])
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+                    rows.append([scenario, strategy, metric, p.diff, p.ci_low, p.ci_high, p.p_value, p.n, np.nan])
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    for _, family in table.groupby(["scenario", "metric"], sort=False):
+        tested = family[(family.n_pairs >= decide.MIN_PAIRED) & np.isfinite(family.p_value.astype(float))]
+        if len(tested):
+            table.loc[tested.index, "p_adjusted"] = decide.holm(tested.p_value.astype(float).to_numpy())
+    return table
 
 
 def problem_runs(

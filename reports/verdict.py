@@ -22,19 +22,20 @@ summary after ``forgetbench run`` print the same sentences.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Set as AbstractSet
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
-from scipy import special as _special  # Student's t from its special functions: scipy.stats' import is 0.6 s
 
+from forgetbench.benchmark.core import decide as D
 from forgetbench.benchmark.core import stats
 from forgetbench.benchmark.core.record import RunRecord, as_records
 from forgetbench.benchmark.core.units import display_scale
+from forgetbench.reports import decisions as DC
 from forgetbench.reports import frontier as FT
+from forgetbench.reports.decisions import fmt_p
 from forgetbench.reports import summary as S
 from forgetbench.reports.summary import METRICS
 
@@ -47,56 +48,7 @@ HEADLINE_METRICS = (
 )  # the first one a scenario measures (a square matrix: forgetting; a search with rounds: its forgetting value)
 SIGNIFICANCE = 0.05
 PLASTICITY_TRADE = 0.05  # LA (0-1) below naive's beyond which a strategy trades plasticity for its low forgetting
-MIN_SEEDS = 3
-POWER = 0.8
-MAX_SEEDS_ESTIMATE = 10_000
-COUNTED_SEEDS = 64  # seeds_needed tries every n up to this one, then bisects
-
-
-def seeds_needed(
-    differences: ArrayLike, alpha: float = SIGNIFICANCE, power: float = POWER, limit: int = MAX_SEEDS_ESTIMATE
-) -> int | None:
-    """Smallest number of paired seeds n at which a two-sided paired t-test at level ``alpha`` detects
-    the observed mean difference with probability ``power``, taking the observed mean and standard
-    deviation of the differences as the truth (noncentral t, df = n - 1, noncentrality
-    mean / sd * sqrt(n)). None when it cannot be estimated (fewer than 2 differences, or none that
-    differ) or when it exceeds ``limit``; 2 when every difference is the same non-zero shift.
-    """
-    d = np.asarray(differences, dtype=float)
-    d = d[np.isfinite(d)]
-    if d.size < 2 or not np.any(d):
-        return None
-    sd = float(d.std(ddof=1))
-    if sd == 0:
-        return 2
-    effect = abs(float(d.mean())) / sd
-
-    def achieved(n: int) -> float:
-        crit = _special.stdtrit(n - 1, 1 - alpha / 2)
-        nc = effect * math.sqrt(n)
-        # P(T' > crit) + P(T' < -crit), T' noncentral t (scipy.stats.nct's cdf is this function)
-        return float(1 - _special.nctdtr(n - 1, nc, crit) + _special.nctdtr(n - 1, nc, -crit))
-
-    # counted up one n at a time while n is small: scipy's noncentral t turns to NaN for large noncentralities (a
-    # large effect, a small answer: 3 seeds where a bisection stepping over NaN at 2 and 4 said 5); beyond, power
-    # grows with n and stays finite: double until it is reached, then bisect
-    for n in range(2, min(COUNTED_SEEDS, limit) + 1):
-        if achieved(n) >= power:
-            return n
-    low, high = COUNTED_SEEDS + 1, min(2 * COUNTED_SEEDS, limit)
-    if low > limit:
-        return None
-    while not achieved(high) >= power:
-        if high >= limit:
-            return None
-        low, high = high + 1, min(2 * high, limit)
-    while low < high:
-        mid = (low + high) // 2
-        if achieved(mid) >= power:
-            high = mid
-        else:
-            low = mid + 1
-    return low
+MIN_SEEDS = D.MIN_PAIRED
 
 
 def headline_metric(frame: pd.DataFrame, column: str = "value") -> str | None:
@@ -111,13 +63,6 @@ def headline_metric(frame: pd.DataFrame, column: str = "value") -> str | None:
 
 def _points(value: float) -> str:
     return f"{100 * value:.1f}"
-
-
-def _needed_text(differences: np.ndarray) -> str:
-    n = seeds_needed(differences)
-    if n is None:
-        return "no number of seeds within reach would tell them apart at this effect size"
-    return f"about {n} seeds would tell them apart (80% power at p < 0.05)"
 
 
 def plasticity_traders(long: pd.DataFrame, naive: str | None) -> dict[str, tuple[float, float]]:
@@ -145,19 +90,52 @@ def _la_means(long: pd.DataFrame) -> dict[str, float]:
     return {str(s): float(v) for s, v in la.items() if np.isfinite(v)}
 
 
-def scenario_verdict(long: pd.DataFrame, naive: str | None, references: AbstractSet[str] = frozenset()) -> list[str]:
+def strength_family(
+    long: pd.DataFrame, naive: str | None, references: AbstractSet[str] = frozenset()
+) -> tuple[str | None, dict[str, dict[int, float]], dict[str, tuple[float, float]]]:
+    """One scenario's family at each strength alone: its headline metric, strategy -> seed -> value for every
+    contender (references and plasticity traders left out), and the traders (label -> (its LA, naive's LA))."""
+    long = long[~long.strategy.isin(references)]
+    metric = headline_metric(long)
+    if metric is None:
+        return None, {}, {}
+    traders = plasticity_traders(long, naive) if metric == "forgetting" else {}
+    values = DC.per_seed(long, metric)
+    return metric, {s: v for s, v in values.items() if s not in traders}, traders
+
+
+def strength_decisions(
+    long: pd.DataFrame,
+    naive: str | None,
+    references: AbstractSet[str] = frozenset(),
+    options: DC.DecisionOptions | None = None,
+) -> tuple[str | None, list[D.Decision]]:
+    """The decisions of one scenario's strategies at each strength alone (:mod:`forgetbench.reports.decisions`)."""
+    options = options or DC.DecisionOptions()
+    metric, values, _ = strength_family(long, naive, references)
+    if metric is None or len(values) < 2:
+        return metric, []
+    order = sorted(values, key=lambda s: (s != naive, float(np.mean(list(values[s].values())))))
+    return metric, DC.family(values, options.margin(metric), options, order)
+
+
+def scenario_verdict(
+    long: pd.DataFrame,
+    naive: str | None,
+    references: AbstractSet[str] = frozenset(),
+    options: DC.DecisionOptions | None = None,
+) -> list[str]:
     """Sentences for one scenario, the first being the headline. ``long`` is :func:`forgetbench.reports.summary.runs_long`
     restricted to the scenario; ``naive`` the baseline's label; ``references`` (joint, standalone) are
     upper bounds, never contenders. A strategy that trades plasticity (:func:`plasticity_traders`) is named apart
-    and never called the one that forgets least."""
+    and never called the one that forgets least. The pairs are decided as one family (module docstring)."""
     long = long[~long.strategy.isin(references)]
-    metric = headline_metric(long)
+    metric, by_strategy, traders = strength_family(long, naive)
     if metric is None:
         return []
     info = METRICS[metric]
     unit = "points" if info.unit == "accuracy" else info.unit
     las = _la_means(long) if metric == "forgetting" else {}
-    traders = plasticity_traders(long, naive) if metric == "forgetting" else {}
 
     def amount(value: float) -> str:
         return _points(value) if info.unit == "accuracy" else f"{value:.3f}"
@@ -168,14 +146,10 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: Abstract
         la = las.get(strategy)
         return f"{amount(value)} {unit}" + (f" at LA {_points(la)}" if la is not None else "")
 
-    by_strategy: dict[str, Mapping[int, float]] = {
-        s: dict(zip(g.seed, g.value.astype(float)))
-        for s, g in long[long.metric == metric].groupby("strategy", sort=False)
-    }
-    by_strategy = {s: v for s, v in by_strategy.items() if any(np.isfinite(list(v.values())))}
-    if not by_strategy:
+    every = DC.per_seed(long, metric)
+    if not every:
         return []
-    all_means = pd.Series({s: float(np.nanmean(list(v.values()))) for s, v in by_strategy.items()}).sort_values()
+    all_means = pd.Series({s: float(np.mean(list(v.values()))) for s, v in every.items()}).sort_values()
     trading_line = (
         f"Trades plasticity (LA more than {100 * PLASTICITY_TRADE:.0f} points below {naive}'s {_points(next(iter(traders.values()))[1])}), "
         "so its low forgetting is not a win: "
@@ -190,103 +164,137 @@ def scenario_verdict(long: pd.DataFrame, naive: str | None, references: Abstract
         if any(s in all_means for s in traders)
         else None
     )
-    by_strategy = {s: v for s, v in by_strategy.items() if s not in traders}
     means = all_means[[s for s in all_means.index if s in by_strategy]]
-    lines = _forgetting_verdict(by_strategy, means, naive, info, "" if las else unit, amount, with_la, long)
+    _, decisions = strength_decisions(long, naive, frozenset(), options)
+    lines = _forgetting_verdict(by_strategy, means, naive, info, "" if las else unit, with_la, long, decisions)
     return lines + ([trading_line] if trading_line else [])
 
 
+def _wins(best: str, decisions: Sequence[D.Decision]) -> list[D.Decision]:
+    """The decisions in which ``best`` is decided lower than the other."""
+    return [
+        d
+        for d in decisions
+        if (d.first == best and d.outcome == "less") or (d.second == best and d.outcome == "greater")
+    ]
+
+
+def _involving(label: str, decisions: Sequence[D.Decision]) -> list[D.Decision]:
+    return [d for d in decisions if label in (d.first, d.second)]
+
+
 def _forgetting_verdict(
-    by_strategy: dict[str, Mapping[int, float]],
+    by_strategy: dict[str, dict[int, float]],
     means: pd.Series,
     naive: str | None,
     info: Any,
     unit: str,
-    amount: Any,
     with_la: Any,
     long: pd.DataFrame,
+    decisions: Sequence[D.Decision],
 ) -> list[str]:
     label = info.label.lower()
     sp = f" {unit}" if unit else ""  # "" where each figure carries its unit
     if means.empty:
         return []
     best = str(means.index[0])
-    n_seeds = max(sum(np.isfinite(list(v.values()))) for v in by_strategy.values())
+    n_seeds = max(len(v) for v in by_strategy.values())
     if n_seeds < MIN_SEEDS:
         return [
             f"Too few seeds to name a winner: {n_seeds} seed(s), and with fewer than {MIN_SEEDS} the "
             f"confidence intervals are not informative. Lowest {label} so far: {best} "
             f"({with_la(best, means[best])}{sp}). Rerun with --seeds {MIN_SEEDS} or more."
         ]
-
-    def paired(a: str, b: str) -> tuple[stats.Paired, np.ndarray]:
-        x, y = by_strategy[a], by_strategy[b]
-        shared = sorted(s for s in x.keys() & y.keys() if np.isfinite(x[s]) and np.isfinite(y[s]))
-        return stats.paired_difference(x, y), np.array([x[s] - y[s] for s in shared])
-
-    def significant(p: stats.Paired) -> bool:
-        return p.n >= MIN_SEEDS and np.isfinite(p.p_value) and p.p_value < SIGNIFICANCE
-
-    lines = []
-    beats_naive = []  # strategies with significantly lower forgetting than naive
-    if naive in by_strategy:
-        for s in means.index:
-            if s != naive:
-                p, _ = paired(s, naive)
-                if significant(p) and p.diff < 0:
-                    beats_naive.append((s, p))
+    if len(means) == 1:
+        return [f"Only {best} ran: nothing to compare ({label} {with_la(best, means[best])}{sp})."]
+    scale = display_scale(info.unit)
+    shown_unit = "points" if info.unit == "accuracy" else info.unit
+    digits = 1 if info.unit == "accuracy" else 3
+    m = decisions[0].family if decisions else 0
+    adjusted = f"Holm-adjusted over the {m} pair{'s' if m != 1 else ''} tested"
     base = f"{naive} {with_la(naive, means[naive])}" if naive in means else ""
-    if naive in by_strategy and not beats_naive:
-        other = next((s for s in means.index if s != naive), None)
-        if other is None:
-            return [f"Only {naive} ran: nothing to compare ({label} {with_la(naive, means[naive])}{sp})."]
-        p, d = paired(other, naive)
-        few = f", too few to test (at least {MIN_SEEDS} needed)" if p.n < MIN_SEEDS else ""
-        return [
-            f"No strategy forgets significantly less than {naive} on this suite ({label}: lowest {other} "
-            f"{with_la(other, means[other])} vs {base}{sp}, paired p = {fmt_p(p.p_value)} ({other} vs {naive}) on "
-            f"{p.n} seeds both completed{few}); {_needed_text(d)}."
-        ]
-    contenders = [s for s in means.index if s != naive]
-    runner_up = next((s for s in contenders if s != best), None)
-    versus_next, d_next = paired(best, runner_up) if runner_up else (None, np.array([]))
-    if best != naive and (
-        runner_up is None or (versus_next is not None and significant(versus_next) and versus_next.diff < 0)
-    ):
-        text = f"Forgets least: {best} ({label} {with_la(best, means[best])}{sp}"
-        if base:
-            versus_naive = dict(beats_naive).get(best)
-            text += f" vs {base}"
-            cut = _cut(long, best)
-            if np.isfinite(cut):
-                text += f", a {cut:.0f}% cut"
-            if versus_naive is not None:
-                text += f", paired p = {fmt_p(versus_naive.p_value)} ({best} vs {naive})"
-        if runner_up and versus_next is not None:
-            text += (
-                f"; next best {runner_up} {with_la(runner_up, means[runner_up])}, paired p = "
-                f"{fmt_p(versus_next.p_value)} ({best} vs {runner_up})"
+    beats_naive = [  # decided lower than naive
+        d
+        for d in decisions
+        if (d.second == naive and d.outcome == "less") or (d.first == naive and d.outcome == "greater")
+    ]
+    # the lowest, with every strategy decided equivalent to it: a group that forgets least together
+    group = [best] + [
+        d.second if d.first == best else d.first for d in _involving(best, decisions) if d.outcome == "equivalent"
+    ]
+    outside = [s for s in means.index if s not in group]
+    wins = [d for member in group for d in _wins(member, decisions) if not {d.first, d.second} <= set(group)]
+    if naive not in group and outside and len(wins) == len(group) * len(outside):
+
+        def cut(s: str) -> str:
+            value = _cut(long, s) if base else float("nan")
+            return f", a {value:.0f}% cut" if np.isfinite(value) else ""
+
+        if len(group) == 1:
+            text = f"Forgets least: {best} ({label} {with_la(best, means[best])}{sp}" + (f" vs {base}" if base else "")
+            text += cut(best)
+        else:
+            margin = decisions[0].margin * display_scale(info.unit)
+            text = (
+                f"Forget least, equivalent within +/- {margin:.1f} {shown_unit} of each other: "
+                + _and([f"{s} ({with_la(s, means[s])}{sp}{cut(s)})" for s in group])
+                + f" ({label}"
+                + (f"; {naive} {with_la(naive, means[naive])}{sp}" if base else "")
             )
-        lines.append(text + ").")
+        worst_p = max(d.p_adjusted for d in wins)
+        text += f"; lower than every other strategy, p <= {fmt_p(worst_p)} {adjusted})."
+        headline = text
+    elif naive in means and not beats_naive:
+        lowest = best if best != naive else next(s for s in means.index if s != naive)
+        versus = next((d for d in _involving(lowest, decisions) if naive in (d.first, d.second)), None)
+        said = f": {DC.describe(versus, scale, shown_unit, digits)}" if versus is not None else ""
+        headline = (
+            f"No strategy forgets less than {naive} on this suite ({label}: lowest {lowest} "
+            f"{with_la(lowest, means[lowest])} vs {base}{sp}; {adjusted}){said}."
+        )
     else:
-        tied = [s for s in contenders if s != best and not significant(paired(best, s)[0])]
+        winners = [d.first if d.second == naive else d.second for d in beats_naive]
         parts = []
-        if beats_naive:
+        if winners:
             parts.append(
-                f"Significantly less {label} than {base}{sp} (paired p < 0.05): "
-                f"{_and([f'{s} {with_la(s, means[s])}' for s, _ in beats_naive])}"
+                f"Less {label} than {base}{sp} ({adjusted}): {_and([f'{s} {with_la(s, means[s])}' for s in winners])}"
             )
-        if tied:
-            p_tie, d_tie = paired(best, tied[0])
+        open_pairs = [d for d in _involving(best, decisions) if d not in wins]
+        if open_pairs:
             parts.append(
-                f"{'lowest' if parts else 'Lowest'} {label} {best}, indistinguishable on this suite from {', '.join(tied)} (paired p = "
-                f"{fmt_p(p_tie.p_value)}, {best} vs {tied[0]}); {_needed_text(d_tie)}"
+                f"{'lowest' if parts else 'Lowest'} {label} {best}, not decided lower than "
+                + _and([d.second if d.first == best else d.first for d in open_pairs])
             )
-        if parts:
-            lines.append("; ".join(parts) + ".")
-        if not lines:  # no naive run in this scenario
-            lines.append(f"Lowest {label}: {best} ({with_la(best, means[best])}{sp}).")
-    return lines
+        headline = ("; ".join(parts) or f"Lowest {label}: {best} ({with_la(best, means[best])}{sp})") + "."
+    detail = DC.family_sentence(decisions, label, scale, shown_unit, digits)
+    return [headline] + ([detail] if detail else [])
+
+
+def decisions_frame(
+    records: Iterable[RunRecord | Mapping[str, Any]],
+    computed: Mapping[str, Mapping[str, float]] | None = None,
+    options: DC.DecisionOptions | None = None,
+    long: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every family of every scenario's verdict, one row per pair (:data:`forgetbench.reports.decisions.COLUMNS`):
+    each strength alone, and matched plasticity at each level where the scenario has a frontier. Differences and
+    intervals are in the metric's own unit (fractions for accuracy)."""
+    options = options or DC.DecisionOptions()
+    records = as_records(records)
+    long = S.runs_long(records, computed) if long is None else long
+    points = FT.frontier_frame(records, computed)
+    out: list[dict[str, Any]] = []
+    for scenario in S.strategy_order(records):
+        naive, references = roles(records, scenario)
+        mine = long[long.scenario == scenario] if len(long) else long
+        if len(mine):
+            metric, decisions = strength_decisions(mine, naive, references, options)
+            if metric is not None:
+                out += DC.rows(scenario, DC.DEFAULT_LEVEL, metric, decisions)
+        if len(points) and FT.has_frontier(points, scenario):
+            for level, metric, decisions in FT.matched_decisions(points, scenario, options):
+                out += DC.rows(scenario, level, metric, decisions)
+    return DC.frame_of(out)
 
 
 SEARCH_OUTCOMES = (
@@ -334,13 +342,6 @@ def _cut(long: pd.DataFrame, strategy: str) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
-def fmt_p(p: float) -> str:
-    """A p-value as the report and the terminal show it."""
-    if p is None or not np.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def roles(records: Sequence[RunRecord], scenario: str) -> tuple[str | None, set[str]]:
     """The scenario's baseline label (its naive run) and its reference labels (joint, standalone)."""
     mine = [r for r in records if S._scenario(r) == scenario]
@@ -348,7 +349,7 @@ def roles(records: Sequence[RunRecord], scenario: str) -> tuple[str | None, set[
     return naive, {S._strategy(r) for r in mine if S._strategy_name(r) in S.REFERENCE_STRATEGIES}
 
 
-def matched_headline(points: pd.DataFrame, scenario: str) -> list[str]:
+def matched_headline(points: pd.DataFrame, scenario: str, options: DC.DecisionOptions | None = None) -> list[str]:
     """The matched-plasticity verdict of ``scenario``'s points (:func:`forgetbench.reports.frontier.frontier_frame`
     of the suite's own runs), headed as the headline; empty where no method ran at two or more strengths beside
     naive."""
@@ -357,7 +358,7 @@ def matched_headline(points: pd.DataFrame, scenario: str) -> list[str]:
     if points[points.scenario == scenario].seed.nunique() < 2:  # fronts are compared over seeds: say so below
         return []
     matched = FT.matched_plasticity(points, scenario)
-    lines = FT.matched_verdicts(matched, FT.matched_pairs(matched), FT.scenario_axes(points, scenario))
+    lines = FT.matched_verdicts(matched, FT.scenario_axes(points, scenario), options)
     if not lines:
         return []
     # the headline: the first plasticity level that two or more methods' fronts reach (they are compared there)
@@ -396,6 +397,7 @@ def verdicts(
     long: pd.DataFrame | None = None,
     computed: Mapping[str, Mapping[str, float]] | None = None,
     tuning: Iterable[Mapping[str, Any]] = (),
+    options: DC.DecisionOptions | None = None,
 ) -> dict[str, list[str]]:
     """Scenario label -> its verdict sentences, for every scenario in ``records`` (in order of appearance); the first
     is the headline: the matched-plasticity verdict where some method ran at several strengths, else the forgetting
@@ -410,12 +412,67 @@ def verdicts(
         naive, references = roles(records, scenario)
         mine = long[long.scenario == scenario] if len(long) else long
         lines = (
-            (scenario_verdict(mine, naive, references) + search_outcome(mine[~mine.strategy.isin(references)], naive))
+            (
+                scenario_verdict(mine, naive, references, options)
+                + search_outcome(mine[~mine.strategy.isin(references)], naive)
+            )
             if len(long)
             else []
         )
-        headline = matched_headline(points, scenario)
+        headline = matched_headline(points, scenario, options)
         if headline:
             lines = headline + [f"At each strength alone: {lines[0]}", *lines[1:]] if lines else headline
         out[scenario] = lines + edges.get(scenario, [])
+    return out
+
+
+def improvement_frame(
+    records: Iterable[RunRecord | Mapping[str, Any]],
+    computed: Mapping[str, Mapping[str, float]] | None = None,
+    long: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The suite-level answer: for each pair of methods, the probability that one forgets less than the other across
+    the scenarios (:func:`forgetbench.reports.decisions.probability_of_improvement`), on each scenario's headline
+    values: per-seed forgetting at the first matched plasticity level two methods reach where the scenario has a
+    front, else each strategy's forgetting at its strength (plasticity traders and references left out)."""
+    records = as_records(records)
+    long = S.runs_long(records, computed) if long is None else long
+    points = FT.frontier_frame(records, computed)
+    by_scenario: dict[str, dict[str, dict[int, float]]] = {}
+    for scenario in S.strategy_order(records):
+        if len(points) and FT.has_frontier(points, scenario):
+            axes = FT.scenario_axes(points, scenario)
+            matched = FT.matched_plasticity(points, scenario)
+            for _, group in matched.groupby("drop", sort=False):
+                reached = group[group.n >= 2]
+                if len(reached) >= 2:
+                    by_scenario[scenario] = {
+                        str(r.method): {int(s): float(v) / axes.scale for s, v in r.per_seed.items()}
+                        for r in reached.itertuples()
+                    }
+                    break
+        elif len(long):
+            naive, references = roles(records, scenario)
+            metric, values, _ = strength_family(long[long.scenario == scenario], naive, references)
+            if metric == "forgetting" and len(values) >= 2:
+                by_scenario[scenario] = values
+    return DC.probability_of_improvement(by_scenario)
+
+
+def undecided_on(folder: Path, run_ids: AbstractSet[str], verdict: Any) -> D.Undecided:
+    """The rounds' decider (:data:`forgetbench.benchmark.run.rounds.Decider`): the pairs the verdict leaves undecided on
+    the runs ``run_ids`` of ``folder``, decided with anytime-valid tests (the seeds are being added until decided)
+    under the suite's ``verdict`` options. A scenario's deciding families: matched plasticity where it has a front
+    (every level), else each strength alone."""
+    scan = S.load_records(folder)
+    records = [r for r in scan.records if r.run_id in run_ids]
+    options = DC.DecisionOptions(dict(verdict.equivalence_margin), float(verdict.alpha), "sequential")
+    frame = decisions_frame(records, scan.metrics, options)
+    out = D.Undecided()
+    for scenario, group in frame.groupby("scenario", sort=False):
+        deciding = group[group.level != DC.DEFAULT_LEVEL] if (group.level != DC.DEFAULT_LEVEL).any() else group
+        out.participants[str(scenario)] = set(deciding["first"]) | set(deciding["second"])
+        still = deciding[deciding.outcome == "undecided"]
+        if len(still):
+            out.pairs[str(scenario)] = [(str(a), str(b)) for a, b in zip(still["first"], still["second"])]
     return out

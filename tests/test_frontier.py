@@ -13,7 +13,7 @@ from forgetbench.benchmark.core.frontier import forgetting_at, matched_forgettin
 from forgetbench.reports.frontier import (
     frontier_frame,
     has_frontier,
-    matched_pairs,
+    matched_decisions,
     matched_plasticity,
     matched_verdicts,
 )
@@ -92,18 +92,19 @@ def test_matched_plasticity_pairs_the_methods_seed_by_seed(frame):
     assert a2.per_seed == pytest.approx({0: 5.0, 1: 5.0}) and a2["mean"] == pytest.approx(5.0)
     b4 = matched[(matched.method == "b") & (matched["drop"] == 4.0)].iloc[0]
     assert b4.per_seed == pytest.approx({0: 8.0, 1: 8.0})  # halfway from (LA-2, 12) to (LA-6, 4)
-    pairs = matched_pairs(matched)
-    row = pairs[(pairs["drop"] == 4.0)].iloc[0]
-    assert (row["first"], row["second"]) == ("a", "b") and row["diff"] == pytest.approx(3.0 - 8.0)
-    lines = matched_verdicts(matched, pairs)
-    assert lines[0].startswith("At naive's LA - 2 points, forgetting (points, mean [95% CI]): a 5.0")
-    assert "a < b by 7.0" in lines[0]  # a constant shift over seeds: resolved
+    (_, _, at4), *_ = [d for d in matched_decisions(frame, "s", drops=(4.0,))]
+    (pair,) = at4
+    assert (pair.first, pair.second) == ("a", "b") and 100 * pair.diff == pytest.approx(3.0 - 8.0)
+    lines = matched_verdicts(matched)
+    assert lines[0].startswith("At naive's LA - 2 points, forgetting (points, mean [95% CI]): a 5.0 (2 seeds: too few")
+    # a constant shift over 2 seeds: no interval, and no decision, on fewer than 3
+    assert "a vs b: undecided (2 paired seed(s): at least 3 are needed to test)" in lines[0]
 
 
 def test_a_target_no_front_reaches_is_said_not_extrapolated(frame):
     matched = matched_plasticity(frame, "s", drops=(-1.0,))  # more plastic than naive: no sweep point gets there
     assert matched.n.tolist() == [0, 0]
-    assert "no method's front reaches that plasticity" in matched_verdicts(matched, matched_pairs(matched))[0]
+    assert "no method's front reaches that plasticity" in matched_verdicts(matched)[0]
 
 
 def test_the_report_draws_the_frontiers_and_writes_every_point(tmp_path):
@@ -114,7 +115,7 @@ def test_the_report_draws_the_frontiers_and_writes_every_point(tmp_path):
     html = report.read_text()
     section = html[html.index('<h2 id="frontier-s">') :]
     assert "Frontiers: s, methods at matched plasticity" in section and 'src="data:image/png;base64,' in section
-    assert "At naive&#39;s LA - 2 points" in section and "a &lt; b by 7.0" in section
+    assert "At naive&#39;s LA - 2 points" in section and "a vs b: undecided (2 paired seed(s)" in section
     points = pd.read_csv(out / "frontier.csv")
     assert len(points) == 14 and set(points.method) == {"naive", "a", "b"} and points.on_front.any()
 
@@ -195,7 +196,7 @@ def test_a_language_model_search_is_a_frontier_of_perplexity_against_err_gap():
     at4 = matched[matched["drop"] == 4.0].iloc[0]
     assert at2.per_seed == pytest.approx({0: 0.05, 1: 0.05})  # naive's perplexity + 2: the alpha-10 point
     assert at4.per_seed == pytest.approx({0: 0.03, 1: 0.03})  # halfway from (+2, 0.05) to (+6, 0.01)
-    line = matched_verdicts(matched, matched_pairs(matched), LANGUAGE_SEARCH)[0]
+    line = matched_verdicts(matched, LANGUAGE_SEARCH)[0]
     assert line.startswith("At naive's perplexity + 2 perplexity, forgetting (nats, mean [95% CI]): wpl 0.050")
 
 

@@ -39,4 +39,7 @@ def test_old_folder_reports_the_same_tables(tmp_path):
     report = forgetbench.load_results(folder).report()
     assert report.exists() and "<html" in report.read_text()[:200].lower()
     for name in ("summary.csv", "comparisons.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(folder / name), pd.read_csv(STORED / name), rtol=1e-12)
+        stored = pd.read_csv(STORED / name)
+        pd.testing.assert_frame_equal(pd.read_csv(folder / name)[stored.columns], stored, rtol=1e-12)
+    # comparisons.csv gained Holm's adjusted p (issue 75): not tested on 2 pairs, as the verdict says
+    assert pd.read_csv(folder / "comparisons.csv").p_adjusted.isna().all()
