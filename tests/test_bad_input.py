@@ -1137,6 +1137,36 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         RUN,
         "are the same point once read as the strategy's params",
     ),
+    # --- issue 75: seeds added until decided, the verdict's options, a strategy entry's scenarios
+    ("seeds-start-below-three", {"suite": _suite(seeds={"start": 2, "max": 5})}, RUN, "seeds.start"),
+    ("seeds-max-below-start", {"suite": _suite(seeds={"start": 5, "max": 4})}, RUN, "max: 4 is below start 5"),
+    ("seeds-mapping-unknown-key", {"suite": _suite(seeds={"start": 3, "until": 5})}, RUN, "seeds.until"),
+    (
+        "margin-of-an-unknown-metric",
+        {"suite": _suite(verdict={"equivalence_margin": {"forgeting": 1}})},
+        RUN,
+        "verdict.equivalence_margin",
+    ),
+    (
+        "margin-not-positive",
+        {"suite": _suite(verdict={"equivalence_margin": {"forgetting": 0}})},
+        RUN,
+        "verdict.equivalence_margin.forgetting",
+    ),
+    ("alpha-out-of-range", {"suite": _suite(verdict={"alpha": 0.7})}, RUN, "verdict.alpha"),
+    (
+        "strategy-scenarios-unknown",
+        {"suite": _suite(strategies=[{"name": "naive", "scenarios": ["nope"]}])},
+        RUN,
+        "strategies[0].scenarios: ['nope'] name no scenario of this suite",
+    ),
+    (
+        "same-label-on-one-scenario",
+        {"suite": _suite(strategies=[{"name": "ewc"}, {"name": "ewc", "params": {"ewc_lambda": 3.0}}])},
+        RUN,
+        "label 'ewc' is used twice on one scenario",
+    ),
+    ("max-seeds-without-until-decided", {"suite": _suite()}, (*RUN, "--max-seeds", "9"), "--max-seeds / --seeds-step"),
     (  # a study file truncated after a SIGKILL: named, with the two ways out
         "storage-study-file-corrupt",
         {"suite": _TUNED, "out/tuning/study.db": b"SQLite format 3\x00" + b"\x17" * 3000},

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping, Union
 
 import yaml
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PositiveFloat,
     PrivateAttr,
     Tag,
     ValidationError,
@@ -203,6 +204,9 @@ class StrategySpec(ComponentSpec):
     held-out validation data first (with ``sampler: grid``, the best of a grid)."""
 
     tune: TuneSpec | None = None  # search params with Optuna on held-out validation data first
+    # run this entry only on these scenario labels (null: every scenario): a strength calibrated per scenario is one
+    # entry per scenario, each with the same label
+    scenarios: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -302,6 +306,41 @@ class ReproduceSpec(StrictModel):
     tolerance: float = Field(1.5, gt=0.0)  # points
 
 
+class SeedsUntilDecided(StrictModel):
+    """``seeds: {start: 3, max: 20}``: run ``start`` seeds, then add ``step`` seeds at a time, in rounds, to the
+    strategies of every pair the verdict has not decided, until every pair is decided or ``max`` seeds are spent
+    (docs/guide/decisions.md). The decisions are then anytime-valid (confidence sequences), so stopping on them keeps
+    their error rates."""
+
+    start: int = Field(3, ge=3, le=10_000)  # seeds every strategy runs first (3: the fewest a pair is tested on)
+    max: int = Field(20, ge=3, le=10_000)  # the most seeds any strategy runs
+    step: int = Field(1, ge=1, le=10_000)  # seeds a round adds to each strategy still in an undecided pair
+
+    @model_validator(mode="after")
+    def _max_at_least_start(self) -> "SeedsUntilDecided":
+        if self.max < self.start:
+            raise ValueError(f"max: {self.max} is below start {self.start}; the budget includes the first seeds")
+        return self
+
+
+class VerdictConfig(StrictModel):
+    """How the verdict decides a pair (docs/guide/decisions.md): the family-wise error rate ``alpha`` and, per metric,
+    the margin of practical equivalence (accuracy points for an accuracy metric, else the metric's own unit)."""
+
+    equivalence_margin: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {"forgetting": 1.0, "ACC": 1.0}
+    )  # metric -> margin (points): |difference| below it is "equivalent"
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)  # family-wise error rate of the verdict's claims
+
+    @field_validator("equivalence_margin")
+    @classmethod
+    def _known_metrics(cls, margins: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(margins) - set(METRICS))
+        if unknown:
+            raise ValueError(f"{unknown} name no metric; allowed: {', '.join(METRICS)}")
+        return margins
+
+
 class SuiteConfig(StrictModel):
     """A suite: every (scenario x strategy x seed) combination is one run."""
 
@@ -318,6 +357,34 @@ class SuiteConfig(StrictModel):
         default_factory=list
     )  # trackers each finished run is written to
     reproduce: ReproduceSpec | None = None  # a published result this suite reproduces
+    # `seeds: {start, max, step}` is read as seeds [0 .. start - 1] and this: more seeds where a pair is undecided
+    until_decided: SeedsUntilDecided | None = None
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)  # how the verdict decides each pair
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seeds_until_decided(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("seeds"), dict):
+            return data
+        if "until_decided" in data:
+            raise ValueError("seeds: a mapping ({start, max}) and until_decided both given; give one")
+        try:
+            until = SeedsUntilDecided.model_validate(data["seeds"])
+        except ValidationError as exc:
+            where = "; ".join(
+                ".".join(["seeds", *map(str, e["loc"])]) + ": " + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors()
+            )
+            raise ValueError(where or "seeds: {start, max, step}") from None
+        return {**data, "seeds": list(range(until.start)), "until_decided": until.model_dump()}
+
+    @model_validator(mode="after")
+    def _first_seeds_are_the_start(self) -> "SuiteConfig":
+        if self.until_decided is not None and len(self.seeds) > self.until_decided.max:
+            raise ValueError(
+                f"until_decided.max: {self.until_decided.max} is below the {len(self.seeds)} seeds every strategy runs"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -349,15 +416,26 @@ class SuiteConfig(StrictModel):
                         )
             if len(self.scenarios) != 1:
                 raise ValueError("reproduce: a reproduction suite has exactly one scenario (one published row)")
+        scenario_labels = [spec.display_name for spec in self.scenarios]
+        for i, entry in enumerate(self.strategies):
+            unknown = [label for label in entry.scenarios or [] if label not in scenario_labels]
+            if unknown:
+                raise ValueError(
+                    f"strategies[{i}].scenarios: {unknown} name no scenario of this suite; its scenarios: "
+                    f"{', '.join(scenario_labels)}"
+                )
         for field in ("scenarios", "strategies"):
-            seen: dict[str, int] = {}
+            seen: dict[str, list[int]] = {}
             for i, spec in enumerate(getattr(self, field)):
-                if spec.display_name in seen:
-                    raise ValueError(
-                        f"{field}[{i}]: label {spec.display_name!r} is used twice; give each "
-                        f"entry of the same {field[:-1]} a distinct `label`"
-                    )
-                seen[spec.display_name] = i
+                for j in seen.get(spec.display_name, []):
+                    if field == "scenarios" or _overlap(self.strategies[j], spec, scenario_labels):
+                        raise ValueError(
+                            f"{field}[{i}]: label {spec.display_name!r} is used twice"
+                            + (" on one scenario" if field == "strategies" else "")
+                            + f"; give each entry of the same {field[:-1]} a distinct `label`"
+                            + (" (or `scenarios:` that do not overlap)" if field == "strategies" else "")
+                        )
+                seen.setdefault(spec.display_name, []).append(i)
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: each seed may appear only once")
         for i, logger in enumerate(self.loggers):
@@ -598,6 +676,22 @@ def _check_tuning_scenarios(suite: SuiteConfig) -> None:
         raise ConfigError("\n".join(errors))
 
 
+def _overlap(a: StrategySpec, b: StrategySpec, scenarios: list[str]) -> bool:
+    """Whether two strategy entries run on a common scenario."""
+    return bool(set(a.scenarios or scenarios) & set(b.scenarios or scenarios))
+
+
+def runs_on(scenario: ComponentSpec, entry: ComponentSpec, refused: Mapping[tuple[str, str], str]) -> bool:
+    """Whether strategy ``entry`` runs on ``scenario``: the scenario is among the entry's ``scenarios`` (when it
+    lists them) and the pair is not ``refused`` (:func:`refused_pairs`). Decided per entry, not per label: entries
+    that share a label on different scenarios are one strategy of the reports."""
+    listed = getattr(entry, "scenarios", None)
+    return (listed is None or scenario.display_name in listed) and (
+        scenario.display_name,
+        entry.display_name,
+    ) not in refused
+
+
 def refused_pairs(suite: SuiteConfig) -> dict[tuple[str, str], str]:
     """``(scenario label, strategy label) -> why`` for each pair whose scenario's network lacks what the strategy
     ``requires``; those pairs are not run (a suite mixing task-IL and class-IL runs each method where it applies).
@@ -659,6 +753,8 @@ def _check_run_ids(suite: SuiteConfig) -> None:
     owners: dict[str, str] = {}
     for i, scenario in enumerate(suite.scenarios):
         for j, strategy in enumerate(suite.strategies):
+            if strategy.scenarios is not None and scenario.display_name not in strategy.scenarios:
+                continue  # not run there: no run id
             for _, variant in strategy_variants(strategy):
                 name = run_name(scenario.display_name, variant.display_name)
                 here = f"scenarios[{i}] {scenario.display_name!r} x strategies[{j}] {variant.display_name!r}"

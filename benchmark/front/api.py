@@ -135,7 +135,34 @@ class Results:
         """Scenario label -> its verdict sentences (see :mod:`forgetbench.reports.verdict`)."""
         from forgetbench.reports.verdict import verdicts
 
-        return verdicts(self.records, computed=self._metrics, tuning=self.tuning_studies)
+        return verdicts(self.records, computed=self._metrics, tuning=self.tuning_studies, options=self._options)
+
+    @property
+    def _options(self) -> Any:
+        """How the verdicts decide (the folders' ``verdict`` options; anytime-valid where seeds were added until
+        decided)."""
+        from forgetbench.reports.decisions import options_of
+
+        return options_of(self.folders)
+
+    def decisions(self) -> pd.DataFrame:
+        """Every pair every verdict compares, one row each: scenario, level (each strength alone, or a matched
+        plasticity level), metric, first, second, outcome (less: first < second, greater, equivalent, undecided),
+        diff, ci_low, ci_high (the family's simultaneous interval; the metric's own unit, fractions for accuracy),
+        p_value, p_adjusted (Holm over the family), p_equivalence_adjusted, n and seeds (paired), family (pairs
+        tested), margin, method (fixed or sequential), more_seeds, note. The numbers of the report's decisions
+        table (:mod:`forgetbench.reports.decisions`)."""
+        from forgetbench.reports.verdict import decisions_frame
+
+        return decisions_frame(self.records, self._metrics, self._options)
+
+    def improvement(self) -> pd.DataFrame:
+        """The probability that one method forgets less than another, across the scenarios (at matched plasticity
+        where a scenario has a front, else at each strength), with its stratified-bootstrap 95% interval: first,
+        second, probability, ci_low, ci_high, scenarios (:func:`forgetbench.reports.decisions.probability_of_improvement`)."""
+        from forgetbench.reports.verdict import improvement_frame
+
+        return improvement_frame(self.records, self._metrics)
 
     @property
     def tuning_studies(self) -> list[dict[str, Any]]:
@@ -206,10 +233,13 @@ def run_suite(
     retries: int = 0,
     progress: bool = True,
     storage: str | None = None,
+    until_decided: Mapping[str, int] | None = None,
 ) -> Results:
     """Run every (scenario x strategy x seed) of a suite, as ``forgetbench run`` does; returns its results.
 
     ``storage``: the database URL of the tuning studies (``tune:`` entries; default SQLite in ``out/tuning``).
+    ``until_decided``: ``{"max": 20}`` (and ``"step"``) adds seeds in rounds to the strategies of undecided pairs, as
+    ``seeds: {start, max}`` in the config does (the suite's seeds are the first ones).
 
     ``out`` defaults to ``results/<suite name>``; ``data_root`` to ``$FORGETBENCH_DATA``, else
     ``~/.cache/forgetbench``. Complete runs already under ``out`` with the same config are skipped
@@ -232,9 +262,12 @@ def run_suite(
     prestart(executor, workers, address)
     try:
         suite = suite or as_suite(config)
+        if until_decided is not None:
+            suite = _until_decided(suite, seeds, until_decided)
         out = Path(out) if out else Path("results") / suite.name
         root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
         from forgetbench.benchmark.run import suite as suite_module
+        from forgetbench.reports.verdict import undecided_on
 
         outcome = suite_module.run_suite(
             suite,
@@ -248,10 +281,31 @@ def run_suite(
             address=address,
             retries=retries,
             storage=storage,
+            decide=undecided_on,
         )
     finally:
         release_prestarted()
     return Results([out], outcome)
+
+
+def _until_decided(suite: SuiteConfig, seeds: list[int] | None, rule: Mapping[str, int]) -> SuiteConfig:
+    """``suite`` with seeds added until decided (``--seeds-until-decided --max-seeds N``): its seeds (or ``seeds``)
+    first."""
+    from pydantic import ValidationError
+
+    from forgetbench.benchmark.core.config import SeedsUntilDecided
+
+    start = len(seeds or suite.seeds)
+    try:
+        until = SeedsUntilDecided.model_validate({"start": start, **rule})
+    except ValidationError as exc:
+        raise ConfigError(
+            "--seeds-until-decided: "
+            + "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+            )
+        ) from None
+    return suite.model_copy(update={"until_decided": until})
 
 
 def calibrate_suite(

@@ -48,6 +48,16 @@ def _data_root(arg: str | None) -> Path:
     return (Path(arg) if arg else default_data_root()).expanduser().resolve()
 
 
+def _until_decided(args: argparse.Namespace) -> dict[str, int] | None:
+    """``--seeds-until-decided --max-seeds N [--seeds-step K]`` as the rule run_suite takes (None: off)."""
+    if not args.seeds_until_decided:
+        if args.max_seeds is not None or args.seeds_step is not None:
+            raise ConfigError("--max-seeds / --seeds-step: only with --seeds-until-decided")
+        return None
+    rule = {"max": args.max_seeds if args.max_seeds is not None else 20}
+    return rule | ({"step": args.seeds_step} if args.seeds_step is not None else {})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from forgetbench.benchmark.front.api import run_suite
 
@@ -63,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         address=args.address,
         retries=args.retries,
         storage=args.storage,
+        until_decided=_until_decided(args),
     )
     print(results.summary_text())
     tuning_file = results.outcome.tuning if results.outcome is not None else None
@@ -81,17 +92,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             "that diverged or collapsed: outcomes, not errors (those strengths are too strong for this optimiser and "
             "learning rate); they score below every finished run, are never chosen and are on no front"
         )
+    from forgetbench.reports.decisions import DECISIONS_PREFIX
     from forgetbench.reports.verdict import EDGE_PREFIX
 
     lines = {
-        scenario: "\n    ".join([v[0], *(line for line in v[1:] if line.startswith(EDGE_PREFIX))])
+        scenario: "\n    ".join([v[0], *(line for line in v[1:] if line.startswith((EDGE_PREFIX, DECISIONS_PREFIX)))])
         for scenario, v in results.verdicts().items()
         if v
     }
     if lines:
         print(
-            "\nVerdict (forgetting at matched plasticity where a method ran at several strengths, else forgetting "
-            "paired against naive, LA beside it):"
+            "\nVerdict (forgetting at matched plasticity where a method ran at several strengths, else at each "
+            "strength with LA beside it; every pair decided: A < B, A > B, equivalent or undecided, p Holm-adjusted "
+            "over the pairs compared):"
         )
         for scenario, line in lines.items():
             print(f"  {scenario}: {line}")
@@ -451,6 +464,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help=f"suite YAML (default: {DEFAULT_CONFIG})")
     p.add_argument("--out", help="output folder (default: results/<suite name>)")
     p.add_argument("--seeds", type=_parse_seeds, help="override the suite's seeds, e.g. 0,1,2")
+    p.add_argument(
+        "--seeds-until-decided",
+        action="store_true",
+        help="after the suite's seeds, add seeds in rounds to the strategies of undecided pairs until every pair is "
+        "decided or --max-seeds is reached (as seeds: {start, max} in the config)",
+    )
+    p.add_argument("--max-seeds", type=_positive_int, help="with --seeds-until-decided: the budget (default 20)")
+    p.add_argument(
+        "--seeds-step", type=_positive_int, help="with --seeds-until-decided: seeds a round adds (default 1)"
+    )
     p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
     p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
     p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")

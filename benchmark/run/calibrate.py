@@ -28,6 +28,7 @@ from forgetbench.benchmark.core.config import (
     StrategySpec,
     SuiteConfig,
     refused_pairs,
+    runs_on,
     strategy_variant,
 )
 from forgetbench.benchmark.core.grid import grid_axes
@@ -116,7 +117,7 @@ def plan_calibration(suite: SuiteConfig, seed: int, decades: int, fraction: floa
             suite.name, scenario, ComponentSpec(name="naive"), seed, suite.training, suite.device, fraction
         )
         for entry in suite.strategies:
-            if (scenario.display_name, entry.display_name) in refused:
+            if not runs_on(scenario, entry, refused):
                 continue
             params_model = STRATEGIES.get(entry.name).params
             for param in strength_params(params_model):

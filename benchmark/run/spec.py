@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from forgetbench.benchmark import __version__
-from forgetbench.benchmark.core.config import ComponentSpec, SuiteConfig, refused_pairs, run_id, strategy_variants
+from forgetbench.benchmark.core.config import (
+    ComponentSpec,
+    SuiteConfig,
+    refused_pairs,
+    run_id,
+    runs_on,
+    strategy_variants,
+)
 from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.record import (
     SCHEMA_VERSION,
@@ -135,16 +142,15 @@ def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[Run
     """Every (scenario x strategy x grid combination x seed) of the suite, in that nesting order.
 
     Strategies with a ``tune`` are left out: their runs depend on the study's outcome (see
-    :mod:`forgetbench.benchmark.run.tuning`); so are the
-    pairs refused at config time
-    (:func:`~forgetbench.benchmark.core.config.refused_pairs`).
+    :mod:`forgetbench.benchmark.run.tuning`); so are the pairs refused at config time and those outside a strategy
+    entry's ``scenarios`` (:func:`~forgetbench.benchmark.core.config.runs_on`).
     """
     refused = refused_pairs(suite)
     return [
         RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device)
         for scenario in suite.scenarios
         for strategy in suite.strategies
-        if strategy.tune is None and (scenario.display_name, strategy.display_name) not in refused
+        if strategy.tune is None and runs_on(scenario, strategy, refused)
         for _, variant in strategy_variants(strategy)
         for seed in (seeds if seeds is not None else suite.seeds)
     ]

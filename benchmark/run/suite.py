@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from tqdm.auto import tqdm
 
-from forgetbench.benchmark.run import tracking, tuning
+from forgetbench.benchmark.run import rounds, tracking, tuning
 from forgetbench.benchmark.core import plan, stop, store
 from forgetbench.benchmark.core.plan import PlannedRun
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
@@ -347,8 +347,12 @@ def run_suite(
     address: str | None = None,
     retries: int = 0,
     storage: str | None = None,
+    decide: rounds.Decider | None = None,
 ) -> SuiteOutcome:
     """Run every run of the suite on ``executor``; skip runs already complete under the same config.
+
+    With ``seeds: {start, max}`` (``suite.until_decided``), ``decide`` says which pairs are undecided after each round
+    of seeds (the front end passes the verdict's decisions: :func:`forgetbench.reports.verdict.undecided_on`).
 
     Holds ``out``'s lock throughout (a second suite on the same folder is refused). Runs of
     strategies with a ``tune`` go in two phases: the study on held-out validation data (after every
@@ -388,7 +392,7 @@ def run_suite(
     with _session(
         suite, out, outcome, data_root, total, seeds, show_progress, executor, workers, address, retries, fresh
     ) as driver:
-        _run_phases(driver, suite, out, ordinary, seeds, studies, opened)
+        _run_phases(driver, suite, out, ordinary, seeds, studies, opened, decide)
     return outcome
 
 
@@ -509,12 +513,24 @@ def _run_phases(
     seeds: list[int] | None,
     studies: list[tuning.Study] | None = None,
     storage: Any = None,
+    decide: rounds.Decider | None = None,
 ) -> None:
     """Phase 1: the ordinary runs; phase 2: the tuning studies (their calibration first where a range is ``auto``) in
-    ``storage`` (opened: :func:`tuning.open_storage`), then the tuned points' runs."""
+    ``storage`` (opened: :func:`tuning.open_storage`), then the tuned points' runs; phase 3, with
+    ``seeds: {start, max}``: rounds of more seeds where ``decide`` finds a pair undecided (:mod:`.rounds`)."""
     driver.run_batch([(out, spec) for spec in ordinary])
-    if studies:
-        _tune(driver, suite, out, seeds, studies, storage)  # (the opened storage, seconds it took to open)
+    finals = _tune(driver, suite, out, seeds, studies, storage) if studies else []  # storage: (opened, seconds)
+    if suite.until_decided is not None:
+        if decide is None:
+            raise ConfigError("seeds: {start, max}: this entry point cannot decide pairs (pass decide=...)")
+
+        def grow(batch: list[tuple[Path, RunSpec]]) -> None:
+            driver.outcome.run_ids.extend(spec.run_id for _, spec in batch)
+            if driver.bar.total is not None and driver.bar.n + len(batch) > driver.bar.total:
+                driver.bar.total = driver.bar.n + len(batch)
+            driver.run_batch(batch)
+
+        rounds.run_rounds(suite, out, [*ordinary, *finals], grow, decide, driver.exploring)
 
 
 def _tune(
@@ -524,9 +540,9 @@ def _tune(
     seeds: list[int] | None,
     studies: list[tuning.Study],
     opened: Any,
-) -> None:
+) -> list[RunSpec]:
     """Each study to its trial budget (trials one at a time, each through the executor), then the final runs at
-    every chosen point; ``OUT/tuning.json`` records the studies."""
+    every chosen point (returned); ``OUT/tuning.json`` records the studies."""
     calibrated = tuning.ensure_calibration(suite, studies, out, driver.run_batch)
     # naive on the same held-out data and seeds as the trials: the reference of the trials' frontiers
     driver.run_batch([(out / tuning.TUNING_DIR, spec) for spec in tuning.naive_references(suite, studies)])
@@ -559,3 +575,4 @@ def _tune(
     driver.outcome.tuning = out / tuning.TUNING_FILE
     driver.outcome.run_ids.extend(spec.run_id for spec in finals)
     driver.run_batch([(out, spec) for spec in finals])
+    return finals

@@ -52,6 +52,7 @@ from forgetbench.benchmark.core.config import (
     TuneRange,
     TuneSpec,
     refused_pairs,
+    runs_on,
     strategy_variant,
 )
 from forgetbench.benchmark.core.metrics import run_metrics, running_metric
@@ -107,7 +108,7 @@ def plan_tuning(suite: SuiteConfig) -> list[Study]:
         Study(scenario, entry, list(entry.tune.seeds or suite.seeds[:1]), by_label.get(entry.tune.scenario or ""))
         for scenario in suite.scenarios
         for entry in suite.strategies
-        if entry.tune is not None and (scenario.display_name, entry.display_name) not in refused
+        if entry.tune is not None and runs_on(scenario, entry, refused)
     ]
 
 

@@ -1,0 +1,196 @@
+"""Seeds added where a decision needs them (``seeds: {start, max, step}``): rounds of more seeds, only for the
+strategies of the pairs the verdict has not decided, until every pair is decided or the budget is spent.
+
+After the suite's first seeds (its runs, and a tuned entry's chosen point and neighbours), each round asks the
+verdict's decisions (handed in by the front end as a :data:`Decider`: this layer never reads the reports) which
+pairs are undecided on the runs planned so far, and adds ``step`` seeds to every strategy (or method: all its
+strengths) in one, with the naive runs those seeds need in its scenario, never beyond ``max`` seeds. The decisions
+are anytime-valid (:mod:`forgetbench.benchmark.core.decide`), so stopping on them keeps their error rates.
+
+``OUT/rounds.json`` records each round before it runs (the seeds it adds, and why): a killed suite replays the
+recorded rounds (their complete runs skipped) and continues from the last, so its records and verdict are those of an
+uninterrupted run. At the end it says, per scenario and strategy, why its seeds stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core.decide import Undecided
+from forgetbench.benchmark.core.config import SeedsUntilDecided, SuiteConfig, VerdictConfig
+from forgetbench.benchmark.core.record import config_fingerprint
+from forgetbench.benchmark.run.spec import RunSpec
+
+ROUNDS_FILE = "rounds.json"
+NAIVE = "naive"
+
+
+# (results folder, the run ids planned so far, the suite's verdict options) -> what is undecided on those runs
+Decider = Callable[[Path, set[str], VerdictConfig], Undecided]
+
+
+def _method(label: str) -> str:
+    return label.partition("[")[0]
+
+
+def _matches(label: str, participant: str) -> bool:
+    """A run group (a strategy label) belongs to a participant of a decision: the label itself, or its method."""
+    return label == participant or _method(label) == participant
+
+
+class Rounds:
+    """The rounds of one suite invocation over its runs in ``out`` (the specs of its first seeds)."""
+
+    def __init__(self, suite: SuiteConfig, out: Path, first: list[RunSpec], rule: SeedsUntilDecided) -> None:
+        self.suite, self.out, self.rule = suite, Path(out), rule
+        self.templates: dict[tuple[str, str], RunSpec] = {}
+        self.seeds: dict[tuple[str, str], list[int]] = {}
+        for spec in first:
+            key = (spec.scenario.display_name, spec.strategy.display_name)
+            self.templates.setdefault(key, spec)
+            self.seeds.setdefault(key, [])
+            if spec.seed not in self.seeds[key]:
+                self.seeds[key].append(spec.seed)
+        self.planned = {spec.run_id for spec in first}
+        initial = sorted({s for seeds in self.seeds.values() for s in seeds})
+        # the order seeds are added in: the first seeds, then the next integers not among them
+        extra: list[int] = []
+        candidate = 0
+        while len(initial) + len(extra) < rule.max:
+            if candidate not in initial:
+                extra.append(candidate)
+            candidate += 1
+        self.order = initial + extra
+        # the first runs' fingerprint: rounds recorded over other first runs (another config) are not replayed
+        self.first = config_fingerprint({spec.run_id: spec.resolved() for spec in first})
+        self.state: dict[str, Any] = self._read() or {
+            "rule": rule.model_dump(),
+            "first": self.first,
+            "rounds": [],
+            "stopped": {},
+        }
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads((self.out / ROUNDS_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if (
+            not isinstance(state, dict)
+            or state.get("rule") != self.rule.model_dump()
+            or state.get("first") != self.first
+        ):
+            return None  # another rule or other first runs: its rounds were decided on another suite's records
+        return state
+
+    def _write(self) -> None:
+        store.atomic_write_json(self.out / ROUNDS_FILE, self.state)
+
+    def specs(self, added: dict[str, list[int]]) -> list[RunSpec]:
+        """The runs a round adds (``added``: ``<scenario>__<strategy>`` -> seeds), recorded as planned."""
+        out = []
+        for name, seeds in added.items():
+            scenario, _, strategy = name.partition("__")
+            key = (scenario, strategy)
+            for seed in seeds:
+                spec = dataclasses.replace(self.templates[key], seed=seed)
+                out.append(spec)
+                self.planned.add(spec.run_id)
+                if seed not in self.seeds[key]:
+                    self.seeds[key].append(seed)
+        return out
+
+    def next_round(self, undecided: Undecided) -> dict[str, list[int]]:
+        """The seeds the next round adds: ``step`` more to every run group in an undecided pair that has fewer than
+        ``max``, and to its scenario's naive as many as its groups then have."""
+        added: dict[str, list[int]] = {}
+        for scenario, pairs in undecided.pairs.items():
+            open_ = {label for pair in pairs for label in pair}
+            groups = [
+                key
+                for key in self.templates
+                if key[0] == scenario
+                and any(_matches(key[1], p) for p in open_)
+                and len(self.seeds[key]) < self.rule.max
+            ]
+            if not groups:
+                continue
+            reach = 0
+            for key in groups:
+                have = len(self.seeds[key])
+                more = [s for s in self.order[have : have + self.rule.step] if s not in self.seeds[key]]
+                if more:
+                    added[f"{key[0]}__{key[1]}"] = more
+                reach = max(reach, have + len(more))
+            for key in self.templates:  # naive runs on every seed its scenario's methods run: their reference
+                if key[0] == scenario and self.templates[key].strategy.name == NAIVE and key not in groups:
+                    more = [s for s in self.order[:reach] if s not in self.seeds[key]]
+                    if more:
+                        added[f"{key[0]}__{key[1]}"] = more
+        return added
+
+    def stopped(self, undecided: Undecided) -> dict[str, dict[str, str]]:
+        """Scenario -> strategy -> why its seeds stopped where they did."""
+        out: dict[str, dict[str, str]] = {}
+        for scenario, participants in undecided.participants.items():
+            open_ = {label for pair in undecided.pairs.get(scenario, []) for label in pair}
+            for participant in sorted(participants):
+                keys = [k for k in self.templates if k[0] == scenario and _matches(k[1], participant)]
+                n = max((len(self.seeds[k]) for k in keys), default=0)
+                if participant in open_:
+                    why = f"budget: {n} seeds, the most allowed (max {self.rule.max}), with a pair still undecided"
+                elif n > self.rule.start:
+                    why = f"decided: every pair it is in was decided after {n} seeds"
+                else:
+                    why = f"decided on the first {n} seeds"
+                out.setdefault(scenario, {})[participant] = why
+        for scenario, label in self.templates:  # run, but in no deciding family: a reference, or a plasticity trader
+            named = out.get(scenario, {})
+            if not any(_matches(label, p) for p in named) and _method(label) not in named:
+                n = len(self.seeds[(scenario, label)])
+                out.setdefault(scenario, {})[_method(label)] = (
+                    f"not compared after {n} seeds: a reference, or it trades plasticity (the verdict says which)"
+                )
+        return out
+
+
+def run_rounds(
+    suite: SuiteConfig,
+    out: Path,
+    first: list[RunSpec],
+    run_batch: Callable[[list[tuple[Path, RunSpec]]], None],
+    decide: Decider,
+    exploring: set[str],
+) -> dict[str, Any]:
+    """Add seeds in rounds until every pair is decided or the budget is spent (module docstring); returns the final
+    ``rounds.json``. ``exploring``: the run ids that explore (a tuned point's neighbours), grown with their new seeds."""
+    rule = suite.until_decided
+    assert rule is not None
+    rounds = Rounds(suite, out, first, rule)
+    neighbours = {(s.scenario.display_name, s.strategy.display_name) for s in first if s.run_id in exploring}
+    for recorded in rounds.state["rounds"]:  # replayed after a stop: complete runs are skipped
+        specs = rounds.specs(recorded["added"])
+        exploring |= {s.run_id for s in specs if (s.scenario.display_name, s.strategy.display_name) in neighbours}
+        run_batch([(out, spec) for spec in specs])
+    while True:
+        undecided = decide(out, rounds.planned, suite.verdict)
+        added = rounds.next_round(undecided)
+        if not added:
+            rounds.state["stopped"] = rounds.stopped(undecided)
+            rounds._write()
+            return rounds.state
+        rounds.state["rounds"].append(
+            {
+                "round": len(rounds.state["rounds"]) + 1,
+                "added": added,
+                "undecided": {scenario: [list(p) for p in pairs] for scenario, pairs in undecided.pairs.items()},
+            }
+        )
+        rounds._write()  # before the runs: a stop replays this round
+        specs = rounds.specs(added)
+        exploring |= {s.run_id for s in specs if (s.scenario.display_name, s.strategy.display_name) in neighbours}
+        run_batch([(out, spec) for spec in specs])
