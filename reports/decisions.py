@@ -34,6 +34,7 @@ from forgetbench.benchmark.core.record import RunRecord
 ROUNDS_FILE = "rounds.json"  # OUT/rounds.json: the rounds of seeds added until decided (forgetbench.benchmark.run)
 DEFAULT_LEVEL = "each strength alone"
 DECISIONS_PREFIX = "Decisions on "  # the sentence of a family's decisions (family_sentence) starts so
+UNDECIDED_LISTED = 3  # a verdict sentence lists this many undecided pairs at most (the table lists every one)
 COLUMNS = [
     "scenario",
     "level",
@@ -290,13 +291,27 @@ def family_sentence(
         if method == "sequential"
         else f"{100 * (1 - D.ALPHA):.0f}% simultaneous intervals"
     )
-    order = {"less": 0, "greater": 0, "equivalent": 1, "undecided": 2}
-    ranked = sorted(decisions, key=lambda d: order[d.outcome])
-    return (
-        f"{DECISIONS_PREFIX}{what} ({unit}; {how}): "
-        + "; ".join(describe(d, scale, unit, digits) for d in ranked)
-        + "."
-    )
+    if m == 0:
+        how = f"no pair has the {D.MIN_PAIRED} paired seeds a test needs"
+    decided = [d for d in decisions if d.outcome in ("less", "greater")]
+    decided += [d for d in decisions if d.outcome == "equivalent"]
+    tested = [d for d in decisions if d.outcome == "undecided" and not d.note]
+    untested = [d for d in decisions if d.outcome == "undecided" and d.note]
+    parts = [describe(d, scale, unit, digits) for d in decided]
+    if len(tested) <= UNDECIDED_LISTED:
+        parts += [describe(d, scale, unit, digits) for d in tested]
+    else:  # a long list of open intervals hides the decisions: counted here, every one in the Decisions table
+        widest = max(tested, key=lambda d: d.ci_high - d.ci_low)
+        parts.append(
+            f"{len(tested)} pairs undecided (each with its interval and the seeds it needs in the Decisions table; "
+            f"the widest: {describe(widest, scale, unit, digits)})"
+        )
+    if untested:
+        parts.append(
+            f"{len(untested)} pair{'s' if len(untested) != 1 else ''} not tested, on fewer than {D.MIN_PAIRED} "
+            "paired seeds: " + ", ".join(f"{d.first} vs {d.second} ({d.n})" for d in untested)
+        )
+    return f"{DECISIONS_PREFIX}{what} ({unit}; {how}): " + "; ".join(parts) + "."
 
 
 def fmt_p(p: float) -> str:

@@ -124,11 +124,13 @@ def scenario_verdict(
     naive: str | None,
     references: AbstractSet[str] = frozenset(),
     options: DC.DecisionOptions | None = None,
+    decide: bool = True,
 ) -> list[str]:
     """Sentences for one scenario, the first being the headline. ``long`` is :func:`forgetbench.reports.summary.runs_long`
     restricted to the scenario; ``naive`` the baseline's label; ``references`` (joint, standalone) are
     upper bounds, never contenders. A strategy that trades plasticity (:func:`plasticity_traders`) is named apart
-    and never called the one that forgets least. The pairs are decided as one family (module docstring)."""
+    and never called the one that forgets least. The pairs are decided as one family (module docstring); with
+    ``decide`` False (a scenario whose methods are decided at matched plasticity), the strategies' figures only."""
     long = long[~long.strategy.isin(references)]
     metric, by_strategy, traders = strength_family(long, naive)
     if metric is None:
@@ -165,6 +167,12 @@ def scenario_verdict(
         else None
     )
     means = all_means[[s for s in all_means.index if s in by_strategy]]
+    if not decide:  # the pairs are decided at matched plasticity (the headline): here the strengths' figures only
+        ranked = ", ".join(f"{s} {with_la(s, means[s])}" for s in means.index)
+        lines = [
+            f"{info.label} ({'' if las else unit + ', '}mean over seeds; decided at matched plasticity): {ranked}."
+        ]
+        return lines + ([trading_line] if trading_line else [])
     _, decisions = strength_decisions(long, naive, frozenset(), options)
     lines = _forgetting_verdict(by_strategy, means, naive, info, "" if las else unit, with_la, long, decisions)
     return lines + ([trading_line] if trading_line else [])
@@ -277,7 +285,7 @@ def decisions_frame(
     long: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every family of every scenario's verdict, one row per pair (:data:`forgetbench.reports.decisions.COLUMNS`):
-    each strength alone, and matched plasticity at each level where the scenario has a frontier. Differences and
+    matched plasticity at each level where the scenario has a frontier, else each strength alone. Differences and
     intervals are in the metric's own unit (fractions for accuracy)."""
     options = options or DC.DecisionOptions()
     records = as_records(records)
@@ -287,11 +295,12 @@ def decisions_frame(
     for scenario in S.strategy_order(records):
         naive, references = roles(records, scenario)
         mine = long[long.scenario == scenario] if len(long) else long
-        if len(mine):
+        matched = bool(len(points)) and FT.has_frontier(points, scenario)
+        if len(mine) and not matched:  # with a front, the methods are decided at matched plasticity only
             metric, decisions = strength_decisions(mine, naive, references, options)
             if metric is not None:
                 out += DC.rows(scenario, DC.DEFAULT_LEVEL, metric, decisions)
-        if len(points) and FT.has_frontier(points, scenario):
+        if matched:
             for level, metric, decisions in FT.matched_decisions(points, scenario, options):
                 out += DC.rows(scenario, level, metric, decisions)
     return DC.frame_of(out)
@@ -310,25 +319,48 @@ SEARCH_OUTCOMES = (
 def search_outcome(long: pd.DataFrame, naive: str | None) -> list[str]:
     """For a search: what each strategy changed in what the search ships, against ``naive`` on the same seeds
     (regret, Kendall tau, the derived architecture's test perplexity on the shared weights and retrained),
-    each as a paired difference with its p-value; nothing when the scenario is not a search."""
+    each as a paired difference with its p-value, Holm-adjusted over the strategies compared with naive on that
+    metric (one family per metric, as the paired table's); nothing when the scenario is not a search."""
     present = [m for m in SEARCH_OUTCOMES if m in set(long.metric)]
     if naive is None or not present:
         return []
+    strategies = [s for s in dict.fromkeys(long.strategy) if s != naive]
+    found: dict[tuple[str, str], stats.Paired] = {}
+    for metric in present:
+        rows = long[long.metric == metric]
+        base = dict(zip(rows[rows.strategy == naive].seed, rows[rows.strategy == naive].value.astype(float)))
+        for strategy in strategies:
+            mine = dict(zip(rows[rows.strategy == strategy].seed, rows[rows.strategy == strategy].value.astype(float)))
+            p = stats.paired_difference(mine, base)
+            if p.n and np.isfinite(p.diff):
+                found[(strategy, metric)] = p
+    adjusted: dict[tuple[str, str], float] = {}
+    for metric in present:
+        family = [k for k in found if k[1] == metric and found[k].n >= MIN_SEEDS and np.isfinite(found[k].p_value)]
+        adjusted |= dict(zip(family, D.holm([found[k].p_value for k in family])))
     lines = []
-    for strategy in [s for s in dict.fromkeys(long.strategy) if s != naive]:
+    for strategy in strategies:
         parts = []
         for metric in present:
-            rows = long[long.metric == metric]
-            mine = dict(zip(rows[rows.strategy == strategy].seed, rows[rows.strategy == strategy].value.astype(float)))
-            base = dict(zip(rows[rows.strategy == naive].seed, rows[rows.strategy == naive].value.astype(float)))
-            p = stats.paired_difference(mine, base)
-            if p.n == 0 or not np.isfinite(p.diff):
+            pair = found.get((strategy, metric))
+            if pair is None:
                 continue
             info = METRICS[metric]
-            diff = f"{display_scale(info.unit) * p.diff:+.1f} points" if info.unit == "accuracy" else f"{p.diff:+.2f}"
-            parts.append(f"{info.label.lower()} {diff} (p = {fmt_p(p.p_value)})")
+            shift = pair.diff
+            diff = f"{display_scale(info.unit) * shift:+.1f} points" if info.unit == "accuracy" else f"{shift:+.2f}"
+            parts.append(f"{info.label.lower()} {diff} (p = {fmt_p(adjusted.get((strategy, metric), np.nan))})")
         if parts:
-            lines.append(f"What the search ships, {strategy} vs {naive} on the same seeds: " + "; ".join(parts) + ".")
+            lines.append(
+                f"What the search ships, {strategy} vs {naive} on the same seeds"
+                + (
+                    f" (p Holm-adjusted over the {len(strategies)} strategies against {naive})"
+                    if len(strategies) > 1
+                    else ""
+                )
+                + ": "
+                + "; ".join(parts)
+                + "."
+            )
     return lines
 
 
@@ -411,9 +443,10 @@ def verdicts(
     for scenario in S.strategy_order(records):
         naive, references = roles(records, scenario)
         mine = long[long.scenario == scenario] if len(long) else long
+        matched = bool(len(points)) and FT.has_frontier(points, scenario)
         lines = (
             (
-                scenario_verdict(mine, naive, references, options)
+                scenario_verdict(mine, naive, references, options, decide=not matched)
                 + search_outcome(mine[~mine.strategy.isin(references)], naive)
             )
             if len(long)

@@ -98,7 +98,7 @@ def test_matched_plasticity_pairs_the_methods_seed_by_seed(frame):
     lines = matched_verdicts(matched)
     assert lines[0].startswith("At naive's LA - 2 points, forgetting (points, mean [95% CI]): a 5.0 (2 seeds: too few")
     # a constant shift over 2 seeds: no interval, and no decision, on fewer than 3
-    assert "a vs b: undecided (2 paired seed(s): at least 3 are needed to test)" in lines[0]
+    assert "1 pair not tested, on fewer than 3 paired seeds: a vs b (2)" in lines[0]
 
 
 def test_a_target_no_front_reaches_is_said_not_extrapolated(frame):
@@ -115,7 +115,7 @@ def test_the_report_draws_the_frontiers_and_writes_every_point(tmp_path):
     html = report.read_text()
     section = html[html.index('<h2 id="frontier-s">') :]
     assert "Frontiers: s, methods at matched plasticity" in section and 'src="data:image/png;base64,' in section
-    assert "At naive&#39;s LA - 2 points" in section and "a vs b: undecided (2 paired seed(s)" in section
+    assert "At naive&#39;s LA - 2 points" in section and "not tested, on fewer than 3 paired seeds: a vs b (2)" in section
     points = pd.read_csv(out / "frontier.csv")
     assert len(points) == 14 and set(points.method) == {"naive", "a", "b"} and points.on_front.any()
 

@@ -121,7 +121,9 @@ class RunSpec:
         """
         resolved = {
             "scenario": self.scenario.model_dump(mode="json"),
-            "strategy": self.strategy.model_dump(mode="json"),
+            # `scenarios` (which scenarios an entry runs on) came after results were stored: left out while unset,
+            # so those results still resume, and it never changes a run's numbers
+            "strategy": self.strategy.model_dump(mode="json", exclude={"scenarios"}),
             "seed": self.seed,
             "training": training_identity(self.training),
             "device": self.device,
