@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import io
-import itertools
 import math
+from typing import Iterable
 
 import matplotlib
 
@@ -28,26 +28,92 @@ from forgetbench.benchmark.core.frontier import pareto_front
 
 NAIVE_GREY = (0.498, 0.498, 0.498)  # #7f7f7f
 DPI = 96
-# seaborn's "colorblind" palette (Waskom, after Wong 2011, Nature Methods 8:441), repeated beyond ten strategies
+# seaborn's "colorblind" palette (Waskom, after Wong 2011, Nature Methods 8:441), reordered so that neighbours in the
+# order are far apart (orange and vermillion were the 2nd and 4th: MAS and WPL looked alike), then Paul Tol's "muted"
+# set; a colour and a marker together are never repeated within a figure (markers cycle once the colours run out)
 COLORBLIND = (
     "#0173b2",
     "#de8f05",
     "#029e73",
-    "#d55e00",
     "#cc78bc",
+    "#d55e00",
+    "#56b4e9",
+    "#ece133",
     "#ca9161",
     "#fbafe4",
-    "#949494",
-    "#ece133",
-    "#56b4e9",
+    "#000000",
+    "#332288",
+    "#88ccee",
+    "#44aa99",
+    "#117733",
+    "#999933",
+    "#ddcc77",
+    "#cc6677",
+    "#882255",
+    "#aa4499",
 )
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+FAINT = 0.35  # the alpha of a method's other strengths (neighbours, a sweep's other points) beside its chosen one
 WHISKER = "0.26"  # error bars: dark grey, as seaborn draws them
 
 
-def palette(strategies: list[str], naive: str | None = None) -> dict[str, tuple]:
-    """One colour per strategy, the same in every figure; naive is grey (the baseline)."""
-    colours = itertools.cycle(matplotlib.colors.to_rgb(c) for c in COLORBLIND)
-    return {s: NAIVE_GREY if s == naive else next(colours) for s in strategies}
+def method_of(label: str) -> str:
+    """A strategy label without its grid suffix (``ewc[ewc_lambda=10]`` -> ``ewc``): its method."""
+    return label.partition("[")[0]
+
+
+def palette(
+    strategies: list[str],
+    naive: str | None = None,
+    emphasised: Iterable[str] | None = None,
+    methods: list[str] | None = None,
+) -> dict[str, tuple]:
+    """One colour per *method* (every strength of a method shares it), the same in every figure of a report when
+    ``methods`` (the report's methods, in order) is given; naive is grey (the baseline). Where a method ran at several
+    strengths and one is ``emphasised`` (a tuned method's chosen point), its other strengths are drawn faint (alpha
+    :data:`FAINT`)."""
+    chosen = set(emphasised or ())
+    own = [method_of(s) for s in strategies if s != naive]
+    methods = [m for m in dict.fromkeys([*(methods or []), *own]) if m != naive and m != "naive"]
+    rgb = {m: matplotlib.colors.to_rgb(COLORBLIND[i % len(COLORBLIND)]) for i, m in enumerate(methods)}
+    variants: dict[str, list[str]] = {}
+    for s in strategies:
+        variants.setdefault(method_of(s), []).append(s)
+    out: dict[str, tuple] = {}
+    for s in strategies:
+        if s == naive:
+            out[s] = NAIVE_GREY
+            continue
+        siblings = variants[method_of(s)]
+        faint = len(siblings) > 1 and any(v in chosen for v in siblings) and s not in chosen
+        out[s] = (*rgb[method_of(s)], FAINT) if faint else rgb[method_of(s)]
+    return out
+
+
+def markers(strategies: list[str], naive: str | None = None, methods: list[str] | None = None) -> dict[str, str]:
+    """One marker per method, so that a method is told by its shape as well as its colour (and a colour repeated
+    beyond :data:`COLORBLIND`'s length never repeats with the same marker); naive's is a circle. ``methods``: as
+    :func:`palette`'s."""
+    own = [method_of(s) for s in strategies if s != naive]
+    methods = [m for m in dict.fromkeys([*(methods or []), *own]) if m != naive and m != "naive"]
+    # the marker moves on by one each time the colours start over: (colour, marker) never repeats within 190 methods
+    shape = {m: MARKERS[(i % len(COLORBLIND) + i // len(COLORBLIND)) % len(MARKERS)] for i, m in enumerate(methods)}
+    return {s: "o" if s == naive else shape[method_of(s)] for s in strategies}
+
+
+def _strength(label: str) -> float:
+    """The value a strategy label names (``ewc[ewc_lambda=709.7]`` -> 709.7), for ordering a method's strengths; inf
+    where it names none or several."""
+    _, _, inside = label.partition("[")
+    values = [part.partition("=")[2] for part in inside.rstrip("]").split(",") if "=" in part]
+    try:
+        return float(values[0]) if len(values) == 1 else math.inf
+    except ValueError:
+        return math.inf
+
+
+def is_faint(colour: tuple) -> bool:
+    return len(colour) == 4 and colour[3] < 1
 
 
 def sequential_colours(n: int) -> list[tuple]:
@@ -57,14 +123,16 @@ def sequential_colours(n: int) -> list[tuple]:
 
 def _grouped_bars(ax, data: pd.DataFrame, x: str, y: str, order: list[str], colours: dict[str, tuple]) -> None:
     """Per category of ``x`` (sorted), one bar per strategy side by side: the mean of ``y`` over the rows (seeds),
-    whisker min-max."""
+    whisker min-max. A strategy is named by its method where that is the only strength of it shown."""
+    methods = [method_of(s) for s in order]
+    names = {s: method_of(s) if methods.count(method_of(s)) == 1 else s for s in order}
     stats = data.groupby([x, "strategy"])[y].agg(["mean", "min", "max"])
     categories = sorted(data[x].unique())
     width = 0.8 / max(len(order), 1)
     for i, strategy in enumerate(order):
         bars = stats.xs(strategy, level="strategy").reindex(categories)
         at = np.arange(len(categories)) - 0.4 + width * (i + 0.5)
-        ax.bar(at, bars["mean"], width, color=colours[strategy], label=strategy)
+        ax.bar(at, bars["mean"], width, color=colours[strategy], label=names[strategy])
         spread = [bars["mean"] - bars["min"], bars["max"] - bars["mean"]]
         ax.errorbar(at, bars["mean"], yerr=spread, fmt="none", ecolor=WHISKER, elinewidth=1, capsize=2)
     ax.set_xticks(np.arange(len(categories)), [str(c) for c in categories])
@@ -108,48 +176,69 @@ CROWDED = 8  # strategies beyond which the stability figure names its points in 
 
 
 def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
-    """LA (y) against forgetting (x), one point per strategy with 95% CI bars; best corner top-left."""
+    """LA (y) against forgetting (x), one point per strategy, best corner top-left. A method's strengths share its
+    colour and marker and are joined in order of strength; its chosen point carries the 95% CI bars and the method's
+    name, its other strengths are faint and smaller (so 5 methods at 3 strengths read as 5, not 15)."""
     wide = summary[summary.metric.isin(["LA", "forgetting"])].pivot(index="strategy", columns="metric")
     if wide.empty or "LA" not in wide["mean"] or "forgetting" not in wide["mean"]:
         return None
     shown = [s for s in colours if s in wide.index]
-    crowded = len(shown) > CROWDED  # a sweep's points: named by the legend beside the axes, not on them
-    fig = _figure(5.2 + (2.6 if crowded else 0.0), 3.6 + (0.1 * (len(shown) - CROWDED) if crowded else 0.0))
+    shapes = markers(shown, next((s for s in shown if colours[s] == NAIVE_GREY), None))
+    methods = list(dict.fromkeys(method_of(s) for s in shown))
+    crowded = len(methods) > CROWDED  # many methods: named by the legend beside the axes, not on them
+    fig = _figure(5.2 + (2.6 if crowded else 0.0), 3.6 + (0.1 * (len(methods) - CROWDED) if crowded else 0.0))
     ax = fig.add_subplot()
-    for k, strategy in enumerate(shown):
-        row = wide.loc[strategy]
-        x, y = row[("mean", "forgetting")], row[("mean", "LA")]
-        if not (np.isfinite(x) and np.isfinite(y)):
-            continue
-
-        def err(metric: str, centre: float, row: pd.Series = row) -> list[list[float]] | None:
-            low, high = row[("ci_low", metric)], row[("ci_high", metric)]
-            # never negative: an interval clipped to the metric's range can sit beside a mean it does not hold
-            return [[max(0.0, centre - low)], [max(0.0, high - centre)]] if np.isfinite(low) else None
-
-        ax.errorbar(
-            x * 100,
-            y * 100,
-            xerr=_scaled(err("forgetting", x)),
-            yerr=_scaled(err("LA", y)),
-            fmt="o",
-            ms=7,
-            capsize=3,
-            color=colours[strategy],
-            label=strategy,
+    for k, method in enumerate(methods):
+        mine = [s for s in shown if method_of(s) == method]
+        points = [(s, wide.loc[s][("mean", "forgetting")], wide.loc[s][("mean", "LA")]) for s in mine]
+        points = sorted(
+            ((s, x, y) for s, x, y in points if np.isfinite(x) and np.isfinite(y)), key=lambda p: _strength(p[0])
         )
+        if not points:
+            continue
+        base = colours[mine[0]][:3]
+        if len(points) > 1:  # the method's strengths, in order of strength (their labels' order)
+            ax.plot(
+                [100 * x for _, x, _ in points], [100 * y for _, _, y in points], color=(*base, FAINT), lw=1, zorder=1
+            )
+        named = next((s for s, _, _ in points if not is_faint(colours[s])), points[0][0])
+        for strategy, x, y in points:
+            faint = is_faint(colours[strategy])
+            row = wide.loc[strategy]
+
+            def err(metric: str, centre: float, row: pd.Series = row) -> list[list[float]] | None:
+                low, high = row[("ci_low", metric)], row[("ci_high", metric)]
+                # never negative: an interval clipped to the metric's range can sit beside a mean it does not hold
+                return [[max(0.0, centre - low)], [max(0.0, high - centre)]] if np.isfinite(low) else None
+
+            ax.errorbar(
+                x * 100,
+                y * 100,
+                xerr=None if faint else _scaled(err("forgetting", x)),
+                yerr=None if faint else _scaled(err("LA", y)),
+                fmt=shapes[strategy],
+                ms=5 if faint else 7,
+                capsize=3,
+                color=colours[strategy],
+                label=method if strategy == named else None,
+                zorder=2 if faint else 3,
+            )
         if not crowded:
-            # staggered label offsets so strategies with near-equal numbers stay legible
+            # staggered label offsets so methods with near-equal numbers stay legible
+            x, y = next((x, y) for s, x, y in points if s == named)
             ax.annotate(
-                strategy,
+                method,
                 (x * 100, y * 100),
                 xytext=(7, 6 - 11 * k),
                 textcoords="offset points",
                 fontsize=9,
-                color=colours[strategy],
+                color=base,
                 fontweight="bold",
             )
-    return _stability_plasticity_axes(ax, fig, "Stability vs plasticity (best: top left)", legend_beside=crowded)
+    title = "Stability vs plasticity (best: top left)"
+    if any(is_faint(colours[s]) for s in shown):
+        title += "; faint: other strengths"
+    return _stability_plasticity_axes(ax, fig, title, legend_beside=crowded)
 
 
 def _stability_plasticity_axes(ax, fig: Figure, title: str, legend_beside: bool = False) -> str:
@@ -245,13 +334,15 @@ def sample_points(data: pd.DataFrame, limit: int = POINTS_SHOWN) -> pd.DataFrame
 
 
 def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
-    """Final accuracy on each experience, one bar per strategy, mean with min-max over seeds."""
+    """Final accuracy on each experience, one bar per strategy, mean with min-max over seeds; a method's other
+    strengths (faint in the palette) are left to the tables, so the bars stay one per method."""
     if final.empty:
         return None
+    order = [s for s in colours if s in set(final.strategy) and not is_faint(colours[s])]
+    final = final[final.strategy.isin(order)]
     n_exp = final.experience.nunique()
-    fig = _figure(min(12, 1.2 + 0.35 * n_exp * len(colours) + 2), 3.0)
+    fig = _figure(min(12, 1.2 + 0.35 * n_exp * len(order) + 2), 3.0)
     ax = fig.add_subplot()
-    order = [s for s in colours if s in set(final.strategy)]
     _grouped_bars(ax, final.assign(accuracy=final.accuracy * 100), "experience", "accuracy", order, colours)
     ax.set_ylim(0, 100)
     ax.set_xlabel("experience j")

@@ -364,10 +364,16 @@ def adapter_summary(frame: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+INERT_SHARE = 0.5  # a method is flagged when its penalty was too small to act in at least this share of experiences
+
+
 def inert_penalties(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> dict[str, dict[str, int]]:
-    """strategy -> where its penalty was too small to act (``<name>_penalty_inert`` non-empty): ``runs`` of its
+    """method -> where its penalty was too small to act (``<name>_penalty_inert`` non-empty): ``runs`` of its
     ``of_runs`` ok runs, and ``experiences`` of the ``of_experiences`` that had a penalty (a finite
-    ``<name>_penalty_to_data_gradient``), summed over its ok runs; strategies with no such experience are left out."""
+    ``<name>_penalty_to_data_gradient``), summed over its ok runs at every strength. Only methods whose penalty did
+    not act in at least :data:`INERT_SHARE` of those experiences are kept: a penalty that is inert now and then (a
+    short last experience) tells the reader nothing, one that is inert in most of them says the result is nearly the
+    unregularised one."""
     counts: dict[str, dict[str, int]] = {}
     for r in as_records(records):
         if not (r.ok and _scenario(r) == scenario):
@@ -383,9 +389,10 @@ def inert_penalties(records: Iterable[RunRecord | Mapping[str, Any]], scenario: 
         )
         if not had and not inert:
             continue
-        c = counts.setdefault(_strategy(r), {"runs": 0, "of_runs": 0, "experiences": 0, "of_experiences": 0})
+        method = _strategy(r).partition("[")[0]
+        c = counts.setdefault(method, {"runs": 0, "of_runs": 0, "experiences": 0, "of_experiences": 0})
         c["of_runs"] += 1
         c["runs"] += bool(inert)
         c["experiences"] += inert
         c["of_experiences"] += max(had, inert)
-    return {s: c for s, c in counts.items() if c["runs"]}
+    return {s: c for s, c in counts.items() if c["runs"] and c["experiences"] >= INERT_SHARE * c["of_experiences"]}

@@ -36,6 +36,7 @@ from forgetbench.benchmark.core.store import (
     registered_metric_modules,
     rerun_command,
 )
+from forgetbench.benchmark.core.grid import combination_label
 from forgetbench.reports import decisions as DC
 from forgetbench.reports import frames, summary
 from forgetbench.reports.drawing import InProcess, drawn, easel
@@ -235,6 +236,7 @@ def _verdict(
     naive: str | None,
     references: AbstractSet[str],
     options: DC.DecisionOptions | None = None,
+    decide: bool = True,
 ) -> list[str]:
     """The verdict (:func:`forgetbench.reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
 
@@ -242,7 +244,7 @@ def _verdict(
         v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
         return float(v.iloc[0]) if len(v) else float("nan")
 
-    lines = scenario_verdict(long, naive, references, options)
+    lines = scenario_verdict(long, naive, references, options, decide)
     shipped = search_outcome(long[~long.strategy.isin(references)], naive)
     metric = headline_metric(table, "mean")
     traders = set(plasticity_traders(long, naive))  # never "the winner" whose cost is shown
@@ -292,6 +294,8 @@ def _scenario_view(
     edges: Mapping[str, list[str]] | None = None,
     easel: Executor | None = None,
     options: DC.DecisionOptions | None = None,
+    emphasised: AbstractSet[str] = frozenset(),
+    methods: list[str] | None = None,
 ) -> ScenarioView:
     """One scenario's section of the report, in the order it reads: who ran, the tables, the comparisons with
     naive, the verdict, the problems, the figures, attribution, adapters. The figures are submitted to ``easel``
@@ -310,7 +314,7 @@ def _scenario_view(
     view.problems = problems[problems.scenario == name].to_dict("records")
     flagged = flagged_runs(records)
     view.flagged = flagged[flagged.scenario == name].to_dict("records")
-    colours = F.palette(order, naive)
+    colours = F.palette(order, naive, emphasised, methods)
     figs = _add_figures(view, records, name, t, order, colours, easel)
     _add_attribution(view, figs, records, name, order, colours, easel)
     _add_adapters(view, records, name, order)
@@ -425,8 +429,8 @@ def _add_verdict(
     options: DC.DecisionOptions | None = None,
 ) -> None:
     """The verdict: matched plasticity first where methods ran at several strengths, then each strength's."""
-    view.verdict = _verdict(t, long, naive, refs, options)
     headline = matched_headline(points, name, options) if points is not None else []
+    view.verdict = _verdict(t, long, naive, refs, options, decide=not headline)
     view.verdict += (edges or {}).get(name, [])
     if headline:  # several strengths per method: the matched-plasticity verdict heads, per-strength lines follow
         view.verdict = headline + (
@@ -674,6 +678,7 @@ def _frontier_views(
     computed: dict[str, dict[str, float]] | None = None,
     easel: Executor | None = None,
     options: DC.DecisionOptions | None = None,
+    methods: list[str] | None = None,
 ) -> tuple[list[FrontierView], pd.DataFrame]:
     """Per scenario with a strength sweep beside naive: its frontier figure, matched-plasticity table and verdicts;
     and every point (``frontier.csv``). ``source`` names where the points come from when not the suite's runs;
@@ -691,9 +696,13 @@ def _frontier_views(
         matched = FT.matched_plasticity(points, scenario)
         axes = FT.scenario_axes(points, scenario)
         naive = float(mine[mine.method == FT.NAIVE].plasticity.mean())
-        methods = list(dict.fromkeys(mine.method))
+        present = list(dict.fromkeys(mine.method))
         figure = (easel or InProcess()).submit(
-            F.frontier, mine, F.palette(methods, FT.NAIVE), {d: naive - axes.sign * d for d in FT.DROPS}, axes
+            F.frontier,
+            mine,
+            F.palette(present, FT.NAIVE, methods=methods),
+            {d: naive - axes.sign * d for d in FT.DROPS},
+            axes,
         )
         rows = [
             {
@@ -849,12 +858,30 @@ def build_report(
     comps = comparisons_table(long)
     problems = problem_runs(records, scan.sources)
     options = DC.options_of(folders)
+    # the report's methods in order: a method has one colour and marker in every figure of the report
+    methods = list(dict.fromkeys(label.partition("[")[0] for labels in order.values() for label in labels))
     with easel(workers if workers is not None else workers_asked()) as pad:  # figures drawn beside the tables
-        frontiers, points = _frontier_views(records, computed=scan.metrics, easel=pad, options=options)
-        edges = edge_lines(tuning_studies(folders))
+        frontiers, points = _frontier_views(records, computed=scan.metrics, easel=pad, options=options, methods=methods)
+        studies = tuning_studies(folders)
+        edges = edge_lines(studies)
+        # a tuned method's chosen point: drawn strong, its neighbours faint (figures.palette)
+        chosen = {combination_label(str(s["strategy"]), s["chosen"]) for s in studies if s.get("chosen")}
         scenarios = [
             _scenario_view(
-                name, records, order[name], table, comps, problems, long, scan.lean, points, edges, pad, options
+                name,
+                records,
+                order[name],
+                table,
+                comps,
+                problems,
+                long,
+                scan.lean,
+                points,
+                edges,
+                pad,
+                options,
+                chosen,
+                methods,
             )
             for name in order
         ]
@@ -865,7 +892,7 @@ def build_report(
         )
         if trials is not None and trials.records:
             trial_views, trial_points = _frontier_views(
-                trials.records, "tuning trials, on the validation split", trials.metrics, pad, options
+                trials.records, "tuning trials, on the validation split", trials.metrics, pad, options, methods
             )
             frontiers += trial_views
             if trial_views:

@@ -62,9 +62,10 @@ previous mode and gradients are restored afterwards; global RNG state is untouch
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +107,22 @@ def sample_subset(
     return tuple(t[keep] for t in tensors)
 
 
+IMPORTANCE_SECONDS = "importance_seconds"  # the template's attribute: seconds its importance passes took so far
+
+
+@contextlib.contextmanager
+def importance_pass(strategy) -> Iterator[None]:
+    """Time an importance pass (a Fisher, MAS's output norm) of ``strategy``: the seconds add up on the template's
+    :data:`IMPORTANCE_SECONDS` attribute, which the runner records as ``timing.importance_seconds`` (inside
+    ``train_seconds``: the pass runs at the end of the experience's training)."""
+    begun = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent = time.perf_counter() - begun
+        setattr(strategy, IMPORTANCE_SECONDS, getattr(strategy, IMPORTANCE_SECONDS, 0.0) + spent)
+
+
 def experience_importance(
     strategy,
     method: Literal["exact", "minibatch"],
@@ -118,21 +135,22 @@ def experience_importance(
     drawn with ``generator``): ``exact``, the Fisher of :func:`exact_fisher_diagonal` (``estimator``: which labels;
     ``batch_size`` samples a pass, by default the training batch size, which changes only float rounding), or
     ``minibatch``, Avalanche's squared mini-batch gradients (:func:`squared_gradient_importance`). The one
-    estimator EWC and WPL call; each keeps the parameters it penalises."""
-    tensors = sample_subset(dataset_tensors(strategy.experience.dataset), samples, generator)
-    if method == "exact":
-        return exact_fisher_diagonal(
-            strategy.model,
-            tensors[0],
-            tensors[1],
-            strategy.experience.task_labels[0],
-            batch_size=batch_size or int(getattr(strategy, "train_mb_size", 1024)),
-            estimator=estimator,
-            generator=generator,
+    estimator EWC and WPL call; each keeps the parameters it penalises. Its seconds are timed (:func:`importance_pass`)."""
+    with importance_pass(strategy):
+        tensors = sample_subset(dataset_tensors(strategy.experience.dataset), samples, generator)
+        if method == "exact":
+            return exact_fisher_diagonal(
+                strategy.model,
+                tensors[0],
+                tensors[1],
+                strategy.experience.task_labels[0],
+                batch_size=batch_size or int(getattr(strategy, "train_mb_size", 1024)),
+                estimator=estimator,
+                generator=generator,
+            )
+        return squared_gradient_importance(
+            strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
         )
-    return squared_gradient_importance(
-        strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
-    )
 
 
 def normalise_importance(

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
 from forgetbench.strategies.base import skip_importance_pass
-from forgetbench.strategies.importance import sample_subset
+from forgetbench.strategies.importance import importance_pass, sample_subset
 from forgetbench.strategies.penalty import (
     QuadraticAnchor,
     movable_subset,
@@ -143,13 +143,19 @@ class _FastMAS(_MASPluginBase):
         return self.quadratic.penalty(self._params, self._lambda, self._subset) if self._params else 0.0
 
     def _get_importance(self, strategy):
-        from avalanche.models.utils import avalanche_forward
         from avalanche.training.utils import zerolike_params_dict
 
         importance = dict(zerolike_params_dict(strategy.model))
         index = strategy.experience.current_experience
         if skip_importance_pass(self.skipped, self.used_params, index, self.adaptive, strategy):
             return importance
+        with importance_pass(strategy):
+            return self._importance_pass(strategy, importance)
+
+    def _importance_pass(self, strategy, importance):
+        """Omega: the mean absolute gradient of the output's squared norm (Aljundi et al.), on the experience's data."""
+        from avalanche.models.utils import avalanche_forward
+
         tensors = sample_subset(dataset_tensors(strategy.experience.dataset), self.importance_samples, self.generator)
         loader = TensorBatchLoader(tensors, strategy.train_mb_size, shuffle=False)
         strategy.model.train()

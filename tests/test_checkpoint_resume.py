@@ -26,7 +26,7 @@ from helpers import builtin_strategies, needs_traits, toy_text_scenario
 
 BUILT_INS = [name for name in builtin_strategies() if not needs_traits(name)]  # the rest: on text, below
 WALL_CLOCK = ("started_at", "finished_at", "resumed_from_experience", "warnings")
-TIMING_WALL_CLOCK = ("train_seconds", "eval_seconds", "standalone_seconds", "attribution_seconds")
+TIMING_WALL_CLOCK = ("train_seconds", "eval_seconds", "standalone_seconds", "attribution_seconds", "importance_seconds")
 TRAINING = TrainingConfig(
     optimizer="sgd", lr=0.02, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=256, eval_every=15, checkpoint=True
 )

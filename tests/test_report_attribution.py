@@ -140,14 +140,15 @@ def test_adapter_summary_by_hand_and_report_section(tmp_path):
     assert table.loc[0, "norm"] == 1.5 and math.isnan(table.loc[0, "overlap"])
     assert table.loc[1, "norm"] == 4.0 and table.loc[1, "overlap"] == pytest.approx(0.3)
     assert table.loc[1, "total_params"] == 20 and set(table.seeds) == {2}
-    # naive's seed 1 records no penalty: only the run that had one counts
+    # naive's seed 1 records no penalty: only the run that had one counts; inert in half of its experiences with a
+    # penalty, the method is flagged (less than half would tell the reader nothing)
     assert inert_penalties(records, "pair") == {
         "naive": {"runs": 1, "of_runs": 1, "experiences": 1, "of_experiences": 2}
     }
     html = build_report([write_folder(tmp_path / "results", records)]).html
     assert "<h3>Adapters</h3>" in html and "<td>4.000</td><td>0.300</td><td>10</td><td>20</td>" in html
     # on how many experiences and runs, and no claim that the result is the unregularised one
-    assert "Penalty too small to act: naive (on 1 of 2 experiences with a penalty, in 1 of 1 run)" in html
+    assert "per method over its strengths: naive (on 1 of 2 experiences with a penalty, in 1 of 1 run)" in html
     assert "result is the unregularised one" not in html
     plain = build_report([write_folder(tmp_path / "plain", basic_records())]).html
     assert "<h3>Adapters</h3>" not in plain and "Penalty too small to act" not in plain

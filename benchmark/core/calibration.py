@@ -214,11 +214,27 @@ def bracket(probes: Iterable[Probe], naive: Probe, cap: tuple[float, float], max
     )
 
 
+NOTHING_LEARNED = (
+    "no probe learned: naive and every strength ended collapsed (at chance after each task's training and at the "
+    "end, judged against the split's size), so there is no peak to bracket and this study stops. Check what makes a "
+    "model score chance in evaluation while it trains: BatchNorm's running statistics after few steps (momentum=None "
+    "averages every batch), the learning rate, the steps per task"
+)
+
+
+def nothing_learned(probes: Iterable[Probe], naive: Probe) -> bool:
+    """Naive and every probe collapsed: the model learned nothing at any strength (a setup problem, not a strength)."""
+    probes = list(probes)
+    return bool(probes) and naive.status == "collapsed" and all(p.status == "collapsed" for p in probes)
+
+
 def bracket_verdict(found: Bracket, probes: Iterable[Probe], naive: Probe, objective: str = "ACC") -> str:
     """One sentence: where the objective peaks and the range around it, or which end is open and why."""
     probes = sorted(probes, key=lambda p: p.value)
     if not probes:
         return "nothing was probed"
+    if nothing_learned(probes, naive):
+        return NOTHING_LEARNED
     span = f"probed {probes[0].value:g} to {probes[-1].value:g}"
     if found.best is None:
         fallback = acting_range(probes, naive)

@@ -156,7 +156,8 @@ class TuneSpec(StrictModel):
     seed: int = Field(0, ge=0)
     objective: Literal["ACC", "LA", "forgetting", "BWT"] = "ACC"  # forgetting is minimised, the others maximised
     fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of each task's training data held out for the trials
-    seeds: list[Seed] | None = Field(None, min_length=1)  # seeds of each trial, averaged (default: the suite's first)
+    # seeds of each trial, averaged (default: the suite's first three; its first when it has fewer than three)
+    seeds: list[Seed] | None = Field(None, min_length=1)
     decades: int = Field(3, ge=1, le=6)  # for `auto` without a calibration yet: probes 10^-N..10^N x the value
     scenario: str | None = None  # the protocol: tune on this scenario of the suite (its label), run on every one
     first_tasks: int | None = Field(None, ge=2)  # the protocol: tune on each scenario's first k tasks only

@@ -403,6 +403,16 @@ METRICS: dict[str, Metric] = {
             terminal_rank=3,
         ),
         Metric(
+            "importance_seconds",
+            "Importance time",
+            "lower",
+            "seconds",
+            "wall-clock seconds of the regularizer's importance passes (EWC's and WPL's Fisher, MAS's Omega), part "
+            "of the train time",
+            "cost",
+            (0, float("inf")),
+        ),
+        Metric(
             "steps_per_second",
             "Steps / s",
             "higher",

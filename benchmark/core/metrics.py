@@ -446,6 +446,8 @@ def run_metrics(
         "train_seconds": float(record.timing.train_seconds),
         "steps_per_second": steps_per_second(record.timing.steps, record.timing.train_seconds),
     }
+    if record.timing.importance_seconds is not None:  # a regularizer with importance passes (EWC, WPL, MAS)
+        timing["importance_seconds"] = float(record.timing.importance_seconds)
     if not record.ok and record.status == "ok" and record.search is not None:
         # a search whose evaluation units are sampled architectures (enas_rnn) keeps no accuracy matrix:
         # its numbers are the search's own

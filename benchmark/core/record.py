@@ -143,6 +143,7 @@ class EvaluatedOn(_Part):
     split: str  # `validation`: a seeded share of each task's training data, held out from training
     fraction: float | None = None  # that share
     first_tasks: int | None = None  # trained and evaluated on the scenario's first k tasks only (a tuning protocol)
+    samples: list[int] | None = None  # the samples each task was evaluated on (what a tuning tie is judged by)
 
 
 class ArchitectureScores(_Part):

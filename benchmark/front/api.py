@@ -288,6 +288,34 @@ def run_suite(
     return Results([out], outcome)
 
 
+def estimate_suite(
+    config: str | Path | Mapping[str, Any] | SuiteConfig,
+    out: str | Path | None = None,
+    *,
+    data_root: str | Path | None = None,
+    seeds: list[int] | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    until_decided: Mapping[str, int] | None = None,
+    always: bool = True,
+) -> Any:
+    """What ``run`` would execute and its expected wall and memory (:mod:`forgetbench.benchmark.run.estimate`):
+    measured from one shortened run per scenario and strategy, nothing written. With ``always`` False, None for a
+    suite that plans fewer than 50 runs (``run`` does not estimate those)."""
+    from forgetbench.benchmark.data.datasets import default_data_root
+    from forgetbench.benchmark.run import estimate as estimate_module
+    from forgetbench.benchmark.run.executors import resolve_executor
+
+    suite = as_suite(config)
+    if until_decided is not None:
+        suite = _until_decided(suite, seeds, until_decided)
+    folder = Path(out) if out else Path("results") / suite.name
+    if not always and not estimate_module.worth_estimating(suite, folder, seeds):
+        return None
+    root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
+    return estimate_module.estimate(suite, folder, root, seeds, resolve_executor(executor), workers)
+
+
 def _until_decided(suite: SuiteConfig, seeds: list[int] | None, rule: Mapping[str, int]) -> SuiteConfig:
     """``suite`` with seeds added until decided (``--seeds-until-decided --max-seeds N``): its seeds (or ``seeds``)
     first."""

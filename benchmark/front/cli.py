@@ -48,6 +48,9 @@ def _data_root(arg: str | None) -> Path:
     return (Path(arg) if arg else default_data_root()).expanduser().resolve()
 
 
+ESTIMATE_PRINTED_FROM = 60.0  # seconds: `run` prints its estimate first for a suite expected to take longer
+
+
 def _until_decided(args: argparse.Namespace) -> dict[str, int] | None:
     """``--seeds-until-decided --max-seeds N [--seeds-step K]`` as the rule run_suite takes (None: off)."""
     if not args.seeds_until_decided:
@@ -59,10 +62,26 @@ def _until_decided(args: argparse.Namespace) -> dict[str, int] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from forgetbench.benchmark.front.api import run_suite
+    from forgetbench.benchmark.front.api import estimate_suite, run_suite
 
+    config = args.config or _default_config_path()
+    if args.estimate or not args.quiet:
+        found = estimate_suite(
+            config,
+            args.out,
+            data_root=_data_root(args.data_root),
+            seeds=args.seeds,
+            executor=args.executor,
+            workers=args.workers,
+            until_decided=_until_decided(args),
+            always=args.estimate,
+        )
+        if found is not None and (args.estimate or found.wall_seconds > ESTIMATE_PRINTED_FROM):
+            print("\n".join(found.lines()), flush=True)
+        if args.estimate:
+            return EXIT_OK
     results = run_suite(
-        args.config or _default_config_path(),
+        config,
         args.out,
         data_root=_data_root(args.data_root),
         seeds=args.seeds,
@@ -469,6 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="after the suite's seeds, add seeds in rounds to the strategies of undecided pairs until every pair is "
         "decided or --max-seeds is reached (as seeds: {start, max} in the config)",
+    )
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the plan (every run, probes and trials included) and its expected wall and memory, measured from "
+        "one shortened run per scenario and strategy, and stop (run prints it first when it plans 50 runs or more "
+        "and expects over a minute)",
     )
     p.add_argument("--max-seeds", type=_positive_int, help="with --seeds-until-decided: the budget (default 20)")
     p.add_argument(

@@ -203,8 +203,9 @@ def decide(plan: Plan, records: dict[str, RunRecord | None], objective: str = "A
     for ladder in plan.ladders:
         naive, probes, found = _ladder_bracket(plan, ladder, records, objective)
         order = sorted(range(len(probes)), key=lambda i: probes[i].value)
+        learned = not calibration.nothing_learned(probes, naive)
         fallback = calibration.acting_range(probes, naive) if found.best is None else None
-        searched = found.range or fallback
+        searched = (found.range or fallback) if learned else None
         entries.append(
             {
                 "scenario": ladder.scenario.display_name,
@@ -214,7 +215,8 @@ def decide(plan: Plan, records: dict[str, RunRecord | None], objective: str = "A
                 "centre": ladder.centre,
                 "objective": objective,
                 "range": list(searched) if searched else None,
-                "best": found.best,
+                "best": found.best if learned else None,
+                "nothing_learned": not learned,
                 "bracketed": {"low": found.low_bracketed, "high": found.high_bracketed},
                 "open_ends": {k: v for k, v in (("low", found.low_reason), ("high", found.high_reason)) if v},
                 "extended": sorted(value for value, _ in ladder.specs[ladder.initial :]),

@@ -185,9 +185,16 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
         job, modules = message
         for module in modules:
             importlib.import_module(module)
+
+        def progress(text: str, key: str = job.key) -> None:  # where the run is, once an epoch, to the driver
+            try:
+                conn.send(("progress", key, text))
+            except OSError:  # the driver is gone: the run's end will find it so
+                pass
+
         # JSON's form across the pipe: a plug-in's extra result need not be picklable, and the driver validates
         with torch_threads(run_threads(job.spec)):
-            record = run(job.spec, data_root, None, job.checkpoint, job.cache_dir)
+            record = run(job.spec, data_root, progress, job.checkpoint, job.cache_dir)
         try:
             conn.send((job.key, record.to_dict()))
         except (BrokenPipeError, EOFError):  # the driver is gone: nobody to send it to
@@ -264,6 +271,7 @@ class ProcessExecutor:
             raise ValueError("--workers must be at least 1")
         self.workers = workers
         self.data_root = data_root
+        self.progress = progress
         self.threads = threads_per_worker(workers)
         self.context = worker_context()
         self.pool: list[_Worker] = []
@@ -306,12 +314,16 @@ class ProcessExecutor:
                 if job is None:  # busy holds workers with a job
                     continue
                 record = None
-                if worker.conn.poll():
+                while record is None and worker.conn.poll():
                     try:
-                        _, raw = worker.conn.recv()
-                        record = _received(job, raw)
+                        message = worker.conn.recv()
                     except (EOFError, OSError):  # the pipe closed: the worker is dying
-                        record = None
+                        break
+                    if message[0] == "progress":  # where the run is: the suite's progress line
+                        if self.progress is not None:
+                            self.progress(message[2])
+                        continue
+                    record = _received(job, message[1])
                 if record is None:
                     if worker.process.is_alive():
                         continue  # still running (another worker woke us)

@@ -46,6 +46,7 @@ from forgetbench.benchmark.run.schedule import scheduled_experiences, train_sche
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
 from forgetbench.benchmark.train.template import FastSupervisedTemplate
 from forgetbench.benchmark.train.harness import (
+    ProgressHook,
     CurveRecorder,
     DivergedError,
     Harness,
@@ -55,6 +56,7 @@ from forgetbench.benchmark.train.harness import (
     evaluate,
     tasks_at_chance,
 )
+from forgetbench.strategies.importance import IMPORTANCE_SECONDS
 from forgetbench.strategies.plugin import PluginProtocol, held_tensor_bytes
 
 __all__ = ["run", "ProgressCallback", "regularizer_bytes", "strategy_extra_results"]
@@ -111,6 +113,8 @@ def _execute(
         record.environment["data"] = ", ".join(f"{name}={digest}" for name, digest in sorted(reads.items()))
     model = scenario.model.to(device)
     record.experiences = [task.name for task in scenario.tasks]
+    if record.evaluated_on is not None:  # a trial's or probe's split: its size is how finely it can tell points apart
+        record.evaluated_on.samples = [len(task.test_y) for task in scenario.tasks]
     if not scenario.adaptive:  # a search decides its turns, and so its rows, while it runs
         record.rows_planned = sum(1 for turn in scenario.schedule if turn.record)
     if scenario.meta.get("scenario_type"):
@@ -132,6 +136,8 @@ def _execute(
                 attribution.measure(net, turn, scenario.schedule[turn].task, scenario.tasks, device, iteration)
             ),
         )
+    if progress is not None:
+        harness.progress = ProgressHook(progress, spec.run_id, len(scenario.schedule))
     if spec.prune is not None and spec.prune.points and checks_apply(scenario):
         harness.pruner = InsideChecks(spec.prune, record, scenario, harness, batch, device)
     strategy = build_run_strategy(spec, scenario, model, device, harness)
@@ -154,6 +160,8 @@ def _execute(
     if checkpoint is not None:
         start, checkpoint = _resume(checkpoint, spec, scenario, strategy, harness, record, attribution)
     timing = record.timing  # after a resume: the interrupted part's, which this part adds to
+    if timing.importance_seconds is not None:  # the importance passes' running total goes on from there
+        setattr(strategy, IMPORTANCE_SECONDS, timing.importance_seconds)
     turns = scheduled_experiences(scenario)
     before = [turn.task for turn, _ in turns[:start]]
     scores = Scores(strategy, batch, device)  # after a resume: nothing scored yet with its weights
@@ -174,6 +182,7 @@ def _execute(
 
     if scenario.adaptive:  # a search may add tasks while it runs (each newly sampled architecture)
         record.experiences = [task.name for task in scenario.tasks]
+
     retrainings = scenario.retrainings()
     if retrainings:
         t0 = time.perf_counter()
@@ -232,10 +241,11 @@ def _train_turns(
     seen_seconds = attribution.seconds if attribution is not None else 0.0
     for done in train_schedule(strategy, harness, turns, spec.training, start=start, tasks_before=before):
         turn = done.turn
-        if progress is not None:
-            progress(f"{spec.run_id}: {scenario.tasks[turn.task].name}")
         timing.train_seconds += done.train_seconds
         timing.eval_seconds += done.curve_seconds
+        # a regularizer's importance passes (EWC, WPL, MAS: strategies/importance.py), inside train_seconds
+        if hasattr(strategy, IMPORTANCE_SECONDS):
+            timing.importance_seconds = getattr(strategy, IMPORTANCE_SECONDS)
         timing.steps += done.steps
         if harness.recorder is not None:
             record.curves = [CurvePoint(**point) for point in harness.recorder.curves]

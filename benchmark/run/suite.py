@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections import Counter
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +19,14 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from tqdm.auto import tqdm
 
-from forgetbench.benchmark.run import rounds, tracking, tuning
+from forgetbench.benchmark.run import estimate, rounds, tracking, tuning
 from forgetbench.benchmark.core import plan, stop, store
 from forgetbench.benchmark.core.plan import PlannedRun
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
 from forgetbench.benchmark.data.models import checking_only
-from forgetbench.benchmark.run.executors import Executor, Job, make_executor
+from forgetbench.benchmark.core.children import available_cores
+from forgetbench.benchmark.run.executors import Executor, Job, make_executor, resolve_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.metric_registry import registered_metrics
@@ -190,6 +192,40 @@ def device_memory(device: str) -> tuple[str, int]:
     return "this machine's memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+class Eta:
+    """The time left, from the runs' own measured times: each finished (or resumed) run's seconds teach the mean of
+    its (scenario, strategy), and the runs still planned of each are counted at that mean (a pair not measured yet:
+    the mean over every run so far), over the workers."""
+
+    def __init__(self, planned: Counter[tuple[str, str]], workers: int) -> None:
+        self.left, self.workers = Counter(planned), max(workers, 1)
+        self.seconds: dict[tuple[str, str], list[float]] = {}
+
+    def done(self, spec: RunSpec, record: RunRecord | None) -> None:
+        key = (spec.scenario.display_name, spec.strategy.name)
+        if self.left[key] > 0:
+            self.left[key] -= 1
+        if record is not None and record.status in store.DONE_STATUSES:
+            t = record.timing
+            spent = t.train_seconds + t.eval_seconds + (t.retrain_seconds or 0.0) + (t.search_seconds or 0.0)
+            self.seconds.setdefault(key, []).append(spent)
+
+    def remaining(self) -> float | None:
+        """Seconds left, or None before any run was measured."""
+        every = [x for xs in self.seconds.values() for x in xs]
+        if not every:
+            return None
+        overall = sum(every) / len(every)
+        means = {k: sum(v) / len(v) for k, v in self.seconds.items()}
+        return sum(n * means.get(k, overall) for k, n in self.left.items()) / self.workers
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
 class _Driver:
     """Runs batches of jobs on an executor; the only writer of result files."""
 
@@ -208,6 +244,8 @@ class _Driver:
         self.bar, self.retries, self.fresh = bar, retries, fresh
         self.loggers, self.suite_name = list(loggers or []), suite_name
         self.exploring: set[str] = set()  # runs of OUT/runs that explore, not asked for: a tuned point's neighbours
+        self.eta: Eta | None = None  # the time left, where the suite's plan is known
+        self.now = ""  # where the run in progress is (a worker's last report)
 
     def run_batch(self, batch: list[tuple[Path, RunSpec]]) -> None:
         """Run what is not complete in ``batch`` (folder, spec); retry failures up to ``retries``. Each folder's
@@ -224,6 +262,8 @@ class _Driver:
             if not self.fresh and store.is_complete(previous, spec.resolved(), spec.retired_params()):
                 self.outcome.skipped.append(spec.run_id)
                 self._count(folder, spec.run_id, previous.status)
+                if self.eta is not None:
+                    self.eta.done(spec, previous)
                 self.bar.update(1)
             else:
                 ours = previous is not None and store.is_planned(previous, spec.resolved(), spec.retired_params())
@@ -300,6 +340,8 @@ class _Driver:
             self.bar.write(f"run {job.spec.run_id} {record.status}: {record.error}")
         for warning in record.warnings or []:
             self.bar.write(f"run {job.spec.run_id}: {warning}")
+        if self.eta is not None:
+            self.eta.done(job.spec, record)
         self.bar.update(1)
         self._refresh(job.spec.run_id)
 
@@ -328,11 +370,19 @@ class _Driver:
     def write_failure(self, folder: Path, spec: RunSpec, error: str) -> None:
         self._finish(folder, Job(spec.run_id, spec), failure_record(spec, error))
 
+    def inside(self, text: str) -> None:
+        """A worker's report of where its run is (once an epoch): shown on the progress line."""
+        self.now = text
+        self._refresh()
+
     def _refresh(self, last: str = "") -> None:
         counts = f"failed={len(self.outcome.failed)}" + (
             f" diverged={len(self.outcome.diverged)}" if self.outcome.diverged else ""
         )
-        self.bar.set_postfix_str(counts + (f" last={last}" if last else ""), refresh=True)
+        left = self.eta.remaining() if self.eta is not None else None
+        eta = f" left≈{_clock(left)}" if left is not None else ""
+        where = f" now={self.now}" if self.now else (f" last={last}" if last else "")
+        self.bar.set_postfix_str(counts + eta + where, refresh=True)
 
 
 def run_suite(
@@ -385,13 +435,18 @@ def run_suite(
     begun = time.perf_counter()
     # before any run: a missing driver, a bad URL or a corrupt study file is refused before anything trains
     opened = (tuning.open_storage(out, storage), round(time.perf_counter() - begun, 4)) if studies else None
-    n_final = sum(len(seeds or suite.seeds) * (1 + len(study.tune.neighbours)) for study in studies)
-    references = len(tuning.naive_references(suite, studies)) if studies else 0  # naive on the trials' split
-    total = len(ordinary) + references + n_final + sum(s.tune.trials * len(s.seeds) for s in studies)
+    # one bar over every run the suite executes: probes, references, trials and final runs too (the rounds grow it)
+    planned = [
+        s for phase, specs in estimate.planned_runs(suite, out, seeds).items() if phase != "rounds" for s in specs
+    ]
     outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
     with _session(
-        suite, out, outcome, data_root, total, seeds, show_progress, executor, workers, address, retries, fresh
+        suite, out, outcome, data_root, len(planned), seeds, show_progress, executor, workers, address, retries, fresh
     ) as driver:
+        driver.eta = Eta(
+            Counter((s.scenario.display_name, s.strategy.name) for s in planned),
+            1 if resolve_executor(executor) == "local" else (workers or available_cores()),
+        )
         _run_phases(driver, suite, out, ordinary, seeds, studies, opened, decide)
     return outcome
 
@@ -458,12 +513,27 @@ def _session(
             import_folders=searched_folders(),
             metrics={m.key: m.compute.__module__ for m in registered_metrics()},
         )
-        bar = tqdm(total=total, unit="run", disable=not show_progress, dynamic_ncols=True)
-        pool = _LazyExecutor(lambda: make_executor(executor, data_root, workers, address))
+        # tqdm's own time left assumes every run costs the same: the driver's Eta measures each kind of run instead
+        bar = tqdm(
+            total=total,
+            unit="run",
+            disable=not show_progress,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+        )
+        reports: list[_Driver] = []  # the driver, once made: where a worker's progress reports go
+
+        def report(text: str) -> None:
+            for driver in reports:
+                driver.inside(text)
+
+        pool = _LazyExecutor(lambda: make_executor(executor, data_root, workers, address, progress=report))
         with stop.stop_on_signals():
             try:
                 pool.notify = bar.write
-                yield _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
+                driver = _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
+                reports.append(driver)
+                yield driver
             finally:
                 pool.close()
                 bar.close()
@@ -548,7 +618,11 @@ def _tune(
     driver.run_batch([(out / tuning.TUNING_DIR, spec) for spec in tuning.naive_references(suite, studies)])
     summaries, finals = [], []
     for study in studies:
-        summary = tuning.run_study(suite, study, out, driver.run_batch, opened[0], calibrated)
+        try:
+            summary = tuning.run_study(suite, study, out, driver.run_batch, opened[0], calibrated)
+        except tuning.NothingLearned as stopped:  # one line, what to check; its final runs are failed with it
+            driver.bar.write(f"tuning {study.name} stopped: {stopped}")
+            summary = tuning.stopped_summary(study, str(stopped))
         summaries.append(summary)
         chosen = tuning.final_specs(suite, study, summary, seeds)
         finals.extend(chosen)
@@ -560,7 +634,9 @@ def _tune(
             for seed in seeds or suite.seeds:
                 spec = RunSpec(suite.name, study.scenario, unlabelled, seed, suite.training, suite.device)
                 driver.outcome.run_ids.append(spec.run_id)
-                driver.write_failure(out, spec, "tune: no trial finished on the validation split")
+                driver.write_failure(
+                    out, spec, summary.get("stopped") or "tune: no trial finished on the validation split"
+                )
     driver.account(
         out / store.CALIBRATION_DIR,
         [

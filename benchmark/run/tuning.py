@@ -101,11 +101,27 @@ class Study:
         )  # other trials: another study
 
 
+# a trial's default seeds: the suite's first three. One seed ties points a seed's noise separates by chance (issue
+# 76: all 3 trials of EWC, SI and WPL at 0.90625); three cut a mean's spread by 1.7 against one seed's. A suite of
+# fewer than three seeds (a smoke test: its own intervals are not informative) tunes on its first
+TRIAL_SEEDS = 3
+
+
+def trial_seeds(seeds: list[int]) -> list[int]:
+    """The default seeds of a trial (:data:`TRIAL_SEEDS`)."""
+    return seeds[:TRIAL_SEEDS] if len(seeds) >= TRIAL_SEEDS else seeds[:1]
+
+
 def plan_tuning(suite: SuiteConfig) -> list[Study]:
     refused = refused_pairs(suite)
     by_label = {s.display_name: s for s in suite.scenarios}
     return [
-        Study(scenario, entry, list(entry.tune.seeds or suite.seeds[:1]), by_label.get(entry.tune.scenario or ""))
+        Study(
+            scenario,
+            entry,
+            list(entry.tune.seeds or trial_seeds(suite.seeds)),
+            by_label.get(entry.tune.scenario or ""),
+        )
         for scenario in suite.scenarios
         for entry in suite.strategies
         if entry.tune is not None and runs_on(scenario, entry, refused)
@@ -120,6 +136,32 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, float) and math.isfinite(value) and value != 0:
         return float(f"{value:.{SIGNIFICANT}g}")
     return value
+
+
+class NothingLearned(ValueError):
+    """The calibration behind an ``auto`` range learned nothing at any strength: the study stops (one line saying
+    what to check) instead of searching a range around no peak."""
+
+
+def stopped_summary(study: Study, why: str) -> dict[str, Any]:
+    """``tuning.json``'s entry for a study that stopped before any trial (no point chosen: no final runs)."""
+    return {
+        "scenario": study.scenario.display_name,
+        "strategy": study.strategy.display_name,
+        "study": study.name,
+        "objective": study.tune.objective,
+        "protocol": {"kind": "validation", "fraction": study.tune.fraction, "seeds": study.seeds},
+        "sampler": sampler_kind(study.tune),
+        "sampler_description": sampler_description(study.tune),
+        "budget": study.tune.trials,
+        "stopped": why,
+        "notes": [why],
+        "chosen": None,
+        "chosen_on_edge": {},
+        "chosen_trial": None,
+        "chosen_value": None,
+        "trials": [],
+    }
 
 
 def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
@@ -140,6 +182,8 @@ def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[
         )
         if entry is None:  # ensure_calibration wrote one for every auto param
             raise ValueError(f"{name}: no calibration under {study.tune.objective} for {study.name}")
+        if entry.get("nothing_learned"):
+            raise NothingLearned(f"{name}: {entry['verdict']}")
         found = entry.get("range")
         if found is None:
             values = [p["value"] for p in entry["probes"]]
@@ -385,6 +429,63 @@ def driver_id() -> str:
     import socket
 
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One binomial standard error of a trial's objective on its validation split: ``samples`` per task over
+    ``tasks`` tasks, averaged over ``seeds``. A difference of an accuracy (forgetting, BWT) has twice the variance."""
+
+    error: float
+    samples: int  # per task (the smallest task's)
+    tasks: int
+    seeds: int
+    factor: float  # variance of one accuracy at p, times 2 for a difference of accuracies
+
+    @classmethod
+    def of(cls, value: float, samples: list[int], seeds: int, objective: str) -> "Resolution":
+        n, tasks = max(min(samples), 1), max(len(samples), 1)
+        # a rate measured at 0 or 1 on N samples is not known exactly: kept half a sample inside (0, 1)
+        edge = 0.5 / (n * tasks * max(seeds, 1))
+        p = min(max(value, edge), 1.0 - edge) if objective in ("ACC", "LA") else 0.5  # 0.5: the widest spread
+        factor = p * (1 - p) * (1.0 if objective in ("ACC", "LA") else 2.0)
+        return cls(math.sqrt(factor / (n * tasks * max(seeds, 1))), n, tasks, seeds, factor)
+
+    def samples_to_resolve(self, difference: float) -> int | None:
+        """Validation samples per task at which one standard error is below ``difference`` (None for 0)."""
+        if difference <= 0:
+            return None
+        return math.ceil(self.factor / (difference**2 * self.tasks * max(self.seeds, 1)))
+
+
+TIE_RULE = "the best value, equal values to the lowest trial number (the same for every driver)"
+
+
+def tie_notes(
+    complete: list[dict[str, Any]], best: dict[str, Any], resolution: Resolution | None, objective: str
+) -> list[str]:
+    """Sentences for tuning.json's notes when the validation split cannot tell the best trial from others (their
+    values within one standard error of the best's), with the rule that chose, and the split that would tell."""
+    if resolution is None or len(complete) < 2:
+        return []
+    tied = [t for t in complete if abs(t["value"] - best["value"]) <= resolution.error]
+    if len(tied) < 2:
+        return []
+    others = sorted({t["value"] for t in complete})
+    gaps = [b - a for a, b in zip(others, others[1:]) if b > a]
+    split = f"{resolution.samples} samples a task on {resolution.tasks} task(s), {resolution.seeds} seed(s)"
+    needed = resolution.samples_to_resolve(min(gaps)) if gaps else None
+    tell = (
+        f"a validation split of about {needed} samples a task (or that many more seeds' worth) would resolve the "
+        f"smallest difference these trials show ({min(gaps):.4f})"
+        if needed is not None
+        else "every trial scored exactly the same: the split resolves no difference between these strengths"
+    )
+    return [
+        f"tie: trials {', '.join(str(t['number']) for t in sorted(tied, key=lambda t: t['number']))} score within "
+        f"one binomial standard error ({resolution.error:.4f} {objective}) of the best on the validation split "
+        f"({split}); chosen by the rule: {TIE_RULE}. The split cannot tell these points apart: {tell}"
+    ]
 
 
 def _point_text(params: dict[str, Any]) -> str:
@@ -804,12 +905,22 @@ class StudyRun:
             return None
         sign = 1.0 if MAXIMISE[self.tune.objective] else -1.0
         best = max(complete, key=lambda t: (sign * t["value"], -t["number"]))
+        self.notes += tie_notes(complete, best, self.resolution(best), self.tune.objective)
         for name, side in on_edge(self.space, best["params"]).items():
             self.notes.append(
                 f"{name}: the chosen {best['params'][name]:g} sits on the {side} edge of its searched range "
                 f"({self.space[name].low:g} to {self.space[name].high:g}): the best strength may lie beyond it"
             )
         return best
+
+    def resolution(self, trial: dict[str, Any]) -> Resolution | None:
+        """How finely the validation split tells trials apart at ``trial``'s value: one binomial standard error of
+        the objective (None where the trial's records do not say their split's size)."""
+        records = [r for r in self.trial_records(trial["params"]) if r is not None and r.evaluated_on is not None]
+        sizes = [r.evaluated_on.samples for r in records if r.evaluated_on is not None and r.evaluated_on.samples]
+        if not sizes:
+            return None
+        return Resolution.of(float(trial["value"]), list(sizes[0]), len(records), self.tune.objective)
 
     def protocol(self) -> dict[str, Any]:
         tune = self.tune

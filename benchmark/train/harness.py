@@ -124,28 +124,47 @@ def _disjoint_labels(tasks: list[Task]) -> bool:
     return True
 
 
-def collapse_message(final: list[float], tasks: list[Task], seen: list[int]) -> str | None:
-    """Why the run counts as collapsed (every task seen ends at chance level), or None.
+def no_better_than_constant(accuracy: float, labels: torch.Tensor) -> bool:
+    """True when ``accuracy`` on ``labels`` is what always predicting one class can score: at most the majority rate,
+    plus one sample (judged against the test set's size, so a test set of 20 allows 0.05, one of 2,000 allows 0.0005).
+    Unlike :func:`at_chance`, a model that is somewhat above chance on a small test set is not taken for a degenerate
+    one."""
+    return accuracy <= majority_rate(labels) + 1.0 / max(len(labels), 1) + 1e-12
 
-    When the tasks seen have disjoint labels (class-IL: one head, each class in one task), a constant
-    prediction scores on one task at most, so the test is on their pooled test sets: the pooled accuracy
-    against always predicting the pooled majority label.
+
+def collapse_message(final: list[float], tasks: list[Task], seen: list[int]) -> str | None:
+    """Why the run counts as collapsed, or None: at the end it does no better than a constant prediction on every
+    task seen (:func:`no_better_than_constant`), with a finite loss. A run that ends above that anywhere, however
+    small its test sets, is kept (its forgetting is what the metrics measure; tasks at chance are flagged apart,
+    :func:`tasks_at_chance`). When the tasks seen have disjoint labels (class-IL: one head, each class in one task), a
+    constant prediction scores on one task at most, so the end is judged on their pooled test sets.
     """
     if not seen:
         return None
     if len(seen) > 1 and _disjoint_labels([tasks[j] for j in seen]):
         labels = torch.cat([tasks[j].test_y for j in seen])
         pooled = sum(final[j] * len(tasks[j].test_y) for j in seen) / max(len(labels), 1)
-        if not at_chance(pooled, labels):
+        if not no_better_than_constant(pooled, labels):
             return None
         return (
-            f"collapsed to chance level over the tasks seen (one output space), with a finite loss: pooled "
-            f"accuracy {pooled:.3f} (majority {majority_rate(labels):.3f})"
+            f"collapsed: no better than a constant prediction over the tasks seen (one output space), with a finite "
+            f"loss: pooled accuracy {pooled:.3f} (majority {majority_rate(labels):.3f} on {len(labels)} test samples)"
         )
-    if not all(at_chance(final[j], tasks[j].test_y) for j in seen):
+    if not all(no_better_than_constant(final[j], tasks[j].test_y) for j in seen):
         return None
-    detail = ", ".join(f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f})" for j in seen)
-    return f"collapsed to chance level on every task seen, with a finite loss: {detail}"
+    detail = ", ".join(
+        f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f} on {len(tasks[j].test_y)})"
+        for j in seen
+    )
+    return f"collapsed: no better than a constant prediction on every task seen, with a finite loss: {detail}"
+
+
+def accuracy_after_training(matrix: list[list[float]], seen: list[int]) -> dict[int, float]:
+    """Task -> its accuracy right after its own training, where the matrix has a row per task seen (a sequence of
+    experiences); empty otherwise (a search's rounds)."""
+    if len(matrix) != len(seen):
+        return {}
+    return {j: matrix[i][j] for i, j in enumerate(seen)}
 
 
 def tasks_at_chance(final: list[float], tasks: list[Task], seen: list[int]) -> list[int]:
@@ -157,7 +176,7 @@ def chance_message(matrix: list[list[float]], tasks: list[Task], seen: list[int]
     """``3 of 5 tasks at chance at the end: ...``, saying for each whether it was learned first (so forgotten
     entirely) or never learned (the accuracy right after its own training was at chance too)."""
     final = matrix[-1]
-    diagonal = {j: matrix[min(i, len(matrix) - 1)][j] for i, j in enumerate(seen)} if len(matrix) == len(seen) else {}
+    diagonal = accuracy_after_training(matrix, seen)
     parts = []
     for j in at:
         learned = diagonal.get(j)
@@ -218,6 +237,33 @@ class StepBudget(SupervisedHooks):
     def new_phase(self) -> None:
         """The rest of this turn is a new phase with a budget of its own; ``steps`` keeps counting."""
         self._earlier_phases = self.steps
+
+
+class ProgressHook(SupervisedHooks):
+    """Says where a run is, once an epoch (never per step): ``<run id>: experience 3/5, epoch 2/4``. A turn with a
+    step budget says its steps instead of epochs. At most one report every :attr:`every` seconds."""
+
+    every = 0.5
+
+    def __init__(self, report: Callable[[str], None], name: str, turns: int) -> None:
+        super().__init__()
+        self.report, self.name, self.turns = report, name, turns
+        self.turn, self.epoch, self._last = 0, 0, 0.0
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        self.turn, self.epoch = self.turn + 1, 0
+        self._say(f"experience {self.turn}/{max(self.turns, self.turn)}", force=True)
+
+    def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        self.epoch += 1
+        epochs = getattr(strategy, "train_epochs", None)
+        self._say(f"experience {self.turn}/{max(self.turns, self.turn)}, epoch {self.epoch}/{epochs or '?'}")
+
+    def _say(self, where: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.every:
+            self._last = now
+            self.report(f"{self.name}: {where}")
 
 
 class CurveRecorder(SupervisedHooks):
@@ -282,11 +328,12 @@ class Harness:
     budget: StepBudget = field(default_factory=StepBudget)
     recorder: CurveRecorder | None = None
     pruner: SupervisedHooks | None = None  # a tuning trial's checks inside experiences (run.pruning.InsideChecks)
+    progress: ProgressHook | None = None  # where the run is, once an epoch (the suite's progress line)
 
     @property
     def plugins(self) -> list[SupervisedHooks]:
         # The recorder first: its iteration-0 point precedes any step of the experience.
-        return [p for p in (self.recorder, self.watch, self.budget, self.pruner) if p is not None]
+        return [p for p in (self.recorder, self.watch, self.budget, self.pruner, self.progress) if p is not None]
 
     def inside_eval_seconds(self) -> float:
         """Seconds the plugins spent evaluating inside experiences so far (kept out of the training time)."""
