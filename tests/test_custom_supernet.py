@@ -317,7 +317,7 @@ def test_own_supernet_in_a_folder_outside_the_checkout_cli_and_api_agree(tmp_pat
 
 def test_the_report_names_each_derived_architecture():
     from forgetbench.reports import frames
-    from forgetbench.reports.html import _derived_rows
+    from forgetbench.reports.views import derived_rows as _derived_rows
 
     def record(strategy, seed, cell, test, retrained):
         derived = {"architecture": [0, 1], "cell": cell, "test_accuracy": test}

@@ -115,7 +115,9 @@ def test_the_report_draws_the_frontiers_and_writes_every_point(tmp_path):
     html = report.read_text()
     section = html[html.index('<h2 id="frontier-s">') :]
     assert "Frontiers: s, methods at matched plasticity" in section and 'src="data:image/png;base64,' in section
-    assert "At naive&#39;s LA - 2 points" in section and "not tested, on fewer than 3 paired seeds: a vs b (2)" in section
+    assert (
+        "At naive&#39;s LA - 2 points" in section and "not tested, on fewer than 3 paired seeds: a vs b (2)" in section
+    )
     points = pd.read_csv(out / "frontier.csv")
     assert len(points) == 14 and set(points.method) == {"naive", "a", "b"} and points.on_front.any()
 
@@ -210,7 +212,7 @@ def test_a_search_frontier_never_mixes_retrained_and_shared_weight_perplexities(
 
 
 def test_the_report_draws_a_search_frontier_in_its_own_units(tmp_path):
-    from forgetbench.reports.html import _frontier_views
+    from forgetbench.reports.figure_views import frontier_views as _frontier_views
 
     records, metrics = _search_records()
     views, points = _frontier_views(records, computed=metrics)

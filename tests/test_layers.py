@@ -45,6 +45,8 @@ LAZY_IMPORTS_ALLOWED = (
     "forgetbench.__init__",
     "forgetbench.benchmark.run.executors",  # starts the workers' fork server / Ray before the driver imports torch
     "forgetbench.reports.html",  # matplotlib only when a figure is drawn
+    "forgetbench.reports.scenario_view",  # (the report's views) the same
+    "forgetbench.reports.figure_views",
     "forgetbench.reports.drawing",  # matplotlib imported before the figure workers fork, not to read results
 )
 # project modules any module may import inside a function, and why: the training template subclasses Avalanche's

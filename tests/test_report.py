@@ -609,7 +609,7 @@ def test_a_report_over_many_runs_says_which_runs_its_curves_are_drawn_from(tmp_p
 
 
 def test_a_scenario_header_lists_few_seeds_and_summarises_many():
-    from forgetbench.reports.html import seeds_text
+    from forgetbench.reports.views import seeds_text
 
     assert seeds_text([0, 1, 2]) == "seeds 0, 1, 2"
     assert seeds_text(list(range(1250))) == "1,250 seeds (0–1249)"

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from tqdm.auto import tqdm
 
-from forgetbench.benchmark.run import estimate, rounds, tracking, tuning
+from forgetbench.benchmark.run import rounds, tracking, tuning
+from forgetbench.benchmark.run.planned import planned_runs
 from forgetbench.benchmark.core import plan, stop, store
 from forgetbench.benchmark.core.plan import PlannedRun
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
@@ -436,9 +437,7 @@ def run_suite(
     # before any run: a missing driver, a bad URL or a corrupt study file is refused before anything trains
     opened = (tuning.open_storage(out, storage), round(time.perf_counter() - begun, 4)) if studies else None
     # one bar over every run the suite executes: probes, references, trials and final runs too (the rounds grow it)
-    planned = [
-        s for phase, specs in estimate.planned_runs(suite, out, seeds).items() if phase != "rounds" for s in specs
-    ]
+    planned = [s for phase, specs in planned_runs(suite, out, seeds).items() if phase != "rounds" for s in specs]
     outcome = SuiteOutcome(out, run_ids=[spec.run_id for spec in ordinary])
     with _session(
         suite, out, outcome, data_root, len(planned), seeds, show_progress, executor, workers, address, retries, fresh

@@ -1,0 +1,276 @@
+"""One scenario's section of the report, as data: who ran, its tables, the paired comparisons with naive, the
+verdict and its cost, the problems; its figures are submitted by :mod:`forgetbench.reports.figure_views`."""
+
+from __future__ import annotations
+
+from collections.abc import Set as AbstractSet
+from concurrent.futures import Executor
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from forgetbench.reports.figure_views import add_adapters, add_attribution, add_figures
+from forgetbench.reports.views import KEY_COMPARISONS, TABLE_SECTIONS, Cell, ScenarioView, derived_rows, fmt
+from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.metric_registry import METRICS, Metric
+from forgetbench.reports import decisions as DC
+from forgetbench.reports import frames, summary
+from forgetbench.reports.drawing import InProcess, drawn
+from forgetbench.reports.summary import (
+    flagged_runs,
+    has_results,
+)
+from forgetbench.reports.verdict import (
+    MIN_SEEDS,
+    headline_metric,
+    matched_headline,
+    plasticity_traders,
+    roles,
+    scenario_verdict,
+    search_outcome,
+)
+from forgetbench.reports.verdict import fmt_p
+
+
+def _cells(
+    table: pd.DataFrame, order: list[str], metrics: list[Metric], references: AbstractSet[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Rows of the summary for ``metrics``; the best mean per metric is marked (ties all marked).
+
+    Reference runs (joint/standalone) are upper bounds, not contenders: never marked best.
+    """
+    best: dict[str, set[str]] = {}
+    for m in metrics:
+        col = table[table.metric == m.key].set_index("strategy")["mean"].astype(float).dropna()
+        col = col[~col.index.isin(references)]
+        if len(col) > 1:
+            target = col.max() if m.better == "higher" else col.min()
+            winners = set(col.index[np.isclose(col, target, rtol=0, atol=1e-12)])
+            if len(winners) < len(col):  # a column where everyone ties has no best
+                best[m.key] = winners
+    rows = []
+    for strategy in order:
+        sub = table[table.strategy == strategy].set_index("metric")
+        if sub.empty:
+            continue
+        cells, n = {}, 0
+        for m in metrics:
+            if m.key not in sub.index:
+                cells[m.key] = Cell("–")
+                continue
+            r = sub.loc[m.key]
+            ci = f"[{fmt(r.ci_low, m.unit)}, {fmt(r.ci_high, m.unit)}]" if np.isfinite(r.ci_low) else ""
+            cells[m.key] = Cell(fmt(r["mean"], m.unit), ci, strategy in best.get(m.key, ()), int(r.n_seeds))
+            n = max(n, int(r.n_seeds))
+        rows.append({"strategy": strategy, "n": n, "cells": cells, "reference": strategy in references})
+    return rows
+
+
+def _verdict(
+    table: pd.DataFrame,
+    long: pd.DataFrame,
+    naive: str | None,
+    references: AbstractSet[str],
+    options: DC.DecisionOptions | None = None,
+    decide: bool = True,
+) -> list[str]:
+    """The verdict (:func:`forgetbench.reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
+
+    def mean(strategy: str | None, metric: str) -> float:
+        v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
+        return float(v.iloc[0]) if len(v) else float("nan")
+
+    lines = scenario_verdict(long, naive, references, options, decide)
+    shipped = search_outcome(long[~long.strategy.isin(references)], naive)
+    metric = headline_metric(table, "mean")
+    traders = set(plasticity_traders(long, naive))  # never "the winner" whose cost is shown
+    contenders = table[
+        (table.metric == metric) & ~table.strategy.isin(references) & ~table.strategy.isin(traders)
+    ].set_index("strategy")["mean"]
+    contenders = contenders.astype(float).dropna()
+    if not lines or contenders.empty:
+        return lines + shipped
+    winner = str(contenders.idxmin())
+    cost = []
+    t_w, t_n = mean(winner, "train_seconds"), mean(naive, "train_seconds")
+    if np.isfinite(t_w):
+        cost.append(
+            f"train time {fmt(t_w, 'seconds')}"
+            + (f" ({t_w / t_n:.1f}x {naive})" if np.isfinite(t_n) and t_n > 0 and winner != naive else "")
+        )
+    mem = mean(winner, "regularizer_bytes")
+    if np.isfinite(mem):
+        cost.append(f"regularizer memory {fmt(mem, 'bytes')}")
+    acc_w = mean(winner, "ACC")
+    if np.isfinite(acc_w):
+        cost.append(f"final ACC {fmt(acc_w, 'accuracy')}%")
+    if cost:
+        lines.append(f"Cost of {winner}: " + ", ".join(cost) + ".")
+    acc = table[(table.metric == "ACC") & ~table.strategy.isin(references)].set_index("strategy")["mean"]
+    acc = acc.astype(float).dropna()
+    if len(acc) > 1:
+        top = str(acc.idxmax())
+        lines.append(
+            f"Highest final accuracy (ACC): {top} ({fmt(acc[top], 'accuracy')}%)"
+            + ("; the same strategy." if top == winner else ".")
+        )
+    return lines + shipped
+
+
+def scenario_view(
+    name: str,
+    records: list[RunRecord],
+    order: list[str],
+    table: pd.DataFrame,
+    comps: pd.DataFrame,
+    problems: pd.DataFrame,
+    long: pd.DataFrame,
+    lean: AbstractSet[str] = frozenset(),
+    points: pd.DataFrame | None = None,
+    edges: Mapping[str, list[str]] | None = None,
+    easel: Executor | None = None,
+    options: DC.DecisionOptions | None = None,
+    emphasised: AbstractSet[str] = frozenset(),
+    methods: list[str] | None = None,
+) -> ScenarioView:
+    """One scenario's section of the report, in the order it reads: who ran, the tables, the comparisons with
+    naive, the verdict, the problems, the figures, attribution, adapters. The figures are submitted to ``easel``
+    (drawn here when none is given) and read by :func:`finish_figures`."""
+    from forgetbench.reports import figures as F  # matplotlib imports only when drawing
+
+    easel = easel or InProcess()
+
+    mine = [r for r in records if r.scenario.label == name]
+    naive, refs = roles(records, name)
+    view = _header(name, mine, naive, lean)
+    t = table[table.scenario == name]
+    _add_tables(view, records, name, t, order, refs, naive)
+    _add_comparisons(view, comps[comps.scenario == name], order)
+    _add_verdict(view, name, t, long[long.scenario == name], naive, refs, points, edges, options)
+    view.problems = problems[problems.scenario == name].to_dict("records")
+    flagged = flagged_runs(records)
+    view.flagged = flagged[flagged.scenario == name].to_dict("records")
+    colours = F.palette(order, naive, emphasised, methods)
+    figs = add_figures(view, records, name, t, order, colours, easel)
+    add_attribution(view, figs, records, name, order, colours, easel)
+    add_adapters(view, records, name, order)
+    view.inert = frames.inert_penalties(records, name)
+    view.figures = figs  # the drawings, read by finish_figures
+    return view
+
+
+def finish_figures(view: ScenarioView) -> ScenarioView:
+    """The scenario's figures once drawn: data URIs, without those that had nothing to draw."""
+    view.headline = drawn(view.headline)
+    view.figures = {key: uri for key, figure in view.figures.items() if (uri := drawn(figure))}
+    return view
+
+
+def _header(name: str, mine: list[RunRecord], naive: str | None, lean: AbstractSet[str]) -> ScenarioView:
+    ok = [r for r in mine if has_results(r)]
+    view = ScenarioView(
+        name=name,
+        anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
+        runs_ok=len(ok),
+        runs_total=len(mine),
+        seeds=sorted({r.seed for r in mine}, key=str),
+        naive=naive,
+        scenario_type=next((r.scenario_type for r in mine if r.scenario_type), None),
+    )
+    drawn = [r for r in ok if r.run_id not in lean]
+    if len(drawn) < len(ok):
+        view.figure_sample = (
+            f"Forgetting curves and attribution are drawn from the first {summary.FIGURE_RUNS} runs of each strategy "
+            f"(in seed order): {len(drawn):,} of the {len(ok):,} runs. Every table and every other figure counts all of them."
+        )
+    return view
+
+
+def _add_tables(
+    view: ScenarioView,
+    records: list[RunRecord],
+    name: str,
+    t: pd.DataFrame,
+    order: list[str],
+    refs: AbstractSet[str],
+    naive: str | None,
+) -> None:
+    """The metric tables (main, cost with the ratio to naive's train time, supernet, search) and the search's
+    derived architectures and most forgotten ones."""
+    present = [METRICS[k] for k in METRICS if k in set(t.metric)]
+    view.columns = [m for m in present if m.section in TABLE_SECTIONS]
+    view.rows = _cells(t, order, view.columns, refs)
+    view.cost_columns = [m for m in present if m.section == "cost"]
+    view.cost_rows = _cells(t, order, view.cost_columns, refs)
+    if naive:
+        t_naive = t[(t.strategy == naive) & (t.metric == "train_seconds")]["mean"]
+        for row in view.cost_rows:
+            t_row = t[(t.strategy == row["strategy"]) & (t.metric == "train_seconds")]["mean"]
+            ratio = (
+                float(t_row.iloc[0]) / float(t_naive.iloc[0])
+                if len(t_row) and len(t_naive) and float(t_naive.iloc[0]) > 0
+                else float("nan")
+            )
+            row["vs_naive"] = f"{ratio:.2f}x" if np.isfinite(ratio) else "–"
+    view.supernet_columns = [m for m in present if m.section == "supernet"]
+    view.supernet_rows = _cells(t, order, view.supernet_columns, refs) if view.supernet_columns else []
+    view.search_columns = [m for m in present if m.section == "search"]
+    view.search_rows = _cells(t, order, view.search_columns, refs) if view.search_columns else []
+    view.derived_rows = derived_rows(frames.derived_frame(records, name))
+    unit_scale = (frames.sampled_search_unit(records, name) or ("", 100.0))[1]
+    view.forgotten_rows = [
+        {
+            "strategy": r.strategy,
+            "architecture": r.architecture,
+            "turns": int(r.turns),
+            "gap": f"{unit_scale * r.gap:+.2f}",
+        }
+        for r in frames.most_forgotten(frames.named_gap_frame(records, name)).itertuples()
+    ]
+
+
+def _add_comparisons(view: ScenarioView, c: pd.DataFrame, order: list[str]) -> None:
+    """Each strategy against naive on the key metrics: difference, interval, p, pairs."""
+    view.comparison_columns = [METRICS[k] for k in KEY_COMPARISONS if k in set(c.metric)]
+    for strategy in order:
+        sub = c[c.strategy == strategy].set_index("metric")
+        if sub.empty:
+            continue
+        cells = {}
+        for m in view.comparison_columns:
+            if m.key in sub.index:
+                r = sub.loc[m.key]
+                ci = f"[{fmt(r.ci_low, m.unit, True)}, {fmt(r.ci_high, m.unit, True)}]" if np.isfinite(r.ci_low) else ""
+                better = (r["diff"] > 0) == (m.better == "higher") and r["diff"] != 0
+                cells[m.key] = {
+                    "diff": fmt(r["diff"], m.unit, True),
+                    "ci": ci,
+                    "p": fmt_p(r.p_adjusted),  # Holm over the scenario's strategies against naive on this metric
+                    "n": int(r.n_pairs),
+                    "good": bool(better and r.p_adjusted < 0.05),
+                    "bad": bool(not better and r["diff"] != 0 and r.p_adjusted < 0.05),
+                }
+        view.comparison_rows.append({"strategy": strategy, "cells": cells})
+
+
+def _add_verdict(
+    view: ScenarioView,
+    name: str,
+    t: pd.DataFrame,
+    long: pd.DataFrame,
+    naive: str | None,
+    refs: AbstractSet[str],
+    points: pd.DataFrame | None,
+    edges: Mapping[str, list[str]] | None,
+    options: DC.DecisionOptions | None = None,
+) -> None:
+    """The verdict: matched plasticity first where methods ran at several strengths, then each strength's."""
+    headline = matched_headline(points, name, options) if points is not None else []
+    view.verdict = _verdict(t, long, naive, refs, options, decide=not headline)
+    view.verdict += (edges or {}).get(name, [])
+    if headline:  # several strengths per method: the matched-plasticity verdict heads, per-strength lines follow
+        view.verdict = headline + (
+            [f"At each strength alone: {view.verdict[0]}", *view.verdict[1:]] if view.verdict else []
+        )
+    view.few_seeds = 0 < max((row["n"] for row in view.rows), default=0) < MIN_SEEDS
