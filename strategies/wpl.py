@@ -49,7 +49,10 @@ Two variants are their own strategies: ``wpl_online`` (:mod:`forgetbench.strateg
 online as the authors' ENAS code does, cheap enough for a search that trains a new architecture every few steps,
 with its schedule (``start_after``, ``reset_every``, ``alpha_decay``, ``clip_norm``); ``wpl_enas``
 (:mod:`forgetbench.strategies.wpl_enas`) also scales the stored estimate by alpha at every update, as that code does
-(another penalty for the same alpha).
+(another penalty for the same alpha). All three are one :class:`WPLPlugin` put together from two parts their params
+choose (``estimate()``, ``update()``): how F^t is estimated after a model (:class:`ExactFisher` here, the online
+estimate in ``wpl_online``) and how it enters the stored importance (:class:`RunningImportance` here and in
+``wpl_online``: once per experience, weighted by alpha; the ENAS per-update scaling in ``wpl_enas``).
 
 * ``max_curvature``: the penalty's curvature on weight i is alpha_t * F_i, and gradient descent
   diverges on a quadratic that is too steep for its learning rate (an undertrained earlier model's
@@ -137,9 +140,73 @@ class WPLParams(StrategyParams):
             )
         return {key: value for key, value in data.items() if key not in cls.retired_defaults}
 
+    start_after: ClassVar[int] = 0  # every model gets a Fisher (wpl_online's schedule may wait)
+
+    def estimate(self) -> ExactFisher:
+        """How F^t is estimated after each model: the exact Fisher (or EWC's minibatch estimate)."""
+        return ExactFisher(self.fisher, self.fisher_samples, self.estimator, self.fisher_batch_size)
+
+    def update(self) -> RunningImportance:
+        """How F^t enters the stored importance: ``accumulate`` once per experience, weighted by alpha."""
+        return RunningImportance(self.alpha, self.accumulate, self.momentum)
+
+
+class ExactFisher:
+    """F^t of ``fisher: exact`` or ``minibatch`` (EWC's estimator) on ``samples`` of the model's training samples
+    (:func:`~forgetbench.strategies.importance.experience_importance`), on the trainable parameters it used."""
+
+    def __init__(self, fisher: str, samples: int | None, estimator: Estimator, batch_size: int | None) -> None:
+        self.fisher, self.samples, self.estimator, self.batch_size = fisher, samples, estimator, batch_size
+
+    def __call__(self, strategy: Any, used: frozenset[str], generator: torch.Generator) -> tuple[Tensors, set[str]]:
+        """(F^t, the used tensors the data loss gave no gradient: none it knows of)."""
+        fisher = experience_importance(
+            strategy,
+            "exact" if self.fisher == "exact" else "minibatch",
+            self.samples,
+            generator,
+            self.estimator,
+            self.batch_size,
+        )
+        trainable = {n for n, p in strategy.model.named_parameters() if p.requires_grad}
+        return {n: f for n, f in fisher.items() if n in used and n in trainable}, set()
+
+
+class RunningImportance:
+    """The paper's update, once per experience: F <- accumulate(F, F^t) (sum, max or momentum), zeroed before every
+    ``reset_every``-th model, each tensor rescaled to at most ``clip_norm``; the penalty weighted by
+    alpha x alpha_decay^(t-1) while model t trains (``wpl``: no reset, no clip, no decay)."""
+
+    def __init__(
+        self,
+        alpha: float,
+        rule: str,
+        momentum: float,
+        decay: float = 1.0,
+        reset_every: int | None = None,
+        clip_norm: float | None = None,
+    ) -> None:
+        self.alpha, self.rule, self.momentum, self.decay = alpha, rule, momentum, decay
+        self.reset_every, self.clip_norm = reset_every, clip_norm
+
+    def weight(self, models_trained: int) -> float:
+        """The penalty's weight while training the next model (``models_trained`` have a Fisher)."""
+        return self.alpha * self.decay ** (max(models_trained, 1) - 1)
+
+    def add(self, importance: Tensors, fisher: Tensors, no_gradient: set[str], models_trained: int) -> Tensors:
+        """The stored importance after model ``models_trained``'s F^t (0-based among the models with a Fisher)."""
+        if self.reset_every and models_trained % self.reset_every == 0:
+            importance = {}
+        importance = accumulate(importance, fisher, self.rule, self.momentum)
+        if self.clip_norm is not None:
+            importance.update({n: clip_to_norm(importance[n], self.clip_norm) for n in fisher})
+        return importance
+
 
 class WPLPlugin(Plugin):
-    """Fisher-weighted quadratic penalty on the parameters shared with earlier models only."""
+    """Fisher-weighted quadratic penalty on the parameters shared with earlier models only, put together from its
+    params' parts: ``params.estimate()`` (how F^t is estimated) and ``params.update()`` (how it enters the stored
+    importance, and the penalty's weight); ``params.start_after`` models get neither."""
 
     def __init__(
         self,
@@ -149,14 +216,18 @@ class WPLPlugin(Plugin):
         max_curvature: float | None = None,
         adaptive: bool = False,
     ):
-        """``params``: :class:`WPLParams` (a variant's own: its plugin reads them); ``adaptive``: the schedule grows
-        while training (a search), so every model's importance is computed
+        """``params``: :class:`WPLParams` or a variant's (``wpl_online``, ``wpl_enas``); ``adaptive``: the schedule
+        grows while training (a search), so every model's importance is computed
         (see :func:`~forgetbench.strategies.base.importance_needed`)."""
         super().__init__()
+        self.estimate, self.update = params.estimate(), params.update()
+        self.anchor_kind: str = getattr(params, "anchor", "latest")
+        self.start_after: int = int(params.start_after)
+        self.importance_norm: str = getattr(params, "importance_norm", "none")
+        self._no_gradient: set[str] = set()  # used tensors the data loss gave no gradient (an update may reset them)
         self.adaptive = adaptive
         self.skipped: list[int] = []  # experiences whose importance no later model could read
         self.diagnostics = PenaltyDiagnostics("wpl")  # did the penalty act, per experience
-        self.params = params
         self.max_curvature = max_curvature  # resolved: a number or None
         self.capped_entries = 0  # importance entries capped by max_curvature, over all experiences
         self.used_params = used_params  # a live view: an adaptive schedule grows while training
@@ -176,7 +247,7 @@ class WPLPlugin(Plugin):
         that hold an importance (after ``reset_every`` only those since the reset)."""
         held = (
             self.importance.keys()
-            if self.params.anchor == "latest"
+            if self.anchor_kind == "latest"
             else set().union(*(f.keys() for f, _ in self.per_model))
         )
         return set(shared_params(self.used_params, experience_index) & held)
@@ -189,7 +260,7 @@ class WPLPlugin(Plugin):
         """
         index = strategy.experience.current_experience
         shared = self.shared_names(index)
-        sources = [(self.importance, self.anchor)] if self.params.anchor == "latest" else self.per_model
+        sources = [(self.importance, self.anchor)] if self.anchor_kind == "latest" else self.per_model
         names = [n for n, _ in strategy.model.named_parameters() if n in shared]
         self._quadratic = QuadraticAnchor()
         for fisher, anchor in sources if names else ():
@@ -205,8 +276,8 @@ class WPLPlugin(Plugin):
             self.capped_entries += self._quadratic.capped
 
     def penalty_weight(self) -> float:
-        """The penalty's weight while training the next model: alpha."""
-        return float(self.params.alpha)
+        """The penalty's weight while training the next model (the update's: alpha, decayed or 1)."""
+        return float(self.update.weight(self.models_trained))
 
     @staticmethod
     def _like(sources, name: str) -> torch.Tensor:
@@ -243,36 +314,29 @@ class WPLPlugin(Plugin):
             fisher = {}  # no later model shares a parameter with this one: nothing would read its Fisher
         else:
             fisher = self.model_fisher(strategy, used)
-        fisher = normalise_importance(fisher, self.params.importance_norm, used)
+        fisher = normalise_importance(fisher, self.importance_norm, used)
         weights = {n: p.detach().clone() for n, p in strategy.model.named_parameters() if n in fisher}
         self.add_importance(fisher, weights)
 
     def estimates_this_model(self) -> bool:
-        """Whether the model just trained gets a Fisher (every one here; a variant may wait)."""
-        return True
+        """Whether the model just trained gets a Fisher: every one after the first ``start_after``."""
+        return self.models_seen > self.start_after
 
     def add_importance(self, fisher: Tensors, weights: Tensors) -> None:
-        """Model t's F^t and weights into the running importance and anchor (``accumulate``, ``anchor``)."""
-        self.models_trained += 1
-        if self.params.anchor == "per_model":
+        """Model t's F^t and weights into the stored importance (the update's rule) and the anchor; ``per_model``
+        keeps every model's pair instead."""
+        if self.anchor_kind == "per_model":
+            self.models_trained += 1
             self.per_model.append((fisher, weights))
             return
-        self.importance = accumulate(self.importance, fisher, self.params.accumulate, self.params.momentum)
+        self.importance = self.update.add(self.importance, fisher, self._no_gradient, self.models_trained)
+        self.models_trained += 1
         self.anchor.update(weights)
 
     def model_fisher(self, strategy, used: frozenset[str]) -> Tensors:
-        """F^t of ``fisher: exact`` or ``minibatch`` (EWC's estimator) on ``fisher_samples`` of the model's training
-        samples, on the trainable parameters it used."""
-        fisher = experience_importance(
-            strategy,
-            "exact" if self.params.fisher == "exact" else "minibatch",
-            self.params.fisher_samples,
-            self.generator,
-            self.params.estimator,
-            self.params.fisher_batch_size,
-        )
-        trainable = {n for n, p in strategy.model.named_parameters() if p.requires_grad}
-        return {n: f for n, f in fisher.items() if n in used and n in trainable}
+        """F^t of the model just trained, on the trainable parameters it used (the estimate's)."""
+        fisher, self._no_gradient = self.estimate(strategy, used, self.generator)
+        return fisher
 
     def state_dict(self) -> dict:
         """Fisher and anchor (running, or per earlier model), models trained, the sampling RNG."""
@@ -332,13 +396,21 @@ def accumulate(running: Tensors, new: Tensors, rule: str, momentum: float) -> Te
     return out
 
 
-def build_with(plugin: type[WPLPlugin], ctx: StrategyContext, params: Any) -> SupervisedTemplate:
-    """The strategy with a WPL ``plugin`` built from ``params`` (its seed, schedule and curvature cap from ``ctx``)."""
+def clip_to_norm(fisher: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """``fisher`` rescaled to Frobenius norm ``max_norm`` when its norm exceeds it."""
+    norm = torch.linalg.vector_norm(fisher)
+    return fisher * (max_norm / norm) if norm > max_norm else fisher
+
+
+def build_with(ctx: StrategyContext, params: Any) -> SupervisedTemplate:
+    """The strategy with the :class:`WPLPlugin` of ``params`` (its seed, schedule and curvature cap from ``ctx``)."""
     cap = stable_curvature(params.max_curvature, ctx.training)
-    return ctx.build(plugins=[plugin(params, ctx.used_params, seed=ctx.seed, max_curvature=cap, adaptive=ctx.adaptive)])
+    return ctx.build(
+        plugins=[WPLPlugin(params, ctx.used_params, seed=ctx.seed, max_curvature=cap, adaptive=ctx.adaptive)]
+    )
 
 
 @register_strategy("wpl", params=WPLParams)
 def build_wpl(ctx: StrategyContext, params: WPLParams) -> SupervisedTemplate:
     """Weight plasticity loss: exact-Fisher quadratic penalty on shared parameters only (Benyahia et al. 2019)."""
-    return build_with(WPLPlugin, ctx, params)
+    return build_with(ctx, params)

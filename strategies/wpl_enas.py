@@ -38,20 +38,22 @@ penalty, estimated another way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.wpl import Tensors, build_with
-from forgetbench.strategies.wpl_online import WPLOnlineParams, WPLOnlinePlugin, clip_to_norm
+from forgetbench.strategies.wpl import Tensors, build_with, clip_to_norm
+from forgetbench.strategies.wpl_online import OnlineFisher
 
 if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
     from avalanche.training.templates import SupervisedTemplate
 
 
 class WPLENASParams(StrategyParams):
+    """``wpl_enas``'s params, and the parts of :class:`~forgetbench.strategies.wpl.WPLPlugin` they choose."""
+
     alpha: NonNegativeFloat = strength(300.0)
     momentum: float = Field(0.9, gt=0.0, le=1.0)  # their lambda_fisher
     accumulate: Literal["momentum", "sum"] = "momentum"
@@ -63,50 +65,55 @@ class WPLENASParams(StrategyParams):
     alpha_decay_after: NonNegativeInt = 0  # the model (0-based, among those with a Fisher) the decay starts at
     max_curvature: Literal["auto"] | PositiveFloat | None = "auto"
 
-    def as_online(self) -> WPLOnlineParams:
-        """The ``wpl_online`` params whose Fisher estimate, anchor and penalty this strategy shares."""
-        return WPLOnlineParams(
-            alpha=self.alpha,
-            fisher_batches=self.fisher_batches,
-            accumulate=self.accumulate,
-            momentum=self.momentum,
-            clip_norm=self.clip_norm,
-            start_after=self.start_after,
-            reset_every=self.reset_every,
-            max_curvature=self.max_curvature,
+    def estimate(self) -> OnlineFisher:
+        """The online estimate of ``wpl_online``, on ``fisher_batches`` mini-batches."""
+        return OnlineFisher(self.fisher_batches)
+
+    def update(self) -> PerUpdateImportance:
+        """The authors' update: alpha multiplied into the stored importance at every update."""
+        return PerUpdateImportance(
+            self.alpha,
+            self.alpha_linear_decay,
+            self.alpha_decay_after,
+            self.momentum,
+            self.accumulate == "momentum",
+            self.clip_norm,
+            self.reset_every,
         )
 
 
-class WPLENASPlugin(WPLOnlinePlugin):
-    """WPL's online plugin with the authors' per-update importance: alpha inside the stored importance (see the
-    module doc)."""
+class PerUpdateImportance:
+    """The stored importance of the authors' ``update_fisher`` (the module doc): alpha_t inside it, so the penalty's
+    weight is 1."""
 
-    def __init__(self, params: WPLENASParams, used_params: Sequence[frozenset[str]], seed: int = 0, **kwargs):
-        super().__init__(params.as_online(), used_params, seed=seed, **kwargs)
-        self.enas = params
+    def __init__(
+        self,
+        alpha: float,
+        linear_decay: float,
+        decay_after: int,
+        rate: float,
+        momentum: bool,
+        clip_norm: float | None,
+        reset_every: int | None,
+    ) -> None:
+        self.alpha, self.linear_decay, self.decay_after = alpha, linear_decay, decay_after
+        self.rate, self.momentum, self.clip_norm, self.reset_every = rate, momentum, clip_norm, reset_every
 
-    def penalty_weight(self) -> float:
+    def weight(self, models_trained: int) -> float:
         return 1.0  # alpha is already inside the stored importance (multiplied in at every update)
 
-    def add_importance(self, fisher: Tensors, weights: Tensors) -> None:
-        alpha = per_update_alpha(
-            self.enas.alpha, self.models_trained, self.enas.alpha_linear_decay, self.enas.alpha_decay_after
-        )
-        if self.enas.reset_every and self.models_trained % self.enas.reset_every == 0:
-            self.importance = {}
+    def add(self, importance: Tensors, fisher: Tensors, no_gradient: set[str], models_trained: int) -> Tensors:
+        """Every tensor model ``models_trained`` used, updated (a tensor without a gradient reset to 0)."""
+        alpha = per_update_alpha(self.alpha, models_trained, self.linear_decay, self.decay_after)
+        if self.reset_every and models_trained % self.reset_every == 0:
+            importance = {}
+        updated = dict(importance)
         for name, f in fisher.items():
-            grad_sq = None if name in self._no_gradient else f
-            self.importance[name] = per_update_importance(
-                self.importance.get(name),
-                grad_sq,
-                f,
-                alpha,
-                self.enas.momentum,
-                self.enas.accumulate == "momentum",
-                self.enas.clip_norm,
+            grad_sq = None if name in no_gradient else f
+            updated[name] = per_update_importance(
+                importance.get(name), grad_sq, f, alpha, self.rate, self.momentum, self.clip_norm
             )
-        self.models_trained += 1
-        self.anchor.update(weights)
+        return updated
 
 
 def per_update_alpha(alpha: float, model: int, linear_decay: float, decay_after: int) -> float:
@@ -142,4 +149,4 @@ def per_update_importance(
 @register_strategy("wpl_enas", params=WPLENASParams)
 def build_wpl_enas(ctx: StrategyContext, params: WPLENASParams) -> SupervisedTemplate:
     """WPL as the authors' ENAS code computes it: alpha multiplied into the stored online Fisher at every update."""
-    return build_with(WPLENASPlugin, ctx, params)
+    return build_with(ctx, params)

@@ -36,7 +36,7 @@ same numbers under this name (the configs keep their labels, so their run ids).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
@@ -44,13 +44,15 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
 from forgetbench.strategies.penalty import named_params
-from forgetbench.strategies.wpl import Tensors, WPLPlugin, build_with
+from forgetbench.strategies.wpl import RunningImportance, Tensors, build_with
 
 if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
     from avalanche.training.templates import SupervisedTemplate
 
 
 class WPLOnlineParams(StrategyParams):
+    """``wpl_online``'s params, and the parts of :class:`~forgetbench.strategies.wpl.WPLPlugin` they choose."""
+
     alpha: NonNegativeFloat = strength(300.0)
     fisher_batches: PositiveInt = 1
     accumulate: Literal["sum", "max", "momentum"] = "sum"
@@ -64,32 +66,26 @@ class WPLOnlineParams(StrategyParams):
 
     anchor: ClassVar[str] = "latest"  # one running importance and anchor (what WPLPlugin reads)
 
+    def estimate(self) -> OnlineFisher:
+        """The online estimate on ``fisher_batches`` mini-batches."""
+        return OnlineFisher(self.fisher_batches)
 
-class WPLOnlinePlugin(WPLPlugin):
-    """WPL's plugin with the online estimate and its schedule (see the module doc)."""
+    def update(self) -> RunningImportance:
+        """``wpl``'s update with the search's schedule: reset every ``reset_every`` models, clip, alpha decayed."""
+        return RunningImportance(
+            self.alpha, self.accumulate, self.momentum, self.alpha_decay, self.reset_every, self.clip_norm
+        )
 
-    def __init__(self, params: WPLOnlineParams, used_params: Sequence[frozenset[str]], seed: int = 0, **kwargs: Any):
-        super().__init__(params, used_params, seed=seed, **kwargs)
-        self.params: WPLOnlineParams = params
-        self._no_gradient: set[str] = set()  # used tensors the data loss gave no gradient (wpl_enas resets them)
 
-    def penalty_weight(self) -> float:
-        """alpha while training model t (t >= 1): alpha * alpha_decay^(t-1)."""
-        return self.params.alpha * self.params.alpha_decay ** (max(self.models_trained, 1) - 1)
+class OnlineFisher:
+    """F^t as the authors' ENAS code estimates it: the mean over ``batches`` mini-batches (the training batch size,
+    drawn with the plugin's generator) of the squared gradient of the data loss, on the trainable parameters the model
+    used; also the used tensors the loss gave no gradient (``wpl_enas``'s update resets them)."""
 
-    def estimates_this_model(self) -> bool:
-        return self.models_seen > self.params.start_after
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
 
-    def add_importance(self, fisher: Tensors, weights: Tensors) -> None:
-        """Reset every ``reset_every`` models, accumulate, then clip the running importance to ``clip_norm``."""
-        if self.params.reset_every and self.models_trained % self.params.reset_every == 0:
-            self.importance = {}
-        super().add_importance(fisher, weights)
-        if self.params.clip_norm is not None:
-            self.importance.update({n: clip_to_norm(self.importance[n], self.params.clip_norm) for n in fisher})
-
-    def model_fisher(self, strategy: Any, used: frozenset[str]) -> Tensors:
-        """Mean over ``fisher_batches`` mini-batches of the squared gradient of the data loss."""
+    def __call__(self, strategy: Any, used: frozenset[str], generator: torch.Generator) -> tuple[Tensors, set[str]]:
         x, y, _ = dataset_tensors(strategy.experience.dataset)
         model, task_label = strategy.model, strategy.experience.task_labels[0]
         names = [n for n, p in model.named_parameters() if n in used and p.requires_grad]
@@ -97,26 +93,19 @@ class WPLOnlinePlugin(WPLPlugin):
         fisher = [torch.zeros_like(p) for p in params]
         reached = [False] * len(params)
         size = min(strategy.train_mb_size, len(y))
-        for _ in range(self.params.fisher_batches):
-            rows = torch.randint(len(y), (size,), generator=self.generator)
+        for _ in range(self.batches):
+            rows = torch.randint(len(y), (size,), generator=generator)
             out = model.forward_single_task(x[rows].to(strategy.device), task_label)
             loss = torch.nn.functional.cross_entropy(out, y[rows].to(strategy.device))
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             for k, (f, g) in enumerate(zip(fisher, grads)):
                 if g is not None:
-                    f.addcmul_(g, g, value=1.0 / self.params.fisher_batches)
+                    f.addcmul_(g, g, value=1.0 / self.batches)
                     reached[k] = True
-        self._no_gradient = {n for n, hit in zip(names, reached) if not hit}
-        return dict(zip(names, fisher))
-
-
-def clip_to_norm(fisher: torch.Tensor, max_norm: float) -> torch.Tensor:
-    """``fisher`` rescaled to Frobenius norm ``max_norm`` when its norm exceeds it."""
-    norm = torch.linalg.vector_norm(fisher)
-    return fisher * (max_norm / norm) if norm > max_norm else fisher
+        return dict(zip(names, fisher)), {n for n, hit in zip(names, reached) if not hit}
 
 
 @register_strategy("wpl_online", params=WPLOnlineParams)
 def build_wpl_online(ctx: StrategyContext, params: WPLOnlineParams) -> SupervisedTemplate:
     """WPL with the authors' online Fisher estimate and its search schedule (start, reset, decay, clip)."""
-    return build_with(WPLOnlinePlugin, ctx, params)
+    return build_with(ctx, params)

@@ -252,12 +252,11 @@ def test_random_search_samples_uniformly_and_needs_no_controller():
 
 # ------------------------------------------------------------------------------ WPL's online Fisher
 def _online_plugin(**params):
-    from forgetbench.strategies.wpl_online import WPLOnlineParams, WPLOnlinePlugin
+    from forgetbench.strategies.wpl import WPLPlugin
+    from forgetbench.strategies.wpl_online import WPLOnlineParams
 
     scenario = build_enas_rnn(tiny_params(search="random", turns_per_epoch=3), ScenarioInputs(0, None))
-    plugin = WPLOnlinePlugin(
-        WPLOnlineParams(alpha=1.0, max_curvature=None, **params), scenario.turn_used_params, seed=3
-    )
+    plugin = WPLPlugin(WPLOnlineParams(alpha=1.0, max_curvature=None, **params), scenario.turn_used_params, seed=3)
     return scenario, plugin
 
 

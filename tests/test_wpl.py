@@ -13,8 +13,8 @@ from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.strategies.importance import exact_fisher_diagonal
 from forgetbench.strategies.wpl import WPLParams, WPLPlugin, accumulate as _accumulate
-from forgetbench.strategies.wpl_online import WPLOnlineParams, WPLOnlinePlugin
-from forgetbench.strategies.wpl_enas import WPLENASParams, WPLENASPlugin
+from forgetbench.strategies.wpl_online import WPLOnlineParams
+from forgetbench.strategies.wpl_enas import WPLENASParams
 
 
 def split3(seed=0):
@@ -175,7 +175,7 @@ def _online_strategy(model, experience):
 
 def test_wpl_online_clips_each_tensor_of_the_running_importance():
     scenario = split3()
-    plugin = WPLOnlinePlugin(WPLOnlineParams(clip_norm=1e-4, accumulate="sum"), scenario.turn_used_params)
+    plugin = WPLPlugin(WPLOnlineParams(clip_norm=1e-4, accumulate="sum"), scenario.turn_used_params)
     exps = scenario.avalanche_benchmark().train_stream
     for i in range(2):
         plugin.before_training_exp(_online_strategy(scenario.model, exps[i]))
@@ -190,8 +190,8 @@ def test_wpl_online_decays_alpha_per_model_and_resets_the_importance():
     own estimate (a twin plugin with the same seed draws the same mini-batches: its estimate of model 1 is F^1)."""
     scenario = split3()
     params = WPLOnlineParams(alpha=10.0, alpha_decay=0.5, reset_every=1, accumulate="sum")
-    decayed = WPLOnlinePlugin(params, scenario.turn_used_params, seed=4, adaptive=True)
-    twin = WPLOnlinePlugin(params, scenario.turn_used_params, seed=4, adaptive=True)
+    decayed = WPLPlugin(params, scenario.turn_used_params, seed=4, adaptive=True)
+    twin = WPLPlugin(params, scenario.turn_used_params, seed=4, adaptive=True)
     exps = scenario.avalanche_benchmark().train_stream
     estimates = []
     for i in range(2):
@@ -360,7 +360,7 @@ def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
         max_curvature=None,
     )
     # adaptive: as in a search, every model's update runs (none is skipped as the last of a known schedule)
-    plugin = WPLENASPlugin(params, scenario.turn_used_params, seed=5, adaptive=True)
+    plugin = WPLPlugin(params, scenario.turn_used_params, seed=5, adaptive=True)
     twin = torch.Generator().manual_seed(5)  # the plugin's draws of the mini-batch, replayed
     exps = scenario.avalanche_benchmark().train_stream
     reference: dict[str, np.ndarray] = {}
@@ -392,9 +392,7 @@ def test_per_update_mode_equals_the_authors_update_step_by_step(momentum):
 
 def test_per_update_penalty_is_half_the_stored_importance_times_the_squared_distance():
     scenario = split3()
-    plugin = WPLENASPlugin(
-        WPLENASParams(alpha=50.0, accumulate="momentum", max_curvature=None), scenario.turn_used_params
-    )
+    plugin = WPLPlugin(WPLENASParams(alpha=50.0, accumulate="momentum", max_curvature=None), scenario.turn_used_params)
     exps = scenario.avalanche_benchmark().train_stream
     strategy = SimpleNamespace(
         model=scenario.model, experience=exps[0], loss=torch.zeros(()), train_mb_size=16, device=torch.device("cpu")
