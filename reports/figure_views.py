@@ -19,6 +19,34 @@ from forgetbench.reports.summary import (
 )
 
 
+SEARCH_PANELS_CAPTION = (
+    "Multi-model forgetting during the search (the WPL paper's Figure 3): per search "
+    "epoch, err2 − err1 in {unit} (error at the epoch's end minus right after the "
+    "architecture's own turn) averaged over the architectures the epoch trained, the "
+    "same over the 5 with lowest err1, the largest, and the controller's mean reward "
+    "(c / perplexity for a language model, c × accuracy for images). Line = mean over "
+    "seeds, band = min–max. Above 0 = forgetting."
+)
+SCORES_CAPTION = (
+    "What the search sees against the truth: every ground-truth architecture's accuracy on the supernet's "
+    "shared weights at the end (x; the validation data, the test split for a fixed schedule) and its "
+    "accuracy trained alone (y), all seeds (a seeded sample of 2,000 "
+    "points per strategy where there are more); ringed = the architecture "
+    "each search picked. A search that ranks well puts its points on a rising line "
+    "and its rings at the top."
+)
+ERR_GAP_CAPTION = (
+    "err2 − err1 per architecture (training order): error at the end minus error "
+    "right after the architecture's own turn, mean over rounds and seeds, whisker "
+    "min–max over seeds. Above 0 = multi-model forgetting."
+)
+FIRST_MODEL_CAPTION = (
+    "Accuracy of the first model while the later model(s) train (the WPL paper's "
+    "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
+    "experiences."
+)
+
+
 def add_figures(
     view: ScenarioView,
     records: list[RunRecord],
@@ -41,40 +69,17 @@ def add_figures(
         view.headline = easel.submit(
             F.search_four_panels, epochs.assign(**{c: epochs[c] * scale for c in errors}), colours, unit
         )
-        view.headline_caption = (
-            "Multi-model forgetting during the search (the WPL paper's Figure 3): per search "
-            f"epoch, err2 − err1 in {unit} (error at the epoch's end minus right after the "
-            "architecture's own turn) averaged over the architectures the epoch trained, the "
-            "same over the 5 with lowest err1, the largest, and the controller's mean reward "
-            "(c / perplexity for a language model, c × accuracy for images). Line = mean over "
-            "seeds, band = min–max. Above 0 = forgetting."
-        )
-    scores_caption = (
-        "What the search sees against the truth: every ground-truth architecture's accuracy on the supernet's "
-        "shared weights at the end (x; the validation data, the test split for a fixed schedule) and its "
-        "accuracy trained alone (y), all seeds (a seeded sample of 2,000 "
-        "points per strategy where there are more); ringed = the architecture "
-        "each search picked. A search that ranks well puts its points on a rising line "
-        "and its rings at the top."
-    )
+        view.headline_caption = SEARCH_PANELS_CAPTION.format(unit=unit)
     fixed = frames.fixed_schedule(records, name)  # rounds over a list: its headline is where the forgetting is
     if not view.headline and not fixed and not scores.empty:
         view.headline = easel.submit(F.search_scatter, scores, colours)
-        view.headline_caption = scores_caption
+        view.headline_caption = SCORES_CAPTION
     elif not view.headline and not gaps.empty:
         view.headline = easel.submit(F.err_gap_per_architecture, gaps, colours)
-        view.headline_caption = (
-            "err2 − err1 per architecture (training order): error at the end minus error "
-            "right after the architecture's own turn, mean over rounds and seeds, whisker "
-            "min–max over seeds. Above 0 = multi-model forgetting."
-        )
+        view.headline_caption = ERR_GAP_CAPTION
     elif not view.headline and not curves.empty:
         view.headline = easel.submit(F.first_model_curve, curves, colours)
-        view.headline_caption = (
-            "Accuracy of the first model while the later model(s) train (the WPL paper's "
-            "Figure 1): line = mean, band = min–max over seeds; dotted lines separate later "
-            "experiences."
-        )
+        view.headline_caption = FIRST_MODEL_CAPTION
     view.many_experiences = frames.many_experiences(records, name)
     matrices, final = frames.mean_matrices(records, name), frames.final_accuracy_frame(records, name)
     figs = {
@@ -94,7 +99,7 @@ def add_figures(
     }
     if fixed and not scores.empty:
         figs["search_scores"] = easel.submit(F.search_scatter, scores, colours)
-    view.scores_caption = scores_caption
+    view.scores_caption = SCORES_CAPTION
     # a sampled-architecture search shows these in its four-panel headline; one round has no course over epochs
     if not sampled and not epochs.empty and epochs.epoch.nunique() > 1:
         figs["search_forgetting"] = easel.submit(

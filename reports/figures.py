@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Iterable
+from typing import Any, Iterable
 
 import matplotlib
 
@@ -660,6 +660,97 @@ def attribution_scatter(frame: pd.DataFrame, colours: dict[str, tuple]) -> str |
     return to_data_uri(fig)
 
 
+def _plasticity_edges(points: pd.DataFrame, targets: dict[float, float], sign: float) -> tuple[float, float]:
+    """The plasticity axis's limits: naive's plasticity down to the lowest target, with a margin, and up to the best
+    mean a method reached."""
+    naive_rows = points[points.method == "naive"]
+    naive_level = float(naive_rows.plasticity.mean()) if len(naive_rows) else float(points.plasticity.max())
+    levels = [naive_level, *targets.values()]
+    span = max(abs(level - naive_level) for level in levels) or 5.0
+    margin = 0.4 * span
+    low_edge = min(levels) - margin if sign > 0 else min(levels) - margin / 4
+    high_edge = max(levels) + margin / 4 if sign > 0 else max(levels) + margin
+    setting_means = points.groupby(["method", "setting"]).plasticity.mean()  # what is drawn: means over seeds
+    best_seen = setting_means.max() if sign > 0 else setting_means.min()
+    if sign > 0:
+        high_edge = max(high_edge, float(best_seen) + margin / 4)
+    else:
+        low_edge = min(low_edge, float(best_seen) - margin / 4)
+    return low_edge, high_edge
+
+
+def _draw_front(
+    ax: Any,
+    method: str,
+    mean: pd.DataFrame,
+    colour: tuple,
+    edges: tuple[float, float],
+    sign: float,
+    placed: list[tuple[float, float]],
+) -> int:
+    """One method's front over its settings' means (faint where dominated, triangles on the edge for points beyond
+    the compared region, its two ends labelled with their strength unless that would overlap ``placed``); the
+    number of points beyond the region."""
+    low_edge, high_edge = edges
+
+    def inside(value: float) -> bool:
+        return low_edge <= value <= high_edge
+
+    front = pareto_front(sign * mean.plasticity.to_numpy(float), mean.forgetting.to_numpy(float))
+    on_front = mean.iloc[front]
+    dominated = mean.drop(index=on_front.index)
+    visible = on_front[[inside(v) for v in on_front.plasticity]]
+    every = pd.concat([on_front, dominated])
+    beyond_edge = every[[not inside(v) for v in every.plasticity]]
+    faint = dominated[[inside(v) for v in dominated.plasticity]]
+    ax.plot(visible.forgetting, visible.plasticity, marker="o", ms=5, lw=1.8, color=colour, label=method)
+    if len(faint):
+        ax.plot(faint.forgetting, faint.plasticity, marker="o", ms=4, ls="none", color=colour, alpha=0.25)
+    for below, group in beyond_edge.groupby(beyond_edge.plasticity < low_edge):
+        ax.plot(
+            group.forgetting,
+            [low_edge if below else high_edge] * len(group),
+            marker="v" if below == (sign > 0) else "^",
+            ms=6,
+            ls="none",
+            color=colour,
+            alpha=0.4,
+            clip_on=False,
+        )
+    ends = [visible.iloc[0], visible.iloc[-1]] if len(visible) > 1 else list(visible.itertuples(index=False))
+    for end in ends if visible.value.notna().all() else []:  # the front's ends: the direction of strength reads
+        x, y = ax.transData.transform((end.forgetting, end.plasticity))
+        if any(abs(x - px) < 38 and abs(y - py) < 11 for px, py in placed):
+            continue  # it would overlap a label already placed
+        placed.append((x, y))
+        ax.annotate(
+            f"{end.value:g}",
+            (end.forgetting, end.plasticity),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=7,
+            color=colour,
+        )
+    return len(beyond_edge)
+
+
+def _draw_targets(ax: Any, targets: dict[float, float], axes: Axes) -> None:
+    """The matched-plasticity targets as dotted lines, named at the right."""
+    worse = "-" if axes.sign > 0 else "+"
+    for drop, level in targets.items():
+        ax.axhline(level, color=NAIVE_GREY, lw=0.8, ls=":")
+        ax.text(
+            0.99,
+            level,
+            f"naive {axes.name} {worse} {drop:g}",
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color=NAIVE_GREY,
+        )
+
+
 def frontier(
     points: pd.DataFrame, colours: dict[str, tuple], targets: dict[float, float], axes: Axes = TASKS
 ) -> str | None:
@@ -677,23 +768,7 @@ def frontier(
     fig = _figure(6.4, 4.4)
     ax = fig.add_subplot()
     sign = axes.sign
-    naive_rows = points[points.method == "naive"]
-    naive_level = float(naive_rows.plasticity.mean()) if len(naive_rows) else float(points.plasticity.max())
-    levels = [naive_level, *targets.values()]
-    span = max(abs(level - naive_level) for level in levels) or 5.0
-    margin = 0.4 * span
-    low_edge = min(levels) - margin if sign > 0 else min(levels) - margin / 4
-    high_edge = max(levels) + margin / 4 if sign > 0 else max(levels) + margin
-    setting_means = points.groupby(["method", "setting"]).plasticity.mean()  # what is drawn: means over seeds
-    best_seen = setting_means.max() if sign > 0 else setting_means.min()
-    if sign > 0:
-        high_edge = max(high_edge, float(best_seen) + margin / 4)
-    else:
-        low_edge = min(low_edge, float(best_seen) - margin / 4)
-
-    def inside(value: float) -> bool:
-        return low_edge <= value <= high_edge
-
+    low_edge, high_edge = _plasticity_edges(points, targets, sign)
     means = {
         method: points[points.method == method]
         .groupby("setting", sort=False)
@@ -702,7 +777,9 @@ def frontier(
         for method in colours
         if method in set(points.method)
     }
-    shown = [f for mean in means.values() for f, p in zip(mean.forgetting, mean.plasticity) if inside(p)]
+    shown = [
+        f for mean in means.values() for f, p in zip(mean.forgetting, mean.plasticity) if low_edge <= p <= high_edge
+    ]
     if shown:  # limits first: labels are kept apart in display pixels
         lo, hi = min(min(shown), 0.0), max(shown)
         pad = 0.06 * (hi - lo or 1.0)
@@ -711,59 +788,11 @@ def frontier(
     outside = 0
     placed: list[tuple[float, float]] = []  # labels already drawn, in display pixels
     for method, mean in means.items():
-        colour = colours[method]
         if method == "naive":
-            ax.plot(mean.forgetting, mean.plasticity, marker="*", ms=14, ls="none", color=colour, label=method)
-            continue
-        front = pareto_front(sign * mean.plasticity.to_numpy(float), mean.forgetting.to_numpy(float))
-        on_front = mean.iloc[front]
-        dominated = mean.drop(index=on_front.index)
-        visible = on_front[[inside(v) for v in on_front.plasticity]]
-        every = pd.concat([on_front, dominated])
-        beyond_edge = every[[not inside(v) for v in every.plasticity]]
-        faint = dominated[[inside(v) for v in dominated.plasticity]]
-        outside += len(beyond_edge)
-        ax.plot(visible.forgetting, visible.plasticity, marker="o", ms=5, lw=1.8, color=colour, label=method)
-        if len(faint):
-            ax.plot(faint.forgetting, faint.plasticity, marker="o", ms=4, ls="none", color=colour, alpha=0.25)
-        for below, group in beyond_edge.groupby(beyond_edge.plasticity < low_edge):
-            ax.plot(
-                group.forgetting,
-                [low_edge if below else high_edge] * len(group),
-                marker="v" if below == (sign > 0) else "^",
-                ms=6,
-                ls="none",
-                color=colour,
-                alpha=0.4,
-                clip_on=False,
-            )
-        ends = [visible.iloc[0], visible.iloc[-1]] if len(visible) > 1 else list(visible.itertuples(index=False))
-        for end in ends if visible.value.notna().all() else []:  # the front's ends: the direction of strength reads
-            x, y = ax.transData.transform((end.forgetting, end.plasticity))
-            if any(abs(x - px) < 38 and abs(y - py) < 11 for px, py in placed):
-                continue  # it would overlap a label already placed
-            placed.append((x, y))
-            ax.annotate(
-                f"{end.value:g}",
-                (end.forgetting, end.plasticity),
-                xytext=(4, 3),
-                textcoords="offset points",
-                fontsize=7,
-                color=colour,
-            )
-    worse = "-" if sign > 0 else "+"
-    for drop, level in targets.items():
-        ax.axhline(level, color=NAIVE_GREY, lw=0.8, ls=":")
-        ax.text(
-            0.99,
-            level,
-            f"naive {axes.name} {worse} {drop:g}",
-            transform=ax.get_yaxis_transform(),
-            ha="right",
-            va="bottom",
-            fontsize=7,
-            color=NAIVE_GREY,
-        )
+            ax.plot(mean.forgetting, mean.plasticity, marker="*", ms=14, ls="none", color=colours[method], label=method)
+        else:
+            outside += _draw_front(ax, method, mean, colours[method], (low_edge, high_edge), sign, placed)
+    _draw_targets(ax, targets, axes)
     if sign < 0:
         ax.invert_yaxis()
     metric = str(points.plasticity_metric.iloc[0]) if "plasticity_metric" in points else ""

@@ -14,16 +14,18 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.reports.figure_views import frontier_views, sweep_view
 from forgetbench.reports.scenario_view import finish_figures, scenario_view
 from forgetbench.reports.views import FrontierView, ScenarioView, SweepView, metadata, reproductions, tuning_rows
 from forgetbench.benchmark.core.metric_registry import METRICS, registered_metrics
 from forgetbench.benchmark.core.store import (
+    ResultScan,
     atomic_write_bytes,
     DiskFull,
     atomic_write_set,
@@ -135,17 +137,8 @@ def workers_asked() -> int | None:
     return int(text)
 
 
-def build_report(
-    folders: Sequence[Path],
-    command: str | None = None,
-    strategies: Sequence[str] | None = None,
-    workers: int | None = None,
-) -> Report:
-    """Read the folders and render the report (nothing is written); ``strategies``: only the runs of these strategy
-    labels (naive and a few strengths of a sweep, for a figure on a page); ``workers``: the processes that draw the
-    figures (:func:`forgetbench.reports.drawing.easel`; default :func:`workers_asked`, else one per core; 1 = in this
-    process)."""
-    folders = [Path(f) for f in folders]
+def _read(folders: list[Path], strategies: Sequence[str] | None) -> tuple[ResultScan, list[RunRecord]]:
+    """The folders' records (only ``strategies``' where given), or :class:`ReportError` saying why there are none."""
     for folder in folders:
         if not folder.is_dir():
             raise ReportError(f"results folder {folder} does not exist (expected OUT/runs/<run_id>/result.json)")
@@ -163,83 +156,116 @@ def build_report(
         if unknown:
             raise ReportError(f"--strategies: no runs of {', '.join(unknown)}; the folders have: {', '.join(labels)}")
         records = [r for r in records if r.strategy.label in strategies]
-    long = runs_long(records, scan.metrics)
-    order = strategy_order(records)
-    table = summary_table(long, order=order)
-    comps = comparisons_table(long)
-    problems = problem_runs(records, scan.sources)
+    return scan, records
+
+
+@dataclass
+class _Tables:
+    """What every view of the report reads: the tidy frames and the order strategies and methods are shown in."""
+
+    long: pd.DataFrame
+    order: dict[str, list[str]]
+    table: pd.DataFrame
+    comps: pd.DataFrame
+    problems: pd.DataFrame
+    methods: list[str]  # a method has one colour and marker in every figure of the report
+
+    @classmethod
+    def of(cls, records: list[RunRecord], scan: ResultScan) -> "_Tables":
+        long = runs_long(records, scan.metrics)
+        order = strategy_order(records)
+        methods = list(dict.fromkeys(label.partition("[")[0] for labels in order.values() for label in labels))
+        return cls(
+            long,
+            order,
+            summary_table(long, order=order),
+            comparisons_table(long),
+            problem_runs(records, scan.sources),
+            methods,
+        )
+
+
+def _trial_frontiers(
+    folders: list[Path], pad: Any, options: DC.DecisionOptions, methods: list[str]
+) -> tuple[list[FrontierView], pd.DataFrame | None]:
+    """The tuning trials' frontiers, on the validation split (none where no folder tuned)."""
+    if not any((f / "tuning" / "runs").is_dir() for f in folders):
+        return [], None
+    trials = load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
+    if not trials.records:
+        return [], None
+    views, points = frontier_views(
+        trials.records, "tuning trials, on the validation split", trials.metrics, pad, options, methods
+    )
+    return views, points if views else None
+
+
+def build_report(
+    folders: Sequence[Path],
+    command: str | None = None,
+    strategies: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> Report:
+    """Read the folders and render the report (nothing is written); ``strategies``: only the runs of these strategy
+    labels (naive and a few strengths of a sweep, for a figure on a page); ``workers``: the processes that draw the
+    figures (:func:`forgetbench.reports.drawing.easel`; default :func:`workers_asked`, else one per core; 1 = in this
+    process)."""
+    folders = [Path(f) for f in folders]
+    scan, records = _read(folders, strategies)
+    t = _Tables.of(records, scan)
     options = DC.options_of(folders)
-    # the report's methods in order: a method has one colour and marker in every figure of the report
-    methods = list(dict.fromkeys(label.partition("[")[0] for labels in order.values() for label in labels))
+    studies = tuning_studies(folders)
+    # a tuned method's chosen point: drawn strong, its neighbours faint (figures.palette)
+    chosen = {combination_label(str(s["strategy"]), s["chosen"]) for s in studies if s.get("chosen")}
     with easel(workers if workers is not None else workers_asked()) as pad:  # figures drawn beside the tables
-        frontiers, points = frontier_views(records, computed=scan.metrics, easel=pad, options=options, methods=methods)
-        studies = tuning_studies(folders)
+        frontiers, points = frontier_views(
+            records, computed=scan.metrics, easel=pad, options=options, methods=t.methods
+        )
         edges = edge_lines(studies)
-        # a tuned method's chosen point: drawn strong, its neighbours faint (figures.palette)
-        chosen = {combination_label(str(s["strategy"]), s["chosen"]) for s in studies if s.get("chosen")}
         scenarios = [
             scenario_view(
                 name,
                 records,
-                order[name],
-                table,
-                comps,
-                problems,
-                long,
+                t.order[name],
+                t.table,
+                t.comps,
+                t.problems,
+                t.long,
                 scan.lean,
                 points,
                 edges,
                 pad,
                 options,
                 chosen,
-                methods,
+                t.methods,
             )
-            for name in order
+            for name in t.order
         ]
-        trials = (
-            load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
-            if any((f / "tuning" / "runs").is_dir() for f in folders)
-            else None
-        )
-        if trials is not None and trials.records:
-            trial_views, trial_points = frontier_views(
-                trials.records, "tuning trials, on the validation split", trials.metrics, pad, options, methods
+        trial_views, trial_points = _trial_frontiers(folders, pad, options, t.methods)
+        frontiers += trial_views
+        if trial_points is not None:
+            trial_points.insert(0, "source", "tuning")
+            points = pd.concat(
+                [points.assign(source="runs") if len(points) else points, trial_points], ignore_index=True
             )
-            frontiers += trial_views
-            if trial_views:
-                trial_points.insert(0, "source", "tuning")
-                points = pd.concat(
-                    [points.assign(source="runs") if len(points) else points, trial_points], ignore_index=True
-                )
-        decided = decisions_frame(records, scan.metrics, options, long)
-        decisions_shown = DC.view(
-            decided,
-            improvement_frame(records, scan.metrics, long),
-            DC.rounds_of(folders),
-            DC.records_seeds(records),
-            options.alpha,
-        )
-        sweep = sweep_view(records, table, pad)
+        decided = decisions_frame(records, scan.metrics, options, t.long)
+        improvement = improvement_frame(records, scan.metrics, t.long)
+        decisions_shown = DC.view(decided, improvement, DC.rounds_of(folders), DC.records_seeds(records), options.alpha)
+        sweep = sweep_view(records, t.table, pad)
         scenarios = [finish_figures(view) for view in scenarios]
         for frontier in frontiers:
             frontier.figure = drawn(frontier.figure)
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html", "j2"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    html = env.get_template("report.html.j2").render(
+    html = _render(
         title=f"forgetbench report: {', '.join(sorted({r.suite for r in records}))}",
         scenarios=scenarios,
-        glossary=[m for m in METRICS.values() if m.key in set(table.metric)],
+        glossary=[m for m in METRICS.values() if m.key in set(t.table.metric)],
         n_runs=len(records),
         n_ok=sum(has_results(r) for r in records),
-        problems=problems.to_dict("records"),
-        skipped=[{"path": str(path), "reason": reason} for path, reason in skipped],
+        problems=t.problems.to_dict("records"),
+        skipped=[{"path": str(path), "reason": reason} for path, reason in scan.skipped],
         environment_warnings=scan.environment_warnings,
         metric_warnings=unknown_metrics(folders),
-        reproductions=reproductions(folders, table),
+        reproductions=reproductions(folders, t.table),
         sweep=sweep,
         frontiers=frontiers,
         plasticity_trade=f"{100 * PLASTICITY_TRADE:g}",
@@ -247,15 +273,20 @@ def build_report(
         decisions=decisions_shown,
         meta=metadata(folders, records, command),
     )
-    return Report(
-        html,
-        table,
-        comps,
-        decided,
-        points if frontiers else None,
-        [(str(p), why) for p, why in skipped],
-        report_figures(scenarios, sweep, frontiers),
+    figures = report_figures(scenarios, sweep, frontiers)
+    skipped = [(str(p), why) for p, why in scan.skipped]
+    return Report(html, t.table, t.comps, decided, points if frontiers else None, skipped, figures)
+
+
+def _render(**page: Any) -> str:
+    """The page: ``report.html.j2`` rendered (autoescaped) with ``page``'s views."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
+    return env.get_template("report.html.j2").render(**page)
 
 
 def unknown_metrics(folders: Sequence[Path]) -> list[str]:

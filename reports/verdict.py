@@ -23,6 +23,7 @@ summary after ``forgetbench run`` print the same sentences.
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -191,6 +192,68 @@ def _involving(label: str, decisions: Sequence[D.Decision]) -> list[D.Decision]:
     return [d for d in decisions if label in (d.first, d.second)]
 
 
+@dataclass
+class _Words:
+    """How one scenario's verdict writes its figures: the measure's name and unit, each strategy's mean (with its LA
+    beside it where there is one), naive's, and how the p-values were adjusted."""
+
+    label: str
+    sp: str  # " <unit>" after a figure, or "" where each figure carries its unit
+    with_la: Any
+    means: pd.Series
+    naive: str | None
+    shown_unit: str
+    adjusted: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.naive} {self.with_la(self.naive, self.means[self.naive])}" if self.naive in self.means else ""
+
+    def of(self, strategy: str) -> str:
+        return f"{self.with_la(strategy, self.means[strategy])}{self.sp}"
+
+
+def _least_headline(
+    w: _Words, group: list[str], wins: list[D.Decision], decisions, long: pd.DataFrame, scale: float
+) -> str:
+    """The lowest strategy (with those decided equivalent to it) decided lower than every other."""
+
+    def cut(s: str) -> str:
+        value = _cut(long, s) if w.base else float("nan")
+        return f", a {value:.0f}% cut" if np.isfinite(value) else ""
+
+    best = group[0]
+    if len(group) == 1:
+        text = f"Forgets least: {best} ({w.label} {w.of(best)}" + (f" vs {w.base}" if w.base else "") + cut(best)
+    else:
+        margin = decisions[0].margin * scale
+        text = (
+            f"Forget least, equivalent within +/- {margin:.1f} {w.shown_unit} of each other: "
+            + _and([f"{s} ({w.of(s)}{cut(s)})" for s in group])
+            + f" ({w.label}"
+            + (f"; {w.naive} {w.of(str(w.naive))}" if w.base else "")
+        )
+    worst_p = max(d.p_adjusted for d in wins)
+    return text + f"; lower than every other strategy, p <= {fmt_p(worst_p)} {w.adjusted})."
+
+
+def _open_headline(w: _Words, best: str, beats_naive: list[D.Decision], wins: list[D.Decision], decisions) -> str:
+    """No single winner: the strategies decided lower than naive, and the pairs the lowest is not decided in."""
+    winners = [d.first if d.second == w.naive else d.second for d in beats_naive]
+    parts = []
+    if winners:
+        parts.append(
+            f"Less {w.label} than {w.base}{w.sp} ({w.adjusted}): {_and([f'{s} {w.with_la(s, w.means[s])}' for s in winners])}"
+        )
+    open_pairs = [d for d in _involving(best, decisions) if d not in wins]
+    if open_pairs:
+        parts.append(
+            f"{'lowest' if parts else 'Lowest'} {w.label} {best}, not decided lower than "
+            + _and([d.second if d.first == best else d.first for d in open_pairs])
+        )
+    return ("; ".join(parts) or f"Lowest {w.label}: {best} ({w.of(best)})") + "."
+
+
 def _forgetting_verdict(
     by_strategy: dict[str, dict[int, float]],
     means: pd.Series,
@@ -216,11 +279,16 @@ def _forgetting_verdict(
     if len(means) == 1:
         return [f"Only {best} ran: nothing to compare ({label} {with_la(best, means[best])}{sp})."]
     scale = display_scale(info.unit)
-    shown_unit = "points" if info.unit == "accuracy" else info.unit
-    digits = 1 if info.unit == "accuracy" else 3
     m = decisions[0].family if decisions else 0
-    adjusted = f"Holm-adjusted over the {m} pair{'s' if m != 1 else ''} tested"
-    base = f"{naive} {with_la(naive, means[naive])}" if naive in means else ""
+    w = _Words(
+        label,
+        sp,
+        with_la,
+        means,
+        naive,
+        "points" if info.unit == "accuracy" else info.unit,
+        f"Holm-adjusted over the {m} pair{'s' if m != 1 else ''} tested",
+    )
     beats_naive = [  # decided lower than naive
         d
         for d in decisions
@@ -233,48 +301,19 @@ def _forgetting_verdict(
     outside = [s for s in means.index if s not in group]
     wins = [d for member in group for d in _wins(member, decisions) if not {d.first, d.second} <= set(group)]
     if naive not in group and outside and len(wins) == len(group) * len(outside):
-
-        def cut(s: str) -> str:
-            value = _cut(long, s) if base else float("nan")
-            return f", a {value:.0f}% cut" if np.isfinite(value) else ""
-
-        if len(group) == 1:
-            text = f"Forgets least: {best} ({label} {with_la(best, means[best])}{sp}" + (f" vs {base}" if base else "")
-            text += cut(best)
-        else:
-            margin = decisions[0].margin * display_scale(info.unit)
-            text = (
-                f"Forget least, equivalent within +/- {margin:.1f} {shown_unit} of each other: "
-                + _and([f"{s} ({with_la(s, means[s])}{sp}{cut(s)})" for s in group])
-                + f" ({label}"
-                + (f"; {naive} {with_la(naive, means[naive])}{sp}" if base else "")
-            )
-        worst_p = max(d.p_adjusted for d in wins)
-        text += f"; lower than every other strategy, p <= {fmt_p(worst_p)} {adjusted})."
-        headline = text
+        headline = _least_headline(w, group, wins, decisions, long, scale)
     elif naive in means and not beats_naive:
         lowest = best if best != naive else next(s for s in means.index if s != naive)
         versus = next((d for d in _involving(lowest, decisions) if naive in (d.first, d.second)), None)
-        said = f": {DC.describe(versus, scale, shown_unit, digits)}" if versus is not None else ""
+        digits = 1 if info.unit == "accuracy" else 3
+        said = f": {DC.describe(versus, scale, w.shown_unit, digits)}" if versus is not None else ""
         headline = (
             f"No strategy forgets less than {naive} on this suite ({label}: lowest {lowest} "
-            f"{with_la(lowest, means[lowest])} vs {base}{sp}; {adjusted}){said}."
+            f"{with_la(lowest, means[lowest])} vs {w.base}{sp}; {w.adjusted}){said}."
         )
     else:
-        winners = [d.first if d.second == naive else d.second for d in beats_naive]
-        parts = []
-        if winners:
-            parts.append(
-                f"Less {label} than {base}{sp} ({adjusted}): {_and([f'{s} {with_la(s, means[s])}' for s in winners])}"
-            )
-        open_pairs = [d for d in _involving(best, decisions) if d not in wins]
-        if open_pairs:
-            parts.append(
-                f"{'lowest' if parts else 'Lowest'} {label} {best}, not decided lower than "
-                + _and([d.second if d.first == best else d.first for d in open_pairs])
-            )
-        headline = ("; ".join(parts) or f"Lowest {label}: {best} ({with_la(best, means[best])}{sp})") + "."
-    detail = DC.family_sentence(decisions, label, scale, shown_unit, digits)
+        headline = _open_headline(w, best, beats_naive, wins, decisions)
+    detail = DC.family_sentence(decisions, label, scale, w.shown_unit, 1 if info.unit == "accuracy" else 3)
     return [headline] + ([detail] if detail else [])
 
 

@@ -274,3 +274,18 @@ def test_every_forgetbench_import_resolves_to_its_file_in_the_checkout_by_path_a
     assert (
         ROOT / "forgetbench" / "benchmark" / "core" / "config.py"
     ).resolve() == ROOT / "benchmark" / "core" / "config.py"
+
+
+LONGEST_FUNCTION = 80  # lines, decorators excluded: a longer procedure reads as named steps
+
+
+def test_no_library_function_is_longer_than_a_screen():
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in project_modules().values()
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > LONGEST_FUNCTION
+    ]
+    assert not long, "split these into named steps:\n" + "\n".join(long)

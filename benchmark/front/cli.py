@@ -469,14 +469,8 @@ def _shared_options() -> tuple[argparse.ArgumentParser, ...]:
     return data, progress, execution
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="forgetbench",
-        description="Continual-learning benchmark harness for networks that share parameters.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    data, progress, execution = _shared_options()
-
+def _add_run(sub, data, progress, execution) -> None:
+    """The ``run`` command and its options."""
     p = sub.add_parser(
         "run", parents=[data, progress, execution], help="run every (scenario x strategy x seed) of a suite"
     )
@@ -511,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
+
+def _add_reproduce(sub, data, progress, execution) -> None:
+    """The ``reproduce`` command and its options."""
     p = sub.add_parser(
         "reproduce",
         parents=[data, progress, execution],
@@ -522,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: results/reproduce; one sub-folder per reproduction)")
     p.set_defaults(func=cmd_reproduce)
 
+
+def _add_report(sub, data, progress, execution) -> None:
+    """The ``report`` command and its options."""
     p = sub.add_parser("report", help="write the HTML report and summary.csv of result folders")
     p.add_argument("results_dir", help="a `run --out` folder; the report goes here by default")
     p.add_argument("more_dirs", nargs="*", help="more result folders to include")
@@ -549,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report)
 
+
+def _add_table(sub, data, progress, execution) -> None:
+    """The ``table`` command and its options."""
     from forgetbench.reports.table_kinds import TABLES  # names only: listing the kinds imports no pandas
 
     p = sub.add_parser(
@@ -570,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_table)
 
+
+def _add_calibrate(sub, data, progress, execution) -> None:
+    """The ``calibrate`` command and its options."""
     p = sub.add_parser(
         "calibrate",
         parents=[data, progress, execution],
@@ -604,6 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="rerun probes that are already complete")
     p.set_defaults(func=cmd_calibrate)
 
+
+def _add_validate(sub, data, progress, execution) -> None:
+    """The ``validate`` command and its options."""
     p = sub.add_parser("validate", help="check a suite config and exit, running nothing")
     p.add_argument("config", help="suite YAML to check")
     p.add_argument("--data-root", help="also check that the data is there (default root if omitted)")
@@ -615,12 +624,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_validate)
 
+
+def _add_list(sub, data, progress, execution) -> None:
+    """The ``list`` command and its options."""
     p = sub.add_parser("list", help="list registered strategies, scenarios or datasets")
     p.add_argument(
         "kind", nargs="?", choices=["strategies", "scenarios", "datasets"], help="what to list (default: all)"
     )
     p.set_defaults(func=cmd_list)
 
+
+def _add_perf(sub, data, progress, execution) -> None:
+    """The ``perf`` command and its options."""
     from forgetbench.benchmark.front.measure.probes import probe_names  # module names only: none is imported
 
     p = sub.add_parser(
@@ -673,6 +688,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--channels-last", action="store_true", help="channels-last inputs and conv weights on both sides")
     p.set_defaults(func=cmd_perf)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forgetbench",
+        description="Continual-learning benchmark harness for networks that share parameters.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    shared = _shared_options()  # data, progress, execution
+    for add in (_add_run, _add_reproduce, _add_report, _add_table, _add_calibrate, _add_validate, _add_list, _add_perf):
+        add(sub, *shared)
     return parser
 
 

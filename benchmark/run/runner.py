@@ -107,11 +107,51 @@ def _execute(
     checkpoint: Path | None,
     cache_dir: Path | None = None,
 ) -> None:
+    """One run, in named steps: the scenario; the harness and the strategy; the untrained scores; a resume; the
+    turns (a search's as it decides them); what the run adds after its turns."""
+    scenario = _scenario_of(spec, data_root, record)
+    model = scenario.model.to(device)
+    attribution = (
+        Attribution(spec.training.attribution, seed=spec.seed, batch_size=spec.training.eval_batch_size)
+        if spec.training.attribution
+        else None
+    )
+    if attribution is not None:
+        record.attribution = []
+    harness = _harness(spec, scenario, record, device, attribution, progress)
+    strategy = build_run_strategy(spec, scenario, model, device, harness)
+    t0 = time.perf_counter()
+    batch = spec.training.eval_batch_size
+    record.init_accuracy = [evaluate(strategy.model, task, batch, device) for task in scenario.tasks]
+    record.timing.eval_seconds += time.perf_counter() - t0
+    record.turn_accuracy = []
+    if harness.recorder is not None:
+        record.curves = []
+    start = 0
+    if checkpoint is not None and scenario.adaptive and scenario.state_dict() is None:
+        _warn(
+            record,
+            f"checkpointing off: the scenario decides its turns while training (a search), and "
+            f"{type(scenario).__name__} declares no state_dict()/load_state_dict()",
+        )
+        checkpoint = None
+    if checkpoint is not None:
+        start, checkpoint = _resume(checkpoint, spec, scenario, strategy, harness, record, attribution)
+    if record.timing.importance_seconds is not None:  # the importance passes' running total goes on from there
+        setattr(strategy, IMPORTANCE_SECONDS, record.timing.importance_seconds)
+    turns = _train_every_turn(
+        spec, scenario, strategy, harness, record, progress, checkpoint, attribution, start, device
+    )
+    _after_the_turns(spec, data_root, device, scenario, strategy, harness, record, turns, cache_dir)
+
+
+def _scenario_of(spec: RunSpec, data_root: Path, record: RunRecord) -> Scenario:
+    """The run's scenario, and what the record says of it before training: the data read, the experiences, the
+    split the accuracies are on and its sizes, the rows a complete run has, the scenario type."""
     with recording_data_reads() as reads:
         scenario = seeded_scenario(spec, data_root)
     if reads:  # the registered datasets and corpora it read (a custom benchmark's own data is not digested)
         record.environment["data"] = ", ".join(f"{name}={digest}" for name, digest in sorted(reads.items()))
-    model = scenario.model.to(device)
     record.experiences = [task.name for task in scenario.tasks]
     if record.evaluated_on is not None:  # a trial's or probe's split: its size is how finely it can tell points apart
         record.evaluated_on.samples = [len(task.test_y) for task in scenario.tasks]
@@ -119,12 +159,20 @@ def _execute(
         record.rows_planned = sum(1 for turn in scenario.schedule if turn.record)
     if scenario.meta.get("scenario_type"):
         record.scenario_type = str(scenario.meta["scenario_type"])
-    batch = spec.training.eval_batch_size
+    return scenario
 
-    attribution = None
-    if spec.training.attribution:
-        attribution = Attribution(spec.training.attribution, seed=spec.seed, batch_size=batch)
-        record.attribution = []
+
+def _harness(
+    spec: RunSpec,
+    scenario: Scenario,
+    record: RunRecord,
+    device: torch.device,
+    attribution: Attribution | None,
+    progress,
+) -> Harness:
+    """The run's harness plugins: forgetting curves (and their attribution points), progress, a trial's checks
+    inside its experiences."""
+    batch = spec.training.eval_batch_size
     harness = Harness()
     if spec.training.eval_every:
         harness.recorder = CurveRecorder(
@@ -140,56 +188,65 @@ def _execute(
         harness.progress = ProgressHook(progress, spec.run_id, len(scenario.schedule))
     if spec.prune is not None and spec.prune.points and checks_apply(scenario):
         harness.pruner = InsideChecks(spec.prune, record, scenario, harness, batch, device)
-    strategy = build_run_strategy(spec, scenario, model, device, harness)
+    return harness
 
-    t0 = time.perf_counter()
-    record.init_accuracy = [evaluate(strategy.model, task, batch, device) for task in scenario.tasks]
-    record.timing.eval_seconds += time.perf_counter() - t0
-    record.turn_accuracy = []
-    if harness.recorder is not None:
-        record.curves = []
 
-    start = 0
-    if checkpoint is not None and scenario.adaptive and scenario.state_dict() is None:
-        _warn(
-            record,
-            f"checkpointing off: the scenario decides its turns while training (a search), and "
-            f"{type(scenario).__name__} declares no state_dict()/load_state_dict()",
-        )
-        checkpoint = None
-    if checkpoint is not None:
-        start, checkpoint = _resume(checkpoint, spec, scenario, strategy, harness, record, attribution)
+def _train_every_turn(
+    spec: RunSpec,
+    scenario: Scenario,
+    strategy,
+    harness: Harness,
+    record: RunRecord,
+    progress,
+    checkpoint: Path | None,
+    attribution: Attribution | None,
+    start: int,
+    device: torch.device,
+) -> list:
+    """Train the schedule from turn ``start``; a search (adaptive) then asks for its next turns until it has none.
+    Returns every turn trained."""
     timing = record.timing  # after a resume: the interrupted part's, which this part adds to
-    if timing.importance_seconds is not None:  # the importance passes' running total goes on from there
-        setattr(strategy, IMPORTANCE_SECONDS, timing.importance_seconds)
     turns = scheduled_experiences(scenario)
     before = [turn.task for turn, _ in turns[:start]]
-    scores = Scores(strategy, batch, device)  # after a resume: nothing scored yet with its weights
+    scores = Scores(strategy, spec.training.eval_batch_size, device)  # after a resume: nothing scored with its weights
     while True:
         _train_turns(
             spec, scenario, strategy, harness, turns, start, before, record, progress, checkpoint, scores, attribution
         )
         if not scenario.adaptive:
-            break
+            return turns
         t0 = time.perf_counter()  # the search's own work (e.g. its controller's updates), apart from training
         more = scenario.next_turns(scores)  # the weights the last turn's scores were read from
         timing.search_seconds = (timing.search_seconds or 0.0) + time.perf_counter() - t0
         if not more:
-            break
+            return turns
         start, before = len(turns), [turn.task for turn, _ in turns]
         scenario.schedule.extend(more)
         turns = turns + scheduled_experiences(scenario, start)
 
+
+def _after_the_turns(
+    spec: RunSpec,
+    data_root: Path,
+    device: torch.device,
+    scenario: Scenario,
+    strategy,
+    harness: Harness,
+    record: RunRecord,
+    turns: list,
+    cache_dir: Path | None,
+) -> None:
+    """What the record gains after the turns: a search's tasks, its retrainings, the scenario's and the strategy's
+    own results, the regularizer's memory, and whether the run collapsed."""
     if scenario.adaptive:  # a search may add tasks while it runs (each newly sampled architecture)
         record.experiences = [task.name for task in scenario.tasks]
-
     retrainings = scenario.retrainings()
     if retrainings:
         t0 = time.perf_counter()
         with search_data_reused():  # each retraining rebuilds the scenario: its data split once
             for retraining in retrainings:
                 retraining.report(retrained_scores(spec, data_root, device, retraining, cache_dir))
-        timing.retrain_seconds = time.perf_counter() - t0
+        record.timing.retrain_seconds = time.perf_counter() - t0
     record.add_results(scenario.summarize(record), source=f"scenario {spec.scenario.name}.summarize()")
     record.memory = Memory(regularizer_bytes=regularizer_bytes(strategy, harness))
     record.add_results(strategy_extra_results(strategy), source=f"strategy {spec.strategy.name}'s extra_results()")

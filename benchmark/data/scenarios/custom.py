@@ -185,10 +185,11 @@ def _materialise(stream, limit: int | None, generator: torch.Generator, what: st
     return out
 
 
-def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
-    benchmark_factory, model_factory = import_object(params.benchmark), import_object(params.model)
+def _user_benchmark(params: CustomParams, inputs: ScenarioInputs) -> Any:
+    """The user's benchmark, checked: an Avalanche benchmark with a class timeline and paired train and test
+    experiences."""
     offered = {"seed": inputs.seed, "data_root": inputs.data_root}
-    bm = _call(benchmark_factory, params.benchmark_params, offered, f"benchmark {params.benchmark}")
+    bm = _call(import_object(params.benchmark), params.benchmark_params, offered, f"benchmark {params.benchmark}")
     if not hasattr(bm, "train_stream") or not hasattr(bm, "test_stream"):
         raise ValueError(
             f"benchmark {params.benchmark} returned {type(bm).__name__}, not an Avalanche benchmark "
@@ -204,41 +205,37 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
             f"benchmark {params.benchmark}: {len(train)} train and {len(test)} test experiences; "
             "forgetbench pairs train experience j with test experience j (one per task)"
         )
-    torch.manual_seed(inputs.seed)
-    net = _call(model_factory, params.model_params, {"benchmark": bm, "seed": inputs.seed}, f"model {params.model}")
+    return bm
+
+
+def _user_model(params: CustomParams, bm: Any, seed: int) -> nn.Module:
+    """The user's network, built under the run's seed; its parameter names fixed after meeting every experience."""
+    torch.manual_seed(seed)
+    net = _call(
+        import_object(params.model), params.model_params, {"benchmark": bm, "seed": seed}, f"model {params.model}"
+    )
     if not isinstance(net, nn.Module):
         raise ValueError(f"model {params.model} returned {type(net).__name__}, not a torch nn.Module")
-    generator = torch.Generator().manual_seed(inputs.seed)
-    multi_task = callable(getattr(net, "forward_single_task", None))
-    # before the rounds' check: one label on every experience is a benchmark built without them, not rounds
-    labels = {int(t) for experience in train for t in experience.task_labels}
-    if multi_task and len(train) > 1 and len(labels) == 1:
-        raise ValueError(
-            f"benchmark {params.benchmark} has no task labels (every experience has task label "
-            f"{labels.pop()}) but model {params.model} is a multi-task model that needs them; "
-            "build the benchmark with task labels (e.g. SplitMNIST(..., return_task_id=True)) or use "
-            "a plain single-head module"
-        )
-    train_t = _materialise(train, params.max_train, generator, "train", rounds=multi_task)
-    test_t = _materialise(test, params.max_test, generator, "test", rounds=multi_task)
-    task_labels = [label for _, _, label in train_t]
-    if [label for _, _, label in test_t] != task_labels:
-        raise ValueError(
-            f"benchmark {params.benchmark}: test experiences' task labels "
-            f"{[label for _, _, label in test_t]} differ from the train experiences' {task_labels}"
-        )
+    return net
+
+
+def _fixed_names(net: nn.Module, train: list, model_ref: str) -> None:
+    """Let the network meet every experience (Avalanche's dynamic heads grow then), twice: its parameter names
+    must have settled, then they are frozen."""
     _adapt(net, train)
     names = [n for n, _ in net.named_parameters()]
     _adapt(net, train)
     if [n for n, _ in net.named_parameters()] != names:
         raise ValueError(
-            f"model {params.model}: its parameter names change between experiences even after "
+            f"model {model_ref}: its parameter names change between experiences even after "
             "meeting every task label; forgetbench's regularizers anchor parameters by name"
         )
     _freeze_structure(net)
-    num_classes = int(max(int(y.max()) for _, y, _ in train_t + test_t)) + 1
-    model = UserModel(net, max_class_label=num_classes)
 
+
+def _used_params(params: CustomParams, net: nn.Module, model: UserModel, train_t: list) -> dict[int, frozenset[str]]:
+    """Task label -> the parameters its model uses (declared by the model, or found by reachability), each
+    task's holding a trainable one."""
     if params.used_params == "declared":
         declared = getattr(net, "used_parameter_names", None)
         if not callable(declared):
@@ -262,8 +259,15 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
             f"model {params.model}: {', '.join(untrainable)} uses no trainable parameter, so its loss "
             "has no gradient and it cannot be trained; give every task's model a parameter to train"
         )
-    model.used = used
-    # one task per task label, in order of first appearance; a repeated label is a later round of its task
+    return used
+
+
+def _tasks_and_schedule(
+    train_t: list, test_t: list, used: dict[int, frozenset[str]], num_classes: int, multi_task: bool
+) -> tuple[list[Task], list[Turn]]:
+    """One task per task label, in order of first appearance (a repeated label is a later round of its task), and
+    the rounds' schedule: a row of the accuracy matrix after each round's last turn (none without rounds)."""
+    task_labels = [label for _, _, label in train_t]
     order = list(dict.fromkeys(task_labels)) if multi_task else list(range(len(task_labels)))
     first = {key: task_labels.index(key) if multi_task else key for key in order}
     tasks = [
@@ -280,10 +284,43 @@ def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
         for key in order
     ]
     schedule = []
-    if len(order) < len(task_labels):  # rounds: a row of the accuracy matrix after each round's last turn
+    if len(order) < len(task_labels):
         turns = [order.index(label) for label in task_labels]
         ends = [j == len(turns) - 1 or turns[j + 1] in turns[_round_start(turns, j) : j + 1] for j in range(len(turns))]
         schedule = [Turn(task=k, record=end) for k, end in zip(turns, ends)]
+    return tasks, schedule
+
+
+def build_custom(params: CustomParams, inputs: ScenarioInputs) -> Scenario:
+    """The user's benchmark and model as a scenario: tasks as tensors (at most ``max_train`` / ``max_test`` each),
+    the parameters each task's model uses, and the rounds' schedule where a task label comes back."""
+    bm = _user_benchmark(params, inputs)
+    train, test = list(bm.train_stream), list(bm.test_stream)
+    net = _user_model(params, bm, inputs.seed)
+    generator = torch.Generator().manual_seed(inputs.seed)
+    multi_task = callable(getattr(net, "forward_single_task", None))
+    # before the rounds' check: one label on every experience is a benchmark built without them, not rounds
+    labels = {int(t) for experience in train for t in experience.task_labels}
+    if multi_task and len(train) > 1 and len(labels) == 1:
+        raise ValueError(
+            f"benchmark {params.benchmark} has no task labels (every experience has task label "
+            f"{labels.pop()}) but model {params.model} is a multi-task model that needs them; "
+            "build the benchmark with task labels (e.g. SplitMNIST(..., return_task_id=True)) or use "
+            "a plain single-head module"
+        )
+    train_t = _materialise(train, params.max_train, generator, "train", rounds=multi_task)
+    test_t = _materialise(test, params.max_test, generator, "test", rounds=multi_task)
+    task_labels = [label for _, _, label in train_t]
+    if [label for _, _, label in test_t] != task_labels:
+        raise ValueError(
+            f"benchmark {params.benchmark}: test experiences' task labels "
+            f"{[label for _, _, label in test_t]} differ from the train experiences' {task_labels}"
+        )
+    _fixed_names(net, train, params.model)
+    num_classes = int(max(int(y.max()) for _, y, _ in train_t + test_t)) + 1
+    model = UserModel(net, max_class_label=num_classes)
+    model.used = used = _used_params(params, net, model, train_t)
+    tasks, schedule = _tasks_and_schedule(train_t, test_t, used, num_classes, multi_task)
     return Scenario(
         name="custom",
         tasks=tasks,

@@ -216,63 +216,87 @@ def _run_sections(opts: PerfOptions, data: Any, progress: Callable[[str], None] 
     return result
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """The plain-text report of :func:`run_perf`'s result."""
-    from forgetbench.benchmark.front.measure.probes import load_probe, probe_names
+def _goal(text: str) -> str:
+    return f"target {text}" if text else ""
 
-    lines = []
-    c = result["conditions"]
-    lines.append(
-        f"forgetbench perf: {c['dataset']}, {c['repeats']} repeats (medians), torch {c['torch']}, "
-        f"{c['torch_threads']} threads on {c['cpus']} CPUs, load {c['load_average_1m']:.2f}"
-    )
-    lines.append(
-        f"device {c['device']}, model {c['model']}, precision {c['precision']}"
-        f"{', channels_last' if c['channels_last'] else ''}, batch {c['batch_size']}"
-    )
 
-    def goal(text: str) -> str:
-        return f"target {text}" if text else ""
+def _row(label: str, value: str, wanted: str = "") -> str:
+    return f"  {label:<34} {value:>28}  {wanted}"
+
+
+def _harness_vs_plain_lines(result: dict[str, Any]) -> list[str]:
+    """The ``harness_vs_plain`` section's lines."""
+    lines: list[str] = []
 
     def row(label: str, value: str, wanted: str = "") -> None:
-        lines.append(f"  {label:<34} {value:>28}  {wanted}")
+        lines.append(_row(label, value, wanted))
 
-    if "harness_vs_plain" in result:
-        lines.append("harness_vs_plain (harness naive / plain PyTorch loop)")
-        for name, r in result["harness_vs_plain"].items():
-            row(
-                f"{name}: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
-                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
-                goal(r["target"]),
-            )
-    if "step_overhead" in result:
-        lines.append("step_overhead (per-step time / naive, experiences 2..T)")
-        so = result["step_overhead"]
-        row("naive", f"{so['naive_step_seconds'] * 1e3:.3f} ms/step")
-        for label, r in so.items():
-            if label in ("naive_step_seconds", "model", "naive_step_seconds_all"):
-                continue
-            value = r if isinstance(r, str) else f"{r['step_seconds'] * 1e3:.3f} ms, ratio {r['ratio']:.3f}"
-            row(label, value, "" if isinstance(r, str) else goal(r["target"]))
-        lines.append("importance_vs_epoch (after-experience work / one epoch)")
-        for label, r in result["importance_vs_epoch"].items():
-            row(label, r if isinstance(r, str) else f"{r:.3f}", "target <= 1.0" if label in ("ewc", "wpl") else "")
-    if "fisher_fast_vs_loop" in result:
-        r = result["fisher_fast_vs_loop"]
-        lines.append("fisher_fast_vs_loop (loop time / fast time)")
-        if isinstance(r, str):
-            row("exact Fisher", r)
-        else:
-            row(
-                f"{r['samples']} samples",
-                f"{r['speedup']:.1f}x ({'equal' if r['equal'] else 'DIFFER'})",
-                "target >= 10" if r["model"] == "mlp" else "",
-            )
-            row(
-                f"fast pass / one epoch ({r['fast_seconds']:.3f}s / {r['epoch_seconds']:.3f}s)",
-                f"{r['fisher_vs_epoch']:.3f}",
-                goal(r["fisher_vs_epoch_target"]),
-            )
+    lines.append("harness_vs_plain (harness naive / plain PyTorch loop)")
+    for name, r in result["harness_vs_plain"].items():
+        row(
+            f"{name}: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
+            f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+            _goal(r["target"]),
+        )
+
+    return lines
+
+
+def _step_overhead_lines(result: dict[str, Any]) -> list[str]:
+    """The ``step_overhead`` section's lines."""
+    lines: list[str] = []
+
+    def row(label: str, value: str, wanted: str = "") -> None:
+        lines.append(_row(label, value, wanted))
+
+    lines.append("step_overhead (per-step time / naive, experiences 2..T)")
+    so = result["step_overhead"]
+    row("naive", f"{so['naive_step_seconds'] * 1e3:.3f} ms/step")
+    for label, r in so.items():
+        if label in ("naive_step_seconds", "model", "naive_step_seconds_all"):
+            continue
+        value = r if isinstance(r, str) else f"{r['step_seconds'] * 1e3:.3f} ms, ratio {r['ratio']:.3f}"
+        row(label, value, "" if isinstance(r, str) else _goal(r["target"]))
+    lines.append("importance_vs_epoch (after-experience work / one epoch)")
+    for label, r in result["importance_vs_epoch"].items():
+        row(label, r if isinstance(r, str) else f"{r:.3f}", "target <= 1.0" if label in ("ewc", "wpl") else "")
+
+    return lines
+
+
+def _fisher_fast_vs_loop_lines(result: dict[str, Any]) -> list[str]:
+    """The ``fisher_fast_vs_loop`` section's lines."""
+    lines: list[str] = []
+
+    def row(label: str, value: str, wanted: str = "") -> None:
+        lines.append(_row(label, value, wanted))
+
+    r = result["fisher_fast_vs_loop"]
+    lines.append("fisher_fast_vs_loop (loop time / fast time)")
+    if isinstance(r, str):
+        row("exact Fisher", r)
+    else:
+        row(
+            f"{r['samples']} samples",
+            f"{r['speedup']:.1f}x ({'equal' if r['equal'] else 'DIFFER'})",
+            "target >= 10" if r["model"] == "mlp" else "",
+        )
+        row(
+            f"fast pass / one epoch ({r['fast_seconds']:.3f}s / {r['epoch_seconds']:.3f}s)",
+            f"{r['fisher_vs_epoch']:.3f}",
+            _goal(r["fisher_vs_epoch_target"]),
+        )
+
+    return lines
+
+
+def _growth_lines(result: dict[str, Any]) -> list[str]:
+    """The ``growth`` section's lines."""
+    lines: list[str] = []
+
+    def row(label: str, value: str, wanted: str = "") -> None:
+        lines.append(_row(label, value, wanted))
+
     if isinstance(result.get("growth"), str):
         lines.append("growth")
         row("growth", result["growth"])
@@ -300,63 +324,145 @@ def format_table(result: dict[str, Any]) -> str:
             f"      (2 x (trunk + heads) at T={last}: 2 x ({g['trunk_bytes']} + {g['head_bytes'][last]}) = "
             f"{2 * (g['trunk_bytes'] + g['head_bytes'][last])}B)"
         )
-    if "parallel_scaling" in result:
-        r = result["parallel_scaling"]
-        lines.append(f"parallel_scaling ({r['jobs']} x {r['job']}; local / parallel)")
-        row(f"local, {r['local_threads']} threads: {r['local_seconds']:.2f}s", f"{r['local_job_seconds']:.3f} s/run")
+    return lines
+
+
+def _parallel_scaling_lines(result: dict[str, Any]) -> list[str]:
+    """The ``parallel_scaling`` section's lines."""
+    lines: list[str] = []
+
+    def row(label: str, value: str, wanted: str = "") -> None:
+        lines.append(_row(label, value, wanted))
+
+    r = result["parallel_scaling"]
+    lines.append(f"parallel_scaling ({r['jobs']} x {r['job']}; local / parallel)")
+    row(f"local, {r['local_threads']} threads: {r['local_seconds']:.2f}s", f"{r['local_job_seconds']:.3f} s/run")
+    row(
+        f"{r['workers']} workers x {r['worker_threads']} thread(s): {r['parallel_seconds']:.2f}s",
+        f"{r['worker_job_seconds']:.3f} s/run",
+    )
+    row(f"one run alone, {r['worker_threads']} thread(s)", f"{r['lone_job_seconds']:.3f} s/run")
+    row("speedup", f"{r['speedup']:.2f}x")
+    row("bound (perfect scaling)", f"{r['bound']:.2f}x", "(N x local run / lone run)")
+
+    return lines
+
+
+def _recurrent_supernet_lines(result: dict[str, Any]) -> list[str]:
+    """The ``recurrent_supernet`` section's lines."""
+    lines: list[str] = []
+
+    def row(label: str, value: str, wanted: str = "") -> None:
+        lines.append(_row(label, value, wanted))
+
+    r = result["recurrent_supernet"]
+    lines.append(f"recurrent_supernet ({r['model']})")
+    row(
+        f"harness naive / plain: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
+        f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+        "target <= 1.10",
+    )
+    row(
+        f"wpl (online) / naive step ({r['wpl_step_seconds'] * 1e3:.1f} / {r['step_seconds'] * 1e3:.1f} ms)",
+        f"{r['wpl_vs_naive']:.3f}",
+        "target <= 1.15",
+    )
+    row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0")
+
+    return lines
+
+
+def _suite_overhead_lines(result: dict[str, Any]) -> list[str]:
+    """The ``suite_overhead`` section's lines."""
+    lines: list[str] = []
+
+    def row(label: str, value: str, wanted: str = "") -> None:
+        lines.append(_row(label, value, wanted))
+
+    r = result["suite_overhead"]
+    lines.append(f"suite_overhead ({r['suite']})")
+    row(
+        f"suite wall / runs' train + eval: {r['wall_seconds']:.1f} s / {r['run_seconds']:.1f} s",
+        f"{r['ratio']:.2f}",
+        "target <= 1.25",
+    )
+    row(
+        f"of which attribution: {r['attribution_seconds']:.1f} s; the report after it",
+        f"{r['report_seconds']:.1f} s",
+    )
+
+    return lines
+
+
+def _sequence_model_lines(result: dict[str, Any]) -> list[str]:
+    """The ``sequence_model`` section's lines."""
+    lines: list[str] = []
+
+    def row(label: str, value: str, wanted: str = "") -> None:
+        lines.append(_row(label, value, wanted))
+
+    r = result["sequence_model"]
+    lines.append(f"sequence_model ({r['model']}): train time / naive's ({r['seconds']['naive']:.2f} s)")
+    for side, ratio in r["ratio"].items():
+        how = "the torch.func fallback (before)" if side.endswith("_fallback") else "unrolled Fisher"
         row(
-            f"{r['workers']} workers x {r['worker_threads']} thread(s): {r['parallel_seconds']:.2f}s",
-            f"{r['worker_job_seconds']:.3f} s/run",
+            f"{side.removesuffix('_fallback')}, {how}: {r['seconds'][side]:.2f} s",
+            f"{ratio:.2f}x",
+            f"its pass {r['pass_vs_epoch'][side]:.2f} epochs; target <= 1.5x",
         )
-        row(f"one run alone, {r['worker_threads']} thread(s)", f"{r['lone_job_seconds']:.3f} s/run")
-        row("speedup", f"{r['speedup']:.2f}x")
-        row("bound (perfect scaling)", f"{r['bound']:.2f}x", "(N x local run / lone run)")
-    if "recurrent_supernet" in result:
-        r = result["recurrent_supernet"]
-        lines.append(f"recurrent_supernet ({r['model']})")
+
+    return lines
+
+
+def _avalanche_vs_own_loop_lines(result: dict[str, Any]) -> list[str]:
+    """The ``avalanche_vs_own_loop`` section's lines."""
+    lines: list[str] = []
+
+    def row(label: str, value: str, wanted: str = "") -> None:
+        lines.append(_row(label, value, wanted))
+
+    lines.append("avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)")
+    for name, r in result["avalanche_vs_own_loop"].items():
         row(
-            f"harness naive / plain: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
+            f"{name} ({r['setting']}): {r['harness_seconds']:.3f}s / {r['own_loop_seconds']:.3f}s",
             f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
-            "target <= 1.10",
+            "lower is better",
         )
-        row(
-            f"wpl (online) / naive step ({r['wpl_step_seconds'] * 1e3:.1f} / {r['step_seconds'] * 1e3:.1f} ms)",
-            f"{r['wpl_vs_naive']:.3f}",
-            "target <= 1.15",
-        )
-        row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0")
-    if "suite_overhead" in result:
-        r = result["suite_overhead"]
-        lines.append(f"suite_overhead ({r['suite']})")
-        row(
-            f"suite wall / runs' train + eval: {r['wall_seconds']:.1f} s / {r['run_seconds']:.1f} s",
-            f"{r['ratio']:.2f}",
-            "target <= 1.25",
-        )
-        row(
-            f"of which attribution: {r['attribution_seconds']:.1f} s; the report after it",
-            f"{r['report_seconds']:.1f} s",
-        )
-    if "sequence_model" in result:
-        r = result["sequence_model"]
-        lines.append(f"sequence_model ({r['model']}): train time / naive's ({r['seconds']['naive']:.2f} s)")
-        for side, ratio in r["ratio"].items():
-            how = "the torch.func fallback (before)" if side.endswith("_fallback") else "unrolled Fisher"
-            row(
-                f"{side.removesuffix('_fallback')}, {how}: {r['seconds'][side]:.2f} s",
-                f"{ratio:.2f}x",
-                f"its pass {r['pass_vs_epoch'][side]:.2f} epochs; target <= 1.5x",
-            )
-    if "avalanche_vs_own_loop" in result:
-        lines.append(
-            "avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)"
-        )
-        for name, r in result["avalanche_vs_own_loop"].items():
-            row(
-                f"{name} ({r['setting']}): {r['harness_seconds']:.3f}s / {r['own_loop_seconds']:.3f}s",
-                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
-                "lower is better",
-            )
+
+    return lines
+
+
+SECTION_LINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "harness_vs_plain": _harness_vs_plain_lines,
+    "step_overhead": _step_overhead_lines,
+    "fisher_fast_vs_loop": _fisher_fast_vs_loop_lines,
+    "growth": _growth_lines,
+    "parallel_scaling": _parallel_scaling_lines,
+    "recurrent_supernet": _recurrent_supernet_lines,
+    "suite_overhead": _suite_overhead_lines,
+    "sequence_model": _sequence_model_lines,
+    "avalanche_vs_own_loop": _avalanche_vs_own_loop_lines,
+}  # each section's rendering, in the table's order
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The plain-text report of :func:`run_perf`'s result."""
+    from forgetbench.benchmark.front.measure.probes import load_probe, probe_names
+
+    lines = []
+    c = result["conditions"]
+    lines.append(
+        f"forgetbench perf: {c['dataset']}, {c['repeats']} repeats (medians), torch {c['torch']}, "
+        f"{c['torch_threads']} threads on {c['cpus']} CPUs, load {c['load_average_1m']:.2f}"
+    )
+    lines.append(
+        f"device {c['device']}, model {c['model']}, precision {c['precision']}"
+        f"{', channels_last' if c['channels_last'] else ''}, batch {c['batch_size']}"
+    )
+
+    for key, section_lines in SECTION_LINES.items():
+        if key in result:
+            lines += section_lines(result)
     for name in [key for key in result if key in probe_names()]:
         probe = load_probe(name)
         lines.append(f"{name} ({probe.summary})")
