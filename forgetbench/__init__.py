@@ -32,15 +32,15 @@ _PUBLIC = {
     "ConfigError": "forgetbench.benchmark.core.config",
     "load_config": "forgetbench.benchmark.core.config",
     "RunRecord": "forgetbench.benchmark.core.record",
-    "DATASETS": "forgetbench.benchmark.core.registries",
-    "SCENARIOS": "forgetbench.benchmark.core.registries",
-    "STRATEGIES": "forgetbench.benchmark.core.registries",
-    "register_dataset": "forgetbench.benchmark.core.registries",
-    "register_scenario": "forgetbench.benchmark.core.registries",
-    "TEXT_CORPORA": "forgetbench.benchmark.core.registries",
-    "LANGUAGE_CORPORA": "forgetbench.benchmark.core.registries",
-    "register_text_corpus": "forgetbench.benchmark.core.registries",
-    "register_language_corpus": "forgetbench.benchmark.core.registries",
+    "DATASETS": "forgetbench.benchmark.core.components",
+    "SCENARIOS": "forgetbench.benchmark.core.components",
+    "STRATEGIES": "forgetbench.benchmark.core.components",
+    "register_dataset": "forgetbench.benchmark.core.components",
+    "register_scenario": "forgetbench.benchmark.core.components",
+    "TEXT_CORPORA": "forgetbench.benchmark.core.components",
+    "LANGUAGE_CORPORA": "forgetbench.benchmark.core.components",
+    "register_text_corpus": "forgetbench.benchmark.core.components",
+    "register_language_corpus": "forgetbench.benchmark.core.components",
     "register_strategy": "forgetbench.strategies.base",
     "StrategyContext": "forgetbench.strategies.base",
     "StrategyParams": "forgetbench.strategies.base",
@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from forgetbench.benchmark.core.config import ConfigError, load_config
     from forgetbench.benchmark.core.metric_registry import METRICS, Metric, register_metric
     from forgetbench.benchmark.core.record import RunRecord
-    from forgetbench.benchmark.core.registries import (
+    from forgetbench.benchmark.core.components import (
         DATASETS,
         LANGUAGE_CORPORA,
         SCENARIOS,

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch.optim.optimizer import ParamsT
 
-from forgetbench.benchmark.core.registries import STRATEGIES as _STRATEGIES
+from forgetbench.benchmark.core.components import STRATEGIES as _STRATEGIES
 from forgetbench.benchmark.core.registry import Registry
 from forgetbench.benchmark.core.registry import strength as strength  # re-exported: the strategy API
 from forgetbench.benchmark.core.registry import strength_params as strength_params

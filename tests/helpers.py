@@ -14,7 +14,7 @@ import pytest
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.data.datasets import DataMissingError, check_available, default_data_root
-from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
+from forgetbench.benchmark.core.components import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.run.spec import RunSpec, seed_everything
 from forgetbench.benchmark.data.scenarios import ScenarioInputs
 

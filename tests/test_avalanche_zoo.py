@@ -16,7 +16,7 @@ import torch
 
 from forgetbench.benchmark.core.config import ComponentSpec, resolve_config
 from forgetbench.benchmark.core.training import TrainingConfig
-from forgetbench.benchmark.front.measure.avalanche_loop import own_loop_strategy
+from forgetbench.benchmark.perf.measurements.avalanche_vs_own_loop import own_loop_strategy
 from forgetbench.benchmark.run.assemble import build_scenario
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.schedule import scheduled_experiences

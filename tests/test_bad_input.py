@@ -209,7 +209,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ),
     ("perf-device-unknown", {}, ("perf", "--device", "tpu", "--quick"), "--device"),
     ("perf-model-unknown", {}, ("perf", "--model", "vgg16", "--quick"), "--model"),
-    ("perf-probe-unknown", {}, ("perf", "--only", "step_cost"), "--only: unknown section(s) step_cost"),
+    ("perf-probe-unknown", {}, ("perf", "--only", "step_cost"), "--only: unknown measurement(s) step_cost"),
     (
         "perf-set-unknown-key",
         {},
@@ -222,7 +222,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         ("perf", "--only", "optuna_store_cost", "--set", "trials=-1"),
         "--set (optuna_store_cost): trials",
     ),
-    ("perf-set-without-a-probe", {}, ("perf", "--only", "growth", "--set", "trials=5"), "name a probe with --only"),
+    ("perf-set-without-params", {}, ("perf", "--only", "growth", "--set", "trials=5"), "none: growth takes no params"),
     ("lambda-string", {"suite": _strategy("ewc", ewc_lambda="10")}, RUN, "strategies[0].params.ewc_lambda"),
     (
         "reproduce-target",

@@ -16,7 +16,7 @@ import yaml
 
 from forgetbench.benchmark.front.api import load_results, run_suite
 from forgetbench.benchmark.core.config import ComponentSpec, ConfigError
-from forgetbench.benchmark.core.registries import SCENARIOS
+from forgetbench.benchmark.core.components import SCENARIOS
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.assemble import seeded_scenario

@@ -26,7 +26,7 @@ from forgetbench.benchmark.data.scenarios.custom_supernet import (
     Space,
     build_custom_supernet,
 )
-from forgetbench.benchmark.run import references
+from forgetbench.benchmark.run import trained_alone
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.spec import RunSpec
 from byo_fixtures import tiny_supernet_params
@@ -116,13 +116,15 @@ def test_a_space_by_reference_samples_only_what_it_allows():
 
 def test_ground_truth_is_computed_once_for_the_suite_and_scores_the_ranking(tmp_path, monkeypatch):
     retrained = []
-    original = references._retrain
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
-    monkeypatch.setattr(references, "_retrain", lambda *a: retrained.append(a[3].cache_key is not None) or original(*a))
+    original = trained_alone._retrain
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(
+        trained_alone, "_retrain", lambda *a: retrained.append(a[3].cache_key is not None) or original(*a)
+    )
     gt = {"architectures": 4, "steps": 20, "top_k": 2}
     naive = run(spec("naive", ground_truth=gt, retrain_steps=10), Path("."), cache_dir=tmp_path)
     assert retrained == [False, True, True, True, True]  # the derived architecture, then the 4 of the ground truth
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})  # another process: only the results folder is shared
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})  # another process: only the results folder is shared
     wpl = run(spec("wpl", ground_truth=gt, retrain_steps=10), Path("."), cache_dir=tmp_path)
     assert retrained[5:] == [False]  # wpl retrained its own derived architecture only
     assert naive.status == wpl.status == "ok"
@@ -145,12 +147,12 @@ def test_retrainings_split_the_search_data_once_and_score_as_when_each_split_it_
     splits: list[int] = []
     original = custom_supernet._split
     monkeypatch.setattr(custom_supernet, "_split", lambda *a: splits.append(a[1].seed) or original(*a))
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     gt = {"architectures": 4, "steps": 20}
     once = run(spec("naive", ground_truth=gt, retrain_steps=10), Path(".")).to_dict()
     assert splits == [0, 0]  # the run's scenario, then one split for its 5 retrainings
     splits.clear()
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     monkeypatch.setattr(runner, "search_data_reused", contextlib.nullcontext)
     again = run(spec("naive", ground_truth=gt, retrain_steps=10), Path(".")).to_dict()
     assert splits == [0] * 6

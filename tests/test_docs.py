@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, Field
 
-from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
+from forgetbench.benchmark.core.components import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.registry import Entry
 from forgetbench.benchmark.front import docs
 from helpers import browser_page

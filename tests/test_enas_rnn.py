@@ -425,7 +425,7 @@ def test_the_search_report_opens_on_the_four_panel_figure_above_the_fold(write_s
 
 def test_a_corpus_says_whether_it_reads_data_files(monkeypatch):
     """``validate --skip-data`` skips the preflight of a scenario that reads files; the corpus entry says so."""
-    from forgetbench.benchmark.core.registries import LANGUAGE_CORPORA
+    from forgetbench.benchmark.core.components import LANGUAGE_CORPORA
 
     assert not RecurrentSearchParams(corpus="austen").needs_data_files()  # an installed package
     assert RecurrentSearchParams(corpus="folder:/somewhere").needs_data_files()

@@ -60,7 +60,7 @@ def test_import_forgetbench_loads_no_heavy_library(tmp_path):
 
 
 def test_the_public_names_are_the_modules_own():
-    from forgetbench.benchmark.core.registries import STRATEGIES
+    from forgetbench.benchmark.core.components import STRATEGIES
     from forgetbench.benchmark.front.api import run_suite
     from forgetbench.strategies.base import register_strategy
 

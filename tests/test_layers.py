@@ -36,12 +36,14 @@ PACKAGE_ORDER = [
     "forgetbench.strategies",
     "forgetbench.benchmark.run",
     "forgetbench.reports",
+    "forgetbench.benchmark.perf",
     "forgetbench.benchmark.front",
     "forgetbench.__init__",
 ]
 # where a function-level import of a project module is allowed, and why (each delays heavy libraries)
 LAZY_IMPORTS_ALLOWED = (
     "forgetbench.benchmark.front",  # `forgetbench --help` and `import forgetbench` load no torch
+    "forgetbench.benchmark.perf",  # a measurement imports what it measures when it runs: listing them loads none
     "forgetbench.__init__",
     "forgetbench.benchmark.run.executors",  # starts the workers' fork server / Ray before the driver imports torch
     "forgetbench.reports.html",  # matplotlib only when a figure is drawn

@@ -91,7 +91,11 @@ def test_perf_missing_data_exits_2(cli, capsys, tmp_path):
 
 def test_perf_bad_section_exits_2(cli, capsys):
     assert cli("perf", "--only", "harness_vs_plain,warp_speed") == 2
-    assert "allowed: harness_vs_plain" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        "unknown measurement(s) warp_speed; allowed: avalanche_vs_own_loop, cli_latency" in err
+        and "harness_vs_plain" in err
+    )
 
 
 @pytest.mark.slow
@@ -123,7 +127,7 @@ def test_perf_minilm_measures_the_text_scenario(cli, capsys, monkeypatch, tmp_pa
     """``--model minilm`` trains the text scenario's encoder layer and heads on both sides (same weights at the
     end) and times every regularizer's step and importance pass on it; a tiny folder corpus stands in for BBC News
     (the real one: ``forgetbench perf --model minilm``, figures in docs/studies/performance.md)."""
-    from forgetbench.benchmark.front.measure import perf
+    from forgetbench.benchmark.perf import common as perf
     from test_text import folder_corpus, require_text_extra
 
     require_text_extra()
@@ -156,7 +160,7 @@ def test_perf_minilm_measures_the_text_scenario(cli, capsys, monkeypatch, tmp_pa
 def test_perf_on_cuda_runs_on_deterministic_kernels_and_restores_the_settings(monkeypatch):
     # on an H200 the ResNet's harness and plain loop ended 0.008 apart (cuDNN's backward sums in a run-to-run order),
     # which voids the comparison; the flags need no GPU to be set, so this runs everywhere
-    from forgetbench.benchmark.front.measure.perf import deterministic_kernels
+    from forgetbench.benchmark.perf.measure import deterministic_kernels
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
@@ -171,34 +175,39 @@ def test_perf_on_cuda_runs_on_deterministic_kernels_and_restores_the_settings(mo
 
 def test_only_the_harness_comparison_runs_on_deterministic_kernels(tmp_path, monkeypatch):
     """The harness and the plain loop must end with equal weights, so they run on deterministic kernels; the other
-    sections measure the kernels a user's run gets (the Fisher's fast path is slower on deterministic ones)."""
-    from forgetbench.benchmark.front.measure import perf
-    from forgetbench.benchmark.front.measure.common import PerfOptions
+    measurements measure the kernels a user's run gets (the Fisher's fast path is slower on deterministic ones)."""
+    import dataclasses
+
+    from forgetbench.benchmark.perf import measure as perf
+    from forgetbench.benchmark.perf.common import PerfOptions
+    from forgetbench.benchmark.perf.measurements import MEASUREMENTS, load
 
     seen = {}
 
-    def section(name, value):
-        def measure(*args):
+    def measured(name, value):
+        def run(*args):
             seen[name] = torch.are_deterministic_algorithms_enabled()
             return value
 
-        return measure
+        return run
 
-    monkeypatch.setattr(perf, "harness_vs_plain", section("harness_vs_plain", {}))
-    monkeypatch.setattr(perf, "step_overhead", section("step_overhead", ({}, {})))
-    monkeypatch.setattr(perf, "fisher_fast_vs_loop", section("fisher_fast_vs_loop", {}))
-    monkeypatch.setattr(perf, "conditions", lambda opts: {})  # names the device: cuda needs a GPU for that
-    opts = PerfOptions(tmp_path, device="cuda", only=("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop"))
+    names = ("harness_vs_plain", "step_overhead", "fisher_fast_vs_loop")
+    for name in names:
+        value = {"step_overhead": {}, "importance_vs_epoch": {}} if name == "step_overhead" else {}
+        monkeypatch.setitem(MEASUREMENTS, name, dataclasses.replace(load(name), run=measured(name, value)))
     before = torch.are_deterministic_algorithms_enabled()
-    result = perf._run_sections(opts, None, None)  # the flags need no GPU to be set
+    conditions = {"deterministic_kernels": []}
+    for name in names:  # the flags need no GPU to be set
+        perf._measure(MEASUREMENTS[name], PerfOptions(tmp_path, device="cuda"), None, conditions)
     assert seen == {"harness_vs_plain": True, "step_overhead": before, "fisher_fast_vs_loop": before}
-    assert result["conditions"]["deterministic_kernels"] == ["harness_vs_plain"]
-    cpu = perf._run_sections(PerfOptions(tmp_path, only=("harness_vs_plain",)), None, None)
-    assert cpu["conditions"]["deterministic_kernels"] == []  # the CPU's kernels are deterministic already
+    assert conditions["deterministic_kernels"] == ["harness_vs_plain"]
+    cpu = {"deterministic_kernels": []}
+    perf._measure(MEASUREMENTS["harness_vs_plain"], PerfOptions(tmp_path), None, cpu)
+    assert cpu["deterministic_kernels"] == []  # the CPU's kernels are deterministic already
 
 
 def test_the_resnet_workload_on_cuda_has_steps_enough_to_dominate_the_set_up(tmp_path):
-    from forgetbench.benchmark.front.measure.common import PerfOptions
+    from forgetbench.benchmark.perf.common import PerfOptions
 
     cpu, cuda = (PerfOptions(tmp_path, device=d).case("resnet18") for d in ("cpu", "cuda"))
     assert (cpu["train_per_task"], cuda["train_per_task"]) == (512, 4096)  # 4 and 32 steps of 128 per experience

@@ -1,4 +1,4 @@
-"""``forgetbench perf``'s probes (benchmark/front/measure/probes/): each module registers the probe of its name, a
+"""``forgetbench perf``'s probes (benchmark/perf/measurements/): each module registers the probe of its name, a
 ``--set`` the probe refuses exits 2 naming the field, and each probe measures what its docs figure says, on tiny
 sizes (no timing is asserted, only what holds on any machine)."""
 
@@ -10,18 +10,18 @@ import math
 import numpy as np
 import pytest
 
-from forgetbench.benchmark.front.measure.probes import load_probe, probe_names, probe_params
+from forgetbench.benchmark.perf.measurements import load, measurement_names, measurement_params
 from forgetbench.benchmark.core.config import ConfigError
 
 
 def test_every_probe_module_registers_the_probe_of_its_name_with_a_strict_params_model():
-    names = probe_names()
+    names = measurement_names()
     assert {"step_costs", "cli_latency", "effect_power", "report_scale", "wpl_penalty_trace"} <= set(names)
     for name in names:
-        probe = load_probe(name)
+        probe = load(name)
         assert probe.name == name and probe.summary
         assert probe.params.model_config.get("extra") == "forbid", name
-        assert probe.run.__module__.endswith(f".probes.{name}") and probe.lines.__module__ == probe.run.__module__
+        assert probe.run.__module__.endswith(f".measurements.{name}") and probe.lines.__module__ == probe.run.__module__
 
 
 @pytest.mark.parametrize(
@@ -30,14 +30,14 @@ def test_every_probe_module_registers_the_probe_of_its_name_with_a_strict_params
         (["optuna_store_cost"], ["trails=5"], "--set: unknown key(s) trails; allowed: trials (optuna_store_cost)"),
         (["optuna_store_cost"], ["trials=0"], "--set (optuna_store_cost): trials: Input should be greater than 0"),
         (["optuna_store_cost"], ["trials"], "expected KEY=VALUE"),
-        ([], ["trials=3"], "allowed: none: name a probe with --only"),
+        ([], ["trials=3"], "allowed: none: name a measurement with --only"),
         (["effect_power"], ["mode=collect"], "give --set out=FILE.json"),
         (["step_costs"], ["strategies=[naive,ewcc]"], "unknown strategies ewcc"),
     ],
 )
 def test_a_setting_the_probe_refuses_names_the_field(names, settings, message):
     with pytest.raises(ConfigError) as refused:
-        probe_params(names, settings)
+        measurement_params(names, settings)
     assert message in str(refused.value)
 
 
@@ -73,8 +73,10 @@ def test_effect_power_reads_the_interval_and_the_pass_probability_by_hand(tmp_pa
 
     _collected(tmp_path / "a.json", "AVX2", {"naive": [10] * 5, "ewc": [9, 8, 7, 6, 5], "lwf": [11, 9, 11, 9, 11]})
     _collected(tmp_path / "b.json", "DEFAULT", {"naive": [10] * 5, "ewc": [9, 8, 7, 6, 5], "lwf": [9, 11, 9, 11, 9]})
-    probe = load_probe("effect_power")
-    params = probe_params(["effect_power"], ["mode=power", f"files=[{tmp_path / 'a.json'},{tmp_path / 'b.json'}]"])
+    probe = load("effect_power")
+    params = measurement_params(
+        ["effect_power"], ["mode=power", f"files=[{tmp_path / 'a.json'},{tmp_path / 'b.json'}]"]
+    )
     params = params["effect_power"].model_copy(update={"sizes": [5], "draws": 200})
     result = probe.run(None, params, None)["power"]
     cases = {c["case"]: c for c in result["cases"]}
@@ -88,7 +90,7 @@ def test_report_scale_copies_each_record_with_new_seeds_and_a_small_jitter(tmp_p
     """Copy n is ok source record n mod 4 (in path order: the failed one is left out) with the next seed of its
     (scenario, strategy) and its accuracies moved by at most 0.02 within [0, 1]."""
     from report_records import basic_records, write_folder
-    from forgetbench.benchmark.front.measure.probes.report_scale import write_records
+    from forgetbench.benchmark.perf.measurements.report_scale import write_records
 
     source = write_folder(tmp_path / "source", basic_records())
     write_records(source, tmp_path / "copies", 12)
@@ -108,7 +110,7 @@ def test_report_scale_copies_each_record_with_new_seeds_and_a_small_jitter(tmp_p
 
 
 def test_pruning_savings_writes_the_pruned_variant_of_every_tune_block():
-    from forgetbench.benchmark.front.measure.probes.pruning_savings import _variant
+    from forgetbench.benchmark.perf.measurements.pruning_savings import _variant
 
     config = {"strategies": [{"name": "naive"}, {"name": "ewc", "tune": {"trials": 8}}]}
     pruned = _variant(config, "median", 3, 24, points=2)
@@ -129,7 +131,7 @@ def test_cli_latency_measures_a_fresh_process_not_perfs_own_memory():
     which started it, holds torch."""
     import torch  # noqa: F401  (this process is as heavy as perf's)
 
-    from forgetbench.benchmark.front.measure.probes.cli_latency import measure
+    from forgetbench.benchmark.perf.measurements.cli_latency import measure
 
     seconds, peak_mb = measure(["--help"])
     assert seconds > 0 and 0 < peak_mb < 200

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from forgetbench.benchmark.run import assemble, references
+from forgetbench.benchmark.run import assemble, trained_alone
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
 from forgetbench.benchmark.run.spec import RunSpec
@@ -247,23 +247,23 @@ def test_search_is_reproducible_within_and_across_executors(tmp_path):
 
 def test_ground_truth_is_cached_on_disk_shared_by_search_settings_and_resumed(tmp_path, monkeypatch):
     trained = []
-    real = references._retrain
-    monkeypatch.setattr(references, "_retrain", lambda *a: trained.append(a[3].steps) or real(*a))
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    real = trained_alone._retrain
+    monkeypatch.setattr(trained_alone, "_retrain", lambda *a: trained.append(a[3].steps) or real(*a))
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     first = run(spec(search="random"), data_root=None, cache_dir=tmp_path)
     assert trained == [TINY["ground_truth_steps"]] * 4
     files = sorted((tmp_path / store.GROUND_TRUTH_DIR).glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
     assert len(files) == 4  # one per architecture, each written when it is trained
 
     # another search setting, strategy and process (in-process cache cleared): read from disk, nothing trained
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     trained.clear()
     other = run(spec("ewc", {"ewc_lambda": 1.0}, search="controller"), data_root=None, cache_dir=tmp_path)
     assert trained == []
     assert other.search.ground_truth.standalone_accuracy == first.search.ground_truth.standalone_accuracy
 
     # an interrupted computation (two architectures saved) resumes: only the missing ones are trained
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     for f in files[2:]:
         f.unlink()
     resumed = run(spec(search="random"), data_root=None, cache_dir=tmp_path)
@@ -271,7 +271,7 @@ def test_ground_truth_is_cached_on_disk_shared_by_search_settings_and_resumed(tm
     assert resumed.search.ground_truth == first.search.ground_truth
 
     # a truncated file (a crash mid-write cannot leave one, an edit can) is recomputed, not trusted
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     trained.clear()
     files[0].write_text('{"key": ')
     again = run(spec(search="random"), data_root=None, cache_dir=tmp_path)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from forgetbench.benchmark.run import references
+from forgetbench.benchmark.run import trained_alone
 from forgetbench.benchmark.core.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
 from forgetbench.benchmark.core.metrics import kendall_tau, mean_err_gap, search_metrics
 from forgetbench.benchmark.run.spec import RunSpec
@@ -208,12 +208,12 @@ def test_sequential_schedule_gives_a_square_matrix_and_one_round():
 
 
 def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monkeypatch, tmp_path):
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     naive = run(spec(standalone=True), data_root=None, cache_dir=tmp_path)
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})  # another process: only the results folder is shared
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})  # another process: only the results folder is shared
     trained = []
-    original = references._retrain
-    monkeypatch.setattr(references, "_retrain", lambda *a: trained.append(1) or original(*a))
+    original = trained_alone._retrain
+    monkeypatch.setattr(trained_alone, "_retrain", lambda *a: trained.append(1) or original(*a))
     wpl = run(spec("wpl", {"alpha": 10.0}, standalone=True), data_root=None, cache_dir=tmp_path)
     assert naive.status == wpl.status == "ok"
     a, b = naive.search.ground_truth, wpl.search.ground_truth
@@ -224,7 +224,7 @@ def test_standalone_is_strategy_independent_cached_and_matches_a_manual_run(monk
     assert a.supernet_accuracy == pytest.approx(naive.accuracy_matrix[-1])
     assert search_metrics(naive)["search_tau"] == pytest.approx(kendall_tau(a.supernet_accuracy, a.standalone_accuracy))
     # a fresh computation gives the same numbers (reproducible, not an artefact of the cache)
-    monkeypatch.setattr(references, "RETRAINED_CACHE", {})
+    monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     again = run(spec(standalone=True), data_root=None)
     assert again.search.ground_truth.standalone_accuracy == a.standalone_accuracy
 

@@ -15,7 +15,7 @@ from avalanche.core import SupervisedPlugin
 
 from forgetbench.benchmark.train.harness import Harness
 from forgetbench.benchmark.data.loaders import to_device
-from forgetbench.benchmark.core.registries import SCENARIOS
+from forgetbench.benchmark.core.components import SCENARIOS
 from forgetbench.benchmark.data.scenarios import ScenarioInputs
 from forgetbench.benchmark.run.schedule import build_strategy, scheduled_experiences, train_schedule
 from forgetbench.benchmark.core.training import TrainingConfig

@@ -31,7 +31,7 @@ from pydantic import (
 from forgetbench.benchmark.core.grid import combination_label, combinations, grid_axes
 from forgetbench.benchmark.core.metric_registry import METRICS, registered_metrics
 from forgetbench.benchmark.core.references import add_search_folder
-from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
+from forgetbench.benchmark.core.components import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.registry import Registry, UnknownNameError, did_you_mean, strength_params
 from forgetbench.benchmark.core.training import EXECUTION_KEYS, Seed, TrainingConfig  # noqa: F401  (re-exported)
 

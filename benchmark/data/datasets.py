@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from forgetbench.benchmark.core.registries import DATASETS as _DATASETS
+from forgetbench.benchmark.core.components import DATASETS as _DATASETS
 from forgetbench.benchmark.core.registry import Registry
 
 

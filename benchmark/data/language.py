@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from forgetbench.benchmark.core.registries import LANGUAGE_CORPORA, corpus_entry, corpus_names
+from forgetbench.benchmark.core.components import LANGUAGE_CORPORA, corpus_entry, corpus_names
 from forgetbench.benchmark.data import text
 from forgetbench.benchmark.data.datasets import record_data_read, tensors_digest
 

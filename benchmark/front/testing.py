@@ -30,7 +30,7 @@ from forgetbench.benchmark.core.config import ComponentSpec
 from forgetbench.benchmark.data.datasets import default_data_root
 from forgetbench.benchmark.train.harness import Harness, evaluate
 from forgetbench.benchmark.core.record import RecordError, RunRecord
-from forgetbench.benchmark.core.registries import STRATEGIES
+from forgetbench.benchmark.core.components import STRATEGIES
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
 from forgetbench.benchmark.run.runner import run
@@ -89,7 +89,7 @@ def _check_strategy(name: str, params: dict[str, Any] | None, scenario: dict[str
     scenario = scenario or DEFAULT_SCENARIO
     requires = entry.extra.get("requires") or {}
     if requires:
-        from forgetbench.benchmark.core.registries import SCENARIOS
+        from forgetbench.benchmark.core.components import SCENARIOS
 
         traits = getattr(
             SCENARIOS.get(scenario["name"]).parse_params(scenario.get("params")), "model_traits", lambda: None
@@ -192,7 +192,7 @@ def check_scenario(
        ``used_params`` and initial weights.
     """
     from forgetbench.benchmark.data.detect import used_parameters
-    from forgetbench.benchmark.core.registries import SCENARIOS
+    from forgetbench.benchmark.core.components import SCENARIOS
 
     entry = SCENARIOS.get(name)
     try:

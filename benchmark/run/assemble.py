@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from forgetbench.benchmark.core.config import ComponentSpec
-from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
+from forgetbench.benchmark.core.components import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios import Scenario, ScenarioInputs
 from forgetbench.benchmark.run.schedule import build_strategy

@@ -34,7 +34,7 @@ from forgetbench.benchmark.core.config import (
 from forgetbench.benchmark.core.grid import grid_axes
 from forgetbench.benchmark.core.metrics import run_metrics
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.registries import STRATEGIES
+from forgetbench.benchmark.core.components import STRATEGIES
 from forgetbench.benchmark.core.registry import strength_params
 from forgetbench.benchmark.run.spec import RunSpec
 

@@ -14,7 +14,7 @@ run with status ``failed`` or ``diverged``; a run that ends at chance level on e
 
 The run's parts live beside it: :mod:`~forgetbench.benchmark.run.spec` (the spec, seeding, the empty
 record), :mod:`~forgetbench.benchmark.run.assemble` (scenario and strategy from the spec),
-:mod:`~forgetbench.benchmark.run.references` (models trained alone) and
+:mod:`~forgetbench.benchmark.run.trained_alone` (models trained alone) and
 :mod:`~forgetbench.benchmark.run.checkpoint`; this module is the turn loop, resume and failure handling.
 
 ``run`` is a pure function of its spec (plus the data it reads), so executors may ship specs to
@@ -41,7 +41,7 @@ from forgetbench.benchmark.run import checkpoint as checkpoints
 from forgetbench.benchmark.run.attribution import Attribution
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
 from forgetbench.benchmark.run.pruning import InsideChecks, Pruned, check_after_experience, checks_apply
-from forgetbench.benchmark.run.references import retrained_scores
+from forgetbench.benchmark.run.trained_alone import retrained_scores
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
 from forgetbench.benchmark.train.template import FastSupervisedTemplate
@@ -76,7 +76,7 @@ def run(
     With ``spec.training.checkpoint`` and a ``checkpoint`` path, the state after each experience
     is saved there and a matching checkpoint found there is resumed from. ``cache_dir`` is the
     results folder whose ground-truth cache the standalone references use
-    (see :func:`~forgetbench.benchmark.run.references.standalone_accuracy`).
+    (see :func:`~forgetbench.benchmark.run.trained_alone.standalone_accuracy`).
     """
     device = resolve_device(spec.device)
     record = new_record(spec, device)

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from forgetbench.benchmark.train.harness import Harness, check_finite_weights
-from forgetbench.benchmark.core.registries import STRATEGIES
+from forgetbench.benchmark.core.components import STRATEGIES
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import Scenario, Turn
 from forgetbench.benchmark.core.training import TrainingConfig

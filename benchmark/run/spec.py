@@ -25,7 +25,7 @@ from forgetbench.benchmark.core.config import (
     runs_on,
     strategy_variants,
 )
-from forgetbench.benchmark.core.registries import SCENARIOS, STRATEGIES
+from forgetbench.benchmark.core.components import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.record import (
     SCHEMA_VERSION,
     Component,

@@ -57,7 +57,7 @@ from forgetbench.benchmark.core.config import (
 )
 from forgetbench.benchmark.core.metrics import run_metrics, running_metric
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.registries import STRATEGIES
+from forgetbench.benchmark.core.components import STRATEGIES
 from forgetbench.benchmark.core.registry import strength_params
 from forgetbench.benchmark.run import calibrate as calibrate_run
 from forgetbench.benchmark.run.spec import PruneRule, RunSpec

@@ -30,7 +30,7 @@ from forgetbench.benchmark.data.loaders import LabelledTensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.datasets import dataset_info
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.registries import SCENARIOS as _SCENARIOS
+from forgetbench.benchmark.core.components import SCENARIOS as _SCENARIOS
 from forgetbench.benchmark.core.registry import Registry
 
 

@@ -59,7 +59,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 
-from forgetbench.benchmark.core.registries import LANGUAGE_CORPORA, corpus_entry
+from forgetbench.benchmark.core.components import LANGUAGE_CORPORA, corpus_entry
 from forgetbench.benchmark.data import language
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.data.scenarios.base import SCENARIOS, Scenario, ScenarioInputs, count_parameters

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from forgetbench.benchmark.front.measure.probes import Probe, register_probe
+from forgetbench.benchmark.perf.measurements import Measurement, register
 
 
 class Params(BaseModel):
@@ -59,4 +59,4 @@ def lines(result: dict[str, Any]) -> list[str]:
     return [", ".join(f"{part} {ms:.2f} ms" for part, ms in result["ms_per_trial"].items()) + " per trial"]
 
 
-register_probe(Probe("optuna_store_cost", "a tuning trial's Optuna milliseconds, part by part", Params, run, lines))
+register(Measurement("optuna_store_cost", "a tuning trial's Optuna milliseconds, part by part", Params, run, lines))

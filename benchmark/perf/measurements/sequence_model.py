@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from forgetbench.benchmark.front.measure.common import (
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.common import (
     PerfOptions,
     Workload,
     harness_train,
@@ -86,3 +87,40 @@ def sequence_model(opts: PerfOptions) -> dict[str, Any]:
         "ratio": {side: ratio_of(median[side], median["naive"]) for side in sides if side != "naive"},
         "pass_vs_epoch": {side: median_of(values) for side, values in passes.items()},
     }
+
+
+def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
+    return sequence_model(opts)
+
+
+def lines(value: Any) -> list[str]:
+    """Its block of perf's table."""
+    out: list[str] = []
+
+    r = value
+    out.append(f"sequence_model ({r['model']}): train time / naive's ({r['seconds']['naive']:.2f} s)")
+    for side, ratio in r["ratio"].items():
+        how = "the torch.func fallback (before)" if side.endswith("_fallback") else "unrolled Fisher"
+        out.append(
+            row(
+                f"{side.removesuffix('_fallback')}, {how}: {r['seconds'][side]:.2f} s",
+                f"{ratio:.2f}x",
+                f"its pass {r['pass_vs_epoch'][side]:.2f} epochs; target <= 1.5x",
+            )
+        )
+    return out
+
+
+register(
+    Measurement(
+        "sequence_model",
+        "EWC's and WPL's train time on a GRU against naive's",
+        NoParams,
+        run,
+        lines,
+        needs_data=False,
+        default=True,
+        titled=True,
+        rank=7,
+    )
+)

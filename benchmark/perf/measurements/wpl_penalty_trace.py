@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
-from forgetbench.benchmark.front.measure.probes import REPO, Probe, register_probe
+from forgetbench.benchmark.perf.measurements import REPO, Measurement, register
 
 CONFIG = REPO / "configs" / "wpl_small_cnn.yaml"
 TRACE: list[dict[str, Any]] = []  # the traced steps of the run under way (a plugin's only way out of the runner)
@@ -77,17 +77,18 @@ def run(opts: Any, params: Params, data: Any) -> dict[str, Any]:
     import yaml
 
     from forgetbench.benchmark.core.references import add_search_folder
-    from forgetbench.benchmark.front.api import run_suite
+    from forgetbench.benchmark.core.config import resolve_config
+    from forgetbench.benchmark.core.store import load_results
+    from forgetbench.benchmark.run.suite import run_suite
 
     _register()
     add_search_folder(CONFIG.parent)
     suite = yaml.safe_load(CONFIG.read_text())
     suite.update(seeds=[params.seed], strategies=[{"name": "wpl_traced", "params": params.wpl}])
     TRACE.clear()
-    results = run_suite(
-        suite, Path("results") / "wpl_penalty_trace", data_root=opts.data_root, fresh=True, progress=False
-    )
-    record = results.records[0]
+    out = Path("results") / "wpl_penalty_trace"
+    run_suite(resolve_config(suite), out, opts.data_root, fresh=True, show_progress=False)
+    record = load_results(out)[0]
     return {"status": record.status, "final": list(record.accuracy_matrix[-1]), "steps": list(TRACE)}
 
 
@@ -100,4 +101,4 @@ def lines(result: dict[str, Any]) -> list[str]:
     return out + [f"{result['status']} {[round(a, 3) for a in result['final']]}"]
 
 
-register_probe(Probe("wpl_penalty_trace", "WPL's penalty, loss and dead units step by step", Params, run, lines))
+register(Measurement("wpl_penalty_trace", "WPL's penalty, loss and dead units step by step", Params, run, lines))

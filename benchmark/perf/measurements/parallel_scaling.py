@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from forgetbench.benchmark.front.measure.common import PerfOptions, median_of, ratio_of
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.common import PerfOptions, median_of, ratio_of
 
 
 def scaling_spec(opts: PerfOptions, seed: int) -> Any:
@@ -92,3 +93,43 @@ def parallel_scaling(opts: PerfOptions) -> dict[str, Any]:
         "local_seconds_all": times["local"],
         "parallel_seconds_all": times["parallel"],
     }
+
+
+def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
+    return parallel_scaling(opts)
+
+
+def lines(value: Any) -> list[str]:
+    """Its block of perf's table."""
+    out: list[str] = []
+
+    r = value
+    out.append(f"parallel_scaling ({r['jobs']} x {r['job']}; local / parallel)")
+    out.append(
+        row(f"local, {r['local_threads']} threads: {r['local_seconds']:.2f}s", f"{r['local_job_seconds']:.3f} s/run")
+    )
+    out.append(
+        row(
+            f"{r['workers']} workers x {r['worker_threads']} thread(s): {r['parallel_seconds']:.2f}s",
+            f"{r['worker_job_seconds']:.3f} s/run",
+        )
+    )
+    out.append(row(f"one run alone, {r['worker_threads']} thread(s)", f"{r['lone_job_seconds']:.3f} s/run"))
+    out.append(row("speedup", f"{r['speedup']:.2f}x"))
+    out.append(row("bound (perfect scaling)", f"{r['bound']:.2f}x", "(N x local run / lone run)"))
+    return out
+
+
+register(
+    Measurement(
+        "parallel_scaling",
+        "what N worker processes gain over local on identical runs",
+        NoParams,
+        run,
+        lines,
+        needs_data=True,
+        default=True,
+        titled=True,
+        rank=5,
+    )
+)

@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 from forgetbench.benchmark.data.datasets import TensorData
 
-from forgetbench.benchmark.front.measure.common import (
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, goal, register, row
+from forgetbench.benchmark.perf.common import (
     NOT_AVAILABLE,
     PerfOptions,
     importance_ratio,
@@ -73,3 +74,44 @@ def step_overhead(
     if "wpl" not in cases and not strategies:
         imp["wpl"] = NOT_AVAILABLE
     return overhead, imp
+
+
+def run(opts: PerfOptions, params: NoParams, data: Any) -> dict[str, Any]:
+    per_step, importance = step_overhead(opts, data)
+    return {"step_overhead": per_step, "importance_vs_epoch": importance}
+
+
+def lines(result: Any) -> list[str]:
+    """Its block of perf's table."""
+    out: list[str] = []
+
+    out.append("step_overhead (per-step time / naive, experiences 2..T)")
+    so = result["step_overhead"]
+    out.append(row("naive", f"{so['naive_step_seconds'] * 1e3:.3f} ms/step"))
+    for label, r in so.items():
+        if label in ("naive_step_seconds", "model", "naive_step_seconds_all"):
+            continue
+        value = r if isinstance(r, str) else f"{r['step_seconds'] * 1e3:.3f} ms, ratio {r['ratio']:.3f}"
+        out.append(row(label, value, "" if isinstance(r, str) else goal(r["target"])))
+    out.append("importance_vs_epoch (after-experience work / one epoch)")
+    for label, r in result["importance_vs_epoch"].items():
+        out.append(
+            row(label, r if isinstance(r, str) else f"{r:.3f}", "target <= 1.0" if label in ("ewc", "wpl") else "")
+        )
+    return out
+
+
+register(
+    Measurement(
+        "step_overhead",
+        "each regularizer's time per step over naive's, and its importance pass over an epoch",
+        NoParams,
+        run,
+        lines,
+        needs_data=True,
+        default=True,
+        titled=True,
+        rank=2,
+        also=("importance_vs_epoch",),
+    )
+)

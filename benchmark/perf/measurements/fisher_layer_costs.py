@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from forgetbench.benchmark.front.measure.probes import Probe, best_seconds, register_probe
+from forgetbench.benchmark.perf.measurements import Measurement, best_seconds, register
 
 BATCH = 128
 LAYERS = ((20, 28), (40, 14), (80, 7), (160, 4))  # (channels, side) of each stage's 3x3 convolutions
@@ -58,7 +58,7 @@ def _profile_pass(opts: Any) -> str:
     from torch.profiler import profile
 
     from forgetbench.benchmark.data.datasets import load_dataset
-    from forgetbench.benchmark.front.measure.common import PerfOptions, model_workload
+    from forgetbench.benchmark.perf.common import PerfOptions, model_workload
     from forgetbench.strategies.importance import exact_fisher_diagonal
 
     resnet = PerfOptions(data_root=opts.data_root, model="resnet18")
@@ -83,8 +83,8 @@ def lines(result: dict[str, Any]) -> list[str]:
     return out + (result["profile"].splitlines() if "profile" in result else [])
 
 
-register_probe(
-    Probe(
+register(
+    Measurement(
         "fisher_layer_costs",
         "the exact Fisher's per-sample work per convolution vs the batch gradient",
         Params,

@@ -7,7 +7,8 @@ from typing import Any
 
 from forgetbench.benchmark.data.datasets import TensorData
 
-from forgetbench.benchmark.front.measure.common import (
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, goal, register, row
+from forgetbench.benchmark.perf.common import (
     NOT_AVAILABLE,
     PerfOptions,
     median_of,
@@ -72,3 +73,48 @@ def fisher_fast_vs_loop(opts: PerfOptions, data: TensorData) -> dict[str, Any] |
         "max_relative_diff": max_rel,
         "equal": bool(max_rel < 1e-3),
     }
+
+
+def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
+    return fisher_fast_vs_loop(opts, data)
+
+
+def lines(value: Any) -> list[str]:
+    """Its block of perf's table."""
+    out: list[str] = []
+
+    r = value
+    out.append("fisher_fast_vs_loop (loop time / fast time)")
+    if isinstance(r, str):
+        out.append(row("exact Fisher", r))
+    else:
+        out.append(
+            row(
+                f"{r['samples']} samples",
+                f"{r['speedup']:.1f}x ({'equal' if r['equal'] else 'DIFFER'})",
+                "target >= 10" if r["model"] == "mlp" else "",
+            )
+        )
+        out.append(
+            row(
+                f"fast pass / one epoch ({r['fast_seconds']:.3f}s / {r['epoch_seconds']:.3f}s)",
+                f"{r['fisher_vs_epoch']:.3f}",
+                goal(r["fisher_vs_epoch_target"]),
+            )
+        )
+    return out
+
+
+register(
+    Measurement(
+        "fisher_fast_vs_loop",
+        "the exact Fisher's fast path against the per-sample loop",
+        NoParams,
+        run,
+        lines,
+        needs_data=True,
+        default=True,
+        titled=True,
+        rank=3,
+    )
+)

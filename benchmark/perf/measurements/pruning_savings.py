@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, FilePath, NonNegativeInt, PositiveInt
 
-from forgetbench.benchmark.front.measure.probes import Probe, register_probe
+from forgetbench.benchmark.perf.measurements import Measurement, register
 
 
 class Params(BaseModel):
@@ -87,7 +87,9 @@ def _final(out: Path, study: dict) -> list[float] | None:
 def run(opts: Any, params: Params, data: Any) -> dict[str, Any]:
     import yaml
 
-    from forgetbench.benchmark.front.api import run_suite
+    from forgetbench.benchmark.core.config import load_config
+    from forgetbench.benchmark.run.executors import resolve_executor
+    from forgetbench.benchmark.run.suite import run_suite
 
     config = yaml.safe_load(params.config.read_text())
     params.out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +105,12 @@ def run(opts: Any, params: Params, data: Any) -> dict[str, Any]:
             folder.mkdir(exist_ok=True)
             shutil.copy(outs["off"] / "calibration.json", folder / "calibration.json")
         run_suite(
-            path, folder, data_root=opts.data_root, progress=False, executor=params.executor, workers=params.workers
+            load_config(path),
+            folder,
+            opts.data_root,
+            show_progress=False,
+            executor=resolve_executor(params.executor),
+            workers=params.workers,
         )
     studies = {p: json.loads((outs[p] / "tuning.json").read_text())["studies"] for p in outs}
     rows = []
@@ -148,6 +155,6 @@ def lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
-register_probe(
-    Probe("pruning_savings", "what pruning saves on a tuning suite, and the choice it makes", Params, run, lines)
+register(
+    Measurement("pruning_savings", "what pruning saves on a tuning suite, and the choice it makes", Params, run, lines)
 )

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, PositiveInt
 
-from forgetbench.benchmark.front.measure.probes import Probe, register_probe
+from forgetbench.benchmark.perf.measurements import Measurement, register
 
 
 class Params(BaseModel):
@@ -152,4 +152,4 @@ def lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
-register_probe(Probe("report_scale", "a report's seconds and peak memory on N copied records", Params, run, lines))
+register(Measurement("report_scale", "a report's seconds and peak memory on N copied records", Params, run, lines))

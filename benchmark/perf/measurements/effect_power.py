@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, PositiveInt, model_validator
 
-from forgetbench.benchmark.front.measure.probes import REPO, Probe, register_probe
+from forgetbench.benchmark.perf.measurements import REPO, Measurement, register
 
 STRATEGIES = ["naive", "ewc", "si", "wpl", "l2", "mas", "lwf"]
 
@@ -208,6 +208,6 @@ def lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
-register_probe(
-    Probe("effect_power", "an effect test's pass probability, resampled over kernel sets", Params, run, lines)
+register(
+    Measurement("effect_power", "an effect test's pass probability, resampled over kernel sets", Params, run, lines)
 )

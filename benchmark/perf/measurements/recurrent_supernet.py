@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgetbench.benchmark.front.measure.common import (
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.common import (
     PerfOptions,
     RECURRENT,
     RECURRENT_QUICK,
@@ -67,3 +68,46 @@ def recurrent_supernet(opts: PerfOptions) -> dict[str, Any]:
         "harness_seconds_all": harness_s,
         "plain_seconds_all": plain_s,
     }
+
+
+def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
+    return recurrent_supernet(opts)
+
+
+def lines(value: Any) -> list[str]:
+    """Its block of perf's table."""
+    out: list[str] = []
+
+    r = value
+    out.append(f"recurrent_supernet ({r['model']})")
+    out.append(
+        row(
+            f"harness naive / plain: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
+            f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+            "target <= 1.10",
+        )
+    )
+    out.append(
+        row(
+            f"wpl (online) / naive step ({r['wpl_step_seconds'] * 1e3:.1f} / {r['step_seconds'] * 1e3:.1f} ms)",
+            f"{r['wpl_vs_naive']:.3f}",
+            "target <= 1.15",
+        )
+    )
+    out.append(row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0"))
+    return out
+
+
+register(
+    Measurement(
+        "recurrent_supernet",
+        "the ENAS recurrent supernet's turns: harness, WPL and its Fisher update",
+        NoParams,
+        run,
+        lines,
+        needs_data=False,
+        default=True,
+        titled=True,
+        rank=6,
+    )
+)

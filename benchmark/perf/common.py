@@ -30,17 +30,6 @@ class DeviceMissingError(RuntimeError):
     """The requested device is not present."""
 
 
-SECTIONS = (
-    "harness_vs_plain",
-    "step_overhead",
-    "fisher_fast_vs_loop",
-    "growth",
-    "parallel_scaling",
-    "recurrent_supernet",
-    "sequence_model",
-    "suite_overhead",
-    "avalanche_vs_own_loop",
-)
 NOT_AVAILABLE = "not available"
 
 
@@ -51,7 +40,7 @@ class PerfOptions:
     data_root: Path
     repeats: int = 5
     dataset: str = "mnist"
-    only: tuple[str, ...] = SECTIONS
+    only: tuple[str, ...] = ()  # the measurements to run, in order (none named: the default ones)
     quick: bool = False
     seed: int = 0
     growth_tasks: tuple[int, ...] = (5, 10, 20)
@@ -62,7 +51,7 @@ class PerfOptions:
     scaling_jobs_per_worker: int = 3
     device: str = "cpu"
     model: str | None = None  # None: mlp (and cnn in harness_vs_plain), as before --model existed
-    probes: dict[str, Any] = field(default_factory=dict)  # probe name -> its params (measure.probes), run after
+    params: dict[str, Any] = field(default_factory=dict)  # measurement name -> its params (none: its defaults)
     training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(
             optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, epochs=1, eval_batch_size=1024

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from forgetbench.benchmark.front.measure.probes import Probe, register_probe
+from forgetbench.benchmark.perf.measurements import Measurement, register
 
 
 class Params(BaseModel):
@@ -31,7 +31,7 @@ class Params(BaseModel):
 
 
 def run(opts: Any, params: Params, data: Any) -> dict[str, Any]:
-    from forgetbench.benchmark.front.measure.step_overhead import step_overhead
+    from forgetbench.benchmark.perf.measurements.step_overhead import step_overhead
 
     overhead, importance = step_overhead(opts, data, params.strategies)
     return {
@@ -54,4 +54,4 @@ def lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
-register_probe(Probe("step_costs", "per-step cost over naive of the strategies named", Params, run, lines, True))
+register(Measurement("step_costs", "per-step cost over naive of the strategies named", Params, run, lines, True))

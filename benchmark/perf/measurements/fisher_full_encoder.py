@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from forgetbench.benchmark.front.measure.probes import Probe, best_seconds, register_probe
+from forgetbench.benchmark.perf.measurements import Measurement, best_seconds, register
 
 
 class Params(BaseModel):
@@ -76,6 +76,6 @@ def lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
-register_probe(
-    Probe("fisher_full_encoder", "the exact Fisher over MiniLM trained end to end vs a step", Params, run, lines)
+register(
+    Measurement("fisher_full_encoder", "the exact Fisher over MiniLM trained end to end vs a step", Params, run, lines)
 )

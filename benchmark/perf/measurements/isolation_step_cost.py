@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from forgetbench.benchmark.front.measure.probes import Probe, register_probe
+from forgetbench.benchmark.perf.measurements import Measurement, register
 
 
 class Params(BaseModel):
@@ -56,6 +56,8 @@ def lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
-register_probe(
-    Probe("isolation_step_cost", "seconds per step of the isolation strategies over naive's", Params, run, lines, True)
+register(
+    Measurement(
+        "isolation_step_cost", "seconds per step of the isolation strategies over naive's", Params, run, lines, True
+    )
 )

@@ -24,6 +24,8 @@ from forgetbench.benchmark.run.assemble import build_run_strategy, build_scenari
 from forgetbench.benchmark.run.schedule import scheduled_experiences, train_schedule
 from forgetbench.benchmark.run.spec import RunSpec, seed_everything
 from forgetbench.benchmark.train.harness import Harness
+from forgetbench.benchmark.perf.common import AVALANCHE_TRAIN_PER_TASK
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
 
 # method -> (setting its network needs, its arguments); DER and ER_ACE on one live head (class-IL, every unit live)
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -171,3 +173,46 @@ def avalanche_vs_own_loop(
             "setting": METHODS[method][0],
         }
     return result
+
+
+def run(opts: Any, params: NoParams, data: Any) -> Any:
+    return avalanche_vs_own_loop(
+        opts.data_root,
+        opts.dataset,
+        opts.training,
+        opts.repeats,
+        opts.seed,
+        64 if opts.quick else AVALANCHE_TRAIN_PER_TASK,
+        opts.torch_device,
+    )
+
+
+def lines(value: Any) -> list[str]:
+    """Its block of perf's table."""
+    out: list[str] = []
+
+    out.append("avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)")
+    for name, r in value.items():
+        out.append(
+            row(
+                f"{name} ({r['setting']}): {r['harness_seconds']:.3f}s / {r['own_loop_seconds']:.3f}s",
+                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+                "lower is better",
+            )
+        )
+    return out
+
+
+register(
+    Measurement(
+        "avalanche_vs_own_loop",
+        "forgetbench's run of Avalanche's methods against Avalanche's own loop",
+        NoParams,
+        run,
+        lines,
+        needs_data=True,
+        default=True,
+        titled=True,
+        rank=9,
+    )
+)

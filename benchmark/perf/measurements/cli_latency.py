@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, DirectoryPath
 
-from forgetbench.benchmark.front.measure.probes import Probe, register_probe
+from forgetbench.benchmark.perf.measurements import Measurement, register
 
 GOOD = {
     "name": "latency",
@@ -95,4 +95,4 @@ def lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
-register_probe(Probe("cli_latency", "each command's seconds and peak memory in a fresh process", Params, run, lines))
+register(Measurement("cli_latency", "each command's seconds and peak memory in a fresh process", Params, run, lines))

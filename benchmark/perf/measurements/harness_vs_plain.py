@@ -7,7 +7,8 @@ from typing import Any
 
 from forgetbench.benchmark.data.datasets import TensorData
 
-from forgetbench.benchmark.front.measure.common import (
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, goal, register, row
+from forgetbench.benchmark.perf.common import (
     PerfOptions,
     median_of,
     ratio_of,
@@ -57,3 +58,39 @@ def harness_vs_plain(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
             "plain_seconds_all": plain_s,
         }
     return out
+
+
+def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
+    return harness_vs_plain(opts, data)
+
+
+def lines(value: Any) -> list[str]:
+    """Its block of perf's table."""
+    out: list[str] = []
+
+    out.append("harness_vs_plain (harness naive / plain PyTorch loop)")
+    for name, r in value.items():
+        out.append(
+            row(
+                f"{name}: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
+                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+                goal(r["target"]),
+            )
+        )
+    return out
+
+
+register(
+    Measurement(
+        "harness_vs_plain",
+        "the harness naive run against a plain PyTorch loop doing the same work",
+        NoParams,
+        run,
+        lines,
+        needs_data=True,
+        default=True,
+        titled=True,
+        rank=1,
+        deterministic=True,
+    )
+)
