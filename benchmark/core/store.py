@@ -23,7 +23,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeGuard
+from typing import Any, Callable, Iterator, Mapping, Protocol, TypeGuard
 
 import pydantic_core
 import yaml
@@ -507,3 +507,47 @@ def scan_results(*folders: Path) -> ResultScan:
 def load_results(*folders: Path) -> list[RunRecord]:
     """Every readable result record under the given output folders."""
     return scan_results(*folders).records
+
+
+class PlannedSpec(Protocol):
+    """What :class:`ResultFolder` needs of a run's spec (``forgetbench.benchmark.run.spec.RunSpec`` is one)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def resolved(self) -> dict[str, Any]: ...
+
+    def retired_params(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ResultFolder:
+    """A results folder (``forgetbench run --out``): each run's record and checkpoint under ``runs/<run_id>/``, read
+    strictly and written atomically. Every caller that reads or writes one run's files goes through it."""
+
+    path: Path
+
+    def record_path(self, run_id: str) -> Path:
+        return result_path(self.path, run_id)
+
+    def read(self, run_id: str) -> RunRecord | None:
+        """The run's record, None when it is missing or cannot be trusted (see :func:`read_result`)."""
+        return read_result(self.record_path(run_id))
+
+    def write(self, record: RunRecord) -> Path:
+        return write_result(self.path, record)
+
+    def checkpoint(self, run_id: str) -> Path:
+        return checkpoint_path(self.path, run_id)
+
+    def set_aside(self, run_id: str) -> Path | None:
+        return set_aside(self.path, run_id)
+
+    def records(self) -> list[RunRecord]:
+        """Every readable record of the folder."""
+        return load_results(self.path)
+
+    def complete(self, spec: PlannedSpec) -> RunRecord | None:
+        """The run's record when it finished under exactly the spec's config, else None (rerun it)."""
+        record = self.read(spec.run_id)
+        return record if is_complete(record, spec.resolved(), spec.retired_params()) else None

@@ -185,7 +185,7 @@ def calibrate(
     records: dict[str, RunRecord | None] = {}
     while wave:
         run_batch([(folder, spec) for spec in wave])
-        records.update({spec.run_id: store.read_result(store.result_path(folder, spec.run_id)) for spec in wave})
+        records.update({spec.run_id: store.ResultFolder(folder).read(spec.run_id) for spec in wave})
         wave = []
         for ladder in plan.ladders:
             for value in _ladder_bracket(plan, ladder, records, objective)[2].extend:

@@ -171,7 +171,7 @@ def estimate(
     result = Estimate(executor=executor, workers=1 if executor == "local" else (workers or available_cores()))
     result.counts = {phase: len(specs) for phase, specs in phases.items()}
     result.done = sum(
-        store.is_complete(store.read_result(store.result_path(_folder(out, phase), s.run_id)), s.resolved())
+        store.ResultFolder(_folder(out, phase)).complete(s) is not None
         for phase, specs in phases.items()
         if phase != "rounds"
         for s in specs

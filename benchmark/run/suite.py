@@ -254,7 +254,7 @@ class _Driver:
         partial matrix, an unreadable file) is moved aside, never deleted."""
         self._plan(batch)
         todo = []
-        found = [store.read_result(store.result_path(folder, spec.run_id)) for folder, spec in batch]
+        found = [store.ResultFolder(folder).read(spec.run_id) for folder, spec in batch]
         # a matrix of another shape than its scenario's other records (a partial or padded one) is not complete
         misshapen = plan.shape_refusals([r for r in found if r is not None])
         for (folder, spec), previous in zip(batch, found):
@@ -268,7 +268,7 @@ class _Driver:
                 self.bar.update(1)
             else:
                 ours = previous is not None and store.is_planned(previous, spec.resolved(), spec.retired_params())
-                if not ours and (moved := store.set_aside(folder, spec.run_id)) is not None:
+                if not ours and (moved := store.ResultFolder(folder).set_aside(spec.run_id)) is not None:
                     self.bar.write(f"run {spec.run_id}: the record in its place is not this run's; moved to {moved}")
                 todo.append((folder, spec))
         self._refresh()
@@ -278,7 +278,7 @@ class _Driver:
             jobs = {}
             for folder, spec in todo:
                 key = f"{folder.name}/{spec.run_id}"
-                checkpoint = store.checkpoint_path(folder, spec.run_id) if spec.training.checkpoint else None
+                checkpoint = store.ResultFolder(folder).checkpoint(spec.run_id) if spec.training.checkpoint else None
                 jobs[key] = (folder, Job(key, spec, checkpoint, cache_dir=folder))
             retry = []
             last = attempt == self.retries + 1
@@ -307,13 +307,14 @@ class _Driver:
                 store.atomic_write_bytes(plan.plan_path(folder), plan.plan_bytes(grown))
 
     def _finish(self, folder: Path, job: Job, record: RunRecord) -> None:
-        path = store.result_path(folder, job.spec.run_id)
+        results = store.ResultFolder(folder)
+        path = results.record_path(job.spec.run_id)
         try:
             try:
-                store.write_result(folder, record)
+                results.write(record)
             except (TypeError, ValueError) as exc:  # a value JSON cannot hold: this run fails, the suite goes on
                 record = failure_record(job.spec, f"the result could not be written as JSON: {exc}")
-                store.write_result(folder, record)
+                results.write(record)
         except OSError as exc:
             if store.is_disk_full(exc):  # every later run would fail the same way: stop, keeping what was saved
                 raise store.DiskFull(
@@ -363,7 +364,7 @@ class _Driver:
         for run_id in dict.fromkeys(run_ids):
             if run_id in seen:
                 continue
-            record = store.read_result(store.result_path(folder, run_id))
+            record = store.ResultFolder(folder).read(run_id)
             if record is not None:
                 self.outcome.skipped.append(run_id)
                 self._count(folder, run_id, record.status)
@@ -567,11 +568,8 @@ def _scenarios_with_work(suite: SuiteConfig, out: Path, ordinary: list[RunSpec],
         return set(range(len(suite.scenarios)))
     index = {spec.display_name: i for i, spec in enumerate(suite.scenarios)}
 
-    def incomplete(spec: RunSpec) -> bool:
-        record = store.read_result(store.result_path(out, spec.run_id))
-        return not store.is_complete(record, spec.resolved(), spec.retired_params())
-
-    return {index[spec.scenario.display_name] for spec in ordinary if incomplete(spec)}
+    results = store.ResultFolder(out)
+    return {index[spec.scenario.display_name] for spec in ordinary if results.complete(spec) is None}
 
 
 def _run_phases(

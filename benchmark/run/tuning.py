@@ -730,8 +730,7 @@ class StudyRun:
 
     def trial_records(self, point: dict[str, Any]) -> list[RunRecord | None]:
         return [
-            store.read_result(store.result_path(self.folder, spec.run_id))
-            for spec in trial_specs(self.suite, self.study, point)
+            store.ResultFolder(self.folder).read(spec.run_id) for spec in trial_specs(self.suite, self.study, point)
         ]
 
     def pruning_rule(self, number: int) -> PruneRule | None:
