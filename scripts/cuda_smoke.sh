@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/test_cuda.py, then every regularizer, the custom scenarios, the trackers and the demo on a CUDA GPU
+# tests/train/test_cuda.py, then every regularizer, the custom scenarios, the trackers and the demo on a CUDA GPU
 # (device: cuda), then `forgetbench perf --device cuda --model resnet18` (needs the data root
 # with MNIST: FORGETBENCH_DATA).
 # Usage: scripts/cuda_smoke.sh OUT_DIR   (needs forgetbench importable and `tests/` on PYTHONPATH for
@@ -37,7 +37,7 @@ YAML
 status=0
 # the CUDA tests first (sync-free steps, data on the device, bf16 / channels-last), then your own models, then
 # the demo (the longest): a check cut short by a time limit loses the least
-"$py" -m pytest -q -rs tests/test_cuda.py || status=1
+"$py" -m pytest -q -rs tests/train/test_cuda.py || status=1
 for suite in byo_cuda demo_cuda; do
   start=$SECONDS
   "$py" -m forgetbench.benchmark.front.cli run "$out/$suite.yaml" --out "$out/$suite" --quiet --no-report || status=1

@@ -2,7 +2,7 @@
 # The checks a session runs when it is lent a CUDA GPU, in one go and inside a time budget:
 #   1. `forgetbench perf --device cuda --model resnet18` (harness vs plain loop, step overhead), alone on the GPU;
 #   2. then side by side: `forgetbench reproduce permuted_mnist_domain_il --seeds 5` (worker processes sharing
-#      the GPU) and scripts/cuda_smoke.sh (every regularizer, the custom scenarios, tests/test_cuda.py), followed
+#      the GPU) and scripts/cuda_smoke.sh (every regularizer, the custom scenarios, tests/train/test_cuda.py), followed
 #      by perf's fisher_fast_vs_loop and growth sections (these two measured while the reproduction runs).
 # Every step is cut at the budget, so whatever finished comes back: OUT holds device.txt (GPU, versions,
 # utilisation every 10 s), perf_resnet18.json, perf_more.json, perf.log, reproduce.log, smoke.log and

@@ -29,7 +29,7 @@ kernels, instead of copying flattened weights and gradients to the CPU twice per
 Hyperparameters:
 
 * ``si_lambda`` (>= 0): the penalty's weight lambda_SI (default 30: with omega capped at 0.001,
-Avalanche's default of 1 changes nothing measurable, see ``tests/test_defaults.py``).
+Avalanche's default of 1 changes nothing measurable, see ``tests/strategies/test_defaults.py``).
 * ``eps`` (> 0): the damping that keeps omega finite for parameters that barely moved.
 * ``clip``: the cap on omega
 (Avalanche's 0.001; ``None`` for Zenke et al.'s unclipped omega, with a smaller lambda and larger eps).

@@ -21,7 +21,7 @@ import fault_strategies  # noqa: F401  (registers the test-only faulty strategie
 # never oversubscribed by the test suite. Determinism tests compare runs within this process.
 torch.set_num_threads(1)
 # The suite runs one xdist worker per core: a report draws its figures in the worker's own process rather than
-# forking more (tests/test_report.py asks for worker processes where it compares the two).
+# forking more (tests/reports/test_report.py asks for worker processes where it compares the two).
 os.environ.setdefault("FORGETBENCH_REPORT_WORKERS", "1")
 
 

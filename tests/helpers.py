@@ -25,7 +25,7 @@ VOLATILE = ("timing", "environment", "started_at", "finished_at")
 def builtin_strategies() -> list[str]:
     """Every strategy this distribution implements, from the registry (not test-only or plug-in ones, and not
     Avalanche's own methods registered by name: they keep state outside the plugin protocol, so the checkpoint and
-    protocol checks do not apply; tests/test_avalanche_zoo.py runs each of them)."""
+    protocol checks do not apply; tests/strategies/test_avalanche_zoo.py runs each of them)."""
     return sorted(
         e.name
         for e in STRATEGIES
@@ -43,7 +43,7 @@ def needs_traits(name: str) -> bool:
 def toy_text_scenario(root: Path) -> dict:
     """The `text` scenario on a toy four-class corpus written under ``root`` (two tasks, 16 tokens, MiniLM's top
     layer trained): the smallest scenario with a pretrained backbone."""
-    from test_text import folder_corpus, require_text_extra
+    from text_fixtures import folder_corpus, require_text_extra
 
     require_text_extra()
     corpus = root / "toy_corpus"

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from forgetbench.benchmark.core.registry import Registry, index_rows
 
 # the built-in datasets, scenarios and strategies by name (Registry.listing): `forgetbench list` and a config's
-# names answered without importing torch; regenerated with the docs reference (tests/test_docs.py checks it)
+# names answered without importing torch; regenerated with the docs reference (tests/front/test_docs.py checks it)
 INDEX = Path(__file__).with_name("components.json")
 
 DATASETS: Registry[Callable[..., Any]] = Registry(

@@ -23,7 +23,7 @@ p-values against -margin and +margin, and the Student t interval.
 
 **Seeds added until decided** (``method="sequential"``): looking at the data after every round and stopping when
 decided makes the fixed-n tests invalid (the chance of a false "A < B" grows with every look: about 0.2 instead of
-0.05 over 18 looks; ``tests/test_decide.py`` simulates it). Instead every test and interval is *anytime valid*, valid
+0.05 over 18 looks; ``tests/core/test_decide.py`` simulates it). Instead every test and interval is *anytime valid*, valid
 at whatever seed count the stopping rule ends on. The evidence against mean = mu0 after n seeds is the Bayes factor
 of the one-sample t-test with a normal prior N(0, g) on the standardised effect (mean - mu0) / sigma and the
 right-Haar prior 1 / sigma on the unknown spread (Rouder et al. 2009, eq. 1 with the prior fixed):

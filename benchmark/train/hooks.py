@@ -3,7 +3,7 @@
 An Avalanche template calls each plugin's callbacks by name (``trigger_plugins``: ``getattr(plugin, event)``) and
 checks that a plugin implements no callback it does not know (``BaseTemplate._check_plugin_compatibility``, over
 the names starting with ``before`` / ``after``). :class:`SupervisedHooks` has the 26 callbacks of Avalanche's
-``SupervisedPlugin`` (``tests/test_template.py`` holds the two lists equal) as no-ops, and its
+``SupervisedPlugin`` (``tests/train/test_template.py`` holds the two lists equal) as no-ops, and its
 ``supports_distributed`` flag: every forgetbench plugin derives from it, so a strategy module (and a config that
 names it) is read without importing Avalanche; the template that calls them imports it when training starts. The
 lean loop skips these no-ops as it skips Avalanche's (``template.active_callbacks``).

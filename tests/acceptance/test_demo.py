@@ -15,7 +15,7 @@ from forgetbench.benchmark.core.store import load_results
 from helpers import browser_page
 from forgetbench.benchmark.core.stats import paired_difference
 
-DEMO = Path(__file__).parents[1] / "configs" / "demo.yaml"
+DEMO = Path(__file__).parents[2] / "configs" / "demo.yaml"
 pytestmark = pytest.mark.slow
 
 
@@ -87,7 +87,7 @@ def test_supernet_naive_forgets_between_turns(demo):
     """err2 - err1 is positive for naive on the demo's seeds (pass rate 0.9999 over resampled seeds and kernels).
 
     That WPL (and every other default) lowers the supernet's forgetting is a paired test at 20 seeds in
-    tests/test_defaults.py: at the demo's 5 the supernet's seed-to-seed spread (0.5 to 22 points) makes even
+    tests/strategies/test_defaults.py: at the demo's 5 the supernet's seed-to-seed spread (0.5 to 22 points) makes even
     "WPL's mean gap below naive's" fail on about 1 draw in 100.
     """
     _, out, _ = demo

@@ -176,7 +176,7 @@ VDV_SPLIT = {
 def test_shipped_van_de_ven_reproductions_map_the_authors_lambdas():
     """Their penalties are lambda/2 sum F d^2 (online: gamma lambda/2 F~ d^2) and c sum omega d^2; ours are
     ewc_lambda sum F d^2 and si_lambda/2 sum omega d^2, so each lambda must be converted, not copied."""
-    folder = Path(__file__).resolve().parents[1] / "configs" / "reproduce"
+    folder = Path(__file__).resolve().parents[2] / "configs" / "reproduce"
     for setting, values in VDV_SPLIT.items():
         suite = resolve_config(yaml.safe_load((folder / f"split_mnist_{setting[:-3].lower()}_il.yaml").read_text()))
         assert suite.training.iterations_per_task == 2000 and suite.training.optimizer == "adam"

@@ -104,14 +104,14 @@ def test_list_shows_descriptions(cli, capsys):
     "path",
     sorted(
         p
-        for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
+        for p in (Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml")
         if not p.name.startswith("example_")
     ),
     ids=lambda p: p.name,
 )
 def test_every_shipped_config_is_valid(path):
     """Every suite in configs/ resolves (names, params, grids); data checks are the preflight's job.
-    The example_* suites need their out-of-tree plug-ins installed: tests/test_byo.py runs them. Read as
+    The example_* suites need their out-of-tree plug-ins installed: tests/scenarios/test_byo.py runs them. Read as
     the CLI reads them (load_config), so a `module:attr` reference finds the module beside the YAML
     whichever tests ran before."""
     suite = load_config(path)

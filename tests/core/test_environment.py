@@ -16,7 +16,7 @@ from forgetbench.reports import summary
 from forgetbench.reports.environment import environment_differences, seed_ranges
 from helpers import make_record
 
-STORED = Path(__file__).resolve().parent / "data" / "results_89b8dee"
+STORED = Path(__file__).resolve().parents[1] / "data" / "results_89b8dee"
 BASE = {"python": "3.11.7", "torch": "2.15.0", "device": "cpu", "torch_threads": "2", "platform": "Linux-a"}
 
 
@@ -236,7 +236,7 @@ def test_text_and_language_corpora_are_digested_when_read_in_a_run(tmp_path):
         (root / cls).mkdir(parents=True)
         for i, doc in enumerate(docs):
             (root / cls / f"{i}.txt").write_text(doc)
-    lm = Path(__file__).resolve().parent / "data" / "lm_corpus"
+    lm = Path(__file__).resolve().parents[1] / "data" / "lm_corpus"
     with recording_data_reads() as reads:
         text.load_corpus(f"folder:{root}")
         language.load_language_corpus(f"folder:{lm}", 30)

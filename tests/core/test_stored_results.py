@@ -18,7 +18,7 @@ import pandas as pd
 
 import forgetbench
 
-STORED = Path(__file__).resolve().parent / "data" / "results_89b8dee"
+STORED = Path(__file__).resolve().parents[1] / "data" / "results_89b8dee"
 
 
 def _copy(tmp_path: Path) -> Path:

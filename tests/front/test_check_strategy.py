@@ -16,7 +16,7 @@ from forgetbench.benchmark.front.testing import check_strategy
 from helpers import builtin_strategies, needs_traits, pip_install_target, toy_text_scenario
 from forgetbench.strategies import STRATEGIES, StrategyContext, register_strategy
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 BUILT_IN = builtin_strategies()
 TWO_MODEL = {
     "name": "two_model",

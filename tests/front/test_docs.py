@@ -20,7 +20,7 @@ from forgetbench.benchmark.core.registry import Entry
 from forgetbench.benchmark.front import docs
 from helpers import browser_page
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference"
 
 

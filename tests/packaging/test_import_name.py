@@ -14,7 +14,7 @@ import pytest
 import forgetbench
 from conftest import tiny_suite
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def python(code: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # folder at the repository root -> the import name it is installed under
 FOLDERS = {
     "forgetbench": "forgetbench",
@@ -291,3 +291,20 @@ def test_no_library_function_is_longer_than_a_screen():
         and node.end_lineno - node.lineno + 1 > LONGEST_FUNCTION
     ]
     assert not long, "split these into named steps:\n" + "\n".join(long)
+
+
+LONGEST_TEST_FILE = 600  # lines: a longer one holds two subjects
+
+
+def test_tests_live_in_a_folder_per_package_and_none_is_longer_than_its_subject():
+    """Test files sit in the folder of what they test (tests/core/, tests/run/, ...), none at the top where only
+    the shared parts live, and each is under 600 lines."""
+    tests = ROOT / "tests"
+    loose = sorted(p.name for p in tests.glob("test_*.py"))
+    assert not loose, f"move these into the folder of the package they test: {loose}"
+    long = [
+        f"{p.relative_to(ROOT)} ({n} lines)"
+        for p in sorted(tests.rglob("test_*.py"))
+        if (n := len(p.read_text().splitlines())) > LONGEST_TEST_FILE
+    ]
+    assert not long, "split these by subject:\n" + "\n".join(long)

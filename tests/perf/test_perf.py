@@ -128,7 +128,7 @@ def test_perf_minilm_measures_the_text_scenario(cli, capsys, monkeypatch, tmp_pa
     end) and times every regularizer's step and importance pass on it; a tiny folder corpus stands in for BBC News
     (the real one: ``forgetbench perf --model minilm``, figures in docs/studies/performance.md)."""
     from forgetbench.benchmark.perf import common as perf
-    from test_text import folder_corpus, require_text_extra
+    from text_fixtures import folder_corpus, require_text_extra
 
     require_text_extra()
     corpus = folder_corpus(tmp_path / "corpus")

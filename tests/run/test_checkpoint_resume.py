@@ -259,7 +259,7 @@ def test_plugin_without_state_protocol_runs_without_checkpoints(tmp_path):
 
 
 # ------------------------------------------------------------------ searches (adaptive scenarios)
-LM_CORPUS = Path(__file__).parent / "data" / "lm_corpus"
+LM_CORPUS = Path(__file__).parents[1] / "data" / "lm_corpus"
 SEARCH_TRAINING = TRAINING.model_copy(update={"eval_every": None, "grad_clip_norm": 0.25, "lr": 0.5, "momentum": 0.0})
 SEARCHES = {
     "random": ComponentSpec(

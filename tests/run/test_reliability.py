@@ -1,5 +1,5 @@
 """Issue 34's defects (found as new and as hostile users), each by behaviour; the config-error cases are rows
-of ``tests/test_bad_input.py``."""
+of the bad-input battery (``tests/*/test_bad_*.py``, its rules in ``tests/bad_input.py``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from forgetbench.benchmark.front.cli import main
 from conftest import tiny_suite
 from helpers import REPO, mnist_root
 
-BYO = Path(__file__).resolve().parent / "byo_fixtures.py"
+BYO = Path(__file__).resolve().parents[1] / "byo_fixtures.py"
 
 
 def _console() -> list[str]:

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 
 import numpy as np
+import pytest
 
 from forgetbench.benchmark.core import store
+from forgetbench.benchmark.front.testing import RESULT_KEYS  # one source: what check_strategy asks of a record
 from conftest import read_json, tiny_suite
-
-RESULT_KEYS = {
-    "schema_version",
-    "run_id",
-    "suite",
-    "scenario",
-    "strategy",
-    "seed",
-    "status",
-    "error",
-    "experiences",
-    "accuracy_matrix",
-    "init_accuracy",
-    "timing",
-    "environment",
-    "config",
-}
 
 
 def test_result_file_schema(write_suite, cli, tmp_path):

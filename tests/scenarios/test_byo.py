@@ -24,7 +24,7 @@ from forgetbench.benchmark.front.testing import TRAINING, check_scenario
 from conftest import tiny_suite
 from helpers import REPO, comparable, mnist_root, pip_install_target
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]  # tests/
 CUSTOM = {"model": "byo_fixtures:multihead_mlp", "benchmark": "byo_fixtures:tensor_benchmark"}
 
 

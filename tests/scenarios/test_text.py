@@ -11,19 +11,9 @@ import pytest
 import torch
 
 from forgetbench.benchmark.data import text
+from text_fixtures import folder_corpus, require_datasets, require_text_extra, text_scenario
 
-DATA = Path(__file__).parent / "data"
-
-
-def require_text_extra() -> None:
-    """The text tests need the `text` extra and the data packages; CI installs them (`make test`)."""
-    missing = [
-        m for m in ("transformers", text.MINILM_PACKAGE, text.BBC_PACKAGE) if importlib.util.find_spec(m) is None
-    ]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the text tests: {missing} not installed (make test installs them)")
-        pytest.skip(f"text extra not installed ({', '.join(missing)}): make install")
+DATA = Path(__file__).parents[1] / "data"
 
 
 @pytest.fixture(scope="module")
@@ -180,29 +170,6 @@ def test_austen_corpus_from_the_r_lazy_load_database():
 
 
 # ------------------------------------------------------------------ the `text` scenario
-WORDS = {"cats": "purr meow whiskers", "dogs": "bark woof fetch", "birds": "tweet wing nest", "fish": "swim fin gill"}
-
-
-def folder_corpus(root: Path) -> str:
-    for cls, words in WORDS.items():
-        (root / cls).mkdir(parents=True)
-        for i in range(25):
-            (root / cls / f"{i:02d}.txt").write_text(f"note {i}: the {cls} {words} {'again ' * (i % 3)}")
-    return f"folder:{root}"
-
-
-def text_scenario(tmp_path, **params):
-    from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
-
-    require_text_extra()
-    corpus_dir = tmp_path / "corpus"
-    if not corpus_dir.exists():
-        folder_corpus(corpus_dir)
-    base = {"corpus": f"folder:{corpus_dir}", "max_length": 16, "trainable_layers": 1}
-    entry = SCENARIOS.get("text")
-    return entry.factory(entry.parse_params(base | params), ScenarioInputs(0, tmp_path / "data"))
-
-
 def test_text_tasks_heads_and_used_parameters(tmp_path):
     scenario = text_scenario(tmp_path, classes_per_task=2)
     # classes in order: birds cats dogs fish -> tasks (birds, cats), (dogs, fish); 20 train + 5 test each class
@@ -371,15 +338,8 @@ def test_adapters_with_a_trained_encoder_share_its_weights_for_the_regularizers(
 
 
 # ------------------------------------------------------------------ Hugging Face datasets (files written here)
-def _require_datasets():
-    if importlib.util.find_spec("datasets") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the Hugging Face datasets tests (make test installs the text extra)")
-        pytest.skip("Hugging Face datasets not installed: make install")
-
-
 def test_hf_corpus_from_local_csv_files_uses_their_test_split(tmp_path):
-    _require_datasets()
+    require_datasets()
     folder = tmp_path / "news"
     folder.mkdir()
     rows = {
@@ -406,7 +366,7 @@ def test_hf_corpus_from_local_csv_files_uses_their_test_split(tmp_path):
 
 
 def test_hf_corpus_saved_to_disk_keeps_class_names_and_splits_every_fifth(tmp_path):
-    _require_datasets()
+    require_datasets()
     import datasets
 
     features = datasets.Features(
@@ -428,7 +388,7 @@ def test_hf_corpus_saved_to_disk_keeps_class_names_and_splits_every_fifth(tmp_pa
 def test_hf_hub_dataset_needs_download_and_fails_offline_with_what_to_do():
     with pytest.raises(text.TextUnavailableError, match="downloads are off: set `download: true`"):
         text.load_corpus("hf:ag_news")
-    _require_datasets()
+    require_datasets()
     import subprocess
     import sys
 

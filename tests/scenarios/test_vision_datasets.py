@@ -187,7 +187,7 @@ def test_download_offline_fails_with_what_to_put_where(tmp_path, monkeypatch):
         datasets.load_dataset("tiny_imagenet", tmp_path / "root", download=True)
 
 
-SEED_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "seeds").glob("*.yaml"))
+SEED_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "seeds").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SEED_CONFIGS, ids=lambda p: p.name)

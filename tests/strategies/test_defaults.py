@@ -33,7 +33,7 @@ from forgetbench.benchmark.run.spec import RunSpec
 # slow: a case trains 20 to 60 seeds (the power its effect needs, above), up to a minute each
 pytestmark = [pytest.mark.effect, pytest.mark.slow]
 
-DEMO = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
+DEMO = load_config(Path(__file__).parents[2] / "configs" / "demo.yaml")
 # The demo's training without its forgetting curves and attribution: they read the models, never train them, so the
 # accuracy matrices are the same to the bit (checked on every strategy of both scenarios) at 60% of the time
 TRAINING = DEMO.training.model_copy(update={"eval_every": None, "attribution": None})

@@ -11,6 +11,7 @@ from torch import nn
 
 from forgetbench.benchmark.core.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
 from forgetbench.benchmark.data.models import MultiHeadNet, TaskRoutedModule
+from forgetbench.benchmark.front import testing
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.core.record import PICResult, RunRecord
 from forgetbench.benchmark.run.runner import run, strategy_extra_results
@@ -544,3 +545,36 @@ def test_pic_wraps_a_layer_reached_under_two_names_once():
     head = model.effective_weight("body.3")
     expected = 2 * (h @ head.T + net.body[3].bias)
     torch.testing.assert_close(model.forward_single_task(x, 0), expected)
+
+
+# ------------------------------------------------------------------ the shared strategy contract (front.testing)
+SPLIT_CNN = {
+    "name": "split",
+    "params": {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "trunk": "cnn", "widths": [16, 16]},
+}
+TWO_MODEL = {"name": "two_model", "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 32, "shared": 1}}
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("supsup", {"sparsity": 0.1}),
+        ("exssnet", {"sparsity": 0.1}),
+        ("exssnet", {"sparsity": 0.1, "kkt": "best", "knn_k": 50}),
+        ("pic", {"rank": 2}),
+        ("pic", {"rank": 2, "lam": 0.5, "init": "fresh"}),
+    ],
+)
+def test_isolation_strategy_contract(name, params):
+    testing.check_strategy(name, params)
+
+
+@pytest.mark.parametrize("name", ["supsup", "exssnet", "pic"])
+@pytest.mark.parametrize("scenario", [SPLIT_CNN, TWO_MODEL], ids=["split-cnn", "two_model"])
+def test_isolation_strategy_contract_on_other_scenarios(name, scenario):
+    testing.check_strategy(name, None, scenario)
+
+
+@pytest.mark.parametrize("name", ["supsup", "exssnet", "pic"])
+def test_isolation_strategy_contract_on_permuted(name):
+    testing.check_strategy(name, None, {"name": "permuted", "params": {"dataset": "digits", "tasks": 3}})

@@ -1,6 +1,6 @@
 """The regularizers' per-step path, ``QuadraticAnchor.add_gradient``: the gradient it leaves in ``.grad`` at the end of
 a backward pass is the one ``(loss + scale * Q).backward()`` gives (the autograd form, checked against a hand-written
-quadratic in tests/test_regularizers.py), whatever the signs of A, the subset, the cap, the upstream gradient or a
+quadratic in tests/strategies/test_regularizers.py), whatever the signs of A, the subset, the cap, the upstream gradient or a
 parameter the data loss does not reach; and each plugin's ``before_backward`` on a real step equals the data loss
 plus its own ``penalty`` differentiated by autograd."""
 

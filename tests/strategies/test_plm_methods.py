@@ -17,7 +17,7 @@ from forgetbench.strategies.inflora import grow_basis, project_out
 from forgetbench.strategies.merge import combine
 from forgetbench.strategies.olora import orthogonality_loss
 from forgetbench.strategies.penalty import PenaltyDiagnostics, penalty_gradient_ratio, penalty_strength_results
-from test_text import text_scenario
+from text_fixtures import text_scenario
 
 
 def _train(name: str, params: dict, scenario, stop_before_last: bool = False):
@@ -207,7 +207,7 @@ def test_merge_refuses_a_weights_list_shorter_than_its_adapters(tmp_path):
 
 def _three(tmp_path):
     """The toy corpus with two more classes: three tasks, so two adapters to merge."""
-    from test_text import WORDS
+    from text_fixtures import WORDS
 
     corpus = tmp_path / "six"
     words = dict(WORDS, ants="march colony hill", bees="buzz hive honey")
@@ -330,7 +330,7 @@ def test_corpora_make_one_task_per_dataset_with_its_own_columns(tmp_path):
     """configs/text_cl_standard.yaml's shape on local files: DBpedia-like (title, content, 3 classes) then
     Yahoo-like (topic over joined question and answer, 2 classes), each one task with its classes, capped per class
     and split; the shipped config itself validates."""
-    from test_text import _require_datasets
+    from text_fixtures import require_datasets as _require_datasets
 
     _require_datasets()
     import datasets

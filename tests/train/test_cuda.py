@@ -2,7 +2,7 @@
 experience, bf16 autocast and channels-last on CUDA, and ``forgetbench perf --device cuda``.
 
 Every test here needs a CUDA device and skips, saying so, where torch sees none (this project's CPU
-machines and CI). Run them on a GPU machine with ``python -m pytest tests/test_cuda.py``.
+machines and CI). Run them on a GPU machine with ``python -m pytest tests/train/test_cuda.py``.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def test_a_bf16_channels_last_cnn_step_on_cuda_is_the_fp32_step_up_to_bf16_round
     # 2026-11-26 on an H200 the earlier form (whole EWC runs within 0.5 of each other) failed at 1.49: whole runs
     # diverge chaotically; one step from the same weights on the same batch separates rounding from a broken step
     # (the ResNet's bf16 step is 35% off the fp32 one on a CPU, growing through its 18 layers: the CNN's 2.7% is the
-    # clean case; tests/test_training_options.py says more)
+    # clean case; tests/train/test_training_options.py says more)
     fp32, bf16 = one_step_updates(CUDA, "cnn", [4, 8], precision="bf16", channels_last=True)
     assert 0 < relative_update_error(fp32, bf16) < 0.1
 

@@ -1,7 +1,7 @@
 """Training options for accelerators, checked on the CPU: bf16 autocast, channels-last, data placement.
 
 The CUDA side (no host sync per step, data on the device, the same options on a GPU) is in
-``tests/test_cuda.py``, which runs where a GPU is present.
+``tests/train/test_cuda.py``, which runs where a GPU is present.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def test_curves_and_attribution_read_the_models_and_never_change_training(scenar
     from forgetbench.benchmark.run.runner import run
     from forgetbench.benchmark.run.spec import RunSpec
 
-    demo = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    demo = load_config(Path(__file__).parents[2] / "configs" / "demo.yaml")
     assert demo.training.eval_every and demo.training.attribution
     spec = next(s for s in demo.scenarios if s.display_name == scenario)
     lean = demo.training.model_copy(update={"eval_every": None, "attribution": None})

@@ -3,7 +3,7 @@
 A CPU with other float kernels gives each seed other numbers: the same effect, another draw of its noise. So the
 per-seed paired differences measured under two kernel sets (this machine's best and ``ATEN_CPU_CAPABILITY=default``)
 are pooled, and a test's pass probability at n seeds is the share of random n-seed subsets of that pool on which it
-passes. ``tests/test_defaults.py`` and ``tests/test_demo.py`` took their seed counts and assertions from these
+passes. ``tests/strategies/test_defaults.py`` and ``tests/acceptance/test_demo.py`` took their seed counts and assertions from these
 figures (docs/studies/robustness.md).
 
     forgetbench perf --only effect_power --set mode=collect --set out=best.json --set seeds=60
@@ -14,9 +14,9 @@ figures (docs/studies/robustness.md).
 
 ``collect`` runs configs/demo.yaml's scenarios with each strategy's default params (one torch thread, as the test
 suite) and writes per-seed forgetting, B's accuracy and err2 - err1; ``power`` gives, per case, the interval of the
-paired difference on each file's first n seeds and the resampled pass probability of ``tests/test_defaults.py``'s
+paired difference on each file's first n seeds and the resampled pass probability of ``tests/strategies/test_defaults.py``'s
 assertion (the 95% interval of strategy minus naive below 0); ``demo`` the pass probabilities of
-``tests/test_demo.py``'s assertions at the demo's 5 seeds.
+``tests/acceptance/test_demo.py``'s assertions at the demo's 5 seeds.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def power(files: list[Path], sizes: list[int], draws: int) -> dict[str, Any]:
 
 
 def demo_power(files: list[Path], draws: int) -> dict[str, Any]:
-    """Pass probabilities of tests/test_demo.py's assertions at the demo's 5 seeds (two-model and supernet rows of
+    """Pass probabilities of tests/acceptance/test_demo.py's assertions at the demo's 5 seeds (two-model and supernet rows of
     naive and wpl, pooled over the files)."""
     import numpy as np
 

@@ -1,0 +1,161 @@
+"""Bad input, table-driven (the battery's rules: tests/bad_input.py). Command-line options and the report command, and
+what new and hostile users typed (issue 34); the same contract through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+from bad_input import (
+    Case,
+    battery,
+    check_refused,
+    RUN,
+    _ALIAS_BOMB,
+    _RECORD,
+    _custom,
+    _strategy,
+    _suite,
+)
+from helpers import REPO
+
+CASES: list[Case] = [
+    # --- command-line options
+    ("retries-negative", {"suite": _suite()}, (*RUN, "--retries", "-1"), "--retries"),
+    ("workers-zero", {"suite": _suite()}, (*RUN, "--executor", "process", "--workers", "0"), "--workers"),
+    ("executor-unknown", {"suite": _suite()}, (*RUN, "--executor", "slurm"), "--executor"),
+    # --- the report command
+    ("report-missing-folder", {}, ("report", "{dir}/no-results"), "no-results"),
+    (
+        "report-output-is-a-directory",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("report", "{dir}/results", "-o", "{out}"),
+        "-o/--output",
+    ),
+    (
+        "report-import-unknown-module",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("report", "{dir}/results", "--import", "no_such_metrics_module"),
+        "--import no_such_metrics_module",
+    ),
+    # --- issue 34: found as new and as hostile users
+    ("yaml-alias-bomb", {"suite": _ALIAS_BOMB}, RUN, "expands to more than 100,000 values"),
+    ("yaml-deep-nesting", {"suite": "name: t\nseeds: " + "[" * 2000 + "]" * 2000 + "\n"}, RUN, "nests deeper than 64"),
+    (
+        "label-10000-characters",
+        {"suite": _suite(strategies=[{"name": "naive", "label": "a" * 10_000}])},
+        RUN,
+        "strategies[0].label: Value error, label is 10000 characters long; at most 100",
+    ),
+    ("suite-name-too-long", {"suite": _suite(name="n" * 300)}, RUN, "name: String should have at most 100 characters"),
+    (
+        "out-is-a-file",
+        {"suite": _suite(), "taken": "not a folder"},
+        ("run", "{suite}", "--out", "{taken}"),
+        "is a file, not a folder",
+    ),
+    (
+        "out-under-a-file",
+        {"suite": _suite(), "taken": "x"},
+        ("run", "{suite}", "--out", "{taken}/sub"),
+        "is a file, not a folder",
+    ),
+    (
+        "report-output-under-a-file",
+        {"results/runs/r/result.json": json.dumps(_RECORD), "taken": "x"},
+        ("report", "{dir}/results", "-o", "{taken}/report.html"),
+        "-o/--output",
+    ),
+    (
+        "report-strategies-unknown",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("report", "{dir}/results", "--strategies", "ewc[ewc_lambda=1]"),
+        "--strategies: no runs of ewc[ewc_lambda=1]",
+    ),
+    ("table-missing-folder", {}, ("table", "zoo", "{dir}/no-results"), "no-results"),
+    (
+        "table-kind-unknown",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("table", "zo", "{dir}/results"),
+        "invalid choice: 'zo'",
+    ),
+    (
+        "table-no-row",
+        {"results/runs/r/result.json": json.dumps(_RECORD)},
+        ("table", "frontier", "{dir}/results"),
+        "no run the frontier table reads",
+    ),
+    (
+        "report-figures-under-a-file",
+        {"results/runs/r/result.json": json.dumps(_RECORD), "taken": "x"},
+        ("report", "{dir}/results", "-o", "{dir}/r.html", "--figures", "{taken}/figures"),
+        "--figures",
+    ),
+    (
+        "validate-skip-data-factory-keyword",
+        {"suite": _custom(benchmark_params={"n_tasks": 3})},
+        ("validate", "{suite}", "--skip-data"),
+        "unexpected keyword argument 'n_tasks'",
+    ),
+    (
+        "validate-skip-data-no-task-labels",
+        {"suite": _custom(benchmark_params={"task_labels": False})},
+        ("validate", "{suite}", "--skip-data"),
+        "has no task labels",
+    ),
+    (
+        "unknown-key-lists-allowed",
+        {"suite": _strategy("ewc", ewc_lamda=100)},
+        RUN,
+        "strategies[0].params.ewc_lamda: unknown key; did you mean 'ewc_lambda'? allowed: ewc_lambda",
+    ),
+    (
+        "unknown-nested-key-lists-allowed",
+        {"suite": _suite(training={"lrr": 0.1})},
+        RUN,
+        "training.lrr: unknown key; did you mean 'lr'? allowed: optimizer, lr",
+    ),
+    (
+        "unknown-root-key-lists-allowed",
+        {"suite": _suite(strategy=[{"name": "naive"}])},
+        RUN,
+        "strategy: unknown key; did you mean 'strategies'? allowed: name, seeds",
+    ),
+    (
+        "unknown-strategy-suggests",
+        {"suite": _suite(strategies=[{"name": "wlp"}])},
+        RUN,
+        "unknown strategy 'wlp'; did you mean 'wpl'?",
+    ),
+]
+
+
+@battery(CASES)
+def test_bad_input_exits_2_names_the_field_and_writes_nothing(files, argv, field, tmp_path, capsys):
+    check_refused(files, argv, field, tmp_path, capsys)
+
+
+@pytest.mark.slow  # the console script in a subprocess: 3 s: for the full tier, not the inner loop
+def test_bad_input_through_the_installed_console_script(tmp_path):
+    """The same contract end to end: the real `forgetbench` process, its stderr and exit status."""
+    config = tmp_path / "suite.yaml"
+    config.write_bytes(b"name: t\xff\n")
+    script = Path(sys.executable).with_name("forgetbench")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "forgetbench.benchmark.front.cli"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [*command, "run", str(config), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
