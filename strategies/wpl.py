@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
+from forgetbench.benchmark.core import migrations
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
 from forgetbench.strategies.importance import Estimator, experience_importance, normalise_importance
 from forgetbench.strategies.base import importance_needed, shared_params
@@ -128,7 +129,7 @@ class WPLParams(StrategyParams):
     def _variants_have_their_own_names(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        moved = [key for key, default in cls.retired_defaults.items() if key in data and data[key] != default]
+        moved = migrations.moved_params(data, cls.retired_defaults)
         moved += ["fisher: online"] if data.get("fisher") == "online" else []
         if moved:
             where = sorted({cls.moved_to.get(key, "wpl_online") for key in moved})
@@ -138,7 +139,7 @@ class WPLParams(StrategyParams):
                 "start_after, alpha_decay, max_curvature, importance_norm), wpl_enas their per-update scaling too; "
                 "wpl is the paper's equation"
             )
-        return {key: value for key, value in data.items() if key not in cls.retired_defaults}
+        return migrations.without_keys(data, cls.retired_defaults)
 
     start_after: ClassVar[int] = 0  # every model gets a Fisher (wpl_online's schedule may wait)
 

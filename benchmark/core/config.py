@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from forgetbench.benchmark.core import migrations
 from forgetbench.benchmark.core.grid import combination_label, combinations, grid_axes
 from forgetbench.benchmark.core.metric_registry import METRICS, registered_metrics
 from forgetbench.benchmark.core.references import add_search_folder
@@ -211,33 +212,8 @@ class StrategySpec(ComponentSpec):
 
     @model_validator(mode="before")
     @classmethod
-    def _selection_is_tune(cls, data: Any) -> Any:
-        # `selection:` picked a grid's best combination; `tune:` with `sampler: grid` does the same with one code path
-        # (its trials, resume, frontier and report). Resolved configs written before wrote `selection: null`.
-        if isinstance(data, dict) and "selection" in data:
-            if data["selection"] is None:
-                return {k: v for k, v in data.items() if k != "selection"}
-            raise ValueError(selection_replacement(data))
-        return data
-
-
-def selection_replacement(entry: dict[str, Any]) -> str:
-    """The error for a strategy entry that still says ``selection:``: the ``tune:`` block that replaces it, written
-    from the entry's own grid."""
-    selection = entry["selection"] if isinstance(entry.get("selection"), dict) else {}
-    params: dict[str, Any] = entry["params"] if isinstance(entry.get("params"), dict) else {}
-    grid = {name: values for name, values in params.items() if isinstance(values, list)}
-    combos = math.prod(len(values) for values in grid.values()) if grid else 0
-    choices = ", ".join(f"{name}: {{choices: {values}}}" for name, values in grid.items()) or "NAME: {choices: [...]}"
-    options = [f"params: {{{choices}}}", "sampler: grid", f"trials: {combos or 'N'}"]
-    key_of = {"metric": "objective", "fraction": "fraction", "seeds": "seeds"}
-    options += [f"{key_of[key]}: {selection[key]}" for key in key_of if selection.get(key) is not None]
-    return (
-        "selection: was replaced by tune with the grid sampler (one way to choose a strength). Write "
-        f"`tune: {{{', '.join(options)}}}` and give "
-        + (" and ".join(grid) + " one value in params (or leave it out)" if grid else "each tuned param one value")
-        + "; see docs/guide/grids.md"
-    )
+    def _retired_keys(cls, data: Any) -> Any:
+        return migrations.selection_is_tune(data)
 
 
 TRACKER_PACKAGES: dict[str, str | None] = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 from forgetbench.benchmark.core.record import RunRecord, config_fingerprint
-from forgetbench.benchmark.core.store import without_retired_keys
+from forgetbench.benchmark.core.migrations import without_retired_keys
 
 PLAN_FILE = "plan.json"
 PLAN_VERSION = 1
@@ -35,7 +35,7 @@ PLAN_VERSION = 1
 @dataclass(frozen=True)
 class PlannedRun:
     """One run a suite asked for: its id, its resolved config, and the strategy's retired params (a record written
-    before a param retired still matches: :func:`forgetbench.benchmark.core.store.without_retired_keys`)."""
+    before a param retired still matches: :func:`forgetbench.benchmark.core.migrations.without_retired_keys`)."""
 
     run_id: str
     config: Mapping[str, Any]

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Literal, Mapping, NoReturn
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from typing_extensions import TypedDict
 
+from forgetbench.benchmark.core import migrations
 from forgetbench.benchmark.core.training import MAX_SEED
 
 SCHEMA_VERSION = 2
@@ -480,13 +481,11 @@ def as_records(records: "Iterable[RunRecord | Mapping[str, Any]]") -> list[RunRe
 
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring a record of an earlier schema version to the current one (same keys since version 1)."""
-    version = raw.get("schema_version", 1)
-    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
-        raise RecordError(f"schema_version {version!r} is not one of 1..{SCHEMA_VERSION}")
-    if version == 1:
-        raw = {**raw, "schema_version": SCHEMA_VERSION}
-    return raw
+    """A record of an earlier schema version brought to the current one (:mod:`.migrations`)."""
+    try:
+        return migrations.upgrade_record(raw, SCHEMA_VERSION)
+    except migrations.SchemaError as exc:
+        raise RecordError(str(exc)) from None
 
 
 def _finite(value: Any) -> Any:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, TypeGuard
 import pydantic_core
 import yaml
 
+from forgetbench.benchmark.core.migrations import without_retired_keys
 from forgetbench.benchmark.core.record import RecordError, RunRecord, check_read
 
 log = logging.getLogger(__name__)
@@ -349,25 +350,6 @@ def read_result(path: Path) -> RunRecord | None:
         if os.path.lexists(path):
             log.warning("skipping %s: not a valid run record (%s)", path, exc)
         return None
-
-
-# keys a strategy entry's resolved config had, always null for the runs that were kept: a record that has one still
-# matches the same run today (`selection`: its runs were those of entries without one; `tune:` replaced it)
-RETIRED_NULL_STRATEGY_KEYS = ("selection",)
-
-
-def without_retired_keys(config: dict[str, Any], retired_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``config`` (a record's resolved config) as it is resolved today: retired null keys of the strategy entry
-    dropped, and its params that hold a retired param's old default (``retired_params``: the strategy's params
-    model's ``retired_defaults``, which name the same maths as its params today)."""
-    strategy = config.get("strategy")
-    if not isinstance(strategy, dict):
-        return config
-    kept = {k: v for k, v in strategy.items() if not (k in RETIRED_NULL_STRATEGY_KEYS and v is None)}
-    params = kept.get("params")
-    if retired_params and isinstance(params, dict):
-        kept["params"] = {k: v for k, v in params.items() if not (k in retired_params and v == retired_params[k])}
-    return config if kept == strategy else {**config, "strategy": kept}
 
 
 def is_complete(

@@ -1,0 +1,92 @@
+"""Every retired key and rule, in one place: what an old config, an old record or an old strategy entry says, and
+what it means today. Each rule names what replaced the key (an entry that still uses it is refused with the line
+to write instead) or reads it as the same run (a record written before still matches). Pure functions on plain
+data: the config, the store, the record and the strategies' params models call them.
+
+- ``selection:`` on a strategy entry: replaced by ``tune:`` with ``sampler: grid`` (:func:`selection_is_tune`);
+  resolved configs written before hold ``selection: null`` (:data:`RETIRED_NULL_STRATEGY_KEYS`).
+- a strategy's params that moved to a variant of their own (``wpl``'s online estimate to ``wpl_online``, its
+  per-update scaling to ``wpl_enas``): its params model lists them with the defaults old records hold
+  (``retired_defaults``); :func:`moved_params` finds an entry that still sets one, :func:`without_retired_keys`
+  reads an old record as today's run.
+- record schema version 1: the same keys as version 2 (:func:`upgrade_record`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+
+class SchemaError(ValueError):
+    """A record's ``schema_version`` is not one this code reads."""
+
+
+# keys a strategy entry's resolved config had, always null for the runs that were kept: a record that has one still
+# matches the same run today (`selection`: its runs were those of entries without one; `tune:` replaced it)
+RETIRED_NULL_STRATEGY_KEYS = ("selection",)
+
+
+def without_retired_keys(config: dict[str, Any], retired_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``config`` (a record's resolved config) as it is resolved today: retired null keys of the strategy entry
+    dropped, and its params that hold a retired param's old default (``retired_params``: the strategy's params
+    model's ``retired_defaults``, which name the same maths as its params today)."""
+    strategy = config.get("strategy")
+    if not isinstance(strategy, dict):
+        return config
+    kept = {k: v for k, v in strategy.items() if not (k in RETIRED_NULL_STRATEGY_KEYS and v is None)}
+    params = kept.get("params")
+    if retired_params and isinstance(params, dict):
+        kept["params"] = {k: v for k, v in params.items() if not (k in retired_params and v == retired_params[k])}
+    return config if kept == strategy else {**config, "strategy": kept}
+
+
+def selection_is_tune(data: Any) -> Any:
+    """A strategy entry as validated today: a resolved ``selection: null`` dropped; any other ``selection:`` refused
+    with the ``tune:`` block that replaces it. ``selection:`` picked a grid's best combination; ``tune:`` with
+    ``sampler: grid`` does the same with one code path (its trials, resume, frontier and report)."""
+    if isinstance(data, dict) and "selection" in data:
+        if data["selection"] is None:
+            return {k: v for k, v in data.items() if k != "selection"}
+        raise ValueError(selection_replacement(data))
+    return data
+
+
+def selection_replacement(entry: dict[str, Any]) -> str:
+    """The error for a strategy entry that still says ``selection:``: the ``tune:`` block that replaces it, written
+    from the entry's own grid."""
+    selection = entry["selection"] if isinstance(entry.get("selection"), dict) else {}
+    params: dict[str, Any] = entry["params"] if isinstance(entry.get("params"), dict) else {}
+    grid = {name: values for name, values in params.items() if isinstance(values, list)}
+    combos = math.prod(len(values) for values in grid.values()) if grid else 0
+    choices = ", ".join(f"{name}: {{choices: {values}}}" for name, values in grid.items()) or "NAME: {choices: [...]}"
+    options = [f"params: {{{choices}}}", "sampler: grid", f"trials: {combos or 'N'}"]
+    key_of = {"metric": "objective", "fraction": "fraction", "seeds": "seeds"}
+    options += [f"{key_of[key]}: {selection[key]}" for key in key_of if selection.get(key) is not None]
+    return (
+        "selection: was replaced by tune with the grid sampler (one way to choose a strength). Write "
+        f"`tune: {{{', '.join(options)}}}` and give "
+        + (" and ".join(grid) + " one value in params (or leave it out)" if grid else "each tuned param one value")
+        + "; see docs/guide/grids.md"
+    )
+
+
+def moved_params(data: Mapping[str, Any], retired_defaults: Mapping[str, Any]) -> list[str]:
+    """The retired params ``data`` (a strategy entry's params) sets to other than the default old records hold: the
+    ones that now belong to another strategy name."""
+    return [key for key, default in retired_defaults.items() if key in data and data[key] != default]
+
+
+def without_keys(data: Mapping[str, Any], retired: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` without the retired keys (an old record's params at their old defaults: today's run)."""
+    return {key: value for key, value in data.items() if key not in retired}
+
+
+def upgrade_record(raw: dict[str, Any], current: int) -> dict[str, Any]:
+    """A record of an earlier schema version brought to ``current`` (the same keys since version 1)."""
+    version = raw.get("schema_version", 1)
+    if not isinstance(version, int) or version < 1 or version > current:
+        raise SchemaError(f"schema_version {version!r} is not one of 1..{current}")
+    if version == 1:
+        raw = {**raw, "schema_version": current}
+    return raw
