@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -54,7 +55,9 @@ def easel(workers: int | None = None) -> Iterator[Executor]:
     # what this process holds (100,000 records on a large report) stays out of the workers' garbage collections,
     # which would otherwise touch, and so copy, every page of it
     gc.freeze()
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_signals)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_signals, initargs=(os.getpid(),)
+    )
     try:
         yield pool
     except BaseException:  # a stop signal or an error: the figures not yet started are dropped, not drawn
@@ -66,12 +69,12 @@ def easel(workers: int | None = None) -> Iterator[Executor]:
         gc.unfreeze()
 
 
-def _worker_signals() -> None:
+def _worker_signals(report: int) -> None:
     """A worker leaves Ctrl-C to the report (the terminal sends it to the whole process group) and ends on SIGTERM
     (the report's own handlers, inherited by the fork, would raise in a worker), and when the report dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    die_with_parent()  # a report killed with SIGKILL leaves no worker holding its memory and its output pipe
+    die_with_parent(report)  # a report killed with SIGKILL leaves no worker holding its memory and its output pipe
 
 
 def _connected_to_ray() -> bool:

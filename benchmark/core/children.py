@@ -5,6 +5,10 @@ A worker that outlives its driver keeps its memory, its share of the cores and t
 ``forgetbench report X | cat`` never ends). Each worker calls :func:`die_with_parent` first thing: on Linux the kernel
 sends it ``signal`` when its parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread notices the parent
 gone within a second. Either way the worker unwinds as on a stop (SIGTERM: temporary files removed).
+
+The parent's pid is handed to the child by the parent (captured before the fork), never read in the child: a parent
+that died before the child set its watch has already been replaced by the reaper as the child's parent, so the
+child compares the two after the watch is set and ends itself when they differ. No step depends on timing.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ import time
 
 PR_SET_PDEATHSIG = 1
 WATCH_SECONDS = 0.5  # how often the fallback thread looks at the parent
+DRIVER_PID = "FORGETBENCH_DRIVER_PID"  # the environment variable a driver sets for the processes it starts
 
 
 def die_with_parent(parent: int | None = None, sig: int = signal.SIGTERM) -> None:
-    """Have this process receive ``sig`` when ``parent`` (default: its parent now) dies."""
+    """Have this process receive ``sig`` when ``parent`` dies: the pid its parent had when it forked this process,
+    handed in by the parent (module docstring). Default: its parent now, which is only right where the parent
+    cannot have died yet."""
     parent = os.getppid() if parent is None else parent
     if not _kernel_watch(sig):
         threading.Thread(target=_watch, args=(parent, sig), name="die-with-parent", daemon=True).start()

@@ -30,7 +30,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
-from forgetbench.benchmark.core.children import available_cores, die_with_parent
+from forgetbench.benchmark.core.children import DRIVER_PID, available_cores
 from forgetbench.benchmark.core import stop
 from forgetbench.benchmark.core.record import RecordError, RunRecord
 
@@ -170,8 +170,7 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM from the driver: unwind (so an atomic write in progress removes its temporary file).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    # and the same when the fork server dies, which it does when the driver does (SIGKILL included)
-    die_with_parent()
+    # the fork server's at-fork hook (run/fork_server.py) set this worker to end with it, before anything was imported
     _prepare_worker(threads, sys_path, [])
     from forgetbench.benchmark.run.runner import run
 
@@ -238,6 +237,7 @@ def worker_context():
     of it rather than a fresh interpreter importing torch and Avalanche (about 5 s).
     """
     context = mp.get_context("forkserver")
+    os.environ[DRIVER_PID] = str(os.getpid())  # the fork server inherits it: it ends with this driver, however early
     # the fork server's first import makes it end with this driver (run/fork_server.py)
     context.set_forkserver_preload(["forgetbench.benchmark.run.fork_server", *HARNESS_MODULES])
     return context
