@@ -63,10 +63,11 @@ result lists those experiences; every number of the run is the same as with the 
 parameters its model uses (:func:`forgetbench.strategies.importance.normalise_importance`), so lambda means the
 same on a confident transformer (F ~ 1e-10) as on an MNIST MLP.
 
-Whether the penalty acts: at the end of every experience with a penalty, ``ewc_penalty_to_data_gradient`` records
-||grad penalty|| / ||grad data loss|| on the last training batch (:func:`forgetbench.strategies.penalty.penalty_gradient_ratio`),
-and ``ewc_penalty_inert`` the experiences where it was below 0.05: there the penalty was too small to change
-training (raise ``ewc_lambda`` or use ``importance_norm: mean``).
+Whether the penalty acts: for every experience with a penalty, ``ewc_penalty_to_data_gradient`` records
+||grad penalty|| / ||grad data loss|| over the experience's training steps, on the parameters the model shares with
+earlier ones (:class:`forgetbench.strategies.penalty.PenaltyDiagnostics`), and ``ewc_penalty_inert`` the experiences
+where it was below 0.01: there the penalty was too small to change training (raise ``ewc_lambda`` or use
+``importance_norm: mean``).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class EWCPlugin(Plugin):
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped: list[int] = []  # experiences whose importance pass was not needed (importance_needed)
         self.importance_norm = params.importance_norm
-        self.diagnostics = PenaltyDiagnostics("ewc")  # did the penalty act, per experience
+        self.diagnostics = PenaltyDiagnostics("ewc", used_params)  # did the penalty act, per experience
         self._params: list[torch.Tensor] = []
         self._subset: list[int] | None = None
 
@@ -171,6 +172,12 @@ class EWCPlugin(Plugin):
         if self.quadratic.empty:  # first experience: nothing to protect yet
             return
         strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self.ewc_lambda, self._subset)
+
+    def after_backward(self, strategy, **kwargs) -> None:
+        if not self.quadratic.empty:
+            self.diagnostics.observe(
+                strategy, self._params, lambda: self.quadratic.penalty(self._params, self.ewc_lambda, self._subset)
+            )
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         index = strategy.experience.current_experience

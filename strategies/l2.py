@@ -50,7 +50,7 @@ class L2Plugin(Plugin):
         self.anchor: dict[str, torch.Tensor] = {}
         self.quadratic = QuadraticAnchor(scale=0.5 * l2_lambda)  # this experience's pull: A = 1 on the shared tensors
         self._params: list[torch.Tensor] = []
-        self.diagnostics = PenaltyDiagnostics("l2")  # did the penalty act, per experience
+        self.diagnostics = PenaltyDiagnostics("l2", used_params)  # did the penalty act, per experience
 
     def before_training_exp(self, strategy, **kwargs) -> None:
         shared = shared_params(self.used_params, strategy.experience.current_experience)
@@ -72,6 +72,10 @@ class L2Plugin(Plugin):
     def before_backward(self, strategy, **kwargs) -> None:
         if self._params:  # the gradient lambda (theta - theta*) straight into .grad when the backward pass ends
             strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self.quadratic.scale)
+
+    def after_backward(self, strategy, **kwargs) -> None:
+        if self._params:
+            self.diagnostics.observe(strategy, self._params, self.penalty)
 
     def after_training_exp(self, strategy, **kwargs) -> None:
         self.diagnostics.measure(strategy, self._params, self.penalty)

@@ -97,7 +97,7 @@ class _FastMAS(_MASPluginBase):
         self.importance_samples = importance_samples
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped: list[int] = []
-        self.diagnostics = PenaltyDiagnostics("mas")  # did the penalty act, per experience
+        self.diagnostics = PenaltyDiagnostics("mas", used_params)  # did the penalty act, per experience
 
     def before_training_exp(self, strategy, **kwargs):
         """This experience's penalty: Avalanche's Omega (clamped at max_curvature / (2 lambda) for the penalty only)
@@ -130,6 +130,10 @@ class _FastMAS(_MASPluginBase):
     def before_backward(self, strategy, **kwargs):
         if self._params:
             strategy.loss = self.quadratic.add_gradient(strategy.loss, self._params, self._lambda, self._subset)
+
+    def after_backward(self, strategy, **kwargs):
+        if self._params:
+            self.diagnostics.observe(strategy, self._params, self.penalty)
 
     def after_training_exp(self, strategy, **kwargs):
         """Whether the penalty acted in this experience (on its last batch, before Omega and the anchor move); then

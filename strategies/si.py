@@ -103,7 +103,7 @@ class SIPlugin(Plugin):
         self.trajectory: list[torch.Tensor] = []  # w^k, this experience
         self.cumulative: list[torch.Tensor] = []  # cum, all experiences
         self.quadratic = QuadraticAnchor(scale=self.si_lambda / 2)  # A = omega, m = theta^{t-1}
-        self.diagnostics = PenaltyDiagnostics("si")  # did the penalty act, per experience
+        self.diagnostics = PenaltyDiagnostics("si", used_params)  # did the penalty act, per experience
 
     @torch.no_grad()
     def before_training_exp(self, strategy, **kwargs) -> None:
@@ -134,6 +134,11 @@ class SIPlugin(Plugin):
 
     def before_backward(self, strategy, **kwargs) -> None:
         strategy.loss = self.quadratic.add_gradient(strategy.loss, self._active, self.si_lambda / 2, self._subset)
+
+    def after_backward(self, strategy, **kwargs) -> None:
+        first = strategy.experience is None or strategy.experience.current_experience == 0
+        if self._active and not first:
+            self.diagnostics.observe(strategy, self._active, self.penalty)
 
     @torch.no_grad()
     def before_training_iteration(self, strategy, **kwargs) -> None:

@@ -43,7 +43,7 @@ Options:
   parameters the model uses before it is accumulated (:func:`forgetbench.strategies.importance.normalise_importance`),
   so alpha means the same on a confident transformer (F ~ 1e-10) as on an MNIST MLP. ``wpl_penalty_to_data_gradient``
   in the result gives, per model, ||grad penalty|| / ||grad data loss|| on its last training batch, and
-  ``wpl_penalty_inert`` the models where it was below 0.05 (the penalty too small to act).
+  ``wpl_penalty_inert`` the models where it was below 0.01 (the penalty too small to act).
 
 Two variants are their own strategies: ``wpl_online`` (:mod:`forgetbench.strategies.wpl_online`) estimates F^t
 online as the authors' ENAS code does, cheap enough for a search that trains a new architecture every few steps,
@@ -228,7 +228,7 @@ class WPLPlugin(Plugin):
         self._no_gradient: set[str] = set()  # used tensors the data loss gave no gradient (an update may reset them)
         self.adaptive = adaptive
         self.skipped: list[int] = []  # experiences whose importance no later model could read
-        self.diagnostics = PenaltyDiagnostics("wpl")  # did the penalty act, per experience
+        self.diagnostics = PenaltyDiagnostics("wpl", used_params)  # did the penalty act, per experience
         self.max_curvature = max_curvature  # resolved: a number or None
         self.capped_entries = 0  # importance entries capped by max_curvature, over all experiences
         self.used_params = used_params  # a live view: an adaptive schedule grows while training
@@ -298,6 +298,10 @@ class WPLPlugin(Plugin):
     def before_backward(self, strategy, **kwargs) -> None:
         if not self._quadratic.empty:
             strategy.loss = self._quadratic.add_gradient(strategy.loss, self._params, scale=0.5 * self._alpha)
+
+    def after_backward(self, strategy, **kwargs) -> None:
+        if not self._quadratic.empty:
+            self.diagnostics.observe(strategy, self._params, self.penalty)
 
     # -------------------------------------------------------------- importance
     def after_training_exp(self, strategy, **kwargs) -> None:

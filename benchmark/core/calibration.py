@@ -12,9 +12,11 @@ finished one: it brackets the peak from above.
 
 Two diagnostics are recorded per probe beside its objective; they no longer cut the range:
 
-* it **acts** when its penalty's gradient is a visible share of the data loss's at the end of its experiences:
-  the median over the experiences that had a penalty of ``||grad penalty|| / ||grad data||`` (the record's
-  ``<name>_penalty_to_data_gradient``) is at least :data:`ACTS` (0.05, the bound of the records' inert flag).
+* it **acts** when its penalty's gradient is a visible share of the data loss's while it trains: the median over
+  the experiences that had a penalty of ``||grad penalty|| / ||grad data||``, over the experience's steps, on the
+  parameters the model shares with earlier ones (the record's ``<name>_penalty_to_data_gradient``:
+  :class:`forgetbench.strategies.penalty.PenaltyDiagnostics`) is at least :data:`ACTS` (0.01, the bound of the
+  records' inert flag).
   A strategy that records no such ratio (lwf, olora, Avalanche's own methods) acts when it forgets at most
   ``1 - FORGETTING_CUT`` of naive's forgetting (and naive forgets);
 * it **crushes** learning when its plasticity (LA: the accuracy on each experience right after learning it)
@@ -34,7 +36,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
-ACTS = 0.05  # = strategies.penalty.INERT_RATIO: below it the penalty is too small to act
+ACTS = 0.01  # below it the penalty is too small to act (strategies.penalty.INERT_RATIO is this: why 0.01, there)
 CRUSHES = 20.0  # penalty / data gradient norm above which the penalty, not the data, decides every step
 LA_DROP = 0.05  # plasticity lost (accuracy, 0-1) beyond which learning is crushed
 FORGETTING_CUT = 0.1  # without a recorded ratio: acts when forgetting falls by at least this share of naive's

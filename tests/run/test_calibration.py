@@ -65,8 +65,8 @@ def test_median_ratio_reads_every_recorded_ratio_and_skips_experiences_without_a
 @pytest.mark.parametrize(
     "probe, acting, crushing",
     [
-        (Probe(1, "ok", 0.049, 0.90, 0.20), False, False),  # below the inert bound
-        (Probe(1, "ok", 0.05, 0.90, 0.20), True, False),
+        (Probe(1, "ok", 0.0099, 0.90, 0.20), False, False),  # below the inert bound
+        (Probe(1, "ok", 0.01, 0.90, 0.20), True, False),
         (Probe(1, "ok", 20.0, 0.90, 0.0), True, False),
         (Probe(1, "ok", 20.01, 0.90, 0.0), True, True),  # the penalty decides every step
         (Probe(1, "ok", 1.0, 0.849, 0.0), True, True),  # more than 5 points of plasticity lost
@@ -99,7 +99,7 @@ def test_the_range_spans_the_strengths_that_act_without_crushing():
     probes = [
         Probe(0.1, "ok", 0.001, 0.9, 0.2),
         Probe(1, "ok", 0.08, 0.9, 0.1),
-        Probe(10, "ok", 0.03, 0.9, 0.1),
+        Probe(10, "ok", 0.006, 0.9, 0.1),
         Probe(100, "ok", 2.0, 0.87, 0.02),
         Probe(1000, "ok", 40.0, 0.6, 0.0),
     ]
@@ -108,7 +108,7 @@ def test_the_range_spans_the_strengths_that_act_without_crushing():
 
 
 def test_a_null_is_stated_with_the_strengths_at_which_it_is_null():
-    inert = [Probe(v, "ok", 0.001 * v, 0.9, 0.2) for v in (0.1, 1.0, 10.0)]
+    inert = [Probe(v, "ok", 0.0009 * v, 0.9, 0.2) for v in (0.1, 1.0, 10.0)]
     assert acting_range(inert, NAIVE) is None
     assert range_verdict(inert, NAIVE) == "inert at every strength probed, 0.1 to 10: probe higher"
     crushing = [Probe(0.1, "ok", 0.0, 0.9, 0.2), Probe(1, "ok", 50.0, 0.5, 0.0)]
@@ -233,7 +233,7 @@ def test_the_range_is_the_best_probes_neighbours_whatever_acts_or_crushes():
     a strength that costs plasticity and saves more forgetting (the LSTM's SI at 300, 10 ACC points above the
     strength the cut-off range allowed)."""
     probes = [
-        Probe(0.3, "ok", 0.01, 0.97, 0.30, 0.70),  # inert
+        Probe(0.3, "ok", 0.002, 0.97, 0.30, 0.70),  # inert
         Probe(3, "ok", 0.2, 0.96, 0.20, 0.76),
         Probe(30, "ok", 2.0, 0.93, 0.10, 0.80),
         Probe(300, "ok", 15.0, 0.90, 0.02, 0.85),  # crushes (LA 7 points below naive's), yet the best ACC
@@ -273,7 +273,7 @@ def test_minimising_forgetting_brackets_its_lowest_value():
     "probes, low_reason",
     [
         # the best probe is already inert: below it every strength trains as naive does
-        (_probes([0.1, 1, 10], lambda v: 0.9 - v / 100, ratio=0.01), "already inert"),
+        (_probes([0.1, 1, 10], lambda v: 0.9 - v / 100, ratio=0.002), "already inert"),
         # rising towards the cap: it may extend no further
         (_probes([1e-6, 1e-5, 1e-4], lambda v: 0.9 - v), "the cap"),
     ],

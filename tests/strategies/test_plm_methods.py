@@ -270,12 +270,12 @@ def test_penalty_gradient_ratio_by_hand():
         model.weight.fill_(2.0)
     x, t = torch.tensor([[3.0]]), torch.tensor([[1.0]])
     strategy = SimpleNamespace(model=model, mbatch=[x, t], mb_y=t, forward=lambda: model(x), _criterion=nn.MSELoss())
-    c, m = 0.25, 1.0
+    c, m = 0.1, 1.0
     ratio = penalty_gradient_ratio(strategy, [model.weight], lambda: c * (model.weight - m).square().sum())
-    assert ratio == pytest.approx(abs(2 * c * (2.0 - m)) / abs(2 * 3.0 * (2.0 * 3.0 - 1.0)))
+    assert ratio == pytest.approx(abs(2 * c * (2.0 - m)) / abs(2 * 3.0 * (2.0 * 3.0 - 1.0)))  # 0.2 / 30, inert
     assert model.weight.grad is None and model.training
-    assert penalty_strength_results("ewc", [None, 0.5, 0.04]) == {
-        "ewc_penalty_to_data_gradient": [None, 0.5, 0.04],
+    assert penalty_strength_results("ewc", [None, 0.5, 0.004]) == {
+        "ewc_penalty_to_data_gradient": [None, 0.5, 0.004],
         "ewc_penalty_inert": [2],
     }
     # the one component ewc, wpl, mas, si and l2 keep it in: skipped experiences, a checkpoint's round trip
@@ -287,6 +287,30 @@ def test_penalty_gradient_ratio_by_hand():
     restored = PenaltyDiagnostics("mas")
     restored.load_state_dict(diagnostics.state_dict())
     assert restored.results() == {"mas_penalty_to_data_gradient": [None, ratio, None], "mas_penalty_inert": [1]}
+
+
+def test_the_ratio_is_measured_over_training_on_the_shared_parameters_by_hand():
+    """Two looks inside an experience: .grad holds data + penalty gradients; the penalty's gradient is 2 c (w - m)
+    on the shared tensor only (the private one is the current model's own: left out). Ratio of the looks' summed
+    norms: (|2c(w1 - m)| + |2c(w2 - m)|) / (|g1| + |g2|)."""
+    shared, private = nn.Parameter(torch.tensor([2.0])), nn.Parameter(torch.tensor([5.0]))
+    model = nn.ParameterDict({"shared": shared, "private": private})
+    clock = SimpleNamespace(train_exp_iterations=0)
+    strategy = SimpleNamespace(model=model, clock=clock, experience=SimpleNamespace(current_experience=1))
+    c, m = 0.5, 1.0
+    diagnostics = PenaltyDiagnostics("l2", [frozenset({"shared"}), frozenset({"shared", "private"})])
+    penalty = lambda: c * (shared - m).square().sum() + c * (private - 4.0).square().sum()  # noqa: E731
+    looks = [(1, 2.0, 3.0), (2, 3.0, -1.0), (9, 1.5, 2.0)]  # iteration, w, data gradient; 9: not looked at
+    for iteration, w, data in looks:
+        clock.train_exp_iterations = iteration
+        with torch.no_grad():
+            shared.fill_(w)
+        shared.grad = torch.tensor([data + 2 * c * (w - m)])
+        private.grad = torch.tensor([100.0])
+        diagnostics.observe(strategy, [shared, private], penalty)
+    diagnostics.measure(strategy, [shared, private], penalty)
+    expected = (abs(2 * c * (2.0 - m)) + abs(2 * c * (3.0 - m))) / (3.0 + 1.0)
+    assert diagnostics.ratios == [pytest.approx(expected)]
 
 
 @pytest.mark.parametrize("name", ["ewc", "wpl"])
