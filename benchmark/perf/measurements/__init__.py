@@ -132,5 +132,10 @@ def row(label: str, value: str, wanted: str = "") -> str:
     return f"  {label:<34} {value:>28}  {wanted}"
 
 
+def ratio_and_weights(r: dict[str, Any]) -> str:
+    """A comparison's ratio and whether both sides ended with equal weights (else the ratio is void)."""
+    return f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}"
+
+
 def goal(text: str) -> str:
     return f"target {text}" if text else ""

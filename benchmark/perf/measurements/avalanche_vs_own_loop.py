@@ -25,7 +25,7 @@ from forgetbench.benchmark.run.schedule import scheduled_experiences, train_sche
 from forgetbench.benchmark.run.spec import RunSpec, seed_everything
 from forgetbench.benchmark.train.harness import Harness
 from forgetbench.benchmark.perf.common import AVALANCHE_TRAIN_PER_TASK
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row, ratio_and_weights
 
 # method -> (setting its network needs, its arguments); DER and ER_ACE on one live head (class-IL, every unit live)
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -189,18 +189,14 @@ def run(opts: Any, params: NoParams, data: Any) -> Any:
 
 def lines(value: Any) -> list[str]:
     """Its block of perf's table."""
-    out: list[str] = []
-
-    out.append("avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)")
-    for name, r in value.items():
-        out.append(
-            row(
-                f"{name} ({r['setting']}): {r['harness_seconds']:.3f}s / {r['own_loop_seconds']:.3f}s",
-                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
-                "lower is better",
-            )
+    return ["avalanche_vs_own_loop (harness's avalanche.<Method> / Avalanche's own class and loop, same order)"] + [
+        row(
+            f"{name} ({r['setting']}): {r['harness_seconds']:.3f}s / {r['own_loop_seconds']:.3f}s",
+            ratio_and_weights(r),
+            "lower is better",
         )
-    return out
+        for name, r in value.items()
+    ]
 
 
 register(

@@ -81,28 +81,23 @@ def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
 
 def lines(value: Any) -> list[str]:
     """Its block of perf's table."""
-    out: list[str] = []
-
+    title = "fisher_fast_vs_loop (loop time / fast time)"
+    if isinstance(value, str):
+        return [title, row("exact Fisher", value)]
     r = value
-    out.append("fisher_fast_vs_loop (loop time / fast time)")
-    if isinstance(r, str):
-        out.append(row("exact Fisher", r))
-    else:
-        out.append(
-            row(
-                f"{r['samples']} samples",
-                f"{r['speedup']:.1f}x ({'equal' if r['equal'] else 'DIFFER'})",
-                "target >= 10" if r["model"] == "mlp" else "",
-            )
-        )
-        out.append(
-            row(
-                f"fast pass / one epoch ({r['fast_seconds']:.3f}s / {r['epoch_seconds']:.3f}s)",
-                f"{r['fisher_vs_epoch']:.3f}",
-                goal(r["fisher_vs_epoch_target"]),
-            )
-        )
-    return out
+    return [
+        title,
+        row(
+            f"{r['samples']} samples",
+            f"{r['speedup']:.1f}x ({'equal' if r['equal'] else 'DIFFER'})",
+            "target >= 10" if r["model"] == "mlp" else "",
+        ),
+        row(
+            f"fast pass / one epoch ({r['fast_seconds']:.3f}s / {r['epoch_seconds']:.3f}s)",
+            f"{r['fisher_vs_epoch']:.3f}",
+            goal(r["fisher_vs_epoch_target"]),
+        ),
+    ]
 
 
 register(

@@ -90,33 +90,29 @@ def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
 
 def lines(value: Any) -> list[str]:
     """Its block of perf's table."""
-    out: list[str] = []
-
     if isinstance(value, str):
-        out.append("growth")
-        out.append(row("growth", value))
-    else:
-        g = value
-        out.append(f"growth (T = {g['tasks']}; ms/step and regularizer bytes; T={g['tasks'][-1]} / T={g['tasks'][0]})")
-        for label, r in g.items():
-            if label in ("tasks", "train_per_task", "model", "trunk_bytes", "head_bytes"):
-                continue
-            if isinstance(r, str):
-                out.append(row(label, r))
-                continue
-            cells = ", ".join(
-                f"T={T}: {v['step_seconds'] * 1e3:.2f}ms ({v['vs_naive']:.2f}x naive) {v['regularizer_bytes']}B"
-                for T, v in r["per_T"].items()
-            )
-            br = r["bytes_ratio_last_vs_first"]
-            times = f"time x{r['step_ratio_last_vs_first']:.2f} (vs naive x{r['vs_naive_ratio_last_vs_first']:.2f})"
-            out.append(row(label, f"{times}, bytes x{br:.2f}" if br else times))
-            out.append(f"      {cells}")
-        last = str(g["tasks"][-1])
-        out.append(
-            f"      (2 x (trunk + heads) at T={last}: 2 x ({g['trunk_bytes']} + {g['head_bytes'][last]}) = "
-            f"{2 * (g['trunk_bytes'] + g['head_bytes'][last])}B)"
+        return ["growth", row("growth", value)]
+    g = value
+    out = [f"growth (T = {g['tasks']}; ms/step and regularizer bytes; T={g['tasks'][-1]} / T={g['tasks'][0]})"]
+    for label, r in g.items():
+        if label in ("tasks", "train_per_task", "model", "trunk_bytes", "head_bytes"):
+            continue
+        if isinstance(r, str):
+            out.append(row(label, r))
+            continue
+        cells = ", ".join(
+            f"T={T}: {v['step_seconds'] * 1e3:.2f}ms ({v['vs_naive']:.2f}x naive) {v['regularizer_bytes']}B"
+            for T, v in r["per_T"].items()
         )
+        br = r["bytes_ratio_last_vs_first"]
+        times = f"time x{r['step_ratio_last_vs_first']:.2f} (vs naive x{r['vs_naive_ratio_last_vs_first']:.2f})"
+        out.append(row(label, f"{times}, bytes x{br:.2f}" if br else times))
+        out.append(f"      {cells}")
+    last = str(g["tasks"][-1])
+    out.append(
+        f"      (2 x (trunk + heads) at T={last}: 2 x ({g['trunk_bytes']} + {g['head_bytes'][last]}) = "
+        f"{2 * (g['trunk_bytes'] + g['head_bytes'][last])}B)"
+    )
     return out
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from forgetbench.benchmark.data.datasets import TensorData
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, goal, register, row
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, goal, register, row, ratio_and_weights
 from forgetbench.benchmark.perf.common import (
     PerfOptions,
     median_of,
@@ -66,18 +66,10 @@ def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
 
 def lines(value: Any) -> list[str]:
     """Its block of perf's table."""
-    out: list[str] = []
-
-    out.append("harness_vs_plain (harness naive / plain PyTorch loop)")
-    for name, r in value.items():
-        out.append(
-            row(
-                f"{name}: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
-                f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
-                goal(r["target"]),
-            )
-        )
-    return out
+    return ["harness_vs_plain (harness naive / plain PyTorch loop)"] + [
+        row(f"{name}: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s", ratio_and_weights(r), goal(r["target"]))
+        for name, r in value.items()
+    ]
 
 
 register(

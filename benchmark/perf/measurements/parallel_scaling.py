@@ -101,23 +101,18 @@ def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
 
 def lines(value: Any) -> list[str]:
     """Its block of perf's table."""
-    out: list[str] = []
-
     r = value
-    out.append(f"parallel_scaling ({r['jobs']} x {r['job']}; local / parallel)")
-    out.append(
-        row(f"local, {r['local_threads']} threads: {r['local_seconds']:.2f}s", f"{r['local_job_seconds']:.3f} s/run")
-    )
-    out.append(
+    return [
+        f"parallel_scaling ({r['jobs']} x {r['job']}; local / parallel)",
+        row(f"local, {r['local_threads']} threads: {r['local_seconds']:.2f}s", f"{r['local_job_seconds']:.3f} s/run"),
         row(
             f"{r['workers']} workers x {r['worker_threads']} thread(s): {r['parallel_seconds']:.2f}s",
             f"{r['worker_job_seconds']:.3f} s/run",
-        )
-    )
-    out.append(row(f"one run alone, {r['worker_threads']} thread(s)", f"{r['lone_job_seconds']:.3f} s/run"))
-    out.append(row("speedup", f"{r['speedup']:.2f}x"))
-    out.append(row("bound (perfect scaling)", f"{r['bound']:.2f}x", "(N x local run / lone run)"))
-    return out
+        ),
+        row(f"one run alone, {r['worker_threads']} thread(s)", f"{r['lone_job_seconds']:.3f} s/run"),
+        row("speedup", f"{r['speedup']:.2f}x"),
+        row("bound (perfect scaling)", f"{r['bound']:.2f}x", "(N x local run / lone run)"),
+    ]
 
 
 register(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row, ratio_and_weights
 from forgetbench.benchmark.perf.common import (
     PerfOptions,
     RECURRENT,
@@ -76,26 +76,21 @@ def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
 
 def lines(value: Any) -> list[str]:
     """Its block of perf's table."""
-    out: list[str] = []
-
     r = value
-    out.append(f"recurrent_supernet ({r['model']})")
-    out.append(
+    return [
+        f"recurrent_supernet ({r['model']})",
         row(
             f"harness naive / plain: {r['harness_seconds']:.3f}s / {r['plain_seconds']:.3f}s",
-            f"ratio {r['ratio']:.3f}, weights {'equal' if r['weights_equal'] else 'DIFFER'}",
+            ratio_and_weights(r),
             "target <= 1.10",
-        )
-    )
-    out.append(
+        ),
         row(
             f"wpl (online) / naive step ({r['wpl_step_seconds'] * 1e3:.1f} / {r['step_seconds'] * 1e3:.1f} ms)",
             f"{r['wpl_vs_naive']:.3f}",
             "target <= 1.15",
-        )
-    )
-    out.append(row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0"))
-    return out
+        ),
+        row("Fisher update / the turn's batches", f"{r['fisher_vs_turn']:.3f}", "target <= 1.0"),
+    ]
 
 
 register(

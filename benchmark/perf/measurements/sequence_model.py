@@ -95,10 +95,8 @@ def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
 
 def lines(value: Any) -> list[str]:
     """Its block of perf's table."""
-    out: list[str] = []
-
     r = value
-    out.append(f"sequence_model ({r['model']}): train time / naive's ({r['seconds']['naive']:.2f} s)")
+    out = [f"sequence_model ({r['model']}): train time / naive's ({r['seconds']['naive']:.2f} s)"]
     for side, ratio in r["ratio"].items():
         how = "the torch.func fallback (before)" if side.endswith("_fallback") else "unrolled Fisher"
         out.append(

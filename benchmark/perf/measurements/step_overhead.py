@@ -82,11 +82,9 @@ def run(opts: PerfOptions, params: NoParams, data: Any) -> dict[str, Any]:
 
 
 def lines(result: Any) -> list[str]:
-    """Its block of perf's table."""
-    out: list[str] = []
-
-    out.append("step_overhead (per-step time / naive, experiences 2..T)")
+    """Its block of perf's table (``result``: its two keys, step_overhead and importance_vs_epoch)."""
     so = result["step_overhead"]
+    out = ["step_overhead (per-step time / naive, experiences 2..T)"]
     out.append(row("naive", f"{so['naive_step_seconds'] * 1e3:.3f} ms/step"))
     for label, r in so.items():
         if label in ("naive_step_seconds", "model", "naive_step_seconds_all"):
@@ -95,9 +93,8 @@ def lines(result: Any) -> list[str]:
         out.append(row(label, value, "" if isinstance(r, str) else goal(r["target"])))
     out.append("importance_vs_epoch (after-experience work / one epoch)")
     for label, r in result["importance_vs_epoch"].items():
-        out.append(
-            row(label, r if isinstance(r, str) else f"{r:.3f}", "target <= 1.0" if label in ("ewc", "wpl") else "")
-        )
+        wanted = "target <= 1.0" if label in ("ewc", "wpl") else ""
+        out.append(row(label, r if isinstance(r, str) else f"{r:.3f}", wanted))
     return out
 
 

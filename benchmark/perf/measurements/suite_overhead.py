@@ -67,24 +67,19 @@ def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
 
 def lines(value: Any) -> list[str]:
     """Its block of perf's table."""
-    out: list[str] = []
-
     r = value
-    out.append(f"suite_overhead ({r['suite']})")
-    out.append(
+    return [
+        f"suite_overhead ({r['suite']})",
         row(
             f"suite wall / runs' train + eval: {r['wall_seconds']:.1f} s / {r['run_seconds']:.1f} s",
             f"{r['ratio']:.2f}",
             "target <= 1.25",
-        )
-    )
-    out.append(
+        ),
         row(
             f"of which attribution: {r['attribution_seconds']:.1f} s; the report after it",
             f"{r['report_seconds']:.1f} s",
-        )
-    )
-    return out
+        ),
+    ]
 
 
 register(
