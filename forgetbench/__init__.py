@@ -51,6 +51,7 @@ _PUBLIC = {
     "METRICS": "forgetbench.benchmark.core.metric_registry",
     "Metric": "forgetbench.benchmark.core.metric_registry",
     "register_metric": "forgetbench.benchmark.core.metric_registry",
+    "decide": "forgetbench.reports.table_decisions",
 }
 __all__ = ["__version__", *_PUBLIC]
 
@@ -58,6 +59,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from forgetbench.benchmark.core.config import ConfigError, load_config
     from forgetbench.benchmark.core.metric_registry import METRICS, Metric, register_metric
     from forgetbench.benchmark.core.record import RunRecord
+    from forgetbench.reports.table_decisions import decide
     from forgetbench.benchmark.core.components import (
         DATASETS,
         LANGUAGE_CORPORA,

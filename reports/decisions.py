@@ -1,14 +1,15 @@
 """The decisions table: every pair a verdict compares, with its outcome (A < B, A > B, equivalent, undecided), its
-Holm-adjusted p-values, its simultaneous interval and the seeds it paired (the maths:
+interval at the family's level (every claim read off it), the family's p-values and the seeds it paired (the maths:
 :mod:`forgetbench.benchmark.core.decide`), and the suite-level probability of improvement across scenarios.
 
 The families, one per verdict:
 
-* **each strength alone**: per scenario, every pair of strategies on the scenario's headline measure of forgetting
-  (:func:`forgetbench.reports.verdict.headline_metric`), naive included, references (joint, standalone) and strategies
-  that trade plasticity (:func:`forgetbench.reports.verdict.plasticity_traders`) left out;
+* **each strength alone**: per scenario, every pair of the strategies the suite ran there, on the scenario's headline
+  measure of forgetting (:func:`forgetbench.reports.verdict.headline_metric`), naive included, references (joint,
+  standalone) left out; strategies that trade plasticity or do not act stay in, named by the verdict;
 * **matched plasticity**: per scenario with a frontier and per plasticity level (naive's LA minus 1, 2, 5 points),
-  every pair of methods whose fronts reach that level, on their per-seed interpolated forgetting.
+  every pair of methods whose fronts reach that level, on their per-seed interpolated forgetting, in a family of
+  every pair of the methods the suite ran.
 
 The verdict sentences, the report's table, ``Results.decisions()`` and the rounds of ``seeds: {start, max}`` all read
 this frame.
@@ -27,7 +28,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pydantic import ValidationError
+
 from forgetbench.benchmark.core import decide as D
+from forgetbench.benchmark.core.config import VerdictConfig
 from forgetbench.benchmark.core.metric_registry import METRICS
 from forgetbench.benchmark.core.record import RunRecord
 
@@ -35,10 +39,12 @@ ROUNDS_FILE = "rounds.json"  # OUT/rounds.json: the rounds of seeds added until 
 DEFAULT_LEVEL = "each strength alone"
 DECISIONS_PREFIX = "Decisions on "  # the sentence of a family's decisions (family_sentence) starts so
 UNDECIDED_LISTED = 3  # a verdict sentence lists this many undecided pairs at most (the table lists every one)
+MIN_IMPROVEMENT_SEEDS = D.MIN_PAIRED  # a method's seeds in a scenario below which P(improvement) is not estimated
 COLUMNS = [
     "scenario",
     "level",
     "metric",
+    "unit",
     "first",
     "second",
     "outcome",
@@ -53,9 +59,15 @@ COLUMNS = [
     "family",
     "margin",
     "method",
+    "decided_at",
+    "reach",
     "more_seeds",
     "note",
 ]
+
+
+class DecisionSettingsError(ValueError):
+    """A folder's verdict settings are not valid, or folders decided together disagree on them (one line)."""
 
 
 @dataclass(frozen=True)
@@ -78,27 +90,54 @@ class DecisionOptions:
             return 0.0
         return float(value) / 100.0 if info is not None and info.unit == "accuracy" else float(value)
 
+    def said(self) -> str:
+        margins = ", ".join(f"{k} {v:g}" for k, v in sorted(self.margins.items()))
+        how = "anytime-valid (seeds added until decided)" if self.method == "sequential" else "fixed seeds"
+        return f"alpha {self.alpha:g}, margins {margins}, {how}"
+
+
+def folder_options(folder: Path) -> DecisionOptions:
+    """One folder's ``verdict`` options (its ``suite.yaml``, validated as strictly as a suite's own:
+    :class:`~forgetbench.benchmark.core.config.VerdictConfig`), ``sequential`` where its seeds were added until
+    decided (its ``rounds.json``); the defaults where it has no suite.yaml. A bad value is a
+    :class:`DecisionSettingsError` naming the file and the field."""
+    folder = Path(folder)
+    method: D.Method = "sequential" if (folder / ROUNDS_FILE).is_file() else "fixed"
+    path = folder / "suite.yaml"
+    try:
+        suite = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DecisionSettingsError(f"{path}: not a readable suite ({str(exc).splitlines()[0]})") from None
+    verdict = suite.get("verdict") if isinstance(suite, dict) else None
+    if verdict is None:
+        return DecisionOptions(method=method)
+    try:
+        checked = VerdictConfig.model_validate(verdict)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        raise DecisionSettingsError(
+            f"{path}: verdict.{where}: {error.get('msg')} (got {error.get('input')!r}); the verdict settings a suite "
+            "accepts: alpha in (0, 0.5), equivalence_margin: {metric: points > 0}"
+        ) from None
+    return DecisionOptions(dict(checked.equivalence_margin), float(checked.alpha), method)
+
 
 def options_of(folders: Iterable[Path]) -> DecisionOptions:
-    """The first folder's ``verdict`` options (its ``suite.yaml``), and ``sequential`` where its seeds were added
-    until decided (its ``rounds.json``); the defaults where there is neither."""
-    for folder in folders:
-        folder = Path(folder)
-        method: D.Method = "sequential" if (folder / ROUNDS_FILE).is_file() else "fixed"
-        try:
-            suite = yaml.safe_load((folder / "suite.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            suite = {}
-        verdict = suite.get("verdict") if isinstance(suite, dict) else None
-        if isinstance(verdict, dict):
-            margins = verdict.get("equivalence_margin") or {}
-            return DecisionOptions(
-                {str(k): float(v) for k, v in margins.items()} if isinstance(margins, dict) else {},
-                float(verdict.get("alpha", D.ALPHA)),
-                method,
-            )
-        return DecisionOptions(method=method)
-    return DecisionOptions()
+    """The verdict options of the folders decided together (:func:`folder_options`); folders whose settings differ
+    (alpha, margins, fixed seeds against seeds added until decided) are refused, each named with its settings: one
+    folder's settings would decide the other's pairs under a rule its seeds were not run for."""
+    found = {str(folder): folder_options(Path(folder)) for folder in folders}
+    if not found:
+        return DecisionOptions()
+    distinct = list({options.said(): options for options in found.values()}.values())
+    if len(distinct) > 1:
+        listed = "; ".join(f"{folder}: {options.said()}" for folder, options in found.items())
+        raise DecisionSettingsError(
+            f"these folders decide under different settings, and one report cannot decide them together ({listed}); "
+            "report each folder on its own"
+        )
+    return distinct[0]
 
 
 def rounds_of(folders: Iterable[Path]) -> dict[str, Any] | None:
@@ -117,37 +156,62 @@ def family(
     margin: float,
     options: DecisionOptions,
     order: Sequence[str] | None = None,
+    rounds: Mapping[str, Mapping[int, int]] | None = None,
+    size: int | None = None,
 ) -> list[D.Decision]:
-    """Every pair of ``values`` (label -> seed -> value) decided as one family, each pair on the seeds both have."""
+    """Every pair of ``values`` (label -> seed -> value) decided as one family, each pair on the seeds both have, in
+    the order they were run (``rounds``: label -> seed -> the round that ran it; a pair's seed counts from the later
+    of its two runs). ``size``: the pairs the plan compares, where some have no values here."""
     labels = [label for label in (order or list(values)) if label in values]
+    rounds = rounds or {}
     pairs = []
     for first, second in combinations(labels, 2):
         a, b = values[first], values[second]
         seeds = sorted(s for s in a.keys() & b.keys() if np.isfinite(a[s]) and np.isfinite(b[s]))
-        pairs.append(D.evidence(first, second, seeds, [a[s] - b[s] for s in seeds], margin, options.method))
-    return D.decide(pairs, options.alpha)
+        ran = [max(rounds.get(first, {}).get(s, 0), rounds.get(second, {}).get(s, 0)) for s in seeds]
+        pairs.append(D.evidence(first, second, seeds, [a[s] - b[s] for s in seeds], margin, options.method, order=ran))
+    return D.decide(pairs, options.alpha, family=size)
+
+
+def _scaled(value: float, metric: str) -> float:
+    """``value`` of ``metric`` in display units: points for an accuracy metric, else its own unit."""
+    info = METRICS.get(metric)
+    return 100.0 * value if info is not None and info.unit == "accuracy" else value
+
+
+def unit_of(metric: str) -> str:
+    """The unit the frame's numbers of ``metric`` are in: points for an accuracy metric, else its own; a metric this
+    tool does not know (a table from elsewhere) stays in the unit it came in."""
+    info = METRICS.get(metric)
+    if info is None:
+        return "as given"
+    return "points" if info.unit == "accuracy" else info.unit
 
 
 def rows(scenario: str, level: str, metric: str, decisions: Iterable[D.Decision]) -> list[dict[str, Any]]:
+    """The decisions as the frame's rows, in display units (points for an accuracy metric: the report's unit)."""
     return [
         {
             "scenario": scenario,
             "level": level,
             "metric": metric,
+            "unit": unit_of(metric),
             "first": d.first,
             "second": d.second,
             "outcome": d.outcome,
-            "diff": d.diff,
-            "ci_low": d.ci_low,
-            "ci_high": d.ci_high,
+            "diff": _scaled(d.diff, metric),
+            "ci_low": _scaled(d.ci_low, metric),
+            "ci_high": _scaled(d.ci_high, metric),
             "p_value": d.p_value,
             "p_adjusted": d.p_adjusted,
             "p_equivalence_adjusted": d.p_equivalence_adjusted,
             "n": d.n,
             "seeds": list(d.seeds),
             "family": d.family,
-            "margin": d.margin,
+            "margin": _scaled(d.margin, metric),
             "method": d.method,
+            "decided_at": d.decided_at,
+            "reach": d.reach,
             "more_seeds": d.more_seeds,
             "note": d.note,
         }
@@ -170,6 +234,17 @@ def per_seed(
     return out
 
 
+def seed_rounds(long: pd.DataFrame) -> dict[str, dict[int, int]]:
+    """Strategy -> seed -> the round of ``seeds: {start, max}`` that ran it (0: the first seeds), from one
+    scenario's rows of ``runs_long`` (its ``round`` column; every seed 0 where it has none)."""
+    if "round" not in long.columns or not len(long):
+        return {}
+    out: dict[str, dict[int, int]] = {}
+    for strategy, seed, round_ in zip(long.strategy, long.seed, long["round"]):
+        out.setdefault(str(strategy), {})[int(seed)] = int(round_)
+    return out
+
+
 def probability_of_improvement(
     by_scenario: Mapping[str, Mapping[str, Mapping[int, float]]],
     lower_is_better: bool = True,
@@ -178,15 +253,20 @@ def probability_of_improvement(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """P(A improves on B) across scenarios: per scenario, the probability that a run of A forgets less than a run of B
-    (ties count half: the Mann-Whitney statistic over their seeds), averaged over the scenarios where both ran; with a
-    stratified bootstrap interval (each method's seeds resampled within each scenario; Agarwal et al., "Deep RL at the
-    edge of the statistical precipice", NeurIPS 2021). Columns: first, second, probability, ci_low, ci_high,
-    scenarios."""
+    (ties count half: the Mann-Whitney statistic over their seeds), averaged over the scenarios where both ran on at
+    least :data:`MIN_IMPROVEMENT_SEEDS` seeds (fewer: no interval can be drawn from them); with a stratified bootstrap
+    interval (each method's seeds resampled within each scenario; Agarwal et al., "Deep RL at the edge of the
+    statistical precipice", NeurIPS 2021), descriptive: it is not one of the verdicts' decided claims. Columns:
+    first, second, probability, ci_low, ci_high, scenarios."""
     methods = list(dict.fromkeys(m for values in by_scenario.values() for m in values))
     rng = np.random.default_rng(seed)
     out = []
+
+    def enough(scenario: str, method: str) -> bool:
+        return len(by_scenario[scenario].get(method, {})) >= MIN_IMPROVEMENT_SEEDS
+
     for a, b in combinations(methods, 2):
-        shared = [s for s, values in by_scenario.items() if len(values.get(a, {})) and len(values.get(b, {}))]
+        shared = [s for s in by_scenario if enough(s, a) and enough(s, b)]
         if not shared:
             continue
         arrays = [
@@ -208,7 +288,8 @@ def probability_of_improvement(
             boot += improvement(xs, ys)
         boot /= len(arrays)
         low, high = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
-        out.append([a, b, point, float(low), float(high), len(shared)])
+        # the percentile interval of a statistic bounded at 0 and 1 can miss its own point: never printed so
+        out.append([a, b, point, float(min(low, point)), float(max(high, point)), len(shared)])
     return pd.DataFrame(out, columns=["first", "second", "probability", "ci_low", "ci_high", "scenarios"])
 
 
@@ -240,64 +321,126 @@ def records_seeds(records: Iterable[RunRecord]) -> dict[tuple[str, str], list[in
     return {key: sorted(seeds) for key, seeds in out.items()}
 
 
+def test_set_sizes(records: Iterable[RunRecord]) -> dict[str, list[int]]:
+    """Scenario label -> the test-set size of each task, read off its accuracies (each a multiple of 1 / n_test:
+    the smallest n up to 100,000 that makes every accuracy of that task, in every run, a whole number of images);
+    a task whose accuracies fit no such n is left out."""
+    values: dict[str, dict[int, set[float]]] = {}
+    for record in records:
+        if record.status != "ok" or not record.accuracy_matrix:
+            continue
+        tasks = values.setdefault(record.scenario.label or record.scenario.name, {})
+        for row in record.accuracy_matrix:
+            for j, v in enumerate(row):
+                if np.isfinite(v):
+                    tasks.setdefault(j, set()).add(float(v))
+    candidates = np.arange(1, 100_001, dtype=float)
+    out: dict[str, list[int]] = {}
+    for scenario, tasks in values.items():
+        sizes = []
+        for j in sorted(tasks):
+            fits = np.ones(candidates.size, dtype=bool)
+            for v in sorted(tasks[j])[:64]:  # enough accuracies to pin the denominator down
+                scaled = v * candidates
+                fits &= np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(candidates, 1.0)
+            found = np.nonzero(fits)[0]
+            if found.size and len(tasks[j]) > 1:
+                sizes.append(int(candidates[found[0]]))
+        if sizes:
+            out[scenario] = sizes
+    return out
+
+
+def resolution_sentence(sizes: Sequence[int]) -> str:
+    """``one test image = 0.22 points (450 test images a task)``: what one image moves an accuracy by."""
+    low, high = min(sizes), max(sizes)
+    points = f"{100 / high:.2f}" if low == high else f"{100 / high:.2f} to {100 / low:.2f}"
+    images = f"{low}" if low == high else f"{low} to {high}"
+    return f"one test image = {points} points ({images} test images a task)"
+
+
 def _number(value: float, digits: int) -> str:
+    if not np.isfinite(value):
+        return "-inf" if value < 0 else "inf"
     return f"{value:.{digits}f}"
 
 
+def _interval(low: float, high: float, digits: int) -> str:
+    if not (np.isfinite(low) or np.isfinite(high)) and not (np.isnan(low) or np.isnan(high)):
+        return "unbounded"
+    return f"[{_number(low, digits)}, {_number(high, digits)}]"
+
+
+def _seeds(decision: D.Decision) -> str:
+    n = f"{decision.n} seed{'s' if decision.n != 1 else ''}"
+    if decision.decided_at is not None and decision.decided_at < decision.n:
+        return f"{n}, decided at {decision.decided_at}"
+    return n
+
+
 def describe(decision: D.Decision, scale: float = 100.0, unit: str = "points", digits: int = 1) -> str:
-    """One pair's decision in words, in display units (``scale`` times the metric; points for accuracy):
-    ``wpl < si by 8.8 [0.5, 17.2] (p = 0.013, 5 seeds)``, ``ewc and mas: equivalent within +/- 1.0 points ([-0.4,
-    0.6], p = 0.021, 20 seeds)``, ``si vs ewc: undecided, interval [-2.1, 3.4] on 5 seeds; about 12 more seeds``."""
+    """One pair's decision in words, in display units (``scale`` times the metric; points for accuracy), the
+    interval always as printed in the table (signed, first minus second): ``wpl < si by 8.8 (wpl - si [-17.2,
+    -0.5]; p = 0.013, 12 seeds)``, ``ewc and mas: equivalent within +/- 1.0 points ([-0.4, 0.6], p = 0.021, 20
+    seeds)``, ``si vs ewc: undecided, interval [-2.1, 3.4] on 5 seeds; about 12 more seeds would decide it``."""
     low, high, diff = (scale * v for v in (decision.ci_low, decision.ci_high, decision.diff))
-    seeds = f"{decision.n} seed{'s' if decision.n != 1 else ''}"
+    seeds = _seeds(decision)
+    interval = _interval(low, high, digits)
     if decision.outcome in ("less", "greater"):
         better, worse = (
             (decision.first, decision.second) if decision.outcome == "less" else (decision.second, decision.first)
         )
-        near, far = sorted((abs(low), abs(high)))
         return (
-            f"{better} < {worse} by {_number(abs(diff), digits)} [{_number(near, digits)}, {_number(far, digits)}] "
-            f"(p = {fmt_p(decision.p_adjusted)}, {seeds})"
+            f"{better} < {worse} by {_number(abs(diff), digits)} ({decision.first} - {decision.second} {interval}; "
+            f"{p_said(decision.p_adjusted)}, {seeds})"
         )
     if decision.outcome == "equivalent":
         return (
             f"{decision.first} and {decision.second}: equivalent within +/- {_number(scale * decision.margin, digits)} "
-            f"{unit} ([{_number(low, digits)}, {_number(high, digits)}], p = "
-            f"{fmt_p(decision.p_equivalence_adjusted)}, {seeds})"
+            f"{unit} ({interval}, {p_said(decision.p_equivalence_adjusted)}, {seeds})"
         )
     if decision.note:
         return f"{decision.first} vs {decision.second}: undecided ({decision.note})"
-    more = (
-        f"about {decision.more_seeds} more seed{'s' if decision.more_seeds != 1 else ''} would decide it"
-        if decision.more_seeds is not None
-        else "no number of seeds within reach would decide it at this spread"
-    )
-    return (
-        f"{decision.first} vs {decision.second}: undecided, interval [{_number(low, digits)}, "
-        f"{_number(high, digits)}] on {seeds}; {more}"
-    )
+    if decision.reach is not None and decision.n < decision.reach:
+        more = f"no claim is possible before {decision.reach} paired seeds in a family of {decision.family} pairs"
+    elif decision.more_seeds is not None:
+        more = f"about {decision.more_seeds} more seed{'s' if decision.more_seeds != 1 else ''} would decide it"
+    else:
+        more = "no number of seeds within reach would decide it at this spread"
+    return f"{decision.first} vs {decision.second}: undecided, interval {interval} on {seeds}; {more}"
 
 
 def family_sentence(
-    decisions: Sequence[D.Decision], what: str, scale: float = 100.0, unit: str = "points", digits: int = 1
+    decisions: Sequence[D.Decision],
+    what: str,
+    scale: float = 100.0,
+    unit: str = "points",
+    digits: int = 1,
+    alpha: float = D.ALPHA,
 ) -> str:
     """The family's decisions in one sentence: how they were made, then each pair, decided ones first."""
     if not decisions:
         return ""
     m = decisions[0].family
     method = decisions[0].method
-    how = f"each pair on the seeds both ran; p Holm-adjusted over the {m} pair{'s' if m != 1 else ''} tested; " + (
-        "anytime-valid (seeds were added until decided)"
-        if method == "sequential"
-        else f"{100 * (1 - D.ALPHA):.0f}% simultaneous intervals"
+    how = (
+        f"each pair on the seeds both ran; every claim read off its pair's interval at level 1 - {alpha:g}/{m}, so "
+        f"the chance of any false claim here is at most {alpha:g}; sign-flip confidence sequences, valid "
+        + ("however the rounds added the seeds" if method == "sequential" else "at any seed count")
     )
-    if m == 0:
-        how = f"no pair has the {D.MIN_PAIRED} paired seeds a test needs"
     decided = [d for d in decisions if d.outcome in ("less", "greater")]
     decided += [d for d in decisions if d.outcome == "equivalent"]
     tested = [d for d in decisions if d.outcome == "undecided" and not d.note]
     untested = [d for d in decisions if d.outcome == "undecided" and d.note]
+    reach = decisions[0].reach
     parts = [describe(d, scale, unit, digits) for d in decided]
+    short = [d for d in tested if reach is not None and d.n < reach]
+    tested = [d for d in tested if d not in short]
+    if short:
+        parts.append(
+            f"{len(short)} pair{'s' if len(short) != 1 else ''} on fewer than the {reach} paired seeds a family of "
+            f"{m} pairs needs for any claim: " + ", ".join(f"{d.first} vs {d.second} ({d.n})" for d in short)
+        )
     if len(tested) <= UNDECIDED_LISTED:
         parts += [describe(d, scale, unit, digits) for d in tested]
     else:  # a long list of open intervals hides the decisions: counted here, every one in the Decisions table
@@ -314,16 +457,17 @@ def family_sentence(
     return f"{DECISIONS_PREFIX}{what} ({unit}; {how}): " + "; ".join(parts) + "."
 
 
+def p_said(p: float) -> str:
+    """``p = 0.012`` or ``p < 0.001``, in a sentence."""
+    text = fmt_p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def fmt_p(p: float) -> str:
     """A p-value as the report and the terminal show it."""
     if p is None or not np.isfinite(p):
         return "–"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _scaled(value: float, metric: str) -> float:
-    info = METRICS.get(metric)
-    return 100.0 * value if info is not None and info.unit == "accuracy" else value
 
 
 def view(
@@ -332,15 +476,22 @@ def view(
     rounds: Mapping[str, Any] | None,
     seeds_run: Mapping[tuple[str, str], Sequence[int]],
     alpha: float = D.ALPHA,
+    resolutions: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, Any] | None:
-    """What the report's Decisions section shows (None when no verdict compared a pair)."""
+    """What the report's Decisions section shows (None when no verdict compared a pair): the frame's numbers as
+    they are (display units), every decided outcome coloured (its interval agrees with it, at the family's level)."""
     if frame.empty:
         return None
     css = {"less": "good", "greater": "good", "equivalent": "good", "undecided": ""}
     rows = []
     for r in frame.itertuples():
-        digits = 1 if METRICS.get(str(r.metric)) is None or METRICS[str(r.metric)].unit == "accuracy" else 3
-        low, high, diff = (_scaled(float(v), str(r.metric)) for v in (r.ci_low, r.ci_high, r.diff))
+        digits = 1 if str(r.unit) == "points" else 3
+        low, high, diff = float(r.ci_low), float(r.ci_high), float(r.diff)
+        more = str(r.note) if r.note else ""
+        if not more and not pd.isna(r.reach) and int(r.n) < int(r.reach):
+            more = f"at least {int(r.reach)} needed"
+        elif not more and not pd.isna(r.more_seeds):
+            more = f"about {int(r.more_seeds)}"
         rows.append(
             {
                 "scenario": r.scenario,
@@ -350,20 +501,28 @@ def view(
                 "outcome": {"less": "A < B", "greater": "A > B"}.get(str(r.outcome), str(r.outcome)),
                 "css": css[str(r.outcome)],
                 "diff": f"{diff:+.{digits}f}",
-                "ci": f"[{low:+.{digits}f}, {high:+.{digits}f}]" if np.isfinite(low) else "",
+                "ci": _interval(low, high, digits) if not np.isnan(low) else "",
                 "p": fmt_p(float(r.p_adjusted)),
                 "p_eq": fmt_p(float(r.p_equivalence_adjusted)),
                 "n": int(r.n),
-                "more": r.note if r.note else ("" if pd.isna(r.more_seeds) else f"about {int(r.more_seeds)}"),
+                "decided_at": "" if pd.isna(r.decided_at) else int(r.decided_at),
+                "family": int(r.family),
+                "more": more,
             }
         )
     sequential = bool((frame.method == "sequential").any())
+    reaches = sorted({(int(m), int(n)) for m, n in zip(frame.family, frame.reach) if not pd.isna(n)})
     return {
         "alpha": alpha,
-        "interval": "anytime-valid confidence sequences at level 1 − α/m, m the pairs of the family (the seeds were "
-        "added until decided)"
+        "interval": "sign-flip confidence sequences at level 1 − α/m, m the pairs of the family: valid at whatever "
+        "seed count the rounds stopped on"
         if sequential
-        else "Student's t at level 1 − α/m, m the pairs of the family (simultaneous)",
+        else "sign-flip randomisation intervals at level 1 − α/m, m the pairs of the family",
+        "reach": "; ".join(f"{n} paired seeds in a family of {m} pair{'s' if m != 1 else ''}" for m, n in reaches),
+        "resolution": [
+            {"scenario": scenario, "text": resolution_sentence(sizes)}
+            for scenario, sizes in (resolutions or {}).items()
+        ],
         "rows": rows,
         "improvement": [
             {
@@ -380,19 +539,20 @@ def view(
 
 
 def rounds_view(rounds: Mapping[str, Any], seeds_run: Mapping[tuple[str, str], Sequence[int]]) -> dict[str, Any]:
-    """The seeds each strategy ran under ``seeds: {start, max}`` and why it stopped (``rounds.json``)."""
+    """The seeds each strategy ran under ``seeds: {start, max}`` and why it stopped (``rounds.json``): the seeds of
+    the runs read (the participant's own label, or every strength of a method)."""
     rule = rounds.get("rule") or {}
     stopped = rounds.get("stopped") or {}
     rows = []
     for scenario, by_strategy in stopped.items():
         for strategy, why in by_strategy.items():
-            ran = [
+            ran = {
                 s
                 for (sc, label), seeds in seeds_run.items()
-                if sc == scenario and _method(label) == strategy
+                if sc == scenario and (label == strategy or _method(label) == strategy)
                 for s in seeds
-            ]
-            rows.append({"scenario": scenario, "strategy": strategy, "seeds": len(set(ran)), "why": why})
+            }
+            rows.append({"scenario": scenario, "strategy": strategy, "seeds": len(ran), "why": why})
     text = (
         f"{rule.get('start')} seeds first, then {rule.get('step')} more at a time to every strategy still in an undecided "
         f"pair (with the naive runs those seeds need), up to {rule.get('max')}; {len(rounds.get('rounds') or [])} "

@@ -68,10 +68,11 @@ def palette(
     emphasised: Iterable[str] | None = None,
     methods: list[str] | None = None,
 ) -> dict[str, tuple]:
-    """One colour per *method* (every strength of a method shares it), the same in every figure of a report when
-    ``methods`` (the report's methods, in order) is given; naive is grey (the baseline). Where a method ran at several
-    strengths and one is ``emphasised`` (a tuned method's chosen point), its other strengths are drawn faint (alpha
-    :data:`FAINT`)."""
+    """One hue per *method*, the same in every figure of a report when ``methods`` (the report's methods, in order) is
+    given, and one shade of it per strength (lighter to darker in order of strength), so that every label has its own
+    colour and a method's strengths still read as one family; naive is grey (the baseline). Where a method ran at
+    several strengths and one is ``emphasised`` (a tuned method's chosen point), its other strengths are drawn faint
+    (alpha :data:`FAINT`)."""
     chosen = set(emphasised or ())
     own = [method_of(s) for s in strategies if s != naive]
     methods = [m for m in dict.fromkeys([*(methods or []), *own]) if m != naive and m != "naive"]
@@ -84,10 +85,21 @@ def palette(
         if s == naive:
             out[s] = NAIVE_GREY
             continue
-        siblings = variants[method_of(s)]
+        siblings = sorted(variants[method_of(s)], key=_strength)
+        colour = _shade(rgb[method_of(s)], siblings.index(s), len(siblings))
         faint = len(siblings) > 1 and any(v in chosen for v in siblings) and s not in chosen
-        out[s] = (*rgb[method_of(s)], FAINT) if faint else rgb[method_of(s)]
+        out[s] = (*colour, FAINT) if faint else colour
     return out
+
+
+def _shade(rgb: tuple[float, float, float], rank: int, count: int) -> tuple[float, float, float]:
+    """The ``rank``-th of ``count`` shades of ``rgb``: from mixed half-way to white (weakest) to a third of the way
+    to black (strongest); ``rgb`` itself for a single strength."""
+    if count == 1:
+        return rgb
+    t = -0.5 + 0.85 * rank / (count - 1)  # -0.5 (light) .. 0.35 (dark)
+    target = 1.0 if t < 0 else 0.0
+    return tuple(float(c + abs(t) * (target - c)) for c in rgb)  # type: ignore[return-value]
 
 
 def markers(strategies: list[str], naive: str | None = None, methods: list[str] | None = None) -> dict[str, str]:
@@ -172,36 +184,34 @@ def to_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-CROWDED = 8  # strategies beyond which the stability figure names its points in a legend beside the axes
+CROWDED = 8  # labels beyond which the stability figure's legend goes beside the axes
 
 
 def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
-    """LA (y) against forgetting (x), one point per strategy, best corner top-left. A method's strengths share its
-    colour and marker and are joined in order of strength; its chosen point carries the 95% CI bars and the method's
-    name, its other strengths are faint and smaller (so 5 methods at 3 strengths read as 5, not 15)."""
+    """LA (y) against forgetting (x), one point per strategy label, best corner top-left. Each label has its own shade
+    of its method's hue (:func:`palette`) and the method's marker, and the legend names every label with its strength
+    (no text on the axes: 15 labels never overlap); a method's strengths are joined in order of strength; a point
+    carries its 95% t bars where it has 3 seeds or more (none faint)."""
     wide = summary[summary.metric.isin(["LA", "forgetting"])].pivot(index="strategy", columns="metric")
     if wide.empty or "LA" not in wide["mean"] or "forgetting" not in wide["mean"]:
         return None
     shown = [s for s in colours if s in wide.index]
     shapes = markers(shown, next((s for s in shown if colours[s] == NAIVE_GREY), None))
     methods = list(dict.fromkeys(method_of(s) for s in shown))
-    crowded = len(methods) > CROWDED  # many methods: named by the legend beside the axes, not on them
-    fig = _figure(5.2 + (2.6 if crowded else 0.0), 3.6 + (0.1 * (len(methods) - CROWDED) if crowded else 0.0))
+    crowded = len(shown) > CROWDED  # many labels: the legend beside the axes, a column of them
+    fig = _figure(5.2 + (2.8 if crowded else 0.0), 3.6 + (0.12 * (len(shown) - CROWDED) if crowded else 0.0))
     ax = fig.add_subplot()
-    for k, method in enumerate(methods):
+    for method in methods:
         mine = [s for s in shown if method_of(s) == method]
         points = [(s, wide.loc[s][("mean", "forgetting")], wide.loc[s][("mean", "LA")]) for s in mine]
         points = sorted(
             ((s, x, y) for s, x, y in points if np.isfinite(x) and np.isfinite(y)), key=lambda p: _strength(p[0])
         )
-        if not points:
-            continue
-        base = colours[mine[0]][:3]
         if len(points) > 1:  # the method's strengths, in order of strength (their labels' order)
+            base = colours[points[-1][0]][:3]
             ax.plot(
                 [100 * x for _, x, _ in points], [100 * y for _, _, y in points], color=(*base, FAINT), lw=1, zorder=1
             )
-        named = next((s for s, _, _ in points if not is_faint(colours[s])), points[0][0])
         for strategy, x, y in points:
             faint = is_faint(colours[strategy])
             row = wide.loc[strategy]
@@ -220,20 +230,10 @@ def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> st
                 ms=5 if faint else 7,
                 capsize=3,
                 color=colours[strategy],
-                label=method if strategy == named else None,
+                markeredgecolor=WHISKER if len(points) > 1 else colours[strategy],
+                markeredgewidth=0.5,
+                label=strategy,
                 zorder=2 if faint else 3,
-            )
-        if not crowded:
-            # staggered label offsets so methods with near-equal numbers stay legible
-            x, y = next((x, y) for s, x, y in points if s == named)
-            ax.annotate(
-                method,
-                (x * 100, y * 100),
-                xytext=(7, 6 - 11 * k),
-                textcoords="offset points",
-                fontsize=9,
-                color=base,
-                fontweight="bold",
             )
     title = "Stability vs plasticity (best: top left)"
     if any(is_faint(colours[s]) for s in shown):
@@ -250,7 +250,7 @@ def _stability_plasticity_axes(ax, fig: Figure, title: str, legend_beside: bool 
     if legend_beside:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     else:
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
     return to_data_uri(fig)
 
 
@@ -334,8 +334,8 @@ def sample_points(data: pd.DataFrame, limit: int = POINTS_SHOWN) -> pd.DataFrame
 
 
 def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
-    """Final accuracy on each experience, one bar per strategy, mean with min-max over seeds; a method's other
-    strengths (faint in the palette) are left to the tables, so the bars stay one per method."""
+    """Final accuracy on each experience, one bar per strategy label (each its own shade: :func:`palette`), mean with
+    min-max over seeds; a tuned method's neighbours (faint in the palette) are left to the tables."""
     if final.empty:
         return None
     order = [s for s in colours if s in set(final.strategy) and not is_faint(colours[s])]
@@ -347,7 +347,13 @@ def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str |
     ax.set_ylim(0, 100)
     ax.set_xlabel("experience j")
     ax.set_ylabel("final accuracy (%)")
-    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(order), 6), frameon=False)
+    ax.legend(
+        fontsize=7 if len(order) > 6 else 8,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=min(len(order), 5),
+        frameon=False,
+    )
     ax.grid(axis="y", alpha=0.3)
     return to_data_uri(fig)
 

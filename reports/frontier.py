@@ -244,14 +244,18 @@ def level_name(axes: Axes, drop: float) -> str:
 
 
 def _family_at(group: pd.DataFrame, axes: Axes, options: DC.DecisionOptions) -> list[D.Decision]:
-    """The methods reaching one plasticity level (on two or more seeds), decided as one family on their per-seed
-    forgetting there (in the metric's own unit: display units / ``axes.scale``)."""
+    """The methods reaching one plasticity level (on two or more seeds), decided on their per-seed forgetting there
+    (in the metric's own unit: display units / ``axes.scale``) as one family of every pair of the methods the suite
+    ran (``group``: each of them at this level): which ones reach it is data, and never shrinks the family."""
     reached = group[group.n >= 2].sort_values("mean")
     values = {
         str(r.method): {int(seed): float(v) / axes.scale for seed, v in r.per_seed.items() if np.isfinite(v)}
         for r in reached.itertuples()
     }
-    return DC.family(values, options.margin(axes.forgetting), options, list(values)) if len(values) >= 2 else []
+    planned = group.method.nunique()
+    if len(values) < 2:
+        return []
+    return DC.family(values, options.margin(axes.forgetting), options, list(values), size=planned * (planned - 1) // 2)
 
 
 def matched_decisions(
@@ -269,7 +273,7 @@ def matched_decisions(
 
 def matched_verdicts(matched: pd.DataFrame, axes: Axes = TASKS, options: DC.DecisionOptions | None = None) -> list[str]:
     """One sentence per drop: each method's forgetting at that plasticity, and every pair of methods decided as one
-    family (:mod:`forgetbench.reports.decisions`: Holm-adjusted p, simultaneous intervals, four outcomes)."""
+    family (:mod:`forgetbench.reports.decisions`: every claim read off its pair's interval at level 1 - alpha / m)."""
     options = options or DC.DecisionOptions()
     lines = []
     for drop, group in matched.groupby("drop", sort=False):
@@ -288,10 +292,12 @@ def matched_verdicts(matched: pd.DataFrame, axes: Axes = TASKS, options: DC.Deci
             else f"{r.method} {r.mean:.{d}f} ({r.n} seeds: too few for an interval)"
             for r in reached.itertuples()
         )
-        line = f"At {level_name(axes, drop)}, forgetting ({axes.forgetting_unit}, mean [95% CI]): {ranking}."
+        line = f"At {level_name(axes, drop)}, forgetting ({axes.forgetting_unit}, mean [95% t interval, descriptive]): {ranking}."
         decisions = _family_at(group, axes, options)
         if decisions:
-            line += " " + DC.family_sentence(decisions, "forgetting there", axes.scale, axes.forgetting_unit, d)
+            line += " " + DC.family_sentence(
+                decisions, "forgetting there", axes.scale, axes.forgetting_unit, d, options.alpha
+            )
         if missing:
             line += f" Not reached on two seeds: {', '.join(missing)}."
         lines.append(line)

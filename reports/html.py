@@ -171,7 +171,7 @@ class _Tables:
     methods: list[str]  # a method has one colour and marker in every figure of the report
 
     @classmethod
-    def of(cls, records: list[RunRecord], scan: ResultScan) -> "_Tables":
+    def of(cls, records: list[RunRecord], scan: ResultScan, options: DC.DecisionOptions) -> "_Tables":
         long = runs_long(records, scan.metrics)
         order = strategy_order(records)
         methods = list(dict.fromkeys(label.partition("[")[0] for labels in order.values() for label in labels))
@@ -179,7 +179,7 @@ class _Tables:
             long,
             order,
             summary_table(long, order=order),
-            comparisons_table(long),
+            comparisons_table(long, options.method, options.alpha),
             problem_runs(records, scan.sources),
             methods,
         )
@@ -211,9 +211,9 @@ def build_report(
     figures (:func:`forgetbench.reports.drawing.easel`; default :func:`workers_asked`, else one per core; 1 = in this
     process)."""
     folders = [Path(f) for f in folders]
+    options = _decision_options(folders)
     scan, records = _read(folders, strategies)
-    t = _Tables.of(records, scan)
-    options = DC.options_of(folders)
+    t = _Tables.of(records, scan, options)
     studies = tuning_studies(folders)
     # a tuned method's chosen point: drawn strong, its neighbours faint (figures.palette)
     chosen = {combination_label(str(s["strategy"]), s["chosen"]) for s in studies if s.get("chosen")}
@@ -248,9 +248,7 @@ def build_report(
             points = pd.concat(
                 [points.assign(source="runs") if len(points) else points, trial_points], ignore_index=True
             )
-        decided = decisions_frame(records, scan.metrics, options, t.long)
-        improvement = improvement_frame(records, scan.metrics, t.long)
-        decisions_shown = DC.view(decided, improvement, DC.rounds_of(folders), DC.records_seeds(records), options.alpha)
+        decided, decisions_shown = _decisions(folders, records, scan, t, options)
         sweep = sweep_view(records, t.table, pad)
         scenarios = [finish_figures(view) for view in scenarios]
         for frontier in frontiers:
@@ -276,6 +274,31 @@ def build_report(
     figures = report_figures(scenarios, sweep, frontiers)
     skipped = [(str(p), why) for p, why in scan.skipped]
     return Report(html, t.table, t.comps, decided, points if frontiers else None, skipped, figures)
+
+
+def _decision_options(folders: Sequence[Path]) -> DC.DecisionOptions:
+    """The folders' verdict settings, validated; folders that disagree are refused, each named (ReportError)."""
+    try:
+        return DC.options_of(folders)
+    except DC.DecisionSettingsError as exc:
+        raise ReportError(str(exc)) from None
+
+
+def _decisions(
+    folders: Sequence[Path], records: list[RunRecord], scan: ResultScan, t: _Tables, options: DC.DecisionOptions
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """Every verdict's decisions (the frame of decisions.csv) and the report's Decisions section."""
+    decided = decisions_frame(records, scan.metrics, options, t.long)
+    improvement = improvement_frame(records, scan.metrics, t.long)
+    shown = DC.view(
+        decided,
+        improvement,
+        DC.rounds_of(folders),
+        DC.records_seeds(records),
+        options.alpha,
+        DC.test_set_sizes(records),
+    )
+    return decided, shown
 
 
 def _render(**page: Any) -> str:

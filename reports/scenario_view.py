@@ -21,8 +21,10 @@ from forgetbench.reports.summary import (
     flagged_runs,
     has_results,
 )
+from forgetbench.reports.frontier import has_frontier
 from forgetbench.reports.verdict import (
     MIN_SEEDS,
+    decided_lowest,
     headline_metric,
     matched_headline,
     plasticity_traders,
@@ -34,21 +36,15 @@ from forgetbench.reports.verdict import fmt_p
 
 
 def _cells(
-    table: pd.DataFrame, order: list[str], metrics: list[Metric], references: AbstractSet[str] = frozenset()
+    table: pd.DataFrame,
+    order: list[str],
+    metrics: list[Metric],
+    references: AbstractSet[str] = frozenset(),
+    best: Mapping[str, AbstractSet[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of the summary for ``metrics``; the best mean per metric is marked (ties all marked).
-
-    Reference runs (joint/standalone) are upper bounds, not contenders: never marked best.
-    """
-    best: dict[str, set[str]] = {}
-    for m in metrics:
-        col = table[table.metric == m.key].set_index("strategy")["mean"].astype(float).dropna()
-        col = col[~col.index.isin(references)]
-        if len(col) > 1:
-            target = col.max() if m.better == "higher" else col.min()
-            winners = set(col.index[np.isclose(col, target, rtol=0, atol=1e-12)])
-            if len(winners) < len(col):  # a column where everyone ties has no best
-                best[m.key] = winners
+    """Rows of the summary for ``metrics``; ``best`` (metric -> labels) marked: only a winner the verdict's decisions
+    name (decided lower than every other strategy), never a mean that merely came out lowest."""
+    best = best or {}
     rows = []
     for strategy in order:
         sub = table[table.strategy == strategy].set_index("metric")
@@ -74,6 +70,7 @@ def _verdict(
     references: AbstractSet[str],
     options: DC.DecisionOptions | None = None,
     decide: bool = True,
+    inert: AbstractSet[str] = frozenset(),
 ) -> list[str]:
     """The verdict (:func:`forgetbench.reports.verdict.scenario_verdict`), then what the least-forgetting strategy costs."""
 
@@ -81,8 +78,8 @@ def _verdict(
         v = table[(table.strategy == strategy) & (table.metric == metric)]["mean"]
         return float(v.iloc[0]) if len(v) else float("nan")
 
-    lines = scenario_verdict(long, naive, references, options, decide)
-    shipped = search_outcome(long[~long.strategy.isin(references)], naive)
+    lines = scenario_verdict(long, naive, references, options, decide, inert)
+    shipped = search_outcome(long[~long.strategy.isin(references)], naive, options)
     metric = headline_metric(table, "mean")
     traders = set(plasticity_traders(long, naive))  # never "the winner" whose cost is shown
     contenders = table[
@@ -91,7 +88,9 @@ def _verdict(
     contenders = contenders.astype(float).dropna()
     if not lines or contenders.empty:
         return lines + shipped
-    winner = str(contenders.idxmin())
+    _, decided = decided_lowest(long, naive, references, options)
+    winner = decided if decided is not None and decided in contenders.index else str(contenders.idxmin())
+    named = f"{winner}" if decided == winner else f"{winner} (lowest on average, not decided lower than every other)"
     cost = []
     t_w, t_n = mean(winner, "train_seconds"), mean(naive, "train_seconds")
     if np.isfinite(t_w):
@@ -106,7 +105,7 @@ def _verdict(
     if np.isfinite(acc_w):
         cost.append(f"final ACC {fmt(acc_w, 'accuracy')}%")
     if cost:
-        lines.append(f"Cost of {winner}: " + ", ".join(cost) + ".")
+        lines.append(f"Cost of {named}: " + ", ".join(cost) + ".")
     acc = table[(table.metric == "ACC") & ~table.strategy.isin(references)].set_index("strategy")["mean"]
     acc = acc.astype(float).dropna()
     if len(acc) > 1:
@@ -145,9 +144,13 @@ def scenario_view(
     naive, refs = roles(records, name)
     view = _header(name, mine, naive, lean)
     t = table[table.scenario == name]
-    _add_tables(view, records, name, t, order, refs, naive)
+    metric, winner = decided_lowest(long[long.scenario == name], naive, refs, options)
+    matched = points is not None and len(points) and has_frontier(points, name)  # decided at matched plasticity
+    best = {metric: {winner}} if metric and winner and not matched else {}
+    _add_tables(view, records, name, t, order, refs, naive, best)
     _add_comparisons(view, comps[comps.scenario == name], order)
-    _add_verdict(view, name, t, long[long.scenario == name], naive, refs, points, edges, options)
+    view.inert = frames.inert_penalties(records, name)
+    _add_verdict(view, name, t, long[long.scenario == name], naive, refs, points, edges, options, set(view.inert))
     view.problems = problems[problems.scenario == name].to_dict("records")
     flagged = flagged_runs(records)
     view.flagged = flagged[flagged.scenario == name].to_dict("records")
@@ -155,7 +158,6 @@ def scenario_view(
     figs = add_figures(view, records, name, t, order, colours, easel)
     add_attribution(view, figs, records, name, order, colours, easel)
     add_adapters(view, records, name, order)
-    view.inert = frames.inert_penalties(records, name)
     view.figures = figs  # the drawings, read by finish_figures
     return view
 
@@ -195,12 +197,13 @@ def _add_tables(
     order: list[str],
     refs: AbstractSet[str],
     naive: str | None,
+    best: Mapping[str, AbstractSet[str]] | None = None,
 ) -> None:
     """The metric tables (main, cost with the ratio to naive's train time, supernet, search) and the search's
     derived architectures and most forgotten ones."""
     present = [METRICS[k] for k in METRICS if k in set(t.metric)]
     view.columns = [m for m in present if m.section in TABLE_SECTIONS]
-    view.rows = _cells(t, order, view.columns, refs)
+    view.rows = _cells(t, order, view.columns, refs, best)
     view.cost_columns = [m for m in present if m.section == "cost"]
     view.cost_rows = _cells(t, order, view.cost_columns, refs)
     if naive:
@@ -241,15 +244,19 @@ def _add_comparisons(view: ScenarioView, c: pd.DataFrame, order: list[str]) -> N
         for m in view.comparison_columns:
             if m.key in sub.index:
                 r = sub.loc[m.key]
-                ci = f"[{fmt(r.ci_low, m.unit, True)}, {fmt(r.ci_high, m.unit, True)}]" if np.isfinite(r.ci_low) else ""
-                better = (r["diff"] > 0) == (m.better == "higher") and r["diff"] != 0
+                ends = [
+                    ("−∞" if v < 0 else "∞") if np.isinf(v) else fmt(v, m.unit, True) for v in (r.ci_low, r.ci_high)
+                ]
+                ci = "" if np.isnan(r.ci_low) else ("unbounded" if ends == ["−∞", "∞"] else f"[{ends[0]}, {ends[1]}]")
+                decided = r.outcome in ("less", "greater")  # read off the interval at the family's level
+                better = (r.outcome == "greater") == (m.better == "higher")
                 cells[m.key] = {
                     "diff": fmt(r["diff"], m.unit, True),
                     "ci": ci,
-                    "p": fmt_p(r.p_adjusted),  # Holm over the scenario's strategies against naive on this metric
+                    "p": fmt_p(r.p_adjusted),  # the family's: the scenario's strategies against naive on this metric
                     "n": int(r.n_pairs),
-                    "good": bool(better and r.p_adjusted < 0.05),
-                    "bad": bool(not better and r["diff"] != 0 and r.p_adjusted < 0.05),
+                    "good": bool(decided and better),
+                    "bad": bool(decided and not better),
                 }
         view.comparison_rows.append({"strategy": strategy, "cells": cells})
 
@@ -264,10 +271,11 @@ def _add_verdict(
     points: pd.DataFrame | None,
     edges: Mapping[str, list[str]] | None,
     options: DC.DecisionOptions | None = None,
+    inert: AbstractSet[str] = frozenset(),
 ) -> None:
     """The verdict: matched plasticity first where methods ran at several strengths, then each strength's."""
     headline = matched_headline(points, name, options) if points is not None else []
-    view.verdict = _verdict(t, long, naive, refs, options, decide=not headline)
+    view.verdict = _verdict(t, long, naive, refs, options, decide=not headline, inert=inert)
     view.verdict += (edges or {}).get(name, [])
     if headline:  # several strengths per method: the matched-plasticity verdict heads, per-strength lines follow
         view.verdict = headline + (

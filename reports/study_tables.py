@@ -38,6 +38,7 @@ from forgetbench.benchmark.core.units import display_scale
 from forgetbench.reports import frontier as FT
 from forgetbench.reports.attribution import attribution_summary
 from forgetbench.reports.frames import attribution_frame
+from forgetbench.reports.decisions import fmt_p
 from forgetbench.reports.summary import NAIVE, comparisons_table, runs_long, summary_table
 
 DEFAULT_METRICS = ("ACC", "forgetting", "LA")
@@ -84,7 +85,7 @@ def interval_frame(
         key = (scenario, strategy, compare)
         d = compared.loc[key] if key in compared.index else None
         row[f"{compare} vs naive (p)"] = (
-            "-" if d is None else f"{_interval_text(compare, d['diff'], d.ci_low, d.ci_high)} ({d.p_value:.3f})"
+            "-" if d is None else f"{_interval_text(compare, d['diff'], d.ci_low, d.ci_high)} ({fmt_p(d.p_value)})"
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -196,7 +197,7 @@ def zoo_frame(
         if compared is not None:
             key = (scenario, strategy, "forgetting")
             d = compared.loc[key] if key in compared.index else None
-            row["forgetting vs naive (p)"] = "-" if d is None else f"{100 * d['diff']:+.1f} (p = {d.p_value:.3f})"
+            row["forgetting vs naive (p)"] = "-" if d is None else f"{100 * d['diff']:+.1f} (p = {fmt_p(d.p_value)})"
         rows.append(row)
     return pd.DataFrame(rows)
 

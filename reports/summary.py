@@ -40,9 +40,10 @@ COMPARISON_COLUMNS = [
     "diff",
     "ci_low",
     "ci_high",
-    "p_value",
+    "p_value",  # the sign-flip p of no difference, unadjusted
     "n_pairs",
-    "p_adjusted",  # Holm over the family: the scenario's strategies against naive on this metric
+    "p_adjusted",  # the family's: the scenario's strategies against naive on this metric
+    "outcome",  # less, greater or undecided, read off the interval at the family's level
 ]
 NAIVE = "naive"
 REFERENCE_STRATEGIES = ("joint", "standalone")  # preferred in this order for intransigence
@@ -252,7 +253,8 @@ def reference_accuracies(records: Iterable[RunRecord | Mapping[str, Any]]) -> di
 def runs_long(
     records: Iterable[RunRecord | Mapping[str, Any]], computed: Mapping[str, Mapping[str, float]] | None = None
 ) -> pd.DataFrame:
-    """One row per (ok run, metric): scenario, strategy, strategy_name, seed, metric, value.
+    """One row per (ok run, metric): scenario, strategy, strategy_name, seed, round (of ``seeds: {start, max}``
+    that ran it: 0 for the first seeds), metric, value.
 
     Adds ``forgetting_reduction`` per seed against the naive run of the same scenario and seed. ``computed`` (run
     id -> metrics, as :func:`load_records` gives them for runs read without their figure fields) stands for
@@ -263,7 +265,7 @@ def runs_long(
     refs = reference_accuracies(records)
     computed = computed or {}
     columns: dict[str, list[Any]] = {
-        k: [] for k in ("scenario", "strategy", "strategy_name", "seed", "metric", "value")
+        k: [] for k in ("scenario", "strategy", "strategy_name", "seed", "round", "metric", "value")
     }
     for record in records:
         if not has_results(record):
@@ -282,6 +284,7 @@ def runs_long(
         columns["strategy"] += [_strategy(record)] * n
         columns["strategy_name"] += [_strategy_name(record)] * n
         columns["seed"] += [record.seed] * n
+        columns["round"] += [record.round or 0] * n
         columns["metric"] += list(values)
         columns["value"] += [float(v) for v in values.values()]
     frame = pd.DataFrame(columns)
@@ -322,7 +325,7 @@ def summary_table(
     """Tidy summary: scenario, strategy, metric, mean, std, ci_low, ci_high, n_seeds.
 
     One row per (scenario, strategy, metric) with at least one finite value; ``n_seeds`` counts
-    the seeds with a finite value. The interval is clipped to the metric's range (a t interval
+    the seeds with a finite value. No interval (NaN) from fewer than 3 seeds. The interval is clipped to the metric's range (a t interval
     over 2 seeds of an accuracy can otherwise pass 100%). Strategies follow ``order`` (scenario ->
     labels) when given, else first appearance.
     """
@@ -338,22 +341,35 @@ def summary_table(
                 if s.n == 0:
                     continue
                 low, high = (float(np.clip(v, *info.bounds)) if np.isfinite(v) else v for v in (s.ci_low, s.ci_high))
+                if s.n < decide.MIN_PAIRED:  # an interval from one or two values says nothing: none is shown
+                    low = high = float("nan")
                 rows.append([scenario, strategy, metric, s.mean, s.std, low, high, s.n])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def comparisons_table(long: pd.DataFrame) -> pd.DataFrame:
-    """Every non-naive strategy minus naive, paired on shared seeds, per metric (see stats.paired_difference), with
-    ``p_adjusted``: Holm's step-down over the family of one scenario's strategies against naive on one metric
-    (:func:`forgetbench.benchmark.core.decide.holm`; a comparison on fewer than 3 seeds is not tested, NaN)."""
-    rows = []
+def comparisons_table(long: pd.DataFrame, method: decide.Method = "fixed", alpha: float = decide.ALPHA) -> pd.DataFrame:
+    """Every non-naive strategy minus naive, paired on shared seeds in the order they were run, per metric, decided
+    as one family per (scenario, metric) by :mod:`forgetbench.benchmark.core.decide` (``method``: fixed seeds or
+    seeds added until decided): ``diff`` (the mean paired difference), ``ci_low`` / ``ci_high`` (its interval at level
+    1 - alpha / m, m the family's strategies; none on fewer than 3 pairs), ``p_value`` (the sign-flip p of no
+    difference, unadjusted), ``p_adjusted`` (the smallest family-wise alpha at which it is decided), ``outcome``
+    (less, greater, undecided: no equivalence is claimed against naive)."""
     if long.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    found: dict[tuple[str, str], list[decide.PairEvidence]] = {}
     for scenario, sc in long.groupby("scenario", sort=False):
         naive_rows = sc[sc.strategy_name == NAIVE]
         if naive_rows.empty:
             continue
         naive_label = naive_rows.strategy.iloc[0]
+        rounds = (
+            {
+                str(label): {int(seed): int(r) for seed, r in zip(g.seed, g["round"])}
+                for label, g in sc.groupby("strategy", sort=False)
+            }
+            if "round" in sc.columns
+            else {}
+        )
         for strategy, st in sc.groupby("strategy", sort=False):
             if strategy == naive_label:
                 continue
@@ -362,19 +378,25 @@ def comparisons_table(long: pd.DataFrame) -> pd.DataFrame:
                     continue  # already relative to naive
                 mine = st[st.metric == metric]
                 base = naive_rows[(naive_rows.metric == metric) & (naive_rows.strategy == naive_label)]
-                if mine.empty or base.empty:
+                values, reference = (dict(zip(f.seed, f.value.astype(float))) for f in (mine, base))
+                seeds = sorted(s for s in values.keys() & reference.keys() if np.isfinite(values[s] - reference[s]))
+                if not seeds:
                     continue
-                p = stats.paired_difference(
-                    dict(zip(mine.seed, mine.value.astype(float))), dict(zip(base.seed, base.value.astype(float)))
+                ran = [
+                    max(rounds.get(str(strategy), {}).get(s, 0), rounds.get(str(naive_label), {}).get(s, 0))
+                    for s in seeds
+                ]
+                pair = decide.evidence(
+                    str(strategy), str(naive_label), seeds, [values[s] - reference[s] for s in seeds], 0.0, method, ran
                 )
-                if p.n:
-                    rows.append([scenario, strategy, metric, p.diff, p.ci_low, p.ci_high, p.p_value, p.n, np.nan])
-    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    for _, family in table.groupby(["scenario", "metric"], sort=False):
-        tested = family[(family.n_pairs >= decide.MIN_PAIRED) & np.isfinite(family.p_value.astype(float))]
-        if len(tested):
-            table.loc[tested.index, "p_adjusted"] = decide.holm(tested.p_value.astype(float).to_numpy())
-    return table
+                found.setdefault((str(scenario), metric), []).append(pair)
+    rows = []
+    for (scenario, metric), pairs in found.items():
+        for pair, d in zip(pairs, decide.decide(pairs, alpha, project=False)):
+            rows.append(
+                [scenario, pair.first, metric, d.diff, d.ci_low, d.ci_high, d.p_value, d.n, d.p_adjusted, d.outcome]
+            )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def problem_runs(

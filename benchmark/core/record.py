@@ -309,6 +309,9 @@ class RunRecord(BaseModel):
     traceback: str | None = None  # a failed run's traceback
     attribution: list[AttributionEntry] | None = None  # with training.attribution: per turn and earlier model
     attempt: int | None = None  # set by the suite when a failed run was retried (the attempt this record is)
+    # the round of seeds: {start, max} that added this run (0: the first seeds; None: a suite without rounds): a
+    # pair's seeds are decided in the order they were run
+    round: int | None = Field(None, ge=0)
 
     # --- what scenarios add (Scenario.summarize)
     architectures: list[Any] | None = None  # per task: the supernet's / search's architecture

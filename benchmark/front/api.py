@@ -143,15 +143,18 @@ class Results:
         decided)."""
         from forgetbench.reports.decisions import options_of
 
-        return options_of(self.folders)
+        return options_of(self.folders)  # a bad or mixed setting: DecisionSettingsError, one line naming it
 
     def decisions(self) -> pd.DataFrame:
         """Every pair every verdict compares, one row each: scenario, level (each strength alone, or a matched
-        plasticity level), metric, first, second, outcome (less: first < second, greater, equivalent, undecided),
-        diff, ci_low, ci_high (the family's simultaneous interval; the metric's own unit, fractions for accuracy),
-        p_value, p_adjusted (Holm over the family), p_equivalence_adjusted, n and seeds (paired), family (pairs
-        tested), margin, method (fixed or sequential), more_seeds, note. The numbers of the report's decisions
-        table (:mod:`forgetbench.reports.decisions`)."""
+        plasticity level), metric, unit (points for an accuracy metric: the report's unit), first, second, outcome
+        (less: first < second, greater, equivalent, undecided), diff, ci_low, ci_high (the pair's interval at level
+        1 - alpha / m over its family's m pairs: every claim is read off it), p_value (the pair's own), p_adjusted
+        and p_equivalence_adjusted (the smallest family-wise alpha at which each claim would be made), n and seeds
+        (paired, in the order they were run), family (m), margin, method (fixed seeds or rounds), decided_at (the
+        seed count the outcome was reached at), reach (the fewest seeds any claim of the family needs), more_seeds,
+        note. The numbers of the report's decisions table (:mod:`forgetbench.reports.decisions`); a bad or mixed
+        verdict setting in the folders is a ``DecisionSettingsError`` naming it."""
         from forgetbench.reports.verdict import decisions_frame
 
         return decisions_frame(self.records, self._metrics, self._options)

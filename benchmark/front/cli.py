@@ -112,18 +112,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             "learning rate); they score below every finished run, are never chosen and are on no front"
         )
     from forgetbench.reports.decisions import DECISIONS_PREFIX
-    from forgetbench.reports.verdict import EDGE_PREFIX
+    from forgetbench.reports.verdict import EDGE_PREFIX, IDLE_PREFIX, TRADE_PREFIX
 
+    shown = (EDGE_PREFIX, DECISIONS_PREFIX, TRADE_PREFIX, IDLE_PREFIX)
     lines = {
-        scenario: "\n    ".join([v[0], *(line for line in v[1:] if line.startswith((EDGE_PREFIX, DECISIONS_PREFIX)))])
+        scenario: "\n    ".join([v[0], *(line for line in v[1:] if line.startswith(shown))])
         for scenario, v in results.verdicts().items()
         if v
     }
     if lines:
         print(
             "\nVerdict (forgetting at matched plasticity where a method ran at several strengths, else at each "
-            "strength with LA beside it; every pair decided: A < B, A > B, equivalent or undecided, p Holm-adjusted "
-            "over the pairs compared):"
+            "strength with LA beside it; every pair decided: A < B, A > B, equivalent or undecided, each claim read off "
+            "its pair's interval, the chance of any false claim in a verdict at most its alpha):"
         )
         for scenario, line in lines.items():
             print(f"  {scenario}: {line}")
@@ -233,6 +234,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"Report: {path}\nSummary: {path.parent / 'summary.csv'}")
     if args.figures:
         print(f"Figures: {args.figures} (one PNG per figure of the report)")
+    return EXIT_OK
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    """Decide every pair of a per-seed table (reports/table_decisions.py): sentences, and the table to --out."""
+    from forgetbench.benchmark.core.store import atomic_write_bytes
+    from forgetbench.reports.table_decisions import TableError, decide, read_table, sentences
+
+    try:
+        frame = decide(read_table(Path(args.table)), args.margin, args.alpha, args.direction, args.baseline)
+    except TableError as exc:
+        raise ConfigError(f"{args.table}: {exc}") from None
+    for line in sentences(frame, args.alpha):
+        print(line)
+    if args.out:
+        atomic_write_bytes(Path(args.out), frame.to_csv(index=False).encode())
+        print(f"Decisions: {args.out}")
     return EXIT_OK
 
 
@@ -542,6 +560,26 @@ def _add_report(sub, data, progress, execution) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_decide(sub, data, progress, execution) -> None:
+    """The ``decide`` command and its options."""
+    p = sub.add_parser(
+        "decide",
+        help="decide every pair of a per-seed table (columns method, seed, value; optional scenario, order) as the "
+        "report decides a results folder's: A < B, A > B, equivalent or undecided, any false claim at most alpha",
+    )
+    p.add_argument("table", help="CSV with columns method, seed, value (optional: scenario, order)")
+    p.add_argument(
+        "--margin", type=float, default=0.0, help="equivalence margin, in the values' unit (default 0: none)"
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="the chance of any false claim (default 0.05)")
+    p.add_argument(
+        "--direction", choices=["lower", "higher"], default="lower", help="which values are better (default lower)"
+    )
+    p.add_argument("--baseline", default="naive", help="the method compared first (default naive, where present)")
+    p.add_argument("--out", help="write the decisions as CSV here")
+    p.set_defaults(func=cmd_decide)
+
+
 def _add_table(sub, data, progress, execution) -> None:
     """The ``table`` command and its options."""
     from forgetbench.reports.table_kinds import TABLES  # names only: listing the kinds imports no pandas
@@ -688,7 +726,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     shared = _shared_options()  # data, progress, execution
-    for add in (_add_run, _add_reproduce, _add_report, _add_table, _add_calibrate, _add_validate, _add_list, _add_perf):
+    for add in (
+        _add_run,
+        _add_reproduce,
+        _add_report,
+        _add_table,
+        _add_decide,
+        _add_calibrate,
+        _add_validate,
+        _add_list,
+        _add_perf,
+    ):
         add(sub, *shared)
     return parser
 
@@ -697,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
 # return: the console script ends their process without the interpreter's teardown (tearing down torch's and pandas'
 # modules takes 0.4-0.5 s here, a fifth of `validate`). The others (run, calibrate, reproduce, perf) keep it: their
 # executors, worker pools and Ray clean up at exit.
-QUICK_EXIT_COMMANDS = frozenset({"validate", "list", "table", "report"})
+QUICK_EXIT_COMMANDS = frozenset({"validate", "list", "table", "report", "decide"})
 
 
 def _stop_on_sigterm() -> typing.Any:

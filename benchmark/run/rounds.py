@@ -90,14 +90,14 @@ class Rounds:
     def _write(self) -> None:
         store.atomic_write_json(self.out / ROUNDS_FILE, self.state)
 
-    def specs(self, added: dict[str, list[int]]) -> list[RunSpec]:
-        """The runs a round adds (``added``: ``<scenario>__<strategy>`` -> seeds), recorded as planned."""
+    def specs(self, added: dict[str, list[int]], round_: int) -> list[RunSpec]:
+        """The runs round ``round_`` adds (``added``: ``<scenario>__<strategy>`` -> seeds), recorded as planned."""
         out = []
         for name, seeds in added.items():
             scenario, _, strategy = name.partition("__")
             key = (scenario, strategy)
             for seed in seeds:
-                spec = dataclasses.replace(self.templates[key], seed=seed)
+                spec = dataclasses.replace(self.templates[key], seed=seed, round=round_)
                 out.append(spec)
                 self.planned.add(spec.run_id)
                 if seed not in self.seeds[key]:
@@ -141,12 +141,16 @@ class Rounds:
             for participant in sorted(participants):
                 keys = [k for k in self.templates if k[0] == scenario and _matches(k[1], participant)]
                 n = max((len(self.seeds[k]) for k in keys), default=0)
+                at = undecided.decided_at.get(scenario, {}).get(participant)
                 if participant in open_:
                     why = f"budget: {n} seeds, the most allowed (max {self.rule.max}), with a pair still undecided"
-                elif n > self.rule.start:
-                    why = f"decided: every pair it is in was decided after {n} seeds"
+                elif at is not None and at > self.rule.start:
+                    extra = f"; it ran {n} as the reference other pairs needed" if n > at else ""
+                    why = f"decided: every pair it is in was decided by {at} paired seeds{extra}"
                 else:
-                    why = f"decided on the first {n} seeds"
+                    why = f"decided on the first {self.rule.start} seeds" + (
+                        f"; it ran {n} as the reference other pairs needed" if n > self.rule.start else ""
+                    )
                 out.setdefault(scenario, {})[participant] = why
         for scenario, label in self.templates:  # run, but in no deciding family: a reference, or a plasticity trader
             named = out.get(scenario, {})
@@ -173,7 +177,7 @@ def run_rounds(
     rounds = Rounds(suite, out, first, rule)
     neighbours = {(s.scenario.display_name, s.strategy.display_name) for s in first if s.run_id in exploring}
     for recorded in rounds.state["rounds"]:  # replayed after a stop: complete runs are skipped
-        specs = rounds.specs(recorded["added"])
+        specs = rounds.specs(recorded["added"], int(recorded["round"]))
         exploring |= {s.run_id for s in specs if (s.scenario.display_name, s.strategy.display_name) in neighbours}
         run_batch([(out, spec) for spec in specs])
     while True:
@@ -191,6 +195,6 @@ def run_rounds(
             }
         )
         rounds._write()  # before the runs: a stop replays this round
-        specs = rounds.specs(added)
+        specs = rounds.specs(added, len(rounds.state["rounds"]))
         exploring |= {s.run_id for s in specs if (s.scenario.display_name, s.strategy.display_name) in neighbours}
         run_batch([(out, spec) for spec in specs])

@@ -102,6 +102,9 @@ class RunSpec:
     first_tasks: int | None = None
     # None: run every experience. A rule: a tuning trial's run stops where it falls behind the study (pruning)
     prune: PruneRule | None = None
+    # the round of seeds: {start, max} that adds this run (0: the first seeds; None: no rounds): kept in its record
+    # for the order of the decisions, never part of what it computes (not in resolved())
+    round: int | None = None
 
     @property
     def run_id(self) -> str:
@@ -290,6 +293,7 @@ def new_record(spec: RunSpec, device: torch.device | str | None = None) -> RunRe
         init_accuracy=[],
         timing=Timing(train_seconds=0.0, eval_seconds=0.0, steps=0),
         started_at=now(),
+        round=spec.round,
     )
     if spec.validation_fraction is not None or spec.first_tasks is not None:
         where = {"fraction": spec.validation_fraction, "first_tasks": spec.first_tasks}

@@ -133,6 +133,46 @@ CASES: list[Case] = [
         RUN,
         "unknown strategy 'wlp'; did you mean 'wpl'?",
     ),
+    # --- issue 80: a per-seed table to decide, and a folder's verdict settings read back
+    ("decide-missing-table", {}, ("decide", "{dir}/none.csv"), "none.csv: no such file"),
+    ("decide-missing-column", {"t.csv": "method,seed\na,0\n"}, ("decide", "{dir}/t.csv"), "missing column(s) value"),
+    ("decide-seed-not-integer", {"t.csv": "method,seed,value\na,x,0.1\n"}, ("decide", "{dir}/t.csv"), "seed: 'x'"),
+    ("decide-value-not-number", {"t.csv": "method,seed,value\na,0,lots\n"}, ("decide", "{dir}/t.csv"), "value: 'lots'"),
+    (
+        "decide-two-values-one-seed",
+        {"t.csv": "method,seed,value\na,0,0.1\na,0,0.2\nb,0,0.3\n"},
+        ("decide", "{dir}/t.csv"),
+        "method 'a', seed 0 appears 2 times",
+    ),
+    (
+        "decide-alpha-out-of-range",
+        {"t.csv": "method,seed,value\na,0,0.1\n"},
+        ("decide", "{dir}/t.csv", "--alpha", "0.9"),
+        "alpha: 0.9",
+    ),
+    (
+        "report-folder-alpha-0.9",
+        {"results/runs/r/result.json": json.dumps(_RECORD), "results/suite.yaml": "name: t\nverdict: {alpha: 0.9}\n"},
+        ("report", "{dir}/results"),
+        "verdict.alpha: Input should be less than 0.5 (got 0.9)",
+    ),
+    (
+        "report-folder-alpha-not-a-number",
+        {"results/runs/r/result.json": json.dumps(_RECORD), "results/suite.yaml": "name: t\nverdict: {alpha: abc}\n"},
+        ("report", "{dir}/results"),
+        "verdict.alpha: Input should be a valid number",
+    ),
+    (
+        "report-folders-decided-differently",
+        {
+            "a/runs/r/result.json": json.dumps(_RECORD),
+            "a/suite.yaml": "name: t\nverdict: {alpha: 0.05}\n",
+            "b/runs/r2/result.json": json.dumps({**_RECORD, "run_id": "r2"}),
+            "b/suite.yaml": "name: t\nverdict: {alpha: 0.1}\n",
+        },
+        ("report", "{dir}/a", "{dir}/b"),
+        "decide under different settings",
+    ),
 ]
 
 

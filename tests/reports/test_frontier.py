@@ -96,7 +96,9 @@ def test_matched_plasticity_pairs_the_methods_seed_by_seed(frame):
     (pair,) = at4
     assert (pair.first, pair.second) == ("a", "b") and 100 * pair.diff == pytest.approx(3.0 - 8.0)
     lines = matched_verdicts(matched)
-    assert lines[0].startswith("At naive's LA - 2 points, forgetting (points, mean [95% CI]): a 5.0 (2 seeds: too few")
+    assert lines[0].startswith(
+        "At naive's LA - 2 points, forgetting (points, mean [95% t interval, descriptive]): a 5.0 (2 seeds: too few"
+    )
     # a constant shift over 2 seeds: no interval, and no decision, on fewer than 3
     assert "1 pair not tested, on fewer than 3 paired seeds: a vs b (2)" in lines[0]
 
@@ -199,7 +201,9 @@ def test_a_language_model_search_is_a_frontier_of_perplexity_against_err_gap():
     assert at2.per_seed == pytest.approx({0: 0.05, 1: 0.05})  # naive's perplexity + 2: the alpha-10 point
     assert at4.per_seed == pytest.approx({0: 0.03, 1: 0.03})  # halfway from (+2, 0.05) to (+6, 0.01)
     line = matched_verdicts(matched, LANGUAGE_SEARCH)[0]
-    assert line.startswith("At naive's perplexity + 2 perplexity, forgetting (nats, mean [95% CI]): wpl 0.050")
+    assert line.startswith(
+        "At naive's perplexity + 2 perplexity, forgetting (nats, mean [95% t interval, descriptive]): wpl 0.050"
+    )
 
 
 @pytest.mark.parametrize("retrained", ["all but one", "none"])

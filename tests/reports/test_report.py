@@ -33,8 +33,8 @@ def test_summary_uses_ok_runs_and_counts_seeds():
     # per seed 1 - F/F_naive: 1 - 0.1/0.3 and 1 - 0.05/0.2
     assert _value(table, "ewc", "forgetting_reduction") == pytest.approx(100 * (2 / 3 + 0.75) / 2)
     assert _value(table, "ewc", "ACC") == pytest.approx((0.85 + 0.875) / 2)  # final rows [.8 .9], [.85 .9]
-    # accuracy CIs are clipped to [0, 1] (a 2-seed t interval is wide)
-    assert 0 <= _value(table, "naive", "ACC", "ci_low") and _value(table, "naive", "ACC", "ci_high") <= 1
+    # no interval from fewer than 3 seeds: these have 2
+    assert math.isnan(_value(table, "naive", "ACC", "ci_low")) and math.isnan(_value(table, "naive", "ACC", "ci_high"))
     assert "forgetting_reduction" not in set(table[table.strategy == "naive"].metric)
     assert table.strategy.iloc[0] == "naive"  # naive first
 
@@ -43,7 +43,8 @@ def test_paired_comparison_against_naive():
     comps = S.comparisons_table(S.runs_long(basic_records()))
     row = comps[(comps.strategy == "ewc") & (comps.metric == "forgetting")].iloc[0]
     assert row["diff"] == pytest.approx(-0.175) and row.n_pairs == 2  # d = -0.2, -0.15
-    assert 0 < row.p_value < 0.1
+    # two pairs are not tested: no interval, no p, no claim
+    assert math.isnan(row.ci_low) and row.outcome == "undecided" and math.isnan(row.p_value)
     assert "naive" not in set(comps.strategy)
 
 

@@ -108,17 +108,24 @@ def test_the_estimate_counts_every_planned_run_and_writes_nothing(tmp_path, caps
 
 
 def test_fifteen_strategies_read_as_five_methods_in_the_figures():
-    """5 methods x a chosen strength and two neighbours, beside naive (issue 76's suite shape): one colour and one
-    marker per method, never repeated; the chosen point strong, its neighbours faint; naive grey."""
+    """5 methods x a chosen strength and two neighbours, beside naive (issue 76's suite shape): one hue and one
+    marker per method, never repeated, and each strength its own shade of the hue (issue 80: at 15 labels every
+    strength of a method had one colour); the chosen point strong, its neighbours faint; naive grey."""
+    import colorsys
+
     from forgetbench.reports import figures as F
 
     methods = ["ewc", "si", "mas", "wpl", "l2"]
     labels = ["naive"] + [f"{m}[{m}_lambda={v}]" for m in methods for v in (0.1, 1, 10)]
     chosen = {f"{m}[{m}_lambda=1]" for m in methods}
     colours, shapes = F.palette(labels, "naive", chosen), F.markers(labels, "naive")
-    by_method = {m: {colours[s][:3] for s in labels if F.method_of(s) == m} for m in methods}
-    assert all(len(c) == 1 for c in by_method.values())  # a method's strengths share its colour
-    assert len({next(iter(c)) for c in by_method.values()} | {colours["naive"]}) == 6  # never repeated
+    assert len({colours[s][:3] for s in labels}) == 16  # every label its own colour
+    hues = {
+        m: {round(colorsys.rgb_to_hsv(*colours[s][:3])[0], 3) for s in labels if F.method_of(s) == m} for m in methods
+    }
+    assert all(len(h) == 1 for h in hues.values()) and len({next(iter(h)) for h in hues.values()}) == 5
+    light = [colorsys.rgb_to_hls(*colours[f"ewc[ewc_lambda={v}]"][:3])[1] for v in (0.1, 1, 10)]
+    assert light == sorted(light, reverse=True)  # lighter to darker in order of strength
     assert len({shapes[f"{m}[{m}_lambda=1]"] for m in methods}) == 5
     assert all(not F.is_faint(colours[s]) for s in chosen) and colours["naive"] == F.NAIVE_GREY
     assert all(F.is_faint(colours[s]) for s in labels if s not in chosen and s != "naive")

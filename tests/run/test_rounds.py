@@ -45,16 +45,23 @@ def test_a_round_adds_seeds_to_the_undecided_pairs_strategies_and_their_naive(tm
     )
     # ewc and l2 get the next seed; naive the seeds they will have (its scenario's reference)
     assert added == {"split__ewc": [3], "split__l2": [3], "split__naive": [3]}
-    specs = rounds.specs(added)
+    specs = rounds.specs(added, 1)
     assert sorted(s.run_id for s in specs) == ["split__ewc__seed3", "split__l2__seed3", "split__naive__seed3"]
+    assert {s.round for s in specs} == {1}  # each record keeps the round that ran it: the decisions' order
     added = rounds.next_round(Undecided(pairs={"split": [("naive", "ewc")]}))
     assert added == {"split__naive": [4], "split__ewc": [4]}
-    rounds.specs(added)
+    rounds.specs(added, 2)
     assert rounds.next_round(Undecided(pairs={"split": [("naive", "ewc")]})) == {}  # the budget is spent
     stopped = rounds.stopped(
-        Undecided(pairs={"split": [("naive", "ewc")]}, participants={"split": {"naive", "ewc", "l2"}})
+        Undecided(
+            pairs={"split": [("naive", "ewc")]},
+            participants={"split": {"naive", "ewc", "l2"}},
+            decided_at={"split": {"l2": 4}},
+        )
     )
     assert stopped["split"]["naive"].startswith("budget: 5 seeds") and stopped["split"]["l2"].startswith("decided")
+    # the seed count at which its pairs were decided, not the seeds it ran as others' reference
+    assert stopped["split"]["l2"] == "decided: every pair it is in was decided by 4 paired seeds"
 
 
 def test_a_method_in_an_undecided_pair_gets_seeds_at_every_strength():
@@ -126,7 +133,8 @@ def test_a_suite_adds_seeds_until_decided_and_the_report_shows_why_it_stopped(tm
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "not adjusted" not in printed and "Holm-adjusted" in printed
+    assert "not adjusted" not in printed and "the chance of any false claim" in printed
+    assert "with 3 pairs compared, no claim is possible before 8 paired seeds" in printed  # 5 seeds reach nothing
     rounds = json.loads((out / "rounds.json").read_text())
     stopped = rounds["stopped"]["split"]
     assert set(stopped) == {"naive", "ewc", "l2"}
@@ -134,7 +142,10 @@ def test_a_suite_adds_seeds_until_decided_and_the_report_shows_why_it_stopped(tm
     decisions = results.decisions()
     assert set(decisions.outcome) <= {"less", "greater", "equivalent", "undecided"}
     assert (decisions.method == "sequential").all()
-    seeds = {s: len(g.seed.unique()) for s, g in results.frame().groupby("strategy")}
+    frame = results.frame()
+    seeds = {s: len(g.seed.unique()) for s, g in frame.groupby("strategy")}
+    ran = dict(zip(frame.seed, frame["round"]))  # each record keeps the round that added it
+    assert all(ran[s] == 0 for s in (0, 1, 2)) and ran.get(3) == 1 and ran.get(4) == 2
     for strategy, why in stopped.items():  # a budget reached means 5 seeds; decided ones stop at what they had
         assert (seeds[strategy] == 5) if why.startswith("budget") else 3 <= seeds[strategy] <= 5
     on_disk = pd.read_csv(out / "decisions.csv")

@@ -1,0 +1,143 @@
+"""Decide any per-seed table: ``forgetbench decide TABLE.csv`` and ``forgetbench.decide(frame)``, the decisions the
+report makes for a results folder, for numbers from any tool (an Avalanche or Mammoth run's per-seed accuracies).
+
+The table has one row per (method, seed): columns ``method``, ``seed``, ``value``; optionally ``scenario`` (one
+family per scenario) and ``order`` (the order the seeds were run: the round that added each, 0 for the first, or any
+increasing count; a pair's seed counts from the later of its two runs). Every pair of a scenario's methods is
+decided as one family (:mod:`forgetbench.benchmark.core.decide`): A < B, A > B, equivalent within ``margin`` (in the
+values' own unit), or undecided, the chance of any false claim at most ``alpha``. The sets are valid however the
+seeds were added: with ``order``, in the order given; without it, in seed order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forgetbench.benchmark.core import decide as D
+from forgetbench.reports import decisions as DC
+
+REQUIRED = ("method", "seed", "value")
+OPTIONAL = ("scenario", "order")
+NAIVE = "naive"
+
+
+class TableError(ValueError):
+    """A table that cannot be decided: the column, row or value is named (one line; the CLI exits 2)."""
+
+
+def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise TableError(
+            f"missing column(s) {', '.join(missing)}; a table has {', '.join(REQUIRED)} (and optionally "
+            f"{', '.join(OPTIONAL)}); it has {', '.join(map(str, frame.columns)) or 'none'}"
+        )
+    frame = frame.copy()
+    frame["scenario"] = frame["scenario"].astype(str) if "scenario" in frame.columns else "-"
+    frame["method"] = frame["method"].astype(str)
+    for column, kind in (("seed", "integer"), ("value", "number"), ("order", "integer")):
+        if column not in frame.columns:
+            continue
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[numbers.isna() & frame[column].notna()] if column == "value" else frame[numbers.isna()]
+        if column != "value" and len(numbers) and not bad.empty:
+            raise TableError(f"{column}: {bad[column].iloc[0]!r} (row {bad.index[0] + 1}) is not an {kind}")
+        if column == "value" and not bad.empty:
+            raise TableError(f"value: {bad['value'].iloc[0]!r} (row {bad.index[0] + 1}) is not a number")
+        if column in ("seed", "order") and (numbers != numbers.round()).any():
+            row = frame[numbers != numbers.round()].index[0]
+            raise TableError(f"{column}: {frame[column][row]!r} (row {row + 1}) is not an {kind}")
+        frame[column] = numbers.astype(int) if column != "value" else numbers.astype(float)
+    twice = frame[frame.duplicated(["scenario", "method", "seed"], keep=False)]
+    if not twice.empty:
+        row = twice.iloc[0]
+        raise TableError(
+            f"method {row['method']!r}, seed {row['seed']} appears {len(twice[(twice.method == row['method']) & (twice.seed == row['seed'])])} "
+            "times: one value per method and seed (which one is right cannot be told)"
+        )
+    return frame
+
+
+def decide(
+    frame: pd.DataFrame,
+    margin: float = 0.0,
+    alpha: float = D.ALPHA,
+    direction: Literal["lower", "higher"] = "lower",
+    baseline: str = NAIVE,
+    metric: str = "value",
+) -> pd.DataFrame:
+    """Every pair of every scenario's methods decided as one family per scenario (module docstring): the report's
+    decisions frame (:data:`forgetbench.reports.decisions.COLUMNS`), in the values' own unit. The methods are
+    paired in the report's order: ``baseline`` first where present, then best first (``direction``: which is
+    better); ``first`` minus ``second`` is the difference each row decides."""
+    if direction not in ("lower", "higher"):
+        raise TableError(f"direction: {direction!r}; allowed: lower, higher")
+    if not (0.0 < alpha < 0.5):
+        raise TableError(f"alpha: {alpha!r}; allowed: a number in (0, 0.5)")
+    if not (np.isfinite(margin) and margin >= 0):
+        raise TableError(f"margin: {margin!r}; allowed: a number >= 0 in the values' unit")
+    frame = _checked(frame)
+    options = DC.DecisionOptions(method="sequential" if "order" in frame.columns else "fixed", alpha=alpha)
+    out = []
+    for scenario, group in frame.groupby("scenario", sort=False):
+        values = {
+            str(method): {int(s): float(v) for s, v in zip(g.seed, g.value) if np.isfinite(v)}
+            for method, g in group.groupby("method", sort=False)
+        }
+        values = {m: v for m, v in values.items() if v}
+        rounds = (
+            {str(method): dict(zip(g.seed.astype(int), g.order.astype(int))) for method, g in group.groupby("method")}
+            if "order" in group.columns
+            else None
+        )
+        sign = 1.0 if direction == "lower" else -1.0
+        order = sorted(values, key=lambda m: (m != baseline, sign * float(np.mean(list(values[m].values())))))
+        decisions = DC.family(values, margin, options, order, rounds)
+        out += DC.rows(str(scenario), DC.DEFAULT_LEVEL, metric, decisions)
+    return DC.frame_of(out)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A per-seed table from CSV (lines starting with # are comments)."""
+    try:
+        return pd.read_csv(path, comment="#")
+    except FileNotFoundError:
+        raise TableError("no such file") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise TableError(f"not a readable CSV table ({str(exc).splitlines()[0]})") from None
+
+
+def sentences(frame: pd.DataFrame, alpha: float = D.ALPHA, digits: int = 3) -> list[str]:
+    """One sentence per scenario, as the report's verdicts word a family's decisions."""
+    lines = []
+    for scenario, group in frame.groupby("scenario", sort=False):
+        decisions = [
+            D.Decision(
+                first=r.first,
+                second=r.second,
+                outcome=r.outcome,
+                diff=r.diff,
+                ci_low=r.ci_low,
+                ci_high=r.ci_high,
+                p_value=r.p_value,
+                p_adjusted=r.p_adjusted,
+                p_equivalence_adjusted=r.p_equivalence_adjusted,
+                n=int(r.n),
+                seeds=tuple(r.seeds),
+                margin=r.margin,
+                method=r.method,
+                family=int(r.family),
+                more_seeds=None if pd.isna(r.more_seeds) else int(r.more_seeds),
+                note=r.note or "",
+                decided_at=None if pd.isna(r.decided_at) else int(r.decided_at),
+                reach=None if pd.isna(r.reach) else int(r.reach),
+            )  # fmt: skip
+            for r in group.itertuples()
+        ]
+        text = DC.family_sentence(decisions, "the values", 1.0, "as given", digits, alpha)
+        lines.append(text if scenario == "-" else f"{scenario}: {text}")
+    return lines

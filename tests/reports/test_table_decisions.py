@@ -1,0 +1,89 @@
+"""``forgetbench decide TABLE.csv`` / ``forgetbench.decide(frame)``: any per-seed table decided as the report
+decides a results folder (reports/table_decisions.py), the same rows and numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import forgetbench
+from forgetbench.reports import decisions as DC
+from forgetbench.reports.summary import runs_long
+from forgetbench.reports.verdict import decisions_frame
+from report_records import record
+
+
+def _folder_records(seeds: int = 16) -> list[dict]:
+    """Three strategies on one scenario, seeds added in rounds (the first 3 in round 0, then one a round), with
+    forgetting naive ~15, ewc ~2 points and mas within a tenth of a point of ewc on each seed (R = [[0.95, 0.5],
+    [0.95 - f, 0.9]])."""
+    rng = np.random.default_rng(2)
+    ewc = 0.02 + 0.01 * rng.standard_normal(seeds)
+    forgetting = {
+        "naive": 0.15 + 0.01 * rng.standard_normal(seeds),
+        "ewc": ewc,
+        "mas": ewc + 0.0005 * rng.standard_normal(seeds),
+    }
+    out = []
+    for strategy, values in forgetting.items():
+        for seed, f in enumerate(values):
+            r = record("s", strategy, seed, [[0.95, 0.5], [round(0.95 - f, 5), 0.9]])
+            r["round"] = max(0, seed - 2)
+            out.append(r)
+    return out
+
+
+def test_a_table_of_a_folders_per_seed_numbers_is_decided_as_its_report_decides():
+    records = _folder_records()
+    options = DC.DecisionOptions(method="sequential")
+    report = decisions_frame(records, options=options)
+    long = runs_long(records)
+    table = long[long.metric == "forgetting"][["scenario", "strategy", "seed", "round", "value"]]
+    table = table.rename(columns={"strategy": "method", "round": "order"})
+    mine = forgetbench.decide(table, margin=0.01)
+    assert len(mine) == len(report) == 3
+    both = mine.merge(report, on=["scenario", "first", "second"], suffixes=("_table", "_report"))
+    assert (both.outcome_table == both.outcome_report).all()
+    assert set(both.outcome_report) >= {"greater", "equivalent"}  # naive > ewc, mas; ewc and mas within a point
+    for column in ("p_adjusted", "p_equivalence_adjusted", "n", "decided_at"):
+        assert np.allclose(both[f"{column}_table"].astype(float), both[f"{column}_report"].astype(float)), column
+    # the report writes points, the table its own unit
+    assert np.allclose(100 * both.ci_low_table, both.ci_low_report) and np.allclose(
+        100 * both.diff_table, both.diff_report
+    )
+
+
+def test_the_order_column_decides_in_the_order_the_seeds_were_run():
+    frame = pd.DataFrame(
+        {"method": ["a"] * 4 + ["b"] * 4, "seed": [100, 101, 0, 1] * 2, "order": [0, 0, 1, 2] * 2, "value": range(8)}
+    )
+    (row,) = forgetbench.decide(frame).itertuples()
+    assert list(row.seeds) == [100, 101, 0, 1] and row.method == "sequential"
+    assert list(forgetbench.decide(frame.drop(columns="order")).seeds[0]) == [0, 1, 100, 101]
+
+
+def test_direction_and_baseline_set_the_pairs_order_not_the_outcomes():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        [
+            {"method": m, "seed": s, "value": v + 0.01 * rng.standard_normal()}
+            for m, v in (("x", 0.9), ("naive", 0.5), ("y", 0.7))
+            for s in range(12)
+        ]
+    )
+    lower = forgetbench.decide(frame)
+    higher = forgetbench.decide(frame, direction="higher")
+    assert list(lower["first"]) == ["naive", "naive", "y"] and list(higher["second"])[:2] == ["x", "y"]
+
+    def ranked(frame: pd.DataFrame) -> set[tuple[str, str]]:  # (lower, higher) per decided pair
+        return {(r.first, r.second) if r.outcome == "less" else (r.second, r.first) for r in frame.itertuples()}
+
+    assert ranked(lower) == ranked(higher) == {("naive", "y"), ("naive", "x"), ("y", "x")}
+
+
+@pytest.mark.parametrize("bad", [{"alpha": 0.0}, {"direction": "up"}, {"margin": -1.0}])
+def test_bad_options_are_named(bad):
+    frame = pd.DataFrame({"method": ["a", "b"], "seed": [0, 0], "value": [0.1, 0.2]})
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        forgetbench.decide(frame, **bad)
