@@ -23,6 +23,7 @@ import signal
 from forgetbench.benchmark.core.children import DRIVER_PID, die_with_parent
 
 _driver = os.environ.get(DRIVER_PID, "")
-die_with_parent(int(_driver) if _driver.isdigit() else None, sig=signal.SIGKILL)
-_SERVER = os.getpid()
-os.register_at_fork(after_in_child=lambda: die_with_parent(_SERVER, sig=signal.SIGKILL))
+if not (_driver.isdigit() and int(_driver) == os.getpid()):  # imported by the driver itself (a module scan): nothing
+    die_with_parent(int(_driver) if _driver.isdigit() else None, sig=signal.SIGKILL)
+    _SERVER = os.getpid()
+    os.register_at_fork(after_in_child=lambda: die_with_parent(_SERVER, sig=signal.SIGKILL))
