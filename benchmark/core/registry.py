@@ -148,25 +148,29 @@ class Registry(Generic[T]):
         return decorator
 
     def _load_entry_points(self) -> None:
+        """Import the built-ins and the plug-ins of the entry-point group, once. Marked done only once every import
+        returned: a second thread asking meanwhile imports too, and Python's import system makes it wait for a
+        module another thread is still importing, so it never reads a half-filled registry (it read "unknown
+        scenario 'split'; allowed: " with nothing allowed). No lock of its own: one held across imports can
+        deadlock with the import system's."""
         if self._entry_points_loaded:
             return
-        self._entry_points_loaded = True
         for module in self.builtin_modules:
             importlib.import_module(module)  # a broken built-in is a bug: let it raise
-        if self.entry_point_group is None:
-            return
-        for ep in importlib.metadata.entry_points(group=self.entry_point_group):
-            try:
-                ep.load()  # importing the module runs its @register decorators
-            except Exception as exc:  # a broken plug-in must not take the harness down
-                log.warning("could not load %s entry point %r: %s", self.kind, ep.name, exc)
+        if self.entry_point_group is not None:
+            for ep in importlib.metadata.entry_points(group=self.entry_point_group):
+                try:
+                    ep.load()  # importing the module runs its @register decorators
+                except Exception as exc:  # a broken plug-in must not take the harness down
+                    log.warning("could not load %s entry point %r: %s", self.kind, ep.name, exc)
+        self._entry_points_loaded = True
 
     def _load_prefixed(self, name: str | None = None) -> None:
-        """Import the prefixed modules ``name`` needs (every one when ``name`` is None)."""
+        """Import the prefixed modules ``name`` needs (every one when ``name`` is None), marked done once imported."""
         for prefix, module in self.prefixed_modules.items():
             if prefix not in self._prefixed_loaded and (name is None or name.startswith(prefix)):
-                self._prefixed_loaded.add(prefix)
                 importlib.import_module(module)
+                self._prefixed_loaded.add(prefix)
 
     def get(self, name: str) -> Entry[T]:
         self._load_entry_points()
