@@ -28,14 +28,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from forgetbench.benchmark.core import decide as D
-from forgetbench.benchmark.core.config import VerdictConfig
+from forgetbench.benchmark.core.config import SeedsUntilDecided, VerdictConfig
 from forgetbench.benchmark.core.metric_registry import METRICS
 from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.store import ResultFolder
 
-ROUNDS_FILE = "rounds.json"  # OUT/rounds.json: the rounds of seeds added until decided (forgetbench.benchmark.run)
+ROUNDS_FILE = ResultFolder.ROUNDS  # the rounds of seeds added until decided (forgetbench.benchmark.run)
 DEFAULT_LEVEL = "each strength alone"
 DECISIONS_PREFIX = "Decisions on "  # the sentence of a family's decisions (family_sentence) starts so
 UNDECIDED_LISTED = 3  # a verdict sentence lists this many undecided pairs at most (the table lists every one)
@@ -102,8 +103,8 @@ def folder_options(folder: Path) -> DecisionOptions:
     decided (its ``rounds.json``); the defaults where it has no suite.yaml. A bad value is a
     :class:`DecisionSettingsError` naming the file and the field."""
     folder = Path(folder)
-    method: D.Method = "sequential" if (folder / ROUNDS_FILE).is_file() else "fixed"
-    path = folder / "suite.yaml"
+    method: D.Method = "sequential" if ResultFolder(folder).rounds.is_file() else "fixed"
+    path = ResultFolder(folder).suite
     try:
         suite = yaml.safe_load(path.read_text()) if path.is_file() else {}
     except (OSError, yaml.YAMLError) as exc:
@@ -140,14 +141,32 @@ def options_of(folders: Iterable[Path]) -> DecisionOptions:
     return distinct[0]
 
 
+class _RoundsFile(BaseModel):
+    """What the report reads of ``rounds.json``: validated as strictly as the suite's ``seeds: {start, max}``."""
+
+    model_config = ConfigDict(extra="allow")
+    rule: SeedsUntilDecided
+    rounds: list[dict[str, Any]]
+    stopped: dict[str, dict[str, str]]
+
+
 def rounds_of(folders: Iterable[Path]) -> dict[str, Any] | None:
-    """The first folder's ``rounds.json`` (None: its seeds were fixed)."""
+    """The first folder's ``rounds.json`` (None: its seeds were fixed); a file that is not one is a
+    :class:`DecisionSettingsError` naming it and the field."""
     for folder in folders:
-        try:
-            rounds = json.loads((Path(folder) / ROUNDS_FILE).read_text())
-        except (OSError, ValueError):
+        path = ResultFolder(Path(folder)).rounds
+        if not path.is_file():
             continue
-        return rounds if isinstance(rounds, dict) else None
+        try:
+            rounds = json.loads(path.read_text())
+            _RoundsFile.model_validate(rounds)
+        except (OSError, ValueError) as exc:
+            detail = exc.errors()[0] if isinstance(exc, ValidationError) else None
+            where = ".".join(str(p) for p in detail["loc"]) + f": {detail['msg']}" if detail else str(exc)[:120]
+            raise DecisionSettingsError(
+                f"{path}: not a record of rounds ({where}); rerun the suite on this folder to write it again"
+            ) from None
+        return dict(rounds)
     return None
 
 

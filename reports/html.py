@@ -25,6 +25,7 @@ from forgetbench.reports.scenario_view import finish_figures, scenario_view
 from forgetbench.reports.views import FrontierView, ScenarioView, SweepView, metadata, reproductions, tuning_rows
 from forgetbench.benchmark.core.metric_registry import METRICS, registered_metrics
 from forgetbench.benchmark.core.store import (
+    ResultFolder,
     ResultScan,
     atomic_write_bytes,
     DiskFull,
@@ -35,6 +36,7 @@ from forgetbench.benchmark.core.store import (
     registered_metric_modules,
 )
 from forgetbench.benchmark.core.grid import combination_label
+from forgetbench.benchmark.core.plan import PlanError
 from forgetbench.reports import decisions as DC
 from forgetbench.reports import summary
 from forgetbench.reports.drawing import drawn, easel
@@ -58,19 +60,19 @@ from forgetbench.reports.verdict import (
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-REPORT_FILE = "report.html"
+REPORT_FILE = ResultFolder.REPORT
 
 
-SUMMARY_FILE = "summary.csv"
+SUMMARY_FILE = ResultFolder.SUMMARY
 
 
-COMPARISONS_FILE = "comparisons.csv"
+COMPARISONS_FILE = ResultFolder.COMPARISONS
 
 
-DECISIONS_FILE = "decisions.csv"  # every pair of every verdict: outcome, adjusted p, simultaneous interval, seeds
+DECISIONS_FILE = ResultFolder.DECISIONS  # every pair of every verdict: outcome, its interval, p, seeds
 
 
-FRONTIER_FILE = "frontier.csv"  # every (method, setting, seed) point of a strength sweep, on its front or not
+FRONTIER_FILE = ResultFolder.FRONTIER  # every (method, setting, seed) point of a sweep, on its front or not
 
 
 class ReportError(ValueError):
@@ -142,7 +144,10 @@ def _read(folders: list[Path], strategies: Sequence[str] | None) -> tuple[Result
     for folder in folders:
         if not folder.is_dir():
             raise ReportError(f"results folder {folder} does not exist (expected OUT/runs/<run_id>/result.json)")
-    scan = load_records(*folders, figure_runs=summary.FIGURE_RUNS)
+    try:
+        scan = load_records(*folders, figure_runs=summary.FIGURE_RUNS)
+    except PlanError as exc:
+        raise ReportError(str(exc)) from None
     records, skipped = scan.records, scan.skipped
     if not records:
         detail = "".join(f"; skipped {path}: {why}" for path, why in skipped)
@@ -189,9 +194,10 @@ def _trial_frontiers(
     folders: list[Path], pad: Any, options: DC.DecisionOptions, methods: list[str]
 ) -> tuple[list[FrontierView], pd.DataFrame | None]:
     """The tuning trials' frontiers, on the validation split (none where no folder tuned)."""
-    if not any((f / "tuning" / "runs").is_dir() for f in folders):
+    tuned = [ResultFolder(f).tuning for f in folders if ResultFolder(f).tuning.runs.is_dir()]
+    if not tuned:
         return [], None
-    trials = load_records(*[f / "tuning" for f in folders if (f / "tuning" / "runs").is_dir()], figure_runs=0)
+    trials = load_records(*[t.path for t in tuned], figure_runs=0)
     if not trials.records:
         return [], None
     views, points = frontier_views(
@@ -290,10 +296,14 @@ def _decisions(
     """Every verdict's decisions (the frame of decisions.csv) and the report's Decisions section."""
     decided = decisions_frame(records, scan.metrics, options, t.long)
     improvement = improvement_frame(records, scan.metrics, t.long)
+    try:
+        rounds = DC.rounds_of(folders)
+    except DC.DecisionSettingsError as exc:
+        raise ReportError(str(exc)) from None
     shown = DC.view(
         decided,
         improvement,
-        DC.rounds_of(folders),
+        rounds,
         DC.records_seeds(records),
         options.alpha,
         DC.test_set_sizes(records),

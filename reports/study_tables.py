@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from forgetbench.benchmark.core.store import ResultFolder
 from forgetbench.benchmark.core import metrics as run_metrics
 from forgetbench.benchmark.core.calibration import median_ratio
 from forgetbench.benchmark.core.metric_registry import METRICS
@@ -139,7 +140,7 @@ def _suite_rank(folders: Sequence[Path]) -> dict[tuple[str, str], int]:
 
     rank: dict[tuple[str, str], int] = {}
     for folder in folders:
-        path = Path(folder) / "suite.yaml"
+        path = ResultFolder(Path(folder)).suite
         suite = yaml.safe_load(path.read_text()) if path.is_file() else None
         for kind in ("scenarios", "strategies"):
             for spec in (suite or {}).get(kind) or []:

@@ -77,7 +77,9 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
     skipped: list[tuple[Path, str]] = []
     for folder in folders:
         found: list[tuple[store.ReadResult, dict[str, float], str]] = []
-        for read, values in _read_folder(Path(folder), figure_runs):
+        # a folder written before plans is checked by its records' configs: every one read whole, in every reader
+        planned = plan.plan_path(Path(folder)).exists()
+        for read, values in _read_folder(Path(folder), figure_runs if planned else None):
             if read.record is None:
                 skipped.append((read.path, str(read.error)))
             else:
@@ -169,7 +171,7 @@ def tuning_studies(folders: Iterable[Path]) -> list[dict[str, Any]]:
     studies: list[dict[str, Any]] = []
     for folder in folders:
         try:
-            found = json.loads((Path(folder) / "tuning.json").read_text()).get("studies", [])
+            found = json.loads(store.ResultFolder(Path(folder)).tuning_file.read_text()).get("studies", [])
         except (OSError, ValueError, AttributeError):
             continue
         studies += [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []

@@ -17,6 +17,7 @@ import pandas as pd
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.metric_registry import Metric
 from forgetbench.benchmark.core.store import (
+    ResultFolder,
     rerun_command,
 )
 from forgetbench.reports.summary import (
@@ -169,7 +170,7 @@ def metadata(folders: Sequence[Path], records: list[RunRecord], command: str | N
     run_env = {k: sorted({str(e[k]) for e in envs if k in e}) for k in keys}
     suites = []
     for folder in folders:
-        path = Path(folder) / "suite.yaml"
+        path = ResultFolder(Path(folder)).suite
         text = path.read_text() if path.exists() else None
         suites.append({"folder": str(folder), "suite": text, "rerun": rerun_command(folder) if text else None})
     return {
@@ -195,7 +196,7 @@ def reproductions(folders: Sequence[Path], table: pd.DataFrame) -> list[dict[str
 
     rows = []
     for folder in folders:
-        path = Path(folder) / "suite.yaml"
+        path = ResultFolder(Path(folder)).suite
         suite = yaml.safe_load(path.read_text()) if path.exists() else None
         if not isinstance(suite, dict) or not suite.get("reproduce"):
             continue
@@ -214,9 +215,24 @@ def reproductions(folders: Sequence[Path], table: pd.DataFrame) -> list[dict[str
 
 
 def tuning_rows(folders: Sequence[Path]) -> list[dict[str, Any]]:
-    """One row per tuning study of ``OUT/tuning.json``: how the tuned strategies' final runs got their params."""
+    """One row per tuning study of ``OUT/tuning.json``: how the tuned strategies' final runs got their params, or
+    why a study stopped with none (its strategy then has no final runs, and this row says so)."""
     rows = []
     for study in tuning_studies(folders):  # a study this report cannot read is skipped, not fatal
+        if study.get("stopped"):
+            rows.append(
+                {
+                    "scenario": study.get("scenario"),
+                    "strategy": study.get("strategy"),
+                    "protocol": "",
+                    "trials": f"0/{study.get('budget', '?')}",
+                    "objective": str(study.get("objective", "")),
+                    "chosen": "none: the study stopped, so the strategy has no final runs",
+                    "value": None,
+                    "notes": str(study["stopped"]),
+                }
+            )
+            continue
         try:
             protocol = study["protocol"]
             where = f"{protocol['scenario']}'s " if protocol.get("kind") == "scenario" else ""

@@ -97,6 +97,21 @@ def full_records() -> list[dict[str, Any]]:
     return recs
 
 
+def write_plan(folder: Path) -> Path:
+    """``folder``'s plan.json, planning every record under its runs/ (as the suite that wrote them would have)."""
+    from forgetbench.benchmark.core import plan
+    from forgetbench.benchmark.core.record import config_fingerprint
+    from forgetbench.benchmark.core.store import atomic_write_bytes, load_results
+
+    records = load_results(folder)
+    for record in records:  # each record carries its planned run's fingerprint, as the suite writes it
+        record.fingerprint = config_fingerprint(record.config)
+        write_result(folder, record)
+    runs = [plan.PlannedRun(r.run_id, r.config) for r in records]
+    atomic_write_bytes(plan.plan_path(folder), plan.plan_bytes(plan.extended({}, runs)))
+    return folder
+
+
 def write_folder(folder: Path, records: list[dict[str, Any]]) -> Path:
     for rec in records:
         write_result(folder, RunRecord.from_dict(rec))

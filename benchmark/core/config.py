@@ -777,11 +777,35 @@ def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-3`` as the float it means (YAML 1.1 wants ``1.0e-3``).
+    """PyYAML's safe loader, reading ``1e-3`` as the float it means (YAML 1.1 wants ``1.0e-3``), and refusing a key
+    given twice in one mapping (PyYAML keeps the last one silently: ``seeds: [0, 1]`` then ``seeds: {start: 3}``
+    ran the second).
 
     Config numbers are validated strictly (a string is never converted), so without this a
     plain ``lr: 1e-3`` would be refused as a string.
     """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden here, by design
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+                seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: the base loader says what is wrong with it
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (lines {first} and {line}); only one can be meant: "
+                    "remove the other",
+                    key_node.start_mark,
+                )
+        return dict(super().construct_mapping(node, deep=deep))
 
 
 _YamlLoader.add_implicit_resolver(

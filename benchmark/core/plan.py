@@ -13,8 +13,18 @@ A record is refused (and named, with the field that differs) when:
 * its config differs from the planned run's (``training.lr: 0.5 in the record, 0.05 planned``);
 * its accuracy matrix has another shape than the records of the same scenario (experiences and rows).
 
-In a folder without ``plan.json`` (written before plans were, or a folder of copied records), the records are held
-to each other: one suite name, and one config per scenario and per (scenario, strategy) among them.
+**The last invocation's runs.** The plan also keeps which runs the last invocation of the suite on the folder asked
+for (``last``): a rerun with ``--seeds 0,1`` over a folder that ran seeds 0-2, or a rounds suite rerun with a
+smaller ``max``, reads exactly the runs it asked for; the others stay on disk, named, never averaged in, so the
+terminal, the report, ``summary.csv``, ``table`` and ``load_results`` agree.
+
+**A plan that cannot be read is named, never a silent downgrade.** A ``plan.json`` that does not parse as one (a
+truncated or foreign file), or a missing one where a suite that keeps plans wrote the folder (its ``suite.yaml`` or
+``invocation.json`` is there and its records carry a planned run's fingerprint), is a :class:`PlanError`: the folder's records cannot be told from copies, and
+rerunning the suite on the folder writes its plan again (its complete runs are kept). Only a folder no suite wrote a
+plan for (written before plans existed, or records gathered by hand) is read by one stated rule, the same in every
+reader: its records are held to each other (one suite name, one config per scenario and per (scenario, strategy)),
+every one read whole.
 """
 
 from __future__ import annotations
@@ -25,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
+from forgetbench.benchmark.core.config import ConfigError
 from forgetbench.benchmark.core.record import RunRecord, config_fingerprint
+from forgetbench.benchmark.core.store import ResultFolder
 from forgetbench.benchmark.core.migrations import without_retired_keys
 
-PLAN_FILE = "plan.json"
+PLAN_FILE = ResultFolder.PLAN
 PLAN_VERSION = 1
 
 
@@ -72,21 +84,61 @@ def extended(entries: dict[str, dict[str, Any]], runs: Iterable[PlannedRun]) -> 
     return entries
 
 
-def read_entries(folder: Path) -> dict[str, dict[str, Any]] | None:
-    """The plan's entries of ``folder`` (None: no plan there, or one that cannot be read: the records are then held
-    to each other only)."""
+class PlanError(ConfigError):
+    """A folder's plan cannot be read, or is missing where its records say there was one (one line, naming it; the
+    command line exits 2)."""
+
+
+MAX_PLAN_BYTES = 64 * 2**20  # a plan of 100,000 runs is about 30 MB; a file past this is not one
+
+
+def _raw(folder: Path) -> dict[str, Any] | None:
+    """``plan.json`` parsed, None where there is no such file; :class:`PlanError` where it is not a plan."""
+    path = plan_path(folder)
+    if not path.exists():
+        return None
     try:
-        raw = json.loads(plan_path(folder).read_text())
-    except (OSError, ValueError):
-        return None
+        if path.stat().st_size > MAX_PLAN_BYTES:
+            raise ValueError(f"{path.stat().st_size:,} bytes")
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise PlanError(_unreadable(path, str(exc).splitlines()[0][:120])) from None
     runs = raw.get("runs") if isinstance(raw, dict) else None
-    if not isinstance(runs, dict):
-        return None
-    return {k: v for k, v in runs.items() if isinstance(v, dict) and isinstance(v.get("config"), dict)}
+    if not isinstance(runs, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("config"), dict) for v in runs.values()
+    ):
+        raise PlanError(_unreadable(path, "not an object of planned runs"))
+    last = raw.get("last")
+    if last is not None and not (isinstance(last, list) and all(isinstance(k, str) for k in last)):
+        raise PlanError(_unreadable(path, "its 'last' is not a list of run ids"))
+    return raw
 
 
-def plan_bytes(entries: dict[str, dict[str, Any]]) -> bytes:
-    return (json.dumps({"version": PLAN_VERSION, "runs": entries}, indent=None, sort_keys=True) + "\n").encode()
+def _unreadable(path: Path, why: str) -> str:
+    return (
+        f"{path} cannot be read as the folder's plan ({why}): its records cannot be checked against the runs the "
+        "suite asked for, and none is read without it. Rerun the suite on this folder to write its plan again "
+        "(complete runs are kept), or restore the file"
+    )
+
+
+def read_entries(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """The plan's entries of ``folder`` (None: no plan there); :class:`PlanError` where it cannot be read."""
+    raw = _raw(folder)
+    return None if raw is None else dict(raw["runs"])
+
+
+def read_last(folder: Path) -> list[str] | None:
+    """The run ids the last invocation on ``folder`` asked for (None: no plan, or one written before plans kept it)."""
+    raw = _raw(folder)
+    return None if raw is None or raw.get("last") is None else list(raw["last"])
+
+
+def plan_bytes(entries: dict[str, dict[str, Any]], last: Iterable[str] | None = None) -> bytes:
+    body: dict[str, Any] = {"version": PLAN_VERSION, "runs": entries}
+    if last is not None:
+        body["last"] = sorted(last)
+    return (json.dumps(body, indent=None, sort_keys=True) + "\n").encode()
 
 
 def difference(planned: Any, actual: Any, where: str = "", expected: str = "planned") -> str | None:
@@ -114,6 +166,7 @@ class Plan:
 
     folder: Path
     entries: dict[str, dict[str, Any]]
+    last: frozenset[str] | None = None  # the runs the last invocation asked for (None: every planned run)
 
     def refusal(self, record: RunRecord, config: Mapping[str, Any] | None = None) -> str | None:
         """Why ``record`` is not a run of this plan, or None. ``config``: the record's config when the record was
@@ -123,6 +176,11 @@ class Plan:
             return (
                 f"run id {record.run_id!r} is not a run this suite planned ({plan_path(self.folder)}: "
                 f"{len(self.entries)} run(s)): a record copied from another suite, another seed list or an older config"
+            )
+        if self.last is not None and record.run_id not in self.last:
+            return (
+                f"run {record.run_id!r} was not asked for by the last run of the suite on this folder (it asked for "
+                f"{len(self.last)} run(s): {plan_path(self.folder)}'s 'last'); kept on disk, not read"
             )
         if record.fingerprint is not None and record.fingerprint == entry.get("fingerprint"):
             return None
@@ -134,8 +192,12 @@ class Plan:
 
 
 def read_plan(folder: Path) -> Plan | None:
-    entries = read_entries(folder)
-    return None if entries is None else Plan(Path(folder), entries)
+    """The folder's plan (None: none there); :class:`PlanError` where it cannot be read."""
+    raw = _raw(folder)
+    if raw is None:
+        return None
+    last = raw.get("last")
+    return Plan(Path(folder), dict(raw["runs"]), None if last is None else frozenset(last))
 
 
 def _majority(
@@ -245,10 +307,20 @@ def records_alone_refusals(records: Sequence[RunRecord]) -> dict[str, str]:
 
 
 def refusals(folder: Path, records: Sequence[RunRecord]) -> dict[str, str]:
-    """Run id -> why, for every record of ``folder`` that is not a run of its plan (or, without a plan, that
-    disagrees with the folder's other records), or whose matrix has another shape than its scenario's."""
+    """Run id -> why, for every record of ``folder`` that is not a run of its plan (or, in a folder written before
+    plans, that disagrees with the folder's other records), or whose matrix has another shape than its scenario's.
+    :class:`PlanError` where the plan cannot be read, or is missing and the records say there was one."""
     plan = read_plan(folder)
     if plan is None:
+        written = [name for name in (ResultFolder.SUITE, ResultFolder.INVOCATION) if (Path(folder) / name).exists()]
+        fingerprinted = sum(1 for r in records if r.fingerprint)
+        if written and fingerprinted:
+            raise PlanError(
+                f"{plan_path(folder)} is missing, but the folder was written by a suite that keeps one (it holds "
+                f"{' and '.join(written)}, and {fingerprinted} record(s) carry the fingerprint of a planned run): its "
+                "records cannot be told from copies, and none is read without it. Rerun the suite on this folder to "
+                "write its plan again (complete runs are kept), or restore the file"
+            )
         refused = records_alone_refusals(records)
     else:
         refused = {r.run_id: why for r in records if (why := plan.refusal(r)) is not None}

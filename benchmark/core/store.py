@@ -23,7 +23,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, TypeGuard
+from typing import ClassVar, Any, Callable, Iterator, Mapping, Protocol, TypeGuard
 
 import pydantic_core
 import yaml
@@ -505,9 +505,66 @@ class PlannedSpec(Protocol):
 @dataclass(frozen=True)
 class ResultFolder:
     """A results folder (``forgetbench run --out``): each run's record and checkpoint under ``runs/<run_id>/``, read
-    strictly and written atomically. Every caller that reads or writes one run's files goes through it."""
+    strictly and written atomically, and every other path of the folder's layout, named here once (the lock, the
+    plan, the rounds, the suite and invocation files, the set-aside records, the tuning and calibration folders,
+    the report and its tables). Every caller that reads or writes the folder goes through it."""
 
     path: Path
+
+    RUNS: ClassVar[str] = "runs"  # runs/<run_id>/result.json (+ checkpoint.pt)
+    PLAN: ClassVar[str] = "plan.json"  # the runs the suite planned (core/plan.py)
+    ROUNDS: ClassVar[str] = "rounds.json"  # seeds added until decided (run/rounds.py)
+    SUITE: ClassVar[str] = "suite.yaml"  # the resolved suite (its verdict settings)
+    INVOCATION: ClassVar[str] = INVOCATION_FILE
+    LOCK: ClassVar[str] = ".forgetbench.lock"  # one writer at a time (core/lock.py)
+    SET_ASIDE: ClassVar[str] = "set_aside"  # what stood where a run's record goes, moved, never deleted
+    TUNING: ClassVar[str] = "tuning"  # tuning/runs/<run_id>/result.json: the trials; tuning/study.db
+    TUNING_FILE: ClassVar[str] = "tuning.json"
+    CALIBRATION: ClassVar[str] = CALIBRATION_DIR
+    CALIBRATION_FILE: ClassVar[str] = "calibration.json"
+    REPORT: ClassVar[str] = "report.html"
+    SUMMARY: ClassVar[str] = "summary.csv"
+    COMPARISONS: ClassVar[str] = "comparisons.csv"
+    DECISIONS: ClassVar[str] = "decisions.csv"
+    FRONTIER: ClassVar[str] = "frontier.csv"
+    LAYOUT: ClassVar[tuple[str, ...]] = (RUNS, SET_ASIDE, TUNING, CALIBRATION, PLAN, ROUNDS, SUITE, INVOCATION)
+
+    def __truediv__(self, name: str) -> Path:
+        """``folder / ResultFolder.PLAN``: a path of the layout (names above only)."""
+        return Path(self.path) / name
+
+    @property
+    def runs(self) -> Path:
+        return self / self.RUNS
+
+    @property
+    def plan(self) -> Path:
+        return self / self.PLAN
+
+    @property
+    def rounds(self) -> Path:
+        return self / self.ROUNDS
+
+    @property
+    def suite(self) -> Path:
+        return self / self.SUITE
+
+    @property
+    def lock(self) -> Path:
+        return self / self.LOCK
+
+    @property
+    def tuning(self) -> "ResultFolder":
+        """The trials' own results folder (its runs, plan and lock are laid out as this one's)."""
+        return ResultFolder(self / self.TUNING)
+
+    @property
+    def tuning_file(self) -> Path:
+        return self / self.TUNING_FILE
+
+    @property
+    def calibration_file(self) -> Path:
+        return self / self.CALIBRATION_FILE
 
     def record_path(self, run_id: str) -> Path:
         return result_path(self.path, run_id)

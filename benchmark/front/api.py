@@ -26,7 +26,7 @@ import pandas as pd
 
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, load_config, resolve_config
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.store import ResultScan
+from forgetbench.benchmark.core.store import ResultFolder, ResultScan
 
 if TYPE_CHECKING:  # the runner (torch, Avalanche) is imported when a suite runs, never to read results
     from forgetbench.benchmark.run.suite import SuiteOutcome
@@ -217,7 +217,8 @@ def load_results(folder: str | Path, *more: str | Path) -> Results:
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise ConfigError(f"results folder(s) {', '.join(missing)} do not exist")
-    not_folders = [str(f / "runs") for f in folders if os.path.lexists(f / "runs") and not (f / "runs").is_dir()]
+    runs = [ResultFolder(f).runs for f in folders]
+    not_folders = [str(r) for r in runs if os.path.lexists(r) and not r.is_dir()]
     if not_folders:  # the records live in OUT/runs/<run id>/result.json: a file there would read as no runs at all
         raise ConfigError(f"{', '.join(not_folders)}: not a folder (expected OUT/runs/<run_id>/result.json)")
     return Results(folders)
@@ -316,7 +317,18 @@ def estimate_suite(
     if not always and not estimate_module.worth_estimating(suite, folder, seeds):
         return None
     root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
-    return estimate_module.estimate(suite, folder, root, seeds, resolve_executor(executor), workers)
+    from forgetbench.benchmark.run.suite import preflight
+
+    preflight(suite, root, resolve_executor(executor))  # missing data, a factory that raises: one line, as validate
+    try:
+        return estimate_module.estimate(suite, folder, root, seeds, resolve_executor(executor), workers)
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a run that fails when measured: named, never a traceback
+        raise ConfigError(
+            f"--estimate: a shortened run of the suite failed while being measured ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); `forgetbench validate` checks the suite"
+        ) from None
 
 
 def _until_decided(suite: SuiteConfig, seeds: list[int] | None, rule: Mapping[str, int]) -> SuiteConfig:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from forgetbench.benchmark.core.config import ConfigError, TuneSpec, load_config
 from forgetbench.benchmark.core.stop import EXIT_INTERRUPTED
-from forgetbench.benchmark.core.store import DiskFull
+from forgetbench.benchmark.core.store import DiskFull, ResultFolder
 
 EXIT_OK, EXIT_RUNS_FAILED, EXIT_INVALID = 0, 1, 2
 REPO_ROOT = Path(__file__).resolve().parents[2]  # benchmark/front/cli.py -> the checkout
@@ -182,7 +182,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     # a stop signal unwinds at once: the report's files are written atomically and together, so what was there stays
     previous = {sig: signal.signal(sig, _raise_report_stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
     folders = [Path(args.results_dir), *map(Path, args.more_dirs)]
-    target = Path(args.output) if args.output else folders[0] / "report.html"  # write_report's default
+    target = Path(args.output) if args.output else ResultFolder(folders[0]) / ResultFolder.REPORT  # write_report's
     started = time.time_ns()
     skipped: list[tuple[str, str]] = []
     try:

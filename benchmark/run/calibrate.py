@@ -39,7 +39,7 @@ from forgetbench.benchmark.core.registry import strength_params
 from forgetbench.benchmark.run.spec import RunSpec
 
 CALIBRATION_DIR = store.CALIBRATION_DIR
-CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FILE = store.ResultFolder.CALIBRATION_FILE
 OBJECTIVES = {"ACC": True, "LA": True, "BWT": True, "forgetting": False}  # objective -> maximised
 RunBatch = Callable[[list[tuple[Path, RunSpec]]], None]
 

@@ -25,7 +25,7 @@ from forgetbench.benchmark.core.config import SeedsUntilDecided, SuiteConfig, Ve
 from forgetbench.benchmark.core.record import config_fingerprint
 from forgetbench.benchmark.run.spec import RunSpec
 
-ROUNDS_FILE = "rounds.json"
+ROUNDS_FILE = store.ResultFolder.ROUNDS
 NAIVE = "naive"
 
 
@@ -67,28 +67,50 @@ class Rounds:
         self.order = initial + extra
         # the first runs' fingerprint: rounds recorded over other first runs (another config) are not replayed
         self.first = config_fingerprint({spec.run_id: spec.resolved() for spec in first})
+        self.verdict = suite.verdict.model_dump()
+        self.note = ""  # why the recorded rounds were not replayed, where they were not
         self.state: dict[str, Any] = self._read() or {
             "rule": rule.model_dump(),
+            "verdict": self.verdict,
             "first": self.first,
             "rounds": [],
             "stopped": {},
         }
 
     def _read(self) -> dict[str, Any] | None:
+        """The recorded rounds, where they were decided under this suite's rule, verdict settings and first runs;
+        otherwise None, with :attr:`note` saying what changed (the rounds are then decided again, each run already
+        complete skipped)."""
+        path = store.ResultFolder(self.out).rounds
         try:
-            state = json.loads((self.out / ROUNDS_FILE).read_text())
-        except (OSError, ValueError):
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
             return None
-        if (
-            not isinstance(state, dict)
-            or state.get("rule") != self.rule.model_dump()
-            or state.get("first") != self.first
+        except (OSError, ValueError) as exc:
+            self.note = f"{path} cannot be read ({str(exc).splitlines()[0][:80]}): its rounds are decided again"
+            return None
+        if not isinstance(state, dict):
+            self.note = f"{path} is not a record of rounds: its rounds are decided again"
+            return None
+        for key, now, what in (
+            ("rule", self.rule.model_dump(), "seeds: {start, max, step}"),
+            ("verdict", self.verdict, "verdict settings (alpha, margins)"),
+            ("first", self.first, "first runs (another config or seed list)"),
         ):
-            return None  # another rule or other first runs: its rounds were decided on another suite's records
+            recorded = state.get(key)
+            if key == "verdict" and recorded is None:  # rounds recorded before they kept it: the defaults decided them
+                recorded = VerdictConfig().model_dump()
+            if recorded != now:
+                shown = "" if key == "first" else f": recorded {recorded}, now {now}"
+                self.note = (
+                    f"{path} was decided under other {what}{shown}; its rounds are decided again under this run's, "
+                    "each run already complete skipped"
+                )
+                return None
         return state
 
     def _write(self) -> None:
-        store.atomic_write_json(self.out / ROUNDS_FILE, self.state)
+        store.atomic_write_json(store.ResultFolder(self.out).rounds, self.state)
 
     def specs(self, added: dict[str, list[int]], round_: int) -> list[RunSpec]:
         """The runs round ``round_`` adds (``added``: ``<scenario>__<strategy>`` -> seeds), recorded as planned."""
@@ -169,12 +191,15 @@ def run_rounds(
     run_batch: Callable[[list[tuple[Path, RunSpec]]], None],
     decide: Decider,
     exploring: set[str],
+    say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Add seeds in rounds until every pair is decided or the budget is spent (module docstring); returns the final
     ``rounds.json``. ``exploring``: the run ids that explore (a tuned point's neighbours), grown with their new seeds."""
     rule = suite.until_decided
     assert rule is not None
     rounds = Rounds(suite, out, first, rule)
+    if rounds.note:
+        say(rounds.note)
     neighbours = {(s.scenario.display_name, s.strategy.display_name) for s in first if s.run_id in exploring}
     for recorded in rounds.state["rounds"]:  # replayed after a stop: complete runs are skipped
         specs = rounds.specs(recorded["added"], int(recorded["round"]))

@@ -245,6 +245,7 @@ class _Driver:
         self.bar, self.retries, self.fresh = bar, retries, fresh
         self.loggers, self.suite_name = list(loggers or []), suite_name
         self.exploring: set[str] = set()  # runs of OUT/runs that explore, not asked for: a tuned point's neighbours
+        self.asked: set[str] = set()  # the runs of OUT/runs this invocation asked for: the plan's ``last``
         self.eta: Eta | None = None  # the time left, where the suite's plan is known
         self.now = ""  # where the run in progress is (a worker's last report)
 
@@ -301,10 +302,17 @@ class _Driver:
         for folder, spec in batch:
             by_folder.setdefault(folder, []).append(PlannedRun(spec.run_id, spec.resolved(), spec.retired_params()))
         for folder, runs in by_folder.items():
-            entries = plan.read_entries(folder) or {}
+            try:
+                entries = plan.read_entries(folder) or {}
+            except plan.PlanError:  # an unreadable plan: this invocation writes it again from its own runs
+                entries = {}
             grown = plan.extended(entries, runs)
-            if grown != entries:
-                store.atomic_write_bytes(plan.plan_path(folder), plan.plan_bytes(grown))
+            last = None
+            if folder == self.out:  # the suite's own runs: readers read exactly the ones this invocation asked for
+                self.asked |= {run.run_id for run in runs}
+                last = self.asked
+            if grown != entries or last is not None:
+                store.atomic_write_bytes(plan.plan_path(folder), plan.plan_bytes(grown, last))
 
     def _finish(self, folder: Path, job: Job, record: RunRecord) -> None:
         results = store.ResultFolder(folder)
@@ -597,7 +605,7 @@ def _run_phases(
                 driver.bar.total = driver.bar.n + len(batch)
             driver.run_batch(batch)
 
-        rounds.run_rounds(suite, out, [*ordinary, *finals], grow, decide, driver.exploring)
+        rounds.run_rounds(suite, out, [*ordinary, *finals], grow, decide, driver.exploring, driver.bar.write)
 
 
 def _tune(

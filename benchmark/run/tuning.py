@@ -62,8 +62,10 @@ from forgetbench.benchmark.core.registry import strength_params
 from forgetbench.benchmark.run import calibrate as calibrate_run
 from forgetbench.benchmark.run.spec import PruneRule, RunSpec
 
-TUNING_DIR = "tuning"  # OUT/tuning/runs/<run_id>/result.json: the trials' runs; OUT/tuning/study.db: the study
-TUNING_FILE = "tuning.json"
+TUNING_DIR = (
+    store.ResultFolder.TUNING
+)  # OUT/tuning/runs/<run_id>/result.json: the trials' runs; OUT/tuning/study.db: the study
+TUNING_FILE = store.ResultFolder.TUNING_FILE
 MAXIMISE = {"ACC": True, "LA": True, "BWT": True, "forgetting": False}
 SIGNIFICANT = 4  # a suggested number is rounded to this many significant digits (labels stay short)
 

@@ -5,7 +5,8 @@
   where a stop request (:mod:`forgetbench.benchmark.core.stop`) ends a run between two steps;
 * :class:`CurveRecorder` records forgetting curves every ``eval_every`` iterations;
 * :func:`evaluate` is the one top-1 accuracy every number in a record comes from;
-* :func:`collapse_message` says when a run ended at chance level on every task (status ``collapsed``).
+* :func:`collapse_message` says when a run ended at chance on every task (status ``collapsed``), by :func:`at_chance`,
+  the one rule that also flags a kept run's tasks at chance.
 
 They hold no state a checkpoint must carry (the curves live in the record), so they sit outside
 the plugin protocol of :mod:`forgetbench.strategies.plugin`. A strategy with phases inside one turn (ExSSNeT's
@@ -124,39 +125,31 @@ def _disjoint_labels(tasks: list[Task]) -> bool:
     return True
 
 
-def no_better_than_constant(accuracy: float, labels: torch.Tensor) -> bool:
-    """True when ``accuracy`` on ``labels`` is what always predicting one class can score: at most the majority rate,
-    plus one sample (judged against the test set's size, so a test set of 20 allows 0.05, one of 2,000 allows 0.0005).
-    Unlike :func:`at_chance`, a model that is somewhat above chance on a small test set is not taken for a degenerate
-    one."""
-    return accuracy <= majority_rate(labels) + 1.0 / max(len(labels), 1) + 1e-12
-
-
 def collapse_message(final: list[float], tasks: list[Task], seen: list[int]) -> str | None:
-    """Why the run counts as collapsed, or None: at the end it does no better than a constant prediction on every
-    task seen (:func:`no_better_than_constant`), with a finite loss. A run that ends above that anywhere, however
-    small its test sets, is kept (its forgetting is what the metrics measure; tasks at chance are flagged apart,
-    :func:`tasks_at_chance`). When the tasks seen have disjoint labels (class-IL: one head, each class in one task), a
-    constant prediction scores on one task at most, so the end is judged on their pooled test sets.
+    """Why the run counts as collapsed, or None: at the end every task seen is at chance (:func:`at_chance`, the one
+    rule for a run at chance: the same test flags a task at chance in a run that is kept), with a finite loss. A run
+    that ends above chance on some task is kept (its forgetting is what the metrics measure; its tasks at chance are
+    flagged apart, :func:`tasks_at_chance`). When the tasks seen have disjoint labels (class-IL: one head, each class
+    in one task), a constant prediction scores on one task at most, so the end is judged on their pooled test sets.
     """
     if not seen:
         return None
     if len(seen) > 1 and _disjoint_labels([tasks[j] for j in seen]):
         labels = torch.cat([tasks[j].test_y for j in seen])
         pooled = sum(final[j] * len(tasks[j].test_y) for j in seen) / max(len(labels), 1)
-        if not no_better_than_constant(pooled, labels):
+        if not at_chance(pooled, labels):
             return None
         return (
-            f"collapsed: no better than a constant prediction over the tasks seen (one output space), with a finite "
-            f"loss: pooled accuracy {pooled:.3f} (majority {majority_rate(labels):.3f} on {len(labels)} test samples)"
+            f"collapsed: at chance over the tasks seen (one output space), with a finite loss: pooled accuracy "
+            f"{pooled:.3f} (majority {majority_rate(labels):.3f} on {len(labels)} test samples)"
         )
-    if not all(no_better_than_constant(final[j], tasks[j].test_y) for j in seen):
+    if not all(at_chance(final[j], tasks[j].test_y) for j in seen):
         return None
     detail = ", ".join(
         f"{tasks[j].name} {final[j]:.3f} (majority {majority_rate(tasks[j].test_y):.3f} on {len(tasks[j].test_y)})"
         for j in seen
     )
-    return f"collapsed: no better than a constant prediction on every task seen, with a finite loss: {detail}"
+    return f"collapsed: at chance on every task seen, with a finite loss: {detail}"
 
 
 def accuracy_after_training(matrix: list[list[float]], seen: list[int]) -> dict[int, float]:

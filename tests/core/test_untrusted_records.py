@@ -39,8 +39,19 @@ def _stray_copy(run: Path) -> None:  # a copy of the run in another folder, hold
     (run.parent / "zzz_copy" / "result.json").write_text(json.dumps(data))
 
 
+def _before_plans(runs: Path) -> None:
+    """The folder as written before plans existed: no plan.json, suite.yaml or invocation.json, and no record carries
+    a fingerprint."""
+    for name in ("plan.json", "suite.yaml", "invocation.json"):
+        (runs.parent / name).unlink(missing_ok=True)
+    for path in runs.glob("*/result.json"):
+        data = json.loads(path.read_text())
+        data["fingerprint"] = None
+        path.write_text(json.dumps(data))
+
+
 def _same_run_twice(run: Path) -> None:  # a consistent record of the same scenario, strategy and seed, other numbers
-    (run.parent.parent / "plan.json").unlink()  # in a folder written before plans (with one, the copy is not planned)
+    _before_plans(run.parent)  # in a folder written before plans (with one, the copy is not planned)
     data = json.loads((run / "result.json").read_text())
     data["run_id"] += "b"
     data["accuracy_matrix"] = [[0.1, 0.1], [0.1, 0.1]]
@@ -87,7 +98,7 @@ def _without_plan(change):
     """A damage in a folder written before plans (no OUT/plan.json): the records are held to each other."""
 
     def damage(run: Path) -> None:
-        (run.parent.parent / "plan.json").unlink()
+        _before_plans(run.parent)
         _edit(change)(run)
 
     return damage
@@ -320,3 +331,65 @@ def test_a_full_disk_during_report_leaves_the_report_and_its_tables_as_they_were
     err = capsys.readouterr().err
     assert "Traceback" not in err and "is full" in err and "as they were" in err
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before  # all old, no temporary
+
+
+# --- issue 81: the folder's plan, the one every reader reads by
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (
+            lambda plan: plan.unlink(),
+            "plan.json is missing, but the folder was written by a suite that keeps one",
+        ),
+        (lambda plan: plan.write_text(plan.read_text()[:40]), "cannot be read as the folder's plan"),
+        (lambda plan: plan.write_text("[1, 2]"), "cannot be read as the folder's plan (not an object of planned runs)"),
+        (lambda plan: plan.write_bytes(os.urandom(4096)), "cannot be read as the folder's plan"),
+    ],
+    ids=["deleted", "truncated", "a-list", "junk"],
+)
+def test_a_plan_that_cannot_be_read_is_named_by_every_reader_and_rebuilt_by_a_rerun(
+    damage, why, good_results, tmp_path, capsys
+):
+    """Without its plan a copied record of another seed was averaged in with no message: now every reader refuses
+    the folder with one line, and a rerun writes the plan again (its complete runs kept)."""
+    import shutil
+
+    import forgetbench
+    from forgetbench.benchmark.core.config import ConfigError
+
+    config, good = good_results
+    folder = tmp_path / "results"
+    shutil.copytree(good, folder)
+    damage(folder / "plan.json")
+    assert main(["report", str(folder)]) == 2
+    assert why in capsys.readouterr().err
+    assert main(["table", "zoo", str(folder)]) == 2
+    assert why in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="plan"):
+        forgetbench.load_results(folder).summary()
+    assert main(["run", str(config), "--out", str(folder), "--quiet", "--no-report"]) == 0
+    assert "0 run(s) executed, 4 skipped" in capsys.readouterr().out
+    assert len(forgetbench.load_results(folder).records) == 4
+
+
+def test_a_rerun_on_fewer_seeds_reads_only_the_seeds_it_asked_for(good_results, tmp_path, capsys):
+    """cp -r A F; run --seeds 0 over it: the terminal said 1 seed, report.html and summary.csv 2. Now every reader
+    reads the last invocation's runs; the other seed's records stay on disk, named."""
+    import shutil
+
+    import forgetbench
+
+    config, good = good_results
+    folder = tmp_path / "results"
+    shutil.copytree(good, folder)
+    assert main(["run", str(config), "--out", str(folder), "--quiet", "--seeds", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "1/1" in printed and "2/2" not in printed  # the terminal's table: one seed
+    summary = pd.read_csv(folder / "summary.csv")
+    assert set(summary.n_seeds) == {1}
+    results = forgetbench.load_results(folder)
+    assert {r.seed for r in results.records} == {0}
+    assert all("not asked for by the last run" in why for _, why in results.skipped)
+    assert (folder / "runs" / "split__naive__seed1" / "result.json").exists()  # kept on disk

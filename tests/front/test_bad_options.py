@@ -173,6 +173,31 @@ CASES: list[Case] = [
         ("report", "{dir}/a", "{dir}/b"),
         "decide under different settings",
     ),
+    # --- issue 81: what a folder holds is read as strictly as the input it came from
+    (
+        "yaml-duplicate-key",
+        {
+            "suite": "name: t\nseeds: [0, 1]\nseeds: {start: 3, max: 8}\nscenarios: [{name: split}]\nstrategies: [{name: naive}]\n"
+        },
+        RUN,
+        "key 'seeds' appears twice in one mapping (lines 2 and 3)",
+    ),
+    (
+        "estimate-missing-data",
+        {
+            "suite": _suite(
+                scenarios=[{"name": "split", "params": {"dataset": "mnist", "tasks": 2, "classes_per_task": 2}}]
+            )
+        },
+        ("run", "{suite}", "--out", "{out}", "--estimate", "--data-root", "{dir}/no-data"),
+        "dataset 'mnist' not found under data root",
+    ),
+    (
+        "report-folder-rounds-not-a-record",
+        {"results/runs/r/result.json": json.dumps(_RECORD), "results/rounds.json": '{"rule": 5}'},
+        ("report", "{dir}/results"),
+        "rounds.json: not a record of rounds (rule:",
+    ),
 ]
 
 

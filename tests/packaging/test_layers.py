@@ -308,3 +308,24 @@ def test_tests_live_in_a_folder_per_package_and_none_is_longer_than_its_subject(
         if (n := len(p.read_text().splitlines())) > LONGEST_TEST_FILE
     ]
     assert not long, "split these by subject:\n" + "\n".join(long)
+
+
+def test_the_results_folders_layout_is_named_in_one_place():
+    """Issue 81: the folder's layout was known in about 20 files (``ROUNDS_FILE`` defined twice). Every name of it is
+    ``ResultFolder``'s (benchmark/core/store.py); no other module of run/, core/, front/ or reports/ spells one."""
+    from forgetbench.benchmark.core.store import ResultFolder
+
+    names = [
+        getattr(ResultFolder, k) for k in dir(ResultFolder) if k.isupper() and isinstance(getattr(ResultFolder, k), str)
+    ]
+    files = [n for n in names if "." in n]  # file names: any spelling of them is the layout's
+    folders = [n for n in names if "." not in n]  # folder names: as a path part (``/ "runs"``)
+    found = []
+    for part in ("benchmark/core", "benchmark/run", "benchmark/front", "reports"):
+        for path in sorted((ROOT / part).rglob("*.py")):
+            if path.name == "store.py" and part == "benchmark/core":
+                continue
+            text = path.read_text()
+            found += [f"{path.relative_to(ROOT)}: {n!r}" for n in files if f'"{n}"' in text]
+            found += [f"{path.relative_to(ROOT)}: / {n!r}" for n in folders if f'/ "{n}"' in text]
+    assert not found, "name these through ResultFolder:\n  " + "\n  ".join(found)

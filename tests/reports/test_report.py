@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_suite
+from report_records import write_plan
 from report_records import CURVES, ERR1, ERR2, basic_records, full_records, record, write_folder
 from forgetbench.reports import frames as FR
 from forgetbench.reports import summary as S
@@ -382,6 +383,7 @@ def _many_runs(folder, seeds: int, strategies=("naive", "ewc")) -> None:
             write_result(
                 folder, RunRecord.from_dict(record("many", strategy, seed, R, curves=curves, attribution=attribution))
             )
+    write_plan(folder)  # as the suite that wrote them: a folder without a plan is read whole
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "worker-processes"])

@@ -37,6 +37,32 @@ def _one_line(err: str) -> str:
 # --- output paths ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("link", ["runs", "set_aside", "runs/split__naive__seed0"])
+def test_a_folder_entry_linked_outside_the_folder_is_refused_before_any_work(link, cli, tmp_path, capsys):
+    """Issue 81: a runs/ that was a symbolic link to another results folder had that folder's records moved into
+    this one's set_aside/ and replaced."""
+    other = tmp_path / "other"
+    (other / "runs" / "split__naive__seed0").mkdir(parents=True)
+    (other / "runs" / "split__naive__seed0" / "result.json").write_text("{}")
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    target = {
+        "runs": other / "runs",
+        "set_aside": other,
+        "runs/split__naive__seed0": other / "runs" / "split__naive__seed0",
+    }
+    if link == "runs":
+        (out / "runs").rmdir()
+    (out / link).symlink_to(target[link])
+    before = _files(other)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(tiny_suite()))
+    assert cli("run", suite, "--out", out, "--quiet") == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{out / link} is a symbolic link to" in line and "outside the folder" in line
+    assert _files(other) == before
+
+
 @pytest.mark.parametrize("which", ["comparisons.csv", "summary.csv", "report.html"])
 def test_a_report_file_whose_path_is_a_directory_changes_nothing(which, cli, tmp_path, capsys):
     folder = write_folder(tmp_path / "r", basic_records())

@@ -123,7 +123,7 @@ def test_collapse_to_chance_is_its_own_status(write_suite, cli, tmp_path, capsys
     suite = tiny_suite(training={"optimizer": "sgd", "lr": 1e6, "batch_size": 32, "epochs": 1})
     assert cli("run", write_suite(suite), "--out", out, "--quiet") == 1
     record = read_json(out / "runs" / "split__naive__seed0" / "result.json")
-    assert record["status"] == "collapsed" and "no better than a constant prediction on every task" in record["error"]
+    assert record["status"] == "collapsed" and "at chance on every task" in record["error"]
     assert "1 not ok" in capsys.readouterr().out
     html = (out / "report.html").read_text()
     assert "collapsed" in html and "0/1 runs ok" in html
@@ -184,13 +184,14 @@ def test_collapse_in_class_il_is_judged_on_the_pooled_tasks():
     class_il = [task(t, [2 * t] * 50 + [2 * t + 1] * 50) for t in range(5)]
     assert collapse_message([0.3] * 5, class_il, list(range(5))) is None
     message = collapse_message([0.5, 0.0, 0.0, 0.0, 0.0], class_il, list(range(5)))
-    assert message.startswith("collapsed: no better than a constant prediction over the tasks seen")
+    assert message.startswith("collapsed: at chance over the tasks seen")
     assert "pooled accuracy 0.100" in message
     task_il = [task(t, [0] * 50 + [1] * 50) for t in range(5)]
-    assert collapse_message([0.3] * 5, task_il, list(range(5))).startswith("collapsed: no better than a constant")
+    assert collapse_message([0.3] * 5, task_il, list(range(5))).startswith("collapsed: at chance on every task")
     assert collapse_message([0.3] * 5 + [0.9], task_il + [task(5, [0] * 50 + [1] * 50)], list(range(6))) is None
-    # issue 76: on a 20-image test set 0.70 and 0.65 are within two binomial sds of 0.5 (flagged at chance), but above
-    # what a constant prediction scores (0.5 + one image): the run learned something, it is not collapsed
+    # issue 81: one rule for a run at chance. On a 20-image test set 0.70 and 0.65 are within two binomial sds of 0.5:
+    # flagged at chance on each task, so a run at chance on every task is collapsed (it used to be kept, "2 of 2
+    # tasks at chance", while a method a point lower was dropped); 0.75 on one of them is learned: kept
     small = [task(t, [0] * 10 + [1] * 10) for t in range(2)]
-    assert collapse_message([0.70, 0.65], small, [0, 1]) is None
-    assert "on 20" in collapse_message([0.55, 0.50], small, [0, 1])  # within one image of the majority: collapsed
+    assert "on 20" in collapse_message([0.70, 0.65], small, [0, 1])
+    assert collapse_message([0.75, 0.65], small, [0, 1]) is None
