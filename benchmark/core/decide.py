@@ -294,38 +294,43 @@ def outcome_of(pair_set: PairSet, alpha: float, family: int) -> str:
     return "undecided"
 
 
+def _van_der_corput(count: int) -> np.ndarray:
+    """The first ``count`` points of the base-2 van der Corput sequence in (0, 1): 1/2, 1/4, 3/4, 1/8, 5/8, ..."""
+    k = np.arange(1, count + 1)
+    out = np.zeros(count)
+    scale = 0.5
+    while k.any():
+        out += scale * (k & 1)
+        k >>= 1
+        scale /= 2
+    return out
+
+
 def more_seeds(pair: PairEvidence, family: int, alpha: float = ALPHA, limit: int = PROJECTION_LIMIT) -> int | None:
     """About how many more paired seeds would decide ``pair`` if its mean difference and spread stayed as observed:
-    its differences continued by values at the normal quantiles of that mean and spread (in an order fixed by a
-    seed), the fewest seeds at which the set decides. None when none up to ``limit`` would."""
+    its differences continued by values at the normal quantiles of that mean and spread, in the van der Corput order
+    (every prefix of the continuation spread evenly over the quantiles: no draw, the same answer for any ``limit``),
+    and the fewest seeds at which the evidence excludes 0 (a difference) or both margins (an equivalence) at
+    the family's level, the far values too (the reach). One pass over every prefix at those three values: an
+    estimate, said as one. None when none up to ``limit`` would."""
     d = np.asarray(pair.differences, dtype=float)
-    if d.size < 2 or not np.isfinite(d).all():
+    if d.size < 2 or not np.isfinite(d).all() or d.size >= limit:
         return None
     mean, sd = float(d.mean()), float(d.std(ddof=1))
-    a = alpha / max(family, 1)
     if sd == 0.0:
         sd = max(abs(mean), pair.margin) * 1e-3 or 1e-12
-
-    def decides(total: int) -> bool:
-        extra = total - d.size
-        quantiles = _special.ndtri((np.arange(extra) + 0.5) / max(extra, 1))
-        rest = mean + sd * np.random.default_rng(extra).permutation(quantiles)
-        return outcome_of(sequential_set(np.concatenate([d, rest]), pair.margin, a), a, 1) != "undecided"
-
-    if decides(d.size):
-        return 0
-    low, high = d.size, d.size + 1
-    while not decides(high):  # doubling, then bisection: the set shrinks as seeds come
-        if high >= limit:
-            return None
-        low, high = high, min(limit, d.size + 2 * (high - d.size))
-    while high - low > 1:
-        middle = (low + high) // 2
-        if decides(middle):
-            high = middle
-        else:
-            low = middle
-    return high - d.size
+    extra = limit - d.size
+    full = np.concatenate([d, mean + sd * _special.ndtri(_van_der_corput(extra))])
+    threshold = math.log(max(family, 1) / alpha)
+    running = np.maximum.accumulate(
+        log_evidence(full[None, :] - np.array([0.0, -pair.margin, pair.margin])[:, None]), axis=1
+    )
+    reached = _tail_log_evidence(limit) >= threshold
+    differs = running[0] >= threshold
+    equivalent = (running[1] >= threshold) & (running[2] >= threshold) if pair.margin > 0 else np.zeros(limit, bool)
+    decided = np.nonzero(reached & (differs | equivalent))[0]
+    decided = decided[decided >= d.size - 1]
+    return int(decided[0]) + 1 - d.size if decided.size else None
 
 
 def decide(

@@ -103,8 +103,23 @@ def test_four_outcomes_one_family_and_intervals_that_agree():
             if d.outcome == "equivalent":
                 assert -MARGIN <= d.ci_low and d.ci_high <= MARGIN
             assert (d.p_adjusted <= ALPHA) == (d.outcome in ("less", "greater"))
-        assert decisions[3].more_seeds is not None and decisions[3].more_seeds > 0
+        assert decisions[3].more_seeds is None or decisions[3].more_seeds > 0  # far off: out of reach, or a count
         assert decisions[4].note.startswith("2 paired seed(s)") and math.isnan(decisions[4].ci_low)
+
+
+def test_more_seeds_says_about_where_the_set_would_decide():
+    """The estimate continues the differences at the normal quantiles of their mean and spread; continued so to the
+    estimated count, the production set decides there (and not a few seeds before)."""
+    from scipy import special
+
+    mean, sd, n = 0.01, 0.01, 4
+    z = special.ndtri(D._van_der_corput(200))
+    d = mean + sd * np.concatenate([[0.3, -0.3, 0.1, -0.1], z])  # 4 observed, then the continuation
+    pair = D.evidence("a", "b", range(n), d[:n], MARGIN)
+    more = D.more_seeds(pair, 3)
+    assert more is not None and 3 <= more <= 40
+    at = lambda k: D.decide([D.evidence("a", "b", range(k), d[:k], MARGIN)], family=3)[0].outcome  # noqa: E731
+    assert at(n + more + 2) != "undecided" and at(n + more - 3) == "undecided"
 
 
 def test_the_reach_is_the_fewest_seeds_that_can_decide():
