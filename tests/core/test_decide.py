@@ -215,7 +215,7 @@ def test_four_methods_under_the_rounds_make_no_more_false_claims_than_alpha():
     false claim is counted (a "less" where the means are equal, an "equivalent" of the far pair, ...)."""
     rng = np.random.default_rng(4)
     means = {"a": 0.10, "b": 0.10, "c": 0.09, "d": 0.04}
-    sims = 600
+    sims = 400
     false = np.zeros(sims, dtype=bool)
     for i in range(sims):
         values = {k: M.on_grid(rng, v, 0.01, (MAX,)) for k, v in means.items()}
