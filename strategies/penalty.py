@@ -40,10 +40,11 @@ from forgetbench.strategies.base import shared_params
 
 # A penalty whose gradient is below this share of the data loss's gradient, over the experience's training steps on
 # the parameters it shares with earlier models (PenaltyDiagnostics), does not act: the shared weights go where the
-# data loss sends them, as without it. Measured on the two-model demo (digits, 2 seeds): si 0.3 reads 0.002 and cuts
-# 1% of naive's forgetting over 20 seeds; si 3 0.017 (cut 55%), ewc 100 0.013-0.045 (57%), ewc 1000 0.06-0.12 (88%).
+# data loss sends them, as without it. Measured on the two-model demo (digits, 2 seeds): si 0.3 reads 0.0013 and cuts
+# 1% of naive's forgetting over 20 seeds; si 3 0.014-0.016 (cut 55%), ewc 100 0.010-0.061 (57%), ewc 1000 0.03-0.11
+# (88%), si 30 0.07 (89%).
 INERT_RATIO = ACTS
-OBSERVE_EVERY = 8  # training iterations between two looks at the penalty's and the data's gradients
+OBSERVE_EVERY = 100  # training iterations between two looks at the penalty's and the data's gradients (the first at 50)
 
 
 def stable_curvature(setting: Literal["auto"] | float | None, training) -> float | None:
@@ -388,7 +389,7 @@ def penalty_strength_results(prefix: str, ratios: Sequence[float | None]) -> dic
 
 class PenaltyDiagnostics:
     """Whether a quadratic penalty acted, experience by experience, where forgetting happens: over the experience's
-    training steps (every :data:`OBSERVE_EVERY`-th, from the gradients the step already has: the penalty's from its
+    training steps (one in :data:`OBSERVE_EVERY`, from the gradients the step already has: the penalty's from its
     own quadratic, the data loss's as the rest of ``.grad``), the mean norm of the penalty's gradient over the mean
     norm of the data loss's, on the parameters the current model shares with earlier models (all the penalty's
     parameters where the schedule does not say which are shared). The end of an experience is the wrong place to
@@ -420,12 +421,14 @@ class PenaltyDiagnostics:
 
     def observe(self, strategy, params: Sequence[Tensor], penalty: Callable[[], Tensor | float]) -> None:
         """After a training step's backward pass (its ``.grad`` holds the data loss's and the penalty's gradients):
-        at iterations 1 to :data:`OBSERVE_EVERY` and every :data:`OBSERVE_EVERY`-th after (the first step of an
-        experience starts at the anchor, where the penalty has no gradient yet), add both gradients' norms on the
-        shared parameters."""
+        at iterations 50, 150, 250, ... of the experience (:data:`OBSERVE_EVERY` apart, none at the start, where
+        the weights sit at the anchor and the penalty has no gradient yet), add both gradients' norms on the shared
+        parameters. A look costs about two steps; at one in 100 the regularizers' step overhead stays where
+        ``forgetbench perf --only step_overhead`` had it (at 1-8 and every 8th after it rose by 0.1-0.15). An
+        experience shorter than 50 steps is measured at its end instead (:meth:`measure`)."""
         clock = getattr(strategy, "clock", None)
         iteration = -1 if clock is None else clock.train_exp_iterations
-        if iteration < 1 or (iteration > OBSERVE_EVERY and iteration % OBSERVE_EVERY):
+        if iteration % OBSERVE_EVERY != OBSERVE_EVERY // 2:
             return
         mask = self._shared(strategy, params)
         kept = [p for p, keep in zip(params, mask) if keep and p.requires_grad and p.grad is not None]
