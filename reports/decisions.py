@@ -36,7 +36,6 @@ from forgetbench.benchmark.core.metric_registry import METRICS
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.store import ResultFolder
 
-ROUNDS_FILE = ResultFolder.ROUNDS  # the rounds of seeds added until decided (forgetbench.benchmark.run)
 DEFAULT_LEVEL = "each strength alone"
 DECISIONS_PREFIX = "Decisions on "  # the sentence of a family's decisions (family_sentence) starts so
 UNDECIDED_LISTED = 3  # a verdict sentence lists this many undecided pairs at most (the table lists every one)
@@ -182,13 +181,10 @@ def family(
     the order they were run (``rounds``: label -> seed -> the round that ran it; a pair's seed counts from the later
     of its two runs). ``size``: the pairs the plan compares, where some have no values here."""
     labels = [label for label in (order or list(values)) if label in values]
-    rounds = rounds or {}
-    pairs = []
-    for first, second in combinations(labels, 2):
-        a, b = values[first], values[second]
-        seeds = sorted(s for s in a.keys() & b.keys() if np.isfinite(a[s]) and np.isfinite(b[s]))
-        ran = [max(rounds.get(first, {}).get(s, 0), rounds.get(second, {}).get(s, 0)) for s in seeds]
-        pairs.append(D.evidence(first, second, seeds, [a[s] - b[s] for s in seeds], margin, options.method, order=ran))
+    pairs = [
+        D.paired(first, second, values[first], values[second], margin, options.method, rounds)
+        for first, second in combinations(labels, 2)
+    ]
     return D.decide(pairs, options.alpha, family=size)
 
 
@@ -250,17 +246,6 @@ def per_seed(
         values = {int(s): float(v) for s, v in zip(group.seed, group.value) if np.isfinite(float(v))}
         if values:
             out[str(strategy)] = values
-    return out
-
-
-def seed_rounds(long: pd.DataFrame) -> dict[str, dict[int, int]]:
-    """Strategy -> seed -> the round of ``seeds: {start, max}`` that ran it (0: the first seeds), from one
-    scenario's rows of ``runs_long`` (its ``round`` column; every seed 0 where it has none)."""
-    if "round" not in long.columns or not len(long):
-        return {}
-    out: dict[str, dict[int, int]] = {}
-    for strategy, seed, round_ in zip(long.strategy, long.seed, long["round"]):
-        out.setdefault(str(strategy), {})[int(seed)] = int(round_)
     return out
 
 

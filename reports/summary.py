@@ -349,6 +349,17 @@ def summary_table(
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def seed_rounds(long: pd.DataFrame) -> dict[str, dict[int, int]]:
+    """Strategy -> seed -> the round of ``seeds: {start, max}`` that ran it (0: the first seeds), from one
+    scenario's rows of ``runs_long`` (its ``round`` column; every seed 0 where it has none)."""
+    if "round" not in long.columns or not len(long):
+        return {}
+    out: dict[str, dict[int, int]] = {}
+    for strategy, seed, round_ in zip(long.strategy, long.seed, long["round"]):
+        out.setdefault(str(strategy), {})[int(seed)] = int(round_)
+    return out
+
+
 def comparisons_table(long: pd.DataFrame, method: decide.Method = "fixed", alpha: float = decide.ALPHA) -> pd.DataFrame:
     """Every non-naive strategy minus naive, paired on shared seeds in the order they were run, per metric, decided
     as one family per (scenario, metric) by :mod:`forgetbench.benchmark.core.decide` (``method``: fixed seeds or
@@ -363,15 +374,8 @@ def comparisons_table(long: pd.DataFrame, method: decide.Method = "fixed", alpha
         naive_rows = sc[sc.strategy_name == NAIVE]
         if naive_rows.empty:
             continue
-        naive_label = naive_rows.strategy.iloc[0]
-        rounds = (
-            {
-                str(label): {int(seed): int(r) for seed, r in zip(g.seed, g["round"])}
-                for label, g in sc.groupby("strategy", sort=False)
-            }
-            if "round" in sc.columns
-            else {}
-        )
+        naive_label = str(naive_rows.strategy.iloc[0])
+        rounds = seed_rounds(sc)
         for strategy, st in sc.groupby("strategy", sort=False):
             if strategy == naive_label:
                 continue
@@ -380,18 +384,10 @@ def comparisons_table(long: pd.DataFrame, method: decide.Method = "fixed", alpha
                     continue  # already relative to naive
                 mine = st[st.metric == metric]
                 base = naive_rows[(naive_rows.metric == metric) & (naive_rows.strategy == naive_label)]
-                values, reference = (dict(zip(f.seed, f.value.astype(float))) for f in (mine, base))
-                seeds = sorted(s for s in values.keys() & reference.keys() if np.isfinite(values[s] - reference[s]))
-                if not seeds:
-                    continue
-                ran = [
-                    max(rounds.get(str(strategy), {}).get(s, 0), rounds.get(str(naive_label), {}).get(s, 0))
-                    for s in seeds
-                ]
-                pair = decide.evidence(
-                    str(strategy), str(naive_label), seeds, [values[s] - reference[s] for s in seeds], 0.0, method, ran
-                )
-                found.setdefault((str(scenario), metric), []).append(pair)
+                values, reference = (dict(zip(f.seed.astype(int), f.value.astype(float))) for f in (mine, base))
+                pair = decide.paired(str(strategy), naive_label, values, reference, 0.0, method, rounds)
+                if pair.n:
+                    found.setdefault((str(scenario), metric), []).append(pair)
     rows = []
     for (scenario, metric), pairs in found.items():
         for pair, d in zip(pairs, decide.decide(pairs, alpha, project=False)):

@@ -129,7 +129,7 @@ def strength_decisions(
         return metric, []
     planned = len(set(long.strategy) - set(references))
     order = sorted(values, key=lambda s: (s != naive, float(np.mean(list(values[s].values())))))
-    rounds = DC.seed_rounds(long)
+    rounds = S.seed_rounds(long)
     return metric, DC.family(values, options.margin(metric), options, order, rounds, planned * (planned - 1) // 2)
 
 
@@ -460,21 +460,8 @@ def search_outcome(long: pd.DataFrame, naive: str | None, options: DC.DecisionOp
     if naive is None or not present:
         return []
     strategies = [s for s in dict.fromkeys(long.strategy) if s != naive]
-    found: dict[tuple[str, str], D.Decision] = {}
-    for metric in present:
-        rows = long[long.metric == metric]
-        values = DC.per_seed(rows, metric)
-        base = values.get(naive, {})
-        pairs = []
-        for strategy in strategies:
-            mine = values.get(strategy, {})
-            seeds = sorted(mine.keys() & base.keys())
-            if seeds:
-                pairs.append(
-                    D.evidence(strategy, naive, seeds, [mine[s] - base[s] for s in seeds], 0.0, options.method)
-                )
-        for pair, decision in zip(pairs, D.decide(pairs, options.alpha, project=False)):
-            found[(pair.first, metric)] = decision
+    table = S.comparisons_table(long[long.metric.isin(present)], options.method, options.alpha)
+    found = {(str(r.strategy), str(r.metric)): r for r in table.itertuples()}
     lines = []
     for strategy in strategies:
         parts = []
@@ -485,7 +472,7 @@ def search_outcome(long: pd.DataFrame, naive: str | None, options: DC.DecisionOp
             info = METRICS[metric]
             shift = got.diff
             diff = f"{display_scale(info.unit) * shift:+.1f} points" if info.unit == "accuracy" else f"{shift:+.2f}"
-            parts.append(f"{info.label.lower()} {diff} (p = {fmt_p(got.p_adjusted)}, {got.n} seeds)")
+            parts.append(f"{info.label.lower()} {diff} (p = {fmt_p(got.p_adjusted)}, {got.n_pairs} seeds)")
         if parts:
             lines.append(
                 f"What the search ships, {strategy} vs {naive} on the same seeds"

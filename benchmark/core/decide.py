@@ -54,7 +54,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -190,11 +190,6 @@ def sequential_set(d: ArrayLike, margin: float, a: float) -> PairSet:
     )
 
 
-def pair_set(d: ArrayLike, margin: float, a: float) -> PairSet:
-    """A pair's set at level 1 - a (the sign-flip confidence sequence: the one rule, at fixed seeds as under rounds)."""
-    return sequential_set(d, margin, a)
-
-
 # --- a pair and its family ---------------------------------------------------------------------------------------
 
 
@@ -279,6 +274,24 @@ def evidence(
         float(margin),
         method,
     )
+
+
+def paired(
+    first: str,
+    second: str,
+    a: Mapping[int, float],
+    b: Mapping[int, float],
+    margin: float,
+    method: Method = "fixed",
+    rounds: Mapping[str, Mapping[int, int]] | None = None,
+) -> PairEvidence:
+    """The pair (first, second) of per-seed values ``a`` and ``b`` on the seeds both have a finite value for, in the
+    order they were run (``rounds``: label -> seed -> the round that ran it; a seed counts from the later of its two
+    runs)."""
+    rounds = rounds or {}
+    seeds = sorted(s for s in a.keys() & b.keys() if math.isfinite(a[s]) and math.isfinite(b[s]))
+    ran = [max(rounds.get(first, {}).get(s, 0), rounds.get(second, {}).get(s, 0)) for s in seeds]
+    return evidence(first, second, seeds, [a[s] - b[s] for s in seeds], margin, method, order=ran)
 
 
 def outcome_of(pair_set: PairSet, alpha: float, family: int) -> str:
@@ -366,7 +379,7 @@ def decide(
                 )  # fmt: skip
             )
             continue
-        found = pair_set(pair.differences, pair.margin, a)
+        found = sequential_set(pair.differences, pair.margin, a)
         outcome = outcome_of(found, alpha, m)
         p_difference = min(found.p_less, found.p_greater)
         note = "every value excluded (an event of probability at most alpha / m): no claim" if found.empty else ""

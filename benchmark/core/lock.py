@@ -120,7 +120,7 @@ def check_unlocked(out: Path) -> None:
     holder = _in_this_process(Path(out))
     if holder is not None:
         raise _refuse_in_process(Path(out), holder)
-    path = Path(out) / LOCK_FILE
+    path = ResultFolder(Path(out)).lock
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError:
@@ -169,7 +169,7 @@ def output_lock(out: Path) -> Iterator[Path]:
 @contextmanager
 def _process_lock(out: Path) -> Iterator[Path]:
     """The lock file's POSIX lock, for this process (output_lock holds the folder for one thread of it)."""
-    path = out / LOCK_FILE
+    path = ResultFolder(out).lock
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:  # a directory at the lock's path, a read-only folder

@@ -64,7 +64,7 @@ def _without_seed(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def plan_path(folder: Path) -> Path:
-    return Path(folder) / PLAN_FILE
+    return ResultFolder(Path(folder)).plan
 
 
 def extended(entries: dict[str, dict[str, Any]], runs: Iterable[PlannedRun]) -> dict[str, dict[str, Any]]:

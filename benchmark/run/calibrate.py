@@ -257,7 +257,7 @@ def read_calibration(out: Path) -> dict[str, Any] | None:
     import json
 
     try:
-        return json.loads((Path(out) / CALIBRATION_FILE).read_text())
+        return json.loads(store.ResultFolder(Path(out)).calibration_file.read_text())
     except (OSError, ValueError):
         return None
 

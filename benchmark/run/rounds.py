@@ -25,7 +25,6 @@ from forgetbench.benchmark.core.config import SeedsUntilDecided, SuiteConfig, Ve
 from forgetbench.benchmark.core.record import config_fingerprint
 from forgetbench.benchmark.run.spec import RunSpec
 
-ROUNDS_FILE = store.ResultFolder.ROUNDS
 NAIVE = "naive"
 
 
