@@ -7,9 +7,9 @@ The families, one per verdict:
 * **each strength alone**: per scenario, every pair of the strategies the suite ran there, on the scenario's headline
   measure of forgetting (:func:`forgetbench.reports.verdict.headline_metric`), naive included, references (joint,
   standalone) left out; strategies that trade plasticity or do not act stay in, named by the verdict;
-* **matched plasticity**: per scenario with a frontier and per plasticity level (naive's LA minus 1, 2, 5 points),
-  every pair of methods whose fronts reach that level, on their per-seed interpolated forgetting, in a family of
-  every pair of the methods the suite ran.
+* **matched plasticity**: per scenario with a frontier, at each plasticity level (naive's LA minus 1, 2, 5 points)
+  every pair of methods whose fronts reach that level, on their per-seed interpolated forgetting: one family of
+  every pair of the methods the suite ran at every level, so the claims of all three levels share one alpha.
 
 The verdict sentences, the report's table, ``Results.decisions()`` and the rounds of ``seeds: {start, max}`` all read
 this frame.

@@ -243,10 +243,11 @@ def level_name(axes: Axes, drop: float) -> str:
     return f"naive's {axes.name} {'-' if axes.sign > 0 else '+'} {drop:g} {axes.unit}"
 
 
-def _family_at(group: pd.DataFrame, axes: Axes, options: DC.DecisionOptions) -> list[D.Decision]:
+def _family_at(group: pd.DataFrame, axes: Axes, options: DC.DecisionOptions, levels: int = 1) -> list[D.Decision]:
     """The methods reaching one plasticity level (on two or more seeds), decided on their per-seed forgetting there
-    (in the metric's own unit: display units / ``axes.scale``) as one family of every pair of the methods the suite
-    ran (``group``: each of them at this level): which ones reach it is data, and never shrinks the family."""
+    (in the metric's own unit: display units / ``axes.scale``) in one family of every pair of the methods the suite
+    ran (``group``: each of them at this level) at each of the ``levels`` the verdict states: which ones reach a
+    level is data, and never shrinks the family, and the claims at every level share one alpha."""
     reached = group[group.n >= 2].sort_values("mean")
     values = {
         str(r.method): {int(seed): float(v) / axes.scale for seed, v in r.per_seed.items() if np.isfinite(v)}
@@ -255,7 +256,8 @@ def _family_at(group: pd.DataFrame, axes: Axes, options: DC.DecisionOptions) -> 
     planned = group.method.nunique()
     if len(values) < 2:
         return []
-    return DC.family(values, options.margin(axes.forgetting), options, list(values), size=planned * (planned - 1) // 2)
+    size = levels * planned * (planned - 1) // 2
+    return DC.family(values, options.margin(axes.forgetting), options, list(values), size=size)
 
 
 def matched_decisions(
@@ -265,8 +267,9 @@ def matched_decisions(
     options = options or DC.DecisionOptions()
     axes = scenario_axes(points, scenario)
     matched = matched_plasticity(points, scenario, drops)
+    levels = matched["drop"].nunique()
     return [
-        (level_name(axes, drop), axes.forgetting, _family_at(group, axes, options))
+        (level_name(axes, drop), axes.forgetting, _family_at(group, axes, options, levels))
         for drop, group in matched.groupby("drop", sort=False)
     ]
 
@@ -276,6 +279,7 @@ def matched_verdicts(matched: pd.DataFrame, axes: Axes = TASKS, options: DC.Deci
     family (:mod:`forgetbench.reports.decisions`: every claim read off its pair's interval at level 1 - alpha / m)."""
     options = options or DC.DecisionOptions()
     lines = []
+    levels = matched["drop"].nunique()
     for drop, group in matched.groupby("drop", sort=False):
         reached = group[group.n >= 2].sort_values("mean")
         missing = sorted(set(group.method) - set(reached.method))
@@ -293,7 +297,7 @@ def matched_verdicts(matched: pd.DataFrame, axes: Axes = TASKS, options: DC.Deci
             for r in reached.itertuples()
         )
         line = f"At {level_name(axes, drop)}, forgetting ({axes.forgetting_unit}, mean [95% t interval, descriptive]): {ranking}."
-        decisions = _family_at(group, axes, options)
+        decisions = _family_at(group, axes, options, levels)
         if decisions:
             line += " " + DC.family_sentence(
                 decisions, "forgetting there", axes.scale, axes.forgetting_unit, d, options.alpha

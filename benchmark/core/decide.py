@@ -17,8 +17,8 @@ are independent, and for equivalence claims and the interval's ends the spread i
 spread is outside the model: at skew 1 the measured rate of false claims stays under alpha, at skew 2 it is about
 1.7 alpha (docs/guide/decisions.md).
 
-**One family, one alpha.** The pairs a verdict compares (one scenario's strategies, or its methods at one matched
-plasticity level; which ones, the plan says) are one family of m pairs. Each pair gets a confidence set at level
+**One family, one alpha.** The pairs a verdict compares (one scenario's strategies, or its methods at the matched
+plasticity levels; which ones, the plan says) are one family of m pairs. Each pair gets a confidence set at level
 1 - alpha / m, and every claim is read off it: A < B when the set lies below 0, equivalent when it lies inside
 +/- margin. The m sets hold together with probability at least 1 - alpha (Bonferroni: no assumption on how the
 pairs, which share methods and seeds, depend on each other), and a false claim of either kind needs a set that
