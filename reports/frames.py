@@ -367,8 +367,10 @@ def adapter_summary(frame: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
 INERT_SHARE = 0.5  # a method is flagged when its penalty was too small to act in at least this share of experiences
 
 
-def inert_penalties(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> dict[str, dict[str, int]]:
-    """method -> where its penalty was too small to act (``<name>_penalty_inert`` non-empty): ``runs`` of its
+def inert_penalties(
+    records: Iterable[RunRecord | Mapping[str, Any]], scenario: str, by_label: bool = False
+) -> dict[str, dict[str, int]]:
+    """method (``by_label``: each strategy label, one strength) -> where its penalty was too small to act (``<name>_penalty_inert`` non-empty): ``runs`` of its
     ``of_runs`` ok runs, and ``experiences`` of the ``of_experiences`` that had a penalty (a finite
     ``<name>_penalty_to_data_gradient``), summed over its ok runs at every strength. Only methods whose penalty did
     not act in at least :data:`INERT_SHARE` of those experiences are kept: a penalty that is inert now and then (a
@@ -389,7 +391,7 @@ def inert_penalties(records: Iterable[RunRecord | Mapping[str, Any]], scenario: 
         )
         if not had and not inert:
             continue
-        method = _strategy(r).partition("[")[0]
+        method = _strategy(r) if by_label else _strategy(r).partition("[")[0]
         c = counts.setdefault(method, {"runs": 0, "of_runs": 0, "experiences": 0, "of_experiences": 0})
         c["of_runs"] += 1
         c["runs"] += bool(inert)

@@ -150,7 +150,8 @@ def scenario_view(
     _add_tables(view, records, name, t, order, refs, naive, best)
     _add_comparisons(view, comps[comps.scenario == name], order)
     view.inert = frames.inert_penalties(records, name)
-    _add_verdict(view, name, t, long[long.scenario == name], naive, refs, points, edges, options, set(view.inert))
+    inert = set(frames.inert_penalties(records, name, by_label=True))  # each strength on its own: one may act
+    _add_verdict(view, name, t, long[long.scenario == name], naive, refs, points, edges, options, inert)
     view.problems = problems[problems.scenario == name].to_dict("records")
     flagged = flagged_runs(records)
     view.flagged = flagged[flagged.scenario == name].to_dict("records")

@@ -144,7 +144,7 @@ def scenario_verdict(
     """Sentences for one scenario, the first being the headline. ``long`` is :func:`forgetbench.reports.summary.runs_long`
     restricted to the scenario; ``naive`` the baseline's label; ``references`` (joint, standalone) are
     upper bounds, never contenders. A strategy that trades plasticity (:func:`plasticity_traders`) or whose penalty
-    does not act (``inert``: methods, :func:`forgetbench.reports.frames.inert_penalties`) stays in the family, is
+    does not act (``inert``: strategy labels, :func:`forgetbench.reports.frames.inert_penalties`) stays in the family, is
     named apart with what it costs or cuts, and is never called the one that forgets least. The pairs are decided
     as one family (module docstring); with ``decide`` False (a scenario whose methods are decided at matched
     plasticity), the strategies' figures only."""
@@ -184,7 +184,7 @@ def scenario_verdict(
         if any(s in all_means for s in traders)
         else None
     )
-    idle = [s for s in all_means.index if s != naive and s.partition("[")[0] in inert]
+    idle = [s for s in all_means.index if s != naive and s in inert]
     idle_line = (
         f"{IDLE_PREFIX} (its penalty's gradient over training, on the parameters later models share, below "
         f"{100 * INERT_RATIO:g}% of the data loss's in most experiences with a penalty: the result is nearly naive's), "
@@ -580,7 +580,7 @@ def verdicts(
         naive, references = roles(records, scenario)
         mine = long[long.scenario == scenario] if len(long) else long
         matched = bool(len(points)) and FT.has_frontier(points, scenario)
-        inert = set(FR.inert_penalties(records, scenario))
+        inert = set(FR.inert_penalties(records, scenario, by_label=True))
         lines = (
             (
                 scenario_verdict(mine, naive, references, options, decide=not matched, inert=inert)

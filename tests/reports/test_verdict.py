@@ -198,3 +198,29 @@ def test_a_choice_on_the_edge_of_its_range_is_flagged_in_the_verdict():
     }
     records = _runs("naive", 0.97, [0.16, 0.15, 0.17]) + _runs("ewc", 0.96, [0.01, 0.02, 0.01])
     assert verdicts(records, tuning=[study])["sweep"][-1].startswith(EDGE_PREFIX)
+
+
+def test_a_strength_whose_penalty_does_not_act_is_named_alone_with_its_cut():
+    """Each strength is judged on its own: si 0.3 (ratio 0.001: inert) is named with its cut against naive, si 3
+    (ratio 0.02) is not, though half of si's runs at all strengths were inert (the method-level rule named both)."""
+    from report_records import record
+
+    from forgetbench.reports.verdict import IDLE_PREFIX, verdicts
+
+    records = []
+    for label, ratio, forgetting in (
+        ("naive", None, 0.16),
+        ("si[si_lambda=0.3]", 0.001, 0.158),
+        ("si[si_lambda=3]", 0.02, 0.10),
+    ):
+        for seed, f in enumerate(around(forgetting, 0.01, seed=len(records))):
+            extra = (
+                {}
+                if ratio is None
+                else {"si_penalty_to_data_gradient": [None, ratio], "si_penalty_inert": [1] if ratio < 0.01 else []}
+            )
+            records.append(
+                record("s", label, seed, [[0.95, 0.5], [0.95 - f, 0.95]], name=label.partition("[")[0], **extra)
+            )
+    (idle,) = [line for line in verdicts(records)["s"] if line.startswith(IDLE_PREFIX)]
+    assert "si[si_lambda=0.3] (forgetting cut vs naive" in idle and "si[si_lambda=3]" not in idle
