@@ -187,18 +187,6 @@ def importance_needed(
     return bool(own & others)
 
 
-def skip_importance_pass(
-    skipped: list[int], used_params: Sequence[frozenset[str]] | None, index: int, adaptive: bool, strategy: Any
-) -> bool:
-    """For a penalty on every parameter (EWC, MAS): True, with ``index`` appended to ``skipped``, when experience
-    ``index``'s importance can change no later training (:func:`importance_needed`, with the strategy's optimizer)."""
-    optimizer = getattr(strategy, "optimizer", None)
-    if importance_needed(used_params, index, adaptive=adaptive, every_parameter=True, optimizer=optimizer):
-        return False
-    skipped.append(index)
-    return True
-
-
 def _silent_evaluator() -> EvaluationPlugin:
     """No metrics, no loggers: the harness evaluates on its own, off the training path."""
     from avalanche.training.plugins import EvaluationPlugin

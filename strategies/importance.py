@@ -135,22 +135,22 @@ def experience_importance(
     drawn with ``generator``): ``exact``, the Fisher of :func:`exact_fisher_diagonal` (``estimator``: which labels;
     ``batch_size`` samples a pass, by default the training batch size, which changes only float rounding), or
     ``minibatch``, Avalanche's squared mini-batch gradients (:func:`squared_gradient_importance`). The one
-    estimator EWC and WPL call; each keeps the parameters it penalises. Its seconds are timed (:func:`importance_pass`)."""
-    with importance_pass(strategy):
-        tensors = sample_subset(dataset_tensors(strategy.experience.dataset), samples, generator)
-        if method == "exact":
-            return exact_fisher_diagonal(
-                strategy.model,
-                tensors[0],
-                tensors[1],
-                strategy.experience.task_labels[0],
-                batch_size=batch_size or int(getattr(strategy, "train_mb_size", 1024)),
-                estimator=estimator,
-                generator=generator,
-            )
-        return squared_gradient_importance(
-            strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
+    estimator EWC and WPL call (:class:`~forgetbench.strategies.parts.FisherEstimate`); each keeps the parameters it
+    penalises. The regularizer core times it (:func:`importance_pass`)."""
+    tensors = sample_subset(dataset_tensors(strategy.experience.dataset), samples, generator)
+    if method == "exact":
+        return exact_fisher_diagonal(
+            strategy.model,
+            tensors[0],
+            tensors[1],
+            strategy.experience.task_labels[0],
+            batch_size=batch_size or int(getattr(strategy, "train_mb_size", 1024)),
+            estimator=estimator,
+            generator=generator,
         )
+    return squared_gradient_importance(
+        strategy.model, strategy._criterion, tensors, strategy.train_mb_size, strategy.device
+    )
 
 
 def normalise_importance(

@@ -22,9 +22,10 @@ omega). omega starts at 0, so the first experience has a zero penalty (still app
 parameter gets a gradient, as in Avalanche). Zenke et al. sum w^k/(Delta^2 + xi) without the
 clip; the clip keeps the penalty bounded but makes si_lambda act on at most 0.001 per weight.
 
-:class:`SIPlugin` is a drop-in Avalanche ``SupervisedPlugin`` (tests compare it with Avalanche's)
-that keeps its five buffers on the model's device and updates them with ``torch._foreach_*``
-kernels, instead of copying flattened weights and gradients to the CPU twice per iteration.
+:class:`SIPlugin` is a drop-in Avalanche ``SupervisedPlugin`` (tests compare it with Avalanche's) built from the
+quadratic core (:mod:`forgetbench.strategies.quadratic`): its part :class:`~forgetbench.strategies.parts.PathIntegral`
+is both the estimator (following the steps, its buffers on the model's device, updated with ``torch._foreach_*``
+kernels) and the anchor update; selection ``all``.
 
 Hyperparameters:
 
@@ -37,25 +38,20 @@ Avalanche's default of 1 changes nothing measurable, see ``tests/strategies/test
 
 from __future__ import annotations
 
-import torch
 from typing import TYPE_CHECKING, Sequence
 
 from pydantic import NonNegativeFloat, PositiveFloat
-from torch.nn.modules.batchnorm import _NormBase
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.penalty import (
-    QuadraticAnchor,
-    movable_subset,
-    PenaltyDiagnostics,
-)
-from forgetbench.strategies.plugin import Plugin
+from forgetbench.strategies.parts import PathIntegral, tracked_parameters
+from forgetbench.strategies.quadratic import QuadraticRegularizer
 
 if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
     from avalanche.training.templates import SupervisedTemplate
 
 SI_C = 1.0  # Avalanche's update_ewc_data(..., c=1)
 SI_CLIP = 0.001  # Avalanche's update_ewc_data(clip_to=0.001, ...)
+si_parameters = tracked_parameters  # the parameters SI tracks (not normalisation layers', as Avalanche)
 
 
 class SIParams(StrategyParams):
@@ -64,19 +60,8 @@ class SIParams(StrategyParams):
     clip: PositiveFloat | None = SI_CLIP  # Avalanche's cap on omega; null: Zenke et al.'s unclipped omega
 
 
-def si_parameters(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """Parameters SI tracks: those requiring grad, except normalisation layers' (as Avalanche)."""
-    norm = {
-        f"{module_name}.{n}" if module_name else n
-        for module_name, module in model.named_modules()
-        if isinstance(module, _NormBase)
-        for n, _ in module.named_parameters(recurse=False)
-    }
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad and n not in norm]
-
-
-class SIPlugin(Plugin):
-    """Avalanche-compatible Synaptic Intelligence on device buffers; see the module doc."""
+class SIPlugin(QuadraticRegularizer):
+    """Synaptic Intelligence from the core's parts (``used_params``: the schedule, optional)."""
 
     def __init__(
         self,
@@ -85,122 +70,14 @@ class SIPlugin(Plugin):
         used_params: Sequence[frozenset[str]] | None = None,
         clip: float | None = SI_CLIP,
     ):
-        """``used_params[i]``: names of the parameters experience i's model uses (optional; the
-        per-step work then skips tensors that provably cannot move, see
-        :func:`~forgetbench.strategies.penalty.movable_subset`)."""
-        super().__init__()
-        self.used_params = used_params
-        self._subset: list[int] | None = None
-        self._active: list[torch.Tensor] = []
-        self._active_pre: list[torch.Tensor] = []
-        self._active_traj: list[torch.Tensor] = []
-        self.si_lambda = float(si_lambda)
-        self.eps = float(eps)
-        self.clip = clip
-        self.names: list[str] = []
-        self.params: list[torch.Tensor] = []
-        self._pre_step: list[torch.Tensor] = []  # weights before the current step
-        self.trajectory: list[torch.Tensor] = []  # w^k, this experience
-        self.cumulative: list[torch.Tensor] = []  # cum, all experiences
-        self.quadratic = QuadraticAnchor(scale=self.si_lambda / 2)  # A = omega, m = theta^{t-1}
-        self.diagnostics = PenaltyDiagnostics("si", used_params)  # did the penalty act, per experience
+        path = PathIntegral(float(eps), clip, SI_C)
+        super().__init__("si", float(si_lambda) / 2, path, path, used_params=used_params)
+        self.si_lambda, self.eps, self.clip = float(si_lambda), float(eps), clip
 
-    @torch.no_grad()
-    def before_training_exp(self, strategy, **kwargs) -> None:
-        named = si_parameters(strategy.model)
-        if [n for n, _ in named] != self.names:
-            old = dict(zip(self.names, self.cumulative))
-            old_omega = dict(zip(self.quadratic.names, self.quadratic.weights))
-            self.names = [n for n, _ in named]
-            self.cumulative = [old.get(n, torch.zeros_like(p)) for n, p in named]
-            omega = {n: old_omega.get(n, torch.zeros_like(p)) for n, p in named}
-        else:
-            omega = dict(zip(self.quadratic.names, self.quadratic.weights))
-        self.params = [p for _, p in named]
-        self._pre_step = [p.detach().clone() for p in self.params]
-        self.trajectory = [torch.zeros_like(p) for p in self.params]
-        # the anchor is the weights at the start of the experience
-        self.quadratic.replace(omega, {n: p.detach() for n, p in named})
-        # a tensor this experience does not use keeps w = 0 and its anchor: skip it per step
-        used = None  # unknown: every tensor stays in the penalty
-        if self.used_params is not None and strategy.experience is not None:
-            exp = strategy.experience.current_experience
-            used = self.used_params[exp] if exp < len(self.used_params) else None
-        self._subset = movable_subset(self.names, self.quadratic.anchors, self.params, used, strategy.optimizer)
-        keep = range(len(self.params)) if self._subset is None else self._subset
-        self._active = [self.params[i] for i in keep]
-        self._active_pre = [self._pre_step[i] for i in keep]
-        self._active_traj = [self.trajectory[i] for i in keep]
-
-    def before_backward(self, strategy, **kwargs) -> None:
-        strategy.loss = self.quadratic.add_gradient(strategy.loss, self._active, self.si_lambda / 2, self._subset)
-
-    def after_backward(self, strategy, **kwargs) -> None:
-        first = strategy.experience is None or strategy.experience.current_experience == 0
-        if self._active and not first:
-            self.diagnostics.observe(strategy, self._active, self.penalty)
-
-    @torch.no_grad()
-    def before_training_iteration(self, strategy, **kwargs) -> None:
-        torch._foreach_copy_(self._active_pre, self._active)
-
-    @torch.no_grad()
-    def after_training_iteration(self, strategy, **kwargs) -> None:
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._active]
-        # in place, no temporaries: pre_step <- pre_step - theta = -(step); w -= g * pre_step
-        torch._foreach_sub_(self._active_pre, self._active)
-        torch._foreach_addcmul_(self._active_traj, grads, self._active_pre, value=-1.0)
-
-    def penalty(self) -> torch.Tensor | float:
-        """(lambda / 2) sum_i omega_i (theta_i - theta^{t-1}_i)^2 as a differentiable scalar; its gradient is what
-        :meth:`before_backward` adds to ``.grad`` every step."""
-        return self.quadratic.penalty(self._active, self.si_lambda / 2, self._subset) if self._active else 0.0
-
-    def after_training_exp(self, strategy, **kwargs) -> None:
-        # omega is 0 during the first experience: there is no penalty to weigh yet
-        first = strategy.experience is None or strategy.experience.current_experience == 0
-        if first:
-            self.diagnostics.skip()
-        else:
-            self.diagnostics.measure(strategy, self._active, self.penalty)
-        self._update_omega()
-
-    @torch.no_grad()
-    def _update_omega(self) -> None:
-        for i, p in enumerate(self.params):
-            moved = (p.detach() - self.quadratic.anchors[i]) ** 2 + self.eps
-            self.cumulative[i] += SI_C * self.trajectory[i] / moved
-        omega = {
-            n: -c if self.clip is None else torch.clamp(-c, max=self.clip) for n, c in zip(self.names, self.cumulative)
-        }
-        self.quadratic.replace(omega, {n: p.detach() for n, p in zip(self.names, self.params)})
-
-    def state_dict(self) -> dict:
-        """omega and the anchor (one quadratic) and the cumulative path integral, per tracked tensor.
-
-        The trajectory and pre-step buffers are rebuilt at the start of every experience: scratch.
-        """
-        return {
-            "names": list(self.names),
-            "cumulative": [c.detach().clone() for c in self.cumulative],
-            "quadratic": self.quadratic.state_dict(),
-            "gradient_ratios": self.diagnostics.state_dict(),
-        }
-
-    def load_state_dict(self, state) -> None:
-        self.names = list(state["names"])
-        self.cumulative = list(state["cumulative"])
-        self.quadratic.load_state_dict(state["quadratic"])
-        self.diagnostics.load_state_dict(state.get("gradient_ratios", []))
-
-    def extra_results(self) -> dict:
-        """Whether the penalty acted: ``si_penalty_to_data_gradient`` per experience (None for the first, whose
-        omega is 0), ``si_penalty_inert``."""
-        return self.diagnostics.results()
-
-    def state_bytes(self) -> int:
-        """Bytes of omega, anchor and the cumulative path integral (what SI keeps between experiences)."""
-        return self.quadratic.state_bytes() + sum(t.nbytes for t in self.cumulative)
+    # the path integral's tensors by name, its running sums, and the tensors the penalty acts on (SI's names for them)
+    names = property(lambda self: self.update.names, lambda self, value: setattr(self.update, "names", value))
+    cumulative = property(lambda self: self.update.cumulative)
+    _active = property(lambda self: self._params, lambda self, value: setattr(self, "_params", value))
 
 
 @register_strategy("si", params=SIParams)

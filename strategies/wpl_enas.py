@@ -44,7 +44,8 @@ import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
-from forgetbench.strategies.wpl import Tensors, build_with, clip_to_norm
+from forgetbench.strategies.parts import Tensors, clip_to_norm
+from forgetbench.strategies.wpl import build_with
 from forgetbench.strategies.wpl_online import OnlineFisher
 
 if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params

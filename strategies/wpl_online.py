@@ -44,7 +44,8 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 from forgetbench.benchmark.data.loaders import dataset_tensors
 from forgetbench.strategies.base import StrategyContext, StrategyParams, register_strategy, strength
 from forgetbench.strategies.penalty import named_params
-from forgetbench.strategies.wpl import RunningImportance, Tensors, build_with
+from forgetbench.strategies.parts import RunningImportance, Tensors
+from forgetbench.strategies.wpl import build_with
 
 if TYPE_CHECKING:  # Avalanche is imported when training starts, never to read this strategy's params
     from avalanche.training.templates import SupervisedTemplate
@@ -80,15 +81,19 @@ class WPLOnlineParams(StrategyParams):
 class OnlineFisher:
     """F^t as the authors' ENAS code estimates it: the mean over ``batches`` mini-batches (the training batch size,
     drawn with the plugin's generator) of the squared gradient of the data loss, on the trainable parameters the model
-    used; also the used tensors the loss gave no gradient (``wpl_enas``'s update resets them)."""
+    used; ``no_gradient`` after a call: the used tensors the loss gave no gradient (``wpl_enas``'s update resets them).
+    Skipped where no later model shares a parameter with the model (``passes``)."""
+
+    passes = "shared"
 
     def __init__(self, batches: int) -> None:
         self.batches = batches
+        self.no_gradient: set[str] = set()
 
-    def __call__(self, strategy: Any, used: frozenset[str], generator: torch.Generator) -> tuple[Tensors, set[str]]:
+    def __call__(self, strategy: Any, used: frozenset[str] | None, generator: torch.Generator) -> Tensors:
         x, y, _ = dataset_tensors(strategy.experience.dataset)
         model, task_label = strategy.model, strategy.experience.task_labels[0]
-        names = [n for n, p in model.named_parameters() if n in used and p.requires_grad]
+        names = [n for n, p in model.named_parameters() if (used is None or n in used) and p.requires_grad]
         params = named_params(model, names)
         fisher = [torch.zeros_like(p) for p in params]
         reached = [False] * len(params)
@@ -102,7 +107,8 @@ class OnlineFisher:
                 if g is not None:
                     f.addcmul_(g, g, value=1.0 / self.batches)
                     reached[k] = True
-        return dict(zip(names, fisher)), {n for n, hit in zip(names, reached) if not hit}
+        self.no_gradient = {n for n, hit in zip(names, reached) if not hit}
+        return dict(zip(names, fisher))
 
 
 @register_strategy("wpl_online", params=WPLOnlineParams)

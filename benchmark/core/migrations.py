@@ -8,7 +8,7 @@ data: the config, the store, the record and the strategies' params models call t
 - a strategy's params that moved to a variant of their own (``wpl``'s online estimate to ``wpl_online``, its
   per-update scaling to ``wpl_enas``): its params model lists them with the defaults old records hold
   (``retired_defaults``); :func:`moved_params` finds an entry that still sets one, :func:`without_retired_keys`
-  reads an old record as today's run.
+  reads an old record as today's run; ``wpl``'s are :data:`WPL_RETIRED_DEFAULTS` (:func:`wpl_params_today`).
 - record schema version 1: the same keys as version 2 (:func:`upgrade_record`).
 """
 
@@ -75,6 +75,40 @@ def moved_params(data: Mapping[str, Any], retired_defaults: Mapping[str, Any]) -
     """The retired params ``data`` (a strategy entry's params) sets to other than the default old records hold: the
     ones that now belong to another strategy name."""
     return [key for key, default in retired_defaults.items() if key in data and data[key] != default]
+
+
+# wpl's params that moved to a variant of their own (wpl_enas: the per-update scaling; wpl_online: the online
+# estimate and its schedule), at the defaults records written before hold (they still name wpl's maths)
+WPL_RETIRED_DEFAULTS: dict[str, Any] = {
+    "alpha_mode": "equation",
+    "alpha_linear_decay": 0.0,
+    "alpha_decay_after": 0,
+    "alpha_decay": 1.0,
+    "clip_norm": None,
+    "reset_every": None,
+    "start_after": 0,
+    "fisher_batches": 1,
+}
+WPL_MOVED_TO = {"alpha_mode": "wpl_enas", "alpha_linear_decay": "wpl_enas", "alpha_decay_after": "wpl_enas"}
+
+
+def wpl_params_today(data: Any) -> Any:
+    """``wpl``'s params as validated today: a retired key at its old default dropped (an old record's run); one set
+    otherwise, or ``fisher: online``, refused with the variant that now owns it (``wpl_online`` unless
+    :data:`WPL_MOVED_TO` says ``wpl_enas``)."""
+    if not isinstance(data, dict):
+        return data
+    moved = moved_params(data, WPL_RETIRED_DEFAULTS)
+    moved += ["fisher: online"] if data.get("fisher") == "online" else []
+    if moved:
+        where = sorted({WPL_MOVED_TO.get(key, "wpl_online") for key in moved})
+        raise ValueError(
+            f"{', '.join(moved)}: {' and '.join(where)} now (name: {where[0]}): wpl_online is the authors' online "
+            "Fisher with its schedule (alpha, fisher_batches, accumulate, momentum, clip_norm, reset_every, "
+            "start_after, alpha_decay, max_curvature, importance_norm), wpl_enas their per-update scaling too; "
+            "wpl is the paper's equation"
+        )
+    return without_keys(data, WPL_RETIRED_DEFAULTS)
 
 
 def without_keys(data: Mapping[str, Any], retired: Mapping[str, Any]) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def test_weight_decay_keeps_every_pass_of_a_penalty_on_every_parameter():
     "name, params, drawn_in",  # drawn_in: the module whose sample_subset the pass calls
     [
         ("ewc", {"importance_samples": 40}, "importance"),  # the estimator EWC and WPL share
-        ("mas", {"importance_samples": 40}, "mas"),
+        ("mas", {"importance_samples": 40}, "parts"),  # MAS's estimator, a part of the quadratic core
         ("wpl", {"fisher_samples": 40, "fisher": "minibatch"}, "importance"),
     ],
 )
