@@ -1,8 +1,14 @@
 """Continual-learning strategies, one file each, registered by name.
 
-Importing this package registers the built-in strategies; ``STRATEGIES`` also loads those that
-other distributions declare in the ``forgetbench.strategies`` entry-point group.
+Importing this package imports every module in this folder, so a strategy file dropped here is registered with
+nothing else to edit (its ``@register_strategy`` runs); ``STRATEGIES`` also loads those that other distributions
+declare in the ``forgetbench.strategies`` entry-point group. ``avalanche_zoo`` is the exception: it reads Avalanche
+to register Avalanche's own methods (``avalanche.<Name>``), so ``STRATEGIES`` imports it only when such a name, or
+every name, is asked for.
 """
+
+import importlib as _importlib
+import pkgutil as _pkgutil
 
 if __name__ == "strategies":  # this checkout's folder imported by its own name (the repository root on sys.path)
     raise ImportError(
@@ -11,11 +17,12 @@ if __name__ == "strategies":  # this checkout's folder imported by its own name 
     )
 
 from forgetbench.strategies.base import STRATEGIES, StrategyContext, StrategyParams, register_strategy, shared_params
-from forgetbench.strategies import ewc, naive, si, wpl, wpl_online, wpl_enas  # noqa: F401,E402  (register built-ins)
-from forgetbench.strategies import spg, mas, lwf, l2, replay, joint, standalone  # noqa: F401,E402
-from forgetbench.strategies import exssnet, pic, merge, supsup  # noqa: F401,E402  (parameter isolation)
-from forgetbench.strategies import olora, inflora, osf  # noqa: F401,E402  (LoRA per task on a pretrained backbone)
-# Avalanche's own methods (`avalanche.<Name>`) register from forgetbench.strategies.avalanche_zoo, which reads
-# Avalanche: STRATEGIES imports it when such a name, or every name, is asked for
+
+# imported on demand (see the module doc)
+ON_DEMAND = frozenset({"avalanche_zoo"})
+
+for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):
+    if _module not in ON_DEMAND and not _module.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["STRATEGIES", "StrategyContext", "StrategyParams", "register_strategy", "shared_params"]

@@ -25,6 +25,15 @@ torch.set_num_threads(1)
 os.environ.setdefault("FORGETBENCH_REPORT_WORKERS", "1")
 
 
+def pytest_sessionstart(session) -> None:
+    """The index of built-in components for the checkout as it is (written by the first listing that has to import
+    them): the CLI's latency tests time a `list` or `validate` that reads it, as every call after the first does."""
+    from forgetbench.benchmark.core.components import INDEX
+
+    if INDEX.path() is None:
+        INDEX.write()
+
+
 def pytest_report_header(config) -> str:
     """Which CPU kernels round the effect tests' floats (`make test-kernels` runs them again under DEFAULT)."""
     import os

@@ -7,15 +7,73 @@ scenarios themselves (the one-way flow: config -> scenario -> strategy -> runner
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from forgetbench.benchmark.core.registry import Registry, index_rows
 
-# the built-in datasets, scenarios and strategies by name (Registry.listing): `forgetbench list` and a config's
-# names answered without importing torch; regenerated with the docs reference (tests/front/test_docs.py checks it)
-INDEX = Path(__file__).with_name("components.json")
+# the folder holding benchmark/, strategies/ (the checkout, or site-packages/forgetbench in a wheel)
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# where the built-in datasets, scenarios and strategies are defined: a file added or changed there makes a new index
+BUILTIN_SOURCES = ("benchmark/data/datasets.py", "benchmark/data/scenarios", "strategies")
+
+
+@functools.lru_cache(maxsize=1)
+def sources_digest() -> str:
+    """A digest of the built-in components' source files (their names and bytes): what an index was made from."""
+    digest = hashlib.sha256()
+    for relative in BUILTIN_SOURCES:
+        path = PACKAGE_ROOT / relative
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+        for file in files:
+            if "__pycache__" not in file.parts:
+                digest.update(file.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class ComponentIndex:
+    """The built-in datasets, scenarios and strategies by name (Registry.listing): `forgetbench list` and a config's
+    names answered without importing torch. Generated, never edited: the first process that has to import the
+    built-ins writes it, named by :func:`sources_digest`, so a strategy file added or changed makes the old index
+    unread (the next listing imports the built-ins and writes the new one). Beside this module when that folder is
+    writable (a checkout, most environments), else in the user's cache folder."""
+
+    def folders(self) -> list[Path]:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "forgetbench"
+        return [Path(__file__).parent, cache]
+
+    def path(self) -> Path | None:
+        """The index of the built-ins as they are now, where one was written (None: none yet)."""
+        name = f"components-{sources_digest()}.json"
+        return next((folder / name for folder in self.folders() if (folder / name).is_file()), None)
+
+    def write(self) -> Path | None:
+        """Write the index for the built-ins as they are now (imports them all), atomically; earlier indexes of this
+        folder are removed. None where no folder is writable (every listing then imports the built-ins)."""
+        text = component_index()
+        name = f"components-{sources_digest()}.json"
+        for folder in self.folders():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                handle, temporary = tempfile.mkstemp(dir=folder, prefix=".components-", suffix=".tmp")
+                with os.fdopen(handle, "w") as out:
+                    out.write(text)
+                os.replace(temporary, folder / name)
+            except OSError:
+                continue
+            for stale in folder.glob("components-*.json"):
+                if stale.name != name:
+                    stale.unlink(missing_ok=True)
+            return folder / name
+        return None
+
+
+INDEX = ComponentIndex()
 
 DATASETS: Registry[Callable[..., Any]] = Registry(
     "dataset",
@@ -75,7 +133,7 @@ def corpus_names(registry: Registry[Any]) -> str:
 
 
 def component_index() -> str:
-    """The text of :data:`INDEX` from the registries themselves (imports every built-in)."""
+    """The text of the index (:class:`ComponentIndex`) from the registries themselves (imports every built-in)."""
     return (
         json.dumps(
             {r.kind: index_rows(r, "forgetbench") for r in (DATASETS, SCENARIOS, STRATEGIES)},

@@ -327,10 +327,6 @@ class RunRecord(BaseModel):
     isolation: Isolation | None = None  # mask methods (supsup, exssnet): what each mask holds
     kkt: list[KKTEntry] | None = None  # exssnet's KNN transfer per experience
     pic: PICResult | None = None  # pic's chosen lambdas and their held-out accuracies
-    ewc_capped_entries: int | None = None  # importance entries max_curvature capped, summed over experiences
-    ewc_max_curvature: float | None = None  # the cap on 2 lambda F (null: none)
-    wpl_capped_entries: int | None = None  # importance entries max_curvature capped, summed over experiences
-    wpl_max_curvature: float | None = None  # the cap on alpha F (null: none)
 
     @field_validator("accuracy_matrix")
     @classmethod

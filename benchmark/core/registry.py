@@ -18,7 +18,6 @@ import importlib
 import importlib.metadata
 import json
 import logging
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -108,7 +107,7 @@ class Registry(Generic[T]):
         kind: str,
         entry_point_group: str | None = None,
         builtin_modules: tuple[str, ...] = (),
-        index: Path | None = None,
+        index: Any = None,
         prefixed_modules: dict[str, str] | None = None,
     ):
         self.kind = kind
@@ -118,8 +117,9 @@ class Registry(Generic[T]):
         # every name is): Avalanche's own methods, whose registration reads Avalanche, never load to read a config
         self.prefixed_modules = dict(prefixed_modules or {})
         self._prefixed_loaded: set[str] = set()
-        # a JSON file listing the built-ins (name, description, unavailable): names and listings without
-        # importing them (torch and Avalanche take seconds); written by `python -m forgetbench.benchmark.front.docs`
+        # the index of the built-ins (components.ComponentIndex: ``path()`` of a JSON file listing name, description,
+        # unavailable, or None; ``write()``): names and listings without importing them (torch and Avalanche take
+        # seconds); written by the first listing that had to import them
         self.index = index
         self._index_rows: list[Listing] | None = None
         self._entries: dict[str, Entry[T]] = {}
@@ -203,7 +203,10 @@ class Registry(Generic[T]):
         (a plug-in is only known by importing it); otherwise from the entries themselves."""
         indexed = self._indexed()
         if indexed is None:
-            return [Listing(e.name, e.description, e.extra.get("unavailable")) for e in self]
+            listed = [Listing(e.name, e.description, e.extra.get("unavailable")) for e in self]
+            if self.index is not None and self.index.path() is None:
+                self.index.write()  # the next process reads it (imports the other built-ins: once)
+            return listed
         known = {item.name for item in indexed}
         return indexed + [
             Listing(e.name, e.description, e.extra.get("unavailable"))
@@ -216,13 +219,14 @@ class Registry(Generic[T]):
         return name in self._entries or any(item.name == name for item in self.listing())
 
     def _indexed(self) -> list[Listing] | None:
-        if self._entry_points_loaded or self.index is None or not self.index.is_file():
+        path = None if self._entry_points_loaded or self.index is None else self.index.path()
+        if path is None:
             return None
         if self.entry_point_group and any(True for _ in importlib.metadata.entry_points(group=self.entry_point_group)):
             return None
         if self._index_rows is None:  # read once: a config's name check asks once per entry
             try:
-                rows = json.loads(self.index.read_text())[self.kind]
+                rows = json.loads(path.read_text())[self.kind]
                 self._index_rows = [Listing(row["name"], row["description"], row.get("unavailable")) for row in rows]
             except (OSError, ValueError, KeyError, TypeError):
                 return None  # a damaged index costs time, never a wrong answer

@@ -42,12 +42,10 @@ from forgetbench.benchmark.core.config import StrategySpec, SuiteConfig, model_i
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.components import (
     DATASETS,
-    INDEX,
     LANGUAGE_CORPORA,
     SCENARIOS,
     STRATEGIES,
     TEXT_CORPORA,
-    component_index,
 )
 from forgetbench.benchmark.core.registry import Entry, strength_params
 from forgetbench.benchmark.front.cli import build_parser
@@ -475,8 +473,6 @@ def pages() -> dict[str, str]:
 def check(root: Path) -> list[str]:
     """What differs between the committed pages under ``root`` and the code: one sentence per problem."""
     problems = []
-    if not INDEX.is_file() or INDEX.read_text() != component_index():
-        problems.append(f"{INDEX.name}: the index of built-in components differs from the registries")
     wanted = pages()
     present = {p.relative_to(root).as_posix() for p in root.rglob("*.md")} if root.exists() else set()
     for path in sorted(present - wanted.keys()):
@@ -503,10 +499,6 @@ def check(root: Path) -> list[str]:
 
 def write(root: Path) -> list[Path]:
     written = []
-    index = component_index()
-    if not INDEX.is_file() or INDEX.read_text() != index:
-        INDEX.write_text(index)
-        written.append(INDEX)
     for path, text in pages().items():
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,10 @@
 * Maths renders without JavaScript and offline: pymdownx.arithmatex (``generic``) marks ``\\( ... \\)`` and
   ``$$ ... $$``, and each is replaced by the MathML that latex2mathml makes of it (browsers draw MathML
   natively), so a page needs no CDN.
-* The generated reference pages (one per strategy and scenario) join the navigation under Reference, in
-  the order of their index page, so a strategy registered tomorrow gets its page in the menu with no edit here.
+* The reference pages (the CLI, the config keys, the record schema, one page per strategy, scenario and dataset)
+  are generated from the code when the site builds (``on_config``: :func:`forgetbench.benchmark.front.docs.write`
+  into docs/reference/, a folder git ignores), and the per-component pages join the navigation under Reference in
+  the order of their index page: a strategy file added tomorrow gets its page, in the menu, with no edit anywhere.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def _listed(index: Path) -> list[tuple[str, str]]:
 
 
 def on_config(config, **kwargs):
+    from forgetbench.benchmark.front.docs import write
+
     docs = Path(config["docs_dir"])
+    write(docs / "reference")
     for section in config["nav"]:
         if not isinstance(section, dict) or "Reference" not in section:
             continue

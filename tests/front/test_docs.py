@@ -1,11 +1,10 @@
-"""The docs: reference pages generated from the code stay equal to it, every built-in name is described, the
+"""The docs: reference pages generated from the code (as the site builds) say what it has, every built-in name is described, the
 README's links resolve, and the site builds (warnings as errors) and renders in headless Chromium."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,15 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference"
 
 
-def test_committed_reference_pages_equal_the_code():
-    problems = docs.check(REFERENCE)
-    assert problems == [], "\n".join(problems) + "\nregenerate with `make docs-reference`"
-
-
 @pytest.fixture
 def reference_copy(tmp_path):
+    """The reference pages as the site build writes them (docs/hooks/site.py), in a folder of the test's own."""
     copy = tmp_path / "reference"
-    shutil.copytree(REFERENCE, copy)
+    docs.write(copy)
+    assert docs.check(copy) == []
     return copy
 
 

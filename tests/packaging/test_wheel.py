@@ -45,7 +45,6 @@ def test_the_wheel_holds_every_module_and_runs_outside_the_checkout(wheel, tmp_p
     assert not missing, f"modules of the tree not in the wheel: {missing}"
     for data in (
         "forgetbench/reports/templates/report.html.j2",
-        "forgetbench/benchmark/core/components.json",
         "forgetbench/configs/demo.yaml",
         "forgetbench/configs/reproduce/wpl_two_model.yaml",
     ):

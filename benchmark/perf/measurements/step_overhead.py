@@ -21,21 +21,58 @@ from forgetbench.benchmark.perf.common import (
 )
 
 
-def _strategy_cases(strategies: Sequence[str] | None = None) -> dict[str, tuple[str, dict]]:
-    """perf's rows (naive, ewc, si and wpl, mas, l2, lwf where registered), or naive and ``strategies``."""
-    from forgetbench.strategies import STRATEGIES
+# regularizers that are not built on the quadratic core, measured beside it (a distillation penalty)
+ALSO_MEASURED = ("lwf",)
 
+
+def regularizers() -> list[str]:
+    """Every registered strategy (built-in or a plug-in's) whose plugins include a regularizer of the quadratic core
+    (:class:`~forgetbench.strategies.quadratic.QuadraticRegularizer`), with :data:`ALSO_MEASURED`: found by building
+    each on a two-layer stand-in model (no training), so a strategy file added tomorrow is measured too."""
+    import torch
+
+    from forgetbench.benchmark.core.training import TrainingConfig
+    from forgetbench.benchmark.data.models import TaskRoutedModule
+    from forgetbench.strategies import STRATEGIES, StrategyContext
+    from forgetbench.strategies.quadratic import QuadraticRegularizer
+
+    class StandIn(TaskRoutedModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.trunk, self.head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+        def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+            return self.head(self.trunk(x))
+
+    used = [frozenset({"trunk.weight", "trunk.bias", "head.weight", "head.bias"})] * 2
+    found = []
+    for entry in STRATEGIES:
+        if entry.name.startswith("avalanche.") or entry.extra.get("unavailable"):
+            continue
+        ctx = StrategyContext(StandIn(), TrainingConfig(), torch.device("cpu"), used, 0)
+        try:
+            template = entry.factory(ctx, entry.parse_params({}))
+        except Exception:  # a strategy that needs another model (adapters, masks) is not a regularizer of this kind
+            continue
+        if any(isinstance(p, QuadraticRegularizer) for p in getattr(template, "plugins", [])):
+            found.append(entry.name)
+    return found + [name for name in ALSO_MEASURED if name in STRATEGIES and name not in found]
+
+
+def _strategy_cases(strategies: Sequence[Any] | None = None) -> dict[str, tuple[str, dict]]:
+    """perf's rows: naive and every regularizer (:func:`regularizers`), or naive and ``strategies`` (names, or
+    ``(label, name, params)``)."""
     if strategies:
-        return {name: (name, {}) for name in dict.fromkeys(["naive", *strategies])}
-    cases: dict[str, tuple[str, dict]] = {"naive": ("naive", {}), "ewc": ("ewc", {}), "si": ("si", {})}
-    for name in ("wpl", "mas", "l2", "lwf"):
-        if name in STRATEGIES:
-            cases[name] = (name, {})
-    return cases
+        cases: dict[str, tuple[str, dict]] = {"naive": ("naive", {})}
+        for item in strategies:
+            label, name, params = (item, item, {}) if isinstance(item, str) else item
+            cases[label] = (name, dict(params))
+        return cases
+    return {"naive": ("naive", {}), **{name: (name, {}) for name in regularizers()}}
 
 
 def step_overhead(
-    opts: PerfOptions, data: TensorData, strategies: Sequence[str] | None = None
+    opts: PerfOptions, data: TensorData, strategies: Sequence[Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per-step time of each strategy over ``naive`` and importance-pass time over one epoch; ``strategies``: these
     registered names instead of perf's rows (``perf --only step_costs``)."""
