@@ -19,6 +19,9 @@ from forgetbench.benchmark.core.record import RunRecord
 # the kernel's release string changes with every host update; a run's node names where it ran, not a condition
 # (the hardware's own keys, device_name and cpu_kernels, are compared)
 NOT_COMPARED = frozenset({"platform", "node"})
+# Keys that describe a run's own strategy or scenario, not its conditions: the plug-in distribution a strategy comes
+# from differs between a built-in (none) and a plug-in by design; compared only between runs of one strategy
+PER_COMPONENT = frozenset({"plugins"})
 
 
 def seed_ranges(seeds: Iterable[int]) -> str:
@@ -54,16 +57,25 @@ def environment_differences(records: Iterable[RunRecord]) -> list[str]:
     sentences = []
     for scenario, runs in by_scenario.items():
         keys = set.intersection(*(set(r.environment) for r in runs)) - NOT_COMPARED
+        by_strategy: dict[str, list[RunRecord]] = defaultdict(list)
+        for r in runs:
+            by_strategy[r.strategy.label].append(r)
         for key in sorted(keys):
-            groups: dict[str, list[RunRecord]] = defaultdict(list)
-            for r in runs:
-                groups[str(r.environment[key])].append(r)
-            if len(groups) < 2:
-                continue
-            ordered = sorted(groups.items(), key=lambda kv: min(r.seed for r in kv[1]))
-            (first_value, first_runs), *rest = ordered
-            text = f"{_who(first_runs, runs)} ran with {key} {first_value}, " + ", ".join(
-                f"{_who(group, runs)} with {value}" for value, group in rest
-            )
-            sentences.append(f"{scenario}: {text}; averaged or paired together, they are not comparable")
+            for group in by_strategy.values() if key in PER_COMPONENT else [runs]:
+                text = _differing(key, group, runs)
+                if text:
+                    sentences.append(f"{scenario}: {text}; averaged or paired together, they are not comparable")
     return sentences
+
+
+def _differing(key: str, group: list[RunRecord], everyone: list[RunRecord]) -> str | None:
+    """``seeds 0-2 ran with KEY A, seeds 3-4 with B`` where the runs of ``group`` differ in ``key``, else None."""
+    values: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in group:
+        values[str(r.environment[key])].append(r)
+    if len(values) < 2:
+        return None
+    (first_value, first_runs), *rest = sorted(values.items(), key=lambda kv: min(r.seed for r in kv[1]))
+    return f"{_who(first_runs, everyone)} ran with {key} {first_value}, " + ", ".join(
+        f"{_who(runs, everyone)} with {value}" for value, runs in rest
+    )

@@ -7,6 +7,8 @@ full location (``strategies[1].params.ewc_lambda``) before anything runs.
 
 from __future__ import annotations
 
+import importlib
+
 import json
 import math
 import re
@@ -337,6 +339,9 @@ class SuiteConfig(StrictModel):
     # `seeds: {start, max, step}` is read as seeds [0 .. start - 1] and this: more seeds where a pair is undecided
     until_decided: SeedsUntilDecided | None = None
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)  # how the verdict decides each pair
+    # modules imported before the suite's names are read: a plug-in's strategies, scenarios or metrics in a module
+    # beside the suite file (or on PYTHONPATH), with nothing installed into forgetbench's environment
+    imports: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -594,6 +599,23 @@ def _variant(spec: ComponentSpec, choice: dict[str, Any], params: BaseModel) -> 
     return variant
 
 
+def import_plugins(modules: Any, where: str = "imports") -> None:
+    """Import a suite's ``imports:`` (or ``--import``'s) modules, which register plug-in components; a
+    :class:`ConfigError` naming the module and why it failed, before anything runs."""
+    if modules is None:
+        return
+    if not isinstance(modules, list) or not all(isinstance(m, str) and m.strip() for m in modules):
+        raise ConfigError(f"{where}: a list of module names (e.g. [my_strategies]), got {modules!r}")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a plug-in's own error is the user's to read, with its type
+            raise ConfigError(
+                f"{where}: cannot import {module!r} ({type(exc).__name__}: {exc}); put {module}.py beside the suite "
+                "file, or name a module on PYTHONPATH or installed"
+            ) from None
+
+
 def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     """Validate a raw config mapping; raise :class:`ConfigError` naming every bad field."""
     if not isinstance(raw, dict):
@@ -606,6 +628,7 @@ def resolve_config(raw: dict[str, Any]) -> SuiteConfig:
     ]
     if non_finite:
         raise ConfigError("\n".join(non_finite))
+    import_plugins(raw.get("imports"))
     try:
         suite = SuiteConfig.model_validate(raw)
     except ValidationError as exc:

@@ -724,6 +724,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="forgetbench",
         description="Continual-learning benchmark harness for networks that share parameters.",
     )
+    parser.add_argument(
+        "--import",
+        dest="plugin_imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE before the command (repeatable): a plug-in's strategies, scenarios or metrics, found "
+        "in the working folder or on PYTHONPATH (a suite can say `imports: [MODULE]` instead)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     shared = _shared_options()  # data, progress, execution
     for add in (
@@ -794,6 +803,10 @@ def _dispatch(argv: list[str] | None) -> tuple[int, str]:
     add_search_folder(Path.cwd())  # as `python -m` would: a console script does not search the working folder
     previous = None if args.command == "report" else _stop_on_sigterm()  # report sets its own from its first line
     try:
+        if args.plugin_imports:
+            from forgetbench.benchmark.core.config import import_plugins
+
+            import_plugins(args.plugin_imports, "--import")
         return args.func(args), args.command
     except ConfigError as exc:
         print(f"forgetbench: error: {exc}", file=sys.stderr)

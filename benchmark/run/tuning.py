@@ -461,6 +461,7 @@ class Resolution:
 
 
 TIE_RULE = "the best value, equal values to the lowest trial number (the same for every driver)"
+TIE_SPLIT_LIMIT = 100  # a split this many times larger than the one used is named as a bound, not a number
 
 
 def tie_notes(
@@ -474,15 +475,23 @@ def tie_notes(
     if len(tied) < 2:
         return []
     others = sorted({t["value"] for t in complete})
-    gaps = [b - a for a, b in zip(others, others[1:]) if b > a]
+    # an objective moves in steps of one sample of one task and seed: a smaller gap is float rounding, no difference
+    step = 1.0 / (resolution.samples * resolution.tasks * max(resolution.seeds, 1))
+    gaps = [b - a for a, b in zip(others, others[1:]) if b - a >= step / 2]
     split = f"{resolution.samples} samples a task on {resolution.tasks} task(s), {resolution.seeds} seed(s)"
     needed = resolution.samples_to_resolve(min(gaps)) if gaps else None
-    tell = (
-        f"a validation split of about {needed} samples a task (or that many more seeds' worth) would resolve the "
-        f"smallest difference these trials show ({min(gaps):.4f})"
-        if needed is not None
-        else "every trial scored exactly the same: the split resolves no difference between these strengths"
-    )
+    if needed is None:
+        tell = "every trial scored the same: the split resolves no difference between these strengths"
+    elif needed > TIE_SPLIT_LIMIT * resolution.samples:
+        tell = (
+            f"the smallest difference these trials show ({min(gaps):.4f}) would need a validation split over "
+            f"{TIE_SPLIT_LIMIT} times this one ({resolution.samples:,} samples a task): these strengths are alike"
+        )
+    else:
+        tell = (
+            f"a validation split of about {needed:,} samples a task (or that many more seeds' worth) would resolve "
+            f"the smallest difference these trials show ({min(gaps):.4f})"
+        )
     return [
         f"tie: trials {', '.join(str(t['number']) for t in sorted(tied, key=lambda t: t['number']))} score within "
         f"one binomial standard error ({resolution.error:.4f} {objective}) of the best on the validation split "

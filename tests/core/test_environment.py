@@ -247,3 +247,15 @@ def test_text_and_language_corpora_are_digested_when_read_in_a_run(tmp_path):
         text.load_corpus(f"folder:{root}")
     assert again[f"folder:{root}"] != reads[f"folder:{root}"]  # one changed file, another digest
     text.load_corpus(f"folder:{root}")  # outside a run: nothing recorded, nothing computed
+
+
+def test_a_plug_in_strategy_beside_built_ins_is_comparable_but_two_versions_of_it_are_not():
+    """``plugins`` names where a run's own strategy comes from (none for a built-in): it differs between strategies
+    by design, so it is compared only between the runs of one strategy."""
+    mixed = _runs(lambda s, seed: {"plugins": "none" if s == "naive" else "mystrats==0.1.0"})
+    assert environment_differences(mixed) == []
+    upgraded = _runs(lambda s, seed: {"plugins": "none" if s == "naive" else f"mystrats==0.{1 + (seed > 2)}.0"})
+    assert environment_differences(upgraded) == [
+        "two-model: wpl seeds 0-2 ran with plugins mystrats==0.1.0, wpl seeds 3-4 with mystrats==0.2.0; averaged or "
+        "paired together, they are not comparable"
+    ]

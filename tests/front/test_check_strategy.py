@@ -46,6 +46,20 @@ def test_strategy_passes_contract_on_two_model(name):
     check_strategy(name, scenario=TWO_MODEL)
 
 
+def test_the_how_to_two_model_example_learns_for_naive():
+    """docs/howto/own-strategy.md's two-model call, as written there, passes for naive (its scenario learns: a
+    scenario too small to learn fails every strategy as collapsed)."""
+    import ast
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "howto" / "own-strategy.md").read_text()
+    found = re.search(r"scenario=(\{.*?\}\}),\n", text, re.S)
+    assert found, "the how-to no longer shows a two-model check_strategy call"
+    scenario = ast.literal_eval(" ".join(found.group(1).split()))
+    assert scenario["name"] == "two_model"
+    check_strategy("naive", scenario=scenario)
+
+
 # ------------------------------------------------------------------ the helper can fail
 class _Unseeded(SupervisedPlugin):
     def before_backward(self, strategy, **kwargs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import yaml
@@ -32,6 +33,26 @@ def test_a_tie_within_the_validation_splits_resolution_is_named_with_the_split_t
     assert f"about {math.ceil(0.09 / (0.03125**2 * 2))} samples a task" in note
     assert tie_notes(trials[2:], trials[2], resolution, "ACC") == []  # 0.875 and 0.5: told apart
     assert tie_notes(trials, trials[0], None, "ACC") == []  # records that do not say their split's size
+
+
+def test_a_tie_note_reads_float_rounding_as_no_difference_and_bounds_the_split_it_names():
+    """An objective moves in steps of one sample: two trials 1e-16 apart (a mean's rounding) scored the same, and
+    the split the note names comes from a real difference (it printed 5e29 samples a task from such a gap)."""
+    resolution = Resolution.of(0.9, [16, 16], 1, "ACC")
+    trials = [
+        {"number": 0, "value": 0.90625, "params": {}},
+        {"number": 1, "value": 0.90625 - 1.1e-16, "params": {}},
+        {"number": 2, "value": 0.875, "params": {}},
+    ]
+    (note,) = tie_notes(trials, trials[0], resolution, "ACC")
+    assert f"about {math.ceil(0.09 / (0.03125**2 * 2))} samples a task" in note  # from 0.03125, not from 1e-16
+    (same,) = tie_notes(trials[:2], trials[0], resolution, "ACC")
+    assert "every trial scored the same" in same
+    many = Resolution.of(0.9, [16] * 40, 20, "forgetting")  # 800 task-seeds: the smallest real gap is 1/12800
+    spread = [{"number": k, "value": 0.5 + k / 12800, "params": {}} for k in range(3)]
+    (bounded,) = tie_notes(spread, spread[0], many, "forgetting")
+    assert "over 100 times this one (16 samples a task)" in bounded
+    assert max(int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", bounded)) < 10**6
 
 
 def test_a_tuned_suite_on_a_tiny_validation_split_names_its_ties(tmp_path, capsys):
