@@ -69,6 +69,15 @@ def register(measurement: Measurement) -> Measurement:
     return measurement
 
 
+def section(module: str, summary: str, run: Callable[[Any, Any, Any], Any], lines: Callable[[Any], list[str]],
+            *, params: type[BaseModel] = NoParams, **options: Any) -> Measurement:  # fmt: skip
+    """Register a section of perf's default table: the measurement named as its ``module`` (``__name__``), run when
+    ``--only`` is not given, its lines under their own title; ``options``: :class:`Measurement`'s others (``rank``,
+    ``needs_data``, ``deterministic``, ``also``)."""
+    name = module.rsplit(".", 1)[-1]
+    return register(Measurement(name, summary, params, run, lines, default=True, titled=True, **options))
+
+
 def measurement_names() -> list[str]:
     """The measurements this folder holds (by module name, none imported)."""
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))

@@ -25,7 +25,7 @@ from forgetbench.benchmark.run.schedule import scheduled_experiences, train_sche
 from forgetbench.benchmark.run.spec import RunSpec, seed_everything
 from forgetbench.benchmark.train.harness import Harness
 from forgetbench.benchmark.perf.common import AVALANCHE_TRAIN_PER_TASK
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row, ratio_and_weights
+from forgetbench.benchmark.perf.measurements import NoParams, section, row, ratio_and_weights
 
 # method -> (setting its network needs, its arguments); DER and ER_ACE on one live head (class-IL, every unit live)
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -199,16 +199,11 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-register(
-    Measurement(
-        "avalanche_vs_own_loop",
-        "forgetbench's run of Avalanche's methods against Avalanche's own loop",
-        NoParams,
-        run,
-        lines,
-        needs_data=True,
-        default=True,
-        titled=True,
-        rank=9,
-    )
+section(
+    __name__,
+    "forgetbench's run of Avalanche's methods against Avalanche's own loop",
+    run,
+    lines,
+    needs_data=True,
+    rank=9,
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 from forgetbench.benchmark.data.datasets import TensorData
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, goal, register, row
+from forgetbench.benchmark.perf.measurements import NoParams, goal, section, row
 from forgetbench.benchmark.perf.common import (
     NOT_AVAILABLE,
     PerfOptions,
@@ -100,16 +100,4 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-register(
-    Measurement(
-        "fisher_fast_vs_loop",
-        "the exact Fisher's fast path against the per-sample loop",
-        NoParams,
-        run,
-        lines,
-        needs_data=True,
-        default=True,
-        titled=True,
-        rank=3,
-    )
-)
+section(__name__, "the exact Fisher's fast path against the per-sample loop", run, lines, needs_data=True, rank=3)

@@ -8,7 +8,7 @@ from torch import nn
 
 from forgetbench.benchmark.data.datasets import TensorData
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.measurements import NoParams, section, row
 from forgetbench.benchmark.perf.common import (
     GROWTH_RESNET_PER_TASK,
     NOT_AVAILABLE,
@@ -116,16 +116,11 @@ def lines(value: Any) -> list[str]:
     return out
 
 
-register(
-    Measurement(
-        "growth",
-        "per-step time and regularizer bytes as the number of experiences grows",
-        NoParams,
-        run,
-        lines,
-        needs_data=True,
-        default=True,
-        titled=True,
-        rank=4,
-    )
+section(
+    __name__,
+    "per-step time and regularizer bytes as the number of experiences grows",
+    run,
+    lines,
+    needs_data=True,
+    rank=4,
 )

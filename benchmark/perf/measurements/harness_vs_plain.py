@@ -7,7 +7,7 @@ from typing import Any
 
 from forgetbench.benchmark.data.datasets import TensorData
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, goal, register, row, ratio_and_weights
+from forgetbench.benchmark.perf.measurements import NoParams, goal, section, row, ratio_and_weights
 from forgetbench.benchmark.perf.common import (
     PerfOptions,
     median_of,
@@ -72,17 +72,12 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-register(
-    Measurement(
-        "harness_vs_plain",
-        "the harness naive run against a plain PyTorch loop doing the same work",
-        NoParams,
-        run,
-        lines,
-        needs_data=True,
-        default=True,
-        titled=True,
-        rank=1,
-        deterministic=True,
-    )
+section(
+    __name__,
+    "the harness naive run against a plain PyTorch loop doing the same work",
+    run,
+    lines,
+    needs_data=True,
+    rank=1,
+    deterministic=True,
 )

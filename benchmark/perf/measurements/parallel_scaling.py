@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.measurements import NoParams, section, row
 from forgetbench.benchmark.perf.common import PerfOptions, median_of, ratio_of
 
 
@@ -115,16 +115,4 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-register(
-    Measurement(
-        "parallel_scaling",
-        "what N worker processes gain over local on identical runs",
-        NoParams,
-        run,
-        lines,
-        needs_data=True,
-        default=True,
-        titled=True,
-        rank=5,
-    )
-)
+section(__name__, "what N worker processes gain over local on identical runs", run, lines, needs_data=True, rank=5)

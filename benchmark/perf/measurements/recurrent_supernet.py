@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row, ratio_and_weights
+from forgetbench.benchmark.perf.measurements import NoParams, section, row, ratio_and_weights
 from forgetbench.benchmark.perf.common import (
     PerfOptions,
     RECURRENT,
@@ -93,16 +93,4 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-register(
-    Measurement(
-        "recurrent_supernet",
-        "the ENAS recurrent supernet's turns: harness, WPL and its Fisher update",
-        NoParams,
-        run,
-        lines,
-        needs_data=False,
-        default=True,
-        titled=True,
-        rank=6,
-    )
-)
+section(__name__, "the ENAS recurrent supernet's turns: harness, WPL and its Fisher update", run, lines, rank=6)

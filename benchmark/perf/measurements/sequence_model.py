@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.measurements import NoParams, section, row
 from forgetbench.benchmark.perf.common import (
     PerfOptions,
     Workload,
@@ -109,16 +109,4 @@ def lines(value: Any) -> list[str]:
     return out
 
 
-register(
-    Measurement(
-        "sequence_model",
-        "EWC's and WPL's train time on a GRU against naive's",
-        NoParams,
-        run,
-        lines,
-        needs_data=False,
-        default=True,
-        titled=True,
-        rank=7,
-    )
-)
+section(__name__, "EWC's and WPL's train time on a GRU against naive's", run, lines, rank=7)

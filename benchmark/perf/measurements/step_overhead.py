@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from forgetbench.benchmark.data.datasets import TensorData
 
-from forgetbench.benchmark.perf.measurements import Measurement, NoParams, goal, register, row
+from forgetbench.benchmark.perf.measurements import NoParams, goal, section, row
 from forgetbench.benchmark.perf.common import (
     NOT_AVAILABLE,
     PerfOptions,
@@ -135,17 +135,12 @@ def lines(result: Any) -> list[str]:
     return out
 
 
-register(
-    Measurement(
-        "step_overhead",
-        "each regularizer's time per step over naive's, and its importance pass over an epoch",
-        NoParams,
-        run,
-        lines,
-        needs_data=True,
-        default=True,
-        titled=True,
-        rank=2,
-        also=("importance_vs_epoch",),
-    )
+section(
+    __name__,
+    "each regularizer's time per step over naive's, and its importance pass over an epoch",
+    run,
+    lines,
+    needs_data=True,
+    rank=2,
+    also=("importance_vs_epoch",),
 )

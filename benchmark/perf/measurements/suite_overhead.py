@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forgetbench.benchmark.perf.measurements import REPO, Measurement, NoParams, register, row
+from forgetbench.benchmark.perf.measurements import REPO, NoParams, section, row
 from forgetbench.benchmark.perf.common import PerfOptions, median_of
 
 DEMO = REPO / "configs" / "demo.yaml"
@@ -82,16 +82,4 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-register(
-    Measurement(
-        "suite_overhead",
-        "the demo suite's wall against its runs' own seconds",
-        NoParams,
-        run,
-        lines,
-        needs_data=False,
-        default=True,
-        titled=True,
-        rank=8,
-    )
-)
+section(__name__, "the demo suite's wall against its runs' own seconds", run, lines, rank=8)
