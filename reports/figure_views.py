@@ -59,6 +59,7 @@ def add_figures(
     """The headline figure (the search's four panels, its scatter, err2 - err1, or the first model's curve) and
     the scenario's other figures, each submitted to ``easel`` (:mod:`forgetbench.reports.drawing`)."""
     from forgetbench.reports import figures as F
+    from forgetbench.reports import search_figures as SF
 
     curves, gaps = frames.curves_frame(records, name), frames.err_gap_frame(records, name)
     scores, epochs = frames.search_scores_frame(records, name), frames.search_epochs_frame(records, name)
@@ -67,12 +68,12 @@ def add_figures(
         unit, scale = sampled
         errors = ["fv_mean", "fv_top5", "fv_max", "fv_best5"]
         view.headline = easel.submit(
-            F.search_four_panels, epochs.assign(**{c: epochs[c] * scale for c in errors}), colours, unit
+            SF.search_four_panels, epochs.assign(**{c: epochs[c] * scale for c in errors}), colours, unit
         )
         view.headline_caption = SEARCH_PANELS_CAPTION.format(unit=unit)
     fixed = frames.fixed_schedule(records, name)  # rounds over a list: its headline is where the forgetting is
     if not view.headline and not fixed and not scores.empty:
-        view.headline = easel.submit(F.search_scatter, scores, colours)
+        view.headline = easel.submit(SF.search_scatter, scores, colours)
         view.headline_caption = SCORES_CAPTION
     elif not view.headline and not gaps.empty:
         view.headline = easel.submit(F.err_gap_per_architecture, gaps, colours)
@@ -98,14 +99,14 @@ def add_figures(
         "err_gap": easel.submit(F.err_gap_distribution, gaps, colours),
     }
     if fixed and not scores.empty:
-        figs["search_scores"] = easel.submit(F.search_scatter, scores, colours)
+        figs["search_scores"] = easel.submit(SF.search_scatter, scores, colours)
     view.scores_caption = SCORES_CAPTION
     # a sampled-architecture search shows these in its four-panel headline; one round has no course over epochs
     if not sampled and not epochs.empty and epochs.epoch.nunique() > 1:
         figs["search_forgetting"] = easel.submit(
-            F.search_over_epochs, epochs, colours, "fv_mean", "mean err2 - err1 (points; > 0 = forgetting)"
+            SF.search_over_epochs, epochs, colours, "fv_mean", "mean err2 - err1 (points; > 0 = forgetting)"
         )
-        figs["search_reward"] = easel.submit(F.search_over_epochs, epochs, colours, "reward", "controller reward (%)")
+        figs["search_reward"] = easel.submit(SF.search_over_epochs, epochs, colours, "reward", "controller reward (%)")
     return figs
 
 
@@ -161,13 +162,14 @@ def add_adapters(view: ScenarioView, records: list[RunRecord], name: str, order:
 
 def sweep_view(records: list[RunRecord], table: pd.DataFrame, easel: Executor) -> SweepView | None:
     from forgetbench.reports import figures as F
+    from forgetbench.reports import search_figures as SF
 
     sweep = frames.search_sweep_frame(table, records, "steps_per_turn")
     if sweep.empty:
         return None
     series = list(dict.fromkeys(sweep.sort_values(["strategy", "series"]).series))
     naive = NAIVE if NAIVE in series else None
-    figure = drawn(easel.submit(F.search_sweep, sweep, F.palette(series, naive), "steps per turn (log scale)"))
+    figure = drawn(easel.submit(SF.search_sweep, sweep, F.palette(series, naive), "steps per turn (log scale)"))
     seeds = int(sweep.n_seeds.max())
     caption = (
         "The search scenarios of this suite differ in how many shared steps each sampled architecture "
@@ -195,6 +197,7 @@ def frontier_views(
     ``computed`` are the runs' metrics (``ResultScan.metrics``). The figures are submitted to ``easel`` (drawn here
     when none is given): read each with :func:`forgetbench.reports.drawing.drawn`."""
     from forgetbench.reports import figures as F
+    from forgetbench.reports import frontier_figure
     from forgetbench.reports import frontier as FT
 
     points = FT.frontier_frame(records, computed)
@@ -208,7 +211,7 @@ def frontier_views(
         naive = float(mine[mine.method == FT.NAIVE].plasticity.mean())
         present = list(dict.fromkeys(mine.method))
         figure = (easel or InProcess()).submit(
-            F.frontier,
+            frontier_figure.frontier,
             mine,
             F.palette(present, FT.NAIVE, methods=methods),
             {d: naive - axes.sign * d for d in FT.DROPS},

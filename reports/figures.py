@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Any, Iterable
+from typing import Iterable
 
 import matplotlib
 
@@ -23,8 +23,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from forgetbench.reports.frontier import TASKS, Axes
-from forgetbench.benchmark.core.frontier import pareto_front
 
 NAIVE_GREY = (0.498, 0.498, 0.498)  # #7f7f7f
 DPI = 96
@@ -169,7 +167,7 @@ def _boxes(ax, data: pd.DataFrame, y: str, order: list[str], colours: dict[str, 
     ax.set_xticks(range(len(order)), order)
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -199,7 +197,7 @@ def stability_plasticity(summary: pd.DataFrame, colours: dict[str, tuple]) -> st
     shapes = markers(shown, next((s for s in shown if colours[s] == NAIVE_GREY), None))
     methods = list(dict.fromkeys(method_of(s) for s in shown))
     crowded = len(shown) > CROWDED  # many labels: the legend beside the axes, a column of them
-    fig = _figure(5.2 + (2.8 if crowded else 0.0), 3.6 + (0.12 * (len(shown) - CROWDED) if crowded else 0.0))
+    fig = new_figure(5.2 + (2.8 if crowded else 0.0), 3.6 + (0.12 * (len(shown) - CROWDED) if crowded else 0.0))
     ax = fig.add_subplot()
     for method in methods:
         mine = [s for s in shown if method_of(s) == method]
@@ -267,7 +265,7 @@ def heatmaps(matrices: dict[str, np.ndarray], order: list[str]) -> str | None:
     rows = math.ceil(len(names) / cols)
     n_rows, n_cols = matrices[names[0]].shape
     cell = 0.42 if max(n_rows, n_cols) <= 8 else 0.25
-    fig = _figure(max(2.6, cell * n_cols + 1.2) * cols, max(2.4, cell * n_rows + 1.1) * rows)
+    fig = new_figure(max(2.6, cell * n_cols + 1.2) * cols, max(2.4, cell * n_rows + 1.1) * rows)
     annotate = max(n_rows, n_cols) <= 10
     # imshow + text rather than seaborn.heatmap: seaborn draws the whole figure once per heatmap to
     # pick annotation colours, which made this the slowest figure of a 100-run report.
@@ -295,7 +293,7 @@ def forgetting_curves(curves: pd.DataFrame, colours: dict[str, tuple]) -> str | 
     models = sorted(curves.eval_exp.unique())[:12]
     cols = min(len(models), 3)
     rows = math.ceil(len(models) / cols)
-    fig = _figure(4.2 * cols, 2.8 * rows)
+    fig = new_figure(4.2 * cols, 2.8 * rows)
     boundaries = sorted(curves.groupby("train_exp").step.min())
     for k, model in enumerate(models):
         ax = fig.add_subplot(rows, cols, k + 1)
@@ -341,7 +339,7 @@ def final_accuracy_bars(final: pd.DataFrame, colours: dict[str, tuple]) -> str |
     order = [s for s in colours if s in set(final.strategy) and not is_faint(colours[s])]
     final = final[final.strategy.isin(order)]
     n_exp = final.experience.nunique()
-    fig = _figure(min(12, 1.2 + 0.35 * n_exp * len(order) + 2), 3.0)
+    fig = new_figure(min(12, 1.2 + 0.35 * n_exp * len(order) + 2), 3.0)
     ax = fig.add_subplot()
     _grouped_bars(ax, final.assign(accuracy=final.accuracy * 100), "experience", "accuracy", order, colours)
     ax.set_ylim(0, 100)
@@ -364,7 +362,7 @@ def err_gap_distribution(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str |
     if gaps.empty:
         return None
     order = [s for s in colours if s in set(gaps.strategy)]
-    fig = _figure(1.6 + 1.3 * len(order), 3.0)
+    fig = new_figure(1.6 + 1.3 * len(order), 3.0)
     ax = fig.add_subplot()
     data = gaps.assign(gap=gaps.gap * 100)
     _boxes(ax, data, "gap", order, colours)
@@ -393,7 +391,7 @@ def first_model_curve(curves: pd.DataFrame, colours: dict[str, tuple]) -> str | 
     data = curves[curves.eval_exp == 0] if not curves.empty else curves
     if data.empty:
         return None
-    fig = _figure(7.6, 3.4)
+    fig = new_figure(7.6, 3.4)
     ax = fig.add_subplot()
     agg = data.groupby(["strategy", "step"]).accuracy.agg(["mean", "min", "max"]) * 100
     for strategy in [s for s in colours if s in set(data.strategy)]:
@@ -418,7 +416,7 @@ def err_gap_per_architecture(gaps: pd.DataFrame, colours: dict[str, tuple]) -> s
     per_seed = gaps.groupby(["strategy", "seed", "architecture"], as_index=False).gap.mean()
     order = [s for s in colours if s in set(per_seed.strategy)]
     n_arch = per_seed.architecture.nunique()
-    fig = _figure(min(12, 2.5 + 0.3 * n_arch * len(order)), 3.4)
+    fig = new_figure(min(12, 2.5 + 0.3 * n_arch * len(order)), 3.4)
     ax = fig.add_subplot()
     _grouped_bars(ax, per_seed.assign(gap=per_seed.gap * 100), "architecture", "gap", order, colours)
     ax.axhline(0, color="black", lw=0.8)
@@ -430,109 +428,6 @@ def err_gap_per_architecture(gaps: pd.DataFrame, colours: dict[str, tuple]) -> s
     return to_data_uri(fig)
 
 
-def search_scatter(scores: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
-    """Supernet validation accuracy (x) against standalone accuracy (y) of every candidate, one panel per
-    strategy (every seed's points, a seeded sample of 2,000 where there are more); the architecture each search
-    picked is ringed (a sample of 500 of them)."""
-    if scores.empty:
-        return None
-    order = [s for s in colours if s in set(scores.strategy)]
-    fig = _figure(0.6 + 3.2 * len(order), 3.3)
-    axes = fig.subplots(1, len(order), sharex=True, sharey=True, squeeze=False)[0]
-    for ax, strategy in zip(axes, order):
-        data = scores[scores.strategy == strategy]
-        points = sample_points(data, 4 * POINTS_SHOWN)
-        ax.scatter(points.supernet * 100, points.standalone * 100, s=8, color=colours[strategy], alpha=0.6)
-        chosen = sample_points(data[data.chosen])
-        ax.scatter(
-            chosen.supernet * 100,
-            chosen.standalone * 100,
-            s=70,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.2,
-            label="chosen",
-        )
-        ax.set_title(strategy, fontsize=10)
-        ax.set_xlabel("accuracy on the shared weights (%)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("standalone accuracy (%)")
-    axes[0].legend(fontsize=8, loc="lower right")
-    return to_data_uri(fig)
-
-
-def search_over_epochs(epochs: pd.DataFrame, colours: dict[str, tuple], column: str, ylabel: str) -> str | None:
-    """``column`` of :func:`forgetbench.reports.summary.search_epochs_frame` per search epoch: mean over seeds, band min-max."""
-    data = epochs.dropna(subset=[column]) if not epochs.empty else epochs
-    if data.empty:
-        return None
-    fig = _figure(6.4, 3.0)
-    ax = fig.add_subplot()
-    agg = data.groupby(["strategy", "epoch"])[column].agg(["mean", "min", "max"]) * 100
-    top5 = data.groupby(["strategy", "epoch"])["fv_top5"].mean() * 100 if column == "fv_mean" else None
-    for strategy in [s for s in colours if s in set(data.strategy)]:
-        a = agg.loc[strategy]
-        ax.plot(a.index, a["mean"], color=colours[strategy], lw=2, marker="o", ms=3, label=strategy)
-        ax.fill_between(a.index, a["min"], a["max"], color=colours[strategy], alpha=0.2, lw=0)
-        if top5 is not None:
-            ax.plot(top5.loc[strategy].index, top5.loc[strategy], color=colours[strategy], lw=1.2, ls="--")
-    if column.startswith("fv"):
-        ax.axhline(0, color="black", lw=0.8)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("search epoch")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return to_data_uri(fig)
-
-
-FOUR_PANELS = (
-    ("fv_mean", "mean err2 - err1"),
-    ("fv_best5", "err2 - err1, 5 lowest err1"),
-    ("fv_max", "max err2 - err1"),
-    ("reward", "controller reward"),
-)
-
-
-def search_four_panels(epochs: pd.DataFrame, colours: dict[str, tuple], unit: str) -> str | None:
-    """The WPL paper's Figure 3 for a search suite: per search epoch, the mean err2 - err1 over the models
-    it trained, the same over the 5 with lowest err1, the max, and the controller's mean reward; one line
-    per strategy (mean over seeds), band = min-max over seeds. ``unit`` labels the err axis."""
-    if epochs.empty:
-        return None
-    fig = _figure(10.5, 6.2)
-    axes = fig.subplots(2, 2, sharex=True).ravel()
-    strategies = [s for s in colours if s in set(epochs.strategy)]
-    for ax, (column, title) in zip(axes, FOUR_PANELS):
-        data = epochs.dropna(subset=[column])
-        if data.empty:
-            ax.text(
-                0.5,
-                0.5,
-                "no controller" if column == "reward" else "no data",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-                color="grey",
-            )
-        else:
-            agg = data.groupby(["strategy", "epoch"])[column].agg(["mean", "min", "max"])
-            for strategy in [s for s in strategies if s in set(data.strategy)]:
-                a = agg.loc[strategy]
-                ax.plot(a.index, a["mean"], color=colours[strategy], lw=1.8, label=strategy)
-                ax.fill_between(a.index, a["min"], a["max"], color=colours[strategy], alpha=0.18, lw=0)
-            if column != "reward":
-                ax.axhline(0, color="black", lw=0.8)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel(unit if column != "reward" else "reward")
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes[2:]:
-        ax.set_xlabel("search epoch")
-    axes[0].legend(fontsize=8)
-    return to_data_uri(fig)
-
-
 def final_accuracy_distribution(final: pd.DataFrame, colours: dict[str, tuple]) -> str | None:
     """Final accuracy on every experience as one distribution per strategy (for many experiences, e.g. a
     search's candidates): each point is one experience's mean over seeds, the box its quartiles."""
@@ -540,7 +435,7 @@ def final_accuracy_distribution(final: pd.DataFrame, colours: dict[str, tuple]) 
         return None
     per_experience = final.groupby(["strategy", "experience"], as_index=False).accuracy.mean()
     order = [s for s in colours if s in set(per_experience.strategy)]
-    fig = _figure(1.8 + 1.4 * len(order), 3.2)
+    fig = new_figure(1.8 + 1.4 * len(order), 3.2)
     ax = fig.add_subplot()
     data = per_experience.assign(accuracy=per_experience.accuracy * 100)
     _boxes(ax, data, "accuracy", order, colours)
@@ -566,7 +461,7 @@ def accuracy_matrix_quantiles(matrices: dict[str, np.ndarray], colours: dict[str
     names = [s for s in colours if s in matrices]
     if not names:
         return None
-    fig = _figure(6.8, 3.2)
+    fig = new_figure(6.8, 3.2)
     ax = fig.add_subplot()
     for strategy in names:
         values = np.asarray(matrices[strategy], dtype=float) * 100
@@ -583,47 +478,6 @@ def accuracy_matrix_quantiles(matrices: dict[str, np.ndarray], colours: dict[str
     return to_data_uri(fig)
 
 
-SWEEP_PANELS = (
-    ("forgetting_value_mean", "forgetting value: mean err2 - err1 (points)", 100.0),
-    ("search_tau", "Kendall tau (supernet vs standalone)", 1.0),
-    ("regret", "regret (points)", 100.0),
-)
-
-
-def search_sweep(sweep: pd.DataFrame, colours: dict[str, tuple], setting_label: str) -> str | None:
-    """:func:`forgetbench.reports.summary.search_sweep_frame` against its setting (log x axis): forgetting value, tau and
-    regret, one line per series, mean over seeds with its 95% interval as error bars."""
-    if sweep.empty:
-        return None
-    fig = _figure(12.0, 3.4)
-    axes = fig.subplots(1, len(SWEEP_PANELS))
-    series = [s for s in colours if s in set(sweep.series)]
-    settings = sorted(sweep.setting.unique())
-    # a small multiplicative offset per series keeps overlapping error bars apart on the log axis
-    offsets = {s: 1.0 + 0.06 * (k - (len(series) - 1) / 2) for k, s in enumerate(series)}
-    for ax, (metric, title, scale) in zip(axes, SWEEP_PANELS):
-        data = sweep[sweep.metric == metric]
-        for s in series:
-            line = data[data.series == s].sort_values("setting")
-            if line.empty:
-                continue
-            x = line.setting.astype(float) * offsets[s]
-            y = line["mean"].astype(float) * scale
-            err = np.vstack([y - line.ci_low.astype(float) * scale, line.ci_high.astype(float) * scale - y])
-            err = np.clip(np.where(np.isfinite(err), err, 0.0), 0.0, None)
-            ax.errorbar(x, y, yerr=err, color=colours[s], marker="o", ms=4, lw=1.6, capsize=3, label=s)
-        if metric == "forgetting_value_mean":
-            ax.axhline(0, color="black", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xticks(settings, [str(v) for v in settings])
-        ax.minorticks_off()
-        ax.set_xlabel(setting_label)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    return to_data_uri(fig)
-
-
 def attribution_layers(layers: pd.DataFrame, order: list[str]) -> str | None:
     """Which layers carried the forgetting: per strategy, the predicted loss increase of the earlier models
     summed over the earlier models after each later turn, mean over seeds, stacked by layer."""
@@ -631,7 +485,7 @@ def attribution_layers(layers: pd.DataFrame, order: list[str]) -> str | None:
         return None
     mean = layers.groupby(["strategy", "layer"], sort=False).predicted.mean().unstack("layer").fillna(0.0)
     mean = mean.reindex([s for s in order if s in mean.index])
-    fig = _figure(7.6, 3.4)
+    fig = new_figure(7.6, 3.4)
     ax = fig.add_subplot()
     bottom = np.zeros(len(mean))
     colours = sequential_colours(max(len(mean.columns), 1))
@@ -650,7 +504,7 @@ def attribution_scatter(frame: pd.DataFrame, colours: dict[str, tuple]) -> str |
     diagonal is a perfect quadratic prediction."""
     if frame.empty:
         return None
-    fig = _figure(5.6, 4.4)
+    fig = new_figure(5.6, 4.4)
     ax = fig.add_subplot()
     for strategy in [s for s in colours if s in set(frame.strategy)]:
         part = frame[frame.strategy == strategy]
@@ -663,151 +517,4 @@ def attribution_scatter(frame: pd.DataFrame, colours: dict[str, tuple]) -> str |
     ax.set_title("The quadratic premise: predicted against observed", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return to_data_uri(fig)
-
-
-def _plasticity_edges(points: pd.DataFrame, targets: dict[float, float], sign: float) -> tuple[float, float]:
-    """The plasticity axis's limits: naive's plasticity down to the lowest target, with a margin, and up to the best
-    mean a method reached."""
-    naive_rows = points[points.method == "naive"]
-    naive_level = float(naive_rows.plasticity.mean()) if len(naive_rows) else float(points.plasticity.max())
-    levels = [naive_level, *targets.values()]
-    span = max(abs(level - naive_level) for level in levels) or 5.0
-    margin = 0.4 * span
-    low_edge = min(levels) - margin if sign > 0 else min(levels) - margin / 4
-    high_edge = max(levels) + margin / 4 if sign > 0 else max(levels) + margin
-    setting_means = points.groupby(["method", "setting"]).plasticity.mean()  # what is drawn: means over seeds
-    best_seen = setting_means.max() if sign > 0 else setting_means.min()
-    if sign > 0:
-        high_edge = max(high_edge, float(best_seen) + margin / 4)
-    else:
-        low_edge = min(low_edge, float(best_seen) - margin / 4)
-    return low_edge, high_edge
-
-
-def _draw_front(
-    ax: Any,
-    method: str,
-    mean: pd.DataFrame,
-    colour: tuple,
-    edges: tuple[float, float],
-    sign: float,
-    placed: list[tuple[float, float]],
-) -> int:
-    """One method's front over its settings' means (faint where dominated, triangles on the edge for points beyond
-    the compared region, its two ends labelled with their strength unless that would overlap ``placed``); the
-    number of points beyond the region."""
-    low_edge, high_edge = edges
-
-    def inside(value: float) -> bool:
-        return low_edge <= value <= high_edge
-
-    front = pareto_front(sign * mean.plasticity.to_numpy(float), mean.forgetting.to_numpy(float))
-    on_front = mean.iloc[front]
-    dominated = mean.drop(index=on_front.index)
-    visible = on_front[[inside(v) for v in on_front.plasticity]]
-    every = pd.concat([on_front, dominated])
-    beyond_edge = every[[not inside(v) for v in every.plasticity]]
-    faint = dominated[[inside(v) for v in dominated.plasticity]]
-    ax.plot(visible.forgetting, visible.plasticity, marker="o", ms=5, lw=1.8, color=colour, label=method)
-    if len(faint):
-        ax.plot(faint.forgetting, faint.plasticity, marker="o", ms=4, ls="none", color=colour, alpha=0.25)
-    for below, group in beyond_edge.groupby(beyond_edge.plasticity < low_edge):
-        ax.plot(
-            group.forgetting,
-            [low_edge if below else high_edge] * len(group),
-            marker="v" if below == (sign > 0) else "^",
-            ms=6,
-            ls="none",
-            color=colour,
-            alpha=0.4,
-            clip_on=False,
-        )
-    ends = [visible.iloc[0], visible.iloc[-1]] if len(visible) > 1 else list(visible.itertuples(index=False))
-    for end in ends if visible.value.notna().all() else []:  # the front's ends: the direction of strength reads
-        x, y = ax.transData.transform((end.forgetting, end.plasticity))
-        if any(abs(x - px) < 38 and abs(y - py) < 11 for px, py in placed):
-            continue  # it would overlap a label already placed
-        placed.append((x, y))
-        ax.annotate(
-            f"{end.value:g}",
-            (end.forgetting, end.plasticity),
-            xytext=(4, 3),
-            textcoords="offset points",
-            fontsize=7,
-            color=colour,
-        )
-    return len(beyond_edge)
-
-
-def _draw_targets(ax: Any, targets: dict[float, float], axes: Axes) -> None:
-    """The matched-plasticity targets as dotted lines, named at the right."""
-    worse = "-" if axes.sign > 0 else "+"
-    for drop, level in targets.items():
-        ax.axhline(level, color=NAIVE_GREY, lw=0.8, ls=":")
-        ax.text(
-            0.99,
-            level,
-            f"naive {axes.name} {worse} {drop:g}",
-            transform=ax.get_yaxis_transform(),
-            ha="right",
-            va="bottom",
-            fontsize=7,
-            color=NAIVE_GREY,
-        )
-
-
-def frontier(
-    points: pd.DataFrame, colours: dict[str, tuple], targets: dict[float, float], axes: Axes = TASKS
-) -> str | None:
-    """One scenario's stability-plasticity frontiers (:func:`forgetbench.reports.frontier.frontier_frame`), read at a
-    glance: per method, the mean over seeds of plasticity (y) and forgetting (x) at each setting; its Pareto front
-    over those means as one line in order of plasticity, the points it dominates faint; naive as a grey star; dotted
-    lines at the matched-plasticity targets (``targets``: drop -> plasticity). The plasticity axis covers the region
-    the comparison reads (naive's plasticity down to the lowest target, with a margin): a point beyond it is drawn on
-    the edge as a faint triangle pointing out, and counted in the title. Each front's two ends carry their strength,
-    a label that would overlap one already placed is left out. ``axes`` (:class:`forgetbench.reports.frontier.Axes`,
-    default LA against forgetting) labels them; a plasticity where lower is better (perplexity) is drawn downwards,
-    so the best corner stays top left."""
-    if points.empty:
-        return None
-    fig = _figure(6.4, 4.4)
-    ax = fig.add_subplot()
-    sign = axes.sign
-    low_edge, high_edge = _plasticity_edges(points, targets, sign)
-    means = {
-        method: points[points.method == method]
-        .groupby("setting", sort=False)
-        .agg(plasticity=("plasticity", "mean"), forgetting=("forgetting", "mean"), value=("value", "first"))
-        .reset_index(drop=True)
-        for method in colours
-        if method in set(points.method)
-    }
-    shown = [
-        f for mean in means.values() for f, p in zip(mean.forgetting, mean.plasticity) if low_edge <= p <= high_edge
-    ]
-    if shown:  # limits first: labels are kept apart in display pixels
-        lo, hi = min(min(shown), 0.0), max(shown)
-        pad = 0.06 * (hi - lo or 1.0)
-        ax.set_xlim(lo - pad, hi + pad)
-    ax.set_ylim(low_edge, high_edge)
-    outside = 0
-    placed: list[tuple[float, float]] = []  # labels already drawn, in display pixels
-    for method, mean in means.items():
-        if method == "naive":
-            ax.plot(mean.forgetting, mean.plasticity, marker="*", ms=14, ls="none", color=colours[method], label=method)
-        else:
-            outside += _draw_front(ax, method, mean, colours[method], (low_edge, high_edge), sign, placed)
-    _draw_targets(ax, targets, axes)
-    if sign < 0:
-        ax.invert_yaxis()
-    metric = str(points.plasticity_metric.iloc[0]) if "plasticity_metric" in points else ""
-    ax.set_ylabel(axes.plasticity_label + (f", {metric}" if axes is not TASKS and metric else ""))
-    ax.set_xlabel(axes.forgetting_label)
-    title = "Pareto fronts over each method's strengths (best: top left; faint: dominated)"
-    if outside:
-        title += f"\n{outside} point(s) beyond the compared region, drawn on its edge as triangles"
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
     return to_data_uri(fig)

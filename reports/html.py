@@ -50,12 +50,8 @@ from forgetbench.reports.summary import (
     summary_table,
     tuning_studies,
 )
-from forgetbench.reports.verdict import (
-    PLASTICITY_TRADE,
-    decisions_frame,
-    edge_lines,
-    improvement_frame,
-)
+from forgetbench.reports.search_verdict import edge_lines
+from forgetbench.reports.verdict import PLASTICITY_TRADE, decisions_frame, improvement_frame
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -31,7 +31,7 @@ from pydantic import Field, PositiveInt
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.strategies.adapters import adapter_name, lora_weights
 from forgetbench.strategies.base import StrategyContext, register_strategy
-from forgetbench.strategies.importance import sample_subset
+from forgetbench.strategies.passes import sample_subset
 from forgetbench.strategies.lora_stack import (
     PRETRAINED_WHY,
     StackedLoRANet,

@@ -22,7 +22,7 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.strategies.importance import Estimator as FisherLabels
-from forgetbench.strategies.importance import experience_importance, sample_subset
+from forgetbench.strategies.passes import experience_importance, sample_subset
 from forgetbench.strategies.penalty import QuadraticAnchor
 from forgetbench.strategies.plugin import detached, tensor_bytes
 
@@ -41,7 +41,7 @@ class FisherEstimate:
     """F^t on ``samples`` of the experience's training samples (all by default, drawn with the run's seed):
     ``minibatch``, Avalanche's squared mini-batch gradients, or ``exact``, the mean of squared per-sample gradients
     with ``labels`` observed (empirical), drawn from the model (true) or its most likely (predicted)
-    (:func:`~forgetbench.strategies.importance.experience_importance`). ``on``: ``model`` (every parameter, 0 where
+    (:func:`~forgetbench.strategies.passes.experience_importance`). ``on``: ``model`` (every parameter, 0 where
     no gradient reached) or ``used`` (the trainable parameters the model used, for a penalty on shared ones)."""
 
     def __init__(

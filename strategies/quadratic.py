@@ -35,7 +35,7 @@ wpl_enas, and a plug-in's):
   other, for a penalty on every parameter when nothing decays weights). ``<prefix>_importance_skipped`` lists
   them; every number of the run is the same as with the pass;
 * ``importance_norm: mean`` divides each F^t by its mean entry over the parameters its model used
-  (:func:`~forgetbench.strategies.importance.normalise_importance`), so a strength means the same on a confident
+  (:func:`~forgetbench.strategies.passes.normalise_importance`), so a strength means the same on a confident
   transformer as on an MNIST MLP;
 * whether the penalty acts (:class:`~forgetbench.strategies.penalty.PenaltyDiagnostics`):
   ``<prefix>_penalty_to_data_gradient`` per experience, ``<prefix>_penalty_inert`` where it was below 0.01;
@@ -63,10 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from forgetbench.strategies.base import StrategyContext, importance_needed, shared_params
-from forgetbench.strategies.importance import (
-    importance_pass,
-    normalise_importance,
-)
+from forgetbench.strategies.passes import importance_pass, normalise_importance
 from forgetbench.strategies.penalty import (
     PenaltyDiagnostics,
     QuadraticAnchor,

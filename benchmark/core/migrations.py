@@ -10,6 +10,9 @@ data: the config, the store, the record and the strategies' params models call t
   (``retired_defaults``); :func:`moved_params` finds an entry that still sets one, :func:`without_retired_keys`
   reads an old record as today's run; ``wpl``'s are :data:`WPL_RETIRED_DEFAULTS` (:func:`wpl_params_today`).
 - record schema version 1: the same keys as version 2 (:func:`upgrade_record`).
+- training keys added later (:data:`UNSET_LATER_KEYS`) and strategy-entry keys that never change a run
+  (:data:`STRATEGY_KEYS_OUTSIDE_IDENTITY`): outside a run's identity, so results stored before still resume.
+- a tuning trial written before trials named their driver (:func:`trial_from_before_drivers`).
 """
 
 from __future__ import annotations
@@ -109,6 +112,19 @@ def wpl_params_today(data: Any) -> Any:
             "wpl is the paper's equation"
         )
     return without_keys(data, WPL_RETIRED_DEFAULTS)
+
+
+# training keys added after results were stored: left out of a run's identity while unset, so those results resume
+UNSET_LATER_KEYS = ("grad_clip_norm", "attribution", "threads")
+# strategy-entry keys added after results were stored that never change a run's numbers: never in its identity
+# (`scenarios`: which scenarios an entry runs on)
+STRATEGY_KEYS_OUTSIDE_IDENTITY = frozenset({"scenarios"})
+
+
+def trial_from_before_drivers(driver: str) -> bool:
+    """Whether a RUNNING tuning trial was written before trials named their driver (``host:pid``): such a trial
+    is the resuming driver's own, as it was then."""
+    return not driver.rpartition(":")[0]
 
 
 def without_keys(data: Mapping[str, Any], retired: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from forgetbench.benchmark.core import migrations
+
 # np.random.seed takes 0..2**32-1; torch.manual_seed would take more, but derived seeds
 # (seed * 100_003 + task) must stay within torch's 64 bits too.
 MAX_SEED = 2**32 - 1
@@ -54,11 +56,9 @@ class TrainingConfig(BaseModel):
 
 
 EXECUTION_KEYS = ("checkpoint", "num_cpus", "num_gpus")
-# Keys added after results were stored: left out of a run's identity while unset, so those results still resume.
-UNSET_LATER_KEYS = ("grad_clip_norm", "attribution", "threads")
 
 
 def training_identity(training: TrainingConfig) -> dict:
     """The training keys that determine a run's numbers (what resume and the ground-truth cache compare)."""
-    unset = {k for k in UNSET_LATER_KEYS if getattr(training, k) is None}
+    unset = {k for k in migrations.UNSET_LATER_KEYS if getattr(training, k) is None}
     return training.model_dump(mode="json", exclude=set(EXECUTION_KEYS) | unset)

@@ -18,7 +18,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -232,45 +232,28 @@ _MNIST_FILES = [
     "t10k-labels-idx1-ubyte",
 ]
 
-DATASETS.register(
-    "mnist",
-    num_classes=10,
-    input_shape=(1, 28, 28),
-    files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
-    description="MNIST (60,000 / 10,000 28x28 digits), torchvision layout under the data root",
-)(_torchvision_loader("mnist", "MNIST"))
-DATASETS.register(
-    "mnist_01",
-    num_classes=10,
-    input_shape=(1, 28, 28),
-    files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
-    folder="mnist",
-    description="MNIST with pixels in [0, 1], not standardised (van de Ven & Tolias's split MNIST input); "
-    "read from the mnist files",
-)(_torchvision_loader("mnist_01", "MNIST", folder_name="mnist", standardise=False))
-DATASETS.register(
-    "mnist32",
-    num_classes=10,
-    input_shape=(1, 32, 32),
-    files=[f"MNIST/raw/{f}" for f in _MNIST_FILES],
-    folder="mnist",
-    description="MNIST zero-padded to 32x32, pixels in [0, 1], not standardised (van de Ven & Tolias's "
-    "permuted MNIST input); read from the mnist files",
-)(_torchvision_loader("mnist32", "MNIST", folder_name="mnist", pad=2, standardise=False))
-DATASETS.register(
-    "fashion_mnist",
-    num_classes=10,
-    input_shape=(1, 28, 28),
-    files=[f"FashionMNIST/raw/{f}" for f in _MNIST_FILES],
-    description="Fashion-MNIST (60,000 / 10,000 28x28 clothing images), torchvision layout",
-)(_torchvision_loader("fashion_mnist", "FashionMNIST"))
-DATASETS.register(
-    "cifar10",
-    num_classes=10,
-    input_shape=(3, 32, 32),
-    files=["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"],
-    description="CIFAR-10 (50,000 / 10,000 32x32 colour images), torchvision layout",
-)(_torchvision_loader("cifar10", "CIFAR10"))
+MNIST_FILES = [f"MNIST/raw/{f}" for f in _MNIST_FILES]
+# name, torchvision's class, input shape, files under the data root, description, the loader's options (a variant
+# of MNIST reads the mnist folder's files)
+TORCHVISION_DATASETS: list[tuple[str, str, tuple[int, ...], list[str], str, dict[str, Any]]] = [
+    ("mnist", "MNIST", (1, 28, 28), MNIST_FILES,
+     "MNIST (60,000 / 10,000 28x28 digits), torchvision layout under the data root", {}),
+    ("mnist_01", "MNIST", (1, 28, 28), MNIST_FILES,
+     "MNIST with pixels in [0, 1], not standardised (van de Ven & Tolias's split MNIST input); read from the mnist "
+     "files", {"folder_name": "mnist", "standardise": False}),
+    ("mnist32", "MNIST", (1, 32, 32), MNIST_FILES,
+     "MNIST zero-padded to 32x32, pixels in [0, 1], not standardised (van de Ven & Tolias's permuted MNIST input); "
+     "read from the mnist files", {"folder_name": "mnist", "pad": 2, "standardise": False}),
+    ("fashion_mnist", "FashionMNIST", (1, 28, 28), [f"FashionMNIST/raw/{f}" for f in _MNIST_FILES],
+     "Fashion-MNIST (60,000 / 10,000 28x28 clothing images), torchvision layout", {}),
+    ("cifar10", "CIFAR10", (3, 32, 32), ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"],
+     "CIFAR-10 (50,000 / 10,000 32x32 colour images), torchvision layout", {}),
+]  # fmt: skip
+for _name, _class, _shape, _files, _description, _options in TORCHVISION_DATASETS:
+    _folder = {"folder": _options["folder_name"]} if "folder_name" in _options else {}
+    DATASETS.register(_name, num_classes=10, input_shape=_shape, files=_files, description=_description, **_folder)(
+        _torchvision_loader(_name, _class, **_options)
+    )
 
 
 # --- CIFAR-100 and Tiny ImageNet: the seeds' own benchmarks (SPG, SupSup, ExSSNeT), read in their published formats

@@ -317,7 +317,7 @@ def estimate_suite(
     if not always and not estimate_module.worth_estimating(suite, folder, seeds):
         return None
     root = (Path(data_root) if data_root else default_data_root()).expanduser().resolve()
-    from forgetbench.benchmark.run.suite import preflight
+    from forgetbench.benchmark.run.preflight import preflight
 
     preflight(suite, root, resolve_executor(executor))  # missing data, a factory that raises: one line, as validate
     try:

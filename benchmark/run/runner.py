@@ -36,7 +36,7 @@ import torch
 from forgetbench.benchmark.core.record import AttributionEntry, CurvePoint, Memory, RunRecord, TurnAccuracy
 from forgetbench.benchmark.data.datasets import recording_data_reads
 from forgetbench.benchmark.data.scenarios import Scenario
-from forgetbench.benchmark.data.scenarios.custom_supernet import search_data_reused
+from forgetbench.benchmark.data.scenarios.search_splits import search_data_reused
 from forgetbench.benchmark.run import checkpoint as checkpoints
 from forgetbench.benchmark.run.attribution import Attribution
 from forgetbench.benchmark.run.assemble import build_run_strategy, seeded_scenario
@@ -56,7 +56,7 @@ from forgetbench.benchmark.train.harness import (
     evaluate,
     tasks_at_chance,
 )
-from forgetbench.strategies.importance import IMPORTANCE_SECONDS
+from forgetbench.strategies.passes import IMPORTANCE_SECONDS
 from forgetbench.strategies.plugin import PluginProtocol, held_tensor_bytes
 
 __all__ = ["run", "ProgressCallback", "regularizer_bytes", "strategy_extra_results"]

@@ -35,6 +35,7 @@ from forgetbench.benchmark.core.record import (
     config_fingerprint,
 )
 from forgetbench.benchmark.core.training import TrainingConfig, training_identity
+from forgetbench.benchmark.core import migrations
 
 __all__ = [
     "RunSpec",
@@ -124,9 +125,7 @@ class RunSpec:
         """
         resolved = {
             "scenario": self.scenario.model_dump(mode="json"),
-            # `scenarios` (which scenarios an entry runs on) came after results were stored: left out while unset,
-            # so those results still resume, and it never changes a run's numbers
-            "strategy": self.strategy.model_dump(mode="json", exclude={"scenarios"}),
+            "strategy": self.strategy.model_dump(mode="json", exclude=set(migrations.STRATEGY_KEYS_OUTSIDE_IDENTITY)),
             "seed": self.seed,
             "training": training_identity(self.training),
             "device": self.device,

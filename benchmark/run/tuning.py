@@ -33,85 +33,63 @@ import contextlib
 import logging
 import math
 import sys
-import threading
 import time
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Literal
 
-import numpy as np
 
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.config import (
-    ConfigError,
     ComponentSpec,
-    StrategySpec,
     SuiteConfig,
-    TuneChoices,
-    TuneRange,
-    TuneSpec,
     refused_pairs,
     runs_on,
     strategy_variant,
 )
-from forgetbench.benchmark.core.metrics import run_metrics, running_metric
+from forgetbench.benchmark.core.metrics import running_metric
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.core.components import STRATEGIES
 from forgetbench.benchmark.core.registry import strength_params
 from forgetbench.benchmark.run import calibrate as calibrate_run
 from forgetbench.benchmark.run.spec import PruneRule, RunSpec
+from forgetbench.benchmark.run.tuning_space import (
+    MAXIMISE,
+    Study,
+    trial_seeds,
+    rounded,
+    search_space,
+    study_seed,
+    sampler_kind,
+    sampler_description,
+    sampler_of,
+    on_edge,
+)
+from forgetbench.benchmark.run.study_store import (
+    DRIVER,
+    LEASE_SECONDS,
+    WAIT_POLL_SECONDS,
+    superseded,
+    held_elsewhere,
+    MirroredStudy,
+)
+from forgetbench.benchmark.run.trial_stats import (
+    PRUNING_SHARE,
+    PRUNING_BOUND,
+    pruning_bounds,
+    inside_bounds,
+    pruned_after,
+    objective,
+    Resolution,
+    tie_notes,
+    point_text,
+)
 
 TUNING_DIR = (
     store.ResultFolder.TUNING
 )  # OUT/tuning/runs/<run_id>/result.json: the trials' runs; OUT/tuning/study.db: the study
 TUNING_FILE = store.ResultFolder.TUNING_FILE
-MAXIMISE = {"ACC": True, "LA": True, "BWT": True, "forgetting": False}
-SIGNIFICANT = 4  # a suggested number is rounded to this many significant digits (labels stay short)
 
 RunBatch = Callable[[list[tuple[Path, RunSpec]]], None]
-
-
-@dataclass
-class Study:
-    """The tuning of one strategy entry for one scenario: its trials run on ``trial_scenario`` (the scenario itself,
-    or the one ``tune.scenario`` names), its final runs on ``scenario``."""
-
-    scenario: ComponentSpec
-    strategy: StrategySpec
-    seeds: list[int]
-    tuned_on: ComponentSpec | None = None  # the scenario ``tune.scenario`` names; None: ``scenario`` itself
-
-    @property
-    def trial_scenario(self) -> ComponentSpec:
-        return self.tuned_on or self.scenario
-
-    @property
-    def tune(self) -> TuneSpec:
-        if self.strategy.tune is None:  # plan_tuning makes studies of tuned entries only
-            raise ValueError(f"strategy {self.strategy.display_name!r} has no tune block")
-        return self.strategy.tune
-
-    @property
-    def name(self) -> str:  # scenarios tuned on the same one share its study: it runs once
-        tune = self.tune
-        return (
-            f"{self.trial_scenario.display_name}__{self.strategy.display_name}"
-            + (f"__first{tune.first_tasks}" if tune.first_tasks else "")
-            + (f"__{tune.pruning}{tune.pruning_startup}" if tune.pruning != "off" else "")
-            + (f"p{tune.pruning_points}" if tune.pruning_points else "")
-        )  # other trials: another study
-
-
-# a trial's default seeds: the suite's first three. One seed ties points a seed's noise separates by chance (issue
-# 76: all 3 trials of EWC, SI and WPL at 0.90625); three cut a mean's spread by 1.7 against one seed's. A suite of
-# fewer than three seeds (a smoke test: its own intervals are not informative) tunes on its first
-TRIAL_SEEDS = 3
-
-
-def trial_seeds(seeds: list[int]) -> list[int]:
-    """The default seeds of a trial (:data:`TRIAL_SEEDS`)."""
-    return seeds[:TRIAL_SEEDS] if len(seeds) >= TRIAL_SEEDS else seeds[:1]
 
 
 def plan_tuning(suite: SuiteConfig) -> list[Study]:
@@ -128,21 +106,6 @@ def plan_tuning(suite: SuiteConfig) -> list[Study]:
         for entry in suite.strategies
         if entry.tune is not None and runs_on(scenario, entry, refused)
     ]
-
-
-def storage_url(out: Path, storage: str | None) -> str:
-    return storage or f"sqlite:///{(Path(out) / TUNING_DIR / 'study.db').resolve()}"
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float) and math.isfinite(value) and value != 0:
-        return float(f"{value:.{SIGNIFICANT}g}")
-    return value
-
-
-class NothingLearned(ValueError):
-    """The calibration behind an ``auto`` range learned nothing at any strength: the study stops (one line saying
-    what to check) instead of searching a range around no peak."""
 
 
 def stopped_summary(study: Study, why: str) -> dict[str, Any]:
@@ -166,184 +129,6 @@ def stopped_summary(study: Study, why: str) -> dict[str, Any]:
     }
 
 
-def search_space(study: Study, calibrated: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
-    """Optuna distributions per tuned param, and notes (where a range came from when it was not given)."""
-    import optuna
-
-    space: dict[str, Any] = {}
-    notes: list[str] = []
-    for name, how in study.tune.params.items():
-        if isinstance(how, TuneChoices):
-            space[name] = optuna.distributions.CategoricalDistribution(how.choices)
-            continue
-        if isinstance(how, TuneRange):
-            space[name] = optuna.distributions.FloatDistribution(how.low, how.high, log=how.log)
-            continue
-        entry = calibrate_run.calibration_entry(
-            calibrated, study.trial_scenario.display_name, study.strategy.display_name, name, study.tune.objective
-        )
-        if entry is None:  # ensure_calibration wrote one for every auto param
-            raise ValueError(f"{name}: no calibration under {study.tune.objective} for {study.name}")
-        if entry.get("nothing_learned"):
-            raise NothingLearned(f"{name}: {entry['verdict']}")
-        found = entry.get("range")
-        if found is None:
-            values = [p["value"] for p in entry["probes"]]
-            low, high = min(values), max(values)
-            notes.append(
-                f"{name}: calibration found no range ({entry['verdict']}); searched the whole probed range "
-                f"{low:g} to {high:g}"
-            )
-        elif found[0] == found[1]:  # one good probe: the decade around it
-            low, high = _rounded(found[0] / math.sqrt(10)), _rounded(found[1] * math.sqrt(10))
-            notes.append(
-                f"{name}: one calibrated strength, {found[0]:g}: searched the decade around it, "
-                f"{low:g} to {high:g} (log scale)"
-            )
-        else:
-            low, high = found
-            source = (
-                f"the calibrated bracket of {study.tune.objective}'s peak at {entry['best']:g}"
-                if entry.get("best") is not None
-                else "the calibrated range"
-            )
-            notes.append(f"{name}: {source}, {low:g} to {high:g} (log scale)")
-            for side, reason in entry.get("open_ends", {}).items():
-                notes.append(f"{name}: not bracketed {'below' if side == 'low' else 'above'}: {reason}")
-        space[name] = optuna.distributions.FloatDistribution(low, high, log=True)
-    return space, notes
-
-
-TPE_MIN_TRIALS = 20  # `auto` below this budget: a quasi-random design (TPE would spend most of it at random)
-EDGE = 0.05  # a chosen point within this share of its range's log width from an end sits on the edge
-
-
-def study_seed(study: Study) -> int:
-    """The study's sampler seed: ``tune.seed`` plus a number from its name (scenario and strategy labels), so two
-    studies of one suite never receive the same proposals; the same on every machine and rerun."""
-    return (study.tune.seed + zlib.crc32(study.name.encode())) % 2**31
-
-
-def sampler_kind(tune: TuneSpec) -> str:
-    """The sampler a study really uses (``auto`` resolved)."""
-    if tune.sampler != "auto":
-        return tune.sampler
-    return "qmc" if tune.trials < TPE_MIN_TRIALS else "tpe"
-
-
-def tpe_startup(trials: int) -> int:
-    return min(trials, max(5, trials // 4))
-
-
-def sampler_description(tune: TuneSpec) -> str:
-    """What the report prints for a study's sampler: its real name, and for TPE how many trials were random."""
-    kind = sampler_kind(tune)
-    chose = " (auto)" if tune.sampler == "auto" else ""
-    if kind == "tpe":
-        startup = tpe_startup(tune.trials)
-        modelled = tune.trials - startup
-        return f"tpe{chose}: {startup} random start-up trial(s), {modelled} modelled"
-    if kind == "qmc":
-        return f"qmc{chose}: a scrambled Sobol design of {tune.trials} point(s)"
-    if kind == "grid":
-        size = grid_size(tune)
-        ranged = any(not isinstance(how, TuneChoices) for how in tune.params.values())
-        ranges = f" ({tune.trials} points per range)" if ranged else ""
-        whole = "every one" if tune.trials >= size else f"{tune.trials} evenly spread"
-        return f"grid{chose}: {whole} of its {size} combination(s){ranges}"
-    return f"{kind}{chose}"
-
-
-def grid_size(tune: TuneSpec) -> int:
-    """Combinations of a grid study: each choice param's choices times ``trials`` points per range."""
-    return math.prod(len(how.choices) if isinstance(how, TuneChoices) else tune.trials for how in tune.params.values())
-
-
-def grid_point(study: Study, space: dict[str, Any], number: int) -> dict[str, Any]:
-    """Trial ``number``'s combination of the study's grid: its choices, and ``trials`` points per range (log-spaced
-    where the range is), in row-major order; a budget below the grid's size takes evenly spread combinations.
-
-    Chosen by number, not by Optuna's grid sampler: that draws among the combinations it sees unvisited, and a study
-    that is never told a trial ended (:class:`MirroredStudy`) could draw one twice."""
-    import optuna
-
-    axes = []
-    for name, dist in space.items():
-        if isinstance(dist, optuna.distributions.CategoricalDistribution):
-            axes.append([(name, value) for value in dist.choices])
-        else:
-            spaced = np.geomspace if dist.log else np.linspace
-            axes.append([(name, _rounded(float(v))) for v in spaced(dist.low, dist.high, study.tune.trials)])
-    size = math.prod(len(axis) for axis in axes)
-    budget = min(study.tune.trials, size)
-    index = (number if budget == size else round(number * (size - 1) / max(budget - 1, 1))) % size
-    picked = []
-    for axis in reversed(axes):  # row-major: the last param varies fastest
-        index, at = divmod(index, len(axis))
-        picked.append(axis[at])
-    return dict(reversed(picked))
-
-
-def design_point(study: Study, space: dict[str, Any], number: int) -> dict[str, Any]:
-    """Trial ``number``'s point of the study's scrambled Sobol design (scipy's; seeded by :func:`study_seed`): its
-    first 2^k points put one point in each 2^-k-wide stratum of every range (log scale where the range is)."""
-    import optuna
-    from scipy.stats import qmc
-
-    names = sorted(space)
-    m = max(1, math.ceil(math.log2(max(number + 1, 2))))
-    u = qmc.Sobol(d=len(names), scramble=True, seed=study_seed(study)).random_base2(m)[number]
-    point: dict[str, Any] = {}
-    for name, x in zip(names, u):
-        dist = space[name]
-        if isinstance(dist, optuna.distributions.CategoricalDistribution):
-            point[name] = dist.choices[min(int(x * len(dist.choices)), len(dist.choices) - 1)]
-        elif dist.log:
-            point[name] = float(math.exp(math.log(dist.low) + x * (math.log(dist.high) - math.log(dist.low))))
-        else:
-            point[name] = float(dist.low + x * (dist.high - dist.low))
-    return point
-
-
-def _sampler(study: Study, space: dict[str, Any], number: int):
-    import optuna
-
-    tune = study.tune
-    kind = sampler_kind(tune)
-    seed = study_seed(study) + number
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if kind in ("qmc", "grid"):  # the trial's point is decided by its number: a design or the grid's order
-        import warnings
-
-        point = design_point(study, space, number) if kind == "qmc" else grid_point(study, space, number)
-        with warnings.catch_warnings():  # "experimental" since Optuna 2.4; the trial's point is all it fixes
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.PartialFixedSampler(point, optuna.samplers.RandomSampler(seed=seed))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup(tune.trials))
-
-
-def on_edge(space: dict[str, Any], point: dict[str, Any]) -> dict[str, str]:
-    """The ranged params of ``point`` within :data:`EDGE` of their range's width (log width for a log range) from
-    an end: param -> ``low`` or ``high``."""
-    import optuna
-
-    edges = {}
-    for name, dist in space.items():
-        if not isinstance(dist, optuna.distributions.FloatDistribution) or name not in point:
-            continue
-        value = float(point[name])
-        if dist.log:
-            where = (math.log(value) - math.log(dist.low)) / (math.log(dist.high) - math.log(dist.low))
-        else:
-            where = (value - dist.low) / (dist.high - dist.low) if dist.high > dist.low else 0.5
-        if where <= EDGE:
-            edges[name] = "low"
-        elif where >= 1 - EDGE:
-            edges[name] = "high"
-    return edges
-
-
 def trial_specs(
     suite: SuiteConfig, study: Study, point: dict[str, Any], rules: dict[int, PruneRule] | None = None
 ) -> list[RunSpec]:
@@ -364,337 +149,6 @@ def trial_specs(
         )
         for seed in study.seeds
     ]
-
-
-PRUNING_SHARE = {"median": 0.5, "quartile": 0.25}  # the share of completed trials a pruned run is behind all but
-PRUNING_BOUND = {"median": "median", "quartile": "quartile on the worse side"}
-
-
-def pruning_bounds(curves: list[list[float]], share: float, maximise: bool) -> tuple[float | None, ...]:
-    """Per experience k, the value a run's objective so far must not fall behind: the ``share`` quantile of the
-    completed trials' values there (``curves``: one :func:`~forgetbench.benchmark.core.metrics.running_metric` list
-    per trial; the 1 - ``share`` quantile when lower is better). None where no trial has a finite value, and after
-    the last experience (pruning there saves nothing and would lose a finished trial)."""
-    steps = max((len(curve) for curve in curves), default=0) - 1
-    bounds: list[float | None] = []
-    for k in range(max(steps, 0)):
-        values = [curve[k] for curve in curves if k < len(curve) and math.isfinite(curve[k])]
-        bounds.append(float(np.quantile(values, share if maximise else 1.0 - share)) if values else None)
-    return tuple(bounds)
-
-
-def inside_bounds(
-    points: list[dict[tuple[int, int], float]], share: float, maximise: bool
-) -> tuple[tuple[float | None, ...], ...]:
-    """Per experience k and point c inside it, the bound a run's objective so far must not fall behind there: the
-    ``share`` quantile (as :func:`pruning_bounds`) of the completed trials' values at (k, c) (``points``: one
-    ``{(k, c): value}`` per trial, from its ``RunRecord.prune_points``). None where no trial has a value."""
-    keys = {key for trial in points for key in trial}
-    if not keys:
-        return ()
-    experiences, per = max(k for k, _ in keys) + 1, max(c for _, c in keys)
-    bounds = []
-    for k in range(experiences):
-        row: list[float | None] = []
-        for c in range(1, per + 1):
-            values = [trial[(k, c)] for trial in points if (k, c) in trial]
-            row.append(float(np.quantile(values, share if maximise else 1.0 - share)) if values else None)
-        bounds.append(tuple(row))
-    return tuple(bounds)
-
-
-def pruned_after(records: list[RunRecord | None]) -> int | None:
-    """The last experience a trial's pruned run completed (-1: it stopped inside the first; the earliest when several
-    were pruned); None when none was."""
-    steps = [len(r.accuracy_matrix) - 1 for r in records if r is not None and r.status == "pruned"]
-    return min(steps) if steps else None
-
-
-def objective(records: list[RunRecord | None], metric: str) -> float | None:
-    """The objective's mean over the trial's ok runs; None when none finished ok (the trial then fails)."""
-    values = [run_metrics(r)[metric] for r in records if r is not None and r.status == "ok"]
-    values = [v for v in values if np.isfinite(v)]
-    return float(np.mean(values)) if values else None
-
-
-DRIVER = "forgetbench:driver"  # a trial's system attr: the driver (host:pid) that runs it
-HEARTBEAT = "forgetbench:heartbeat"  # ... the time (epoch seconds) its driver last said it was still running it
-LEASE_SECONDS = 120.0  # a RUNNING trial whose driver has not said so for this long has no driver any more
-HEARTBEAT_SECONDS = 20.0  # how often a driver renews the lease of the trial it runs
-WAIT_POLL_SECONDS = 2.0  # how often a finished driver looks at the trials other drivers still run
-DRAWN_FOR = "forgetbench:drawn_for"  # ... the number its point was drawn for, stored with it in one transaction
-SUPERSEDED = "forgetbench:superseded"  # ... set on a trial drawn for a number another driver took: never run
-
-
-def driver_id() -> str:
-    import os
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """One binomial standard error of a trial's objective on its validation split: ``samples`` per task over
-    ``tasks`` tasks, averaged over ``seeds``. A difference of an accuracy (forgetting, BWT) has twice the variance."""
-
-    error: float
-    samples: int  # per task (the smallest task's)
-    tasks: int
-    seeds: int
-    factor: float  # variance of one accuracy at p, times 2 for a difference of accuracies
-
-    @classmethod
-    def of(cls, value: float, samples: list[int], seeds: int, objective: str) -> "Resolution":
-        n, tasks = max(min(samples), 1), max(len(samples), 1)
-        # a rate measured at 0 or 1 on N samples is not known exactly: kept half a sample inside (0, 1)
-        edge = 0.5 / (n * tasks * max(seeds, 1))
-        p = min(max(value, edge), 1.0 - edge) if objective in ("ACC", "LA") else 0.5  # 0.5: the widest spread
-        factor = p * (1 - p) * (1.0 if objective in ("ACC", "LA") else 2.0)
-        return cls(math.sqrt(factor / (n * tasks * max(seeds, 1))), n, tasks, seeds, factor)
-
-    def samples_to_resolve(self, difference: float) -> int | None:
-        """Validation samples per task at which one standard error is below ``difference`` (None for 0)."""
-        if difference <= 0:
-            return None
-        return math.ceil(self.factor / (difference**2 * self.tasks * max(self.seeds, 1)))
-
-
-TIE_RULE = "the best value, equal values to the lowest trial number (the same for every driver)"
-TIE_SPLIT_LIMIT = 100  # a split this many times larger than the one used is named as a bound, not a number
-
-
-def tie_notes(
-    complete: list[dict[str, Any]], best: dict[str, Any], resolution: Resolution | None, objective: str
-) -> list[str]:
-    """Sentences for tuning.json's notes when the validation split cannot tell the best trial from others (their
-    values within one standard error of the best's), with the rule that chose, and the split that would tell."""
-    if resolution is None or len(complete) < 2:
-        return []
-    tied = [t for t in complete if abs(t["value"] - best["value"]) <= resolution.error]
-    if len(tied) < 2:
-        return []
-    others = sorted({t["value"] for t in complete})
-    # an objective moves in steps of one sample of one task and seed: a smaller gap is float rounding, no difference
-    step = 1.0 / (resolution.samples * resolution.tasks * max(resolution.seeds, 1))
-    gaps = [b - a for a, b in zip(others, others[1:]) if b - a >= step / 2]
-    split = f"{resolution.samples} samples a task on {resolution.tasks} task(s), {resolution.seeds} seed(s)"
-    needed = resolution.samples_to_resolve(min(gaps)) if gaps else None
-    if needed is None:
-        tell = "every trial scored the same: the split resolves no difference between these strengths"
-    elif needed > TIE_SPLIT_LIMIT * resolution.samples:
-        tell = (
-            f"the smallest difference these trials show ({min(gaps):.4f}) would need a validation split over "
-            f"{TIE_SPLIT_LIMIT} times this one ({resolution.samples:,} samples a task): these strengths are alike"
-        )
-    else:
-        tell = (
-            f"a validation split of about {needed:,} samples a task (or that many more seeds' worth) would resolve "
-            f"the smallest difference these trials show ({min(gaps):.4f})"
-        )
-    return [
-        f"tie: trials {', '.join(str(t['number']) for t in sorted(tied, key=lambda t: t['number']))} score within "
-        f"one binomial standard error ({resolution.error:.4f} {objective}) of the best on the validation split "
-        f"({split}); chosen by the rule: {TIE_RULE}. The split cannot tell these points apart: {tell}"
-    ]
-
-
-def _point_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-
-
-def superseded(trial: Any) -> bool:
-    """A trial whose point was drawn for another number than the one the storage gave it (another driver took that
-    one first): decided by what was stored with it, so every driver sees it the moment it exists."""
-    return trial.system_attrs.get(DRAWN_FOR, trial.number) != trial.number or bool(trial.system_attrs.get(SUPERSEDED))
-
-
-def held_elsewhere(trial: Any, now: float | None = None) -> bool:
-    """A RUNNING trial another driver still holds: started by a process of this machine that is alive and not this
-    one, or on another machine whose driver renewed its lease (:data:`HEARTBEAT`) in the last :data:`LEASE_SECONDS`.
-    A trial of a process that died (a killed driver), or whose lease expired, is not: it is run again or failed."""
-    import os
-    import socket
-
-    host, _, pid = str(trial.system_attrs.get(DRIVER, "")).rpartition(":")
-    if not host:  # written before trials named their driver: this driver's to resume, as before
-        return False
-    if host != socket.gethostname():
-        beat = trial.system_attrs.get(HEARTBEAT)
-        started = trial.datetime_start.timestamp() if trial.datetime_start else None
-        last = beat if isinstance(beat, (int, float)) else started
-        return last is None or (time.time() if now is None else now) - last < LEASE_SECONDS
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-class MirroredStudy:
-    """An Optuna study in its storage (SQLite under OUT, or ``--storage``) and an in-memory copy its samplers read.
-
-    A sampler reading the storage costs about 20 ms of SQLAlchemy per trial, the copy about 1 ms. A trial is
-    written to the storage with its point in one transaction (a kill never leaves one without its point) and its
-    end in another. Samplers are never told that a trial ended (``after_trial``): the budget ends a study, and
-    Optuna's grid sampler would call ``Study.stop``, which raises outside ``optimize``.
-    """
-
-    def __init__(self, storage: Any, name: str, direction: Literal["maximize", "minimize"]):
-        import optuna
-
-        optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
-        self.storage, self.study_id = storage, storage.get_study_id_from_name(name)
-        self.direction = direction
-        self._copy()
-
-    def _copy(self) -> None:
-        import optuna
-
-        self.memory_storage = optuna.storages.InMemoryStorage()
-        self.memory = optuna.create_study(storage=self.memory_storage, direction=self.direction)
-        self.ids: dict[int, tuple[int, int]] = {}  # trial number -> (its id in the storage, in the copy)
-        for trial in self.storage.get_all_trials(self.study_id, deepcopy=True):
-            self.memory.add_trial(trial)
-            self.ids[trial.number] = (trial._trial_id, self.memory.get_trials(deepcopy=False)[-1]._trial_id)
-
-    def trials(self, states: tuple | None = None) -> list[Any]:
-        return self.memory.get_trials(deepcopy=False, states=states)
-
-    def stored_trials(self) -> list[Any]:
-        """The trials as the storage holds them (its clock's start and end times)."""
-        return self.storage.get_all_trials(self.study_id, deepcopy=False)
-
-    def ask(self, sampler_for: Callable[[int], Any], space: dict[str, Any], budget: int) -> Any:
-        """A new trial's point, stored RUNNING with it in one transaction and marked with this driver; returns the
-        trial (frozen). ``sampler_for(index)`` is the sampler of the trial that is the index-th of the study (its
-        number among the trials not superseded).
-
-        Two drivers sharing a study (``--storage``) may draw for the same number at once; the storage gives the
-        second one the next number. That trial was drawn for a number it did not get, so it is never run: it is
-        marked superseded (FAIL, with :data:`SUPERSEDED`), counts for nothing, and the driver draws again for the
-        number it can have, unless the study has its ``budget`` of trials by then: None."""
-        from optuna.trial import TrialState
-
-        while True:
-            index = sum(not superseded(t) for t in self.trials())
-            if index >= budget:  # the other drivers took the rest of the budget
-                return None
-            self.memory.sampler = sampler_for(index)
-            number = self.memory.ask(fixed_distributions=space).number
-            memory_id = self.memory.get_trials(deepcopy=False)[number]._trial_id
-            self.memory_storage.set_trial_system_attr(memory_id, DRIVER, driver_id())
-            self.memory_storage.set_trial_system_attr(memory_id, DRAWN_FOR, number)
-            frozen = self.memory.get_trials(deepcopy=False)[number]
-            stored_id = self.storage.create_new_trial(self.study_id, template_trial=frozen)
-            if self.storage.get_trial_number_from_id(stored_id) == number:
-                self.ids[number] = (stored_id, memory_id)
-                return frozen
-            self.storage.set_trial_system_attr(stored_id, SUPERSEDED, True)
-            self.storage.set_trial_state_values(stored_id, TrialState.FAIL)
-            self._copy()
-
-    def refresh(self) -> None:
-        """Read the storage again (what other drivers did since)."""
-        self._copy()
-
-    @contextlib.contextmanager
-    def lease(self, number: int) -> Iterator[None]:
-        """Renew trial ``number``'s lease (:data:`HEARTBEAT`) while the block runs it: the other drivers sharing the
-        study know it is still being run, and that it is not once the renewals stop."""
-        stored_id = self.ids[number][0]
-        done = threading.Event()
-
-        def beat() -> None:
-            while True:
-                try:
-                    self.storage.set_trial_system_attr(stored_id, HEARTBEAT, time.time())
-                except Exception:  # noqa: BLE001 - the trial ended meanwhile (its attrs are then frozen), or the
-                    return  # storage is gone: the run itself will say so
-                if done.wait(HEARTBEAT_SECONDS):
-                    return
-
-        thread = threading.Thread(target=beat, name=f"lease-{number}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
-
-    def finish(self, number: int, state: Any, value: float | None, intermediate: dict[int, float]) -> None:
-        for storage, trial_id in zip((self.storage, self.memory_storage), self.ids[number]):
-            for step, reported in intermediate.items():
-                storage.set_trial_intermediate_value(trial_id, step, reported)
-            storage.set_trial_state_values(trial_id, state, None if value is None else [value])
-
-
-DRIVERS = {  # URL scheme -> the package its SQLAlchemy driver comes from
-    "postgresql": "psycopg2-binary",
-    "postgres": "psycopg2-binary",
-    "mysql": "PyMySQL (and the URL mysql+pymysql://...)",
-    "mariadb": "PyMySQL (and the URL mariadb+pymysql://...)",
-    "oracle": "oracledb",
-    "mssql": "pyodbc",
-}
-
-
-def _get_storage(url: str, attempts: int = 6) -> Any:
-    """Optuna's storage at ``url``; two drivers creating one new database at once race on its schema (one of them
-    meets a unique-constraint or lock error), so creation is tried again after a short wait."""
-    import optuna
-
-    for attempt in range(attempts):
-        try:
-            return optuna.storages.get_storage(url)
-        except Exception as exc:  # noqa: BLE001 - only the schema race is retried; the caller names the others
-            text = str(exc)
-            racing = "alembic_version" in text or "database is locked" in text or "already exists" in text
-            if not racing or attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def open_storage(out: Path, storage: str | None) -> Any:
-    """The Optuna storage of the suite's studies, opened once (each opening checks the database's schema) and before
-    any run: what is wrong with it is a :class:`ConfigError` naming the flag or the file and what to do."""
-
-    url = storage_url(out, storage)
-    flag = "--storage" if storage else f"the study file {Path(out) / TUNING_DIR / 'study.db'}"
-    if storage is None:
-        (Path(out) / TUNING_DIR).mkdir(parents=True, exist_ok=True)
-    try:
-        return _get_storage(url)
-    except ImportError:
-        scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
-        package = DRIVERS.get(scheme, f"the SQLAlchemy driver for {scheme!r}")
-        raise ConfigError(f"--storage {storage}: its database driver is not installed; pip install {package}") from None
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors, named by what they mean here
-        text = str(exc).splitlines()[0]
-        kind = type(exc).__name__
-        if kind == "ArgumentError":
-            raise ConfigError(
-                f"--storage {storage!r}: not a database URL (e.g. sqlite:///path/study.db, "
-                "postgresql://user@host/db): " + text
-            ) from None
-        if "malformed" in text or "not a database" in text or kind == "DatabaseError":
-            where = storage if storage else str(Path(out) / TUNING_DIR / "study.db")
-            raise ConfigError(
-                f"{flag}: the study database {where} is corrupt ({text}). Either move it aside (the study is "
-                "rebuilt from the trials' runs already recorded under OUT/tuning/runs/, none of which trains "
-                "again), or rerun with --fresh to run every trial again"
-            ) from None
-        if "unable to open database file" in text:
-            raise ConfigError(
-                f"--storage {storage!r}: the database file cannot be created there (its folder is missing or not "
-                "writable)"
-            ) from None
-        raise ConfigError(f"{flag}: Optuna cannot open {url} ({kind}: {text})") from None
 
 
 def run_study(
@@ -761,7 +215,7 @@ class StudyRun:
             if t.number not in self.curves:
                 ok = [
                     r
-                    for r in self.trial_records({k: _rounded(v) for k, v in t.params.items()})
+                    for r in self.trial_records({k: rounded(v) for k, v in t.params.items()})
                     if r is not None and r.status == "ok" and r.accuracy_matrix
                 ]
                 self.curves[t.number] = {r.seed: running_metric(r.accuracy_matrix, tune.objective) for r in ok}
@@ -791,7 +245,7 @@ class StudyRun:
         from optuna.trial import TrialState
 
         begun = time.perf_counter()
-        point = {k: _rounded(v) for k, v in params.items()}
+        point = {k: rounded(v) for k, v in params.items()}
         first_rule = self.pruning_rule(number)
         specs = trial_specs(
             self.suite, self.study, point, None if first_rule is None else {self.study.seeds[0]: first_rule}
@@ -848,7 +302,7 @@ class StudyRun:
                 driver = trial.system_attrs.get(DRIVER, "an unnamed driver")
                 self.mirrored.finish(trial.number, TrialState.FAIL, None, {})
                 self.notes.append(
-                    f"trial {trial.number} ({_point_text(trial.params)}) was marked failed: its driver {driver} is "
+                    f"trial {trial.number} ({point_text(trial.params)}) was marked failed: its driver {driver} is "
                     f"gone (no word from it for {LEASE_SECONDS:g} s, or its process has ended); it is not chosen from"
                 )
             if not waiting:
@@ -859,7 +313,7 @@ class StudyRun:
                     since = trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "?"
                     print(
                         f"tuning {self.study.name}: the budget is taken; waiting for trial {trial.number} "
-                        f"({_point_text(trial.params)}), run by driver {trial.system_attrs.get(DRIVER)} since {since}, "
+                        f"({point_text(trial.params)}), run by driver {trial.system_attrs.get(DRIVER)} since {since}, "
                         "before choosing (every driver chooses from the same trials)",
                         file=sys.stderr,
                     )
@@ -874,7 +328,7 @@ class StudyRun:
                 None
                 if len(taken) >= self.tune.trials
                 else self.mirrored.ask(
-                    lambda index: _sampler(self.study, self.space, index), self.space, self.tune.trials
+                    lambda index: sampler_of(self.study, self.space, index), self.space, self.tune.trials
                 )
             )
             self.clock["optuna"] += time.perf_counter() - begun
@@ -889,7 +343,7 @@ class StudyRun:
         rows = []
         stored = self.mirrored.stored_trials()
         for frozen in [t for t in stored if not superseded(t)]:
-            point = {k: _rounded(v) for k, v in frozen.params.items()}
+            point = {k: rounded(v) for k, v in frozen.params.items()}
             rows.append(
                 {
                     "number": frozen.number,
@@ -1029,15 +483,15 @@ def ensure_calibration(
     if not missing:
         return calibrated
     result: dict[str, Any] | None = None
-    for objective in dict.fromkeys(s.tune.objective for s in missing):  # one calibration per objective
-        mine = [s for s in missing if s.tune.objective == objective]
+    for metric in dict.fromkeys(s.tune.objective for s in missing):  # one calibration per objective
+        mine = [s for s in missing if s.tune.objective == metric]
         entries = list(dict.fromkeys(s.strategy.display_name for s in mine))
         strategies = [e.model_copy(update={"tune": None}) for e in suite.strategies if e.display_name in entries]
         scenarios = list({s.trial_scenario.display_name: s.trial_scenario for s in mine}.values())
         sub = suite.model_copy(update={"strategies": strategies, "scenarios": scenarios})
         first = mine[0].tune
         plan = calibrate_run.plan_calibration(sub, mine[0].seeds[0], first.decades, first.fraction)
-        result, _ = calibrate_run.calibrate(plan, Path(out) / calibrate_run.CALIBRATION_DIR, run_batch, objective)
+        result, _ = calibrate_run.calibrate(plan, Path(out) / calibrate_run.CALIBRATION_DIR, run_batch, metric)
         if calibrated:  # keep what an earlier calibration found for other entries
             keys = {(e["scenario"], e["strategy"], e["param"], e["objective"]) for e in result["entries"]}
             result["entries"] = [
@@ -1061,7 +515,7 @@ def final_points(study: Study, chosen: dict[str, Any]) -> list[dict[str, Any]]:
         return points
     param = tuned[0]
     for factor in study.tune.neighbours:
-        point = {**chosen, param: _rounded(float(chosen[param]) * factor)}
+        point = {**chosen, param: rounded(float(chosen[param]) * factor)}
         if point in points:
             continue
         try:

@@ -200,9 +200,9 @@ def test_reproduce_and_the_default_demo_find_the_checkouts_configs_from_any_fold
     import subprocess
     import sys
 
-    from forgetbench.benchmark.front import cli
+    from forgetbench.benchmark.front import commands
 
-    assert (cli.REPO_ROOT / "configs" / "demo.yaml").is_file() and cli._default_config_path().is_file()
+    assert (commands.REPO_ROOT / "configs" / "demo.yaml").is_file() and commands.default_config_path().is_file()
     done = subprocess.run(
         [sys.executable, "-m", "forgetbench.benchmark.front.cli", "reproduce", "no_such_claim"],
         cwd=tmp_path,

@@ -53,9 +53,17 @@ def test_the_how_to_two_model_example_learns_for_naive():
     import re
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "howto" / "own-strategy.md").read_text()
-    found = re.search(r"scenario=(\{.*?\}\}),\n", text, re.S)
-    assert found, "the how-to no longer shows a two-model check_strategy call"
-    scenario = ast.literal_eval(" ".join(found.group(1).split()))
+    blocks = [ast.parse(code) for code in re.findall(r"```python\n(.*?)```", text, re.S) if "two_model" in code]
+    calls = [
+        keyword.value
+        for tree in blocks
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check_strategy"
+        for keyword in node.keywords
+        if keyword.arg == "scenario"
+    ]
+    assert calls, "the how-to no longer shows a two-model check_strategy call"
+    scenario = ast.literal_eval(calls[0])
     assert scenario["name"] == "two_model"
     check_strategy("naive", scenario=scenario)
 

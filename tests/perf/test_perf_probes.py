@@ -32,7 +32,7 @@ def test_every_probe_module_registers_the_probe_of_its_name_with_a_strict_params
         (["optuna_store_cost"], ["trials"], "expected KEY=VALUE"),
         ([], ["trials=3"], "allowed: none: name a measurement with --only"),
         (["effect_power"], ["mode=collect"], "give --set out=FILE.json"),
-        (["step_costs"], ["strategies=[naive,ewcc]"], "unknown strategies ewcc"),
+        (["step_costs"], ["strategies=[naive,ewcc]"], "unknown strategy ewcc"),
     ],
 )
 def test_a_setting_the_probe_refuses_names_the_field(names, settings, message):

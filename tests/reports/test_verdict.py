@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forgetbench.reports.verdict import headline_metric, scenario_verdict, search_outcome
+from forgetbench.reports.search_verdict import search_outcome
+from forgetbench.reports.verdict import headline_metric, scenario_verdict
 
 SEEDS = 12
 
@@ -181,7 +182,8 @@ def test_every_p_value_names_both_sides():
 
 
 def test_a_choice_on_the_edge_of_its_range_is_flagged_in_the_verdict():
-    from forgetbench.reports.verdict import EDGE_PREFIX, edge_lines, verdicts
+    from forgetbench.reports.search_verdict import EDGE_PREFIX, edge_lines
+    from forgetbench.reports.verdict import verdicts
 
     study = {
         "scenario": "sweep",

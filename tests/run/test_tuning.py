@@ -98,7 +98,7 @@ def test_the_sampler_fits_the_budget_is_named_as_it_is_and_differs_per_study():
     import optuna
 
     from forgetbench.benchmark.core.config import resolve_config
-    from forgetbench.benchmark.run import tuning
+    from forgetbench.benchmark.run import tuning, tuning_space
 
     suite = resolve_config(
         tiny_suite(
@@ -121,10 +121,10 @@ def test_the_sampler_fits_the_budget_is_named_as_it_is_and_differs_per_study():
     assert tuning.sampler_description(explicit) == "tpe: 5 random start-up trial(s), 3 modelled"
 
     space = {"ewc_lambda": optuna.distributions.FloatDistribution(0.01, 100.0, log=True)}
-    design = [tuning.design_point(studies[0], space, n)["ewc_lambda"] for n in range(8)]
+    design = [tuning_space.design_point(studies[0], space, n)["ewc_lambda"] for n in range(8)]
     strata = sorted(int(8 * math.log(v / 0.01) / math.log(1e4)) for v in design)
     assert strata == list(range(8))  # one point in each eighth of the log range
-    other = [tuning.design_point(studies[2], space, n)["ewc_lambda"] for n in range(8)]  # same entry, scenario b
+    other = [tuning_space.design_point(studies[2], space, n)["ewc_lambda"] for n in range(8)]  # same entry, scenario b
     assert design != other
     assert tuning.on_edge(space, {"ewc_lambda": 0.0105}) == {"ewc_lambda": "low"}
     assert tuning.on_edge(space, {"ewc_lambda": 95.0}) == {"ewc_lambda": "high"}
@@ -345,7 +345,7 @@ def test_two_drivers_on_one_storage_never_run_the_same_trial(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    from forgetbench.benchmark.run.tuning import SUPERSEDED, MirroredStudy
+    from forgetbench.benchmark.run.study_store import SUPERSEDED, MirroredStudy
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     space = {"x": optuna.distributions.FloatDistribution(0.1, 10.0, log=True)}
@@ -527,7 +527,7 @@ def test_a_finished_driver_marks_failed_a_trial_whose_driver_is_gone(tmp_path):
     # issue 74: a driver SIGKILLed on another machine left its trial RUNNING; the others chose from 5/6 and 4/6
     from optuna.trial import TrialState
 
-    from forgetbench.benchmark.run.tuning import HEARTBEAT, LEASE_SECONDS
+    from forgetbench.benchmark.run.study_store import HEARTBEAT, LEASE_SECONDS
 
     run, other, trial = _waiting_study(tmp_path)
     other.storage.set_trial_system_attr(other.ids[trial.number][0], HEARTBEAT, time.time() - 2 * LEASE_SECONDS)
@@ -542,7 +542,7 @@ def test_a_finished_driver_waits_for_a_trial_another_live_driver_runs(tmp_path, 
 
     from optuna.trial import TrialState
 
-    from forgetbench.benchmark.run.tuning import HEARTBEAT
+    from forgetbench.benchmark.run.study_store import HEARTBEAT
 
     run, other, trial = _waiting_study(tmp_path)
     other.storage.set_trial_system_attr(other.ids[trial.number][0], HEARTBEAT, time.time())  # its lease is fresh

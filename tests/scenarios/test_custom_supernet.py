@@ -141,12 +141,12 @@ def test_ground_truth_is_computed_once_for_the_suite_and_scores_the_ranking(tmp_
 def test_retrainings_split_the_search_data_once_and_score_as_when_each_split_it_again(monkeypatch):
     """Each retraining rebuilds the run's scenario (its initial weights); inside the run its data split is made once
     and handed to every rebuild, and the scores are those that splitting again gives."""
-    from forgetbench.benchmark.data.scenarios import custom_supernet
+    from forgetbench.benchmark.data.scenarios import search_splits
     from forgetbench.benchmark.run import runner
 
     splits: list[int] = []
-    original = custom_supernet._split
-    monkeypatch.setattr(custom_supernet, "_split", lambda *a: splits.append(a[1].seed) or original(*a))
+    original = search_splits._split
+    monkeypatch.setattr(search_splits, "_split", lambda *a: splits.append(a[1].seed) or original(*a))
     monkeypatch.setattr(trained_alone, "RETRAINED_CACHE", {})
     gt = {"architectures": 4, "steps": 20}
     once = run(spec("naive", ground_truth=gt, retrain_steps=10), Path(".")).to_dict()

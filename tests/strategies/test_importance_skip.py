@@ -161,17 +161,17 @@ def test_weight_decay_keeps_every_pass_of_a_penalty_on_every_parameter():
 @pytest.mark.parametrize(
     "name, params, drawn_in",  # drawn_in: the module whose sample_subset the pass calls
     [
-        ("ewc", {"importance_samples": 40}, "importance"),  # the estimator EWC and WPL share
+        ("ewc", {"importance_samples": 40}, "passes"),  # the estimate EWC and WPL share
         ("mas", {"importance_samples": 40}, "parts"),  # MAS's estimator, a part of the quadratic core
-        ("wpl", {"fisher_samples": 40, "fisher": "minibatch"}, "importance"),
+        ("wpl", {"fisher_samples": 40, "fisher": "minibatch"}, "passes"),
     ],
 )
 def test_importance_sample_budget_reads_that_many_samples(name, params, drawn_in, monkeypatch):
     """The pass reads ``importance_samples`` (``fisher_samples``) rows of the experience, drawn with the seed."""
-    from forgetbench.strategies import importance
+    from forgetbench.strategies import passes
 
     seen = []
-    real = importance.sample_subset
+    real = passes.sample_subset
 
     def spy(tensors, samples, generator):
         out = real(tensors, samples, generator)
@@ -186,7 +186,7 @@ def test_importance_sample_budget_reads_that_many_samples(name, params, drawn_in
 
 
 def test_sample_subset_draws_without_replacement_and_keeps_rows_together():
-    from forgetbench.strategies.importance import sample_subset
+    from forgetbench.strategies.passes import sample_subset
 
     x, y = torch.arange(10.0)[:, None], torch.arange(10)
     sx, sy = sample_subset((x, y), 4, torch.Generator().manual_seed(0))

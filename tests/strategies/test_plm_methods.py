@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from forgetbench.strategies.adapters import adapter_diagnostics, principal_overlap
-from forgetbench.strategies.importance import normalise_importance
+from forgetbench.strategies.passes import normalise_importance
 from forgetbench.strategies.inflora import grow_basis, project_out
 from forgetbench.strategies.merge import combine
 from forgetbench.strategies.olora import orthogonality_loss

@@ -18,7 +18,7 @@ from helpers import TRAINING, small_split
 from forgetbench.benchmark.run.runner import regularizer_bytes
 from forgetbench.strategies import StrategyContext
 from forgetbench.strategies.ewc import EWCParams, EWCPlugin
-from forgetbench.strategies.importance import squared_gradient_importance
+from forgetbench.strategies.passes import squared_gradient_importance
 from forgetbench.strategies.penalty import QuadraticAnchor, named_params
 from forgetbench.strategies.si import SIPlugin
 
