@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -346,3 +347,13 @@ def shared_results_folder(tmp_path_factory, worker_id: str) -> Path:
     """The folder every worker of this session sees (the session's own temporary root under xdist)."""
     base = tmp_path_factory.getbasetemp()
     return (base if worker_id == "master" else base.parent) / "shared-results"
+
+
+def run_command(args: list[str], *, expect: int = 0, timeout: float = 600, **options: Any) -> Any:
+    """``subprocess.run(args)`` capturing text output (``options``: ``cwd``, ``env``, ...), asserting that it ended
+    with ``expect`` (the last 3,000 characters of its stderr said otherwise)."""
+    import subprocess
+
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **options)
+    assert done.returncode == expect, done.stderr[-3000:]
+    return done

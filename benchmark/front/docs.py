@@ -311,43 +311,35 @@ def documented(entry: Entry) -> bool:
     return entry.factory.__module__.startswith("forgetbench.") and not entry.extra.get("unavailable")
 
 
+def _component_pages(kind: str, folder: str, registry: Any, intro: str) -> dict[str, str]:
+    """One page per documented component of ``registry`` under ``folder``/, and their index (``intro`` first)."""
+    shown = [e for e in registry if documented(e)]
+    pages = {f"{folder}/{_slug(e.name)}.md": component_page(kind, e) for e in shown}
+    index = [GENERATED_NOTE, f"# {folder.capitalize()}", "", intro, "", f"| {kind} | what it is |", "|---|---|"]
+    index += [f"| [`{e.name}`]({_slug(e.name)}.md) | {_cell(e.description, False)} |" for e in shown]
+    pages[f"{folder}/index.md"] = "\n".join(index) + "\n"
+    return pages
+
+
 def strategy_pages() -> dict[str, str]:
-    pages = {f"strategies/{_slug(e.name)}.md": component_page("strategy", e) for e in STRATEGIES if documented(e)}
-    index = [
-        GENERATED_NOTE,
-        "# Strategies",
-        "",
+    return _component_pages(
+        "strategy",
+        "strategies",
+        STRATEGIES,
         "Every strategy a suite can name (`forgetbench list strategies`), with its page. Classes of "
         "Avalanche that need a model or a stream of their own kind are refused by name, with the reason, "
         "and are not listed.",
-        "",
-        "| strategy | what it is |",
-        "|---|---|",
-    ]
-    index += [
-        f"| [`{e.name}`]({_slug(e.name)}.md) | {_cell(e.description, False)} |" for e in STRATEGIES if documented(e)
-    ]
-    pages["strategies/index.md"] = "\n".join(index) + "\n"
-    return pages
+    )
 
 
 def scenario_pages() -> dict[str, str]:
-    pages = {f"scenarios/{_slug(e.name)}.md": component_page("scenario", e) for e in SCENARIOS if documented(e)}
-    index = [
-        GENERATED_NOTE,
-        "# Scenarios",
-        "",
+    return _component_pages(
+        "scenario",
+        "scenarios",
+        SCENARIOS,
         "Every scenario a suite can name (`forgetbench list scenarios`). Each tells, for every experience, "
         "which parameters its model uses, so strategies can tell shared from private ones.",
-        "",
-        "| scenario | what it is |",
-        "|---|---|",
-    ]
-    index += [
-        f"| [`{e.name}`]({_slug(e.name)}.md) | {_cell(e.description, False)} |" for e in SCENARIOS if documented(e)
-    ]
-    pages["scenarios/index.md"] = "\n".join(index) + "\n"
-    return pages
+    )
 
 
 def data_page() -> str:

@@ -132,6 +132,25 @@ TARGETS: dict[tuple[str, str], dict[str, str]] = {
 }
 
 
+def against_plain(
+    harness_s: list[float], plain_s: list[float], steps: int, steps_plain: int, diffs: list[float]
+) -> dict[str, Any]:
+    """The harness against the plain loop on the same work: median seconds, their ratio, the steps each took and
+    whether they ended at the same weights (within 1e-5, as many steps); every repeat's seconds kept."""
+    h, p = median_of(harness_s), median_of(plain_s)
+    return {
+        "harness_seconds": h,
+        "plain_seconds": p,
+        "ratio": ratio_of(h, p),
+        "steps": steps,
+        "steps_plain": steps_plain,
+        "max_weight_diff": max(diffs),
+        "weights_equal": bool(max(diffs) <= 1e-5 and steps == steps_plain),
+        "harness_seconds_all": harness_s,
+        "plain_seconds_all": plain_s,
+    }
+
+
 def target(device: str, model: str, figure: str) -> str:
     """The target for ``figure`` on (device, model), or "" when none was set."""
     return TARGETS.get((device, model), {}).get(figure, "")

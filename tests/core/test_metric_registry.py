@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import run_command
+
 import forgetbench
 from forgetbench.benchmark.core import metric_registry
 from forgetbench.benchmark.core.metrics import run_metrics
@@ -130,7 +132,7 @@ def test_a_report_without_the_registering_module_names_it_and_import_brings_the_
         "    return record.accuracy_matrix[-1][0]\n"
     )
     (tmp_path / "suite.json").write_text(json.dumps(tiny_suite()))
-    ran = subprocess.run(
+    run_command(
         [
             sys.executable,
             "-c",
@@ -138,11 +140,7 @@ def test_a_report_without_the_registering_module_names_it_and_import_brings_the_
             "forgetbench.run_suite(json.load(open('suite.json')), out='out', progress=False)",
         ],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert ran.returncode == 0, ran.stderr
 
     def report(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(

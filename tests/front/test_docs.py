@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Literal
@@ -17,7 +16,7 @@ from pydantic import BaseModel, Field
 from forgetbench.benchmark.core.components import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.registry import Entry
 from forgetbench.benchmark.front import docs
-from helpers import browser_page
+from helpers import browser_page, run_command
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference"
@@ -157,15 +156,11 @@ def test_site_builds_strict_and_renders_navigation_and_maths_in_chromium(tmp_pat
     (``make docs`` does it in CI). Then the home page and one strategy page in headless Chromium."""
     site = tmp_path / "site"
     env = {**os.environ, "FORGETBENCH_DOCS_EXECUTE": "false", "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run(
+    run_command(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site)],
         cwd=ROOT,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     errors: list[str] = []
     with browser_page(1280, 900) as page:
         page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -16,7 +16,7 @@ import pytest
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.run.executors import threads_per_worker
 from forgetbench.benchmark.core.lock import LOCK_FILE
-from helpers import REPO, comparable
+from helpers import REPO, comparable, run_command
 from conftest import read_json, tiny_suite
 
 
@@ -271,7 +271,7 @@ def test_sigterm_during_a_gc_callback_still_stops_the_suite(write_suite, tmp_pat
     out = tmp_path / "out"
     config = write_suite(tiny_suite(seeds=[0, 1, 2, 3]))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
-    proc = subprocess.run(
+    proc = run_command(
         [
             sys.executable,
             "-c",
@@ -284,11 +284,8 @@ def test_sigterm_during_a_gc_callback_still_stops_the_suite(write_suite, tmp_pat
             "--quiet",
         ],
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        expect=130,
     )
-    assert proc.returncode == 130, proc.stderr
     assert "Exception ignored" not in proc.stderr
     assert len(list(out.glob("runs/*/result.json"))) == 1
     _assert_no_partial_files(out)

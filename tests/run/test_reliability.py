@@ -18,7 +18,7 @@ from torch import nn
 
 from forgetbench.benchmark.front.cli import main
 from conftest import tiny_suite
-from helpers import REPO, mnist_root
+from helpers import REPO, mnist_root, run_command
 
 BYO = Path(__file__).resolve().parents[1] / "byo_fixtures.py"
 
@@ -69,15 +69,11 @@ def test_the_reports_rerun_command_reruns_the_suite_as_printed(tmp_path):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run(
+    done = run_command(
         ["bash", "-c", command + " --quiet --no-report"],
         cwd=elsewhere,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
     assert "1 run(s) executed, 0 skipped" in done.stdout
     assert json.loads((out / "runs" / "split__naive__seed0" / "result.json").read_text())["status"] == "ok"
 

@@ -22,7 +22,7 @@ from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.assemble import seeded_scenario
 from forgetbench.benchmark.front.testing import TRAINING, check_scenario
 from conftest import tiny_suite
-from helpers import REPO, comparable, mnist_root, pip_install_target
+from helpers import REPO, comparable, mnist_root, pip_install_target, run_command
 
 HERE = Path(__file__).parents[1]  # tests/
 CUSTOM = {"model": "byo_fixtures:multihead_mlp", "benchmark": "byo_fixtures:tensor_benchmark"}
@@ -39,15 +39,11 @@ def test_run_suite_from_a_script_writes_the_same_result_files_as_the_cli(tmp_pat
         "r = run_suite(json.loads(sys.argv[1]), out=sys.argv[2], progress=False)\n"
         "print(r.summary_text()); sys.exit(r.exit_code)"
     )
-    api = subprocess.run(
+    api = run_command(
         [sys.executable, "-c", script, json.dumps(suite), str(tmp_path / "api")],
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert api.returncode == 0, api.stderr
-    cli = subprocess.run(
+    run_command(
         [
             sys.executable,
             "-m",
@@ -60,11 +56,7 @@ def test_run_suite_from_a_script_writes_the_same_result_files_as_the_cli(tmp_pat
             "--no-report",
         ],
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert cli.returncode == 0, cli.stderr
     assert comparable(tmp_path / "api") == comparable(tmp_path / "cli") != {}
     assert "naive" in api.stdout and "ewc" in api.stdout
 

@@ -11,6 +11,7 @@ The modules are found by name in this folder and imported only when asked for: l
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import time
 from dataclasses import dataclass, field
@@ -69,13 +70,26 @@ def register(measurement: Measurement) -> Measurement:
     return measurement
 
 
-def section(module: str, summary: str, run: Callable[[Any, Any, Any], Any], lines: Callable[[Any], list[str]],
+def section(module: str, summary: str, run: Callable[..., Any], lines: Callable[[Any], list[str]],
             *, params: type[BaseModel] = NoParams, **options: Any) -> Measurement:  # fmt: skip
     """Register a section of perf's default table: the measurement named as its ``module`` (``__name__``), run when
-    ``--only`` is not given, its lines under their own title; ``options``: :class:`Measurement`'s others (``rank``,
-    ``needs_data``, ``deterministic``, ``also``)."""
+    ``--only`` is not given, its lines under their own title; ``run(opts, params, data)``, or ``run(opts)`` for a
+    measurement of perf's options alone; ``options``: :class:`Measurement`'s others (``rank``, ``needs_data``,
+    ``deterministic``, ``also``)."""
     name = module.rsplit(".", 1)[-1]
-    return register(Measurement(name, summary, params, run, lines, default=True, titled=True, **options))
+    # a measurement of perf's options alone is run(opts)
+    measure = _of_options(run) if len(inspect.signature(run).parameters) == 1 else run
+    return register(Measurement(name, summary, params, measure, lines, default=True, titled=True, **options))
+
+
+def _of_options(measure: Callable[[Any], Any]) -> Callable[[Any, Any, Any], Any]:
+    """``run(opts, params, data)`` of a measurement of ``opts`` alone (its module and name kept)."""
+
+    def run(opts: Any, params: Any, data: Any) -> Any:
+        return measure(opts)
+
+    run.__module__, run.__qualname__ = measure.__module__, measure.__qualname__
+    return run
 
 
 def measurement_names() -> list[str]:

@@ -9,9 +9,8 @@ from forgetbench.benchmark.data.datasets import TensorData
 
 from forgetbench.benchmark.perf.measurements import NoParams, goal, section, row, ratio_and_weights
 from forgetbench.benchmark.perf.common import (
+    against_plain,
     PerfOptions,
-    median_of,
-    ratio_of,
     harness_train,
     max_weight_diff,
     model_workload,
@@ -42,20 +41,11 @@ def harness_vs_plain(opts: PerfOptions, data: TensorData) -> dict[str, Any]:
                     models["harness"], steps = run.model, run.steps
                     harness_s.append(run.train_seconds)
             diffs.append(max_weight_diff(models["plain"], models["harness"]))
-        h, p = median_of(harness_s), median_of(plain_s)
         out[name] = {
-            "harness_seconds": h,
-            "plain_seconds": p,
-            "ratio": ratio_of(h, p),
-            "steps": steps,
-            "steps_plain": steps_plain,
-            "max_weight_diff": max(diffs),
-            "weights_equal": bool(max(diffs) <= 1e-5 and steps == steps_plain),
+            **against_plain(harness_s, plain_s, steps, steps_plain, diffs),
             "model": f"{name} {case['widths']}, {case['tasks']} tasks, batch {opts.training.batch_size}",
             "train_per_task": case["train_per_task"],
             "target": target(opts.device, name, "harness_vs_plain"),
-            "harness_seconds_all": harness_s,
-            "plain_seconds_all": plain_s,
         }
     return out
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from forgetbench.benchmark.perf.measurements import NoParams, section, row
+from forgetbench.benchmark.perf.measurements import section, row
 from forgetbench.benchmark.perf.common import PerfOptions, median_of, ratio_of
 
 
@@ -95,13 +95,8 @@ def parallel_scaling(opts: PerfOptions) -> dict[str, Any]:
     }
 
 
-def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
-    return parallel_scaling(opts)
-
-
-def lines(value: Any) -> list[str]:
+def lines(r: Any) -> list[str]:
     """Its block of perf's table."""
-    r = value
     return [
         f"parallel_scaling ({r['jobs']} x {r['job']}; local / parallel)",
         row(f"local, {r['local_threads']} threads: {r['local_seconds']:.2f}s", f"{r['local_job_seconds']:.3f} s/run"),
@@ -115,4 +110,11 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-section(__name__, "what N worker processes gain over local on identical runs", run, lines, needs_data=True, rank=5)
+section(
+    __name__,
+    "what N worker processes gain over local on identical runs",
+    parallel_scaling,
+    lines,
+    needs_data=True,
+    rank=5,
+)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgetbench.benchmark.perf.measurements import NoParams, section, row, ratio_and_weights
+from forgetbench.benchmark.perf.measurements import section, row, ratio_and_weights
 from forgetbench.benchmark.perf.common import (
+    against_plain,
     PerfOptions,
     RECURRENT,
     RECURRENT_QUICK,
@@ -48,35 +49,21 @@ def recurrent_supernet(opts: PerfOptions) -> dict[str, Any]:
                 wpl_step.append(seconds_per_step(run))
                 fisher_share.append(importance_ratio(run))
         diffs.append(max_weight_diff(models["plain"], models["harness"]))
-    h, p = median_of(harness_s), median_of(plain_s)
     return {
+        **against_plain(harness_s, plain_s, steps, steps_plain, diffs),
         "model": (
             f"ENAS cell {sizes['nodes']} nodes, hidden {sizes['hidden']}, vocabulary {sizes['vocabulary']}, "
             f"bptt {sizes['bptt']}, batch {sizes['batch']}; {sizes['turns']} turns x {sizes['steps']} steps"
         ),
-        "harness_seconds": h,
-        "plain_seconds": p,
-        "ratio": ratio_of(h, p),
-        "steps": steps,
-        "steps_plain": steps_plain,
-        "max_weight_diff": max(diffs),
-        "weights_equal": bool(max(diffs) <= 1e-5 and steps == steps_plain),
         "step_seconds": median_of(naive_step),
         "wpl_step_seconds": median_of(wpl_step),
         "wpl_vs_naive": ratio_of(median_of(wpl_step), median_of(naive_step)),
         "fisher_vs_turn": median_of(fisher_share),
-        "harness_seconds_all": harness_s,
-        "plain_seconds_all": plain_s,
     }
 
 
-def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
-    return recurrent_supernet(opts)
-
-
-def lines(value: Any) -> list[str]:
+def lines(r: Any) -> list[str]:
     """Its block of perf's table."""
-    r = value
     return [
         f"recurrent_supernet ({r['model']})",
         row(
@@ -93,4 +80,10 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-section(__name__, "the ENAS recurrent supernet's turns: harness, WPL and its Fisher update", run, lines, rank=6)
+section(
+    __name__,
+    "the ENAS recurrent supernet's turns: harness, WPL and its Fisher update",
+    recurrent_supernet,
+    lines,
+    rank=6,
+)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from forgetbench.benchmark.perf.measurements import NoParams, section, row
+from forgetbench.benchmark.perf.measurements import section, row
 from forgetbench.benchmark.perf.common import (
     PerfOptions,
     Workload,
@@ -89,13 +89,8 @@ def sequence_model(opts: PerfOptions) -> dict[str, Any]:
     }
 
 
-def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
-    return sequence_model(opts)
-
-
-def lines(value: Any) -> list[str]:
+def lines(r: Any) -> list[str]:
     """Its block of perf's table."""
-    r = value
     out = [f"sequence_model ({r['model']}): train time / naive's ({r['seconds']['naive']:.2f} s)"]
     for side, ratio in r["ratio"].items():
         how = "the torch.func fallback (before)" if side.endswith("_fallback") else "unrolled Fisher"
@@ -109,4 +104,4 @@ def lines(value: Any) -> list[str]:
     return out
 
 
-section(__name__, "EWC's and WPL's train time on a GRU against naive's", run, lines, rank=7)
+section(__name__, "EWC's and WPL's train time on a GRU against naive's", sequence_model, lines, rank=7)

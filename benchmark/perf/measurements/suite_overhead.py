@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forgetbench.benchmark.perf.measurements import REPO, NoParams, section, row
+from forgetbench.benchmark.perf.measurements import REPO, section, row
 from forgetbench.benchmark.perf.common import PerfOptions, median_of
 
 DEMO = REPO / "configs" / "demo.yaml"
@@ -61,13 +61,8 @@ def suite_overhead(opts: PerfOptions) -> dict[str, Any]:
     }
 
 
-def run(opts: PerfOptions, params: NoParams, data: Any) -> Any:
-    return suite_overhead(opts)
-
-
-def lines(value: Any) -> list[str]:
+def lines(r: Any) -> list[str]:
     """Its block of perf's table."""
-    r = value
     return [
         f"suite_overhead ({r['suite']})",
         row(
@@ -82,4 +77,4 @@ def lines(value: Any) -> list[str]:
     ]
 
 
-section(__name__, "the demo suite's wall against its runs' own seconds", run, lines, rank=8)
+section(__name__, "the demo suite's wall against its runs' own seconds", suite_overhead, lines, rank=8)
