@@ -23,6 +23,20 @@ REPO = Path(__file__).resolve().parent.parent
 VOLATILE = ("timing", "environment", "started_at", "finished_at")
 
 
+# a supernet search small enough for a test: 2 positions x 2 ops, 3 epochs of 3 turns
+TINY_SEARCH = {
+    "dataset": "digits",
+    "layers": 2,
+    "ops": 2,
+    "width": 16,
+    "epochs": 3,
+    "turns_per_epoch": 3,
+    "steps_per_turn": 10,
+    "validation_size": 200,
+    "ground_truth_steps": 30,
+}
+
+
 def builtin_strategies() -> list[str]:
     """Every strategy this distribution implements, from the registry (not test-only or plug-in ones, and not
     Avalanche's own methods registered by name: they keep state outside the plugin protocol, so the checkpoint and
@@ -357,3 +371,28 @@ def run_command(args: list[str], *, expect: int = 0, timeout: float = 600, **opt
     done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **options)
     assert done.returncode == expect, done.stderr[-3000:]
     return done
+
+
+# the training the scenario tests run their tiny suites with
+SCENARIO_TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.0, batch_size=32, eval_batch_size=512)
+
+
+def scenario_and_spec(name: str, base: dict) -> tuple[Any, Any]:
+    """``(scenario(seed=0, **params), spec(strategy="naive", params=None, seed=0, **scenario_params))`` for the
+    scenario ``name`` on ``base`` params (updated by the keywords): a scenario test's two builders."""
+
+    def scenario(seed: int = 0, **params: Any) -> Any:
+        entry = SCENARIOS.get(name)
+        return entry.factory(entry.parse_params(base | params), ScenarioInputs(seed, None))
+
+    def spec(strategy: str = "naive", params: dict | None = None, seed: int = 0, **scenario_params: Any) -> RunSpec:
+        return RunSpec(
+            "t",
+            ComponentSpec(name=name, params=base | scenario_params),
+            ComponentSpec(name=strategy, params=params or {}),
+            seed,
+            SCENARIO_TRAINING,
+            "cpu",
+        )
+
+    return scenario, spec

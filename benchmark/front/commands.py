@@ -65,17 +65,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from forgetbench.benchmark.front.api import estimate_suite, run_suite
 
     config = args.config or default_config_path()
+    # what the estimate and the run are both told: the suite, where, which seeds, on what
+    suite = dict(
+        data_root=_data_root(args.data_root),
+        seeds=args.seeds,
+        executor=args.executor,
+        workers=args.workers,
+        until_decided=_until_decided(args),
+    )
     if args.estimate or not args.quiet:
-        found = estimate_suite(
-            config,
-            args.out,
-            data_root=_data_root(args.data_root),
-            seeds=args.seeds,
-            executor=args.executor,
-            workers=args.workers,
-            until_decided=_until_decided(args),
-            always=args.estimate,
-        )
+        found = estimate_suite(config, args.out, always=args.estimate, **suite)
         if found is not None and (args.estimate or found.wall_seconds > ESTIMATE_PRINTED_FROM):
             print("\n".join(found.lines()), flush=True)
         if args.estimate:
@@ -83,16 +82,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = run_suite(
         config,
         args.out,
-        data_root=_data_root(args.data_root),
-        seeds=args.seeds,
         fresh=args.fresh,
         progress=not args.quiet,
-        executor=args.executor,
-        workers=args.workers,
         address=args.address,
         retries=args.retries,
         storage=args.storage,
-        until_decided=_until_decided(args),
+        **suite,
     )
     print(results.summary_text())
     tuning_file = results.outcome.tuning if results.outcome is not None else None

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from conftest import tiny_suite
 import torch
 import torch.nn as nn
 
@@ -123,19 +125,9 @@ def test_first_order_term_is_zero_at_an_exact_minimum_and_only_shared_layers_are
     assert entry.predicted == pytest.approx(sum(layer.predicted for layer in entry.layers))
 
 
-TWO_MODEL = {
-    "name": "attr",
-    "seeds": [0],
-    "device": "cpu",
-    "training": {
-        "optimizer": "sgd",
-        "lr": 0.05,
-        "momentum": 0.9,
-        "batch_size": 32,
-        "epochs": 1,
-        "eval_batch_size": 1000,
-    },
-    "scenarios": [
+TWO_MODEL = tiny_suite(
+    name="attr",
+    scenarios=[
         {
             "name": "two_model",
             "label": "two-model",
@@ -150,8 +142,9 @@ TWO_MODEL = {
             },
         }
     ],
-    "strategies": [{"name": "naive"}, {"name": "wpl"}],
-}
+    strategies=[{"name": "naive"}, {"name": "wpl"}],
+)
+TWO_MODEL["training"] = {**TWO_MODEL["training"], "eval_batch_size": 1000}
 
 
 def _records(tmp_path: Path, name: str, suite: dict) -> dict[str, dict]:

@@ -22,7 +22,7 @@ from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
 from conftest import read_json, tiny_suite
-from helpers import builtin_strategies, needs_traits, toy_text_scenario
+from helpers import TINY_SEARCH, builtin_strategies, needs_traits, toy_text_scenario
 
 BUILT_INS = [name for name in builtin_strategies() if not needs_traits(name)]  # the rest: on text, below
 WALL_CLOCK = ("started_at", "finished_at", "resumed_from_experience", "warnings")
@@ -261,36 +261,11 @@ def test_plugin_without_state_protocol_runs_without_checkpoints(tmp_path):
 # ------------------------------------------------------------------ searches (adaptive scenarios)
 LM_CORPUS = Path(__file__).parents[1] / "data" / "lm_corpus"
 SEARCH_TRAINING = TRAINING.model_copy(update={"eval_every": None, "grad_clip_norm": 0.25, "lr": 0.5, "momentum": 0.0})
+SEARCH = TINY_SEARCH | {"steps_per_turn": 5, "ground_truth_steps": 10}
 SEARCHES = {
-    "random": ComponentSpec(
-        name="supernet_search",
-        params={
-            "dataset": "digits",
-            "layers": 2,
-            "ops": 2,
-            "width": 16,
-            "epochs": 3,
-            "turns_per_epoch": 3,
-            "steps_per_turn": 5,
-            "validation_size": 200,
-            "ground_truth_steps": 10,
-        },
-    ),
+    "random": ComponentSpec(name="supernet_search", params=SEARCH),
     "controller": ComponentSpec(
-        name="supernet_search",
-        params={
-            "dataset": "digits",
-            "layers": 2,
-            "ops": 2,
-            "width": 16,
-            "epochs": 3,
-            "turns_per_epoch": 3,
-            "steps_per_turn": 5,
-            "validation_size": 200,
-            "ground_truth_steps": 10,
-            "search": "controller",
-            "controller": {"steps_per_epoch": 5},
-        },
+        name="supernet_search", params=SEARCH | {"search": "controller", "controller": {"steps_per_epoch": 5}}
     ),
     "enas_rnn": ComponentSpec(
         name="enas_rnn",

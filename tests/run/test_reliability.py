@@ -410,49 +410,25 @@ def missing_data_benchmark(data_root):
     raise DataMissingError(f"dataset 'mine' not found under data root {data_root}")
 
 
-def test_validate_skip_data_skips_a_factory_that_needs_data_files_but_runs_the_others(tmp_path, capsys):
+def _custom_suite(write_suite, model: str, benchmark: str) -> Path:
+    """A tiny suite on the ``custom`` scenario of the user's ``model`` and ``benchmark`` factories."""
+    scenario = {"name": "custom", "params": {"model": model, "benchmark": benchmark}}
+    return write_suite(tiny_suite(scenarios=[scenario]))
+
+
+def test_validate_skip_data_skips_a_factory_that_needs_data_files_but_runs_the_others(tmp_path, capsys, write_suite):
     """--skip-data runs the user's factories (issue 34, item 6), but a factory that fails only because its data
     files are missing is the data check --skip-data skips; without --skip-data it is exit 2."""
     sys.modules.setdefault("test_reliability", sys.modules[__name__])
-    config = tmp_path / "suite.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            tiny_suite(
-                scenarios=[
-                    {
-                        "name": "custom",
-                        "params": {
-                            "model": "byo_fixtures:multihead_mlp",
-                            "benchmark": "test_reliability:missing_data_benchmark",
-                        },
-                    }
-                ]
-            )
-        )
-    )
+    config = _custom_suite(write_suite, "byo_fixtures:multihead_mlp", "test_reliability:missing_data_benchmark")
     assert main(["validate", str(config), "--skip-data"]) == 0
     assert main(["validate", str(config), "--data-root", str(tmp_path / "empty")]) == 2
     assert "dataset 'mine' not found" in capsys.readouterr().err
 
 
-def test_a_task_with_no_trainable_parameter_is_a_config_error_naming_it(tmp_path, capsys):
+def test_a_task_with_no_trainable_parameter_is_a_config_error_naming_it(tmp_path, capsys, write_suite):
     """It passed validate and the run failed after training the others (issue 53); now validate says which."""
-    config = tmp_path / "suite.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            tiny_suite(
-                scenarios=[
-                    {
-                        "name": "custom",
-                        "params": {
-                            "model": "byo_fixtures:second_task_frozen_model",
-                            "benchmark": "byo_fixtures:tensor_benchmark",
-                        },
-                    }
-                ]
-            )
-        )
-    )
+    config = _custom_suite(write_suite, "byo_fixtures:second_task_frozen_model", "byo_fixtures:tensor_benchmark")
     assert main(["validate", str(config)]) == 2
     err = capsys.readouterr().err
     assert "experience1 (task label 1) uses no trainable parameter" in err and "Traceback" not in err

@@ -9,43 +9,15 @@ import torch
 
 from forgetbench.benchmark.run import assemble, trained_alone
 from forgetbench.benchmark.core import store
-from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
-from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
 from forgetbench.benchmark.data.scenarios.cell_search import Controller
 from forgetbench.benchmark.core import metrics
-from helpers import make_record
+from helpers import SCENARIO_TRAINING, TINY_SEARCH, make_record, scenario_and_spec
 from forgetbench.reports.summary import runs_long
 
-TINY = {
-    "dataset": "digits",
-    "layers": 2,
-    "ops": 2,
-    "width": 16,
-    "epochs": 3,
-    "turns_per_epoch": 3,
-    "steps_per_turn": 10,
-    "validation_size": 200,
-    "ground_truth_steps": 30,
-}
-TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.0, batch_size=32, eval_batch_size=512)
-
-
-def spec(strategy="naive", params=None, seed=0, **scenario):
-    return RunSpec(
-        "t",
-        ComponentSpec(name="supernet_search", params=TINY | scenario),
-        ComponentSpec(name=strategy, params=params or {}),
-        seed,
-        TRAINING,
-        "cpu",
-    )
-
-
-def scenario(seed=0, **params):
-    entry = SCENARIOS.get("supernet_search")
-    return entry.factory(entry.parse_params(TINY | params), ScenarioInputs(seed, None))
+TINY = TINY_SEARCH
+TRAINING = SCENARIO_TRAINING
+scenario, spec = scenario_and_spec("supernet_search", TINY)
 
 
 # ------------------------------------------------------------------ metrics, by hand

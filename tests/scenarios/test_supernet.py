@@ -12,14 +12,13 @@ import pytest
 import torch
 
 from forgetbench.benchmark.run import trained_alone
-from forgetbench.benchmark.core.config import ComponentSpec, ConfigError, TrainingConfig, resolve_config
+from forgetbench.benchmark.core.config import ConfigError, resolve_config
 from forgetbench.benchmark.core.metrics import kendall_tau, mean_err_gap, search_metrics
-from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
-from forgetbench.benchmark.data.scenarios import SCENARIOS, ScenarioInputs
+from forgetbench.benchmark.data.scenarios import SCENARIOS
 from forgetbench.benchmark.data.scenarios.supernet import position_ops, sample_architectures
 from conftest import tiny_suite
-from helpers import make_record
+from helpers import SCENARIO_TRAINING, make_record, scenario_and_spec
 
 TINY = {
     "dataset": "digits",
@@ -30,23 +29,8 @@ TINY = {
     "rounds": 2,
     "steps_per_turn": 12,
 }  # enough to leave chance level (else the run is `collapsed`)
-TRAINING = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.0, batch_size=32, eval_batch_size=512)
-
-
-def supernet(seed=0, **params):
-    entry = SCENARIOS.get("supernet")
-    return entry.factory(entry.parse_params(TINY | params), ScenarioInputs(seed, None))
-
-
-def spec(strategy="naive", params=None, seed=0, **scenario):
-    return RunSpec(
-        "t",
-        ComponentSpec(name="supernet", params=TINY | scenario),
-        ComponentSpec(name=strategy, params=params or {}),
-        seed,
-        TRAINING,
-        "cpu",
-    )
+TRAINING = SCENARIO_TRAINING
+supernet, spec = scenario_and_spec("supernet", TINY)
 
 
 def ops_of(scenario, k):
