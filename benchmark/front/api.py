@@ -302,10 +302,12 @@ def estimate_suite(
     workers: int | None = None,
     until_decided: Mapping[str, int] | None = None,
     always: bool = True,
+    new_process: bool = False,
 ) -> Any:
     """What ``run`` would execute and its expected wall and memory (:mod:`forgetbench.benchmark.run.estimate`):
     measured from one shortened run per scenario and strategy, nothing written. With ``always`` False, None for a
-    suite that plans fewer than 50 runs (``run`` does not estimate those)."""
+    suite that plans fewer than 50 runs (``run`` does not estimate those). ``new_process``: the run will be a command
+    of its own (``forgetbench run``), which pays a process's start."""
     from forgetbench.benchmark.data.datasets import default_data_root
     from forgetbench.benchmark.run import estimate as estimate_module
     from forgetbench.benchmark.run.executors import resolve_executor
@@ -321,7 +323,7 @@ def estimate_suite(
 
     preflight(suite, root, resolve_executor(executor))  # missing data, a factory that raises: one line, as validate
     try:
-        return estimate_module.estimate(suite, folder, root, seeds, resolve_executor(executor), workers)
+        return estimate_module.estimate(suite, folder, root, seeds, resolve_executor(executor), workers, new_process)
     except (ConfigError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a run that fails when measured: named, never a traceback

@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         until_decided=_until_decided(args),
     )
     if args.estimate or not args.quiet:
-        found = estimate_suite(config, args.out, always=args.estimate, **suite)
+        found = estimate_suite(config, args.out, always=args.estimate, new_process=args.estimate, **suite)
         if found is not None and (args.estimate or found.wall_seconds > ESTIMATE_PRINTED_FROM):
             print("\n".join(found.lines()), flush=True)
         if args.estimate:

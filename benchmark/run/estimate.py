@@ -8,13 +8,26 @@ complete in the results folder are counted as done.
 
 **The time** of a run is measured, not guessed: for each distinct (scenario, strategy) the runner executes two runs
 of it as planned but with a step budget a turn (:func:`probe_steps`: the real scenario, model, strategy and device,
-through the runner's own pipeline; nothing is written). A line through their walls against their steps splits the
-time into what grows with the steps (training, forgetting-curve points and their attribution) and what does not
-(building the scenario, each turn's evaluation, the importance passes). A full run is then on that line at its own
+through the runner's own pipeline, on the torch threads every executor gives a run; nothing is written). A line
+through their walls against their steps splits the time into what grows with the steps (training, forgetting-curve
+points and their attribution) and what does not (building the scenario, each turn's evaluation, the importance
+passes); the runs' own clock of their training (without importance passes) is the least a step can cost, so a
+machine whose load moves the two walls cannot fit a step at nothing. A full run is then on that line at its own
 number of steps (each turn's ``max_steps``, else ``iterations_per_task``, else epochs x batches). A scenario whose
-turns carry their own step budget (a supernet) runs whole: that is its time. The first run of a process pays imports and
-warm-ups, so a discarded warm-up run comes first. The wall divides the runs' total by the workers (process or Ray
+turns carry their own step budget (a supernet) runs whole: that is its time. The first run of a process pays imports
+and warm-ups, so a discarded warm-up run comes first. The wall divides the runs' total by the workers (process or Ray
 executors), never below the longest single run.
+
+**The estimate's own cost** is bounded: it measures the (scenario, strategy) pairs with the most planned runs first
+and stops once it has spent :data:`BUDGET_SHARE` of the wall it expects so far, or :data:`BUDGET_SECONDS` when that
+is more; a pair it did not measure costs what its scenario's measured pairs cost on average (said so in the lines).
+With seeds in rounds the wall is a range: the first round's runs alone, then every round up to ``max``.
+
+**The machine's load** is measured while the estimate runs (the cores' busy time from ``/proc/stat``, less this
+process's own): W workers beside ``other`` busy cores get ``cores x W / (W + other)`` cores when that is less than W,
+so the runs' total divides by that, not by W. **The fixed costs** are measured too: a fresh process importing the
+harness (timed once: what a command's start costs when the run is a new command, and the workers' start with the
+process or Ray executor), and the report, slowed by the same load.
 
 **The memory** is the resident memory of this process after the timed runs (one run's footprint; each worker holds
 about that much).
@@ -35,13 +48,16 @@ from forgetbench.benchmark.core.children import available_cores
 from forgetbench.benchmark.core.config import SuiteConfig
 from forgetbench.benchmark.core.units import format_bytes
 from forgetbench.benchmark.run import tuning
+from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.run.assemble import seeded_scenario
+from forgetbench.benchmark.run.executors import run_threads, torch_threads
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.schedule import turn_steps
 from forgetbench.benchmark.run.planned import planned_runs
 from forgetbench.benchmark.run.spec import RunSpec
 
 PROBE_STEPS = 5  # iterations a turn of a timed run trains
+BUDGET_SECONDS, BUDGET_SHARE = 20.0, 0.05  # the estimate measures for at most max(20 s, 5% of the wall it expects)
 ESTIMATE_FROM_RUNS = 50  # `run` estimates first (and prints it when over a minute) from this many planned runs
 # the report at a suite's end: its imports and page, and reading each record (docs/studies/performance.md: the demo's
 # 40 runs in 2.9 s, 10,000 runs in 12-15 s)
@@ -72,9 +88,11 @@ class Estimate:
     costs: dict[tuple[str, str], Cost] = field(default_factory=dict)
     workers: int = 1
     executor: str = "local"
-    overhead_seconds: float = 0.0  # once a suite: imports and warm-up (the timed warm-up run's extra), the report
+    overhead_seconds: float = 0.0  # once a suite: start-up (the command's, the workers'), warm-up, the report
+    capacity: float = 1.0  # the cores the runs get: the workers, fewer where other processes keep cores busy
     memory_bytes: int = 0
     timing_seconds: float = 0.0  # what the estimate itself took
+    assumed: list[tuple[str, str]] = field(default_factory=list)  # pairs not measured (their scenario's mean cost)
 
     @property
     def total_runs(self) -> int:
@@ -82,8 +100,17 @@ class Estimate:
 
     @property
     def wall_seconds(self) -> float:
-        longest = max((c.run_seconds for c in self.costs.values()), default=0.0)
-        return max(sum(self.seconds.values()) / max(self.workers, 1), longest) + self.overhead_seconds
+        """The expected wall: every planned run (with rounds, every round up to ``max``)."""
+        return self._wall(self.seconds)
+
+    @property
+    def first_round_seconds(self) -> float:
+        """The expected wall without the rounds' runs (the suite stops there when every pair is decided)."""
+        return self._wall({phase: s for phase, s in self.seconds.items() if phase != "rounds"})
+
+    def _wall(self, seconds: dict[str, float]) -> float:
+        longest = max((c.run_seconds for c in self.costs.values()), default=0.0) * max(self.workers / self.capacity, 1)
+        return max(sum(seconds.values()) / max(self.capacity, 1e-9), longest) + self.overhead_seconds
 
     def lines(self) -> list[str]:
         """The estimate as ``forgetbench run --estimate`` prints it."""
@@ -92,20 +119,34 @@ class Estimate:
             for phase, n in self.counts.items()
             if n
         )
+        wall = _duration(self.wall_seconds)
+        if self.counts.get("rounds"):
+            wall = f"{_duration(self.first_round_seconds)} (first round) to {wall} (every round up to max)"
         out = [
             f"Plan: {self.total_runs} runs ({phases}); {self.done} already complete.",
-            f"Expected wall: about {_duration(self.wall_seconds)} with the {self.executor} executor and "
-            f"{self.workers} worker(s) ({_duration(sum(self.seconds.values()))} of runs in all, "
+            f"Expected wall: about {wall} with the {self.executor} executor and "
+            f"{self.workers} worker(s){self._load_words()} ({_duration(sum(self.seconds.values()))} of runs in all, "
             f"{_duration(self.overhead_seconds)} of start-up and report); memory about "
             f"{format_bytes(self.memory_bytes)} per worker. Measured in {self.timing_seconds:.1f} s from one run per "
-            f"scenario and strategy (two shortened runs each):",
+            f"scenario and strategy (two shortened runs each, the most planned first, within the estimate's budget):",
         ]
         for (scenario, strategy), cost in self.costs.items():
-            out.append(
-                f"  {scenario} / {strategy}: {_duration(cost.run_seconds)} a run ({cost.steps} steps at "
-                f"{1000 * cost.step_seconds:.1f} ms, {cost.fixed_seconds:.1f} s evaluation, importance and set-up)"
-            )
+            if (scenario, strategy) in self.assumed:
+                how = "not measured: its scenario's measured mean"
+            elif cost.step_seconds == 0:  # its turns' own step budgets: it ran whole
+                how = f"{cost.steps} steps, timed whole"
+            else:
+                how = (
+                    f"{cost.steps} steps at {1000 * cost.step_seconds:.1f} ms, {cost.fixed_seconds:.1f} s evaluation, "
+                    "importance and set-up"
+                )
+            out.append(f"  {scenario} / {strategy}: {_duration(cost.run_seconds)} a run ({how})")
         return out
+
+    def _load_words(self) -> str:
+        if self.capacity >= self.workers - 0.05:
+            return ""
+        return f" (the machine's other work leaves them about {self.capacity:.1f} cores)"
 
 
 def _duration(seconds: float) -> str:
@@ -131,14 +172,17 @@ def probe_steps(spec: RunSpec) -> tuple[int, int]:
     return low, 2 * low
 
 
-def _timed(spec: RunSpec, data_root: Path, steps_a_turn: int) -> tuple[float, int]:
-    """(wall seconds, steps trained) of ``spec`` with ``steps_a_turn`` iterations a turn; nothing written."""
+def _timed(spec: RunSpec, data_root: Path, steps_a_turn: int) -> tuple[float, RunRecord]:
+    """(wall seconds, record) of ``spec`` with ``steps_a_turn`` iterations a turn, on the torch threads every executor
+    gives a run (:func:`~forgetbench.benchmark.run.executors.run_threads`: the process's own count, all the cores,
+    thrashed beside a busy process and timed another run than the suite's); nothing written."""
     short = dataclasses.replace(
         spec, training=spec.training.model_copy(update={"iterations_per_task": steps_a_turn, "checkpoint": False})
     )
-    begun = time.perf_counter()
-    record = run(short, data_root)
-    return time.perf_counter() - begun, max(record.timing.steps, 1)
+    with torch_threads(run_threads(spec)):
+        begun = time.perf_counter()
+        record = run(short, data_root)
+        return time.perf_counter() - begun, record
 
 
 def measure(spec: RunSpec, data_root: Path) -> Cost:
@@ -148,11 +192,16 @@ def measure(spec: RunSpec, data_root: Path) -> Cost:
     turns carry their own step budget runs whole both times: its wall is its cost."""
     low, high = probe_steps(spec)
     full = _steps(spec, data_root)
-    wall_low, steps_low = _timed(spec, data_root, low)
+    wall_low, record_low = _timed(spec, data_root, low)
+    steps_low = max(record_low.timing.steps, 1)
     if steps_low >= full:  # the turns' own budgets (or a short run anyway): it ran whole, its wall is its cost
         return Cost(0.0, wall_low, steps_low)
-    wall_high, steps_high = _timed(spec, data_root, high)
-    step_seconds = max((wall_high - wall_low) / max(steps_high - steps_low, 1), 0.0)
+    wall_high, record_high = _timed(spec, data_root, high)
+    steps_high = max(record_high.timing.steps, 1)
+    fitted = (wall_high - wall_low) / max(steps_high - steps_low, 1)
+    timing = record_high.timing
+    trained = (timing.train_seconds - (timing.importance_seconds or 0.0)) / steps_high  # the run's own clock
+    step_seconds = max(fitted, trained, 0.0)
     fixed = max(wall_low - step_seconds * steps_low, 0.0)
     return Cost(step_seconds, fixed, full)
 
@@ -164,9 +213,12 @@ def estimate(
     seeds: list[int] | None = None,
     executor: str = "local",
     workers: int | None = None,
+    new_process: bool = False,
 ) -> Estimate:
-    """The suite's plan and its expected wall and memory (module docstring)."""
+    """The suite's plan and its expected wall and memory (module docstring); ``new_process``: the run is a command of
+    its own (it pays a start), not this process."""
     begun = time.perf_counter()
+    load = _Load()
     phases = planned_runs(suite, out, seeds)
     result = Estimate(executor=executor, workers=1 if executor == "local" else (workers or available_cores()))
     result.counts = {phase: len(specs) for phase, specs in phases.items()}
@@ -177,12 +229,19 @@ def estimate(
         for s in specs
     )
     distinct: dict[tuple[str, str], RunSpec] = {}
+    planned: dict[tuple[str, str], int] = {}
     for specs in phases.values():
         for spec in specs:
-            distinct.setdefault((spec.scenario.display_name, spec.strategy.name), spec)
+            key = (spec.scenario.display_name, spec.strategy.name)
+            distinct.setdefault(key, spec)
+            planned[key] = planned.get(key, 0) + 1
+    runs = sum(planned.values())
     warm_up = 0.0
-    for i, (key, spec) in enumerate(distinct.items()):
-        spec = dataclasses.replace(spec, seed=max(spec.seed, 0))  # a round's placeholder seed
+    for i, key in enumerate(sorted(distinct, key=lambda k: -planned[k])):  # the most planned runs first
+        spent = time.perf_counter() - begun
+        if i and spent > max(BUDGET_SECONDS, BUDGET_SHARE * _expected(result, distinct, planned, result.costs)):
+            break
+        spec = dataclasses.replace(distinct[key], seed=max(distinct[key].seed, 0))  # a round's placeholder seed
         if i == 0:  # the warm-up: imports, first allocations; what it costs over the measured run is paid once
             started = time.perf_counter()
             _timed(spec, data_root, probe_steps(spec)[0])
@@ -190,8 +249,15 @@ def estimate(
         result.costs[key] = measure(spec, data_root)
         if i == 0:
             warm_up = max(warm_up - _timed(spec, data_root, probe_steps(spec)[0])[0], 0.0)
-    runs = sum(len(specs) for specs in phases.values())
-    result.overhead_seconds = warm_up + REPORT_SECONDS + REPORT_SECONDS_A_RUN * runs
+    result.capacity = _capacity(result.workers, load.other_cores())
+    result.assumed = [key for key in distinct if key not in result.costs]
+    result.costs.update({key: _assumed_cost(key, result.costs) for key in result.assumed})
+    result.costs = {key: result.costs[key] for key in distinct}  # the plan's order
+    slowed = result.workers / result.capacity if result.capacity < result.workers else 1.0
+    started = _import_seconds() if new_process or executor in ("process", "ray") else 0.0
+    workers_start = started if executor in ("process", "ray") else 0.0
+    report = (REPORT_SECONDS + REPORT_SECONDS_A_RUN * runs) * slowed
+    result.overhead_seconds = (started if new_process else 0.0) + workers_start + warm_up + report
     for phase, specs in phases.items():
         result.seconds[phase] = sum(result.costs[(s.scenario.display_name, s.strategy.name)].run_seconds for s in specs)
     if result.done:  # complete runs cost nothing: scaled by the share left
@@ -201,6 +267,68 @@ def estimate(
     result.memory_bytes = _resident_bytes()
     result.timing_seconds = time.perf_counter() - begun
     return result
+
+
+class _Load:
+    """The cores other processes keep busy, from ``/proc/stat`` between this object's making and the call (none
+    where there is no ``/proc``)."""
+
+    def __init__(self) -> None:
+        self.wall, self.own, self.ticks = time.perf_counter(), time.process_time(), _cpu_ticks()
+
+    def other_cores(self) -> float:
+        ticks = _cpu_ticks()
+        if self.ticks is None or ticks is None:
+            return 0.0
+        total, busy = ticks[0] - self.ticks[0], ticks[1] - self.ticks[1]
+        wall = max(time.perf_counter() - self.wall, 1e-9)
+        own = (time.process_time() - self.own) / wall
+        return max(busy / max(total, 1) * available_cores() - own, 0.0)
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(all, busy) clock ticks of every core since boot, from the first line of ``/proc/stat``."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return sum(fields), sum(fields) - idle
+
+
+def _capacity(workers: int, other: float) -> float:
+    """The cores ``workers`` busy processes get beside ``other`` busy cores (the scheduler shares fairly)."""
+    cores = available_cores()
+    if workers + other <= cores:
+        return float(workers)
+    return cores * workers / (workers + other)
+
+
+def _import_seconds() -> float:
+    """Seconds a fresh Python process takes to import the harness (a command's start, a worker's)."""
+    import subprocess
+    import sys
+
+    begun = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import forgetbench.benchmark.run.runner"], capture_output=True, check=False)
+    return time.perf_counter() - begun
+
+
+def _assumed_cost(key: tuple[str, str], measured: dict[tuple[str, str], Cost]) -> Cost:
+    """A pair the budget left unmeasured: the mean run of its scenario's measured pairs (else of all measured)."""
+    alike = [c for (scenario, _), c in measured.items() if scenario == key[0]] or list(measured.values())
+    return Cost(0.0, sum(c.run_seconds for c in alike) / len(alike), 0)
+
+
+def _expected(
+    result: Estimate, distinct: dict[tuple[str, str], RunSpec], planned: dict[tuple[str, str], int], costs: dict
+) -> float:
+    """The wall the pairs measured so far lead to expect (the others at their scenario's mean): the budget's base."""
+    if not costs:
+        return 0.0
+    total = sum(planned[key] * (costs.get(key) or _assumed_cost(key, costs)).run_seconds for key in distinct)
+    return total / max(result.workers, 1)
 
 
 def _folder(out: Path, phase: str) -> Path:

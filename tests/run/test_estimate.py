@@ -1,0 +1,52 @@
+"""The estimate's arithmetic, on made-up measurements: a step never fits at nothing, a busy machine leaves the workers
+fewer cores, a pair the budget left unmeasured costs its scenario's mean, rounds give a range."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from forgetbench.benchmark.run import estimate as E
+
+
+def _record(steps: int, train: float, importance: float | None = None) -> SimpleNamespace:
+    return SimpleNamespace(timing=SimpleNamespace(steps=steps, train_seconds=train, importance_seconds=importance))
+
+
+def test_a_step_costs_at_least_what_the_runs_own_clock_says(monkeypatch):
+    """The load moved the walls (the longer probe ran faster): the fit reads a step at nothing, and used to put every
+    second in the fixed part ('500 steps at 0.0 ms'); the runs' own training clock is the floor."""
+    walls = iter([(3.0, _record(20, 0.4, 0.1)), (2.5, _record(40, 0.8, 0.1))])
+    monkeypatch.setattr(E, "_timed", lambda spec, root, steps: next(walls))
+    monkeypatch.setattr(E, "_steps", lambda spec, root: 1000)
+    monkeypatch.setattr(E, "probe_steps", lambda spec: (20, 40))
+    cost = E.measure(SimpleNamespace(), None)
+    assert cost.step_seconds == pytest.approx((0.8 - 0.1) / 40)
+    assert cost.fixed_seconds == pytest.approx(3.0 - 20 * (0.7 / 40))
+    assert cost.run_seconds == pytest.approx(cost.fixed_seconds + 1000 * 0.7 / 40)
+
+
+def test_workers_beside_busy_cores_get_their_fair_share(monkeypatch):
+    monkeypatch.setattr(E, "available_cores", lambda: 2)
+    assert E._capacity(2, 0.0) == 2.0  # a quiet machine: every worker a core
+    assert E._capacity(1, 1.0) == 1.0  # one run beside one busy core: a core of its own
+    assert E._capacity(2, 1.0) == pytest.approx(4 / 3)  # three busy processes on two cores
+    estimate = E.Estimate(workers=2, capacity=4 / 3, seconds={"runs": 40.0}, costs={("a", "b"): E.Cost(0, 1.0, 0)})
+    assert estimate.wall_seconds == pytest.approx(30.0)  # 40 s of runs on 4/3 cores
+
+
+def test_an_unmeasured_pair_costs_its_scenarios_mean_and_rounds_give_a_range():
+    measured = {("s", "naive"): E.Cost(0.001, 1.0, 1000), ("s", "ewc"): E.Cost(0.001, 3.0, 1000)}
+    assert E._assumed_cost(("s", "wpl"), measured).run_seconds == pytest.approx(3.0)  # (2 + 4) / 2
+    assert E._assumed_cost(("t", "wpl"), measured).run_seconds == pytest.approx(3.0)  # no pair of t: all of them
+    estimate = E.Estimate(
+        counts={"runs": 10, "rounds": 30},
+        seconds={"runs": 10.0, "rounds": 30.0},
+        costs={("s", "naive"): E.Cost(0, 1.0, 0)},
+        assumed=[("s", "naive")],
+    )
+    assert estimate.first_round_seconds == pytest.approx(10.0) and estimate.wall_seconds == pytest.approx(40.0)
+    lines = estimate.lines()
+    assert "10 s (first round) to 40 s (every round up to max)" in lines[1]
+    assert "s / naive: 1.0 s a run (not measured: its scenario's measured mean)" in lines[2]
