@@ -167,6 +167,18 @@ def _boxes(ax, data: pd.DataFrame, y: str, order: list[str], colours: dict[str, 
     ax.set_xticks(range(len(order)), order)
 
 
+def _boxes_and_points(
+    ax, data: pd.DataFrame, y: str, order: list[str], colours: dict[str, tuple], points: pd.DataFrame, spread: float,
+    size: float,
+) -> None:  # fmt: skip
+    """Boxes of ``y`` per strategy, and ``points`` over them in black, jittered by up to ``spread`` with a fixed
+    generator (the same results draw the same picture)."""
+    _boxes(ax, data, y, order, colours)
+    jitter = np.random.default_rng(0).uniform(-spread, spread, len(points))
+    x = points.strategy.map({s: i for i, s in enumerate(order)}) + jitter
+    ax.scatter(x, points[y], s=size, c="black", alpha=0.5, zorder=3)
+
+
 def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -365,18 +377,7 @@ def err_gap_distribution(gaps: pd.DataFrame, colours: dict[str, tuple]) -> str |
     fig = new_figure(1.6 + 1.3 * len(order), 3.0)
     ax = fig.add_subplot()
     data = gaps.assign(gap=gaps.gap * 100)
-    _boxes(ax, data, "gap", order, colours)
-    # the points, jittered with a fixed generator so the same results draw the same picture
-    points = sample_points(data)
-    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(points))
-    ax.scatter(
-        points.strategy.map({s: i for i, s in enumerate(order)}) + jitter,
-        points.gap,
-        s=5,
-        c="black",
-        alpha=0.5,
-        zorder=3,
-    )
+    _boxes_and_points(ax, data, "gap", order, colours, sample_points(data), 0.15, 5)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("err2 - err1 (points; > 0 = forgetting)")
     ax.set_xlabel("")
@@ -438,16 +439,7 @@ def final_accuracy_distribution(final: pd.DataFrame, colours: dict[str, tuple]) 
     fig = new_figure(1.8 + 1.4 * len(order), 3.2)
     ax = fig.add_subplot()
     data = per_experience.assign(accuracy=per_experience.accuracy * 100)
-    _boxes(ax, data, "accuracy", order, colours)
-    jitter = np.random.default_rng(0).uniform(-0.18, 0.18, len(data))
-    ax.scatter(
-        data.strategy.map({s: i for i, s in enumerate(order)}) + jitter,
-        data.accuracy,
-        s=6,
-        c="black",
-        alpha=0.5,
-        zorder=3,
-    )
+    _boxes_and_points(ax, data, "accuracy", order, colours, data, 0.18, 6)
     ax.set_xlabel("")
     ax.set_ylabel(f"final accuracy (%), {per_experience.experience.nunique()} experiences")
     ax.grid(axis="y", alpha=0.3)

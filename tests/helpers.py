@@ -23,6 +23,16 @@ REPO = Path(__file__).resolve().parent.parent
 VOLATILE = ("timing", "environment", "started_at", "finished_at")
 
 
+# two models sharing layers, small enough for a test (A two hidden layers, B three)
+TINY_TWO_MODEL = {
+    "dataset": "digits",
+    "depth_a": 2,
+    "depth_b": 3,
+    "width": 16,
+    "shared": 2,
+    "a_steps": 30,
+    "b_steps": 30,
+}
 # a supernet search small enough for a test: 2 positions x 2 ops, 3 epochs of 3 turns
 TINY_SEARCH = {
     "dataset": "digits",
@@ -117,16 +127,7 @@ def two_model_spec(strategy: str, params: dict) -> RunSpec:
         suite="t",
         scenario=ComponentSpec(
             name="two_model",
-            params={
-                "dataset": "digits",
-                "depth_a": 2,
-                "depth_b": 3,
-                "width": 16,
-                "shared": 1,
-                "data_b": "permuted",
-                "a_steps": 30,
-                "b_steps": 40,
-            },
+            params=TINY_TWO_MODEL | {"shared": 1, "data_b": "permuted", "a_steps": 30, "b_steps": 40},
         ),
         strategy=ComponentSpec(name=strategy, params=params),
         seed=0,
@@ -396,3 +397,11 @@ def scenario_and_spec(name: str, base: dict) -> tuple[Any, Any]:
         )
 
     return scenario, spec
+
+
+def cli_command(*args: str, **options: Any) -> Any:
+    """``forgetbench ARGS`` in a fresh process (``python -m``, so a PYTHONPATH in ``env`` is seen), as
+    :func:`run_command`."""
+    import sys
+
+    return run_command([sys.executable, "-m", "forgetbench.benchmark.front.cli", *args], **options)

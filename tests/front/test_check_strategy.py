@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from avalanche.core import SupervisedPlugin
 
 from forgetbench.benchmark.core.registry import NoParams
 from forgetbench.benchmark.front.testing import check_strategy
-from helpers import builtin_strategies, needs_traits, pip_install_target, toy_text_scenario
+from helpers import builtin_strategies, needs_traits, pip_install_target, toy_text_scenario, cli_command
 from forgetbench.strategies import STRATEGIES, StrategyContext, register_strategy
 
 HERE = Path(__file__).resolve().parents[1]  # tests/
@@ -133,20 +132,9 @@ def plugin_site(tmp_path_factory) -> Path:
 @pytest.mark.slow  # runs pip
 def test_entry_point_plugin_is_listed_by_the_cli(plugin_site):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run(
-        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "strategies"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = cli_command("list", "strategies", env=env).stdout
     assert "shrink" in out and "entry-point registered" in out
-    without = subprocess.run(
-        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "strategies"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    without = cli_command("list", "strategies").stdout
     assert "shrink" not in without
 
 

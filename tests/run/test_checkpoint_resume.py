@@ -22,7 +22,7 @@ from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
 from forgetbench.benchmark.run.spec import RunSpec
 from forgetbench.benchmark.run.runner import run
 from conftest import read_json, tiny_suite
-from helpers import TINY_SEARCH, builtin_strategies, needs_traits, toy_text_scenario
+from helpers import TINY_SEARCH, TINY_TWO_MODEL, builtin_strategies, needs_traits, toy_text_scenario
 
 BUILT_INS = [name for name in builtin_strategies() if not needs_traits(name)]  # the rest: on text, below
 WALL_CLOCK = ("started_at", "finished_at", "resumed_from_experience", "warnings")
@@ -34,18 +34,7 @@ SCENARIOS = {
     "split": ComponentSpec(
         name="split", params={"dataset": "digits", "tasks": 4, "classes_per_task": 2, "widths": [16]}
     ),
-    "two_model": ComponentSpec(
-        name="two_model",
-        params={
-            "dataset": "digits",
-            "depth_a": 2,
-            "depth_b": 3,
-            "width": 16,
-            "shared": 2,
-            "a_steps": 30,
-            "b_steps": 30,
-        },
-    ),
+    "two_model": ComponentSpec(name="two_model", params=TINY_TWO_MODEL),
     "supernet": ComponentSpec(
         name="supernet",
         params={

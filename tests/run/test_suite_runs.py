@@ -98,22 +98,22 @@ def test_failing_strategy_does_not_stop_the_suite(write_suite, cli, tmp_path):
     assert ok["status"] == "ok"
 
 
-def test_non_finite_loss_is_recorded_as_diverged(write_suite, cli, tmp_path):
+@pytest.mark.parametrize(
+    "strategy, status, error, rows",
+    [
+        ("test_nan_loss", "diverged", "non-finite loss in experience 1", 1),  # the first experience's row is kept
+        ("test_unserialisable", "failed", "could not be written as JSON", None),  # a record JSON cannot hold
+    ],
+)
+def test_a_run_that_diverges_or_cannot_be_written_is_recorded_so_and_the_suite_goes_on(
+    strategy, status, error, rows, write_suite, cli, tmp_path
+):
     out = tmp_path / "out"
-    suite = tiny_suite(strategies=[{"name": "test_nan_loss"}, {"name": "naive"}])
+    suite = tiny_suite(strategies=[{"name": strategy}, {"name": "naive"}])
     assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 1
-    record = read_json(out / "runs" / "split__test_nan_loss__seed0" / "result.json")
-    assert record["status"] == "diverged" and "non-finite loss in experience 1" in record["error"]
-    assert len(record["accuracy_matrix"]) == 1  # the first experience's row is kept
-    assert read_json(out / "runs" / "split__naive__seed0" / "result.json")["status"] == "ok"
-
-
-def test_a_record_json_cannot_hold_fails_that_run_not_the_suite(write_suite, cli, tmp_path):
-    out = tmp_path / "out"
-    suite = tiny_suite(strategies=[{"name": "test_unserialisable"}, {"name": "naive"}])
-    assert cli("run", "--no-report", write_suite(suite), "--out", out, "--quiet") == 1
-    record = read_json(out / "runs" / "split__test_unserialisable__seed0" / "result.json")
-    assert record["status"] == "failed" and "could not be written as JSON" in record["error"]
+    record = read_json(out / "runs" / f"split__{strategy}__seed0" / "result.json")
+    assert record["status"] == status and error in record["error"]
+    assert rows is None or len(record["accuracy_matrix"]) == rows
     assert read_json(out / "runs" / "split__naive__seed0" / "result.json")["status"] == "ok"
 
 

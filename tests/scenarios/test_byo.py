@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.assemble import seeded_scenario
 from forgetbench.benchmark.front.testing import TRAINING, check_scenario
 from conftest import tiny_suite
-from helpers import REPO, comparable, mnist_root, pip_install_target, run_command
+from helpers import REPO, comparable, mnist_root, pip_install_target, run_command, cli_command
 
 HERE = Path(__file__).parents[1]  # tests/
 CUSTOM = {"model": "byo_fixtures:multihead_mlp", "benchmark": "byo_fixtures:tensor_benchmark"}
@@ -43,20 +42,7 @@ def test_run_suite_from_a_script_writes_the_same_result_files_as_the_cli(tmp_pat
         [sys.executable, "-c", script, json.dumps(suite), str(tmp_path / "api")],
         env=env,
     )
-    run_command(
-        [
-            sys.executable,
-            "-m",
-            "forgetbench.benchmark.front.cli",
-            "run",
-            str(tmp_path / "suite.yaml"),
-            "--out",
-            str(tmp_path / "cli"),
-            "--quiet",
-            "--no-report",
-        ],
-        env=env,
-    )
+    cli_command("run", str(tmp_path / "suite.yaml"), "--out", str(tmp_path / "cli"), "--quiet", "--no-report", env=env)
     assert comparable(tmp_path / "api") == comparable(tmp_path / "cli") != {}
     assert "naive" in api.stdout and "ewc" in api.stdout
 
@@ -162,21 +148,9 @@ def site_env(site: Path) -> dict[str, str]:
 @pytest.mark.xdist_group("ray")  # starts a Ray cluster: with the other Ray tests, one at a time
 def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(example_site, tmp_path):
     env = site_env(example_site)
-    listed = subprocess.run(
-        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "scenarios"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    listed = cli_command("list", "scenarios", env=env).stdout
     assert "adapters" in listed and "example plug-in" in listed
-    datasets = subprocess.run(
-        [sys.executable, "-m", "forgetbench.benchmark.front.cli", "list", "datasets"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    datasets = cli_command("list", "datasets", env=env).stdout
     assert "blobs" in datasets and "Gaussian blobs" in datasets
     suite = tiny_suite(
         scenarios=[
@@ -188,28 +162,8 @@ def test_scenario_plugin_is_listed_and_runs_with_process_and_ray_executors(examp
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     for executor in ("process", "ray"):
         out = tmp_path / executor
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "forgetbench.benchmark.front.cli",
-                "run",
-                str(tmp_path / "suite.yaml"),
-                "--out",
-                str(out),
-                "--quiet",
-                "--no-report",
-                "--executor",
-                executor,
-                "--workers",
-                "2",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, (executor, done.stdout[-2000:], done.stderr[-2000:])
+        suite_file, workers = str(tmp_path / "suite.yaml"), ("--executor", executor, "--workers", "2")
+        cli_command("run", suite_file, "--out", str(out), "--quiet", "--no-report", *workers, env=env)
         records = [json.loads(p.read_text()) for p in out.glob("runs/*/result.json")]
         assert len(records) == 4 and all(r["status"] == "ok" for r in records), executor
 

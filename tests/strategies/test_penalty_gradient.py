@@ -46,15 +46,17 @@ def _grads_both_ways(q, params, scale, subset=None, upstream=1.0):
     return expected, [None if p.grad is None else p.grad.clone() for p in params]
 
 
+def _tensors(seed: int | None = None) -> list[torch.Tensor]:
+    """Three parameter tensors of three shapes (a matrix, two vectors), drawn after ``manual_seed(seed)`` if given."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return [torch.randn(shape, requires_grad=True) for shape in ((3, 4), (5,), (2,))]
+
+
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("upstream", [1.0, 2.5])
 def test_add_gradient_leaves_the_gradient_of_loss_plus_penalty(signed, upstream):
-    torch.manual_seed(0)
-    params = [
-        torch.randn(3, 4, requires_grad=True),
-        torch.randn(5, requires_grad=True),
-        torch.randn(2, requires_grad=True),
-    ]
+    params = _tensors(seed=0)
     q = _anchor(params, signed)
     expected, got = _grads_both_ways(q, params, scale=0.7, upstream=upstream)
     for e, g in zip(expected, got):
@@ -63,12 +65,7 @@ def test_add_gradient_leaves_the_gradient_of_loss_plus_penalty(signed, upstream)
 
 
 def test_add_gradient_on_a_subset_touches_only_its_tensors():
-    torch.manual_seed(1)
-    params = [
-        torch.randn(3, 4, requires_grad=True),
-        torch.randn(5, requires_grad=True),
-        torch.randn(2, requires_grad=True),
-    ]
+    params = _tensors(seed=1)
     q = _anchor(params, signed=False)
     expected, got = _grads_both_ways(q, params, scale=2.0, subset=[1, 2])
     for e, g in zip(expected, got):  # tensor 0 outside the subset: the data's gradient alone on both sides
@@ -82,12 +79,7 @@ def test_add_gradient_on_a_subset_touches_only_its_tensors():
 def test_a_reused_hook_follows_a_changed_anchor_and_a_new_scale():
     """The prepared hook is reused while the same list comes back; a cap (or add/replace) changes A, and the next step
     uses the new A; a new scale prepares a new hook."""
-    torch.manual_seed(2)
-    params = [
-        torch.randn(3, 4, requires_grad=True),
-        torch.randn(5, requires_grad=True),
-        torch.randn(2, requires_grad=True),
-    ]
+    params = _tensors(seed=2)
     q = _anchor(params, signed=False)
     chosen = list(params)
 
@@ -126,11 +118,7 @@ def test_add_gradient_on_a_loss_without_gradient_adds_the_value():
 
 def test_each_backward_pass_adds_it_once_as_autograd_would():
     """retain_graph and a second backward: the penalty's gradient is added per pass, like a term of the loss."""
-    params = [
-        torch.randn(3, 4, requires_grad=True),
-        torch.randn(5, requires_grad=True),
-        torch.randn(2, requires_grad=True),
-    ]
+    params = _tensors()
     q = _anchor(params, signed=True)
     loss = q.add_gradient(_data_loss(params), params, 1.5)
     loss.backward(retain_graph=True)
