@@ -109,7 +109,7 @@ def _execute(
 ) -> None:
     """One run, in named steps: the scenario; the harness and the strategy; the untrained scores; a resume; the
     turns (a search's as it decides them); what the run adds after its turns."""
-    scenario = _scenario_of(spec, data_root, record)
+    scenario = scenario_of(spec, data_root, record)
     model = scenario.model.to(device)
     attribution = (
         Attribution(spec.training.attribution, seed=spec.seed, batch_size=spec.training.eval_batch_size)
@@ -118,7 +118,7 @@ def _execute(
     )
     if attribution is not None:
         record.attribution = []
-    harness = _harness(spec, scenario, record, device, attribution, progress)
+    harness = harness_of(spec, scenario, record, device, attribution, progress)
     strategy = build_run_strategy(spec, scenario, model, device, harness)
     t0 = time.perf_counter()
     batch = spec.training.eval_batch_size
@@ -142,10 +142,10 @@ def _execute(
     turns = _train_every_turn(
         spec, scenario, strategy, harness, record, progress, checkpoint, attribution, start, device
     )
-    _after_the_turns(spec, data_root, device, scenario, strategy, harness, record, turns, cache_dir)
+    after_the_turns(spec, data_root, device, scenario, strategy, harness, record, turns, cache_dir)
 
 
-def _scenario_of(spec: RunSpec, data_root: Path, record: RunRecord) -> Scenario:
+def scenario_of(spec: RunSpec, data_root: Path, record: RunRecord) -> Scenario:
     """The run's scenario, and what the record says of it before training: the data read, the experiences, the
     split the accuracies are on and its sizes, the rows a complete run has, the scenario type."""
     with recording_data_reads() as reads:
@@ -162,7 +162,7 @@ def _scenario_of(spec: RunSpec, data_root: Path, record: RunRecord) -> Scenario:
     return scenario
 
 
-def _harness(
+def harness_of(
     spec: RunSpec,
     scenario: Scenario,
     record: RunRecord,
@@ -225,7 +225,7 @@ def _train_every_turn(
         turns = turns + scheduled_experiences(scenario, start)
 
 
-def _after_the_turns(
+def after_the_turns(
     spec: RunSpec,
     data_root: Path,
     device: torch.device,
@@ -294,29 +294,10 @@ def _train_turns(
 ) -> None:
     """Train ``turns[start:]``, filling the record's accuracy rows, turn accuracies, timing and curves."""
     timing, device = record.timing, scores.device
-    turn_accuracy = record.turn_accuracy = record.turn_accuracy if record.turn_accuracy is not None else []
     seen_seconds = attribution.seconds if attribution is not None else 0.0
     for done in train_schedule(strategy, harness, turns, spec.training, start=start, tasks_before=before):
         turn = done.turn
-        timing.train_seconds += done.train_seconds
-        timing.eval_seconds += done.curve_seconds
-        # a regularizer's importance passes (EWC, WPL, MAS: strategies/importance.py), inside train_seconds
-        if hasattr(strategy, IMPORTANCE_SECONDS):
-            timing.importance_seconds = getattr(strategy, IMPORTANCE_SECONDS)
-        timing.steps += done.steps
-        if harness.recorder is not None:
-            record.curves = [CurvePoint(**point) for point in harness.recorder.curves]
-        t0 = time.perf_counter()
-        scores.weights_changed()
-        if turn.record:
-            row = [scores(task) for task in scenario.tasks]
-            record.accuracy_matrix.append(row)
-            just_trained = row[turn.task]
-        else:
-            just_trained = scores(scenario.tasks[turn.task])
-        # Accuracy of the model trained in this turn, right after it (the supernet's err1).
-        turn_accuracy.append(TurnAccuracy(turn=done.index, task=turn.task, accuracy=just_trained))
-        timing.eval_seconds += time.perf_counter() - t0
+        record_turn(scenario, strategy, harness, record, done, scores)
         if attribution is not None:
             entries = _attribution_of(record)  # looked up here: a resume replaces the record's list
             if harness.recorder is not None:  # a curve point on the turn's last iteration is the after-turn one
@@ -340,6 +321,34 @@ def _train_turns(
             )
         if turn.record:
             check_after_experience(spec.prune, scenario, record, turn.task)
+
+
+def record_turn(scenario: Scenario, strategy, harness: Harness, record: RunRecord, done, scores: Scores) -> None:
+    """What a trained turn adds to the record: its seconds and steps, the curves so far, the accuracy row (a recorded
+    turn) and the accuracy of the model just trained. Every path that trains turns (one run, a batch of seeds) fills
+    the record through here."""
+    timing, turn = record.timing, done.turn
+    timing.train_seconds += done.train_seconds
+    timing.eval_seconds += done.curve_seconds
+    # a regularizer's importance passes (EWC, WPL, MAS: strategies/importance.py), inside train_seconds
+    if hasattr(strategy, IMPORTANCE_SECONDS):
+        timing.importance_seconds = getattr(strategy, IMPORTANCE_SECONDS)
+    timing.steps += done.steps
+    if harness.recorder is not None:
+        record.curves = [CurvePoint(**point) for point in harness.recorder.curves]
+    t0 = time.perf_counter()
+    scores.weights_changed()
+    if turn.record:
+        row = [scores(task) for task in scenario.tasks]
+        record.accuracy_matrix.append(row)
+        just_trained = row[turn.task]
+    else:
+        just_trained = scores(scenario.tasks[turn.task])
+    # Accuracy of the model trained in this turn, right after it (the supernet's err1).
+    if record.turn_accuracy is None:
+        record.turn_accuracy = []
+    record.turn_accuracy.append(TurnAccuracy(turn=done.index, task=turn.task, accuracy=just_trained))
+    timing.eval_seconds += time.perf_counter() - t0
 
 
 def _resume(
