@@ -57,7 +57,7 @@ A plug-in regularizer is a params model and a builder choosing parts (``docs/dev
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -235,6 +235,37 @@ class QuadraticRegularizer(Plugin):
     def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         if self._step_hooks:
             self.estimator.after_step(self)  # type: ignore[attr-defined]
+
+    @classmethod
+    def lockstep(
+        cls, plugins: Sequence["QuadraticRegularizer"], stacked_of: Callable[[list[Tensor]], list[Tensor]]
+    ) -> dict[str, Callable[[Tensor], None]] | None:
+        """The K seeds' penalties of a batch (:mod:`forgetbench.benchmark.run.batched`: one regularizer per seed,
+        their weights stacked, ``stacked_of`` maps the first seed's parameters to the stacked tensors) as one
+        gradient add per step, ``grad += 2 s A (theta - m)`` on the stacked tensors: entry by entry the arithmetic of
+        each seed's own :meth:`~forgetbench.strategies.penalty.GradientHook.add_now`. None (each seed adds its own)
+        where the seeds' penalties cover different tensors."""
+        first = plugins[0]
+        names, subset = first.quadratic.names, first._subset
+        if any(
+            p.quadratic.names != names or p._subset != subset or len(p._params) != len(first._params) for p in plugins
+        ):
+            return None
+        if not first._params:
+            return {"before_backward": lambda losses: None}
+        hooks = [p.quadratic.gradient_hook(p._params, p.scale, p._subset) for p in plugins]
+        for hook in hooks:
+            hook._prepare()
+        weights = [torch.stack(rows) for rows in zip(*(hook.weights for hook in hooks))]
+        anchors = [torch.stack(rows) for rows in zip(*(hook.anchors for hook in hooks))]
+        params = stacked_of(first._params)
+
+        @torch.no_grad()
+        def add(losses: Tensor) -> None:
+            grads = [p.grad for p in params]  # the stack keeps every stacked gradient allocated
+            torch._foreach_addcmul_(cast(list[Tensor], grads), torch._foreach_sub(params, anchors), weights)
+
+        return {"before_backward": lambda losses: None, "backward_end": add}
 
     # --------------------------------------------------------------- the importance
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:

@@ -20,7 +20,8 @@ from forgetbench.benchmark.run.spec import RunSpec, seed_everything
 from forgetbench.benchmark.data.scenarios import ScenarioInputs
 
 REPO = Path(__file__).resolve().parent.parent
-VOLATILE = ("timing", "environment", "started_at", "finished_at")
+# what legitimately differs between two runs of one config: timings, host, and whether it trained in a batch of seeds
+VOLATILE = ("timing", "environment", "started_at", "finished_at", "batch")
 
 
 # two models sharing layers, small enough for a test (A two hidden layers, B three)

@@ -83,6 +83,14 @@ class Timing(_Part):
     importance_seconds: float | None = Field(None, ge=0.0)
 
 
+class SeedBatch(_Part):
+    """How a run of a batch of seeds ran (:mod:`forgetbench.benchmark.run.batched`): trained with ``seeds`` (its own
+    included) as one stacked model, or alone, one seed after another, for the reason ``alone`` says."""
+
+    seeds: list[int] | None = None  # the seeds it trained with as one stacked model, its own included
+    alone: str | None = None  # why its batch was refused, so that each of its seeds trained alone
+
+
 class TurnAccuracy(_Part):
     """Accuracy of the model trained in turn ``turn`` (on task ``task``), right after it."""
 
@@ -312,6 +320,8 @@ class RunRecord(BaseModel):
     # the round of seeds: {start, max} that added this run (0: the first seeds; None: a suite without rounds): a
     # pair's seeds are decided in the order they were run
     round: int | None = Field(None, ge=0)
+    # how it ran, never what it computes (not in the fingerprint): in a batch of seeds (run.batched), or alone and why
+    batch: SeedBatch | None = None
 
     # --- what scenarios add (Scenario.summarize)
     architectures: list[Any] | None = None  # per task: the supernet's / search's architecture

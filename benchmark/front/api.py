@@ -224,6 +224,11 @@ def load_results(folder: str | Path, *more: str | Path) -> Results:
     return Results(folders)
 
 
+def _batch_seeds(suite: SuiteConfig, batch_seeds: bool | None) -> SuiteConfig:
+    """The suite with ``batch_seeds`` as the caller says (None: as it says itself)."""
+    return suite if batch_seeds is None else suite.model_copy(update={"batch_seeds": batch_seeds})
+
+
 def run_suite(
     config: str | Path | Mapping[str, Any] | SuiteConfig,
     out: str | Path | None = None,
@@ -238,12 +243,14 @@ def run_suite(
     progress: bool = True,
     storage: str | None = None,
     until_decided: Mapping[str, int] | None = None,
+    batch_seeds: bool | None = None,
 ) -> Results:
     """Run every (scenario x strategy x seed) of a suite, as ``forgetbench run`` does; returns its results.
 
     ``storage``: the database URL of the tuning studies (``tune:`` entries; default SQLite in ``out/tuning``).
     ``until_decided``: ``{"max": 20}`` (and ``"step"``) adds seeds in rounds to the strategies of undecided pairs, as
-    ``seeds: {start, max}`` in the config does (the suite's seeds are the first ones).
+    ``seeds: {start, max}`` in the config does (the suite's seeds are the first ones). ``batch_seeds``: whether one
+    run's seeds train as one stacked model (None: the suite's ``batch_seeds``, on by default).
 
     ``out`` defaults to ``results/<suite name>``; ``data_root`` to ``$FORGETBENCH_DATA``, else
     ``~/.cache/forgetbench``. Complete runs already under ``out`` with the same config are skipped
@@ -265,7 +272,7 @@ def run_suite(
         check_unlocked(Path(out))  # a second driver on the same folder is refused before Ray or workers start
     prestart(executor, workers, address)
     try:
-        suite = suite or as_suite(config)
+        suite = _batch_seeds(suite or as_suite(config), batch_seeds)
         if until_decided is not None:
             suite = _until_decided(suite, seeds, until_decided)
         out = Path(out) if out else Path("results") / suite.name
@@ -303,6 +310,7 @@ def estimate_suite(
     until_decided: Mapping[str, int] | None = None,
     always: bool = True,
     new_process: bool = False,
+    batch_seeds: bool | None = None,
 ) -> Any:
     """What ``run`` would execute and its expected wall and memory (:mod:`forgetbench.benchmark.run.estimate`):
     measured from one shortened run per scenario and strategy, nothing written. With ``always`` False, None for a
@@ -312,7 +320,7 @@ def estimate_suite(
     from forgetbench.benchmark.run import estimate as estimate_module
     from forgetbench.benchmark.run.executors import resolve_executor
 
-    suite = as_suite(config)
+    suite = _batch_seeds(as_suite(config), batch_seeds)
     if until_decided is not None:
         suite = _until_decided(suite, seeds, until_decided)
     folder = Path(out) if out else Path("results") / suite.name

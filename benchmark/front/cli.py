@@ -89,6 +89,12 @@ def _add_run(sub, data, progress, execution) -> None:
     p.add_argument(
         "--seeds-step", type=_positive_int, help="with --seeds-until-decided: seeds a round adds (default 1)"
     )
+    p.add_argument(
+        "--batch-seeds",
+        choices=["on", "off"],
+        help="on: one run's seeds train as one stacked model where each seed keeps its own run's numbers; off: every "
+        "seed trains alone (default: the suite's batch_seeds, on)",
+    )
     p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
     p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
     p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")

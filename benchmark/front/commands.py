@@ -72,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         workers=args.workers,
         until_decided=_until_decided(args),
+        batch_seeds=None if args.batch_seeds is None else args.batch_seeds == "on",
     )
     if args.estimate or not args.quiet:
         found = estimate_suite(config, args.out, always=args.estimate, new_process=args.estimate, **suite)

@@ -55,6 +55,25 @@ class Job:
     spec: RunSpec
     checkpoint: Path | None = None
     cache_dir: Path | None = None  # the results folder whose ground-truth cache the run may use
+    # a batch (one task): one run's seeds trained as one stacked model (run.batched); spec is the first member's
+    members: tuple["Job", ...] = ()
+
+    @property
+    def jobs(self) -> tuple["Job", ...]:
+        """The runs this job executes: its members, or itself."""
+        return self.members or (self,)
+
+
+def run_job(job: Job, data_root: Path, progress: ProgressCallback | None = None) -> list[RunRecord]:
+    """The records of ``job``'s runs, in :attr:`Job.jobs` order: one run, or a batch of seeds
+    (:func:`~forgetbench.benchmark.run.batched.run_seeds`)."""
+    from forgetbench.benchmark.run.runner import run
+
+    if not job.members:
+        return [run(job.spec, data_root, progress, job.checkpoint, job.cache_dir)]
+    from forgetbench.benchmark.run.batched import run_seeds
+
+    return run_seeds([member.spec for member in job.members], data_root, progress, job.cache_dir)
 
 
 class Executor(Protocol):
@@ -135,6 +154,17 @@ def _received(job: Job, raw: Any) -> RunRecord:
         return failure_record(job.spec, f"the worker sent back no valid record ({exc})")
 
 
+def _received_all(job: Job, raw: Any) -> list[RunRecord]:
+    """The records a worker sent for ``job``'s runs (:func:`_received` each; a missing one fails its run)."""
+    from forgetbench.benchmark.run.spec import failure_record
+
+    sent = list(raw) if isinstance(raw, list) else []
+    return [
+        _received(member, sent[k]) if k < len(sent) else failure_record(member.spec, "the worker sent back no record")
+        for k, member in enumerate(job.jobs)
+    ]
+
+
 def worker_error(exc: BaseException) -> str:
     return f"worker died before reporting: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
@@ -147,15 +177,13 @@ class LocalExecutor:
         self.progress = progress
 
     def execute(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, RunRecord]]:
-        from forgetbench.benchmark.run.runner import run
-
         for job in jobs:
             stop.check()
             if self.progress is not None:
                 self.progress(job.spec.run_id)
             with torch_threads(run_threads(job.spec)):
-                record = run(job.spec, self.data_root, self.progress, job.checkpoint, job.cache_dir)
-            yield job, record
+                records = run_job(job, self.data_root, self.progress)
+            yield from zip(job.jobs, records)
 
     def close(self) -> None:
         pass
@@ -172,8 +200,6 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # the fork server's at-fork hook (run/fork_server.py) set this worker to end with it, before anything was imported
     _prepare_worker(threads, sys_path, [])
-    from forgetbench.benchmark.run.runner import run
-
     while True:
         try:
             message = conn.recv()
@@ -193,9 +219,9 @@ def _process_worker(conn, threads: int, data_root: Path, sys_path: list[str]) ->
 
         # JSON's form across the pipe: a plug-in's extra result need not be picklable, and the driver validates
         with torch_threads(run_threads(job.spec)):
-            record = run(job.spec, data_root, progress, job.checkpoint, job.cache_dir)
+            records = run_job(job, data_root, progress)
         try:
-            conn.send((job.key, record.to_dict()))
+            conn.send((job.key, [record.to_dict() for record in records]))
         except (BrokenPipeError, EOFError):  # the driver is gone: nobody to send it to
             return
 
@@ -313,8 +339,8 @@ class ProcessExecutor:
                 job = worker.job
                 if job is None:  # busy holds workers with a job
                     continue
-                record = None
-                while record is None and worker.conn.poll():
+                records = None
+                while records is None and worker.conn.poll():
                     try:
                         message = worker.conn.recv()
                     except (EOFError, OSError):  # the pipe closed: the worker is dying
@@ -323,17 +349,16 @@ class ProcessExecutor:
                         if self.progress is not None:
                             self.progress(message[2])
                         continue
-                    record = _received(job, message[1])
-                if record is None:
+                    records = _received_all(job, message[1])
+                if records is None:
                     if worker.process.is_alive():
                         continue  # still running (another worker woke us)
                     # a stop signal sent to the whole process group (`timeout`, a batch scheduler) ends the
                     # workers too: their runs were stopped, not failed, so they stay missing and a rerun runs them
                     stop.check()
                     worker.process.join()
-                    record = failure_record(
-                        job.spec, f"worker process {describe_exit(worker.process.exitcode)} during the run"
-                    )
+                    why = f"worker process {describe_exit(worker.process.exitcode)} during the run"
+                    records = [failure_record(member.spec, why) for member in job.jobs]
                     self.pool.remove(worker)
                     worker.stop()
                     if pending:
@@ -341,7 +366,7 @@ class ProcessExecutor:
                 else:
                     worker.job = None
                     assign(worker)
-                yield job, record
+                yield from zip(job.jobs, records)
 
     def close(self) -> None:
         for worker in self.pool:
@@ -366,18 +391,20 @@ def _ray_task(
     modules: list[str],
     checkpoint: str | None,
     cache_dir: str | None = None,
-) -> dict[str, Any]:
+    batch: tuple[RunSpec, ...] = (),
+) -> list[dict[str, Any]]:
     """Body of the Ray task: runs on any node, reads the data root that node sees; the record's JSON form."""
     from forgetbench.benchmark.data.datasets import default_data_root
-    from forgetbench.benchmark.run.runner import run
 
     _prepare_worker(threads, sys_path, modules)
     root = Path(data_root)
     if not root.exists():  # another machine: its own $FORGETBENCH_DATA / default root
         root = default_data_root()
-    return run(
-        spec, root, None, Path(checkpoint) if checkpoint else None, Path(cache_dir) if cache_dir else None
-    ).to_dict()
+    job = Job(
+        spec.run_id, spec, Path(checkpoint) if checkpoint else None, Path(cache_dir) if cache_dir else None,
+        members=tuple(Job(s.run_id, s, cache_dir=Path(cache_dir) if cache_dir else None) for s in batch),
+    )  # fmt: skip
+    return [record.to_dict() for record in run_job(job, root)]
 
 
 _ray_started_here = False  # this process started (or joined) the Ray instance, so it shuts it down
@@ -511,6 +538,7 @@ class RayExecutor:
                 component_modules(spec),
                 str(job.checkpoint) if job.checkpoint else None,
                 str(job.cache_dir) if job.cache_dir else None,
+                tuple(member.spec for member in job.members),
             )
             self.refs[ref] = job
 
@@ -522,7 +550,7 @@ class RayExecutor:
             for ref in done:
                 job = self.refs.pop(ref)
                 try:
-                    record = _received(job, ray.get(ref))
+                    records = _received_all(job, ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - worker crash, lost node, task error
                     if self._lost_with_its_node(exc) and self.lost.get(job.key, 0) < NODE_LOSS_RESUBMITS:
                         self.lost[job.key] = self.lost.get(job.key, 0) + 1
@@ -534,17 +562,18 @@ class RayExecutor:
                         )
                         submit(job)
                         continue
-                    record = failure_record(job.spec, worker_error(exc))
-                if job.key in self.lost:  # the record says it ran again, and why
-                    record.attempt = self.lost[job.key] + 1
-                    record.warnings = [
-                        *(record.warnings or []),
-                        f"submitted {self.lost[job.key] + 1} times: lost with "
-                        f"its Ray node ({self.lost_why[job.key]}) before",
-                    ]
+                    records = [failure_record(member.spec, worker_error(exc)) for member in job.jobs]
+                for record in records:
+                    if job.key in self.lost:  # the record says it ran again, and why
+                        record.attempt = self.lost[job.key] + 1
+                        record.warnings = [
+                            *(record.warnings or []),
+                            f"submitted {self.lost[job.key] + 1} times: lost with "
+                            f"its Ray node ({self.lost_why[job.key]}) before",
+                        ]
                 if pending:
                     submit(pending.popleft())
-                yield job, record
+                yield from zip(job.jobs, records)
 
     def close(self) -> None:
         for ref in list(self.refs):

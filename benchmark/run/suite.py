@@ -25,6 +25,7 @@ from forgetbench.benchmark.core import plan, stop, store
 from forgetbench.benchmark.core.plan import PlannedRun
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.core.children import available_cores
+from forgetbench.benchmark.run.seed_batches import batch_key, seed_batches
 from forgetbench.benchmark.run.executors import Executor, Job, make_executor, resolve_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
 from forgetbench.benchmark.core.record import RunRecord
@@ -105,8 +106,11 @@ class _Driver:
         fresh: bool,
         loggers: Sequence[str] | None = None,
         suite_name: str = "",
+        batch_seeds: bool = True,
     ):
         self.executor, self.out, self.outcome = executor, out, outcome
+        self.batch_seeds = batch_seeds  # one run's seeds in a batch train as one stacked model (run.batched)
+        self.refused_batches: set[str] = set()  # runs whose seeds' batch was refused: their seeds go apart now
         self.bar, self.retries, self.fresh = bar, retries, fresh
         self.loggers, self.suite_name = list(loggers or []), suite_name
         self.exploring: set[str] = set()  # runs of OUT/runs that explore, not asked for: a tuned point's neighbours
@@ -148,7 +152,9 @@ class _Driver:
                 jobs[key] = (folder, Job(key, spec, checkpoint, cache_dir=folder))
             retry = []
             last = attempt == self.retries + 1
-            for job, record in self.executor.execute([job for _, job in jobs.values()]):
+            planned = [job for _, job in jobs.values()]
+            jobs_now = seed_batches(planned, self.refused_batches) if self.batch_seeds else planned
+            for job, record in self.executor.execute(jobs_now):
                 folder = jobs[job.key][0]
                 if attempt > 1:
                     record.attempt = attempt
@@ -213,6 +219,11 @@ class _Driver:
         self.outcome.ran.append(job.spec.run_id)
         if self._count(folder, job.spec.run_id, record.status) == "failed":
             self.bar.write(f"run {job.spec.run_id} {record.status}: {record.error}")
+        alone = record.batch.alone if record.batch is not None else None
+        if alone is not None and batch_key(job.spec) not in self.refused_batches:  # once: its seeds now go apart
+            self.refused_batches.add(batch_key(job.spec))
+            where = f"{job.spec.scenario.display_name} / {job.spec.strategy.display_name}"
+            self.bar.write(f"runs {where}: each seed ran alone, not batched with its other seeds: {alone}")
         for warning in record.warnings or []:
             self.bar.write(f"run {job.spec.run_id}: {warning}")
         if self.eta is not None:
@@ -404,7 +415,9 @@ def _session(
         with stop.stop_on_signals():
             try:
                 pool.notify = bar.write
-                driver = _Driver(pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name)
+                driver = _Driver(
+                    pool, out, outcome, bar, retries, fresh, suite.loggers, suite.name, batch_seeds=suite.batch_seeds
+                )
                 reports.append(driver)
                 yield driver
             finally:

@@ -200,6 +200,22 @@ class LossWatch(SupervisedHooks):
         # one in-place add per step: a NaN or inf loss makes the running sum non-finite
         self._loss_sum += strategy.loss.detach().sum()
 
+    @classmethod
+    def lockstep(cls, watches: list["LossWatch"], stacked_of: Any) -> dict[str, Callable[[torch.Tensor], None]]:
+        """The K seeds' watches of a batch (:mod:`forgetbench.benchmark.run.batched`): one add of the seeds' losses
+        per step, each seed's running sum handed back to its watch when the epoch ends."""
+        sums = torch.zeros(len(watches), device=watches[0]._loss_sum.device)
+
+        def add(losses: torch.Tensor) -> None:
+            sums.add_(losses.detach())
+
+        def hand_back(losses: torch.Tensor) -> None:
+            for k, watch in enumerate(watches):
+                watch._loss_sum = watch._loss_sum + sums[k]
+            sums.zero_()
+
+        return {"after_backward": add, "epoch_end": hand_back}
+
     def after_training_epoch(self, strategy, **kwargs) -> None:
         if not bool(torch.isfinite(self._loss_sum)):
             raise DivergedError(

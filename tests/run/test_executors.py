@@ -38,7 +38,7 @@ def test_prestarted_fork_server_hands_workers_the_harness_already_imported():
 
 
 def test_process_executor_gives_the_local_results(write_suite, cli, tmp_path):
-    suite = tiny_suite(seeds=[0, 1], strategies=[{"name": "ewc"}, {"name": "si"}])
+    suite = tiny_suite(batch_seeds=False, seeds=[0, 1], strategies=[{"name": "ewc"}, {"name": "si"}])
     config = write_suite(suite)
     local, process = tmp_path / "local", tmp_path / "process"
     assert cli("run", "--no-report", config, "--out", local, "--quiet") == 0
@@ -55,6 +55,7 @@ def test_process_executor_gives_the_local_results(write_suite, cli, tmp_path):
 def test_killed_worker_is_reported_and_rerun_completes_only_missing(write_suite, cli, tmp_path, capsys):
     out, marker = tmp_path / "out", tmp_path / "kill-once"
     suite = tiny_suite(
+        batch_seeds=False,  # one job per run: what this file tests (a batch of seeds is one job)
         seeds=[0, 1],
         strategies=[{"name": "naive"}, {"name": "test_sigkill_once", "params": {"marker": str(marker)}}],
     )
@@ -114,7 +115,7 @@ def test_progress_bar_counts_failures(write_suite, cli, tmp_path, capsys):
 
 def test_truncated_result_is_detected_and_rerun(write_suite, cli, tmp_path, capsys):
     out = tmp_path / "out"
-    config = write_suite(tiny_suite(seeds=[0, 1]))
+    config = write_suite(tiny_suite(batch_seeds=False, seeds=[0, 1]))
     assert cli("run", "--no-report", config, "--out", out, "--quiet") == 0
     path = out / "runs" / "split__naive__seed1" / "result.json"
     good = comparable(out)
@@ -213,6 +214,7 @@ def test_interrupt_mid_suite_leaves_no_partial_files_and_resumes(
 ):
     out = tmp_path / "out"
     suite = tiny_suite(
+        batch_seeds=False,  # one job per run: what this file tests (a batch of seeds is one job)
         seeds=[0, 1, 2, 3],
         strategies=[{"name": "test_slow", "params": {"seconds_per_step": 0.02}}],
     )
@@ -269,7 +271,7 @@ def test_sigterm_during_a_gc_callback_still_stops_the_suite(write_suite, tmp_pat
     """A handler that raises would see its exception discarded by the gc ("Exception ignored")
     and the suite would run to the end with status 0; the stop request must survive it."""
     out = tmp_path / "out"
-    config = write_suite(tiny_suite(seeds=[0, 1, 2, 3]))
+    config = write_suite(tiny_suite(batch_seeds=False, seeds=[0, 1, 2, 3]))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]))
     proc = run_command(
         [
@@ -313,7 +315,9 @@ def test_sigkill_of_the_driver_is_resumed(write_suite, cli, tmp_path, capsys):
     """Machine loss: nothing runs cleanup; the rerun still resumes and leaves no stray file."""
     out = tmp_path / "out"
     config = write_suite(
-        tiny_suite(seeds=[0, 1, 2], strategies=[{"name": "test_slow", "params": {"seconds_per_step": 0.02}}])
+        tiny_suite(
+            batch_seeds=False, seeds=[0, 1, 2], strategies=[{"name": "test_slow", "params": {"seconds_per_step": 0.02}}]
+        )
     )
     proc = _spawn_suite(config, out)
     _wait_for_first_result(proc, out)

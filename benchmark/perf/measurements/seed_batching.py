@@ -1,0 +1,133 @@
+"""``perf``'s ``seed_batching`` section: seeds per second, K seeds of one run trained as one stacked model
+(:mod:`forgetbench.benchmark.run.batched`) against the same K seeds one after another, in one process.
+
+Each side runs whole runs (scenario, training, evaluation, importance passes, records), the demo's scenarios at
+decide_demo's sizes, on the torch threads a run gets; the sides alternate over ``repeats`` and each K is timed on
+both. The batched records must be the per-seed ones (``same``: accuracy matrices within 1e-4, compared on the first
+repeat), and a batch the path refused is named (``alone``: its reason), never timed as batched. The ratio is
+per-seed seconds / batched seconds (higher is better); ``seeds_per_second`` both ways.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from forgetbench.benchmark.perf.common import PerfOptions, median_of
+from forgetbench.benchmark.perf.measurements import section
+
+SCENARIOS: dict[str, dict[str, Any]] = {  # decide_demo's two scenarios
+    "two-model": {
+        "name": "two_model",
+        "params": {"dataset": "digits", "depth_a": 2, "depth_b": 3, "width": 128, "shared": 2, "data_b": "permuted",
+                   "a_steps": 200, "b_steps": 300},
+    },
+    "supernet": {
+        "name": "supernet",
+        "params": {"dataset": "digits", "layers": 3, "ops": 3, "width": 32, "architectures": 5, "head": "private",
+                   "schedule": "sequential", "steps_per_turn": 100},
+    },
+}  # fmt: skip
+STRATEGIES: dict[str, dict[str, Any]] = {  # decide_demo's strategies and strengths (two-model's)
+    "naive": {},
+    "ewc": {"ewc_lambda": 1000.0},
+    "si": {"si_lambda": 3.0},
+    "mas": {"lambda_reg": 0.3},
+    "wpl": {"alpha": 10000.0},
+}
+
+
+class SeedBatchingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: list[int] = Field(default_factory=lambda: [8, 20, 50])  # K, the seeds of one batch
+    scenarios: list[str] = Field(default_factory=lambda: list(SCENARIOS))
+    strategies: list[str] = Field(default_factory=lambda: list(STRATEGIES))
+
+
+def _specs(opts: PerfOptions, scenario: str, strategy: str, seeds: int) -> list[Any]:
+    from forgetbench.benchmark.core.config import ComponentSpec
+    from forgetbench.benchmark.core.training import TrainingConfig
+    from forgetbench.benchmark.run.spec import RunSpec
+
+    training = TrainingConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=1, eval_batch_size=2000)
+    chosen = SCENARIOS[scenario]
+    return [
+        RunSpec("perf_seed_batching", ComponentSpec(name=chosen["name"], params=chosen["params"]),
+                ComponentSpec(name=strategy, params=STRATEGIES[strategy]), seed, training, "cpu")
+        for seed in range(seeds)
+    ]  # fmt: skip
+
+
+def seed_batching(opts: PerfOptions, params: SeedBatchingParams, data: Any) -> dict[str, Any]:
+    import torch
+
+    from forgetbench.benchmark.run.batched import run_seeds
+    from forgetbench.benchmark.run.runner import run
+
+    rows = []
+    for scenario in params.scenarios:
+        for strategy in params.strategies:
+            for k in params.seeds if not opts.quick else [min(params.seeds)]:
+                specs = _specs(opts, scenario, strategy, k)
+                run_seeds(specs[:2], opts.data_root)  # warm-up: imports, the dataset cache
+                alone_s, batched_s, same, refused = [], [], None, None
+                for repeat in range(opts.repeats):
+                    for side in ("alone", "batched") if repeat % 2 == 0 else ("batched", "alone"):
+                        t0 = time.perf_counter()
+                        if side == "alone":
+                            records_alone = [run(spec, opts.data_root) for spec in specs]
+                            alone_s.append(time.perf_counter() - t0)
+                        else:
+                            records = run_seeds(specs, opts.data_root)
+                            batched_s.append(time.perf_counter() - t0)
+                            batch = records[0].batch
+                            if batch is None or batch.seeds is None:
+                                refused = batch.alone if batch is not None else "not one run's seeds"
+                    if same is None and refused is None:
+                        same = all(
+                            torch.allclose(torch.tensor(b.accuracy_matrix), torch.tensor(a.accuracy_matrix), atol=1e-4)
+                            for a, b in zip(records_alone, records)
+                        )
+                    if refused is not None:
+                        break
+                alone_t, batched_t = median_of(alone_s), median_of(batched_s)
+                rows.append({
+                    "scenario": scenario, "strategy": strategy, "seeds": k, "alone_seconds": alone_t,
+                    "batched_seconds": batched_t, "ratio": alone_t / batched_t if refused is None else None,
+                    "seeds_per_second": {"alone": k / alone_t, "batched": k / batched_t}, "same": same,
+                    "alone": refused,
+                })  # fmt: skip
+                if refused is not None:
+                    break  # a larger K is refused for the same reason
+    return {"threads": torch.get_num_threads(), "repeats": opts.repeats, "rows": rows}
+
+
+def lines(value: dict[str, Any]) -> list[str]:
+    out = [
+        f"seed_batching: seeds per second, K seeds as one stacked model vs one after another (whole runs, "
+        f"{value['threads']} thread(s), median of {value['repeats']}; ratio = per-seed s / batched s, higher is better)"
+    ]
+    for row in value["rows"]:
+        where = f"  {row['scenario']:<10} {row['strategy']:<6} K={row['seeds']:<3}"
+        if row["alone"] is not None:
+            out.append(f"{where} not batched: {row['alone']}")
+            continue
+        rate = row["seeds_per_second"]
+        out.append(
+            f"{where} {rate['alone']:6.2f} -> {rate['batched']:6.2f} seeds/s  x{row['ratio']:.2f}"
+            f"  (records {'equal' if row['same'] else 'DIFFER'})"
+        )
+    return out
+
+
+MEASUREMENT = section(
+    __name__,
+    "seeds per second: one run's seeds as one stacked model against one after another",
+    seed_batching,
+    lines,
+    params=SeedBatchingParams,
+    rank=95,
+)

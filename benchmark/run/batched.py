@@ -1,0 +1,633 @@
+"""Seeds at the price of one: K runs that differ only in their seed, trained as one stacked model.
+
+Each seed is still its own run: its scenario, model initialisation, strategy and plugins are built exactly as the
+per-seed runner builds them (:func:`~forgetbench.benchmark.run.runner.run`), its data order comes from its own
+loader, and every plugin callback (a penalty's gradient, SI's path integral, an importance pass, the step budget,
+curves) is called on that seed's own strategy. Only the arithmetic the K seeds share is done once:
+
+* **the weights** (:class:`SeedStack`): every parameter is one ``(K, *shape)`` tensor, and each seed's own
+  parameter is a view of its row (``param.data``), its ``.grad`` a view of the stacked gradient's row, so a seed's
+  plugins read and write the stacked tensors in place;
+* **the forward and backward pass**: one :func:`torch.func.vmap` of :func:`torch.func.functional_call` over the
+  stacked weights and the seeds' ``(K, batch, ...)`` minibatches, one backward of the sum of the seeds' losses
+  (the seeds share no weight, so each row's gradient is its own seed's);
+* **the optimiser step**: one optimiser of the same class and hyper-parameters over the stacked tensors. SGD,
+  Adam, AdamW, RMSprop and Adagrad update each entry from its own gradient and state alone, so a row's step is the
+  step its seed's optimiser takes.
+
+The per-seed path is the reference. The batched path's only difference is float rounding (a batched matrix product
+sums in another order); ``tests/run/test_batched.py`` checks the records against per-seed ones. What cannot be
+stacked faithfully is refused before anything trains (:func:`batch_refusal`, :func:`model_refusal`): a random draw
+inside the forward pass (dropout), buffers a forward pass updates (BatchNorm), an optimiser or criterion whose step
+couples entries (gradient clipping by a global norm), a plugin that hooks the forward pass, a strategy with its own
+training loop, a search (its turns are decided per seed), a checkpointed, pruned or attributed run. Those run one
+seed after another, and each of their records says why (``batch.alone``; the suite prints it once). A batch whose training raises or diverges
+runs again seed by seed, so a seed that fails or diverges gets the record its own run gives.
+
+Each record is an ordinary record of its run (same schema, fingerprint and run id) whose ``batch`` lists the seeds
+it trained with (or, for a refused batch, why it ran alone), and whose ``timing.train_seconds`` is its share (1/K)
+of the batch's training.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from forgetbench.benchmark.core.record import RunRecord, SeedBatch
+from forgetbench.benchmark.data.models import TaskRoutedModule
+from forgetbench.benchmark.run.assemble import build_run_strategy
+from forgetbench.benchmark.run.runner import after_the_turns, harness_of, record_turn, run, scenario_of
+from forgetbench.benchmark.run.schedule import TurnDone, scheduled_experiences, set_turn_budget
+from forgetbench.benchmark.run.seed_batches import batch_refusal, same_but_seed
+from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
+from forgetbench.benchmark.train.harness import DivergedError, Harness, Scores, check_finite_weights, evaluate
+from forgetbench.benchmark.train.template import ITERATION_EVENTS, LeanLoopMixin, active_callbacks
+
+__all__ = ["run_seeds", "SeedStack", "Unbatchable", "STACKED_OPTIMIZERS"]
+
+ProgressCallback = Callable[[str], None]
+
+# optimisers whose update of an entry reads only that entry's gradient and state: a stacked step is K steps
+STACKED_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
+
+
+class Unbatchable(Exception):
+    """These seeds cannot be trained as one stacked model; the message says why (one line in each record)."""
+
+
+def model_refusal(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be stacked faithfully (None: it can): random draws or buffers updated in its forward."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            return f"the model draws at random in its forward pass ({name or 'the model'}: {type(module).__name__})"
+    buffers = [name for name, _ in model.named_buffers()]
+    if buffers:
+        return f"the model holds buffers its forward pass may update ({', '.join(buffers[:3])})"
+    if not isinstance(model, TaskRoutedModule):
+        return f"{type(model).__name__} is not a TaskRoutedModule (its forward needs the batch's task labels)"
+    return None
+
+
+def strategy_refusal(strategy: Any) -> str | None:
+    """Why ``strategy`` cannot train in lockstep with its other seeds (None: it can): a training step of its own, a
+    criterion other than the cross-entropy, a plugin on the forward pass, an optimiser that couples entries."""
+    kind = type(strategy)
+    for method in ("training_epoch", "forward", "optimizer_step"):
+        if getattr(kind, method) is not getattr(LeanLoopMixin, method):
+            return f"{kind.__name__} has a {method} of its own"
+    if kind.backward is not _template_method("backward") or kind.criterion is not _template_method("criterion"):
+        return f"{kind.__name__} has its own loss or backward pass"
+    criterion = strategy._criterion
+    if type(criterion) is not nn.CrossEntropyLoss or not _plain_cross_entropy(criterion):
+        return f"its criterion {type(criterion).__name__} is not the plain cross-entropy"
+    for event in ("before_forward", "after_forward"):
+        hooked = active_callbacks(strategy.plugins, event)
+        if hooked:
+            return f"{type(getattr(hooked[0], '__self__', hooked[0])).__name__} hooks {event}"
+    optimizer = strategy.optimizer
+    if type(optimizer).__name__ not in STACKED_OPTIMIZERS or type(optimizer).__module__.split(".")[:2] != [
+        "torch",
+        "optim",
+    ]:
+        return f"its optimiser {type(optimizer).__name__} is not one whose step is entry by entry"
+    return None
+
+
+def _template_method(name: str):
+    from forgetbench.benchmark.train.template import FastSupervisedTemplate
+
+    return getattr(FastSupervisedTemplate, name)
+
+
+def _plain_cross_entropy(criterion: nn.CrossEntropyLoss) -> bool:
+    return (
+        criterion.weight is None
+        and criterion.reduction == "mean"
+        and criterion.label_smoothing == 0.0
+        and criterion.ignore_index == -100
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the stack
+class _SingleTask(nn.Module):
+    """``model.forward_single_task(x, key)`` as a module's forward (what :func:`functional_call` calls)."""
+
+    def __init__(self, model: TaskRoutedModule) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, key: int) -> Tensor:
+        return self.model.forward_single_task(x, key)
+
+
+class _StackedLinear(torch.autograd.Function):
+    """K linear layers at once: ``x`` ``(K, batch, in)``, ``weight`` ``(K, out, in)``, ``bias`` ``(K, out)``; the
+    backward written the way PyTorch's own per-model backward computes each seed's (``grad_w = g^T x``,
+    ``grad_x = g w``, ``grad_b = sum_0 g``), batched. Autograd's backward of a vmapped ``linear`` computes the
+    weight's gradient as ``(x^T g)^T``: the same sums in another order, which float rounding makes another number,
+    and a long SGD run another trajectory. Here each seed's gradient is the one its own run computes, bit for bit."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        product = weight.transpose(1, 2)
+        return torch.baddbmm(bias.unsqueeze(1), x, product) if bias is not None else torch.bmm(x, product)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        return torch.bmm(grad, weight), torch.bmm(grad.transpose(1, 2), x), grad.sum(1) if ctx.has_bias else None
+
+
+class _SeedLinear(torch.autograd.Function):
+    """``linear`` on one seed's 2-D input inside :func:`torch.func.vmap`: its vmap rule is :class:`_StackedLinear`
+    on the K seeds at once (one batched call, and each seed's gradient exactly its own run's)."""
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        return torch.nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Any:  # type: ignore[override]
+        raise RuntimeError("_SeedLinear differentiates only through its vmap rule")
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, x: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, int]:
+        def rows(tensor: Tensor | None, dim: int | None) -> Tensor | None:
+            if tensor is None:
+                return None
+            if dim is None:
+                return tensor.unsqueeze(0).expand(info.batch_size, *tensor.shape)
+            return tensor.movedim(dim, 0)
+
+        return _StackedLinear.apply(rows(x, in_dims[0]), rows(weight, in_dims[1]), rows(bias, in_dims[2])), 0
+
+
+def _seed_linear_forward(self: nn.Linear, x: Tensor) -> Tensor:
+    if x.dim() != 2:
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+    return _SeedLinear.apply(x, self.weight, self.bias)
+
+
+# modules that act entry by entry (any leading dimensions): the stacked call runs them as they are
+_ENTRYWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Softplus, nn.Identity)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _stacked_linear_forward(self: nn.Linear, x: Tensor) -> Tensor:
+    if x.dim() != 3:
+        raise Unbatchable("a linear layer met an input of more than one sample dimension")
+    return _StackedLinear.apply(x, self.weight, self.bias)
+
+
+def _stacked_flatten_forward(self: nn.Flatten, x: Tensor) -> Tensor:
+    end = self.end_dim if self.end_dim < 0 else self.end_dim + 1
+    return x.flatten(self.start_dim + 1, end)
+
+
+def _stacked_copy(model: nn.Module, stacked: dict[str, Tensor]) -> nn.Module | None:
+    """A copy of ``model`` that runs the K seeds at once without :func:`torch.func.vmap` (whose per-call work is most of
+    a small model's step): its parameters are the stacked tensors, its linear layers :class:`_StackedLinear`, its
+    ``Flatten`` one dimension later, so its forward takes ``(K, batch, ...)``. None where a module is not one of
+    those, an entry-wise activation or a container; the model's own forward code must keep the leading seed
+    dimension too, which :meth:`SeedStack.forward` checks against the vmap path on the first batch of each model."""
+    for module in model.modules():
+        if module is model or isinstance(module, (nn.Linear, nn.Flatten, *_ENTRYWISE, *_CONTAINERS)):
+            continue
+        if type(module).__module__.startswith("torch.") or list(module.parameters(recurse=False)):
+            return None  # a torch layer this copy does not stack, or a module holding its own parameters
+    copied = copy.deepcopy(model).to("meta")
+    for prefix, module in copied.named_modules():
+        for name in list(module._parameters):
+            del module._parameters[name]
+            module.__dict__[name] = stacked[f"{prefix}.{name}" if prefix else name]
+        if type(module) is nn.Linear:
+            module.forward = types.MethodType(_stacked_linear_forward, module)  # type: ignore[method-assign]
+        elif type(module) is nn.Flatten:
+            module.forward = types.MethodType(_stacked_flatten_forward, module)  # type: ignore[method-assign]
+    return copied
+
+
+class SeedStack:
+    """K models of one structure as stacked tensors: ``stacked[name]`` is ``(K, *shape)``, and model k's parameter
+    ``name`` is a view of row k (its ``.data`` and, where it trains, its ``.grad``). Built at the start of each turn
+    (a turn may add parameters, and an importance pass leaves ``.grad`` unset)."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        named = [dict(model.named_parameters()) for model in models]
+        self.names = list(named[0])
+        for k, table in enumerate(named[1:], start=1):
+            if list(table) != self.names or any(
+                table[n].shape != named[0][n].shape or table[n].dtype != named[0][n].dtype for n in self.names
+            ):
+                raise Unbatchable(f"seed {k}'s model differs in its parameters from the first seed's")
+        self.seeds = len(models)
+        self.params_of = named
+        self.stacked: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for name in self.names:
+                rows = [table[name] for table in named]
+                stacked = torch.stack([row.detach() for row in rows])
+                stacked.requires_grad_(rows[0].requires_grad)
+                for k, row in enumerate(rows):
+                    row.data = stacked.data[k]
+                self.stacked[name] = stacked
+        self.trainable = [name for name in self.names if self.stacked[name].requires_grad]
+        self._grads: list[Tensor] = []
+        for name in self.trainable:
+            self._grads.append(torch.zeros_like(self.stacked[name]))
+            self.stacked[name].grad = self._grads[-1]
+        self.point_grads()
+        template = copy.deepcopy(models[0]).to("meta")
+        for module in template.modules():
+            if type(module) is nn.Linear:
+                module.forward = types.MethodType(_seed_linear_forward, module)  # type: ignore[method-assign]
+        self._call = _SingleTask(template)  # type: ignore[arg-type]
+        self._prefixed = {f"model.{name}": self.stacked[name] for name in self.names}
+        self._direct = _stacked_copy(models[0], self.stacked)
+        self._direct_for: dict[int, bool] = {}  # model key -> whether the stacked copy gives the vmap path's output
+
+    def holds(self, models: Sequence[nn.Module]) -> bool:
+        """Whether every model's parameters are still the rows of this stack (a turn may add or replace some)."""
+        for table, model in zip(self.params_of, models):
+            current = dict(model.named_parameters())
+            if list(current) != self.names or any(current[n] is not table[n] for n in self.names):
+                return False
+        return all(
+            table[name].data_ptr() == self.stacked[name][k].data_ptr()
+            for k, table in enumerate(self.params_of)
+            for name in self.names
+        )
+
+    def point_grads(self) -> None:
+        """Each model's ``.grad`` a view of its row of the stacked gradient (an importance pass unsets them)."""
+        for name, stacked in zip(self.trainable, self._grads):
+            for k, table in enumerate(self.params_of):
+                table[name].grad = stacked[k]
+
+    def stacked_of(self, params: list[Tensor]) -> list[Tensor]:
+        """The stacked tensors whose first rows are ``params`` (the first seed's parameters)."""
+        name_of = {id(param): name for name, param in self.params_of[0].items()}
+        return [self.stacked[name_of[id(param)]] for param in params]
+
+    def zero_grad(self) -> None:
+        torch._foreach_zero_(self._grads)
+
+    def forward(self, x: Tensor, key: int) -> Tensor:
+        """The K models on their own inputs: ``x`` is ``(K, batch, ...)``, the result ``(K, batch, ...)``. Through the
+        stacked copy where, on this model's first batch, it gave exactly the vmap path's output; else vmapped."""
+        direct = self._direct_for.get(key)
+        if direct is None:
+            reference = self._vmapped(x, key)
+            direct = False
+            if self._direct is not None:
+                try:
+                    with torch.no_grad():
+                        output = self._direct.forward_single_task(x, key)  # type: ignore[operator]
+                    direct = output.shape == reference.shape and bool(torch.equal(output, reference))
+                except Exception:  # noqa: BLE001 - any failure of the stacked copy: the vmap path serves
+                    direct = False
+            self._direct_for[key] = direct
+            return reference
+        if direct:
+            return self._direct.forward_single_task(x, key)  # type: ignore[union-attr,operator]
+        return self._vmapped(x, key)
+
+    def _vmapped(self, x: Tensor, key: int) -> Tensor:
+        call = self._call
+
+        def one(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+            return torch.func.functional_call(call, params, (inputs, key))
+
+        return torch.func.vmap(one)(self._prefixed, x)
+
+    def optimizer_like(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
+        """An optimiser of ``optimizer``'s class and groups (seed 0's, over ``model``'s parameters) on the stacked
+        tensors."""
+        name_of = {id(param): name for name, param in model.named_parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            missing = [param for param in group["params"] if id(param) not in name_of]
+            if missing:
+                raise Unbatchable("the optimiser holds tensors that are not the model's parameters")
+            options = {key: value for key, value in group.items() if key != "params"}
+            groups.append({**options, "params": [self.stacked[name_of[id(param)]] for param in group["params"]]})
+        return type(optimizer)(groups, **optimizer.defaults)
+
+    def carry_state(self, old: torch.optim.Optimizer, old_stack: "SeedStack", new: torch.optim.Optimizer) -> None:
+        """``old``'s per-tensor state (momentum, moments) moved to ``new`` by parameter name (no optimiser reset)."""
+        by_name = {name: old.state[tensor] for name, tensor in old_stack.stacked.items() if tensor in old.state}
+        for name, state in by_name.items():
+            if name in self.stacked:
+                new.state[self.stacked[name]] = state
+
+
+def _by_type(plugins: Sequence[Any]) -> dict[tuple[type, int], Any]:
+    """``(type, n) -> plugin``: the n-th plugin of each type, how one seed's plugin is paired with the others'."""
+    counts: dict[type, int] = {}
+    paired = {}
+    for plugin in plugins:
+        n = counts[type(plugin)] = counts.get(type(plugin), -1) + 1
+        paired[(type(plugin), n)] = plugin
+    return paired
+
+
+def _steps_nothing_at_zero(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a step with a zero gradient leaves a parameter and its later steps exactly as no step does: SGD
+    without weight decay (its momentum buffer starts at the first gradient either way). A turn's unused parameters
+    have a zero stacked gradient where their own run leaves ``.grad`` unset (no step at all)."""
+    return isinstance(optimizer, torch.optim.SGD) and all(
+        not group.get("weight_decay") for group in optimizer.param_groups
+    )
+
+
+# ------------------------------------------------------------------------------------------- the lockstep
+class _Seat:
+    """One seed of the batch: its spec, record, scenario, harness, strategy and turns (as the runner builds them)."""
+
+    def __init__(self, spec: RunSpec, data_root: Path, device: torch.device, progress: ProgressCallback | None):
+        self.spec = spec
+        self.record = new_record(spec, device)
+        self.scenario = scenario_of(spec, data_root, self.record)
+        if self.scenario.adaptive:
+            raise Unbatchable(
+                "a search: each seed draws and trains its own architectures (other parameters, other turns)"
+            )
+        model = self.scenario.model.to(device)
+        refusal = model_refusal(model)
+        if refusal is not None:
+            raise Unbatchable(refusal)
+        self.model, self.device, self.progress = model, device, progress
+
+    def shape(self) -> list[tuple[int, int, tuple[int, ...]]]:
+        """Per task: its model, its training samples and their shape (what the seeds of a batch must share)."""
+        return [(task.model_key, len(task.train_y), tuple(task.train_x.shape[1:])) for task in self.scenario.tasks]
+
+    def build_strategy(self) -> None:
+        """The strategy on the seat's model (as the runner builds it), and the untrained model's scores."""
+        spec, device = self.spec, self.device
+        self.harness: Harness = harness_of(spec, self.scenario, self.record, device, None, self.progress)
+        self.strategy = build_run_strategy(spec, self.scenario, self.model, device, self.harness)
+        refusal = strategy_refusal(self.strategy)
+        if refusal is not None:
+            raise Unbatchable(refusal)
+        batch = spec.training.eval_batch_size
+        t0 = time.perf_counter()
+        self.record.init_accuracy = [evaluate(self.strategy.model, task, batch, device) for task in self.scenario.tasks]
+        self.record.timing.eval_seconds += time.perf_counter() - t0
+        self.record.turn_accuracy = []
+        if self.harness.recorder is not None:
+            self.record.curves = []
+        self.turns = scheduled_experiences(self.scenario)
+        self.scores = Scores(self.strategy, batch, device)
+        self.trained: list[int] = []
+
+
+class _Lockstep:
+    """Trains the seats' turns together (Avalanche's ``train`` of one experience, event by event for every seat,
+    with the stacked pass and step in the middle)."""
+
+    def __init__(self, seats: list[_Seat], reset_optimizer: bool) -> None:
+        self.seats, self.reset_optimizer = seats, reset_optimizer
+        self.strategies = [seat.strategy for seat in seats]
+        # before any plugin sees the weights: what a plugin keeps of them (an alias, a copy) is of the stacked rows
+        self.stack: SeedStack | None = SeedStack([strategy.model for strategy in self.strategies])
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def _each(self, method: str, **kwargs: Any) -> None:
+        for strategy in self.strategies:
+            getattr(strategy, method)(**kwargs)
+
+    def train_turn(self, index: int) -> None:
+        """Turn ``index`` of every seat, as ``strategy.train(experience)`` trains it."""
+        self.index = index
+        kwargs = {"reset_optimizer_state": self.reset_optimizer}
+        for seat, strategy in zip(self.seats, self.strategies):
+            turn, experience = seat.turns[index]
+            strategy.is_training, strategy._stop_training = True, False
+            strategy.model.train()
+            strategy.model.to(strategy.device)
+            strategy._eval_streams = []
+            strategy._before_training(**kwargs)
+            strategy.experience = experience
+            strategy._before_training_exp(**kwargs)
+        self._stack_turn()
+        self.together = self._together()
+        for _ in range(self.strategies[0].train_epochs):
+            self._each("_before_training_epoch", **kwargs)
+            stopping = {strategy._stop_training for strategy in self.strategies}
+            if len(stopping) > 1:
+                raise Unbatchable("the seeds stopped their turn at different epochs")
+            if stopping == {True}:
+                for strategy in self.strategies:
+                    strategy._stop_training = False
+                break
+            self._epoch(kwargs)
+            self._each("_after_training_epoch", **kwargs)
+        self._each("_after_training_exp", **kwargs)
+        self._each("_after_training", **kwargs)
+        self._each("_train_cleanup")
+
+    def _stack_turn(self) -> None:
+        """The stack of this turn's weights (the one built before training, unless the turn changed the models'
+        parameters) and the stacked optimiser (fresh, or with the last turn's state)."""
+        old_stack, old_optimizer = self.stack, self.optimizer
+        models = [strategy.model for strategy in self.strategies]
+        if old_stack is None or not old_stack.holds(models):
+            self.stack = SeedStack(models)
+        else:
+            old_stack.point_grads()
+        assert self.stack is not None
+        first = self.strategies[0]
+        if not _steps_nothing_at_zero(first.optimizer):
+            used = self.seats[0].scenario.turn_used_params[self.index]
+            unused = sorted(set(self.stack.trainable) - set(used))
+            if unused:
+                raise Unbatchable(
+                    f"{type(first.optimizer).__name__} with these settings moves a parameter whose gradient is 0 "
+                    f"(its stacked gradient), which a turn that does not use it ({unused[0]}) leaves unset alone"
+                )
+        self.optimizer = self.stack.optimizer_like(first.optimizer, first.model)
+        if not self.reset_optimizer and old_stack is not None and old_optimizer is not None:  # no reset
+            self.stack.carry_state(old_optimizer, old_stack, self.optimizer)
+
+    def _together(self) -> dict[str, list[Callable[[Tensor], None]]]:
+        """This turn's plugins that act once for all seeds: a plugin class with a ``lockstep(plugins, stacked_of)``
+        classmethod (the regularizer core's penalty, the loss watch) gives, for the K seeds' instances, callbacks
+        ``event -> f(losses)`` that replace theirs at that event (``backward_end``: when the backward pass ends,
+        ``epoch_end``: before the epoch's last events). Its other events stay per seed."""
+        assert self.stack is not None
+        together: dict[str, list[Callable[[Tensor], None]]] = {}
+        self._replaced: dict[str, set[int]] = {}
+        by_type = [_by_type(strategy.plugins) for strategy in self.strategies]  # a seed's own progress hook aside
+        for kind, occurrence in by_type[0]:
+            lockstep = getattr(kind, "lockstep", None)
+            instances = [plugins.get((kind, occurrence)) for plugins in by_type]
+            if lockstep is None or any(p is None for p in instances):
+                continue
+            callbacks = lockstep(instances, self.stack.stacked_of)
+            for event, callback in (callbacks or {}).items():
+                together.setdefault(event, []).append(callback)
+                self._replaced.setdefault(event, set()).update(id(p) for p in instances)
+        return together
+
+    def _epoch(self, kwargs: dict[str, Any]) -> None:
+        """One epoch of every seat, step by step: Avalanche's iteration events on each seat, the pass and the step
+        once for all (:class:`~forgetbench.benchmark.train.template.LeanLoopMixin`'s loop, stacked)."""
+        strategies, stack, optimizer = self.strategies, self.stack, self.optimizer
+        assert stack is not None and optimizer is not None
+        together = self.together
+        hooks = [
+            {
+                event: [
+                    callback
+                    for callback in active_callbacks(s.plugins, event)
+                    if id(getattr(callback, "__self__", None)) not in self._replaced.get(event, ())
+                ]
+                for event in ITERATION_EVENTS
+            }
+            for s in strategies
+        ]
+        loaders = [s.dataloader for s in strategies]
+        keys = {getattr(loader, "single_task", None) for loader in loaders}
+        if len(keys) != 1 or None in keys:
+            raise Unbatchable("a training batch holds several tasks' samples")
+        key = int(next(iter(keys)))  # type: ignore[arg-type]
+        iterators = [iter(loader) for loader in loaders]
+        autocast = strategies[0].autocast()
+        losses = torch.zeros(len(strategies))
+
+        def each(event: str) -> None:
+            for strategy, callbacks in zip(strategies, hooks):
+                for callback in callbacks[event]:
+                    callback(strategy, **kwargs)
+            for callback in together.get(event, ()):
+                callback(losses)
+
+        while True:
+            batches = [next(iterator, None) for iterator in iterators]
+            if all(b is None for b in batches):
+                break
+            if any(b is None for b in batches):
+                raise Unbatchable("the seeds' epochs have different numbers of batches")
+            for strategy, batch in zip(strategies, batches):
+                strategy.mbatch = batch  # also when stopping: Avalanche's loop draws the batch first
+            stopping = {strategy._stop_training for strategy in strategies}
+            if stopping == {True}:
+                break
+            if len(stopping) > 1:
+                raise Unbatchable("the seeds stopped their turn at different steps")
+            for strategy in strategies:
+                strategy._unpack_minibatch()
+            each("before_training_iteration")
+            stack.zero_grad()
+            inputs = torch.stack([s.mbatch[0] for s in strategies])
+            targets = torch.stack([s.mbatch[1] for s in strategies])
+            if targets.dim() != 2:
+                raise Unbatchable("the targets are not one class label per sample")
+            with autocast:
+                outputs = stack.forward(inputs, key)
+                # each seed's mean cross-entropy; its gradient is the per-seed criterion's, entry by entry
+                losses = (
+                    torch.nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+                    .view(targets.shape)
+                    .mean(1)
+                )
+            for k, strategy in enumerate(strategies):
+                strategy.mb_output, strategy.loss = outputs[k], losses[k]
+            each("before_backward")
+            torch.stack([s.loss for s in strategies]).sum().backward()
+            for callback in together.get("backward_end", ()):
+                callback(losses)
+            each("after_backward")
+            each("before_update")
+            optimizer.step()
+            each("after_update")
+            each("after_training_iteration")
+        for callback in together.get("epoch_end", ()):
+            callback(losses)
+
+
+def _train_together(seats: list[_Seat]) -> None:
+    """Every turn of the seats' schedule, together; then what each record gains after its turns."""
+    lockstep = _Lockstep(seats, seats[0].spec.training.reset_optimizer)
+    for index in range(len(seats[0].turns)):
+        if any(seat.turns[index][0] != seats[0].turns[index][0] for seat in seats):
+            raise Unbatchable("the seeds' schedules differ")
+        for seat in seats:
+            turn = seat.turns[index][0]
+            if turn.task not in seat.trained:
+                seat.trained.append(turn.task)
+            set_turn_budget(seat.strategy, seat.harness, turn, seat.spec.training)
+            if seat.harness.recorder is not None:
+                seat.harness.recorder.turn, seat.harness.recorder.watch = index, list(seat.trained)
+        curves_before = [seat.harness.inside_eval_seconds() for seat in seats]
+        t0 = time.perf_counter()
+        lockstep.train_turn(index)
+        if seats[0].strategy.device.type == "cuda":
+            torch.cuda.synchronize(seats[0].strategy.device)
+        elapsed = time.perf_counter() - t0
+        curves = [seat.harness.inside_eval_seconds() - before for seat, before in zip(seats, curves_before)]
+        share = max(elapsed - sum(curves), 0.0) / len(seats)
+        for seat, curve_seconds in zip(seats, curves):
+            check_finite_weights(seat.strategy.model)
+            done = TurnDone(index, seat.turns[index][0], share, curve_seconds, seat.harness.budget.steps)
+            record_turn(seat.scenario, seat.strategy, seat.harness, seat.record, done, seat.scores)
+
+
+def run_seeds(
+    specs: Sequence[RunSpec],
+    data_root: Path,
+    progress: ProgressCallback | None = None,
+    cache_dir: Path | None = None,
+    run_alone: Callable[[RunSpec], RunRecord] | None = None,
+) -> list[RunRecord]:
+    """The records of ``specs`` (one run's seeds), trained as one stacked model where that is faithful; else (and
+    after a batch that failed or diverged) one seed after another with ``run_alone`` (the per-seed runner), each
+    record saying why in one line."""
+    alone = run_alone or (lambda spec: run(spec, data_root, progress, None, cache_dir))
+    reason = None if len(specs) > 1 and same_but_seed(specs) else "not one run's seeds"
+    reason = reason or batch_refusal(specs[0])
+    if reason is None:
+        device = resolve_device(specs[0].device)
+        try:
+            seats = [_Seat(spec, data_root, device, progress if k == 0 else None) for k, spec in enumerate(specs)]
+            if any(seat.shape() != seats[0].shape() for seat in seats):
+                raise Unbatchable("the seeds' tasks differ in their models or sizes (each seed draws its own split)")
+            for seat in seats:
+                seat.build_strategy()
+            _train_together(seats)
+            records = []
+            for seat in seats:
+                turns = seat.turns
+                after_the_turns(seat.spec, data_root, device, seat.scenario, seat.strategy, seat.harness,
+                                seat.record, turns, cache_dir)  # fmt: skip
+                seat.record.batch = SeedBatch(seeds=[spec.seed for spec in specs])
+                seat.record.finished_at = now()
+                records.append(seat.record)
+            return records
+        except Unbatchable as exc:
+            reason = str(exc)
+        except DivergedError:
+            reason = "a seed diverged in the batch: each seed ran alone for its own record"
+        except Exception as exc:  # noqa: BLE001 - the per-seed runs record any failure faithfully
+            reason = f"the batch failed ({type(exc).__name__}: {exc}): each seed ran alone for its own record"
+    records = []
+    for spec in specs:
+        record = alone(spec)
+        if len(specs) > 1:
+            record.batch = SeedBatch(alone=reason)
+        records.append(record)
+    return records

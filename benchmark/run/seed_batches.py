@@ -1,0 +1,89 @@
+"""Which runs train together as one batch of seeds (:mod:`forgetbench.benchmark.run.batched`), read off their specs
+alone: this module imports no torch, so the driver groups its jobs before any worker starts.
+
+One run's seeds are the specs equal in everything but the seed (and the round that adds it), writing to the same
+results folder. They go in one batch of at most :data:`MAX_SEEDS` unless the suite says ``batch_seeds: false``
+(``run --batch-seeds off``) or :func:`batch_refusal` names a reason; the built models and strategies may still
+refuse (a model with dropout, a strategy with its own training loop), and those seeds then run one after another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from forgetbench.benchmark.run.spec import RunSpec
+
+Job = Any  # run.executors.Job (key, spec, checkpoint, cache_dir, members): importing it would close a cycle via run.batched
+
+MAX_SEEDS = 50  # seeds in one batch: K stacked models, their gradients and optimiser state in memory at once
+
+
+def _without_seed(spec: RunSpec) -> str:
+    """Everything of ``spec`` but its seed and round, as one comparable string (the components' models are not
+    hashable)."""
+    return repr((spec.suite, spec.scenario, spec.strategy, spec.training, spec.device, spec.validation_fraction,
+                 spec.first_tasks, spec.prune))  # fmt: skip
+
+
+def same_but_seed(specs: Sequence[RunSpec]) -> bool:
+    """Whether ``specs`` are one run's seeds: everything but the seed (and the round that adds it) equal, no seed
+    twice."""
+    if not specs or len({spec.seed for spec in specs}) != len(specs):
+        return False
+    first = _without_seed(specs[0])
+    return all(_without_seed(spec) == first for spec in specs[1:])
+
+
+def batch_refusal(spec: RunSpec) -> str | None:
+    """Why a run's seeds cannot be batched, read off its spec alone (None: they may be)."""
+    training = spec.training
+    if training.checkpoint:
+        return "training.checkpoint is on: a checkpoint is one run's state, so each seed runs alone"
+    if training.attribution:
+        return "training.attribution measures each run's models apart"
+    if spec.prune is not None:
+        return "a pruned trial stops where its own seed falls behind"
+    if training.grad_clip_norm is not None:
+        return "grad_clip_norm clips each seed's global gradient norm"
+    if training.precision != "fp32":
+        return f"precision {training.precision}: stacked training is checked in fp32 only"
+    return None
+
+
+def seed_batch(members: Sequence[Job]) -> Job:
+    """One job training ``members`` (one run's seeds, the same results folder) as one batch: a task of its own."""
+    first = members[0]
+    key = f"batch:{first.key}+{len(members) - 1}"
+    return dataclasses.replace(first, key=key, checkpoint=None, members=tuple(members))
+
+
+def batch_key(spec: RunSpec) -> str:
+    """What one run's seeds share (the batch they may form)."""
+    return _without_seed(spec)
+
+
+def seed_batches(jobs: Sequence[Job], refused: set[str] | frozenset[str] = frozenset()) -> list[Job]:
+    """``jobs`` with each run's seeds (two or more, the same results folder, no reason to refuse) grouped into batch
+    jobs of at most :data:`MAX_SEEDS`, in the order their first seed came; every other job as it was. ``refused``:
+    the :func:`batch_key` of runs whose batch was refused before (their seeds then spread over the workers)."""
+    groups: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        alone = (
+            job.members
+            or job.checkpoint is not None
+            or batch_refusal(job.spec) is not None
+            or _without_seed(job.spec) in refused
+        )
+        key = ("alone", job.key) if alone else (str(job.cache_dir), _without_seed(job.spec))
+        groups.setdefault(key, []).append(job)
+    batched: list[Job] = []
+    for key, members in groups.items():
+        if key[0] == "alone":
+            batched.extend(members)
+            continue
+        for start in range(0, len(members), MAX_SEEDS):
+            chunk = members[start : start + MAX_SEEDS]
+            batched.append(seed_batch(chunk) if len(chunk) > 1 else chunk[0])
+    return batched

@@ -1,0 +1,193 @@
+"""Seeds trained as one stacked model (benchmark/run/batched.py): the per-seed runner is the reference. Each batched
+record equals its run's own record (accuracy matrices within 1e-4; on this path they are bit for bit the same),
+for every strategy the path supports on the two-model, split and permuted scenarios; what cannot be stacked
+faithfully runs seed by seed with one line saying why; a suite gives the same records with --batch-seeds on and off,
+and a batched round killed mid-way resumes to them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from conftest import tiny_suite
+from helpers import REPO, TINY_TWO_MODEL, VOLATILE
+
+from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+from forgetbench.benchmark.run.batched import model_refusal, run_seeds
+from forgetbench.benchmark.run.runner import run
+from forgetbench.benchmark.run.seed_batches import same_but_seed, seed_batches
+from forgetbench.benchmark.run.spec import RunSpec
+
+HOW_IT_RAN = VOLATILE  # how a record ran (its batch among them), never what it computed
+TRAINING = TrainingConfig(lr=0.05, momentum=0.9, batch_size=32, eval_batch_size=512)
+SCENARIOS = {
+    "two_model": TINY_TWO_MODEL | {"data_b": "permuted"},
+    "split": {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [16], "max_train_per_task": 120},
+    "permuted": {"dataset": "digits", "tasks": 3, "widths": [16], "max_train_per_task": 120},
+}
+STRATEGIES = {  # the regularizer core's strategies, at strengths where their penalty acts on these tiny runs
+    "naive": {},
+    "ewc": {"ewc_lambda": 1000.0},
+    "si": {"si_lambda": 3.0},
+    "mas": {"lambda_reg": 1.0},
+    "l2": {"l2_lambda": 0.1},
+    "wpl": {"alpha": 1000.0},
+    "wpl_online": {},
+}
+
+
+def _specs(scenario: str, strategy: str, seeds=(0, 1, 2), training: TrainingConfig = TRAINING) -> list[RunSpec]:
+    return [
+        RunSpec(
+            "batched",
+            ComponentSpec(name=scenario, params=SCENARIOS[scenario]),
+            ComponentSpec(name=strategy, params=STRATEGIES.get(strategy, {})),
+            seed,
+            training,
+            "cpu",
+        )
+        for seed in seeds
+    ]
+
+
+def _what_it_computed(record) -> dict:
+    data = record.to_dict()
+    for key in HOW_IT_RAN:
+        data.pop(key, None)
+    return data
+
+
+def _assert_same_runs(batched, alone) -> None:
+    for b, a in zip(batched, alone):
+        assert b.status == a.status == "ok", (b.error, a.error)
+        matrix_b, matrix_a = torch.tensor(b.accuracy_matrix), torch.tensor(a.accuracy_matrix)
+        assert matrix_b.shape == matrix_a.shape
+        assert torch.allclose(matrix_b, matrix_a, atol=1e-4, rtol=0)
+        assert _what_it_computed(b) == _what_it_computed(a)  # and every other number of the record
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_batch_of_seeds_gives_each_seed_its_own_runs_record(strategy, tmp_path):
+    specs = _specs("two_model", strategy)
+    batched = run_seeds(specs, tmp_path)
+    assert [r.batch.seeds for r in batched] == [[0, 1, 2]] * 3, [r.batch for r in batched]
+    assert [r.run_id for r in batched] == [s.run_id for s in specs]
+    assert [r.fingerprint for r in batched] == [run(s, tmp_path).fingerprint for s in specs]
+    _assert_same_runs(batched, [run(spec, tmp_path) for spec in specs])
+
+
+@pytest.mark.parametrize("scenario", ["split", "permuted"])
+@pytest.mark.parametrize("strategy", ["naive", "ewc", "si"])
+def test_split_and_permuted_seeds_batch_to_their_own_records(scenario, strategy, tmp_path):
+    specs = _specs(scenario, strategy, seeds=(3, 5))
+    batched = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds == [3, 5] for r in batched), [r.batch for r in batched]
+    _assert_same_runs(batched, [run(spec, tmp_path) for spec in specs])
+
+
+def test_a_batch_that_cannot_be_stacked_runs_each_seed_alone_and_says_why(tmp_path):
+    specs = _specs("two_model", "ewc", training=TRAINING.model_copy(update={"checkpoint": True}))
+    records = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds is None and "checkpoint" in r.batch.alone for r in records)
+    _assert_same_runs(records, [run(spec, tmp_path) for spec in specs])
+    # what the built model says: a random draw in the forward pass, buffers it updates
+    assert "draws at random" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)))
+    assert "buffers" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+
+
+def test_a_diverging_batch_runs_again_seed_by_seed_for_each_seeds_own_record(tmp_path):
+    specs = _specs("two_model", "naive", training=TRAINING.model_copy(update={"lr": 1e6}))
+    records = run_seeds(specs, tmp_path)
+    alone = [run(spec, tmp_path) for spec in specs]
+    assert [r.status for r in records] == [a.status for a in alone] and "diverged" in {a.status for a in alone}
+    assert all(r.batch.seeds is None and "diverged" in r.batch.alone for r in records)
+
+
+def test_only_one_runs_seeds_form_a_batch():
+    from forgetbench.benchmark.run.executors import Job
+
+    specs = _specs("two_model", "ewc") + _specs("two_model", "naive", seeds=(0,))
+    assert same_but_seed(specs[:3]) and not same_but_seed(specs) and not same_but_seed([specs[0], specs[0]])
+    jobs = [Job(s.run_id, s, cache_dir=Path("out")) for s in specs]
+    grouped = seed_batches(jobs + [Job("x", replace(specs[0], seed=9), cache_dir=Path("elsewhere"))])
+    assert [[m.spec.run_id for m in job.jobs] for job in grouped] == [
+        [s.run_id for s in specs[:3]],
+        [specs[3].run_id],
+        ["two_model__ewc__seed9"],
+    ]
+    assert [len(job.jobs) for job in seed_batches(jobs, refused={_key(specs[0])})] == [1, 1, 1, 1]
+
+
+def _key(spec: RunSpec) -> str:
+    from forgetbench.benchmark.run.seed_batches import batch_key
+
+    return batch_key(spec)
+
+
+def _comparable(out: Path) -> dict[str, dict]:
+    records = {}
+    for path in sorted(out.glob("runs/*/result.json")):
+        record = json.loads(path.read_text())
+        for key in HOW_IT_RAN:
+            record.pop(key, None)
+        records[path.parent.name] = record
+    return records
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "forgetbench.benchmark.front.cli", *args],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _rounds_suite() -> dict:
+    return tiny_suite(
+        name="batched_rounds",
+        seeds={"start": 3, "max": 9, "step": 3},
+        scenarios=[{"name": "two_model", "params": TINY_TWO_MODEL | {"data_b": "permuted"}}],
+        strategies=[{"name": "naive"}, {"name": "ewc"}, {"name": "l2"}],
+    )
+
+
+@pytest.mark.slow  # three suites with batched rounds, one SIGKILLed inside a round: about a minute, for the full tier
+def test_a_batched_round_killed_and_rerun_gives_the_per_seed_records(tmp_path):
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump(_rounds_suite()))
+    alone, killed = tmp_path / "alone", tmp_path / "killed"
+    done = _cli("run", str(config), "--out", str(alone), "--quiet", "--no-report", "--batch-seeds", "off")
+    assert done.wait(timeout=600) == 0, done.stderr.read()
+    rounds = json.loads((alone / "rounds.json").read_text())
+    assert rounds["rounds"], "the pairs were decided on the first seeds: no round to interrupt"
+
+    proc = _cli("run", str(config), "--out", str(killed), "--quiet", "--no-report")
+    first = len(_comparable(alone)) - sum(len(s) for r in rounds["rounds"] for s in r["added"].values())
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:  # the first seeds done: a batched round is training
+        if (killed / "rounds.json").exists() and len(list(killed.glob("runs/*/result.json"))) >= first:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = _cli("run", str(config), "--out", str(killed), "--quiet", "--no-report")
+    assert again.wait(timeout=600) == 0, again.stderr.read()
+
+    records = [json.loads(p.read_text()) for p in killed.glob("runs/*/result.json")]
+    assert any(r.get("round") and (r.get("batch") or {}).get("seeds") for r in records), "no round ran batched"
+    assert _comparable(killed) == _comparable(alone)
+    assert json.loads((killed / "rounds.json").read_text()) == rounds
