@@ -55,6 +55,9 @@ class FisherEstimate:
     ) -> None:
         self.kind, self.samples, self.labels, self.batch_size = kind, samples, labels, batch_size
         self.on, self.passes = on, passes
+        # the squared mini-batch gradients of every parameter, over all the experience's samples in order: what a batch
+        # of seeds computes for all of them at once (QuadraticRegularizer.lockstep_importance)
+        self.stackable = kind == "minibatch" and samples is None and on == "model"
 
     def __call__(self, strategy: Any, used: frozenset[str] | None, generator: torch.Generator) -> Tensors:
         fisher = experience_importance(strategy, self.kind, self.samples, generator, self.labels, self.batch_size)

@@ -57,13 +57,14 @@ A plug-in regularizer is a params model and a builder choosing parts (``docs/dev
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Literal, Protocol, Sequence, cast
 
 import torch
 from torch import Tensor, nn
 
 from forgetbench.strategies.base import StrategyContext, importance_needed, shared_params
-from forgetbench.strategies.passes import importance_pass, normalise_importance
+from forgetbench.strategies.passes import IMPORTANCE_SECONDS, importance_pass, normalise_importance
 from forgetbench.strategies.penalty import (
     PenaltyDiagnostics,
     QuadraticAnchor,
@@ -161,6 +162,9 @@ class QuadraticRegularizer(Plugin):
         self._params: list[Tensor] = []  # the tensors it acts on (those that can move)
         self._subset: list[int] | None = None
         self._step_hooks = hasattr(estimator, "after_step")
+        self._precomputed: tuple[Tensors, float] | None = (
+            None  # this experience's importance, computed with other seeds
+        )
 
     @classmethod
     def from_context(
@@ -267,6 +271,23 @@ class QuadraticRegularizer(Plugin):
 
         return {"before_backward": lambda losses: None, "backward_end": add}
 
+    @classmethod
+    def lockstep_importance(
+        cls, plugins: Sequence["QuadraticRegularizer"], squared_gradients: Callable[[], list[Tensors]]
+    ) -> None:
+        """Before the K seeds' regularizers of a batch (:mod:`forgetbench.benchmark.run.batched`) end an experience:
+        where their estimator is the squared mini-batch gradients over all the experience's samples in order
+        (``stackable``), ``squared_gradients()`` computes every seed's at once (the stacked model, each seed's own
+        samples, entry by entry the arithmetic of :func:`~forgetbench.strategies.passes.squared_gradient_importance`)
+        and each seed's :meth:`after_training_exp` takes its own, with a K-th of the seconds."""
+        if not all(getattr(p.estimator, "stackable", False) for p in plugins):
+            return
+        begun = time.perf_counter()
+        found = squared_gradients()
+        share = (time.perf_counter() - begun) / len(plugins)
+        for plugin, importance in zip(plugins, found):
+            plugin._precomputed = (importance, share)
+
     # --------------------------------------------------------------- the importance
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         """Whether the penalty acted; then F^t (unless no later training reads it) into the store."""
@@ -281,9 +302,14 @@ class QuadraticRegularizer(Plugin):
         used = None
         if self.used_params is not None and index is not None and index < len(self.used_params):
             used = self.used_params[index]
+        precomputed, self._precomputed = self._precomputed, None
         if index is None or self.pass_needed(strategy, index):
-            with importance_pass(strategy):
-                importance = self.estimator(strategy, used, self.generator)
+            if precomputed is not None:  # computed with its other seeds' (lockstep_importance): its share of the time
+                importance, seconds = precomputed
+                setattr(strategy, IMPORTANCE_SECONDS, getattr(strategy, IMPORTANCE_SECONDS, 0.0) + seconds)
+            else:
+                with importance_pass(strategy):
+                    importance = self.estimator(strategy, used, self.generator)
             importance = normalise_importance(importance, self.importance_norm, used)
         else:
             self.skipped.append(index)

@@ -8,21 +8,26 @@ curves) is called on that seed's own strategy. Only the arithmetic the K seeds s
 * **the weights** (:class:`SeedStack`): every parameter is one ``(K, *shape)`` tensor, and each seed's own
   parameter is a view of its row (``param.data``), its ``.grad`` a view of the stacked gradient's row, so a seed's
   plugins read and write the stacked tensors in place;
-* **the forward and backward pass**: one :func:`torch.func.vmap` of :func:`torch.func.functional_call` over the
-  stacked weights and the seeds' ``(K, batch, ...)`` minibatches, one backward of the sum of the seeds' losses
-  (the seeds share no weight, so each row's gradient is its own seed's);
+* **the forward and backward pass**: one call of a stacked copy of the model (:func:`_stacked_copy`: its parameters
+  the stacked tensors, its linear layers :class:`_StackedLinear`) on the seeds' ``(K, batch, ...)`` minibatches, or
+  one :func:`torch.func.vmap` of the model's own forward where the copy does not reproduce it; a model whose seeds
+  take other routes (a supernet, each seed on its own drawn architectures) runs through its ``forward_seeds``, each
+  op once for the seeds that chose it; then one backward of the sum of the seeds' losses (the seeds share no weight,
+  so each row's gradient is its own seed's);
 * **the optimiser step**: one optimiser of the same class and hyper-parameters over the stacked tensors. SGD,
   Adam, AdamW, RMSprop and Adagrad update each entry from its own gradient and state alone, so a row's step is the
   step its seed's optimiser takes.
 
-The per-seed path is the reference. The batched path's only difference is float rounding (a batched matrix product
-sums in another order); ``tests/run/test_batched.py`` checks the records against per-seed ones. What cannot be
-stacked faithfully is refused before anything trains (:func:`batch_refusal`, :func:`model_refusal`): a random draw
-inside the forward pass (dropout), buffers a forward pass updates (BatchNorm), an optimiser or criterion whose step
-couples entries (gradient clipping by a global norm), a plugin that hooks the forward pass, a strategy with its own
-training loop, a search (its turns are decided per seed), a checkpointed, pruned or attributed run. Those run one
-seed after another, and each of their records says why (``batch.alone``; the suite prints it once). A batch whose training raises or diverges
-runs again seed by seed, so a seed that fails or diverges gets the record its own run gives.
+The per-seed path is the reference, and the records are bit for bit its records (``tests/run/test_batched.py``):
+the stacked linear layer computes each product in the orientation PyTorch's own per-model backward does, and a routed
+forward must give every seed's own model's output exactly on its first batch, or the batch is refused. What cannot be
+stacked faithfully is refused before anything trains (:func:`~forgetbench.benchmark.run.seed_batches.batch_refusal`,
+:func:`model_refusal`, :func:`strategy_refusal`): a random draw inside the forward pass (dropout), buffers a forward
+pass updates (BatchNorm), an optimiser or criterion whose step couples entries (gradient clipping by a global norm), a
+plugin that hooks the forward pass, a strategy with its own training loop, seeds whose splits differ in size, a
+checkpointed, pruned or attributed run. Those run one seed after another, and each of their records says why
+(``batch.alone``; the suite prints it once). A batch whose training raises or diverges runs again seed by seed, so a
+seed that fails or diverges gets the record its own run gives.
 
 Each record is an ordinary record of its run (same schema, fingerprint and run id) whose ``batch`` lists the seeds
 it trained with (or, for a refused batch, why it ran alone), and whose ``timing.train_seconds`` is its share (1/K)
@@ -31,16 +36,18 @@ of the batch's training.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 import types
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from forgetbench.benchmark.core.record import RunRecord, SeedBatch
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.run.assemble import build_run_strategy
 from forgetbench.benchmark.run.runner import after_the_turns, harness_of, record_turn, run, scenario_of
@@ -210,7 +217,8 @@ def _stacked_copy(model: nn.Module, stacked: dict[str, Tensor]) -> nn.Module | N
             return None  # a torch layer this copy does not stack, or a module holding its own parameters
     copied = copy.deepcopy(model).to("meta")
     for prefix, module in copied.named_modules():
-        for name in list(module._parameters):
+        module._stacked = tuple(module._parameters)  # type: ignore[assignment]
+        for name in module._stacked:  # type: ignore[attr-defined]
             del module._parameters[name]
             module.__dict__[name] = stacked[f"{prefix}.{name}" if prefix else name]
         if type(module) is nn.Linear:
@@ -220,20 +228,48 @@ def _stacked_copy(model: nn.Module, stacked: dict[str, Tensor]) -> nn.Module | N
     return copied
 
 
+def _aligned(models: Sequence[nn.Module]) -> list[dict[str, nn.Parameter]]:
+    """Each model's parameters under the first model's names: by name, or by position where the models say their
+    parameters correspond by position (``seeds_align_by_position``: a supernet's private heads are named by each
+    seed's own architectures)."""
+    named = [list(model.named_parameters()) for model in models]
+    names = [name for name, _ in named[0]]
+    by_position = all(getattr(model, "seeds_align_by_position", False) for model in models)
+    tables = []
+    for k, params in enumerate(named):
+        if [name for name, _ in params] != names and not (by_position and len(params) == len(names)):
+            raise Unbatchable(f"seed {k}'s model has other parameters than the first seed's")
+        tables.append(dict(zip(names, (param for _, param in params))))
+    return tables
+
+
+@contextlib.contextmanager
+def _on_rows(module: nn.Module, index: Tensor) -> Iterator[None]:
+    """``module`` of a stacked copy (:func:`_stacked_copy`) with rows ``index`` of its stacked parameters."""
+    held = [(m, name, m.__dict__[name]) for m in module.modules() for name in getattr(m, "_stacked", ())]
+    try:
+        for m, name, full in held:
+            m.__dict__[name] = full.index_select(0, index)
+        yield
+    finally:
+        for m, name, full in held:
+            m.__dict__[name] = full
+
+
 class SeedStack:
     """K models of one structure as stacked tensors: ``stacked[name]`` is ``(K, *shape)``, and model k's parameter
     ``name`` is a view of row k (its ``.data`` and, where it trains, its ``.grad``). Built at the start of each turn
     (a turn may add parameters, and an importance pass leaves ``.grad`` unset)."""
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
-        named = [dict(model.named_parameters()) for model in models]
+        named = _aligned(models)
         self.names = list(named[0])
         for k, table in enumerate(named[1:], start=1):
-            if list(table) != self.names or any(
-                table[n].shape != named[0][n].shape or table[n].dtype != named[0][n].dtype for n in self.names
-            ):
+            if any(table[n].shape != named[0][n].shape or table[n].dtype != named[0][n].dtype for n in self.names):
                 raise Unbatchable(f"seed {k}'s model differs in its parameters from the first seed's")
-        self.seeds = len(models)
+        self.models, self.seeds = list(models), len(models)
+        # seed k's own name of each (first-seed) name: by position where the names differ (a supernet's heads)
+        self.own_names = [dict(zip(self.names, (n for n, _ in model.named_parameters()))) for model in models]
         self.params_of = named
         self.stacked: dict[str, Tensor] = {}
         with torch.no_grad():
@@ -261,9 +297,12 @@ class SeedStack:
 
     def holds(self, models: Sequence[nn.Module]) -> bool:
         """Whether every model's parameters are still the rows of this stack (a turn may add or replace some)."""
-        for table, model in zip(self.params_of, models):
-            current = dict(model.named_parameters())
-            if list(current) != self.names or any(current[n] is not table[n] for n in self.names):
+        try:
+            current = _aligned(models)
+        except Unbatchable:
+            return False
+        for table, aligned in zip(self.params_of, current):
+            if list(aligned) != self.names or any(aligned[n] is not table[n] for n in self.names):
                 return False
         return all(
             table[name].data_ptr() == self.stacked[name][k].data_ptr()
@@ -285,9 +324,12 @@ class SeedStack:
     def zero_grad(self) -> None:
         torch._foreach_zero_(self._grads)
 
-    def forward(self, x: Tensor, key: int) -> Tensor:
+    def forward(self, x: Tensor, key: int, routes: Sequence[Any] | None = None) -> Tensor:
         """The K models on their own inputs: ``x`` is ``(K, batch, ...)``, the result ``(K, batch, ...)``. Through the
-        stacked copy where, on this model's first batch, it gave exactly the vmap path's output; else vmapped."""
+        stacked copy where, on this model's first batch, it gave exactly the vmap path's output; else vmapped.
+        ``routes``: what each seed's model ``key`` chooses (a supernet's architecture), where they differ."""
+        if routes is not None and len(set(routes)) > 1:
+            return self._routed(x, key, routes)
         direct = self._direct_for.get(key)
         if direct is None:
             reference = self._vmapped(x, key)
@@ -304,6 +346,42 @@ class SeedStack:
         if direct:
             return self._direct.forward_single_task(x, key)  # type: ignore[union-attr,operator]
         return self._vmapped(x, key)
+
+    def _routed(self, x: Tensor, key: int, routes: Sequence[Any]) -> Tensor:
+        """Seeds whose model ``key`` takes other routes (a supernet's seeds, each on its own architecture): the
+        stacked copy's ``forward_seeds``, each op once for the seeds that chose it (:meth:`_choose`). On the first
+        batch of each model it must give every seed's own model's output exactly, or the batch is refused."""
+        forward_seeds = getattr(self._direct, "forward_seeds", None)
+        if forward_seeds is None:
+            raise Unbatchable(f"the seeds' models {key} take different routes, and {type(self.models[0]).__name__} "
+                              "has no forward_seeds")  # fmt: skip
+        try:
+            output = forward_seeds(x, key, routes, self._choose)
+        except NotImplementedError as exc:
+            raise Unbatchable(str(exc)) from None
+        if key not in self._direct_for:
+            with torch.no_grad():
+                own = [model.forward_single_task(x[k], key) for k, model in enumerate(self.models)]  # type: ignore[operator]
+            if not all(torch.equal(output[k].detach(), mine) for k, mine in enumerate(own)):
+                raise Unbatchable(f"the stacked forward of model {key} differs from the seeds' own")
+            self._direct_for[key] = True
+        return output
+
+    def _choose(self, modules: Any, choices: Sequence[Any], h: Tensor) -> Tensor:
+        """Seed k's ``modules[choices[k]]`` on its row of ``h``: each module once on the rows of the seeds that chose
+        it, with those rows of its stacked parameters (rows gathered and scattered back exactly: one value each)."""
+        if len(set(choices)) == 1:
+            return modules[choices[0]](h)
+        parts, order = [], []
+        for choice in dict.fromkeys(choices):
+            rows = [k for k, c in enumerate(choices) if c == choice]
+            index = torch.tensor(rows, device=h.device)
+            with _on_rows(modules[choice], index):
+                parts.append(modules[choice](h.index_select(0, index)))
+            order.extend(rows)
+        inverse = torch.empty(len(order), dtype=torch.long, device=h.device)
+        inverse[torch.tensor(order, device=h.device)] = torch.arange(len(order), device=h.device)
+        return torch.cat(parts).index_select(0, inverse)
 
     def _vmapped(self, x: Tensor, key: int) -> Tensor:
         call = self._call
@@ -334,6 +412,18 @@ class SeedStack:
                 new.state[self.stacked[name]] = state
 
 
+def _routes(strategies: Sequence[Any], key: int) -> list[Any] | None:
+    """What each seed's model ``key`` chooses (its ``seed_route``: a supernet's architecture), where models say."""
+    route = [getattr(strategy.model, "seed_route", None) for strategy in strategies]
+    return [r(key) for r in route] if all(callable(r) for r in route) else None  # type: ignore[misc]
+
+
+def _seed_losses(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Each seed's mean cross-entropy, ``(K,)``: its gradient is the per-seed criterion's, entry by entry."""
+    flat = torch.nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+    return flat.view(targets.shape).mean(1)
+
+
 def _by_type(plugins: Sequence[Any]) -> dict[tuple[type, int], Any]:
     """``(type, n) -> plugin``: the n-th plugin of each type, how one seed's plugin is paired with the others'."""
     counts: dict[type, int] = {}
@@ -361,10 +451,6 @@ class _Seat:
         self.spec = spec
         self.record = new_record(spec, device)
         self.scenario = scenario_of(spec, data_root, self.record)
-        if self.scenario.adaptive:
-            raise Unbatchable(
-                "a search: each seed draws and trains its own architectures (other parameters, other turns)"
-            )
         model = self.scenario.model.to(device)
         refusal = model_refusal(model)
         if refusal is not None:
@@ -436,9 +522,48 @@ class _Lockstep:
                 break
             self._epoch(kwargs)
             self._each("_after_training_epoch", **kwargs)
+        self._importance_together()
         self._each("_after_training_exp", **kwargs)
         self._each("_after_training", **kwargs)
         self._each("_train_cleanup")
+
+    def _importance_together(self) -> None:
+        """Before the seeds end the experience: plugins with a ``lockstep_importance(plugins, squared_gradients)``
+        classmethod (the regularizer core) may have every seed's importance pass computed at once."""
+        by_type = [_by_type(strategy.plugins) for strategy in self.strategies]
+        for kind, occurrence in by_type[0]:
+            hook = getattr(kind, "lockstep_importance", None)
+            instances = [plugins.get((kind, occurrence)) for plugins in by_type]
+            if hook is not None and all(p is not None for p in instances):
+                hook(instances, self._squared_gradients)
+
+    def _squared_gradients(self) -> list[dict[str, Tensor]]:
+        """Every seed's F_i = (1/B) sum_b (d L_b / d theta_i)^2 over the B mini-batches of its experience's samples in
+        order (:func:`~forgetbench.strategies.passes.squared_gradient_importance`, entry by entry), at once."""
+        strategies, stack = self.strategies, self.stack
+        assert stack is not None
+        loaders = [
+            TensorBatchLoader(dataset_tensors(s.experience.dataset), s.train_mb_size, shuffle=False) for s in strategies
+        ]
+        keys = {loader.single_task for loader in loaders}
+        if len(keys) != 1 or None in keys or len({len(loader) for loader in loaders}) != 1:
+            raise Unbatchable("an importance pass reads several tasks' samples, or the seeds' experiences differ")
+        key = int(next(iter(keys)))  # type: ignore[arg-type]
+        routes = _routes(strategies, key)
+        device = strategies[0].device
+        sums = {name: torch.zeros_like(stack.stacked[name]) for name in stack.names}
+        trainable = [sums[name] for name in stack.trainable]
+        grads = [stack.stacked[name].grad for name in stack.trainable]
+        for batches in zip(*loaders):
+            stack.zero_grad()
+            inputs = torch.stack([batch[0] for batch in batches]).to(device)
+            targets = torch.stack([batch[1] for batch in batches]).to(device)
+            outputs = stack.forward(inputs, key, routes)
+            _seed_losses(outputs, targets).sum().backward()
+            torch._foreach_addcmul_(trainable, grads, grads)  # type: ignore[arg-type]
+        torch._foreach_div_(list(sums.values()), float(max(len(loaders[0]), 1)))
+        stack.zero_grad()
+        return [{own[name]: sums[name][k].clone() for name in stack.names} for k, own in enumerate(stack.own_names)]
 
     def _stack_turn(self) -> None:
         """The stack of this turn's weights (the one built before training, unless the turn changed the models'
@@ -505,6 +630,7 @@ class _Lockstep:
         if len(keys) != 1 or None in keys:
             raise Unbatchable("a training batch holds several tasks' samples")
         key = int(next(iter(keys)))  # type: ignore[arg-type]
+        routes = _routes(strategies, key)
         iterators = [iter(loader) for loader in loaders]
         autocast = strategies[0].autocast()
         losses = torch.zeros(len(strategies))
@@ -538,13 +664,8 @@ class _Lockstep:
             if targets.dim() != 2:
                 raise Unbatchable("the targets are not one class label per sample")
             with autocast:
-                outputs = stack.forward(inputs, key)
-                # each seed's mean cross-entropy; its gradient is the per-seed criterion's, entry by entry
-                losses = (
-                    torch.nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
-                    .view(targets.shape)
-                    .mean(1)
-                )
+                outputs = stack.forward(inputs, key, routes)
+                losses = _seed_losses(outputs, targets)
             for k, strategy in enumerate(strategies):
                 strategy.mb_output, strategy.loss = outputs[k], losses[k]
             each("before_backward")
@@ -561,30 +682,55 @@ class _Lockstep:
 
 
 def _train_together(seats: list[_Seat]) -> None:
-    """Every turn of the seats' schedule, together; then what each record gains after its turns."""
+    """Every turn of the seats' schedules, together; a search (adaptive) then asks each seat for its next turns, which
+    must be the same turns (each seat's own architectures), until it has none (the runner's loop, per seat)."""
     lockstep = _Lockstep(seats, seats[0].spec.training.reset_optimizer)
-    for index in range(len(seats[0].turns)):
-        if any(seat.turns[index][0] != seats[0].turns[index][0] for seat in seats):
-            raise Unbatchable("the seeds' schedules differ")
+    index = 0
+    while True:
+        while index < len(seats[0].turns):
+            _train_turn_together(seats, lockstep, index)
+            index += 1
+        if not seats[0].scenario.adaptive:
+            return
+        more = []
         for seat in seats:
-            turn = seat.turns[index][0]
-            if turn.task not in seat.trained:
-                seat.trained.append(turn.task)
-            set_turn_budget(seat.strategy, seat.harness, turn, seat.spec.training)
-            if seat.harness.recorder is not None:
-                seat.harness.recorder.turn, seat.harness.recorder.watch = index, list(seat.trained)
-        curves_before = [seat.harness.inside_eval_seconds() for seat in seats]
-        t0 = time.perf_counter()
-        lockstep.train_turn(index)
-        if seats[0].strategy.device.type == "cuda":
-            torch.cuda.synchronize(seats[0].strategy.device)
-        elapsed = time.perf_counter() - t0
-        curves = [seat.harness.inside_eval_seconds() - before for seat, before in zip(seats, curves_before)]
-        share = max(elapsed - sum(curves), 0.0) / len(seats)
-        for seat, curve_seconds in zip(seats, curves):
-            check_finite_weights(seat.strategy.model)
-            done = TurnDone(index, seat.turns[index][0], share, curve_seconds, seat.harness.budget.steps)
-            record_turn(seat.scenario, seat.strategy, seat.harness, seat.record, done, seat.scores)
+            t0 = time.perf_counter()  # the search's own work, apart from training
+            more.append(seat.scenario.next_turns(seat.scores))
+            timing = seat.record.timing
+            timing.search_seconds = (timing.search_seconds or 0.0) + time.perf_counter() - t0
+        if any(turns != more[0] for turns in more):
+            raise Unbatchable("the seeds' searches chose different turns")
+        if not more[0]:
+            return
+        for seat, turns in zip(seats, more):
+            start = len(seat.turns)
+            seat.scenario.schedule.extend(turns)
+            seat.turns = seat.turns + scheduled_experiences(seat.scenario, start)
+
+
+def _train_turn_together(seats: list[_Seat], lockstep: "_Lockstep", index: int) -> None:
+    """Turn ``index`` of every seat (its budget, curves, clock), then what each record gains from it."""
+    if any(seat.turns[index][0] != seats[0].turns[index][0] for seat in seats):
+        raise Unbatchable("the seeds' schedules differ")
+    for seat in seats:
+        turn = seat.turns[index][0]
+        if turn.task not in seat.trained:
+            seat.trained.append(turn.task)
+        set_turn_budget(seat.strategy, seat.harness, turn, seat.spec.training)
+        if seat.harness.recorder is not None:
+            seat.harness.recorder.turn, seat.harness.recorder.watch = index, list(seat.trained)
+    curves_before = [seat.harness.inside_eval_seconds() for seat in seats]
+    t0 = time.perf_counter()
+    lockstep.train_turn(index)
+    if seats[0].strategy.device.type == "cuda":
+        torch.cuda.synchronize(seats[0].strategy.device)
+    elapsed = time.perf_counter() - t0
+    curves = [seat.harness.inside_eval_seconds() - before for seat, before in zip(seats, curves_before)]
+    share = max(elapsed - sum(curves), 0.0) / len(seats)
+    for seat, curve_seconds in zip(seats, curves):
+        check_finite_weights(seat.strategy.model)
+        done = TurnDone(index, seat.turns[index][0], share, curve_seconds, seat.harness.budget.steps)
+        record_turn(seat.scenario, seat.strategy, seat.harness, seat.record, done, seat.scores)
 
 
 def run_seeds(

@@ -18,6 +18,11 @@ turns carry their own step budget (a supernet) runs whole: that is its time. The
 and warm-ups, so a discarded warm-up run comes first. The wall divides the runs' total by the workers (process or Ray
 executors), never below the longest single run.
 
+**Seeds in a batch** (``batch_seeds``, :mod:`~forgetbench.benchmark.run.batched`): where a pair's planned seeds
+train as one batch, :data:`BATCH_PROBE` of its seeds are also timed as one shortened batch, and a run in a batch costs
+its share of that (the fixed part per seed as alone, the steps at the batch's rate); a batch is one task, so the
+longest task may be a batch. A round adds ``step`` seeds a strategy: its batches hold ``step``.
+
 **The estimate's own cost** is bounded: it measures the (scenario, strategy) pairs with the most planned runs first
 and stops once it has spent :data:`BUDGET_SHARE` of the wall it expects so far, or :data:`BUDGET_SECONDS` when that
 is more; a pair it did not measure costs what its scenario's measured pairs cost on average (said so in the lines).
@@ -51,12 +56,15 @@ from forgetbench.benchmark.run import tuning
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.run.assemble import seeded_scenario
 from forgetbench.benchmark.run.executors import run_threads, torch_threads
+from forgetbench.benchmark.run.batched import run_seeds
 from forgetbench.benchmark.run.runner import run
+from forgetbench.benchmark.run.seed_batches import MAX_SEEDS, batch_key, batch_refusal
 from forgetbench.benchmark.run.schedule import turn_steps
 from forgetbench.benchmark.run.planned import planned_runs
 from forgetbench.benchmark.run.spec import RunSpec
 
 PROBE_STEPS = 5  # iterations a turn of a timed run trains
+BATCH_PROBE = 4  # seeds of the shortened batch that times the seed-batched path
 BUDGET_SECONDS, BUDGET_SHARE = 20.0, 0.05  # the estimate measures for at most max(20 s, 5% of the wall it expects)
 ESTIMATE_FROM_RUNS = 50  # `run` estimates first (and prints it when over a minute) from this many planned runs
 # the report at a suite's end: its imports and page, and reading each record (docs/studies/performance.md: the demo's
@@ -72,10 +80,15 @@ class Cost:
     step_seconds: float
     fixed_seconds: float
     steps: int
+    batched_seconds: float | None = None  # a run's share of a batch of its seeds (None: not measured or refused)
 
     @property
     def run_seconds(self) -> float:
         return self.fixed_seconds + self.step_seconds * self.steps
+
+    def seconds(self, batched: bool) -> float:
+        """A run's seconds: alone, or as one of a batch of its seeds where that was measured."""
+        return self.batched_seconds if batched and self.batched_seconds is not None else self.run_seconds
 
 
 @dataclass
@@ -92,6 +105,7 @@ class Estimate:
     capacity: float = 1.0  # the cores the runs get: the workers, fewer where other processes keep cores busy
     memory_bytes: int = 0
     timing_seconds: float = 0.0  # what the estimate itself took
+    longest_seconds: float | None = None  # the longest task: one run, or a batch of seeds (None: the longest run)
     assumed: list[tuple[str, str]] = field(default_factory=list)  # pairs not measured (their scenario's mean cost)
 
     @property
@@ -109,7 +123,10 @@ class Estimate:
         return self._wall({phase: s for phase, s in self.seconds.items() if phase != "rounds"})
 
     def _wall(self, seconds: dict[str, float]) -> float:
-        longest = max((c.run_seconds for c in self.costs.values()), default=0.0) * max(self.workers / self.capacity, 1)
+        single = max((c.run_seconds for c in self.costs.values()), default=0.0)
+        longest = (self.longest_seconds if self.longest_seconds is not None else single) * max(
+            self.workers / self.capacity, 1
+        )
         return max(sum(seconds.values()) / max(self.capacity, 1e-9), longest) + self.overhead_seconds
 
     def lines(self) -> list[str]:
@@ -140,7 +157,8 @@ class Estimate:
                     f"{cost.steps} steps at {1000 * cost.step_seconds:.1f} ms, {cost.fixed_seconds:.1f} s evaluation, "
                     "importance and set-up"
                 )
-            out.append(f"  {scenario} / {strategy}: {_duration(cost.run_seconds)} a run ({how})")
+            batched = "" if cost.batched_seconds is None else f"; {_duration(cost.batched_seconds)} a seed in a batch"
+            out.append(f"  {scenario} / {strategy}: {_duration(cost.run_seconds)} a run ({how}){batched}")
         return out
 
     def _load_words(self) -> str:
@@ -185,7 +203,27 @@ def _timed(spec: RunSpec, data_root: Path, steps_a_turn: int) -> tuple[float, Ru
         return time.perf_counter() - begun, record
 
 
-def measure(spec: RunSpec, data_root: Path) -> Cost:
+def _batched_share(spec: RunSpec, data_root: Path, steps_a_turn: int, cost: Cost) -> float | None:
+    """A run's share of a batch of its seeds (:mod:`~forgetbench.benchmark.run.batched`): :data:`BATCH_PROBE` seeds
+    shortened as the second timed run, trained as one batch; its wall per seed on the line of :func:`measure` (the
+    fixed part per seed as alone, the steps at the batch's rate). None where the batch was refused."""
+    short = dataclasses.replace(
+        spec, training=spec.training.model_copy(update={"iterations_per_task": steps_a_turn, "checkpoint": False})
+    )
+    specs = [dataclasses.replace(short, seed=spec.seed + k) for k in range(BATCH_PROBE)]
+    with torch_threads(run_threads(spec)):
+        begun = time.perf_counter()
+        records = run_seeds(specs, data_root)
+        per_seed = (time.perf_counter() - begun) / BATCH_PROBE
+    if not all(r.batch is not None and r.batch.seeds for r in records):
+        return None
+    if cost.step_seconds == 0:  # it ran whole: its wall is its cost
+        return per_seed
+    steps = max(records[0].timing.steps, 1)
+    return cost.fixed_seconds + max(per_seed - cost.fixed_seconds, 0.0) / steps * cost.steps
+
+
+def measure(spec: RunSpec, data_root: Path, batched: bool = False) -> Cost:
     """Two shortened runs of ``spec`` (:func:`probe_steps`; nothing written), a line through their walls against their
     steps (what grows with the steps: training, forgetting-curve points and their attribution; what does not:
     building, each turn's evaluation, importance passes), and the cost of a full run on that line. A scenario whose
@@ -195,7 +233,10 @@ def measure(spec: RunSpec, data_root: Path) -> Cost:
     wall_low, record_low = _timed(spec, data_root, low)
     steps_low = max(record_low.timing.steps, 1)
     if steps_low >= full:  # the turns' own budgets (or a short run anyway): it ran whole, its wall is its cost
-        return Cost(0.0, wall_low, steps_low)
+        cost = Cost(0.0, wall_low, steps_low)
+        if batched:
+            cost.batched_seconds = _batched_share(spec, data_root, low, cost)
+        return cost
     wall_high, record_high = _timed(spec, data_root, high)
     steps_high = max(record_high.timing.steps, 1)
     fitted = (wall_high - wall_low) / max(steps_high - steps_low, 1)
@@ -203,7 +244,10 @@ def measure(spec: RunSpec, data_root: Path) -> Cost:
     trained = (timing.train_seconds - (timing.importance_seconds or 0.0)) / steps_high  # the run's own clock
     step_seconds = max(fitted, trained, 0.0)
     fixed = max(wall_low - step_seconds * steps_low, 0.0)
-    return Cost(step_seconds, fixed, full)
+    cost = Cost(step_seconds, fixed, full)
+    if batched:
+        cost.batched_seconds = _batched_share(spec, data_root, high, cost)
+    return cost
 
 
 def estimate(
@@ -246,7 +290,8 @@ def estimate(
             started = time.perf_counter()
             _timed(spec, data_root, probe_steps(spec)[0])
             warm_up = time.perf_counter() - started
-        result.costs[key] = measure(spec, data_root)
+        batchable = suite.batch_seeds and batch_refusal(spec) is None and _batched_runs(phases, suite, key)
+        result.costs[key] = measure(spec, data_root, batched=batchable)
         if i == 0:
             warm_up = max(warm_up - _timed(spec, data_root, probe_steps(spec)[0])[0], 0.0)
     result.capacity = _capacity(result.workers, load.other_cores())
@@ -258,8 +303,14 @@ def estimate(
     workers_start = started if executor in ("process", "ray") else 0.0
     report = (REPORT_SECONDS + REPORT_SECONDS_A_RUN * runs) * slowed
     result.overhead_seconds = (started if new_process else 0.0) + workers_start + warm_up + report
+    tasks: list[float] = []  # each job's seconds: one run, or a batch of seeds
     for phase, specs in phases.items():
-        result.seconds[phase] = sum(result.costs[(s.scenario.display_name, s.strategy.name)].run_seconds for s in specs)
+        batches = _batches(phase, specs, suite)
+        for batch in batches:
+            batched = len(batch) > 1
+            tasks.append(sum(result.costs[(s.scenario.display_name, s.strategy.name)].seconds(batched) for s in batch))
+        result.seconds[phase] = sum(tasks[-len(batches) :]) if batches else 0.0
+    result.longest_seconds = max(tasks, default=0.0)
     if result.done:  # complete runs cost nothing: scaled by the share left
         total = max(result.total_runs - result.counts.get("rounds", 0), 1)
         left = 1 - result.done / total
@@ -313,6 +364,34 @@ def _import_seconds() -> float:
     begun = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import forgetbench.benchmark.run.runner"], capture_output=True, check=False)
     return time.perf_counter() - begun
+
+
+def _batches(phase: str, specs: list[RunSpec], suite: SuiteConfig) -> list[list[RunSpec]]:
+    """The jobs ``specs`` run as: each run's seeds as one batch of at most ``MAX_SEEDS`` (a round adds ``step`` seeds
+    a strategy, so a round's batch has ``step``), every other run alone."""
+    if not suite.batch_seeds:
+        return [[spec] for spec in specs]
+    size = MAX_SEEDS
+    if phase == "rounds":
+        size = suite.until_decided.step if suite.until_decided is not None else 1
+    groups: dict[str, list[RunSpec]] = {}
+    alone: list[list[RunSpec]] = []
+    for spec in specs:
+        if batch_refusal(spec) is not None:
+            alone.append([spec])
+        else:
+            groups.setdefault(batch_key(spec), []).append(spec)
+    chunks = [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+    return chunks + alone
+
+
+def _batched_runs(phases: dict[str, list[RunSpec]], suite: SuiteConfig, key: tuple[str, str]) -> bool:
+    """Whether some runs of the pair ``key`` are planned in a batch of two or more seeds."""
+    return any(
+        len(batch) > 1 and (batch[0].scenario.display_name, batch[0].strategy.name) == key
+        for phase, specs in phases.items()
+        for batch in _batches(phase, specs, suite)
+    )
 
 
 def _assumed_cost(key: tuple[str, str], measured: dict[tuple[str, str], Cost]) -> Cost:

@@ -50,3 +50,26 @@ def test_an_unmeasured_pair_costs_its_scenarios_mean_and_rounds_give_a_range():
     lines = estimate.lines()
     assert "10 s (first round) to 40 s (every round up to max)" in lines[1]
     assert "s / naive: 1.0 s a run (not measured: its scenario's measured mean)" in lines[2]
+
+
+def test_a_runs_seeds_are_one_task_at_the_batchs_rate_and_a_round_batches_its_step():
+    from dataclasses import replace
+
+    from conftest import tiny_suite
+
+    from forgetbench.benchmark.core.config import resolve_config
+    from forgetbench.benchmark.run.spec import expand_suite
+
+    suite = resolve_config(tiny_suite(seeds={"start": 3, "max": 9, "step": 3}, strategies=[{"name": "ewc"}]))
+    first = expand_suite(suite)
+    assert [len(b) for b in E._batches("runs", first, suite)] == [3]  # the first seeds: one batch
+    more = [replace(first[0], seed=seed) for seed in range(3, 9)]
+    assert [len(b) for b in E._batches("rounds", more, suite)] == [3, 3]  # two rounds of step 3
+    alone = suite.model_copy(update={"batch_seeds": False})
+    assert [len(b) for b in E._batches("runs", first, alone)] == [1, 1, 1]
+    cost = E.Cost(0.01, 1.0, 100, batched_seconds=0.5)
+    assert cost.seconds(batched=True) == 0.5 and cost.seconds(batched=False) == pytest.approx(2.0)
+    # a batch is one task: the longest one bounds the wall, as the longest run does
+    estimate = E.Estimate(workers=2, capacity=2.0, seconds={"runs": 1.5}, costs={("a", "b"): cost}, longest_seconds=1.5)
+    assert estimate.wall_seconds == pytest.approx(1.5)  # not the 0.75 s two workers would make of 1.5 s of runs
+    assert "2.0 s a run" in estimate.lines()[2] and "0.5 s a seed in a batch" in estimate.lines()[2]

@@ -262,7 +262,7 @@ def test_a_run_lost_with_its_node_is_resubmitted_and_a_crash_on_a_live_node_fail
         pass
 
     outcomes: dict[str, list] = {
-        "lost-once": [Died("node died"), make_record({"status": "ok"}).to_dict()],
+        "lost-once": [Died("node died"), [make_record({"status": "ok"}).to_dict()]],  # a task returns its runs' records
         "crash": [Crashed("worker crashed")],
         "always-lost": [Died("node died")] * (NODE_LOSS_RESUBMITS + 1),
     }

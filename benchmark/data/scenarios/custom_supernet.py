@@ -325,6 +325,25 @@ class ArchitectureSupernet(TaskRoutedModule):
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         return self.net(x, self.space.names(self.architectures[task_label]))
 
+    # K seeds of one run trained as one stacked model (forgetbench.benchmark.run.batched): their supernets'
+    # parameters correspond by position (a private head is named by each seed's own architecture), and a net with
+    # forward_seeds(x, archs, slot, choose) runs them at once, each seed on its own architecture
+    seeds_align_by_position = True
+
+    def seed_route(self, task_label: int) -> tuple[Any, ...]:
+        """The option names model ``task_label`` runs (what a batch of seeds routes each seed by)."""
+        return tuple(self.space.names(self.architectures[task_label]))
+
+    def forward_seeds(
+        self, x: torch.Tensor, task_label: int, routes: Sequence[Sequence[Any]], choose: Callable[..., torch.Tensor]
+    ) -> torch.Tensor:
+        """Seed k's model ``task_label`` on its route ``routes[k]`` (this module a stacked copy): the net's own
+        ``forward_seeds``, with the head of the ``task_label``-th architecture."""
+        forward_seeds = getattr(self.net, "forward_seeds", None)
+        if forward_seeds is None:
+            raise NotImplementedError(f"{type(self.net).__name__} has no forward_seeds(x, archs, slot, choose)")
+        return forward_seeds(x, routes, task_label, choose)
+
     def used_parameter_names(self, task_label: int) -> frozenset[str]:
         return self.used[self.architectures[task_label]]
 

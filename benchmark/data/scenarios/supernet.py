@@ -245,6 +245,21 @@ class Supernet(nn.Module):
             h = h.mean(dim=(2, 3))
         return self.heads[self.head_name(arch)](h)
 
+    def forward_seeds(
+        self, x: torch.Tensor, archs: Sequence[Sequence[str]], slot: int, choose: Callable[..., torch.Tensor]
+    ) -> torch.Tensor:
+        """K seeds at once, each on its own architecture (``forgetbench.benchmark.run.batched``: this supernet is then
+        a copy whose parameters are stacked ``(K, ...)``, ``x`` is ``(K, batch, ...)``): at each position
+        ``choose(cell, ops, h)`` runs seed k's op ``ops[k]`` on its row, each op once for the seeds that chose it;
+        then the ``slot``-th head (private heads are in the order of the architectures) or the shared one."""
+        if self.cell != "mlp":
+            raise NotImplementedError("cnn cells are not stacked (their convolutions run per seed)")
+        h = x.flatten(2)
+        for position, cell in enumerate(self.cells):
+            h = choose(cell, [arch[position] for arch in archs], h)
+        head = list(self.heads.values())[slot] if self.private else self.heads["shared"]
+        return head(h)
+
     def used_parameter_names(self, arch: Sequence[str]) -> list[str]:
         prefixes = tuple(f"cells.{position}.{op}." for position, op in enumerate(arch))
         prefixes += (f"heads.{self.head_name(arch)}.",)
