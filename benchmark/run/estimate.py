@@ -64,7 +64,7 @@ from forgetbench.benchmark.run.planned import planned_runs
 from forgetbench.benchmark.run.spec import RunSpec
 
 PROBE_STEPS = 5  # iterations a turn of a timed run trains
-BATCH_PROBE = 4  # seeds of the shortened batch that times the seed-batched path
+BATCH_PROBE = 3  # seeds of the shortened batch that times the seed-batched path (at the first timed run's steps)
 BUDGET_SECONDS, BUDGET_SHARE = 20.0, 0.05  # the estimate measures for at most max(20 s, 5% of the wall it expects)
 ESTIMATE_FROM_RUNS = 50  # `run` estimates first (and prints it when over a minute) from this many planned runs
 # the report at a suite's end: its imports and page, and reading each record (docs/studies/performance.md: the demo's
@@ -205,7 +205,7 @@ def _timed(spec: RunSpec, data_root: Path, steps_a_turn: int) -> tuple[float, Ru
 
 def _batched_share(spec: RunSpec, data_root: Path, steps_a_turn: int, cost: Cost) -> float | None:
     """A run's share of a batch of its seeds (:mod:`~forgetbench.benchmark.run.batched`): :data:`BATCH_PROBE` seeds
-    shortened as the second timed run, trained as one batch; its wall per seed on the line of :func:`measure` (the
+    shortened as the first timed run, trained as one batch; its wall per seed on the line of :func:`measure` (the
     fixed part per seed as alone, the steps at the batch's rate). None where the batch was refused."""
     short = dataclasses.replace(
         spec, training=spec.training.model_copy(update={"iterations_per_task": steps_a_turn, "checkpoint": False})
@@ -246,7 +246,7 @@ def measure(spec: RunSpec, data_root: Path, batched: bool = False) -> Cost:
     fixed = max(wall_low - step_seconds * steps_low, 0.0)
     cost = Cost(step_seconds, fixed, full)
     if batched:
-        cost.batched_seconds = _batched_share(spec, data_root, high, cost)
+        cost.batched_seconds = _batched_share(spec, data_root, low, cost)
     return cost
 
 
@@ -281,10 +281,13 @@ def estimate(
             planned[key] = planned.get(key, 0) + 1
     runs = sum(planned.values())
     warm_up = 0.0
+    last = 0.0  # what measuring the previous pair took: the next one is not begun where it would overrun the budget
     for i, key in enumerate(sorted(distinct, key=lambda k: -planned[k])):  # the most planned runs first
         spent = time.perf_counter() - begun
-        if i and spent > max(BUDGET_SECONDS, BUDGET_SHARE * _expected(result, distinct, planned, result.costs)):
+        budget = max(BUDGET_SECONDS, BUDGET_SHARE * _expected(result, distinct, planned, result.costs))
+        if i and spent + last > budget:
             break
+        pair_begun = time.perf_counter()
         spec = dataclasses.replace(distinct[key], seed=max(distinct[key].seed, 0))  # a round's placeholder seed
         if i == 0:  # the warm-up: imports, first allocations; what it costs over the measured run is paid once
             started = time.perf_counter()
@@ -294,6 +297,7 @@ def estimate(
         result.costs[key] = measure(spec, data_root, batched=batchable)
         if i == 0:
             warm_up = max(warm_up - _timed(spec, data_root, probe_steps(spec)[0])[0], 0.0)
+        last = time.perf_counter() - pair_begun
     result.capacity = _capacity(result.workers, load.other_cores())
     result.assumed = [key for key in distinct if key not in result.costs]
     result.costs.update({key: _assumed_cost(key, result.costs) for key in result.assumed})
