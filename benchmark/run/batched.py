@@ -70,10 +70,17 @@ class Unbatchable(Exception):
 
 
 def model_refusal(model: nn.Module) -> str | None:
-    """Why ``model`` cannot be stacked faithfully (None: it can): random draws or buffers updated in its forward."""
+    """Why ``model`` cannot be stacked faithfully (None: it can): random draws or buffers updated in its forward, or
+    parameters outside ``nn.Linear`` (a convolution, a norm, an embedding: stacked, their products and sums would
+    round otherwise than in the seed's own run, and a long run turns that into other numbers)."""
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
             return f"the model draws at random in its forward pass ({name or 'the model'}: {type(module).__name__})"
+        if type(module) is not nn.Linear and list(module.parameters(recurse=False)):
+            return (
+                f"{name or 'the model'} ({type(module).__name__}) holds parameters only nn.Linear layers stack to "
+                "each seed's own numbers"
+            )
     buffers = [name for name, _ in model.named_buffers()]
     if buffers:
         return f"the model holds buffers its forward pass may update ({', '.join(buffers[:3])})"

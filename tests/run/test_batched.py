@@ -115,7 +115,8 @@ def test_a_batch_that_cannot_be_stacked_runs_each_seed_alone_and_says_why(tmp_pa
     _assert_same_runs(records, [run(spec, tmp_path) for spec in specs])
     # what the built model says: a random draw in the forward pass, buffers it updates
     assert "draws at random" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)))
-    assert "buffers" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+    assert "buffers" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2, affine=False)))
+    assert "Conv2d" in model_refusal(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()))
 
 
 def test_a_diverging_batch_runs_again_seed_by_seed_for_each_seeds_own_record(tmp_path):
