@@ -252,7 +252,8 @@ class GradientHook:
         self.params_source, self.subset = params, subset
         self._version: int | None = None
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """The per-tensor lists, ``2 scale A`` and the buffers, for the quadratic as it is now."""
         quadratic = self.quadratic
         indices = range(len(quadratic.names)) if self.subset is None else self.subset
         weights = quadratic._weights_times(self.scale)
@@ -279,7 +280,7 @@ class GradientHook:
     def add_now(self, upstream: Tensor | float = 1.0) -> None:
         """``grad += upstream * 2 scale A (theta - m)`` for every prepared parameter."""
         if self._version != self.quadratic.version:
-            self._prepare()
+            self.prepare()
         params = self.params
         differences: list[Tensor] | tuple[Tensor, ...]
         if self.buffers is not None:

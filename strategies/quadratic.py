@@ -259,7 +259,7 @@ class QuadraticRegularizer(Plugin):
             return {"before_backward": lambda losses: None}
         hooks = [p.quadratic.gradient_hook(p._params, p.scale, p._subset) for p in plugins]
         for hook in hooks:
-            hook._prepare()
+            hook.prepare()
         weights = [torch.stack(rows) for rows in zip(*(hook.weights for hook in hooks))]
         anchors = [torch.stack(rows) for rows in zip(*(hook.anchors for hook in hooks))]
         params = stacked_of(first._params)

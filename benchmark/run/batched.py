@@ -55,14 +55,19 @@ from forgetbench.benchmark.run.schedule import TurnDone, scheduled_experiences, 
 from forgetbench.benchmark.run.seed_batches import batch_refusal, same_but_seed
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
 from forgetbench.benchmark.train.harness import DivergedError, Harness, Scores, check_finite_weights, evaluate
-from forgetbench.benchmark.train.template import ITERATION_EVENTS, LeanLoopMixin, active_callbacks
+from forgetbench.benchmark.train.template import (
+    ITERATION_EVENTS,
+    FastSupervisedTemplate,
+    LeanLoopMixin,
+    active_callbacks,
+)
 
 __all__ = ["run_seeds", "SeedStack", "Unbatchable", "STACKED_OPTIMIZERS"]
 
 ProgressCallback = Callable[[str], None]
 
 # optimisers whose update of an entry reads only that entry's gradient and state: a stacked step is K steps
-STACKED_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
+STACKED_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad)
 
 
 class Unbatchable(Exception):
@@ -96,7 +101,7 @@ def strategy_refusal(strategy: Any) -> str | None:
     for method in ("training_epoch", "forward", "optimizer_step"):
         if getattr(kind, method) is not getattr(LeanLoopMixin, method):
             return f"{kind.__name__} has a {method} of its own"
-    if kind.backward is not _template_method("backward") or kind.criterion is not _template_method("criterion"):
+    if kind.backward is not FastSupervisedTemplate.backward or kind.criterion is not FastSupervisedTemplate.criterion:
         return f"{kind.__name__} has its own loss or backward pass"
     criterion = strategy._criterion
     if type(criterion) is not nn.CrossEntropyLoss or not _plain_cross_entropy(criterion):
@@ -105,19 +110,9 @@ def strategy_refusal(strategy: Any) -> str | None:
         hooked = active_callbacks(strategy.plugins, event)
         if hooked:
             return f"{type(getattr(hooked[0], '__self__', hooked[0])).__name__} hooks {event}"
-    optimizer = strategy.optimizer
-    if type(optimizer).__name__ not in STACKED_OPTIMIZERS or type(optimizer).__module__.split(".")[:2] != [
-        "torch",
-        "optim",
-    ]:
-        return f"its optimiser {type(optimizer).__name__} is not one whose step is entry by entry"
+    if type(strategy.optimizer) not in STACKED_OPTIMIZERS:
+        return f"its optimiser {type(strategy.optimizer).__name__} is not one whose step is entry by entry"
     return None
-
-
-def _template_method(name: str):
-    from forgetbench.benchmark.train.template import FastSupervisedTemplate
-
-    return getattr(FastSupervisedTemplate, name)
 
 
 def _plain_cross_entropy(criterion: nn.CrossEntropyLoss) -> bool:
@@ -265,8 +260,9 @@ def _on_rows(module: nn.Module, index: Tensor) -> Iterator[None]:
 
 class SeedStack:
     """K models of one structure as stacked tensors: ``stacked[name]`` is ``(K, *shape)``, and model k's parameter
-    ``name`` is a view of row k (its ``.data`` and, where it trains, its ``.grad``). Built at the start of each turn
-    (a turn may add parameters, and an importance pass leaves ``.grad`` unset)."""
+    ``name`` is a view of row k (its ``.data`` and, where it trains, its ``.grad``). Built before the first turn, and
+    again only where a turn changed the models' parameters (:meth:`holds`); :meth:`point_grads` after each turn's
+    start, since an importance pass leaves ``.grad`` unset."""
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
         named = _aligned(models)

@@ -58,7 +58,7 @@ from forgetbench.benchmark.run.assemble import seeded_scenario
 from forgetbench.benchmark.run.executors import run_threads, torch_threads
 from forgetbench.benchmark.run.batched import run_seeds
 from forgetbench.benchmark.run.runner import run
-from forgetbench.benchmark.run.seed_batches import MAX_SEEDS, batch_key, batch_refusal
+from forgetbench.benchmark.run.seed_batches import MAX_SEEDS, seed_groups
 from forgetbench.benchmark.run.schedule import turn_steps
 from forgetbench.benchmark.run.planned import planned_runs
 from forgetbench.benchmark.run.spec import RunSpec
@@ -281,6 +281,12 @@ def estimate(
             planned[key] = planned.get(key, 0) + 1
     runs = sum(planned.values())
     warm_up = 0.0
+    batched_pairs = {  # the pairs some of whose planned seeds train as one batch: timed as a batch too
+        (batch[0].scenario.display_name, batch[0].strategy.name)
+        for phase, specs in phases.items()
+        for batch in _batches(phase, specs, suite)
+        if len(batch) > 1
+    }
     last = 0.0  # what measuring the previous pair took: the next one is not begun where it would overrun the budget
     for i, key in enumerate(sorted(distinct, key=lambda k: -planned[k])):  # the most planned runs first
         spent = time.perf_counter() - begun
@@ -293,8 +299,7 @@ def estimate(
             started = time.perf_counter()
             _timed(spec, data_root, probe_steps(spec)[0])
             warm_up = time.perf_counter() - started
-        batchable = suite.batch_seeds and batch_refusal(spec) is None and _batched_runs(phases, suite, key)
-        result.costs[key] = measure(spec, data_root, batched=batchable)
+        result.costs[key] = measure(spec, data_root, batched=key in batched_pairs)
         if i == 0:
             warm_up = max(warm_up - _timed(spec, data_root, probe_steps(spec)[0])[0], 0.0)
         last = time.perf_counter() - pair_begun
@@ -371,31 +376,15 @@ def _import_seconds() -> float:
 
 
 def _batches(phase: str, specs: list[RunSpec], suite: SuiteConfig) -> list[list[RunSpec]]:
-    """The jobs ``specs`` run as: each run's seeds as one batch of at most ``MAX_SEEDS`` (a round adds ``step`` seeds
-    a strategy, so a round's batch has ``step``), every other run alone."""
+    """The jobs ``specs`` run as (:func:`~forgetbench.benchmark.run.seed_batches.seed_groups`, as the driver groups
+    them): each run's seeds as one batch of at most ``MAX_SEEDS``, where a round adds ``step`` seeds a strategy, so a
+    round's batch has ``step``; every other run alone."""
     if not suite.batch_seeds:
         return [[spec] for spec in specs]
     size = MAX_SEEDS
     if phase == "rounds":
         size = suite.until_decided.step if suite.until_decided is not None else 1
-    groups: dict[str, list[RunSpec]] = {}
-    alone: list[list[RunSpec]] = []
-    for spec in specs:
-        if batch_refusal(spec) is not None:
-            alone.append([spec])
-        else:
-            groups.setdefault(batch_key(spec), []).append(spec)
-    chunks = [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
-    return chunks + alone
-
-
-def _batched_runs(phases: dict[str, list[RunSpec]], suite: SuiteConfig, key: tuple[str, str]) -> bool:
-    """Whether some runs of the pair ``key`` are planned in a batch of two or more seeds."""
-    return any(
-        len(batch) > 1 and (batch[0].scenario.display_name, batch[0].strategy.name) == key
-        for phase, specs in phases.items()
-        for batch in _batches(phase, specs, suite)
-    )
+    return [[specs[i] for i in group] for group in seed_groups(specs, [phase] * len(specs), size)]
 
 
 def _assumed_cost(key: tuple[str, str], measured: dict[tuple[str, str], Cost]) -> Cost:

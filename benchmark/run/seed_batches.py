@@ -64,26 +64,27 @@ def batch_key(spec: RunSpec) -> str:
     return _without_seed(spec)
 
 
+def seed_groups(
+    specs: Sequence[RunSpec],
+    places: Sequence[str | None],
+    size: int = MAX_SEEDS,
+    refused: set[str] | frozenset[str] = frozenset(),
+) -> list[list[int]]:
+    """Indices of ``specs`` as the jobs they run in: each run's seeds (the same ``place``, a results folder; no reason
+    to refuse; its :func:`batch_key` not in ``refused``) in groups of at most ``size``, in the order their first seed
+    came; every other spec alone (its place None, or refused). The driver's batches and the estimate's are these."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (spec, place) in enumerate(zip(specs, places)):
+        key = _without_seed(spec)
+        alone = place is None or batch_refusal(spec) is not None or key in refused
+        groups.setdefault(("alone", str(i)) if alone else (place, key), []).append(i)  # type: ignore[arg-type]
+    return [members[start : start + size] for members in groups.values() for start in range(0, len(members), size)]
+
+
 def seed_batches(jobs: Sequence[Job], refused: set[str] | frozenset[str] = frozenset()) -> list[Job]:
     """``jobs`` with each run's seeds (two or more, the same results folder, no reason to refuse) grouped into batch
-    jobs of at most :data:`MAX_SEEDS`, in the order their first seed came; every other job as it was. ``refused``:
-    the :func:`batch_key` of runs whose batch was refused before (their seeds then spread over the workers)."""
-    groups: dict[tuple[str, str], list[Job]] = {}
-    for job in jobs:
-        alone = (
-            job.members
-            or job.checkpoint is not None
-            or batch_refusal(job.spec) is not None
-            or _without_seed(job.spec) in refused
-        )
-        key = ("alone", job.key) if alone else (str(job.cache_dir), _without_seed(job.spec))
-        groups.setdefault(key, []).append(job)
-    batched: list[Job] = []
-    for key, members in groups.items():
-        if key[0] == "alone":
-            batched.extend(members)
-            continue
-        for start in range(0, len(members), MAX_SEEDS):
-            chunk = members[start : start + MAX_SEEDS]
-            batched.append(seed_batch(chunk) if len(chunk) > 1 else chunk[0])
-    return batched
+    jobs of at most :data:`MAX_SEEDS` (:func:`seed_groups`); every other job as it was. ``refused``: the
+    :func:`batch_key` of runs whose batch was refused before (their seeds then spread over the workers)."""
+    places = [None if job.members or job.checkpoint is not None else str(job.cache_dir) for job in jobs]
+    groups = seed_groups([job.spec for job in jobs], places, refused=refused)
+    return [seed_batch([jobs[i] for i in group]) if len(group) > 1 else jobs[group[0]] for group in groups]
