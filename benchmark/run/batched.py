@@ -437,12 +437,13 @@ def _by_type(plugins: Sequence[Any]) -> dict[tuple[type, int], Any]:
     return paired
 
 
-def _steps_nothing_at_zero(optimizer: torch.optim.Optimizer) -> bool:
+def _steps_nothing_at_zero(optimizer: torch.optim.Optimizer, fresh: bool) -> bool:
     """Whether a step with a zero gradient leaves a parameter and its later steps exactly as no step does: SGD
-    without weight decay (its momentum buffer starts at the first gradient either way). A turn's unused parameters
-    have a zero stacked gradient where their own run leaves ``.grad`` unset (no step at all)."""
+    without weight decay, on a fresh optimiser or without momentum (a fresh momentum buffer starts at the first
+    gradient either way; one carried over from an earlier turn would move the parameter by its momentum). A turn's
+    unused parameters have a zero stacked gradient where their own run leaves ``.grad`` unset (no step at all)."""
     return isinstance(optimizer, torch.optim.SGD) and all(
-        not group.get("weight_decay") for group in optimizer.param_groups
+        not group.get("weight_decay") and (fresh or not group.get("momentum")) for group in optimizer.param_groups
     )
 
 
@@ -579,7 +580,7 @@ class _Lockstep:
             old_stack.point_grads()
         assert self.stack is not None
         first = self.strategies[0]
-        if not _steps_nothing_at_zero(first.optimizer):
+        if not _steps_nothing_at_zero(first.optimizer, self.reset_optimizer or old_optimizer is None):
             used = self.seats[0].scenario.turn_used_params[self.index]
             unused = sorted(set(self.stack.trainable) - set(used))
             if unused:

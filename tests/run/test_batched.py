@@ -119,6 +119,15 @@ def test_a_batch_that_cannot_be_stacked_runs_each_seed_alone_and_says_why(tmp_pa
     assert "Conv2d" in model_refusal(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()))
 
 
+def test_momentum_carried_over_turns_keeps_a_batch_off_parameters_a_turn_leaves_unused(tmp_path):
+    """reset_optimizer: false carries SGD's momentum into the next turn, which moves a parameter whose stacked
+    gradient is 0 where its own run leaves it unset and still: the supernet's turns leave other ops unused."""
+    specs = _specs("supernet", "naive", training=TRAINING.model_copy(update={"reset_optimizer": False}))
+    records = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds is None and "gradient is 0" in r.batch.alone for r in records), [r.batch for r in records]
+    _assert_same_runs(records, [run(spec, tmp_path) for spec in specs])
+
+
 def test_a_diverging_batch_runs_again_seed_by_seed_for_each_seeds_own_record(tmp_path):
     specs = _specs("two_model", "naive", training=TRAINING.model_copy(update={"lr": 1e6}))
     records = run_seeds(specs, tmp_path)
