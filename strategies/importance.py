@@ -91,6 +91,12 @@ _WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d  # the fast layers with a weigh
 _Conv = nn.Conv1d | nn.Conv2d  # ... and numeric (not "same") padding, which _split_parameters checks
 
 
+def fisher_chunk(batch_size: int, sample: torch.Tensor) -> int:
+    """Samples a pass of :func:`exact_fisher_diagonal` at most: ``batch_size``, fewer for large inputs (see
+    ``_FORWARD_CHUNK_FLOATS``)."""
+    return min(batch_size, max(1, _FORWARD_CHUNK_FLOATS // max(sample.numel(), 1)))
+
+
 def _forward(model: MultiTaskModule, x: torch.Tensor, task_label: int) -> torch.Tensor:
     if hasattr(model, "forward_single_task"):
         return model.forward_single_task(x, task_label)
@@ -459,7 +465,7 @@ def exact_fisher_diagonal(
         return [key + n for n, _ in hooked[key].named_parameters(recurse=False) if key + n in params]
 
     try:
-        batch_size = min(batch_size, max(1, _FORWARD_CHUNK_FLOATS // max(x[0].numel(), 1)))
+        batch_size = fisher_chunk(batch_size, x[0])
         for start in range(0, len(y), batch_size):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)

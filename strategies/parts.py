@@ -55,12 +55,24 @@ class FisherEstimate:
     ) -> None:
         self.kind, self.samples, self.labels, self.batch_size = kind, samples, labels, batch_size
         self.on, self.passes = on, passes
-        # the squared mini-batch gradients of every parameter, over all the experience's samples in order: what a batch
-        # of seeds computes for all of them at once (QuadraticRegularizer.lockstep_importance)
-        self.stackable = kind == "minibatch" and samples is None and on == "model"
+
+    def stacked_pass(self, strategy: Any) -> tuple[str, dict[str, Any]] | None:
+        """The pass a batch of seeds computes for all of them at once (QuadraticRegularizer.lockstep_importance):
+        every sample of the experience in order, no label drawn (None: each seed makes its own)."""
+        if self.samples is not None:
+            return None
+        if self.kind == "minibatch":
+            return "squared_minibatch", {}
+        if self.labels != "empirical":
+            return None
+        return "exact_fisher", {"batch_size": self.batch_size or int(getattr(strategy, "train_mb_size", 1024))}
 
     def __call__(self, strategy: Any, used: frozenset[str] | None, generator: torch.Generator) -> Tensors:
         fisher = experience_importance(strategy, self.kind, self.samples, generator, self.labels, self.batch_size)
+        return self.finish(strategy, used, fisher)
+
+    def finish(self, strategy: Any, used: frozenset[str] | None, fisher: Tensors) -> Tensors:
+        """The estimate from the pass's ``fisher``: the parameters it covers (``on``)."""
         model = strategy.model
         if self.on == "used":
             trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -76,6 +88,13 @@ class OutputSensitivity:
 
     def __init__(self, samples: int | None = None) -> None:
         self.samples = samples
+
+    def stacked_pass(self, strategy: Any) -> tuple[str, dict[str, Any]] | None:
+        """The pass a batch of seeds computes at once: every sample of the experience in order (None: a subset)."""
+        return ("output_sensitivity", {}) if self.samples is None else None
+
+    def finish(self, strategy: Any, used: frozenset[str] | None, importance: Tensors) -> Tensors:
+        return importance
 
     def __call__(self, strategy: Any, used: frozenset[str] | None, generator: torch.Generator) -> Tensors:
         from avalanche.models.utils import avalanche_forward

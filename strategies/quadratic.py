@@ -86,7 +86,9 @@ class Estimator(Protocol):
     penalty on every parameter), ``shared`` (on shared ones), ``never`` (it costs nothing: always run). The core
     times the call (``timing.importance_seconds``). An estimator that follows training (SI) defines
     ``before_experience(plugin, strategy)``, ``before_step(plugin)`` and ``after_step(plugin)`` too, and one that
-    keeps state between experiences ``state_dict`` / ``load_state_dict`` / ``state_bytes``."""
+    keeps state between experiences ``state_dict`` / ``load_state_dict`` / ``state_bytes``. One whose pass a batch
+    of seeds can make at once (:meth:`QuadraticRegularizer.lockstep_importance`) defines ``stacked_pass(strategy)``
+    (the pass's kind and options, or None) and ``finish(strategy, used, raw)`` (its estimate from the pass's)."""
 
     passes: Literal["every", "shared", "never"]
 
@@ -161,6 +163,7 @@ class QuadraticRegularizer(Plugin):
         self.quadratic = self._held()  # this experience's penalty
         self._params: list[Tensor] = []  # the tensors it acts on (those that can move)
         self._subset: list[int] | None = None
+        self._all_params: list[Tensor] = []  # every tensor of the quadratic, in its names' order
         self._step_hooks = hasattr(estimator, "after_step")
         self._precomputed: tuple[Tensors, float] | None = (
             None  # this experience's importance, computed with other seeds
@@ -201,7 +204,7 @@ class QuadraticRegularizer(Plugin):
         if hasattr(self.estimator, "before_experience"):
             self.estimator.before_experience(self, strategy)
         self.quadratic = self.update.quadratic(strategy.model, self.selected(index))
-        self._params, self._subset = [], None
+        self._params, self._subset, self._all_params = [], None, []
         if self.quadratic.empty:
             return
         scale = self.scale
@@ -209,10 +212,8 @@ class QuadraticRegularizer(Plugin):
         # s A (theta - m)^2 has curvature 2 s A
         self.quadratic.penalize_at_most(self.max_curvature / (2 * scale) if capping else None)  # type: ignore[operator]
         self.capped_entries += self.quadratic.capped
-        params = named_params(strategy.model, self.quadratic.names)
-        used = None  # unknown: every tensor stays in the penalty
-        if self.used_params is not None and index is not None and index < len(self.used_params):
-            used = self.used_params[index]
+        params = self._all_params = named_params(strategy.model, self.quadratic.names)
+        used = self._used(strategy)  # unknown (None): every tensor stays in the penalty
         optimizer = getattr(strategy, "optimizer", None)
         self._subset = movable_subset(self.quadratic.names, self.quadratic.anchors, params, used, optimizer)
         self._params = params if self._subset is None else [params[i] for i in self._subset]
@@ -245,24 +246,34 @@ class QuadraticRegularizer(Plugin):
         cls, plugins: Sequence["QuadraticRegularizer"], stacked_of: Callable[[list[Tensor]], list[Tensor]]
     ) -> dict[str, Callable[[Tensor], None]] | None:
         """The K seeds' penalties of a batch (:mod:`forgetbench.benchmark.run.batched`: one regularizer per seed,
-        their weights stacked, ``stacked_of`` maps the first seed's parameters to the stacked tensors) as one
-        gradient add per step, ``grad += 2 s A (theta - m)`` on the stacked tensors: entry by entry the arithmetic of
-        each seed's own :meth:`~forgetbench.strategies.penalty.GradientHook.add_now`. None (each seed adds its own)
-        where the seeds' penalties cover different tensors."""
-        first = plugins[0]
-        names, subset = first.quadratic.names, first._subset
-        if any(
-            p.quadratic.names != names or p._subset != subset or len(p._params) != len(first._params) for p in plugins
+        their weights stacked, ``stacked_of`` maps a seed's parameters to the stacked tensors) as one gradient add
+        per step, ``grad += 2 s A (theta - m)`` on the stacked tensors: entry by entry the arithmetic of each seed's
+        own :meth:`~forgetbench.strategies.penalty.GradientHook.add_now`. Over the union of the seeds' movable
+        subsets (a supernet's seeds each train their own ops): a tensor outside a seed's subset sits exactly at its
+        anchor and gets no data gradient, so its row's term adds exactly 0, as its own run, which leaves it out.
+        None (each seed adds its own) where the seeds' penalties cover other tensors."""
+        if not any(p._params for p in plugins):
+            return {"before_backward": lambda losses: None}
+        tensors = [stacked_of(p._all_params) for p in plugins]
+        if not all(p._params for p in plugins) or any(
+            [id(t) for t in ts] != [id(t) for t in tensors[0]] for ts in tensors
         ):
             return None
-        if not first._params:
-            return {"before_backward": lambda losses: None}
-        hooks = [p.quadratic.gradient_hook(p._params, p.scale, p._subset) for p in plugins]
-        for hook in hooks:
-            hook.prepare()
+        subsets = [range(len(p._all_params)) if p._subset is None else p._subset for p in plugins]
+        union = sorted(set().union(*subsets))
+        hooks = [p.quadratic.gradient_hook([p._all_params[i] for i in union], p.scale, union) for p in plugins]
+        with torch.no_grad():
+            for hook, subset in zip(hooks, subsets):
+                hook.prepare()
+                outside = [n for n, i in enumerate(union) if i not in subset]
+                if not all(
+                    torch.equal(hook.params[n], hook.anchors[n]) and bool(torch.isfinite(hook.weights[n]).all())
+                    for n in outside
+                ):
+                    return None
         weights = [torch.stack(rows) for rows in zip(*(hook.weights for hook in hooks))]
         anchors = [torch.stack(rows) for rows in zip(*(hook.anchors for hook in hooks))]
-        params = stacked_of(first._params)
+        params = [tensors[0][i] for i in union]
 
         @torch.no_grad()
         def add(losses: Tensor) -> None:
@@ -273,20 +284,50 @@ class QuadraticRegularizer(Plugin):
 
     @classmethod
     def lockstep_importance(
-        cls, plugins: Sequence["QuadraticRegularizer"], squared_gradients: Callable[[], list[Tensors]]
+        cls,
+        plugins: Sequence["QuadraticRegularizer"],
+        strategies: Sequence[Any],
+        stacked_pass: Callable[[str, dict[str, Any]], list[Tensors] | None],
     ) -> None:
         """Before the K seeds' regularizers of a batch (:mod:`forgetbench.benchmark.run.batched`) end an experience:
-        where their estimator is the squared mini-batch gradients over all the experience's samples in order
-        (``stackable``), ``squared_gradients()`` computes every seed's at once (the stacked model, each seed's own
-        samples, entry by entry the arithmetic of :func:`~forgetbench.strategies.passes.squared_gradient_importance`)
-        and each seed's :meth:`after_training_exp` takes its own, with a K-th of the seconds."""
-        if not all(getattr(p.estimator, "stackable", False) for p in plugins):
+        where each would make its estimator's pass and the estimator names one the stack computes
+        (``estimator.stacked_pass``: EWC's squared mini-batch gradients, WPL's exact Fisher, MAS's output
+        sensitivity, over all the experience's samples in order), ``stacked_pass`` computes every seed's at once
+        and each seed that makes the pass takes its own in :meth:`after_training_exp`, with its share of the seconds.
+        The first such seed's is also computed by its own pass: the batch's are taken only where that one is bit for
+        bit the same."""
+        passes = [getattr(p.estimator, "stacked_pass", lambda s: None)(s) for p, s in zip(plugins, strategies)]
+        if passes[0] is None or any(other != passes[0] for other in passes):
+            return
+        making = [k for k, (p, s) in enumerate(zip(plugins, strategies)) if p._makes_pass(s)]
+        if not making:
             return
         begun = time.perf_counter()
-        found = squared_gradients()
-        share = (time.perf_counter() - begun) / len(plugins)
-        for plugin, importance in zip(plugins, found):
-            plugin._precomputed = (importance, share)
+        raw = stacked_pass(*passes[0])
+        if raw is None:
+            return
+        finish = [p.estimator.finish for p in plugins]  # type: ignore[attr-defined]
+        found = {k: finish[k](strategies[k], plugins[k]._used(strategies[k]), raw[k]) for k in making}
+        first, strategy = plugins[making[0]], strategies[making[0]]
+        own = first.estimator(strategy, first._used(strategy), first.generator)
+        mine = found[making[0]]
+        if list(own) != list(mine) or not all(torch.equal(own[n], mine[n]) for n in own):
+            return  # the stack's arithmetic is not the seed's own here: every seed makes its own pass
+        share = (time.perf_counter() - begun) / len(making)
+        for k in making:
+            plugins[k]._precomputed = (found[k], share)
+
+    def _used(self, strategy: Any) -> frozenset[str] | None:
+        """The parameters this experience's model uses (None: unknown)."""
+        index = experience_index(strategy)
+        if self.used_params is not None and index is not None and index < len(self.used_params):
+            return self.used_params[index]
+        return None
+
+    def _makes_pass(self, strategy: Any) -> bool:
+        """Whether :meth:`after_training_exp`, about to run, makes this experience's importance pass."""
+        index = experience_index(strategy)
+        return self.models_seen + 1 > self.start_after and (index is None or self.pass_needed(strategy, index))
 
     # --------------------------------------------------------------- the importance
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
@@ -299,9 +340,7 @@ class QuadraticRegularizer(Plugin):
         self.models_seen += 1
         if self.models_seen <= self.start_after:
             return
-        used = None
-        if self.used_params is not None and index is not None and index < len(self.used_params):
-            used = self.used_params[index]
+        used = self._used(strategy)
         precomputed, self._precomputed = self._precomputed, None
         if index is None or self.pass_needed(strategy, index):
             if precomputed is not None:  # computed with its other seeds' (lockstep_importance): its share of the time
@@ -357,7 +396,7 @@ class QuadraticRegularizer(Plugin):
         self.models_seen, self.models_trained = int(state["models_seen"]), int(state["models_trained"])
         set_generator_state(self.generator, state["generator"])
         self.diagnostics.load_state_dict(state["gradient_ratios"])
-        self.quadratic, self._params, self._subset = self._held(), [], None
+        self.quadratic, self._params, self._subset, self._all_params = self._held(), [], None, []
 
     def _held(self) -> QuadraticAnchor:
         """Before an experience binds its penalty: the update's own quadratic where it keeps one (EWC's sum)."""

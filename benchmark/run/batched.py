@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import time
 import types
 from pathlib import Path
@@ -55,6 +56,7 @@ from forgetbench.benchmark.run.schedule import TurnDone, scheduled_experiences, 
 from forgetbench.benchmark.run.seed_batches import batch_refusal, same_but_seed
 from forgetbench.benchmark.run.spec import RunSpec, new_record, now, resolve_device
 from forgetbench.benchmark.train.harness import DivergedError, Harness, Scores, check_finite_weights, evaluate
+from forgetbench.strategies.importance import fisher_chunk
 from forgetbench.benchmark.train.template import (
     ITERATION_EVENTS,
     FastSupervisedTemplate,
@@ -81,6 +83,8 @@ def model_refusal(model: nn.Module) -> str | None:
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
             return f"the model draws at random in its forward pass ({name or 'the model'}: {type(module).__name__})"
+        if type(module) is nn.Linear and module.in_features == 1:
+            return f"{name} takes one input feature: its run multiplies its gradient by a vector kernel of its own"
         if type(module) is not nn.Linear and list(module.parameters(recurse=False)):
             return (
                 f"{name or 'the model'} ({type(module).__name__}) holds parameters only nn.Linear layers stack to "
@@ -147,13 +151,38 @@ class _StackedLinear(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        product = weight.transpose(1, 2)
-        return torch.baddbmm(bias.unsqueeze(1), x, product) if bias is not None else torch.bmm(x, product)
+        ctx.squares = getattr(_SQUARES, "calls", None) is not None
+        return _products(x, weight.transpose(1, 2), bias)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        return torch.bmm(grad, weight), torch.bmm(grad.transpose(1, 2), x), grad.sum(1) if ctx.has_bias else None
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        grad_x = _products(grad, weight) if need_x else None
+        if ctx.squares:  # the per-sample squared gradients, summed: accumulate_squares's arithmetic
+            grad, x = grad * grad, x * x
+        return (
+            grad_x,
+            _products(grad.transpose(1, 2), x) if need_weight else None,
+            grad.sum(1) if ctx.has_bias and need_bias else None,
+        )
+
+
+# PyTorch's bmm on the CPU computes a product of fewer multiply-adds than this with a loop of its own, whose sums
+# round otherwise than the matrix multiply of one seed's run (which bmm calls above it); so does a seed's own run
+# multiplying by a vector (one row, column or inner dimension: a matrix-vector kernel)
+_BMM_LOOPS_BELOW = 400
+
+
+def _products(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Each seed's ``bias + a[k] @ b[k]``, computed as its own run computes it: one batched call where PyTorch's bmm
+    runs each seed's product as the matrix multiply of a seed's own run, else that multiply seed by seed."""
+    rows, inner, columns = a.shape[1], a.shape[2], b.shape[2]
+    if a.device.type == "cpu" and (rows * inner * columns < _BMM_LOOPS_BELOW or min(rows, inner, columns) == 1):
+        if bias is None:
+            return torch.stack([torch.mm(a[k], b[k]) for k in range(a.shape[0])])
+        return torch.stack([torch.addmm(bias[k], a[k], b[k]) for k in range(a.shape[0])])
+    return torch.bmm(a, b) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, b)
 
 
 class _SeedLinear(torch.autograd.Function):
@@ -195,9 +224,28 @@ _ENTRYWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.LeakyReLU, nn.GELU, nn.Si
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
+# while a stacked exact-Fisher pass runs (its thread): the calls of each linear layer, whose weight "gradients" are then
+# the per-sample squared gradients summed over the samples (one call a layer: a layer called twice would need the
+# per-sample gradients summed before squaring)
+_SQUARES = threading.local()
+
+
+@contextlib.contextmanager
+def _squares() -> Iterator[dict[int, int]]:
+    calls: dict[int, int] = {}
+    _SQUARES.calls = calls
+    try:
+        yield calls
+    finally:
+        _SQUARES.calls = None
+
+
 def _stacked_linear_forward(self: nn.Linear, x: Tensor) -> Tensor:
     if x.dim() != 3:
         raise Unbatchable("a linear layer met an input of more than one sample dimension")
+    calls = getattr(_SQUARES, "calls", None)
+    if calls is not None:
+        calls[id(self)] = calls.get(id(self), 0) + 1
     return _StackedLinear.apply(x, self.weight, self.bias)
 
 
@@ -297,6 +345,9 @@ class SeedStack:
         self._prefixed = {f"model.{name}": self.stacked[name] for name in self.names}
         self._direct = _stacked_copy(models[0], self.stacked)
         self._direct_for: dict[int, bool] = {}  # model key -> whether the stacked copy gives the vmap path's output
+        self._groupings: dict[tuple[Any, ...], tuple[list[tuple[Any, Tensor]], Tensor]] = {}
+        self._name_of_stacked = {id(tensor): name for name, tensor in self.stacked.items()}
+        self.rows_taken: dict[str, set[int]] | None = None  # while recording: the seeds' rows a routed op ran on
 
     def holds(self, models: Sequence[nn.Module]) -> bool:
         """Whether every model's parameters are still the rows of this stack (a turn may add or replace some)."""
@@ -320,8 +371,8 @@ class SeedStack:
                 table[name].grad = stacked[k]
 
     def stacked_of(self, params: list[Tensor]) -> list[Tensor]:
-        """The stacked tensors whose first rows are ``params`` (the first seed's parameters)."""
-        name_of = {id(param): name for name, param in self.params_of[0].items()}
+        """The stacked tensors whose rows are ``params`` (parameters of any one seed)."""
+        name_of = {id(param): name for table in self.params_of for name, param in table.items()}
         return [self.stacked[name_of[id(param)]] for param in params]
 
     def zero_grad(self) -> None:
@@ -375,16 +426,32 @@ class SeedStack:
         it, with those rows of its stacked parameters (rows gathered and scattered back exactly: one value each)."""
         if len(set(choices)) == 1:
             return modules[choices[0]](h)
-        parts, order = [], []
-        for choice in dict.fromkeys(choices):
-            rows = [k for k, c in enumerate(choices) if c == choice]
-            index = torch.tensor(rows, device=h.device)
+        groups, inverse = self._grouping(tuple(choices), h.device)
+        parts = []
+        for choice, index in groups:
+            if self.rows_taken is not None:
+                for module in modules[choice].modules():
+                    for name in getattr(module, "_stacked", ()):
+                        taken = self.rows_taken.setdefault(self._name_of_stacked[id(module.__dict__[name])], set())
+                        taken.update(index.tolist())
             with _on_rows(modules[choice], index):
                 parts.append(modules[choice](h.index_select(0, index)))
-            order.extend(rows)
-        inverse = torch.empty(len(order), dtype=torch.long, device=h.device)
-        inverse[torch.tensor(order, device=h.device)] = torch.arange(len(order), device=h.device)
         return torch.cat(parts).index_select(0, inverse)
+
+    def _grouping(self, choices: tuple[Any, ...], device: torch.device) -> tuple[list[tuple[Any, Tensor]], Tensor]:
+        """For the seeds' ``choices``: each choice with the rows that chose it, and the index putting the groups'
+        rows back in seed order (kept per choices: a search meets the same ones every step of a turn)."""
+        key = (choices, device)
+        if key not in self._groupings:
+            groups, order = [], []
+            for choice in dict.fromkeys(choices):
+                rows = [k for k, c in enumerate(choices) if c == choice]
+                groups.append((choice, torch.tensor(rows, device=device)))
+                order.extend(rows)
+            inverse = torch.empty(len(order), dtype=torch.long, device=device)
+            inverse[torch.tensor(order, device=device)] = torch.arange(len(order), device=device)
+            self._groupings[key] = (groups, inverse)
+        return self._groupings[key]
 
     def _vmapped(self, x: Tensor, key: int) -> Tensor:
         call = self._call
@@ -396,7 +463,7 @@ class SeedStack:
 
     def optimizer_like(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
         """An optimiser of ``optimizer``'s class and groups (seed 0's, over ``model``'s parameters) on the stacked
-        tensors."""
+        tensors (SGD's multi-tensor implementation: the same arithmetic)."""
         name_of = {id(param): name for name, param in model.named_parameters()}
         groups = []
         for group in optimizer.param_groups:
@@ -404,6 +471,9 @@ class SeedStack:
             if missing:
                 raise Unbatchable("the optimiser holds tensors that are not the model's parameters")
             options = {key: value for key, value in group.items() if key != "params"}
+            if type(optimizer) is torch.optim.SGD:
+                # its multi-tensor step does the single-tensor step's arithmetic, entry by entry, in a few calls
+                options["foreach"] = True
             groups.append({**options, "params": [self.stacked[name_of[id(param)]] for param in group["params"]]})
         return type(optimizer)(groups, **optimizer.defaults)
 
@@ -421,10 +491,12 @@ def _routes(strategies: Sequence[Any], key: int) -> list[Any] | None:
     return [r(key) for r in route] if all(callable(r) for r in route) else None  # type: ignore[misc]
 
 
-def _seed_losses(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Each seed's mean cross-entropy, ``(K,)``: its gradient is the per-seed criterion's, entry by entry."""
+def _seed_losses(outputs: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """Each seed's cross-entropy (its mean, or sum), ``(K,)``: its gradient is the per-seed criterion's, entry by
+    entry."""
     flat = torch.nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
-    return flat.view(targets.shape).mean(1)
+    per_seed = flat.view(targets.shape)
+    return per_seed.mean(1) if reduction == "mean" else per_seed.sum(1)
 
 
 def _by_type(plugins: Sequence[Any]) -> dict[tuple[type, int], Any]:
@@ -532,42 +604,88 @@ class _Lockstep:
         self._each("_train_cleanup")
 
     def _importance_together(self) -> None:
-        """Before the seeds end the experience: plugins with a ``lockstep_importance(plugins, squared_gradients)``
-        classmethod (the regularizer core) may have every seed's importance pass computed at once."""
+        """Before the seeds end the experience: plugins with a ``lockstep_importance(plugins, strategies,
+        stacked_pass)`` classmethod (the regularizer core) may have every seed's importance pass computed at once."""
         by_type = [_by_type(strategy.plugins) for strategy in self.strategies]
         for kind, occurrence in by_type[0]:
             hook = getattr(kind, "lockstep_importance", None)
             instances = [plugins.get((kind, occurrence)) for plugins in by_type]
             if hook is not None and all(p is not None for p in instances):
-                hook(instances, self._squared_gradients)
+                hook(instances, self.strategies, self._stacked_pass)
 
-    def _squared_gradients(self) -> list[dict[str, Tensor]]:
-        """Every seed's F_i = (1/B) sum_b (d L_b / d theta_i)^2 over the B mini-batches of its experience's samples in
-        order (:func:`~forgetbench.strategies.passes.squared_gradient_importance`, entry by entry), at once."""
+    def _stacked_pass(self, kind: str, options: dict[str, Any]) -> list[dict[str, Tensor]] | None:
+        """Every seed's importance pass over its experience's samples in order, at once (None: not here), entry by
+        entry the arithmetic of its own:
+
+        * ``squared_minibatch``: F_i = (1/B) sum_b (d L_b / d theta_i)^2 over the B training-size mini-batches
+          (:func:`~forgetbench.strategies.passes.squared_gradient_importance`), every parameter;
+        * ``output_sensitivity``: MAS's (1/B) sum_b |d mean ||f(x)||^2 / d theta_i|
+          (:class:`~forgetbench.strategies.parts.OutputSensitivity`), every parameter;
+        * ``exact_fisher``: (1/N) sum_n (d L_n / d theta_i)^2, per-sample gradients of the observed labels' loss in
+          chunks of ``batch_size`` (:func:`~forgetbench.strategies.importance.exact_fisher_diagonal`'s linear-layer
+          path: each stacked linear layer's backward gives (delta^2)^T (a^2)), the trainable parameters that
+          received a gradient."""
         strategies, stack = self.strategies, self.stack
         assert stack is not None
-        loaders = [
-            TensorBatchLoader(dataset_tensors(s.experience.dataset), s.train_mb_size, shuffle=False) for s in strategies
-        ]
+        tensors = [dataset_tensors(s.experience.dataset) for s in strategies]
+        size = int(strategies[0].train_mb_size)
+        if kind == "exact_fisher":
+            size = fisher_chunk(int(options["batch_size"]), tensors[0][0][0])
+        loaders = [TensorBatchLoader(t, size, shuffle=False) for t in tensors]
         keys = {loader.single_task for loader in loaders}
-        if len(keys) != 1 or None in keys or len({len(loader) for loader in loaders}) != 1:
-            raise Unbatchable("an importance pass reads several tasks' samples, or the seeds' experiences differ")
+        if len(keys) != 1 or None in keys or len({len(t[0]) for t in tensors}) != 1:
+            return None
         key = int(next(iter(keys)))  # type: ignore[arg-type]
         routes = _routes(strategies, key)
+        routed = routes is not None and len(set(routes)) > 1
+        if kind == "exact_fisher" and not routed and not stack._direct_for.get(key):
+            return None  # the squares come from the stacked copy's own linear layers
         device = strategies[0].device
         sums = {name: torch.zeros_like(stack.stacked[name]) for name in stack.names}
         trainable = [sums[name] for name in stack.trainable]
-        grads = [stack.stacked[name].grad for name in stack.trainable]
-        for batches in zip(*loaders):
+        params = [stack.stacked[name] for name in stack.trainable]
+        grads = [param.grad for param in params]
+        reached: set[str] = set()
+        stack.rows_taken = {} if kind == "exact_fisher" else None
+        try:
+            for batches in zip(*loaders):
+                inputs = torch.stack([batch[0] for batch in batches]).to(device)
+                targets = torch.stack([batch[1] for batch in batches]).to(device)
+                if kind == "exact_fisher":
+                    with _squares() as calls:
+                        loss = _seed_losses(stack.forward(inputs, key, routes), targets, "sum").sum()
+                        found = torch.autograd.grad(loss, params, allow_unused=True)
+                    if any(count > 1 for count in calls.values()):
+                        return None
+                    for name, total, squares in zip(stack.trainable, trainable, found):
+                        if squares is not None:
+                            total += squares
+                            reached.add(name)
+                    continue
+                stack.zero_grad()
+                outputs = stack.forward(inputs, key, routes)
+                if kind == "output_sensitivity":
+                    outputs.norm(p="fro", dim=2).pow(2).mean(1).sum().backward()
+                    torch._foreach_add_(trainable, torch._foreach_abs(grads))  # type: ignore[arg-type]
+                else:
+                    _seed_losses(outputs, targets).sum().backward()
+                    torch._foreach_addcmul_(trainable, grads, grads)  # type: ignore[arg-type]
+        finally:
+            taken, stack.rows_taken = stack.rows_taken, None
             stack.zero_grad()
-            inputs = torch.stack([batch[0] for batch in batches]).to(device)
-            targets = torch.stack([batch[1] for batch in batches]).to(device)
-            outputs = stack.forward(inputs, key, routes)
-            _seed_losses(outputs, targets).sum().backward()
-            torch._foreach_addcmul_(trainable, grads, grads)  # type: ignore[arg-type]
-        torch._foreach_div_(list(sums.values()), float(max(len(loaders[0]), 1)))
-        stack.zero_grad()
-        return [{own[name]: sums[name][k].clone() for name in stack.names} for k, own in enumerate(stack.own_names)]
+        if kind != "exact_fisher":
+            torch._foreach_div_(list(sums.values()), float(max(len(loaders[0]), 1)))
+            return [{own[name]: sums[name][k].clone() for name in stack.names} for k, own in enumerate(stack.own_names)]
+        count = float(max(len(tensors[0][1]), 1))
+        assert taken is not None
+        return [
+            {
+                own[name]: sums[name][k] / count
+                for name in stack.trainable
+                if name in reached and (name not in taken or k in taken[name])
+            }
+            for k, own in enumerate(stack.own_names)
+        ]
 
     def _stack_turn(self) -> None:
         """The stack of this turn's weights (the one built before training, unless the turn changed the models'
@@ -752,6 +870,8 @@ def run_seeds(
     reason = reason or batch_refusal(specs[0])
     if reason is None:
         device = resolve_device(specs[0].device)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a run's own thread count (batch_refusal): its products' rounding, batched
         try:
             seats = [_Seat(spec, data_root, device, progress if k == 0 else None) for k, spec in enumerate(specs)]
             if any(seat.shape() != seats[0].shape() for seat in seats):
@@ -774,6 +894,8 @@ def run_seeds(
             reason = "a seed diverged in the batch: each seed ran alone for its own record"
         except Exception as exc:  # noqa: BLE001 - the per-seed runs record any failure faithfully
             reason = f"the batch failed ({type(exc).__name__}: {exc}): each seed ran alone for its own record"
+        finally:
+            torch.set_num_threads(threads)
     records = []
     for spec in specs:
         record = alone(spec)

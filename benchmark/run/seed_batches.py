@@ -49,6 +49,9 @@ def batch_refusal(spec: RunSpec) -> str | None:
         return "grad_clip_norm clips each seed's global gradient norm"
     if training.precision != "fp32":
         return f"precision {training.precision}: stacked training is checked in fp32 only"
+    if (training.threads or 1) > 1:
+        # one product split over threads sums in another order than K products each on one thread
+        return f"training.threads is {training.threads}: only a run on one thread has its products' rounding batched"
     return None
 
 

@@ -108,6 +108,63 @@ def test_split_and_permuted_seeds_batch_to_their_own_records(scenario, strategy,
     _assert_same_runs(batched, [run(spec, tmp_path) for spec in specs])
 
 
+@pytest.mark.parametrize(
+    "scenario, strategy, estimator",
+    [("two_model", "ewc", "FisherEstimate"), ("two_model", "wpl", "FisherEstimate"),
+     ("two_model", "mas", "OutputSensitivity"), ("supernet", "wpl", "FisherEstimate"),
+     ("supernet", "mas", "OutputSensitivity")],
+)  # fmt: skip
+def test_a_batchs_importance_passes_run_once_for_its_seeds(scenario, strategy, estimator, tmp_path, monkeypatch):
+    """EWC's squared mini-batch gradients, WPL's exact Fisher and MAS's output sensitivity run on the stack for every
+    seed at once: each seed's own pass runs only for the first seed (the check that the stack's is bit for bit its
+    own), so K seeds cost one own pass an experience where K runs alone cost K."""
+    from forgetbench.strategies import parts
+
+    own_passes = []
+    kind = getattr(parts, estimator)
+    original = kind.__call__
+    monkeypatch.setattr(
+        kind, "__call__", lambda self, strategy, *a: own_passes.append(strategy) or original(self, strategy, *a)
+    )
+    specs = _specs(scenario, strategy)
+    batched = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds == [0, 1, 2] for r in batched)
+    in_batch = len(own_passes)
+    alone = [run(spec, tmp_path) for spec in specs]
+    # alone, each seed its own pass, every time; a search's seeds pass where their own architectures share weights
+    passes_alone = len(own_passes) - in_batch
+    assert in_batch > 0 and (passes_alone == 3 * in_batch if scenario == "two_model" else passes_alone >= 2 * in_batch)
+
+    _assert_same_runs(batched, alone)
+
+
+def test_a_run_on_several_threads_trains_its_seeds_alone(tmp_path):
+    """A product split over threads sums in another order than the batch's products, one a seed on one thread."""
+    specs = _specs("two_model", "naive", seeds=(0, 1), training=TRAINING.model_copy(update={"threads": 2}))
+    records = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds is None and "threads" in r.batch.alone for r in records)
+
+
+def test_the_stacked_linear_layer_computes_each_seeds_products_as_its_own_run():
+    """Every product of K linear layers at once, forward and backward, is bit for bit the seed's own F.linear's, at
+    any size: small ones (which PyTorch's bmm loops over itself) and matrix-vector ones (one row or output)."""
+    from forgetbench.benchmark.run.batched import _StackedLinear
+
+    generator = torch.Generator().manual_seed(0)
+    for rows, outputs, inputs in [(n, o, i) for n in (1, 3, 32) for o in (1, 8, 10, 32) for i in (3, 8, 64)]:
+        x, w, b = (torch.randn(3, *shape, generator=generator, requires_grad=True)
+                   for shape in ((rows, inputs), (outputs, inputs), (outputs,)))  # fmt: skip
+        out = _StackedLinear.apply(x, w, b)
+        upstream = torch.randn(out.shape, generator=generator)
+        out.backward(upstream)
+        for k in range(3):
+            own = [t[k].detach().clone().requires_grad_() for t in (x, w, b)]
+            mine = torch.nn.functional.linear(*own)
+            mine.backward(upstream[k])
+            assert torch.equal(mine, out[k]), (rows, outputs, inputs)
+            assert all(torch.equal(o.grad, t.grad[k]) for o, t in zip(own, (x, w, b))), (rows, outputs, inputs)
+
+
 def test_a_batch_that_cannot_be_stacked_runs_each_seed_alone_and_says_why(tmp_path):
     specs = _specs("two_model", "ewc", training=TRAINING.model_copy(update={"checkpoint": True}))
     records = run_seeds(specs, tmp_path)
@@ -117,6 +174,7 @@ def test_a_batch_that_cannot_be_stacked_runs_each_seed_alone_and_says_why(tmp_pa
     assert "draws at random" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)))
     assert "buffers" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2, affine=False)))
     assert "Conv2d" in model_refusal(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()))
+    assert "one input feature" in model_refusal(nn.Sequential(nn.Linear(2, 1), nn.Linear(1, 2)))
 
 
 def test_momentum_carried_over_turns_keeps_a_batch_off_parameters_a_turn_leaves_unused(tmp_path):
