@@ -153,7 +153,7 @@ class _Driver:
             retry = []
             last = attempt == self.retries + 1
             planned = [job for _, job in jobs.values()]
-            jobs_now = seed_batches(planned, self.refused_batches) if self.batch_seeds else planned
+            jobs_now = self._longest_first(seed_batches(planned, self.refused_batches)) if self.batch_seeds else planned
             for job, record in self.executor.execute(jobs_now):
                 folder = jobs[job.key][0]
                 if attempt > 1:
@@ -165,6 +165,21 @@ class _Driver:
                 self._finish(folder, job, record)
                 stop.check()
             todo = retry
+
+    def _longest_first(self, jobs: list[Job]) -> list[Job]:
+        """``jobs`` in the order of their expected seconds, longest first (a batch of K seeds: K runs at its pair's
+        mean so far, or the mean of every run): a worker then ends on a short job, not the others idle beside a long
+        one."""
+        seconds = self.eta.seconds if self.eta is not None else {}
+        every = [x for xs in seconds.values() for x in xs]
+        overall = sum(every) / len(every) if every else 1.0
+        means = {key: sum(xs) / len(xs) for key, xs in seconds.items()}
+
+        def expected(job: Job) -> float:
+            key = (job.spec.scenario.display_name, job.spec.strategy.name)
+            return len(job.jobs) * means.get(key, overall)
+
+        return sorted(jobs, key=expected, reverse=True)
 
     def _plan(self, batch: list[tuple[Path, RunSpec]]) -> None:
         """Add the batch's runs to the plan of each folder they write to (``OUT/plan.json``: what a report reads

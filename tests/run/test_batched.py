@@ -209,6 +209,27 @@ def test_only_one_runs_seeds_form_a_batch():
     assert [len(job.jobs) for job in seed_batches(jobs, refused={_key(specs[0])})] == [1, 1, 1, 1]
 
 
+def test_the_driver_starts_the_jobs_expected_to_take_longest_first():
+    from collections import Counter
+
+    from forgetbench.benchmark.run.executors import Job
+    from forgetbench.benchmark.run.suite import Eta, _Driver
+
+    naive, ewc = _specs("two_model", "naive", seeds=range(10)), _specs("two_model", "ewc", seeds=range(4))
+    jobs = seed_batches([Job(s.run_id, s, cache_dir=Path("out")) for s in naive + ewc])
+    jobs.append(Job("lone", replace(naive[0], seed=99)))
+    driver = object.__new__(_Driver)
+    driver.eta = Eta(Counter(), workers=2)
+    driver.eta.seconds = {
+        (naive[0].scenario.display_name, "naive"): [1.0],
+        (ewc[0].scenario.display_name, "ewc"): [3.0],
+    }
+    ordered = driver._longest_first(jobs)  # 4 x 3 s, then 10 x 1 s, then 1 x 1 s
+    assert [(job.spec.strategy.name, len(job.jobs)) for job in ordered] == [("ewc", 4), ("naive", 10), ("naive", 1)]
+    driver.eta = None  # nothing measured yet: the most seeds first
+    assert [len(job.jobs) for job in driver._longest_first(jobs)] == [10, 4, 1]
+
+
 def _key(spec: RunSpec) -> str:
     from forgetbench.benchmark.run.seed_batches import batch_key
 
