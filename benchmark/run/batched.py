@@ -567,6 +567,7 @@ class _Lockstep:
         # before any plugin sees the weights: what a plugin keeps of them (an alias, a copy) is of the stacked rows
         self.stack: SeedStack | None = SeedStack([strategy.model for strategy in self.strategies])
         self.optimizer: torch.optim.Optimizer | None = None
+        self._evaluates_as_own: dict[int, bool] = {}  # model key -> whether the stack's logits are the seats' own
 
     def _each(self, method: str, **kwargs: Any) -> None:
         for strategy in self.strategies:
@@ -602,6 +603,68 @@ class _Lockstep:
         self._each("_after_training_exp", **kwargs)
         self._each("_after_training", **kwargs)
         self._each("_train_cleanup")
+
+    def scores_after_turn(self, index: int) -> list[dict[int, float]]:
+        """Each seat's scores of the tasks its record reads after turn ``index`` (every task on a recorded turn, else
+        the one trained), computed for all seats at once where the stack evaluates as the seats' own models do
+        (:meth:`_evaluate_together`): ``id(task) -> score`` per seat, a task left out where it does not."""
+        seats = self.seats
+        turn = seats[0].turns[index][0]
+        given: list[dict[int, float]] = [{} for _ in seats]
+        for t in range(len(seats[0].scenario.tasks)) if turn.record else [turn.task]:
+            tasks = [seat.scenario.tasks[t] for seat in seats]
+            scores = self._evaluate_together(tasks)
+            for mine, task, score in zip(given, tasks, scores or []):
+                mine[id(task)] = score
+        return given
+
+    def _evaluate_together(self, tasks: Sequence[Any]) -> list[float] | None:
+        """Each seat's top-1 accuracy on its own ``tasks[k]`` (:func:`~forgetbench.benchmark.train.harness.evaluate`,
+        eval batch by eval batch), the K models at once; None where the tasks differ in their model or size, score
+        sequences, or the stack's logits are not each seat's own model's in eval mode (checked on the first batch
+        of each model)."""
+        first, stack = tasks[0], self.stack
+        assert stack is not None
+        if first.test_y.dim() != 1 or any(
+            t.model_key != first.model_key
+            or t.test_x.shape != first.test_x.shape
+            or t.test_y.shape != first.test_y.shape
+            for t in tasks
+        ):
+            return None
+        key, size = first.model_key, self.seats[0].spec.training.eval_batch_size
+        if self._evaluates_as_own.get(key) is False:
+            return None
+        routes, device = _routes(self.strategies, key), self.strategies[0].device
+        correct = torch.zeros(len(tasks), dtype=torch.long, device=device)
+        with torch.no_grad():
+            for start in range(0, len(first.test_y), size):
+                x = torch.stack([t.test_x[start : start + size] for t in tasks]).to(device)
+                y = torch.stack([t.test_y[start : start + size] for t in tasks]).to(device)
+                try:
+                    out = stack.forward(x, key, routes)
+                except Unbatchable:
+                    out = None
+                if key not in self._evaluates_as_own:
+                    self._evaluates_as_own[key] = out is not None and self._as_own(out, x, key)
+                if not self._evaluates_as_own[key] or out is None:
+                    return None
+                correct += (out.argmax(2) == y).sum(1)
+        return [count / max(len(first.test_y), 1) for count in correct.tolist()]
+
+    def _as_own(self, out: Tensor, x: Tensor, key: int) -> bool:
+        """Whether ``out`` is, row by row, each seat's own model's output on its ``x`` in eval mode."""
+        for k, strategy in enumerate(self.strategies):
+            model = strategy.model
+            was_training = model.training
+            model.eval()
+            try:
+                own = model.forward_single_task(x[k], key)
+            finally:
+                model.train(was_training)
+            if not torch.equal(own, out[k]):
+                return False
+        return True
 
     def _importance_together(self) -> None:
         """Before the seeds end the experience: plugins with a ``lockstep_importance(plugins, strategies,
@@ -849,10 +912,31 @@ def _train_turn_together(seats: list[_Seat], lockstep: "_Lockstep", index: int) 
     elapsed = time.perf_counter() - t0
     curves = [seat.harness.inside_eval_seconds() - before for seat, before in zip(seats, curves_before)]
     share = max(elapsed - sum(curves), 0.0) / len(seats)
-    for seat, curve_seconds in zip(seats, curves):
+    for seat in seats:
         check_finite_weights(seat.strategy.model)
+    t0 = time.perf_counter()
+    given = lockstep.scores_after_turn(index)
+    eval_share = (time.perf_counter() - t0) / len(seats)
+    for seat, curve_seconds, scores in zip(seats, curves, given):
         done = TurnDone(index, seat.turns[index][0], share, curve_seconds, seat.harness.budget.steps)
-        record_turn(seat.scenario, seat.strategy, seat.harness, seat.record, done, seat.scores)
+        record_turn(seat.scenario, seat.strategy, seat.harness, seat.record, done, _GivenScores(seat.scores, scores))
+        seat.record.timing.eval_seconds += eval_share
+
+
+class _GivenScores(Scores):
+    """A seat's :class:`~forgetbench.benchmark.train.harness.Scores` while its turn is recorded: the scores the batch
+    computed for every seat at once (:meth:`_Lockstep.scores_after_turn`, keyed by the task), else its own (the
+    seat's cache, shared)."""
+
+    def __init__(self, scores: Scores, given: dict[int, float]) -> None:
+        super().__init__(scores.strategy, scores.batch_size, scores.device)
+        self._scored, self.given = scores._scored, given
+
+    def __call__(self, task: Any) -> float:
+        score = self.given.get(id(task))
+        if score is not None:
+            self.remember(task, score)  # in the seat's cache: a search reads it again after the turn
+        return super().__call__(task)
 
 
 def run_seeds(

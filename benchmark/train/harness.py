@@ -73,12 +73,18 @@ class Scores:
         self._scored: dict[tuple[int, int, int, int], tuple[float, Any]] = {}
 
     def __call__(self, task: Task) -> float:
-        model = self.strategy.model
-        key = (id(model), task.model_key, id(task.test_x), id(task.test_y))
+        key = self._key(task)
         if key not in self._scored:
-            score = evaluate(model, task, self.batch_size, self.device)
-            self._scored[key] = (score, (model, task.test_x, task.test_y))
+            self.remember(task, evaluate(self.strategy.model, task, self.batch_size, self.device))
         return self._scored[key][0]
+
+    def remember(self, task: Task, score: float) -> None:
+        """``score`` as ``task``'s at the current weights (computed elsewhere: a batch of seeds scores its seeds at
+        once), until :meth:`weights_changed`."""
+        self._scored[self._key(task)] = (score, (self.strategy.model, task.test_x, task.test_y))
+
+    def _key(self, task: Task) -> tuple[int, int, int, int]:
+        return (id(self.strategy.model), task.model_key, id(task.test_x), id(task.test_y))
 
     def weights_changed(self) -> None:
         self._scored.clear()

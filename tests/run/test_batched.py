@@ -138,6 +138,25 @@ def test_a_batchs_importance_passes_run_once_for_its_seeds(scenario, strategy, e
     _assert_same_runs(batched, alone)
 
 
+@pytest.mark.parametrize("scenario", ["two_model", "supernet"])
+def test_a_batch_scores_its_seeds_turns_at_once(scenario, tmp_path, monkeypatch):
+    """After each turn the K seeds' models are scored on their own test data as one stacked model (their logits
+    checked against each seed's own model in eval mode on the first batch of each model): no seed evaluates alone
+    but a search's derived architecture (one a seed, scored after its turns by the search itself)."""
+    from forgetbench.benchmark.train import harness
+
+    alone_evaluations = []
+    original = harness.evaluate
+    monkeypatch.setattr(harness, "evaluate", lambda *a: alone_evaluations.append(a) or original(*a))
+    specs = _specs(scenario, "ewc")
+    batched = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds == [0, 1, 2] for r in batched)
+    in_batch = len(alone_evaluations)
+    assert in_batch == (0 if scenario == "two_model" else len(specs)), in_batch
+    _assert_same_runs(batched, [run(spec, tmp_path) for spec in specs])
+    assert len(alone_evaluations) - in_batch > 3 * len(specs)  # alone, every turn's scores are the seed's own
+
+
 def test_a_run_on_several_threads_trains_its_seeds_alone(tmp_path):
     """A product split over threads sums in another order than the batch's products, one a seed on one thread."""
     specs = _specs("two_model", "naive", seeds=(0, 1), training=TRAINING.model_copy(update={"threads": 2}))
