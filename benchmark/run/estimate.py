@@ -262,6 +262,9 @@ def estimate(
     """The suite's plan and its expected wall and memory (module docstring); ``new_process``: the run is a command of
     its own (it pays a start), not this process."""
     begun = time.perf_counter()
+    # a new process's start, timed first so that the budget below counts it (and before the load is read: the
+    # child's cores are this estimate's, not other work's)
+    started = _import_seconds() if new_process or executor in ("process", "ray") else 0.0
     load = _Load()
     phases = planned_runs(suite, out, seeds)
     result = Estimate(executor=executor, workers=1 if executor == "local" else (workers or available_cores()))
@@ -296,9 +299,9 @@ def estimate(
         pair_begun = time.perf_counter()
         spec = dataclasses.replace(distinct[key], seed=max(distinct[key].seed, 0))  # a round's placeholder seed
         if i == 0:  # the warm-up: imports, first allocations; what it costs over the measured run is paid once
-            started = time.perf_counter()
+            warm_begun = time.perf_counter()
             _timed(spec, data_root, probe_steps(spec)[0])
-            warm_up = time.perf_counter() - started
+            warm_up = time.perf_counter() - warm_begun
         result.costs[key] = measure(spec, data_root, batched=key in batched_pairs)
         if i == 0:
             warm_up = max(warm_up - _timed(spec, data_root, probe_steps(spec)[0])[0], 0.0)
@@ -308,7 +311,6 @@ def estimate(
     result.costs.update({key: _assumed_cost(key, result.costs) for key in result.assumed})
     result.costs = {key: result.costs[key] for key in distinct}  # the plan's order
     slowed = result.workers / result.capacity if result.capacity < result.workers else 1.0
-    started = _import_seconds() if new_process or executor in ("process", "ray") else 0.0
     workers_start = started if executor in ("process", "ray") else 0.0
     report = (REPORT_SECONDS + REPORT_SECONDS_A_RUN * runs) * slowed
     result.overhead_seconds = (started if new_process else 0.0) + workers_start + warm_up + report
