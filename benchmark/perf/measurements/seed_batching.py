@@ -68,9 +68,11 @@ def seed_batching(opts: PerfOptions, params: SeedBatchingParams, data: Any) -> d
     from forgetbench.benchmark.run.runner import run
 
     rows = []
+    # --quick: a smoke of the section (the first two strategies, 3 seeds), not a figure
+    strategies = params.strategies[:2] if opts.quick else params.strategies
     for scenario in params.scenarios:
-        for strategy in params.strategies:
-            for k in params.seeds if not opts.quick else [min(params.seeds)]:
+        for strategy in strategies:
+            for k in params.seeds if not opts.quick else [min(*params.seeds, 3)]:
                 specs = _specs(opts, scenario, strategy, k)
                 run_seeds(specs[:2], opts.data_root)  # warm-up: imports, the dataset cache
                 alone_s, batched_s, same, refused = [], [], None, None
