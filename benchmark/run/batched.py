@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from forgetbench.benchmark.core.record import RunRecord, SeedBatch
-from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors, lockstep_batches
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.benchmark.run.assemble import build_run_strategy
 from forgetbench.benchmark.run.runner import after_the_turns, harness_of, record_turn, run, scenario_of
@@ -816,7 +816,8 @@ class _Lockstep:
             raise Unbatchable("a training batch holds several tasks' samples")
         key = int(next(iter(keys)))  # type: ignore[arg-type]
         routes = _routes(strategies, key)
-        iterators = [iter(loader) for loader in loaders]
+        lockstep = lockstep_batches(loaders)
+        iterators: list[Iterator[Any]] = [iter(loader) for loader in loaders] if lockstep is None else []
         autocast = strategies[0].autocast()
         losses = torch.zeros(len(strategies))
 
@@ -828,11 +829,19 @@ class _Lockstep:
                 callback(losses)
 
         while True:
-            batches = [next(iterator, None) for iterator in iterators]
-            if all(b is None for b in batches):
-                break
-            if any(b is None for b in batches):
-                raise Unbatchable("the seeds' epochs have different numbers of batches")
+            stacked: list[Tensor] | None = None
+            batches: list[Any]
+            if lockstep is not None:
+                stacked = next(lockstep, None)
+                if stacked is None:
+                    break
+                batches = [list(rows) for rows in zip(*(t.unbind(0) for t in stacked))]
+            else:
+                batches = [next(iterator, None) for iterator in iterators]
+                if all(b is None for b in batches):
+                    break
+                if any(b is None for b in batches):
+                    raise Unbatchable("the seeds' epochs have different numbers of batches")
             for strategy, batch in zip(strategies, batches):
                 strategy.mbatch = batch  # also when stopping: Avalanche's loop draws the batch first
             stopping = {strategy._stop_training for strategy in strategies}
@@ -844,17 +853,28 @@ class _Lockstep:
                 strategy._unpack_minibatch()
             each("before_training_iteration")
             stack.zero_grad()
-            inputs = torch.stack([s.mbatch[0] for s in strategies])
-            targets = torch.stack([s.mbatch[1] for s in strategies])
+            if stacked is not None and all(
+                s.mbatch[0] is batch[0] and s.mbatch[1] is batch[1] for s, batch in zip(strategies, batches)
+            ):  # no seed's unpacking or callback replaced its batch: the gathered stack is the seeds' batches
+                inputs, targets = stacked[0], stacked[1]
+            else:
+                inputs = torch.stack([s.mbatch[0] for s in strategies])
+                targets = torch.stack([s.mbatch[1] for s in strategies])
             if targets.dim() != 2:
                 raise Unbatchable("the targets are not one class label per sample")
             with autocast:
                 outputs = stack.forward(inputs, key, routes)
                 losses = _seed_losses(outputs, targets)
+            own_losses, version = [losses[k] for k in range(len(strategies))], losses._version
             for k, strategy in enumerate(strategies):
-                strategy.mb_output, strategy.loss = outputs[k], losses[k]
+                strategy.mb_output, strategy.loss = outputs[k], own_losses[k]
             each("before_backward")
-            torch.stack([s.loss for s in strategies]).sum().backward()
+            if losses._version == version and all(
+                s.loss is loss and not loss._backward_hooks for s, loss in zip(strategies, own_losses)
+            ):  # no seed's callback replaced, changed or hooked its loss: the same gradients through fewer nodes
+                losses.sum().backward()
+            else:
+                torch.stack([s.loss for s in strategies]).sum().backward()
             for callback in together.get("backward_end", ()):
                 callback(losses)
             each("after_backward")

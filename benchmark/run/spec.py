@@ -191,7 +191,8 @@ def source_commit() -> str:
     return head.stdout.strip() + ("+dirty" if dirty.returncode == 1 else "")
 
 
-def _version(distribution: str) -> str:
+@functools.lru_cache(maxsize=None)
+def _version(distribution: str) -> str:  # reads the distribution's metadata from disk: once per process
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

@@ -205,6 +205,34 @@ def test_momentum_carried_over_turns_keeps_a_batch_off_parameters_a_turn_leaves_
     _assert_same_runs(records, [run(spec, tmp_path) for spec in specs])
 
 
+def _build_loss_added_in_place(ctx, params):
+    """A plug-in that adds to the loss in place, as Avalanche's own EWC, LwF and MAS plugins do."""
+    from avalanche.training.plugins import SupervisedPlugin
+
+    class AddInPlace(SupervisedPlugin):
+        def before_backward(self, strategy, **kwargs):
+            strategy.loss += 0.01 * sum(p.pow(2).sum() for p in strategy.model.parameters())
+
+    return ctx.build(plugins=[AddInPlace()])
+
+
+def test_a_loss_a_plugin_adds_to_in_place_batches_to_each_seeds_own_record(tmp_path):
+    """The stack's backward takes the shortcut of one sum only where no seed's callback replaced, changed or hooked
+    its loss: a loss grown in place (here) or hooked (the regularizer core's penalty) goes through each seed's own."""
+    from forgetbench.benchmark.core.registry import NoParams
+    from forgetbench.strategies import STRATEGIES, register_strategy
+
+    if "test_loss_added_in_place" not in STRATEGIES:
+        register_strategy("test_loss_added_in_place", params=NoParams)(_build_loss_added_in_place)
+    specs = _specs("two_model", "test_loss_added_in_place")
+    batched = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds == [0, 1, 2] for r in batched), [r.batch for r in batched]
+    alone = [run(spec, tmp_path) for spec in specs]
+    _assert_same_runs(batched, alone)
+    naive = [run(spec, tmp_path) for spec in _specs("two_model", "naive")]
+    assert [a.accuracy_matrix for a in alone] != [n.accuracy_matrix for n in naive]  # the added term acts
+
+
 def test_a_diverging_batch_runs_again_seed_by_seed_for_each_seeds_own_record(tmp_path):
     specs = _specs("two_model", "naive", training=TRAINING.model_copy(update={"lr": 1e6}))
     records = run_seeds(specs, tmp_path)

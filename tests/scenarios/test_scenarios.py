@@ -101,6 +101,40 @@ def test_tensor_batch_loader_covers_each_sample_once_per_pass():
     assert len(dropped) == 2 and sum(len(b[0]) for b in dropped) == 8
 
 
+@pytest.mark.parametrize("shuffle, same_data", [(True, False), (True, True), (False, False)])
+def test_lockstep_batches_are_each_loaders_own_batches_stacked(shuffle, same_data):
+    """K loaders' epochs gathered at once: row k of every step is loader k's own batch (its order drawn from its own
+    generator), the last, partial batch included; loaders of another form are declined."""
+    from forgetbench.benchmark.data.loaders import lockstep_batches
+
+    def loaders(seed_offset: int = 0) -> list[TensorBatchLoader]:
+        out = []
+        for k in range(3):
+            x = torch.randn(10, 2, 3) if not same_data else shared_x
+            out.append(
+                TensorBatchLoader(
+                    (x, torch.arange(10) + 10 * k, torch.zeros(10, dtype=torch.long)), batch_size=4, shuffle=shuffle,
+                    generator=torch.Generator().manual_seed(k + seed_offset),
+                )
+            )  # fmt: skip
+        return out
+
+    shared_x = torch.randn(10, 2, 3)
+    torch.manual_seed(0)
+    own = [list(loader) for loader in loaders()]
+    torch.manual_seed(0)
+    together = list(lockstep_batches(loaders()))
+    assert len(together) == 3 and together[-1][0].shape == (3, 2, 2, 3)
+    for step, stacked in enumerate(together):
+        for k in range(3):
+            for mine, theirs in zip(own[k][step], stacked):
+                assert torch.equal(mine, theirs[k])
+    other = loaders()
+    other[1].batch_size = 5
+    assert lockstep_batches(other) is None
+    assert lockstep_batches(loaders()[:2] + [TensorBatchLoader((torch.zeros(10, 2, 4),), 4, shuffle)]) is None
+
+
 # --------------------------------------------------------- automatic shared-parameter detection
 BUILTIN_SMALL = [
     ("split", {"dataset": "digits", "tasks": 3, "classes_per_task": 2, "widths": [8]}),
