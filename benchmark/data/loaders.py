@@ -172,47 +172,39 @@ class TensorBatchLoader:
             yield [t.index_select(0, rows) for t in self.tensors]
 
 
-# the most bytes :func:`lockstep_batches` copies to stack seeds' datasets that are separate tensors (beyond it, each
-# loader gathers its own batches)
-LOCKSTEP_STACK_BYTES = 256 * 2**20
-
-
 def lockstep_batches(loaders: Sequence["TensorBatchLoader"]) -> Iterator[Batch] | None:
-    """One epoch of K loaders side by side, one gather a step: each tensor's K mini-batches as one ``(K, batch, ...)``
-    tensor whose row ``k`` is exactly the batch loader ``k``'s own iteration yields (its order drawn from its own
-    generator, as :meth:`TensorBatchLoader.__iter__` draws it). None where the loaders are not of one form (batch
-    size, shuffling, sizes, shapes, device) or their separate datasets would take over
-    :data:`LOCKSTEP_STACK_BYTES` to stack."""
-    first = loaders[0]
+    """One epoch of K loaders side by side: each tensor's K mini-batches as one ``(K, batch, ...)`` tensor whose row
+    ``k`` is exactly the batch loader ``k``'s own iteration yields (its order drawn from its own generator, as
+    :meth:`TensorBatchLoader.__iter__` draws it), gathered once a step from a dataset the seeds share, else seed by
+    seed into the batch's rows. None where the loaders are not of one form (batch size, shuffling, sizes, shapes,
+    device)."""
     if not all(isinstance(loader, TensorBatchLoader) for loader in loaders):
         return None
     form = [(l.batch_size, l.shuffle, l.drop_last, [(t.shape, t.dtype, t.device) for t in l.tensors]) for l in loaders]
-    if any(f != form[0] for f in form) or not first.tensors:
+    if any(f != form[0] for f in form) or not loaders[0].tensors:
         return None
-    shared = [all(l.tensors[i] is first.tensors[i] for l in loaders) for i in range(len(first.tensors))]
-    copied = sum(t.nbytes * len(loaders) for t, same in zip(first.tensors, shared) if not same)
-    if copied > LOCKSTEP_STACK_BYTES:
-        return None
-    return _lockstep(loaders, shared)
+    return _lockstep(loaders)
 
 
-def _lockstep(loaders: Sequence["TensorBatchLoader"], shared: list[bool]) -> Iterator[Batch]:
+def _lockstep(loaders: Sequence["TensorBatchLoader"]) -> Iterator[Batch]:
     first, seeds = loaders[0], len(loaders)
     n, device = len(first.tensors[0]), first.tensors[0].device
     if first.shuffle:  # each loader's own draw; drawn when the epoch's first batch is, as its own iteration does
-        order = torch.stack([torch.randperm(n, generator=loader.generator) for loader in loaders])
+        order = torch.stack([torch.randperm(n, generator=loader.generator) for loader in loaders]).to(device)
     else:
-        order = torch.arange(n).expand(seeds, n)
-    # each seed's rows in one flat tensor: a dataset its seeds share, or the seeds' datasets stacked one after another
-    sources = [
-        loaders[0].tensors[i] if same else torch.cat([loader.tensors[i] for loader in loaders])
-        for i, same in enumerate(shared)
-    ]
-    offsets = (torch.arange(seeds) * n).unsqueeze(1)
-    flat = [(order if same else order + offsets).to(device) for same in shared]
+        order = torch.arange(n, device=device).expand(seeds, n)
+    # a dataset every seed shares is gathered from once; separate ones (each seed's own draw or permutation) are not
+    # copied into one (a turn may read a few batches of a large dataset), each seed's rows gathered from its own
+    shared = [all(loader.tensors[i] is tensor for loader in loaders) for i, tensor in enumerate(first.tensors)]
     for start in range(0, len(first) * first.batch_size, first.batch_size):
-        stop = min(start + first.batch_size, n)
-        yield [
-            source.index_select(0, rows[:, start:stop].reshape(-1)).view(seeds, stop - start, *source.shape[1:])
-            for source, rows in zip(sources, flat)
-        ]
+        rows = order[:, start : start + first.batch_size]
+        batch = []
+        for i, tensor in enumerate(first.tensors):
+            if shared[i]:
+                batch.append(tensor.index_select(0, rows.reshape(-1)).view(seeds, rows.shape[1], *tensor.shape[1:]))
+                continue
+            out = tensor.new_empty((seeds, rows.shape[1], *tensor.shape[1:]))
+            for k, loader in enumerate(loaders):
+                torch.index_select(loader.tensors[i], 0, rows[k], out=out[k])
+            batch.append(out)
+        yield batch
