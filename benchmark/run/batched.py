@@ -25,7 +25,8 @@ stacked faithfully is refused before anything trains (:func:`~forgetbench.benchm
 :func:`model_refusal`, :func:`strategy_refusal`): a random draw inside the forward pass (dropout), buffers a forward
 pass updates (BatchNorm), an optimiser or criterion whose step couples entries (gradient clipping by a global norm), a
 plugin that hooks the forward pass, a strategy with its own training loop, seeds whose splits differ in size, a
-checkpointed, pruned or attributed run. Those run one seed after another, and each of their records says why
+checkpointed, pruned or attributed run; and, on the CPU, a model whose turns leave many parameters unused
+(:func:`idle_params_refusal`: the stack's step updates them all). Those run one seed after another, and each of their records says why
 (``batch.alone``; the suite prints it once). A batch whose training raises or diverges runs again seed by seed, so a
 seed that fails or diverges gets the record its own run gives.
 
@@ -96,6 +97,33 @@ def model_refusal(model: nn.Module) -> str | None:
     if not isinstance(model, TaskRoutedModule):
         return f"{type(model).__name__} is not a TaskRoutedModule (its forward needs the batch's task labels)"
     return None
+
+
+# On the CPU, the most parameters a seed's turns leave unused, on average, that a stack may hold: its step updates
+# every parameter of every seed (an unused one by 0), where a seed's own step updates only the ones its turn trains.
+# configs/nas_supernet.yaml's MNIST supernet leaves 168,596 a seed unused a turn (4 ops a layer, 784 inputs): at 16
+# seeds its stack trained 7% slower than the seeds one after another, at 4 seeds 50% slower; decide_demo's supernet
+# leaves 9,323 and its two-model 9,546, and their stacks train 2-2.5x faster at 20 seeds. An accelerator, whose
+# passes over the parameters cost little beside its launches, stacks any size.
+IDLE_PARAMS_ON_CPU = 100_000
+
+
+def idle_params_refusal(model: nn.Module, scenario: Any, device: torch.device) -> str | None:
+    """Why a stack of ``model`` would train slower than its seeds one after another (None: it would not): on the CPU,
+    the parameters its turns leave unused (on average over ``scenario.turn_used_params``) are over
+    :data:`IDLE_PARAMS_ON_CPU`."""
+    used_by_turn = getattr(scenario, "turn_used_params", None)
+    if device.type != "cpu" or not used_by_turn:
+        return None
+    sizes = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
+    used = sum(sum(sizes.get(name, 0) for name in names) for names in used_by_turn) / len(used_by_turn)
+    idle = sum(sizes.values()) - used
+    if idle <= IDLE_PARAMS_ON_CPU:
+        return None
+    return (
+        f"on the CPU its stacked step would update {round(idle):,} parameters a seed that its turns leave unused (over "
+        f"{IDLE_PARAMS_ON_CPU:,}): slower than the seeds one after another"
+    )
 
 
 def strategy_refusal(strategy: Any) -> str | None:
@@ -528,7 +556,7 @@ class _Seat:
         self.record = new_record(spec, device)
         self.scenario = scenario_of(spec, data_root, self.record)
         model = self.scenario.model.to(device)
-        refusal = model_refusal(model)
+        refusal = model_refusal(model) or idle_params_refusal(model, self.scenario, device)
         if refusal is not None:
             raise Unbatchable(refusal)
         self.model, self.device, self.progress = model, device, progress
@@ -567,7 +595,8 @@ class _Lockstep:
         # before any plugin sees the weights: what a plugin keeps of them (an alias, a copy) is of the stacked rows
         self.stack: SeedStack | None = SeedStack([strategy.model for strategy in self.strategies])
         self.optimizer: torch.optim.Optimizer | None = None
-        self._evaluates_as_own: dict[int, bool] = {}  # model key -> whether the stack's logits are the seats' own
+        # model key -> whether the stack scores it: its logits the seats' own, and no slower than theirs one by one
+        self._evaluates_as_own: dict[int, bool] = {}
 
     def _each(self, method: str, **kwargs: Any) -> None:
         for strategy in self.strategies:
@@ -646,11 +675,35 @@ class _Lockstep:
                 except Unbatchable:
                     out = None
                 if key not in self._evaluates_as_own:
-                    self._evaluates_as_own[key] = out is not None and self._as_own(out, x, key)
+                    self._evaluates_as_own[key] = (
+                        out is not None and self._as_own(out, x, key) and self._stack_scores_faster(tasks, key, size)
+                    )
                 if not self._evaluates_as_own[key] or out is None:
                     return None
                 correct += (out.argmax(2) == y).sum(1)
         return [count / max(len(first.test_y), 1) for count in correct.tolist()]
+
+    def _stack_scores_faster(self, tasks: Sequence[Any], key: int, size: int) -> bool:
+        """Whether scoring model ``key`` together pays, timed once on its first eval batch. On the CPU a large model's
+        eval batch is already a few large matrix products, to which gathering the seats' batches into one and
+        routing their rows only add copies: the MNIST supernet of configs/nas_supernet.yaml scored 2x slower
+        together. On an accelerator one launch replaces K: together."""
+        stack, strategies = self.stack, self.strategies
+        assert stack is not None
+        if strategies[0].device.type != "cpu":
+            return True
+        began = time.perf_counter()
+        stack.forward(torch.stack([task.test_x[:size] for task in tasks]), key, _routes(strategies, key))
+        together = time.perf_counter() - began
+        began = time.perf_counter()
+        for task, strategy in zip(tasks, strategies):
+            was_training = strategy.model.training
+            strategy.model.eval()
+            try:
+                strategy.model.forward_single_task(task.test_x[:size], key)
+            finally:
+                strategy.model.train(was_training)
+        return together <= time.perf_counter() - began
 
     def _as_own(self, out: Tensor, x: Tensor, key: int) -> bool:
         """Whether ``out`` is, row by row, each seat's own model's output on its ``x`` in eval mode."""

@@ -233,6 +233,28 @@ def test_a_loss_a_plugin_adds_to_in_place_batches_to_each_seeds_own_record(tmp_p
     assert [a.accuracy_matrix for a in alone] != [n.accuracy_matrix for n in naive]  # the added term acts
 
 
+def test_a_stack_whose_turns_leave_many_parameters_unused_trains_its_seeds_alone_on_the_cpu(tmp_path):
+    """A stack's step updates every parameter of every seed, a seed's own step only its turn's: a supernet of wide ops
+    (3 of 4 unused a layer) leaves more unused than batching saves on the CPU; the demo's stays batched."""
+    from forgetbench.benchmark.data.scenarios import SCENARIOS as SCENARIO_REGISTRY
+    from forgetbench.benchmark.data.scenarios import ScenarioInputs
+    from forgetbench.benchmark.run.batched import IDLE_PARAMS_ON_CPU, idle_params_refusal
+
+    wide = SCENARIOS["supernet"] | {"ops": 4, "width": 128, "steps_per_turn": 5}
+    entry = SCENARIO_REGISTRY.get("supernet")
+    scenario = entry.factory(entry.parse_params(wide), ScenarioInputs(0, None))
+    idle = sum(p.numel() for p in scenario.model.parameters()) - sum(
+        sum(dict(scenario.model.named_parameters())[n].numel() for n in used) for used in scenario.turn_used_params
+    ) / len(scenario.turn_used_params)
+    assert idle > IDLE_PARAMS_ON_CPU
+    assert "leave unused" in idle_params_refusal(scenario.model, scenario, torch.device("cpu"))
+    assert idle_params_refusal(scenario.model, scenario, torch.device("cuda")) is None
+    specs = [replace(spec, scenario=ComponentSpec(name="supernet", params=wide)) for spec in _specs("supernet", "ewc")]
+    records = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds is None and "leave unused" in r.batch.alone for r in records), [r.batch for r in records]
+    _assert_same_runs(records, [run(spec, tmp_path) for spec in specs])
+
+
 def test_a_diverging_batch_runs_again_seed_by_seed_for_each_seeds_own_record(tmp_path):
     specs = _specs("two_model", "naive", training=TRAINING.model_copy(update={"lr": 1e6}))
     records = run_seeds(specs, tmp_path)
