@@ -14,7 +14,7 @@ latest model that used it), :class:`PerModelAnchors` (WPL's ``per_model``: one q
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -193,6 +193,40 @@ class PathIntegral:
         # in place, no temporaries: pre_step <- pre_step - theta = -(step); w -= g * pre_step
         torch._foreach_sub_(pre, params)
         torch._foreach_addcmul_(trajectory, grads, pre, value=-1.0)
+
+    @classmethod
+    def lockstep_steps(
+        cls, estimators: Sequence["PathIntegral"], stacked_of: Callable[[list[Tensor]], list[Tensor]]
+    ) -> dict[str, Callable[[Tensor], None]] | None:
+        """The K seeds' step hooks of a batch (:mod:`forgetbench.benchmark.run.batched`: ``stacked_of`` maps a seed's
+        parameters to the stacked tensors whose rows they are) as one :meth:`before_step` and :meth:`after_step` on
+        stacked buffers, entry by entry their arithmetic (the stack keeps every gradient allocated: an unused one is
+        0, as ``after_step`` takes a missing one); each seed's ``w`` gets its row back when the epoch ends. None
+        (each seed steps its own) where the seeds track other tensors (a supernet's seeds each train their own ops)."""
+        stacked = [stacked_of(list(estimator._active[0])) for estimator in estimators]
+        if any([id(t) for t in ts] != [id(t) for t in stacked[0]] for ts in stacked) or not stacked[0]:
+            return None
+        params = stacked[0]
+        pre = [torch.stack(rows) for rows in zip(*(estimator._active[1] for estimator in estimators))]
+        trajectory = [torch.stack(rows) for rows in zip(*(estimator._active[2] for estimator in estimators))]
+
+        @torch.no_grad()
+        def before(losses: Tensor) -> None:
+            torch._foreach_copy_(pre, params)
+
+        @torch.no_grad()
+        def after(losses: Tensor) -> None:
+            grads = cast(list[Tensor], [p.grad for p in params])  # the stack keeps every stacked gradient allocated
+            torch._foreach_sub_(pre, params)
+            torch._foreach_addcmul_(trajectory, grads, pre, value=-1.0)
+
+        @torch.no_grad()
+        def epoch_end(losses: Tensor) -> None:
+            for k, estimator in enumerate(estimators):
+                for own, rows in zip(estimator._active[2], trajectory):
+                    own.copy_(rows[k])
+
+        return {"before_training_iteration": before, "after_training_iteration": after, "epoch_end": epoch_end}
 
     @torch.no_grad()
     def __call__(self, strategy: Any, used: frozenset[str] | None, generator: torch.Generator) -> Tensors:

@@ -251,6 +251,7 @@ class QuadraticRegularizer(Plugin):
         own :meth:`~forgetbench.strategies.penalty.GradientHook.add_now`. Over the union of the seeds' movable
         subsets (a supernet's seeds each train their own ops): a tensor outside a seed's subset sits exactly at its
         anchor and gets no data gradient, so its row's term adds exactly 0, as its own run, which leaves it out.
+        An estimator that steps with training (SI's path integral) and has a ``lockstep_steps`` steps once too.
         None (each seed adds its own) where the seeds' penalties cover other tensors."""
         if not any(p._params for p in plugins):
             return {"before_backward": lambda losses: None}
@@ -280,7 +281,15 @@ class QuadraticRegularizer(Plugin):
             grads = [p.grad for p in params]  # the stack keeps every stacked gradient allocated
             torch._foreach_addcmul_(cast(list[Tensor], grads), torch._foreach_sub(params, anchors), weights)
 
-        return {"before_backward": lambda losses: None, "backward_end": add}
+        together: dict[str, Callable[[Tensor], None]] = {"before_backward": lambda losses: None, "backward_end": add}
+        steps = getattr(type(plugins[0].estimator), "lockstep_steps", None)
+        if (
+            plugins[0]._step_hooks
+            and steps is not None
+            and all(type(p.estimator) is type(plugins[0].estimator) for p in plugins)
+        ):
+            together |= steps([p.estimator for p in plugins], stacked_of) or {}
+        return together
 
     @classmethod
     def lockstep_importance(
