@@ -158,18 +158,27 @@ def test_a_batch_scores_its_seeds_turns_at_once(scenario, tmp_path, monkeypatch)
     """After each turn the K seeds' models are scored on their own test data as one stacked model (their logits
     checked against each seed's own model in eval mode on the first batch of each model): no seed evaluates alone
     but a search's derived architecture (one a seed, scored after its turns by the search itself)."""
+    from forgetbench.benchmark.run import batched as batched_path
     from forgetbench.benchmark.train import harness
 
     alone_evaluations = []
     original = harness.evaluate
     monkeypatch.setattr(harness, "evaluate", lambda *a: alone_evaluations.append(a) or original(*a))
+    # where the stack scores faster (timed on each model's first eval batch; these tiny models' stack is)
+    monkeypatch.setattr(batched_path._Lockstep, "_stack_scores_faster", lambda self, tasks, key, size: True)
     specs = _specs(scenario, "ewc")
     batched = run_seeds(specs, tmp_path)
     assert all(r.batch.seeds == [0, 1, 2] for r in batched)
     in_batch = len(alone_evaluations)
     assert in_batch == (0 if scenario == "two_model" else len(specs)), in_batch
-    _assert_same_runs(batched, [run(spec, tmp_path) for spec in specs])
+    alone = [run(spec, tmp_path) for spec in specs]
+    _assert_same_runs(batched, alone)
     assert len(alone_evaluations) - in_batch > 3 * len(specs)  # alone, every turn's scores are the seed's own
+    # where it would not: each seed scores its own models, to the same records
+    monkeypatch.setattr(batched_path._Lockstep, "_stack_scores_faster", lambda self, tasks, key, size: False)
+    before = len(alone_evaluations)
+    _assert_same_runs(run_seeds(specs, tmp_path), alone)
+    assert len(alone_evaluations) - before > 3 * len(specs)
 
 
 def test_a_run_on_several_threads_trains_its_seeds_alone(tmp_path):
