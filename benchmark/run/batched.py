@@ -895,19 +895,9 @@ class _Lockstep:
                 callback(losses)
 
         while True:
-            stacked: list[Tensor] | None = None
-            batches: list[Any]
-            if lockstep is not None:
-                stacked = next(lockstep, None)
-                if stacked is None:
-                    break
-                batches = [list(rows) for rows in zip(*(t.unbind(0) for t in stacked))]
-            else:
-                batches = [next(iterator, None) for iterator in iterators]
-                if all(b is None for b in batches):
-                    break
-                if any(b is None for b in batches):
-                    raise Unbatchable("the seeds' epochs have different numbers of batches")
+            stacked, batches = _next_batches(lockstep, iterators)
+            if batches is None:
+                break
             for strategy, batch in zip(strategies, batches):
                 strategy.mbatch = batch  # also when stopping: Avalanche's loop draws the batch first
             stopping = {strategy._stop_training for strategy in strategies}
@@ -919,15 +909,7 @@ class _Lockstep:
                 strategy._unpack_minibatch()
             each("before_training_iteration")
             stack.zero_grad()
-            if stacked is not None and all(
-                s.mbatch[0] is batch[0] and s.mbatch[1] is batch[1] for s, batch in zip(strategies, batches)
-            ):  # no seed's unpacking or callback replaced its batch: the gathered stack is the seeds' batches
-                inputs, targets = stacked[0], stacked[1]
-            else:
-                inputs = torch.stack([s.mbatch[0] for s in strategies])
-                targets = torch.stack([s.mbatch[1] for s in strategies])
-            if targets.dim() != 2:
-                raise Unbatchable("the targets are not one class label per sample")
+            inputs, targets = _stacked_batch(strategies, stacked, batches)
             with autocast:
                 outputs = stack.forward(inputs, key, routes)
                 losses = _seed_losses(outputs, targets)
@@ -935,12 +917,7 @@ class _Lockstep:
             for k, strategy in enumerate(strategies):
                 strategy.mb_output, strategy.loss = outputs[k], own_losses[k]
             each("before_backward")
-            if losses._version == version and all(
-                s.loss is loss and not loss._backward_hooks for s, loss in zip(strategies, own_losses)
-            ):  # no seed's callback replaced, changed or hooked its loss: the same gradients through fewer nodes
-                losses.sum().backward()
-            else:
-                torch.stack([s.loss for s in strategies]).sum().backward()
+            _backward(strategies, losses, own_losses, version)
             for callback in together.get("backward_end", ()):
                 callback(losses)
             each("after_backward")
@@ -950,6 +927,53 @@ class _Lockstep:
             each("after_training_iteration")
         for callback in together.get("epoch_end", ()):
             callback(losses)
+
+
+def _next_batches(
+    lockstep: Iterator[list[Tensor]] | None, iterators: list[Iterator[Any]]
+) -> tuple[list[Tensor] | None, list[Any] | None]:
+    """The next step's batch of each seat (None at the epoch's end), and their stack where the loaders gathered it
+    at once (:func:`~forgetbench.benchmark.data.loaders.lockstep_batches`)."""
+    if lockstep is not None:
+        stacked = next(lockstep, None)
+        if stacked is None:
+            return None, None
+        return stacked, [list(rows) for rows in zip(*(t.unbind(0) for t in stacked))]
+    batches = [next(iterator, None) for iterator in iterators]
+    if all(b is None for b in batches):
+        return None, None
+    if any(b is None for b in batches):
+        raise Unbatchable("the seeds' epochs have different numbers of batches")
+    return None, batches
+
+
+def _stacked_batch(
+    strategies: Sequence[Any], stacked: list[Tensor] | None, batches: list[Any]
+) -> tuple[Tensor, Tensor]:
+    """The seats' inputs and targets, ``(K, batch, ...)``: the gathered stack where no seat's unpacking or callback
+    replaced its batch, else their batches stacked."""
+    if stacked is not None and all(
+        s.mbatch[0] is batch[0] and s.mbatch[1] is batch[1] for s, batch in zip(strategies, batches)
+    ):
+        inputs, targets = stacked[0], stacked[1]
+    else:
+        inputs = torch.stack([s.mbatch[0] for s in strategies])
+        targets = torch.stack([s.mbatch[1] for s in strategies])
+    if targets.dim() != 2:
+        raise Unbatchable("the targets are not one class label per sample")
+    return inputs, targets
+
+
+def _backward(strategies: Sequence[Any], losses: Tensor, own_losses: list[Tensor], version: int) -> None:
+    """The backward pass of every seat's loss: of ``losses.sum()`` where no seat's callback replaced, changed (in
+    place: ``losses``' ``version`` moved) or hooked its loss, the same gradients through fewer nodes; else of the
+    seats' own losses, summed."""
+    if losses._version == version and all(
+        s.loss is loss and not loss._backward_hooks for s, loss in zip(strategies, own_losses)
+    ):
+        losses.sum().backward()
+    else:
+        torch.stack([s.loss for s in strategies]).sum().backward()
 
 
 def _train_together(seats: list[_Seat]) -> None:
