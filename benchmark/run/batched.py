@@ -26,9 +26,9 @@ stacked faithfully is refused before anything trains (:func:`~forgetbench.benchm
 pass updates (BatchNorm), an optimiser or criterion whose step couples entries (gradient clipping by a global norm), a
 plugin that hooks the forward pass, a strategy with its own training loop, seeds whose splits differ in size, a
 checkpointed, pruned or attributed run; and, on the CPU, a model whose turns leave many parameters unused
-(:func:`idle_params_refusal`: the stack's step updates them all). Those run one seed after another, and each of their records says why
-(``batch.alone``; the suite prints it once). A batch whose training raises or diverges runs again seed by seed, so a
-seed that fails or diverges gets the record its own run gives.
+(:func:`idle_params_refusal`: the stack's step updates them all). Those run one seed after another, and each of their
+records says why (``batch.alone``; the suite prints it once). A batch whose training raises or diverges runs again
+seed by seed, so a seed that fails or diverges gets the record its own run gives.
 
 Each record is an ordinary record of its run (same schema, fingerprint and run id) whose ``batch`` lists the seeds
 it trained with (or, for a refused batch, why it ran alone), and whose ``timing.train_seconds`` is its share (1/K)
