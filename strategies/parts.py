@@ -139,6 +139,13 @@ def tracked_parameters(model: nn.Module) -> list[tuple[str, Tensor]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad and n not in norm]
 
 
+def _add_step(trajectory: list[Tensor], grads: list[Tensor], pre: list[Tensor], params: list[Tensor]) -> None:
+    """SI's w -= g * (theta after - before), in place with no temporaries: ``pre`` (the weights before the step)
+    becomes -(step) first."""
+    torch._foreach_sub_(pre, params)
+    torch._foreach_addcmul_(trajectory, grads, pre, value=-1.0)
+
+
 class PathIntegral:
     """SI's importance and anchor (Zenke et al. 2017, Avalanche's constants): along experience k's steps
     w_i += -g_i * (theta_i after - before) (g the step's gradient, penalty included); after it
@@ -189,10 +196,7 @@ class PathIntegral:
     @torch.no_grad()
     def after_step(self, plugin: Any) -> None:
         params, pre, trajectory = self._active
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        # in place, no temporaries: pre_step <- pre_step - theta = -(step); w -= g * pre_step
-        torch._foreach_sub_(pre, params)
-        torch._foreach_addcmul_(trajectory, grads, pre, value=-1.0)
+        _add_step(trajectory, [p.grad if p.grad is not None else torch.zeros_like(p) for p in params], pre, params)
 
     @classmethod
     def lockstep_steps(
@@ -216,9 +220,8 @@ class PathIntegral:
 
         @torch.no_grad()
         def after(losses: Tensor) -> None:
-            grads = cast(list[Tensor], [p.grad for p in params])  # the stack keeps every stacked gradient allocated
-            torch._foreach_sub_(pre, params)
-            torch._foreach_addcmul_(trajectory, grads, pre, value=-1.0)
+            # the stack keeps every stacked gradient allocated
+            _add_step(trajectory, cast(list[Tensor], [p.grad for p in params]), pre, params)
 
         @torch.no_grad()
         def epoch_end(losses: Tensor) -> None:
