@@ -101,10 +101,12 @@ def model_refusal(model: nn.Module) -> str | None:
 
 # On the CPU, the most parameters a seed's turns leave unused, on average, that a stack may hold: its step updates
 # every parameter of every seed (an unused one by 0), where a seed's own step updates only the ones its turn trains.
-# configs/nas_supernet.yaml's MNIST supernet leaves 168,596 a seed unused a turn (4 ops a layer, 784 inputs): at 16
-# seeds its stack trained 7% slower than the seeds one after another, at 4 seeds 50% slower; decide_demo's supernet
-# leaves 9,323 and its two-model 9,546, and their stacks train 2-2.5x faster at 20 seeds. An accelerator, whose
-# passes over the parameters cost little beside its launches, stacks any size.
+# configs/nas_supernet.yaml's MNIST supernet leaves 168,596 a seed unused a turn (4 ops a layer, 784 inputs): its
+# naive seeds trained in 8.9 s stacked against 6.3 s one after another at 4 seeds, 27.7 s against 23.4 s at 16
+# (`python scripts/batched_vs_alone.py configs/nas_supernet.yaml --seeds 16 --strategies naive --allow-idle`).
+# decide_demo's supernet leaves 9,323 and its two-model 9,546, and their stacks run 2-2.5x faster at 20 seeds
+# (`forgetbench perf --only seed_batching`). An accelerator, whose passes over the parameters cost little beside its
+# launches, stacks any size.
 IDLE_PARAMS_ON_CPU = 100_000
 
 
@@ -585,6 +587,16 @@ class _Seat:
         self.trained: list[int] = []
 
 
+def _eval_forward(model: nn.Module, x: Tensor, key: int) -> Tensor:
+    """``model``'s logits of model ``key`` on ``x`` in eval mode (its mode restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model.forward_single_task(x, key)  # type: ignore[operator]
+    finally:
+        model.train(was_training)
+
+
 def _fastest_of_two(call: Callable[[], None]) -> float:
     """``call``'s seconds, the faster of two calls (one pre-empted by another process does not decide)."""
     seconds = []
@@ -696,8 +708,7 @@ class _Lockstep:
     def _stack_scores_faster(self, tasks: Sequence[Any], key: int, size: int) -> bool:
         """Whether scoring model ``key`` together pays, timed once on its first eval batch. On the CPU a large model's
         eval batch is already a few large matrix products, to which gathering the seats' batches into one and
-        routing their rows only add copies: the MNIST supernet of configs/nas_supernet.yaml scored 2x slower
-        together. On an accelerator one launch replaces K: together."""
+        routing their rows only add copies. On an accelerator one launch replaces K: together."""
         stack, strategies = self.stack, self.strategies
         assert stack is not None
         if strategies[0].device.type != "cpu":
@@ -709,28 +720,13 @@ class _Lockstep:
 
         def alone() -> None:
             for task, strategy in zip(tasks, strategies):
-                was_training = strategy.model.training
-                strategy.model.eval()
-                try:
-                    strategy.model.forward_single_task(task.test_x[:size], key)
-                finally:
-                    strategy.model.train(was_training)
+                _eval_forward(strategy.model, task.test_x[:size], key)
 
         return _fastest_of_two(together) <= _fastest_of_two(alone)
 
     def _as_own(self, out: Tensor, x: Tensor, key: int) -> bool:
         """Whether ``out`` is, row by row, each seat's own model's output on its ``x`` in eval mode."""
-        for k, strategy in enumerate(self.strategies):
-            model = strategy.model
-            was_training = model.training
-            model.eval()
-            try:
-                own = model.forward_single_task(x[k], key)
-            finally:
-                model.train(was_training)
-            if not torch.equal(own, out[k]):
-                return False
-        return True
+        return all(torch.equal(_eval_forward(s.model, x[k], key), out[k]) for k, s in enumerate(self.strategies))
 
     def _importance_together(self) -> None:
         """Before the seeds end the experience: plugins with a ``lockstep_importance(plugins, strategies,
