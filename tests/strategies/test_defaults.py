@@ -17,8 +17,9 @@ probability 0.60 at 20 seeds, 0.95 at 40 and >= 0.999 at 60 (interval's upper en
 the two kernel sets), so that case takes 60. CI runs this file under both kernel sets.
 
 A case's seeds train 20 at a time as one stacked model (benchmark/run/batched.py), whose records are bit for bit the
-per-seed runs' under either kernel set (checked on all seven strategies of both scenarios at 4 seeds, and naive, ewc
-and lwf at 20): the figures above stand, and the file takes 66 s on two workers where it took 99 s.
+per-seed runs' (tests/run/test_batched.py, every strategy here; under the portable kernels too:
+``ATEN_CPU_CAPABILITY=default python scripts/batched_vs_alone.py configs/demo.yaml --seeds 4 --no-curves``): the figures
+above stand, and the file takes 66 s on two workers where it took 99 s.
 """
 
 from __future__ import annotations
