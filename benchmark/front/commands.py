@@ -415,14 +415,17 @@ def parse_measurements(text: str) -> tuple[str, ...]:
 def cmd_perf(args: argparse.Namespace) -> int:
     import json
 
+    from forgetbench.benchmark.perf.measurements import default_names, measurement_params
+
+    only = args.only or tuple(default_names())
+    # a bad --set: exit 2, nothing run, before the harness's imports (Avalanche's are most of 10 s here)
+    params = measurement_params(list(only), args.settings)
+
     import torch
 
     from forgetbench.benchmark.data.datasets import DataMissingError
     from forgetbench.benchmark.perf.measure import DeviceMissingError, PerfOptions, format_table, run_perf
-    from forgetbench.benchmark.perf.measurements import default_names, measurement_params
 
-    only = args.only or tuple(default_names())
-    params = measurement_params(list(only), args.settings)  # a bad --set: exit 2, nothing run
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     opts = PerfOptions(

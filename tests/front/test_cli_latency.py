@@ -110,6 +110,15 @@ def test_list_reads_the_index_and_lists_what_the_registries_hold(tmp_path):
     assert from_index == after_import and "  wpl " in from_index
 
 
+def test_a_bad_perf_setting_is_refused_before_avalanche_is_imported(tmp_path):
+    """``perf --set`` is validated by its measurement's params model before perf imports the harness: a typo exits 2
+    in the seconds torch takes to import, not the ten Avalanche adds."""
+    status, heavy, _ = _cli(
+        ["perf", "--only", "step_costs", "--set", "strategies=[{name: ewc, params: {x: 1}}]"], tmp_path
+    )
+    assert status == 2 and "avalanche" not in heavy
+
+
 def test_help_imports_nothing_heavy(tmp_path):
     status, heavy, out = _cli(["--help"], tmp_path)
     assert status == 0 and heavy == [] and "validate" in out
