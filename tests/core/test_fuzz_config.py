@@ -158,6 +158,7 @@ def _check(argv: list[str], capsys) -> int:
     return status
 
 
+@pytest.mark.slow  # 250 mutated configs, 6 s: for the full tier, as the report's fuzz
 @_fuzz_settings(examples=250)
 @given(data=st.data())
 def test_mutated_shipped_configs_validate_with_exit_0_1_or_2(data, tmp_path_factory, capsys):

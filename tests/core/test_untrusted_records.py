@@ -221,6 +221,14 @@ def good_results(tmp_path_factory) -> tuple[Path, Path]:
     return config, folder / "results"
 
 
+@pytest.fixture(scope="module")
+def clean_summary(good_results):
+    """The undamaged folder's summary (each case compares against it)."""
+    import forgetbench
+
+    return forgetbench.load_results(good_results[1]).summary()
+
+
 def _originals(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.glob("runs/*/*") if p.is_file() and not p.is_symlink()}
 
@@ -230,14 +238,14 @@ def _originals(folder: Path) -> dict[Path, bytes]:
 )
 @pytest.mark.timeout(120)  # a FIFO opened for reading would block forever
 def test_a_record_the_store_cannot_trust_is_refused_by_name_and_rerun(
-    damage, why, survives, good_results, tmp_path, capsys, caplog
+    damage, why, survives, good_results, clean_summary, tmp_path, capsys, caplog
 ):
     import shutil
 
     import forgetbench
 
     config, good = good_results
-    clean = forgetbench.load_results(good).summary()
+    clean = clean_summary.copy()
     folder = tmp_path / "results"
     shutil.copytree(good, folder, symlinks=True)
     victim = folder / "runs" / "split__naive__seed0"

@@ -181,6 +181,7 @@ def test_the_plugin_base_has_exactly_avalanches_supervised_callbacks():
     assert Plugin.supports_distributed is SupervisedPlugin.supports_distributed is False
 
 
+@pytest.mark.slow  # four fresh interpreters, 6 s: for the full tier (make test), not the inner loop (make test-fast)
 def test_the_console_script_ends_a_reading_command_with_its_output_and_status_whole(tmp_path):
     """``validate``, ``table`` and ``report`` end their process without the interpreter's teardown
     (QUICK_EXIT_COMMANDS): what they print arrives whole, in order, with the command's exit status, and the report's

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Literal
@@ -22,13 +23,19 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference"
 
 
+@pytest.fixture(scope="module")
+def reference_pages(tmp_path_factory):
+    """The reference pages as the site build writes them (docs/hooks/site.py), written once a module (3 s)."""
+    pages = tmp_path_factory.mktemp("docs") / "reference"
+    docs.write(pages)
+    assert docs.check(pages) == []
+    return pages
+
+
 @pytest.fixture
-def reference_copy(tmp_path):
-    """The reference pages as the site build writes them (docs/hooks/site.py), in a folder of the test's own."""
-    copy = tmp_path / "reference"
-    docs.write(copy)
-    assert docs.check(copy) == []
-    return copy
+def reference_copy(reference_pages, tmp_path):
+    """A copy of the reference pages in a folder of the test's own."""
+    return Path(shutil.copytree(reference_pages, tmp_path / "reference"))
 
 
 def test_a_parameter_added_to_a_model_and_not_documented_is_named(reference_copy, monkeypatch):

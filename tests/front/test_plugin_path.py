@@ -54,6 +54,7 @@ def user_folder(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # fresh interpreters importing torch and Avalanche (20 s here): for the full tier (make test), not the inner loop (make test-fast)
 def test_an_imports_key_names_a_module_beside_the_suite(user_folder, tmp_path):
     suite = tiny_suite(
         strategies=[{"name": "naive"}, {"name": "walk", "params": {"walk_lambda": 50.0}}], imports=["my_strategies"]
@@ -83,6 +84,7 @@ def test_a_module_that_cannot_be_imported_is_a_config_error_naming_it(user_folde
     assert refused.returncode == 2 and "imports: a list of module names" in refused.stderr
 
 
+@pytest.mark.slow  # fresh interpreters importing torch and Avalanche (20 s here): for the full tier (make test), not the inner loop (make test-fast)
 def test_the_import_option_lists_a_plug_in_and_perf_measures_it_at_its_params(user_folder):
     listed = _cli(user_folder, "--import", "my_strategies", "list", "strategies")
     assert listed.returncode == 0 and "walk" in listed.stdout and "online-Fisher pull" in listed.stdout

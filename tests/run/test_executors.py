@@ -27,6 +27,7 @@ def test_threads_per_worker_never_oversubscribes():
     assert threads_per_worker(4, cores=2) == 1  # at least one thread
 
 
+@pytest.mark.slow  # a fork server importing torch and Avalanche (8 s here): for the full tier (make test), not the inner loop
 def test_prestarted_fork_server_hands_workers_the_harness_already_imported():
     from forgetbench.benchmark.run.executors import prestart, worker_context
 

@@ -200,20 +200,28 @@ def test_controller_sampling_matches_its_log_probability():
     assert 0 < float(entropy) <= 3 * np.log(3) + 1e-6 and len(probs) == 3
 
 
-def test_search_is_reproducible_within_and_across_executors(tmp_path):
+SEARCH_KEYS = ("search", "turn_accuracy", "err1", "err2", "architecture_names")
+
+
+def test_search_is_reproducible(tmp_path):
+    a = run(spec(search="controller", seed=3), data_root=None)
+    b = run(spec(search="controller", seed=3), data_root=None)
+    for key in SEARCH_KEYS:
+        assert getattr(a, key) == getattr(b, key), key
+
+
+@pytest.mark.slow  # a worker process importing torch and Avalanche: for the full tier (make test), not the inner loop
+def test_search_is_reproducible_across_executors(tmp_path):
     from forgetbench.benchmark.run.executors import Job, make_executor
 
     a = run(spec(search="controller", seed=3), data_root=None)
-    b = run(spec(search="controller", seed=3), data_root=None)
-    for key in ("search", "turn_accuracy", "err1", "err2", "architecture_names"):
-        assert getattr(a, key) == getattr(b, key), key
     executor = make_executor("process", workers=1, data_root=None)
     try:
         [(_, c)] = list(executor.execute([Job("k", spec(search="controller", seed=3))]))
     finally:
         executor.close()
     assert c.status == "ok", c.error
-    for key in ("search", "turn_accuracy", "err1", "err2", "architecture_names"):
+    for key in SEARCH_KEYS:
         assert getattr(c, key) == getattr(a, key), key
 
 

@@ -214,8 +214,19 @@ class _Killed(BaseException):
     """Stands in for SIGKILL at one instant: the exception nothing in the harness catches."""
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "grid"])
-@pytest.mark.parametrize("window", ["created", "marked"])
+# each sampler and each window in the inner loop (2 s a case); every pair of them in the full tier
+INNER_LOOP_ASKS = {("created", "tpe"), ("marked", "random"), ("created", "grid")}
+
+
+@pytest.mark.parametrize(
+    "sampler, window",
+    [
+        pytest.param(sampler, window, marks=[] if (window, sampler) in INNER_LOOP_ASKS else [pytest.mark.slow])
+        for window in ("created", "marked")
+        for sampler in ("tpe", "random", "grid")
+    ],
+    ids=lambda value: str(value),
+)
 def test_a_kill_while_optuna_asks_for_a_point_resumes_to_the_same_point(
     sampler, window, write_suite, tmp_path, monkeypatch
 ):

@@ -165,14 +165,21 @@ def test_search_records_err_tables_rewards_and_the_derived_architecture():
     assert again.err1 == record.err1 and again.search.derived == derived
 
 
+# 3 s a search: the inner loop runs the quadratic core's (wpl_online) and SI's path integral; the full tier also
+# ewc, mas and l2, the core's other importances
+FULL_TIER = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     "strategy",
     [
         ComponentSpec(name="wpl_online", params={"alpha": 60, "accumulate": "momentum", "clip_norm": 10.0}),
-        ComponentSpec(name="ewc", params={"ewc_lambda": 10, "mode": "online", "decay_factor": 0.9}),
+        pytest.param(
+            ComponentSpec(name="ewc", params={"ewc_lambda": 10, "mode": "online", "decay_factor": 0.9}), marks=FULL_TIER
+        ),
         ComponentSpec(name="si"),
-        ComponentSpec(name="mas"),
-        ComponentSpec(name="l2"),
+        pytest.param(ComponentSpec(name="mas"), marks=FULL_TIER),
+        pytest.param(ComponentSpec(name="l2"), marks=FULL_TIER),
     ],
 )
 def test_regularizers_run_in_the_search_unchanged(strategy):

@@ -378,6 +378,7 @@ def test_best_err1_gap_and_search_epochs_by_hand():
 
 
 # ------------------------------------------------------------------------------------- the report
+@pytest.mark.slow  # starts a browser, 4 s: for the full tier, not the inner loop (as the report's other browser tests)
 def test_the_search_report_opens_on_the_four_panel_figure_above_the_fold(write_suite, cli, tmp_path):
     """Screenshot at 1280x1200: the first figure of the report is the WPL paper's four panels, drawn."""
     import numpy as np
@@ -437,6 +438,7 @@ def test_a_corpus_says_whether_it_reads_data_files(monkeypatch):
     assert not RecurrentSearchParams(corpus="generated_test").needs_data_files()
 
 
+@pytest.mark.slow  # a reduced strength study: 6 s, for the full tier (make test), as the CNN search's
 def test_the_wpl_strength_study_runs_reduced_and_its_strengths_order_the_penalty(write_suite, cli, tmp_path):
     """configs/enas_wpl_strength.yaml (issue 52) reduced: one seed, each sweep's weakest and strongest point, the
     tiny corpus and cell, the penalty started after 2 turns and reset every 4 (the config's 40 and 16 are
