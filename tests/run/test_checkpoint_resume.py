@@ -80,8 +80,20 @@ def interrupted_then_resumed(
     return crashed, run(spec, data_root, checkpoint=path)
 
 
-@pytest.mark.parametrize("scenario,at", [("split", 1), ("two_model", 0), ("two_model", 1)])
-@pytest.mark.parametrize("name", BUILT_INS)
+RESUME_POINTS = [("split", 1), ("two_model", 0), ("two_model", 1)]
+
+
+# the inner loop resumes each built-in at one of the three points (in turn: each point by a third of them), the full
+# tier every built-in at every point
+@pytest.mark.parametrize(
+    "name, scenario, at",
+    [
+        pytest.param(name, *point, marks=[] if RESUME_POINTS.index(point) == i % 3 else [pytest.mark.slow])
+        for i, name in enumerate(BUILT_INS)
+        for point in RESUME_POINTS
+    ],
+    ids=lambda value: str(value),
+)
 def test_resumed_run_equals_the_uninterrupted_one(name, scenario, at, tmp_path, monkeypatch):
     spec = RunSpec("resume", SCENARIOS[scenario], ComponentSpec(name=name), 0, TRAINING, "cpu")
     reference = run(spec, Path("."), checkpoint=tmp_path / "reference.pt")

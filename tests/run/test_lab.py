@@ -106,6 +106,7 @@ def test_the_importance_passes_are_timed_in_the_records(tmp_path):
         assert 0 < timing[name].importance_seconds < timing[name].train_seconds, name
 
 
+@pytest.mark.slow  # measures for 12 s, a fresh interpreter's import among it: the full tier (test_estimate.py: the inner loop)
 def test_the_estimate_counts_every_planned_run_and_writes_nothing(tmp_path, capsys):
     suite = tiny_suite(
         seeds=[0, 1],
