@@ -1054,42 +1054,76 @@ def run_seeds(
 ) -> list[RunRecord]:
     """The records of ``specs`` (one run's seeds), trained as one stacked model where that is faithful; else (and
     after a batch that failed or diverged) one seed after another with ``run_alone`` (the per-seed runner), each
-    record saying why in one line."""
+    record saying why in one line. A batch that runs out of device memory trains as two batches of half its seeds
+    (each halved again while it does): K sized to the device by trial."""
     alone = run_alone or (lambda spec: run(spec, data_root, progress, None, cache_dir))
     reason = None if len(specs) > 1 and same_but_seed(specs) else "not one run's seeds"
     reason = reason or batch_refusal(specs[0])
     if reason is None:
-        device = resolve_device(specs[0].device)
+        out_of_memory = False
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a run's own thread count (batch_refusal): its products' rounding, batched
         try:
-            seats = [_Seat(spec, data_root, device, progress if k == 0 else None) for k, spec in enumerate(specs)]
-            if any(seat.shape() != seats[0].shape() for seat in seats):
-                raise Unbatchable("the seeds' tasks differ in their models or sizes (each seed draws its own split)")
-            for seat in seats:
-                seat.build_strategy()
-            _train_together(seats)
-            records = []
-            for seat in seats:
-                turns = seat.turns
-                after_the_turns(seat.spec, data_root, device, seat.scenario, seat.strategy, seat.harness,
-                                seat.record, turns, cache_dir)  # fmt: skip
-                seat.record.batch = SeedBatch(seeds=[spec.seed for spec in specs])
-                seat.record.finished_at = now()
-                records.append(seat.record)
-            return records
+            return _train_batch(specs, data_root, progress, cache_dir)
         except Unbatchable as exc:
             reason = str(exc)
         except DivergedError:
             reason = "a seed diverged in the batch: each seed ran alone for its own record"
+        except torch.OutOfMemoryError:
+            out_of_memory = True  # the batch's tensors are freed with the exception, as this block ends
         except Exception as exc:  # noqa: BLE001 - the per-seed runs record any failure faithfully
             reason = f"the batch failed ({type(exc).__name__}: {exc}): each seed ran alone for its own record"
         finally:
             torch.set_num_threads(threads)
+        if out_of_memory:
+            return _in_halves(specs, data_root, progress, cache_dir, run_alone)
     records = []
     for spec in specs:
         record = alone(spec)
         if len(specs) > 1:
             record.batch = SeedBatch(alone=reason)
         records.append(record)
+    return records
+
+
+def _train_batch(
+    specs: Sequence[RunSpec], data_root: Path, progress: ProgressCallback | None, cache_dir: Path | None
+) -> list[RunRecord]:
+    """The records of ``specs`` trained as one stacked model (raises where that cannot be done faithfully)."""
+    device = resolve_device(specs[0].device)
+    seats = [_Seat(spec, data_root, device, progress if k == 0 else None) for k, spec in enumerate(specs)]
+    if any(seat.shape() != seats[0].shape() for seat in seats):
+        raise Unbatchable("the seeds' tasks differ in their models or sizes (each seed draws its own split)")
+    for seat in seats:
+        seat.build_strategy()
+    _train_together(seats)
+    records = []
+    for seat in seats:
+        after_the_turns(seat.spec, data_root, device, seat.scenario, seat.strategy, seat.harness, seat.record,
+                        seat.turns, cache_dir)  # fmt: skip
+        seat.record.batch = SeedBatch(seeds=[spec.seed for spec in specs])
+        seat.record.finished_at = now()
+        records.append(seat.record)
+    return records
+
+
+def _in_halves(
+    specs: Sequence[RunSpec],
+    data_root: Path,
+    progress: ProgressCallback | None,
+    cache_dir: Path | None,
+    run_alone: Callable[[RunSpec], RunRecord] | None,
+) -> list[RunRecord]:
+    """The records of a batch that ran out of device memory, trained as two batches of half its seeds."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the failed batch's blocks, back to the device for the halves
+    half = -(-len(specs) // 2)
+    records = [
+        record
+        for part in (specs[:half], specs[half:])
+        for record in run_seeds(part, data_root, progress, cache_dir, run_alone)
+    ]
+    note = f"a batch of {len(specs)} seeds ran out of device memory: it trained as batches of at most {half}"
+    for record in records:
+        record.warnings = [note, *(record.warnings or [])]
     return records

@@ -288,6 +288,42 @@ def test_a_diverging_batch_runs_again_seed_by_seed_for_each_seeds_own_record(tmp
     assert all(r.batch.seeds is None and "diverged" in r.batch.alone for r in records)
 
 
+def test_a_batch_that_runs_out_of_device_memory_trains_in_halves_to_each_seeds_own_record(tmp_path, monkeypatch):
+    """A device that holds 2 stacked seeds: 5 seeds train as [0, 1] (of the half [0, 1, 2], halved again), 2 alone,
+    and [3, 4]; every record is its seed's own run's and says why it trained in a smaller batch."""
+    from forgetbench.benchmark.run import batched
+
+    real, sizes = batched._train_together, []
+
+    def device_of_two(seats):
+        sizes.append(len(seats))
+        if len(seats) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (a test's device of two seeds)")
+        return real(seats)
+
+    monkeypatch.setattr(batched, "_train_together", device_of_two)
+    specs = _specs("two_model", "ewc", seeds=range(5))
+    records = run_seeds(specs, tmp_path)
+    assert sizes == [5, 3, 2, 2]
+    assert [r.batch.seeds if r.batch else None for r in records] == [[0, 1], [0, 1], None, [3, 4], [3, 4]]
+    said = [[w for w in r.warnings if "ran out of device memory" in w] for r in records]
+    assert (
+        said[:3]
+        == [
+            [
+                "a batch of 5 seeds ran out of device memory: it trained as batches of at most 3",
+                "a batch of 3 seeds ran out of device memory: it trained as batches of at most 2",
+            ]
+        ]
+        * 3
+    )
+    assert said[3:] == [["a batch of 5 seeds ran out of device memory: it trained as batches of at most 3"]] * 2
+    for record, own in zip(records, [run(spec, tmp_path) for spec in specs]):
+        computed = _what_it_computed(record)
+        computed["warnings"] = [w for w in computed["warnings"] if "ran out of device memory" not in w]
+        assert computed == {"warnings": [], **_what_it_computed(own)}  # the accuracy matrix and every other number
+
+
 def test_only_one_runs_seeds_form_a_batch():
     from forgetbench.benchmark.run.executors import Job
 
