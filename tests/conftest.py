@@ -34,6 +34,24 @@ def pytest_sessionstart(session) -> None:
         INDEX.write()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """``--dist loadgroup``'s groups, as pytest-xdist 3.8 means them: it names an ``xdist_group`` test's group by
+    setting ``item._nodeid``, which pytest 9.2 no longer reads (a node's id is ``item._id``), so every group was
+    silently spread over the workers: two Ray clusters at once, one worker waiting on the other for the demo's run.
+    The group goes into the id here as xdist writes it (``id@group``); tests/test_xdist_groups.py checks it holds."""
+    from _pytest.nodeid import NodeId
+
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        groups = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")
+        }
+        if groups and "@" not in item.nodeid.rsplit("]", 1)[-1].rsplit("::", 1)[-1]:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(groups))}")
+
+
 def pytest_report_header(config) -> str:
     """Which CPU kernels round the effect tests' floats (`make test-kernels` runs them again under DEFAULT)."""
     import os
