@@ -39,7 +39,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     """``--dist loadgroup``'s groups, as pytest-xdist 3.8 means them: it names an ``xdist_group`` test's group by
     setting ``item._nodeid``, which pytest 9.2 no longer reads (a node's id is ``item._id``), so every group was
     silently spread over the workers: two Ray clusters at once, one worker waiting on the other for the demo's run.
-    The group goes into the id here as xdist writes it (``id@group``); tests/test_xdist_groups.py checks it holds."""
+    The group goes into the id here as xdist writes it (``id@group``); tests/packaging/test_xdist_groups.py checks
+    that it holds."""
     from _pytest.nodeid import NodeId
 
     if not getattr(config.option, "loadgroup", False):

@@ -16,7 +16,7 @@ from helpers import browser_page
 from forgetbench.benchmark.core.stats import paired_difference
 
 DEMO = Path(__file__).parents[2] / "configs" / "demo.yaml"
-# the two tests share the demo's run (36 s): one worker runs both, where two would have one wait for the other
+# its tests share the demo's run (36 s): one worker runs them, where two would have one wait for the other
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 
