@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         groups = {
             str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")
         }
-        if groups and "@" not in item.nodeid.rsplit("]", 1)[-1].rsplit("::", 1)[-1]:
+        if groups and item.nodeid.rfind("@") <= item.nodeid.rfind("]"):  # no suffix yet (xdist's own test for one)
             item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(groups))}")
 
 

@@ -1115,8 +1115,7 @@ def _in_halves(
     run_alone: Callable[[RunSpec], RunRecord] | None,
 ) -> list[RunRecord]:
     """The records of a batch that ran out of device memory, trained as two batches of half its seeds."""
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()  # the failed batch's blocks, back to the device for the halves
+    torch.cuda.empty_cache()  # the failed batch's blocks, back to the device for the halves (no-op without CUDA)
     half = -(-len(specs) // 2)
     records = [
         record

@@ -351,7 +351,7 @@ def search_comparable(record: RunRecord) -> dict:
 
 # the CNN search with a regularizer costs 3-4 s a case: the full tier (make test) resumes it, the inner loop resumes its
 # naive runs at every kill point, and every other search with every strategy at one kill point a strategy (each
-# search is killed at all three; the resume paths are the same code): 13 cases of the full tier's 45
+# search is killed at all three; the resume paths are the same code): 15 cases of the full tier's 45
 FULL_TIER_ONLY = {("enas_cnn", "ewc"), ("enas_cnn", "wpl_online")}
 KILLED_AT = [1, 2, 4]  # mid-epoch, the end of epoch 0 (before the controller trains), epoch 1
 INNER_LOOP_KILL = dict(zip(SEARCH_STRATEGIES, KILLED_AT))
