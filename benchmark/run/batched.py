@@ -502,7 +502,8 @@ class SeedStack:
                 raise Unbatchable("the optimiser holds tensors that are not the model's parameters")
             options = {key: value for key, value in group.items() if key != "params"}
             if type(optimizer) is torch.optim.SGD:
-                # its multi-tensor step does the single-tensor step's arithmetic, entry by entry, in a few calls
+                # its multi-tensor step does the single-tensor step's arithmetic, entry by entry, in a few calls (its
+                # fused CPU step does not: its scalar remainder rounds otherwise, now and then)
                 options["foreach"] = True
             groups.append({**options, "params": [self.stacked[name_of[id(param)]] for param in group["params"]]})
         return type(optimizer)(groups, **optimizer.defaults)
@@ -597,16 +598,6 @@ def _eval_forward(model: nn.Module, x: Tensor, key: int) -> Tensor:
         model.train(was_training)
 
 
-def _fastest_of_two(call: Callable[[], None]) -> float:
-    """``call``'s seconds, the faster of two calls (one pre-empted by another process does not decide)."""
-    seconds = []
-    for _ in range(2):
-        began = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - began)
-    return min(seconds)
-
-
 class _Lockstep:
     """Trains the seats' turns together (Avalanche's ``train`` of one experience, event by event for every seat,
     with the stacked pass and step in the middle)."""
@@ -672,8 +663,8 @@ class _Lockstep:
     def _evaluate_together(self, tasks: Sequence[Any]) -> list[float] | None:
         """Each seat's top-1 accuracy on its own ``tasks[k]`` (:func:`~forgetbench.benchmark.train.harness.evaluate`,
         eval batch by eval batch), the K models at once; None where the tasks differ in their model or size, score
-        sequences, or the stack's logits are not each seat's own model's in eval mode (checked on the first batch
-        of each model)."""
+        sequences, or the stack's logits are not each seat's own model's in eval mode, or the stack scores slower
+        than the seats one by one (both checked on the first batch of each model: :meth:`_first_look`)."""
         first, stack = tasks[0], self.stack
         assert stack is not None
         if first.test_y.dim() != 1 or any(
@@ -692,41 +683,38 @@ class _Lockstep:
             for start in range(0, len(first.test_y), size):
                 x = torch.stack([t.test_x[start : start + size] for t in tasks]).to(device)
                 y = torch.stack([t.test_y[start : start + size] for t in tasks]).to(device)
+                began = time.perf_counter()
                 try:
                     out = stack.forward(x, key, routes)
                 except Unbatchable:
                     out = None
                 if key not in self._evaluates_as_own:
-                    self._evaluates_as_own[key] = (
-                        out is not None and self._as_own(out, x, key) and self._stack_scores_faster(tasks, key, size)
-                    )
-                if not self._evaluates_as_own[key] or out is None:
-                    return None
+                    exact = out is not None and self._first_look(out, x, key, time.perf_counter() - began)
+                    if not exact:
+                        self._evaluates_as_own[key] = False
+                        return None
+                assert out is not None
                 correct += (out.argmax(2) == y).sum(1)
         return [count / max(len(first.test_y), 1) for count in correct.tolist()]
 
-    def _stack_scores_faster(self, tasks: Sequence[Any], key: int, size: int) -> bool:
-        """Whether scoring model ``key`` together pays, timed once on its first eval batch. On the CPU a large model's
-        eval batch is already a few large matrix products, to which gathering the seats' batches into one and
-        routing their rows only add copies. On an accelerator one launch replaces K: together."""
-        stack, strategies = self.stack, self.strategies
-        assert stack is not None
-        if strategies[0].device.type != "cpu":
-            return True
-        routes = _routes(strategies, key)
+    def _first_look(self, out: Tensor, x: Tensor, key: int, together_seconds: float) -> bool:
+        """On model ``key``'s first eval batch: whether ``out`` is, row by row, each seat's own model's output on its
+        ``x`` in eval mode (else False); and, recorded for the later evaluations, whether the stack scores no slower
+        than the seats' own models (:meth:`_stack_scores_faster`: each timed once, on this batch; a pre-empted timing
+        costs speed, never a number)."""
+        began = time.perf_counter()
+        own = [_eval_forward(s.model, x[k], key) for k, s in enumerate(self.strategies)]
+        alone_seconds = time.perf_counter() - began
+        if not all(torch.equal(mine, out[k]) for k, mine in enumerate(own)):
+            return False
+        self._evaluates_as_own[key] = self._stack_scores_faster(together_seconds, alone_seconds)
+        return True
 
-        def together() -> None:
-            stack.forward(torch.stack([task.test_x[:size] for task in tasks]), key, routes)
-
-        def alone() -> None:
-            for task, strategy in zip(tasks, strategies):
-                _eval_forward(strategy.model, task.test_x[:size], key)
-
-        return _fastest_of_two(together) <= _fastest_of_two(alone)
-
-    def _as_own(self, out: Tensor, x: Tensor, key: int) -> bool:
-        """Whether ``out`` is, row by row, each seat's own model's output on its ``x`` in eval mode."""
-        return all(torch.equal(_eval_forward(s.model, x[k], key), out[k]) for k, s in enumerate(self.strategies))
+    def _stack_scores_faster(self, together_seconds: float, alone_seconds: float) -> bool:
+        """Whether scoring a model together pays. On the CPU a large model's eval batch is already a few large matrix
+        products, to which gathering the seats' batches into one and routing their rows only add copies: the faster
+        of the two timings decides. On an accelerator one launch replaces K: together."""
+        return self.strategies[0].device.type != "cpu" or together_seconds <= alone_seconds
 
     def _importance_together(self) -> None:
         """Before the seeds end the experience: plugins with a ``lockstep_importance(plugins, strategies,
