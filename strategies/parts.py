@@ -164,6 +164,7 @@ class PathIntegral:
         self._pre_step: list[Tensor] = []  # weights before the current step
         self.held = QuadraticAnchor()  # A = omega, m = theta^{t-1}
         self._active: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+        self._keep: list[int] = []  # the indices of the tensors that can move this experience
 
     @torch.no_grad()
     def before_experience(self, plugin: Any, strategy: Any) -> None:
@@ -186,7 +187,7 @@ class PathIntegral:
 
     def after_penalty(self, plugin: Any) -> None:
         """The step buffers of the tensors that can move (the others keep w = 0)."""
-        keep = range(len(self.params)) if plugin._subset is None else plugin._subset
+        keep = self._keep = list(range(len(self.params)) if plugin._subset is None else plugin._subset)
         self._active = (plugin._params, [self._pre_step[i] for i in keep], [self.trajectory[i] for i in keep])
 
     @torch.no_grad()
@@ -205,14 +206,20 @@ class PathIntegral:
         """The K seeds' step hooks of a batch (:mod:`forgetbench.benchmark.run.batched`: ``stacked_of`` maps a seed's
         parameters to the stacked tensors whose rows they are) as one :meth:`before_step` and :meth:`after_step` on
         stacked buffers, entry by entry their arithmetic (the stack keeps every gradient allocated: an unused one is
-        0, as ``after_step`` takes a missing one); each seed's ``w`` gets its row back when the epoch ends. None
-        (each seed steps its own) where the seeds track other tensors (a supernet's seeds each train their own ops)."""
-        stacked = [stacked_of(list(estimator._active[0])) for estimator in estimators]
-        if any([id(t) for t in ts] != [id(t) for t in stacked[0]] for ts in stacked) or not stacked[0]:
+        0, as ``after_step`` takes a missing one). Over the union of the seeds' movable tensors (a supernet's seeds
+        each train their own ops): each seed's ``w`` gets back, when the epoch ends, the rows of its own movable
+        tensors only, so a row its own run does not step is never read. None (each seed steps its own) where the
+        seeds track other tensors."""
+        tracked = [stacked_of(list(estimator.params)) for estimator in estimators]
+        if any([id(t) for t in ts] != [id(t) for t in tracked[0]] for ts in tracked) or not tracked[0]:
             return None
-        params = stacked[0]
-        pre = [torch.stack(rows) for rows in zip(*(estimator._active[1] for estimator in estimators))]
-        trajectory = [torch.stack(rows) for rows in zip(*(estimator._active[2] for estimator in estimators))]
+        keeps = [set(estimator._keep) for estimator in estimators]
+        union = sorted(set().union(*keeps))
+        if not union:
+            return None
+        params = [tracked[0][i] for i in union]
+        pre = [torch.stack([estimator._pre_step[i] for estimator in estimators]) for i in union]
+        trajectory = [torch.stack([estimator.trajectory[i] for estimator in estimators]) for i in union]
 
         @torch.no_grad()
         def before(losses: Tensor) -> None:
@@ -225,9 +232,10 @@ class PathIntegral:
 
         @torch.no_grad()
         def epoch_end(losses: Tensor) -> None:
-            for k, estimator in enumerate(estimators):
-                for own, rows in zip(estimator._active[2], trajectory):
-                    own.copy_(rows[k])
+            for k, (estimator, keep) in enumerate(zip(estimators, keeps)):
+                for i, rows in zip(union, trajectory):
+                    if i in keep:
+                        estimator.trajectory[i].copy_(rows[k])
 
         return {"before_training_iteration": before, "after_training_iteration": after, "epoch_end": epoch_end}
 

@@ -139,15 +139,17 @@ def test_a_batchs_importance_passes_run_once_for_its_seeds(scenario, strategy, e
     _assert_same_runs(batched, alone)
 
 
-def test_a_batchs_path_integral_steps_once_for_its_seeds(tmp_path, monkeypatch):
+@pytest.mark.parametrize("scenario", ["two_model", "supernet"])
+def test_a_batchs_path_integral_steps_once_for_its_seeds(scenario, tmp_path, monkeypatch):
     """SI's per-step hooks (the weights before the step, w -= g * step) run once a step on the stacked buffers, not
-    once a seed, and each seed's w is its own run's (the records equal)."""
+    once a seed, and each seed's w is its own run's (the records equal): also where each seed moves its own tensors
+    (a supernet's seeds, each on its own architectures: the union, each seed reading back its own rows)."""
     from forgetbench.strategies.parts import PathIntegral
 
     calls = []
     original = PathIntegral.after_step
     monkeypatch.setattr(PathIntegral, "after_step", lambda self, plugin: calls.append(1) or original(self, plugin))
-    specs = _specs("two_model", "si")
+    specs = _specs(scenario, "si")
     batched = run_seeds(specs, tmp_path)
     assert all(r.batch.seeds == [0, 1, 2] for r in batched) and calls == []
     _assert_same_runs(batched, [run(spec, tmp_path) for spec in specs])
