@@ -101,16 +101,22 @@ def test_tensor_batch_loader_covers_each_sample_once_per_pass():
     assert len(dropped) == 2 and sum(len(b[0]) for b in dropped) == 8
 
 
-@pytest.mark.parametrize("shuffle, same_data", [(True, False), (True, True), (False, False)])
-def test_lockstep_batches_are_each_loaders_own_batches_stacked(shuffle, same_data):
+@pytest.mark.parametrize(
+    "shuffle, same_data, row",
+    [(True, False, (2, 3)), (True, True, (2, 3)), (False, False, (2, 3)), (True, False, (64, 80))],
+)
+def test_lockstep_batches_are_each_loaders_own_batches_stacked(shuffle, same_data, row):
     """K loaders' epochs gathered at once: row k of every step is loader k's own batch (its order drawn from its own
-    generator), the last, partial batch included; loaders of another form are declined."""
-    from forgetbench.benchmark.data.loaders import lockstep_batches
+    generator), the last, partial batch included; loaders of another form are declined. The seeds' own datasets
+    are joined into one where their batches are small, and gathered seed by seed where not (a (64, 80) row)."""
+    from forgetbench.benchmark.data.loaders import STACK_ROWS_BELOW_BYTES, lockstep_batches
+
+    assert (4 * 2 * 3 * 4 <= STACK_ROWS_BELOW_BYTES) and 4 * 64 * 80 * 4 > STACK_ROWS_BELOW_BYTES  # both paths
 
     def loaders(seed_offset: int = 0) -> list[TensorBatchLoader]:
         out = []
         for k in range(3):
-            x = torch.randn(10, 2, 3) if not same_data else shared_x
+            x = torch.randn(10, *row) if not same_data else shared_x
             out.append(
                 TensorBatchLoader(
                     (x, torch.arange(10) + 10 * k, torch.zeros(10, dtype=torch.long)), batch_size=4, shuffle=shuffle,
@@ -119,12 +125,12 @@ def test_lockstep_batches_are_each_loaders_own_batches_stacked(shuffle, same_dat
             )  # fmt: skip
         return out
 
-    shared_x = torch.randn(10, 2, 3)
+    shared_x = torch.randn(10, *row)
     torch.manual_seed(0)
     own = [list(loader) for loader in loaders()]
     torch.manual_seed(0)
     together = list(lockstep_batches(loaders()))
-    assert len(together) == 3 and together[-1][0].shape == (3, 2, 2, 3)
+    assert len(together) == 3 and together[-1][0].shape == (3, 2, *row)
     for step, stacked in enumerate(together):
         for k in range(3):
             for mine, theirs in zip(own[k][step], stacked):
