@@ -420,6 +420,14 @@ class PenaltyDiagnostics:
         self._where = (key, mask)
         return mask
 
+    @staticmethod
+    def looks_now(strategy) -> bool:
+        """Whether this training step is one :meth:`observe` looks at (its clock's iteration; a cheap test, asked
+        before anything slower)."""
+        clock = getattr(strategy, "clock", None)
+        iteration = -1 if clock is None else clock.train_exp_iterations
+        return iteration % OBSERVE_EVERY == OBSERVE_EVERY // 2
+
     def observe(self, strategy, params: Sequence[Tensor], penalty: Callable[[], Tensor | float]) -> None:
         """After a training step's backward pass (its ``.grad`` holds the data loss's and the penalty's gradients):
         at iterations 50, 150, 250, ... of the experience (:data:`OBSERVE_EVERY` apart, none at the start, where
@@ -427,9 +435,7 @@ class PenaltyDiagnostics:
         parameters. A look costs about two steps; at one in 100 the regularizers' step overhead stays where
         ``forgetbench perf --only step_overhead`` had it (at 1-8 and every 8th after it rose by 0.1-0.15). An
         experience shorter than 50 steps is measured at its end instead (:meth:`measure`)."""
-        clock = getattr(strategy, "clock", None)
-        iteration = -1 if clock is None else clock.train_exp_iterations
-        if iteration % OBSERVE_EVERY != OBSERVE_EVERY // 2:
+        if not self.looks_now(strategy):
             return
         mask = self._shared(strategy, params)
         kept = [p for p, keep in zip(params, mask) if keep and p.requires_grad and p.grad is not None]
