@@ -323,10 +323,15 @@ def _aligned(models: Sequence[nn.Module]) -> list[dict[str, nn.Parameter]]:
     return tables
 
 
+def _stacked_members(module: nn.Module) -> list[tuple[nn.Module, str]]:
+    """Each (submodule, name) of ``module`` (of a stacked copy: :func:`_stacked_copy`) holding a stacked parameter."""
+    return [(m, name) for m in module.modules() for name in getattr(m, "_stacked", ())]
+
+
 @contextlib.contextmanager
-def _on_rows(module: nn.Module, index: Tensor) -> Iterator[None]:
-    """``module`` of a stacked copy (:func:`_stacked_copy`) with rows ``index`` of its stacked parameters."""
-    held = [(m, name, m.__dict__[name]) for m in module.modules() for name in getattr(m, "_stacked", ())]
+def _on_rows(members: list[tuple[nn.Module, str]], index: Tensor) -> Iterator[None]:
+    """The stacked parameters ``members`` (:func:`_stacked_members`) with only their rows ``index``."""
+    held = [(m, name, m.__dict__[name]) for m, name in members]
     try:
         for m, name, full in held:
             m.__dict__[name] = full.index_select(0, index)
@@ -378,6 +383,7 @@ class SeedStack:
         self._groupings: dict[tuple[Any, ...], tuple[list[tuple[Any, Tensor]], Tensor]] = {}
         self._name_of_stacked = {id(tensor): name for name, tensor in self.stacked.items()}
         self.rows_taken: dict[str, set[int]] | None = None  # while recording: the seeds' rows a routed op ran on
+        self._members: dict[int, list[tuple[nn.Module, str]]] = {}  # id(op) -> its stacked parameters (a step's walk)
 
     def holds(self, models: Sequence[nn.Module]) -> bool:
         """Whether every model's parameters are still the rows of this stack (a turn may add or replace some)."""
@@ -459,13 +465,16 @@ class SeedStack:
         groups, inverse = self._grouping(tuple(choices), h.device)
         parts = []
         for choice, index in groups:
+            op = modules[choice]
+            members = self._members.get(id(op))
+            if members is None:
+                members = self._members[id(op)] = _stacked_members(op)
             if self.rows_taken is not None:
-                for module in modules[choice].modules():
-                    for name in getattr(module, "_stacked", ()):
-                        taken = self.rows_taken.setdefault(self._name_of_stacked[id(module.__dict__[name])], set())
-                        taken.update(index.tolist())
-            with _on_rows(modules[choice], index):
-                parts.append(modules[choice](h.index_select(0, index)))
+                for module, name in members:
+                    taken = self.rows_taken.setdefault(self._name_of_stacked[id(module.__dict__[name])], set())
+                    taken.update(index.tolist())
+            with _on_rows(members, index):
+                parts.append(op(h.index_select(0, index)))
         return torch.cat(parts).index_select(0, inverse)
 
     def _grouping(self, choices: tuple[Any, ...], device: torch.device) -> tuple[list[tuple[Any, Tensor]], Tensor]:
