@@ -185,6 +185,28 @@ def test_a_batch_scores_its_seeds_turns_at_once(scenario, tmp_path, monkeypatch)
     assert len(alone_evaluations) - before >= 2 * len(specs)
 
 
+def test_an_eval_batch_the_stack_refuses_after_the_first_is_scored_by_each_seed(tmp_path, monkeypatch):
+    """A stack that scored a model's first eval batch exactly may still refuse a later one (a routed forward that
+    raises): that evaluation falls to each seed's own models, to the same records."""
+    from forgetbench.benchmark.run import batched as batched_path
+
+    original, refused = batched_path.SeedStack.forward, []
+
+    def refuses_later_eval_batches(self, x, key, routes=None):
+        if not torch.is_grad_enabled() and x.shape[1] < 100:  # an eval batch after the first (of 100 samples)
+            refused.append(key)
+            raise batched_path.Unbatchable("refused for the test")
+        return original(self, x, key, routes)
+
+    monkeypatch.setattr(batched_path.SeedStack, "forward", refuses_later_eval_batches)
+    monkeypatch.setattr(batched_path._Lockstep, "_stack_scores_faster", lambda self, together, alone: True)
+    training = TRAINING.model_copy(update={"eval_batch_size": 100})
+    specs = _specs("two_model", "naive", training=training)
+    batched = run_seeds(specs, tmp_path)
+    assert all(r.batch.seeds == [0, 1, 2] for r in batched) and refused
+    _assert_same_runs(batched, [run(spec, tmp_path) for spec in specs])
+
+
 def test_a_run_on_several_threads_trains_its_seeds_alone(tmp_path):
     """A product split over threads sums in another order than the batch's products, one a seed on one thread."""
     specs = _specs("two_model", "naive", seeds=(0, 1), training=TRAINING.model_copy(update={"threads": 2}))
