@@ -1,5 +1,5 @@
-"""Worker processes: how many cores they may have, and how they end with the process that started them, however it
-ends (SIGKILL included).
+"""Worker processes: how many cores they may have, how long a process has run, and how they end with the process that
+started them, however it ends (SIGKILL included).
 
 A worker that outlives its driver keeps its memory, its share of the cores and the driver's output pipe (so
 ``forgetbench report X | cat`` never ends). Each worker calls :func:`die_with_parent` first thing: on Linux the kernel
@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 WATCH_SECONDS = 0.5  # how often the fallback thread looks at the parent
@@ -58,3 +59,14 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: its start time in ``/proc/self/stat`` against the boot clock both
+    count from), None where that cannot be read."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()  # from the third field, the state
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # the 22nd: the start, in clock ticks since boot
+        return max(time.clock_gettime(time.CLOCK_BOOTTIME) - started, 0.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None

@@ -311,11 +311,15 @@ def estimate_suite(
     always: bool = True,
     new_process: bool = False,
     batch_seeds: bool | None = None,
+    command: bool = False,
 ) -> Any:
     """What ``run`` would execute and its expected wall and memory (:mod:`forgetbench.benchmark.run.estimate`):
     measured from one shortened run per scenario and strategy, nothing written. With ``always`` False, None for a
     suite that plans fewer than 50 runs (``run`` does not estimate those). ``new_process``: the run will be a command
-    of its own (``forgetbench run``), which pays a process's start."""
+    of its own (``forgetbench run``), which pays a process's start. ``command``: this process is the command the
+    estimate was asked of (the console script's ``run --estimate``): the estimate counts its own cost from the
+    process's start, which is also what the run's command will pay to start."""
+    from forgetbench.benchmark.core.children import process_age
     from forgetbench.benchmark.data.datasets import default_data_root
     from forgetbench.benchmark.run import estimate as estimate_module
     from forgetbench.benchmark.run.executors import resolve_executor
@@ -331,7 +335,10 @@ def estimate_suite(
 
     preflight(suite, root, resolve_executor(executor))  # missing data, a factory that raises: one line, as validate
     try:
-        return estimate_module.estimate(suite, folder, root, seeds, resolve_executor(executor), workers, new_process)
+        age = process_age() if command else None
+        return estimate_module.estimate(
+            suite, folder, root, seeds, resolve_executor(executor), workers, new_process, command_age=age
+        )
     except (ConfigError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a run that fails when measured: named, never a traceback

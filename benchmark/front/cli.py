@@ -343,9 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that only read configs or results and have written and closed whatever they write by the time they
 # return: the console script ends their process without the interpreter's teardown (tearing down torch's and pandas'
-# modules takes 0.4-0.5 s here, a fifth of `validate`). The others (run, calibrate, reproduce, perf) keep it: their
-# executors, worker pools and Ray clean up at exit.
+# modules takes 0.4-0.5 s here, a fifth of `validate`; 1.9 s after `run --estimate`, which ends so too: it measures
+# in this process and starts no worker). The others (run, calibrate, reproduce, perf) keep it: their executors,
+# worker pools and Ray clean up at exit.
 QUICK_EXIT_COMMANDS = frozenset({"validate", "list", "table", "report", "decide"})
+
+
+def _ends_quickly(args: argparse.Namespace) -> bool:
+    return args.command in QUICK_EXIT_COMMANDS or (args.command == "run" and bool(args.estimate))
 
 
 def _stop_on_sigterm() -> typing.Any:
@@ -372,12 +377,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def console_main() -> None:
     """The ``forgetbench`` console script: :func:`main`, then exit (without the interpreter's teardown after a
-    command of :data:`QUICK_EXIT_COMMANDS`, once the standard streams and logging are flushed)."""
+    command of :data:`QUICK_EXIT_COMMANDS` or ``run --estimate``, once the standard streams and logging are
+    flushed). The command is this process: ``run --estimate`` counts its budget from the process's start."""
     import logging
     import os
 
-    code, command = _dispatch(None)
-    if command in QUICK_EXIT_COMMANDS:
+    code, quick = _dispatch(None, own_process=True)
+    if quick:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         logging.shutdown()
@@ -385,10 +391,16 @@ def console_main() -> None:
     sys.exit(code)
 
 
-def _dispatch(argv: list[str] | None) -> tuple[int, str]:
+def _dispatch(argv: list[str] | None, own_process: bool = False) -> tuple[int, bool]:
+    """The command's exit status, and whether its process may end without the interpreter's teardown."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the report quotes the command
+    args.own_process = own_process
+    return _command(args), _ends_quickly(args)
+
+
+def _command(args: argparse.Namespace) -> int:
     from forgetbench.benchmark.core.references import add_search_folder
 
     add_search_folder(Path.cwd())  # as `python -m` would: a console script does not search the working folder
@@ -398,13 +410,13 @@ def _dispatch(argv: list[str] | None) -> tuple[int, str]:
             from forgetbench.benchmark.core.config import import_plugins
 
             import_plugins(args.plugin_imports, "--import")
-        return args.func(args), args.command
+        return args.func(args)
     except ConfigError as exc:
         print(f"forgetbench: error: {exc}", file=sys.stderr)
-        return EXIT_INVALID, args.command
+        return EXIT_INVALID
     except DiskFull as exc:
         print(f"forgetbench: error: {exc}", file=sys.stderr)
-        return EXIT_RUNS_FAILED, args.command
+        return EXIT_RUNS_FAILED
     except OSError as exc:  # the environment refused a write (read-only folder, a directory in the way, ...)
         if exc.filename is None or exc.strerror is None:
             raise
@@ -413,10 +425,10 @@ def _dispatch(argv: list[str] | None) -> tuple[int, str]:
             "files beside it are as they were",
             file=sys.stderr,
         )
-        return EXIT_RUNS_FAILED, args.command
+        return EXIT_RUNS_FAILED
     except KeyboardInterrupt:
         print("forgetbench: interrupted; completed runs are kept, rerun to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED, args.command
+        return EXIT_INTERRUPTED
     finally:
         if previous is not None:
             import signal

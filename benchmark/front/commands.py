@@ -75,7 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch_seeds=None if args.batch_seeds is None else args.batch_seeds == "on",
     )
     if args.estimate or not args.quiet:
-        found = estimate_suite(config, args.out, always=args.estimate, new_process=args.estimate, **suite)
+        command = args.estimate and getattr(args, "own_process", False)  # the console script, not main() in a caller
+        found = estimate_suite(
+            config, args.out, always=args.estimate, new_process=args.estimate, command=command, **suite
+        )
         if found is not None and (args.estimate or found.wall_seconds > ESTIMATE_PRINTED_FROM):
             print("\n".join(found.lines()), flush=True)
         if args.estimate:

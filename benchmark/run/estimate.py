@@ -25,14 +25,15 @@ longest task may be a batch. A round adds ``step`` seeds a strategy: its batches
 
 **The estimate's own cost** is bounded: it measures the (scenario, strategy) pairs with the most planned runs first
 and stops once it has spent :data:`BUDGET_SHARE` of the wall it expects so far, or :data:`BUDGET_SECONDS` when that
-is more; a pair it did not measure costs what its scenario's measured pairs cost on average (said so in the lines).
+is more (``forgetbench run --estimate`` counts from its process's start: its imports are part of the user's wait); a pair it did not measure costs what its scenario's measured pairs cost on average (said so in the lines).
 With seeds in rounds the wall is a range: the first round's runs alone, then every round up to ``max``.
 
 **The machine's load** is measured while the estimate runs (the cores' busy time from ``/proc/stat``, less this
 process's own): W workers beside ``other`` busy cores get ``cores x W / (W + other)`` cores when that is less than W,
-so the runs' total divides by that, not by W. **The fixed costs** are measured too: a fresh process importing the
-harness (timed once: what a command's start costs when the run is a new command, and the workers' start with the
-process or Ray executor), and the report, slowed by the same load.
+so the runs' total divides by that, not by W. **The fixed costs** are measured too: a command's start (what the
+run's command and, with the process or Ray executor, each worker pays: where the estimate is itself a command, its
+own start, read from the kernel; else a fresh process importing the harness, timed once), and the report, slowed by
+the same load.
 
 **The memory** is the resident memory of this process after the timed runs (one run's footprint; each worker holds
 about that much).
@@ -258,13 +259,13 @@ def estimate(
     executor: str = "local",
     workers: int | None = None,
     new_process: bool = False,
+    command_age: float | None = None,
 ) -> Estimate:
     """The suite's plan and its expected wall and memory (module docstring); ``new_process``: the run is a command of
-    its own (it pays a start), not this process."""
-    begun = time.perf_counter()
-    # a new process's start, timed first so that the budget below counts it (and before the load is read: the
-    # child's cores are this estimate's, not other work's)
-    started = _import_seconds() if new_process or executor in ("process", "ray") else 0.0
+    its own (it pays a start), not this process. ``command_age``: this process is a command started for the estimate
+    (``forgetbench run --estimate``), these seconds ago: its start is what a new command's costs, and the budget
+    counts from it, as the user's wait does."""
+    begun, started = _start(executor, new_process, command_age)
     load = _Load()
     phases = planned_runs(suite, out, seeds)
     result = Estimate(executor=executor, workers=1 if executor == "local" else (workers or available_cores()))
@@ -365,6 +366,16 @@ def _capacity(workers: int, other: float) -> float:
     if workers + other <= cores:
         return float(workers)
     return cores * workers / (workers + other)
+
+
+def _start(executor: str, new_process: bool, command_age: float | None) -> tuple[float, float]:
+    """When the estimate's budget began, and what a command's start costs: this command's own where the estimate is
+    one, else a fresh process's import where a start is paid, timed first so that the budget counts it (and before
+    the load is read: the child's cores are this estimate's, not other work's)."""
+    if command_age is not None:
+        return time.perf_counter() - command_age, command_age
+    begun = time.perf_counter()
+    return begun, _import_seconds() if new_process or executor in ("process", "ray") else 0.0
 
 
 def _import_seconds() -> float:

@@ -73,3 +73,32 @@ def test_a_runs_seeds_are_one_task_at_the_batchs_rate_and_a_round_batches_its_st
     estimate = E.Estimate(workers=2, capacity=2.0, seconds={"runs": 1.5}, costs={("a", "b"): cost}, longest_seconds=1.5)
     assert estimate.wall_seconds == pytest.approx(1.5)  # not the 0.75 s two workers would make of 1.5 s of runs
     assert "2.0 s a run" in estimate.lines()[2] and "0.5 s a seed in a batch" in estimate.lines()[2]
+
+
+def test_a_command_started_for_the_estimate_counts_its_budget_from_its_start(monkeypatch, tmp_path):
+    """``forgetbench run --estimate`` is the wait the budget bounds: the command's own start (its imports, which the
+    run's command will pay too) is inside the budget and in the start-up it expects, not timed again by a second
+    process. A command older than the budget measures only its most planned pair."""
+    from conftest import tiny_suite
+
+    from forgetbench.benchmark.core.config import resolve_config
+
+    suite = resolve_config(tiny_suite(strategies=[{"name": "naive"}, {"name": "ewc"}, {"name": "si"}]))
+    measured: list[str] = []
+
+    def measure(spec, root, batched=False):
+        measured.append(spec.strategy.name)
+        return E.Cost(0.001, 1.0, 100)
+
+    monkeypatch.setattr(E, "_import_seconds", lambda: pytest.fail("a second process timed the start"))
+    monkeypatch.setattr(E, "probe_steps", lambda spec: (5, 10))
+    monkeypatch.setattr(E, "_timed", lambda spec, root, steps: (0.0, None))
+    monkeypatch.setattr(E, "measure", measure)
+    young = E.estimate(suite, tmp_path, tmp_path, executor="process", new_process=True, command_age=3.0)
+    assert sorted(measured) == ["ewc", "naive", "si"] and not young.assumed
+    assert young.overhead_seconds >= 2 * 3.0  # the run's command starts, and so does each worker
+    assert young.timing_seconds >= 3.0
+    measured.clear()
+    old = E.estimate(suite, tmp_path, tmp_path, executor="process", new_process=True, command_age=E.BUDGET_SECONDS + 1)
+    assert len(measured) == 1 and len(old.assumed) == 2
+    assert old.timing_seconds >= E.BUDGET_SECONDS + 1

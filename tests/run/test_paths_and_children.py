@@ -281,3 +281,14 @@ def test_die_with_parent_ends_a_child_whose_parent_is_killed(tmp_path):
     proc.kill()
     proc.wait()
     assert _gone_within([child], 5.0) == []
+
+
+def test_a_process_knows_how_long_it_has_run():
+    """process_age reads the kernel's start time of the process (``run --estimate`` counts its budget from it): a
+    process that slept half a second first is at least that old, and never older than its parent saw it run (the
+    kernel counts in ticks of 10 ms)."""
+    code = "import time; time.sleep(0.5); from forgetbench.benchmark.core.children import process_age; print(process_age())"
+    begun = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - begun
+    assert 0.5 <= float(done.stdout) <= wall + 0.02, (done.stdout, wall)
