@@ -305,8 +305,8 @@ class QuadraticRegularizer(Plugin):
         (``estimator.stacked_pass``: EWC's squared mini-batch gradients, WPL's exact Fisher, MAS's output
         sensitivity, over all the experience's samples in order), ``stacked_pass`` computes every seed's at once
         and each seed that makes the pass takes its own in :meth:`after_training_exp`, with its share of the seconds.
-        The first such seed's is also computed by its own pass: the batch's are taken only where that one is bit for
-        bit the same."""
+        One such seed's is also computed by its own pass (the experience's index picks which, so the experiences
+        check the seeds in turn): the batch's are taken only where that one is bit for bit the same."""
         passes = [getattr(p.estimator, "stacked_pass", lambda s: None)(s) for p, s in zip(plugins, strategies)]
         if passes[0] is None or any(other != passes[0] for other in passes):
             return
@@ -319,9 +319,10 @@ class QuadraticRegularizer(Plugin):
             return
         finish = [p.estimator.finish for p in plugins]  # type: ignore[attr-defined]
         found = {k: finish[k](strategies[k], plugins[k]._used(strategies[k]), raw[k]) for k in making}
-        first, strategy = plugins[making[0]], strategies[making[0]]
-        own = first.estimator(strategy, first._used(strategy), first.generator)
-        mine = found[making[0]]
+        checked = making[(experience_index(strategies[making[0]]) or 0) % len(making)]
+        plugin, strategy = plugins[checked], strategies[checked]
+        own = plugin.estimator(strategy, plugin._used(strategy), plugin.generator)
+        mine = found[checked]
         if list(own) != list(mine) or not all(torch.equal(own[n], mine[n]) for n in own):
             return  # the stack's arithmetic is not the seed's own here: every seed makes its own pass
         share = (time.perf_counter() - begun) / len(making)

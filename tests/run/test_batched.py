@@ -117,8 +117,8 @@ def test_split_and_permuted_seeds_batch_to_their_own_records(scenario, strategy,
 )  # fmt: skip
 def test_a_batchs_importance_passes_run_once_for_its_seeds(scenario, strategy, estimator, tmp_path, monkeypatch):
     """EWC's squared mini-batch gradients, WPL's exact Fisher and MAS's output sensitivity run on the stack for every
-    seed at once: each seed's own pass runs only for the first seed (the check that the stack's is bit for bit its
-    own), so K seeds cost one own pass an experience where K runs alone cost K."""
+    seed at once: one seed's own pass runs an experience (the check that the stack's is bit for bit its own), a
+    different seed's each experience in turn, so K seeds cost one own pass an experience where K runs alone cost K."""
     from forgetbench.strategies import parts
 
     own_passes = []
@@ -131,6 +131,7 @@ def test_a_batchs_importance_passes_run_once_for_its_seeds(scenario, strategy, e
     batched = run_seeds(specs, tmp_path)
     assert all(r.batch.seeds == [0, 1, 2] for r in batched)
     in_batch = len(own_passes)
+    assert len({id(s) for s in own_passes}) == min(in_batch, 3)  # each experience checks the next seed
     alone = [run(spec, tmp_path) for spec in specs]
     # alone, each seed its own pass, every time; a search's seeds pass where their own architectures share weights
     passes_alone = len(own_passes) - in_batch
