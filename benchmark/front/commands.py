@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch_seeds=None if args.batch_seeds is None else args.batch_seeds == "on",
     )
     if args.estimate or not args.quiet:
-        command = args.estimate and getattr(args, "own_process", False)  # the console script, not main() in a caller
+        command = args.estimate and args.own_process  # the console script, not main() in a caller's process
         found = estimate_suite(
             config, args.out, always=args.estimate, new_process=args.estimate, command=command, **suite
         )

@@ -25,7 +25,8 @@ longest task may be a batch. A round adds ``step`` seeds a strategy: its batches
 
 **The estimate's own cost** is bounded: it measures the (scenario, strategy) pairs with the most planned runs first
 and stops once it has spent :data:`BUDGET_SHARE` of the wall it expects so far, or :data:`BUDGET_SECONDS` when that
-is more (``forgetbench run --estimate`` counts from its process's start: its imports are part of the user's wait); a pair it did not measure costs what its scenario's measured pairs cost on average (said so in the lines).
+is more (``forgetbench run --estimate`` counts from its process's start: its imports are part of the user's wait); a
+pair it did not measure costs what its scenario's measured pairs cost on average (said so in the lines).
 With seeds in rounds the wall is a range: the first round's runs alone, then every round up to ``max``.
 
 **The machine's load** is measured while the estimate runs (the cores' busy time from ``/proc/stat``, less this

@@ -130,7 +130,7 @@ def test_the_estimate_counts_every_planned_run_and_writes_nothing(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     printed = done.stdout
     measured = float(re.search(r"Measured in ([0-9.]+) s", printed).group(1))
-    assert 0.8 * wall <= measured <= wall, (measured, wall)
+    assert 0.8 * wall <= measured <= wall + 0.05, (measured, wall)  # printed to 0.1 s
     # 2 naive runs; the calibration's first ladder (7 probes and its naive); a naive reference on the trial seed (a
     # suite of 2 seeds tunes on its first); 3 trials x 1 seed; 2 seeds x (the chosen point and 2 neighbours)
     assert printed.startswith(
