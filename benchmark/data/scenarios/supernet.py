@@ -84,6 +84,9 @@ class SupernetParams(ScenarioParams):
     ops: int = Field(4, ge=1, le=len(OP_CATALOGUE) - 1)  # candidate ops per position
     width: int = Field(64, ge=2)  # units (mlp) or channels (cnn) per op
     architectures: PositiveInt = 10  # distinct seed-drawn paths trained one after another (<= ops^layers)
+    # draw the architectures from this seed instead of each run's: every seed trains the same ones, so the seeds
+    # differ only in initialisation and data order (a comparison of methods on one set of architectures)
+    architecture_seed: int | None = Field(None, ge=0)
     head: Literal["shared", "private"] = "private"  # one classifier for every architecture, or one per architecture
     schedule: Literal["sequential", "round_robin"] = (
         "round_robin"  # each architecture trained once in turn, or every round
@@ -118,7 +121,12 @@ class SupernetParams(ScenarioParams):
     def search_params(self, seed: int) -> CustomSupernetParams:
         """The ``custom_supernet`` search this scenario is: a fixed schedule over the seed's architectures."""
         choices = self.choices()
-        drawn = sample_architectures(self.layers, self.ops, self.architectures, seed)
+        drawn = sample_architectures(
+            self.layers,
+            self.ops,
+            self.architectures,
+            seed if self.architecture_seed is None else self.architecture_seed,
+        )
         names = [[choices[position][op] for position, op in enumerate(arch)] for arch in drawn]
         rounds = self.rounds if self.schedule == "round_robin" else 1
         truth = GroundTruthParams(architectures=names, steps=rounds * self.steps_per_turn) if self.standalone else None
