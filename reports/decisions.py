@@ -1,6 +1,7 @@
-"""The decisions table: every pair a verdict compares, with its outcome (A < B, A > B, equivalent, undecided), its
-interval at the family's level (every claim read off it), the family's p-values and the seeds it paired (the maths:
-:mod:`forgetbench.benchmark.core.decide`), and the suite-level probability of improvement across scenarios.
+"""The decisions table: every pair a verdict compares, with its outcome (A < B, A > B, equivalent, undecided) about
+its mean difference, its interval at the level its claim was tested at, the family's adjusted p-values and the seeds
+it paired (the maths: :mod:`forgetbench.benchmark.core.decide`), and the suite-level probability of improvement
+across scenarios.
 
 The families, one per verdict:
 
@@ -51,6 +52,7 @@ COLUMNS = [
     "diff",
     "ci_low",
     "ci_high",
+    "ci_level",
     "p_value",
     "p_adjusted",
     "p_equivalence_adjusted",
@@ -59,8 +61,8 @@ COLUMNS = [
     "family",
     "margin",
     "method",
+    "planned",
     "decided_at",
-    "reach",
     "more_seeds",
     "note",
 ]
@@ -73,11 +75,13 @@ class DecisionSettingsError(ValueError):
 @dataclass(frozen=True)
 class DecisionOptions:
     """How a folder's verdicts decide: margins per metric (in the metric's display unit: points for accuracy),
-    the family-wise error rate, and whether the seeds were added until decided (anytime-valid tests)."""
+    the family-wise error rate, and whether the seeds were added in rounds (group-sequential tests, planned to
+    ``planned`` seeds: the rounds' ``max``) or fixed (one look)."""
 
     margins: Mapping[str, float] = field(default_factory=lambda: {"forgetting": 1.0, "ACC": 1.0})
     alpha: float = D.ALPHA
     method: D.Method = "fixed"
+    planned: int | None = None
 
     def margin(self, metric: str) -> float:
         """``metric``'s margin in its own unit (fractions for accuracy metrics); 0 where none is set (no equivalence
@@ -92,17 +96,19 @@ class DecisionOptions:
 
     def said(self) -> str:
         margins = ", ".join(f"{k} {v:g}" for k, v in sorted(self.margins.items()))
-        how = "anytime-valid (seeds added until decided)" if self.method == "sequential" else "fixed seeds"
+        how = f"seeds added in rounds up to {self.planned}" if self.method == "sequential" else "fixed seeds (one look)"
         return f"alpha {self.alpha:g}, margins {margins}, {how}"
 
 
 def folder_options(folder: Path) -> DecisionOptions:
     """One folder's ``verdict`` options (its ``suite.yaml``, validated as strictly as a suite's own:
-    :class:`~forgetbench.benchmark.core.config.VerdictConfig`), ``sequential`` where its seeds were added until
-    decided (its ``rounds.json``); the defaults where it has no suite.yaml. A bad value is a
-    :class:`DecisionSettingsError` naming the file and the field."""
+    :class:`~forgetbench.benchmark.core.config.VerdictConfig`), ``sequential`` where its seeds were added in rounds
+    (its ``rounds.json``, whose rule's ``max`` is the planned seeds); the defaults where it has no suite.yaml. A bad
+    value is a :class:`DecisionSettingsError` naming the file and the field."""
     folder = Path(folder)
-    method: D.Method = "sequential" if ResultFolder(folder).rounds.is_file() else "fixed"
+    rounds = rounds_of([folder])
+    method: D.Method = "sequential" if rounds is not None else "fixed"
+    planned = int(rounds["rule"]["max"]) if rounds is not None else None
     path = ResultFolder(folder).suite
     try:
         suite = yaml.safe_load(path.read_text()) if path.is_file() else {}
@@ -110,7 +116,7 @@ def folder_options(folder: Path) -> DecisionOptions:
         raise DecisionSettingsError(f"{path}: not a readable suite ({str(exc).splitlines()[0]})") from None
     verdict = suite.get("verdict") if isinstance(suite, dict) else None
     if verdict is None:
-        return DecisionOptions(method=method)
+        return DecisionOptions(method=method, planned=planned)
     try:
         checked = VerdictConfig.model_validate(verdict)
     except ValidationError as exc:
@@ -120,7 +126,7 @@ def folder_options(folder: Path) -> DecisionOptions:
             f"{path}: verdict.{where}: {error.get('msg')} (got {error.get('input')!r}); the verdict settings a suite "
             "accepts: alpha in (0, 0.5), equivalence_margin: {metric: points > 0}"
         ) from None
-    return DecisionOptions(dict(checked.equivalence_margin), float(checked.alpha), method)
+    return DecisionOptions(dict(checked.equivalence_margin), float(checked.alpha), method, planned)
 
 
 def options_of(folders: Iterable[Path]) -> DecisionOptions:
@@ -177,12 +183,12 @@ def family(
     rounds: Mapping[str, Mapping[int, int]] | None = None,
     size: int | None = None,
 ) -> list[D.Decision]:
-    """Every pair of ``values`` (label -> seed -> value) decided as one family, each pair on the seeds both have, in
-    the order they were run (``rounds``: label -> seed -> the round that ran it; a pair's seed counts from the later
-    of its two runs). ``size``: the pairs the plan compares, where some have no values here."""
+    """Every pair of ``values`` (label -> seed -> value) decided as one family, each pair on the seeds both have
+    (``rounds``: label -> seed -> the round that ran it; a pair's seed counts from the later of its two runs; read
+    under rounds only). ``size``: the pairs the plan compares, where some have no values here."""
     labels = [label for label in (order or list(values)) if label in values]
     pairs = [
-        D.paired(first, second, values[first], values[second], margin, options.method, rounds)
+        D.paired(first, second, values[first], values[second], margin, options.method, rounds, options.planned)
         for first, second in combinations(labels, 2)
     ]
     return D.decide(pairs, options.alpha, family=size)
@@ -217,6 +223,7 @@ def rows(scenario: str, level: str, metric: str, decisions: Iterable[D.Decision]
             "diff": _scaled(d.diff, metric),
             "ci_low": _scaled(d.ci_low, metric),
             "ci_high": _scaled(d.ci_high, metric),
+            "ci_level": d.ci_level,
             "p_value": d.p_value,
             "p_adjusted": d.p_adjusted,
             "p_equivalence_adjusted": d.p_equivalence_adjusted,
@@ -225,8 +232,8 @@ def rows(scenario: str, level: str, metric: str, decisions: Iterable[D.Decision]
             "family": d.family,
             "margin": _scaled(d.margin, metric),
             "method": d.method,
+            "planned": d.planned,
             "decided_at": d.decided_at,
-            "reach": d.reach,
             "more_seeds": d.more_seeds,
             "note": d.note,
         }
@@ -369,10 +376,33 @@ def _number(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def _interval(low: float, high: float, digits: int) -> str:
-    if not (np.isfinite(low) or np.isfinite(high)) and not (np.isnan(low) or np.isnan(high)):
+def _end(value: float, digits: int, limits: Sequence[float]) -> str:
+    """An interval's end with enough digits that it does not print as one of ``limits`` (0, +-margin) it does not
+    equal: an interval that excludes 0 never prints an end of 0.0."""
+    for more in range(digits, digits + 8):
+        text = _number(value, more)
+        if not np.isfinite(value) or not any(float(text) == limit and value != limit for limit in limits):
+            return text
+    return text
+
+
+def interval_text(low: float, high: float, digits: int, limits: Sequence[float] = (0.0,)) -> str:
+    """``[-2.7, -0.02]``; ``unbounded`` where the set is the whole line; an infinite end written ``inf``."""
+    if np.isnan(low) or np.isnan(high):
+        return ""
+    if not np.isfinite(low) and not np.isfinite(high):
         return "unbounded"
-    return f"[{_number(low, digits)}, {_number(high, digits)}]"
+    return f"[{_end(low, digits, limits)}, {_end(high, digits, limits)}]"
+
+
+def _interval(low: float, high: float, digits: int) -> str:
+    return interval_text(low, high, digits)
+
+
+def _level(decision: D.Decision) -> str:
+    """``99.3%``: the confidence level of the decision's interval."""
+    level = 100 * decision.ci_level
+    return f"{level:.1f}%" if np.isfinite(level) and round(level, 1) < 100 else f"{level:.3g}%"
 
 
 def _seeds(decision: D.Decision) -> str:
@@ -382,36 +412,73 @@ def _seeds(decision: D.Decision) -> str:
     return n
 
 
-def describe(decision: D.Decision, scale: float = 100.0, unit: str = "points", digits: int = 1) -> str:
-    """One pair's decision in words, in display units (``scale`` times the metric; points for accuracy), the
-    interval always as printed in the table (signed, first minus second): ``wpl < si by 8.8 (wpl - si [-17.2,
-    -0.5]; p = 0.013, 12 seeds)``, ``ewc and mas: equivalent within +/- 1.0 points ([-0.4, 0.6], p = 0.021, 20
-    seeds)``, ``si vs ewc: undecided, interval [-2.1, 3.4] on 5 seeds; about 12 more seeds would decide it``."""
+def describe(
+    decision: D.Decision, scale: float = 100.0, unit: str = "points", digits: int = 1, lower_is_better: bool = True
+) -> str:
+    """One pair's decision in words, in display units (``scale`` times the metric; points for accuracy), about its
+    mean difference, the better method first and the interval oriented as the claim reads: ``wpl < si by 8.8 (wpl -
+    si [-17.2, -0.5] at 99.5%; adjusted p = 0.013, 12 seeds)``, ``ewc and mas: equivalent within +/- 1.0 points (ewc
+    - mas [-0.4, 0.6] at 99.8%; adjusted p = 0.021, 20 seeds)``, ``si vs ewc: undecided, si - ewc [-2.1, 3.4] at
+    99.6% on 5 seeds; about 12 more seeds would decide it``. ``lower_is_better``: which side a claim names first
+    (``A < B``: A better where lower is better; ``A > B``: A better where higher is)."""
     low, high, diff = (scale * v for v in (decision.ci_low, decision.ci_high, decision.diff))
+    margin = scale * decision.margin
     seeds = _seeds(decision)
-    interval = _interval(low, high, digits)
+    level = _level(decision)
+    first, second = decision.first, decision.second
     if decision.outcome in ("less", "greater"):
-        better, worse = (
-            (decision.first, decision.second) if decision.outcome == "less" else (decision.second, decision.first)
-        )
+        first_better = (decision.outcome == "less") == lower_is_better
+        if not first_better:  # the claim reads second first: its difference and interval turn round
+            first, second, low, high = second, first, -high, -low
+        sign = "<" if (decision.outcome == "less") == first_better else ">"
+        interval = interval_text(low, high, digits)
         return (
-            f"{better} < {worse} by {_number(abs(diff), digits)} ({decision.first} - {decision.second} {interval}; "
-            f"{p_said(decision.p_adjusted)}, {seeds})"
+            f"{first} {sign} {second} by {_number(abs(diff), digits)} ({first} - {second} {interval} at {level}; "
+            f"{p_said(decision.p_adjusted, adjusted=True)}, {seeds})"
         )
+    interval = interval_text(low, high, digits, (0.0, -margin, margin))
     if decision.outcome == "equivalent":
         return (
-            f"{decision.first} and {decision.second}: equivalent within +/- {_number(scale * decision.margin, digits)} "
-            f"{unit} ({interval}, {p_said(decision.p_equivalence_adjusted)}, {seeds})"
+            f"{first} and {second}: equivalent within +/- {_number(margin, digits)} {unit} ({first} - {second} "
+            f"{interval} at {level}; {p_said(decision.p_equivalence_adjusted, adjusted=True)}, {seeds})"
         )
     if decision.note:
-        return f"{decision.first} vs {decision.second}: undecided ({decision.note})"
-    if decision.reach is not None and decision.n < decision.reach:
-        more = f"no claim is possible before {decision.reach} paired seeds in a family of {decision.family} pairs"
-    elif decision.more_seeds is not None:
+        return f"{first} vs {second}: undecided ({decision.note})"
+    if decision.more_seeds is not None:
         more = f"about {decision.more_seeds} more seed{'s' if decision.more_seeds != 1 else ''} would decide it"
+        if decision.planned is not None and decision.n + decision.more_seeds > decision.planned:
+            more += f", past the rounds' planned {decision.planned}"
     else:
-        more = "no number of seeds within reach would decide it at this spread"
-    return f"{decision.first} vs {decision.second}: undecided, interval {interval} on {seeds}; {more}"
+        more = f"no number of seeds up to {D.PROJECTION_LIMIT} would decide it at this mean and spread"
+    return f"{first} vs {second}: undecided, {first} - {second} {interval} at {level} on {seeds}; {more}"
+
+
+def procedure(decisions: Sequence[D.Decision], alpha: float = D.ALPHA) -> str:
+    """How a family's claims were made, in words: the tests, the multiplicity, the error rate, the intervals."""
+    if not decisions:
+        return ""
+    m = decisions[0].family
+    margin = max(d.margin for d in decisions)
+    alpha_d, alpha_e = D.shares(alpha, margin)
+    sequential = decisions[0].method == "sequential"
+    planned = max((d.planned or 0) for d in decisions)
+    tests = (
+        "group-sequential paired t-tests of each pair's mean difference (a look after each round, Lan-DeMets "
+        f"spending up to the {planned} seeds the rounds planned: valid however they stopped)"
+        if sequential
+        else "paired t-tests of each pair's mean difference (one look at every seed, in any order)"
+    )
+    kinds = (
+        f"Holm's step-down over the {m} pair{'s' if m != 1 else ''}: differences at family-wise {alpha_d:g}, "
+        f"equivalence (two one-sided tests) at {alpha_e:g}"
+        if alpha_e > 0
+        else f"Holm's step-down over the {m} pair{'s' if m != 1 else ''} at family-wise {alpha_d:g} (margin 0: no "
+        "equivalence claim possible)"
+    )
+    return (
+        f"{tests}, each with its skew-corrected form (Hall 1992; a claim needs both); {kinds}, so the chance of any "
+        f"false claim here is at most {alpha:g}; each interval at the level its claim was tested at"
+    )
 
 
 def family_sentence(
@@ -421,37 +488,24 @@ def family_sentence(
     unit: str = "points",
     digits: int = 1,
     alpha: float = D.ALPHA,
+    lower_is_better: bool = True,
 ) -> str:
     """The family's decisions in one sentence: how they were made, then each pair, decided ones first."""
     if not decisions:
         return ""
-    m = decisions[0].family
-    method = decisions[0].method
-    how = (
-        f"each pair on the seeds both ran; every claim read off its pair's interval at level 1 - {alpha:g}/{m}, so "
-        f"the chance of any false claim here is at most {alpha:g}; sign-flip confidence sequences, valid "
-        + ("however the rounds added the seeds" if method == "sequential" else "at any seed count")
-    )
+    how = procedure(decisions, alpha)
     decided = [d for d in decisions if d.outcome in ("less", "greater")]
     decided += [d for d in decisions if d.outcome == "equivalent"]
     tested = [d for d in decisions if d.outcome == "undecided" and not d.note]
     untested = [d for d in decisions if d.outcome == "undecided" and d.note]
-    reach = decisions[0].reach
-    parts = [describe(d, scale, unit, digits) for d in decided]
-    short = [d for d in tested if reach is not None and d.n < reach]
-    tested = [d for d in tested if d not in short]
-    if short:
-        parts.append(
-            f"{len(short)} pair{'s' if len(short) != 1 else ''} on fewer than the {reach} paired seeds a family of "
-            f"{m} pairs needs for any claim: " + ", ".join(f"{d.first} vs {d.second} ({d.n})" for d in short)
-        )
+    parts = [describe(d, scale, unit, digits, lower_is_better) for d in decided]
     if len(tested) <= UNDECIDED_LISTED:
-        parts += [describe(d, scale, unit, digits) for d in tested]
+        parts += [describe(d, scale, unit, digits, lower_is_better) for d in tested]
     else:  # a long list of open intervals hides the decisions: counted here, every one in the Decisions table
         widest = max(tested, key=lambda d: d.ci_high - d.ci_low)
         parts.append(
             f"{len(tested)} pairs undecided (each with its interval and the seeds it needs in the Decisions table; "
-            f"the widest: {describe(widest, scale, unit, digits)})"
+            f"the widest: {describe(widest, scale, unit, digits, lower_is_better)})"
         )
     if untested:
         parts.append(
@@ -461,10 +515,11 @@ def family_sentence(
     return f"{DECISIONS_PREFIX}{what} ({unit}; {how}): " + "; ".join(parts) + "."
 
 
-def p_said(p: float) -> str:
-    """``p = 0.012`` or ``p < 0.001``, in a sentence."""
+def p_said(p: float, adjusted: bool = False) -> str:
+    """``p = 0.012`` or ``p < 0.001`` (``adjusted p = ...``: a family's adjusted p), in a sentence."""
     text = fmt_p(p)
-    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+    name = "adjusted p" if adjusted else "p"
+    return f"{name} {text[0]} {text[1:]}" if text.startswith("<") else f"{name} = {text}"
 
 
 def fmt_p(p: float) -> str:
@@ -491,11 +546,11 @@ def view(
     for r in frame.itertuples():
         digits = 1 if str(r.unit) == "points" else 3
         low, high, diff = float(r.ci_low), float(r.ci_high), float(r.diff)
+        margin = float(r.margin)
         more = str(r.note) if r.note else ""
-        if not more and not pd.isna(r.reach) and int(r.n) < int(r.reach):
-            more = f"at least {int(r.reach)} needed"
-        elif not more and not pd.isna(r.more_seeds):
+        if not more and not pd.isna(r.more_seeds):
             more = f"about {int(r.more_seeds)}"
+        limits = (0.0,) if str(r.outcome) in ("less", "greater") else (0.0, -margin, margin)
         rows.append(
             {
                 "scenario": r.scenario,
@@ -505,7 +560,8 @@ def view(
                 "outcome": {"less": "A < B", "greater": "A > B"}.get(str(r.outcome), str(r.outcome)),
                 "css": css[str(r.outcome)],
                 "diff": f"{diff:+.{digits}f}",
-                "ci": _interval(low, high, digits) if not np.isnan(low) else "",
+                "ci": interval_text(low, high, digits, limits),
+                "ci_level": f"{100 * float(r.ci_level):.1f}%" if np.isfinite(float(r.ci_level)) else "",
                 "p": fmt_p(float(r.p_adjusted)),
                 "p_eq": fmt_p(float(r.p_equivalence_adjusted)),
                 "n": int(r.n),
@@ -515,14 +571,16 @@ def view(
             }
         )
     sequential = bool((frame.method == "sequential").any())
-    reaches = sorted({(int(m), int(n)) for m, n in zip(frame.family, frame.reach) if not pd.isna(n)})
+    planned = int(pd.to_numeric(frame.planned, errors="coerce").max()) if sequential else None
     return {
         "alpha": alpha,
-        "interval": "sign-flip confidence sequences at level 1 − α/m, m the pairs of the family: valid at whatever "
-        "seed count the rounds stopped on"
-        if sequential
-        else "sign-flip randomisation intervals at level 1 − α/m, m the pairs of the family",
-        "reach": "; ".join(f"{n} paired seeds in a family of {m} pair{'s' if m != 1 else ''}" for m, n in reaches),
+        "interval": (
+            "group-sequential t-tests (a look after every round, Lan-DeMets spending up to the "
+            f"{planned} seeds the rounds planned): each interval intersects the pair's repeated confidence "
+            "intervals over its looks, at the level its claim was tested at"
+            if sequential
+            else "paired t-tests, one look at every seed: each interval at the level its claim was tested at"
+        ),
         "resolution": [
             {"scenario": scenario, "text": resolution_sentence(sizes)}
             for scenario, sizes in (resolutions or {}).items()

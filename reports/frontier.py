@@ -276,7 +276,7 @@ def matched_decisions(
 
 def matched_verdicts(matched: pd.DataFrame, axes: Axes = TASKS, options: DC.DecisionOptions | None = None) -> list[str]:
     """One sentence per drop: each method's forgetting at that plasticity, and every pair of methods decided as one
-    family (:mod:`forgetbench.reports.decisions`: every claim read off its pair's interval at level 1 - alpha / m)."""
+    family (:mod:`forgetbench.reports.decisions`: paired tests of the mean, Holm's step-down, one alpha)."""
     options = options or DC.DecisionOptions()
     lines = []
     levels = matched["drop"].nunique()

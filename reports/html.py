@@ -180,7 +180,7 @@ class _Tables:
             long,
             order,
             summary_table(long, order=order),
-            comparisons_table(long, options.method, options.alpha),
+            comparisons_table(long, options.method, options.alpha, options.planned),
             problem_runs(records, scan.sources),
             methods,
         )

@@ -249,7 +249,7 @@ def _add_comparisons(view: ScenarioView, c: pd.DataFrame, order: list[str]) -> N
                     ("−∞" if v < 0 else "∞") if np.isinf(v) else fmt(v, m.unit, True) for v in (r.ci_low, r.ci_high)
                 ]
                 ci = "" if np.isnan(r.ci_low) else ("unbounded" if ends == ["−∞", "∞"] else f"[{ends[0]}, {ends[1]}]")
-                decided = r.outcome in ("less", "greater")  # read off the interval at the family's level
+                decided = r.outcome in ("less", "greater")  # its interval, at the level it was tested at, excludes 0
                 better = (r.outcome == "greater") == (m.better == "higher")
                 cells[m.key] = {
                     "diff": fmt(r["diff"], m.unit, True),

@@ -38,7 +38,7 @@ def search_outcome(long: pd.DataFrame, naive: str | None, options: DC.DecisionOp
     if naive is None or not present:
         return []
     strategies = [s for s in dict.fromkeys(long.strategy) if s != naive]
-    table = S.comparisons_table(long[long.metric.isin(present)], options.method, options.alpha)
+    table = S.comparisons_table(long[long.metric.isin(present)], options.method, options.alpha, options.planned)
     found = {(str(r.strategy), str(r.metric)): r for r in table.itertuples()}
     lines = []
     for strategy in strategies:

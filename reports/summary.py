@@ -40,10 +40,10 @@ COMPARISON_COLUMNS = [
     "diff",
     "ci_low",
     "ci_high",
-    "p_value",  # the sign-flip p of no difference, unadjusted
+    "p_value",  # the paired test's p of no difference, unadjusted
     "n_pairs",
     "p_adjusted",  # the family's: the scenario's strategies against naive on this metric
-    "outcome",  # less, greater or undecided, read off the interval at the family's level
+    "outcome",  # less, greater or undecided: Holm's step-down over the family of paired tests
 ]
 NAIVE = "naive"
 REFERENCE_STRATEGIES = ("joint", "standalone")  # preferred in this order for intransigence
@@ -360,13 +360,15 @@ def seed_rounds(long: pd.DataFrame) -> dict[str, dict[int, int]]:
     return out
 
 
-def comparisons_table(long: pd.DataFrame, method: decide.Method = "fixed", alpha: float = decide.ALPHA) -> pd.DataFrame:
-    """Every non-naive strategy minus naive, paired on shared seeds in the order they were run, per metric, decided
-    as one family per (scenario, metric) by :mod:`forgetbench.benchmark.core.decide` (``method``: fixed seeds or
-    seeds added until decided): ``diff`` (the mean paired difference), ``ci_low`` / ``ci_high`` (its interval at level
-    1 - alpha / m, m the family's strategies; none on fewer than 3 pairs), ``p_value`` (the sign-flip p of no
-    difference, unadjusted), ``p_adjusted`` (the smallest family-wise alpha at which it is decided), ``outcome``
-    (less, greater, undecided: no equivalence is claimed against naive)."""
+def comparisons_table(
+    long: pd.DataFrame, method: decide.Method = "fixed", alpha: float = decide.ALPHA, planned: int | None = None
+) -> pd.DataFrame:
+    """Every non-naive strategy minus naive, paired on shared seeds, per metric, decided as one family per (scenario,
+    metric) by :mod:`forgetbench.benchmark.core.decide` (``method``: fixed seeds, or seeds added in rounds planned
+    to ``planned``): ``diff`` (the mean paired difference), ``ci_low`` / ``ci_high`` (its interval at the level its
+    claim was tested at; none on fewer than 3 pairs), ``p_value`` (the paired test's p of no difference,
+    unadjusted), ``p_adjusted`` (Holm's: the smallest family-wise alpha at which it is decided), ``outcome`` (less,
+    greater, undecided: no equivalence is claimed against naive)."""
     if long.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     found: dict[tuple[str, str], list[decide.PairEvidence]] = {}
@@ -385,7 +387,7 @@ def comparisons_table(long: pd.DataFrame, method: decide.Method = "fixed", alpha
                 mine = st[st.metric == metric]
                 base = naive_rows[(naive_rows.metric == metric) & (naive_rows.strategy == naive_label)]
                 values, reference = (dict(zip(f.seed.astype(int), f.value.astype(float))) for f in (mine, base))
-                pair = decide.paired(str(strategy), naive_label, values, reference, 0.0, method, rounds)
+                pair = decide.paired(str(strategy), naive_label, values, reference, 0.0, method, rounds, planned)
                 if pair.n:
                     found.setdefault((str(scenario), metric), []).append(pair)
     rows = []

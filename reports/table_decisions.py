@@ -2,11 +2,12 @@
 report makes for a results folder, for numbers from any tool (an Avalanche or Mammoth run's per-seed accuracies).
 
 The table has one row per (method, seed): columns ``method``, ``seed``, ``value``; optionally ``scenario`` (one
-family per scenario) and ``order`` (the order the seeds were run: the round that added each, 0 for the first, or any
-increasing count; a pair's seed counts from the later of its two runs). Every pair of a scenario's methods is
-decided as one family (:mod:`forgetbench.benchmark.core.decide`): A < B, A > B, equivalent within ``margin`` (in the
-values' own unit), or undecided, the chance of any false claim at most ``alpha``. The sets are valid however the
-seeds were added: with ``order``, in the order given; without it, in seed order.
+family per scenario) and ``order`` (the round that added each seed, 0 for the first, or any increasing count; a
+pair's seed counts from the later of its two runs). Every pair of a scenario's methods is decided as one family
+(:mod:`forgetbench.benchmark.core.decide`) about its mean difference: A < B, A > B, equivalent within ``margin`` (in
+the values' own unit), or undecided, the chance of any false claim at most ``alpha``. Without ``order`` the seeds
+are one fixed set, looked at once (their order changes nothing); with it, each round is a look of a group-sequential
+test planned to ``max_seeds`` (the rounds' budget; by default the most seeds a method has in the table).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def decide(
     direction: Literal["lower", "higher"] = "lower",
     baseline: str = NAIVE,
     metric: str = "value",
+    max_seeds: int | None = None,
 ) -> pd.DataFrame:
     """Every pair of every scenario's methods decided as one family per scenario (module docstring): the report's
     decisions frame (:data:`forgetbench.reports.decisions.COLUMNS`), in the values' own unit. The methods are
@@ -80,8 +82,16 @@ def decide(
         raise TableError(f"alpha: {alpha!r}; allowed: a number in (0, 0.5)")
     if not (np.isfinite(margin) and margin >= 0):
         raise TableError(f"margin: {margin!r}; allowed: a number >= 0 in the values' unit")
+    if max_seeds is not None and max_seeds < 1:
+        raise TableError(f"max seeds: {max_seeds!r}; allowed: a whole number >= 1 (the rounds' planned most seeds)")
     frame = _checked(frame)
-    options = DC.DecisionOptions(method="sequential" if "order" in frame.columns else "fixed", alpha=alpha)
+    sequential = "order" in frame.columns
+    most = int(frame.groupby(["scenario", "method"]).size().max()) if len(frame) else 0
+    if sequential and max_seeds is not None and max_seeds < most:
+        raise TableError(f"max seeds: {max_seeds} is below the {most} seeds a method has in the table")
+    options = DC.DecisionOptions(
+        method="sequential" if sequential else "fixed", alpha=alpha, planned=(max_seeds or most) if sequential else None
+    )
     out = []
     for scenario, group in frame.groupby("scenario", sort=False):
         values = {
@@ -111,8 +121,11 @@ def read_table(path: Path) -> pd.DataFrame:
         raise TableError(f"not a readable CSV table ({str(exc).splitlines()[0]})") from None
 
 
-def sentences(frame: pd.DataFrame, alpha: float = D.ALPHA, digits: int = 3) -> list[str]:
-    """One sentence per scenario, as the report's verdicts word a family's decisions."""
+def sentences(
+    frame: pd.DataFrame, alpha: float = D.ALPHA, digits: int = 3, direction: Literal["lower", "higher"] = "lower"
+) -> list[str]:
+    """One sentence per scenario, as the report's verdicts word a family's decisions (``direction``: which values
+    are better, the method a claim names first)."""
     lines = []
     for scenario, group in frame.groupby("scenario", sort=False):
         decisions = [
@@ -123,6 +136,7 @@ def sentences(frame: pd.DataFrame, alpha: float = D.ALPHA, digits: int = 3) -> l
                 diff=r.diff,
                 ci_low=r.ci_low,
                 ci_high=r.ci_high,
+                ci_level=r.ci_level,
                 p_value=r.p_value,
                 p_adjusted=r.p_adjusted,
                 p_equivalence_adjusted=r.p_equivalence_adjusted,
@@ -134,10 +148,10 @@ def sentences(frame: pd.DataFrame, alpha: float = D.ALPHA, digits: int = 3) -> l
                 more_seeds=None if pd.isna(r.more_seeds) else int(r.more_seeds),
                 note=r.note or "",
                 decided_at=None if pd.isna(r.decided_at) else int(r.decided_at),
-                reach=None if pd.isna(r.reach) else int(r.reach),
+                planned=None if pd.isna(r.planned) else int(r.planned),
             )  # fmt: skip
             for r in group.itertuples()
         ]
-        text = DC.family_sentence(decisions, "the values", 1.0, "as given", digits, alpha)
+        text = DC.family_sentence(decisions, "the values", 1.0, "as given", digits, alpha, direction == "lower")
         lines.append(text if scenario == "-" else f"{scenario}: {text}")
     return lines

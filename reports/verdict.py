@@ -287,7 +287,7 @@ def _least_headline(
             + (f"; {w.naive} {w.of(str(w.naive))}" if w.base else "")
         )
     worst_p = max(d.p_adjusted for d in wins)
-    said = "p < 0.001" if worst_p < 0.001 else f"p <= {fmt_p(worst_p)}"
+    said = "adjusted p < 0.001" if worst_p < 0.001 else f"adjusted p <= {fmt_p(worst_p)}"
     return text + f"; lower than every other strategy, {said}; {w.adjusted})."
 
 
@@ -319,8 +319,8 @@ def _too_early(
     decisions: Sequence[D.Decision],
     alpha: float,
 ) -> list[str]:
-    """The verdict where nothing can be decided yet (fewer seeds than a test or the family's reach need, or one
-    strategy alone); empty where the pairs can be decided."""
+    """The verdict where nothing can be decided yet (fewer seeds than a test needs, or one strategy alone); empty
+    where the pairs can be decided."""
     if n_seeds < MIN_SEEDS:
         return [
             f"Too few seeds to name a winner: {n_seeds} seed(s), and with fewer than {MIN_SEEDS} the "
@@ -329,20 +329,7 @@ def _too_early(
         ]
     if len(means) == 1:
         return [f"Only {best} ran: nothing to compare ({label} {with_la(best, means[best])}{sp})."]
-    reach = decisions[0].reach if decisions else None
-    if reach is None or n_seeds >= reach:
-        return []
-    m = decisions[0].family
-    unit = "points" if info.unit == "accuracy" else info.unit
-    detail = DC.family_sentence(
-        decisions, label, display_scale(info.unit), unit, 1 if info.unit == "accuracy" else 3, alpha
-    )
-    return [
-        f"Too few seeds to decide: with {m} pair{'s' if m != 1 else ''} compared, no claim is possible before "
-        f"{reach} paired seeds (k seeds of one sign are 1 in 2^k when two methods are alike), and this suite has "
-        f"{n_seeds}. Lowest {label} so far: {best} ({with_la(best, means[best])}{sp}). Rerun with --seeds {reach} "
-        f"or more, or seeds: {{start: {n_seeds}, max: 20}} to add seeds where a pair needs them."
-    ] + ([detail] if detail else [])
+    return []
 
 
 def _forgetting_verdict(
@@ -541,14 +528,14 @@ def improvement_frame(
     return DC.probability_of_improvement(by_scenario)
 
 
-def undecided_on(folder: Path, run_ids: AbstractSet[str], verdict: Any) -> D.Undecided:
+def undecided_on(folder: Path, run_ids: AbstractSet[str], verdict: Any, planned: int) -> D.Undecided:
     """The rounds' decider (:data:`forgetbench.benchmark.run.rounds.Decider`): the pairs the verdict leaves undecided on
-    the runs ``run_ids`` of ``folder``, decided with anytime-valid tests (the seeds are being added until decided)
-    under the suite's ``verdict`` options. A scenario's deciding families: matched plasticity where it has a front
-    (every level), else each strength alone."""
+    the runs ``run_ids`` of ``folder``, decided with group-sequential tests planned to ``planned`` seeds (the rounds'
+    ``max``) under the suite's ``verdict`` options. A scenario's deciding families: matched plasticity where it has a
+    front (every level), else each strength alone."""
     scan = S.load_records(folder)
     records = [r for r in scan.records if r.run_id in run_ids]
-    options = DC.DecisionOptions(dict(verdict.equivalence_margin), float(verdict.alpha), "sequential")
+    options = DC.DecisionOptions(dict(verdict.equivalence_margin), float(verdict.alpha), "sequential", planned)
     frame = decisions_frame(records, scan.metrics, options)
     out = D.Undecided()
     for scenario, group in frame.groupby("scenario", sort=False):

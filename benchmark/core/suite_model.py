@@ -283,8 +283,8 @@ class ReproduceSpec(StrictModel):
 class SeedsUntilDecided(StrictModel):
     """``seeds: {start: 3, max: 20}``: run ``start`` seeds, then add ``step`` seeds at a time, in rounds, to the
     strategies of every pair the verdict has not decided, until every pair is decided or ``max`` seeds are spent
-    (docs/guide/decisions.md). The decisions are then anytime-valid (confidence sequences), so stopping on them keeps
-    their error rates."""
+    (docs/guide/decisions.md). Each round is a look of group-sequential tests planned to ``max`` seeds, so stopping on
+    them keeps their error rates."""
 
     start: int = Field(3, ge=3, le=10_000)  # seeds every strategy runs first (3: the fewest a pair is tested on)
     max: int = Field(20, ge=3, le=10_000)  # the most seeds any strategy runs

@@ -139,8 +139,8 @@ class Results:
 
     @property
     def _options(self) -> Any:
-        """How the verdicts decide (the folders' ``verdict`` options; anytime-valid where seeds were added until
-        decided)."""
+        """How the verdicts decide (the folders' ``verdict`` options; group-sequential where seeds were added in
+        rounds)."""
         from forgetbench.reports.decisions import options_of
 
         return options_of(self.folders)  # a bad or mixed setting: DecisionSettingsError, one line naming it
@@ -148,12 +148,12 @@ class Results:
     def decisions(self) -> pd.DataFrame:
         """Every pair every verdict compares, one row each: scenario, level (each strength alone, or a matched
         plasticity level), metric, unit (points for an accuracy metric: the report's unit), first, second, outcome
-        (less: first < second, greater, equivalent, undecided), diff, ci_low, ci_high (the pair's interval at level
-        1 - alpha / m over its family's m pairs: every claim is read off it), p_value (the pair's own), p_adjusted
-        and p_equivalence_adjusted (the smallest family-wise alpha at which each claim would be made), n and seeds
-        (paired, in the order they were run), family (m), margin, method (fixed seeds or rounds), decided_at (the
-        seed count the outcome was reached at), reach (the fewest seeds any claim of the family needs), more_seeds,
-        note. The numbers of the report's decisions table (:mod:`forgetbench.reports.decisions`); a bad or mixed
+        (less: first < second, greater, equivalent, undecided: about the mean difference), diff (first - second,
+        the mean over the paired seeds), ci_low, ci_high and ci_level (the pair's interval at the level its claim
+        was tested at: it agrees with the outcome), p_value (the pair's own), p_adjusted and p_equivalence_adjusted
+        (Holm's: the smallest family-wise alpha at which each claim would be made), n and seeds (paired, in the
+        order they were run), family (m), margin, method (fixed seeds or rounds), planned (under rounds: the seeds
+        they could reach), decided_at (the seed count the outcome was reached at), more_seeds, note. The numbers of the report's decisions table (:mod:`forgetbench.reports.decisions`); a bad or mixed
         verdict setting in the folders is a ``DecisionSettingsError`` naming it."""
         from forgetbench.reports.verdict import decisions_frame
 

@@ -164,9 +164,19 @@ def _add_decide(sub, data, progress, execution) -> None:
     )
     p.add_argument("--alpha", type=float, default=0.05, help="the chance of any false claim (default 0.05)")
     p.add_argument(
-        "--direction", choices=["lower", "higher"], default="lower", help="which values are better (default lower)"
+        "--direction",
+        choices=["lower", "higher"],
+        default="lower",
+        help="which values are better (default lower): a claim names the better method first (A < B where lower is "
+        "better, A > B where higher is); the decisions are the same either way",
     )
     p.add_argument("--baseline", default="naive", help="the method compared first (default naive, where present)")
+    p.add_argument(
+        "--max-seeds",
+        type=_positive_int,
+        help="with an order column (seeds added in rounds): the most seeds the rounds could have added, their planned "
+        "budget (default: the most seeds a method has in the table)",
+    )
     p.add_argument("--out", help="write the decisions as CSV here")
     p.set_defaults(func=cmd_decide)
 

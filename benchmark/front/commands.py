@@ -123,8 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if lines:
         print(
             "\nVerdict (forgetting at matched plasticity where a method ran at several strengths, else at each "
-            "strength with LA beside it; every pair decided: A < B, A > B, equivalent or undecided, each claim read off "
-            "its pair's interval, the chance of any false claim in a verdict at most its alpha):"
+            "strength with LA beside it; every pair decided about its mean difference: A < B, A > B, equivalent or "
+            "undecided, the chance of any false claim in a verdict at most its alpha):"
         )
         for scenario, line in lines.items():
             print(f"  {scenario}: {line}")
@@ -243,10 +243,17 @@ def cmd_decide(args: argparse.Namespace) -> int:
     from forgetbench.reports.table_decisions import TableError, decide, read_table, sentences
 
     try:
-        frame = decide(read_table(Path(args.table)), args.margin, args.alpha, args.direction, args.baseline)
+        frame = decide(
+            read_table(Path(args.table)),
+            args.margin,
+            args.alpha,
+            args.direction,
+            args.baseline,
+            max_seeds=getattr(args, "max_seeds", None),
+        )
     except TableError as exc:
         raise ConfigError(f"{args.table}: {exc}") from None
-    for line in sentences(frame, args.alpha):
+    for line in sentences(frame, args.alpha, direction=args.direction):
         print(line)
     if args.out:
         atomic_write_bytes(Path(args.out), frame.to_csv(index=False).encode())

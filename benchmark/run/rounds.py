@@ -5,7 +5,8 @@ After the suite's first seeds (its runs, and a tuned entry's chosen point and ne
 verdict's decisions (handed in by the front end as a :data:`Decider`: this layer never reads the reports) which
 pairs are undecided on the runs planned so far, and adds ``step`` seeds to every strategy (or method: all its
 strengths) in one, with the naive runs those seeds need in its scenario, never beyond ``max`` seeds. The decisions
-are anytime-valid (:mod:`forgetbench.benchmark.core.decide`), so stopping on them keeps their error rates.
+are group-sequential tests planned to ``max`` seeds (:mod:`forgetbench.benchmark.core.decide`), so stopping on them
+keeps their error rates.
 
 ``OUT/rounds.json`` records each round before it runs (the seeds it adds, and why): a killed suite replays the
 recorded rounds (their complete runs skipped) and continues from the last, so its records and verdict are those of an
@@ -28,8 +29,9 @@ from forgetbench.benchmark.run.spec import RunSpec
 NAIVE = "naive"
 
 
-# (results folder, the run ids planned so far, the suite's verdict options) -> what is undecided on those runs
-Decider = Callable[[Path, set[str], VerdictConfig], Undecided]
+# (results folder, the run ids planned so far, the suite's verdict options, the rounds' planned most seeds) -> what
+# is undecided on those runs
+Decider = Callable[[Path, set[str], VerdictConfig, int], Undecided]
 
 
 def _method(label: str) -> str:
@@ -205,7 +207,7 @@ def run_rounds(
         exploring |= {s.run_id for s in specs if (s.scenario.display_name, s.strategy.display_name) in neighbours}
         run_batch([(out, spec) for spec in specs])
     while True:
-        undecided = decide(out, rounds.planned, suite.verdict)
+        undecided = decide(out, rounds.planned, suite.verdict, rule.max)
         added = rounds.next_round(undecided)
         if not added:
             rounds.state["stopped"] = rounds.stopped(undecided)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
+import pytest
+from scipy import stats
 
 from helpers import make_record
 
@@ -44,17 +45,17 @@ def _paired_p(differences: list[float]) -> float:
 
 def test_the_interval_table_writes_each_metric_in_its_unit_with_the_paired_difference_by_hand():
     """forgetting in points: naive 20.0 +- t(0.975, 2) 4.303 x 0.1 / sqrt 3 = 24.8, wpl 10.0 +- 4.303 x 0.0866 /
-    sqrt 3 = 21.5 (each method's own mean, descriptive); wpl's paired difference -10.0: three seeds bound no
-    sign-flip interval (three signs alike are 1 in 8), so the mean alone, with its p; seconds as seconds (12.0 +-
-    4.303 x 2 / sqrt 3 = 5.0)."""
+    sqrt 3 = 21.5 (each method's own mean, descriptive); wpl's paired difference -10.0 +- 4.303 x 5 / sqrt 3 =
+    12.4 (the paired t-test's interval at 95%, the family of one pair against naive), with its p; seconds as seconds
+    (12.0 +- 4.303 x 2 / sqrt 3 = 5.0)."""
     from forgetbench.reports.study_tables import interval_frame, markdown
 
     table = markdown(interval_frame(_study_records(), (), ("forgetting", "train_seconds"), "forgetting")).splitlines()
     p = _paired_p([-0.1, -0.05, -0.15])
-    assert 0.1 < p < 1
+    assert p == pytest.approx(stats.ttest_1samp([-0.1, -0.05, -0.15], 0.0).pvalue)  # symmetric: t and Hall agree
     assert table[0] == "| scenario | strategy | forgetting | train_seconds | forgetting vs naive (p) |"
     assert table[2] == "| s | naive | 20.0 [-4.8, 44.8] | 12.0 [7.0, 17.0] | - |"
-    assert table[3] == f"| s | wpl | 10.0 [-11.5, 31.5] | 24.0 [14.1, 33.9] | -10.0 ({p:.3f}) |"
+    assert table[3] == f"| s | wpl | 10.0 [-11.5, 31.5] | 24.0 [14.1, 33.9] | -10.0 [-22.4, 2.4] ({p:.3f}) |"
 
 
 def test_the_cost_table_puts_each_strategys_seconds_against_naives_by_hand():
@@ -82,7 +83,7 @@ def test_the_table_command_prints_markdown_and_refuses_an_unknown_metric(tmp_pat
         atomic_write_json(tmp_path / "runs" / run.run_id / "result.json", run.to_dict())
     assert cli("table", "interval", tmp_path, "--metrics", "forgetting") == 0
     p = _paired_p([-0.1, -0.05, -0.15])
-    assert f"| s | wpl | 10.0 [-11.5, 31.5] | -10.0 ({p:.3f}) |" in capsys.readouterr().out
+    assert f"| s | wpl | 10.0 [-11.5, 31.5] | -10.0 [-22.4, 2.4] ({p:.3f}) |" in capsys.readouterr().out
     assert cli("table", "interval", tmp_path, "--compare", "forgeting") == 2
     assert "--compare: unknown metric(s) forgeting; allowed: ACC" in capsys.readouterr().err
 
