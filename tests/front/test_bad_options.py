@@ -151,6 +151,18 @@ CASES: list[Case] = [
         "alpha: 0.9",
     ),
     (
+        "decide-max-seeds-below-the-table",
+        {"t.csv": "method,seed,order,value\na,0,0,0.1\na,1,0,0.2\na,2,1,0.3\nb,0,0,0.3\nb,1,0,0.1\nb,2,1,0.2\n"},
+        ("decide", "{dir}/t.csv", "--max-seeds", "2"),
+        "max seeds: 2 is below the 3 seeds a method has in the table",
+    ),
+    (
+        "decide-max-seeds-zero",
+        {"t.csv": "method,seed,value\na,0,0.1\n"},
+        ("decide", "{dir}/t.csv", "--max-seeds", "0"),
+        "--max-seeds",
+    ),
+    (
         "report-folder-alpha-0.9",
         {"results/runs/r/result.json": json.dumps(_RECORD), "results/suite.yaml": "name: t\nverdict: {alpha: 0.9}\n"},
         ("report", "{dir}/results"),

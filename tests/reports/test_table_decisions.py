@@ -80,6 +80,47 @@ def test_direction_and_baseline_set_the_pairs_order_not_the_outcomes():
         return {(r.first, r.second) if r.outcome == "less" else (r.second, r.first) for r in frame.itertuples()}
 
     assert ranked(lower) == ranked(higher) == {("naive", "y"), ("naive", "x"), ("y", "x")}
+    # the words follow the direction: the better method first, the interval oriented as the claim reads
+    from forgetbench.reports.table_decisions import sentences
+
+    (said_lower,) = sentences(lower)
+    (said_higher,) = sentences(higher, direction="higher")
+    assert "naive < y by" in said_lower and "(naive - y [-" in said_lower
+    assert "x > y by" in said_higher and "(x - y [0." in said_higher and "y < x" not in said_higher
+    assert "margin 0: no equivalence claim possible" in said_lower  # the table's default margin, said
+
+
+def test_a_table_in_rounds_is_planned_to_its_budget():
+    """With an order column the rounds' budget (--max-seeds) is the planned information: a budget above the seeds
+    the table has spends less of alpha by them, so its p is larger; one below them is refused."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        [
+            {"method": m, "seed": s, "order": max(0, s - 2), "value": v + 0.01 * rng.standard_normal()}
+            for m, v in (("a", 0.10), ("b", 0.09))
+            for s in range(12)
+        ]
+    )
+    own = forgetbench.decide(frame)
+    wide = forgetbench.decide(frame, max_seeds=40)
+    assert own.planned.iloc[0] == 12 and wide.planned.iloc[0] == 40
+    assert wide.p_value.iloc[0] > own.p_value.iloc[0]
+    with pytest.raises(ValueError, match="below the 12 seeds"):
+        forgetbench.decide(frame, max_seeds=8)
+
+
+def test_the_decide_command_takes_the_budget_and_says_the_design(tmp_path, cli, capsys):
+    frame = pd.DataFrame(
+        {"method": ["a"] * 6 + ["b"] * 6, "seed": list(range(6)) * 2, "order": [0, 0, 0, 1, 2, 3] * 2,
+         "value": [0.1, 0.12, 0.11, 0.13, 0.1, 0.12, 0.2, 0.21, 0.19, 0.22, 0.2, 0.21]}
+    )  # fmt: skip
+    path = tmp_path / "table.csv"
+    frame.to_csv(path, index=False)
+    assert cli("decide", path, "--max-seeds", "20") == 0
+    printed = capsys.readouterr().out
+    assert "group-sequential paired t-tests" in printed and "up to the 20 seeds the rounds planned" in printed
+    assert cli("decide", path, "--max-seeds", "4") == 2
+    assert "max seeds: 4 is below the 6 seeds" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", [{"alpha": 0.0}, {"direction": "up"}, {"margin": -1.0}])
