@@ -253,7 +253,10 @@ def error_rates(params: Params, designs: tuple[Design, ...] = DESIGNS) -> dict[s
     most = max(design.looks[-1] for design in designs)
     cases = null_cases(rng, params, most)
     tables = real_tables()
-    out: dict[str, Any] = {"rates": {}, "per pair": {}}
+    out: dict[str, Any] = {"rates": {}, "per pair": {}, "skews": {}}
+    for family, table in tables.items():  # the real families' pairs: the skews the battery draws from
+        skews = [float(stats.skew(table[a] - table[b], bias=False)) for a, b in combinations(table.columns, 2)]
+        out["skews"][family] = [min(skews), max(skews)]
     for name, (d, theta) in cases.items():
         out["rates"][name] = {}
         for design in designs:
@@ -375,6 +378,12 @@ def lines(result: dict[str, Any]) -> list[str]:
     ]
     for case, row in rates.items():
         out.append("  " + f"{case:<62}" + "".join(f"{row[name]:>19.1%}" for name in designs))
+    out.append(
+        "the real families' pairs' skews: "
+        + ", ".join(
+            f"{family} {low:+.2f} to {high:+.2f}" for family, (low, high) in result["false claims"]["skews"].items()
+        )
+    )
     out.append("each named pair's own rate in its centred real family (its share of alpha: alpha / 10):")
     for family, by_design in result["false claims"]["per pair"].items():
         for label in next(iter(by_design.values())):
