@@ -433,7 +433,7 @@ def describe(
         sign = "<" if (decision.outcome == "less") == first_better else ">"
         interval = interval_text(low, high, digits)
         return (
-            f"{first} {sign} {second} by {_number(abs(diff), digits)} ({first} - {second} {interval} at {level}; "
+            f"{first} {sign} {second} by {_end(abs(diff), digits, (0.0,))} ({first} - {second} {interval} at {level}; "
             f"{p_said(decision.p_adjusted, adjusted=True)}, {seeds})"
         )
     interval = interval_text(low, high, digits, (0.0, -margin, margin))
