@@ -147,11 +147,13 @@ def expand_suite(suite: SuiteConfig, seeds: list[int] | None = None) -> list[Run
 
     Strategies with a ``tune`` are left out: their runs depend on the study's outcome (see
     :mod:`forgetbench.benchmark.run.tuning`); so are the pairs refused at config time and those outside a strategy
-    entry's ``scenarios`` (:func:`~forgetbench.benchmark.core.config.runs_on`).
+    entry's ``scenarios`` (:func:`~forgetbench.benchmark.core.config.runs_on`). With ``seeds: {start, max}`` each
+    run is round 0 of the rounds (its record says so).
     """
     refused = refused_pairs(suite)
+    first_round = 0 if suite.until_decided is not None else None  # the rounds' first seeds are round 0
     return [
-        RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device)
+        RunSpec(suite.name, scenario, variant, seed, suite.training, suite.device, round=first_round)
         for scenario in suite.scenarios
         for strategy in suite.strategies
         if strategy.tune is None and runs_on(scenario, strategy, refused)

@@ -532,8 +532,17 @@ def final_specs(suite: SuiteConfig, study: Study, summary: dict[str, Any], seeds
     if summary["chosen"] is None:
         return []
     entry = study.strategy.model_copy(update={"tune": None})
+    first_round = 0 if suite.until_decided is not None else None  # the rounds' first seeds are round 0
     return [
-        RunSpec(suite.name, study.scenario, strategy_variant(entry, point), seed, suite.training, suite.device)
+        RunSpec(
+            suite.name,
+            study.scenario,
+            strategy_variant(entry, point),
+            seed,
+            suite.training,
+            suite.device,
+            round=first_round,
+        )
         for point in final_points(study, summary["chosen"])
         for seed in (seeds if seeds is not None else suite.seeds)
     ]

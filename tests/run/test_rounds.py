@@ -38,6 +38,8 @@ def test_a_round_adds_seeds_to_the_undecided_pairs_strategies_and_their_naive(tm
     suite = resolve_config(_suite())
     assert suite.seeds == [0, 1, 2] and suite.until_decided is not None and suite.until_decided.max == 5
     first = expand_suite(suite)
+    assert {s.round for s in first} == {0}  # the first seeds are round 0 of the rounds, in their records too
+    assert {s.round for s in expand_suite(suite.model_copy(update={"until_decided": None}))} == {None}
     rounds = Rounds(suite, tmp_path, first, suite.until_decided)
     assert rounds.order == [0, 1, 2, 3, 4]
     added = rounds.next_round(
