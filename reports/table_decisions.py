@@ -30,28 +30,43 @@ class TableError(ValueError):
     """A table that cannot be decided: the column, row or value is named (one line; the CLI exits 2)."""
 
 
+def _shown(value: object) -> str:
+    """A cell as the table wrote it: ``0.5``, ``x``, ``empty``; never numpy's repr."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "empty"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    return repr(str(value)) if isinstance(value, str) else str(value)
+
+
 def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table, checked before any work: every refusal one line naming the column, row and value."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise TableError(
             f"missing column(s) {', '.join(missing)}; a table has {', '.join(REQUIRED)} (and optionally "
             f"{', '.join(OPTIONAL)}); it has {', '.join(map(str, frame.columns)) or 'none'}"
         )
-    frame = frame.copy()
+    frame = frame.copy().reset_index(drop=True)
+    blank = frame["method"].isna() | (frame["method"].astype(str).str.strip() == "")
+    if blank.any():
+        raise TableError(f"method: empty (row {int(np.argmax(blank)) + 1}); every row names its method")
     frame["scenario"] = frame["scenario"].astype(str) if "scenario" in frame.columns else "-"
     frame["method"] = frame["method"].astype(str)
+    if "order" in frame.columns:  # records written before the first seeds said round 0 left it blank: round 0
+        frame["order"] = frame["order"].where(frame["order"].notna(), 0)
     for column, kind in (("seed", "integer"), ("value", "number"), ("order", "integer")):
         if column not in frame.columns:
             continue
         numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = frame[numbers.isna() & frame[column].notna()] if column == "value" else frame[numbers.isna()]
-        if column != "value" and len(numbers) and not bad.empty:
-            raise TableError(f"{column}: {bad[column].iloc[0]!r} (row {bad.index[0] + 1}) is not an {kind}")
-        if column == "value" and not bad.empty:
-            raise TableError(f"value: {bad['value'].iloc[0]!r} (row {bad.index[0] + 1}) is not a number")
+        bad = numbers.isna() | ~np.isfinite(numbers.fillna(0.0))
+        if bad.any():
+            row = int(np.argmax(bad))
+            what = "a finite number" if column == "value" else f"an {kind}"
+            raise TableError(f"{column}: {_shown(frame[column][row])} (row {row + 1}) is not {what}")
         if column in ("seed", "order") and (numbers != numbers.round()).any():
-            row = frame[numbers != numbers.round()].index[0]
-            raise TableError(f"{column}: {frame[column][row]!r} (row {row + 1}) is not an {kind}")
+            row = int(np.argmax(numbers != numbers.round()))
+            raise TableError(f"{column}: {_shown(frame[column][row])} (row {row + 1}) is not an {kind}")
         frame[column] = numbers.astype(int) if column != "value" else numbers.astype(float)
     twice = frame[frame.duplicated(["scenario", "method", "seed"], keep=False)]
     if not twice.empty:
@@ -60,6 +75,16 @@ def _checked(frame: pd.DataFrame) -> pd.DataFrame:
             f"method {row['method']!r}, seed {row['seed']} appears {len(twice[(twice.method == row['method']) & (twice.seed == row['seed'])])} "
             "times: one value per method and seed (which one is right cannot be told)"
         )
+    methods = frame.groupby("scenario", sort=False).method.unique()
+    if frame.empty:
+        raise TableError("nothing to compare: the table has no rows")
+    if not any(len(m) >= 2 for m in methods):
+        if len(methods) == 1:
+            raise TableError(
+                f"nothing to compare: one method ({methods.iloc[0][0]}); a decision needs two on the same seeds"
+            )
+        listed = "; ".join(f"{scenario}: {', '.join(m)}" for scenario, m in list(methods.items())[:5])
+        raise TableError(f"nothing to compare: no scenario has two methods ({listed})")
     return frame
 
 
@@ -68,14 +93,16 @@ def decide(
     margin: float = 0.0,
     alpha: float = D.ALPHA,
     direction: Literal["lower", "higher"] = "lower",
-    baseline: str = NAIVE,
+    baseline: str | None = None,
     metric: str = "value",
     max_seeds: int | None = None,
 ) -> pd.DataFrame:
     """Every pair of every scenario's methods decided as one family per scenario (module docstring): the report's
     decisions frame (:data:`forgetbench.reports.decisions.COLUMNS`), in the values' own unit. The methods are
-    paired in the report's order: ``baseline`` first where present, then best first (``direction``: which is
-    better); ``first`` minus ``second`` is the difference each row decides."""
+    paired in the report's order: ``baseline`` first (``naive`` where present when none is named; a named one must be
+    a method of the table), then best first (``direction``: which is better); ``first`` minus ``second`` is the
+    difference each row decides. Every row is checked first: an empty or non-finite value, an empty method, a
+    seed or order that is not an integer, or a table with nothing to compare is refused, naming it."""
     if direction not in ("lower", "higher"):
         raise TableError(f"direction: {direction!r}; allowed: lower, higher")
     if not (0.0 < alpha < 0.5):
@@ -85,6 +112,10 @@ def decide(
     if max_seeds is not None and max_seeds < 1:
         raise TableError(f"max seeds: {max_seeds!r}; allowed: a whole number >= 1 (the rounds' planned most seeds)")
     frame = _checked(frame)
+    if baseline is not None and baseline not in set(frame.method):
+        methods = ", ".join(sorted(set(frame.method))[:10])
+        raise TableError(f"baseline: {baseline!r} is not a method of the table (its methods: {methods})")
+    baseline = NAIVE if baseline is None else baseline
     sequential = "order" in frame.columns
     most = int(frame.groupby(["scenario", "method"]).size().max()) if len(frame) else 0
     if sequential and max_seeds is not None and max_seeds < most:
@@ -95,10 +126,9 @@ def decide(
     out = []
     for scenario, group in frame.groupby("scenario", sort=False):
         values = {
-            str(method): {int(s): float(v) for s, v in zip(g.seed, g.value) if np.isfinite(v)}
+            str(method): {int(s): float(v) for s, v in zip(g.seed, g.value)}
             for method, g in group.groupby("method", sort=False)
         }
-        values = {m: v for m, v in values.items() if v}
         rounds = (
             {str(method): dict(zip(g.seed.astype(int), g.order.astype(int))) for method, g in group.groupby("method")}
             if "order" in group.columns

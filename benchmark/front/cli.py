@@ -170,7 +170,9 @@ def _add_decide(sub, data, progress, execution) -> None:
         help="which values are better (default lower): a claim names the better method first (A < B where lower is "
         "better, A > B where higher is); the decisions are the same either way",
     )
-    p.add_argument("--baseline", default="naive", help="the method compared first (default naive, where present)")
+    p.add_argument(
+        "--baseline", help="the method compared first, one of the table's (default: naive, where the table has it)"
+    )
     p.add_argument(
         "--max-seeds",
         type=_positive_int,

@@ -238,10 +238,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    """Decide every pair of a per-seed table (reports/table_decisions.py): sentences, and the table to --out."""
+    """Decide every pair of a per-seed table (reports/table_decisions.py): sentences, and the table to --out. Every
+    check, the output path's included, comes before the work; a stop signal ends it writing nothing."""
     from forgetbench.benchmark.core.store import atomic_write_bytes
     from forgetbench.reports.table_decisions import TableError, decide, read_table, sentences
 
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _check_decisions_out(Path(args.table), out)
     try:
         frame = decide(
             read_table(Path(args.table)),
@@ -253,12 +257,28 @@ def cmd_decide(args: argparse.Namespace) -> int:
         )
     except TableError as exc:
         raise ConfigError(f"{args.table}: {exc}") from None
+    except KeyboardInterrupt as exc:  # SIGTERM (StopRequested) or Ctrl-C: decide keeps no partial state
+        name = "a stop signal" if not str(exc) else str(exc)
+        print(f"forgetbench: decide stopped by {name}; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     for line in sentences(frame, args.alpha, direction=args.direction):
         print(line)
-    if args.out:
-        atomic_write_bytes(Path(args.out), frame.to_csv(index=False).encode())
-        print(f"Decisions: {args.out}")
+    if out is not None:
+        atomic_write_bytes(out, frame.to_csv(index=False).encode())
+        print(f"Decisions: {out}")
     return EXIT_OK
+
+
+def _check_decisions_out(table: Path, out: Path) -> None:
+    """--out must be a file path beside an existing folder, and not the table it decides."""
+    if out.exists() and table.exists() and out.resolve() == table.resolve():
+        raise ConfigError(f"--out: {out} is the table being decided; name another file for the decisions")
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a directory; name a file (decisions.csv)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        what = "is a file" if parent.exists() else "does not exist"
+        raise ConfigError(f"--out: {out}: its folder {parent} {what}")
 
 
 REPRODUCE_DIR = "configs/reproduce"

@@ -150,6 +150,73 @@ CASES: list[Case] = [
         ("decide", "{dir}/t.csv", "--alpha", "0.9"),
         "alpha: 0.9",
     ),
+    # --- issue 94: hostile tables, each refused before any work
+    (
+        "decide-empty-value",
+        {"t.csv": "method,seed,value\na,0,0.1\na,1,\nb,0,0.3\nb,1,0.2\n"},
+        ("decide", "{dir}/t.csv"),
+        "value: empty (row 2) is not a finite number",
+    ),
+    (
+        "decide-infinite-value",
+        {"t.csv": "method,seed,value\na,0,inf\nb,0,0.3\n"},
+        ("decide", "{dir}/t.csv"),
+        "value: inf (row 1) is not a finite number",
+    ),
+    (
+        "decide-empty-method",
+        {"t.csv": "method,seed,value\na,0,0.1\n,1,0.2\nb,0,0.3\n"},
+        ("decide", "{dir}/t.csv"),
+        "method: empty (row 2)",
+    ),
+    (
+        "decide-header-only",
+        {"t.csv": "method,seed,value\n"},
+        ("decide", "{dir}/t.csv"),
+        "nothing to compare: the table has no rows",
+    ),
+    (
+        "decide-one-method",
+        {"t.csv": "method,seed,value\na,0,0.1\na,1,0.2\n"},
+        ("decide", "{dir}/t.csv"),
+        "nothing to compare: one method (a)",
+    ),
+    (
+        "decide-one-method-per-scenario",
+        {"t.csv": "scenario,method,seed,value\ns1,a,0,0.1\ns2,b,0,0.2\n"},
+        ("decide", "{dir}/t.csv"),
+        "nothing to compare: no scenario has two methods (s1: a; s2: b)",
+    ),
+    (
+        "decide-float-seed",
+        {"t.csv": "method,seed,value\na,0.5,0.1\nb,0.5,0.2\n"},
+        ("decide", "{dir}/t.csv"),
+        "seed: 0.5 (row 1) is not an integer",
+    ),
+    (
+        "decide-unknown-baseline",
+        {"t.csv": "method,seed,value\na,0,0.1\nb,0,0.2\n"},
+        ("decide", "{dir}/t.csv", "--baseline", "nosuch"),
+        "baseline: 'nosuch' is not a method of the table (its methods: a, b)",
+    ),
+    (
+        "decide-out-is-the-table",
+        {"t.csv": "method,seed,value\na,0,0.1\nb,0,0.2\n"},
+        ("decide", "{dir}/t.csv", "--out", "{dir}/t.csv"),
+        "is the table being decided",
+    ),
+    (
+        "decide-out-under-a-file",
+        {"t.csv": "method,seed,value\na,0,0.1\nb,0,0.2\n"},
+        ("decide", "{dir}/t.csv", "--out", "{dir}/t.csv/d.csv"),
+        "is a file",
+    ),
+    (
+        "decide-out-a-directory",
+        {"t.csv": "method,seed,value\na,0,0.1\nb,0,0.2\n"},
+        ("decide", "{dir}/t.csv", "--out", "{dir}"),
+        "is a directory; name a file",
+    ),
     (
         "decide-max-seeds-below-the-table",
         {"t.csv": "method,seed,order,value\na,0,0,0.1\na,1,0,0.2\na,2,1,0.3\nb,0,0,0.3\nb,1,0,0.1\nb,2,1,0.2\n"},

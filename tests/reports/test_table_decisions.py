@@ -128,3 +128,17 @@ def test_bad_options_are_named(bad):
     frame = pd.DataFrame({"method": ["a", "b"], "seed": [0, 0], "value": [0.1, 0.2]})
     with pytest.raises(ValueError, match=next(iter(bad))):
         forgetbench.decide(frame, **bad)
+
+
+def test_a_blank_order_is_the_first_seeds_and_a_blank_value_is_refused():
+    """Records written before the first seeds said round 0 export a blank order: round 0. A blank value was
+    dropped, deciding the pair on fewer seeds unsaid: refused, naming the row."""
+    frame = pd.DataFrame(
+        {"method": ["a"] * 4 + ["b"] * 4, "seed": [0, 1, 2, 3] * 2, "order": [None, None, None, 1] * 2,
+         "value": [0.1, 0.12, 0.11, 0.13, 0.2, 0.21, 0.19, 0.22]}
+    )  # fmt: skip
+    (row,) = forgetbench.decide(frame).itertuples()
+    assert row.n == 4 and row.method == "sequential" and row.planned == 4
+    frame.loc[5, "value"] = float("nan")
+    with pytest.raises(ValueError, match=r"value: empty \(row 6\) is not a finite number"):
+        forgetbench.decide(frame)
