@@ -2,7 +2,7 @@
 
 ``write_report(folders)`` reads result folders, computes the tables of :mod:`forgetbench.reports.summary`,
 draws the figures of :mod:`forgetbench.reports.figures` and writes ``report.html`` plus ``summary.csv`` (and
-``comparisons.csv``, the paired differences against naive) next to it, each atomically.
+``comparisons.csv``, the paired differences against naive) into the results folder, each atomically.
 """
 
 from __future__ import annotations
@@ -343,10 +343,13 @@ def write_report(
     figures: Path | None = None,
     strategies: Sequence[str] | None = None,
 ) -> Path:
-    """Build the report and write it (default ``<first folder>/report.html``) with summary.csv beside it; the result
-    files it could not read are appended to ``skipped`` (path, why) when given; ``figures``: a folder to write every
-    figure into as a PNG as well (:func:`report_figures` names them); ``strategies``: only these labels' runs."""
+    """Build the report and write it (default ``<first folder>/report.html``, or ``out``: the one path the user
+    names) and its tables (summary.csv, comparisons.csv, decisions.csv, frontier.csv) into the first results folder,
+    whatever ``out`` is, so no other folder's tables are overwritten; the result files it could not read are
+    appended to ``skipped`` (path, why) when given; ``figures``: a folder to write every figure into as a PNG as well
+    (:func:`report_figures` names them); ``strategies``: only these labels' runs."""
     out = Path(out) if out else Path(folders[0]) / REPORT_FILE
+    tables = Path(folders[0])
     if out.is_dir():
         raise ReportError(f"-o/--output: {out} is a directory; give the report's file name, e.g. {out / REPORT_FILE}")
     blocking = file_in_the_way(out.parent)
@@ -359,13 +362,13 @@ def write_report(
     if skipped is not None:
         skipped.extend(report.skipped)
     files = {
-        out.parent / SUMMARY_FILE: report.summary.to_csv(index=False).encode(),
-        out.parent / COMPARISONS_FILE: report.comparisons.to_csv(index=False).encode(),
-        out.parent / DECISIONS_FILE: report.decisions.to_csv(index=False).encode(),
+        tables / SUMMARY_FILE: report.summary.to_csv(index=False).encode(),
+        tables / COMPARISONS_FILE: report.comparisons.to_csv(index=False).encode(),
+        tables / DECISIONS_FILE: report.decisions.to_csv(index=False).encode(),
         out: report.html.encode(),
     }
     if report.frontier is not None:
-        files[out.parent / FRONTIER_FILE] = report.frontier.to_csv(index=False).encode()
+        files[tables / FRONTIER_FILE] = report.frontier.to_csv(index=False).encode()
     with _stop_signals_held():  # one commit: every file written aside first, then all renamed (store.atomic_write_set)
         try:
             atomic_write_set(files)

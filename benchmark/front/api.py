@@ -202,7 +202,7 @@ class Results:
     def report(
         self, path: str | Path | None = None, command: str | None = None, figures: str | Path | None = None
     ) -> Path:
-        """Write the HTML report (default ``OUT/report.html``) with summary.csv and comparisons.csv beside it;
+        """Write the HTML report (default ``OUT/report.html``, or ``path``) and its tables (summary.csv, ...) into OUT;
         ``figures``: a folder to write each of its figures into as a PNG as well."""
         from forgetbench.reports.html import write_report
 

@@ -126,7 +126,11 @@ def _add_report(sub, data, progress, execution) -> None:
     p = sub.add_parser("report", help="write the HTML report and summary.csv of result folders")
     p.add_argument("results_dir", help="a `run --out` folder; the report goes here by default")
     p.add_argument("more_dirs", nargs="*", help="more result folders to include")
-    p.add_argument("-o", "--output", help="report file (default: RESULTS_DIR/report.html); summary.csv goes beside it")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="report file (default: RESULTS_DIR/report.html); its tables (summary.csv, ...) go into RESULTS_DIR",
+    )
     p.add_argument(
         "--figures",
         metavar="DIR",

@@ -231,7 +231,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"Skipped {len(skipped)} result file(s) that are not readable run records of this suite (each named above, and in "
             "the report)"
         )
-    print(f"Report: {path}\nSummary: {path.parent / 'summary.csv'}")
+    print(f"Report: {path}\nSummary: {ResultFolder(folders[0]) / 'summary.csv'}")
     if args.figures:
         print(f"Figures: {args.figures} (one PNG per figure of the report)")
     return EXIT_OK

@@ -207,4 +207,4 @@ def test_the_console_script_ends_a_reading_command_with_its_output_and_status_wh
     assert table.returncode == 0 and table.stdout.count("\n| pair |") == 2  # naive and ewc, the last line included
     report = console("report", str(results), "-o", str(tmp_path / "out" / "report.html"))
     assert report.returncode == 0 and "Report:" in report.stdout
-    assert (tmp_path / "out" / "report.html").stat().st_size > 10_000 and (tmp_path / "out" / "summary.csv").is_file()
+    assert (tmp_path / "out" / "report.html").stat().st_size > 10_000 and (results / "summary.csv").is_file()

@@ -136,8 +136,15 @@ def test_report_cli_writes_html_and_csv(cli, tmp_path, capsys):
     assert "forgetbench report" in (a / "report.html").read_text()
     out = tmp_path / "elsewhere" / "r.html"
     assert cli("report", a, "-o", out) == 0
-    assert out.exists() and (out.parent / "summary.csv").exists()
+    assert out.exists() and sorted(p.name for p in out.parent.iterdir()) == ["r.html"]  # the one path named
     assert not list(tmp_path.rglob("*.tmp"))
+    # -o into another results folder: its tables stay its own; this report's go into this report's folder
+    assert cli("report", b) == 0
+    tables = ("summary.csv", "comparisons.csv", "decisions.csv")
+    before = {name: (b / name).read_bytes() for name in tables}
+    assert cli("report", a, "-o", b / "a.html") == 0
+    assert {name: (b / name).read_bytes() for name in tables} == before and (b / "a.html").is_file()
+    assert set(pd.read_csv(a / "summary.csv").scenario) == {"pair"}
 
 
 def test_report_figures_writes_every_figure_of_the_report_as_the_png_it_embeds(cli, tmp_path, capsys):
