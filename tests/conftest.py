@@ -40,9 +40,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     setting ``item._nodeid``, which pytest 9.2 no longer reads (a node's id is ``item._id``), so every group was
     silently spread over the workers: two Ray clusters at once, one worker waiting on the other for the demo's run.
     The group goes into the id here as xdist writes it (``id@group``); tests/packaging/test_xdist_groups.py checks
-    that it holds."""
-    from _pytest.nodeid import NodeId
-
+    that it holds. No private pytest module is imported (an older pytest, as on a GPU machine's own Python, has
+    none of them): the id is rebuilt by its own type, or set where older pytests keep it (``_nodeid``)."""
     if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
@@ -50,7 +49,12 @@ def pytest_collection_modifyitems(config, items) -> None:
             str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")
         }
         if groups and item.nodeid.rfind("@") <= item.nodeid.rfind("]"):  # no suffix yet (xdist's own test for one)
-            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(groups))}")
+            grouped = f"{item.nodeid}@{'_'.join(sorted(groups))}"
+            node_id = getattr(item, "_id", None)
+            if node_id is not None and hasattr(type(node_id), "parse"):
+                item._id = type(node_id).parse(grouped)
+            else:
+                item._nodeid = grouped
 
 
 def pytest_report_header(config) -> str:
