@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -219,13 +220,52 @@ def import_plugins(modules: Any, where: str = "imports") -> None:
     if not isinstance(modules, list) or not all(isinstance(m, str) and m.strip() for m in modules):
         raise ConfigError(f"{where}: a list of module names (e.g. [my_strategies]), got {modules!r}")
     for module in modules:
+        _check_plugin_name(module, where)
         try:
             importlib.import_module(module)
+        except SystemExit as exc:  # not an Exception: it would end the command quietly, with the module's status
+            raise ConfigError(
+                f"{where}: importing {module!r} called sys.exit({exc.code!r}); a plug-in module registers components "
+                "when imported and must not exit"
+            ) from None
         except Exception as exc:  # a plug-in's own error is the user's to read, with its type
             raise ConfigError(
                 f"{where}: cannot import {module!r} ({type(exc).__name__}: {exc}); put {module}.py beside the suite "
                 "file, or name a module on PYTHONPATH or installed"
             ) from None
+        _check_plugin_origin(module, where)
+
+
+def _check_plugin_name(module: str, where: str) -> None:
+    """A module name, not a file path; and not one of Python's own modules, which an import finds first."""
+    if module.endswith(".py") or "/" in module or "\\" in module:
+        stem = Path(module).name.removesuffix(".py")
+        raise ConfigError(
+            f"{where}: {module!r} is a file path; name its module ({stem!r}), with {Path(module).name} beside the suite "
+            "file or on PYTHONPATH"
+        )
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names:
+        raise ConfigError(
+            f"{where}: {module!r} is a module of Python's standard library, which an import finds before any file of "
+            f"that name; give the plug-in module a name of its own (rename {top}.py)"
+        )
+
+
+def _check_plugin_origin(module: str, where: str) -> None:
+    """The module imported is the plug-in beside the suite, where one of that name is there: an installed module of
+    the same name would shadow it."""
+    from forgetbench.benchmark.core.references import searched_folders
+
+    loaded = getattr(sys.modules.get(module), "__file__", None)
+    top = module.split(".")[0]
+    for folder in searched_folders():
+        beside = Path(folder) / f"{top}.py"
+        if beside.is_file() and "." not in module and loaded and Path(loaded).resolve() != beside.resolve():
+            raise ConfigError(
+                f"{where}: {module!r} imported {loaded}, not {beside}: an installed module of that name shadows the "
+                "plug-in; rename the plug-in module"
+            )
 
 
 def resolve_config(raw: dict[str, Any]) -> SuiteConfig:

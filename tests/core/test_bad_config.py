@@ -271,6 +271,37 @@ CASES: list[Case] = [
         "label 'ewc' is used twice on one scenario",
     ),
     ("max-seeds-without-until-decided", {"suite": _suite()}, (*RUN, "--max-seeds", "9"), "--max-seeds / --seeds-step"),
+    # --- issue 94: plug-ins at import
+    (
+        "imports-a-module-that-exits-0",
+        {"suite": _suite(imports=["exiting"]), "exiting.py": b"import sys\nsys.exit(0)\n"},
+        RUN,
+        "imports: importing 'exiting' called sys.exit(0)",
+    ),
+    (
+        "imports-a-module-that-exits-3",
+        {"suite": _suite(imports=["exiting_3"]), "exiting_3.py": b"import sys\nsys.exit(3)\n"},
+        ("validate", "{suite}"),
+        "imports: importing 'exiting_3' called sys.exit(3)",
+    ),
+    (
+        "imports-a-standard-library-name",
+        {"suite": _suite(imports=["json"]), "json.py": b"X = 1\n"},
+        RUN,
+        "imports: 'json' is a module of Python's standard library",
+    ),
+    (
+        "imports-an-installed-name",
+        {"suite": _suite(imports=["yaml"]), "yaml.py": b"X = 1\n"},
+        RUN,
+        "an installed module of that name shadows the plug-in",
+    ),
+    (
+        "imports-a-file-path",
+        {"suite": _suite(imports=["p_good.py"]), "p_good.py": b"X = 1\n"},
+        RUN,
+        "imports: 'p_good.py' is a file path; name its module ('p_good')",
+    ),
     (  # a study file truncated after a SIGKILL: named, with the two ways out
         "storage-study-file-corrupt",
         {"suite": _TUNED, "out/tuning/study.db": b"SQLite format 3\x00" + b"\x17" * 3000},
