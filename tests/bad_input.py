@@ -160,7 +160,9 @@ def _materialise(tmp_path: Path, files: dict[str, Any]) -> dict[str, str]:
 
 
 def _snapshot(folder: Path) -> set[Path]:
-    return set(folder.rglob("*")) if folder.exists() else set()
+    """What a row's folder holds, but Python's own bytecode cache (a plug-in module a row imports gets one)."""
+    found = set(folder.rglob("*")) if folder.exists() else set()
+    return {p for p in found if "__pycache__" not in p.parts}
 
 
 def check_refused(files: dict[str, Any], argv: tuple[str, ...], field: str, tmp_path: Path, capsys: Any) -> None:

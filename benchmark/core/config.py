@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ValidationError
 
 from forgetbench.benchmark.core.grid import combination_label, combinations, grid_axes
-from forgetbench.benchmark.core.references import add_search_folder
+from forgetbench.benchmark.core.references import add_search_folder, searched_folders
 from forgetbench.benchmark.core.components import SCENARIOS, STRATEGIES
 from forgetbench.benchmark.core.registry import Registry, UnknownNameError, did_you_mean, strength_params
 from forgetbench.benchmark.core.training import EXECUTION_KEYS, Seed, TrainingConfig  # noqa: F401  (re-exported)
@@ -255,8 +255,6 @@ def _check_plugin_name(module: str, where: str) -> None:
 def _check_plugin_origin(module: str, where: str) -> None:
     """The module imported is the plug-in beside the suite, where one of that name is there: an installed module of
     the same name would shadow it."""
-    from forgetbench.benchmark.core.references import searched_folders
-
     loaded = getattr(sys.modules.get(module), "__file__", None)
     top = module.split(".")[0]
     for folder in searched_folders():

@@ -4,14 +4,18 @@ specs, the seeding and device, and the record a run starts from (or a worker's f
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata
+import importlib.util
 import platform
 import random
+import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -139,6 +143,9 @@ class RunSpec:
             if self.prune.points:
                 prune.update(points=self.prune.points, inside=[list(row) for row in self.prune.inside])
             resolved["prune"] = prune
+        sources = plugin_sources(self)
+        if sources:  # a plug-in's code is part of what the run computes (built-in runs keep their config as it was)
+            resolved["sources"] = sources
         return resolved
 
 
@@ -215,6 +222,75 @@ def _cpu_name() -> str:
 @functools.lru_cache(maxsize=1)
 def _distributions_of_packages() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()  # scans every installed distribution: once per process
+
+
+_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")  # module.path:attribute
+
+
+def _referenced_modules(value: Any) -> Iterator[str]:
+    """The module of every ``module.path:attribute`` reference in a component's params (nested ones too)."""
+    if isinstance(value, str) and _REFERENCE.match(value):
+        yield value.partition(":")[0]
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _referenced_modules(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _referenced_modules(item)
+
+
+def _plugin_file(module: str) -> Path | None:
+    """The source file of ``module`` where it is a plug-in's own (not forgetbench's, Python's or an installed
+    distribution's, which the environment's versions pin); None otherwise."""
+    top = module.split(".")[0]
+    if top == "forgetbench" or top in sys.stdlib_module_names or top in _distributions_of_packages():
+        return None
+    origin = getattr(sys.modules.get(module), "__file__", None)
+    if origin is None:
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            return None
+        origin = found.origin if found is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+_SOURCE_DIGESTS: dict[tuple[str, int], str] = {}  # (module, id of the module object) -> its source's digest
+
+
+def _source_digest(module: str) -> str | None:
+    """The first 16 hex digits of the SHA-256 of ``module``'s source, read once per loaded module: the code this
+    process runs, even if the file changes after the import (a module not yet imported: the file as it is)."""
+    path = _plugin_file(module)
+    if path is None:
+        return None
+    loaded = sys.modules.get(module)
+    key = (module, id(loaded))
+    if loaded is not None and key in _SOURCE_DIGESTS:
+        return _SOURCE_DIGESTS[key]
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+    if loaded is not None:
+        _SOURCE_DIGESTS[key] = digest
+    return digest
+
+
+def plugin_sources(spec: "RunSpec") -> dict[str, str]:
+    """Module -> a digest of its source, for every plug-in module whose code the run executes directly: the module
+    that registered its scenario or strategy (``imports:``, ``--import``) and every module a ``module:attr``
+    reference in their params names (a custom model, data or supernet). Part of the run's resolved config, so a
+    plug-in edited between two runs into one folder reruns the runs it touches (their old records set aside) and
+    the plan refuses a record of another version, naming the module; what those modules import in turn is not
+    read. Empty for built-in components and installed plug-ins (their versions are in the environment)."""
+    modules: set[str] = set()
+    for registry, component in ((SCENARIOS, spec.scenario), (STRATEGIES, spec.strategy)):
+        if component.name in registry:
+            modules.add(registry.get(component.name).factory.__module__)
+        modules.update(_referenced_modules(component.params))
+    digests = {module: _source_digest(module) for module in sorted(modules)}
+    return {module: digest for module, digest in digests.items() if digest is not None}
 
 
 def plugin_distributions(spec: "RunSpec") -> str:

@@ -101,3 +101,33 @@ def test_the_import_option_lists_a_plug_in_and_perf_measures_it_at_its_params(us
         "strategies=[{name: walk, params: {walk_lamda: 5.0}}]",
     )  # fmt: skip
     assert wrong.returncode == 2 and "walk_lamda" in wrong.stderr
+
+
+@pytest.mark.slow  # four runs and a second suite run: about 20 s here
+def test_a_plugin_edited_between_two_runs_reruns_its_runs_and_sets_the_old_aside(user_folder, tmp_path):
+    """Issue 94: a module named in ``imports:`` edited between two runs into one folder kept its stale numbers (0
+    executed, 2 skipped, ``plugins: none``). The module's source is in each run's config now: the second run reruns
+    the plug-in's runs (naive's stay), their records equal a fresh run's on the edited module, and the first run's
+    records are moved aside, never deleted."""
+    suite = tiny_suite(
+        strategies=[{"name": "naive"}, {"name": "walk", "params": {"walk_lambda": 50.0}}], imports=["my_strategies"]
+    )
+    (user_folder / "suite.yaml").write_text(yaml.safe_dump(suite))
+    out = tmp_path / "out"
+    first = _cli(user_folder, "run", "suite.yaml", "--out", str(out), "--no-report")
+    assert first.returncode == 0, first.stderr[-3000:]
+    walk = sorted((out / "runs").glob("*walk*/result.json"))
+    before = {p.parent.name: json.loads(p.read_text()) for p in walk}
+    assert all(set(r["config"]["sources"]) == {"my_strategies"} for r in before.values())
+    (user_folder / "my_strategies.py").write_text(PLUGIN.replace("OnlineQuadratic(0.9)", "OnlineQuadratic(0.1)"))
+    second = _cli(user_folder, "run", "suite.yaml", "--out", str(out), "--no-report")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"{len(walk)} run(s) executed, {len(walk)} skipped" in second.stdout, second.stdout[-2000:]
+    fresh = tmp_path / "fresh"
+    assert _cli(user_folder, "run", "suite.yaml", "--out", str(fresh), "--no-report").returncode == 0
+    for name, old in before.items():
+        now = json.loads((out / "runs" / name / "result.json").read_text())
+        again = json.loads((fresh / "runs" / name / "result.json").read_text())
+        assert now["config"]["sources"] != old["config"]["sources"] and now["config"] == again["config"]
+        assert now["accuracy_matrix"] == again["accuracy_matrix"]
+        assert (out / "set_aside" / name / "result.json").is_file()
