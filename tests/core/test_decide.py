@@ -271,12 +271,15 @@ def _slow_past_20(design: M.Design) -> object:
 def test_the_tool_s_own_families_keep_alpha(tables, design):
     """Each scenario's five methods centred to one mean, seeds drawn with their methods together (the real shapes,
     ties and dependence of its ten pairs), and the same symmetrised (each seed's row of differences given a random
-    sign): any false claim at most alpha, at 5, 10 and 20 fixed seeds and under rounds of 1 and 24 seeds."""
+    sign; up to 20 seeds here, every design in the perf measurement): any false claim at most alpha, at 5, 10 and 20
+    fixed seeds and under rounds of 1 and 24 seeds."""
     rng = np.random.default_rng(20261128)
     for name, table in tables.items():
         d, theta = M.family_draws(rng, table, (SIMS, design.looks[-1]), centred=True)
         false = M.decide_sequences(d, design, MARGIN, ALPHA).false(theta, MARGIN)
         assert _not_above(false), (name, design.name, false.mean())
+        if design.most > 20:  # the symmetrised families under rounds to 50: perf's measurement (half a minute)
+            continue
         signs = rng.choice((-1.0, 1.0), (SIMS, 1, design.looks[-1]))
         false = M.decide_sequences(d * signs, design, MARGIN, ALPHA).false(theta, MARGIN)
         assert _not_above(false), (name, "symmetrised", design.name, false.mean())
@@ -297,6 +300,8 @@ def test_synthetic_nulls_keep_alpha(design):
         "margin": (M.on_grid(rng, 0.0, 0.01, shape) + means[None, :, None], means),
     }
     for name, (d, theta) in cases.items():
+        if design.most > 20 and name in ("grid 2", "t3"):  # under rounds to 50 the two closest to the edge only
+            continue
         false = M.decide_sequences(d, design, MARGIN, ALPHA).false(theta, MARGIN)
         assert _not_above(false), (name, false.mean())
 
