@@ -11,6 +11,8 @@ line with ``{name}`` standing for that file's path and ``{out}`` for the output 
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from forgetbench.benchmark.core import references
 from forgetbench.benchmark.front.cli import main
 from conftest import tiny_suite
 from byo_fixtures import tiny_supernet_params
@@ -173,11 +176,20 @@ def check_refused(files: dict[str, Any], argv: tuple[str, ...], field: str, tmp_
         out.mkdir()  # `-o` at an existing directory
     before = _snapshot(tmp_path)
     args = [a.format(out=out, **paths) for a in argv]
+    # a suite's folder joins sys.path and PYTHONPATH (its plug-ins, for the workers): a row's json.py or yaml.py
+    # there would shadow the real modules for every later test and subprocess of this worker
+    path, pythonpath, searched = list(sys.path), os.environ.get("PYTHONPATH"), list(references._SEARCHED)
     started = time.perf_counter()
     try:
         status = main(args)
     except SystemExit as exc:  # argparse usage errors exit 2 themselves
         status = exc.code
+    finally:
+        sys.path[:], references._SEARCHED[:] = path, searched
+        if pythonpath is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = pythonpath
     seconds = time.perf_counter() - started
     err = capsys.readouterr().err
     assert status == 2, err

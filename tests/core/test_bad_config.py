@@ -286,7 +286,7 @@ CASES: list[Case] = [
     ),
     (
         "imports-a-standard-library-name",
-        {"suite": _suite(imports=["json"]), "json.py": b"X = 1\n"},
+        {"suite": _suite(imports=["json"])},
         RUN,
         "imports: 'json' is a module of Python's standard library",
     ),
