@@ -84,11 +84,11 @@ class Timing(_Part):
 
 
 class SeedBatch(_Part):
-    """How a run of a batch of seeds ran (:mod:`forgetbench.benchmark.run.batched`): trained with ``seeds`` (its own
-    included) as one stacked model, or alone, one seed after another, for the reason ``alone`` says."""
+    """How a run ran (:mod:`forgetbench.benchmark.run.batched`): trained with ``seeds`` (its own included) as one
+    stacked model, or alone for the reason ``alone`` says (set on every record a suite trained)."""
 
     seeds: list[int] | None = None  # the seeds it trained with as one stacked model, its own included
-    alone: str | None = None  # why its batch was refused, so that each of its seeds trained alone
+    alone: str | None = None  # why it trained alone: its batch refused, batching off, no other seed of its run
 
 
 class TurnAccuracy(_Part):

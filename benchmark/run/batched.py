@@ -88,8 +88,8 @@ def model_refusal(model: nn.Module) -> str | None:
             return f"{name} takes one input feature: its run multiplies its gradient by a vector kernel of its own"
         if type(module) is not nn.Linear and list(module.parameters(recurse=False)):
             return (
-                f"{name or 'the model'} ({type(module).__name__}) holds parameters only nn.Linear layers stack to "
-                "each seed's own numbers"
+                f"{name or 'the model'} ({type(module).__name__}) holds parameters of its own, and only nn.Linear "
+                "layers are stacked so that every seed keeps its own numbers exactly"
             )
     buffers = [name for name, _ in model.named_buffers()]
     if buffers:

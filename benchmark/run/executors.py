@@ -57,6 +57,8 @@ class Job:
     cache_dir: Path | None = None  # the results folder whose ground-truth cache the run may use
     # a batch (one task): one run's seeds trained as one stacked model (run.batched); spec is the first member's
     members: tuple["Job", ...] = ()
+    # a run that trains alone: why it is not in a batch of its run's seeds (its record's ``batch.alone``)
+    alone: str | None = None
 
     @property
     def jobs(self) -> tuple["Job", ...]:

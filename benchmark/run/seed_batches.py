@@ -10,7 +10,7 @@ refuse (a model with dropout, a strategy with its own training loop), and those 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
     from forgetbench.benchmark.run.spec import RunSpec
@@ -84,10 +84,28 @@ def seed_groups(
     return [members[start : start + size] for members in groups.values() for start in range(0, len(members), size)]
 
 
-def seed_batches(jobs: Sequence[Job], refused: set[str] | frozenset[str] = frozenset()) -> list[Job]:
+BATCHING_OFF = "batch_seeds is off (run --batch-seeds off): each seed trains alone"
+
+
+def seed_batches(jobs: Sequence[Job], refused: Mapping[str, str] | None = None) -> list[Job]:
     """``jobs`` with each run's seeds (two or more, the same results folder, no reason to refuse) grouped into batch
-    jobs of at most :data:`MAX_SEEDS` (:func:`seed_groups`); every other job as it was. ``refused``: the
-    :func:`batch_key` of runs whose batch was refused before (their seeds then spread over the workers)."""
+    jobs of at most :data:`MAX_SEEDS` (:func:`seed_groups`); every other job as it was, with why it trains alone
+    (``alone``). ``refused``: the :func:`batch_key` of runs whose batch was refused before (their seeds then spread
+    over the workers), each with the batch's reason."""
+    refused = refused or {}
     places = [None if job.members or job.checkpoint is not None else str(job.cache_dir) for job in jobs]
-    groups = seed_groups([job.spec for job in jobs], places, refused=refused)
-    return [seed_batch([jobs[i] for i in group]) if len(group) > 1 else jobs[group[0]] for group in groups]
+    groups = seed_groups([job.spec for job in jobs], places, refused=frozenset(refused))
+    return [
+        seed_batch([jobs[i] for i in group])
+        if len(group) > 1
+        else dataclasses.replace(jobs[group[0]], alone=_alone_reason(jobs[group[0]].spec, refused))
+        for group in groups
+    ]
+
+
+def _alone_reason(spec: RunSpec, refused: Mapping[str, str]) -> str:
+    """Why a run that :func:`seed_groups` left on its own trains alone."""
+    earlier = refused.get(batch_key(spec))
+    if earlier is not None:
+        return f"its run's batch was refused earlier in this invocation: {earlier}"
+    return batch_refusal(spec) or "no other seed of its run trains in this invocation"

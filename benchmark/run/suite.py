@@ -9,6 +9,7 @@ stopped and no temporary or partial file is left.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -25,10 +26,10 @@ from forgetbench.benchmark.core import plan, stop, store
 from forgetbench.benchmark.core.plan import PlannedRun
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.core.children import available_cores
-from forgetbench.benchmark.run.seed_batches import batch_key, seed_batches
+from forgetbench.benchmark.run.seed_batches import BATCHING_OFF, batch_key, seed_batches
 from forgetbench.benchmark.run.executors import Executor, Job, make_executor, resolve_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
-from forgetbench.benchmark.core.record import RunRecord
+from forgetbench.benchmark.core.record import RunRecord, SeedBatch
 from forgetbench.benchmark.core.metric_registry import registered_metrics
 from forgetbench.benchmark.core.references import searched_folders
 from forgetbench.benchmark.run.spec import RunSpec, expand_suite, failure_record
@@ -110,7 +111,7 @@ class _Driver:
     ):
         self.executor, self.out, self.outcome = executor, out, outcome
         self.batch_seeds = batch_seeds  # one run's seeds in a batch train as one stacked model (run.batched)
-        self.refused_batches: set[str] = set()  # runs whose seeds' batch was refused: their seeds go apart now
+        self.refused_batches: dict[str, str] = {}  # runs whose seeds' batch was refused (the reason): apart now
         self.bar, self.retries, self.fresh = bar, retries, fresh
         self.loggers, self.suite_name = list(loggers or []), suite_name
         self.exploring: set[str] = set()  # runs of OUT/runs that explore, not asked for: a tuned point's neighbours
@@ -153,7 +154,10 @@ class _Driver:
             retry = []
             last = attempt == self.retries + 1
             planned = [job for _, job in jobs.values()]
-            jobs_now = self._longest_first(seed_batches(planned, self.refused_batches)) if self.batch_seeds else planned
+            if self.batch_seeds:
+                jobs_now = self._longest_first(seed_batches(planned, self.refused_batches))
+            else:
+                jobs_now = [dataclasses.replace(job, alone=BATCHING_OFF) for job in planned]
             for job, record in self.executor.execute(jobs_now):
                 folder = jobs[job.key][0]
                 if attempt > 1:
@@ -201,6 +205,9 @@ class _Driver:
                 store.atomic_write_bytes(plan.plan_path(folder), plan.plan_bytes(grown, last))
 
     def _finish(self, folder: Path, job: Job, record: RunRecord) -> None:
+        refusal = record.batch.alone if record.batch is not None else None  # its batch's, said once below
+        if record.batch is None and job.alone is not None:
+            record.batch = SeedBatch(alone=job.alone)
         results = store.ResultFolder(folder)
         path = results.record_path(job.spec.run_id)
         try:
@@ -234,11 +241,10 @@ class _Driver:
         self.outcome.ran.append(job.spec.run_id)
         if self._count(folder, job.spec.run_id, record.status) == "failed":
             self.bar.write(f"run {job.spec.run_id} {record.status}: {record.error}")
-        alone = record.batch.alone if record.batch is not None else None
-        if alone is not None and batch_key(job.spec) not in self.refused_batches:  # once: its seeds now go apart
-            self.refused_batches.add(batch_key(job.spec))
+        if refusal is not None and batch_key(job.spec) not in self.refused_batches:  # once: its seeds now go apart
+            self.refused_batches[batch_key(job.spec)] = refusal
             where = f"{job.spec.scenario.display_name} / {job.spec.strategy.display_name}"
-            self.bar.write(f"runs {where}: each seed ran alone, not batched with its other seeds: {alone}")
+            self.bar.write(f"runs {where}: each seed ran alone, not batched with its other seeds: {refusal}")
         for warning in record.warnings or []:
             self.bar.write(f"run {job.spec.run_id}: {warning}")
         if self.eta is not None:

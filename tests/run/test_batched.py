@@ -244,6 +244,10 @@ def test_a_batch_that_cannot_be_stacked_runs_each_seed_alone_and_says_why(tmp_pa
     assert "draws at random" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)))
     assert "buffers" in model_refusal(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2, affine=False)))
     assert "Conv2d" in model_refusal(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()))
+    assert model_refusal(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))) == (
+        "1 (BatchNorm1d) holds parameters of its own, and only nn.Linear layers are stacked so that every seed keeps "
+        "its own numbers exactly"
+    )
     assert "one input feature" in model_refusal(nn.Sequential(nn.Linear(2, 1), nn.Linear(1, 2)))
 
 
@@ -362,7 +366,33 @@ def test_only_one_runs_seeds_form_a_batch():
         [specs[3].run_id],
         ["two_model__ewc__seed9"],
     ]
-    assert [len(job.jobs) for job in seed_batches(jobs, refused={_key(specs[0])})] == [1, 1, 1, 1]
+    apart = seed_batches(jobs, refused={_key(specs[0]): "why"})
+    assert [len(job.jobs) for job in apart] == [1, 1, 1, 1]
+    assert [job.alone for job in apart] == ["its run's batch was refused earlier in this invocation: why"] * 3 + [
+        "no other seed of its run trains in this invocation"
+    ]
+
+
+def test_every_record_that_trained_alone_says_why(tmp_path):
+    """``batch.alone`` on each record whose seed trained alone: batching off, a refusal read off the spec, a run of
+    one seed; a batched record names its batch instead."""
+    import forgetbench
+    from forgetbench.benchmark.run.seed_batches import BATCHING_OFF
+
+    from conftest import tiny_suite
+
+    def batches(name: str, **overrides) -> dict[str, dict]:
+        records = forgetbench.run_suite(tiny_suite(**overrides), out=tmp_path / name, progress=False).records
+        return {r.run_id: r.batch.model_dump(exclude_none=True) if r.batch else None for r in records}
+
+    assert set(map(str, batches("off", seeds=[0, 1], batch_seeds=False).values())) == {str({"alone": BATCHING_OFF})}
+    equal_sizes = [{"name": "split", "params": SCENARIOS["split"]}]  # each seed's split the same size: it batches
+    on = batches("on", seeds=[0, 1], scenarios=equal_sizes)
+    assert set(map(str, on.values())) == {str({"seeds": [0, 1]})}
+    one = batches("one", seeds=[0])
+    assert list(one.values()) == [{"alone": "no other seed of its run trains in this invocation"}]
+    threads = batches("threads", seeds=[0, 1], training=tiny_suite()["training"] | {"threads": 2})
+    assert all("training.threads is 2" in batch["alone"] for batch in threads.values())
 
 
 def test_the_driver_starts_the_jobs_expected_to_take_longest_first():
