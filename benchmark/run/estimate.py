@@ -6,6 +6,9 @@ references of its trials, its trials (budget x trial seeds) and its final runs (
 and each neighbour); with ``seeds: {start, max}`` the rounds' runs (up to, if no pair is ever decided). Runs already
 complete in the results folder are counted as done.
 
+**Before any timing** every distinct (scenario, strategy) is built once as the runner builds it, nothing trained: a
+factory or strategy that raises is refused in seconds (exit 2), not after the pairs timed before it.
+
 **The time** of a run is measured, not guessed: for each distinct (scenario, strategy) the runner executes two runs
 of it as planned but with a step budget a turn (:func:`probe_steps`: the real scenario, model, strategy and device,
 through the runner's own pipeline, on the torch threads every executor gives a run; nothing is written). A line
@@ -52,14 +55,14 @@ from pathlib import Path
 
 from forgetbench.benchmark.core import store
 from forgetbench.benchmark.core.children import available_cores
-from forgetbench.benchmark.core.config import SuiteConfig
+from forgetbench.benchmark.core.config import ConfigError, SuiteConfig
 from forgetbench.benchmark.core.units import format_bytes
 from forgetbench.benchmark.run import tuning
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.run.assemble import seeded_scenario
 from forgetbench.benchmark.run.executors import run_threads, torch_threads
 from forgetbench.benchmark.run.batched import run_seeds
-from forgetbench.benchmark.run.runner import run
+from forgetbench.benchmark.run.runner import build_problem, run
 from forgetbench.benchmark.run.seed_batches import MAX_SEEDS, seed_groups
 from forgetbench.benchmark.run.schedule import turn_steps
 from forgetbench.benchmark.run.planned import planned_runs
@@ -285,6 +288,7 @@ def estimate(
             distinct.setdefault(key, spec)
             planned[key] = planned.get(key, 0) + 1
     runs = sum(planned.values())
+    _check_builds(distinct, data_root)
     warm_up = 0.0
     batched_pairs = {  # the pairs some of whose planned seeds train as one batch: timed as a batch too
         (batch[0].scenario.display_name, batch[0].strategy.name)
@@ -331,6 +335,17 @@ def estimate(
     result.memory_bytes = _resident_bytes()
     result.timing_seconds = time.perf_counter() - begun
     return result
+
+
+def _check_builds(distinct: dict[tuple[str, str], RunSpec], data_root: Path) -> None:
+    """Every pair's scenario and strategy built once, nothing trained, before any is timed: a factory or strategy
+    that raises is refused in the seconds a build takes, not after the pairs timed before it."""
+    for (scenario, strategy), spec in distinct.items():
+        problem = build_problem(spec, data_root)
+        if problem is not None:
+            raise ConfigError(
+                f"--estimate: {scenario} / {strategy} cannot be built ({problem}); every run of it would fail"
+            )
 
 
 class _Load:

@@ -98,6 +98,20 @@ def run(
     return record
 
 
+def build_problem(spec: RunSpec, data_root: Path) -> str | None:
+    """What raises when the run's scenario, model, harness and strategy are built as :func:`run` builds them,
+    nothing trained (None: they build): a check that costs a build, not a run."""
+    device = resolve_device(spec.device)
+    record = new_record(spec, device)
+    try:
+        scenario = scenario_of(spec, data_root, record)
+        model = scenario.model.to(device)
+        build_run_strategy(spec, scenario, model, device, harness_of(spec, scenario, record, device, None, None))
+    except Exception as exc:  # noqa: BLE001 - whatever the user's code raises is the answer
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
 def _execute(
     spec: RunSpec,
     data_root: Path,

@@ -271,6 +271,32 @@ CASES: list[Case] = [
         ("run", "{suite}", "--out", "{out}", "--estimate", "--data-root", "{dir}/no-data"),
         "dataset 'mnist' not found under data root",
     ),
+    # --- issue 94 item 8: the estimate builds every pair before it times any (the raising one listed last, where the
+    # timing's budget ran out before it: exit 0 and its runs priced at the others' cost)
+    (
+        "estimate-a-strategy-that-raises-when-built",
+        {
+            "suite": _suite(
+                seeds=list(range(10)),
+                imports=["estimate_raising_strategy"],
+                strategies=[{"name": "naive"}, {"name": "ewc"}, {"name": "si"}, {"name": "estimate_raises"}],
+            ),
+            "estimate_raising_strategy.py": (
+                "from forgetbench.strategies import StrategyParams, register_strategy\n"
+                "@register_strategy('estimate_raises', params=StrategyParams)\n"
+                "def build(ctx, params):\n"
+                "    raise RuntimeError('the licence file is missing')\n"
+            ),
+        },
+        ("run", "{suite}", "--out", "{out}", "--estimate"),
+        "--estimate: split / estimate_raises cannot be built (RuntimeError: the licence file is missing)",
+    ),
+    (
+        "estimate-a-model-factory-that-raises",
+        {"suite": _custom(model="byo_fixtures:raising_model")},
+        ("run", "{suite}", "--out", "{out}", "--estimate"),
+        "model byo_fixtures:raising_model raised RuntimeError",
+    ),
     (
         "report-folder-rounds-not-a-record",
         {"results/runs/r/result.json": json.dumps(_RECORD), "results/rounds.json": '{"rule": 5}'},
