@@ -240,6 +240,7 @@ def build_report(
                 options,
                 chosen,
                 t.methods,
+                missing=sum(run.scenario == name for run in scan.missing),
             )
             for name in t.order
         ]
@@ -259,7 +260,7 @@ def build_report(
         title=f"forgetbench report: {', '.join(sorted({r.suite for r in records}))}",
         scenarios=scenarios,
         glossary=[m for m in METRICS.values() if m.key in set(t.table.metric)],
-        n_runs=len(records),
+        n_runs=len(records) + len(scan.missing),  # a planned run with no record is not ok: never "N of N"
         n_ok=sum(has_results(r) for r in records),
         problems=t.problems.to_dict("records"),
         skipped=[{"path": str(path), "reason": reason} for path, reason in scan.skipped],

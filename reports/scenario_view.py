@@ -132,17 +132,19 @@ def scenario_view(
     options: DC.DecisionOptions | None = None,
     emphasised: AbstractSet[str] = frozenset(),
     methods: list[str] | None = None,
+    missing: int = 0,
 ) -> ScenarioView:
     """One scenario's section of the report, in the order it reads: who ran, the tables, the comparisons with
     naive, the verdict, the problems, the figures, attribution, adapters. The figures are submitted to ``easel``
-    (drawn here when none is given) and read by :func:`finish_figures`."""
+    (drawn here when none is given) and read by :func:`finish_figures`. ``missing``: its planned runs with no
+    record (not ok, in the runs' count)."""
     from forgetbench.reports import figures as F  # matplotlib imports only when drawing
 
     easel = easel or InProcess()
 
     mine = [r for r in records if r.scenario.label == name]
     naive, refs = roles(records, name)
-    view = _header(name, mine, naive, lean)
+    view = _header(name, mine, naive, lean, missing)
     t = table[table.scenario == name]
     metric, winner = decided_lowest(long[long.scenario == name], naive, refs, options)
     matched = points is not None and len(points) and has_frontier(points, name)  # decided at matched plasticity
@@ -170,13 +172,16 @@ def finish_figures(view: ScenarioView) -> ScenarioView:
     return view
 
 
-def _header(name: str, mine: list[RunRecord], naive: str | None, lean: AbstractSet[str]) -> ScenarioView:
+def _header(
+    name: str, mine: list[RunRecord], naive: str | None, lean: AbstractSet[str], missing: int = 0
+) -> ScenarioView:
     ok = [r for r in mine if has_results(r)]
     view = ScenarioView(
         name=name,
         anchor="s-" + "".join(c if c.isalnum() else "-" for c in name),
         runs_ok=len(ok),
-        runs_total=len(mine),
+        runs_total=len(mine) + missing,
+        runs_missing=missing,
         seeds=sorted({r.seed for r in mine}, key=str),
         naive=naive,
         scenario_type=next((r.scenario_type for r in mine if r.scenario_type), None),

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from forgetbench.benchmark.core.store import ResultFolder
+from forgetbench.benchmark.core.store import MissingRun, ResultFolder
 from forgetbench.benchmark.core import metrics as run_metrics
 from forgetbench.benchmark.core.calibration import median_ratio
 from forgetbench.benchmark.core.metric_registry import METRICS
@@ -178,11 +178,16 @@ def _mean_std(metric: str, row: pd.Series | None) -> str:
 
 
 def zoo_frame(
-    records: Sequence[RunRecord], folders: Sequence[Path] = (), memory: bool = True, versus_naive: bool = False
+    records: Sequence[RunRecord],
+    folders: Sequence[Path] = (),
+    memory: bool = True,
+    versus_naive: bool = False,
+    missing: Sequence[MissingRun] = (),
 ) -> pd.DataFrame:
-    """Per (scenario, strategy) in the suite's order: runs ok / all, ACC, forgetting, LA (points, mean +- std over
-    the ok seeds), train seconds and (``memory``) the regularizer's bytes; with ``versus_naive``, forgetting's
-    paired difference against naive over the seeds (points, p of the two-sided paired t-test)."""
+    """Per (scenario, strategy) in the suite's order: runs ok / all (``missing``: planned runs with no record, in
+    the all), ACC, forgetting, LA (points, mean +- std over the ok seeds), train seconds and (``memory``) the
+    regularizer's bytes; with ``versus_naive``, forgetting's paired difference against naive over the seeds (points,
+    p of the two-sided paired t-test)."""
     long = runs_long(records)
     summary = summary_table(long).set_index(["scenario", "strategy", "metric"])
     compared = comparisons_table(long).set_index(["scenario", "strategy", "metric"]) if versus_naive else None
@@ -191,7 +196,8 @@ def zoo_frame(
     rows = []
     for scenario, strategy in _pairs_in_order(records, folders):
         mine = runs[(scenario, strategy)]
-        row = {"scenario": scenario, "strategy": strategy, "runs ok": f"{sum(r.ok for r in mine)}/{len(mine)}"}
+        planned = len(mine) + sum(run.scenario == scenario and run.strategy == strategy for run in missing)
+        row = {"scenario": scenario, "strategy": strategy, "runs ok": f"{sum(r.ok for r in mine)}/{planned}"}
         for metric, title in columns.items():
             key = (scenario, strategy, metric)
             row[title] = _mean_std(metric, summary.loc[key] if key in summary.index else None)
@@ -222,10 +228,12 @@ def _adapter_cells(records: Sequence[RunRecord]) -> tuple[str, str]:
     return (f"{np.mean(trained):,.0f}" if trained else "-", f"{np.mean(overlaps):.3f}" if overlaps else "-")
 
 
-def plm_frame(records: Sequence[RunRecord], folders: Sequence[Path] = ()) -> pd.DataFrame:
+def plm_frame(
+    records: Sequence[RunRecord], folders: Sequence[Path] = (), missing: Sequence[MissingRun] = ()
+) -> pd.DataFrame:
     """The zoo's rows without memory, forgetting against naive (paired by seed), and the adapters' diagnostics
     ("-" where a strategy keeps no adapter)."""
-    frame = zoo_frame(records, folders, memory=False, versus_naive=True)
+    frame = zoo_frame(records, folders, memory=False, versus_naive=True, missing=missing)
     runs = _runs_by_pair(records)
     cells = [_adapter_cells([r for r in runs[(row.scenario, row.strategy)] if r.ok]) for row in frame.itertuples()]
     return frame.assign(**{"adapter params / task": [c[0] for c in cells], "max overlap": [c[1] for c in cells]})

@@ -75,6 +75,7 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
         figure_runs = None
     entries: list[tuple[store.ReadResult, dict[str, float], str]] = []
     skipped: list[tuple[Path, str]] = []
+    missing: list[store.MissingRun] = []
     for folder in folders:
         found: list[tuple[store.ReadResult, dict[str, float], str]] = []
         # a folder written before plans is checked by its records' configs: every one read whole, in every reader
@@ -95,6 +96,14 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
                 skipped.append((read.path, why))
     entries, refused = _one_record_per_run(entries)
     skipped += refused
+    for folder in folders:  # planned runs with no record kept: named where not named yet, counted as not ok
+        present = {path.parent.name for path in store.result_paths(Path(folder))}
+        accepted = {read.record.run_id for read, _, source in entries if read.record and source == str(folder)}
+        for run in plan.missing_runs(Path(folder), present, accepted):
+            if not run.named:
+                log.warning("missing %s: %s", run.path, run.why)
+                skipped.append((run.path, run.why))
+            missing.append(run)
     by_key: dict[tuple, RunRecord] = {}
     computed: dict[tuple, dict[str, float]] = {}
     lean: set[tuple] = set()
@@ -122,6 +131,7 @@ def load_records(*folders: Path, figure_runs: int | None = None) -> ResultScan:
         differences,
         metrics={by_key[key].run_id: values for key, values in computed.items()},
         lean={by_key[key].run_id for key in lean},
+        missing=missing,
     )
 
 

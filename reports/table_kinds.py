@@ -26,8 +26,12 @@ TABLES: dict[str, TableKind] = {
         "means with 95% intervals and a paired comparison with naive", "interval_frame", ("metrics", "compare")
     ),
     "cost": TableKind("training seconds against naive's, outcomes, skipped importance passes", "cost_frame"),
-    "zoo": TableKind("runs ok, ACC / forgetting / LA +- std, train seconds, regularizer memory", "zoo_frame"),
-    "plm": TableKind("the zoo's columns, forgetting vs naive, adapter parameters and overlap", "plm_frame"),
+    "zoo": TableKind(
+        "runs ok, ACC / forgetting / LA +- std, train seconds, regularizer memory", "zoo_frame", ("missing",)
+    ),
+    "plm": TableKind(
+        "the zoo's columns, forgetting vs naive, adapter parameters and overlap", "plm_frame", ("missing",)
+    ),
     "strength": TableKind(
         "a search's strength sweep: penalty acted, err2 - err1 and retrained score vs naive",
         "strength_frame",

@@ -10,20 +10,26 @@ import pandas as pd
 from forgetbench.benchmark.core.metric_registry import Metric, terminal_metrics
 from forgetbench.benchmark.core.units import display_scale
 from forgetbench.benchmark.core.record import RunRecord, as_records
+from forgetbench.benchmark.core.store import MissingRun
 from forgetbench.reports.summary import runs_long, summary_table
 
 
 def overview(
-    records: Iterable[RunRecord | Mapping[str, Any]], computed: Mapping[str, Mapping[str, float]] | None = None
+    records: Iterable[RunRecord | Mapping[str, Any]],
+    computed: Mapping[str, Mapping[str, float]] | None = None,
+    missing: Iterable[MissingRun] = (),
 ) -> pd.DataFrame:
     """Per (scenario, strategy): runs ok / not ok, then ``<metric>_mean`` and ``<metric>_std`` over seeds of
     every metric the terminal table shows (:func:`terminal_metrics`), from the report's own aggregation
-    (:func:`summary_table`), so the terminal and the report cannot disagree. ``computed``: the runs' metrics."""
+    (:func:`summary_table`), so the terminal and the report cannot disagree. ``computed``: the runs' metrics;
+    ``missing``: planned runs with no record, each counted as not ok under its pair."""
     records = as_records(records)
     counts: dict[tuple[str, str], list[int]] = {}
     for record in records:
         key = (record.scenario.label, record.strategy.label)
         counts.setdefault(key, [0, 0])[0 if record.status == "ok" else 1] += 1
+    for run in missing:
+        counts.setdefault((run.scenario, run.strategy), [0, 0])[1] += 1
     if not counts:
         return pd.DataFrame()
     summary = summary_table(runs_long(records, computed)).set_index(["scenario", "strategy", "metric"])

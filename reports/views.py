@@ -103,9 +103,10 @@ class ScenarioView:
     name: str
     anchor: str
     runs_ok: int
-    runs_total: int
+    runs_total: int  # its runs read and its planned runs with no record (runs_missing)
     seeds: list[Any]
     scenario_type: str | None = None
+    runs_missing: int = 0
     verdict: list[str] = field(default_factory=list)
     columns: list[Metric] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # {strategy, n, cells{metric: Cell}}

@@ -37,7 +37,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 from forgetbench.benchmark.core.config import ConfigError
 from forgetbench.benchmark.core.record import RunRecord, config_fingerprint
-from forgetbench.benchmark.core.store import ResultFolder
+from forgetbench.benchmark.core.store import RESULT_FILE, MissingRun, ResultFolder, natural_key
 from forgetbench.benchmark.core.migrations import without_retired_keys
 
 PLAN_FILE = ResultFolder.PLAN
@@ -189,6 +189,45 @@ class Plan:
             return f"its fingerprint {record.fingerprint} is not the planned run's {entry.get('fingerprint')}"
         found = difference(entry["config"], without_retired_keys(dict(actual), entry.get("retired") or {}))
         return None if found is None else f"not the run this suite planned: {found}"
+
+
+def missing_runs(folder: Path, present: Iterable[str], accepted: Iterable[str]) -> list[MissingRun]:
+    """The planned runs of ``folder`` (those its last invocation asked for) that no reader reads: not among
+    ``accepted`` (the run ids whose records were read and kept), each with its record's path and why. A run whose
+    folder is among ``present`` (the run folders a reader found) had its file refused, and named, already
+    (``named``); the others are deleted or never run, replaced by a symbolic link (never followed), or a file where
+    the folder should be. None in a folder without a plan."""
+    plan = read_plan(folder)
+    if plan is None:
+        return []
+    found, kept, runs = set(present), set(accepted), Path(folder) / "runs"
+    missing = []
+    for run_id in sorted(plan.last if plan.last is not None else plan.entries, key=lambda r: natural_key(Path(r))):
+        if run_id in kept:
+            continue
+        place = runs / run_id
+        if run_id in found:
+            why = f"planned run {run_id!r}: its record was refused (named above)"
+        elif place.is_symlink():
+            why = f"planned run {run_id!r}: {place} is a symbolic link, not the run's own folder, so it is not read"
+        elif place.exists():
+            why = f"planned run {run_id!r}: {place} is not a folder, so it holds no record"
+        else:
+            why = (
+                f"planned run {run_id!r} has no record ({place} is missing: deleted, or not run yet); "
+                "rerun the suite on this folder to run it"
+            )
+        config = plan.entries.get(run_id, {}).get("config") or {}
+        scenario, strategy = (_label(config.get(part)) for part in ("scenario", "strategy"))
+        missing.append(MissingRun(place / RESULT_FILE, why, scenario, strategy, named=run_id in found))
+    return missing
+
+
+def _label(component: Any) -> str:
+    """A planned component's label, as its record would carry it (its label, else its name)."""
+    if not isinstance(component, Mapping):
+        return "?"
+    return str(component.get("label") or component.get("name") or "?")
 
 
 def read_plan(folder: Path) -> Plan | None:

@@ -377,17 +377,27 @@ SET_ASIDE_DIR = "set_aside"  # OUT/set_aside/<run_id>[.N]/: what stood where a r
 
 def set_aside(out: Path, run_id: str) -> Path | None:
     """Move whatever is at ``run_id``'s result file (a foreign or corrupt record, a directory, a link, a FIFO) to
-    ``OUT/set_aside/<run_id>[.N]/result.json``, never following or opening it; None when nothing is there."""
+    ``OUT/set_aside/<run_id>[.N]/result.json``, never following or opening it; a run folder that is a symbolic link
+    or no folder at all (a file in its place) moves whole (``.../run_folder``), leaving what a link points at as it
+    was. None when nothing is there."""
     path = result_path(out, run_id)
-    if not os.path.lexists(path):
+    whole = run_folder_is_link(out, run_id) or (os.path.lexists(path.parent) and not path.parent.is_dir())
+    if not whole and not os.path.lexists(path):
         return None
     target = Path(out) / SET_ASIDE_DIR / run_id
     n = 1
     while os.path.lexists(target):
         target, n = Path(out) / SET_ASIDE_DIR / f"{run_id}.{n}", n + 1
     target.mkdir(parents=True)
-    os.replace(path, target / RESULT_FILE)
-    return target / RESULT_FILE
+    moved = target / ("run_folder" if whole else RESULT_FILE)
+    os.replace(path.parent if whole else path, moved)
+    return moved
+
+
+def run_folder_is_link(out: Path, run_id: str) -> bool:
+    """Whether ``OUT/runs/<run_id>`` is a symbolic link: what it points at is not the run's own folder, so no reader
+    reads it and no run writes through it."""
+    return Path(out, "runs", run_id).is_symlink()
 
 
 @dataclass
@@ -404,6 +414,20 @@ class ResultScan:
     lean: set[str] = field(
         default_factory=set
     )  # run ids read lean (RunRecord.from_dict_lean): no curves or attribution
+    # planned runs with no record read (missing, or refused: those in ``skipped`` too), counted as not ok
+    missing: list[MissingRun] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MissingRun:
+    """A run a folder's plan holds that no reader can read: where its record belongs, why it is not there, and the
+    (scenario, strategy) labels it would count under."""
+
+    path: Path
+    why: str
+    scenario: str
+    strategy: str
+    named: bool = False  # its result file was read and refused: named with that reason already
 
 
 @dataclass
@@ -417,7 +441,7 @@ class ReadResult:
     curve_points: list[tuple[int, int, int, float]] | None = None  # a lean read's curves, for its metrics
 
 
-def _natural_key(path: Path) -> list[Any]:
+def natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
@@ -430,7 +454,7 @@ def result_paths(folder: Path) -> list[Path]:
         folders = [entry for entry in os.scandir(runs) if entry.is_dir(follow_symlinks=False)]
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted((Path(entry.path) / RESULT_FILE for entry in folders), key=_natural_key)
+    return sorted((Path(entry.path) / RESULT_FILE for entry in folders), key=natural_key)
 
 
 def read_result_file(path: Path, lean_if: Callable[[str, str], bool] | None = None) -> ReadResult:
@@ -570,7 +594,13 @@ class ResultFolder:
         return result_path(self.path, run_id)
 
     def read(self, run_id: str) -> RunRecord | None:
-        """The run's record, None when it is missing or cannot be trusted (see :func:`read_result`)."""
+        """The run's record, None when it is missing or cannot be trusted (see :func:`read_result`), or its folder
+        is a symbolic link (:func:`run_folder_is_link`)."""
+        if run_folder_is_link(self.path, run_id):
+            log.warning(
+                "skipping %s: the run's folder is a symbolic link, not its own folder", self.path / "runs" / run_id
+            )
+            return None
         return read_result(self.record_path(run_id))
 
     def write(self, record: RunRecord) -> Path:

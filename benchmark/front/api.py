@@ -26,7 +26,7 @@ import pandas as pd
 
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, load_config, resolve_config
 from forgetbench.benchmark.core.record import RunRecord
-from forgetbench.benchmark.core.store import ResultFolder, ResultScan
+from forgetbench.benchmark.core.store import MissingRun, ResultFolder, ResultScan
 
 if TYPE_CHECKING:  # the runner (torch, Avalanche) is imported when a suite runs, never to read results
     from forgetbench.benchmark.run.suite import SuiteOutcome
@@ -88,6 +88,12 @@ class Results:
         return load_records(*self.folders)
 
     @property
+    def missing(self) -> list[MissingRun]:
+        """Runs a folder's plan holds that have no record to read (deleted, replaced by a link, not run yet): each
+        is named when the folders are read and counts as not ok in :meth:`summary`."""
+        return self._scan.missing
+
+    @property
     def _metrics(self) -> Mapping[str, Mapping[str, float]]:
         """Run id -> its metrics, measured once as the records were read."""
         metrics: Mapping[str, Mapping[str, float]] = self._scan.metrics
@@ -123,7 +129,7 @@ class Results:
         metric of the terminal table (ACC, forgetting, LA, train time, and any registered with ``terminal``)."""
         from forgetbench.reports.tables import overview
 
-        return overview(self.records, self._metrics)
+        return overview(self.records, self._metrics, self._scan.missing)
 
     def summary_text(self) -> str:
         """:meth:`summary` as the terminal table ``forgetbench run`` prints."""

@@ -168,6 +168,7 @@ def cmd_table(args: argparse.Namespace) -> int:
             f"{', '.join(args.results)}: no readable run records (expected OUT/runs/<run_id>/result.json)"
         )
     options = {"metrics": args.metrics, "compare": args.compare, "naive": args.naive, "from_epoch_on": args.from_epoch}
+    options["missing"] = results.missing  # planned runs with no record: counted where a table counts runs
     text = study_table(args.kind, results.records, results.folders, **options)
     if text is None:
         raise ConfigError(f"{', '.join(args.results)}: no run the {args.kind} table reads (no row to show)")
@@ -228,8 +229,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     if skipped:
         print(
-            f"Skipped {len(skipped)} result file(s) that are not readable run records of this suite (each named above, and in "
-            "the report)"
+            f"Skipped {len(skipped)} result file(s) that are not readable run records of this suite, or planned runs "
+            "with no record (each named above, and in the report)"
         )
     print(f"Report: {path}\nSummary: {ResultFolder(folders[0]) / 'summary.csv'}")
     if args.figures:

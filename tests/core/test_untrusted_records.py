@@ -128,6 +128,23 @@ def _replace_with(make):
     return damage
 
 
+def _folder_deleted(run: Path) -> None:
+    import shutil
+
+    shutil.rmtree(run)
+
+
+def _folder_linked(run: Path) -> None:  # the run's folder moved out and a link left in its place
+    outside = run.parent.parent.parent / f"outside_{run.parent.parent.name}"
+    run.rename(outside)
+    run.symlink_to(outside, target_is_directory=True)
+
+
+def _folder_a_file(run: Path) -> None:
+    _folder_deleted(run)
+    run.write_text("not a run folder")
+
+
 RECORD_DEFECTS = [
     # (id, damage, the words that name why, whether the run's own record survives (only a stray copy leaves it))
     ("stray-copy-with-the-runs-id", _stray_copy, "is not its folder's name", True),
@@ -208,6 +225,10 @@ RECORD_DEFECTS = [
         False,
     ),
     ("seed-not-its-run-ids", _edit(lambda d: d.update(seed=7)), "names seed 0", False),
+    # issue 94 item 2: a planned run with no record to read is named, and counted as not ok
+    ("run-folder-deleted", _folder_deleted, "planned run 'split__naive__seed0' has no record", False),
+    ("run-folder-a-symlink", _folder_linked, "is a symbolic link, not the run's own folder", False),
+    ("run-folder-a-file", _folder_a_file, "is not a folder, so it holds no record", False),
 ]
 _DEFECT_SUITE = tiny_suite(seeds=[0, 1], strategies=[{"name": "naive"}, {"name": "ewc"}])
 
@@ -266,19 +287,21 @@ def test_a_record_the_store_cannot_trust_is_refused_by_name_and_rerun(
         pd.testing.assert_frame_equal(summary, clean)
     else:  # the run is left out, never averaged with numbers it does not have
         assert (naive.ok, expected.ok) == (1, 2)
+        if (folder / "plan.json").exists():  # and, planned, it counts as not ok: "1/2", never "1/1"
+            assert naive.not_ok == 1
 
     caplog.clear()
     status = main(["run", str(config), "--out", str(folder), "--quiet", "--no-report"])
     printed = capsys.readouterr()
     assert "Traceback" not in printed.out + printed.err
-    if survives or damage is _same_run_twice:  # resume reads each run's own record: nothing to run again
+    if damage is _folder_linked:  # a link out of the folder: the run will not write through it, and says so
+        assert status == 2 and "is a symbolic link to" in printed.err and "outside the folder" in printed.err
+    elif survives or damage is _same_run_twice:  # resume reads each run's own record: nothing to run again
         assert status == 0 and "0 run(s) executed" in printed.out
     else:
         assert status == 0 and "1 run(s) executed" in printed.out  # the refused run, and only it, ran again
-        moved = [p / "result.json" for p in (folder / "set_aside").glob("*")]  # what stood in its place: kept
-        assert [os.path.lexists(p) for p in moved] == [True] * (
-            0 if damage in (_foreign_run, RECORD_DEFECTS[11][1]) else 1
-        )
+        moved = list((folder / "set_aside").glob("*/*"))  # what stood in its place (a record, a file): kept
+        assert len(moved) == (0 if damage in (_foreign_run, RECORD_DEFECTS[11][1], _folder_deleted) else 1)
         numbers = [c for c in clean.columns if "seconds" not in c]  # timings differ from run to run
         pd.testing.assert_frame_equal(forgetbench.load_results(folder).summary()[numbers], clean[numbers])
 
