@@ -70,13 +70,16 @@ class Rounds:
         self.first = config_fingerprint({spec.run_id: spec.resolved() for spec in first})
         self.verdict = suite.verdict.model_dump()
         self.note = ""  # why the recorded rounds were not replayed, where they were not
-        self.state: dict[str, Any] = self._read() or {
+        self.damaged = False  # rounds.json missing or unreadable though the settings it was decided under hold
+        read = self._read()
+        self.state: dict[str, Any] = read or {
             "rule": rule.model_dump(),
             "verdict": self.verdict,
             "first": self.first,
             "rounds": [],
             "stopped": {},
         }
+        self._hold_to_the_records(read is not None)
 
     def _read(self) -> dict[str, Any] | None:
         """The recorded rounds, where they were decided under this suite's rule, verdict settings and first runs;
@@ -86,11 +89,14 @@ class Rounds:
         try:
             state = json.loads(path.read_text())
         except FileNotFoundError:
+            self.damaged = True
             return None
         except (OSError, ValueError) as exc:
+            self.damaged = True
             self.note = f"{path} cannot be read ({str(exc).splitlines()[0][:80]}): its rounds are decided again"
             return None
-        if not isinstance(state, dict):
+        if not isinstance(state, dict) or not isinstance(state.get("rounds"), list):
+            self.damaged = True
             self.note = f"{path} is not a record of rounds: its rounds are decided again"
             return None
         for key, now, what in (
@@ -109,6 +115,84 @@ class Rounds:
                 )
                 return None
         return state
+
+    def _hold_to_the_records(self, read: bool) -> None:
+        """The recorded rounds held to the records they ran (each record's ``round``): where they disagree (an
+        edited file), or where the file is gone or unreadable but records of rounds exist, the rounds are re-derived
+        from the records, said once in :attr:`note`; a round recorded but not yet run (a stop inside it) agrees."""
+        ran = self._rounds_run()
+        if not any(ran.values()):
+            return
+        if read:
+            problem = self._disagreement(ran)
+            if problem is None:
+                return
+            why = f"{store.ResultFolder(self.out).rounds} does not match the records ({problem})"
+        elif self.damaged:
+            why = self.note.partition(": its rounds")[0] or f"{store.ResultFolder(self.out).rounds} is missing"
+        else:
+            return  # decided under other settings: decided again (the note says so)
+        self.state["rounds"] = self._derived(ran)
+        self.note = (
+            f"{why}: its {len(self.state['rounds'])} round(s) were re-derived from the records' round fields, each "
+            "run already complete skipped"
+        )
+
+    def _rounds_run(self) -> dict[tuple[str, str], dict[int, int]]:
+        """(scenario, strategy) -> seed -> the round its record says added it (1 or more), for every record in the
+        folder that is this suite's run of that seed."""
+        folder = store.ResultFolder(self.out)
+        ran: dict[tuple[str, str], dict[int, int]] = {}
+        for key, template in self.templates.items():
+            for seed in self.order:
+                spec = dataclasses.replace(template, seed=seed)
+                record = folder.read(spec.run_id) if folder.record_path(spec.run_id).exists() else None
+                if (
+                    record is not None
+                    and record.round
+                    and store.is_planned(record, spec.resolved(), spec.retired_params())
+                ):
+                    ran.setdefault(key, {})[seed] = int(record.round)
+        return ran
+
+    def _disagreement(self, ran: dict[tuple[str, str], dict[int, int]]) -> str | None:
+        """Where the recorded rounds and the records disagree, in words (None: they agree)."""
+        recorded: dict[tuple[str, str], dict[int, int]] = {}
+        for number, entry in enumerate(self.state["rounds"], start=1):
+            if not isinstance(entry, dict) or entry.get("round") != number or not isinstance(entry.get("added"), dict):
+                return f"its round {number} is not a round {number} of seeds"
+            for name, seeds in entry["added"].items():
+                scenario, _, strategy = str(name).partition("__")
+                if (scenario, strategy) not in self.templates:
+                    return f"round {number} adds seeds to {name!r}, not a strategy of this suite"
+                if not isinstance(seeds, list) or not all(type(seed) is int for seed in seeds):
+                    return f"round {number}'s seeds of {name!r} are not a list of seeds"
+                mine = recorded.setdefault((scenario, strategy), {})
+                for seed in seeds:
+                    if seed in mine or seed in self.seeds[(scenario, strategy)]:
+                        return f"{scenario} / {strategy} seed {seed} is added twice"
+                    mine[seed] = number
+        for (scenario, strategy), seeds in ran.items():
+            for seed, number in sorted(seeds.items()):
+                said = recorded.get((scenario, strategy), {}).get(seed)
+                if said != number:
+                    where = f"round {said}" if said is not None else "no round"
+                    return f"{scenario} / {strategy} seed {seed}: its record says round {number}, rounds.json {where}"
+        return None
+
+    def _derived(self, ran: dict[tuple[str, str], dict[int, int]]) -> list[dict[str, Any]]:
+        """The rounds as the records say they ran: each round's seeds per (scenario, strategy), in the order seeds
+        are added."""
+        rounds = max(number for seeds in ran.values() for number in seeds.values())
+        derived = []
+        for number in range(1, rounds + 1):
+            added = {
+                f"{scenario}__{strategy}": [seed for seed in self.order if seeds.get(seed) == number]
+                for (scenario, strategy), seeds in ran.items()
+                if number in seeds.values()
+            }
+            derived.append({"round": number, "added": added, "undecided": None, "from_records": True})
+        return derived
 
     def _write(self) -> None:
         store.atomic_write_json(store.ResultFolder(self.out).rounds, self.state)

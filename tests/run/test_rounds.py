@@ -154,3 +154,48 @@ def test_a_suite_adds_seeds_until_decided_and_the_report_shows_why_it_stopped(tm
     assert list(on_disk.outcome) == list(decisions.outcome) and list(on_disk.n) == list(decisions.n)
     html = (out / "report.html").read_text()
     assert "Seeds added until decided" in html and all(why.split(":")[0] in html for why in stopped.values())
+
+
+def _moved_to_the_next_round(path: Path) -> None:  # a seed of round 1 said to be round 2's
+    state = json.loads(path.read_text())
+    first, second = state["rounds"][0]["added"], state["rounds"][1]["added"]
+    name = next(iter(first))
+    second[name] = first.pop(name) + second.get(name, [])
+    path.write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (_moved_to_the_next_round, "does not match the records (split / "),
+        (lambda path: path.write_text(path.read_text()[: len(path.read_text()) // 2]), "cannot be read"),
+        (lambda path: path.unlink(), "rounds.json is missing"),
+    ],
+    ids=["edited", "truncated", "deleted"],
+)
+def test_a_rounds_file_that_disagrees_with_the_records_is_re_derived_from_them_and_said_once(
+    damage, why, tmp_path, capsys
+):
+    """An edited rounds.json was replayed silently (runs counted in the wrong round, new runs, another verdict); a
+    truncated one printed a 'skipping' line per run. Now the records' round fields rebuild the rounds, said once."""
+    import shutil
+
+    from forgetbench.benchmark.front.cli import main
+
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump(_suite()))
+    good, out = tmp_path / "good", tmp_path / "out"
+    assert main(["run", str(config), "--out", str(good), "--quiet", "--no-report"]) == 0
+    rounds = json.loads((good / "rounds.json").read_text())
+    assert len(rounds["rounds"]) >= 2, "the pairs were decided too soon: no second round to move a seed into"
+    capsys.readouterr()
+    shutil.copytree(good, out)
+    damage(out / "rounds.json")
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-report"]) == 0
+    printed = capsys.readouterr()
+    said = [line for line in (printed.out + printed.err).splitlines() if "re-derived from the records" in line]
+    assert len(said) == 1 and why in said[0], printed.out + printed.err
+    assert "skipping" not in printed.out + printed.err and "0 run(s) executed" in printed.out
+    again = json.loads((out / "rounds.json").read_text())
+    assert [r["added"] for r in again["rounds"]] == [r["added"] for r in rounds["rounds"]]
+    assert again["stopped"] == rounds["stopped"]
