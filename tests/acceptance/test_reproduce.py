@@ -208,6 +208,6 @@ def test_reproduce_and_the_default_demo_find_the_checkouts_configs_from_any_fold
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert done.returncode == 2 and "available: " in done.stderr and "permuted_mnist_domain_il" in done.stderr

@@ -145,16 +145,16 @@ def _snapshot(folder: Path, out: Path) -> dict[Path, float]:
 
 
 def _check(argv: list[str], capsys) -> int:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU, not wall: what a loaded machine cannot inflate
     try:
         status = main(argv)
     except SystemExit as exc:  # argparse's own usage errors
         status = exc.code
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     err = capsys.readouterr().err
     assert status in (0, 1, 2), (status, err[-2000:])
     assert "Traceback" not in err, err[-2000:]
-    assert seconds < SECONDS_PER_CONFIG, f"{argv[0]} took {seconds:.0f} s"
+    assert seconds < SECONDS_PER_CONFIG, f"{argv[0]} took {seconds:.0f} s of CPU"
     return status
 
 

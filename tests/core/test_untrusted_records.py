@@ -257,7 +257,7 @@ def _originals(folder: Path) -> dict[Path, bytes]:
 @pytest.mark.parametrize(
     ("damage", "why", "survives"), [r[1:] for r in RECORD_DEFECTS], ids=[r[0] for r in RECORD_DEFECTS]
 )
-@pytest.mark.timeout(120)  # a FIFO opened for reading would block forever
+@pytest.mark.timeout(600)  # a FIFO opened for reading would block forever
 def test_a_record_the_store_cannot_trust_is_refused_by_name_and_rerun(
     damage, why, survives, good_results, clean_summary, tmp_path, capsys, caplog
 ):

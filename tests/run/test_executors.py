@@ -227,7 +227,7 @@ def test_interrupt_mid_suite_leaves_no_partial_files_and_resumes(
         os.killpg(proc.pid, sig)
     else:
         proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert "failed" not in err

@@ -160,14 +160,15 @@ def _custom_suite(benchmark: str) -> dict:
 
 @pytest.mark.slow  # a console command that waits on a factory: 5-10 s, for the full tier
 def test_a_factory_that_sleeps_past_the_timeout_is_named_with_exit_2(tmp_path):
+    """The factory sleeps an hour; the command gives up on it after 2 s. What is asserted is that it gave up (its
+    exit and its line, well within the hour), not how fast a loaded machine starts and stops a Python process."""
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump(_custom_suite("byo_fixtures:sleeping_benchmark")))
     env = dict(ENV, FORGETBENCH_FACTORY_TIMEOUT="2")
-    started = time.monotonic()
     proc = subprocess.run(
-        [*CLI, "run", str(config), "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120
+        [*CLI, "run", str(config), "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=600
     )
-    assert proc.returncode == 2 and time.monotonic() - started < 60, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     line = _one_line(proc.stderr)
     assert "did not return within 2 s" in line and "FORGETBENCH_FACTORY_TIMEOUT" in line
     assert not (tmp_path / "out" / "runs").exists()
@@ -182,12 +183,12 @@ def test_sigterm_while_a_factory_builds_exits_130_as_the_docs_say(tmp_path):
     proc = subprocess.Popen(
         [*CLI, "validate", str(config)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while not mark.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert mark.exists(), proc.communicate()[1]
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=300)  # the factory sleeps an hour: a SIGTERM not obeyed waits far longer
     assert proc.returncode == 130, err
     assert "Traceback" not in err
 
@@ -226,7 +227,7 @@ def test_the_reports_figure_workers_die_with_the_report(tmp_path):
     assert len(workers) == 2, proc.stderr.read() if not line else line
     proc.kill()  # SIGKILL: no handler runs, no pool shutdown
     proc.wait()
-    assert _gone_within(workers, 5.0) == []
+    assert _gone_within(workers, 30.0) == []
 
 
 @pytest.mark.slow  # a suite on worker processes, SIGKILLed: 10-20 s, for the full tier
@@ -258,7 +259,7 @@ def test_the_process_executors_workers_die_with_the_driver(write_suite, tmp_path
     described = {c.pid: " ".join(c.cmdline())[-80:] for c in children}
     proc.kill()
     proc.wait()
-    assert [described[pid] for pid in _gone_within(children, 5.0)] == []
+    assert [described[pid] for pid in _gone_within(children, 30.0)] == []
 
 
 def test_die_with_parent_ends_a_child_whose_parent_is_killed(tmp_path):
@@ -280,7 +281,7 @@ def test_die_with_parent_ends_a_child_whose_parent_is_killed(tmp_path):
     time.sleep(0.5)  # the child has set its watch
     proc.kill()
     proc.wait()
-    assert _gone_within([child], 5.0) == []
+    assert _gone_within([child], 30.0) == []
 
 
 def test_a_process_knows_how_long_it_has_run():

@@ -206,7 +206,7 @@ def _driver(config, out, address):
     )
 
 
-def _wait_for_results(out, n, proc, timeout=300):
+def _wait_for_results(out, n, proc, timeout=600):
     import time
 
     deadline = time.monotonic() + timeout

@@ -98,6 +98,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 @pytest.mark.slow  # two suites with rounds, one SIGKILLed mid-round: 30-60 s, for the full tier
+@pytest.mark.timeout(2400)  # three suite runs waited for, each up to 600 s on a loaded machine
 def test_a_sigkill_mid_round_and_a_rerun_give_the_uninterrupted_records_and_verdict(tmp_path):
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump(_suite(seeds={"start": 3, "max": 6})))

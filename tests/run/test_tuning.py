@@ -143,6 +143,7 @@ def _cli(*args: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow  # kills and resumes a tuning in subprocesses: 10-60 s, for the full tier (make test), not the inner loop (make test-fast)
+@pytest.mark.timeout(2400)  # three suite runs waited for, each up to 600 s on a loaded machine
 def test_a_study_killed_mid_tuning_continues_to_the_same_trials_and_choice(tmp_path):
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump(_suite(trials=6)))
@@ -150,12 +151,12 @@ def test_a_study_killed_mid_tuning_continues_to_the_same_trials_and_choice(tmp_p
     assert _cli("run", str(config), "--out", str(whole), "--quiet", "--no-report").wait(timeout=600) == 0
 
     proc = _cli("run", str(config), "--out", str(killed), "--quiet", "--no-report")
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while len(list((killed / "tuning" / "runs").glob("*/result.json"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
         assert proc.poll() is None, proc.stdout.read()
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    proc.wait(timeout=300)
     done_before = len(list((killed / "tuning" / "runs").glob("*/result.json")))
     assert 3 <= done_before < 6, "the kill should land mid-study"
 

@@ -399,7 +399,7 @@ def test_hf_hub_dataset_needs_download_and_fails_offline_with_what_to_do():
         "try:\n    text.load_corpus('hf:ag_news', download=True)\n"
         "except text.TextUnavailableError as exc:\n    print('ERROR', exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert (
         "ERROR could not load Hugging Face dataset 'ag_news' (it downloads from the Hugging Face Hub: "
         "is this machine online?)" in out.stdout
