@@ -8,8 +8,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from forgetbench.benchmark.core import decide as D
-from forgetbench.benchmark.core import stats
+from forgetbench.benchmark.core import metrics as run_metrics
 from forgetbench.benchmark.core.units import display_scale
 from forgetbench.reports import decisions as DC
 from forgetbench.reports.decisions import fmt_p
@@ -70,22 +69,27 @@ def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _paired_forgetting(long: pd.DataFrame, strategy: str, naive: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The strategy's and naive's forgetting on the seeds both ran."""
+    rows = long[long.metric == "forgetting"]
+    mine, base = (dict(zip(rows[rows.strategy == s].seed, rows[rows.strategy == s].value)) for s in (strategy, naive))
+    seeds = sorted(set(mine) & set(base), key=str)
+    return np.array([mine[s] for s in seeds], dtype=float), np.array([base[s] for s in seeds], dtype=float)
+
+
 def _cut_said(long: pd.DataFrame, strategy: str, naive: str | None) -> str:
-    """``forgetting cut vs naive 1% [-10%, 13%] on 20 seeds``: the mean per-seed cut with its 95% t interval
-    (descriptive; none from fewer than 3 seeds)."""
-    v = long[(long.strategy == strategy) & (long.metric == "forgetting_reduction")].value.astype(float)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return f"no seed where {naive} forgot to measure its cut against"
-    found = stats.summarize(v.to_numpy())
-    interval = f" [{found.ci_low:.0f}%, {found.ci_high:.0f}%]" if found.n >= D.MIN_PAIRED else ""
-    return f"forgetting cut vs {naive} {found.mean:.0f}%{interval} on {found.n} seed{'s' if found.n != 1 else ''}"
+    """``forgetting cut vs naive 12% on 20 paired seeds``: the ratio of the paired means
+    (:func:`~forgetbench.benchmark.core.metrics.forgetting_cut`), or why there is none."""
+    mine, base = _paired_forgetting(long, strategy, naive)
+    value = run_metrics.forgetting_cut(mine, base)
+    if not np.isfinite(value):
+        return f"no forgetting cut: {naive} does not measurably forget on the {len(base)} paired seed(s)"
+    return f"forgetting cut vs {naive} {value:.0f}% on {len(base)} paired seeds"
 
 
-def _cut(long: pd.DataFrame, strategy: str) -> float:
-    v = long[(long.strategy == strategy) & (long.metric == "forgetting_reduction")].value.astype(float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else float("nan")
+def _cut(long: pd.DataFrame, strategy: str, naive: str | None) -> float:
+    """The strategy's forgetting cut against naive (NaN where naive does not measurably forget)."""
+    return run_metrics.forgetting_cut(*_paired_forgetting(long, strategy, naive))
 
 
 EDGE_PREFIX = "Tuned on the edge of its searched range"

@@ -272,7 +272,7 @@ def _least_headline(
     """The lowest strategy (with those decided equivalent to it) decided lower than every other."""
 
     def cut(s: str) -> str:
-        value = _cut(long, s) if w.base else float("nan")
+        value = _cut(long, s, w.naive) if w.base else float("nan")
         return f", a {value:.0f}% cut" if np.isfinite(value) else ""
 
     best = group[0]

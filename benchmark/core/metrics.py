@@ -107,6 +107,21 @@ def forgetting_reduction(f_strategy: float, f_naive: float) -> float:
     return float(100.0 * (1.0 - f_strategy / f_naive))
 
 
+def forgetting_cut(f_strategy: ArrayLike, f_naive: ArrayLike) -> float:
+    """100 (1 - mean F_strategy / mean F_naive) over paired seeds, in percent: a ratio of the paired means, so one
+    seed where naive barely forgot cannot make it -1900%. NaN unless naive forgets: its mean forgetting's 95% t
+    interval lies above zero (at least 2 paired seeds), since a cut of nothing is no figure."""
+    from forgetbench.benchmark.core.stats import t_interval
+
+    mine, naive = np.asarray(f_strategy, dtype=float), np.asarray(f_naive, dtype=float)
+    kept = np.isfinite(mine) & np.isfinite(naive)
+    mine, naive = mine[kept], naive[kept]
+    low, _ = t_interval(naive, 0.95)
+    if naive.size < 2 or not low > 0:
+        return float("nan")
+    return float(100.0 * (1.0 - mine.mean() / naive.mean()))
+
+
 # --- multi-model metrics -------------------------------------------------------------------------
 
 

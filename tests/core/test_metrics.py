@@ -94,6 +94,17 @@ def test_forgetting_reduction():
     assert math.isnan(metrics.forgetting_reduction(0.05, 0.0))
 
 
+def test_forgetting_cut_is_a_ratio_of_paired_means_and_only_where_naive_forgets():
+    # naive 10, 12, 8 points; the strategy 2, 1, 3: 1 - 2 / 10 = 80%, by hand
+    assert metrics.forgetting_cut([0.02, 0.01, 0.03], [0.10, 0.12, 0.08]) == pytest.approx(80.0)
+    # the README example's old case: naive forgot 0.22 points on one seed and nothing on the others; the mean of
+    # per-seed cuts read -100% from that one seed; naive's interval reaches 0, so there is no cut to show
+    assert math.isnan(metrics.forgetting_cut([0.0044, 0.001, 0.0], [0.0022, -0.001, 0.0005]))
+    assert metrics.forgetting_reduction(0.0044, 0.0022) == pytest.approx(-100.0)
+    assert math.isnan(metrics.forgetting_cut([0.01], [0.2]))  # one seed: no interval, no figure
+    assert math.isnan(metrics.forgetting_cut([0.01, np.nan], [0.2, 0.3]))  # the finite pairs only: one left
+
+
 def test_bad_shapes_raise():
     with pytest.raises(ValueError):
         metrics.average_accuracy(np.zeros((0, 0)))
