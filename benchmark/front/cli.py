@@ -96,7 +96,12 @@ def _add_run(sub, data, progress, execution) -> None:
         "seed trains alone (default: the suite's batch_seeds, on)",
     )
     p.add_argument("--fresh", action="store_true", help="rerun runs that are already complete")
-    p.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the report at the end: OUT/report.html and its tables (summary.csv, comparisons.csv, decisions.csv); "
+        "`forgetbench report OUT` writes them later",
+    )
     p.add_argument("--address", help="ray only: cluster to join (auto, ray://host:port); default starts a local Ray")
     p.add_argument("--retries", type=int, default=0, help="rerun failed runs up to this many times (default 0)")
     p.add_argument(
