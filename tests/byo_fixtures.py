@@ -205,3 +205,25 @@ class NoZeroFirst:
 class NoChoices:
     def sample(self, rng):
         return ["lin"]
+
+
+class StackableSupernet(nn.Module):
+    """docs/howto/own-supernet.md's batching contract: every parameter in an ``nn.Linear``, no dropout, no buffer."""
+
+    def __init__(self, choices, input_shape, num_classes, width: int = 8):
+        super().__init__()
+        ops = {"lin": lambda: nn.Sequential(nn.Linear(width, width), nn.ReLU()), "skip": nn.Identity}
+        ops["tanh"] = lambda: nn.Sequential(nn.Linear(width, width), nn.Tanh())
+        self.stem = nn.Linear(input_shape[0], width)
+        self.blocks = nn.ModuleList(nn.ModuleDict({name: ops[name]() for name in c}) for c in choices)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x, arch):
+        h = self.stem(x.flatten(1))
+        for block, name in zip(self.blocks, arch):
+            h = block[name](h)
+        return self.head(h)
+
+
+def stackable_supernet(choices, input_shape, num_classes, width: int = 8) -> nn.Module:
+    return StackableSupernet(choices, input_shape, num_classes, width)

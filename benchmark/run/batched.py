@@ -1091,7 +1091,10 @@ def _train_batch(
     device = resolve_device(specs[0].device)
     seats = [_Seat(spec, data_root, device, progress if k == 0 else None) for k, spec in enumerate(specs)]
     if any(seat.shape() != seats[0].shape() for seat in seats):
-        raise Unbatchable("the seeds' tasks differ in their models or sizes (each seed draws its own split)")
+        raise Unbatchable(
+            "the seeds' tasks differ in their models or sizes (each seed draws its own split, or its search its own "
+            "architectures)"
+        )
     for seat in seats:
         seat.build_strategy()
     _train_together(seats)

@@ -208,6 +208,36 @@ def test_an_eval_batch_the_stack_refuses_after_the_first_is_scored_by_each_seed(
     _assert_same_runs(batched, [run(spec, tmp_path) for spec in specs])
 
 
+def _custom_supernet_specs(strategy: str, search: str) -> list[RunSpec]:
+    from byo_fixtures import tiny_supernet_params
+
+    params = tiny_supernet_params(
+        model="byo_fixtures:stackable_supernet", choices=[["lin", "tanh", "skip"], ["lin", "skip"]], search=search,
+        epochs=2, turns_per_epoch=3, steps_per_turn=5, derive_samples=4,
+    )  # fmt: skip
+    return [
+        RunSpec("batched", ComponentSpec(name="custom_supernet", params=params),
+                ComponentSpec(name=strategy, params=STRATEGIES[strategy]), seed, TRAINING, "cpu")
+        for seed in (0, 1, 2)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["naive", "ewc", "wpl"])
+def test_a_custom_supernet_on_a_fixed_search_batches_to_each_seeds_own_record(strategy, tmp_path):
+    """The how-to's contract (docs/howto/own-supernet.md, "Seeds as one batch") on a net of the user's own: with
+    ``search: fixed`` every seed trains the same turns, the stack trains them at once, each record the seed's own."""
+    specs = _custom_supernet_specs(strategy, "fixed")
+    batched = run_seeds(specs, tmp_path)
+    assert [r.batch.seeds for r in batched] == [[0, 1, 2]] * 3, [r.batch.alone for r in batched]
+    for record, own in zip(batched, [run(spec, tmp_path) for spec in specs]):
+        assert _what_it_computed(record) == _what_it_computed(own)
+
+
+def test_a_custom_supernet_whose_search_draws_per_seed_trains_its_seeds_alone_saying_so(tmp_path):
+    records = run_seeds(_custom_supernet_specs("naive", "random"), tmp_path)
+    assert all(r.batch.seeds is None and "its search its own architectures" in r.batch.alone for r in records)
+
+
 def test_a_run_on_several_threads_trains_its_seeds_alone(tmp_path):
     """A product split over threads sums in another order than the batch's products, one a seed on one thread."""
     specs = _specs("two_model", "naive", seeds=(0, 1), training=TRAINING.model_copy(update={"threads": 2}))
