@@ -42,3 +42,9 @@ def test_the_readme_example_forgets_and_decides_as_printed(tmp_path, monkeypatch
     decided = results.decisions()
     claims = decided[decided.outcome.isin(["less", "greater"])]
     assert len(claims), decided.to_string()
+
+
+def test_getting_started_shows_the_readmes_example():
+    """One example, two pages: docs/getting-started.md's suite is the README's, character for character."""
+    page = (README.parent / "docs" / "getting-started.md").read_text()
+    assert "```yaml\n" + readme_suite() + "```" in page
