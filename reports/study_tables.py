@@ -92,25 +92,50 @@ def interval_frame(
     return pd.DataFrame(rows)
 
 
+def how_ran(records: Sequence[RunRecord]) -> str:
+    """How a pair's runs trained: ``alone``, ``batches of K`` (each record's time its 1/K share of its batch's wall),
+    or ``mixed`` (some each way: their times are not one quantity)."""
+    sizes = sorted({len(r.batch.seeds) for r in records if r.batch is not None and r.batch.seeds})
+    batched = sum(1 for r in records if r.batch is not None and r.batch.seeds)
+    if not batched:
+        return "alone"
+    if batched < len(records):
+        return "mixed"
+    return f"batches of {', '.join(map(str, sizes))}"
+
+
 def cost_frame(
     records: Sequence[RunRecord], folders: Sequence[Path] = (), outcomes: Sequence[str] = COST_OUTCOMES
 ) -> pd.DataFrame:
-    """Per (scenario, strategy): training seconds (mean over seeds, each seed's, mean / naive's mean), each outcome
-    the runs have as mean [95% t-interval] over the seeds (one seed: its value), and the experiences whose
-    importance pass was skipped (``*_importance_skipped``)."""
+    """Per (scenario, strategy): how its runs trained (:func:`how_ran`), training seconds (mean over seeds, each
+    seed's; a batched run's is its 1/K share of the batch's wall), mean / naive's mean where both trained the same
+    way (else said: a share of a batch and a run alone are not one cost), each outcome the runs have as mean [95%
+    t-interval] over the seeds (one seed: its value), and the experiences whose importance pass was skipped
+    (``*_importance_skipped``)."""
     long = runs_long(records)
+    ran = {
+        key: how_ran([r for r in records if r.ok and (r.scenario.label, r.strategy.label) == key])
+        for key in {(r.scenario.label, r.strategy.label) for r in records}
+    }
     rows = []
     for scenario, runs in long.groupby("scenario", sort=False):
         seconds = runs[runs.metric == "train_seconds"]
-        naive = seconds[seconds.strategy_name == NAIVE].value.mean()
+        naive_rows = seconds[seconds.strategy_name == NAIVE]
+        naive = naive_rows.value.mean()
+        naive_ran = ran.get((scenario, str(naive_rows.strategy.iloc[0]))) if len(naive_rows) else None
         for strategy, mine in runs.groupby("strategy", sort=False):
             own = seconds[seconds.strategy == strategy].sort_values("seed").value
+            mine_ran = ran.get((scenario, strategy), "alone")
+            like = naive_ran is not None and _one_way(mine_ran) == _one_way(naive_ran) and mine_ran != "mixed"
             row = {
                 "scenario": scenario,
                 "strategy": strategy,
+                "ran": mine_ran,
                 "train s": f"{own.mean():.1f}",
                 "seeds": ", ".join(f"{v:.1f}" for v in own),
-                "/ naive": f"{own.mean() / naive:.2f}" if np.isfinite(naive) and naive > 0 else "-",
+                "/ naive": f"{own.mean() / naive:.2f}"
+                if like and np.isfinite(naive) and naive > 0
+                else ("-" if like or naive_ran is None else f"- (naive: {naive_ran})"),
             }
             for metric in outcomes:
                 values = mine[mine.metric == metric].value.dropna()
@@ -129,6 +154,11 @@ def cost_frame(
             row["passes skipped"] = ", ".join(skipped) or "-"
             rows.append(row)
     return pd.DataFrame(rows).fillna("-")
+
+
+def _one_way(ran: str | None) -> str | None:
+    """``alone``, ``batched`` or ``mixed``: what a cost ratio needs equal on both sides."""
+    return "batched" if ran is not None and ran.startswith("batches") else ran
 
 
 ZOO_COLUMNS = {"ACC": "ACC (pts)", "forgetting": "forgetting (pts)", "LA": "LA (pts)", "train_seconds": "train s"}

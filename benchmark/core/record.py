@@ -88,6 +88,8 @@ class SeedBatch(_Part):
     stacked model, or alone for the reason ``alone`` says (set on every record a suite trained)."""
 
     seeds: list[int] | None = None  # the seeds it trained with as one stacked model, its own included
+    # the batch's training wall, all its seeds together: the record's timing.train_seconds is its 1/K share
+    train_seconds: float | None = Field(None, ge=0.0)
     alone: str | None = None  # why it trained alone: its batch refused, batching off, no other seed of its run
 
 

@@ -1102,7 +1102,8 @@ def _train_batch(
     for seat in seats:
         after_the_turns(seat.spec, data_root, device, seat.scenario, seat.strategy, seat.harness, seat.record,
                         seat.turns, cache_dir)  # fmt: skip
-        seat.record.batch = SeedBatch(seeds=[spec.seed for spec in specs])
+        whole = seat.record.timing.train_seconds * len(seats)  # each seed's share is the batch's 1/K
+        seat.record.batch = SeedBatch(seeds=[spec.seed for spec in specs], train_seconds=whole)
         seat.record.finished_at = now()
         records.append(seat.record)
     return records

@@ -76,6 +76,27 @@ def test_the_cost_table_puts_each_strategys_seconds_against_naives_by_hand():
     ]
 
 
+def test_the_cost_table_compares_a_batched_share_only_with_a_batched_share():
+    """A batched record's time is its 1/K share of the batch's wall: against a run alone it is no cost ratio (a
+    batched si read 0.6x a naive whose seeds ran alone). The table says how each ran and compares like with like."""
+    from forgetbench.benchmark.core.record import SeedBatch
+    from forgetbench.reports.study_tables import cost_frame
+
+    records = _study_records()
+    for record in records:
+        if record.strategy.label == "wpl":
+            record.batch = SeedBatch(seeds=[0, 1, 2], train_seconds=3 * record.timing.train_seconds)
+    rows = cost_frame(records).set_index("strategy")
+    assert rows.loc["naive", ["ran", "/ naive"]].tolist() == ["alone", "1.00"]
+    assert rows.loc["wpl", ["ran", "/ naive"]].tolist() == ["batches of 3", "- (naive: alone)"]
+    for record in records:  # naive batched too: shares against shares
+        record.batch = record.batch or SeedBatch(seeds=[0, 1, 2], train_seconds=3 * record.timing.train_seconds)
+    assert cost_frame(records).set_index("strategy").loc["wpl", "/ naive"] == "2.00"
+    records[0].batch = None  # one naive seed alone, two batched: neither one quantity
+    rows = cost_frame(records).set_index("strategy")
+    assert rows.loc["naive", "ran"] == "mixed" and rows.loc["wpl", "/ naive"] == "- (naive: mixed)"
+
+
 def test_the_table_command_prints_markdown_and_refuses_an_unknown_metric(tmp_path, cli, capsys):
     from forgetbench.benchmark.core.store import atomic_write_json
 

@@ -417,8 +417,11 @@ def test_every_record_that_trained_alone_says_why(tmp_path):
 
     assert set(map(str, batches("off", seeds=[0, 1], batch_seeds=False).values())) == {str({"alone": BATCHING_OFF})}
     equal_sizes = [{"name": "split", "params": SCENARIOS["split"]}]  # each seed's split the same size: it batches
-    on = batches("on", seeds=[0, 1], scenarios=equal_sizes)
-    assert set(map(str, on.values())) == {str({"seeds": [0, 1]})}
+    suite = tiny_suite(seeds=[0, 1], scenarios=equal_sizes)
+    batched = forgetbench.run_suite(suite, out=tmp_path / "on", progress=False).records
+    assert all(r.batch.seeds == [0, 1] and r.batch.alone is None for r in batched)
+    # each record's train_seconds is its share of the batch's wall, which it names
+    assert all(r.batch.train_seconds == pytest.approx(2 * r.timing.train_seconds) for r in batched)
     one = batches("one", seeds=[0])
     assert list(one.values()) == [{"alone": "no other seed of its run trains in this invocation"}]
     threads = batches("threads", seeds=[0, 1], training=tiny_suite()["training"] | {"threads": 2})
