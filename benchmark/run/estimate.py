@@ -26,10 +26,12 @@ train as one batch, :data:`BATCH_PROBE` of its seeds are also timed as one short
 its share of that (the fixed part per seed as alone, the steps at the batch's rate); a batch is one task, so the
 longest task may be a batch. A round adds ``step`` seeds a strategy: its batches hold ``step``.
 
-**The estimate's own cost** is bounded: it measures the (scenario, strategy) pairs with the most planned runs first
-and stops once it has spent :data:`BUDGET_SHARE` of the wall it expects so far, or :data:`BUDGET_SECONDS` when that
-is more (``forgetbench run --estimate`` counts from its process's start: its imports are part of the user's wait); a
-pair it did not measure costs what its scenario's measured pairs cost on average (said so in the lines).
+**The estimate's own cost** is bounded: it measures each scenario's most planned pair first, then each strategy not
+yet timed (in the scenario whose timed run was cheapest), then the other pairs by planned runs, and stops once it
+has spent :data:`BUDGET_SHARE` of the wall it expects so far, or :data:`BUDGET_SECONDS` when that is more
+(``forgetbench run --estimate`` counts from its process's start: its imports are part of the user's wait). A pair it
+did not measure costs its scenario's timed run of another strategy times the two strategies' ratio where another
+scenario timed both (naive preferred), else its scenario's mean (each line says which).
 With seeds in rounds the wall is a range: the first round's runs alone, then every round up to ``max``.
 
 **The machine's load** is measured while the estimate runs (the cores' busy time from ``/proc/stat``, less this
@@ -50,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from typing import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +114,8 @@ class Estimate:
     memory_bytes: int = 0
     timing_seconds: float = 0.0  # what the estimate itself took
     longest_seconds: float | None = None  # the longest task: one run, or a batch of seeds (None: the longest run)
-    assumed: list[tuple[str, str]] = field(default_factory=list)  # pairs not measured (their scenario's mean cost)
+    assumed: list[tuple[str, str]] = field(default_factory=list)  # pairs not measured (priced by :func:`_assumed`)
+    how_assumed: dict[tuple[str, str], str] = field(default_factory=dict)  # each assumed pair: how it was priced
 
     @property
     def total_runs(self) -> int:
@@ -150,11 +154,13 @@ class Estimate:
             f"{self.workers} worker(s){self._load_words()} ({_duration(sum(self.seconds.values()))} of runs in all, "
             f"{_duration(self.overhead_seconds)} of start-up and report); memory about "
             f"{format_bytes(self.memory_bytes)} per worker. Measured in {self.timing_seconds:.1f} s from one run per "
-            f"scenario and strategy (two shortened runs each, the most planned first, within the estimate's budget):",
+            f"scenario and strategy (two shortened runs each: every scenario, then every strategy, then the most planned, within "
+            "the estimate's budget):",
         ]
         for (scenario, strategy), cost in self.costs.items():
             if (scenario, strategy) in self.assumed:
-                how = "not measured: its scenario's measured mean"
+                priced = self.how_assumed.get((scenario, strategy), "its scenario's measured mean")
+                how = f"not measured: {priced}"
             elif cost.step_seconds == 0:  # its turns' own step budgets: it ran whole
                 how = f"{cost.steps} steps, timed whole"
             else:
@@ -297,7 +303,7 @@ def estimate(
         if len(batch) > 1
     }
     last = 0.0  # what measuring the previous pair took: the next one is not begun where it would overrun the budget
-    for i, key in enumerate(sorted(distinct, key=lambda k: -planned[k])):  # the most planned runs first
+    for i, key in enumerate(_measuring_order(distinct, planned, result.costs)):
         spent = time.perf_counter() - begun
         budget = max(BUDGET_SECONDS, BUDGET_SHARE * _expected(result, distinct, planned, result.costs))
         if i and spent + last > budget:
@@ -314,7 +320,9 @@ def estimate(
         last = time.perf_counter() - pair_begun
     result.capacity = _capacity(result.workers, load.other_cores())
     result.assumed = [key for key in distinct if key not in result.costs]
-    result.costs.update({key: _assumed_cost(key, result.costs) for key in result.assumed})
+    priced = {key: _assumed(key, result.costs) for key in result.assumed}
+    result.costs.update({key: cost for key, (cost, _) in priced.items()})
+    result.how_assumed = {key: how for key, (_, how) in priced.items()}
     result.costs = {key: result.costs[key] for key in distinct}  # the plan's order
     slowed = result.workers / result.capacity if result.capacity < result.workers else 1.0
     workers_start = started if executor in ("process", "ray") else 0.0
@@ -416,10 +424,47 @@ def _batches(phase: str, specs: list[RunSpec], suite: SuiteConfig) -> list[list[
     return [[specs[i] for i in group] for group in seed_groups(specs, [phase] * len(specs), size)]
 
 
-def _assumed_cost(key: tuple[str, str], measured: dict[tuple[str, str], Cost]) -> Cost:
-    """A pair the budget left unmeasured: the mean run of its scenario's measured pairs (else of all measured)."""
-    alike = [c for (scenario, _), c in measured.items() if scenario == key[0]] or list(measured.values())
-    return Cost(0.0, sum(c.run_seconds for c in alike) / len(alike), 0)
+def _measuring_order(
+    distinct: dict[tuple[str, str], RunSpec], planned: dict[tuple[str, str], int], measured: dict[tuple[str, str], Cost]
+) -> Iterator[tuple[str, str]]:
+    """The pairs in the order the estimate times them, so that a budget that runs out has priced every scenario and
+    every strategy: each scenario's most planned pair; then each strategy not yet timed, in the scenario whose timed
+    run was cheapest (read from ``measured`` as it fills); then the rest, the most planned first."""
+    by_planned = sorted(distinct, key=lambda k: -planned[k])
+    scenarios = list(dict.fromkeys(scenario for scenario, _ in by_planned))
+    done: set[tuple[str, str]] = set()
+    for scenario in scenarios:
+        key = next(k for k in by_planned if k[0] == scenario)
+        done.add(key)
+        yield key
+    for strategy in dict.fromkeys(strategy for _, strategy in by_planned):
+        if any(k[1] == strategy for k in done):
+            continue
+        timed = {k[0]: measured[k].run_seconds for k in done if k in measured}
+        where = sorted((k for k in by_planned if k[1] == strategy), key=lambda k: timed.get(k[0], float("inf")))
+        done.add(where[0])
+        yield where[0]
+    for key in by_planned:
+        if key not in done:
+            yield key
+
+
+def _assumed(key: tuple[str, str], measured: dict[tuple[str, str], Cost]) -> tuple[Cost, str]:
+    """A pair the budget left unmeasured, priced, and how: its scenario's timed run of another strategy times the
+    two strategies' ratio where another scenario timed both (naive's run preferred); else the mean run of its
+    scenario's timed pairs (else of every timed pair)."""
+    scenario, strategy = key
+    mine = {s: c for (sc, s), c in measured.items() if sc == scenario}
+    for reference in sorted(mine, key=lambda s: s != "naive"):
+        for (other, s), cost in measured.items():
+            base = measured.get((other, reference))
+            if s == strategy and other != scenario and base is not None and base.run_seconds > 0:
+                ratio = cost.run_seconds / base.run_seconds
+                batched = mine[reference].batched_seconds
+                priced = Cost(0.0, mine[reference].run_seconds * ratio, 0, None if batched is None else batched * ratio)
+                return priced, f"its scenario's {reference} x {ratio:.2f}, {strategy}'s ratio to {reference} in {other}"
+    alike = list(mine.values()) or list(measured.values())
+    return Cost(0.0, sum(c.run_seconds for c in alike) / len(alike), 0), "its scenario's measured mean"
 
 
 def _expected(
@@ -428,7 +473,7 @@ def _expected(
     """The wall the pairs measured so far lead to expect (the others at their scenario's mean): the budget's base."""
     if not costs:
         return 0.0
-    total = sum(planned[key] * (costs.get(key) or _assumed_cost(key, costs)).run_seconds for key in distinct)
+    total = sum(planned[key] * (costs.get(key) or _assumed(key, costs)[0]).run_seconds for key in distinct)
     return total / max(result.workers, 1)
 
 

@@ -36,10 +36,28 @@ def test_workers_beside_busy_cores_get_their_fair_share(monkeypatch):
     assert estimate.wall_seconds == pytest.approx(30.0)  # 40 s of runs on 4/3 cores
 
 
-def test_an_unmeasured_pair_costs_its_scenarios_mean_and_rounds_give_a_range():
+def test_an_unmeasured_pair_costs_its_scenarios_run_times_the_strategys_ratio_and_rounds_give_a_range():
     measured = {("s", "naive"): E.Cost(0.001, 1.0, 1000), ("s", "ewc"): E.Cost(0.001, 3.0, 1000)}
-    assert E._assumed_cost(("s", "wpl"), measured).run_seconds == pytest.approx(3.0)  # (2 + 4) / 2
-    assert E._assumed_cost(("t", "wpl"), measured).run_seconds == pytest.approx(3.0)  # no pair of t: all of them
+    assert E._assumed(("s", "wpl"), measured)[0].run_seconds == pytest.approx(3.0)  # wpl timed nowhere: (2 + 4) / 2
+    assert E._assumed(("t", "wpl"), measured)[0].run_seconds == pytest.approx(3.0)  # no pair of t: all of them
+    # ewc costs 4 / 2 = 2x naive in s; t's naive took 5 s: t's ewc is priced at 10 s, and says so
+    measured[("t", "naive")] = E.Cost(0.0, 5.0, 0, batched_seconds=2.0)
+    cost, how = E._assumed(("t", "ewc"), measured)
+    assert (cost.run_seconds, cost.batched_seconds) == (pytest.approx(10.0), pytest.approx(4.0))
+    assert how == "its scenario's naive x 2.00, ewc's ratio to naive in s"
+
+
+def test_the_estimate_times_every_scenario_then_every_strategy_before_the_rest():
+    planned = {("a", "naive"): 9, ("a", "ewc"): 9, ("a", "si"): 9, ("b", "naive"): 3, ("b", "ewc"): 3, ("b", "si"): 3}
+    distinct = dict.fromkeys(planned)
+    measured: dict = {}
+    order = []
+    for key in E._measuring_order(distinct, planned, measured):  # type: ignore[arg-type]
+        order.append(key)
+        measured[key] = E.Cost(0.0, 1.0 if key[0] == "b" else 5.0, 0)  # b's runs are the cheap ones
+    assert order[:2] == [("a", "naive"), ("b", "naive")]  # each scenario first
+    assert order[2:4] == [("b", "ewc"), ("b", "si")]  # each strategy next, where a run was cheapest
+    assert sorted(order) == sorted(planned)
     estimate = E.Estimate(
         counts={"runs": 10, "rounds": 30},
         seconds={"runs": 10.0, "rounds": 30.0},
