@@ -142,15 +142,17 @@ NAMED_GAP_COLUMNS = ["strategy", "seed", "epoch", "architecture", "gap"]
 
 def named_gap_frame(records: Iterable[RunRecord | Mapping[str, Any]], scenario: str) -> pd.DataFrame:
     """strategy, seed, epoch, architecture (its name), gap = err2 - err1: one row per turn of the searches of
-    ``scenario`` whose records name their architectures (``architecture_names``; a user's supernet, NAS-Bench-201).
-    Names are the same across seeds, so an architecture's forgetting can be pooled over them."""
+    ``scenario`` whose records name their architectures (``architecture_names``; a user's supernet, NAS-Bench-201),
+    but an epoch's last turn: nothing trains after it before the epoch's end, so its gap is 0 by definition, not a
+    measure of how little it forgot. Names are the same across seeds, so an architecture's forgetting can be pooled
+    over them."""
     rows = []
     for r in as_records(records):
         names = r.architecture_names
         if not (has_results(r) and _scenario(r) == scenario and names and r.epoch_architectures):
             continue
         for e, (tasks, e1, e2) in enumerate(zip(r.epoch_architectures, r.err1 or [], r.err2 or [])):
-            for task, a, b in zip(tasks, e1, e2):
+            for task, a, b in list(zip(tasks, e1, e2))[:-1]:
                 if a is not None and b is not None and 0 <= task < len(names):
                     rows.append(
                         {
