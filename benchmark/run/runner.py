@@ -199,7 +199,7 @@ def harness_of(
             ),
         )
     if progress is not None:
-        harness.progress = ProgressHook(progress, spec.run_id, len(scenario.schedule))
+        harness.progress = ProgressHook(progress, spec.run_id, len(scenario.schedule), harness.budget)
     if spec.prune is not None and spec.prune.points and checks_apply(scenario):
         harness.pruner = InsideChecks(spec.prune, record, scenario, harness, batch, device)
     return harness

@@ -260,9 +260,11 @@ class ProgressHook(SupervisedHooks):
 
     every = 0.5
 
-    def __init__(self, report: Callable[[str], None], name: str, turns: int) -> None:
+    def __init__(
+        self, report: Callable[[str], None], name: str, turns: int, budget: StepBudget | None = None
+    ) -> None:
         super().__init__()
-        self.report, self.name, self.turns = report, name, turns
+        self.report, self.name, self.turns, self.budget = report, name, turns, budget
         self.turn, self.epoch, self._last = 0, 0, 0.0
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
@@ -271,8 +273,12 @@ class ProgressHook(SupervisedHooks):
 
     def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
         self.epoch += 1
+        where = f"experience {self.turn}/{max(self.turns, self.turn)}"
+        if self.budget is not None and self.budget.budget is not None:  # epochs are only the budget's upper bound
+            self._say(f"{where}, step {min(self.budget.steps, self.budget.budget)}/{self.budget.budget}")
+            return
         epochs = getattr(strategy, "train_epochs", None)
-        self._say(f"experience {self.turn}/{max(self.turns, self.turn)}, epoch {self.epoch}/{epochs or '?'}")
+        self._say(f"{where}, epoch {self.epoch}/{epochs or '?'}")
 
     def _say(self, where: str, force: bool = False) -> None:
         now = time.monotonic()

@@ -173,3 +173,28 @@ def test_curves_and_attribution_read_the_models_and_never_change_training(scenar
     full, bare = (run(RunSpec("d", spec, ComponentSpec(name="wpl"), 1, t, "cpu"), None) for t in (demo.training, lean))
     assert full.status == bare.status == "ok" and full.curves and full.attribution and not bare.curves
     assert full.accuracy_matrix == bare.accuracy_matrix
+
+
+def test_progress_says_steps_in_a_turn_with_a_step_budget_and_epochs_otherwise(tmp_path, monkeypatch):
+    """A supernet's turn trains a step budget over as many epochs as it takes: 'epoch 1/100' read as a run at its
+    start. A turn with a budget says its steps; one without, its epochs."""
+    from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
+    from forgetbench.benchmark.run.runner import run
+    from forgetbench.benchmark.run.spec import RunSpec
+    from forgetbench.benchmark.train import harness
+
+    monkeypatch.setattr(harness.ProgressHook, "every", 0.0)
+    training = TrainingConfig(lr=0.05, batch_size=32, eval_batch_size=512, epochs=2)
+    supernet = {"dataset": "digits", "layers": 2, "ops": 2, "width": 16, "architectures": 2, "head": "private",
+                "schedule": "sequential", "steps_per_turn": 25, "max_test": 200}  # fmt: skip
+    split = {"dataset": "digits", "tasks": 2, "classes_per_task": 2, "widths": [16]}
+    said: dict[str, list[str]] = {"supernet": [], "split": []}
+    for name, params in (("supernet", supernet), ("split", split)):
+        spec = RunSpec("p", ComponentSpec(name=name, params=params), ComponentSpec(name="naive"), 0, training, "cpu")
+        run(spec, tmp_path, progress=said[name].append)
+    assert said["supernet"][:2] == [
+        "supernet__naive__seed0: experience 1/2",
+        "supernet__naive__seed0: experience 1/2, step 25/25",
+    ]
+    assert "split__naive__seed0: experience 1/2, epoch 2/2" in said["split"]
+    assert not any("epoch" in line for line in said["supernet"])
