@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 
 from forgetbench.benchmark.core.metric_registry import registered_metrics
 from forgetbench.benchmark.core.record import RunRecord, coerce
+from forgetbench.benchmark.core.stats import t_interval
 
 
 # err1 / err2 as records hold them: None where an architecture was not measured (read as NaN)
@@ -111,8 +112,6 @@ def forgetting_cut(f_strategy: ArrayLike, f_naive: ArrayLike) -> float:
     """100 (1 - mean F_strategy / mean F_naive) over paired seeds, in percent: a ratio of the paired means, so one
     seed where naive barely forgot cannot make it -1900%. NaN unless naive forgets: its mean forgetting's 95% t
     interval lies above zero (at least 2 paired seeds), since a cut of nothing is no figure."""
-    from forgetbench.benchmark.core.stats import t_interval
-
     mine, naive = np.asarray(f_strategy, dtype=float), np.asarray(f_naive, dtype=float)
     kept = np.isfinite(mine) & np.isfinite(naive)
     mine, naive = mine[kept], naive[kept]

@@ -200,7 +200,7 @@ def missing_runs(folder: Path, present: Iterable[str], accepted: Iterable[str]) 
     plan = read_plan(folder)
     if plan is None:
         return []
-    found, kept, runs = set(present), set(accepted), Path(folder) / "runs"
+    found, kept, runs = set(present), set(accepted), ResultFolder(folder).runs
     missing = []
     for run_id in sorted(plan.last if plan.last is not None else plan.entries, key=lambda r: natural_key(Path(r))):
         if run_id in kept:

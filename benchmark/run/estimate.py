@@ -319,11 +319,7 @@ def estimate(
             warm_up = max(warm_up - _timed(spec, data_root, probe_steps(spec)[0])[0], 0.0)
         last = time.perf_counter() - pair_begun
     result.capacity = _capacity(result.workers, load.other_cores())
-    result.assumed = [key for key in distinct if key not in result.costs]
-    priced = {key: _assumed(key, result.costs) for key in result.assumed}
-    result.costs.update({key: cost for key, (cost, _) in priced.items()})
-    result.how_assumed = {key: how for key, (_, how) in priced.items()}
-    result.costs = {key: result.costs[key] for key in distinct}  # the plan's order
+    _price_the_rest(result, list(distinct))
     slowed = result.workers / result.capacity if result.capacity < result.workers else 1.0
     workers_start = started if executor in ("process", "ray") else 0.0
     report = (REPORT_SECONDS + REPORT_SECONDS_A_RUN * runs) * slowed
@@ -343,6 +339,15 @@ def estimate(
     result.memory_bytes = _resident_bytes()
     result.timing_seconds = time.perf_counter() - begun
     return result
+
+
+def _price_the_rest(result: Estimate, pairs: list[tuple[str, str]]) -> None:
+    """The pairs the budget left unmeasured, priced (:func:`_assumed`) and named as such; costs in the plan's order."""
+    result.assumed = [key for key in pairs if key not in result.costs]
+    priced = {key: _assumed(key, result.costs) for key in result.assumed}
+    result.costs.update({key: cost for key, (cost, _) in priced.items()})
+    result.how_assumed = {key: how for key, (_, how) in priced.items()}
+    result.costs = {key: result.costs[key] for key in pairs}
 
 
 def _check_builds(distinct: dict[tuple[str, str], RunSpec], data_root: Path) -> None:
