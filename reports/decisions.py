@@ -529,6 +529,33 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def answer_view(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The report's first screen: per scenario (and plasticity level), its claims in words (``wpl < naive by 16.8``,
+    ``mas and wpl equivalent``) and how many of its pairs stay undecided; the Decisions section has every pair."""
+    out = []
+    for (scenario, level), group in frame.groupby(["scenario", "level"], sort=False, dropna=False):
+        claims = []
+        for r in group.itertuples():
+            unit = " points" if str(r.unit) == "points" else ""
+            digits = 1 if str(r.unit) == "points" else 3
+            if str(r.outcome) == "less":
+                claims.append(f"{r.first} < {r.second} by {abs(float(r.diff)):.{digits}f}{unit}")
+            elif str(r.outcome) == "greater":
+                claims.append(f"{r.second} < {r.first} by {abs(float(r.diff)):.{digits}f}{unit}")
+            elif str(r.outcome) == "equivalent":
+                claims.append(f"{r.first} and {r.second} equivalent (within +/- {float(r.margin):g}{unit})")
+        out.append(
+            {
+                "scenario": scenario,
+                "level": "" if pd.isna(level) else str(level),
+                "claims": claims,
+                "undecided": int((group.outcome == "undecided").sum()),
+                "pairs": len(group),
+            }
+        )
+    return out
+
+
 def view(
     frame: pd.DataFrame,
     improvement: pd.DataFrame,
@@ -586,6 +613,7 @@ def view(
             for scenario, sizes in (resolutions or {}).items()
         ],
         "rows": rows,
+        "answer": answer_view(frame),
         "improvement": [
             {
                 "first": r.first,

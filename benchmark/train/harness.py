@@ -260,9 +260,7 @@ class ProgressHook(SupervisedHooks):
 
     every = 0.5
 
-    def __init__(
-        self, report: Callable[[str], None], name: str, turns: int, budget: StepBudget | None = None
-    ) -> None:
+    def __init__(self, report: Callable[[str], None], name: str, turns: int, budget: StepBudget | None = None) -> None:
         super().__init__()
         self.report, self.name, self.turns, self.budget = report, name, turns, budget
         self.turn, self.epoch, self._last = 0, 0, 0.0

@@ -113,7 +113,8 @@ def test_the_demo_decides_a_pair_in_each_scenario_on_its_5_seeds(demo):
 
 
 def test_report_opens_on_the_a_accuracy_figure_above_the_fold(demo):
-    """Screenshot at 1280x1200: the first scenario's headline figure lies within the first 1,200 pixels."""
+    """Screenshot at 1280x1200: the decisions (the answer box) and then the first scenario's headline figure lie
+    within the first 1,200 pixels."""
     _, out, _ = demo
     with browser_page(1280, 1200) as page:
         page.goto((out / "report.html").resolve().as_uri(), wait_until="load")
@@ -124,10 +125,12 @@ def test_report_opens_on_the_a_accuracy_figure_above_the_fold(demo):
             "i => { const r = i.getBoundingClientRect(); return [r.top, r.bottom, i.complete ? i.naturalWidth : 0]; }",
         )
         alt = page.eval_on_selector("figure.headline img", "i => i.alt")
+        answer = page.eval_on_selector("#answer", "a => [a.getBoundingClientRect().bottom, a.innerText]")
         shot = out / "above_the_fold.png"
         page.screenshot(path=str(shot), full_page=False)
     top, bottom, width = box
     assert width > 0 and 0 <= top and bottom <= 1200, box
+    assert answer[0] <= top and "wpl < naive by" in answer[1], answer  # the decisions come first, on the first screen
     assert "two-model" in alt
     from PIL import Image
 

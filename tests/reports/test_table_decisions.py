@@ -142,3 +142,37 @@ def test_a_blank_order_is_the_first_seeds_and_a_blank_value_is_refused():
     frame.loc[5, "value"] = float("nan")
     with pytest.raises(ValueError, match=r"value: empty \(row 6\) is not a finite number"):
         forgetbench.decide(frame)
+
+
+def test_the_reports_first_screen_says_each_scenarios_claims_in_words():
+    """The answer box above the scenarios: a claim reads with the lower method first, whatever the pair's order in
+    the frame; equivalences with their margin; the undecided pairs counted, not listed (the Decisions section
+    lists them)."""
+    import pandas as pd
+
+    from forgetbench.reports.decisions import answer_view
+
+    frame = pd.DataFrame(
+        [
+            ["s", "each strength alone", "points", "naive", "wpl", "greater", 17.04, 1.0],
+            ["s", "each strength alone", "points", "ewc", "wpl", "undecided", 0.4, 1.0],
+            ["s", "each strength alone", "points", "mas", "wpl", "equivalent", 0.2, 1.0],
+            ["s", "each strength alone", "points", "ewc", "mas", "less", -3.0, 1.0],
+            ["t", "naive's LA - 1 points", "points", "ewc", "si", "undecided", 0.1, 1.0],
+        ],
+        columns=["scenario", "level", "unit", "first", "second", "outcome", "diff", "margin"],
+    )
+    assert answer_view(frame) == [
+        {
+            "scenario": "s",
+            "level": "each strength alone",
+            "claims": [
+                "wpl < naive by 17.0 points",
+                "mas and wpl equivalent (within +/- 1 points)",
+                "ewc < mas by 3.0 points",
+            ],
+            "undecided": 1,
+            "pairs": 4,
+        },
+        {"scenario": "t", "level": "naive's LA - 1 points", "claims": [], "undecided": 1, "pairs": 1},
+    ]
