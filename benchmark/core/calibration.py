@@ -230,6 +230,39 @@ def nothing_learned(probes: Iterable[Probe], naive: Probe) -> bool:
     return bool(probes) and naive.status == "collapsed" and all(p.status == "collapsed" for p in probes)
 
 
+DIVERGED = ("diverged", "collapsed")
+
+
+def divergence_lines(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Per calibrated strategy whose probes diverged or collapsed, which end of its ladder they are at, named by
+    their strengths: above every finished probe (too strong for this optimiser: they bracket the peak from above),
+    below every one (the weakest penalties: the run diverges without its pull, so the learning rate, not the
+    strength, is too high), or among them."""
+    lines = []
+    for entry in entries:
+        probes = entry.get("probes") or []
+        bad = sorted(float(p["value"]) for p in probes if p.get("status") in DIVERGED)
+        done = [float(p["value"]) for p in probes if p.get("status") not in DIVERGED]
+        if not bad:
+            continue
+        where = f"{entry.get('scenario')} / {entry.get('strategy')} {entry.get('param')} " + ", ".join(
+            f"{v:g}" for v in bad
+        )
+        if done and min(bad) > max(done):
+            why = "at the strongest end: too strong for this optimiser; they bracket the peak from above"
+        elif done and max(bad) < min(done):
+            why = (
+                "at the weakest end: the runs diverge with the penalty's pull at its smallest, so the learning rate is "
+                "too high for this model, not the strength"
+            )
+        elif not done:
+            why = "at every strength: the learning rate is too high for this model at any strength"
+        else:
+            why = "between finished probes, at neither end (a run that diverges by chance; rerun with another seed)"
+        lines.append(f"{where} diverged or collapsed {why}")
+    return lines
+
+
 def bracket_verdict(found: Bracket, probes: Iterable[Probe], naive: Probe, objective: str = "ACC") -> str:
     """One sentence: where the objective peaks and the range around it, or which end is open and why."""
     probes = sorted(probes, key=lambda p: p.value)

@@ -107,8 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if results.diverged:
         print(
             f"diverged={len(results.diverged)}: calibration probes, tuning trials or a tuned point's neighbours "
-            "that diverged or collapsed: outcomes, not errors (those strengths are too strong for this optimiser and "
-            "learning rate); they score below every finished run, are never chosen and are on no front"
+            "that diverged or collapsed: outcomes, not errors (strengths this optimiser and learning rate cannot train; "
+            "`forgetbench calibrate` says at which end); they score below every finished run, are never chosen and "
+            "are on no front"
         )
     from forgetbench.reports.decisions import DECISIONS_PREFIX
     from forgetbench.reports.search_verdict import EDGE_PREFIX
@@ -363,9 +364,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     print(format_calibration(result))
     failed = [p for e in result["entries"] for p in e["probes"] if p["status"] not in ("ok", "diverged", "collapsed")]
+    from forgetbench.benchmark.core.calibration import divergence_lines
+
     diverged = sum(p["status"] in ("diverged", "collapsed") for e in result["entries"] for p in e["probes"])
     if diverged:
-        print(f"\ndiverged={diverged}: probes too strong for this optimiser; they bracket the peak from above")
+        print(f"\ndiverged={diverged}: " + "; ".join(divergence_lines(result["entries"])))
     print(f"\nCalibration: {out / CALIBRATION_FILE}")
     return EXIT_RUNS_FAILED if failed else EXIT_OK
 

@@ -337,3 +337,33 @@ def test_calibrate_extends_through_real_records_and_a_rerun_takes_the_same_decis
     waves.clear()
     again, _ = calibrate_run.calibrate(calibrate_run.plan_calibration(suite, 0, 1, 0.2), folder, run_batch)
     assert again == result and all(not wave for wave in waves)
+
+
+def test_a_divergence_names_the_end_of_the_ladder_it_is_at():
+    """'diverged=6: probes too strong for this optimiser' was printed where four of the six were the weakest
+    strengths: each calibrated strategy now says which end, by its strengths."""
+    from forgetbench.benchmark.core.calibration import divergence_lines
+
+    def entry(strategy, statuses):
+        probes = [{"value": v, "status": s} for v, s in zip((0.01, 0.1, 1.0, 10.0, 100.0), statuses)]
+        return {"scenario": "s", "strategy": strategy, "param": "lam", "probes": probes}
+
+    ok, bad = "ok", "diverged"
+    lines = divergence_lines(
+        [
+            entry("strong", [ok, ok, ok, bad, "collapsed"]),
+            entry("weak", [bad, bad, ok, ok, ok]),
+            entry("between", [ok, bad, ok, ok, ok]),
+            entry("all", [bad] * 5),
+            entry("none", [ok] * 5),
+        ]
+    )
+    assert lines[0] == (
+        "s / strong lam 10, 100 diverged or collapsed at the strongest end: too strong for this optimiser; "
+        "they bracket the peak from above"
+    )
+    assert lines[1].startswith("s / weak lam 0.01, 0.1 diverged or collapsed at the weakest end:")
+    assert "the learning rate is too high for this model, not the strength" in lines[1]
+    assert lines[2].startswith("s / between lam 0.1 diverged or collapsed between finished probes, at neither end")
+    assert lines[3].startswith("s / all lam 0.01, 0.1, 1, 10, 100 diverged or collapsed at every strength")
+    assert len(lines) == 4
