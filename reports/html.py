@@ -48,6 +48,7 @@ from forgetbench.reports.summary import (
     runs_long,
     strategy_order,
     summary_table,
+    time_unlike_naive,
     tuning_studies,
 )
 from forgetbench.reports.search_verdict import edge_lines
@@ -180,7 +181,7 @@ class _Tables:
             long,
             order,
             summary_table(long, order=order),
-            comparisons_table(long, options.method, options.alpha, options.planned),
+            comparisons_table(long, options.method, options.alpha, options.planned, time_unlike_naive(records)),
             problem_runs(records, scan.sources),
             methods,
         )

@@ -40,7 +40,15 @@ from forgetbench.reports import frontier as FT
 from forgetbench.reports.attribution import attribution_summary
 from forgetbench.reports.frames import attribution_frame
 from forgetbench.reports.decisions import fmt_p
-from forgetbench.reports.summary import NAIVE, comparisons_table, runs_long, summary_table
+from forgetbench.reports.summary import (
+    NAIVE,
+    comparisons_table,
+    how_ran,
+    one_way,
+    runs_long,
+    summary_table,
+    time_unlike_naive,
+)
 
 DEFAULT_METRICS = ("ACC", "forgetting", "LA")
 COST_OUTCOMES = ("ACC", "forgetting", "regret", "search_tau")  # a continual-learning suite's, a search's
@@ -75,7 +83,7 @@ def interval_frame(
     and ``compare``'s paired difference against naive, mean [95% interval] (p); "-" where there is none."""
     long = runs_long(records)
     summary = summary_table(long).set_index(["scenario", "strategy", "metric"])
-    compared = comparisons_table(long).set_index(["scenario", "strategy", "metric"])
+    compared = comparisons_table(long, unlike=time_unlike_naive(records)).set_index(["scenario", "strategy", "metric"])
     rows = []
     for scenario, strategy in dict.fromkeys(zip(long.scenario, long.strategy)):
         row = {"scenario": scenario, "strategy": strategy}
@@ -90,18 +98,6 @@ def interval_frame(
         )
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def how_ran(records: Sequence[RunRecord]) -> str:
-    """How a pair's runs trained: ``alone``, ``batches of K`` (each record's time its 1/K share of its batch's wall),
-    or ``mixed`` (some each way: their times are not one quantity)."""
-    sizes = sorted({len(r.batch.seeds) for r in records if r.batch is not None and r.batch.seeds})
-    batched = sum(1 for r in records if r.batch is not None and r.batch.seeds)
-    if not batched:
-        return "alone"
-    if batched < len(records):
-        return "mixed"
-    return f"batches of {', '.join(map(str, sizes))}"
 
 
 def cost_frame(
@@ -126,7 +122,7 @@ def cost_frame(
         for strategy, mine in runs.groupby("strategy", sort=False):
             own = seconds[seconds.strategy == strategy].sort_values("seed").value
             mine_ran = ran.get((scenario, strategy), "alone")
-            like = naive_ran is not None and _one_way(mine_ran) == _one_way(naive_ran) and mine_ran != "mixed"
+            like = naive_ran is not None and one_way(mine_ran) == one_way(naive_ran) and mine_ran != "mixed"
             row = {
                 "scenario": scenario,
                 "strategy": strategy,
@@ -154,11 +150,6 @@ def cost_frame(
             row["passes skipped"] = ", ".join(skipped) or "-"
             rows.append(row)
     return pd.DataFrame(rows).fillna("-")
-
-
-def _one_way(ran: str | None) -> str | None:
-    """``alone``, ``batched`` or ``mixed``: what a cost ratio needs equal on both sides."""
-    return "batched" if ran is not None and ran.startswith("batches") else ran
 
 
 ZOO_COLUMNS = {"ACC": "ACC (pts)", "forgetting": "forgetting (pts)", "LA": "LA (pts)", "train_seconds": "train s"}

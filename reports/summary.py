@@ -16,7 +16,7 @@ import os
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Mapping
+from typing import AbstractSet, Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -370,15 +370,53 @@ def seed_rounds(long: pd.DataFrame) -> dict[str, dict[int, int]]:
     return out
 
 
+def how_ran(records: Sequence[RunRecord]) -> str:
+    """How a pair's runs trained: ``alone``, ``batches of K`` (each record's time its 1/K share of its batch's wall),
+    or ``mixed`` (some each way: their times are not one quantity)."""
+    sizes = sorted({len(r.batch.seeds) for r in records if r.batch is not None and r.batch.seeds})
+    batched = sum(1 for r in records if r.batch is not None and r.batch.seeds)
+    if not batched:
+        return "alone"
+    if batched < len(records):
+        return "mixed"
+    return f"batches of {', '.join(map(str, sizes))}"
+
+
+def one_way(ran: str | None) -> str | None:
+    """``alone``, ``batched`` or ``mixed``: what a cost ratio needs equal on both sides."""
+    return "batched" if ran is not None and ran.startswith("batches") else ran
+
+
+def time_unlike_naive(records: Sequence[RunRecord]) -> set[tuple[str, str]]:
+    """(scenario, strategy) whose ok runs trained otherwise than their scenario's naive (a batch's 1/K shares against
+    runs alone, or either mixed): their seconds are not naive's quantity, so no paired test of time is made."""
+    ran: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in records:
+        if r.ok:
+            ran[(_scenario(r), _strategy(r))].append(r)
+    naive = {scenario: how_ran(rs) for (scenario, strategy), rs in ran.items() if rs[0].strategy.name == NAIVE}
+    return {
+        (scenario, strategy)
+        for (scenario, strategy), rs in ran.items()
+        if scenario in naive
+        and (one_way(how_ran(rs)) != one_way(naive[scenario]) or "mixed" in (how_ran(rs), naive[scenario]))
+    }
+
+
 def comparisons_table(
-    long: pd.DataFrame, method: decide.Method = "fixed", alpha: float = decide.ALPHA, planned: int | None = None
+    long: pd.DataFrame,
+    method: decide.Method = "fixed",
+    alpha: float = decide.ALPHA,
+    planned: int | None = None,
+    unlike: AbstractSet[tuple[str, str]] = frozenset(),
 ) -> pd.DataFrame:
     """Every non-naive strategy minus naive, paired on shared seeds, per metric, decided as one family per (scenario,
     metric) by :mod:`forgetbench.benchmark.core.decide` (``method``: fixed seeds, or seeds added in rounds planned
     to ``planned``): ``diff`` (the mean paired difference), ``ci_low`` / ``ci_high`` (its interval at the level its
     claim was tested at; none on fewer than 3 pairs), ``p_value`` (the paired test's p of no difference,
     unadjusted), ``p_adjusted`` (Holm's: the smallest family-wise alpha at which it is decided), ``outcome`` (less,
-    greater, undecided: no equivalence is claimed against naive)."""
+    greater, undecided: no equivalence is claimed against naive). ``unlike``: (scenario, strategy) whose runs trained
+    otherwise than naive's (:func:`time_unlike_naive`): no row of seconds for them."""
     if long.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     found: dict[tuple[str, str], list[decide.PairEvidence]] = {}
@@ -394,6 +432,8 @@ def comparisons_table(
             for metric in METRICS:
                 if metric == "forgetting_reduction":
                     continue  # already relative to naive
+                if METRICS[metric].unit == "seconds" and (str(scenario), str(strategy)) in unlike:
+                    continue  # a batch's share against a run alone: not one quantity
                 mine = st[st.metric == metric]
                 base = naive_rows[(naive_rows.metric == metric) & (naive_rows.strategy == naive_label)]
                 values, reference = (dict(zip(f.seed.astype(int), f.value.astype(float))) for f in (mine, base))

@@ -97,6 +97,26 @@ def test_the_cost_table_compares_a_batched_share_only_with_a_batched_share():
     assert rows.loc["naive", "ran"] == "mixed" and rows.loc["wpl", "/ naive"] == "- (naive: mixed)"
 
 
+def test_no_paired_test_of_time_between_a_batched_share_and_a_run_alone():
+    """The paired train-time rows ('train time -3.1 s, p < 0.001') compared a batch's 1/K share with naive's runs
+    alone: now a strategy that trained otherwise than naive has no row of seconds; its other metrics keep theirs."""
+    from forgetbench.benchmark.core.record import SeedBatch
+    from forgetbench.reports.summary import comparisons_table, runs_long, time_unlike_naive
+
+    records = _study_records()
+    long = runs_long(records)
+    assert time_unlike_naive(records) == set()
+    both = comparisons_table(long, unlike=time_unlike_naive(records))
+    assert "train_seconds" in set(both[both.strategy == "wpl"].metric)
+    for record in records:
+        if record.strategy.label == "wpl":
+            record.batch = SeedBatch(seeds=[0, 1, 2], train_seconds=3 * record.timing.train_seconds)
+    assert time_unlike_naive(records) == {("s", "wpl")}
+    apart = comparisons_table(long, unlike=time_unlike_naive(records))
+    mine = set(apart[apart.strategy == "wpl"].metric)
+    assert "train_seconds" not in mine and "forgetting" in mine
+
+
 def test_the_table_command_prints_markdown_and_refuses_an_unknown_metric(tmp_path, cli, capsys):
     from forgetbench.benchmark.core.store import atomic_write_json
 
