@@ -147,7 +147,11 @@ class _ReportStopped(BaseException):
         self.signum = signum
 
 
+_STOPS_RECEIVED: list[int] = []  # the stop signals the report received (an import they interrupt may mangle them)
+
+
 def _raise_report_stopped(signum: int, frame) -> None:
+    _STOPS_RECEIVED.append(signum)
     raise _ReportStopped(signum)
 
 
@@ -187,6 +191,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     target = Path(args.output) if args.output else ResultFolder(folders[0]) / ResultFolder.REPORT  # write_report's
     started = time.time_ns()
     skipped: list[tuple[str, str]] = []
+    _STOPS_RECEIVED.clear()
     try:
         import importlib
 
@@ -212,8 +217,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ReportError as exc:
             print(f"forgetbench: error: {exc}", file=sys.stderr)
             return EXIT_INVALID
-    except _ReportStopped as stopped:
-        name = signal.Signals(stopped.signum).name
+    except BaseException as exc:  # noqa: BLE001 - a stop signal, or what an import it interrupted made of it
+        if not isinstance(exc, _ReportStopped) and not _STOPS_RECEIVED:
+            raise
+        # a stop landing inside a C extension's import (numpy's) can surface as another error: the stop it was
+        name = signal.Signals(exc.signum if isinstance(exc, _ReportStopped) else _STOPS_RECEIVED[-1]).name
         if target.is_file() and target.stat().st_mtime_ns >= started:
             print(f"forgetbench: report stopped by {name} after it was written: {target} is complete", file=sys.stderr)
         elif target.is_file():

@@ -234,6 +234,33 @@ def test_report_skips_a_bad_result_file_and_lists_it(damage, cli, tmp_path, capl
     assert "1 result file(s) skipped" in html and str(victim) in html
 
 
+def test_a_stop_an_import_mangles_is_still_the_stop_it_was(cli, tmp_path, capsys, monkeypatch):
+    """A SIGTERM landing inside numpy's import surfaced as 'TypeError: expected a message argument' with a
+    traceback and exit 1 (seen once in CI): an error after a stop signal arrived is that stop."""
+    import signal
+
+    from forgetbench.benchmark.front import commands
+    from forgetbench.reports import html
+
+    folder = write_folder(tmp_path / "r", basic_records())
+    assert cli("report", folder) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    def mangled(*args, **kwargs):
+        commands._STOPS_RECEIVED.append(signal.SIGTERM)  # the handler ran; the import turned its raise into this
+        raise TypeError("expected a message argument")
+
+    monkeypatch.setattr(html, "write_report", mangled)
+    capsys.readouterr()
+    assert cli("report", folder) == 130
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM" in err and "intact (nothing was written)" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    monkeypatch.setattr(html, "write_report", lambda *a, **k: (_ for _ in ()).throw(TypeError("a bug")))
+    with pytest.raises(TypeError, match="a bug"):  # with no stop received, an error is the error it is
+        cli("report", folder)
+
+
 def test_a_stop_signal_during_report_says_the_previous_report_is_intact(cli, tmp_path):
     import signal
     import subprocess

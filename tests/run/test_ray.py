@@ -139,8 +139,11 @@ def test_a_suite_refused_before_it_starts_leaves_no_ray_running(write_suite, cli
 
 def _cluster_suite(tmp_path):
     # 6 runs of about 2 s each (120 epochs of 23 steps): both nodes busy while the test removes one, 1 s after the
-    # first result, or kills the driver after the second
+    # first result, or kills the driver after the second. One task a run: a batch of seeds (refused here, the seeds'
+    # splits differ in size) trains its seeds one after another in one task and writes them together, so the six
+    # records came in two bursts of three and the kill could land after the last
     suite = tiny_suite(
+        batch_seeds=False,
         seeds=[0, 1, 2],
         strategies=[{"name": "naive"}, {"name": "ewc"}],
         training={
