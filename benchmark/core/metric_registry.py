@@ -66,7 +66,8 @@ METRICS: dict[str, Metric] = {
             "LA (plasticity)",
             "higher",
             "accuracy",
-            "mean_j R[j][j]: accuracy on each experience right after learning it",
+            "mean_j R[j][j]: accuracy on each experience right after learning it (a supernet without that diagonal: "
+            "mean 1 - err1, each architecture right after its own turn)",
             "stability",
             (0, 1),
             terminal="LA (pts)",
@@ -86,7 +87,8 @@ METRICS: dict[str, Metric] = {
             "Forgetting",
             "lower",
             "accuracy",
-            "mean_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j]) (Chaudhry et al., 2018)",
+            "mean_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j]) (Chaudhry et al., 2018); a supernet without that "
+            "diagonal: mean err2 - err1 over every turn but each round's last",
             "stability",
             (-1, 1),
             terminal="forgetting (pts)",

@@ -173,6 +173,26 @@ def err_gap(err1: Errors, err2: Errors) -> tuple[float, float]:
     return float(gap.mean()), float(gap.max())
 
 
+def supernet_plasticity(err1: Errors, err2: Errors) -> tuple[float, float]:
+    """A supernet's ``(LA, forgetting)`` where its accuracy matrix has no diagonal (search turns, round-robin
+    rounds): the same two ideas read off its turns.
+
+    LA = mean over every (round, turn) of ``1 - err1``: each architecture's accuracy right after its own turn, as
+    R[j][j] is an experience's right after it is learned. Forgetting = mean of ``err2 - err1`` over every turn but
+    each round's last, whose gap is 0 by definition (``err2`` is read when that turn ends), as the last experience
+    is left out of :func:`forgetting`. None/NaN cells are left out; NaN where nothing is defined."""
+    e1 = np.asarray(err1, dtype=float)
+    e2 = np.asarray(err2, dtype=float)
+    if e1.shape != e2.shape:
+        raise ValueError(f"err1 and err2 differ in shape: {e1.shape} vs {e2.shape}")
+    after = 1.0 - e1[np.isfinite(e1)]
+    gaps = _defined_gaps(e1[..., :-1], e2[..., :-1]) if e1.ndim == 2 else np.empty(0)
+    return (
+        float(after.mean()) if after.size else float("nan"),
+        float(gaps.mean()) if gaps.size else float("nan"),
+    )
+
+
 def _defined_gaps(err1: Errors, err2: Errors) -> np.ndarray:
     """err2 - err1 over the cells where both are defined (None/NaN cells left out), flattened."""
     e1 = np.asarray(err1, dtype=float)
@@ -440,6 +460,17 @@ def _curve_metrics(series: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
     return {"curve_max_drop": float(np.max(drops)), "curve_drop_area": float(np.mean(areas))}
 
 
+def _turn_plasticity(record: RunRecord) -> dict[str, float]:
+    """LA and forgetting of a supernet's turns (:func:`supernet_plasticity`) where its errors are accuracy errors
+    (a language model's are log-perplexities: no accuracy to put in LA's place); empty otherwise."""
+    if record.err1 is None or record.err2 is None:
+        return {}
+    if record.search is not None and "log-perplexity" in str(record.search.error or ""):
+        return {}
+    la, forgot = supernet_plasticity(record.err1, record.err2)
+    return {"LA": la, "forgetting": forgot}
+
+
 def run_metrics(
     record: RunRecord | Mapping[str, Any],
     reference: np.ndarray | None = None,
@@ -463,10 +494,11 @@ def run_metrics(
     if record.timing.importance_seconds is not None:  # a regularizer with importance passes (EWC, WPL, MAS)
         timing["importance_seconds"] = float(record.timing.importance_seconds)
     if not record.ok and record.status == "ok" and record.search is not None:
-        # a search whose evaluation units are sampled architectures (enas_rnn) keeps no accuracy matrix:
-        # its numbers are the search's own
+        # a search whose evaluation units are sampled architectures keeps no accuracy matrix: its numbers are the
+        # search's own, with its turns' plasticity and forgetting in LA's and forgetting's place
         return (
             {key: nan for key in ("ACC", "LA", "last", "forgetting", "BWT", "FWT", "intransigence")}
+            | _turn_plasticity(record)
             | {**search_metrics(record), **timing}
             | _registered_values(record)
         )
@@ -491,6 +523,8 @@ def run_metrics(
     out.update(_curve_metrics(curve_series(record) if curve_points is None else series_of_points(curve_points), R))
     if record.err1 is not None and record.err2 is not None:
         out["err_gap_mean"], out["err_gap_max"] = err_gap(record.err1, record.err2)
+        if not square:
+            out |= _turn_plasticity(record)
     standalone = record.standalone_accuracy
     if standalone is not None and len(standalone) == R.shape[1]:
         out["kendall_tau"] = kendall_tau(R[-1], standalone)

@@ -124,6 +124,27 @@ def test_ranking_kendall_tau_by_hand():
         ranking_kendall_tau([0.1, 0.2], [0.1, 0.2, 0.3])
 
 
+def test_supernet_plasticity_by_hand():
+    # two rounds of three turns; a None cell is left out of both means
+    err1 = [[0.5, 0.4, 0.3], [0.4, None, 0.3]]
+    err2 = [[0.6, 0.45, 0.3], [0.5, 0.2, 0.3]]
+    la, forgot = metrics.supernet_plasticity(err1, err2)
+    assert la == pytest.approx(1 - (0.5 + 0.4 + 0.3 + 0.4 + 0.3) / 5)
+    assert forgot == pytest.approx((0.1 + 0.05 + 0.1) / 3)  # each round's last turn left out
+    la, forgot = metrics.supernet_plasticity([[0.2]], [[0.2]])
+    assert la == pytest.approx(0.8) and math.isnan(forgot)  # one turn a round: nothing to forget
+
+
+def test_a_search_record_carries_its_turns_plasticity_unless_its_errors_are_perplexities():
+    from helpers import make_record
+
+    base = {"status": "ok", "err1": [[0.5, 0.4]], "err2": [[0.6, 0.4]], "accuracy_matrix": []}
+    m = metrics.run_metrics(make_record(base, search={"error": "validation error (1 - accuracy)"}))
+    assert m["LA"] == pytest.approx(0.55) and m["forgetting"] == pytest.approx(0.1)
+    perplexity = make_record(base, search={"error": "validation log-perplexity (nats)"})
+    assert math.isnan(metrics.run_metrics(perplexity)["LA"])
+
+
 def test_mean_err_gap_by_hand():
     from forgetbench.benchmark.core.metrics import mean_err_gap
 

@@ -84,7 +84,10 @@ def test_supernet_joint_and_memory_metrics():
     assert _value(table, "naive", "err_gap_mean", scenario="nas") == pytest.approx(0.025)
     assert _value(table, "naive", "err_gap_max", scenario="nas") == pytest.approx(0.1)
     assert _value(table, "wpl", "kendall_tau", scenario="nas") == pytest.approx(1.0)  # same ranking
-    assert "forgetting" not in set(table[table.scenario == "nas"].metric)  # rows are rounds, not square
+    # rows are rounds, not square: LA and forgetting are read off the turns: 1 - mean(.5 .4 .3 .4 .2 .3); the gaps
+    # but each round's last (0 by definition there): .1 0 .1 0
+    assert _value(table, "naive", "LA", scenario="nas") == pytest.approx(0.65)
+    assert _value(table, "naive", "forgetting", scenario="nas") == pytest.approx(0.05)
     # a* = joint's final row (one training stage): (0.99 - 0.9 + 0.96 - 0.9 + 0.94 - 0.9) / 3
     assert _value(table, "ewc", "intransigence", scenario="curvy") == pytest.approx(0.19 / 3)
     assert _value(table, "ewc", "regularizer_bytes", scenario="curvy") == 4096
