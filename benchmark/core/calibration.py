@@ -2,15 +2,18 @@
 
 A *probe* is one run of a strategy with its strength (:func:`forgetbench.strategies.base.strength`) set to one
 value of a ladder of decades, on a validation split held out from the training data, beside a naive run of the
-same scenario and seed. The range tuning searches **brackets the peak of the objective tuning maximises**
-(ACC by default; :func:`bracket`): the best probe's neighbours on the ladder, each scoring below it. Where the best
-probe sits at an end of the ladder, the ladder extends a decade at a time on that side (only there: the objective
-is still rising towards it) until the peak is bracketed, up to :data:`MAX_EXTENSION` decades beyond the first
-ladder; an end that stays open is said, with why (the cap, or a best probe whose penalty is already too small to
-act, below which every strength trains as naive does). A diverged, collapsed or failed probe scores below every
+same scenario and seed. The range tuning searches **brackets the peak of the objective tuning maximises among the
+strengths whose penalty acts** (ACC by default; :func:`bracket`): the best acting probe's neighbours on the ladder,
+each scoring below it or inert (an inert probe trains as naive does: its objective is naive's plus noise, so it is
+never the peak; below the best the range starts where the penalty starts to act, :func:`acting_bound`). Where no
+probe acts, the ladder extends upwards, and where none acts up to the cap nothing is chosen and the verdict says
+so; where every acting strength crushes learning, the verdict says that too, with the weakest one's figures.
+Where the best probe sits at an end of the ladder, the ladder extends a decade at a time on that side (only there:
+the objective is still rising towards it) until the peak is bracketed, up to :data:`MAX_EXTENSION` decades beyond
+the first ladder; an end that stays open is said, with why (the cap, a plateau). A diverged, collapsed or failed probe scores below every
 finished one: it brackets the peak from above.
 
-Two diagnostics are recorded per probe beside its objective; they no longer cut the range:
+Two diagnostics are recorded per probe beside its objective; the first decides which probes may be the peak:
 
 * it **acts** when its penalty's gradient is a visible share of the data loss's while it trains: the median over
   the experiences that had a penalty of ``||grad penalty|| / ||grad data||``, over the experience's steps, on the
@@ -23,7 +26,8 @@ Two diagnostics are recorded per probe beside its objective; they no longer cut 
   falls more than :data:`LA_DROP` below naive's (a scenario without an LA, a search, skips this test), when
   its ratio exceeds :data:`CRUSHES` (the penalty's pull twenty times the data loss's), or when the run did not
   end ``ok`` (diverged, collapsed, failed). A strength that crushes plasticity can still have the best ACC (it
-  saves more forgetting than it costs): tuning decides on the objective, the report on matched plasticity.
+  saves more forgetting than it costs): calibration and tuning choose among acting strengths on the objective, and
+  say where none keeps plasticity; the report compares at matched plasticity.
 
 :func:`acting_range` (lowest to highest strength that acts without crushing) remains the fallback where no probe
 has a finite objective (a scenario that does not measure it).
@@ -161,13 +165,58 @@ def _decade(value: float, k: int) -> float:
     return float(f"{value * 10.0**k:.6g}")
 
 
+def judges_acting(probes: Iterable[Probe], naive: Probe) -> bool:
+    """Whether :func:`acts` can tell an acting probe from an inert one here: a probe recorded a penalty ratio, or
+    naive forgets (what a strategy without a ratio is judged against)."""
+    return any(p.ratio is not None for p in probes) or naive.forgetting > 0
+
+
+def acting_bound(inert: Probe, acting: Probe) -> float:
+    """The strength between an inert probe and the acting one above it where the penalty ratio reaches
+    :data:`ACTS`, interpolated on log-log axes (the ratio grows as a power of the strength); the inert probe's
+    strength where a ratio is unknown or not positive. Rounded to 3 significant digits, inside the two."""
+    if not (inert.ratio and acting.ratio and inert.ratio > 0 and acting.ratio > inert.ratio):
+        return inert.value
+    share = (math.log(ACTS) - math.log(inert.ratio)) / (math.log(acting.ratio) - math.log(inert.ratio))
+    bound = math.exp(math.log(inert.value) + share * (math.log(acting.value) - math.log(inert.value)))
+    return min(max(float(f"{bound:.3g}"), inert.value), acting.value)
+
+
+def _inert_everywhere(probes: list[Probe], cap: tuple[float, float]) -> Bracket:
+    """No probe's penalty acts: nothing to choose among; the ladder extends upwards, where penalties grow."""
+    ratios = [p.ratio for p in probes if p.status == "ok" and p.ratio is not None]
+    largest = f" (largest penalty ratio {max(ratios):.3g} < {ACTS:g})" if ratios else ""
+    why = f"no probe's penalty acts, {probes[0].value:g} to {probes[-1].value:g}{largest}"
+    up = _decade(probes[-1].value, 1)
+    if probes[-1].status != "ok":
+        return Bracket(None, None, None, False, False, why, f"{why}; the strongest probes did not finish ok")
+    if up > cap[1] * (1 + 1e-9):
+        return Bracket(
+            None,
+            None,
+            None,
+            False,
+            False,
+            why,
+            f"{why}; the cap: {MAX_EXTENSION} decades above the first ladder ({cap[1]:g})",
+        )
+    return Bracket(None, None, None, False, False, why, why, (up,))
+
+
 def bracket(probes: Iterable[Probe], naive: Probe, cap: tuple[float, float], maximise: bool = True) -> Bracket:
-    """The bracket of the objective's peak over ``probes`` (module doc). ``cap`` (lowest, highest): the strengths
-    the ladder may extend to. Ties at the top: the peak spans every tied probe, and each end is the nearest probe
-    outside them; a tie that reaches an end of the ladder is a plateau, not a rise, so that end is not extended.
-    No probe with a finite objective: no bracket (``best`` None)."""
+    """The bracket of the objective's peak among the probes whose penalty acts (module doc). An inert probe trains
+    as naive does, so its objective is naive's plus noise: it is never the peak, and where it sits below the
+    best acting probe the range starts where the penalty starts to act (:func:`acting_bound`). ``cap`` (lowest,
+    highest): the strengths the ladder may extend to. Ties at the top: the peak spans every tied probe, and each
+    end is the nearest probe outside them; a tie that reaches an end of the ladder is a plateau, not a rise, so
+    that end is not extended. No probe acts: no bracket, the ladder extends upwards. No acting probe with a
+    finite objective: no bracket (``best`` None)."""
     probes = sorted(probes, key=lambda p: p.value)
-    scores = [score(p, maximise) for p in probes]
+    judged = judges_acting(probes, naive)
+    chosen = [not judged or acts(p, naive) for p in probes]
+    scores = [score(p, maximise) if ok else -math.inf for p, ok in zip(probes, chosen)]
+    if probes and not any(chosen) and any(p.status == "ok" for p in probes):
+        return _inert_everywhere(probes, cap)
     if not probes or max(scores) == -math.inf:
         why = "no probe finished with a finite objective"
         return Bracket(None, None, None, False, False, why, why)
@@ -180,16 +229,12 @@ def bracket(probes: Iterable[Probe], naive: Probe, cap: tuple[float, float], max
     extend: list[float] = []
     plateau = f"the objective is level over the best probes, {best.value:g} to {probes[last].value:g}: not rising there"
     if first > 0:
-        low = probes[first - 1].value
+        below = probes[first - 1]
+        low = below.value if chosen[first - 1] or below.status != "ok" else acting_bound(below, best)
     else:
         low = best.value
         if last > first:  # a plateau reaching this end: the objective is not rising towards it
             low_reason = plateau
-        elif best.status == "ok" and best.ratio is not None and best.ratio < ACTS:
-            low_reason = (
-                f"the best probe, {best.value:g}, is already inert (penalty ratio {best.ratio:.3g} < {ACTS:g}): a "
-                "lower strength trains as naive does"
-            )
         elif _decade(best.value, -1) < cap[0] * (1 - 1e-9):
             low_reason = f"the cap: {MAX_EXTENSION} decades below the first ladder ({cap[0]:g})"
         else:
@@ -214,6 +259,21 @@ def bracket(probes: Iterable[Probe], naive: Probe, cap: tuple[float, float], max
         high_reason,
         tuple(extend),
     )
+
+
+def plasticity_lines(probes: Iterable[Probe], naive: Probe) -> list[str]:
+    """Where every acting probe crushes learning: one sentence saying so, with the weakest acting probe's figures
+    (its LA against naive's, its penalty ratio); empty where one keeps plasticity, or none acts."""
+    acting = sorted((p for p in probes if acts(p, naive)), key=lambda p: p.value)
+    if not acting or any(not crushes(p, naive) for p in acting):
+        return []
+    weakest = acting[0]
+    la = f"LA {100 * weakest.la:.1f} vs naive {100 * naive.la:.1f}" if math.isfinite(weakest.la) else "no LA"
+    ratio = "" if weakest.ratio is None else f", penalty ratio {weakest.ratio:.3g}"
+    return [
+        f"no acting strength keeps plasticity: the weakest that acts, {weakest.value:g}, has {la}{ratio} (it "
+        f"crushes learning: LA more than {100 * LA_DROP:g} points below naive's, or a ratio above {CRUSHES:g})"
+    ]
 
 
 NOTHING_LEARNED = (
@@ -271,6 +331,17 @@ def bracket_verdict(found: Bracket, probes: Iterable[Probe], naive: Probe, objec
     if nothing_learned(probes, naive):
         return NOTHING_LEARNED
     span = f"probed {probes[0].value:g} to {probes[-1].value:g}"
+    said = "".join(f"; {line}" for line in plasticity_lines(probes, naive))
+    if not judges_acting(probes, naive):
+        said += (
+            "; whether its penalty acts cannot be told here (it records no penalty ratio and naive does not "
+            "forget): every probe was a candidate"
+        )
+    if found.best is None and not any(acts(p, naive) for p in probes) and judges_acting(probes, naive):
+        return f"inert at every strength probed: {found.high_reason}; nothing to choose among ({span})"
+    inert = [f"{p.value:g}" for p in probes if p.status == "ok" and judges_acting(probes, naive) and not acts(p, naive)]
+    if inert:
+        said = f"; inert, never chosen: {', '.join(inert)}" + said
     if found.best is None:
         fallback = acting_range(probes, naive)
         if fallback is None:
@@ -281,7 +352,10 @@ def bracket_verdict(found: Bracket, probes: Iterable[Probe], naive: Probe, objec
         )
     peak = next(p for p in probes if p.value == found.best)
     naive_text = f" vs naive {100 * naive.objective:.1f}" if math.isfinite(naive.objective) else ""
-    text = f"{objective} peaks at {found.best:g} ({100 * peak.objective:.1f}{naive_text}); range {found.low:g} to {found.high:g}"
+    text = (
+        f"{objective} peaks at {found.best:g} ({100 * peak.objective:.1f}{naive_text}); range {found.low:g} to "
+        f"{found.high:g}"
+    )
     open_ends = [
         f"not bracketed {side}: {reason}"
         for side, done, reason in (
@@ -291,5 +365,5 @@ def bracket_verdict(found: Bracket, probes: Iterable[Probe], naive: Probe, objec
         if not done
     ]
     if not open_ends:
-        return f"{text}, both ends below the peak ({span})"
-    return f"{text} ({span}); " + "; ".join(open_ends)
+        return f"{text}, both ends below the peak ({span}){said}"
+    return f"{text} ({span}); " + "; ".join(open_ends) + said

@@ -20,7 +20,8 @@ For each scenario and each strategy entry with ``tune``:
    seed pruned nearly every trial of the demo). The bounds come from the trials before it, so a rerun prunes the
    same runs (executor-agnostic: the rule travels in the spec). With ``pruning_points`` the first seed is also
    checked inside each experience (:mod:`forgetbench.benchmark.run.pruning`);
-3. *final*: the suite's seeds run with the best trial's point on the train/test data, labelled with its values
+3. *final*: the suite's seeds run with the best trial's point among those whose penalty acts (an inert trial's
+   objective is naive's plus noise; where none acts the best is taken and ``tuning.json`` says so) on the train/test data, labelled with its values
    (``ewc[ewc_lambda=1234]``); ``OUT/tuning.json`` records every trial, the choice and the protocol.
 
 The study is stored in ``OUT/tuning/study.db`` (SQLite) unless ``storage`` names another database Optuna
@@ -32,13 +33,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 
-from forgetbench.benchmark.core import store
+from forgetbench.benchmark.core import calibration, store
 from forgetbench.benchmark.core.config import (
     ComponentSpec,
     SuiteConfig,
@@ -354,6 +356,7 @@ class StudyRun:
                     if frozen.state == TrialState.PRUNED
                     else None,
                     "runs": [s.run_id for s in trial_specs(self.suite, self.study, point)],
+                    "penalty_ratio": self.penalty_ratio(point),
                     "seconds": (frozen.datetime_complete - frozen.datetime_start).total_seconds()
                     if frozen.datetime_complete and frozen.datetime_start
                     else None,
@@ -361,12 +364,42 @@ class StudyRun:
             )
         return rows, stored
 
+    def penalty_ratio(self, point: dict[str, Any]) -> float | None:
+        """The trial's penalty-to-data gradient ratio: the median over its seeds of each record's median
+        (:func:`~forgetbench.benchmark.core.calibration.median_ratio`); None where its records carry none."""
+        ratios = [calibration.median_ratio(r.model_extra or {}) for r in self.trial_records(point) if r is not None]
+        found = [r for r in ratios if r is not None]
+        return statistics.median(found) if found else None
+
+    def acting(self, complete: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The complete trials whose penalty acts (ratio at least calibration's ACTS; a strategy that records no
+        ratio cannot be judged and keeps every trial): an inert trial trains as naive does, its objective naive's
+        plus noise, so it is never chosen while one acts. Notes say which were left out, or that none acts."""
+        inert = [t for t in complete if (t.get("penalty_ratio") or math.inf) < calibration.ACTS]
+        if not inert:
+            return complete
+        if len(inert) == len(complete):
+            largest = max(t["penalty_ratio"] for t in inert)
+            self.notes.append(
+                f"no trial's penalty acts (largest penalty ratio {largest:.3g} < {calibration.ACTS:g}): the best "
+                "objective was chosen, a strength that trains as naive does; search stronger strengths"
+            )
+            return complete
+        self.notes.append(
+            f"inert, never chosen (penalty ratio below {calibration.ACTS:g}): "
+            + ", ".join(
+                f"trial {t['number']} ({point_text(t['params'])}, ratio {t['penalty_ratio']:.3g})" for t in inert
+            )
+        )
+        return [t for t in complete if t not in inert]
+
     def best(self, trials: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The best complete trial (ties, equal values: the lowest trial number, the same for every driver of a shared
-        study), with a note where it sits on its range's edge."""
+        """The best complete trial among those whose penalty acts (:meth:`acting`; ties, equal values: the lowest
+        trial number, the same for every driver of a shared study), with a note where it sits on its range's edge."""
         complete = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
         if not complete:
             return None
+        complete = self.acting(complete)
         sign = 1.0 if MAXIMISE[self.tune.objective] else -1.0
         best = max(complete, key=lambda t: (sign * t["value"], -t["number"]))
         self.notes += tie_notes(complete, best, self.resolution(best), self.tune.objective)

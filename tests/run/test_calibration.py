@@ -272,8 +272,6 @@ def test_minimising_forgetting_brackets_its_lowest_value():
 @pytest.mark.parametrize(
     "probes, low_reason",
     [
-        # the best probe is already inert: below it every strength trains as naive does
-        (_probes([0.1, 1, 10], lambda v: 0.9 - v / 100, ratio=0.002), "already inert"),
         # rising towards the cap: it may extend no further
         (_probes([1e-6, 1e-5, 1e-4], lambda v: 0.9 - v), "the cap"),
     ],
@@ -283,6 +281,49 @@ def test_an_end_that_cannot_be_bracketed_says_why(probes, low_reason):
     assert found.extend == () and not found.low_bracketed and found.high_bracketed
     assert low_reason in found.low_reason
     assert f"not bracketed below: {found.low_reason}" in bracket_verdict(found, probes, NAIVE)
+
+
+def test_an_inert_probe_is_never_the_peak_and_the_range_starts_where_the_penalty_acts():
+    """On a custom supernet every regularizer's ACC peak was a strength its own diagnostic flagged inert (ewc 1,
+    wpl 0.03): its ACC is naive's plus noise. The peak is chosen among acting probes; below it the range starts
+    where the ratio reaches ACTS, interpolated on log-log axes: .002 -> .05 over 0.1 -> 1 reaches .01 halfway."""
+    probes = [
+        Probe(0.1, "ok", 0.002, 0.9, 0.2, 0.92),  # the best ACC, inert
+        Probe(1, "ok", 0.05, 0.9, 0.1, 0.90),
+        Probe(10, "ok", 0.5, 0.88, 0.05, 0.85),
+    ]
+    found = bracket(probes, NAIVE, CAP)
+    assert (found.best, found.range, found.extend) == (1, (0.316, 10), ())
+    verdict = bracket_verdict(found, probes, NAIVE)
+    assert verdict.startswith("ACC peaks at 1 (90.0") and "inert, never chosen: 0.1" in verdict
+
+
+def test_inert_everywhere_extends_upwards_then_chooses_nothing_and_says_so():
+    probes = _probes([0.1, 1, 10], lambda v: 0.9, ratio=0.002)
+    found = bracket(probes, NAIVE, CAP)
+    assert found.best is None and found.range is None and found.extend == (100.0,)
+    at_cap = bracket(_probes([10.0, 100.0, 1000.0], lambda v: 0.9, ratio=0.003), NAIVE, (0.001, 1000.0))
+    assert at_cap.extend == () and at_cap.best is None
+    verdict = bracket_verdict(at_cap, _probes([10.0, 100.0, 1000.0], lambda v: 0.9, ratio=0.003), NAIVE)
+    assert verdict.startswith("inert at every strength probed") and "largest penalty ratio 0.003 < 0.01" in verdict
+
+
+def test_where_every_acting_strength_crushes_learning_the_verdict_says_so_with_the_figures():
+    probes = [Probe(0.1, "ok", 0.001, 0.9, 0.2, 0.7)] + [Probe(v, "ok", 5.0, 0.8, 0.05, 0.8) for v in (1, 10)]
+    found = bracket(probes, NAIVE, CAP)
+    assert found.best == 1  # still the objective's peak among acting strengths: the report compares at matched LA
+    verdict = bracket_verdict(found, probes, NAIVE)
+    assert "no acting strength keeps plasticity: the weakest that acts, 1, has LA 80.0 vs naive 90.0" in verdict
+    kept = [Probe(1, "ok", 0.05, 0.88, 0.1, 0.8)] + probes[1:]
+    assert "keeps plasticity" not in bracket_verdict(bracket(kept, NAIVE, CAP), kept, NAIVE)
+
+
+def test_a_strategy_without_a_ratio_beside_a_naive_that_does_not_forget_keeps_every_probe_and_says_why():
+    naive = Probe(0.0, "ok", None, la=0.9, forgetting=0.0)
+    probes = _probes([0.1, 1, 10], lambda v: 0.9 - abs(math.log10(v)) / 10, ratio=None)
+    found = bracket(probes, naive, CAP)
+    assert (found.best, found.range) == (1, (0.1, 10))
+    assert "cannot be told here" in bracket_verdict(found, probes, naive)
 
 
 def test_a_plateau_reaching_an_end_is_not_extended():

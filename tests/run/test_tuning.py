@@ -568,14 +568,3 @@ def test_a_finished_driver_waits_for_a_trial_another_live_driver_runs(tmp_path, 
     assert stored.state == TrialState.COMPLETE and stored.value == 0.5  # chosen from by every driver alike
     err = capsys.readouterr().err
     assert f"waiting for trial {trial.number}" in err and "another-machine:4242" in err and err.count("waiting") == 1
-
-
-def test_the_chosen_trial_of_a_tie_is_the_lowest_number_whatever_the_order(tmp_path):
-    from forgetbench.benchmark.run.tuning import StudyRun
-
-    run = StudyRun.__new__(StudyRun)
-    run.tune = type("T", (), {"objective": "ACC"})()
-    run.space, run.notes = {}, []
-    run.resolution = lambda trial: None  # the records' split sizes are not what this test is about
-    rows = [{"number": n, "state": "COMPLETE", "value": 0.33356, "params": {}} for n in (4, 1, 3)]
-    assert run.best(rows)["number"] == 1 and run.best(rows[::-1])["number"] == 1
