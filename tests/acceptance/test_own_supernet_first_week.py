@@ -62,3 +62,13 @@ def test_an_own_supernet_is_tuned_to_acting_strengths_with_plasticity_in_every_t
     assert "Frontiers: own, methods at matched plasticity" in html
     frontier = html[html.index("Frontiers: own, methods at matched plasticity") :]
     assert "At naive&#39;s LA - 1 points" in frontier or "At naive's LA - 1 points" in frontier
+    assert "<details><summary>The derived architecture of each run: 21 row(s)" in html  # collapsed: 7 x 3 seeds
+
+    from helpers import browser_page
+
+    with browser_page(1280, 900) as page:  # the answer opens the report: the decisions on its first screen
+        page.goto((out / "report.html").resolve().as_uri())
+        page.screenshot(path=str(tmp_path / "first_screen.png"))
+        box = page.query_selector("#answer").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900, box
+        assert "own" in page.inner_text("#answer") and "decided" in page.inner_text("#answer")
