@@ -140,32 +140,47 @@ def test_report_opens_on_the_a_accuracy_figure_above_the_fold(demo):
 
 
 @pytest.mark.effect
-def test_the_figures_getting_started_quotes_hold_on_a_fresh_run(demo):
-    """docs/getting-started.md quotes the demo: naive's and WPL's forgetting on two-model (mean +/- sd), B's cost and
-    the decided wpl < naive. Each quoted mean must lie within this run's 95% t interval of that mean (an interval,
-    not equality: another CPU's rounding moves the digits, not the seeds' spread), and the decision it names must be
-    this run's: a demo whose settings changed under its quotes (five architectures drawn per seed, once) fails."""
+def test_the_figures_getting_started_quotes_hold_on_a_fresh_run(demo, capsys):
+    """docs/getting-started.md quotes the demo from the command it names (`forgetbench table interval ...`): naive's
+    and WPL's forgetting on two-model, B's cost against naive, and the decided wpl < naive. The command's table is
+    checked against the records (its means are theirs), and each quoted mean must lie within this run's 95% interval
+    of that mean as the command prints it (an interval, not equality: another CPU's rounding moves the digits, not
+    the seeds' spread); the decision it names must be this run's: a demo whose settings changed under its quotes
+    (five architectures drawn per seed, once) fails."""
     import re
 
-    from forgetbench.benchmark.core.stats import t_interval
+    from forgetbench.benchmark.front.cli import main as cli
 
     _, out, printed = demo
     text = (Path(__file__).parents[2] / "docs" / "getting-started.md").read_text()
     quoted = re.search(
-        r"A lose ([\d.]+) ± [\d.]+ points of accuracy while B trains; WPL keeps it to ([\d.]+) ± [\d.]+ .*?"
-        r"with B ([\d.]+) points less accurate",
+        r"A lose ([\d.]+) \[[^\]]+\] points of accuracy while B trains.*?WPL keeps it to ([\d.]+) \[[^\]]+\].*?"
+        r"with B ([\d.]+) points less accurate.*?`forgetbench table (interval results/demo [^`]+)`",
         text,
         re.S,
     )
-    assert quoted, "getting-started.md no longer quotes the demo's two-model figures"
-    naive_quote, wpl_quote, cost_quote = map(float, quoted.groups())
+    assert quoted, "getting-started.md no longer quotes the demo's two-model figures from its table command"
+    naive_quote, wpl_quote, cost_quote = map(float, quoted.groups()[:3])
+    capsys.readouterr()
+    assert cli(["table", *quoted.group(4).replace("results/demo", str(out)).split()]) == 0
+    rows = {
+        cells[1]: cells[2:]
+        for line in capsys.readouterr().out.splitlines()
+        if (cells := [c.strip() for c in line.strip("|").split("|")])[0] == "two-model"
+    }
+
+    def interval(cell: str) -> tuple[float, float, float]:
+        mean, low, high = map(float, re.match(r"(-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]", cell).groups())
+        return mean, low, high
+
     runs = by_strategy(out, "two-model")
-    drop = {label: [100 * (r.accuracy_matrix[0][0] - r.accuracy_matrix[1][0]) for r in runs[label].values()]
-            for label in ("naive", "wpl")}  # fmt: skip
-    seeds = sorted(runs["naive"])
-    cost = [100 * (runs["naive"][s].accuracy_matrix[1][1] - runs["wpl"][s].accuracy_matrix[1][1]) for s in seeds]
-    for name, quote, values in (("naive", naive_quote, drop["naive"]), ("wpl", wpl_quote, drop["wpl"]),
-                                ("B's cost", cost_quote, cost)):  # fmt: skip
-        low, high = t_interval(values, 0.95)
+    for label in ("naive", "wpl"):  # the command's means are the records'
+        drops = [100 * (r.accuracy_matrix[0][0] - r.accuracy_matrix[1][0]) for r in runs[label].values()]
+        assert interval(rows[label][0])[0] == pytest.approx(sum(drops) / len(drops), abs=0.051)
+    for name, quote, (_, low, high) in (
+        ("naive", naive_quote, interval(rows["naive"][0])),
+        ("wpl", wpl_quote, interval(rows["wpl"][0])),
+        ("B's cost", -cost_quote, interval(rows["wpl"][2])),
+    ):
         assert low <= quote <= high, f"{name}: quoted {quote}, this run's 95% interval [{low:.1f}, {high:.1f}]"
     assert "wpl < naive by" in text and "wpl < naive by" in printed.split("Verdict", 1)[1]
