@@ -206,16 +206,20 @@ def has_frontier(frame: pd.DataFrame, scenario: str) -> bool:
 
 
 def matched_plasticity(frame: pd.DataFrame, scenario: str, drops: Sequence[float] = DROPS) -> pd.DataFrame:
-    """Per method (naive aside) and drop d: the forgetting of each seed's front at that seed's naive plasticity
-    made worse by d (LA - d points; perplexity + d), with at least that plasticity
+    """Per method and drop d: the forgetting of each seed's front at that seed's naive plasticity made worse by d
+    (LA - d points; perplexity + d), with at least that plasticity
     (:func:`forgetbench.benchmark.core.frontier.forgetting_at`), and its mean with a 95% t-interval over the seeds
-    where the front reaches that plasticity."""
+    where the front reaches that plasticity. Naive is one of the methods: its one point per seed is more plastic than
+    every level, so its value there is its own forgetting, and a method swept or tuned alone beside it is compared
+    with it (without naive a lone method had no pair: nothing was decided at matched plasticity)."""
     mine = frame[frame.scenario == scenario].assign(
         signed=lambda f: scenario_axes(frame, scenario).sign * f.plasticity.astype(float)
     )
     naive_la = mine[mine.method == NAIVE].groupby("seed").signed.mean().to_dict()
     rows = []
-    for method, group in mine[mine.method != NAIVE].groupby("method", sort=False):
+    groups = dict(list(mine.groupby("method", sort=False)))
+    for method in sorted(groups, key=lambda m: m == NAIVE):  # naive too (last): its point is each level's reference
+        group = groups[method]
         points = {seed: (g.signed.to_numpy(), g.forgetting.to_numpy()) for seed, g in group.groupby("seed")}
         for drop in drops:
             per_seed = matched_forgetting(points, {s: la - drop for s, la in naive_la.items()})

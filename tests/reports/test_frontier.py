@@ -93,19 +93,21 @@ def test_matched_plasticity_pairs_the_methods_seed_by_seed(frame):
     b4 = matched[(matched.method == "b") & (matched["drop"] == 4.0)].iloc[0]
     assert b4.per_seed == pytest.approx({0: 8.0, 1: 8.0})  # halfway from (LA-2, 12) to (LA-6, 4)
     (_, _, at4), *_ = [d for d in matched_decisions(frame, "s", drops=(4.0,))]
-    (pair,) = at4
-    assert (pair.first, pair.second) == ("a", "b") and 100 * pair.diff == pytest.approx(3.0 - 8.0)
+    pairs = {(p.first, p.second): p for p in at4}
+    assert set(pairs) == {("a", "b"), ("a", "naive"), ("b", "naive")}  # naive is a participant: its own forgetting
+    assert 100 * pairs["a", "b"].diff == pytest.approx(3.0 - 8.0)
+    assert 100 * pairs["a", "naive"].diff == pytest.approx(3.0 - 20.0)
     lines = matched_verdicts(matched)
     assert lines[0].startswith(
         "At naive's LA - 2 points, forgetting (points, mean [95% t interval, descriptive]): a 5.0 (2 seeds: too few"
     )
     # a constant shift over 2 seeds: no interval, and no decision, on fewer than 3
-    assert "1 pair not tested, on fewer than 3 paired seeds: a vs b (2)" in lines[0]
+    assert "3 pairs not tested, on fewer than 3 paired seeds: a vs b (2)" in lines[0]
 
 
 def test_a_target_no_front_reaches_is_said_not_extrapolated(frame):
     matched = matched_plasticity(frame, "s", drops=(-1.0,))  # more plastic than naive: no sweep point gets there
-    assert matched.n.tolist() == [0, 0]
+    assert matched.n.tolist() == [0, 0, 0]  # naive's own point is less plastic than that too
     assert "no method's front reaches that plasticity" in matched_verdicts(matched)[0]
 
 
@@ -139,7 +141,7 @@ def test_results_frontier_equals_frontier_csv_and_matched_equals_the_reports_tab
         check_dtype=False,
     )
     matched = results.matched(2.0)
-    assert set(matched["drop"]) == {2.0} and set(matched.method) == {"a", "b"}
+    assert set(matched["drop"]) == {2.0} and set(matched.method) == {"naive", "a", "b"}
     a = matched[matched.method == "a"].iloc[0]
     assert a["mean"] == pytest.approx(5.0) and a.per_seed == pytest.approx({0: 5.0, 1: 5.0})
     assert set(results.matched()["drop"]) == {1.0, 2.0, 5.0}
@@ -196,8 +198,8 @@ def test_a_language_model_search_is_a_frontier_of_perplexity_against_err_gap():
     # lower perplexity is better: alpha 1000 (78, 0.03) is beaten by alpha 100 (76, 0.01) and is off the front
     assert wpl.on_front.tolist() == [True, True, True, False]
     matched = matched_plasticity(frame, "lm", drops=(2.0, 4.0))
-    at2 = matched[matched["drop"] == 2.0].iloc[0]
-    at4 = matched[matched["drop"] == 4.0].iloc[0]
+    at2 = matched[(matched["drop"] == 2.0) & (matched.method == "wpl")].iloc[0]
+    at4 = matched[(matched["drop"] == 4.0) & (matched.method == "wpl")].iloc[0]
     assert at2.per_seed == pytest.approx({0: 0.05, 1: 0.05})  # naive's perplexity + 2: the alpha-10 point
     assert at4.per_seed == pytest.approx({0: 0.03, 1: 0.03})  # halfway from (+2, 0.05) to (+6, 0.01)
     line = matched_verdicts(matched, LANGUAGE_SEARCH)[0]

@@ -221,4 +221,6 @@ def test_the_frontier_table_reads_forgetting_off_each_front_by_hand(tmp_path):
     assert lines[5] == "| l2 | not reached | not reached | 0.5 [0.5, 0.5] (2/2) |"
     # si reaches LA 95 and 94 on seed 0 only (1 + 5 / 5.5 and 1 + 4 / 5.5): a mean of one seed, no interval
     assert lines[6].startswith("| si | 1.9 (1/2) | 1.7 (1/2) | ")
+    # naive, last: its own point is more plastic than every level, so its value there is its forgetting
+    assert lines[7] == "| naive | 10.0 [10.0, 10.0] (2/2) | 10.0 [10.0, 10.0] (2/2) | 10.0 [10.0, 10.0] (2/2) |"
     assert any(line.startswith("At naive's LA - 5 points") for line in lines)
