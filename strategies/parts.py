@@ -231,11 +231,15 @@ class PathIntegral:
             _add_step(trajectory, cast(list[Tensor], [p.grad for p in params]), pre, params)
 
         @torch.no_grad()
-        def epoch_end(losses: Tensor) -> None:
-            for k, (estimator, keep) in enumerate(zip(estimators, keeps)):
-                for i, rows in zip(union, trajectory):
+        def epoch_end(losses: Tensor) -> None:  # one copy for every seed's rows: its operations do not grow with K
+            own, stacked = [], []
+            for i, rows in zip(union, trajectory):
+                for estimator, keep, row in zip(estimators, keeps, rows.unbind(0)):
                     if i in keep:
-                        estimator.trajectory[i].copy_(rows[k])
+                        own.append(estimator.trajectory[i])
+                        stacked.append(row)
+            if own:
+                torch._foreach_copy_(own, stacked)
 
         return {"before_training_iteration": before, "after_training_iteration": after, "epoch_end": epoch_end}
 

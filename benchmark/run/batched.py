@@ -880,6 +880,7 @@ class _Lockstep:
         iterators: list[Iterator[Any]] = [iter(loader) for loader in loaders] if lockstep is None else []
         autocast = strategies[0].autocast()
         losses = torch.zeros(len(strategies))
+        editable = any(callbacks["before_backward"] for callbacks in hooks)
 
         def each(event: str) -> None:
             for strategy, callbacks in zip(strategies, hooks):
@@ -907,9 +908,9 @@ class _Lockstep:
             with autocast:
                 outputs = stack.forward(inputs, key, routes)
                 losses = _seed_losses(outputs, targets)
-            own_losses, version = [losses[k] for k in range(len(strategies))], losses._version
-            for k, strategy in enumerate(strategies):
-                strategy.mb_output, strategy.loss = outputs[k], own_losses[k]
+            own_losses, version = _rows(losses, editable), losses._version
+            for strategy, output, loss in zip(strategies, _rows(outputs, editable), own_losses):
+                strategy.mb_output, strategy.loss = output, loss
             each("before_backward")
             _backward(strategies, losses, own_losses, version)
             for callback in together.get("backward_end", ()):
@@ -921,6 +922,13 @@ class _Lockstep:
             each("after_training_iteration")
         for callback in together.get("epoch_end", ()):
             callback(losses)
+
+
+def _rows(stacked: Tensor, editable: bool) -> list[Tensor]:
+    """Each seed's row of a stacked tensor: one unbind for all of them, so a step dispatches as many operations at
+    K = 64 seeds as at 2; one select each where a seed's own callback may edit its loss in place before the backward
+    pass (a row of a multi-output unbind refuses in-place edits)."""
+    return [stacked[k] for k in range(len(stacked))] if editable else list(stacked.unbind(0))
 
 
 def _next_batches(
