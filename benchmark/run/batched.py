@@ -770,10 +770,11 @@ class _Lockstep:
         grads = [param.grad for param in params]
         reached: set[str] = set()
         stack.rows_taken = {} if kind == "exact_fisher" else None
+        gathered = lockstep_batches(loaders)  # each step's rows gathered at once, not sliced seed by seed
+        steps = gathered if gathered is not None else ([torch.stack(t) for t in zip(*b)] for b in zip(*loaders))
         try:
-            for batches in zip(*loaders):
-                inputs = torch.stack([batch[0] for batch in batches]).to(device)
-                targets = torch.stack([batch[1] for batch in batches]).to(device)
+            for batch in steps:
+                inputs, targets = batch[0].to(device), batch[1].to(device)
                 if kind == "exact_fisher":
                     with _squares() as calls:
                         loss = _seed_losses(stack.forward(inputs, key, routes), targets, "sum").sum()
