@@ -11,7 +11,7 @@ differs and which runs had which value, in a sentence: ``seeds 0-2 ran with torc
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
 
 from forgetbench.benchmark.core.record import RunRecord
 
@@ -65,14 +65,35 @@ def environment_differences(records: Iterable[RunRecord]) -> list[str]:
                 text = _differing(key, group, runs)
                 if text:
                     sentences.append(f"{scenario}: {text}; averaged or paired together, they are not comparable")
+        paths = [r for r in runs if numeric_path(r) is not None]
+        text = _differing("numeric path", paths, runs, numeric_path) if paths else None
+        if text:
+            sentences.append(
+                f"{scenario}: {text}; on an accelerator a seed stacked with others rounds its products otherwise "
+                "than alone (and otherwise at each batch size), so one seed's numbers differ between the paths: "
+                "averaged or paired together, they are not comparable"
+            )
     return sentences
 
 
-def _differing(key: str, group: list[RunRecord], everyone: list[RunRecord]) -> str | None:
-    """``seeds 0-2 ran with KEY A, seeds 3-4 with B`` where the runs of ``group`` differ in ``key``, else None."""
+def numeric_path(record: RunRecord) -> str | None:
+    """How a run's arithmetic ran, where that moves its numbers: on an accelerator, stacked in a batch of K seeds or
+    alone; None on the CPU, where a batched record equals its run alone bit for bit (tests/run/test_batched.py)."""
+    device = str(record.environment.get("device", "cpu"))
+    if device.startswith("cpu"):
+        return None
+    seeds = record.batch.seeds if record.batch is not None else None
+    return f"a stacked batch of {len(seeds)} seeds on {device}" if seeds and len(seeds) > 1 else f"alone on {device}"
+
+
+def _differing(
+    key: str, group: list[RunRecord], everyone: list[RunRecord], value: Callable[[RunRecord], object] | None = None
+) -> str | None:
+    """``seeds 0-2 ran with KEY A, seeds 3-4 with B`` where the runs of ``group`` differ in ``key`` (the record's
+    environment entry, or ``value`` of each record), else None."""
     values: dict[str, list[RunRecord]] = defaultdict(list)
     for r in group:
-        values[str(r.environment[key])].append(r)
+        values[str(r.environment[key] if value is None else value(r))].append(r)
     if len(values) < 2:
         return None
     (first_value, first_runs), *rest = sorted(values.items(), key=lambda kv: min(r.seed for r in kv[1]))
