@@ -1,4 +1,4 @@
-"""A suite's seeds trained as one stacked model (forgetbench/benchmark/run/batched.py) against the same seeds one
+"""A suite's seeds trained as one stacked model (forgetbench/benchmark/run/batching/) against the same seeds one
 after another, pair by pair: train and eval seconds each way, and whether every record's accuracy matrix is the same.
 
     .venv/bin/python scripts/batched_vs_alone.py CONFIG [--seeds K] [--strategies a,b] [--no-curves] [--allow-idle]
@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from forgetbench.benchmark.core.config import load_config
-from forgetbench.benchmark.run import batched
+from forgetbench.benchmark.run import batching
+from forgetbench.benchmark.run.batching import refusals
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.spec import expand_suite
 
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.allow_idle:
-        batched.IDLE_PARAMS_ON_CPU = sys.maxsize
+        refusals.IDLE_PARAMS_ON_CPU = sys.maxsize
     suite = load_config(args.config)
     if args.no_curves:
         suite = suite.model_copy(update={"training": suite.training.model_copy(update={"eval_every": None,
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
         began = time.perf_counter()
         alone = [run(spec, data_root) for spec in specs]
         alone_wall, began = time.perf_counter() - began, time.perf_counter()
-        together = batched.run_seeds(specs, data_root)
+        together = batching.run_seeds(specs, data_root)
         together_wall = time.perf_counter() - began
         same = all(a.status == b.status and a.accuracy_matrix == b.accuracy_matrix for a, b in zip(alone, together))
         batch = together[0].batch

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from forgetbench.benchmark.perf.measurements.seed_batching import SCENARIOS, STRATEGIES, _specs
-from forgetbench.benchmark.run.batched import run_seeds
+from forgetbench.benchmark.run.batching import run_seeds
 from forgetbench.benchmark.run.runner import run
 
 

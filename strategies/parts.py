@@ -203,7 +203,7 @@ class PathIntegral:
     def lockstep_steps(
         cls, estimators: Sequence["PathIntegral"], stacked_of: Callable[[list[Tensor]], list[Tensor]]
     ) -> dict[str, Callable[[Tensor], None]] | None:
-        """The K seeds' step hooks of a batch (:mod:`forgetbench.benchmark.run.batched`: ``stacked_of`` maps a seed's
+        """The K seeds' step hooks of a batch (:mod:`forgetbench.benchmark.run.batching`: ``stacked_of`` maps a seed's
         parameters to the stacked tensors whose rows they are) as one :meth:`before_step` and :meth:`after_step` on
         stacked buffers, entry by entry their arithmetic (the stack keeps every gradient allocated: an unused one is
         0, as ``after_step`` takes a missing one). Over the union of the seeds' movable tensors (a supernet's seeds

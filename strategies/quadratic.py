@@ -247,7 +247,7 @@ class QuadraticRegularizer(Plugin):
     def lockstep(
         cls, plugins: Sequence["QuadraticRegularizer"], stacked_of: Callable[[list[Tensor]], list[Tensor]]
     ) -> dict[str, Callable[[Tensor], None]] | None:
-        """The K seeds' penalties of a batch (:mod:`forgetbench.benchmark.run.batched`: one regularizer per seed,
+        """The K seeds' penalties of a batch (:mod:`forgetbench.benchmark.run.batching`: one regularizer per seed,
         their weights stacked, ``stacked_of`` maps a seed's parameters to the stacked tensors) as one gradient add
         per step, ``grad += 2 s A (theta - m)`` on the stacked tensors: entry by entry the arithmetic of each seed's
         own :meth:`~forgetbench.strategies.penalty.GradientHook.add_now`. Over the union of the seeds' movable
@@ -300,7 +300,7 @@ class QuadraticRegularizer(Plugin):
         strategies: Sequence[Any],
         stacked_pass: Callable[[str, dict[str, Any]], list[Tensors] | None],
     ) -> None:
-        """Before the K seeds' regularizers of a batch (:mod:`forgetbench.benchmark.run.batched`) end an experience:
+        """Before the K seeds' regularizers of a batch (:mod:`forgetbench.benchmark.run.batching`) end an experience:
         where each would make its estimator's pass and the estimator names one the stack computes
         (``estimator.stacked_pass``: EWC's squared mini-batch gradients, WPL's exact Fisher, MAS's output
         sensitivity, over all the experience's samples in order), ``stacked_pass`` computes every seed's at once

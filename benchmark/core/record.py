@@ -84,7 +84,7 @@ class Timing(_Part):
 
 
 class SeedBatch(_Part):
-    """How a run ran (:mod:`forgetbench.benchmark.run.batched`): trained with ``seeds`` (its own included) as one
+    """How a run ran (:mod:`forgetbench.benchmark.run.batching`): trained with ``seeds`` (its own included) as one
     stacked model, or alone for the reason ``alone`` says (set on every record a suite trained)."""
 
     seeds: list[int] | None = None  # the seeds it trained with as one stacked model, its own included
@@ -322,7 +322,7 @@ class RunRecord(BaseModel):
     # the round of seeds: {start, max} that added this run (0: the first seeds; None: a suite without rounds): a
     # pair's seeds are decided in the order they were run
     round: int | None = Field(None, ge=0)
-    # how it ran, never what it computes (not in the fingerprint): in a batch of seeds (run.batched), or alone and why
+    # how it ran, never what it computes (not in the fingerprint): in a batch of seeds (run.batching), or alone and why
     batch: SeedBatch | None = None
 
     # --- what scenarios add (Scenario.summarize)

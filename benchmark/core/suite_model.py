@@ -337,7 +337,7 @@ class SuiteConfig(StrictModel):
     # modules imported before the suite's names are read: a plug-in's strategies, scenarios or metrics in a module
     # beside the suite file (or on PYTHONPATH), with nothing installed into forgetbench's environment
     imports: list[str] = Field(default_factory=list)
-    # one run's seeds train as one stacked model where that gives each seed its own run's numbers (run.batched);
+    # one run's seeds train as one stacked model where that gives each seed its own run's numbers (run.batching);
     # false: every seed trains alone (`run --batch-seeds off`)
     batch_seeds: bool = True
 

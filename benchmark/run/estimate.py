@@ -21,7 +21,7 @@ turns carry their own step budget (a supernet) runs whole: that is its time. The
 and warm-ups, so a discarded warm-up run comes first. The wall divides the runs' total by the workers (process or Ray
 executors), never below the longest single run.
 
-**Seeds in a batch** (``batch_seeds``, :mod:`~forgetbench.benchmark.run.batched`): where a pair's planned seeds
+**Seeds in a batch** (``batch_seeds``, :mod:`~forgetbench.benchmark.run.batching`): where a pair's planned seeds
 train as one batch, :data:`BATCH_PROBE` of its seeds are also timed as one shortened batch, and a run in a batch costs
 its share of that (the fixed part per seed as alone, the steps at the batch's rate); a batch is one task, so the
 longest task may be a batch. A round adds ``step`` seeds a strategy: its batches hold ``step``.
@@ -64,9 +64,9 @@ from forgetbench.benchmark.run import tuning
 from forgetbench.benchmark.core.record import RunRecord
 from forgetbench.benchmark.run.assemble import seeded_scenario
 from forgetbench.benchmark.run.executors import run_threads, torch_threads
-from forgetbench.benchmark.run.batched import run_seeds
+from forgetbench.benchmark.run.batching import run_seeds
 from forgetbench.benchmark.run.runner import build_problem, run
-from forgetbench.benchmark.run.seed_batches import MAX_SEEDS, seed_groups
+from forgetbench.benchmark.run.batching.groups import MAX_SEEDS, seed_groups
 from forgetbench.benchmark.run.schedule import turn_steps
 from forgetbench.benchmark.run.planned import planned_runs
 from forgetbench.benchmark.run.spec import RunSpec
@@ -215,7 +215,7 @@ def _timed(spec: RunSpec, data_root: Path, steps_a_turn: int) -> tuple[float, Ru
 
 
 def _batched_share(spec: RunSpec, data_root: Path, steps_a_turn: int, cost: Cost) -> float | None:
-    """A run's share of a batch of its seeds (:mod:`~forgetbench.benchmark.run.batched`): :data:`BATCH_PROBE` seeds
+    """A run's share of a batch of its seeds (:mod:`~forgetbench.benchmark.run.batching`): :data:`BATCH_PROBE` seeds
     shortened as the first timed run, trained as one batch; its wall per seed on the line of :func:`measure` (the
     fixed part per seed as alone, the steps at the batch's rate). None where the batch was refused."""
     short = dataclasses.replace(
@@ -418,7 +418,7 @@ def _import_seconds() -> float:
 
 
 def _batches(phase: str, specs: list[RunSpec], suite: SuiteConfig) -> list[list[RunSpec]]:
-    """The jobs ``specs`` run as (:func:`~forgetbench.benchmark.run.seed_batches.seed_groups`, as the driver groups
+    """The jobs ``specs`` run as (:func:`~forgetbench.benchmark.run.batching.groups.seed_groups`, as the driver groups
     them): each run's seeds as one batch of at most ``MAX_SEEDS``, where a round adds ``step`` seeds a strategy, so a
     round's batch has ``step``; every other run alone."""
     if not suite.batch_seeds:

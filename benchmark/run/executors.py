@@ -55,7 +55,7 @@ class Job:
     spec: RunSpec
     checkpoint: Path | None = None
     cache_dir: Path | None = None  # the results folder whose ground-truth cache the run may use
-    # a batch (one task): one run's seeds trained as one stacked model (run.batched); spec is the first member's
+    # a batch (one task): one run's seeds trained as one stacked model (run.batching); spec is the first member's
     members: tuple["Job", ...] = ()
     # a run that trains alone: why it is not in a batch of its run's seeds (its record's ``batch.alone``)
     alone: str | None = None
@@ -68,12 +68,12 @@ class Job:
 
 def run_job(job: Job, data_root: Path, progress: ProgressCallback | None = None) -> list[RunRecord]:
     """The records of ``job``'s runs, in :attr:`Job.jobs` order: one run, or a batch of seeds
-    (:func:`~forgetbench.benchmark.run.batched.run_seeds`)."""
+    (:func:`~forgetbench.benchmark.run.batching.run_seeds`)."""
     from forgetbench.benchmark.run.runner import run
 
     if not job.members:
         return [run(job.spec, data_root, progress, job.checkpoint, job.cache_dir)]
-    from forgetbench.benchmark.run.batched import run_seeds
+    from forgetbench.benchmark.run.batching import run_seeds
 
     return run_seeds([member.spec for member in job.members], data_root, progress, job.cache_dir)
 

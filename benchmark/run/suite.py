@@ -26,7 +26,7 @@ from forgetbench.benchmark.core import plan, stop, store
 from forgetbench.benchmark.core.plan import PlannedRun
 from forgetbench.benchmark.core.config import ConfigError, SuiteConfig, refused_pairs
 from forgetbench.benchmark.core.children import available_cores
-from forgetbench.benchmark.run.seed_batches import BATCHING_OFF, batch_key, seed_batches
+from forgetbench.benchmark.run.batching.groups import BATCHING_OFF, batch_key, seed_batches
 from forgetbench.benchmark.run.executors import Executor, Job, make_executor, resolve_executor
 from forgetbench.benchmark.core.lock import check_output_folder, output_lock
 from forgetbench.benchmark.core.record import RunRecord, SeedBatch
@@ -110,7 +110,7 @@ class _Driver:
         batch_seeds: bool = True,
     ):
         self.executor, self.out, self.outcome = executor, out, outcome
-        self.batch_seeds = batch_seeds  # one run's seeds in a batch train as one stacked model (run.batched)
+        self.batch_seeds = batch_seeds  # one run's seeds in a batch train as one stacked model (run.batching)
         self.refused_batches: dict[str, str] = {}  # runs whose seeds' batch was refused (the reason): apart now
         self.bar, self.retries, self.fresh = bar, retries, fresh
         self.loggers, self.suite_name = list(loggers or []), suite_name

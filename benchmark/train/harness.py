@@ -208,7 +208,7 @@ class LossWatch(SupervisedHooks):
 
     @classmethod
     def lockstep(cls, watches: list["LossWatch"], stacked_of: Any) -> dict[str, Callable[[torch.Tensor], None]]:
-        """The K seeds' watches of a batch (:mod:`forgetbench.benchmark.run.batched`): one add of the seeds' losses
+        """The K seeds' watches of a batch (:mod:`forgetbench.benchmark.run.batching`): one add of the seeds' losses
         per step, each seed's running sum handed back to its watch when the epoch ends."""
         sums = torch.zeros(len(watches), device=watches[0]._loss_sum.device)
 

@@ -1,4 +1,4 @@
-"""Seeds trained as one stacked model (benchmark/run/batched.py): the per-seed runner is the reference. Each batched
+"""Seeds trained as one stacked model (benchmark/run/batching/): the per-seed runner is the reference. Each batched
 record equals its run's own record (accuracy matrices within 1e-4; on this path they are bit for bit the same),
 for every strategy the path supports on the two-model, split and permuted scenarios; what cannot be stacked
 faithfully runs seed by seed with one line saying why; a suite gives the same records with --batch-seeds on and off,
@@ -24,9 +24,9 @@ from conftest import tiny_suite
 from helpers import REPO, TINY_TWO_MODEL, VOLATILE
 
 from forgetbench.benchmark.core.config import ComponentSpec, TrainingConfig
-from forgetbench.benchmark.run.batched import model_refusal, run_seeds
+from forgetbench.benchmark.run.batching import model_refusal, run_seeds
 from forgetbench.benchmark.run.runner import run
-from forgetbench.benchmark.run.seed_batches import same_but_seed, seed_batches
+from forgetbench.benchmark.run.batching.groups import same_but_seed, seed_batches
 from forgetbench.benchmark.run.spec import RunSpec
 
 HOW_IT_RAN = VOLATILE  # how a record ran (its batch among them), never what it computed
@@ -162,7 +162,7 @@ def test_a_batch_scores_its_seeds_turns_at_once(scenario, tmp_path, monkeypatch)
     """After each turn the K seeds' models are scored on their own test data as one stacked model (their logits
     checked against each seed's own model in eval mode on the first batch of each model): no seed evaluates alone
     but a search's derived architecture (one a seed, scored after its turns by the search itself)."""
-    from forgetbench.benchmark.run import batched as batched_path
+    from forgetbench.benchmark.run.batching import lockstep as batched_path
     from forgetbench.benchmark.train import harness
 
     alone_evaluations = []
@@ -189,7 +189,7 @@ def test_a_batch_scores_its_seeds_turns_at_once(scenario, tmp_path, monkeypatch)
 def test_an_eval_batch_the_stack_refuses_after_the_first_is_scored_by_each_seed(tmp_path, monkeypatch):
     """A stack that scored a model's first eval batch exactly may still refuse a later one (a routed forward that
     raises): that evaluation falls to each seed's own models, to the same records."""
-    from forgetbench.benchmark.run import batched as batched_path
+    from forgetbench.benchmark.run.batching import lockstep as batched_path
 
     original, refused = batched_path.SeedStack.forward, []
 
@@ -248,7 +248,7 @@ def test_a_run_on_several_threads_trains_its_seeds_alone(tmp_path):
 def test_the_stacked_linear_layer_computes_each_seeds_products_as_its_own_run():
     """Every product of K linear layers at once, forward and backward, is bit for bit the seed's own F.linear's, at
     any size: small ones (which PyTorch's bmm loops over itself) and matrix-vector ones (one row or output)."""
-    from forgetbench.benchmark.run.batched import _StackedLinear
+    from forgetbench.benchmark.run.batching.stack import _StackedLinear
 
     generator = torch.Generator().manual_seed(0)
     for rows, outputs, inputs in [(n, o, i) for n in (1, 3, 32) for o in (1, 8, 10, 32) for i in (3, 8, 64)]:
@@ -323,7 +323,7 @@ def test_a_stack_whose_turns_leave_many_parameters_unused_trains_its_seeds_alone
     (3 of 4 unused a layer) leaves more unused than batching saves on the CPU; the demo's stays batched."""
     from forgetbench.benchmark.data.scenarios import SCENARIOS as SCENARIO_REGISTRY
     from forgetbench.benchmark.data.scenarios import ScenarioInputs
-    from forgetbench.benchmark.run.batched import IDLE_PARAMS_ON_CPU, idle_params_refusal
+    from forgetbench.benchmark.run.batching.refusals import IDLE_PARAMS_ON_CPU, idle_params_refusal
 
     wide = SCENARIOS["supernet"] | {"ops": 4, "width": 128, "steps_per_turn": 5}
     entry = SCENARIO_REGISTRY.get("supernet")
@@ -351,7 +351,7 @@ def test_a_diverging_batch_runs_again_seed_by_seed_for_each_seeds_own_record(tmp
 def test_a_batch_that_runs_out_of_device_memory_trains_in_halves_to_each_seeds_own_record(tmp_path, monkeypatch):
     """A device that holds 2 stacked seeds: 5 seeds train as [0, 1] (of the half [0, 1, 2], halved again), 2 alone,
     and [3, 4]; every record is its seed's own run's and says why it trained in a smaller batch."""
-    from forgetbench.benchmark.run import batched
+    from forgetbench.benchmark.run.batching import train as batched
 
     real, sizes = batched._train_together, []
 
@@ -407,7 +407,7 @@ def test_every_record_that_trained_alone_says_why(tmp_path):
     """``batch.alone`` on each record whose seed trained alone: batching off, a refusal read off the spec, a run of
     one seed; a batched record names its batch instead."""
     import forgetbench
-    from forgetbench.benchmark.run.seed_batches import BATCHING_OFF
+    from forgetbench.benchmark.run.batching.groups import BATCHING_OFF
 
     from conftest import tiny_suite
 
@@ -450,7 +450,7 @@ def test_the_driver_starts_the_jobs_expected_to_take_longest_first():
 
 
 def _key(spec: RunSpec) -> str:
-    from forgetbench.benchmark.run.seed_batches import batch_key
+    from forgetbench.benchmark.run.batching.groups import batch_key
 
     return batch_key(spec)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from forgetbench.benchmark.run import batched
+from forgetbench.benchmark.run.batching import lockstep, run_seeds
 from test_batched import _specs
 
 
@@ -29,15 +29,15 @@ class DispatchCount(TorchDispatchMode):
 def ops_per_step(strategy: str, seeds: int, monkeypatch) -> tuple[float, Counter[str]]:
     """Operations dispatched inside the batch's training loops, per training step of one seed's record."""
     count = DispatchCount()
-    epoch = batched._Lockstep._epoch
+    epoch = lockstep._Lockstep._epoch
 
     def counted(self, kwargs):
         with count:
             return epoch(self, kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(batched._Lockstep, "_epoch", counted)
-        records = batched.run_seeds(_specs("two_model", strategy, seeds=tuple(range(seeds))), Path("."))
+        patch.setattr(lockstep._Lockstep, "_epoch", counted)
+        records = run_seeds(_specs("two_model", strategy, seeds=tuple(range(seeds))), Path("."))
     assert records[0].batch.seeds == list(range(seeds)), records[0].batch  # trained as one batch
     return sum(count.ops.values()) / records[0].timing.steps, count.ops
 

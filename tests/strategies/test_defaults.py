@@ -17,7 +17,7 @@ paired differences' sd 7-8 points), detected with probability 0.79-0.87 at 20 se
 60 (interval's upper end -3.8 and -2.9 points on the two kernel sets), so that case takes 60. CI runs this file
 under both kernel sets.
 
-A case's seeds train 20 at a time as one stacked model (benchmark/run/batched.py), whose records are bit for bit the
+A case's seeds train 20 at a time as one stacked model (benchmark/run/batching/), whose records are bit for bit the
 per-seed runs' (tests/run/test_batched.py, every strategy here; under the portable kernels too:
 ``ATEN_CPU_CAPABILITY=default python scripts/batched_vs_alone.py configs/demo.yaml --seeds 4 --no-curves``): the figures
 above stand, and the file takes 66 s on two workers where it took 99 s.
@@ -33,7 +33,7 @@ import pytest
 from forgetbench.benchmark.core.config import ComponentSpec, load_config
 from forgetbench.benchmark.core.metrics import run_metrics
 from forgetbench.benchmark.core.stats import paired_difference, t_interval
-from forgetbench.benchmark.run.batched import run_seeds
+from forgetbench.benchmark.run.batching import run_seeds
 from forgetbench.benchmark.run.spec import RunSpec
 
 # slow: a case trains 20 to 60 seeds (the power its effect needs, above), 20 at a time as one stacked model
@@ -47,7 +47,7 @@ REGULARIZERS = ["ewc", "si", "wpl", "l2", "mas", "lwf"]
 SCENARIOS = {s.label or s.name: s for s in DEMO.scenarios}
 SEEDS = 20
 SEEDS_NEEDED = {("supernet", "si"): 60}  # the power each case needs, from the measured spread (module doc)
-# seeds trained as one stacked model (benchmark/run/batched.py: each record bit for bit its own run's, under either
+# seeds trained as one stacked model (benchmark/run/batching/: each record bit for bit its own run's, under either
 # kernel set); chunks of 20 let two xdist workers share a case's 60
 CHUNK = 20
 

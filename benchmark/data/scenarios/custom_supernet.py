@@ -325,7 +325,7 @@ class ArchitectureSupernet(TaskRoutedModule):
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         return self.net(x, self.space.names(self.architectures[task_label]))
 
-    # K seeds of one run trained as one stacked model (forgetbench.benchmark.run.batched): their supernets'
+    # K seeds of one run trained as one stacked model (forgetbench.benchmark.run.batching): their supernets'
     # parameters correspond by position (a private head is named by each seed's own architecture), and a net with
     # forward_seeds(x, archs, slot, choose) runs them at once, each seed on its own architecture
     seeds_align_by_position = True

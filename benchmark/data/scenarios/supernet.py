@@ -256,7 +256,7 @@ class Supernet(nn.Module):
     def forward_seeds(
         self, x: torch.Tensor, archs: Sequence[Sequence[str]], slot: int, choose: Callable[..., torch.Tensor]
     ) -> torch.Tensor:
-        """K seeds at once, each on its own architecture (``forgetbench.benchmark.run.batched``: this supernet is then
+        """K seeds at once, each on its own architecture (``forgetbench.benchmark.run.batching``: this supernet is then
         a copy whose parameters are stacked ``(K, ...)``, ``x`` is ``(K, batch, ...)``): at each position
         ``choose(cell, ops, h)`` runs seed k's op ``ops[k]`` on its row, each op once for the seeds that chose it;
         then the ``slot``-th head (private heads are in the order of the architectures) or the shared one."""

@@ -1,5 +1,5 @@
 """``perf``'s ``seed_batching`` section: seeds per second, K seeds of one run trained as one stacked model
-(:mod:`forgetbench.benchmark.run.batched`) against the same K seeds one after another, in one process.
+(:mod:`forgetbench.benchmark.run.batching`) against the same K seeds one after another, in one process.
 
 Each side runs whole runs (scenario, training, evaluation, importance passes, records), the demo's scenarios at
 decide_demo's sizes, on the torch threads a run gets; the sides alternate over ``repeats`` and each K is timed on
@@ -64,7 +64,7 @@ def _specs(opts: PerfOptions, scenario: str, strategy: str, seeds: int) -> list[
 def seed_batching(opts: PerfOptions, params: SeedBatchingParams, data: Any) -> dict[str, Any]:
     import torch
 
-    from forgetbench.benchmark.run.batched import run_seeds
+    from forgetbench.benchmark.run.batching import run_seeds
     from forgetbench.benchmark.run.runner import run
 
     rows = []

@@ -1,4 +1,4 @@
-"""Which runs train together as one batch of seeds (:mod:`forgetbench.benchmark.run.batched`), read off their specs
+"""Which runs train together as one batch of seeds (:mod:`forgetbench.benchmark.run.batching`), read off their specs
 alone: this module imports no torch, so the driver groups its jobs before any worker starts.
 
 One run's seeds are the specs equal in everything but the seed (and the round that adds it), writing to the same
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 if TYPE_CHECKING:
     from forgetbench.benchmark.run.spec import RunSpec
 
-Job = Any  # run.executors.Job (key, spec, checkpoint, cache_dir, members): importing it would close a cycle via run.batched
+Job = Any  # run.executors.Job (key, spec, checkpoint, cache_dir, members): importing it would close a cycle via run.batching
 
 MAX_SEEDS = 50  # seeds in one batch: K stacked models, their gradients and optimiser state in memory at once
 

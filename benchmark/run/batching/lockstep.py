@@ -1,0 +1,533 @@
+"""The lockstep loop: each seed's scenario, strategy and plugins built as its own run builds them (:class:`_Seat`), and
+every turn, step, evaluation and importance pass of the seeds taken together on the stack (:class:`_Lockstep`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors, lockstep_batches
+from forgetbench.benchmark.run.assemble import build_run_strategy
+from forgetbench.benchmark.run.runner import harness_of, record_turn, scenario_of
+from forgetbench.benchmark.run.schedule import TurnDone, scheduled_experiences, set_turn_budget
+from forgetbench.benchmark.run.spec import RunSpec, new_record
+from forgetbench.benchmark.train.harness import Harness, Scores, check_finite_weights, evaluate
+from forgetbench.strategies.importance import fisher_chunk
+from forgetbench.benchmark.train.template import (
+    ITERATION_EVENTS,
+    active_callbacks,
+)
+
+from forgetbench.benchmark.run.batching.refusals import (
+    Unbatchable,
+    model_refusal,
+    idle_params_refusal,
+    strategy_refusal,
+)
+from forgetbench.benchmark.run.batching.stack import (
+    SeedStack,
+    _routes,
+    _seed_losses,
+    _by_type,
+    _steps_nothing_at_zero,
+    _squares,
+)
+
+
+ProgressCallback = Callable[[str], None]
+
+
+class _Seat:
+    """One seed of the batch: its spec, record, scenario, harness, strategy and turns (as the runner builds them)."""
+
+    def __init__(self, spec: RunSpec, data_root: Path, device: torch.device, progress: ProgressCallback | None):
+        self.spec = spec
+        self.record = new_record(spec, device)
+        self.scenario = scenario_of(spec, data_root, self.record)
+        model = self.scenario.model.to(device)
+        refusal = model_refusal(model) or idle_params_refusal(model, self.scenario, device)
+        if refusal is not None:
+            raise Unbatchable(refusal)
+        self.model, self.device, self.progress = model, device, progress
+
+    def shape(self) -> list[tuple[int, int, tuple[int, ...]]]:
+        """Per task: its model, its training samples and their shape (what the seeds of a batch must share)."""
+        return [(task.model_key, len(task.train_y), tuple(task.train_x.shape[1:])) for task in self.scenario.tasks]
+
+    def build_strategy(self) -> None:
+        """The strategy on the seat's model (as the runner builds it), and the untrained model's scores."""
+        spec, device = self.spec, self.device
+        self.harness: Harness = harness_of(spec, self.scenario, self.record, device, None, self.progress)
+        self.strategy = build_run_strategy(spec, self.scenario, self.model, device, self.harness)
+        refusal = strategy_refusal(self.strategy)
+        if refusal is not None:
+            raise Unbatchable(refusal)
+        batch = spec.training.eval_batch_size
+        t0 = time.perf_counter()
+        self.record.init_accuracy = [evaluate(self.strategy.model, task, batch, device) for task in self.scenario.tasks]
+        self.record.timing.eval_seconds += time.perf_counter() - t0
+        self.record.turn_accuracy = []
+        if self.harness.recorder is not None:
+            self.record.curves = []
+        self.turns = scheduled_experiences(self.scenario)
+        self.scores = Scores(self.strategy, batch, device)
+        self.trained: list[int] = []
+
+
+def _eval_forward(model: nn.Module, x: Tensor, key: int) -> Tensor:
+    """``model``'s logits of model ``key`` on ``x`` in eval mode (its mode restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model.forward_single_task(x, key)  # type: ignore[operator]
+    finally:
+        model.train(was_training)
+
+
+class _Lockstep:
+    """Trains the seats' turns together (Avalanche's ``train`` of one experience, event by event for every seat,
+    with the stacked pass and step in the middle)."""
+
+    def __init__(self, seats: list[_Seat], reset_optimizer: bool) -> None:
+        self.seats, self.reset_optimizer = seats, reset_optimizer
+        self.strategies = [seat.strategy for seat in seats]
+        # before any plugin sees the weights: what a plugin keeps of them (an alias, a copy) is of the stacked rows
+        self.stack: SeedStack | None = SeedStack([strategy.model for strategy in self.strategies])
+        self.optimizer: torch.optim.Optimizer | None = None
+        # model key -> whether the stack scores it: its logits the seats' own, and no slower than theirs one by one
+        self._evaluates_as_own: dict[int, bool] = {}
+
+    def _each(self, method: str, **kwargs: Any) -> None:
+        for strategy in self.strategies:
+            getattr(strategy, method)(**kwargs)
+
+    def train_turn(self, index: int) -> None:
+        """Turn ``index`` of every seat, as ``strategy.train(experience)`` trains it."""
+        self.index = index
+        kwargs = {"reset_optimizer_state": self.reset_optimizer}
+        for seat, strategy in zip(self.seats, self.strategies):
+            turn, experience = seat.turns[index]
+            strategy.is_training, strategy._stop_training = True, False
+            strategy.model.train()
+            strategy.model.to(strategy.device)
+            strategy._eval_streams = []
+            strategy._before_training(**kwargs)
+            strategy.experience = experience
+            strategy._before_training_exp(**kwargs)
+        self._stack_turn()
+        self.together = self._together()
+        for _ in range(self.strategies[0].train_epochs):
+            self._each("_before_training_epoch", **kwargs)
+            stopping = {strategy._stop_training for strategy in self.strategies}
+            if len(stopping) > 1:
+                raise Unbatchable("the seeds stopped their turn at different epochs")
+            if stopping == {True}:
+                for strategy in self.strategies:
+                    strategy._stop_training = False
+                break
+            self._epoch(kwargs)
+            self._each("_after_training_epoch", **kwargs)
+        self._importance_together()
+        self._each("_after_training_exp", **kwargs)
+        self._each("_after_training", **kwargs)
+        self._each("_train_cleanup")
+
+    def scores_after_turn(self, index: int) -> list[dict[int, float]]:
+        """Each seat's scores of the tasks its record reads after turn ``index`` (every task on a recorded turn, else
+        the one trained), computed for all seats at once where the stack evaluates as the seats' own models do
+        (:meth:`_evaluate_together`): ``id(task) -> score`` per seat, a task left out where it does not."""
+        seats = self.seats
+        turn = seats[0].turns[index][0]
+        given: list[dict[int, float]] = [{} for _ in seats]
+        for t in range(len(seats[0].scenario.tasks)) if turn.record else [turn.task]:
+            tasks = [seat.scenario.tasks[t] for seat in seats]
+            scores = self._evaluate_together(tasks)
+            for mine, task, score in zip(given, tasks, scores or []):
+                mine[id(task)] = score
+        return given
+
+    def _evaluate_together(self, tasks: Sequence[Any]) -> list[float] | None:
+        """Each seat's top-1 accuracy on its own ``tasks[k]`` (:func:`~forgetbench.benchmark.train.harness.evaluate`,
+        eval batch by eval batch), the K models at once; None where the tasks differ in their model or size, score
+        sequences, or the stack's logits are not each seat's own model's in eval mode, or the stack scores slower
+        than the seats one by one (both checked on the first batch of each model: :meth:`_first_look`)."""
+        first, stack = tasks[0], self.stack
+        assert stack is not None
+        if first.test_y.dim() != 1 or any(
+            t.model_key != first.model_key
+            or t.test_x.shape != first.test_x.shape
+            or t.test_y.shape != first.test_y.shape
+            for t in tasks
+        ):
+            return None
+        key, size = first.model_key, self.seats[0].spec.training.eval_batch_size
+        if self._evaluates_as_own.get(key) is False:
+            return None
+        routes, device = _routes(self.strategies, key), self.strategies[0].device
+        correct = torch.zeros(len(tasks), dtype=torch.long, device=device)
+        with torch.no_grad():
+            for start in range(0, len(first.test_y), size):
+                x = torch.stack([t.test_x[start : start + size] for t in tasks]).to(device)
+                y = torch.stack([t.test_y[start : start + size] for t in tasks]).to(device)
+                began = time.perf_counter()
+                try:
+                    out = stack.forward(x, key, routes)
+                except Unbatchable:
+                    out = None
+                if key not in self._evaluates_as_own:
+                    exact = out is not None and self._first_look(out, x, key, time.perf_counter() - began)
+                    if not exact:
+                        self._evaluates_as_own[key] = False
+                        return None
+                if out is None:  # a later batch the stack refused: the seats score their own
+                    return None
+                correct += (out.argmax(2) == y).sum(1)
+        return [count / max(len(first.test_y), 1) for count in correct.tolist()]
+
+    def _first_look(self, out: Tensor, x: Tensor, key: int, together_seconds: float) -> bool:
+        """On model ``key``'s first eval batch: whether ``out`` is, row by row, each seat's own model's output on its
+        ``x`` in eval mode (else False); and, recorded for the later evaluations, whether the stack scores no slower
+        than the seats' own models (:meth:`_stack_scores_faster`: each timed once, on this batch; a pre-empted timing
+        costs speed, never a number)."""
+        began = time.perf_counter()
+        own = [_eval_forward(s.model, x[k], key) for k, s in enumerate(self.strategies)]
+        alone_seconds = time.perf_counter() - began
+        if not all(torch.equal(mine, out[k]) for k, mine in enumerate(own)):
+            return False
+        self._evaluates_as_own[key] = self._stack_scores_faster(together_seconds, alone_seconds)
+        return True
+
+    def _stack_scores_faster(self, together_seconds: float, alone_seconds: float) -> bool:
+        """Whether scoring a model together pays. On the CPU a large model's eval batch is already a few large matrix
+        products, to which gathering the seats' batches into one and routing their rows only add copies: the faster
+        of the two timings decides. On an accelerator one launch replaces K: together."""
+        return self.strategies[0].device.type != "cpu" or together_seconds <= alone_seconds
+
+    def _importance_together(self) -> None:
+        """Before the seeds end the experience: plugins with a ``lockstep_importance(plugins, strategies,
+        stacked_pass)`` classmethod (the regularizer core) may have every seed's importance pass computed at once."""
+        by_type = [_by_type(strategy.plugins) for strategy in self.strategies]
+        for kind, occurrence in by_type[0]:
+            hook = getattr(kind, "lockstep_importance", None)
+            instances = [plugins.get((kind, occurrence)) for plugins in by_type]
+            if hook is not None and all(p is not None for p in instances):
+                hook(instances, self.strategies, self._stacked_pass)
+
+    def _stacked_pass(self, kind: str, options: dict[str, Any]) -> list[dict[str, Tensor]] | None:
+        """Every seed's importance pass over its experience's samples in order, at once (None: not here), entry by
+        entry the arithmetic of its own:
+
+        * ``squared_minibatch``: F_i = (1/B) sum_b (d L_b / d theta_i)^2 over the B training-size mini-batches
+          (:func:`~forgetbench.strategies.passes.squared_gradient_importance`), every parameter;
+        * ``output_sensitivity``: MAS's (1/B) sum_b |d mean ||f(x)||^2 / d theta_i|
+          (:class:`~forgetbench.strategies.parts.OutputSensitivity`), every parameter;
+        * ``exact_fisher``: (1/N) sum_n (d L_n / d theta_i)^2, per-sample gradients of the observed labels' loss in
+          chunks of ``batch_size`` (:func:`~forgetbench.strategies.importance.exact_fisher_diagonal`'s linear-layer
+          path: each stacked linear layer's backward gives (delta^2)^T (a^2)), the trainable parameters that
+          received a gradient."""
+        strategies, stack = self.strategies, self.stack
+        assert stack is not None
+        tensors = [dataset_tensors(s.experience.dataset) for s in strategies]
+        size = int(strategies[0].train_mb_size)
+        if kind == "exact_fisher":
+            size = fisher_chunk(int(options["batch_size"]), tensors[0][0][0])
+        loaders = [TensorBatchLoader(t, size, shuffle=False) for t in tensors]
+        keys = {loader.single_task for loader in loaders}
+        if len(keys) != 1 or None in keys or len({len(t[0]) for t in tensors}) != 1:
+            return None
+        key = int(next(iter(keys)))  # type: ignore[arg-type]
+        routes = _routes(strategies, key)
+        routed = routes is not None and len(set(routes)) > 1
+        if kind == "exact_fisher" and not routed and not stack._direct_for.get(key):
+            return None  # the squares come from the stacked copy's own linear layers
+        device = strategies[0].device
+        sums = {name: torch.zeros_like(stack.stacked[name]) for name in stack.names}
+        trainable = [sums[name] for name in stack.trainable]
+        params = [stack.stacked[name] for name in stack.trainable]
+        grads = [param.grad for param in params]
+        reached: set[str] = set()
+        stack.rows_taken = {} if kind == "exact_fisher" else None
+        gathered = lockstep_batches(loaders)  # each step's rows gathered at once, not sliced seed by seed
+        steps = gathered if gathered is not None else ([torch.stack(t) for t in zip(*b)] for b in zip(*loaders))
+        try:
+            for batch in steps:
+                inputs, targets = batch[0].to(device), batch[1].to(device)
+                if kind == "exact_fisher":
+                    with _squares() as calls:
+                        loss = _seed_losses(stack.forward(inputs, key, routes), targets, "sum").sum()
+                        found = torch.autograd.grad(loss, params, allow_unused=True)
+                    if any(count > 1 for count in calls.values()):
+                        return None
+                    for name, total, squares in zip(stack.trainable, trainable, found):
+                        if squares is not None:
+                            total += squares
+                            reached.add(name)
+                    continue
+                stack.zero_grad()
+                outputs = stack.forward(inputs, key, routes)
+                if kind == "output_sensitivity":
+                    outputs.norm(p="fro", dim=2).pow(2).mean(1).sum().backward()
+                    torch._foreach_add_(trainable, torch._foreach_abs(grads))  # type: ignore[arg-type]
+                else:
+                    _seed_losses(outputs, targets).sum().backward()
+                    torch._foreach_addcmul_(trainable, grads, grads)  # type: ignore[arg-type]
+        finally:
+            taken, stack.rows_taken = stack.rows_taken, None
+            stack.zero_grad()
+        if kind != "exact_fisher":
+            torch._foreach_div_(list(sums.values()), float(max(len(loaders[0]), 1)))
+            return [{own[name]: sums[name][k].clone() for name in stack.names} for k, own in enumerate(stack.own_names)]
+        count = float(max(len(tensors[0][1]), 1))
+        assert taken is not None
+        return [
+            {
+                own[name]: sums[name][k] / count
+                for name in stack.trainable
+                if name in reached and (name not in taken or k in taken[name])
+            }
+            for k, own in enumerate(stack.own_names)
+        ]
+
+    def _stack_turn(self) -> None:
+        """The stack of this turn's weights (the one built before training, unless the turn changed the models'
+        parameters) and the stacked optimiser (fresh, or with the last turn's state)."""
+        old_stack, old_optimizer = self.stack, self.optimizer
+        models = [strategy.model for strategy in self.strategies]
+        if old_stack is None or not old_stack.holds(models):
+            self.stack = SeedStack(models)
+        else:
+            old_stack.point_grads()
+        assert self.stack is not None
+        first = self.strategies[0]
+        if not _steps_nothing_at_zero(first.optimizer, self.reset_optimizer or old_optimizer is None):
+            used = self.seats[0].scenario.turn_used_params[self.index]
+            unused = sorted(set(self.stack.trainable) - set(used))
+            if unused:
+                raise Unbatchable(
+                    f"{type(first.optimizer).__name__} with these settings moves a parameter whose gradient is 0 "
+                    f"(its stacked gradient), which a turn that does not use it ({unused[0]}) leaves unset alone"
+                )
+        self.optimizer = self.stack.optimizer_like(first.optimizer, first.model)
+        if not self.reset_optimizer and old_stack is not None and old_optimizer is not None:  # no reset
+            self.stack.carry_state(old_optimizer, old_stack, self.optimizer)
+
+    def _together(self) -> dict[str, list[Callable[[Tensor], None]]]:
+        """This turn's plugins that act once for all seeds: a plugin class with a ``lockstep(plugins, stacked_of)``
+        classmethod (the regularizer core's penalty, the loss watch) gives, for the K seeds' instances, callbacks
+        ``event -> f(losses)`` that replace theirs at that event (``backward_end``: when the backward pass ends,
+        ``epoch_end``: before the epoch's last events). Its other events stay per seed."""
+        assert self.stack is not None
+        together: dict[str, list[Callable[[Tensor], None]]] = {}
+        self._replaced: dict[str, set[int]] = {}
+        by_type = [_by_type(strategy.plugins) for strategy in self.strategies]  # a seed's own progress hook aside
+        for kind, occurrence in by_type[0]:
+            lockstep = getattr(kind, "lockstep", None)
+            instances = [plugins.get((kind, occurrence)) for plugins in by_type]
+            if lockstep is None or any(p is None for p in instances):
+                continue
+            callbacks = lockstep(instances, self.stack.stacked_of)
+            for event, callback in (callbacks or {}).items():
+                together.setdefault(event, []).append(callback)
+                self._replaced.setdefault(event, set()).update(id(p) for p in instances)
+        return together
+
+    def _epoch(self, kwargs: dict[str, Any]) -> None:
+        """One epoch of every seat, step by step: Avalanche's iteration events on each seat, the pass and the step
+        once for all (:class:`~forgetbench.benchmark.train.template.LeanLoopMixin`'s loop, stacked)."""
+        strategies, stack, optimizer = self.strategies, self.stack, self.optimizer
+        assert stack is not None and optimizer is not None
+        together = self.together
+        hooks = [
+            {
+                event: [
+                    callback
+                    for callback in active_callbacks(s.plugins, event)
+                    if id(getattr(callback, "__self__", None)) not in self._replaced.get(event, ())
+                ]
+                for event in ITERATION_EVENTS
+            }
+            for s in strategies
+        ]
+        loaders = [s.dataloader for s in strategies]
+        keys = {getattr(loader, "single_task", None) for loader in loaders}
+        if len(keys) != 1 or None in keys:
+            raise Unbatchable("a training batch holds several tasks' samples")
+        key = int(next(iter(keys)))  # type: ignore[arg-type]
+        routes = _routes(strategies, key)
+        lockstep = lockstep_batches(loaders)
+        iterators: list[Iterator[Any]] = [iter(loader) for loader in loaders] if lockstep is None else []
+        autocast = strategies[0].autocast()
+        losses = torch.zeros(len(strategies))
+        editable = any(callbacks["before_backward"] for callbacks in hooks)
+
+        def each(event: str) -> None:
+            for strategy, callbacks in zip(strategies, hooks):
+                for callback in callbacks[event]:
+                    callback(strategy, **kwargs)
+            for callback in together.get(event, ()):
+                callback(losses)
+
+        while True:
+            stacked, batches = _next_batches(lockstep, iterators)
+            if batches is None:
+                break
+            for strategy, batch in zip(strategies, batches):
+                strategy.mbatch = batch  # also when stopping: Avalanche's loop draws the batch first
+            stopping = {strategy._stop_training for strategy in strategies}
+            if stopping == {True}:
+                break
+            if len(stopping) > 1:
+                raise Unbatchable("the seeds stopped their turn at different steps")
+            for strategy in strategies:
+                strategy._unpack_minibatch()
+            each("before_training_iteration")
+            stack.zero_grad()
+            inputs, targets = _stacked_batch(strategies, stacked, batches)
+            with autocast:
+                outputs = stack.forward(inputs, key, routes)
+                losses = _seed_losses(outputs, targets)
+            own_losses, version = _rows(losses, editable), losses._version
+            for strategy, output, loss in zip(strategies, _rows(outputs, editable), own_losses):
+                strategy.mb_output, strategy.loss = output, loss
+            each("before_backward")
+            _backward(strategies, losses, own_losses, version)
+            for callback in together.get("backward_end", ()):
+                callback(losses)
+            each("after_backward")
+            each("before_update")
+            optimizer.step()
+            each("after_update")
+            each("after_training_iteration")
+        for callback in together.get("epoch_end", ()):
+            callback(losses)
+
+
+def _rows(stacked: Tensor, editable: bool) -> list[Tensor]:
+    """Each seed's row of a stacked tensor: one unbind for all of them, so a step dispatches as many operations at
+    K = 64 seeds as at 2; one select each where a seed's own callback may edit its loss in place before the backward
+    pass (a row of a multi-output unbind refuses in-place edits)."""
+    return [stacked[k] for k in range(len(stacked))] if editable else list(stacked.unbind(0))
+
+
+def _next_batches(
+    lockstep: Iterator[list[Tensor]] | None, iterators: list[Iterator[Any]]
+) -> tuple[list[Tensor] | None, list[Any] | None]:
+    """The next step's batch of each seat (None at the epoch's end), and their stack where the loaders gathered it
+    at once (:func:`~forgetbench.benchmark.data.loaders.lockstep_batches`)."""
+    if lockstep is not None:
+        stacked = next(lockstep, None)
+        if stacked is None:
+            return None, None
+        return stacked, [list(rows) for rows in zip(*(t.unbind(0) for t in stacked))]
+    batches = [next(iterator, None) for iterator in iterators]
+    if all(b is None for b in batches):
+        return None, None
+    if any(b is None for b in batches):
+        raise Unbatchable("the seeds' epochs have different numbers of batches")
+    return None, batches
+
+
+def _stacked_batch(
+    strategies: Sequence[Any], stacked: list[Tensor] | None, batches: list[Any]
+) -> tuple[Tensor, Tensor]:
+    """The seats' inputs and targets, ``(K, batch, ...)``: the gathered stack where no seat's unpacking or callback
+    replaced its batch, else their batches stacked."""
+    if stacked is not None and all(
+        s.mbatch[0] is batch[0] and s.mbatch[1] is batch[1] for s, batch in zip(strategies, batches)
+    ):
+        inputs, targets = stacked[0], stacked[1]
+    else:
+        inputs = torch.stack([s.mbatch[0] for s in strategies])
+        targets = torch.stack([s.mbatch[1] for s in strategies])
+    if targets.dim() != 2:
+        raise Unbatchable("the targets are not one class label per sample")
+    return inputs, targets
+
+
+def _backward(strategies: Sequence[Any], losses: Tensor, own_losses: list[Tensor], version: int) -> None:
+    """The backward pass of every seat's loss: of ``losses.sum()`` where no seat's callback replaced, changed (in
+    place: ``losses``' ``version`` moved) or hooked its loss, the same gradients through fewer nodes; else of the
+    seats' own losses, summed."""
+    if losses._version == version and all(
+        s.loss is loss and not loss._backward_hooks for s, loss in zip(strategies, own_losses)
+    ):
+        losses.sum().backward()
+    else:
+        torch.stack([s.loss for s in strategies]).sum().backward()
+
+
+def _train_together(seats: list[_Seat]) -> None:
+    """Every turn of the seats' schedules, together; a search (adaptive) then asks each seat for its next turns, which
+    must be the same turns (each seat's own architectures), until it has none (the runner's loop, per seat)."""
+    lockstep = _Lockstep(seats, seats[0].spec.training.reset_optimizer)
+    index = 0
+    while True:
+        while index < len(seats[0].turns):
+            _train_turn_together(seats, lockstep, index)
+            index += 1
+        if not seats[0].scenario.adaptive:
+            return
+        more = []
+        for seat in seats:
+            t0 = time.perf_counter()  # the search's own work, apart from training
+            more.append(seat.scenario.next_turns(seat.scores))
+            timing = seat.record.timing
+            timing.search_seconds = (timing.search_seconds or 0.0) + time.perf_counter() - t0
+        if any(turns != more[0] for turns in more):
+            raise Unbatchable("the seeds' searches chose different turns")
+        if not more[0]:
+            return
+        for seat, turns in zip(seats, more):
+            start = len(seat.turns)
+            seat.scenario.schedule.extend(turns)
+            seat.turns = seat.turns + scheduled_experiences(seat.scenario, start)
+
+
+def _train_turn_together(seats: list[_Seat], lockstep: "_Lockstep", index: int) -> None:
+    """Turn ``index`` of every seat (its budget, curves, clock), then what each record gains from it."""
+    if any(seat.turns[index][0] != seats[0].turns[index][0] for seat in seats):
+        raise Unbatchable("the seeds' schedules differ")
+    for seat in seats:
+        turn = seat.turns[index][0]
+        if turn.task not in seat.trained:
+            seat.trained.append(turn.task)
+        set_turn_budget(seat.strategy, seat.harness, turn, seat.spec.training)
+        if seat.harness.recorder is not None:
+            seat.harness.recorder.turn, seat.harness.recorder.watch = index, list(seat.trained)
+    curves_before = [seat.harness.inside_eval_seconds() for seat in seats]
+    t0 = time.perf_counter()
+    lockstep.train_turn(index)
+    if seats[0].strategy.device.type == "cuda":
+        torch.cuda.synchronize(seats[0].strategy.device)
+    elapsed = time.perf_counter() - t0
+    curves = [seat.harness.inside_eval_seconds() - before for seat, before in zip(seats, curves_before)]
+    share = max(elapsed - sum(curves), 0.0) / len(seats)
+    for seat in seats:
+        check_finite_weights(seat.strategy.model)
+    t0 = time.perf_counter()
+    given = lockstep.scores_after_turn(index)
+    eval_share = (time.perf_counter() - t0) / len(seats)
+    for seat, curve_seconds, scores in zip(seats, curves, given):
+        done = TurnDone(index, seat.turns[index][0], share, curve_seconds, seat.harness.budget.steps)
+        record_turn(seat.scenario, seat.strategy, seat.harness, seat.record, done, _GivenScores(seat.scores, scores))
+        seat.record.timing.eval_seconds += eval_share
+
+
+class _GivenScores(Scores):
+    """A seat's :class:`~forgetbench.benchmark.train.harness.Scores` while its turn is recorded: the scores the batch
+    computed for every seat at once (:meth:`_Lockstep.scores_after_turn`, keyed by the task), else its own (the
+    seat's cache, shared)."""
+
+    def __init__(self, scores: Scores, given: dict[int, float]) -> None:
+        super().__init__(scores.strategy, scores.batch_size, scores.device)
+        self._scored, self.given = scores._scored, given
+
+    def __call__(self, task: Any) -> float:
+        score = self.given.get(id(task))
+        if score is not None:
+            self.remember(task, score)  # in the seat's cache: a search reads it again after the turn
+        return super().__call__(task)
