@@ -332,14 +332,15 @@ def bracket_verdict(found: Bracket, probes: Iterable[Probe], naive: Probe, objec
         return NOTHING_LEARNED
     span = f"probed {probes[0].value:g} to {probes[-1].value:g}"
     said = "".join(f"; {line}" for line in plasticity_lines(probes, naive))
-    if not judges_acting(probes, naive):
+    judged = judges_acting(probes, naive)
+    if not judged:
         said += (
             "; whether its penalty acts cannot be told here (it records no penalty ratio and naive does not "
             "forget): every probe was a candidate"
         )
-    if found.best is None and not any(acts(p, naive) for p in probes) and judges_acting(probes, naive):
+    if found.best is None and judged and not any(acts(p, naive) for p in probes):
         return f"inert at every strength probed: {found.high_reason}; nothing to choose among ({span})"
-    inert = [f"{p.value:g}" for p in probes if p.status == "ok" and judges_acting(probes, naive) and not acts(p, naive)]
+    inert = [f"{p.value:g}" for p in probes if judged and p.status == "ok" and not acts(p, naive)]
     if inert:
         said = f"; inert, never chosen: {', '.join(inert)}" + said
     if found.best is None:

@@ -310,6 +310,11 @@ def ranking_kendall_tau(supernet_accuracy: ArrayLike, standalone_accuracy: Array
 # --- one run record -> its metrics ----------------------------------------------------------------
 
 
+def errors_in_nats(record: RunRecord) -> bool:
+    """Whether a search's err1 / err2 are log-perplexities (a language model's), not 1 - accuracy."""
+    return record.search is not None and "log-perplexity" in str(record.search.error or "")
+
+
 def search_metrics(record: RunRecord) -> dict[str, float]:
     """Search-quality metrics of a search run (none for other runs).
 
@@ -339,7 +344,7 @@ def search_metrics(record: RunRecord) -> dict[str, float]:
         out["precision_at_k"] = precision_at_k(predicted, truth, int(top_k or 5))
         out["regret"] = regret(truth, int(chosen))
     derived = search.derived
-    language_model = "log-perplexity" in str(search.error or "")
+    language_model = errors_in_nats(record)
     if language_model:  # errors in nats (log-perplexity), not accuracy points: metrics of their own
         epochs = search_epochs(record)
         start = int(search.measured_from_epoch or 0)
@@ -465,7 +470,7 @@ def _turn_plasticity(record: RunRecord) -> dict[str, float]:
     (a language model's are log-perplexities: no accuracy to put in LA's place); empty otherwise."""
     if record.err1 is None or record.err2 is None:
         return {}
-    if record.search is not None and "log-perplexity" in str(record.search.error or ""):
+    if errors_in_nats(record):
         return {}
     la, forgot = supernet_plasticity(record.err1, record.err2)
     return {"LA": la, "forgetting": forgot}

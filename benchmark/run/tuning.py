@@ -346,17 +346,16 @@ class StudyRun:
         stored = self.mirrored.stored_trials()
         for frozen in [t for t in stored if not superseded(t)]:
             point = {k: rounded(v) for k, v in frozen.params.items()}
+            records = self.trial_records(point)  # read once: its pruning and its penalty ratio
             rows.append(
                 {
                     "number": frozen.number,
                     "state": frozen.state.name,
                     "params": point,
                     "value": frozen.value if frozen.state != TrialState.PRUNED else None,
-                    "pruned_after": pruned_after(self.trial_records(point))
-                    if frozen.state == TrialState.PRUNED
-                    else None,
+                    "pruned_after": pruned_after(records) if frozen.state == TrialState.PRUNED else None,
                     "runs": [s.run_id for s in trial_specs(self.suite, self.study, point)],
-                    "penalty_ratio": self.penalty_ratio(point),
+                    "penalty_ratio": penalty_ratio(records),
                     "seconds": (frozen.datetime_complete - frozen.datetime_start).total_seconds()
                     if frozen.datetime_complete and frozen.datetime_start
                     else None,
@@ -364,18 +363,11 @@ class StudyRun:
             )
         return rows, stored
 
-    def penalty_ratio(self, point: dict[str, Any]) -> float | None:
-        """The trial's penalty-to-data gradient ratio: the median over its seeds of each record's median
-        (:func:`~forgetbench.benchmark.core.calibration.median_ratio`); None where its records carry none."""
-        ratios = [calibration.median_ratio(r.model_extra or {}) for r in self.trial_records(point) if r is not None]
-        found = [r for r in ratios if r is not None]
-        return statistics.median(found) if found else None
-
     def acting(self, complete: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The complete trials whose penalty acts (ratio at least calibration's ACTS; a strategy that records no
         ratio cannot be judged and keeps every trial): an inert trial trains as naive does, its objective naive's
         plus noise, so it is never chosen while one acts. Notes say which were left out, or that none acts."""
-        inert = [t for t in complete if (t.get("penalty_ratio") or math.inf) < calibration.ACTS]
+        inert = [t for t in complete if t.get("penalty_ratio") is not None and t["penalty_ratio"] < calibration.ACTS]
         if not inert:
             return complete
         if len(inert) == len(complete):
@@ -473,6 +465,14 @@ class StudyRun:
                 "run_seconds": round(self.clock["runs"], 4),
             },
         }
+
+
+def penalty_ratio(records: list[RunRecord | None]) -> float | None:
+    """A trial's penalty-to-data gradient ratio: the median over its seeds of each record's median
+    (:func:`~forgetbench.benchmark.core.calibration.median_ratio`); None where its records carry none."""
+    ratios = [calibration.median_ratio(r.model_extra or {}) for r in records if r is not None]
+    found = [r for r in ratios if r is not None]
+    return statistics.median(found) if found else None
 
 
 def naive_references(suite: SuiteConfig, studies: list[Study]) -> list[RunSpec]:

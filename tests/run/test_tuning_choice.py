@@ -18,6 +18,8 @@ def test_an_inert_trial_is_never_chosen_while_one_acts_and_tuning_says_when_none
         {"number": 2, "state": "COMPLETE", "value": 0.80, "params": {"ewc_lambda": 1e4}, "penalty_ratio": 3.0},
     ]
     assert run.best(rows)["number"] == 1
+    zero = [{**rows[0], "penalty_ratio": 0.0}, rows[1]]  # a penalty of exactly nothing is inert too
+    assert run.best(zero)["number"] == 1
     assert any("inert, never chosen" in n and "trial 0 (ewc_lambda=1, ratio 0.004)" in n for n in run.notes)
     run.notes = []
     assert run.best(rows[:1])["number"] == 0  # nothing acts: the best is taken, and said
