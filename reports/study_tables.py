@@ -44,7 +44,6 @@ from forgetbench.reports.summary import (
     NAIVE,
     comparisons_table,
     how_ran,
-    one_way,
     runs_long,
     summary_table,
     time_unlike_naive,
@@ -113,6 +112,7 @@ def cost_frame(
         key: how_ran([r for r in records if r.ok and (r.scenario.label, r.strategy.label) == key])
         for key in {(r.scenario.label, r.strategy.label) for r in records}
     }
+    unlike = time_unlike_naive(records)  # the one rule the paired time rows follow too
     rows = []
     for scenario, runs in long.groupby("scenario", sort=False):
         seconds = runs[runs.metric == "train_seconds"]
@@ -122,7 +122,7 @@ def cost_frame(
         for strategy, mine in runs.groupby("strategy", sort=False):
             own = seconds[seconds.strategy == strategy].sort_values("seed").value
             mine_ran = ran.get((scenario, strategy), "alone")
-            like = naive_ran is not None and one_way(mine_ran) == one_way(naive_ran) and mine_ran != "mixed"
+            like = naive_ran is not None and (scenario, strategy) not in unlike
             row = {
                 "scenario": scenario,
                 "strategy": strategy,
