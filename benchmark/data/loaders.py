@@ -9,7 +9,7 @@ buffer) and :class:`TensorBatchLoader` serves shuffled batches from them.
 from __future__ import annotations
 
 import weakref
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -182,42 +182,74 @@ def lockstep_batches(loaders: Sequence["TensorBatchLoader"]) -> Iterator[Batch] 
     :meth:`TensorBatchLoader.__iter__` draws it), gathered once a step from a dataset the seeds share, else seed by
     seed into the batch's rows. None where the loaders are not of one form (batch size, shuffling, sizes, shapes,
     device)."""
+    if _form(loaders) is None or len({len(loader.tensors[0]) for loader in loaders}) != 1:
+        return None
+    return (batch for batch, _ in _lockstep(loaders))
+
+
+def ragged_lockstep_batches(loaders: Sequence["TensorBatchLoader"]) -> Iterator[tuple[Batch, list[int]]] | None:
+    """One epoch of K loaders side by side whose datasets may differ in size (each seed's own split): each step's
+    ``(K, top, ...)`` tensors and how many rows of each are the seed's batch (``sizes``; ``top`` their largest). Row
+    ``k``'s first ``sizes[k]`` rows are exactly the batch loader ``k``'s own iteration yields at that step (0 once its
+    epoch has ended); the rest pad it. None where the loaders are not of one form (batch size, shuffling, a sample's
+    shape, device)."""
+    return None if _form(loaders) is None else _lockstep(loaders)
+
+
+def _form(loaders: Sequence["TensorBatchLoader"]) -> list[Any] | None:
     if not all(isinstance(loader, TensorBatchLoader) for loader in loaders):
         return None
-    form = [(l.batch_size, l.shuffle, l.drop_last, [(t.shape, t.dtype, t.device) for t in l.tensors]) for l in loaders]
+    form = [
+        (l.batch_size, l.shuffle, l.drop_last, [(t.shape[1:], t.dtype, t.device) for t in l.tensors]) for l in loaders
+    ]
     if any(f != form[0] for f in form) or not loaders[0].tensors:
         return None
-    return _lockstep(loaders)
+    return form
 
 
-def _lockstep(loaders: Sequence["TensorBatchLoader"]) -> Iterator[Batch]:
-    first, seeds = loaders[0], len(loaders)
-    n, device = len(first.tensors[0]), first.tensors[0].device
-    if first.shuffle:  # each loader's own draw; drawn when the epoch's first batch is, as its own iteration does
-        order = torch.stack([torch.randperm(n, generator=loader.generator) for loader in loaders]).to(device)
-    else:
-        order = torch.arange(n, device=device).expand(seeds, n)
+def _lockstep(loaders: Sequence["TensorBatchLoader"]) -> Iterator[tuple[Batch, list[int]]]:
+    first, seeds, size = loaders[0], len(loaders), loaders[0].batch_size
+    lengths = [len(loader.tensors[0]) for loader in loaders]
+    steps, device = [len(loader) for loader in loaders], first.tensors[0].device
+    width = max(steps) * size
+    # each loader's own draw, drawn when the epoch's first batch is, as its own iteration does; a seed's order padded
+    # past its end with its first row (rows no step of it reads)
+    drawn = [
+        torch.randperm(n, generator=loader.generator) if first.shuffle else torch.arange(n)
+        for loader, n in zip(loaders, lengths)
+    ]
+    if len(set(lengths)) == 1:
+        order = torch.stack(drawn)[:, :width]
+    else:  # in a few operations, whatever the seeds: their draws end to end, each row read up to its own length
+        starts = torch.tensor([0, *lengths[:-1]]).cumsum(0).unsqueeze(1)
+        places = torch.arange(width).expand(seeds, width)
+        within = places < torch.tensor(lengths).unsqueeze(1)
+        order = torch.cat(drawn)[starts + places * within]
+    order = order.to(device)
     # a dataset every seed shares is gathered from once; separate ones (each seed's own draw or permutation) of small
-    # rows are copied into one (seed k's rows offset by k n: STACK_ROWS_BELOW_BYTES), and of large rows not (a turn
-    # may read a few batches of a large dataset): each seed's rows gathered from its own
+    # rows are copied into one (seed k's rows offset by the lengths before it: STACK_ROWS_BELOW_BYTES), and of large
+    # rows not (a turn may read a few batches of a large dataset): each seed's rows gathered from its own
     shared = [all(loader.tensors[i] is tensor for loader in loaders) for i, tensor in enumerate(first.tensors)]
     joined = {
         i: torch.cat([loader.tensors[i] for loader in loaders])
         for i, tensor in enumerate(first.tensors)
-        if not shared[i] and tensor[: first.batch_size].nbytes <= STACK_ROWS_BELOW_BYTES
+        if not shared[i] and tensor[:size].nbytes <= STACK_ROWS_BELOW_BYTES
     }
-    offsets = (torch.arange(seeds, device=device) * n).unsqueeze(1)
-    for start in range(0, len(first) * first.batch_size, first.batch_size):
-        rows = order[:, start : start + first.batch_size]
+    offsets = torch.tensor([0, *lengths[:-1]], device=device).cumsum(0).unsqueeze(1)
+    for step in range(max(steps)):
+        sizes = [min(size, n - step * size) if step < own else 0 for n, own in zip(lengths, steps)]
+        top = max(sizes)
+        rows = order[:, step * size : step * size + top]
         joined_rows = (rows + offsets).reshape(-1)
         batch = []
         for i, tensor in enumerate(first.tensors):
             if shared[i] or i in joined:
                 source, index = (tensor, rows.reshape(-1)) if shared[i] else (joined[i], joined_rows)
-                batch.append(source.index_select(0, index).view(seeds, rows.shape[1], *tensor.shape[1:]))
+                batch.append(source.index_select(0, index).view(seeds, top, *tensor.shape[1:]))
                 continue
-            out = tensor.new_empty((seeds, rows.shape[1], *tensor.shape[1:]))
+            out = (tensor.new_empty if min(sizes) == top else tensor.new_zeros)((seeds, top, *tensor.shape[1:]))
             for k, loader in enumerate(loaders):
-                torch.index_select(loader.tensors[i], 0, rows[k], out=out[k])
+                if sizes[k]:
+                    torch.index_select(loader.tensors[i], 0, rows[k, : sizes[k]], out=out[k, : sizes[k]])
             batch.append(out)
-        yield batch
+        yield batch, sizes

@@ -10,7 +10,12 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors, lockstep_batches
+from forgetbench.benchmark.data.loaders import (
+    TensorBatchLoader,
+    dataset_tensors,
+    lockstep_batches,
+    ragged_lockstep_batches,
+)
 from forgetbench.benchmark.run.assemble import build_run_strategy
 from forgetbench.benchmark.run.runner import harness_of, record_turn, scenario_of
 from forgetbench.benchmark.run.schedule import TurnDone, scheduled_experiences, set_turn_budget
@@ -35,6 +40,7 @@ from forgetbench.benchmark.run.batching.stack import (
     _by_type,
     _steps_nothing_at_zero,
     _squares,
+    step_except,
 )
 
 
@@ -54,9 +60,14 @@ class _Seat:
             raise Unbatchable(refusal)
         self.model, self.device, self.progress = model, device, progress
 
-    def shape(self) -> list[tuple[int, int, tuple[int, ...]]]:
-        """Per task: its model, its training samples and their shape (what the seeds of a batch must share)."""
-        return [(task.model_key, len(task.train_y), tuple(task.train_x.shape[1:])) for task in self.scenario.tasks]
+    def shape(self) -> list[tuple[int, tuple[int, ...]]]:
+        """Per task: its model and its samples' shape (what the seeds of a batch must share; their numbers may
+        differ)."""
+        return [(task.model_key, tuple(task.train_x.shape[1:])) for task in self.scenario.tasks]
+
+    def sizes(self) -> list[int]:
+        """Per task: its training samples."""
+        return [len(task.train_y) for task in self.scenario.tasks]
 
     def build_strategy(self) -> None:
         """The strategy on the seat's model (as the runner builds it), and the untrained model's scores."""
@@ -337,11 +348,79 @@ class _Lockstep:
 
     def _epoch(self, kwargs: dict[str, Any]) -> None:
         """One epoch of every seat, step by step: Avalanche's iteration events on each seat, the pass and the step
-        once for all (:class:`~forgetbench.benchmark.train.template.LeanLoopMixin`'s loop, stacked)."""
+        once for all (:class:`~forgetbench.benchmark.train.template.LeanLoopMixin`'s loop, stacked). Seeds whose
+        datasets differ in size (each its own split) step together while each has batches: at a step where a seed's
+        batch is shorter than the others' (its last) it makes its own pass, and once its epoch has ended it sits
+        the steps out (:meth:`_masked_step`)."""
         strategies, stack, optimizer = self.strategies, self.stack, self.optimizer
         assert stack is not None and optimizer is not None
-        together = self.together
-        hooks = [
+        together, hooks = self.together, self._own_hooks()
+        loaders = [s.dataloader for s in strategies]
+        keys = {getattr(loader, "single_task", None) for loader in loaders}
+        if len(keys) != 1 or None in keys:
+            raise Unbatchable("a training batch holds several tasks' samples")
+        key = int(next(iter(keys)))  # type: ignore[arg-type]
+        routes = _routes(strategies, key)
+        gathered = ragged_lockstep_batches(loaders)
+        iterators: list[Iterator[Any]] = [iter(loader) for loader in loaders] if gathered is None else []
+        autocast = strategies[0].autocast()
+        losses = torch.zeros(len(strategies))
+        editable = any(callbacks["before_backward"] for callbacks in hooks)
+        everyone = list(range(len(strategies)))
+
+        def each(event: str, seats: list[int]) -> None:
+            for k in seats:
+                for callback in hooks[k][event]:
+                    callback(strategies[k], **kwargs)
+            for callback in together.get(event, ()):
+                callback(losses)
+
+        while True:
+            stacked, batches = _next_batches(gathered, iterators)
+            if batches is None:
+                break
+            stepping = [k for k, batch in enumerate(batches) if batch is not None]
+            for k in stepping:
+                strategies[k].mbatch = batches[k]  # also when stopping: Avalanche's loop draws the batch first
+            stopping = {strategies[k]._stop_training for k in stepping}
+            if stopping == {True}:
+                break
+            if len(stopping) > 1:
+                raise Unbatchable("the seeds stopped their turn at different steps")
+            for k in stepping:
+                strategies[k]._unpack_minibatch()
+            each("before_training_iteration", stepping)
+            stack.zero_grad()
+            inputs, targets, full = _stacked_batch(strategies, stacked, batches)
+            with autocast:
+                outputs = stack.forward(inputs, key, routes)
+                losses = _seed_losses(outputs, targets)
+            if len(full) == len(strategies):
+                own_losses, version = _rows(losses, editable), losses._version
+                for strategy, output, loss in zip(strategies, _rows(outputs, editable), own_losses):
+                    strategy.mb_output, strategy.loss = output, loss
+                each("before_backward", everyone)
+                _backward(strategies, losses, own_losses, version)
+            else:
+                losses = _masked_pass(strategies, outputs, losses, full, stepping, autocast)
+                each("before_backward", stepping)
+                torch.stack([strategies[k].loss for k in stepping]).sum().backward()
+            for callback in together.get("backward_end", ()):
+                callback(losses)
+            each("after_backward", stepping)
+            each("before_update", stepping)
+            if len(stepping) == len(strategies):
+                optimizer.step()
+            else:
+                step_except(optimizer, sorted(set(everyone) - set(stepping)))
+            each("after_update", stepping)
+            each("after_training_iteration", stepping)
+        for callback in together.get("epoch_end", ()):
+            callback(losses)
+
+    def _own_hooks(self) -> list[dict[str, list[Callable[..., Any]]]]:
+        """Each seat's callbacks per iteration event, less those its plugins' ``lockstep`` replaced (:meth:`_together`)."""
+        return [
             {
                 event: [
                     callback
@@ -350,60 +429,28 @@ class _Lockstep:
                 ]
                 for event in ITERATION_EVENTS
             }
-            for s in strategies
+            for s in self.strategies
         ]
-        loaders = [s.dataloader for s in strategies]
-        keys = {getattr(loader, "single_task", None) for loader in loaders}
-        if len(keys) != 1 or None in keys:
-            raise Unbatchable("a training batch holds several tasks' samples")
-        key = int(next(iter(keys)))  # type: ignore[arg-type]
-        routes = _routes(strategies, key)
-        lockstep = lockstep_batches(loaders)
-        iterators: list[Iterator[Any]] = [iter(loader) for loader in loaders] if lockstep is None else []
-        autocast = strategies[0].autocast()
-        losses = torch.zeros(len(strategies))
-        editable = any(callbacks["before_backward"] for callbacks in hooks)
 
-        def each(event: str) -> None:
-            for strategy, callbacks in zip(strategies, hooks):
-                for callback in callbacks[event]:
-                    callback(strategy, **kwargs)
-            for callback in together.get(event, ()):
-                callback(losses)
 
-        while True:
-            stacked, batches = _next_batches(lockstep, iterators)
-            if batches is None:
-                break
-            for strategy, batch in zip(strategies, batches):
-                strategy.mbatch = batch  # also when stopping: Avalanche's loop draws the batch first
-            stopping = {strategy._stop_training for strategy in strategies}
-            if stopping == {True}:
-                break
-            if len(stopping) > 1:
-                raise Unbatchable("the seeds stopped their turn at different steps")
-            for strategy in strategies:
-                strategy._unpack_minibatch()
-            each("before_training_iteration")
-            stack.zero_grad()
-            inputs, targets = _stacked_batch(strategies, stacked, batches)
+def _masked_pass(
+    strategies: Sequence[Any], outputs: Tensor, losses: Tensor, full: list[int], stepping: list[int], autocast: Any
+) -> Tensor:
+    """A step where the seeds' batches differ in size: each seed whose batch is the step's longest (``full``) takes
+    its output and loss from the stack, each other stepping seed (its epoch's last, shorter batch) makes its own
+    forward pass and criterion, as its own run does. The seeds' losses for the hooks that act on all at once (0 for
+    the seeds sitting the step out)."""
+    shown = torch.zeros_like(losses.detach())
+    for k in stepping:
+        strategy = strategies[k]
+        if k in full:
+            strategy.mb_output, strategy.loss = outputs[k], losses[k]
+        else:
             with autocast:
-                outputs = stack.forward(inputs, key, routes)
-                losses = _seed_losses(outputs, targets)
-            own_losses, version = _rows(losses, editable), losses._version
-            for strategy, output, loss in zip(strategies, _rows(outputs, editable), own_losses):
-                strategy.mb_output, strategy.loss = output, loss
-            each("before_backward")
-            _backward(strategies, losses, own_losses, version)
-            for callback in together.get("backward_end", ()):
-                callback(losses)
-            each("after_backward")
-            each("before_update")
-            optimizer.step()
-            each("after_update")
-            each("after_training_iteration")
-        for callback in together.get("epoch_end", ()):
-            callback(losses)
+                strategy.mb_output = strategy.forward()
+                strategy.loss = strategy.criterion()
+        shown[k] = strategy.loss.detach()
+    return shown
 
 
 def _rows(stacked: Tensor, editable: bool) -> list[Tensor]:
@@ -414,38 +461,49 @@ def _rows(stacked: Tensor, editable: bool) -> list[Tensor]:
 
 
 def _next_batches(
-    lockstep: Iterator[list[Tensor]] | None, iterators: list[Iterator[Any]]
+    gathered: Iterator[tuple[list[Tensor], list[int]]] | None, iterators: list[Iterator[Any]]
 ) -> tuple[list[Tensor] | None, list[Any] | None]:
-    """The next step's batch of each seat (None at the epoch's end), and their stack where the loaders gathered it
-    at once (:func:`~forgetbench.benchmark.data.loaders.lockstep_batches`)."""
-    if lockstep is not None:
-        stacked = next(lockstep, None)
-        if stacked is None:
+    """The next step's batch of each seat (None for a seat whose epoch has ended; None for all at the epoch's end),
+    and their stack where the loaders gathered it at once
+    (:func:`~forgetbench.benchmark.data.loaders.ragged_lockstep_batches`: rows past a seat's batch pad it)."""
+    if gathered is not None:
+        step = next(gathered, None)
+        if step is None:
             return None, None
-        return stacked, [list(rows) for rows in zip(*(t.unbind(0) for t in stacked))]
+        stacked, sizes = step
+        if min(sizes) == stacked[0].shape[1]:
+            return stacked, [list(rows) for rows in zip(*(t.unbind(0) for t in stacked))]
+        return stacked, [[t[k, :n] for t in stacked] if n else None for k, n in enumerate(sizes)]
     batches = [next(iterator, None) for iterator in iterators]
     if all(b is None for b in batches):
         return None, None
-    if any(b is None for b in batches):
-        raise Unbatchable("the seeds' epochs have different numbers of batches")
     return None, batches
 
 
 def _stacked_batch(
     strategies: Sequence[Any], stacked: list[Tensor] | None, batches: list[Any]
-) -> tuple[Tensor, Tensor]:
-    """The seats' inputs and targets, ``(K, batch, ...)``: the gathered stack where no seat's unpacking or callback
-    replaced its batch, else their batches stacked."""
+) -> tuple[Tensor, Tensor, list[int]]:
+    """The seats' inputs and targets, ``(K, batch, ...)``, and the seats whose batch fills its rows (the step's
+    longest): the gathered stack where no seat's unpacking or callback replaced its batch, else their batches
+    stacked (a shorter one's rows, and those of a seat whose epoch ended, zero)."""
+    stepping = [k for k, batch in enumerate(batches) if batch is not None]
+    sizes = [len(strategies[k].mbatch[1]) if batches[k] is not None else 0 for k in range(len(strategies))]
+    full = [k for k, size in enumerate(sizes) if size == max(sizes)]
     if stacked is not None and all(
-        s.mbatch[0] is batch[0] and s.mbatch[1] is batch[1] for s, batch in zip(strategies, batches)
+        strategies[k].mbatch[0] is batches[k][0] and strategies[k].mbatch[1] is batches[k][1] for k in stepping
     ):
         inputs, targets = stacked[0], stacked[1]
-    else:
+    elif len(full) == len(strategies):
         inputs = torch.stack([s.mbatch[0] for s in strategies])
         targets = torch.stack([s.mbatch[1] for s in strategies])
+    else:
+        x, y = strategies[full[0]].mbatch[0], strategies[full[0]].mbatch[1]
+        inputs, targets = x.new_zeros((len(strategies), *x.shape)), y.new_zeros((len(strategies), *y.shape))
+        for k in full:
+            inputs[k], targets[k] = strategies[k].mbatch[0], strategies[k].mbatch[1]
     if targets.dim() != 2:
         raise Unbatchable("the targets are not one class label per sample")
-    return inputs, targets
+    return inputs, targets, full
 
 
 def _backward(strategies: Sequence[Any], losses: Tensor, own_losses: list[Tensor], version: int) -> None:

@@ -96,6 +96,19 @@ def strategy_refusal(strategy: Any) -> str | None:
     return None
 
 
+def ragged_refusal(optimizer: torch.optim.Optimizer, sizes: list[list[int]], batch_size: int) -> str | None:
+    """Why seeds whose tasks hold ``sizes`` training samples (per seed, per task) cannot train in lockstep with
+    ``optimizer`` (None: they can): where their epochs take different numbers of steps, a seed whose epoch has ended
+    sits the others' last steps out, and only SGD's state is per entry, so that a row can be left as it was."""
+    steps = {tuple(-(-n // batch_size) for n in seed) for seed in sizes}
+    if len(steps) == 1 or type(optimizer) is torch.optim.SGD:
+        return None
+    return (
+        f"the seeds' tasks differ in size (each seed draws its own split), so their epochs end at different steps, "
+        f"and {type(optimizer).__name__} counts its steps once for all the seeds' rows"
+    )
+
+
 def _plain_cross_entropy(criterion: nn.CrossEntropyLoss) -> bool:
     return (
         criterion.weight is None

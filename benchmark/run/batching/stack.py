@@ -384,6 +384,35 @@ class SeedStack:
                 new.state[self.stacked[name]] = state
 
 
+def step_except(optimizer: torch.optim.Optimizer, resting: Sequence[int]) -> None:
+    """``optimizer``'s step on the stacked tensors, the rows ``resting`` (seeds whose epoch has ended: their own runs
+    take no step) and their state left exactly as they were. Only an optimiser whose state is per entry (SGD's
+    momentum) can leave a row out: a count of steps held once for a tensor (Adam's bias correction) would count the
+    resting seeds' steps too."""
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    index = torch.tensor(list(resting), device=params[0].device)
+    with torch.no_grad():
+        held = list(params)
+        for param in params:
+            for name, value in optimizer.state.get(param, {}).items():
+                if not isinstance(value, Tensor) or value.shape[:1] != param.shape[:1]:
+                    raise Unbatchable(
+                        f"{type(optimizer).__name__} keeps {name!r} once for all the seeds' rows, and the seeds' epochs "
+                        "end at different steps (their datasets differ in size)"
+                    )
+                held.append(value)
+        fresh = [param for param in params if not optimizer.state.get(param)]
+        kept = [tensor.index_select(0, index) for tensor in held]
+    optimizer.step()
+    with torch.no_grad():
+        if any(optimizer.state.get(param) for param in fresh):
+            raise Unbatchable(
+                f"{type(optimizer).__name__} began its state at a step some seeds sit out (their epoch had ended)"
+            )
+        for tensor, rows in zip(held, kept):
+            tensor.index_copy_(0, index, rows)
+
+
 def _routes(strategies: Sequence[Any], key: int) -> list[Any] | None:
     """What each seed's model ``key`` chooses (its ``seed_route``: a supernet's architecture), where models say."""
     route = [getattr(strategy.model, "seed_route", None) for strategy in strategies]

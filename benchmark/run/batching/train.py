@@ -24,7 +24,8 @@ forward must give every seed's own model's output exactly on its first batch, or
 stacked faithfully is refused before anything trains (:func:`~forgetbench.benchmark.run.batching.groups.batch_refusal`,
 :func:`model_refusal`, :func:`strategy_refusal`): a random draw inside the forward pass (dropout), buffers a forward
 pass updates (BatchNorm), an optimiser or criterion whose step couples entries (gradient clipping by a global norm), a
-plugin that hooks the forward pass, a strategy with its own training loop, seeds whose splits differ in size, a
+plugin that hooks the forward pass, a strategy with its own training loop, seeds whose epochs take different
+numbers of steps under an optimiser that counts its steps per tensor (Adam), a
 checkpointed, pruned or attributed run; and, on the CPU, a model whose turns leave many parameters unused
 (:func:`idle_params_refusal`: the stack's step updates them all). Those run one seed after another, and each of their
 records says why (``batch.alone``; the suite prints it once). A batch whose training raises or diverges runs again
@@ -48,7 +49,12 @@ from forgetbench.benchmark.run.batching.groups import batch_refusal, same_but_se
 from forgetbench.benchmark.run.spec import RunSpec, now, resolve_device
 from forgetbench.benchmark.train.harness import DivergedError
 
-from forgetbench.benchmark.run.batching.refusals import STACKED_OPTIMIZERS, Unbatchable, model_refusal
+from forgetbench.benchmark.run.batching.refusals import (
+    STACKED_OPTIMIZERS,
+    Unbatchable,
+    model_refusal,
+    ragged_refusal,
+)
 from forgetbench.benchmark.run.batching.stack import SeedStack
 from forgetbench.benchmark.run.batching.lockstep import ProgressCallback, _Seat, _train_together
 
@@ -104,11 +110,15 @@ def _train_batch(
     seats = [_Seat(spec, data_root, device, progress if k == 0 else None) for k, spec in enumerate(specs)]
     if any(seat.shape() != seats[0].shape() for seat in seats):
         raise Unbatchable(
-            "the seeds' tasks differ in their models or sizes (each seed draws its own split, or its search its own "
+            "the seeds' tasks differ in their models or samples' shapes (each seed's search draws its own "
             "architectures)"
         )
     for seat in seats:
         seat.build_strategy()
+    first = seats[0].strategy
+    refusal = ragged_refusal(first.optimizer, [seat.sizes() for seat in seats], int(first.train_mb_size))
+    if refusal is not None:
+        raise Unbatchable(refusal)
     _train_together(seats)
     records = []
     for seat in seats:
