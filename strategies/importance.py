@@ -63,7 +63,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -197,6 +197,16 @@ def _numeric_padding(module: _Conv) -> tuple[int, ...]:
     return module.padding
 
 
+def squared_outer(
+    delta: torch.Tensor, a: torch.Tensor, product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear layer's per-sample squared gradients summed over its samples, from its inputs ``a`` ``(..., N, in)``
+    and output gradients ``delta`` ``(..., N, out)``: the weight's (delta^2)^T (a^2) and the bias's sum_n delta_n^2
+    (leading dimensions kept: a batch of seeds' stacked layer gives each seed's; ``product`` multiplies them)."""
+    squares = delta * delta
+    return product(squares.transpose(-2, -1), a * a), squares.sum(-2)
+
+
 def accumulate_squares(
     module: nn.Module, calls: list[list[torch.Tensor]], sums: dict[str, torch.Tensor], prefix: str
 ) -> None:
@@ -219,9 +229,10 @@ def accumulate_squares(
     has_bias = module.bias is not None
     if isinstance(module, nn.Linear) and len(calls) == 1 and calls[0][0].dim() == 2:
         a, delta = calls[0]
-        sums[prefix + "weight"] += (delta * delta).T @ (a * a)
+        weight_squares, bias_squares = squared_outer(delta, a)
+        sums[prefix + "weight"] += weight_squares
         if has_bias:
-            sums[prefix + "bias"] += (delta * delta).sum(0)
+            sums[prefix + "bias"] += bias_squares
         return
     if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
         raise TypeError(f"{type(module).__name__} is not one of the fast layers")

@@ -22,7 +22,15 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.strategies.importance import Estimator as FisherLabels
-from forgetbench.strategies.passes import experience_importance, sample_subset
+from forgetbench.strategies.passes import (
+    OUTPUT_SENSITIVITY,
+    SQUARED_GRADIENTS,
+    ExactFisherPass,
+    StackedPass,
+    experience_importance,
+    minibatch_step,
+    sample_subset,
+)
 from forgetbench.strategies.penalty import QuadraticAnchor
 from forgetbench.strategies.plugin import detached, tensor_bytes
 
@@ -56,16 +64,16 @@ class FisherEstimate:
         self.kind, self.samples, self.labels, self.batch_size = kind, samples, labels, batch_size
         self.on, self.passes = on, passes
 
-    def stacked_pass(self, strategy: Any) -> tuple[str, dict[str, Any]] | None:
+    def stacked_pass(self, strategy: Any) -> StackedPass | None:
         """The pass a batch of seeds computes for all of them at once (QuadraticRegularizer.lockstep_importance):
         every sample of the experience in order, no label drawn (None: each seed makes its own)."""
         if self.samples is not None:
             return None
         if self.kind == "minibatch":
-            return "squared_minibatch", {}
+            return SQUARED_GRADIENTS
         if self.labels != "empirical":
             return None
-        return "exact_fisher", {"batch_size": self.batch_size or int(getattr(strategy, "train_mb_size", 1024))}
+        return ExactFisherPass(self.batch_size or int(getattr(strategy, "train_mb_size", 1024)))
 
     def __call__(self, strategy: Any, used: frozenset[str] | None, generator: torch.Generator) -> Tensors:
         fisher = experience_importance(strategy, self.kind, self.samples, generator, self.labels, self.batch_size)
@@ -89,9 +97,9 @@ class OutputSensitivity:
     def __init__(self, samples: int | None = None) -> None:
         self.samples = samples
 
-    def stacked_pass(self, strategy: Any) -> tuple[str, dict[str, Any]] | None:
+    def stacked_pass(self, strategy: Any) -> StackedPass | None:
         """The pass a batch of seeds computes at once: every sample of the experience in order (None: a subset)."""
-        return ("output_sensitivity", {}) if self.samples is None else None
+        return OUTPUT_SENSITIVITY if self.samples is None else None
 
     def finish(self, strategy: Any, used: frozenset[str] | None, importance: Tensors) -> Tensors:
         return importance
@@ -100,21 +108,18 @@ class OutputSensitivity:
         from avalanche.models.utils import avalanche_forward
 
         model = strategy.model
-        importance = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+        names, params = zip(*model.named_parameters())
+        importance = [torch.zeros_like(p) for p in params]
         tensors = sample_subset(dataset_tensors(strategy.experience.dataset), self.samples, generator)
         loader = TensorBatchLoader(tensors, strategy.train_mb_size, shuffle=False)
         model.train()
-        for x, _, t in loader:
+        for x, y, t in loader:
             x, t = x.to(strategy.device), t.to(strategy.device)
             model.zero_grad()
-            avalanche_forward(model, x, t).norm(p="fro", dim=1).pow(2).mean().backward()
-            for name, param in model.named_parameters():
-                if param.grad is not None:  # other heads get no gradient
-                    importance[name] += param.grad.abs()
-        for value in importance.values():
-            value /= float(len(loader))
+            minibatch_step(OUTPUT_SENSITIVITY, avalanche_forward(model, x, t), y, None, importance, list(params))
+        torch._foreach_div_(importance, float(max(len(loader), 1)))
         model.zero_grad()
-        return importance
+        return dict(zip(names, importance))
 
 
 class UnitImportance:

@@ -2,13 +2,16 @@
 (:func:`importance_pass`: ``timing.importance_seconds``), the one estimate EWC and WPL call
 (:func:`experience_importance`: the exact Fisher of :mod:`forgetbench.strategies.importance`, or Avalanche's
 squared mini-batch gradients, :func:`squared_gradient_importance`) and its normalisation
-(:func:`normalise_importance`)."""
+(:func:`normalise_importance`); and the two mini-batch passes (:class:`MinibatchPass`: Avalanche's squared gradients,
+MAS's output sensitivity) and the exact Fisher's one-pass form (:class:`ExactFisherPass`), each written once: a seed's
+own pass and a batch of seeds' stacked pass (:mod:`forgetbench.benchmark.run.batching`) both run them."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Iterator, Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -16,6 +19,54 @@ from torch import nn
 from forgetbench.benchmark.data.loaders import TensorBatchLoader, dataset_tensors
 from forgetbench.benchmark.data.models import TaskRoutedModule
 from forgetbench.strategies.importance import Estimator, exact_fisher_diagonal
+
+
+Grads = Sequence[torch.Tensor]
+
+
+def output_energy(outputs: torch.Tensor) -> torch.Tensor:
+    """MAS's objective: the mean over a batch's samples of each output's squared L2 norm, outputs ``(..., B, C)``
+    (one value per leading index: a batch of seeds' ``(K, B, C)`` gives each seed's)."""
+    return outputs.norm(p="fro", dim=-1).pow(2).mean(-1)
+
+
+def add_squares(sums: Grads, grads: Grads) -> None:
+    """``sums += grads ** 2``, entry by entry (Avalanche's squared mini-batch gradients)."""
+    torch._foreach_addcmul_(list(sums), list(grads), list(grads))
+
+
+def add_magnitudes(sums: Grads, grads: Grads) -> None:
+    """``sums += |grads|``, entry by entry (MAS's output sensitivity)."""
+    torch._foreach_add_(list(sums), torch._foreach_abs(list(grads)))
+
+
+@dataclass(frozen=True)
+class MinibatchPass:
+    """An importance pass over an experience's training mini-batches in order: each batch's ``objective(outputs,
+    targets, criterion)`` differentiated, ``accumulate(sums, grads)`` adding a function of its gradient entry by
+    entry, the sums divided by the number of batches. ``criterion`` is the training loss of one batch (of one seed:
+    the strategy's own; of K stacked seeds: each seed's, one value a seed)."""
+
+    name: str
+    objective: Callable[[torch.Tensor, torch.Tensor, Callable[..., torch.Tensor]], torch.Tensor]
+    accumulate: Callable[[Grads, Grads], None]
+
+
+SQUARED_GRADIENTS = MinibatchPass("squared_minibatch", lambda out, y, criterion: criterion(out, y), add_squares)
+OUTPUT_SENSITIVITY = MinibatchPass("output_sensitivity", lambda out, y, criterion: output_energy(out), add_magnitudes)
+
+
+@dataclass(frozen=True)
+class ExactFisherPass:
+    """The exact empirical Fisher over every training sample in order, ``batch_size`` samples a pass
+    (:func:`~forgetbench.strategies.importance.exact_fisher_diagonal`; its linear layers' rule
+    :func:`~forgetbench.strategies.importance.squared_outer`)."""
+
+    batch_size: int
+    name: str = "exact_fisher"
+
+
+StackedPass = MinibatchPass | ExactFisherPass
 
 
 def sample_subset(
@@ -126,17 +177,25 @@ def squared_gradient_importance(
                 if routed is not None and task is not None
                 else _avalanche_forward(model, x, t)
             )
-            criterion(out, y).backward()
-            pairs = [(imp, p.grad) for imp, p in zip(importances, params) if p.grad is not None]
-            if pairs:
-                imps, grads = zip(*pairs)
-                torch._foreach_addcmul_(list(imps), list(grads), list(grads))
+            minibatch_step(SQUARED_GRADIENTS, out, y, criterion, importances, params)
         torch._foreach_div_(importances, float(max(len(loader), 1)))
     finally:
         for p in params:
             p.grad = None
         model.train()
     return dict(zip(names, importances))
+
+
+def minibatch_step(
+    kind: MinibatchPass, out: torch.Tensor, y: torch.Tensor, criterion: Any, sums: Grads, params: Grads
+) -> None:
+    """One mini-batch of a seed's own :class:`MinibatchPass`: its objective's backward pass, and ``kind``'s function
+    of each gradient added to ``sums`` (a parameter the batch did not reach adds nothing)."""
+    kind.objective(out, y, criterion).backward()
+    pairs = [(total, p.grad) for total, p in zip(sums, params) if p.grad is not None]
+    if pairs:
+        totals, grads = zip(*pairs)
+        kind.accumulate(list(totals), list(grads))
 
 
 def _avalanche_forward(model: nn.Module, x: torch.Tensor, task_labels: torch.Tensor) -> torch.Tensor:

@@ -58,13 +58,14 @@ A plug-in regularizer is a params model and a builder choosing parts (``docs/dev
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Literal, Protocol, Sequence, cast
+import warnings
+from typing import Any, Callable, Literal, Protocol, Sequence, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from forgetbench.strategies.base import StrategyContext, importance_needed, shared_params
-from forgetbench.strategies.passes import IMPORTANCE_SECONDS, importance_pass, normalise_importance
+from forgetbench.strategies.passes import IMPORTANCE_SECONDS, StackedPass, importance_pass, normalise_importance
 from forgetbench.strategies.penalty import (
     PenaltyDiagnostics,
     QuadraticAnchor,
@@ -86,13 +87,60 @@ class Estimator(Protocol):
     penalty on every parameter), ``shared`` (on shared ones), ``never`` (it costs nothing: always run). The core
     times the call (``timing.importance_seconds``). An estimator that follows training (SI) defines
     ``before_experience(plugin, strategy)``, ``before_step(plugin)`` and ``after_step(plugin)`` too, and one that
-    keeps state between experiences ``state_dict`` / ``load_state_dict`` / ``state_bytes``. One whose pass a batch
-    of seeds can make at once (:meth:`QuadraticRegularizer.lockstep_importance`) defines ``stacked_pass(strategy)``
-    (the pass's kind and options, or None) and ``finish(strategy, used, raw)`` (its estimate from the pass's)."""
+    keeps state between experiences ``state_dict`` / ``load_state_dict`` / ``state_bytes``. Under a batch of seeds
+    (:mod:`forgetbench.benchmark.run.batching`) one that makes a pass is a :class:`StackedEstimator` or says, when
+    its regularizer is built, that each seed makes its own; one that follows training is a :class:`SteppedEstimator`
+    to step once for all the seeds."""
 
     passes: Literal["every", "shared", "never"]
 
     def __call__(self, strategy: Any, used: frozenset[str] | None, generator: torch.Generator) -> Tensors: ...
+
+
+@runtime_checkable
+class StackedEstimator(Protocol):
+    """An estimator whose pass a batch of seeds makes at once (:meth:`QuadraticRegularizer.lockstep_importance`):
+    ``stacked_pass(strategy)`` names it (a pass of :mod:`forgetbench.strategies.passes`, the same one its own
+    ``__call__`` runs; None where this experience's is not one, e.g. on a sample subset), ``finish(strategy, used,
+    raw)`` is its estimate from the pass's raw importance."""
+
+    def stacked_pass(self, strategy: Any) -> StackedPass | None: ...
+
+    def finish(self, strategy: Any, used: frozenset[str] | None, raw: Tensors) -> Tensors: ...
+
+
+@runtime_checkable
+class SteppedEstimator(Protocol):
+    """An estimator that follows the training steps (SI's path integral): ``before_step`` / ``after_step`` around
+    each step of a seed's own run, and ``lockstep_steps(estimators, stacked_of)``, a classmethod giving the K seeds'
+    step hooks of a batch as callbacks on the stacked tensors (None: each seed steps its own)."""
+
+    def before_step(self, plugin: Any) -> None: ...
+
+    def after_step(self, plugin: Any) -> None: ...
+
+    @classmethod
+    def lockstep_steps(
+        cls, estimators: Sequence[Any], stacked_of: Callable[[list[Tensor]], list[Tensor]]
+    ) -> dict[str, Callable[[Tensor], None]] | None: ...
+
+
+_SAID_UNSTACKED: set[type] = set()
+
+
+def _say_if_unstacked(estimator: Any) -> None:
+    """Once per estimator class that makes a pass but is no :class:`StackedEstimator`: a warning that in a batch of
+    seeds each seed makes its own pass (the faithful, slower way), rather than the batch quietly doing so."""
+    kind = type(estimator)
+    if getattr(estimator, "passes", "never") == "never" or isinstance(estimator, StackedEstimator):
+        return
+    if kind not in _SAID_UNSTACKED:
+        _SAID_UNSTACKED.add(kind)
+        warnings.warn(
+            f"{kind.__name__} defines no stacked_pass and finish: in a batch of seeds each seed makes its own "
+            "importance pass (docs/development.md, 'A regularizer under a batch of seeds')",
+            stacklevel=3,
+        )
 
 
 class AnchorUpdate(Protocol):
@@ -165,6 +213,7 @@ class QuadraticRegularizer(Plugin):
         self._subset: list[int] | None = None
         self._all_params: list[Tensor] = []  # every tensor of the quadratic, in its names' order
         self._step_hooks = hasattr(estimator, "after_step")
+        _say_if_unstacked(estimator)
         self._precomputed: tuple[Tensors, float] | None = (
             None  # this experience's importance, computed with other seeds
         )
@@ -284,13 +333,9 @@ class QuadraticRegularizer(Plugin):
             torch._foreach_addcmul_(cast(list[Tensor], grads), torch._foreach_sub(params, anchors), weights)
 
         together: dict[str, Callable[[Tensor], None]] = {"before_backward": lambda losses: None, "backward_end": add}
-        steps = getattr(type(plugins[0].estimator), "lockstep_steps", None)
-        if (
-            plugins[0]._step_hooks
-            and steps is not None
-            and all(type(p.estimator) is type(plugins[0].estimator) for p in plugins)
-        ):
-            together |= steps([p.estimator for p in plugins], stacked_of) or {}
+        estimator = plugins[0].estimator
+        if isinstance(estimator, SteppedEstimator) and all(type(p.estimator) is type(estimator) for p in plugins):
+            together |= type(estimator).lockstep_steps([p.estimator for p in plugins], stacked_of) or {}
         return together
 
     @classmethod
@@ -298,7 +343,7 @@ class QuadraticRegularizer(Plugin):
         cls,
         plugins: Sequence["QuadraticRegularizer"],
         strategies: Sequence[Any],
-        stacked_pass: Callable[[str, dict[str, Any]], list[Tensors] | None],
+        stacked_pass: Callable[[StackedPass], list[Tensors] | None],
     ) -> None:
         """Before the K seeds' regularizers of a batch (:mod:`forgetbench.benchmark.run.batching`) end an experience:
         where each would make its estimator's pass and the estimator names one the stack computes
@@ -307,17 +352,21 @@ class QuadraticRegularizer(Plugin):
         and each seed that makes the pass takes its own in :meth:`after_training_exp`, with its share of the seconds.
         One such seed's is also computed by its own pass (the experience's index picks which, so the experiences
         check the seeds in turn): the batch's are taken only where that one is bit for bit the same."""
-        passes = [getattr(p.estimator, "stacked_pass", lambda s: None)(s) for p, s in zip(plugins, strategies)]
+        estimators = [p.estimator for p in plugins]
+        if not all(isinstance(e, StackedEstimator) for e in estimators):
+            return  # each seed makes its own pass (said when the regularizer was built)
+        stacking = cast(list[StackedEstimator], estimators)
+        passes = [e.stacked_pass(s) for e, s in zip(stacking, strategies)]
         if passes[0] is None or any(other != passes[0] for other in passes):
             return
         making = [k for k, (p, s) in enumerate(zip(plugins, strategies)) if p._makes_pass(s)]
         if not making:
             return
         begun = time.perf_counter()
-        raw = stacked_pass(*passes[0])
+        raw = stacked_pass(passes[0])
         if raw is None:
             return
-        finish = [p.estimator.finish for p in plugins]  # type: ignore[attr-defined]
+        finish = [e.finish for e in stacking]
         found = {k: finish[k](strategies[k], plugins[k]._used(strategies[k]), raw[k]) for k in making}
         checked = making[(experience_index(strategies[making[0]]) or 0) % len(making)]
         plugin, strategy = plugins[checked], strategies[checked]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
@@ -207,7 +207,7 @@ class LossWatch(SupervisedHooks):
         self._loss_sum += strategy.loss.detach().sum()
 
     @classmethod
-    def lockstep(cls, watches: list["LossWatch"], stacked_of: Any) -> dict[str, Callable[[torch.Tensor], None]]:
+    def lockstep(cls, watches: Sequence["LossWatch"], stacked_of: Any) -> dict[str, Callable[[torch.Tensor], None]]:
         """The K seeds' watches of a batch (:mod:`forgetbench.benchmark.run.batching`): one add of the seeds' losses
         per step, each seed's running sum handed back to its watch when the epoch ends."""
         sums = torch.zeros(len(watches), device=watches[0]._loss_sum.device)

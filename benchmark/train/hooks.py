@@ -7,11 +7,17 @@ the names starting with ``before`` / ``after``). :class:`SupervisedHooks` has th
 ``supports_distributed`` flag: every forgetbench plugin derives from it, so a strategy module (and a config that
 names it) is read without importing Avalanche; the template that calls them imports it when training starts. The
 lean loop skips these no-ops as it skips Avalanche's (``template.active_callbacks``).
+
+It also declares what a plugin does when K seeds of one run train as one stacked model
+(:mod:`forgetbench.benchmark.run.batching`): :meth:`SupervisedHooks.lockstep` and
+:meth:`SupervisedHooks.lockstep_importance`, classmethods the batch calls with the K seeds' instances of the class.
+Their defaults keep every seed's own callbacks and passes, which is always faithful; a plugin overrides them to act
+once for all the seeds.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 SUPERVISED_CALLBACKS = tuple(
     f"{when}_{what}"
@@ -42,6 +48,23 @@ class SupervisedHooks:
 
     def __init__(self) -> None:
         super().__init__()
+
+    @classmethod
+    def lockstep(cls, plugins: Sequence[Any], stacked_of: Callable[[list[Any]], list[Any]]) -> dict[str, Any] | None:
+        """The K seeds' instances of this class in a batch (``stacked_of`` maps a seed's parameters to the stacked
+        tensors whose rows they are): callbacks ``event -> f(losses)`` that replace the instances' own at that event
+        (``losses``: the seeds' losses, ``(K,)``; ``backward_end`` and ``epoch_end`` are the batch's own events), each
+        entry by entry the arithmetic of the seed's own callback. None (the default): each seed's callbacks run."""
+        return None
+
+    @classmethod
+    def lockstep_importance(
+        cls, plugins: Sequence[Any], strategies: Sequence[Any], stacked_pass: Callable[[Any], Any]
+    ) -> None:
+        """Before the K seeds end an experience: an importance pass each instance would make may be taken from
+        ``stacked_pass(kind)`` (every seed's at once, or None; ``kind`` an estimator's pass of
+        :mod:`forgetbench.strategies.passes`). The default: each seed makes its own."""
+        return None
 
 
 def _no_op(self: Any, strategy: Any, *args: Any, **kwargs: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,9 @@ from forgetbench.benchmark.run.runner import harness_of, record_turn, scenario_o
 from forgetbench.benchmark.run.schedule import TurnDone, scheduled_experiences, set_turn_budget
 from forgetbench.benchmark.run.spec import RunSpec, new_record
 from forgetbench.benchmark.train.harness import Harness, Scores, check_finite_weights, evaluate
+from forgetbench.benchmark.train.hooks import SupervisedHooks
 from forgetbench.strategies.importance import fisher_chunk
+from forgetbench.strategies.passes import ExactFisherPass, StackedPass
 from forgetbench.benchmark.train.template import (
     ITERATION_EVENTS,
     active_callbacks,
@@ -219,33 +221,33 @@ class _Lockstep:
         return self.strategies[0].device.type != "cpu" or together_seconds <= alone_seconds
 
     def _importance_together(self) -> None:
-        """Before the seeds end the experience: plugins with a ``lockstep_importance(plugins, strategies,
-        stacked_pass)`` classmethod (the regularizer core) may have every seed's importance pass computed at once."""
+        """Before the seeds end the experience: each plugin class's ``lockstep_importance`` (the protocol of
+        :class:`~forgetbench.benchmark.train.hooks.SupervisedHooks`; the regularizer core's takes its estimator's pass
+        from :meth:`_stacked_pass`) may have every seed's importance pass computed at once."""
         by_type = [_by_type(strategy.plugins) for strategy in self.strategies]
         for kind, occurrence in by_type[0]:
-            hook = getattr(kind, "lockstep_importance", None)
             instances = [plugins.get((kind, occurrence)) for plugins in by_type]
-            if hook is not None and all(p is not None for p in instances):
-                hook(instances, self.strategies, self._stacked_pass)
+            if issubclass(kind, SupervisedHooks) and all(p is not None for p in instances):
+                kind.lockstep_importance(instances, self.strategies, self._stacked_pass)
 
-    def _stacked_pass(self, kind: str, options: dict[str, Any]) -> list[dict[str, Tensor]] | None:
-        """Every seed's importance pass over its experience's samples in order, at once (None: not here), entry by
-        entry the arithmetic of its own:
+    def _stacked_pass(self, kind: StackedPass) -> list[dict[str, Tensor]] | None:
+        """Every seed's importance pass ``kind`` (its estimator's: :mod:`forgetbench.strategies.passes`) over its
+        experience's samples in order, at once (None: not here), entry by entry the arithmetic of its own:
 
-        * ``squared_minibatch``: F_i = (1/B) sum_b (d L_b / d theta_i)^2 over the B training-size mini-batches
-          (:func:`~forgetbench.strategies.passes.squared_gradient_importance`), every parameter;
-        * ``output_sensitivity``: MAS's (1/B) sum_b |d mean ||f(x)||^2 / d theta_i|
-          (:class:`~forgetbench.strategies.parts.OutputSensitivity`), every parameter;
-        * ``exact_fisher``: (1/N) sum_n (d L_n / d theta_i)^2, per-sample gradients of the observed labels' loss in
-          chunks of ``batch_size`` (:func:`~forgetbench.strategies.importance.exact_fisher_diagonal`'s linear-layer
-          path: each stacked linear layer's backward gives (delta^2)^T (a^2)), the trainable parameters that
-          received a gradient."""
+        * a :class:`~forgetbench.strategies.passes.MinibatchPass` (Avalanche's squared gradients, MAS's output
+          sensitivity): its objective on the stack's outputs (each seed's criterion its own cross-entropy), its
+          accumulation on the stacked gradients, over the training-size mini-batches, every parameter;
+        * the :class:`~forgetbench.strategies.passes.ExactFisherPass`: per-sample gradients of the observed labels'
+          loss in chunks of its batch size, each stacked linear layer's backward giving its rule
+          (:func:`~forgetbench.strategies.importance.squared_outer`), the trainable parameters that received a
+          gradient."""
         strategies, stack = self.strategies, self.stack
         assert stack is not None
+        exact = isinstance(kind, ExactFisherPass)
         tensors = [dataset_tensors(s.experience.dataset) for s in strategies]
         size = int(strategies[0].train_mb_size)
-        if kind == "exact_fisher":
-            size = fisher_chunk(int(options["batch_size"]), tensors[0][0][0])
+        if isinstance(kind, ExactFisherPass):
+            size = fisher_chunk(kind.batch_size, tensors[0][0][0])
         loaders = [TensorBatchLoader(t, size, shuffle=False) for t in tensors]
         keys = {loader.single_task for loader in loaders}
         if len(keys) != 1 or None in keys or len({len(t[0]) for t in tensors}) != 1:
@@ -253,43 +255,31 @@ class _Lockstep:
         key = int(next(iter(keys)))  # type: ignore[arg-type]
         routes = _routes(strategies, key)
         routed = routes is not None and len(set(routes)) > 1
-        if kind == "exact_fisher" and not routed and not stack._direct_for.get(key):
+        if exact and not routed and not stack._direct_for.get(key):
             return None  # the squares come from the stacked copy's own linear layers
-        device = strategies[0].device
         sums = {name: torch.zeros_like(stack.stacked[name]) for name in stack.names}
         trainable = [sums[name] for name in stack.trainable]
         params = [stack.stacked[name] for name in stack.trainable]
-        grads = [param.grad for param in params]
         reached: set[str] = set()
-        stack.rows_taken = {} if kind == "exact_fisher" else None
+        stack.rows_taken = {} if exact else None
         gathered = lockstep_batches(loaders)  # each step's rows gathered at once, not sliced seed by seed
         steps = gathered if gathered is not None else ([torch.stack(t) for t in zip(*b)] for b in zip(*loaders))
+        device = strategies[0].device
         try:
             for batch in steps:
                 inputs, targets = batch[0].to(device), batch[1].to(device)
-                if kind == "exact_fisher":
-                    with _squares() as calls:
-                        loss = _seed_losses(stack.forward(inputs, key, routes), targets, "sum").sum()
-                        found = torch.autograd.grad(loss, params, allow_unused=True)
-                    if any(count > 1 for count in calls.values()):
+                if exact:
+                    if not _exact_fisher_step(stack, inputs, targets, key, routes, params, trainable, reached):
                         return None
-                    for name, total, squares in zip(stack.trainable, trainable, found):
-                        if squares is not None:
-                            total += squares
-                            reached.add(name)
                     continue
                 stack.zero_grad()
                 outputs = stack.forward(inputs, key, routes)
-                if kind == "output_sensitivity":
-                    outputs.norm(p="fro", dim=2).pow(2).mean(1).sum().backward()
-                    torch._foreach_add_(trainable, torch._foreach_abs(grads))  # type: ignore[arg-type]
-                else:
-                    _seed_losses(outputs, targets).sum().backward()
-                    torch._foreach_addcmul_(trainable, grads, grads)  # type: ignore[arg-type]
+                kind.objective(outputs, targets, _seed_losses).sum().backward()  # type: ignore[union-attr]
+                kind.accumulate(trainable, [cast(Tensor, p.grad) for p in params])  # type: ignore[union-attr]
         finally:
             taken, stack.rows_taken = stack.rows_taken, None
             stack.zero_grad()
-        if kind != "exact_fisher":
+        if not exact:
             torch._foreach_div_(list(sums.values()), float(max(len(loaders[0]), 1)))
             return [{own[name]: sums[name][k].clone() for name in stack.names} for k, own in enumerate(stack.own_names)]
         count = float(max(len(tensors[0][1]), 1))
@@ -327,20 +317,20 @@ class _Lockstep:
             self.stack.carry_state(old_optimizer, old_stack, self.optimizer)
 
     def _together(self) -> dict[str, list[Callable[[Tensor], None]]]:
-        """This turn's plugins that act once for all seeds: a plugin class with a ``lockstep(plugins, stacked_of)``
-        classmethod (the regularizer core's penalty, the loss watch) gives, for the K seeds' instances, callbacks
-        ``event -> f(losses)`` that replace theirs at that event (``backward_end``: when the backward pass ends,
-        ``epoch_end``: before the epoch's last events). Its other events stay per seed."""
+        """This turn's plugins that act once for all seeds: a plugin class's ``lockstep`` (the protocol of
+        :class:`~forgetbench.benchmark.train.hooks.SupervisedHooks`: the regularizer core's penalty, the loss watch)
+        gives, for the K seeds' instances, callbacks ``event -> f(losses)`` that replace theirs at that event
+        (``backward_end``: when the backward pass ends, ``epoch_end``: before the epoch's last events). Its other
+        events stay per seed."""
         assert self.stack is not None
         together: dict[str, list[Callable[[Tensor], None]]] = {}
         self._replaced: dict[str, set[int]] = {}
         by_type = [_by_type(strategy.plugins) for strategy in self.strategies]  # a seed's own progress hook aside
         for kind, occurrence in by_type[0]:
-            lockstep = getattr(kind, "lockstep", None)
             instances = [plugins.get((kind, occurrence)) for plugins in by_type]
-            if lockstep is None or any(p is None for p in instances):
-                continue
-            callbacks = lockstep(instances, self.stack.stacked_of)
+            if not issubclass(kind, SupervisedHooks) or any(p is None for p in instances):
+                continue  # an Avalanche plugin of its own: its callbacks run per seed
+            callbacks = kind.lockstep(instances, self.stack.stacked_of)
             for event, callback in (callbacks or {}).items():
                 together.setdefault(event, []).append(callback)
                 self._replaced.setdefault(event, set()).update(id(p) for p in instances)
@@ -431,6 +421,31 @@ class _Lockstep:
             }
             for s in self.strategies
         ]
+
+
+def _exact_fisher_step(
+    stack: SeedStack,
+    inputs: Tensor,
+    targets: Tensor,
+    key: int,
+    routes: Sequence[Any] | None,
+    params: list[Tensor],
+    trainable: list[Tensor],
+    reached: set[str],
+) -> bool:
+    """One chunk of the stacked exact Fisher: the seeds' summed losses' "gradients" are, at each stacked linear layer,
+    its per-sample squares summed (:func:`~forgetbench.benchmark.run.batching.stack._squares`), added to
+    ``trainable``; False where a layer ran twice (its per-sample gradients would need summing before squaring)."""
+    with _squares() as calls:
+        loss = _seed_losses(stack.forward(inputs, key, routes), targets, "sum").sum()
+        found = torch.autograd.grad(loss, params, allow_unused=True)
+    if any(count > 1 for count in calls.values()):
+        return False
+    for name, total, squares in zip(stack.trainable, trainable, found):
+        if squares is not None:
+            total += squares
+            reached.add(name)
+    return True
 
 
 def _masked_pass(

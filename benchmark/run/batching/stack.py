@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from forgetbench.benchmark.data.models import TaskRoutedModule
+from forgetbench.strategies.importance import squared_outer
 
 from forgetbench.benchmark.run.batching.refusals import Unbatchable
 
@@ -48,13 +49,14 @@ class _StackedLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad
         grad_x = _products(grad, weight) if need_x else None
-        if ctx.squares:  # the per-sample squared gradients, summed: accumulate_squares's arithmetic
-            grad, x = grad * grad, x * x
-        return (
-            grad_x,
-            _products(grad.transpose(1, 2), x) if need_weight else None,
-            grad.sum(1) if ctx.has_bias and need_bias else None,
-        )
+        grad_w: Tensor | None
+        grad_b: Tensor | None
+        if ctx.squares:  # the per-sample squared gradients, summed: the exact Fisher's rule, each seed's
+            grad_w, grad_b = squared_outer(grad, x, _products)
+        else:
+            grad_w = _products(grad.transpose(1, 2), x) if need_weight else None
+            grad_b = grad.sum(1) if ctx.has_bias and need_bias else None
+        return grad_x, grad_w if need_weight else None, grad_b if ctx.has_bias and need_bias else None
 
 
 # PyTorch's bmm on the CPU computes a product of fewer multiply-adds than this with a loop of its own, whose sums
