@@ -329,3 +329,18 @@ def test_the_results_folders_layout_is_named_in_one_place():
             found += [f"{path.relative_to(ROOT)}: {n!r}" for n in files if f'"{n}"' in text]
             found += [f"{path.relative_to(ROOT)}: / {n!r}" for n in folders if f'/ "{n}"' in text]
     assert not found, "name these through ResultFolder:\n  " + "\n  ".join(found)
+
+
+MODULE_LINES_AT_MOST = 600  # a library module a reader holds in mind; past it, it is two jobs
+
+
+def test_no_library_module_is_longer_than_the_limit():
+    long = [
+        f"{path.relative_to(ROOT)} ({lines} lines)"
+        for path in project_modules().values()
+        if path.relative_to(ROOT).parts[0] not in ("tests", "scripts")
+        and (lines := len(path.read_text().splitlines())) > MODULE_LINES_AT_MOST
+    ]
+    assert not long, f"split these into modules of one job each (at most {MODULE_LINES_AT_MOST} lines):\n" + "\n".join(
+        long
+    )

@@ -461,11 +461,11 @@ def test_validate_show_params_lists_used_shared_and_private_parameters(tmp_path,
 def test_a_worker_reply_that_is_no_record_fails_that_run_only():
     from forgetbench.benchmark.core.config import ComponentSpec
     from forgetbench.benchmark.core.training import TrainingConfig
-    from forgetbench.benchmark.run.executors import Job, _received
+    from forgetbench.benchmark.run.executors import Job, received
     from forgetbench.benchmark.run.spec import RunSpec
     from helpers import make_record
 
     job = Job("k", RunSpec("t", ComponentSpec(name="split"), ComponentSpec(name="naive"), 0, TrainingConfig(), "cpu"))
-    record = _received(job, {"status": "ok"})
+    record = received(job, {"status": "ok"})
     assert record.status == "failed" and "no valid record" in record.error and "run_id" in record.error
-    assert _received(job, make_record({"status": "ok"}).to_dict()).status == "ok"
+    assert received(job, make_record({"status": "ok"}).to_dict()).status == "ok"

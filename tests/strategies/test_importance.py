@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from forgetbench.benchmark.data.models import MultiHeadNet, mlp_trunk
+from forgetbench.strategies import squares
 from forgetbench.strategies.importance import exact_fisher_diagonal, per_sample_fisher_loop
 
 
@@ -71,7 +72,7 @@ def test_resnet_batch_norm_fast_path_matches_loop(monkeypatch, chunk_floats):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.5, 0.5)
     monkeypatch.setattr(importance, "_vmap_squared_grads", lambda *a, **k: pytest.fail("vmap fallback used"))
-    monkeypatch.setattr(importance, "_PER_SAMPLE_CHUNK_FLOATS", chunk_floats)
+    monkeypatch.setattr(squares, "_PER_SAMPLE_CHUNK_FLOATS", chunk_floats)
     x, y = torch.randn(20, 1, 12, 12, dtype=torch.float64), torch.randint(0, 3, (20,))
     fast = exact_fisher_diagonal(model, x, y, task_label=0, batch_size=8)
     assert any(".bn" in name or "norm" in name or "shortcut.1" in name for name in fast)
@@ -80,9 +81,7 @@ def test_resnet_batch_norm_fast_path_matches_loop(monkeypatch, chunk_floats):
 
 @pytest.mark.parametrize("chunk_floats", [2**21, 1])
 def test_layer_reused_twice_in_one_forward(monkeypatch, chunk_floats):
-    from forgetbench.strategies import importance
-
-    monkeypatch.setattr(importance, "_PER_SAMPLE_CHUNK_FLOATS", chunk_floats)  # calls summed per chunk
+    monkeypatch.setattr(squares, "_PER_SAMPLE_CHUNK_FLOATS", chunk_floats)  # calls summed per chunk
 
     class Twice(nn.Module):
         def __init__(self):

@@ -28,7 +28,7 @@ def run(opts: Any, params: Params, data: Any) -> dict[str, Any]:
     import torch
     from torch import nn
 
-    from forgetbench.strategies.importance import accumulate_squares
+    from forgetbench.strategies.squares import accumulate_squares
 
     torch.manual_seed(0)
     layers = []

@@ -35,13 +35,20 @@ from forgetbench.benchmark.run.batching.refusals import (
     idle_params_refusal,
     strategy_refusal,
 )
+from forgetbench.benchmark.run.batching.steps import (
+    backward_all,
+    exact_fisher_step,
+    masked_pass,
+    next_batches,
+    seed_rows,
+    stacked_batch,
+)
 from forgetbench.benchmark.run.batching.stack import (
     SeedStack,
-    _routes,
-    _seed_losses,
-    _by_type,
-    _steps_nothing_at_zero,
-    _squares,
+    routes_of,
+    seed_losses,
+    plugins_by_type,
+    steps_nothing_at_zero,
     step_except,
 )
 
@@ -180,7 +187,7 @@ class _Lockstep:
         key, size = first.model_key, self.seats[0].spec.training.eval_batch_size
         if self._evaluates_as_own.get(key) is False:
             return None
-        routes, device = _routes(self.strategies, key), self.strategies[0].device
+        routes, device = routes_of(self.strategies, key), self.strategies[0].device
         correct = torch.zeros(len(tasks), dtype=torch.long, device=device)
         with torch.no_grad():
             for start in range(0, len(first.test_y), size):
@@ -224,7 +231,7 @@ class _Lockstep:
         """Before the seeds end the experience: each plugin class's ``lockstep_importance`` (the protocol of
         :class:`~forgetbench.benchmark.train.hooks.SupervisedHooks`; the regularizer core's takes its estimator's pass
         from :meth:`_stacked_pass`) may have every seed's importance pass computed at once."""
-        by_type = [_by_type(strategy.plugins) for strategy in self.strategies]
+        by_type = [plugins_by_type(strategy.plugins) for strategy in self.strategies]
         for kind, occurrence in by_type[0]:
             instances = [plugins.get((kind, occurrence)) for plugins in by_type]
             if issubclass(kind, SupervisedHooks) and all(p is not None for p in instances):
@@ -253,7 +260,7 @@ class _Lockstep:
         if len(keys) != 1 or None in keys or len({len(t[0]) for t in tensors}) != 1:
             return None
         key = int(next(iter(keys)))  # type: ignore[arg-type]
-        routes = _routes(strategies, key)
+        routes = routes_of(strategies, key)
         routed = routes is not None and len(set(routes)) > 1
         if exact and not routed and not stack._direct_for.get(key):
             return None  # the squares come from the stacked copy's own linear layers
@@ -269,12 +276,12 @@ class _Lockstep:
             for batch in steps:
                 inputs, targets = batch[0].to(device), batch[1].to(device)
                 if exact:
-                    if not _exact_fisher_step(stack, inputs, targets, key, routes, params, trainable, reached):
+                    if not exact_fisher_step(stack, inputs, targets, key, routes, params, trainable, reached):
                         return None
                     continue
                 stack.zero_grad()
                 outputs = stack.forward(inputs, key, routes)
-                kind.objective(outputs, targets, _seed_losses).sum().backward()  # type: ignore[union-attr]
+                kind.objective(outputs, targets, seed_losses).sum().backward()  # type: ignore[union-attr]
                 kind.accumulate(trainable, [cast(Tensor, p.grad) for p in params])  # type: ignore[union-attr]
         finally:
             taken, stack.rows_taken = stack.rows_taken, None
@@ -304,7 +311,7 @@ class _Lockstep:
             old_stack.point_grads()
         assert self.stack is not None
         first = self.strategies[0]
-        if not _steps_nothing_at_zero(first.optimizer, self.reset_optimizer or old_optimizer is None):
+        if not steps_nothing_at_zero(first.optimizer, self.reset_optimizer or old_optimizer is None):
             used = self.seats[0].scenario.turn_used_params[self.index]
             unused = sorted(set(self.stack.trainable) - set(used))
             if unused:
@@ -325,7 +332,9 @@ class _Lockstep:
         assert self.stack is not None
         together: dict[str, list[Callable[[Tensor], None]]] = {}
         self._replaced: dict[str, set[int]] = {}
-        by_type = [_by_type(strategy.plugins) for strategy in self.strategies]  # a seed's own progress hook aside
+        by_type = [
+            plugins_by_type(strategy.plugins) for strategy in self.strategies
+        ]  # a seed's own progress hook aside
         for kind, occurrence in by_type[0]:
             instances = [plugins.get((kind, occurrence)) for plugins in by_type]
             if not issubclass(kind, SupervisedHooks) or any(p is None for p in instances):
@@ -350,7 +359,7 @@ class _Lockstep:
         if len(keys) != 1 or None in keys:
             raise Unbatchable("a training batch holds several tasks' samples")
         key = int(next(iter(keys)))  # type: ignore[arg-type]
-        routes = _routes(strategies, key)
+        routes = routes_of(strategies, key)
         gathered = ragged_lockstep_batches(loaders)
         iterators: list[Iterator[Any]] = [iter(loader) for loader in loaders] if gathered is None else []
         autocast = strategies[0].autocast()
@@ -366,7 +375,7 @@ class _Lockstep:
                 callback(losses)
 
         while True:
-            stacked, batches = _next_batches(gathered, iterators)
+            stacked, batches = next_batches(gathered, iterators)
             if batches is None:
                 break
             stepping = [k for k, batch in enumerate(batches) if batch is not None]
@@ -381,18 +390,18 @@ class _Lockstep:
                 strategies[k]._unpack_minibatch()
             each("before_training_iteration", stepping)
             stack.zero_grad()
-            inputs, targets, full = _stacked_batch(strategies, stacked, batches)
+            inputs, targets, full = stacked_batch(strategies, stacked, batches)
             with autocast:
                 outputs = stack.forward(inputs, key, routes)
-                losses = _seed_losses(outputs, targets)
+                losses = seed_losses(outputs, targets)
             if len(full) == len(strategies):
-                own_losses, version = _rows(losses, editable), losses._version
-                for strategy, output, loss in zip(strategies, _rows(outputs, editable), own_losses):
+                own_losses, version = seed_rows(losses, editable), losses._version
+                for strategy, output, loss in zip(strategies, seed_rows(outputs, editable), own_losses):
                     strategy.mb_output, strategy.loss = output, loss
                 each("before_backward", everyone)
-                _backward(strategies, losses, own_losses, version)
+                backward_all(strategies, losses, own_losses, version)
             else:
-                losses = _masked_pass(strategies, outputs, losses, full, stepping, autocast)
+                losses = masked_pass(strategies, outputs, losses, full, stepping, autocast)
                 each("before_backward", stepping)
                 torch.stack([strategies[k].loss for k in stepping]).sum().backward()
             for callback in together.get("backward_end", ()):
@@ -421,116 +430,6 @@ class _Lockstep:
             }
             for s in self.strategies
         ]
-
-
-def _exact_fisher_step(
-    stack: SeedStack,
-    inputs: Tensor,
-    targets: Tensor,
-    key: int,
-    routes: Sequence[Any] | None,
-    params: list[Tensor],
-    trainable: list[Tensor],
-    reached: set[str],
-) -> bool:
-    """One chunk of the stacked exact Fisher: the seeds' summed losses' "gradients" are, at each stacked linear layer,
-    its per-sample squares summed (:func:`~forgetbench.benchmark.run.batching.stack._squares`), added to
-    ``trainable``; False where a layer ran twice (its per-sample gradients would need summing before squaring)."""
-    with _squares() as calls:
-        loss = _seed_losses(stack.forward(inputs, key, routes), targets, "sum").sum()
-        found = torch.autograd.grad(loss, params, allow_unused=True)
-    if any(count > 1 for count in calls.values()):
-        return False
-    for name, total, squares in zip(stack.trainable, trainable, found):
-        if squares is not None:
-            total += squares
-            reached.add(name)
-    return True
-
-
-def _masked_pass(
-    strategies: Sequence[Any], outputs: Tensor, losses: Tensor, full: list[int], stepping: list[int], autocast: Any
-) -> Tensor:
-    """A step where the seeds' batches differ in size: each seed whose batch is the step's longest (``full``) takes
-    its output and loss from the stack, each other stepping seed (its epoch's last, shorter batch) makes its own
-    forward pass and criterion, as its own run does. The seeds' losses for the hooks that act on all at once (0 for
-    the seeds sitting the step out)."""
-    shown = torch.zeros_like(losses.detach())
-    for k in stepping:
-        strategy = strategies[k]
-        if k in full:
-            strategy.mb_output, strategy.loss = outputs[k], losses[k]
-        else:
-            with autocast:
-                strategy.mb_output = strategy.forward()
-                strategy.loss = strategy.criterion()
-        shown[k] = strategy.loss.detach()
-    return shown
-
-
-def _rows(stacked: Tensor, editable: bool) -> list[Tensor]:
-    """Each seed's row of a stacked tensor: one unbind for all of them, so a step dispatches as many operations at
-    K = 64 seeds as at 2; one select each where a seed's own callback may edit its loss in place before the backward
-    pass (a row of a multi-output unbind refuses in-place edits)."""
-    return [stacked[k] for k in range(len(stacked))] if editable else list(stacked.unbind(0))
-
-
-def _next_batches(
-    gathered: Iterator[tuple[list[Tensor], list[int]]] | None, iterators: list[Iterator[Any]]
-) -> tuple[list[Tensor] | None, list[Any] | None]:
-    """The next step's batch of each seat (None for a seat whose epoch has ended; None for all at the epoch's end),
-    and their stack where the loaders gathered it at once
-    (:func:`~forgetbench.benchmark.data.loaders.ragged_lockstep_batches`: rows past a seat's batch pad it)."""
-    if gathered is not None:
-        step = next(gathered, None)
-        if step is None:
-            return None, None
-        stacked, sizes = step
-        if min(sizes) == stacked[0].shape[1]:
-            return stacked, [list(rows) for rows in zip(*(t.unbind(0) for t in stacked))]
-        return stacked, [[t[k, :n] for t in stacked] if n else None for k, n in enumerate(sizes)]
-    batches = [next(iterator, None) for iterator in iterators]
-    if all(b is None for b in batches):
-        return None, None
-    return None, batches
-
-
-def _stacked_batch(
-    strategies: Sequence[Any], stacked: list[Tensor] | None, batches: list[Any]
-) -> tuple[Tensor, Tensor, list[int]]:
-    """The seats' inputs and targets, ``(K, batch, ...)``, and the seats whose batch fills its rows (the step's
-    longest): the gathered stack where no seat's unpacking or callback replaced its batch, else their batches
-    stacked (a shorter one's rows, and those of a seat whose epoch ended, zero)."""
-    stepping = [k for k, batch in enumerate(batches) if batch is not None]
-    sizes = [len(strategies[k].mbatch[1]) if batches[k] is not None else 0 for k in range(len(strategies))]
-    full = [k for k, size in enumerate(sizes) if size == max(sizes)]
-    if stacked is not None and all(
-        strategies[k].mbatch[0] is batches[k][0] and strategies[k].mbatch[1] is batches[k][1] for k in stepping
-    ):
-        inputs, targets = stacked[0], stacked[1]
-    elif len(full) == len(strategies):
-        inputs = torch.stack([s.mbatch[0] for s in strategies])
-        targets = torch.stack([s.mbatch[1] for s in strategies])
-    else:
-        x, y = strategies[full[0]].mbatch[0], strategies[full[0]].mbatch[1]
-        inputs, targets = x.new_zeros((len(strategies), *x.shape)), y.new_zeros((len(strategies), *y.shape))
-        for k in full:
-            inputs[k], targets[k] = strategies[k].mbatch[0], strategies[k].mbatch[1]
-    if targets.dim() != 2:
-        raise Unbatchable("the targets are not one class label per sample")
-    return inputs, targets, full
-
-
-def _backward(strategies: Sequence[Any], losses: Tensor, own_losses: list[Tensor], version: int) -> None:
-    """The backward pass of every seat's loss: of ``losses.sum()`` where no seat's callback replaced, changed (in
-    place: ``losses``' ``version`` moved) or hooked its loss, the same gradients through fewer nodes; else of the
-    seats' own losses, summed."""
-    if losses._version == version and all(
-        s.loss is loss and not loss._backward_hooks for s, loss in zip(strategies, own_losses)
-    ):
-        losses.sum().backward()
-    else:
-        torch.stack([s.loss for s in strategies]).sum().backward()
 
 
 def _train_together(seats: list[_Seat]) -> None:

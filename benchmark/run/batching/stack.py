@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from forgetbench.benchmark.data.models import TaskRoutedModule
-from forgetbench.strategies.importance import squared_outer
+from forgetbench.strategies.squares import squared_outer
 
 from forgetbench.benchmark.run.batching.refusals import Unbatchable
 
@@ -122,7 +122,7 @@ _SQUARES = threading.local()
 
 
 @contextlib.contextmanager
-def _squares() -> Iterator[dict[int, int]]:
+def summing_squares() -> Iterator[dict[int, int]]:
     calls: dict[int, int] = {}
     _SQUARES.calls = calls
     try:
@@ -415,13 +415,13 @@ def step_except(optimizer: torch.optim.Optimizer, resting: Sequence[int]) -> Non
             tensor.index_copy_(0, index, rows)
 
 
-def _routes(strategies: Sequence[Any], key: int) -> list[Any] | None:
+def routes_of(strategies: Sequence[Any], key: int) -> list[Any] | None:
     """What each seed's model ``key`` chooses (its ``seed_route``: a supernet's architecture), where models say."""
     route = [getattr(strategy.model, "seed_route", None) for strategy in strategies]
     return [r(key) for r in route] if all(callable(r) for r in route) else None  # type: ignore[misc]
 
 
-def _seed_losses(outputs: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+def seed_losses(outputs: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
     """Each seed's cross-entropy (its mean, or sum), ``(K,)``: its gradient is the per-seed criterion's, entry by
     entry."""
     flat = torch.nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
@@ -429,7 +429,7 @@ def _seed_losses(outputs: Tensor, targets: Tensor, reduction: str = "mean") -> T
     return per_seed.mean(1) if reduction == "mean" else per_seed.sum(1)
 
 
-def _by_type(plugins: Sequence[Any]) -> dict[tuple[type, int], Any]:
+def plugins_by_type(plugins: Sequence[Any]) -> dict[tuple[type, int], Any]:
     """``(type, n) -> plugin``: the n-th plugin of each type, how one seed's plugin is paired with the others'."""
     counts: dict[type, int] = {}
     paired = {}
@@ -439,7 +439,7 @@ def _by_type(plugins: Sequence[Any]) -> dict[tuple[type, int], Any]:
     return paired
 
 
-def _steps_nothing_at_zero(optimizer: torch.optim.Optimizer, fresh: bool) -> bool:
+def steps_nothing_at_zero(optimizer: torch.optim.Optimizer, fresh: bool) -> bool:
     """Whether a step with a zero gradient leaves a parameter and its later steps exactly as no step does: SGD
     without weight decay, on a fresh optimiser or without momentum (a fresh momentum buffer starts at the first
     gradient either way; one carried over from an earlier turn would move the parameter by its momentum). A turn's
