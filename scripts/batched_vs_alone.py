@@ -24,6 +24,7 @@ from forgetbench.benchmark.run import batching
 from forgetbench.benchmark.run.batching import refusals
 from forgetbench.benchmark.run.runner import run
 from forgetbench.benchmark.run.spec import expand_suite
+from forgetbench.benchmark.perf.measurements.seed_batching import largest_difference
 
 
 def main(argv: list[str]) -> int:
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
         together = batching.run_seeds(specs, data_root)
         together_wall = time.perf_counter() - began
         same = all(a.status == b.status and a.accuracy_matrix == b.accuracy_matrix for a, b in zip(alone, together))
-        apart = max(_largest_difference(a.accuracy_matrix, b.accuracy_matrix) for a, b in zip(alone, together))
+        apart = max(largest_difference(a.accuracy_matrix, b.accuracy_matrix) for a, b in zip(alone, together))
         batch = together[0].batch
         how = (
             f"batched {batch.seeds}" if batch is not None and batch.seeds else f"alone: {batch.alone if batch else '?'}"
@@ -68,16 +69,6 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
     return 0
-
-
-def _largest_difference(mine: list | None, theirs: list | None) -> float:
-    """The largest entry-wise difference of two accuracy matrices (inf where one is missing or shaped otherwise)."""
-    if mine is None or theirs is None:
-        return 0.0 if mine is theirs else float("inf")
-    a, b = torch.tensor(mine, dtype=torch.float64), torch.tensor(theirs, dtype=torch.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    return float(torch.nan_to_num(a - b, nan=0.0).abs().max()) if a.numel() else 0.0
 
 
 if __name__ == "__main__":
