@@ -107,6 +107,36 @@ class _LwFState(_LwFPluginBase):
             self.lwf.task_labels = strategy.mb_task_id
         super().before_backward(strategy, **kwargs)
 
+    @classmethod
+    def lockstep_step(cls, plugins: Sequence["_LwFState"], step: Any) -> dict[str, Any] | None:
+        """In a batch of K seeds (:mod:`forgetbench.benchmark.run.batching`): the seeds' copies and models give each
+        earlier task's logits once for all seeds (``step.frozen_forward`` of the copies, ``step.forward`` of the
+        models), and each seed's distillation is then Avalanche's own on its rows: entry by entry the arithmetic of
+        its own ``before_backward``. Each seed's own callback runs at a step where not every batch is full, and for
+        models whose ``forward_all_tasks`` is their own (one trunk pass for every head) or ``units: seen``."""
+        if any(isinstance(plugin.lwf, _SeenUnits) for plugin in plugins):
+            return None
+
+        def before_backward(losses: torch.Tensor) -> None:
+            strategies, copies = step.strategies, [plugin.lwf.prev_model for plugin in plugins]
+            earlier = _earlier_tasks(plugins, strategies) if step.full else None
+            if earlier is None:
+                for k in step.stepping:
+                    plugins[k].before_backward(strategies[k])
+                return
+            teacher = {task: step.frozen_forward(copies, task) for task in earlier}
+            student = {task: step.forward(task) for task in earlier}
+            for k, (plugin, strategy) in enumerate(zip(plugins, strategies)):
+                lwf = plugin.lwf
+                distillation: Any = 0  # Avalanche's _lwf_penalty, term by term in its order
+                for task in earlier:
+                    units = lwf.prev_classes_by_task[task]
+                    distillation += lwf._distillation_loss(student[task][k], teacher[task][k], units)
+                alpha = lwf.alpha[lwf.expcount] if isinstance(lwf.alpha, (list, tuple)) else lwf.alpha
+                strategy.loss += alpha * distillation
+
+        return {"before_backward": before_backward}
+
     def state_dict(self) -> dict:
         lwf = self.lwf
         return {
@@ -130,6 +160,28 @@ class _LwFState(_LwFPluginBase):
         if previous is None:
             return 0
         return sum(t.numel() * t.element_size() for t in previous.state_dict().values())
+
+
+def _earlier_tasks(plugins: Sequence[_LwFState], strategies: Sequence[Any]) -> list[int] | None:
+    """The tasks every seed distils at this step, in the order Avalanche's penalty sums them (its copy's known
+    tasks that an earlier experience trained); None where the seeds' differ, a seed has no copy yet, or a model's
+    ``forward_all_tasks`` is not the per-task one (stacked per task, its logits would be computed otherwise)."""
+    from avalanche.models import MultiTaskModule
+
+    copies = [plugin.lwf.prev_model for plugin in plugins]
+    if any(copy is None for copy in copies):
+        return None
+    for model in [*copies, *(strategy.model for strategy in strategies)]:
+        if (
+            not isinstance(model, MultiTaskModule)
+            or type(model).forward_all_tasks is not MultiTaskModule.forward_all_tasks
+        ):
+            return None
+    tasks = [
+        [task for task in copy.known_train_tasks_labels if task in plugin.lwf.prev_classes_by_task]
+        for copy, plugin in zip(copies, plugins)
+    ]
+    return tasks[0] if all(mine == tasks[0] for mine in tasks) else None
 
 
 @register_strategy("lwf", params=LwFParams)

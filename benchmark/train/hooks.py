@@ -9,10 +9,10 @@ names it) is read without importing Avalanche; the template that calls them impo
 lean loop skips these no-ops as it skips Avalanche's (``template.active_callbacks``).
 
 It also declares what a plugin does when K seeds of one run train as one stacked model
-(:mod:`forgetbench.benchmark.run.batching`): :meth:`SupervisedHooks.lockstep` and
-:meth:`SupervisedHooks.lockstep_importance`, classmethods the batch calls with the K seeds' instances of the class.
-Their defaults keep every seed's own callbacks and passes, which is always faithful; a plugin overrides them to act
-once for all the seeds.
+(:mod:`forgetbench.benchmark.run.batching`): :meth:`SupervisedHooks.lockstep`,
+:meth:`SupervisedHooks.lockstep_step` and :meth:`SupervisedHooks.lockstep_importance`, classmethods the batch calls
+with the K seeds' instances of the class. Their defaults keep every seed's own callbacks and passes, which is always
+faithful; a plugin overrides them to act once for all the seeds.
 """
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ class SupervisedHooks:
         tensors whose rows they are): callbacks ``event -> f(losses)`` that replace the instances' own at that event
         (``losses``: the seeds' losses, ``(K,)``; ``backward_end`` and ``epoch_end`` are the batch's own events), each
         entry by entry the arithmetic of the seed's own callback. None (the default): each seed's callbacks run."""
+        return None
+
+    @classmethod
+    def lockstep_step(cls, plugins: Sequence[Any], step: Any) -> dict[str, Any] | None:
+        """As :meth:`lockstep`, for a plugin that needs the step's inputs and the seeds' models on them (a
+        distillation's teacher and student). ``step`` is the batch's current step: ``strategies`` (the seats'),
+        ``stepping`` (the seats that step now), ``full`` (every seat steps on a full batch), ``forward(key)`` (the
+        seats' models ``key`` on the step's inputs, ``(K, batch, ...)``, with autograd) and
+        ``frozen_forward(models, key)`` (K frozen models of the seats' structure on them, without autograd), each
+        row bit for bit its seat's own model's output. None (the default): each seed's callbacks run."""
         return None
 
     @classmethod

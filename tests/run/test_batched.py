@@ -47,7 +47,7 @@ STRATEGIES = {  # the regularizer core's strategies, at strengths where their pe
     "l2": {"l2_lambda": 0.1},
     "wpl": {"alpha": 1000.0},
     "wpl_online": {},
-    "lwf": {},  # not the core's: its distillation runs in each seed's own callbacks
+    "lwf": {},  # not the core's: its teachers and students stacked (lockstep_step), each distillation the seed's own
 }
 
 

@@ -108,6 +108,41 @@ def _eval_forward(model: nn.Module, x: Tensor, key: int) -> Tensor:
         model.train(was_training)
 
 
+class _Step:
+    """The batch's current training step as a plugin's ``lockstep_step`` callbacks see it (the protocol of
+    :class:`~forgetbench.benchmark.train.hooks.SupervisedHooks`): the seats' strategies, which of them step, whether
+    every batch is full, and the seats' models (or frozen copies of them) on the step's stacked inputs."""
+
+    def __init__(self, lockstep: "_Lockstep") -> None:
+        self._lockstep = lockstep
+        self.inputs: Tensor | None = None
+        self.stepping: list[int] = []
+        self.full = False
+        self._frozen: tuple[list[int], SeedStack] | None = None  # the last frozen models' ids and their stack
+
+    @property
+    def strategies(self) -> list[Any]:
+        return self._lockstep.strategies
+
+    def forward(self, key: int) -> Tensor:
+        """The seats' models ``key`` on the step's inputs, ``(K, batch, ...)``, through the training stack."""
+        stack = self._lockstep.stack
+        assert stack is not None and self.inputs is not None
+        return stack.forward(self.inputs, key, routes_of(self.strategies, key))
+
+    def frozen_forward(self, models: Sequence[nn.Module], key: int) -> Tensor:
+        """K frozen models (one per seat, of its model's structure: a distillation's teachers) ``key`` on the step's
+        inputs, without autograd: through a stack of their own, built once for these models."""
+        assert self.inputs is not None
+        ids = [id(model) for model in models]
+        if self._frozen is None or self._frozen[0] != ids:  # the stack holds the models: no id is reused meanwhile
+            self._frozen = (ids, SeedStack(models))
+        route = [getattr(model, "seed_route", None) for model in models]
+        routes = [r(key) for r in route] if all(callable(r) for r in route) else None  # type: ignore[misc]
+        with torch.no_grad():
+            return self._frozen[1].forward(self.inputs, key, routes)
+
+
 class _Lockstep:
     """Trains the seats' turns together (Avalanche's ``train`` of one experience, event by event for every seat,
     with the stacked pass and step in the middle)."""
@@ -118,6 +153,7 @@ class _Lockstep:
         # before any plugin sees the weights: what a plugin keeps of them (an alias, a copy) is of the stacked rows
         self.stack: SeedStack | None = SeedStack([strategy.model for strategy in self.strategies])
         self.optimizer: torch.optim.Optimizer | None = None
+        self.step = _Step(self)
         # model key -> whether the stack scores it: its logits the seats' own, and no slower than theirs one by one
         self._evaluates_as_own: dict[int, bool] = {}
 
@@ -332,6 +368,7 @@ class _Lockstep:
         assert self.stack is not None
         together: dict[str, list[Callable[[Tensor], None]]] = {}
         self._replaced: dict[str, set[int]] = {}
+        self._edits_losses = False  # a lockstep_step callback may edit a seat's loss in place, as its own callback did
         by_type = [
             plugins_by_type(strategy.plugins) for strategy in self.strategies
         ]  # a seed's own progress hook aside
@@ -339,8 +376,10 @@ class _Lockstep:
             instances = [plugins.get((kind, occurrence)) for plugins in by_type]
             if not issubclass(kind, SupervisedHooks) or any(p is None for p in instances):
                 continue  # an Avalanche plugin of its own: its callbacks run per seed
-            callbacks = kind.lockstep(instances, self.stack.stacked_of)
-            for event, callback in (callbacks or {}).items():
+            on_step = kind.lockstep_step(instances, self.step) or {}
+            self._edits_losses = self._edits_losses or "before_backward" in on_step  # as the seats' own callbacks
+            callbacks = (kind.lockstep(instances, self.stack.stacked_of) or {}) | on_step
+            for event, callback in callbacks.items():
                 together.setdefault(event, []).append(callback)
                 self._replaced.setdefault(event, set()).update(id(p) for p in instances)
         return together
@@ -351,7 +390,7 @@ class _Lockstep:
         datasets differ in size (each its own split) step together while each has batches: at a step where a seed's
         batch is shorter than the others' (its last) it makes its own pass, and once its epoch has ended it sits
         the steps out (:meth:`_masked_step`)."""
-        strategies, stack, optimizer = self.strategies, self.stack, self.optimizer
+        strategies, stack, optimizer, step = self.strategies, self.stack, self.optimizer, self.step
         assert stack is not None and optimizer is not None
         together, hooks = self.together, self._own_hooks()
         loaders = [s.dataloader for s in strategies]
@@ -364,7 +403,7 @@ class _Lockstep:
         iterators: list[Iterator[Any]] = [iter(loader) for loader in loaders] if gathered is None else []
         autocast = strategies[0].autocast()
         losses = torch.zeros(len(strategies))
-        editable = any(callbacks["before_backward"] for callbacks in hooks)
+        editable = self._edits_losses or any(callbacks["before_backward"] for callbacks in hooks)
         everyone = list(range(len(strategies)))
 
         def each(event: str, seats: list[int]) -> None:
@@ -391,6 +430,7 @@ class _Lockstep:
             each("before_training_iteration", stepping)
             stack.zero_grad()
             inputs, targets, full = stacked_batch(strategies, stacked, batches)
+            step.inputs, step.stepping, step.full = inputs, stepping, len(full) == len(strategies)
             with autocast:
                 outputs = stack.forward(inputs, key, routes)
                 losses = seed_losses(outputs, targets)

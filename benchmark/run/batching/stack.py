@@ -241,6 +241,7 @@ class SeedStack:
         self._prefixed = {f"model.{name}": self.stacked[name] for name in self.names}
         self._direct = _stacked_copy(models[0], self.stacked)
         self._direct_for: dict[int, bool] = {}  # model key -> whether the stacked copy gives the vmap path's output
+        self._shared_route_routed: dict[int, bool] = {}  # model key -> whether forward_seeds serves a shared route
         self._groupings: dict[tuple[Any, ...], tuple[list[tuple[Any, Tensor]], Tensor]] = {}
         self._name_of_stacked = {id(tensor): name for name, tensor in self.stacked.items()}
         self.rows_taken: dict[str, set[int]] | None = None  # while recording: the seeds' rows a routed op ran on
@@ -278,9 +279,16 @@ class SeedStack:
     def forward(self, x: Tensor, key: int, routes: Sequence[Any] | None = None) -> Tensor:
         """The K models on their own inputs: ``x`` is ``(K, batch, ...)``, the result ``(K, batch, ...)``. Through the
         stacked copy where, on this model's first batch, it gave exactly the vmap path's output; else vmapped.
-        ``routes``: what each seed's model ``key`` chooses (a supernet's architecture), where they differ."""
+        ``routes``: what each seed's model ``key`` chooses (a supernet's architecture): through the stacked copy's
+        ``forward_seeds`` where it has one (each op once for the seeds that chose it, all of them where they share
+        the route, as the demo's supernet's seeds do), which must give the seeds' own outputs on the first batch."""
         if routes is not None and len(set(routes)) > 1:
             return self._routed(x, key, routes)
+        if routes is not None and self._shared_route_routed.get(key, True):
+            try:  # the seeds share model key's route: each of its ops once on every row, where the model says how
+                return self._routed(x, key, routes)
+            except Unbatchable:
+                self._shared_route_routed[key] = False  # the stacked copy's own forward or the vmap path serves
         direct = self._direct_for.get(key)
         if direct is None:
             reference = self._vmapped(x, key)
